@@ -1,0 +1,236 @@
+//! Strict conversions between the wire types and the core's types.
+//! Requests are validated here; nothing invalid reaches the core.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use super::proto as pb;
+use crate::backup::BackupRequest;
+use crate::engine::CheckReport;
+use crate::error::{Error, Result};
+use crate::jobs::{BackupSnapshot, JobState, Progress, RestoreSnapshot};
+use crate::names::{self, CollectionRef};
+use crate::restore::RestoreRequest;
+
+/// Most names one request may carry.
+pub const MAX_NAMES_PER_REQUEST: usize = 10_000;
+
+fn check_count(what: &str, n: usize) -> Result<()> {
+    if n > MAX_NAMES_PER_REQUEST {
+        return Err(Error::invalid(format!(
+            "{n} {what} given; at most {MAX_NAMES_PER_REQUEST} are accepted"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_collections(names: &[String]) -> Result<Vec<CollectionRef>> {
+    check_count("collection names", names.len())?;
+    names.iter().map(|n| CollectionRef::parse(n)).collect()
+}
+
+impl TryFrom<pb::CreateBackupRequest> for BackupRequest {
+    type Error = Error;
+
+    fn try_from(r: pb::CreateBackupRequest) -> Result<Self> {
+        names::validate_backup_name(&r.backup_name)?;
+        check_count("database names", r.database_names.len())?;
+        for db in &r.database_names {
+            names::validate_name("database name", db)?;
+        }
+        Ok(BackupRequest {
+            name: r.backup_name,
+            collections: parse_collections(&r.collection_names)?,
+            databases: r.database_names,
+            meta_only: r.meta_only,
+            request_id: r.request_id,
+        })
+    }
+}
+
+impl TryFrom<pb::RestoreRequest> for RestoreRequest {
+    type Error = Error;
+
+    fn try_from(r: pb::RestoreRequest) -> Result<Self> {
+        check_count("collection renames", r.collection_renames.len())?;
+        let mut renames = BTreeMap::new();
+        for (from, to) in &r.collection_renames {
+            let source = CollectionRef::parse(from)?;
+            // `coll` keeps the source's database; `db.coll` names another one.
+            let target = if to.contains('.') {
+                CollectionRef::parse(to)?
+            } else {
+                names::validate_name("target collection name", to)
+                    .map_err(|e| Error::invalid(format!("bad rename {from:?} → {to:?}: {e}")))?;
+                CollectionRef::new(source.db.clone(), to.clone())
+            };
+            renames.insert(source, target);
+        }
+        let req = RestoreRequest {
+            backup_name: r.backup_name,
+            collections: parse_collections(&r.collection_names)?,
+            suffix: r.collection_suffix,
+            renames,
+            drop_existing: r.drop_existing_collections,
+            skip_create: r.skip_create_collection,
+            restore_index: r.restore_index,
+            load: r.load,
+            meta_only: r.meta_only,
+            request_id: r.request_id,
+        };
+        req.validate()?;
+        Ok(req)
+    }
+}
+
+fn timestamp(t: SystemTime) -> prost_types::Timestamp {
+    prost_types::Timestamp::from(t)
+}
+
+fn state(s: JobState) -> pb::JobState {
+    match s {
+        JobState::Pending => pb::JobState::Pending,
+        JobState::Running => pb::JobState::Running,
+        JobState::Succeeded => pb::JobState::Succeeded,
+        JobState::Failed => pb::JobState::Failed,
+        JobState::Cancelled => pb::JobState::Cancelled,
+    }
+}
+
+fn progress(p: &Progress, s: JobState) -> pb::Progress {
+    pb::Progress {
+        percent: p.percent(s),
+        bytes_done: p.bytes_done,
+        bytes_total: p.bytes_total,
+        files_done: p.files_done,
+        files_total: p.files_total,
+        collections_done: p.collections_done,
+        collections_total: p.collections_total,
+    }
+}
+
+impl From<&BackupSnapshot> for pb::Backup {
+    fn from(b: &BackupSnapshot) -> Self {
+        pb::Backup {
+            id: b.id.clone(),
+            name: b.name.clone(),
+            state: state(b.state) as i32,
+            error_message: b.error.clone().unwrap_or_default(),
+            progress: Some(progress(&b.progress, b.state)),
+            size_bytes: b.size_bytes,
+            milvus_version: b.milvus_version.clone(),
+            collections: b
+                .collections
+                .iter()
+                .map(|c| pb::BackupCollection {
+                    db_name: c.db.clone(),
+                    collection_name: c.name.clone(),
+                    collection_id: c.id,
+                    row_count: c.row_count,
+                    size_bytes: c.size_bytes,
+                    partition_count: c.partition_count,
+                    segment_count: c.segment_count,
+                    backup_timestamp: c.backup_timestamp,
+                })
+                .collect(),
+            backup_timestamp: b.backup_timestamp_ms,
+            start_time: Some(timestamp(b.start_time)),
+            end_time: b.end_time.map(timestamp),
+            meta_only: b.meta_only,
+        }
+    }
+}
+
+impl From<&RestoreSnapshot> for pb::RestoreJob {
+    fn from(r: &RestoreSnapshot) -> Self {
+        pb::RestoreJob {
+            id: r.id.clone(),
+            backup_name: r.backup_name.clone(),
+            state: state(r.state) as i32,
+            error_message: r.error.clone().unwrap_or_default(),
+            progress: Some(progress(&r.progress, r.state)),
+            collections: r
+                .collections
+                .iter()
+                .map(|c| pb::RestoreCollection {
+                    source_db_name: c.source.db.clone(),
+                    source_collection_name: c.source.name.clone(),
+                    target_db_name: c.target.db.clone(),
+                    target_collection_name: c.target.name.clone(),
+                    state: state(c.state) as i32,
+                    row_count: c.row_count,
+                    imported_rows: c.imported_rows,
+                    error_message: c.error.clone().unwrap_or_default(),
+                })
+                .collect(),
+            start_time: Some(timestamp(r.start_time)),
+            end_time: r.end_time.map(timestamp),
+        }
+    }
+}
+
+impl From<CheckReport> for pb::CheckResponse {
+    fn from(c: CheckReport) -> Self {
+        pb::CheckResponse {
+            milvus_address: c.milvus_address,
+            milvus_version: c.milvus_version.to_string(),
+            milvus_storage: c.milvus_storage,
+            backup_storage: c.backup_storage,
+            backup_count: c.backup_count as u32,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renames_keep_the_source_database_unless_named() {
+        let r = RestoreRequest::try_from(pb::RestoreRequest {
+            backup_name: "b".into(),
+            collection_renames: [
+                ("db1.c1".to_string(), "c2".to_string()),
+                ("c3".to_string(), "db2.c4".to_string()),
+            ]
+            .into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            r.renames[&CollectionRef::new("db1", "c1")],
+            CollectionRef::new("db1", "c2")
+        );
+        assert_eq!(
+            r.renames[&CollectionRef::new("default", "c3")],
+            CollectionRef::new("db2", "c4")
+        );
+    }
+
+    #[test]
+    fn refuses_conflicting_options_and_bad_names() {
+        let bad = [
+            pb::RestoreRequest {
+                backup_name: "b".into(),
+                drop_existing_collections: true,
+                skip_create_collection: true,
+                ..Default::default()
+            },
+            pb::RestoreRequest {
+                backup_name: "../x".into(),
+                ..Default::default()
+            },
+            pb::RestoreRequest {
+                backup_name: "b".into(),
+                collection_suffix: "-x".into(),
+                ..Default::default()
+            },
+        ];
+        for r in bad {
+            assert!(matches!(
+                RestoreRequest::try_from(r),
+                Err(Error::InvalidArgument(_))
+            ));
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The tonic service: thin handlers over the engine, streaming job snapshots.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::proto as pb;
+use super::proto::backup_service_server::BackupService;
+use crate::backup::BackupRequest;
+use crate::engine::Engine;
+use crate::jobs::{BackupSnapshot, RestoreSnapshot};
+use crate::names::CollectionRef;
+use crate::restore::RestoreRequest;
+
+/// Smallest gap between two snapshots of one stream: a few per second at most.
+const MIN_SNAPSHOT_GAP: Duration = Duration::from_millis(250);
+
+type SnapshotStream<T> = ReceiverStream<Result<T, Status>>;
+
+/// `milvus.backup.v1.BackupService` over an [`Engine`].
+#[derive(Debug, Clone)]
+pub struct GrpcService {
+    engine: Arc<Engine>,
+}
+
+impl GrpcService {
+    /// A service over `engine`.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
+    }
+}
+
+/// Something with a terminal state.
+trait Snapshot: Clone + Send + Sync + 'static {
+    fn is_terminal(&self) -> bool;
+}
+
+impl Snapshot for BackupSnapshot {
+    fn is_terminal(&self) -> bool {
+        self.state.is_terminal()
+    }
+}
+
+impl Snapshot for RestoreSnapshot {
+    fn is_terminal(&self) -> bool {
+        self.state.is_terminal()
+    }
+}
+
+/// Streams the current snapshot, then each change (coalesced to a few per
+/// second), ending after a terminal one. A caller that goes away only ends
+/// this forwarding task, never the job.
+fn snapshot_stream<S, M>(mut rx: watch::Receiver<S>, to_msg: fn(&S) -> M) -> SnapshotStream<M>
+where
+    S: Snapshot,
+    M: Send + 'static,
+{
+    let (tx, out) = mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            let snap = rx.borrow_and_update().clone();
+            if tx.send(Ok(to_msg(&snap))).await.is_err() || snap.is_terminal() {
+                return;
+            }
+            tokio::time::sleep(MIN_SNAPSHOT_GAP).await;
+            if rx.changed().await.is_err() {
+                // The job is gone without a terminal state: say so.
+                let last = rx.borrow().clone();
+                let _ = tx.send(Ok(to_msg(&last))).await;
+                return;
+            }
+        }
+    });
+    ReceiverStream::new(out)
+}
+
+fn backup_msg<M: From<pb::Backup>>(s: &BackupSnapshot) -> M {
+    M::from(pb::Backup::from(s))
+}
+
+fn restore_msg<M: From<pb::RestoreJob>>(s: &RestoreSnapshot) -> M {
+    M::from(pb::RestoreJob::from(s))
+}
+
+macro_rules! wraps {
+    ($inner:ty => $($outer:ident . $field:ident),*) => {$(
+        impl From<$inner> for pb::$outer {
+            fn from(v: $inner) -> Self { pb::$outer { $field: Some(v) } }
+        }
+    )*};
+}
+
+wraps!(pb::Backup => CreateBackupResponse.backup, WatchBackupResponse.backup,
+       ListBackupsResponse.backup, GetBackupResponse.backup);
+wraps!(pb::RestoreJob => RestoreResponse.restore, WatchRestoreResponse.restore,
+       GetRestoreResponse.restore);
+
+#[tonic::async_trait]
+impl BackupService for GrpcService {
+    type CreateBackupStream = SnapshotStream<pb::CreateBackupResponse>;
+    type WatchBackupStream = SnapshotStream<pb::WatchBackupResponse>;
+    type ListBackupsStream = SnapshotStream<pb::ListBackupsResponse>;
+    type RestoreStream = SnapshotStream<pb::RestoreResponse>;
+    type WatchRestoreStream = SnapshotStream<pb::WatchRestoreResponse>;
+
+    async fn create_backup(
+        &self,
+        request: Request<pb::CreateBackupRequest>,
+    ) -> Result<Response<Self::CreateBackupStream>, Status> {
+        let req = BackupRequest::try_from(request.into_inner())?;
+        let rx = self.engine.create_backup(req).await?;
+        Ok(Response::new(snapshot_stream(rx, backup_msg)))
+    }
+
+    async fn watch_backup(
+        &self,
+        request: Request<pb::WatchBackupRequest>,
+    ) -> Result<Response<Self::WatchBackupStream>, Status> {
+        let rx = self.engine.watch_backup(&request.into_inner().name).await?;
+        Ok(Response::new(snapshot_stream(rx, backup_msg)))
+    }
+
+    async fn list_backups(
+        &self,
+        request: Request<pb::ListBackupsRequest>,
+    ) -> Result<Response<Self::ListBackupsStream>, Status> {
+        let filter = request.into_inner().collection_name;
+        let filter = if filter.is_empty() {
+            None
+        } else {
+            Some(CollectionRef::parse(&filter)?)
+        };
+        let backups = self.engine.list_backups(filter.as_ref()).await?;
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            for b in &backups {
+                if tx.send(Ok(backup_msg(b))).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn get_backup(
+        &self,
+        request: Request<pb::GetBackupRequest>,
+    ) -> Result<Response<pb::GetBackupResponse>, Status> {
+        let r = request.into_inner();
+        let snap = self.engine.get_backup(&r.name, &r.id).await?;
+        Ok(Response::new(backup_msg(&snap)))
+    }
+
+    async fn delete_backup(
+        &self,
+        request: Request<pb::DeleteBackupRequest>,
+    ) -> Result<Response<pb::DeleteBackupResponse>, Status> {
+        let name = request.into_inner().name;
+        let objects_deleted = self.engine.delete_backup(&name).await?;
+        Ok(Response::new(pb::DeleteBackupResponse {
+            name,
+            objects_deleted,
+        }))
+    }
+
+    async fn restore(
+        &self,
+        request: Request<pb::RestoreRequest>,
+    ) -> Result<Response<Self::RestoreStream>, Status> {
+        let req = RestoreRequest::try_from(request.into_inner())?;
+        let rx = self.engine.restore(req).await?;
+        Ok(Response::new(snapshot_stream(rx, restore_msg)))
+    }
+
+    async fn watch_restore(
+        &self,
+        request: Request<pb::WatchRestoreRequest>,
+    ) -> Result<Response<Self::WatchRestoreStream>, Status> {
+        let rx = self.engine.watch_restore(&request.into_inner().id)?;
+        Ok(Response::new(snapshot_stream(rx, restore_msg)))
+    }
+
+    async fn get_restore(
+        &self,
+        request: Request<pb::GetRestoreRequest>,
+    ) -> Result<Response<pb::GetRestoreResponse>, Status> {
+        let rx = self.engine.watch_restore(&request.into_inner().id)?;
+        let snap = rx.borrow().clone();
+        Ok(Response::new(restore_msg(&snap)))
+    }
+
+    async fn check(
+        &self,
+        _request: Request<pb::CheckRequest>,
+    ) -> Result<Response<pb::CheckResponse>, Status> {
+        let report = self.engine.check().await?;
+        Ok(Response::new(report.into()))
+    }
+}

@@ -1,0 +1,12 @@
+//! The adapters: the only code that knows gRPC. They validate requests, call
+//! the [`Engine`](crate::engine::Engine) and map its errors.
+
+mod convert;
+mod grpc;
+pub mod proto;
+mod server;
+mod status;
+
+pub use grpc::GrpcService;
+pub use server::{Server, ServerHandle};
+pub use status::code_of;

@@ -1,0 +1,109 @@
+//! The gRPC server: our service, health checking and reflection on one port,
+//! with a graceful stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+
+use super::GrpcService;
+use super::proto::FILE_DESCRIPTOR_SET;
+use super::proto::backup_service_server::BackupServiceServer;
+use crate::engine::Engine;
+
+/// Serves an [`Engine`] over gRPC.
+#[derive(Debug, Clone)]
+pub struct Server {
+    engine: Arc<Engine>,
+}
+
+/// A server running in the background (used by tests and the demo).
+#[derive(Debug)]
+pub struct ServerHandle {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl ServerHandle {
+    /// Stops gracefully and waits until the server has stopped.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await?
+    }
+}
+
+impl Server {
+    /// A server for `engine`.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
+    }
+
+    /// Serves on `listener` until `shutdown` completes. Health turns
+    /// NOT_SERVING first, then in-flight calls finish and the server returns.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<BackupServiceServer<GrpcService>>()
+            .await;
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let service = BackupServiceServer::new(GrpcService::new(self.engine));
+
+        info!(addr = %listener.local_addr()?, "serving gRPC");
+        let reporter = health.clone();
+        let stop = async move {
+            shutdown.await;
+            info!("shutting down: health is NOT_SERVING");
+            reporter
+                .set_not_serving::<BackupServiceServer<GrpcService>>()
+                .await;
+            reporter
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+        };
+        tonic::transport::Server::builder()
+            .trace_fn(|req| tracing::info_span!("grpc", path = %req.uri().path()))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+            .await?;
+        info!("server stopped");
+        Ok(())
+    }
+
+    /// Binds `addr` (port 0 picks a free one) and serves in the background.
+    pub async fn spawn(self, addr: SocketAddr) -> anyhow::Result<ServerHandle> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(self.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        Ok(ServerHandle {
+            addr,
+            stop: Some(stop),
+            task,
+        })
+    }
+}

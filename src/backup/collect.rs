@@ -1,0 +1,232 @@
+//! Reads one collection from Milvus: its description, partitions and indexes,
+//! and, after a flush, its segments and their binlogs.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+
+use super::schema;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::meta::LogKind;
+use crate::meta::model::{
+    Binlog, CollectionBackupInfo, FieldBinlog, IndexInfo, KeyValuePair, PartitionBackupInfo,
+    SegmentBackupInfo,
+};
+use crate::milvus::{FlushResult, SEGMENT_STATE_FLUSHED, SegmentInfo};
+use crate::names::CollectionRef;
+use crate::storage::ObjectInfo;
+
+/// One collection, read and ready to copy.
+#[derive(Debug)]
+pub struct CollectedCollection {
+    pub info: CollectionBackupInfo,
+    /// Every binlog to copy, with the group it goes to.
+    pub objects: Vec<(ObjectInfo, i64)>,
+}
+
+/// Describes `coll` and, unless `meta_only`, flushes it and lists its binlogs.
+pub async fn collect(
+    ctx: &Context,
+    coll: &CollectionRef,
+    meta_only: bool,
+) -> Result<CollectedCollection> {
+    let milvus = ctx.milvus.as_ref();
+    let desc = milvus.describe_collection(&coll.db, &coll.name).await?;
+    let partitions = milvus.list_partitions(&coll.db, &coll.name).await?;
+    let indexes = milvus.describe_indexes(&coll.db, &coll.name).await?;
+    let load_state = match milvus.loading_progress(&coll.db, &coll.name).await? {
+        0 => "NotLoad",
+        100 => "Loaded",
+        _ => "Loading",
+    };
+
+    let mut info = CollectionBackupInfo {
+        id: uuid::Uuid::new_v4().to_string(),
+        start_time: unix_seconds(),
+        collection_id: desc.id,
+        db_name: coll.db.clone(),
+        collection_name: coll.name.clone(),
+        schema: schema::to_meta(&desc.schema)?,
+        schema_proto_base64: base64::engine::general_purpose::STANDARD.encode(&desc.schema),
+        shards_num: desc.shards_num,
+        consistency_level: desc.consistency_level,
+        has_index: !indexes.is_empty(),
+        index_infos: indexes
+            .iter()
+            .map(|i| {
+                let params: BTreeMap<String, String> = i.params.iter().cloned().collect();
+                IndexInfo {
+                    field_name: i.field_name.clone(),
+                    index_name: i.name.clone(),
+                    index_type: params.get("index_type").cloned().unwrap_or_default(),
+                    params,
+                }
+            })
+            .collect(),
+        load_state: load_state.into(),
+        properties: desc
+            .properties
+            .iter()
+            .map(|(k, v)| KeyValuePair {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        partition_backups: partitions
+            .iter()
+            .map(|p| PartitionBackupInfo {
+                partition_id: p.id,
+                partition_name: p.name.clone(),
+                collection_id: desc.id,
+                load_state: load_state.into(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    if meta_only {
+        return Ok(CollectedCollection {
+            info,
+            objects: Vec::new(),
+        });
+    }
+
+    let flush = flush_and_wait(ctx, coll).await?;
+    info.backup_timestamp = flush.flush_ts;
+    info.backup_physical_timestamp = flush.flush_ts >> 18;
+
+    let segments = milvus.persistent_segments(&coll.db, &coll.name).await?;
+    let mut objects = Vec::new();
+    for seg in segments.iter().filter(|s| s.state == SEGMENT_STATE_FLUSHED) {
+        let (backup, files) = collect_segment(ctx, seg).await?;
+        let Some(part) = info
+            .partition_backups
+            .iter_mut()
+            .find(|p| p.partition_id == seg.partition_id)
+        else {
+            return Err(Error::Internal(format!(
+                "segment {} of {coll} is in unknown partition {}",
+                seg.id, seg.partition_id
+            )));
+        };
+        part.size += backup.size;
+        part.segment_backups.push(backup);
+        objects.extend(files.into_iter().map(|o| (o, seg.id)));
+    }
+    for part in &mut info.partition_backups {
+        part.segment_backups.sort_by_key(|s| s.segment_id);
+    }
+    info.size = info.partition_backups.iter().map(|p| p.size).sum();
+    Ok(CollectedCollection { info, objects })
+}
+
+/// Flushes the collection and waits until every row before the flush is persisted.
+async fn flush_and_wait(ctx: &Context, coll: &CollectionRef) -> Result<FlushResult> {
+    let milvus = ctx.milvus.as_ref();
+    let flush = milvus.flush(&coll.db, &coll.name).await?;
+    let deadline = Instant::now() + ctx.timing.flush_timeout;
+    while !milvus.is_flushed(&coll.db, &coll.name, &flush).await? {
+        if Instant::now() > deadline {
+            return Err(Error::milvus(
+                format!("Flush {coll}"),
+                format!(
+                    "segments {:?} not flushed after {}s",
+                    flush.segment_ids,
+                    ctx.timing.flush_timeout.as_secs()
+                ),
+            ));
+        }
+        tokio::time::sleep(ctx.timing.poll_interval.min(Duration::from_secs(2))).await;
+    }
+    Ok(flush)
+}
+
+/// Lists a segment's insert and delta binlogs in Milvus's bucket.
+async fn collect_segment(
+    ctx: &Context,
+    seg: &SegmentInfo,
+) -> Result<(SegmentBackupInfo, Vec<ObjectInfo>)> {
+    let store = ctx.milvus_store.as_ref();
+    let insert_dir =
+        ctx.milvus_layout
+            .segment_dir(LogKind::Insert, seg.collection_id, seg.partition_id, seg.id);
+    let delta_dir =
+        ctx.milvus_layout
+            .segment_dir(LogKind::Delta, seg.collection_id, seg.partition_id, seg.id);
+    let inserts = store.list(&insert_dir).await?;
+    let deltas = store.list(&delta_dir).await?;
+    if inserts.is_empty() && seg.num_rows > 0 {
+        return Err(Error::DataLoss(format!(
+            "segment {} has {} rows but no binlogs under {}/{insert_dir}",
+            seg.id,
+            seg.num_rows,
+            store.bucket()
+        )));
+    }
+
+    let mut by_field: BTreeMap<i64, Vec<Binlog>> = BTreeMap::new();
+    for o in &inserts {
+        let rel = &o.key[insert_dir.len()..];
+        let (field, log) = rel
+            .split_once('/')
+            .ok_or_else(|| Error::Internal(format!("unexpected insert binlog key {}", o.key)))?;
+        let field_id: i64 = field
+            .parse()
+            .map_err(|_| Error::Internal(format!("unexpected insert binlog key {}", o.key)))?;
+        by_field.entry(field_id).or_default().push(binlog(o, log));
+    }
+    let delta_binlogs: Vec<Binlog> = deltas
+        .iter()
+        .map(|o| binlog(o, &o.key[delta_dir.len()..]))
+        .collect();
+
+    let size: u64 = inserts.iter().chain(&deltas).map(|o| o.size).sum();
+    let backup = SegmentBackupInfo {
+        segment_id: seg.id,
+        collection_id: seg.collection_id,
+        partition_id: seg.partition_id,
+        num_of_rows: seg.num_rows,
+        binlogs: by_field
+            .into_iter()
+            .map(|(field_id, binlogs)| FieldBinlog { field_id, binlogs })
+            .collect(),
+        deltalogs: if delta_binlogs.is_empty() {
+            Vec::new()
+        } else {
+            vec![FieldBinlog {
+                field_id: 0,
+                binlogs: delta_binlogs,
+            }]
+        },
+        size: size as i64,
+        group_id: seg.id,
+        backuped: true,
+        ..Default::default()
+    };
+    let files = inserts.into_iter().chain(deltas).collect();
+    Ok((backup, files))
+}
+
+fn binlog(o: &ObjectInfo, log: &str) -> Binlog {
+    Binlog {
+        log_path: o.key.clone(),
+        log_size: o.size as i64,
+        log_id: log.parse().unwrap_or(0),
+        ..Default::default()
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_seconds() -> i64 {
+    unix_millis() / 1000
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

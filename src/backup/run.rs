@@ -1,0 +1,98 @@
+//! One backup job, from the flush to the meta.
+
+use crate::backup::collect::{collect, unix_millis, unix_seconds};
+use crate::backup::{BackupRequest, summary_of};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::jobs::{BackupSnapshot, JobHandle, JobState};
+use crate::meta::model::{BACKUP_SUCCESS, BackupInfo};
+use crate::names::CollectionRef;
+use crate::storage::CopyTask;
+
+/// Backs up `collections`, publishing progress on `job`. Writes the meta last:
+/// until it is written the backup is not listed as complete.
+pub async fn run(
+    ctx: &Context,
+    req: &BackupRequest,
+    collections: &[CollectionRef],
+    job: &JobHandle<BackupSnapshot>,
+) -> Result<()> {
+    let started_ms = unix_millis();
+    job.update(|s| {
+        s.state = JobState::Running;
+        s.progress.collections_total = collections.len() as u32;
+        s.backup_timestamp_ms = started_ms as u64;
+    });
+    let version = ctx.milvus.version().await?;
+    job.update(|s| s.milvus_version = version.to_string());
+    ctx.catalog.store().ensure_bucket(true).await?;
+
+    // Describe, flush and list every collection first, so the totals are known.
+    let mut collected = Vec::with_capacity(collections.len());
+    for coll in collections {
+        let c = collect(ctx, coll, req.meta_only).await?;
+        let bytes: u64 = c.objects.iter().map(|(o, _)| o.size).sum();
+        let files = c.objects.len() as u64;
+        let summary = summary_of(&c.info);
+        job.update(|s| {
+            s.progress.bytes_total += bytes;
+            s.progress.files_total += files;
+            s.collections.push(summary);
+        });
+        collected.push(c);
+    }
+
+    let layout = ctx.catalog.layout();
+    for c in &mut collected {
+        let tasks = c
+            .objects
+            .iter()
+            .map(|(o, group)| {
+                let dst_key = layout
+                    .backup_key(&req.name, &ctx.milvus_layout, &o.key, *group)
+                    .ok_or_else(|| Error::Internal(format!("unexpected binlog key {}", o.key)))?;
+                Ok(CopyTask {
+                    src_key: o.key.clone(),
+                    dst_key,
+                    size: o.size,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        ctx.copier
+            .copy_all(
+                ctx.milvus_store.as_ref(),
+                ctx.catalog.store().as_ref(),
+                tasks,
+                |t| {
+                    job.update(|s| {
+                        s.progress.bytes_done += t.size;
+                        s.progress.files_done += 1;
+                    })
+                },
+            )
+            .await?;
+        c.info.state_code = BACKUP_SUCCESS;
+        c.info.progress = 100;
+        c.info.end_time = unix_seconds();
+        job.update(|s| s.progress.collections_done += 1);
+    }
+
+    let collection_backups: Vec<_> = collected.into_iter().map(|c| c.info).collect();
+    let size = collection_backups.iter().map(|c| c.size).sum::<i64>();
+    let info = BackupInfo {
+        id: job.snapshot().id,
+        state_code: BACKUP_SUCCESS,
+        start_time: started_ms,
+        end_time: unix_millis(),
+        progress: 100,
+        name: req.name.clone(),
+        backup_timestamp: started_ms as u64,
+        collection_backups,
+        size,
+        milvus_version: version.to_string(),
+        ..Default::default()
+    };
+    ctx.catalog.write(&info).await?;
+    job.update(|s| s.size_bytes = size.max(0) as u64);
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! What the flows work with: Milvus, its bucket, the backup catalog and the copier.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::meta::{BackupLayout, Catalog, MilvusLayout};
+use crate::milvus::{MilvusApi, MilvusClient};
+use crate::storage::{Copier, ObjectStore, S3Bucket};
+
+/// Timing knobs of the flows.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// How often flush and import states are polled.
+    pub poll_interval: Duration,
+    /// How long a flush may take.
+    pub flush_timeout: Duration,
+    /// How long one import may go without finishing.
+    pub import_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(500),
+            flush_timeout: Duration::from_secs(600),
+            import_timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Everything a backup or restore job needs, shared by all jobs.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub milvus: Arc<dyn MilvusApi>,
+    /// Milvus's own bucket: binlogs are read from it and imported from it.
+    pub milvus_store: Arc<dyn ObjectStore>,
+    pub milvus_layout: MilvusLayout,
+    /// Where backups live.
+    pub catalog: Catalog,
+    pub copier: Copier,
+    pub timing: Timing,
+}
+
+impl std::fmt::Debug for dyn MilvusApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Milvus({})", self.address())
+    }
+}
+
+impl Context {
+    /// Builds the context from the configuration. Connects lazily.
+    pub fn from_config(cfg: &Config) -> Result<Self> {
+        let milvus_bucket = cfg.minio.milvus_bucket();
+        let backup_bucket = cfg.minio.backup_bucket();
+        let milvus_store: Arc<dyn ObjectStore> = Arc::new(S3Bucket::new(&milvus_bucket));
+        let backup_store: Arc<dyn ObjectStore> = if backup_bucket == milvus_bucket {
+            milvus_store.clone()
+        } else {
+            Arc::new(S3Bucket::new(&backup_bucket))
+        };
+        Ok(Self {
+            milvus: Arc::new(MilvusClient::new(&cfg.milvus)?),
+            milvus_store,
+            milvus_layout: MilvusLayout::new(milvus_bucket.root_path),
+            catalog: Catalog::new(backup_store, BackupLayout::new(backup_bucket.root_path)),
+            copier: Copier::new(cfg.backup.parallelism.copydata),
+            timing: Timing::default(),
+        })
+    }
+
+    /// Whether Milvus can import straight from the backup's keys (same bucket).
+    pub fn backups_in_milvus_bucket(&self) -> bool {
+        let (a, b) = (self.milvus_store.as_ref(), self.catalog.store().as_ref());
+        a.endpoint_identity().is_some()
+            && a.endpoint_identity() == b.endpoint_identity()
+            && a.bucket() == b.bucket()
+    }
+}

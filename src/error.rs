@@ -1,0 +1,82 @@
+//! The one error type of the core. Adapters map it to gRPC and HTTP codes in
+//! `api::status`; nothing else in the crate knows those codes.
+
+/// What went wrong, classified by what the caller can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request itself is wrong (a bad name, conflicting options).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A named thing does not exist.
+    #[error("{kind} not found: {name}")]
+    NotFound { kind: &'static str, name: String },
+    /// A named thing exists and would be overwritten.
+    #[error("{kind} already exists: {name}")]
+    AlreadyExists { kind: &'static str, name: String },
+    /// The system is not in a state that allows the request.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A dependency (Milvus, an object store) cannot be reached.
+    #[error("{service} unavailable at {address}: {detail}")]
+    Unavailable {
+        service: &'static str,
+        address: String,
+        detail: String,
+    },
+    /// Stored data is missing or damaged.
+    #[error("{0}")]
+    DataLoss(String),
+    /// Milvus answered, but with an error.
+    #[error("milvus {operation} failed: {reason}")]
+    Milvus { operation: String, reason: String },
+    /// An object store answered, but with an error.
+    #[error("storage {operation} failed on {key}: {reason}")]
+    Storage {
+        operation: &'static str,
+        key: String,
+        reason: String,
+    },
+    /// A bug or an unexpected state of ours.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Shorthand for [`Error::InvalidArgument`].
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::InvalidArgument(msg.into())
+    }
+
+    /// Shorthand for [`Error::NotFound`].
+    pub fn not_found(kind: &'static str, name: impl Into<String>) -> Self {
+        Error::NotFound {
+            kind,
+            name: name.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::AlreadyExists`].
+    pub fn already_exists(kind: &'static str, name: impl Into<String>) -> Self {
+        Error::AlreadyExists {
+            kind,
+            name: name.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::Milvus`].
+    pub fn milvus(operation: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Milvus {
+            operation: operation.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Internal(format!("json: {e}"))
+    }
+}

@@ -1,0 +1,169 @@
+//! What a job looks like at one moment.
+
+use std::time::SystemTime;
+
+use crate::names::CollectionRef;
+
+/// The life cycle of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JobState {
+    #[default]
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    /// Succeeded, failed or cancelled: nothing will change any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+/// Counters of a job's work.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub files_done: u64,
+    pub files_total: u64,
+    pub collections_done: u32,
+    pub collections_total: u32,
+}
+
+impl Progress {
+    /// Percent done: 100 only once the job succeeded, so a caller never sees
+    /// 100 while the last step (writing the meta, importing) is still to come.
+    pub fn percent(&self, state: JobState) -> u32 {
+        if state == JobState::Succeeded {
+            return 100;
+        }
+        let fraction = if self.bytes_total > 0 {
+            self.bytes_done as f64 / self.bytes_total as f64
+        } else if self.files_total > 0 {
+            self.files_done as f64 / self.files_total as f64
+        } else if self.collections_total > 0 {
+            self.collections_done as f64 / self.collections_total as f64
+        } else {
+            0.0
+        };
+        ((fraction * 100.0).floor() as u32).min(99)
+    }
+}
+
+/// One collection of a backup.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CollectionSummary {
+    pub db: String,
+    pub name: String,
+    pub id: i64,
+    pub row_count: i64,
+    pub size_bytes: u64,
+    pub partition_count: u32,
+    pub segment_count: u32,
+    /// Hybrid timestamp up to which the data is in the backup.
+    pub backup_timestamp: u64,
+}
+
+/// A backup job, or a complete backup read back from storage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupSnapshot {
+    pub id: String,
+    pub name: String,
+    pub state: JobState,
+    pub error: Option<String>,
+    pub progress: Progress,
+    pub size_bytes: u64,
+    pub milvus_version: String,
+    pub collections: Vec<CollectionSummary>,
+    /// Physical time of the backup, milliseconds since the epoch.
+    pub backup_timestamp_ms: u64,
+    pub start_time: SystemTime,
+    pub end_time: Option<SystemTime>,
+    pub meta_only: bool,
+}
+
+impl BackupSnapshot {
+    /// A job that has not started yet.
+    pub fn pending(id: String, name: String, meta_only: bool) -> Self {
+        Self {
+            id,
+            name,
+            state: JobState::Pending,
+            error: None,
+            progress: Progress::default(),
+            size_bytes: 0,
+            milvus_version: String::new(),
+            collections: Vec::new(),
+            backup_timestamp_ms: 0,
+            start_time: SystemTime::now(),
+            end_time: None,
+            meta_only,
+        }
+    }
+}
+
+/// One collection of a restore job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreCollectionStatus {
+    pub source: CollectionRef,
+    pub target: CollectionRef,
+    pub state: JobState,
+    /// Rows in the backup.
+    pub row_count: i64,
+    /// Rows Milvus reported as imported.
+    pub imported_rows: i64,
+    pub error: Option<String>,
+}
+
+/// A restore job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoreSnapshot {
+    pub id: String,
+    pub backup_name: String,
+    pub state: JobState,
+    pub error: Option<String>,
+    pub progress: Progress,
+    pub collections: Vec<RestoreCollectionStatus>,
+    pub start_time: SystemTime,
+    pub end_time: Option<SystemTime>,
+}
+
+/// Marks a snapshot as ended with `result`.
+pub(crate) fn finish(
+    state: &mut JobState,
+    error: &mut Option<String>,
+    end_time: &mut Option<SystemTime>,
+    result: Result<(), String>,
+) {
+    match result {
+        Ok(()) => *state = JobState::Succeeded,
+        Err(e) => {
+            *state = JobState::Failed;
+            *error = Some(e);
+        }
+    }
+    *end_time = Some(SystemTime::now());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_is_100_only_on_success() {
+        let p = Progress {
+            bytes_done: 10,
+            bytes_total: 10,
+            ..Default::default()
+        };
+        assert_eq!(p.percent(JobState::Running), 99);
+        assert_eq!(p.percent(JobState::Succeeded), 100);
+        assert_eq!(Progress::default().percent(JobState::Running), 0);
+    }
+}

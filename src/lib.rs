@@ -1,0 +1,21 @@
+//! milvus-backup: back up Milvus collections to object storage and restore them,
+//! as a streaming gRPC service and a CLI.
+//!
+//! The flows ([`backup`], [`restore`]) are plain async Rust over two small
+//! traits ([`milvus::MilvusApi`], [`storage::ObjectStore`]); [`engine::Engine`]
+//! runs them as jobs; only [`api`] knows gRPC.
+
+pub mod api;
+pub mod backup;
+pub mod config;
+pub mod context;
+pub mod engine;
+pub mod error;
+pub mod jobs;
+pub mod meta;
+pub mod milvus;
+pub mod names;
+pub mod restore;
+pub mod storage;
+
+pub use error::{Error, Result};

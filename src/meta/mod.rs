@@ -1,0 +1,194 @@
+//! The backup layout and the JSON meta model, and the catalog that reads and
+//! writes backups' meta in a store.
+
+pub mod layout;
+pub mod model;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::storage::ObjectStore;
+pub use layout::{BackupLayout, LogKind, META_FILES, MilvusLayout};
+use model::{BackupInfo, CollectionBackupInfo, LevelInfos, PartitionBackupInfo, SegmentBackupInfo};
+
+/// The backups kept in one store under one root.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    store: Arc<dyn ObjectStore>,
+    layout: BackupLayout,
+}
+
+impl Catalog {
+    /// The catalog of `store` under `layout`'s root.
+    pub fn new(store: Arc<dyn ObjectStore>, layout: BackupLayout) -> Self {
+        Self { store, layout }
+    }
+
+    /// The store backups live in.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The layout of the backup tree.
+    pub fn layout(&self) -> &BackupLayout {
+        &self.layout
+    }
+
+    /// Whether anything at all is stored under the backup's name.
+    pub async fn is_taken(&self, name: &str) -> Result<bool> {
+        let prefix = self.layout.backup_prefix(name);
+        Ok(!self.store.list_dirs(&prefix).await?.is_empty()
+            || !self.store.list(&prefix).await?.is_empty())
+    }
+
+    /// Names of every folder under the root, complete backups or not.
+    pub async fn names(&self) -> Result<Vec<String>> {
+        let dirs = self.store.list_dirs(&self.layout.root_prefix()).await?;
+        let mut names: Vec<String> = dirs.iter().filter_map(|d| self.layout.name_of(d)).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Reads a complete backup: `full_meta.json`, or else `backup_meta.json` and
+    /// the level files as older Go-tool backups have them. `None` when neither exists.
+    pub async fn read(&self, name: &str) -> Result<Option<BackupInfo>> {
+        if let Some(full) = self.read_json::<BackupInfo>(name, "full_meta.json").await? {
+            return Ok(Some(full));
+        }
+        let Some(mut info) = self
+            .read_json::<BackupInfo>(name, "backup_meta.json")
+            .await?
+        else {
+            return Ok(None);
+        };
+        let collections = self
+            .read_json::<LevelInfos<CollectionBackupInfo>>(name, "collection_meta.json")
+            .await?
+            .unwrap_or_default()
+            .infos;
+        let partitions = self
+            .read_json::<LevelInfos<PartitionBackupInfo>>(name, "partition_meta.json")
+            .await?
+            .unwrap_or_default()
+            .infos;
+        let segments = self
+            .read_json::<LevelInfos<SegmentBackupInfo>>(name, "segment_meta.json")
+            .await?
+            .unwrap_or_default()
+            .infos;
+        info.collection_backups = levels_to_tree(collections, partitions, segments);
+        Ok(Some(info))
+    }
+
+    /// Writes the meta of a finished backup: the level files, then
+    /// `backup_meta.json`, then `full_meta.json`, which makes the backup complete.
+    pub async fn write(&self, info: &BackupInfo) -> Result<()> {
+        let collections = info.collection_backups.clone();
+        let partitions: Vec<PartitionBackupInfo> = collections
+            .iter()
+            .flat_map(|c| c.partition_backups.iter())
+            .map(|p| PartitionBackupInfo {
+                segment_backups: Vec::new(),
+                ..p.clone()
+            })
+            .collect();
+        let segments: Vec<SegmentBackupInfo> = collections
+            .iter()
+            .flat_map(|c| c.partition_backups.iter())
+            .flat_map(|p| p.segment_backups.iter().cloned())
+            .collect();
+        let top = BackupInfo {
+            collection_backups: Vec::new(),
+            ..info.clone()
+        };
+        let files: [(&str, Vec<u8>); 5] = [
+            (
+                "segment_meta.json",
+                serde_json::to_vec(&LevelInfos { infos: segments })?,
+            ),
+            (
+                "partition_meta.json",
+                serde_json::to_vec(&LevelInfos { infos: partitions })?,
+            ),
+            (
+                "collection_meta.json",
+                serde_json::to_vec(&LevelInfos { infos: collections })?,
+            ),
+            ("backup_meta.json", serde_json::to_vec(&top)?),
+            ("full_meta.json", serde_json::to_vec(info)?),
+        ];
+        debug_assert!(files.iter().map(|f| f.0).eq(META_FILES));
+        for (file, body) in files {
+            let key = self.layout.meta_key(&info.name, file);
+            self.store.write(&key, Bytes::from(body)).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every object of backup `name`; returns how many there were.
+    pub async fn delete(&self, name: &str) -> Result<u64> {
+        let prefix = self.layout.backup_prefix(name);
+        let keys: Vec<String> = self
+            .store
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        // Meta first, so a half-deleted backup is never listed as complete.
+        let (meta, data): (Vec<_>, Vec<_>) =
+            keys.iter().cloned().partition(|k| k.contains("/meta/"));
+        self.store.delete(&meta).await?;
+        self.store.delete(&data).await?;
+        Ok(keys.len() as u64)
+    }
+
+    async fn read_json<T: DeserializeOwned>(&self, name: &str, file: &str) -> Result<Option<T>> {
+        let key = self.layout.meta_key(name, file);
+        let bytes = match self.store.read(&key).await {
+            Ok(b) => b,
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::DataLoss(format!("backup {name:?}: {key} is not valid meta: {e}")))
+    }
+}
+
+/// Rebuilds the tree from the level files, filling only what the collection
+/// file does not already nest.
+fn levels_to_tree(
+    mut collections: Vec<CollectionBackupInfo>,
+    partitions: Vec<PartitionBackupInfo>,
+    segments: Vec<SegmentBackupInfo>,
+) -> Vec<CollectionBackupInfo> {
+    let mut segs_by_part: HashMap<(i64, i64), Vec<SegmentBackupInfo>> = HashMap::new();
+    for s in segments {
+        segs_by_part
+            .entry((s.collection_id, s.partition_id))
+            .or_default()
+            .push(s);
+    }
+    let mut parts_by_coll: HashMap<i64, Vec<PartitionBackupInfo>> = HashMap::new();
+    for p in partitions {
+        parts_by_coll.entry(p.collection_id).or_default().push(p);
+    }
+    for c in &mut collections {
+        if c.partition_backups.is_empty() {
+            c.partition_backups = parts_by_coll.remove(&c.collection_id).unwrap_or_default();
+        }
+        for p in &mut c.partition_backups {
+            if p.segment_backups.is_empty() {
+                p.segment_backups = segs_by_part
+                    .remove(&(c.collection_id, p.partition_id))
+                    .unwrap_or_default();
+            }
+        }
+    }
+    collections
+}

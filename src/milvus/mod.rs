@@ -1,0 +1,144 @@
+//! Milvus as the flows see it: a small trait over the proxy API, its gRPC
+//! implementation, and the version switches.
+
+mod client;
+pub mod proto;
+pub mod rows;
+pub mod version;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::Result;
+
+pub use client::{MilvusClient, check_status};
+pub use version::MilvusVersion;
+
+/// A collection as DescribeCollection reports it.
+#[derive(Debug, Clone)]
+pub struct CollectionInfo {
+    pub id: i64,
+    pub db: String,
+    pub name: String,
+    /// The encoded `schema.CollectionSchema`, kept byte for byte.
+    pub schema: Bytes,
+    pub shards_num: i32,
+    pub consistency_level: i32,
+    pub properties: Vec<(String, String)>,
+    pub num_partitions: i64,
+    pub created_timestamp: u64,
+    pub aliases: Vec<String>,
+}
+
+/// A partition of a collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub id: i64,
+    pub name: String,
+}
+
+/// An index as DescribeIndex reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexInfo {
+    pub name: String,
+    pub id: i64,
+    pub field_name: String,
+    /// `index_type`, `metric_type`, `params` and the rest, as Milvus gives them.
+    pub params: Vec<(String, String)>,
+}
+
+/// A persisted segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub id: i64,
+    pub collection_id: i64,
+    pub partition_id: i64,
+    pub num_rows: i64,
+    /// `common.SegmentState`.
+    pub state: i32,
+    /// `common.SegmentLevel` (2.4+; 0 before).
+    pub level: i32,
+}
+
+/// `common.SegmentState::Flushed`.
+pub const SEGMENT_STATE_FLUSHED: i32 = 4;
+
+/// What Flush answered for one collection.
+#[derive(Debug, Clone, Default)]
+pub struct FlushResult {
+    /// Segments sealed by this flush, to wait for.
+    pub segment_ids: Vec<i64>,
+    /// Hybrid timestamp of the flush: every row before it is persisted once flushed.
+    pub flush_ts: u64,
+}
+
+/// Where an import task stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportPhase {
+    Running,
+    Completed,
+    Failed(String),
+}
+
+/// What GetImportState answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportStatus {
+    pub phase: ImportPhase,
+    pub row_count: i64,
+}
+
+/// What it takes to create a collection.
+#[derive(Debug, Clone)]
+pub struct NewCollection {
+    pub db: String,
+    pub name: String,
+    /// An encoded `schema.CollectionSchema` whose name is `name`.
+    pub schema: Bytes,
+    pub shards_num: i32,
+    pub consistency_level: i32,
+    pub properties: Vec<(String, String)>,
+    /// Only for collections with a partition key.
+    pub num_partitions: Option<i64>,
+}
+
+/// One bulk import of binlog prefixes into a partition.
+#[derive(Debug, Clone)]
+pub struct ImportRequest {
+    pub db: String,
+    pub collection: String,
+    pub partition: String,
+    /// Keys inside Milvus's bucket: `[insert_prefix/, delta_prefix/ or ""]`.
+    pub files: Vec<String>,
+    pub options: Vec<(String, String)>,
+}
+
+/// The Milvus operations the backup and restore flows need.
+#[async_trait]
+pub trait MilvusApi: Send + Sync {
+    /// Where Milvus is, for messages.
+    fn address(&self) -> &str;
+    async fn version(&self) -> Result<MilvusVersion>;
+    /// Database names; `["default"]` on servers without databases.
+    async fn list_databases(&self) -> Result<Vec<String>>;
+    async fn create_database(&self, db: &str) -> Result<()>;
+    async fn list_collections(&self, db: &str) -> Result<Vec<String>>;
+    async fn has_collection(&self, db: &str, name: &str) -> Result<bool>;
+    async fn describe_collection(&self, db: &str, name: &str) -> Result<CollectionInfo>;
+    async fn create_collection(&self, new: &NewCollection) -> Result<()>;
+    async fn drop_collection(&self, db: &str, name: &str) -> Result<()>;
+    async fn list_partitions(&self, db: &str, collection: &str) -> Result<Vec<PartitionInfo>>;
+    async fn create_partition(&self, db: &str, collection: &str, partition: &str) -> Result<()>;
+    async fn describe_indexes(&self, db: &str, collection: &str) -> Result<Vec<IndexInfo>>;
+    /// Loading progress in percent; 0 for a released collection.
+    async fn loading_progress(&self, db: &str, collection: &str) -> Result<i64>;
+    async fn flush(&self, db: &str, collection: &str) -> Result<FlushResult>;
+    async fn is_flushed(&self, db: &str, collection: &str, flush: &FlushResult) -> Result<bool>;
+    async fn persistent_segments(&self, db: &str, collection: &str) -> Result<Vec<SegmentInfo>>;
+    /// Creates an index; `params` are the `extra_params` (`index_type`, `metric_type`, `params`).
+    async fn create_index(&self, db: &str, collection: &str, index: &IndexInfo) -> Result<()>;
+    /// Asks Milvus to load the collection (returns before loading ends).
+    async fn load_collection(&self, db: &str, collection: &str) -> Result<()>;
+    /// Starts an import; returns its task ids.
+    async fn import(&self, req: &ImportRequest) -> Result<Vec<i64>>;
+    async fn import_state(&self, task: i64) -> Result<ImportStatus>;
+}

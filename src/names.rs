@@ -1,0 +1,145 @@
+//! Names users pass in: backup names and collection references (`coll` or `db.coll`).
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+
+/// The database Milvus uses when none is named.
+pub const DEFAULT_DB: &str = "default";
+
+/// Longest backup, database or collection name accepted, as in the Go tool.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Checks a name: letters, digits and `_`, starting with a letter or `_`,
+/// at most [`MAX_NAME_LEN`] characters. `what` names the kind in the error.
+pub fn validate_name(what: &str, name: &str) -> Result<()> {
+    let shown = shorten(name);
+    let mut chars = name.chars();
+    let Some(first) = chars.next() else {
+        return Err(Error::invalid(format!("{what} must not be empty")));
+    };
+    if name.len() > MAX_NAME_LEN {
+        return Err(Error::invalid(format!(
+            "{what} {shown:?} is longer than {MAX_NAME_LEN} characters"
+        )));
+    }
+    if !(first.is_ascii_alphabetic() || first == '_') {
+        return Err(Error::invalid(format!(
+            "{what} {shown:?} must start with a letter or '_'"
+        )));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
+    {
+        return Err(Error::invalid(format!(
+            "{what} {shown:?} contains {bad:?}; only letters, digits and '_' are allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a backup name (see [`validate_name`]).
+pub fn validate_backup_name(name: &str) -> Result<()> {
+    validate_name("backup name", name)
+}
+
+/// Cuts a long user value so that it can be echoed in an error message.
+fn shorten(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.chars().count() <= MAX {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(MAX).collect::<String>())
+    }
+}
+
+/// A collection in a database.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CollectionRef {
+    pub db: String,
+    pub name: String,
+}
+
+impl CollectionRef {
+    /// A collection of database `db`.
+    pub fn new(db: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            db: db.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Parses `coll` (default database) or `db.coll`, validating both parts.
+    pub fn parse(s: &str) -> Result<Self> {
+        let (db, name) = match s.split_once('.') {
+            Some((db, name)) => (db, name),
+            None => (DEFAULT_DB, s),
+        };
+        validate_name("database name", db)
+            .and_then(|_| validate_name("collection name", name))
+            .map_err(|e| Error::invalid(format!("bad collection reference {s:?}: {e}")))?;
+        Ok(Self::new(db, name))
+    }
+
+    /// Empty database names, as older Milvus and the Go tool write them, mean the default one.
+    pub fn normalized(db: &str, name: &str) -> Self {
+        let db = if db.is_empty() { DEFAULT_DB } else { db };
+        Self::new(db, name)
+    }
+}
+
+impl fmt::Display for CollectionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.db, self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_go_tool_names() {
+        for ok in ["a", "_x", "backup_2024_01", "A1", &"b".repeat(128)] {
+            validate_backup_name(ok).unwrap();
+        }
+    }
+
+    #[test]
+    fn refuses_bad_names_and_names_them() {
+        for bad in [
+            "",
+            " ",
+            "../x",
+            "a b",
+            "1abc",
+            "a-b",
+            "a.b",
+            "a/b",
+            "é",
+            &"b".repeat(129),
+        ] {
+            let err = validate_backup_name(bad).unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument(_)), "{bad:?}");
+            if !bad.is_empty() && bad.len() < 64 {
+                assert!(err.to_string().contains(bad), "{err} should name {bad:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn parses_collection_refs() {
+        assert_eq!(
+            CollectionRef::parse("c1").unwrap(),
+            CollectionRef::new("default", "c1")
+        );
+        assert_eq!(
+            CollectionRef::parse("db1.c1").unwrap(),
+            CollectionRef::new("db1", "c1")
+        );
+        for bad in ["", ".c", "db.", "a.b.c", "x y", "db.../c"] {
+            assert!(CollectionRef::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

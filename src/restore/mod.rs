@@ -1,0 +1,128 @@
+//! The restore flow: check the request against the backup and Milvus, then
+//! recreate each collection and import its binlogs.
+
+mod run;
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::meta::model::{BackupInfo, CollectionBackupInfo};
+use crate::names::{self, CollectionRef};
+
+pub use run::run;
+
+/// A validated restore request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreRequest {
+    pub backup_name: String,
+    /// Collections of the backup to restore; empty means all.
+    pub collections: Vec<CollectionRef>,
+    /// Appended to the name of each collection that is not renamed.
+    pub suffix: String,
+    /// Source collection → target collection.
+    pub renames: BTreeMap<CollectionRef, CollectionRef>,
+    pub drop_existing: bool,
+    pub skip_create: bool,
+    pub restore_index: bool,
+    pub load: bool,
+    pub meta_only: bool,
+    pub request_id: String,
+}
+
+impl RestoreRequest {
+    /// Checks the options that need no lookup.
+    pub fn validate(&self) -> Result<()> {
+        names::validate_backup_name(&self.backup_name)?;
+        if !self.suffix.is_empty()
+            && !self
+                .suffix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(Error::invalid(format!(
+                "collection suffix {:?} may contain only letters, digits and '_'",
+                self.suffix
+            )));
+        }
+        if self.drop_existing && self.skip_create {
+            return Err(Error::invalid(
+                "drop_existing_collections and skip_create_collection cannot be used together",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One collection to restore.
+#[derive(Debug, Clone)]
+pub struct RestoreTarget {
+    pub source: CollectionBackupInfo,
+    pub target: CollectionRef,
+    /// The target exists now (and will be dropped, or imported into).
+    pub exists: bool,
+}
+
+/// Resolves the request against the backup and Milvus before any job starts.
+pub async fn plan(ctx: &Context, req: &RestoreRequest) -> Result<(BackupInfo, Vec<RestoreTarget>)> {
+    req.validate()?;
+    let backup = ctx
+        .catalog
+        .read(&req.backup_name)
+        .await?
+        .ok_or_else(|| Error::not_found("backup", &req.backup_name))?;
+
+    let in_backup = |c: &CollectionRef| {
+        backup
+            .collection_backups
+            .iter()
+            .find(|b| CollectionRef::normalized(&b.db_name, &b.collection_name) == *c)
+    };
+    for c in req.collections.iter().chain(req.renames.keys()) {
+        if in_backup(c).is_none() {
+            return Err(Error::not_found(
+                "collection in backup",
+                format!("{c} (backup {:?})", req.backup_name),
+            ));
+        }
+    }
+    let selected: Vec<&CollectionBackupInfo> = if req.collections.is_empty() {
+        backup.collection_backups.iter().collect()
+    } else {
+        req.collections.iter().filter_map(in_backup).collect()
+    };
+
+    let mut targets = Vec::with_capacity(selected.len());
+    let mut seen = HashSet::new();
+    for src in selected {
+        let source = CollectionRef::normalized(&src.db_name, &src.collection_name);
+        let target = match req.renames.get(&source) {
+            Some(t) => t.clone(),
+            None => CollectionRef::new(source.db.clone(), format!("{}{}", source.name, req.suffix)),
+        };
+        names::validate_name("target collection name", &target.name)?;
+        if !seen.insert(target.clone()) {
+            return Err(Error::invalid(format!(
+                "two collections would be restored to {target}"
+            )));
+        }
+        let exists = ctx.milvus.has_collection(&target.db, &target.name).await?;
+        if exists && !req.drop_existing && !req.skip_create {
+            return Err(Error::FailedPrecondition(format!(
+                "target collection {target} already exists; drop it, rename the target, \
+                 or ask for drop_existing_collections"
+            )));
+        }
+        if !exists && req.skip_create {
+            return Err(Error::FailedPrecondition(format!(
+                "skip_create_collection was asked but target collection {target} does not exist"
+            )));
+        }
+        targets.push(RestoreTarget {
+            source: src.clone(),
+            target,
+            exists,
+        });
+    }
+    Ok((backup, targets))
+}

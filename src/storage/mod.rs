@@ -1,0 +1,90 @@
+//! Object storage: a small trait over one bucket, its S3 backend and the copy engine.
+
+mod copy;
+mod s3;
+
+use std::fmt;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+use crate::error::Result;
+
+pub use copy::{Copier, CopyTask};
+pub use s3::S3Bucket;
+
+/// One object: its key and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+}
+
+/// The bytes of one object, as they arrive.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send + Sync>>;
+
+/// One bucket (or folder) of objects addressed by `/`-separated keys.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + fmt::Debug {
+    /// Where this store is, for messages: `endpoint/bucket`.
+    fn location(&self) -> String;
+    /// The bucket name.
+    fn bucket(&self) -> &str;
+    /// Stores with equal identities can copy between their buckets server-side.
+    fn endpoint_identity(&self) -> Option<String>;
+
+    /// Checks that the bucket is reachable; creates it when `create` is set and it is missing.
+    async fn ensure_bucket(&self, create: bool) -> Result<()>;
+    /// Every object under `prefix`, recursively, in key order.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+    /// The immediate "folders" under `prefix` (which ends with `/`), as full prefixes.
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>>;
+    /// The size of one object, or `None` when it does not exist.
+    async fn head(&self, key: &str) -> Result<Option<u64>>;
+    /// Reads a small object whole (meta files). Missing objects are `NotFound`.
+    async fn read(&self, key: &str) -> Result<Bytes>;
+    /// Writes a small object whole.
+    async fn write(&self, key: &str, data: Bytes) -> Result<()>;
+    /// Streams an object out: its size and its bytes.
+    async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream)>;
+    /// Streams an object of known size in.
+    async fn put_stream(&self, key: &str, size: u64, body: ByteStream) -> Result<()>;
+    /// Copies `src_bucket/src_key` to `dst_key` of this bucket without the bytes
+    /// passing through us. Only valid when the identities match.
+    async fn copy_in(&self, src_bucket: &str, src_key: &str, dst_key: &str) -> Result<()>;
+    /// Deletes objects; missing ones are ignored.
+    async fn delete(&self, keys: &[String]) -> Result<()>;
+}
+
+/// Joins key parts with `/`, dropping empty parts and stray slashes.
+pub fn join_key<I, S>(parts: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut out = String::new();
+    for p in parts {
+        let p = p.as_ref().trim_matches('/');
+        if p.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('/');
+        }
+        out.push_str(p);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::join_key;
+
+    #[test]
+    fn joins_keys() {
+        assert_eq!(join_key(["", "a/", "/b", "c"]), "a/b/c");
+        assert_eq!(join_key(["root", "x"]), "root/x");
+    }
+}

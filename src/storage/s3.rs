@@ -1,0 +1,334 @@
+//! The S3 backend (aws-sdk-s3): custom endpoints, path-style addressing, plain or TLS.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::{ByteStream as SdkByteStream, SdkBody};
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_smithy_http_client::tls;
+use bytes::Bytes;
+use futures::TryStreamExt;
+
+use super::{ByteStream, ObjectInfo, ObjectStore};
+use crate::config::BucketConfig;
+use crate::error::{Error, Result};
+
+/// One bucket on an S3-compatible endpoint.
+#[derive(Debug, Clone)]
+pub struct S3Bucket {
+    client: Client,
+    endpoint: String,
+    bucket: String,
+    identity: String,
+}
+
+impl S3Bucket {
+    /// A client for `cfg`'s bucket. Nothing is sent until the first call.
+    pub fn new(cfg: &BucketConfig) -> Self {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(&cfg.endpoint)
+            .region(Region::new(cfg.region.clone()))
+            .force_path_style(true)
+            .credentials_provider(Credentials::new(
+                &cfg.access_key_id,
+                cfg.secret_access_key.expose(),
+                None,
+                None,
+                "milvus-backup-config",
+            ))
+            .http_client(http)
+            // Checksums only where S3 requires them: MinIO, moto and Garage differ here.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .build(),
+            )
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .build();
+        Self {
+            client: Client::from_conf(conf),
+            endpoint: cfg.endpoint.clone(),
+            bucket: cfg.bucket.clone(),
+            // Same endpoint and same credentials: one can read what the other writes.
+            identity: format!("{}|{}", cfg.endpoint, cfg.access_key_id),
+        }
+    }
+
+    fn error<E, R>(&self, operation: &'static str, key: &str, err: SdkError<E, R>) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        match &err {
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Error::Unavailable {
+                service: "object store",
+                address: self.endpoint.clone(),
+                detail: format!("{operation} {}: {}", self.bucket, display_chain(&err)),
+            },
+            _ => {
+                let reason = match (err.code(), err.message()) {
+                    (Some(c), Some(m)) => format!("{c}: {m}"),
+                    (Some(c), None) => c.to_string(),
+                    _ => display_chain(&err),
+                };
+                Error::Storage {
+                    operation,
+                    key: format!("{}/{key}", self.bucket),
+                    reason,
+                }
+            }
+        }
+    }
+}
+
+fn display_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        cur = e.source();
+    }
+    s
+}
+
+#[async_trait]
+impl ObjectStore for S3Bucket {
+    fn location(&self) -> String {
+        format!("{}/{}", self.endpoint, self.bucket)
+    }
+
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    fn endpoint_identity(&self) -> Option<String> {
+        Some(self.identity.clone())
+    }
+
+    async fn ensure_bucket(&self, create: bool) -> Result<()> {
+        match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_not_found() && create => {
+                match self
+                    .client
+                    .create_bucket()
+                    .bucket(&self.bucket)
+                    .send()
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.code() == Some("BucketAlreadyOwnedByYou") => Ok(()),
+                    Err(e) => Err(self.error("CreateBucket", "", e)),
+                }
+            }
+            Err(SdkError::ServiceError(e)) if e.err().is_not_found() => {
+                Err(Error::not_found("bucket", self.location()))
+            }
+            Err(e) => Err(self.error("HeadBucket", "", e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("ListObjectsV2", prefix, e))?;
+            for obj in page.contents() {
+                if let Some(key) = obj.key() {
+                    out.push(ObjectInfo {
+                        key: key.to_string(),
+                        size: obj.size().unwrap_or(0).max(0) as u64,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("ListObjectsV2", prefix, e))?;
+            out.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(str::to_string)),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<u64>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(o) => Ok(Some(o.content_length().unwrap_or(0).max(0) as u64)),
+            Err(SdkError::ServiceError(e)) if e.err().is_not_found() => Ok(None),
+            Err(e) => Err(self.error("HeadObject", key, e)),
+        }
+    }
+
+    async fn read(&self, key: &str) -> Result<Bytes> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => {
+                return Err(Error::not_found("object", format!("{}/{key}", self.bucket)));
+            }
+            Err(e) => return Err(self.error("GetObject", key, e)),
+        };
+        let data = out.body.collect().await.map_err(|e| Error::Storage {
+            operation: "GetObject",
+            key: key.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(data.into_bytes())
+    }
+
+    async fn write(&self, key: &str, data: Bytes) -> Result<()> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(SdkByteStream::from(data))
+            .send()
+            .await
+            .map_err(|e| self.error("PutObject", key, e))?;
+        Ok(())
+    }
+
+    async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream)> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.error("GetObject", key, e))?;
+        let size = out.content_length().unwrap_or(0).max(0) as u64;
+        let owned_key = key.to_string();
+        let stream = futures::stream::unfold(out.body, |mut body| async move {
+            body.next().await.map(|chunk| (chunk, body))
+        })
+        .map_err(move |e| Error::Storage {
+            operation: "GetObject",
+            key: owned_key.clone(),
+            reason: e.to_string(),
+        });
+        Ok((size, Box::pin(stream)))
+    }
+
+    async fn put_stream(&self, key: &str, size: u64, body: ByteStream) -> Result<()> {
+        let frames = body.map_ok(http_body::Frame::data);
+        let sdk_body = SdkBody::from_body_1_x(http_body_util::StreamBody::new(frames));
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_length(size as i64)
+            .body(SdkByteStream::new(sdk_body))
+            .send()
+            .await
+            .map_err(|e| self.error("PutObject", key, e))?;
+        Ok(())
+    }
+
+    async fn copy_in(&self, src_bucket: &str, src_key: &str, dst_key: &str) -> Result<()> {
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(dst_key)
+            .copy_source(format!("{src_bucket}/{}", encode_copy_source(src_key)))
+            .send()
+            .await
+            .map_err(|e| self.error("CopyObject", dst_key, e))?;
+        Ok(())
+    }
+
+    async fn delete(&self, keys: &[String]) -> Result<()> {
+        for chunk in keys.chunks(1000) {
+            let objects = chunk
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| self.error("DeleteObjects", &chunk[0], e))?;
+            if let Some(err) = out.errors().first() {
+                return Err(Error::Storage {
+                    operation: "DeleteObjects",
+                    key: err.key().unwrap_or_default().to_string(),
+                    reason: err.message().unwrap_or_default().to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Percent-encodes a key for the `x-amz-copy-source` header, keeping `/`.
+fn encode_copy_source(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}

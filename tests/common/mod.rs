@@ -1,0 +1,129 @@
+//! Shared helpers of the integration tests: the real test environment
+//! (`scripts/testenv/up.sh` writes `.it-run/env`), our server on 127.0.0.1:0,
+//! and the `hello_milvus` collection of the Go tool's example.
+#![allow(dead_code)]
+
+pub mod hello;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
+use milvus_backup::api::{Server, ServerHandle};
+use milvus_backup::config::{Config, Secret};
+use milvus_backup::context::Context;
+use milvus_backup::engine::Engine;
+use milvus_backup::milvus::MilvusClient;
+use tonic::transport::Channel;
+
+/// The `KEY=VALUE` file `up.sh` writes; `MILVUS_BACKUP_IT_ENV` overrides its path.
+pub fn env_file() -> PathBuf {
+    std::env::var_os("MILVUS_BACKUP_IT_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".it-run/env"))
+}
+
+fn host_port(url: &str) -> (String, u16) {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let (host, port) = rest.rsplit_once(':').expect("address with a port");
+    (
+        host.to_string(),
+        port.trim_end_matches('/').parse().expect("port"),
+    )
+}
+
+/// The configuration of the running test environment. Panics (fails the test)
+/// when the environment is not up: these tests never pass without the real parts.
+pub fn config() -> Config {
+    let path = env_file();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "the test environment is not up ({}: {e}); run scripts/test.sh, or \
+             scripts/testenv/setup.sh .it-env && scripts/testenv/up.sh .it-env .it-run",
+            path.display()
+        )
+    });
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("{key} missing in {}", path.display()))
+            .to_string()
+    };
+    let mut cfg = Config::default();
+    let (host, port) = host_port(&get("MILVUS_ADDR"));
+    cfg.milvus.address = host;
+    cfg.milvus.port = port;
+    let (host, port) = host_port(&get("S3_ENDPOINT"));
+    cfg.minio.address = host;
+    cfg.minio.port = port;
+    cfg.minio.access_key_id = get("S3_ACCESS_KEY");
+    cfg.minio.secret_access_key = Secret::new(get("S3_SECRET_KEY"));
+    cfg.minio.bucket_name = get("S3_BUCKET");
+    cfg.minio.root_path = get("S3_ROOTPATH");
+    cfg.minio.backup_bucket_name = get("S3_BUCKET");
+    cfg.minio.backup_root_path = "backup".into();
+    cfg
+}
+
+/// A Milvus client for the test environment.
+pub fn milvus(cfg: &Config) -> MilvusClient {
+    MilvusClient::new(&cfg.milvus).expect("milvus client")
+}
+
+/// Our server on 127.0.0.1:0 and a connected client.
+pub struct TestServer {
+    pub handle: ServerHandle,
+    pub engine: std::sync::Arc<Engine>,
+    pub client: BackupServiceClient<Channel>,
+}
+
+impl TestServer {
+    /// Starts a server for `cfg`.
+    pub async fn start(cfg: &Config) -> Self {
+        init_logs();
+        let mut ctx = Context::from_config(cfg).expect("context");
+        ctx.timing.poll_interval = Duration::from_millis(200);
+        let engine = Engine::new(ctx);
+        let handle = Server::new(engine.clone())
+            .spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("server");
+        let client = connect(handle.addr).await;
+        Self {
+            handle,
+            engine,
+            client,
+        }
+    }
+
+    /// Another client of the same server.
+    pub async fn client(&self) -> BackupServiceClient<Channel> {
+        connect(self.handle.addr).await
+    }
+}
+
+/// A client of the server at `addr`.
+pub async fn connect(addr: SocketAddr) -> BackupServiceClient<Channel> {
+    BackupServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect to our server")
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,milvus_backup=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
