@@ -125,10 +125,10 @@ impl Engine {
             return Ok(s);
         }
         for name in self.ctx.catalog.names().await? {
-            if let Ok(Some(info)) = self.ctx.catalog.read(&name).await {
-                if info.id == id {
-                    return Ok(backup::snapshot_of(&info));
-                }
+            if let Ok(Some(info)) = self.ctx.catalog.read(&name).await
+                && info.id == id
+            {
+                return Ok(backup::snapshot_of(&info));
             }
         }
         Err(Error::not_found("backup id", id))
@@ -167,12 +167,12 @@ impl Engine {
     /// Deletes backup `name`; returns how many objects went.
     pub async fn delete_backup(&self, name: &str) -> Result<u64> {
         names::validate_backup_name(name)?;
-        if let Some(rx) = self.jobs.backup(name) {
-            if !rx.borrow().state.is_terminal() {
-                return Err(Error::FailedPrecondition(format!(
-                    "backup {name:?} is still running"
-                )));
-            }
+        if let Some(rx) = self.jobs.backup(name)
+            && !rx.borrow().state.is_terminal()
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "backup {name:?} is still running"
+            )));
         }
         if !self.ctx.catalog.is_taken(name).await? {
             return Err(Error::not_found("backup", name));

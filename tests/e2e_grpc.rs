@@ -6,8 +6,6 @@ mod common;
 
 use common::hello;
 use milvus_backup::api::proto as pb;
-use milvus_backup::milvus::MilvusApi;
-use tonic::Code;
 
 const FIELDS: &[&str] = &["pk", "random", "var", "embeddings"];
 
@@ -53,7 +51,7 @@ async fn hello_milvus_round_trip_is_row_for_row_equal() {
         .collect();
     let last = snapshots.last().expect("at least one snapshot");
     assert_eq!(state_of(last), pb::JobState::Succeeded, "{last:?}");
-    let progress = last.progress.clone().unwrap();
+    let progress = last.progress.unwrap();
     assert_eq!(progress.percent, 100);
     assert!(progress.files_total > 0 && progress.files_done == progress.files_total);
     assert_eq!(progress.bytes_done, progress.bytes_total);
@@ -62,10 +60,7 @@ async fn hello_milvus_round_trip_is_row_for_row_equal() {
         (1, 1)
     );
     for pair in snapshots.windows(2) {
-        let (a, b) = (
-            pair[0].progress.clone().unwrap(),
-            pair[1].progress.clone().unwrap(),
-        );
+        let (a, b) = (pair[0].progress.unwrap(), pair[1].progress.unwrap());
         assert!(
             b.bytes_done >= a.bytes_done && b.percent >= a.percent,
             "progress went back"

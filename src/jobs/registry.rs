@@ -113,10 +113,10 @@ impl JobRegistry {
         if let Some(rx) = jobs.by_request(request_id) {
             return Ok(Started::Existing(rx));
         }
-        if let Some(rx) = jobs.by_key.get(&snapshot.name) {
-            if !rx.borrow().state.is_terminal() {
-                return Err(Error::already_exists("backup", &snapshot.name));
-            }
+        if let Some(rx) = jobs.by_key.get(&snapshot.name)
+            && !rx.borrow().state.is_terminal()
+        {
+            return Err(Error::already_exists("backup", &snapshot.name));
         }
         let key = snapshot.name.clone();
         let (tx, rx) = watch::channel(snapshot);

@@ -130,10 +130,10 @@ impl MilvusClient {
         if let Some(auth) = &self.authorization {
             req.metadata_mut().insert("authorization", auth.clone());
         }
-        if !db.is_empty() {
-            if let Ok(v) = db.parse() {
-                req.metadata_mut().insert("dbname", v);
-            }
+        if !db.is_empty()
+            && let Ok(v) = db.parse()
+        {
+            req.metadata_mut().insert("dbname", v);
         }
         req
     }
@@ -380,13 +380,12 @@ impl MilvusApi for MilvusClient {
             .map_err(|s| self.rpc_error("DescribeIndex", s))?
             .into_inner();
         // A collection without an index answers with an "index not found" status.
-        if let Some(s) = &resp.status {
-            if s.error_code == common::ErrorCode::IndexNotExist as i32
+        if let Some(s) = &resp.status
+            && (s.error_code == common::ErrorCode::IndexNotExist as i32
                 || s.code == 700
-                || s.reason.contains("index not found")
-            {
-                return Ok(Vec::new());
-            }
+                || s.reason.contains("index not found"))
+        {
+            return Ok(Vec::new());
         }
         check_status(&format!("DescribeIndex {db}.{collection}"), resp.status())?;
         Ok(resp

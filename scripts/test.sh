@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, the end-to-end tests against a real Milvus 2.3.5
+# and S3 server (started here, stopped at the end), buf lint, and the grpcurl
+# walkthrough of the README. Installs what it needs on a fresh machine.
+# KEEP_ENV=1 leaves the environment running for the next run.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+trap env_down EXIT
+
+ensure_packages
+ensure_tools
+
+log "format and lint"
+cargo fmt --all -- --check
+(cd proto && buf lint)
+
+log "building"
+cargo build --all-targets --locked
+
+env_up
+
+log "cargo test (unit and end-to-end against the real Milvus and S3)"
+cargo test --all-targets --locked -- --test-threads 4
+
+log "grpcurl walkthrough of the README"
+bash scripts/grpcurl_walkthrough.sh
+
+log "all tests passed"
