@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::meta::{BackupLayout, Catalog, MilvusLayout};
 use crate::milvus::{MilvusApi, MilvusClient};
-use crate::storage::{Copier, ObjectStore, S3Bucket};
+use crate::storage::{Copier, LocalDir, ObjectStore, S3Bucket};
 
 /// Timing knobs of the flows.
 #[derive(Debug, Clone)]
@@ -55,16 +55,30 @@ impl Context {
         let milvus_bucket = cfg.minio.milvus_bucket();
         let backup_bucket = cfg.minio.backup_bucket();
         let milvus_store: Arc<dyn ObjectStore> = Arc::new(S3Bucket::new(&milvus_bucket));
-        let backup_store: Arc<dyn ObjectStore> = if backup_bucket == milvus_bucket {
-            milvus_store.clone()
+        // `backupStorageType: local` keeps backups in the directory `backupRootPath`.
+        let (backup_store, backup_root): (Arc<dyn ObjectStore>, String) = if cfg
+            .minio
+            .backup_storage_type
+            == "local"
+        {
+            let dir = cfg.minio.backup_root_path.clone();
+            if dir.is_empty() {
+                return Err(Error::invalid(
+                    "minio.backupRootPath must name a directory when backupStorageType is local",
+                ));
+            }
+            (Arc::new(LocalDir::new(dir)), String::new())
         } else {
-            Arc::new(S3Bucket::new(&backup_bucket))
+            (
+                Arc::new(S3Bucket::new(&backup_bucket)),
+                backup_bucket.root_path,
+            )
         };
         Ok(Self {
             milvus: Arc::new(MilvusClient::new(&cfg.milvus)?),
             milvus_store,
             milvus_layout: MilvusLayout::new(milvus_bucket.root_path),
-            catalog: Catalog::new(backup_store, BackupLayout::new(backup_bucket.root_path)),
+            catalog: Catalog::new(backup_store, BackupLayout::new(backup_root)),
             copier: Copier::new(cfg.backup.parallelism.copydata),
             timing: Timing::default(),
         })

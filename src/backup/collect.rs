@@ -14,7 +14,10 @@ use crate::meta::model::{
     Binlog, CollectionBackupInfo, FieldBinlog, IndexInfo, KeyValuePair, PartitionBackupInfo,
     SegmentBackupInfo,
 };
-use crate::milvus::{FlushResult, SEGMENT_STATE_FLUSHED, SegmentInfo};
+use crate::milvus::{FlushResult, MilvusVersion, SEGMENT_STATE_FLUSHED, SegmentInfo};
+
+/// The partition id of L0 segments that apply to every partition (2.4+).
+pub const L0_ALL_PARTITIONS: i64 = -1;
 use crate::names::CollectionRef;
 use crate::storage::ObjectInfo;
 
@@ -22,8 +25,9 @@ use crate::storage::ObjectInfo;
 #[derive(Debug)]
 pub struct CollectedCollection {
     pub info: CollectionBackupInfo,
-    /// Every binlog to copy, with the group it goes to.
-    pub objects: Vec<(ObjectInfo, i64)>,
+    /// Every binlog to copy, with the group folder it goes to (none for
+    /// collection-level L0 segments, as the Go tool does).
+    pub objects: Vec<(ObjectInfo, Option<i64>)>,
 }
 
 /// Describes `coll` and, unless `meta_only`, flushes it and lists its binlogs.
@@ -31,6 +35,7 @@ pub async fn collect(
     ctx: &Context,
     coll: &CollectionRef,
     meta_only: bool,
+    version: MilvusVersion,
 ) -> Result<CollectedCollection> {
     let milvus = ctx.milvus.as_ref();
     let desc = milvus.describe_collection(&coll.db, &coll.name).await?;
@@ -100,7 +105,14 @@ pub async fn collect(
     let segments = milvus.persistent_segments(&coll.db, &coll.name).await?;
     let mut objects = Vec::new();
     for seg in segments.iter().filter(|s| s.state == SEGMENT_STATE_FLUSHED) {
-        let (backup, files) = collect_segment(ctx, seg).await?;
+        let is_l0 = version.is_l0_segment(seg.level);
+        let (backup, files) = collect_segment(ctx, seg, is_l0).await?;
+        if is_l0 && seg.partition_id == L0_ALL_PARTITIONS {
+            info.size += backup.size;
+            info.l0_segments.push(backup);
+            objects.extend(files.into_iter().map(|o| (o, None)));
+            continue;
+        }
         let Some(part) = info
             .partition_backups
             .iter_mut()
@@ -113,12 +125,13 @@ pub async fn collect(
         };
         part.size += backup.size;
         part.segment_backups.push(backup);
-        objects.extend(files.into_iter().map(|o| (o, seg.id)));
+        objects.extend(files.into_iter().map(|o| (o, Some(seg.id))));
     }
     for part in &mut info.partition_backups {
         part.segment_backups.sort_by_key(|s| s.segment_id);
     }
-    info.size = info.partition_backups.iter().map(|p| p.size).sum();
+    info.l0_segments.sort_by_key(|s| s.segment_id);
+    info.size += info.partition_backups.iter().map(|p| p.size).sum::<i64>();
     Ok(CollectedCollection { info, objects })
 }
 
@@ -147,6 +160,7 @@ async fn flush_and_wait(ctx: &Context, coll: &CollectionRef) -> Result<FlushResu
 async fn collect_segment(
     ctx: &Context,
     seg: &SegmentInfo,
+    is_l0: bool,
 ) -> Result<(SegmentBackupInfo, Vec<ObjectInfo>)> {
     let store = ctx.milvus_store.as_ref();
     let insert_dir =
@@ -155,7 +169,12 @@ async fn collect_segment(
     let delta_dir =
         ctx.milvus_layout
             .segment_dir(LogKind::Delta, seg.collection_id, seg.partition_id, seg.id);
-    let inserts = store.list(&insert_dir).await?;
+    // L0 segments (2.4+) hold deletes only.
+    let inserts = if is_l0 {
+        Vec::new()
+    } else {
+        store.list(&insert_dir).await?
+    };
     let deltas = store.list(&delta_dir).await?;
     if inserts.is_empty() && seg.num_rows > 0 {
         return Err(Error::DataLoss(format!(
@@ -201,8 +220,13 @@ async fn collect_segment(
             }]
         },
         size: size as i64,
-        group_id: seg.id,
+        group_id: if seg.partition_id == L0_ALL_PARTITIONS {
+            0
+        } else {
+            seg.id
+        },
         backuped: true,
+        is_l0,
         ..Default::default()
     };
     let files = inserts.into_iter().chain(deltas).collect();

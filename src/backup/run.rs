@@ -30,7 +30,7 @@ pub async fn run(
     // Describe, flush and list every collection first, so the totals are known.
     let mut collected = Vec::with_capacity(collections.len());
     for coll in collections {
-        let c = collect(ctx, coll, req.meta_only).await?;
+        let c = collect(ctx, coll, req.meta_only, version).await?;
         let bytes: u64 = c.objects.iter().map(|(o, _)| o.size).sum();
         let files = c.objects.len() as u64;
         let summary = summary_of(&c.info);

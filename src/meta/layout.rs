@@ -101,7 +101,7 @@ impl BackupLayout {
         name: &str,
         milvus: &MilvusLayout,
         milvus_key: &str,
-        group: i64,
+        group: Option<i64>,
     ) -> Option<String> {
         let rel = milvus_key.strip_prefix(&milvus.root_prefix())?;
         let mut parts = rel.splitn(4, '/');
@@ -109,6 +109,7 @@ impl BackupLayout {
         if !(kind == "insert_log" || kind == "delta_log") || rest.is_empty() {
             return None;
         }
+        let group = group.map(|g| g.to_string()).unwrap_or_default();
         Some(join_key([
             self.root.as_str(),
             name,
@@ -116,7 +117,7 @@ impl BackupLayout {
             kind,
             coll,
             part,
-            &group.to_string(),
+            &group,
             rest,
         ]))
     }
@@ -169,16 +170,19 @@ mod tests {
         let b = BackupLayout::new("backup");
         let m = MilvusLayout::new("files");
         assert_eq!(
-            b.backup_key("b1", &m, "files/insert_log/1/2/3/100/9", 3)
+            b.backup_key("b1", &m, "files/insert_log/1/2/3/100/9", Some(3))
                 .as_deref(),
             Some("backup/b1/binlogs/insert_log/1/2/3/3/100/9")
         );
         assert_eq!(
-            b.backup_key("b1", &m, "files/delta_log/1/2/3/9", 3)
+            b.backup_key("b1", &m, "files/delta_log/1/2/3/9", Some(3))
                 .as_deref(),
             Some("backup/b1/binlogs/delta_log/1/2/3/3/9")
         );
-        assert_eq!(b.backup_key("b1", &m, "other/insert_log/1/2/3/9", 3), None);
+        assert_eq!(
+            b.backup_key("b1", &m, "other/insert_log/1/2/3/9", Some(3)),
+            None
+        );
         assert_eq!(
             m.segment_dir(LogKind::Delta, 1, 2, 3),
             "files/delta_log/1/2/3/"

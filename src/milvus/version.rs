@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+/// `common.SegmentLevel::L0`.
+pub const SEGMENT_LEVEL_L0: i32 = 1;
+
 /// A parsed Milvus server version such as `v2.3.5`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct MilvusVersion {
@@ -36,6 +39,34 @@ impl MilvusVersion {
     pub fn has_storage_version(&self) -> bool {
         self.at_least(2, 6, 0)
     }
+
+    /// Whether a segment of this server is an L0 (delete-only) segment.
+    pub fn is_l0_segment(&self, level: i32) -> bool {
+        self.has_l0_segments() && level == SEGMENT_LEVEL_L0
+    }
+
+    /// Options of the Import of a backed-up segment group into this server.
+    /// `end_ts` is in physical milliseconds on these servers: round up, or rows
+    /// written in the flush's own millisecond are dropped.
+    pub fn import_options(&self, backup_ts: u64, storage_version: i64) -> Vec<(String, String)> {
+        let mut options = vec![("backup".to_string(), "true".to_string())];
+        if backup_ts > 0 {
+            options.push(("end_ts".into(), ((backup_ts >> 18) + 1).to_string()));
+        }
+        if self.has_storage_version() && storage_version > 0 {
+            options.push(("storage_version".into(), storage_version.to_string()));
+        }
+        options
+    }
+
+    /// Options of the Import of an L0 segment's deletes (2.4+).
+    pub fn l0_import_options(&self, backup_ts: u64) -> Vec<(String, String)> {
+        let mut options = vec![("l0_import".to_string(), "true".to_string())];
+        if backup_ts > 0 {
+            options.push(("end_ts".into(), ((backup_ts >> 18) + 1).to_string()));
+        }
+        options
+    }
 }
 
 impl fmt::Display for MilvusVersion {
@@ -56,5 +87,29 @@ mod tests {
         assert!(MilvusVersion::parse("2.4.0-rc.1").has_l0_segments());
         assert!(MilvusVersion::parse("v2.6.1").has_storage_version());
         assert_eq!(MilvusVersion::parse("garbage"), MilvusVersion::default());
+    }
+
+    #[test]
+    fn import_options_follow_the_version() {
+        let ts = (1_700_000_000_000u64 << 18) + 5;
+        let v23 = MilvusVersion::parse("v2.3.5");
+        assert_eq!(
+            v23.import_options(ts, 2),
+            [
+                ("backup".into(), "true".into()),
+                ("end_ts".into(), "1700000000001".into())
+            ]
+        );
+        assert!(!v23.is_l0_segment(SEGMENT_LEVEL_L0));
+        let v26 = MilvusVersion::parse("v2.6.0");
+        assert!(v26.is_l0_segment(SEGMENT_LEVEL_L0));
+        assert!(
+            v26.import_options(ts, 2)
+                .contains(&("storage_version".into(), "2".into()))
+        );
+        assert_eq!(
+            v26.l0_import_options(0),
+            [("l0_import".into(), "true".into())]
+        );
     }
 }

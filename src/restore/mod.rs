@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::meta::model::{BackupInfo, CollectionBackupInfo};
+use crate::meta::model::{BackupInfo, CollectionBackupInfo, CollectionSchema};
 use crate::names::{self, CollectionRef};
 
 pub use run::run;
@@ -118,6 +118,17 @@ pub async fn plan(ctx: &Context, req: &RestoreRequest) -> Result<(BackupInfo, Ve
                 "skip_create_collection was asked but target collection {target} does not exist"
             )));
         }
+        if exists && req.skip_create {
+            let current = ctx
+                .milvus
+                .describe_collection(&target.db, &target.name)
+                .await?;
+            check_compatible(
+                &src.schema,
+                &crate::backup::schema::to_meta(&current.schema)?,
+                &target,
+            )?;
+        }
         targets.push(RestoreTarget {
             source: src.clone(),
             target,
@@ -125,4 +136,55 @@ pub async fn plan(ctx: &Context, req: &RestoreRequest) -> Result<(BackupInfo, Ve
         });
     }
     Ok((backup, targets))
+}
+
+/// An existing collection can take the backup's data only with the same fields:
+/// same names, types, primary key and type parameters (such as `dim`).
+fn check_compatible(
+    backup: &CollectionSchema,
+    existing: &CollectionSchema,
+    target: &CollectionRef,
+) -> Result<()> {
+    let shape = |s: &CollectionSchema| -> Vec<(String, i32, bool, i32, Vec<(String, String)>)> {
+        s.fields
+            .iter()
+            .filter(|f| !f.is_dynamic)
+            .map(|f| {
+                let mut params: Vec<(String, String)> = f
+                    .type_params
+                    .iter()
+                    .map(|p| (p.key.clone(), p.value.clone()))
+                    .collect();
+                params.sort();
+                (
+                    f.name.clone(),
+                    f.data_type,
+                    f.is_primary_key,
+                    f.element_type,
+                    params,
+                )
+            })
+            .collect()
+    };
+    let (want, have) = (shape(backup), shape(existing));
+    if want == have && backup.enable_dynamic_field == existing.enable_dynamic_field {
+        return Ok(());
+    }
+    let diff = want
+        .iter()
+        .zip(&have)
+        .find(|(a, b)| a != b)
+        .map(|(a, b)| format!("field {:?} in the backup vs {:?} in {target}", a, b))
+        .unwrap_or_else(|| {
+            format!(
+                "{} fields (dynamic {}) in the backup vs {} fields (dynamic {}) in {target}",
+                want.len(),
+                backup.enable_dynamic_field,
+                have.len(),
+                existing.enable_dynamic_field
+            )
+        });
+    Err(Error::FailedPrecondition(format!(
+        "skip_create_collection: existing collection {target} does not match the backup's schema: {diff}"
+    )))
 }

@@ -8,9 +8,11 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::{JobHandle, JobState, RestoreSnapshot};
 use crate::meta::LogKind;
-use crate::meta::model::{BackupInfo, CollectionBackupInfo, PartitionBackupInfo};
-use crate::milvus::{ImportPhase, ImportRequest, IndexInfo, NewCollection};
-use crate::names::DEFAULT_DB;
+use crate::meta::model::{
+    BackupInfo, CollectionBackupInfo, PartitionBackupInfo, SegmentBackupInfo,
+};
+use crate::milvus::{ImportPhase, ImportRequest, IndexInfo, MilvusVersion, NewCollection};
+use crate::names::{CollectionRef, DEFAULT_DB};
 use crate::restore::{RestoreRequest, RestoreTarget};
 use crate::storage::{CopyTask, join_key};
 
@@ -32,6 +34,7 @@ pub async fn run(
             s.progress.files_total = targets.iter().map(|t| file_count(&t.source)).sum();
         }
     });
+    let version = ctx.milvus.version().await?;
     // Milvus imports only from its own bucket: stage the binlogs there when needed.
     let staging =
         (!ctx.backups_in_milvus_bucket()).then(|| format!("restore-temp-{}/", job.snapshot().id));
@@ -39,7 +42,12 @@ pub async fn run(
     let mut result = Ok(());
     for (i, t) in targets.iter().enumerate() {
         job.update(|s| s.collections[i].state = JobState::Running);
-        match restore_collection(ctx, req, &backup.name, t, staging.as_deref(), job).await {
+        let place = Place {
+            backup_name: &backup.name,
+            staging: staging.as_deref(),
+            version,
+        };
+        match restore_collection(ctx, req, &place, t, job).await {
             Ok(rows) => job.update(|s| {
                 let c = &mut s.collections[i];
                 c.state = JobState::Succeeded;
@@ -74,18 +82,26 @@ fn file_count(c: &CollectionBackupInfo) -> u64 {
     c.partition_backups
         .iter()
         .flat_map(|p| &p.segment_backups)
+        .chain(&c.l0_segments)
         .flat_map(|s| s.binlogs.iter().chain(&s.deltalogs))
         .map(|f| f.binlogs.len() as u64)
         .sum()
+}
+
+/// Where the binlogs come from and what the target Milvus is.
+struct Place<'a> {
+    backup_name: &'a str,
+    /// The staging prefix in Milvus's bucket, when the backup lives elsewhere.
+    staging: Option<&'a str>,
+    version: MilvusVersion,
 }
 
 /// Restores one collection; returns the rows Milvus imported.
 async fn restore_collection(
     ctx: &Context,
     req: &RestoreRequest,
-    backup_name: &str,
+    place: &Place<'_>,
     t: &RestoreTarget,
-    staging: Option<&str>,
     job: &JobHandle<RestoreSnapshot>,
 ) -> Result<i64> {
     let milvus = ctx.milvus.as_ref();
@@ -112,7 +128,7 @@ async fn restore_collection(
 
     let mut rows = 0;
     if !req.meta_only {
-        rows = import_partitions(ctx, backup_name, t, staging, job).await?;
+        rows = import_partitions(ctx, place, t, job).await?;
     }
     if req.restore_index {
         for idx in &src.index_infos {
@@ -129,8 +145,10 @@ async fn restore_collection(
             milvus.create_index(db, name, &index).await?;
         }
     }
-    if req.load {
+    // Load when asked, or when it was loaded at backup time and its indexes are back.
+    if req.load || (req.restore_index && src.load_state == "Loaded") {
         milvus.load_collection(db, name).await?;
+        wait_loaded(ctx, &t.target).await?;
     }
     Ok(rows)
 }
@@ -168,28 +186,31 @@ fn new_collection(t: &RestoreTarget) -> Result<NewCollection> {
     })
 }
 
-/// Imports every partition with data, all started before any is awaited.
+/// Imports every partition with data, all started before any is awaited, then
+/// the L0 deletes.
 async fn import_partitions(
     ctx: &Context,
-    backup_name: &str,
+    place: &Place<'_>,
     t: &RestoreTarget,
-    staging: Option<&str>,
     job: &JobHandle<RestoreSnapshot>,
 ) -> Result<i64> {
     let src = &t.source;
     let mut running = Vec::new();
-    for part in src
-        .partition_backups
-        .iter()
-        .filter(|p| !p.segment_backups.is_empty())
-    {
-        let files = import_files(ctx, backup_name, src, part, staging).await?;
+    for part in &src.partition_backups {
+        let data: Vec<&SegmentBackupInfo> =
+            part.segment_backups.iter().filter(|s| !s.is_l0).collect();
+        if data.is_empty() {
+            continue;
+        }
+        let storage_version = data.iter().map(|s| s.storage_version).max().unwrap_or(0);
         let request = ImportRequest {
             db: t.target.db.clone(),
             collection: t.target.name.clone(),
             partition: part.partition_name.clone(),
-            files,
-            options: import_options(src),
+            files: import_files(ctx, place, src, part).await?,
+            options: place
+                .version
+                .import_options(src.backup_timestamp, storage_version),
         };
         let tasks = ctx.milvus.import(&request).await?;
         running.push((part, tasks));
@@ -198,7 +219,7 @@ async fn import_partitions(
     let mut rows = 0;
     for (part, tasks) in running {
         for task in tasks {
-            rows += wait_import(ctx, t, part, task).await?;
+            rows += wait_import(ctx, t, &part.partition_name, task).await?;
         }
         let files: u64 = part
             .segment_backups
@@ -211,60 +232,92 @@ async fn import_partitions(
             s.progress.files_done += files;
         });
     }
+    import_l0_segments(ctx, place, t).await?;
     Ok(rows)
 }
 
-/// `backup=true`, and `end_ts` so that nothing after the flush leaks in. Milvus
-/// 2.3 reads `end_ts` as physical milliseconds: round up, or rows written in
-/// the flush's own millisecond are dropped.
-fn import_options(src: &CollectionBackupInfo) -> Vec<(String, String)> {
-    let mut options = vec![("backup".to_string(), "true".to_string())];
-    if src.backup_timestamp > 0 {
-        options.push((
-            "end_ts".into(),
-            ((src.backup_timestamp >> 18) + 1).to_string(),
-        ));
+/// Imports the deletes of L0 segments (2.4+) after the data they apply to:
+/// partition-level ones into their partition, collection-level ones into all.
+async fn import_l0_segments(ctx: &Context, place: &Place<'_>, t: &RestoreTarget) -> Result<()> {
+    let src = &t.source;
+    let mut l0: Vec<(&str, &SegmentBackupInfo)> = Vec::new();
+    for p in &src.partition_backups {
+        for s in p.segment_backups.iter().filter(|s| s.is_l0) {
+            l0.push((&p.partition_name, s));
+        }
     }
-    options
+    l0.extend(src.l0_segments.iter().map(|s| ("", s)));
+    for (partition, seg) in l0 {
+        if !place.version.has_l0_segments() {
+            return Err(Error::FailedPrecondition(format!(
+                "collection {} has L0 delete segments; Milvus {} cannot import them",
+                src.collection_name, place.version
+            )));
+        }
+        let layout = ctx.catalog.layout();
+        let dir = format!(
+            "{}{}/",
+            layout.partition_dir(
+                place.backup_name,
+                LogKind::Delta,
+                src.collection_id,
+                seg.partition_id
+            ),
+            seg.segment_id
+        );
+        let request = ImportRequest {
+            db: t.target.db.clone(),
+            collection: t.target.name.clone(),
+            partition: partition.to_string(),
+            files: stage(ctx, place, &[dir]).await?,
+            options: place.version.l0_import_options(src.backup_timestamp),
+        };
+        for task in ctx.milvus.import(&request).await? {
+            wait_import(ctx, t, partition, task).await?;
+        }
+    }
+    Ok(())
 }
 
-/// `[insert_prefix/, delta_prefix/ or ""]` inside Milvus's bucket, staging the
-/// partition's binlogs there first when the backup lives elsewhere.
+/// `[insert_prefix/, delta_prefix/ or ""]` of one partition inside Milvus's bucket.
 async fn import_files(
     ctx: &Context,
-    backup_name: &str,
+    place: &Place<'_>,
     src: &CollectionBackupInfo,
     part: &PartitionBackupInfo,
-    staging: Option<&str>,
 ) -> Result<Vec<String>> {
     let layout = ctx.catalog.layout();
-    let insert = layout.partition_dir(
-        backup_name,
-        LogKind::Insert,
-        src.collection_id,
-        part.partition_id,
-    );
-    let has_deltas = part
-        .segment_backups
-        .iter()
-        .any(|s| s.deltalogs.iter().any(|f| !f.binlogs.is_empty()));
-    let delta = if has_deltas {
+    let dir = |kind| {
         layout.partition_dir(
-            backup_name,
-            LogKind::Delta,
+            place.backup_name,
+            kind,
             src.collection_id,
             part.partition_id,
         )
+    };
+    let has_deltas = part
+        .segment_backups
+        .iter()
+        .any(|s| !s.is_l0 && s.deltalogs.iter().any(|f| !f.binlogs.is_empty()));
+    let mut files = stage(ctx, place, &[dir(LogKind::Insert)]).await?;
+    if has_deltas {
+        files.extend(stage(ctx, place, &[dir(LogKind::Delta)]).await?);
     } else {
-        String::new()
+        files.push(String::new());
+    }
+    Ok(files)
+}
+
+/// The import paths of backup folders `dirs`: the folders themselves when the
+/// backup is in Milvus's bucket, or copies under the staging prefix otherwise.
+async fn stage(ctx: &Context, place: &Place<'_>, dirs: &[String]) -> Result<Vec<String>> {
+    let Some(staging) = place.staging else {
+        return Ok(dirs.to_vec());
     };
-    let Some(staging) = staging else {
-        return Ok(vec![insert, delta]);
-    };
-    let backup_prefix = layout.backup_prefix(backup_name);
+    let backup_prefix = ctx.catalog.layout().backup_prefix(place.backup_name);
     let staged = |key: &str| join_key([staging, &key[backup_prefix.len()..]]);
     let mut tasks = Vec::new();
-    for dir in [&insert, &delta].into_iter().filter(|d| !d.is_empty()) {
+    for dir in dirs {
         for o in ctx.catalog.store().list(dir).await? {
             tasks.push(CopyTask {
                 dst_key: staged(&o.key),
@@ -281,37 +334,41 @@ async fn import_files(
             |_| {},
         )
         .await?;
-    let staged_dir = |d: &str| {
-        if d.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", staged(d))
+    Ok(dirs.iter().map(|d| format!("{}/", staged(d))).collect())
+}
+
+/// Waits until Milvus reports the collection fully loaded.
+async fn wait_loaded(ctx: &Context, target: &CollectionRef) -> Result<()> {
+    let started = Instant::now();
+    while ctx
+        .milvus
+        .loading_progress(&target.db, &target.name)
+        .await?
+        < 100
+    {
+        if started.elapsed() > ctx.timing.import_timeout {
+            return Err(Error::milvus(
+                format!("LoadCollection {target}"),
+                format!("not loaded after {}s", ctx.timing.import_timeout.as_secs()),
+            ));
         }
-    };
-    Ok(vec![staged_dir(&insert), staged_dir(&delta)])
+        tokio::time::sleep(ctx.timing.poll_interval).await;
+    }
+    Ok(())
 }
 
 /// Polls one import task until it ends; returns the rows it imported.
-async fn wait_import(
-    ctx: &Context,
-    t: &RestoreTarget,
-    part: &PartitionBackupInfo,
-    task: i64,
-) -> Result<i64> {
+async fn wait_import(ctx: &Context, t: &RestoreTarget, partition: &str, task: i64) -> Result<i64> {
     let started = Instant::now();
+    let operation = || format!("Import into {}/{partition}", t.target);
     loop {
         let status = ctx.milvus.import_state(task).await?;
         match status.phase {
             ImportPhase::Completed => return Ok(status.row_count),
-            ImportPhase::Failed(reason) => {
-                return Err(Error::milvus(
-                    format!("Import into {}/{}", t.target, part.partition_name),
-                    reason,
-                ));
-            }
+            ImportPhase::Failed(reason) => return Err(Error::milvus(operation(), reason)),
             ImportPhase::Running if started.elapsed() > ctx.timing.import_timeout => {
                 return Err(Error::milvus(
-                    format!("Import into {}/{}", t.target, part.partition_name),
+                    operation(),
                     format!(
                         "task {task} not done after {}s",
                         ctx.timing.import_timeout.as_secs()

@@ -1,6 +1,7 @@
 //! Object storage: a small trait over one bucket, its S3 backend and the copy engine.
 
 mod copy;
+mod local;
 mod s3;
 
 use std::fmt;
@@ -13,6 +14,7 @@ use futures::Stream;
 use crate::error::Result;
 
 pub use copy::{Copier, CopyTask};
+pub use local::LocalDir;
 pub use s3::S3Bucket;
 
 /// One object: its key and size.

@@ -3,6 +3,8 @@
 //! and the `hello_milvus` collection of the Go tool's example.
 #![allow(dead_code)]
 
+pub mod data;
+pub mod flows;
 pub mod hello;
 
 use std::net::SocketAddr;

@@ -1,0 +1,309 @@
+//! A local-filesystem backend: a directory whose files are the objects. Writes
+//! go to a temporary file first and are renamed into place, so a reader never
+//! sees half an object.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use tokio::io::AsyncWriteExt;
+
+use super::{ByteStream, ObjectInfo, ObjectStore};
+use crate::error::{Error, Result};
+
+/// A directory used as a bucket.
+#[derive(Debug, Clone)]
+pub struct LocalDir {
+    root: PathBuf,
+    name: String,
+}
+
+impl LocalDir {
+    /// The store rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        let name = root.display().to_string();
+        Self { root, name }
+    }
+
+    /// The file of `key`, refusing keys that would leave the root.
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        let mut p = self.root.clone();
+        for part in key.split('/').filter(|s| !s.is_empty()) {
+            if part == ".." || part == "." {
+                return Err(Error::invalid(format!(
+                    "object key {key:?} leaves the backup directory"
+                )));
+            }
+            p.push(part);
+        }
+        Ok(p)
+    }
+
+    fn io_error(&self, operation: &'static str, key: &str, e: std::io::Error) -> Error {
+        Error::Storage {
+            operation,
+            key: format!("{}/{key}", self.name),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Every file under `dir`, as keys.
+    async fn walk(&self, dir: PathBuf, out: &mut Vec<ObjectInfo>) -> Result<()> {
+        let mut stack = vec![dir];
+        while let Some(dir) = stack.pop() {
+            let mut entries = match tokio::fs::read_dir(&dir).await {
+                Ok(e) => e,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.io_error("list", &dir.display().to_string(), e)),
+            };
+            while let Some(entry) = entries
+                .next_entry()
+                .await
+                .map_err(|e| self.io_error("list", &dir.display().to_string(), e))?
+            {
+                let meta = entry
+                    .metadata()
+                    .await
+                    .map_err(|e| self.io_error("list", &entry.path().display().to_string(), e))?;
+                let path = entry.path();
+                if meta.is_dir() {
+                    stack.push(path);
+                } else if !is_temp(&path) {
+                    out.push(ObjectInfo {
+                        key: self.key_of(&path),
+                        size: meta.len(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn key_of(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// Writes through a temporary file renamed into place.
+    async fn write_with(&self, key: &str, body: ByteStream) -> Result<()> {
+        let path = self.path(key)?;
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| self.io_error("write", key, e))?;
+        }
+        let tmp = path.with_file_name(format!(
+            ".{}.tmp-{}",
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let result = async {
+            let mut file = tokio::fs::File::create(&tmp).await?;
+            let mut body = body;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(std::io::Error::other)?;
+                file.write_all(&chunk).await?;
+            }
+            file.sync_all().await?;
+            tokio::fs::rename(&tmp, &path).await
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(self.io_error("write", key, e));
+        }
+        Ok(())
+    }
+}
+
+fn is_temp(path: &Path) -> bool {
+    path.file_name()
+        .map(|n| n.to_string_lossy().contains(".tmp-"))
+        .unwrap_or(false)
+}
+
+#[async_trait]
+impl ObjectStore for LocalDir {
+    fn location(&self) -> String {
+        format!("file://{}", self.name)
+    }
+
+    fn bucket(&self) -> &str {
+        &self.name
+    }
+
+    fn endpoint_identity(&self) -> Option<String> {
+        None
+    }
+
+    async fn ensure_bucket(&self, create: bool) -> Result<()> {
+        if tokio::fs::metadata(&self.root).await.is_ok() {
+            return Ok(());
+        }
+        if !create {
+            return Err(Error::not_found("backup directory", &self.name));
+        }
+        tokio::fs::create_dir_all(&self.root)
+            .await
+            .map_err(|e| self.io_error("mkdir", "", e))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        // Walk from the deepest directory the prefix names, then filter.
+        let dir_part = match prefix.rfind('/') {
+            Some(i) => &prefix[..i],
+            None => "",
+        };
+        let mut out = Vec::new();
+        self.walk(self.path(dir_part)?, &mut out).await?;
+        out.retain(|o| o.key.starts_with(prefix));
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
+        let dir = self.path(prefix)?;
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.io_error("list", prefix, e)),
+        };
+        let mut out = Vec::new();
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| self.io_error("list", prefix, e))?
+        {
+            if entry.file_type().await.map(|t| t.is_dir()).unwrap_or(false) {
+                out.push(format!("{prefix}{}/", entry.file_name().to_string_lossy()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<u64>> {
+        match tokio::fs::metadata(self.path(key)?).await {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io_error("stat", key, e)),
+        }
+    }
+
+    async fn read(&self, key: &str) -> Result<Bytes> {
+        match tokio::fs::read(self.path(key)?).await {
+            Ok(b) => Ok(b.into()),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                Err(Error::not_found("object", format!("{}/{key}", self.name)))
+            }
+            Err(e) => Err(self.io_error("read", key, e)),
+        }
+    }
+
+    async fn write(&self, key: &str, data: Bytes) -> Result<()> {
+        self.write_with(key, Box::pin(futures::stream::once(async { Ok(data) })))
+            .await
+    }
+
+    async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream)> {
+        let path = self.path(key)?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| self.io_error("read", key, e))?;
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| self.io_error("read", key, e))?
+            .len();
+        let owned = key.to_string();
+        let name = self.name.clone();
+        let stream = tokio_util::io::ReaderStream::new(file).map_err(move |e| Error::Storage {
+            operation: "read",
+            key: format!("{name}/{owned}"),
+            reason: e.to_string(),
+        });
+        Ok((size, Box::pin(stream)))
+    }
+
+    async fn put_stream(&self, key: &str, _size: u64, body: ByteStream) -> Result<()> {
+        self.write_with(key, body).await
+    }
+
+    async fn copy_in(&self, _src_bucket: &str, _src_key: &str, dst_key: &str) -> Result<()> {
+        Err(Error::Internal(format!(
+            "server-side copy into a local directory ({dst_key})"
+        )))
+    }
+
+    async fn delete(&self, keys: &[String]) -> Result<()> {
+        for key in keys {
+            let path = self.path(key)?;
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(self.io_error("delete", key, e)),
+            }
+            // Drop directories left empty, up to the root.
+            let mut dir = path.parent().map(Path::to_path_buf);
+            while let Some(d) = dir {
+                if d == self.root || tokio::fs::remove_dir(&d).await.is_err() {
+                    break;
+                }
+                dir = d.parent().map(Path::to_path_buf);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn behaves_like_a_bucket() {
+        let root = std::env::temp_dir().join(format!("mb-local-{}", uuid::Uuid::new_v4().simple()));
+        let s = LocalDir::new(&root);
+        s.ensure_bucket(true).await.unwrap();
+        s.write("b1/meta/x.json", Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        s.write("b10/meta/x.json", Bytes::from_static(b"[]"))
+            .await
+            .unwrap();
+        let (n, body) = (Bytes::from_static(b"0123456789"), 10);
+        s.put_stream(
+            "b1/binlogs/a/1",
+            body,
+            Box::pin(futures::stream::iter([Ok(n)])),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.head("b1/binlogs/a/1").await.unwrap(), Some(10));
+        let keys: Vec<String> = s
+            .list("b1/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(keys, ["b1/binlogs/a/1", "b1/meta/x.json"]);
+        assert_eq!(s.list_dirs("").await.unwrap(), ["b1/", "b10/"]);
+        s.delete(&keys).await.unwrap();
+        assert_eq!(s.list_dirs("").await.unwrap(), ["b10/"]);
+        assert!(matches!(
+            s.read("b1/meta/x.json").await,
+            Err(Error::NotFound { .. })
+        ));
+        assert!(s.path("../etc/passwd").is_err());
+        std::fs::remove_dir_all(root).unwrap();
+    }
+}

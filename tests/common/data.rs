@@ -1,0 +1,580 @@
+//! Collections of every shape the fidelity tests need, built over the raw
+//! Milvus API: every 2.3 data type, VARCHAR or auto_id primary keys, dynamic
+//! fields, partition keys, user partitions; deterministic rows from a seed.
+
+use std::time::{Duration, Instant};
+
+use milvus_backup::milvus::proto::common::{ConsistencyLevel, KeyValuePair};
+use milvus_backup::milvus::proto::milvus as pb;
+use milvus_backup::milvus::proto::schema::{
+    self, CollectionSchema, DataType, FieldData, FieldSchema, ScalarField, VectorField,
+    field_data::Field, scalar_field::Data,
+};
+use milvus_backup::milvus::rows::{Row, rows_of};
+use milvus_backup::milvus::{MilvusApi, MilvusClient, check_status};
+use prost::Message;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Dimension of `v_float`.
+pub const FLOAT_DIM: usize = 8;
+/// Dimension (bits) of `v_bin`.
+pub const BIN_DIM: usize = 16;
+
+/// The shape of a test collection.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub db: String,
+    pub name: String,
+    pub varchar_pk: bool,
+    pub auto_id: bool,
+    /// The one vector field (Milvus 2.3 allows one): `v_bin` instead of `v_float`.
+    pub binary_vector: bool,
+    pub dynamic: bool,
+    /// `num_partitions` of a partition key on `tenant`.
+    pub partition_key: Option<i64>,
+    pub shards: i32,
+    pub consistency: ConsistencyLevel,
+    pub properties: Vec<(String, String)>,
+}
+
+impl Spec {
+    /// An INT64-keyed collection of every type in the default database.
+    pub fn new(name: &str) -> Self {
+        Self {
+            db: "default".into(),
+            name: name.into(),
+            varchar_pk: false,
+            auto_id: false,
+            binary_vector: false,
+            dynamic: false,
+            partition_key: None,
+            shards: 1,
+            consistency: ConsistencyLevel::Strong,
+            properties: Vec::new(),
+        }
+    }
+
+    /// The names of every field, vectors included (for queries).
+    pub fn fields(&self) -> Vec<String> {
+        self.schema().fields.into_iter().map(|f| f.name).collect()
+    }
+
+    /// Output fields of a query that returns every value: every field, and
+    /// `$meta` for the dynamic keys.
+    pub fn output_fields(&self) -> Vec<String> {
+        let mut f = self.fields();
+        if self.dynamic {
+            f.push("$meta".into());
+        }
+        f
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> CollectionSchema {
+        let kv = |k: &str, v: &str| KeyValuePair {
+            key: k.into(),
+            value: v.into(),
+        };
+        let field = |id: i64, name: &str, t: DataType, desc: &str| FieldSchema {
+            field_id: id,
+            name: name.into(),
+            data_type: t as i32,
+            description: desc.into(),
+            ..Default::default()
+        };
+        let pk = if self.varchar_pk {
+            FieldSchema {
+                is_primary_key: true,
+                auto_id: self.auto_id,
+                type_params: vec![kv("max_length", "64")],
+                ..field(100, "pk", DataType::VarChar, "the primary key")
+            }
+        } else {
+            FieldSchema {
+                is_primary_key: true,
+                auto_id: self.auto_id,
+                ..field(100, "pk", DataType::Int64, "the primary key")
+            }
+        };
+        let mut fields = vec![
+            pk,
+            field(101, "f_bool", DataType::Bool, "a bool"),
+            field(102, "f_i8", DataType::Int8, "an int8"),
+            field(103, "f_i16", DataType::Int16, "an int16"),
+            field(104, "f_i32", DataType::Int32, "an int32"),
+            field(105, "f_i64", DataType::Int64, "an int64"),
+            field(106, "f_float", DataType::Float, "a float"),
+            field(107, "f_double", DataType::Double, "a double"),
+            FieldSchema {
+                type_params: vec![kv("max_length", "256")],
+                ..field(108, "f_varchar", DataType::VarChar, "a varchar")
+            },
+            field(109, "f_json", DataType::Json, "a json"),
+            FieldSchema {
+                element_type: DataType::Int64 as i32,
+                type_params: vec![kv("max_capacity", "8")],
+                ..field(110, "f_arr_int", DataType::Array, "an array of int64")
+            },
+            FieldSchema {
+                element_type: DataType::VarChar as i32,
+                type_params: vec![kv("max_capacity", "8"), kv("max_length", "32")],
+                ..field(111, "f_arr_str", DataType::Array, "an array of varchar")
+            },
+        ];
+        fields.push(if self.binary_vector {
+            FieldSchema {
+                type_params: vec![kv("dim", &BIN_DIM.to_string())],
+                ..field(112, "v_bin", DataType::BinaryVector, "a binary vector")
+            }
+        } else {
+            FieldSchema {
+                type_params: vec![kv("dim", &FLOAT_DIM.to_string())],
+                ..field(112, "v_float", DataType::FloatVector, "a float vector")
+            }
+        });
+        if self.partition_key.is_some() {
+            fields.push(FieldSchema {
+                is_partition_key: true,
+                type_params: vec![kv("max_length", "32")],
+                ..field(114, "tenant", DataType::VarChar, "the partition key")
+            });
+        }
+        CollectionSchema {
+            name: self.name.clone(),
+            description: format!("fidelity test collection {}", self.name),
+            fields,
+            enable_dynamic_field: self.dynamic,
+            ..Default::default()
+        }
+    }
+}
+
+/// Drops the collection if it exists.
+pub async fn drop_if_exists(m: &MilvusClient, db: &str, name: &str) {
+    if m.has_collection(db, name).await.expect("HasCollection") {
+        m.drop_collection(db, name).await.expect("DropCollection");
+    }
+}
+
+/// Creates the database if it is missing.
+pub async fn ensure_db(m: &MilvusClient, db: &str) {
+    if !m.list_databases().await.unwrap().iter().any(|d| d == db) {
+        m.create_database(db).await.expect("CreateDatabase");
+    }
+}
+
+/// Creates the collection (dropping an old one).
+pub async fn create(m: &MilvusClient, spec: &Spec) {
+    drop_if_exists(m, &spec.db, &spec.name).await;
+    let req = pb::CreateCollectionRequest {
+        db_name: spec.db.clone(),
+        collection_name: spec.name.clone(),
+        schema: spec.schema().encode_to_vec(),
+        shards_num: spec.shards,
+        consistency_level: spec.consistency as i32,
+        properties: spec
+            .properties
+            .iter()
+            .map(|(k, v)| KeyValuePair {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        num_partitions: spec.partition_key.unwrap_or(0),
+        ..Default::default()
+    };
+    let status = m
+        .raw()
+        .create_collection(m.request(&spec.db, req))
+        .await
+        .unwrap()
+        .into_inner();
+    check_status("CreateCollection", Some(&status)).unwrap();
+}
+
+/// Creates a partition.
+pub async fn create_partition(m: &MilvusClient, spec: &Spec, partition: &str) {
+    m.create_partition(&spec.db, &spec.name, partition)
+        .await
+        .unwrap();
+}
+
+fn scalar(name: &str, t: DataType, data: Data) -> FieldData {
+    FieldData {
+        r#type: t as i32,
+        field_name: name.into(),
+        field: Some(Field::Scalars(ScalarField { data: Some(data) })),
+        ..Default::default()
+    }
+}
+
+/// The primary key of row number `i` (for deletes and expectations).
+pub fn pk_value(spec: &Spec, i: i64) -> String {
+    if spec.varchar_pk {
+        format!("\"k{i:06}\"")
+    } else {
+        i.to_string()
+    }
+}
+
+/// Inserts rows number `rows` (primary keys derived from them unless auto_id)
+/// into `partition` ("" for the default one or the partition key's routing).
+pub async fn insert(
+    m: &MilvusClient,
+    spec: &Spec,
+    partition: &str,
+    rows: std::ops::Range<i64>,
+    seed: u64,
+) {
+    let mut rng = StdRng::seed_from_u64(seed ^ rows.start as u64);
+    let n = (rows.end - rows.start) as usize;
+    let ids: Vec<i64> = rows.clone().collect();
+    let mut fields = Vec::new();
+    if !spec.auto_id {
+        fields.push(if spec.varchar_pk {
+            scalar(
+                "pk",
+                DataType::VarChar,
+                Data::StringData(schema::StringArray {
+                    data: ids.iter().map(|i| format!("k{i:06}")).collect(),
+                }),
+            )
+        } else {
+            scalar(
+                "pk",
+                DataType::Int64,
+                Data::LongData(schema::LongArray { data: ids.clone() }),
+            )
+        });
+    }
+    fields.push(scalar(
+        "f_bool",
+        DataType::Bool,
+        Data::BoolData(schema::BoolArray {
+            data: ids.iter().map(|i| i % 3 == 0).collect(),
+        }),
+    ));
+    fields.push(scalar(
+        "f_i8",
+        DataType::Int8,
+        Data::IntData(schema::IntArray {
+            data: (0..n).map(|_| rng.random_range(-128..128)).collect(),
+        }),
+    ));
+    fields.push(scalar(
+        "f_i16",
+        DataType::Int16,
+        Data::IntData(schema::IntArray {
+            data: (0..n).map(|_| rng.random_range(-32768..32768)).collect(),
+        }),
+    ));
+    fields.push(scalar(
+        "f_i32",
+        DataType::Int32,
+        Data::IntData(schema::IntArray {
+            data: (0..n).map(|_| rng.random()).collect(),
+        }),
+    ));
+    fields.push(scalar(
+        "f_i64",
+        DataType::Int64,
+        Data::LongData(schema::LongArray {
+            data: (0..n).map(|_| rng.random()).collect(),
+        }),
+    ));
+    fields.push(scalar(
+        "f_float",
+        DataType::Float,
+        Data::FloatData(schema::FloatArray {
+            data: (0..n).map(|_| rng.random::<f32>() * 1000.0).collect(),
+        }),
+    ));
+    fields.push(scalar(
+        "f_double",
+        DataType::Double,
+        Data::DoubleData(schema::DoubleArray {
+            data: (0..n).map(|_| rng.random::<f64>() * 1e9).collect(),
+        }),
+    ));
+    fields.push(scalar(
+        "f_varchar",
+        DataType::VarChar,
+        Data::StringData(schema::StringArray {
+            data: ids
+                .iter()
+                .map(|i| format!("row {i} ünïcode ✓ {}", rng.random::<u32>()))
+                .collect(),
+        }),
+    ));
+    fields.push(scalar(
+        "f_json",
+        DataType::Json,
+        Data::JsonData(schema::JsonArray {
+            data: ids
+                .iter()
+                .map(|i| {
+                    format!(
+                        r#"{{"i":{i},"tag":"t{}","nested":{{"x":[1,2,{}]}}}}"#,
+                        i % 5,
+                        rng.random::<u16>()
+                    )
+                    .into_bytes()
+                })
+                .collect(),
+        }),
+    ));
+    fields.push(FieldData {
+        r#type: DataType::Array as i32,
+        field_name: "f_arr_int".into(),
+        field: Some(Field::Scalars(ScalarField {
+            data: Some(Data::ArrayData(schema::ArrayArray {
+                element_type: DataType::Int64 as i32,
+                data: (0..n)
+                    .map(|k| ScalarField {
+                        data: Some(Data::LongData(schema::LongArray {
+                            data: (0..(k % 5) as i64).map(|_| rng.random()).collect(),
+                        })),
+                    })
+                    .collect(),
+            })),
+        })),
+        ..Default::default()
+    });
+    fields.push(FieldData {
+        r#type: DataType::Array as i32,
+        field_name: "f_arr_str".into(),
+        field: Some(Field::Scalars(ScalarField {
+            data: Some(Data::ArrayData(schema::ArrayArray {
+                element_type: DataType::VarChar as i32,
+                data: (0..n)
+                    .map(|k| ScalarField {
+                        data: Some(Data::StringData(schema::StringArray {
+                            data: (0..(k % 4))
+                                .map(|j| format!("s{j}-{}", rng.random::<u8>()))
+                                .collect(),
+                        })),
+                    })
+                    .collect(),
+            })),
+        })),
+        ..Default::default()
+    });
+    fields.push(if spec.binary_vector {
+        FieldData {
+            r#type: DataType::BinaryVector as i32,
+            field_name: "v_bin".into(),
+            field: Some(Field::Vectors(VectorField {
+                dim: BIN_DIM as i64,
+                data: Some(schema::vector_field::Data::BinaryVector(
+                    (0..n * BIN_DIM / 8).map(|_| rng.random()).collect(),
+                )),
+            })),
+            ..Default::default()
+        }
+    } else {
+        FieldData {
+            r#type: DataType::FloatVector as i32,
+            field_name: "v_float".into(),
+            field: Some(Field::Vectors(VectorField {
+                dim: FLOAT_DIM as i64,
+                data: Some(schema::vector_field::Data::FloatVector(
+                    schema::FloatArray {
+                        data: (0..n * FLOAT_DIM).map(|_| rng.random()).collect(),
+                    },
+                )),
+            })),
+            ..Default::default()
+        }
+    });
+    if spec.partition_key.is_some() {
+        fields.push(scalar(
+            "tenant",
+            DataType::VarChar,
+            Data::StringData(schema::StringArray {
+                data: ids.iter().map(|i| format!("tenant{}", i % 7)).collect(),
+            }),
+        ));
+    }
+    if spec.dynamic {
+        fields.push(FieldData {
+            is_dynamic: true,
+            ..scalar(
+                "$meta",
+                DataType::Json,
+                Data::JsonData(schema::JsonArray {
+                    data: ids
+                        .iter()
+                        .map(|i| {
+                            format!(r#"{{"extra_{}":{i},"color":"c{}"}}"#, i % 3, i % 4)
+                                .into_bytes()
+                        })
+                        .collect(),
+                }),
+            )
+        });
+    }
+    let req = pb::InsertRequest {
+        db_name: spec.db.clone(),
+        collection_name: spec.name.clone(),
+        partition_name: partition.into(),
+        fields_data: fields,
+        num_rows: n as u32,
+        ..Default::default()
+    };
+    let resp = m
+        .raw()
+        .insert(m.request(&spec.db, req))
+        .await
+        .unwrap()
+        .into_inner();
+    check_status("Insert", resp.status.as_ref()).unwrap();
+    assert_eq!(resp.insert_cnt as usize, n);
+}
+
+/// Deletes the rows matching `expr`.
+pub async fn delete(m: &MilvusClient, spec: &Spec, expr: &str) {
+    let req = pb::DeleteRequest {
+        db_name: spec.db.clone(),
+        collection_name: spec.name.clone(),
+        expr: expr.into(),
+        ..Default::default()
+    };
+    let resp = m
+        .raw()
+        .delete(m.request(&spec.db, req))
+        .await
+        .unwrap()
+        .into_inner();
+    check_status("Delete", resp.status.as_ref()).unwrap();
+}
+
+/// Flushes and waits for it: everything so far is in sealed segments.
+pub async fn flush(m: &MilvusClient, db: &str, name: &str) {
+    let flush = m.flush(db, name).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !m.is_flushed(db, name, &flush).await.unwrap() {
+        assert!(
+            Instant::now() < deadline,
+            "flush of {db}.{name} did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Indexes the vector field (as Milvus 2.3 needs before a load).
+pub async fn index(m: &MilvusClient, db: &str, name: &str) {
+    let kv = |k: &str, v: &str| KeyValuePair {
+        key: k.into(),
+        value: v.into(),
+    };
+    let fields =
+        schema::CollectionSchema::decode(m.describe_collection(db, name).await.unwrap().schema)
+            .unwrap()
+            .fields;
+    for (field, params) in [
+        (
+            "v_float",
+            vec![
+                kv("index_type", "IVF_FLAT"),
+                kv("metric_type", "L2"),
+                kv("params", r#"{"nlist":16}"#),
+            ],
+        ),
+        (
+            "v_bin",
+            vec![
+                kv("index_type", "BIN_IVF_FLAT"),
+                kv("metric_type", "HAMMING"),
+                kv("params", r#"{"nlist":16}"#),
+            ],
+        ),
+    ] {
+        if !fields.iter().any(|f| f.name == field) {
+            continue;
+        }
+        let req = pb::CreateIndexRequest {
+            db_name: db.into(),
+            collection_name: name.into(),
+            field_name: field.into(),
+            index_name: format!("{field}_idx"),
+            extra_params: params,
+            ..Default::default()
+        };
+        let status = m
+            .raw()
+            .create_index(m.request(db, req))
+            .await
+            .unwrap()
+            .into_inner();
+        check_status("CreateIndex", Some(&status)).unwrap();
+    }
+}
+
+/// Loads and waits until loaded.
+pub async fn load(m: &MilvusClient, db: &str, name: &str) {
+    m.load_collection(db, name).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while m.loading_progress(db, name).await.unwrap() < 100 {
+        assert!(Instant::now() < deadline, "{db}.{name} did not load");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Every live row (of `partitions`, or all), every field, sorted by primary key.
+pub async fn rows(
+    m: &MilvusClient,
+    spec: &Spec,
+    db: &str,
+    name: &str,
+    partitions: &[&str],
+) -> Vec<Row> {
+    let expr = if spec.varchar_pk {
+        r#"pk >= """#
+    } else {
+        "pk >= -9223372036854775807"
+    };
+    rows_where(m, spec, db, name, partitions, expr).await
+}
+
+/// The live rows matching `expr`, every field, sorted by primary key.
+pub async fn rows_where(
+    m: &MilvusClient,
+    spec: &Spec,
+    db: &str,
+    name: &str,
+    partitions: &[&str],
+    expr: &str,
+) -> Vec<Row> {
+    let req = pb::QueryRequest {
+        db_name: db.into(),
+        collection_name: name.into(),
+        expr: expr.into(),
+        output_fields: spec.output_fields(),
+        partition_names: partitions.iter().map(|p| p.to_string()).collect(),
+        consistency_level: ConsistencyLevel::Strong as i32,
+        query_params: vec![KeyValuePair {
+            key: "limit".into(),
+            value: "16384".into(),
+        }],
+        ..Default::default()
+    };
+    let resp = m
+        .raw()
+        .query(m.request(db, req))
+        .await
+        .unwrap()
+        .into_inner();
+    check_status("Query", resp.status.as_ref()).unwrap();
+    let mut rows = rows_of(&resp.fields_data).unwrap();
+    rows.sort_by(|a, b| a.get("pk").partial_cmp(&b.get("pk")).unwrap());
+    rows
+}
+
+/// Asserts two row sets are equal, naming the first differing row.
+pub fn assert_rows_equal(what: &str, source: &[Row], restored: &[Row]) {
+    assert_eq!(source.len(), restored.len(), "{what}: row counts differ");
+    for (i, (a, b)) in source.iter().zip(restored).enumerate() {
+        assert_eq!(a, b, "{what}: row {i} differs");
+    }
+}

@@ -1,0 +1,76 @@
+//! Backup and restore through the gRPC API, asserting the job succeeded.
+
+use milvus_backup::api::proto as pb;
+use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
+use tonic::transport::Channel;
+
+/// Runs a backup to its end; panics unless it succeeded.
+pub async fn backup(
+    client: &mut BackupServiceClient<Channel>,
+    req: pb::CreateBackupRequest,
+) -> pb::Backup {
+    let mut stream = client
+        .create_backup(req)
+        .await
+        .expect("CreateBackup accepted")
+        .into_inner();
+    let mut last = None;
+    while let Some(msg) = stream.message().await.unwrap() {
+        last = msg.backup;
+    }
+    let last = last.expect("a snapshot");
+    assert_eq!(
+        last.state,
+        pb::JobState::Succeeded as i32,
+        "backup failed: {last:?}"
+    );
+    last
+}
+
+/// Backs up the named collections (`coll` or `db.coll`).
+pub async fn backup_collections(
+    client: &mut BackupServiceClient<Channel>,
+    name: &str,
+    collections: &[&str],
+) -> pb::Backup {
+    backup(
+        client,
+        pb::CreateBackupRequest {
+            backup_name: name.into(),
+            collection_names: collections.iter().map(|c| c.to_string()).collect(),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Runs a restore to its end and returns the last snapshot (any state).
+pub async fn restore_job(
+    client: &mut BackupServiceClient<Channel>,
+    req: pb::RestoreRequest,
+) -> pb::RestoreJob {
+    let mut stream = client
+        .restore(req)
+        .await
+        .expect("Restore accepted")
+        .into_inner();
+    let mut last = None;
+    while let Some(msg) = stream.message().await.unwrap() {
+        last = msg.restore;
+    }
+    last.expect("a snapshot")
+}
+
+/// Runs a restore to its end; panics unless it succeeded.
+pub async fn restore(
+    client: &mut BackupServiceClient<Channel>,
+    req: pb::RestoreRequest,
+) -> pb::RestoreJob {
+    let job = restore_job(client, req).await;
+    assert_eq!(
+        job.state,
+        pb::JobState::Succeeded as i32,
+        "restore failed: {job:?}"
+    );
+    job
+}
