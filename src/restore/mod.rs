@@ -138,6 +138,9 @@ pub async fn plan(ctx: &Context, req: &RestoreRequest) -> Result<(BackupInfo, Ve
     Ok((backup, targets))
 }
 
+/// What must match of a field: name, type, primary key, element type, type params.
+type FieldShape = (String, i32, bool, i32, Vec<(String, String)>);
+
 /// An existing collection can take the backup's data only with the same fields:
 /// same names, types, primary key and type parameters (such as `dim`).
 fn check_compatible(
@@ -145,7 +148,7 @@ fn check_compatible(
     existing: &CollectionSchema,
     target: &CollectionRef,
 ) -> Result<()> {
-    let shape = |s: &CollectionSchema| -> Vec<(String, i32, bool, i32, Vec<(String, String)>)> {
+    let shape = |s: &CollectionSchema| -> Vec<FieldShape> {
         s.fields
             .iter()
             .filter(|f| !f.is_dynamic)
