@@ -177,7 +177,10 @@ impl Engine {
         if !self.ctx.catalog.is_taken(name).await? {
             return Err(Error::not_found("backup", name));
         }
-        self.ctx.catalog.delete(name).await
+        let deleted = self.ctx.catalog.delete(name).await?;
+        self.jobs.forget_backup(name);
+        info!(backup = %name, objects = deleted, "backup deleted");
+        Ok(deleted)
     }
 
     /// Checks the request, then starts a restore job and returns its snapshots.

@@ -156,6 +156,15 @@ impl JobRegistry {
             .collect()
     }
 
+    /// Forgets the finished job of backup `name` (after the backup is deleted).
+    pub fn forget_backup(&self, name: &str) {
+        let mut jobs = self.backups.lock().expect("job registry poisoned");
+        if jobs.by_key.remove(name).is_some() {
+            jobs.order.retain(|k| k != name);
+            jobs.by_request.retain(|_, k| k != name);
+        }
+    }
+
     /// The backup job started with `request_id`, if any.
     pub fn backup_by_request(&self, request_id: &str) -> Option<watch::Receiver<BackupSnapshot>> {
         let jobs = self.backups.lock().expect("job registry poisoned");

@@ -154,7 +154,12 @@ impl ObjectStore for S3Bucket {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.error("ListObjectsV2", prefix, e))?;
+            let page = match page {
+                Ok(p) => p,
+                // A bucket that does not exist yet holds nothing.
+                Err(e) if e.code() == Some("NoSuchBucket") => return Ok(out),
+                Err(e) => return Err(self.error("ListObjectsV2", prefix, e)),
+            };
             for obj in page.contents() {
                 if let Some(key) = obj.key() {
                     out.push(ObjectInfo {
@@ -178,7 +183,11 @@ impl ObjectStore for S3Bucket {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.error("ListObjectsV2", prefix, e))?;
+            let page = match page {
+                Ok(p) => p,
+                Err(e) if e.code() == Some("NoSuchBucket") => return Ok(out),
+                Err(e) => return Err(self.error("ListObjectsV2", prefix, e)),
+            };
             out.extend(
                 page.common_prefixes()
                     .iter()

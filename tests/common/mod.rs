@@ -68,6 +68,16 @@ pub fn config() -> Config {
     cfg
 }
 
+/// Host and port of the second S3 server of the test environment.
+pub fn second_s3() -> (String, u16) {
+    let text = std::fs::read_to_string(env_file()).expect("test environment env file");
+    let url = text
+        .lines()
+        .find_map(|l| l.strip_prefix("S3B_ENDPOINT="))
+        .expect("S3B_ENDPOINT in the env file (scripts/testenv/up.sh starts a second S3)");
+    host_port(url)
+}
+
 /// A Milvus client for the test environment.
 pub fn milvus(cfg: &Config) -> MilvusClient {
     MilvusClient::new(&cfg.milvus).expect("milvus client")

@@ -1,0 +1,196 @@
+//! Where backups live: another bucket on Milvus's endpoint (server-side copy),
+//! another S3 endpoint with other credentials (streaming copy, then a staging
+//! copy in Milvus's bucket at restore, removed afterwards), a local directory;
+//! DeleteBackup removes one backup and only it. Against the real Milvus 2.3.5
+//! and the two S3 servers of the test environment.
+
+mod common;
+
+use common::data::{self, Spec};
+use common::flows;
+use milvus_backup::api::proto as pb;
+use milvus_backup::config::{Config, Secret};
+use milvus_backup::storage::{ObjectStore, S3Bucket};
+use tonic::Code;
+
+/// A small loaded collection and its rows.
+async fn source(
+    m: &milvus_backup::milvus::MilvusClient,
+    prefix: &str,
+) -> (Spec, Vec<milvus_backup::milvus::rows::Row>) {
+    let spec = Spec::new(&common::unique(prefix));
+    data::create(&m, &spec).await;
+    data::create_partition(m, &spec, "p1").await;
+    data::insert(m, &spec, "", 0..150, 21).await;
+    data::insert(m, &spec, "p1", 150..200, 21).await;
+    data::delete(m, &spec, "pk in [4, 160]").await;
+    data::index(m, &spec.db, &spec.name).await;
+    data::load(m, &spec.db, &spec.name).await;
+    let rows = data::rows(m, &spec, &spec.db, &spec.name, &[]).await;
+    assert_eq!(rows.len(), 198);
+    (spec, rows)
+}
+
+/// Backs up, restores with `_r`, compares, and checks no staging copy is left
+/// in Milvus's bucket. Returns the backup name.
+async fn round_trip(cfg: &Config, prefix: &str) -> String {
+    let m = common::milvus(cfg);
+    let server = common::TestServer::start(cfg).await;
+    let mut client = server.client().await;
+    let (spec, rows) = source(&m, prefix).await;
+    let name = common::unique(prefix);
+    flows::backup_collections(&mut client, &name, &[&spec.name]).await;
+    let job = flows::restore(
+        &mut client,
+        pb::RestoreRequest {
+            backup_name: name.clone(),
+            collection_suffix: "_r".into(),
+            restore_index: true,
+            load: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let restored = data::rows(&m, &spec, &spec.db, &format!("{}_r", spec.name), &[]).await;
+    data::assert_rows_equal(prefix, &rows, &restored);
+    let staging = format!("restore-temp-{}/", job.id);
+    let milvus_bucket = S3Bucket::new(&cfg.minio.milvus_bucket());
+    assert!(
+        milvus_bucket.list(&staging).await.unwrap().is_empty(),
+        "staging copy left in {staging}"
+    );
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    data::drop_if_exists(&m, &spec.db, &format!("{}_r", spec.name)).await;
+    server.handle.stop().await.unwrap();
+    name
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_bucket_on_milvus_endpoint() {
+    let mut cfg = common::config();
+    cfg.minio.backup_bucket_name = format!("backups-{}", uuid::Uuid::new_v4().simple());
+    let name = round_trip(&cfg, "other_bucket").await;
+    let backups = S3Bucket::new(&cfg.minio.backup_bucket());
+    assert!(
+        backups
+            .head(&format!("backup/{name}/meta/full_meta.json"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let own = S3Bucket::new(&cfg.minio.milvus_bucket());
+    assert!(
+        own.list(&format!("backup/{name}/"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "backup written to Milvus's bucket"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_endpoint_with_other_credentials() {
+    let mut cfg = common::config();
+    let (host, port) = common::second_s3();
+    cfg.minio.backup_address = host;
+    cfg.minio.backup_port = port;
+    cfg.minio.backup_access_key_id = "offsite-key".into();
+    cfg.minio.backup_secret_access_key = Secret::new("offsite-secret");
+    cfg.minio.backup_bucket_name = "offsite".into();
+    cfg.minio.backup_root_path = "milvus/backups".into();
+    let name = round_trip(&cfg, "other_endpoint").await;
+    let offsite = S3Bucket::new(&cfg.minio.backup_bucket());
+    let objects = offsite
+        .list(&format!("milvus/backups/{name}/"))
+        .await
+        .unwrap();
+    assert!(
+        objects
+            .iter()
+            .any(|o| o.key.ends_with("meta/full_meta.json"))
+    );
+    assert!(
+        objects
+            .iter()
+            .any(|o| o.key.contains("/binlogs/insert_log/"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_local_directory() {
+    let mut cfg = common::config();
+    let dir = std::env::temp_dir().join(common::unique("milvus-backups"));
+    cfg.minio.backup_storage_type = "local".into();
+    cfg.minio.backup_root_path = dir.display().to_string();
+    let name = round_trip(&cfg, "local_dir").await;
+    assert!(dir.join(&name).join("meta/full_meta.json").is_file());
+    assert!(dir.join(&name).join("binlogs/insert_log").is_dir());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delete_backup_removes_that_backup_only() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client().await;
+    let (spec, _) = source(&m, "delete_src").await;
+    let base = common::unique("del");
+    let (b1, b10) = (format!("{base}_b1"), format!("{base}_b10"));
+    for b in [&b1, &b10] {
+        flows::backup_collections(&mut client, b, &[&spec.name]).await;
+    }
+    let store = server.engine.context().catalog.store().clone();
+    let b10_before = store.list(&format!("backup/{b10}/")).await.unwrap();
+    assert!(!b10_before.is_empty());
+
+    let resp = client
+        .delete_backup(pb::DeleteBackupRequest { name: b1.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.objects_deleted > 5, "{resp:?}");
+    assert!(
+        store
+            .list(&format!("backup/{b1}/"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.list(&format!("backup/{b10}/")).await.unwrap(),
+        b10_before,
+        "the neighbour changed"
+    );
+    let err = client
+        .get_backup(pb::GetBackupRequest {
+            name: b1.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let got = client
+        .get_backup(pb::GetBackupRequest {
+            name: b10.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.into_inner().backup.unwrap().name, b10);
+
+    let err = client
+        .delete_backup(pb::DeleteBackupRequest { name: b1.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let err = client
+        .delete_backup(pb::DeleteBackupRequest {
+            name: "../x".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    server.handle.stop().await.unwrap();
+}
