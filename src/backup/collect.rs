@@ -176,7 +176,7 @@ async fn collect_segment(
         store.list(&insert_dir).await?
     };
     let deltas = store.list(&delta_dir).await?;
-    if inserts.is_empty() && seg.num_rows > 0 {
+    if !is_l0 && inserts.is_empty() && seg.num_rows > 0 {
         return Err(Error::DataLoss(format!(
             "segment {} has {} rows but no binlogs under {}/{insert_dir}",
             seg.id,

@@ -93,8 +93,12 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server for `cfg`.
     pub async fn start(cfg: &Config) -> Self {
+        Self::start_with(Context::from_config(cfg).expect("context")).await
+    }
+
+    /// Starts a server over `ctx`.
+    pub async fn start_with(mut ctx: Context) -> Self {
         init_logs();
-        let mut ctx = Context::from_config(cfg).expect("context");
         ctx.timing.poll_interval = Duration::from_millis(200);
         let engine = Engine::new(ctx);
         let handle = Server::new(engine.clone())
