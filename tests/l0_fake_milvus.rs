@@ -23,6 +23,9 @@ use milvus_backup::restore::{self, RestoreRequest};
 use milvus_backup::storage::{Copier, LocalDir};
 use prost::Message;
 
+/// Partition, files and options of one import.
+type ImportSummary = (String, Vec<String>, Vec<(String, String)>);
+
 const FLUSH_TS: u64 = 1_700_000_000_000u64 << 18;
 
 /// Answers as a Milvus of `version` with one collection `c` (id 1) whose
@@ -272,7 +275,7 @@ async fn l0_segments_are_backed_up_and_imported_with_l0_import() {
         .await
         .unwrap();
     let imports = fake.imports.lock().unwrap().clone();
-    let summary: Vec<(String, Vec<String>, Vec<(String, String)>)> = imports
+    let summary: Vec<ImportSummary> = imports
         .into_iter()
         .map(|i| (i.partition, i.files, i.options))
         .collect();

@@ -19,7 +19,7 @@ async fn source(
     prefix: &str,
 ) -> (Spec, Vec<milvus_backup::milvus::rows::Row>) {
     let spec = Spec::new(&common::unique(prefix));
-    data::create(&m, &spec).await;
+    data::create(m, &spec).await;
     data::create_partition(m, &spec, "p1").await;
     data::insert(m, &spec, "", 0..150, 21).await;
     data::insert(m, &spec, "p1", 150..200, 21).await;
