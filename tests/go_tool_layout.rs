@@ -42,8 +42,9 @@ async fn restores_a_backup_in_the_go_tool_shape() {
     let fixture = common::unique("go_fixture");
     let src_prefix = format!("backup/{real}/");
     // partition id -> segment id -> (insert field id -> [(path, size)], deltas)
-    type Logs = BTreeMap<i64, Vec<(String, u64)>>;
-    let mut tree: BTreeMap<i64, BTreeMap<i64, (Logs, Vec<(String, u64)>)>> = BTreeMap::new();
+    type Logs = Vec<(String, u64)>;
+    type Segments = BTreeMap<i64, (BTreeMap<i64, Logs>, Logs)>;
+    let mut tree: BTreeMap<i64, Segments> = BTreeMap::new();
     for o in store.list(&format!("{src_prefix}binlogs/")).await.unwrap() {
         let rel = &o.key[src_prefix.len()..];
         let dst = format!("backup/{fixture}/{rel}");
