@@ -136,7 +136,11 @@ async fn every_type_dynamic_keys_deletes_and_many_segments() {
     )
     .await;
     assert_eq!(job.collections[0].target_collection_name, target);
-    assert_eq!(m.loading_progress(&spec.db, &target).await.unwrap(), 100, "loaded as at backup time");
+    assert_eq!(
+        m.loading_progress(&spec.db, &target).await.unwrap(),
+        100,
+        "loaded as at backup time"
+    );
     let restored = data::rows(&m, &spec, &spec.db, &target, &[]).await;
     data::assert_rows_equal("all types", &source, &restored);
     assert_same_definition(&m, (&spec.db, &spec.name), (&spec.db, &target)).await;
