@@ -65,7 +65,10 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr}"))?;
-            Server::new(engine).serve(listener, shutdown_signal()).await
+            Server::new(engine)
+                .simple_response(cfg.http.simple_response)
+                .serve(listener, shutdown_signal())
+                .await
         }
     }
 }

@@ -4,9 +4,10 @@
 mod convert;
 mod grpc;
 pub mod proto;
+mod rest;
 mod server;
 mod status;
 
 pub use grpc::GrpcService;
 pub use server::{Server, ServerHandle};
-pub use status::code_of;
+pub use status::{code_of, rest_codes};

@@ -1,4 +1,5 @@
-//! The gRPC server: our service, health checking and reflection on one port,
+//! The server: our gRPC service, health checking, reflection and the Go
+//! tool's REST API, all on one port (HTTP/2 for gRPC, HTTP/1.1 or 2 for REST),
 //! with a graceful stop.
 
 use std::future::Future;
@@ -8,7 +9,6 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 
 use super::GrpcService;
@@ -20,6 +20,7 @@ use crate::engine::Engine;
 #[derive(Debug, Clone)]
 pub struct Server {
     engine: Arc<Engine>,
+    simple_response: bool,
 }
 
 /// A server running in the background (used by tests and the demo).
@@ -44,7 +45,16 @@ impl ServerHandle {
 impl Server {
     /// A server for `engine`.
     pub fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+        Self {
+            engine,
+            simple_response: true,
+        }
+    }
+
+    /// REST answers leave out partitions and segments (`http.simpleResponse`).
+    pub fn simple_response(mut self, simple: bool) -> Self {
+        self.simple_response = simple;
+        self
     }
 
     /// Serves on `listener` until `shutdown` completes. Health turns
@@ -66,9 +76,15 @@ impl Server {
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
-        let service = BackupServiceServer::new(GrpcService::new(self.engine));
+        let service = BackupServiceServer::new(GrpcService::new(self.engine.clone()));
+        let app = tonic::service::Routes::new(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(service)
+            .into_axum_router()
+            .merge(super::rest::router(self.engine, self.simple_response));
 
-        info!(addr = %listener.local_addr()?, "serving gRPC");
+        info!(addr = %listener.local_addr()?, "serving gRPC and REST");
         let reporter = health.clone();
         let stop = async move {
             shutdown.await;
@@ -80,13 +96,8 @@ impl Server {
                 .set_service_status("", tonic_health::ServingStatus::NotServing)
                 .await;
         };
-        tonic::transport::Server::builder()
-            .trace_fn(|req| tracing::info_span!("grpc", path = %req.uri().path()))
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
             .await?;
         info!("server stopped");
         Ok(())

@@ -24,3 +24,17 @@ impl From<Error> for Status {
         Status::new(code_of(&err), err.to_string())
     }
 }
+
+/// The HTTP status and the Go tool's `ResponseCode` for each kind of core error.
+pub fn rest_codes(err: &Error) -> (u16, i32) {
+    // Go tool codes: 400 Parameter_Error, 404 Request_Object_Not_Found, 3 Fail.
+    match err {
+        Error::InvalidArgument(_) => (400, 400),
+        Error::NotFound { .. } => (404, 404),
+        Error::AlreadyExists { .. } => (409, 400),
+        Error::FailedPrecondition(_) => (412, 3),
+        Error::Unavailable { .. } => (503, 3),
+        Error::DataLoss(_) => (500, 3),
+        Error::Milvus { .. } | Error::Storage { .. } | Error::Internal(_) => (500, 3),
+    }
+}

@@ -89,6 +89,21 @@ pub async fn create(m: &MilvusClient, name: &str, rows: usize, batches: usize, s
         start = end;
     }
 
+    index_and_load(m, name).await;
+    let flush = m.flush("default", name).await.expect("Flush");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !m
+        .is_flushed("default", name, &flush)
+        .await
+        .expect("GetFlushState")
+    {
+        assert!(Instant::now() < deadline, "flush of {name} did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Builds the example's IVF_FLAT index on `embeddings` and loads the collection.
+pub async fn index_and_load(m: &MilvusClient, name: &str) {
     let index = pb::CreateIndexRequest {
         collection_name: name.into(),
         field_name: "embeddings".into(),
@@ -111,16 +126,6 @@ pub async fn create(m: &MilvusClient, name: &str, rows: usize, batches: usize, s
         .await
         .expect("LoadCollection");
     wait_loaded(m, "default", name).await;
-    let flush = m.flush("default", name).await.expect("Flush");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !m
-        .is_flushed("default", name, &flush)
-        .await
-        .expect("GetFlushState")
-    {
-        assert!(Instant::now() < deadline, "flush of {name} did not finish");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Inserts rows with primary keys `pks`, values from `rng`.

@@ -1,0 +1,576 @@
+//! The Go tool's REST API under `/api/v1`, on the gRPC port: same routes, same
+//! `{requestId, code, msg, data}` envelope, same field names and state codes.
+//! Requests go through the same validation as gRPC (`convert`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::proto as pb;
+use super::status::rest_codes;
+use crate::backup::BackupRequest;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::jobs::{BackupSnapshot, JobState, RestoreSnapshot};
+use crate::meta::model::{BackupInfo, CollectionBackupInfo};
+use crate::names::CollectionRef;
+use crate::restore::RestoreRequest;
+
+/// The Go tool's `BackupTaskStateCode` / `RestoreTaskStateCode`.
+fn go_state(s: JobState) -> i32 {
+    match s {
+        JobState::Pending => 0,
+        JobState::Running => 1,
+        JobState::Succeeded => 2,
+        JobState::Failed | JobState::Cancelled => 3,
+    }
+}
+
+/// The envelope of every answer.
+#[derive(Debug, Serialize)]
+struct Envelope<T: Serialize> {
+    #[serde(rename = "requestId")]
+    request_id: String,
+    code: i32,
+    msg: String,
+    data: Option<T>,
+}
+
+fn ok<T: Serialize>(request_id: String, msg: &str, data: Option<T>) -> Response {
+    Json(Envelope {
+        request_id,
+        code: 0,
+        msg: msg.into(),
+        data,
+    })
+    .into_response()
+}
+
+fn fail(request_id: String, err: &Error) -> Response {
+    let (http, code) = rest_codes(err);
+    let body = Envelope::<()> {
+        request_id,
+        code,
+        msg: err.to_string(),
+        data: None,
+    };
+    (
+        StatusCode::from_u16(http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        Json(body),
+    )
+        .into_response()
+}
+
+/// The request id: the `request_id` header, the body's `requestId`, or a new one.
+fn request_id(headers: &HeaderMap, body: Option<&str>) -> String {
+    headers
+        .get("request_id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .or_else(|| body.filter(|b| !b.is_empty()).map(str::to_string))
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+fn body<T>(
+    headers: &HeaderMap,
+    parsed: std::result::Result<Json<T>, JsonRejection>,
+) -> std::result::Result<T, Response> {
+    parsed.map(|Json(b)| b).map_err(|e| {
+        fail(
+            request_id(headers, None),
+            &Error::invalid(format!("invalid request body: {}", e.body_text())),
+        )
+    })
+}
+
+#[derive(Clone)]
+struct Rest {
+    engine: Arc<Engine>,
+    simple: bool,
+}
+
+/// The REST routes. `simple_response` (`http.simpleResponse`) leaves the
+/// partitions and segments out of backups, as the Go tool does.
+pub fn router(engine: Arc<Engine>, simple_response: bool) -> Router {
+    Router::new()
+        .route("/api/v1/create", post(create))
+        .route("/api/v1/list", get(list))
+        .route("/api/v1/get_backup", get(get_backup))
+        .route("/api/v1/delete", delete(delete_backup))
+        .route("/api/v1/restore", post(restore))
+        .route("/api/v1/get_restore", get(get_restore))
+        .route("/api/v1/check", get(check))
+        .route(
+            "/api/v1/docs",
+            get(|| async { axum::response::Redirect::permanent("/api/v1/docs/index.html") }),
+        )
+        .route("/api/v1/docs/{file}", get(docs))
+        .with_state(Rest {
+            engine,
+            simple: simple_response,
+        })
+}
+
+/// `db_collections`: `{"db1": ["c1"], "db2": []}` (an empty list means the whole
+/// database), as a JSON object or a string holding one.
+fn db_collections(v: &Option<serde_json::Value>) -> Result<(Vec<String>, Vec<String>)> {
+    let value = match v {
+        None | Some(serde_json::Value::Null) => return Ok((vec![], vec![])),
+        Some(serde_json::Value::String(s)) if s.trim().is_empty() => return Ok((vec![], vec![])),
+        Some(serde_json::Value::String(s)) => serde_json::from_str(s)
+            .map_err(|e| Error::invalid(format!("db_collections is not a JSON object: {e}")))?,
+        Some(v) => v.clone(),
+    };
+    let map: HashMap<String, Vec<String>> = serde_json::from_value(value).map_err(|e| {
+        Error::invalid(format!(
+            "db_collections must map database names to lists of collections: {e}"
+        ))
+    })?;
+    let (mut colls, mut dbs) = (vec![], vec![]);
+    for (db, list) in map {
+        if list.is_empty() {
+            dbs.push(db);
+        } else {
+            colls.extend(list.into_iter().map(|c| format!("{db}.{c}")));
+        }
+    }
+    Ok((colls, dbs))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct CreateBody {
+    #[serde(rename = "requestId")]
+    request_id: String,
+    backup_name: String,
+    collection_names: Vec<String>,
+    db_collections: Option<serde_json::Value>,
+    #[serde(rename = "async")]
+    is_async: bool,
+    meta_only: bool,
+}
+
+async fn create(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    parsed: std::result::Result<Json<CreateBody>, JsonRejection>,
+) -> Response {
+    let b = match body(&headers, parsed) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let id = request_id(&headers, Some(&b.request_id));
+    let result = async {
+        let (colls, dbs) = db_collections(&b.db_collections)?;
+        let req = BackupRequest::try_from(pb::CreateBackupRequest {
+            backup_name: b.backup_name.clone(),
+            collection_names: b.collection_names.iter().cloned().chain(colls).collect(),
+            database_names: dbs,
+            meta_only: b.meta_only,
+            request_id: id.clone(),
+        })?;
+        let rx = rest.engine.create_backup(req).await?;
+        if b.is_async {
+            return Ok((
+                go_backup_of_job(&rx.borrow()),
+                "create backup is executing asynchronously",
+            ));
+        }
+        let last = until_terminal(rx).await;
+        Ok((
+            rest.backup_data(&last).await?,
+            if last.state == JobState::Succeeded {
+                "success"
+            } else {
+                "backup failed"
+            },
+        ))
+    }
+    .await;
+    match result {
+        Ok((data, msg)) => ok(id, msg, Some(data)),
+        Err(e) => fail(id, &e),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ListQuery {
+    collection_name: String,
+}
+
+async fn list(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let id = request_id(&headers, None);
+    let result = async {
+        let filter = if q.collection_name.is_empty() {
+            None
+        } else {
+            Some(CollectionRef::parse(&q.collection_name)?)
+        };
+        let mut out = Vec::new();
+        for snap in rest.engine.list_backups(filter.as_ref()).await? {
+            out.push(rest.backup_data(&snap).await?);
+        }
+        Ok::<_, Error>(out)
+    }
+    .await;
+    match result {
+        Ok(list) => ok(id, "success", Some(list)),
+        Err(e) => fail(id, &e),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct GetQuery {
+    backup_name: String,
+    backup_id: String,
+}
+
+async fn get_backup(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    Query(q): Query<GetQuery>,
+) -> Response {
+    let id = request_id(&headers, None);
+    let result = async {
+        if q.backup_name.is_empty() && q.backup_id.is_empty() {
+            return Err(Error::invalid(
+                "empty backup name and backup id, please set a backup name or id",
+            ));
+        }
+        let snap = rest.engine.get_backup(&q.backup_name, &q.backup_id).await?;
+        rest.backup_data(&snap).await
+    }
+    .await;
+    match result {
+        Ok(data) => ok(id, "success", Some(data)),
+        Err(e) => fail(id, &e),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct DeleteQuery {
+    backup_name: String,
+}
+
+async fn delete_backup(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    Query(q): Query<DeleteQuery>,
+) -> Response {
+    let id = request_id(&headers, None);
+    match rest.engine.delete_backup(&q.backup_name).await {
+        Ok(_) => ok::<()>(id, "success", None),
+        Err(e) => fail(id, &e),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RestoreBody {
+    #[serde(rename = "requestId")]
+    request_id: String,
+    backup_name: String,
+    collection_names: Vec<String>,
+    collection_suffix: String,
+    collection_renames: HashMap<String, String>,
+    db_collections: Option<serde_json::Value>,
+    #[serde(rename = "async")]
+    is_async: bool,
+    #[serde(rename = "metaOnly")]
+    meta_only: bool,
+    #[serde(rename = "restoreIndex")]
+    restore_index: bool,
+    #[serde(rename = "useAutoIndex")]
+    use_auto_index: bool,
+    #[serde(rename = "dropExistCollection")]
+    drop_exist_collection: bool,
+    #[serde(rename = "dropExistIndex")]
+    drop_exist_index: bool,
+    #[serde(rename = "skipCreateCollection")]
+    skip_create_collection: bool,
+    /// Ours: load the restored collections.
+    load: bool,
+}
+
+async fn restore(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    parsed: std::result::Result<Json<RestoreBody>, JsonRejection>,
+) -> Response {
+    let b = match body(&headers, parsed) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let id = request_id(&headers, Some(&b.request_id));
+    let result = async {
+        if b.use_auto_index {
+            return Err(Error::invalid(
+                "useAutoIndex is not supported; restore the backed-up indexes with restoreIndex",
+            ));
+        }
+        if b.drop_exist_index {
+            return Err(Error::invalid(
+                "dropExistIndex is not supported; use dropExistCollection",
+            ));
+        }
+        let (colls, _) = db_collections(&b.db_collections)?;
+        let req = RestoreRequest::try_from(pb::RestoreRequest {
+            backup_name: b.backup_name.clone(),
+            collection_names: b.collection_names.iter().cloned().chain(colls).collect(),
+            collection_suffix: b.collection_suffix.clone(),
+            collection_renames: b.collection_renames.clone(),
+            drop_existing_collections: b.drop_exist_collection,
+            skip_create_collection: b.skip_create_collection,
+            restore_index: b.restore_index,
+            load: b.load,
+            meta_only: b.meta_only,
+            request_id: id.clone(),
+        })?;
+        let rx = rest.engine.restore(req).await?;
+        if b.is_async {
+            return Ok((
+                go_restore(&rx.borrow()),
+                "restore backup is executing asynchronously",
+            ));
+        }
+        let last = until_terminal(rx).await;
+        Ok((
+            go_restore(&last),
+            if last.state == JobState::Succeeded {
+                "success"
+            } else {
+                "restore failed"
+            },
+        ))
+    }
+    .await;
+    match result {
+        Ok((data, msg)) => ok(id, msg, Some(data)),
+        Err(e) => fail(id, &e),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RestoreQuery {
+    id: String,
+}
+
+async fn get_restore(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    Query(q): Query<RestoreQuery>,
+) -> Response {
+    let id = request_id(&headers, None);
+    match rest.engine.watch_restore(&q.id) {
+        Ok(rx) => ok(id, "success", Some(go_restore(&rx.borrow()))),
+        Err(e) => fail(id, &e),
+    }
+}
+
+async fn check(State(rest): State<Rest>, headers: HeaderMap) -> Response {
+    let id = request_id(&headers, None);
+    match rest.engine.check().await {
+        Ok(r) => {
+            let msg = format!(
+                "Succeed to connect to milvus and storage. Milvus {} at {}; Milvus storage {}; backup storage {} ({} backups)",
+                r.milvus_version,
+                r.milvus_address,
+                r.milvus_storage,
+                r.backup_storage,
+                r.backup_count
+            );
+            let data = serde_json::json!({
+                "milvus_address": r.milvus_address,
+                "milvus_version": r.milvus_version.to_string(),
+                "milvus_storage": r.milvus_storage,
+                "backup_storage": r.backup_storage,
+                "backup_count": r.backup_count,
+            });
+            ok(id, &msg, Some(data))
+        }
+        Err(e) => fail(id, &e),
+    }
+}
+
+const OPENAPI: &str = include_str!("swagger/openapi.json");
+const INDEX_HTML: &str = include_str!("swagger/index.html");
+const UI_CSS: &str = include_str!("swagger/swagger-ui.css");
+const UI_JS: &str = include_str!("swagger/swagger-ui-bundle.js");
+
+async fn docs(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    let (kind, body) = match file.as_str() {
+        "index.html" => ("text/html; charset=utf-8", INDEX_HTML),
+        "openapi.json" | "doc.json" | "swagger.json" => ("application/json", OPENAPI),
+        "swagger-ui.css" => ("text/css", UI_CSS),
+        "swagger-ui-bundle.js" => ("application/javascript", UI_JS),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    ([(header::CONTENT_TYPE, kind)], body).into_response()
+}
+
+/// Waits for the last snapshot of a job.
+async fn until_terminal<T: Clone + HasState>(mut rx: watch::Receiver<T>) -> T {
+    loop {
+        let snap = rx.borrow_and_update().clone();
+        if snap.state().is_terminal() || rx.changed().await.is_err() {
+            return rx.borrow().clone();
+        }
+    }
+}
+
+trait HasState {
+    fn state(&self) -> JobState;
+}
+impl HasState for BackupSnapshot {
+    fn state(&self) -> JobState {
+        self.state
+    }
+}
+impl HasState for RestoreSnapshot {
+    fn state(&self) -> JobState {
+        self.state
+    }
+}
+
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A job that is not (yet) a complete backup, in the Go tool's shape.
+fn go_backup_of_job(s: &BackupSnapshot) -> BackupInfo {
+    BackupInfo {
+        id: s.id.clone(),
+        state_code: go_state(s.state),
+        error_message: s.error.clone().unwrap_or_default(),
+        start_time: millis(s.start_time),
+        end_time: s.end_time.map(millis).unwrap_or(0),
+        progress: s.progress.percent(s.state) as i32,
+        name: s.name.clone(),
+        backup_timestamp: s.backup_timestamp_ms,
+        collection_backups: s
+            .collections
+            .iter()
+            .map(|c| CollectionBackupInfo {
+                collection_id: c.id,
+                db_name: c.db.clone(),
+                collection_name: c.name.clone(),
+                backup_timestamp: c.backup_timestamp,
+                size: c.size_bytes as i64,
+                ..Default::default()
+            })
+            .collect(),
+        size: s.size_bytes as i64,
+        milvus_version: s.milvus_version.clone(),
+    }
+}
+
+impl Rest {
+    /// A backup as the Go tool shows it: its stored meta when complete.
+    async fn backup_data(&self, s: &BackupSnapshot) -> Result<BackupInfo> {
+        if s.state != JobState::Succeeded {
+            return Ok(go_backup_of_job(s));
+        }
+        let mut info = match self.engine.context().catalog.read(&s.name).await? {
+            Some(info) => info,
+            None => return Ok(go_backup_of_job(s)),
+        };
+        for c in &mut info.collection_backups {
+            c.schema_proto_base64.clear();
+            if self.simple {
+                c.partition_backups.clear();
+            }
+        }
+        Ok(info)
+    }
+}
+
+/// The Go tool's `RestoreCollectionTask` (the fields its simple response keeps).
+#[derive(Debug, Serialize)]
+struct GoRestoreCollection {
+    id: String,
+    state_code: i32,
+    #[serde(rename = "errorMessage")]
+    error_message: String,
+    start_time: i64,
+    end_time: i64,
+    progress: i32,
+    target_collection_name: String,
+    target_db_name: String,
+    restored_size: i64,
+    to_restore_size: i64,
+    /// Ours: rows in the backup and rows Milvus imported.
+    row_count: i64,
+    imported_rows: i64,
+}
+
+/// The Go tool's `RestoreBackupTask`.
+#[derive(Debug, Serialize)]
+struct GoRestore {
+    id: String,
+    state_code: i32,
+    #[serde(rename = "errorMessage")]
+    error_message: String,
+    start_time: i64,
+    end_time: i64,
+    collection_restore_tasks: Vec<GoRestoreCollection>,
+    restored_size: i64,
+    to_restore_size: i64,
+    progress: i32,
+}
+
+fn go_restore(s: &RestoreSnapshot) -> GoRestore {
+    let start = millis(s.start_time) / 1000;
+    let end = s.end_time.map(millis).unwrap_or(0) / 1000;
+    GoRestore {
+        id: s.id.clone(),
+        state_code: go_state(s.state),
+        error_message: s.error.clone().unwrap_or_default(),
+        start_time: start,
+        end_time: end,
+        collection_restore_tasks: s
+            .collections
+            .iter()
+            .map(|c| GoRestoreCollection {
+                id: format!("{}-{}", s.id, c.target),
+                state_code: go_state(c.state),
+                error_message: c.error.clone().unwrap_or_default(),
+                start_time: start,
+                end_time: if c.state.is_terminal() { end } else { 0 },
+                progress: if c.state == JobState::Succeeded {
+                    100
+                } else {
+                    0
+                },
+                target_collection_name: c.target.name.clone(),
+                target_db_name: c.target.db.clone(),
+                restored_size: 0,
+                to_restore_size: 0,
+                row_count: c.row_count,
+                imported_rows: c.imported_rows,
+            })
+            .collect(),
+        restored_size: s.progress.bytes_done as i64,
+        to_restore_size: s.progress.bytes_total as i64,
+        progress: s.progress.percent(s.state) as i32,
+    }
+}
