@@ -81,16 +81,11 @@ fn request_id(headers: &HeaderMap, body: Option<&str>) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-fn body<T>(
-    headers: &HeaderMap,
-    parsed: std::result::Result<Json<T>, JsonRejection>,
-) -> std::result::Result<T, Response> {
-    parsed.map(|Json(b)| b).map_err(|e| {
-        fail(
-            request_id(headers, None),
-            &Error::invalid(format!("invalid request body: {}", e.body_text())),
-        )
-    })
+/// The parsed JSON body, or an error naming what is wrong with it.
+fn body<T>(parsed: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
+    parsed
+        .map(|Json(b)| b)
+        .map_err(|e| Error::invalid(format!("invalid request body: {}", e.body_text())))
 }
 
 #[derive(Clone)]
@@ -165,9 +160,9 @@ async fn create(
     headers: HeaderMap,
     parsed: std::result::Result<Json<CreateBody>, JsonRejection>,
 ) -> Response {
-    let b = match body(&headers, parsed) {
+    let b = match body(parsed) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return fail(request_id(&headers, None), &e),
     };
     let id = request_id(&headers, Some(&b.request_id));
     let result = async {
@@ -314,9 +309,9 @@ async fn restore(
     headers: HeaderMap,
     parsed: std::result::Result<Json<RestoreBody>, JsonRejection>,
 ) -> Response {
-    let b = match body(&headers, parsed) {
+    let b = match body(parsed) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return fail(request_id(&headers, None), &e),
     };
     let id = request_id(&headers, Some(&b.request_id));
     let result = async {
