@@ -3,12 +3,18 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Context as _;
+use std::collections::BTreeMap;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use milvus_backup::api::Server;
+use milvus_backup::backup::BackupRequest;
+use milvus_backup::cli;
 use milvus_backup::config::Config;
 use milvus_backup::context::Context;
 use milvus_backup::engine::Engine;
+use milvus_backup::names::CollectionRef;
+use milvus_backup::restore::RestoreRequest;
+use milvus_backup::{Error, Result};
 use tracing_subscriber::EnvFilter;
 
 /// Back up and restore Milvus collections.
@@ -33,12 +39,83 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the gRPC API.
+    /// Serve the gRPC API and the Go tool's REST API on one port.
     Server {
         /// Port to listen on, on every interface.
         #[arg(short, long, default_value_t = 8080)]
         port: u16,
     },
+    /// Back up collections and wait for the end.
+    Create {
+        /// The backup's name.
+        #[arg(short, long)]
+        name: String,
+        /// Collections, comma separated: `coll` or `db.coll`.
+        #[arg(
+            short = 'c',
+            long = "colls",
+            alias = "collections",
+            value_delimiter = ','
+        )]
+        collections: Vec<String>,
+        /// Whole databases, comma separated.
+        #[arg(short = 'd', long, value_delimiter = ',')]
+        databases: Vec<String>,
+        /// Schemas, partitions and indexes only.
+        #[arg(long = "meta_only", alias = "meta-only")]
+        meta_only: bool,
+    },
+    /// List the backups.
+    List {
+        /// Only backups holding this collection.
+        #[arg(short, long)]
+        collection: Option<String>,
+    },
+    /// Show one backup's meta as JSON.
+    Get {
+        #[arg(short, long)]
+        name: String,
+        /// Include partitions and segments.
+        #[arg(short, long)]
+        detail: bool,
+    },
+    /// Restore a backup and wait for the end.
+    Restore {
+        /// The backup's name.
+        #[arg(short, long)]
+        name: String,
+        /// Collections of the backup to restore, comma separated (default: all).
+        #[arg(short = 'c', long, value_delimiter = ',')]
+        collections: Vec<String>,
+        /// Appended to each restored collection's name.
+        #[arg(short, long, default_value = "")]
+        suffix: String,
+        /// Renames `a:b`, comma separated or repeated; `db.a:db2.b` moves databases.
+        #[arg(short, long, value_delimiter = ',')]
+        rename: Vec<String>,
+        /// Drop a target collection that exists.
+        #[arg(long = "drop_exist_collection", alias = "drop-existing")]
+        drop_exist_collection: bool,
+        /// Import into existing collections of the same schema.
+        #[arg(long = "skip_create_collection", alias = "skip-create")]
+        skip_create_collection: bool,
+        /// Recreate the backed-up indexes.
+        #[arg(long = "restore_index", alias = "restore-index")]
+        restore_index: bool,
+        /// Load the restored collections.
+        #[arg(long)]
+        load: bool,
+        /// Collections, partitions and indexes only.
+        #[arg(long = "meta_only", alias = "meta-only")]
+        meta_only: bool,
+    },
+    /// Delete one backup.
+    Delete {
+        #[arg(short, long)]
+        name: String,
+    },
+    /// Check that Milvus and the storage answer.
+    Check,
 }
 
 fn init_logs(level: &str, format: LogFormat) {
@@ -54,22 +131,91 @@ fn init_logs(level: &str, format: LogFormat) {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        eprintln!("error: {e}");
+        std::process::exit(cli::exit_code(&e));
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
     let cfg = Config::load(&cli.config)?;
-    init_logs(&cfg.log.level, cli.log_format);
+    // The one-shot commands print their own progress; their logs stay quiet.
+    let level = match cli.command {
+        Command::Server { .. } => cfg.log.level.as_str(),
+        _ => "warn",
+    };
+    init_logs(level, cli.log_format);
+    let engine = Engine::new(Context::from_config(&cfg)?);
     match cli.command {
         Command::Server { port } => {
-            let engine = Engine::new(Context::from_config(&cfg)?);
             let addr = SocketAddr::from(([0, 0, 0, 0], port));
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
-                .with_context(|| format!("cannot listen on {addr}"))?;
+                .map_err(|e| Error::invalid(format!("cannot listen on {addr}: {e}")))?;
             Server::new(engine)
                 .simple_response(cfg.http.simple_response)
                 .serve(listener, shutdown_signal())
                 .await
+                .map_err(|e| Error::Internal(format!("server: {e:#}")))
         }
+        Command::Create {
+            name,
+            collections,
+            databases,
+            meta_only,
+        } => {
+            let req = BackupRequest::parse(
+                &name,
+                &cli::split_list(&collections),
+                &cli::split_list(&databases),
+                meta_only,
+                "",
+            )?;
+            cli::create(&engine, req).await
+        }
+        Command::List { collection } => cli::list(&engine, collection).await,
+        Command::Get { name, detail } => cli::get(&engine, &name, detail).await,
+        Command::Restore {
+            name,
+            collections,
+            suffix,
+            rename,
+            drop_exist_collection,
+            skip_create_collection,
+            restore_index,
+            load,
+            meta_only,
+        } => {
+            let mut renames = BTreeMap::new();
+            for pair in cli::split_list(&rename) {
+                let (from, to) = pair.split_once(':').ok_or_else(|| {
+                    Error::invalid(format!("rename {pair:?} is not of the form old:new"))
+                })?;
+                let (source, target) = RestoreRequest::parse_rename(from, to)?;
+                renames.insert(source, target);
+            }
+            let req = RestoreRequest {
+                backup_name: name,
+                collections: cli::split_list(&collections)
+                    .iter()
+                    .map(|c| CollectionRef::parse(c))
+                    .collect::<Result<_>>()?,
+                suffix,
+                renames,
+                drop_existing: drop_exist_collection,
+                skip_create: skip_create_collection,
+                restore_index,
+                load,
+                meta_only,
+                request_id: String::new(),
+            };
+            req.validate()?;
+            cli::restore(&engine, req).await
+        }
+        Command::Delete { name } => cli::delete(&engine, &name).await,
+        Command::Check => cli::check(&engine).await,
     }
 }
 

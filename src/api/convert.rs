@@ -5,46 +5,24 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use super::proto as pb;
-use crate::backup::BackupRequest;
+use crate::backup::{BackupRequest, MAX_NAMES_PER_REQUEST};
 use crate::engine::CheckReport;
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobState, Progress, RestoreSnapshot};
-use crate::names::{self, CollectionRef};
+use crate::names::CollectionRef;
 use crate::restore::RestoreRequest;
-
-/// Most names one request may carry.
-pub const MAX_NAMES_PER_REQUEST: usize = 10_000;
-
-fn check_count(what: &str, n: usize) -> Result<()> {
-    if n > MAX_NAMES_PER_REQUEST {
-        return Err(Error::invalid(format!(
-            "{n} {what} given; at most {MAX_NAMES_PER_REQUEST} are accepted"
-        )));
-    }
-    Ok(())
-}
-
-fn parse_collections(names: &[String]) -> Result<Vec<CollectionRef>> {
-    check_count("collection names", names.len())?;
-    names.iter().map(|n| CollectionRef::parse(n)).collect()
-}
 
 impl TryFrom<pb::CreateBackupRequest> for BackupRequest {
     type Error = Error;
 
     fn try_from(r: pb::CreateBackupRequest) -> Result<Self> {
-        names::validate_backup_name(&r.backup_name)?;
-        check_count("database names", r.database_names.len())?;
-        for db in &r.database_names {
-            names::validate_name("database name", db)?;
-        }
-        Ok(BackupRequest {
-            name: r.backup_name,
-            collections: parse_collections(&r.collection_names)?,
-            databases: r.database_names,
-            meta_only: r.meta_only,
-            request_id: r.request_id,
-        })
+        BackupRequest::parse(
+            &r.backup_name,
+            &r.collection_names,
+            &r.database_names,
+            r.meta_only,
+            &r.request_id,
+        )
     }
 }
 
@@ -52,23 +30,28 @@ impl TryFrom<pb::RestoreRequest> for RestoreRequest {
     type Error = Error;
 
     fn try_from(r: pb::RestoreRequest) -> Result<Self> {
-        check_count("collection renames", r.collection_renames.len())?;
-        let mut renames = BTreeMap::new();
-        for (from, to) in &r.collection_renames {
-            let source = CollectionRef::parse(from)?;
-            // `coll` keeps the source's database; `db.coll` names another one.
-            let target = if to.contains('.') {
-                CollectionRef::parse(to)?
-            } else {
-                names::validate_name("target collection name", to)
-                    .map_err(|e| Error::invalid(format!("bad rename {from:?} → {to:?}: {e}")))?;
-                CollectionRef::new(source.db.clone(), to.clone())
-            };
-            renames.insert(source, target);
+        for (what, n) in [
+            ("collection names", r.collection_names.len()),
+            ("collection renames", r.collection_renames.len()),
+        ] {
+            if n > MAX_NAMES_PER_REQUEST {
+                return Err(Error::invalid(format!(
+                    "{n} {what} given; at most {MAX_NAMES_PER_REQUEST} are accepted"
+                )));
+            }
         }
+        let renames = r
+            .collection_renames
+            .iter()
+            .map(|(from, to)| RestoreRequest::parse_rename(from, to))
+            .collect::<Result<BTreeMap<_, _>>>()?;
         let req = RestoreRequest {
             backup_name: r.backup_name,
-            collections: parse_collections(&r.collection_names)?,
+            collections: r
+                .collection_names
+                .iter()
+                .map(|c| CollectionRef::parse(c))
+                .collect::<Result<_>>()?,
             suffix: r.collection_suffix,
             renames,
             drop_existing: r.drop_existing_collections,

@@ -25,6 +25,46 @@ pub struct BackupRequest {
     pub request_id: String,
 }
 
+/// Most names one request may carry.
+pub const MAX_NAMES_PER_REQUEST: usize = 10_000;
+
+impl BackupRequest {
+    /// A request from user input: the backup name, `coll` or `db.coll`
+    /// collection names and database names, all checked.
+    pub fn parse(
+        name: &str,
+        collections: &[String],
+        databases: &[String],
+        meta_only: bool,
+        request_id: &str,
+    ) -> Result<Self> {
+        names::validate_backup_name(name)?;
+        for (what, n) in [
+            ("collection names", collections.len()),
+            ("database names", databases.len()),
+        ] {
+            if n > MAX_NAMES_PER_REQUEST {
+                return Err(Error::invalid(format!(
+                    "{n} {what} given; at most {MAX_NAMES_PER_REQUEST} are accepted"
+                )));
+            }
+        }
+        for db in databases {
+            names::validate_name("database name", db)?;
+        }
+        Ok(Self {
+            name: name.to_string(),
+            collections: collections
+                .iter()
+                .map(|c| CollectionRef::parse(c))
+                .collect::<Result<_>>()?,
+            databases: databases.to_vec(),
+            meta_only,
+            request_id: request_id.to_string(),
+        })
+    }
+}
+
 /// Checks the request against Milvus and the catalog before any job starts:
 /// the name is free and every named collection and database exists.
 /// Returns the collections to back up.

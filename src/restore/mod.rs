@@ -31,6 +31,19 @@ pub struct RestoreRequest {
 }
 
 impl RestoreRequest {
+    /// Parses one rename: `coll` or `db.coll` to `coll` (same database) or `db.coll`.
+    pub fn parse_rename(from: &str, to: &str) -> Result<(CollectionRef, CollectionRef)> {
+        let source = CollectionRef::parse(from)?;
+        let target = if to.contains('.') {
+            CollectionRef::parse(to)?
+        } else {
+            names::validate_name("target collection name", to)
+                .map_err(|e| Error::invalid(format!("bad rename {from:?} → {to:?}: {e}")))?;
+            CollectionRef::new(source.db.clone(), to)
+        };
+        Ok((source, target))
+    }
+
     /// Checks the options that need no lookup.
     pub fn validate(&self) -> Result<()> {
         names::validate_backup_name(&self.backup_name)?;
