@@ -18,6 +18,7 @@ ensure_packages() {
   command -v xxd >/dev/null || missing+=(xxd)
   python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
   command -v npm >/dev/null || missing+=(npm)
+  command -v chromium >/dev/null || missing+=(chromium)   # the Swagger UI test
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]} (apt)"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
