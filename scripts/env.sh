@@ -41,6 +41,36 @@ ensure_tools() {
   export PATH="$IT_ENV/tools/bin:$IT_ENV/node/node_modules/.bin:$PATH"
 }
 
+# Code generators for the clients: grpcio-tools (PyPI) and Debian's protoc plugins.
+ensure_codegen() {
+  if [ ! -x "$IT_ENV/codegen/bin/python" ] || ! "$IT_ENV/codegen/bin/python" -c 'import grpc_tools' 2>/dev/null; then
+    log "installing grpcio-tools (PyPI) for the Python client"
+    python3 -m venv "$IT_ENV/codegen"
+    "$IT_ENV/codegen/bin/pip" install -q "grpcio-tools==1.68.1"
+  fi
+  local missing=()
+  command -v protoc >/dev/null || missing+=(protobuf-compiler)
+  command -v protoc-gen-go >/dev/null || missing+=(protoc-gen-go)
+  command -v protoc-gen-go-grpc >/dev/null || missing+=(protoc-gen-go-grpc)
+  command -v go >/dev/null || missing+=(golang-go)
+  [ -d /usr/share/gocode/src/google.golang.org/grpc ] || missing+=(golang-google-grpc-dev)
+  [ -d /usr/share/gocode/src/google.golang.org/protobuf ] || missing+=(golang-google-protobuf-dev)
+  # grpc's codec needs the APIv2-backed github.com/golang/protobuf (1.4+), not 1.3.
+  dpkg -s golang-github-golang-protobuf-1-5-dev >/dev/null 2>&1 || missing+=(golang-github-golang-protobuf-1-5-dev)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]} (apt)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  fi
+}
+
+# The Python client installed in its own venv (for its example and tests).
+ensure_python_client() {
+  if [ ! -x "$IT_ENV/pyclient/bin/python" ]; then
+    python3 -m venv "$IT_ENV/pyclient"
+  fi
+  "$IT_ENV/pyclient/bin/pip" install -q "$ROOT/clients/python"
+}
+
 milvus_healthy() { curl -sf "http://127.0.0.1:${METRICS_PORT:-9091}/healthz" 2>/dev/null | grep -q OK; }
 
 # Starts Milvus and S3 unless a healthy one of ours already runs.

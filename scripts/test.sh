@@ -10,10 +10,14 @@ trap env_down EXIT
 
 ensure_packages
 ensure_tools
+ensure_codegen
 
 log "format and lint"
 cargo fmt --all -- --check
 (cd proto && buf lint)
+log "generated clients are up to date"
+bash scripts/gen_clients.sh --check
+ensure_python_client
 
 log "building"
 cargo build --all-targets --locked

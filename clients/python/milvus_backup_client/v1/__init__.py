@@ -1,0 +1,1 @@
+"""Generated stubs of milvus.backup.v1."""

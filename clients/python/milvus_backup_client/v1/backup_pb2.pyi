@@ -1,0 +1,280 @@
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_STATE_UNSPECIFIED: _ClassVar[JobState]
+    JOB_STATE_PENDING: _ClassVar[JobState]
+    JOB_STATE_RUNNING: _ClassVar[JobState]
+    JOB_STATE_SUCCEEDED: _ClassVar[JobState]
+    JOB_STATE_FAILED: _ClassVar[JobState]
+    JOB_STATE_CANCELLED: _ClassVar[JobState]
+JOB_STATE_UNSPECIFIED: JobState
+JOB_STATE_PENDING: JobState
+JOB_STATE_RUNNING: JobState
+JOB_STATE_SUCCEEDED: JobState
+JOB_STATE_FAILED: JobState
+JOB_STATE_CANCELLED: JobState
+
+class Progress(_message.Message):
+    __slots__ = ("percent", "bytes_done", "bytes_total", "files_done", "files_total", "collections_done", "collections_total")
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    BYTES_DONE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    FILES_DONE_FIELD_NUMBER: _ClassVar[int]
+    FILES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    COLLECTIONS_DONE_FIELD_NUMBER: _ClassVar[int]
+    COLLECTIONS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    percent: int
+    bytes_done: int
+    bytes_total: int
+    files_done: int
+    files_total: int
+    collections_done: int
+    collections_total: int
+    def __init__(self, percent: _Optional[int] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ..., files_done: _Optional[int] = ..., files_total: _Optional[int] = ..., collections_done: _Optional[int] = ..., collections_total: _Optional[int] = ...) -> None: ...
+
+class BackupCollection(_message.Message):
+    __slots__ = ("db_name", "collection_name", "collection_id", "row_count", "size_bytes", "partition_count", "segment_count", "backup_timestamp")
+    DB_NAME_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    BACKUP_TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    db_name: str
+    collection_name: str
+    collection_id: int
+    row_count: int
+    size_bytes: int
+    partition_count: int
+    segment_count: int
+    backup_timestamp: int
+    def __init__(self, db_name: _Optional[str] = ..., collection_name: _Optional[str] = ..., collection_id: _Optional[int] = ..., row_count: _Optional[int] = ..., size_bytes: _Optional[int] = ..., partition_count: _Optional[int] = ..., segment_count: _Optional[int] = ..., backup_timestamp: _Optional[int] = ...) -> None: ...
+
+class Backup(_message.Message):
+    __slots__ = ("id", "name", "state", "error_message", "progress", "size_bytes", "milvus_version", "collections", "backup_timestamp", "start_time", "end_time", "meta_only")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MILVUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    BACKUP_TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    META_ONLY_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    state: JobState
+    error_message: str
+    progress: Progress
+    size_bytes: int
+    milvus_version: str
+    collections: _containers.RepeatedCompositeFieldContainer[BackupCollection]
+    backup_timestamp: int
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    meta_only: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error_message: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., size_bytes: _Optional[int] = ..., milvus_version: _Optional[str] = ..., collections: _Optional[_Iterable[_Union[BackupCollection, _Mapping]]] = ..., backup_timestamp: _Optional[int] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., meta_only: bool = ...) -> None: ...
+
+class CreateBackupRequest(_message.Message):
+    __slots__ = ("backup_name", "collection_names", "database_names", "meta_only", "request_id")
+    BACKUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_NAMES_FIELD_NUMBER: _ClassVar[int]
+    DATABASE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    META_ONLY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    backup_name: str
+    collection_names: _containers.RepeatedScalarFieldContainer[str]
+    database_names: _containers.RepeatedScalarFieldContainer[str]
+    meta_only: bool
+    request_id: str
+    def __init__(self, backup_name: _Optional[str] = ..., collection_names: _Optional[_Iterable[str]] = ..., database_names: _Optional[_Iterable[str]] = ..., meta_only: bool = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class CreateBackupResponse(_message.Message):
+    __slots__ = ("backup",)
+    BACKUP_FIELD_NUMBER: _ClassVar[int]
+    backup: Backup
+    def __init__(self, backup: _Optional[_Union[Backup, _Mapping]] = ...) -> None: ...
+
+class WatchBackupRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class WatchBackupResponse(_message.Message):
+    __slots__ = ("backup",)
+    BACKUP_FIELD_NUMBER: _ClassVar[int]
+    backup: Backup
+    def __init__(self, backup: _Optional[_Union[Backup, _Mapping]] = ...) -> None: ...
+
+class ListBackupsRequest(_message.Message):
+    __slots__ = ("collection_name",)
+    COLLECTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    collection_name: str
+    def __init__(self, collection_name: _Optional[str] = ...) -> None: ...
+
+class ListBackupsResponse(_message.Message):
+    __slots__ = ("backup",)
+    BACKUP_FIELD_NUMBER: _ClassVar[int]
+    backup: Backup
+    def __init__(self, backup: _Optional[_Union[Backup, _Mapping]] = ...) -> None: ...
+
+class GetBackupRequest(_message.Message):
+    __slots__ = ("name", "id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    id: str
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
+
+class GetBackupResponse(_message.Message):
+    __slots__ = ("backup",)
+    BACKUP_FIELD_NUMBER: _ClassVar[int]
+    backup: Backup
+    def __init__(self, backup: _Optional[_Union[Backup, _Mapping]] = ...) -> None: ...
+
+class DeleteBackupRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteBackupResponse(_message.Message):
+    __slots__ = ("name", "objects_deleted")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    objects_deleted: int
+    def __init__(self, name: _Optional[str] = ..., objects_deleted: _Optional[int] = ...) -> None: ...
+
+class RestoreRequest(_message.Message):
+    __slots__ = ("backup_name", "collection_names", "collection_suffix", "collection_renames", "drop_existing_collections", "skip_create_collection", "restore_index", "load", "meta_only", "request_id")
+    class CollectionRenamesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    BACKUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_NAMES_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_SUFFIX_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_RENAMES_FIELD_NUMBER: _ClassVar[int]
+    DROP_EXISTING_COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    SKIP_CREATE_COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LOAD_FIELD_NUMBER: _ClassVar[int]
+    META_ONLY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    backup_name: str
+    collection_names: _containers.RepeatedScalarFieldContainer[str]
+    collection_suffix: str
+    collection_renames: _containers.ScalarMap[str, str]
+    drop_existing_collections: bool
+    skip_create_collection: bool
+    restore_index: bool
+    load: bool
+    meta_only: bool
+    request_id: str
+    def __init__(self, backup_name: _Optional[str] = ..., collection_names: _Optional[_Iterable[str]] = ..., collection_suffix: _Optional[str] = ..., collection_renames: _Optional[_Mapping[str, str]] = ..., drop_existing_collections: bool = ..., skip_create_collection: bool = ..., restore_index: bool = ..., load: bool = ..., meta_only: bool = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RestoreCollection(_message.Message):
+    __slots__ = ("source_db_name", "source_collection_name", "target_db_name", "target_collection_name", "state", "row_count", "imported_rows", "error_message")
+    SOURCE_DB_NAME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_COLLECTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGET_DB_NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGET_COLLECTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    IMPORTED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    source_db_name: str
+    source_collection_name: str
+    target_db_name: str
+    target_collection_name: str
+    state: JobState
+    row_count: int
+    imported_rows: int
+    error_message: str
+    def __init__(self, source_db_name: _Optional[str] = ..., source_collection_name: _Optional[str] = ..., target_db_name: _Optional[str] = ..., target_collection_name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., row_count: _Optional[int] = ..., imported_rows: _Optional[int] = ..., error_message: _Optional[str] = ...) -> None: ...
+
+class RestoreJob(_message.Message):
+    __slots__ = ("id", "backup_name", "state", "error_message", "progress", "collections", "start_time", "end_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    BACKUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    backup_name: str
+    state: JobState
+    error_message: str
+    progress: Progress
+    collections: _containers.RepeatedCompositeFieldContainer[RestoreCollection]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., backup_name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error_message: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., collections: _Optional[_Iterable[_Union[RestoreCollection, _Mapping]]] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RestoreResponse(_message.Message):
+    __slots__ = ("restore",)
+    RESTORE_FIELD_NUMBER: _ClassVar[int]
+    restore: RestoreJob
+    def __init__(self, restore: _Optional[_Union[RestoreJob, _Mapping]] = ...) -> None: ...
+
+class WatchRestoreRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class WatchRestoreResponse(_message.Message):
+    __slots__ = ("restore",)
+    RESTORE_FIELD_NUMBER: _ClassVar[int]
+    restore: RestoreJob
+    def __init__(self, restore: _Optional[_Union[RestoreJob, _Mapping]] = ...) -> None: ...
+
+class GetRestoreRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetRestoreResponse(_message.Message):
+    __slots__ = ("restore",)
+    RESTORE_FIELD_NUMBER: _ClassVar[int]
+    restore: RestoreJob
+    def __init__(self, restore: _Optional[_Union[RestoreJob, _Mapping]] = ...) -> None: ...
+
+class CheckRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CheckResponse(_message.Message):
+    __slots__ = ("milvus_address", "milvus_version", "milvus_storage", "backup_storage", "backup_count")
+    MILVUS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    MILVUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MILVUS_STORAGE_FIELD_NUMBER: _ClassVar[int]
+    BACKUP_STORAGE_FIELD_NUMBER: _ClassVar[int]
+    BACKUP_COUNT_FIELD_NUMBER: _ClassVar[int]
+    milvus_address: str
+    milvus_version: str
+    milvus_storage: str
+    backup_storage: str
+    backup_count: int
+    def __init__(self, milvus_address: _Optional[str] = ..., milvus_version: _Optional[str] = ..., milvus_storage: _Optional[str] = ..., backup_storage: _Optional[str] = ..., backup_count: _Optional[int] = ...) -> None: ...
