@@ -71,6 +71,15 @@ ensure_python_client() {
   "$IT_ENV/pyclient/bin/pip" install -q "$ROOT/clients/python"
 }
 
+# pymilvus for the example scripts of examples/ (PyPI, pinned).
+ensure_pymilvus() {
+  if [ ! -x "$IT_ENV/pymilvus/bin/python" ] || ! "$IT_ENV/pymilvus/bin/python" -c 'import pymilvus' 2>/dev/null; then
+    log "installing pymilvus (PyPI) for examples/"
+    python3 -m venv "$IT_ENV/pymilvus"
+    "$IT_ENV/pymilvus/bin/pip" install -q "pymilvus==3.0.2"
+  fi
+}
+
 milvus_healthy() { curl -sf "http://127.0.0.1:${METRICS_PORT:-9091}/healthz" 2>/dev/null | grep -q OK; }
 
 # Starts Milvus and S3 unless a healthy one of ours already runs.

@@ -18,6 +18,7 @@ cargo fmt --all -- --check
 log "generated clients are up to date"
 bash scripts/gen_clients.sh --check
 ensure_python_client
+ensure_pymilvus
 
 log "building"
 cargo build --all-targets --locked
