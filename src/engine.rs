@@ -73,9 +73,12 @@ impl Engine {
         let rx = handle.subscribe();
         let engine = self.clone();
         info!(backup = %req.name, collections = collections.len(), "backup started");
+        crate::metrics::global().job_started("backup");
+        let started = std::time::Instant::now();
         tokio::spawn(async move {
             let work = backup::run(&engine.ctx, &req, &collections, &handle);
             let result = flatten(std::panic::AssertUnwindSafe(work).catch_unwind().await);
+            record_end("backup", &result, started);
             if let Err(e) = &result {
                 error!(backup = %req.name, error = %e, "backup failed");
                 // Nothing of a failed backup stays behind: the name was free when it started.
@@ -217,9 +220,12 @@ impl Engine {
         let rx = handle.subscribe();
         let engine = self.clone();
         info!(restore = %id, backup = %req.backup_name, "restore started");
+        crate::metrics::global().job_started("restore");
+        let started = std::time::Instant::now();
         tokio::spawn(async move {
             let work = restore::run(&engine.ctx, &req, &backup, &targets, &handle);
             let result = flatten(std::panic::AssertUnwindSafe(work).catch_unwind().await);
+            record_end("restore", &result, started);
             match &result {
                 Ok(()) => info!(restore = %id, "restore succeeded"),
                 Err(e) => error!(restore = %id, error = %e, "restore failed"),
@@ -269,6 +275,19 @@ impl Engine {
             backup_count,
         })
     }
+}
+
+/// Counts a job's end, and its error if Milvus or storage caused it.
+fn record_end(kind: &'static str, result: &Result<()>, started: std::time::Instant) {
+    let m = crate::metrics::global();
+    let state = match result {
+        Ok(()) => "succeeded",
+        Err(e) => {
+            m.error(e);
+            "failed"
+        }
+    };
+    m.job_ended(kind, state, started.elapsed());
 }
 
 /// A job's result, with a panic turned into an internal error.

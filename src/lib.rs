@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod jobs;
 pub mod meta;
+pub mod metrics;
 pub mod milvus;
 pub mod names;
 pub mod restore;

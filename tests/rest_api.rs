@@ -251,6 +251,28 @@ async fn the_go_tool_guide_works_unchanged() {
     });
     assert_eq!(status, 404);
 
+    // Prometheus metrics on the same port.
+    let metrics = tokio::task::block_in_place(|| {
+        Command::new("curl")
+            .args(["-sS", &format!("{base}/metrics")])
+            .output()
+            .unwrap()
+    });
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in:\n{metrics}"))
+    };
+    assert!(value("milvus_backup_copied_bytes_total") > 0.0);
+    assert!(value("milvus_backup_copied_files_total") > 0.0);
+    assert!(value("milvus_backup_jobs_total{kind=\"backup\",state=\"succeeded\"}") >= 1.0);
+    assert!(value("milvus_backup_jobs_total{kind=\"restore\",state=\"succeeded\"}") >= 1.0);
+    assert!(value("milvus_backup_job_duration_seconds_count{kind=\"restore\"}") >= 1.0);
+
     // gRPC still answers on the same port.
     let mut grpc = server.client().await;
     grpc.check(milvus_backup::api::proto::CheckRequest {})

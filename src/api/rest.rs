@@ -56,6 +56,7 @@ fn ok<T: Serialize>(request_id: String, msg: &str, data: Option<T>) -> Response 
 }
 
 fn fail(request_id: String, err: &Error) -> Response {
+    crate::metrics::global().error(err);
     let (http, code) = rest_codes(err);
     let body = Envelope::<()> {
         request_id,
@@ -105,6 +106,15 @@ pub fn router(engine: Arc<Engine>, simple_response: bool) -> Router {
         .route("/api/v1/restore", post(restore))
         .route("/api/v1/get_restore", get(get_restore))
         .route("/api/v1/check", get(check))
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    crate::metrics::global().render(),
+                )
+            }),
+        )
         .route(
             "/api/v1/docs",
             get(|| async { axum::response::Redirect::permanent("/api/v1/docs/index.html") }),

@@ -21,6 +21,7 @@ pub fn code_of(err: &Error) -> Code {
 
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
+        crate::metrics::global().error(&err);
         Status::new(code_of(&err), err.to_string())
     }
 }

@@ -60,6 +60,7 @@ impl Copier {
                         .await
                         .map_err(|_| Error::Internal("copier closed".into()))?;
                     copy_one(src, dst, &task, server_side).await?;
+                    crate::metrics::global().object_copied(task.size);
                     on_copied(&task);
                     Ok::<_, Error>(())
                 }
