@@ -13,6 +13,9 @@ const DURATION_BUCKETS: [f64; 10] = [
     1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0,
 ];
 
+/// Bucket counts, sum and count of a histogram.
+type Histogram = ([u64; DURATION_BUCKETS.len()], f64, u64);
+
 /// The counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -22,8 +25,8 @@ pub struct Metrics {
     jobs_ended: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     /// kind → jobs running now.
     jobs_running: Mutex<BTreeMap<&'static str, i64>>,
-    /// kind → (bucket counts, sum, count).
-    durations: Mutex<BTreeMap<&'static str, ([u64; DURATION_BUCKETS.len()], f64, u64)>>,
+    /// kind → its duration histogram.
+    durations: Mutex<BTreeMap<&'static str, Histogram>>,
     /// (service, kind of error) → count.
     errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
