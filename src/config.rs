@@ -287,19 +287,27 @@ impl MinioConfig {
 
 /// A port written as a number or as a string (the Go tool accepts both).
 fn port<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u16, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Port {
-        Number(u16),
-        Text(String),
+    struct PortVisitor;
+    impl serde::de::Visitor<'_> for PortVisitor {
+        type Value = u16;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a port number from 0 to 65535")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<u16, E> {
+            u16::try_from(v).map_err(|_| E::custom(format!("port {v} is not from 0 to 65535")))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<u16, E> {
+            u16::try_from(v).map_err(|_| E::custom(format!("port {v} is not from 0 to 65535")))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<u16, E> {
+            if v.is_empty() {
+                return Ok(0);
+            }
+            v.parse()
+                .map_err(|_| E::custom(format!("port {v:?} is not a number from 0 to 65535")))
+        }
     }
-    match Port::deserialize(d)? {
-        Port::Number(p) => Ok(p),
-        Port::Text(t) if t.is_empty() => Ok(0),
-        Port::Text(t) => t.parse().map_err(|_| {
-            serde::de::Error::custom(format!("port {t:?} is not a number from 0 to 65535"))
-        }),
-    }
+    d.deserialize_any(PortVisitor)
 }
 
 fn endpoint(address: &str, port: u16, ssl: bool) -> String {

@@ -55,6 +55,69 @@ fn server_stops_gracefully_on_sigterm() {
     assert!(log.contains("server stopped"), "{log}");
 }
 
+/// `server -p 443` (we run as root here) serves REST and gRPC on that port.
+#[test]
+fn server_serves_rest_and_grpc_on_port_443() {
+    if std::net::TcpListener::bind("0.0.0.0:443").is_err() {
+        panic!(
+            "port 443 is taken or not allowed (tests run as root on a machine where it is free)"
+        );
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
+        .args([
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/configs/backup.yaml"),
+        ])
+        .args(["server", "-p", "443"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", 443)).is_err() {
+        assert!(Instant::now() < deadline, "server did not listen on 443");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rest = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://127.0.0.1:443/api/v1/docs/index.html",
+        ])
+        .output()
+        .unwrap();
+    let grpc = Command::new("curl")
+        .args([
+            "-sS",
+            "--http2-prior-knowledge",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+        ])
+        .args([
+            "-H",
+            "content-type: application/grpc",
+            "--data-binary",
+            "@/dev/null",
+        ])
+        .arg("http://127.0.0.1:443/grpc.health.v1.Health/Check")
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(String::from_utf8_lossy(&rest.stdout), "200");
+    assert_eq!(
+        String::from_utf8_lossy(&grpc.stdout),
+        "200",
+        "gRPC over HTTP/2 on 443"
+    );
+}
+
 #[test]
 fn a_bad_config_is_refused_with_the_key_and_line() {
     let dir = std::env::temp_dir().join(format!("mb-cfg-{}", std::process::id()));
