@@ -223,6 +223,40 @@ pub async fn delete(engine: &Arc<Engine>, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// `verify`: re-reads the backup; `DataLoss` names every damaged object.
+pub async fn verify(engine: &Arc<Engine>, name: &str) -> Result<()> {
+    let reporter = std::sync::Mutex::new(Reporter::new("verify"));
+    let last = engine
+        .verify_backup(name, |p| {
+            let progress = Progress {
+                bytes_done: p.bytes_done,
+                bytes_total: p.bytes_total,
+                files_done: p.objects_done,
+                files_total: p.objects_total,
+                ..Default::default()
+            };
+            let state = if p.objects_done == p.objects_total {
+                JobState::Succeeded
+            } else {
+                JobState::Running
+            };
+            reporter
+                .lock()
+                .expect("reporter")
+                .show("verify", state, &progress);
+        })
+        .await?;
+    reporter.lock().expect("reporter").finish();
+    if let Some(report) = last.damage_report(name) {
+        return Err(Error::DataLoss(report));
+    }
+    println!(
+        "backup {name} verified: {} objects, {} bytes, all sizes and checksums match",
+        last.objects_total, last.bytes_total
+    );
+    Ok(())
+}
+
 /// `check`.
 pub async fn check(engine: &Arc<Engine>) -> Result<()> {
     let r = engine.check().await?;

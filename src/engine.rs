@@ -8,6 +8,7 @@ use futures::future::FutureExt;
 use tokio::sync::watch;
 use tracing::{error, info};
 
+use crate::backup::verify::VerifyProgress;
 use crate::backup::{self, BackupRequest};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -184,6 +185,17 @@ impl Engine {
         self.jobs.forget_backup(name);
         info!(backup = %name, objects = deleted, "backup deleted");
         Ok(deleted)
+    }
+
+    /// Re-reads backup `name` and checks every object against its checksums.
+    /// `on_progress` sees each step; the result lists every damaged object.
+    pub async fn verify_backup(
+        &self,
+        name: &str,
+        on_progress: impl Fn(&VerifyProgress),
+    ) -> Result<VerifyProgress> {
+        names::validate_backup_name(name)?;
+        backup::verify::verify(&self.ctx, name, on_progress).await
     }
 
     /// Checks the request, then starts a restore job and returns its snapshots.

@@ -114,6 +114,11 @@ enum Command {
         #[arg(short, long)]
         name: String,
     },
+    /// Re-read a backup and check every object's size and checksum.
+    Verify {
+        #[arg(short, long)]
+        name: String,
+    },
     /// Check that Milvus and the storage answer.
     Check,
 }
@@ -215,6 +220,7 @@ async fn run(cli: Cli) -> Result<()> {
             cli::restore(&engine, req).await
         }
         Command::Delete { name } => cli::delete(&engine, &name).await,
+        Command::Verify { name } => cli::verify(&engine, &name).await,
         Command::Check => cli::check(&engine).await,
     }
 }

@@ -10,7 +10,9 @@ use tonic::{Request, Response, Status};
 use super::proto as pb;
 use super::proto::backup_service_server::BackupService;
 use crate::backup::BackupRequest;
+use crate::backup::verify::VerifyProgress;
 use crate::engine::Engine;
+use crate::error::Error;
 use crate::jobs::{BackupSnapshot, RestoreSnapshot};
 use crate::names::CollectionRef;
 use crate::restore::RestoreRequest;
@@ -190,6 +192,53 @@ impl BackupService for GrpcService {
         let rx = self.engine.watch_restore(&request.into_inner().id)?;
         let snap = rx.borrow().clone();
         Ok(Response::new(restore_msg(&snap)))
+    }
+
+    type VerifyBackupStream = SnapshotStream<pb::VerifyBackupResponse>;
+
+    async fn verify_backup(
+        &self,
+        request: Request<pb::VerifyBackupRequest>,
+    ) -> Result<Response<Self::VerifyBackupStream>, Status> {
+        let name = request.into_inner().name;
+        crate::names::validate_backup_name(&name)?;
+        let (tx, rx) = mpsc::channel(8);
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            let msg = |p: &VerifyProgress| pb::VerifyBackupResponse {
+                objects_done: p.objects_done,
+                objects_total: p.objects_total,
+                bytes_done: p.bytes_done,
+                bytes_total: p.bytes_total,
+                damaged: p
+                    .problems
+                    .iter()
+                    .map(|d| pb::DamagedObject {
+                        key: d.key.clone(),
+                        problem: d.problem.clone(),
+                    })
+                    .collect(),
+            };
+            let progress_tx = tx.clone();
+            let result = engine
+                .verify_backup(&name, |p| {
+                    // Progress is best effort; the final answer below is not.
+                    let _ = progress_tx.try_send(Ok(msg(p)));
+                })
+                .await;
+            let last = match result {
+                Ok(p) => match p.damage_report(&name) {
+                    None => Ok(msg(&p)),
+                    Some(report) => {
+                        let _ = tx.send(Ok(msg(&p))).await;
+                        Err(Status::from(Error::DataLoss(report)))
+                    }
+                },
+                Err(e) => Err(Status::from(e)),
+            };
+            let _ = tx.send(last).await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn check(

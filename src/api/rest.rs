@@ -106,6 +106,7 @@ pub fn router(engine: Arc<Engine>, simple_response: bool) -> Router {
         .route("/api/v1/restore", post(restore))
         .route("/api/v1/get_restore", get(get_restore))
         .route("/api/v1/check", get(check))
+        .route("/api/v1/verify", get(verify))
         .route(
             "/metrics",
             get(|| async {
@@ -270,14 +271,14 @@ async fn get_backup(
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct DeleteQuery {
+struct BackupNameQuery {
     backup_name: String,
 }
 
 async fn delete_backup(
     State(rest): State<Rest>,
     headers: HeaderMap,
-    Query(q): Query<DeleteQuery>,
+    Query(q): Query<BackupNameQuery>,
 ) -> Response {
     let id = request_id(&headers, None);
     match rest.engine.delete_backup(&q.backup_name).await {
@@ -386,6 +387,27 @@ async fn get_restore(
     let id = request_id(&headers, None);
     match rest.engine.watch_restore(&q.id) {
         Ok(rx) => ok(id, "success", Some(go_restore(&rx.borrow()))),
+        Err(e) => fail(id, &e),
+    }
+}
+
+/// Ours: re-reads a backup and checks every object; damage is code 3 naming the objects.
+async fn verify(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    Query(q): Query<BackupNameQuery>,
+) -> Response {
+    let id = request_id(&headers, None);
+    let result = rest.engine.verify_backup(&q.backup_name, |_| {}).await;
+    match result {
+        Ok(p) => match p.damage_report(&q.backup_name) {
+            None => ok(
+                id,
+                "success",
+                Some(serde_json::json!({"objects": p.objects_total, "bytes": p.bytes_total})),
+            ),
+            Some(report) => fail(id, &Error::DataLoss(report)),
+        },
         Err(e) => fail(id, &e),
     }
 }

@@ -3,6 +3,7 @@
 mod collect;
 mod run;
 pub mod schema;
+pub mod verify;
 
 use crate::context::Context;
 use crate::error::{Error, Result};

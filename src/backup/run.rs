@@ -5,6 +5,7 @@ use crate::backup::{BackupRequest, summary_of};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobHandle, JobState};
+use crate::meta::manifest::{Manifest, ManifestEntry};
 use crate::meta::model::{BACKUP_SUCCESS, BackupInfo};
 use crate::names::CollectionRef;
 use crate::storage::CopyTask;
@@ -43,6 +44,8 @@ pub async fn run(
     }
 
     let layout = ctx.catalog.layout();
+    let backup_prefix = layout.backup_prefix(&req.name);
+    let manifest = std::sync::Mutex::new(Vec::new());
     for c in &mut collected {
         let tasks = c
             .objects
@@ -63,7 +66,13 @@ pub async fn run(
                 ctx.milvus_store.as_ref(),
                 ctx.catalog.store().as_ref(),
                 tasks,
-                |t| {
+                |t, copied| {
+                    manifest.lock().expect("manifest").push(ManifestEntry {
+                        key: t.dst_key[backup_prefix.len()..].to_string(),
+                        size: t.size,
+                        crc32c: copied.crc32c,
+                        etag: copied.etag.clone().unwrap_or_default(),
+                    });
                     job.update(|s| {
                         s.progress.bytes_done += t.size;
                         s.progress.files_done += 1;
@@ -92,7 +101,17 @@ pub async fn run(
         milvus_version: version.to_string(),
         ..Default::default()
     };
-    ctx.catalog.write(&info).await?;
+    let mut objects = manifest.into_inner().expect("manifest");
+    objects.sort_by(|a, b| a.key.cmp(&b.key));
+    ctx.catalog
+        .write(
+            &info,
+            &Manifest {
+                version: 1,
+                objects,
+            },
+        )
+        .await?;
     job.update(|s| s.size_bytes = size.max(0) as u64);
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! writes backups' meta in a store.
 
 pub mod layout;
+pub mod manifest;
 pub mod model;
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 use crate::storage::ObjectStore;
 pub use layout::{BackupLayout, LogKind, META_FILES, MilvusLayout};
+use manifest::{MANIFEST_FILE, Manifest};
 use model::{BackupInfo, CollectionBackupInfo, LevelInfos, PartitionBackupInfo, SegmentBackupInfo};
 
 /// The backups kept in one store under one root.
@@ -84,9 +86,18 @@ impl Catalog {
         Ok(Some(info))
     }
 
-    /// Writes the meta of a finished backup: the level files, then
-    /// `backup_meta.json`, then `full_meta.json`, which makes the backup complete.
-    pub async fn write(&self, info: &BackupInfo) -> Result<()> {
+    /// The checksums of backup `name`, if it has them.
+    pub async fn read_manifest(&self, name: &str) -> Result<Option<Manifest>> {
+        self.read_json(name, MANIFEST_FILE).await
+    }
+
+    /// Writes the meta of a finished backup: the checksums, the level files,
+    /// then `backup_meta.json`, then `full_meta.json`, which makes it complete.
+    pub async fn write(&self, info: &BackupInfo, manifest: &Manifest) -> Result<()> {
+        let key = self.layout.meta_key(&info.name, MANIFEST_FILE);
+        self.store
+            .write(&key, Bytes::from(serde_json::to_vec(manifest)?))
+            .await?;
         let collections = info.collection_backups.clone();
         let partitions: Vec<PartitionBackupInfo> = collections
             .iter()

@@ -84,6 +84,9 @@ pub async fn plan(ctx: &Context, req: &RestoreRequest) -> Result<(BackupInfo, Ve
         .read(&req.backup_name)
         .await?
         .ok_or_else(|| Error::not_found("backup", &req.backup_name))?;
+    if !req.meta_only {
+        crate::backup::verify::check_present(ctx, &backup).await?;
+    }
 
     let in_backup = |c: &CollectionRef| {
         backup

@@ -331,7 +331,7 @@ async fn stage(ctx: &Context, place: &Place<'_>, dirs: &[String]) -> Result<Vec<
             ctx.catalog.store().as_ref(),
             ctx.milvus_store.as_ref(),
             tasks,
-            |_| {},
+            |_, _| {},
         )
         .await?;
     Ok(dirs.iter().map(|d| format!("{}/", staged(d))).collect())

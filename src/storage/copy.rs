@@ -2,6 +2,7 @@
 //! streaming copy otherwise, with one global bound on copies in flight.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
@@ -15,6 +16,15 @@ pub struct CopyTask {
     pub src_key: String,
     pub dst_key: String,
     pub size: u64,
+}
+
+/// What a copy learned about the object's content.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Copied {
+    /// The destination's ETag.
+    pub etag: Option<String>,
+    /// CRC32C of the bytes, when they passed through us (streaming copies).
+    pub crc32c: Option<u32>,
 }
 
 /// Copies objects between stores. Clones share one bound on copies in flight,
@@ -35,7 +45,8 @@ impl Copier {
         }
     }
 
-    /// Copies every task, calling `on_copied` after each one. Stops at the first error.
+    /// Copies every task, calling `on_copied` after each one with what the copy
+    /// learned of the content. Stops at the first error.
     pub async fn copy_all<F>(
         &self,
         src: &dyn ObjectStore,
@@ -44,7 +55,7 @@ impl Copier {
         on_copied: F,
     ) -> Result<()>
     where
-        F: Fn(&CopyTask) + Sync,
+        F: Fn(&CopyTask, &Copied) + Sync,
     {
         let server_side = match (src.endpoint_identity(), dst.endpoint_identity()) {
             (Some(a), Some(b)) => a == b,
@@ -59,9 +70,9 @@ impl Copier {
                         .acquire()
                         .await
                         .map_err(|_| Error::Internal("copier closed".into()))?;
-                    copy_one(src, dst, &task, server_side).await?;
+                    let copied = copy_one(src, dst, &task, server_side).await?;
                     crate::metrics::global().object_copied(task.size);
-                    on_copied(&task);
+                    on_copied(&task, &copied);
                     Ok::<_, Error>(())
                 }
             })
@@ -76,12 +87,24 @@ async fn copy_one(
     dst: &dyn ObjectStore,
     task: &CopyTask,
     server_side: bool,
-) -> Result<()> {
+) -> Result<Copied> {
     if server_side {
-        return dst
+        let etag = dst
             .copy_in(src.bucket(), &task.src_key, &task.dst_key)
-            .await;
+            .await?;
+        return Ok(Copied { etag, crc32c: None });
     }
     let (size, body) = src.get_stream(&task.src_key).await?;
-    dst.put_stream(&task.dst_key, size, body).await
+    // The chunks pass in order through one consumer: a running CRC is enough.
+    let crc = Arc::new(AtomicU32::new(0));
+    let running = crc.clone();
+    let body = body.inspect_ok(move |chunk| {
+        let next = crc32c::crc32c_append(running.load(Ordering::Relaxed), chunk);
+        running.store(next, Ordering::Relaxed);
+    });
+    let etag = dst.put_stream(&task.dst_key, size, Box::pin(body)).await?;
+    Ok(Copied {
+        etag,
+        crc32c: Some(crc.load(Ordering::Relaxed)),
+    })
 }

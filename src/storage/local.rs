@@ -233,11 +233,16 @@ impl ObjectStore for LocalDir {
         Ok((size, Box::pin(stream)))
     }
 
-    async fn put_stream(&self, key: &str, _size: u64, body: ByteStream) -> Result<()> {
-        self.write_with(key, body).await
+    async fn put_stream(&self, key: &str, _size: u64, body: ByteStream) -> Result<Option<String>> {
+        self.write_with(key, body).await.map(|()| None)
     }
 
-    async fn copy_in(&self, _src_bucket: &str, _src_key: &str, dst_key: &str) -> Result<()> {
+    async fn copy_in(
+        &self,
+        _src_bucket: &str,
+        _src_key: &str,
+        dst_key: &str,
+    ) -> Result<Option<String>> {
         Err(Error::Internal(format!(
             "server-side copy into a local directory ({dst_key})"
         )))

@@ -13,7 +13,7 @@ use futures::Stream;
 
 use crate::error::Result;
 
-pub use copy::{Copier, CopyTask};
+pub use copy::{Copied, Copier, CopyTask};
 pub use local::LocalDir;
 pub use s3::S3Bucket;
 
@@ -51,11 +51,16 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn write(&self, key: &str, data: Bytes) -> Result<()>;
     /// Streams an object out: its size and its bytes.
     async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream)>;
-    /// Streams an object of known size in.
-    async fn put_stream(&self, key: &str, size: u64, body: ByteStream) -> Result<()>;
+    /// Streams an object of known size in; returns the store's ETag, if it has one.
+    async fn put_stream(&self, key: &str, size: u64, body: ByteStream) -> Result<Option<String>>;
     /// Copies `src_bucket/src_key` to `dst_key` of this bucket without the bytes
-    /// passing through us. Only valid when the identities match.
-    async fn copy_in(&self, src_bucket: &str, src_key: &str, dst_key: &str) -> Result<()>;
+    /// passing through us; returns the copy's ETag. Only valid when the identities match.
+    async fn copy_in(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_key: &str,
+    ) -> Result<Option<String>>;
     /// Deletes objects; missing ones are ignored.
     async fn delete(&self, keys: &[String]) -> Result<()>;
 }

@@ -269,10 +269,11 @@ impl ObjectStore for S3Bucket {
         Ok((size, Box::pin(stream)))
     }
 
-    async fn put_stream(&self, key: &str, size: u64, body: ByteStream) -> Result<()> {
+    async fn put_stream(&self, key: &str, size: u64, body: ByteStream) -> Result<Option<String>> {
         let frames = body.map_ok(http_body::Frame::data);
         let sdk_body = SdkBody::from_body_1_x(http_body_util::StreamBody::new(frames));
-        self.client
+        let out = self
+            .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
@@ -281,11 +282,17 @@ impl ObjectStore for S3Bucket {
             .send()
             .await
             .map_err(|e| self.error("PutObject", key, e))?;
-        Ok(())
+        Ok(out.e_tag().map(str::to_string))
     }
 
-    async fn copy_in(&self, src_bucket: &str, src_key: &str, dst_key: &str) -> Result<()> {
-        self.client
+    async fn copy_in(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_key: &str,
+    ) -> Result<Option<String>> {
+        let out = self
+            .client
             .copy_object()
             .bucket(&self.bucket)
             .key(dst_key)
@@ -293,7 +300,10 @@ impl ObjectStore for S3Bucket {
             .send()
             .await
             .map_err(|e| self.error("CopyObject", dst_key, e))?;
-        Ok(())
+        Ok(out
+            .copy_object_result()
+            .and_then(|r| r.e_tag())
+            .map(str::to_string))
     }
 
     async fn delete(&self, keys: &[String]) -> Result<()> {

@@ -36,6 +36,10 @@ type BackupServiceClient interface {
 	GetRestore(ctx context.Context, in *GetRestoreRequest, opts ...grpc.CallOption) (*GetRestoreResponse, error)
 	// Checks that Milvus and the object stores are reachable with the configuration.
 	Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*CheckResponse, error)
+	// Re-reads a backup and checks every object against its recorded size and
+	// checksum, streaming progress. Ends with DATA_LOSS naming every missing,
+	// truncated or altered object.
+	VerifyBackup(ctx context.Context, in *VerifyBackupRequest, opts ...grpc.CallOption) (BackupService_VerifyBackupClient, error)
 }
 
 type backupServiceClient struct {
@@ -242,6 +246,38 @@ func (c *backupServiceClient) Check(ctx context.Context, in *CheckRequest, opts 
 	return out, nil
 }
 
+func (c *backupServiceClient) VerifyBackup(ctx context.Context, in *VerifyBackupRequest, opts ...grpc.CallOption) (BackupService_VerifyBackupClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_BackupService_serviceDesc.Streams[5], "/milvus.backup.v1.BackupService/VerifyBackup", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &backupServiceVerifyBackupClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type BackupService_VerifyBackupClient interface {
+	Recv() (*VerifyBackupResponse, error)
+	grpc.ClientStream
+}
+
+type backupServiceVerifyBackupClient struct {
+	grpc.ClientStream
+}
+
+func (x *backupServiceVerifyBackupClient) Recv() (*VerifyBackupResponse, error) {
+	m := new(VerifyBackupResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // BackupServiceServer is the server API for BackupService service.
 // All implementations must embed UnimplementedBackupServiceServer
 // for forward compatibility
@@ -265,6 +301,10 @@ type BackupServiceServer interface {
 	GetRestore(context.Context, *GetRestoreRequest) (*GetRestoreResponse, error)
 	// Checks that Milvus and the object stores are reachable with the configuration.
 	Check(context.Context, *CheckRequest) (*CheckResponse, error)
+	// Re-reads a backup and checks every object against its recorded size and
+	// checksum, streaming progress. Ends with DATA_LOSS naming every missing,
+	// truncated or altered object.
+	VerifyBackup(*VerifyBackupRequest, BackupService_VerifyBackupServer) error
 	mustEmbedUnimplementedBackupServiceServer()
 }
 
@@ -298,6 +338,9 @@ func (UnimplementedBackupServiceServer) GetRestore(context.Context, *GetRestoreR
 }
 func (UnimplementedBackupServiceServer) Check(context.Context, *CheckRequest) (*CheckResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Check not implemented")
+}
+func (UnimplementedBackupServiceServer) VerifyBackup(*VerifyBackupRequest, BackupService_VerifyBackupServer) error {
+	return status.Errorf(codes.Unimplemented, "method VerifyBackup not implemented")
 }
 func (UnimplementedBackupServiceServer) mustEmbedUnimplementedBackupServiceServer() {}
 
@@ -489,6 +532,27 @@ func _BackupService_Check_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BackupService_VerifyBackup_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(VerifyBackupRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(BackupServiceServer).VerifyBackup(m, &backupServiceVerifyBackupServer{stream})
+}
+
+type BackupService_VerifyBackupServer interface {
+	Send(*VerifyBackupResponse) error
+	grpc.ServerStream
+}
+
+type backupServiceVerifyBackupServer struct {
+	grpc.ServerStream
+}
+
+func (x *backupServiceVerifyBackupServer) Send(m *VerifyBackupResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
 var _BackupService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "milvus.backup.v1.BackupService",
 	HandlerType: (*BackupServiceServer)(nil),
@@ -534,6 +598,11 @@ var _BackupService_serviceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "WatchRestore",
 			Handler:       _BackupService_WatchRestore_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "VerifyBackup",
+			Handler:       _BackupService_VerifyBackup_Handler,
 			ServerStreams: true,
 		},
 	},

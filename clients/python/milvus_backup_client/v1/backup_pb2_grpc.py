@@ -80,6 +80,11 @@ class BackupServiceStub(object):
                 request_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.CheckRequest.SerializeToString,
                 response_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.CheckResponse.FromString,
                 _registered_method=True)
+        self.VerifyBackup = channel.unary_stream(
+                '/milvus.backup.v1.BackupService/VerifyBackup',
+                request_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.VerifyBackupRequest.SerializeToString,
+                response_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.VerifyBackupResponse.FromString,
+                _registered_method=True)
 
 
 class BackupServiceServicer(object):
@@ -150,6 +155,15 @@ class BackupServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyBackup(self, request, context):
+        """Re-reads a backup and checks every object against its recorded size and
+        checksum, streaming progress. Ends with DATA_LOSS naming every missing,
+        truncated or altered object.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BackupServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -197,6 +211,11 @@ def add_BackupServiceServicer_to_server(servicer, server):
                     servicer.Check,
                     request_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.CheckRequest.FromString,
                     response_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.CheckResponse.SerializeToString,
+            ),
+            'VerifyBackup': grpc.unary_stream_rpc_method_handler(
+                    servicer.VerifyBackup,
+                    request_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.VerifyBackupRequest.FromString,
+                    response_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.VerifyBackupResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -443,6 +462,33 @@ class BackupService(object):
             '/milvus.backup.v1.BackupService/Check',
             milvus__backup__client_dot_v1_dot_backup__pb2.CheckRequest.SerializeToString,
             milvus__backup__client_dot_v1_dot_backup__pb2.CheckResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyBackup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/milvus.backup.v1.BackupService/VerifyBackup',
+            milvus__backup__client_dot_v1_dot_backup__pb2.VerifyBackupRequest.SerializeToString,
+            milvus__backup__client_dot_v1_dot_backup__pb2.VerifyBackupResponse.FromString,
             options,
             channel_credentials,
             insecure,

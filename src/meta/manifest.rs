@@ -1,0 +1,66 @@
+//! `meta/checksums.json`: every object of a backup with its size and content
+//! checksum, written before the meta that completes the backup. The Go tool
+//! ignores the file.
+
+use serde::{Deserialize, Serialize};
+
+/// The file name, beside the Go tool's meta files.
+pub const MANIFEST_FILE: &str = "checksums.json";
+
+/// Every object of one backup.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Manifest {
+    pub version: u32,
+    pub objects: Vec<ManifestEntry>,
+}
+
+/// One object: where, how big, and its checksums.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ManifestEntry {
+    /// The key relative to the backup's folder (`binlogs/insert_log/...`).
+    pub key: String,
+    pub size: u64,
+    /// CRC32C of the content, computed as the bytes passed through us.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crc32c: Option<u32>,
+    /// The store's ETag (an MD5 of the content for single-part objects), taken
+    /// where the store copied server-side.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub etag: String,
+}
+
+impl ManifestEntry {
+    /// The ETag as an MD5 digest, when it is one (not a multipart ETag).
+    pub fn md5(&self) -> Option<[u8; 16]> {
+        let hex = self.etag.trim_matches('"');
+        if hex.len() != 32 {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_md5_etags_only() {
+        let e = |etag: &str| ManifestEntry {
+            etag: etag.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            e("\"d41d8cd98f00b204e9800998ecf8427e\"").md5().unwrap()[0],
+            0xd4
+        );
+        assert!(e("d41d8cd98f00b204e9800998ecf8427e-2").md5().is_none());
+        assert!(e("").md5().is_none());
+    }
+}
