@@ -339,6 +339,10 @@ pub struct BackupConfig {
     pub keep_temp_files: bool,
     /// `backup.gcPause.*` (accepted for compatibility; not used).
     pub gc_pause: serde_yaml::Value,
+    /// Ours: where the server keeps its job records.
+    pub state_dir: String,
+    /// Ours: jobs running at once; more are refused with RESOURCE_EXHAUSTED.
+    pub max_jobs: usize,
 }
 
 impl Default for BackupConfig {
@@ -348,6 +352,8 @@ impl Default for BackupConfig {
             parallelism: Parallelism::default(),
             keep_temp_files: false,
             gc_pause: serde_yaml::Value::Null,
+            state_dir: ".milvus-backup".into(),
+            max_jobs: 8,
         }
     }
 }

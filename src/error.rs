@@ -36,6 +36,12 @@ pub enum Error {
         key: String,
         reason: String,
     },
+    /// Too many jobs at once.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The job was cancelled on request, or interrupted.
+    #[error("{0}")]
+    Cancelled(String),
     /// A bug or an unexpected state of ours.
     #[error("internal error: {0}")]
     Internal(String),

@@ -12,6 +12,7 @@ use milvus_backup::cli;
 use milvus_backup::config::Config;
 use milvus_backup::context::Context;
 use milvus_backup::engine::Engine;
+use milvus_backup::jobs::JobStore;
 use milvus_backup::names::CollectionRef;
 use milvus_backup::restore::RestoreRequest;
 use milvus_backup::{Error, Result};
@@ -152,7 +153,15 @@ async fn run(cli: Cli) -> Result<()> {
         _ => "warn",
     };
     init_logs(level, cli.log_format);
-    let engine = Engine::new(Context::from_config(&cfg)?);
+    let ctx = Context::from_config(&cfg)?;
+    let engine = match cli.command {
+        // The server keeps job records, so that old jobs still answer after a restart.
+        Command::Server { .. } => {
+            let records = JobStore::open(&cfg.backup.state_dir)?;
+            Engine::with_records(ctx, records, cfg.backup.max_jobs).await
+        }
+        _ => Engine::new(ctx),
+    };
     match cli.command {
         Command::Server { port } => {
             let addr = SocketAddr::from(([0, 0, 0, 0], port));

@@ -55,7 +55,9 @@ fn shorten(s: &str) -> String {
 }
 
 /// A collection in a database.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct CollectionRef {
     pub db: String,
     pub name: String,

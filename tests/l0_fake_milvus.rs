@@ -201,6 +201,7 @@ fn restore_job(targets: &[restore::RestoreTarget]) -> JobHandle<RestoreSnapshot>
                 row_count: 0,
                 imported_rows: 0,
                 error: None,
+                created: false,
             })
             .collect(),
         start_time: SystemTime::now(),

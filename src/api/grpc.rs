@@ -241,6 +241,22 @@ impl BackupService for GrpcService {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
+    async fn cancel_backup(
+        &self,
+        request: Request<pb::CancelBackupRequest>,
+    ) -> Result<Response<pb::CancelBackupResponse>, Status> {
+        self.engine.cancel_backup(&request.into_inner().name)?;
+        Ok(Response::new(pb::CancelBackupResponse {}))
+    }
+
+    async fn cancel_restore(
+        &self,
+        request: Request<pb::CancelRestoreRequest>,
+    ) -> Result<Response<pb::CancelRestoreResponse>, Status> {
+        self.engine.cancel_restore(&request.into_inner().id)?;
+        Ok(Response::new(pb::CancelRestoreResponse {}))
+    }
+
     async fn check(
         &self,
         _request: Request<pb::CheckRequest>,

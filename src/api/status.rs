@@ -15,6 +15,8 @@ pub fn code_of(err: &Error) -> Code {
         Error::DataLoss(_) => Code::DataLoss,
         Error::Milvus { .. } => Code::Internal,
         Error::Storage { .. } => Code::Internal,
+        Error::ResourceExhausted(_) => Code::ResourceExhausted,
+        Error::Cancelled(_) => Code::Cancelled,
         Error::Internal(_) => Code::Internal,
     }
 }
@@ -36,6 +38,8 @@ pub fn rest_codes(err: &Error) -> (u16, i32) {
         Error::FailedPrecondition(_) => (412, 3),
         Error::Unavailable { .. } => (503, 3),
         Error::DataLoss(_) => (500, 3),
+        Error::ResourceExhausted(_) => (429, 3),
+        Error::Cancelled(_) => (409, 3),
         Error::Milvus { .. } | Error::Storage { .. } | Error::Internal(_) => (500, 3),
     }
 }

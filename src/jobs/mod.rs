@@ -4,11 +4,13 @@
 
 pub(crate) mod registry;
 pub(crate) mod snapshot;
+mod store;
 
 pub use registry::{JobRegistry, Started};
 pub use snapshot::{
     BackupSnapshot, CollectionSummary, JobState, Progress, RestoreCollectionStatus, RestoreSnapshot,
 };
+pub use store::JobStore;
 
 use tokio::sync::watch;
 

@@ -171,6 +171,26 @@ impl JobRegistry {
         jobs.by_request(request_id)
     }
 
+    /// The restore job started with `request_id`, if any.
+    pub fn restore_by_request(&self, request_id: &str) -> Option<watch::Receiver<RestoreSnapshot>> {
+        let jobs = self.restores.lock().expect("job registry poisoned");
+        jobs.by_request(request_id)
+    }
+
+    /// Remembers a finished backup job (from its record after a restart).
+    pub fn remember_backup(&self, snapshot: BackupSnapshot) {
+        let mut jobs = self.backups.lock().expect("job registry poisoned");
+        let key = snapshot.name.clone();
+        jobs.insert(key, watch::channel(snapshot).1, "");
+    }
+
+    /// Remembers a finished restore job (from its record after a restart).
+    pub fn remember_restore(&self, snapshot: RestoreSnapshot) {
+        let mut jobs = self.restores.lock().expect("job registry poisoned");
+        let key = snapshot.id.clone();
+        jobs.insert(key, watch::channel(snapshot).1, "");
+    }
+
     /// A watcher of the restore job `id`.
     pub fn restore(&self, id: &str) -> Option<watch::Receiver<RestoreSnapshot>> {
         let jobs = self.restores.lock().expect("job registry poisoned");

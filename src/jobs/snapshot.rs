@@ -2,10 +2,14 @@
 
 use std::time::SystemTime;
 
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
 use crate::names::CollectionRef;
 
 /// The life cycle of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum JobState {
     #[default]
     Pending,
@@ -26,7 +30,7 @@ impl JobState {
 }
 
 /// Counters of a job's work.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
     pub bytes_done: u64,
     pub bytes_total: u64,
@@ -57,7 +61,7 @@ impl Progress {
 }
 
 /// One collection of a backup.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CollectionSummary {
     pub db: String,
     pub name: String,
@@ -71,7 +75,7 @@ pub struct CollectionSummary {
 }
 
 /// A backup job, or a complete backup read back from storage.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackupSnapshot {
     pub id: String,
     pub name: String,
@@ -109,7 +113,7 @@ impl BackupSnapshot {
 }
 
 /// One collection of a restore job.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestoreCollectionStatus {
     pub source: CollectionRef,
     pub target: CollectionRef,
@@ -119,10 +123,13 @@ pub struct RestoreCollectionStatus {
     /// Rows Milvus reported as imported.
     pub imported_rows: i64,
     pub error: Option<String>,
+    /// This job created the target (so it removes it if the job fails).
+    #[serde(default)]
+    pub created: bool,
 }
 
 /// A restore job.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestoreSnapshot {
     pub id: String,
     pub backup_name: String,
@@ -134,18 +141,22 @@ pub struct RestoreSnapshot {
     pub end_time: Option<SystemTime>,
 }
 
-/// Marks a snapshot as ended with `result`.
+/// Marks a snapshot as ended with `result`: succeeded, cancelled or failed.
 pub(crate) fn finish(
     state: &mut JobState,
     error: &mut Option<String>,
     end_time: &mut Option<SystemTime>,
-    result: Result<(), String>,
+    result: &Result<(), Error>,
 ) {
     match result {
         Ok(()) => *state = JobState::Succeeded,
         Err(e) => {
-            *state = JobState::Failed;
-            *error = Some(e);
+            *state = if matches!(e, Error::Cancelled(_)) {
+                JobState::Cancelled
+            } else {
+                JobState::Failed
+            };
+            *error = Some(e.to_string());
         }
     }
     *end_time = Some(SystemTime::now());

@@ -115,6 +115,12 @@ async fn restore_collection(
             milvus.create_database(db).await?;
         }
         milvus.create_collection(&new_collection(t)?).await?;
+        // From here on a failure of the job drops this collection again.
+        job.update(|s| {
+            if let Some(c) = s.collections.iter_mut().find(|c| c.target == t.target) {
+                c.created = true;
+            }
+        });
     }
     let has_partition_key = src.schema.fields.iter().any(|f| f.is_partition_key);
     if !has_partition_key {

@@ -98,9 +98,13 @@ impl TestServer {
 
     /// Starts a server over `ctx`.
     pub async fn start_with(mut ctx: Context) -> Self {
-        init_logs();
         ctx.timing.poll_interval = Duration::from_millis(200);
-        let engine = Engine::new(ctx);
+        Self::start_engine(Engine::new(ctx)).await
+    }
+
+    /// Starts a server over `engine`.
+    pub async fn start_engine(engine: std::sync::Arc<Engine>) -> Self {
+        init_logs();
         let handle = Server::new(engine.clone())
             .spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await

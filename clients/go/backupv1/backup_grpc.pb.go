@@ -40,6 +40,11 @@ type BackupServiceClient interface {
 	// checksum, streaming progress. Ends with DATA_LOSS naming every missing,
 	// truncated or altered object.
 	VerifyBackup(ctx context.Context, in *VerifyBackupRequest, opts ...grpc.CallOption) (BackupService_VerifyBackupClient, error)
+	// Stops a running backup within seconds; it ends CANCELLED and leaves no objects.
+	CancelBackup(ctx context.Context, in *CancelBackupRequest, opts ...grpc.CallOption) (*CancelBackupResponse, error)
+	// Stops a running restore within seconds; it ends CANCELLED and drops the
+	// collections it created.
+	CancelRestore(ctx context.Context, in *CancelRestoreRequest, opts ...grpc.CallOption) (*CancelRestoreResponse, error)
 }
 
 type backupServiceClient struct {
@@ -278,6 +283,24 @@ func (x *backupServiceVerifyBackupClient) Recv() (*VerifyBackupResponse, error) 
 	return m, nil
 }
 
+func (c *backupServiceClient) CancelBackup(ctx context.Context, in *CancelBackupRequest, opts ...grpc.CallOption) (*CancelBackupResponse, error) {
+	out := new(CancelBackupResponse)
+	err := c.cc.Invoke(ctx, "/milvus.backup.v1.BackupService/CancelBackup", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *backupServiceClient) CancelRestore(ctx context.Context, in *CancelRestoreRequest, opts ...grpc.CallOption) (*CancelRestoreResponse, error) {
+	out := new(CancelRestoreResponse)
+	err := c.cc.Invoke(ctx, "/milvus.backup.v1.BackupService/CancelRestore", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BackupServiceServer is the server API for BackupService service.
 // All implementations must embed UnimplementedBackupServiceServer
 // for forward compatibility
@@ -305,6 +328,11 @@ type BackupServiceServer interface {
 	// checksum, streaming progress. Ends with DATA_LOSS naming every missing,
 	// truncated or altered object.
 	VerifyBackup(*VerifyBackupRequest, BackupService_VerifyBackupServer) error
+	// Stops a running backup within seconds; it ends CANCELLED and leaves no objects.
+	CancelBackup(context.Context, *CancelBackupRequest) (*CancelBackupResponse, error)
+	// Stops a running restore within seconds; it ends CANCELLED and drops the
+	// collections it created.
+	CancelRestore(context.Context, *CancelRestoreRequest) (*CancelRestoreResponse, error)
 	mustEmbedUnimplementedBackupServiceServer()
 }
 
@@ -341,6 +369,12 @@ func (UnimplementedBackupServiceServer) Check(context.Context, *CheckRequest) (*
 }
 func (UnimplementedBackupServiceServer) VerifyBackup(*VerifyBackupRequest, BackupService_VerifyBackupServer) error {
 	return status.Errorf(codes.Unimplemented, "method VerifyBackup not implemented")
+}
+func (UnimplementedBackupServiceServer) CancelBackup(context.Context, *CancelBackupRequest) (*CancelBackupResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CancelBackup not implemented")
+}
+func (UnimplementedBackupServiceServer) CancelRestore(context.Context, *CancelRestoreRequest) (*CancelRestoreResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CancelRestore not implemented")
 }
 func (UnimplementedBackupServiceServer) mustEmbedUnimplementedBackupServiceServer() {}
 
@@ -553,6 +587,42 @@ func (x *backupServiceVerifyBackupServer) Send(m *VerifyBackupResponse) error {
 	return x.ServerStream.SendMsg(m)
 }
 
+func _BackupService_CancelBackup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelBackupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BackupServiceServer).CancelBackup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/milvus.backup.v1.BackupService/CancelBackup",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BackupServiceServer).CancelBackup(ctx, req.(*CancelBackupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BackupService_CancelRestore_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelRestoreRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BackupServiceServer).CancelRestore(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/milvus.backup.v1.BackupService/CancelRestore",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BackupServiceServer).CancelRestore(ctx, req.(*CancelRestoreRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _BackupService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "milvus.backup.v1.BackupService",
 	HandlerType: (*BackupServiceServer)(nil),
@@ -572,6 +642,14 @@ var _BackupService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Check",
 			Handler:    _BackupService_Check_Handler,
+		},
+		{
+			MethodName: "CancelBackup",
+			Handler:    _BackupService_CancelBackup_Handler,
+		},
+		{
+			MethodName: "CancelRestore",
+			Handler:    _BackupService_CancelRestore_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

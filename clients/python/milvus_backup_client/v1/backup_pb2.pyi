@@ -289,6 +289,26 @@ class VerifyBackupResponse(_message.Message):
     damaged: _containers.RepeatedCompositeFieldContainer[DamagedObject]
     def __init__(self, objects_done: _Optional[int] = ..., objects_total: _Optional[int] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ..., damaged: _Optional[_Iterable[_Union[DamagedObject, _Mapping]]] = ...) -> None: ...
 
+class CancelBackupRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CancelBackupResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CancelRestoreRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class CancelRestoreResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class CheckRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

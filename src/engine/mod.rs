@@ -1,23 +1,24 @@
-//! The core facade the adapters call: start, find and watch backup and restore jobs.
-//! Jobs run in spawned tasks; callers only hold `watch` receivers.
+//! The core facade the adapters call: start, find, watch and cancel backup and
+//! restore jobs. Jobs run in spawned tasks (`jobs.rs`); callers only hold
+//! `watch` receivers. Records of jobs survive restarts (`recovery.rs`).
 
-use std::sync::Arc;
-use std::time::SystemTime;
+mod jobs;
+mod recovery;
 
-use futures::future::FutureExt;
-use tokio::sync::watch;
-use tracing::{error, info};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::backup;
 use crate::backup::verify::VerifyProgress;
-use crate::backup::{self, BackupRequest};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::jobs::{
-    BackupSnapshot, JobRegistry, JobState, RestoreCollectionStatus, RestoreSnapshot, Started,
-};
+use crate::jobs::{BackupSnapshot, JobRegistry, JobState, JobStore, RestoreSnapshot};
 use crate::milvus::MilvusVersion;
 use crate::names::{self, CollectionRef};
-use crate::restore::{self, RestoreRequest};
 
 /// What Check found.
 #[derive(Debug, Clone)]
@@ -29,76 +30,53 @@ pub struct CheckReport {
     pub backup_count: usize,
 }
 
+/// Jobs running at once unless configured otherwise.
+pub const DEFAULT_MAX_JOBS: usize = 8;
+
 /// The backup service's core.
 #[derive(Debug)]
 pub struct Engine {
     ctx: Context,
     jobs: JobRegistry,
+    /// Where job records are kept, if anywhere.
+    records: Option<JobStore>,
+    /// One permit per running job.
+    slots: Arc<Semaphore>,
+    max_jobs: usize,
+    /// Cancellation of running jobs, by `backup/{name}` or `restore/{id}`.
+    cancels: Mutex<HashMap<String, CancellationToken>>,
 }
 
 impl Engine {
-    /// An engine over `ctx`.
+    /// An engine over `ctx` that keeps no job records.
     pub fn new(ctx: Context) -> Arc<Self> {
+        Self::build(ctx, None, DEFAULT_MAX_JOBS)
+    }
+
+    /// An engine over `ctx` that keeps job records in `records` and runs at
+    /// most `max_jobs` jobs at once. Jobs a previous process left running are
+    /// marked interrupted and cleaned up (see `recovery`).
+    pub async fn with_records(ctx: Context, records: JobStore, max_jobs: usize) -> Arc<Self> {
+        let engine = Self::build(ctx, Some(records), max_jobs);
+        engine.recover().await;
+        engine
+    }
+
+    fn build(ctx: Context, records: Option<JobStore>, max_jobs: usize) -> Arc<Self> {
+        let max_jobs = max_jobs.max(1);
         Arc::new(Self {
             ctx,
             jobs: JobRegistry::default(),
+            records,
+            slots: Arc::new(Semaphore::new(max_jobs)),
+            max_jobs,
+            cancels: Mutex::new(HashMap::new()),
         })
     }
 
     /// The flows' context.
     pub fn context(&self) -> &Context {
         &self.ctx
-    }
-
-    /// Checks the request, then starts a backup job and returns its snapshots.
-    /// Bad requests fail here; failures during the work end the job as FAILED.
-    pub async fn create_backup(
-        self: &Arc<Self>,
-        req: BackupRequest,
-    ) -> Result<watch::Receiver<BackupSnapshot>> {
-        names::validate_backup_name(&req.name)?;
-        if let Some(existing) = self.jobs.backup_by_request(&req.request_id) {
-            return Ok(existing);
-        }
-        let collections = backup::plan(&self.ctx, &req).await?;
-        let id = if req.request_id.is_empty() {
-            uuid::Uuid::new_v4().to_string()
-        } else {
-            req.request_id.clone()
-        };
-        let snapshot = BackupSnapshot::pending(id, req.name.clone(), req.meta_only);
-        let handle = match self.jobs.start_backup(snapshot, &req.request_id)? {
-            Started::Existing(rx) => return Ok(rx),
-            Started::New(handle) => handle,
-        };
-        let rx = handle.subscribe();
-        let engine = self.clone();
-        info!(backup = %req.name, collections = collections.len(), "backup started");
-        crate::metrics::global().job_started("backup");
-        let started = std::time::Instant::now();
-        tokio::spawn(async move {
-            let work = backup::run(&engine.ctx, &req, &collections, &handle);
-            let result = flatten(std::panic::AssertUnwindSafe(work).catch_unwind().await);
-            record_end("backup", &result, started);
-            if let Err(e) = &result {
-                error!(backup = %req.name, error = %e, "backup failed");
-                // Nothing of a failed backup stays behind: the name was free when it started.
-                if let Err(cleanup) = engine.ctx.catalog.delete(&req.name).await {
-                    error!(backup = %req.name, error = %cleanup, "cannot remove partial backup");
-                }
-            } else {
-                info!(backup = %req.name, "backup succeeded");
-            }
-            handle.update(|s| {
-                crate::jobs::snapshot::finish(
-                    &mut s.state,
-                    &mut s.error,
-                    &mut s.end_time,
-                    result.map_err(|e| e.to_string()),
-                )
-            });
-        });
-        Ok(rx)
     }
 
     /// The snapshots of backup `name`: a job of this server, or a complete
@@ -198,62 +176,6 @@ impl Engine {
         backup::verify::verify(&self.ctx, name, on_progress).await
     }
 
-    /// Checks the request, then starts a restore job and returns its snapshots.
-    pub async fn restore(
-        self: &Arc<Self>,
-        req: RestoreRequest,
-    ) -> Result<watch::Receiver<RestoreSnapshot>> {
-        let (backup, targets) = restore::plan(&self.ctx, &req).await?;
-        let id = uuid::Uuid::new_v4().to_string();
-        let snapshot = RestoreSnapshot {
-            id: id.clone(),
-            backup_name: req.backup_name.clone(),
-            state: JobState::Pending,
-            error: None,
-            progress: Default::default(),
-            collections: targets
-                .iter()
-                .map(|t| RestoreCollectionStatus {
-                    source: CollectionRef::normalized(&t.source.db_name, &t.source.collection_name),
-                    target: t.target.clone(),
-                    state: JobState::Pending,
-                    row_count: backup::summary_of(&t.source).row_count,
-                    imported_rows: 0,
-                    error: None,
-                })
-                .collect(),
-            start_time: SystemTime::now(),
-            end_time: None,
-        };
-        let handle = match self.jobs.start_restore(snapshot, &req.request_id) {
-            Started::Existing(rx) => return Ok(rx),
-            Started::New(handle) => handle,
-        };
-        let rx = handle.subscribe();
-        let engine = self.clone();
-        info!(restore = %id, backup = %req.backup_name, "restore started");
-        crate::metrics::global().job_started("restore");
-        let started = std::time::Instant::now();
-        tokio::spawn(async move {
-            let work = restore::run(&engine.ctx, &req, &backup, &targets, &handle);
-            let result = flatten(std::panic::AssertUnwindSafe(work).catch_unwind().await);
-            record_end("restore", &result, started);
-            match &result {
-                Ok(()) => info!(restore = %id, "restore succeeded"),
-                Err(e) => error!(restore = %id, error = %e, "restore failed"),
-            }
-            handle.update(|s| {
-                crate::jobs::snapshot::finish(
-                    &mut s.state,
-                    &mut s.error,
-                    &mut s.end_time,
-                    result.map_err(|e| e.to_string()),
-                )
-            });
-        });
-        Ok(rx)
-    }
-
     /// The snapshots of restore job `id`, also after it ended.
     pub fn watch_restore(&self, id: &str) -> Result<watch::Receiver<RestoreSnapshot>> {
         self.jobs
@@ -287,22 +209,4 @@ impl Engine {
             backup_count,
         })
     }
-}
-
-/// Counts a job's end, and its error if Milvus or storage caused it.
-fn record_end(kind: &'static str, result: &Result<()>, started: std::time::Instant) {
-    let m = crate::metrics::global();
-    let state = match result {
-        Ok(()) => "succeeded",
-        Err(e) => {
-            m.error(e);
-            "failed"
-        }
-    };
-    m.job_ended(kind, state, started.elapsed());
-}
-
-/// A job's result, with a panic turned into an internal error.
-fn flatten(r: std::thread::Result<Result<()>>) -> Result<()> {
-    r.unwrap_or_else(|_| Err(Error::Internal("the job panicked".into())))
 }

@@ -1,0 +1,58 @@
+//! After a restart: the jobs of the previous process are remembered again, and
+//! those it left running are marked FAILED ("interrupted") and cleaned up, as a
+//! failed job would have been.
+
+use std::time::SystemTime;
+
+use tracing::{info, warn};
+
+use super::Engine;
+use crate::jobs::JobState;
+
+/// The reason given to jobs a stopped process left running.
+pub const INTERRUPTED: &str = "interrupted: the server stopped while the job ran";
+
+impl Engine {
+    /// Loads the job records; marks and cleans up interrupted jobs.
+    pub(super) async fn recover(&self) {
+        let Some(records) = &self.records else {
+            return;
+        };
+        records.prune();
+        for mut b in records.backups() {
+            if !b.state.is_terminal() {
+                warn!(backup = %b.name, "backup was interrupted by a restart");
+                b.state = JobState::Failed;
+                b.error = Some(INTERRUPTED.into());
+                b.end_time = Some(SystemTime::now());
+                records.save_backup(&b);
+                // Without its meta it is not a backup: remove what was copied.
+                match self.ctx.catalog.read(&b.name).await {
+                    Ok(None) => {
+                        if let Err(e) = self.ctx.catalog.delete(&b.name).await {
+                            warn!(backup = %b.name, error = %e, "cannot remove the interrupted backup's objects");
+                        }
+                    }
+                    Ok(Some(_)) => {
+                        info!(backup = %b.name, "interrupted backup had completed its meta; kept")
+                    }
+                    Err(e) => {
+                        warn!(backup = %b.name, error = %e, "cannot read the interrupted backup")
+                    }
+                }
+            }
+            self.jobs.remember_backup(b);
+        }
+        for mut r in records.restores() {
+            if !r.state.is_terminal() {
+                warn!(restore = %r.id, "restore was interrupted by a restart");
+                r.state = JobState::Failed;
+                r.error = Some(INTERRUPTED.into());
+                r.end_time = Some(SystemTime::now());
+                self.drop_created(&r).await;
+                records.save_restore(&r);
+            }
+            self.jobs.remember_restore(r);
+        }
+    }
+}

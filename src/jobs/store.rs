@@ -1,0 +1,142 @@
+//! Job records on disk: one JSON file per job, rewritten as the job goes, so
+//! that a restarted server still answers for old jobs and can tell which were
+//! interrupted. The newest records are kept; older ones are removed.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{BackupSnapshot, RestoreSnapshot};
+use crate::error::{Error, Result};
+
+/// Records kept per kind of job.
+pub const MAX_RECORDS: usize = 1000;
+
+/// A directory of job records.
+#[derive(Debug, Clone)]
+pub struct JobStore {
+    dir: PathBuf,
+}
+
+impl JobStore {
+    /// Records under `dir` (created when missing).
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        for kind in ["backups", "restores"] {
+            std::fs::create_dir_all(dir.join(kind)).map_err(|e| {
+                Error::invalid(format!(
+                    "cannot create the job state directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        Ok(Self { dir })
+    }
+
+    fn path(&self, kind: &str, id: &str) -> PathBuf {
+        // Ids are uuids or request ids; keep only safe characters in file names.
+        let safe: String = id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.dir.join(kind).join(format!("{safe}.json"))
+    }
+
+    fn save<T: Serialize>(&self, kind: &str, id: &str, record: &T) {
+        let path = self.path(kind, id);
+        let tmp = path.with_extension("json.tmp");
+        let result = serde_json::to_vec(record)
+            .map_err(std::io::Error::other)
+            .and_then(|body| std::fs::write(&tmp, body))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = result {
+            tracing::warn!(path = %path.display(), error = %e, "cannot save job record");
+        }
+    }
+
+    /// Saves a backup job's record.
+    pub fn save_backup(&self, s: &BackupSnapshot) {
+        self.save("backups", &s.id, s);
+    }
+
+    /// Saves a restore job's record.
+    pub fn save_restore(&self, s: &RestoreSnapshot) {
+        self.save("restores", &s.id, s);
+    }
+
+    fn load<T: DeserializeOwned>(&self, kind: &str) -> Vec<(std::time::SystemTime, T)> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(self.dir.join(kind)) else {
+            return out;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            match read(&path) {
+                Ok(r) => out.push((
+                    entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .unwrap_or(std::time::UNIX_EPOCH),
+                    r,
+                )),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "unreadable job record skipped")
+                }
+            }
+        }
+        out.sort_by_key(|(t, _)| *t);
+        out
+    }
+
+    /// Every backup record, oldest first.
+    pub fn backups(&self) -> Vec<BackupSnapshot> {
+        self.load("backups").into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Every restore record, oldest first.
+    pub fn restores(&self) -> Vec<RestoreSnapshot> {
+        self.load("restores").into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Removes the oldest records beyond [`MAX_RECORDS`] of each kind.
+    pub fn prune(&self) {
+        for kind in ["backups", "restores"] {
+            let Ok(entries) = std::fs::read_dir(self.dir.join(kind)) else {
+                continue;
+            };
+            let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+                .flatten()
+                .map(|e| {
+                    (
+                        e.metadata()
+                            .and_then(|m| m.modified())
+                            .unwrap_or(std::time::UNIX_EPOCH),
+                        e.path(),
+                    )
+                })
+                .collect();
+            if files.len() <= MAX_RECORDS {
+                continue;
+            }
+            files.sort();
+            for (_, path) in &files[..files.len() - MAX_RECORDS] {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}
+
+fn read<T: DeserializeOwned>(path: &Path) -> std::io::Result<T> {
+    let body = std::fs::read(path)?;
+    serde_json::from_slice(&body).map_err(std::io::Error::other)
+}

@@ -1,0 +1,246 @@
+//! Control of jobs: cancellation (nothing left behind), idempotent retries by
+//! request_id, a limit on concurrent jobs, no race on one backup name, and job
+//! records that answer after a restart. Against the real Milvus 2.3.5 and S3.
+
+mod common;
+
+use common::data::{self, Spec};
+use common::flows;
+use milvus_backup::api::proto as pb;
+use milvus_backup::context::Context;
+use milvus_backup::engine::Engine;
+use milvus_backup::jobs::JobStore;
+use milvus_backup::milvus::MilvusApi;
+use tonic::Code;
+
+async fn source(m: &milvus_backup::milvus::MilvusClient, prefix: &str) -> Spec {
+    let spec = Spec::new(&common::unique(prefix));
+    data::create(m, &spec).await;
+    for i in 0..3 {
+        data::insert(m, &spec, "", i * 100..(i + 1) * 100, 91).await;
+        data::flush(m, &spec.db, &spec.name).await;
+    }
+    spec
+}
+
+async fn last<T>(mut s: tonic::Streaming<T>) -> T {
+    let mut last = None;
+    while let Some(m) = s.message().await.unwrap() {
+        last = Some(m);
+    }
+    last.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancelled_jobs_leave_nothing_behind() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client().await;
+    let spec = source(&m, "cancel_src").await;
+
+    // Cancel a backup right after it started.
+    let name = common::unique("cancelled");
+    let mut stream = client
+        .create_backup(pb::CreateBackupRequest {
+            backup_name: name.clone(),
+            collection_names: vec![spec.name.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap().backup.unwrap();
+    assert!(first.state != pb::JobState::Succeeded as i32);
+    client
+        .cancel_backup(pb::CancelBackupRequest { name: name.clone() })
+        .await
+        .unwrap();
+    let end = last(stream).await.backup.unwrap();
+    assert_eq!(end.state, pb::JobState::Cancelled as i32, "{end:?}");
+    let store = server.engine.context().catalog.store().clone();
+    assert!(
+        store
+            .list(&format!("backup/{name}/"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "objects left behind"
+    );
+    let err = client
+        .cancel_backup(pb::CancelBackupRequest {
+            name: "never_ran_x".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    // Cancel a restore right after it started: its collection is dropped.
+    let done = common::unique("to_restore");
+    flows::backup_collections(&mut client, &done, &[&spec.name]).await;
+    let mut stream = client
+        .restore(pb::RestoreRequest {
+            backup_name: done.clone(),
+            collection_suffix: "_c".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap().restore.unwrap();
+    client
+        .cancel_restore(pb::CancelRestoreRequest {
+            id: first.id.clone(),
+        })
+        .await
+        .unwrap();
+    let end = last(stream).await.restore.unwrap();
+    assert_eq!(end.state, pb::JobState::Cancelled as i32, "{end:?}");
+    assert!(
+        !m.has_collection(&spec.db, &format!("{}_c", spec.name))
+            .await
+            .unwrap(),
+        "created collection left behind"
+    );
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    server.handle.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retries_limits_races_and_restarts() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = source(&m, "control_src").await;
+    let state = std::env::temp_dir().join(common::unique("job-records"));
+    let engine = Engine::with_records(
+        Context::from_config(&cfg).unwrap(),
+        JobStore::open(&state).unwrap(),
+        2,
+    )
+    .await;
+    let server = common::TestServer::start_engine(engine).await;
+    let mut client = server.client().await;
+
+    // The same request_id twice is the same job.
+    let name = common::unique("idem");
+    let req = pb::CreateBackupRequest {
+        backup_name: name.clone(),
+        collection_names: vec![spec.name.clone()],
+        request_id: common::unique("req"),
+        ..Default::default()
+    };
+    let a = last(
+        client
+            .create_backup(req.clone())
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await
+    .backup
+    .unwrap();
+    let b = last(client.create_backup(req).await.unwrap().into_inner())
+        .await
+        .backup
+        .unwrap();
+    assert_eq!((a.id.clone(), a.state), (b.id, b.state));
+    let rreq = pb::RestoreRequest {
+        backup_name: name.clone(),
+        collection_suffix: "_idem".into(),
+        request_id: common::unique("rreq"),
+        ..Default::default()
+    };
+    let ra = last(client.restore(rreq.clone()).await.unwrap().into_inner())
+        .await
+        .restore
+        .unwrap();
+    let rb = last(client.restore(rreq).await.unwrap().into_inner())
+        .await
+        .restore
+        .unwrap();
+    assert_eq!(ra.id, rb.id);
+    assert_eq!(ra.state, pb::JobState::Succeeded as i32);
+
+    // Two jobs on one name: one runs, the other is refused.
+    let racy = common::unique("racy");
+    let mut c1 = server.client().await;
+    let mut c2 = server.client().await;
+    let mk = |n: &str| pb::CreateBackupRequest {
+        backup_name: n.into(),
+        collection_names: vec![spec.name.clone()],
+        ..Default::default()
+    };
+    let (r1, r2) = tokio::join!(c1.create_backup(mk(&racy)), c2.create_backup(mk(&racy)));
+    let outcomes = [r1.map(|r| r.into_inner()), r2.map(|r| r.into_inner())];
+    let refused: Vec<&Status> = outcomes.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(refused.len(), 1, "exactly one of two jobs on one name runs");
+    assert!(
+        matches!(refused[0].code(), Code::AlreadyExists | Code::Aborted),
+        "{:?}",
+        refused[0]
+    );
+    for s in outcomes.into_iter().flatten() {
+        assert_eq!(
+            last(s).await.backup.unwrap().state,
+            pb::JobState::Succeeded as i32
+        );
+    }
+
+    // At most two jobs at once: a third is RESOURCE_EXHAUSTED.
+    let mut streams = Vec::new();
+    for i in 0..2 {
+        streams.push(
+            client
+                .create_backup(mk(&format!("{racy}_{i}")))
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    let err = client
+        .create_backup(mk(&format!("{racy}_2")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    for s in streams {
+        last(s).await;
+    }
+
+    // After a restart, old jobs still answer.
+    server.handle.stop().await.unwrap();
+    drop(server.engine);
+    let engine = Engine::with_records(
+        Context::from_config(&cfg).unwrap(),
+        JobStore::open(&state).unwrap(),
+        2,
+    )
+    .await;
+    let again = common::TestServer::start_engine(engine).await;
+    let mut client = again.client().await;
+    let got = client
+        .get_restore(pb::GetRestoreRequest { id: ra.id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .restore
+        .unwrap();
+    assert_eq!(got.state, pb::JobState::Succeeded as i32);
+    assert_eq!(got.collections[0].imported_rows, 300);
+    let watched = last(
+        client
+            .watch_restore(pb::WatchRestoreRequest { id: ra.id.clone() })
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
+    assert_eq!(watched.restore.unwrap().id, ra.id);
+
+    for c in [spec.name.clone(), format!("{}_idem", spec.name)] {
+        data::drop_if_exists(&m, &spec.db, &c).await;
+    }
+    let _ = std::fs::remove_dir_all(state);
+    again.handle.stop().await.unwrap();
+}
+
+use tonic::Status;
