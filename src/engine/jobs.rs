@@ -20,8 +20,8 @@ use crate::jobs::{BackupSnapshot, JobState, RestoreCollectionStatus, RestoreSnap
 use crate::names::{self, CollectionRef};
 use crate::restore::{self, RestoreRequest};
 
-/// How often a running job's record is rewritten.
-const RECORD_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a running backup's record is rewritten (its progress changes per object).
+const BACKUP_RECORD_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Engine {
     fn take_slot(&self) -> Result<OwnedSemaphorePermit> {
@@ -101,7 +101,9 @@ impl Engine {
         };
         let rx = handle.subscribe();
         if let Some(records) = self.records.clone() {
-            keep_record(handle.subscribe(), move |s| records.save_backup(s));
+            keep_record(handle.subscribe(), BACKUP_RECORD_INTERVAL, move |s| {
+                records.save_backup(s)
+            });
         }
         let key = format!("backup/{}", req.name);
         let token = self.register_cancel(&key);
@@ -165,7 +167,10 @@ impl Engine {
         };
         let rx = handle.subscribe();
         if let Some(records) = self.records.clone() {
-            keep_record(handle.subscribe(), move |s| records.save_restore(s));
+            // Every change: a restore records which collections it creates.
+            keep_record(handle.subscribe(), Duration::ZERO, move |s| {
+                records.save_restore(s)
+            });
         }
         let key = format!("restore/{id}");
         let token = self.register_cancel(&key);
@@ -191,6 +196,15 @@ impl Engine {
     /// Drops the collections a failed restore created.
     pub(super) async fn drop_created(&self, snap: &RestoreSnapshot) {
         for c in snap.collections.iter().filter(|c| c.created) {
+            // Marked before CreateCollection: it may not exist.
+            if let Ok(false) = self
+                .ctx
+                .milvus
+                .has_collection(&c.target.db, &c.target.name)
+                .await
+            {
+                continue;
+            }
             match self
                 .ctx
                 .milvus
@@ -236,8 +250,8 @@ async fn supervise(
     result
 }
 
-/// Rewrites a job's record as it changes (at most once a second) and at its end.
-fn keep_record<T, F>(mut rx: watch::Receiver<T>, save: F)
+/// Rewrites a job's record as it changes (at most once per `interval`) and at its end.
+fn keep_record<T, F>(mut rx: watch::Receiver<T>, interval: Duration, save: F)
 where
     T: Clone + Send + Sync + 'static + HasState,
     F: Fn(&T) + Send + 'static,
@@ -249,7 +263,9 @@ where
             if snap.state().is_terminal() {
                 return;
             }
-            tokio::time::sleep(RECORD_INTERVAL).await;
+            if !interval.is_zero() {
+                tokio::time::sleep(interval).await;
+            }
             if rx.changed().await.is_err() {
                 save(&rx.borrow().clone());
                 return;

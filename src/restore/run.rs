@@ -114,13 +114,14 @@ async fn restore_collection(
         if db != DEFAULT_DB && !milvus.list_databases().await?.iter().any(|d| d == db) {
             milvus.create_database(db).await?;
         }
-        milvus.create_collection(&new_collection(t)?).await?;
-        // From here on a failure of the job drops this collection again.
+        // Marked (and recorded) before it exists: a failure, even a crash, of
+        // the job from here on drops this collection again.
         job.update(|s| {
             if let Some(c) = s.collections.iter_mut().find(|c| c.target == t.target) {
                 c.created = true;
             }
         });
+        milvus.create_collection(&new_collection(t)?).await?;
     }
     let has_partition_key = src.schema.fields.iter().any(|f| f.is_partition_key);
     if !has_partition_key {
