@@ -53,7 +53,7 @@ fn write_config(cfg: &milvus_backup::config::Config, state: &Path) -> PathBuf {
 
 async fn start(config: &Path) -> (Proc, BackupServiceClient<Channel>) {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
         .arg("--config")
         .arg(config)
         .args(["server", "-p", &port.to_string()])
@@ -65,7 +65,11 @@ async fn start(config: &Path) -> (Proc, BackupServiceClient<Channel>) {
         if let Ok(c) = BackupServiceClient::connect(format!("http://127.0.0.1:{port}")).await {
             return (Proc { child, port }, c);
         }
-        assert!(Instant::now() < deadline, "server did not start");
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("server did not start");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
