@@ -51,6 +51,8 @@ fn write_config(cfg: &milvus_backup::config::Config, state: &Path) -> PathBuf {
     path
 }
 
+// The child is waited for in `kill9`.
+#[allow(clippy::zombie_processes)]
 async fn start(config: &Path) -> (Proc, BackupServiceClient<Channel>) {
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
