@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod milvus;
 pub mod names;
 pub mod restore;
+pub mod retry;
 pub mod storage;
 
 pub use error::{Error, Result};

@@ -18,6 +18,7 @@ use super::{
 };
 use crate::config::MilvusConfig;
 use crate::error::{Error, Result};
+use crate::retry::{Backoff, milvus_transient, retry};
 
 /// Largest message we accept from Milvus (query results can be big).
 const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
@@ -141,6 +142,12 @@ impl MilvusClient {
     /// Maps a gRPC failure of `operation` to our error.
     pub fn rpc_error(&self, operation: &str, status: Status) -> Error {
         match status.code() {
+            // A connection cut mid-call surfaces as Unknown "transport error".
+            Code::Unknown if status.message().contains("transport error") => Error::Unavailable {
+                service: "milvus",
+                address: self.address.clone(),
+                detail: format!("{operation}: {}", status.message()),
+            },
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => Error::Unavailable {
                 service: "milvus",
                 address: self.address.clone(),
@@ -167,16 +174,29 @@ impl MilvusClient {
         send: F,
     ) -> Result<Resp>
     where
-        F: FnOnce(MilvusServiceClient<Channel>, Request<Req>) -> Fut,
+        F: Fn(MilvusServiceClient<Channel>, Request<Req>) -> Fut,
         Fut: Future<Output = std::result::Result<Response<Resp>, Status>>,
+        Req: Clone,
         Resp: HasStatus,
     {
-        let resp = send(self.inner.clone(), self.request(db, msg))
-            .await
-            .map_err(|s| self.rpc_error(operation, s))?
-            .into_inner();
-        check_status(operation, resp.status())?;
-        Ok(resp)
+        let once = || async {
+            let resp = send(self.inner.clone(), self.request(db, msg.clone()))
+                .await
+                .map_err(|s| self.rpc_error(operation, s))?
+                .into_inner();
+            check_status(operation, resp.status())?;
+            Ok(resp)
+        };
+        // Creating things and importing are not repeated blindly: a lost answer
+        // may hide a success.
+        let repeatable = !["Create", "Import ", "Drop"]
+            .iter()
+            .any(|p| operation.starts_with(p));
+        if repeatable {
+            retry(Backoff::MILVUS, milvus_transient, once).await
+        } else {
+            once().await
+        }
     }
 }
 

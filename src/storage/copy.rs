@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 
 use super::ObjectStore;
 use crate::error::{Error, Result};
+use crate::retry::{Backoff, retry, storage_transient};
 
 /// One object to copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +71,10 @@ impl Copier {
                         .acquire()
                         .await
                         .map_err(|_| Error::Internal("copier closed".into()))?;
-                    let copied = copy_one(src, dst, &task, server_side).await?;
+                    let copied = retry(Backoff::COPY, storage_transient, || {
+                        copy_one(src, dst, &task, server_side)
+                    })
+                    .await?;
                     crate::metrics::global().object_copied(task.size);
                     on_copied(&task, &copied);
                     Ok::<_, Error>(())

@@ -56,9 +56,17 @@ impl S3Bucket {
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(5))
+                    // A server that stops answering is a failure, not a hang.
+                    .read_timeout(Duration::from_secs(30))
                     .build(),
             )
-            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            // 500, 503, SlowDown, timeouts and resets: exponential backoff with jitter.
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(6)
+                    .with_initial_backoff(Duration::from_millis(100))
+                    .with_max_backoff(Duration::from_secs(5)),
+            )
             .build();
         Self {
             client: Client::from_conf(conf),

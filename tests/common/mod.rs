@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod data;
+pub mod faults;
 pub mod flows;
 pub mod hello;
 
