@@ -24,6 +24,7 @@ pub fn exit_code(err: &Error) -> i32 {
         Error::FailedPrecondition(_) => 5,
         Error::Unavailable { .. } => 6,
         Error::DataLoss(_) => 7,
+        Error::Unauthenticated(_) => 10,
         Error::ResourceExhausted(_) => 8,
         Error::Cancelled(_) => 9,
         Error::Milvus { .. } | Error::Storage { .. } | Error::Internal(_) => 1,

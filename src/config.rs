@@ -40,6 +40,17 @@ pub struct Config {
     pub milvus: MilvusConfig,
     pub minio: MinioConfig,
     pub backup: BackupConfig,
+    /// Ours: who may call the server.
+    pub security: SecurityConfig,
+}
+
+/// `security.*` (ours): optional bearer-token authentication of the API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// When set, every call but health, reflection, the Swagger UI and
+    /// `/metrics` needs `authorization: Bearer <token>`.
+    pub token: Secret,
 }
 
 /// `log.*`.
@@ -470,6 +481,7 @@ impl Config {
         env!("BACKUP_PARALLELISM_COPYDATA" => b.parallelism.copydata, parse);
         env!("BACKUP_PARALLELISM_RESTORE_COLLECTION" => b.parallelism.restore_collection, parse);
         env!("BACKUP_KEEP_TEMP_FILES" => b.keep_temp_files, bool);
+        env!("MILVUS_BACKUP_TOKEN" => self.security.token, secret);
         Ok(())
     }
 

@@ -36,6 +36,9 @@ pub enum Error {
         key: String,
         reason: String,
     },
+    /// The caller did not prove who it is.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// Too many jobs at once.
     #[error("{0}")]
     ResourceExhausted(String),

@@ -170,6 +170,7 @@ async fn run(cli: Cli) -> Result<()> {
                 .map_err(|e| Error::invalid(format!("cannot listen on {addr}: {e}")))?;
             Server::new(engine)
                 .simple_response(cfg.http.simple_response)
+                .token(cfg.security.token.clone())
                 .serve(listener, shutdown_signal())
                 .await
                 .map_err(|e| Error::Internal(format!("server: {e:#}")))

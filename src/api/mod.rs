@@ -1,6 +1,7 @@
 //! The adapters: the only code that knows gRPC. They validate requests, call
 //! the [`Engine`](crate::engine::Engine) and map its errors.
 
+mod auth;
 mod convert;
 mod grpc;
 pub mod proto;

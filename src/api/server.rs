@@ -14,6 +14,7 @@ use tracing::info;
 use super::GrpcService;
 use super::proto::FILE_DESCRIPTOR_SET;
 use super::proto::backup_service_server::BackupServiceServer;
+use crate::config::Secret;
 use crate::engine::Engine;
 
 /// Serves an [`Engine`] over gRPC.
@@ -21,6 +22,7 @@ use crate::engine::Engine;
 pub struct Server {
     engine: Arc<Engine>,
     simple_response: bool,
+    token: Option<Secret>,
 }
 
 /// A server running in the background (used by tests and the demo).
@@ -48,7 +50,15 @@ impl Server {
         Self {
             engine,
             simple_response: true,
+            token: None,
         }
+    }
+
+    /// Requires `authorization: Bearer <token>` on every call but health,
+    /// reflection, the Swagger UI and `/metrics` (an empty token requires nothing).
+    pub fn token(mut self, token: Secret) -> Self {
+        self.token = (!token.expose().is_empty()).then_some(token);
+        self
     }
 
     /// REST answers leave out partitions and segments (`http.simpleResponse`).
@@ -83,6 +93,13 @@ impl Server {
             .add_service(service)
             .into_axum_router()
             .merge(super::rest::router(self.engine, self.simple_response));
+        let app = match self.token {
+            Some(token) => app.layer(axum::middleware::from_fn_with_state(
+                token,
+                super::auth::require_token,
+            )),
+            None => app,
+        };
 
         info!(addr = %listener.local_addr()?, "serving gRPC and REST");
         let reporter = health.clone();

@@ -1,0 +1,90 @@
+//! Optional bearer-token authentication for gRPC and REST on the shared port.
+//! Health checking, reflection, the Swagger UI and `/metrics` stay open, so
+//! that probes, grpcurl's discovery and scrapers work without the secret.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::status::{code_of, rest_codes};
+use crate::config::Secret;
+use crate::error::Error;
+
+/// Paths open without a token.
+const OPEN_PREFIXES: [&str; 5] = [
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.ServerReflection/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/api/v1/docs",
+    "/metrics",
+];
+
+/// Compares in time independent of where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The middleware: lets a request through when its token matches.
+pub async fn require_token(State(token): State<Secret>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if OPEN_PREFIXES.iter().any(|p| path.starts_with(p)) {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+        return next.run(req).await;
+    }
+    let err = Error::Unauthenticated(if given.is_empty() {
+        "missing bearer token: send `authorization: Bearer <token>`".into()
+    } else {
+        "wrong bearer token".into()
+    });
+    let grpc = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc {
+        // A trailers-only gRPC answer.
+        let mut resp = StatusCode::OK.into_response();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.insert("grpc-status", HeaderValue::from(code_of(&err) as i32));
+        if let Ok(msg) = HeaderValue::from_str(&err.to_string()) {
+            h.insert("grpc-message", msg);
+        }
+        return resp;
+    }
+    let (http, code) = rest_codes(&err);
+    let body =
+        serde_json::json!({"requestId": "", "code": code, "msg": err.to_string(), "data": null});
+    (
+        StatusCode::from_u16(http).unwrap_or(StatusCode::UNAUTHORIZED),
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn compares_exactly() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}
