@@ -21,25 +21,32 @@ impl Engine {
         records.prune();
         for mut b in records.backups() {
             if !b.state.is_terminal() {
-                warn!(backup = %b.name, "backup was interrupted by a restart");
-                b.state = JobState::Failed;
-                b.error = Some(INTERRUPTED.into());
-                b.end_time = Some(SystemTime::now());
-                records.save_backup(&b);
-                // Without its meta it is not a backup: remove what was copied.
                 match self.ctx.catalog.read(&b.name).await {
+                    // The meta is the commit point: written last, so the backup is complete.
+                    Ok(Some(info)) => {
+                        info!(backup = %b.name, "backup completed its meta before the restart");
+                        b = crate::backup::snapshot_of(&info);
+                    }
                     Ok(None) => {
+                        warn!(backup = %b.name, "backup was interrupted by a restart");
+                        b.state = JobState::Failed;
+                        b.error = Some(INTERRUPTED.into());
+                        b.end_time = Some(SystemTime::now());
+                        // Without its meta it is not a backup: remove what was copied.
                         if let Err(e) = self.ctx.catalog.delete(&b.name).await {
                             warn!(backup = %b.name, error = %e, "cannot remove the interrupted backup's objects");
                         }
                     }
-                    Ok(Some(_)) => {
-                        info!(backup = %b.name, "interrupted backup had completed its meta; kept")
-                    }
                     Err(e) => {
-                        warn!(backup = %b.name, error = %e, "cannot read the interrupted backup")
+                        warn!(backup = %b.name, error = %e, "cannot read the interrupted backup");
+                        b.state = JobState::Failed;
+                        b.error = Some(format!(
+                            "{INTERRUPTED}; its objects could not be checked: {e}"
+                        ));
+                        b.end_time = Some(SystemTime::now());
                     }
                 }
+                records.save_backup(&b);
             }
             self.jobs.remember_backup(b);
         }

@@ -261,6 +261,54 @@ class GetRestoreResponse(_message.Message):
     restore: RestoreJob
     def __init__(self, restore: _Optional[_Union[RestoreJob, _Mapping]] = ...) -> None: ...
 
+class VerifyBackupRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DamagedObject(_message.Message):
+    __slots__ = ("key", "problem")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    problem: str
+    def __init__(self, key: _Optional[str] = ..., problem: _Optional[str] = ...) -> None: ...
+
+class VerifyBackupResponse(_message.Message):
+    __slots__ = ("objects_done", "objects_total", "bytes_done", "bytes_total", "damaged")
+    OBJECTS_DONE_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    BYTES_DONE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    DAMAGED_FIELD_NUMBER: _ClassVar[int]
+    objects_done: int
+    objects_total: int
+    bytes_done: int
+    bytes_total: int
+    damaged: _containers.RepeatedCompositeFieldContainer[DamagedObject]
+    def __init__(self, objects_done: _Optional[int] = ..., objects_total: _Optional[int] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ..., damaged: _Optional[_Iterable[_Union[DamagedObject, _Mapping]]] = ...) -> None: ...
+
+class CancelBackupRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CancelBackupResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CancelRestoreRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class CancelRestoreResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class CheckRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

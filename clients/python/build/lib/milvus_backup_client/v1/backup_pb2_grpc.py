@@ -80,6 +80,21 @@ class BackupServiceStub(object):
                 request_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.CheckRequest.SerializeToString,
                 response_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.CheckResponse.FromString,
                 _registered_method=True)
+        self.VerifyBackup = channel.unary_stream(
+                '/milvus.backup.v1.BackupService/VerifyBackup',
+                request_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.VerifyBackupRequest.SerializeToString,
+                response_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.VerifyBackupResponse.FromString,
+                _registered_method=True)
+        self.CancelBackup = channel.unary_unary(
+                '/milvus.backup.v1.BackupService/CancelBackup',
+                request_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.CancelBackupRequest.SerializeToString,
+                response_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.CancelBackupResponse.FromString,
+                _registered_method=True)
+        self.CancelRestore = channel.unary_unary(
+                '/milvus.backup.v1.BackupService/CancelRestore',
+                request_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.CancelRestoreRequest.SerializeToString,
+                response_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.CancelRestoreResponse.FromString,
+                _registered_method=True)
 
 
 class BackupServiceServicer(object):
@@ -150,6 +165,30 @@ class BackupServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyBackup(self, request, context):
+        """Re-reads a backup and checks every object against its recorded size and
+        checksum, streaming progress. Ends with DATA_LOSS naming every missing,
+        truncated or altered object.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelBackup(self, request, context):
+        """Stops a running backup within seconds; it ends CANCELLED and leaves no objects.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelRestore(self, request, context):
+        """Stops a running restore within seconds; it ends CANCELLED and drops the
+        collections it created.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BackupServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -197,6 +236,21 @@ def add_BackupServiceServicer_to_server(servicer, server):
                     servicer.Check,
                     request_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.CheckRequest.FromString,
                     response_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.CheckResponse.SerializeToString,
+            ),
+            'VerifyBackup': grpc.unary_stream_rpc_method_handler(
+                    servicer.VerifyBackup,
+                    request_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.VerifyBackupRequest.FromString,
+                    response_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.VerifyBackupResponse.SerializeToString,
+            ),
+            'CancelBackup': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelBackup,
+                    request_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.CancelBackupRequest.FromString,
+                    response_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.CancelBackupResponse.SerializeToString,
+            ),
+            'CancelRestore': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRestore,
+                    request_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.CancelRestoreRequest.FromString,
+                    response_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.CancelRestoreResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -443,6 +497,87 @@ class BackupService(object):
             '/milvus.backup.v1.BackupService/Check',
             milvus__backup__client_dot_v1_dot_backup__pb2.CheckRequest.SerializeToString,
             milvus__backup__client_dot_v1_dot_backup__pb2.CheckResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyBackup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/milvus.backup.v1.BackupService/VerifyBackup',
+            milvus__backup__client_dot_v1_dot_backup__pb2.VerifyBackupRequest.SerializeToString,
+            milvus__backup__client_dot_v1_dot_backup__pb2.VerifyBackupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelBackup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/milvus.backup.v1.BackupService/CancelBackup',
+            milvus__backup__client_dot_v1_dot_backup__pb2.CancelBackupRequest.SerializeToString,
+            milvus__backup__client_dot_v1_dot_backup__pb2.CancelBackupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRestore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/milvus.backup.v1.BackupService/CancelRestore',
+            milvus__backup__client_dot_v1_dot_backup__pb2.CancelRestoreRequest.SerializeToString,
+            milvus__backup__client_dot_v1_dot_backup__pb2.CancelRestoreResponse.FromString,
             options,
             channel_credentials,
             insecure,
