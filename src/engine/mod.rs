@@ -8,6 +8,7 @@ mod recovery;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use futures::StreamExt;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -29,6 +30,9 @@ pub struct CheckReport {
     pub backup_storage: String,
     pub backup_count: usize,
 }
+
+/// Backups whose meta ListBackups reads at once.
+const LIST_READ_PARALLELISM: usize = 16;
 
 /// Jobs running at once unless configured otherwise.
 pub const DEFAULT_MAX_JOBS: usize = 8;
@@ -122,15 +126,25 @@ impl Engine {
         &self,
         collection: Option<&CollectionRef>,
     ) -> Result<Vec<BackupSnapshot>> {
-        let mut out = Vec::new();
-        for name in self.ctx.catalog.names().await? {
-            match self.ctx.catalog.read(&name).await {
-                Ok(Some(info)) => out.push(backup::snapshot_of(&info)),
-                // An incomplete backup (no meta yet) is not a backup.
-                Ok(None) => {}
-                Err(e) => tracing::warn!(backup = %name, error = %e, "unreadable backup skipped"),
-            }
-        }
+        // Meta files are read a few at a time, in the order of the names.
+        let names = self.ctx.catalog.names().await?;
+        let reads = futures::stream::iter(names)
+            .map(|name| async move { (self.ctx.catalog.read(&name).await, name) })
+            .buffered(LIST_READ_PARALLELISM);
+        let mut out: Vec<BackupSnapshot> = reads
+            .filter_map(|(read, name)| async move {
+                match read {
+                    Ok(Some(info)) => Some(backup::snapshot_of(&info)),
+                    // An incomplete backup (no meta yet) is not a backup.
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::warn!(backup = %name, error = %e, "unreadable backup skipped");
+                        None
+                    }
+                }
+            })
+            .collect()
+            .await;
         for job in self.jobs.backups() {
             if job.state != JobState::Succeeded && !out.iter().any(|b| b.name == job.name) {
                 out.push(job);
