@@ -1,1 +1,0 @@
-"""Generated stubs of milvus.backup.v1."""
