@@ -187,7 +187,7 @@ async fn milvus_going_away_fails_the_job_clearly() {
 
     // Back again: a new job succeeds.
     up.store(true, Ordering::SeqCst);
-    data::drop_if_exists(&m, &spec.db, &format!("{}_gone", spec.name)).await;
+    data::drop_after_imports(&m, &spec.db, &format!("{}_gone", spec.name)).await;
     flows::restore(
         &mut client,
         pb::RestoreRequest {

@@ -142,6 +142,9 @@ impl MilvusApi for FakeMilvus {
         self.imports.lock().unwrap().push(req.clone());
         Ok(vec![1])
     }
+    async fn collection_imports(&self, _db: &str, _c: &str) -> Result<Vec<ImportStatus>> {
+        Ok(vec![])
+    }
     async fn import_state(&self, _task: i64) -> Result<ImportStatus> {
         Ok(ImportStatus {
             phase: ImportPhase::Completed,

@@ -92,6 +92,9 @@ impl MilvusApi for WritesAfterFlush {
     async fn import(&self, req: &ImportRequest) -> Result<Vec<i64>> {
         self.real.import(req).await
     }
+    async fn collection_imports(&self, db: &str, c: &str) -> Result<Vec<ImportStatus>> {
+        self.real.collection_imports(db, c).await
+    }
     async fn import_state(&self, task: i64) -> Result<ImportStatus> {
         self.real.import_state(task).await
     }

@@ -17,6 +17,7 @@ use crate::backup::{self, BackupRequest};
 use crate::error::{Error, Result};
 use crate::jobs::snapshot::finish;
 use crate::jobs::{BackupSnapshot, JobState, RestoreCollectionStatus, RestoreSnapshot, Started};
+use crate::milvus::ImportPhase;
 use crate::names::{self, CollectionRef};
 use crate::restore::{self, RestoreRequest};
 
@@ -205,6 +206,10 @@ impl Engine {
             {
                 continue;
             }
+            // Milvus 2.3 runs imports one at a time, and an import whose
+            // collection is dropped under it blocks the queue until it expires:
+            // let the collection's imports end first.
+            self.wait_imports_done(&c.target).await;
             match self
                 .ctx
                 .milvus
@@ -221,6 +226,37 @@ impl Engine {
         }
     }
 }
+
+impl Engine {
+    /// Waits (up to [`IMPORT_DRAIN_TIMEOUT`]) until no import into `target` runs.
+    async fn wait_imports_done(&self, target: &CollectionRef) {
+        let started = Instant::now();
+        loop {
+            match self
+                .ctx
+                .milvus
+                .collection_imports(&target.db, &target.name)
+                .await
+            {
+                Ok(tasks) if tasks.iter().all(|t| t.phase != ImportPhase::Running) => return,
+                Ok(_) if started.elapsed() < IMPORT_DRAIN_TIMEOUT => {
+                    tokio::time::sleep(self.ctx.timing.poll_interval).await
+                }
+                Ok(_) => {
+                    warn!(collection = %target, "imports still running; dropping the collection anyway");
+                    return;
+                }
+                Err(e) => {
+                    warn!(collection = %target, error = %e, "cannot list imports; dropping the collection");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// How long cleanup waits for a collection's imports to end before dropping it.
+const IMPORT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Runs a job's work: a panic becomes an internal error, a cancellation stops
 /// it at its next await, and the end is counted in the metrics.

@@ -61,6 +61,7 @@ has_status!(
     pb::GetPersistentSegmentInfoResponse,
     pb::ImportResponse,
     pb::GetImportStateResponse,
+    pb::ListImportTasksResponse,
     pb::GetVersionResponse,
     pb::ListDatabasesResponse,
 );
@@ -567,6 +568,28 @@ impl MilvusApi for MilvusClient {
                 |mut c, r| async move { c.get_import_state(r).await },
             )
             .await?;
+        Ok(import_status(&r))
+    }
+
+    async fn collection_imports(&self, db: &str, collection: &str) -> Result<Vec<ImportStatus>> {
+        let msg = pb::ListImportTasksRequest {
+            collection_name: collection.into(),
+            db_name: db.into(),
+            limit: 0,
+        };
+        let op = format!("ListImportTasks {db}.{collection}");
+        let r = self
+            .call(&op, db, msg, |mut c, r| async move {
+                c.list_import_tasks(r).await
+            })
+            .await?;
+        Ok(r.tasks.iter().map(import_status).collect())
+    }
+}
+
+/// The phase and rows of one import task.
+fn import_status(r: &pb::GetImportStateResponse) -> ImportStatus {
+    {
         let phase = match common::ImportState::try_from(r.state) {
             Ok(common::ImportState::ImportCompleted) => ImportPhase::Completed,
             Ok(common::ImportState::ImportFailed | common::ImportState::ImportFailedAndCleaned) => {
@@ -580,9 +603,9 @@ impl MilvusApi for MilvusClient {
             }
             _ => ImportPhase::Running,
         };
-        Ok(ImportStatus {
+        ImportStatus {
             phase,
             row_count: r.row_count,
-        })
+        }
     }
 }

@@ -141,4 +141,6 @@ pub trait MilvusApi: Send + Sync {
     /// Starts an import; returns its task ids.
     async fn import(&self, req: &ImportRequest) -> Result<Vec<i64>>;
     async fn import_state(&self, task: i64) -> Result<ImportStatus>;
+    /// The states of the recent import tasks into a collection.
+    async fn collection_imports(&self, db: &str, collection: &str) -> Result<Vec<ImportStatus>>;
 }

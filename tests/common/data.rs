@@ -157,6 +157,26 @@ pub async fn drop_if_exists(m: &MilvusClient, db: &str, name: &str) {
     }
 }
 
+/// Drops the collection once no import into it runs: on Milvus 2.3 an import
+/// whose collection is dropped under it blocks the import queue until it expires.
+pub async fn drop_after_imports(m: &MilvusClient, db: &str, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while m.has_collection(db, name).await.unwrap()
+        && m.collection_imports(db, name)
+            .await
+            .unwrap()
+            .iter()
+            .any(|t| t.phase == milvus_backup::milvus::ImportPhase::Running)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "imports into {db}.{name} did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    drop_if_exists(m, db, name).await;
+}
+
 /// Creates the database if it is missing.
 pub async fn ensure_db(m: &MilvusClient, db: &str) {
     if !m.list_databases().await.unwrap().iter().any(|d| d == db) {
