@@ -3,6 +3,7 @@
 
 mod auth;
 mod convert;
+mod go_model;
 mod grpc;
 pub mod proto;
 mod rest;

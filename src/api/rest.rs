@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
@@ -15,25 +14,16 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::go_model::{go_backup_of_job, go_restore};
 use super::proto as pb;
 use super::status::rest_codes;
 use crate::backup::BackupRequest;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobState, RestoreSnapshot};
-use crate::meta::model::{BackupInfo, CollectionBackupInfo};
+use crate::meta::model::BackupInfo;
 use crate::names::CollectionRef;
 use crate::restore::RestoreRequest;
-
-/// The Go tool's `BackupTaskStateCode` / `RestoreTaskStateCode`.
-fn go_state(s: JobState) -> i32 {
-    match s {
-        JobState::Pending => 0,
-        JobState::Running => 1,
-        JobState::Succeeded => 2,
-        JobState::Failed | JobState::Cancelled => 3,
-    }
-}
 
 /// The envelope of every answer.
 #[derive(Debug, Serialize)]
@@ -477,40 +467,6 @@ impl HasState for RestoreSnapshot {
     }
 }
 
-fn millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// A job that is not (yet) a complete backup, in the Go tool's shape.
-fn go_backup_of_job(s: &BackupSnapshot) -> BackupInfo {
-    BackupInfo {
-        id: s.id.clone(),
-        state_code: go_state(s.state),
-        error_message: s.error.clone().unwrap_or_default(),
-        start_time: millis(s.start_time),
-        end_time: s.end_time.map(millis).unwrap_or(0),
-        progress: s.progress.percent(s.state) as i32,
-        name: s.name.clone(),
-        backup_timestamp: s.backup_timestamp_ms,
-        collection_backups: s
-            .collections
-            .iter()
-            .map(|c| CollectionBackupInfo {
-                collection_id: c.id,
-                db_name: c.db.clone(),
-                collection_name: c.name.clone(),
-                backup_timestamp: c.backup_timestamp,
-                size: c.size_bytes as i64,
-                ..Default::default()
-            })
-            .collect(),
-        size: s.size_bytes as i64,
-        milvus_version: s.milvus_version.clone(),
-    }
-}
-
 impl Rest {
     /// A backup as the Go tool shows it: its stored meta when complete.
     async fn backup_data(&self, s: &BackupSnapshot) -> Result<BackupInfo> {
@@ -528,76 +484,5 @@ impl Rest {
             }
         }
         Ok(info)
-    }
-}
-
-/// The Go tool's `RestoreCollectionTask` (the fields its simple response keeps).
-#[derive(Debug, Serialize)]
-struct GoRestoreCollection {
-    id: String,
-    state_code: i32,
-    #[serde(rename = "errorMessage")]
-    error_message: String,
-    start_time: i64,
-    end_time: i64,
-    progress: i32,
-    target_collection_name: String,
-    target_db_name: String,
-    restored_size: i64,
-    to_restore_size: i64,
-    /// Ours: rows in the backup and rows Milvus imported.
-    row_count: i64,
-    imported_rows: i64,
-}
-
-/// The Go tool's `RestoreBackupTask`.
-#[derive(Debug, Serialize)]
-struct GoRestore {
-    id: String,
-    state_code: i32,
-    #[serde(rename = "errorMessage")]
-    error_message: String,
-    start_time: i64,
-    end_time: i64,
-    collection_restore_tasks: Vec<GoRestoreCollection>,
-    restored_size: i64,
-    to_restore_size: i64,
-    progress: i32,
-}
-
-fn go_restore(s: &RestoreSnapshot) -> GoRestore {
-    let start = millis(s.start_time) / 1000;
-    let end = s.end_time.map(millis).unwrap_or(0) / 1000;
-    GoRestore {
-        id: s.id.clone(),
-        state_code: go_state(s.state),
-        error_message: s.error.clone().unwrap_or_default(),
-        start_time: start,
-        end_time: end,
-        collection_restore_tasks: s
-            .collections
-            .iter()
-            .map(|c| GoRestoreCollection {
-                id: format!("{}-{}", s.id, c.target),
-                state_code: go_state(c.state),
-                error_message: c.error.clone().unwrap_or_default(),
-                start_time: start,
-                end_time: if c.state.is_terminal() { end } else { 0 },
-                progress: if c.state == JobState::Succeeded {
-                    100
-                } else {
-                    0
-                },
-                target_collection_name: c.target.name.clone(),
-                target_db_name: c.target.db.clone(),
-                restored_size: 0,
-                to_restore_size: 0,
-                row_count: c.row_count,
-                imported_rows: c.imported_rows,
-            })
-            .collect(),
-        restored_size: s.progress.bytes_done as i64,
-        to_restore_size: s.progress.bytes_total as i64,
-        progress: s.progress.percent(s.state) as i32,
     }
 }

@@ -1,0 +1,124 @@
+//! The Go tool's JSON shapes of jobs, for the REST answers: its field names
+//! and its state codes.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::jobs::{BackupSnapshot, JobState, RestoreSnapshot};
+use crate::meta::model::{BackupInfo, CollectionBackupInfo};
+
+/// The Go tool's `BackupTaskStateCode` / `RestoreTaskStateCode`.
+pub fn go_state(s: JobState) -> i32 {
+    match s {
+        JobState::Pending => 0,
+        JobState::Running => 1,
+        JobState::Succeeded => 2,
+        JobState::Failed | JobState::Cancelled => 3,
+    }
+}
+
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A job that is not (yet) a complete backup, in the Go tool's shape.
+pub fn go_backup_of_job(s: &BackupSnapshot) -> BackupInfo {
+    BackupInfo {
+        id: s.id.clone(),
+        state_code: go_state(s.state),
+        error_message: s.error.clone().unwrap_or_default(),
+        start_time: millis(s.start_time),
+        end_time: s.end_time.map(millis).unwrap_or(0),
+        progress: s.progress.percent(s.state) as i32,
+        name: s.name.clone(),
+        backup_timestamp: s.backup_timestamp_ms,
+        collection_backups: s
+            .collections
+            .iter()
+            .map(|c| CollectionBackupInfo {
+                collection_id: c.id,
+                db_name: c.db.clone(),
+                collection_name: c.name.clone(),
+                backup_timestamp: c.backup_timestamp,
+                size: c.size_bytes as i64,
+                ..Default::default()
+            })
+            .collect(),
+        size: s.size_bytes as i64,
+        milvus_version: s.milvus_version.clone(),
+    }
+}
+
+/// The Go tool's `RestoreCollectionTask` (the fields its simple response keeps).
+#[derive(Debug, Serialize)]
+struct GoRestoreCollection {
+    id: String,
+    state_code: i32,
+    #[serde(rename = "errorMessage")]
+    error_message: String,
+    start_time: i64,
+    end_time: i64,
+    progress: i32,
+    target_collection_name: String,
+    target_db_name: String,
+    restored_size: i64,
+    to_restore_size: i64,
+    /// Ours: rows in the backup and rows Milvus imported.
+    row_count: i64,
+    imported_rows: i64,
+}
+
+/// The Go tool's `RestoreBackupTask`.
+#[derive(Debug, Serialize)]
+pub struct GoRestore {
+    id: String,
+    state_code: i32,
+    #[serde(rename = "errorMessage")]
+    error_message: String,
+    start_time: i64,
+    end_time: i64,
+    collection_restore_tasks: Vec<GoRestoreCollection>,
+    restored_size: i64,
+    to_restore_size: i64,
+    progress: i32,
+}
+
+pub fn go_restore(s: &RestoreSnapshot) -> GoRestore {
+    let start = millis(s.start_time) / 1000;
+    let end = s.end_time.map(millis).unwrap_or(0) / 1000;
+    GoRestore {
+        id: s.id.clone(),
+        state_code: go_state(s.state),
+        error_message: s.error.clone().unwrap_or_default(),
+        start_time: start,
+        end_time: end,
+        collection_restore_tasks: s
+            .collections
+            .iter()
+            .map(|c| GoRestoreCollection {
+                id: format!("{}-{}", s.id, c.target),
+                state_code: go_state(c.state),
+                error_message: c.error.clone().unwrap_or_default(),
+                start_time: start,
+                end_time: if c.state.is_terminal() { end } else { 0 },
+                progress: if c.state == JobState::Succeeded {
+                    100
+                } else {
+                    0
+                },
+                target_collection_name: c.target.name.clone(),
+                target_db_name: c.target.db.clone(),
+                restored_size: 0,
+                to_restore_size: 0,
+                row_count: c.row_count,
+                imported_rows: c.imported_rows,
+            })
+            .collect(),
+        restored_size: s.progress.bytes_done as i64,
+        to_restore_size: s.progress.bytes_total as i64,
+        progress: s.progress.percent(s.state) as i32,
+    }
+}
