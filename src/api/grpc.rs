@@ -13,7 +13,7 @@ use crate::backup::BackupRequest;
 use crate::backup::verify::VerifyProgress;
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::jobs::{BackupSnapshot, RestoreSnapshot};
+use crate::jobs::{BackupSnapshot, JobSnapshot, RestoreSnapshot};
 use crate::names::CollectionRef;
 use crate::restore::RestoreRequest;
 
@@ -35,36 +35,19 @@ impl GrpcService {
     }
 }
 
-/// Something with a terminal state.
-trait Snapshot: Clone + Send + Sync + 'static {
-    fn is_terminal(&self) -> bool;
-}
-
-impl Snapshot for BackupSnapshot {
-    fn is_terminal(&self) -> bool {
-        self.state.is_terminal()
-    }
-}
-
-impl Snapshot for RestoreSnapshot {
-    fn is_terminal(&self) -> bool {
-        self.state.is_terminal()
-    }
-}
-
 /// Streams the current snapshot, then each change (coalesced to a few per
 /// second), ending after a terminal one. A caller that goes away only ends
 /// this forwarding task, never the job.
 fn snapshot_stream<S, M>(mut rx: watch::Receiver<S>, to_msg: fn(&S) -> M) -> SnapshotStream<M>
 where
-    S: Snapshot,
+    S: JobSnapshot + Clone + Send + Sync + 'static,
     M: Send + 'static,
 {
     let (tx, out) = mpsc::channel(4);
     tokio::spawn(async move {
         loop {
             let snap = rx.borrow_and_update().clone();
-            if tx.send(Ok(to_msg(&snap))).await.is_err() || snap.is_terminal() {
+            if tx.send(Ok(to_msg(&snap))).await.is_err() || snap.state().is_terminal() {
                 return;
             }
             tokio::time::sleep(MIN_SNAPSHOT_GAP).await;

@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use super::go_model::{go_backup_of_job, go_restore};
 use super::proto as pb;
@@ -20,7 +19,7 @@ use super::status::rest_codes;
 use crate::backup::BackupRequest;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::jobs::{BackupSnapshot, JobState, RestoreSnapshot};
+use crate::jobs::{BackupSnapshot, JobState, until_terminal};
 use crate::meta::model::BackupInfo;
 use crate::names::CollectionRef;
 use crate::restore::RestoreRequest;
@@ -441,30 +440,6 @@ async fn docs(axum::extract::Path(file): axum::extract::Path<String>) -> Respons
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     ([(header::CONTENT_TYPE, kind)], body).into_response()
-}
-
-/// Waits for the last snapshot of a job.
-async fn until_terminal<T: Clone + HasState>(mut rx: watch::Receiver<T>) -> T {
-    loop {
-        let snap = rx.borrow_and_update().clone();
-        if snap.state().is_terminal() || rx.changed().await.is_err() {
-            return rx.borrow().clone();
-        }
-    }
-}
-
-trait HasState {
-    fn state(&self) -> JobState;
-}
-impl HasState for BackupSnapshot {
-    fn state(&self) -> JobState {
-        self.state
-    }
-}
-impl HasState for RestoreSnapshot {
-    fn state(&self) -> JobState {
-        self.state
-    }
 }
 
 impl Rest {

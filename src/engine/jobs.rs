@@ -16,7 +16,9 @@ use super::Engine;
 use crate::backup::{self, BackupRequest};
 use crate::error::{Error, Result};
 use crate::jobs::snapshot::finish;
-use crate::jobs::{BackupSnapshot, JobState, RestoreCollectionStatus, RestoreSnapshot, Started};
+use crate::jobs::{
+    BackupSnapshot, JobSnapshot, JobState, RestoreCollectionStatus, RestoreSnapshot, Started,
+};
 use crate::milvus::ImportPhase;
 use crate::names::{self, CollectionRef};
 use crate::restore::{self, RestoreRequest};
@@ -289,7 +291,7 @@ async fn supervise(
 /// Rewrites a job's record as it changes (at most once per `interval`) and at its end.
 fn keep_record<T, F>(mut rx: watch::Receiver<T>, interval: Duration, save: F)
 where
-    T: Clone + Send + Sync + 'static + HasState,
+    T: Clone + Send + Sync + 'static + JobSnapshot,
     F: Fn(&T) + Send + 'static,
 {
     tokio::spawn(async move {
@@ -308,21 +310,4 @@ where
             }
         }
     });
-}
-
-/// Snapshots with a job state.
-pub(super) trait HasState {
-    fn state(&self) -> JobState;
-}
-
-impl HasState for BackupSnapshot {
-    fn state(&self) -> JobState {
-        self.state
-    }
-}
-
-impl HasState for RestoreSnapshot {
-    fn state(&self) -> JobState {
-        self.state
-    }
 }

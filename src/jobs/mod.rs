@@ -8,11 +8,22 @@ mod store;
 
 pub use registry::{JobRegistry, Started};
 pub use snapshot::{
-    BackupSnapshot, CollectionSummary, JobState, Progress, RestoreCollectionStatus, RestoreSnapshot,
+    BackupSnapshot, CollectionSummary, JobSnapshot, JobState, Progress, RestoreCollectionStatus,
+    RestoreSnapshot,
 };
 pub use store::JobStore;
 
 use tokio::sync::watch;
+
+/// Waits for a job's last snapshot.
+pub async fn until_terminal<T: Clone + JobSnapshot>(mut rx: watch::Receiver<T>) -> T {
+    loop {
+        let snap = rx.borrow_and_update().clone();
+        if snap.state().is_terminal() || rx.changed().await.is_err() {
+            return rx.borrow().clone();
+        }
+    }
+}
 
 /// The write side of a job's snapshots.
 #[derive(Debug)]

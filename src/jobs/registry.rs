@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use tokio::sync::watch;
 
-use super::{BackupSnapshot, JobHandle, RestoreSnapshot};
+use super::{BackupSnapshot, JobHandle, JobSnapshot, RestoreSnapshot};
 use crate::error::{Error, Result};
 
 /// Finished jobs kept in memory, per kind; the oldest are forgotten first.
@@ -37,21 +37,7 @@ impl<T> Default for Jobs<T> {
     }
 }
 
-trait Terminal {
-    fn is_finished(&self) -> bool;
-}
-impl Terminal for BackupSnapshot {
-    fn is_finished(&self) -> bool {
-        self.state.is_terminal()
-    }
-}
-impl Terminal for RestoreSnapshot {
-    fn is_finished(&self) -> bool {
-        self.state.is_terminal()
-    }
-}
-
-impl<T: Terminal> Jobs<T> {
+impl<T: JobSnapshot> Jobs<T> {
     fn insert(&mut self, key: String, rx: watch::Receiver<T>, request_id: &str) {
         if !request_id.is_empty() {
             self.by_request.insert(request_id.to_string(), key.clone());
@@ -66,13 +52,13 @@ impl<T: Terminal> Jobs<T> {
         let finished = self
             .by_key
             .values()
-            .filter(|rx| rx.borrow().is_finished())
+            .filter(|rx| rx.borrow().state().is_terminal())
             .count();
         let mut excess = finished.saturating_sub(MAX_FINISHED_JOBS);
         let mut i = 0;
         while excess > 0 && i < self.order.len() {
             let key = &self.order[i];
-            if self.by_key[key].borrow().is_finished() {
+            if self.by_key[key].borrow().state().is_terminal() {
                 let key = self.order.remove(i);
                 self.by_key.remove(&key);
                 self.by_request.retain(|_, k| k != &key);

@@ -29,6 +29,24 @@ impl JobState {
     }
 }
 
+/// A snapshot of a backup or restore job.
+pub trait JobSnapshot {
+    /// Where the job stands.
+    fn state(&self) -> JobState;
+}
+
+impl JobSnapshot for BackupSnapshot {
+    fn state(&self) -> JobState {
+        self.state
+    }
+}
+
+impl JobSnapshot for RestoreSnapshot {
+    fn state(&self) -> JobState {
+        self.state
+    }
+}
+
 /// Counters of a job's work.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
