@@ -22,7 +22,7 @@ pub fn exit_code(err: &Error) -> i32 {
         Error::NotFound { .. } => 3,
         Error::AlreadyExists { .. } => 4,
         Error::FailedPrecondition(_) => 5,
-        Error::Unavailable { .. } => 6,
+        Error::Unavailable { .. } | Error::ShuttingDown => 6,
         Error::DataLoss(_) => 7,
         Error::Unauthenticated(_) => 10,
         Error::ResourceExhausted(_) => 8,

@@ -54,7 +54,7 @@ impl Context {
     pub fn from_config(cfg: &Config) -> Result<Self> {
         let milvus_bucket = cfg.minio.milvus_bucket();
         let backup_bucket = cfg.minio.backup_bucket();
-        let milvus_store: Arc<dyn ObjectStore> = Arc::new(S3Bucket::new(&milvus_bucket));
+        let milvus_store: Arc<dyn ObjectStore> = Arc::new(S3Bucket::new(&milvus_bucket)?);
         // `backupStorageType: local` keeps backups in the directory `backupRootPath`.
         let (backup_store, backup_root): (Arc<dyn ObjectStore>, String) = if cfg
             .minio
@@ -70,7 +70,7 @@ impl Context {
             (Arc::new(LocalDir::new(dir)), String::new())
         } else {
             (
-                Arc::new(S3Bucket::new(&backup_bucket)),
+                Arc::new(S3Bucket::new(&backup_bucket)?),
                 backup_bucket.root_path,
             )
         };
@@ -79,7 +79,8 @@ impl Context {
             milvus_store,
             milvus_layout: MilvusLayout::new(milvus_bucket.root_path),
             catalog: Catalog::new(backup_store, BackupLayout::new(backup_root)),
-            copier: Copier::new(cfg.backup.parallelism.copydata),
+            copier: Copier::new(cfg.backup.parallelism.copydata)
+                .with_rate_limit(cfg.backup.rate_limit_mi_bps),
             timing: Timing::default(),
         })
     }

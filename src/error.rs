@@ -45,6 +45,11 @@ pub enum Error {
     /// The job was cancelled on request, or interrupted.
     #[error("{0}")]
     Cancelled(String),
+    /// The server is shutting down and takes no new jobs.
+    #[error(
+        "the server is shutting down and takes no new jobs; retry on another instance or after it restarts"
+    )]
+    ShuttingDown,
     /// A bug or an unexpected state of ours.
     #[error("internal error: {0}")]
     Internal(String),

@@ -20,5 +20,6 @@ pub mod names;
 pub mod restore;
 pub mod retry;
 pub mod storage;
+pub mod tls;
 
 pub use error::{Error, Result};

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use std::collections::BTreeMap;
 
@@ -153,6 +154,13 @@ async fn run(cli: Cli) -> Result<()> {
         _ => "warn",
     };
     init_logs(level, cli.log_format);
+    // Bad certificate files stop the server before it touches anything.
+    let server_tls = match cli.command {
+        Command::Server { .. } if cfg.security.tls.enabled() => {
+            Some(milvus_backup::tls::server_config(&cfg.security.tls)?)
+        }
+        _ => None,
+    };
     let ctx = Context::from_config(&cfg)?;
     let engine = match cli.command {
         // The server keeps job records, so that old jobs still answer after a restart.
@@ -168,9 +176,14 @@ async fn run(cli: Cli) -> Result<()> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| Error::invalid(format!("cannot listen on {addr}: {e}")))?;
-            Server::new(engine)
+            let mut server = Server::new(engine)
                 .simple_response(cfg.http.simple_response)
                 .token(cfg.security.token.clone())
+                .shutdown_grace(Duration::from_secs(cfg.backup.shutdown_grace_seconds));
+            if let Some(tls) = server_tls {
+                server = server.tls(tls);
+            }
+            server
                 .serve(listener, shutdown_signal())
                 .await
                 .map_err(|e| Error::Internal(format!("server: {e:#}")))

@@ -91,7 +91,7 @@ async fn killed_jobs_are_failed_interrupted_and_leave_nothing_half_done() {
     let m = common::milvus(&cfg);
     let state = std::env::temp_dir().join(common::unique("crash-state"));
     let config = write_config(&cfg, &state);
-    let store = S3Bucket::new(&cfg.minio.backup_bucket());
+    let store = S3Bucket::new(&cfg.minio.backup_bucket()).unwrap();
     let spec = Spec::new(&common::unique("crash_src"));
     data::create(&m, &spec).await;
     for i in 0..4 {

@@ -9,6 +9,7 @@ pub mod proto;
 mod rest;
 mod server;
 mod status;
+mod tls_listener;
 
 pub use grpc::GrpcService;
 pub use server::{Server, ServerHandle};

@@ -1,10 +1,11 @@
 //! The server: our gRPC service, health checking, reflection and the Go
 //! tool's REST API, all on one port (HTTP/2 for gRPC, HTTP/1.1 or 2 for REST),
-//! with a graceful stop.
+//! plain or TLS (optionally mutual), with a graceful stop.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -14,6 +15,7 @@ use tracing::info;
 use super::GrpcService;
 use super::proto::FILE_DESCRIPTOR_SET;
 use super::proto::backup_service_server::BackupServiceServer;
+use super::tls_listener::TlsListener;
 use crate::config::Secret;
 use crate::engine::Engine;
 
@@ -23,6 +25,8 @@ pub struct Server {
     engine: Arc<Engine>,
     simple_response: bool,
     token: Option<Secret>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown_grace: Duration,
 }
 
 /// A server running in the background (used by tests and the demo).
@@ -51,7 +55,21 @@ impl Server {
             engine,
             simple_response: true,
             token: None,
+            tls: None,
+            shutdown_grace: Duration::from_secs(30),
         }
+    }
+
+    /// Speaks TLS only, with this configuration (see [`crate::tls::server_config`]).
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// How long running jobs may take to finish once a stop is asked for.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
     }
 
     /// Requires `authorization: Bearer <token>` on every call but health,
@@ -67,8 +85,10 @@ impl Server {
         self
     }
 
-    /// Serves on `listener` until `shutdown` completes. Health turns
-    /// NOT_SERVING first, then in-flight calls finish and the server returns.
+    /// Serves on `listener` until `shutdown` completes. Then health turns
+    /// NOT_SERVING and new jobs are refused (UNAVAILABLE), running jobs get
+    /// the grace period to finish (watchers still see them), in-flight calls
+    /// end, and the server returns.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -92,7 +112,10 @@ impl Server {
             .add_service(reflection_v1alpha)
             .add_service(service)
             .into_axum_router()
-            .merge(super::rest::router(self.engine, self.simple_response));
+            .merge(super::rest::router(
+                self.engine.clone(),
+                self.simple_response,
+            ));
         let app = match self.token {
             Some(token) => app.layer(axum::middleware::from_fn_with_state(
                 token,
@@ -101,21 +124,33 @@ impl Server {
             None => app,
         };
 
-        info!(addr = %listener.local_addr()?, "serving gRPC and REST");
-        let reporter = health.clone();
+        let addr = listener.local_addr()?;
+        let (engine, grace) = (self.engine, self.shutdown_grace);
         let stop = async move {
             shutdown.await;
-            info!("shutting down: health is NOT_SERVING");
-            reporter
+            info!("shutting down: health is NOT_SERVING, no new jobs");
+            health
                 .set_not_serving::<BackupServiceServer<GrpcService>>()
                 .await;
-            reporter
+            health
                 .set_service_status("", tonic_health::ServingStatus::NotServing)
                 .await;
+            engine.shut_down(grace).await;
         };
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await?;
+        match self.tls {
+            Some(config) => {
+                info!(%addr, "serving gRPC and REST over TLS");
+                axum::serve(TlsListener::new(listener, config)?, app)
+                    .with_graceful_shutdown(stop)
+                    .await?
+            }
+            None => {
+                info!(%addr, "serving gRPC and REST");
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await?
+            }
+        }
         info!("server stopped");
         Ok(())
     }

@@ -18,6 +18,7 @@ pub fn code_of(err: &Error) -> Code {
         Error::Unauthenticated(_) => Code::Unauthenticated,
         Error::ResourceExhausted(_) => Code::ResourceExhausted,
         Error::Cancelled(_) => Code::Cancelled,
+        Error::ShuttingDown => Code::Unavailable,
         Error::Internal(_) => Code::Internal,
     }
 }
@@ -42,6 +43,7 @@ pub fn rest_codes(err: &Error) -> (u16, i32) {
         Error::Unauthenticated(_) => (401, 2),
         Error::ResourceExhausted(_) => (429, 3),
         Error::Cancelled(_) => (409, 3),
+        Error::ShuttingDown => (503, 3),
         Error::Milvus { .. } | Error::Storage { .. } | Error::Internal(_) => (500, 3),
     }
 }

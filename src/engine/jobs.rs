@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use super::Engine;
@@ -28,6 +29,9 @@ const BACKUP_RECORD_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Engine {
     fn take_slot(&self) -> Result<OwnedSemaphorePermit> {
+        if self.tasks.is_closed() {
+            return Err(Error::ShuttingDown);
+        }
         self.slots.clone().try_acquire_owned().map_err(|_| {
             Error::ResourceExhausted(format!(
                 "{} jobs are running, the most this server runs at once; retry later",
@@ -104,18 +108,21 @@ impl Engine {
         };
         let rx = handle.subscribe();
         if let Some(records) = self.records.clone() {
-            keep_record(handle.subscribe(), BACKUP_RECORD_INTERVAL, move |s| {
-                records.save_backup(s)
-            });
+            keep_record(
+                &self.tasks,
+                handle.subscribe(),
+                BACKUP_RECORD_INTERVAL,
+                move |s| records.save_backup(s),
+            );
         }
         let key = format!("backup/{}", req.name);
         let token = self.register_cancel(&key);
         let engine = self.clone();
         info!(backup = %req.name, collections = collections.len(), "backup started");
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let _slot = slot;
             let work = backup::run(&engine.ctx, &req, &collections, &handle);
-            let result = supervise("backup", &token, work).await;
+            let result = supervise("backup", &token, &engine.shutdown, work).await;
             match &result {
                 Ok(()) => info!(backup = %req.name, "backup succeeded"),
                 Err(e) => {
@@ -171,7 +178,7 @@ impl Engine {
         let rx = handle.subscribe();
         if let Some(records) = self.records.clone() {
             // Every change: a restore records which collections it creates.
-            keep_record(handle.subscribe(), Duration::ZERO, move |s| {
+            keep_record(&self.tasks, handle.subscribe(), Duration::ZERO, move |s| {
                 records.save_restore(s)
             });
         }
@@ -179,10 +186,10 @@ impl Engine {
         let token = self.register_cancel(&key);
         let engine = self.clone();
         info!(restore = %id, backup = %req.backup_name, "restore started");
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let _slot = slot;
             let work = restore::run(&engine.ctx, &req, &backup, &targets, &handle);
-            let result = supervise("restore", &token, work).await;
+            let result = supervise("restore", &token, &engine.shutdown, work).await;
             match &result {
                 Ok(()) => info!(restore = %id, "restore succeeded"),
                 Err(e) => {
@@ -260,11 +267,13 @@ impl Engine {
 /// How long cleanup waits for a collection's imports to end before dropping it.
 const IMPORT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Runs a job's work: a panic becomes an internal error, a cancellation stops
-/// it at its next await, and the end is counted in the metrics.
+/// Runs a job's work: a panic becomes an internal error, a cancellation (on
+/// request, or at the end of a shutdown's grace period) stops it at its next
+/// await, and the end is counted in the metrics.
 async fn supervise(
     kind: &'static str,
     token: &CancellationToken,
+    shutdown: &CancellationToken,
     work: impl Future<Output = Result<()>>,
 ) -> Result<()> {
     let started = Instant::now();
@@ -274,6 +283,9 @@ async fn supervise(
             r.unwrap_or_else(|_| Err(Error::Internal(format!("the {kind} job panicked"))))
         }
         _ = token.cancelled() => Err(Error::Cancelled(format!("{kind} cancelled on request"))),
+        _ = shutdown.cancelled() => Err(Error::Cancelled(format!(
+            "{kind} interrupted: the server shut down before it finished"
+        ))),
     };
     let m = crate::metrics::global();
     let state = match &result {
@@ -289,12 +301,12 @@ async fn supervise(
 }
 
 /// Rewrites a job's record as it changes (at most once per `interval`) and at its end.
-fn keep_record<T, F>(mut rx: watch::Receiver<T>, interval: Duration, save: F)
+fn keep_record<T, F>(tasks: &TaskTracker, mut rx: watch::Receiver<T>, interval: Duration, save: F)
 where
     T: Clone + Send + Sync + 'static + JobSnapshot,
     F: Fn(&T) + Send + 'static,
 {
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         loop {
             let snap = rx.borrow_and_update().clone();
             save(&snap);

@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
 
 use crate::backup;
 use crate::backup::verify::VerifyProgress;
@@ -49,6 +50,10 @@ pub struct Engine {
     max_jobs: usize,
     /// Cancellation of running jobs, by `backup/{name}` or `restore/{id}`.
     cancels: Mutex<HashMap<String, CancellationToken>>,
+    /// Every job task and record writer; closed when the server shuts down.
+    tasks: TaskTracker,
+    /// Cancels every job when a shutdown's grace period is over.
+    shutdown: CancellationToken,
 }
 
 impl Engine {
@@ -75,7 +80,36 @@ impl Engine {
             slots: Arc::new(Semaphore::new(max_jobs)),
             max_jobs,
             cancels: Mutex::new(HashMap::new()),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
         })
+    }
+
+    /// Stops taking jobs (new ones get [`Error::ShuttingDown`]), gives the
+    /// running ones `grace` to finish, cancels those still running (they clean
+    /// up and their records say "interrupted"), and returns once every job
+    /// and its record are done.
+    pub async fn shut_down(&self, grace: std::time::Duration) {
+        self.tasks.close();
+        let running = self.tasks.len();
+        if running > 0 {
+            info!(
+                tasks = running,
+                ?grace,
+                "waiting for running jobs to finish"
+            );
+        }
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                ?grace,
+                "jobs still running after the grace period; cancelling them"
+            );
+            self.shutdown.cancel();
+            self.tasks.wait().await;
+        }
     }
 
     /// The flows' context.

@@ -1,21 +1,18 @@
-//! [`MilvusApi`] over the proxy's gRPC API, with `authorization` and `dbname` metadata.
+//! The connection to the Milvus proxy (plain or TLS), with `authorization`
+//! and `dbname` metadata, deadlines, retries and error mapping; the
+//! [`super::MilvusApi`] operations over it are in `calls.rs`.
 
 use std::future::Future;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use base64::Engine as _;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request, Response, Status};
 
 use super::proto::common;
 use super::proto::milvus::milvus_service_client::MilvusServiceClient;
 use super::proto::milvus::{self as pb};
-use super::{
-    CollectionInfo, FlushResult, ImportPhase, ImportRequest, ImportStatus, IndexInfo, MilvusApi,
-    MilvusVersion, NewCollection, PartitionInfo, SegmentInfo,
-};
 use crate::config::MilvusConfig;
 use crate::error::{Error, Result};
 use crate::retry::{Backoff, milvus_transient, retry};
@@ -28,8 +25,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 /// A connection to the Milvus proxy. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct MilvusClient {
-    inner: MilvusServiceClient<Channel>,
-    address: String,
+    pub(super) inner: MilvusServiceClient<Channel>,
+    pub(super) address: String,
     authorization: Option<MetadataValue<tonic::metadata::Ascii>>,
 }
 
@@ -87,6 +84,34 @@ pub fn check_status(operation: &str, status: Option<&common::Status>) -> Result<
     }
 }
 
+/// The client TLS of `milvus.tlsMode` 1 (verify the server with
+/// `caCertPath`, or the system's roots) and 2 (also present `mtlsCertPath`).
+fn client_tls(cfg: &MilvusConfig) -> Result<Option<ClientTlsConfig>> {
+    if cfg.tls_mode == 0 {
+        return Ok(None);
+    }
+    let mut tls = ClientTlsConfig::new().domain_name(if cfg.server_name.is_empty() {
+        cfg.address.clone()
+    } else {
+        cfg.server_name.clone()
+    });
+    tls = if cfg.ca_cert_path.is_empty() {
+        tls.with_native_roots()
+    } else {
+        tls.ca_certificate(Certificate::from_pem(crate::tls::read_pem(
+            "milvus.caCertPath",
+            &cfg.ca_cert_path,
+        )?))
+    };
+    if cfg.tls_mode == 2 {
+        tls = tls.identity(Identity::from_pem(
+            crate::tls::read_pem("milvus.mtlsCertPath", &cfg.mtls_cert_path)?,
+            crate::tls::read_pem("milvus.mtlsKeyPath", &cfg.mtls_key_path)?,
+        ));
+    }
+    Ok(Some(tls))
+}
+
 impl MilvusClient {
     /// A client for the configured proxy. Connects lazily: a Milvus that is down
     /// shows up as `Unavailable` on the first call, not here.
@@ -96,6 +121,12 @@ impl MilvusClient {
             .map_err(|e| Error::invalid(format!("bad milvus address {address:?}: {e}")))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
+        let endpoint = match client_tls(cfg)? {
+            Some(tls) => endpoint
+                .tls_config(tls)
+                .map_err(|e| Error::invalid(format!("milvus TLS: {e}")))?,
+            None => endpoint,
+        };
         let inner = MilvusServiceClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -167,7 +198,7 @@ impl MilvusClient {
     }
 
     /// Sends one call and checks both the transport and the response's status.
-    async fn call<Req, Resp, F, Fut>(
+    pub(super) async fn call<Req, Resp, F, Fut>(
         &self,
         operation: &str,
         db: &str,
@@ -197,415 +228,6 @@ impl MilvusClient {
             retry(Backoff::MILVUS, milvus_transient, once).await
         } else {
             once().await
-        }
-    }
-}
-
-fn pairs(kv: &[common::KeyValuePair]) -> Vec<(String, String)> {
-    kv.iter()
-        .map(|p| (p.key.clone(), p.value.clone()))
-        .collect()
-}
-
-fn kv_pairs(pairs: &[(String, String)]) -> Vec<common::KeyValuePair> {
-    pairs
-        .iter()
-        .map(|(k, v)| common::KeyValuePair {
-            key: k.clone(),
-            value: v.clone(),
-        })
-        .collect()
-}
-
-#[async_trait]
-impl MilvusApi for MilvusClient {
-    fn address(&self) -> &str {
-        &self.address
-    }
-
-    async fn version(&self) -> Result<MilvusVersion> {
-        let resp = self
-            .call(
-                "GetVersion",
-                "",
-                pb::GetVersionRequest {},
-                |mut c, r| async move { c.get_version(r).await },
-            )
-            .await?;
-        Ok(MilvusVersion::parse(&resp.version))
-    }
-
-    async fn list_databases(&self) -> Result<Vec<String>> {
-        let req = self.request("", pb::ListDatabasesRequest::default());
-        match self.inner.clone().list_databases(req).await {
-            Ok(resp) => {
-                let resp = resp.into_inner();
-                check_status("ListDatabases", resp.status())?;
-                Ok(resp.db_names)
-            }
-            // Servers before 2.2.9 have no databases.
-            Err(s) if s.code() == Code::Unimplemented => Ok(vec![crate::names::DEFAULT_DB.into()]),
-            Err(s) => Err(self.rpc_error("ListDatabases", s)),
-        }
-    }
-
-    async fn create_database(&self, db: &str) -> Result<()> {
-        let msg = pb::CreateDatabaseRequest {
-            db_name: db.into(),
-            ..Default::default()
-        };
-        self.call("CreateDatabase", "", msg, |mut c, r| async move {
-            c.create_database(r).await
-        })
-        .await?;
-        Ok(())
-    }
-
-    async fn list_collections(&self, db: &str) -> Result<Vec<String>> {
-        let msg = pb::ShowCollectionsRequest {
-            db_name: db.into(),
-            ..Default::default()
-        };
-        let resp = self
-            .call("ShowCollections", db, msg, |mut c, r| async move {
-                c.show_collections(r).await
-            })
-            .await?;
-        Ok(resp.collection_names)
-    }
-
-    async fn has_collection(&self, db: &str, name: &str) -> Result<bool> {
-        let msg = pb::HasCollectionRequest {
-            db_name: db.into(),
-            collection_name: name.into(),
-            ..Default::default()
-        };
-        let resp = self
-            .call("HasCollection", db, msg, |mut c, r| async move {
-                c.has_collection(r).await
-            })
-            .await;
-        match resp {
-            Ok(r) => Ok(r.value),
-            // A missing database answers with an error, not `false`.
-            Err(Error::Milvus { reason, .. }) if reason.contains("database not found") => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn describe_collection(&self, db: &str, name: &str) -> Result<CollectionInfo> {
-        let msg = pb::DescribeCollectionRequest {
-            db_name: db.into(),
-            collection_name: name.into(),
-            ..Default::default()
-        };
-        let op = format!("DescribeCollection {db}.{name}");
-        let r = self
-            .call(&op, db, msg, |mut c, r| async move {
-                c.describe_collection(r).await
-            })
-            .await?;
-        Ok(CollectionInfo {
-            id: r.collection_id,
-            db: db.into(),
-            name: name.into(),
-            schema: r.schema.into(),
-            shards_num: r.shards_num,
-            consistency_level: r.consistency_level,
-            properties: pairs(&r.properties),
-            num_partitions: r.num_partitions,
-            created_timestamp: r.created_timestamp,
-            aliases: r.aliases,
-        })
-    }
-
-    async fn create_collection(&self, new: &NewCollection) -> Result<()> {
-        let msg = pb::CreateCollectionRequest {
-            db_name: new.db.clone(),
-            collection_name: new.name.clone(),
-            schema: new.schema.to_vec(),
-            shards_num: new.shards_num,
-            consistency_level: new.consistency_level,
-            properties: kv_pairs(&new.properties),
-            num_partitions: new.num_partitions.unwrap_or(0),
-            ..Default::default()
-        };
-        let op = format!("CreateCollection {}.{}", new.db, new.name);
-        self.call(&op, &new.db, msg, |mut c, r| async move {
-            c.create_collection(r).await
-        })
-        .await?;
-        Ok(())
-    }
-
-    async fn drop_collection(&self, db: &str, name: &str) -> Result<()> {
-        let msg = pb::DropCollectionRequest {
-            db_name: db.into(),
-            collection_name: name.into(),
-            ..Default::default()
-        };
-        let op = format!("DropCollection {db}.{name}");
-        self.call(&op, db, msg, |mut c, r| async move {
-            c.drop_collection(r).await
-        })
-        .await?;
-        Ok(())
-    }
-
-    async fn list_partitions(&self, db: &str, collection: &str) -> Result<Vec<PartitionInfo>> {
-        let msg = pb::ShowPartitionsRequest {
-            db_name: db.into(),
-            collection_name: collection.into(),
-            ..Default::default()
-        };
-        let op = format!("ShowPartitions {db}.{collection}");
-        let r = self
-            .call(&op, db, msg, |mut c, r| async move {
-                c.show_partitions(r).await
-            })
-            .await?;
-        Ok(r.partition_i_ds
-            .into_iter()
-            .zip(r.partition_names)
-            .map(|(id, name)| PartitionInfo { id, name })
-            .collect())
-    }
-
-    async fn create_partition(&self, db: &str, collection: &str, partition: &str) -> Result<()> {
-        let msg = pb::CreatePartitionRequest {
-            db_name: db.into(),
-            collection_name: collection.into(),
-            partition_name: partition.into(),
-            ..Default::default()
-        };
-        let op = format!("CreatePartition {db}.{collection}/{partition}");
-        self.call(&op, db, msg, |mut c, r| async move {
-            c.create_partition(r).await
-        })
-        .await?;
-        Ok(())
-    }
-
-    async fn describe_indexes(&self, db: &str, collection: &str) -> Result<Vec<IndexInfo>> {
-        let msg = pb::DescribeIndexRequest {
-            db_name: db.into(),
-            collection_name: collection.into(),
-            ..Default::default()
-        };
-        let req = self.request(db, msg);
-        let resp = self
-            .inner
-            .clone()
-            .describe_index(req)
-            .await
-            .map_err(|s| self.rpc_error("DescribeIndex", s))?
-            .into_inner();
-        // A collection without an index answers with an "index not found" status.
-        if let Some(s) = &resp.status
-            && (s.error_code == common::ErrorCode::IndexNotExist as i32
-                || s.code == 700
-                || s.reason.contains("index not found"))
-        {
-            return Ok(Vec::new());
-        }
-        check_status(&format!("DescribeIndex {db}.{collection}"), resp.status())?;
-        Ok(resp
-            .index_descriptions
-            .into_iter()
-            .map(|d| IndexInfo {
-                name: d.index_name,
-                id: d.index_id,
-                field_name: d.field_name,
-                params: pairs(&d.params),
-            })
-            .collect())
-    }
-
-    async fn loading_progress(&self, db: &str, collection: &str) -> Result<i64> {
-        let msg = pb::GetLoadingProgressRequest {
-            db_name: db.into(),
-            collection_name: collection.into(),
-            ..Default::default()
-        };
-        let req = self.request(db, msg);
-        let resp = self
-            .inner
-            .clone()
-            .get_loading_progress(req)
-            .await
-            .map_err(|s| self.rpc_error("GetLoadingProgress", s))?
-            .into_inner();
-        match resp.status() {
-            // A released collection answers "collection not loaded".
-            Some(s) if s.error_code != 0 || s.code != 0 => Ok(0),
-            _ => Ok(resp.progress),
-        }
-    }
-
-    async fn flush(&self, db: &str, collection: &str) -> Result<FlushResult> {
-        let msg = pb::FlushRequest {
-            db_name: db.into(),
-            collection_names: vec![collection.into()],
-            ..Default::default()
-        };
-        let op = format!("Flush {db}.{collection}");
-        let r = self
-            .call(&op, db, msg, |mut c, r| async move { c.flush(r).await })
-            .await?;
-        Ok(FlushResult {
-            segment_ids: r
-                .coll_seg_i_ds
-                .get(collection)
-                .map(|a| a.data.clone())
-                .unwrap_or_default(),
-            flush_ts: r.coll_flush_ts.get(collection).copied().unwrap_or(0),
-        })
-    }
-
-    async fn is_flushed(&self, db: &str, collection: &str, flush: &FlushResult) -> Result<bool> {
-        let msg = pb::GetFlushStateRequest {
-            segment_i_ds: flush.segment_ids.clone(),
-            flush_ts: flush.flush_ts,
-            db_name: db.into(),
-            collection_name: collection.into(),
-        };
-        let op = format!("GetFlushState {db}.{collection}");
-        let r = self
-            .call(&op, db, msg, |mut c, r| async move {
-                c.get_flush_state(r).await
-            })
-            .await?;
-        Ok(r.flushed)
-    }
-
-    async fn persistent_segments(&self, db: &str, collection: &str) -> Result<Vec<SegmentInfo>> {
-        let msg = pb::GetPersistentSegmentInfoRequest {
-            db_name: db.into(),
-            collection_name: collection.into(),
-            ..Default::default()
-        };
-        let op = format!("GetPersistentSegmentInfo {db}.{collection}");
-        let r = self
-            .call(&op, db, msg, |mut c, r| async move {
-                c.get_persistent_segment_info(r).await
-            })
-            .await?;
-        Ok(r.infos
-            .into_iter()
-            .map(|s| SegmentInfo {
-                id: s.segment_id,
-                collection_id: s.collection_id,
-                partition_id: s.partition_id,
-                num_rows: s.num_rows,
-                state: s.state,
-                level: s.level,
-            })
-            .collect())
-    }
-
-    async fn create_index(&self, db: &str, collection: &str, index: &IndexInfo) -> Result<()> {
-        let msg = pb::CreateIndexRequest {
-            db_name: db.into(),
-            collection_name: collection.into(),
-            field_name: index.field_name.clone(),
-            index_name: index.name.clone(),
-            extra_params: kv_pairs(&index.params),
-            ..Default::default()
-        };
-        let op = format!("CreateIndex {db}.{collection}/{}", index.name);
-        self.call(
-            &op,
-            db,
-            msg,
-            |mut c, r| async move { c.create_index(r).await },
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn load_collection(&self, db: &str, collection: &str) -> Result<()> {
-        let msg = pb::LoadCollectionRequest {
-            db_name: db.into(),
-            collection_name: collection.into(),
-            ..Default::default()
-        };
-        let op = format!("LoadCollection {db}.{collection}");
-        self.call(&op, db, msg, |mut c, r| async move {
-            c.load_collection(r).await
-        })
-        .await?;
-        Ok(())
-    }
-
-    async fn import(&self, req: &ImportRequest) -> Result<Vec<i64>> {
-        let msg = pb::ImportRequest {
-            db_name: req.db.clone(),
-            collection_name: req.collection.clone(),
-            partition_name: req.partition.clone(),
-            files: req.files.clone(),
-            options: kv_pairs(&req.options),
-            ..Default::default()
-        };
-        let op = format!("Import {}.{}/{}", req.db, req.collection, req.partition);
-        let r = self
-            .call(
-                &op,
-                &req.db,
-                msg,
-                |mut c, r| async move { c.import(r).await },
-            )
-            .await?;
-        Ok(r.tasks)
-    }
-
-    async fn import_state(&self, task: i64) -> Result<ImportStatus> {
-        let op = format!("GetImportState {task}");
-        let r = self
-            .call(
-                &op,
-                "",
-                pb::GetImportStateRequest { task },
-                |mut c, r| async move { c.get_import_state(r).await },
-            )
-            .await?;
-        Ok(import_status(&r))
-    }
-
-    async fn collection_imports(&self, db: &str, collection: &str) -> Result<Vec<ImportStatus>> {
-        let msg = pb::ListImportTasksRequest {
-            collection_name: collection.into(),
-            db_name: db.into(),
-            limit: 0,
-        };
-        let op = format!("ListImportTasks {db}.{collection}");
-        let r = self
-            .call(&op, db, msg, |mut c, r| async move {
-                c.list_import_tasks(r).await
-            })
-            .await?;
-        Ok(r.tasks.iter().map(import_status).collect())
-    }
-}
-
-/// The phase and rows of one import task.
-fn import_status(r: &pb::GetImportStateResponse) -> ImportStatus {
-    {
-        let phase = match common::ImportState::try_from(r.state) {
-            Ok(common::ImportState::ImportCompleted) => ImportPhase::Completed,
-            Ok(common::ImportState::ImportFailed | common::ImportState::ImportFailedAndCleaned) => {
-                let reason = r
-                    .infos
-                    .iter()
-                    .find(|kv| kv.key == "failed_reason")
-                    .map(|kv| kv.value.clone())
-                    .unwrap_or_else(|| "no reason given".into());
-                ImportPhase::Failed(reason)
-            }
-            _ => ImportPhase::Running,
-        };
-        ImportStatus {
-            phase,
-            row_count: r.row_count,
         }
     }
 }

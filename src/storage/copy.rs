@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 
-use super::ObjectStore;
+use super::{ObjectStore, RateLimit};
 use crate::error::{Error, Result};
 use crate::retry::{Backoff, retry, storage_transient};
 
@@ -34,6 +34,8 @@ pub struct Copied {
 pub struct Copier {
     permits: Arc<Semaphore>,
     parallelism: usize,
+    /// The bandwidth cap, shared by the clones.
+    rate_limit: Option<Arc<RateLimit>>,
 }
 
 impl Copier {
@@ -43,7 +45,14 @@ impl Copier {
         Self {
             permits: Arc::new(Semaphore::new(parallelism)),
             parallelism,
+            rate_limit: None,
         }
+    }
+
+    /// Caps the copies of all clones at `mib_per_second` MiB/s (0: no cap).
+    pub fn with_rate_limit(mut self, mib_per_second: f64) -> Self {
+        self.rate_limit = RateLimit::new(mib_per_second).map(Arc::new);
+        self
     }
 
     /// Copies every task, calling `on_copied` after each one with what the copy
@@ -71,6 +80,9 @@ impl Copier {
                         .acquire()
                         .await
                         .map_err(|_| Error::Internal("copier closed".into()))?;
+                    if let Some(limit) = &self.rate_limit {
+                        limit.take(task.size).await;
+                    }
                     let copied = retry(Backoff::COPY, storage_transient, || {
                         copy_one(src, dst, &task, server_side)
                     })
@@ -94,7 +106,7 @@ async fn copy_one(
 ) -> Result<Copied> {
     if server_side {
         let etag = dst
-            .copy_in(src.bucket(), &task.src_key, &task.dst_key)
+            .copy_in(src.bucket(), &task.src_key, &task.dst_key, task.size)
             .await?;
         return Ok(Copied { etag, crc32c: None });
     }

@@ -242,6 +242,7 @@ impl ObjectStore for LocalDir {
         _src_bucket: &str,
         _src_key: &str,
         dst_key: &str,
+        _size: u64,
     ) -> Result<Option<String>> {
         Err(Error::Internal(format!(
             "server-side copy into a local directory ({dst_key})"

@@ -2,6 +2,7 @@
 
 mod copy;
 mod local;
+mod rate;
 mod s3;
 
 use std::fmt;
@@ -15,6 +16,7 @@ use crate::error::Result;
 
 pub use copy::{Copied, Copier, CopyTask};
 pub use local::LocalDir;
+pub use rate::RateLimit;
 pub use s3::S3Bucket;
 
 /// One object: its key and size.
@@ -55,11 +57,13 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn put_stream(&self, key: &str, size: u64, body: ByteStream) -> Result<Option<String>>;
     /// Copies `src_bucket/src_key` to `dst_key` of this bucket without the bytes
     /// passing through us; returns the copy's ETag. Only valid when the identities match.
+    /// `size` is the object's: large objects may be copied in parts.
     async fn copy_in(
         &self,
         src_bucket: &str,
         src_key: &str,
         dst_key: &str,
+        size: u64,
     ) -> Result<Option<String>>;
     /// Deletes objects; missing ones are ignored.
     async fn delete(&self, keys: &[String]) -> Result<()>;

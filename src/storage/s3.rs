@@ -11,10 +11,10 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream as SdkByteStream, SdkBody};
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_smithy_http_client::tls;
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use super::{ByteStream, ObjectInfo, ObjectStore};
 use crate::config::BucketConfig;
@@ -27,15 +27,30 @@ pub struct S3Bucket {
     endpoint: String,
     bucket: String,
     identity: String,
+    /// Objects above this size are copied server-side in parts.
+    multipart_copy_threshold: u64,
+    /// The size of those parts.
+    copy_part_bytes: u64,
 }
 
 impl S3Bucket {
     /// A client for `cfg`'s bucket. Nothing is sent until the first call.
-    pub fn new(cfg: &BucketConfig) -> Self {
+    /// A `caCertPath` that cannot be read is refused here, naming the file.
+    pub fn new(cfg: &BucketConfig) -> Result<Self> {
+        let mut trust = tls::TrustStore::default();
+        if !cfg.ca_cert_path.is_empty() {
+            trust = trust
+                .with_pem_certificate(crate::tls::read_pem("minio.caCertPath", &cfg.ca_cert_path)?);
+        }
+        let tls_context = tls::TlsContext::builder()
+            .with_trust_store(trust)
+            .build()
+            .map_err(|e| Error::invalid(format!("minio.caCertPath {:?}: {e}", cfg.ca_cert_path)))?;
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::Rustls(
                 tls::rustls_provider::CryptoMode::Ring,
             ))
+            .tls_context(tls_context)
             .build_https();
         let conf = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
@@ -68,13 +83,23 @@ impl S3Bucket {
                     .with_max_backoff(Duration::from_secs(5)),
             )
             .build();
-        Self {
+        Ok(Self {
             client: Client::from_conf(conf),
             endpoint: cfg.endpoint.clone(),
             bucket: cfg.bucket.clone(),
             // Same endpoint and same credentials: one can read what the other writes.
             identity: format!("{}|{}", cfg.endpoint, cfg.access_key_id),
-        }
+            multipart_copy_threshold: cfg.multipart_copy_threshold,
+            copy_part_bytes: COPY_PART_BYTES,
+        })
+    }
+
+    /// Copies server-side in parts of `part_bytes` (at least S3's 5 MiB) above
+    /// `threshold` bytes.
+    pub fn with_multipart_copy(mut self, threshold: u64, part_bytes: u64) -> Self {
+        self.multipart_copy_threshold = threshold;
+        self.copy_part_bytes = part_bytes.max(5 * 1024 * 1024);
+        self
     }
 
     fn error<E, R>(&self, operation: &'static str, key: &str, err: SdkError<E, R>) -> Error
@@ -103,6 +128,100 @@ impl S3Bucket {
         }
     }
 }
+
+impl S3Bucket {
+    /// Copies a large object server-side in parts (UploadPartCopy), several at
+    /// once; an upload that fails is aborted, leaving nothing behind.
+    async fn copy_in_parts(
+        &self,
+        source: &str,
+        dst_key: &str,
+        size: u64,
+    ) -> Result<Option<String>> {
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(dst_key)
+            .send()
+            .await
+            .map_err(|e| self.error("CreateMultipartUpload", dst_key, e))?;
+        let upload_id = upload.upload_id().unwrap_or_default().to_string();
+        let part = self.copy_part_bytes;
+        let ranges: Vec<(i32, u64, u64)> = (0..size.div_ceil(part))
+            .map(|i| {
+                let start = i * part;
+                (i as i32 + 1, start, (start + part).min(size) - 1)
+            })
+            .collect();
+        let parts = futures::stream::iter(ranges)
+            .map(|(number, first, last)| {
+                let upload_id = &upload_id;
+                async move {
+                    let out = self
+                        .client
+                        .upload_part_copy()
+                        .bucket(&self.bucket)
+                        .key(dst_key)
+                        .upload_id(upload_id)
+                        .part_number(number)
+                        .copy_source(source)
+                        .copy_source_range(format!("bytes={first}-{last}"))
+                        .send()
+                        .await
+                        .map_err(|e| self.error("UploadPartCopy", dst_key, e))?;
+                    let etag = out
+                        .copy_part_result()
+                        .and_then(|r| r.e_tag())
+                        .map(str::to_string);
+                    Ok::<_, Error>(
+                        CompletedPart::builder()
+                            .part_number(number)
+                            .set_e_tag(etag)
+                            .build(),
+                    )
+                }
+            })
+            .buffered(PARTS_IN_FLIGHT)
+            .try_collect::<Vec<_>>()
+            .await;
+        let parts = match parts {
+            Ok(parts) => parts,
+            Err(e) => {
+                let _ = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(dst_key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+                return Err(e);
+            }
+        };
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(dst_key)
+            .upload_id(&upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| self.error("CompleteMultipartUpload", dst_key, e))?;
+        Ok(out.e_tag().map(str::to_string))
+    }
+}
+
+/// The size of one part of a multipart copy, unless set otherwise.
+const COPY_PART_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Parts of one multipart copy in flight at once.
+const PARTS_IN_FLIGHT: usize = 8;
 
 fn display_chain(err: &dyn std::error::Error) -> String {
     let mut s = err.to_string();
@@ -298,13 +417,18 @@ impl ObjectStore for S3Bucket {
         src_bucket: &str,
         src_key: &str,
         dst_key: &str,
+        size: u64,
     ) -> Result<Option<String>> {
+        let source = format!("{src_bucket}/{}", encode_copy_source(src_key));
+        if size > self.multipart_copy_threshold {
+            return self.copy_in_parts(&source, dst_key, size).await;
+        }
         let out = self
             .client
             .copy_object()
             .bucket(&self.bucket)
             .key(dst_key)
-            .copy_source(format!("{src_bucket}/{}", encode_copy_source(src_key)))
+            .copy_source(source)
             .send()
             .await
             .map_err(|e| self.error("CopyObject", dst_key, e))?;

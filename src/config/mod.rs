@@ -7,6 +7,8 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+mod env;
+
 /// A secret value: never printed by `Debug` or `Display`.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -51,6 +53,27 @@ pub struct SecurityConfig {
     /// When set, every call but health, reflection, the Swagger UI and
     /// `/metrics` needs `authorization: Bearer <token>`.
     pub token: Secret,
+    /// TLS for the server's port (gRPC and REST alike).
+    pub tls: ServerTlsConfig,
+}
+
+/// `security.tls.*` (ours): serve TLS, and optionally require client certificates.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// PEM certificate chain; with `keyPath`, the port speaks TLS only.
+    pub cert_path: String,
+    /// PEM private key of the certificate.
+    pub key_path: String,
+    /// PEM CA bundle; when set, clients must present a certificate it signed (mTLS).
+    pub client_ca_path: String,
+}
+
+impl ServerTlsConfig {
+    /// Whether TLS is configured at all.
+    pub fn enabled(&self) -> bool {
+        !self.cert_path.is_empty() || !self.key_path.is_empty() || !self.client_ca_path.is_empty()
+    }
 }
 
 /// `log.*`.
@@ -190,6 +213,11 @@ pub struct MinioConfig {
     #[serde(rename = "backupGcpCredentialJSON")]
     pub backup_gcp_credential_json: Secret,
     pub cross_storage: bool,
+    /// Ours: a PEM CA bundle trusted, besides the system's, for `https` endpoints.
+    pub ca_cert_path: String,
+    /// Objects above this many MiB are copied server-side in parts (UploadPartCopy).
+    #[serde(rename = "multipartCopyThresholdMiB")]
+    pub multipart_copy_threshold_mib: u64,
 }
 
 impl Default for MinioConfig {
@@ -223,6 +251,8 @@ impl Default for MinioConfig {
             gcp_credential_json: Secret::default(),
             backup_gcp_credential_json: Secret::default(),
             cross_storage: false,
+            ca_cert_path: String::new(),
+            multipart_copy_threshold_mib: 500,
         }
     }
 }
@@ -238,6 +268,10 @@ pub struct BucketConfig {
     pub bucket: String,
     /// Key prefix inside the bucket, without leading or trailing `/`.
     pub root_path: String,
+    /// A PEM CA bundle trusted besides the system's (empty: the system's only).
+    pub ca_cert_path: String,
+    /// Objects above this many bytes are copied server-side in parts.
+    pub multipart_copy_threshold: u64,
 }
 
 impl MinioConfig {
@@ -250,6 +284,8 @@ impl MinioConfig {
             secret_access_key: self.secret_access_key.clone(),
             bucket: self.bucket_name.clone(),
             root_path: trim_slashes(&self.root_path),
+            ca_cert_path: self.ca_cert_path.clone(),
+            multipart_copy_threshold: self.multipart_copy_threshold_mib.max(1) * 1024 * 1024,
         }
     }
 
@@ -292,6 +328,8 @@ impl MinioConfig {
                 self.backup_bucket_name.clone()
             },
             root_path: trim_slashes(&self.backup_root_path),
+            ca_cert_path: self.ca_cert_path.clone(),
+            multipart_copy_threshold: self.multipart_copy_threshold_mib.max(1) * 1024 * 1024,
         }
     }
 }
@@ -354,6 +392,12 @@ pub struct BackupConfig {
     pub state_dir: String,
     /// Ours: jobs running at once; more are refused with RESOURCE_EXHAUSTED.
     pub max_jobs: usize,
+    /// Ours: on SIGTERM, how long running jobs may take to finish before they
+    /// are cancelled (and cleaned up).
+    pub shutdown_grace_seconds: u64,
+    /// Ours: caps the copy throughput of all jobs together, in MiB/s (0: no cap).
+    #[serde(rename = "rateLimitMiBps")]
+    pub rate_limit_mi_bps: f64,
 }
 
 impl Default for BackupConfig {
@@ -365,6 +409,8 @@ impl Default for BackupConfig {
             gc_pause: serde_yaml::Value::Null,
             state_dir: ".milvus-backup".into(),
             max_jobs: 8,
+            shutdown_grace_seconds: 30,
+            rate_limit_mi_bps: 0.0,
         }
     }
 }
@@ -404,87 +450,6 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Applies the Go tool's environment variables (`MILVUS_ADDRESS`,
-    /// `MINIO_BUCKET_NAME`, ...): each one set and not empty overrides its key.
-    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<()> {
-        let var = |k: &str| var(k).filter(|v| !v.is_empty());
-        fn parsed<T: std::str::FromStr>(name: &str, v: String) -> Result<T> {
-            v.parse().map_err(|_| {
-                Error::invalid(format!("environment variable {name}={v:?} has a bad value"))
-            })
-        }
-        fn boolean(name: &str, v: String) -> Result<bool> {
-            match v.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" => Ok(true),
-                "false" | "0" | "no" => Ok(false),
-                _ => Err(Error::invalid(format!(
-                    "environment variable {name}={v:?} is not true or false"
-                ))),
-            }
-        }
-        macro_rules! env {
-            ($name:literal => $field:expr, string) => {
-                if let Some(v) = var($name) {
-                    $field = v;
-                }
-            };
-            ($name:literal => $field:expr, secret) => {
-                if let Some(v) = var($name) {
-                    $field = Secret::new(v);
-                }
-            };
-            ($name:literal => $field:expr, bool) => {
-                if let Some(v) = var($name) {
-                    $field = boolean($name, v)?;
-                }
-            };
-            ($name:literal => $field:expr, parse) => {
-                if let Some(v) = var($name) {
-                    $field = parsed($name, v)?;
-                }
-            };
-        }
-        let (m, s, b) = (&mut self.milvus, &mut self.minio, &mut self.backup);
-        env!("MILVUS_ADDRESS" => m.address, string);
-        env!("MILVUS_PORT" => m.port, parse);
-        env!("MILVUS_USER" => m.user, string);
-        env!("MILVUS_PASSWORD" => m.password, secret);
-        env!("MILVUS_TLS_MODE" => m.tls_mode, parse);
-        env!("MILVUS_CA_CERT_PATH" => m.ca_cert_path, string);
-        env!("MILVUS_SERVER_NAME" => m.server_name, string);
-        env!("MILVUS_MTLS_CERT_PATH" => m.mtls_cert_path, string);
-        env!("MILVUS_MTLS_KEY_PATH" => m.mtls_key_path, string);
-        env!("MINIO_ADDRESS" => s.address, string);
-        env!("MINIO_PORT" => s.port, parse);
-        env!("MINIO_REGION" => s.region, string);
-        env!("MINIO_ACCESS_KEY" => s.access_key_id, string);
-        env!("MINIO_SECRET_KEY" => s.secret_access_key, secret);
-        env!("MINIO_TOKEN" => s.token, secret);
-        env!("MINIO_USE_SSL" => s.use_ssl, bool);
-        env!("MINIO_USE_IAM" => s.use_iam, bool);
-        env!("MINIO_IAM_ENDPOINT" => s.iam_endpoint, string);
-        env!("MINIO_BUCKET_NAME" => s.bucket_name, string);
-        env!("MINIO_ROOT_PATH" => s.root_path, string);
-        env!("MINIO_BACKUP_ADDRESS" => s.backup_address, string);
-        env!("MINIO_BACKUP_PORT" => s.backup_port, parse);
-        env!("MINIO_BACKUP_REGION" => s.backup_region, string);
-        env!("MINIO_BACKUP_ACCESS_KEY" => s.backup_access_key_id, string);
-        env!("MINIO_BACKUP_SECRET_KEY" => s.backup_secret_access_key, secret);
-        env!("MINIO_BACKUP_TOKEN" => s.backup_token, secret);
-        env!("MINIO_BACKUP_USE_SSL" => s.backup_use_ssl, bool);
-        env!("MINIO_BACKUP_USE_IAM" => s.backup_use_iam, bool);
-        env!("MINIO_BACKUP_IAM_ENDPOINT" => s.backup_iam_endpoint, string);
-        env!("MINIO_BACKUP_BUCKET_NAME" => s.backup_bucket_name, string);
-        env!("MINIO_BACKUP_ROOT_PATH" => s.backup_root_path, string);
-        env!("BACKUP_MAX_SEGMENT_GROUP_SIZE" => b.max_segment_group_size, string);
-        env!("BACKUP_PARALLELISM_BACKUP_COLLECTION" => b.parallelism.backup_collection, parse);
-        env!("BACKUP_PARALLELISM_COPYDATA" => b.parallelism.copydata, parse);
-        env!("BACKUP_PARALLELISM_RESTORE_COLLECTION" => b.parallelism.restore_collection, parse);
-        env!("BACKUP_KEEP_TEMP_FILES" => b.keep_temp_files, bool);
-        env!("MILVUS_BACKUP_TOKEN" => self.security.token, secret);
-        Ok(())
-    }
-
     /// Parses YAML text and checks the values (no environment variables).
     pub fn parse(text: &str) -> Result<Self> {
         let cfg: Config = serde_yaml::from_str(text).map_err(|e| Error::invalid(e.to_string()))?;
@@ -501,88 +466,28 @@ impl Config {
         if self.minio.bucket_name.is_empty() {
             return Err(Error::invalid("minio.bucketName must not be empty"));
         }
+        let tls = &self.security.tls;
+        if tls.enabled() && (tls.cert_path.is_empty() || tls.key_path.is_empty()) {
+            return Err(Error::invalid(
+                "security.tls needs both certPath and keyPath (clientCaPath is optional)",
+            ));
+        }
+        if self.milvus.tls_mode > 2 {
+            return Err(Error::invalid(format!(
+                "milvus.tlsMode {} is not 0 (plain), 1 (TLS) or 2 (mutual TLS)",
+                self.milvus.tls_mode
+            )));
+        }
+        if self.milvus.tls_mode == 2
+            && (self.milvus.mtls_cert_path.is_empty() || self.milvus.mtls_key_path.is_empty())
+        {
+            return Err(Error::invalid(
+                "milvus.tlsMode 2 needs milvus.mtlsCertPath and milvus.mtlsKeyPath",
+            ));
+        }
         Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_go_tool_keys() {
-        let cfg = Config::parse(
-            "milvus:\n  address: 10.0.0.1\n  port: 19531\n  user: u\n  password: p\n\
-             minio:\n  address: s3.local\n  port: 9100\n  accessKeyID: ak\n  secretAccessKey: sk\n  \
-             useSSL: true\n  bucketName: mb\n  rootPath: /files/\n  backupBucketName: bb\n  \
-             backupRootPath: backups\n\
-             backup:\n  parallelism:\n    copydata: 7\n",
-        )
-        .unwrap();
-        assert_eq!(cfg.milvus.url(), "http://10.0.0.1:19531");
-        let m = cfg.minio.milvus_bucket();
-        assert_eq!(m.endpoint, "https://s3.local:9100");
-        assert_eq!(m.root_path, "files");
-        let b = cfg.minio.backup_bucket();
-        assert_eq!((b.bucket.as_str(), b.root_path.as_str()), ("bb", "backups"));
-        assert_eq!(b.endpoint, m.endpoint);
-        assert_eq!(cfg.backup.parallelism.copydata, 7);
-    }
-
-    #[test]
-    fn never_prints_secrets() {
-        let cfg = Config::parse("milvus:\n  password: hunter2\n").unwrap();
-        assert!(!format!("{cfg:?}").contains("hunter2"));
-    }
-
-    #[test]
-    fn environment_overrides_the_file() {
-        let mut cfg = Config::parse("milvus:\n  address: file-host\n").unwrap();
-        let env: std::collections::HashMap<&str, &str> = [
-            ("MILVUS_ADDRESS", "env-host"),
-            ("MILVUS_PORT", "19999"),
-            ("MINIO_BUCKET_NAME", "env-bucket"),
-            ("MINIO_USE_SSL", "true"),
-            ("MINIO_BACKUP_ROOT_PATH", ""),
-        ]
-        .into();
-        cfg.apply_env(|k| env.get(k).map(|v| v.to_string()))
-            .unwrap();
-        assert_eq!(cfg.milvus.url(), "http://env-host:19999");
-        assert_eq!(cfg.minio.bucket_name, "env-bucket");
-        assert!(cfg.minio.use_ssl);
-        assert_eq!(
-            cfg.minio.backup_root_path, "backup",
-            "empty variables are ignored"
-        );
-        let err = cfg
-            .apply_env(|k| (k == "MILVUS_PORT").then(|| "lots".to_string()))
-            .unwrap_err();
-        assert!(err.to_string().contains("MILVUS_PORT"), "{err}");
-    }
-
-    #[test]
-    fn unknown_keys_are_refused_with_key_and_line() {
-        let err = Config::parse("milvus:\n  address: x\n  adress: y\n").unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.contains("adress") && msg.contains("line 3"), "{msg}");
-    }
-
-    #[test]
-    fn ports_may_be_strings() {
-        let cfg = Config::parse("minio:\n  port: \"9100\"\n").unwrap();
-        assert_eq!(cfg.minio.port, 9100);
-    }
-
-    #[test]
-    fn the_shipped_config_loads() {
-        let text = include_str!("../configs/backup.yaml");
-        Config::parse(text).unwrap();
-    }
-
-    #[test]
-    fn wrong_type_names_the_line() {
-        let err = Config::parse("milvus:\n  port: notaport\n").unwrap_err();
-        assert!(err.to_string().contains("line 2"), "{err}");
-    }
-}
+mod tests;

@@ -1,0 +1,95 @@
+//! Unit tests of the configuration.
+
+use super::*;
+
+#[test]
+fn reads_go_tool_keys() {
+    let cfg = Config::parse(
+        "milvus:\n  address: 10.0.0.1\n  port: 19531\n  user: u\n  password: p\n\
+         minio:\n  address: s3.local\n  port: 9100\n  accessKeyID: ak\n  secretAccessKey: sk\n  \
+         useSSL: true\n  bucketName: mb\n  rootPath: /files/\n  backupBucketName: bb\n  \
+         backupRootPath: backups\n\
+         backup:\n  parallelism:\n    copydata: 7\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.milvus.url(), "http://10.0.0.1:19531");
+    let m = cfg.minio.milvus_bucket();
+    assert_eq!(m.endpoint, "https://s3.local:9100");
+    assert_eq!(m.root_path, "files");
+    let b = cfg.minio.backup_bucket();
+    assert_eq!((b.bucket.as_str(), b.root_path.as_str()), ("bb", "backups"));
+    assert_eq!(b.endpoint, m.endpoint);
+    assert_eq!(cfg.backup.parallelism.copydata, 7);
+}
+
+#[test]
+fn never_prints_secrets() {
+    let cfg = Config::parse("milvus:\n  password: hunter2\n").unwrap();
+    assert!(!format!("{cfg:?}").contains("hunter2"));
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let mut cfg = Config::parse("milvus:\n  address: file-host\n").unwrap();
+    let env: std::collections::HashMap<&str, &str> = [
+        ("MILVUS_ADDRESS", "env-host"),
+        ("MILVUS_PORT", "19999"),
+        ("MINIO_BUCKET_NAME", "env-bucket"),
+        ("MINIO_USE_SSL", "true"),
+        ("MINIO_BACKUP_ROOT_PATH", ""),
+    ]
+    .into();
+    cfg.apply_env(|k| env.get(k).map(|v| v.to_string()))
+        .unwrap();
+    assert_eq!(cfg.milvus.url(), "http://env-host:19999");
+    assert_eq!(cfg.minio.bucket_name, "env-bucket");
+    assert!(cfg.minio.use_ssl);
+    assert_eq!(
+        cfg.minio.backup_root_path, "backup",
+        "empty variables are ignored"
+    );
+    let err = cfg
+        .apply_env(|k| (k == "MILVUS_PORT").then(|| "lots".to_string()))
+        .unwrap_err();
+    assert!(err.to_string().contains("MILVUS_PORT"), "{err}");
+}
+
+#[test]
+fn unknown_keys_are_refused_with_key_and_line() {
+    let err = Config::parse("milvus:\n  address: x\n  adress: y\n").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("adress") && msg.contains("line 3"), "{msg}");
+}
+
+#[test]
+fn ports_may_be_strings() {
+    let cfg = Config::parse("minio:\n  port: \"9100\"\n").unwrap();
+    assert_eq!(cfg.minio.port, 9100);
+}
+
+#[test]
+fn the_shipped_config_loads() {
+    let text = include_str!("../../configs/backup.yaml");
+    Config::parse(text).unwrap();
+}
+
+#[test]
+fn wrong_type_names_the_line() {
+    let err = Config::parse("milvus:\n  port: notaport\n").unwrap_err();
+    assert!(err.to_string().contains("line 2"), "{err}");
+}
+
+#[test]
+fn tls_settings_are_checked_together() {
+    let err = Config::parse("security:\n  tls:\n    certPath: /x.pem\n").unwrap_err();
+    assert!(err.to_string().contains("keyPath"), "{err}");
+    let err = Config::parse("milvus:\n  tlsMode: 3\n").unwrap_err();
+    assert!(err.to_string().contains("tlsMode 3"), "{err}");
+    let err = Config::parse("milvus:\n  tlsMode: 2\n").unwrap_err();
+    assert!(err.to_string().contains("mtlsCertPath"), "{err}");
+    let cfg =
+        Config::parse("backup:\n  rateLimitMiBps: 12.5\nminio:\n  multipartCopyThresholdMiB: 64\n")
+            .unwrap();
+    assert_eq!(cfg.backup.rate_limit_mi_bps, 12.5);
+    assert_eq!(cfg.minio.milvus_bucket().multipart_copy_threshold, 64 << 20);
+}

@@ -1,0 +1,289 @@
+//! SIGTERM to the `milvus-backup` binary while a backup runs, against the real
+//! Milvus 2.3.5 and S3 of the test environment (copies are slowed with
+//! `backup.rateLimitMiBps` so the job is surely running):
+//! - health turns NOT_SERVING and new jobs get UNAVAILABLE at once;
+//! - a job that finishes within `backup.shutdownGraceSeconds` completes (its
+//!   watcher sees SUCCEEDED), then the server exits 0, and after a restart the
+//!   backup is listed and its record says SUCCEEDED;
+//! - a job still running when the grace period ends is cancelled as
+//!   "interrupted", its partial objects are removed, and its record says so.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::hello;
+use milvus_backup::api::proto as pb;
+use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
+use milvus_backup::storage::{ObjectStore, S3Bucket};
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write_config(cfg: &milvus_backup::config::Config, dir: &Path, rate: f64, grace: u64) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("backup.yaml");
+    let yaml = format!(
+        "milvus:\n  address: {}\n  port: {}\nminio:\n  address: {}\n  port: {}\n  accessKeyID: {}\n  secretAccessKey: {}\n  \
+         bucketName: {}\n  rootPath: {}\n  backupBucketName: {}\n  backupRootPath: backup\n\
+         backup:\n  stateDir: {}\n  rateLimitMiBps: {rate}\n  shutdownGraceSeconds: {grace}\n",
+        cfg.milvus.address,
+        cfg.milvus.port,
+        cfg.minio.address,
+        cfg.minio.port,
+        cfg.minio.access_key_id,
+        cfg.minio.secret_access_key.expose(),
+        cfg.minio.bucket_name,
+        cfg.minio.root_path,
+        cfg.minio.bucket_name,
+        dir.join("state").display()
+    );
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+// The child is waited for by the tests.
+#[allow(clippy::zombie_processes)]
+async fn start(config: &Path) -> (Child, u16, BackupServiceClient<Channel>) {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
+        .arg("--config")
+        .arg(config)
+        .args(["server", "-p", &port.to_string()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(c) = BackupServiceClient::connect(format!("http://127.0.0.1:{port}")).await {
+            return (child, port, c);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("server did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The names ListBackups streams as complete (SUCCEEDED).
+async fn listed(client: &mut BackupServiceClient<Channel>) -> Vec<String> {
+    let mut s = client
+        .list_backups(pb::ListBackupsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut names = Vec::new();
+    while let Some(msg) = s.message().await.unwrap() {
+        let b = msg.backup.unwrap();
+        if b.state == pb::JobState::Succeeded as i32 {
+            names.push(b.name);
+        }
+    }
+    names
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits for the process to exit; returns whether it exited 0, and its log.
+async fn wait_exit(mut child: Child, within: Duration) -> (bool, String) {
+    let deadline = Instant::now() + within;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            return (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not exit within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts a backup of `coll` and returns its stream once the job is RUNNING.
+async fn running_backup(
+    client: &mut BackupServiceClient<Channel>,
+    name: &str,
+    coll: &str,
+) -> tonic::Streaming<pb::CreateBackupResponse> {
+    let mut stream = client
+        .create_backup(pb::CreateBackupRequest {
+            backup_name: name.into(),
+            collection_names: vec![coll.into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    loop {
+        let msg = stream.message().await.unwrap().expect("a snapshot");
+        let b = msg.backup.unwrap();
+        if b.state == pb::JobState::Running as i32 && b.progress.unwrap().files_total > 0 {
+            return stream;
+        }
+        assert!(
+            b.state < pb::JobState::Succeeded as i32,
+            "ended early: {b:?}"
+        );
+    }
+}
+
+/// The refusals a stopping server gives: NOT_SERVING, then UNAVAILABLE for a new job.
+async fn assert_refuses_new_work(port: u16, client: &mut BackupServiceClient<Channel>, coll: &str) {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        if status == ServingStatus::NotServing as i32 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health still {status} after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let err = client
+        .create_backup(pb::CreateBackupRequest {
+            backup_name: common::unique("too_late"),
+            collection_names: vec![coll.into()],
+            ..Default::default()
+        })
+        .await
+        .expect_err("a new job during shutdown must be refused");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("shutting down"), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_lets_a_running_backup_finish_and_refuses_new_ones() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let coll = common::unique("sigterm_src");
+    hello::create(&m, &coll, 3000, 3, 5).await;
+    let dir = std::env::temp_dir().join(common::unique("sigterm-finish"));
+    // About 200 KB of binlogs at 0.06 MiB/s: a few seconds of copying.
+    let config = write_config(&cfg, &dir, 0.06, 120);
+
+    let (child, port, mut client) = start(&config).await;
+    let name = common::unique("sigterm_ok");
+    let mut stream = running_backup(&mut client, &name, &coll).await;
+    sigterm(&child);
+    assert_refuses_new_work(port, &mut client, &coll).await;
+
+    let mut last = None;
+    while let Some(msg) = stream.message().await.unwrap() {
+        last = msg.backup;
+    }
+    let last = last.unwrap();
+    assert_eq!(last.state, pb::JobState::Succeeded as i32, "{last:?}");
+    let (clean, log) = wait_exit(child, Duration::from_secs(60)).await;
+    assert!(clean, "exit status not 0; log:\n{log}");
+    assert!(log.contains("waiting for running jobs to finish"), "{log}");
+
+    let (child, _, mut client) = start(&config).await;
+    let got = client
+        .get_backup(pb::GetBackupRequest {
+            name: name.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .backup
+        .unwrap();
+    assert_eq!(got.state, pb::JobState::Succeeded as i32, "{got:?}");
+    let list = listed(&mut client).await;
+    assert!(list.contains(&name), "{name} not listed");
+    client
+        .delete_backup(pb::DeleteBackupRequest { name })
+        .await
+        .unwrap();
+    sigterm(&child);
+    assert!(wait_exit(child, Duration::from_secs(30)).await.0);
+    hello::drop_if_exists(&m, "default", &coll).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_outliving_the_grace_period_is_interrupted_and_cleaned_up() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let store = S3Bucket::new(&cfg.minio.backup_bucket()).unwrap();
+    let coll = common::unique("sigterm_slow");
+    hello::create(&m, &coll, 3000, 3, 6).await;
+    let dir = std::env::temp_dir().join(common::unique("sigterm-grace"));
+    // Minutes of copying, one second of grace.
+    let config = write_config(&cfg, &dir, 0.002, 1);
+
+    let (child, port, mut client) = start(&config).await;
+    let name = common::unique("sigterm_cut");
+    let mut stream = running_backup(&mut client, &name, &coll).await;
+    sigterm(&child);
+    assert_refuses_new_work(port, &mut client, &coll).await;
+    let mut last = None;
+    while let Ok(Some(msg)) = stream.message().await {
+        last = msg.backup;
+    }
+    let (clean, log) = wait_exit(child, Duration::from_secs(60)).await;
+    assert!(clean, "exit status not 0; log:\n{log}");
+    if let Some(last) = last {
+        assert_eq!(last.state, pb::JobState::Cancelled as i32, "{last:?}");
+    }
+
+    let left = store.list(&format!("backup/{name}/")).await.unwrap();
+    assert!(left.is_empty(), "partial objects left: {left:?}");
+    let (child, _, mut client) = start(&config).await;
+    let got = client
+        .get_backup(pb::GetBackupRequest {
+            name: name.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .backup
+        .unwrap();
+    assert_ne!(got.state, pb::JobState::Succeeded as i32, "{got:?}");
+    assert!(got.error_message.contains("interrupted"), "{got:?}");
+    let list = listed(&mut client).await;
+    assert!(
+        !list.contains(&name),
+        "an interrupted backup is listed as complete"
+    );
+    sigterm(&child);
+    assert!(wait_exit(child, Duration::from_secs(30)).await.0);
+    hello::drop_if_exists(&m, "default", &coll).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
