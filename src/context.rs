@@ -41,6 +41,8 @@ pub struct Context {
     pub catalog: Catalog,
     pub copier: Copier,
     pub timing: Timing,
+    /// Collections a backup describes, flushes and lists at once.
+    pub collections_at_once: usize,
 }
 
 impl std::fmt::Debug for dyn MilvusApi {
@@ -82,6 +84,7 @@ impl Context {
             copier: Copier::new(cfg.backup.parallelism.copydata)
                 .with_rate_limit(cfg.backup.rate_limit_mi_bps),
             timing: Timing::default(),
+            collections_at_once: cfg.backup.parallelism.backup_collection.max(1),
         })
     }
 

@@ -1,6 +1,11 @@
 //! One backup job, from the flush to the meta.
 
-use crate::backup::collect::{collect, unix_millis, unix_seconds};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::StreamExt;
+
+use crate::backup::collect::{CollectedCollection, collect, unix_millis, unix_seconds};
 use crate::backup::{BackupRequest, summary_of};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -28,62 +33,85 @@ pub async fn run(
     job.update(|s| s.milvus_version = version.to_string());
     ctx.catalog.store().ensure_bucket(true).await?;
 
-    // Describe, flush and list every collection first, so the totals are known.
-    let mut collected = Vec::with_capacity(collections.len());
-    for coll in collections {
-        let c = collect(ctx, coll, req.meta_only, version).await?;
-        let bytes: u64 = c.objects.iter().map(|(o, _)| o.size).sum();
-        let files = c.objects.len() as u64;
+    // Describe, flush and list every collection first (a few at once), so the
+    // totals are known before the first byte moves.
+    // (A Vec of futures, not a closure in the stream: keeps the job's future `Send`.)
+    let describe: Vec<_> = collections
+        .iter()
+        .map(|coll| collect(ctx, coll, req.meta_only, version))
+        .collect();
+    let mut describing = futures::stream::iter(describe).buffered(ctx.collections_at_once);
+    let mut collected: Vec<CollectedCollection> = Vec::with_capacity(collections.len());
+    while let Some(c) = describing.next().await {
+        let c = c?;
         let summary = summary_of(&c.info);
         job.update(|s| {
-            s.progress.bytes_total += bytes;
-            s.progress.files_total += files;
+            s.progress.bytes_total += c.objects.iter().map(|(o, _)| o.size).sum::<u64>();
+            s.progress.files_total += c.objects.len() as u64;
             s.collections.push(summary);
         });
         collected.push(c);
     }
+    drop(describing);
 
+    // Then one stream of copies over all collections, so the copy bound stays
+    // busy however the objects are spread.
     let layout = ctx.catalog.layout();
     let backup_prefix = layout.backup_prefix(&req.name);
-    let manifest = std::sync::Mutex::new(Vec::new());
-    for c in &mut collected {
-        let tasks = c
-            .objects
-            .iter()
-            .map(|(o, group)| {
-                let dst_key = layout
-                    .backup_key(&req.name, &ctx.milvus_layout, &o.key, *group)
-                    .ok_or_else(|| Error::Internal(format!("unexpected binlog key {}", o.key)))?;
-                Ok(CopyTask {
+    let mut tasks = Vec::new();
+    let mut remaining = Vec::with_capacity(collected.len());
+    for (i, c) in collected.iter().enumerate() {
+        remaining.push(AtomicUsize::new(c.objects.len()));
+        for (o, group) in &c.objects {
+            let dst_key = layout
+                .backup_key(&req.name, &ctx.milvus_layout, &o.key, *group)
+                .ok_or_else(|| Error::Internal(format!("unexpected binlog key {}", o.key)))?;
+            tasks.push((
+                i,
+                CopyTask {
                     src_key: o.key.clone(),
                     dst_key,
                     size: o.size,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        ctx.copier
-            .copy_all(
-                ctx.milvus_store.as_ref(),
-                ctx.catalog.store().as_ref(),
-                tasks,
-                |t, copied| {
-                    manifest.lock().expect("manifest").push(ManifestEntry {
-                        key: t.dst_key[backup_prefix.len()..].to_string(),
-                        size: t.size,
-                        crc32c: copied.crc32c,
-                        etag: copied.etag.clone().unwrap_or_default(),
-                    });
-                    job.update(|s| {
-                        s.progress.bytes_done += t.size;
-                        s.progress.files_done += 1;
-                    })
                 },
-            )
-            .await?;
+            ));
+        }
+    }
+    let owner: HashMap<String, usize> =
+        tasks.iter().map(|(i, t)| (t.dst_key.clone(), *i)).collect();
+    // Collections without objects are done already.
+    let empty = remaining
+        .iter()
+        .filter(|r| r.load(Ordering::Relaxed) == 0)
+        .count() as u32;
+    job.update(|s| s.progress.collections_done += empty);
+    let manifest = std::sync::Mutex::new(Vec::with_capacity(tasks.len()));
+    ctx.copier
+        .copy_all(
+            ctx.milvus_store.as_ref(),
+            ctx.catalog.store().as_ref(),
+            tasks.into_iter().map(|(_, t)| t).collect(),
+            |t, copied| {
+                manifest.lock().expect("manifest").push(ManifestEntry {
+                    key: t.dst_key[backup_prefix.len()..].to_string(),
+                    size: t.size,
+                    crc32c: copied.crc32c,
+                    etag: copied.etag.clone().unwrap_or_default(),
+                });
+                let finished = owner
+                    .get(&t.dst_key)
+                    .is_some_and(|&i| remaining[i].fetch_sub(1, Ordering::Relaxed) == 1);
+                job.update(|s| {
+                    s.progress.bytes_done += t.size;
+                    s.progress.files_done += 1;
+                    s.progress.collections_done += u32::from(finished);
+                })
+            },
+        )
+        .await?;
+    for c in &mut collected {
         c.info.state_code = BACKUP_SUCCESS;
         c.info.progress = 100;
         c.info.end_time = unix_seconds();
-        job.update(|s| s.progress.collections_done += 1);
     }
 
     let collection_backups: Vec<_> = collected.into_iter().map(|c| c.info).collect();

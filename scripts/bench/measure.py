@@ -1,0 +1,339 @@
+"""Runs the benchmark's measurements side by side and writes docs/benchmarks.md.
+
+Called by scripts/bench/run.sh with Milvus 2.3.5 on Garage running and the
+dataset in place. Every figure is a median of --runs runs unless it says so.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from pymilvus import Collection, connections, utility
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / ".bench"
+RUN = BENCH / "run"
+BIN = ROOT / "target/release/milvus-backup"
+TOOL = ROOT / "target/release/examples/bench_tool"
+BIG = ["bench_big_a", "bench_big_b"]
+MIB = 1024 * 1024
+
+
+def env():
+    out = {}
+    for line in (RUN / "env").read_text().splitlines():
+        k, _, v = line.partition("=")
+        out[k] = v
+    return out
+
+
+E = env()
+AK, SK, BUCKET, FILES = E["S3_ACCESS_KEY"], E["S3_SECRET_KEY"], E["S3_BUCKET"], E["S3_ROOTPATH"]
+RCLONE_ENV = dict(
+    os.environ,
+    RCLONE_CONFIG_GARAGE_TYPE="s3",
+    RCLONE_CONFIG_GARAGE_PROVIDER="Other",
+    RCLONE_CONFIG_GARAGE_ENDPOINT="http://127.0.0.1:3900",
+    RCLONE_CONFIG_GARAGE_ACCESS_KEY_ID=AK,
+    RCLONE_CONFIG_GARAGE_SECRET_ACCESS_KEY=SK,
+    RCLONE_CONFIG_GARAGE_REGION="us-east-1",
+    RCLONE_CONFIG_GARAGE_FORCE_PATH_STYLE="true",
+)
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def config(path, local_dir=None, state="state"):
+    backup = (
+        f"  backupStorageType: local\n  backupRootPath: {local_dir}\n"
+        if local_dir
+        else f"  backupBucketName: {BUCKET}\n  backupRootPath: backup\n"
+    )
+    path.write_text(
+        "log:\n  level: warn\n"
+        "milvus:\n  address: 127.0.0.1\n  port: 19530\n"
+        f"minio:\n  address: 127.0.0.1\n  port: 3900\n  accessKeyID: {AK}\n  secretAccessKey: {SK}\n"
+        f"  bucketName: {BUCKET}\n  rootPath: {FILES}\n{backup}"
+        f"backup:\n  stateDir: {RUN / state}\n"
+    )
+    return path
+
+
+class Server:
+    """Our server as a process, for its wall times and its peak RSS."""
+
+    def __init__(self, cfg, port=18080):
+        self.port = port
+        self.proc = subprocess.Popen([str(BIN), "--config", str(cfg), "server", "-p", str(port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(300):
+            try:
+                self.get("/api/v1/list")
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def call(self, method, path, body=None):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=7200) as r:
+            return json.loads(r.read() or b"{}")
+
+    def get(self, path):
+        return self.call("GET", path)
+
+    def peak_rss_mib(self):
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def backup(self, name, collections):
+        started = time.time()
+        r = self.call("POST", "/api/v1/create", {"backup_name": name, "collection_names": collections, "async": False})
+        seconds = time.time() - started
+        got = self.get(f"/api/v1/get_backup?backup_name={name}")["data"]
+        if got.get("state_code") != 2:
+            raise RuntimeError(f"backup {name} failed: {r} {got}")
+        return seconds, got["size"]
+
+    def restore(self, name, collections, suffix):
+        started = time.time()
+        r = self.call("POST", "/api/v1/restore", {"backup_name": name, "collection_names": collections,
+                                                  "collection_suffix": suffix, "async": False})
+        seconds = time.time() - started
+        if r.get("code") != 0 or r.get("data", {}).get("state_code") != 2:
+            raise RuntimeError(f"restore of {name} failed: {r}")
+        return seconds
+
+    def delete(self, name):
+        self.call("DELETE", f"/api/v1/delete?backup_name={name}")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=120)
+
+
+def rclone(*args):
+    started = time.time()
+    subprocess.run(["rclone", *args], env=RCLONE_ENV, check=True, stdout=subprocess.DEVNULL)
+    return time.time() - started
+
+
+def collection_filters(names):
+    connections.connect(uri="http://127.0.0.1:19530")
+    ids = [Collection(n).describe()["collection_id"] for n in names]
+    flags = []
+    for i in ids:
+        for kind in ["insert_log", "delta_log", "stats_log"]:
+            flags += ["--include", f"/{kind}/{i}/**"]
+    return ids, flags
+
+
+def rclone_bytes(flags):
+    out = subprocess.run(["rclone", "size", "--json", f"garage:{BUCKET}/{FILES}", *flags],
+                         env=RCLONE_ENV, check=True, capture_output=True, text=True).stdout
+    return json.loads(out)["bytes"]
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--small", type=int, default=1000)
+    args = ap.parse_args()
+    runs = args.runs
+    figures = {}
+    ids, flags = collection_filters(BIG)
+    size = rclone_bytes(flags)
+    log(f"big collections {BIG} (ids {ids}): {size / MIB:.0f} MiB of binlogs")
+    figures["data_mib"] = size / MIB
+
+    # 1. Same endpoint: ours (server-side copy), rclone, raw CopyObject loop.
+    server = Server(config(RUN / "same.yaml"))
+    ours = []
+    for i in range(runs):
+        name = f"bench_same_{i}"
+        seconds, nbytes = server.backup(name, BIG)
+        ours.append(seconds)
+        log(f"ours same-endpoint run {i}: {seconds:.2f} s, {nbytes / MIB:.0f} MiB")
+        if i < runs - 1:
+            server.delete(name)
+    figures["same_ours_s"] = median(ours)
+    figures["same_rss_mib"] = server.peak_rss_mib()
+    server.delete(f"bench_same_{runs - 1}")
+    server.stop()
+    # Half the data, a fresh process: its peak RSS against the full run's.
+    server = Server(config(RUN / "same.yaml"))
+    server.backup("bench_same_half", BIG[:1])
+    figures["same_rss_half_mib"] = server.peak_rss_mib()
+    server.delete("bench_same_half")
+    server.stop()
+
+    rc = []
+    for i in range(runs):
+        rc.append(rclone("copy", f"garage:{BUCKET}/{FILES}", f"garage:{BUCKET}/rclone-copy/{i}",
+                         "--transfers", "64", "--checkers", "64", *flags))
+        log(f"rclone same-endpoint run {i}: {rc[-1]:.2f} s")
+        rclone("purge", f"garage:{BUCKET}/rclone-copy/{i}")
+    figures["same_rclone_s"] = median(rc)
+
+    raw = []
+    src = [f"{FILES}/{kind}/{i}/" for i in ids for kind in ["insert_log", "delta_log", "stats_log"]]
+    for i in range(runs):
+        out = subprocess.run([str(TOOL), "--access-key", AK, "--secret-key", SK, "--bucket", BUCKET,
+                              "raw-copy", *sum([["--src", s] for s in src], []), "--dst", f"raw-copy/{i}"],
+                             check=True, capture_output=True, text=True).stdout
+        raw.append(float(out.split("seconds=")[1]))
+        log(f"raw CopyObject run {i}: {raw[-1]:.2f} s ({out.strip()})")
+        rclone("purge", f"garage:{BUCKET}/raw-copy/{i}")
+    figures["same_raw_s"] = median(raw)
+
+    # 2. Streaming to the local filesystem: ours and rclone.
+    local = RUN / "local-backups"
+    stream_ours, stream_rss = [], []
+    for i in range(runs):
+        shutil.rmtree(local, ignore_errors=True)
+        local.mkdir(parents=True)
+        server = Server(config(RUN / "local.yaml", local_dir=local))
+        seconds, _ = server.backup(f"bench_local_{i}", BIG)
+        stream_rss.append(server.peak_rss_mib())
+        server.stop()
+        stream_ours.append(seconds)
+        log(f"ours streaming run {i}: {seconds:.2f} s, peak RSS {stream_rss[-1]:.0f} MiB")
+    shutil.rmtree(local, ignore_errors=True)
+    figures["stream_ours_s"] = median(stream_ours)
+    figures["stream_rss_mib"] = max(stream_rss)
+    stream_rc = []
+    for i in range(runs):
+        dst = RUN / "rclone-local"
+        shutil.rmtree(dst, ignore_errors=True)
+        stream_rc.append(rclone("copy", f"garage:{BUCKET}/{FILES}", str(dst), "--transfers", "64",
+                                "--checkers", "64", *flags))
+        log(f"rclone streaming run {i}: {stream_rc[-1]:.2f} s")
+        shutil.rmtree(dst, ignore_errors=True)
+    figures["stream_rclone_s"] = median(stream_rc)
+
+    # 3. Restore of one big collection from a same-bucket backup (Milvus imports in place).
+    server = Server(config(RUN / "same.yaml"))
+    server.backup("bench_restore_src", BIG[:1])
+    rest = []
+    for i in range(runs):
+        target = f"{BIG[0]}_r{i}"
+        if utility.has_collection(target):
+            utility.drop_collection(target)
+        rest.append(server.restore("bench_restore_src", BIG[:1], f"_r{i}"))
+        log(f"ours restore run {i}: {rest[-1]:.2f} s")
+        utility.drop_collection(target)
+    figures["restore_ours_s"] = median(rest)
+    # The reference: Milvus's import of the same binlogs alone, into an empty
+    # collection made beforehand (untimed); no copy is needed in the same bucket.
+    alone = []
+    for i in range(runs):
+        target = f"{BIG[0]}_i{i}"
+        if utility.has_collection(target):
+            utility.drop_collection(target)
+        server.call("POST", "/api/v1/restore", {"backup_name": "bench_restore_src", "collection_names": BIG[:1],
+                                                "collection_suffix": f"_i{i}", "metaOnly": True, "async": False})
+        out = subprocess.run([str(TOOL), "--access-key", AK, "--secret-key", SK, "--bucket", BUCKET,
+                              "import-alone", "--backup", "bench_restore_src", "--target", target],
+                             check=True, capture_output=True, text=True).stdout
+        alone.append(float(out.split("seconds=")[1]))
+        log(f"Milvus import alone run {i}: {alone[-1]:.2f} s ({out.strip()})")
+        utility.drop_collection(target)
+    figures["restore_import_alone_s"] = median(alone)
+
+    # 5. Scaling: 100 and all small collections; ListBackups with 1,000 and 10,000 backups.
+    small = [f"bench_small_{i:04d}" for i in range(args.small)]
+    for n in sorted({min(100, len(small)), len(small)}):
+        seconds, _ = server.backup(f"bench_scale_{n}", small[:n])
+        figures[f"scale_{n}_s"] = seconds
+        log(f"ours backup of {n} small collections: {seconds:.2f} s")
+        server.delete(f"bench_scale_{n}")
+    server.backup("bench_tpl", small[:1])
+    done = 0
+    for total in [1000, 10000]:
+        subprocess.run([str(TOOL), "--access-key", AK, "--secret-key", SK, "--bucket", BUCKET,
+                        "clone-backups", "--template", "bench_tpl", "--prefix", "bench_list_",
+                        "--count", str(total)], check=True, stdout=subprocess.DEVNULL)
+        times = []
+        for _ in range(runs):
+            started = time.time()
+            listed = server.get("/api/v1/list")
+            times.append(time.time() - started)
+        figures[f"list_{total}_s"] = median(times)
+        log(f"ListBackups with {len(listed.get('data', []))} backups: {median(times):.2f} s")
+        done = total
+    rclone("delete", f"garage:{BUCKET}/backup", "--include", "/bench_list_*/**", "--transfers", "64",
+           "--checkers", "64")
+    server.delete("bench_tpl")
+    server.delete("bench_restore_src")
+    server.stop()
+    figures["runs"] = runs
+    (RUN / "figures.json").write_text(json.dumps(figures, indent=2))
+    log(f"figures: {json.dumps(figures)}")
+    write_report(figures, done)
+
+
+def version(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0].strip()
+    except (OSError, IndexError):
+        return "?"
+
+
+def write_report(f, listed):
+    mib = f["data_mib"]
+    rate = lambda s: f"{mib / s:.0f} MiB/s"  # noqa: E731
+    ratio = lambda a, b: f"{b / a:.2f}×"  # noqa: E731  (throughput of a over b: time b / time a)
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    lines = [
+        "# Benchmarks",
+        "",
+        "Produced by `scripts/bench/run.sh` (by hand, never in CI). Every time is a",
+        f"median of {f['runs']} runs unless marked. Raw figures: `.bench/run/figures.json`.",
+        "",
+        f"- Machine: {os.cpu_count()} cores, {mem:.0f} GiB, {platform.platform()}",
+        f"- Milvus 2.3.5 standalone (PyPI wheel) on Garage: `{version([str(BENCH / 'tools/bin/garage'), '--version'])}`",
+        f"- `{version(['rclone', 'version'])}`; milvus-backup at `{rev}` (release build)",
+        f"- Data: bench_big_a and bench_big_b, 1,000,000 rows × dim 128 each, flushed every 100k rows: {mib:.0f} MiB of binlogs",
+        "",
+        "| measure | ours | reference | ratio (ours/reference throughput) | target |",
+        "|---|---|---|---|---|",
+        f"| same-endpoint backup vs `rclone copy --transfers 64` | {f['same_ours_s']:.2f} s ({rate(f['same_ours_s'])}) | {f['same_rclone_s']:.2f} s ({rate(f['same_rclone_s'])}) | {ratio(f['same_ours_s'], f['same_rclone_s'])} | ≥ 0.95× |",
+        f"| same-endpoint backup vs raw CopyObject loop (256 at once) | {f['same_ours_s']:.2f} s | {f['same_raw_s']:.2f} s ({rate(f['same_raw_s'])}) | {ratio(f['same_ours_s'], f['same_raw_s'])} | ≥ 0.9× |",
+        f"| streaming backup to local disk vs `rclone copy` to local disk | {f['stream_ours_s']:.2f} s ({rate(f['stream_ours_s'])}) | {f['stream_rclone_s']:.2f} s ({rate(f['stream_rclone_s'])}) | {ratio(f['stream_ours_s'], f['stream_rclone_s'])} | ≥ 0.9× |",
+        f"| peak RSS, same-endpoint (half the data / all of it) | {f['same_rss_half_mib']:.0f} / {f['same_rss_mib']:.0f} MiB | | | ≤ 100 MB, flat |",
+        f"| peak RSS, streaming (max over runs) | {f['stream_rss_mib']:.0f} MiB | | | ≤ 100 MB |",
+        f"| restore of bench_big_a vs Milvus's import alone (same bucket: no copy) | {f['restore_ours_s']:.2f} s | {f['restore_import_alone_s']:.2f} s | {f['restore_ours_s'] / f['restore_import_alone_s']:.2f} (time ratio) | ≤ 1.1 (time ratio) |",
+    ]
+    scale = sorted(k for k in f if k.startswith("scale_"))
+    if len(scale) == 2:
+        a, b = (f[k] for k in sorted(scale, key=lambda k: int(k.split("_")[1])))
+        lines.append(f"| backup of 100 / 1000 small collections (1 run each) | {a:.1f} s / {b:.1f} s | | {b / a:.1f} | ≤ 11 |")
+    for n in [1000, 10000]:
+        if f"list_{n}_s" in f:
+            lines.append(f"| ListBackups (REST) with {n} backups present | {f[f'list_{n}_s']:.2f} s | | | |")
+    (ROOT / "docs/benchmarks.md").write_text("\n".join(lines) + "\n\n" + NOTES)
+
+
+NOTES = (ROOT / "scripts/bench/notes.md").read_text() if (ROOT / "scripts/bench/notes.md").exists() else ""
+
+
+if __name__ == "__main__":
+    main()
