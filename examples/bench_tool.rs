@@ -58,6 +58,11 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+    /// Deletes every object whose key starts with `--prefix` (DeleteObjects, 1000 a call).
+    DeletePrefix {
+        #[arg(long)]
+        prefix: String,
+    },
     /// Imports backup `--backup`'s first collection into the existing `--target`.
     ImportAlone {
         #[arg(long, default_value = "backup")]
@@ -120,9 +125,10 @@ async fn main() -> anyhow::Result<()> {
             count,
             concurrency,
         } => {
+            // The meta is what ListBackups reads; the binlogs are not needed.
             let from = format!("{root}/{template}/");
             let mut files = Vec::new();
-            for o in bucket.list(&from).await? {
+            for o in bucket.list(&format!("{from}meta/")).await? {
                 let rest = o.key[from.len()..].to_string();
                 let text = String::from_utf8(bucket.read(&o.key).await?.to_vec())?;
                 files.push((rest, text));
@@ -150,6 +156,11 @@ async fn main() -> anyhow::Result<()> {
                 "backups={count} files_each={} seconds={seconds:.3}",
                 files.len()
             );
+        }
+        Command::DeletePrefix { prefix } => {
+            let keys: Vec<String> = bucket.list(&prefix).await?.into_iter().map(|o| o.key).collect();
+            bucket.delete(&keys).await?;
+            println!("deleted={}", keys.len());
         }
         Command::ImportAlone {
             root,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use futures::{StreamExt, TryStreamExt};
 
 use super::schema;
 use crate::context::Context;
@@ -103,10 +104,22 @@ pub async fn collect(
     info.backup_physical_timestamp = flush.flush_ts >> 18;
 
     let segments = milvus.persistent_segments(&coll.db, &coll.name).await?;
+    let flushed: Vec<_> = segments
+        .iter()
+        .filter(|s| s.state == SEGMENT_STATE_FLUSHED)
+        .collect();
+    // Each segment's binlogs are two LISTs: a few segments at once, in order.
+    let listings: Vec<_> = flushed
+        .iter()
+        .map(|seg| collect_segment(ctx, seg, version.is_l0_segment(seg.level)))
+        .collect();
+    let listed: Vec<_> = futures::stream::iter(listings)
+        .buffered(SEGMENTS_LISTED_AT_ONCE)
+        .try_collect()
+        .await?;
     let mut objects = Vec::new();
-    for seg in segments.iter().filter(|s| s.state == SEGMENT_STATE_FLUSHED) {
+    for (seg, (backup, files)) in flushed.into_iter().zip(listed) {
         let is_l0 = version.is_l0_segment(seg.level);
-        let (backup, files) = collect_segment(ctx, seg, is_l0).await?;
         if is_l0 && seg.partition_id == L0_ALL_PARTITIONS {
             info.size += backup.size;
             info.l0_segments.push(backup);
@@ -135,11 +148,16 @@ pub async fn collect(
     Ok(CollectedCollection { info, objects })
 }
 
+/// Segments whose binlogs are listed at once.
+const SEGMENTS_LISTED_AT_ONCE: usize = 16;
+
 /// Flushes the collection and waits until every row before the flush is persisted.
 async fn flush_and_wait(ctx: &Context, coll: &CollectionRef) -> Result<FlushResult> {
     let milvus = ctx.milvus.as_ref();
     let flush = milvus.flush(&coll.db, &coll.name).await?;
     let deadline = Instant::now() + ctx.timing.flush_timeout;
+    // Small collections flush within milliseconds: poll fast first, then back off.
+    let mut pause = Duration::from_millis(50);
     while !milvus.is_flushed(&coll.db, &coll.name, &flush).await? {
         if Instant::now() > deadline {
             return Err(Error::milvus(
@@ -151,7 +169,8 @@ async fn flush_and_wait(ctx: &Context, coll: &CollectionRef) -> Result<FlushResu
                 ),
             ));
         }
-        tokio::time::sleep(ctx.timing.poll_interval.min(Duration::from_secs(2))).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(ctx.timing.poll_interval.min(Duration::from_secs(2)));
     }
     Ok(flush)
 }

@@ -24,6 +24,7 @@ pub async fn run(
     job: &JobHandle<BackupSnapshot>,
 ) -> Result<()> {
     let started_ms = unix_millis();
+    let started = std::time::Instant::now();
     job.update(|s| {
         s.state = JobState::Running;
         s.progress.collections_total = collections.len() as u32;
@@ -53,6 +54,15 @@ pub async fn run(
         collected.push(c);
     }
     drop(describing);
+    let objects: usize = collected.iter().map(|c| c.objects.len()).sum();
+    tracing::info!(
+        backup = %req.name,
+        collections = collected.len(),
+        objects,
+        seconds = started.elapsed().as_secs_f64(),
+        "described, flushed and listed"
+    );
+    let copy_started = std::time::Instant::now();
 
     // Then one stream of copies over all collections, so the copy bound stays
     // busy however the objects are spread.
@@ -108,6 +118,12 @@ pub async fn run(
             },
         )
         .await?;
+    tracing::info!(
+        backup = %req.name,
+        objects,
+        seconds = copy_started.elapsed().as_secs_f64(),
+        "copied"
+    );
     for c in &mut collected {
         c.info.state_code = BACKUP_SUCCESS;
         c.info.progress = 100;

@@ -2,6 +2,7 @@
 //! those it left running are marked FAILED ("interrupted") and cleaned up, as a
 //! failed job would have been.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tracing::{info, warn};
@@ -13,8 +14,11 @@ use crate::jobs::JobState;
 pub const INTERRUPTED: &str = "interrupted: the server stopped while the job ran";
 
 impl Engine {
-    /// Loads the job records; marks and cleans up interrupted jobs.
-    pub(super) async fn recover(&self) {
+    /// Loads the job records and marks interrupted jobs. An interrupted
+    /// backup's objects are removed here; an interrupted restore's collections
+    /// are dropped in the background (that can wait minutes for Milvus's
+    /// imports to end, and the server must not wait to listen).
+    pub(super) async fn recover(self: &Arc<Self>) {
         let Some(records) = &self.records else {
             return;
         };
@@ -56,8 +60,9 @@ impl Engine {
                 r.state = JobState::Failed;
                 r.error = Some(INTERRUPTED.into());
                 r.end_time = Some(SystemTime::now());
-                self.drop_created(&r).await;
                 records.save_restore(&r);
+                let (engine, snapshot) = (self.clone(), r.clone());
+                self.tasks.spawn(async move { engine.drop_created(&snapshot).await });
             }
             self.jobs.remember_restore(r);
         }

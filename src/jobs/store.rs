@@ -2,7 +2,9 @@
 //! that a restarted server still answers for old jobs and can tell which were
 //! interrupted. The newest records are kept; older ones are removed.
 
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -17,6 +19,10 @@ pub const MAX_RECORDS: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct JobStore {
     dir: PathBuf,
+    /// An exclusive lock on `dir/lock`, held while any clone lives: two
+    /// servers on one directory would each take the other's running jobs
+    /// for interrupted ones. The kernel releases it when the process dies.
+    _lock: Arc<File>,
 }
 
 impl JobStore {
@@ -31,7 +37,30 @@ impl JobStore {
                 ))
             })?;
         }
-        Ok(Self { dir })
+        let path = dir.join("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::invalid(format!("cannot open {}: {e}", path.display())))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "the job state directory {} is in use by another milvus-backup server; \
+                     give each server its own backup.stateDir",
+                    dir.display()
+                )));
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(Error::invalid(format!("cannot lock {}: {e}", path.display())));
+            }
+        }
+        Ok(Self {
+            dir,
+            _lock: Arc::new(lock),
+        })
     }
 
     fn path(&self, kind: &str, id: &str) -> PathBuf {
@@ -139,4 +168,20 @@ impl JobStore {
 fn read<T: DeserializeOwned>(path: &Path) -> std::io::Result<T> {
     let body = std::fs::read(path)?;
     serde_json::from_slice(&body).map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[test]
+    fn one_server_per_state_directory() {
+        let dir = std::env::temp_dir().join(format!("job-store-lock-{}", std::process::id()));
+        let first = JobStore::open(&dir).unwrap();
+        let err = JobStore::open(&dir).unwrap_err().to_string();
+        assert!(err.contains("in use by another milvus-backup server"), "{err}");
+        drop(first);
+        JobStore::open(&dir).expect("free again once the first is gone");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

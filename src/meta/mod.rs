@@ -91,13 +91,11 @@ impl Catalog {
         self.read_json(name, MANIFEST_FILE).await
     }
 
-    /// Writes the meta of a finished backup: the checksums, the level files,
-    /// then `backup_meta.json`, then `full_meta.json`, which makes it complete.
+    /// Writes the meta of a finished backup: the checksums, the level files and
+    /// `backup_meta.json`, then `full_meta.json`, which makes it complete.
+    /// All but `full_meta.json` are written at once; it follows when they are all in.
     pub async fn write(&self, info: &BackupInfo, manifest: &Manifest) -> Result<()> {
-        let key = self.layout.meta_key(&info.name, MANIFEST_FILE);
-        self.store
-            .write(&key, Bytes::from(serde_json::to_vec(manifest)?))
-            .await?;
+        let manifest = serde_json::to_vec(manifest)?;
         let collections = info.collection_backups.clone();
         let partitions: Vec<PartitionBackupInfo> = collections
             .iter()
@@ -133,11 +131,20 @@ impl Catalog {
             ("full_meta.json", serde_json::to_vec(info)?),
         ];
         debug_assert!(files.iter().map(|f| f.0).eq(META_FILES));
-        for (file, body) in files {
+        let [segment, partition, collection, backup, full] = files;
+        let write = |(file, body): (&str, Vec<u8>)| {
             let key = self.layout.meta_key(&info.name, file);
-            self.store.write(&key, Bytes::from(body)).await?;
-        }
-        Ok(())
+            async move { self.store.write(&key, Bytes::from(body)).await }
+        };
+        futures::future::try_join_all([
+            write((MANIFEST_FILE, manifest)),
+            write(segment),
+            write(partition),
+            write(collection),
+            write(backup),
+        ])
+        .await?;
+        write(full).await
     }
 
     /// Deletes every object of backup `name`; returns how many there were.

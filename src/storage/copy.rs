@@ -11,6 +11,11 @@ use super::{ObjectStore, RateLimit};
 use crate::error::{Error, Result};
 use crate::retry::{Backoff, retry, storage_transient};
 
+/// Streaming copies one job runs at once: each holds read and write buffers
+/// (a few hundred KiB), and past a few dozen streams the disk or network is
+/// the limit, not the count. Server-side copies hold no buffers.
+const STREAMS_PER_JOB: usize = 32;
+
 /// One object to copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyTask {
@@ -92,7 +97,11 @@ impl Copier {
                     Ok::<_, Error>(())
                 }
             })
-            .buffer_unordered(self.parallelism)
+            .buffer_unordered(if server_side {
+                self.parallelism
+            } else {
+                self.parallelism.min(STREAMS_PER_JOB)
+            })
             .try_collect::<()>()
             .await
     }
