@@ -9,7 +9,9 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
+import sys
 import statistics
 import subprocess
 import time
@@ -206,8 +208,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--small", type=int, default=1000)
+    ap.add_argument("--only-list", action="store_true", help="re-measure ListBackups alone")
     args = ap.parse_args()
     runs = args.runs
+    if args.only_list:
+        return only_list(runs, args.small)
     figures = {}
     ids, flags = collection_filters(BIG)
     wait_flushable(BIG[0])
@@ -342,12 +347,20 @@ def main():
         figures[f"scale_{n}_s"] = seconds
         log(f"ours backup of {n} small collections: {seconds:.2f} s")
         server.delete(f"bench_scale_{n}")
+    list_section(server, figures, runs, small)
+    server.delete("bench_restore_src")
+    server.stop()
+    figures["runs"] = runs
+    (RUN / "figures.json").write_text(json.dumps(figures, indent=2))
+    log(f"figures: {json.dumps(figures)}")
+    write_report(figures)
+
+
+def list_section(server, figures, runs, small):
+    """ListBackups timed with 1,000 and 10,000 backups present (meta copies of a small one)."""
     server.backup("bench_tpl", small[:1])
-    done = 0
     for total in [1000, 10000]:
-        subprocess.run([str(TOOL), "--access-key", AK, "--secret-key", SK, "--bucket", BUCKET,
-                        "clone-backups", "--template", "bench_tpl", "--prefix", "bench_list_",
-                        "--count", str(total)], check=True, stdout=subprocess.DEVNULL)
+        tool("clone-backups", "--template", "bench_tpl", "--prefix", "bench_list_", "--count", str(total))
         times = []
         for _ in range(runs):
             started = time.time()
@@ -355,15 +368,20 @@ def main():
             times.append(time.time() - started)
         figures[f"list_{total}_s"] = median(times)
         log(f"ListBackups with {len(listed.get('data', []))} backups: {median(times):.2f} s")
-        done = total
     tool("delete-prefix", "--prefix", "backup/bench_list_")
     server.delete("bench_tpl")
-    server.delete("bench_restore_src")
+
+
+def only_list(runs, small_count):
+    """Re-measures ListBackups alone, over the figures of the last full run."""
+    figures = json.loads((RUN / "figures.json").read_text())
+    connections.connect(uri="http://127.0.0.1:19530")
+    wait_flushable("bench_small_0000")
+    server = Server(config(RUN / "same.yaml"))
+    list_section(server, figures, runs, [f"bench_small_{i:04d}" for i in range(small_count)])
     server.stop()
-    figures["runs"] = runs
     (RUN / "figures.json").write_text(json.dumps(figures, indent=2))
-    log(f"figures: {json.dumps(figures)}")
-    write_report(figures, done)
+    write_report(figures)
 
 
 def version(cmd):
@@ -384,7 +402,7 @@ def row(what, ours, ref, target, mib):
             f"| {ratio:.2f}× | ≥ {target}× | {yes(ratio >= target)} |")
 
 
-def write_report(f, listed):
+def write_report(f):
     mib = f["backup_mib"]
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
@@ -430,6 +448,8 @@ NOTES = (ROOT / "scripts/bench/notes.md").read_text() if (ROOT / "scripts/bench/
 
 
 if __name__ == "__main__":
+    # A SIGTERM ends the run through `finally`, so no server outlives it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         main()
     finally:

@@ -33,7 +33,7 @@ pub struct CheckReport {
 }
 
 /// Backups whose meta ListBackups reads at once.
-const LIST_READ_PARALLELISM: usize = 64;
+const LIST_READ_PARALLELISM: usize = 16;
 
 /// Jobs running at once unless configured otherwise.
 pub const DEFAULT_MAX_JOBS: usize = 8;
