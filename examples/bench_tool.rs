@@ -158,7 +158,12 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         Command::DeletePrefix { prefix } => {
-            let keys: Vec<String> = bucket.list(&prefix).await?.into_iter().map(|o| o.key).collect();
+            let keys: Vec<String> = bucket
+                .list(&prefix)
+                .await?
+                .into_iter()
+                .map(|o| o.key)
+                .collect();
             bucket.delete(&keys).await?;
             println!("deleted={}", keys.len());
         }

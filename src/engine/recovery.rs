@@ -62,7 +62,8 @@ impl Engine {
                 r.end_time = Some(SystemTime::now());
                 records.save_restore(&r);
                 let (engine, snapshot) = (self.clone(), r.clone());
-                self.tasks.spawn(async move { engine.drop_created(&snapshot).await });
+                self.tasks
+                    .spawn(async move { engine.drop_created(&snapshot).await });
             }
             self.jobs.remember_restore(r);
         }

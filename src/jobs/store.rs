@@ -54,7 +54,10 @@ impl JobStore {
                 )));
             }
             Err(TryLockError::Error(e)) => {
-                return Err(Error::invalid(format!("cannot lock {}: {e}", path.display())));
+                return Err(Error::invalid(format!(
+                    "cannot lock {}: {e}",
+                    path.display()
+                )));
             }
         }
         Ok(Self {
@@ -179,7 +182,10 @@ mod lock_tests {
         let dir = std::env::temp_dir().join(format!("job-store-lock-{}", std::process::id()));
         let first = JobStore::open(&dir).unwrap();
         let err = JobStore::open(&dir).unwrap_err().to_string();
-        assert!(err.contains("in use by another milvus-backup server"), "{err}");
+        assert!(
+            err.contains("in use by another milvus-backup server"),
+            "{err}"
+        );
         drop(first);
         JobStore::open(&dir).expect("free again once the first is gone");
         let _ = std::fs::remove_dir_all(&dir);
