@@ -12,14 +12,37 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The shipped `configs/backup.yaml` with a state directory of its own: one
+/// server owns a state directory, and these tests run servers side by side.
+fn shipped_config() -> std::path::PathBuf {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/backup.yaml"))
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!(
+        "binary-test-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = text.replacen(
+        "\nbackup:\n",
+        &format!("\nbackup:\n  stateDir: {}\n", dir.join("state").display()),
+        1,
+    );
+    assert!(
+        text.contains("stateDir"),
+        "no backup: section in configs/backup.yaml"
+    );
+    let path = dir.join("backup.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 #[test]
 fn server_stops_gracefully_on_sigterm() {
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
-        .args([
-            "--config",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/configs/backup.yaml"),
-        ])
+        .arg("--config")
+        .arg(shipped_config())
         .args(["server", "-p", &port.to_string()])
         .stderr(Stdio::piped())
         .spawn()
@@ -64,10 +87,8 @@ fn server_serves_rest_and_grpc_on_port_443() {
         );
     }
     let mut child = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
-        .args([
-            "--config",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/configs/backup.yaml"),
-        ])
+        .arg("--config")
+        .arg(shipped_config())
         .args(["server", "-p", "443"])
         .stderr(Stdio::null())
         .spawn()

@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::data::{self, Spec};
+use common::process;
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
 use milvus_backup::milvus::MilvusApi;
@@ -23,57 +24,15 @@ struct Proc {
     port: u16,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn write_config(cfg: &milvus_backup::config::Config, state: &Path) -> PathBuf {
     let path = state.with_extension("yaml");
-    let yaml = format!(
-        "milvus:\n  address: {}\n  port: {}\nminio:\n  address: {}\n  port: {}\n  accessKeyID: {}\n  secretAccessKey: {}\n  \
-         bucketName: {}\n  rootPath: {}\n  backupBucketName: {}\n  backupRootPath: backup\nbackup:\n  stateDir: {}\n",
-        cfg.milvus.address,
-        cfg.milvus.port,
-        cfg.minio.address,
-        cfg.minio.port,
-        cfg.minio.access_key_id,
-        cfg.minio.secret_access_key.expose(),
-        cfg.minio.bucket_name,
-        cfg.minio.root_path,
-        cfg.minio.bucket_name,
-        state.display()
-    );
-    std::fs::write(&path, yaml).unwrap();
+    process::write_config(cfg, &path, &format!("  stateDir: {}\n", state.display()));
     path
 }
 
-// The child is waited for in `kill9`.
-#[allow(clippy::zombie_processes)]
 async fn start(config: &Path) -> (Proc, BackupServiceClient<Channel>) {
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
-        .arg("--config")
-        .arg(config)
-        .args(["server", "-p", &port.to_string()])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(c) = BackupServiceClient::connect(format!("http://127.0.0.1:{port}")).await {
-            return (Proc { child, port }, c);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("server did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (child, port, client) = process::start_server(config, Stdio::null()).await;
+    (Proc { child, port }, client)
 }
 
 fn kill9(p: &mut Proc) {

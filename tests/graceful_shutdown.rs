@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::hello;
+use common::{hello, process};
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
 use milvus_backup::storage::{ObjectStore, S3Bucket};
@@ -22,59 +22,21 @@ use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
+/// A config for the test environment with its own state directory, a copy
+/// rate limit (MiB/s) and a shutdown grace period (seconds).
 fn write_config(cfg: &milvus_backup::config::Config, dir: &Path, rate: f64, grace: u64) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("backup.yaml");
-    let yaml = format!(
-        "milvus:\n  address: {}\n  port: {}\nminio:\n  address: {}\n  port: {}\n  accessKeyID: {}\n  secretAccessKey: {}\n  \
-         bucketName: {}\n  rootPath: {}\n  backupBucketName: {}\n  backupRootPath: backup\n\
-         backup:\n  stateDir: {}\n  rateLimitMiBps: {rate}\n  shutdownGraceSeconds: {grace}\n",
-        cfg.milvus.address,
-        cfg.milvus.port,
-        cfg.minio.address,
-        cfg.minio.port,
-        cfg.minio.access_key_id,
-        cfg.minio.secret_access_key.expose(),
-        cfg.minio.bucket_name,
-        cfg.minio.root_path,
-        cfg.minio.bucket_name,
+    let backup = format!(
+        "  stateDir: {}\n  rateLimitMiBps: {rate}\n  shutdownGraceSeconds: {grace}\n",
         dir.join("state").display()
     );
-    std::fs::write(&path, yaml).unwrap();
+    process::write_config(cfg, &path, &backup);
     path
 }
 
-// The child is waited for by the tests.
-#[allow(clippy::zombie_processes)]
 async fn start(config: &Path) -> (Child, u16, BackupServiceClient<Channel>) {
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
-        .arg("--config")
-        .arg(config)
-        .args(["server", "-p", &port.to_string()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(c) = BackupServiceClient::connect(format!("http://127.0.0.1:{port}")).await {
-            return (child, port, c);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("server did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    process::start_server(config, Stdio::piped()).await
 }
 
 /// The names ListBackups streams as complete (SUCCEEDED).
@@ -92,6 +54,27 @@ async fn listed(client: &mut BackupServiceClient<Channel>) -> Vec<String> {
         }
     }
     names
+}
+
+/// Restarts the server on `config`: the process, a client, backup `name` as
+/// GetBackup reports it, and the names listed as complete.
+async fn after_restart(
+    config: &Path,
+    name: &str,
+) -> (Child, BackupServiceClient<Channel>, pb::Backup, Vec<String>) {
+    let (child, _, mut client) = start(config).await;
+    let got = client
+        .get_backup(pb::GetBackupRequest {
+            name: name.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .backup
+        .unwrap();
+    let list = listed(&mut client).await;
+    (child, client, got, list)
 }
 
 fn sigterm(child: &Child) {
@@ -212,19 +195,8 @@ async fn sigterm_lets_a_running_backup_finish_and_refuses_new_ones() {
     assert!(clean, "exit status not 0; log:\n{log}");
     assert!(log.contains("waiting for running jobs to finish"), "{log}");
 
-    let (child, _, mut client) = start(&config).await;
-    let got = client
-        .get_backup(pb::GetBackupRequest {
-            name: name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .backup
-        .unwrap();
+    let (child, mut client, got, list) = after_restart(&config, &name).await;
     assert_eq!(got.state, pb::JobState::Succeeded as i32, "{got:?}");
-    let list = listed(&mut client).await;
     assert!(list.contains(&name), "{name} not listed");
     client
         .delete_backup(pb::DeleteBackupRequest { name })
@@ -264,20 +236,9 @@ async fn a_job_outliving_the_grace_period_is_interrupted_and_cleaned_up() {
 
     let left = store.list(&format!("backup/{name}/")).await.unwrap();
     assert!(left.is_empty(), "partial objects left: {left:?}");
-    let (child, _, mut client) = start(&config).await;
-    let got = client
-        .get_backup(pb::GetBackupRequest {
-            name: name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .backup
-        .unwrap();
+    let (child, _, got, list) = after_restart(&config, &name).await;
     assert_ne!(got.state, pb::JobState::Succeeded as i32, "{got:?}");
     assert!(got.error_message.contains("interrupted"), "{got:?}");
-    let list = listed(&mut client).await;
     assert!(
         !list.contains(&name),
         "an interrupted backup is listed as complete"

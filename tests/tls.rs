@@ -218,6 +218,19 @@ async fn backup_and_restore_reach_milvus_and_s3_over_tls() {
     hello::drop_if_exists(&m, "default", &coll).await;
 }
 
+/// Check through a server on `cfg` fails with UNAVAILABLE; the status.
+async fn check_fails(cfg: &Config) -> tonic::Status {
+    let server = common::TestServer::start(cfg).await;
+    let err = server
+        .client
+        .clone()
+        .check(pb::CheckRequest::default())
+        .await
+        .expect_err("an untrusted or missing certificate must fail");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    err
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn untrusted_milvus_or_s3_certificates_fail_clearly() {
     let pki = Pki::generate("untrusted-tls");
@@ -227,41 +240,21 @@ async fn untrusted_milvus_or_s3_certificates_fail_clearly() {
     let mut no_ca = cfg.clone();
     no_ca.milvus.ca_cert_path.clear();
     no_ca.milvus.tls_mode = 1;
-    let server = common::TestServer::start(&no_ca).await;
-    let err = server
-        .client
-        .clone()
-        .check(pb::CheckRequest::default())
-        .await
-        .expect_err("an untrusted Milvus certificate must fail");
-    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    let err = check_fails(&no_ca).await;
     assert!(err.message().contains("milvus"), "{err:?}");
 
     // Milvus: TLS, but no client certificate where one is demanded.
     let mut no_identity = cfg.clone();
     no_identity.milvus.tls_mode = 1;
-    let server = common::TestServer::start(&no_identity).await;
-    let err = server
-        .client
-        .clone()
-        .check(pb::CheckRequest::default())
-        .await
-        .expect_err("no client certificate must fail");
-    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    check_fails(&no_identity).await;
 
     // S3: the CA is not given.
     let mut no_s3_ca = cfg.clone();
     no_s3_ca.minio.ca_cert_path.clear();
-    let server = common::TestServer::start(&no_s3_ca).await;
-    let err = server
-        .client
-        .clone()
-        .list_backups(pb::ListBackupsRequest::default())
-        .await
-        .expect_err("an untrusted S3 certificate must fail");
-    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    let err = check_fails(&no_s3_ca).await;
+    assert!(err.message().contains("object store"), "{err:?}");
 
-    // A CA file that is not PEM is refused when the client is built, naming it.
+    // A CA file that cannot be read is refused when the client is built, naming it.
     let mut bad = cfg;
     bad.minio.ca_cert_path = pki.path("server.key").replace("server.key", "missing.pem");
     let err = Context::from_config(&bad).unwrap_err().to_string();

@@ -7,6 +7,7 @@ pub mod data;
 pub mod faults;
 pub mod flows;
 pub mod hello;
+pub mod process;
 pub mod tls;
 
 use std::net::SocketAddr;

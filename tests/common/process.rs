@@ -1,0 +1,67 @@
+//! The `milvus-backup` binary as a server process: a config file for the test
+//! environment, a free port, and a started server with a connected client.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
+use milvus_backup::config::Config;
+use tonic::transport::Channel;
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes a config file for the test environment, with `backup:` lines
+/// (indented two spaces, e.g. `"  stateDir: /tmp/x\n"`) appended.
+pub fn write_config(cfg: &Config, path: &Path, backup: &str) {
+    let yaml = format!(
+        "milvus:\n  address: {}\n  port: {}\nminio:\n  address: {}\n  port: {}\n  accessKeyID: {}\n  secretAccessKey: {}\n  \
+         bucketName: {}\n  rootPath: {}\n  backupBucketName: {}\n  backupRootPath: backup\nbackup:\n{backup}",
+        cfg.milvus.address,
+        cfg.milvus.port,
+        cfg.minio.address,
+        cfg.minio.port,
+        cfg.minio.access_key_id,
+        cfg.minio.secret_access_key.expose(),
+        cfg.minio.bucket_name,
+        cfg.minio.root_path,
+        cfg.minio.bucket_name,
+    );
+    std::fs::write(path, yaml).unwrap();
+}
+
+/// Starts `milvus-backup server` with `config` on a free port and connects to it.
+// The caller waits for the child.
+#[allow(clippy::zombie_processes)]
+pub async fn start_server(
+    config: &Path,
+    stderr: Stdio,
+) -> (Child, u16, BackupServiceClient<Channel>) {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
+        .arg("--config")
+        .arg(config)
+        .args(["server", "-p", &port.to_string()])
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(c) = BackupServiceClient::connect(format!("http://127.0.0.1:{port}")).await {
+            return (child, port, c);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("server did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
