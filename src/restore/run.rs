@@ -369,6 +369,18 @@ async fn wait_import(ctx: &Context, t: &RestoreTarget, partition: &str, task: i6
     let started = Instant::now();
     let operation = || format!("Import into {}/{partition}", t.target);
     loop {
+        // Milvus 2.3.5's proxy crashes (nil pointer in GetImportState) when
+        // asked about an import whose collection was dropped: never ask then.
+        if !ctx
+            .milvus
+            .has_collection(&t.target.db, &t.target.name)
+            .await?
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "{} was dropped while import task {task} ran; the restore cannot finish",
+                t.target
+            )));
+        }
         let status = ctx.milvus.import_state(task).await?;
         match status.phase {
             ImportPhase::Completed => return Ok(status.row_count),
