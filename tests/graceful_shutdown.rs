@@ -63,16 +63,7 @@ async fn after_restart(
     name: &str,
 ) -> (Child, BackupServiceClient<Channel>, pb::Backup, Vec<String>) {
     let (child, _, mut client) = start(config).await;
-    let got = client
-        .get_backup(pb::GetBackupRequest {
-            name: name.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .backup
-        .unwrap();
+    let got = common::flows::get_backup(&mut client, name).await;
     let list = listed(&mut client).await;
     (child, client, got, list)
 }

@@ -58,18 +58,7 @@ async fn a_dropped_create_stream_does_not_stop_the_backup() {
     assert_eq!(last.id, first.id);
     assert_eq!(last.collections[0].row_count, 2000);
 
-    let got = server
-        .client()
-        .await
-        .get_backup(pb::GetBackupRequest {
-            name: name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .backup
-        .unwrap();
+    let got = common::flows::get_backup(&mut server.client().await, &name).await;
     assert_eq!(got.state, pb::JobState::Succeeded as i32);
     assert_eq!(got.collections[0].collection_name, coll);
 

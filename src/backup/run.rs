@@ -1,6 +1,5 @@
 //! One backup job, from the flush to the meta.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::StreamExt;
@@ -76,18 +75,14 @@ pub async fn run(
             let dst_key = layout
                 .backup_key(&req.name, &ctx.milvus_layout, &o.key, *group)
                 .ok_or_else(|| Error::Internal(format!("unexpected binlog key {}", o.key)))?;
-            tasks.push((
-                i,
-                CopyTask {
-                    src_key: o.key.clone(),
-                    dst_key,
-                    size: o.size,
-                },
-            ));
+            tasks.push(CopyTask {
+                src_key: o.key.clone(),
+                dst_key,
+                size: o.size,
+                owner: i,
+            });
         }
     }
-    let owner: HashMap<String, usize> =
-        tasks.iter().map(|(i, t)| (t.dst_key.clone(), *i)).collect();
     // Collections without objects are done already.
     let empty = remaining
         .iter()
@@ -99,7 +94,7 @@ pub async fn run(
         .copy_all(
             ctx.milvus_store.as_ref(),
             ctx.catalog.store().as_ref(),
-            tasks.into_iter().map(|(_, t)| t).collect(),
+            tasks,
             |t, copied| {
                 manifest.lock().expect("manifest").push(ManifestEntry {
                     key: t.dst_key[backup_prefix.len()..].to_string(),
@@ -107,9 +102,7 @@ pub async fn run(
                     crc32c: copied.crc32c,
                     etag: copied.etag.clone().unwrap_or_default(),
                 });
-                let finished = owner
-                    .get(&t.dst_key)
-                    .is_some_and(|&i| remaining[i].fetch_sub(1, Ordering::Relaxed) == 1);
+                let finished = remaining[t.owner].fetch_sub(1, Ordering::Relaxed) == 1;
                 job.update(|s| {
                     s.progress.bytes_done += t.size;
                     s.progress.files_done += 1;

@@ -330,6 +330,7 @@ async fn stage(ctx: &Context, place: &Place<'_>, dirs: &[String]) -> Result<Vec<
                 dst_key: staged(&o.key),
                 src_key: o.key,
                 size: o.size,
+                owner: 0,
             });
         }
     }

@@ -22,6 +22,9 @@ pub struct CopyTask {
     pub src_key: String,
     pub dst_key: String,
     pub size: u64,
+    /// The caller's own mark (say, which collection the object belongs to),
+    /// handed back unchanged with the task when it is copied.
+    pub owner: usize,
 }
 
 /// What a copy learned about the object's content.

@@ -74,3 +74,17 @@ pub async fn restore(
     );
     job
 }
+
+/// GetBackup by name; panics unless the server answers with a backup.
+pub async fn get_backup(client: &mut BackupServiceClient<Channel>, name: &str) -> pb::Backup {
+    client
+        .get_backup(pb::GetBackupRequest {
+            name: name.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("GetBackup")
+        .into_inner()
+        .backup
+        .expect("a backup")
+}
