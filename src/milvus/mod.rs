@@ -1,6 +1,7 @@
 //! Milvus as the flows see it: a small trait over the proxy API, its gRPC
 //! implementation, and the version switches.
 
+pub mod binlog;
 mod calls;
 mod client;
 pub mod proto;

@@ -1,0 +1,758 @@
+//! Proof that a Milvus binlog decodes before Milvus is given it.
+//!
+//! Milvus 2.3.5's bulk import (`backup=true`) panics the whole server on a
+//! damaged insert binlog (`panic: CRC check failed` in the zstd codec of its
+//! parquet reader). Backups written by the Go tool carry no checksums, so every
+//! binlog is read here as Milvus's reader reads it, and refused with a reason
+//! when it does not decode.
+//!
+//! The format (Milvus 2.3, `internal/storage`), all integers little-endian:
+//!
+//! ```text
+//! int32 magic 0xfffabc
+//! descriptor event:
+//!   header   u64 timestamp, i8 type code (0), i32 event length, i32 next position
+//!   fix part i64 collection, partition, segment, field ids; u64 start, end timestamps;
+//!            i32 payload data type (schema.DataType)
+//!   u8 × 8   post-header lengths (the fix part size of each event type)
+//!   i32      extras length, then that many bytes of JSON
+//! data events (insert, delete, ...), up to the end of the object:
+//!   header   as above, with the event's type code
+//!   fix part u64 start, end timestamps
+//!   payload  a parquet file of one column: event length − header − fix part bytes
+//! ```
+//!
+//! Milvus 2.3 writes the parquet payloads with zstd (arrow-go, level 3, frames
+//! with content checksums); it uses no other codec. Decoding every page of
+//! every column here verifies each zstd frame's checksum, the page sizes, the
+//! level and value encodings, and the row counts; the binlog's own structure
+//! (magic, type codes, lengths, next positions, data type, post-header
+//! lengths, extras) is checked field by field, and delta log entries are
+//! parsed as Milvus's import parses them.
+//!
+//! What cannot be proven without the writer's own checksum: values that no
+//! reader interprets and that carry no redundancy — the header timestamps, the
+//! ids and timestamps of the descriptor and of the events, and, in the parquet
+//! metadata, the statistics (min/max, null counts) of the pages and of the
+//! column chunk, the column chunk's path and encoding statistics, and the
+//! column order. Milvus's reader ignores them too: a flipped byte there does
+//! not make it fail, and is not seen here. A zstd frame written without a
+//! content checksum (not Milvus 2.3's) is only as safe as its decoding.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use parquet::basic::{Compression, Type as PhysicalType};
+use parquet::column::reader::{ColumnReader, ColumnReaderImpl};
+use parquet::data_type::DataType as ParquetDataType;
+use parquet::file::properties::ReaderProperties;
+use parquet::file::reader::{ChunkReader, FileReader, Length, RowGroupReader};
+use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+use tokio::io::AsyncWriteExt;
+
+/// The first four bytes of every binlog.
+pub const MAGIC: i32 = 0x00ff_fabc;
+/// Timestamp (8), type code (1), event length (4), next position (4).
+const HEADER_LEN: u64 = 17;
+/// The descriptor's fixed part: four ids, two timestamps, the data type.
+const DESCRIPTOR_FIX_LEN: u64 = 4 * 8 + 2 * 8 + 4;
+/// One post-header length per event type known to Milvus 2.3 (descriptor to index file).
+const POST_HEADER_LENGTHS: [u8; 8] = [DESCRIPTOR_FIX_LEN as u8, 16, 16, 16, 16, 16, 16, 16];
+/// The fixed part of every data event: start and end timestamps.
+const DATA_FIX_LEN: u64 = 16;
+/// The smallest parquet file: `PAR1`, footer length, `PAR1`.
+const PARQUET_MIN_LEN: u64 = 12;
+/// Records decoded at a time: memory stays flat whatever the page count.
+const BATCH: usize = 4096;
+
+/// Event type codes (`EventTypeCode`).
+const DESCRIPTOR_EVENT: u8 = 0;
+const INSERT_EVENT: u8 = 1;
+const DELETE_EVENT: u8 = 2;
+
+fn event_name(code: u8) -> &'static str {
+    match code {
+        0 => "descriptor",
+        1 => "insert",
+        2 => "delete",
+        3 => "create collection",
+        4 => "drop collection",
+        5 => "create partition",
+        6 => "drop partition",
+        7 => "index file",
+        _ => "unknown",
+    }
+}
+
+/// The parquet physical type Milvus 2.3 writes for a `schema.DataType`.
+fn physical_type(data_type: i32) -> Option<(&'static str, PhysicalType)> {
+    Some(match data_type {
+        1 => ("Bool", PhysicalType::BOOLEAN),
+        2 => ("Int8", PhysicalType::INT32),
+        3 => ("Int16", PhysicalType::INT32),
+        4 => ("Int32", PhysicalType::INT32),
+        5 => ("Int64", PhysicalType::INT64),
+        10 => ("Float", PhysicalType::FLOAT),
+        11 => ("Double", PhysicalType::DOUBLE),
+        20 => ("String", PhysicalType::BYTE_ARRAY),
+        21 => ("VarChar", PhysicalType::BYTE_ARRAY),
+        22 => ("Array", PhysicalType::BYTE_ARRAY),
+        23 => ("JSON", PhysicalType::BYTE_ARRAY),
+        100 => ("BinaryVector", PhysicalType::FIXED_LEN_BYTE_ARRAY),
+        101 => ("FloatVector", PhysicalType::FIXED_LEN_BYTE_ARRAY),
+        _ => return None,
+    })
+}
+
+/// Proves that one Milvus binlog (insert or delta log) decodes as Milvus's reader would decode it.
+/// Streams the object to a temporary file (flat memory, whatever the size), then walks its events and
+/// decodes every parquet payload fully (every page, every column), so a damaged object is refused here
+/// instead of crashing Milvus. Returns a human-readable reason on failure (offset/event/what failed).
+pub async fn check_binlog(body: crate::storage::ByteStream) -> Result<(), String> {
+    check_binlog_in(&std::env::temp_dir(), body).await
+}
+
+/// [`check_binlog`] with its temporary file in `dir` (a binlog can be hundreds
+/// of megabytes: keep it off a small tmpfs).
+pub async fn check_binlog_in(
+    dir: &Path,
+    mut body: crate::storage::ByteStream,
+) -> Result<(), String> {
+    // An unnamed temporary file: the system removes it when the last handle
+    // closes, whatever happens here (error, panic, cancellation).
+    let file = tempfile::tempfile_in(dir)
+        .map_err(|e| format!("cannot create a temporary file in {}: {e}", dir.display()))?;
+    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(file));
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| format!("reading the object failed: {e}"))?;
+        out.write_all(&chunk)
+            .await
+            .map_err(|e| format!("writing the temporary file failed: {e}"))?;
+    }
+    out.flush()
+        .await
+        .map_err(|e| format!("writing the temporary file failed: {e}"))?;
+    let file = out.into_inner().into_std().await;
+    tokio::task::spawn_blocking(move || check_binlog_file(file))
+        .await
+        .map_err(|e| format!("the binlog check did not finish: {e}"))?
+}
+
+/// [`check_binlog`] over a file already on disk (read with positioned reads;
+/// the file's cursor is not used).
+pub fn check_binlog_file(file: File) -> Result<(), String> {
+    let len = file
+        .metadata()
+        .map_err(|e| format!("cannot stat the binlog file: {e}"))?
+        .len();
+    guarded(Arc::new(FileBlob { file, len }))
+}
+
+/// [`check_binlog`] over bytes in memory.
+pub fn check_binlog_bytes(data: Bytes) -> Result<(), String> {
+    guarded(Arc::new(data))
+}
+
+/// A panic of the decoder on hostile input is a refusal, not a crash.
+fn guarded(blob: Arc<dyn Blob>) -> Result<(), String> {
+    match catch_unwind(AssertUnwindSafe(|| check(blob))) {
+        Ok(r) => r,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(format!("the decoder panicked: {what}"))
+        }
+    }
+}
+
+/// Random access to the object's bytes.
+trait Blob: Send + Sync {
+    fn len(&self) -> u64;
+    /// Fills `buf` from `offset`, or fails (also past the end).
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+}
+
+struct FileBlob {
+    file: File,
+    len: u64,
+}
+
+impl Blob for FileBlob {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, offset)
+        }
+        #[cfg(windows)]
+        {
+            let mut done = 0;
+            while done < buf.len() {
+                let n = std::os::windows::fs::FileExt::seek_read(
+                    &self.file,
+                    &mut buf[done..],
+                    offset + done as u64,
+                )?;
+                if n == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                done += n;
+            }
+            Ok(())
+        }
+    }
+}
+
+impl Blob for Bytes {
+    fn len(&self) -> u64 {
+        self.as_ref().len() as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let start = usize::try_from(offset).map_err(|_| io::ErrorKind::UnexpectedEof)?;
+        let end = start
+            .checked_add(buf.len())
+            .filter(|&e| e <= self.as_ref().len())
+            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(&self[start..end]);
+        Ok(())
+    }
+}
+
+/// Little-endian reads at known offsets, with the reason when the object ends early.
+struct Cursor<'a> {
+    blob: &'a dyn Blob,
+    pos: u64,
+}
+
+impl Cursor<'_> {
+    fn bytes<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
+        let mut buf = [0u8; N];
+        self.fill(&mut buf, what)?;
+        Ok(buf)
+    }
+
+    fn fill(&mut self, buf: &mut [u8], what: &str) -> Result<(), String> {
+        let end = self.pos + buf.len() as u64;
+        if end > self.blob.len() {
+            return Err(format!(
+                "truncated at byte {}: {what} needs bytes {}..{end}, the object has {} bytes",
+                self.blob.len(),
+                self.pos,
+                self.blob.len()
+            ));
+        }
+        self.blob
+            .read_at(self.pos, buf)
+            .map_err(|e| format!("reading {what} at byte {}: {e}", self.pos))?;
+        self.pos = end;
+        Ok(())
+    }
+
+    fn u8(&mut self, what: &str) -> Result<u8, String> {
+        Ok(self.bytes::<1>(what)?[0])
+    }
+    fn i32(&mut self, what: &str) -> Result<i32, String> {
+        Ok(i32::from_le_bytes(self.bytes(what)?))
+    }
+    fn i64(&mut self, what: &str) -> Result<i64, String> {
+        Ok(i64::from_le_bytes(self.bytes(what)?))
+    }
+    fn u64(&mut self, what: &str) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.bytes(what)?))
+    }
+}
+
+/// One event header.
+struct Header {
+    type_code: u8,
+    event_length: u64,
+    next_position: i32,
+}
+
+/// Reads the header of the event at `cur.pos` and checks its lengths against the object.
+fn read_header(cur: &mut Cursor, index: usize) -> Result<Header, String> {
+    let start = cur.pos;
+    let at = |what: &str| format!("event {index} at byte {start}: {what}");
+    let _timestamp = cur.u64(&at("header timestamp"))?;
+    let type_code = cur.u8(&at("header type code"))?;
+    let event_length = cur.i32(&at("header event length"))?;
+    let next_position = cur.i32(&at("header next position"))?;
+    let end = start + u64::try_from(event_length).unwrap_or(u64::MAX / 2);
+    if end > cur.blob.len() {
+        return Err(at(&format!(
+            "event length {event_length} runs past the end of the object ({} bytes)",
+            cur.blob.len()
+        )));
+    }
+    if i64::from(next_position) != end as i64 {
+        return Err(at(&format!(
+            "next position {next_position} is not the event's end {end} (start + length {event_length})"
+        )));
+    }
+    Ok(Header {
+        type_code,
+        event_length: event_length as u64,
+        next_position,
+    })
+}
+
+fn check(blob: Arc<dyn Blob>) -> Result<(), String> {
+    let len = blob.len();
+    if len == 0 {
+        return Err("empty object: a binlog starts with the magic number 0xfffabc".into());
+    }
+    let mut cur = Cursor {
+        blob: blob.as_ref(),
+        pos: 0,
+    };
+    let magic = cur.i32("the magic number")?;
+    if magic != MAGIC {
+        return Err(format!(
+            "not a binlog: magic number {magic:#x} at byte 0, expected {MAGIC:#x}"
+        ));
+    }
+
+    // The descriptor event.
+    let header = read_header(&mut cur, 0)?;
+    let d = |what: String| format!("descriptor event at byte 4: {what}");
+    if header.type_code != DESCRIPTOR_EVENT {
+        return Err(d(format!(
+            "type code {} ({}), expected 0 (descriptor)",
+            header.type_code,
+            event_name(header.type_code)
+        )));
+    }
+    let _ids = [
+        cur.i64("collection id")?,
+        cur.i64("partition id")?,
+        cur.i64("segment id")?,
+        cur.i64("field id")?,
+    ];
+    // Start and end timestamps: not checked, some writers take the first and
+    // last row's rather than the smallest and largest.
+    let _timestamps = [cur.u64("start timestamp")?, cur.u64("end timestamp")?];
+    let data_type = cur.i32("payload data type")?;
+    let Some((type_name, physical)) = physical_type(data_type) else {
+        return Err(d(format!(
+            "payload data type {data_type} is not a Milvus 2.3 data type"
+        )));
+    };
+    let post: [u8; 8] = cur.bytes("post-header lengths")?;
+    if post != POST_HEADER_LENGTHS {
+        return Err(d(format!(
+            "post-header lengths {post:?}, Milvus 2.3 writes {POST_HEADER_LENGTHS:?}"
+        )));
+    }
+    let extras_len = cur.i32("extras length")?;
+    let fixed = HEADER_LEN + DESCRIPTOR_FIX_LEN + POST_HEADER_LENGTHS.len() as u64 + 4;
+    if extras_len < 0 || fixed + extras_len as u64 != header.event_length {
+        return Err(d(format!(
+            "extras length {extras_len} does not fit the event length {} ({fixed} bytes before the extras)",
+            header.event_length
+        )));
+    }
+    let mut extras = vec![0u8; extras_len as usize];
+    cur.fill(&mut extras, "descriptor extras")?;
+    check_extras(&extras).map_err(|e| d(format!("extras: {e}")))?;
+
+    // The data events.
+    let mut kind = None;
+    let mut index = 0;
+    while cur.pos < len {
+        index += 1;
+        let start = cur.pos;
+        let header = read_header(&mut cur, index)?;
+        let name = event_name(header.type_code);
+        let at = |what: String| format!("event {index} ({name}) at byte {start}: {what}");
+        // Milvus's import reads insert events, and delete events of strings.
+        let accepted = header.type_code == INSERT_EVENT
+            || (header.type_code == DELETE_EVENT && matches!(data_type, 20 | 21));
+        if !accepted {
+            return Err(at(format!(
+                "type code {}: the import reads insert events, and delete events of strings (payload {type_name})",
+                header.type_code
+            )));
+        }
+        match kind {
+            None => kind = Some(header.type_code),
+            Some(k) if k != header.type_code => {
+                return Err(at(format!(
+                    "a {name} event in a binlog of {} events",
+                    event_name(k)
+                )));
+            }
+            Some(_) => {}
+        }
+        if header.event_length < HEADER_LEN + DATA_FIX_LEN + PARQUET_MIN_LEN {
+            return Err(at(format!(
+                "event length {} is too short for a payload",
+                header.event_length
+            )));
+        }
+        let _timestamps = [
+            cur.u64("event start timestamp")?,
+            cur.u64("event end timestamp")?,
+        ];
+        let payload_start = cur.pos;
+        let payload_end = header.next_position as u64;
+        check_payload(
+            &blob,
+            payload_start,
+            payload_end - payload_start,
+            type_name,
+            physical,
+            header.type_code,
+        )
+        .map_err(|e| {
+            at(format!(
+                "parquet payload (bytes {payload_start}..{payload_end}): {e}"
+            ))
+        })?;
+        cur.pos = payload_end;
+    }
+    if kind.is_none() {
+        return Err(format!(
+            "no data event after the descriptor (the object ends at byte {len})"
+        ));
+    }
+    Ok(())
+}
+
+/// The extras are a JSON object; `original_size`, when present, a decimal string.
+fn check_extras(extras: &[u8]) -> Result<(), String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(extras).map_err(|e| format!("not JSON: {e}"))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| "not a JSON object".to_string())?;
+    if let Some(size) = obj.get("original_size") {
+        let ok = size
+            .as_str()
+            .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+        if !ok {
+            return Err(format!("original_size {size} is not a decimal string"));
+        }
+    }
+    Ok(())
+}
+
+/// A byte range of the object as a parquet file.
+#[derive(Clone)]
+struct Payload {
+    blob: Arc<dyn Blob>,
+    start: u64,
+    len: u64,
+}
+
+impl Length for Payload {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+/// A sequential reader over part of a [`Payload`].
+struct PayloadRead {
+    payload: Payload,
+    pos: u64,
+}
+
+impl Read for PayloadRead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.payload.len.saturating_sub(self.pos);
+        let n = (buf.len() as u64).min(left) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        self.payload
+            .blob
+            .read_at(self.payload.start + self.pos, &mut buf[..n])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl ChunkReader for Payload {
+    type T = io::BufReader<PayloadRead>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        Ok(io::BufReader::with_capacity(
+            8 * 1024,
+            PayloadRead {
+                payload: self.clone(),
+                pos: start,
+            },
+        ))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let end = start.checked_add(length as u64);
+        if end.is_none_or(|e| e > self.len) {
+            return Err(parquet::errors::ParquetError::EOF(format!(
+                "bytes {start}..{start}+{length} past the payload's {} bytes",
+                self.len
+            )));
+        }
+        let mut buf = vec![0u8; length];
+        self.blob.read_at(self.start + start, &mut buf)?;
+        Ok(buf.into())
+    }
+}
+
+/// Decodes the parquet file at `start..start+len` whole.
+fn check_payload(
+    blob: &Arc<dyn Blob>,
+    start: u64,
+    len: u64,
+    type_name: &str,
+    physical: PhysicalType,
+    event_type: u8,
+) -> Result<(), String> {
+    let mut magic = [0u8; 4];
+    blob.read_at(start, &mut magic)
+        .map_err(|e| format!("reading its first bytes: {e}"))?;
+    if &magic != b"PAR1" {
+        return Err(format!(
+            "starts with {magic:02x?}, not the parquet magic PAR1"
+        ));
+    }
+    let payload = Payload {
+        blob: blob.clone(),
+        start,
+        len,
+    };
+    let options = ReadOptionsBuilder::new()
+        // Decoded when present (not in Milvus 2.3's payloads), so that they are checked too.
+        .with_page_index()
+        .with_reader_properties(
+            ReaderProperties::builder()
+                .set_read_page_statistics(true)
+                .set_read_bloom_filter(false)
+                .build(),
+        )
+        .build();
+    let reader = SerializedFileReader::new_with_options(payload, options)
+        .map_err(|e| format!("footer: {e}"))?;
+    let meta = reader.metadata();
+    let file_meta = meta.file_metadata();
+    let schema = file_meta.schema_descr();
+    if schema.num_columns() != 1 {
+        return Err(format!(
+            "{} columns, Milvus writes one",
+            schema.num_columns()
+        ));
+    }
+    let column = schema.column(0);
+    if column.physical_type() != physical {
+        return Err(format!(
+            "column of type {}, a {type_name} payload is {physical}",
+            column.physical_type()
+        ));
+    }
+    let footer_start = footer_start(blob.as_ref(), start, len)?;
+    let mut expected_offset = 4u64;
+    let mut rows = 0i64;
+    for rg in 0..reader.num_row_groups() {
+        let rg_meta = meta.row_group(rg);
+        let chunk = rg_meta.column(0);
+        let at = |what: String| format!("row group {rg}: {what}");
+        if chunk.compression() != Compression::UNCOMPRESSED
+            && !matches!(chunk.compression(), Compression::ZSTD(_))
+        {
+            return Err(at(format!(
+                "codec {}, Milvus 2.3 writes zstd",
+                chunk.compression()
+            )));
+        }
+        // Column chunks follow one another from the leading magic to the footer.
+        let (chunk_start, chunk_len) = chunk.byte_range();
+        if chunk_start != expected_offset {
+            return Err(at(format!(
+                "column chunk starts at {chunk_start}, the previous data ends at {expected_offset}"
+            )));
+        }
+        expected_offset = chunk_start.saturating_add(chunk_len);
+        if rg_meta.num_rows() < 0 || chunk.num_values() != rg_meta.num_rows() {
+            return Err(at(format!(
+                "{} values in the column chunk, {} rows in the row group",
+                chunk.num_values(),
+                rg_meta.num_rows()
+            )));
+        }
+        let rg_reader = reader.get_row_group(rg).map_err(|e| at(format!("{e}")))?;
+        let decoded = decode_column(rg_reader.as_ref(), event_type, type_name)
+            .map_err(|e| at(format!("column {}: {e}", column.path())))?;
+        if decoded != rg_meta.num_rows() as u64 {
+            return Err(at(format!(
+                "{decoded} rows decoded, the metadata says {}",
+                rg_meta.num_rows()
+            )));
+        }
+        rows += rg_meta.num_rows();
+    }
+    check_tail(meta, expected_offset, footer_start)?;
+    if rows != file_meta.num_rows() {
+        return Err(format!(
+            "{rows} rows in the row groups, the footer says {}",
+            file_meta.num_rows()
+        ));
+    }
+    Ok(())
+}
+
+/// Between the column data and the footer there is nothing, or exactly the
+/// page indexes and bloom filters the footer declares (Milvus 2.3 writes none;
+/// other parquet writers may).
+fn check_tail(
+    meta: &parquet::file::metadata::ParquetMetaData,
+    data_end: u64,
+    footer_start: u64,
+) -> Result<(), String> {
+    let mut ranges = Vec::new();
+    let mut open_bloom = Vec::new();
+    for rg in meta.row_groups() {
+        for c in rg.columns() {
+            ranges.extend(c.column_index_range());
+            ranges.extend(c.offset_index_range());
+            match (c.bloom_filter_offset(), c.bloom_filter_length()) {
+                (Some(o), Some(l)) if o >= 0 && l >= 0 => {
+                    ranges.push(o as u64..o as u64 + l as u64)
+                }
+                (Some(o), None) if o >= 0 => open_bloom.push(o as u64),
+                (None, _) => {}
+                (o, l) => return Err(format!("bloom filter at {o:?}, length {l:?}")),
+            }
+        }
+    }
+    // A bloom filter of unknown length runs to the next structure.
+    let mut starts: Vec<u64> = ranges
+        .iter()
+        .map(|r| r.start)
+        .chain(open_bloom.iter().copied())
+        .collect();
+    starts.push(footer_start);
+    starts.sort_unstable();
+    for o in open_bloom {
+        let end = starts
+            .iter()
+            .copied()
+            .find(|&s| s > o)
+            .unwrap_or(footer_start);
+        ranges.push(o..end);
+    }
+    ranges.sort_by_key(|r| (r.start, r.end));
+    let mut at = data_end;
+    for r in ranges {
+        if r.start != at {
+            return Err(format!(
+                "bytes {at}..{} between the column data and the footer are not what the footer declares (next: {}..{})",
+                r.start.max(at),
+                r.start,
+                r.end
+            ));
+        }
+        at = r.end;
+    }
+    if at != footer_start {
+        return Err(format!(
+            "the column data and indexes end at {at}, the footer starts at {footer_start}"
+        ));
+    }
+    Ok(())
+}
+
+/// Where the parquet footer (metadata) starts, from its trailing length.
+fn footer_start(blob: &dyn Blob, start: u64, len: u64) -> Result<u64, String> {
+    let mut tail = [0u8; 8];
+    blob.read_at(start + len - 8, &mut tail)
+        .map_err(|e| format!("reading the footer length: {e}"))?;
+    let meta_len = u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")) as u64;
+    len.checked_sub(8 + meta_len)
+        .ok_or_else(|| format!("footer length {meta_len} exceeds the payload"))
+}
+
+/// Reads every value of the row group's one column; returns the rows read.
+fn decode_column(rg: &dyn RowGroupReader, event_type: u8, type_name: &str) -> Result<u64, String> {
+    let reader = rg.get_column_reader(0).map_err(|e| e.to_string())?;
+    let delete_strings = event_type == DELETE_EVENT && type_name == "String";
+    match reader {
+        ColumnReader::BoolColumnReader(r) => drain(r, |_| Ok(())),
+        ColumnReader::Int32ColumnReader(r) => drain(r, |_| Ok(())),
+        ColumnReader::Int64ColumnReader(r) => drain(r, |_| Ok(())),
+        ColumnReader::Int96ColumnReader(r) => drain(r, |_| Ok(())),
+        ColumnReader::FloatColumnReader(r) => drain(r, |_| Ok(())),
+        ColumnReader::DoubleColumnReader(r) => drain(r, |_| Ok(())),
+        ColumnReader::ByteArrayColumnReader(r) => drain(r, |values| {
+            if delete_strings {
+                for v in values {
+                    check_delete_entry(v.data())?;
+                }
+            }
+            Ok(())
+        }),
+        ColumnReader::FixedLenByteArrayColumnReader(r) => drain(r, |_| Ok(())),
+    }
+}
+
+/// A delta log entry as Milvus's import decodes it: the JSON of
+/// `{"pk":…,"ts":…,"pkType":5|21}` (an INT64 or VARCHAR key), or the 2.0 form
+/// `pk,ts` (both decimal).
+fn check_delete_entry(v: &[u8]) -> Result<(), String> {
+    use serde_json::Value;
+    let ok = match serde_json::from_slice::<Value>(v) {
+        Ok(Value::Object(o)) => {
+            let pk = o.get("pk");
+            o.get("ts").is_some_and(Value::is_u64)
+                && match o.get("pkType").and_then(Value::as_i64) {
+                    Some(5) => pk.is_some_and(Value::is_i64),
+                    Some(21) => pk.is_some_and(Value::is_string),
+                    _ => false,
+                }
+        }
+        Ok(_) => false,
+        Err(_) => std::str::from_utf8(v).is_ok_and(|s| {
+            s.split_once(',')
+                .is_some_and(|(pk, ts)| pk.parse::<i64>().is_ok() && ts.parse::<u64>().is_ok())
+        }),
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(format!(
+        "delete entry {:?} is neither {{\"pk\":…,\"ts\":…,\"pkType\":5|21}} nor pk,ts",
+        String::from_utf8_lossy(&v[..v.len().min(80)])
+    ))
+}
+
+/// Decodes every page of the column, `BATCH` records at a time.
+fn drain<T: ParquetDataType>(
+    mut r: ColumnReaderImpl<T>,
+    mut visit: impl FnMut(&[T::T]) -> Result<(), String>,
+) -> Result<u64, String> {
+    let mut def = Vec::with_capacity(BATCH);
+    let mut rep = Vec::with_capacity(BATCH);
+    let mut values = Vec::with_capacity(BATCH);
+    let mut rows = 0u64;
+    loop {
+        def.clear();
+        rep.clear();
+        values.clear();
+        let (records, _values, _levels) = r
+            .read_records(BATCH, Some(&mut def), Some(&mut rep), &mut values)
+            .map_err(|e| e.to_string())?;
+        if records == 0 {
+            return Ok(rows);
+        }
+        visit(&values)?;
+        rows += records as u64;
+    }
+}
