@@ -38,6 +38,13 @@ ensure_tools() {
     mkdir -p "$IT_ENV/node"
     npm install --silent --prefix "$IT_ENV/node" "@bufbuild/buf@1.50.0" >/dev/null
   fi
+  # puppeteer-core drives Debian's Chromium through the Swagger UI's Authorize
+  # dialog (tests/swagger/authorize.cjs); it downloads no browser.
+  if [ ! -d "$IT_ENV/node/node_modules/puppeteer-core" ]; then
+    log "installing puppeteer-core (npm)"
+    mkdir -p "$IT_ENV/node"
+    npm install --silent --prefix "$IT_ENV/node" "puppeteer-core@24.43.1" >/dev/null
+  fi
   export PATH="$IT_ENV/tools/bin:$IT_ENV/node/node_modules/.bin:$PATH"
 }
 

@@ -1,5 +1,6 @@
-// Command backup_and_restore creates a backup, watches it, restores it with a
-// suffix and watches the restore, through the milvus-backup gRPC API.
+// Command backup_and_restore creates a backup, detaches from it and
+// re-attaches with WatchBackup, then restores it with a suffix and follows the
+// restore with WatchRestore, through the milvus-backup gRPC API.
 //
 //	backup_and_restore -server 127.0.0.1:8080 -collection hello_milvus -suffix _go
 package main
@@ -32,21 +33,37 @@ func main() {
 	defer conn.Close()
 	client := backupv1.NewBackupServiceClient(conn)
 
-	stream, err := client.CreateBackup(ctx, &backupv1.CreateBackupRequest{BackupName: *name, CollectionNames: []string{*collection}})
+	// Start the backup, read its first snapshot, then leave: the job goes on
+	// in the server without us.
+	createCtx, leave := context.WithCancel(ctx)
+	stream, err := client.CreateBackup(createCtx, &backupv1.CreateBackupRequest{BackupName: *name, CollectionNames: []string{*collection}})
 	if err != nil {
 		fail("CreateBackup: %v", err)
 	}
+	started, err := stream.Recv()
+	if err != nil {
+		fail("CreateBackup stream: %v", err)
+	}
+	fmt.Printf("backup %s started (%s), detaching\n", started.Backup.GetName(), started.Backup.GetState())
+	leave()
+
+	// Re-attach by name with WatchBackup: the current snapshot first, then
+	// each change until the end.
+	watchBackup, err := client.WatchBackup(ctx, &backupv1.WatchBackupRequest{Name: *name})
+	if err != nil {
+		fail("WatchBackup: %v", err)
+	}
 	var backup *backupv1.Backup
 	for {
-		msg, err := stream.Recv()
+		msg, err := watchBackup.Recv()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			fail("CreateBackup stream: %v", err)
+			fail("WatchBackup stream: %v", err)
 		}
 		backup = msg.Backup
-		fmt.Printf("backup %s %d%%\n", backup.State, backup.Progress.GetPercent())
+		fmt.Printf("backup %s %d%% (re-attached)\n", backup.State, backup.Progress.GetPercent())
 	}
 	if backup.GetState() != backupv1.JobState_JOB_STATE_SUCCEEDED {
 		fail("backup failed: %s", backup.GetErrorMessage())
