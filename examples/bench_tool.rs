@@ -88,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
         root_path: String::new(),
         ca_cert_path: String::new(),
         multipart_copy_threshold: u64::MAX,
+        ..Default::default()
     })?);
     match args.command {
         Command::RawCopy {

@@ -32,7 +32,7 @@ cargo build --bin milvus-backup --example hello_milvus
 
 log "starting milvus-backup server on port $PORT"
 mkdir -p "$IT_RUN"
-target/debug/milvus-backup --config "$CONFIG" server -p "$PORT" 2> "$IT_RUN/server.log" &
+target/debug/milvus-backup --config "$CONFIG" server --address 127.0.0.1 -p "$PORT" 2> "$IT_RUN/server.log" &
 SERVER_PID=$!
 
 target/debug/examples/hello_milvus --server "http://127.0.0.1:$PORT" --config "$CONFIG"

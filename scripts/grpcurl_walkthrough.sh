@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's grpcurl walkthrough, run as written and checked: reflection,
+# The grpcurl walkthrough of docs/grpcurl.md, run as written and checked: reflection,
 # health, create, watch, list, get, restore, watch restore, get restore.
 # Needs the test environment up (scripts/test.sh does it) and grpcurl on PATH.
 set -euo pipefail
@@ -20,7 +20,7 @@ sed -e "s#^  port: 19530#  port: ${MILVUS_ADDR##*:}#" -e "s#^  port: 9000#  port
     -e "s#^  bucketName: .*#  bucketName: $S3_BUCKET#" -e "s#^  backupBucketName: .*#  backupBucketName: $S3_BUCKET#" \
     -e "s#^  rootPath: .*#  rootPath: $S3_ROOTPATH#" configs/backup.yaml > "$CONFIG"
 target/debug/examples/hello_milvus --config "$CONFIG" --create-only
-target/debug/milvus-backup --config "$CONFIG" server -p "$PORT" 2> "$IT_RUN/walkthrough-server.log" &
+target/debug/milvus-backup --config "$CONFIG" server --address 127.0.0.1 -p "$PORT" 2> "$IT_RUN/walkthrough-server.log" &
 SERVER_PID=$!
 for _ in $(seq 1 50); do grpcurl -plaintext "$A" list >/dev/null 2>&1 && break; sleep 0.2; done
 

@@ -41,6 +41,67 @@ pub fn split_list(s: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The exit code when the server's port is already taken.
+pub const EXIT_PORT_IN_USE: i32 = 12;
+
+/// The request fields of `create` and the flags that set them.
+pub const CREATE_FLAGS: &[(&str, &str)] = &[
+    ("backup_name", "--name"),
+    ("collection_names", "--colls"),
+    ("database_names", "--databases"),
+    ("meta_only", "--meta_only"),
+];
+
+/// The request fields of `restore` and the flags that set them.
+pub const RESTORE_FLAGS: &[(&str, &str)] = &[
+    ("backup_name", "--name"),
+    ("collection_names", "--collections"),
+    ("collection_suffix", "--suffix"),
+    ("collection_renames", "--rename"),
+    ("drop_existing_collections", "--drop_exist_collection"),
+    ("skip_create_collection", "--skip_create_collection"),
+    ("restore_index", "--restore_index"),
+    ("meta_only", "--meta_only"),
+];
+
+/// Rewrites an error message of the core, which names the request's fields
+/// (`drop_existing_collections`), in the words of the CLI's flags
+/// (`--drop_exist_collection`).
+pub fn in_flag_words(msg: &str, flags: &[(&str, &str)]) -> String {
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let mut out = msg.to_string();
+    for (field, flag) in flags {
+        let mut from = 0;
+        while let Some(i) = out[from..].find(field) {
+            let at = from + i;
+            let end = at + field.len();
+            let whole = !out[..at].ends_with(is_word) && !out[end..].starts_with(is_word);
+            if whole {
+                out.replace_range(at..end, flag);
+                from = at + flag.len();
+            } else {
+                from = end;
+            }
+        }
+    }
+    out
+}
+
+/// The start-up warning of a server that anyone who reaches the port may
+/// use: listening beyond loopback with neither a token nor TLS.
+pub fn exposure_warning(ip: std::net::IpAddr, token: bool, tls: bool) -> Option<String> {
+    if ip.is_loopback() || token || tls {
+        return None;
+    }
+    Some(format!(
+        "listening on {ip} without authentication or TLS: anyone who can reach this port can \
+         create, restore and delete backups. Turn authentication on with security.token in \
+         the config (or MILVUS_BACKUP_TOKEN=<secret>; clients then send \
+         \"authorization: Bearer <secret>\"), add TLS with security.tls.certPath and keyPath, \
+         or listen on this machine only with --address 127.0.0.1"
+    ))
+}
+
 /// Shows a job's progress: a bar on a terminal, a line per second otherwise.
 struct Reporter {
     bar: Option<ProgressBar>,
@@ -270,5 +331,30 @@ pub async fn check(engine: &Arc<Engine>) -> Result<()> {
         "Backup storage: {} ({} backups)",
         r.backup_storage, r.backup_count
     );
+    Ok(())
+}
+
+/// `check`, continued: which credentials each bucket's requests are signed
+/// with (the secret never shown).
+pub async fn credentials(cfg: &crate::config::Config) -> Result<()> {
+    async fn describe(b: &crate::config::BucketConfig) -> Result<String> {
+        let summary = crate::storage::S3Bucket::new(b)?
+            .credentials_summary()
+            .await?;
+        Ok(if b.use_iam {
+            format!(
+                "{summary} from the AWS default credential chain ({})",
+                b.use_iam_key
+            )
+        } else {
+            format!("{summary} from the config")
+        })
+    }
+    let milvus = cfg.minio.milvus_bucket();
+    println!("Milvus storage credentials: {}", describe(&milvus).await?);
+    if cfg.minio.backup_storage_type != "local" {
+        let backup = cfg.minio.backup_bucket();
+        println!("Backup storage credentials: {}", describe(&backup).await?);
+    }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The `milvus-backup` binary.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use milvus_backup::jobs::JobStore;
 use milvus_backup::names::CollectionRef;
 use milvus_backup::restore::RestoreRequest;
 use milvus_backup::{Error, Result};
+use tracing::warn;
 use tracing_subscriber::EnvFilter;
 
 /// Back up and restore Milvus collections.
@@ -26,7 +28,7 @@ struct Cli {
     /// The configuration file (the Go tool's keys).
     #[arg(long, global = true, default_value = "configs/backup.yaml")]
     config: PathBuf,
-    /// Log format.
+    /// Log format (logs go to stderr; colours only on a terminal).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     #[command(subcommand)]
@@ -35,7 +37,9 @@ struct Cli {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
+    /// One line per event.
     Text,
+    /// One JSON object per event.
     Json,
 }
 
@@ -43,9 +47,12 @@ enum LogFormat {
 enum Command {
     /// Serve the gRPC API and the Go tool's REST API on one port.
     Server {
-        /// Port to listen on, on every interface.
+        /// Port to listen on (gRPC and REST alike).
         #[arg(short, long, default_value_t = 8080)]
         port: u16,
+        /// Address to listen on: 0.0.0.0 is every interface, 127.0.0.1 this machine only.
+        #[arg(long, default_value = "0.0.0.0")]
+        address: std::net::IpAddr,
     },
     /// Back up collections and wait for the end.
     Create {
@@ -75,6 +82,7 @@ enum Command {
     },
     /// Show one backup's meta as JSON.
     Get {
+        /// The backup's name.
         #[arg(short, long)]
         name: String,
         /// Include partitions and segments.
@@ -113,11 +121,13 @@ enum Command {
     },
     /// Delete one backup.
     Delete {
+        /// The backup's name.
         #[arg(short, long)]
         name: String,
     },
     /// Re-read a backup and check every object's size and checksum.
     Verify {
+        /// The backup's name.
         #[arg(short, long)]
         name: String,
     },
@@ -125,43 +135,99 @@ enum Command {
     Check,
 }
 
+/// Logs to stderr at `level`, or as `RUST_LOG` says; ANSI colours only when
+/// stderr is a terminal (and `NO_COLOR` is not set).
 fn init_logs(level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},h2=warn,hyper=warn,tower=warn")));
+    let default = || EnvFilter::new(format!("{level},h2=warn,hyper=warn,tower=warn"));
+    let (filter, bad_rust_log) = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => match EnvFilter::try_new(&v) {
+            Ok(f) => (f, None),
+            Err(e) => (default(), Some((v, e))),
+        },
+        _ => (default(), None),
+    };
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+    if let Some((value, e)) = bad_rust_log {
+        warn!("RUST_LOG={value:?} is not a log filter ({e}); using log.level {level:?}");
+    }
+}
+
+/// What ends the process with a code of its own besides the core's errors.
+enum Failure {
+    Core(Error),
+    /// The server's port is taken.
+    PortInUse(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Core(e)
     }
 }
 
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    if let Err(e) = run(cli).await {
-        eprintln!("error: {e}");
-        std::process::exit(cli::exit_code(&e));
+    let flags = match cli.command {
+        Command::Create { .. } => cli::CREATE_FLAGS,
+        Command::Restore { .. } => cli::RESTORE_FLAGS,
+        _ => &[],
+    };
+    match run(cli).await {
+        Ok(()) => {}
+        Err(Failure::Core(e)) => {
+            eprintln!("error: {}", cli::in_flag_words(&e.to_string(), flags));
+            std::process::exit(cli::exit_code(&e));
+        }
+        Err(Failure::PortInUse(msg)) => {
+            eprintln!("error: {msg}");
+            std::process::exit(cli::EXIT_PORT_IN_USE);
+        }
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
+async fn run(cli: Cli) -> Result<(), Failure> {
     let cfg = Config::load(&cli.config)?;
     // The one-shot commands print their own progress; their logs stay quiet.
     let level = match cli.command {
-        Command::Server { .. } => cfg.log.level.as_str(),
+        Command::Server { .. } => cfg.log.filter_level(),
         _ => "warn",
     };
     init_logs(level, cli.log_format);
+    for w in &cfg.warnings {
+        warn!("{w}");
+    }
     // Bad certificate files stop the server before it touches anything.
     let server_tls = match cli.command {
-        Command::Server { .. } if cfg.security.tls.enabled() => {
-            Some(milvus_backup::tls::server_config(&cfg.security.tls)?)
+        Command::Server { .. } if cfg.security.tls.enabled() => Some(
+            milvus_backup::tls::server_config(&cfg.security.tls)
+                .map_err(|e| cfg.locate_error(e))?,
+        ),
+        _ => None,
+    };
+    // The port is taken before anything else starts (job records, recovery).
+    let listener = match cli.command {
+        Command::Server { port, address } => {
+            if let Some(advice) = cli::exposure_warning(
+                address,
+                !cfg.security.token.expose().is_empty(),
+                server_tls.is_some(),
+            ) {
+                warn!("{advice}");
+            }
+            Some(listen(SocketAddr::new(address, port)).await?)
         }
         _ => None,
     };
-    let ctx = Context::from_config(&cfg)?;
+    let ctx = Context::from_config(&cfg).map_err(|e| cfg.locate_error(e))?;
     let engine = match cli.command {
         // The server keeps job records, so that old jobs still answer after a restart.
         Command::Server { .. } => {
@@ -171,11 +237,8 @@ async fn run(cli: Cli) -> Result<()> {
         _ => Engine::new(ctx),
     };
     match cli.command {
-        Command::Server { port } => {
-            let addr = SocketAddr::from(([0, 0, 0, 0], port));
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| Error::invalid(format!("cannot listen on {addr}: {e}")))?;
+        Command::Server { .. } => {
+            let listener = listener.expect("bound above");
             let mut server = Server::new(engine)
                 .simple_response(cfg.http.simple_response)
                 .token(cfg.security.token.clone())
@@ -186,7 +249,7 @@ async fn run(cli: Cli) -> Result<()> {
             server
                 .serve(listener, shutdown_signal())
                 .await
-                .map_err(|e| Error::Internal(format!("server: {e:#}")))
+                .map_err(|e| Error::Internal(format!("server: {e:#}")).into())
         }
         Command::Create {
             name,
@@ -201,10 +264,10 @@ async fn run(cli: Cli) -> Result<()> {
                 meta_only,
                 "",
             )?;
-            cli::create(&engine, req).await
+            Ok(cli::create(&engine, req).await?)
         }
-        Command::List { collection } => cli::list(&engine, collection).await,
-        Command::Get { name, detail } => cli::get(&engine, &name, detail).await,
+        Command::List { collection } => Ok(cli::list(&engine, collection).await?),
+        Command::Get { name, detail } => Ok(cli::get(&engine, &name, detail).await?),
         Command::Restore {
             name,
             collections,
@@ -240,12 +303,30 @@ async fn run(cli: Cli) -> Result<()> {
                 request_id: String::new(),
             };
             req.validate()?;
-            cli::restore(&engine, req).await
+            Ok(cli::restore(&engine, req).await?)
         }
-        Command::Delete { name } => cli::delete(&engine, &name).await,
-        Command::Verify { name } => cli::verify(&engine, &name).await,
-        Command::Check => cli::check(&engine).await,
+        Command::Delete { name } => Ok(cli::delete(&engine, &name).await?),
+        Command::Verify { name } => Ok(cli::verify(&engine, &name).await?),
+        Command::Check => {
+            cli::check(&engine).await?;
+            Ok(cli::credentials(&cfg).await?)
+        }
     }
+}
+
+/// Binds the server's port; a port already taken is a failure of its own.
+async fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, Failure> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            Failure::PortInUse(format!(
+                "cannot listen on {addr}: port {} is already in use (another milvus-backup \
+                 server?); stop that process or choose another port with --port",
+                addr.port()
+            ))
+        } else {
+            Failure::Core(Error::invalid(format!("cannot listen on {addr}: {e}")))
+        }
+    })
 }
 
 /// Completes on SIGTERM or Ctrl-C.

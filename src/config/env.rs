@@ -22,71 +22,142 @@ impl Config {
                 ))),
             }
         }
+        let mut set: Vec<(&'static str, &'static str)> = Vec::new();
         macro_rules! env {
-            ($name:literal => $field:expr, string) => {
+            ($name:literal, $key:literal => $field:expr, string) => {
                 if let Some(v) = var($name) {
+                    set.push(($key, $name));
                     $field = v;
                 }
             };
-            ($name:literal => $field:expr, secret) => {
+            ($name:literal, $key:literal => $field:expr, secret) => {
                 if let Some(v) = var($name) {
+                    set.push(($key, $name));
                     $field = Secret::new(v);
                 }
             };
-            ($name:literal => $field:expr, bool) => {
+            ($name:literal, $key:literal => $field:expr, bool) => {
                 if let Some(v) = var($name) {
+                    set.push(($key, $name));
                     $field = boolean($name, v)?;
                 }
             };
-            ($name:literal => $field:expr, parse) => {
+            ($name:literal, $key:literal => $field:expr, parse) => {
                 if let Some(v) = var($name) {
+                    set.push(($key, $name));
                     $field = parsed($name, v)?;
                 }
             };
         }
         let (m, s, b) = (&mut self.milvus, &mut self.minio, &mut self.backup);
-        env!("MILVUS_ADDRESS" => m.address, string);
-        env!("MILVUS_PORT" => m.port, parse);
-        env!("MILVUS_USER" => m.user, string);
-        env!("MILVUS_PASSWORD" => m.password, secret);
-        env!("MILVUS_TLS_MODE" => m.tls_mode, parse);
-        env!("MILVUS_CA_CERT_PATH" => m.ca_cert_path, string);
-        env!("MILVUS_SERVER_NAME" => m.server_name, string);
-        env!("MILVUS_MTLS_CERT_PATH" => m.mtls_cert_path, string);
-        env!("MILVUS_MTLS_KEY_PATH" => m.mtls_key_path, string);
-        env!("MINIO_ADDRESS" => s.address, string);
-        env!("MINIO_PORT" => s.port, parse);
-        env!("MINIO_REGION" => s.region, string);
-        env!("MINIO_ACCESS_KEY" => s.access_key_id, string);
-        env!("MINIO_SECRET_KEY" => s.secret_access_key, secret);
-        env!("MINIO_TOKEN" => s.token, secret);
-        env!("MINIO_USE_SSL" => s.use_ssl, bool);
-        env!("MINIO_USE_IAM" => s.use_iam, bool);
-        env!("MINIO_IAM_ENDPOINT" => s.iam_endpoint, string);
-        env!("MINIO_BUCKET_NAME" => s.bucket_name, string);
-        env!("MINIO_ROOT_PATH" => s.root_path, string);
-        env!("MINIO_BACKUP_ADDRESS" => s.backup_address, string);
-        env!("MINIO_BACKUP_PORT" => s.backup_port, parse);
-        env!("MINIO_BACKUP_REGION" => s.backup_region, string);
-        env!("MINIO_BACKUP_ACCESS_KEY" => s.backup_access_key_id, string);
-        env!("MINIO_BACKUP_SECRET_KEY" => s.backup_secret_access_key, secret);
-        env!("MINIO_BACKUP_TOKEN" => s.backup_token, secret);
-        env!("MINIO_BACKUP_USE_SSL" => s.backup_use_ssl, bool);
-        env!("MINIO_BACKUP_USE_IAM" => s.backup_use_iam, bool);
-        env!("MINIO_BACKUP_IAM_ENDPOINT" => s.backup_iam_endpoint, string);
-        env!("MINIO_BACKUP_BUCKET_NAME" => s.backup_bucket_name, string);
-        env!("MINIO_BACKUP_ROOT_PATH" => s.backup_root_path, string);
-        env!("BACKUP_MAX_SEGMENT_GROUP_SIZE" => b.max_segment_group_size, string);
-        env!("BACKUP_PARALLELISM_BACKUP_COLLECTION" => b.parallelism.backup_collection, parse);
-        env!("BACKUP_PARALLELISM_COPYDATA" => b.parallelism.copydata, parse);
-        env!("BACKUP_PARALLELISM_RESTORE_COLLECTION" => b.parallelism.restore_collection, parse);
-        env!("BACKUP_KEEP_TEMP_FILES" => b.keep_temp_files, bool);
-        env!("MINIO_CA_CERT_PATH" => s.ca_cert_path, string);
-        env!("MILVUS_BACKUP_TOKEN" => self.security.token, secret);
+        env!("MILVUS_ADDRESS", "milvus.address" => m.address, string);
+        env!("MILVUS_PORT", "milvus.port" => m.port, parse);
+        env!("MILVUS_AUTHORIZATION_ENABLED", "milvus.authorizationEnabled" => m.authorization_enabled, bool);
+        env!("MILVUS_USER", "milvus.user" => m.user, string);
+        env!("MILVUS_PASSWORD", "milvus.password" => m.password, secret);
+        env!("MILVUS_TLS_MODE", "milvus.tlsMode" => m.tls_mode, parse);
+        env!("MILVUS_CA_CERT_PATH", "milvus.caCertPath" => m.ca_cert_path, string);
+        env!("MILVUS_SERVER_NAME", "milvus.serverName" => m.server_name, string);
+        env!("MILVUS_MTLS_CERT_PATH", "milvus.mtlsCertPath" => m.mtls_cert_path, string);
+        env!("MILVUS_MTLS_KEY_PATH", "milvus.mtlsKeyPath" => m.mtls_key_path, string);
+        env!("MINIO_ADDRESS", "minio.address" => s.address, string);
+        env!("MINIO_PORT", "minio.port" => s.port, parse);
+        env!("MINIO_REGION", "minio.region" => s.region, string);
+        env!("MINIO_ACCESS_KEY", "minio.accessKeyID" => s.access_key_id, string);
+        env!("MINIO_SECRET_KEY", "minio.secretAccessKey" => s.secret_access_key, secret);
+        env!("MINIO_TOKEN", "minio.token" => s.token, secret);
+        env!("MINIO_USE_SSL", "minio.useSSL" => s.use_ssl, bool);
+        env!("MINIO_USE_IAM", "minio.useIAM" => s.use_iam, bool);
+        env!("MINIO_IAM_ENDPOINT", "minio.iamEndpoint" => s.iam_endpoint, string);
+        env!("MINIO_BUCKET_NAME", "minio.bucketName" => s.bucket_name, string);
+        env!("MINIO_ROOT_PATH", "minio.rootPath" => s.root_path, string);
+        env!("MINIO_BACKUP_ADDRESS", "minio.backupAddress" => s.backup_address, string);
+        env!("MINIO_BACKUP_PORT", "minio.backupPort" => s.backup_port, parse);
+        env!("MINIO_BACKUP_REGION", "minio.backupRegion" => s.backup_region, string);
+        env!("MINIO_BACKUP_ACCESS_KEY", "minio.backupAccessKeyID" => s.backup_access_key_id, string);
+        env!("MINIO_BACKUP_SECRET_KEY", "minio.backupSecretAccessKey" => s.backup_secret_access_key, secret);
+        env!("MINIO_BACKUP_TOKEN", "minio.backupToken" => s.backup_token, secret);
+        env!("MINIO_BACKUP_USE_SSL", "minio.backupUseSSL" => s.backup_use_ssl, bool);
+        env!("MINIO_BACKUP_USE_IAM", "minio.backupUseIAM" => s.backup_use_iam, bool);
+        env!("MINIO_BACKUP_IAM_ENDPOINT", "minio.backupIamEndpoint" => s.backup_iam_endpoint, string);
+        env!("MINIO_BACKUP_BUCKET_NAME", "minio.backupBucketName" => s.backup_bucket_name, string);
+        env!("MINIO_BACKUP_ROOT_PATH", "minio.backupRootPath" => s.backup_root_path, string);
+        env!("BACKUP_MAX_SEGMENT_GROUP_SIZE", "backup.maxSegmentGroupSize" => b.max_segment_group_size, string);
+        env!("BACKUP_PARALLELISM_BACKUP_COLLECTION", "backup.parallelism.backupCollection" => b.parallelism.backup_collection, parse);
+        env!("BACKUP_PARALLELISM_COPYDATA", "backup.parallelism.copydata" => b.parallelism.copydata, parse);
+        env!("BACKUP_PARALLELISM_RESTORE_COLLECTION", "backup.parallelism.restoreCollection" => b.parallelism.restore_collection, parse);
+        env!("BACKUP_KEEP_TEMP_FILES", "backup.keepTempFiles" => b.keep_temp_files, bool);
+        env!("MINIO_CA_CERT_PATH", "minio.caCertPath" => s.ca_cert_path, string);
+        env!("MILVUS_BACKUP_TOKEN", "security.token" => self.security.token, secret);
         let tls = &mut self.security.tls;
-        env!("MILVUS_BACKUP_TLS_CERT_PATH" => tls.cert_path, string);
-        env!("MILVUS_BACKUP_TLS_KEY_PATH" => tls.key_path, string);
-        env!("MILVUS_BACKUP_TLS_CLIENT_CA_PATH" => tls.client_ca_path, string);
+        env!("MILVUS_BACKUP_TLS_CERT_PATH", "security.tls.certPath" => tls.cert_path, string);
+        env!("MILVUS_BACKUP_TLS_KEY_PATH", "security.tls.keyPath" => tls.key_path, string);
+        env!("MILVUS_BACKUP_TLS_CLIENT_CA_PATH", "security.tls.clientCaPath" => tls.client_ca_path, string);
+        for (key, var) in set {
+            self.env_keys.insert(key.to_string(), var);
+        }
         Ok(())
     }
 }
+
+/// Every variable [`Config::apply_env`] reads, with the key it sets (the
+/// README's table lists the same).
+pub const VARIABLES: &[(&str, &str)] = &[
+    (
+        "MILVUS_AUTHORIZATION_ENABLED",
+        "milvus.authorizationEnabled",
+    ),
+    ("MILVUS_ADDRESS", "milvus.address"),
+    ("MILVUS_PORT", "milvus.port"),
+    ("MILVUS_USER", "milvus.user"),
+    ("MILVUS_PASSWORD", "milvus.password"),
+    ("MILVUS_TLS_MODE", "milvus.tlsMode"),
+    ("MILVUS_CA_CERT_PATH", "milvus.caCertPath"),
+    ("MILVUS_SERVER_NAME", "milvus.serverName"),
+    ("MILVUS_MTLS_CERT_PATH", "milvus.mtlsCertPath"),
+    ("MILVUS_MTLS_KEY_PATH", "milvus.mtlsKeyPath"),
+    ("MINIO_ADDRESS", "minio.address"),
+    ("MINIO_PORT", "minio.port"),
+    ("MINIO_REGION", "minio.region"),
+    ("MINIO_ACCESS_KEY", "minio.accessKeyID"),
+    ("MINIO_SECRET_KEY", "minio.secretAccessKey"),
+    ("MINIO_TOKEN", "minio.token"),
+    ("MINIO_USE_SSL", "minio.useSSL"),
+    ("MINIO_USE_IAM", "minio.useIAM"),
+    ("MINIO_IAM_ENDPOINT", "minio.iamEndpoint"),
+    ("MINIO_BUCKET_NAME", "minio.bucketName"),
+    ("MINIO_ROOT_PATH", "minio.rootPath"),
+    ("MINIO_BACKUP_ADDRESS", "minio.backupAddress"),
+    ("MINIO_BACKUP_PORT", "minio.backupPort"),
+    ("MINIO_BACKUP_REGION", "minio.backupRegion"),
+    ("MINIO_BACKUP_ACCESS_KEY", "minio.backupAccessKeyID"),
+    ("MINIO_BACKUP_SECRET_KEY", "minio.backupSecretAccessKey"),
+    ("MINIO_BACKUP_TOKEN", "minio.backupToken"),
+    ("MINIO_BACKUP_USE_SSL", "minio.backupUseSSL"),
+    ("MINIO_BACKUP_USE_IAM", "minio.backupUseIAM"),
+    ("MINIO_BACKUP_IAM_ENDPOINT", "minio.backupIamEndpoint"),
+    ("MINIO_BACKUP_BUCKET_NAME", "minio.backupBucketName"),
+    ("MINIO_BACKUP_ROOT_PATH", "minio.backupRootPath"),
+    (
+        "BACKUP_MAX_SEGMENT_GROUP_SIZE",
+        "backup.maxSegmentGroupSize",
+    ),
+    (
+        "BACKUP_PARALLELISM_BACKUP_COLLECTION",
+        "backup.parallelism.backupCollection",
+    ),
+    ("BACKUP_PARALLELISM_COPYDATA", "backup.parallelism.copydata"),
+    (
+        "BACKUP_PARALLELISM_RESTORE_COLLECTION",
+        "backup.parallelism.restoreCollection",
+    ),
+    ("BACKUP_KEEP_TEMP_FILES", "backup.keepTempFiles"),
+    ("MINIO_CA_CERT_PATH", "minio.caCertPath"),
+    ("MILVUS_BACKUP_TOKEN", "security.token"),
+    ("MILVUS_BACKUP_TLS_CERT_PATH", "security.tls.certPath"),
+    ("MILVUS_BACKUP_TLS_KEY_PATH", "security.tls.keyPath"),
+    (
+        "MILVUS_BACKUP_TLS_CLIENT_CA_PATH",
+        "security.tls.clientCaPath",
+    ),
+];

@@ -1,13 +1,17 @@
 //! `configs/backup.yaml`, with the Go tool's keys.
 
 use std::fmt;
-use std::path::Path;
 
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
 mod env;
+mod keys;
+mod load;
+
+pub use env::VARIABLES as ENV_VARIABLES;
+pub use keys::STORAGE_TYPES;
 
 /// A secret value: never printed by `Debug` or `Display`.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
@@ -44,6 +48,15 @@ pub struct Config {
     pub backup: BackupConfig,
     /// Ours: who may call the server.
     pub security: SecurityConfig,
+    /// Settings that have no effect here, each named once (logged at start).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+    /// Keys set by an environment variable: `milvus.address` → `MILVUS_ADDRESS`.
+    #[serde(skip)]
+    pub env_keys: std::collections::BTreeMap<String, &'static str>,
+    /// The file it was read from and where each key is in it.
+    #[serde(skip)]
+    origin: Option<load::Origin>,
 }
 
 /// `security.*` (ours): optional bearer-token authentication of the API.
@@ -258,7 +271,7 @@ impl Default for MinioConfig {
 }
 
 /// Where one bucket lives and how to reach it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BucketConfig {
     /// `http(s)://host:port`.
     pub endpoint: String,
@@ -272,6 +285,16 @@ pub struct BucketConfig {
     pub ca_cert_path: String,
     /// Objects above this many bytes are copied server-side in parts.
     pub multipart_copy_threshold: u64,
+    /// A session token sent with the static keys (`minio.token`; empty: none).
+    pub session_token: Secret,
+    /// Credentials from the AWS default chain (environment, profile, web
+    /// identity, ECS, IMDS) instead of the keys (`minio.useIAM`).
+    pub use_iam: bool,
+    /// The instance metadata (IMDS) endpoint of that chain (`minio.iamEndpoint`;
+    /// empty: the standard one).
+    pub iam_endpoint: String,
+    /// The key that turned `use_iam` on, for messages (`minio.useIAM`).
+    pub use_iam_key: &'static str,
 }
 
 impl MinioConfig {
@@ -286,51 +309,62 @@ impl MinioConfig {
             root_path: trim_slashes(&self.root_path),
             ca_cert_path: self.ca_cert_path.clone(),
             multipart_copy_threshold: self.multipart_copy_threshold_mib.max(1) * 1024 * 1024,
+            session_token: self.token.clone(),
+            use_iam: self.use_iam,
+            iam_endpoint: self.iam_endpoint.clone(),
+            use_iam_key: "minio.useIAM",
         }
     }
 
     /// The backup bucket: on Milvus's endpoint unless `backupAddress` names another one.
     pub fn backup_bucket(&self) -> BucketConfig {
         let own = self.milvus_bucket();
-        let (endpoint, region, access_key_id, secret_access_key) = if self.backup_address.is_empty()
-        {
-            (
-                own.endpoint,
-                own.region,
-                own.access_key_id,
-                own.secret_access_key,
-            )
+        let same_endpoint = self.backup_address.is_empty();
+        let mut bucket = if same_endpoint {
+            // Milvus's endpoint, with Milvus's credentials.
+            BucketConfig {
+                use_iam_key: if own.use_iam {
+                    "minio.useIAM"
+                } else {
+                    "minio.backupUseIAM"
+                },
+                ..own
+            }
         } else {
             let port = if self.backup_port == 0 {
                 self.port
             } else {
                 self.backup_port
             };
-            (
-                endpoint(&self.backup_address, port, self.backup_use_ssl),
-                region_or_default(if self.backup_region.is_empty() {
+            BucketConfig {
+                endpoint: endpoint(&self.backup_address, port, self.backup_use_ssl),
+                region: region_or_default(if self.backup_region.is_empty() {
                     &self.region
                 } else {
                     &self.backup_region
                 }),
-                self.backup_access_key_id.clone(),
-                self.backup_secret_access_key.clone(),
-            )
+                access_key_id: self.backup_access_key_id.clone(),
+                secret_access_key: self.backup_secret_access_key.clone(),
+                session_token: self.backup_token.clone(),
+                use_iam_key: "minio.backupUseIAM",
+                ..own
+            }
         };
-        BucketConfig {
-            endpoint,
-            region,
-            access_key_id,
-            secret_access_key,
-            bucket: if self.backup_bucket_name.is_empty() {
-                self.bucket_name.clone()
+        if self.backup_use_iam || !same_endpoint {
+            bucket.use_iam = self.backup_use_iam;
+            bucket.iam_endpoint = if self.backup_iam_endpoint.is_empty() && same_endpoint {
+                self.iam_endpoint.clone()
             } else {
-                self.backup_bucket_name.clone()
-            },
-            root_path: trim_slashes(&self.backup_root_path),
-            ca_cert_path: self.ca_cert_path.clone(),
-            multipart_copy_threshold: self.multipart_copy_threshold_mib.max(1) * 1024 * 1024,
+                self.backup_iam_endpoint.clone()
+            };
         }
+        bucket.bucket = if self.backup_bucket_name.is_empty() {
+            self.bucket_name.clone()
+        } else {
+            self.backup_bucket_name.clone()
+        };
+        bucket.root_path = trim_slashes(&self.backup_root_path);
+        bucket
     }
 }
 
@@ -438,22 +472,12 @@ impl Default for Parallelism {
 }
 
 impl Config {
-    /// Reads a YAML file, then the Go tool's environment variables over it.
-    /// Errors name the file, the key and the line, or the variable.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::invalid(format!("cannot read config {}: {e}", path.display())))?;
-        let mut cfg: Config = serde_yaml::from_str(&text)
-            .map_err(|e| Error::invalid(format!("config {}: {e}", path.display())))?;
-        cfg.apply_env(|k| std::env::var(k).ok())?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
     /// Parses YAML text and checks the values (no environment variables).
     pub fn parse(text: &str) -> Result<Self> {
-        let cfg: Config = serde_yaml::from_str(text).map_err(|e| Error::invalid(e.to_string()))?;
+        let mut cfg: Config =
+            serde_yaml::from_str(text).map_err(|e| Error::invalid(e.to_string()))?;
         cfg.validate()?;
+        cfg.warnings = cfg.check_keys()?;
         Ok(cfg)
     }
 

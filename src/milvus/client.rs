@@ -130,7 +130,9 @@ impl MilvusClient {
         let inner = MilvusServiceClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let authorization = if cfg.user.is_empty() {
+        // `milvus.authorizationEnabled` decides, as in the Go tool, whether
+        // the user and password are sent at all.
+        let authorization = if !cfg.authorization_enabled || cfg.user.is_empty() {
             None
         } else {
             let token = base64::engine::general_purpose::STANDARD.encode(format!(

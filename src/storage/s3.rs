@@ -3,6 +3,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_config::default_provider::credentials::DefaultCredentialsChain;
+use aws_config::provider_config::ProviderConfig;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
@@ -24,6 +28,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct S3Bucket {
     client: Client,
+    /// What requests are signed with (the keys, or the AWS default chain).
+    credentials: SharedCredentialsProvider,
     endpoint: String,
     bucket: String,
     identity: String,
@@ -52,18 +58,13 @@ impl S3Bucket {
             ))
             .tls_context(tls_context)
             .build_https();
+        let credentials = credentials_provider(cfg, http.clone())?;
         let conf = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .endpoint_url(&cfg.endpoint)
             .region(Region::new(cfg.region.clone()))
             .force_path_style(true)
-            .credentials_provider(Credentials::new(
-                &cfg.access_key_id,
-                cfg.secret_access_key.expose(),
-                None,
-                None,
-                "milvus-backup-config",
-            ))
+            .credentials_provider(credentials.clone())
             .http_client(http)
             // Checksums only where S3 requires them: MinIO, moto and Garage differ here.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
@@ -85,10 +86,15 @@ impl S3Bucket {
             .build();
         Ok(Self {
             client: Client::from_conf(conf),
+            credentials,
             endpoint: cfg.endpoint.clone(),
             bucket: cfg.bucket.clone(),
             // Same endpoint and same credentials: one can read what the other writes.
-            identity: format!("{}|{}", cfg.endpoint, cfg.access_key_id),
+            identity: if cfg.use_iam {
+                format!("{}|iam:{}", cfg.endpoint, cfg.iam_endpoint)
+            } else {
+                format!("{}|{}", cfg.endpoint, cfg.access_key_id)
+            },
             multipart_copy_threshold: cfg.multipart_copy_threshold,
             copy_part_bytes: COPY_PART_BYTES,
         })
@@ -126,6 +132,111 @@ impl S3Bucket {
                 }
             }
         }
+    }
+}
+
+impl S3Bucket {
+    /// Resolves the credentials this bucket signs with (from the AWS default
+    /// chain with `useIAM`) and describes them without the secret:
+    /// `access key ASIA…WXYZ (temporary)`.
+    pub async fn credentials_summary(&self) -> Result<String> {
+        let creds =
+            self.credentials
+                .provide_credentials()
+                .await
+                .map_err(|e| Error::Unavailable {
+                    service: "credentials",
+                    address: self.endpoint.clone(),
+                    detail: display_chain(&e),
+                })?;
+        let key = creds.access_key_id();
+        let shown = if key.len() > 8 {
+            format!("{}…{}", &key[..4], &key[key.len() - 4..])
+        } else {
+            "…".to_string()
+        };
+        let kind = if creds.session_token().is_some() {
+            "temporary"
+        } else {
+            "long-term"
+        };
+        Ok(format!("access key {shown} ({kind})"))
+    }
+}
+
+/// The keys of the config, or with `useIAM` the AWS default credential chain:
+/// environment, profile, web identity (EKS IRSA: `AWS_WEB_IDENTITY_TOKEN_FILE`,
+/// `AWS_ROLE_ARN`; STS at `AWS_ENDPOINT_URL_STS` when set), ECS, then the
+/// instance metadata service (at `iamEndpoint` when set).
+fn credentials_provider(
+    cfg: &BucketConfig,
+    http: aws_sdk_s3::config::SharedHttpClient,
+) -> Result<SharedCredentialsProvider> {
+    if !cfg.use_iam {
+        let token = cfg.session_token.expose();
+        return Ok(SharedCredentialsProvider::new(Credentials::new(
+            &cfg.access_key_id,
+            cfg.secret_access_key.expose(),
+            (!token.is_empty()).then(|| token.to_string()),
+            None,
+            "milvus-backup-config",
+        )));
+    }
+    let conf = ProviderConfig::without_region()
+        .with_region(Some(Region::new(cfg.region.clone())))
+        .with_http_client(http);
+    let mut imds = aws_config::imds::Client::builder().configure(&conf);
+    if !cfg.iam_endpoint.is_empty() {
+        let key = cfg
+            .use_iam_key
+            .replace("UseIAM", "IamEndpoint")
+            .replace("useIAM", "iamEndpoint");
+        imds = imds.endpoint(&cfg.iam_endpoint).map_err(|e| {
+            Error::invalid(format!("{key} {:?} is not a URL: {e}", cfg.iam_endpoint))
+        })?;
+    }
+    Ok(SharedCredentialsProvider::new(IamChain {
+        key: cfg.use_iam_key,
+        conf,
+        imds: imds.build(),
+        chain: tokio::sync::OnceCell::new(),
+    }))
+}
+
+/// The AWS default credential chain, built on first use (building it is
+/// async); the S3 client caches what it provides until shortly before expiry.
+#[derive(Debug)]
+struct IamChain {
+    key: &'static str,
+    conf: ProviderConfig,
+    imds: aws_config::imds::Client,
+    chain: tokio::sync::OnceCell<DefaultCredentialsChain>,
+}
+
+impl ProvideCredentials for IamChain {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let chain = self
+                .chain
+                .get_or_init(|| {
+                    DefaultCredentialsChain::builder()
+                        .configure(self.conf.clone())
+                        .imds_client(self.imds.clone())
+                        .build()
+                })
+                .await;
+            chain.provide_credentials().await.map_err(|e| {
+                CredentialsError::provider_error(format!(
+                    "{} is true but the AWS default credential chain (environment, profile, web \
+                     identity, ECS, instance metadata) gave no credentials: {}",
+                    self.key,
+                    display_chain(&e)
+                ))
+            })
+        })
     }
 }
 

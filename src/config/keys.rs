@@ -1,0 +1,202 @@
+//! No silently ignored setting: each key of the Go tool that this tool does
+//! not act on is refused when its value asks for something we cannot do, and
+//! otherwise named in one warning when it is set to anything but its default.
+
+use super::{Config, LogConfig};
+use crate::error::{Error, Result};
+
+/// The S3-speaking storage types: Milvus's bucket must be one of them.
+pub const STORAGE_TYPES: [&str; 3] = ["minio", "s3", "aws"];
+
+/// `log.level` values, with the Go tool's (zap) names mapped to ours.
+const LOG_LEVELS: [(&str, &str); 10] = [
+    ("trace", "trace"),
+    ("debug", "debug"),
+    ("info", "info"),
+    ("warn", "warn"),
+    ("warning", "warn"),
+    ("error", "error"),
+    ("dpanic", "error"),
+    ("panic", "error"),
+    ("fatal", "error"),
+    ("off", "off"),
+];
+
+impl LogConfig {
+    /// The tracing level of `log.level` (validated by [`Config::check_keys`]).
+    pub fn filter_level(&self) -> &'static str {
+        let level = self.level.trim().to_ascii_lowercase();
+        LOG_LEVELS
+            .iter()
+            .find(|(name, _)| *name == level)
+            .map_or("info", |(_, ours)| ours)
+    }
+}
+
+impl Config {
+    /// Refuses values we cannot honour, naming the key; returns one warning
+    /// for each set key that has no effect here.
+    pub(super) fn check_keys(&self) -> Result<Vec<String>> {
+        let mut warn = Vec::new();
+        let mut unused = |set: bool, key: &str, why: &str| {
+            if set {
+                warn.push(format!("{key} has no effect here and is ignored: {why}"));
+            }
+        };
+        let level = self.log.level.trim().to_ascii_lowercase();
+        if !LOG_LEVELS.iter().any(|(name, _)| *name == level) {
+            return Err(Error::invalid(format!(
+                "log.level {:?} is not a log level: use error, warn, info, debug or trace",
+                self.log.level
+            )));
+        }
+        let m = &self.minio;
+        let storage = m.storage_type.trim().to_ascii_lowercase();
+        if !storage.is_empty() && !STORAGE_TYPES.contains(&storage.as_str()) {
+            return Err(Error::invalid(format!(
+                "minio.storageType {:?} is not supported: Milvus's bucket is read through the S3 API \
+                 (minio, s3 or aws; other clouds through their S3-compatible endpoint with storageType s3)",
+                m.storage_type
+            )));
+        }
+        let backup_storage = m.backup_storage_type.trim().to_ascii_lowercase();
+        if !backup_storage.is_empty()
+            && backup_storage != "local"
+            && !STORAGE_TYPES.contains(&backup_storage.as_str())
+        {
+            return Err(Error::invalid(format!(
+                "minio.backupStorageType {:?} is not supported: use minio, s3, aws or local \
+                 (empty: the same as minio.storageType)",
+                m.backup_storage_type
+            )));
+        }
+        let provider = m.cloud_provider.trim().to_ascii_lowercase();
+        if !provider.is_empty() && provider != "aws" && provider != "minio" {
+            return Err(Error::invalid(format!(
+                "minio.cloudProvider {:?} is not supported: credentials and requests are those of \
+                 the S3 API (aws, or minio); for another cloud's S3-compatible endpoint keep aws and \
+                 set minio.address",
+                m.cloud_provider
+            )));
+        }
+        for (key, value) in [
+            ("minio.gcpCredentialJSON", &m.gcp_credential_json),
+            (
+                "minio.backupGcpCredentialJSON",
+                &m.backup_gcp_credential_json,
+            ),
+        ] {
+            if !value.expose().is_empty() {
+                return Err(Error::invalid(format!(
+                    "{key} is not supported: Google Cloud Storage is reached through its S3 \
+                     interoperability endpoint with HMAC keys (minio.accessKeyID, minio.secretAccessKey)"
+                )));
+            }
+        }
+        let milvus = &self.milvus;
+        if milvus.authorization_enabled && milvus.user.is_empty() {
+            return Err(Error::invalid(
+                "milvus.authorizationEnabled is true but milvus.user is empty: set the user and \
+                 password Milvus should check",
+            ));
+        }
+        let defaults = super::MilvusConfig::default();
+        unused(
+            !milvus.authorization_enabled
+                && (milvus.user != defaults.user || milvus.password != defaults.password),
+            "milvus.user/milvus.password",
+            "milvus.authorizationEnabled is false, so no credentials are sent to Milvus; set it \
+             to true if Milvus checks them",
+        );
+        unused(
+            !milvus.rpc_channel_name.is_empty(),
+            "milvus.rpcChannelName",
+            "it names the CDC replication channel of the Go tool, which this tool does not feed",
+        );
+        unused(
+            !self.log.console,
+            "log.console",
+            "logs always go to stderr (redirect it to keep a file; RUST_LOG=off silences them)",
+        );
+        let file = &self.log.file;
+        unused(
+            !file.root_path.is_empty()
+                || file.max_size != 0
+                || file.max_age != 0
+                || file.max_backups != 0,
+            "log.file",
+            "logs go to stderr; redirect it (and rotate with logrotate or the service manager)",
+        );
+        unused(
+            !self.http.enabled,
+            "http.enabled",
+            "the REST API shares the port with gRPC and is always served",
+        );
+        unused(
+            self.http.debug_mode,
+            "http.debug_mode",
+            "RUST_LOG=milvus_backup=debug shows every request",
+        );
+        unused(
+            !self.cloud.is_null() && self.cloud.as_mapping().is_none_or(|c| !c.is_empty()),
+            "cloud",
+            "Zilliz Cloud backups are not supported",
+        );
+        unused(
+            m.cross_storage,
+            "minio.crossStorage",
+            "copies between different storages are streamed through this process \
+             automatically, and server-side otherwise",
+        );
+        unused(
+            !m.use_iam && !m.iam_endpoint.is_empty(),
+            "minio.iamEndpoint",
+            "it is used only with minio.useIAM: true",
+        );
+        unused(
+            !m.backup_use_iam && !m.backup_iam_endpoint.is_empty() && !m.backup_address.is_empty(),
+            "minio.backupIamEndpoint",
+            "it is used only with minio.backupUseIAM: true",
+        );
+        unused(
+            m.use_iam && !m.access_key_id.is_empty() && m.access_key_id != "minioadmin",
+            "minio.accessKeyID/minio.secretAccessKey",
+            "minio.useIAM is true, so credentials come from the AWS default chain",
+        );
+        let b = &self.backup;
+        let bd = super::BackupConfig::default();
+        unused(
+            b.max_segment_group_size.trim() != bd.max_segment_group_size,
+            "backup.maxSegmentGroupSize",
+            "restores import each partition's segments in one Import call",
+        );
+        unused(
+            b.keep_temp_files,
+            "backup.keepTempFiles",
+            "the binlogs a restore stages in Milvus's bucket (restore-temp-<id>/) are removed \
+             when it ends",
+        );
+        unused(
+            b.parallelism.restore_collection != bd.parallelism.restore_collection,
+            "backup.parallelism.restoreCollection",
+            "a restore job imports its collections one after another (run several jobs for more)",
+        );
+        unused(
+            b.parallelism.import_job != bd.parallelism.import_job,
+            "backup.parallelism.importJob",
+            "Milvus 2.3 runs one import at a time",
+        );
+        let gc_pause_on = b
+            .gc_pause
+            .get("enable")
+            .and_then(serde_yaml::Value::as_bool)
+            .unwrap_or(false);
+        unused(
+            gc_pause_on,
+            "backup.gcPause",
+            "this tool does not pause Milvus's garbage collection; a backup copies each \
+             segment's binlogs right after flushing it",
+        );
+        Ok(warn)
+    }
+}

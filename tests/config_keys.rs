@@ -1,0 +1,434 @@
+//! Every key of `configs/backup.yaml` and every documented environment
+//! variable works, or is refused or warned about naming it; config errors say
+//! what is wrong and where (file, key, line, column, or the variable).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use milvus_backup::config::{Config, ENV_VARIABLES};
+
+/// Writes `yaml` to a config file of its own.
+fn file(yaml: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(common::unique("config-keys"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("backup.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn load(yaml: &str) -> Result<Config, String> {
+    Config::load(&file(yaml)).map_err(|e| e.to_string())
+}
+
+/// Runs the binary with a config file and extra environment variables.
+fn run(config: &PathBuf, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_milvus-backup"));
+    cmd.arg("--config").arg(config).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.env_remove("RUST_LOG").output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The shipped file, with the test environment's addresses kept as they are.
+fn shipped() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/backup.yaml")).unwrap()
+}
+
+#[test]
+fn the_shipped_config_loads_without_a_warning() {
+    let cfg = load(&shipped()).unwrap();
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+}
+
+#[test]
+fn keys_without_effect_are_warned_about_once_with_their_line() {
+    let yaml = "\
+log:
+  level: info
+  console: false
+  file:
+    rootPath: /var/log/milvus-backup
+http:
+  enabled: false
+  debug_mode: true
+cloud:
+  address: https://api.cloud.zilliz.com
+milvus:
+  rpcChannelName: by-dev-replicate-msg
+  user: admin
+  password: secret
+minio:
+  crossStorage: true
+  iamEndpoint: http://169.254.169.254
+backup:
+  maxSegmentGroupSize: 4G
+  keepTempFiles: true
+  parallelism:
+    restoreCollection: 4
+    importJob: 12
+  gcPause:
+    enable: true
+    seconds: 7200
+";
+    let cfg = load(yaml).unwrap();
+    let expect = [
+        ("log.console", 3),
+        ("log.file", 4),
+        ("http.enabled", 7),
+        ("http.debug_mode", 8),
+        ("milvus.rpcChannelName", 12),
+        ("milvus.user", 13),
+        ("minio.crossStorage", 16),
+        ("minio.iamEndpoint", 17),
+        ("backup.maxSegmentGroupSize", 19),
+        ("backup.keepTempFiles", 20),
+        ("backup.parallelism.restoreCollection", 22),
+        ("backup.parallelism.importJob", 23),
+        ("backup.gcPause", 24),
+    ];
+    for (key, line) in expect {
+        let hits: Vec<&String> = cfg
+            .warnings
+            .iter()
+            .filter(|w| w.starts_with(&format!("{key} ")) || w.starts_with(&format!("{key}/")))
+            .collect();
+        assert_eq!(hits.len(), 1, "one warning for {key}: {:?}", cfg.warnings);
+        assert!(hits[0].contains("no effect"), "{}", hits[0]);
+        assert!(
+            hits[0].contains(&format!("line {line})")),
+            "{key}: {}",
+            hits[0]
+        );
+    }
+    assert!(
+        cfg.warnings
+            .iter()
+            .any(|w| w.starts_with("cloud ") && w.contains("line 9)")),
+        "{:?}",
+        cfg.warnings
+    );
+    assert_eq!(cfg.warnings.len(), expect.len() + 1, "{:?}", cfg.warnings);
+
+    // The binary logs them once each at start, also for the one-shot commands.
+    let out = run(&file(yaml), &[], &["get", "-n", "no_such_backup"]);
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches("backup.keepTempFiles has no effect").count(),
+        1,
+        "{err}"
+    );
+}
+
+#[test]
+fn values_that_cannot_be_honoured_are_refused_naming_key_and_line() {
+    for (yaml, key, line) in [
+        ("minio:\n  storageType: azure\n", "minio.storageType", 2),
+        (
+            "minio:\n  backupStorageType: gcpnative\n",
+            "minio.backupStorageType",
+            2,
+        ),
+        ("minio:\n  cloudProvider: gcp\n", "minio.cloudProvider", 2),
+        (
+            "minio:\n  address: x\n  gcpCredentialJSON: /k.json\n",
+            "minio.gcpCredentialJSON",
+            3,
+        ),
+        (
+            "milvus:\n  authorizationEnabled: true\n  user: \"\"\n",
+            "milvus.authorizationEnabled",
+            2,
+        ),
+        ("log:\n  level: loud\n", "log.level", 2),
+        ("milvus:\n  address: x\n  tlsMode: 7\n", "milvus.tlsMode", 3),
+        (
+            "backup:\n  parallelism:\n    copydata: 0\n",
+            "backup.parallelism.copydata",
+            3,
+        ),
+        ("minio:\n  bucketName: \"\"\n", "minio.bucketName", 2),
+    ] {
+        let err = load(yaml).unwrap_err();
+        assert!(err.contains(key), "{yaml}: {err}");
+        assert!(err.contains(&format!("line {line}")), "{yaml}: {err}");
+        assert!(err.contains("backup.yaml"), "names the file: {err}");
+    }
+    for ok in ["minio", "s3", "aws", "S3"] {
+        load(&format!("minio:\n  storageType: {ok}\n")).unwrap();
+    }
+    load("minio:\n  backupStorageType: local\n  backupRootPath: /tmp/b\n").unwrap();
+    for ok in ["error", "warn", "info", "debug", "trace", "fatal", "DEBUG"] {
+        load(&format!("log:\n  level: {ok}\n")).unwrap();
+    }
+}
+
+#[test]
+fn a_bad_log_level_stops_the_binary_with_its_name() {
+    let out = run(&file("log:\n  level: loud\n"), &[], &["server", "-p", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("log.level \"loud\"") && err.contains("line 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_empty_or_missing_file_says_so() {
+    for text in ["", "\n# only comments\n", "---\n"] {
+        let err = load(text).unwrap_err();
+        assert!(err.contains("is empty"), "{text:?}: {err}");
+    }
+    let missing = std::env::temp_dir()
+        .join(common::unique("no-such-config"))
+        .join("b.yaml");
+    let err = Config::load(&missing).unwrap_err().to_string();
+    assert!(
+        err.contains("does not exist") && err.contains("--config"),
+        "{err}"
+    );
+    let out = run(&missing, &[], &["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+}
+
+#[test]
+fn yaml_syntax_errors_and_wrong_types_have_line_and_column() {
+    let err = load("milvus:\n  address: [x\n  port: 1\n").unwrap_err();
+    assert!(err.contains("YAML syntax error at line"), "{err}");
+    assert!(err.contains(", column "), "{err}");
+    let err = load("milvus:\n  address: x\n   port: 1\n").unwrap_err();
+    assert!(err.contains("YAML syntax error at line 3"), "{err}");
+    // A wrong type is not a syntax error.
+    let err = load("milvus:\n  port: many\n").unwrap_err();
+    assert!(!err.contains("syntax"), "{err}");
+    assert!(
+        err.contains("milvus.port") && err.contains("line 2, column"),
+        "{err}"
+    );
+    // An unknown key on the very first line still gets its line.
+    let err = load("adress: x\n").unwrap_err();
+    assert!(
+        err.contains("adress") && err.contains("line 1, column 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn environment_variables_each_set_their_key_and_are_named_in_errors() {
+    let base = Config::parse("").unwrap();
+    for (var, key) in ENV_VARIABLES {
+        let value = match *var {
+            v if v.ends_with("_PORT") => "12345",
+            "MILVUS_TLS_MODE" => "1",
+            v if v.contains("_PARALLELISM_") => "7",
+            v if v.ends_with("_USE_SSL")
+                || v.ends_with("_USE_IAM")
+                || v.ends_with("_ENABLED")
+                || v.ends_with("_TEMP_FILES") =>
+            {
+                "true"
+            }
+            _ => "from-env",
+        };
+        let mut cfg = Config::parse("").unwrap();
+        cfg.apply_env(|k| (k == *var).then(|| value.to_string()))
+            .unwrap();
+        assert_eq!(cfg.env_keys.get(*key), Some(var), "{var} sets {key}");
+        if *var == "MILVUS_PASSWORD" {
+            assert_eq!(cfg.milvus.password.expose(), "from-env");
+        } else {
+            assert_ne!(
+                format!("{:?}", cfg),
+                format!("{:?}", base),
+                "{var}={value} changes nothing"
+            );
+        }
+    }
+    // A bad value set by a variable names the variable, not a line of the file.
+    let out = run(
+        &file(&shipped()),
+        &[("MILVUS_TLS_MODE", "7")],
+        &["server", "-p", "0"],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("milvus.tlsMode 7") && err.contains("MILVUS_TLS_MODE"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn authorization_enabled_decides_whether_milvus_gets_credentials() {
+    let sent = |yaml: &str| {
+        let cfg = Config::parse(yaml).unwrap();
+        let client = milvus_backup::milvus::MilvusClient::new(&cfg.milvus).unwrap();
+        client
+            .request("", ())
+            .metadata()
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    assert_eq!(sent("milvus:\n  user: u\n  password: p\n"), None);
+    assert_eq!(
+        sent("milvus:\n  authorizationEnabled: true\n  user: u\n  password: p\n"),
+        Some("dTpw".to_string()), // base64("u:p")
+    );
+}
+
+/// The README's reference is complete: every config key, environment
+/// variable, RPC, CLI command and REST route has its row.
+#[test]
+fn the_readme_lists_every_key_variable_rpc_command_and_route() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    assert!(readme.lines().count() <= 420, "the README stays short");
+    // Keys: every leaf of a config that sets them all (the shipped file plus
+    // the keys it leaves out), as `section.key` or, in a row naming its
+    // section's key first, as the bare `key`.
+    let all_keys = "\
+log: {level: info, console: true, file: {rootPath: '', maxSize: 0, maxAge: 0, maxBackups: 0}}
+http: {simpleResponse: true, enabled: true, debug_mode: false}
+milvus: {address: a, port: 1, authorizationEnabled: false, tlsMode: 0, user: root, password: Milvus,
+  caCertPath: '', serverName: '', mtlsCertPath: '', mtlsKeyPath: '', rpcChannelName: ''}
+minio: {storageType: minio, address: a, port: 1, accessKeyID: k, secretAccessKey: s, useSSL: false,
+  useIAM: false, iamEndpoint: '', cloudProvider: aws, region: r, bucketName: b, rootPath: files,
+  backupStorageType: '', backupAddress: '', backupPort: 0, backupAccessKeyID: '',
+  backupSecretAccessKey: '', backupUseSSL: false, backupRegion: '', backupBucketName: b,
+  backupRootPath: backup, backupUseIAM: false, backupIamEndpoint: '', token: '', backupToken: '',
+  gcpCredentialJSON: '', backupGcpCredentialJSON: '', crossStorage: false, caCertPath: '',
+  multipartCopyThresholdMiB: 500}
+backup: {maxSegmentGroupSize: 2G, parallelism: {backupCollection: 4, copydata: 1,
+  restoreCollection: 2, importJob: 768}, keepTempFiles: false, gcPause: {enable: false},
+  stateDir: s, maxJobs: 1, shutdownGraceSeconds: 1, rateLimitMiBps: 0}
+security: {token: '', tls: {certPath: '', keyPath: '', clientCaPath: ''}}
+";
+    // Unknown keys are refused, so this list is every key there is.
+    Config::parse(all_keys).unwrap();
+    let value: serde_yaml::Value = serde_yaml::from_str(all_keys).unwrap();
+    fn leaves(prefix: &str, v: &serde_yaml::Value, out: &mut Vec<String>) {
+        match v.as_mapping() {
+            Some(m) if !prefix.ends_with("gcPause") => {
+                for (k, v) in m {
+                    let k = k.as_str().unwrap();
+                    let path = if prefix.is_empty() {
+                        k.to_string()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaves(&path, v, out);
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
+    }
+    let mut keys = Vec::new();
+    leaves("", &value, &mut keys);
+    let rows: Vec<&str> = readme.lines().filter(|l| l.starts_with("| `")).collect();
+    for key in &keys {
+        let (section, leaf) = key.rsplit_once('.').unwrap();
+        let listed = rows.iter().any(|row| {
+            let first = row.split('|').nth(1).unwrap_or("");
+            first.contains(&format!("`{key}`"))
+                || (first.contains(&format!("`{section}.")) && first.contains(&format!("`{leaf}`")))
+                || first.contains(&format!("`{section}.*`"))
+                || first.contains(&format!("`{key}.*`"))
+        });
+        assert!(listed, "config key {key} has no row in the README");
+    }
+    for (var, _) in ENV_VARIABLES {
+        assert!(
+            readme.contains(&format!("`{var}`")),
+            "variable {var} not in the README"
+        );
+    }
+    for var in [
+        "RUST_LOG",
+        "NO_COLOR",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_ENDPOINT_URL_STS",
+    ] {
+        assert!(
+            readme.contains(&format!("`{var}`")),
+            "variable {var} not in the README"
+        );
+    }
+    let proto =
+        std::fs::read_to_string(format!("{root}/proto/milvus/backup/v1/backup.proto")).unwrap();
+    let rpcs: Vec<&str> = proto
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("rpc "))
+        .map(|l| l.split('(').next().unwrap())
+        .collect();
+    assert!(rpcs.len() >= 12, "{rpcs:?}");
+    for rpc in rpcs {
+        assert!(
+            rows.iter().any(|r| r.starts_with(&format!("| `{rpc}"))),
+            "rpc {rpc} has no row in the README"
+        );
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
+        .arg("-h")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for command in help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+    {
+        assert!(
+            rows.iter().any(|r| r.starts_with(&format!("| `{command}"))),
+            "command {command} has no row in the README"
+        );
+    }
+    let openapi: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{root}/src/api/swagger/openapi.json")).unwrap(),
+    )
+    .unwrap();
+    for (path, methods) in openapi["paths"].as_object().unwrap() {
+        for method in methods.as_object().unwrap().keys() {
+            let route = format!("| `{} {path}", method.to_uppercase());
+            assert!(
+                rows.iter().any(|r| r.starts_with(&route)),
+                "route {route} has no row in the README"
+            );
+        }
+    }
+}
+
+/// Checks made after loading (files that cannot be read) name the key and
+/// its line too.
+#[test]
+fn later_checks_name_the_key_and_line() {
+    let yaml = "milvus:\n  address: 127.0.0.1\nminio:\n  address: 127.0.0.1\n  caCertPath: /nonexistent/ca.pem\n";
+    let out = run(&file(yaml), &[], &["list"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("minio.caCertPath") && err.contains("line 5)"),
+        "{err}"
+    );
+    let yaml =
+        "security:\n  tls:\n    certPath: /nonexistent/c.pem\n    keyPath: /nonexistent/k.pem\n";
+    let out = run(
+        &file(yaml),
+        &[],
+        &["server", "--address", "127.0.0.1", "-p", "0"],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("line 3)"), "{err}");
+}
