@@ -291,57 +291,54 @@ fn the_readme_lists_every_key_variable_rpc_command_and_route() {
     let root = env!("CARGO_MANIFEST_DIR");
     let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
     assert!(readme.lines().count() <= 420, "the README stays short");
-    // Keys: every leaf of a config that sets them all (the shipped file plus
-    // the keys it leaves out), as `section.key` or, in a row naming its
-    // section's key first, as the bare `key`.
-    let all_keys = "\
-log: {level: info, console: true, file: {rootPath: '', maxSize: 0, maxAge: 0, maxBackups: 0}}
-http: {simpleResponse: true, enabled: true, debug_mode: false}
-milvus: {address: a, port: 1, authorizationEnabled: false, tlsMode: 0, user: root, password: Milvus,
-  caCertPath: '', serverName: '', mtlsCertPath: '', mtlsKeyPath: '', rpcChannelName: ''}
-minio: {storageType: minio, address: a, port: 1, accessKeyID: k, secretAccessKey: s, useSSL: false,
-  useIAM: false, iamEndpoint: '', cloudProvider: aws, region: r, bucketName: b, rootPath: files,
-  backupStorageType: '', backupAddress: '', backupPort: 0, backupAccessKeyID: '',
-  backupSecretAccessKey: '', backupUseSSL: false, backupRegion: '', backupBucketName: b,
-  backupRootPath: backup, backupUseIAM: false, backupIamEndpoint: '', token: '', backupToken: '',
-  gcpCredentialJSON: '', backupGcpCredentialJSON: '', crossStorage: false, caCertPath: '',
-  multipartCopyThresholdMiB: 500}
-backup: {maxSegmentGroupSize: 2G, parallelism: {backupCollection: 4, copydata: 1,
-  restoreCollection: 2, importJob: 768}, keepTempFiles: false, gcPause: {enable: false},
-  stateDir: s, maxJobs: 1, shutdownGraceSeconds: 1, rateLimitMiBps: 0}
-security: {token: '', tls: {certPath: '', keyPath: '', clientCaPath: ''}}
-";
-    // Unknown keys are refused, so this list is every key there is.
-    Config::parse(all_keys).unwrap();
-    let value: serde_yaml::Value = serde_yaml::from_str(all_keys).unwrap();
-    fn leaves(prefix: &str, v: &serde_yaml::Value, out: &mut Vec<String>) {
-        match v.as_mapping() {
-            Some(m) if !prefix.ends_with("gcPause") => {
-                for (k, v) in m {
-                    let k = k.as_str().unwrap();
-                    let path = if prefix.is_empty() {
-                        k.to_string()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    leaves(&path, v, out);
-                }
-            }
-            _ => out.push(prefix.to_string()),
+    // Keys: every field of the configuration, read from its pretty Debug
+    // form (one field a line), compared without case and underscores
+    // (`access_key_id` is `accessKeyID`).
+    let norm = |k: &str| k.replace('_', "").to_ascii_lowercase();
+    let debug = format!("{:#?}", Config::default());
+    let mut keys = Vec::new();
+    let mut stack: Vec<String> = Vec::new();
+    for line in debug.lines().skip(1) {
+        let depth = (line.len() - line.trim_start().len()) / 4;
+        let Some((name, rest)) = line.trim().split_once(": ") else {
+            continue;
+        };
+        stack.truncate(depth.saturating_sub(1));
+        if rest.ends_with('{') && rest.split(' ').count() == 2 {
+            stack.push(name.to_string());
+        } else if depth == stack.len() + 1 && !["warnings", "env_keys", "origin"].contains(&name) {
+            keys.push(norm(
+                &[stack.join("."), name.to_string()]
+                    .join(".")
+                    .trim_start_matches('.')
+                    .to_string(),
+            ));
         }
     }
-    let mut keys = Vec::new();
-    leaves("", &value, &mut keys);
+    assert!(keys.len() > 60, "{keys:?}");
     let rows: Vec<&str> = readme.lines().filter(|l| l.starts_with("| `")).collect();
+    // The keys the README's rows name: `section.key`, a bare `key` after one
+    // of its section, or `section.*` for all of a section.
+    let (mut named, mut sections) = (Vec::new(), Vec::new());
+    for row in &rows {
+        let first = row.split('|').nth(1).unwrap_or("");
+        let mut section = String::new();
+        for token in first.split('`').skip(1).step_by(2) {
+            if let Some(prefix) = token.strip_suffix(".*") {
+                sections.push(norm(prefix));
+            } else if let Some((s, _)) = token.rsplit_once('.') {
+                section = s.to_string();
+                named.push(norm(token));
+            } else if !section.is_empty() {
+                named.push(norm(&format!("{section}.{token}")));
+            }
+        }
+    }
     for key in &keys {
-        let (section, leaf) = key.rsplit_once('.').unwrap();
-        let listed = rows.iter().any(|row| {
-            let first = row.split('|').nth(1).unwrap_or("");
-            first.contains(&format!("`{key}`"))
-                || (first.contains(&format!("`{section}.")) && first.contains(&format!("`{leaf}`")))
-                || first.contains(&format!("`{section}.*`"))
-                || first.contains(&format!("`{key}.*`"))
-        });
+        let listed = named.contains(key)
+            || sections
+                .iter()
+                .any(|s| key == s || key.starts_with(&format!("{s}.")));
         assert!(listed, "config key {key} has no row in the README");
     }
     for (var, _) in ENV_VARIABLES {
