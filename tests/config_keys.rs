@@ -307,12 +307,8 @@ fn the_readme_lists_every_key_variable_rpc_command_and_route() {
         if rest.ends_with('{') && rest.split(' ').count() == 2 {
             stack.push(name.to_string());
         } else if depth == stack.len() + 1 && !["warnings", "env_keys", "origin"].contains(&name) {
-            keys.push(norm(
-                &[stack.join("."), name.to_string()]
-                    .join(".")
-                    .trim_start_matches('.')
-                    .to_string(),
-            ));
+            let path = [stack.join("."), name.to_string()].join(".");
+            keys.push(norm(path.trim_start_matches('.')));
         }
     }
     assert!(keys.len() > 60, "{keys:?}");
