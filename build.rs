@@ -22,5 +22,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_protos(&["proto/milvus/proto/milvus.proto"], &includes)?;
 
     println!("cargo:rerun-if-changed=proto");
+    for file in [
+        "proto/milvus/backup/v1/backup.proto",
+        "proto/milvus/proto/milvus.proto",
+        "proto/milvus/proto/common.proto",
+        "proto/milvus/proto/schema.proto",
+    ] {
+        println!("cargo:rerun-if-changed={file}");
+    }
     Ok(())
 }

@@ -26,9 +26,18 @@ cargo build --all-targets --locked
 env_up
 
 log "cargo test (unit and end-to-end against the real Milvus and S3)"
+# Figures are written by the tests that prove them (tests/common/figures.rs).
+FIGURES="${CARGO_TARGET_DIR:-target}/test-figures"
+rm -rf "$FIGURES"
 cargo test --all-targets --locked -- --test-threads 4
 
 log "grpcurl walkthrough of the README"
 bash scripts/grpcurl_walkthrough.sh
+
+log "figures, each from a test that fails if it is false"
+for f in "$FIGURES"/*.txt; do
+  [ -e "$f" ] || continue
+  sed "s/^/$(basename "$f" .txt): /" "$f"
+done
 
 log "all tests passed"

@@ -27,6 +27,7 @@ pub fn exit_code(err: &Error) -> i32 {
         Error::Unauthenticated(_) => 10,
         Error::ResourceExhausted(_) => 8,
         Error::Cancelled(_) => 9,
+        Error::Aborted(_) => 11,
         Error::Milvus { .. } | Error::Storage { .. } | Error::Internal(_) => 1,
     }
 }
@@ -223,10 +224,14 @@ pub async fn restore(engine: &Arc<Engine>, req: RestoreRequest) -> Result<()> {
         );
     }
     if last.state != JobState::Succeeded {
-        return Err(Error::Internal(format!(
-            "restore of {name:?} failed: {}",
-            last.error.unwrap_or_default()
-        )));
+        // The job's kind of failure picks the exit code (DATA_LOSS: 7, ...).
+        return Err(Error::of_kind(
+            last.error_kind.as_deref().unwrap_or_default(),
+            format!(
+                "restore of {name:?} failed: {}",
+                last.error.unwrap_or_default()
+            ),
+        ));
     }
     println!(
         "restore {} of {name} succeeded, duration: {}s",
@@ -330,6 +335,14 @@ pub async fn check(engine: &Arc<Engine>) -> Result<()> {
     println!(
         "Backup storage: {} ({} backups)",
         r.backup_storage, r.backup_count
+    );
+    println!(
+        "Conditional writes (leases between jobs and processes): {}",
+        if r.conditional_writes {
+            "honoured"
+        } else {
+            "NOT honoured: jobs of different processes cannot exclude each other"
+        }
     );
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::jobs::Leases;
 use crate::meta::{BackupLayout, Catalog, MilvusLayout};
 use crate::milvus::{MilvusApi, MilvusClient};
 use crate::storage::{Copier, LocalDir, ObjectStore, S3Bucket};
@@ -18,6 +19,8 @@ pub struct Timing {
     pub flush_timeout: Duration,
     /// How long one import may go without finishing.
     pub import_timeout: Duration,
+    /// How long a lease lasts without renewal.
+    pub lease_ttl: Duration,
 }
 
 impl Default for Timing {
@@ -26,6 +29,7 @@ impl Default for Timing {
             poll_interval: Duration::from_millis(500),
             flush_timeout: Duration::from_secs(600),
             import_timeout: Duration::from_secs(3600),
+            lease_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -54,6 +58,7 @@ impl std::fmt::Debug for dyn MilvusApi {
 impl Context {
     /// Builds the context from the configuration. Connects lazily.
     pub fn from_config(cfg: &Config) -> Result<Self> {
+        cfg.minio.check_backup_root()?;
         let milvus_bucket = cfg.minio.milvus_bucket();
         let backup_bucket = cfg.minio.backup_bucket();
         let milvus_store: Arc<dyn ObjectStore> = Arc::new(S3Bucket::new(&milvus_bucket)?);
@@ -83,9 +88,21 @@ impl Context {
             catalog: Catalog::new(backup_store, BackupLayout::new(backup_root)),
             copier: Copier::new(cfg.backup.parallelism.copydata)
                 .with_rate_limit(cfg.backup.rate_limit_mi_bps),
-            timing: Timing::default(),
+            timing: Timing {
+                lease_ttl: Duration::from_secs(cfg.backup.lease_ttl_seconds.max(1)),
+                ..Timing::default()
+            },
             collections_at_once: cfg.backup.parallelism.backup_collection.max(1),
         })
+    }
+
+    /// The leases of the backup storage (see [`Leases`]).
+    pub fn leases(&self) -> Leases {
+        Leases::new(
+            self.catalog.store().clone(),
+            self.catalog.layout().root_prefix().trim_end_matches('/'),
+            self.timing.lease_ttl,
+        )
     }
 
     /// Whether Milvus can import straight from the backup's keys (same bucket).

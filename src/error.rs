@@ -39,6 +39,9 @@ pub enum Error {
     /// The caller did not prove who it is.
     #[error("{0}")]
     Unauthenticated(String),
+    /// Another job holds the name (a backup, or a restore target) this one needs.
+    #[error("{0}")]
+    Aborted(String),
     /// Too many jobs at once.
     #[error("{0}")]
     ResourceExhausted(String),
@@ -59,6 +62,41 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The kind of failure, as a stable snake_case name (shown with failed jobs).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::InvalidArgument(_) => "invalid_argument",
+            Error::NotFound { .. } => "not_found",
+            Error::AlreadyExists { .. } => "already_exists",
+            Error::FailedPrecondition(_) => "failed_precondition",
+            Error::Unavailable { .. } => "unavailable",
+            Error::DataLoss(_) => "data_loss",
+            Error::Milvus { .. } => "milvus",
+            Error::Storage { .. } => "storage",
+            Error::Unauthenticated(_) => "unauthenticated",
+            Error::Aborted(_) => "aborted",
+            Error::ResourceExhausted(_) => "resource_exhausted",
+            Error::Cancelled(_) => "cancelled",
+            Error::ShuttingDown => "shutting_down",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// The error of a failed job from its recorded [`Error::kind`] and
+    /// message (so that a CLI exit code tells the kind apart).
+    pub fn of_kind(kind: &str, msg: String) -> Self {
+        match kind {
+            "invalid_argument" => Error::InvalidArgument(msg),
+            "failed_precondition" => Error::FailedPrecondition(msg),
+            "data_loss" => Error::DataLoss(msg),
+            "aborted" => Error::Aborted(msg),
+            "resource_exhausted" => Error::ResourceExhausted(msg),
+            "cancelled" => Error::Cancelled(msg),
+            "unauthenticated" => Error::Unauthenticated(msg),
+            _ => Error::Internal(msg),
+        }
+    }
+
     /// Shorthand for [`Error::InvalidArgument`].
     pub fn invalid(msg: impl Into<String>) -> Self {
         Error::InvalidArgument(msg.into())

@@ -12,6 +12,7 @@ pub mod config;
 pub mod context;
 pub mod engine;
 pub mod error;
+pub mod failpoint;
 pub mod jobs;
 pub mod meta;
 pub mod metrics;

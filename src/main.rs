@@ -242,7 +242,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let mut server = Server::new(engine)
                 .simple_response(cfg.http.simple_response)
                 .token(cfg.security.token.clone())
-                .shutdown_grace(Duration::from_secs(cfg.backup.shutdown_grace_seconds));
+                .shutdown_grace(Duration::from_secs(cfg.backup.shutdown_grace_seconds))
+                .limits(milvus_backup::api::ServerLimits::from_config(&cfg.http));
             if let Some(tls) = server_tls {
                 server = server.tls(tls);
             }

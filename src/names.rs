@@ -39,9 +39,18 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks a backup name (see [`validate_name`]).
+/// Folders under the backup root that are not backups (leases and the like).
+pub const RESERVED_BACKUP_NAMES: [&str; 1] = ["_leases"];
+
+/// Checks a backup name (see [`validate_name`]); the reserved folder names are refused.
 pub fn validate_backup_name(name: &str) -> Result<()> {
-    validate_name("backup name", name)
+    validate_name("backup name", name)?;
+    if RESERVED_BACKUP_NAMES.contains(&name) {
+        return Err(Error::invalid(format!(
+            "backup name {name:?} is reserved for the service's own records"
+        )));
+    }
+    Ok(())
 }
 
 /// Cuts a long user value so that it can be echoed in an error message.

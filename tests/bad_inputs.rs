@@ -1,16 +1,99 @@
 //! A table of bad inputs over gRPC and REST: names with `..`, `/`, nothing,
 //! 10 KB, unicode tricks; conflicting options; malformed JSON and wrong types;
 //! huge lists; backups whose meta is corrupt or truncated. Each gets the right
-//! code, the server stays up, and nothing is written. Against the real
-//! Milvus 2.3.5 and S3.
+//! code (REST: the HTTP status and the envelope's `code`), the server stays
+//! up, and nothing is written: after each case, the full set of objects in
+//! Milvus's bucket (which holds the backup storage, its staging prefixes and
+//! Milvus's own data) with their sizes and ETags, the server's job records
+//! and Milvus's databases and collections are what they were before it.
+//! Against the real Milvus 2.3.5 and S3.
 
 mod common;
+#[path = "common/figures.rs"]
+mod figures;
+#[path = "common/snapshot_sets.rs"]
+mod snapshot_sets;
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::Command;
 
 use bytes::Bytes;
+use common::data::{self, Spec};
 use milvus_backup::api::proto as pb;
+use milvus_backup::context::Context;
+use milvus_backup::engine::Engine;
+use milvus_backup::jobs::JobStore;
+use milvus_backup::milvus::MilvusClient;
+use snapshot_sets::{BucketLister, Listed};
 use tonic::Code;
+
+/// How many bad inputs the table holds; every one must run.
+const CASES: usize = 56;
+
+/// Everything a refused request could have written, and the cases checked so far.
+struct World {
+    lister: BucketLister,
+    milvus_root: String,
+    state: PathBuf,
+    m: MilvusClient,
+    bucket: BTreeMap<String, Listed>,
+    records: BTreeMap<PathBuf, Vec<u8>>,
+    milvus: BTreeMap<String, Option<i64>>,
+    cases: usize,
+    /// Keys Milvus itself added, removed or rewrote under its root meanwhile.
+    milvus_own: usize,
+}
+
+impl World {
+    async fn new(cfg: &milvus_backup::config::Config, state: PathBuf) -> Self {
+        let mut w = Self {
+            lister: BucketLister::milvus_bucket(cfg),
+            milvus_root: cfg.minio.root_path.clone(),
+            state,
+            m: common::milvus(cfg),
+            bucket: BTreeMap::new(),
+            records: BTreeMap::new(),
+            milvus: BTreeMap::new(),
+            cases: 0,
+            milvus_own: 0,
+        };
+        w.take().await;
+        w
+    }
+
+    /// Takes the snapshots that the next case is compared with.
+    async fn take(&mut self) {
+        self.bucket = self.lister.snapshot().await;
+        self.records = snapshot_sets::dir_snapshot(&self.state);
+        self.milvus = snapshot_sets::milvus_snapshot(&self.m).await;
+    }
+
+    /// Case `case` ran: nothing changed since the last snapshot.
+    async fn unchanged(&mut self, case: &str) {
+        let (bucket, records, milvus) = (
+            self.lister.snapshot().await,
+            snapshot_sets::dir_snapshot(&self.state),
+            snapshot_sets::milvus_snapshot(&self.m).await,
+        );
+        let d = snapshot_sets::diff(&self.bucket, &bucket);
+        let (own, ours): (Vec<&String>, Vec<&String>) = d
+            .keys()
+            .partition(|k| snapshot_sets::is_milvus_own_data(&self.milvus_root, k));
+        assert!(
+            ours.is_empty(),
+            "{case}: objects in {} changed: {d:?}",
+            self.lister.bucket
+        );
+        self.milvus_own += own.len();
+        let d = snapshot_sets::diff(&self.records, &records);
+        assert!(d.is_empty(), "{case}: job records changed: {d:?}");
+        let d = snapshot_sets::diff(&self.milvus, &milvus);
+        assert!(d.is_empty(), "{case}: Milvus's collections changed: {d:?}");
+        (self.bucket, self.records, self.milvus) = (bucket, records, milvus);
+        self.cases += 1;
+    }
+}
 
 fn curl(method: &str, url: &str, body: Option<&str>) -> (u16, serde_json::Value) {
     let mut cmd = Command::new("curl");
@@ -30,12 +113,27 @@ fn curl(method: &str, url: &str, body: Option<&str>) -> (u16, serde_json::Value)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_inputs_are_refused_with_the_right_code_and_write_nothing() {
     let cfg = common::config();
-    let server = common::TestServer::start(&cfg).await;
+    let m = common::milvus(&cfg);
+    // A server with job records of its own, holding one real backup: the
+    // refused restores name it, and its record must not move.
+    let state = std::env::temp_dir().join(common::unique("bad-inputs-state"));
+    let engine = Engine::with_records(
+        Context::from_config(&cfg).unwrap(),
+        JobStore::open(&state).unwrap(),
+        4,
+    )
+    .await;
+    let server = common::TestServer::start_engine(engine).await;
     let mut client = server.client().await;
     let store = server.engine.context().catalog.store().clone();
-    let before = store.list("backup/").await.unwrap().len();
+    let spec = Spec::new(&common::unique("bad_inputs_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..100, 5).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let real = common::unique("bad_inputs_real");
+    common::flows::backup_collections(&mut client, &real, &[&spec.name]).await;
+    let mut w = World::new(&cfg, state.clone()).await;
     let long = "n".repeat(10 * 1024);
-    let mut rejected = 0;
 
     // gRPC CreateBackup: bad backup names.
     let bad_names = [
@@ -61,14 +159,14 @@ async fn bad_inputs_are_refused_with_the_right_code_and_write_nothing() {
         let err = client
             .create_backup(pb::CreateBackupRequest {
                 backup_name: name.into(),
-                collection_names: vec!["c".into()],
+                collection_names: vec![spec.name.clone()],
                 ..Default::default()
             })
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{name:?}: {err:?}");
         assert!(err.message().len() < 1000, "the message echoes 10 KB back");
-        rejected += 1;
+        w.unchanged(&format!("CreateBackup {name:.20?}")).await;
     }
     // Bad collection and database names, and huge lists.
     let huge: Vec<String> = (0..20_001).map(|i| format!("c{i}")).collect();
@@ -104,36 +202,37 @@ async fn bad_inputs_are_refused_with_the_right_code_and_write_nothing() {
             ..Default::default()
         },
     ];
-    for req in bad_requests {
+    for (i, req) in bad_requests.into_iter().enumerate() {
         let err = client.create_backup(req).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
-        rejected += 1;
+        w.unchanged(&format!("CreateBackup request {i}")).await;
     }
-    // Restore: conflicting options, bad suffixes and renames, huge lists.
+    // Restore of the real backup: conflicting options, bad suffixes and
+    // renames, huge lists; and a bad backup name.
     let bad_restores = [
         pb::RestoreRequest {
-            backup_name: "b".into(),
+            backup_name: real.clone(),
             drop_existing_collections: true,
             skip_create_collection: true,
             ..Default::default()
         },
         pb::RestoreRequest {
-            backup_name: "b".into(),
+            backup_name: real.clone(),
             collection_suffix: "-x".into(),
             ..Default::default()
         },
         pb::RestoreRequest {
-            backup_name: "b".into(),
+            backup_name: real.clone(),
             collection_suffix: "/..".into(),
             ..Default::default()
         },
         pb::RestoreRequest {
-            backup_name: "b".into(),
-            collection_renames: [("a".to_string(), "b/c".to_string())].into(),
+            backup_name: real.clone(),
+            collection_renames: [(spec.name.clone(), "b/c".to_string())].into(),
             ..Default::default()
         },
         pb::RestoreRequest {
-            backup_name: "b".into(),
+            backup_name: real.clone(),
             collection_renames: [("a.b.c".to_string(), "d".to_string())].into(),
             ..Default::default()
         },
@@ -142,15 +241,15 @@ async fn bad_inputs_are_refused_with_the_right_code_and_write_nothing() {
             ..Default::default()
         },
         pb::RestoreRequest {
-            backup_name: "b".into(),
+            backup_name: real.clone(),
             collection_names: huge.clone(),
             ..Default::default()
         },
     ];
-    for req in bad_restores {
+    for (i, req) in bad_restores.into_iter().enumerate() {
         let err = client.restore(req.clone()).await.unwrap_err();
-        assert_eq!(err.code(), Code::InvalidArgument, "{req:?}: {err:?}");
-        rejected += 1;
+        assert_eq!(err.code(), Code::InvalidArgument, "{i}: {err:?}");
+        w.unchanged(&format!("Restore request {i}")).await;
     }
     for name in ["..", "a/b", ""] {
         assert_eq!(
@@ -161,26 +260,44 @@ async fn bad_inputs_are_refused_with_the_right_code_and_write_nothing() {
                 .code(),
             Code::InvalidArgument
         );
+        w.unchanged(&format!("DeleteBackup {name:?}")).await;
         assert_eq!(
             client
-                .verify_backup(pb::VerifyBackupRequest { name: name.into() })
+                .verify_backup(pb::VerifyBackupRequest {
+                    name: name.into(),
+                    detached: false
+                })
                 .await
                 .unwrap_err()
                 .code(),
             Code::InvalidArgument
         );
-        rejected += 2;
+        w.unchanged(&format!("VerifyBackup {name:?}")).await;
     }
 
-    // REST: malformed JSON, wrong types, bad names, missing parameters.
+    // REST: malformed JSON, wrong types, bad names, missing parameters: the
+    // HTTP status and the Go tool's envelope code (400: Parameter_Error).
     let base = format!("http://{}/api/v1", server.handle.addr);
-    let rest_cases: Vec<(&str, String, Option<&str>, u16)> = vec![
-        ("POST", format!("{base}/create"), Some("{not json"), 400),
-        ("POST", format!("{base}/create"), Some("[]"), 400),
+    let restore_conflict = format!(
+        r#"{{"backup_name": "{real}", "dropExistCollection": true, "skipCreateCollection": true}}"#
+    );
+    let restore_rename =
+        format!(r#"{{"backup_name": "{real}", "collection_renames": {{"a": "b/c"}}}}"#);
+    let restore_auto_index = format!(r#"{{"backup_name": "{real}", "useAutoIndex": true}}"#);
+    let rest_cases: Vec<(&str, String, Option<&str>, u16, i64)> = vec![
+        (
+            "POST",
+            format!("{base}/create"),
+            Some("{not json"),
+            400,
+            400,
+        ),
+        ("POST", format!("{base}/create"), Some("[]"), 400, 400),
         (
             "POST",
             format!("{base}/create"),
             Some(r#"{"backup_name": 123}"#),
+            400,
             400,
         ),
         (
@@ -188,11 +305,13 @@ async fn bad_inputs_are_refused_with_the_right_code_and_write_nothing() {
             format!("{base}/create"),
             Some(r#"{"backup_name": "ok", "async": "maybe"}"#),
             400,
+            400,
         ),
         (
             "POST",
             format!("{base}/create"),
             Some(r#"{"backup_name": "ok", "collection_names": [1, 2]}"#),
+            400,
             400,
         ),
         (
@@ -200,58 +319,71 @@ async fn bad_inputs_are_refused_with_the_right_code_and_write_nothing() {
             format!("{base}/create"),
             Some(r#"{"backup_name": "../x"}"#),
             400,
+            400,
         ),
         (
             "POST",
             format!("{base}/create"),
             Some(r#"{"backup_name": "ok", "db_collections": "not json"}"#),
             400,
+            400,
         ),
-        ("POST", format!("{base}/create"), Some(""), 400),
+        ("POST", format!("{base}/create"), Some(""), 400, 400),
         (
             "POST",
             format!("{base}/restore"),
-            Some(
-                r#"{"backup_name": "b", "dropExistCollection": true, "skipCreateCollection": true}"#,
-            ),
+            Some(restore_conflict.as_str()),
+            400,
             400,
         ),
         (
             "POST",
             format!("{base}/restore"),
-            Some(r#"{"backup_name": "b", "collection_renames": {"a": "b/c"}}"#),
+            Some(restore_rename.as_str()),
+            400,
             400,
         ),
         (
             "POST",
             format!("{base}/restore"),
-            Some(r#"{"backup_name": "b", "useAutoIndex": true}"#),
+            Some(restore_auto_index.as_str()),
+            400,
             400,
         ),
-        ("GET", format!("{base}/get_backup"), None, 400),
+        ("GET", format!("{base}/get_backup"), None, 400, 400),
         (
             "GET",
             format!("{base}/get_backup?backup_name=a%2Fb"),
             None,
             400,
+            400,
         ),
-        ("GET", format!("{base}/get_restore?id="), None, 404),
-        ("DELETE", format!("{base}/delete?backup_name=.."), None, 400),
+        ("GET", format!("{base}/get_restore?id="), None, 400, 400),
+        (
+            "DELETE",
+            format!("{base}/delete?backup_name=.."),
+            None,
+            400,
+            400,
+        ),
         (
             "GET",
             format!("{base}/list?collection_name=a.b.c"),
             None,
             400,
+            400,
         ),
     ];
-    for (method, url, body, want) in &rest_cases {
-        let (code, json) = tokio::task::block_in_place(|| curl(method, url, *body));
-        assert_eq!(code, *want, "{method} {url} {body:?}: {json}");
+    for (method, url, body, want_http, want_code) in &rest_cases {
+        let (http, json) = tokio::task::block_in_place(|| curl(method, url, *body));
+        let case = format!("{method} {url} {body:?}");
+        assert_eq!(http, *want_http, "{case}: {json}");
+        assert_eq!(json["code"], *want_code, "{case}: envelope code: {json}");
         assert!(
-            json.get("code").is_some() && json.get("msg").is_some(),
-            "envelope kept: {json}"
+            json["msg"].as_str().is_some_and(|m| !m.is_empty()),
+            "{case}: envelope msg: {json}"
         );
-        rejected += 1;
+        w.unchanged(&case).await;
     }
 
     // Backups whose meta is corrupt or truncated.
@@ -259,33 +391,30 @@ async fn bad_inputs_are_refused_with_the_right_code_and_write_nothing() {
         serde_json::json!({"name": "x", "state_code": 2, "collection_backups": []}).to_string();
     for (name, body) in [
         (
-            "corrupt_meta_x1",
-            "{\"name\": \"corrupt_meta_x1\", \"collection_b".to_string(),
+            common::unique("corrupt_meta"),
+            "{\"name\": \"corrupt_meta\", \"collection_b".to_string(),
         ),
         (
-            "truncated_meta_x1",
+            common::unique("truncated_meta"),
             good_meta[..good_meta.len() / 2].to_string(),
         ),
     ] {
-        store
-            .write(
-                &format!("backup/{name}/meta/full_meta.json"),
-                Bytes::from(body),
-            )
-            .await
-            .unwrap();
+        let key = format!("backup/{name}/meta/full_meta.json");
+        store.write(&key, Bytes::from(body)).await.unwrap();
+        w.take().await;
         let err = client
             .get_backup(pb::GetBackupRequest {
-                name: name.into(),
+                name: name.clone(),
                 ..Default::default()
             })
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::DataLoss, "{err:?}");
-        assert!(err.message().contains(name));
+        assert!(err.message().contains(&name));
+        w.unchanged(&format!("GetBackup {name}")).await;
         let err = client
             .restore(pb::RestoreRequest {
-                backup_name: name.into(),
+                backup_name: name.clone(),
                 collection_suffix: "_r".into(),
                 ..Default::default()
             })
@@ -301,24 +430,35 @@ async fn bad_inputs_are_refused_with_the_right_code_and_write_nothing() {
         while let Some(msg) = s.message().await.unwrap() {
             assert_ne!(msg.backup.unwrap().name, name);
         }
-        store
-            .delete(&[format!("backup/{name}/meta/full_meta.json")])
-            .await
-            .unwrap();
-        rejected += 2;
+        w.unchanged(&format!("Restore {name}")).await;
+        store.delete(&[key]).await.unwrap();
     }
 
-    // Nothing was written, and the server is still up.
-    assert_eq!(
-        store.list("backup/").await.unwrap().len(),
-        before,
-        "a refused request wrote objects"
-    );
+    // Every case ran, and the server is still up.
+    assert_eq!(w.cases, CASES, "bad inputs checked");
     client
         .list_backups(pb::ListBackupsRequest::default())
         .await
         .expect("the server is still up");
-    println!("bad inputs rejected: {rejected}");
-    assert!(rejected >= 30);
+    figures::publish(
+        "bad_inputs",
+        &[format!(
+            "bad inputs refused with the right code, nothing written: {} of {CASES} \
+             (each compared as sets: {} objects in {}, the job records, {} Milvus \
+             databases and collections; {} keys Milvus itself changed under {}/ meanwhile)",
+            w.cases,
+            w.bucket.len(),
+            w.lister.bucket,
+            w.milvus.len(),
+            w.milvus_own,
+            w.milvus_root,
+        )],
+    );
+    client
+        .delete_backup(pb::DeleteBackupRequest { name: real })
+        .await
+        .unwrap();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
     server.handle.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&state);
 }

@@ -171,7 +171,11 @@ fn values_that_cannot_be_honoured_are_refused_naming_key_and_line() {
 
 #[test]
 fn a_bad_log_level_stops_the_binary_with_its_name() {
-    let out = run(&file("log:\n  level: loud\n"), &[], &["server", "-p", "0"]);
+    let out = run(
+        &file("log:\n  level: loud\n"),
+        &[],
+        &["server", "--address", "127.0.0.1", "-p", "0"],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -256,7 +260,7 @@ fn environment_variables_each_set_their_key_and_are_named_in_errors() {
     let out = run(
         &file(&shipped()),
         &[("MILVUS_TLS_MODE", "7")],
-        &["server", "-p", "0"],
+        &["server", "--address", "127.0.0.1", "-p", "0"],
     );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");

@@ -1,56 +1,231 @@
-//! SIGKILL the server at many points of a backup and of a restore, restart it
-//! on the same job records, and check: no interrupted backup is listed as
-//! complete (and a complete one verifies), every interrupted job reports
-//! FAILED "interrupted", its partial objects or created collections are gone,
-//! and nothing that existed before is lost. The real binary, the real Milvus
-//! 2.3.5 and S3.
+//! SIGKILL the server in the middle of jobs, restart it on the same job
+//! records, and check that every killed job is FAILED "interrupted", that
+//! what it left half done is gone, and that nothing that existed before is
+//! lost. The real binary, the real Milvus 2.3.5 and S3.
+//!
+//! - Backups are killed mid-copy: the copies are rate-limited, and the kill
+//!   comes once the job's stream showed `0 < files_done < files_total` (at a
+//!   quarter, half and three quarters of the objects); the objects in the
+//!   storage at the kill are counted.
+//! - Restores are killed mid-import: the `restore.importing` failpoint holds
+//!   the job once its imports are started and not awaited; Milvus lists the
+//!   imports into the collection being filled. Into a new collection, as a
+//!   replace of an existing one, and staged from a backup on another S3.
+//! - Lease handling: a killed backup's name stays held until its lease
+//!   expires (a new backup of that name is ABORTED naming the dead job), then
+//!   the name is free; a killed restore's leases are released by recovery.
+//!
+//! The kills at each step of the replace's swap, and between the backup's
+//! meta writes, are in `restore_safety.rs`.
 
 mod common;
+#[path = "common/figures.rs"]
+mod figures;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::data::{self, Spec};
-use common::process;
+use common::{flows, process};
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
+use milvus_backup::config::Config;
 use milvus_backup::milvus::MilvusApi;
 use milvus_backup::storage::{ObjectStore, S3Bucket};
 use tonic::transport::Channel;
 
-struct Proc {
-    child: Child,
-    port: u16,
+/// Lease TTL of the killed processes: long enough that a killed backup's
+/// lease is surely still live right after the kill.
+const LEASE_TTL_SECONDS: u64 = 10;
+/// Backups are killed once this many quarters of their objects are copied.
+const BACKUP_KILL_QUARTERS: [u64; 3] = [1, 2, 3];
+/// How long a rate-limited backup copies its objects.
+const COPY_SECONDS: f64 = 10.0;
+
+/// A server config: the test environment, with the backups on the second S3
+/// when `offsite` is set, and `extra` `backup:` lines.
+fn write_config(cfg: &Config, tag: &str, offsite: bool, extra: &str) -> (PathBuf, PathBuf) {
+    let state = std::env::temp_dir().join(common::unique(tag));
+    let config = state.with_extension("yaml");
+    let backup_storage = if offsite {
+        let (host, port) = common::second_s3();
+        format!(
+            "  backupAddress: {host}\n  backupPort: {port}\n  backupAccessKeyID: {}\n  \
+             backupSecretAccessKey: {}\n  backupBucketName: {OFFSITE_BUCKET}\n",
+            cfg.minio.access_key_id,
+            cfg.minio.secret_access_key.expose()
+        )
+    } else {
+        format!("  backupBucketName: {}\n", cfg.minio.bucket_name)
+    };
+    let yaml = format!(
+        "milvus:\n  address: {}\n  port: {}\nminio:\n  address: {}\n  port: {}\n  accessKeyID: {}\n  \
+         secretAccessKey: {}\n  bucketName: {}\n  rootPath: {}\n  backupRootPath: backup\n{backup_storage}\
+         backup:\n  stateDir: {}\n  leaseTtlSeconds: {LEASE_TTL_SECONDS}\n{extra}",
+        cfg.milvus.address,
+        cfg.milvus.port,
+        cfg.minio.address,
+        cfg.minio.port,
+        cfg.minio.access_key_id,
+        cfg.minio.secret_access_key.expose(),
+        cfg.minio.bucket_name,
+        cfg.minio.root_path,
+        state.display(),
+    );
+    std::fs::write(&config, yaml).unwrap();
+    (state, config)
 }
 
-fn write_config(cfg: &milvus_backup::config::Config, state: &Path) -> PathBuf {
-    let path = state.with_extension("yaml");
-    process::write_config(cfg, &path, &format!("  stateDir: {}\n", state.display()));
-    path
+const OFFSITE_BUCKET: &str = "crash-offsite";
+
+/// Not yet done by the server: an interrupted staged restore's
+/// `restore-temp-{id}/` objects in Milvus's bucket are not removed by recovery.
+const STAGING_GAP: &str = "known gap, staged restore killed mid-import";
+
+/// The test environment's config with the backups on the second S3.
+fn offsite(cfg: &Config) -> Config {
+    let (host, port) = common::second_s3();
+    let mut c = cfg.clone();
+    c.minio.backup_address = host;
+    c.minio.backup_port = port;
+    c.minio.backup_bucket_name = OFFSITE_BUCKET.into();
+    c
 }
 
-async fn start(config: &Path) -> (Proc, BackupServiceClient<Channel>) {
-    let (child, port, client) = process::start_server(config, Stdio::null()).await;
-    (Proc { child, port }, client)
+/// A server process, SIGKILLed when dropped (also when the test fails).
+struct Proc(Option<Child>);
+
+impl Proc {
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            process::kill9(&mut child);
+        }
+    }
 }
 
-fn kill9(p: &mut Proc) {
-    Command::new("kill")
-        .args(["-KILL", &p.child.id().to_string()])
-        .status()
-        .unwrap();
-    let _ = p.child.wait();
-    let _ = p.port;
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Starts the binary on `config`, its log lines going to `log`.
+async fn start(
+    config: &Path,
+    log: &Path,
+    envs: &[(&str, &str)],
+) -> (Proc, BackupServiceClient<Channel>) {
+    let (child, _, client) = process::start_server_with(config, process::log_file(log), envs).await;
+    (Proc(Some(child)), client)
+}
+
+/// Waits until `check` holds, polling; panics with `what` after `timeout`.
+async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The state ListBackups gives backup `name`, if it lists it.
+async fn listed_state(client: &mut BackupServiceClient<Channel>, name: &str) -> Option<i32> {
+    let mut s = client
+        .list_backups(pb::ListBackupsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut found = None;
+    while let Some(msg) = s.message().await.unwrap() {
+        let b = msg.backup.unwrap();
+        if b.name == name {
+            found = Some(b.state);
+        }
+    }
+    found
+}
+
+async fn get_restore(client: &mut BackupServiceClient<Channel>, id: &str) -> pb::RestoreJob {
+    client
+        .get_restore(pb::GetRestoreRequest { id: id.into() })
+        .await
+        .expect("the restore is remembered")
+        .into_inner()
+        .restore
+        .unwrap()
+}
+
+async fn verify(client: &mut BackupServiceClient<Channel>, name: &str) {
+    let mut v = client
+        .verify_backup(pb::VerifyBackupRequest {
+            name: name.into(),
+            detached: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = None;
+    while let Some(msg) = v.message().await.expect("the backup verifies") {
+        last = Some(msg);
+    }
+    let last = last.expect("the verification reports");
+    assert!(
+        last.objects_total > 0
+            && last.objects_done == last.objects_total
+            && last.damaged.is_empty(),
+        "{name}: every object verified intact: {last:?}"
+    );
+}
+
+/// The raw lease object `name` in `store` (under `backup/_leases/`): it was
+/// taken, and then released on purpose (not merely expired).
+async fn lease_released(store: &S3Bucket, name: &str) -> bool {
+    let key = format!("backup/_leases/{name}");
+    match store.head(&key).await.unwrap() {
+        None => false,
+        Some(_) => {
+            let body = store.read(&key).await.unwrap();
+            let record: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            record["released"] == serde_json::Value::Bool(true)
+        }
+    }
+}
+
+/// How a restore killed mid-import is set up.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum RestoreKill {
+    /// Into a new collection (a suffix).
+    NewCollection,
+    /// Replacing an existing collection: the kill lands while the temporary copy imports.
+    Replace,
+    /// From a backup on another S3: the binlogs are staged in Milvus's bucket first.
+    Staged,
+}
+
+impl RestoreKill {
+    fn label(self) -> &'static str {
+        match self {
+            RestoreKill::NewCollection => "into a new collection",
+            RestoreKill::Replace => "replacing a collection",
+            RestoreKill::Staged => "staged from another S3",
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_jobs_are_failed_interrupted_and_leave_nothing_half_done() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let state = std::env::temp_dir().join(common::unique("crash-state"));
-    let config = write_config(&cfg, &state);
     let store = S3Bucket::new(&cfg.minio.backup_bucket()).unwrap();
+    let offsite_cfg = offsite(&cfg);
+    let offsite_store = S3Bucket::new(&offsite_cfg.minio.backup_bucket()).unwrap();
+    offsite_store.ensure_bucket(true).await.unwrap();
+    let milvus_store = S3Bucket::new(&cfg.minio.milvus_bucket()).unwrap();
     let spec = Spec::new(&common::unique("crash_src"));
     data::create(&m, &spec).await;
     for i in 0..4 {
@@ -62,12 +237,38 @@ async fn killed_jobs_are_failed_interrupted_and_leave_nothing_half_done() {
     let source = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
     assert_eq!(source.len(), 800);
 
-    let (mut proc, mut client) = start(&config).await;
-    let (mut survived, mut interrupted, mut completed) = (0, 0, 0);
+    // Unthrottled in-process servers on the same storages: the base backups
+    // for the restores, and a second process's view of the storage.
+    let local = common::TestServer::start(&cfg).await;
+    let mut fast = local.client.clone();
+    let base = common::unique("crash_base");
+    let b = flows::backup_collections(&mut fast, &base, &[&spec.name]).await;
+    let (files, bytes) = {
+        let p = b.progress.unwrap();
+        (p.files_total, p.bytes_total)
+    };
+    assert!(
+        files >= 8,
+        "too few objects to kill a copy between them: {files}"
+    );
+    let remote = common::TestServer::start(&offsite_cfg).await;
+    let base_off = common::unique("crash_base_off");
+    flows::backup_collections(&mut remote.client.clone(), &base_off, &[&spec.name]).await;
 
-    // Backups killed after 0 ms .. 1.5 s.
-    for (i, delay) in [0u64, 100, 300, 600, 1000, 1500].into_iter().enumerate() {
-        let name = format!("{}_{i}", common::unique("killed"));
+    // ---- Backups killed mid-copy. ----
+    let rate = bytes as f64 / COPY_SECONDS / (1024.0 * 1024.0);
+    let (state, config) = write_config(
+        &cfg,
+        "crash-backup",
+        false,
+        &format!("  rateLimitMiBps: {rate:.6}\n"),
+    );
+    let log = state.with_extension("log");
+    let mut backup_kills = Vec::new();
+    let mut lease_figure = String::new();
+    for (i, quarter) in BACKUP_KILL_QUARTERS.into_iter().enumerate() {
+        let (mut child, mut client) = start(&config, &log, &[]).await;
+        let name = common::unique(&format!("killed{i}"));
         let mut stream = client
             .create_backup(pb::CreateBackupRequest {
                 backup_name: name.clone(),
@@ -77,162 +278,289 @@ async fn killed_jobs_are_failed_interrupted_and_leave_nothing_half_done() {
             .await
             .unwrap()
             .into_inner();
-        stream.message().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-        kill9(&mut proc);
-        (proc, client) = start(&config).await;
-
-        let got = client
-            .get_backup(pb::GetBackupRequest {
-                name: name.clone(),
-                ..Default::default()
-            })
-            .await;
-        let listed = {
-            let mut s = client
-                .list_backups(pb::ListBackupsRequest::default())
+        let (id, done, total) = loop {
+            let b = stream
+                .message()
                 .await
                 .unwrap()
-                .into_inner();
-            let mut found = None;
-            while let Some(msg) = s.message().await.unwrap() {
-                let b = msg.backup.unwrap();
-                if b.name == name {
-                    found = Some(b);
-                }
+                .expect("the backup's stream goes on until the kill")
+                .backup
+                .unwrap();
+            assert!(
+                b.state < pb::JobState::Succeeded as i32,
+                "kill {i}: the backup ended before its kill point: {b:?}"
+            );
+            let p = b.progress.unwrap_or_default();
+            if p.files_total > 0 && p.files_done * 4 >= p.files_total * quarter {
+                break (b.id, p.files_done, p.files_total);
             }
-            found
         };
-        match got.map(|r| r.into_inner().backup.unwrap()) {
-            Ok(b) if b.state == pb::JobState::Succeeded as i32 => {
-                // Complete before the kill: it must be sound.
-                let mut v = client
-                    .verify_backup(pb::VerifyBackupRequest { name: name.clone() })
-                    .await
-                    .unwrap()
-                    .into_inner();
-                while v
-                    .message()
-                    .await
-                    .expect("a complete backup verifies")
-                    .is_some()
-                {}
-                completed += 1;
-            }
-            Ok(b) => {
-                assert_eq!(
-                    b.state,
-                    pb::JobState::Failed as i32,
-                    "kill point {delay} ms: {b:?}"
-                );
-                assert!(b.error_message.contains("interrupted"), "{b:?}");
-                assert!(
-                    listed.is_none_or(|l| l.state != pb::JobState::Succeeded as i32),
-                    "an interrupted backup is listed as complete"
-                );
-                assert!(
-                    store
-                        .list(&format!("backup/{name}/"))
-                        .await
-                        .unwrap()
-                        .is_empty(),
-                    "partial objects left at {delay} ms"
-                );
-                interrupted += 1;
-            }
-            Err(e) => panic!("kill point {delay} ms: the job is forgotten: {e:?}"),
-        }
-        survived += 1;
-    }
+        child.kill9();
+        // Mid-copy: some objects were copied, not all, and no meta was written.
+        assert!(0 < done && done < total, "kill {i}: {done}/{total}");
+        let written = store.list(&format!("backup/{name}/")).await.unwrap();
+        assert!(
+            !written.is_empty() && (written.len() as u64) < total,
+            "kill {i}: {} objects in the storage at the kill of {total}",
+            written.len()
+        );
+        assert!(
+            written.iter().all(|o| !o.key.contains("/meta/")),
+            "kill {i}: meta written before the copies ended: {written:?}"
+        );
 
-    // Restores killed after 0 ms .. 3 s.
-    let base = common::unique("crash_base");
-    let mut s = client
-        .create_backup(pb::CreateBackupRequest {
-            backup_name: base.clone(),
-            collection_names: vec![spec.name.clone()],
+        let (mut child, mut client) = start(&config, &log, &[]).await;
+        let got = flows::get_backup(&mut client, &name).await;
+        assert_eq!(got.state, pb::JobState::Failed as i32, "kill {i}: {got:?}");
+        assert!(got.error_message.contains("interrupted"), "{got:?}");
+        assert_ne!(
+            listed_state(&mut client, &name).await,
+            Some(pb::JobState::Succeeded as i32),
+            "kill {i}: an interrupted backup is listed as complete"
+        );
+        let left = store.list(&format!("backup/{name}/")).await.unwrap();
+        assert!(left.is_empty(), "kill {i}: partial objects left: {left:?}");
+        child.kill9();
+        backup_kills.push(format!("{done}/{total} files, {} objects", written.len()));
+
+        if i == 0 {
+            // The dead job's lease still holds the name (its objects are gone
+            // now): another process refuses it, naming the dead job.
+            let leases = milvus_backup::context::Context::from_config(&cfg)
+                .unwrap()
+                .leases();
+            let lease = format!("backup/{name}");
+            let holder = leases.holder(&lease).await.unwrap().expect("still held");
+            assert_eq!(holder.job, id);
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            assert!(
+                holder.expires_at_ms > now_ms + 2000,
+                "the lease must outlive the next call: {holder:?}"
+            );
+            let err = fast
+                .create_backup(pb::CreateBackupRequest {
+                    backup_name: name.clone(),
+                    collection_names: vec![spec.name.clone()],
+                    ..Default::default()
+                })
+                .await
+                .expect_err("the killed backup's name is held until its lease expires");
+            assert_eq!(err.code(), tonic::Code::Aborted, "{err:?}");
+            assert!(err.message().contains(&id), "names the dead job: {err:?}");
+            // Once the lease expired, the name is free again.
+            let freed = Instant::now();
+            eventually(
+                "the killed backup's lease expires",
+                Duration::from_secs(LEASE_TTL_SECONDS + 5),
+                || async { leases.holder(&lease).await.unwrap().is_none() },
+            )
+            .await;
+            flows::backup_collections(&mut fast, &name, &[&spec.name]).await;
+            verify(&mut fast, &name).await;
+            fast.delete_backup(pb::DeleteBackupRequest { name: name.clone() })
+                .await
+                .unwrap();
+            lease_figure = format!(
+                "a killed backup's name: ABORTED while its lease lived, free {:.1} s later \
+                 (TTL {LEASE_TTL_SECONDS} s), then backed up again and verified",
+                freed.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&state);
+    let _ = std::fs::remove_file(&config);
+    let _ = std::fs::remove_file(&log);
+
+    // ---- Restores killed mid-import. ----
+    let victim = Spec::new(&common::unique("crash_victim"));
+    data::create(&m, &victim).await;
+    data::insert(&m, &victim, "", 0..50, 77).await;
+    data::flush(&m, &victim.db, &victim.name).await;
+    data::index(&m, &victim.db, &victim.name).await;
+    data::load(&m, &victim.db, &victim.name).await;
+    let victim_rows = data::rows(&m, &victim, &victim.db, &victim.name, &[]).await;
+    let victim_id = m.collection_id(&victim.db, &victim.name).await.unwrap();
+    let mut restore_kills = Vec::new();
+    let mut staging_left = 0;
+    for (i, kind) in [
+        RestoreKill::NewCollection,
+        RestoreKill::Replace,
+        RestoreKill::Staged,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let staged = kind == RestoreKill::Staged;
+        let (state, config) = write_config(&cfg, "crash-restore", staged, "");
+        let log = state.with_extension("log");
+        let (mut child, mut client) = start(
+            &config,
+            &log,
+            &[("MILVUS_BACKUP_FAILPOINTS", "restore.importing")],
+        )
+        .await;
+        let (backup, leases_in) = if staged {
+            (&base_off, &offsite_store)
+        } else {
+            (&base, &store)
+        };
+        let mut req = pb::RestoreRequest {
+            backup_name: backup.clone(),
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    while s.message().await.unwrap().is_some() {}
-    for (i, delay) in [0u64, 200, 700, 1500, 3000].into_iter().enumerate() {
-        let suffix = format!("_k{i}");
-        let target = format!("{}{suffix}", spec.name);
+        };
+        let target = if kind == RestoreKill::Replace {
+            req.collection_renames = [(spec.name.clone(), victim.name.clone())].into();
+            req.drop_existing_collections = true;
+            victim.name.clone()
+        } else {
+            req.collection_suffix = format!("_k{i}");
+            format!("{}_k{i}", spec.name)
+        };
         let mut stream = client
-            .restore(pb::RestoreRequest {
-                backup_name: base.clone(),
-                collection_suffix: suffix.clone(),
-                ..Default::default()
-            })
+            .restore(req)
             .await
-            .unwrap()
+            .expect("restore accepted")
             .into_inner();
         let id = stream.message().await.unwrap().unwrap().restore.unwrap().id;
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-        kill9(&mut proc);
-        (proc, client) = start(&config).await;
-        let job = client
-            .get_restore(pb::GetRestoreRequest { id: id.clone() })
-            .await
-            .expect("the restore is remembered")
-            .into_inner()
-            .restore
-            .unwrap();
-        if job.state == pb::JobState::Succeeded as i32 {
-            data::index(&m, &spec.db, &target).await;
-            data::load(&m, &spec.db, &target).await;
-            let rows = data::rows(&m, &spec, &spec.db, &target, &[]).await;
-            data::assert_rows_equal(&target, &source, &rows);
-            completed += 1;
-        } else {
-            assert_eq!(
-                job.state,
-                pb::JobState::Failed as i32,
-                "kill point {delay} ms: {job:?}"
+        process::wait_for_log(&log, "failpoint reached", Duration::from_secs(180)).await;
+
+        // Mid-import: the job is in its import phase with nothing imported yet,
+        // and Milvus has the imports into the collection being filled.
+        let job = get_restore(&mut client, &id).await;
+        assert_eq!(job.state, pb::JobState::Running as i32, "{job:?}");
+        assert_eq!(job.phase, "import", "{job:?}");
+        let p = job.progress.unwrap();
+        assert!(p.files_done == 0 && p.files_total > 0, "{p:?}");
+        let filling = if kind == RestoreKill::Replace {
+            let temp = job.collections[0].temp_collection_name.clone();
+            assert!(
+                !temp.is_empty(),
+                "a replace fills a temporary copy: {job:?}"
             );
-            assert!(job.error_message.contains("interrupted"), "{job:?}");
-            // Dropped in the background after the restart (after its imports end).
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while m.has_collection(&spec.db, &target).await.unwrap() {
-                assert!(
-                    Instant::now() < deadline,
-                    "a half-restored {target} is left at {delay} ms"
-                );
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            interrupted += 1;
+            temp
+        } else {
+            target.clone()
+        };
+        let imports = m.collection_imports(&spec.db, &filling).await.unwrap();
+        assert!(!imports.is_empty(), "no import into {filling} at the kill");
+        let phases: Vec<String> = imports
+            .iter()
+            .map(|t| format!("{:?}", t.phase).to_lowercase())
+            .collect();
+        let staging = format!("restore-temp-{id}/");
+        if staged {
+            assert!(
+                !milvus_store.list(&staging).await.unwrap().is_empty(),
+                "the binlogs are staged before the import"
+            );
         }
-        data::drop_if_exists(&m, &spec.db, &target).await;
-        survived += 1;
+        child.kill9();
+
+        let (mut child, mut client) = start(&config, &log, &[]).await;
+        let job = get_restore(&mut client, &id).await;
+        assert_eq!(job.state, pb::JobState::Failed as i32, "{kind:?}: {job:?}");
+        assert!(job.error_message.contains("interrupted"), "{job:?}");
+        // Cleaned up in the background, after the imports end.
+        eventually(
+            &format!("{kind:?}: {filling} is dropped"),
+            Duration::from_secs(180),
+            || async { !m.has_collection(&spec.db, &filling).await.unwrap() },
+        )
+        .await;
+        let target_lease = format!("target/{}.{target}", spec.db);
+        let reads_lease = format!("reads/{backup}/{id}");
+        eventually(
+            &format!("{kind:?}: recovery releases the leases"),
+            Duration::from_secs(30),
+            || async {
+                lease_released(leases_in, &target_lease).await
+                    && lease_released(leases_in, &reads_lease).await
+            },
+        )
+        .await;
+        if staged {
+            // Known gap (src): neither recovery nor cleanup removes the staging
+            // prefix of an interrupted restore. Counted and published, then
+            // removed here; see STAGING_GAP.
+            let left: Vec<String> = milvus_store
+                .list(&staging)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|o| o.key)
+                .collect();
+            staging_left = left.len();
+            milvus_store.delete(&left).await.unwrap();
+        }
+        if kind == RestoreKill::Replace {
+            assert_eq!(
+                m.collection_id(&victim.db, &victim.name).await.unwrap(),
+                victim_id,
+                "the replaced collection is the original"
+            );
+            let now = data::rows(&m, &victim, &victim.db, &victim.name, &[]).await;
+            data::assert_rows_equal(
+                "the collection a killed replace targeted",
+                &victim_rows,
+                &now,
+            );
+        }
+        child.kill9();
+        restore_kills.push(format!(
+            "{} (Milvus's imports at the kill: {})",
+            kind.label(),
+            phases.join(", ")
+        ));
+        let _ = std::fs::remove_dir_all(&state);
+        let _ = std::fs::remove_file(&config);
+        let _ = std::fs::remove_file(&log);
     }
 
     // Nothing that existed before is lost.
     let after = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
     data::assert_rows_equal("source after the kills", &source, &after);
-    let mut v = client
-        .verify_backup(pb::VerifyBackupRequest { name: base })
-        .await
-        .unwrap()
-        .into_inner();
-    while v
-        .message()
-        .await
-        .expect("the base backup is intact")
-        .is_some()
-    {}
-    println!(
-        "kill points survived: {survived} ({interrupted} interrupted and cleaned up, {completed} completed before the kill)"
-    );
-    assert_eq!(survived, 11);
-    assert!(
-        interrupted >= 4,
-        "too few kills landed mid-job: {interrupted}"
+    verify(&mut fast, &base).await;
+    verify(&mut remote.client.clone(), &base_off).await;
+
+    assert_eq!(backup_kills.len(), BACKUP_KILL_QUARTERS.len());
+    assert_eq!(restore_kills.len(), 3);
+    figures::publish(
+        "crash_safety",
+        &[
+            format!(
+                "backup kills mid-copy: {n} of {n} interrupted and cleaned up \
+                 (at the kill: {}; 0 objects after the restart)",
+                backup_kills.join("; "),
+                n = backup_kills.len()
+            ),
+            format!(
+                "restore kills mid-import: {n} of {n} interrupted and cleaned up, \
+                 leases released by recovery ({})",
+                restore_kills.join("; "),
+                n = restore_kills.len()
+            ),
+            lease_figure,
+            format!("{STAGING_GAP}: {staging_left} staged objects were left in Milvus's bucket"),
+        ],
     );
 
-    kill9(&mut proc);
+    for name in [&base] {
+        let _ = fast
+            .delete_backup(pb::DeleteBackupRequest { name: name.clone() })
+            .await;
+    }
+    let _ = remote
+        .client
+        .clone()
+        .delete_backup(pb::DeleteBackupRequest {
+            name: base_off.clone(),
+        })
+        .await;
+    data::drop_if_exists(&m, &victim.db, &victim.name).await;
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
-    let _ = std::fs::remove_dir_all(&state);
-    let _ = std::fs::remove_file(&config);
+    local.handle.stop().await.unwrap();
+    remote.handle.stop().await.unwrap();
 }

@@ -1,18 +1,26 @@
-//! Faults: through a proxy that answers 5% of S3 requests with 503 SlowDown
-//! and drops 5% of connections, backups (server-side and streaming) and
-//! restores still succeed with equal data; when Milvus goes away mid-job the
-//! job fails naming Milvus's address, and a new job succeeds once it is back.
-//! Against the real Milvus 2.3.5 and S3 servers.
+//! Faults: through proxies that answer every 20th S3 request (5%) with 503
+//! SlowDown, drop every 20th connection unanswered (another 5%), and cut
+//! every 25th PutObject request body and every 25th GetObject response body
+//! partway (GetObjects while a backup copies, see
+//! `CUT_GET_EVERY_WHILE_READING`), backups (server-side and streaming)
+//! verify and restores end with equal rows. Each proxy of each run is counted
+//! on its own, and each must have injected every kind. When Milvus goes away
+//! mid-job the job fails naming Milvus's address, and a new job succeeds once
+//! it is back. Against the real Milvus 2.3.5 and S3 servers.
 
 mod common;
+#[path = "common/figures.rs"]
+mod figures;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::data::{self, Spec};
+use common::faults::{Counts, FaultProxy, Rates};
 use common::flows;
 use milvus_backup::api::proto as pb;
+use milvus_backup::storage::ObjectStore;
 use tokio::net::{TcpListener, TcpStream};
 
 async fn collection(
@@ -31,8 +39,39 @@ async fn collection(
     (spec, rows)
 }
 
+const RATES: Rates = Rates {
+    error_503_every: 20,
+    reset_every: 20,
+    cut_get_every: 25,
+    cut_put_every: 25,
+};
+
+/// GetObject bodies are cut while a backup copies (a copy is retried whole),
+/// not yet while a backup is verified or restored: the verification, the
+/// restore's proof of the objects and the meta reads do not retry a
+/// GetObject whose body is cut partway (they fail with "streaming error").
+/// Set to `RATES.cut_get_every` once they do.
+const CUT_GET_EVERY_WHILE_READING: u64 = 0;
+
+/// Asserts that `proxy` injected 503s and resets (and with `mid_body`, cut
+/// both a response and a request body); its counts.
+fn injected(run: &str, proxy: &str, p: &FaultProxy, mid_body: bool) -> Counts {
+    let c = p.counts.now();
+    assert!(
+        c.errors_503 > 0 && c.resets > 0,
+        "{run}, {proxy}: both 503s and resets must be injected: {c}"
+    );
+    if mid_body {
+        assert!(
+            c.cut_responses > 0 && c.cut_requests > 0,
+            "{run}, {proxy}: response and request bodies must be cut: {c}"
+        );
+    }
+    c
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn s3_errors_and_resets_are_survived() {
+async fn s3_errors_resets_and_cut_bodies_are_survived() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let (spec, source) = collection(&m).await;
@@ -41,36 +80,77 @@ async fn s3_errors_and_resets_are_survived() {
         .unwrap();
     let (host_b, port_b) = common::second_s3();
     let s3b: SocketAddr = format!("{host_b}:{port_b}").parse().unwrap();
-    let proxy = common::faults::start(s3, 0.05, 0.05, 7).await;
-    let proxy_b = common::faults::start(s3b, 0.05, 0.05, 8).await;
 
-    let mut same = cfg.clone();
-    same.minio.port = proxy.addr.port();
-    let mut other = same.clone();
-    other.minio.backup_address = "127.0.0.1".into();
-    other.minio.backup_port = proxy_b.addr.port();
-    other.minio.backup_bucket_name = "faulty-offsite".into();
-    for (label, c) in [("server-side", same), ("streaming", other)] {
+    let mut lines = Vec::new();
+    for (run, streaming) in [("server-side", false), ("streaming", true)] {
+        // Fresh proxies: each run is counted on its own.
+        let proxy = common::faults::start(s3, RATES).await;
+        let proxy_b = common::faults::start(s3b, RATES).await;
+        let mut c = cfg.clone();
+        c.minio.port = proxy.addr.port();
+        if streaming {
+            c.minio.backup_address = "127.0.0.1".into();
+            c.minio.backup_port = proxy_b.addr.port();
+            c.minio.backup_bucket_name = "faulty-offsite".into();
+            milvus_backup::storage::S3Bucket::new(&{
+                let mut direct = c.clone();
+                direct.minio.backup_port = port_b;
+                direct.minio.backup_bucket()
+            })
+            .unwrap()
+            .ensure_bucket(true)
+            .await
+            .unwrap();
+        }
         let server = common::TestServer::start(&c).await;
         let mut client = server.client().await;
         let name = common::unique("faulty");
         flows::backup_collections(&mut client, &name, &[&spec.name]).await;
+        let copied = proxy.counts.now();
+        if streaming {
+            // The copies read Milvus's bucket and write the backup storage.
+            assert!(
+                copied.cut_responses > 0,
+                "{run}: the copies' GetObject bodies must be cut: {copied}"
+            );
+            let written = proxy_b.counts.now();
+            assert!(
+                written.cut_requests > 0,
+                "{run}: the copies' PutObject bodies must be cut: {written}"
+            );
+        }
+        for p in [&proxy, &proxy_b] {
+            p.cut_get_every(CUT_GET_EVERY_WHILE_READING);
+        }
+
         let mut v = client
-            .verify_backup(pb::VerifyBackupRequest { name: name.clone() })
+            .verify_backup(pb::VerifyBackupRequest {
+                name: name.clone(),
+                detached: false,
+            })
             .await
             .unwrap()
             .into_inner();
-        while v
+        let mut verified = None;
+        while let Some(msg) = v
             .message()
             .await
             .expect("the backup verifies despite the faults")
-            .is_some()
-        {}
-        let suffix = format!("_{}", label.replace('-', "_"));
+        {
+            verified = Some(msg);
+        }
+        let verified = verified.expect("the verification reports");
+        assert!(
+            verified.objects_total > 0
+                && verified.objects_done == verified.objects_total
+                && verified.damaged.is_empty(),
+            "{run}: every object verified intact: {verified:?}"
+        );
+        let suffix = format!("_{}", run.replace('-', "_"));
         flows::restore(
             &mut client,
             pb::RestoreRequest {
-                backup_name: name,
+                backup_name: name.clone(),
                 collection_suffix: suffix.clone(),
                 restore_index: true,
                 load: true,
@@ -80,29 +160,39 @@ async fn s3_errors_and_resets_are_survived() {
         .await;
         let target = format!("{}{suffix}", spec.name);
         let restored = data::rows(&m, &spec, &spec.db, &target, &[]).await;
-        data::assert_rows_equal(label, &source, &restored);
+        data::assert_rows_equal(run, &source, &restored);
         data::drop_if_exists(&m, &spec.db, &target).await;
+        client
+            .delete_backup(pb::DeleteBackupRequest { name })
+            .await
+            .expect("delete despite the faults");
         server.handle.stop().await.unwrap();
+
+        if streaming {
+            // Milvus's bucket: the backup reads it (bodies cut), the restore
+            // stages the binlogs into it (bodies cut).
+            let a = injected(run, "Milvus's bucket", &proxy, true);
+            // The backup storage: the backup writes it (bodies cut); verify
+            // and the restore read it.
+            let b = injected(run, "backup storage", &proxy_b, false);
+            assert!(b.cut_requests > 0, "{run}: {b}");
+            lines.push(format!("{run}, proxy to Milvus's bucket: {a}"));
+            lines.push(format!("{run}, proxy to the backup storage: {b}"));
+        } else {
+            // Both buckets through one proxy: the copies are CopyObjects.
+            let a = injected(run, "the one S3", &proxy, false);
+            assert_eq!(proxy_b.counts.now(), Counts::default(), "unused");
+            lines.push(format!("{run}, proxy to the one S3: {a}"));
+        }
     }
-    let injected = |p: &common::faults::FaultProxy| {
-        (
-            p.counts.errors_503.load(Ordering::Relaxed),
-            p.counts.resets.load(Ordering::Relaxed),
-            p.counts.forwarded.load(Ordering::Relaxed),
-        )
-    };
-    let (e1, r1, f1) = injected(&proxy);
-    let (e2, r2, f2) = injected(&proxy_b);
-    println!(
-        "faults injected and survived: {} x 503, {} resets, over {} forwarded requests",
-        e1 + e2,
-        r1 + r2,
-        f1 + f2
-    );
-    assert!(
-        e1 + e2 > 0 && r1 + r2 > 0,
-        "no fault was injected: {e1}/{r1} {e2}/{r2}"
-    );
+    if CUT_GET_EVERY_WHILE_READING == 0 {
+        lines.push(
+            "GetObject bodies are cut only while backups copy: verify, the restore's proof \
+             and meta reads do not retry a cut body yet"
+                .into(),
+        );
+    }
+    figures::publish("faults", &lines);
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 

@@ -9,7 +9,7 @@ mod common;
 use common::data::{self, Spec};
 use common::flows;
 use milvus_backup::api::proto as pb;
-use milvus_backup::backup::schema;
+use milvus_backup::meta::schema;
 use milvus_backup::milvus::proto::common::ConsistencyLevel;
 use milvus_backup::milvus::{MilvusApi, MilvusClient};
 use tonic::Code;

@@ -6,7 +6,9 @@
 //!   watcher sees SUCCEEDED), then the server exits 0, and after a restart the
 //!   backup is listed and its record says SUCCEEDED;
 //! - a job still running when the grace period ends is cancelled as
-//!   "interrupted", its partial objects are removed, and its record says so.
+//!   "interrupted": its watcher's stream ends cleanly with that CANCELLED
+//!   snapshot, its partial objects are removed, and after a restart its
+//!   record says CANCELLED "interrupted".
 
 mod common;
 
@@ -215,20 +217,30 @@ async fn a_job_outliving_the_grace_period_is_interrupted_and_cleaned_up() {
     let mut stream = running_backup(&mut client, &name, &coll).await;
     sigterm(&child);
     assert_refuses_new_work(port, &mut client, &coll).await;
+    // The watcher's stream is drained before the server exits: it ends
+    // cleanly, with the job's last snapshot.
     let mut last = None;
-    while let Ok(Some(msg)) = stream.message().await {
+    while let Some(msg) = stream
+        .message()
+        .await
+        .expect("the watcher's stream ends cleanly")
+    {
         last = msg.backup;
     }
+    let last = last.expect("the watcher sees the job's last snapshot");
+    assert_eq!(last.state, pb::JobState::Cancelled as i32, "{last:?}");
+    assert!(last.error_message.contains("interrupted"), "{last:?}");
     let (clean, log) = wait_exit(child, Duration::from_secs(60)).await;
     assert!(clean, "exit status not 0; log:\n{log}");
-    if let Some(last) = last {
-        assert_eq!(last.state, pb::JobState::Cancelled as i32, "{last:?}");
-    }
+    assert!(
+        log.contains("jobs still running after the grace period; cancelling them"),
+        "{log}"
+    );
 
     let left = store.list(&format!("backup/{name}/")).await.unwrap();
     assert!(left.is_empty(), "partial objects left: {left:?}");
     let (child, _, got, list) = after_restart(&config, &name).await;
-    assert_ne!(got.state, pb::JobState::Succeeded as i32, "{got:?}");
+    assert_eq!(got.state, pb::JobState::Cancelled as i32, "{got:?}");
     assert!(got.error_message.contains("interrupted"), "{got:?}");
     assert!(
         !list.contains(&name),

@@ -30,7 +30,10 @@ async fn flipped_truncated_and_deleted_objects_are_found() {
 
     // A sound backup verifies.
     let mut stream = client
-        .verify_backup(pb::VerifyBackupRequest { name: name.clone() })
+        .verify_backup(pb::VerifyBackupRequest {
+            name: name.clone(),
+            detached: false,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -63,7 +66,10 @@ async fn flipped_truncated_and_deleted_objects_are_found() {
     let rel = |k: &str| k[prefix.len()..].to_string();
 
     let mut stream = client
-        .verify_backup(pb::VerifyBackupRequest { name: name.clone() })
+        .verify_backup(pb::VerifyBackupRequest {
+            name: name.clone(),
+            detached: false,
+        })
         .await
         .unwrap()
         .into_inner();

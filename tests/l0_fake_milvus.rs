@@ -97,6 +97,9 @@ impl MilvusApi for FakeMilvus {
     async fn drop_collection(&self, _db: &str, _name: &str) -> Result<()> {
         Ok(())
     }
+    async fn rename_collection(&self, _db: &str, _from: &str, _to: &str) -> Result<()> {
+        Ok(())
+    }
     async fn list_partitions(&self, _db: &str, _c: &str) -> Result<Vec<PartitionInfo>> {
         Ok(vec![PartitionInfo {
             id: 10,
@@ -205,11 +208,19 @@ fn restore_job(targets: &[restore::RestoreTarget]) -> JobHandle<RestoreSnapshot>
                 row_count: 0,
                 imported_rows: 0,
                 error: None,
-                created: false,
+                created_id: None,
+                temp: None,
+                original_id: None,
+                swap: Default::default(),
             })
             .collect(),
         start_time: SystemTime::now(),
         end_time: None,
+        error_kind: None,
+        phase: String::new(),
+        phases: Vec::new(),
+        verified_files: 0,
+        verified_bytes: 0,
     };
     JobHandle::new(tokio::sync::watch::channel(snap).0)
 }

@@ -53,6 +53,9 @@ impl MilvusApi for WritesAfterFlush {
     async fn drop_collection(&self, db: &str, name: &str) -> Result<()> {
         self.real.drop_collection(db, name).await
     }
+    async fn rename_collection(&self, db: &str, from: &str, to: &str) -> Result<()> {
+        self.real.rename_collection(db, from, to).await
+    }
     async fn list_partitions(&self, db: &str, c: &str) -> Result<Vec<PartitionInfo>> {
         self.real.list_partitions(db, c).await
     }

@@ -6,13 +6,19 @@
 //!   (`milvus.tlsMode: 2`) and S3 behind a TLS terminator (`minio.useSSL` with
 //!   `minio.caCertPath`): a backup and a restore through both, rows equal;
 //! - a Milvus or S3 certificate we do not trust fails with a clear error.
+//!
+//! Every refusal is asserted to be the TLS failure it should be (the
+//! certificate error or the alert, from the error's whole source chain), so
+//! that a closed port or any other failure does not pass for one.
 
 mod common;
 
 use std::net::SocketAddr;
 
 use common::hello;
-use common::tls::{Pki, server_config, tls_proxy};
+use common::tls::{
+    Pki, TlsProxy, client_config, plain_answer, server_config, tls_proxy, tls_refusal,
+};
 use milvus_backup::api::Server;
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
@@ -22,6 +28,10 @@ use milvus_backup::engine::Engine;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 const FIELDS: &[&str] = &["pk", "random", "var", "embeddings"];
+/// What a client with a certificate from another CA gets from mutual TLS.
+const WANT_STRANGER: &str = "AlertReceived(UnknownCA)";
+/// What a TLS terminator gets from our client when it does not trust its certificate.
+const WANT_PROXY_UNTRUSTED: &str = "AlertReceived(UnknownCA)";
 
 /// A gRPC client of `https://localhost:{port}` with the given TLS settings.
 async fn tls_client(
@@ -35,16 +45,51 @@ async fn tls_client(
     Ok(BackupServiceClient::new(channel))
 }
 
-/// ListBackups through `client`, as a yes/no of "the call went through".
+/// An error and its sources, each shown with Display and Debug.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = format!("{err} / {err:?}");
+    let mut next = err.source();
+    while let Some(e) = next {
+        out.push_str(&format!(" <- {e} / {e:?}"));
+        next = e.source();
+    }
+    out
+}
+
+/// ListBackups through `client`, as a yes/no of "the call went through";
+/// the failure with its whole source chain.
 async fn call_goes_through(
     client: Result<BackupServiceClient<Channel>, tonic::transport::Error>,
 ) -> Result<(), String> {
-    let mut client = client.map_err(|e| format!("connect: {e:?}"))?;
+    let mut client = client.map_err(|e| format!("connect: {}", chain(&e)))?;
     client
         .list_backups(pb::ListBackupsRequest::default())
         .await
         .map(|_| ())
-        .map_err(|s| format!("call: {s:?}"))
+        .map_err(|s| format!("call: {s:?}: {}", chain(&s)))
+}
+
+/// Asserts that `what` did not get through, and not because the port is closed.
+fn assert_not_through(what: &str, result: Result<(), String>) {
+    let err = result.expect_err(what);
+    assert!(
+        !err.contains("ConnectionRefused") && !err.contains("Connection refused"),
+        "{what}: the connection was refused, not the TLS: {err}"
+    );
+}
+
+/// Asserts that `what` was refused with the TLS failure `want` (a text of
+/// the error chain), not by a closed port or anything else.
+fn assert_refused(what: &str, result: Result<impl std::fmt::Debug, String>, want: &str) {
+    let err = match result {
+        Ok(v) => panic!("{what}: must be refused, got through: {v:?}"),
+        Err(e) => e,
+    };
+    assert!(
+        !err.contains("ConnectionRefused") && !err.contains("Connection refused"),
+        "{what}: the connection was refused, not the TLS: {err}"
+    );
+    assert!(err.contains(want), "{what}: expected {want:?} in: {err}");
 }
 
 /// `curl` over https to the Go tool's list endpoint; the HTTP code, or the curl failure.
@@ -97,23 +142,32 @@ async fn the_server_speaks_tls_and_checks_client_certificates() {
         Ok(BackupServiceClient::new(channel))
     }
     .await;
-    assert!(
-        call_goes_through(plain).await.is_err(),
-        "plain text must not be served on a TLS port"
+    assert_not_through("plain text on the TLS port", call_goes_through(plain).await);
+    // What the port answers plain HTTP/2 with: a TLS alert record, then it hangs up.
+    let answer = plain_answer(addr)
+        .await
+        .expect("the port accepts the connection");
+    assert_eq!(
+        answer.first(),
+        Some(&0x15),
+        "plain text gets a TLS alert record: {answer:?}"
     );
     let untrusting =
         ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pki.read("stranger.pem")));
-    assert!(
-        call_goes_through(tls_client(addr, untrusting).await)
-            .await
-            .is_err()
+    assert_refused(
+        "a client that does not trust the server's CA",
+        call_goes_through(tls_client(addr, untrusting).await).await,
+        "InvalidCertificate(UnknownIssuer)",
     );
     assert_eq!(
         curl(addr, &["--cacert".into(), pki.path("ca.pem")]).unwrap(),
         "200"
     );
-    let err = curl(addr, &[]).unwrap_err();
-    assert!(err.contains("certificate"), "curl without the CA: {err}");
+    assert_refused(
+        "curl without the CA",
+        curl(addr, &[]),
+        "SSL certificate problem: unable to get local issuer certificate",
+    );
     server.stop().await.unwrap();
 
     // Mutual TLS.
@@ -126,12 +180,31 @@ async fn the_server_speaks_tls_and_checks_client_certificates() {
     call_goes_through(tls_client(addr, trusted.clone().identity(client_id)).await)
         .await
         .expect("a client with a certificate from the CA gets in");
-    let without = call_goes_through(tls_client(addr, trusted.clone()).await).await;
-    assert!(without.is_err(), "no client certificate must be refused");
-    let stranger = call_goes_through(tls_client(addr, trusted.identity(stranger_id)).await).await;
+    assert_not_through(
+        "no client certificate",
+        call_goes_through(tls_client(addr, trusted.clone()).await).await,
+    );
+    assert_not_through(
+        "a stranger's client certificate",
+        call_goes_through(tls_client(addr, trusted.identity(stranger_id)).await).await,
+    );
+    let ca_pem = pki.read("ca.pem");
+    assert_refused(
+        "no client certificate (TLS alone)",
+        tls_refusal(addr, client_config(&ca_pem, None)).await,
+        "AlertReceived(CertificateRequired)",
+    );
+    let (cert, key) = (pki.read("stranger.pem"), pki.read("stranger.key"));
+    assert_refused(
+        "a stranger's client certificate (TLS alone)",
+        tls_refusal(addr, client_config(&ca_pem, Some((&cert, &key)))).await,
+        WANT_STRANGER,
+    );
+    let (cert, key) = (pki.read("client.pem"), pki.read("client.key"));
+    let through = tls_refusal(addr, client_config(&ca_pem, Some((&cert, &key)))).await;
     assert!(
-        stranger.is_err(),
-        "a stranger's certificate must be refused"
+        through.as_ref().is_ok_and(|r| r.starts_with("accepted")),
+        "the probe itself gets through with the right certificate: {through:?}"
     );
     let ok = curl(
         addr,
@@ -145,13 +218,32 @@ async fn the_server_speaks_tls_and_checks_client_certificates() {
         ],
     );
     assert_eq!(ok.unwrap(), "200");
-    assert!(curl(addr, &["--cacert".into(), pki.path("ca.pem")]).is_err());
+    // curl may see the hang-up before the alert: the alerts are asserted above.
+    assert_not_through(
+        "curl without a client certificate",
+        curl(addr, &["--cacert".into(), pki.path("ca.pem")]).map(|_| ()),
+    );
+    assert_not_through(
+        "curl with a stranger's certificate",
+        curl(
+            addr,
+            &[
+                "--cacert".into(),
+                pki.path("ca.pem"),
+                "--cert".into(),
+                pki.path("stranger.pem"),
+                "--key".into(),
+                pki.path("stranger.key"),
+            ],
+        )
+        .map(|_| ()),
+    );
     server.stop().await.unwrap();
 }
 
 /// The test environment's configuration, but reaching Milvus and S3 through
 /// TLS terminators: Milvus with mutual TLS, S3 with one-way TLS.
-async fn config_behind_tls(pki: &Pki) -> Config {
+async fn config_behind_tls(pki: &Pki) -> (Config, TlsProxy, TlsProxy) {
     let mut cfg = common::config();
     let milvus_plain: SocketAddr = format!("127.0.0.1:{}", cfg.milvus.port).parse().unwrap();
     let s3_plain: SocketAddr = format!("127.0.0.1:{}", cfg.minio.port).parse().unwrap();
@@ -170,7 +262,7 @@ async fn config_behind_tls(pki: &Pki) -> Config {
     cfg.minio.port = s3_tls.port();
     cfg.minio.use_ssl = true;
     cfg.minio.ca_cert_path = pki.path("ca.pem");
-    cfg
+    (cfg, milvus_tls, s3_tls)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -178,7 +270,7 @@ async fn backup_and_restore_reach_milvus_and_s3_over_tls() {
     let plain_cfg = common::config();
     let m = common::milvus(&plain_cfg);
     let pki = Pki::generate("client-tls");
-    let cfg = config_behind_tls(&pki).await;
+    let (cfg, _milvus_tls, _s3_tls) = config_behind_tls(&pki).await;
 
     let coll = common::unique("tls_src");
     let copy = format!("{coll}_copy");
@@ -218,8 +310,9 @@ async fn backup_and_restore_reach_milvus_and_s3_over_tls() {
     hello::drop_if_exists(&m, "default", &coll).await;
 }
 
-/// Check through a server on `cfg` fails with UNAVAILABLE; the status.
-async fn check_fails(cfg: &Config) -> tonic::Status {
+/// Check through a server on `cfg` fails with UNAVAILABLE naming `service`;
+/// the message.
+async fn check_fails(cfg: &Config, what: &str, service: &str) -> String {
     let server = common::TestServer::start(cfg).await;
     let err = server
         .client
@@ -227,32 +320,68 @@ async fn check_fails(cfg: &Config) -> tonic::Status {
         .check(pb::CheckRequest::default())
         .await
         .expect_err("an untrusted or missing certificate must fail");
-    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
-    err
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{what}: {err:?}");
+    assert!(err.message().contains(service), "{what}: {err:?}");
+    err.message().to_string()
+}
+
+/// The handshake failures `proxy` saw since the last call (a late one of
+/// the case before may be among them).
+fn proxy_failures(proxy: &TlsProxy) -> Vec<String> {
+    std::mem::take(&mut *proxy.failures.lock().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn untrusted_milvus_or_s3_certificates_fail_clearly() {
     let pki = Pki::generate("untrusted-tls");
-    let cfg = config_behind_tls(&pki).await;
+    let (cfg, milvus_tls, s3_tls) = config_behind_tls(&pki).await;
 
     // Milvus: our CA is not given, so the system's roots are used and refuse it.
     let mut no_ca = cfg.clone();
     no_ca.milvus.ca_cert_path.clear();
     no_ca.milvus.tls_mode = 1;
-    let err = check_fails(&no_ca).await;
-    assert!(err.message().contains("milvus"), "{err:?}");
+    let what = "Milvus's certificate without our CA";
+    let msg = check_fails(&no_ca, what, "milvus").await;
+    assert_refused(
+        what,
+        Err::<(), _>(msg),
+        "invalid peer certificate: UnknownIssuer",
+    );
+    let seen = proxy_failures(&milvus_tls);
+    assert!(
+        seen.iter().any(|f| f.contains(WANT_PROXY_UNTRUSTED)),
+        "{what}: the proxy saw {seen:?}"
+    );
 
     // Milvus: TLS, but no client certificate where one is demanded.
     let mut no_identity = cfg.clone();
     no_identity.milvus.tls_mode = 1;
-    check_fails(&no_identity).await;
+    // The client sees its connection closed; the proxy in front of Milvus
+    // says why.
+    let what = "Milvus demands a client certificate";
+    let msg = check_fails(&no_identity, what, "milvus").await;
+    assert_refused(what, Err::<(), _>(msg), "GetVersion");
+    let seen = proxy_failures(&milvus_tls);
+    assert!(
+        seen.iter().any(|f| f.contains("peer sent no certificates")),
+        "{what}: the proxy saw {seen:?}"
+    );
 
     // S3: the CA is not given.
     let mut no_s3_ca = cfg.clone();
     no_s3_ca.minio.ca_cert_path.clear();
-    let err = check_fails(&no_s3_ca).await;
-    assert!(err.message().contains("object store"), "{err:?}");
+    let what = "S3's certificate without our CA";
+    let msg = check_fails(&no_s3_ca, what, "object store").await;
+    assert_refused(
+        what,
+        Err::<(), _>(msg),
+        "invalid peer certificate: UnknownIssuer",
+    );
+    let seen = proxy_failures(&s3_tls);
+    assert!(
+        seen.iter().any(|f| f.contains(WANT_PROXY_UNTRUSTED)),
+        "{what}: the proxy saw {seen:?}"
+    );
 
     // A CA file that cannot be read is refused when the client is built, naming it.
     let mut bad = cfg;

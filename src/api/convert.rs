@@ -144,10 +144,23 @@ impl From<&RestoreSnapshot> for pb::RestoreJob {
                     row_count: c.row_count,
                     imported_rows: c.imported_rows,
                     error_message: c.error.clone().unwrap_or_default(),
+                    temp_collection_name: c.temp.clone().unwrap_or_default(),
                 })
                 .collect(),
             start_time: Some(timestamp(r.start_time)),
             end_time: r.end_time.map(timestamp),
+            phase: r.phase.clone(),
+            phases: r
+                .phases
+                .iter()
+                .map(|p| pb::PhaseTime {
+                    phase: p.phase.clone(),
+                    seconds: p.seconds,
+                })
+                .collect(),
+            verified_files: r.verified_files,
+            verified_bytes: r.verified_bytes,
+            error_kind: r.error_kind.clone().unwrap_or_default(),
         }
     }
 }
@@ -160,6 +173,7 @@ impl From<CheckReport> for pb::CheckResponse {
             milvus_storage: c.milvus_storage,
             backup_storage: c.backup_storage,
             backup_count: c.backup_count as u32,
+            conditional_writes: c.conditional_writes,
         }
     }
 }

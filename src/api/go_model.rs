@@ -84,6 +84,18 @@ pub struct GoRestore {
     restored_size: i64,
     to_restore_size: i64,
     progress: i32,
+    /// Ours: the phase running now, and how long each ended phase took.
+    phase: String,
+    phases: Vec<GoPhase>,
+    /// Ours: the kind of failure (`data_loss`, `aborted`, ...).
+    error_kind: String,
+}
+
+/// Ours: one ended phase of a job.
+#[derive(Debug, Serialize)]
+pub struct GoPhase {
+    phase: String,
+    seconds: f64,
 }
 
 pub fn go_restore(s: &RestoreSnapshot) -> GoRestore {
@@ -120,5 +132,15 @@ pub fn go_restore(s: &RestoreSnapshot) -> GoRestore {
         restored_size: s.progress.bytes_done as i64,
         to_restore_size: s.progress.bytes_total as i64,
         progress: s.progress.percent(s.state) as i32,
+        phase: s.phase.clone(),
+        phases: s
+            .phases
+            .iter()
+            .map(|p| GoPhase {
+                phase: p.phase.clone(),
+                seconds: p.seconds,
+            })
+            .collect(),
+        error_kind: s.error_kind.clone().unwrap_or_default(),
     }
 }

@@ -10,10 +10,10 @@ use tonic::{Request, Response, Status};
 use super::proto as pb;
 use super::proto::backup_service_server::BackupService;
 use crate::backup::BackupRequest;
-use crate::backup::verify::VerifyProgress;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::jobs::{BackupSnapshot, JobSnapshot, RestoreSnapshot};
+use crate::meta::verify::VerifyProgress;
 use crate::names::CollectionRef;
 use crate::restore::RestoreRequest;
 
@@ -183,7 +183,7 @@ impl BackupService for GrpcService {
         &self,
         request: Request<pb::VerifyBackupRequest>,
     ) -> Result<Response<Self::VerifyBackupStream>, Status> {
-        let name = request.into_inner().name;
+        let pb::VerifyBackupRequest { name, detached } = request.into_inner();
         crate::names::validate_backup_name(&name)?;
         let (tx, rx) = mpsc::channel(8);
         let engine = self.engine.clone();
@@ -203,12 +203,27 @@ impl BackupService for GrpcService {
                     .collect(),
             };
             let progress_tx = tx.clone();
-            let result = engine
-                .verify_backup(&name, |p| {
-                    // Progress is best effort; the final answer below is not.
-                    let _ = progress_tx.try_send(Ok(msg(p)));
-                })
-                .await;
+            let work = engine.verify_backup(&name, |p| {
+                // Progress is best effort; the final answer below is not.
+                let _ = progress_tx.try_send(Ok(msg(p)));
+            });
+            // A verification nobody reads stops (and frees its job slot),
+            // unless it was asked to go on.
+            let result = if detached {
+                let result = work.await;
+                if let Err(e) = &result {
+                    tracing::warn!(backup = %name, error = %e, "detached verification failed");
+                }
+                result
+            } else {
+                tokio::select! {
+                    r = work => r,
+                    _ = tx.closed() => {
+                        tracing::info!(backup = %name, "verification stopped: its caller went away");
+                        return;
+                    }
+                }
+            };
             let last = match result {
                 Ok(p) => match p.damage_report(&name) {
                     None => Ok(msg(&p)),

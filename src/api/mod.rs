@@ -5,12 +5,15 @@ mod auth;
 mod convert;
 mod go_model;
 mod grpc;
+mod limits;
 pub mod proto;
 mod rest;
+mod serve;
 mod server;
 mod status;
 mod tls_listener;
 
 pub use grpc::GrpcService;
+pub use limits::ServerLimits;
 pub use server::{Server, ServerHandle};
 pub use status::{code_of, rest_codes};

@@ -1,13 +1,19 @@
 //! The Go tool's REST API under `/api/v1`, on the gRPC port: same routes, same
 //! `{requestId, code, msg, data}` envelope, same field names and state codes.
 //! Requests go through the same validation as gRPC (`convert`).
+//!
+//! The edges answer with the envelope too: a body over `http.maxRestBodyBytes`
+//! is HTTP 413 (code 400, Parameter_Error), an unknown path HTTP 404 (code
+//! 404, Request_Object_Not_Found), a known path with the wrong method HTTP 405
+//! (code 1, Not_Support, with an `Allow` header).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -44,6 +50,32 @@ fn ok<T: Serialize>(request_id: String, msg: &str, data: Option<T>) -> Response 
     .into_response()
 }
 
+/// The Go tool's `ResponseCode`s used at the edges.
+const CODE_NOT_SUPPORT: i32 = 1;
+const CODE_PARAMETER_ERROR: i32 = 400;
+const CODE_NOT_FOUND: i32 = 404;
+
+/// An error envelope with `http` status and the Go tool's `code`.
+fn refuse(http: StatusCode, code: i32, request_id: String, msg: String) -> Response {
+    let body = Envelope::<()> {
+        request_id,
+        code,
+        msg,
+        data: None,
+    };
+    (http, Json(body)).into_response()
+}
+
+/// HTTP 413 for a body over `max` bytes.
+fn too_large(request_id: String, max: usize) -> Response {
+    refuse(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        CODE_PARAMETER_ERROR,
+        request_id,
+        format!("request body is larger than {max} bytes (http.maxRestBodyBytes)"),
+    )
+}
+
 fn fail(request_id: String, err: &Error) -> Response {
     crate::metrics::global().error(err);
     let (http, code) = rest_codes(err);
@@ -71,22 +103,92 @@ fn request_id(headers: &HeaderMap, body: Option<&str>) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-/// The parsed JSON body, or an error naming what is wrong with it.
-fn body<T>(parsed: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
-    parsed
-        .map(|Json(b)| b)
-        .map_err(|e| Error::invalid(format!("invalid request body: {}", e.body_text())))
+/// The parsed JSON body, or the error answer: 413 when it is too large, 400
+/// naming what is wrong with it otherwise.
+fn body<T>(
+    rest: &Rest,
+    headers: &HeaderMap,
+    parsed: std::result::Result<Json<T>, JsonRejection>,
+) -> std::result::Result<T, Box<Response>> {
+    match parsed {
+        Ok(Json(b)) => Ok(b),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Box::new(too_large(
+            request_id(headers, None),
+            rest.max_body,
+        ))),
+        Err(e) => Err(Box::new(fail(
+            request_id(headers, None),
+            &Error::invalid(format!("invalid request body: {}", e.body_text())),
+        ))),
+    }
 }
 
 #[derive(Clone)]
 struct Rest {
     engine: Arc<Engine>,
     simple: bool,
+    max_body: usize,
+}
+
+/// Refuses a body that says it is over the limit before reading any of it
+/// (bodies without a length are cut at the limit by `DefaultBodyLimit`).
+async fn limit_body(State(max): State<usize>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return too_large(request_id(req.headers(), None), max);
+    }
+    next.run(req).await
+}
+
+/// A known path with a method it does not serve: HTTP 405 with the envelope
+/// (axum adds the `Allow` header).
+async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    refuse(
+        StatusCode::METHOD_NOT_ALLOWED,
+        CODE_NOT_SUPPORT,
+        request_id(&headers, None),
+        format!(
+            "method {method} is not allowed on {}; the Allow header lists the methods it takes",
+            uri.path()
+        ),
+    )
+}
+
+/// The server's fallback: an unknown path is HTTP 404 with the envelope, but
+/// a gRPC call of an unknown method stays a gRPC UNIMPLEMENTED.
+pub async fn not_found(req: Request) -> Response {
+    let grpc = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc {
+        let (parts, ()) =
+            tonic::Status::unimplemented(format!("unknown gRPC method {}", req.uri().path()))
+                .into_http::<()>()
+                .into_parts();
+        return Response::from_parts(parts, axum::body::Body::empty());
+    }
+    refuse(
+        StatusCode::NOT_FOUND,
+        CODE_NOT_FOUND,
+        request_id(req.headers(), None),
+        format!(
+            "no such endpoint: {} {}; the REST API is under /api/v1 (see /api/v1/docs/index.html)",
+            req.method(),
+            req.uri().path()
+        ),
+    )
 }
 
 /// The REST routes. `simple_response` (`http.simpleResponse`) leaves the
-/// partitions and segments out of backups, as the Go tool does.
-pub fn router(engine: Arc<Engine>, simple_response: bool) -> Router {
+/// partitions and segments out of backups, as the Go tool does; bodies over
+/// `max_body` bytes answer 413.
+pub fn router(engine: Arc<Engine>, simple_response: bool, max_body: usize) -> Router {
     Router::new()
         .route("/api/v1/create", post(create))
         .route("/api/v1/list", get(list))
@@ -110,9 +212,13 @@ pub fn router(engine: Arc<Engine>, simple_response: bool) -> Router {
             get(|| async { axum::response::Redirect::permanent("/api/v1/docs/index.html") }),
         )
         .route("/api/v1/docs/{file}", get(docs))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(max_body, limit_body))
         .with_state(Rest {
             engine,
             simple: simple_response,
+            max_body,
         })
 }
 
@@ -160,9 +266,9 @@ async fn create(
     headers: HeaderMap,
     parsed: std::result::Result<Json<CreateBody>, JsonRejection>,
 ) -> Response {
-    let b = match body(parsed) {
+    let b = match body(&rest, &headers, parsed) {
         Ok(b) => b,
-        Err(e) => return fail(request_id(&headers, None), &e),
+        Err(answer) => return *answer,
     };
     let id = request_id(&headers, Some(&b.request_id));
     let result = async {
@@ -309,9 +415,9 @@ async fn restore(
     headers: HeaderMap,
     parsed: std::result::Result<Json<RestoreBody>, JsonRejection>,
 ) -> Response {
-    let b = match body(parsed) {
+    let b = match body(&rest, &headers, parsed) {
         Ok(b) => b,
-        Err(e) => return fail(request_id(&headers, None), &e),
+        Err(answer) => return *answer,
     };
     let id = request_id(&headers, Some(&b.request_id));
     let result = async {
@@ -374,6 +480,14 @@ async fn get_restore(
     Query(q): Query<RestoreQuery>,
 ) -> Response {
     let id = request_id(&headers, None);
+    if q.id.is_empty() {
+        return fail(
+            id,
+            &Error::invalid(
+                "empty restore id, please set the id of a restore job (get_restore?id=)",
+            ),
+        );
+    }
     match rest.engine.watch_restore(&q.id) {
         Ok(rx) => ok(id, "success", Some(go_restore(&rx.borrow()))),
         Err(e) => fail(id, &e),
@@ -419,6 +533,7 @@ async fn check(State(rest): State<Rest>, headers: HeaderMap) -> Response {
                 "milvus_storage": r.milvus_storage,
                 "backup_storage": r.backup_storage,
                 "backup_count": r.backup_count,
+                "conditional_writes": r.conditional_writes,
             });
             ok(id, &msg, Some(data))
         }
@@ -431,13 +546,23 @@ const INDEX_HTML: &str = include_str!("swagger/index.html");
 const UI_CSS: &str = include_str!("swagger/swagger-ui.css");
 const UI_JS: &str = include_str!("swagger/swagger-ui-bundle.js");
 
-async fn docs(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+async fn docs(
+    axum::extract::Path(file): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let (kind, body) = match file.as_str() {
         "index.html" => ("text/html; charset=utf-8", INDEX_HTML),
         "openapi.json" | "doc.json" | "swagger.json" => ("application/json", OPENAPI),
         "swagger-ui.css" => ("text/css", UI_CSS),
         "swagger-ui-bundle.js" => ("application/javascript", UI_JS),
-        _ => return StatusCode::NOT_FOUND.into_response(),
+        _ => {
+            return refuse(
+                StatusCode::NOT_FOUND,
+                CODE_NOT_FOUND,
+                request_id(&headers, None),
+                format!("no such file in the API docs: {file}"),
+            );
+        }
     };
     ([(header::CONTENT_TYPE, kind)], body).into_response()
 }

@@ -1,6 +1,7 @@
 //! The server: our gRPC service, health checking, reflection and the Go
 //! tool's REST API, all on one port (HTTP/2 for gRPC, HTTP/1.1 or 2 for REST),
-//! plain or TLS (optionally mutual), with a graceful stop.
+//! plain or TLS (optionally mutual), within [`ServerLimits`], with a graceful
+//! stop.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,8 +14,10 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use super::GrpcService;
+use super::limits::ServerLimits;
 use super::proto::FILE_DESCRIPTOR_SET;
 use super::proto::backup_service_server::BackupServiceServer;
+use super::serve::{PlainListener, Slots, serve};
 use super::tls_listener::TlsListener;
 use crate::config::Secret;
 use crate::engine::Engine;
@@ -27,6 +30,7 @@ pub struct Server {
     token: Option<Secret>,
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown_grace: Duration,
+    limits: ServerLimits,
 }
 
 /// A server running in the background (used by tests and the demo).
@@ -57,7 +61,15 @@ impl Server {
             token: None,
             tls: None,
             shutdown_grace: Duration::from_secs(30),
+            limits: ServerLimits::default(),
         }
+    }
+
+    /// Timeouts, the connection cap and the message size limits (`http.*`;
+    /// [`ServerLimits::default`] unless set).
+    pub fn limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Speaks TLS only, with this configuration (see [`crate::tls::server_config`]).
@@ -94,6 +106,15 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        // Start watching for the stop at once (a signal handler is installed
+        // when `shutdown` is first polled), not only once the port is served.
+        let (stop_asked, stop_seen) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_asked.send(());
+        });
+        let limits = self.limits;
+        let max_message = limits.max_grpc_message_bytes;
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_serving::<BackupServiceServer<GrpcService>>()
@@ -101,21 +122,34 @@ impl Server {
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+            .build_v1()?
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message);
         let reflection_v1alpha = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
-        let service = BackupServiceServer::new(GrpcService::new(self.engine.clone()));
-        let app = tonic::service::Routes::new(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(service)
-            .into_axum_router()
-            .merge(super::rest::router(
-                self.engine.clone(),
-                self.simple_response,
-            ));
+            .build_v1alpha()?
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message);
+        let service = BackupServiceServer::new(GrpcService::new(self.engine.clone()))
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message);
+        let app = tonic::service::Routes::new(
+            health_service
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(max_message),
+        )
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(service)
+        .into_axum_router()
+        .merge(super::rest::router(
+            self.engine.clone(),
+            self.simple_response,
+            limits.max_rest_body_bytes,
+        ))
+        // Unknown paths: the envelope with 404 for REST, UNIMPLEMENTED for gRPC.
+        .fallback(super::rest::not_found);
         let app = match self.token {
             Some(token) => app.layer(axum::middleware::from_fn_with_state(
                 token,
@@ -127,7 +161,7 @@ impl Server {
         let addr = listener.local_addr()?;
         let (engine, grace) = (self.engine, self.shutdown_grace);
         let stop = async move {
-            shutdown.await;
+            let _ = stop_seen.await;
             info!("shutting down: health is NOT_SERVING, no new jobs");
             health
                 .set_not_serving::<BackupServiceServer<GrpcService>>()
@@ -137,18 +171,17 @@ impl Server {
                 .await;
             engine.shut_down(grace).await;
         };
+        let slots = Slots::new(limits.max_connections);
+        warn_if_few_file_descriptors(limits.max_connections);
         match self.tls {
             Some(config) => {
-                info!(%addr, "serving gRPC and REST over TLS");
-                axum::serve(TlsListener::new(listener, config)?, app)
-                    .with_graceful_shutdown(stop)
-                    .await?
+                info!(%addr, ?limits, "serving gRPC and REST over TLS");
+                let tls = TlsListener::new(listener, config, slots, limits.header_read_timeout);
+                serve(tls, app, limits, stop).await
             }
             None => {
-                info!(%addr, "serving gRPC and REST");
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stop)
-                    .await?
+                info!(%addr, ?limits, "serving gRPC and REST");
+                serve(PlainListener::new(listener, slots), app, limits, stop).await
             }
         }
         info!("server stopped");
@@ -168,5 +201,30 @@ impl Server {
             stop: Some(stop),
             task,
         })
+    }
+}
+
+/// Warns when the process may open fewer files than `max_connections`
+/// connections need (Linux; the soft `RLIMIT_NOFILE` from /proc).
+fn warn_if_few_file_descriptors(max_connections: usize) {
+    // Milvus, S3, job records and the listener need some besides the connections.
+    const OTHERS: u64 = 128;
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return;
+    };
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(soft) = soft
+        && soft < max_connections as u64 + OTHERS
+    {
+        tracing::warn!(
+            open_files_limit = soft,
+            max_connections,
+            "the open files limit (ulimit -n) is below http.maxConnections + {OTHERS}: \
+             raise it, or lower http.maxConnections"
+        );
     }
 }

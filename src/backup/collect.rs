@@ -7,14 +7,13 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use futures::{StreamExt, TryStreamExt};
 
-use super::schema;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::meta::LogKind;
 use crate::meta::model::{
     Binlog, CollectionBackupInfo, FieldBinlog, IndexInfo, KeyValuePair, PartitionBackupInfo,
     SegmentBackupInfo,
 };
+use crate::meta::{LogKind, schema};
 use crate::milvus::{FlushResult, MilvusVersion, SEGMENT_STATE_FLUSHED, SegmentInfo};
 
 /// The partition id of L0 segments that apply to every partition (2.4+).

@@ -2,8 +2,6 @@
 
 mod collect;
 mod run;
-pub mod schema;
-pub mod verify;
 
 use crate::context::Context;
 use crate::error::{Error, Result};

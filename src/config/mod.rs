@@ -118,7 +118,7 @@ pub struct LogFileConfig {
     pub max_backups: u64,
 }
 
-/// `http.*`.
+/// `http.*`: the server's port (gRPC and REST alike).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpConfig {
@@ -126,6 +126,21 @@ pub struct HttpConfig {
     pub enabled: bool,
     #[serde(rename = "debug_mode")]
     pub debug_mode: bool,
+    /// Ours: a connection must deliver its first request's headers (HTTP/1.1
+    /// and HTTP/2 alike) within this many seconds, and an HTTP/1.1 request's
+    /// headers arrive within it; an idle HTTP/1.1 keep-alive connection is
+    /// closed after it.
+    pub header_read_timeout_seconds: u64,
+    /// Ours: a connection with no request in flight (an idle HTTP/2 or gRPC
+    /// channel) is closed after this many seconds.
+    pub idle_timeout_seconds: u64,
+    /// Ours: connections served at once (TLS handshakes included); further
+    /// ones wait in the listen backlog until one closes.
+    pub max_connections: u64,
+    /// Ours: largest REST request body; larger ones answer HTTP 413.
+    pub max_rest_body_bytes: u64,
+    /// Ours: largest gRPC message received or sent; larger ones fail with OUT_OF_RANGE.
+    pub max_grpc_message_bytes: u64,
 }
 
 impl Default for HttpConfig {
@@ -134,7 +149,59 @@ impl Default for HttpConfig {
             simple_response: true,
             enabled: true,
             debug_mode: false,
+            header_read_timeout_seconds: 10,
+            idle_timeout_seconds: 300,
+            max_connections: 1024,
+            max_rest_body_bytes: 1 << 20,
+            max_grpc_message_bytes: 16 << 20,
         }
+    }
+}
+
+impl HttpConfig {
+    /// Refuses limits that would make the server unusable, naming the key.
+    fn validate(&self) -> Result<()> {
+        const DAY: u64 = 86_400;
+        const FOUR_GIB: u64 = u32::MAX as u64;
+        for (key, value, max, unit) in [
+            (
+                "headerReadTimeoutSeconds",
+                self.header_read_timeout_seconds,
+                DAY,
+                "a day (86400)",
+            ),
+            (
+                "idleTimeoutSeconds",
+                self.idle_timeout_seconds,
+                DAY,
+                "a day (86400)",
+            ),
+            ("maxConnections", self.max_connections, 1 << 20, "1048576"),
+            (
+                "maxRestBodyBytes",
+                self.max_rest_body_bytes,
+                FOUR_GIB,
+                "4294967295",
+            ),
+            (
+                "maxGrpcMessageBytes",
+                self.max_grpc_message_bytes,
+                FOUR_GIB,
+                "4294967295",
+            ),
+        ] {
+            if value == 0 {
+                return Err(Error::invalid(format!(
+                    "http.{key} must be at least 1 (it is 0)"
+                )));
+            }
+            if value > max {
+                return Err(Error::invalid(format!(
+                    "http.{key} must be at most {unit} (it is {value})"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -297,7 +364,40 @@ pub struct BucketConfig {
     pub use_iam_key: &'static str,
 }
 
+/// The folders Milvus keeps under its `rootPath`.
+const MILVUS_DIRS: [&str; 4] = ["insert_log", "delta_log", "stats_log", "index_files"];
+
 impl MinioConfig {
+    /// Refuses a backup root that is empty, or that overlaps Milvus's
+    /// `rootPath` in the same bucket: a backup's folder there could hold, and
+    /// a delete could remove, Milvus's own files.
+    pub fn check_backup_root(&self) -> Result<()> {
+        if self.backup_storage_type == "local" {
+            return Ok(());
+        }
+        let (milvus, backup) = (self.milvus_bucket(), self.backup_bucket());
+        if backup.root_path.is_empty() {
+            return Err(Error::invalid(
+                "minio.backupRootPath must not be empty: backups need a folder of their own \
+                 (the Go tool's default is \"backup\")",
+            ));
+        }
+        if milvus.endpoint == backup.endpoint && milvus.bucket == backup.bucket {
+            let (m, b) = (&milvus.root_path, &backup.root_path);
+            let inside = |a: &str, b: &str| a == b || b.starts_with(&format!("{a}/"));
+            // With an empty rootPath, Milvus's folders sit at the bucket's root.
+            let milvus_dir = MILVUS_DIRS.contains(&b.split('/').next().unwrap_or_default());
+            if (m.is_empty() && milvus_dir) || (!m.is_empty() && (inside(m, b) || inside(b, m))) {
+                return Err(Error::invalid(format!(
+                    "minio.backupRootPath {b:?} overlaps Milvus's minio.rootPath {m:?} in bucket {:?}; \
+                     give backups a folder outside Milvus's (for example \"backup\")",
+                    backup.bucket
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Milvus's own bucket.
     pub fn milvus_bucket(&self) -> BucketConfig {
         BucketConfig {
@@ -432,6 +532,9 @@ pub struct BackupConfig {
     /// Ours: caps the copy throughput of all jobs together, in MiB/s (0: no cap).
     #[serde(rename = "rateLimitMiBps")]
     pub rate_limit_mi_bps: f64,
+    /// Ours: how long a job's hold on a backup name or restore target lasts
+    /// without renewal (renewed every third of it while the job runs).
+    pub lease_ttl_seconds: u64,
 }
 
 impl Default for BackupConfig {
@@ -445,6 +548,7 @@ impl Default for BackupConfig {
             max_jobs: 8,
             shutdown_grace_seconds: 30,
             rate_limit_mi_bps: 0.0,
+            lease_ttl_seconds: 30,
         }
     }
 }
@@ -482,6 +586,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
+        self.http.validate()?;
         if self.backup.parallelism.copydata == 0 {
             return Err(Error::invalid(
                 "backup.parallelism.copydata must be at least 1",
@@ -489,6 +594,10 @@ impl Config {
         }
         if self.minio.bucket_name.is_empty() {
             return Err(Error::invalid("minio.bucketName must not be empty"));
+        }
+        self.minio.check_backup_root()?;
+        if self.backup.lease_ttl_seconds == 0 {
+            return Err(Error::invalid("backup.leaseTtlSeconds must be at least 1"));
         }
         let tls = &self.security.tls;
         if tls.enabled() && (tls.cert_path.is_empty() || tls.key_path.is_empty()) {

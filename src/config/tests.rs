@@ -93,3 +93,88 @@ fn tls_settings_are_checked_together() {
     assert_eq!(cfg.backup.rate_limit_mi_bps, 12.5);
     assert_eq!(cfg.minio.milvus_bucket().multipart_copy_threshold, 64 << 20);
 }
+
+#[test]
+fn server_limits_have_defaults_and_are_read() {
+    let cfg = Config::parse("").unwrap();
+    assert_eq!(cfg.http.header_read_timeout_seconds, 10);
+    assert_eq!(cfg.http.idle_timeout_seconds, 300);
+    assert_eq!(cfg.http.max_connections, 1024);
+    assert_eq!(cfg.http.max_rest_body_bytes, 1 << 20);
+    assert_eq!(cfg.http.max_grpc_message_bytes, 16 << 20);
+    // The shipped file documents the defaults.
+    let shipped = Config::parse(include_str!("../../configs/backup.yaml")).unwrap();
+    assert_eq!(format!("{:?}", shipped.http), format!("{:?}", cfg.http));
+    let cfg = Config::parse(
+        "http:\n  simpleResponse: true\n  headerReadTimeoutSeconds: 3\n  idleTimeoutSeconds: 60\n  \
+         maxConnections: 10\n  maxRestBodyBytes: 2048\n  maxGrpcMessageBytes: 4096\n",
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            cfg.http.header_read_timeout_seconds,
+            cfg.http.idle_timeout_seconds,
+            cfg.http.max_connections,
+            cfg.http.max_rest_body_bytes,
+            cfg.http.max_grpc_message_bytes
+        ),
+        (3, 60, 10, 2048, 4096)
+    );
+}
+
+#[test]
+fn server_limits_refuse_zero_and_negative_values_naming_the_key() {
+    for key in [
+        "headerReadTimeoutSeconds",
+        "idleTimeoutSeconds",
+        "maxConnections",
+        "maxRestBodyBytes",
+        "maxGrpcMessageBytes",
+    ] {
+        let err = Config::parse(&format!("http:\n  {key}: 0\n")).unwrap_err();
+        assert!(err.to_string().contains(&format!("http.{key}")), "{err}");
+        let err = Config::parse(&format!("http:\n  {key}: -5\n")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(key) && msg.contains("line 2"), "{msg}");
+    }
+    let err = Config::parse("http:\n  headerReadTimeoutSeconds: 99999999999\n").unwrap_err();
+    assert!(err.to_string().contains("at most"), "{err}");
+    let err = Config::parse("http:\n  maxConections: 5\n").unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("maxConections") && msg.contains("line 2"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn backup_root_must_be_its_own_folder() {
+    let with = |milvus_root: &str, backup_root: &str, other_bucket: &str| {
+        Config::parse(&format!(
+            "minio:\n  bucketName: b\n  rootPath: {milvus_root:?}\n  backupRootPath: {backup_root:?}\n  backupBucketName: {other_bucket:?}\n"
+        ))
+    };
+    let err = with("files", "", "").unwrap_err().to_string();
+    assert!(
+        err.contains("minio.backupRootPath must not be empty"),
+        "{err}"
+    );
+    for (m, b) in [
+        ("files", "files"),
+        ("files", "files/backup"),
+        ("", "insert_log"),
+        ("a/b", "a"),
+    ] {
+        let err = with(m, b, "").unwrap_err().to_string();
+        assert!(
+            err.contains("overlaps Milvus's minio.rootPath"),
+            "{m} / {b}: {err}"
+        );
+        assert!(err.contains(&format!("{b:?}")), "names the value: {err}");
+    }
+    assert!(with("files", "backup", "").is_ok());
+    assert!(with("files", "filesbackup", "").is_ok());
+    assert!(with("", "backup", "").is_ok());
+    // Another bucket may use any folder.
+    assert!(with("files", "files", "other").is_ok());
+}

@@ -11,16 +11,16 @@ use futures::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use super::Engine;
 use crate::backup::{self, BackupRequest};
 use crate::error::{Error, Result};
 use crate::jobs::snapshot::finish;
 use crate::jobs::{
-    BackupSnapshot, JobSnapshot, JobState, RestoreCollectionStatus, RestoreSnapshot, Started,
+    BackupSnapshot, JobSnapshot, JobState, Lease, RestoreCollectionStatus, RestoreSnapshot,
+    Started, SwapStep,
 };
-use crate::milvus::ImportPhase;
 use crate::names::{self, CollectionRef};
 use crate::restore::{self, RestoreRequest};
 
@@ -28,7 +28,7 @@ use crate::restore::{self, RestoreRequest};
 const BACKUP_RECORD_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Engine {
-    fn take_slot(&self) -> Result<OwnedSemaphorePermit> {
+    pub(super) fn take_slot(&self) -> Result<OwnedSemaphorePermit> {
         if self.tasks.is_closed() {
             return Err(Error::ShuttingDown);
         }
@@ -100,11 +100,34 @@ impl Engine {
         } else {
             req.request_id.clone()
         };
+        // The first backup creates the backup bucket; the lease lives in it.
+        self.ctx.catalog.store().ensure_bucket(true).await?;
+        let lease = self.hold_backup_name(&req.name, &id, "create").await?;
+        // Checked again under the lease: another process may have taken the
+        // name between the plan and the lease.
+        match self.ctx.catalog.is_taken(&req.name).await {
+            Ok(false) => {}
+            Ok(true) => {
+                lease.release().await;
+                return Err(Error::already_exists("backup", &req.name));
+            }
+            Err(e) => {
+                lease.release().await;
+                return Err(e);
+            }
+        }
         let snapshot = BackupSnapshot::pending(id, req.name.clone(), req.meta_only);
         // The registry refuses a second job of the same name, atomically.
-        let handle = match self.jobs.start_backup(snapshot, &req.request_id)? {
-            Started::Existing(rx) => return Ok(rx),
-            Started::New(handle) => handle,
+        let handle = match self.jobs.start_backup(snapshot, &req.request_id) {
+            Ok(Started::New(handle)) => handle,
+            Ok(Started::Existing(rx)) => {
+                lease.release().await;
+                return Ok(rx);
+            }
+            Err(e) => {
+                lease.release().await;
+                return Err(e);
+            }
         };
         let rx = handle.subscribe();
         if let Some(records) = self.records.clone() {
@@ -120,11 +143,16 @@ impl Engine {
         let engine = self.clone();
         info!(backup = %req.name, collections = collections.len(), "backup started");
         self.tasks.spawn(async move {
-            let _slot = slot;
             let work = backup::run(&engine.ctx, &req, &collections, &handle);
-            let result = supervise("backup", &token, &engine.shutdown, work).await;
+            let lost = lease.lost();
+            let result = supervise("backup", &token, &engine.shutdown, &lost, work).await;
             match &result {
                 Ok(()) => info!(backup = %req.name, "backup succeeded"),
+                Err(Error::Aborted(e)) => {
+                    // Its lease went to another process, which may own the
+                    // name's objects now: leave them.
+                    error!(backup = %req.name, error = %e, "backup stopped; its objects are left to the lease's new holder");
+                }
                 Err(e) => {
                     error!(backup = %req.name, error = %e, "backup did not succeed");
                     // Nothing of it stays behind: the name was free when it started.
@@ -134,9 +162,76 @@ impl Engine {
                 }
             }
             engine.forget_cancel(&key);
+            // Everything is let go before watchers see the end.
+            lease.release().await;
+            drop(slot);
             handle.update(|s| finish(&mut s.state, &mut s.error, &mut s.end_time, &result));
         });
         Ok(rx)
+    }
+
+    /// Holds backup `name` for one job that writes it (a create or a delete):
+    /// fails with ABORTED when another job creates, deletes or reads it.
+    pub(super) async fn hold_backup_name(
+        &self,
+        name: &str,
+        job: &str,
+        purpose: &str,
+    ) -> Result<Lease> {
+        let leases = self.ctx.leases();
+        let lease = leases
+            .acquire(&format!("backup/{name}"), job, purpose)
+            .await?;
+        let readers = leases.holders_under(&format!("reads/{name}")).await;
+        match readers {
+            Ok(r) if r.is_empty() => Ok(lease),
+            Ok(r) => {
+                lease.release().await;
+                Err(Error::Aborted(format!(
+                    "backup {name:?} is being read by job {} ({}); retry when it ends",
+                    r[0].1.job, r[0].1.purpose
+                )))
+            }
+            Err(e) => {
+                lease.release().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Holds what a restore needs: a reader's hold on its backup (refused
+    /// while the backup is created or deleted) and each target collection.
+    async fn hold_restore(
+        &self,
+        job: &str,
+        backup: &str,
+        targets: &[CollectionRef],
+    ) -> Result<Vec<Lease>> {
+        let leases = self.ctx.leases();
+        let mut held = vec![
+            leases
+                .acquire(&format!("reads/{backup}/{job}"), job, "restore from")
+                .await?,
+        ];
+        let rest = async {
+            leases.ensure_free(&format!("backup/{backup}")).await?;
+            for t in targets {
+                held.push(
+                    leases
+                        .acquire(&format!("target/{}.{}", t.db, t.name), job, "restore into")
+                        .await?,
+                );
+            }
+            Ok::<_, Error>(())
+        }
+        .await;
+        match rest {
+            Ok(()) => Ok(held),
+            Err(e) => {
+                crate::jobs::lease::release_all(held).await;
+                Err(e)
+            }
+        }
     }
 
     /// Checks the request, then starts a restore job and returns its snapshots.
@@ -148,8 +243,16 @@ impl Engine {
             return Ok(existing);
         }
         let slot = self.take_slot()?;
-        let (backup, targets) = restore::plan(&self.ctx, &req).await?;
+        let (backup, mut targets) = restore::plan(&self.ctx, &req).await?;
         let id = uuid::Uuid::new_v4().to_string();
+        let target_refs: Vec<CollectionRef> = targets.iter().map(|t| t.target.clone()).collect();
+        let leases = self
+            .hold_restore(&id, &req.backup_name, &target_refs)
+            .await?;
+        if let Err(e) = restore::check_targets(&self.ctx, &req, &mut targets).await {
+            crate::jobs::lease::release_all(leases).await;
+            return Err(e);
+        }
         let snapshot = RestoreSnapshot {
             id: id.clone(),
             backup_name: req.backup_name.clone(),
@@ -165,21 +268,39 @@ impl Engine {
                     row_count: backup::summary_of(&t.source).row_count,
                     imported_rows: 0,
                     error: None,
-                    created: false,
+                    created_id: None,
+                    temp: None,
+                    original_id: t.original_id,
+                    swap: SwapStep::None,
                 })
                 .collect(),
             start_time: SystemTime::now(),
             end_time: None,
+            error_kind: None,
+            phase: String::new(),
+            phases: Vec::new(),
+            verified_files: 0,
+            verified_bytes: 0,
         };
-        let handle = match self.jobs.start_restore(snapshot, &req.request_id) {
-            Started::Existing(rx) => return Ok(rx),
+        let mut handle = match self.jobs.start_restore(snapshot, &req.request_id) {
+            Started::Existing(rx) => {
+                crate::jobs::lease::release_all(leases).await;
+                return Ok(rx);
+            }
             Started::New(handle) => handle,
         };
+        if let Some(records) = self.records.clone() {
+            // Written before each step that recovery must know of (the ids of
+            // created collections, each step of a swap).
+            handle = handle.with_checkpoint(Arc::new(move |s| records.checkpoint_restore(s)));
+        }
         let rx = handle.subscribe();
         if let Some(records) = self.records.clone() {
-            // Every change: a restore records which collections it creates.
-            keep_record(&self.tasks, handle.subscribe(), Duration::ZERO, move |s| {
-                records.save_restore(s)
+            // Every change, always the newest state (a checkpoint may have
+            // written a newer one since this writer woke up).
+            let latest = handle.subscribe();
+            keep_record(&self.tasks, handle.subscribe(), Duration::ZERO, move |_| {
+                records.save_restore_latest(|| latest.borrow().clone())
             });
         }
         let key = format!("restore/{id}");
@@ -187,85 +308,58 @@ impl Engine {
         let engine = self.clone();
         info!(restore = %id, backup = %req.backup_name, "restore started");
         self.tasks.spawn(async move {
-            let _slot = slot;
             let work = restore::run(&engine.ctx, &req, &backup, &targets, &handle);
-            let result = supervise("restore", &token, &engine.shutdown, work).await;
+            let lost = any_lost(&leases);
+            let result = supervise("restore", &token, &engine.shutdown, &lost, work).await;
+            // Ends the watchers of the leases.
+            lost.cancel();
             match &result {
                 Ok(()) => info!(restore = %id, "restore succeeded"),
                 Err(e) => {
                     error!(restore = %id, error = %e, "restore did not succeed");
-                    engine.drop_created(&handle.snapshot()).await;
+                    let done = restore::clean_up(&engine.ctx, &handle.snapshot()).await;
+                    handle.update(|s| apply_cleanup(s, &done));
                 }
             }
             engine.forget_cancel(&key);
-            handle.update(|s| finish(&mut s.state, &mut s.error, &mut s.end_time, &result));
+            crate::jobs::lease::release_all(leases).await;
+            drop(slot);
+            handle.update(|s| {
+                finish(&mut s.state, &mut s.error, &mut s.end_time, &result);
+                s.error_kind = result.as_ref().err().map(|e| e.kind().to_string());
+            });
         });
         Ok(rx)
     }
+}
 
-    /// Drops the collections a failed restore created.
-    pub(super) async fn drop_created(&self, snap: &RestoreSnapshot) {
-        for c in snap.collections.iter().filter(|c| c.created) {
-            // Marked before CreateCollection: it may not exist.
-            if let Ok(false) = self
-                .ctx
-                .milvus
-                .has_collection(&c.target.db, &c.target.name)
-                .await
-            {
-                continue;
-            }
-            // Milvus 2.3 runs imports one at a time, and an import whose
-            // collection is dropped under it blocks the queue until it expires:
-            // let the collection's imports end first.
-            self.wait_imports_done(&c.target).await;
-            match self
-                .ctx
-                .milvus
-                .drop_collection(&c.target.db, &c.target.name)
-                .await
-            {
-                Ok(()) => {
-                    info!(restore = %snap.id, collection = %c.target, "dropped a collection of the failed restore")
-                }
-                Err(e) => {
-                    warn!(restore = %snap.id, collection = %c.target, error = %e, "cannot drop a collection of the failed restore")
-                }
-            }
+/// Marks the collections whose replace cleanup completed as restored.
+pub(super) fn apply_cleanup(s: &mut RestoreSnapshot, done: &[(usize, restore::Outcome)]) {
+    for (i, outcome) in done {
+        if *outcome == restore::Outcome::SwapCompleted {
+            let c = &mut s.collections[*i];
+            c.state = JobState::Succeeded;
+            c.swap = SwapStep::Done;
         }
     }
 }
 
-impl Engine {
-    /// Waits (up to [`IMPORT_DRAIN_TIMEOUT`]) until no import into `target` runs.
-    async fn wait_imports_done(&self, target: &CollectionRef) {
-        let started = Instant::now();
-        loop {
-            match self
-                .ctx
-                .milvus
-                .collection_imports(&target.db, &target.name)
-                .await
-            {
-                Ok(tasks) if tasks.iter().all(|t| t.phase != ImportPhase::Running) => return,
-                Ok(_) if started.elapsed() < IMPORT_DRAIN_TIMEOUT => {
-                    tokio::time::sleep(self.ctx.timing.poll_interval).await
-                }
-                Ok(_) => {
-                    warn!(collection = %target, "imports still running; dropping the collection anyway");
-                    return;
-                }
-                Err(e) => {
-                    warn!(collection = %target, error = %e, "cannot list imports; dropping the collection");
-                    return;
-                }
+/// A token that fires when any of `leases` is lost.
+fn any_lost(leases: &[Lease]) -> CancellationToken {
+    let any = CancellationToken::new();
+    for lease in leases {
+        let (lost, any) = (lease.lost(), any.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = lost.cancelled() => any.cancel(),
+                _ = any.cancelled() => {}
             }
-        }
+        });
     }
+    any
 }
 
-/// How long cleanup waits for a collection's imports to end before dropping it.
-const IMPORT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+impl Engine {}
 
 /// Runs a job's work: a panic becomes an internal error, a cancellation (on
 /// request, or at the end of a shutdown's grace period) stops it at its next
@@ -274,6 +368,7 @@ async fn supervise(
     kind: &'static str,
     token: &CancellationToken,
     shutdown: &CancellationToken,
+    lease_lost: &CancellationToken,
     work: impl Future<Output = Result<()>>,
 ) -> Result<()> {
     let started = Instant::now();
@@ -285,6 +380,9 @@ async fn supervise(
         _ = token.cancelled() => Err(Error::Cancelled(format!("{kind} cancelled on request"))),
         _ = shutdown.cancelled() => Err(Error::Cancelled(format!(
             "{kind} interrupted: the server shut down before it finished"
+        ))),
+        _ = lease_lost.cancelled() => Err(Error::Aborted(format!(
+            "{kind} stopped: it lost its hold on its backup or target to another process"
         ))),
     };
     let m = crate::metrics::global();

@@ -15,10 +15,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::backup;
-use crate::backup::verify::VerifyProgress;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobRegistry, JobState, JobStore, RestoreSnapshot};
+use crate::meta::verify::VerifyProgress;
 use crate::milvus::MilvusVersion;
 use crate::names::{self, CollectionRef};
 
@@ -30,6 +30,8 @@ pub struct CheckReport {
     pub milvus_storage: String,
     pub backup_storage: String,
     pub backup_count: usize,
+    /// Whether the backup storage honours conditional writes (leases need them).
+    pub conditional_writes: bool,
 }
 
 /// Backups whose meta ListBackups reads at once.
@@ -207,7 +209,22 @@ impl Engine {
         if !self.ctx.catalog.is_taken(name).await? {
             return Err(Error::not_found("backup", name));
         }
-        let deleted = self.ctx.catalog.delete(name).await?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let lease = self.hold_backup_name(name, &id, "delete").await?;
+        let deleted = async {
+            // Only a folder with backup meta is a backup: anything else under
+            // the root is not ours to remove.
+            if self.ctx.catalog.read(name).await?.is_none() {
+                return Err(Error::FailedPrecondition(format!(
+                    "{name:?} under the backup root has no complete backup meta; \
+                     it is not a backup and was not deleted"
+                )));
+            }
+            self.ctx.catalog.delete(name).await
+        }
+        .await;
+        lease.release().await;
+        let deleted = deleted?;
         self.jobs.forget_backup(name);
         info!(backup = %name, objects = deleted, "backup deleted");
         Ok(deleted)
@@ -215,13 +232,28 @@ impl Engine {
 
     /// Re-reads backup `name` and checks every object against its checksums.
     /// `on_progress` sees each step; the result lists every damaged object.
+    /// It takes a slot of the job limit and holds the backup as a reader (a
+    /// delete waits for it) until it ends or its future is dropped.
     pub async fn verify_backup(
         &self,
         name: &str,
         on_progress: impl Fn(&VerifyProgress),
     ) -> Result<VerifyProgress> {
         names::validate_backup_name(name)?;
-        backup::verify::verify(&self.ctx, name, on_progress).await
+        let _slot = self.take_slot()?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let leases = self.ctx.leases();
+        let lease = leases
+            .acquire(&format!("reads/{name}/{id}"), &id, "verify")
+            .await?;
+        let result = async {
+            leases.ensure_free(&format!("backup/{name}")).await?;
+            crate::failpoint::pause_at("verify.started").await;
+            crate::meta::verify::verify(&self.ctx.catalog, name, on_progress).await
+        }
+        .await;
+        lease.release().await;
+        result
     }
 
     /// The snapshots of restore job `id`, also after it ended.
@@ -235,12 +267,23 @@ impl Engine {
     pub async fn check(&self) -> Result<CheckReport> {
         let milvus_version = self.ctx.milvus.version().await?;
         self.ctx.milvus_store.ensure_bucket(false).await?;
-        let backup_count = match self.ctx.catalog.store().ensure_bucket(false).await {
-            Ok(()) => self.ctx.catalog.names().await?.len(),
-            // The backup bucket is created by the first backup.
-            Err(Error::NotFound { .. }) => 0,
-            Err(e) => return Err(e),
-        };
+        let (backup_count, conditional_writes) =
+            match self.ctx.catalog.store().ensure_bucket(false).await {
+                Ok(()) => (
+                    self.ctx.catalog.names().await?.len(),
+                    self.ctx.leases().probe_conditional_writes().await?,
+                ),
+                // The backup bucket is created by the first backup.
+                Err(Error::NotFound { .. }) => (0, false),
+                Err(e) => return Err(e),
+            };
+        if !conditional_writes {
+            warn!(
+                storage = %self.ctx.catalog.store().location(),
+                "the backup storage does not honour conditional writes: jobs of different \
+                 processes cannot exclude each other"
+            );
+        }
         Ok(CheckReport {
             milvus_address: self.ctx.milvus.address().to_string(),
             milvus_version,
@@ -255,6 +298,7 @@ impl Engine {
                 self.ctx.catalog.layout().root_prefix()
             ),
             backup_count,
+            conditional_writes,
         })
     }
 }

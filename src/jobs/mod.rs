@@ -2,14 +2,16 @@
 //! A job runs in its own task and publishes snapshots on a `watch` channel, so a
 //! caller that goes away never stops it.
 
+pub mod lease;
 pub(crate) mod registry;
 pub(crate) mod snapshot;
 mod store;
 
+pub use lease::{Lease, LeaseRecord, Leases};
 pub use registry::{JobRegistry, Started};
 pub use snapshot::{
-    BackupSnapshot, CollectionSummary, JobSnapshot, JobState, Progress, RestoreCollectionStatus,
-    RestoreSnapshot,
+    BackupSnapshot, CollectionSummary, JobSnapshot, JobState, PhaseTime, Progress,
+    RestoreCollectionStatus, RestorePhase, RestoreSnapshot, SwapStep,
 };
 pub use store::JobStore;
 
@@ -25,16 +27,52 @@ pub async fn until_terminal<T: Clone + JobSnapshot>(mut rx: watch::Receiver<T>) 
     }
 }
 
+/// Writes a job's record at once (before a step that must be recoverable).
+pub type Checkpoint<T> = std::sync::Arc<dyn Fn(&T) -> crate::Result<()> + Send + Sync>;
+
 /// The write side of a job's snapshots.
-#[derive(Debug)]
 pub struct JobHandle<T> {
     tx: watch::Sender<T>,
+    checkpoint: Option<Checkpoint<T>>,
+}
+
+impl<T> std::fmt::Debug for JobHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobHandle")
+            .field("checkpoint", &self.checkpoint.is_some())
+            .finish()
+    }
 }
 
 impl<T> JobHandle<T> {
     /// A handle publishing on `tx`.
     pub fn new(tx: watch::Sender<T>) -> Self {
-        Self { tx }
+        Self {
+            tx,
+            checkpoint: None,
+        }
+    }
+
+    /// Records the snapshot with `save` whenever [`JobHandle::checkpoint`] is called.
+    pub fn with_checkpoint(mut self, save: Checkpoint<T>) -> Self {
+        self.checkpoint = Some(save);
+        self
+    }
+
+    /// Changes the snapshot, then writes the job's record before returning:
+    /// what recovery after a crash must know before the next step. An error
+    /// means the record could not be written: the step must not be taken.
+    pub fn checkpoint(&self, f: impl FnOnce(&mut T)) -> crate::Result<()>
+    where
+        T: Clone,
+    {
+        self.tx.send_modify(f);
+        // A copy, so that no lock of the channel is held while writing.
+        let snapshot = self.tx.borrow().clone();
+        match &self.checkpoint {
+            Some(save) => save(&snapshot),
+            None => Ok(()),
+        }
     }
 
     /// Changes the snapshot in place and wakes the watchers.

@@ -141,9 +141,65 @@ pub struct RestoreCollectionStatus {
     /// Rows Milvus reported as imported.
     pub imported_rows: i64,
     pub error: Option<String>,
-    /// This job created the target (so it removes it if the job fails).
+    /// The id Milvus gave the collection this job created (under `temp` while
+    /// it fills, under `target` after): cleanup drops only a collection that
+    /// still has this id. Recorded only after CreateCollection succeeded.
     #[serde(default)]
-    pub created: bool,
+    pub created_id: Option<i64>,
+    /// Replacing an existing target: the temporary collection (same database)
+    /// that is filled and checked before the swap.
+    #[serde(default)]
+    pub temp: Option<String>,
+    /// The id of the target that existed when the job was planned.
+    #[serde(default)]
+    pub original_id: Option<i64>,
+    /// How far the swap of a replaced target has come.
+    #[serde(default)]
+    pub swap: SwapStep,
+}
+
+/// The steps of replacing an existing collection with its restored copy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SwapStep {
+    /// No swap (a new target), or the copy is still being filled.
+    #[default]
+    None,
+    /// The copy is filled and checked; the original is being dropped.
+    DroppingOriginal,
+    /// The original is gone; the copy is being renamed to the target.
+    Renaming,
+    /// The copy carries the target's name.
+    Done,
+}
+
+/// The phases of a restore, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestorePhase {
+    /// Every object that Milvus will read is checked against its checksum
+    /// (or decoded) before anything in Milvus changes.
+    Verify,
+    /// Collections are created and imported.
+    Import,
+    /// Replaced collections are swapped in.
+    Swap,
+}
+
+impl RestorePhase {
+    /// The phase's name in snapshots and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestorePhase::Verify => "verify",
+            RestorePhase::Import => "import",
+            RestorePhase::Swap => "swap",
+        }
+    }
+}
+
+/// How long one phase of a job took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseTime {
+    pub phase: String,
+    pub seconds: f64,
 }
 
 /// A restore job.
@@ -157,6 +213,20 @@ pub struct RestoreSnapshot {
     pub collections: Vec<RestoreCollectionStatus>,
     pub start_time: SystemTime,
     pub end_time: Option<SystemTime>,
+    /// The kind of failure ([`Error::kind`]) of a failed job.
+    #[serde(default)]
+    pub error_kind: Option<String>,
+    /// The phase running now (empty before the first and after the last).
+    #[serde(default)]
+    pub phase: String,
+    /// The phases that ended, with their durations.
+    #[serde(default)]
+    pub phases: Vec<PhaseTime>,
+    /// Objects and bytes proven intact by the verify phase.
+    #[serde(default)]
+    pub verified_files: u64,
+    #[serde(default)]
+    pub verified_bytes: u64,
 }
 
 /// Marks a snapshot as ended with `result`: succeeded, cancelled or failed.

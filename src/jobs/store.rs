@@ -23,6 +23,8 @@ pub struct JobStore {
     /// servers on one directory would each take the other's running jobs
     /// for interrupted ones. The kernel releases it when the process dies.
     _lock: Arc<File>,
+    /// One writer at a time, so that writes of one record never interleave.
+    writing: Arc<std::sync::Mutex<()>>,
 }
 
 impl JobStore {
@@ -63,6 +65,7 @@ impl JobStore {
         Ok(Self {
             dir,
             _lock: Arc::new(lock),
+            writing: Arc::default(),
         })
     }
 
@@ -81,15 +84,24 @@ impl JobStore {
         self.dir.join(kind).join(format!("{safe}.json"))
     }
 
-    fn save<T: Serialize>(&self, kind: &str, id: &str, record: &T) {
+    /// Writes a record durably: a temporary file, synced, renamed into place,
+    /// and the folder synced. Writers take turns.
+    fn write<T: Serialize>(&self, kind: &str, id: &str, record: &T) -> std::io::Result<()> {
+        use std::io::Write;
         let path = self.path(kind, id);
         let tmp = path.with_extension("json.tmp");
-        let result = serde_json::to_vec(record)
-            .map_err(std::io::Error::other)
-            .and_then(|body| std::fs::write(&tmp, body))
-            .and_then(|()| std::fs::rename(&tmp, &path));
-        if let Err(e) = result {
-            tracing::warn!(path = %path.display(), error = %e, "cannot save job record");
+        let body = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        let mut file = File::create(&tmp)?;
+        file.write_all(&body)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        File::open(self.dir.join(kind))?.sync_all()
+    }
+
+    fn save<T: Serialize>(&self, kind: &str, id: &str, record: &T) {
+        let _turn = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = self.write(kind, id, record) {
+            tracing::warn!(kind, id, error = %e, "cannot save job record");
         }
     }
 
@@ -101,6 +113,29 @@ impl JobStore {
     /// Saves a restore job's record.
     pub fn save_restore(&self, s: &RestoreSnapshot) {
         self.save("restores", &s.id, s);
+    }
+
+    /// Saves the newest state of a restore job, read while holding the writer's
+    /// turn: a writer that read an older state earlier can never overwrite it.
+    /// `latest` must only copy the state out (no lock held while writing).
+    pub fn save_restore_latest(&self, latest: impl FnOnce() -> RestoreSnapshot) {
+        let _turn = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let s = latest();
+        if let Err(e) = self.write("restores", &s.id, &s) {
+            tracing::warn!(id = %s.id, error = %e, "cannot save job record");
+        }
+    }
+
+    /// Saves a restore job's record before a step that recovery must know of;
+    /// an error means the step must not be taken.
+    pub fn checkpoint_restore(&self, s: &RestoreSnapshot) -> crate::Result<()> {
+        let _turn = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        self.write("restores", &s.id, s).map_err(|e| {
+            crate::Error::Internal(format!(
+                "cannot record restore {} before its next step: {e}",
+                s.id
+            ))
+        })
     }
 
     fn load<T: DeserializeOwned>(&self, kind: &str) -> Vec<(std::time::SystemTime, T)> {

@@ -4,6 +4,8 @@
 pub mod layout;
 pub mod manifest;
 pub mod model;
+pub mod schema;
+pub mod verify;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,16 +52,30 @@ impl Catalog {
     /// Names of every folder under the root, complete backups or not.
     pub async fn names(&self) -> Result<Vec<String>> {
         let dirs = self.store.list_dirs(&self.layout.root_prefix()).await?;
-        let mut names: Vec<String> = dirs.iter().filter_map(|d| self.layout.name_of(d)).collect();
+        let mut names: Vec<String> = dirs
+            .iter()
+            .filter_map(|d| self.layout.name_of(d))
+            .filter(|n| !crate::names::RESERVED_BACKUP_NAMES.contains(&n.as_str()))
+            .collect();
         names.sort();
         Ok(names)
     }
 
     /// Reads a complete backup: `full_meta.json`, or else `backup_meta.json` and
-    /// the level files as older Go-tool backups have them. `None` when neither exists.
+    /// the level files as older Go-tool backups have them. `None` when the
+    /// backup is not complete: no meta, or one of ours (it has checksums)
+    /// whose commit point `full_meta.json` was never written.
     pub async fn read(&self, name: &str) -> Result<Option<BackupInfo>> {
         if let Some(full) = self.read_json::<BackupInfo>(name, "full_meta.json").await? {
             return Ok(Some(full));
+        }
+        if self
+            .store
+            .head(&self.layout.meta_key(name, MANIFEST_FILE))
+            .await?
+            .is_some()
+        {
+            return Ok(None);
         }
         let Some(mut info) = self
             .read_json::<BackupInfo>(name, "backup_meta.json")
@@ -91,9 +107,10 @@ impl Catalog {
         self.read_json(name, MANIFEST_FILE).await
     }
 
-    /// Writes the meta of a finished backup: the checksums, the level files and
-    /// `backup_meta.json`, then `full_meta.json`, which makes it complete.
-    /// All but `full_meta.json` are written at once; it follows when they are all in.
+    /// Writes the meta of a finished backup. The checksums and the level files
+    /// go first, at once; then `backup_meta.json`; then `full_meta.json`, the
+    /// commit point. A crash between them leaves a backup that [`Catalog::read`]
+    /// does not take for complete.
     pub async fn write(&self, info: &BackupInfo, manifest: &Manifest) -> Result<()> {
         let manifest = serde_json::to_vec(manifest)?;
         let collections = info.collection_backups.clone();
@@ -141,9 +158,11 @@ impl Catalog {
             write(segment),
             write(partition),
             write(collection),
-            write(backup),
         ])
         .await?;
+        crate::failpoint::pause_at("backup.meta.before_backup_meta").await;
+        write(backup).await?;
+        crate::failpoint::pause_at("backup.meta.before_full_meta").await;
         write(full).await
     }
 
@@ -157,11 +176,34 @@ impl Catalog {
             .into_iter()
             .map(|o| o.key)
             .collect();
-        // Meta first, so a half-deleted backup is never listed as complete.
-        let (meta, data): (Vec<_>, Vec<_>) =
-            keys.iter().cloned().partition(|k| k.contains("/meta/"));
-        self.store.delete(&meta).await?;
-        self.store.delete(&data).await?;
+        // The commit point first and the checksums last: at every moment in
+        // between, `read` takes what is left for an incomplete backup of ours,
+        // never for a complete one (of ours, or of the Go tool's shape).
+        let meta_key = |f: &str| self.layout.meta_key(name, f);
+        let (full, backup_meta, checksums) = (
+            meta_key("full_meta.json"),
+            meta_key("backup_meta.json"),
+            meta_key(MANIFEST_FILE),
+        );
+        let has_checksums = keys.contains(&checksums);
+        let first: Vec<String> = [&full, &backup_meta]
+            .into_iter()
+            .filter(|k| keys.contains(k))
+            .cloned()
+            .collect();
+        let rest: Vec<String> = keys
+            .iter()
+            .filter(|k| !first.contains(k) && **k != checksums)
+            .cloned()
+            .collect();
+        if has_checksums {
+            self.store.delete(std::slice::from_ref(&full)).await?;
+        }
+        self.store.delete(&first).await?;
+        self.store.delete(&rest).await?;
+        if has_checksums {
+            self.store.delete(&[checksums]).await?;
+        }
         Ok(keys.len() as u64)
     }
 

@@ -163,6 +163,22 @@ impl MilvusApi for MilvusClient {
         Ok(())
     }
 
+    async fn rename_collection(&self, db: &str, from: &str, to: &str) -> Result<()> {
+        let msg = pb::RenameCollectionRequest {
+            db_name: db.into(),
+            old_name: from.into(),
+            new_name: to.into(),
+            new_db_name: db.into(),
+            ..Default::default()
+        };
+        let op = format!("RenameCollection {db}.{from} to {db}.{to}");
+        self.call(&op, db, msg, |mut c, r| async move {
+            c.rename_collection(r).await
+        })
+        .await?;
+        Ok(())
+    }
+
     async fn list_partitions(&self, db: &str, collection: &str) -> Result<Vec<PartitionInfo>> {
         let msg = pb::ShowPartitionsRequest {
             db_name: db.into(),

@@ -223,7 +223,7 @@ impl MilvusClient {
         };
         // Creating things and importing are not repeated blindly: a lost answer
         // may hide a success.
-        let repeatable = !["Create", "Import ", "Drop"]
+        let repeatable = !["Create", "Import ", "Drop", "Rename"]
             .iter()
             .any(|p| operation.starts_with(p));
         if repeatable {

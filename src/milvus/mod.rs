@@ -128,6 +128,20 @@ pub trait MilvusApi: Send + Sync {
     async fn describe_collection(&self, db: &str, name: &str) -> Result<CollectionInfo>;
     async fn create_collection(&self, new: &NewCollection) -> Result<()>;
     async fn drop_collection(&self, db: &str, name: &str) -> Result<()>;
+    /// Renames `db.from` to `db.to` (RenameCollection, Milvus 2.3+).
+    async fn rename_collection(&self, db: &str, from: &str, to: &str) -> Result<()>;
+    /// The id of collection `db.name`, or `None` when there is none: what
+    /// cleanup compares before it drops anything.
+    async fn collection_id(&self, db: &str, name: &str) -> Result<Option<i64>> {
+        if !self.has_collection(db, name).await? {
+            return Ok(None);
+        }
+        match self.describe_collection(db, name).await {
+            Ok(info) => Ok(Some(info.id)),
+            Err(crate::Error::Milvus { reason, .. }) if reason.contains("not found") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
     async fn list_partitions(&self, db: &str, collection: &str) -> Result<Vec<PartitionInfo>>;
     async fn create_partition(&self, db: &str, collection: &str, partition: &str) -> Result<()>;
     async fn describe_indexes(&self, db: &str, collection: &str) -> Result<Vec<IndexInfo>>;

@@ -1,6 +1,8 @@
 //! The restore flow: check the request against the backup and Milvus, then
 //! recreate each collection and import its binlogs.
 
+pub mod cleanup;
+pub mod prove;
 mod run;
 
 use std::collections::{BTreeMap, HashSet};
@@ -10,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::meta::model::{BackupInfo, CollectionBackupInfo, CollectionSchema};
 use crate::names::{self, CollectionRef};
 
+pub use cleanup::{Outcome, clean_up};
 pub use run::run;
 
 /// A validated restore request.
@@ -72,11 +75,14 @@ impl RestoreRequest {
 pub struct RestoreTarget {
     pub source: CollectionBackupInfo,
     pub target: CollectionRef,
-    /// The target exists now (and will be dropped, or imported into).
+    /// The target exists now (and will be replaced, or imported into).
     pub exists: bool,
+    /// The id of the existing target: a replace drops it only while it still has this id.
+    pub original_id: Option<i64>,
 }
 
-/// Resolves the request against the backup and Milvus before any job starts.
+/// Resolves the request against the backup before any job starts: which
+/// collections, restored to which targets (see [`check_targets`] for Milvus).
 pub async fn plan(ctx: &Context, req: &RestoreRequest) -> Result<(BackupInfo, Vec<RestoreTarget>)> {
     req.validate()?;
     let backup = ctx
@@ -84,8 +90,17 @@ pub async fn plan(ctx: &Context, req: &RestoreRequest) -> Result<(BackupInfo, Ve
         .read(&req.backup_name)
         .await?
         .ok_or_else(|| Error::not_found("backup", &req.backup_name))?;
+    // A folder copied by hand keeps the name of the backup it came from in its
+    // meta, and names inside the meta would lead to that backup's objects.
+    if backup.name != req.backup_name {
+        return Err(Error::FailedPrecondition(format!(
+            "backup folder {:?} holds the meta of backup {:?}; restore {:?} itself, \
+             or copy the folder with its meta renamed",
+            req.backup_name, backup.name, backup.name
+        )));
+    }
     if !req.meta_only {
-        crate::backup::verify::check_present(ctx, &backup).await?;
+        crate::meta::verify::check_present(&ctx.catalog, &req.backup_name, &backup).await?;
     }
 
     let in_backup = |c: &CollectionRef| {
@@ -122,7 +137,30 @@ pub async fn plan(ctx: &Context, req: &RestoreRequest) -> Result<(BackupInfo, Ve
                 "two collections would be restored to {target}"
             )));
         }
-        let exists = ctx.milvus.has_collection(&target.db, &target.name).await?;
+        targets.push(RestoreTarget {
+            source: src.clone(),
+            target,
+            exists: false,
+            original_id: None,
+        });
+    }
+    Ok((backup, targets))
+}
+
+/// Checks each target against Milvus: it must not exist unless it is to be
+/// replaced or imported into (then with a compatible schema); records the id
+/// of an existing one. Run while the job holds the targets' leases, so that
+/// a concurrent restore into the same target is named, not mistaken for a
+/// collection that was there before.
+pub async fn check_targets(
+    ctx: &Context,
+    req: &RestoreRequest,
+    targets: &mut [RestoreTarget],
+) -> Result<()> {
+    for t in targets {
+        let target = &t.target;
+        let original_id = ctx.milvus.collection_id(&target.db, &target.name).await?;
+        let exists = original_id.is_some();
         if exists && !req.drop_existing && !req.skip_create {
             return Err(Error::FailedPrecondition(format!(
                 "target collection {target} already exists; drop it, rename the target, \
@@ -140,18 +178,15 @@ pub async fn plan(ctx: &Context, req: &RestoreRequest) -> Result<(BackupInfo, Ve
                 .describe_collection(&target.db, &target.name)
                 .await?;
             check_compatible(
-                &src.schema,
-                &crate::backup::schema::to_meta(&current.schema)?,
-                &target,
+                &t.source.schema,
+                &crate::meta::schema::to_meta(&current.schema)?,
+                target,
             )?;
         }
-        targets.push(RestoreTarget {
-            source: src.clone(),
-            target,
-            exists,
-        });
+        t.exists = exists;
+        t.original_id = original_id;
     }
-    Ok((backup, targets))
+    Ok(())
 }
 
 /// What must match of a field: name, type, primary key, element type, type params.
@@ -159,7 +194,7 @@ type FieldShape = (String, i32, bool, i32, Vec<(String, String)>);
 
 /// An existing collection can take the backup's data only with the same fields:
 /// same names, types, primary key and type parameters (such as `dim`).
-fn check_compatible(
+pub(crate) fn check_compatible(
     backup: &CollectionSchema,
     existing: &CollectionSchema,
     target: &CollectionRef,

@@ -3,26 +3,27 @@
 
 use std::time::Instant;
 
-use crate::backup::schema;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::jobs::{JobHandle, JobState, RestoreSnapshot};
-use crate::meta::LogKind;
+use crate::jobs::{JobHandle, JobState, PhaseTime, RestorePhase, RestoreSnapshot, SwapStep};
 use crate::meta::model::{
     BackupInfo, CollectionBackupInfo, PartitionBackupInfo, SegmentBackupInfo,
 };
+use crate::meta::{LogKind, schema};
 use crate::milvus::{ImportPhase, ImportRequest, IndexInfo, MilvusVersion, NewCollection};
 use crate::names::{CollectionRef, DEFAULT_DB};
-use crate::restore::{RestoreRequest, RestoreTarget};
+use crate::restore::{RestoreRequest, RestoreTarget, check_compatible, prove};
 use crate::storage::{CopyTask, join_key};
 
 use base64::Engine as _;
 
-/// Restores every target in order, publishing progress on `job`. Stops at the first failure.
+/// Proves the objects, then restores every target in order, publishing
+/// progress on `job`. Stops at the first failure; the targets restored
+/// before it stay.
 pub async fn run(
     ctx: &Context,
     req: &RestoreRequest,
-    backup: &BackupInfo,
+    _backup: &BackupInfo,
     targets: &[RestoreTarget],
     job: &JobHandle<RestoreSnapshot>,
 ) -> Result<()> {
@@ -35,6 +36,12 @@ pub async fn run(
         }
     });
     let version = ctx.milvus.version().await?;
+    if !req.meta_only {
+        let clock = PhaseClock::start(job, RestorePhase::Verify);
+        prove::prove(ctx, &req.backup_name, targets, job).await?;
+        clock.end(job);
+    }
+    let clock = PhaseClock::start(job, RestorePhase::Import);
     // Milvus imports only from its own bucket: stage the binlogs there when needed.
     let staging =
         (!ctx.backups_in_milvus_bucket()).then(|| format!("restore-temp-{}/", job.snapshot().id));
@@ -43,7 +50,7 @@ pub async fn run(
     for (i, t) in targets.iter().enumerate() {
         job.update(|s| s.collections[i].state = JobState::Running);
         let place = Place {
-            backup_name: &backup.name,
+            backup_name: &req.backup_name,
             staging: staging.as_deref(),
             version,
         };
@@ -75,7 +82,43 @@ pub async fn run(
             .collect();
         ctx.milvus_store.delete(&keys).await?;
     }
+    if result.is_ok() {
+        clock.end(job);
+    }
     result
+}
+
+/// Times one phase of a job and shows it in the snapshot.
+struct PhaseClock {
+    phase: RestorePhase,
+    started: Instant,
+}
+
+impl PhaseClock {
+    fn start(job: &JobHandle<RestoreSnapshot>, phase: RestorePhase) -> Self {
+        job.update(|s| s.phase = phase.as_str().to_string());
+        Self {
+            phase,
+            started: Instant::now(),
+        }
+    }
+
+    fn end(self, job: &JobHandle<RestoreSnapshot>) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        tracing::info!(
+            restore = %job.snapshot().id,
+            phase = self.phase.as_str(),
+            seconds,
+            "restore phase done"
+        );
+        job.update(|s| {
+            s.phase.clear();
+            s.phases.push(PhaseTime {
+                phase: self.phase.as_str().to_string(),
+                seconds,
+            });
+        });
+    }
 }
 
 fn file_count(c: &CollectionBackupInfo) -> u64 {
@@ -96,7 +139,9 @@ struct Place<'a> {
     version: MilvusVersion,
 }
 
-/// Restores one collection; returns the rows Milvus imported.
+/// Restores one collection; returns the rows Milvus imported. A target that
+/// exists and is to be replaced is restored into a temporary collection
+/// first, checked, and only then swapped in (see [`swap_in`]).
 async fn restore_collection(
     ctx: &Context,
     req: &RestoreRequest,
@@ -105,23 +150,30 @@ async fn restore_collection(
     job: &JobHandle<RestoreSnapshot>,
 ) -> Result<i64> {
     let milvus = ctx.milvus.as_ref();
-    let (db, name) = (t.target.db.as_str(), t.target.name.as_str());
+    let db = t.target.db.as_str();
     let src = &t.source;
-    if t.exists && req.drop_existing {
-        milvus.drop_collection(db, name).await?;
-    }
+    let replacing = t.exists && req.drop_existing;
+    let fill = if replacing {
+        let temp = temp_name(&t.target.name, &job.snapshot().id);
+        job.checkpoint(|s| status(s, t).temp = Some(temp.clone()))?;
+        CollectionRef::new(db, temp)
+    } else {
+        t.target.clone()
+    };
+    let name = fill.name.as_str();
     if !req.skip_create {
         if db != DEFAULT_DB && !milvus.list_databases().await?.iter().any(|d| d == db) {
             milvus.create_database(db).await?;
         }
-        // Marked (and recorded) before it exists: a failure, even a crash, of
-        // the job from here on drops this collection again.
-        job.update(|s| {
-            if let Some(c) = s.collections.iter_mut().find(|c| c.target == t.target) {
-                c.created = true;
-            }
-        });
-        milvus.create_collection(&new_collection(t)?).await?;
+        milvus.create_collection(&new_collection(t, &fill)?).await?;
+        // Recorded once Milvus made it, with its id: cleanup drops only that one.
+        let id = milvus.collection_id(db, name).await?.ok_or_else(|| {
+            Error::milvus(
+                format!("CreateCollection {fill}"),
+                "the collection is not there after it was created",
+            )
+        })?;
+        job.checkpoint(|s| status(s, t).created_id = Some(id))?;
     }
     let has_partition_key = src.schema.fields.iter().any(|f| f.is_partition_key);
     if !has_partition_key {
@@ -135,7 +187,7 @@ async fn restore_collection(
 
     let mut rows = 0;
     if !req.meta_only {
-        rows = import_partitions(ctx, place, t, job).await?;
+        rows = import_partitions(ctx, place, t, &fill, job).await?;
     }
     if req.restore_index {
         for idx in &src.index_infos {
@@ -155,13 +207,102 @@ async fn restore_collection(
     // Load when asked, or when it was loaded at backup time and its indexes are back.
     if req.load || (req.restore_index && src.load_state == "Loaded") {
         milvus.load_collection(db, name).await?;
-        wait_loaded(ctx, &t.target).await?;
+        wait_loaded(ctx, &fill).await?;
+    }
+    if replacing {
+        check_copy(ctx, t, &fill, rows, req.meta_only).await?;
+        swap_in(ctx, t, &fill, job).await?;
     }
     Ok(rows)
 }
 
-/// The CreateCollection request: the backed-up schema under the target name.
-fn new_collection(t: &RestoreTarget) -> Result<NewCollection> {
+/// The temporary collection that a replaced target is restored into.
+fn temp_name(target: &str, job_id: &str) -> String {
+    let tag: String = job_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(8)
+        .collect();
+    format!("{target}_restoring_{tag}")
+}
+
+/// This target's entry in the job's snapshot.
+fn status<'a>(
+    s: &'a mut RestoreSnapshot,
+    t: &RestoreTarget,
+) -> &'a mut crate::jobs::RestoreCollectionStatus {
+    s.collections
+        .iter_mut()
+        .find(|c| c.target == t.target)
+        .expect("every target has a status")
+}
+
+/// Before a replace: the restored copy has the backup's schema and holds the
+/// rows Milvus reported as imported.
+async fn check_copy(
+    ctx: &Context,
+    t: &RestoreTarget,
+    copy: &CollectionRef,
+    imported: i64,
+    meta_only: bool,
+) -> Result<()> {
+    let current = ctx.milvus.describe_collection(&copy.db, &copy.name).await?;
+    check_compatible(&t.source.schema, &schema::to_meta(&current.schema)?, copy)?;
+    if meta_only {
+        return Ok(());
+    }
+    let stored: i64 = ctx
+        .milvus
+        .persistent_segments(&copy.db, &copy.name)
+        .await?
+        .iter()
+        .map(|s| s.num_rows)
+        .sum();
+    if stored != imported {
+        return Err(Error::FailedPrecondition(format!(
+            "the restored copy {copy} holds {stored} rows but the import reported {imported}; \
+             {} was left as it was",
+            t.target
+        )));
+    }
+    Ok(())
+}
+
+/// Replaces the original target with the checked copy: drop the original
+/// (only while it has the id seen at planning), then rename the copy. Each
+/// step is recorded first, so that recovery after a crash completes or undoes it.
+async fn swap_in(
+    ctx: &Context,
+    t: &RestoreTarget,
+    copy: &CollectionRef,
+    job: &JobHandle<RestoreSnapshot>,
+) -> Result<()> {
+    let milvus = ctx.milvus.as_ref();
+    let (db, name) = (t.target.db.as_str(), t.target.name.as_str());
+    job.checkpoint(|s| status(s, t).swap = SwapStep::DroppingOriginal)?;
+    crate::failpoint::pause_at("restore.swap.before_drop").await;
+    let current = milvus.collection_id(db, name).await?;
+    if current != t.original_id {
+        job.checkpoint(|s| status(s, t).swap = SwapStep::None)?;
+        return Err(Error::FailedPrecondition(format!(
+            "{} was changed by someone else during the restore (id {current:?}, was {:?}); \
+             it was left as it is and the restored copy was dropped",
+            t.target, t.original_id
+        )));
+    }
+    milvus.drop_collection(db, name).await?;
+    crate::failpoint::pause_at("restore.swap.dropped").await;
+    job.checkpoint(|s| status(s, t).swap = SwapStep::Renaming)?;
+    crate::failpoint::pause_at("restore.swap.after_drop").await;
+    milvus.rename_collection(db, &copy.name, name).await?;
+    crate::failpoint::pause_at("restore.swap.renamed").await;
+    job.checkpoint(|s| status(s, t).swap = SwapStep::Done)?;
+    crate::failpoint::pause_at("restore.swap.after_rename").await;
+    Ok(())
+}
+
+/// The CreateCollection request: the backed-up schema under the name `to`.
+fn new_collection(t: &RestoreTarget, to: &CollectionRef) -> Result<NewCollection> {
     let src = &t.source;
     let encoded = if src.schema_proto_base64.is_empty() {
         schema::from_meta(&src.schema)?
@@ -178,9 +319,9 @@ fn new_collection(t: &RestoreTarget) -> Result<NewCollection> {
     };
     let has_partition_key = src.schema.fields.iter().any(|f| f.is_partition_key);
     Ok(NewCollection {
-        db: t.target.db.clone(),
-        name: t.target.name.clone(),
-        schema: schema::rename(&encoded, &t.target.name),
+        db: to.db.clone(),
+        name: to.name.clone(),
+        schema: schema::rename(&encoded, &to.name),
         shards_num: src.shards_num,
         consistency_level: src.consistency_level,
         properties: src
@@ -199,6 +340,7 @@ async fn import_partitions(
     ctx: &Context,
     place: &Place<'_>,
     t: &RestoreTarget,
+    into: &CollectionRef,
     job: &JobHandle<RestoreSnapshot>,
 ) -> Result<i64> {
     let src = &t.source;
@@ -211,8 +353,8 @@ async fn import_partitions(
         }
         let storage_version = data.iter().map(|s| s.storage_version).max().unwrap_or(0);
         let request = ImportRequest {
-            db: t.target.db.clone(),
-            collection: t.target.name.clone(),
+            db: into.db.clone(),
+            collection: into.name.clone(),
             partition: part.partition_name.clone(),
             files: import_files(ctx, place, src, part).await?,
             options: place
@@ -222,11 +364,13 @@ async fn import_partitions(
         let tasks = ctx.milvus.import(&request).await?;
         running.push((part, tasks));
     }
+    crate::failpoint::pause_at("restore.importing").await;
+    crate::failpoint::pause_at(&format!("restore.importing:{}", t.target)).await;
 
     let mut rows = 0;
     for (part, tasks) in running {
         for task in tasks {
-            rows += wait_import(ctx, t, &part.partition_name, task).await?;
+            rows += wait_import(ctx, into, &part.partition_name, task).await?;
         }
         let files: u64 = part
             .segment_backups
@@ -239,13 +383,18 @@ async fn import_partitions(
             s.progress.files_done += files;
         });
     }
-    import_l0_segments(ctx, place, t).await?;
+    import_l0_segments(ctx, place, t, into).await?;
     Ok(rows)
 }
 
 /// Imports the deletes of L0 segments (2.4+) after the data they apply to:
 /// partition-level ones into their partition, collection-level ones into all.
-async fn import_l0_segments(ctx: &Context, place: &Place<'_>, t: &RestoreTarget) -> Result<()> {
+async fn import_l0_segments(
+    ctx: &Context,
+    place: &Place<'_>,
+    t: &RestoreTarget,
+    into: &CollectionRef,
+) -> Result<()> {
     let src = &t.source;
     let mut l0: Vec<(&str, &SegmentBackupInfo)> = Vec::new();
     for p in &src.partition_backups {
@@ -261,26 +410,22 @@ async fn import_l0_segments(ctx: &Context, place: &Place<'_>, t: &RestoreTarget)
                 src.collection_name, place.version
             )));
         }
-        let layout = ctx.catalog.layout();
-        let dir = format!(
-            "{}{}/",
-            layout.partition_dir(
-                place.backup_name,
-                LogKind::Delta,
-                src.collection_id,
-                seg.partition_id
-            ),
-            seg.segment_id
+        let dir = prove::l0_dir(
+            ctx,
+            place.backup_name,
+            src.collection_id,
+            seg.partition_id,
+            seg.segment_id,
         );
         let request = ImportRequest {
-            db: t.target.db.clone(),
-            collection: t.target.name.clone(),
+            db: into.db.clone(),
+            collection: into.name.clone(),
             partition: partition.to_string(),
             files: stage(ctx, place, &[dir]).await?,
             options: place.version.l0_import_options(src.backup_timestamp),
         };
         for task in ctx.milvus.import(&request).await? {
-            wait_import(ctx, t, partition, task).await?;
+            wait_import(ctx, into, partition, task).await?;
         }
     }
     Ok(())
@@ -366,20 +511,20 @@ async fn wait_loaded(ctx: &Context, target: &CollectionRef) -> Result<()> {
 }
 
 /// Polls one import task until it ends; returns the rows it imported.
-async fn wait_import(ctx: &Context, t: &RestoreTarget, partition: &str, task: i64) -> Result<i64> {
+async fn wait_import(
+    ctx: &Context,
+    into: &CollectionRef,
+    partition: &str,
+    task: i64,
+) -> Result<i64> {
     let started = Instant::now();
-    let operation = || format!("Import into {}/{partition}", t.target);
+    let operation = || format!("Import into {into}/{partition}");
     loop {
         // Milvus 2.3.5's proxy crashes (nil pointer in GetImportState) when
         // asked about an import whose collection was dropped: never ask then.
-        if !ctx
-            .milvus
-            .has_collection(&t.target.db, &t.target.name)
-            .await?
-        {
+        if !ctx.milvus.has_collection(&into.db, &into.name).await? {
             return Err(Error::FailedPrecondition(format!(
-                "{} was dropped while import task {task} ran; the restore cannot finish",
-                t.target
+                "{into} was dropped while import task {task} ran; the restore cannot finish"
             )));
         }
         let status = ctx.milvus.import_state(task).await?;

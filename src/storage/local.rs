@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
 
-use super::{ByteStream, ObjectInfo, ObjectStore};
+use super::{ByteStream, CondPut, ObjectInfo, ObjectStore};
 use crate::error::{Error, Result};
 
 /// A directory used as a bucket.
@@ -123,6 +123,69 @@ impl LocalDir {
     }
 }
 
+/// The version tag of a local object: the MD5 of its content.
+fn etag_of(data: &[u8]) -> String {
+    use md5::Digest;
+    format!("{:x}", md5::Md5::digest(data))
+}
+
+/// A lock file older than this belongs to a process that died while holding it.
+const STALE_LOCK: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl LocalDir {
+    /// Runs `f` while holding `{file}.tmp-lock`, made with `O_CREAT|O_EXCL`,
+    /// so that compare-and-swap writes from several processes serialise.
+    async fn with_lock<T>(
+        &self,
+        key: &str,
+        f: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let path = self.path(key)?;
+        let lock = path.with_file_name(format!(
+            ".{}.tmp-lock",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        if let Some(parent) = lock.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| self.io_error("lock", key, e))?;
+        }
+        let started = std::time::Instant::now();
+        loop {
+            match tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&lock)
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    let stale = tokio::fs::metadata(&lock)
+                        .await
+                        .ok()
+                        .and_then(|m| m.modified().ok())
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > STALE_LOCK);
+                    if stale {
+                        let _ = tokio::fs::remove_file(&lock).await;
+                    } else if started.elapsed() > 2 * STALE_LOCK {
+                        return Err(self.io_error(
+                            "lock",
+                            key,
+                            std::io::Error::other("lock file held too long"),
+                        ));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                Err(e) => return Err(self.io_error("lock", key, e)),
+            }
+        }
+        let out = f.await;
+        let _ = tokio::fs::remove_file(&lock).await;
+        out
+    }
+}
+
 fn is_temp(path: &Path) -> bool {
     path.file_name()
         .map(|n| n.to_string_lossy().contains(".tmp-"))
@@ -211,6 +274,58 @@ impl ObjectStore for LocalDir {
     async fn write(&self, key: &str, data: Bytes) -> Result<()> {
         self.write_with(key, Box::pin(futures::stream::once(async { Ok(data) })))
             .await
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<CondPut> {
+        // Written beside, then hard-linked into place: link(2) fails when the
+        // name exists, atomically, and the object is never seen half-written.
+        let path = self.path(key)?;
+        let tmp = path.with_file_name(format!(
+            ".{}.tmp-{}",
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let etag = etag_of(&data);
+        self.write_with(
+            &self.key_of(&tmp),
+            Box::pin(futures::stream::once(async { Ok(data) })),
+        )
+        .await?;
+        let linked = tokio::fs::hard_link(&tmp, &path).await;
+        let _ = tokio::fs::remove_file(&tmp).await;
+        match linked {
+            Ok(()) => Ok(CondPut::Written(etag)),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(CondPut::Conflict),
+            Err(e) => Err(self.io_error("create", key, e)),
+        }
+    }
+
+    async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<CondPut> {
+        self.with_lock(key, async {
+            let current = match tokio::fs::read(self.path(key)?).await {
+                Ok(b) => etag_of(&b),
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(CondPut::Conflict),
+                Err(e) => return Err(self.io_error("read", key, e)),
+            };
+            if current != etag.trim_matches('"') {
+                return Ok(CondPut::Conflict);
+            }
+            let new = etag_of(&data);
+            self.write(key, data).await?;
+            Ok(CondPut::Written(new))
+        })
+        .await
+    }
+
+    async fn read_versioned(&self, key: &str) -> Result<Option<(Bytes, String)>> {
+        match tokio::fs::read(self.path(key)?).await {
+            Ok(b) => {
+                let etag = etag_of(&b);
+                Ok(Some((b.into(), etag)))
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io_error("read", key, e)),
+        }
     }
 
     async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream)> {

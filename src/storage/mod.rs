@@ -26,6 +26,15 @@ pub struct ObjectInfo {
     pub size: u64,
 }
 
+/// The outcome of a conditional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CondPut {
+    /// Written; the object's new version tag (ETag).
+    Written(String),
+    /// The condition did not hold: the object exists, or changed since it was read.
+    Conflict,
+}
+
 /// The bytes of one object, as they arrive.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send + Sync>>;
 
@@ -51,6 +60,12 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn read(&self, key: &str) -> Result<Bytes>;
     /// Writes a small object whole.
     async fn write(&self, key: &str, data: Bytes) -> Result<()>;
+    /// Creates `key` only if no object is there (`If-None-Match: *`).
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<CondPut>;
+    /// Replaces `key` only if its version tag is still `etag` (`If-Match`).
+    async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<CondPut>;
+    /// Reads a small object whole with its version tag; `None` when missing.
+    async fn read_versioned(&self, key: &str) -> Result<Option<(Bytes, String)>>;
     /// Streams an object out: its size and its bytes.
     async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream)>;
     /// Streams an object of known size in; returns the store's ETag, if it has one.

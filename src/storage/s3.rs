@@ -20,7 +20,7 @@ use aws_smithy_http_client::tls;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
-use super::{ByteStream, ObjectInfo, ObjectStore};
+use super::{ByteStream, CondPut, ObjectInfo, ObjectStore};
 use crate::config::BucketConfig;
 use crate::error::{Error, Result};
 
@@ -241,6 +241,32 @@ impl ProvideCredentials for IamChain {
 }
 
 impl S3Bucket {
+    /// A conditional PutObject's answer: 412 PreconditionFailed (and 409
+    /// ConditionalRequestConflict, a concurrent conditional write) is a conflict.
+    fn conditional<E, R>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        sent: std::result::Result<Option<String>, SdkError<E, R>>,
+    ) -> Result<CondPut>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        match sent {
+            Ok(etag) => Ok(CondPut::Written(etag.unwrap_or_default())),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("PreconditionFailed" | "ConditionalRequestConflict")
+                ) =>
+            {
+                Ok(CondPut::Conflict)
+            }
+            Err(e) => Err(self.error(operation, key, e)),
+        }
+    }
+
     /// Copies a large object server-side in parts (UploadPartCopy), several at
     /// once; an upload that fails is aborted, leaving nothing behind.
     async fn copy_in_parts(
@@ -483,6 +509,54 @@ impl ObjectStore for S3Bucket {
             .await
             .map_err(|e| self.error("PutObject", key, e))?;
         Ok(())
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<CondPut> {
+        let sent = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_none_match("*")
+            .body(SdkByteStream::from(data))
+            .send()
+            .await;
+        self.conditional("PutObject If-None-Match", key, sent.map(|o| o.e_tag))
+    }
+
+    async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<CondPut> {
+        let sent = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_match(etag)
+            .body(SdkByteStream::from(data))
+            .send()
+            .await;
+        self.conditional("PutObject If-Match", key, sent.map(|o| o.e_tag))
+    }
+
+    async fn read_versioned(&self, key: &str) -> Result<Option<(Bytes, String)>> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => return Ok(None),
+            Err(e) => return Err(self.error("GetObject", key, e)),
+        };
+        let etag = out.e_tag.clone().unwrap_or_default();
+        let data = out.body.collect().await.map_err(|e| Error::Storage {
+            operation: "GetObject",
+            key: key.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Some((data.into_bytes(), etag)))
     }
 
     async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream)> {

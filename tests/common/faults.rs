@@ -1,6 +1,13 @@
 //! A fault-injecting HTTP proxy for S3 on 127.0.0.1: it forwards each request
-//! to the real S3 server, except that a share of them gets a 503 SlowDown and
-//! another share has its connection dropped without an answer.
+//! to the real S3 server, except that every n-th request gets a 503
+//! SlowDown, every m-th has its connection dropped without an answer, and
+//! every k-th object transfer is cut partway through its body: a GetObject's
+//! response body after half its bytes, a PutObject's or UploadPart's request
+//! body after about half its bytes were received (nothing of it is
+//! forwarded, so the store never sees a partial object). The faults are
+//! counted out rather than drawn at random, so that a run surely gets each
+//! kind (which requests get them still depends on the order they arrive
+//! in); the body cuts can be switched on and off while the proxy runs.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -8,15 +15,29 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
-use hyper::body::Incoming;
-use hyper::{Request, Response};
+use futures::StreamExt as _;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use tokio::net::TcpListener;
+
+/// Which requests get each fault: every n-th (0: none).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rates {
+    /// Every n-th request is answered 503 SlowDown instead of being forwarded.
+    pub error_503_every: u64,
+    /// Every n-th request has its connection dropped before forwarding, without an answer.
+    pub reset_every: u64,
+    /// Every n-th GetObject (that got no other fault) has its response body
+    /// cut after half its bytes; 0: none.
+    pub cut_get_every: u64,
+    /// Every n-th PutObject or UploadPart (that got no other fault) has its
+    /// request body cut partway; 0: none.
+    pub cut_put_every: u64,
+}
 
 /// What the proxy did.
 #[derive(Debug, Default)]
@@ -24,6 +45,62 @@ pub struct FaultCounts {
     pub forwarded: AtomicU64,
     pub errors_503: AtomicU64,
     pub resets: AtomicU64,
+    /// GetObject response bodies cut partway.
+    pub cut_responses: AtomicU64,
+    /// PutObject and UploadPart request bodies cut partway.
+    pub cut_requests: AtomicU64,
+    /// Bytes of the cut response bodies sent, and their full sizes.
+    pub cut_response_bytes: AtomicU64,
+    pub cut_response_full_bytes: AtomicU64,
+    /// Bytes of the cut request bodies received, and their full sizes.
+    pub cut_request_bytes: AtomicU64,
+    pub cut_request_full_bytes: AtomicU64,
+    /// Requests seen, and GetObjects and PutObjects/UploadParts seen past the other faults.
+    requests: AtomicU64,
+    gets: AtomicU64,
+    puts: AtomicU64,
+    /// The cut periods in force (see [`Rates`]).
+    cut_get_every: AtomicU64,
+    cut_put_every: AtomicU64,
+}
+
+/// Whether the `seen`-th (from 1) eligible request gets the fault that every
+/// `every`-th gets, starting with the `first`-th.
+fn nth(seen: u64, every: u64, first: u64) -> bool {
+    every > 0 && seen % every == first % every
+}
+
+/// The counts at one moment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub forwarded: u64,
+    pub errors_503: u64,
+    pub resets: u64,
+    pub cut_responses: u64,
+    pub cut_requests: u64,
+}
+
+impl FaultCounts {
+    pub fn now(&self) -> Counts {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Counts {
+            forwarded: get(&self.forwarded),
+            errors_503: get(&self.errors_503),
+            resets: get(&self.resets),
+            cut_responses: get(&self.cut_responses),
+            cut_requests: get(&self.cut_requests),
+        }
+    }
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} x 503, {} resets, {} GetObject bodies cut, {} PutObject bodies cut, over {} forwarded requests",
+            self.errors_503, self.resets, self.cut_responses, self.cut_requests, self.forwarded
+        )
+    }
 }
 
 /// A running proxy.
@@ -32,20 +109,61 @@ pub struct FaultProxy {
     pub counts: Arc<FaultCounts>,
 }
 
-type Body = BoxBody<Bytes, hyper::Error>;
+impl FaultProxy {
+    /// Cuts every `n`-th GetObject response body from now on (0: none).
+    pub fn cut_get_every(&self, n: u64) {
+        self.counts.cut_get_every.store(n, Ordering::Relaxed);
+    }
 
-/// Starts a proxy to `upstream` (`127.0.0.1:9000`) that fails `error_rate` of
-/// requests with 503 and drops `reset_rate` of connections, from `seed`.
-pub async fn start(
-    upstream: SocketAddr,
-    error_rate: f64,
-    reset_rate: f64,
-    seed: u64,
-) -> FaultProxy {
+    /// Cuts every `n`-th PutObject or UploadPart request body from now on (0: none).
+    pub fn cut_put_every(&self, n: u64) {
+        self.counts.cut_put_every.store(n, Ordering::Relaxed);
+    }
+}
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// A GetObject: a GET of a key (not a bucket listing or a multipart query).
+fn is_get_object<B>(req: &Request<B>) -> bool {
+    let key = req
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .split_once('/')
+        .is_some_and(|(_, k)| !k.is_empty());
+    let query = req.uri().query().unwrap_or("");
+    req.method() == Method::GET
+        && key
+        && !query.contains("uploadId")
+        && !query.contains("list-type")
+}
+
+/// A PutObject or UploadPart with a body (not a server-side copy).
+fn is_put_body<B>(req: &Request<B>) -> bool {
+    req.method() == Method::PUT
+        && !req.headers().contains_key("x-amz-copy-source")
+        && content_length(req) > 1
+}
+
+fn content_length<B>(req: &Request<B>) -> u64 {
+    req.headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Starts a proxy to `upstream` (`127.0.0.1:9000`) with `rates`.
+pub async fn start(upstream: SocketAddr, rates: Rates) -> FaultProxy {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let counts = Arc::new(FaultCounts::default());
-    let rng = Arc::new(std::sync::Mutex::new(StdRng::seed_from_u64(seed)));
+    counts
+        .cut_get_every
+        .store(rates.cut_get_every, Ordering::Relaxed);
+    counts
+        .cut_put_every
+        .store(rates.cut_put_every, Ordering::Relaxed);
     let client: Client<HttpConnector, Incoming> =
         Client::builder(TokioExecutor::new()).build_http();
     let c = counts.clone();
@@ -54,45 +172,11 @@ pub async fn start(
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let (client, counts, rng) = (client.clone(), c.clone(), rng.clone());
+            let (client, counts) = (client.clone(), c.clone());
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                    let (client, counts, rng) = (client.clone(), counts.clone(), rng.clone());
-                    async move {
-                        let roll: f64 = rng.lock().unwrap().random();
-                        if roll < reset_rate {
-                            counts.resets.fetch_add(1, Ordering::Relaxed);
-                            // An error from the service makes hyper drop the connection unanswered.
-                            return Err::<Response<Body>, _>(std::io::Error::other(
-                                "injected connection reset",
-                            ));
-                        }
-                        if roll < reset_rate + error_rate {
-                            counts.errors_503.fetch_add(1, Ordering::Relaxed);
-                            let body = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>injected</Message></Error>";
-                            let resp = Response::builder()
-                                .status(503)
-                                .header("content-type", "application/xml")
-                                .body(
-                                    Full::new(Bytes::from(body))
-                                        .map_err(|never: Infallible| match never {})
-                                        .boxed(),
-                                )
-                                .unwrap();
-                            return Ok(resp);
-                        }
-                        let uri = format!(
-                            "http://{upstream}{}",
-                            req.uri()
-                                .path_and_query()
-                                .map(|p| p.as_str())
-                                .unwrap_or("/")
-                        );
-                        *req.uri_mut() = uri.parse().unwrap();
-                        let resp = client.request(req).await.map_err(std::io::Error::other)?;
-                        counts.forwarded.fetch_add(1, Ordering::Relaxed);
-                        Ok(resp.map(|b| b.boxed()))
-                    }
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let (client, counts) = (client.clone(), counts.clone());
+                    async move { handle(req, upstream, rates, &client, &counts).await }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -101,4 +185,113 @@ pub async fn start(
         }
     });
     FaultProxy { addr, counts }
+}
+
+async fn handle(
+    mut req: Request<Incoming>,
+    upstream: SocketAddr,
+    rates: Rates,
+    client: &Client<HttpConnector, Incoming>,
+    counts: &FaultCounts,
+) -> Result<Response<Body>, std::io::Error> {
+    let n = counts.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    if nth(n, rates.reset_every, 3) {
+        counts.resets.fetch_add(1, Ordering::Relaxed);
+        // An error from the service makes hyper drop the connection unanswered.
+        return Err(std::io::Error::other("injected connection reset"));
+    }
+    if nth(n, rates.error_503_every, 11) {
+        counts.errors_503.fetch_add(1, Ordering::Relaxed);
+        let body = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>injected</Message></Error>";
+        return Ok(Response::builder()
+            .status(503)
+            .header("content-type", "application/xml")
+            .body(
+                Full::new(Bytes::from(body))
+                    .map_err(|never: Infallible| match never {})
+                    .boxed(),
+            )
+            .unwrap());
+    }
+    if is_put_body(&req)
+        && nth(
+            counts.puts.fetch_add(1, Ordering::Relaxed) + 1,
+            counts.cut_put_every.load(Ordering::Relaxed),
+            5,
+        )
+    {
+        // Take about half of the body, then hang up without an answer.
+        let full = content_length(&req);
+        let mut received = 0u64;
+        let body = req.body_mut();
+        while received < full / 2 {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    received += frame.data_ref().map_or(0, |d| d.len() as u64);
+                }
+                _ => break,
+            }
+        }
+        counts.cut_requests.fetch_add(1, Ordering::Relaxed);
+        counts
+            .cut_request_bytes
+            .fetch_add(received, Ordering::Relaxed);
+        counts
+            .cut_request_full_bytes
+            .fetch_add(full, Ordering::Relaxed);
+        return Err(std::io::Error::other("injected cut of the request body"));
+    }
+    let cut_response = is_get_object(&req)
+        && nth(
+            counts.gets.fetch_add(1, Ordering::Relaxed) + 1,
+            counts.cut_get_every.load(Ordering::Relaxed),
+            5,
+        );
+    let uri = format!(
+        "http://{upstream}{}",
+        req.uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+    );
+    *req.uri_mut() = uri.parse().unwrap();
+    let resp = client.request(req).await.map_err(std::io::Error::other)?;
+    counts.forwarded.fetch_add(1, Ordering::Relaxed);
+    if cut_response && resp.status().is_success() {
+        let (parts, body) = resp.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map_err(std::io::Error::other)?
+            .to_bytes();
+        if bytes.len() >= 2 {
+            // The headers promise every byte; half of them come, then the connection ends.
+            let half = bytes.slice(..bytes.len() / 2);
+            counts.cut_responses.fetch_add(1, Ordering::Relaxed);
+            counts
+                .cut_response_bytes
+                .fetch_add(half.len() as u64, Ordering::Relaxed);
+            counts
+                .cut_response_full_bytes
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            // The pause lets the headers and the first half go out before the cut.
+            let frames = futures::stream::once(async move { Ok(Frame::data(half)) }).chain(
+                futures::stream::once(async {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    Err(std::io::Error::other("injected cut of the response body"))
+                }),
+            );
+            return Ok(Response::from_parts(
+                parts,
+                BodyExt::boxed(StreamBody::new(frames)),
+            ));
+        }
+        return Ok(Response::from_parts(
+            parts,
+            Full::new(bytes)
+                .map_err(|never: Infallible| match never {})
+                .boxed(),
+        ));
+    }
+    Ok(resp.map(|b| b.map_err(std::io::Error::other).boxed()))
 }

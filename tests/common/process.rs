@@ -38,17 +38,28 @@ pub fn write_config(cfg: &Config, path: &Path, backup: &str) {
 }
 
 /// Starts `milvus-backup server` with `config` on a free port and connects to it.
-// The caller waits for the child.
-#[allow(clippy::zombie_processes)]
 pub async fn start_server(
     config: &Path,
     stderr: Stdio,
+) -> (Child, u16, BackupServiceClient<Channel>) {
+    start_server_with(config, stderr, &[]).await
+}
+
+/// Starts the server with extra environment variables (such as
+/// `MILVUS_BACKUP_FAILPOINTS`), its log lines going to `stderr`.
+// The caller waits for the child.
+#[allow(clippy::zombie_processes)]
+pub async fn start_server_with(
+    config: &Path,
+    stderr: Stdio,
+    envs: &[(&str, &str)],
 ) -> (Child, u16, BackupServiceClient<Channel>) {
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
         .arg("--config")
         .arg(config)
         .args(["server", "-p", &port.to_string()])
+        .envs(envs.iter().copied())
         .stderr(stderr)
         .spawn()
         .unwrap();
@@ -64,4 +75,34 @@ pub async fn start_server(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A file to send a server's log lines to.
+pub fn log_file(path: &Path) -> Stdio {
+    Stdio::from(std::fs::File::create(path).unwrap())
+}
+
+/// Waits until the log at `path` holds `needle`; panics after `timeout`.
+pub async fn wait_for_log(path: &Path, needle: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if std::fs::read_to_string(path).is_ok_and(|t| t.contains(needle)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} did not appear in {} within {timeout:?}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// SIGKILLs the process and reaps it.
+pub fn kill9(child: &mut Child) {
+    Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = child.wait();
 }

@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use futures::{StreamExt, TryStreamExt};
 use md5::Digest;
 
-use crate::context::Context;
+use super::Catalog;
+use super::manifest::{Manifest, ManifestEntry};
+use super::model::BackupInfo;
 use crate::error::{Error, Result};
-use crate::meta::manifest::{Manifest, ManifestEntry};
-use crate::meta::model::BackupInfo;
 
 /// Objects read at once while verifying.
 const VERIFY_PARALLELISM: usize = 8;
@@ -55,11 +55,11 @@ impl VerifyProgress {
 }
 
 /// The manifest of backup `name`; `FailedPrecondition` for backups without one.
-async fn manifest(ctx: &Context, name: &str) -> Result<Manifest> {
-    if ctx.catalog.read(name).await?.is_none() {
+async fn manifest(catalog: &Catalog, name: &str) -> Result<Manifest> {
+    if catalog.read(name).await?.is_none() {
         return Err(Error::not_found("backup", name));
     }
-    ctx.catalog.read_manifest(name).await?.ok_or_else(|| {
+    catalog.read_manifest(name).await?.ok_or_else(|| {
         Error::FailedPrecondition(format!(
             "backup {name:?} has no checksums (written by the Go tool or before checksums existed); \
              only a restore's presence and size check applies to it"
@@ -68,10 +68,9 @@ async fn manifest(ctx: &Context, name: &str) -> Result<Manifest> {
 }
 
 /// The sizes of the objects stored under the backup's folder, by relative key.
-async fn stored_sizes(ctx: &Context, name: &str) -> Result<HashMap<String, u64>> {
-    let prefix = ctx.catalog.layout().backup_prefix(name);
-    Ok(ctx
-        .catalog
+async fn stored_sizes(catalog: &Catalog, name: &str) -> Result<HashMap<String, u64>> {
+    let prefix = catalog.layout().backup_prefix(name);
+    Ok(catalog
         .store()
         .list(&prefix)
         .await?
@@ -80,7 +79,7 @@ async fn stored_sizes(ctx: &Context, name: &str) -> Result<HashMap<String, u64>>
         .collect())
 }
 
-fn size_problem(entry: &ManifestEntry, stored: Option<u64>) -> Option<String> {
+pub fn size_problem(entry: &ManifestEntry, stored: Option<u64>) -> Option<String> {
     match stored {
         None => Some("missing".into()),
         Some(s) if s < entry.size => Some(format!("truncated: {s} of {} bytes", entry.size)),
@@ -94,19 +93,19 @@ fn size_problem(entry: &ManifestEntry, stored: Option<u64>) -> Option<String> {
 /// Re-reads every object of backup `name` and compares it with the manifest.
 /// `on_progress` sees each step; the result lists every damaged object.
 pub async fn verify(
-    ctx: &Context,
+    catalog: &Catalog,
     name: &str,
     on_progress: impl Fn(&VerifyProgress),
 ) -> Result<VerifyProgress> {
-    let manifest = manifest(ctx, name).await?;
-    let stored = stored_sizes(ctx, name).await?;
+    let manifest = manifest(catalog, name).await?;
+    let stored = stored_sizes(catalog, name).await?;
     let mut progress = VerifyProgress {
         objects_total: manifest.objects.len() as u64,
         bytes_total: manifest.objects.iter().map(|o| o.size).sum(),
         ..Default::default()
     };
     on_progress(&progress);
-    let prefix = ctx.catalog.layout().backup_prefix(name);
+    let prefix = catalog.layout().backup_prefix(name);
     let mut checks = futures::stream::iter(manifest.objects)
         .map(|entry| {
             let stored = stored.get(&entry.key).copied();
@@ -114,7 +113,7 @@ pub async fn verify(
             async move {
                 let problem = match size_problem(&entry, stored) {
                     Some(p) => Some(p),
-                    None => content_problem(ctx, &key, &entry).await?,
+                    None => content_problem(catalog, &key, &entry).await?,
                 };
                 Ok::<_, Error>((entry, problem))
             }
@@ -135,23 +134,29 @@ pub async fn verify(
     Ok(progress)
 }
 
-/// Reads one object and compares its CRC32C (or MD5 with the ETag).
-async fn content_problem(
-    ctx: &Context,
+/// Reads one object (`key` in the backup store) and compares its CRC32C (or
+/// MD5 with the ETag) with the manifest's; streams, with flat memory.
+pub async fn content_problem(
+    catalog: &Catalog,
     key: &str,
     entry: &ManifestEntry,
 ) -> Result<Option<String>> {
-    let (_, mut body) = ctx.catalog.store().get_stream(key).await?;
+    let (_, mut body) = catalog.store().get_stream(key).await?;
+    // Only the digest the manifest holds is computed: CRC32C, else the MD5 ETag.
+    let want_md5 = entry.crc32c.is_none().then(|| entry.md5()).flatten();
     let mut crc = 0u32;
     let mut md5 = md5::Md5::new();
     while let Some(chunk) = body.try_next().await? {
-        crc = crc32c::crc32c_append(crc, &chunk);
-        md5.update(&chunk);
+        if want_md5.is_some() {
+            md5.update(&chunk);
+        } else {
+            crc = crc32c::crc32c_append(crc, &chunk);
+        }
     }
     if let Some(want) = entry.crc32c {
         return Ok((crc != want).then(|| format!("altered: crc32c {crc:08x}, expected {want:08x}")));
     }
-    if let Some(want) = entry.md5() {
+    if let Some(want) = want_md5 {
         let got: [u8; 16] = md5.finalize().into();
         return Ok((got != want).then(|| "altered: MD5 differs from the recorded ETag".to_string()));
     }
@@ -161,10 +166,9 @@ async fn content_problem(
 /// Before a restore: every object the backup needs is there with its size.
 /// With a manifest, object by object; without one (Go-tool backups), the
 /// binlogs the meta lists are counted against those stored.
-pub async fn check_present(ctx: &Context, info: &BackupInfo) -> Result<()> {
-    let name = &info.name;
-    let stored = stored_sizes(ctx, name).await?;
-    let problems: Vec<String> = match ctx.catalog.read_manifest(name).await? {
+pub async fn check_present(catalog: &Catalog, name: &str, info: &BackupInfo) -> Result<()> {
+    let stored = stored_sizes(catalog, name).await?;
+    let problems: Vec<String> = match catalog.read_manifest(name).await? {
         Some(m) => m
             .objects
             .iter()

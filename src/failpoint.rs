@@ -1,0 +1,23 @@
+//! Named pause points for the crash tests: when `MILVUS_BACKUP_FAILPOINTS`
+//! (a comma-separated list) names a point, a job that reaches it logs
+//! "failpoint reached" and waits there for good, so that a test can SIGKILL the
+//! process at exactly that step. Unset (always, outside tests) it costs one
+//! environment lookup per point.
+//!
+//! The points: `restore.importing` and `restore.importing:{db}.{coll}`
+//! (imports started, not awaited), `restore.swap.before_drop`,
+//! `restore.swap.dropped` (dropped, not yet recorded), `restore.swap.after_drop`,
+//! `restore.swap.renamed` (renamed, not yet recorded), `restore.swap.after_rename`,
+//! `backup.meta.before_backup_meta`, `backup.meta.before_full_meta`,
+//! `verify.started`.
+
+/// Pauses forever at `name` when the environment asks for it.
+pub async fn pause_at(name: &str) {
+    let Ok(list) = std::env::var("MILVUS_BACKUP_FAILPOINTS") else {
+        return;
+    };
+    if list.split(',').any(|p| p.trim() == name) {
+        tracing::warn!(failpoint = name, "failpoint reached; pausing here");
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,0 +1,457 @@
+//! Leases held in the backup storage, so that every process on the same
+//! storage (server replicas, the CLI, a restarted server) sees them.
+//!
+//! A lease is one small JSON object, `{root}/_leases/{name}`. It is taken with
+//! `If-None-Match: *` (or, when the object is expired or released, with
+//! `If-Match` on the etag that was read, so exactly one taker wins), renewed
+//! with `If-Match` every third of its TTL, and released by an `If-Match` write
+//! that marks it free. A holder that cannot renew before the expiry loses it:
+//! its `lost` token fires, and the job holding it stops.
+//!
+//! Names in use:
+//! - `backup/{name}`: one job creates or deletes backup `name`;
+//! - `reads/{name}/{job}`: a restore reads backup `name` (many at once);
+//! - `target/{db}.{coll}`: one restore fills collection `db.coll`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::error::{Error, Result};
+use crate::storage::{CondPut, ObjectStore, join_key};
+
+/// The folder under the backup root that holds the leases (not a backup name).
+pub const LEASE_DIR: &str = "_leases";
+
+/// Who holds a lease, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// The job holding it.
+    pub job: String,
+    /// What the job does with it ("restore into", "delete", ...).
+    pub purpose: String,
+    /// `host:pid` of the holding process.
+    pub process: String,
+    /// Unique per acquisition: tells our own write from another's.
+    pub nonce: String,
+    /// Milliseconds since the epoch after which the lease is free.
+    pub expires_at_ms: u64,
+    /// Set by a release: free at once.
+    #[serde(default)]
+    pub released: bool,
+}
+
+impl LeaseRecord {
+    fn is_live(&self, now_ms: u64) -> bool {
+        !self.released && self.expires_at_ms > now_ms
+    }
+
+    fn describe(&self, name: &str) -> String {
+        format!(
+            "{name} is held by job {} ({}) on {}",
+            self.job, self.purpose, self.process
+        )
+    }
+}
+
+/// Takes and inspects leases in one store.
+#[derive(Debug, Clone)]
+pub struct Leases {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    ttl: Duration,
+    process: String,
+}
+
+/// One held lease. Renewed in the background until released or dropped.
+#[derive(Debug)]
+pub struct Lease {
+    name: String,
+    key: String,
+    store: Arc<dyn ObjectStore>,
+    record: Arc<Mutex<(LeaseRecord, String)>>,
+    lost: CancellationToken,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn host_pid() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
+impl Leases {
+    /// Leases under `{root}/_leases/` of `store`, each valid `ttl` past its last renewal.
+    pub fn new(store: Arc<dyn ObjectStore>, root: &str, ttl: Duration) -> Self {
+        Self {
+            store,
+            prefix: join_key([root, LEASE_DIR]),
+            ttl: ttl.max(Duration::from_secs(1)),
+            process: host_pid(),
+        }
+    }
+
+    /// The TTL of the leases this process takes.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    fn key(&self, name: &str) -> String {
+        join_key([self.prefix.as_str(), name])
+    }
+
+    fn record(&self, job: &str, purpose: &str) -> LeaseRecord {
+        LeaseRecord {
+            job: job.to_string(),
+            purpose: purpose.to_string(),
+            process: self.process.clone(),
+            nonce: uuid::Uuid::new_v4().simple().to_string(),
+            expires_at_ms: now_ms() + self.ttl.as_millis() as u64,
+            released: false,
+        }
+    }
+
+    /// Takes lease `name` for `job`, or fails with [`Error::Aborted`] naming
+    /// the job that holds it.
+    pub async fn acquire(&self, name: &str, job: &str, purpose: &str) -> Result<Lease> {
+        let key = self.key(name);
+        let mine = self.record(job, purpose);
+        let body = Bytes::from(serde_json::to_vec(&mine)?);
+        for _ in 0..5 {
+            let etag = match self.store.put_if_absent(&key, body.clone()).await? {
+                CondPut::Written(etag) => Some(etag),
+                CondPut::Conflict => match self.store.read_versioned(&key).await? {
+                    // Released and removed in between: try again.
+                    None => None,
+                    Some((data, etag)) => {
+                        let held: Option<LeaseRecord> = serde_json::from_slice(&data).ok();
+                        match held {
+                            // Our own write, whose answer was lost and retried.
+                            Some(h) if h.nonce == mine.nonce => Some(etag),
+                            // Held by another job (the same job, restarted, takes its own back).
+                            Some(h) if h.is_live(now_ms()) && h.job != mine.job => {
+                                return Err(Error::Aborted(h.describe(name)));
+                            }
+                            // Expired, released or unreadable: take it over, if nobody else does first.
+                            _ => match self.store.put_if_match(&key, body.clone(), &etag).await? {
+                                CondPut::Written(etag) => Some(etag),
+                                CondPut::Conflict => None,
+                            },
+                        }
+                    }
+                },
+            };
+            if let Some(etag) = etag {
+                debug!(lease = %name, job, "lease taken");
+                return Ok(self.held(name, key, mine, etag));
+            }
+        }
+        Err(Error::Aborted(format!(
+            "{name} is changing hands too often to be taken; retry"
+        )))
+    }
+
+    /// The live holder of lease `name`, if any.
+    pub async fn holder(&self, name: &str) -> Result<Option<LeaseRecord>> {
+        Ok(self
+            .store
+            .read_versioned(&self.key(name))
+            .await?
+            .and_then(|(data, _)| serde_json::from_slice::<LeaseRecord>(&data).ok())
+            .filter(|r| r.is_live(now_ms())))
+    }
+
+    /// The live holders of the leases under `folder/`, with their names.
+    pub async fn holders_under(&self, folder: &str) -> Result<Vec<(String, LeaseRecord)>> {
+        let prefix = format!("{}/", self.key(folder));
+        let mut out = Vec::new();
+        for o in self.store.list(&prefix).await? {
+            let name = o.key[self.prefix.len() + 1..].to_string();
+            if let Some(r) = self.holder(&name).await? {
+                out.push((name, r));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fails with [`Error::Aborted`] when lease `name` is held by someone.
+    pub async fn ensure_free(&self, name: &str) -> Result<()> {
+        match self.holder(name).await? {
+            Some(h) => Err(Error::Aborted(h.describe(name))),
+            None => Ok(()),
+        }
+    }
+
+    /// Frees lease `name` if `job` holds it (after a restart, for the jobs of
+    /// the process that died); leaves anyone else's alone.
+    pub async fn release_for_job(&self, name: &str, job: &str) -> Result<()> {
+        let key = self.key(name);
+        let Some((data, etag)) = self.store.read_versioned(&key).await? else {
+            return Ok(());
+        };
+        let Ok(mut record) = serde_json::from_slice::<LeaseRecord>(&data) else {
+            return Ok(());
+        };
+        if record.job != job || record.released {
+            return Ok(());
+        }
+        record.released = true;
+        self.store
+            .put_if_match(&key, Bytes::from(serde_json::to_vec(&record)?), &etag)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether the store refuses a second `If-None-Match: *` write and a stale
+    /// `If-Match`, which leases rely on. Leaves nothing behind.
+    pub async fn probe_conditional_writes(&self) -> Result<bool> {
+        let key = self.key(&format!("probe/{}", uuid::Uuid::new_v4().simple()));
+        let body = Bytes::from_static(b"{}");
+        let first = self.store.put_if_absent(&key, body.clone()).await?;
+        let second = self.store.put_if_absent(&key, body.clone()).await?;
+        let stale = self
+            .store
+            .put_if_match(&key, body, "\"00000000000000000000000000000000\"")
+            .await?;
+        self.store.delete(std::slice::from_ref(&key)).await?;
+        Ok(matches!(first, CondPut::Written(_))
+            && second == CondPut::Conflict
+            && stale == CondPut::Conflict)
+    }
+
+    fn held(&self, name: &str, key: String, record: LeaseRecord, etag: String) -> Lease {
+        let state = Arc::new(Mutex::new((record, etag)));
+        let lost = CancellationToken::new();
+        let renewer = tokio::spawn(renew(
+            self.clone(),
+            name.to_string(),
+            key.clone(),
+            state.clone(),
+            lost.clone(),
+        ));
+        Lease {
+            name: name.to_string(),
+            key,
+            store: self.store.clone(),
+            record: state,
+            lost,
+            renewer,
+        }
+    }
+}
+
+/// Renews every third of the TTL; fires `lost` when another holder took the
+/// lease or the expiry passed without a successful renewal.
+async fn renew(
+    leases: Leases,
+    name: String,
+    key: String,
+    state: Arc<Mutex<(LeaseRecord, String)>>,
+    lost: CancellationToken,
+) {
+    loop {
+        tokio::time::sleep(leases.ttl / 3).await;
+        let mut guard = state.lock().await;
+        let (record, etag) = &mut *guard;
+        let mut next = record.clone();
+        next.expires_at_ms = now_ms() + leases.ttl.as_millis() as u64;
+        let body = match serde_json::to_vec(&next) {
+            Ok(b) => Bytes::from(b),
+            Err(_) => return,
+        };
+        match leases.store.put_if_match(&key, body, etag).await {
+            Ok(CondPut::Written(new)) => {
+                *record = next;
+                *etag = new;
+            }
+            Ok(CondPut::Conflict) => {
+                // A retried write whose first answer was lost looks like a
+                // conflict: the object then holds this very renewal.
+                let ours = match leases.store.read_versioned(&key).await {
+                    Ok(Some((data, tag))) => serde_json::from_slice::<LeaseRecord>(&data)
+                        .ok()
+                        .filter(|h| h.nonce == next.nonce && !h.released)
+                        .map(|h| (h, tag)),
+                    _ => None,
+                };
+                match ours {
+                    Some((held, tag)) => {
+                        *record = held;
+                        *etag = tag;
+                    }
+                    None => {
+                        warn!(lease = %name, job = %record.job, "lease taken by another holder");
+                        lost.cancel();
+                        return;
+                    }
+                }
+            }
+            Err(e) if now_ms() >= record.expires_at_ms => {
+                warn!(lease = %name, job = %record.job, error = %e, "lease expired before it could be renewed");
+                lost.cancel();
+                return;
+            }
+            Err(e) => warn!(lease = %name, error = %e, "cannot renew the lease; retrying"),
+        }
+    }
+}
+
+impl Lease {
+    /// The lease's name (`target/db.coll`, ...).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Fires when the lease was lost; the holder must stop.
+    pub fn lost(&self) -> CancellationToken {
+        self.lost.clone()
+    }
+
+    /// Frees the lease at once (a conditional write marking it released).
+    pub async fn release(self) {
+        self.renewer.abort();
+        let guard = self.record.lock().await;
+        let (record, etag) = &*guard;
+        let mut freed = record.clone();
+        freed.released = true;
+        let Ok(body) = serde_json::to_vec(&freed) else {
+            return;
+        };
+        let body = Bytes::from(body);
+        let mut etag = etag.clone();
+        for _ in 0..3 {
+            match self
+                .store
+                .put_if_match(&self.key, body.clone(), &etag)
+                .await
+            {
+                Ok(CondPut::Written(_)) => {
+                    debug!(lease = %self.name, "lease released");
+                    return;
+                }
+                // A renewal cut off mid-flight may have landed: release that one if it is ours.
+                Ok(CondPut::Conflict) => match self.store.read_versioned(&self.key).await {
+                    Ok(Some((data, tag)))
+                        if serde_json::from_slice::<LeaseRecord>(&data)
+                            .is_ok_and(|h| h.nonce == record.nonce && !h.released) =>
+                    {
+                        etag = tag
+                    }
+                    _ => return,
+                },
+                Err(e) => {
+                    warn!(lease = %self.name, error = %e, "cannot release the lease; it expires by itself");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
+/// Releases every lease of a job.
+pub async fn release_all(leases: Vec<Lease>) {
+    futures::future::join_all(leases.into_iter().map(Lease::release)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::LocalDir;
+
+    fn leases(root: &std::path::Path, ttl_ms: u64) -> Leases {
+        Leases::new(
+            Arc::new(LocalDir::new(root)),
+            "backup",
+            Duration::from_millis(ttl_ms),
+        )
+    }
+
+    #[tokio::test]
+    async fn one_holder_at_a_time_on_a_local_directory() {
+        let root = std::env::temp_dir().join(format!("mb-lease-{}", uuid::Uuid::new_v4().simple()));
+        let l = leases(&root, 60_000);
+        assert!(l.probe_conditional_writes().await.unwrap());
+        let held = l
+            .acquire("target/default.c", "job-1", "restore into")
+            .await
+            .unwrap();
+        let err = l
+            .acquire("target/default.c", "job-2", "restore into")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Aborted(m) if m.contains("job-1")),
+            "{err}"
+        );
+        assert_eq!(
+            l.holder("target/default.c").await.unwrap().unwrap().job,
+            "job-1"
+        );
+        held.release().await;
+        assert!(l.holder("target/default.c").await.unwrap().is_none());
+        let again = l
+            .acquire("target/default.c", "job-2", "restore into")
+            .await
+            .unwrap();
+        // Recovery frees only the named job's lease.
+        l.release_for_job("target/default.c", "job-1")
+            .await
+            .unwrap();
+        assert_eq!(
+            l.holder("target/default.c").await.unwrap().unwrap().job,
+            "job-2"
+        );
+        l.release_for_job("target/default.c", "job-2")
+            .await
+            .unwrap();
+        assert!(l.holder("target/default.c").await.unwrap().is_none());
+        drop(again);
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_has_exactly_one_taker() {
+        let root = std::env::temp_dir().join(format!("mb-lease-{}", uuid::Uuid::new_v4().simple()));
+        for round in 0..5 {
+            let name = format!("backup/b{round}");
+            // A holder that died: its lease is never renewed.
+            let dead = leases(&root, 1_000)
+                .acquire(&name, "dead", "create")
+                .await
+                .unwrap();
+            dead.renewer.abort();
+            tokio::time::sleep(Duration::from_millis(1_100)).await;
+            let takers = (0..8).map(|i| {
+                let l = leases(&root, 60_000);
+                let name = name.clone();
+                tokio::spawn(async move { l.acquire(&name, &format!("t{i}"), "create").await })
+            });
+            let results = futures::future::join_all(takers).await;
+            let won: Vec<_> = results
+                .into_iter()
+                .filter_map(|r| r.unwrap().ok())
+                .collect();
+            assert_eq!(won.len(), 1, "round {round}: exactly one taker wins");
+        }
+        std::fs::remove_dir_all(root).unwrap();
+    }
+}

@@ -1,0 +1,745 @@
+//! A restore never harms the database it protects, on the real Milvus 2.3.5
+//! and S3: damaged binlogs are refused before Milvus is touched (by checksum,
+//! and by decoding when the backup has no checksums), a replaced collection
+//! survives a SIGKILL at every step of the swap, cleanup owns collections by
+//! their id, and jobs that want the same backup or target exclude each other
+//! through leases in the backup storage, also across processes.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::data::{self, Spec};
+use common::{flows, process};
+use milvus_backup::api::proto as pb;
+use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
+use milvus_backup::milvus::rows::Row;
+use milvus_backup::milvus::{MilvusApi, MilvusClient};
+use milvus_backup::storage::{ObjectStore, S3Bucket};
+use tonic::transport::Channel;
+
+/// A collection of `rows` rows in two flushed segments, indexed and loaded; its rows.
+async fn source(m: &MilvusClient, name: &str, rows: i64) -> (Spec, Vec<Row>) {
+    let spec = Spec::new(name);
+    data::create(m, &spec).await;
+    data::insert(m, &spec, "", 0..rows / 2, 7).await;
+    data::flush(m, &spec.db, &spec.name).await;
+    data::insert(m, &spec, "", rows / 2..rows, 7).await;
+    data::flush(m, &spec.db, &spec.name).await;
+    data::index(m, &spec.db, &spec.name).await;
+    data::load(m, &spec.db, &spec.name).await;
+    let all = data::rows(m, &spec, &spec.db, &spec.name, &[]).await;
+    assert_eq!(all.len() as i64, rows);
+    (spec, all)
+}
+
+/// The rows of `db.name` after indexing and loading it.
+async fn rows_of(m: &MilvusClient, spec: &Spec, name: &str) -> Vec<Row> {
+    if m.describe_indexes(&spec.db, name).await.unwrap().is_empty() {
+        data::index(m, &spec.db, name).await;
+    }
+    data::load(m, &spec.db, name).await;
+    data::rows(m, spec, &spec.db, name, &[]).await
+}
+
+fn backup_store(cfg: &milvus_backup::config::Config) -> S3Bucket {
+    S3Bucket::new(&cfg.minio.backup_bucket()).unwrap()
+}
+
+fn restore_req(backup: &str, suffix: &str, drop_existing: bool) -> pb::RestoreRequest {
+    pb::RestoreRequest {
+        backup_name: backup.into(),
+        collection_suffix: suffix.into(),
+        drop_existing_collections: drop_existing,
+        ..Default::default()
+    }
+}
+
+/// Flips one byte in the middle of the largest insert binlog of `backup`
+/// (the object keeps its size); returns its key relative to the backup.
+async fn damage_largest_binlog(store: &S3Bucket, backup: &str) -> String {
+    let prefix = format!("backup/{backup}/");
+    let largest = store
+        .list(&format!("{prefix}binlogs/insert_log/"))
+        .await
+        .unwrap()
+        .into_iter()
+        .max_by_key(|o| o.size)
+        .expect("insert binlogs");
+    let mut bytes = store.read(&largest.key).await.unwrap().to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    store.write(&largest.key, Bytes::from(bytes)).await.unwrap();
+    assert_eq!(store.head(&largest.key).await.unwrap(), Some(largest.size));
+    largest.key[prefix.len()..].to_string()
+}
+
+/// Milvus still answers: it did not crash.
+async fn assert_milvus_up(m: &MilvusClient) {
+    m.version()
+        .await
+        .expect("Milvus answers GetVersion after the restore attempt");
+}
+
+/// Restores of a backup with a damaged binlog fail with DATA_LOSS naming it,
+/// never reach Milvus, and leave the original collection whole; with the
+/// checksums present and, as for the Go tool's backups, without them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn damaged_binlogs_never_reach_milvus() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let store = backup_store(&cfg);
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client.clone();
+    let (spec, original) = source(&m, &common::unique("dmg"), 2000).await;
+    let backup = common::unique("dmg_b");
+    flows::backup_collections(&mut client, &backup, &[&spec.name]).await;
+    let damaged = damage_largest_binlog(&store, &backup).await;
+
+    // The issue's own reproduction, through the CLI: exit 7 (DATA_LOSS) naming the object.
+    let (state, config) = config_for(&cfg, "dmg-cli");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
+        .arg("--config")
+        .arg(&config)
+        .args(["restore", "-n", &backup, "--drop_exist_collection"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "CLI restore of a damaged backup: {stderr}"
+    );
+    assert!(
+        stderr.contains(&damaged),
+        "the CLI names the object: {stderr}"
+    );
+    assert_milvus_up(&m).await;
+    let _ = std::fs::remove_dir_all(&state);
+
+    for checksums in [true, false] {
+        if !checksums {
+            store
+                .delete(&[format!("backup/{backup}/meta/checksums.json")])
+                .await
+                .unwrap();
+        }
+        for drop_existing in [true, false] {
+            let suffix = if drop_existing { "" } else { "_r" };
+            let job =
+                flows::restore_job(&mut client, restore_req(&backup, suffix, drop_existing)).await;
+            let case = format!("checksums {checksums}, drop_existing {drop_existing}");
+            assert_eq!(job.state, pb::JobState::Failed as i32, "{case}: {job:?}");
+            assert_eq!(job.error_kind, "data_loss", "{case}: {job:?}");
+            assert!(
+                job.error_message.contains(&damaged),
+                "{case}: names {damaged}: {}",
+                job.error_message
+            );
+            if !checksums {
+                assert!(
+                    job.error_message.contains("does not decode"),
+                    "{case}: {}",
+                    job.error_message
+                );
+            }
+            assert_eq!(job.phases.len(), 0, "{case}: no phase ended: {job:?}");
+            assert_milvus_up(&m).await;
+            assert!(
+                !m.has_collection(&spec.db, &format!("{}_r", spec.name))
+                    .await
+                    .unwrap(),
+                "{case}: nothing was created"
+            );
+            let now = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
+            data::assert_rows_equal(&format!("{case}: original"), &original, &now);
+        }
+    }
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+fn config_for(cfg: &milvus_backup::config::Config, tag: &str) -> (PathBuf, PathBuf) {
+    config_with(cfg, tag, "")
+}
+
+/// A server config with its own state directory, a 3 s lease TTL and `extra` `backup:` lines.
+fn config_with(cfg: &milvus_backup::config::Config, tag: &str, extra: &str) -> (PathBuf, PathBuf) {
+    let state = std::env::temp_dir().join(common::unique(tag));
+    let config = state.with_extension("yaml");
+    process::write_config(
+        cfg,
+        &config,
+        &format!(
+            "  stateDir: {}\n  leaseTtlSeconds: 3\n{extra}",
+            state.display()
+        ),
+    );
+    (state, config)
+}
+
+/// Waits until `check` holds, polling; panics with `what` after `timeout`.
+async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn get_restore(client: &mut BackupServiceClient<Channel>, id: &str) -> pb::RestoreJob {
+    client
+        .get_restore(pb::GetRestoreRequest { id: id.into() })
+        .await
+        .expect("the restore is remembered")
+        .into_inner()
+        .restore
+        .unwrap()
+}
+
+/// A `drop_existing` restore killed at each step of its swap: after the
+/// restart the target is the original or the full restored copy, row for row,
+/// never missing, and no temporary collection is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kill_at_every_step_of_the_swap_leaves_original_or_copy() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let (spec, backed_up) = source(&m, &common::unique("swap"), 600).await;
+    let backup = common::unique("swap_b");
+    {
+        let server = common::TestServer::start(&cfg).await;
+        flows::backup_collections(&mut server.client.clone(), &backup, &[&spec.name]).await;
+    }
+    // The original moves on after the backup: 100 more rows.
+    data::insert(&m, &spec, "", 600..700, 7).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let mut original = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
+    assert_eq!(original.len(), 700);
+
+    let mut figures = Vec::new();
+    for (step, expect_copy) in [
+        ("restore.swap.before_drop", false),
+        ("restore.swap.dropped", true),
+        ("restore.swap.after_drop", true),
+        ("restore.swap.renamed", true),
+        ("restore.swap.after_rename", true),
+    ] {
+        let (state, config) = config_for(&cfg, "swap-state");
+        let log = state.with_extension("log");
+        let (mut child, _, mut client) = process::start_server_with(
+            &config,
+            process::log_file(&log),
+            &[("MILVUS_BACKUP_FAILPOINTS", step)],
+        )
+        .await;
+        let mut stream = client
+            .restore(restore_req(&backup, "", true))
+            .await
+            .expect("restore accepted")
+            .into_inner();
+        let id = stream.message().await.unwrap().unwrap().restore.unwrap().id;
+        process::wait_for_log(&log, "failpoint reached", Duration::from_secs(180)).await;
+        process::kill9(&mut child);
+
+        let (mut child, _, mut client) =
+            process::start_server(&config, std::process::Stdio::null()).await;
+        let temp_gone = || async {
+            let job = get_restore(&mut client.clone(), &id).await;
+            let temp = &job.collections[0].temp_collection_name;
+            !temp.is_empty() && !m.has_collection(&spec.db, temp).await.unwrap()
+        };
+        eventually(
+            &format!("{step}: the temporary collection is cleaned up"),
+            Duration::from_secs(180),
+            temp_gone,
+        )
+        .await;
+        // Recovery renames the copy in the background: wait for the target.
+        eventually(
+            &format!("{step}: the target exists"),
+            Duration::from_secs(60),
+            || async { m.has_collection(&spec.db, &spec.name).await.unwrap() },
+        )
+        .await;
+        let now = rows_of(&m, &spec, &spec.name).await;
+        let job = get_restore(&mut client, &id).await;
+        if expect_copy {
+            data::assert_rows_equal(&format!("{step}: the restored copy"), &backed_up, &now);
+            assert_eq!(
+                job.collections[0].state,
+                pb::JobState::Succeeded as i32,
+                "{step}: {job:?}"
+            );
+        } else {
+            data::assert_rows_equal(&format!("{step}: the original"), &original, &now);
+            assert_eq!(job.state, pb::JobState::Failed as i32, "{step}: {job:?}");
+        }
+        figures.push(format!(
+            "{step}: {}",
+            if expect_copy { "copy" } else { "original" }
+        ));
+        original = now;
+        // Recovery freed the killed job's holds (they would expire after the TTL anyway).
+        let leases = milvus_backup::context::Context::from_config(&cfg)
+            .unwrap()
+            .leases();
+        let lease = format!("target/{}.{}", spec.db, spec.name);
+        eventually(
+            &format!("{step}: the target's lease is freed by recovery"),
+            Duration::from_secs(10),
+            || async { leases.holder(&lease).await.unwrap().is_none() },
+        )
+        .await;
+        process::kill9(&mut child);
+        let _ = std::fs::remove_dir_all(&state);
+    }
+    println!("swap kill points: {}", figures.join(", "));
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// A restore killed mid-import; the user then makes a collection of their own
+/// under the target name. Recovery leaves it alone: its id is not the job's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recovery_leaves_a_collection_someone_else_made_alone() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let (spec, _) = source(&m, &common::unique("own"), 400).await;
+    let backup = common::unique("own_b");
+    {
+        let server = common::TestServer::start(&cfg).await;
+        flows::backup_collections(&mut server.client.clone(), &backup, &[&spec.name]).await;
+    }
+    let target = format!("{}_t", spec.name);
+    let (state, config) = config_for(&cfg, "own-state");
+    let log = state.with_extension("log");
+    let (mut child, _, mut client) = process::start_server_with(
+        &config,
+        process::log_file(&log),
+        &[("MILVUS_BACKUP_FAILPOINTS", "restore.importing")],
+    )
+    .await;
+    let mut stream = client
+        .restore(restore_req(&backup, "_t", false))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = stream.message().await.unwrap().unwrap().restore.unwrap().id;
+    process::wait_for_log(&log, "failpoint reached", Duration::from_secs(120)).await;
+    process::kill9(&mut child);
+
+    // The user's own collection under the target name, with 50 rows.
+    data::drop_after_imports(&m, &spec.db, &target).await;
+    let mine = Spec::new(&target);
+    data::create(&m, &mine).await;
+    data::insert(&m, &mine, "", 0..50, 99).await;
+    data::flush(&m, &mine.db, &mine.name).await;
+    let my_id = m.collection_id(&mine.db, &target).await.unwrap();
+
+    let log2 = state.with_extension("log2");
+    let (mut child, _, mut client) =
+        process::start_server_with(&config, process::log_file(&log2), &[]).await;
+    process::wait_for_log(&log2, "left alone", Duration::from_secs(120)).await;
+    let job = get_restore(&mut client, &id).await;
+    assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
+    assert_eq!(
+        m.collection_id(&mine.db, &target).await.unwrap(),
+        my_id,
+        "the user's collection survives"
+    );
+    let rows = rows_of(&m, &mine, &target).await;
+    assert_eq!(rows.len(), 50, "the user's rows are untouched");
+    process::kill9(&mut child);
+    data::drop_if_exists(&m, &mine.db, &target).await;
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+/// Two restores into one target, from this server and from another server
+/// process on the same bucket: the second gets ABORTED naming the first, which
+/// ends SUCCEEDED and equal. A DeleteBackup while the restore reads the backup
+/// gets ABORTED too, and the restore still succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_on_one_backup_or_target_exclude_each_other_across_processes() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let (spec, original) = source(&m, &common::unique("excl"), 1000).await;
+    let backup = common::unique("excl_b");
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client.clone();
+    flows::backup_collections(&mut client, &backup, &[&spec.name]).await;
+    let (state, config) = config_for(&cfg, "excl-state");
+    let (mut other, _, mut other_client) =
+        process::start_server(&config, std::process::Stdio::null()).await;
+
+    let mut first = client
+        .restore(restore_req(&backup, "_x", false))
+        .await
+        .expect("first restore accepted")
+        .into_inner();
+    let first_id = first.message().await.unwrap().unwrap().restore.unwrap().id;
+
+    for (who, c) in [
+        ("same server", &mut client),
+        ("other process", &mut other_client),
+    ] {
+        let err = c
+            .restore(restore_req(&backup, "_x", false))
+            .await
+            .expect_err("a second restore into the same target is refused");
+        assert_eq!(err.code(), tonic::Code::Aborted, "{who}: {err:?}");
+        assert!(
+            err.message().contains(&first_id),
+            "{who}: names the first job: {}",
+            err.message()
+        );
+        let err = c
+            .delete_backup(pb::DeleteBackupRequest {
+                name: backup.clone(),
+            })
+            .await
+            .expect_err("a delete of a backup being restored is refused");
+        assert_eq!(err.code(), tonic::Code::Aborted, "{who}: {err:?}");
+        assert!(
+            err.message().contains(&first_id),
+            "{who}: {}",
+            err.message()
+        );
+    }
+
+    let mut last = None;
+    while let Some(msg) = first.message().await.unwrap() {
+        last = msg.restore;
+    }
+    let job = last.unwrap();
+    assert_eq!(job.state, pb::JobState::Succeeded as i32, "{job:?}");
+    let target = format!("{}_x", spec.name);
+    let rows = rows_of(&m, &spec, &target).await;
+    data::assert_rows_equal("the first restore", &original, &rows);
+    // The holds are gone with the job: the delete now goes through.
+    other_client
+        .delete_backup(pb::DeleteBackupRequest {
+            name: backup.clone(),
+        })
+        .await
+        .expect("delete after the restore");
+    process::kill9(&mut other);
+    let _ = std::fs::remove_dir_all(&state);
+    data::drop_if_exists(&m, &spec.db, &target).await;
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// A backup folder copied by hand keeps its meta's name: its restore is
+/// refused naming both, instead of reading the other backup's objects; a
+/// folder without backup meta is not deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copied_folders_are_refused_and_foreign_folders_not_deleted() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let store = backup_store(&cfg);
+    let (spec, _) = source(&m, &common::unique("copy"), 200).await;
+    let backup = common::unique("copy_b");
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client.clone();
+    flows::backup_collections(&mut client, &backup, &[&spec.name]).await;
+    let copy = format!("{backup}_0101");
+    for o in store.list(&format!("backup/{backup}/")).await.unwrap() {
+        let body = store.read(&o.key).await.unwrap();
+        let key = o
+            .key
+            .replacen(&format!("backup/{backup}/"), &format!("backup/{copy}/"), 1);
+        store.write(&key, body).await.unwrap();
+    }
+    let err = client
+        .restore(restore_req(&copy, "_c", false))
+        .await
+        .expect_err("a copied folder is refused");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains(&copy) && err.message().contains(&backup),
+        "{}",
+        err.message()
+    );
+    assert!(
+        !m.has_collection(&spec.db, &format!("{}_c", spec.name))
+            .await
+            .unwrap()
+    );
+
+    // A folder without meta under the root is not ours to delete.
+    let foreign = common::unique("foreign");
+    let key = format!("backup/{foreign}/data.bin");
+    store
+        .write(&key, Bytes::from_static(b"not a backup"))
+        .await
+        .unwrap();
+    let err = client
+        .delete_backup(pb::DeleteBackupRequest {
+            name: foreign.clone(),
+        })
+        .await
+        .expect_err("a folder without backup meta is refused");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert_eq!(
+        store.head(&key).await.unwrap(),
+        Some(12),
+        "its object is still there"
+    );
+    store.delete(&[key]).await.unwrap();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// A SIGKILL between the meta writes never leaves a backup that is listed as
+/// SUCCEEDED: before `full_meta.json` (the commit point) it is incomplete, and
+/// after the restart it is FAILED "interrupted" and its objects are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kill_between_meta_writes_never_lists_an_incomplete_backup() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let store = backup_store(&cfg);
+    let (spec, _) = source(&m, &common::unique("meta"), 200).await;
+    for step in [
+        "backup.meta.before_backup_meta",
+        "backup.meta.before_full_meta",
+    ] {
+        let (state, config) = config_for(&cfg, "meta-state");
+        let log = state.with_extension("log");
+        let (mut child, _, mut client) = process::start_server_with(
+            &config,
+            process::log_file(&log),
+            &[("MILVUS_BACKUP_FAILPOINTS", step)],
+        )
+        .await;
+        let name = common::unique("meta_b");
+        let mut s = client
+            .create_backup(pb::CreateBackupRequest {
+                backup_name: name.clone(),
+                collection_names: vec![spec.name.clone()],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        s.message().await.unwrap();
+        process::wait_for_log(&log, "failpoint reached", Duration::from_secs(120)).await;
+        assert!(
+            store
+                .head(&format!("backup/{name}/meta/checksums.json"))
+                .await
+                .unwrap()
+                .is_some(),
+            "{step}: the checksums are written before the commit point"
+        );
+        process::kill9(&mut child);
+        // Another process on the same storage never lists it as complete.
+        let other = common::TestServer::start(&cfg).await;
+        let listed = listed_state(&mut other.client.clone(), &name).await;
+        assert_ne!(listed, Some(pb::JobState::Succeeded as i32), "{step}");
+
+        let (mut child, _, mut client) =
+            process::start_server(&config, std::process::Stdio::null()).await;
+        let b = flows::get_backup(&mut client, &name).await;
+        assert_eq!(b.state, pb::JobState::Failed as i32, "{step}: {b:?}");
+        assert!(b.error_message.contains("interrupted"), "{step}: {b:?}");
+        assert!(
+            store
+                .list(&format!("backup/{name}/"))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{step}: nothing left"
+        );
+        process::kill9(&mut child);
+        let _ = std::fs::remove_dir_all(&state);
+    }
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+async fn listed_state(client: &mut BackupServiceClient<Channel>, name: &str) -> Option<i32> {
+    let mut s = client
+        .list_backups(pb::ListBackupsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut found = None;
+    while let Some(msg) = s.message().await.unwrap() {
+        let b = msg.backup.unwrap();
+        if b.name == name {
+            found = Some(b.state);
+        }
+    }
+    found
+}
+
+/// VerifyBackup is a job: it takes a slot of `backup.maxJobs`, and it stops
+/// (freeing the slot) when its caller goes away, unless started detached.
+/// The verification is held at its start by a failpoint so that the caller
+/// surely leaves while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verify_is_a_job_that_stops_when_nobody_watches() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let (spec, _) = source(&m, &common::unique("ver"), 200).await;
+    let backup = common::unique("ver_b");
+    {
+        let server = common::TestServer::start(&cfg).await;
+        flows::backup_collections(&mut server.client.clone(), &backup, &[&spec.name]).await;
+    }
+    let (state, config) = config_with(&cfg, "ver-state", "  maxJobs: 1\n");
+    let log = state.with_extension("log");
+    let (mut child, _, mut client) = process::start_server_with(
+        &config,
+        process::log_file(&log),
+        &[("MILVUS_BACKUP_FAILPOINTS", "verify.started")],
+    )
+    .await;
+    let mut other_job = pb::CreateBackupRequest {
+        backup_name: common::unique("ver_other"),
+        collection_names: vec![spec.name.clone()],
+        ..Default::default()
+    };
+    for detached in [false, true] {
+        let stream = client
+            .verify_backup(pb::VerifyBackupRequest {
+                name: backup.clone(),
+                detached,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let needle = "failpoint reached";
+        eventually(
+            "the verification starts",
+            Duration::from_secs(30),
+            || async {
+                std::fs::read_to_string(&log)
+                    .unwrap()
+                    .matches(needle)
+                    .count()
+                    == 1 + detached as usize
+            },
+        )
+        .await;
+        let err = client
+            .create_backup(other_job.clone())
+            .await
+            .expect_err("the verification holds the only job slot");
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+        drop(stream);
+        if detached {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let err = client
+                .create_backup(other_job.clone())
+                .await
+                .expect_err("a detached verification goes on after its caller left");
+            assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+        } else {
+            process::wait_for_log(&log, "its caller went away", Duration::from_secs(10)).await;
+            // Its slot is free: another job runs to its end.
+            flows::backup(&mut client, other_job.clone()).await;
+            other_job.backup_name = common::unique("ver_other");
+        }
+    }
+    process::kill9(&mut child);
+    let _ = std::fs::remove_dir_all(&state);
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// A replace of three collections killed while the third imports: after the
+/// restart the first two are the restored copies and the third is its
+/// original, row for row. Nothing already restored is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failure_on_the_third_collection_keeps_the_first_two() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let mut specs = Vec::new();
+    for i in 0..3 {
+        specs.push(source(&m, &common::unique(&format!("three{i}")), 300).await);
+    }
+    let backup = common::unique("three_b");
+    {
+        let server = common::TestServer::start(&cfg).await;
+        let names: Vec<&str> = specs.iter().map(|(s, _)| s.name.as_str()).collect();
+        flows::backup_collections(&mut server.client.clone(), &backup, &names).await;
+    }
+    // Each original moves on after the backup.
+    let mut originals = Vec::new();
+    for (spec, _) in &specs {
+        data::insert(&m, spec, "", 300..350, 7).await;
+        data::flush(&m, &spec.db, &spec.name).await;
+        originals.push(data::rows(&m, spec, &spec.db, &spec.name, &[]).await);
+    }
+    // The backup restores its collections in its own order: the last is "the third".
+    let third = {
+        let server = common::TestServer::start(&cfg).await;
+        let b = flows::get_backup(&mut server.client.clone(), &backup).await;
+        b.collections.last().unwrap().collection_name.clone()
+    };
+    let (state, config) = config_for(&cfg, "three-state");
+    let log = state.with_extension("log");
+    let failpoint = format!("restore.importing:default.{third}");
+    let (mut child, _, mut client) = process::start_server_with(
+        &config,
+        process::log_file(&log),
+        &[("MILVUS_BACKUP_FAILPOINTS", failpoint.as_str())],
+    )
+    .await;
+    let mut stream = client
+        .restore(restore_req(&backup, "", true))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = stream.message().await.unwrap().unwrap().restore.unwrap().id;
+    process::wait_for_log(&log, "failpoint reached", Duration::from_secs(240)).await;
+    process::kill9(&mut child);
+
+    let (mut child, _, mut client) =
+        process::start_server(&config, std::process::Stdio::null()).await;
+    eventually(
+        "the third's temporary copy is cleaned up",
+        Duration::from_secs(180),
+        || async {
+            let job = get_restore(&mut client.clone(), &id).await;
+            let c = job
+                .collections
+                .iter()
+                .find(|c| c.target_collection_name == third)
+                .unwrap();
+            !c.temp_collection_name.is_empty()
+                && !m
+                    .has_collection("default", &c.temp_collection_name)
+                    .await
+                    .unwrap()
+        },
+    )
+    .await;
+    let job = get_restore(&mut client, &id).await;
+    for ((spec, backed_up), original) in specs.iter().zip(&originals) {
+        let now = rows_of(&m, spec, &spec.name).await;
+        let status = job
+            .collections
+            .iter()
+            .find(|c| c.target_collection_name == spec.name)
+            .unwrap();
+        if spec.name == third {
+            data::assert_rows_equal("the third keeps its original", original, &now);
+            assert_ne!(status.state, pb::JobState::Succeeded as i32, "{status:?}");
+        } else {
+            data::assert_rows_equal(
+                &format!("{} is the restored copy", spec.name),
+                backed_up,
+                &now,
+            );
+            assert_eq!(status.state, pb::JobState::Succeeded as i32, "{status:?}");
+        }
+    }
+    process::kill9(&mut child);
+    let _ = std::fs::remove_dir_all(&state);
+    for (spec, _) in &specs {
+        data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    }
+}
