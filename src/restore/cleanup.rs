@@ -117,7 +117,12 @@ async fn drop_if_ours(ctx: &Context, target: &CollectionRef, id: i64) -> Result<
             // Milvus 2.3 runs imports one at a time, and an import whose
             // collection is dropped under it blocks the queue until it
             // expires: let the collection's imports end first.
-            wait_imports_done(ctx, target).await;
+            if !wait_imports_done(ctx, target).await {
+                return Ok(Outcome::LeftAlone(format!(
+                    "Milvus still imports into {target}; dropping it now would block Milvus's \
+                     import queue, so it stays: drop it once its imports ended"
+                )));
+            }
             // Checked again: the wait can be long.
             if ctx.milvus.collection_id(&target.db, &target.name).await? != Some(id) {
                 return Ok(Outcome::Nothing);
@@ -128,8 +133,9 @@ async fn drop_if_ours(ctx: &Context, target: &CollectionRef, id: i64) -> Result<
     }
 }
 
-/// Waits (up to [`IMPORT_DRAIN_TIMEOUT`]) until no import into `target` runs.
-pub async fn wait_imports_done(ctx: &Context, target: &CollectionRef) {
+/// Waits (up to [`IMPORT_DRAIN_TIMEOUT`]) until no import into `target` runs;
+/// `false` when imports still run (or cannot be listed) after it.
+pub async fn wait_imports_done(ctx: &Context, target: &CollectionRef) -> bool {
     let started = Instant::now();
     loop {
         match ctx
@@ -137,17 +143,17 @@ pub async fn wait_imports_done(ctx: &Context, target: &CollectionRef) {
             .collection_imports(&target.db, &target.name)
             .await
         {
-            Ok(tasks) if tasks.iter().all(|t| t.phase != ImportPhase::Running) => return,
+            Ok(tasks) if tasks.iter().all(|t| t.phase != ImportPhase::Running) => return true,
             Ok(_) if started.elapsed() < IMPORT_DRAIN_TIMEOUT => {
                 tokio::time::sleep(ctx.timing.poll_interval).await
             }
             Ok(_) => {
-                warn!(collection = %target, "imports still running; dropping the collection anyway");
-                return;
+                warn!(collection = %target, "imports still running after the wait");
+                return false;
             }
             Err(e) => {
-                warn!(collection = %target, error = %e, "cannot list imports; dropping the collection");
-                return;
+                warn!(collection = %target, error = %e, "cannot list imports");
+                return false;
             }
         }
     }

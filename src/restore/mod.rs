@@ -157,8 +157,20 @@ pub async fn check_targets(
     req: &RestoreRequest,
     targets: &mut [RestoreTarget],
 ) -> Result<()> {
+    let version = ctx.milvus.version().await?;
     for t in targets {
         let target = &t.target;
+        let has_l0 = !t.source.l0_segments.is_empty()
+            || t.source
+                .partition_backups
+                .iter()
+                .any(|p| p.segment_backups.iter().any(|s| s.is_l0));
+        if has_l0 && !version.has_l0_segments() && !req.meta_only {
+            return Err(Error::FailedPrecondition(format!(
+                "collection {} of the backup has L0 delete segments; Milvus {version} cannot import them",
+                t.source.collection_name
+            )));
+        }
         let original_id = ctx.milvus.collection_id(&target.db, &target.name).await?;
         let exists = original_id.is_some();
         if exists && !req.drop_existing && !req.skip_create {
