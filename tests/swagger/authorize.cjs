@@ -10,7 +10,7 @@ const op = "#operations-backup-listBackups";
 
 async function execute(page) {
   await page.click(`${op} .execute`);
-  await page.waitForSelector(`${op} .live-responses-table tr.response .response-col_status`, { timeout: 20000 });
+  await page.waitForSelector(`${op} .live-responses-table tr.response .response-col_status`, { timeout: 60000 });
   const status = await page.$eval(`${op} .live-responses-table tr.response .response-col_status`, (e) => e.textContent.trim());
   await page.click(`${op} .btn-clear`).catch(() => {});
   await page.waitForSelector(`${op} .live-responses-table`, { hidden: true, timeout: 5000 }).catch(() => {});
