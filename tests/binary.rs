@@ -43,7 +43,7 @@ fn server_stops_gracefully_on_sigterm() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
         .arg("--config")
         .arg(shipped_config())
-        .args(["server", "-p", &port.to_string()])
+        .args(["server", "--address", "127.0.0.1", "-p", &port.to_string()])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -89,7 +89,7 @@ fn server_serves_rest_and_grpc_on_port_443() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
         .arg("--config")
         .arg(shipped_config())
-        .args(["server", "-p", "443"])
+        .args(["server", "--address", "127.0.0.1", "-p", "443"])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -146,7 +146,15 @@ fn a_bad_config_is_refused_with_the_key_and_line() {
     let path = dir.join("bad.yaml");
     std::fs::write(&path, "milvus:\n  address: x\n  port: not-a-port\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
-        .args(["--config", path.to_str().unwrap(), "server", "-p", "0"])
+        .args([
+            "--config",
+            path.to_str().unwrap(),
+            "server",
+            "--address",
+            "127.0.0.1",
+            "-p",
+            "0",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -46,12 +46,9 @@ const RATES: Rates = Rates {
     cut_put_every: 25,
 };
 
-/// GetObject bodies are cut while a backup copies (a copy is retried whole),
-/// not yet while a backup is verified or restored: the verification, the
-/// restore's proof of the objects and the meta reads do not retry a
-/// GetObject whose body is cut partway (they fail with "streaming error").
-/// Set to `RATES.cut_get_every` once they do.
-const CUT_GET_EVERY_WHILE_READING: u64 = 0;
+/// GetObject bodies are cut while a backup copies, and while it is verified
+/// and restored: each of those reads is retried whole.
+const CUT_GET_EVERY_WHILE_READING: u64 = RATES.cut_get_every;
 
 /// Asserts that `proxy` injected 503s and resets (and with `mid_body`, cut
 /// both a response and a request body); its counts.
@@ -184,13 +181,6 @@ async fn s3_errors_resets_and_cut_bodies_are_survived() {
             assert_eq!(proxy_b.counts.now(), Counts::default(), "unused");
             lines.push(format!("{run}, proxy to the one S3: {a}"));
         }
-    }
-    if CUT_GET_EVERY_WHILE_READING == 0 {
-        lines.push(
-            "GetObject bodies are cut only while backups copy: verify, the restore's proof \
-             and meta reads do not retry a cut body yet"
-                .into(),
-        );
     }
     figures::publish("faults", &lines);
     data::drop_if_exists(&m, &spec.db, &spec.name).await;

@@ -260,7 +260,15 @@ async fn start(config: &Path, log: &Path) -> (Server, String, Channel) {
     let child = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
         .arg("--config")
         .arg(config)
-        .args(["--log-format", "json", "server", "-p", &port.to_string()])
+        .args([
+            "--log-format",
+            "json",
+            "server",
+            "--address",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
         .env("RUST_LOG", "debug")
         .stderr(std::fs::File::create(log).unwrap())
         .stdout(Stdio::null())

@@ -81,7 +81,7 @@ class Server:
             self.port = s.getsockname()[1]
         self.log = RUN / f"server-{self.port}.log"
         self.proc = subprocess.Popen([str(BIN), "--config", str(cfg), "--log-format", "json", "server",
-                                      "-p", str(self.port)],
+                                      "--address", "127.0.0.1", "-p", str(self.port)],
                                      stdout=subprocess.DEVNULL, stderr=open(self.log, "w"))
         SERVERS.append(self)
         for _ in range(300):

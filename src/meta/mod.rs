@@ -209,7 +209,13 @@ impl Catalog {
 
     async fn read_json<T: DeserializeOwned>(&self, name: &str, file: &str) -> Result<Option<T>> {
         let key = self.layout.meta_key(name, file);
-        let bytes = match self.store.read(&key).await {
+        // A read cut off mid-body is read again.
+        let read = crate::retry::retry(
+            crate::retry::Backoff::COPY,
+            crate::retry::storage_transient,
+            || self.store.read(&key),
+        );
+        let bytes = match read.await {
             Ok(b) => b,
             Err(Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),

@@ -141,6 +141,20 @@ pub async fn content_problem(
     key: &str,
     entry: &ManifestEntry,
 ) -> Result<Option<String>> {
+    // A read cut off mid-body is read again from the start.
+    crate::retry::retry(
+        crate::retry::Backoff::COPY,
+        crate::retry::storage_transient,
+        || read_and_compare(catalog, key, entry),
+    )
+    .await
+}
+
+async fn read_and_compare(
+    catalog: &Catalog,
+    key: &str,
+    entry: &ManifestEntry,
+) -> Result<Option<String>> {
     let (_, mut body) = catalog.store().get_stream(key).await?;
     // Only the digest the manifest holds is computed: CRC32C, else the MD5 ETag.
     let want_md5 = entry.crc32c.is_none().then(|| entry.md5()).flatten();

@@ -61,7 +61,41 @@ pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot) -> Vec<(usize, Outc
         }
         out.push((i, outcome));
     }
+    // Staged binlogs go unless an import may still read them.
+    if !out.iter().any(|(_, o)| matches!(o, Outcome::LeftAlone(_))) {
+        remove_staging(ctx, snap).await;
+    }
     out
+}
+
+/// Removes the binlogs a restore staged in Milvus's bucket (a cancel or a
+/// crash skips the removal at the end of the run).
+async fn remove_staging(ctx: &Context, snap: &RestoreSnapshot) {
+    if ctx.backups_in_milvus_bucket() {
+        return;
+    }
+    let prefix = super::staging_prefix(&snap.id);
+    let removed = async {
+        let keys: Vec<String> = ctx
+            .milvus_store
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        ctx.milvus_store.delete(&keys).await?;
+        Ok::<_, crate::Error>(keys.len())
+    }
+    .await;
+    match removed {
+        Ok(0) => {}
+        Ok(n) => {
+            info!(restore = %snap.id, prefix = %prefix, objects = n, "removed the staged binlogs")
+        }
+        Err(e) => {
+            warn!(restore = %snap.id, prefix = %prefix, error = %e, "cannot remove the staged binlogs")
+        }
+    }
 }
 
 async fn clean_one(ctx: &Context, c: &RestoreCollectionStatus) -> Result<Outcome> {

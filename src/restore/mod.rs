@@ -13,7 +13,7 @@ use crate::meta::model::{BackupInfo, CollectionBackupInfo, CollectionSchema};
 use crate::names::{self, CollectionRef};
 
 pub use cleanup::{Outcome, clean_up};
-pub use run::run;
+pub use run::{run, staging_prefix};
 
 /// A validated restore request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -43,8 +43,7 @@ pub async fn run(
     }
     let clock = PhaseClock::start(job, RestorePhase::Import);
     // Milvus imports only from its own bucket: stage the binlogs there when needed.
-    let staging =
-        (!ctx.backups_in_milvus_bucket()).then(|| format!("restore-temp-{}/", job.snapshot().id));
+    let staging = (!ctx.backups_in_milvus_bucket()).then(|| staging_prefix(&job.snapshot().id));
 
     let mut result = Ok(());
     for (i, t) in targets.iter().enumerate() {
@@ -86,6 +85,11 @@ pub async fn run(
         clock.end(job);
     }
     result
+}
+
+/// Where a restore stages the binlogs of a backup kept outside Milvus's bucket.
+pub fn staging_prefix(job_id: &str) -> String {
+    format!("restore-temp-{job_id}/")
 }
 
 /// Times one phase of a job and shows it in the snapshot.

@@ -58,7 +58,7 @@ pub async fn start_server_with(
     let mut child = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
         .arg("--config")
         .arg(config)
-        .args(["server", "-p", &port.to_string()])
+        .args(["server", "--address", "127.0.0.1", "-p", &port.to_string()])
         .envs(envs.iter().copied())
         .stderr(stderr)
         .spawn()
