@@ -192,7 +192,7 @@ class RestoreRequest(_message.Message):
     def __init__(self, backup_name: _Optional[str] = ..., collection_names: _Optional[_Iterable[str]] = ..., collection_suffix: _Optional[str] = ..., collection_renames: _Optional[_Mapping[str, str]] = ..., drop_existing_collections: bool = ..., skip_create_collection: bool = ..., restore_index: bool = ..., load: bool = ..., meta_only: bool = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RestoreCollection(_message.Message):
-    __slots__ = ("source_db_name", "source_collection_name", "target_db_name", "target_collection_name", "state", "row_count", "imported_rows", "error_message")
+    __slots__ = ("source_db_name", "source_collection_name", "target_db_name", "target_collection_name", "state", "row_count", "imported_rows", "error_message", "temp_collection_name")
     SOURCE_DB_NAME_FIELD_NUMBER: _ClassVar[int]
     SOURCE_COLLECTION_NAME_FIELD_NUMBER: _ClassVar[int]
     TARGET_DB_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -201,6 +201,7 @@ class RestoreCollection(_message.Message):
     ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
     IMPORTED_ROWS_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TEMP_COLLECTION_NAME_FIELD_NUMBER: _ClassVar[int]
     source_db_name: str
     source_collection_name: str
     target_db_name: str
@@ -209,10 +210,19 @@ class RestoreCollection(_message.Message):
     row_count: int
     imported_rows: int
     error_message: str
-    def __init__(self, source_db_name: _Optional[str] = ..., source_collection_name: _Optional[str] = ..., target_db_name: _Optional[str] = ..., target_collection_name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., row_count: _Optional[int] = ..., imported_rows: _Optional[int] = ..., error_message: _Optional[str] = ...) -> None: ...
+    temp_collection_name: str
+    def __init__(self, source_db_name: _Optional[str] = ..., source_collection_name: _Optional[str] = ..., target_db_name: _Optional[str] = ..., target_collection_name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., row_count: _Optional[int] = ..., imported_rows: _Optional[int] = ..., error_message: _Optional[str] = ..., temp_collection_name: _Optional[str] = ...) -> None: ...
+
+class PhaseTime(_message.Message):
+    __slots__ = ("phase", "seconds")
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    phase: str
+    seconds: float
+    def __init__(self, phase: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class RestoreJob(_message.Message):
-    __slots__ = ("id", "backup_name", "state", "error_message", "progress", "collections", "start_time", "end_time")
+    __slots__ = ("id", "backup_name", "state", "error_message", "progress", "collections", "start_time", "end_time", "phase", "phases", "verified_files", "verified_bytes", "error_kind")
     ID_FIELD_NUMBER: _ClassVar[int]
     BACKUP_NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -221,6 +231,11 @@ class RestoreJob(_message.Message):
     COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    PHASES_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_FILES_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_KIND_FIELD_NUMBER: _ClassVar[int]
     id: str
     backup_name: str
     state: JobState
@@ -229,7 +244,12 @@ class RestoreJob(_message.Message):
     collections: _containers.RepeatedCompositeFieldContainer[RestoreCollection]
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., backup_name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error_message: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., collections: _Optional[_Iterable[_Union[RestoreCollection, _Mapping]]] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    phase: str
+    phases: _containers.RepeatedCompositeFieldContainer[PhaseTime]
+    verified_files: int
+    verified_bytes: int
+    error_kind: str
+    def __init__(self, id: _Optional[str] = ..., backup_name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error_message: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., collections: _Optional[_Iterable[_Union[RestoreCollection, _Mapping]]] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., phase: _Optional[str] = ..., phases: _Optional[_Iterable[_Union[PhaseTime, _Mapping]]] = ..., verified_files: _Optional[int] = ..., verified_bytes: _Optional[int] = ..., error_kind: _Optional[str] = ...) -> None: ...
 
 class RestoreResponse(_message.Message):
     __slots__ = ("restore",)
@@ -262,10 +282,12 @@ class GetRestoreResponse(_message.Message):
     def __init__(self, restore: _Optional[_Union[RestoreJob, _Mapping]] = ...) -> None: ...
 
 class VerifyBackupRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "detached")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    DETACHED_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    detached: bool
+    def __init__(self, name: _Optional[str] = ..., detached: bool = ...) -> None: ...
 
 class DamagedObject(_message.Message):
     __slots__ = ("key", "problem")
@@ -314,15 +336,17 @@ class CheckRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class CheckResponse(_message.Message):
-    __slots__ = ("milvus_address", "milvus_version", "milvus_storage", "backup_storage", "backup_count")
+    __slots__ = ("milvus_address", "milvus_version", "milvus_storage", "backup_storage", "backup_count", "conditional_writes")
     MILVUS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     MILVUS_VERSION_FIELD_NUMBER: _ClassVar[int]
     MILVUS_STORAGE_FIELD_NUMBER: _ClassVar[int]
     BACKUP_STORAGE_FIELD_NUMBER: _ClassVar[int]
     BACKUP_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONAL_WRITES_FIELD_NUMBER: _ClassVar[int]
     milvus_address: str
     milvus_version: str
     milvus_storage: str
     backup_storage: str
     backup_count: int
-    def __init__(self, milvus_address: _Optional[str] = ..., milvus_version: _Optional[str] = ..., milvus_storage: _Optional[str] = ..., backup_storage: _Optional[str] = ..., backup_count: _Optional[int] = ...) -> None: ...
+    conditional_writes: bool
+    def __init__(self, milvus_address: _Optional[str] = ..., milvus_version: _Optional[str] = ..., milvus_storage: _Optional[str] = ..., backup_storage: _Optional[str] = ..., backup_count: _Optional[int] = ..., conditional_writes: bool = ...) -> None: ...
