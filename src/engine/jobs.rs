@@ -131,11 +131,12 @@ impl Engine {
         };
         let rx = handle.subscribe();
         if let Some(records) = self.records.clone() {
+            let latest = handle.subscribe();
             keep_record(
                 &self.tasks,
                 handle.subscribe(),
                 BACKUP_RECORD_INTERVAL,
-                move |s| records.save_backup(s),
+                move |_| records.save_backup_latest(|| latest.borrow().clone()),
             );
         }
         let key = format!("backup/{}", req.name);
@@ -165,7 +166,13 @@ impl Engine {
             // Everything is let go before watchers see the end.
             lease.release().await;
             drop(slot);
-            handle.update(|s| finish(&mut s.state, &mut s.error, &mut s.end_time, &result));
+            // The record says how it ended before any watcher sees the end.
+            let mut last = handle.snapshot();
+            finish(&mut last.state, &mut last.error, &mut last.end_time, &result);
+            match &engine.records {
+                Some(records) => records.save_last_then(&last.clone(), || handle.update(|s| *s = last)),
+                None => handle.update(|s| *s = last),
+            }
         });
         Ok(rx)
     }
@@ -324,10 +331,21 @@ impl Engine {
             engine.forget_cancel(&key);
             crate::jobs::lease::release_all(leases).await;
             drop(slot);
-            handle.update(|s| {
-                finish(&mut s.state, &mut s.error, &mut s.end_time, &result);
-                s.error_kind = result.as_ref().err().map(|e| e.kind().to_string());
-            });
+            // The record says how it ended before any watcher sees the end.
+            let mut last = handle.snapshot();
+            finish(
+                &mut last.state,
+                &mut last.error,
+                &mut last.end_time,
+                &result,
+            );
+            last.error_kind = result.as_ref().err().map(|e| e.kind().to_string());
+            match &engine.records {
+                Some(records) => {
+                    records.save_last_then(&last.clone(), || handle.update(|s| *s = last))
+                }
+                None => handle.update(|s| *s = last),
+            }
         });
         Ok(rx)
     }

@@ -126,6 +126,26 @@ impl JobStore {
         }
     }
 
+    /// Saves the newest state of a backup job (see [`JobStore::save_restore_latest`]).
+    pub fn save_backup_latest(&self, latest: impl FnOnce() -> BackupSnapshot) {
+        let _turn = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let s = latest();
+        if let Err(e) = self.write("backups", &s.id, &s) {
+            tracing::warn!(id = %s.id, error = %e, "cannot save job record");
+        }
+    }
+
+    /// Saves a job's last state, then runs `publish` (which shows it to the
+    /// watchers) in the same turn: no writer of the newest state can write an
+    /// older one after it, and a watcher that sees the end finds it recorded.
+    pub fn save_last_then<T: Serialize + Identified>(&self, s: &T, publish: impl FnOnce()) {
+        let _turn = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = self.write(T::KIND, s.id(), s) {
+            tracing::warn!(id = %s.id(), error = %e, "cannot save job record");
+        }
+        publish();
+    }
+
     /// Saves a restore job's record before a step that recovery must know of;
     /// an error means the step must not be taken.
     pub fn checkpoint_restore(&self, s: &RestoreSnapshot) -> crate::Result<()> {
@@ -224,5 +244,27 @@ mod lock_tests {
         drop(first);
         JobStore::open(&dir).expect("free again once the first is gone");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// A job snapshot with an id and the folder its records go to.
+pub trait Identified {
+    /// The records' folder.
+    const KIND: &'static str;
+    /// The job's id.
+    fn id(&self) -> &str;
+}
+
+impl Identified for BackupSnapshot {
+    const KIND: &'static str = "backups";
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Identified for RestoreSnapshot {
+    const KIND: &'static str = "restores";
+    fn id(&self) -> &str {
+        &self.id
     }
 }
