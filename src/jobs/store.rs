@@ -228,25 +228,6 @@ fn read<T: DeserializeOwned>(path: &Path) -> std::io::Result<T> {
     serde_json::from_slice(&body).map_err(std::io::Error::other)
 }
 
-#[cfg(test)]
-mod lock_tests {
-    use super::*;
-
-    #[test]
-    fn one_server_per_state_directory() {
-        let dir = std::env::temp_dir().join(format!("job-store-lock-{}", std::process::id()));
-        let first = JobStore::open(&dir).unwrap();
-        let err = JobStore::open(&dir).unwrap_err().to_string();
-        assert!(
-            err.contains("in use by another milvus-backup server"),
-            "{err}"
-        );
-        drop(first);
-        JobStore::open(&dir).expect("free again once the first is gone");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
-
 /// A job snapshot with an id and the folder its records go to.
 pub trait Identified {
     /// The records' folder.
@@ -266,5 +247,24 @@ impl Identified for RestoreSnapshot {
     const KIND: &'static str = "restores";
     fn id(&self) -> &str {
         &self.id
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[test]
+    fn one_server_per_state_directory() {
+        let dir = std::env::temp_dir().join(format!("job-store-lock-{}", std::process::id()));
+        let first = JobStore::open(&dir).unwrap();
+        let err = JobStore::open(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains("in use by another milvus-backup server"),
+            "{err}"
+        );
+        drop(first);
+        JobStore::open(&dir).expect("free again once the first is gone");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
