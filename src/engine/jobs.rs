@@ -416,7 +416,7 @@ async fn supervise(
     result
 }
 
-/// Rewrites a job's record as it changes (at most once per `interval`) and at its end.
+/// Rewrites a running job's record as it changes (at most once per `interval`).
 fn keep_record<T, F>(tasks: &TaskTracker, mut rx: watch::Receiver<T>, interval: Duration, save: F)
 where
     T: Clone + Send + Sync + 'static + JobSnapshot,
@@ -425,15 +425,16 @@ where
     tasks.spawn(async move {
         loop {
             let snap = rx.borrow_and_update().clone();
-            save(&snap);
+            // The last state is recorded by the job itself as it ends
+            // (`save_last_then`), before anyone sees it: nothing to add here.
             if snap.state().is_terminal() {
                 return;
             }
+            save(&snap);
             if !interval.is_zero() {
                 tokio::time::sleep(interval).await;
             }
             if rx.changed().await.is_err() {
-                save(&rx.borrow().clone());
                 return;
             }
         }

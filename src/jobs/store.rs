@@ -121,6 +121,10 @@ impl JobStore {
     pub fn save_restore_latest(&self, latest: impl FnOnce() -> RestoreSnapshot) {
         let _turn = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         let s = latest();
+        // The last state is written by `save_last_then`, once.
+        if s.state.is_terminal() {
+            return;
+        }
         if let Err(e) = self.write("restores", &s.id, &s) {
             tracing::warn!(id = %s.id, error = %e, "cannot save job record");
         }
@@ -130,6 +134,10 @@ impl JobStore {
     pub fn save_backup_latest(&self, latest: impl FnOnce() -> BackupSnapshot) {
         let _turn = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         let s = latest();
+        // The last state is written by `save_last_then`, once.
+        if s.state.is_terminal() {
+            return;
+        }
         if let Err(e) = self.write("backups", &s.id, &s) {
             tracing::warn!(id = %s.id, error = %e, "cannot save job record");
         }
