@@ -213,6 +213,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         ),
         _ => None,
     };
+    // Signals are caught from here on: a SIGTERM during start-up stops the
+    // server gracefully once it serves.
+    let stop = matches!(cli.command, Command::Server { .. }).then(shutdown_signal);
     // The port is taken before anything else starts (job records, recovery).
     let listener = match cli.command {
         Command::Server { port, address } => {
@@ -248,7 +251,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 server = server.tls(tls);
             }
             server
-                .serve(listener, shutdown_signal())
+                .serve(listener, stop.expect("a server has its stop signal"))
                 .await
                 .map_err(|e| Error::Internal(format!("server: {e:#}")).into())
         }
@@ -331,23 +334,30 @@ async fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, Failure> {
 }
 
 /// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM or Ctrl-C. The handlers are installed when this is called (not
+/// when the future is first polled), so a signal that comes while the server
+/// binds its port or recovers its jobs is not lost (nor fatal).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ctrl_c = tokio::spawn(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    async move {
+        #[cfg(unix)]
+        let term = async move {
+            match term {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
     }
 }
