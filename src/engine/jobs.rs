@@ -136,7 +136,7 @@ impl Engine {
                 &self.tasks,
                 handle.subscribe(),
                 BACKUP_RECORD_INTERVAL,
-                move |_| records.save_backup_latest(|| latest.borrow().clone()),
+                move |_| records.save_latest(|| latest.borrow().clone()),
             );
         }
         let key = format!("backup/{}", req.name);
@@ -307,7 +307,7 @@ impl Engine {
             // written a newer one since this writer woke up).
             let latest = handle.subscribe();
             keep_record(&self.tasks, handle.subscribe(), Duration::ZERO, move |_| {
-                records.save_restore_latest(|| latest.borrow().clone())
+                records.save_latest(|| latest.borrow().clone())
             });
         }
         let key = format!("restore/{id}");

@@ -115,31 +115,21 @@ impl JobStore {
         self.save("restores", &s.id, s);
     }
 
-    /// Saves the newest state of a restore job, read while holding the writer's
-    /// turn: a writer that read an older state earlier can never overwrite it.
-    /// `latest` must only copy the state out (no lock held while writing).
-    pub fn save_restore_latest(&self, latest: impl FnOnce() -> RestoreSnapshot) {
+    /// Saves the newest state of a running job, read while holding the
+    /// writer's turn: a writer that read an older state earlier can never
+    /// overwrite it. `latest` must only copy the state out (no lock held
+    /// while writing). The last state is written by [`JobStore::save_last_then`], once.
+    pub fn save_latest<T>(&self, latest: impl FnOnce() -> T)
+    where
+        T: Serialize + Identified + super::JobSnapshot,
+    {
         let _turn = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         let s = latest();
-        // The last state is written by `save_last_then`, once.
-        if s.state.is_terminal() {
+        if s.state().is_terminal() {
             return;
         }
-        if let Err(e) = self.write("restores", &s.id, &s) {
-            tracing::warn!(id = %s.id, error = %e, "cannot save job record");
-        }
-    }
-
-    /// Saves the newest state of a backup job (see [`JobStore::save_restore_latest`]).
-    pub fn save_backup_latest(&self, latest: impl FnOnce() -> BackupSnapshot) {
-        let _turn = self.writing.lock().unwrap_or_else(|p| p.into_inner());
-        let s = latest();
-        // The last state is written by `save_last_then`, once.
-        if s.state.is_terminal() {
-            return;
-        }
-        if let Err(e) = self.write("backups", &s.id, &s) {
-            tracing::warn!(id = %s.id, error = %e, "cannot save job record");
+        if let Err(e) = self.write(T::KIND, s.id(), &s) {
+            tracing::warn!(id = %s.id(), error = %e, "cannot save job record");
         }
     }
 

@@ -44,17 +44,14 @@ pub fn import_dirs(ctx: &Context, backup_name: &str, targets: &[RestoreTarget]) 
                     ));
                 }
             }
-            for seg in part.segment_backups.iter().filter(|s| s.is_l0) {
-                dirs.push(l0_dir(
-                    ctx,
-                    backup_name,
-                    src.collection_id,
-                    seg.partition_id,
-                    seg.segment_id,
-                ));
-            }
         }
-        for seg in &src.l0_segments {
+        // L0 segments' deletes, partition-level and collection-level alike.
+        let l0 = src
+            .partition_backups
+            .iter()
+            .flat_map(|p| p.segment_backups.iter().filter(|s| s.is_l0))
+            .chain(&src.l0_segments);
+        for seg in l0 {
             dirs.push(l0_dir(
                 ctx,
                 backup_name,

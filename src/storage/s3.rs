@@ -241,20 +241,24 @@ impl ProvideCredentials for IamChain {
 }
 
 impl S3Bucket {
-    /// A conditional PutObject's answer: 412 PreconditionFailed (and 409
-    /// ConditionalRequestConflict, a concurrent conditional write) is a conflict.
-    fn conditional<E, R>(
+    /// Sends a PutObject that carries its condition. 412 PreconditionFailed
+    /// (and 409 ConditionalRequestConflict, a concurrent conditional write)
+    /// is a conflict.
+    async fn put_conditional(
         &self,
+        put: aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
         operation: &'static str,
         key: &str,
-        sent: std::result::Result<Option<String>, SdkError<E, R>>,
-    ) -> Result<CondPut>
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
-    {
+        data: Bytes,
+    ) -> Result<CondPut> {
+        let sent = put
+            .bucket(&self.bucket)
+            .key(key)
+            .body(SdkByteStream::from(data))
+            .send()
+            .await;
         match sent {
-            Ok(etag) => Ok(CondPut::Written(etag.unwrap_or_default())),
+            Ok(out) => Ok(CondPut::Written(out.e_tag.unwrap_or_default())),
             Err(e)
                 if matches!(
                     e.code(),
@@ -512,29 +516,15 @@ impl ObjectStore for S3Bucket {
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<CondPut> {
-        let sent = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .if_none_match("*")
-            .body(SdkByteStream::from(data))
-            .send()
-            .await;
-        self.conditional("PutObject If-None-Match", key, sent.map(|o| o.e_tag))
+        let put = self.client.put_object().if_none_match("*");
+        self.put_conditional(put, "PutObject If-None-Match", key, data)
+            .await
     }
 
     async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<CondPut> {
-        let sent = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .if_match(etag)
-            .body(SdkByteStream::from(data))
-            .send()
-            .await;
-        self.conditional("PutObject If-Match", key, sent.map(|o| o.e_tag))
+        let put = self.client.put_object().if_match(etag);
+        self.put_conditional(put, "PutObject If-Match", key, data)
+            .await
     }
 
     async fn read_versioned(&self, key: &str) -> Result<Option<(Bytes, String)>> {
