@@ -6,6 +6,8 @@
 //! through leases in the backup storage, also across processes.
 
 mod common;
+#[path = "common/figures.rs"]
+mod figures;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -179,6 +181,97 @@ fn config_with(cfg: &milvus_backup::config::Config, tag: &str, extra: &str) -> (
     (state, config)
 }
 
+/// A server process of its own (state directory, 3 s lease TTL), its log in a file.
+struct Proc {
+    /// `None` once killed.
+    child: Option<std::process::Child>,
+    client: BackupServiceClient<Channel>,
+    state: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Starts one with `extra` `backup:` lines, paused at `failpoint` if given.
+    async fn start(
+        cfg: &milvus_backup::config::Config,
+        tag: &str,
+        extra: &str,
+        failpoint: Option<&str>,
+    ) -> Self {
+        let (state, config) = config_with(cfg, tag, extra);
+        Self::on(state, config, failpoint).await
+    }
+
+    async fn on(state: PathBuf, config: PathBuf, failpoint: Option<&str>) -> Self {
+        let log = state.with_extension(format!("log{}", uuid::Uuid::new_v4().simple()));
+        let envs: Vec<(&str, &str)> = failpoint
+            .map(|f| ("MILVUS_BACKUP_FAILPOINTS", f))
+            .into_iter()
+            .collect();
+        let (child, _, client) =
+            process::start_server_with(&config, process::log_file(&log), &envs).await;
+        Self {
+            child: Some(child),
+            client,
+            state,
+            config,
+            log,
+        }
+    }
+
+    /// SIGKILLs it (once).
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            process::kill9(&mut child);
+        }
+    }
+
+    /// Waits until a job of this server paused at its failpoint.
+    async fn wait_paused(&self, timeout: Duration) {
+        process::wait_for_log(&self.log, "failpoint reached", timeout).await;
+    }
+
+    /// SIGKILLs it (if still running) and starts another server on the same state directory.
+    async fn kill_and_restart(mut self) -> Self {
+        self.kill();
+        Self::on(self.state.clone(), self.config.clone(), None).await
+    }
+
+    /// SIGKILLs it and removes its state directory.
+    fn finish(mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+/// A source collection of `rows` rows and a backup of it (through an in-process server).
+async fn backed_up(
+    cfg: &milvus_backup::config::Config,
+    m: &MilvusClient,
+    tag: &str,
+    rows: i64,
+) -> (Spec, Vec<Row>, String) {
+    let (spec, all) = source(m, &common::unique(tag), rows).await;
+    let backup = common::unique(&format!("{tag}_b"));
+    let server = common::TestServer::start(cfg).await;
+    flows::backup_collections(&mut server.client.clone(), &backup, &[&spec.name]).await;
+    (spec, all, backup)
+}
+
+/// Starts a restore and returns its job id.
+async fn start_restore(
+    client: &mut BackupServiceClient<Channel>,
+    req: pb::RestoreRequest,
+) -> String {
+    let mut stream = client
+        .restore(req)
+        .await
+        .expect("restore accepted")
+        .into_inner();
+    stream.message().await.unwrap().unwrap().restore.unwrap().id
+}
+
 /// Waits until `check` holds, polling; panics with `what` after `timeout`.
 async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where
@@ -209,12 +302,7 @@ async fn get_restore(client: &mut BackupServiceClient<Channel>, id: &str) -> pb:
 async fn a_kill_at_every_step_of_the_swap_leaves_original_or_copy() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let (spec, backed_up) = source(&m, &common::unique("swap"), 600).await;
-    let backup = common::unique("swap_b");
-    {
-        let server = common::TestServer::start(&cfg).await;
-        flows::backup_collections(&mut server.client.clone(), &backup, &[&spec.name]).await;
-    }
+    let (spec, backed_up, backup) = backed_up(&cfg, &m, "swap", 600).await;
     // The original moves on after the backup: 100 more rows.
     data::insert(&m, &spec, "", 600..700, 7).await;
     data::flush(&m, &spec.db, &spec.name).await;
@@ -229,25 +317,11 @@ async fn a_kill_at_every_step_of_the_swap_leaves_original_or_copy() {
         ("restore.swap.renamed", true),
         ("restore.swap.after_rename", true),
     ] {
-        let (state, config) = config_for(&cfg, "swap-state");
-        let log = state.with_extension("log");
-        let (mut child, _, mut client) = process::start_server_with(
-            &config,
-            process::log_file(&log),
-            &[("MILVUS_BACKUP_FAILPOINTS", step)],
-        )
-        .await;
-        let mut stream = client
-            .restore(restore_req(&backup, "", true))
-            .await
-            .expect("restore accepted")
-            .into_inner();
-        let id = stream.message().await.unwrap().unwrap().restore.unwrap().id;
-        process::wait_for_log(&log, "failpoint reached", Duration::from_secs(180)).await;
-        process::kill9(&mut child);
-
-        let (mut child, _, mut client) =
-            process::start_server(&config, std::process::Stdio::null()).await;
+        let mut server = Proc::start(&cfg, "swap-state", "", Some(step)).await;
+        let id = start_restore(&mut server.client, restore_req(&backup, "", true)).await;
+        server.wait_paused(Duration::from_secs(180)).await;
+        let server = server.kill_and_restart().await;
+        let mut client = server.client.clone();
         let temp_gone = || async {
             let job = get_restore(&mut client.clone(), &id).await;
             let temp = &job.collections[0].temp_collection_name;
@@ -295,10 +369,16 @@ async fn a_kill_at_every_step_of_the_swap_leaves_original_or_copy() {
             || async { leases.holder(&lease).await.unwrap().is_none() },
         )
         .await;
-        process::kill9(&mut child);
-        let _ = std::fs::remove_dir_all(&state);
+        server.finish();
     }
-    println!("swap kill points: {}", figures.join(", "));
+    figures::publish(
+        "restore_safety",
+        &[format!(
+            "drop_existing replace killed at each of {} swap steps, ending as: {}",
+            figures.len(),
+            figures.join(", ")
+        )],
+    );
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
@@ -308,29 +388,12 @@ async fn a_kill_at_every_step_of_the_swap_leaves_original_or_copy() {
 async fn recovery_leaves_a_collection_someone_else_made_alone() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let (spec, _) = source(&m, &common::unique("own"), 400).await;
-    let backup = common::unique("own_b");
-    {
-        let server = common::TestServer::start(&cfg).await;
-        flows::backup_collections(&mut server.client.clone(), &backup, &[&spec.name]).await;
-    }
+    let (spec, _, backup) = backed_up(&cfg, &m, "own", 400).await;
     let target = format!("{}_t", spec.name);
-    let (state, config) = config_for(&cfg, "own-state");
-    let log = state.with_extension("log");
-    let (mut child, _, mut client) = process::start_server_with(
-        &config,
-        process::log_file(&log),
-        &[("MILVUS_BACKUP_FAILPOINTS", "restore.importing")],
-    )
-    .await;
-    let mut stream = client
-        .restore(restore_req(&backup, "_t", false))
-        .await
-        .unwrap()
-        .into_inner();
-    let id = stream.message().await.unwrap().unwrap().restore.unwrap().id;
-    process::wait_for_log(&log, "failpoint reached", Duration::from_secs(120)).await;
-    process::kill9(&mut child);
+    let mut server = Proc::start(&cfg, "own-state", "", Some("restore.importing")).await;
+    let id = start_restore(&mut server.client, restore_req(&backup, "_t", false)).await;
+    server.wait_paused(Duration::from_secs(120)).await;
+    server.kill();
 
     // The user's own collection under the target name, with 50 rows.
     data::drop_after_imports(&m, &spec.db, &target).await;
@@ -340,10 +403,9 @@ async fn recovery_leaves_a_collection_someone_else_made_alone() {
     data::flush(&m, &mine.db, &mine.name).await;
     let my_id = m.collection_id(&mine.db, &target).await.unwrap();
 
-    let log2 = state.with_extension("log2");
-    let (mut child, _, mut client) =
-        process::start_server_with(&config, process::log_file(&log2), &[]).await;
-    process::wait_for_log(&log2, "left alone", Duration::from_secs(120)).await;
+    let server = server.kill_and_restart().await;
+    let mut client = server.client.clone();
+    process::wait_for_log(&server.log, "left alone", Duration::from_secs(120)).await;
     let job = get_restore(&mut client, &id).await;
     assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
     assert_eq!(
@@ -353,10 +415,9 @@ async fn recovery_leaves_a_collection_someone_else_made_alone() {
     );
     let rows = rows_of(&m, &mine, &target).await;
     assert_eq!(rows.len(), 50, "the user's rows are untouched");
-    process::kill9(&mut child);
+    server.finish();
     data::drop_if_exists(&m, &mine.db, &target).await;
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 /// Two restores into one target, from this server and from another server
@@ -372,9 +433,8 @@ async fn jobs_on_one_backup_or_target_exclude_each_other_across_processes() {
     let server = common::TestServer::start(&cfg).await;
     let mut client = server.client.clone();
     flows::backup_collections(&mut client, &backup, &[&spec.name]).await;
-    let (state, config) = config_for(&cfg, "excl-state");
-    let (mut other, _, mut other_client) =
-        process::start_server(&config, std::process::Stdio::null()).await;
+    let other = Proc::start(&cfg, "excl-state", "", None).await;
+    let mut other_client = other.client.clone();
 
     let mut first = client
         .restore(restore_req(&backup, "_x", false))
@@ -427,8 +487,7 @@ async fn jobs_on_one_backup_or_target_exclude_each_other_across_processes() {
         })
         .await
         .expect("delete after the restore");
-    process::kill9(&mut other);
-    let _ = std::fs::remove_dir_all(&state);
+    other.finish();
     data::drop_if_exists(&m, &spec.db, &target).await;
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
@@ -506,16 +565,10 @@ async fn a_kill_between_meta_writes_never_lists_an_incomplete_backup() {
         "backup.meta.before_backup_meta",
         "backup.meta.before_full_meta",
     ] {
-        let (state, config) = config_for(&cfg, "meta-state");
-        let log = state.with_extension("log");
-        let (mut child, _, mut client) = process::start_server_with(
-            &config,
-            process::log_file(&log),
-            &[("MILVUS_BACKUP_FAILPOINTS", step)],
-        )
-        .await;
+        let mut server = Proc::start(&cfg, "meta-state", "", Some(step)).await;
         let name = common::unique("meta_b");
-        let mut s = client
+        let mut s = server
+            .client
             .create_backup(pb::CreateBackupRequest {
                 backup_name: name.clone(),
                 collection_names: vec![spec.name.clone()],
@@ -525,7 +578,7 @@ async fn a_kill_between_meta_writes_never_lists_an_incomplete_backup() {
             .unwrap()
             .into_inner();
         s.message().await.unwrap();
-        process::wait_for_log(&log, "failpoint reached", Duration::from_secs(120)).await;
+        server.wait_paused(Duration::from_secs(120)).await;
         assert!(
             store
                 .head(&format!("backup/{name}/meta/checksums.json"))
@@ -534,15 +587,14 @@ async fn a_kill_between_meta_writes_never_lists_an_incomplete_backup() {
                 .is_some(),
             "{step}: the checksums are written before the commit point"
         );
-        process::kill9(&mut child);
+        server.kill();
         // Another process on the same storage never lists it as complete.
         let other = common::TestServer::start(&cfg).await;
         let listed = listed_state(&mut other.client.clone(), &name).await;
         assert_ne!(listed, Some(pb::JobState::Succeeded as i32), "{step}");
 
-        let (mut child, _, mut client) =
-            process::start_server(&config, std::process::Stdio::null()).await;
-        let b = flows::get_backup(&mut client, &name).await;
+        let server = server.kill_and_restart().await;
+        let b = flows::get_backup(&mut server.client.clone(), &name).await;
         assert_eq!(b.state, pb::JobState::Failed as i32, "{step}: {b:?}");
         assert!(b.error_message.contains("interrupted"), "{step}: {b:?}");
         assert!(
@@ -553,8 +605,7 @@ async fn a_kill_between_meta_writes_never_lists_an_incomplete_backup() {
                 .is_empty(),
             "{step}: nothing left"
         );
-        process::kill9(&mut child);
-        let _ = std::fs::remove_dir_all(&state);
+        server.finish();
     }
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
@@ -583,20 +634,9 @@ async fn listed_state(client: &mut BackupServiceClient<Channel>, name: &str) -> 
 async fn verify_is_a_job_that_stops_when_nobody_watches() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let (spec, _) = source(&m, &common::unique("ver"), 200).await;
-    let backup = common::unique("ver_b");
-    {
-        let server = common::TestServer::start(&cfg).await;
-        flows::backup_collections(&mut server.client.clone(), &backup, &[&spec.name]).await;
-    }
-    let (state, config) = config_with(&cfg, "ver-state", "  maxJobs: 1\n");
-    let log = state.with_extension("log");
-    let (mut child, _, mut client) = process::start_server_with(
-        &config,
-        process::log_file(&log),
-        &[("MILVUS_BACKUP_FAILPOINTS", "verify.started")],
-    )
-    .await;
+    let (spec, _, backup) = backed_up(&cfg, &m, "ver", 200).await;
+    let server = Proc::start(&cfg, "ver-state", "  maxJobs: 1\n", Some("verify.started")).await;
+    let (mut client, log) = (server.client.clone(), server.log.clone());
     let mut other_job = pb::CreateBackupRequest {
         backup_name: common::unique("ver_other"),
         collection_names: vec![spec.name.clone()],
@@ -644,8 +684,7 @@ async fn verify_is_a_job_that_stops_when_nobody_watches() {
             other_job.backup_name = common::unique("ver_other");
         }
     }
-    process::kill9(&mut child);
-    let _ = std::fs::remove_dir_all(&state);
+    server.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
@@ -679,26 +718,12 @@ async fn a_failure_on_the_third_collection_keeps_the_first_two() {
         let b = flows::get_backup(&mut server.client.clone(), &backup).await;
         b.collections.last().unwrap().collection_name.clone()
     };
-    let (state, config) = config_for(&cfg, "three-state");
-    let log = state.with_extension("log");
     let failpoint = format!("restore.importing:default.{third}");
-    let (mut child, _, mut client) = process::start_server_with(
-        &config,
-        process::log_file(&log),
-        &[("MILVUS_BACKUP_FAILPOINTS", failpoint.as_str())],
-    )
-    .await;
-    let mut stream = client
-        .restore(restore_req(&backup, "", true))
-        .await
-        .unwrap()
-        .into_inner();
-    let id = stream.message().await.unwrap().unwrap().restore.unwrap().id;
-    process::wait_for_log(&log, "failpoint reached", Duration::from_secs(240)).await;
-    process::kill9(&mut child);
-
-    let (mut child, _, mut client) =
-        process::start_server(&config, std::process::Stdio::null()).await;
+    let mut server = Proc::start(&cfg, "three-state", "", Some(&failpoint)).await;
+    let id = start_restore(&mut server.client, restore_req(&backup, "", true)).await;
+    server.wait_paused(Duration::from_secs(240)).await;
+    let server = server.kill_and_restart().await;
+    let mut client = server.client.clone();
     eventually(
         "the third's temporary copy is cleaned up",
         Duration::from_secs(180),
@@ -737,8 +762,7 @@ async fn a_failure_on_the_third_collection_keeps_the_first_two() {
             assert_eq!(status.state, pb::JobState::Succeeded as i32, "{status:?}");
         }
     }
-    process::kill9(&mut child);
-    let _ = std::fs::remove_dir_all(&state);
+    server.finish();
     for (spec, _) in &specs {
         data::drop_if_exists(&m, &spec.db, &spec.name).await;
     }
