@@ -28,7 +28,8 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::data::{self, Spec};
-use common::{flows, process};
+use common::flows::{self, eventually, get_restore, listed_state};
+use common::process;
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
 use milvus_backup::config::Config;
@@ -115,46 +116,6 @@ async fn start(
 ) -> (Proc, BackupServiceClient<Channel>) {
     let (child, _, client) = process::start_server_with(config, process::log_file(log), envs).await;
     (Proc(Some(child)), client)
-}
-
-/// Waits until `check` holds, polling; panics with `what` after `timeout`.
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-/// The state ListBackups gives backup `name`, if it lists it.
-async fn listed_state(client: &mut BackupServiceClient<Channel>, name: &str) -> Option<i32> {
-    let mut s = client
-        .list_backups(pb::ListBackupsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let mut found = None;
-    while let Some(msg) = s.message().await.unwrap() {
-        let b = msg.backup.unwrap();
-        if b.name == name {
-            found = Some(b.state);
-        }
-    }
-    found
-}
-
-async fn get_restore(client: &mut BackupServiceClient<Channel>, id: &str) -> pb::RestoreJob {
-    client
-        .get_restore(pb::GetRestoreRequest { id: id.into() })
-        .await
-        .expect("the restore is remembered")
-        .into_inner()
-        .restore
-        .unwrap()
 }
 
 async fn verify(client: &mut BackupServiceClient<Channel>, name: &str) {

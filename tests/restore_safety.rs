@@ -10,11 +10,12 @@ mod common;
 mod figures;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::data::{self, Spec};
-use common::{flows, process};
+use common::flows::{self, eventually, get_restore, listed_state};
+use common::process;
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
 use milvus_backup::milvus::rows::Row;
@@ -270,29 +271,6 @@ async fn start_restore(
         .expect("restore accepted")
         .into_inner();
     stream.message().await.unwrap().unwrap().restore.unwrap().id
-}
-
-/// Waits until `check` holds, polling; panics with `what` after `timeout`.
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-async fn get_restore(client: &mut BackupServiceClient<Channel>, id: &str) -> pb::RestoreJob {
-    client
-        .get_restore(pb::GetRestoreRequest { id: id.into() })
-        .await
-        .expect("the restore is remembered")
-        .into_inner()
-        .restore
-        .unwrap()
 }
 
 /// A `drop_existing` restore killed at each step of its swap: after the
@@ -608,22 +586,6 @@ async fn a_kill_between_meta_writes_never_lists_an_incomplete_backup() {
         server.finish();
     }
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
-}
-
-async fn listed_state(client: &mut BackupServiceClient<Channel>, name: &str) -> Option<i32> {
-    let mut s = client
-        .list_backups(pb::ListBackupsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let mut found = None;
-    while let Some(msg) = s.message().await.unwrap() {
-        let b = msg.backup.unwrap();
-        if b.name == name {
-            found = Some(b.state);
-        }
-    }
-    found
 }
 
 /// VerifyBackup is a job: it takes a slot of `backup.maxJobs`, and it stops

@@ -481,26 +481,10 @@ impl ObjectStore for S3Bucket {
     }
 
     async fn read(&self, key: &str) -> Result<Bytes> {
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(o) => o,
-            Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => {
-                return Err(Error::not_found("object", format!("{}/{key}", self.bucket)));
-            }
-            Err(e) => return Err(self.error("GetObject", key, e)),
-        };
-        let data = out.body.collect().await.map_err(|e| Error::Storage {
-            operation: "GetObject",
-            key: key.to_string(),
-            reason: e.to_string(),
-        })?;
-        Ok(data.into_bytes())
+        match self.read_versioned(key).await? {
+            Some((data, _)) => Ok(data),
+            None => Err(Error::not_found("object", format!("{}/{key}", self.bucket))),
+        }
     }
 
     async fn write(&self, key: &str, data: Bytes) -> Result<()> {

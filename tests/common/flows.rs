@@ -1,5 +1,7 @@
 //! Backup and restore through the gRPC API, asserting the job succeeded.
 
+use std::time::{Duration, Instant};
+
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
 use tonic::transport::Channel;
@@ -87,4 +89,44 @@ pub async fn get_backup(client: &mut BackupServiceClient<Channel>, name: &str) -
         .into_inner()
         .backup
         .expect("a backup")
+}
+
+/// Waits until `check` holds, polling; panics with `what` after `timeout`.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The state ListBackups gives backup `name`, if it lists it.
+pub async fn listed_state(client: &mut BackupServiceClient<Channel>, name: &str) -> Option<i32> {
+    let mut s = client
+        .list_backups(pb::ListBackupsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut found = None;
+    while let Some(msg) = s.message().await.unwrap() {
+        let b = msg.backup.unwrap();
+        if b.name == name {
+            found = Some(b.state);
+        }
+    }
+    found
+}
+
+pub async fn get_restore(client: &mut BackupServiceClient<Channel>, id: &str) -> pb::RestoreJob {
+    client
+        .get_restore(pb::GetRestoreRequest { id: id.into() })
+        .await
+        .expect("the restore is remembered")
+        .into_inner()
+        .restore
+        .unwrap()
 }
