@@ -8,12 +8,10 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
-use crate::backup::BackupRequest;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobState, Progress, RestoreSnapshot};
-use crate::names::CollectionRef;
-use crate::restore::RestoreRequest;
+use crate::model::{BackupName, BackupRequest, CollectionRef, RestoreRequest};
 
 /// The exit code for a failure: one per kind, so scripts can tell them apart.
 pub fn exit_code(err: &Error) -> i32 {
@@ -179,7 +177,7 @@ async fn follow<T: Clone>(
 /// `create`: backs up and waits for the end.
 pub async fn create(engine: &Arc<Engine>, req: BackupRequest) -> Result<()> {
     let started = Instant::now();
-    let name = req.name.clone();
+    let name = req.name().clone();
     let rx = engine.create_backup(req).await?;
     let last: BackupSnapshot = follow(rx, "backup", |s: &BackupSnapshot| {
         (s.state, s.progress.clone())
@@ -187,7 +185,8 @@ pub async fn create(engine: &Arc<Engine>, req: BackupRequest) -> Result<()> {
     .await;
     if last.state != JobState::Succeeded {
         return Err(Error::Internal(format!(
-            "backup {name:?} failed: {}",
+            "backup {:?} failed: {}",
+            name.as_str(),
             last.error.unwrap_or_default()
         )));
     }
@@ -204,7 +203,7 @@ pub async fn create(engine: &Arc<Engine>, req: BackupRequest) -> Result<()> {
 /// `restore`: restores and waits for the end.
 pub async fn restore(engine: &Arc<Engine>, req: RestoreRequest) -> Result<()> {
     let started = Instant::now();
-    let name = req.backup_name.clone();
+    let name = req.backup_name().clone();
     let rx = engine.restore(req).await?;
     let last: RestoreSnapshot = follow(rx, "restore", |s: &RestoreSnapshot| {
         (s.state, s.progress.clone())
@@ -228,7 +227,8 @@ pub async fn restore(engine: &Arc<Engine>, req: RestoreRequest) -> Result<()> {
         return Err(Error::of_kind(
             last.error_kind.as_deref().unwrap_or_default(),
             format!(
-                "restore of {name:?} failed: {}",
+                "restore of {:?} failed: {}",
+                name.as_str(),
                 last.error.unwrap_or_default()
             ),
         ));
@@ -242,11 +242,7 @@ pub async fn restore(engine: &Arc<Engine>, req: RestoreRequest) -> Result<()> {
 }
 
 /// `list`: one line per backup.
-pub async fn list(engine: &Arc<Engine>, collection: Option<String>) -> Result<()> {
-    let filter = collection
-        .as_deref()
-        .map(CollectionRef::parse)
-        .transpose()?;
+pub async fn list(engine: &Arc<Engine>, filter: Option<CollectionRef>) -> Result<()> {
     let backups = engine.list_backups(filter.as_ref()).await?;
     println!(">> Backups:");
     for b in backups {
@@ -267,33 +263,24 @@ pub async fn list(engine: &Arc<Engine>, collection: Option<String>) -> Result<()
 }
 
 /// `get`: the backup's stored meta as indented JSON (the Go tool's shape).
-pub async fn get(engine: &Arc<Engine>, name: &str, detail: bool) -> Result<()> {
-    crate::names::validate_backup_name(name)?;
-    let mut info = engine
-        .context()
-        .catalog
-        .read(name)
+pub async fn get(engine: &Arc<Engine>, name: &BackupName, detail: bool) -> Result<()> {
+    let info = engine
+        .backup_meta(name, detail)
         .await?
-        .ok_or_else(|| Error::not_found("backup", name))?;
-    for c in &mut info.collection_backups {
-        c.schema_proto_base64.clear();
-        if !detail {
-            c.partition_backups.clear();
-        }
-    }
+        .ok_or_else(|| Error::not_found("backup", name.as_str()))?;
     println!("{}", serde_json::to_string_pretty(&info)?);
     Ok(())
 }
 
 /// `delete`.
-pub async fn delete(engine: &Arc<Engine>, name: &str) -> Result<()> {
+pub async fn delete(engine: &Arc<Engine>, name: &BackupName) -> Result<()> {
     let n = engine.delete_backup(name).await?;
     println!("deleted backup {name} ({n} objects)");
     Ok(())
 }
 
 /// `verify`: re-reads the backup; `DataLoss` names every damaged object.
-pub async fn verify(engine: &Arc<Engine>, name: &str) -> Result<()> {
+pub async fn verify(engine: &Arc<Engine>, name: &BackupName) -> Result<()> {
     let reporter = std::sync::Mutex::new(Reporter::new("verify"));
     let last = engine
         .verify_backup(name, |p| {

@@ -26,9 +26,14 @@ pub enum Error {
     /// Stored data is missing or damaged.
     #[error("{0}")]
     DataLoss(String),
-    /// Milvus answered, but with an error.
+    /// Milvus answered, but with an error. `code` is Milvus's own (the
+    /// status's `code`, else its legacy `error_code`; 0 when none was given).
     #[error("milvus {operation} failed: {reason}")]
-    Milvus { operation: String, reason: String },
+    Milvus {
+        operation: String,
+        reason: String,
+        code: i32,
+    },
     /// An object store answered, but with an error.
     #[error("storage {operation} failed on {key}: {reason}")]
     Storage {
@@ -118,11 +123,31 @@ impl Error {
         }
     }
 
-    /// Shorthand for [`Error::Milvus`].
+    /// Shorthand for [`Error::Milvus`] without a code of Milvus's.
     pub fn milvus(operation: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::milvus_code(operation, reason, 0)
+    }
+
+    /// Shorthand for [`Error::Milvus`] with Milvus's own code.
+    pub fn milvus_code(operation: impl Into<String>, reason: impl Into<String>, code: i32) -> Self {
         Error::Milvus {
             operation: operation.into(),
             reason: reason.into(),
+            code,
+        }
+    }
+
+    /// Milvus said that what was named does not exist: its codes for a
+    /// missing collection, partition, index or database (the legacy
+    /// `CollectionNotExists`, `IndexNotExist`, `CollectionNameNotFound`, and
+    /// 2.3's 100, 200, 700, 800), or a reason saying "not found".
+    pub fn is_milvus_not_found(&self) -> bool {
+        const NOT_FOUND: [i32; 7] = [4, 25, 28, 100, 200, 700, 800];
+        match self {
+            Error::Milvus { code, reason, .. } => {
+                NOT_FOUND.contains(code) || reason.contains("not found")
+            }
+            _ => false,
         }
     }
 }

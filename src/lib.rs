@@ -17,7 +17,7 @@ pub mod jobs;
 pub mod meta;
 pub mod metrics;
 pub mod milvus;
-pub mod names;
+pub mod model;
 pub mod restore;
 pub mod retry;
 pub mod storage;

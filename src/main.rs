@@ -5,18 +5,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use std::collections::BTreeMap;
-
 use clap::{Parser, Subcommand, ValueEnum};
 use milvus_backup::api::Server;
-use milvus_backup::backup::BackupRequest;
 use milvus_backup::cli;
 use milvus_backup::config::Config;
 use milvus_backup::context::Context;
 use milvus_backup::engine::Engine;
 use milvus_backup::jobs::JobStore;
-use milvus_backup::names::CollectionRef;
-use milvus_backup::restore::RestoreRequest;
+use milvus_backup::model::{
+    BackupInput, BackupName, BackupRequest, CollectionRef, RestoreInput, RestoreRequest,
+};
 use milvus_backup::{Error, Result};
 use tracing::warn;
 use tracing_subscriber::EnvFilter;
@@ -208,8 +206,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     // Bad certificate files stop the server before it touches anything.
     let server_tls = match cli.command {
         Command::Server { .. } if cfg.security.tls.enabled() => Some(
-            milvus_backup::tls::server_config(&cfg.security.tls)
-                .map_err(|e| cfg.locate_error(e))?,
+            milvus_backup::tls::server_config(
+                &cfg.security.tls.cert_path,
+                &cfg.security.tls.key_path,
+                &cfg.security.tls.client_ca_path,
+            )
+            .map_err(|e| cfg.locate_error(e))?,
         ),
         _ => None,
     };
@@ -261,17 +263,25 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             databases,
             meta_only,
         } => {
-            let req = BackupRequest::parse(
-                &name,
-                &cli::split_list(&collections),
-                &cli::split_list(&databases),
+            let req = BackupRequest::parse(BackupInput {
+                name,
+                collections: cli::split_list(&collections),
+                databases: cli::split_list(&databases),
                 meta_only,
-                "",
-            )?;
+                request_id: String::new(),
+            })?;
             Ok(cli::create(&engine, req).await?)
         }
-        Command::List { collection } => Ok(cli::list(&engine, collection).await?),
-        Command::Get { name, detail } => Ok(cli::get(&engine, &name, detail).await?),
+        Command::List { collection } => {
+            let filter = collection
+                .as_deref()
+                .map(CollectionRef::parse)
+                .transpose()?;
+            Ok(cli::list(&engine, filter).await?)
+        }
+        Command::Get { name, detail } => {
+            Ok(cli::get(&engine, &BackupName::parse(&name)?, detail).await?)
+        }
         Command::Restore {
             name,
             collections,
@@ -283,20 +293,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             load,
             meta_only,
         } => {
-            let mut renames = BTreeMap::new();
+            let mut renames = Vec::new();
             for pair in cli::split_list(&rename) {
                 let (from, to) = pair.split_once(':').ok_or_else(|| {
                     Error::invalid(format!("rename {pair:?} is not of the form old:new"))
                 })?;
-                let (source, target) = RestoreRequest::parse_rename(from, to)?;
-                renames.insert(source, target);
+                renames.push((from.to_string(), to.to_string()));
             }
-            let req = RestoreRequest {
+            let req = RestoreRequest::parse(RestoreInput {
                 backup_name: name,
-                collections: cli::split_list(&collections)
-                    .iter()
-                    .map(|c| CollectionRef::parse(c))
-                    .collect::<Result<_>>()?,
+                collections: cli::split_list(&collections),
                 suffix,
                 renames,
                 drop_existing: drop_exist_collection,
@@ -305,12 +311,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 load,
                 meta_only,
                 request_id: String::new(),
-            };
-            req.validate()?;
+            })?;
             Ok(cli::restore(&engine, req).await?)
         }
-        Command::Delete { name } => Ok(cli::delete(&engine, &name).await?),
-        Command::Verify { name } => Ok(cli::verify(&engine, &name).await?),
+        Command::Delete { name } => Ok(cli::delete(&engine, &BackupName::parse(&name)?).await?),
+        Command::Verify { name } => Ok(cli::verify(&engine, &BackupName::parse(&name)?).await?),
         Command::Check => {
             cli::check(&engine).await?;
             Ok(cli::credentials(&cfg).await?)

@@ -54,8 +54,17 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    /// A job of `kind` ended in `state` after `took`.
-    pub fn job_ended(&self, kind: &'static str, state: &'static str, took: Duration) {
+    /// A job of `kind` ended with `result` after `took`; the error of a
+    /// failed job is counted here (it is never answered as an error).
+    pub fn job_ended(&self, kind: &'static str, result: &Result<(), Error>, took: Duration) {
+        let state = match result {
+            Ok(()) => "succeeded",
+            Err(Error::Cancelled(_)) => "cancelled",
+            Err(e) => {
+                self.error(e);
+                "failed"
+            }
+        };
         *self
             .jobs_running
             .lock()
@@ -186,7 +195,7 @@ mod tests {
         let m = Metrics::default();
         m.object_copied(10);
         m.job_started("backup");
-        m.job_ended("backup", "succeeded", Duration::from_secs(2));
+        m.job_ended("backup", &Ok(()), Duration::from_secs(2));
         m.error(&Error::milvus("Flush", "boom"));
         let text = m.render();
         assert!(text.contains("milvus_backup_copied_bytes_total 10"));

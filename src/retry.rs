@@ -70,6 +70,8 @@ where
 pub fn milvus_transient(e: &Error) -> bool {
     match e {
         Error::Unavailable { .. } => true,
+        // Milvus's RateLimit (legacy 49) and ServiceRateLimit (2.3's 8).
+        Error::Milvus { code: 8 | 49, .. } => true,
         Error::Milvus { reason, .. } => {
             let r = reason.to_ascii_lowercase();
             r.contains("rate limit") || r.contains("ratelimit") || r.contains("resourceexhausted")

@@ -9,7 +9,6 @@ use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::ServerTlsConfig;
 use crate::error::{Error, Result};
 
 /// The crypto provider everywhere (ring: no C toolchain or cmake needed).
@@ -49,21 +48,25 @@ pub fn private_key(what: &str, path: &str) -> Result<PrivateKeyDer<'static>> {
 /// The server's TLS configuration, advertising HTTP/2 and HTTP/1.1 by ALPN
 /// (gRPC clients need `h2`). With `client_ca_path`, clients must present a
 /// certificate signed by that CA.
-pub fn server_config(cfg: &ServerTlsConfig) -> Result<Arc<ServerConfig>> {
-    let certs = certificates("security.tls.certPath", &cfg.cert_path)?;
-    let key = private_key("security.tls.keyPath", &cfg.key_path)?;
+pub fn server_config(
+    cert_path: &str,
+    key_path: &str,
+    client_ca_path: &str,
+) -> Result<Arc<ServerConfig>> {
+    let certs = certificates("security.tls.certPath", cert_path)?;
+    let key = private_key("security.tls.keyPath", key_path)?;
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Internal(format!("TLS: {e}")))?;
-    let builder = if cfg.client_ca_path.is_empty() {
+    let builder = if client_ca_path.is_empty() {
         builder.with_no_client_auth()
     } else {
         let mut roots = RootCertStore::empty();
-        for ca in certificates("security.tls.clientCaPath", &cfg.client_ca_path)? {
+        for ca in certificates("security.tls.clientCaPath", client_ca_path)? {
             roots.add(ca).map_err(|e| {
                 Error::invalid(format!(
                     "security.tls.clientCaPath {:?}: {e}",
-                    cfg.client_ca_path
+                    client_ca_path
                 ))
             })?;
         }
@@ -72,7 +75,7 @@ pub fn server_config(cfg: &ServerTlsConfig) -> Result<Arc<ServerConfig>> {
             .map_err(|e| {
                 Error::invalid(format!(
                     "security.tls.clientCaPath {:?}: {e}",
-                    cfg.client_ca_path
+                    client_ca_path
                 ))
             })?;
         builder.with_client_cert_verifier(verifier)
@@ -80,7 +83,7 @@ pub fn server_config(cfg: &ServerTlsConfig) -> Result<Arc<ServerConfig>> {
     let mut config = builder.with_single_cert(certs, key).map_err(|e| {
         Error::invalid(format!(
             "security.tls: certificate {:?} and key {:?} do not make a pair: {e}",
-            cfg.cert_path, cfg.key_path
+            cert_path, key_path
         ))
     })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

@@ -117,15 +117,11 @@ async fn bad_inputs_are_refused_with_the_right_code_and_write_nothing() {
     // A server with job records of its own, holding one real backup: the
     // refused restores name it, and its record must not move.
     let state = std::env::temp_dir().join(common::unique("bad-inputs-state"));
-    let engine = Engine::with_records(
-        Context::from_config(&cfg).unwrap(),
-        JobStore::open(&state).unwrap(),
-        4,
-    )
-    .await;
-    let server = common::TestServer::start_engine(engine).await;
+    let ctx = Context::from_config(&cfg).unwrap();
+    let engine = Engine::with_records(ctx.clone(), JobStore::open(&state).unwrap(), 4).await;
+    let server = common::TestServer::start_engine(ctx, engine).await;
     let mut client = server.client().await;
-    let store = server.engine.context().catalog.store().clone();
+    let store = server.ctx.catalog.store().clone();
     let spec = Spec::new(&common::unique("bad_inputs_src"));
     data::create(&m, &spec).await;
     data::insert(&m, &spec, "", 0..100, 5).await;

@@ -80,7 +80,7 @@ async fn hello_milvus_round_trip_is_row_for_row_equal() {
     );
 
     // The meta is in the Go tool's layout, and the backup is listed and readable.
-    let store = server.engine.context().catalog.store().clone();
+    let store = server.ctx.catalog.store().clone();
     for file in [
         "backup_meta.json",
         "collection_meta.json",

@@ -38,7 +38,7 @@ async fn restores_a_backup_in_the_go_tool_shape() {
     let coll = &taken.collections[0];
 
     // Lay the real binlogs out under the fixture's name and read the tree from the keys.
-    let store = server.engine.context().catalog.store().clone();
+    let store = server.ctx.catalog.store().clone();
     let fixture = common::unique("go_fixture");
     let src_prefix = format!("backup/{real}/");
     // partition id -> segment id -> (insert field id -> [(path, size)], deltas)

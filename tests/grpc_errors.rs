@@ -47,7 +47,7 @@ async fn bad_requests_are_refused_and_write_nothing() {
     let m = common::milvus(&cfg);
     let server = common::TestServer::start(&cfg).await;
     let mut client = server.client().await;
-    let store = server.engine.context().catalog.store().clone();
+    let store = server.ctx.catalog.store().clone();
     let nothing_under = |name: String| {
         let store = store.clone();
         async move {

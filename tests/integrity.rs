@@ -49,7 +49,7 @@ async fn flipped_truncated_and_deleted_objects_are_found() {
     assert!(last.damaged.is_empty());
 
     // Damage three objects.
-    let store = server.engine.context().catalog.store().clone();
+    let store = server.ctx.catalog.store().clone();
     let prefix = format!("backup/{name}/");
     let objects = store.list(&format!("{prefix}binlogs/")).await.unwrap();
     let (flip, cut, gone) = (&objects[0], &objects[1], &objects[2]);

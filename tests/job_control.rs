@@ -58,7 +58,7 @@ async fn cancelled_jobs_leave_nothing_behind() {
         .unwrap();
     let end = last(stream).await.backup.unwrap();
     assert_eq!(end.state, pb::JobState::Cancelled as i32, "{end:?}");
-    let store = server.engine.context().catalog.store().clone();
+    let store = server.ctx.catalog.store().clone();
     assert!(
         store
             .list(&format!("backup/{name}/"))
@@ -112,13 +112,9 @@ async fn retries_limits_races_and_restarts() {
     let m = common::milvus(&cfg);
     let spec = source(&m, "control_src").await;
     let state = std::env::temp_dir().join(common::unique("job-records"));
-    let engine = Engine::with_records(
-        Context::from_config(&cfg).unwrap(),
-        JobStore::open(&state).unwrap(),
-        2,
-    )
-    .await;
-    let server = common::TestServer::start_engine(engine).await;
+    let ctx = Context::from_config(&cfg).unwrap();
+    let engine = Engine::with_records(ctx.clone(), JobStore::open(&state).unwrap(), 2).await;
+    let server = common::TestServer::start_engine(ctx, engine).await;
     let mut client = server.client().await;
 
     // The same request_id twice is the same job.
@@ -209,13 +205,9 @@ async fn retries_limits_races_and_restarts() {
     // After a restart, old jobs still answer.
     server.handle.stop().await.unwrap();
     drop(server.engine);
-    let engine = Engine::with_records(
-        Context::from_config(&cfg).unwrap(),
-        JobStore::open(&state).unwrap(),
-        2,
-    )
-    .await;
-    let again = common::TestServer::start_engine(engine).await;
+    let ctx = Context::from_config(&cfg).unwrap();
+    let engine = Engine::with_records(ctx.clone(), JobStore::open(&state).unwrap(), 2).await;
+    let again = common::TestServer::start_engine(ctx, engine).await;
     let mut client = again.client().await;
     let got = client
         .get_restore(pb::GetRestoreRequest { id: ra.id.clone() })

@@ -5,21 +5,17 @@
 //! the real 2.3.5 in the other tests.
 
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use milvus_backup::backup::{self, BackupRequest};
 use milvus_backup::context::{Context, Timing};
+use milvus_backup::engine::Engine;
 use milvus_backup::error::{Error, Result};
-use milvus_backup::jobs::{
-    BackupSnapshot, JobHandle, JobState, RestoreCollectionStatus, RestoreSnapshot,
-};
+use milvus_backup::jobs::{JobState, until_terminal};
 use milvus_backup::meta::{BackupLayout, Catalog, MilvusLayout};
 use milvus_backup::milvus::proto::schema::{CollectionSchema, DataType, FieldSchema};
 use milvus_backup::milvus::*;
-use milvus_backup::names::CollectionRef;
-use milvus_backup::restore::{self, RestoreRequest};
+use milvus_backup::model::{BackupInput, BackupRequest, RestoreInput, RestoreRequest};
 use milvus_backup::storage::{Copier, LocalDir};
 use prost::Message;
 
@@ -192,55 +188,22 @@ async fn seed_binlogs(ctx: &Context) {
     }
 }
 
-fn restore_job(targets: &[restore::RestoreTarget]) -> JobHandle<RestoreSnapshot> {
-    let snap = RestoreSnapshot {
-        id: "job1".into(),
-        backup_name: "b".into(),
-        state: JobState::Pending,
-        error: None,
-        progress: Default::default(),
-        collections: targets
-            .iter()
-            .map(|t| RestoreCollectionStatus {
-                source: CollectionRef::new("default", "c"),
-                target: t.target.clone(),
-                state: JobState::Pending,
-                row_count: 0,
-                imported_rows: 0,
-                error: None,
-                created_id: None,
-                temp: None,
-                original_id: None,
-                swap: Default::default(),
-            })
-            .collect(),
-        start_time: SystemTime::now(),
-        end_time: None,
-        error_kind: None,
-        phase: String::new(),
-        phases: Vec::new(),
-        verified_files: 0,
-        verified_bytes: 0,
-    };
-    JobHandle::new(tokio::sync::watch::channel(snap).0)
-}
-
 #[tokio::test]
 async fn l0_segments_are_backed_up_and_imported_with_l0_import() {
     let root = std::env::temp_dir().join(format!("mb-l0-{}", uuid::Uuid::new_v4().simple()));
     let (ctx, fake) = context("v2.4.5", &root);
     seed_binlogs(&ctx).await;
 
-    let req = BackupRequest {
+    // Through the engine's door, as every adapter calls it.
+    let engine = Engine::new(ctx.clone());
+    let req = BackupRequest::parse(BackupInput {
         name: "b".into(),
-        collections: vec![CollectionRef::new("default", "c")],
+        collections: vec!["c".into()],
         ..Default::default()
-    };
-    let colls = backup::plan(&ctx, &req).await.unwrap();
-    let job = JobHandle::new(
-        tokio::sync::watch::channel(BackupSnapshot::pending("id".into(), "b".into(), false)).0,
-    );
-    backup::run(&ctx, &req, &colls, &job).await.unwrap();
+    })
+    .unwrap();
+    let done = until_terminal(engine.create_backup(req).await.unwrap()).await;
+    assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
 
     let info = ctx.catalog.read("b").await.unwrap().unwrap();
     let c = &info.collection_backups[0];
@@ -281,15 +244,17 @@ async fn l0_segments_are_backed_up_and_imported_with_l0_import() {
         ]
     );
 
-    let rreq = RestoreRequest {
-        backup_name: "b".into(),
-        suffix: "_r".into(),
-        ..Default::default()
+    let restore_req = |suffix: &str| {
+        RestoreRequest::parse(RestoreInput {
+            backup_name: "b".into(),
+            suffix: suffix.into(),
+            ..Default::default()
+        })
+        .unwrap()
     };
-    let (backup_info, targets) = restore::plan(&ctx, &rreq).await.unwrap();
-    restore::run(&ctx, &rreq, &backup_info, &targets, &restore_job(&targets))
-        .await
-        .unwrap();
+    let done = until_terminal(engine.restore(restore_req("_r")).await.unwrap()).await;
+    assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
+    let staging = format!("restore-temp-{}/", done.id);
     let imports = fake.imports.lock().unwrap().clone();
     let summary: Vec<ImportSummary> = imports
         .into_iter()
@@ -302,44 +267,33 @@ async fn l0_segments_are_backed_up_and_imported_with_l0_import() {
             (
                 "_default".into(),
                 vec![
-                    "restore-temp-job1/binlogs/insert_log/1/10/".into(),
-                    "restore-temp-job1/binlogs/delta_log/1/10/".into()
+                    format!("{staging}binlogs/insert_log/1/10/"),
+                    format!("{staging}binlogs/delta_log/1/10/")
                 ],
                 vec![("backup".into(), "true".into()), end_ts.clone()]
             ),
             (
                 "_default".into(),
-                vec!["restore-temp-job1/binlogs/delta_log/1/10/200/".into()],
+                vec![format!("{staging}binlogs/delta_log/1/10/200/")],
                 vec![("l0_import".into(), "true".into()), end_ts.clone()]
             ),
             (
                 "".into(),
-                vec!["restore-temp-job1/binlogs/delta_log/1/-1/300/".into()],
+                vec![format!("{staging}binlogs/delta_log/1/-1/300/")],
                 vec![("l0_import".into(), "true".into()), end_ts]
             ),
         ]
     );
     assert!(
-        ctx.milvus_store
-            .list("restore-temp-job1/")
-            .await
-            .unwrap()
-            .is_empty(),
+        ctx.milvus_store.list(&staging).await.unwrap().is_empty(),
         "staging removed"
     );
 
-    // The same backup cannot go into a 2.3 server, which has no L0 import.
+    // The same backup cannot go into a 2.3 server, which has no L0 import:
+    // refused before any job starts.
     let (old, _) = context("v2.3.5", &root);
-    let (backup_info, targets) = restore::plan(
-        &old,
-        &RestoreRequest {
-            suffix: "_old".into(),
-            ..rreq.clone()
-        },
-    )
-    .await
-    .unwrap();
-    let err = restore::run(&old, &rreq, &backup_info, &targets, &restore_job(&targets))
+    let err = Engine::new(old)
+        .restore(restore_req("_old"))
         .await
         .unwrap_err();
     assert!(

@@ -140,7 +140,7 @@ async fn delete_backup_removes_that_backup_only() {
     for b in [&b1, &b10] {
         flows::backup_collections(&mut client, b, &[&spec.name]).await;
     }
-    let store = server.engine.context().catalog.store().clone();
+    let store = server.ctx.catalog.store().clone();
     let b10_before = store.list(&format!("backup/{b10}/")).await.unwrap();
     assert!(!b10_before.is_empty());
 

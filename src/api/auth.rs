@@ -3,11 +3,12 @@
 //! that probes, grpcurl's discovery and scrapers work without the secret.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::header;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use tonic::Status;
 
-use super::status::{code_of, rest_codes};
+use super::status::rest_error;
 use crate::config::Secret;
 use crate::error::Error;
 
@@ -55,26 +56,10 @@ pub async fn require_token(State(token): State<Secret>, req: Request, next: Next
         .is_some_and(|v| v.starts_with("application/grpc"));
     if grpc {
         // A trailers-only gRPC answer.
-        let mut resp = StatusCode::OK.into_response();
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
-        h.insert("grpc-status", HeaderValue::from(code_of(&err) as i32));
-        if let Ok(msg) = HeaderValue::from_str(&err.to_string()) {
-            h.insert("grpc-message", msg);
-        }
-        return resp;
+        let (parts, ()) = Status::from(err).into_http::<()>().into_parts();
+        return Response::from_parts(parts, axum::body::Body::empty());
     }
-    let (http, code) = rest_codes(&err);
-    let body =
-        serde_json::json!({"requestId": "", "code": code, "msg": err.to_string(), "data": null});
-    (
-        StatusCode::from_u16(http).unwrap_or(StatusCode::UNAUTHORIZED),
-        axum::Json(body),
-    )
-        .into_response()
+    rest_error(String::new(), &err)
 }
 
 #[cfg(test)]

@@ -1,28 +1,25 @@
 //! Strict conversions between the wire types and the core's types.
 //! Requests are validated here; nothing invalid reaches the core.
 
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use super::proto as pb;
-use crate::backup::{BackupRequest, MAX_NAMES_PER_REQUEST};
-use crate::engine::CheckReport;
+use crate::engine::{CheckReport, VerifyProgress};
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobState, Progress, RestoreSnapshot};
-use crate::names::CollectionRef;
-use crate::restore::RestoreRequest;
+use crate::model::{BackupInput, BackupRequest, CollectionRef, RestoreInput, RestoreRequest};
 
 impl TryFrom<pb::CreateBackupRequest> for BackupRequest {
     type Error = Error;
 
     fn try_from(r: pb::CreateBackupRequest) -> Result<Self> {
-        BackupRequest::parse(
-            &r.backup_name,
-            &r.collection_names,
-            &r.database_names,
-            r.meta_only,
-            &r.request_id,
-        )
+        BackupRequest::parse(BackupInput {
+            name: r.backup_name,
+            collections: r.collection_names,
+            databases: r.database_names,
+            meta_only: r.meta_only,
+            request_id: r.request_id,
+        })
     }
 }
 
@@ -30,40 +27,27 @@ impl TryFrom<pb::RestoreRequest> for RestoreRequest {
     type Error = Error;
 
     fn try_from(r: pb::RestoreRequest) -> Result<Self> {
-        for (what, n) in [
-            ("collection names", r.collection_names.len()),
-            ("collection renames", r.collection_renames.len()),
-        ] {
-            if n > MAX_NAMES_PER_REQUEST {
-                return Err(Error::invalid(format!(
-                    "{n} {what} given; at most {MAX_NAMES_PER_REQUEST} are accepted"
-                )));
-            }
-        }
-        let renames = r
-            .collection_renames
-            .iter()
-            .map(|(from, to)| RestoreRequest::parse_rename(from, to))
-            .collect::<Result<BTreeMap<_, _>>>()?;
-        let req = RestoreRequest {
+        RestoreRequest::parse(RestoreInput {
             backup_name: r.backup_name,
-            collections: r
-                .collection_names
-                .iter()
-                .map(|c| CollectionRef::parse(c))
-                .collect::<Result<_>>()?,
+            collections: r.collection_names,
             suffix: r.collection_suffix,
-            renames,
+            renames: r.collection_renames.into_iter().collect(),
             drop_existing: r.drop_existing_collections,
             skip_create: r.skip_create_collection,
             restore_index: r.restore_index,
             load: r.load,
             meta_only: r.meta_only,
             request_id: r.request_id,
-        };
-        req.validate()?;
-        Ok(req)
+        })
     }
+}
+
+/// An optional `coll` / `db.coll` filter: empty means none.
+pub fn collection_filter(raw: &str) -> Result<Option<CollectionRef>> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    CollectionRef::parse(raw).map(Some)
 }
 
 fn timestamp(t: SystemTime) -> prost_types::Timestamp {
@@ -136,10 +120,10 @@ impl From<&RestoreSnapshot> for pb::RestoreJob {
                 .collections
                 .iter()
                 .map(|c| pb::RestoreCollection {
-                    source_db_name: c.source.db.clone(),
-                    source_collection_name: c.source.name.clone(),
-                    target_db_name: c.target.db.clone(),
-                    target_collection_name: c.target.name.clone(),
+                    source_db_name: c.source.db().to_string(),
+                    source_collection_name: c.source.name().to_string(),
+                    target_db_name: c.target.db().to_string(),
+                    target_collection_name: c.target.name().to_string(),
                     state: state(c.state) as i32,
                     row_count: c.row_count,
                     imported_rows: c.imported_rows,
@@ -165,6 +149,25 @@ impl From<&RestoreSnapshot> for pb::RestoreJob {
     }
 }
 
+impl From<&VerifyProgress> for pb::VerifyBackupResponse {
+    fn from(p: &VerifyProgress) -> Self {
+        pb::VerifyBackupResponse {
+            objects_done: p.objects_done,
+            objects_total: p.objects_total,
+            bytes_done: p.bytes_done,
+            bytes_total: p.bytes_total,
+            damaged: p
+                .problems
+                .iter()
+                .map(|d| pb::DamagedObject {
+                    key: d.key.clone(),
+                    problem: d.problem.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
 impl From<CheckReport> for pb::CheckResponse {
     fn from(c: CheckReport) -> Self {
         pb::CheckResponse {
@@ -183,51 +186,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renames_keep_the_source_database_unless_named() {
+    fn renames_arrive_in_the_model() {
         let r = RestoreRequest::try_from(pb::RestoreRequest {
             backup_name: "b".into(),
-            collection_renames: [
-                ("db1.c1".to_string(), "c2".to_string()),
-                ("c3".to_string(), "db2.c4".to_string()),
-            ]
-            .into(),
+            collection_renames: [("db1.c1".to_string(), "c2".to_string())].into(),
             ..Default::default()
         })
         .unwrap();
         assert_eq!(
-            r.renames[&CollectionRef::new("db1", "c1")],
-            CollectionRef::new("db1", "c2")
-        );
-        assert_eq!(
-            r.renames[&CollectionRef::new("default", "c3")],
-            CollectionRef::new("db2", "c4")
+            r.renames()[&CollectionRef::normalized("db1", "c1")],
+            CollectionRef::normalized("db1", "c2")
         );
     }
 
     #[test]
-    fn refuses_conflicting_options_and_bad_names() {
-        let bad = [
-            pb::RestoreRequest {
-                backup_name: "b".into(),
-                drop_existing_collections: true,
-                skip_create_collection: true,
-                ..Default::default()
-            },
-            pb::RestoreRequest {
-                backup_name: "../x".into(),
-                ..Default::default()
-            },
-            pb::RestoreRequest {
-                backup_name: "b".into(),
-                collection_suffix: "-x".into(),
-                ..Default::default()
-            },
-        ];
-        for r in bad {
-            assert!(matches!(
-                RestoreRequest::try_from(r),
-                Err(Error::InvalidArgument(_))
-            ));
-        }
+    fn bad_requests_are_refused_at_the_door() {
+        let r = RestoreRequest::try_from(pb::RestoreRequest {
+            backup_name: "../x".into(),
+            ..Default::default()
+        });
+        assert!(matches!(r, Err(Error::InvalidArgument(_))));
+        let b = BackupRequest::try_from(pb::CreateBackupRequest {
+            backup_name: "b".into(),
+            database_names: vec!["a-b".into()],
+            ..Default::default()
+        });
+        assert!(matches!(b, Err(Error::InvalidArgument(_))));
     }
 }

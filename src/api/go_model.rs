@@ -5,8 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::engine::{BackupInfo, CollectionBackupInfo};
 use crate::jobs::{BackupSnapshot, JobState, RestoreSnapshot};
-use crate::meta::model::{BackupInfo, CollectionBackupInfo};
 
 /// The Go tool's `BackupTaskStateCode` / `RestoreTaskStateCode`.
 pub fn go_state(s: JobState) -> i32 {
@@ -121,8 +121,8 @@ pub fn go_restore(s: &RestoreSnapshot) -> GoRestore {
                 } else {
                     0
                 },
-                target_collection_name: c.target.name.clone(),
-                target_db_name: c.target.db.clone(),
+                target_collection_name: c.target.name().to_string(),
+                target_db_name: c.target.db().to_string(),
                 restored_size: 0,
                 to_restore_size: 0,
                 row_count: c.row_count,

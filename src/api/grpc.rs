@@ -7,15 +7,14 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::convert::collection_filter;
 use super::proto as pb;
 use super::proto::backup_service_server::BackupService;
-use crate::backup::BackupRequest;
 use crate::engine::Engine;
+use crate::engine::VerifyProgress;
 use crate::error::Error;
 use crate::jobs::{BackupSnapshot, JobSnapshot, RestoreSnapshot};
-use crate::meta::verify::VerifyProgress;
-use crate::names::CollectionRef;
-use crate::restore::RestoreRequest;
+use crate::model::{BackupLookup, BackupName, BackupRequest, RestoreRequest};
 
 /// Smallest gap between two snapshots of one stream: a few per second at most.
 const MIN_SNAPSHOT_GAP: Duration = Duration::from_millis(250);
@@ -104,7 +103,8 @@ impl BackupService for GrpcService {
         &self,
         request: Request<pb::WatchBackupRequest>,
     ) -> Result<Response<Self::WatchBackupStream>, Status> {
-        let rx = self.engine.watch_backup(&request.into_inner().name).await?;
+        let name = BackupName::parse(&request.into_inner().name)?;
+        let rx = self.engine.watch_backup(&name).await?;
         Ok(Response::new(snapshot_stream(rx, backup_msg)))
     }
 
@@ -112,12 +112,7 @@ impl BackupService for GrpcService {
         &self,
         request: Request<pb::ListBackupsRequest>,
     ) -> Result<Response<Self::ListBackupsStream>, Status> {
-        let filter = request.into_inner().collection_name;
-        let filter = if filter.is_empty() {
-            None
-        } else {
-            Some(CollectionRef::parse(&filter)?)
-        };
+        let filter = collection_filter(&request.into_inner().collection_name)?;
         let backups = self.engine.list_backups(filter.as_ref()).await?;
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
@@ -135,7 +130,10 @@ impl BackupService for GrpcService {
         request: Request<pb::GetBackupRequest>,
     ) -> Result<Response<pb::GetBackupResponse>, Status> {
         let r = request.into_inner();
-        let snap = self.engine.get_backup(&r.name, &r.id).await?;
+        let snap = self
+            .engine
+            .get_backup(&BackupLookup::parse(&r.name, &r.id)?)
+            .await?;
         Ok(Response::new(backup_msg(&snap)))
     }
 
@@ -143,10 +141,10 @@ impl BackupService for GrpcService {
         &self,
         request: Request<pb::DeleteBackupRequest>,
     ) -> Result<Response<pb::DeleteBackupResponse>, Status> {
-        let name = request.into_inner().name;
+        let name = BackupName::parse(&request.into_inner().name)?;
         let objects_deleted = self.engine.delete_backup(&name).await?;
         Ok(Response::new(pb::DeleteBackupResponse {
-            name,
+            name: name.to_string(),
             objects_deleted,
         }))
     }
@@ -184,24 +182,11 @@ impl BackupService for GrpcService {
         request: Request<pb::VerifyBackupRequest>,
     ) -> Result<Response<Self::VerifyBackupStream>, Status> {
         let pb::VerifyBackupRequest { name, detached } = request.into_inner();
-        crate::names::validate_backup_name(&name)?;
+        let name = BackupName::parse(&name)?;
         let (tx, rx) = mpsc::channel(8);
         let engine = self.engine.clone();
         tokio::spawn(async move {
-            let msg = |p: &VerifyProgress| pb::VerifyBackupResponse {
-                objects_done: p.objects_done,
-                objects_total: p.objects_total,
-                bytes_done: p.bytes_done,
-                bytes_total: p.bytes_total,
-                damaged: p
-                    .problems
-                    .iter()
-                    .map(|d| pb::DamagedObject {
-                        key: d.key.clone(),
-                        problem: d.problem.clone(),
-                    })
-                    .collect(),
-            };
+            let msg = |p: &VerifyProgress| pb::VerifyBackupResponse::from(p);
             let progress_tx = tx.clone();
             let work = engine.verify_backup(&name, |p| {
                 // Progress is best effort; the final answer below is not.
@@ -243,7 +228,8 @@ impl BackupService for GrpcService {
         &self,
         request: Request<pb::CancelBackupRequest>,
     ) -> Result<Response<pb::CancelBackupResponse>, Status> {
-        self.engine.cancel_backup(&request.into_inner().name)?;
+        let name = BackupName::parse(&request.into_inner().name)?;
+        self.engine.cancel_backup(&name)?;
         Ok(Response::new(pb::CancelBackupResponse {}))
     }
 

@@ -19,26 +19,15 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use super::convert::collection_filter;
 use super::go_model::{go_backup_of_job, go_restore};
-use super::proto as pb;
-use super::status::rest_codes;
-use crate::backup::BackupRequest;
-use crate::engine::Engine;
+use super::status::{Envelope, refuse, rest_error};
+use crate::engine::{BackupInfo, Engine};
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobState, until_terminal};
-use crate::meta::model::BackupInfo;
-use crate::names::CollectionRef;
-use crate::restore::RestoreRequest;
-
-/// The envelope of every answer.
-#[derive(Debug, Serialize)]
-struct Envelope<T: Serialize> {
-    #[serde(rename = "requestId")]
-    request_id: String,
-    code: i32,
-    msg: String,
-    data: Option<T>,
-}
+use crate::model::{
+    BackupInput, BackupLookup, BackupName, BackupRequest, RestoreInput, RestoreRequest,
+};
 
 fn ok<T: Serialize>(request_id: String, msg: &str, data: Option<T>) -> Response {
     Json(Envelope {
@@ -55,17 +44,6 @@ const CODE_NOT_SUPPORT: i32 = 1;
 const CODE_PARAMETER_ERROR: i32 = 400;
 const CODE_NOT_FOUND: i32 = 404;
 
-/// An error envelope with `http` status and the Go tool's `code`.
-fn refuse(http: StatusCode, code: i32, request_id: String, msg: String) -> Response {
-    let body = Envelope::<()> {
-        request_id,
-        code,
-        msg,
-        data: None,
-    };
-    (http, Json(body)).into_response()
-}
-
 /// HTTP 413 for a body over `max` bytes.
 fn too_large(request_id: String, max: usize) -> Response {
     refuse(
@@ -76,20 +54,12 @@ fn too_large(request_id: String, max: usize) -> Response {
     )
 }
 
-fn fail(request_id: String, err: &Error) -> Response {
-    crate::metrics::global().error(err);
-    let (http, code) = rest_codes(err);
-    let body = Envelope::<()> {
-        request_id,
-        code,
-        msg: err.to_string(),
-        data: None,
-    };
-    (
-        StatusCode::from_u16(http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        Json(body),
-    )
-        .into_response()
+/// The answer of a handler: its data, or the error's envelope.
+fn answer<T: Serialize>(request_id: String, result: Result<(T, &str)>) -> Response {
+    match result {
+        Ok((data, msg)) => ok(request_id, msg, Some(data)),
+        Err(e) => rest_error(request_id, &e),
+    }
 }
 
 /// The request id: the `request_id` header, the body's `requestId`, or a new one.
@@ -116,7 +86,7 @@ fn body<T>(
             request_id(headers, None),
             rest.max_body,
         ))),
-        Err(e) => Err(Box::new(fail(
+        Err(e) => Err(Box::new(rest_error(
             request_id(headers, None),
             &Error::invalid(format!("invalid request body: {}", e.body_text())),
         ))),
@@ -273,10 +243,10 @@ async fn create(
     let id = request_id(&headers, Some(&b.request_id));
     let result = async {
         let (colls, dbs) = db_collections(&b.db_collections)?;
-        let req = BackupRequest::try_from(pb::CreateBackupRequest {
-            backup_name: b.backup_name.clone(),
-            collection_names: b.collection_names.iter().cloned().chain(colls).collect(),
-            database_names: dbs,
+        let req = BackupRequest::parse(BackupInput {
+            name: b.backup_name.clone(),
+            collections: b.collection_names.iter().cloned().chain(colls).collect(),
+            databases: dbs,
             meta_only: b.meta_only,
             request_id: id.clone(),
         })?;
@@ -298,10 +268,7 @@ async fn create(
         ))
     }
     .await;
-    match result {
-        Ok((data, msg)) => ok(id, msg, Some(data)),
-        Err(e) => fail(id, &e),
-    }
+    answer(id, result)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -317,22 +284,15 @@ async fn list(
 ) -> Response {
     let id = request_id(&headers, None);
     let result = async {
-        let filter = if q.collection_name.is_empty() {
-            None
-        } else {
-            Some(CollectionRef::parse(&q.collection_name)?)
-        };
+        let filter = collection_filter(&q.collection_name)?;
         let mut out = Vec::new();
         for snap in rest.engine.list_backups(filter.as_ref()).await? {
             out.push(rest.backup_data(&snap).await?);
         }
-        Ok::<_, Error>(out)
+        Ok((out, "success"))
     }
     .await;
-    match result {
-        Ok(list) => ok(id, "success", Some(list)),
-        Err(e) => fail(id, &e),
-    }
+    answer(id, result)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -349,19 +309,12 @@ async fn get_backup(
 ) -> Response {
     let id = request_id(&headers, None);
     let result = async {
-        if q.backup_name.is_empty() && q.backup_id.is_empty() {
-            return Err(Error::invalid(
-                "empty backup name and backup id, please set a backup name or id",
-            ));
-        }
-        let snap = rest.engine.get_backup(&q.backup_name, &q.backup_id).await?;
-        rest.backup_data(&snap).await
+        let lookup = BackupLookup::parse(&q.backup_name, &q.backup_id)?;
+        let snap = rest.engine.get_backup(&lookup).await?;
+        Ok((rest.backup_data(&snap).await?, "success"))
     }
     .await;
-    match result {
-        Ok(data) => ok(id, "success", Some(data)),
-        Err(e) => fail(id, &e),
-    }
+    answer(id, result)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -376,9 +329,14 @@ async fn delete_backup(
     Query(q): Query<BackupNameQuery>,
 ) -> Response {
     let id = request_id(&headers, None);
-    match rest.engine.delete_backup(&q.backup_name).await {
+    let result = async {
+        let name = BackupName::parse(&q.backup_name)?;
+        rest.engine.delete_backup(&name).await
+    }
+    .await;
+    match result {
         Ok(_) => ok::<()>(id, "success", None),
-        Err(e) => fail(id, &e),
+        Err(e) => rest_error(id, &e),
     }
 }
 
@@ -432,13 +390,13 @@ async fn restore(
             ));
         }
         let (colls, _) = db_collections(&b.db_collections)?;
-        let req = RestoreRequest::try_from(pb::RestoreRequest {
+        let req = RestoreRequest::parse(RestoreInput {
             backup_name: b.backup_name.clone(),
-            collection_names: b.collection_names.iter().cloned().chain(colls).collect(),
-            collection_suffix: b.collection_suffix.clone(),
-            collection_renames: b.collection_renames.clone(),
-            drop_existing_collections: b.drop_exist_collection,
-            skip_create_collection: b.skip_create_collection,
+            collections: b.collection_names.iter().cloned().chain(colls).collect(),
+            suffix: b.collection_suffix.clone(),
+            renames: b.collection_renames.clone().into_iter().collect(),
+            drop_existing: b.drop_exist_collection,
+            skip_create: b.skip_create_collection,
             restore_index: b.restore_index,
             load: b.load,
             meta_only: b.meta_only,
@@ -462,10 +420,7 @@ async fn restore(
         ))
     }
     .await;
-    match result {
-        Ok((data, msg)) => ok(id, msg, Some(data)),
-        Err(e) => fail(id, &e),
-    }
+    answer(id, result)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -481,17 +436,18 @@ async fn get_restore(
 ) -> Response {
     let id = request_id(&headers, None);
     if q.id.is_empty() {
-        return fail(
+        return rest_error(
             id,
             &Error::invalid(
                 "empty restore id, please set the id of a restore job (get_restore?id=)",
             ),
         );
     }
-    match rest.engine.watch_restore(&q.id) {
-        Ok(rx) => ok(id, "success", Some(go_restore(&rx.borrow()))),
-        Err(e) => fail(id, &e),
-    }
+    let result = rest
+        .engine
+        .watch_restore(&q.id)
+        .map(|rx| (go_restore(&rx.borrow()), "success"));
+    answer(id, result)
 }
 
 /// Ours: re-reads a backup and checks every object; damage is code 3 naming the objects.
@@ -501,18 +457,19 @@ async fn verify(
     Query(q): Query<BackupNameQuery>,
 ) -> Response {
     let id = request_id(&headers, None);
-    let result = rest.engine.verify_backup(&q.backup_name, |_| {}).await;
-    match result {
-        Ok(p) => match p.damage_report(&q.backup_name) {
-            None => ok(
-                id,
+    let result = async {
+        let name = BackupName::parse(&q.backup_name)?;
+        let p = rest.engine.verify_backup(&name, |_| {}).await?;
+        match p.damage_report(&name) {
+            None => Ok((
+                serde_json::json!({"objects": p.objects_total, "bytes": p.bytes_total}),
                 "success",
-                Some(serde_json::json!({"objects": p.objects_total, "bytes": p.bytes_total})),
-            ),
-            Some(report) => fail(id, &Error::DataLoss(report)),
-        },
-        Err(e) => fail(id, &e),
+            )),
+            Some(report) => Err(Error::DataLoss(report)),
+        }
     }
+    .await;
+    answer(id, result)
 }
 
 async fn check(State(rest): State<Rest>, headers: HeaderMap) -> Response {
@@ -537,7 +494,7 @@ async fn check(State(rest): State<Rest>, headers: HeaderMap) -> Response {
             });
             ok(id, &msg, Some(data))
         }
-        Err(e) => fail(id, &e),
+        Err(e) => rest_error(id, &e),
     }
 }
 
@@ -573,16 +530,10 @@ impl Rest {
         if s.state != JobState::Succeeded {
             return Ok(go_backup_of_job(s));
         }
-        let mut info = match self.engine.context().catalog.read(&s.name).await? {
-            Some(info) => info,
-            None => return Ok(go_backup_of_job(s)),
-        };
-        for c in &mut info.collection_backups {
-            c.schema_proto_base64.clear();
-            if self.simple {
-                c.partition_backups.clear();
-            }
-        }
-        Ok(info)
+        Ok(self
+            .engine
+            .backup_meta(&s.name, !self.simple)
+            .await?
+            .unwrap_or_else(|| go_backup_of_job(s)))
     }
 }

@@ -1,5 +1,12 @@
-//! The one place where core errors become gRPC statuses.
+//! The one place where core errors become answers: gRPC statuses, and the
+//! REST envelope with its HTTP status and the Go tool's `code`. An error is
+//! counted in the metrics here, as it is answered (a job's failure is
+//! counted by the job runner instead: it is never answered as an error).
 
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use tonic::{Code, Status};
 
 use crate::error::Error;
@@ -13,6 +20,8 @@ pub fn code_of(err: &Error) -> Code {
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
         Error::Unavailable { .. } => Code::Unavailable,
         Error::DataLoss(_) => Code::DataLoss,
+        // Milvus's "no such collection" is the caller's NOT_FOUND, not our fault.
+        e @ Error::Milvus { .. } if e.is_milvus_not_found() => Code::NotFound,
         Error::Milvus { .. } => Code::Internal,
         Error::Storage { .. } => Code::Internal,
         Error::Unauthenticated(_) => Code::Unauthenticated,
@@ -24,19 +33,13 @@ pub fn code_of(err: &Error) -> Code {
     }
 }
 
-impl From<Error> for Status {
-    fn from(err: Error) -> Self {
-        crate::metrics::global().error(&err);
-        Status::new(code_of(&err), err.to_string())
-    }
-}
-
 /// The HTTP status and the Go tool's `ResponseCode` for each kind of core error.
 pub fn rest_codes(err: &Error) -> (u16, i32) {
     // Go tool codes: 400 Parameter_Error, 404 Request_Object_Not_Found, 3 Fail.
     match err {
         Error::InvalidArgument(_) => (400, 400),
         Error::NotFound { .. } => (404, 404),
+        e @ Error::Milvus { .. } if e.is_milvus_not_found() => (404, 404),
         Error::AlreadyExists { .. } => (409, 400),
         Error::FailedPrecondition(_) => (412, 3),
         Error::Unavailable { .. } => (503, 3),
@@ -48,4 +51,45 @@ pub fn rest_codes(err: &Error) -> (u16, i32) {
         Error::ShuttingDown => (503, 3),
         Error::Milvus { .. } | Error::Storage { .. } | Error::Internal(_) => (500, 3),
     }
+}
+
+/// Every error answered passes here once.
+fn answered(err: &Error) -> String {
+    crate::metrics::global().error(err);
+    err.to_string()
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        Status::new(code_of(&err), answered(&err))
+    }
+}
+
+/// The envelope of every REST answer: `{requestId, code, msg, data}`.
+#[derive(Debug, Serialize)]
+pub struct Envelope<T: Serialize> {
+    #[serde(rename = "requestId")]
+    pub request_id: String,
+    pub code: i32,
+    pub msg: String,
+    pub data: Option<T>,
+}
+
+/// An error envelope with `http` status and the Go tool's `code`, for the
+/// answers of the REST edges that are not core errors (413, 404, 405).
+pub fn refuse(http: StatusCode, code: i32, request_id: String, msg: String) -> Response {
+    let body = Envelope::<()> {
+        request_id,
+        code,
+        msg,
+        data: None,
+    };
+    (http, Json(body)).into_response()
+}
+
+/// The REST answer of a core error.
+pub fn rest_error(request_id: String, err: &Error) -> Response {
+    let (http, code) = rest_codes(err);
+    let http = StatusCode::from_u16(http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    refuse(http, code, request_id, answered(err))
 }

@@ -18,7 +18,7 @@ use crate::milvus::{FlushResult, MilvusVersion, SEGMENT_STATE_FLUSHED, SegmentIn
 
 /// The partition id of L0 segments that apply to every partition (2.4+).
 pub const L0_ALL_PARTITIONS: i64 = -1;
-use crate::names::CollectionRef;
+use crate::model::CollectionRef;
 use crate::storage::ObjectInfo;
 
 /// One collection, read and ready to copy.
@@ -38,10 +38,10 @@ pub async fn collect(
     version: MilvusVersion,
 ) -> Result<CollectedCollection> {
     let milvus = ctx.milvus.as_ref();
-    let desc = milvus.describe_collection(&coll.db, &coll.name).await?;
-    let partitions = milvus.list_partitions(&coll.db, &coll.name).await?;
-    let indexes = milvus.describe_indexes(&coll.db, &coll.name).await?;
-    let load_state = match milvus.loading_progress(&coll.db, &coll.name).await? {
+    let desc = milvus.describe_collection(coll.db(), coll.name()).await?;
+    let partitions = milvus.list_partitions(coll.db(), coll.name()).await?;
+    let indexes = milvus.describe_indexes(coll.db(), coll.name()).await?;
+    let load_state = match milvus.loading_progress(coll.db(), coll.name()).await? {
         0 => "NotLoad",
         100 => "Loaded",
         _ => "Loading",
@@ -51,8 +51,8 @@ pub async fn collect(
         id: uuid::Uuid::new_v4().to_string(),
         start_time: unix_seconds(),
         collection_id: desc.id,
-        db_name: coll.db.clone(),
-        collection_name: coll.name.clone(),
+        db_name: coll.db().to_string(),
+        collection_name: coll.name().to_string(),
         schema: schema::to_meta(&desc.schema)?,
         schema_proto_base64: base64::engine::general_purpose::STANDARD.encode(&desc.schema),
         shards_num: desc.shards_num,
@@ -102,7 +102,7 @@ pub async fn collect(
     info.backup_timestamp = flush.flush_ts;
     info.backup_physical_timestamp = flush.flush_ts >> 18;
 
-    let segments = milvus.persistent_segments(&coll.db, &coll.name).await?;
+    let segments = milvus.persistent_segments(coll.db(), coll.name()).await?;
     let flushed: Vec<_> = segments
         .iter()
         .filter(|s| s.state == SEGMENT_STATE_FLUSHED)
@@ -153,11 +153,11 @@ const SEGMENTS_LISTED_AT_ONCE: usize = 16;
 /// Flushes the collection and waits until every row before the flush is persisted.
 async fn flush_and_wait(ctx: &Context, coll: &CollectionRef) -> Result<FlushResult> {
     let milvus = ctx.milvus.as_ref();
-    let flush = milvus.flush(&coll.db, &coll.name).await?;
+    let flush = milvus.flush(coll.db(), coll.name()).await?;
     let deadline = Instant::now() + ctx.timing.flush_timeout;
     // Small collections flush within milliseconds: poll fast first, then back off.
     let mut pause = Duration::from_millis(50);
-    while !milvus.is_flushed(&coll.db, &coll.name, &flush).await? {
+    while !milvus.is_flushed(coll.db(), coll.name(), &flush).await? {
         if Instant::now() > deadline {
             return Err(Error::milvus(
                 format!("Flush {coll}"),

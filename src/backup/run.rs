@@ -5,13 +5,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use futures::StreamExt;
 
 use crate::backup::collect::{CollectedCollection, collect, unix_millis, unix_seconds};
-use crate::backup::{BackupRequest, summary_of};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobHandle, JobState};
 use crate::meta::manifest::{Manifest, ManifestEntry};
 use crate::meta::model::{BACKUP_SUCCESS, BackupInfo};
-use crate::names::CollectionRef;
+use crate::meta::summary::summary_of;
+use crate::model::BackupRequest;
+use crate::model::CollectionRef;
 use crate::storage::CopyTask;
 
 /// Backs up `collections`, publishing progress on `job`. Writes the meta last:
@@ -38,7 +39,7 @@ pub async fn run(
     // (A Vec of futures, not a closure in the stream: keeps the job's future `Send`.)
     let describe: Vec<_> = collections
         .iter()
-        .map(|coll| collect(ctx, coll, req.meta_only, version))
+        .map(|coll| collect(ctx, coll, req.meta_only(), version))
         .collect();
     let mut describing = futures::stream::iter(describe).buffered(ctx.collections_at_once);
     let mut collected: Vec<CollectedCollection> = Vec::with_capacity(collections.len());
@@ -55,7 +56,7 @@ pub async fn run(
     drop(describing);
     let objects: usize = collected.iter().map(|c| c.objects.len()).sum();
     tracing::info!(
-        backup = %req.name,
+        backup = %req.name(),
         collections = collected.len(),
         objects,
         seconds = started.elapsed().as_secs_f64(),
@@ -66,14 +67,14 @@ pub async fn run(
     // Then one stream of copies over all collections, so the copy bound stays
     // busy however the objects are spread.
     let layout = ctx.catalog.layout();
-    let backup_prefix = layout.backup_prefix(&req.name);
+    let backup_prefix = layout.backup_prefix(req.name());
     let mut tasks = Vec::new();
     let mut remaining = Vec::with_capacity(collected.len());
     for (i, c) in collected.iter().enumerate() {
         remaining.push(AtomicUsize::new(c.objects.len()));
         for (o, group) in &c.objects {
             let dst_key = layout
-                .backup_key(&req.name, &ctx.milvus_layout, &o.key, *group)
+                .backup_key(req.name(), &ctx.milvus_layout, &o.key, *group)
                 .ok_or_else(|| Error::Internal(format!("unexpected binlog key {}", o.key)))?;
             tasks.push(CopyTask {
                 src_key: o.key.clone(),
@@ -112,7 +113,7 @@ pub async fn run(
         )
         .await?;
     tracing::info!(
-        backup = %req.name,
+        backup = %req.name(),
         objects,
         seconds = copy_started.elapsed().as_secs_f64(),
         "copied"
@@ -131,7 +132,7 @@ pub async fn run(
         start_time: started_ms,
         end_time: unix_millis(),
         progress: 100,
-        name: req.name.clone(),
+        name: req.name().to_string(),
         backup_timestamp: started_ms as u64,
         collection_backups,
         size,

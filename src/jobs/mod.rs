@@ -1,17 +1,22 @@
-//! Jobs: their snapshots, and the registry that lets callers find and watch them.
+//! Jobs: their snapshots, the runner every kind of job runs under, the
+//! registry that lets callers find and watch them, their records, and the
+//! leases they hold in the backup storage.
 //! A job runs in its own task and publishes snapshots on a `watch` channel, so a
 //! caller that goes away never stops it.
 
+mod holds;
 pub mod lease;
 pub(crate) mod registry;
+pub mod runner;
 pub(crate) mod snapshot;
 mod store;
 
 pub use lease::{Lease, LeaseRecord, Leases};
-pub use registry::{JobRegistry, Started};
+pub use registry::{Registry, Started};
+pub use runner::{INTERRUPTED, JobKind, Pool, Runner};
 pub use snapshot::{
-    BackupSnapshot, CollectionSummary, JobSnapshot, JobState, PhaseTime, Progress,
-    RestoreCollectionStatus, RestorePhase, RestoreSnapshot, SwapStep,
+    BackupSnapshot, CollectionSummary, JobSnapshot, JobState, ObjectProblem, PhaseTime, Progress,
+    RestoreCollectionStatus, RestorePhase, RestoreSnapshot, SwapStep, VerifyProgress,
 };
 pub use store::JobStore;
 

@@ -1,21 +1,21 @@
-//! The jobs this server runs or ran, found by backup name or restore id.
+//! The jobs of one kind this server runs or ran, found by key (a backup's
+//! name, a restore's id) or by the request id that started them.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use tokio::sync::watch;
 
-use super::{BackupSnapshot, JobHandle, JobSnapshot, RestoreSnapshot};
+use super::{JobHandle, JobSnapshot};
 use crate::error::{Error, Result};
 
 /// Finished jobs kept in memory, per kind; the oldest are forgotten first.
 const MAX_FINISHED_JOBS: usize = 1000;
 
-/// Every job of this server process.
-#[derive(Debug, Default)]
-pub struct JobRegistry {
-    backups: Mutex<Jobs<BackupSnapshot>>,
-    restores: Mutex<Jobs<RestoreSnapshot>>,
+/// Every job of one kind of this server process.
+#[derive(Debug)]
+pub struct Registry<T> {
+    jobs: Mutex<Jobs<T>>,
 }
 
 #[derive(Debug)]
@@ -27,12 +27,23 @@ struct Jobs<T> {
     by_request: HashMap<String, String>,
 }
 
-impl<T> Default for Jobs<T> {
+/// What [`Registry::start`] found.
+#[derive(Debug)]
+pub enum Started<T> {
+    /// A new job: run it with this handle.
+    New(JobHandle<T>),
+    /// A retry of a known `request_id`: watch the existing job.
+    Existing(watch::Receiver<T>),
+}
+
+impl<T> Default for Registry<T> {
     fn default() -> Self {
         Self {
-            by_key: HashMap::new(),
-            order: Vec::new(),
-            by_request: HashMap::new(),
+            jobs: Mutex::new(Jobs {
+                by_key: HashMap::new(),
+                order: Vec::new(),
+                by_request: HashMap::new(),
+            }),
         }
     }
 }
@@ -60,12 +71,18 @@ impl<T: JobSnapshot> Jobs<T> {
             let key = &self.order[i];
             if self.by_key[key].borrow().state().is_terminal() {
                 let key = self.order.remove(i);
-                self.by_key.remove(&key);
-                self.by_request.retain(|_, k| k != &key);
+                self.forget(&key);
                 excess -= 1;
             } else {
                 i += 1;
             }
+        }
+    }
+
+    fn forget(&mut self, key: &str) {
+        if self.by_key.remove(key).is_some() {
+            self.order.retain(|k| k != key);
+            self.by_request.retain(|_, k| k != key);
         }
     }
 
@@ -78,63 +95,48 @@ impl<T: JobSnapshot> Jobs<T> {
     }
 }
 
-/// What [`JobRegistry::start_backup`] found.
-#[derive(Debug)]
-pub enum Started<T> {
-    /// A new job: run it with this handle.
-    New(JobHandle<T>),
-    /// A retry of a known `request_id`: watch the existing job.
-    Existing(watch::Receiver<T>),
-}
+impl<T: JobSnapshot> Registry<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Jobs<T>> {
+        self.jobs.lock().expect("job registry poisoned")
+    }
 
-impl JobRegistry {
-    /// Registers a backup job under its name. A name whose job is still running
-    /// is refused; a retry with a known `request_id` gets the existing job.
-    pub fn start_backup(
-        &self,
-        snapshot: BackupSnapshot,
-        request_id: &str,
-    ) -> Result<Started<BackupSnapshot>> {
-        let mut jobs = self.backups.lock().expect("job registry poisoned");
+    /// Registers a job under its key. A key whose job is still running is
+    /// refused; a retry with a known `request_id` gets the existing job.
+    pub fn start(&self, snapshot: T, request_id: &str) -> Result<Started<T>> {
+        let mut jobs = self.lock();
         if let Some(rx) = jobs.by_request(request_id) {
             return Ok(Started::Existing(rx));
         }
-        if let Some(rx) = jobs.by_key.get(&snapshot.name)
-            && !rx.borrow().state.is_terminal()
+        let key = snapshot.key().to_string();
+        if let Some(rx) = jobs.by_key.get(&key)
+            && !rx.borrow().state().is_terminal()
         {
-            return Err(Error::already_exists("backup", &snapshot.name));
+            return Err(Error::already_exists(T::NOUN, key));
         }
-        let key = snapshot.name.clone();
         let (tx, rx) = watch::channel(snapshot);
         jobs.insert(key, rx, request_id);
         Ok(Started::New(JobHandle::new(tx)))
     }
 
-    /// Registers a restore job under its id; a known `request_id` gets the existing job.
-    pub fn start_restore(
-        &self,
-        snapshot: RestoreSnapshot,
-        request_id: &str,
-    ) -> Started<RestoreSnapshot> {
-        let mut jobs = self.restores.lock().expect("job registry poisoned");
-        if let Some(rx) = jobs.by_request(request_id) {
-            return Started::Existing(rx);
-        }
-        let key = snapshot.id.clone();
-        let (tx, rx) = watch::channel(snapshot);
-        jobs.insert(key, rx, request_id);
-        Started::New(JobHandle::new(tx))
+    /// Remembers a finished job (from its record after a restart).
+    pub fn remember(&self, snapshot: T) {
+        let key = snapshot.key().to_string();
+        self.lock().insert(key, watch::channel(snapshot).1, "");
     }
 
-    /// A watcher of the backup job named `name`, if this server ran one.
-    pub fn backup(&self, name: &str) -> Option<watch::Receiver<BackupSnapshot>> {
-        let jobs = self.backups.lock().expect("job registry poisoned");
-        jobs.by_key.get(name).cloned()
+    /// A watcher of the job with `key`, if this server ran one.
+    pub fn get(&self, key: &str) -> Option<watch::Receiver<T>> {
+        self.lock().by_key.get(key).cloned()
     }
 
-    /// Snapshots of every backup job this server remembers, oldest first.
-    pub fn backups(&self) -> Vec<BackupSnapshot> {
-        let jobs = self.backups.lock().expect("job registry poisoned");
+    /// The job started with `request_id`, if any.
+    pub fn by_request(&self, request_id: &str) -> Option<watch::Receiver<T>> {
+        self.lock().by_request(request_id)
+    }
+
+    /// Snapshots of every job this server remembers, oldest first.
+    pub fn all(&self) -> Vec<T> {
+        let jobs = self.lock();
         jobs.order
             .iter()
             .filter_map(|k| jobs.by_key.get(k))
@@ -142,69 +144,33 @@ impl JobRegistry {
             .collect()
     }
 
-    /// Forgets the finished job of backup `name` (after the backup is deleted).
-    pub fn forget_backup(&self, name: &str) {
-        let mut jobs = self.backups.lock().expect("job registry poisoned");
-        if jobs.by_key.remove(name).is_some() {
-            jobs.order.retain(|k| k != name);
-            jobs.by_request.retain(|_, k| k != name);
-        }
-    }
-
-    /// The backup job started with `request_id`, if any.
-    pub fn backup_by_request(&self, request_id: &str) -> Option<watch::Receiver<BackupSnapshot>> {
-        let jobs = self.backups.lock().expect("job registry poisoned");
-        jobs.by_request(request_id)
-    }
-
-    /// The restore job started with `request_id`, if any.
-    pub fn restore_by_request(&self, request_id: &str) -> Option<watch::Receiver<RestoreSnapshot>> {
-        let jobs = self.restores.lock().expect("job registry poisoned");
-        jobs.by_request(request_id)
-    }
-
-    /// Remembers a finished backup job (from its record after a restart).
-    pub fn remember_backup(&self, snapshot: BackupSnapshot) {
-        let mut jobs = self.backups.lock().expect("job registry poisoned");
-        let key = snapshot.name.clone();
-        jobs.insert(key, watch::channel(snapshot).1, "");
-    }
-
-    /// Remembers a finished restore job (from its record after a restart).
-    pub fn remember_restore(&self, snapshot: RestoreSnapshot) {
-        let mut jobs = self.restores.lock().expect("job registry poisoned");
-        let key = snapshot.id.clone();
-        jobs.insert(key, watch::channel(snapshot).1, "");
-    }
-
-    /// A watcher of the restore job `id`.
-    pub fn restore(&self, id: &str) -> Option<watch::Receiver<RestoreSnapshot>> {
-        let jobs = self.restores.lock().expect("job registry poisoned");
-        jobs.by_key.get(id).cloned()
+    /// Forgets the job with `key` (a deleted backup's).
+    pub fn forget(&self, key: &str) {
+        self.lock().forget(key);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::JobState;
+    use crate::jobs::{BackupSnapshot, JobState};
 
     #[test]
-    fn refuses_a_running_name_and_dedups_request_ids() {
-        let reg = JobRegistry::default();
+    fn refuses_a_running_key_and_dedups_request_ids() {
+        let reg = Registry::default();
         let snap = BackupSnapshot::pending("1".into(), "b".into(), false);
-        let Started::New(handle) = reg.start_backup(snap.clone(), "req-1").unwrap() else {
+        let Started::New(handle) = reg.start(snap.clone(), "req-1").unwrap() else {
             panic!("expected a new job")
         };
         assert!(matches!(
-            reg.start_backup(snap.clone(), ""),
+            reg.start(snap.clone(), ""),
             Err(Error::AlreadyExists { .. })
         ));
         assert!(matches!(
-            reg.start_backup(snap.clone(), "req-1"),
+            reg.start(snap.clone(), "req-1"),
             Ok(Started::Existing(_))
         ));
         handle.update(|s| s.state = JobState::Failed);
-        assert!(matches!(reg.start_backup(snap, ""), Ok(Started::New(_))));
+        assert!(matches!(reg.start(snap, ""), Ok(Started::New(_))));
     }
 }

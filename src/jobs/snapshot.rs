@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-use crate::names::CollectionRef;
+use crate::model::CollectionRef;
 
 /// The life cycle of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -29,21 +29,58 @@ impl JobState {
     }
 }
 
-/// A snapshot of a backup or restore job.
-pub trait JobSnapshot {
+/// A snapshot of one kind of job: what the runner, the registry and the
+/// records need to know of it.
+pub trait JobSnapshot:
+    Clone + Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
+{
+    /// The kind of job, plural: the folder of its records, and its metrics label.
+    const KIND: &'static str;
+    /// What a caller calls one, in messages: "backup", "restore job".
+    const NOUN: &'static str;
     /// Where the job stands.
     fn state(&self) -> JobState;
+    /// The job's id (its record's name).
+    fn id(&self) -> &str;
+    /// What callers find and cancel the job by: a backup's name, a restore's id.
+    /// Two running jobs never share one.
+    fn key(&self) -> &str;
+    /// Marks the job as ended with `result`.
+    fn finish(&mut self, result: &Result<(), Error>);
 }
 
 impl JobSnapshot for BackupSnapshot {
+    const KIND: &'static str = "backups";
+    const NOUN: &'static str = "backup";
     fn state(&self) -> JobState {
         self.state
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn key(&self) -> &str {
+        &self.name
+    }
+    fn finish(&mut self, result: &Result<(), Error>) {
+        finish(&mut self.state, &mut self.error, &mut self.end_time, result);
     }
 }
 
 impl JobSnapshot for RestoreSnapshot {
+    const KIND: &'static str = "restores";
+    const NOUN: &'static str = "restore job";
     fn state(&self) -> JobState {
         self.state
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn key(&self) -> &str {
+        &self.id
+    }
+    fn finish(&mut self, result: &Result<(), Error>) {
+        finish(&mut self.state, &mut self.error, &mut self.end_time, result);
+        self.error_kind = result.as_ref().err().map(|e| e.kind().to_string());
     }
 }
 
@@ -229,8 +266,47 @@ pub struct RestoreSnapshot {
     pub verified_bytes: u64,
 }
 
+/// One damaged object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectProblem {
+    /// The object's key relative to the backup's folder.
+    pub key: String,
+    /// What is wrong: missing, truncated or altered.
+    pub problem: String,
+}
+
+/// How far a verification has come, and what it found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyProgress {
+    pub objects_done: u64,
+    pub objects_total: u64,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub problems: Vec<ObjectProblem>,
+}
+
+impl VerifyProgress {
+    /// The problems as one message naming every object, for `DataLoss`.
+    pub fn damage_report(&self, name: &str) -> Option<String> {
+        if self.problems.is_empty() {
+            return None;
+        }
+        let list: Vec<String> = self
+            .problems
+            .iter()
+            .map(|p| format!("{} ({})", p.key, p.problem))
+            .collect();
+        Some(format!(
+            "backup {name:?} is damaged: {} of {} objects: {}",
+            self.problems.len(),
+            self.objects_total,
+            list.join("; ")
+        ))
+    }
+}
+
 /// Marks a snapshot as ended with `result`: succeeded, cancelled or failed.
-pub(crate) fn finish(
+fn finish(
     state: &mut JobState,
     error: &mut Option<String>,
     end_time: &mut Option<SystemTime>,

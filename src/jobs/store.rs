@@ -9,8 +9,11 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{BackupSnapshot, RestoreSnapshot};
+use super::{BackupSnapshot, JobSnapshot, RestoreSnapshot};
 use crate::error::{Error, Result};
+
+/// The kinds of job that keep records.
+const KINDS: [&str; 2] = [BackupSnapshot::KIND, RestoreSnapshot::KIND];
 
 /// Records kept per kind of job.
 pub const MAX_RECORDS: usize = 1000;
@@ -31,7 +34,7 @@ impl JobStore {
     /// Records under `dir` (created when missing).
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
-        for kind in ["backups", "restores"] {
+        for kind in KINDS {
             std::fs::create_dir_all(dir.join(kind)).map_err(|e| {
                 Error::invalid(format!(
                     "cannot create the job state directory {}: {e}",
@@ -98,31 +101,19 @@ impl JobStore {
         File::open(self.dir.join(kind))?.sync_all()
     }
 
-    fn save<T: Serialize>(&self, kind: &str, id: &str, record: &T) {
+    /// Saves a job's record (a write that fails is logged).
+    pub fn save<T: JobSnapshot>(&self, s: &T) {
         let _turn = self.writing.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = self.write(kind, id, record) {
-            tracing::warn!(kind, id, error = %e, "cannot save job record");
+        if let Err(e) = self.write(T::KIND, s.id(), s) {
+            tracing::warn!(id = %s.id(), error = %e, "cannot save job record");
         }
-    }
-
-    /// Saves a backup job's record.
-    pub fn save_backup(&self, s: &BackupSnapshot) {
-        self.save("backups", &s.id, s);
-    }
-
-    /// Saves a restore job's record.
-    pub fn save_restore(&self, s: &RestoreSnapshot) {
-        self.save("restores", &s.id, s);
     }
 
     /// Saves the newest state of a running job, read while holding the
     /// writer's turn: a writer that read an older state earlier can never
     /// overwrite it. `latest` must only copy the state out (no lock held
     /// while writing). The last state is written by [`JobStore::save_last_then`], once.
-    pub fn save_latest<T>(&self, latest: impl FnOnce() -> T)
-    where
-        T: Serialize + Identified + super::JobSnapshot,
-    {
+    pub fn save_latest<T: JobSnapshot>(&self, latest: impl FnOnce() -> T) {
         let _turn = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         let s = latest();
         if s.state().is_terminal() {
@@ -136,7 +127,7 @@ impl JobStore {
     /// Saves a job's last state, then runs `publish` (which shows it to the
     /// watchers) in the same turn: no writer of the newest state can write an
     /// older one after it, and a watcher that sees the end finds it recorded.
-    pub fn save_last_then<T: Serialize + Identified>(&self, s: &T, publish: impl FnOnce()) {
+    pub fn save_last_then<T: JobSnapshot>(&self, s: &T, publish: impl FnOnce()) {
         let _turn = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = self.write(T::KIND, s.id(), s) {
             tracing::warn!(id = %s.id(), error = %e, "cannot save job record");
@@ -144,14 +135,15 @@ impl JobStore {
         publish();
     }
 
-    /// Saves a restore job's record before a step that recovery must know of;
-    /// an error means the step must not be taken.
-    pub fn checkpoint_restore(&self, s: &RestoreSnapshot) -> crate::Result<()> {
+    /// Saves a job's record before a step that recovery must know of; an
+    /// error means the step must not be taken.
+    pub fn checkpoint<T: JobSnapshot>(&self, s: &T) -> crate::Result<()> {
         let _turn = self.writing.lock().unwrap_or_else(|p| p.into_inner());
-        self.write("restores", &s.id, s).map_err(|e| {
+        self.write(T::KIND, s.id(), s).map_err(|e| {
             crate::Error::Internal(format!(
-                "cannot record restore {} before its next step: {e}",
-                s.id
+                "cannot record {} {} before its next step: {e}",
+                T::NOUN,
+                s.id()
             ))
         })
     }
@@ -183,19 +175,14 @@ impl JobStore {
         out
     }
 
-    /// Every backup record, oldest first.
-    pub fn backups(&self) -> Vec<BackupSnapshot> {
-        self.load("backups").into_iter().map(|(_, r)| r).collect()
-    }
-
-    /// Every restore record, oldest first.
-    pub fn restores(&self) -> Vec<RestoreSnapshot> {
-        self.load("restores").into_iter().map(|(_, r)| r).collect()
+    /// Every record of one kind of job, oldest first.
+    pub fn records<T: JobSnapshot>(&self) -> Vec<T> {
+        self.load(T::KIND).into_iter().map(|(_, r)| r).collect()
     }
 
     /// Removes the oldest records beyond [`MAX_RECORDS`] of each kind.
     pub fn prune(&self) {
-        for kind in ["backups", "restores"] {
+        for kind in KINDS {
             let Ok(entries) = std::fs::read_dir(self.dir.join(kind)) else {
                 continue;
             };
@@ -224,28 +211,6 @@ impl JobStore {
 fn read<T: DeserializeOwned>(path: &Path) -> std::io::Result<T> {
     let body = std::fs::read(path)?;
     serde_json::from_slice(&body).map_err(std::io::Error::other)
-}
-
-/// A job snapshot with an id and the folder its records go to.
-pub trait Identified {
-    /// The records' folder.
-    const KIND: &'static str;
-    /// The job's id.
-    fn id(&self) -> &str;
-}
-
-impl Identified for BackupSnapshot {
-    const KIND: &'static str = "backups";
-    fn id(&self) -> &str {
-        &self.id
-    }
-}
-
-impl Identified for RestoreSnapshot {
-    const KIND: &'static str = "restores";
-    fn id(&self) -> &str {
-        &self.id
-    }
 }
 
 #[cfg(test)]

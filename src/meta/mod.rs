@@ -5,6 +5,7 @@ pub mod layout;
 pub mod manifest;
 pub mod model;
 pub mod schema;
+pub mod summary;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -55,7 +56,7 @@ impl Catalog {
         let mut names: Vec<String> = dirs
             .iter()
             .filter_map(|d| self.layout.name_of(d))
-            .filter(|n| !crate::names::RESERVED_BACKUP_NAMES.contains(&n.as_str()))
+            .filter(|n| !crate::model::RESERVED_BACKUP_NAMES.contains(&n.as_str()))
             .collect();
         names.sort();
         Ok(names)

@@ -11,48 +11,10 @@ use super::Catalog;
 use super::manifest::{Manifest, ManifestEntry};
 use super::model::BackupInfo;
 use crate::error::{Error, Result};
+use crate::jobs::{ObjectProblem, VerifyProgress};
 
 /// Objects read at once while verifying.
 const VERIFY_PARALLELISM: usize = 8;
-
-/// One damaged object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectProblem {
-    /// The object's key relative to the backup's folder.
-    pub key: String,
-    /// What is wrong: missing, truncated or altered.
-    pub problem: String,
-}
-
-/// How far a verification has come, and what it found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VerifyProgress {
-    pub objects_done: u64,
-    pub objects_total: u64,
-    pub bytes_done: u64,
-    pub bytes_total: u64,
-    pub problems: Vec<ObjectProblem>,
-}
-
-impl VerifyProgress {
-    /// The problems as one message naming every object, for `DataLoss`.
-    pub fn damage_report(&self, name: &str) -> Option<String> {
-        if self.problems.is_empty() {
-            return None;
-        }
-        let list: Vec<String> = self
-            .problems
-            .iter()
-            .map(|p| format!("{} ({})", p.key, p.problem))
-            .collect();
-        Some(format!(
-            "backup {name:?} is damaged: {} of {} objects: {}",
-            self.problems.len(),
-            self.objects_total,
-            list.join("; ")
-        ))
-    }
-}
 
 /// The manifest of backup `name`; `FailedPrecondition` for backups without one.
 async fn manifest(catalog: &Catalog, name: &str) -> Result<Manifest> {

@@ -9,7 +9,7 @@ use super::{
     CollectionInfo, FlushResult, ImportPhase, ImportRequest, ImportStatus, IndexInfo, MilvusApi,
     MilvusVersion, NewCollection, PartitionInfo, SegmentInfo,
 };
-use crate::error::{Error, Result};
+use crate::error::Result;
 use tonic::Code;
 
 fn pairs(kv: &[common::KeyValuePair]) -> Vec<(String, String)> {
@@ -55,7 +55,7 @@ impl MilvusApi for MilvusClient {
                 Ok(resp.db_names)
             }
             // Servers before 2.2.9 have no databases.
-            Err(s) if s.code() == Code::Unimplemented => Ok(vec![crate::names::DEFAULT_DB.into()]),
+            Err(s) if s.code() == Code::Unimplemented => Ok(vec![crate::model::DEFAULT_DB.into()]),
             Err(s) => Err(self.rpc_error("ListDatabases", s)),
         }
     }
@@ -99,7 +99,7 @@ impl MilvusApi for MilvusClient {
         match resp {
             Ok(r) => Ok(r.value),
             // A missing database answers with an error, not `false`.
-            Err(Error::Milvus { reason, .. }) if reason.contains("database not found") => Ok(false),
+            Err(e) if e.is_milvus_not_found() => Ok(false),
             Err(e) => Err(e),
         }
     }

@@ -78,7 +78,8 @@ pub fn check_status(operation: &str, status: Option<&common::Status>) -> Result<
             } else {
                 s.reason.clone()
             };
-            Err(Error::milvus(operation, reason))
+            let code = if s.code != 0 { s.code } else { s.error_code };
+            Err(Error::milvus_code(operation, reason, code))
         }
         _ => Ok(()),
     }

@@ -138,7 +138,7 @@ pub trait MilvusApi: Send + Sync {
         }
         match self.describe_collection(db, name).await {
             Ok(info) => Ok(Some(info.id)),
-            Err(crate::Error::Milvus { reason, .. }) if reason.contains("not found") => Ok(None),
+            Err(e) if e.is_milvus_not_found() => Ok(None),
             Err(e) => Err(e),
         }
     }

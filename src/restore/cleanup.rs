@@ -14,7 +14,7 @@ use crate::context::Context;
 use crate::error::Result;
 use crate::jobs::{JobState, RestoreCollectionStatus, RestoreSnapshot, SwapStep};
 use crate::milvus::ImportPhase;
-use crate::names::CollectionRef;
+use crate::model::CollectionRef;
 
 /// How long cleanup waits for a collection's imports to end before dropping it.
 const IMPORT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -102,17 +102,17 @@ async fn clean_one(ctx: &Context, c: &RestoreCollectionStatus) -> Result<Outcome
     let Some(created) = c.created_id else {
         return Ok(Outcome::Nothing);
     };
-    let db = c.target.db.as_str();
+    let db = c.target.db();
     let Some(temp) = &c.temp else {
         return drop_if_ours(ctx, &c.target, created).await;
     };
-    let temp_ref = CollectionRef::new(db, temp.clone());
+    let temp_ref = CollectionRef::normalized(db, temp);
     let milvus = ctx.milvus.as_ref();
     match c.swap {
         SwapStep::None => drop_if_ours(ctx, &temp_ref, created).await,
         SwapStep::Done => Ok(Outcome::SwapCompleted),
         SwapStep::DroppingOriginal | SwapStep::Renaming => {
-            let target_id = milvus.collection_id(db, &c.target.name).await?;
+            let target_id = milvus.collection_id(db, c.target.name()).await?;
             match target_id {
                 Some(id) if id == created => Ok(Outcome::SwapCompleted),
                 // The original is still there: undo, it stays as it was.
@@ -126,7 +126,7 @@ async fn clean_one(ctx: &Context, c: &RestoreCollectionStatus) -> Result<Outcome
                 ))),
                 None => {
                     if milvus.collection_id(db, temp).await? == Some(created) {
-                        milvus.rename_collection(db, temp, &c.target.name).await?;
+                        milvus.rename_collection(db, temp, c.target.name()).await?;
                         Ok(Outcome::SwapCompleted)
                     } else {
                         Ok(Outcome::LeftAlone(format!(
@@ -142,7 +142,7 @@ async fn clean_one(ctx: &Context, c: &RestoreCollectionStatus) -> Result<Outcome
 
 /// Drops `target` if its id is still `id`, after its imports ended.
 async fn drop_if_ours(ctx: &Context, target: &CollectionRef, id: i64) -> Result<Outcome> {
-    match ctx.milvus.collection_id(&target.db, &target.name).await? {
+    match ctx.milvus.collection_id(target.db(), target.name()).await? {
         None => Ok(Outcome::Nothing),
         Some(current) if current != id => Ok(Outcome::LeftAlone(format!(
             "{target} has id {current}, not {id} that this restore created"
@@ -158,10 +158,12 @@ async fn drop_if_ours(ctx: &Context, target: &CollectionRef, id: i64) -> Result<
                 )));
             }
             // Checked again: the wait can be long.
-            if ctx.milvus.collection_id(&target.db, &target.name).await? != Some(id) {
+            if ctx.milvus.collection_id(target.db(), target.name()).await? != Some(id) {
                 return Ok(Outcome::Nothing);
             }
-            ctx.milvus.drop_collection(&target.db, &target.name).await?;
+            ctx.milvus
+                .drop_collection(target.db(), target.name())
+                .await?;
             Ok(Outcome::Dropped(target.clone()))
         }
     }
@@ -174,7 +176,7 @@ pub async fn wait_imports_done(ctx: &Context, target: &CollectionRef) -> bool {
     loop {
         match ctx
             .milvus
-            .collection_imports(&target.db, &target.name)
+            .collection_imports(target.db(), target.name())
             .await
         {
             Ok(tasks) if tasks.iter().all(|t| t.phase != ImportPhase::Running) => return true,

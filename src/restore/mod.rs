@@ -2,73 +2,21 @@
 //! recreate each collection and import its binlogs.
 
 pub mod cleanup;
+mod job;
 pub mod prove;
 mod run;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::meta::model::{BackupInfo, CollectionBackupInfo, CollectionSchema};
-use crate::names::{self, CollectionRef};
+use crate::model::{CollectionRef, RestoreRequest};
 
 pub use cleanup::{Outcome, clean_up};
-pub use run::{run, staging_prefix};
-
-/// A validated restore request.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RestoreRequest {
-    pub backup_name: String,
-    /// Collections of the backup to restore; empty means all.
-    pub collections: Vec<CollectionRef>,
-    /// Appended to the name of each collection that is not renamed.
-    pub suffix: String,
-    /// Source collection → target collection.
-    pub renames: BTreeMap<CollectionRef, CollectionRef>,
-    pub drop_existing: bool,
-    pub skip_create: bool,
-    pub restore_index: bool,
-    pub load: bool,
-    pub meta_only: bool,
-    pub request_id: String,
-}
-
-impl RestoreRequest {
-    /// Parses one rename: `coll` or `db.coll` to `coll` (same database) or `db.coll`.
-    pub fn parse_rename(from: &str, to: &str) -> Result<(CollectionRef, CollectionRef)> {
-        let source = CollectionRef::parse(from)?;
-        let target = if to.contains('.') {
-            CollectionRef::parse(to)?
-        } else {
-            names::validate_name("target collection name", to)
-                .map_err(|e| Error::invalid(format!("bad rename {from:?} → {to:?}: {e}")))?;
-            CollectionRef::new(source.db.clone(), to)
-        };
-        Ok((source, target))
-    }
-
-    /// Checks the options that need no lookup.
-    pub fn validate(&self) -> Result<()> {
-        names::validate_backup_name(&self.backup_name)?;
-        if !self.suffix.is_empty()
-            && !self
-                .suffix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            return Err(Error::invalid(format!(
-                "collection suffix {:?} may contain only letters, digits and '_'",
-                self.suffix
-            )));
-        }
-        if self.drop_existing && self.skip_create {
-            return Err(Error::invalid(
-                "drop_existing_collections and skip_create_collection cannot be used together",
-            ));
-        }
-        Ok(())
-    }
-}
+pub use job::RestoreJob;
+use run::run;
+use run::staging_prefix;
 
 /// One collection to restore.
 #[derive(Debug, Clone)]
@@ -84,23 +32,25 @@ pub struct RestoreTarget {
 /// Resolves the request against the backup before any job starts: which
 /// collections, restored to which targets (see [`check_targets`] for Milvus).
 pub async fn plan(ctx: &Context, req: &RestoreRequest) -> Result<(BackupInfo, Vec<RestoreTarget>)> {
-    req.validate()?;
+    let name = req.backup_name();
     let backup = ctx
         .catalog
-        .read(&req.backup_name)
+        .read(name)
         .await?
-        .ok_or_else(|| Error::not_found("backup", &req.backup_name))?;
+        .ok_or_else(|| Error::not_found("backup", name.as_str()))?;
     // A folder copied by hand keeps the name of the backup it came from in its
     // meta, and names inside the meta would lead to that backup's objects.
-    if backup.name != req.backup_name {
+    if backup.name != name.as_str() {
         return Err(Error::FailedPrecondition(format!(
             "backup folder {:?} holds the meta of backup {:?}; restore {:?} itself, \
              or copy the folder with its meta renamed",
-            req.backup_name, backup.name, backup.name
+            name.as_str(),
+            backup.name,
+            backup.name
         )));
     }
-    if !req.meta_only {
-        crate::meta::verify::check_present(&ctx.catalog, &req.backup_name, &backup).await?;
+    if !req.meta_only() {
+        crate::meta::verify::check_present(&ctx.catalog, name, &backup).await?;
     }
 
     let in_backup = |c: &CollectionRef| {
@@ -109,29 +59,25 @@ pub async fn plan(ctx: &Context, req: &RestoreRequest) -> Result<(BackupInfo, Ve
             .iter()
             .find(|b| CollectionRef::normalized(&b.db_name, &b.collection_name) == *c)
     };
-    for c in req.collections.iter().chain(req.renames.keys()) {
+    for c in req.collections().iter().chain(req.renames().keys()) {
         if in_backup(c).is_none() {
             return Err(Error::not_found(
                 "collection in backup",
-                format!("{c} (backup {:?})", req.backup_name),
+                format!("{c} (backup {:?})", name.as_str()),
             ));
         }
     }
-    let selected: Vec<&CollectionBackupInfo> = if req.collections.is_empty() {
+    let selected: Vec<&CollectionBackupInfo> = if req.collections().is_empty() {
         backup.collection_backups.iter().collect()
     } else {
-        req.collections.iter().filter_map(in_backup).collect()
+        req.collections().iter().filter_map(in_backup).collect()
     };
 
     let mut targets = Vec::with_capacity(selected.len());
     let mut seen = HashSet::new();
     for src in selected {
         let source = CollectionRef::normalized(&src.db_name, &src.collection_name);
-        let target = match req.renames.get(&source) {
-            Some(t) => t.clone(),
-            None => CollectionRef::new(source.db.clone(), format!("{}{}", source.name, req.suffix)),
-        };
-        names::validate_name("target collection name", &target.name)?;
+        let target = req.target_of(&source)?;
         if !seen.insert(target.clone()) {
             return Err(Error::invalid(format!(
                 "two collections would be restored to {target}"
@@ -165,29 +111,29 @@ pub async fn check_targets(
                 .partition_backups
                 .iter()
                 .any(|p| p.segment_backups.iter().any(|s| s.is_l0));
-        if has_l0 && !version.has_l0_segments() && !req.meta_only {
+        if has_l0 && !version.has_l0_segments() && !req.meta_only() {
             return Err(Error::FailedPrecondition(format!(
                 "collection {} of the backup has L0 delete segments; Milvus {version} cannot import them",
                 t.source.collection_name
             )));
         }
-        let original_id = ctx.milvus.collection_id(&target.db, &target.name).await?;
+        let original_id = ctx.milvus.collection_id(target.db(), target.name()).await?;
         let exists = original_id.is_some();
-        if exists && !req.drop_existing && !req.skip_create {
+        if exists && !req.drop_existing() && !req.skip_create() {
             return Err(Error::FailedPrecondition(format!(
                 "target collection {target} already exists; drop it, rename the target, \
                  or ask for drop_existing_collections"
             )));
         }
-        if !exists && req.skip_create {
+        if !exists && req.skip_create() {
             return Err(Error::FailedPrecondition(format!(
                 "skip_create_collection was asked but target collection {target} does not exist"
             )));
         }
-        if exists && req.skip_create {
+        if exists && req.skip_create() {
             let current = ctx
                 .milvus
-                .describe_collection(&target.db, &target.name)
+                .describe_collection(target.db(), target.name())
                 .await?;
             check_compatible(
                 &t.source.schema,

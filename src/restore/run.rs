@@ -11,7 +11,7 @@ use crate::meta::model::{
 };
 use crate::meta::{LogKind, schema};
 use crate::milvus::{ImportPhase, ImportRequest, IndexInfo, MilvusVersion, NewCollection};
-use crate::names::{CollectionRef, DEFAULT_DB};
+use crate::model::{CollectionRef, DEFAULT_DB};
 use crate::restore::{RestoreRequest, RestoreTarget, check_compatible, prove};
 use crate::storage::{CopyTask, join_key};
 
@@ -30,15 +30,15 @@ pub async fn run(
     job.update(|s| {
         s.state = JobState::Running;
         s.progress.collections_total = targets.len() as u32;
-        if !req.meta_only {
+        if !req.meta_only() {
             s.progress.bytes_total = targets.iter().map(|t| t.source.size.max(0) as u64).sum();
             s.progress.files_total = targets.iter().map(|t| file_count(&t.source)).sum();
         }
     });
     let version = ctx.milvus.version().await?;
-    if !req.meta_only {
+    if !req.meta_only() {
         let clock = PhaseClock::start(job, RestorePhase::Verify);
-        prove::prove(ctx, &req.backup_name, targets, job).await?;
+        prove::prove(ctx, req.backup_name(), targets, job).await?;
         clock.end(job);
     }
     let clock = PhaseClock::start(job, RestorePhase::Import);
@@ -49,7 +49,7 @@ pub async fn run(
     for (i, t) in targets.iter().enumerate() {
         job.update(|s| s.collections[i].state = JobState::Running);
         let place = Place {
-            backup_name: &req.backup_name,
+            backup_name: req.backup_name(),
             staging: staging.as_deref(),
             version,
         };
@@ -154,18 +154,18 @@ async fn restore_collection(
     job: &JobHandle<RestoreSnapshot>,
 ) -> Result<i64> {
     let milvus = ctx.milvus.as_ref();
-    let db = t.target.db.as_str();
+    let db = t.target.db();
     let src = &t.source;
-    let replacing = t.exists && req.drop_existing;
+    let replacing = t.exists && req.drop_existing();
     let fill = if replacing {
-        let temp = temp_name(&t.target.name, &job.snapshot().id);
+        let temp = temp_name(t.target.name(), &job.snapshot().id);
         job.checkpoint(|s| status(s, t).temp = Some(temp.clone()))?;
-        CollectionRef::new(db, temp)
+        CollectionRef::normalized(db, &temp)
     } else {
         t.target.clone()
     };
-    let name = fill.name.as_str();
-    if !req.skip_create {
+    let name = fill.name();
+    if !req.skip_create() {
         if db != DEFAULT_DB && !milvus.list_databases().await?.iter().any(|d| d == db) {
             milvus.create_database(db).await?;
         }
@@ -190,10 +190,10 @@ async fn restore_collection(
     }
 
     let mut rows = 0;
-    if !req.meta_only {
+    if !req.meta_only() {
         rows = import_partitions(ctx, place, t, &fill, job).await?;
     }
-    if req.restore_index {
+    if req.restore_index() {
         for idx in &src.index_infos {
             let index = IndexInfo {
                 name: idx.index_name.clone(),
@@ -209,12 +209,12 @@ async fn restore_collection(
         }
     }
     // Load when asked, or when it was loaded at backup time and its indexes are back.
-    if req.load || (req.restore_index && src.load_state == "Loaded") {
+    if req.load() || (req.restore_index() && src.load_state == "Loaded") {
         milvus.load_collection(db, name).await?;
         wait_loaded(ctx, &fill).await?;
     }
     if replacing {
-        check_copy(ctx, t, &fill, rows, req.meta_only).await?;
+        check_copy(ctx, t, &fill, rows, req.meta_only()).await?;
         swap_in(ctx, t, &fill, job).await?;
     }
     Ok(rows)
@@ -250,14 +250,17 @@ async fn check_copy(
     imported: i64,
     meta_only: bool,
 ) -> Result<()> {
-    let current = ctx.milvus.describe_collection(&copy.db, &copy.name).await?;
+    let current = ctx
+        .milvus
+        .describe_collection(copy.db(), copy.name())
+        .await?;
     check_compatible(&t.source.schema, &schema::to_meta(&current.schema)?, copy)?;
     if meta_only {
         return Ok(());
     }
     let stored: i64 = ctx
         .milvus
-        .persistent_segments(&copy.db, &copy.name)
+        .persistent_segments(copy.db(), copy.name())
         .await?
         .iter()
         .map(|s| s.num_rows)
@@ -282,7 +285,7 @@ async fn swap_in(
     job: &JobHandle<RestoreSnapshot>,
 ) -> Result<()> {
     let milvus = ctx.milvus.as_ref();
-    let (db, name) = (t.target.db.as_str(), t.target.name.as_str());
+    let (db, name) = (t.target.db(), t.target.name());
     job.checkpoint(|s| status(s, t).swap = SwapStep::DroppingOriginal)?;
     crate::failpoint::pause_at("restore.swap.before_drop").await;
     let current = milvus.collection_id(db, name).await?;
@@ -298,7 +301,7 @@ async fn swap_in(
     crate::failpoint::pause_at("restore.swap.dropped").await;
     job.checkpoint(|s| status(s, t).swap = SwapStep::Renaming)?;
     crate::failpoint::pause_at("restore.swap.after_drop").await;
-    milvus.rename_collection(db, &copy.name, name).await?;
+    milvus.rename_collection(db, copy.name(), name).await?;
     crate::failpoint::pause_at("restore.swap.renamed").await;
     job.checkpoint(|s| status(s, t).swap = SwapStep::Done)?;
     crate::failpoint::pause_at("restore.swap.after_rename").await;
@@ -323,9 +326,9 @@ fn new_collection(t: &RestoreTarget, to: &CollectionRef) -> Result<NewCollection
     };
     let has_partition_key = src.schema.fields.iter().any(|f| f.is_partition_key);
     Ok(NewCollection {
-        db: to.db.clone(),
-        name: to.name.clone(),
-        schema: schema::rename(&encoded, &to.name),
+        db: to.db().to_string(),
+        name: to.name().to_string(),
+        schema: schema::rename(&encoded, to.name()),
         shards_num: src.shards_num,
         consistency_level: src.consistency_level,
         properties: src
@@ -357,8 +360,8 @@ async fn import_partitions(
         }
         let storage_version = data.iter().map(|s| s.storage_version).max().unwrap_or(0);
         let request = ImportRequest {
-            db: into.db.clone(),
-            collection: into.name.clone(),
+            db: into.db().to_string(),
+            collection: into.name().to_string(),
             partition: part.partition_name.clone(),
             files: import_files(ctx, place, src, part).await?,
             options: place
@@ -422,8 +425,8 @@ async fn import_l0_segments(
             seg.segment_id,
         );
         let request = ImportRequest {
-            db: into.db.clone(),
-            collection: into.name.clone(),
+            db: into.db().to_string(),
+            collection: into.name().to_string(),
             partition: partition.to_string(),
             files: stage(ctx, place, &[dir]).await?,
             options: place.version.l0_import_options(src.backup_timestamp),
@@ -499,7 +502,7 @@ async fn wait_loaded(ctx: &Context, target: &CollectionRef) -> Result<()> {
     let started = Instant::now();
     while ctx
         .milvus
-        .loading_progress(&target.db, &target.name)
+        .loading_progress(target.db(), target.name())
         .await?
         < 100
     {
@@ -526,7 +529,7 @@ async fn wait_import(
     loop {
         // Milvus 2.3.5's proxy crashes (nil pointer in GetImportState) when
         // asked about an import whose collection was dropped: never ask then.
-        if !ctx.milvus.has_collection(&into.db, &into.name).await? {
+        if !ctx.milvus.has_collection(into.db(), into.name()).await? {
             return Err(Error::FailedPrecondition(format!(
                 "{into} was dropped while import task {task} ran; the restore cannot finish"
             )));

@@ -90,6 +90,8 @@ pub fn milvus(cfg: &Config) -> MilvusClient {
 pub struct TestServer {
     pub handle: ServerHandle,
     pub engine: std::sync::Arc<Engine>,
+    /// The context the engine runs over (the test looks at its stores).
+    pub ctx: Context,
     pub client: BackupServiceClient<Channel>,
 }
 
@@ -102,11 +104,11 @@ impl TestServer {
     /// Starts a server over `ctx`.
     pub async fn start_with(mut ctx: Context) -> Self {
         ctx.timing.poll_interval = Duration::from_millis(200);
-        Self::start_engine(Engine::new(ctx)).await
+        Self::start_engine(ctx.clone(), Engine::new(ctx)).await
     }
 
-    /// Starts a server over `engine`.
-    pub async fn start_engine(engine: std::sync::Arc<Engine>) -> Self {
+    /// Starts a server over `engine`, which runs over `ctx`.
+    pub async fn start_engine(ctx: Context, engine: std::sync::Arc<Engine>) -> Self {
         init_logs();
         let handle = Server::new(engine.clone())
             .spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -116,6 +118,7 @@ impl TestServer {
         Self {
             handle,
             engine,
+            ctx,
             client,
         }
     }

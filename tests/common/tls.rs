@@ -87,16 +87,13 @@ fn leaf(
 /// A TLS server configuration from the PKI's server certificate; with
 /// `require_client_certs`, clients need a certificate from the test CA.
 pub fn server_config(pki: &Pki, require_client_certs: bool) -> Arc<rustls::ServerConfig> {
-    milvus_backup::tls::server_config(&milvus_backup::config::ServerTlsConfig {
-        cert_path: pki.path("server.pem"),
-        key_path: pki.path("server.key"),
-        client_ca_path: if require_client_certs {
-            pki.path("ca.pem")
-        } else {
-            String::new()
-        },
-    })
-    .unwrap()
+    let client_ca = if require_client_certs {
+        pki.path("ca.pem")
+    } else {
+        String::new()
+    };
+    milvus_backup::tls::server_config(&pki.path("server.pem"), &pki.path("server.key"), &client_ca)
+        .unwrap()
 }
 
 /// A TLS-terminating proxy: its address, and the handshake failures it saw.

@@ -1,4 +1,5 @@
-//! Names users pass in: backup names and collection references (`coll` or `db.coll`).
+//! Names callers pass in: backup names and collection references (`coll` or
+//! `db.coll`), each built only by parsing.
 
 use std::fmt;
 
@@ -12,7 +13,7 @@ pub const MAX_NAME_LEN: usize = 128;
 
 /// Checks a name: letters, digits and `_`, starting with a letter or `_`,
 /// at most [`MAX_NAME_LEN`] characters. `what` names the kind in the error.
-pub fn validate_name(what: &str, name: &str) -> Result<()> {
+pub(super) fn validate_name(what: &str, name: &str) -> Result<()> {
     let shown = shorten(name);
     let mut chars = name.chars();
     let Some(first) = chars.next() else {
@@ -42,15 +43,40 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
 /// Folders under the backup root that are not backups (leases and the like).
 pub const RESERVED_BACKUP_NAMES: [&str; 1] = ["_leases"];
 
-/// Checks a backup name (see [`validate_name`]); the reserved folder names are refused.
-pub fn validate_backup_name(name: &str) -> Result<()> {
-    validate_name("backup name", name)?;
-    if RESERVED_BACKUP_NAMES.contains(&name) {
-        return Err(Error::invalid(format!(
-            "backup name {name:?} is reserved for the service's own records"
-        )));
+/// The name of a backup: its folder under the backup root. The reserved
+/// folder names are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackupName(String);
+
+impl BackupName {
+    /// The one place a backup name is checked (see [`validate_name`]).
+    pub fn parse(name: &str) -> Result<Self> {
+        validate_name("backup name", name)?;
+        if RESERVED_BACKUP_NAMES.contains(&name) {
+            return Err(Error::invalid(format!(
+                "backup name {name:?} is reserved for the service's own records"
+            )));
+        }
+        Ok(Self(name.to_string()))
     }
-    Ok(())
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for BackupName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BackupName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Cuts a long user value so that it can be echoed in an error message.
@@ -63,24 +89,17 @@ fn shorten(s: &str) -> String {
     }
 }
 
-/// A collection in a database.
+/// A collection in a database. Built by parsing what a caller wrote, or from
+/// the names Milvus and a backup's meta hold ([`CollectionRef::normalized`]).
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 pub struct CollectionRef {
-    pub db: String,
-    pub name: String,
+    db: String,
+    name: String,
 }
 
 impl CollectionRef {
-    /// A collection of database `db`.
-    pub fn new(db: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            db: db.into(),
-            name: name.into(),
-        }
-    }
-
     /// Parses `coll` (default database) or `db.coll`, validating both parts.
     pub fn parse(s: &str) -> Result<Self> {
         let (db, name) = match s.split_once('.') {
@@ -90,13 +109,33 @@ impl CollectionRef {
         validate_name("database name", db)
             .and_then(|_| validate_name("collection name", name))
             .map_err(|e| Error::invalid(format!("bad collection reference {s:?}: {e}")))?;
-        Ok(Self::new(db, name))
+        Ok(Self::normalized(db, name))
     }
 
-    /// Empty database names, as older Milvus and the Go tool write them, mean the default one.
+    /// A collection as Milvus or a backup's meta names it; an empty database
+    /// name (older Milvus, the Go tool) means the default one.
     pub fn normalized(db: &str, name: &str) -> Self {
         let db = if db.is_empty() { DEFAULT_DB } else { db };
-        Self::new(db, name)
+        Self {
+            db: db.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    /// The same database, another collection name (checked).
+    pub fn renamed(&self, name: &str) -> Result<Self> {
+        validate_name("target collection name", name)?;
+        Ok(Self::normalized(&self.db, name))
+    }
+
+    /// The database.
+    pub fn db(&self) -> &str {
+        &self.db
+    }
+
+    /// The collection's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -113,7 +152,7 @@ mod tests {
     #[test]
     fn accepts_go_tool_names() {
         for ok in ["a", "_x", "backup_2024_01", "A1", &"b".repeat(128)] {
-            validate_backup_name(ok).unwrap();
+            BackupName::parse(ok).unwrap();
         }
     }
 
@@ -131,7 +170,7 @@ mod tests {
             "é",
             &"b".repeat(129),
         ] {
-            let err = validate_backup_name(bad).unwrap_err();
+            let err = BackupName::parse(bad).unwrap_err();
             assert!(matches!(err, Error::InvalidArgument(_)), "{bad:?}");
             if !bad.is_empty() && bad.len() < 64 {
                 assert!(err.to_string().contains(bad), "{err} should name {bad:?}");
@@ -143,11 +182,11 @@ mod tests {
     fn parses_collection_refs() {
         assert_eq!(
             CollectionRef::parse("c1").unwrap(),
-            CollectionRef::new("default", "c1")
+            CollectionRef::normalized("default", "c1")
         );
         assert_eq!(
             CollectionRef::parse("db1.c1").unwrap(),
-            CollectionRef::new("db1", "c1")
+            CollectionRef::normalized("db1", "c1")
         );
         for bad in ["", ".c", "db.", "a.b.c", "x y", "db.../c"] {
             assert!(CollectionRef::parse(bad).is_err(), "{bad:?}");

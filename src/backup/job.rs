@@ -1,0 +1,142 @@
+//! A backup as a job: planned under the lease of its name, run, and removed
+//! again when it does not succeed (its name was free when it started).
+
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::jobs::runner::{INTERRUPTED, JobKind, Recovered};
+use crate::jobs::{BackupSnapshot, JobHandle, JobState, Lease};
+use crate::meta::summary::snapshot_of;
+use crate::model::{BackupRequest, CollectionRef};
+
+/// One backup job.
+pub struct BackupJob {
+    ctx: Context,
+    req: BackupRequest,
+    collections: Vec<CollectionRef>,
+    lease: Lease,
+}
+
+impl JobKind for BackupJob {
+    type Snapshot = BackupSnapshot;
+    type Request = BackupRequest;
+    type Env = Context;
+    const NAME: &'static str = "backup";
+    /// Its progress changes per object.
+    const RECORD_INTERVAL: Duration = Duration::from_secs(1);
+
+    fn request_id(req: &BackupRequest) -> &str {
+        req.request_id()
+    }
+
+    async fn plan(ctx: &Context, req: BackupRequest) -> Result<(Self, BackupSnapshot)> {
+        let collections = super::plan(ctx, &req).await?;
+        let id = match req.request_id() {
+            "" => uuid::Uuid::new_v4().to_string(),
+            given => given.to_string(),
+        };
+        // The first backup creates the backup bucket; the lease lives in it.
+        ctx.catalog.store().ensure_bucket(true).await?;
+        let name = req.name().as_str();
+        let lease = ctx.leases().hold_for_writing(name, &id, "create").await?;
+        // Checked again under the lease: another process may have taken the
+        // name between the plan and the lease.
+        let taken = ctx.catalog.is_taken(name).await;
+        if !matches!(taken, Ok(false)) {
+            lease.release().await;
+            taken?;
+            return Err(Error::already_exists("backup", name));
+        }
+        let snapshot = BackupSnapshot::pending(id, name.to_string(), req.meta_only());
+        let job = Self {
+            ctx: ctx.clone(),
+            req,
+            collections,
+            lease,
+        };
+        Ok((job, snapshot))
+    }
+
+    async fn run(&self, job: &JobHandle<BackupSnapshot>) -> Result<()> {
+        super::run(&self.ctx, &self.req, &self.collections, job).await
+    }
+
+    async fn clean_up(&self, error: &Error, _job: &JobHandle<BackupSnapshot>) {
+        let name = self.req.name();
+        if matches!(error, Error::Aborted(_)) {
+            // Its lease went to another process, which may own the name's
+            // objects now: leave them.
+            error!(backup = %name, "the backup's objects are left to the lease's new holder");
+            return;
+        }
+        if let Err(e) = self.ctx.catalog.delete(name).await {
+            error!(backup = %name, error = %e, "cannot remove the partial backup");
+        }
+    }
+
+    fn lost(&self) -> CancellationToken {
+        self.lease.lost()
+    }
+
+    async fn release(self) {
+        self.lease.release().await;
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "backup {} of {} collections",
+            self.req.name(),
+            self.collections.len()
+        )
+    }
+
+    async fn recover(ctx: &Context, mut b: BackupSnapshot) -> Recovered<BackupSnapshot> {
+        if b.state.is_terminal() {
+            return Recovered::at_once(b);
+        }
+        match ctx.catalog.read(&b.name).await {
+            // The meta is the commit point: written last, so the backup is complete.
+            Ok(Some(info)) => {
+                info!(backup = %b.name, "backup completed its meta before the restart");
+                b = snapshot_of(&info);
+            }
+            Ok(None) => {
+                warn!(backup = %b.name, "backup was interrupted by a restart");
+                b.state = JobState::Failed;
+                b.error = Some(INTERRUPTED.into());
+                b.end_time = Some(SystemTime::now());
+                // Without its meta it is not a backup: remove what was copied,
+                // under the name's lease (the job takes its own lease back;
+                // another holder means the name is in use).
+                let leases = ctx.leases();
+                match leases
+                    .acquire(&format!("backup/{}", b.name), &b.id, "recover")
+                    .await
+                {
+                    Ok(lease) => {
+                        if let Err(e) = ctx.catalog.delete(&b.name).await {
+                            warn!(backup = %b.name, error = %e, "cannot remove the interrupted backup's objects");
+                        }
+                        lease.release().await;
+                    }
+                    Err(e) => {
+                        warn!(backup = %b.name, error = %e, "the name is in use elsewhere; its objects are left alone")
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(backup = %b.name, error = %e, "cannot read the interrupted backup");
+                b.state = JobState::Failed;
+                b.error = Some(format!(
+                    "{INTERRUPTED}; its objects could not be checked: {e}"
+                ));
+                b.end_time = Some(SystemTime::now());
+            }
+        }
+        Recovered::at_once(b)
+    }
+}

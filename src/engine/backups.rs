@@ -1,0 +1,177 @@
+//! Backups as callers see them: this server's backup jobs and the complete
+//! backups in storage, found, listed, read, verified and deleted.
+
+use futures::StreamExt;
+use tokio::sync::watch;
+use tracing::info;
+
+use super::{BackupInfo, Engine};
+use crate::error::{Error, Result};
+use crate::jobs::{BackupSnapshot, JobState, VerifyProgress};
+use crate::meta::summary::snapshot_of;
+use crate::model::{BackupLookup, BackupName, CollectionRef};
+
+/// Backups whose meta ListBackups reads at once.
+const LIST_READ_PARALLELISM: usize = 16;
+
+impl Engine {
+    /// The snapshots of backup `name`: a job of this server, or a complete
+    /// backup in storage (one terminal snapshot).
+    pub async fn watch_backup(&self, name: &BackupName) -> Result<watch::Receiver<BackupSnapshot>> {
+        if let Some(rx) = self.backups.registry().get(name) {
+            return Ok(rx);
+        }
+        let info = self
+            .ctx
+            .catalog
+            .read(name)
+            .await?
+            .ok_or_else(|| Error::not_found("backup", name.as_str()))?;
+        Ok(watch::channel(snapshot_of(&info)).1)
+    }
+
+    /// One backup, by name, or by id among this server's jobs and the stored backups.
+    pub async fn get_backup(&self, lookup: &BackupLookup) -> Result<BackupSnapshot> {
+        let id = match lookup {
+            BackupLookup::Name(name) => return Ok(self.watch_backup(name).await?.borrow().clone()),
+            BackupLookup::Id(id) => id,
+        };
+        if let Some(s) = self
+            .backups
+            .registry()
+            .all()
+            .into_iter()
+            .find(|s| &s.id == id)
+        {
+            return Ok(s);
+        }
+        for name in self.ctx.catalog.names().await? {
+            if let Ok(Some(info)) = self.ctx.catalog.read(&name).await
+                && &info.id == id
+            {
+                return Ok(snapshot_of(&info));
+            }
+        }
+        Err(Error::not_found("backup id", id))
+    }
+
+    /// Every backup: complete ones in storage, then this server's jobs that are
+    /// not (yet) complete, optionally only those holding `collection`.
+    pub async fn list_backups(
+        &self,
+        collection: Option<&CollectionRef>,
+    ) -> Result<Vec<BackupSnapshot>> {
+        // Meta files are read a few at a time, in the order of the names.
+        let names = self.ctx.catalog.names().await?;
+        let reads = futures::stream::iter(names)
+            .map(|name| async move { (self.ctx.catalog.read(&name).await, name) })
+            .buffered(LIST_READ_PARALLELISM);
+        let mut out: Vec<BackupSnapshot> = reads
+            .filter_map(|(read, name)| async move {
+                match read {
+                    Ok(Some(info)) => Some(snapshot_of(&info)),
+                    // An incomplete backup (no meta yet) is not a backup.
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::warn!(backup = %name, error = %e, "unreadable backup skipped");
+                        None
+                    }
+                }
+            })
+            .collect()
+            .await;
+        for job in self.backups.registry().all() {
+            if job.state != JobState::Succeeded && !out.iter().any(|b| b.name == job.name) {
+                out.push(job);
+            }
+        }
+        if let Some(c) = collection {
+            out.retain(|b| {
+                b.collections
+                    .iter()
+                    .any(|s| s.db == c.db() && s.name == c.name())
+            });
+        }
+        Ok(out)
+    }
+
+    /// The stored meta of a complete backup, as the Go tool shows it: without
+    /// the schemas' bytes, and without partitions and segments unless `detail`.
+    /// `None` while the backup is not complete.
+    pub async fn backup_meta(&self, name: &str, detail: bool) -> Result<Option<BackupInfo>> {
+        let Some(mut info) = self.ctx.catalog.read(name).await? else {
+            return Ok(None);
+        };
+        for c in &mut info.collection_backups {
+            c.schema_proto_base64.clear();
+            if !detail {
+                c.partition_backups.clear();
+            }
+        }
+        Ok(Some(info))
+    }
+
+    /// Deletes backup `name`; returns how many objects went.
+    pub async fn delete_backup(&self, name: &BackupName) -> Result<u64> {
+        if let Some(rx) = self.backups.registry().get(name)
+            && !rx.borrow().state.is_terminal()
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "backup {:?} is still running",
+                name.as_str()
+            )));
+        }
+        if !self.ctx.catalog.is_taken(name).await? {
+            return Err(Error::not_found("backup", name.as_str()));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let lease = self
+            .ctx
+            .leases()
+            .hold_for_writing(name, &id, "delete")
+            .await?;
+        let deleted = async {
+            // Only a folder with backup meta is a backup: anything else under
+            // the root is not ours to remove.
+            if self.ctx.catalog.read(name).await?.is_none() {
+                return Err(Error::FailedPrecondition(format!(
+                    "{:?} under the backup root has no complete backup meta; \
+                     it is not a backup and was not deleted",
+                    name.as_str()
+                )));
+            }
+            self.ctx.catalog.delete(name).await
+        }
+        .await;
+        lease.release().await;
+        let deleted = deleted?;
+        self.backups.registry().forget(name);
+        info!(backup = %name, objects = deleted, "backup deleted");
+        Ok(deleted)
+    }
+
+    /// Re-reads backup `name` and checks every object against its checksums.
+    /// `on_progress` sees each step; the result lists every damaged object.
+    /// It takes a slot of the job limit and holds the backup as a reader (a
+    /// delete waits for it) until it ends or its future is dropped.
+    pub async fn verify_backup(
+        &self,
+        name: &BackupName,
+        on_progress: impl Fn(&VerifyProgress),
+    ) -> Result<VerifyProgress> {
+        let _slot = self.pool.take_slot()?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let lease = self
+            .ctx
+            .leases()
+            .hold_for_reading(name, &id, "verify")
+            .await?;
+        let result = async {
+            crate::failpoint::pause_at("verify.started").await;
+            crate::meta::verify::verify(&self.ctx.catalog, name, on_progress).await
+        }
+        .await;
+        lease.release().await;
+        result
+    }
+}

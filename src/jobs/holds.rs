@@ -1,0 +1,89 @@
+//! What jobs hold, as leases in the backup storage:
+//! - `backup/{name}`: a job that writes backup `name` (a create, a delete);
+//! - `reads/{name}/{job}`: each job that reads it (a restore, a verify);
+//! - `target/{db}.{coll}`: a restore into that collection.
+//!
+//! A writer waits for no reader and a reader for no writer: the one that
+//! comes second is refused with ABORTED, naming the holder.
+
+use super::lease::{Lease, Leases, release_all};
+use crate::error::{Error, Result};
+use crate::model::CollectionRef;
+
+fn writer(backup: &str) -> String {
+    format!("backup/{backup}")
+}
+
+fn reader(backup: &str, job: &str) -> String {
+    format!("reads/{backup}/{job}")
+}
+
+fn target(t: &CollectionRef) -> String {
+    format!("target/{}.{}", t.db(), t.name())
+}
+
+impl Leases {
+    /// Holds backup `name` for job `job` that writes it; refused while
+    /// another job writes or reads it.
+    pub async fn hold_for_writing(&self, name: &str, job: &str, purpose: &str) -> Result<Lease> {
+        let lease = self.acquire(&writer(name), job, purpose).await?;
+        match self.holders_under(&format!("reads/{name}")).await {
+            Ok(r) if r.is_empty() => Ok(lease),
+            Ok(r) => {
+                lease.release().await;
+                Err(Error::Aborted(format!(
+                    "backup {name:?} is being read by job {} ({}); retry when it ends",
+                    r[0].1.job, r[0].1.purpose
+                )))
+            }
+            Err(e) => {
+                lease.release().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Holds backup `name` for job `job` that reads it; refused while a job
+    /// creates or deletes it.
+    pub async fn hold_for_reading(&self, name: &str, job: &str, purpose: &str) -> Result<Lease> {
+        let lease = self.acquire(&reader(name, job), job, purpose).await?;
+        match self.ensure_free(&writer(name)).await {
+            Ok(()) => Ok(lease),
+            Err(e) => {
+                lease.release().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Holds what a restore needs: its backup as a reader, and each target.
+    pub async fn hold_for_restore(
+        &self,
+        job: &str,
+        backup: &str,
+        targets: &[CollectionRef],
+    ) -> Result<Vec<Lease>> {
+        let mut held = vec![self.hold_for_reading(backup, job, "restore from").await?];
+        for t in targets {
+            match self.acquire(&target(t), job, "restore into").await {
+                Ok(lease) => held.push(lease),
+                Err(e) => {
+                    release_all(held).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    /// Frees what a restore of a stopped process held, once it is cleaned up
+    /// (rather than when the leases expire).
+    pub async fn release_restore(&self, job: &str, backup: &str, targets: &[CollectionRef]) {
+        let names = std::iter::once(reader(backup, job)).chain(targets.iter().map(target));
+        for name in names {
+            if let Err(e) = self.release_for_job(&name, job).await {
+                tracing::warn!(restore = %job, lease = %name, error = %e, "cannot release the lease");
+            }
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! One runner for every kind of job. A kind ([`JobKind`]) owns its plan, its
+//! work, its cleanup and its recovery; the runner owns what they share: the
+//! job limit, the registry callers find jobs in, cancellation, supervision
+//! (panics, shutdown, a lost lease), the metrics, and the job's record.
+//!
+//! A job runs in its own task: a caller that goes away never stops it. It
+//! ends succeeded, failed or cancelled, and its kind's cleanup has run
+//! before any watcher sees a failed or cancelled end.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use super::registry::{Registry, Started};
+use super::{JobHandle, JobSnapshot, JobStore};
+use crate::error::{Error, Result};
+
+/// The reason given to jobs a stopped process left running.
+pub const INTERRUPTED: &str = "interrupted: the server stopped while the job ran";
+
+/// One kind of job: backup, restore, and the kinds to come.
+pub trait JobKind: Send + Sync + Sized + 'static {
+    /// What watchers see of it.
+    type Snapshot: JobSnapshot + PartialEq;
+    /// The validated request that starts one.
+    type Request: Send;
+    /// What planning and recovery work with (the flows' context).
+    type Env: Clone + Send + Sync + 'static;
+    /// Its name in logs and metrics: `backup`, `restore`.
+    const NAME: &'static str;
+    /// How often a running job's record is rewritten (zero: at every change).
+    const RECORD_INTERVAL: Duration;
+
+    /// The request's idempotency key (empty when none).
+    fn request_id(req: &Self::Request) -> &str;
+
+    /// Checks the request against the world and takes what the job needs
+    /// (its leases) before the job is accepted: a bad request fails here and
+    /// starts nothing. Returns the job and its first snapshot.
+    fn plan(
+        env: &Self::Env,
+        req: Self::Request,
+    ) -> impl Future<Output = Result<(Self, Self::Snapshot)>> + Send;
+
+    /// Does the work, publishing progress on `job`.
+    fn run(&self, job: &JobHandle<Self::Snapshot>) -> impl Future<Output = Result<()>> + Send;
+
+    /// After the work failed or was cancelled: removes what it made.
+    fn clean_up(
+        &self,
+        error: &Error,
+        job: &JobHandle<Self::Snapshot>,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// Fires when the job loses one of its holds to another process.
+    fn lost(&self) -> CancellationToken;
+
+    /// Lets go of the job's holds, at its end.
+    fn release(self) -> impl Future<Output = ()> + Send;
+
+    /// A few words that name the job in logs.
+    fn describe(&self) -> String;
+
+    /// A record a stopped process left: unchanged when it ended, else marked
+    /// as interrupted, with the cleanup that must follow.
+    fn recover(
+        env: &Self::Env,
+        record: Self::Snapshot,
+    ) -> impl Future<Output = Recovered<Self::Snapshot>> + Send;
+}
+
+/// What recovery made of a record.
+pub struct Recovered<T> {
+    /// The state to show at once.
+    pub now: T,
+    /// Cleanup to run in the background (it may wait minutes for Milvus);
+    /// it returns the final state.
+    pub later: Option<BoxFuture<'static, T>>,
+}
+
+impl<T> Recovered<T> {
+    /// Recovered at once, with nothing left to do.
+    pub fn at_once(record: T) -> Self {
+        Self {
+            now: record,
+            later: None,
+        }
+    }
+}
+
+/// What every kind of job shares.
+#[derive(Debug)]
+pub struct Pool {
+    /// One permit per running job.
+    slots: Arc<Semaphore>,
+    max_jobs: usize,
+    /// Every job task and record writer; closed when the server shuts down.
+    tasks: TaskTracker,
+    /// Cancels every job when a shutdown's grace period is over.
+    shutdown: CancellationToken,
+    /// Where job records are kept, if anywhere.
+    records: Option<JobStore>,
+}
+
+impl Pool {
+    /// At most `max_jobs` jobs at once (at least one), with records in `records`.
+    pub fn new(max_jobs: usize, records: Option<JobStore>) -> Arc<Self> {
+        let max_jobs = max_jobs.max(1);
+        Arc::new(Self {
+            slots: Arc::new(Semaphore::new(max_jobs)),
+            max_jobs,
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            records,
+        })
+    }
+
+    /// A slot of the job limit, or RESOURCE_EXHAUSTED (UNAVAILABLE once the
+    /// server shuts down).
+    pub fn take_slot(&self) -> Result<OwnedSemaphorePermit> {
+        if self.tasks.is_closed() {
+            return Err(Error::ShuttingDown);
+        }
+        self.slots.clone().try_acquire_owned().map_err(|_| {
+            Error::ResourceExhausted(format!(
+                "{} jobs are running, the most this server runs at once; retry later",
+                self.max_jobs
+            ))
+        })
+    }
+
+    /// Stops taking jobs, gives the running ones `grace` to finish, cancels
+    /// those still running, and returns once every job and record is done.
+    pub async fn shut_down(&self, grace: Duration) {
+        self.tasks.close();
+        let running = self.tasks.len();
+        if running > 0 {
+            info!(
+                tasks = running,
+                ?grace,
+                "waiting for running jobs to finish"
+            );
+        }
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                ?grace,
+                "jobs still running after the grace period; cancelling them"
+            );
+            self.shutdown.cancel();
+            self.tasks.wait().await;
+        }
+    }
+}
+
+/// The jobs of one kind: started, found, cancelled and recovered here.
+pub struct Runner<K: JobKind> {
+    pool: Arc<Pool>,
+    registry: Registry<K::Snapshot>,
+    /// Cancellation of the running jobs, by key.
+    cancels: Mutex<HashMap<String, CancellationToken>>,
+}
+
+impl<K: JobKind> std::fmt::Debug for Runner<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner").field("kind", &K::NAME).finish()
+    }
+}
+
+impl<K: JobKind> Runner<K> {
+    /// A runner sharing `pool` with the other kinds.
+    pub fn new(pool: Arc<Pool>) -> Arc<Self> {
+        Arc::new(Self {
+            pool,
+            registry: Registry::default(),
+            cancels: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The jobs of this kind this server remembers.
+    pub fn registry(&self) -> &Registry<K::Snapshot> {
+        &self.registry
+    }
+
+    /// Plans a job and starts it; returns its snapshots. A retry with a known
+    /// request id watches the job it started.
+    pub async fn start(
+        self: &Arc<Self>,
+        env: &K::Env,
+        req: K::Request,
+    ) -> Result<watch::Receiver<K::Snapshot>> {
+        let request_id = K::request_id(&req).to_string();
+        if let Some(existing) = self.registry.by_request(&request_id) {
+            return Ok(existing);
+        }
+        let slot = self.pool.take_slot()?;
+        let (job, snapshot) = K::plan(env, req).await?;
+        let mut handle = match self.registry.start(snapshot, &request_id) {
+            Ok(Started::New(handle)) => handle,
+            Ok(Started::Existing(rx)) => {
+                job.release().await;
+                return Ok(rx);
+            }
+            Err(e) => {
+                job.release().await;
+                return Err(e);
+            }
+        };
+        if let Some(records) = self.pool.records.clone() {
+            // Written before each step that recovery must know of.
+            handle = handle.with_checkpoint(Arc::new(move |s| records.checkpoint(s)));
+        }
+        let rx = handle.subscribe();
+        if let Some(records) = self.pool.records.clone() {
+            // Always the newest state: a checkpoint may have written a newer
+            // one since this writer woke up.
+            let latest = handle.subscribe();
+            keep_record(
+                &self.pool.tasks,
+                handle.subscribe(),
+                K::RECORD_INTERVAL,
+                move |_| records.save_latest(|| latest.borrow().clone()),
+            );
+        }
+        let key = handle.snapshot().key().to_string();
+        let token = CancellationToken::new();
+        self.cancels
+            .lock()
+            .expect("cancels")
+            .insert(key.clone(), token.clone());
+        let runner = self.clone();
+        info!(job = %job.describe(), "{} started", K::NAME);
+        self.pool.tasks.spawn(async move {
+            let pool = &runner.pool;
+            let lost = job.lost();
+            let result = supervise(K::NAME, &token, &pool.shutdown, &lost, job.run(&handle)).await;
+            // Ends the watchers of the leases.
+            lost.cancel();
+            match &result {
+                Ok(()) => info!(job = %job.describe(), "{} succeeded", K::NAME),
+                Err(e) => {
+                    error!(job = %job.describe(), error = %e, "{} did not succeed", K::NAME);
+                    job.clean_up(e, &handle).await;
+                }
+            }
+            runner.cancels.lock().expect("cancels").remove(&key);
+            // Everything is let go before watchers see the end.
+            job.release().await;
+            drop(slot);
+            // The record says how it ended before any watcher sees the end.
+            let mut last = handle.snapshot();
+            last.finish(&result);
+            match &pool.records {
+                Some(records) => {
+                    records.save_last_then(&last.clone(), || handle.update(|s| *s = last))
+                }
+                None => handle.update(|s| *s = last),
+            }
+        });
+        Ok(rx)
+    }
+
+    /// Asks the running job with `key` to stop; it ends CANCELLED within
+    /// seconds, after its cleanup.
+    pub fn cancel(&self, key: &str) -> Result<()> {
+        let noun = K::Snapshot::NOUN;
+        if self.registry.get(key).is_none() {
+            return Err(Error::not_found(noun, key));
+        }
+        match self.cancels.lock().expect("cancels").get(key) {
+            Some(token) => {
+                token.cancel();
+                Ok(())
+            }
+            None => Err(Error::FailedPrecondition(format!(
+                "{noun} {key:?} is not running on this server"
+            ))),
+        }
+    }
+
+    /// After a restart: the jobs of the previous process are remembered
+    /// again, and those it left unfinished are recovered by their kind.
+    pub async fn recover(self: &Arc<Self>, env: &K::Env) {
+        let Some(records) = self.pool.records.clone() else {
+            return;
+        };
+        for record in records.records::<K::Snapshot>() {
+            let before = record.clone();
+            let Recovered { now, later } = K::recover(env, record).await;
+            if now != before {
+                records.save(&now);
+            }
+            self.registry.remember(now);
+            if let Some(later) = later {
+                let (records, runner) = (records.clone(), self.clone());
+                self.pool.tasks.spawn(async move {
+                    let after = later.await;
+                    records.save(&after);
+                    runner.registry.remember(after);
+                });
+            }
+        }
+    }
+}
+
+/// Runs a job's work: a panic becomes an internal error, a cancellation (on
+/// request, or at the end of a shutdown's grace period) stops it at its next
+/// await, and the end is counted in the metrics.
+async fn supervise(
+    kind: &'static str,
+    token: &CancellationToken,
+    shutdown: &CancellationToken,
+    lease_lost: &CancellationToken,
+    work: impl Future<Output = Result<()>>,
+) -> Result<()> {
+    let started = Instant::now();
+    crate::metrics::global().job_started(kind);
+    let result = tokio::select! {
+        r = std::panic::AssertUnwindSafe(work).catch_unwind() => {
+            r.unwrap_or_else(|_| Err(Error::Internal(format!("the {kind} job panicked"))))
+        }
+        _ = token.cancelled() => Err(Error::Cancelled(format!("{kind} cancelled on request"))),
+        _ = shutdown.cancelled() => Err(Error::Cancelled(format!(
+            "{kind} interrupted: the server shut down before it finished"
+        ))),
+        _ = lease_lost.cancelled() => Err(Error::Aborted(format!(
+            "{kind} stopped: it lost its hold on its backup or target to another process"
+        ))),
+    };
+    crate::metrics::global().job_ended(kind, &result, started.elapsed());
+    result
+}
+
+/// Rewrites a running job's record as it changes (at most once per `interval`).
+fn keep_record<T, F>(tasks: &TaskTracker, mut rx: watch::Receiver<T>, interval: Duration, save: F)
+where
+    T: JobSnapshot,
+    F: Fn(&T) + Send + 'static,
+{
+    tasks.spawn(async move {
+        loop {
+            let snap = rx.borrow_and_update().clone();
+            // The last state is recorded by the job itself as it ends
+            // (`save_last_then`), before anyone sees it: nothing to add here.
+            if snap.state().is_terminal() {
+                return;
+            }
+            save(&snap);
+            if !interval.is_zero() {
+                tokio::time::sleep(interval).await;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}

@@ -1,0 +1,312 @@
+//! The requests that start jobs or name a backup, parsed from their raw
+//! inputs. An input is what a wire carries (text and flags); a request is
+//! what the core accepts.
+
+use std::collections::BTreeMap;
+
+use super::names::{BackupName, CollectionRef, validate_name};
+use crate::error::{Error, Result};
+
+/// Most names one request may carry.
+pub const MAX_NAMES_PER_REQUEST: usize = 10_000;
+
+fn at_most(what: &str, n: usize) -> Result<()> {
+    if n > MAX_NAMES_PER_REQUEST {
+        return Err(Error::invalid(format!(
+            "{n} {what} given; at most {MAX_NAMES_PER_REQUEST} are accepted"
+        )));
+    }
+    Ok(())
+}
+
+fn collection_refs(raw: &[String]) -> Result<Vec<CollectionRef>> {
+    raw.iter().map(|c| CollectionRef::parse(c)).collect()
+}
+
+/// A backup, named or found by its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupLookup {
+    Name(BackupName),
+    Id(String),
+}
+
+impl BackupLookup {
+    /// A name when one is given, else an id; one of the two is required.
+    pub fn parse(name: &str, id: &str) -> Result<Self> {
+        if !name.is_empty() {
+            return BackupName::parse(name).map(Self::Name);
+        }
+        if id.is_empty() {
+            return Err(Error::invalid(
+                "empty backup name and backup id: give a backup name or a backup id",
+            ));
+        }
+        Ok(Self::Id(id.to_string()))
+    }
+}
+
+/// The raw fields of a CreateBackup, as a wire carries them.
+#[derive(Debug, Clone, Default)]
+pub struct BackupInput {
+    pub name: String,
+    /// `coll` or `db.coll`.
+    pub collections: Vec<String>,
+    /// Whole databases.
+    pub databases: Vec<String>,
+    pub meta_only: bool,
+    pub request_id: String,
+}
+
+/// A valid request for a backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupRequest {
+    name: BackupName,
+    collections: Vec<CollectionRef>,
+    databases: Vec<String>,
+    meta_only: bool,
+    request_id: String,
+}
+
+impl BackupRequest {
+    /// Checks every field of `input`.
+    pub fn parse(input: BackupInput) -> Result<Self> {
+        at_most("collection names", input.collections.len())?;
+        at_most("database names", input.databases.len())?;
+        for db in &input.databases {
+            validate_name("database name", db)?;
+        }
+        Ok(Self {
+            name: BackupName::parse(&input.name)?,
+            collections: collection_refs(&input.collections)?,
+            databases: input.databases,
+            meta_only: input.meta_only,
+            request_id: input.request_id,
+        })
+    }
+
+    /// The new backup's name.
+    pub fn name(&self) -> &BackupName {
+        &self.name
+    }
+
+    /// Collections to back up.
+    pub fn collections(&self) -> &[CollectionRef] {
+        &self.collections
+    }
+
+    /// Whole databases to back up (nothing named: everything).
+    pub fn databases(&self) -> &[String] {
+        &self.databases
+    }
+
+    /// Schemas, partitions and indexes only.
+    pub fn meta_only(&self) -> bool {
+        self.meta_only
+    }
+
+    /// The idempotency key; empty when none was given.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+}
+
+/// The raw fields of a Restore, as a wire carries them.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreInput {
+    pub backup_name: String,
+    /// `coll` or `db.coll`; empty means every collection of the backup.
+    pub collections: Vec<String>,
+    pub suffix: String,
+    /// `coll` or `db.coll` → `coll` (same database) or `db.coll`.
+    pub renames: Vec<(String, String)>,
+    pub drop_existing: bool,
+    pub skip_create: bool,
+    pub restore_index: bool,
+    pub load: bool,
+    pub meta_only: bool,
+    pub request_id: String,
+}
+
+/// A valid restore request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreRequest {
+    backup_name: BackupName,
+    collections: Vec<CollectionRef>,
+    suffix: String,
+    renames: BTreeMap<CollectionRef, CollectionRef>,
+    drop_existing: bool,
+    skip_create: bool,
+    restore_index: bool,
+    load: bool,
+    meta_only: bool,
+    request_id: String,
+}
+
+impl RestoreRequest {
+    /// Checks every field of `input`, and the options against each other.
+    pub fn parse(input: RestoreInput) -> Result<Self> {
+        at_most("collection names", input.collections.len())?;
+        at_most("collection renames", input.renames.len())?;
+        let backup_name = BackupName::parse(&input.backup_name)?;
+        if !input
+            .suffix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(Error::invalid(format!(
+                "collection suffix {:?} may contain only letters, digits and '_'",
+                input.suffix
+            )));
+        }
+        if input.drop_existing && input.skip_create {
+            return Err(Error::invalid(
+                "drop_existing_collections and skip_create_collection cannot be used together",
+            ));
+        }
+        let renames = input
+            .renames
+            .iter()
+            .map(|(from, to)| parse_rename(from, to))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            backup_name,
+            collections: collection_refs(&input.collections)?,
+            suffix: input.suffix,
+            renames,
+            drop_existing: input.drop_existing,
+            skip_create: input.skip_create,
+            restore_index: input.restore_index,
+            load: input.load,
+            meta_only: input.meta_only,
+            request_id: input.request_id,
+        })
+    }
+
+    /// The backup to restore from.
+    pub fn backup_name(&self) -> &BackupName {
+        &self.backup_name
+    }
+
+    /// Collections of the backup to restore; empty means all.
+    pub fn collections(&self) -> &[CollectionRef] {
+        &self.collections
+    }
+
+    /// Source collection → target collection.
+    pub fn renames(&self) -> &BTreeMap<CollectionRef, CollectionRef> {
+        &self.renames
+    }
+
+    /// Where `source` is restored to: its rename, or its name with the suffix.
+    pub fn target_of(&self, source: &CollectionRef) -> Result<CollectionRef> {
+        match self.renames.get(source) {
+            Some(t) => Ok(t.clone()),
+            None if self.suffix.is_empty() => Ok(source.clone()),
+            None => source.renamed(&format!("{}{}", source.name(), self.suffix)),
+        }
+    }
+
+    /// Replace existing targets (restored beside them, then swapped in).
+    pub fn drop_existing(&self) -> bool {
+        self.drop_existing
+    }
+
+    /// Import into existing targets instead of creating them.
+    pub fn skip_create(&self) -> bool {
+        self.skip_create
+    }
+
+    /// Recreate the backed-up indexes.
+    pub fn restore_index(&self) -> bool {
+        self.restore_index
+    }
+
+    /// Load the restored collections.
+    pub fn load(&self) -> bool {
+        self.load
+    }
+
+    /// Schemas, partitions and indexes only.
+    pub fn meta_only(&self) -> bool {
+        self.meta_only
+    }
+
+    /// The idempotency key; empty when none was given.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+}
+
+/// One rename: `coll` or `db.coll` to `coll` (same database) or `db.coll`.
+fn parse_rename(from: &str, to: &str) -> Result<(CollectionRef, CollectionRef)> {
+    let source = CollectionRef::parse(from)?;
+    let target = if to.contains('.') {
+        CollectionRef::parse(to)?
+    } else {
+        source
+            .renamed(to)
+            .map_err(|e| Error::invalid(format!("bad rename {from:?} → {to:?}: {e}")))?
+    };
+    Ok((source, target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn restore(f: impl FnOnce(&mut RestoreInput)) -> Result<RestoreRequest> {
+        let mut input = RestoreInput {
+            backup_name: "b".into(),
+            ..Default::default()
+        };
+        f(&mut input);
+        RestoreRequest::parse(input)
+    }
+
+    #[test]
+    fn renames_keep_the_source_database_unless_named() {
+        let r = restore(|r| {
+            r.renames = vec![
+                ("db1.c1".into(), "c2".into()),
+                ("c3".into(), "db2.c4".into()),
+            ]
+        })
+        .unwrap();
+        let c = |db, name| CollectionRef::normalized(db, name);
+        assert_eq!(r.renames()[&c("db1", "c1")], c("db1", "c2"));
+        assert_eq!(r.renames()[&c("default", "c3")], c("db2", "c4"));
+        assert_eq!(r.target_of(&c("db1", "c1")).unwrap(), c("db1", "c2"));
+        assert_eq!(r.target_of(&c("db1", "x")).unwrap(), c("db1", "x"));
+    }
+
+    #[test]
+    fn refuses_conflicting_options_and_bad_names() {
+        let bad: [fn(&mut RestoreInput); 5] = [
+            |r| (r.drop_existing, r.skip_create) = (true, true),
+            |r| r.backup_name = "../x".into(),
+            |r| r.suffix = "-x".into(),
+            |r| r.renames = vec![("c".into(), "a b".into())],
+            |r| r.collections = vec!["x.y.z".into()],
+        ];
+        for f in bad {
+            assert!(matches!(restore(f), Err(Error::InvalidArgument(_))));
+        }
+    }
+
+    #[test]
+    fn a_suffix_longer_than_a_name_allows_is_refused() {
+        let r = restore(|r| r.suffix = "_".repeat(100)).unwrap();
+        let long = CollectionRef::normalized("db", &"c".repeat(100));
+        assert!(matches!(r.target_of(&long), Err(Error::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn a_lookup_needs_a_name_or_an_id() {
+        assert!(BackupLookup::parse("", "").is_err());
+        assert!(BackupLookup::parse("a/b", "").is_err());
+        assert_eq!(
+            BackupLookup::parse("", "x").unwrap(),
+            BackupLookup::Id("x".into())
+        );
+    }
+}
