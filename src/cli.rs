@@ -49,6 +49,7 @@ pub const CREATE_FLAGS: &[(&str, &str)] = &[
     ("collection_names", "--colls"),
     ("database_names", "--databases"),
     ("meta_only", "--meta_only"),
+    ("incremental", "--incremental"),
 ];
 
 /// The request fields of `restore` and the flags that set them.
@@ -274,8 +275,15 @@ pub async fn get(engine: &Arc<Engine>, name: &BackupName, detail: bool) -> Resul
 
 /// `delete`.
 pub async fn delete(engine: &Arc<Engine>, name: &BackupName) -> Result<()> {
-    let n = engine.delete_backup(name).await?;
-    println!("deleted backup {name} ({n} objects)");
+    let d = engine.delete_backup(name).await?;
+    if d.kept > 0 {
+        println!(
+            "deleted backup {name} ({} objects; {} kept: later incremental backups reference them)",
+            d.objects, d.kept
+        );
+    } else {
+        println!("deleted backup {name} ({} objects)", d.objects);
+    }
     Ok(())
 }
 

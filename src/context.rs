@@ -47,6 +47,8 @@ pub struct Context {
     pub timing: Timing,
     /// Collections a backup describes, flushes and lists at once.
     pub collections_at_once: usize,
+    /// Whether a backup whose request does not say is incremental.
+    pub incremental_by_default: bool,
 }
 
 impl std::fmt::Debug for dyn MilvusApi {
@@ -93,6 +95,7 @@ impl Context {
                 ..Timing::default()
             },
             collections_at_once: cfg.backup.parallelism.backup_collection.max(1),
+            incremental_by_default: cfg.backup.incremental,
         })
     }
 

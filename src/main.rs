@@ -71,6 +71,10 @@ enum Command {
         /// Schemas, partitions and indexes only.
         #[arg(long = "meta_only", alias = "meta-only")]
         meta_only: bool,
+        /// Copy only what no earlier complete backup holds (`--incremental=false`
+        /// for a full one; unset: `backup.incremental`).
+        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+        incremental: Option<bool>,
     },
     /// List the backups.
     List {
@@ -262,12 +266,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             collections,
             databases,
             meta_only,
+            incremental,
         } => {
             let req = BackupRequest::parse(BackupInput {
                 name,
                 collections: cli::split_list(&collections),
                 databases: cli::split_list(&databases),
                 meta_only,
+                incremental,
                 request_id: String::new(),
             })?;
             Ok(cli::create(&engine, req).await?)

@@ -169,6 +169,7 @@ fn context(version: &'static str, root: &std::path::Path) -> (Context, Arc<FakeM
         copier: Copier::new(4),
         timing: Timing::default(),
         collections_at_once: 2,
+        incremental_by_default: false,
     };
     (ctx, fake)
 }

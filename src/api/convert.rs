@@ -18,6 +18,7 @@ impl TryFrom<pb::CreateBackupRequest> for BackupRequest {
             collections: r.collection_names,
             databases: r.database_names,
             meta_only: r.meta_only,
+            incremental: r.incremental,
             request_id: r.request_id,
         })
     }
@@ -104,6 +105,10 @@ impl From<&BackupSnapshot> for pb::Backup {
             start_time: Some(timestamp(b.start_time)),
             end_time: b.end_time.map(timestamp),
             meta_only: b.meta_only,
+            incremental: b.reuse.is_some(),
+            based_on: b.reuse.iter().flat_map(|r| r.based_on.clone()).collect(),
+            files_reused: b.reuse.as_ref().map_or(0, |r| r.files),
+            bytes_reused: b.reuse.as_ref().map_or(0, |r| r.bytes),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::engine::{BackupInfo, CollectionBackupInfo};
+use crate::engine::{BackupInfo, CollectionBackupInfo, IncrementalInfo};
 use crate::jobs::{BackupSnapshot, JobState, RestoreSnapshot};
 
 /// The Go tool's `BackupTaskStateCode` / `RestoreTaskStateCode`.
@@ -49,6 +49,11 @@ pub fn go_backup_of_job(s: &BackupSnapshot) -> BackupInfo {
             .collect(),
         size: s.size_bytes as i64,
         milvus_version: s.milvus_version.clone(),
+        incremental: s.reuse.as_ref().map(|r| IncrementalInfo {
+            based_on: r.based_on.clone(),
+            reused_files: r.files,
+            reused_bytes: r.bytes,
+        }),
     }
 }
 

@@ -142,10 +142,11 @@ impl BackupService for GrpcService {
         request: Request<pb::DeleteBackupRequest>,
     ) -> Result<Response<pb::DeleteBackupResponse>, Status> {
         let name = BackupName::parse(&request.into_inner().name)?;
-        let objects_deleted = self.engine.delete_backup(&name).await?;
+        let deleted = self.engine.delete_backup(&name).await?;
         Ok(Response::new(pb::DeleteBackupResponse {
             name: name.to_string(),
-            objects_deleted,
+            objects_deleted: deleted.objects,
+            objects_kept: deleted.kept,
         }))
     }
 

@@ -229,6 +229,8 @@ struct CreateBody {
     #[serde(rename = "async")]
     is_async: bool,
     meta_only: bool,
+    /// Ours: copy only what earlier backups do not hold (unset: `backup.incremental`).
+    incremental: Option<bool>,
 }
 
 async fn create(
@@ -248,6 +250,7 @@ async fn create(
             collections: b.collection_names.iter().cloned().chain(colls).collect(),
             databases: dbs,
             meta_only: b.meta_only,
+            incremental: b.incremental,
             request_id: id.clone(),
         })?;
         let rx = rest.engine.create_backup(req).await?;

@@ -2,6 +2,7 @@
 
 mod collect;
 mod job;
+mod reuse;
 mod run;
 
 use crate::context::Context;

@@ -1,5 +1,6 @@
 //! One backup job, from the flush to the meta.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::StreamExt;
@@ -7,9 +8,9 @@ use futures::StreamExt;
 use crate::backup::collect::{CollectedCollection, collect, unix_millis, unix_seconds};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::jobs::{BackupSnapshot, JobHandle, JobState};
+use crate::jobs::{BackupSnapshot, JobHandle, JobState, Reuse};
 use crate::meta::manifest::{Manifest, ManifestEntry};
-use crate::meta::model::{BACKUP_SUCCESS, BackupInfo};
+use crate::meta::model::{BACKUP_SUCCESS, BackupInfo, IncrementalInfo};
 use crate::meta::summary::summary_of;
 use crate::model::BackupRequest;
 use crate::model::CollectionRef;
@@ -68,22 +69,66 @@ pub async fn run(
     // busy however the objects are spread.
     let layout = ctx.catalog.layout();
     let backup_prefix = layout.backup_prefix(req.name());
+    let incremental = req.incremental().unwrap_or(ctx.incremental_by_default);
+    let (reusable, holds) = if incremental {
+        let reusable = super::reuse::reusable(&ctx.catalog, req.name()).await?;
+        let homes: BTreeSet<String> = collected
+            .iter()
+            .flat_map(|c| &c.objects)
+            .filter_map(|(o, group)| {
+                let key = layout.backup_key(req.name(), &ctx.milvus_layout, &o.key, *group)?;
+                let e = reusable.get(&key[backup_prefix.len()..])?;
+                e.same_object(o.size, o.etag.as_deref())
+                    .then(|| e.home.clone())
+            })
+            .collect();
+        let id = job.snapshot().id;
+        let holds = super::reuse::hold_bases(ctx, &id, req.name(), homes).await;
+        crate::failpoint::pause_at("backup.incremental.bases_held").await;
+        (reusable, holds)
+    } else {
+        Default::default()
+    };
     let mut tasks = Vec::new();
+    let mut reused = Vec::new();
     let mut remaining = Vec::with_capacity(collected.len());
     for (i, c) in collected.iter().enumerate() {
-        remaining.push(AtomicUsize::new(c.objects.len()));
+        let mut to_copy = 0;
         for (o, group) in &c.objects {
             let dst_key = layout
                 .backup_key(req.name(), &ctx.milvus_layout, &o.key, *group)
                 .ok_or_else(|| Error::Internal(format!("unexpected binlog key {}", o.key)))?;
-            tasks.push(CopyTask {
-                src_key: o.key.clone(),
-                dst_key,
-                size: o.size,
-                owner: i,
-            });
+            match reusable.get(&dst_key[backup_prefix.len()..]) {
+                Some(e)
+                    if holds.contains_key(&e.home) && e.same_object(o.size, o.etag.as_deref()) =>
+                {
+                    reused.push(e.clone());
+                }
+                _ => {
+                    to_copy += 1;
+                    tasks.push(CopyTask {
+                        src_key: o.key.clone(),
+                        dst_key,
+                        size: o.size,
+                        owner: i,
+                    });
+                }
+            }
         }
+        remaining.push(AtomicUsize::new(to_copy));
     }
+    let reuse = incremental.then(|| Reuse {
+        based_on: holds.keys().cloned().collect(),
+        files: reused.len() as u64,
+        bytes: reused.iter().map(|e| e.size).sum(),
+    });
+    job.update(|s| {
+        if let Some(r) = &reuse {
+            s.progress.bytes_done += r.bytes;
+            s.progress.files_done += r.files;
+        }
+        s.reuse = reuse.clone();
+    });
     // Collections without objects are done already.
     let empty = remaining
         .iter()
@@ -102,6 +147,7 @@ pub async fn run(
                     size: t.size,
                     crc32c: copied.crc32c,
                     etag: copied.etag.clone().unwrap_or_default(),
+                    home: String::new(),
                 });
                 let finished = remaining[t.owner].fetch_sub(1, Ordering::Relaxed) == 1;
                 job.update(|s| {
@@ -137,9 +183,23 @@ pub async fn run(
         collection_backups,
         size,
         milvus_version: version.to_string(),
+        incremental: reuse.map(|r| IncrementalInfo {
+            based_on: r.based_on,
+            reused_files: r.files,
+            reused_bytes: r.bytes,
+        }),
         ..Default::default()
     };
+    // The objects reused must still be there: a base whose hold was lost
+    // may be being deleted.
+    if let Some((base, _)) = holds.iter().find(|(_, l)| l.lost().is_cancelled()) {
+        return Err(Error::Aborted(format!(
+            "incremental backup {} lost its hold on base backup {base:?}; it is not completed",
+            req.name()
+        )));
+    }
     let mut objects = manifest.into_inner().expect("manifest");
+    objects.extend(reused);
     objects.sort_by(|a, b| a.key.cmp(&b.key));
     ctx.catalog
         .write(
@@ -150,6 +210,8 @@ pub async fn run(
             },
         )
         .await?;
+    // Complete: its meta names what it references, and a delete of a base keeps it.
+    crate::jobs::lease::release_all(holds.into_values().collect()).await;
     job.update(|s| s.size_bytes = size.max(0) as u64);
     Ok(())
 }

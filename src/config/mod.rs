@@ -535,6 +535,8 @@ pub struct BackupConfig {
     /// Ours: how long a job's hold on a backup name or restore target lasts
     /// without renewal (renewed every third of it while the job runs).
     pub lease_ttl_seconds: u64,
+    /// Ours: whether a backup whose request does not say is incremental.
+    pub incremental: bool,
 }
 
 impl Default for BackupConfig {
@@ -549,6 +551,7 @@ impl Default for BackupConfig {
             shutdown_grace_seconds: 30,
             rate_limit_mi_bps: 0.0,
             lease_ttl_seconds: 30,
+            incremental: false,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Backups as callers see them: this server's backup jobs and the complete
 //! backups in storage, found, listed, read, verified and deleted.
 
+use std::collections::HashSet;
+
 use futures::StreamExt;
 use tokio::sync::watch;
 use tracing::info;
@@ -10,6 +12,14 @@ use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobState, VerifyProgress};
 use crate::meta::summary::snapshot_of;
 use crate::model::{BackupLookup, BackupName, CollectionRef};
+
+/// What a delete removed and kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    pub objects: u64,
+    /// Objects kept because other backups reference them.
+    pub kept: u64,
+}
 
 /// Backups whose meta ListBackups reads at once.
 const LIST_READ_PARALLELISM: usize = 16;
@@ -111,8 +121,12 @@ impl Engine {
         Ok(Some(info))
     }
 
-    /// Deletes backup `name`; returns how many objects went.
-    pub async fn delete_backup(&self, name: &BackupName) -> Result<u64> {
+    /// Deletes backup `name`, but the objects that other complete backups
+    /// (incremental ones) reference; returns how many objects went and how
+    /// many were kept. Refused while any job writes or reads the backup (an
+    /// incremental backup that is choosing to reuse its objects holds it as
+    /// a reader).
+    pub async fn delete_backup(&self, name: &BackupName) -> Result<Deleted> {
         if let Some(rx) = self.backups.registry().get(name)
             && !rx.borrow().state.is_terminal()
         {
@@ -132,21 +146,39 @@ impl Engine {
             .await?;
         let deleted = async {
             // Only a folder with backup meta is a backup: anything else under
-            // the root is not ours to remove.
-            if self.ctx.catalog.read(name).await?.is_none() {
+            // the root is not ours to remove. A folder with our checksums but
+            // no commit point is one of ours left half-way (a delete or a
+            // create that was killed); under the hold none is running, so it
+            // may go.
+            let catalog = &self.ctx.catalog;
+            if catalog.read(name).await?.is_none() && catalog.read_manifest(name).await?.is_none() {
                 return Err(Error::FailedPrecondition(format!(
                     "{:?} under the backup root has no complete backup meta; \
                      it is not a backup and was not deleted",
                     name.as_str()
                 )));
             }
-            self.ctx.catalog.delete(name).await
+            // Read under the hold: no incremental backup can start reusing
+            // this one's objects now, and those that did are complete.
+            let keep: HashSet<String> = self
+                .ctx
+                .catalog
+                .references_into(name)
+                .await?
+                .into_keys()
+                .collect();
+            crate::failpoint::pause_at("delete.references_read").await;
+            let objects = self.ctx.catalog.delete_keeping(name, &keep).await?;
+            Ok(Deleted {
+                objects,
+                kept: keep.len() as u64,
+            })
         }
         .await;
         lease.release().await;
         let deleted = deleted?;
         self.backups.registry().forget(name);
-        info!(backup = %name, objects = deleted, "backup deleted");
+        info!(backup = %name, objects = deleted.objects, kept = deleted.kept, "backup deleted");
         Ok(deleted)
     }
 

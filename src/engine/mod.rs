@@ -5,6 +5,8 @@
 
 mod backups;
 
+pub use backups::Deleted;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +22,7 @@ use crate::model::{BackupName, BackupRequest, RestoreRequest};
 use crate::restore::RestoreJob;
 
 pub use crate::jobs::VerifyProgress;
-pub use crate::meta::model::{BackupInfo, CollectionBackupInfo};
+pub use crate::meta::model::{BackupInfo, CollectionBackupInfo, IncrementalInfo};
 
 /// What Check found.
 #[derive(Debug, Clone)]

@@ -16,7 +16,7 @@ pub use registry::{Registry, Started};
 pub use runner::{INTERRUPTED, JobKind, Pool, Runner};
 pub use snapshot::{
     BackupSnapshot, CollectionSummary, JobSnapshot, JobState, ObjectProblem, PhaseTime, Progress,
-    RestoreCollectionStatus, RestorePhase, RestoreSnapshot, SwapStep, VerifyProgress,
+    RestoreCollectionStatus, RestorePhase, RestoreSnapshot, Reuse, SwapStep, VerifyProgress,
 };
 pub use store::JobStore;
 

@@ -145,6 +145,18 @@ pub struct BackupSnapshot {
     pub start_time: SystemTime,
     pub end_time: Option<SystemTime>,
     pub meta_only: bool,
+    /// What an incremental backup reuses of earlier ones.
+    #[serde(default)]
+    pub reuse: Option<Reuse>,
+}
+
+/// What an incremental backup reuses: objects held by earlier backups.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reuse {
+    /// The backups whose folders hold the reused objects.
+    pub based_on: Vec<String>,
+    pub files: u64,
+    pub bytes: u64,
 }
 
 impl BackupSnapshot {
@@ -163,6 +175,7 @@ impl BackupSnapshot {
             start_time: SystemTime::now(),
             end_time: None,
             meta_only,
+            reuse: None,
         }
     }
 }

@@ -29,9 +29,41 @@ pub struct ManifestEntry {
     /// where the store copied server-side.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub etag: String,
+    /// The backup whose folder holds the object, when it is not this backup's
+    /// own: an incremental backup reuses what an earlier backup copied.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub home: String,
 }
 
 impl ManifestEntry {
+    /// The folder (backup name) that holds the object of backup `name`.
+    pub fn home_of<'a>(&'a self, name: &'a str) -> &'a str {
+        if self.home.is_empty() {
+            name
+        } else {
+            &self.home
+        }
+    }
+
+    /// Whether this entry describes the same object as one of `size` and
+    /// `etag` in Milvus's storage: a Milvus key is never reused and its
+    /// object never changes, so the key (compared by the caller), the size
+    /// and, when both sides know it, the MD5 ETag of a single-part object
+    /// identify it.
+    pub fn same_object(&self, size: u64, etag: Option<&str>) -> bool {
+        if self.size != size {
+            return false;
+        }
+        let theirs = etag.map(|e| ManifestEntry {
+            etag: e.to_string(),
+            ..Default::default()
+        });
+        match (self.md5(), theirs.as_ref().and_then(ManifestEntry::md5)) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        }
+    }
+
     /// The ETag as an MD5 digest, when it is one (not a multipart ETag).
     pub fn md5(&self) -> Option<[u8; 16]> {
         let hex = self.etag.trim_matches('"');

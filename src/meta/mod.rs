@@ -8,7 +8,7 @@ pub mod schema;
 pub mod summary;
 pub mod verify;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 use crate::storage::ObjectStore;
 pub use layout::{BackupLayout, LogKind, META_FILES, MilvusLayout};
-use manifest::{MANIFEST_FILE, Manifest};
+use manifest::{MANIFEST_FILE, Manifest, ManifestEntry};
 use model::{BackupInfo, CollectionBackupInfo, LevelInfos, PartitionBackupInfo, SegmentBackupInfo};
 
 /// The backups kept in one store under one root.
@@ -48,6 +48,17 @@ impl Catalog {
         let prefix = self.layout.backup_prefix(name);
         Ok(!self.store.list_dirs(&prefix).await?.is_empty()
             || !self.store.list(&prefix).await?.is_empty())
+    }
+
+    /// Whether backup `name` is complete: its commit point is written (or it
+    /// is an older Go-tool backup with its `backup_meta.json`).
+    pub async fn is_complete(&self, name: &str) -> Result<bool> {
+        let key = |file: &str| self.layout.meta_key(name, file);
+        if self.store.head(&key("full_meta.json")).await?.is_some() {
+            return Ok(true);
+        }
+        Ok(self.store.head(&key(MANIFEST_FILE)).await?.is_none()
+            && self.store.head(&key("backup_meta.json")).await?.is_some())
     }
 
     /// Names of every folder under the root, complete backups or not.
@@ -101,6 +112,59 @@ impl Catalog {
             .infos;
         info.collection_backups = levels_to_tree(collections, partitions, segments);
         Ok(Some(info))
+    }
+
+    /// Where an object of backup `name`'s manifest is stored: in its own
+    /// folder, or in the folder of the backup it reuses it from.
+    pub fn object_key(&self, name: &str, entry: &ManifestEntry) -> String {
+        format!(
+            "{}{}",
+            self.layout.backup_prefix(entry.home_of(name)),
+            entry.key
+        )
+    }
+
+    /// The sizes of the objects stored under `rel_dirs` (relative to a backup
+    /// folder) in the folders of backup `name` and of every backup its
+    /// manifest reuses from, by store key.
+    pub async fn stored_sizes(
+        &self,
+        name: &str,
+        manifest: &Manifest,
+        rel_dirs: &[String],
+    ) -> Result<HashMap<String, u64>> {
+        let mut homes: Vec<&str> = manifest.objects.iter().map(|e| e.home_of(name)).collect();
+        homes.push(name);
+        homes.sort();
+        homes.dedup();
+        let mut out = HashMap::new();
+        for home in homes {
+            let prefix = self.layout.backup_prefix(home);
+            for dir in rel_dirs {
+                for o in self.store.list(&format!("{prefix}{dir}")).await? {
+                    out.insert(o.key, o.size);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The backups other than `name` whose manifests reference objects in
+    /// `name`'s folder, with those objects' keys (relative to the folder).
+    pub async fn references_into(&self, name: &str) -> Result<HashMap<String, Vec<String>>> {
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        for other in self.names().await? {
+            if other == name || !self.is_complete(&other).await? {
+                continue;
+            }
+            let Some(m) = self.read_manifest(&other).await? else {
+                continue;
+            };
+            for e in m.objects.into_iter().filter(|e| e.home == name) {
+                out.entry(e.key).or_default().push(other.clone());
+            }
+        }
+        Ok(out)
     }
 
     /// The checksums of backup `name`, if it has them.
@@ -169,6 +233,13 @@ impl Catalog {
 
     /// Deletes every object of backup `name`; returns how many there were.
     pub async fn delete(&self, name: &str) -> Result<u64> {
+        self.delete_keeping(name, &HashSet::new()).await
+    }
+
+    /// Deletes the objects of backup `name` but those in `keep` (keys
+    /// relative to its folder: objects other backups reference); returns how
+    /// many went.
+    pub async fn delete_keeping(&self, name: &str, keep: &HashSet<String>) -> Result<u64> {
         let prefix = self.layout.backup_prefix(name);
         let keys: Vec<String> = self
             .store
@@ -176,6 +247,7 @@ impl Catalog {
             .await?
             .into_iter()
             .map(|o| o.key)
+            .filter(|k| !keep.contains(&k[prefix.len()..]))
             .collect();
         // The commit point first and the checksums last: at every moment in
         // between, `read` takes what is left for an incomplete backup of ours,

@@ -29,6 +29,19 @@ pub struct BackupInfo {
     pub collection_backups: Vec<CollectionBackupInfo>,
     pub size: i64,
     pub milvus_version: String,
+    /// Ours (the Go tool ignores it): set on an incremental backup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<IncrementalInfo>,
+}
+
+/// What an incremental backup reused of earlier ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IncrementalInfo {
+    /// The backups whose folders hold objects this one references.
+    pub based_on: Vec<String>,
+    pub reused_files: u64,
+    pub reused_bytes: u64,
 }
 
 /// One collection of a backup.

@@ -3,7 +3,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::model::{BACKUP_SUCCESS, BackupInfo, CollectionBackupInfo};
-use crate::jobs::{BackupSnapshot, CollectionSummary, JobState, Progress};
+use crate::jobs::{BackupSnapshot, CollectionSummary, JobState, Progress, Reuse};
 use crate::model::CollectionRef;
 
 /// The summary of one backed-up collection.
@@ -73,5 +73,10 @@ pub fn snapshot_of(info: &BackupInfo) -> BackupSnapshot {
             .iter()
             .all(|c| c.backup_timestamp == 0)
             && !info.collection_backups.is_empty(),
+        reuse: info.incremental.as_ref().map(|i| Reuse {
+            based_on: i.based_on.clone(),
+            files: i.reused_files,
+            bytes: i.reused_bytes,
+        }),
     }
 }

@@ -2,8 +2,6 @@
 //! compares sizes and checksums; `check_present` (before a restore) compares
 //! presence and sizes only.
 
-use std::collections::HashMap;
-
 use futures::{StreamExt, TryStreamExt};
 use md5::Digest;
 
@@ -29,18 +27,6 @@ async fn manifest(catalog: &Catalog, name: &str) -> Result<Manifest> {
     })
 }
 
-/// The sizes of the objects stored under the backup's folder, by relative key.
-async fn stored_sizes(catalog: &Catalog, name: &str) -> Result<HashMap<String, u64>> {
-    let prefix = catalog.layout().backup_prefix(name);
-    Ok(catalog
-        .store()
-        .list(&prefix)
-        .await?
-        .into_iter()
-        .map(|o| (o.key[prefix.len()..].to_string(), o.size))
-        .collect())
-}
-
 pub fn size_problem(entry: &ManifestEntry, stored: Option<u64>) -> Option<String> {
     match stored {
         None => Some("missing".into()),
@@ -60,18 +46,19 @@ pub async fn verify(
     on_progress: impl Fn(&VerifyProgress),
 ) -> Result<VerifyProgress> {
     let manifest = manifest(catalog, name).await?;
-    let stored = stored_sizes(catalog, name).await?;
+    let stored = catalog
+        .stored_sizes(name, &manifest, &[String::new()])
+        .await?;
     let mut progress = VerifyProgress {
         objects_total: manifest.objects.len() as u64,
         bytes_total: manifest.objects.iter().map(|o| o.size).sum(),
         ..Default::default()
     };
     on_progress(&progress);
-    let prefix = catalog.layout().backup_prefix(name);
     let mut checks = futures::stream::iter(manifest.objects)
         .map(|entry| {
-            let stored = stored.get(&entry.key).copied();
-            let key = format!("{prefix}{}", entry.key);
+            let key = catalog.object_key(name, &entry);
+            let stored = stored.get(&key).copied();
             async move {
                 let problem = match size_problem(&entry, stored) {
                     Some(p) => Some(p),
@@ -85,6 +72,10 @@ pub async fn verify(
         progress.objects_done += 1;
         progress.bytes_done += entry.size;
         if let Some(problem) = problem {
+            let problem = match entry.home.as_str() {
+                "" => problem,
+                home => format!("{problem}; the object is held by backup {home:?}"),
+            };
             progress.problems.push(ObjectProblem {
                 key: entry.key,
                 problem,
@@ -93,7 +84,27 @@ pub async fn verify(
         on_progress(&progress);
     }
     progress.problems.sort_by(|a, b| a.key.cmp(&b.key));
+    if !progress.problems.is_empty() {
+        name_referencing_backups(catalog, name, &mut progress).await?;
+    }
     Ok(progress)
+}
+
+/// Adds to each damaged object the other backups that reference it: an
+/// object of this backup's folder that later incremental backups reuse is
+/// damaged for them too.
+async fn name_referencing_backups(
+    catalog: &Catalog,
+    name: &str,
+    progress: &mut VerifyProgress,
+) -> Result<()> {
+    let refs = catalog.references_into(name).await?;
+    for p in &mut progress.problems {
+        if let Some(others) = refs.get(&p.key) {
+            p.problem = format!("{}; also referenced by backups {others:?}", p.problem);
+        }
+    }
+    Ok(())
 }
 
 /// Reads one object (`key` in the backup store) and compares its CRC32C (or
@@ -143,13 +154,21 @@ async fn read_and_compare(
 /// With a manifest, object by object; without one (Go-tool backups), the
 /// binlogs the meta lists are counted against those stored.
 pub async fn check_present(catalog: &Catalog, name: &str, info: &BackupInfo) -> Result<()> {
-    let stored = stored_sizes(catalog, name).await?;
-    let problems: Vec<String> = match catalog.read_manifest(name).await? {
+    let manifest = catalog.read_manifest(name).await?;
+    let stored = catalog
+        .stored_sizes(
+            name,
+            manifest.as_ref().unwrap_or(&Manifest::default()),
+            &[String::new()],
+        )
+        .await?;
+    let problems: Vec<String> = match &manifest {
         Some(m) => m
             .objects
             .iter()
             .filter_map(|e| {
-                size_problem(e, stored.get(&e.key).copied()).map(|p| format!("{} ({p})", e.key))
+                let stored = stored.get(&catalog.object_key(name, e)).copied();
+                size_problem(e, stored).map(|p| format!("{} ({p})", e.key))
             })
             .collect(),
         None => {
@@ -165,7 +184,8 @@ pub async fn check_present(catalog: &Catalog, name: &str, info: &BackupInfo) -> 
                 .flat_map(|s| s.binlogs.iter().chain(&s.deltalogs))
                 .map(|f| f.binlogs.len())
                 .sum();
-            let found = stored.keys().filter(|k| k.starts_with("binlogs/")).count();
+            let binlogs = format!("{}binlogs/", catalog.layout().backup_prefix(name));
+            let found = stored.keys().filter(|k| k.starts_with(&binlogs)).count();
             if found < expected {
                 vec![format!(
                     "{} of {expected} binlogs are missing",

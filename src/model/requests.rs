@@ -54,6 +54,9 @@ pub struct BackupInput {
     /// Whole databases.
     pub databases: Vec<String>,
     pub meta_only: bool,
+    /// Copy only what no earlier complete backup holds; `None`: the server's
+    /// default (`backup.incremental`).
+    pub incremental: Option<bool>,
     pub request_id: String,
 }
 
@@ -64,6 +67,7 @@ pub struct BackupRequest {
     collections: Vec<CollectionRef>,
     databases: Vec<String>,
     meta_only: bool,
+    incremental: Option<bool>,
     request_id: String,
 }
 
@@ -80,6 +84,7 @@ impl BackupRequest {
             collections: collection_refs(&input.collections)?,
             databases: input.databases,
             meta_only: input.meta_only,
+            incremental: input.incremental,
             request_id: input.request_id,
         })
     }
@@ -102,6 +107,12 @@ impl BackupRequest {
     /// Schemas, partitions and indexes only.
     pub fn meta_only(&self) -> bool {
         self.meta_only
+    }
+
+    /// Whether to copy only what earlier backups do not hold; `None` when the
+    /// request left it to the server's default.
+    pub fn incremental(&self) -> Option<bool> {
+        self.incremental
     }
 
     /// The idempotency key; empty when none was given.

@@ -88,29 +88,48 @@ pub async fn prove(
     job: &JobHandle<RestoreSnapshot>,
 ) -> Result<()> {
     let dirs = import_dirs(ctx, backup_name, targets);
-    let mut objects: Vec<ObjectInfo> = Vec::new();
-    for dir in &dirs {
-        objects.extend(ctx.catalog.store().list(dir).await?);
-    }
-    let manifest: Option<HashMap<String, ManifestEntry>> = ctx
-        .catalog
-        .read_manifest(backup_name)
-        .await?
-        .map(|m| m.objects.into_iter().map(|e| (e.key.clone(), e)).collect());
     let prefix = ctx.catalog.layout().backup_prefix(backup_name);
+    let rel_dirs: Vec<String> = dirs.iter().map(|d| d[prefix.len()..].to_string()).collect();
+    // Each object by its key relative to a backup folder, and where it is stored.
+    let mut objects: Vec<(String, ObjectInfo)> = Vec::new();
+    for dir in &dirs {
+        for o in ctx.catalog.store().list(dir).await? {
+            objects.push((o.key[prefix.len()..].to_string(), o));
+        }
+    }
+    let manifest = ctx.catalog.read_manifest(backup_name).await?;
+    if let Some(m) = &manifest {
+        // An incremental backup's objects reused from earlier backups' folders.
+        let under = |e: &ManifestEntry| rel_dirs.iter().any(|d| e.key.starts_with(d.as_str()));
+        if m.objects.iter().any(|e| !e.home.is_empty() && under(e)) {
+            let stored = ctx.catalog.stored_sizes(backup_name, m, &rel_dirs).await?;
+            for e in m.objects.iter().filter(|e| !e.home.is_empty() && under(e)) {
+                let key = ctx.catalog.object_key(backup_name, e);
+                if let Some(&size) = stored.get(&key) {
+                    let etag = None;
+                    objects.push((e.key.clone(), ObjectInfo { key, size, etag }));
+                }
+            }
+        }
+    }
+    let manifest: Option<HashMap<String, ManifestEntry>> =
+        manifest.map(|m| m.objects.into_iter().map(|e| (e.key.clone(), e)).collect());
     // Every object the backup holds under those folders must be there: a
     // missing one would make the import quietly restore fewer rows.
     let mut problems = Vec::new();
     let listed: std::collections::HashSet<&str> =
-        objects.iter().map(|o| &o.key[prefix.len()..]).collect();
+        objects.iter().map(|(rel, _)| rel.as_str()).collect();
     match &manifest {
         Some(m) => {
-            for key in m.keys() {
-                let full = format!("{prefix}{key}");
-                if dirs.iter().any(|d| full.starts_with(d.as_str()))
+            for (key, e) in m {
+                if rel_dirs.iter().any(|d| key.starts_with(d.as_str()))
                     && !listed.contains(key.as_str())
                 {
-                    problems.push(format!("{key} (missing)"));
+                    let held = match e.home.as_str() {
+                        "" => String::new(),
+                        home => format!(", held by backup {home:?}"),
+                    };
+                    problems.push(format!("{key} (missing{held})"));
                 }
             }
         }
@@ -127,23 +146,22 @@ pub async fn prove(
     let listed_count = objects.len();
     drop(listed);
     let manifest = &manifest;
-    let prefix = prefix.as_str();
     let mut checks = futures::stream::iter(objects)
-        .map(|o| async move {
+        .map(|(rel, o)| async move {
             let problem = match manifest {
-                Some(m) => prove_by_checksum(ctx, m, prefix, &o).await?,
+                Some(m) => prove_by_checksum(ctx, m, &rel, &o).await?,
                 None => prove_by_decoding(ctx, &o).await?,
             };
-            Ok::<_, Error>((o, problem))
+            Ok::<_, Error>((rel, o, problem))
         })
         .buffer_unordered(PROVE_PARALLELISM);
-    while let Some((o, problem)) = checks.try_next().await? {
+    while let Some((rel, o, problem)) = checks.try_next().await? {
         job.update(|s| {
             s.verified_files += 1;
             s.verified_bytes += o.size;
         });
         if let Some(p) = problem {
-            problems.push(format!("{} ({p})", &o.key[prefix.len()..]));
+            problems.push(format!("{rel} ({p})"));
         }
     }
     if problems.is_empty() {
@@ -166,10 +184,10 @@ pub async fn prove(
 async fn prove_by_checksum(
     ctx: &Context,
     manifest: &HashMap<String, ManifestEntry>,
-    prefix: &str,
+    rel: &str,
     o: &ObjectInfo,
 ) -> Result<Option<String>> {
-    let Some(entry) = manifest.get(&o.key[prefix.len()..]) else {
+    let Some(entry) = manifest.get(rel) else {
         return Ok(Some(
             "not in the backup's checksums: an object added after the backup".into(),
         ));

@@ -6,6 +6,7 @@ use std::time::Instant;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::{JobHandle, JobState, PhaseTime, RestorePhase, RestoreSnapshot, SwapStep};
+use crate::meta::manifest::Manifest;
 use crate::meta::model::{
     BackupInfo, CollectionBackupInfo, PartitionBackupInfo, SegmentBackupInfo,
 };
@@ -23,7 +24,7 @@ use base64::Engine as _;
 pub async fn run(
     ctx: &Context,
     req: &RestoreRequest,
-    _backup: &BackupInfo,
+    backup: &BackupInfo,
     targets: &[RestoreTarget],
     job: &JobHandle<RestoreSnapshot>,
 ) -> Result<()> {
@@ -42,8 +43,15 @@ pub async fn run(
         clock.end(job);
     }
     let clock = PhaseClock::start(job, RestorePhase::Import);
-    // Milvus imports only from its own bucket: stage the binlogs there when needed.
-    let staging = (!ctx.backups_in_milvus_bucket()).then(|| staging_prefix(&job.snapshot().id));
+    // Milvus imports one folder per partition: an incremental backup's
+    // objects, spread over the folders of the backups it reuses, are staged
+    // into one, as are the objects of a backup outside Milvus's bucket.
+    let reused = match backup.incremental {
+        Some(_) if !req.meta_only() => ctx.catalog.read_manifest(req.backup_name()).await?,
+        _ => None,
+    };
+    let staging = (reused.is_some() || !ctx.backups_in_milvus_bucket())
+        .then(|| staging_prefix(&job.snapshot().id));
 
     let mut result = Ok(());
     for (i, t) in targets.iter().enumerate() {
@@ -51,6 +59,7 @@ pub async fn run(
         let place = Place {
             backup_name: req.backup_name(),
             staging: staging.as_deref(),
+            reused: reused.as_ref(),
             version,
         };
         match restore_collection(ctx, req, &place, t, job).await {
@@ -138,8 +147,11 @@ fn file_count(c: &CollectionBackupInfo) -> u64 {
 /// Where the binlogs come from and what the target Milvus is.
 struct Place<'a> {
     backup_name: &'a str,
-    /// The staging prefix in Milvus's bucket, when the backup lives elsewhere.
+    /// The staging prefix in Milvus's bucket, when the backup lives elsewhere
+    /// or is incremental.
     staging: Option<&'a str>,
+    /// An incremental backup's manifest: where each of its objects is stored.
+    reused: Option<&'a Manifest>,
     version: MilvusVersion,
 }
 
@@ -477,13 +489,29 @@ async fn stage(ctx: &Context, place: &Place<'_>, dirs: &[String]) -> Result<Vec<
     let staged = |key: &str| join_key([staging, &key[backup_prefix.len()..]]);
     let mut tasks = Vec::new();
     for dir in dirs {
-        for o in ctx.catalog.store().list(dir).await? {
-            tasks.push(CopyTask {
-                dst_key: staged(&o.key),
-                src_key: o.key,
-                size: o.size,
-                owner: 0,
-            });
+        match place.reused {
+            // Proven before import: the manifest names every object.
+            Some(m) => {
+                let rel = &dir[backup_prefix.len()..];
+                for e in m.objects.iter().filter(|e| e.key.starts_with(rel)) {
+                    tasks.push(CopyTask {
+                        dst_key: join_key([staging, &e.key]),
+                        src_key: ctx.catalog.object_key(place.backup_name, e),
+                        size: e.size,
+                        owner: 0,
+                    });
+                }
+            }
+            None => {
+                for o in ctx.catalog.store().list(dir).await? {
+                    tasks.push(CopyTask {
+                        dst_key: staged(&o.key),
+                        src_key: o.key,
+                        size: o.size,
+                        owner: 0,
+                    });
+                }
+            }
         }
     }
     ctx.copier

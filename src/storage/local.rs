@@ -75,6 +75,7 @@ impl LocalDir {
                     out.push(ObjectInfo {
                         key: self.key_of(&path),
                         size: meta.len(),
+                        etag: None,
                     });
                 }
             }

@@ -19,11 +19,12 @@ pub use local::LocalDir;
 pub use rate::RateLimit;
 pub use s3::S3Bucket;
 
-/// One object: its key and size.
+/// One object: its key, its size, and the store's ETag when it gives one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
+    pub etag: Option<String>,
 }
 
 /// The outcome of a conditional write.

@@ -433,6 +433,7 @@ impl ObjectStore for S3Bucket {
                     out.push(ObjectInfo {
                         key: key.to_string(),
                         size: obj.size().unwrap_or(0).max(0) as u64,
+                        etag: obj.e_tag().map(str::to_string),
                     });
                 }
             }

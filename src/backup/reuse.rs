@@ -1,0 +1,96 @@
+//! Incremental backups: which objects earlier complete backups already hold,
+//! and the reader's holds that keep those backups from being deleted until
+//! this one is complete (after that, its meta names what it references, and a
+//! delete keeps it).
+//!
+//! The order makes it safe against a concurrent delete: the reader's hold is
+//! taken first, then the backup is checked to be free of writers and still
+//! complete. A delete takes its writer's hold first, then checks for readers.
+//! Whichever comes second sees the other: the delete is refused, or this
+//! backup copies those objects instead of reusing them.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures::StreamExt;
+use tracing::{info, warn};
+
+use crate::context::Context;
+use crate::error::Result;
+use crate::jobs::Lease;
+use crate::meta::Catalog;
+use crate::meta::manifest::ManifestEntry;
+
+/// Manifests read at once while looking for reusable objects.
+const READ_PARALLELISM: usize = 16;
+
+/// Every object the complete backups under the root hold (other than
+/// `except`), by its key relative to a backup folder, with `home` naming the
+/// folder that holds it. Backups without checksums (the Go tool's) are not
+/// reused: their objects cannot be proven the same.
+pub async fn reusable(catalog: &Catalog, except: &str) -> Result<HashMap<String, ManifestEntry>> {
+    let names: Vec<String> = catalog
+        .names()
+        .await?
+        .into_iter()
+        .filter(|n| n != except)
+        .collect();
+    let reads = futures::stream::iter(names)
+        .map(|name| async move {
+            let manifest = match catalog.is_complete(&name).await {
+                Ok(true) => catalog.read_manifest(&name).await,
+                Ok(false) => Ok(None),
+                Err(e) => Err(e),
+            };
+            (name, manifest)
+        })
+        .buffered(READ_PARALLELISM);
+    let mut out = HashMap::new();
+    let mut reads = std::pin::pin!(reads);
+    while let Some((name, manifest)) = reads.next().await {
+        let manifest = match manifest {
+            Ok(Some(m)) => m,
+            Ok(None) => continue,
+            Err(e) => {
+                warn!(backup = %name, error = %e, "backup not considered for reuse");
+                continue;
+            }
+        };
+        for e in manifest.objects {
+            let home = e.home_of(&name).to_string();
+            out.entry(e.key.clone())
+                .or_insert(ManifestEntry { home, ..e });
+        }
+    }
+    Ok(out)
+}
+
+/// Holds each backup in `homes` as a reader for job `job`. A backup that is
+/// being written or deleted, or is no longer complete, is left out: the
+/// caller copies its objects instead. Returns the holds by backup name.
+pub async fn hold_bases(
+    ctx: &Context,
+    job: &str,
+    backup: &str,
+    homes: impl IntoIterator<Item = String>,
+) -> BTreeMap<String, Lease> {
+    let leases = ctx.leases();
+    let purpose = format!("reuse by incremental backup {backup}");
+    let mut held = BTreeMap::new();
+    for home in homes {
+        match leases.hold_for_reading(&home, job, &purpose).await {
+            Ok(lease) => match ctx.catalog.is_complete(&home).await {
+                Ok(true) => {
+                    held.insert(home, lease);
+                }
+                other => {
+                    info!(backup, base = %home, ?other, "base is no longer complete; its objects are copied");
+                    lease.release().await;
+                }
+            },
+            Err(e) => {
+                info!(backup, base = %home, error = %e, "base not reused; its objects are copied");
+            }
+        }
+    }
+    held
+}
