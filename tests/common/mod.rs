@@ -3,6 +3,7 @@
 //! and the `hello_milvus` collection of the Go tool's example.
 #![allow(dead_code)]
 
+pub mod curl;
 pub mod data;
 pub mod faults;
 pub mod flows;
