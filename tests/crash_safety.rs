@@ -119,19 +119,11 @@ async fn start(
 }
 
 async fn verify(client: &mut BackupServiceClient<Channel>, name: &str) {
-    let mut v = client
-        .verify_backup(pb::VerifyBackupRequest {
-            name: name.into(),
-            detached: false,
-        })
+    let v = flows::verify_stream(client, name).await;
+    let last = flows::last_message(v)
         .await
-        .unwrap()
-        .into_inner();
-    let mut last = None;
-    while let Some(msg) = v.message().await.expect("the backup verifies") {
-        last = Some(msg);
-    }
-    let last = last.expect("the verification reports");
+        .expect("the backup verifies")
+        .expect("the verification reports");
     assert!(
         last.objects_total > 0
             && last.objects_done == last.objects_total
@@ -231,11 +223,7 @@ async fn killed_jobs_are_failed_interrupted_and_leave_nothing_half_done() {
         let (mut child, mut client) = start(&config, &log, &[]).await;
         let name = common::unique(&format!("killed{i}"));
         let mut stream = client
-            .create_backup(pb::CreateBackupRequest {
-                backup_name: name.clone(),
-                collection_names: vec![spec.name.clone()],
-                ..Default::default()
-            })
+            .create_backup(flows::backup_request(&name, &[&spec.name]))
             .await
             .unwrap()
             .into_inner();
@@ -429,18 +417,12 @@ async fn killed_jobs_are_failed_interrupted_and_leave_nothing_half_done() {
         .await;
         if staged {
             // Recovery removes the staged binlogs after the collection's cleanup.
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                let left = milvus_store.list(&staging).await.unwrap().len();
-                if left == 0 {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "{left} staged objects are left under {staging}"
-                );
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
+            eventually(
+                &format!("the staged objects under {staging} are removed"),
+                Duration::from_secs(60),
+                || async { milvus_store.list(&staging).await.unwrap().is_empty() },
+            )
+            .await;
             staging_removed = true;
         }
         if kind == RestoreKill::Replace {
