@@ -120,23 +120,11 @@ async fn s3_errors_resets_and_cut_bodies_are_survived() {
             p.cut_get_every(CUT_GET_EVERY_WHILE_READING);
         }
 
-        let mut v = client
-            .verify_backup(pb::VerifyBackupRequest {
-                name: name.clone(),
-                detached: false,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let mut verified = None;
-        while let Some(msg) = v
-            .message()
+        let v = flows::verify_stream(&mut client, &name).await;
+        let verified = flows::last_message(v)
             .await
             .expect("the backup verifies despite the faults")
-        {
-            verified = Some(msg);
-        }
-        let verified = verified.expect("the verification reports");
+            .expect("the verification reports");
         assert!(
             verified.objects_total > 0
                 && verified.objects_done == verified.objects_total
@@ -252,11 +240,7 @@ async fn milvus_going_away_fails_the_job_clearly() {
         .into_inner();
     stream.message().await.unwrap();
     up.store(false, Ordering::SeqCst);
-    let mut last = None;
-    while let Some(msg) = stream.message().await.unwrap() {
-        last = msg.restore;
-    }
-    let job = last.unwrap();
+    let job = flows::last_restore(stream).await;
     assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
     assert!(
         job.error_message.contains("unavailable")
