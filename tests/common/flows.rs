@@ -33,32 +33,22 @@ pub trait Snapshot {
     fn job(self) -> Option<Self::Job>;
 }
 
-impl Snapshot for pb::CreateBackupResponse {
-    type Job = pb::Backup;
-    fn job(self) -> Option<pb::Backup> {
-        self.backup
-    }
+macro_rules! snapshot {
+    ($($message:ty => $field:ident: $job:ty),* $(,)?) => {$(
+        impl Snapshot for $message {
+            type Job = $job;
+            fn job(self) -> Option<$job> {
+                self.$field
+            }
+        }
+    )*};
 }
 
-impl Snapshot for pb::WatchBackupResponse {
-    type Job = pb::Backup;
-    fn job(self) -> Option<pb::Backup> {
-        self.backup
-    }
-}
-
-impl Snapshot for pb::RestoreResponse {
-    type Job = pb::RestoreJob;
-    fn job(self) -> Option<pb::RestoreJob> {
-        self.restore
-    }
-}
-
-impl Snapshot for pb::WatchRestoreResponse {
-    type Job = pb::RestoreJob;
-    fn job(self) -> Option<pb::RestoreJob> {
-        self.restore
-    }
+snapshot! {
+    pb::CreateBackupResponse => backup: pb::Backup,
+    pb::WatchBackupResponse => backup: pb::Backup,
+    pb::RestoreResponse => restore: pb::RestoreJob,
+    pb::WatchRestoreResponse => restore: pb::RestoreJob,
 }
 
 /// The job's snapshot in the last message of its stream, read to its end, or
@@ -88,6 +78,24 @@ pub fn backup_request(name: &str, collections: &[&str]) -> pb::CreateBackupReque
     }
 }
 
+/// A Restore request of backup `name` into the collections' names plus `suffix`.
+pub fn restore_request(name: &str, suffix: &str) -> pb::RestoreRequest {
+    pb::RestoreRequest {
+        backup_name: name.into(),
+        collection_suffix: suffix.into(),
+        ..Default::default()
+    }
+}
+
+/// `restore_request` with the indexes restored and the collections loaded.
+pub fn restore_loaded_request(name: &str, suffix: &str) -> pb::RestoreRequest {
+    pb::RestoreRequest {
+        restore_index: true,
+        load: true,
+        ..restore_request(name, suffix)
+    }
+}
+
 /// A VerifyBackup stream of backup `name`, waited for.
 pub async fn verify_stream(
     client: &mut BackupServiceClient<Channel>,
@@ -101,6 +109,27 @@ pub async fn verify_stream(
         .await
         .unwrap()
         .into_inner()
+}
+
+/// VerifyBackup of backup `name` to its end; panics unless every object
+/// verified intact (`label` names the case). The last report.
+pub async fn assert_verifies(
+    client: &mut BackupServiceClient<Channel>,
+    name: &str,
+    label: &str,
+) -> pb::VerifyBackupResponse {
+    let stream = verify_stream(client, name).await;
+    let last = last_message(stream)
+        .await
+        .unwrap_or_else(|e| panic!("{label}: the backup verifies: {e:?}"))
+        .expect("the verification reports");
+    assert!(
+        last.objects_total > 0
+            && last.objects_done == last.objects_total
+            && last.damaged.is_empty(),
+        "{label}: every object verified intact: {last:?}"
+    );
+    last
 }
 
 /// Runs a backup to its end; panics unless it succeeded.
