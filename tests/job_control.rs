@@ -7,9 +7,6 @@ mod common;
 use common::data::{self, Spec};
 use common::flows::{self, backup_request, last_backup, last_restore};
 use milvus_backup::api::proto as pb;
-use milvus_backup::context::Context;
-use milvus_backup::engine::Engine;
-use milvus_backup::jobs::JobStore;
 use milvus_backup::milvus::MilvusApi;
 use tonic::Code;
 
@@ -100,13 +97,7 @@ async fn retries_limits_races_and_restarts() {
     let m = common::milvus(&cfg);
     let spec = source(&m, "control_src").await;
     let state = std::env::temp_dir().join(common::unique("job-records"));
-    let engine = Engine::with_records(
-        Context::from_config(&cfg).unwrap(),
-        JobStore::open(&state).unwrap(),
-        2,
-    )
-    .await;
-    let server = common::TestServer::start_engine(engine).await;
+    let server = common::TestServer::start_with_records(&cfg, &state, 2).await;
     let mut client = server.client().await;
 
     // The same request_id twice is the same job.
@@ -179,13 +170,7 @@ async fn retries_limits_races_and_restarts() {
     // After a restart, old jobs still answer.
     server.handle.stop().await.unwrap();
     drop(server.engine);
-    let engine = Engine::with_records(
-        Context::from_config(&cfg).unwrap(),
-        JobStore::open(&state).unwrap(),
-        2,
-    )
-    .await;
-    let again = common::TestServer::start_engine(engine).await;
+    let again = common::TestServer::start_with_records(&cfg, &state, 2).await;
     let mut client = again.client().await;
     let got = flows::get_restore(&mut client, &ra.id).await;
     assert_eq!(got.state, pb::JobState::Succeeded as i32);
