@@ -92,13 +92,7 @@ async fn hello_milvus_round_trip_is_row_for_row_equal() {
 
     // Restore under a new name, with its index, loaded.
     let stream = client
-        .restore(pb::RestoreRequest {
-            backup_name: backup_name.clone(),
-            collection_suffix: "_recover".into(),
-            restore_index: true,
-            load: true,
-            ..Default::default()
-        })
+        .restore(flows::restore_loaded_request(&backup_name, "_recover"))
         .await
         .expect("Restore accepted")
         .into_inner();

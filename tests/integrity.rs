@@ -9,7 +9,6 @@ mod common;
 use bytes::Bytes;
 use common::data::{self, Spec};
 use common::flows;
-use milvus_backup::api::proto as pb;
 use milvus_backup::milvus::MilvusApi;
 use tonic::Code;
 
@@ -117,11 +116,7 @@ async fn flipped_truncated_and_deleted_objects_are_found() {
 
     // A restore checks presence and sizes first, and creates nothing.
     let err = client
-        .restore(pb::RestoreRequest {
-            backup_name: name.clone(),
-            collection_suffix: "_r".into(),
-            ..Default::default()
-        })
+        .restore(flows::restore_request(&name, "_r"))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::DataLoss, "{err:?}");
