@@ -20,10 +20,8 @@ use std::process::Command;
 
 use bytes::Bytes;
 use common::data::{self, Spec};
+use common::flows;
 use milvus_backup::api::proto as pb;
-use milvus_backup::context::Context;
-use milvus_backup::engine::Engine;
-use milvus_backup::jobs::JobStore;
 use milvus_backup::milvus::MilvusClient;
 use snapshot_sets::{BucketLister, Listed};
 use tonic::Code;
@@ -117,9 +115,7 @@ async fn bad_inputs_are_refused_with_the_right_code_and_write_nothing() {
     // A server with job records of its own, holding one real backup: the
     // refused restores name it, and its record must not move.
     let state = std::env::temp_dir().join(common::unique("bad-inputs-state"));
-    let ctx = Context::from_config(&cfg).unwrap();
-    let engine = Engine::with_records(ctx.clone(), JobStore::open(&state).unwrap(), 4).await;
-    let server = common::TestServer::start_engine(ctx, engine).await;
+    let server = common::TestServer::start_with_records(&cfg, &state, 4).await;
     let mut client = server.client().await;
     let store = server.ctx.catalog.store().clone();
     let spec = Spec::new(&common::unique("bad_inputs_src"));
@@ -409,11 +405,7 @@ async fn bad_inputs_are_refused_with_the_right_code_and_write_nothing() {
         assert!(err.message().contains(&name));
         w.unchanged(&format!("GetBackup {name}")).await;
         let err = client
-            .restore(pb::RestoreRequest {
-                backup_name: name.clone(),
-                collection_suffix: "_r".into(),
-                ..Default::default()
-            })
+            .restore(flows::restore_request(&name, "_r"))
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::DataLoss, "{err:?}");

@@ -12,20 +12,9 @@ use common::data::{self, Spec};
 
 fn write_config(cfg: &milvus_backup::config::Config, milvus_port: u16) -> PathBuf {
     let path = std::env::temp_dir().join(format!("{}.yaml", common::unique("cli-config")));
-    let yaml = format!(
-        "milvus:\n  address: {}\n  port: {milvus_port}\n\
-         minio:\n  address: {}\n  port: {}\n  accessKeyID: {}\n  secretAccessKey: {}\n  \
-         bucketName: {}\n  rootPath: {}\n  backupBucketName: {}\n  backupRootPath: backup\n",
-        cfg.milvus.address,
-        cfg.minio.address,
-        cfg.minio.port,
-        cfg.minio.access_key_id,
-        cfg.minio.secret_access_key.expose(),
-        cfg.minio.bucket_name,
-        cfg.minio.root_path,
-        cfg.minio.bucket_name,
-    );
-    std::fs::write(&path, yaml).unwrap();
+    let mut cfg = cfg.clone();
+    cfg.milvus.port = milvus_port;
+    std::fs::write(&path, common::process::config_yaml_same_bucket(&cfg)).unwrap();
     path
 }
 

@@ -62,17 +62,8 @@ fn write_config(cfg: &Config, tag: &str, offsite: bool, extra: &str) -> (PathBuf
         format!("  backupBucketName: {}\n", cfg.minio.bucket_name)
     };
     let yaml = format!(
-        "milvus:\n  address: {}\n  port: {}\nminio:\n  address: {}\n  port: {}\n  accessKeyID: {}\n  \
-         secretAccessKey: {}\n  bucketName: {}\n  rootPath: {}\n  backupRootPath: backup\n{backup_storage}\
-         backup:\n  stateDir: {}\n  leaseTtlSeconds: {LEASE_TTL_SECONDS}\n{extra}",
-        cfg.milvus.address,
-        cfg.milvus.port,
-        cfg.minio.address,
-        cfg.minio.port,
-        cfg.minio.access_key_id,
-        cfg.minio.secret_access_key.expose(),
-        cfg.minio.bucket_name,
-        cfg.minio.root_path,
+        "{}backup:\n  stateDir: {}\n  leaseTtlSeconds: {LEASE_TTL_SECONDS}\n{extra}",
+        process::config_yaml(cfg, &backup_storage),
         state.display(),
     );
     std::fs::write(&config, yaml).unwrap();
@@ -116,28 +107,6 @@ async fn start(
 ) -> (Proc, BackupServiceClient<Channel>) {
     let (child, _, client) = process::start_server_with(config, process::log_file(log), envs).await;
     (Proc(Some(child)), client)
-}
-
-async fn verify(client: &mut BackupServiceClient<Channel>, name: &str) {
-    let mut v = client
-        .verify_backup(pb::VerifyBackupRequest {
-            name: name.into(),
-            detached: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut last = None;
-    while let Some(msg) = v.message().await.expect("the backup verifies") {
-        last = Some(msg);
-    }
-    let last = last.expect("the verification reports");
-    assert!(
-        last.objects_total > 0
-            && last.objects_done == last.objects_total
-            && last.damaged.is_empty(),
-        "{name}: every object verified intact: {last:?}"
-    );
 }
 
 /// The raw lease object `name` in `store` (under `backup/_leases/`): it was
@@ -231,11 +200,7 @@ async fn killed_jobs_are_failed_interrupted_and_leave_nothing_half_done() {
         let (mut child, mut client) = start(&config, &log, &[]).await;
         let name = common::unique(&format!("killed{i}"));
         let mut stream = client
-            .create_backup(pb::CreateBackupRequest {
-                backup_name: name.clone(),
-                collection_names: vec![spec.name.clone()],
-                ..Default::default()
-            })
+            .create_backup(flows::backup_request(&name, &[&spec.name]))
             .await
             .unwrap()
             .into_inner();
@@ -304,7 +269,7 @@ async fn killed_jobs_are_failed_interrupted_and_leave_nothing_half_done() {
                 "recovery released the name's lease"
             );
             flows::backup_collections(&mut fast, &name, &[&spec.name]).await;
-            verify(&mut fast, &name).await;
+            flows::assert_verifies(&mut fast, &name, &name).await;
             fast.delete_backup(pb::DeleteBackupRequest { name: name.clone() })
                 .await
                 .unwrap();
@@ -429,18 +394,12 @@ async fn killed_jobs_are_failed_interrupted_and_leave_nothing_half_done() {
         .await;
         if staged {
             // Recovery removes the staged binlogs after the collection's cleanup.
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                let left = milvus_store.list(&staging).await.unwrap().len();
-                if left == 0 {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "{left} staged objects are left under {staging}"
-                );
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
+            eventually(
+                &format!("the staged objects under {staging} are removed"),
+                Duration::from_secs(60),
+                || async { milvus_store.list(&staging).await.unwrap().is_empty() },
+            )
+            .await;
             staging_removed = true;
         }
         if kind == RestoreKill::Replace {
@@ -470,8 +429,8 @@ async fn killed_jobs_are_failed_interrupted_and_leave_nothing_half_done() {
     // Nothing that existed before is lost.
     let after = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
     data::assert_rows_equal("source after the kills", &source, &after);
-    verify(&mut fast, &base).await;
-    verify(&mut remote.client.clone(), &base_off).await;
+    flows::assert_verifies(&mut fast, &base, &base).await;
+    flows::assert_verifies(&mut remote.client.clone(), &base_off, &base_off).await;
 
     assert_eq!(backup_kills.len(), BACKUP_KILL_QUARTERS.len());
     assert_eq!(restore_kills.len(), 3);

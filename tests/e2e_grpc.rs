@@ -4,19 +4,11 @@
 
 mod common;
 
+use common::flows::{self, drain};
 use common::hello;
 use milvus_backup::api::proto as pb;
 
 const FIELDS: &[&str] = &["pk", "random", "var", "embeddings"];
-
-/// Reads a snapshot stream to its end.
-async fn drain<T>(mut stream: tonic::Streaming<T>) -> Vec<T> {
-    let mut out = Vec::new();
-    while let Some(msg) = stream.message().await.expect("stream message") {
-        out.push(msg);
-    }
-    out
-}
 
 fn state_of(b: &pb::Backup) -> pb::JobState {
     pb::JobState::try_from(b.state).unwrap()
@@ -36,11 +28,7 @@ async fn hello_milvus_round_trip_is_row_for_row_equal() {
 
     let backup_name = common::unique("e2e_hello");
     let stream = client
-        .create_backup(pb::CreateBackupRequest {
-            backup_name: backup_name.clone(),
-            collection_names: vec!["hello_milvus".into()],
-            ..Default::default()
-        })
+        .create_backup(flows::backup_request(&backup_name, &["hello_milvus"]))
         .await
         .expect("CreateBackup accepted")
         .into_inner();
@@ -96,41 +84,15 @@ async fn hello_milvus_round_trip_is_row_for_row_equal() {
         .await
         .unwrap();
     assert!(!insert_logs.is_empty());
-    let got = client
-        .get_backup(pb::GetBackupRequest {
-            name: backup_name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .backup
-        .unwrap();
+    let got = flows::get_backup(&mut client, &backup_name).await;
     assert_eq!(got.collections[0].row_count, 3000);
     assert_eq!(got.size_bytes, last.size_bytes);
-    let listed = drain(
-        client
-            .list_backups(pb::ListBackupsRequest::default())
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
-    assert!(
-        listed
-            .iter()
-            .any(|l| l.backup.as_ref().unwrap().name == backup_name)
-    );
+    let listed = flows::listed(&mut client).await;
+    assert!(listed.iter().any(|b| b.name == backup_name));
 
     // Restore under a new name, with its index, loaded.
     let stream = client
-        .restore(pb::RestoreRequest {
-            backup_name: backup_name.clone(),
-            collection_suffix: "_recover".into(),
-            restore_index: true,
-            load: true,
-            ..Default::default()
-        })
+        .restore(flows::restore_loaded_request(&backup_name, "_recover"))
         .await
         .expect("Restore accepted")
         .into_inner();

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::flows;
-use milvus_backup::api::proto as pb;
 use milvus_backup::milvus::MilvusApi;
 
 fn python(script: &str, uri: &str) -> std::process::Output {
@@ -51,13 +50,7 @@ async fn prepare_backup_restore_verify_clean() {
     flows::backup_collections(&mut client, &name, &["hello_milvus", "hello_milvus2"]).await;
     flows::restore(
         &mut client,
-        pb::RestoreRequest {
-            backup_name: name,
-            collection_suffix: "_recover".into(),
-            restore_index: true,
-            load: true,
-            ..Default::default()
-        },
+        flows::restore_loaded_request(&name, "_recover"),
     )
     .await;
 

@@ -120,41 +120,10 @@ async fn s3_errors_resets_and_cut_bodies_are_survived() {
             p.cut_get_every(CUT_GET_EVERY_WHILE_READING);
         }
 
-        let mut v = client
-            .verify_backup(pb::VerifyBackupRequest {
-                name: name.clone(),
-                detached: false,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let mut verified = None;
-        while let Some(msg) = v
-            .message()
-            .await
-            .expect("the backup verifies despite the faults")
-        {
-            verified = Some(msg);
-        }
-        let verified = verified.expect("the verification reports");
-        assert!(
-            verified.objects_total > 0
-                && verified.objects_done == verified.objects_total
-                && verified.damaged.is_empty(),
-            "{run}: every object verified intact: {verified:?}"
-        );
+        // The backup verifies despite the faults.
+        flows::assert_verifies(&mut client, &name, run).await;
         let suffix = format!("_{}", run.replace('-', "_"));
-        flows::restore(
-            &mut client,
-            pb::RestoreRequest {
-                backup_name: name.clone(),
-                collection_suffix: suffix.clone(),
-                restore_index: true,
-                load: true,
-                ..Default::default()
-            },
-        )
-        .await;
+        flows::restore(&mut client, flows::restore_loaded_request(&name, &suffix)).await;
         let target = format!("{}{suffix}", spec.name);
         let restored = data::rows(&m, &spec, &spec.db, &target, &[]).await;
         data::assert_rows_equal(run, &source, &restored);
@@ -242,21 +211,13 @@ async fn milvus_going_away_fails_the_job_clearly() {
 
     // Milvus goes away right after the restore started.
     let mut stream = client
-        .restore(pb::RestoreRequest {
-            backup_name: name.clone(),
-            collection_suffix: "_gone".into(),
-            ..Default::default()
-        })
+        .restore(flows::restore_request(&name, "_gone"))
         .await
         .unwrap()
         .into_inner();
     stream.message().await.unwrap();
     up.store(false, Ordering::SeqCst);
-    let mut last = None;
-    while let Some(msg) = stream.message().await.unwrap() {
-        last = msg.restore;
-    }
-    let job = last.unwrap();
+    let job = flows::last_restore(stream).await;
     assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
     assert!(
         job.error_message.contains("unavailable")
@@ -268,17 +229,7 @@ async fn milvus_going_away_fails_the_job_clearly() {
     // Back again: a new job succeeds.
     up.store(true, Ordering::SeqCst);
     data::drop_after_imports(&m, &spec.db, &format!("{}_gone", spec.name)).await;
-    flows::restore(
-        &mut client,
-        pb::RestoreRequest {
-            backup_name: name,
-            collection_suffix: "_back".into(),
-            restore_index: true,
-            load: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    flows::restore(&mut client, flows::restore_loaded_request(&name, "_back")).await;
     let restored = data::rows(&m, &spec, &spec.db, &format!("{}_back", spec.name), &[]).await;
     data::assert_rows_equal("after Milvus came back", &source, &restored);
     for c in [spec.name.clone(), format!("{}_back", spec.name)] {

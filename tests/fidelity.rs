@@ -7,7 +7,7 @@
 mod common;
 
 use common::data::{self, Spec};
-use common::flows;
+use common::flows::{self, restore_loaded_request as restore_req};
 use milvus_backup::api::proto as pb;
 use milvus_backup::meta::schema;
 use milvus_backup::milvus::proto::common::ConsistencyLevel;
@@ -72,16 +72,6 @@ async fn assert_same_indexes(m: &MilvusClient, a: (&str, &str), b: (&str, &str))
     );
     assert!(!ia.is_empty());
     assert_eq!(ia, ib, "indexes");
-}
-
-fn restore_req(backup: &str, suffix: &str) -> pb::RestoreRequest {
-    pb::RestoreRequest {
-        backup_name: backup.into(),
-        collection_suffix: suffix.into(),
-        restore_index: true,
-        load: true,
-        ..Default::default()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

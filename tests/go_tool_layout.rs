@@ -148,16 +148,7 @@ async fn restores_a_backup_in_the_go_tool_shape() {
     }
 
     // It is listed, described, and restores row for row.
-    let got = client
-        .get_backup(pb::GetBackupRequest {
-            name: fixture.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .backup
-        .unwrap();
+    let got = flows::get_backup(&mut client, &fixture).await;
     assert_eq!(got.collections[0].collection_name, spec.name);
     assert_eq!(got.collections[0].partition_count, 2);
     let target = format!("{}_from_go", spec.name);

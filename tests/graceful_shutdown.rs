@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{hello, process};
+use common::{flows, hello, process};
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
 use milvus_backup::storage::{ObjectStore, S3Bucket};
@@ -43,19 +43,12 @@ async fn start(config: &Path) -> (Child, u16, BackupServiceClient<Channel>) {
 
 /// The names ListBackups streams as complete (SUCCEEDED).
 async fn listed(client: &mut BackupServiceClient<Channel>) -> Vec<String> {
-    let mut s = client
-        .list_backups(pb::ListBackupsRequest::default())
+    flows::listed(client)
         .await
-        .unwrap()
-        .into_inner();
-    let mut names = Vec::new();
-    while let Some(msg) = s.message().await.unwrap() {
-        let b = msg.backup.unwrap();
-        if b.state == pb::JobState::Succeeded as i32 {
-            names.push(b.name);
-        }
-    }
-    names
+        .into_iter()
+        .filter(|b| b.state == pb::JobState::Succeeded as i32)
+        .map(|b| b.name)
+        .collect()
 }
 
 /// Restarts the server on `config`: the process, a client, backup `name` as
@@ -65,7 +58,7 @@ async fn after_restart(
     name: &str,
 ) -> (Child, BackupServiceClient<Channel>, pb::Backup, Vec<String>) {
     let (child, _, mut client) = start(config).await;
-    let got = common::flows::get_backup(&mut client, name).await;
+    let got = flows::get_backup(&mut client, name).await;
     let list = listed(&mut client).await;
     (child, client, got, list)
 }
@@ -104,11 +97,7 @@ async fn running_backup(
     coll: &str,
 ) -> tonic::Streaming<pb::CreateBackupResponse> {
     let mut stream = client
-        .create_backup(pb::CreateBackupRequest {
-            backup_name: name.into(),
-            collection_names: vec![coll.into()],
-            ..Default::default()
-        })
+        .create_backup(flows::backup_request(name, &[coll]))
         .await
         .unwrap()
         .into_inner();
@@ -174,15 +163,11 @@ async fn sigterm_lets_a_running_backup_finish_and_refuses_new_ones() {
 
     let (child, port, mut client) = start(&config).await;
     let name = common::unique("sigterm_ok");
-    let mut stream = running_backup(&mut client, &name, &coll).await;
+    let stream = running_backup(&mut client, &name, &coll).await;
     sigterm(&child);
     assert_refuses_new_work(port, &mut client, &coll).await;
 
-    let mut last = None;
-    while let Some(msg) = stream.message().await.unwrap() {
-        last = msg.backup;
-    }
-    let last = last.unwrap();
+    let last = flows::last_backup(stream).await;
     assert_eq!(last.state, pb::JobState::Succeeded as i32, "{last:?}");
     let (clean, log) = wait_exit(child, Duration::from_secs(60)).await;
     assert!(clean, "exit status not 0; log:\n{log}");
@@ -214,20 +199,15 @@ async fn a_job_outliving_the_grace_period_is_interrupted_and_cleaned_up() {
 
     let (child, port, mut client) = start(&config).await;
     let name = common::unique("sigterm_cut");
-    let mut stream = running_backup(&mut client, &name, &coll).await;
+    let stream = running_backup(&mut client, &name, &coll).await;
     sigterm(&child);
     assert_refuses_new_work(port, &mut client, &coll).await;
     // The watcher's stream is drained before the server exits: it ends
     // cleanly, with the job's last snapshot.
-    let mut last = None;
-    while let Some(msg) = stream
-        .message()
+    let last = flows::last_snapshot(stream)
         .await
         .expect("the watcher's stream ends cleanly")
-    {
-        last = msg.backup;
-    }
-    let last = last.expect("the watcher sees the job's last snapshot");
+        .expect("the watcher sees the job's last snapshot");
     assert_eq!(last.state, pb::JobState::Cancelled as i32, "{last:?}");
     assert!(last.error_message.contains("interrupted"), "{last:?}");
     let (clean, log) = wait_exit(child, Duration::from_secs(60)).await;

@@ -4,15 +4,23 @@
 
 mod common;
 
+use common::flows::{self, drain};
 use common::hello;
 use milvus_backup::api::proto as pb;
+use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
+use tonic::transport::Channel;
 
-async fn drain<T>(mut stream: tonic::Streaming<T>) -> Vec<T> {
-    let mut out = Vec::new();
-    while let Some(msg) = stream.message().await.expect("stream message") {
-        out.push(msg);
-    }
-    out
+/// WatchBackup of `name`, read to its end.
+async fn watch_backup(
+    mut client: BackupServiceClient<Channel>,
+    name: &str,
+) -> Vec<pb::WatchBackupResponse> {
+    let stream = client
+        .watch_backup(pb::WatchBackupRequest { name: name.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    drain(stream).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -43,55 +51,27 @@ async fn a_dropped_create_stream_does_not_stop_the_backup() {
     );
     drop(stream); // the caller goes away halfway
 
-    let watched = drain(
-        server
-            .client()
-            .await
-            .watch_backup(pb::WatchBackupRequest { name: name.clone() })
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let watched = watch_backup(server.client().await, &name).await;
     let last = watched.last().unwrap().backup.clone().unwrap();
     assert_eq!(last.state, pb::JobState::Succeeded as i32, "{last:?}");
     assert_eq!(last.id, first.id);
     assert_eq!(last.collections[0].row_count, 2000);
 
-    let got = common::flows::get_backup(&mut server.client().await, &name).await;
+    let got = flows::get_backup(&mut server.client().await, &name).await;
     assert_eq!(got.state, pb::JobState::Succeeded as i32);
     assert_eq!(got.collections[0].collection_name, coll);
 
     // A new server (as after a restart) still lists and returns it from storage.
     server.handle.stop().await.unwrap();
     let again = common::TestServer::start(&cfg).await;
-    let listed = drain(
-        again
-            .client()
-            .await
-            .list_backups(pb::ListBackupsRequest::default())
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let listed = flows::listed(&mut again.client().await).await;
     let found = listed
         .iter()
-        .filter_map(|l| l.backup.as_ref())
         .find(|b| b.name == name)
         .expect("backup listed after restart");
     assert_eq!(found.state, pb::JobState::Succeeded as i32);
     assert_eq!(found.collections[0].row_count, 2000);
-    let watched = drain(
-        again
-            .client()
-            .await
-            .watch_backup(pb::WatchBackupRequest { name: name.clone() })
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let watched = watch_backup(again.client().await, &name).await;
     assert_eq!(
         watched.len(),
         1,
@@ -109,22 +89,15 @@ async fn watch_restore_from_a_second_client_sees_the_same_job() {
     let coll = common::unique("watch_restore");
     hello::create(&m, &coll, 1500, 3, 13).await;
     let name = common::unique("watched");
-    let backup = drain(
-        server
-            .client()
-            .await
-            .create_backup(pb::CreateBackupRequest {
-                backup_name: name.clone(),
-                collection_names: vec![coll.clone()],
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let backup = server
+        .client()
+        .await
+        .create_backup(flows::backup_request(&name, &[&coll]))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(
-        backup.last().unwrap().backup.as_ref().unwrap().state,
+        flows::last_backup(backup).await.state,
         pb::JobState::Succeeded as i32
     );
 
@@ -181,17 +154,7 @@ async fn watch_restore_from_a_second_client_sees_the_same_job() {
     .await;
     assert_eq!(late.len(), 1);
     assert_eq!(late[0].restore.as_ref().unwrap(), a);
-    let got = server
-        .client()
-        .await
-        .get_restore(pb::GetRestoreRequest {
-            id: first.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .restore
-        .unwrap();
+    let got = flows::get_restore(&mut server.client().await, &first.id).await;
     assert_eq!(&got, a);
 
     hello::drop_if_exists(&m, "default", &coll).await;

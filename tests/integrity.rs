@@ -9,7 +9,6 @@ mod common;
 use bytes::Bytes;
 use common::data::{self, Spec};
 use common::flows;
-use milvus_backup::api::proto as pb;
 use milvus_backup::milvus::MilvusApi;
 use tonic::Code;
 
@@ -29,19 +28,11 @@ async fn flipped_truncated_and_deleted_objects_are_found() {
     flows::backup_collections(&mut client, &name, &[&spec.name]).await;
 
     // A sound backup verifies.
-    let mut stream = client
-        .verify_backup(pb::VerifyBackupRequest {
-            name: name.clone(),
-            detached: false,
-        })
+    let stream = flows::verify_stream(&mut client, &name).await;
+    let last = flows::last_message(stream)
         .await
-        .unwrap()
-        .into_inner();
-    let mut last = None;
-    while let Some(msg) = stream.message().await.expect("a sound backup verifies") {
-        last = Some(msg);
-    }
-    let last = last.unwrap();
+        .expect("a sound backup verifies")
+        .unwrap();
     assert!(
         last.objects_total > 10 && last.objects_done == last.objects_total,
         "{last:?}"
@@ -65,21 +56,10 @@ async fn flipped_truncated_and_deleted_objects_are_found() {
     store.delete(std::slice::from_ref(&gone.key)).await.unwrap();
     let rel = |k: &str| k[prefix.len()..].to_string();
 
-    let mut stream = client
-        .verify_backup(pb::VerifyBackupRequest {
-            name: name.clone(),
-            detached: false,
-        })
+    let stream = flows::verify_stream(&mut client, &name).await;
+    let err = flows::last_message(stream)
         .await
-        .unwrap()
-        .into_inner();
-    let err = loop {
-        match stream.message().await {
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("a damaged backup verified"),
-            Err(s) => break s,
-        }
-    };
+        .expect_err("a damaged backup verified");
     assert_eq!(err.code(), Code::DataLoss, "{err:?}");
     for (key, what) in [
         (rel(&flip.key), "altered"),
@@ -136,11 +116,7 @@ async fn flipped_truncated_and_deleted_objects_are_found() {
 
     // A restore checks presence and sizes first, and creates nothing.
     let err = client
-        .restore(pb::RestoreRequest {
-            backup_name: name.clone(),
-            collection_suffix: "_r".into(),
-            ..Default::default()
-        })
+        .restore(flows::restore_request(&name, "_r"))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::DataLoss, "{err:?}");

@@ -5,11 +5,8 @@
 mod common;
 
 use common::data::{self, Spec};
-use common::flows;
+use common::flows::{self, backup_request, last_backup, last_restore};
 use milvus_backup::api::proto as pb;
-use milvus_backup::context::Context;
-use milvus_backup::engine::Engine;
-use milvus_backup::jobs::JobStore;
 use milvus_backup::milvus::MilvusApi;
 use tonic::Code;
 
@@ -23,14 +20,6 @@ async fn source(m: &milvus_backup::milvus::MilvusClient, prefix: &str) -> Spec {
     spec
 }
 
-async fn last<T>(mut s: tonic::Streaming<T>) -> T {
-    let mut last = None;
-    while let Some(m) = s.message().await.unwrap() {
-        last = Some(m);
-    }
-    last.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancelled_jobs_leave_nothing_behind() {
     let cfg = common::config();
@@ -42,11 +31,7 @@ async fn cancelled_jobs_leave_nothing_behind() {
     // Cancel a backup right after it started.
     let name = common::unique("cancelled");
     let mut stream = client
-        .create_backup(pb::CreateBackupRequest {
-            backup_name: name.clone(),
-            collection_names: vec![spec.name.clone()],
-            ..Default::default()
-        })
+        .create_backup(backup_request(&name, &[&spec.name]))
         .await
         .unwrap()
         .into_inner();
@@ -56,7 +41,7 @@ async fn cancelled_jobs_leave_nothing_behind() {
         .cancel_backup(pb::CancelBackupRequest { name: name.clone() })
         .await
         .unwrap();
-    let end = last(stream).await.backup.unwrap();
+    let end = last_backup(stream).await;
     assert_eq!(end.state, pb::JobState::Cancelled as i32, "{end:?}");
     let store = server.ctx.catalog.store().clone();
     assert!(
@@ -94,7 +79,7 @@ async fn cancelled_jobs_leave_nothing_behind() {
         })
         .await
         .unwrap();
-    let end = last(stream).await.restore.unwrap();
+    let end = last_restore(stream).await;
     assert_eq!(end.state, pb::JobState::Cancelled as i32, "{end:?}");
     assert!(
         !m.has_collection(&spec.db, &format!("{}_c", spec.name))
@@ -112,9 +97,7 @@ async fn retries_limits_races_and_restarts() {
     let m = common::milvus(&cfg);
     let spec = source(&m, "control_src").await;
     let state = std::env::temp_dir().join(common::unique("job-records"));
-    let ctx = Context::from_config(&cfg).unwrap();
-    let engine = Engine::with_records(ctx.clone(), JobStore::open(&state).unwrap(), 2).await;
-    let server = common::TestServer::start_engine(ctx, engine).await;
+    let server = common::TestServer::start_with_records(&cfg, &state, 2).await;
     let mut client = server.client().await;
 
     // The same request_id twice is the same job.
@@ -125,20 +108,15 @@ async fn retries_limits_races_and_restarts() {
         request_id: common::unique("req"),
         ..Default::default()
     };
-    let a = last(
+    let a = last_backup(
         client
             .create_backup(req.clone())
             .await
             .unwrap()
             .into_inner(),
     )
-    .await
-    .backup
-    .unwrap();
-    let b = last(client.create_backup(req).await.unwrap().into_inner())
-        .await
-        .backup
-        .unwrap();
+    .await;
+    let b = last_backup(client.create_backup(req).await.unwrap().into_inner()).await;
     assert_eq!((a.id.clone(), a.state), (b.id, b.state));
     let rreq = pb::RestoreRequest {
         backup_name: name.clone(),
@@ -146,14 +124,8 @@ async fn retries_limits_races_and_restarts() {
         request_id: common::unique("rreq"),
         ..Default::default()
     };
-    let ra = last(client.restore(rreq.clone()).await.unwrap().into_inner())
-        .await
-        .restore
-        .unwrap();
-    let rb = last(client.restore(rreq).await.unwrap().into_inner())
-        .await
-        .restore
-        .unwrap();
+    let ra = last_restore(client.restore(rreq.clone()).await.unwrap().into_inner()).await;
+    let rb = last_restore(client.restore(rreq).await.unwrap().into_inner()).await;
     assert_eq!(ra.id, rb.id);
     assert_eq!(ra.state, pb::JobState::Succeeded as i32);
 
@@ -161,11 +133,7 @@ async fn retries_limits_races_and_restarts() {
     let racy = common::unique("racy");
     let mut c1 = server.client().await;
     let mut c2 = server.client().await;
-    let mk = |n: &str| pb::CreateBackupRequest {
-        backup_name: n.into(),
-        collection_names: vec![spec.name.clone()],
-        ..Default::default()
-    };
+    let mk = |n: &str| backup_request(n, &[&spec.name]);
     let (r1, r2) = tokio::join!(c1.create_backup(mk(&racy)), c2.create_backup(mk(&racy)));
     let outcomes = [r1.map(|r| r.into_inner()), r2.map(|r| r.into_inner())];
     let refused: Vec<&Status> = outcomes.iter().filter_map(|r| r.as_ref().err()).collect();
@@ -176,10 +144,7 @@ async fn retries_limits_races_and_restarts() {
         refused[0]
     );
     for s in outcomes.into_iter().flatten() {
-        assert_eq!(
-            last(s).await.backup.unwrap().state,
-            pb::JobState::Succeeded as i32
-        );
+        assert_eq!(last_backup(s).await.state, pb::JobState::Succeeded as i32);
     }
 
     // At most two jobs at once: a third is RESOURCE_EXHAUSTED.
@@ -199,34 +164,23 @@ async fn retries_limits_races_and_restarts() {
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     for s in streams {
-        last(s).await;
+        last_backup(s).await;
     }
 
     // After a restart, old jobs still answer.
     server.handle.stop().await.unwrap();
     drop(server.engine);
-    let ctx = Context::from_config(&cfg).unwrap();
-    let engine = Engine::with_records(ctx.clone(), JobStore::open(&state).unwrap(), 2).await;
-    let again = common::TestServer::start_engine(ctx, engine).await;
+    let again = common::TestServer::start_with_records(&cfg, &state, 2).await;
     let mut client = again.client().await;
-    let got = client
-        .get_restore(pb::GetRestoreRequest { id: ra.id.clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .restore
-        .unwrap();
+    let got = flows::get_restore(&mut client, &ra.id).await;
     assert_eq!(got.state, pb::JobState::Succeeded as i32);
     assert_eq!(got.collections[0].imported_rows, 300);
-    let watched = last(
-        client
-            .watch_restore(pb::WatchRestoreRequest { id: ra.id.clone() })
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
-    assert_eq!(watched.restore.unwrap().id, ra.id);
+    let watched = client
+        .watch_restore(pb::WatchRestoreRequest { id: ra.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(last_restore(watched).await.id, ra.id);
 
     for c in [spec.name.clone(), format!("{}_idem", spec.name)] {
         data::drop_if_exists(&m, &spec.db, &c).await;

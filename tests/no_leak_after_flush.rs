@@ -13,7 +13,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use common::data::{self, Spec};
 use common::flows;
-use milvus_backup::api::proto as pb;
 use milvus_backup::context::Context;
 use milvus_backup::error::Result;
 use milvus_backup::milvus::*;
@@ -127,17 +126,7 @@ async fn writes_after_the_flush_do_not_leak_in() {
     // The late segment was copied too: the backup holds more rows than the flush saw.
     assert!(b.collections[0].row_count >= 400, "{b:?}");
 
-    flows::restore(
-        &mut client,
-        pb::RestoreRequest {
-            backup_name: name,
-            collection_suffix: "_r".into(),
-            restore_index: true,
-            load: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    flows::restore(&mut client, flows::restore_loaded_request(&name, "_r")).await;
     let restored = data::rows(&m, &spec, &spec.db, &format!("{}_r", spec.name), &[]).await;
     data::assert_rows_equal("rows as of the flush", &before, &restored);
     data::drop_if_exists(&m, &spec.db, &spec.name).await;

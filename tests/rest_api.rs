@@ -9,25 +9,34 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::curl::json as curl;
 use common::hello;
 use serde_json::Value;
 
-/// Runs curl with `args`; returns the HTTP status and the parsed JSON body.
-fn curl(args: &[&str]) -> (u16, Value) {
-    let out = Command::new("curl")
-        .args(["-sS", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .expect("curl (apt curl) is needed");
-    assert!(
-        out.status.success(),
-        "curl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
-    (code.parse().unwrap(), json)
+/// GETs `url` (the guide's get_backup or get_restore, as the guide writes
+/// them) until the job's `state_code` is 2 (success), for at most two
+/// minutes; a `state_code` 3 (failed) ends it. Returns the last answer.
+async fn poll_until_done(what: &str, url: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, got) = tokio::task::block_in_place(|| {
+            curl(&[
+                "--location",
+                "--request",
+                "GET",
+                url,
+                "--header",
+                "Content-Type: application/json",
+            ])
+        });
+        assert_eq!(got["code"], 0, "{got}");
+        if got["data"]["state_code"] == 2 {
+            return got;
+        }
+        assert_ne!(got["data"]["state_code"], 3, "{what} failed: {got}");
+        assert!(Instant::now() < deadline, "{what} did not finish: {got}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -76,25 +85,11 @@ async fn the_go_tool_guide_works_unchanged() {
     assert!(created["requestId"].as_str().is_some_and(|r| !r.is_empty()));
 
     // get_backup until the backup is done (state_code 2 = BACKUP_SUCCESS).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let backup = loop {
-        let (_, got) = tokio::task::block_in_place(|| {
-            curl(&[
-                "--location",
-                "--request",
-                "GET",
-                &format!("{base}/api/v1/get_backup?backup_id={name}&backup_name={name}"),
-                "--header",
-                "Content-Type: application/json",
-            ])
-        });
-        assert_eq!(got["code"], 0, "{got}");
-        if got["data"]["state_code"] == 2 {
-            break got;
-        }
-        assert!(Instant::now() < deadline, "backup did not finish: {got}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let backup = poll_until_done(
+        "the backup",
+        &format!("{base}/api/v1/get_backup?backup_id={name}&backup_name={name}"),
+    )
+    .await;
     let coll = &backup["data"]["collection_backups"][0];
     assert_eq!(coll["collection_name"], "hello_milvus");
     assert_eq!(backup["data"]["progress"], 100);
@@ -151,26 +146,7 @@ async fn the_go_tool_guide_works_unchanged() {
     });
     assert_eq!(restored["code"], 0, "{restored}");
     let id = restored["data"]["id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let done = loop {
-        let (_, got) = tokio::task::block_in_place(|| {
-            curl(&[
-                "--location",
-                "--request",
-                "GET",
-                &format!("{base}/api/v1/get_restore?id={id}"),
-                "--header",
-                "Content-Type: application/json",
-            ])
-        });
-        assert_eq!(got["code"], 0, "{got}");
-        if got["data"]["state_code"] == 2 {
-            break got;
-        }
-        assert_ne!(got["data"]["state_code"], 3, "restore failed: {got}");
-        assert!(Instant::now() < deadline, "restore did not finish: {got}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let done = poll_until_done("the restore", &format!("{base}/api/v1/get_restore?id={id}")).await;
     let task = &done["data"]["collection_restore_tasks"][0];
     assert_eq!(task["target_collection_name"], "hello_milvus_recover");
     assert_eq!(done["data"]["progress"], 100);
@@ -186,53 +162,54 @@ async fn the_go_tool_guide_works_unchanged() {
     .await;
     hello::assert_rows_equal(&source, &rows);
 
-    // Errors keep the envelope, with the Go tool's codes.
-    let (status, err) = tokio::task::block_in_place(|| {
-        curl(&[
-            "--request",
+    // Errors keep the envelope, with the Go tool's codes: the method, the
+    // route, the JSON body, the HTTP status and `code`, and the value `msg` names.
+    let taken = format!(r#"{{"backup_name":"{name}"}}"#);
+    let not_json = Some("{not json");
+    for (method, route, body, want, named) in [
+        (
             "GET",
-            &format!("{base}/api/v1/get_backup?backup_name=no_such_backup_x"),
-        ])
-    });
-    assert_eq!((status, err["code"].as_i64()), (404, Some(404)), "{err}");
-    assert!(err["msg"].as_str().unwrap().contains("no_such_backup_x"));
-    let (status, err) = tokio::task::block_in_place(|| {
-        curl(&[
-            "--request",
+            "get_backup?backup_name=no_such_backup_x",
+            None,
+            (404, Some(404)),
+            Some("no_such_backup_x"),
+        ),
+        ("POST", "create", not_json, (400, Some(400)), None),
+        (
             "POST",
-            &format!("{base}/api/v1/create"),
-            "--header",
-            "Content-Type: application/json",
-            "--data-raw",
-            "{not json",
-        ])
-    });
-    assert_eq!((status, err["code"].as_i64()), (400, Some(400)), "{err}");
-    let (status, err) = tokio::task::block_in_place(|| {
-        curl(&[
-            "--request",
+            "create",
+            Some(r#"{"backup_name":"../x"}"#),
+            (400, Some(400)),
+            Some("../x"),
+        ),
+        (
             "POST",
-            &format!("{base}/api/v1/create"),
-            "--header",
-            "Content-Type: application/json",
-            "--data-raw",
-            r#"{"backup_name":"../x"}"#,
-        ])
-    });
-    assert_eq!((status, err["code"].as_i64()), (400, Some(400)), "{err}");
-    assert!(err["msg"].as_str().unwrap().contains("../x"));
-    let (status, err) = tokio::task::block_in_place(|| {
-        curl(&[
-            "--request",
-            "POST",
-            &format!("{base}/api/v1/create"),
-            "--header",
-            "Content-Type: application/json",
-            "--data-raw",
-            &format!(r#"{{"backup_name":"{name}"}}"#),
-        ])
-    });
-    assert_eq!((status, err["code"].as_i64()), (409, Some(400)), "{err}");
+            "create",
+            Some(taken.as_str()),
+            (409, Some(400)),
+            None,
+        ),
+    ] {
+        let url = format!("{base}/api/v1/{route}");
+        let mut args = vec!["--request", method, &url];
+        if let Some(body) = body {
+            args.extend([
+                "--header",
+                "Content-Type: application/json",
+                "--data-raw",
+                body,
+            ]);
+        }
+        let (status, err) = tokio::task::block_in_place(|| curl(&args));
+        assert_eq!(
+            (status, err["code"].as_i64()),
+            want,
+            "{method} {route}: {err}"
+        );
+        if let Some(named) = named {
+            assert!(err["msg"].as_str().unwrap().contains(named), "{err}");
+        }
+    }
     let (_, check) = tokio::task::block_in_place(|| curl(&[&format!("{base}/api/v1/check")]));
     assert_eq!(check["code"], 0, "{check}");
     assert_eq!(check["data"]["milvus_version"], "v2.3.5");

@@ -449,11 +449,7 @@ async fn jobs_on_one_backup_or_target_exclude_each_other_across_processes() {
         );
     }
 
-    let mut last = None;
-    while let Some(msg) = first.message().await.unwrap() {
-        last = msg.restore;
-    }
-    let job = last.unwrap();
+    let job = flows::last_restore(first).await;
     assert_eq!(job.state, pb::JobState::Succeeded as i32, "{job:?}");
     let target = format!("{}_x", spec.name);
     let rows = rows_of(&m, &spec, &target).await;
@@ -547,11 +543,7 @@ async fn a_kill_between_meta_writes_never_lists_an_incomplete_backup() {
         let name = common::unique("meta_b");
         let mut s = server
             .client
-            .create_backup(pb::CreateBackupRequest {
-                backup_name: name.clone(),
-                collection_names: vec![spec.name.clone()],
-                ..Default::default()
-            })
+            .create_backup(flows::backup_request(&name, &[&spec.name]))
             .await
             .unwrap()
             .into_inner();

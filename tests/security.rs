@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::data::{self, Spec};
+use common::flows;
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
 use tonic::Code;
@@ -96,21 +97,14 @@ async fn token_required_and_no_secret_in_the_logs() {
         .await
         .expect("check with the token");
     let name = common::unique("secure");
-    let mut s = client
-        .create_backup(pb::CreateBackupRequest {
-            backup_name: name.clone(),
-            collection_names: vec![spec.name.clone()],
-            ..Default::default()
-        })
+    let s = client
+        .create_backup(flows::backup_request(&name, &[&spec.name]))
         .await
         .unwrap()
         .into_inner();
-    let mut last = None;
-    while let Some(msg) = s.message().await.unwrap() {
-        last = msg.backup;
-    }
-    assert_eq!(last.unwrap().state, pb::JobState::Succeeded as i32);
-    let mut s = client
+    let backup = flows::last_backup(s).await;
+    assert_eq!(backup.state, pb::JobState::Succeeded as i32);
+    let s = client
         .restore(pb::RestoreRequest {
             backup_name: name.clone(),
             collection_suffix: "_sec".into(),
@@ -119,11 +113,8 @@ async fn token_required_and_no_secret_in_the_logs() {
         .await
         .unwrap()
         .into_inner();
-    let mut last = None;
-    while let Some(msg) = s.message().await.unwrap() {
-        last = msg.restore;
-    }
-    assert_eq!(last.unwrap().state, pb::JobState::Succeeded as i32);
+    let restore = flows::last_restore(s).await;
+    assert_eq!(restore.state, pb::JobState::Succeeded as i32);
 
     // REST: 401 without, 200 with; docs and metrics open.
     let (code, body) = tokio::task::block_in_place(|| curl(&[&format!("{url}/api/v1/list")]));
@@ -309,9 +300,12 @@ async fn serve(app: axum::Router) -> u16 {
     port
 }
 
-/// A stand-in for Milvus 2.3 with authentication on, given a wrong
-/// password: every call is answered UNAUTHENTICATED with Milvus's message.
-async fn milvus_refusing_logins() -> (u16, Seen) {
+/// A stand-in that records the `authorization` header of every request and
+/// answers each with `answer()`; its port and what it was sent.
+async fn stand_in<R>(answer: fn() -> R) -> (u16, Seen)
+where
+    R: axum::response::IntoResponse + Send + 'static,
+{
     let seen: Seen = Arc::default();
     let kept = seen.clone();
     let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
@@ -320,44 +314,45 @@ async fn milvus_refusing_logins() -> (u16, Seen) {
             if let Some(a) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
                 kept.lock().unwrap().push(a.to_string());
             }
-            (
-                [
-                    ("content-type", "application/grpc"),
-                    ("grpc-status", "16"),
-                    (
-                        "grpc-message",
-                        "auth%20check%20failure%2C%20please%20check%20username%20and%20password%20are%20correct",
-                    ),
-                ],
-                "",
-            )
+            answer()
         }
     });
     (serve(app).await, seen)
 }
 
+/// A stand-in for Milvus 2.3 with authentication on, given a wrong
+/// password: every call is answered UNAUTHENTICATED with Milvus's message.
+async fn milvus_refusing_logins() -> (u16, Seen) {
+    stand_in(|| {
+    (
+        [
+            ("content-type", "application/grpc"),
+            ("grpc-status", "16"),
+            (
+                "grpc-message",
+                "auth%20check%20failure%2C%20please%20check%20username%20and%20password%20are%20correct",
+            ),
+        ],
+        "",
+    )
+    })
+    .await
+}
+
 /// A stand-in for S3 refusing the key, as S3 answers a wrong secret:
 /// 403 SignatureDoesNotMatch to every request.
 async fn s3_refusing_logins() -> (u16, Seen) {
-    let seen: Seen = Arc::default();
-    let kept = seen.clone();
-    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
-        let kept = kept.clone();
-        async move {
-            if let Some(a) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
-                kept.lock().unwrap().push(a.to_string());
-            }
-            (
-                axum::http::StatusCode::FORBIDDEN,
-                [("content-type", "application/xml")],
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SignatureDoesNotMatch</Code>\
-                 <Message>The request signature we calculated does not match the signature you \
-                 provided. Check your key and signing method.</Message>\
-                 <AWSAccessKeyId>AKIDFAILEDLOGIN</AWSAccessKeyId><RequestId>stand-in</RequestId></Error>",
-            )
-        }
-    });
-    (serve(app).await, seen)
+    stand_in(|| {
+        (
+            axum::http::StatusCode::FORBIDDEN,
+            [("content-type", "application/xml")],
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SignatureDoesNotMatch</Code>\
+         <Message>The request signature we calculated does not match the signature you \
+         provided. Check your key and signing method.</Message>\
+         <AWSAccessKeyId>AKIDFAILEDLOGIN</AWSAccessKeyId><RequestId>stand-in</RequestId></Error>",
+        )
+    })
+    .await
 }
 
 /// A server whose Milvus login fails and one whose S3 login fails: Check and

@@ -18,9 +18,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::curl::json as curl;
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
 use milvus_backup::api::{Server, ServerHandle, ServerLimits};
@@ -375,24 +375,6 @@ async fn the_connection_cap_holds_further_connections_until_one_closes() {
     assert_eq!(status, 404);
     drop((held, fourth));
     stop(server).await;
-}
-
-/// curl with `args`: HTTP status and JSON body.
-fn curl(args: &[&str]) -> (u16, Value) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "60", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .expect("curl (apt curl) is needed");
-    assert!(
-        out.status.success(),
-        "curl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
-    (code.parse().unwrap(), json)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -40,17 +40,7 @@ async fn round_trip(cfg: &Config, prefix: &str) -> String {
     let (spec, rows) = source(&m, prefix).await;
     let name = common::unique(prefix);
     flows::backup_collections(&mut client, &name, &[&spec.name]).await;
-    let job = flows::restore(
-        &mut client,
-        pb::RestoreRequest {
-            backup_name: name.clone(),
-            collection_suffix: "_r".into(),
-            restore_index: true,
-            load: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let job = flows::restore(&mut client, flows::restore_loaded_request(&name, "_r")).await;
     let restored = data::rows(&m, &spec, &spec.db, &format!("{}_r", spec.name), &[]).await;
     data::assert_rows_equal(prefix, &rows, &restored);
     let staging = format!("restore-temp-{}/", job.id);
@@ -170,14 +160,7 @@ async fn delete_backup_removes_that_backup_only() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    let got = client
-        .get_backup(pb::GetBackupRequest {
-            name: b10.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(got.into_inner().backup.unwrap().name, b10);
+    assert_eq!(flows::get_backup(&mut client, &b10).await.name, b10);
 
     let err = client
         .delete_backup(pb::DeleteBackupRequest { name: b1.clone() })

@@ -5,22 +5,144 @@ use std::time::{Duration, Instant};
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
 use tonic::transport::Channel;
+use tonic::{Status, Streaming};
+
+/// Every message of a stream, read to its end; panics on an error.
+pub async fn drain<T>(mut stream: Streaming<T>) -> Vec<T> {
+    let mut out = Vec::new();
+    while let Some(msg) = stream.message().await.expect("stream message") {
+        out.push(msg);
+    }
+    out
+}
+
+/// The last message of a stream, read to its end (`None` when it sent none),
+/// or the first error.
+pub async fn last_message<T>(mut stream: Streaming<T>) -> Result<Option<T>, Status> {
+    let mut last = None;
+    while let Some(msg) = stream.message().await? {
+        last = Some(msg);
+    }
+    Ok(last)
+}
+
+/// A message of a job's stream: CreateBackup and WatchBackup carry a backup,
+/// Restore and WatchRestore a restore job.
+pub trait Snapshot {
+    type Job;
+    fn job(self) -> Option<Self::Job>;
+}
+
+macro_rules! snapshot {
+    ($($message:ty => $field:ident: $job:ty),* $(,)?) => {$(
+        impl Snapshot for $message {
+            type Job = $job;
+            fn job(self) -> Option<$job> {
+                self.$field
+            }
+        }
+    )*};
+}
+
+snapshot! {
+    pb::CreateBackupResponse => backup: pb::Backup,
+    pb::WatchBackupResponse => backup: pb::Backup,
+    pb::RestoreResponse => restore: pb::RestoreJob,
+    pb::WatchRestoreResponse => restore: pb::RestoreJob,
+}
+
+/// The job's snapshot in the last message of its stream, read to its end, or
+/// the first error.
+pub async fn last_snapshot<T: Snapshot>(stream: Streaming<T>) -> Result<Option<T::Job>, Status> {
+    Ok(last_message(stream).await?.and_then(Snapshot::job))
+}
+
+/// The last snapshot of a CreateBackup or WatchBackup stream (any state).
+pub async fn last_backup<T: Snapshot<Job = pb::Backup>>(stream: Streaming<T>) -> pb::Backup {
+    last_snapshot(stream).await.unwrap().expect("a snapshot")
+}
+
+/// The last snapshot of a Restore or WatchRestore stream (any state).
+pub async fn last_restore<T: Snapshot<Job = pb::RestoreJob>>(
+    stream: Streaming<T>,
+) -> pb::RestoreJob {
+    last_snapshot(stream).await.unwrap().expect("a snapshot")
+}
+
+/// A CreateBackup request for the named collections (`coll` or `db.coll`).
+pub fn backup_request(name: &str, collections: &[&str]) -> pb::CreateBackupRequest {
+    pb::CreateBackupRequest {
+        backup_name: name.into(),
+        collection_names: collections.iter().map(|c| c.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// A Restore request of backup `name` into the collections' names plus `suffix`.
+pub fn restore_request(name: &str, suffix: &str) -> pb::RestoreRequest {
+    pb::RestoreRequest {
+        backup_name: name.into(),
+        collection_suffix: suffix.into(),
+        ..Default::default()
+    }
+}
+
+/// `restore_request` with the indexes restored and the collections loaded.
+pub fn restore_loaded_request(name: &str, suffix: &str) -> pb::RestoreRequest {
+    pb::RestoreRequest {
+        restore_index: true,
+        load: true,
+        ..restore_request(name, suffix)
+    }
+}
+
+/// A VerifyBackup stream of backup `name`, waited for.
+pub async fn verify_stream(
+    client: &mut BackupServiceClient<Channel>,
+    name: &str,
+) -> Streaming<pb::VerifyBackupResponse> {
+    client
+        .verify_backup(pb::VerifyBackupRequest {
+            name: name.into(),
+            detached: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// VerifyBackup of backup `name` to its end; panics unless every object
+/// verified intact (`label` names the case). The last report.
+pub async fn assert_verifies(
+    client: &mut BackupServiceClient<Channel>,
+    name: &str,
+    label: &str,
+) -> pb::VerifyBackupResponse {
+    let stream = verify_stream(client, name).await;
+    let last = last_message(stream)
+        .await
+        .unwrap_or_else(|e| panic!("{label}: the backup verifies: {e:?}"))
+        .expect("the verification reports");
+    assert!(
+        last.objects_total > 0
+            && last.objects_done == last.objects_total
+            && last.damaged.is_empty(),
+        "{label}: every object verified intact: {last:?}"
+    );
+    last
+}
 
 /// Runs a backup to its end; panics unless it succeeded.
 pub async fn backup(
     client: &mut BackupServiceClient<Channel>,
     req: pb::CreateBackupRequest,
 ) -> pb::Backup {
-    let mut stream = client
+    let stream = client
         .create_backup(req)
         .await
         .expect("CreateBackup accepted")
         .into_inner();
-    let mut last = None;
-    while let Some(msg) = stream.message().await.unwrap() {
-        last = msg.backup;
-    }
-    let last = last.expect("a snapshot");
+    let last = last_backup(stream).await;
     assert_eq!(
         last.state,
         pb::JobState::Succeeded as i32,
@@ -35,15 +157,7 @@ pub async fn backup_collections(
     name: &str,
     collections: &[&str],
 ) -> pb::Backup {
-    backup(
-        client,
-        pb::CreateBackupRequest {
-            backup_name: name.into(),
-            collection_names: collections.iter().map(|c| c.to_string()).collect(),
-            ..Default::default()
-        },
-    )
-    .await
+    backup(client, backup_request(name, collections)).await
 }
 
 /// Runs a restore to its end and returns the last snapshot (any state).
@@ -51,16 +165,12 @@ pub async fn restore_job(
     client: &mut BackupServiceClient<Channel>,
     req: pb::RestoreRequest,
 ) -> pb::RestoreJob {
-    let mut stream = client
+    let stream = client
         .restore(req)
         .await
         .expect("Restore accepted")
         .into_inner();
-    let mut last = None;
-    while let Some(msg) = stream.message().await.unwrap() {
-        last = msg.restore;
-    }
-    last.expect("a snapshot")
+    last_restore(stream).await
 }
 
 /// Runs a restore to its end; panics unless it succeeded.
@@ -104,21 +214,27 @@ where
     }
 }
 
-/// The state ListBackups gives backup `name`, if it lists it.
-pub async fn listed_state(client: &mut BackupServiceClient<Channel>, name: &str) -> Option<i32> {
-    let mut s = client
+/// Every backup ListBackups streams.
+pub async fn listed(client: &mut BackupServiceClient<Channel>) -> Vec<pb::Backup> {
+    let s = client
         .list_backups(pb::ListBackupsRequest::default())
         .await
         .unwrap()
         .into_inner();
-    let mut found = None;
-    while let Some(msg) = s.message().await.unwrap() {
-        let b = msg.backup.unwrap();
-        if b.name == name {
-            found = Some(b.state);
-        }
-    }
-    found
+    drain(s)
+        .await
+        .into_iter()
+        .map(|m| m.backup.unwrap())
+        .collect()
+}
+
+/// The state ListBackups gives backup `name`, if it lists it.
+pub async fn listed_state(client: &mut BackupServiceClient<Channel>, name: &str) -> Option<i32> {
+    listed(client)
+        .await
+        .into_iter()
+        .rfind(|b| b.name == name)
+        .map(|b| b.state)
 }
 
 pub async fn get_restore(client: &mut BackupServiceClient<Channel>, id: &str) -> pb::RestoreJob {

@@ -3,6 +3,7 @@
 //! and the `hello_milvus` collection of the Go tool's example.
 #![allow(dead_code)]
 
+pub mod curl;
 pub mod data;
 pub mod faults;
 pub mod flows;
@@ -11,7 +12,7 @@ pub mod process;
 pub mod tls;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
@@ -19,6 +20,7 @@ use milvus_backup::api::{Server, ServerHandle};
 use milvus_backup::config::{Config, Secret};
 use milvus_backup::context::Context;
 use milvus_backup::engine::Engine;
+use milvus_backup::jobs::JobStore;
 use milvus_backup::milvus::MilvusClient;
 use tonic::transport::Channel;
 
@@ -105,6 +107,15 @@ impl TestServer {
     pub async fn start_with(mut ctx: Context) -> Self {
         ctx.timing.poll_interval = Duration::from_millis(200);
         Self::start_engine(ctx.clone(), Engine::new(ctx)).await
+    }
+
+    /// Starts a server for `cfg` whose job records are kept in `state`, with
+    /// at most `max_jobs` jobs at once.
+    pub async fn start_with_records(cfg: &Config, state: &Path, max_jobs: usize) -> Self {
+        let ctx = Context::from_config(cfg).unwrap();
+        let engine =
+            Engine::with_records(ctx.clone(), JobStore::open(state).unwrap(), max_jobs).await;
+        Self::start_engine(ctx, engine).await
     }
 
     /// Starts a server over `engine`, which runs over `ctx`.

@@ -18,12 +18,13 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Writes a config file for the test environment, with `backup:` lines
-/// (indented two spaces, e.g. `"  stateDir: /tmp/x\n"`) appended.
-pub fn write_config(cfg: &Config, path: &Path, backup: &str) {
-    let yaml = format!(
-        "milvus:\n  address: {}\n  port: {}\nminio:\n  address: {}\n  port: {}\n  accessKeyID: {}\n  secretAccessKey: {}\n  \
-         bucketName: {}\n  rootPath: {}\n  backupBucketName: {}\n  backupRootPath: backup\nbackup:\n{backup}",
+/// The `milvus:` and `minio:` sections of a config file for `cfg`, the
+/// backups under `backup` in `backup_storage`'s bucket (`minio:` lines,
+/// indented two spaces, e.g. `"  backupBucketName: b\n"`).
+pub fn config_yaml(cfg: &Config, backup_storage: &str) -> String {
+    format!(
+        "milvus:\n  address: {}\n  port: {}\nminio:\n  address: {}\n  port: {}\n  accessKeyID: {}\n  \
+         secretAccessKey: {}\n  bucketName: {}\n  rootPath: {}\n  backupRootPath: backup\n{backup_storage}",
         cfg.milvus.address,
         cfg.milvus.port,
         cfg.minio.address,
@@ -32,8 +33,21 @@ pub fn write_config(cfg: &Config, path: &Path, backup: &str) {
         cfg.minio.secret_access_key.expose(),
         cfg.minio.bucket_name,
         cfg.minio.root_path,
-        cfg.minio.bucket_name,
-    );
+    )
+}
+
+/// `config_yaml` with the backups in Milvus's bucket.
+pub fn config_yaml_same_bucket(cfg: &Config) -> String {
+    config_yaml(
+        cfg,
+        &format!("  backupBucketName: {}\n", cfg.minio.bucket_name),
+    )
+}
+
+/// Writes a config file for the test environment, with `backup:` lines
+/// (indented two spaces, e.g. `"  stateDir: /tmp/x\n"`) appended.
+pub fn write_config(cfg: &Config, path: &Path, backup: &str) {
+    let yaml = format!("{}backup:\n{backup}", config_yaml_same_bucket(cfg));
     std::fs::write(path, yaml).unwrap();
 }
 

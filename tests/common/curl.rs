@@ -1,0 +1,24 @@
+//! The real `curl`, for the REST routes.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Runs curl with `args` (at most 60 s); returns the HTTP status and the
+/// parsed JSON body. Panics when curl fails or the body is not JSON.
+pub fn json(args: &[&str]) -> (u16, Value) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "60", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl (apt curl) is needed");
+    assert!(
+        out.status.success(),
+        "curl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    (code.parse().unwrap(), json)
+}
