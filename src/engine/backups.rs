@@ -1,8 +1,6 @@
 //! Backups as callers see them: this server's backup jobs and the complete
 //! backups in storage, found, listed, read, verified and deleted.
 
-use std::collections::HashSet;
-
 use futures::StreamExt;
 use tokio::sync::watch;
 use tracing::info;
@@ -160,18 +158,12 @@ impl Engine {
             }
             // Read under the hold: no incremental backup can start reusing
             // this one's objects now, and those that did are complete.
-            let keep: HashSet<String> = self
-                .ctx
-                .catalog
-                .references_into(name)
-                .await?
-                .into_keys()
-                .collect();
-            crate::failpoint::pause_at("delete.references_read").await;
-            let objects = self.ctx.catalog.delete_keeping(name, &keep).await?;
+            let plan = catalog.delete_plan(name).await?;
+            crate::failpoint::pause_at("delete.planned").await;
+            let objects = catalog.delete_as_planned(name, &plan).await?;
             Ok(Deleted {
                 objects,
-                kept: keep.len() as u64,
+                kept: plan.keep.len() as u64,
             })
         }
         .await;

@@ -20,6 +20,17 @@ pub use layout::{BackupLayout, LogKind, META_FILES, MilvusLayout};
 use manifest::{MANIFEST_FILE, Manifest, ManifestEntry};
 use model::{BackupInfo, CollectionBackupInfo, LevelInfos, PartitionBackupInfo, SegmentBackupInfo};
 
+/// What a delete of one backup removes beside its folder, and keeps in it.
+#[derive(Debug, Clone, Default)]
+pub struct DeletePlan {
+    /// Objects of its folder that other complete backups reference, by key
+    /// relative to the folder.
+    pub keep: HashSet<String>,
+    /// Objects it reused from backups deleted since, that nothing else
+    /// references any more (store keys).
+    pub orphans: Vec<String>,
+}
+
 /// The backups kept in one store under one root.
 #[derive(Debug, Clone)]
 pub struct Catalog {
@@ -149,22 +160,58 @@ impl Catalog {
         Ok(out)
     }
 
-    /// The backups other than `name` whose manifests reference objects in
-    /// `name`'s folder, with those objects' keys (relative to the folder).
-    pub async fn references_into(&self, name: &str) -> Result<HashMap<String, Vec<String>>> {
+    /// Every object the complete backups other than `except` reference, by
+    /// store key, with the backups that reference it.
+    pub async fn references(&self, except: &str) -> Result<HashMap<String, Vec<String>>> {
         let mut out: HashMap<String, Vec<String>> = HashMap::new();
         for other in self.names().await? {
-            if other == name || !self.is_complete(&other).await? {
+            if other == except || !self.is_complete(&other).await? {
                 continue;
             }
+            // A Go-tool backup (no checksums) references only its own folder.
             let Some(m) = self.read_manifest(&other).await? else {
                 continue;
             };
-            for e in m.objects.into_iter().filter(|e| e.home == name) {
-                out.entry(e.key).or_default().push(other.clone());
+            for e in &m.objects {
+                out.entry(self.object_key(&other, e))
+                    .or_default()
+                    .push(other.clone());
             }
         }
         Ok(out)
+    }
+
+    /// What deleting backup `name` may remove: the objects of its folder that
+    /// no other complete backup references (`keep` holds the others, relative
+    /// to its folder), and the objects it reused from backups deleted since
+    /// that no other complete backup references any more.
+    pub async fn delete_plan(&self, name: &str) -> Result<DeletePlan> {
+        let referenced = self.references(name).await?;
+        let prefix = self.layout.backup_prefix(name);
+        let keep: HashSet<String> = referenced
+            .keys()
+            .filter_map(|k| k.strip_prefix(prefix.as_str()))
+            .map(str::to_string)
+            .collect();
+        let mut orphans = Vec::new();
+        if let Some(m) = self.read_manifest(name).await? {
+            let mut dead_homes: HashMap<String, bool> = HashMap::new();
+            for e in m.objects.iter().filter(|e| !e.home.is_empty()) {
+                let dead = match dead_homes.get(&e.home) {
+                    Some(d) => *d,
+                    None => {
+                        let d = !self.is_complete(&e.home).await?;
+                        dead_homes.insert(e.home.clone(), d);
+                        d
+                    }
+                };
+                let key = self.object_key(name, e);
+                if dead && !referenced.contains_key(&key) {
+                    orphans.push(key);
+                }
+            }
+        }
+        Ok(DeletePlan { keep, orphans })
     }
 
     /// The checksums of backup `name`, if it has them.
@@ -233,13 +280,13 @@ impl Catalog {
 
     /// Deletes every object of backup `name`; returns how many there were.
     pub async fn delete(&self, name: &str) -> Result<u64> {
-        self.delete_keeping(name, &HashSet::new()).await
+        self.delete_as_planned(name, &DeletePlan::default()).await
     }
 
-    /// Deletes the objects of backup `name` but those in `keep` (keys
-    /// relative to its folder: objects other backups reference); returns how
-    /// many went.
-    pub async fn delete_keeping(&self, name: &str, keep: &HashSet<String>) -> Result<u64> {
+    /// Deletes the objects of backup `name` as `plan` says (see
+    /// [`Catalog::delete_plan`]); returns how many went.
+    pub async fn delete_as_planned(&self, name: &str, plan: &DeletePlan) -> Result<u64> {
+        let keep = &plan.keep;
         let prefix = self.layout.backup_prefix(name);
         let keys: Vec<String> = self
             .store
@@ -274,10 +321,13 @@ impl Catalog {
         }
         self.store.delete(&first).await?;
         self.store.delete(&rest).await?;
+        // Before the checksums: until they go, a delete cut short here can
+        // be run again and finds these by them.
+        self.store.delete(&plan.orphans).await?;
         if has_checksums {
             self.store.delete(&[checksums]).await?;
         }
-        Ok(keys.len() as u64)
+        Ok((keys.len() + plan.orphans.len()) as u64)
     }
 
     async fn read_json<T: DeserializeOwned>(&self, name: &str, file: &str) -> Result<Option<T>> {

@@ -98,9 +98,15 @@ async fn name_referencing_backups(
     name: &str,
     progress: &mut VerifyProgress,
 ) -> Result<()> {
-    let refs = catalog.references_into(name).await?;
+    let refs = catalog.references(name).await?;
+    let manifest = catalog.read_manifest(name).await?.unwrap_or_default();
     for p in &mut progress.problems {
-        if let Some(others) = refs.get(&p.key) {
+        let key = manifest
+            .objects
+            .iter()
+            .find(|e| e.key == p.key)
+            .map(|e| catalog.object_key(name, e));
+        if let Some(others) = key.and_then(|k| refs.get(&k)) {
             p.problem = format!("{}; also referenced by backups {others:?}", p.problem);
         }
     }

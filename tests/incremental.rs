@@ -1,0 +1,186 @@
+//! Incremental backups against the real Milvus 2.3.5 and S3: a full backup,
+//! an incremental one with nothing changed, 10% more rows and some deleted,
+//! another incremental one. Each restores equal to its moment; deleting the
+//! full one, then the middle one, leaves the last restorable and verified.
+
+mod common;
+#[path = "common/figures.rs"]
+mod figures;
+
+use common::flows;
+use common::hello;
+use milvus_backup::api::proto as pb;
+use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
+use milvus_backup::milvus::{MilvusApi, MilvusClient};
+use milvus_backup::milvus::proto::milvus as mpb;
+use rand::SeedableRng;
+use tonic::transport::Channel;
+
+const FIELDS: &[&str] = &["pk", "random", "var", "embeddings"];
+
+async fn backup(
+    client: &mut BackupServiceClient<Channel>,
+    name: &str,
+    coll: &str,
+    incremental: bool,
+) -> pb::Backup {
+    flows::backup(
+        client,
+        pb::CreateBackupRequest {
+            incremental: Some(incremental),
+            ..flows::backup_request(name, &[coll])
+        },
+    )
+    .await
+}
+
+/// Restores `backup` under `suffix` and asserts its rows equal `expected`.
+async fn assert_restores(
+    client: &mut BackupServiceClient<Channel>,
+    m: &MilvusClient,
+    backup: &str,
+    coll: &str,
+    expected: &[milvus_backup::milvus::rows::Row],
+) {
+    let suffix = "_incr_check";
+    let target = format!("{coll}{suffix}");
+    hello::drop_if_exists(m, "default", &target).await;
+    flows::restore(client, flows::restore_loaded_request(backup, suffix)).await;
+    let got = hello::rows(m, "default", &target, "pk >= 0", FIELDS).await;
+    hello::assert_rows_equal(expected, &got);
+    hello::drop_if_exists(m, "default", &target).await;
+}
+
+async fn delete(client: &mut BackupServiceClient<Channel>, name: &str) -> pb::DeleteBackupResponse {
+    client
+        .delete_backup(pb::DeleteBackupRequest { name: name.into() })
+        .await
+        .expect("DeleteBackup")
+        .into_inner()
+}
+
+async fn delete_rows(m: &MilvusClient, coll: &str, expr: &str) {
+    let req = mpb::DeleteRequest {
+        collection_name: coll.into(),
+        expr: expr.into(),
+        ..Default::default()
+    };
+    let resp = m
+        .raw()
+        .delete(m.request("default", req))
+        .await
+        .expect("Delete")
+        .into_inner();
+    milvus_backup::milvus::check_status("Delete", resp.status.as_ref()).expect("Delete");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_incremental_chain_restores_each_moment_and_survives_deletes() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client.clone();
+    let store = server.ctx.catalog.store().clone();
+
+    let coll = common::unique("incr_src");
+    hello::create(&m, &coll, 2000, 2, 11).await;
+    let moment0 = hello::rows(&m, "default", &coll, "pk >= 0", FIELDS).await;
+    assert_eq!(moment0.len(), 2000);
+
+    // A full backup, then an incremental one with nothing changed.
+    let full = common::unique("incr_full");
+    let b0 = backup(&mut client, &full, &coll, false).await;
+    assert!(!b0.incremental && b0.files_reused == 0);
+    let full_files = b0.progress.unwrap().files_total;
+    let full_bytes = b0.progress.unwrap().bytes_total;
+    let inc1 = common::unique("incr_one");
+    let b1 = backup(&mut client, &inc1, &coll, true).await;
+    assert!(b1.incremental, "{b1:?}");
+    assert_eq!(b1.based_on, vec![full.clone()]);
+    let p1 = b1.progress.unwrap();
+    let copied1 = p1.bytes_total - b1.bytes_reused;
+    assert_eq!(
+        (b1.files_reused, b1.bytes_reused),
+        (full_files, full_bytes),
+        "nothing changed: every object is reused ({b1:?})"
+    );
+    assert_eq!(copied1, 0);
+    let own: Vec<String> = store
+        .list(&format!("backup/{inc1}/binlogs/"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert!(own.is_empty(), "an unchanged incremental copies no binlog: {own:?}");
+
+    // 10% more rows, and some deleted; then another incremental backup.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    hello::insert(&m, &coll, 2000..2200, &mut rng).await;
+    delete_rows(&m, &coll, "pk < 50").await;
+    let flush = m.flush("default", &coll).await.expect("Flush");
+    flows::eventually("the flush", std::time::Duration::from_secs(120), || async {
+        m.is_flushed("default", &coll, &flush).await.expect("GetFlushState")
+    })
+    .await;
+    let moment2 = hello::rows(&m, "default", &coll, "pk >= 0", FIELDS).await;
+    assert_eq!(moment2.len(), 2150);
+    let inc2 = common::unique("incr_two");
+    let b2 = backup(&mut client, &inc2, &coll, true).await;
+    let p2 = b2.progress.unwrap();
+    let copied2 = p2.bytes_total - b2.bytes_reused;
+    assert!(b2.bytes_reused > 0 && copied2 > 0, "{b2:?}");
+    assert!(
+        b2.based_on.contains(&full) && !b2.based_on.contains(&inc2),
+        "{b2:?}"
+    );
+    figures::publish(
+        "an_incremental_chain_restores_each_moment_and_survives_deletes",
+        &[
+            format!("full backup: {full_files} objects, {full_bytes} bytes"),
+            format!("incremental, nothing changed: {copied1} bytes copied, {} reused", b1.bytes_reused),
+            format!(
+                "incremental after +10% rows and deletes: {copied2} bytes copied ({:.1}% of the full), {} reused",
+                100.0 * copied2 as f64 / full_bytes as f64,
+                b2.bytes_reused
+            ),
+        ],
+    );
+
+    // Each backup is listed, verifies, and restores equal to its moment.
+    let listed = flows::listed(&mut client).await;
+    for name in [&full, &inc1, &inc2] {
+        assert!(listed.iter().any(|b| &b.name == name), "{name} listed");
+        flows::assert_verifies(&mut client, name, name).await;
+    }
+    assert_restores(&mut client, &m, &full, &coll, &moment0).await;
+    assert_restores(&mut client, &m, &inc1, &coll, &moment0).await;
+    assert_restores(&mut client, &m, &inc2, &coll, &moment2).await;
+
+    // Deleting the full backup keeps what the others reference.
+    let d = delete(&mut client, &full).await;
+    assert!(d.objects_kept > 0 && d.objects_deleted > 0, "{d:?}");
+    assert!(
+        store
+            .head(&format!("backup/{full}/meta/full_meta.json"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(!flows::listed(&mut client).await.iter().any(|b| b.name == full));
+    flows::assert_verifies(&mut client, &inc1, "inc1").await;
+    flows::assert_verifies(&mut client, &inc2, "inc2").await;
+    // Then the middle one: the last still verifies and restores.
+    delete(&mut client, &inc1).await;
+    flows::assert_verifies(&mut client, &inc2, "inc2").await;
+    assert_restores(&mut client, &m, &inc2, &coll, &moment2).await;
+
+    // Deleting the last one leaves nothing of the chain behind.
+    let d = delete(&mut client, &inc2).await;
+    assert_eq!(d.objects_kept, 0, "{d:?}");
+    for name in [&full, &inc1, &inc2] {
+        let left = store.list(&format!("backup/{name}/")).await.unwrap();
+        assert!(left.is_empty(), "{name}: {left:?}");
+    }
+    hello::drop_if_exists(&m, "default", &coll).await;
+}
