@@ -9,6 +9,9 @@
 //! `restore.swap.dropped` (dropped, not yet recorded), `restore.swap.after_drop`,
 //! `restore.swap.renamed` (renamed, not yet recorded), `restore.swap.after_rename`,
 //! `backup.meta.before_backup_meta`, `backup.meta.before_full_meta`,
+//! `backup.incremental.bases_held` (an incremental backup holds the backups it
+//! reuses), `delete.planned` (what to keep is known), `delete.after_commit_point`
+//! (the backup is no longer complete; its objects are still there),
 //! `verify.started`.
 
 /// Pauses forever at `name` when the environment asks for it.

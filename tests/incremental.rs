@@ -11,8 +11,8 @@ use common::flows;
 use common::hello;
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
-use milvus_backup::milvus::{MilvusApi, MilvusClient};
 use milvus_backup::milvus::proto::milvus as mpb;
+use milvus_backup::milvus::{MilvusApi, MilvusClient};
 use rand::SeedableRng;
 use tonic::transport::Channel;
 
@@ -112,7 +112,10 @@ async fn an_incremental_chain_restores_each_moment_and_survives_deletes() {
         .into_iter()
         .map(|o| o.key)
         .collect();
-    assert!(own.is_empty(), "an unchanged incremental copies no binlog: {own:?}");
+    assert!(
+        own.is_empty(),
+        "an unchanged incremental copies no binlog: {own:?}"
+    );
 
     // 10% more rows, and some deleted; then another incremental backup.
     let mut rng = rand::rngs::StdRng::seed_from_u64(12);
@@ -120,7 +123,9 @@ async fn an_incremental_chain_restores_each_moment_and_survives_deletes() {
     delete_rows(&m, &coll, "pk < 50").await;
     let flush = m.flush("default", &coll).await.expect("Flush");
     flows::eventually("the flush", std::time::Duration::from_secs(120), || async {
-        m.is_flushed("default", &coll, &flush).await.expect("GetFlushState")
+        m.is_flushed("default", &coll, &flush)
+            .await
+            .expect("GetFlushState")
     })
     .await;
     let moment2 = hello::rows(&m, "default", &coll, "pk >= 0", FIELDS).await;
@@ -138,7 +143,10 @@ async fn an_incremental_chain_restores_each_moment_and_survives_deletes() {
         "an_incremental_chain_restores_each_moment_and_survives_deletes",
         &[
             format!("full backup: {full_files} objects, {full_bytes} bytes"),
-            format!("incremental, nothing changed: {copied1} bytes copied, {} reused", b1.bytes_reused),
+            format!(
+                "incremental, nothing changed: {copied1} bytes copied, {} reused",
+                b1.bytes_reused
+            ),
             format!(
                 "incremental after +10% rows and deletes: {copied2} bytes copied ({:.1}% of the full), {} reused",
                 100.0 * copied2 as f64 / full_bytes as f64,
@@ -167,7 +175,12 @@ async fn an_incremental_chain_restores_each_moment_and_survives_deletes() {
             .unwrap()
             .is_none()
     );
-    assert!(!flows::listed(&mut client).await.iter().any(|b| b.name == full));
+    assert!(
+        !flows::listed(&mut client)
+            .await
+            .iter()
+            .any(|b| b.name == full)
+    );
     flows::assert_verifies(&mut client, &inc1, "inc1").await;
     flows::assert_verifies(&mut client, &inc2, "inc2").await;
     // Then the middle one: the last still verifies and restores.
@@ -182,5 +195,140 @@ async fn an_incremental_chain_restores_each_moment_and_survives_deletes() {
         let left = store.list(&format!("backup/{name}/")).await.unwrap();
         assert!(left.is_empty(), "{name}: {left:?}");
     }
+    hello::drop_if_exists(&m, "default", &coll).await;
+}
+
+async fn backup_in(
+    client: &mut BackupServiceClient<Channel>,
+    name: &str,
+    coll: &str,
+) -> pb::Backup {
+    backup(client, name, coll, true).await
+}
+
+/// Starts a job through `start` in the background (its stream is never read).
+fn in_background<F>(start: F)
+where
+    F: std::future::Future + Send + 'static,
+{
+    tokio::spawn(async move {
+        let _ = start.await;
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deletes_racing_incremental_backups_and_killed_deletes_leave_every_backup_whole() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client.clone();
+    let store = server.ctx.catalog.store().clone();
+    let coll = common::unique("incr_race");
+    hello::create(&m, &coll, 1000, 2, 21).await;
+    let rows = hello::rows(&m, "default", &coll, "pk >= 0", FIELDS).await;
+
+    let full = common::unique("race_full");
+    backup(&mut client, &full, &coll, false).await;
+    let inc0 = common::unique("race_inc0");
+    let b = backup_in(&mut client, &inc0, &coll).await;
+    assert_eq!(b.based_on, vec![full.clone()]);
+
+    // A delete of the full backup killed after its commit point went: the
+    // full one is no longer listed, its objects are still there.
+    let mut deleter =
+        common::process::Proc::start(&cfg, "incr-del", "", Some("delete.after_commit_point")).await;
+    let mut c = deleter.client.clone();
+    let name = full.clone();
+    in_background(async move { c.delete_backup(pb::DeleteBackupRequest { name }).await });
+    deleter
+        .wait_paused(std::time::Duration::from_secs(60))
+        .await;
+    // Meanwhile an incremental backup cannot reuse the backup being deleted:
+    // it copies what it needs itself.
+    let inc1 = common::unique("race_inc1");
+    let b1 = backup_in(&mut client, &inc1, &coll).await;
+    assert!(!b1.based_on.contains(&full), "{b1:?}");
+    deleter.kill();
+    assert!(
+        !flows::listed(&mut client)
+            .await
+            .iter()
+            .any(|b| b.name == full),
+        "a half-deleted backup is not listed"
+    );
+    // The delete is run again once the killed one's hold expires.
+    let name = full.clone();
+    let mut c = client.clone();
+    flows::eventually(
+        "the delete runs again",
+        std::time::Duration::from_secs(30),
+        || {
+            let (mut c, name) = (c.clone(), name.clone());
+            async move {
+                c.delete_backup(pb::DeleteBackupRequest { name })
+                    .await
+                    .is_ok()
+            }
+        },
+    )
+    .await;
+    for name in [&inc0, &inc1] {
+        flows::assert_verifies(&mut c, name, name).await;
+    }
+    assert_restores(&mut client, &m, &inc0, &coll, &rows).await;
+
+    // An incremental backup that holds its base (paused while choosing what
+    // to reuse) keeps a delete of that base away: ABORTED, naming it.
+    let mut creator = common::process::Proc::start(
+        &cfg,
+        "incr-create",
+        "",
+        Some("backup.incremental.bases_held"),
+    )
+    .await;
+    let mut c = creator.client.clone();
+    let req = pb::CreateBackupRequest {
+        incremental: Some(true),
+        ..flows::backup_request(&common::unique("race_inc2"), &[&coll])
+    };
+    in_background(async move { c.create_backup(req).await });
+    creator
+        .wait_paused(std::time::Duration::from_secs(60))
+        .await;
+    let refused = client
+        .delete_backup(pb::DeleteBackupRequest { name: inc1.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Aborted, "{refused:?}");
+    assert!(
+        refused.message().contains("reuse by incremental backup"),
+        "{refused:?}"
+    );
+    creator.kill();
+    // Once its hold expires the delete goes through, and keeps nothing of
+    // the killed backup's (it never completed).
+    flows::eventually(
+        "the base can be deleted",
+        std::time::Duration::from_secs(30),
+        || {
+            let (mut c, name) = (client.clone(), inc1.clone());
+            async move {
+                c.delete_backup(pb::DeleteBackupRequest { name })
+                    .await
+                    .is_ok()
+            }
+        },
+    )
+    .await;
+    flows::assert_verifies(&mut client, &inc0, &inc0).await;
+    assert_restores(&mut client, &m, &inc0, &coll, &rows).await;
+    let d = delete(&mut client, &inc0).await;
+    assert_eq!(d.objects_kept, 0, "{d:?}");
+    for name in [&full, &inc0, &inc1] {
+        let left = store.list(&format!("backup/{name}/")).await.unwrap();
+        assert!(left.is_empty(), "{name}: {left:?}");
+    }
+    deleter.finish();
+    creator.finish();
     hello::drop_if_exists(&m, "default", &coll).await;
 }

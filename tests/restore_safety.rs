@@ -9,7 +9,6 @@ mod common;
 #[path = "common/figures.rs"]
 mod figures;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -102,7 +101,7 @@ async fn damaged_binlogs_never_reach_milvus() {
     let damaged = damage_largest_binlog(&store, &backup).await;
 
     // The issue's own reproduction, through the CLI: exit 7 (DATA_LOSS) naming the object.
-    let (state, config) = config_for(&cfg, "dmg-cli");
+    let (state, config) = process::config_for(&cfg, "dmg-cli");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
         .arg("--config")
         .arg(&config)
@@ -163,89 +162,6 @@ async fn damaged_binlogs_never_reach_milvus() {
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
-fn config_for(cfg: &milvus_backup::config::Config, tag: &str) -> (PathBuf, PathBuf) {
-    config_with(cfg, tag, "")
-}
-
-/// A server config with its own state directory, a 3 s lease TTL and `extra` `backup:` lines.
-fn config_with(cfg: &milvus_backup::config::Config, tag: &str, extra: &str) -> (PathBuf, PathBuf) {
-    let state = std::env::temp_dir().join(common::unique(tag));
-    let config = state.with_extension("yaml");
-    process::write_config(
-        cfg,
-        &config,
-        &format!(
-            "  stateDir: {}\n  leaseTtlSeconds: 3\n{extra}",
-            state.display()
-        ),
-    );
-    (state, config)
-}
-
-/// A server process of its own (state directory, 3 s lease TTL), its log in a file.
-struct Proc {
-    /// `None` once killed.
-    child: Option<std::process::Child>,
-    client: BackupServiceClient<Channel>,
-    state: PathBuf,
-    config: PathBuf,
-    log: PathBuf,
-}
-
-impl Proc {
-    /// Starts one with `extra` `backup:` lines, paused at `failpoint` if given.
-    async fn start(
-        cfg: &milvus_backup::config::Config,
-        tag: &str,
-        extra: &str,
-        failpoint: Option<&str>,
-    ) -> Self {
-        let (state, config) = config_with(cfg, tag, extra);
-        Self::on(state, config, failpoint).await
-    }
-
-    async fn on(state: PathBuf, config: PathBuf, failpoint: Option<&str>) -> Self {
-        let log = state.with_extension(format!("log{}", uuid::Uuid::new_v4().simple()));
-        let envs: Vec<(&str, &str)> = failpoint
-            .map(|f| ("MILVUS_BACKUP_FAILPOINTS", f))
-            .into_iter()
-            .collect();
-        let (child, _, client) =
-            process::start_server_with(&config, process::log_file(&log), &envs).await;
-        Self {
-            child: Some(child),
-            client,
-            state,
-            config,
-            log,
-        }
-    }
-
-    /// SIGKILLs it (once).
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            process::kill9(&mut child);
-        }
-    }
-
-    /// Waits until a job of this server paused at its failpoint.
-    async fn wait_paused(&self, timeout: Duration) {
-        process::wait_for_log(&self.log, "failpoint reached", timeout).await;
-    }
-
-    /// SIGKILLs it (if still running) and starts another server on the same state directory.
-    async fn kill_and_restart(mut self) -> Self {
-        self.kill();
-        Self::on(self.state.clone(), self.config.clone(), None).await
-    }
-
-    /// SIGKILLs it and removes its state directory.
-    fn finish(mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.state);
-    }
-}
-
 /// A source collection of `rows` rows and a backup of it (through an in-process server).
 async fn backed_up(
     cfg: &milvus_backup::config::Config,
@@ -295,7 +211,7 @@ async fn a_kill_at_every_step_of_the_swap_leaves_original_or_copy() {
         ("restore.swap.renamed", true),
         ("restore.swap.after_rename", true),
     ] {
-        let mut server = Proc::start(&cfg, "swap-state", "", Some(step)).await;
+        let mut server = process::Proc::start(&cfg, "swap-state", "", Some(step)).await;
         let id = start_restore(&mut server.client, restore_req(&backup, "", true)).await;
         server.wait_paused(Duration::from_secs(180)).await;
         let server = server.kill_and_restart().await;
@@ -368,7 +284,7 @@ async fn recovery_leaves_a_collection_someone_else_made_alone() {
     let m = common::milvus(&cfg);
     let (spec, _, backup) = backed_up(&cfg, &m, "own", 400).await;
     let target = format!("{}_t", spec.name);
-    let mut server = Proc::start(&cfg, "own-state", "", Some("restore.importing")).await;
+    let mut server = process::Proc::start(&cfg, "own-state", "", Some("restore.importing")).await;
     let id = start_restore(&mut server.client, restore_req(&backup, "_t", false)).await;
     server.wait_paused(Duration::from_secs(120)).await;
     server.kill();
@@ -411,7 +327,7 @@ async fn jobs_on_one_backup_or_target_exclude_each_other_across_processes() {
     let server = common::TestServer::start(&cfg).await;
     let mut client = server.client.clone();
     flows::backup_collections(&mut client, &backup, &[&spec.name]).await;
-    let other = Proc::start(&cfg, "excl-state", "", None).await;
+    let other = process::Proc::start(&cfg, "excl-state", "", None).await;
     let mut other_client = other.client.clone();
 
     let mut first = client
@@ -539,7 +455,7 @@ async fn a_kill_between_meta_writes_never_lists_an_incomplete_backup() {
         "backup.meta.before_backup_meta",
         "backup.meta.before_full_meta",
     ] {
-        let mut server = Proc::start(&cfg, "meta-state", "", Some(step)).await;
+        let mut server = process::Proc::start(&cfg, "meta-state", "", Some(step)).await;
         let name = common::unique("meta_b");
         let mut s = server
             .client
@@ -589,7 +505,8 @@ async fn verify_is_a_job_that_stops_when_nobody_watches() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let (spec, _, backup) = backed_up(&cfg, &m, "ver", 200).await;
-    let server = Proc::start(&cfg, "ver-state", "  maxJobs: 1\n", Some("verify.started")).await;
+    let server =
+        process::Proc::start(&cfg, "ver-state", "  maxJobs: 1\n", Some("verify.started")).await;
     let (mut client, log) = (server.client.clone(), server.log.clone());
     let mut other_job = pb::CreateBackupRequest {
         backup_name: common::unique("ver_other"),
@@ -673,7 +590,7 @@ async fn a_failure_on_the_third_collection_keeps_the_first_two() {
         b.collections.last().unwrap().collection_name.clone()
     };
     let failpoint = format!("restore.importing:default.{third}");
-    let mut server = Proc::start(&cfg, "three-state", "", Some(&failpoint)).await;
+    let mut server = process::Proc::start(&cfg, "three-state", "", Some(&failpoint)).await;
     let id = start_restore(&mut server.client, restore_req(&backup, "", true)).await;
     server.wait_paused(Duration::from_secs(240)).await;
     let server = server.kill_and_restart().await;

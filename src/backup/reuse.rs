@@ -9,7 +9,7 @@
 //! Whichever comes second sees the other: the delete is refused, or this
 //! backup copies those objects instead of reusing them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures::StreamExt;
 use tracing::{info, warn};
@@ -44,21 +44,27 @@ pub async fn reusable(catalog: &Catalog, except: &str) -> Result<HashMap<String,
             (name, manifest)
         })
         .buffered(READ_PARALLELISM);
-    let mut out = HashMap::new();
+    let mut manifests = Vec::new();
     let mut reads = std::pin::pin!(reads);
     while let Some((name, manifest)) = reads.next().await {
-        let manifest = match manifest {
-            Ok(Some(m)) => m,
-            Ok(None) => continue,
-            Err(e) => {
-                warn!(backup = %name, error = %e, "backup not considered for reuse");
-                continue;
-            }
-        };
+        match manifest {
+            Ok(Some(m)) => manifests.push((name, m)),
+            Ok(None) => {}
+            Err(e) => warn!(backup = %name, error = %e, "backup not considered for reuse"),
+        }
+    }
+    // Only objects whose home is itself complete: a home deleted since keeps
+    // only what complete backups referenced when it went, and is never
+    // reused from (a delete of it may be under way).
+    let complete: HashSet<String> = manifests.iter().map(|(n, _)| n.clone()).collect();
+    let mut out = HashMap::new();
+    for (name, manifest) in manifests {
         for e in manifest.objects {
             let home = e.home_of(&name).to_string();
-            out.entry(e.key.clone())
-                .or_insert(ManifestEntry { home, ..e });
+            if complete.contains(&home) {
+                out.entry(e.key.clone())
+                    .or_insert(ManifestEntry { home, ..e });
+            }
         }
     }
     Ok(out)

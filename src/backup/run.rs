@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobHandle, JobState, Reuse};
 use crate::meta::manifest::{Manifest, ManifestEntry};
 use crate::meta::model::{BACKUP_SUCCESS, BackupInfo, IncrementalInfo};
-use crate::meta::summary::summary_of;
+use crate::meta::summary::{snapshot_of, summary_of};
 use crate::model::BackupRequest;
 use crate::model::CollectionRef;
 use crate::storage::CopyTask;
@@ -212,6 +212,10 @@ pub async fn run(
         .await?;
     // Complete: its meta names what it references, and a delete of a base keeps it.
     crate::jobs::lease::release_all(holds.into_values().collect()).await;
+    // Listed fast from now on; a backup without its entry is still listed.
+    if let Err(e) = ctx.catalog.publish(&snapshot_of(&info)).await {
+        tracing::warn!(backup = %req.name(), error = %e, "cannot add the backup to the catalog index");
+    }
     job.update(|s| s.size_bytes = size.max(0) as u64);
     Ok(())
 }

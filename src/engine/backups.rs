@@ -8,6 +8,7 @@ use tracing::info;
 use super::{BackupInfo, Engine};
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobState, VerifyProgress};
+use crate::meta::index::IndexEntry;
 use crate::meta::summary::snapshot_of;
 use crate::model::{BackupLookup, BackupName, CollectionRef};
 
@@ -53,7 +54,19 @@ impl Engine {
         {
             return Ok(s);
         }
+        // The index names each backup with its id: only that one is read.
+        let index = self.ctx.catalog.index().await?;
+        if let Some(e) = index.values().find(|e| &e.id == id)
+            && let Ok(Some(info)) = self.ctx.catalog.read(&e.name).await
+            && &info.id == id
+        {
+            return Ok(snapshot_of(&info));
+        }
+        // Backups without an index entry (copied in by hand, the Go tool's).
         for name in self.ctx.catalog.names().await? {
+            if index.contains_key(&name) {
+                continue;
+            }
             if let Ok(Some(info)) = self.ctx.catalog.read(&name).await
                 && &info.id == id
             {
@@ -69,17 +82,21 @@ impl Engine {
         &self,
         collection: Option<&CollectionRef>,
     ) -> Result<Vec<BackupSnapshot>> {
-        // Meta files are read a few at a time, in the order of the names.
-        let names = self.ctx.catalog.names().await?;
+        // Two listings: the root's folders (what exists) and the index (what
+        // is complete, with its id). A summary read once is kept: it never
+        // changes. A folder without an entry is read from its meta.
+        let (names, index) =
+            futures::try_join!(self.ctx.catalog.names(), self.ctx.catalog.index())?;
         let reads = futures::stream::iter(names)
-            .map(|name| async move { (self.ctx.catalog.read(&name).await, name) })
+            .map(|name| {
+                let entry = index.get(&name);
+                async move { (self.summary(&name, entry).await, name) }
+            })
             .buffered(LIST_READ_PARALLELISM);
         let mut out: Vec<BackupSnapshot> = reads
             .filter_map(|(read, name)| async move {
                 match read {
-                    Ok(Some(info)) => Some(snapshot_of(&info)),
-                    // An incomplete backup (no meta yet) is not a backup.
-                    Ok(None) => None,
+                    Ok(found) => found,
                     Err(e) => {
                         tracing::warn!(backup = %name, error = %e, "unreadable backup skipped");
                         None
@@ -88,6 +105,10 @@ impl Engine {
             })
             .collect()
             .await;
+        self.summaries
+            .lock()
+            .expect("summaries")
+            .retain(|key, _| index.values().any(|e| &e.key == key));
         for job in self.backups.registry().all() {
             if job.state != JobState::Succeeded && !out.iter().any(|b| b.name == job.name) {
                 out.push(job);
@@ -101,6 +122,27 @@ impl Engine {
             });
         }
         Ok(out)
+    }
+
+    /// The summary of backup `name`: from its index entry (kept once read),
+    /// or from its meta; `None` when it is not complete.
+    async fn summary(
+        &self,
+        name: &str,
+        entry: Option<&IndexEntry>,
+    ) -> Result<Option<BackupSnapshot>> {
+        let Some(entry) = entry else {
+            return Ok(self.ctx.catalog.read(name).await?.map(|i| snapshot_of(&i)));
+        };
+        if let Some(s) = self.summaries.lock().expect("summaries").get(&entry.key) {
+            return Ok(Some(s.clone()));
+        }
+        let s = self.ctx.catalog.read_entry(entry).await?;
+        self.summaries
+            .lock()
+            .expect("summaries")
+            .insert(entry.key.clone(), s.clone());
+        Ok(Some(s))
     }
 
     /// The stored meta of a complete backup, as the Go tool shows it: without

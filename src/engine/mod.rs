@@ -7,7 +7,8 @@ mod backups;
 
 pub use backups::Deleted;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -46,6 +47,8 @@ pub struct Engine {
     pool: Arc<Pool>,
     backups: Arc<Runner<BackupJob>>,
     restores: Arc<Runner<RestoreJob>>,
+    /// Summaries of complete backups read from the catalog index, by entry key.
+    summaries: Mutex<HashMap<String, BackupSnapshot>>,
 }
 
 impl Engine {
@@ -72,6 +75,7 @@ impl Engine {
             backups: Runner::new(pool.clone()),
             restores: Runner::new(pool.clone()),
             pool,
+            summaries: Mutex::default(),
         })
     }
 

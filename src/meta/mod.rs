@@ -1,6 +1,7 @@
 //! The backup layout and the JSON meta model, and the catalog that reads and
 //! writes backups' meta in a store.
 
+pub mod index;
 pub mod layout;
 pub mod manifest;
 pub mod model;
@@ -286,6 +287,8 @@ impl Catalog {
     /// Deletes the objects of backup `name` as `plan` says (see
     /// [`Catalog::delete_plan`]); returns how many went.
     pub async fn delete_as_planned(&self, name: &str, plan: &DeletePlan) -> Result<u64> {
+        // Out of the index before it stops being complete.
+        self.withdraw(name).await?;
         let keep = &plan.keep;
         let prefix = self.layout.backup_prefix(name);
         let keys: Vec<String> = self
@@ -319,6 +322,7 @@ impl Catalog {
         if has_checksums {
             self.store.delete(std::slice::from_ref(&full)).await?;
         }
+        crate::failpoint::pause_at("delete.after_commit_point").await;
         self.store.delete(&first).await?;
         self.store.delete(&rest).await?;
         // Before the checksums: until they go, a delete cut short here can

@@ -1,7 +1,7 @@
 //! The `milvus-backup` binary as a server process: a config file for the test
 //! environment, a free port, and a started server with a connected client.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -119,4 +119,98 @@ pub fn kill9(child: &mut Child) {
         .status()
         .unwrap();
     let _ = child.wait();
+}
+
+pub fn config_for(cfg: &milvus_backup::config::Config, tag: &str) -> (PathBuf, PathBuf) {
+    config_with(cfg, tag, "")
+}
+
+/// A server config with its own state directory, a 3 s lease TTL and `extra` `backup:` lines.
+pub fn config_with(
+    cfg: &milvus_backup::config::Config,
+    tag: &str,
+    extra: &str,
+) -> (PathBuf, PathBuf) {
+    let state = std::env::temp_dir().join(super::unique(tag));
+    let config = state.with_extension("yaml");
+    write_config(
+        cfg,
+        &config,
+        &format!(
+            "  stateDir: {}\n  leaseTtlSeconds: 3\n{extra}",
+            state.display()
+        ),
+    );
+    (state, config)
+}
+
+/// A server process of its own (state directory, 3 s lease TTL), its log in a file.
+pub struct Proc {
+    /// `None` once killed.
+    child: Option<std::process::Child>,
+    pub client: BackupServiceClient<Channel>,
+    state: PathBuf,
+    config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Starts one with `extra` `backup:` lines, paused at `failpoint` if given.
+    pub async fn start(
+        cfg: &milvus_backup::config::Config,
+        tag: &str,
+        extra: &str,
+        failpoint: Option<&str>,
+    ) -> Self {
+        let (state, config) = config_with(cfg, tag, extra);
+        Self::on(state, config, failpoint).await
+    }
+
+    pub async fn on(state: PathBuf, config: PathBuf, failpoint: Option<&str>) -> Self {
+        let log = state.with_extension(format!("log{}", uuid::Uuid::new_v4().simple()));
+        let envs: Vec<(&str, &str)> = failpoint
+            .map(|f| ("MILVUS_BACKUP_FAILPOINTS", f))
+            .into_iter()
+            .collect();
+        let (child, _, client) = start_server_with(&config, log_file(&log), &envs).await;
+        Self {
+            child: Some(child),
+            client,
+            state,
+            config,
+            log,
+        }
+    }
+
+    /// SIGKILLs it (once).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill9(&mut child);
+        }
+    }
+
+    /// Waits until a job of this server paused at its failpoint.
+    pub async fn wait_paused(&self, timeout: Duration) {
+        wait_for_log(&self.log, "failpoint reached", timeout).await;
+    }
+
+    /// SIGKILLs it (if still running) and starts another server on the same state directory.
+    pub async fn kill_and_restart(mut self) -> Self {
+        self.kill();
+        Self::on(self.state.clone(), self.config.clone(), None).await
+    }
+
+    /// SIGKILLs it and removes its state directory (a test that fails before
+    /// this still stops it: see `Drop`).
+    pub fn finish(mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+impl Drop for Proc {
+    /// A test that panics does not leave its server running.
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

@@ -1,0 +1,140 @@
+//! The catalog index: one small object per complete backup under
+//! `{root}/_catalog/{name}/{id}`, holding its summary. The backup's writer
+//! publishes it after the commit point; a delete withdraws it before removing
+//! the commit point (and again at its end). One LIST of `_catalog/` then names
+//! every complete backup with its id, and a summary, once read, never changes
+//! (a backup made again under the same name has another id).
+//!
+//! The index only speeds things up. A backup without an entry (copied in by
+//! hand, or written by the Go tool, or whose writer died between its commit
+//! point and its entry) is found by the listing of the root and read from its
+//! meta; an entry whose folder is gone is ignored.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use super::Catalog;
+use crate::error::{Error, Result};
+use crate::jobs::BackupSnapshot;
+use crate::storage::join_key;
+
+/// The index's folder under the backup root (a reserved backup name).
+pub const INDEX_DIR: &str = "_catalog";
+
+/// Ids as they appear in a key: letters, digits, `-` and `_` as they are,
+/// every other byte as `%XX`.
+fn encode_id(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn decode_id(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(u8::from_str_radix(s.get(i + 1..i + 3)?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// One entry of the index, as a LIST shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub name: String,
+    pub id: String,
+    /// The entry object's key.
+    pub key: String,
+}
+
+impl Catalog {
+    fn index_prefix(&self) -> String {
+        format!("{}/", join_key([&self.layout.root_prefix(), INDEX_DIR]))
+    }
+
+    fn index_key(&self, name: &str, id: &str) -> String {
+        format!("{}{name}/{}", self.index_prefix(), encode_id(id))
+    }
+
+    /// Publishes the summary of complete backup `s` (after its commit point).
+    pub async fn publish(&self, s: &BackupSnapshot) -> Result<()> {
+        let body = serde_json::to_vec(s)?;
+        self.store
+            .write(&self.index_key(&s.name, &s.id), Bytes::from(body))
+            .await
+    }
+
+    /// Withdraws every entry of backup `name` (before its commit point goes).
+    pub async fn withdraw(&self, name: &str) -> Result<()> {
+        let prefix = format!("{}{name}/", self.index_prefix());
+        let keys: Vec<String> = self
+            .store
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        self.store.delete(&keys).await
+    }
+
+    /// Every entry of the index, by backup name.
+    pub async fn index(&self) -> Result<HashMap<String, IndexEntry>> {
+        let prefix = self.index_prefix();
+        let mut out = HashMap::new();
+        for o in self.store.list(&prefix).await? {
+            let Some((name, id)) = o.key[prefix.len()..].split_once('/') else {
+                continue;
+            };
+            let Some(id) = decode_id(id) else {
+                continue;
+            };
+            out.insert(
+                name.to_string(),
+                IndexEntry {
+                    name: name.to_string(),
+                    id,
+                    key: o.key,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// The summary an index entry holds.
+    pub async fn read_entry(&self, entry: &IndexEntry) -> Result<BackupSnapshot> {
+        let body = self.store.read(&entry.key).await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            Error::DataLoss(format!(
+                "catalog index entry {} is not a backup summary: {e}",
+                entry.key
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_survive_the_key() {
+        for id in ["4f1c-9a", "req/1 2%", "é"] {
+            assert_eq!(decode_id(&encode_id(id)).as_deref(), Some(id));
+            assert!(!encode_id(id).contains('/'));
+        }
+    }
+}
