@@ -61,7 +61,7 @@ class BackupCollection(_message.Message):
     def __init__(self, db_name: _Optional[str] = ..., collection_name: _Optional[str] = ..., collection_id: _Optional[int] = ..., row_count: _Optional[int] = ..., size_bytes: _Optional[int] = ..., partition_count: _Optional[int] = ..., segment_count: _Optional[int] = ..., backup_timestamp: _Optional[int] = ...) -> None: ...
 
 class Backup(_message.Message):
-    __slots__ = ("id", "name", "state", "error_message", "progress", "size_bytes", "milvus_version", "collections", "backup_timestamp", "start_time", "end_time", "meta_only")
+    __slots__ = ("id", "name", "state", "error_message", "progress", "size_bytes", "milvus_version", "collections", "backup_timestamp", "start_time", "end_time", "meta_only", "incremental", "based_on", "files_reused", "bytes_reused")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,10 @@ class Backup(_message.Message):
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     META_ONLY_FIELD_NUMBER: _ClassVar[int]
+    INCREMENTAL_FIELD_NUMBER: _ClassVar[int]
+    BASED_ON_FIELD_NUMBER: _ClassVar[int]
+    FILES_REUSED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_REUSED_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: JobState
@@ -86,21 +90,27 @@ class Backup(_message.Message):
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     meta_only: bool
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error_message: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., size_bytes: _Optional[int] = ..., milvus_version: _Optional[str] = ..., collections: _Optional[_Iterable[_Union[BackupCollection, _Mapping]]] = ..., backup_timestamp: _Optional[int] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., meta_only: bool = ...) -> None: ...
+    incremental: bool
+    based_on: _containers.RepeatedScalarFieldContainer[str]
+    files_reused: int
+    bytes_reused: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error_message: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., size_bytes: _Optional[int] = ..., milvus_version: _Optional[str] = ..., collections: _Optional[_Iterable[_Union[BackupCollection, _Mapping]]] = ..., backup_timestamp: _Optional[int] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., meta_only: bool = ..., incremental: bool = ..., based_on: _Optional[_Iterable[str]] = ..., files_reused: _Optional[int] = ..., bytes_reused: _Optional[int] = ...) -> None: ...
 
 class CreateBackupRequest(_message.Message):
-    __slots__ = ("backup_name", "collection_names", "database_names", "meta_only", "request_id")
+    __slots__ = ("backup_name", "collection_names", "database_names", "meta_only", "request_id", "incremental")
     BACKUP_NAME_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_NAMES_FIELD_NUMBER: _ClassVar[int]
     DATABASE_NAMES_FIELD_NUMBER: _ClassVar[int]
     META_ONLY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INCREMENTAL_FIELD_NUMBER: _ClassVar[int]
     backup_name: str
     collection_names: _containers.RepeatedScalarFieldContainer[str]
     database_names: _containers.RepeatedScalarFieldContainer[str]
     meta_only: bool
     request_id: str
-    def __init__(self, backup_name: _Optional[str] = ..., collection_names: _Optional[_Iterable[str]] = ..., database_names: _Optional[_Iterable[str]] = ..., meta_only: bool = ..., request_id: _Optional[str] = ...) -> None: ...
+    incremental: bool
+    def __init__(self, backup_name: _Optional[str] = ..., collection_names: _Optional[_Iterable[str]] = ..., database_names: _Optional[_Iterable[str]] = ..., meta_only: bool = ..., request_id: _Optional[str] = ..., incremental: bool = ...) -> None: ...
 
 class CreateBackupResponse(_message.Message):
     __slots__ = ("backup",)
@@ -153,12 +163,14 @@ class DeleteBackupRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class DeleteBackupResponse(_message.Message):
-    __slots__ = ("name", "objects_deleted")
+    __slots__ = ("name", "objects_deleted", "objects_kept")
     NAME_FIELD_NUMBER: _ClassVar[int]
     OBJECTS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_KEPT_FIELD_NUMBER: _ClassVar[int]
     name: str
     objects_deleted: int
-    def __init__(self, name: _Optional[str] = ..., objects_deleted: _Optional[int] = ...) -> None: ...
+    objects_kept: int
+    def __init__(self, name: _Optional[str] = ..., objects_deleted: _Optional[int] = ..., objects_kept: _Optional[int] = ...) -> None: ...
 
 class RestoreRequest(_message.Message):
     __slots__ = ("backup_name", "collection_names", "collection_suffix", "collection_renames", "drop_existing_collections", "skip_create_collection", "restore_index", "load", "meta_only", "request_id")
