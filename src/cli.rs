@@ -275,14 +275,14 @@ pub async fn get(engine: &Arc<Engine>, name: &BackupName, detail: bool) -> Resul
 
 /// `delete`.
 pub async fn delete(engine: &Arc<Engine>, name: &BackupName) -> Result<()> {
-    let d = engine.delete_backup(name).await?;
-    if d.kept > 0 {
+    let d = engine.delete_backup_and_wait(name).await?;
+    if d.objects_kept > 0 {
         println!(
             "deleted backup {name} ({} objects; {} kept: later incremental backups reference them)",
-            d.objects, d.kept
+            d.objects_deleted, d.objects_kept
         );
     } else {
-        println!("deleted backup {name} ({} objects)", d.objects);
+        println!("deleted backup {name} ({} objects)", d.objects_deleted);
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod delete;
 pub mod engine;
 pub mod error;
 pub mod failpoint;

@@ -246,7 +246,10 @@ async fn bad_inputs_are_refused_with_the_right_code_and_write_nothing() {
     for name in ["..", "a/b", ""] {
         assert_eq!(
             client
-                .delete_backup(pb::DeleteBackupRequest { name: name.into() })
+                .delete_backup(pb::DeleteBackupRequest {
+                    name: name.into(),
+                    ..Default::default()
+                })
                 .await
                 .unwrap_err()
                 .code(),
@@ -443,7 +446,10 @@ async fn bad_inputs_are_refused_with_the_right_code_and_write_nothing() {
         )],
     );
     client
-        .delete_backup(pb::DeleteBackupRequest { name: real })
+        .delete_backup(pb::DeleteBackupRequest {
+            name: real,
+            ..Default::default()
+        })
         .await
         .unwrap();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;

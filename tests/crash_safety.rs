@@ -270,9 +270,12 @@ async fn killed_jobs_are_failed_interrupted_and_leave_nothing_half_done() {
             );
             flows::backup_collections(&mut fast, &name, &[&spec.name]).await;
             flows::assert_verifies(&mut fast, &name, &name).await;
-            fast.delete_backup(pb::DeleteBackupRequest { name: name.clone() })
-                .await
-                .unwrap();
+            fast.delete_backup(pb::DeleteBackupRequest {
+                name: name.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
             lease_figure = format!(
                 "a killed backup's name: held by the dead job at the kill, released by the \
                  restarted server's recovery (up {:.1} s after the kill; TTL {LEASE_TTL_SECONDS} s), \
@@ -459,7 +462,10 @@ async fn killed_jobs_are_failed_interrupted_and_leave_nothing_half_done() {
 
     for name in [&base] {
         let _ = fast
-            .delete_backup(pb::DeleteBackupRequest { name: name.clone() })
+            .delete_backup(pb::DeleteBackupRequest {
+                name: name.clone(),
+                ..Default::default()
+            })
             .await;
     }
     let _ = remote
@@ -467,6 +473,7 @@ async fn killed_jobs_are_failed_interrupted_and_leave_nothing_half_done() {
         .clone()
         .delete_backup(pb::DeleteBackupRequest {
             name: base_off.clone(),
+            ..Default::default()
         })
         .await;
     data::drop_if_exists(&m, &victim.db, &victim.name).await;

@@ -129,7 +129,10 @@ async fn s3_errors_resets_and_cut_bodies_are_survived() {
         data::assert_rows_equal(run, &source, &restored);
         data::drop_if_exists(&m, &spec.db, &target).await;
         client
-            .delete_backup(pb::DeleteBackupRequest { name })
+            .delete_backup(pb::DeleteBackupRequest {
+                name,
+                ..Default::default()
+            })
             .await
             .expect("delete despite the faults");
         server.handle.stop().await.unwrap();

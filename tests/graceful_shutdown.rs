@@ -177,7 +177,10 @@ async fn sigterm_lets_a_running_backup_finish_and_refuses_new_ones() {
     assert_eq!(got.state, pb::JobState::Succeeded as i32, "{got:?}");
     assert!(list.contains(&name), "{name} not listed");
     client
-        .delete_backup(pb::DeleteBackupRequest { name })
+        .delete_backup(pb::DeleteBackupRequest {
+            name,
+            ..Default::default()
+        })
         .await
         .unwrap();
     sigterm(&child);

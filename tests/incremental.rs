@@ -53,7 +53,10 @@ async fn assert_restores(
 
 async fn delete(client: &mut BackupServiceClient<Channel>, name: &str) -> pb::DeleteBackupResponse {
     client
-        .delete_backup(pb::DeleteBackupRequest { name: name.into() })
+        .delete_backup(pb::DeleteBackupRequest {
+            name: name.into(),
+            ..Default::default()
+        })
         .await
         .expect("DeleteBackup")
         .into_inner()
@@ -183,8 +186,40 @@ async fn an_incremental_chain_restores_each_moment_and_survives_deletes() {
     );
     flows::assert_verifies(&mut client, &inc1, "inc1").await;
     flows::assert_verifies(&mut client, &inc2, "inc2").await;
-    // Then the middle one: the last still verifies and restores.
-    delete(&mut client, &inc1).await;
+    // Then the middle one, as a detached job followed to its end: the last
+    // still verifies and restores.
+    let started = client
+        .delete_backup(pb::DeleteBackupRequest {
+            name: inc1.clone(),
+            detached: true,
+        })
+        .await
+        .expect("DeleteBackup detached")
+        .into_inner();
+    let job = started.job.expect("the delete job");
+    let watched = flows::drain(
+        client
+            .watch_delete(pb::WatchDeleteRequest { id: job.id.clone() })
+            .await
+            .expect("WatchDelete")
+            .into_inner(),
+    )
+    .await;
+    let end = watched
+        .last()
+        .and_then(|w| w.delete.clone())
+        .expect("a last snapshot");
+    assert_eq!(end.state, pb::JobState::Succeeded as i32, "{end:?}");
+    assert!(
+        end.objects_total > 0 && end.objects_deleted == end.objects_total,
+        "{end:?}"
+    );
+    assert!(
+        !flows::listed(&mut client)
+            .await
+            .iter()
+            .any(|b| b.name == inc1)
+    );
     flows::assert_verifies(&mut client, &inc2, "inc2").await;
     assert_restores(&mut client, &m, &inc2, &coll, &moment2).await;
 
@@ -239,7 +274,13 @@ async fn deletes_racing_incremental_backups_and_killed_deletes_leave_every_backu
         common::process::Proc::start(&cfg, "incr-del", "", Some("delete.after_commit_point")).await;
     let mut c = deleter.client.clone();
     let name = full.clone();
-    in_background(async move { c.delete_backup(pb::DeleteBackupRequest { name }).await });
+    in_background(async move {
+        c.delete_backup(pb::DeleteBackupRequest {
+            name,
+            ..Default::default()
+        })
+        .await
+    });
     deleter
         .wait_paused(std::time::Duration::from_secs(60))
         .await;
@@ -265,9 +306,12 @@ async fn deletes_racing_incremental_backups_and_killed_deletes_leave_every_backu
         || {
             let (mut c, name) = (c.clone(), name.clone());
             async move {
-                c.delete_backup(pb::DeleteBackupRequest { name })
-                    .await
-                    .is_ok()
+                c.delete_backup(pb::DeleteBackupRequest {
+                    name,
+                    ..Default::default()
+                })
+                .await
+                .is_ok()
             }
         },
     )
@@ -296,7 +340,10 @@ async fn deletes_racing_incremental_backups_and_killed_deletes_leave_every_backu
         .wait_paused(std::time::Duration::from_secs(60))
         .await;
     let refused = client
-        .delete_backup(pb::DeleteBackupRequest { name: inc1.clone() })
+        .delete_backup(pb::DeleteBackupRequest {
+            name: inc1.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Aborted, "{refused:?}");
@@ -313,9 +360,12 @@ async fn deletes_racing_incremental_backups_and_killed_deletes_leave_every_backu
         || {
             let (mut c, name) = (client.clone(), inc1.clone());
             async move {
-                c.delete_backup(pb::DeleteBackupRequest { name })
-                    .await
-                    .is_ok()
+                c.delete_backup(pb::DeleteBackupRequest {
+                    name,
+                    ..Default::default()
+                })
+                .await
+                .is_ok()
             }
         },
     )

@@ -354,6 +354,7 @@ async fn jobs_on_one_backup_or_target_exclude_each_other_across_processes() {
         let err = c
             .delete_backup(pb::DeleteBackupRequest {
                 name: backup.clone(),
+                ..Default::default()
             })
             .await
             .expect_err("a delete of a backup being restored is refused");
@@ -374,6 +375,7 @@ async fn jobs_on_one_backup_or_target_exclude_each_other_across_processes() {
     other_client
         .delete_backup(pb::DeleteBackupRequest {
             name: backup.clone(),
+            ..Default::default()
         })
         .await
         .expect("delete after the restore");
@@ -429,6 +431,7 @@ async fn copied_folders_are_refused_and_foreign_folders_not_deleted() {
     let err = client
         .delete_backup(pb::DeleteBackupRequest {
             name: foreign.clone(),
+            ..Default::default()
         })
         .await
         .expect_err("a folder without backup meta is refused");

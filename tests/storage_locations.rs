@@ -135,7 +135,10 @@ async fn delete_backup_removes_that_backup_only() {
     assert!(!b10_before.is_empty());
 
     let resp = client
-        .delete_backup(pb::DeleteBackupRequest { name: b1.clone() })
+        .delete_backup(pb::DeleteBackupRequest {
+            name: b1.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -163,13 +166,17 @@ async fn delete_backup_removes_that_backup_only() {
     assert_eq!(flows::get_backup(&mut client, &b10).await.name, b10);
 
     let err = client
-        .delete_backup(pb::DeleteBackupRequest { name: b1.clone() })
+        .delete_backup(pb::DeleteBackupRequest {
+            name: b1.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
     let err = client
         .delete_backup(pb::DeleteBackupRequest {
             name: "../x".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

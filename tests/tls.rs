@@ -303,7 +303,10 @@ async fn backup_and_restore_reach_milvus_and_s3_over_tls() {
     assert_eq!(restored.len(), 1200);
 
     client
-        .delete_backup(pb::DeleteBackupRequest { name })
+        .delete_backup(pb::DeleteBackupRequest {
+            name,
+            ..Default::default()
+        })
         .await
         .unwrap();
     common::data::drop_after_imports(&m, "default", &copy).await;

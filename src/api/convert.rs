@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use super::proto as pb;
 use crate::engine::{CheckReport, VerifyProgress};
 use crate::error::{Error, Result};
-use crate::jobs::{BackupSnapshot, JobState, Progress, RestoreSnapshot};
+use crate::jobs::{BackupSnapshot, DeleteSnapshot, JobState, Progress, RestoreSnapshot};
 use crate::model::{BackupInput, BackupRequest, CollectionRef, RestoreInput, RestoreRequest};
 
 impl TryFrom<pb::CreateBackupRequest> for BackupRequest {
@@ -150,6 +150,22 @@ impl From<&RestoreSnapshot> for pb::RestoreJob {
             verified_files: r.verified_files,
             verified_bytes: r.verified_bytes,
             error_kind: r.error_kind.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl From<&DeleteSnapshot> for pb::DeleteJob {
+    fn from(d: &DeleteSnapshot) -> Self {
+        pb::DeleteJob {
+            id: d.id.clone(),
+            backup_name: d.backup_name.clone(),
+            state: state(d.state) as i32,
+            error_message: d.error.clone().unwrap_or_default(),
+            objects_deleted: d.objects_deleted,
+            objects_total: d.objects_total,
+            objects_kept: d.objects_kept,
+            start_time: Some(timestamp(d.start_time)),
+            end_time: d.end_time.map(timestamp),
         }
     }
 }

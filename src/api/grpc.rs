@@ -141,13 +141,33 @@ impl BackupService for GrpcService {
         &self,
         request: Request<pb::DeleteBackupRequest>,
     ) -> Result<Response<pb::DeleteBackupResponse>, Status> {
-        let name = BackupName::parse(&request.into_inner().name)?;
-        let deleted = self.engine.delete_backup(&name).await?;
+        let r = request.into_inner();
+        let name = BackupName::parse(&r.name)?;
+        let job = if r.detached {
+            self.engine.delete_backup(&name).await?.borrow().clone()
+        } else {
+            self.engine.delete_backup_and_wait(&name).await?
+        };
         Ok(Response::new(pb::DeleteBackupResponse {
             name: name.to_string(),
-            objects_deleted: deleted.objects,
-            objects_kept: deleted.kept,
+            objects_deleted: job.objects_deleted,
+            objects_kept: job.objects_kept,
+            job: Some(pb::DeleteJob::from(&job)),
         }))
+    }
+
+    type WatchDeleteStream = SnapshotStream<pb::WatchDeleteResponse>;
+
+    async fn watch_delete(
+        &self,
+        request: Request<pb::WatchDeleteRequest>,
+    ) -> Result<Response<Self::WatchDeleteStream>, Status> {
+        let rx = self.engine.watch_delete(&request.into_inner().id)?;
+        Ok(Response::new(snapshot_stream(rx, |s| {
+            pb::WatchDeleteResponse {
+                delete: Some(pb::DeleteJob::from(s)),
+            }
+        })))
     }
 
     async fn restore(

@@ -164,6 +164,7 @@ pub fn router(engine: Arc<Engine>, simple_response: bool, max_body: usize) -> Ro
         .route("/api/v1/list", get(list))
         .route("/api/v1/get_backup", get(get_backup))
         .route("/api/v1/delete", delete(delete_backup))
+        .route("/api/v1/get_delete", get(get_delete))
         .route("/api/v1/restore", post(restore))
         .route("/api/v1/get_restore", get(get_restore))
         .route("/api/v1/check", get(check))
@@ -326,21 +327,62 @@ struct BackupNameQuery {
     backup_name: String,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct DeleteQuery {
+    backup_name: String,
+    /// Ours: return at once with the delete job's id (see `get_delete`).
+    #[serde(rename = "async")]
+    is_async: bool,
+}
+
 async fn delete_backup(
     State(rest): State<Rest>,
     headers: HeaderMap,
-    Query(q): Query<BackupNameQuery>,
+    Query(q): Query<DeleteQuery>,
 ) -> Response {
     let id = request_id(&headers, None);
     let result = async {
         let name = BackupName::parse(&q.backup_name)?;
-        rest.engine.delete_backup(&name).await
+        if q.is_async {
+            let job = rest.engine.delete_backup(&name).await?.borrow().clone();
+            return Ok((
+                Some(delete_data(&job)),
+                "delete backup is executing asynchronously",
+            ));
+        }
+        rest.engine.delete_backup_and_wait(&name).await?;
+        Ok((None, "success"))
     }
     .await;
-    match result {
-        Ok(_) => ok::<()>(id, "success", None),
-        Err(e) => rest_error(id, &e),
-    }
+    answer(id, result)
+}
+
+/// A delete job as REST shows it.
+fn delete_data(d: &crate::jobs::DeleteSnapshot) -> serde_json::Value {
+    serde_json::json!({
+        "id": d.id,
+        "backup_name": d.backup_name,
+        "state": format!("{:?}", d.state),
+        "error_message": d.error.clone().unwrap_or_default(),
+        "objects_deleted": d.objects_deleted,
+        "objects_total": d.objects_total,
+        "objects_kept": d.objects_kept,
+    })
+}
+
+/// Ours: a delete job, by the id `delete?async=true` answered with.
+async fn get_delete(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    Query(q): Query<RestoreQuery>,
+) -> Response {
+    let id = request_id(&headers, None);
+    let result = rest
+        .engine
+        .watch_delete(&q.id)
+        .map(|rx| (delete_data(&rx.borrow()), "success"));
+    answer(id, result)
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -3,22 +3,13 @@
 
 use futures::StreamExt;
 use tokio::sync::watch;
-use tracing::info;
 
 use super::{BackupInfo, Engine};
 use crate::error::{Error, Result};
-use crate::jobs::{BackupSnapshot, JobState, VerifyProgress};
+use crate::jobs::{BackupSnapshot, DeleteSnapshot, JobState, VerifyProgress, until_terminal};
 use crate::meta::index::IndexEntry;
 use crate::meta::summary::snapshot_of;
 use crate::model::{BackupLookup, BackupName, CollectionRef};
-
-/// What a delete removed and kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Deleted {
-    pub objects: u64,
-    /// Objects kept because other backups reference them.
-    pub kept: u64,
-}
 
 /// Backups whose meta ListBackups reads at once.
 const LIST_READ_PARALLELISM: usize = 16;
@@ -161,12 +152,14 @@ impl Engine {
         Ok(Some(info))
     }
 
-    /// Deletes backup `name`, but the objects that other complete backups
-    /// (incremental ones) reference; returns how many objects went and how
-    /// many were kept. Refused while any job writes or reads the backup (an
-    /// incremental backup that is choosing to reuse its objects holds it as
-    /// a reader).
-    pub async fn delete_backup(&self, name: &BackupName) -> Result<Deleted> {
+    /// Starts a delete of backup `name` as a job and returns its snapshots.
+    /// It removes what no other complete backup references (incremental
+    /// ones); it is refused while any job writes or reads the backup (an
+    /// incremental backup choosing to reuse its objects holds it as a reader).
+    pub async fn delete_backup(
+        &self,
+        name: &BackupName,
+    ) -> Result<watch::Receiver<DeleteSnapshot>> {
         if let Some(rx) = self.backups.registry().get(name)
             && !rx.borrow().state.is_terminal()
         {
@@ -175,45 +168,36 @@ impl Engine {
                 name.as_str()
             )));
         }
-        if !self.ctx.catalog.is_taken(name).await? {
-            return Err(Error::not_found("backup", name.as_str()));
-        }
-        let id = uuid::Uuid::new_v4().to_string();
-        let lease = self
-            .ctx
-            .leases()
-            .hold_for_writing(name, &id, "delete")
-            .await?;
-        let deleted = async {
-            // Only a folder with backup meta is a backup: anything else under
-            // the root is not ours to remove. A folder with our checksums but
-            // no commit point is one of ours left half-way (a delete or a
-            // create that was killed); under the hold none is running, so it
-            // may go.
-            let catalog = &self.ctx.catalog;
-            if catalog.read(name).await?.is_none() && catalog.read_manifest(name).await?.is_none() {
-                return Err(Error::FailedPrecondition(format!(
-                    "{:?} under the backup root has no complete backup meta; \
-                     it is not a backup and was not deleted",
-                    name.as_str()
-                )));
+        let rx = self.deletes.start(&self.ctx, name.clone()).await?;
+        // A deleted backup's finished job is forgotten with it.
+        let (end, backups, name) = (rx.clone(), self.backups.clone(), name.to_string());
+        tokio::spawn(async move {
+            if until_terminal(end).await.state == JobState::Succeeded {
+                backups.registry().forget(&name);
             }
-            // Read under the hold: no incremental backup can start reusing
-            // this one's objects now, and those that did are complete.
-            let plan = catalog.delete_plan(name).await?;
-            crate::failpoint::pause_at("delete.planned").await;
-            let objects = catalog.delete_as_planned(name, &plan).await?;
-            Ok(Deleted {
-                objects,
-                kept: plan.keep.len() as u64,
-            })
+        });
+        Ok(rx)
+    }
+
+    /// Deletes backup `name` and waits for the end: the last snapshot, or
+    /// the error the delete failed with.
+    pub async fn delete_backup_and_wait(&self, name: &BackupName) -> Result<DeleteSnapshot> {
+        let last = until_terminal(self.delete_backup(name).await?).await;
+        match last.state {
+            JobState::Succeeded => Ok(last),
+            _ => Err(Error::of_kind(
+                last.error_kind.as_deref().unwrap_or_default(),
+                last.error.clone().unwrap_or_default(),
+            )),
         }
-        .await;
-        lease.release().await;
-        let deleted = deleted?;
-        self.backups.registry().forget(name);
-        info!(backup = %name, objects = deleted.objects, kept = deleted.kept, "backup deleted");
-        Ok(deleted)
+    }
+
+    /// The snapshots of delete job `id`, also after it ended.
+    pub fn watch_delete(&self, id: &str) -> Result<watch::Receiver<DeleteSnapshot>> {
+        self.deletes
+            .registry()
+            .get(id)
+            .ok_or_else(|| Error::not_found("delete job", id))
     }
 
     /// Re-reads backup `name` and checks every object against its checksums.

@@ -5,8 +5,6 @@
 
 mod backups;
 
-pub use backups::Deleted;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,6 +14,7 @@ use tracing::warn;
 
 use crate::backup::BackupJob;
 use crate::context::Context;
+use crate::delete::DeleteJob;
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobStore, Pool, RestoreSnapshot, Runner};
 use crate::milvus::MilvusVersion;
@@ -47,6 +46,7 @@ pub struct Engine {
     pool: Arc<Pool>,
     backups: Arc<Runner<BackupJob>>,
     restores: Arc<Runner<RestoreJob>>,
+    deletes: Arc<Runner<DeleteJob>>,
     /// Summaries of complete backups read from the catalog index, by entry key.
     summaries: Mutex<HashMap<String, BackupSnapshot>>,
 }
@@ -65,6 +65,7 @@ impl Engine {
         let engine = Self::build(ctx, Some(records), max_jobs);
         engine.backups.recover(&engine.ctx).await;
         engine.restores.recover(&engine.ctx).await;
+        engine.deletes.recover(&engine.ctx).await;
         engine
     }
 
@@ -74,6 +75,7 @@ impl Engine {
             ctx,
             backups: Runner::new(pool.clone()),
             restores: Runner::new(pool.clone()),
+            deletes: Runner::new(pool.clone()),
             pool,
             summaries: Mutex::default(),
         })

@@ -15,8 +15,9 @@ pub use lease::{Lease, LeaseRecord, Leases};
 pub use registry::{Registry, Started};
 pub use runner::{INTERRUPTED, JobKind, Pool, Runner};
 pub use snapshot::{
-    BackupSnapshot, CollectionSummary, JobSnapshot, JobState, ObjectProblem, PhaseTime, Progress,
-    RestoreCollectionStatus, RestorePhase, RestoreSnapshot, Reuse, SwapStep, VerifyProgress,
+    BackupSnapshot, CollectionSummary, DeleteSnapshot, JobSnapshot, JobState, ObjectProblem,
+    PhaseTime, Progress, RestoreCollectionStatus, RestorePhase, RestoreSnapshot, Reuse, SwapStep,
+    VerifyProgress,
 };
 pub use store::JobStore;
 

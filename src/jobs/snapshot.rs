@@ -84,6 +84,59 @@ impl JobSnapshot for RestoreSnapshot {
     }
 }
 
+impl JobSnapshot for DeleteSnapshot {
+    const KIND: &'static str = "deletes";
+    const NOUN: &'static str = "delete job";
+    fn state(&self) -> JobState {
+        self.state
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn key(&self) -> &str {
+        &self.id
+    }
+    fn finish(&mut self, result: &Result<(), Error>) {
+        finish(&mut self.state, &mut self.error, &mut self.end_time, result);
+        self.error_kind = result.as_ref().err().map(|e| e.kind().to_string());
+    }
+}
+
+/// A delete of one backup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteSnapshot {
+    pub id: String,
+    pub backup_name: String,
+    pub state: JobState,
+    pub error: Option<String>,
+    /// The kind of failure ([`Error::kind`]) of a failed job.
+    pub error_kind: Option<String>,
+    pub objects_deleted: u64,
+    pub objects_total: u64,
+    /// Objects kept because other backups reference them.
+    pub objects_kept: u64,
+    pub start_time: SystemTime,
+    pub end_time: Option<SystemTime>,
+}
+
+impl DeleteSnapshot {
+    /// A delete of `backup_name` that has not started.
+    pub fn pending(id: String, backup_name: String) -> Self {
+        Self {
+            id,
+            backup_name,
+            state: JobState::Pending,
+            error: None,
+            error_kind: None,
+            objects_deleted: 0,
+            objects_total: 0,
+            objects_kept: 0,
+            start_time: SystemTime::now(),
+            end_time: None,
+        }
+    }
+}
+
 /// Counters of a job's work.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {

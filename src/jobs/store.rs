@@ -9,11 +9,15 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{BackupSnapshot, JobSnapshot, RestoreSnapshot};
+use super::{BackupSnapshot, DeleteSnapshot, JobSnapshot, RestoreSnapshot};
 use crate::error::{Error, Result};
 
 /// The kinds of job that keep records.
-const KINDS: [&str; 2] = [BackupSnapshot::KIND, RestoreSnapshot::KIND];
+const KINDS: [&str; 3] = [
+    BackupSnapshot::KIND,
+    RestoreSnapshot::KIND,
+    DeleteSnapshot::KIND,
+];
 
 /// Records kept per kind of job.
 pub const MAX_RECORDS: usize = 1000;

@@ -81,14 +81,7 @@ impl Catalog {
     /// Withdraws every entry of backup `name` (before its commit point goes).
     pub async fn withdraw(&self, name: &str) -> Result<()> {
         let prefix = format!("{}{name}/", self.index_prefix());
-        let keys: Vec<String> = self
-            .store
-            .list(&prefix)
-            .await?
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
-        self.store.delete(&keys).await
+        self.store.delete_under(&prefix).await.map(drop)
     }
 
     /// Every entry of the index, by backup name.

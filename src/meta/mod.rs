@@ -21,6 +21,9 @@ pub use layout::{BackupLayout, LogKind, META_FILES, MilvusLayout};
 use manifest::{MANIFEST_FILE, Manifest, ManifestEntry};
 use model::{BackupInfo, CollectionBackupInfo, LevelInfos, PartitionBackupInfo, SegmentBackupInfo};
 
+/// Objects a delete removes per request (and per progress step).
+const DELETE_BATCH: usize = 1000;
+
 /// What a delete of one backup removes beside its folder, and keeps in it.
 #[derive(Debug, Clone, Default)]
 pub struct DeletePlan {
@@ -281,12 +284,19 @@ impl Catalog {
 
     /// Deletes every object of backup `name`; returns how many there were.
     pub async fn delete(&self, name: &str) -> Result<u64> {
-        self.delete_as_planned(name, &DeletePlan::default()).await
+        self.delete_as_planned(name, &DeletePlan::default(), |_, _| {})
+            .await
     }
 
     /// Deletes the objects of backup `name` as `plan` says (see
-    /// [`Catalog::delete_plan`]); returns how many went.
-    pub async fn delete_as_planned(&self, name: &str, plan: &DeletePlan) -> Result<u64> {
+    /// [`Catalog::delete_plan`]); returns how many went. `progress` sees
+    /// how many are gone of how many will go.
+    pub async fn delete_as_planned(
+        &self,
+        name: &str,
+        plan: &DeletePlan,
+        progress: impl Fn(u64, u64),
+    ) -> Result<u64> {
         // Out of the index before it stops being complete.
         self.withdraw(name).await?;
         let keep = &plan.keep;
@@ -319,19 +329,29 @@ impl Catalog {
             .filter(|k| !first.contains(k) && **k != checksums)
             .cloned()
             .collect();
+        let total = (keys.len() + plan.orphans.len()) as u64;
+        progress(0, total);
         if has_checksums {
             self.store.delete(std::slice::from_ref(&full)).await?;
         }
         crate::failpoint::pause_at("delete.after_commit_point").await;
         self.store.delete(&first).await?;
-        self.store.delete(&rest).await?;
+        let mut done = first.len() as u64;
         // Before the checksums: until they go, a delete cut short here can
-        // be run again and finds these by them.
-        self.store.delete(&plan.orphans).await?;
+        // be run again and finds what is left by them.
+        for batch in rest
+            .chunks(DELETE_BATCH)
+            .chain(plan.orphans.chunks(DELETE_BATCH))
+        {
+            self.store.delete(batch).await?;
+            done += batch.len() as u64;
+            progress(done, total);
+        }
         if has_checksums {
             self.store.delete(&[checksums]).await?;
         }
-        Ok((keys.len() + plan.orphans.len()) as u64)
+        progress(total, total);
+        Ok(total)
     }
 
     async fn read_json<T: DeserializeOwned>(&self, name: &str, file: &str) -> Result<Option<T>> {

@@ -69,25 +69,11 @@ pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot) -> Vec<(usize, Outc
 }
 
 /// Removes the binlogs a restore staged in Milvus's bucket (a cancel or a
-/// crash skips the removal at the end of the run).
+/// crash skips the removal at the end of the run). An incremental backup is
+/// staged even when backups live in Milvus's bucket.
 async fn remove_staging(ctx: &Context, snap: &RestoreSnapshot) {
-    if ctx.backups_in_milvus_bucket() {
-        return;
-    }
     let prefix = super::staging_prefix(&snap.id);
-    let removed = async {
-        let keys: Vec<String> = ctx
-            .milvus_store
-            .list(&prefix)
-            .await?
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
-        ctx.milvus_store.delete(&keys).await?;
-        Ok::<_, crate::Error>(keys.len())
-    }
-    .await;
-    match removed {
+    match ctx.milvus_store.delete_under(&prefix).await {
         Ok(0) => {}
         Ok(n) => {
             info!(restore = %snap.id, prefix = %prefix, objects = n, "removed the staged binlogs")

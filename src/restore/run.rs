@@ -81,14 +81,7 @@ pub async fn run(
         }
     }
     if let Some(prefix) = &staging {
-        let keys: Vec<String> = ctx
-            .milvus_store
-            .list(prefix)
-            .await?
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
-        ctx.milvus_store.delete(&keys).await?;
+        ctx.milvus_store.delete_under(prefix).await?;
     }
     if result.is_ok() {
         clock.end(job);
@@ -96,7 +89,8 @@ pub async fn run(
     result
 }
 
-/// Where a restore stages the binlogs of a backup kept outside Milvus's bucket.
+/// Where a restore stages the binlogs of a backup kept outside Milvus's
+/// bucket, or of an incremental backup.
 pub fn staging_prefix(job_id: &str) -> String {
     format!("restore-temp-{job_id}/")
 }

@@ -83,6 +83,18 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     ) -> Result<Option<String>>;
     /// Deletes objects; missing ones are ignored.
     async fn delete(&self, keys: &[String]) -> Result<()>;
+
+    /// Deletes every object under `prefix`; returns how many there were.
+    async fn delete_under(&self, prefix: &str) -> Result<usize> {
+        let keys: Vec<String> = self
+            .list(prefix)
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        self.delete(&keys).await?;
+        Ok(keys.len())
+    }
 }
 
 /// Joins key parts with `/`, dropping empty parts and stray slashes.
