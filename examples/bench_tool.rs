@@ -127,20 +127,39 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
         } => {
             // The meta is what ListBackups reads; the binlogs are not needed.
+            // Each copy gets its own id, and its catalog index entry, as the
+            // service's writers make them.
             let from = format!("{root}/{template}/");
             let mut files = Vec::new();
             for o in bucket.list(&format!("{from}meta/")).await? {
                 let rest = o.key[from.len()..].to_string();
                 let text = String::from_utf8(bucket.read(&o.key).await?.to_vec())?;
-                files.push((rest, text));
+                files.push((Some(rest), text));
+            }
+            let top = bucket.read(&format!("{from}meta/backup_meta.json")).await?;
+            let id = serde_json::from_slice::<serde_json::Value>(&top)?["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let index = format!("{root}/_catalog/{template}/");
+            for o in bucket.list(&index).await? {
+                let text = String::from_utf8(bucket.read(&o.key).await?.to_vec())?;
+                // `None`: the catalog index entry.
+                files.push((None, text));
             }
             let started = Instant::now();
-            let (root, template, files) = (&root, &template, &files);
+            let (root, template, files, id) = (&root, &template, &files, &id);
             let jobs = (0..count).flat_map(|i| {
                 let name = format!("{prefix}{i:05}");
+                let new_id = format!("{id}-{i:05}");
                 files.iter().map(move |(rest, text)| {
-                    let key = format!("{root}/{name}/{rest}");
-                    let body = text.replace(template.as_str(), &name);
+                    let key = match rest {
+                        Some(rest) => format!("{root}/{name}/{rest}"),
+                        None => format!("{root}/_catalog/{name}/{new_id}"),
+                    };
+                    let body = text
+                        .replace(template.as_str(), &name)
+                        .replace(id.as_str(), &new_id);
                     (key, body)
                 })
             });

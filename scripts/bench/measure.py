@@ -226,6 +226,7 @@ def main():
     server = Server(config(RUN / "same.yaml"))
     # Leftovers of an interrupted earlier run.
     tool("delete-prefix", "--prefix", "backup/bench_list_")
+    tool("delete-prefix", "--prefix", "backup/_catalog/bench_list_")
     for b in server.get("/api/v1/list").get("data") or []:
         if b.get("name", "").startswith("bench_"):
             server.delete(b["name"])
