@@ -5,7 +5,9 @@
 //! - `clone-backups`: makes N copies of a small backup's meta (each renamed),
 //!   so ListBackups can be timed with thousands of backups present;
 //! - `import-alone`: the time Milvus itself spends importing a backup's
-//!   binlogs into an existing empty collection (the restore's reference).
+//!   binlogs into an existing empty collection (the restore's reference);
+//! - `time-list`: times gRPC ListBackups of a running server, the first call
+//!   (cold: every summary read) and the median of the next ones.
 //!
 //! Prints one line of `key=value` figures.
 
@@ -15,6 +17,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use futures::{StreamExt, TryStreamExt};
+use milvus_backup::api::proto as pb;
+use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
 use milvus_backup::config::{BucketConfig, MilvusConfig, Secret};
 use milvus_backup::meta::{BackupLayout, Catalog, LogKind};
 use milvus_backup::milvus::{ImportPhase, ImportRequest, MilvusApi, MilvusClient};
@@ -62,6 +66,13 @@ enum Command {
     DeletePrefix {
         #[arg(long)]
         prefix: String,
+    },
+    /// Times ListBackups of the server at `--server` (`http://127.0.0.1:PORT`).
+    TimeList {
+        #[arg(long)]
+        server: String,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
     },
     /// Imports backup `--backup`'s first collection into the existing `--target`.
     ImportAlone {
@@ -186,6 +197,29 @@ async fn main() -> anyhow::Result<()> {
                 .collect();
             bucket.delete(&keys).await?;
             println!("deleted={}", keys.len());
+        }
+        Command::TimeList { server, runs } => {
+            let mut client = BackupServiceClient::connect(server).await?;
+            let mut times = Vec::new();
+            let mut listed = 0;
+            for _ in 0..runs.max(2) {
+                let started = Instant::now();
+                let mut stream = client
+                    .list_backups(pb::ListBackupsRequest::default())
+                    .await?
+                    .into_inner();
+                listed = 0;
+                while stream.message().await?.is_some() {
+                    listed += 1;
+                }
+                times.push(started.elapsed().as_secs_f64());
+            }
+            let first = times.remove(0);
+            times.sort_by(f64::total_cmp);
+            println!(
+                "backups={listed} first_s={first:.3} median_s={:.3}",
+                times[times.len() / 2]
+            );
         }
         Command::ImportAlone {
             root,
