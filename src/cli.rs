@@ -185,11 +185,15 @@ pub async fn create(engine: &Arc<Engine>, req: BackupRequest) -> Result<()> {
     })
     .await;
     if last.state != JobState::Succeeded {
-        return Err(Error::Internal(format!(
-            "backup {:?} failed: {}",
-            name.as_str(),
-            last.error.unwrap_or_default()
-        )));
+        // The job's kind of failure picks the exit code.
+        return Err(Error::of_kind(
+            last.error_kind.as_deref().unwrap_or_default(),
+            format!(
+                "backup {:?} failed: {}",
+                name.as_str(),
+                last.error.unwrap_or_default()
+            ),
+        ));
     }
     let rows: i64 = last.collections.iter().map(|c| c.row_count).sum();
     println!(

@@ -8,7 +8,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tonic::Status;
 
-use super::status::rest_error;
+use super::status::{grpc_answer, is_grpc, rest_error};
 use crate::config::Secret;
 use crate::error::Error;
 
@@ -49,15 +49,8 @@ pub async fn require_token(State(token): State<Secret>, req: Request, next: Next
     } else {
         "wrong bearer token".into()
     });
-    let grpc = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
-    if grpc {
-        // A trailers-only gRPC answer.
-        let (parts, ()) = Status::from(err).into_http::<()>().into_parts();
-        return Response::from_parts(parts, axum::body::Body::empty());
+    if is_grpc(req.headers()) {
+        return grpc_answer(Status::from(err));
     }
     rest_error(String::new(), &err)
 }

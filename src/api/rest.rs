@@ -21,10 +21,10 @@ use serde::{Deserialize, Serialize};
 
 use super::convert::collection_filter;
 use super::go_model::{go_backup_of_job, go_restore};
-use super::status::{Envelope, refuse, rest_error};
+use super::status::{Envelope, grpc_answer, is_grpc, refuse, rest_error};
 use crate::engine::{BackupInfo, Engine};
 use crate::error::{Error, Result};
-use crate::jobs::{BackupSnapshot, JobState, until_terminal};
+use crate::jobs::{BackupSnapshot, JobSnapshot, JobState, until_terminal};
 use crate::model::{
     BackupInput, BackupLookup, BackupName, BackupRequest, RestoreInput, RestoreRequest,
 };
@@ -52,6 +52,26 @@ fn too_large(request_id: String, max: usize) -> Response {
         request_id,
         format!("request body is larger than {max} bytes (http.maxRestBodyBytes)"),
     )
+}
+
+/// A job's snapshot and message, as the Go tool answers: at once with
+/// `started` when `is_async`, else at its end with "success" or `failed`.
+async fn follow<S: JobSnapshot>(
+    rx: tokio::sync::watch::Receiver<S>,
+    is_async: bool,
+    started: &'static str,
+    failed: &'static str,
+) -> (S, &'static str) {
+    if is_async {
+        return (rx.borrow().clone(), started);
+    }
+    let last = until_terminal(rx).await;
+    let msg = if last.state() == JobState::Succeeded {
+        "success"
+    } else {
+        failed
+    };
+    (last, msg)
 }
 
 /// The answer of a handler: its data, or the error's envelope.
@@ -131,17 +151,11 @@ async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> Res
 /// The server's fallback: an unknown path is HTTP 404 with the envelope, but
 /// a gRPC call of an unknown method stays a gRPC UNIMPLEMENTED.
 pub async fn not_found(req: Request) -> Response {
-    let grpc = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
-    if grpc {
-        let (parts, ()) =
-            tonic::Status::unimplemented(format!("unknown gRPC method {}", req.uri().path()))
-                .into_http::<()>()
-                .into_parts();
-        return Response::from_parts(parts, axum::body::Body::empty());
+    if is_grpc(req.headers()) {
+        return grpc_answer(tonic::Status::unimplemented(format!(
+            "unknown gRPC method {}",
+            req.uri().path()
+        )));
     }
     refuse(
         StatusCode::NOT_FOUND,
@@ -255,21 +269,14 @@ async fn create(
             request_id: id.clone(),
         })?;
         let rx = rest.engine.create_backup(req).await?;
-        if b.is_async {
-            return Ok((
-                go_backup_of_job(&rx.borrow()),
-                "create backup is executing asynchronously",
-            ));
-        }
-        let last = until_terminal(rx).await;
-        Ok((
-            rest.backup_data(&last).await?,
-            if last.state == JobState::Succeeded {
-                "success"
-            } else {
-                "backup failed"
-            },
-        ))
+        let (last, msg) = follow(
+            rx,
+            b.is_async,
+            "create backup is executing asynchronously",
+            "backup failed",
+        )
+        .await;
+        Ok((rest.backup_data(&last).await?, msg))
     }
     .await;
     answer(id, result)
@@ -448,21 +455,14 @@ async fn restore(
             request_id: id.clone(),
         })?;
         let rx = rest.engine.restore(req).await?;
-        if b.is_async {
-            return Ok((
-                go_restore(&rx.borrow()),
-                "restore backup is executing asynchronously",
-            ));
-        }
-        let last = until_terminal(rx).await;
-        Ok((
-            go_restore(&last),
-            if last.state == JobState::Succeeded {
-                "success"
-            } else {
-                "restore failed"
-            },
-        ))
+        let (last, msg) = follow(
+            rx,
+            b.is_async,
+            "restore backup is executing asynchronously",
+            "restore failed",
+        )
+        .await;
+        Ok((go_restore(&last), msg))
     }
     .await;
     answer(id, result)

@@ -65,6 +65,20 @@ impl From<Error> for Status {
     }
 }
 
+/// Whether a request speaks gRPC (rather than REST).
+pub fn is_grpc(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// A trailers-only gRPC answer carrying `status`, from an HTTP layer.
+pub fn grpc_answer(status: Status) -> Response {
+    let (parts, ()) = status.into_http::<()>().into_parts();
+    Response::from_parts(parts, axum::body::Body::empty())
+}
+
 /// The envelope of every REST answer: `{requestId, code, msg, data}`.
 #[derive(Debug, Serialize)]
 pub struct Envelope<T: Serialize> {

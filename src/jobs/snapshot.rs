@@ -49,58 +49,33 @@ pub trait JobSnapshot:
     fn finish(&mut self, result: &Result<(), Error>);
 }
 
-impl JobSnapshot for BackupSnapshot {
-    const KIND: &'static str = "backups";
-    const NOUN: &'static str = "backup";
-    fn state(&self) -> JobState {
-        self.state
-    }
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn key(&self) -> &str {
-        &self.name
-    }
-    fn finish(&mut self, result: &Result<(), Error>) {
-        finish(&mut self.state, &mut self.error, &mut self.end_time, result);
-    }
+/// Implements [`JobSnapshot`] for a snapshot with `id`, `state`, `error`,
+/// `error_kind` and `end_time` fields; `$key` names the field callers find it by.
+macro_rules! job_snapshot {
+    ($t:ty, $kind:literal, $noun:literal, $key:ident) => {
+        impl JobSnapshot for $t {
+            const KIND: &'static str = $kind;
+            const NOUN: &'static str = $noun;
+            fn state(&self) -> JobState {
+                self.state
+            }
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn key(&self) -> &str {
+                &self.$key
+            }
+            fn finish(&mut self, result: &Result<(), Error>) {
+                finish(&mut self.state, &mut self.error, &mut self.end_time, result);
+                self.error_kind = result.as_ref().err().map(|e| e.kind().to_string());
+            }
+        }
+    };
 }
 
-impl JobSnapshot for RestoreSnapshot {
-    const KIND: &'static str = "restores";
-    const NOUN: &'static str = "restore job";
-    fn state(&self) -> JobState {
-        self.state
-    }
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn key(&self) -> &str {
-        &self.id
-    }
-    fn finish(&mut self, result: &Result<(), Error>) {
-        finish(&mut self.state, &mut self.error, &mut self.end_time, result);
-        self.error_kind = result.as_ref().err().map(|e| e.kind().to_string());
-    }
-}
-
-impl JobSnapshot for DeleteSnapshot {
-    const KIND: &'static str = "deletes";
-    const NOUN: &'static str = "delete job";
-    fn state(&self) -> JobState {
-        self.state
-    }
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn key(&self) -> &str {
-        &self.id
-    }
-    fn finish(&mut self, result: &Result<(), Error>) {
-        finish(&mut self.state, &mut self.error, &mut self.end_time, result);
-        self.error_kind = result.as_ref().err().map(|e| e.kind().to_string());
-    }
-}
+job_snapshot!(BackupSnapshot, "backups", "backup", name);
+job_snapshot!(RestoreSnapshot, "restores", "restore job", id);
+job_snapshot!(DeleteSnapshot, "deletes", "delete job", id);
 
 /// A delete of one backup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,6 +176,9 @@ pub struct BackupSnapshot {
     /// What an incremental backup reuses of earlier ones.
     #[serde(default)]
     pub reuse: Option<Reuse>,
+    /// The kind of failure ([`Error::kind`]) of a failed job.
+    #[serde(default)]
+    pub error_kind: Option<String>,
 }
 
 /// What an incremental backup reuses: objects held by earlier backups.
@@ -229,6 +207,7 @@ impl BackupSnapshot {
             end_time: None,
             meta_only,
             reuse: None,
+            error_kind: None,
         }
     }
 }
