@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Incremental backups and ListBackups at scale, measured on the TEST
+environment (Milvus 2.3.5 and moto, `scripts/testenv/up.sh`), not on the
+Garage setup of `run.sh`: moto serves CopyObject and LIST far slower than a
+real store, so the ratios, not the seconds, are the figures.
+
+    .it-env/pymilvus/bin/python scripts/bench/incremental.py [--rows 200000] [--backups 10000]
+
+Needs `cargo build --bin milvus-backup --example bench_tool` (debug is what
+it finds first). Prints the figures and writes them to .bench-incremental.json.
+"""
+
+import argparse
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, connections, utility
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = dict(line.split("=", 1) for line in (ROOT / ".it-run/env").read_text().split())
+BIN = next(p for p in [ROOT / "target/release/milvus-backup", ROOT / "target/debug/milvus-backup"] if p.exists())
+TOOL = next(p for p in [ROOT / "target/release/examples/bench_tool", ROOT / "target/debug/examples/bench_tool"]
+            if p.exists())
+RUN = ROOT / ".bench-incremental"
+COLL = "bench_incr"
+DIM = 128
+
+
+def log(msg):
+    print(f"[incremental] {msg}", flush=True)
+
+
+class Server:
+    def __init__(self):
+        RUN.mkdir(exist_ok=True)
+        host, port = ENV["S3_ENDPOINT"].split("//")[1].split(":")
+        mhost, mport = ENV["MILVUS_ADDR"].split("//")[1].split(":")
+        cfg = RUN / "config.yaml"
+        cfg.write_text(
+            f"milvus:\n  address: {mhost}\n  port: {mport}\n"
+            f"minio:\n  address: {host}\n  port: {port}\n  accessKeyID: {ENV['S3_ACCESS_KEY']}\n"
+            f"  secretAccessKey: {ENV['S3_SECRET_KEY']}\n  bucketName: {ENV['S3_BUCKET']}\n"
+            f"  rootPath: {ENV['S3_ROOTPATH']}\n  backupBucketName: {ENV['S3_BUCKET']}\n  backupRootPath: backup\n"
+            f"backup:\n  stateDir: {RUN / 'state'}\n")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.proc = subprocess.Popen([str(BIN), "--config", str(cfg), "server", "--address", "127.0.0.1",
+                                      "-p", str(self.port)], stderr=open(RUN / "server.log", "w"))
+        for _ in range(300):
+            try:
+                self.call("GET", "/api/v1/check")
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def call(self, method, path, body=None):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=3600) as r:
+            return json.loads(r.read() or b"{}")
+
+    def backup(self, name, incremental):
+        started = time.time()
+        r = self.call("POST", "/api/v1/create", {"backup_name": name, "collection_names": [COLL],
+                                                 "incremental": incremental})
+        seconds = time.time() - started
+        got = self.call("GET", f"/api/v1/get_backup?backup_name={name}")["data"]
+        if got.get("state_code") != 2:
+            raise RuntimeError(f"backup {name} failed: {r}")
+        reused = (got.get("incremental") or {}).get("reused_bytes", 0)
+        return seconds, got["size"], got["size"] - reused
+
+    def restore(self, name, suffix):
+        target = COLL + suffix
+        if utility.has_collection(target):
+            utility.drop_collection(target)
+        started = time.time()
+        r = self.call("POST", "/api/v1/restore", {"backup_name": name, "collection_suffix": suffix})
+        seconds = time.time() - started
+        if r.get("code") != 0:
+            raise RuntimeError(f"restore of {name} failed: {r}")
+        utility.drop_collection(target)
+        return seconds
+
+    def delete(self, name):
+        self.call("DELETE", f"/api/v1/delete?backup_name={name}")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def insert(coll, start, n):
+    rng = np.random.default_rng(start)
+    for lo in range(start, start + n, 20000):
+        hi = min(lo + 20000, start + n)
+        coll.insert([list(range(lo, hi)), rng.random((hi - lo, DIM), dtype=np.float32)])
+    coll.flush()
+
+
+def tool(*args):
+    host = ENV["S3_ENDPOINT"]
+    return subprocess.run([str(TOOL), "--endpoint", host, "--access-key", ENV["S3_ACCESS_KEY"],
+                           "--secret-key", ENV["S3_SECRET_KEY"], "--bucket", ENV["S3_BUCKET"], *args],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=200000)
+    ap.add_argument("--backups", type=int, default=10000)
+    args = ap.parse_args()
+    connections.connect(uri=ENV["MILVUS_ADDR"])
+    if utility.has_collection(COLL):
+        utility.drop_collection(COLL)
+    schema = CollectionSchema([FieldSchema("pk", DataType.INT64, is_primary=True),
+                               FieldSchema("v", DataType.FLOAT_VECTOR, dim=DIM)])
+    coll = Collection(COLL, schema)
+    insert(coll, 0, args.rows)
+    server = Server()
+    f = {"rows": args.rows}
+    try:
+        f["full_s"], f["full_bytes"], _ = server.backup("bench_incr_full", False)
+        f["unchanged_s"], _, f["unchanged_copied"] = server.backup("bench_incr_same", True)
+        insert(coll, args.rows, args.rows // 10)
+        f["plus10_s"], f["plus10_bytes"], f["plus10_copied"] = server.backup("bench_incr_more", True)
+        f["full2_s"], f["full2_bytes"], _ = server.backup("bench_incr_full2", False)
+        f["restore_full_s"] = server.restore("bench_incr_full2", "_rf")
+        f["restore_incr_s"] = server.restore("bench_incr_more", "_ri")
+        for name in ["bench_incr_more", "bench_incr_same", "bench_incr_full", "bench_incr_full2"]:
+            server.delete(name)
+        # ListBackups with many backups present (copies made as our writers make them).
+        server.backup("bench_incr_tpl", False)
+        out = tool("clone-backups", "--template", "bench_incr_tpl", "--prefix", "bench_incr_list_",
+                   "--count", str(args.backups))
+        log(out)
+        out = tool("time-list", "--server", f"http://127.0.0.1:{server.port}")
+        log(out)
+        kv = dict(p.split("=") for p in out.split())
+        f["list_backups"] = int(kv["backups"])
+        f["list_first_s"], f["list_median_s"] = float(kv["first_s"]), float(kv["median_s"])
+        tool("delete-prefix", "--prefix", "backup/bench_incr_list_")
+        tool("delete-prefix", "--prefix", "backup/_catalog/bench_incr_list_")
+        server.delete("bench_incr_tpl")
+    finally:
+        server.stop()
+        utility.drop_collection(COLL)
+    f["unchanged_copied_pct"] = 100 * f["unchanged_copied"] / f["full_bytes"]
+    f["unchanged_time_pct"] = 100 * f["unchanged_s"] / f["full_s"]
+    f["plus10_copied_pct"] = 100 * f["plus10_copied"] / f["plus10_bytes"]
+    f["restore_ratio"] = f["restore_incr_s"] / f["restore_full_s"]
+    (ROOT / ".bench-incremental.json").write_text(json.dumps(f, indent=2))
+    for k, v in f.items():
+        print(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
+
+
+if __name__ == "__main__":
+    main()
