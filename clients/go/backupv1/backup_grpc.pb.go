@@ -28,6 +28,9 @@ type BackupServiceClient interface {
 	GetBackup(ctx context.Context, in *GetBackupRequest, opts ...grpc.CallOption) (*GetBackupResponse, error)
 	// Deletes one backup and only that backup.
 	DeleteBackup(ctx context.Context, in *DeleteBackupRequest, opts ...grpc.CallOption) (*DeleteBackupResponse, error)
+	// A delete's progress (a detached DeleteBackup returns its id at once),
+	// also after it ended.
+	WatchDelete(ctx context.Context, in *WatchDeleteRequest, opts ...grpc.CallOption) (BackupService_WatchDeleteClient, error)
 	// Starts a restore and streams its snapshots until it reaches a terminal state.
 	Restore(ctx context.Context, in *RestoreRequest, opts ...grpc.CallOption) (BackupService_RestoreClient, error)
 	// Streams the snapshots of a restore job, also after it has ended.
@@ -169,8 +172,40 @@ func (c *backupServiceClient) DeleteBackup(ctx context.Context, in *DeleteBackup
 	return out, nil
 }
 
+func (c *backupServiceClient) WatchDelete(ctx context.Context, in *WatchDeleteRequest, opts ...grpc.CallOption) (BackupService_WatchDeleteClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_BackupService_serviceDesc.Streams[3], "/milvus.backup.v1.BackupService/WatchDelete", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &backupServiceWatchDeleteClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type BackupService_WatchDeleteClient interface {
+	Recv() (*WatchDeleteResponse, error)
+	grpc.ClientStream
+}
+
+type backupServiceWatchDeleteClient struct {
+	grpc.ClientStream
+}
+
+func (x *backupServiceWatchDeleteClient) Recv() (*WatchDeleteResponse, error) {
+	m := new(WatchDeleteResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 func (c *backupServiceClient) Restore(ctx context.Context, in *RestoreRequest, opts ...grpc.CallOption) (BackupService_RestoreClient, error) {
-	stream, err := c.cc.NewStream(ctx, &_BackupService_serviceDesc.Streams[3], "/milvus.backup.v1.BackupService/Restore", opts...)
+	stream, err := c.cc.NewStream(ctx, &_BackupService_serviceDesc.Streams[4], "/milvus.backup.v1.BackupService/Restore", opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +237,7 @@ func (x *backupServiceRestoreClient) Recv() (*RestoreResponse, error) {
 }
 
 func (c *backupServiceClient) WatchRestore(ctx context.Context, in *WatchRestoreRequest, opts ...grpc.CallOption) (BackupService_WatchRestoreClient, error) {
-	stream, err := c.cc.NewStream(ctx, &_BackupService_serviceDesc.Streams[4], "/milvus.backup.v1.BackupService/WatchRestore", opts...)
+	stream, err := c.cc.NewStream(ctx, &_BackupService_serviceDesc.Streams[5], "/milvus.backup.v1.BackupService/WatchRestore", opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +287,7 @@ func (c *backupServiceClient) Check(ctx context.Context, in *CheckRequest, opts 
 }
 
 func (c *backupServiceClient) VerifyBackup(ctx context.Context, in *VerifyBackupRequest, opts ...grpc.CallOption) (BackupService_VerifyBackupClient, error) {
-	stream, err := c.cc.NewStream(ctx, &_BackupService_serviceDesc.Streams[5], "/milvus.backup.v1.BackupService/VerifyBackup", opts...)
+	stream, err := c.cc.NewStream(ctx, &_BackupService_serviceDesc.Streams[6], "/milvus.backup.v1.BackupService/VerifyBackup", opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -316,6 +351,9 @@ type BackupServiceServer interface {
 	GetBackup(context.Context, *GetBackupRequest) (*GetBackupResponse, error)
 	// Deletes one backup and only that backup.
 	DeleteBackup(context.Context, *DeleteBackupRequest) (*DeleteBackupResponse, error)
+	// A delete's progress (a detached DeleteBackup returns its id at once),
+	// also after it ended.
+	WatchDelete(*WatchDeleteRequest, BackupService_WatchDeleteServer) error
 	// Starts a restore and streams its snapshots until it reaches a terminal state.
 	Restore(*RestoreRequest, BackupService_RestoreServer) error
 	// Streams the snapshots of a restore job, also after it has ended.
@@ -354,6 +392,9 @@ func (UnimplementedBackupServiceServer) GetBackup(context.Context, *GetBackupReq
 }
 func (UnimplementedBackupServiceServer) DeleteBackup(context.Context, *DeleteBackupRequest) (*DeleteBackupResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method DeleteBackup not implemented")
+}
+func (UnimplementedBackupServiceServer) WatchDelete(*WatchDeleteRequest, BackupService_WatchDeleteServer) error {
+	return status.Errorf(codes.Unimplemented, "method WatchDelete not implemented")
 }
 func (UnimplementedBackupServiceServer) Restore(*RestoreRequest, BackupService_RestoreServer) error {
 	return status.Errorf(codes.Unimplemented, "method Restore not implemented")
@@ -486,6 +527,27 @@ func _BackupService_DeleteBackup_Handler(srv interface{}, ctx context.Context, d
 		return srv.(BackupServiceServer).DeleteBackup(ctx, req.(*DeleteBackupRequest))
 	}
 	return interceptor(ctx, in, info, handler)
+}
+
+func _BackupService_WatchDelete_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchDeleteRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(BackupServiceServer).WatchDelete(m, &backupServiceWatchDeleteServer{stream})
+}
+
+type BackupService_WatchDeleteServer interface {
+	Send(*WatchDeleteResponse) error
+	grpc.ServerStream
+}
+
+type backupServiceWatchDeleteServer struct {
+	grpc.ServerStream
+}
+
+func (x *backupServiceWatchDeleteServer) Send(m *WatchDeleteResponse) error {
+	return x.ServerStream.SendMsg(m)
 }
 
 func _BackupService_Restore_Handler(srv interface{}, stream grpc.ServerStream) error {
@@ -666,6 +728,11 @@ var _BackupService_serviceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ListBackups",
 			Handler:       _BackupService_ListBackups_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchDelete",
+			Handler:       _BackupService_WatchDelete_Handler,
 			ServerStreams: true,
 		},
 		{

@@ -157,20 +157,58 @@ class GetBackupResponse(_message.Message):
     def __init__(self, backup: _Optional[_Union[Backup, _Mapping]] = ...) -> None: ...
 
 class DeleteBackupRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "detached")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    DETACHED_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    detached: bool
+    def __init__(self, name: _Optional[str] = ..., detached: bool = ...) -> None: ...
 
 class DeleteBackupResponse(_message.Message):
-    __slots__ = ("name", "objects_deleted", "objects_kept")
+    __slots__ = ("name", "objects_deleted", "objects_kept", "job")
     NAME_FIELD_NUMBER: _ClassVar[int]
     OBJECTS_DELETED_FIELD_NUMBER: _ClassVar[int]
     OBJECTS_KEPT_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
     name: str
     objects_deleted: int
     objects_kept: int
-    def __init__(self, name: _Optional[str] = ..., objects_deleted: _Optional[int] = ..., objects_kept: _Optional[int] = ...) -> None: ...
+    job: DeleteJob
+    def __init__(self, name: _Optional[str] = ..., objects_deleted: _Optional[int] = ..., objects_kept: _Optional[int] = ..., job: _Optional[_Union[DeleteJob, _Mapping]] = ...) -> None: ...
+
+class DeleteJob(_message.Message):
+    __slots__ = ("id", "backup_name", "state", "error_message", "objects_deleted", "objects_total", "objects_kept", "start_time", "end_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    BACKUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_KEPT_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    backup_name: str
+    state: JobState
+    error_message: str
+    objects_deleted: int
+    objects_total: int
+    objects_kept: int
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., backup_name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error_message: _Optional[str] = ..., objects_deleted: _Optional[int] = ..., objects_total: _Optional[int] = ..., objects_kept: _Optional[int] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class WatchDeleteRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class WatchDeleteResponse(_message.Message):
+    __slots__ = ("delete",)
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    delete: DeleteJob
+    def __init__(self, delete: _Optional[_Union[DeleteJob, _Mapping]] = ...) -> None: ...
 
 class RestoreRequest(_message.Message):
     __slots__ = ("backup_name", "collection_names", "collection_suffix", "collection_renames", "drop_existing_collections", "skip_create_collection", "restore_index", "load", "meta_only", "request_id")

@@ -60,6 +60,11 @@ class BackupServiceStub(object):
                 request_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.DeleteBackupRequest.SerializeToString,
                 response_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.DeleteBackupResponse.FromString,
                 _registered_method=True)
+        self.WatchDelete = channel.unary_stream(
+                '/milvus.backup.v1.BackupService/WatchDelete',
+                request_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.WatchDeleteRequest.SerializeToString,
+                response_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.WatchDeleteResponse.FromString,
+                _registered_method=True)
         self.Restore = channel.unary_stream(
                 '/milvus.backup.v1.BackupService/Restore',
                 request_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.RestoreRequest.SerializeToString,
@@ -132,6 +137,14 @@ class BackupServiceServicer(object):
 
     def DeleteBackup(self, request, context):
         """Deletes one backup and only that backup.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchDelete(self, request, context):
+        """A delete's progress (a detached DeleteBackup returns its id at once),
+        also after it ended.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -216,6 +229,11 @@ def add_BackupServiceServicer_to_server(servicer, server):
                     servicer.DeleteBackup,
                     request_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.DeleteBackupRequest.FromString,
                     response_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.DeleteBackupResponse.SerializeToString,
+            ),
+            'WatchDelete': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchDelete,
+                    request_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.WatchDeleteRequest.FromString,
+                    response_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.WatchDeleteResponse.SerializeToString,
             ),
             'Restore': grpc.unary_stream_rpc_method_handler(
                     servicer.Restore,
@@ -389,6 +407,33 @@ class BackupService(object):
             '/milvus.backup.v1.BackupService/DeleteBackup',
             milvus__backup__client_dot_v1_dot_backup__pb2.DeleteBackupRequest.SerializeToString,
             milvus__backup__client_dot_v1_dot_backup__pb2.DeleteBackupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchDelete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/milvus.backup.v1.BackupService/WatchDelete',
+            milvus__backup__client_dot_v1_dot_backup__pb2.WatchDeleteRequest.SerializeToString,
+            milvus__backup__client_dot_v1_dot_backup__pb2.WatchDeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,
