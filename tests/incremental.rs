@@ -372,8 +372,33 @@ async fn deletes_racing_incremental_backups_and_killed_deletes_leave_every_backu
     .await;
     flows::assert_verifies(&mut client, &inc0, &inc0).await;
     assert_restores(&mut client, &m, &inc0, &coll, &rows).await;
-    let d = delete(&mut client, &inc0).await;
-    assert_eq!(d.objects_kept, 0, "{d:?}");
+    // The last one through REST, as a job: `async=true` answers at once
+    // with its id, `get_delete` follows it to its end.
+    let base = format!("http://{}", server.handle.addr);
+    let (status, body) = common::curl::json(&[
+        "-X",
+        "DELETE",
+        &format!("{base}/api/v1/delete?backup_name={inc0}&async=true"),
+    ]);
+    assert_eq!((status, body["code"].as_i64()), (200, Some(0)), "{body}");
+    let id = body["data"]["id"]
+        .as_str()
+        .expect("the delete job's id")
+        .to_string();
+    flows::eventually(
+        "the delete job ends",
+        std::time::Duration::from_secs(60),
+        || {
+            let url = format!("{base}/api/v1/get_delete?id={id}");
+            async move {
+                let (_, body) = common::curl::json(&[&url]);
+                body["data"]["state"] == "Succeeded" && body["data"]["objects_kept"] == 0
+            }
+        },
+    )
+    .await;
+    let (status, body) = common::curl::json(&[&format!("{base}/api/v1/get_delete?id=")]);
+    assert_eq!((status, body["code"].as_i64()), (400, Some(400)), "{body}");
     for name in [&full, &inc0, &inc1] {
         let left = store.list(&format!("backup/{name}/")).await.unwrap();
         assert!(left.is_empty(), "{name}: {left:?}");

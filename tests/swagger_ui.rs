@@ -117,6 +117,11 @@ fn the_openapi_document_lists_every_status_and_a_bearer_scheme() {
             "get",
             &["200", "400", "401", "404", "500", "503"],
         ),
+        (
+            "/api/v1/get_delete",
+            "get",
+            &["200", "400", "401", "404", "500", "503"],
+        ),
         ("/api/v1/check", "get", &["200", "401", "500", "503"]),
         (
             "/api/v1/verify",

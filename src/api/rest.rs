@@ -385,6 +385,12 @@ async fn get_delete(
     Query(q): Query<RestoreQuery>,
 ) -> Response {
     let id = request_id(&headers, None);
+    if q.id.is_empty() {
+        return rest_error(
+            id,
+            &Error::invalid("empty delete id, please set the id of a delete job (get_delete?id=)"),
+        );
+    }
     let result = rest
         .engine
         .watch_delete(&q.id)
