@@ -6,8 +6,8 @@ real store, so the ratios, not the seconds, are the figures.
 
     .it-env/pymilvus/bin/python scripts/bench/incremental.py [--rows 200000] [--backups 10000]
 
-Needs `cargo build --bin milvus-backup --example bench_tool` (debug is what
-it finds first). Prints the figures and writes them to .bench-incremental.json.
+Needs `cargo build [--release] --bin milvus-backup --example bench_tool`; the
+newest build of each is used. Prints the figures and writes them to .bench-incremental.json.
 """
 
 import argparse
@@ -23,9 +23,13 @@ from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, connec
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = dict(line.split("=", 1) for line in (ROOT / ".it-run/env").read_text().split())
-BIN = next(p for p in [ROOT / "target/release/milvus-backup", ROOT / "target/debug/milvus-backup"] if p.exists())
-TOOL = next(p for p in [ROOT / "target/release/examples/bench_tool", ROOT / "target/debug/examples/bench_tool"]
-            if p.exists())
+def newest(*paths):
+    """The most recently built of `paths` (a stale release build is not taken)."""
+    return max((p for p in paths if p.exists()), key=lambda p: p.stat().st_mtime)
+
+
+BIN = newest(ROOT / "target/release/milvus-backup", ROOT / "target/debug/milvus-backup")
+TOOL = newest(ROOT / "target/release/examples/bench_tool", ROOT / "target/debug/examples/bench_tool")
 RUN = ROOT / ".bench-incremental"
 COLL = "bench_incr"
 DIM = 128
@@ -125,6 +129,7 @@ def main():
                                FieldSchema("v", DataType.FLOAT_VECTOR, dim=DIM)])
     coll = Collection(COLL, schema)
     insert(coll, 0, args.rows)
+    log(f"server {BIN}, tool {TOOL}")
     server = Server()
     f = {"rows": args.rows}
     try:

@@ -162,7 +162,7 @@ impl BackupService for GrpcService {
         &self,
         request: Request<pb::WatchDeleteRequest>,
     ) -> Result<Response<Self::WatchDeleteStream>, Status> {
-        let rx = self.engine.watch_delete(&request.into_inner().id)?;
+        let rx = self.engine.watch_delete(&request.into_inner().id).await?;
         Ok(Response::new(snapshot_stream(rx, |s| {
             pb::WatchDeleteResponse {
                 delete: Some(pb::DeleteJob::from(s)),
@@ -183,7 +183,7 @@ impl BackupService for GrpcService {
         &self,
         request: Request<pb::WatchRestoreRequest>,
     ) -> Result<Response<Self::WatchRestoreStream>, Status> {
-        let rx = self.engine.watch_restore(&request.into_inner().id)?;
+        let rx = self.engine.watch_restore(&request.into_inner().id).await?;
         Ok(Response::new(snapshot_stream(rx, restore_msg)))
     }
 
@@ -191,7 +191,7 @@ impl BackupService for GrpcService {
         &self,
         request: Request<pb::GetRestoreRequest>,
     ) -> Result<Response<pb::GetRestoreResponse>, Status> {
-        let rx = self.engine.watch_restore(&request.into_inner().id)?;
+        let rx = self.engine.watch_restore(&request.into_inner().id).await?;
         let snap = rx.borrow().clone();
         Ok(Response::new(restore_msg(&snap)))
     }
@@ -250,7 +250,7 @@ impl BackupService for GrpcService {
         request: Request<pb::CancelBackupRequest>,
     ) -> Result<Response<pb::CancelBackupResponse>, Status> {
         let name = BackupName::parse(&request.into_inner().name)?;
-        self.engine.cancel_backup(&name)?;
+        self.engine.cancel_backup(&name).await?;
         Ok(Response::new(pb::CancelBackupResponse {}))
     }
 
@@ -258,7 +258,7 @@ impl BackupService for GrpcService {
         &self,
         request: Request<pb::CancelRestoreRequest>,
     ) -> Result<Response<pb::CancelRestoreResponse>, Status> {
-        self.engine.cancel_restore(&request.into_inner().id)?;
+        self.engine.cancel_restore(&request.into_inner().id).await?;
         Ok(Response::new(pb::CancelRestoreResponse {}))
     }
 

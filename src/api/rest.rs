@@ -394,6 +394,7 @@ async fn get_delete(
     let result = rest
         .engine
         .watch_delete(&q.id)
+        .await
         .map(|rx| (delete_data(&rx.borrow()), "success"));
     answer(id, result)
 }
@@ -497,6 +498,7 @@ async fn get_restore(
     let result = rest
         .engine
         .watch_restore(&q.id)
+        .await
         .map(|rx| (go_restore(&rx.borrow()), "success"));
     answer(id, result)
 }

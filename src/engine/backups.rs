@@ -21,13 +21,14 @@ impl Engine {
         if let Some(rx) = self.backups.registry().get(name) {
             return Ok(rx);
         }
-        let info = self
-            .ctx
-            .catalog
-            .read(name)
+        if let Some(info) = self.ctx.catalog.read(name).await? {
+            return Ok(watch::channel(snapshot_of(&info)).1);
+        }
+        // A job of another server on the same backup storage.
+        self.backups
+            .find(name)
             .await?
-            .ok_or_else(|| Error::not_found("backup", name.as_str()))?;
-        Ok(watch::channel(snapshot_of(&info)).1)
+            .ok_or_else(|| Error::not_found("backup", name.as_str()))
     }
 
     /// One backup, by name, or by id among this server's jobs and the stored backups.
@@ -100,7 +101,19 @@ impl Engine {
             .lock()
             .expect("summaries")
             .retain(|key, _| index.values().any(|e| &e.key == key));
-        for job in self.backups.registry().all() {
+        // Jobs of every server that are not complete (yet): this one's, then
+        // the others' through their shared records.
+        let mut jobs = self.backups.registry().all();
+        if let Some(shared) = self.pool.shared() {
+            jobs.extend(
+                shared
+                    .all::<BackupSnapshot>()
+                    .await?
+                    .into_iter()
+                    .filter(|s| !s.state.is_terminal()),
+            );
+        }
+        for job in jobs {
             if job.state != JobState::Succeeded && !out.iter().any(|b| b.name == job.name) {
                 out.push(job);
             }
@@ -193,10 +206,10 @@ impl Engine {
     }
 
     /// The snapshots of delete job `id`, also after it ended.
-    pub fn watch_delete(&self, id: &str) -> Result<watch::Receiver<DeleteSnapshot>> {
+    pub async fn watch_delete(&self, id: &str) -> Result<watch::Receiver<DeleteSnapshot>> {
         self.deletes
-            .registry()
-            .get(id)
+            .find(id)
+            .await?
             .ok_or_else(|| Error::not_found("delete job", id))
     }
 

@@ -16,7 +16,7 @@ use crate::backup::BackupJob;
 use crate::context::Context;
 use crate::delete::DeleteJob;
 use crate::error::{Error, Result};
-use crate::jobs::{BackupSnapshot, JobStore, Pool, RestoreSnapshot, Runner};
+use crate::jobs::{BackupSnapshot, JobStore, Pool, RestoreSnapshot, Runner, SharedRecords};
 use crate::milvus::MilvusVersion;
 use crate::model::{BackupName, BackupRequest, RestoreRequest};
 use crate::restore::RestoreJob;
@@ -70,7 +70,11 @@ impl Engine {
     }
 
     fn build(ctx: Context, records: Option<JobStore>, max_jobs: usize) -> Arc<Self> {
-        let pool = Pool::new(max_jobs, records);
+        let shared = SharedRecords::new(
+            ctx.catalog.store().clone(),
+            &ctx.catalog.layout().root_prefix(),
+        );
+        let pool = Pool::new(max_jobs, records, Some(shared));
         Arc::new(Self {
             ctx,
             backups: Runner::new(pool.clone()),
@@ -99,8 +103,8 @@ impl Engine {
     }
 
     /// Asks the running backup `name` to stop; it ends CANCELLED within seconds.
-    pub fn cancel_backup(&self, name: &BackupName) -> Result<()> {
-        self.backups.cancel(name)
+    pub async fn cancel_backup(&self, name: &BackupName) -> Result<()> {
+        self.backups.cancel_anywhere(name).await
     }
 
     /// Checks the request, then starts a restore job and returns its snapshots.
@@ -108,18 +112,19 @@ impl Engine {
         self.restores.start(&self.ctx, req).await
     }
 
-    /// The snapshots of restore job `id`, also after it ended.
-    pub fn watch_restore(&self, id: &str) -> Result<watch::Receiver<RestoreSnapshot>> {
+    /// The snapshots of restore job `id` (of any server on the backup
+    /// storage), also after it ended.
+    pub async fn watch_restore(&self, id: &str) -> Result<watch::Receiver<RestoreSnapshot>> {
         self.restores
-            .registry()
-            .get(id)
+            .find(id)
+            .await?
             .ok_or_else(|| Error::not_found("restore job", id))
     }
 
     /// Asks the running restore `id` to stop; it ends CANCELLED within seconds,
     /// and the collections it created are dropped.
-    pub fn cancel_restore(&self, id: &str) -> Result<()> {
-        self.restores.cancel(id)
+    pub async fn cancel_restore(&self, id: &str) -> Result<()> {
+        self.restores.cancel_anywhere(id).await
     }
 
     /// Checks that Milvus and both stores answer.

@@ -8,12 +8,14 @@ mod holds;
 pub mod lease;
 pub(crate) mod registry;
 pub mod runner;
+pub mod shared;
 pub(crate) mod snapshot;
 mod store;
 
 pub use lease::{Lease, LeaseRecord, Leases};
 pub use registry::{Registry, Started};
 pub use runner::{INTERRUPTED, JobKind, Pool, Runner};
+pub use shared::SharedRecords;
 pub use snapshot::{
     BackupSnapshot, CollectionSummary, DeleteSnapshot, JobSnapshot, JobState, ObjectProblem,
     PhaseTime, Progress, RestoreCollectionStatus, RestorePhase, RestoreSnapshot, Reuse, SwapStep,

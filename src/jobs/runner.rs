@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use super::registry::{Registry, Started};
-use super::{JobHandle, JobSnapshot, JobStore};
+use super::{JobHandle, JobSnapshot, JobStore, SharedRecords};
 use crate::error::{Error, Result};
 
 /// The reason given to jobs a stopped process left running.
@@ -108,11 +108,18 @@ pub struct Pool {
     shutdown: CancellationToken,
     /// Where job records are kept, if anywhere.
     records: Option<JobStore>,
+    /// The records every server on the backup storage reads.
+    shared: Option<SharedRecords>,
 }
 
 impl Pool {
-    /// At most `max_jobs` jobs at once (at least one), with records in `records`.
-    pub fn new(max_jobs: usize, records: Option<JobStore>) -> Arc<Self> {
+    /// At most `max_jobs` jobs at once (at least one), with records in
+    /// `records` and, shared with other servers, in `shared`.
+    pub fn new(
+        max_jobs: usize,
+        records: Option<JobStore>,
+        shared: Option<SharedRecords>,
+    ) -> Arc<Self> {
         let max_jobs = max_jobs.max(1);
         Arc::new(Self {
             slots: Arc::new(Semaphore::new(max_jobs)),
@@ -120,7 +127,13 @@ impl Pool {
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             records,
+            shared,
         })
+    }
+
+    /// The records shared with the other servers, if kept.
+    pub fn shared(&self) -> Option<&SharedRecords> {
+        self.shared.as_ref()
     }
 
     /// A slot of the job limit, or RESOURCE_EXHAUSTED (UNAVAILABLE once the
@@ -240,6 +253,18 @@ impl<K: JobKind> Runner<K> {
             .insert(key.clone(), token.clone());
         let runner = self.clone();
         info!(job = %job.describe(), "{} started", K::NAME);
+        // Mirrored for the other servers, from before the caller learns of the
+        // job to its end (written below).
+        if let Some(shared) = &self.pool.shared
+            && let Err(e) = shared.save(&handle.snapshot()).await
+        {
+            warn!(job = %job.describe(), error = %e, "cannot write the shared job record");
+        }
+        let mirror = self.pool.shared.clone().map(|shared| {
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(shared.mirror(handle.subscribe(), token.clone(), stop.clone()));
+            (stop, task)
+        });
         self.pool.tasks.spawn(async move {
             let pool = &runner.pool;
             let lost = job.lost();
@@ -257,9 +282,14 @@ impl<K: JobKind> Runner<K> {
             // Everything is let go before watchers see the end.
             job.release().await;
             drop(slot);
-            // The record says how it ended before any watcher sees the end.
+            // The records say how it ended before any watcher sees the end.
             let mut last = handle.snapshot();
             last.finish(&result);
+            if let (Some((stop, task)), Some(shared)) = (mirror, &pool.shared) {
+                stop.cancel();
+                let _ = task.await;
+                shared.finish(&last).await;
+            }
             match &pool.records {
                 Some(records) => {
                     records.save_last_then(&last.clone(), || handle.update(|s| *s = last))
@@ -288,6 +318,39 @@ impl<K: JobKind> Runner<K> {
         }
     }
 
+    /// The job with `key`: one of this server's, or one another server on
+    /// the same backup storage runs or ran (followed through its shared
+    /// record, with about a second of lag).
+    pub async fn find(&self, key: &str) -> Result<Option<watch::Receiver<K::Snapshot>>> {
+        if let Some(rx) = self.registry.get(key) {
+            return Ok(Some(rx));
+        }
+        match &self.pool.shared {
+            Some(shared) => shared.follow::<K::Snapshot>(key).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Cancels the job with `key` wherever it runs: here at once, on another
+    /// server through its shared record (it stops within seconds).
+    pub async fn cancel_anywhere(&self, key: &str) -> Result<()> {
+        if self.registry.get(key).is_some() {
+            return self.cancel(key);
+        }
+        let noun = K::Snapshot::NOUN;
+        let Some(shared) = &self.pool.shared else {
+            return Err(Error::not_found(noun, key));
+        };
+        match shared.load::<K::Snapshot>(key).await? {
+            None => Err(Error::not_found(noun, key)),
+            Some(s) if s.state().is_terminal() => Err(Error::FailedPrecondition(format!(
+                "{noun} {key:?} is not running: it ended {:?}",
+                s.state()
+            ))),
+            Some(s) => shared.request_cancel(&s).await,
+        }
+    }
+
     /// After a restart: the jobs of the previous process are remembered
     /// again, and those it left unfinished are recovered by their kind.
     pub async fn recover(self: &Arc<Self>, env: &K::Env) {
@@ -299,6 +362,9 @@ impl<K: JobKind> Runner<K> {
             let Recovered { now, later } = K::recover(env, record).await;
             if now != before {
                 records.save(&now);
+                if let Some(shared) = &self.pool.shared {
+                    shared.finish(&now).await;
+                }
             }
             self.registry.remember(now);
             if let Some(later) = later {
@@ -306,6 +372,9 @@ impl<K: JobKind> Runner<K> {
                 self.pool.tasks.spawn(async move {
                     let after = later.await;
                     records.save(&after);
+                    if let Some(shared) = &runner.pool.shared {
+                        shared.finish(&after).await;
+                    }
                     runner.registry.remember(after);
                 });
             }

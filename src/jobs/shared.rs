@@ -1,0 +1,172 @@
+//! Job records in the backup storage, shared by every server on it: each
+//! running job's owner mirrors its snapshot to `{root}/_jobs/{kind}/{key}.json`
+//! at most once a second and once more at its end, so that any replica can
+//! answer for it (and follow it, with about a second of lag). A cancel sent to
+//! a replica that does not run the job leaves a marker,
+//! `{root}/_jobs/cancel/{kind}/{key}`, which the owner sees within a second.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::JobSnapshot;
+use crate::error::{Error, Result};
+use crate::storage::{ObjectStore, join_key};
+
+/// The folder of shared records under the backup root (a reserved backup name).
+pub const JOBS_DIR: &str = "_jobs";
+
+/// How often an owner mirrors its job and looks for a cancel, and a
+/// follower re-reads it.
+pub const MIRROR_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The shared job records of one backup storage.
+#[derive(Debug, Clone)]
+pub struct SharedRecords {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+}
+
+/// Keys as they appear in an object key: `/` and `%` escaped.
+fn escape(key: &str) -> String {
+    key.replace('%', "%25").replace('/', "%2F")
+}
+
+impl SharedRecords {
+    /// Records in `store` under `root` (the backup root).
+    pub fn new(store: Arc<dyn ObjectStore>, root: &str) -> Self {
+        Self {
+            store,
+            prefix: join_key([root, JOBS_DIR]),
+        }
+    }
+
+    fn record_key<T: JobSnapshot>(&self, key: &str) -> String {
+        join_key([&self.prefix, T::KIND, &format!("{}.json", escape(key))])
+    }
+
+    fn cancel_key<T: JobSnapshot>(&self, key: &str) -> String {
+        join_key([&self.prefix, "cancel", T::KIND, &escape(key)])
+    }
+
+    /// Writes the record of `s`.
+    pub async fn save<T: JobSnapshot>(&self, s: &T) -> Result<()> {
+        let body = serde_json::to_vec(s)?;
+        self.store
+            .write(&self.record_key::<T>(s.key()), Bytes::from(body))
+            .await
+    }
+
+    /// The record of the job with `key`, if any server keeps one.
+    pub async fn load<T: JobSnapshot>(&self, key: &str) -> Result<Option<T>> {
+        match self.store.read(&self.record_key::<T>(key)).await {
+            Ok(body) => Ok(Some(serde_json::from_slice(&body)?)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every record of one kind of job.
+    pub async fn all<T: JobSnapshot>(&self) -> Result<Vec<T>> {
+        let prefix = format!("{}/", join_key([&self.prefix, T::KIND]));
+        let mut out = Vec::new();
+        for o in self.store.list(&prefix).await? {
+            match self.store.read(&o.key).await {
+                Ok(body) => match serde_json::from_slice(&body) {
+                    Ok(s) => out.push(s),
+                    Err(e) => {
+                        warn!(record = %o.key, error = %e, "unreadable shared job record skipped")
+                    }
+                },
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Asks the owner of the running job `s` to cancel it.
+    pub async fn request_cancel<T: JobSnapshot>(&self, s: &T) -> Result<()> {
+        self.store
+            .write(&self.cancel_key::<T>(s.key()), Bytes::from_static(b"{}"))
+            .await
+    }
+
+    /// Mirrors the running job `rx` watches, and cancels it through `token`
+    /// when a cancel marker for it appears, until `stop`; the job's end is
+    /// written by [`SharedRecords::finish`] after this returns.
+    pub async fn mirror<T: JobSnapshot + PartialEq>(
+        self,
+        rx: watch::Receiver<T>,
+        token: CancellationToken,
+        stop: CancellationToken,
+    ) {
+        let key = rx.borrow().key().to_string();
+        let cancel_key = self.cancel_key::<T>(&key);
+        let mut written: Option<T> = None;
+        while !stop.is_cancelled() {
+            let snap = rx.borrow().clone();
+            if written.as_ref() != Some(&snap) && !snap.state().is_terminal() {
+                match self.save(&snap).await {
+                    Ok(()) => written = Some(snap),
+                    Err(e) => warn!(job = %key, error = %e, "cannot write the shared job record"),
+                }
+            }
+            if matches!(self.store.head(&cancel_key).await, Ok(Some(_))) {
+                info!(job = %key, "cancel requested through another server");
+                token.cancel();
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(MIRROR_INTERVAL) => {}
+                _ = stop.cancelled() => {}
+            }
+        }
+    }
+
+    /// Writes a job's last state and removes its cancel marker.
+    pub async fn finish<T: JobSnapshot>(&self, s: &T) {
+        if let Err(e) = self.save(s).await {
+            warn!(job = %s.key(), error = %e, "cannot write the shared job record");
+        }
+        let _ = self.store.delete(&[self.cancel_key::<T>(s.key())]).await;
+    }
+
+    /// Follows the record of a job another server runs: its snapshots, re-read
+    /// every second until a terminal one. `None` when no server keeps it.
+    pub async fn follow<T: JobSnapshot>(&self, key: &str) -> Result<Option<watch::Receiver<T>>> {
+        let Some(first) = self.load::<T>(key).await? else {
+            return Ok(None);
+        };
+        let done = first.state().is_terminal();
+        let (tx, rx) = watch::channel(first);
+        if !done {
+            let (records, key) = (self.clone(), key.to_string());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(MIRROR_INTERVAL).await;
+                    if tx.is_closed() {
+                        return;
+                    }
+                    match records.load::<T>(&key).await {
+                        Ok(Some(s)) => {
+                            let end = s.state().is_terminal();
+                            tx.send_replace(s);
+                            if end {
+                                return;
+                            }
+                        }
+                        Ok(None) => return,
+                        Err(e) => {
+                            warn!(job = %key, error = %e, "cannot read the shared job record")
+                        }
+                    }
+                }
+            });
+        }
+        Ok(Some(rx))
+    }
+}

@@ -1,0 +1,167 @@
+//! Several servers on one backup storage, on the real Milvus 2.3.5 and S3:
+//! any replica answers for any job, whichever runs it. Three server processes
+//! share one bucket (each with its own port and state directory); calls go to
+//! one replica after the other.
+
+mod common;
+#[path = "common/figures.rs"]
+mod figures;
+
+use std::time::Duration;
+
+use common::flows::{self, eventually};
+use common::hello;
+use common::process::Proc;
+use milvus_backup::api::proto as pb;
+use milvus_backup::milvus::MilvusApi;
+
+const FIELDS: &[&str] = &["pk", "random", "var", "embeddings"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn any_replica_answers_for_any_job_and_a_cancel_reaches_its_owner() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let coll = common::unique("replica_src");
+    hello::create(&m, &coll, 3000, 3, 31).await;
+    let rows = hello::rows(&m, "default", &coll, "pk >= 0", FIELDS).await;
+    let cx_target = format!("default.{coll}_cx");
+
+    // A is slowed (a backup takes seconds) and pauses the import of one
+    // restore target, so that its jobs are seen running from B and C.
+    let a = Proc::start(
+        &cfg,
+        "replica-a",
+        "  rateLimitMiBps: 0.02\n",
+        Some(&format!("restore.importing:{cx_target}")),
+    )
+    .await;
+    let b = Proc::start(&cfg, "replica-b", "", None).await;
+    let c = Proc::start(&cfg, "replica-c", "", None).await;
+    let (mut on_a, mut on_b, mut on_c) = (a.client.clone(), b.client.clone(), c.client.clone());
+
+    // CreateBackup on A, WatchBackup on B, GetBackup and ListBackups on C.
+    let name = common::unique("replica_b");
+    let mut created = on_a
+        .create_backup(flows::backup_request(&name, &[&coll]))
+        .await
+        .expect("CreateBackup on A")
+        .into_inner();
+    created.message().await.unwrap().expect("a first snapshot");
+    drop(created);
+    let watched: Vec<pb::Backup> = flows::drain(
+        on_b.watch_backup(pb::WatchBackupRequest { name: name.clone() })
+            .await
+            .expect("WatchBackup on B")
+            .into_inner(),
+    )
+    .await
+    .into_iter()
+    .filter_map(|r| r.backup)
+    .collect();
+    let first = watched.first().expect("B's first snapshot");
+    let last = watched.last().unwrap();
+    assert!(
+        first.state != pb::JobState::Succeeded as i32,
+        "B followed the running job, not only its end: {first:?}"
+    );
+    assert_eq!(last.state, pb::JobState::Succeeded as i32, "{last:?}");
+    let got = flows::get_backup(&mut on_c, &name).await;
+    assert_eq!((got.state, got.id.clone()), (last.state, last.id.clone()));
+    assert!(
+        flows::listed(&mut on_c)
+            .await
+            .iter()
+            .any(|b| b.name == name)
+    );
+
+    // Restore on A, WatchRestore on B, GetRestore on C.
+    let mut started = on_a
+        .restore(flows::restore_loaded_request(&name, "_r1"))
+        .await
+        .expect("Restore on A")
+        .into_inner();
+    let id = started
+        .message()
+        .await
+        .unwrap()
+        .unwrap()
+        .restore
+        .unwrap()
+        .id;
+    drop(started);
+    let end = flows::last_restore(
+        on_b.watch_restore(pb::WatchRestoreRequest { id: id.clone() })
+            .await
+            .expect("WatchRestore on B")
+            .into_inner(),
+    )
+    .await;
+    assert_eq!(end.state, pb::JobState::Succeeded as i32, "{end:?}");
+    assert_eq!(flows::get_restore(&mut on_c, &id).await.state, end.state);
+    let restored = hello::rows(&m, "default", &format!("{coll}_r1"), "pk >= 0", FIELDS).await;
+    hello::assert_rows_equal(&rows, &restored);
+
+    // A restore on A, cancelled through C: A stops it and drops what it made.
+    let mut started = on_a
+        .restore(flows::restore_request(&name, "_cx"))
+        .await
+        .expect("Restore on A")
+        .into_inner();
+    let id = started
+        .message()
+        .await
+        .unwrap()
+        .unwrap()
+        .restore
+        .unwrap()
+        .id;
+    drop(started);
+    a.wait_paused(Duration::from_secs(120)).await;
+    let asked = std::time::Instant::now();
+    on_c.cancel_restore(pb::CancelRestoreRequest { id: id.clone() })
+        .await
+        .expect("CancelRestore on C");
+    let end = flows::last_restore(
+        on_b.watch_restore(pb::WatchRestoreRequest { id: id.clone() })
+            .await
+            .expect("WatchRestore on B")
+            .into_inner(),
+    )
+    .await;
+    let took = asked.elapsed();
+    assert_eq!(end.state, pb::JobState::Cancelled as i32, "{end:?}");
+    eventually(
+        "the cancelled restore's collection is dropped",
+        Duration::from_secs(60),
+        || async {
+            !m.has_collection("default", &format!("{coll}_cx"))
+                .await
+                .unwrap()
+        },
+    )
+    .await;
+    // A cancel of a job that ended is refused, from any replica.
+    let refused = on_b
+        .cancel_restore(pb::CancelRestoreRequest { id })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    figures::publish(
+        "any_replica_answers_for_any_job_and_a_cancel_reaches_its_owner",
+        &[format!(
+            "a cancel sent to replica C stopped the restore on replica A; B saw the end {:.1} s after the cancel",
+            took.as_secs_f64()
+        )],
+    );
+
+    for p in [a, b, c] {
+        p.finish();
+    }
+    for t in [coll.clone(), format!("{coll}_r1")] {
+        hello::drop_if_exists(&m, "default", &t).await;
+    }
+}
