@@ -165,3 +165,58 @@ async fn any_replica_answers_for_any_job_and_a_cancel_reaches_its_owner() {
         hello::drop_if_exists(&m, "default", &t).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_traceparent_is_carried_into_the_jobs_log_lines_and_record() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let coll = common::unique("traced_src");
+    hello::create(&m, &coll, 500, 1, 41).await;
+    let (state, config) = common::process::config_for(&cfg, "traced");
+    let log = state.with_extension("jsonlog");
+    let (mut child, _, mut client) = common::process::start_server_args(
+        &config,
+        common::process::log_file(&log),
+        &[],
+        &["--log-format", "json"],
+    )
+    .await;
+
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let name = common::unique("traced_b");
+    let mut req = tonic::Request::new(flows::backup_request(&name, &[&coll]));
+    req.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace}-00f067aa0ba902b7-01").parse().unwrap(),
+    );
+    let last = flows::last_backup(client.create_backup(req).await.unwrap().into_inner()).await;
+    assert_eq!(last.state, pb::JobState::Succeeded as i32, "{last:?}");
+
+    // Every log line about the job carries its id and the trace id.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|l: &serde_json::Value| l["span"]["id"] == last.id.as_str())
+        .collect();
+    assert!(lines.len() >= 3, "the job's log lines: {text}");
+    assert!(
+        lines.iter().all(|l| l["span"]["trace_id"] == trace),
+        "{lines:?}"
+    );
+    // So does the job's record (the shared one, read by any replica).
+    let record = common::TestServer::start(&cfg)
+        .await
+        .ctx
+        .catalog
+        .store()
+        .read(&format!("backup/_jobs/backups/{name}.json"))
+        .await
+        .unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
+    assert_eq!(record["trace_id"], trace, "{record}");
+
+    common::process::kill9(&mut child);
+    let _ = std::fs::remove_dir_all(&state);
+    hello::drop_if_exists(&m, "default", &coll).await;
+}

@@ -93,6 +93,15 @@ fn request_id(headers: &HeaderMap, body: Option<&str>) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
+/// The caller's W3C `traceparent` header (empty when none).
+fn traceparent(headers: &HeaderMap) -> String {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// The parsed JSON body, or the error answer: 413 when it is too large, 400
 /// naming what is wrong with it otherwise.
 fn body<T>(
@@ -267,7 +276,8 @@ async fn create(
             meta_only: b.meta_only,
             incremental: b.incremental,
             request_id: id.clone(),
-        })?;
+        })?
+        .traced(&traceparent(&headers));
         let rx = rest.engine.create_backup(req).await?;
         let (last, msg) = follow(
             rx,
@@ -460,7 +470,8 @@ async fn restore(
             load: b.load,
             meta_only: b.meta_only,
             request_id: id.clone(),
-        })?;
+        })?
+        .traced(&traceparent(&headers));
         let rx = rest.engine.restore(req).await?;
         let (last, msg) = follow(
             rx,

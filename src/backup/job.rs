@@ -51,7 +51,8 @@ impl JobKind for BackupJob {
             taken?;
             return Err(Error::already_exists("backup", name));
         }
-        let snapshot = BackupSnapshot::pending(id, name.to_string(), req.meta_only());
+        let mut snapshot = BackupSnapshot::pending(id, name.to_string(), req.meta_only());
+        snapshot.trace_id = req.trace().map(|t| t.as_str().to_string());
         let job = Self {
             ctx: ctx.clone(),
             req,

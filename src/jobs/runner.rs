@@ -252,6 +252,15 @@ impl<K: JobKind> Runner<K> {
             .expect("cancels")
             .insert(key.clone(), token.clone());
         let runner = self.clone();
+        // Every log line of the job carries its kind, its id and the caller's trace.
+        let first = handle.snapshot();
+        let span = tracing::info_span!(
+            "job",
+            kind = K::NAME,
+            id = %first.id(),
+            trace_id = first.trace_id().unwrap_or_default()
+        );
+        let _entered = span.enter();
         info!(job = %job.describe(), "{} started", K::NAME);
         // Mirrored for the other servers, from before the caller learns of the
         // job to its end (written below).
@@ -265,38 +274,43 @@ impl<K: JobKind> Runner<K> {
             let task = tokio::spawn(shared.mirror(handle.subscribe(), token.clone(), stop.clone()));
             (stop, task)
         });
-        self.pool.tasks.spawn(async move {
-            let pool = &runner.pool;
-            let lost = job.lost();
-            let result = supervise(K::NAME, &token, &pool.shutdown, &lost, job.run(&handle)).await;
-            // Ends the watchers of the leases.
-            lost.cancel();
-            match &result {
-                Ok(()) => info!(job = %job.describe(), "{} succeeded", K::NAME),
-                Err(e) => {
-                    error!(job = %job.describe(), error = %e, "{} did not succeed", K::NAME);
-                    job.clean_up(e, &handle).await;
+        drop(_entered);
+        self.pool.tasks.spawn(tracing::Instrument::instrument(
+            async move {
+                let pool = &runner.pool;
+                let lost = job.lost();
+                let result =
+                    supervise(K::NAME, &token, &pool.shutdown, &lost, job.run(&handle)).await;
+                // Ends the watchers of the leases.
+                lost.cancel();
+                match &result {
+                    Ok(()) => info!(job = %job.describe(), "{} succeeded", K::NAME),
+                    Err(e) => {
+                        error!(job = %job.describe(), error = %e, "{} did not succeed", K::NAME);
+                        job.clean_up(e, &handle).await;
+                    }
                 }
-            }
-            runner.cancels.lock().expect("cancels").remove(&key);
-            // Everything is let go before watchers see the end.
-            job.release().await;
-            drop(slot);
-            // The records say how it ended before any watcher sees the end.
-            let mut last = handle.snapshot();
-            last.finish(&result);
-            if let (Some((stop, task)), Some(shared)) = (mirror, &pool.shared) {
-                stop.cancel();
-                let _ = task.await;
-                shared.finish(&last).await;
-            }
-            match &pool.records {
-                Some(records) => {
-                    records.save_last_then(&last.clone(), || handle.update(|s| *s = last))
+                runner.cancels.lock().expect("cancels").remove(&key);
+                // Everything is let go before watchers see the end.
+                job.release().await;
+                drop(slot);
+                // The records say how it ended before any watcher sees the end.
+                let mut last = handle.snapshot();
+                last.finish(&result);
+                if let (Some((stop, task)), Some(shared)) = (mirror, &pool.shared) {
+                    stop.cancel();
+                    let _ = task.await;
+                    shared.finish(&last).await;
                 }
-                None => handle.update(|s| *s = last),
-            }
-        });
+                match &pool.records {
+                    Some(records) => {
+                        records.save_last_then(&last.clone(), || handle.update(|s| *s = last))
+                    }
+                    None => handle.update(|s| *s = last),
+                }
+            },
+            span,
+        ));
         Ok(rx)
     }
 

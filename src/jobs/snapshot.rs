@@ -47,6 +47,8 @@ pub trait JobSnapshot:
     fn key(&self) -> &str;
     /// Marks the job as ended with `result`.
     fn finish(&mut self, result: &Result<(), Error>);
+    /// The caller's trace (W3C trace id), when it sent one.
+    fn trace_id(&self) -> Option<&str>;
 }
 
 /// Implements [`JobSnapshot`] for a snapshot with `id`, `state`, `error`,
@@ -64,6 +66,9 @@ macro_rules! job_snapshot {
             }
             fn key(&self) -> &str {
                 &self.$key
+            }
+            fn trace_id(&self) -> Option<&str> {
+                self.trace_id.as_deref()
             }
             fn finish(&mut self, result: &Result<(), Error>) {
                 finish(&mut self.state, &mut self.error, &mut self.end_time, result);
@@ -92,6 +97,9 @@ pub struct DeleteSnapshot {
     pub objects_kept: u64,
     pub start_time: SystemTime,
     pub end_time: Option<SystemTime>,
+    /// The caller's trace id (W3C `traceparent`).
+    #[serde(default)]
+    pub trace_id: Option<String>,
 }
 
 impl DeleteSnapshot {
@@ -108,6 +116,7 @@ impl DeleteSnapshot {
             objects_kept: 0,
             start_time: SystemTime::now(),
             end_time: None,
+            trace_id: None,
         }
     }
 }
@@ -179,6 +188,9 @@ pub struct BackupSnapshot {
     /// The kind of failure ([`Error::kind`]) of a failed job.
     #[serde(default)]
     pub error_kind: Option<String>,
+    /// The caller's trace id (W3C `traceparent`).
+    #[serde(default)]
+    pub trace_id: Option<String>,
 }
 
 /// What an incremental backup reuses: objects held by earlier backups.
@@ -208,6 +220,7 @@ impl BackupSnapshot {
             meta_only,
             reuse: None,
             error_kind: None,
+            trace_id: None,
         }
     }
 }
@@ -309,6 +322,9 @@ pub struct RestoreSnapshot {
     pub verified_files: u64,
     #[serde(default)]
     pub verified_bytes: u64,
+    /// The caller's trace id (W3C `traceparent`).
+    #[serde(default)]
+    pub trace_id: Option<String>,
 }
 
 /// One damaged object.

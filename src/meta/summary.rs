@@ -74,6 +74,7 @@ pub fn snapshot_of(info: &BackupInfo) -> BackupSnapshot {
             .all(|c| c.backup_timestamp == 0)
             && !info.collection_backups.is_empty(),
         error_kind: None,
+        trace_id: None,
         reuse: info.incremental.as_ref().map(|i| Reuse {
             based_on: i.based_on.clone(),
             files: i.reused_files,

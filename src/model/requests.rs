@@ -23,6 +23,41 @@ fn collection_refs(raw: &[String]) -> Result<Vec<CollectionRef>> {
     raw.iter().map(|c| CollectionRef::parse(c)).collect()
 }
 
+/// The trace a caller's W3C `traceparent` names, carried into its job (log
+/// lines and record). A malformed header names no trace: W3C says to ignore
+/// it, and a trace header never fails a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceId(String);
+
+impl TraceId {
+    /// The trace id of `traceparent` (`00-{32 hex}-{16 hex}-{2 hex}`).
+    pub fn from_traceparent(traceparent: &str) -> Option<Self> {
+        let parts: Vec<&str> = traceparent.trim().split('-').collect();
+        let hex = |s: &str, n: usize| {
+            s.len() == n
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let [version, trace, parent, flags, ..] = parts[..] else {
+            return None;
+        };
+        let valid = hex(version, 2)
+            && version != "ff"
+            && hex(trace, 32)
+            && trace.bytes().any(|b| b != b'0')
+            && hex(parent, 16)
+            && parent.bytes().any(|b| b != b'0')
+            && hex(flags, 2)
+            && (version != "00" || parts.len() == 4);
+        valid.then(|| Self(trace.to_string()))
+    }
+
+    /// The 32 hex digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A backup, named or found by its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackupLookup {
@@ -69,6 +104,7 @@ pub struct BackupRequest {
     meta_only: bool,
     incremental: Option<bool>,
     request_id: String,
+    trace: Option<TraceId>,
 }
 
 impl BackupRequest {
@@ -86,6 +122,7 @@ impl BackupRequest {
             meta_only: input.meta_only,
             incremental: input.incremental,
             request_id: input.request_id,
+            trace: None,
         })
     }
 
@@ -119,6 +156,18 @@ impl BackupRequest {
     pub fn request_id(&self) -> &str {
         &self.request_id
     }
+
+    /// The caller's trace.
+    pub fn trace(&self) -> Option<&TraceId> {
+        self.trace.as_ref()
+    }
+
+    /// The same request, carrying the trace of the caller's W3C
+    /// `traceparent` header (none when it is malformed or empty).
+    pub fn traced(mut self, traceparent: &str) -> Self {
+        self.trace = TraceId::from_traceparent(traceparent);
+        self
+    }
 }
 
 /// The raw fields of a Restore, as a wire carries them.
@@ -151,6 +200,7 @@ pub struct RestoreRequest {
     load: bool,
     meta_only: bool,
     request_id: String,
+    trace: Option<TraceId>,
 }
 
 impl RestoreRequest {
@@ -190,6 +240,7 @@ impl RestoreRequest {
             load: input.load,
             meta_only: input.meta_only,
             request_id: input.request_id,
+            trace: None,
         })
     }
 
@@ -245,6 +296,18 @@ impl RestoreRequest {
     /// The idempotency key; empty when none was given.
     pub fn request_id(&self) -> &str {
         &self.request_id
+    }
+
+    /// The caller's trace.
+    pub fn trace(&self) -> Option<&TraceId> {
+        self.trace.as_ref()
+    }
+
+    /// The same request, carrying the trace of the caller's W3C
+    /// `traceparent` header (none when it is malformed or empty).
+    pub fn traced(mut self, traceparent: &str) -> Self {
+        self.trace = TraceId::from_traceparent(traceparent);
+        self
     }
 }
 
@@ -309,6 +372,22 @@ mod tests {
         let r = restore(|r| r.suffix = "_".repeat(100)).unwrap();
         let long = CollectionRef::normalized("db", &"c".repeat(100));
         assert!(matches!(r.target_of(&long), Err(Error::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn trace_ids_come_from_valid_traceparents_only() {
+        let t =
+            TraceId::from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(t.unwrap().as_str(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert!(TraceId::from_traceparent(bad).is_none(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -163,6 +163,7 @@ fn pending(id: String, req: &RestoreRequest, targets: &[RestoreTarget]) -> Resto
         phases: Vec::new(),
         verified_files: 0,
         verified_bytes: 0,
+        trace_id: req.trace().map(|t| t.as_str().to_string()),
     }
 }
 

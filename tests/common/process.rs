@@ -68,10 +68,22 @@ pub async fn start_server_with(
     stderr: Stdio,
     envs: &[(&str, &str)],
 ) -> (Child, u16, BackupServiceClient<Channel>) {
+    start_server_args(config, stderr, envs, &[]).await
+}
+
+/// `start_server_with`, with global flags (such as `--log-format json`).
+#[allow(clippy::zombie_processes)]
+pub async fn start_server_args(
+    config: &Path,
+    stderr: Stdio,
+    envs: &[(&str, &str)],
+    flags: &[&str],
+) -> (Child, u16, BackupServiceClient<Channel>) {
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
         .arg("--config")
         .arg(config)
+        .args(flags)
         .args(["server", "--address", "127.0.0.1", "-p", &port.to_string()])
         .envs(envs.iter().copied())
         .stderr(stderr)
