@@ -140,6 +140,7 @@ def main():
         f["full2_s"], f["full2_bytes"], _ = server.backup("bench_incr_full2", False)
         f["restore_full_s"] = server.restore("bench_incr_full2", "_rf")
         f["restore_incr_s"] = server.restore("bench_incr_more", "_ri")
+        log(json.dumps(f))
         for name in ["bench_incr_more", "bench_incr_same", "bench_incr_full", "bench_incr_full2"]:
             server.delete(name)
         # ListBackups with many backups present (copies made as our writers make them).
