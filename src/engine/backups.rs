@@ -18,17 +18,23 @@ impl Engine {
     /// The snapshots of backup `name`: a job of this server, or a complete
     /// backup in storage (one terminal snapshot).
     pub async fn watch_backup(&self, name: &BackupName) -> Result<watch::Receiver<BackupSnapshot>> {
-        if let Some(rx) = self.backups.registry().get(name) {
+        // A succeeded job is answered from the catalog: another server may
+        // have deleted the backup since.
+        if let Some(rx) = self.backups.registry().get(name)
+            && rx.borrow().state != JobState::Succeeded
+        {
             return Ok(rx);
         }
         if let Some(info) = self.ctx.catalog.read(name).await? {
             return Ok(watch::channel(snapshot_of(&info)).1);
         }
-        // A job of another server on the same backup storage.
-        self.backups
-            .find(name)
-            .await?
-            .ok_or_else(|| Error::not_found("backup", name.as_str()))
+        self.backups.registry().forget(name);
+        // A job of another server on the same backup storage that has not
+        // succeeded (a succeeded one is in the catalog, unless it was deleted).
+        match self.backups.find(name).await? {
+            Some(rx) if rx.borrow().state != JobState::Succeeded => Ok(rx),
+            _ => Err(Error::not_found("backup", name.as_str())),
+        }
     }
 
     /// One backup, by name, or by id among this server's jobs and the stored backups.
@@ -197,7 +203,10 @@ impl Engine {
     pub async fn delete_backup_and_wait(&self, name: &BackupName) -> Result<DeleteSnapshot> {
         let last = until_terminal(self.delete_backup(name).await?).await;
         match last.state {
-            JobState::Succeeded => Ok(last),
+            JobState::Succeeded => {
+                self.backups.registry().forget(name);
+                Ok(last)
+            }
             _ => Err(Error::of_kind(
                 last.error_kind.as_deref().unwrap_or_default(),
                 last.error.clone().unwrap_or_default(),

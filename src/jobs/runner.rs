@@ -260,21 +260,19 @@ impl<K: JobKind> Runner<K> {
             id = %first.id(),
             trace_id = first.trace_id().unwrap_or_default()
         );
-        let _entered = span.enter();
-        info!(job = %job.describe(), "{} started", K::NAME);
+        span.in_scope(|| info!(job = %job.describe(), "{} started", K::NAME));
         // Mirrored for the other servers, from before the caller learns of the
         // job to its end (written below).
         if let Some(shared) = &self.pool.shared
             && let Err(e) = shared.save(&handle.snapshot()).await
         {
-            warn!(job = %job.describe(), error = %e, "cannot write the shared job record");
+            span.in_scope(|| warn!(error = %e, "cannot write the shared job record"));
         }
         let mirror = self.pool.shared.clone().map(|shared| {
             let stop = CancellationToken::new();
             let task = tokio::spawn(shared.mirror(handle.subscribe(), token.clone(), stop.clone()));
             (stop, task)
         });
-        drop(_entered);
         self.pool.tasks.spawn(tracing::Instrument::instrument(
             async move {
                 let pool = &runner.pool;
