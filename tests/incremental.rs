@@ -298,24 +298,8 @@ async fn deletes_racing_incremental_backups_and_killed_deletes_leave_every_backu
         "a half-deleted backup is not listed"
     );
     // The delete is run again once the killed one's hold expires.
-    let name = full.clone();
+    flows::delete_eventually(&client, &full, "the delete runs again").await;
     let mut c = client.clone();
-    flows::eventually(
-        "the delete runs again",
-        std::time::Duration::from_secs(30),
-        || {
-            let (mut c, name) = (c.clone(), name.clone());
-            async move {
-                c.delete_backup(pb::DeleteBackupRequest {
-                    name,
-                    ..Default::default()
-                })
-                .await
-                .is_ok()
-            }
-        },
-    )
-    .await;
     for name in [&inc0, &inc1] {
         flows::assert_verifies(&mut c, name, name).await;
     }
@@ -354,22 +338,7 @@ async fn deletes_racing_incremental_backups_and_killed_deletes_leave_every_backu
     creator.kill();
     // Once its hold expires the delete goes through, and keeps nothing of
     // the killed backup's (it never completed).
-    flows::eventually(
-        "the base can be deleted",
-        std::time::Duration::from_secs(30),
-        || {
-            let (mut c, name) = (client.clone(), inc1.clone());
-            async move {
-                c.delete_backup(pb::DeleteBackupRequest {
-                    name,
-                    ..Default::default()
-                })
-                .await
-                .is_ok()
-            }
-        },
-    )
-    .await;
+    flows::delete_eventually(&client, &inc1, "the base can be deleted").await;
     flows::assert_verifies(&mut client, &inc0, &inc0).await;
     assert_restores(&mut client, &m, &inc0, &coll, &rows).await;
     // The last one through REST, as a job: `async=true` answers at once

@@ -75,20 +75,7 @@ async fn any_replica_answers_for_any_job_and_a_cancel_reaches_its_owner() {
     );
 
     // Restore on A, WatchRestore on B, GetRestore on C.
-    let mut started = on_a
-        .restore(flows::restore_loaded_request(&name, "_r1"))
-        .await
-        .expect("Restore on A")
-        .into_inner();
-    let id = started
-        .message()
-        .await
-        .unwrap()
-        .unwrap()
-        .restore
-        .unwrap()
-        .id;
-    drop(started);
+    let id = flows::start_restore(&mut on_a, flows::restore_loaded_request(&name, "_r1")).await;
     let end = flows::last_restore(
         on_b.watch_restore(pb::WatchRestoreRequest { id: id.clone() })
             .await
@@ -102,20 +89,7 @@ async fn any_replica_answers_for_any_job_and_a_cancel_reaches_its_owner() {
     hello::assert_rows_equal(&rows, &restored);
 
     // A restore on A, cancelled through C: A stops it and drops what it made.
-    let mut started = on_a
-        .restore(flows::restore_request(&name, "_cx"))
-        .await
-        .expect("Restore on A")
-        .into_inner();
-    let id = started
-        .message()
-        .await
-        .unwrap()
-        .unwrap()
-        .restore
-        .unwrap()
-        .id;
-    drop(started);
+    let id = flows::start_restore(&mut on_a, flows::restore_request(&name, "_cx")).await;
     a.wait_paused(Duration::from_secs(120)).await;
     let asked = std::time::Instant::now();
     on_c.cancel_restore(pb::CancelRestoreRequest { id: id.clone() })

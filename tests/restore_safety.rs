@@ -16,11 +16,9 @@ use common::data::{self, Spec};
 use common::flows::{self, eventually, get_restore, listed_state};
 use common::process;
 use milvus_backup::api::proto as pb;
-use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
 use milvus_backup::milvus::rows::Row;
 use milvus_backup::milvus::{MilvusApi, MilvusClient};
 use milvus_backup::storage::{ObjectStore, S3Bucket};
-use tonic::transport::Channel;
 
 /// A collection of `rows` rows in two flushed segments, indexed and loaded; its rows.
 async fn source(m: &MilvusClient, name: &str, rows: i64) -> (Spec, Vec<Row>) {
@@ -176,19 +174,6 @@ async fn backed_up(
     (spec, all, backup)
 }
 
-/// Starts a restore and returns its job id.
-async fn start_restore(
-    client: &mut BackupServiceClient<Channel>,
-    req: pb::RestoreRequest,
-) -> String {
-    let mut stream = client
-        .restore(req)
-        .await
-        .expect("restore accepted")
-        .into_inner();
-    stream.message().await.unwrap().unwrap().restore.unwrap().id
-}
-
 /// A `drop_existing` restore killed at each step of its swap: after the
 /// restart the target is the original or the full restored copy, row for row,
 /// never missing, and no temporary collection is left.
@@ -212,7 +197,7 @@ async fn a_kill_at_every_step_of_the_swap_leaves_original_or_copy() {
         ("restore.swap.after_rename", true),
     ] {
         let mut server = process::Proc::start(&cfg, "swap-state", "", Some(step)).await;
-        let id = start_restore(&mut server.client, restore_req(&backup, "", true)).await;
+        let id = flows::start_restore(&mut server.client, restore_req(&backup, "", true)).await;
         server.wait_paused(Duration::from_secs(180)).await;
         let server = server.kill_and_restart().await;
         let mut client = server.client.clone();
@@ -285,7 +270,7 @@ async fn recovery_leaves_a_collection_someone_else_made_alone() {
     let (spec, _, backup) = backed_up(&cfg, &m, "own", 400).await;
     let target = format!("{}_t", spec.name);
     let mut server = process::Proc::start(&cfg, "own-state", "", Some("restore.importing")).await;
-    let id = start_restore(&mut server.client, restore_req(&backup, "_t", false)).await;
+    let id = flows::start_restore(&mut server.client, restore_req(&backup, "_t", false)).await;
     server.wait_paused(Duration::from_secs(120)).await;
     server.kill();
 
@@ -594,7 +579,7 @@ async fn a_failure_on_the_third_collection_keeps_the_first_two() {
     };
     let failpoint = format!("restore.importing:default.{third}");
     let mut server = process::Proc::start(&cfg, "three-state", "", Some(&failpoint)).await;
-    let id = start_restore(&mut server.client, restore_req(&backup, "", true)).await;
+    let id = flows::start_restore(&mut server.client, restore_req(&backup, "", true)).await;
     server.wait_paused(Duration::from_secs(240)).await;
     let server = server.kill_and_restart().await;
     let mut client = server.client.clone();

@@ -395,17 +395,11 @@ async fn get_delete(
     Query(q): Query<RestoreQuery>,
 ) -> Response {
     let id = request_id(&headers, None);
-    if q.id.is_empty() {
-        return rest_error(
-            id,
-            &Error::invalid("empty delete id, please set the id of a delete job (get_delete?id=)"),
-        );
+    let result = async {
+        let rx = rest.engine.watch_delete(job_id(&q, "delete")?).await?;
+        Ok((delete_data(&rx.borrow()), "success"))
     }
-    let result = rest
-        .engine
-        .watch_delete(&q.id)
-        .await
-        .map(|rx| (delete_data(&rx.borrow()), "success"));
+    .await;
     answer(id, result)
 }
 
@@ -492,25 +486,27 @@ struct RestoreQuery {
     id: String,
 }
 
+/// The job id a `get_{kind}?id=` names; an empty one is refused.
+fn job_id<'a>(q: &'a RestoreQuery, kind: &str) -> Result<&'a str> {
+    if q.id.is_empty() {
+        return Err(Error::invalid(format!(
+            "empty {kind} id, please set the id of a {kind} job (get_{kind}?id=)"
+        )));
+    }
+    Ok(&q.id)
+}
+
 async fn get_restore(
     State(rest): State<Rest>,
     headers: HeaderMap,
     Query(q): Query<RestoreQuery>,
 ) -> Response {
     let id = request_id(&headers, None);
-    if q.id.is_empty() {
-        return rest_error(
-            id,
-            &Error::invalid(
-                "empty restore id, please set the id of a restore job (get_restore?id=)",
-            ),
-        );
+    let result = async {
+        let rx = rest.engine.watch_restore(job_id(&q, "restore")?).await?;
+        Ok((go_restore(&rx.borrow()), "success"))
     }
-    let result = rest
-        .engine
-        .watch_restore(&q.id)
-        .await
-        .map(|rx| (go_restore(&rx.borrow()), "success"));
+    .await;
     answer(id, result)
 }
 

@@ -246,3 +246,33 @@ pub async fn get_restore(client: &mut BackupServiceClient<Channel>, id: &str) ->
         .restore
         .unwrap()
 }
+
+/// Starts a restore and returns its job id (the stream is not read further).
+pub async fn start_restore(
+    client: &mut BackupServiceClient<Channel>,
+    req: pb::RestoreRequest,
+) -> String {
+    let mut stream = client
+        .restore(req)
+        .await
+        .expect("restore accepted")
+        .into_inner();
+    stream.message().await.unwrap().unwrap().restore.unwrap().id
+}
+
+/// Deletes backup `name`, retrying until no other job holds it (a killed
+/// job's hold expires).
+pub async fn delete_eventually(client: &BackupServiceClient<Channel>, name: &str, what: &str) {
+    eventually(what, Duration::from_secs(30), || {
+        let (mut c, name) = (client.clone(), name.to_string());
+        async move {
+            c.delete_backup(pb::DeleteBackupRequest {
+                name,
+                ..Default::default()
+            })
+            .await
+            .is_ok()
+        }
+    })
+    .await;
+}
