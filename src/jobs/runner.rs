@@ -264,7 +264,7 @@ impl<K: JobKind> Runner<K> {
         // Mirrored for the other servers, from before the caller learns of the
         // job to its end (written below).
         if let Some(shared) = &self.pool.shared
-            && let Err(e) = shared.save(&handle.snapshot()).await
+            && let Err(e) = shared.start(&handle.snapshot()).await
         {
             span.in_scope(|| warn!(error = %e, "cannot write the shared job record"));
         }

@@ -127,6 +127,14 @@ impl SharedRecords {
         }
     }
 
+    /// Writes the first record of a new job. A cancel marker left for an
+    /// earlier job with the same key (whose owner died) is removed first: it
+    /// was not meant for this one.
+    pub async fn start<T: JobSnapshot>(&self, s: &T) -> Result<()> {
+        self.store.delete(&[self.cancel_key::<T>(s.key())]).await?;
+        self.save(s).await
+    }
+
     /// Writes a job's last state and removes its cancel marker.
     pub async fn finish<T: JobSnapshot>(&self, s: &T) {
         if let Err(e) = self.save(s).await {
@@ -168,5 +176,40 @@ impl SharedRecords {
             });
         }
         Ok(Some(rx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::{BackupSnapshot, JobState};
+    use crate::storage::LocalDir;
+
+    #[tokio::test]
+    async fn a_cancel_reaches_the_running_job_only() {
+        let dir = std::env::temp_dir().join(format!("shared-{}", uuid::Uuid::new_v4().simple()));
+        let records = SharedRecords::new(Arc::new(LocalDir::new(&dir)), "backup");
+        let mut old = BackupSnapshot::pending("1".into(), "b".into(), false);
+        old.state = JobState::Running;
+        records.save(&old).await.unwrap();
+        // A cancel for a job whose owner died before it ended.
+        records.request_cancel(&old).await.unwrap();
+        // A new job of the same name starts: the old marker does not cancel it.
+        let new = BackupSnapshot::pending("2".into(), "b".into(), false);
+        records.start(&new).await.unwrap();
+        let (tx, rx) = watch::channel(new.clone());
+        let (token, stop) = (CancellationToken::new(), CancellationToken::new());
+        let mirror = tokio::spawn(records.clone().mirror(rx, token.clone(), stop.clone()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!token.is_cancelled());
+        // A cancel for it does.
+        records.request_cancel(&new).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), token.cancelled())
+            .await
+            .expect("cancelled within the mirror's interval");
+        stop.cancel();
+        mirror.await.unwrap();
+        drop(tx);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
