@@ -26,6 +26,7 @@ pub fn exit_code(err: &Error) -> i32 {
         Error::ResourceExhausted(_) => 8,
         Error::Cancelled(_) => 9,
         Error::Aborted(_) => 11,
+        Error::PermissionDenied(_) => 13,
         Error::Milvus { .. } | Error::Storage { .. } | Error::Internal(_) => 1,
     }
 }
@@ -350,6 +351,24 @@ pub async fn check(engine: &Arc<Engine>) -> Result<()> {
 /// with (the secret never shown).
 pub async fn credentials(cfg: &crate::config::Config) -> Result<()> {
     async fn describe(b: &crate::config::BucketConfig) -> Result<String> {
+        use crate::config::{AzureCredential, Backend};
+        match &b.backend {
+            Backend::S3 => {}
+            Backend::Azure(a) => {
+                let kind = match a.credential {
+                    AzureCredential::Key(_) => "the account key",
+                    AzureCredential::Sas(_) => "a SAS token",
+                };
+                return Ok(format!("azure account {:?} with {kind}", a.account));
+            }
+            Backend::Gcs(g) => {
+                return Ok(if g.credential_json.is_empty() {
+                    "the Google application default credentials".to_string()
+                } else {
+                    format!("the service account key in {:?}", g.credential_json)
+                });
+            }
+        }
         let summary = crate::storage::S3Bucket::new(b)?
             .credentials_summary()
             .await?;
@@ -362,10 +381,10 @@ pub async fn credentials(cfg: &crate::config::Config) -> Result<()> {
             format!("{summary} from the config")
         })
     }
-    let milvus = cfg.minio.milvus_bucket();
+    let milvus = cfg.minio.milvus_bucket()?;
     println!("Milvus storage credentials: {}", describe(&milvus).await?);
     if cfg.minio.backup_storage_type != "local" {
-        let backup = cfg.minio.backup_bucket();
+        let backup = cfg.minio.backup_bucket()?;
         println!("Backup storage credentials: {}", describe(&backup).await?);
     }
     Ok(())

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::jobs::Leases;
 use crate::meta::{BackupLayout, Catalog, MilvusLayout};
 use crate::milvus::{MilvusApi, MilvusClient};
-use crate::storage::{Copier, LocalDir, ObjectStore, S3Bucket};
+use crate::storage::{self, Copier, LocalDir, ObjectStore};
 
 /// Timing knobs of the flows.
 #[derive(Debug, Clone)]
@@ -61,9 +61,9 @@ impl Context {
     /// Builds the context from the configuration. Connects lazily.
     pub fn from_config(cfg: &Config) -> Result<Self> {
         cfg.minio.check_backup_root()?;
-        let milvus_bucket = cfg.minio.milvus_bucket();
-        let backup_bucket = cfg.minio.backup_bucket();
-        let milvus_store: Arc<dyn ObjectStore> = Arc::new(S3Bucket::new(&milvus_bucket)?);
+        let milvus_bucket = cfg.minio.milvus_bucket()?;
+        let backup_bucket = cfg.minio.backup_bucket()?;
+        let milvus_store = storage::open(&milvus_bucket)?;
         // `backupStorageType: local` keeps backups in the directory `backupRootPath`.
         let (backup_store, backup_root): (Arc<dyn ObjectStore>, String) = if cfg
             .minio
@@ -78,10 +78,7 @@ impl Context {
             }
             (Arc::new(LocalDir::new(dir)), String::new())
         } else {
-            (
-                Arc::new(S3Bucket::new(&backup_bucket)?),
-                backup_bucket.root_path,
-            )
+            (storage::open(&backup_bucket)?, backup_bucket.root_path)
         };
         Ok(Self {
             milvus: Arc::new(MilvusClient::new(&cfg.milvus)?),

@@ -41,6 +41,11 @@ pub enum Error {
         key: String,
         reason: String,
     },
+    /// A storage service refused our credentials (or they are not allowed
+    /// to do what was asked). The message names the service and the account
+    /// or bucket, never the secret.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The caller did not prove who it is.
     #[error("{0}")]
     Unauthenticated(String),
@@ -79,6 +84,7 @@ impl Error {
             Error::Milvus { .. } => "milvus",
             Error::Storage { .. } => "storage",
             Error::Unauthenticated(_) => "unauthenticated",
+            Error::PermissionDenied(_) => "permission_denied",
             Error::Aborted(_) => "aborted",
             Error::ResourceExhausted(_) => "resource_exhausted",
             Error::Cancelled(_) => "cancelled",
@@ -98,6 +104,7 @@ impl Error {
             "resource_exhausted" => Error::ResourceExhausted(msg),
             "cancelled" => Error::Cancelled(msg),
             "unauthenticated" => Error::Unauthenticated(msg),
+            "permission_denied" => Error::PermissionDenied(msg),
             _ => Error::Internal(msg),
         }
     }

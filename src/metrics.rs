@@ -98,6 +98,7 @@ impl Metrics {
             } => ("milvus", "unavailable"),
             Error::Unavailable { .. } => ("storage", "unavailable"),
             Error::Storage { .. } => ("storage", "error"),
+            Error::PermissionDenied(_) => ("storage", "denied"),
             _ => return,
         };
         *self.errors.lock().expect("metrics").entry(key).or_default() += 1;

@@ -70,7 +70,7 @@ async fn live_binlogs_pass_and_a_flipped_byte_fails() {
         .unwrap()
         .id;
 
-    let bucket = S3Bucket::new(&cfg.minio.milvus_bucket()).unwrap();
+    let bucket = S3Bucket::new(&cfg.minio.milvus_bucket().unwrap()).unwrap();
     let root = cfg.minio.root_path.trim_matches('/').to_string();
     let inserts = bucket
         .list(&format!("{root}/insert_log/{id}/"))

@@ -129,16 +129,26 @@ backup:
 #[test]
 fn values_that_cannot_be_honoured_are_refused_naming_key_and_line() {
     for (yaml, key, line) in [
-        ("minio:\n  storageType: azure\n", "minio.storageType", 2),
+        ("minio:\n  storageType: hdfs\n", "minio.storageType", 2),
         (
-            "minio:\n  backupStorageType: gcpnative\n",
+            "minio:\n  backupStorageType: ftp\n",
             "minio.backupStorageType",
             2,
         ),
         ("minio:\n  cloudProvider: gcp\n", "minio.cloudProvider", 2),
         (
-            "minio:\n  address: x\n  gcpCredentialJSON: /k.json\n",
-            "minio.gcpCredentialJSON",
+            "minio:\n  storageType: azure\n  accessKeyID: acct\n  secretAccessKey: \"not base64!\"\n",
+            "minio.secretAccessKey",
+            4,
+        ),
+        (
+            "minio:\n  storageType: azure\n  useIAM: true\n",
+            "minio.useIAM",
+            3,
+        ),
+        (
+            "minio:\n  backupStorageType: azure\n  backupAzureConnectionString: nonsense\n",
+            "minio.backupAzureConnectionString",
             3,
         ),
         (
@@ -160,9 +170,10 @@ fn values_that_cannot_be_honoured_are_refused_naming_key_and_line() {
         assert!(err.contains(&format!("line {line}")), "{yaml}: {err}");
         assert!(err.contains("backup.yaml"), "names the file: {err}");
     }
-    for ok in ["minio", "s3", "aws", "S3"] {
+    for ok in ["minio", "s3", "aws", "S3", "gcpnative"] {
         load(&format!("minio:\n  storageType: {ok}\n")).unwrap();
     }
+    load("minio:\n  storageType: azure\n  accessKeyID: acct\n  secretAccessKey: a2V5\n").unwrap();
     load("minio:\n  backupStorageType: local\n  backupRootPath: /tmp/b\n").unwrap();
     for ok in ["error", "warn", "info", "debug", "trace", "fatal", "DEBUG"] {
         load(&format!("log:\n  level: {ok}\n")).unwrap();

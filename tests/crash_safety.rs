@@ -148,11 +148,11 @@ impl RestoreKill {
 async fn killed_jobs_are_failed_interrupted_and_leave_nothing_half_done() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let store = S3Bucket::new(&cfg.minio.backup_bucket()).unwrap();
+    let store = S3Bucket::new(&cfg.minio.backup_bucket().unwrap()).unwrap();
     let offsite_cfg = offsite(&cfg);
-    let offsite_store = S3Bucket::new(&offsite_cfg.minio.backup_bucket()).unwrap();
+    let offsite_store = S3Bucket::new(&offsite_cfg.minio.backup_bucket().unwrap()).unwrap();
     offsite_store.ensure_bucket(true).await.unwrap();
-    let milvus_store = S3Bucket::new(&cfg.minio.milvus_bucket()).unwrap();
+    let milvus_store = S3Bucket::new(&cfg.minio.milvus_bucket().unwrap()).unwrap();
     let spec = Spec::new(&common::unique("crash_src"));
     data::create(&m, &spec).await;
     for i in 0..4 {

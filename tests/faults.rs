@@ -92,7 +92,7 @@ async fn s3_errors_resets_and_cut_bodies_are_survived() {
             milvus_backup::storage::S3Bucket::new(&{
                 let mut direct = c.clone();
                 direct.minio.backup_port = port_b;
-                direct.minio.backup_bucket()
+                direct.minio.backup_bucket().unwrap()
             })
             .unwrap()
             .ensure_bucket(true)

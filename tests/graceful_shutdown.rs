@@ -193,7 +193,7 @@ async fn sigterm_lets_a_running_backup_finish_and_refuses_new_ones() {
 async fn a_job_outliving_the_grace_period_is_interrupted_and_cleaned_up() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let store = S3Bucket::new(&cfg.minio.backup_bucket()).unwrap();
+    let store = S3Bucket::new(&cfg.minio.backup_bucket().unwrap()).unwrap();
     let coll = common::unique("sigterm_slow");
     hello::create(&m, &coll, 3000, 3, 6).await;
     let dir = std::env::temp_dir().join(common::unique("sigterm-grace"));

@@ -14,7 +14,7 @@ const MIB: u64 = 1024 * 1024;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_objects_are_copied_in_parts_and_equal() {
     let cfg = common::config();
-    let bucket = S3Bucket::new(&cfg.minio.milvus_bucket())
+    let bucket = S3Bucket::new(&cfg.minio.milvus_bucket().unwrap())
         .unwrap()
         .with_multipart_copy(8 * MIB, 5 * MIB);
     let prefix = common::unique("multipart");

@@ -45,7 +45,7 @@ async fn rows_of(m: &MilvusClient, spec: &Spec, name: &str) -> Vec<Row> {
 }
 
 fn backup_store(cfg: &milvus_backup::config::Config) -> S3Bucket {
-    S3Bucket::new(&cfg.minio.backup_bucket()).unwrap()
+    S3Bucket::new(&cfg.minio.backup_bucket().unwrap()).unwrap()
 }
 
 fn restore_req(backup: &str, suffix: &str, drop_existing: bool) -> pb::RestoreRequest {

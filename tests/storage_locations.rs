@@ -44,7 +44,7 @@ async fn round_trip(cfg: &Config, prefix: &str) -> String {
     let restored = data::rows(&m, &spec, &spec.db, &format!("{}_r", spec.name), &[]).await;
     data::assert_rows_equal(prefix, &rows, &restored);
     let staging = format!("restore-temp-{}/", job.id);
-    let milvus_bucket = S3Bucket::new(&cfg.minio.milvus_bucket()).unwrap();
+    let milvus_bucket = S3Bucket::new(&cfg.minio.milvus_bucket().unwrap()).unwrap();
     assert!(
         milvus_bucket.list(&staging).await.unwrap().is_empty(),
         "staging copy left in {staging}"
@@ -60,7 +60,7 @@ async fn another_bucket_on_milvus_endpoint() {
     let mut cfg = common::config();
     cfg.minio.backup_bucket_name = format!("backups-{}", uuid::Uuid::new_v4().simple());
     let name = round_trip(&cfg, "other_bucket").await;
-    let backups = S3Bucket::new(&cfg.minio.backup_bucket()).unwrap();
+    let backups = S3Bucket::new(&cfg.minio.backup_bucket().unwrap()).unwrap();
     assert!(
         backups
             .head(&format!("backup/{name}/meta/full_meta.json"))
@@ -68,7 +68,7 @@ async fn another_bucket_on_milvus_endpoint() {
             .unwrap()
             .is_some()
     );
-    let own = S3Bucket::new(&cfg.minio.milvus_bucket()).unwrap();
+    let own = S3Bucket::new(&cfg.minio.milvus_bucket().unwrap()).unwrap();
     assert!(
         own.list(&format!("backup/{name}/"))
             .await
@@ -89,7 +89,7 @@ async fn another_endpoint_with_other_credentials() {
     cfg.minio.backup_bucket_name = "offsite".into();
     cfg.minio.backup_root_path = "milvus/backups".into();
     let name = round_trip(&cfg, "other_endpoint").await;
-    let offsite = S3Bucket::new(&cfg.minio.backup_bucket()).unwrap();
+    let offsite = S3Bucket::new(&cfg.minio.backup_bucket().unwrap()).unwrap();
     let objects = offsite
         .list(&format!("milvus/backups/{name}/"))
         .await

@@ -88,6 +88,8 @@ impl Config {
         env!("BACKUP_PARALLELISM_RESTORE_COLLECTION", "backup.parallelism.restoreCollection" => b.parallelism.restore_collection, parse);
         env!("BACKUP_KEEP_TEMP_FILES", "backup.keepTempFiles" => b.keep_temp_files, bool);
         env!("MINIO_CA_CERT_PATH", "minio.caCertPath" => s.ca_cert_path, string);
+        env!("AZURE_STORAGE_CONNECTION_STRING", "minio.azureConnectionString" => s.azure_connection_string, secret);
+        env!("MINIO_BACKUP_AZURE_CONNECTION_STRING", "minio.backupAzureConnectionString" => s.backup_azure_connection_string, secret);
         env!("MILVUS_BACKUP_TOKEN", "security.token" => self.security.token, secret);
         let tls = &mut self.security.tls;
         env!("MILVUS_BACKUP_TLS_CERT_PATH", "security.tls.certPath" => tls.cert_path, string);
@@ -153,6 +155,14 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ),
     ("BACKUP_KEEP_TEMP_FILES", "backup.keepTempFiles"),
     ("MINIO_CA_CERT_PATH", "minio.caCertPath"),
+    (
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "minio.azureConnectionString",
+    ),
+    (
+        "MINIO_BACKUP_AZURE_CONNECTION_STRING",
+        "minio.backupAzureConnectionString",
+    ),
     ("MILVUS_BACKUP_TOKEN", "security.token"),
     ("MILVUS_BACKUP_TLS_CERT_PATH", "security.tls.certPath"),
     ("MILVUS_BACKUP_TLS_KEY_PATH", "security.tls.keyPath"),

@@ -6,7 +6,7 @@ use super::{Config, LogConfig};
 use crate::error::{Error, Result};
 
 /// The S3-speaking storage types: Milvus's bucket must be one of them.
-pub const STORAGE_TYPES: [&str; 3] = ["minio", "s3", "aws"];
+pub const STORAGE_TYPES: [&str; 5] = ["minio", "s3", "aws", "azure", "gcpnative"];
 
 /// `log.level` values, with the Go tool's (zap) names mapped to ours.
 const LOG_LEVELS: [(&str, &str); 10] = [
@@ -54,8 +54,8 @@ impl Config {
         let storage = m.storage_type.trim().to_ascii_lowercase();
         if !storage.is_empty() && !STORAGE_TYPES.contains(&storage.as_str()) {
             return Err(Error::invalid(format!(
-                "minio.storageType {:?} is not supported: Milvus's bucket is read through the S3 API \
-                 (minio, s3 or aws; other clouds through their S3-compatible endpoint with storageType s3)",
+                "minio.storageType {:?} is not supported: use minio, s3 or aws (any S3-compatible \
+                 endpoint), azure (Azure Blob Storage) or gcpnative (Google Cloud Storage)",
                 m.storage_type
             )));
         }
@@ -65,33 +65,24 @@ impl Config {
             && !STORAGE_TYPES.contains(&backup_storage.as_str())
         {
             return Err(Error::invalid(format!(
-                "minio.backupStorageType {:?} is not supported: use minio, s3, aws or local \
-                 (empty: the same as minio.storageType)",
+                "minio.backupStorageType {:?} is not supported: use minio, s3, aws, azure, gcpnative \
+                 or local (empty: the same as minio.storageType)",
                 m.backup_storage_type
             )));
         }
         let provider = m.cloud_provider.trim().to_ascii_lowercase();
-        if !provider.is_empty() && provider != "aws" && provider != "minio" {
+        if !provider.is_empty() && !["aws", "minio", "azure"].contains(&provider.as_str()) {
             return Err(Error::invalid(format!(
-                "minio.cloudProvider {:?} is not supported: credentials and requests are those of \
-                 the S3 API (aws, or minio); for another cloud's S3-compatible endpoint keep aws and \
-                 set minio.address",
+                "minio.cloudProvider {:?} is not supported: use aws or minio for the S3 API (another \
+                 cloud's S3-compatible endpoint: keep aws and set minio.address), azure, or set \
+                 minio.storageType gcpnative for Google Cloud Storage",
                 m.cloud_provider
             )));
         }
-        for (key, value) in [
-            ("minio.gcpCredentialJSON", &m.gcp_credential_json),
-            (
-                "minio.backupGcpCredentialJSON",
-                &m.backup_gcp_credential_json,
-            ),
-        ] {
-            if !value.expose().is_empty() {
-                return Err(Error::invalid(format!(
-                    "{key} is not supported: Google Cloud Storage is reached through its S3 \
-                     interoperability endpoint with HMAC keys (minio.accessKeyID, minio.secretAccessKey)"
-                )));
-            }
+        // Each side's service and what reaches it: refused here, naming the key.
+        m.milvus_bucket()?;
+        if backup_storage != "local" {
+            m.backup_bucket()?;
         }
         let milvus = &self.milvus;
         if milvus.authorization_enabled && milvus.user.is_empty() {

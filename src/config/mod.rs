@@ -6,10 +6,12 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+mod buckets;
 mod env;
 mod keys;
 mod load;
 
+pub use buckets::{AzureAccess, AzureCredential, Backend, BucketConfig, GcsAccess};
 pub use env::VARIABLES as ENV_VARIABLES;
 pub use keys::STORAGE_TYPES;
 
@@ -298,6 +300,11 @@ pub struct MinioConfig {
     /// Objects above this many MiB are copied server-side in parts (UploadPartCopy).
     #[serde(rename = "multipartCopyThresholdMiB")]
     pub multipart_copy_threshold_mib: u64,
+    /// Ours: an Azure Storage connection string for Milvus's storage with
+    /// `storageType: azure` (also `AZURE_STORAGE_CONNECTION_STRING`, as Milvus reads it).
+    pub azure_connection_string: Secret,
+    /// Ours: the same for the backup storage with `backupStorageType: azure`.
+    pub backup_azure_connection_string: Secret,
 }
 
 impl Default for MinioConfig {
@@ -333,138 +340,9 @@ impl Default for MinioConfig {
             cross_storage: false,
             ca_cert_path: String::new(),
             multipart_copy_threshold_mib: 500,
+            azure_connection_string: Secret::default(),
+            backup_azure_connection_string: Secret::default(),
         }
-    }
-}
-
-/// Where one bucket lives and how to reach it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BucketConfig {
-    /// `http(s)://host:port`.
-    pub endpoint: String,
-    pub region: String,
-    pub access_key_id: String,
-    pub secret_access_key: Secret,
-    pub bucket: String,
-    /// Key prefix inside the bucket, without leading or trailing `/`.
-    pub root_path: String,
-    /// A PEM CA bundle trusted besides the system's (empty: the system's only).
-    pub ca_cert_path: String,
-    /// Objects above this many bytes are copied server-side in parts.
-    pub multipart_copy_threshold: u64,
-    /// A session token sent with the static keys (`minio.token`; empty: none).
-    pub session_token: Secret,
-    /// Credentials from the AWS default chain (environment, profile, web
-    /// identity, ECS, IMDS) instead of the keys (`minio.useIAM`).
-    pub use_iam: bool,
-    /// The instance metadata (IMDS) endpoint of that chain (`minio.iamEndpoint`;
-    /// empty: the standard one).
-    pub iam_endpoint: String,
-    /// The key that turned `use_iam` on, for messages (`minio.useIAM`).
-    pub use_iam_key: &'static str,
-}
-
-/// The folders Milvus keeps under its `rootPath`.
-const MILVUS_DIRS: [&str; 4] = ["insert_log", "delta_log", "stats_log", "index_files"];
-
-impl MinioConfig {
-    /// Refuses a backup root that is empty, or that overlaps Milvus's
-    /// `rootPath` in the same bucket: a backup's folder there could hold, and
-    /// a delete could remove, Milvus's own files.
-    pub fn check_backup_root(&self) -> Result<()> {
-        if self.backup_storage_type == "local" {
-            return Ok(());
-        }
-        let (milvus, backup) = (self.milvus_bucket(), self.backup_bucket());
-        if backup.root_path.is_empty() {
-            return Err(Error::invalid(
-                "minio.backupRootPath must not be empty: backups need a folder of their own \
-                 (the Go tool's default is \"backup\")",
-            ));
-        }
-        if milvus.endpoint == backup.endpoint && milvus.bucket == backup.bucket {
-            let (m, b) = (&milvus.root_path, &backup.root_path);
-            let inside = |a: &str, b: &str| a == b || b.starts_with(&format!("{a}/"));
-            // With an empty rootPath, Milvus's folders sit at the bucket's root.
-            let milvus_dir = MILVUS_DIRS.contains(&b.split('/').next().unwrap_or_default());
-            if (m.is_empty() && milvus_dir) || (!m.is_empty() && (inside(m, b) || inside(b, m))) {
-                return Err(Error::invalid(format!(
-                    "minio.backupRootPath {b:?} overlaps Milvus's minio.rootPath {m:?} in bucket {:?}; \
-                     give backups a folder outside Milvus's (for example \"backup\")",
-                    backup.bucket
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// Milvus's own bucket.
-    pub fn milvus_bucket(&self) -> BucketConfig {
-        BucketConfig {
-            endpoint: endpoint(&self.address, self.port, self.use_ssl),
-            region: region_or_default(&self.region),
-            access_key_id: self.access_key_id.clone(),
-            secret_access_key: self.secret_access_key.clone(),
-            bucket: self.bucket_name.clone(),
-            root_path: trim_slashes(&self.root_path),
-            ca_cert_path: self.ca_cert_path.clone(),
-            multipart_copy_threshold: self.multipart_copy_threshold_mib.max(1) * 1024 * 1024,
-            session_token: self.token.clone(),
-            use_iam: self.use_iam,
-            iam_endpoint: self.iam_endpoint.clone(),
-            use_iam_key: "minio.useIAM",
-        }
-    }
-
-    /// The backup bucket: on Milvus's endpoint unless `backupAddress` names another one.
-    pub fn backup_bucket(&self) -> BucketConfig {
-        let own = self.milvus_bucket();
-        let same_endpoint = self.backup_address.is_empty();
-        let mut bucket = if same_endpoint {
-            // Milvus's endpoint, with Milvus's credentials.
-            BucketConfig {
-                use_iam_key: if own.use_iam {
-                    "minio.useIAM"
-                } else {
-                    "minio.backupUseIAM"
-                },
-                ..own
-            }
-        } else {
-            let port = if self.backup_port == 0 {
-                self.port
-            } else {
-                self.backup_port
-            };
-            BucketConfig {
-                endpoint: endpoint(&self.backup_address, port, self.backup_use_ssl),
-                region: region_or_default(if self.backup_region.is_empty() {
-                    &self.region
-                } else {
-                    &self.backup_region
-                }),
-                access_key_id: self.backup_access_key_id.clone(),
-                secret_access_key: self.backup_secret_access_key.clone(),
-                session_token: self.backup_token.clone(),
-                use_iam_key: "minio.backupUseIAM",
-                ..own
-            }
-        };
-        if self.backup_use_iam || !same_endpoint {
-            bucket.use_iam = self.backup_use_iam;
-            bucket.iam_endpoint = if self.backup_iam_endpoint.is_empty() && same_endpoint {
-                self.iam_endpoint.clone()
-            } else {
-                self.backup_iam_endpoint.clone()
-            };
-        }
-        bucket.bucket = if self.backup_bucket_name.is_empty() {
-            self.bucket_name.clone()
-        } else {
-            self.backup_bucket_name.clone()
-        };
-        bucket.root_path = trim_slashes(&self.backup_root_path);
-        bucket
     }
 }
 
@@ -491,26 +369,6 @@ fn port<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u16, D::E
         }
     }
     d.deserialize_any(PortVisitor)
-}
-
-fn endpoint(address: &str, port: u16, ssl: bool) -> String {
-    if address.starts_with("http://") || address.starts_with("https://") {
-        return address.trim_end_matches('/').to_string();
-    }
-    let scheme = if ssl { "https" } else { "http" };
-    format!("{scheme}://{address}:{port}")
-}
-
-fn region_or_default(region: &str) -> String {
-    if region.is_empty() {
-        "us-east-1".into()
-    } else {
-        region.into()
-    }
-}
-
-fn trim_slashes(s: &str) -> String {
-    s.trim_matches('/').to_string()
 }
 
 /// `backup.*`: tuning of the jobs.

@@ -13,10 +13,10 @@ fn reads_go_tool_keys() {
     )
     .unwrap();
     assert_eq!(cfg.milvus.url(), "http://10.0.0.1:19531");
-    let m = cfg.minio.milvus_bucket();
+    let m = cfg.minio.milvus_bucket().unwrap();
     assert_eq!(m.endpoint, "https://s3.local:9100");
     assert_eq!(m.root_path, "files");
-    let b = cfg.minio.backup_bucket();
+    let b = cfg.minio.backup_bucket().unwrap();
     assert_eq!((b.bucket.as_str(), b.root_path.as_str()), ("bb", "backups"));
     assert_eq!(b.endpoint, m.endpoint);
     assert_eq!(cfg.backup.parallelism.copydata, 7);
@@ -91,7 +91,10 @@ fn tls_settings_are_checked_together() {
         Config::parse("backup:\n  rateLimitMiBps: 12.5\nminio:\n  multipartCopyThresholdMiB: 64\n")
             .unwrap();
     assert_eq!(cfg.backup.rate_limit_mi_bps, 12.5);
-    assert_eq!(cfg.minio.milvus_bucket().multipart_copy_threshold, 64 << 20);
+    assert_eq!(
+        cfg.minio.milvus_bucket().unwrap().multipart_copy_threshold,
+        64 << 20
+    );
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Object storage: a small trait over one bucket, its S3 backend and the copy engine.
 
+mod azure;
+mod cloud;
 mod copy;
 mod local;
 mod rate;
@@ -12,8 +14,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
 
+use crate::config::{Backend, BucketConfig};
 use crate::error::Result;
 
+pub use azure::AzureContainer;
 pub use copy::{Copied, Copier, CopyTask};
 pub use local::LocalDir;
 pub use rate::RateLimit;
@@ -95,6 +99,19 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         self.delete(&keys).await?;
         Ok(keys.len())
     }
+}
+
+/// The bucket `cfg` names, on its service.
+pub fn open(cfg: &BucketConfig) -> Result<std::sync::Arc<dyn ObjectStore>> {
+    Ok(match &cfg.backend {
+        Backend::S3 => std::sync::Arc::new(S3Bucket::new(cfg)?),
+        Backend::Azure(access) => std::sync::Arc::new(AzureContainer::new(access, &cfg.bucket)?),
+        Backend::Gcs(_) => {
+            return Err(crate::error::Error::invalid(
+                "minio.storageType gcpnative: not built yet",
+            ));
+        }
+    })
 }
 
 /// Joins key parts with `/`, dropping empty parts and stray slashes.

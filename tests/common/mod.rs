@@ -83,6 +83,47 @@ pub fn second_s3() -> (String, u16) {
     host_port(url)
 }
 
+/// One line of the env file `up.sh` writes.
+fn env_value(key: &str) -> String {
+    let text = std::fs::read_to_string(env_file()).expect("test environment env file");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} in the env file (scripts/testenv/up.sh starts it)"))
+        .to_string()
+}
+
+/// Azurite's well-known account and key (public: the emulator's documented defaults).
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// `cfg` with its backups in a new container of the test environment's
+/// Azurite (the Milvus side stays on S3).
+pub fn backups_on_azurite(mut cfg: Config) -> Config {
+    cfg.minio.backup_storage_type = "azure".into();
+    cfg.minio.backup_address = env_value("AZURE_BLOB_ENDPOINT");
+    cfg.minio.backup_access_key_id = AZURITE_ACCOUNT.into();
+    cfg.minio.backup_secret_access_key = Secret::new(AZURITE_KEY);
+    cfg.minio.backup_bucket_name = format!("backups-{}", uuid::Uuid::new_v4().simple());
+    cfg
+}
+
+/// Azurite's Blob endpoint and its request log (`up.sh` starts it with `--debug`).
+pub fn azurite() -> (String, PathBuf) {
+    let log = env_file().with_file_name("azurite").join("debug.log");
+    (env_value("AZURE_BLOB_ENDPOINT"), log)
+}
+
+/// `cfg` with its backups in a new bucket of the test environment's
+/// gcp-storage-emulator (the Milvus side stays on S3).
+pub fn backups_on_gcs_emulator(mut cfg: Config, credential_json: &Path) -> Config {
+    cfg.minio.backup_storage_type = "gcpnative".into();
+    cfg.minio.backup_address = env_value("GCS_ENDPOINT");
+    cfg.minio.backup_gcp_credential_json = Secret::new(credential_json.display().to_string());
+    cfg.minio.backup_bucket_name = format!("backups-{}", uuid::Uuid::new_v4().simple());
+    cfg
+}
+
 /// A Milvus client for the test environment.
 pub fn milvus(cfg: &Config) -> MilvusClient {
     MilvusClient::new(&cfg.milvus).expect("milvus client")
