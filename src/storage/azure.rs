@@ -10,7 +10,7 @@ use bytes::Bytes;
 use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
 use reqwest::{Method, StatusCode};
 
-use super::cloud::{self, Cloud};
+use super::cloud::{self, Cloud, Place};
 use super::{ByteStream, CondPut, ObjectInfo, ObjectStore};
 use crate::config::{AzureAccess, AzureCredential};
 use crate::error::{Error, Result};
@@ -52,10 +52,12 @@ impl AzureContainer {
         let store: Arc<dyn object_store::ObjectStore> = Arc::new(store);
         Ok(Self {
             cloud: Cloud::new(
-                "azure",
-                format!("account {:?}", access.account),
-                access.blob_endpoint.clone(),
-                container,
+                Place {
+                    service: "azure",
+                    owner: format!("account {:?}", access.account),
+                    endpoint: access.blob_endpoint.clone(),
+                    bucket: container.to_string(),
+                },
                 store,
             ),
             access: access.clone(),
@@ -132,7 +134,7 @@ impl AzureContainer {
         if let AzureCredential::Sas(sas) = &self.access.credential {
             source = format!("{source}?{}", sas.expose());
         }
-        let path = format!("{}/{}", self.cloud.bucket(), encode_key(dst_key));
+        let path = format!("{}/{}", self.cloud.bucket.as_str(), encode_key(dst_key));
         let resp = self
             .send(
                 "CopyBlob",
@@ -159,7 +161,7 @@ impl AzureContainer {
                 Some(other) => {
                     return Err(Error::Storage {
                         operation: "CopyBlob",
-                        key: format!("{}/{dst_key}", self.cloud.bucket()),
+                        key: format!("{}/{dst_key}", self.cloud.bucket.as_str()),
                         reason: format!("copy ended {other}"),
                     });
                 }
@@ -167,7 +169,7 @@ impl AzureContainer {
         }
         Err(Error::Storage {
             operation: "CopyBlob",
-            key: format!("{}/{dst_key}", self.cloud.bucket()),
+            key: format!("{}/{dst_key}", self.cloud.bucket.as_str()),
             reason: "copy still pending after 2 minutes".into(),
         })
     }
@@ -179,7 +181,7 @@ impl ObjectStore for AzureContainer {
         self.cloud.location()
     }
     fn bucket(&self) -> &str {
-        self.cloud.bucket()
+        &self.cloud.bucket
     }
     fn endpoint_identity(&self) -> Option<String> {
         // One account: Copy Blob reads any of its containers with our key.
@@ -190,7 +192,7 @@ impl ObjectStore for AzureContainer {
     }
 
     async fn ensure_bucket(&self, create: bool) -> Result<()> {
-        let path = self.cloud.bucket().to_string();
+        let path = self.cloud.bucket.as_str().to_string();
         let query = [("restype", "container")];
         let resp = self
             .send("GetContainerProperties", Method::HEAD, &path, &query, &[])
@@ -255,7 +257,7 @@ impl ObjectStore for AzureContainer {
         dst_key: &str,
         _size: u64,
     ) -> Result<Option<String>> {
-        if src_bucket == self.cloud.bucket() {
+        if src_bucket == self.cloud.bucket.as_str() {
             self.cloud.copy_within(src_key, dst_key).await?;
         } else {
             self.copy_blob(src_bucket, src_key, dst_key).await?;

@@ -40,39 +40,18 @@ pub fn client_options() -> ClientOptions {
         .with_timeout(Duration::from_secs(300))
 }
 
-/// One container or bucket of a cloud service.
+/// Where a container or bucket is, for messages and errors.
 #[derive(Debug, Clone)]
-pub struct Cloud {
-    /// `azure`, for messages.
-    service: &'static str,
-    /// Whose storage: `account "name"`, for messages.
-    owner: String,
-    endpoint: String,
-    bucket: String,
-    store: Arc<dyn ObjectStore>,
+pub struct Place {
+    /// `azure` or `gcs`.
+    pub service: &'static str,
+    /// Whose storage: `account "name"`.
+    pub owner: String,
+    pub endpoint: String,
+    pub bucket: String,
 }
 
-impl Cloud {
-    pub fn new(
-        service: &'static str,
-        owner: String,
-        endpoint: String,
-        bucket: &str,
-        store: Arc<dyn ObjectStore>,
-    ) -> Self {
-        Self {
-            service,
-            owner,
-            endpoint,
-            bucket: bucket.to_string(),
-            store,
-        }
-    }
-
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
-
+impl Place {
     pub fn location(&self) -> String {
         format!("{} {}/{}", self.service, self.endpoint, self.bucket)
     }
@@ -96,7 +75,7 @@ impl Cloud {
         }
     }
 
-    /// An answer with an error status.
+    /// An answer with an error status (`code`: the service's own, or the reason phrase).
     pub fn status_error(
         &self,
         operation: &'static str,
@@ -106,16 +85,39 @@ impl Cloud {
     ) -> Error {
         if status == 401 || status == 403 {
             return Error::PermissionDenied(format!(
-                "{} {} refused {operation} on container/bucket {:?} ({status} {code}): check the \
-                 credentials and their rights",
+                "{} {} refused {operation} on {:?} ({status} {code}): check the credentials and \
+                 their rights",
                 self.service, self.owner, self.bucket
             ));
+        }
+        if status == 404 {
+            return Error::not_found("object", format!("{}/{key}", self.bucket));
         }
         Error::Storage {
             operation,
             key: format!("{}/{key}", self.bucket),
             reason: format!("{status} {code}"),
         }
+    }
+}
+
+/// One container or bucket of a cloud service, through `object_store`.
+#[derive(Debug, Clone)]
+pub struct Cloud {
+    place: Place,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl std::ops::Deref for Cloud {
+    type Target = Place;
+    fn deref(&self) -> &Place {
+        &self.place
+    }
+}
+
+impl Cloud {
+    pub fn new(place: Place, store: Arc<dyn ObjectStore>) -> Self {
+        Self { place, store }
     }
 
     /// Tells an `object_store` error apart.

@@ -3,6 +3,7 @@
 mod azure;
 mod cloud;
 mod copy;
+mod gcs;
 mod local;
 mod rate;
 mod s3;
@@ -19,6 +20,7 @@ use crate::error::Result;
 
 pub use azure::AzureContainer;
 pub use copy::{Copied, Copier, CopyTask};
+pub use gcs::GcsBucket;
 pub use local::LocalDir;
 pub use rate::RateLimit;
 pub use s3::S3Bucket;
@@ -106,11 +108,7 @@ pub fn open(cfg: &BucketConfig) -> Result<std::sync::Arc<dyn ObjectStore>> {
     Ok(match &cfg.backend {
         Backend::S3 => std::sync::Arc::new(S3Bucket::new(cfg)?),
         Backend::Azure(access) => std::sync::Arc::new(AzureContainer::new(access, &cfg.bucket)?),
-        Backend::Gcs(_) => {
-            return Err(crate::error::Error::invalid(
-                "minio.storageType gcpnative: not built yet",
-            ));
-        }
+        Backend::Gcs(access) => std::sync::Arc::new(GcsBucket::new(access, &cfg.bucket)?),
     })
 }
 
