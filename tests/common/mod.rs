@@ -114,6 +114,27 @@ pub fn azurite() -> (String, PathBuf) {
     (env_value("AZURE_BLOB_ENDPOINT"), log)
 }
 
+/// Restarts the test environment's Milvus with its storage on `storage`
+/// (`s3`, its usual one, or `azure`: Azurite), each with its own data
+/// (scripts/testenv/milvus.sh). Panics if Milvus does not come up healthy.
+pub fn restart_milvus_on(storage: &str) {
+    let run = env_file().parent().expect("run dir").to_path_buf();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/testenv/milvus.sh");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .arg(env_value("IT_PREFIX"))
+        .arg(&run)
+        .arg(storage)
+        .output()
+        .expect("run milvus.sh");
+    assert!(
+        out.status.success(),
+        "Milvus on {storage}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `cfg` with its backups in a new bucket of the test environment's
 /// gcp-storage-emulator (the Milvus side stays on S3).
 pub fn backups_on_gcs_emulator(mut cfg: Config, credential_json: &Path) -> Config {
