@@ -26,7 +26,7 @@ use crate::engine::{BackupInfo, Engine};
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobSnapshot, JobState, until_terminal};
 use crate::model::{
-    BackupInput, BackupLookup, BackupName, BackupRequest, RestoreInput, RestoreRequest,
+    BackupInput, BackupLookup, BackupName, BackupRequest, Caller, RestoreInput, RestoreRequest,
 };
 
 fn ok<T: Serialize>(request_id: String, msg: &str, data: Option<T>) -> Response {
@@ -275,9 +275,8 @@ async fn create(
             databases: dbs,
             meta_only: b.meta_only,
             incremental: b.incremental,
-            request_id: id.clone(),
-        })?
-        .traced(&traceparent(&headers));
+            caller: Caller::new(id.clone(), &traceparent(&headers)),
+        })?;
         let rx = rest.engine.create_backup(req).await?;
         let (last, msg) = follow(
             rx,
@@ -463,9 +462,8 @@ async fn restore(
             restore_index: b.restore_index,
             load: b.load,
             meta_only: b.meta_only,
-            request_id: id.clone(),
-        })?
-        .traced(&traceparent(&headers));
+            caller: Caller::new(id.clone(), &traceparent(&headers)),
+        })?;
         let rx = rest.engine.restore(req).await?;
         let (last, msg) = follow(
             rx,
