@@ -238,6 +238,22 @@ mod tests {
     }
 
     #[test]
+    fn the_caller_comes_from_the_message_and_the_metadata() {
+        let mut call = Request::new(pb::CreateBackupRequest {
+            backup_name: "b".into(),
+            request_id: "r1".into(),
+            ..Default::default()
+        });
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        call.metadata_mut()
+            .insert("traceparent", traceparent.parse().unwrap());
+        let req = BackupRequest::try_from(call).unwrap();
+        assert_eq!(req.caller().request_id(), "r1");
+        let trace = req.caller().trace().map(|t| t.as_str());
+        assert_eq!(trace, Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+    }
+
+    #[test]
     fn bad_requests_are_refused_at_the_door() {
         let r = RestoreRequest::try_from(Request::new(pb::RestoreRequest {
             backup_name: "../x".into(),
