@@ -101,9 +101,8 @@ impl MilvusApi for MilvusClient {
             db_name: db.into(),
             ..Default::default()
         };
-        self.call("CreateDatabase", "", msg, via!(create_database))
-            .await?;
-        Ok(())
+        self.command("CreateDatabase", "", msg, via!(create_database))
+            .await
     }
 
     async fn list_collections(&self, db: &str) -> Result<Vec<String>> {
@@ -160,16 +159,14 @@ impl MilvusApi for MilvusClient {
             ..Default::default()
         };
         let op = format!("CreateCollection {}.{}", new.db, new.name);
-        self.call(&op, &new.db, msg, via!(create_collection))
-            .await?;
-        Ok(())
+        self.command(&op, &new.db, msg, via!(create_collection))
+            .await
     }
 
     async fn drop_collection(&self, db: &str, name: &str) -> Result<()> {
         let msg = pb::DropCollectionRequest::for_collection(db, name);
         let op = format!("DropCollection {db}.{name}");
-        self.call(&op, db, msg, via!(drop_collection)).await?;
-        Ok(())
+        self.command(&op, db, msg, via!(drop_collection)).await
     }
 
     async fn rename_collection(&self, db: &str, from: &str, to: &str) -> Result<()> {
@@ -181,8 +178,7 @@ impl MilvusApi for MilvusClient {
             ..Default::default()
         };
         let op = format!("RenameCollection {db}.{from} to {db}.{to}");
-        self.call(&op, db, msg, via!(rename_collection)).await?;
-        Ok(())
+        self.command(&op, db, msg, via!(rename_collection)).await
     }
 
     async fn list_partitions(&self, db: &str, collection: &str) -> Result<Vec<PartitionInfo>> {
@@ -202,8 +198,7 @@ impl MilvusApi for MilvusClient {
             ..ForCollection::for_collection(db, collection)
         };
         let op = format!("CreatePartition {db}.{collection}/{partition}");
-        self.call(&op, db, msg, via!(create_partition)).await?;
-        Ok(())
+        self.command(&op, db, msg, via!(create_partition)).await
     }
 
     async fn describe_indexes(&self, db: &str, collection: &str) -> Result<Vec<IndexInfo>> {
@@ -303,15 +298,13 @@ impl MilvusApi for MilvusClient {
             ..ForCollection::for_collection(db, collection)
         };
         let op = format!("CreateIndex {db}.{collection}/{}", index.name);
-        self.call(&op, db, msg, via!(create_index)).await?;
-        Ok(())
+        self.command(&op, db, msg, via!(create_index)).await
     }
 
     async fn load_collection(&self, db: &str, collection: &str) -> Result<()> {
         let msg = pb::LoadCollectionRequest::for_collection(db, collection);
         let op = format!("LoadCollection {db}.{collection}");
-        self.call(&op, db, msg, via!(load_collection)).await?;
-        Ok(())
+        self.command(&op, db, msg, via!(load_collection)).await
     }
 
     async fn import(&self, req: &ImportRequest) -> Result<Vec<i64>> {

@@ -249,4 +249,18 @@ impl MilvusClient {
             once().await
         }
     }
+
+    /// [`Self::call`] for a command, whose answer is only its status.
+    pub(super) async fn command<Req: Clone, Fut>(
+        &self,
+        operation: &str,
+        db: &str,
+        msg: Req,
+        send: impl Fn(MilvusServiceClient<Channel>, Request<Req>) -> Fut,
+    ) -> Result<()>
+    where
+        Fut: Future<Output = std::result::Result<Response<common::Status>, Status>>,
+    {
+        self.call(operation, db, msg, send).await.map(|_| ())
+    }
 }
