@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::jobs::{BackupSnapshot, JobState, Progress, RestoreSnapshot};
+use crate::jobs::{JobState, Progress};
 use crate::model::{BackupName, BackupRequest, CollectionRef, RestoreRequest};
 
 /// The exit code for a failure: one per kind, so scripts can tell them apart.
@@ -176,25 +176,24 @@ async fn follow<T: Clone>(
     }
 }
 
+/// The error of a job that did not succeed: "`what` failed: `error`", of
+/// the job's kind of failure, which picks the exit code (DATA_LOSS: 7, ...).
+fn job_failed(what: &str, error_kind: Option<String>, error: Option<String>) -> Error {
+    Error::of_kind(
+        error_kind.as_deref().unwrap_or_default(),
+        format!("{what} failed: {}", error.unwrap_or_default()),
+    )
+}
+
 /// `create`: backs up and waits for the end.
 pub async fn create(engine: &Arc<Engine>, req: BackupRequest) -> Result<()> {
     let started = Instant::now();
     let name = req.name().clone();
     let rx = engine.create_backup(req).await?;
-    let last: BackupSnapshot = follow(rx, "backup", |s: &BackupSnapshot| {
-        (s.state, s.progress.clone())
-    })
-    .await;
+    let last = follow(rx, "backup", |s| (s.state, s.progress.clone())).await;
     if last.state != JobState::Succeeded {
-        // The job's kind of failure picks the exit code.
-        return Err(Error::of_kind(
-            last.error_kind.as_deref().unwrap_or_default(),
-            format!(
-                "backup {:?} failed: {}",
-                name.as_str(),
-                last.error.unwrap_or_default()
-            ),
-        ));
+        let what = format!("backup {:?}", name.as_str());
+        return Err(job_failed(&what, last.error_kind, last.error));
     }
     let rows: i64 = last.collections.iter().map(|c| c.row_count).sum();
     println!(
@@ -211,10 +210,7 @@ pub async fn restore(engine: &Arc<Engine>, req: RestoreRequest) -> Result<()> {
     let started = Instant::now();
     let name = req.backup_name().clone();
     let rx = engine.restore(req).await?;
-    let last: RestoreSnapshot = follow(rx, "restore", |s: &RestoreSnapshot| {
-        (s.state, s.progress.clone())
-    })
-    .await;
+    let last = follow(rx, "restore", |s| (s.state, s.progress.clone())).await;
     for c in &last.collections {
         println!(
             "{} -> {}: {:?}, {} rows imported{}",
@@ -229,15 +225,8 @@ pub async fn restore(engine: &Arc<Engine>, req: RestoreRequest) -> Result<()> {
         );
     }
     if last.state != JobState::Succeeded {
-        // The job's kind of failure picks the exit code (DATA_LOSS: 7, ...).
-        return Err(Error::of_kind(
-            last.error_kind.as_deref().unwrap_or_default(),
-            format!(
-                "restore of {:?} failed: {}",
-                name.as_str(),
-                last.error.unwrap_or_default()
-            ),
-        ));
+        let what = format!("restore of {:?}", name.as_str());
+        return Err(job_failed(&what, last.error_kind, last.error));
     }
     println!(
         "restore {} of {name} succeeded, duration: {}s",

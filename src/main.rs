@@ -13,7 +13,7 @@ use milvus_backup::context::Context;
 use milvus_backup::engine::Engine;
 use milvus_backup::jobs::JobStore;
 use milvus_backup::model::{
-    BackupInput, BackupName, BackupRequest, CollectionRef, RestoreInput, RestoreRequest,
+    BackupInput, BackupName, BackupRequest, Caller, CollectionRef, RestoreInput, RestoreRequest,
 };
 use milvus_backup::{Error, Result};
 use tracing::warn;
@@ -274,7 +274,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 databases: cli::split_list(&databases),
                 meta_only,
                 incremental,
-                request_id: String::new(),
+                caller: Caller::default(),
             })?;
             Ok(cli::create(&engine, req).await?)
         }
@@ -316,7 +316,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 restore_index,
                 load,
                 meta_only,
-                request_id: String::new(),
+                caller: Caller::default(),
             })?;
             Ok(cli::restore(&engine, req).await?)
         }

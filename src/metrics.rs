@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::ops::AddAssign;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -16,19 +17,60 @@ const DURATION_BUCKETS: [f64; 10] = [
 /// Bucket counts, sum and count of a histogram.
 type Histogram = ([u64; DURATION_BUCKETS.len()], f64, u64);
 
+/// Label values of a job counter: (kind, state) or (service, kind of error).
+type LabelPair = (&'static str, &'static str);
+
 /// The counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
     copied_bytes: AtomicU64,
     copied_files: AtomicU64,
     /// (kind, state) → count of jobs that ended so.
-    jobs_ended: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    jobs_ended: Tally<LabelPair, u64>,
     /// kind → jobs running now.
-    jobs_running: Mutex<BTreeMap<&'static str, i64>>,
+    jobs_running: Tally<&'static str, i64>,
     /// kind → its duration histogram.
     durations: Mutex<BTreeMap<&'static str, Histogram>>,
     /// (service, kind of error) → count.
-    errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    errors: Tally<LabelPair, u64>,
+}
+
+/// Numbers by key, behind a lock.
+#[derive(Debug)]
+struct Tally<K, N>(Mutex<BTreeMap<K, N>>);
+
+impl<K, N> Default for Tally<K, N> {
+    fn default() -> Self {
+        Self(Mutex::new(BTreeMap::new()))
+    }
+}
+
+impl<K: Ord, N: Copy + Default + AddAssign> Tally<K, N> {
+    /// Adds `n` to the number of `key`.
+    fn add(&self, key: K, n: N) {
+        *self.0.lock().expect("metrics").entry(key).or_default() += n;
+    }
+
+    /// The number of `key` (zero when never added to).
+    fn get(&self, key: &K) -> N {
+        self.0
+            .lock()
+            .expect("metrics")
+            .get(key)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+impl Tally<LabelPair, u64> {
+    /// Writes counter `name`, one sample per pair of values of `labels`.
+    fn write_counter(&self, out: &mut String, name: &str, labels: [&str; 2], help: &str) {
+        describe(out, name, "counter", help);
+        let [first, second] = labels;
+        for ((a, b), n) in self.0.lock().expect("metrics").iter() {
+            let _ = writeln!(out, "{name}{{{first}=\"{a}\",{second}=\"{b}\"}} {n}");
+        }
+    }
 }
 
 /// The metrics of this process.
@@ -46,12 +88,7 @@ impl Metrics {
 
     /// A job of `kind` (`backup`, `restore`) started.
     pub fn job_started(&self, kind: &'static str) {
-        *self
-            .jobs_running
-            .lock()
-            .expect("metrics")
-            .entry(kind)
-            .or_default() += 1;
+        self.jobs_running.add(kind, 1);
     }
 
     /// A job of `kind` ended with `result` after `took`; the error of a
@@ -65,18 +102,8 @@ impl Metrics {
                 "failed"
             }
         };
-        *self
-            .jobs_running
-            .lock()
-            .expect("metrics")
-            .entry(kind)
-            .or_default() -= 1;
-        *self
-            .jobs_ended
-            .lock()
-            .expect("metrics")
-            .entry((kind, state))
-            .or_default() += 1;
+        self.jobs_running.add(kind, -1);
+        self.jobs_ended.add((kind, state), 1);
         let secs = took.as_secs_f64();
         let mut d = self.durations.lock().expect("metrics");
         let (buckets, sum, count) = d.entry(kind).or_default();
@@ -101,90 +128,68 @@ impl Metrics {
             Error::PermissionDenied(_) => ("storage", "denied"),
             _ => return,
         };
-        *self.errors.lock().expect("metrics").entry(key).or_default() += 1;
+        self.errors.add(key, 1);
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP milvus_backup_copied_bytes_total Bytes of binlogs copied.\n# TYPE milvus_backup_copied_bytes_total counter"
-        );
-        let _ = writeln!(
-            out,
-            "milvus_backup_copied_bytes_total {}",
-            self.copied_bytes.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP milvus_backup_copied_files_total Objects copied.\n# TYPE milvus_backup_copied_files_total counter"
-        );
-        let _ = writeln!(
-            out,
-            "milvus_backup_copied_files_total {}",
-            self.copied_files.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP milvus_backup_jobs_running Jobs running now.\n# TYPE milvus_backup_jobs_running gauge"
-        );
+        let copied = [
+            (
+                "milvus_backup_copied_bytes_total",
+                "Bytes of binlogs copied.",
+                &self.copied_bytes,
+            ),
+            (
+                "milvus_backup_copied_files_total",
+                "Objects copied.",
+                &self.copied_files,
+            ),
+        ];
+        for (name, help, count) in copied {
+            describe(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {}", count.load(Ordering::Relaxed));
+        }
+        let name = "milvus_backup_jobs_running";
+        describe(&mut out, name, "gauge", "Jobs running now.");
         for kind in ["backup", "restore"] {
-            let n = self
-                .jobs_running
-                .lock()
-                .expect("metrics")
-                .get(kind)
-                .copied()
-                .unwrap_or(0);
-            let _ = writeln!(out, "milvus_backup_jobs_running{{kind=\"{kind}\"}} {n}");
+            let n = self.jobs_running.get(&kind);
+            let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {n}");
         }
-        let _ = writeln!(
-            out,
-            "# HELP milvus_backup_jobs_total Jobs ended, by kind and final state.\n# TYPE milvus_backup_jobs_total counter"
+        self.jobs_ended.write_counter(
+            &mut out,
+            "milvus_backup_jobs_total",
+            ["kind", "state"],
+            "Jobs ended, by kind and final state.",
         );
-        for ((kind, state), n) in self.jobs_ended.lock().expect("metrics").iter() {
-            let _ = writeln!(
-                out,
-                "milvus_backup_jobs_total{{kind=\"{kind}\",state=\"{state}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP milvus_backup_job_duration_seconds Job durations.\n# TYPE milvus_backup_job_duration_seconds histogram"
+        self.write_durations(&mut out);
+        self.errors.write_counter(
+            &mut out,
+            "milvus_backup_errors_total",
+            ["service", "kind"],
+            "Errors of Milvus and of the object stores.",
         );
-        for (kind, (buckets, sum, count)) in self.durations.lock().expect("metrics").iter() {
-            for (le, n) in DURATION_BUCKETS.iter().zip(buckets) {
-                let _ = writeln!(
-                    out,
-                    "milvus_backup_job_duration_seconds_bucket{{kind=\"{kind}\",le=\"{le}\"}} {n}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "milvus_backup_job_duration_seconds_bucket{{kind=\"{kind}\",le=\"+Inf\"}} {count}"
-            );
-            let _ = writeln!(
-                out,
-                "milvus_backup_job_duration_seconds_sum{{kind=\"{kind}\"}} {sum}"
-            );
-            let _ = writeln!(
-                out,
-                "milvus_backup_job_duration_seconds_count{{kind=\"{kind}\"}} {count}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP milvus_backup_errors_total Errors of Milvus and of the object stores.\n# TYPE milvus_backup_errors_total counter"
-        );
-        for ((service, kind), n) in self.errors.lock().expect("metrics").iter() {
-            let _ = writeln!(
-                out,
-                "milvus_backup_errors_total{{service=\"{service}\",kind=\"{kind}\"}} {n}"
-            );
-        }
         out
     }
+
+    /// Writes the job duration histogram.
+    fn write_durations(&self, out: &mut String) {
+        let name = "milvus_backup_job_duration_seconds";
+        describe(out, name, "histogram", "Job durations.");
+        for (kind, (buckets, sum, count)) in self.durations.lock().expect("metrics").iter() {
+            for (le, n) in DURATION_BUCKETS.iter().zip(buckets) {
+                let _ = writeln!(out, "{name}_bucket{{kind=\"{kind}\",le=\"{le}\"}} {n}");
+            }
+            let _ = writeln!(out, "{name}_bucket{{kind=\"{kind}\",le=\"+Inf\"}} {count}");
+            let _ = writeln!(out, "{name}_sum{{kind=\"{kind}\"}} {sum}");
+            let _ = writeln!(out, "{name}_count{{kind=\"{kind}\"}} {count}");
+        }
+    }
+}
+
+/// Writes the `# HELP` and `# TYPE` lines of metric `name`.
+fn describe(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 #[cfg(test)]

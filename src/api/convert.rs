@@ -3,31 +3,48 @@
 
 use std::time::SystemTime;
 
+use tonic::Request;
+use tonic::metadata::MetadataMap;
+
 use super::proto as pb;
 use crate::engine::{CheckReport, VerifyProgress};
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, DeleteSnapshot, JobState, Progress, RestoreSnapshot};
-use crate::model::{BackupInput, BackupRequest, CollectionRef, RestoreInput, RestoreRequest};
+use crate::model::{
+    BackupInput, BackupRequest, Caller, CollectionRef, RestoreInput, RestoreRequest,
+};
 
-impl TryFrom<pb::CreateBackupRequest> for BackupRequest {
+/// The caller's W3C `traceparent` metadata (empty when none).
+fn traceparent(metadata: &MetadataMap) -> &str {
+    metadata
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// A CreateBackup call: its message, traced as its metadata says.
+impl TryFrom<Request<pb::CreateBackupRequest>> for BackupRequest {
     type Error = Error;
 
-    fn try_from(r: pb::CreateBackupRequest) -> Result<Self> {
+    fn try_from(request: Request<pb::CreateBackupRequest>) -> Result<Self> {
+        let (metadata, _, r) = request.into_parts();
         BackupRequest::parse(BackupInput {
             name: r.backup_name,
             collections: r.collection_names,
             databases: r.database_names,
             meta_only: r.meta_only,
             incremental: r.incremental,
-            request_id: r.request_id,
+            caller: Caller::new(r.request_id, traceparent(&metadata)),
         })
     }
 }
 
-impl TryFrom<pb::RestoreRequest> for RestoreRequest {
+/// A Restore call: its message, traced as its metadata says.
+impl TryFrom<Request<pb::RestoreRequest>> for RestoreRequest {
     type Error = Error;
 
-    fn try_from(r: pb::RestoreRequest) -> Result<Self> {
+    fn try_from(request: Request<pb::RestoreRequest>) -> Result<Self> {
+        let (metadata, _, r) = request.into_parts();
         RestoreRequest::parse(RestoreInput {
             backup_name: r.backup_name,
             collections: r.collection_names,
@@ -38,7 +55,7 @@ impl TryFrom<pb::RestoreRequest> for RestoreRequest {
             restore_index: r.restore_index,
             load: r.load,
             meta_only: r.meta_only,
-            request_id: r.request_id,
+            caller: Caller::new(r.request_id, traceparent(&metadata)),
         })
     }
 }
@@ -208,11 +225,11 @@ mod tests {
 
     #[test]
     fn renames_arrive_in_the_model() {
-        let r = RestoreRequest::try_from(pb::RestoreRequest {
+        let r = RestoreRequest::try_from(Request::new(pb::RestoreRequest {
             backup_name: "b".into(),
             collection_renames: [("db1.c1".to_string(), "c2".to_string())].into(),
             ..Default::default()
-        })
+        }))
         .unwrap();
         assert_eq!(
             r.renames()[&CollectionRef::normalized("db1", "c1")],
@@ -221,17 +238,33 @@ mod tests {
     }
 
     #[test]
-    fn bad_requests_are_refused_at_the_door() {
-        let r = RestoreRequest::try_from(pb::RestoreRequest {
-            backup_name: "../x".into(),
+    fn the_caller_comes_from_the_message_and_the_metadata() {
+        let mut call = Request::new(pb::CreateBackupRequest {
+            backup_name: "b".into(),
+            request_id: "r1".into(),
             ..Default::default()
         });
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        call.metadata_mut()
+            .insert("traceparent", traceparent.parse().unwrap());
+        let req = BackupRequest::try_from(call).unwrap();
+        assert_eq!(req.caller().request_id(), "r1");
+        let trace = req.caller().trace().map(|t| t.as_str());
+        assert_eq!(trace, Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+    }
+
+    #[test]
+    fn bad_requests_are_refused_at_the_door() {
+        let r = RestoreRequest::try_from(Request::new(pb::RestoreRequest {
+            backup_name: "../x".into(),
+            ..Default::default()
+        }));
         assert!(matches!(r, Err(Error::InvalidArgument(_))));
-        let b = BackupRequest::try_from(pb::CreateBackupRequest {
+        let b = BackupRequest::try_from(Request::new(pb::CreateBackupRequest {
             backup_name: "b".into(),
             database_names: vec!["a-b".into()],
             ..Default::default()
-        });
+        }));
         assert!(matches!(b, Err(Error::InvalidArgument(_))));
     }
 }

@@ -57,15 +57,34 @@ pub fn go_backup_of_job(s: &BackupSnapshot) -> BackupInfo {
     }
 }
 
-/// The Go tool's `RestoreCollectionTask` (the fields its simple response keeps).
+/// The fields every task of the Go tool starts with.
 #[derive(Debug, Serialize)]
-struct GoRestoreCollection {
+struct GoTask {
     id: String,
     state_code: i32,
     #[serde(rename = "errorMessage")]
     error_message: String,
     start_time: i64,
     end_time: i64,
+}
+
+impl GoTask {
+    fn new(id: String, state: JobState, error: &Option<String>, start: i64, end: i64) -> Self {
+        Self {
+            id,
+            state_code: go_state(state),
+            error_message: error.clone().unwrap_or_default(),
+            start_time: start,
+            end_time: end,
+        }
+    }
+}
+
+/// The Go tool's `RestoreCollectionTask` (the fields its simple response keeps).
+#[derive(Debug, Serialize)]
+struct GoRestoreCollection {
+    #[serde(flatten)]
+    task: GoTask,
     progress: i32,
     target_collection_name: String,
     target_db_name: String,
@@ -79,12 +98,8 @@ struct GoRestoreCollection {
 /// The Go tool's `RestoreBackupTask`.
 #[derive(Debug, Serialize)]
 pub struct GoRestore {
-    id: String,
-    state_code: i32,
-    #[serde(rename = "errorMessage")]
-    error_message: String,
-    start_time: i64,
-    end_time: i64,
+    #[serde(flatten)]
+    task: GoTask,
     collection_restore_tasks: Vec<GoRestoreCollection>,
     restored_size: i64,
     to_restore_size: i64,
@@ -107,20 +122,18 @@ pub fn go_restore(s: &RestoreSnapshot) -> GoRestore {
     let start = millis(s.start_time) / 1000;
     let end = s.end_time.map(millis).unwrap_or(0) / 1000;
     GoRestore {
-        id: s.id.clone(),
-        state_code: go_state(s.state),
-        error_message: s.error.clone().unwrap_or_default(),
-        start_time: start,
-        end_time: end,
+        task: GoTask::new(s.id.clone(), s.state, &s.error, start, end),
         collection_restore_tasks: s
             .collections
             .iter()
             .map(|c| GoRestoreCollection {
-                id: format!("{}-{}", s.id, c.target),
-                state_code: go_state(c.state),
-                error_message: c.error.clone().unwrap_or_default(),
-                start_time: start,
-                end_time: if c.state.is_terminal() { end } else { 0 },
+                task: GoTask::new(
+                    format!("{}-{}", s.id, c.target),
+                    c.state,
+                    &c.error,
+                    start,
+                    if c.state.is_terminal() { end } else { 0 },
+                ),
                 progress: if c.state == JobState::Succeeded {
                     100
                 } else {

@@ -16,15 +16,6 @@ use crate::error::Error;
 use crate::jobs::{BackupSnapshot, JobSnapshot, RestoreSnapshot};
 use crate::model::{BackupLookup, BackupName, BackupRequest, RestoreRequest};
 
-/// The caller's W3C `traceparent` metadata (empty when none).
-fn traceparent(metadata: &tonic::metadata::MetadataMap) -> String {
-    metadata
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// Smallest gap between two snapshots of one stream: a few per second at most.
 const MIN_SNAPSHOT_GAP: Duration = Duration::from_millis(250);
 
@@ -103,8 +94,7 @@ impl BackupService for GrpcService {
         &self,
         request: Request<pb::CreateBackupRequest>,
     ) -> Result<Response<Self::CreateBackupStream>, Status> {
-        let trace = traceparent(request.metadata());
-        let req = BackupRequest::try_from(request.into_inner())?.traced(&trace);
+        let req = BackupRequest::try_from(request)?;
         let rx = self.engine.create_backup(req).await?;
         Ok(Response::new(snapshot_stream(rx, backup_msg)))
     }
@@ -184,8 +174,7 @@ impl BackupService for GrpcService {
         &self,
         request: Request<pb::RestoreRequest>,
     ) -> Result<Response<Self::RestoreStream>, Status> {
-        let trace = traceparent(request.metadata());
-        let req = RestoreRequest::try_from(request.into_inner())?.traced(&trace);
+        let req = RestoreRequest::try_from(request)?;
         let rx = self.engine.restore(req).await?;
         Ok(Response::new(snapshot_stream(rx, restore_msg)))
     }

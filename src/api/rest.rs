@@ -8,15 +8,18 @@
 //! (code 1, Not_Support, with an `Allow` header).
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::convert::collection_filter;
@@ -26,7 +29,7 @@ use crate::engine::{BackupInfo, Engine};
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobSnapshot, JobState, until_terminal};
 use crate::model::{
-    BackupInput, BackupLookup, BackupName, BackupRequest, RestoreInput, RestoreRequest,
+    BackupInput, BackupLookup, BackupName, BackupRequest, Caller, RestoreInput, RestoreRequest,
 };
 
 fn ok<T: Serialize>(request_id: String, msg: &str, data: Option<T>) -> Response {
@@ -102,31 +105,74 @@ fn traceparent(headers: &HeaderMap) -> String {
         .to_string()
 }
 
-/// The parsed JSON body, or the error answer: 413 when it is too large, 400
-/// naming what is wrong with it otherwise.
-fn body<T>(
-    rest: &Rest,
-    headers: &HeaderMap,
-    parsed: std::result::Result<Json<T>, JsonRejection>,
-) -> std::result::Result<T, Box<Response>> {
-    match parsed {
-        Ok(Json(b)) => Ok(b),
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Box::new(too_large(
-            request_id(headers, None),
-            rest.max_body,
-        ))),
-        Err(e) => Err(Box::new(rest_error(
-            request_id(headers, None),
-            &Error::invalid(format!("invalid request body: {}", e.body_text())),
-        ))),
-    }
-}
-
 #[derive(Clone)]
 struct Rest {
     engine: Arc<Engine>,
     simple: bool,
     max_body: usize,
+}
+
+/// What every handler starts from: the server's state and the caller's headers.
+struct Call {
+    rest: Rest,
+    headers: HeaderMap,
+}
+
+impl FromRequestParts<Rest> for Call {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        rest: &Rest,
+    ) -> std::result::Result<Self, Infallible> {
+        Ok(Self {
+            rest: rest.clone(),
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+impl Call {
+    /// The request id: the `request_id` header, the body's `requestId`, or a new one.
+    fn request_id(&self, body: Option<&str>) -> String {
+        request_id(&self.headers, body)
+    }
+
+    /// The caller of a job this request starts, as `id` names it.
+    fn caller(&self, id: &str) -> Caller {
+        Caller::new(id, &traceparent(&self.headers))
+    }
+
+    /// Answers with `work`'s data and message, or with its error's envelope,
+    /// under the request id of the headers.
+    async fn answer<T: Serialize>(
+        &self,
+        work: impl Future<Output = Result<(T, &'static str)>>,
+    ) -> Response {
+        answer(self.request_id(None), work.await)
+    }
+}
+
+/// A JSON body. A bad one is answered at once: 413 when it is too large, 400
+/// naming what is wrong with it otherwise.
+struct Body<T>(T);
+
+impl<T: DeserializeOwned> FromRequest<Rest> for Body<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, rest: &Rest) -> std::result::Result<Self, Response> {
+        let headers = req.headers().clone();
+        match Json::<T>::from_request(req, rest).await {
+            Ok(Json(b)) => Ok(Self(b)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(too_large(request_id(&headers, None), rest.max_body))
+            }
+            Err(e) => Err(rest_error(
+                request_id(&headers, None),
+                &Error::invalid(format!("invalid request body: {}", e.body_text())),
+            )),
+        }
+    }
 }
 
 /// Refuses a body that says it is over the limit before reading any of it
@@ -257,16 +303,12 @@ struct CreateBody {
     incremental: Option<bool>,
 }
 
-async fn create(
-    State(rest): State<Rest>,
-    headers: HeaderMap,
-    parsed: std::result::Result<Json<CreateBody>, JsonRejection>,
-) -> Response {
-    let b = match body(&rest, &headers, parsed) {
-        Ok(b) => b,
-        Err(answer) => return *answer,
-    };
-    let id = request_id(&headers, Some(&b.request_id));
+/// The Go tool's answers to a job started with `async`.
+const BACKUP_STARTED: &str = "create backup is executing asynchronously";
+const RESTORE_STARTED: &str = "restore backup is executing asynchronously";
+
+async fn create(call: Call, Body(b): Body<CreateBody>) -> Response {
+    let id = call.request_id(Some(&b.request_id));
     let result = async {
         let (colls, dbs) = db_collections(&b.db_collections)?;
         let req = BackupRequest::parse(BackupInput {
@@ -275,18 +317,11 @@ async fn create(
             databases: dbs,
             meta_only: b.meta_only,
             incremental: b.incremental,
-            request_id: id.clone(),
-        })?
-        .traced(&traceparent(&headers));
-        let rx = rest.engine.create_backup(req).await?;
-        let (last, msg) = follow(
-            rx,
-            b.is_async,
-            "create backup is executing asynchronously",
-            "backup failed",
-        )
-        .await;
-        Ok((rest.backup_data(&last).await?, msg))
+            caller: call.caller(&id),
+        })?;
+        let rx = call.rest.engine.create_backup(req).await?;
+        let (last, msg) = follow(rx, b.is_async, BACKUP_STARTED, "backup failed").await;
+        Ok((call.rest.backup_data(&last).await?, msg))
     }
     .await;
     answer(id, result)
@@ -298,22 +333,16 @@ struct ListQuery {
     collection_name: String,
 }
 
-async fn list(
-    State(rest): State<Rest>,
-    headers: HeaderMap,
-    Query(q): Query<ListQuery>,
-) -> Response {
-    let id = request_id(&headers, None);
-    let result = async {
+async fn list(call: Call, Query(q): Query<ListQuery>) -> Response {
+    call.answer(async {
         let filter = collection_filter(&q.collection_name)?;
         let mut out = Vec::new();
-        for snap in rest.engine.list_backups(filter.as_ref()).await? {
-            out.push(rest.backup_data(&snap).await?);
+        for snap in call.rest.engine.list_backups(filter.as_ref()).await? {
+            out.push(call.rest.backup_data(&snap).await?);
         }
         Ok((out, "success"))
-    }
-    .await;
-    answer(id, result)
+    })
+    .await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -323,19 +352,13 @@ struct GetQuery {
     backup_id: String,
 }
 
-async fn get_backup(
-    State(rest): State<Rest>,
-    headers: HeaderMap,
-    Query(q): Query<GetQuery>,
-) -> Response {
-    let id = request_id(&headers, None);
-    let result = async {
+async fn get_backup(call: Call, Query(q): Query<GetQuery>) -> Response {
+    call.answer(async {
         let lookup = BackupLookup::parse(&q.backup_name, &q.backup_id)?;
-        let snap = rest.engine.get_backup(&lookup).await?;
-        Ok((rest.backup_data(&snap).await?, "success"))
-    }
-    .await;
-    answer(id, result)
+        let snap = call.rest.engine.get_backup(&lookup).await?;
+        Ok((call.rest.backup_data(&snap).await?, "success"))
+    })
+    .await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -353,26 +376,26 @@ struct DeleteQuery {
     is_async: bool,
 }
 
-async fn delete_backup(
-    State(rest): State<Rest>,
-    headers: HeaderMap,
-    Query(q): Query<DeleteQuery>,
-) -> Response {
-    let id = request_id(&headers, None);
-    let result = async {
+async fn delete_backup(call: Call, Query(q): Query<DeleteQuery>) -> Response {
+    call.answer(async {
         let name = BackupName::parse(&q.backup_name)?;
         if q.is_async {
-            let job = rest.engine.delete_backup(&name).await?.borrow().clone();
+            let job = call
+                .rest
+                .engine
+                .delete_backup(&name)
+                .await?
+                .borrow()
+                .clone();
             return Ok((
                 Some(delete_data(&job)),
                 "delete backup is executing asynchronously",
             ));
         }
-        rest.engine.delete_backup_and_wait(&name).await?;
+        call.rest.engine.delete_backup_and_wait(&name).await?;
         Ok((None, "success"))
-    }
-    .await;
-    answer(id, result)
+    })
+    .await
 }
 
 /// A delete job as REST shows it.
@@ -389,18 +412,12 @@ fn delete_data(d: &crate::jobs::DeleteSnapshot) -> serde_json::Value {
 }
 
 /// Ours: a delete job, by the id `delete?async=true` answered with.
-async fn get_delete(
-    State(rest): State<Rest>,
-    headers: HeaderMap,
-    Query(q): Query<RestoreQuery>,
-) -> Response {
-    let id = request_id(&headers, None);
-    let result = async {
-        let rx = rest.engine.watch_delete(job_id(&q, "delete")?).await?;
+async fn get_delete(call: Call, Query(q): Query<RestoreQuery>) -> Response {
+    call.answer(async {
+        let rx = call.rest.engine.watch_delete(job_id(&q, "delete")?).await?;
         Ok((delete_data(&rx.borrow()), "success"))
-    }
-    .await;
-    answer(id, result)
+    })
+    .await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -431,16 +448,8 @@ struct RestoreBody {
     load: bool,
 }
 
-async fn restore(
-    State(rest): State<Rest>,
-    headers: HeaderMap,
-    parsed: std::result::Result<Json<RestoreBody>, JsonRejection>,
-) -> Response {
-    let b = match body(&rest, &headers, parsed) {
-        Ok(b) => b,
-        Err(answer) => return *answer,
-    };
-    let id = request_id(&headers, Some(&b.request_id));
+async fn restore(call: Call, Body(b): Body<RestoreBody>) -> Response {
+    let id = call.request_id(Some(&b.request_id));
     let result = async {
         if b.use_auto_index {
             return Err(Error::invalid(
@@ -463,17 +472,10 @@ async fn restore(
             restore_index: b.restore_index,
             load: b.load,
             meta_only: b.meta_only,
-            request_id: id.clone(),
-        })?
-        .traced(&traceparent(&headers));
-        let rx = rest.engine.restore(req).await?;
-        let (last, msg) = follow(
-            rx,
-            b.is_async,
-            "restore backup is executing asynchronously",
-            "restore failed",
-        )
-        .await;
+            caller: call.caller(&id),
+        })?;
+        let rx = call.rest.engine.restore(req).await?;
+        let (last, msg) = follow(rx, b.is_async, RESTORE_STARTED, "restore failed").await;
         Ok((go_restore(&last), msg))
     }
     .await;
@@ -496,30 +498,23 @@ fn job_id<'a>(q: &'a RestoreQuery, kind: &str) -> Result<&'a str> {
     Ok(&q.id)
 }
 
-async fn get_restore(
-    State(rest): State<Rest>,
-    headers: HeaderMap,
-    Query(q): Query<RestoreQuery>,
-) -> Response {
-    let id = request_id(&headers, None);
-    let result = async {
-        let rx = rest.engine.watch_restore(job_id(&q, "restore")?).await?;
+async fn get_restore(call: Call, Query(q): Query<RestoreQuery>) -> Response {
+    call.answer(async {
+        let rx = call
+            .rest
+            .engine
+            .watch_restore(job_id(&q, "restore")?)
+            .await?;
         Ok((go_restore(&rx.borrow()), "success"))
-    }
-    .await;
-    answer(id, result)
+    })
+    .await
 }
 
 /// Ours: re-reads a backup and checks every object; damage is code 3 naming the objects.
-async fn verify(
-    State(rest): State<Rest>,
-    headers: HeaderMap,
-    Query(q): Query<BackupNameQuery>,
-) -> Response {
-    let id = request_id(&headers, None);
-    let result = async {
+async fn verify(call: Call, Query(q): Query<BackupNameQuery>) -> Response {
+    call.answer(async {
         let name = BackupName::parse(&q.backup_name)?;
-        let p = rest.engine.verify_backup(&name, |_| {}).await?;
+        let p = call.rest.engine.verify_backup(&name, |_| {}).await?;
         match p.damage_report(&name) {
             None => Ok((
                 serde_json::json!({"objects": p.objects_total, "bytes": p.bytes_total}),
@@ -527,14 +522,13 @@ async fn verify(
             )),
             Some(report) => Err(Error::DataLoss(report)),
         }
-    }
-    .await;
-    answer(id, result)
+    })
+    .await
 }
 
-async fn check(State(rest): State<Rest>, headers: HeaderMap) -> Response {
-    let id = request_id(&headers, None);
-    match rest.engine.check().await {
+async fn check(call: Call) -> Response {
+    let id = call.request_id(None);
+    match call.rest.engine.check().await {
         Ok(r) => {
             let msg = format!(
                 "Succeed to connect to milvus and storage. Milvus {} at {}; Milvus storage {}; backup storage {} ({} backups)",

@@ -119,15 +119,11 @@ impl Server {
         health
             .set_serving::<BackupServiceServer<GrpcService>>()
             .await;
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        let reflection_v1 = reflection()
             .build_v1()?
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message);
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        let reflection_v1alpha = reflection()
             .build_v1alpha()?
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message);
@@ -202,6 +198,13 @@ impl Server {
             task,
         })
     }
+}
+
+/// The reflection service's builder, describing our service and health.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// Warns when the process may open fewer files than `max_connections`

@@ -30,12 +30,12 @@ impl JobKind for BackupJob {
     const RECORD_INTERVAL: Duration = Duration::from_secs(1);
 
     fn request_id(req: &BackupRequest) -> &str {
-        req.request_id()
+        req.caller().request_id()
     }
 
     async fn plan(ctx: &Context, req: BackupRequest) -> Result<(Self, BackupSnapshot)> {
         let collections = super::plan(ctx, &req).await?;
-        let id = match req.request_id() {
+        let id = match req.caller().request_id() {
             "" => uuid::Uuid::new_v4().to_string(),
             given => given.to_string(),
         };
@@ -52,7 +52,7 @@ impl JobKind for BackupJob {
             return Err(Error::already_exists("backup", name));
         }
         let mut snapshot = BackupSnapshot::pending(id, name.to_string(), req.meta_only());
-        snapshot.trace_id = req.trace().map(|t| t.as_str().to_string());
+        snapshot.trace_id = req.caller().trace().map(|t| t.as_str().to_string());
         let job = Self {
             ctx: ctx.clone(),
             req,

@@ -6,6 +6,8 @@
 //! {root}/{name}/binlogs/delta_log/{coll}/{part}/{group}/{seg}/{log}
 //! ```
 
+use std::marker::PhantomData;
+
 use crate::storage::join_key;
 
 /// The meta files, in the order they are written. `full_meta.json` comes last:
@@ -35,26 +37,54 @@ impl LogKind {
     }
 }
 
-/// Paths inside the backup root (`minio.backupRootPath`).
+/// Paths inside one root folder of a bucket; `Of` says whose tree it is.
 #[derive(Debug, Clone)]
-pub struct BackupLayout {
+pub struct Layout<Of> {
     root: String,
+    of: PhantomData<Of>,
+}
+
+/// The backup tree, inside the backup root (`minio.backupRootPath`).
+pub type BackupLayout = Layout<Backups>;
+/// Milvus's binlogs, inside Milvus's bucket (`minio.rootPath`).
+pub type MilvusLayout = Layout<Milvus>;
+
+/// Marks a [`BackupLayout`].
+#[derive(Debug, Clone)]
+pub enum Backups {}
+/// Marks a [`MilvusLayout`].
+#[derive(Debug, Clone)]
+pub enum Milvus {}
+
+impl<Of> Layout<Of> {
+    /// The layout under `root` (no leading or trailing `/`).
+    pub fn new(root: impl Into<String>) -> Self {
+        Self {
+            root: root.into(),
+            of: PhantomData,
+        }
+    }
+
+    /// `{root}/`, or empty for the bucket root.
+    pub fn root_prefix(&self) -> String {
+        self.dir([])
+    }
+
+    /// The key `{root}/{parts}` (empty parts left out).
+    fn key<const N: usize>(&self, parts: [&str; N]) -> String {
+        join_key(std::iter::once(self.root.as_str()).chain(parts))
+    }
+
+    /// The folder `{root}/{parts}/`.
+    fn dir<const N: usize>(&self, parts: [&str; N]) -> String {
+        dir(&self.key(parts))
+    }
 }
 
 impl BackupLayout {
-    /// The layout under `root` (no leading or trailing `/`).
-    pub fn new(root: impl Into<String>) -> Self {
-        Self { root: root.into() }
-    }
-
-    /// The prefix that holds every backup, ending with `/` (empty for the bucket root).
-    pub fn root_prefix(&self) -> String {
-        dir(&join_key([self.root.as_str()]))
-    }
-
     /// The prefix of one backup, ending with `/`.
     pub fn backup_prefix(&self, name: &str) -> String {
-        dir(&join_key([self.root.as_str(), name]))
+        self.dir([name])
     }
 
     /// The name of the backup whose prefix is `prefix`, if it is one.
@@ -66,32 +96,18 @@ impl BackupLayout {
 
     /// One meta file of a backup.
     pub fn meta_key(&self, name: &str, file: &str) -> String {
-        join_key([self.root.as_str(), name, "meta", file])
+        self.key([name, "meta", file])
     }
 
     /// The binlog folder of one segment group, ending with `/`.
     pub fn group_dir(&self, name: &str, kind: LogKind, coll: i64, part: i64, group: i64) -> String {
-        dir(&join_key([
-            self.root.as_str(),
-            name,
-            "binlogs",
-            kind.dir(),
-            &coll.to_string(),
-            &part.to_string(),
-            &group.to_string(),
-        ]))
+        format!("{}{group}/", self.partition_dir(name, kind, coll, part))
     }
 
     /// The binlog folder of one partition, ending with `/`.
     pub fn partition_dir(&self, name: &str, kind: LogKind, coll: i64, part: i64) -> String {
-        dir(&join_key([
-            self.root.as_str(),
-            name,
-            "binlogs",
-            kind.dir(),
-            &coll.to_string(),
-            &part.to_string(),
-        ]))
+        let (coll, part) = (coll.to_string(), part.to_string());
+        self.dir([name, "binlogs", kind.dir(), &coll, &part])
     }
 
     /// Where a binlog of Milvus (`{milvus_root}/{kind}/{coll}/{part}/{seg}/...`)
@@ -110,45 +126,15 @@ impl BackupLayout {
             return None;
         }
         let group = group.map(|g| g.to_string()).unwrap_or_default();
-        Some(join_key([
-            self.root.as_str(),
-            name,
-            "binlogs",
-            kind,
-            coll,
-            part,
-            &group,
-            rest,
-        ]))
+        Some(self.key([name, "binlogs", kind, coll, part, &group, rest]))
     }
-}
-
-/// Paths inside Milvus's bucket (`minio.rootPath`).
-#[derive(Debug, Clone)]
-pub struct MilvusLayout {
-    root: String,
 }
 
 impl MilvusLayout {
-    /// The layout under `root` (no leading or trailing `/`).
-    pub fn new(root: impl Into<String>) -> Self {
-        Self { root: root.into() }
-    }
-
-    /// `{root}/`, or empty for the bucket root.
-    pub fn root_prefix(&self) -> String {
-        dir(&join_key([self.root.as_str()]))
-    }
-
     /// The binlog folder of one segment, ending with `/`.
     pub fn segment_dir(&self, kind: LogKind, coll: i64, part: i64, seg: i64) -> String {
-        dir(&join_key([
-            self.root.as_str(),
-            kind.dir(),
-            &coll.to_string(),
-            &part.to_string(),
-            &seg.to_string(),
-        ]))
+        let (coll, part, seg) = (coll.to_string(), part.to_string(), seg.to_string());
+        self.dir([kind.dir(), &coll, &part, &seg])
     }
 }
 

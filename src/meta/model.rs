@@ -86,6 +86,19 @@ pub struct CollectionBackupInfo {
     pub schema_proto_base64: String,
 }
 
+impl CollectionBackupInfo {
+    /// The binlog files (insert and delta) the meta lists, L0 segments included.
+    pub fn binlog_count(&self) -> usize {
+        self.partition_backups
+            .iter()
+            .flat_map(|p| &p.segment_backups)
+            .chain(&self.l0_segments)
+            .flat_map(|s| s.binlogs.iter().chain(&s.deltalogs))
+            .map(|f| f.binlogs.len())
+            .sum()
+    }
+}
+
 /// One partition of a collection.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -7,7 +7,7 @@ use md5::Digest;
 
 use super::Catalog;
 use super::manifest::{Manifest, ManifestEntry};
-use super::model::BackupInfo;
+use super::model::{BackupInfo, CollectionBackupInfo};
 use crate::error::{Error, Result};
 use crate::jobs::{ObjectProblem, VerifyProgress};
 
@@ -181,14 +181,7 @@ pub async fn check_present(catalog: &Catalog, name: &str, info: &BackupInfo) -> 
             let expected: usize = info
                 .collection_backups
                 .iter()
-                .flat_map(|c| {
-                    c.partition_backups
-                        .iter()
-                        .flat_map(|p| &p.segment_backups)
-                        .chain(&c.l0_segments)
-                })
-                .flat_map(|s| s.binlogs.iter().chain(&s.deltalogs))
-                .map(|f| f.binlogs.len())
+                .map(CollectionBackupInfo::binlog_count)
                 .sum();
             let binlogs = format!("{}binlogs/", catalog.layout().backup_prefix(name));
             let found = stored.keys().filter(|k| k.starts_with(&binlogs)).count();

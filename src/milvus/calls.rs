@@ -28,6 +28,48 @@ fn kv_pairs(pairs: &[(String, String)]) -> Vec<common::KeyValuePair> {
         .collect()
 }
 
+/// Requests about one collection: `db_name` and `collection_name` set, the
+/// rest default.
+trait ForCollection {
+    fn for_collection(db: &str, collection: &str) -> Self;
+}
+
+macro_rules! for_collection {
+    ($($t:ty),* $(,)?) => {$(
+        impl ForCollection for $t {
+            fn for_collection(db: &str, collection: &str) -> Self {
+                Self {
+                    db_name: db.into(),
+                    collection_name: collection.into(),
+                    ..Default::default()
+                }
+            }
+        }
+    )*};
+}
+
+for_collection!(
+    pb::HasCollectionRequest,
+    pb::DescribeCollectionRequest,
+    pb::DropCollectionRequest,
+    pb::ShowPartitionsRequest,
+    pb::CreatePartitionRequest,
+    pb::DescribeIndexRequest,
+    pb::GetLoadingProgressRequest,
+    pb::GetPersistentSegmentInfoRequest,
+    pb::CreateIndexRequest,
+    pb::LoadCollectionRequest,
+    pb::ListImportTasksRequest,
+);
+
+/// The closure that sends a request through the generated client's `method`,
+/// for [`MilvusClient::call`] and [`MilvusClient::send`].
+macro_rules! via {
+    ($method:ident) => {
+        |mut c, r| async move { c.$method(r).await }
+    };
+}
+
 #[async_trait]
 impl MilvusApi for MilvusClient {
     fn address(&self) -> &str {
@@ -35,14 +77,8 @@ impl MilvusApi for MilvusClient {
     }
 
     async fn version(&self) -> Result<MilvusVersion> {
-        let resp = self
-            .call(
-                "GetVersion",
-                "",
-                pb::GetVersionRequest {},
-                |mut c, r| async move { c.get_version(r).await },
-            )
-            .await?;
+        let msg = pb::GetVersionRequest {};
+        let resp = self.call("GetVersion", "", msg, via!(get_version)).await?;
         Ok(MilvusVersion::parse(&resp.version))
     }
 
@@ -65,11 +101,8 @@ impl MilvusApi for MilvusClient {
             db_name: db.into(),
             ..Default::default()
         };
-        self.call("CreateDatabase", "", msg, |mut c, r| async move {
-            c.create_database(r).await
-        })
-        .await?;
-        Ok(())
+        self.command("CreateDatabase", "", msg, via!(create_database))
+            .await
     }
 
     async fn list_collections(&self, db: &str) -> Result<Vec<String>> {
@@ -78,25 +111,17 @@ impl MilvusApi for MilvusClient {
             ..Default::default()
         };
         let resp = self
-            .call("ShowCollections", db, msg, |mut c, r| async move {
-                c.show_collections(r).await
-            })
+            .call("ShowCollections", db, msg, via!(show_collections))
             .await?;
         Ok(resp.collection_names)
     }
 
     async fn has_collection(&self, db: &str, name: &str) -> Result<bool> {
-        let msg = pb::HasCollectionRequest {
-            db_name: db.into(),
-            collection_name: name.into(),
-            ..Default::default()
-        };
-        let resp = self
-            .call("HasCollection", db, msg, |mut c, r| async move {
-                c.has_collection(r).await
-            })
-            .await;
-        match resp {
+        let msg = pb::HasCollectionRequest::for_collection(db, name);
+        match self
+            .call("HasCollection", db, msg, via!(has_collection))
+            .await
+        {
             Ok(r) => Ok(r.value),
             // A missing database answers with an error, not `false`.
             Err(e) if e.is_milvus_not_found() => Ok(false),
@@ -105,17 +130,9 @@ impl MilvusApi for MilvusClient {
     }
 
     async fn describe_collection(&self, db: &str, name: &str) -> Result<CollectionInfo> {
-        let msg = pb::DescribeCollectionRequest {
-            db_name: db.into(),
-            collection_name: name.into(),
-            ..Default::default()
-        };
+        let msg = pb::DescribeCollectionRequest::for_collection(db, name);
         let op = format!("DescribeCollection {db}.{name}");
-        let r = self
-            .call(&op, db, msg, |mut c, r| async move {
-                c.describe_collection(r).await
-            })
-            .await?;
+        let r = self.call(&op, db, msg, via!(describe_collection)).await?;
         Ok(CollectionInfo {
             id: r.collection_id,
             db: db.into(),
@@ -142,25 +159,14 @@ impl MilvusApi for MilvusClient {
             ..Default::default()
         };
         let op = format!("CreateCollection {}.{}", new.db, new.name);
-        self.call(&op, &new.db, msg, |mut c, r| async move {
-            c.create_collection(r).await
-        })
-        .await?;
-        Ok(())
+        self.command(&op, &new.db, msg, via!(create_collection))
+            .await
     }
 
     async fn drop_collection(&self, db: &str, name: &str) -> Result<()> {
-        let msg = pb::DropCollectionRequest {
-            db_name: db.into(),
-            collection_name: name.into(),
-            ..Default::default()
-        };
+        let msg = pb::DropCollectionRequest::for_collection(db, name);
         let op = format!("DropCollection {db}.{name}");
-        self.call(&op, db, msg, |mut c, r| async move {
-            c.drop_collection(r).await
-        })
-        .await?;
-        Ok(())
+        self.command(&op, db, msg, via!(drop_collection)).await
     }
 
     async fn rename_collection(&self, db: &str, from: &str, to: &str) -> Result<()> {
@@ -172,25 +178,13 @@ impl MilvusApi for MilvusClient {
             ..Default::default()
         };
         let op = format!("RenameCollection {db}.{from} to {db}.{to}");
-        self.call(&op, db, msg, |mut c, r| async move {
-            c.rename_collection(r).await
-        })
-        .await?;
-        Ok(())
+        self.command(&op, db, msg, via!(rename_collection)).await
     }
 
     async fn list_partitions(&self, db: &str, collection: &str) -> Result<Vec<PartitionInfo>> {
-        let msg = pb::ShowPartitionsRequest {
-            db_name: db.into(),
-            collection_name: collection.into(),
-            ..Default::default()
-        };
+        let msg = pb::ShowPartitionsRequest::for_collection(db, collection);
         let op = format!("ShowPartitions {db}.{collection}");
-        let r = self
-            .call(&op, db, msg, |mut c, r| async move {
-                c.show_partitions(r).await
-            })
-            .await?;
+        let r = self.call(&op, db, msg, via!(show_partitions)).await?;
         Ok(r.partition_i_ds
             .into_iter()
             .zip(r.partition_names)
@@ -200,33 +194,19 @@ impl MilvusApi for MilvusClient {
 
     async fn create_partition(&self, db: &str, collection: &str, partition: &str) -> Result<()> {
         let msg = pb::CreatePartitionRequest {
-            db_name: db.into(),
-            collection_name: collection.into(),
             partition_name: partition.into(),
-            ..Default::default()
+            ..ForCollection::for_collection(db, collection)
         };
         let op = format!("CreatePartition {db}.{collection}/{partition}");
-        self.call(&op, db, msg, |mut c, r| async move {
-            c.create_partition(r).await
-        })
-        .await?;
-        Ok(())
+        self.command(&op, db, msg, via!(create_partition)).await
     }
 
     async fn describe_indexes(&self, db: &str, collection: &str) -> Result<Vec<IndexInfo>> {
-        let msg = pb::DescribeIndexRequest {
-            db_name: db.into(),
-            collection_name: collection.into(),
-            ..Default::default()
-        };
+        let msg = pb::DescribeIndexRequest::for_collection(db, collection);
         let req = self.request(db, msg);
         let resp = self
-            .inner
-            .clone()
-            .describe_index(req)
-            .await
-            .map_err(|s| self.rpc_error("DescribeIndex", s))?
-            .into_inner();
+            .send("DescribeIndex", req, via!(describe_index))
+            .await?;
         // A collection without an index answers with an "index not found" status.
         if let Some(s) = &resp.status
             && (s.error_code == common::ErrorCode::IndexNotExist as i32
@@ -249,19 +229,11 @@ impl MilvusApi for MilvusClient {
     }
 
     async fn loading_progress(&self, db: &str, collection: &str) -> Result<i64> {
-        let msg = pb::GetLoadingProgressRequest {
-            db_name: db.into(),
-            collection_name: collection.into(),
-            ..Default::default()
-        };
+        let msg = pb::GetLoadingProgressRequest::for_collection(db, collection);
         let req = self.request(db, msg);
         let resp = self
-            .inner
-            .clone()
-            .get_loading_progress(req)
-            .await
-            .map_err(|s| self.rpc_error("GetLoadingProgress", s))?
-            .into_inner();
+            .send("GetLoadingProgress", req, via!(get_loading_progress))
+            .await?;
         match resp.status() {
             // A released collection answers "collection not loaded".
             Some(s) if s.error_code != 0 || s.code != 0 => Ok(0),
@@ -276,9 +248,7 @@ impl MilvusApi for MilvusClient {
             ..Default::default()
         };
         let op = format!("Flush {db}.{collection}");
-        let r = self
-            .call(&op, db, msg, |mut c, r| async move { c.flush(r).await })
-            .await?;
+        let r = self.call(&op, db, msg, via!(flush)).await?;
         Ok(FlushResult {
             segment_ids: r
                 .coll_seg_i_ds
@@ -297,25 +267,15 @@ impl MilvusApi for MilvusClient {
             collection_name: collection.into(),
         };
         let op = format!("GetFlushState {db}.{collection}");
-        let r = self
-            .call(&op, db, msg, |mut c, r| async move {
-                c.get_flush_state(r).await
-            })
-            .await?;
+        let r = self.call(&op, db, msg, via!(get_flush_state)).await?;
         Ok(r.flushed)
     }
 
     async fn persistent_segments(&self, db: &str, collection: &str) -> Result<Vec<SegmentInfo>> {
-        let msg = pb::GetPersistentSegmentInfoRequest {
-            db_name: db.into(),
-            collection_name: collection.into(),
-            ..Default::default()
-        };
+        let msg = pb::GetPersistentSegmentInfoRequest::for_collection(db, collection);
         let op = format!("GetPersistentSegmentInfo {db}.{collection}");
         let r = self
-            .call(&op, db, msg, |mut c, r| async move {
-                c.get_persistent_segment_info(r).await
-            })
+            .call(&op, db, msg, via!(get_persistent_segment_info))
             .await?;
         Ok(r.infos
             .into_iter()
@@ -332,36 +292,19 @@ impl MilvusApi for MilvusClient {
 
     async fn create_index(&self, db: &str, collection: &str, index: &IndexInfo) -> Result<()> {
         let msg = pb::CreateIndexRequest {
-            db_name: db.into(),
-            collection_name: collection.into(),
             field_name: index.field_name.clone(),
             index_name: index.name.clone(),
             extra_params: kv_pairs(&index.params),
-            ..Default::default()
+            ..ForCollection::for_collection(db, collection)
         };
         let op = format!("CreateIndex {db}.{collection}/{}", index.name);
-        self.call(
-            &op,
-            db,
-            msg,
-            |mut c, r| async move { c.create_index(r).await },
-        )
-        .await?;
-        Ok(())
+        self.command(&op, db, msg, via!(create_index)).await
     }
 
     async fn load_collection(&self, db: &str, collection: &str) -> Result<()> {
-        let msg = pb::LoadCollectionRequest {
-            db_name: db.into(),
-            collection_name: collection.into(),
-            ..Default::default()
-        };
+        let msg = pb::LoadCollectionRequest::for_collection(db, collection);
         let op = format!("LoadCollection {db}.{collection}");
-        self.call(&op, db, msg, |mut c, r| async move {
-            c.load_collection(r).await
-        })
-        .await?;
-        Ok(())
+        self.command(&op, db, msg, via!(load_collection)).await
     }
 
     async fn import(&self, req: &ImportRequest) -> Result<Vec<i64>> {
@@ -374,42 +317,21 @@ impl MilvusApi for MilvusClient {
             ..Default::default()
         };
         let op = format!("Import {}.{}/{}", req.db, req.collection, req.partition);
-        let r = self
-            .call(
-                &op,
-                &req.db,
-                msg,
-                |mut c, r| async move { c.import(r).await },
-            )
-            .await?;
+        let r = self.call(&op, &req.db, msg, via!(import)).await?;
         Ok(r.tasks)
     }
 
     async fn import_state(&self, task: i64) -> Result<ImportStatus> {
+        let msg = pb::GetImportStateRequest { task };
         let op = format!("GetImportState {task}");
-        let r = self
-            .call(
-                &op,
-                "",
-                pb::GetImportStateRequest { task },
-                |mut c, r| async move { c.get_import_state(r).await },
-            )
-            .await?;
+        let r = self.call(&op, "", msg, via!(get_import_state)).await?;
         Ok(import_status(&r))
     }
 
     async fn collection_imports(&self, db: &str, collection: &str) -> Result<Vec<ImportStatus>> {
-        let msg = pb::ListImportTasksRequest {
-            collection_name: collection.into(),
-            db_name: db.into(),
-            limit: 0,
-        };
+        let msg = pb::ListImportTasksRequest::for_collection(db, collection);
         let op = format!("ListImportTasks {db}.{collection}");
-        let r = self
-            .call(&op, db, msg, |mut c, r| async move {
-                c.list_import_tasks(r).await
-            })
-            .await?;
+        let r = self.call(&op, db, msg, via!(list_import_tasks)).await?;
         Ok(r.tasks.iter().map(import_status).collect())
     }
 }

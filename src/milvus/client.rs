@@ -200,6 +200,24 @@ impl MilvusClient {
         }
     }
 
+    /// Sends `request` once and checks only the transport: the caller reads
+    /// the response's status.
+    pub(super) async fn send<Req, Resp, F, Fut>(
+        &self,
+        operation: &str,
+        request: Request<Req>,
+        send: F,
+    ) -> Result<Resp>
+    where
+        F: FnOnce(MilvusServiceClient<Channel>, Request<Req>) -> Fut,
+        Fut: Future<Output = std::result::Result<Response<Resp>, Status>>,
+    {
+        Ok(send(self.inner.clone(), request)
+            .await
+            .map_err(|s| self.rpc_error(operation, s))?
+            .into_inner())
+    }
+
     /// Sends one call and checks both the transport and the response's status.
     pub(super) async fn call<Req, Resp, F, Fut>(
         &self,
@@ -215,10 +233,8 @@ impl MilvusClient {
         Resp: HasStatus,
     {
         let once = || async {
-            let resp = send(self.inner.clone(), self.request(db, msg.clone()))
-                .await
-                .map_err(|s| self.rpc_error(operation, s))?
-                .into_inner();
+            let request = self.request(db, msg.clone());
+            let resp = self.send(operation, request, &send).await?;
             check_status(operation, resp.status())?;
             Ok(resp)
         };
@@ -232,5 +248,19 @@ impl MilvusClient {
         } else {
             once().await
         }
+    }
+
+    /// [`Self::call`] for a command, whose answer is only its status.
+    pub(super) async fn command<Req: Clone, Fut>(
+        &self,
+        operation: &str,
+        db: &str,
+        msg: Req,
+        send: impl Fn(MilvusServiceClient<Channel>, Request<Req>) -> Fut,
+    ) -> Result<()>
+    where
+        Fut: Future<Output = std::result::Result<Response<common::Status>, Status>>,
+    {
+        self.call(operation, db, msg, send).await.map(|_| ())
     }
 }

@@ -8,6 +8,6 @@ mod requests;
 
 pub use names::{BackupName, CollectionRef, DEFAULT_DB, MAX_NAME_LEN, RESERVED_BACKUP_NAMES};
 pub use requests::{
-    BackupInput, BackupLookup, BackupRequest, MAX_NAMES_PER_REQUEST, RestoreInput, RestoreRequest,
-    TraceId,
+    BackupInput, BackupLookup, BackupRequest, Caller, MAX_NAMES_PER_REQUEST, RestoreInput,
+    RestoreRequest, TraceId,
 };

@@ -58,6 +58,34 @@ impl TraceId {
     }
 }
 
+/// Who asked for a job: the idempotency key it gave and the trace it sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    request_id: String,
+    trace: Option<TraceId>,
+}
+
+impl Caller {
+    /// A caller with idempotency key `request_id` (empty: none), whose W3C
+    /// `traceparent` header is `traceparent` (malformed or empty: no trace).
+    pub fn new(request_id: impl Into<String>, traceparent: &str) -> Self {
+        Self {
+            request_id: request_id.into(),
+            trace: TraceId::from_traceparent(traceparent),
+        }
+    }
+
+    /// The idempotency key; empty when none was given.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// The caller's trace.
+    pub fn trace(&self) -> Option<&TraceId> {
+        self.trace.as_ref()
+    }
+}
+
 /// A backup, named or found by its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackupLookup {
@@ -92,7 +120,7 @@ pub struct BackupInput {
     /// Copy only what no earlier complete backup holds; `None`: the server's
     /// default (`backup.incremental`).
     pub incremental: Option<bool>,
-    pub request_id: String,
+    pub caller: Caller,
 }
 
 /// A valid request for a backup.
@@ -103,8 +131,7 @@ pub struct BackupRequest {
     databases: Vec<String>,
     meta_only: bool,
     incremental: Option<bool>,
-    request_id: String,
-    trace: Option<TraceId>,
+    caller: Caller,
 }
 
 impl BackupRequest {
@@ -121,8 +148,7 @@ impl BackupRequest {
             databases: input.databases,
             meta_only: input.meta_only,
             incremental: input.incremental,
-            request_id: input.request_id,
-            trace: None,
+            caller: input.caller,
         })
     }
 
@@ -152,21 +178,9 @@ impl BackupRequest {
         self.incremental
     }
 
-    /// The idempotency key; empty when none was given.
-    pub fn request_id(&self) -> &str {
-        &self.request_id
-    }
-
-    /// The caller's trace.
-    pub fn trace(&self) -> Option<&TraceId> {
-        self.trace.as_ref()
-    }
-
-    /// The same request, carrying the trace of the caller's W3C
-    /// `traceparent` header (none when it is malformed or empty).
-    pub fn traced(mut self, traceparent: &str) -> Self {
-        self.trace = TraceId::from_traceparent(traceparent);
-        self
+    /// Who asked for it.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
     }
 }
 
@@ -184,7 +198,7 @@ pub struct RestoreInput {
     pub restore_index: bool,
     pub load: bool,
     pub meta_only: bool,
-    pub request_id: String,
+    pub caller: Caller,
 }
 
 /// A valid restore request.
@@ -199,8 +213,7 @@ pub struct RestoreRequest {
     restore_index: bool,
     load: bool,
     meta_only: bool,
-    request_id: String,
-    trace: Option<TraceId>,
+    caller: Caller,
 }
 
 impl RestoreRequest {
@@ -239,8 +252,7 @@ impl RestoreRequest {
             restore_index: input.restore_index,
             load: input.load,
             meta_only: input.meta_only,
-            request_id: input.request_id,
-            trace: None,
+            caller: input.caller,
         })
     }
 
@@ -293,21 +305,9 @@ impl RestoreRequest {
         self.meta_only
     }
 
-    /// The idempotency key; empty when none was given.
-    pub fn request_id(&self) -> &str {
-        &self.request_id
-    }
-
-    /// The caller's trace.
-    pub fn trace(&self) -> Option<&TraceId> {
-        self.trace.as_ref()
-    }
-
-    /// The same request, carrying the trace of the caller's W3C
-    /// `traceparent` header (none when it is malformed or empty).
-    pub fn traced(mut self, traceparent: &str) -> Self {
-        self.trace = TraceId::from_traceparent(traceparent);
-        self
+    /// Who asked for it.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
     }
 }
 

@@ -38,7 +38,7 @@ impl JobKind for RestoreJob {
     const RECORD_INTERVAL: Duration = Duration::ZERO;
 
     fn request_id(req: &RestoreRequest) -> &str {
-        req.request_id()
+        req.caller().request_id()
     }
 
     async fn plan(ctx: &Context, req: RestoreRequest) -> Result<(Self, RestoreSnapshot)> {
@@ -163,7 +163,7 @@ fn pending(id: String, req: &RestoreRequest, targets: &[RestoreTarget]) -> Resto
         phases: Vec::new(),
         verified_files: 0,
         verified_bytes: 0,
-        trace_id: req.trace().map(|t| t.as_str().to_string()),
+        trace_id: req.caller().trace().map(|t| t.as_str().to_string()),
     }
 }
 

@@ -134,7 +134,7 @@ pub async fn prove(
             }
         }
         None => {
-            let expected: usize = targets.iter().map(|t| binlog_count(&t.source)).sum();
+            let expected: usize = targets.iter().map(|t| t.source.binlog_count()).sum();
             if objects.len() < expected {
                 problems.push(format!(
                     "{} of the {expected} binlogs the meta lists are missing",
@@ -200,17 +200,6 @@ async fn prove_by_checksum(
         return prove_by_decoding(ctx, o).await;
     }
     content_problem(&ctx.catalog, &o.key, entry).await
-}
-
-/// The binlogs (insert and delta) the meta lists for one collection.
-fn binlog_count(c: &crate::meta::model::CollectionBackupInfo) -> usize {
-    c.partition_backups
-        .iter()
-        .flat_map(|p| &p.segment_backups)
-        .chain(&c.l0_segments)
-        .flat_map(|s| s.binlogs.iter().chain(&s.deltalogs))
-        .map(|f| f.binlogs.len())
-        .sum()
 }
 
 async fn prove_by_decoding(ctx: &Context, o: &ObjectInfo) -> Result<Option<String>> {

@@ -92,24 +92,24 @@ fn event_name(code: u8) -> &'static str {
     }
 }
 
-/// The parquet physical type Milvus 2.3 writes for a `schema.DataType`.
+/// The name of a payload's `schema.DataType` and the parquet physical type
+/// Milvus 2.3 writes for it; `None` for a type Milvus 2.3 does not write.
 fn physical_type(data_type: i32) -> Option<(&'static str, PhysicalType)> {
-    Some(match data_type {
-        1 => ("Bool", PhysicalType::BOOLEAN),
-        2 => ("Int8", PhysicalType::INT32),
-        3 => ("Int16", PhysicalType::INT32),
-        4 => ("Int32", PhysicalType::INT32),
-        5 => ("Int64", PhysicalType::INT64),
-        10 => ("Float", PhysicalType::FLOAT),
-        11 => ("Double", PhysicalType::DOUBLE),
-        20 => ("String", PhysicalType::BYTE_ARRAY),
-        21 => ("VarChar", PhysicalType::BYTE_ARRAY),
-        22 => ("Array", PhysicalType::BYTE_ARRAY),
-        23 => ("JSON", PhysicalType::BYTE_ARRAY),
-        100 => ("BinaryVector", PhysicalType::FIXED_LEN_BYTE_ARRAY),
-        101 => ("FloatVector", PhysicalType::FIXED_LEN_BYTE_ARRAY),
+    use crate::milvus::proto::schema::DataType;
+    let data_type = DataType::try_from(data_type).ok()?;
+    let physical = match data_type {
+        DataType::Bool => PhysicalType::BOOLEAN,
+        DataType::Int8 | DataType::Int16 | DataType::Int32 => PhysicalType::INT32,
+        DataType::Int64 => PhysicalType::INT64,
+        DataType::Float => PhysicalType::FLOAT,
+        DataType::Double => PhysicalType::DOUBLE,
+        DataType::String | DataType::VarChar | DataType::Array | DataType::Json => {
+            PhysicalType::BYTE_ARRAY
+        }
+        DataType::BinaryVector | DataType::FloatVector => PhysicalType::FIXED_LEN_BYTE_ARRAY,
         _ => return None,
-    })
+    };
+    Some((data_type.as_str_name(), physical))
 }
 
 /// Proves that one Milvus binlog (insert or delta log) decodes as Milvus's reader would decode it.
