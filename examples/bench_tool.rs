@@ -22,7 +22,7 @@ use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
 use milvus_backup::config::{BucketConfig, MilvusConfig, Secret};
 use milvus_backup::meta::{BackupLayout, Catalog, LogKind};
 use milvus_backup::milvus::{ImportPhase, ImportRequest, MilvusApi, MilvusClient};
-use milvus_backup::storage::{ObjectStore, S3Bucket};
+use milvus_backup::storage::{ObjectStore, S3Bucket, Source};
 
 #[derive(Parser)]
 struct Args {
@@ -120,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
                     let dst_key = format!("{}/{}", dst.trim_end_matches('/'), o.key);
                     async move {
                         bucket
-                            .copy_in(bucket.bucket(), &o.key, &dst_key, o.size)
+                            .copy_in(Source::new(bucket.bucket(), &o.key, o.size), &dst_key)
                             .await
                     }
                 })

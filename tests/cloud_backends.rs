@@ -12,31 +12,14 @@ use milvus_backup::api::proto as pb;
 use milvus_backup::config::{Config, Secret};
 use tonic::Code;
 
-/// A small collection with a partition and deletes, and its rows.
-async fn source(
-    m: &milvus_backup::milvus::MilvusClient,
-    prefix: &str,
-) -> (Spec, Vec<milvus_backup::milvus::rows::Row>) {
-    let spec = Spec::new(&common::unique(prefix));
-    data::create(m, &spec).await;
-    data::create_partition(m, &spec, "p1").await;
-    data::insert(m, &spec, "", 0..150, 31).await;
-    data::insert(m, &spec, "p1", 150..200, 31).await;
-    data::delete(m, &spec, "pk in [7, 170]").await;
-    data::index(m, &spec.db, &spec.name).await;
-    data::load(m, &spec.db, &spec.name).await;
-    let rows = data::rows(m, &spec, &spec.db, &spec.name, &[]).await;
-    assert_eq!(rows.len(), 198);
-    (spec, rows)
-}
-
 /// Backup, check, verify, restore with `_r` (rows equal), delete: the whole
 /// life of a backup whose storage is `cfg`'s. `label` names the backend.
 async fn round_trip(cfg: &Config, label: &str) {
     let m = common::milvus(cfg);
     let server = common::TestServer::start(cfg).await;
     let mut client = server.client().await;
-    let (spec, rows) = source(&m, label).await;
+    let spec = Spec::new(&common::unique(label));
+    let rows = data::populated(&m, &spec, 150, 50, 31).await;
     let name = common::unique(label);
     let backup = flows::backup_collections(&mut client, &name, &[&spec.name]).await;
     assert!(backup.size_bytes > 0, "{label}: {backup:?}");
@@ -91,13 +74,10 @@ async fn round_trip(cfg: &Config, label: &str) {
         })
         .await
         .unwrap();
+    let left = store.list(&format!("backup/{name}/")).await.unwrap();
     assert!(
-        store
-            .list(&format!("backup/{name}/"))
-            .await
-            .unwrap()
-            .is_empty(),
-        "{label}: the deleted backup's objects are gone"
+        left.is_empty(),
+        "{label}: the deleted backup's objects are gone: {left:?}"
     );
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     data::drop_if_exists(&m, &spec.db, &format!("{}_r", spec.name)).await;
@@ -181,40 +161,32 @@ async fn backups_on_gcs_round_trip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unusable_gcs_credentials_are_refused_naming_the_file_not_its_content() {
     let dir = tempfile::tempdir().unwrap();
-    // Not a key file at all: refused when the server starts.
-    let secretish = dir.path().join("not-a-key.json");
-    std::fs::write(&secretish, "s3cr3t-material, not JSON").unwrap();
-    let cfg = common::backups_on_gcs_emulator(common::config(), &secretish);
-    let err = milvus_backup::context::Context::from_config(&cfg).unwrap_err();
-    let msg = err.to_string();
-    assert!(
-        matches!(err, milvus_backup::error::Error::InvalidArgument(_))
-            && msg.contains("gcpCredentialJSON")
-            && msg.contains("not-a-key.json"),
-        "{msg}"
-    );
-    assert!(!msg.contains("s3cr3t"), "no content of the file in {msg}");
-
-    // A key whose private key cannot sign: refused when the server starts,
-    // naming the file, before anything reaches the service.
-    let bad_key = dir.path().join("bad-key.json");
-    std::fs::write(
-        &bad_key,
-        r#"{"type":"service_account","project_id":"p","private_key_id":"k",
-            "private_key":"-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
-            "client_email":"x@p.iam"}"#,
-    )
-    .unwrap();
-    let cfg = common::backups_on_gcs_emulator(common::config(), &bad_key);
-    let err = milvus_backup::context::Context::from_config(&cfg).unwrap_err();
-    let msg = err.to_string();
-    assert!(
-        matches!(err, milvus_backup::error::Error::InvalidArgument(_))
-            && msg.contains("gcs")
-            && msg.contains("bad-key.json"),
-        "{msg}"
-    );
-    assert!(!msg.contains("bm90IGEga2V5"), "no secret in {msg}");
+    // Not a key file at all, and a key whose private key cannot sign: each is
+    // refused when the server starts, naming the file, before any request.
+    let not_json = "s3cr3t-material, not JSON";
+    let bad_key = r#"{"type":"service_account","project_id":"p","private_key_id":"k",
+        "private_key":"-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
+        "client_email":"x@p.iam"}"#;
+    for (file, content, secret) in [
+        ("not-a-key.json", not_json, "s3cr3t"),
+        ("bad-key.json", bad_key, "bm90IGEga2V5"),
+    ] {
+        let path = dir.path().join(file);
+        std::fs::write(&path, content).unwrap();
+        let cfg = common::backups_on_gcs_emulator(common::config(), &path);
+        let err = milvus_backup::context::Context::from_config(&cfg).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, milvus_backup::error::Error::InvalidArgument(_))
+                && (msg.contains("gcpCredentialJSON") || msg.contains("gcs"))
+                && msg.contains(file),
+            "{file}: {msg}"
+        );
+        assert!(
+            !msg.contains(secret),
+            "{file}: nothing of the file's content in {msg}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -54,24 +54,14 @@ async fn milvus_on_azure_backs_up_and_restores_server_side() {
 
     let m = common::milvus(&cfg);
     let spec = Spec::new(&common::unique("on_azure"));
-    data::create(&m, &spec).await;
-    data::create_partition(&m, &spec, "p1").await;
-    data::insert(&m, &spec, "", 0..300, 41).await;
-    data::insert(&m, &spec, "p1", 300..400, 41).await;
-    data::delete(&m, &spec, "pk in [3, 333]").await;
-    data::index(&m, &spec.db, &spec.name).await;
-    data::load(&m, &spec.db, &spec.name).await;
-    let rows = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
-    assert_eq!(rows.len(), 398);
+    let rows = data::populated(&m, &spec, 300, 100, 41).await;
 
     let server = common::TestServer::start(&cfg).await;
     let mut client = server.client().await;
     let name = common::unique("azure_same_account");
     flows::backup_collections(&mut client, &name, &[&spec.name]).await;
-    let binlogs = server
-        .ctx
-        .catalog
-        .store()
+    let backups = server.ctx.catalog.store();
+    let binlogs = backups
         .list(&format!("backup/{name}/binlogs/"))
         .await
         .unwrap();

@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::Bytes;
-use milvus_backup::storage::{ObjectStore, S3Bucket};
+use milvus_backup::storage::{ObjectStore, S3Bucket, Source};
 use rand::{RngCore, SeedableRng};
 
 const MIB: u64 = 1024 * 1024;
@@ -28,7 +28,7 @@ async fn large_objects_are_copied_in_parts_and_equal() {
     bucket.write(&src, data.clone()).await.unwrap();
 
     let etag = bucket
-        .copy_in(bucket.bucket(), &src, &dst, data.len() as u64)
+        .copy_in(Source::new(bucket.bucket(), &src, data.len() as u64), &dst)
         .await
         .unwrap()
         .expect("an ETag");
@@ -44,7 +44,10 @@ async fn large_objects_are_copied_in_parts_and_equal() {
         .await
         .unwrap();
     let etag = bucket
-        .copy_in(bucket.bucket(), &small, &format!("{small}.copy"), 4)
+        .copy_in(
+            Source::new(bucket.bucket(), &small, 4),
+            &format!("{small}.copy"),
+        )
         .await
         .unwrap()
         .expect("an ETag");

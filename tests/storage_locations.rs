@@ -19,15 +19,7 @@ async fn source(
     prefix: &str,
 ) -> (Spec, Vec<milvus_backup::milvus::rows::Row>) {
     let spec = Spec::new(&common::unique(prefix));
-    data::create(m, &spec).await;
-    data::create_partition(m, &spec, "p1").await;
-    data::insert(m, &spec, "", 0..150, 21).await;
-    data::insert(m, &spec, "p1", 150..200, 21).await;
-    data::delete(m, &spec, "pk in [4, 160]").await;
-    data::index(m, &spec.db, &spec.name).await;
-    data::load(m, &spec.db, &spec.name).await;
-    let rows = data::rows(m, &spec, &spec.db, &spec.name, &[]).await;
-    assert_eq!(rows.len(), 198);
+    let rows = data::populated(m, &spec, 150, 50, 21).await;
     (spec, rows)
 }
 

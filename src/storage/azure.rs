@@ -10,8 +10,8 @@ use bytes::Bytes;
 use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
 use reqwest::{Method, StatusCode};
 
-use super::cloud::{self, Cloud, Place};
-use super::{ByteStream, CondPut, ObjectInfo, ObjectStore};
+use super::cloud::{self, Cloud};
+use super::{ByteStream, CondPut, ObjectInfo, ObjectStore, Place, Source};
 use crate::config::{AzureAccess, AzureCredential};
 use crate::error::{Error, Result};
 
@@ -57,6 +57,8 @@ impl AzureContainer {
                     owner: format!("account {:?}", access.account),
                     endpoint: access.blob_endpoint.clone(),
                     bucket: container.to_string(),
+                    // One account: Copy Blob reads any of its containers with our key.
+                    identity: Some(format!("azure|{}|{}", access.blob_endpoint, access.account)),
                 },
                 store,
             ),
@@ -177,18 +179,8 @@ impl AzureContainer {
 
 #[async_trait]
 impl ObjectStore for AzureContainer {
-    fn location(&self) -> String {
-        self.cloud.location()
-    }
-    fn bucket(&self) -> &str {
-        &self.cloud.bucket
-    }
-    fn endpoint_identity(&self) -> Option<String> {
-        // One account: Copy Blob reads any of its containers with our key.
-        Some(format!(
-            "azure|{}|{}",
-            self.access.blob_endpoint, self.access.account
-        ))
+    fn place(&self) -> &Place {
+        &self.cloud
     }
 
     async fn ensure_bucket(&self, create: bool) -> Result<()> {
@@ -250,17 +242,11 @@ impl ObjectStore for AzureContainer {
     async fn put_stream(&self, key: &str, size: u64, body: ByteStream) -> Result<Option<String>> {
         self.cloud.put_stream(key, size, body).await
     }
-    async fn copy_in(
-        &self,
-        src_bucket: &str,
-        src_key: &str,
-        dst_key: &str,
-        _size: u64,
-    ) -> Result<Option<String>> {
-        if src_bucket == self.cloud.bucket.as_str() {
-            self.cloud.copy_within(src_key, dst_key).await?;
+    async fn copy_in(&self, from: Source<'_>, dst_key: &str) -> Result<Option<String>> {
+        if from.bucket == self.cloud.bucket {
+            self.cloud.copy_within(from.key, dst_key).await?;
         } else {
-            self.copy_blob(src_bucket, src_key, dst_key).await?;
+            self.copy_blob(from.bucket, from.key, dst_key).await?;
         }
         Ok(self.cloud.etag_of(dst_key).await?)
     }

@@ -14,7 +14,7 @@ use object_store::{
     RetryConfig, UpdateVersion, WriteMultipart,
 };
 
-use super::{ByteStream, CondPut, ObjectInfo};
+use super::{ByteStream, CondPut, ObjectInfo, Place};
 use crate::error::{Error, Result};
 
 /// Objects up to this size are written in one request; larger ones in
@@ -40,22 +40,7 @@ pub fn client_options() -> ClientOptions {
         .with_timeout(Duration::from_secs(300))
 }
 
-/// Where a container or bucket is, for messages and errors.
-#[derive(Debug, Clone)]
-pub struct Place {
-    /// `azure` or `gcs`.
-    pub service: &'static str,
-    /// Whose storage: `account "name"`.
-    pub owner: String,
-    pub endpoint: String,
-    pub bucket: String,
-}
-
 impl Place {
-    pub fn location(&self) -> String {
-        format!("{} {}/{}", self.service, self.endpoint, self.bucket)
-    }
-
     /// A request that got no answer: the service is unavailable.
     pub fn transport_error(
         &self,

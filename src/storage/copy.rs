@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 
-use super::{ObjectStore, RateLimit};
+use super::{ObjectStore, RateLimit, Source};
 use crate::error::{Error, Result};
 use crate::retry::{Backoff, retry, storage_transient};
 
@@ -118,7 +118,10 @@ async fn copy_one(
 ) -> Result<Copied> {
     if server_side {
         let etag = dst
-            .copy_in(src.bucket(), &task.src_key, &task.dst_key, task.size)
+            .copy_in(
+                Source::new(src.bucket(), &task.src_key, task.size),
+                &task.dst_key,
+            )
             .await?;
         return Ok(Copied { etag, crc32c: None });
     }

@@ -14,8 +14,8 @@ use object_store::gcp::{GcpCredentialProvider, GoogleCloudStorageBuilder};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 
-use super::cloud::{self, Place};
-use super::{ByteStream, CondPut, ObjectInfo, ObjectStore};
+use super::cloud;
+use super::{ByteStream, CondPut, ObjectInfo, ObjectStore, Place, Source};
 use crate::config::GcsAccess;
 use crate::error::{Error, Result};
 
@@ -109,6 +109,11 @@ impl GcsBucket {
                 },
                 endpoint: access.endpoint.clone(),
                 bucket: bucket.to_string(),
+                // The same credentials on the same service: rewrite reads the other bucket.
+                identity: Some(format!(
+                    "gcs|{}|{}",
+                    access.endpoint, access.credential_json
+                )),
             },
             access: access.clone(),
             project,
@@ -233,25 +238,15 @@ impl GcsBucket {
         let mut all = Listing::default();
         let mut token: Option<String> = None;
         loop {
-            let page_token = token.clone();
-            let resp = self
-                .send(
-                    "List",
-                    prefix,
-                    |r| {
-                        let mut q = vec![("prefix", prefix.to_string())];
-                        if delimiter {
-                            q.push(("delimiter", "/".into()));
-                        }
-                        if let Some(t) = &page_token {
-                            q.push(("pageToken", t.clone()));
-                        }
-                        r.query(&q)
-                    },
-                    Method::GET,
-                    &url,
-                )
-                .await?;
+            let mut query = vec![("prefix", prefix.to_string())];
+            if delimiter {
+                query.push(("delimiter", "/".into()));
+            }
+            if let Some(t) = &token {
+                query.push(("pageToken", t.clone()));
+            }
+            let list = |r: RequestBuilder| r.query(&query);
+            let resp = self.send("List", prefix, list, Method::GET, &url).await?;
             if resp.status() == StatusCode::NOT_FOUND {
                 // A bucket that does not exist yet holds nothing.
                 return Ok(all);
@@ -346,18 +341,8 @@ fn info(o: Object) -> ObjectInfo {
 
 #[async_trait]
 impl ObjectStore for GcsBucket {
-    fn location(&self) -> String {
-        self.place.location()
-    }
-    fn bucket(&self) -> &str {
-        &self.place.bucket
-    }
-    fn endpoint_identity(&self) -> Option<String> {
-        // The same credentials on the same service: rewrite reads the other bucket.
-        Some(format!(
-            "gcs|{}|{}",
-            self.access.endpoint, self.access.credential_json
-        ))
+    fn place(&self) -> &Place {
+        &self.place
     }
 
     async fn ensure_bucket(&self, create: bool) -> Result<()> {
@@ -493,33 +478,20 @@ impl ObjectStore for GcsBucket {
         }
         Ok(written.etag)
     }
-    async fn copy_in(
-        &self,
-        src_bucket: &str,
-        src_key: &str,
-        dst_key: &str,
-        _size: u64,
-    ) -> Result<Option<String>> {
+    async fn copy_in(&self, from: Source<'_>, dst_key: &str) -> Result<Option<String>> {
         let url = format!(
             "{}/rewriteTo/b/{}/o/{}",
-            self.object_url(src_bucket, src_key),
+            self.object_url(from.bucket, from.key),
             self.place.bucket,
             percent_encoding::utf8_percent_encode(dst_key, percent_encoding::NON_ALPHANUMERIC)
         );
         let mut token: Option<String> = None;
         loop {
-            let t = token.clone();
+            // Each call continues the one before, by its token, until done.
+            let query: Vec<_> = token.iter().map(|t| ("rewriteToken", t.clone())).collect();
+            let rewrite = |r: RequestBuilder| r.query(&query).header("content-length", 0);
             let resp = self
-                .send(
-                    "Rewrite",
-                    dst_key,
-                    |r| match &t {
-                        Some(t) => r.query(&[("rewriteToken", t)]).header("content-length", 0),
-                        None => r.header("content-length", 0),
-                    },
-                    Method::POST,
-                    &url,
-                )
+                .send("Rewrite", dst_key, rewrite, Method::POST, &url)
                 .await?;
             let step: Rewrite = self.json("Rewrite", dst_key, resp).await?;
             if step.done {

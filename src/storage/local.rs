@@ -10,22 +10,28 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
 
-use super::{ByteStream, CondPut, ObjectInfo, ObjectStore};
+use super::{ByteStream, CondPut, ObjectInfo, ObjectStore, Place, Source};
 use crate::error::{Error, Result};
 
 /// A directory used as a bucket.
 #[derive(Debug, Clone)]
 pub struct LocalDir {
     root: PathBuf,
-    name: String,
+    place: Place,
 }
 
 impl LocalDir {
     /// The store rooted at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let root = root.into();
-        let name = root.display().to_string();
-        Self { root, name }
+        let place = Place {
+            service: "local",
+            owner: String::new(),
+            endpoint: String::new(),
+            bucket: root.display().to_string(),
+            identity: None,
+        };
+        Self { root, place }
     }
 
     /// The file of `key`, refusing keys that would leave the root.
@@ -45,7 +51,7 @@ impl LocalDir {
     fn io_error(&self, operation: &'static str, key: &str, e: std::io::Error) -> Error {
         Error::Storage {
             operation,
-            key: format!("{}/{key}", self.name),
+            key: format!("{}/{key}", self.place.bucket),
             reason: e.to_string(),
         }
     }
@@ -195,16 +201,8 @@ fn is_temp(path: &Path) -> bool {
 
 #[async_trait]
 impl ObjectStore for LocalDir {
-    fn location(&self) -> String {
-        format!("file://{}", self.name)
-    }
-
-    fn bucket(&self) -> &str {
-        &self.name
-    }
-
-    fn endpoint_identity(&self) -> Option<String> {
-        None
+    fn place(&self) -> &Place {
+        &self.place
     }
 
     async fn ensure_bucket(&self, create: bool) -> Result<()> {
@@ -212,7 +210,7 @@ impl ObjectStore for LocalDir {
             return Ok(());
         }
         if !create {
-            return Err(Error::not_found("backup directory", &self.name));
+            return Err(Error::not_found("backup directory", &self.place.bucket));
         }
         tokio::fs::create_dir_all(&self.root)
             .await
@@ -265,9 +263,10 @@ impl ObjectStore for LocalDir {
     async fn read(&self, key: &str) -> Result<Bytes> {
         match tokio::fs::read(self.path(key)?).await {
             Ok(b) => Ok(b.into()),
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                Err(Error::not_found("object", format!("{}/{key}", self.name)))
-            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(Error::not_found(
+                "object",
+                format!("{}/{key}", self.place.bucket),
+            )),
             Err(e) => Err(self.io_error("read", key, e)),
         }
     }
@@ -340,7 +339,7 @@ impl ObjectStore for LocalDir {
             .map_err(|e| self.io_error("read", key, e))?
             .len();
         let owned = key.to_string();
-        let name = self.name.clone();
+        let name = self.place.bucket.clone();
         let stream = tokio_util::io::ReaderStream::new(file).map_err(move |e| Error::Storage {
             operation: "read",
             key: format!("{name}/{owned}"),
@@ -353,13 +352,7 @@ impl ObjectStore for LocalDir {
         self.write_with(key, body).await.map(|()| None)
     }
 
-    async fn copy_in(
-        &self,
-        _src_bucket: &str,
-        _src_key: &str,
-        dst_key: &str,
-        _size: u64,
-    ) -> Result<Option<String>> {
+    async fn copy_in(&self, _: Source<'_>, dst_key: &str) -> Result<Option<String>> {
         Err(Error::Internal(format!(
             "server-side copy into a local directory ({dst_key})"
         )))

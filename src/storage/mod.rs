@@ -33,6 +33,46 @@ pub struct ObjectInfo {
     pub etag: Option<String>,
 }
 
+/// Where a store is: its bucket, how messages name it, and which other
+/// stores can copy into it server-side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// `s3`, `azure`, `gcs` or `local`.
+    pub service: &'static str,
+    /// Whose storage, for messages: `account "name"`, a key file (empty for S3 and local).
+    pub owner: String,
+    pub endpoint: String,
+    /// The bucket (Azure: the container; local: the directory).
+    pub bucket: String,
+    /// Stores with equal identities copy between their buckets server-side.
+    pub identity: Option<String>,
+}
+
+impl Place {
+    /// `endpoint/bucket`, prefixed by the service where it is not S3.
+    pub fn location(&self) -> String {
+        match self.service {
+            "s3" => format!("{}/{}", self.endpoint, self.bucket),
+            "local" => format!("file://{}", self.bucket),
+            service => format!("{service} {}/{}", self.endpoint, self.bucket),
+        }
+    }
+}
+
+/// An object of another store with the same endpoint identity, to copy from.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub size: u64,
+}
+
+impl<'a> Source<'a> {
+    pub fn new(bucket: &'a str, key: &'a str, size: u64) -> Self {
+        Self { bucket, key, size }
+    }
+}
+
 /// The outcome of a conditional write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CondPut {
@@ -48,12 +88,20 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send + Sync>>;
 /// One bucket (or folder) of objects addressed by `/`-separated keys.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + fmt::Debug {
+    /// Where this store is.
+    fn place(&self) -> &Place;
     /// Where this store is, for messages: `endpoint/bucket`.
-    fn location(&self) -> String;
+    fn location(&self) -> String {
+        self.place().location()
+    }
     /// The bucket name.
-    fn bucket(&self) -> &str;
+    fn bucket(&self) -> &str {
+        &self.place().bucket
+    }
     /// Stores with equal identities can copy between their buckets server-side.
-    fn endpoint_identity(&self) -> Option<String>;
+    fn endpoint_identity(&self) -> Option<String> {
+        self.place().identity.clone()
+    }
 
     /// Checks that the bucket is reachable; creates it when `create` is set and it is missing.
     async fn ensure_bucket(&self, create: bool) -> Result<()>;
@@ -77,16 +125,10 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream)>;
     /// Streams an object of known size in; returns the store's ETag, if it has one.
     async fn put_stream(&self, key: &str, size: u64, body: ByteStream) -> Result<Option<String>>;
-    /// Copies `src_bucket/src_key` to `dst_key` of this bucket without the bytes
-    /// passing through us; returns the copy's ETag. Only valid when the identities match.
-    /// `size` is the object's: large objects may be copied in parts.
-    async fn copy_in(
-        &self,
-        src_bucket: &str,
-        src_key: &str,
-        dst_key: &str,
-        size: u64,
-    ) -> Result<Option<String>>;
+    /// Copies `from` to `dst_key` of this bucket without the bytes passing
+    /// through us; returns the copy's ETag. Only valid when the identities
+    /// match. Large objects may be copied in parts.
+    async fn copy_in(&self, from: Source<'_>, dst_key: &str) -> Result<Option<String>>;
     /// Deletes objects; missing ones are ignored.
     async fn delete(&self, keys: &[String]) -> Result<()>;
 

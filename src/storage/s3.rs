@@ -14,15 +14,23 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 use aws_sdk_s3::primitives::{ByteStream as SdkByteStream, SdkBody};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_smithy_http_client::tls;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
-use super::{ByteStream, CondPut, ObjectInfo, ObjectStore};
+use super::{ByteStream, CondPut, ObjectInfo, ObjectStore, Place, Source};
 use crate::config::BucketConfig;
 use crate::error::{Error, Result};
+
+/// `self.client.$op().bucket(&self.place.bucket).key($key)`: a request on one object.
+macro_rules! on_object {
+    ($s:ident, $op:ident, $key:expr) => {
+        $s.client.$op().bucket(&$s.place.bucket).key($key)
+    };
+}
 
 /// One bucket on an S3-compatible endpoint.
 #[derive(Debug, Clone)]
@@ -30,9 +38,7 @@ pub struct S3Bucket {
     client: Client,
     /// What requests are signed with (the keys, or the AWS default chain).
     credentials: SharedCredentialsProvider,
-    endpoint: String,
-    bucket: String,
-    identity: String,
+    place: Place,
     /// Objects above this size are copied server-side in parts.
     multipart_copy_threshold: u64,
     /// The size of those parts.
@@ -87,13 +93,17 @@ impl S3Bucket {
         Ok(Self {
             client: Client::from_conf(conf),
             credentials,
-            endpoint: cfg.endpoint.clone(),
-            bucket: cfg.bucket.clone(),
-            // Same endpoint and same credentials: one can read what the other writes.
-            identity: if cfg.use_iam {
-                format!("{}|iam:{}", cfg.endpoint, cfg.iam_endpoint)
-            } else {
-                format!("{}|{}", cfg.endpoint, cfg.access_key_id)
+            place: Place {
+                service: "s3",
+                owner: String::new(),
+                endpoint: cfg.endpoint.clone(),
+                bucket: cfg.bucket.clone(),
+                // Same endpoint and same credentials: one can read what the other writes.
+                identity: Some(if cfg.use_iam {
+                    format!("{}|iam:{}", cfg.endpoint, cfg.iam_endpoint)
+                } else {
+                    format!("{}|{}", cfg.endpoint, cfg.access_key_id)
+                }),
             },
             multipart_copy_threshold: cfg.multipart_copy_threshold,
             copy_part_bytes: COPY_PART_BYTES,
@@ -116,8 +126,8 @@ impl S3Bucket {
         match &err {
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Error::Unavailable {
                 service: "object store",
-                address: self.endpoint.clone(),
-                detail: format!("{operation} {}: {}", self.bucket, display_chain(&err)),
+                address: self.place.endpoint.clone(),
+                detail: format!("{operation} {}: {}", self.place.bucket, display_chain(&err)),
             },
             _ => {
                 let reason = match (err.code(), err.message()) {
@@ -127,7 +137,7 @@ impl S3Bucket {
                 };
                 Error::Storage {
                     operation,
-                    key: format!("{}/{key}", self.bucket),
+                    key: format!("{}/{key}", self.place.bucket),
                     reason,
                 }
             }
@@ -146,7 +156,7 @@ impl S3Bucket {
                 .await
                 .map_err(|e| Error::Unavailable {
                     service: "credentials",
-                    address: self.endpoint.clone(),
+                    address: self.place.endpoint.clone(),
                     detail: display_chain(&e),
                 })?;
         let key = creds.access_key_id();
@@ -241,6 +251,32 @@ impl ProvideCredentials for IamChain {
 }
 
 impl S3Bucket {
+    /// Every page of the listing under `prefix`, by `delimiter` when given.
+    /// A bucket that does not exist yet holds nothing.
+    async fn list_pages(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+    ) -> Result<Vec<ListObjectsV2Output>> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.place.bucket)
+            .prefix(prefix)
+            .set_delimiter(delimiter.map(str::to_string))
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(p) => out.push(p),
+                Err(e) if e.code() == Some("NoSuchBucket") => return Ok(Vec::new()),
+                Err(e) => return Err(self.error("ListObjectsV2", prefix, e)),
+            }
+        }
+        Ok(out)
+    }
+
     /// Sends a PutObject that carries its condition. 412 PreconditionFailed
     /// (and 409 ConditionalRequestConflict, a concurrent conditional write)
     /// is a conflict.
@@ -252,7 +288,7 @@ impl S3Bucket {
         data: Bytes,
     ) -> Result<CondPut> {
         let sent = put
-            .bucket(&self.bucket)
+            .bucket(&self.place.bucket)
             .key(key)
             .body(SdkByteStream::from(data))
             .send()
@@ -279,11 +315,7 @@ impl S3Bucket {
         dst_key: &str,
         size: u64,
     ) -> Result<Option<String>> {
-        let upload = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(dst_key)
+        let upload = on_object!(self, create_multipart_upload, dst_key)
             .send()
             .await
             .map_err(|e| self.error("CreateMultipartUpload", dst_key, e))?;
@@ -299,11 +331,7 @@ impl S3Bucket {
             .map(|(number, first, last)| {
                 let upload_id = &upload_id;
                 async move {
-                    let out = self
-                        .client
-                        .upload_part_copy()
-                        .bucket(&self.bucket)
-                        .key(dst_key)
+                    let out = on_object!(self, upload_part_copy, dst_key)
                         .upload_id(upload_id)
                         .part_number(number)
                         .copy_source(source)
@@ -329,22 +357,14 @@ impl S3Bucket {
         let parts = match parts {
             Ok(parts) => parts,
             Err(e) => {
-                let _ = self
-                    .client
-                    .abort_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(dst_key)
+                let _ = on_object!(self, abort_multipart_upload, dst_key)
                     .upload_id(&upload_id)
                     .send()
                     .await;
                 return Err(e);
             }
         };
-        let out = self
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(dst_key)
+        let out = on_object!(self, complete_multipart_upload, dst_key)
             .upload_id(&upload_id)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
@@ -377,29 +397,16 @@ fn display_chain(err: &dyn std::error::Error) -> String {
 
 #[async_trait]
 impl ObjectStore for S3Bucket {
-    fn location(&self) -> String {
-        format!("{}/{}", self.endpoint, self.bucket)
-    }
-
-    fn bucket(&self) -> &str {
-        &self.bucket
-    }
-
-    fn endpoint_identity(&self) -> Option<String> {
-        Some(self.identity.clone())
+    fn place(&self) -> &Place {
+        &self.place
     }
 
     async fn ensure_bucket(&self, create: bool) -> Result<()> {
-        match self.client.head_bucket().bucket(&self.bucket).send().await {
+        let bucket = &self.place.bucket;
+        match self.client.head_bucket().bucket(bucket).send().await {
             Ok(_) => Ok(()),
             Err(SdkError::ServiceError(e)) if e.err().is_not_found() && create => {
-                match self
-                    .client
-                    .create_bucket()
-                    .bucket(&self.bucket)
-                    .send()
-                    .await
-                {
+                match self.client.create_bucket().bucket(bucket).send().await {
                     Ok(_) => Ok(()),
                     Err(e) if e.code() == Some("BucketAlreadyOwnedByYou") => Ok(()),
                     Err(e) => Err(self.error("CreateBucket", "", e)),
@@ -413,68 +420,31 @@ impl ObjectStore for S3Bucket {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        let mut out = Vec::new();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = match page {
-                Ok(p) => p,
-                // A bucket that does not exist yet holds nothing.
-                Err(e) if e.code() == Some("NoSuchBucket") => return Ok(out),
-                Err(e) => return Err(self.error("ListObjectsV2", prefix, e)),
-            };
-            for obj in page.contents() {
-                if let Some(key) = obj.key() {
-                    out.push(ObjectInfo {
-                        key: key.to_string(),
-                        size: obj.size().unwrap_or(0).max(0) as u64,
-                        etag: obj.e_tag().map(str::to_string),
-                    });
-                }
-            }
-        }
-        Ok(out)
+        let pages = self.list_pages(prefix, None).await?;
+        Ok(pages
+            .iter()
+            .flat_map(|page| page.contents())
+            .filter_map(|obj| {
+                Some(ObjectInfo {
+                    key: obj.key()?.to_string(),
+                    size: obj.size().unwrap_or(0).max(0) as u64,
+                    etag: obj.e_tag().map(str::to_string),
+                })
+            })
+            .collect())
     }
 
     async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .delimiter("/")
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = match page {
-                Ok(p) => p,
-                Err(e) if e.code() == Some("NoSuchBucket") => return Ok(out),
-                Err(e) => return Err(self.error("ListObjectsV2", prefix, e)),
-            };
-            out.extend(
-                page.common_prefixes()
-                    .iter()
-                    .filter_map(|p| p.prefix().map(str::to_string)),
-            );
-        }
-        Ok(out)
+        let pages = self.list_pages(prefix, Some("/")).await?;
+        Ok(pages
+            .iter()
+            .flat_map(|page| page.common_prefixes())
+            .filter_map(|p| p.prefix().map(str::to_string))
+            .collect())
     }
 
     async fn head(&self, key: &str) -> Result<Option<u64>> {
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
+        match on_object!(self, head_object, key).send().await {
             Ok(o) => Ok(Some(o.content_length().unwrap_or(0).max(0) as u64)),
             Err(SdkError::ServiceError(e)) if e.err().is_not_found() => Ok(None),
             Err(e) => Err(self.error("HeadObject", key, e)),
@@ -484,14 +454,17 @@ impl ObjectStore for S3Bucket {
     async fn read(&self, key: &str) -> Result<Bytes> {
         match self.read_versioned(key).await? {
             Some((data, _)) => Ok(data),
-            None => Err(Error::not_found("object", format!("{}/{key}", self.bucket))),
+            None => Err(Error::not_found(
+                "object",
+                format!("{}/{key}", self.place.bucket),
+            )),
         }
     }
 
     async fn write(&self, key: &str, data: Bytes) -> Result<()> {
         self.client
             .put_object()
-            .bucket(&self.bucket)
+            .bucket(&self.place.bucket)
             .key(key)
             .body(SdkByteStream::from(data))
             .send()
@@ -513,14 +486,7 @@ impl ObjectStore for S3Bucket {
     }
 
     async fn read_versioned(&self, key: &str) -> Result<Option<(Bytes, String)>> {
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
+        let out = match on_object!(self, get_object, key).send().await {
             Ok(o) => o,
             Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => return Ok(None),
             Err(e) => return Err(self.error("GetObject", key, e)),
@@ -535,11 +501,7 @@ impl ObjectStore for S3Bucket {
     }
 
     async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream)> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
+        let out = on_object!(self, get_object, key)
             .send()
             .await
             .map_err(|e| self.error("GetObject", key, e))?;
@@ -559,11 +521,7 @@ impl ObjectStore for S3Bucket {
     async fn put_stream(&self, key: &str, size: u64, body: ByteStream) -> Result<Option<String>> {
         let frames = body.map_ok(http_body::Frame::data);
         let sdk_body = SdkBody::from_body_1_x(http_body_util::StreamBody::new(frames));
-        let out = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
+        let out = on_object!(self, put_object, key)
             .content_length(size as i64)
             .body(SdkByteStream::new(sdk_body))
             .send()
@@ -572,22 +530,12 @@ impl ObjectStore for S3Bucket {
         Ok(out.e_tag().map(str::to_string))
     }
 
-    async fn copy_in(
-        &self,
-        src_bucket: &str,
-        src_key: &str,
-        dst_key: &str,
-        size: u64,
-    ) -> Result<Option<String>> {
-        let source = format!("{src_bucket}/{}", encode_copy_source(src_key));
-        if size > self.multipart_copy_threshold {
-            return self.copy_in_parts(&source, dst_key, size).await;
+    async fn copy_in(&self, from: Source<'_>, dst_key: &str) -> Result<Option<String>> {
+        let source = format!("{}/{}", from.bucket, encode_copy_source(from.key));
+        if from.size > self.multipart_copy_threshold {
+            return self.copy_in_parts(&source, dst_key, from.size).await;
         }
-        let out = self
-            .client
-            .copy_object()
-            .bucket(&self.bucket)
-            .key(dst_key)
+        let out = on_object!(self, copy_object, dst_key)
             .copy_source(source)
             .send()
             .await
@@ -613,7 +561,7 @@ impl ObjectStore for S3Bucket {
             let out = self
                 .client
                 .delete_objects()
-                .bucket(&self.bucket)
+                .bucket(&self.place.bucket)
                 .delete(delete)
                 .send()
                 .await

@@ -598,3 +598,35 @@ pub fn assert_rows_equal(what: &str, source: &[Row], restored: &[Row]) {
         assert_eq!(a, b, "{what}: row {i} differs");
     }
 }
+
+/// Creates `spec` with a partition `p1`: rows `0..main` in the default
+/// partition and `main..main + in_p1` in `p1`, one row of each deleted,
+/// indexed and loaded. Its rows.
+pub async fn populated(
+    m: &MilvusClient,
+    spec: &Spec,
+    main: i64,
+    in_p1: i64,
+    seed: u64,
+) -> Vec<Row> {
+    create(m, spec).await;
+    create_partition(m, spec, "p1").await;
+    insert(m, spec, "", 0..main, seed).await;
+    insert(m, spec, "p1", main..main + in_p1, seed).await;
+    delete(
+        m,
+        spec,
+        &format!("pk in [{}, {}]", main / 2, main + in_p1 / 2),
+    )
+    .await;
+    index(m, &spec.db, &spec.name).await;
+    load(m, &spec.db, &spec.name).await;
+    let rows = rows(m, spec, &spec.db, &spec.name, &[]).await;
+    assert_eq!(
+        rows.len() as i64,
+        main + in_p1 - 2,
+        "{}: rows after the deletes",
+        spec.name
+    );
+    rows
+}
