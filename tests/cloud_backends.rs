@@ -275,3 +275,36 @@ async fn large_objects_stream_in_blocks_and_copy_server_side() {
         assert_eq!(copies.head("copied").await.unwrap(), None, "{label}");
     }
 }
+
+/// GCS refusing the credentials. The emulator accepts any token, so a
+/// stand-in answers every request as GCS answers a rejected token (401,
+/// JSON error): this checks our answer to it, not GCS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gcs_refusing_the_token_is_permission_denied_naming_the_bucket() {
+    let app = axum::Router::new().fallback(|| async {
+        (
+            axum::http::StatusCode::UNAUTHORIZED,
+            [("content-type", "application/json")],
+            r#"{"error":{"code":401,"message":"Invalid Credentials"}}"#,
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::backups_on_gcs_emulator(common::config(), &emulator_key(dir.path()));
+    cfg.minio.backup_address = format!("http://127.0.0.1:{port}");
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client().await;
+    let err = client.check(pb::CheckRequest {}).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let msg = err.message();
+    assert!(
+        msg.contains("gcs")
+            && msg.contains(&cfg.minio.backup_bucket_name)
+            && msg.contains("Invalid Credentials"),
+        "names the backend, the bucket and GCS's reason: {msg}"
+    );
+    server.handle.stop().await.unwrap();
+}
