@@ -25,6 +25,7 @@ type LabelPair = (&'static str, &'static str);
 pub struct Metrics {
     copied_bytes: AtomicU64,
     copied_files: AtomicU64,
+    streamed_bytes: AtomicU64,
     /// (kind, state) → count of jobs that ended so.
     jobs_ended: Tally<LabelPair, u64>,
     /// kind → jobs running now.
@@ -86,6 +87,11 @@ impl Metrics {
         self.copied_files.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Bytes that passed through us in a streaming copy, counted as they pass.
+    pub fn bytes_streamed(&self, bytes: u64) {
+        self.streamed_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// A job of `kind` (`backup`, `restore`) started.
     pub fn job_started(&self, kind: &'static str) {
         self.jobs_running.add(kind, 1);
@@ -144,6 +150,11 @@ impl Metrics {
                 "milvus_backup_copied_files_total",
                 "Objects copied.",
                 &self.copied_files,
+            ),
+            (
+                "milvus_backup_streamed_bytes_total",
+                "Bytes passed through this process by streaming copies, as they pass.",
+                &self.streamed_bytes,
             ),
         ];
         for (name, help, count) in copied {

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""The bandwidth cap, second by second: a streaming backup (Milvus's bucket on
+moto, backups on Azurite) under `backup.rateLimitMiBps`, with our
+`milvus_backup_streamed_bytes_total` sampled every 100 ms. Measured on the
+TEST environment (`scripts/testenv/up.sh`), not on the Garage setup of run.sh.
+
+    .it-env/pymilvus/bin/python scripts/bench/rate_cap.py [--rows 200000] [--cap 20]
+
+Prints the per-second series and writes .bench-rate-cap.json.
+"""
+
+import argparse
+import json
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+
+from azure import KEY, ROOT
+from incremental import BIN, ENV, insert, log
+from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, connections, utility
+
+RUN = ROOT / ".bench-rate-cap"
+COLL = "bench_rate_cap"
+
+
+def start_server(cap):
+    host, port = ENV["S3_ENDPOINT"].split("//")[1].split(":")
+    mhost, mport = ENV["MILVUS_ADDR"].split("//")[1].split(":")
+    RUN.mkdir(exist_ok=True)
+    cfg = RUN / "config.yaml"
+    cfg.write_text(
+        f"milvus:\n  address: {mhost}\n  port: {mport}\n"
+        f"minio:\n  address: {host}\n  port: {port}\n  accessKeyID: {ENV['S3_ACCESS_KEY']}\n"
+        f"  secretAccessKey: {ENV['S3_SECRET_KEY']}\n  bucketName: {ENV['S3_BUCKET']}\n"
+        f"  rootPath: {ENV['S3_ROOTPATH']}\n"
+        f"  backupStorageType: azure\n  backupAddress: {ENV['AZURE_BLOB_ENDPOINT']}\n"
+        f"  backupAccessKeyID: devstoreaccount1\n  backupSecretAccessKey: {KEY}\n"
+        f"  backupBucketName: bench-cap\n  backupRootPath: backup\n"
+        f"backup:\n  stateDir: {RUN / 'state'}\n  rateLimitMiBps: {cap}\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([str(BIN), "--config", str(cfg), "server", "--address", "127.0.0.1", "-p", str(port)],
+                            stderr=open(RUN / "server.log", "w"))
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"{base}/metrics", timeout=2).read()
+            return proc, base
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+def streamed(base):
+    text = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith("milvus_backup_streamed_bytes_total "):
+            return int(line.split()[1])
+    raise RuntimeError("no milvus_backup_streamed_bytes_total")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=200000)
+    ap.add_argument("--cap", type=float, default=20.0)
+    args = ap.parse_args()
+    connections.connect(uri=ENV["MILVUS_ADDR"])
+    if utility.has_collection(COLL):
+        utility.drop_collection(COLL)
+    schema = CollectionSchema([FieldSchema("pk", DataType.INT64, is_primary=True),
+                               FieldSchema("v", DataType.FLOAT_VECTOR, dim=128)])
+    insert(Collection(COLL, schema), 0, args.rows)
+    proc, base = start_server(args.cap)
+    samples, done = [], threading.Event()
+
+    def sample():
+        t0 = time.time()
+        while not done.is_set():
+            samples.append((time.time() - t0, streamed(base)))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    name = f"bench_cap_{int(time.time())}"
+    try:
+        body = json.dumps({"backup_name": name, "collection_names": [COLL]}).encode()
+        req = urllib.request.Request(f"{base}/api/v1/create", data=body, method="POST",
+                                     headers={"content-type": "application/json"})
+        r = json.loads(urllib.request.urlopen(req, timeout=3600).read())
+        if r.get("code") != 0:
+            raise RuntimeError(f"backup failed: {r}")
+    finally:
+        time.sleep(0.3)
+        done.set()
+        sampler.join()
+        urllib.request.urlopen(urllib.request.Request(f"{base}/api/v1/delete?backup_name={name}", method="DELETE"))
+        proc.terminate()
+        proc.wait()
+        utility.drop_collection(COLL)
+    first = next(t for t, b in samples if b > samples[0][1])
+    base_bytes = samples[0][1]
+    per_second = []
+    second = 1
+    while True:
+        window = [b for t, b in samples if first + second - 1 <= t < first + second]
+        after = [b for t, b in samples if t >= first + second]
+        if not after:
+            break
+        start = [b for t, b in samples if t < first + second - 1][-1] if second > 1 else base_bytes
+        end = [b for t, b in samples if t < first + second][-1]
+        per_second.append((end - start) / 2**20)
+        second += 1
+    total = (samples[-1][1] - base_bytes) / 2**20
+    f = {"cap_mib_s": args.cap, "total_mib": round(total, 1), "build": BIN.parent.name,
+         "per_second_mib": [round(x, 2) for x in per_second]}
+    (ROOT / ".bench-rate-cap.json").write_text(json.dumps(f, indent=1))
+    print(json.dumps(f, indent=1))
+
+
+if __name__ == "__main__":
+    main()
