@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use futures::{StreamExt, TryStreamExt};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -107,15 +106,28 @@ pub async fn collect(
         .iter()
         .filter(|s| s.state == SEGMENT_STATE_FLUSHED)
         .collect();
-    // Each segment's binlogs are two LISTs: a few segments at once, in order.
-    let listings: Vec<_> = flushed
+    // One paginated LIST per kind for the whole collection (not two per
+    // segment), kept only for the flushed segments.
+    let mut by_dir = BTreeMap::<String, Vec<ObjectInfo>>::new();
+    for kind in [LogKind::Insert, LogKind::Delta] {
+        let dir = ctx.milvus_layout.collection_dir(kind, desc.id);
+        for o in ctx.milvus_store.list(&dir).await? {
+            // `{dir}{partition}/{segment}/...`: grouped by the segment's folder.
+            let mut parts = o.key[dir.len()..].splitn(3, '/');
+            let (Some(part), Some(seg), Some(_)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            by_dir
+                .entry(format!("{dir}{part}/{seg}/"))
+                .or_default()
+                .push(o);
+        }
+    }
+    let listed: Vec<_> = flushed
         .iter()
-        .map(|seg| collect_segment(ctx, seg, version.is_l0_segment(seg.level)))
-        .collect();
-    let listed: Vec<_> = futures::stream::iter(listings)
-        .buffered(SEGMENTS_LISTED_AT_ONCE)
-        .try_collect()
-        .await?;
+        .map(|seg| segment_backup(ctx, seg, version.is_l0_segment(seg.level), &mut by_dir))
+        .collect::<Result<_>>()?;
     let mut objects = Vec::new();
     for (seg, (backup, files)) in flushed.into_iter().zip(listed) {
         let is_l0 = version.is_l0_segment(seg.level);
@@ -147,9 +159,6 @@ pub async fn collect(
     Ok(CollectedCollection { info, objects })
 }
 
-/// Segments whose binlogs are listed at once.
-const SEGMENTS_LISTED_AT_ONCE: usize = 16;
-
 /// Flushes the collection and waits until every row before the flush is persisted.
 async fn flush_and_wait(ctx: &Context, coll: &CollectionRef) -> Result<FlushResult> {
     let milvus = ctx.milvus.as_ref();
@@ -174,11 +183,12 @@ async fn flush_and_wait(ctx: &Context, coll: &CollectionRef) -> Result<FlushResu
     Ok(flush)
 }
 
-/// Lists a segment's insert and delta binlogs in Milvus's bucket.
-async fn collect_segment(
+/// A segment's insert and delta binlogs, taken from the collection's listing.
+fn segment_backup(
     ctx: &Context,
     seg: &SegmentInfo,
     is_l0: bool,
+    listed: &mut BTreeMap<String, Vec<ObjectInfo>>,
 ) -> Result<(SegmentBackupInfo, Vec<ObjectInfo>)> {
     let store = ctx.milvus_store.as_ref();
     let insert_dir =
@@ -191,9 +201,9 @@ async fn collect_segment(
     let inserts = if is_l0 {
         Vec::new()
     } else {
-        store.list(&insert_dir).await?
+        listed.remove(&insert_dir).unwrap_or_default()
     };
-    let deltas = store.list(&delta_dir).await?;
+    let deltas = listed.remove(&delta_dir).unwrap_or_default();
     if !is_l0 && inserts.is_empty() && seg.num_rows > 0 {
         return Err(Error::DataLoss(format!(
             "segment {} has {} rows but no binlogs under {}/{insert_dir}",

@@ -131,6 +131,11 @@ impl BackupLayout {
 }
 
 impl MilvusLayout {
+    /// The binlog folder of one collection, ending with `/`.
+    pub fn collection_dir(&self, kind: LogKind, coll: i64) -> String {
+        self.dir([kind.dir(), &coll.to_string()])
+    }
+
     /// The binlog folder of one segment, ending with `/`.
     pub fn segment_dir(&self, kind: LogKind, coll: i64, part: i64, seg: i64) -> String {
         let (coll, part, seg) = (coll.to_string(), part.to_string(), seg.to_string());
