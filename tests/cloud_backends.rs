@@ -23,6 +23,12 @@ async fn round_trip(cfg: &Config, label: &str) {
     let name = common::unique(label);
     let backup = flows::backup_collections(&mut client, &name, &[&spec.name]).await;
     assert!(backup.size_bytes > 0, "{label}: {backup:?}");
+    let phases: Vec<&str> = backup.phases.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        phases,
+        ["describe, flush and list", "plan reuse", "copy", "meta"],
+        "{label}: the result breaks the time down by phase"
+    );
 
     let store = server.ctx.catalog.store().clone();
     let objects = store.list(&format!("backup/{name}/")).await.unwrap();

@@ -126,6 +126,14 @@ impl From<&BackupSnapshot> for pb::Backup {
             based_on: b.reuse.iter().flat_map(|r| r.based_on.clone()).collect(),
             files_reused: b.reuse.as_ref().map_or(0, |r| r.files),
             bytes_reused: b.reuse.as_ref().map_or(0, |r| r.bytes),
+            phases: b
+                .phases
+                .iter()
+                .map(|(name, ms)| pb::Phase {
+                    name: name.clone(),
+                    seconds: *ms as f64 / 1000.0,
+                })
+                .collect(),
         }
     }
 }

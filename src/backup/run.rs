@@ -55,15 +55,9 @@ pub async fn run(
         collected.push(c);
     }
     drop(describing);
-    let objects: usize = collected.iter().map(|c| c.objects.len()).sum();
-    tracing::info!(
-        backup = %req.name(),
-        collections = collected.len(),
-        objects,
-        seconds = started.elapsed().as_secs_f64(),
-        "described, flushed and listed"
-    );
-    let copy_started = std::time::Instant::now();
+    let listed: usize = collected.iter().map(|c| c.objects.len()).sum();
+    let mut phase = Phases::new(job);
+    phase.end("describe, flush and list");
 
     // Then one stream of copies over all collections, so the copy bound stays
     // busy however the objects are spread.
@@ -117,6 +111,7 @@ pub async fn run(
         }
         remaining.push(AtomicUsize::new(to_copy));
     }
+    phase.end("plan reuse");
     let reuse = incremental.then(|| Reuse {
         based_on: holds.keys().cloned().collect(),
         files: reused.len() as u64,
@@ -158,12 +153,7 @@ pub async fn run(
             },
         )
         .await?;
-    tracing::info!(
-        backup = %req.name(),
-        objects,
-        seconds = copy_started.elapsed().as_secs_f64(),
-        "copied"
-    );
+    phase.end("copy");
     for c in &mut collected {
         c.info.state_code = BACKUP_SUCCESS;
         c.info.progress = 100;
@@ -216,6 +206,54 @@ pub async fn run(
     if let Err(e) = ctx.catalog.publish(&snapshot_of(&info)).await {
         tracing::warn!(backup = %req.name(), error = %e, "cannot add the backup to the catalog index");
     }
+    phase.end("meta");
     job.update(|s| s.size_bytes = size.max(0) as u64);
+    tracing::info!(
+        backup = %req.name(),
+        collections = collections.len(),
+        objects = listed,
+        seconds = started.elapsed().as_secs_f64(),
+        phases = %phase,
+        "backed up"
+    );
     Ok(())
+}
+
+/// The wall-clock time of each phase of a job, published on it as each ends.
+struct Phases<'a> {
+    job: &'a JobHandle<BackupSnapshot>,
+    since: std::time::Instant,
+    ended: Vec<(String, u64)>,
+}
+
+impl<'a> Phases<'a> {
+    /// Starts timing; the first phase began with the job.
+    fn new(job: &'a JobHandle<BackupSnapshot>) -> Self {
+        let since = job.snapshot().start_time.elapsed().unwrap_or_default();
+        Self {
+            job,
+            since: std::time::Instant::now() - since,
+            ended: Vec::new(),
+        }
+    }
+
+    /// Ends the phase `name`; the next one starts now.
+    fn end(&mut self, name: &str) {
+        let ms = self.since.elapsed().as_millis() as u64;
+        self.since = std::time::Instant::now();
+        self.ended.push((name.to_string(), ms));
+        let ended = self.ended.clone();
+        self.job.update(|s| s.phases = ended);
+    }
+}
+
+impl std::fmt::Display for Phases<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .ended
+            .iter()
+            .map(|(name, ms)| format!("{name} {:.2} s", *ms as f64 / 1000.0))
+            .collect();
+        f.write_str(&parts.join(", "))
+    }
 }

@@ -191,6 +191,9 @@ pub struct BackupSnapshot {
     /// The caller's trace id (W3C `traceparent`).
     #[serde(default)]
     pub trace_id: Option<String>,
+    /// Where the time went: each phase and its milliseconds, filled as it ends.
+    #[serde(default)]
+    pub phases: Vec<(String, u64)>,
 }
 
 /// What an incremental backup reuses: objects held by earlier backups.
@@ -221,6 +224,7 @@ impl BackupSnapshot {
             reuse: None,
             error_kind: None,
             trace_id: None,
+            phases: Vec::new(),
         }
     }
 }

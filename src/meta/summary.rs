@@ -75,6 +75,7 @@ pub fn snapshot_of(info: &BackupInfo) -> BackupSnapshot {
             && !info.collection_backups.is_empty(),
         error_kind: None,
         trace_id: None,
+        phases: Vec::new(),
         reuse: info.incremental.as_ref().map(|i| Reuse {
             based_on: i.based_on.clone(),
             files: i.reused_files,

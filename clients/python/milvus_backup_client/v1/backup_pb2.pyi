@@ -61,7 +61,7 @@ class BackupCollection(_message.Message):
     def __init__(self, db_name: _Optional[str] = ..., collection_name: _Optional[str] = ..., collection_id: _Optional[int] = ..., row_count: _Optional[int] = ..., size_bytes: _Optional[int] = ..., partition_count: _Optional[int] = ..., segment_count: _Optional[int] = ..., backup_timestamp: _Optional[int] = ...) -> None: ...
 
 class Backup(_message.Message):
-    __slots__ = ("id", "name", "state", "error_message", "progress", "size_bytes", "milvus_version", "collections", "backup_timestamp", "start_time", "end_time", "meta_only", "incremental", "based_on", "files_reused", "bytes_reused")
+    __slots__ = ("id", "name", "state", "error_message", "progress", "size_bytes", "milvus_version", "collections", "backup_timestamp", "start_time", "end_time", "meta_only", "incremental", "based_on", "files_reused", "bytes_reused", "phases")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,7 @@ class Backup(_message.Message):
     BASED_ON_FIELD_NUMBER: _ClassVar[int]
     FILES_REUSED_FIELD_NUMBER: _ClassVar[int]
     BYTES_REUSED_FIELD_NUMBER: _ClassVar[int]
+    PHASES_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: JobState
@@ -94,7 +95,16 @@ class Backup(_message.Message):
     based_on: _containers.RepeatedScalarFieldContainer[str]
     files_reused: int
     bytes_reused: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error_message: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., size_bytes: _Optional[int] = ..., milvus_version: _Optional[str] = ..., collections: _Optional[_Iterable[_Union[BackupCollection, _Mapping]]] = ..., backup_timestamp: _Optional[int] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., meta_only: bool = ..., incremental: bool = ..., based_on: _Optional[_Iterable[str]] = ..., files_reused: _Optional[int] = ..., bytes_reused: _Optional[int] = ...) -> None: ...
+    phases: _containers.RepeatedCompositeFieldContainer[Phase]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error_message: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., size_bytes: _Optional[int] = ..., milvus_version: _Optional[str] = ..., collections: _Optional[_Iterable[_Union[BackupCollection, _Mapping]]] = ..., backup_timestamp: _Optional[int] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., meta_only: bool = ..., incremental: bool = ..., based_on: _Optional[_Iterable[str]] = ..., files_reused: _Optional[int] = ..., bytes_reused: _Optional[int] = ..., phases: _Optional[_Iterable[_Union[Phase, _Mapping]]] = ...) -> None: ...
+
+class Phase(_message.Message):
+    __slots__ = ("name", "seconds")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    seconds: float
+    def __init__(self, name: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class CreateBackupRequest(_message.Message):
     __slots__ = ("backup_name", "collection_names", "database_names", "meta_only", "request_id", "incremental")
