@@ -63,6 +63,25 @@ impl Engine {
     pub async fn with_records(ctx: Context, records: JobStore, max_jobs: usize) -> Arc<Self> {
         records.prune();
         let engine = Self::build(ctx, Some(records), max_jobs);
+        // The shared records in the backup storage keep as many finished jobs
+        // of each kind as the local ones; pruned in the background.
+        let shared = engine.pool.shared().cloned();
+        tokio::spawn(async move {
+            let Some(shared) = shared else { return };
+            let kept = crate::jobs::MAX_RECORDS;
+            let pruned = [
+                shared.prune::<crate::jobs::BackupSnapshot>(kept).await,
+                shared.prune::<crate::jobs::RestoreSnapshot>(kept).await,
+                shared.prune::<crate::jobs::DeleteSnapshot>(kept).await,
+            ];
+            for r in pruned {
+                match r {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(records = n, "pruned old shared job records"),
+                    Err(e) => tracing::warn!(error = %e, "cannot prune the shared job records"),
+                }
+            }
+        });
         engine.backups.recover(&engine.ctx).await;
         engine.restores.recover(&engine.ctx).await;
         engine.deletes.recover(&engine.ctx).await;

@@ -21,7 +21,7 @@ pub use snapshot::{
     PhaseTime, Progress, RestoreCollectionStatus, RestorePhase, RestoreSnapshot, Reuse, SwapStep,
     VerifyProgress,
 };
-pub use store::JobStore;
+pub use store::{JobStore, MAX_RECORDS};
 
 use tokio::sync::watch;
 

@@ -72,12 +72,40 @@ impl SharedRecords {
 
     /// Every record of one kind of job.
     pub async fn all<T: JobSnapshot>(&self) -> Result<Vec<T>> {
+        Ok(self.entries().await?.into_iter().map(|(_, s)| s).collect())
+    }
+
+    /// Removes the records of finished jobs of one kind beyond the newest
+    /// `keep` (by end time); running jobs' records stay. Returns how many
+    /// went. Replicas may prune at once: a delete of a deleted record is no error.
+    pub async fn prune<T: JobSnapshot>(&self, keep: usize) -> Result<usize> {
+        let mut finished: Vec<(Option<std::time::SystemTime>, String)> = self
+            .entries::<T>()
+            .await?
+            .into_iter()
+            .filter(|(_, s)| s.state().is_terminal())
+            .map(|(key, s)| (s.end_time(), key))
+            .collect();
+        if finished.len() <= keep {
+            return Ok(0);
+        }
+        finished.sort();
+        let old: Vec<String> = finished
+            .drain(..finished.len() - keep)
+            .map(|(_, k)| k)
+            .collect();
+        self.store.delete(&old).await?;
+        Ok(old.len())
+    }
+
+    /// Every record of one kind, with its object key.
+    async fn entries<T: JobSnapshot>(&self) -> Result<Vec<(String, T)>> {
         let prefix = format!("{}/", join_key([&self.prefix, T::KIND]));
         let mut out = Vec::new();
         for o in self.store.list(&prefix).await? {
             match self.store.read(&o.key).await {
                 Ok(body) => match serde_json::from_slice(&body) {
-                    Ok(s) => out.push(s),
+                    Ok(s) => out.push((o.key, s)),
                     Err(e) => {
                         warn!(record = %o.key, error = %e, "unreadable shared job record skipped")
                     }
@@ -210,6 +238,36 @@ mod tests {
         stop.cancel();
         mirror.await.unwrap();
         drop(tx);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Finished records beyond the newest `keep` go; running ones stay.
+    #[tokio::test]
+    async fn pruning_keeps_the_newest_finished_and_every_running_record() {
+        let dir = std::env::temp_dir().join(format!("shared-{}", uuid::Uuid::new_v4().simple()));
+        let records = SharedRecords::new(Arc::new(LocalDir::new(&dir)), "backup");
+        let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for i in 0..8u64 {
+            let mut s = BackupSnapshot::pending(i.to_string(), format!("b{i}"), false);
+            if i < 6 {
+                s.state = JobState::Succeeded;
+                s.end_time = Some(t0 + Duration::from_secs(i));
+            } else {
+                s.state = JobState::Running;
+            }
+            records.save(&s).await.unwrap();
+        }
+        assert_eq!(records.prune::<BackupSnapshot>(4).await.unwrap(), 2);
+        let mut left: Vec<String> = records
+            .all::<BackupSnapshot>()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        left.sort();
+        assert_eq!(left, ["b2", "b3", "b4", "b5", "b6", "b7"]);
+        assert_eq!(records.prune::<BackupSnapshot>(4).await.unwrap(), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -49,6 +49,8 @@ pub trait JobSnapshot:
     fn finish(&mut self, result: &Result<(), Error>);
     /// The caller's trace (W3C trace id), when it sent one.
     fn trace_id(&self) -> Option<&str>;
+    /// When the job ended, once it has.
+    fn end_time(&self) -> Option<SystemTime>;
 }
 
 /// Implements [`JobSnapshot`] for a snapshot with `id`, `state`, `error`,
@@ -69,6 +71,9 @@ macro_rules! job_snapshot {
             }
             fn trace_id(&self) -> Option<&str> {
                 self.trace_id.as_deref()
+            }
+            fn end_time(&self) -> Option<SystemTime> {
+                self.end_time
             }
             fn finish(&mut self, result: &Result<(), Error>) {
                 finish(&mut self.state, &mut self.error, &mut self.end_time, result);
