@@ -452,6 +452,14 @@ async fn failed_logins(cfg: &milvus_backup::config::Config, dir: &Path) -> Strin
         for (kind, text) in &responses {
             assert_no_secret(&format!("{what}: {kind} answer"), text);
         }
+        if what == "failed S3 login" {
+            // S3 refusing the keys is PERMISSION_DENIED, as Azure and GCS are.
+            assert!(
+                responses[0].1.contains("PermissionDenied"),
+                "{what}: {}",
+                responses[0].1
+            );
+        }
         // The answers are the failure itself, not something else.
         for ((kind, text), failure) in
             responses

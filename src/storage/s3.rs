@@ -8,6 +8,7 @@ use aws_config::provider_config::ProviderConfig;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
@@ -118,10 +119,9 @@ impl S3Bucket {
         self
     }
 
-    fn error<E, R>(&self, operation: &'static str, key: &str, err: SdkError<E, R>) -> Error
+    fn error<E>(&self, operation: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
         match &err {
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Error::Unavailable {
@@ -135,6 +135,15 @@ impl S3Bucket {
                     (Some(c), None) => c.to_string(),
                     _ => display_chain(&err),
                 };
+                let status = err.raw_response().map(|r| r.status().as_u16());
+                if matches!(status, Some(401 | 403)) {
+                    // The keys are wrong, or not allowed to do this.
+                    return Error::PermissionDenied(format!(
+                        "s3 {} refused {operation} on bucket {:?} ({reason}): check the credentials \
+                         and their rights",
+                        self.place.endpoint, self.place.bucket
+                    ));
+                }
                 Error::Storage {
                     operation,
                     key: format!("{}/{key}", self.place.bucket),
