@@ -119,20 +119,26 @@ class Server:
         got = self.get(f"/api/v1/get_backup?backup_name={name}")["data"]
         if got.get("state_code") != 2:
             raise RuntimeError(f"backup {name} failed: {r} {got}")
-        self.copy_seconds = self.phase(name, "copied")
+        self.phases = self.backup_phases(name)
+        self.copy_seconds = self.phases["copy"]
+        log(f"{name} phases: " + ", ".join(f"{p} {s:.2f} s" for p, s in self.phases.items()))
         return seconds, got["size"]
 
-    def phase(self, backup, message):
-        """The `seconds` the server logged for a phase of a backup."""
+    def backup_phases(self, backup):
+        """The `seconds` of each phase the server logged for a backup
+        (`phase ended` lines: describe, flush and list; plan reuse; copy; meta)."""
+        phases = {}
         for line in self.log.read_text().splitlines():
             try:
                 entry = json.loads(line)
             except ValueError:
                 continue
             fields = entry.get("fields", {})
-            if fields.get("message") == message and fields.get("backup") == backup:
-                return float(fields["seconds"])
-        raise RuntimeError(f"no {message!r} line for {backup} in {self.log}")
+            if fields.get("message") == "phase ended" and fields.get("backup") == backup:
+                phases[fields["phase"]] = float(fields["seconds"])
+        if "copy" not in phases:
+            raise RuntimeError(f"no 'phase ended' lines for {backup} in {self.log}")
+        return phases
 
     def restore(self, name, collections, suffix):
         started = time.time()

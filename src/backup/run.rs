@@ -56,7 +56,7 @@ pub async fn run(
     }
     drop(describing);
     let listed: usize = collected.iter().map(|c| c.objects.len()).sum();
-    let mut phase = Phases::new(job);
+    let mut phase = Phases::new(job, req.name().as_str());
     phase.end("describe, flush and list");
 
     // Then one stream of copies over all collections, so the copy bound stays
@@ -222,16 +222,18 @@ pub async fn run(
 /// The wall-clock time of each phase of a job, published on it as each ends.
 struct Phases<'a> {
     job: &'a JobHandle<BackupSnapshot>,
+    backup: &'a str,
     since: std::time::Instant,
     ended: Vec<(String, u64)>,
 }
 
 impl<'a> Phases<'a> {
     /// Starts timing; the first phase began with the job.
-    fn new(job: &'a JobHandle<BackupSnapshot>) -> Self {
+    fn new(job: &'a JobHandle<BackupSnapshot>, backup: &'a str) -> Self {
         let since = job.snapshot().start_time.elapsed().unwrap_or_default();
         Self {
             job,
+            backup,
             since: std::time::Instant::now() - since,
             ended: Vec::new(),
         }
@@ -241,6 +243,8 @@ impl<'a> Phases<'a> {
     fn end(&mut self, name: &str) {
         let ms = self.since.elapsed().as_millis() as u64;
         self.since = std::time::Instant::now();
+        let seconds = ms as f64 / 1000.0;
+        tracing::info!(backup = %self.backup, phase = name, seconds, "phase ended");
         self.ended.push((name.to_string(), ms));
         let ended = self.ended.clone();
         self.job.update(|s| s.phases = ended);
