@@ -56,7 +56,7 @@ pub async fn run(
     }
     drop(describing);
     let listed: usize = collected.iter().map(|c| c.objects.len()).sum();
-    let mut phase = Phases::new(job, req.name().as_str());
+    let mut phase = Phases::new(job, req.name().as_str(), started);
     phase.end("describe, flush and list");
 
     // Then one stream of copies over all collections, so the copy bound stays
@@ -228,13 +228,13 @@ struct Phases<'a> {
 }
 
 impl<'a> Phases<'a> {
-    /// Starts timing; the first phase began with the job.
-    fn new(job: &'a JobHandle<BackupSnapshot>, backup: &'a str) -> Self {
-        let since = job.snapshot().start_time.elapsed().unwrap_or_default();
+    /// Starts timing; the first phase began at `since` (when the job began
+    /// to run, not when it was queued).
+    fn new(job: &'a JobHandle<BackupSnapshot>, backup: &'a str, since: std::time::Instant) -> Self {
         Self {
             job,
             backup,
-            since: std::time::Instant::now() - since,
+            since,
             ended: Vec::new(),
         }
     }
