@@ -104,16 +104,24 @@ async fn backups_on_azure_round_trip_with_leases() {
     );
 }
 
+/// What Check answers a server on `cfg` whose storage refuses it (asserted
+/// PERMISSION_DENIED).
+async fn refused_check(cfg: &Config) -> tonic::Status {
+    let server = common::TestServer::start(cfg).await;
+    let mut client = server.client().await;
+    let err = client.check(pb::CheckRequest {}).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    server.handle.stop().await.unwrap();
+    err
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wrong_azure_key_is_permission_denied_without_the_key() {
     let mut cfg = common::backups_on_azurite(common::config());
     // A well-formed key, but not the account's.
     let wrong = "d3Jvbmcta2V5LW9mLXRoZS1yaWdodC1sZW5ndGgtZm9yLWF6dXJlLXN0b3JhZ2U=";
     cfg.minio.backup_secret_access_key = Secret::new(wrong);
-    let server = common::TestServer::start(&cfg).await;
-    let mut client = server.client().await;
-    let err = client.check(pb::CheckRequest {}).await.unwrap_err();
-    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let err = refused_check(&cfg).await;
     let msg = err.message();
     assert!(
         msg.contains("azure") && msg.contains(common::AZURITE_ACCOUNT),
@@ -121,6 +129,8 @@ async fn a_wrong_azure_key_is_permission_denied_without_the_key() {
     );
     assert!(!msg.contains(wrong), "no secret in {msg}");
 
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client().await;
     let create = client
         .create_backup(flows::backup_request(&common::unique("denied"), &["c"]))
         .await;
@@ -301,10 +311,7 @@ async fn gcs_refusing_the_token_is_permission_denied_naming_the_bucket() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = common::backups_on_gcs_emulator(common::config(), &emulator_key(dir.path()));
     cfg.minio.backup_address = format!("http://127.0.0.1:{port}");
-    let server = common::TestServer::start(&cfg).await;
-    let mut client = server.client().await;
-    let err = client.check(pb::CheckRequest {}).await.unwrap_err();
-    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let err = refused_check(&cfg).await;
     let msg = err.message();
     assert!(
         msg.contains("gcs")
@@ -312,5 +319,4 @@ async fn gcs_refusing_the_token_is_permission_denied_naming_the_bucket() {
             && msg.contains("Invalid Credentials"),
         "names the backend, the bucket and GCS's reason: {msg}"
     );
-    server.handle.stop().await.unwrap();
 }

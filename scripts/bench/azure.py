@@ -24,21 +24,21 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from incremental import BIN, ENV, insert, log
-from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, connections, utility
+from incremental import BIN, ENV, fresh_collection, log
+from pymilvus import utility
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = ROOT / ".bench-azure"
-COLL = "bench_incr"  # the helpers of incremental.py insert into this collection
-DIM = 128
+COLL = "bench_azure"
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
-def our_config():
+def our_config(run=RUN, bucket="bench-ours", backup_extra=""):
+    """Our config in `run`: Milvus on the test S3, backups in Azurite's `bucket`."""
     host, port = ENV["S3_ENDPOINT"].split("//")[1].split(":")
     mhost, mport = ENV["MILVUS_ADDR"].split("//")[1].split(":")
-    RUN.mkdir(exist_ok=True)
-    cfg = RUN / "config.yaml"
+    run.mkdir(exist_ok=True)
+    cfg = run / "config.yaml"
     cfg.write_text(
         f"milvus:\n  address: {mhost}\n  port: {mport}\n"
         f"minio:\n  address: {host}\n  port: {port}\n  accessKeyID: {ENV['S3_ACCESS_KEY']}\n"
@@ -46,8 +46,8 @@ def our_config():
         f"  rootPath: {ENV['S3_ROOTPATH']}\n"
         f"  backupStorageType: azure\n  backupAddress: {ENV['AZURE_BLOB_ENDPOINT']}\n"
         f"  backupAccessKeyID: devstoreaccount1\n  backupSecretAccessKey: {KEY}\n"
-        f"  backupBucketName: bench-ours\n  backupRootPath: backup\n"
-        f"backup:\n  stateDir: {RUN / 'state'}\n")
+        f"  backupBucketName: {bucket}\n  backupRootPath: backup\n"
+        f"backup:\n  stateDir: {run / 'state'}\n{backup_extra}")
     return cfg
 
 
@@ -110,13 +110,7 @@ def main():
     ap.add_argument("--rows", type=int, default=200000)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    connections.connect(uri=ENV["MILVUS_ADDR"])
-    if utility.has_collection(COLL):
-        utility.drop_collection(COLL)
-    schema = CollectionSchema([FieldSchema("pk", DataType.INT64, is_primary=True),
-                               FieldSchema("v", DataType.FLOAT_VECTOR, dim=DIM)])
-    coll = Collection(COLL, schema)
-    insert(coll, 0, args.rows)
+    coll = fresh_collection(COLL, args.rows)
     collection_id = coll.describe()["collection_id"]
     cfg = our_config()
     log(f"server {BIN}; {args.rows} rows, collection {collection_id}")

@@ -110,6 +110,18 @@ def insert(coll, start, n):
     coll.flush()
 
 
+def fresh_collection(name, rows):
+    """A new collection `name` (pk, dim-128 vector) with `rows` rows, flushed."""
+    connections.connect(uri=ENV["MILVUS_ADDR"])
+    if utility.has_collection(name):
+        utility.drop_collection(name)
+    schema = CollectionSchema([FieldSchema("pk", DataType.INT64, is_primary=True),
+                               FieldSchema("v", DataType.FLOAT_VECTOR, dim=DIM)])
+    coll = Collection(name, schema)
+    insert(coll, 0, rows)
+    return coll
+
+
 def tool(*args):
     host = ENV["S3_ENDPOINT"]
     return subprocess.run([str(TOOL), "--endpoint", host, "--access-key", ENV["S3_ACCESS_KEY"],
@@ -122,13 +134,7 @@ def main():
     ap.add_argument("--rows", type=int, default=200000)
     ap.add_argument("--backups", type=int, default=10000)
     args = ap.parse_args()
-    connections.connect(uri=ENV["MILVUS_ADDR"])
-    if utility.has_collection(COLL):
-        utility.drop_collection(COLL)
-    schema = CollectionSchema([FieldSchema("pk", DataType.INT64, is_primary=True),
-                               FieldSchema("v", DataType.FLOAT_VECTOR, dim=DIM)])
-    coll = Collection(COLL, schema)
-    insert(coll, 0, args.rows)
+    coll = fresh_collection(COLL, args.rows)
     log(f"server {BIN}, tool {TOOL}")
     server = Server()
     f = {"rows": args.rows}

@@ -17,28 +17,16 @@ import threading
 import time
 import urllib.request
 
-from azure import KEY, ROOT
-from incremental import BIN, ENV, insert, log
-from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, connections, utility
+from azure import ROOT, our_config
+from incremental import BIN, ENV, fresh_collection
+from pymilvus import utility
 
 RUN = ROOT / ".bench-rate-cap"
 COLL = "bench_rate_cap"
 
 
 def start_server(cap):
-    host, port = ENV["S3_ENDPOINT"].split("//")[1].split(":")
-    mhost, mport = ENV["MILVUS_ADDR"].split("//")[1].split(":")
-    RUN.mkdir(exist_ok=True)
-    cfg = RUN / "config.yaml"
-    cfg.write_text(
-        f"milvus:\n  address: {mhost}\n  port: {mport}\n"
-        f"minio:\n  address: {host}\n  port: {port}\n  accessKeyID: {ENV['S3_ACCESS_KEY']}\n"
-        f"  secretAccessKey: {ENV['S3_SECRET_KEY']}\n  bucketName: {ENV['S3_BUCKET']}\n"
-        f"  rootPath: {ENV['S3_ROOTPATH']}\n"
-        f"  backupStorageType: azure\n  backupAddress: {ENV['AZURE_BLOB_ENDPOINT']}\n"
-        f"  backupAccessKeyID: devstoreaccount1\n  backupSecretAccessKey: {KEY}\n"
-        f"  backupBucketName: bench-cap\n  backupRootPath: backup\n"
-        f"backup:\n  stateDir: {RUN / 'state'}\n  rateLimitMiBps: {cap}\n")
+    cfg = our_config(RUN, "bench-cap", f"  rateLimitMiBps: {cap}\n")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -67,12 +55,7 @@ def main():
     ap.add_argument("--rows", type=int, default=200000)
     ap.add_argument("--cap", type=float, default=20.0)
     args = ap.parse_args()
-    connections.connect(uri=ENV["MILVUS_ADDR"])
-    if utility.has_collection(COLL):
-        utility.drop_collection(COLL)
-    schema = CollectionSchema([FieldSchema("pk", DataType.INT64, is_primary=True),
-                               FieldSchema("v", DataType.FLOAT_VECTOR, dim=128)])
-    insert(Collection(COLL, schema), 0, args.rows)
+    fresh_collection(COLL, args.rows)
     proc, base = start_server(args.cap)
     samples, done = [], threading.Event()
 
