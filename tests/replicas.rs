@@ -76,13 +76,7 @@ async fn any_replica_answers_for_any_job_and_a_cancel_reaches_its_owner() {
 
     // Restore on A, WatchRestore on B, GetRestore on C.
     let id = flows::start_restore(&mut on_a, flows::restore_loaded_request(&name, "_r1")).await;
-    let end = flows::last_restore(
-        on_b.watch_restore(pb::WatchRestoreRequest { id: id.clone() })
-            .await
-            .expect("WatchRestore on B")
-            .into_inner(),
-    )
-    .await;
+    let end = flows::watch_restore_to_end(&mut on_b, &id).await;
     assert_eq!(end.state, pb::JobState::Succeeded as i32, "{end:?}");
     assert_eq!(flows::get_restore(&mut on_c, &id).await.state, end.state);
     let restored = hello::rows(&m, "default", &format!("{coll}_r1"), "pk >= 0", FIELDS).await;
@@ -95,13 +89,7 @@ async fn any_replica_answers_for_any_job_and_a_cancel_reaches_its_owner() {
     on_c.cancel_restore(pb::CancelRestoreRequest { id: id.clone() })
         .await
         .expect("CancelRestore on C");
-    let end = flows::last_restore(
-        on_b.watch_restore(pb::WatchRestoreRequest { id: id.clone() })
-            .await
-            .expect("WatchRestore on B")
-            .into_inner(),
-    )
-    .await;
+    let end = flows::watch_restore_to_end(&mut on_b, &id).await;
     let took = asked.elapsed();
     assert_eq!(end.state, pb::JobState::Cancelled as i32, "{end:?}");
     eventually(

@@ -69,6 +69,19 @@ pub async fn last_restore<T: Snapshot<Job = pb::RestoreJob>>(
     last_snapshot(stream).await.unwrap().expect("a snapshot")
 }
 
+/// Follows restore job `id` with WatchRestore to its end (any state).
+pub async fn watch_restore_to_end(
+    client: &mut BackupServiceClient<Channel>,
+    id: &str,
+) -> pb::RestoreJob {
+    let stream = client
+        .watch_restore(pb::WatchRestoreRequest { id: id.into() })
+        .await
+        .expect("WatchRestore")
+        .into_inner();
+    last_restore(stream).await
+}
+
 /// A CreateBackup request for the named collections (`coll` or `db.coll`).
 pub fn backup_request(name: &str, collections: &[&str]) -> pb::CreateBackupRequest {
     pb::CreateBackupRequest {
