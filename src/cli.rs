@@ -1,6 +1,8 @@
 //! The command-line tool: the Go tool's commands, run in-process against an
 //! [`Engine`], with progress bars on a terminal and plain lines otherwise.
 
+pub mod policy;
+
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -19,6 +19,7 @@ pub mod meta;
 pub mod metrics;
 pub mod milvus;
 pub mod model;
+pub mod policy;
 pub mod restore;
 pub mod retry;
 pub mod storage;

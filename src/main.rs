@@ -135,6 +135,11 @@ enum Command {
     },
     /// Check that Milvus and the storage answer.
     Check,
+    /// Backup policies: scheduled backups with retention, run by the servers.
+    Policy {
+        #[command(subcommand)]
+        action: cli::policy::PolicyCommand,
+    },
 }
 
 /// Logs to stderr at `level`, or as `RUST_LOG` says; ANSI colours only when
@@ -241,7 +246,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         // The server keeps job records, so that old jobs still answer after a restart.
         Command::Server { .. } => {
             let records = JobStore::open(&cfg.backup.state_dir)?;
-            Engine::with_records(ctx, records, cfg.backup.max_jobs).await
+            let engine = Engine::with_records(ctx, records, cfg.backup.max_jobs).await;
+            engine.start_scheduler();
+            engine
         }
         _ => Engine::new(ctx),
     };
@@ -326,6 +333,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             cli::check(&engine).await?;
             Ok(cli::credentials(&cfg).await?)
         }
+        Command::Policy { action } => Ok(cli::policy::run(&engine, action).await?),
     }
 }
 

@@ -34,7 +34,17 @@ pub struct Metrics {
     durations: Mutex<BTreeMap<&'static str, Histogram>>,
     /// (service, kind of error) → count.
     errors: Tally<LabelPair, u64>,
+    /// (policy, result) → runs ended so.
+    policy_runs: Tally<(String, &'static str), u64>,
+    /// policy → (last success, next run), seconds since the epoch.
+    policy_times: Mutex<BTreeMap<String, PolicyTimes>>,
 }
+
+/// A policy's gauges: its last success and its next run, in seconds since the epoch.
+type PolicyTimes = (Option<i64>, Option<i64>);
+
+/// One of a policy's gauges.
+type PickTime = fn(&PolicyTimes) -> Option<i64>;
 
 /// Numbers by key, behind a lock.
 #[derive(Debug)]
@@ -137,6 +147,56 @@ impl Metrics {
         self.errors.add(key, 1);
     }
 
+    /// A run of `policy` ended (`succeeded` or `failed`).
+    pub fn policy_run_ended(&self, policy: &str, result: &'static str) {
+        self.policy_runs.add((policy.to_string(), result), 1);
+    }
+
+    /// What the shared records say of `policy`: its last success and next run
+    /// (seconds since the epoch); `None` forgets a deleted policy.
+    pub fn policy_times(&self, policy: &str, times: Option<PolicyTimes>) {
+        let mut t = self.policy_times.lock().expect("metrics");
+        match times {
+            Some(times) => t.insert(policy.to_string(), times),
+            None => t.remove(policy),
+        };
+    }
+
+    /// Writes the policy counters and gauges.
+    fn write_policies(&self, out: &mut String) {
+        let name = "milvus_backup_policy_runs_total";
+        describe(
+            out,
+            name,
+            "counter",
+            "Policy runs this process ended, by result.",
+        );
+        for ((policy, result), n) in self.policy_runs.0.lock().expect("metrics").iter() {
+            let _ = writeln!(out, "{name}{{policy=\"{policy}\",result=\"{result}\"}} {n}");
+        }
+        let times = self.policy_times.lock().expect("metrics");
+        let gauges: [(&str, &str, PickTime); 2] = [
+            (
+                "milvus_backup_policy_last_success_timestamp_seconds",
+                "When the policy's last successful run ended (any server).",
+                |t| t.0,
+            ),
+            (
+                "milvus_backup_policy_next_run_timestamp_seconds",
+                "When the policy is next due.",
+                |t| t.1,
+            ),
+        ];
+        for (name, help, pick) in gauges {
+            describe(out, name, "gauge", help);
+            for (policy, t) in times.iter() {
+                if let Some(v) = pick(t) {
+                    let _ = writeln!(out, "{name}{{policy=\"{policy}\"}} {v}");
+                }
+            }
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -180,6 +240,7 @@ impl Metrics {
             ["service", "kind"],
             "Errors of Milvus and of the object stores.",
         );
+        self.write_policies(&mut out);
         out
     }
 

@@ -6,6 +6,7 @@ mod convert;
 mod go_model;
 mod grpc;
 mod limits;
+mod policy;
 pub mod proto;
 mod rest;
 mod serve;

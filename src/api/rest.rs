@@ -7,6 +7,8 @@
 //! 404, Request_Object_Not_Found), a known path with the wrong method HTTP 405
 //! (code 1, Not_Support, with an `Allow` header).
 
+mod policies;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -238,6 +240,7 @@ pub fn router(engine: Arc<Engine>, simple_response: bool, max_body: usize) -> Ro
         .route("/api/v1/get_restore", get(get_restore))
         .route("/api/v1/check", get(check))
         .route("/api/v1/verify", get(verify))
+        .merge(policies::routes())
         .route(
             "/metrics",
             get(|| async {

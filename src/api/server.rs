@@ -15,8 +15,10 @@ use tracing::info;
 
 use super::GrpcService;
 use super::limits::ServerLimits;
+use super::policy::GrpcPolicies;
 use super::proto::FILE_DESCRIPTOR_SET;
 use super::proto::backup_service_server::BackupServiceServer;
+use super::proto::policy_service_server::PolicyServiceServer;
 use super::serve::{PlainListener, Slots, serve};
 use super::tls_listener::TlsListener;
 use crate::config::Secret;
@@ -119,6 +121,9 @@ impl Server {
         health
             .set_serving::<BackupServiceServer<GrpcService>>()
             .await;
+        health
+            .set_serving::<PolicyServiceServer<GrpcPolicies>>()
+            .await;
         let reflection_v1 = reflection()
             .build_v1()?
             .max_decoding_message_size(max_message)
@@ -130,6 +135,9 @@ impl Server {
         let service = BackupServiceServer::new(GrpcService::new(self.engine.clone()))
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message);
+        let policies = PolicyServiceServer::new(GrpcPolicies::new(self.engine.clone()))
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message);
         let app = tonic::service::Routes::new(
             health_service
                 .max_decoding_message_size(max_message)
@@ -138,6 +146,7 @@ impl Server {
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
+        .add_service(policies)
         .into_axum_router()
         .merge(super::rest::router(
             self.engine.clone(),
@@ -161,6 +170,9 @@ impl Server {
             info!("shutting down: health is NOT_SERVING, no new jobs");
             health
                 .set_not_serving::<BackupServiceServer<GrpcService>>()
+                .await;
+            health
+                .set_not_serving::<PolicyServiceServer<GrpcPolicies>>()
                 .await;
             health
                 .set_service_status("", tonic_health::ServingStatus::NotServing)

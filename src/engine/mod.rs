@@ -4,12 +4,15 @@
 //! one runner per kind ([`crate::jobs::Runner`]) that share the job limit.
 
 mod backups;
+mod policies;
+mod scheduler;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::backup::BackupJob;
@@ -19,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobStore, Pool, RestoreSnapshot, Runner, SharedRecords};
 use crate::milvus::MilvusVersion;
 use crate::model::{BackupName, BackupRequest, RestoreRequest};
+use crate::policy::PolicyStore;
 use crate::restore::RestoreJob;
 
 pub use crate::jobs::VerifyProgress;
@@ -49,6 +53,12 @@ pub struct Engine {
     deletes: Arc<Runner<DeleteJob>>,
     /// Summaries of complete backups read from the catalog index, by entry key.
     summaries: Mutex<HashMap<String, BackupSnapshot>>,
+    /// The backup policies in the backup storage.
+    policies: PolicyStore,
+    /// What the scheduler knows of the slots.
+    slots: Mutex<scheduler::SlotBook>,
+    /// Fires at shutdown: the scheduler stops, its runs stop retrying.
+    stop: CancellationToken,
 }
 
 impl Engine {
@@ -94,6 +104,10 @@ impl Engine {
             &ctx.catalog.layout().root_prefix(),
         );
         let pool = Pool::new(max_jobs, records, Some(shared));
+        let policies = PolicyStore::new(
+            ctx.catalog.store().clone(),
+            &ctx.catalog.layout().root_prefix(),
+        );
         Arc::new(Self {
             ctx,
             backups: Runner::new(pool.clone()),
@@ -101,6 +115,9 @@ impl Engine {
             deletes: Runner::new(pool.clone()),
             pool,
             summaries: Mutex::default(),
+            policies,
+            slots: Mutex::default(),
+            stop: CancellationToken::new(),
         })
     }
 
@@ -109,6 +126,7 @@ impl Engine {
     /// up and their records say "interrupted"), and returns once every job
     /// and its record are done.
     pub async fn shut_down(&self, grace: Duration) {
+        self.stop.cancel();
         self.pool.shut_down(grace).await;
     }
 

@@ -86,7 +86,8 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn host_pid() -> String {
+/// `host:pid` of this process, as records name their owner.
+pub fn host_pid() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());

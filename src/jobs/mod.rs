@@ -12,7 +12,7 @@ pub mod shared;
 pub(crate) mod snapshot;
 mod store;
 
-pub use lease::{Lease, LeaseRecord, Leases};
+pub use lease::{Lease, LeaseRecord, Leases, host_pid};
 pub use registry::{Registry, Started};
 pub use runner::{INTERRUPTED, JobKind, Pool, Runner};
 pub use shared::SharedRecords;

@@ -4,9 +4,15 @@
 //! unchecked one, and nothing downstream checks them again.
 
 mod names;
+mod policy;
 mod requests;
+pub mod retention;
+pub mod schedule;
 
 pub use names::{BackupName, CollectionRef, DEFAULT_DB, MAX_NAME_LEN, RESERVED_BACKUP_NAMES};
+pub use policy::{
+    DEFAULT_NAME_TEMPLATE, Policy, PolicyInput, PolicyName, RetentionInput, Selection,
+};
 pub use requests::{
     BackupInput, BackupLookup, BackupRequest, Caller, MAX_NAMES_PER_REQUEST, RestoreInput,
     RestoreRequest, TraceId,

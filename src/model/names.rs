@@ -41,7 +41,7 @@ pub(super) fn validate_name(what: &str, name: &str) -> Result<()> {
 }
 
 /// Folders under the backup root that are not backups (leases and the like).
-pub const RESERVED_BACKUP_NAMES: [&str; 3] = ["_leases", "_catalog", "_jobs"];
+pub const RESERVED_BACKUP_NAMES: [&str; 4] = ["_leases", "_catalog", "_jobs", "_policies"];
 
 /// The name of a backup: its folder under the backup root. The reserved
 /// folder names are refused.

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 /// Most names one request may carry.
 pub const MAX_NAMES_PER_REQUEST: usize = 10_000;
 
-fn at_most(what: &str, n: usize) -> Result<()> {
+pub(super) fn at_most(what: &str, n: usize) -> Result<()> {
     if n > MAX_NAMES_PER_REQUEST {
         return Err(Error::invalid(format!(
             "{n} {what} given; at most {MAX_NAMES_PER_REQUEST} are accepted"

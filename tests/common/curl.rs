@@ -22,3 +22,14 @@ pub fn json(args: &[&str]) -> (u16, Value) {
     let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
     (code.parse().unwrap(), json)
 }
+
+/// The body of a GET of `url` (at most 60 s), as text.
+#[allow(dead_code)]
+pub fn text(url: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "60", url])
+        .output()
+        .expect("curl (apt curl) is needed");
+    assert!(out.status.success(), "curl {url} failed");
+    String::from_utf8(out.stdout).unwrap()
+}

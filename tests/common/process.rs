@@ -161,6 +161,8 @@ pub struct Proc {
     /// `None` once killed.
     child: Option<std::process::Child>,
     pub client: BackupServiceClient<Channel>,
+    /// Its gRPC and REST port.
+    pub port: u16,
     state: PathBuf,
     config: PathBuf,
     pub log: PathBuf,
@@ -178,16 +180,39 @@ impl Proc {
         Self::on(state, config, failpoint).await
     }
 
+    /// `start` with the backups under `root` (not `backup`) of the same bucket,
+    /// so that only servers on `root` see what it stores there.
+    pub async fn start_rooted(
+        cfg: &milvus_backup::config::Config,
+        tag: &str,
+        root: &str,
+        extra: &str,
+    ) -> Self {
+        let (state, config) = config_with(cfg, tag, extra);
+        let yaml = std::fs::read_to_string(&config).unwrap().replace(
+            "backupRootPath: backup\n",
+            &format!("backupRootPath: {root}\n"),
+        );
+        std::fs::write(&config, yaml).unwrap();
+        Self::on(state, config, None).await
+    }
+
+    /// Whether it is still running (not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     pub async fn on(state: PathBuf, config: PathBuf, failpoint: Option<&str>) -> Self {
         let log = state.with_extension(format!("log{}", uuid::Uuid::new_v4().simple()));
         let envs: Vec<(&str, &str)> = failpoint
             .map(|f| ("MILVUS_BACKUP_FAILPOINTS", f))
             .into_iter()
             .collect();
-        let (child, _, client) = start_server_with(&config, log_file(&log), &envs).await;
+        let (child, port, client) = start_server_with(&config, log_file(&log), &envs).await;
         Self {
             child: Some(child),
             client,
+            port,
             state,
             config,
             log,

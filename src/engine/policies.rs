@@ -1,0 +1,127 @@
+//! Backup policies as callers see them: stored, read with their status,
+//! run now, and their retention previewed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use super::Engine;
+use crate::error::{Error, Result};
+use crate::model::retention::{Decision, decide};
+use crate::model::{Policy, PolicyName};
+use crate::policy::{PolicyStatus, RunRecord, StoredPolicy, candidates, holdings, status};
+
+impl Engine {
+    /// Stores a new policy; its first slot is the first one after now.
+    pub async fn create_policy(&self, policy: Policy) -> Result<PolicyStatus> {
+        let stored = self.policies.create(&policy).await?;
+        tracing::info!(policy = %policy.name(), schedule = %policy.schedule().expression(), "policy created");
+        self.policy_status(&stored).await
+    }
+
+    /// Replaces a policy's settings; its runs and backups stay.
+    pub async fn update_policy(&self, policy: Policy) -> Result<PolicyStatus> {
+        let stored = self.policies.update(&policy).await?;
+        tracing::info!(policy = %policy.name(), "policy updated");
+        self.policy_status(&stored).await
+    }
+
+    /// Removes a policy and its run records; the backups it made stay.
+    pub async fn delete_policy(&self, name: &PolicyName) -> Result<()> {
+        self.policies.delete(name.as_str()).await?;
+        crate::metrics::global().policy_times(name.as_str(), None);
+        tracing::info!(policy = %name.as_str(), "policy deleted");
+        Ok(())
+    }
+
+    /// One policy with its status.
+    pub async fn get_policy(&self, name: &PolicyName) -> Result<PolicyStatus> {
+        self.policy_status(&self.stored_policy(name).await?).await
+    }
+
+    /// Every policy with its status, by name.
+    pub async fn list_policies(&self) -> Result<Vec<PolicyStatus>> {
+        let names = self.existing_backups().await?;
+        let mut out = Vec::new();
+        for p in self.policies.list().await? {
+            let runs = self.policies.runs(p.policy.name()).await?;
+            out.push(status(&p, &runs, &|n| names.contains(n), Utc::now()));
+        }
+        Ok(out)
+    }
+
+    /// Starts an extra run of policy `name` now; retention follows it. The
+    /// run's backup must not exist yet.
+    pub async fn run_policy_now(self: &Arc<Self>, name: &PolicyName) -> Result<RunRecord> {
+        let p = self.stored_policy(name).await?;
+        let slot = Utc::now();
+        let backup = p.policy.backup_name(slot)?;
+        if self.ctx.catalog.is_taken(backup.as_str()).await? {
+            return Err(Error::already_exists("backup", backup.as_str()));
+        }
+        let record = super::scheduler::first_record(slot.timestamp_millis(), backup.as_str(), true);
+        let engine = self.clone();
+        tokio::spawn(async move { engine.run_slot(p, record.slot_ms, true).await });
+        Ok(record)
+    }
+
+    /// Runs policy `name` now and waits for the end of the run (its
+    /// retention included): the run's last record.
+    pub async fn run_policy_and_wait(&self, name: &PolicyName) -> Result<RunRecord> {
+        let p = self.stored_policy(name).await?;
+        let slot = Utc::now();
+        let backup = p.policy.backup_name(slot)?;
+        if self.ctx.catalog.is_taken(backup.as_str()).await? {
+            return Err(Error::already_exists("backup", backup.as_str()));
+        }
+        let slot_ms = slot.timestamp_millis();
+        self.run_slot(p, slot_ms, true).await;
+        self.policies
+            .run(name.as_str(), slot_ms)
+            .await?
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "the run of policy {:?} left no record",
+                    name.as_str()
+                ))
+            })
+    }
+
+    /// What the retention rules of policy `name` would delete now, newest first.
+    pub async fn preview_retention(&self, name: &PolicyName) -> Result<Vec<Decision>> {
+        let p = self.stored_policy(name).await?;
+        self.retention_decisions(&p).await
+    }
+
+    /// The rules' decisions over the backups the policy holds now.
+    pub(super) async fn retention_decisions(&self, p: &StoredPolicy) -> Result<Vec<Decision>> {
+        let names = self.existing_backups().await?;
+        let runs = self.policies.runs(p.policy.name()).await?;
+        let held = holdings(&runs, &|n| names.contains(n));
+        Ok(decide(
+            p.policy.retention(),
+            &candidates(&held),
+            Utc::now(),
+            p.policy.schedule().time_zone(),
+        ))
+    }
+
+    pub(super) async fn stored_policy(&self, name: &PolicyName) -> Result<StoredPolicy> {
+        self.policies
+            .get(name.as_str())
+            .await?
+            .ok_or_else(|| Error::not_found("policy", name.as_str()))
+    }
+
+    async fn policy_status(&self, p: &StoredPolicy) -> Result<PolicyStatus> {
+        let names = self.existing_backups().await?;
+        let runs = self.policies.runs(p.policy.name()).await?;
+        Ok(status(p, &runs, &|n| names.contains(n), Utc::now()))
+    }
+
+    /// The folders under the backup root (a policy's backup is gone when its folder is).
+    pub(super) async fn existing_backups(&self) -> Result<HashSet<String>> {
+        Ok(self.ctx.catalog.names().await?.into_iter().collect())
+    }
+}

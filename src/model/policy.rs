@@ -1,0 +1,320 @@
+//! Backup policies as callers give them ([`PolicyInput`], also their stored
+//! form) and as the core accepts them ([`Policy`], built only by parsing).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::names::validate_name;
+use super::requests::{BackupInput, BackupRequest, Caller, at_most};
+use super::retention::{Retention, format_max_age, parse_max_age};
+use super::schedule::{Schedule, check_template, render_name};
+use super::{BackupName, CollectionRef};
+use crate::error::{Error, Result};
+
+/// How many upcoming slots a name template must tell apart.
+const SLOTS_CHECKED: usize = 64;
+
+/// The name template used when a policy gives none.
+pub const DEFAULT_NAME_TEMPLATE: &str = "{policy}_{yyyyMMdd_HHmmss}";
+
+/// The raw fields of a policy, as a wire carries them and as it is stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyInput {
+    pub name: String,
+    pub schedule: String,
+    pub time_zone: String,
+    pub collection_names: Vec<String>,
+    pub database_names: Vec<String>,
+    pub all_collections: bool,
+    pub incremental: bool,
+    pub name_template: String,
+    pub retention: RetentionInput,
+    /// `None`: enabled.
+    pub enabled: Option<bool>,
+}
+
+/// The raw retention rules; counts are signed so a negative one can be named.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionInput {
+    pub keep_last: i64,
+    pub keep_hourly: i64,
+    pub keep_daily: i64,
+    pub keep_weekly: i64,
+    pub keep_monthly: i64,
+    pub max_age: String,
+}
+
+/// What a policy backs up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Every collection of every database.
+    Everything,
+    /// These collections and whole databases.
+    Named {
+        collections: Vec<CollectionRef>,
+        databases: Vec<String>,
+    },
+}
+
+/// A valid policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    name: String,
+    schedule: Schedule,
+    selection: Selection,
+    retention: Retention,
+    template: String,
+    /// The input with defaults filled in: what is stored and shown.
+    input: PolicyInput,
+}
+
+fn count(field: &str, n: i64) -> Result<u32> {
+    u32::try_from(n).map_err(|_| {
+        Error::invalid(format!(
+            "retention.{field} {n}: must be between 0 and {}",
+            u32::MAX
+        ))
+    })
+}
+
+impl Policy {
+    /// Checks every field of `input`; the error names the field and its value.
+    pub fn parse(mut input: PolicyInput) -> Result<Self> {
+        validate_name("policy name", &input.name)?;
+        let schedule = Schedule::parse(&input.schedule, &input.time_zone)?;
+        at_most("collection names", input.collection_names.len())?;
+        at_most("database names", input.database_names.len())?;
+        for db in &input.database_names {
+            validate_name("database name", db)?;
+        }
+        let collections = input
+            .collection_names
+            .iter()
+            .map(|c| CollectionRef::parse(c))
+            .collect::<Result<Vec<_>>>()?;
+        let selection = match (
+            input.all_collections,
+            collections.is_empty() && input.database_names.is_empty(),
+        ) {
+            (true, true) => Selection::Everything,
+            (true, false) => {
+                return Err(Error::invalid(
+                    "selection: all_collections cannot be combined with collection_names or database_names",
+                ));
+            }
+            (false, true) => {
+                return Err(Error::invalid(
+                    "selection is empty: give collection_names, database_names or all_collections",
+                ));
+            }
+            (false, false) => Selection::Named {
+                collections,
+                databases: input.database_names.clone(),
+            },
+        };
+        let r = &input.retention;
+        let max_age = parse_max_age(&r.max_age)?;
+        let retention = Retention::new(
+            count("keep_last", r.keep_last)?,
+            count("keep_hourly", r.keep_hourly)?,
+            count("keep_daily", r.keep_daily)?,
+            count("keep_weekly", r.keep_weekly)?,
+            count("keep_monthly", r.keep_monthly)?,
+            max_age,
+        );
+        input.retention.max_age = max_age.map(format_max_age).unwrap_or_default();
+        if input.name_template.is_empty() {
+            input.name_template = DEFAULT_NAME_TEMPLATE.to_string();
+        }
+        let template = input.name_template.replace("{policy}", &input.name);
+        check_template(&template)?;
+        let policy = Self {
+            name: input.name.clone(),
+            schedule,
+            selection,
+            retention,
+            template,
+            input,
+        };
+        policy.check_names()?;
+        Ok(policy)
+    }
+
+    /// Refuses a template that gives an invalid backup name, or the same
+    /// name to two of the next [`SLOTS_CHECKED`] slots.
+    fn check_names(&self) -> Result<()> {
+        let shown = &self.input.name_template;
+        let mut seen = std::collections::HashMap::new();
+        let mut slot = Utc::now();
+        for _ in 0..SLOTS_CHECKED {
+            let Some(next) = self.schedule.next_after(slot) else {
+                break;
+            };
+            slot = next;
+            let name = self.render(slot).map_err(|e| {
+                Error::invalid(format!(
+                    "name_template {shown:?} gives no valid backup name: {e}"
+                ))
+            })?;
+            if let Some(earlier) = seen.insert(name.as_str().to_string(), slot) {
+                return Err(Error::invalid(format!(
+                    "name_template {shown:?} gives the same name {:?} to the slots at {earlier} \
+                     and {slot}; add finer date fields (such as ss)",
+                    name.as_str()
+                )));
+            }
+        }
+        if seen.is_empty() {
+            return Err(Error::invalid(format!(
+                "schedule {:?} has no future slot",
+                self.schedule.expression()
+            )));
+        }
+        Ok(())
+    }
+
+    fn render(&self, slot: DateTime<Utc>) -> Result<BackupName> {
+        BackupName::parse(&render_name(
+            &self.template,
+            slot,
+            self.schedule.time_zone(),
+        )?)
+    }
+
+    /// The policy's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// When it runs.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// What it backs up.
+    pub fn selection(&self) -> &Selection {
+        &self.selection
+    }
+
+    /// Which of its backups it keeps.
+    pub fn retention(&self) -> &Retention {
+        &self.retention
+    }
+
+    /// Whether its schedule runs.
+    pub fn enabled(&self) -> bool {
+        self.input.enabled.unwrap_or(true)
+    }
+
+    /// The input with its defaults filled in, as stored and shown.
+    pub fn input(&self) -> &PolicyInput {
+        &self.input
+    }
+
+    /// The name of the backup made for `slot`.
+    pub fn backup_name(&self, slot: DateTime<Utc>) -> Result<BackupName> {
+        self.render(slot)
+    }
+
+    /// The backup request of the run for `slot`, named `name`.
+    pub fn backup_request(&self, name: &BackupName, caller: Caller) -> Result<BackupRequest> {
+        let (collections, databases) = match &self.selection {
+            Selection::Everything => (Vec::new(), Vec::new()),
+            Selection::Named {
+                collections,
+                databases,
+            } => (
+                collections
+                    .iter()
+                    .map(|c| format!("{}.{}", c.db(), c.name()))
+                    .collect(),
+                databases.clone(),
+            ),
+        };
+        BackupRequest::parse(BackupInput {
+            name: name.as_str().to_string(),
+            collections,
+            databases,
+            meta_only: false,
+            incremental: Some(self.input.incremental),
+            caller,
+        })
+    }
+}
+
+/// The name of a stored policy, checked like a backup name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PolicyName(String);
+
+impl PolicyName {
+    /// The one check of a policy name given alone.
+    pub fn parse(name: &str) -> Result<Self> {
+        validate_name("policy name", name)?;
+        Ok(Self(name.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(f: impl FnOnce(&mut PolicyInput)) -> Result<Policy> {
+        let mut i = PolicyInput {
+            name: "nightly".into(),
+            schedule: "0 3 * * *".into(),
+            all_collections: true,
+            ..Default::default()
+        };
+        f(&mut i);
+        Policy::parse(i)
+    }
+
+    fn refused(f: impl FnOnce(&mut PolicyInput), needle: &str) {
+        match input(f) {
+            Err(Error::InvalidArgument(m)) => assert!(m.contains(needle), "{m:?} lacks {needle:?}"),
+            other => panic!("expected INVALID_ARGUMENT naming {needle:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_policy_fills_its_defaults() {
+        let p = input(|i| i.retention.max_age = "36h".into()).unwrap();
+        assert!(p.enabled());
+        assert_eq!(p.input().name_template, DEFAULT_NAME_TEMPLATE);
+        assert_eq!(p.input().retention.max_age, "1d12h");
+        let slot = "2026-12-02T03:00:00Z".parse().unwrap();
+        assert_eq!(
+            p.backup_name(slot).unwrap().as_str(),
+            "nightly_20261202_030000"
+        );
+        assert_eq!(p.selection(), &Selection::Everything);
+    }
+
+    #[test]
+    fn bad_fields_are_refused_by_name() {
+        refused(|i| i.schedule = "61 * * * *".into(), "61 * * * *");
+        refused(|i| i.time_zone = "Mars/Base".into(), "Mars/Base");
+        refused(|i| i.all_collections = false, "selection is empty");
+        refused(|i| i.retention.keep_daily = -1, "retention.keep_daily -1");
+        refused(|i| i.retention.max_age = "7 days".into(), "max_age");
+        refused(|i| i.name = "bad-name".into(), "policy name");
+        refused(
+            |i| i.collection_names = vec!["a".into()],
+            "all_collections cannot be combined",
+        );
+        refused(
+            |i| {
+                i.schedule = "0 * * * *".into();
+                i.name_template = "daily_{yyyyMMdd}".into();
+            },
+            "the same name",
+        );
+        refused(|i| i.name_template = "x_{HHQ}".into(), "x_{HHQ}");
+    }
+}

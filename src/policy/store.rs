@@ -1,0 +1,273 @@
+//! Policies and their runs, kept in the backup storage so that every server
+//! on it (and a restarted one) sees them:
+//! - `{root}/_policies/{name}/policy.json`: the definition, created with
+//!   `If-None-Match: *` and replaced with `If-Match`;
+//! - `{root}/_policies/{name}/runs/{slot}.json`: one record per run (the
+//!   slot in milliseconds since the epoch, zero-padded so keys sort by time),
+//!   created when the run starts and rewritten by its owner, which holds the
+//!   slot's lease (`_leases/policy/{name}/{slot}`).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use crate::error::{Error, Result};
+use crate::model::{Policy, PolicyInput};
+use crate::storage::{CondPut, ObjectStore, join_key};
+
+/// The folder of policies under the backup root (a reserved backup name).
+pub const POLICIES_DIR: &str = "_policies";
+
+/// A policy as stored: its input and when it was created.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stored {
+    #[serde(rename = "policy")]
+    input: PolicyInput,
+    created_ms: i64,
+    updated_ms: i64,
+}
+
+/// A stored policy, parsed.
+#[derive(Debug, Clone)]
+pub struct StoredPolicy {
+    pub policy: Policy,
+    /// Slots before this are never due.
+    pub created: DateTime<Utc>,
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// One run of a policy: one slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub slot_ms: i64,
+    pub backup: String,
+    pub state: RunState,
+    pub attempts: u32,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// `host:pid` of the server running it.
+    pub owner: String,
+    pub started_ms: i64,
+    #[serde(default)]
+    pub ended_ms: Option<i64>,
+    /// Started by RunPolicyNow.
+    #[serde(default)]
+    pub manual: bool,
+    /// Its backup was deleted by retention.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+impl RunRecord {
+    /// The slot as a time.
+    pub fn slot(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.slot_ms).unwrap_or_default()
+    }
+}
+
+/// The policies of one backup storage.
+#[derive(Debug, Clone)]
+pub struct PolicyStore {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+impl PolicyStore {
+    /// Policies in `store` under `root` (the backup root).
+    pub fn new(store: Arc<dyn ObjectStore>, root: &str) -> Self {
+        Self {
+            store,
+            prefix: join_key([root, POLICIES_DIR]),
+        }
+    }
+
+    fn folder(&self, name: &str) -> String {
+        format!("{}/", join_key([&self.prefix, name]))
+    }
+
+    fn def_key(&self, name: &str) -> String {
+        join_key([&self.prefix, name, "policy.json"])
+    }
+
+    fn run_key(&self, name: &str, slot_ms: i64) -> String {
+        join_key([&self.prefix, name, "runs", &format!("{slot_ms:020}.json")])
+    }
+
+    /// Stores a new policy; ALREADY_EXISTS when the name is taken.
+    pub async fn create(&self, policy: &Policy) -> Result<StoredPolicy> {
+        self.store.ensure_bucket(true).await?;
+        let now = now_ms();
+        let stored = Stored {
+            input: policy.input().clone(),
+            created_ms: now,
+            updated_ms: now,
+        };
+        let body = Bytes::from(serde_json::to_vec_pretty(&stored)?);
+        match self
+            .store
+            .put_if_absent(&self.def_key(policy.name()), body)
+            .await?
+        {
+            CondPut::Written(_) => Ok(parsed(stored)?),
+            CondPut::Conflict => Err(Error::already_exists("policy", policy.name())),
+        }
+    }
+
+    /// Replaces policy `policy.name()`, keeping its creation time.
+    pub async fn update(&self, policy: &Policy) -> Result<StoredPolicy> {
+        let key = self.def_key(policy.name());
+        let Some((body, etag)) = self.store.read_versioned(&key).await? else {
+            return Err(Error::not_found("policy", policy.name()));
+        };
+        let old: Stored = serde_json::from_slice(&body)?;
+        let stored = Stored {
+            input: policy.input().clone(),
+            created_ms: old.created_ms,
+            updated_ms: now_ms(),
+        };
+        let body = Bytes::from(serde_json::to_vec_pretty(&stored)?);
+        match self.store.put_if_match(&key, body, &etag).await? {
+            CondPut::Written(_) => Ok(parsed(stored)?),
+            CondPut::Conflict => Err(Error::Aborted(format!(
+                "policy {:?} was changed by another call at the same time; retry",
+                policy.name()
+            ))),
+        }
+    }
+
+    /// Removes policy `name` and its run records (its backups stay).
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        if self.store.head(&self.def_key(name)).await?.is_none() {
+            return Err(Error::not_found("policy", name));
+        }
+        self.store.delete(&[self.def_key(name)]).await?;
+        self.store.delete_under(&self.folder(name)).await?;
+        Ok(())
+    }
+
+    /// Policy `name`, if stored.
+    pub async fn get(&self, name: &str) -> Result<Option<StoredPolicy>> {
+        match self.store.read(&self.def_key(name)).await {
+            Ok(body) => Ok(Some(parsed(serde_json::from_slice(&body)?)?)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every stored policy, by name. One that no longer parses (edited by
+    /// hand) is left out with a warning naming it.
+    pub async fn list(&self) -> Result<Vec<StoredPolicy>> {
+        let mut out = Vec::new();
+        for dir in self.store.list_dirs(&format!("{}/", self.prefix)).await? {
+            // `{prefix}/{name}/`
+            let name = dir
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default();
+            match self.get(name).await {
+                Ok(Some(p)) => out.push(p),
+                Ok(None) => {}
+                Err(e) => warn!(policy = %name, error = %e, "unreadable policy left out"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The run records of policy `name`, oldest first.
+    pub async fn runs(&self, name: &str) -> Result<Vec<RunRecord>> {
+        let prefix = format!("{}runs/", self.folder(name));
+        let mut keys: Vec<String> = self
+            .store
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        keys.sort();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            match self.store.read(&key).await {
+                Ok(body) => out.push(serde_json::from_slice(&body)?),
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The record of the run of `name` for `slot_ms`, if it started.
+    pub async fn run(&self, name: &str, slot_ms: i64) -> Result<Option<RunRecord>> {
+        match self.store.read(&self.run_key(name, slot_ms)).await {
+            Ok(body) => Ok(Some(serde_json::from_slice(&body)?)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes the first record of a run; `false` when it already has one.
+    pub async fn start_run(&self, name: &str, record: &RunRecord) -> Result<bool> {
+        let body = Bytes::from(serde_json::to_vec_pretty(record)?);
+        let put = self
+            .store
+            .put_if_absent(&self.run_key(name, record.slot_ms), body)
+            .await?;
+        Ok(matches!(put, CondPut::Written(_)))
+    }
+
+    /// Rewrites a run's record (its owner holds the slot's lease).
+    pub async fn save_run(&self, name: &str, record: &RunRecord) -> Result<()> {
+        let body = Bytes::from(serde_json::to_vec_pretty(record)?);
+        self.store
+            .write(&self.run_key(name, record.slot_ms), body)
+            .await
+    }
+
+    /// Removes the records of ended runs beyond the newest `keep`, except
+    /// those whose backup still exists (they say which backups are the
+    /// policy's).
+    pub async fn prune_runs(
+        &self,
+        name: &str,
+        runs: &[RunRecord],
+        keep: usize,
+        exists: impl Fn(&str) -> bool,
+    ) -> Result<()> {
+        let ended = runs.iter().rev().filter(|r| r.state != RunState::Running);
+        let old: Vec<String> = ended
+            .skip(keep)
+            .filter(|r| r.state == RunState::Failed || !exists(&r.backup))
+            .map(|r| self.run_key(name, r.slot_ms))
+            .collect();
+        if !old.is_empty() {
+            self.store.delete(&old).await?;
+        }
+        Ok(())
+    }
+}
+
+fn parsed(stored: Stored) -> Result<StoredPolicy> {
+    let name = stored.input.name.clone();
+    let policy = Policy::parse(stored.input).map_err(|e| {
+        Error::FailedPrecondition(format!("stored policy {name:?} is no longer valid: {e}"))
+    })?;
+    Ok(StoredPolicy {
+        policy,
+        created: DateTime::from_timestamp_millis(stored.created_ms).unwrap_or_default(),
+    })
+}

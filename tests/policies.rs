@@ -1,0 +1,381 @@
+//! Backup policies on the real Milvus 2.3.5 and S3, run by server processes
+//! that share one backup root of their own (so no other test's server sees
+//! these policies): each slot once across replicas, retention, a replica
+//! killed mid-run, a catch-up after all replicas were down, and bad input.
+
+mod common;
+#[path = "common/figures.rs"]
+mod figures;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chrono::Utc;
+use common::curl;
+use common::flows;
+use common::hello;
+use common::process::{Proc, wait_for_log};
+use milvus_backup::api::proto as pb;
+use milvus_backup::api::proto::policy_service_client::PolicyServiceClient;
+use milvus_backup::config::Config;
+use milvus_backup::policy::{PolicyStore, RunRecord, RunState};
+use milvus_backup::storage;
+use tonic::transport::Channel;
+
+const FIELDS: &[&str] = &["pk", "random", "var", "embeddings"];
+
+/// A change that makes a policy invalid.
+type Edit = fn(&mut pb::Policy);
+
+async fn policy_client(p: &Proc) -> PolicyServiceClient<Channel> {
+    PolicyServiceClient::connect(format!("http://127.0.0.1:{}", p.port))
+        .await
+        .unwrap()
+}
+
+/// The policies and runs of the servers on backup root `root`.
+fn store_of(cfg: &Config, root: &str) -> PolicyStore {
+    let mut c = cfg.clone();
+    c.minio.backup_bucket_name = c.minio.bucket_name.clone();
+    c.minio.backup_root_path = root.to_string();
+    let bucket = c.minio.backup_bucket().unwrap();
+    PolicyStore::new(storage::open(&bucket).unwrap(), root)
+}
+
+fn policy(name: &str, schedule: &str, coll: &str, keep_last: i32) -> pb::Policy {
+    pb::Policy {
+        name: name.into(),
+        schedule: schedule.into(),
+        collection_names: vec![coll.into()],
+        name_template: "{policy}_{yyyyMMdd_HHmmss}".into(),
+        retention: Some(pb::Retention {
+            keep_last,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn set_enabled(c: &mut PolicyServiceClient<Channel>, mut p: pb::Policy, on: bool) {
+    p.enabled = Some(on);
+    c.update_policy(pb::UpdatePolicyRequest { policy: Some(p) })
+        .await
+        .expect("UpdatePolicy");
+}
+
+/// Waits until no run of `name` is RUNNING; returns every run, oldest first.
+async fn settled_runs(store: &PolicyStore, name: &str, timeout: Duration) -> Vec<RunRecord> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let runs = store.runs(name).await.unwrap();
+        if runs.iter().all(|r| r.state != RunState::Running) {
+            return runs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "runs of {name} still running after {timeout:?}: {runs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn count_in(path: &std::path::Path, needle: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .matches(needle)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn policies_run_each_slot_once_across_replicas_and_keep_what_retention_says() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let coll = common::unique("policy_src");
+    hello::create(&m, &coll, 600, 2, 47).await;
+    let rows = hello::rows(&m, "default", &coll, "pk >= 0", FIELDS).await;
+    let root = common::unique("policies_root");
+    let store = store_of(&cfg, &root);
+
+    let a = Proc::start_rooted(&cfg, "policy-a", &root, "").await;
+    let mut b = Proc::start_rooted(&cfg, "policy-b", &root, "").await;
+    let (mut pa, mut pb_) = (policy_client(&a).await, policy_client(&b).await);
+
+    // Bad input: INVALID_ARGUMENT naming the field, and nothing stored.
+    let bad = |f: fn(&mut pb::Policy)| {
+        let mut p = policy("bad_policy", "*/5 * * * * *", &coll, 3);
+        f(&mut p);
+        p
+    };
+    let cases: [(Edit, &str); 5] = [
+        (|p| p.schedule = "61 * * * *".into(), "61 * * * *"),
+        (|p| p.time_zone = "Mars/Olympus".into(), "Mars/Olympus"),
+        (|p| p.collection_names.clear(), "selection is empty"),
+        (
+            |p| p.retention.as_mut().unwrap().keep_daily = -2,
+            "retention.keep_daily -2",
+        ),
+        (|p| p.schedule = "* * *".into(), "* * *"),
+    ];
+    for (f, needle) in cases {
+        let err = pa
+            .create_policy(pb::CreatePolicyRequest {
+                policy: Some(bad(f)),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(
+            err.message().contains(needle),
+            "{needle:?} named in {err:?}"
+        );
+    }
+    assert!(store.list().await.unwrap().is_empty(), "nothing was stored");
+    let (code, body) = curl::json(&[
+        "-X",
+        "POST",
+        &format!("http://127.0.0.1:{}/api/v1/policies", a.port),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"name":"bad_policy","schedule":"0 3 * * *","all_collections":true,"retention":{"keep_lst":3}}"#,
+    ]);
+    assert_eq!(code, 400, "an unknown field is refused: {body}");
+    assert!(body["msg"].as_str().unwrap().contains("keep_lst"), "{body}");
+
+    // Two replicas, one policy every 5 s, keep_last 3, created over REST.
+    let name = common::unique("every5s");
+    let every5 = policy(&name, "*/5 * * * * *", &coll, 3);
+    let rest_body = serde_json::json!({
+        "name": name, "schedule": "*/5 * * * * *", "collection_names": [coll],
+        "name_template": "{policy}_{yyyyMMdd_HHmmss}", "retention": {"keep_last": 3}
+    });
+    let (code, body) = curl::json(&[
+        "-X",
+        "POST",
+        &format!("http://127.0.0.1:{}/api/v1/policies", b.port),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &rest_body.to_string(),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body["data"]["next_run"].is_string(), "{body}");
+    let dup = pa
+        .create_policy(pb::CreatePolicyRequest {
+            policy: Some(every5.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(dup.code(), tonic::Code::AlreadyExists, "{dup:?}");
+
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    set_enabled(&mut pa, every5.clone(), false).await;
+    let runs = settled_runs(&store, &name, Duration::from_secs(120)).await;
+    let slots: Vec<i64> = runs.iter().map(|r| r.slot_ms).collect();
+    let names: BTreeSet<&str> = runs.iter().map(|r| r.backup.as_str()).collect();
+    assert_eq!(
+        names.len(),
+        runs.len(),
+        "one backup name per slot: {runs:?}"
+    );
+    assert!(runs.len() >= 10, "about 12 slots in 60 s: {slots:?}");
+    assert!(
+        runs.iter().all(|r| r.state == RunState::Succeeded),
+        "{runs:?}"
+    );
+    let gaps = slots.windows(2).filter(|w| w[1] - w[0] != 5000).count();
+    assert!(
+        gaps <= 1,
+        "consecutive 5 s slots, at most one missed: {slots:?}"
+    );
+    // Each slot succeeded exactly once across both replicas' logs.
+    let succeeded =
+        count_in(&a.log, "policy run succeeded") + count_in(&b.log, "policy run succeeded");
+    assert_eq!(
+        succeeded,
+        runs.len(),
+        "one success per slot across replicas"
+    );
+    let ran_on: BTreeSet<&str> = runs.iter().map(|r| r.owner.as_str()).collect();
+
+    // Retention kept the 3 newest; each restores equal and verifies.
+    let status = pb_
+        .get_policy(pb::GetPolicyRequest { name: name.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    let newest: Vec<String> = runs
+        .iter()
+        .rev()
+        .take(3)
+        .map(|r| r.backup.clone())
+        .collect();
+    assert_eq!(status.backups, newest, "{status:?}");
+    let listed: Vec<String> = flows::listed(&mut a.client.clone())
+        .await
+        .into_iter()
+        .map(|b| b.name)
+        .filter(|n| n.starts_with(&name))
+        .collect();
+    assert_eq!(listed.len(), 3, "only the kept backups exist: {listed:?}");
+    let last = status.last_success.expect("a last success");
+    assert_eq!(last.backup_name, newest[0]);
+    assert!(status.next_run.is_none(), "disabled: no next run");
+    for (i, backup) in newest.iter().enumerate() {
+        flows::assert_verifies(&mut a.client.clone(), backup, "kept backup").await;
+        let suffix = format!("_p{i}");
+        flows::restore(
+            &mut b.client.clone(),
+            flows::restore_loaded_request(backup, &suffix),
+        )
+        .await;
+        let restored =
+            hello::rows(&m, "default", &format!("{coll}{suffix}"), "pk >= 0", FIELDS).await;
+        hello::assert_rows_equal(&rows, &restored);
+    }
+    let preview = pa
+        .preview_retention(pb::PreviewRetentionRequest { name: name.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .decisions;
+    assert_eq!(preview.len(), 3);
+    assert!(
+        preview
+            .iter()
+            .all(|d| d.keep && d.reason.contains("keep_last")),
+        "{preview:?}"
+    );
+    let metrics = curl::text(&format!("http://127.0.0.1:{}/metrics", a.port));
+    assert!(
+        metrics.contains(&format!(
+            "milvus_backup_policy_last_success_timestamp_seconds{{policy=\"{name}\"}}"
+        )),
+        "{metrics}"
+    );
+
+    // A replica killed while it runs a slot: the other one finishes the slot,
+    // with exactly one backup for it.
+    let slow_name = common::unique("killed");
+    let slow = policy(&slow_name, "*/30 * * * * *", &coll, 0);
+    b.kill();
+    a.finish();
+    let mut a_slow =
+        Proc::start_rooted(&cfg, "policy-slow", &root, "  rateLimitMiBps: 0.005\n").await;
+    let mut pa = policy_client(&a_slow).await;
+    pa.create_policy(pb::CreatePolicyRequest {
+        policy: Some(slow.clone()),
+    })
+    .await
+    .unwrap();
+    wait_for_log(&a_slow.log, "backup started", Duration::from_secs(60)).await;
+    let b2 = b.kill_and_restart().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    a_slow.kill();
+    let mut pb2 = policy_client(&b2).await;
+    set_enabled(&mut pb2, slow.clone(), false).await;
+    wait_for_log(&b2.log, "taking over a policy run", Duration::from_secs(60)).await;
+    let runs = settled_runs(&store, &slow_name, Duration::from_secs(180)).await;
+    assert_eq!(runs.len(), 1, "one slot ran: {runs:?}");
+    let taken = &runs[0];
+    assert_eq!(taken.state, RunState::Succeeded, "{taken:?}");
+    assert!(
+        taken.attempts >= 2,
+        "the other replica made a new attempt: {taken:?}"
+    );
+    flows::assert_verifies(&mut b2.client.clone(), &taken.backup, "taken-over run").await;
+    let of_slot: Vec<String> = flows::listed(&mut b2.client.clone())
+        .await
+        .into_iter()
+        .map(|b| b.name)
+        .filter(|n| n.starts_with(&slow_name))
+        .collect();
+    assert_eq!(
+        of_slot,
+        vec![taken.backup.clone()],
+        "exactly one backup for the slot"
+    );
+
+    // Every replica down for 3 slots: one catch-up run when one comes back.
+    let down_name = common::unique("catchup");
+    let down = policy(&down_name, "*/5 * * * * *", &coll, 0);
+    let mut pb2 = policy_client(&b2).await;
+    pb2.create_policy(pb::CreatePolicyRequest {
+        policy: Some(down.clone()),
+    })
+    .await
+    .unwrap();
+    wait_for_log(
+        &b2.log,
+        &format!("policy run succeeded policy={down_name}"),
+        Duration::from_secs(30),
+    )
+    .await;
+    let before = settled_runs(&store, &down_name, Duration::from_secs(30)).await;
+    let mut b2 = b2;
+    b2.kill();
+    a_slow.finish();
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    let b3 = b2.kill_and_restart().await;
+    let back_ms = Utc::now().timestamp_millis();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut pb3 = policy_client(&b3).await;
+    set_enabled(&mut pb3, down.clone(), false).await;
+    let after = settled_runs(&store, &down_name, Duration::from_secs(60)).await;
+    let last_before = before.iter().map(|r| r.slot_ms).max().unwrap();
+    let back = after
+        .iter()
+        .filter(|r| r.slot_ms > last_before)
+        .min_by_key(|r| r.slot_ms)
+        .expect("a run after the replicas came back");
+    // The slots after the last run before, up to the first run after: all
+    // were due while every replica was down, and only the newest ran.
+    let missed = (back.slot_ms - last_before) / 5000;
+    assert!(
+        missed >= 3,
+        "3 slots passed while down and one run covered them (last before {last_before}, \
+         first after {}): {after:?}",
+        back.slot_ms
+    );
+    assert!(
+        back.started_ms <= back_ms + 3000,
+        "the catch-up ran as the server came back, not at the next slot: {back:?}"
+    );
+    assert_eq!(back.state, RunState::Succeeded, "{back:?}");
+
+    // The CLI sees the same policies; deleting a policy keeps its backups.
+    for p in [&name, &slow_name, &down_name] {
+        pb3.delete_policy(pb::DeletePolicyRequest {
+            name: p.to_string(),
+        })
+        .await
+        .unwrap();
+    }
+    assert!(store.list().await.unwrap().is_empty());
+    let gone = pb3
+        .get_policy(pb::GetPolicyRequest { name: name.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+    assert!(
+        flows::listed(&mut b3.client.clone())
+            .await
+            .iter()
+            .any(|b| b.name == newest[0])
+    );
+
+    figures::publish(
+        "policies_run_each_slot_once_across_replicas_and_keep_what_retention_says",
+        &[format!(
+            "policies: 2 replicas ran {} slots of an every-5-s policy once each (on {} servers), \
+             kept 3; a killed owner's slot finished by the other replica in {} attempts; \
+             1 catch-up run for {missed} slots missed while every replica was down",
+            slots.len(),
+            ran_on.len(),
+            taken.attempts
+        )],
+    );
+    b3.finish();
+}
