@@ -186,6 +186,7 @@ async fn main() {
     let flags = match cli.command {
         Command::Create { .. } => cli::CREATE_FLAGS,
         Command::Restore { .. } => cli::RESTORE_FLAGS,
+        Command::Policy { .. } => cli::policy::FLAGS,
         _ => &[],
     };
     match run(cli).await {

@@ -345,8 +345,82 @@ async fn policies_run_each_slot_once_across_replicas_and_keep_what_retention_say
     );
     assert_eq!(back.state, RunState::Succeeded, "{back:?}");
 
-    // The CLI sees the same policies; deleting a policy keeps its backups.
-    for p in [&name, &slow_name, &down_name] {
+    // The CLI: errors name the flags; `run` makes a backup and applies
+    // retention (keep_last 1), as `preview` then shows.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
+            .arg("--config")
+            .arg(b3.config())
+            .args(["policy"])
+            .args(args)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, _, err) = cli(&[
+        "create",
+        "-n",
+        "cli_bad",
+        "--schedule",
+        "61 * * * *",
+        "--all",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--schedule \"61 * * * *\""), "{err}");
+    let (code, _, err) = cli(&[
+        "create",
+        "-n",
+        "cli_bad",
+        "--schedule",
+        "0 3 * * *",
+        "--all",
+        "--keep_daily",
+        "-1",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--keep_daily -1"), "{err}");
+    let cli_name = common::unique("yearly");
+    let (code, out, err) = cli(&[
+        "create",
+        "-n",
+        &cli_name,
+        "--schedule",
+        "0 0 1 1 *",
+        "-c",
+        &coll,
+        "--keep_last",
+        "1",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let mut made = Vec::new();
+    for _ in 0..2 {
+        let (code, out, err) = cli(&["run", "-n", &cli_name]);
+        assert_eq!(code, Some(0), "{out}{err}");
+        let run: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(run["state"], "succeeded", "{out}");
+        made.push(run["backup"].as_str().unwrap().to_string());
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let (code, out, err) = cli(&["preview", "-n", &cli_name]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out.lines().count(),
+        1,
+        "retention kept only the newest: {out}"
+    );
+    assert!(out.starts_with("keep") && out.contains(&made[1]), "{out}");
+    let (_, out, _) = cli(&["list"]);
+    assert!(out.contains(&cli_name), "{out}");
+    assert!(
+        !flows::listed(&mut b3.client.clone())
+            .await
+            .iter()
+            .any(|b| b.name == made[0])
+    );
+
+    // Deleting a policy keeps its backups.
+    for p in [&name, &slow_name, &down_name, &cli_name] {
         pb3.delete_policy(pb::DeletePolicyRequest {
             name: p.to_string(),
         })

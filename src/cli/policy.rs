@@ -10,6 +10,22 @@ use crate::error::{Error, Result};
 use crate::model::{Policy, PolicyInput, PolicyName, RetentionInput};
 use crate::policy::RunState;
 
+/// The policy fields and the flags that set them (errors name the flags).
+pub const FLAGS: &[(&str, &str)] = &[
+    ("schedule", "--schedule"),
+    ("time_zone", "--time_zone"),
+    ("collection_names", "--collections"),
+    ("database_names", "--databases"),
+    ("all_collections", "--all"),
+    ("name_template", "--name_template"),
+    ("retention.keep_last", "--keep_last"),
+    ("retention.keep_hourly", "--keep_hourly"),
+    ("retention.keep_daily", "--keep_daily"),
+    ("retention.keep_weekly", "--keep_weekly"),
+    ("retention.keep_monthly", "--keep_monthly"),
+    ("max_age", "--max_age"),
+];
+
 /// What `policy` does.
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {

@@ -258,7 +258,9 @@ impl Engine {
                 store.save_run(name, &record).await?;
                 return Ok(());
             }
-            if Utc::now() + backoff >= deadline {
+            // A taken name does not free itself: no retry.
+            let hopeless = matches!(err, Error::AlreadyExists { .. } | Error::InvalidArgument(_));
+            if hopeless || Utc::now() + backoff >= deadline {
                 record.state = RunState::Failed;
                 record.ended_ms = Some(Utc::now().timestamp_millis());
                 store.save_run(name, &record).await?;
@@ -282,8 +284,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Makes the run's backup. `resumed`: an earlier attempt (maybe of a dead
-    /// server) may have finished it, or left half of it.
+    /// Makes the run's backup. `resumed`: the run was taken over from a
+    /// server that died, which may have finished the backup or left half of it.
     async fn policy_backup(
         &self,
         p: &StoredPolicy,
@@ -291,20 +293,29 @@ impl Engine {
         resumed: bool,
     ) -> Result<()> {
         let name = BackupName::parse(&record.backup)?;
-        if resumed && self.ctx.catalog.is_taken(name.as_str()).await? {
-            if self.ctx.catalog.read(name.as_str()).await?.is_some() {
-                info!(backup = %name, "the run's backup was completed by an earlier attempt");
+        let catalog = &self.ctx.catalog;
+        if catalog.is_taken(name.as_str()).await? {
+            let complete = catalog.read(name.as_str()).await?.is_some();
+            if resumed && complete {
+                info!(backup = %name, "the run's backup was completed by the server that died");
                 return Ok(());
             }
-            // Half written by an attempt that died: removed under the name's
-            // hold, which waits for the dead attempt's lease to expire.
+            // On a first attempt the name belongs to something this policy did
+            // not make (as does a complete backup of a run not taken over):
+            // it is never touched.
+            if complete || (!resumed && record.attempts <= 1) {
+                return Err(Error::already_exists("backup", name.as_str()));
+            }
+            // Half written by an attempt of this run that died or could not
+            // clean up: removed under the name's hold, which waits for the dead
+            // attempt's lease to expire.
             let job = uuid::Uuid::new_v4().to_string();
             let hold = self
                 .ctx
                 .leases()
                 .hold_for_writing(name.as_str(), &job, "clean up a policy run")
                 .await?;
-            let removed = self.ctx.catalog.delete(name.as_str()).await;
+            let removed = catalog.delete(name.as_str()).await;
             hold.release().await;
             info!(backup = %name, objects = removed.as_ref().copied().unwrap_or_default(), "removed a half-written policy backup");
             removed?;

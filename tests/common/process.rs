@@ -197,6 +197,11 @@ impl Proc {
         Self::on(state, config, None).await
     }
 
+    /// Its config file.
+    pub fn config(&self) -> &Path {
+        &self.config
+    }
+
     /// Whether it is still running (not killed).
     pub fn is_running(&self) -> bool {
         self.child.is_some()

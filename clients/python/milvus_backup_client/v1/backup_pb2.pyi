@@ -410,3 +410,159 @@ class CheckResponse(_message.Message):
     backup_count: int
     conditional_writes: bool
     def __init__(self, milvus_address: _Optional[str] = ..., milvus_version: _Optional[str] = ..., milvus_storage: _Optional[str] = ..., backup_storage: _Optional[str] = ..., backup_count: _Optional[int] = ..., conditional_writes: bool = ...) -> None: ...
+
+class Policy(_message.Message):
+    __slots__ = ("name", "schedule", "time_zone", "collection_names", "database_names", "all_collections", "incremental", "name_template", "retention", "enabled")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_NAMES_FIELD_NUMBER: _ClassVar[int]
+    DATABASE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    ALL_COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    INCREMENTAL_FIELD_NUMBER: _ClassVar[int]
+    NAME_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    schedule: str
+    time_zone: str
+    collection_names: _containers.RepeatedScalarFieldContainer[str]
+    database_names: _containers.RepeatedScalarFieldContainer[str]
+    all_collections: bool
+    incremental: bool
+    name_template: str
+    retention: Retention
+    enabled: bool
+    def __init__(self, name: _Optional[str] = ..., schedule: _Optional[str] = ..., time_zone: _Optional[str] = ..., collection_names: _Optional[_Iterable[str]] = ..., database_names: _Optional[_Iterable[str]] = ..., all_collections: bool = ..., incremental: bool = ..., name_template: _Optional[str] = ..., retention: _Optional[_Union[Retention, _Mapping]] = ..., enabled: bool = ...) -> None: ...
+
+class Retention(_message.Message):
+    __slots__ = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "max_age")
+    KEEP_LAST_FIELD_NUMBER: _ClassVar[int]
+    KEEP_HOURLY_FIELD_NUMBER: _ClassVar[int]
+    KEEP_DAILY_FIELD_NUMBER: _ClassVar[int]
+    KEEP_WEEKLY_FIELD_NUMBER: _ClassVar[int]
+    KEEP_MONTHLY_FIELD_NUMBER: _ClassVar[int]
+    MAX_AGE_FIELD_NUMBER: _ClassVar[int]
+    keep_last: int
+    keep_hourly: int
+    keep_daily: int
+    keep_weekly: int
+    keep_monthly: int
+    max_age: str
+    def __init__(self, keep_last: _Optional[int] = ..., keep_hourly: _Optional[int] = ..., keep_daily: _Optional[int] = ..., keep_weekly: _Optional[int] = ..., keep_monthly: _Optional[int] = ..., max_age: _Optional[str] = ...) -> None: ...
+
+class PolicyRun(_message.Message):
+    __slots__ = ("slot", "backup_name", "state", "error_message", "attempts", "start_time", "end_time", "manual")
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    BACKUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    MANUAL_FIELD_NUMBER: _ClassVar[int]
+    slot: _timestamp_pb2.Timestamp
+    backup_name: str
+    state: JobState
+    error_message: str
+    attempts: int
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    manual: bool
+    def __init__(self, slot: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., backup_name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error_message: _Optional[str] = ..., attempts: _Optional[int] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., manual: bool = ...) -> None: ...
+
+class PolicyStatus(_message.Message):
+    __slots__ = ("policy", "last_run", "last_success", "last_failure", "next_run", "backups")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    LAST_RUN_FIELD_NUMBER: _ClassVar[int]
+    LAST_SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    LAST_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_RUN_FIELD_NUMBER: _ClassVar[int]
+    BACKUPS_FIELD_NUMBER: _ClassVar[int]
+    policy: Policy
+    last_run: PolicyRun
+    last_success: PolicyRun
+    last_failure: PolicyRun
+    next_run: _timestamp_pb2.Timestamp
+    backups: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, policy: _Optional[_Union[Policy, _Mapping]] = ..., last_run: _Optional[_Union[PolicyRun, _Mapping]] = ..., last_success: _Optional[_Union[PolicyRun, _Mapping]] = ..., last_failure: _Optional[_Union[PolicyRun, _Mapping]] = ..., next_run: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., backups: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreatePolicyRequest(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: Policy
+    def __init__(self, policy: _Optional[_Union[Policy, _Mapping]] = ...) -> None: ...
+
+class UpdatePolicyRequest(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: Policy
+    def __init__(self, policy: _Optional[_Union[Policy, _Mapping]] = ...) -> None: ...
+
+class PolicyResponse(_message.Message):
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: PolicyStatus
+    def __init__(self, status: _Optional[_Union[PolicyStatus, _Mapping]] = ...) -> None: ...
+
+class DeletePolicyRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeletePolicyResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetPolicyRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListPoliciesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPoliciesResponse(_message.Message):
+    __slots__ = ("policies",)
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    policies: _containers.RepeatedCompositeFieldContainer[PolicyStatus]
+    def __init__(self, policies: _Optional[_Iterable[_Union[PolicyStatus, _Mapping]]] = ...) -> None: ...
+
+class RunPolicyNowRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RunPolicyNowResponse(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: PolicyRun
+    def __init__(self, run: _Optional[_Union[PolicyRun, _Mapping]] = ...) -> None: ...
+
+class PreviewRetentionRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RetentionDecision(_message.Message):
+    __slots__ = ("backup_name", "time", "keep", "reason")
+    BACKUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    KEEP_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    backup_name: str
+    time: _timestamp_pb2.Timestamp
+    keep: bool
+    reason: str
+    def __init__(self, backup_name: _Optional[str] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., keep: bool = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PreviewRetentionResponse(_message.Message):
+    __slots__ = ("decisions",)
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    decisions: _containers.RepeatedCompositeFieldContainer[RetentionDecision]
+    def __init__(self, decisions: _Optional[_Iterable[_Union[RetentionDecision, _Mapping]]] = ...) -> None: ...

@@ -632,3 +632,349 @@ class BackupService(object):
             timeout,
             metadata,
             _registered_method=True)
+
+
+class PolicyServiceStub(object):
+    """PolicyService keeps backup policies: scheduled backups with retention,
+    stored in the backup storage and run by the servers on it, each due slot
+    once across all of them.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreatePolicy = channel.unary_unary(
+                '/milvus.backup.v1.PolicyService/CreatePolicy',
+                request_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.CreatePolicyRequest.SerializeToString,
+                response_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.PolicyResponse.FromString,
+                _registered_method=True)
+        self.UpdatePolicy = channel.unary_unary(
+                '/milvus.backup.v1.PolicyService/UpdatePolicy',
+                request_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.UpdatePolicyRequest.SerializeToString,
+                response_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.PolicyResponse.FromString,
+                _registered_method=True)
+        self.DeletePolicy = channel.unary_unary(
+                '/milvus.backup.v1.PolicyService/DeletePolicy',
+                request_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.DeletePolicyRequest.SerializeToString,
+                response_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.DeletePolicyResponse.FromString,
+                _registered_method=True)
+        self.GetPolicy = channel.unary_unary(
+                '/milvus.backup.v1.PolicyService/GetPolicy',
+                request_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.GetPolicyRequest.SerializeToString,
+                response_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.PolicyResponse.FromString,
+                _registered_method=True)
+        self.ListPolicies = channel.unary_unary(
+                '/milvus.backup.v1.PolicyService/ListPolicies',
+                request_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.ListPoliciesRequest.SerializeToString,
+                response_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.ListPoliciesResponse.FromString,
+                _registered_method=True)
+        self.RunPolicyNow = channel.unary_unary(
+                '/milvus.backup.v1.PolicyService/RunPolicyNow',
+                request_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.RunPolicyNowRequest.SerializeToString,
+                response_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.RunPolicyNowResponse.FromString,
+                _registered_method=True)
+        self.PreviewRetention = channel.unary_unary(
+                '/milvus.backup.v1.PolicyService/PreviewRetention',
+                request_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.PreviewRetentionRequest.SerializeToString,
+                response_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.PreviewRetentionResponse.FromString,
+                _registered_method=True)
+
+
+class PolicyServiceServicer(object):
+    """PolicyService keeps backup policies: scheduled backups with retention,
+    stored in the backup storage and run by the servers on it, each due slot
+    once across all of them.
+    """
+
+    def CreatePolicy(self, request, context):
+        """Stores a new policy; ALREADY_EXISTS when the name is taken.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePolicy(self, request, context):
+        """Replaces a policy's settings (its runs and backups stay).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePolicy(self, request, context):
+        """Removes a policy and its run records; the backups it made stay.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicy(self, request, context):
+        """One policy with its status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPolicies(self, request, context):
+        """Every policy with its status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunPolicyNow(self, request, context):
+        """Starts an extra run now (retention follows it); returns at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PreviewRetention(self, request, context):
+        """What the retention rules would delete now, with a reason for each backup.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_PolicyServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreatePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePolicy,
+                    request_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.CreatePolicyRequest.FromString,
+                    response_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.PolicyResponse.SerializeToString,
+            ),
+            'UpdatePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePolicy,
+                    request_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.UpdatePolicyRequest.FromString,
+                    response_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.PolicyResponse.SerializeToString,
+            ),
+            'DeletePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePolicy,
+                    request_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.DeletePolicyRequest.FromString,
+                    response_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.DeletePolicyResponse.SerializeToString,
+            ),
+            'GetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicy,
+                    request_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.GetPolicyRequest.FromString,
+                    response_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.PolicyResponse.SerializeToString,
+            ),
+            'ListPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPolicies,
+                    request_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.ListPoliciesRequest.FromString,
+                    response_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.ListPoliciesResponse.SerializeToString,
+            ),
+            'RunPolicyNow': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunPolicyNow,
+                    request_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.RunPolicyNowRequest.FromString,
+                    response_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.RunPolicyNowResponse.SerializeToString,
+            ),
+            'PreviewRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewRetention,
+                    request_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.PreviewRetentionRequest.FromString,
+                    response_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.PreviewRetentionResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'milvus.backup.v1.PolicyService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('milvus.backup.v1.PolicyService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class PolicyService(object):
+    """PolicyService keeps backup policies: scheduled backups with retention,
+    stored in the backup storage and run by the servers on it, each due slot
+    once across all of them.
+    """
+
+    @staticmethod
+    def CreatePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/milvus.backup.v1.PolicyService/CreatePolicy',
+            milvus__backup__client_dot_v1_dot_backup__pb2.CreatePolicyRequest.SerializeToString,
+            milvus__backup__client_dot_v1_dot_backup__pb2.PolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/milvus.backup.v1.PolicyService/UpdatePolicy',
+            milvus__backup__client_dot_v1_dot_backup__pb2.UpdatePolicyRequest.SerializeToString,
+            milvus__backup__client_dot_v1_dot_backup__pb2.PolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/milvus.backup.v1.PolicyService/DeletePolicy',
+            milvus__backup__client_dot_v1_dot_backup__pb2.DeletePolicyRequest.SerializeToString,
+            milvus__backup__client_dot_v1_dot_backup__pb2.DeletePolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/milvus.backup.v1.PolicyService/GetPolicy',
+            milvus__backup__client_dot_v1_dot_backup__pb2.GetPolicyRequest.SerializeToString,
+            milvus__backup__client_dot_v1_dot_backup__pb2.PolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/milvus.backup.v1.PolicyService/ListPolicies',
+            milvus__backup__client_dot_v1_dot_backup__pb2.ListPoliciesRequest.SerializeToString,
+            milvus__backup__client_dot_v1_dot_backup__pb2.ListPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunPolicyNow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/milvus.backup.v1.PolicyService/RunPolicyNow',
+            milvus__backup__client_dot_v1_dot_backup__pb2.RunPolicyNowRequest.SerializeToString,
+            milvus__backup__client_dot_v1_dot_backup__pb2.RunPolicyNowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/milvus.backup.v1.PolicyService/PreviewRetention',
+            milvus__backup__client_dot_v1_dot_backup__pb2.PreviewRetentionRequest.SerializeToString,
+            milvus__backup__client_dot_v1_dot_backup__pb2.PreviewRetentionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
