@@ -64,7 +64,9 @@ pub fn status(
         policy: p.policy.input().clone(),
         last_run: newest(&|_| true),
         last_success: newest(&|r| r.state == RunState::Succeeded),
-        last_failure: newest(&|r| r.state == RunState::Failed || r.error.is_some()),
+        last_failure: newest(&|r| {
+            r.state == RunState::Failed || (r.state == RunState::Running && r.error.is_some())
+        }),
         next_run: p
             .policy
             .enabled()
