@@ -249,6 +249,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let records = JobStore::open(&cfg.backup.state_dir)?;
             let engine = Engine::with_records(ctx, records, cfg.backup.max_jobs).await;
             engine.start_scheduler();
+            engine.start_takeover();
             engine
         }
         _ => Engine::new(ctx),

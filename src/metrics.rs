@@ -162,6 +162,14 @@ impl Metrics {
         };
     }
 
+    /// Forgets the gauges of policies not in `names` (deleted anywhere).
+    pub fn policy_retain(&self, names: &[&str]) {
+        self.policy_times
+            .lock()
+            .expect("metrics")
+            .retain(|p, _| names.contains(&p.as_str()));
+    }
+
     /// Writes the policy counters and gauges.
     fn write_policies(&self, out: &mut String) {
         let name = "milvus_backup_policy_runs_total";

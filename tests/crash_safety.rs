@@ -1,20 +1,22 @@
 //! SIGKILL the server in the middle of jobs, restart it on the same job
-//! records, and check that every killed job is FAILED "interrupted", that
-//! what it left half done is gone, and that nothing that existed before is
-//! lost. The real binary, the real Milvus 2.3.5 and S3.
+//! records, and check that every killed backup is resumed to its end and
+//! every killed restore is FAILED "interrupted" with what it left half done
+//! gone, and that nothing that existed before is lost. The real binary, the
+//! real Milvus 2.3.5 and S3.
 //!
 //! - Backups are killed mid-copy: the copies are rate-limited, and the kill
 //!   comes once the job's stream showed `0 < files_done < files_total` (at a
 //!   quarter, half and three quarters of the objects); the objects in the
-//!   storage at the kill are counted.
+//!   storage at the kill are counted. The restarted server resumes each one
+//!   (the same job id), which verifies; it copies no more than the bytes
+//!   left at the kill plus 10%.
 //! - Restores are killed mid-import: the `restore.importing` failpoint holds
 //!   the job once its imports are started and not awaited; Milvus lists the
 //!   imports into the collection being filled. Into a new collection, as a
 //!   replace of an existing one, and staged from a backup on another S3.
 //! - Lease handling: a killed backup's name is held by the dead job until
-//!   the restart, when recovery takes the lease back to remove the objects
-//!   and releases it (another process then backs the name up at once); a
-//!   killed restore's leases are released by recovery.
+//!   the lease expires, when the restarted server takes it over to resume;
+//!   a killed restore's leases are released by recovery.
 //!
 //! The kills at each step of the replace's swap, and between the backup's
 //! meta writes, are in `restore_safety.rs`.
@@ -28,7 +30,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::data::{self, Spec};
-use common::flows::{self, eventually, get_restore, listed_state};
+use common::flows::{self, eventually, get_restore};
 use common::process;
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
@@ -97,6 +99,22 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Starts the binary on `config`, its log lines going to `log`; with its port.
+async fn start_on_port(config: &Path, log: &Path) -> (Proc, u16, BackupServiceClient<Channel>) {
+    let (child, port, client) =
+        process::start_server_with(config, process::log_file(log), &[]).await;
+    (Proc(Some(child)), port, client)
+}
+
+/// The bytes the server on `port` has copied (`/metrics`).
+fn copied_bytes(port: u16) -> u64 {
+    let text = common::curl::text(&format!("http://127.0.0.1:{port}/metrics"));
+    text.lines()
+        .find_map(|l| l.strip_prefix("milvus_backup_copied_bytes_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the copied bytes counter")
 }
 
 /// Starts the binary on `config`, its log lines going to `log`.
@@ -241,48 +259,66 @@ async fn killed_jobs_are_failed_interrupted_and_leave_nothing_half_done() {
             "kill {i}: meta written before the copies ended: {written:?}"
         );
 
-        let (mut child, mut client) = start(&config, &log, &[]).await;
-        let recovered_after = killed.elapsed();
-        let got = flows::get_backup(&mut client, &name).await;
-        assert_eq!(got.state, pb::JobState::Failed as i32, "kill {i}: {got:?}");
-        assert!(got.error_message.contains("interrupted"), "{got:?}");
-        assert_ne!(
-            listed_state(&mut client, &name).await,
-            Some(pb::JobState::Succeeded as i32),
-            "kill {i}: an interrupted backup is listed as complete"
+        // The restarted server resumes the backup once the dead process's
+        // lease on the name expires: it keeps what was copied and copies the
+        // rest, then writes the meta.
+        let at_kill: u64 = written.iter().map(|o| o.size).sum();
+        let (mut child, port, mut client) = start_on_port(&config, &log).await;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let got = loop {
+            let got = flows::get_backup(&mut client, &name).await;
+            if got.state == pb::JobState::Succeeded as i32 || Instant::now() > deadline {
+                break got;
+            }
+            assert_ne!(got.state, pb::JobState::Failed as i32, "kill {i}: {got:?}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        let resumed_after = killed.elapsed();
+        assert_eq!(
+            got.state,
+            pb::JobState::Succeeded as i32,
+            "kill {i}: resumed to its end: {got:?}"
         );
-        let left = store.list(&format!("backup/{name}/")).await.unwrap();
-        assert!(left.is_empty(), "kill {i}: partial objects left: {left:?}");
-        child.kill9();
-        backup_kills.push(format!("{done}/{total} files, {} objects", written.len()));
-
+        assert_eq!(got.id, id, "kill {i}: the same job, resumed");
+        flows::assert_verifies(&mut client, &name, &name).await;
+        let copied = copied_bytes(port);
+        let remainder = bytes - at_kill;
+        assert!(
+            copied as f64 <= remainder as f64 * 1.1,
+            "kill {i}: the resumed job copied {copied} bytes; {remainder} were left at the kill"
+        );
         if i == 0 {
-            // Recovery took the dead job's lease on the name back to remove
-            // its objects, then released it (before the TTL could expire it):
-            // another process backs the name up at once.
             assert!(
                 held_at_kill,
                 "the dead job held its name's lease at the kill"
             );
-            assert!(
-                lease_released(&store, &format!("backup/{name}")).await,
-                "recovery released the name's lease"
-            );
-            flows::backup_collections(&mut fast, &name, &[&spec.name]).await;
-            flows::assert_verifies(&mut fast, &name, &name).await;
-            fast.delete_backup(pb::DeleteBackupRequest {
-                name: name.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+            let restored = format!("{}_resumed", spec.name);
+            flows::restore(
+                &mut client,
+                flows::restore_loaded_request(&name, "_resumed"),
+            )
+            .await;
+            let rows = data::rows(&m, &spec, &spec.db, &restored, &[]).await;
+            data::assert_rows_equal("restored from the resumed backup", &source, &rows);
+            data::drop_if_exists(&m, &spec.db, &restored).await;
             lease_figure = format!(
-                "a killed backup's name: held by the dead job at the kill, released by the \
-                 restarted server's recovery (up {:.1} s after the kill; TTL {LEASE_TTL_SECONDS} s), \
-                 then backed up again at once by another process and verified",
-                recovered_after.as_secs_f64()
+                "a killed backup resumed by the restarted server {:.1} s after the kill \
+                 (lease TTL {LEASE_TTL_SECONDS} s), verified and restored row for row",
+                resumed_after.as_secs_f64()
             );
         }
+        child.kill9();
+        fast.delete_backup(pb::DeleteBackupRequest {
+            name: name.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        backup_kills.push(format!(
+            "{done}/{total} files ({} objects, {at_kill} of {bytes} bytes) at the kill; \
+             {copied} bytes copied after the restart",
+            written.len()
+        ));
     }
     let _ = std::fs::remove_dir_all(&state);
     let _ = std::fs::remove_file(&config);
@@ -441,8 +477,8 @@ async fn killed_jobs_are_failed_interrupted_and_leave_nothing_half_done() {
         "crash_safety",
         &[
             format!(
-                "backup kills mid-copy: {n} of {n} interrupted and cleaned up \
-                 (at the kill: {}; 0 objects after the restart)",
+                "backup kills mid-copy: {n} of {n} resumed by the restarted server, \
+                 verified, copying only the remainder ({})",
                 backup_kills.join("; "),
                 n = backup_kills.len()
             ),

@@ -198,7 +198,26 @@ async fn policies_run_each_slot_once_across_replicas_and_keep_what_retention_say
     );
     let ran_on: BTreeSet<&str> = runs.iter().map(|r| r.owner.as_str()).collect();
 
-    // Retention kept the 3 newest; each restores equal and verifies.
+    // Retention kept the 3 newest (the last run's retention may still be
+    // deleting); each restores equal and verifies.
+    let mut a_client = a.client.clone();
+    flows::eventually(
+        "retention leaves 3 backups",
+        Duration::from_secs(60),
+        || {
+            let mut c = a_client.clone();
+            let name = name.clone();
+            async move {
+                flows::listed(&mut c)
+                    .await
+                    .iter()
+                    .filter(|b| b.name.starts_with(&name))
+                    .count()
+                    == 3
+            }
+        },
+    )
+    .await;
     let status = pb_
         .get_policy(pb::GetPolicyRequest { name: name.clone() })
         .await
@@ -213,7 +232,7 @@ async fn policies_run_each_slot_once_across_replicas_and_keep_what_retention_say
         .map(|r| r.backup.clone())
         .collect();
     assert_eq!(status.backups, newest, "{status:?}");
-    let listed: Vec<String> = flows::listed(&mut a.client.clone())
+    let listed: Vec<String> = flows::listed(&mut a_client)
         .await
         .into_iter()
         .map(|b| b.name)
@@ -478,6 +497,7 @@ async fn hand_made_run(
         ended_ms: Some(slot_ms + 1000),
         manual: false,
         deleted: false,
+        jobs: Vec::new(),
     };
     assert!(store.start_run(policy, &record).await.unwrap());
     let mut c = cfg.clone();
@@ -511,11 +531,16 @@ async fn a_failed_run_is_retried_in_its_slot_and_retention_previews_hand_made_da
     })
     .await
     .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
     let failing = loop {
         let runs = store.runs(&name).await.unwrap();
         if let Some(r) = runs.iter().find(|r| r.error.is_some()) {
             break r.clone();
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed attempt: {runs:?}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert_eq!(failing.state, RunState::Running, "retrying: {failing:?}");

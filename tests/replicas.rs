@@ -182,3 +182,106 @@ async fn a_traceparent_is_carried_into_the_jobs_log_lines_and_record() {
     let _ = std::fs::remove_dir_all(&state);
     hello::drop_if_exists(&m, "default", &coll).await;
 }
+
+/// The bytes the server on `port` has copied (`/metrics`).
+fn copied_bytes(port: u16) -> u64 {
+    let text = common::curl::text(&format!("http://127.0.0.1:{port}/metrics"));
+    text.lines()
+        .find_map(|l| l.strip_prefix("milvus_backup_copied_bytes_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the copied bytes counter")
+}
+
+/// The owner of a backup is SIGKILLed mid-copy; of two live replicas exactly
+/// one takes the job over once the owner's lease expires (3 s here), keeps
+/// what was copied, copies the rest, and the backup verifies and restores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_whose_server_died_is_finished_by_another_replica() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let coll = common::unique("takeover_src");
+    hello::create(&m, &coll, 3000, 3, 37).await;
+    let rows = hello::rows(&m, "default", &coll, "pk >= 0", FIELDS).await;
+    let store = common::TestServer::start(&cfg)
+        .await
+        .ctx
+        .catalog
+        .store()
+        .clone();
+
+    let mut owner = Proc::start(&cfg, "owner", "  rateLimitMiBps: 0.05\n", None).await;
+    let b = Proc::start(&cfg, "taker-b", "", None).await;
+    let c = Proc::start(&cfg, "taker-c", "", None).await;
+    let name = common::unique("taken_over");
+    let mut stream = owner
+        .client
+        .clone()
+        .create_backup(flows::backup_request(&name, &[&coll]))
+        .await
+        .unwrap()
+        .into_inner();
+    let (id, total_bytes) = loop {
+        let s = stream
+            .message()
+            .await
+            .unwrap()
+            .expect("snapshots until the kill");
+        let b = s.backup.unwrap();
+        let p = b.progress.unwrap_or_default();
+        assert!(
+            b.state < pb::JobState::Succeeded as i32,
+            "ended before the kill: {b:?}"
+        );
+        if p.files_total > 0 && p.files_done * 3 >= p.files_total {
+            break (b.id, p.bytes_total);
+        }
+    };
+    owner.kill();
+    let at_kill: u64 = store
+        .list(&format!("backup/{name}/binlogs/"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| o.size)
+        .sum();
+    assert!(
+        at_kill > 0 && at_kill < total_bytes,
+        "mid-copy: {at_kill} of {total_bytes}"
+    );
+
+    let mut on_b = b.client.clone();
+    let end = flows::watch_backup_to_end(&mut on_b, &name, Duration::from_secs(120)).await;
+    assert_eq!(end.state, pb::JobState::Succeeded as i32, "{end:?}");
+    assert_eq!(end.id, id, "the same job, resumed");
+    flows::assert_verifies(&mut on_b, &name, "taken over").await;
+    let took = |p: &Proc| {
+        std::fs::read_to_string(&p.log)
+            .unwrap_or_default()
+            .matches("took over a backup whose server died")
+            .count()
+    };
+    assert_eq!(took(&b) + took(&c), 1, "exactly one replica took it over");
+    let copied = copied_bytes(b.port) + copied_bytes(c.port);
+    let remainder = total_bytes - at_kill;
+    assert!(
+        copied as f64 <= remainder as f64 * 1.1,
+        "copied {copied} bytes after the takeover; {remainder} were left at the kill"
+    );
+    flows::restore(&mut on_b, flows::restore_loaded_request(&name, "_to")).await;
+    let restored = hello::rows(&m, "default", &format!("{coll}_to"), "pk >= 0", FIELDS).await;
+    hello::assert_rows_equal(&rows, &restored);
+    figures::publish(
+        "a_backup_whose_server_died_is_finished_by_another_replica",
+        &[format!(
+            "owner SIGKILLed with {at_kill} of {total_bytes} bytes copied; one of two replicas \
+             took the backup over and copied {copied} bytes ({remainder} were left), verified, \
+             restored row for row"
+        )],
+    );
+    for p in [b, c] {
+        p.finish();
+    }
+    owner.finish();
+    hello::drop_if_exists(&m, "default", &coll).await;
+    hello::drop_if_exists(&m, "default", &format!("{coll}_to")).await;
+}

@@ -9,7 +9,7 @@ use tracing::{error, info, warn};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::runner::{INTERRUPTED, JobKind, Recovered};
-use crate::jobs::{BackupSnapshot, JobHandle, JobState, Lease};
+use crate::jobs::{BackupOrder, BackupSnapshot, JobHandle, JobState, Lease};
 use crate::meta::summary::snapshot_of;
 use crate::model::{BackupRequest, CollectionRef};
 
@@ -45,7 +45,12 @@ impl JobKind for BackupJob {
         let lease = ctx.leases().hold_for_writing(name, &id, "create").await?;
         // Checked again under the lease: another process may have taken the
         // name between the plan and the lease.
-        let taken = ctx.catalog.is_taken(name).await;
+        // A resumed job continues in the folder its dead server left, which
+        // must not be complete.
+        let taken = match req.resumes() {
+            false => ctx.catalog.is_taken(name).await,
+            true => ctx.catalog.is_complete(name).await,
+        };
         if !matches!(taken, Ok(false)) {
             lease.release().await;
             taken?;
@@ -53,6 +58,16 @@ impl JobKind for BackupJob {
         }
         let mut snapshot = BackupSnapshot::pending(id, name.to_string(), req.meta_only());
         snapshot.trace_id = req.caller().trace().map(|t| t.as_str().to_string());
+        snapshot.order = Some(BackupOrder {
+            collections: req
+                .collections()
+                .iter()
+                .map(|c| format!("{}.{}", c.db(), c.name()))
+                .collect(),
+            databases: req.databases().to_vec(),
+            meta_only: req.meta_only(),
+            incremental: req.incremental(),
+        });
         let job = Self {
             ctx: ctx.clone(),
             req,
@@ -104,6 +119,12 @@ impl JobKind for BackupJob {
             Ok(Some(info)) => {
                 info!(backup = %b.name, "backup completed its meta before the restart");
                 b = snapshot_of(&info);
+            }
+            // A job that says what it was asked is resumed (by this server or
+            // another) once the stopped process's lease on its name expires.
+            Ok(None) if b.order.is_some() => {
+                info!(backup = %b.name, "backup was interrupted by a restart; it will be resumed");
+                return Recovered::resume(b);
             }
             Ok(None) => {
                 warn!(backup = %b.name, "backup was interrupted by a restart");

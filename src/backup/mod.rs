@@ -2,6 +2,7 @@
 
 mod collect;
 mod job;
+mod resume;
 mod reuse;
 mod run;
 
@@ -17,7 +18,7 @@ use run::run;
 /// the name is free and every named collection and database exists.
 /// Returns the collections to back up.
 pub async fn plan(ctx: &Context, req: &BackupRequest) -> Result<Vec<CollectionRef>> {
-    if ctx.catalog.is_taken(req.name()).await? {
+    if !req.resumes() && ctx.catalog.is_taken(req.name()).await? {
         return Err(Error::already_exists("backup", req.name().as_str()));
     }
     resolve_collections(ctx.milvus.as_ref(), req.collections(), req.databases()).await

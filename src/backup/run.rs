@@ -83,6 +83,13 @@ pub async fn run(
     } else {
         Default::default()
     };
+    // A resumed job keeps what its dead server copied already.
+    let present = match req.resumes() {
+        true => super::resume::present(ctx, req.name()).await?,
+        false => Default::default(),
+    };
+    let mut planned = std::collections::HashSet::new();
+    let mut kept = Vec::new();
     let mut tasks = Vec::new();
     let mut reused = Vec::new();
     let mut remaining = Vec::with_capacity(collected.len());
@@ -92,13 +99,22 @@ pub async fn run(
             let dst_key = layout
                 .backup_key(req.name(), &ctx.milvus_layout, &o.key, *group)
                 .ok_or_else(|| Error::Internal(format!("unexpected binlog key {}", o.key)))?;
-            match reusable.get(&dst_key[backup_prefix.len()..]) {
+            let rel = &dst_key[backup_prefix.len()..];
+            let have = present
+                .get(&dst_key)
+                .and_then(|h| super::resume::kept(h, rel, o.size, o.etag.as_deref()));
+            match reusable.get(rel) {
                 Some(e)
                     if holds.contains_key(&e.home) && e.same_object(o.size, o.etag.as_deref()) =>
                 {
                     reused.push(e.clone());
                 }
+                _ if have.is_some() => {
+                    planned.insert(dst_key.clone());
+                    kept.extend(have);
+                }
                 _ => {
+                    planned.insert(dst_key.clone());
                     to_copy += 1;
                     tasks.push(CopyTask {
                         src_key: o.key.clone(),
@@ -117,11 +133,23 @@ pub async fn run(
         files: reused.len() as u64,
         bytes: reused.iter().map(|e| e.size).sum(),
     });
+    let kept_bytes: u64 = kept.iter().map(|e| e.size).sum();
+    if req.resumes() {
+        tracing::info!(
+            backup = %req.name(),
+            kept = kept.len(),
+            kept_bytes,
+            to_copy = tasks.len(),
+            "resuming: objects the dead server copied are kept"
+        );
+    }
     job.update(|s| {
         if let Some(r) = &reuse {
             s.progress.bytes_done += r.bytes;
             s.progress.files_done += r.files;
         }
+        s.progress.bytes_done += kept_bytes;
+        s.progress.files_done += kept.len() as u64;
         s.reuse = reuse.clone();
     });
     // Collections without objects are done already.
@@ -154,6 +182,10 @@ pub async fn run(
         )
         .await?;
     phase.end("copy");
+    let extras = super::resume::remove_extras(ctx, &present, &planned).await?;
+    if extras > 0 {
+        tracing::info!(backup = %req.name(), objects = extras, "removed objects the resumed plan does not name");
+    }
     for c in &mut collected {
         c.info.state_code = BACKUP_SUCCESS;
         c.info.progress = 100;
@@ -190,6 +222,7 @@ pub async fn run(
     }
     let mut objects = manifest.into_inner().expect("manifest");
     objects.extend(reused);
+    objects.extend(kept);
     objects.sort_by(|a, b| a.key.cmp(&b.key));
     ctx.catalog
         .write(

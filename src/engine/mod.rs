@@ -6,6 +6,7 @@
 mod backups;
 mod policies;
 mod scheduler;
+mod takeover;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

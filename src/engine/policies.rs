@@ -30,6 +30,12 @@ impl Engine {
     /// Removes a policy and its run records; the backups it made stay.
     pub async fn delete_policy(&self, name: &PolicyName) -> Result<()> {
         self.policies.delete(name.as_str()).await?;
+        // The lease objects of its ended runs (a running one loses its lease
+        // and stops writing).
+        let leases = format!("policy/{}", name.as_str());
+        if let Err(e) = self.ctx.leases().remove_under(&leases).await {
+            tracing::warn!(policy = %name.as_str(), error = %e, "cannot remove the policy's lease objects");
+        }
         crate::metrics::global().policy_times(name.as_str(), None);
         tracing::info!(policy = %name.as_str(), "policy deleted");
         Ok(())

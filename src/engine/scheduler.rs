@@ -7,10 +7,15 @@
 //!   that gets the lease later finds the record and leaves a finished run alone;
 //! - a record still RUNNING whose lease is free (its server died) is taken
 //!   over: the run continues under the same backup name, after the dead
-//!   server's half-written backup is removed.
+//!   server's half-written backup is removed; a newer slot recorded since
+//!   supersedes it (no new backup is made for it).
 //!
-//! A failed attempt is retried with backoff until the next slot is due.
-//! After a success, retention deletes through the safe delete.
+//! A backup of the run's name counts as the run's only when its id (or the
+//! last holder of its name's lease, for a half-written one) is one of the
+//! jobs the run recorded before starting them: anything else under that
+//! name is never adopted, deleted or retained. A failed attempt is retried
+//! with backoff until the next slot is due. After a success, retention
+//! (with the policy as stored then) deletes through the safe delete.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -22,6 +27,7 @@ use tracing::{info, warn};
 use super::Engine;
 use crate::error::{Error, Result};
 use crate::jobs::{JobState, Lease, host_pid, until_terminal};
+use crate::model::retention::Decision;
 use crate::model::{BackupName, Caller};
 use crate::policy::{RunRecord, RunState, StoredPolicy};
 
@@ -59,6 +65,24 @@ pub(super) fn first_record(slot_ms: i64, backup: &str, manual: bool) -> RunRecor
         ended_ms: None,
         manual,
         deleted: false,
+        jobs: Vec::new(),
+    }
+}
+
+/// Removes a running slot from the book when its task ends, also by a panic.
+struct RunningSlot {
+    engine: Arc<Engine>,
+    key: (String, i64),
+}
+
+impl Drop for RunningSlot {
+    fn drop(&mut self) {
+        self.engine
+            .slots
+            .lock()
+            .expect("slots")
+            .running
+            .remove(&self.key);
     }
 }
 
@@ -88,15 +112,18 @@ impl Engine {
 
     async fn tick(self: &Arc<Self>, sweep: bool) -> Result<()> {
         let now = Utc::now();
-        for p in self.policies.list().await? {
+        let policies = self.policies.list().await?;
+        let names: Vec<&str> = policies.iter().map(|p| p.policy.name()).collect();
+        crate::metrics::global().policy_retain(&names);
+        for p in &policies {
             let name = p.policy.name().to_string();
             if sweep {
-                self.sweep(&p).await;
+                self.sweep(p).await;
             }
             if !p.policy.enabled() {
                 continue;
             }
-            let Some(slot) = p.policy.schedule().latest_due(p.created, now) else {
+            let Some(slot) = p.policy.schedule().latest_due(p.since, now) else {
                 continue;
             };
             let slot = slot.timestamp_millis();
@@ -108,13 +135,14 @@ impl Engine {
                 .get(&name)
                 .copied();
             if handled.is_none_or(|h| h < slot) {
-                self.spawn_slot(p, slot, false);
+                self.spawn_slot(p.clone(), slot, false);
             }
         }
         Ok(())
     }
 
-    /// Takes over the runs of dead servers and refreshes the gauges.
+    /// Takes over the runs of dead servers, prunes old run records and
+    /// refreshes the gauges.
     async fn sweep(self: &Arc<Self>, p: &StoredPolicy) {
         let name = p.policy.name();
         let runs = match self.policies.runs(name).await {
@@ -124,6 +152,22 @@ impl Engine {
         for r in runs.iter().filter(|r| r.state == RunState::Running) {
             // The lease decides whether its server is still alive.
             self.spawn_slot(p.clone(), r.slot_ms, r.manual);
+        }
+        if runs.len() > RUNS_KEPT {
+            match self.existing_backups().await {
+                Ok(names) => {
+                    let pruned = self
+                        .policies
+                        .prune_runs(name, &runs, RUNS_KEPT, |b| names.contains(b))
+                        .await;
+                    if let Err(e) = pruned {
+                        warn!(policy = %name, error = %e, "cannot prune the policy's run records");
+                    }
+                }
+                Err(e) => {
+                    warn!(policy = %name, error = %e, "cannot prune the policy's run records")
+                }
+            }
         }
         let last_success = runs
             .iter()
@@ -151,35 +195,47 @@ impl Engine {
         {
             return;
         }
-        let engine = self.clone();
+        let guard = RunningSlot {
+            engine: self.clone(),
+            key,
+        };
         tokio::spawn(async move {
-            engine.run_slot(p, slot_ms, manual).await;
-            engine.slots.lock().expect("slots").running.remove(&key);
+            guard.engine.run_slot(p, slot_ms, manual).await;
+            drop(guard);
         });
     }
 
     /// Runs slot `slot_ms` of `p` if this server gets its lease and the run
-    /// is not over.
+    /// is not over; the lease object of an ended run is removed.
     pub(super) async fn run_slot(&self, p: StoredPolicy, slot_ms: i64, manual: bool) {
         let name = p.policy.name().to_string();
         let job = uuid::Uuid::new_v4().to_string();
-        let lease = match self
-            .ctx
-            .leases()
-            .acquire(&slot_lease(&name, slot_ms), &job, "policy run")
-            .await
-        {
+        let leases = self.ctx.leases();
+        let lease_name = slot_lease(&name, slot_ms);
+        let lease = match leases.acquire(&lease_name, &job, "policy run").await {
             Ok(lease) => lease,
-            // Another server runs it.
-            Err(Error::Aborted(_)) => return,
+            // Another server runs it; a dead one's is found by the sweep.
+            Err(Error::Aborted(_)) => {
+                if !manual {
+                    self.mark_handled(&name, slot_ms);
+                }
+                return;
+            }
             Err(e) => {
                 return warn!(policy = %name, slot = slot_ms, error = %e, "cannot take the slot's lease");
             }
         };
-        if let Err(e) = self.run_held_slot(&p, slot_ms, manual, &lease).await {
-            warn!(policy = %name, slot = slot_ms, error = %e, "policy run stopped");
-        }
+        let ended = match self.run_held_slot(&p, slot_ms, manual, &lease).await {
+            Ok(ended) => ended,
+            Err(e) => {
+                warn!(policy = %name, slot = slot_ms, error = %e, "policy run stopped");
+                false
+            }
+        };
         lease.release().await;
+        if ended && let Err(e) = leases.remove(&lease_name).await {
+            warn!(policy = %name, error = %e, "cannot remove an ended run's lease");
+        }
     }
 
     fn mark_handled(&self, policy: &str, slot_ms: i64) {
@@ -188,41 +244,55 @@ impl Engine {
         *h = (*h).max(slot_ms);
     }
 
+    /// Writes the run's record while this server holds its lease and the
+    /// policy exists (a deleted policy's runs leave no records behind).
+    async fn save_run(&self, name: &str, record: &RunRecord, lease: &Lease) -> Result<()> {
+        if lease.lost().is_cancelled() {
+            return Err(Error::Aborted(format!(
+                "policy {name:?}: this server lost the lease of the run for {}",
+                record.slot()
+            )));
+        }
+        if !self.policies.exists(name).await? {
+            return Err(Error::not_found("policy", name));
+        }
+        self.policies.save_run(name, record).await
+    }
+
+    /// Runs the slot under its lease; `true` when the run has ended.
     async fn run_held_slot(
         &self,
         p: &StoredPolicy,
         slot_ms: i64,
         manual: bool,
         lease: &Lease,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let name = p.policy.name();
         let store = &self.policies;
+        let newer_slot = |runs: &[RunRecord]| runs.iter().any(|r| !r.manual && r.slot_ms > slot_ms);
         let (mut record, resumed) = match store.run(name, slot_ms).await? {
             Some(r) if r.state != RunState::Running => {
                 if !r.manual {
                     self.mark_handled(name, slot_ms);
                 }
-                return Ok(());
+                return Ok(true);
             }
             Some(r) => {
                 info!(policy = %name, slot = %r.slot(), backup = %r.backup, dead_owner = %r.owner, "taking over a policy run");
                 (r, true)
             }
             None => {
-                if !manual {
-                    // A scheduled slot older than one already taken is stale.
-                    let runs = store.runs(name).await?;
-                    if runs.iter().any(|r| !r.manual && r.slot_ms > slot_ms) {
-                        self.mark_handled(name, slot_ms);
-                        return Ok(());
-                    }
+                // A scheduled slot older than one already taken is stale.
+                if !manual && newer_slot(&store.runs(name).await?) {
+                    self.mark_handled(name, slot_ms);
+                    return Ok(true);
                 }
                 let slot = chrono::DateTime::from_timestamp_millis(slot_ms).unwrap_or_default();
                 let backup = p.policy.backup_name(slot)?;
                 let r = first_record(slot_ms, backup.as_str(), manual);
-                if !store.start_run(name, &r).await? {
-                    // Its record appeared since: read it again next tick.
-                    return Ok(());
+                if !store.exists(name).await? || !store.start_run(name, &r).await? {
+                    // Deleted, or its record appeared since: read again next tick.
+                    return Ok(false);
                 }
                 (r, false)
             }
@@ -230,98 +300,112 @@ impl Engine {
         if !manual {
             self.mark_handled(name, slot_ms);
         }
-        let deadline = match manual {
-            true => Utc::now() + MANUAL_RETRY_WINDOW,
-            false => p
-                .policy
-                .schedule()
-                .next_after(record.slot())
-                .unwrap_or_else(|| Utc::now() + MANUAL_RETRY_WINDOW),
+        // A run taken over after a newer slot was recorded makes no new backup.
+        let superseded = resumed && !manual && newer_slot(&store.runs(name).await?);
+        let next_slot = p.policy.schedule().next_after(record.slot());
+        let deadline = match (manual, next_slot) {
+            (false, Some(next)) => next,
+            _ => Utc::now() + MANUAL_RETRY_WINDOW,
+        };
+        // A takeover gets time for the dead server's leases to expire.
+        let deadline = match resumed {
+            true => deadline.max(Utc::now() + self.ctx.leases().ttl() * 3),
+            false => deadline,
         };
         loop {
             record.attempts += 1;
             record.owner = host_pid();
-            store.save_run(name, &record).await?;
-            let attempt = self
-                .policy_backup(p, &record, resumed || record.attempts > 1)
-                .await;
+            let attempt = self.policy_backup(p, &mut record, lease, !superseded).await;
             let err = match attempt {
                 Ok(()) => break,
                 Err(e) => e,
             };
             warn!(policy = %name, backup = %record.backup, attempt = record.attempts, error = %err, "policy run failed");
             record.error = Some(err.to_string());
-            let backoff = Duration::from_secs(1 << record.attempts.min(6)).min(MAX_BACKOFF);
-            let stopping = self.stop.is_cancelled() || lease.lost().is_cancelled();
-            if stopping {
+            if self.stop.is_cancelled() || lease.lost().is_cancelled() {
                 // Left RUNNING: another server (or this one, restarted) takes it over.
-                store.save_run(name, &record).await?;
-                return Ok(());
+                let _ = self.save_run(name, &record, lease).await;
+                return Ok(false);
             }
-            // A taken name does not free itself: no retry.
-            let hopeless = matches!(err, Error::AlreadyExists { .. } | Error::InvalidArgument(_));
+            let backoff = Duration::from_secs(1 << record.attempts.min(6)).min(MAX_BACKOFF);
+            // A name taken by something else does not free itself: no retry.
+            let hopeless = superseded
+                || matches!(
+                    err,
+                    Error::AlreadyExists { .. }
+                        | Error::InvalidArgument(_)
+                        | Error::NotFound { kind: "policy", .. }
+                );
             if hopeless || Utc::now() + backoff >= deadline {
                 record.state = RunState::Failed;
                 record.ended_ms = Some(Utc::now().timestamp_millis());
-                store.save_run(name, &record).await?;
+                self.save_run(name, &record, lease).await?;
                 crate::metrics::global().policy_run_ended(name, "failed");
-                return Ok(());
+                return Ok(true);
             }
-            store.save_run(name, &record).await?;
+            self.save_run(name, &record, lease).await?;
             let lost = lease.lost();
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
-                _ = self.stop.cancelled() => return Ok(()),
-                _ = lost.cancelled() => return Ok(()),
+                _ = self.stop.cancelled() => return Ok(false),
+                _ = lost.cancelled() => return Ok(false),
             }
         }
         record.state = RunState::Succeeded;
         record.ended_ms = Some(Utc::now().timestamp_millis());
-        store.save_run(name, &record).await?;
+        self.save_run(name, &record, lease).await?;
         crate::metrics::global().policy_run_ended(name, "succeeded");
         info!(policy = %name, backup = %record.backup, slot = %record.slot(), "policy run succeeded");
-        self.apply_retention(p).await;
-        Ok(())
+        // Retention follows the policy as it is stored now.
+        match store.get(name).await {
+            Ok(Some(now)) => self.apply_retention(&now, lease).await,
+            Ok(None) => {
+                info!(policy = %name, "the policy was deleted during its run: no retention")
+            }
+            Err(e) => {
+                warn!(policy = %name, error = %e, "retention skipped: cannot read the policy")
+            }
+        }
+        Ok(true)
     }
 
-    /// Makes the run's backup. `resumed`: the run was taken over from a
-    /// server that died, which may have finished the backup or left half of it.
+    /// Makes the run's backup (when `make`), after settling what is under
+    /// its name already: a complete backup of one of the run's jobs is the
+    /// run's result; a half-written one of the run's jobs is removed under
+    /// the name's writer hold; anything else is ALREADY_EXISTS, untouched.
     async fn policy_backup(
         &self,
         p: &StoredPolicy,
-        record: &RunRecord,
-        resumed: bool,
+        record: &mut RunRecord,
+        lease: &Lease,
+        make: bool,
     ) -> Result<()> {
         let name = BackupName::parse(&record.backup)?;
         let catalog = &self.ctx.catalog;
+        let job = uuid::Uuid::new_v4().to_string();
+        // Recorded before it holds or starts anything.
+        record.jobs.push(job.clone());
+        self.save_run(p.policy.name(), record, lease).await?;
         if catalog.is_taken(name.as_str()).await? {
-            let complete = catalog.read(name.as_str()).await?.is_some();
-            if resumed && complete {
-                info!(backup = %name, "the run's backup was completed by the server that died");
+            let leases = self.ctx.leases();
+            let last = leases.last_holder(&format!("backup/{name}")).await?;
+            // Fails (ABORTED, retried) while a live job writes or reads it.
+            let hold = leases
+                .hold_for_writing(name.as_str(), &job, "settle a policy run")
+                .await?;
+            let settled = self.settle_name(&name, record, last.map(|h| h.job)).await;
+            hold.release().await;
+            if settled? {
                 return Ok(());
             }
-            // On a first attempt the name belongs to something this policy did
-            // not make (as does a complete backup of a run not taken over):
-            // it is never touched.
-            if complete || (!resumed && record.attempts <= 1) {
-                return Err(Error::already_exists("backup", name.as_str()));
-            }
-            // Half written by an attempt of this run that died or could not
-            // clean up: removed under the name's hold, which waits for the dead
-            // attempt's lease to expire.
-            let job = uuid::Uuid::new_v4().to_string();
-            let hold = self
-                .ctx
-                .leases()
-                .hold_for_writing(name.as_str(), &job, "clean up a policy run")
-                .await?;
-            let removed = catalog.delete(name.as_str()).await;
-            hold.release().await;
-            info!(backup = %name, objects = removed.as_ref().copied().unwrap_or_default(), "removed a half-written policy backup");
-            removed?;
         }
-        let caller = Caller::new("", "");
-        let req = p.policy.backup_request(&name, caller)?;
+        if !make {
+            return Err(Error::FailedPrecondition(format!(
+                "the run for {} was superseded by a newer slot while its server was down",
+                record.slot()
+            )));
+        }
+        let req = p.policy.backup_request(&name, Caller::new(job, ""))?;
         let last = until_terminal(self.create_backup(req).await?).await;
         match last.state {
             JobState::Succeeded => Ok(()),
@@ -333,14 +417,45 @@ impl Engine {
         }
     }
 
+    /// Under the name's hold: `true` when a complete backup of the run is
+    /// there; a half-written one of the run's is removed (`false`).
+    async fn settle_name(
+        &self,
+        name: &BackupName,
+        record: &RunRecord,
+        last_holder: Option<String>,
+    ) -> Result<bool> {
+        let catalog = &self.ctx.catalog;
+        let ours = |id: &str| record.jobs.iter().any(|j| j == id);
+        if let Some(info) = catalog.read(name.as_str()).await? {
+            if ours(&info.id) {
+                info!(backup = %name, "the run's backup was completed by an earlier attempt");
+                return Ok(true);
+            }
+            return Err(Error::AlreadyExists {
+                kind: "backup",
+                name: format!("{name} (not made by this policy run; left alone)"),
+            });
+        }
+        if !last_holder.as_deref().is_some_and(ours) {
+            return Err(Error::AlreadyExists {
+                kind: "backup",
+                name: format!("{name} (half-written by another job; left alone)"),
+            });
+        }
+        let removed = catalog.delete(name.as_str()).await?;
+        info!(backup = %name, objects = removed, "removed the run's half-written backup");
+        Ok(false)
+    }
+
     /// Deletes what the retention rules no longer keep, through the safe
     /// delete; a backup that cannot be deleted now is tried after the next run.
-    async fn apply_retention(&self, p: &StoredPolicy) {
+    async fn apply_retention(&self, p: &StoredPolicy, lease: &Lease) {
         let name = p.policy.name();
         if p.policy.retention().is_empty() {
             return;
         }
-        let decisions = match self.retention_decisions(p).await {
+        let decisions: Vec<Decision> = match self.retention_decisions(p).await {
             Ok(d) => d,
             Err(e) => {
                 return warn!(policy = %name, error = %e, "retention skipped: cannot read the policy's backups");
@@ -362,7 +477,7 @@ impl Engine {
                     info!(policy = %name, backup = %d.name, reason = %d.reason, "retention deleted a backup");
                     for r in runs.iter_mut().filter(|r| r.backup == d.name) {
                         r.deleted = true;
-                        if let Err(e) = self.policies.save_run(name, r).await {
+                        if let Err(e) = self.save_run(name, r, lease).await {
                             warn!(policy = %name, error = %e, "cannot record the deletion");
                         }
                     }
@@ -371,18 +486,6 @@ impl Engine {
                     warn!(policy = %name, backup = %d.name, error = %e, "retention could not delete the backup now; tried again after the next run")
                 }
             }
-        }
-        match self.existing_backups().await {
-            Ok(names) => {
-                if let Err(e) = self
-                    .policies
-                    .prune_runs(name, &runs, RUNS_KEPT, |b| names.contains(b))
-                    .await
-                {
-                    warn!(policy = %name, error = %e, "cannot prune the policy's run records");
-                }
-            }
-            Err(e) => warn!(policy = %name, error = %e, "cannot prune the policy's run records"),
         }
     }
 }

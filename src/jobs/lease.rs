@@ -176,6 +176,28 @@ impl Leases {
             .filter(|r| r.is_live(now_ms())))
     }
 
+    /// The last holder of lease `name`, live or not (`None` when it was never
+    /// taken).
+    pub async fn last_holder(&self, name: &str) -> Result<Option<LeaseRecord>> {
+        Ok(self
+            .store
+            .read_versioned(&self.key(name))
+            .await?
+            .and_then(|(data, _)| serde_json::from_slice::<LeaseRecord>(&data).ok()))
+    }
+
+    /// Removes the lease objects under `folder/` (of runs that ended).
+    pub async fn remove_under(&self, folder: &str) -> Result<usize> {
+        self.store
+            .delete_under(&format!("{}/", self.key(folder)))
+            .await
+    }
+
+    /// Removes lease object `name` (its holder ended and released it).
+    pub async fn remove(&self, name: &str) -> Result<()> {
+        self.store.delete(&[self.key(name)]).await
+    }
+
     /// The live holders of the leases under `folder/`, with their names.
     pub async fn holders_under(&self, folder: &str) -> Result<Vec<(String, LeaseRecord)>> {
         let prefix = format!("{}/", self.key(folder));

@@ -17,9 +17,9 @@ pub use registry::{Registry, Started};
 pub use runner::{INTERRUPTED, JobKind, Pool, Runner};
 pub use shared::SharedRecords;
 pub use snapshot::{
-    BackupSnapshot, CollectionSummary, DeleteSnapshot, JobSnapshot, JobState, ObjectProblem,
-    PhaseTime, Progress, RestoreCollectionStatus, RestorePhase, RestoreSnapshot, Reuse, SwapStep,
-    VerifyProgress,
+    BackupOrder, BackupSnapshot, CollectionSummary, DeleteSnapshot, JobSnapshot, JobState,
+    ObjectProblem, PhaseTime, Progress, RestoreCollectionStatus, RestorePhase, RestoreSnapshot,
+    Reuse, SwapStep, VerifyProgress,
 };
 pub use store::{JobStore, MAX_RECORDS};
 

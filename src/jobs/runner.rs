@@ -84,6 +84,9 @@ pub struct Recovered<T> {
     /// Cleanup to run in the background (it may wait minutes for Milvus);
     /// it returns the final state.
     pub later: Option<BoxFuture<'static, T>>,
+    /// Left running for a server to resume (this one included) once the
+    /// stopped process's leases expire: neither saved nor remembered now.
+    pub resume: bool,
 }
 
 impl<T> Recovered<T> {
@@ -92,6 +95,16 @@ impl<T> Recovered<T> {
         Self {
             now: record,
             later: None,
+            resume: false,
+        }
+    }
+
+    /// Left to be resumed by the takeover of jobs whose server died.
+    pub fn resume(record: T) -> Self {
+        Self {
+            now: record,
+            later: None,
+            resume: true,
         }
     }
 }
@@ -312,6 +325,11 @@ impl<K: JobKind> Runner<K> {
         Ok(rx)
     }
 
+    /// Whether the job with `key` runs in this process now.
+    pub fn runs_here(&self, key: &str) -> bool {
+        self.cancels.lock().expect("cancels").contains_key(key)
+    }
+
     /// Asks the running job with `key` to stop; it ends CANCELLED within
     /// seconds, after its cleanup.
     pub fn cancel(&self, key: &str) -> Result<()> {
@@ -371,7 +389,10 @@ impl<K: JobKind> Runner<K> {
         };
         for record in records.records::<K::Snapshot>() {
             let before = record.clone();
-            let Recovered { now, later } = K::recover(env, record).await;
+            let Recovered { now, later, resume } = K::recover(env, record).await;
+            if resume {
+                continue;
+            }
             if now != before {
                 records.save(&now);
                 if let Some(shared) = &self.pool.shared {

@@ -98,6 +98,36 @@ impl SharedRecords {
         Ok(old.len())
     }
 
+    /// The records of one kind of the jobs not finished, reading only keys
+    /// not in `finished` (a finished record never changes: its key is added).
+    pub async fn unfinished<T: JobSnapshot>(
+        &self,
+        finished: &mut std::collections::HashSet<String>,
+    ) -> Result<Vec<T>> {
+        let prefix = format!("{}/", join_key([&self.prefix, T::KIND]));
+        let mut out = Vec::new();
+        for o in self.store.list(&prefix).await? {
+            if finished.contains(&o.key) {
+                continue;
+            }
+            let body = match self.store.read(&o.key).await {
+                Ok(body) => body,
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            match serde_json::from_slice::<T>(&body) {
+                Ok(s) if s.state().is_terminal() => {
+                    finished.insert(o.key);
+                }
+                Ok(s) => out.push(s),
+                Err(e) => {
+                    warn!(record = %o.key, error = %e, "unreadable shared job record skipped")
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Every record of one kind, with its object key.
     async fn entries<T: JobSnapshot>(&self) -> Result<Vec<(String, T)>> {
         let prefix = format!("{}/", join_key([&self.prefix, T::KIND]));

@@ -199,6 +199,19 @@ pub struct BackupSnapshot {
     /// Where the time went: each phase and its milliseconds, filled as it ends.
     #[serde(default)]
     pub phases: Vec<(String, u64)>,
+    /// What the job was asked to back up, so that another server can resume
+    /// it when this one dies (not set on backups read back from storage).
+    #[serde(default)]
+    pub order: Option<BackupOrder>,
+}
+
+/// A backup job's request, as its record keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupOrder {
+    pub collections: Vec<String>,
+    pub databases: Vec<String>,
+    pub meta_only: bool,
+    pub incremental: Option<bool>,
 }
 
 /// What an incremental backup reuses: objects held by earlier backups.
@@ -230,6 +243,7 @@ impl BackupSnapshot {
             error_kind: None,
             trace_id: None,
             phases: Vec::new(),
+            order: None,
         }
     }
 }

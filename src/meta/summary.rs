@@ -76,6 +76,7 @@ pub fn snapshot_of(info: &BackupInfo) -> BackupSnapshot {
         error_kind: None,
         trace_id: None,
         phases: Vec::new(),
+        order: None,
         reuse: info.incremental.as_ref().map(|i| Reuse {
             based_on: i.based_on.clone(),
             files: i.reused_files,

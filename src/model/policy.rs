@@ -81,7 +81,21 @@ fn count(field: &str, n: i64) -> Result<u32> {
 
 impl Policy {
     /// Checks every field of `input`; the error names the field and its value.
-    pub fn parse(mut input: PolicyInput) -> Result<Self> {
+    pub fn parse(input: PolicyInput) -> Result<Self> {
+        let policy = Self::parse_fields(input)?;
+        policy.check_names()?;
+        Ok(policy)
+    }
+
+    /// A stored policy, checked when it was stored: its fields are parsed
+    /// again, but its name template is not held to the next slots (a
+    /// daylight-saving change may make two of them equal for an hour; those
+    /// runs fail with ALREADY_EXISTS rather than stopping the policy).
+    pub fn parse_stored(input: PolicyInput) -> Result<Self> {
+        Self::parse_fields(input)
+    }
+
+    fn parse_fields(mut input: PolicyInput) -> Result<Self> {
         validate_name("policy name", &input.name)?;
         let schedule = Schedule::parse(&input.schedule, &input.time_zone)?;
         at_most("collection names", input.collection_names.len())?;
@@ -130,16 +144,14 @@ impl Policy {
         }
         let template = input.name_template.replace("{policy}", &input.name);
         check_template(&template)?;
-        let policy = Self {
+        Ok(Self {
             name: input.name.clone(),
             schedule,
             selection,
             retention,
             template,
             input,
-        };
-        policy.check_names()?;
-        Ok(policy)
+        })
     }
 
     /// Refuses a template that gives an invalid backup name, or the same
@@ -216,6 +228,14 @@ impl Policy {
     /// The name of the backup made for `slot`.
     pub fn backup_name(&self, slot: DateTime<Utc>) -> Result<BackupName> {
         self.render(slot)
+    }
+
+    /// This policy with `enabled` taken from `earlier` when its input left it unset.
+    pub fn keeping_enabled_of(mut self, earlier: &Policy) -> Self {
+        if self.input.enabled.is_none() {
+            self.input.enabled = earlier.input.enabled;
+        }
+        self
     }
 
     /// The backup request of the run for `slot`, named `name`.

@@ -132,6 +132,8 @@ pub struct BackupRequest {
     meta_only: bool,
     incremental: Option<bool>,
     caller: Caller,
+    /// Continues the job of a server that died, in the folder it left.
+    resume: bool,
 }
 
 impl BackupRequest {
@@ -149,7 +151,22 @@ impl BackupRequest {
             meta_only: input.meta_only,
             incremental: input.incremental,
             caller: input.caller,
+            resume: false,
         })
+    }
+
+    /// The request of a backup job whose server died, to be continued where
+    /// it stopped; `input.caller` carries the job's id as its request id.
+    pub fn resume(input: BackupInput) -> Result<Self> {
+        Ok(Self {
+            resume: true,
+            ..Self::parse(input)?
+        })
+    }
+
+    /// Whether this continues a job whose server died.
+    pub fn resumes(&self) -> bool {
+        self.resume
     }
 
     /// The new backup's name.

@@ -34,8 +34,9 @@ struct Stored {
 #[derive(Debug, Clone)]
 pub struct StoredPolicy {
     pub policy: Policy,
-    /// Slots before this are never due.
-    pub created: DateTime<Utc>,
+    /// When it was created or last updated: slots before this are never due
+    /// (re-enabling a policy does not run a slot that passed while it was off).
+    pub since: DateTime<Utc>,
 }
 
 /// Where a run is.
@@ -67,6 +68,10 @@ pub struct RunRecord {
     /// Its backup was deleted by retention.
     #[serde(default)]
     pub deleted: bool,
+    /// The ids of the backup jobs it started, recorded before each starts:
+    /// a backup of the run's name is the run's only when its id is one of them.
+    #[serde(default)]
+    pub jobs: Vec<String>,
 }
 
 impl RunRecord {
@@ -135,8 +140,13 @@ impl PolicyStore {
             return Err(Error::not_found("policy", policy.name()));
         };
         let old: Stored = serde_json::from_slice(&body)?;
+        // An update that leaves `enabled` unset keeps it as it was.
+        let mut input = policy.input().clone();
+        if input.enabled.is_none() {
+            input.enabled = old.input.enabled;
+        }
         let stored = Stored {
-            input: policy.input().clone(),
+            input,
             created_ms: old.created_ms,
             updated_ms: now_ms(),
         };
@@ -158,6 +168,11 @@ impl PolicyStore {
         self.store.delete(&[self.def_key(name)]).await?;
         self.store.delete_under(&self.folder(name)).await?;
         Ok(())
+    }
+
+    /// Whether policy `name` is stored.
+    pub async fn exists(&self, name: &str) -> Result<bool> {
+        Ok(self.store.head(&self.def_key(name)).await?.is_some())
     }
 
     /// Policy `name`, if stored.
@@ -203,7 +218,12 @@ impl PolicyStore {
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             match self.store.read(&key).await {
-                Ok(body) => out.push(serde_json::from_slice(&body)?),
+                Ok(body) => match serde_json::from_slice(&body) {
+                    Ok(r) => out.push(r),
+                    Err(e) => {
+                        warn!(record = %key, error = %e, "unreadable policy run record left out")
+                    }
+                },
                 Err(Error::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
@@ -263,11 +283,11 @@ impl PolicyStore {
 
 fn parsed(stored: Stored) -> Result<StoredPolicy> {
     let name = stored.input.name.clone();
-    let policy = Policy::parse(stored.input).map_err(|e| {
+    let policy = Policy::parse_stored(stored.input).map_err(|e| {
         Error::FailedPrecondition(format!("stored policy {name:?} is no longer valid: {e}"))
     })?;
     Ok(StoredPolicy {
         policy,
-        created: DateTime::from_timestamp_millis(stored.created_ms).unwrap_or_default(),
+        since: DateTime::from_timestamp_millis(stored.updated_ms).unwrap_or_default(),
     })
 }

@@ -129,6 +129,7 @@ impl JobKind for RestoreJob {
         Recovered {
             now: r,
             later: Some(later.boxed()),
+            resume: false,
         }
     }
 }

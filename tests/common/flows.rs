@@ -82,6 +82,23 @@ pub async fn watch_restore_to_end(
     last_restore(stream).await
 }
 
+/// Polls GetBackup of `name` until it ends (at most `timeout`): its last state.
+#[allow(dead_code)]
+pub async fn watch_backup_to_end(
+    client: &mut BackupServiceClient<Channel>,
+    name: &str,
+    timeout: std::time::Duration,
+) -> pb::Backup {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let b = get_backup(client, name).await;
+        if b.state >= pb::JobState::Succeeded as i32 || std::time::Instant::now() > deadline {
+            return b;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
 /// A CreateBackup request for the named collections (`coll` or `db.coll`).
 pub fn backup_request(name: &str, collections: &[&str]) -> pb::CreateBackupRequest {
     pb::CreateBackupRequest {
