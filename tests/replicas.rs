@@ -285,3 +285,102 @@ async fn a_backup_whose_server_died_is_finished_by_another_replica() {
     hello::drop_if_exists(&m, "default", &coll).await;
     hello::drop_if_exists(&m, "default", &format!("{coll}_to")).await;
 }
+
+/// Orphaned backups (a shared record RUNNING, its name's lease expired, as a
+/// server that died leaves them) are raced for by three live replicas, 20 of
+/// them at once: exactly one replica takes each over, and each ends
+/// SUCCEEDED under its own job id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_race_for_orphaned_backups_and_one_wins_each() {
+    use milvus_backup::jobs::{BackupOrder, BackupSnapshot, JobState, LeaseRecord};
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let coll = common::unique("race_src");
+    hello::create(&m, &coll, 200, 1, 41).await;
+    let store = common::TestServer::start(&cfg)
+        .await
+        .ctx
+        .catalog
+        .store()
+        .clone();
+    let replicas = [
+        Proc::start(&cfg, "race-a", "", None).await,
+        Proc::start(&cfg, "race-b", "", None).await,
+        Proc::start(&cfg, "race-c", "", None).await,
+    ];
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut orphans = Vec::new();
+    for i in 0..20 {
+        let name = common::unique(&format!("orphan{i}"));
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut record = BackupSnapshot::pending(id.clone(), name.clone(), false);
+        record.state = JobState::Running;
+        record.order = Some(BackupOrder {
+            collections: vec![format!("default.{coll}")],
+            ..Default::default()
+        });
+        let lease = LeaseRecord {
+            job: id.clone(),
+            purpose: "create".into(),
+            process: "dead-host:1".into(),
+            nonce: uuid::Uuid::new_v4().to_string(),
+            expires_at_ms: now_ms - 1000,
+            released: false,
+        };
+        store
+            .write(
+                &format!("backup/_leases/backup/{name}"),
+                serde_json::to_vec(&lease).unwrap().into(),
+            )
+            .await
+            .unwrap();
+        store
+            .write(
+                &format!("backup/_jobs/backups/{name}.json"),
+                serde_json::to_vec(&record).unwrap().into(),
+            )
+            .await
+            .unwrap();
+        orphans.push((name, id));
+    }
+    let mut client = replicas[0].client.clone();
+    for (name, id) in &orphans {
+        let end = flows::watch_backup_to_end(&mut client, name, Duration::from_secs(180)).await;
+        assert_eq!(end.state, pb::JobState::Succeeded as i32, "{name}: {end:?}");
+        assert_eq!(&end.id, id, "{name}: resumed under its own id");
+    }
+    let logs: Vec<String> = replicas
+        .iter()
+        .map(|p| std::fs::read_to_string(&p.log).unwrap_or_default())
+        .collect();
+    let mut winners = [0usize; 3];
+    for (name, _) in &orphans {
+        let takers: Vec<usize> = (0..3)
+            .filter(|&r| {
+                logs[r].lines().any(|l| {
+                    l.contains("took over a backup whose server died") && l.contains(name.as_str())
+                })
+            })
+            .collect();
+        assert_eq!(takers.len(), 1, "{name}: taken over by replicas {takers:?}");
+        winners[takers[0]] += 1;
+    }
+    flows::assert_verifies(&mut client, &orphans[0].0, "an orphan taken over").await;
+    for (name, _) in &orphans {
+        flows::delete_eventually(&client, name, "clean up").await;
+    }
+    figures::publish(
+        "three_replicas_race_for_orphaned_backups_and_one_wins_each",
+        &[format!(
+            "20 orphaned backups raced for by 3 replicas: each taken over exactly once \
+             (wins per replica {winners:?}), all SUCCEEDED under their own ids"
+        )],
+    );
+    for p in replicas {
+        p.finish();
+    }
+    hello::drop_if_exists(&m, "default", &coll).await;
+}

@@ -1,13 +1,21 @@
-//! Resuming a backup whose server died: the objects it copied already are
-//! kept when their size and MD5 ETag equal the source's, every other one is
-//! copied again, and objects of the folder the new plan does not name (a
-//! segment compacted away since) are removed before the meta is written.
+//! Resuming a backup whose server died: it follows the plan the dead server
+//! wrote after its flush (the same objects, not a later state of Milvus);
+//! the objects copied already are kept when their size and MD5 ETag equal
+//! the source's, every other one is copied, and objects of the folder the
+//! plan does not name are removed before the meta is written. A source
+//! object Milvus removed since (compaction and garbage collection) makes the
+//! backup impossible to resume: it fails, saying so.
 
 use std::collections::{HashMap, HashSet};
 
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::collect::CollectedCollection;
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::meta::manifest::ManifestEntry;
+use crate::meta::model::CollectionBackupInfo;
 use crate::storage::ObjectInfo;
 
 /// The binlogs in backup `name`'s folder, by full key.
@@ -56,4 +64,109 @@ pub async fn remove_extras(
         ctx.catalog.store().delete(&extra).await?;
     }
     Ok(extra.len())
+}
+
+/// The plan a backup writes before it copies (`{name}/resume-plan.json`, beside
+/// `meta/` so that a folder without meta stays one; removed once the meta is
+/// written): what it described at its flush, so that a resumed
+/// job copies the same objects rather than a later state of Milvus.
+pub const PLAN_FILE: &str = "resume-plan.json";
+
+#[derive(Serialize, Deserialize)]
+struct PlannedObject {
+    key: String,
+    size: u64,
+    etag: Option<String>,
+    group: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PlannedCollection {
+    info: CollectionBackupInfo,
+    objects: Vec<PlannedObject>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Plan {
+    started_ms: i64,
+    collections: Vec<PlannedCollection>,
+}
+
+fn plan_key(ctx: &Context, name: &str) -> String {
+    format!("{}{PLAN_FILE}", ctx.catalog.layout().backup_prefix(name))
+}
+
+/// Writes the plan of backup `name` (started at `started_ms`).
+pub async fn save_plan(
+    ctx: &Context,
+    name: &str,
+    started_ms: i64,
+    collected: &[CollectedCollection],
+) -> Result<()> {
+    let plan = Plan {
+        started_ms,
+        collections: collected
+            .iter()
+            .map(|c| PlannedCollection {
+                info: c.info.clone(),
+                objects: c
+                    .objects
+                    .iter()
+                    .map(|(o, group)| PlannedObject {
+                        key: o.key.clone(),
+                        size: o.size,
+                        etag: o.etag.clone(),
+                        group: *group,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    let key = plan_key(ctx, name);
+    ctx.catalog
+        .store()
+        .write(&key, Bytes::from(serde_json::to_vec(&plan)?))
+        .await
+}
+
+/// The plan a dead server wrote for backup `name`: its start and collections.
+pub async fn load_plan(
+    ctx: &Context,
+    name: &str,
+) -> Result<Option<(i64, Vec<CollectedCollection>)>> {
+    let key = plan_key(ctx, name);
+    let body = match ctx.catalog.store().read(&key).await {
+        Ok(body) => body,
+        Err(Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let plan: Plan = serde_json::from_slice(&body)?;
+    let collected = plan
+        .collections
+        .into_iter()
+        .map(|c| CollectedCollection {
+            info: c.info,
+            objects: c
+                .objects
+                .into_iter()
+                .map(|o| {
+                    let info = ObjectInfo {
+                        key: o.key,
+                        size: o.size,
+                        etag: o.etag,
+                    };
+                    (info, o.group)
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(Some((plan.started_ms, collected)))
+}
+
+/// Removes the plan of a completed backup.
+pub async fn drop_plan(ctx: &Context, name: &str) {
+    let key = plan_key(ctx, name);
+    if let Err(e) = ctx.catalog.store().delete(&[key]).await {
+        tracing::warn!(backup = %name, error = %e, "cannot remove the backup's plan");
+    }
 }

@@ -24,8 +24,14 @@ pub async fn run(
     collections: &[CollectionRef],
     job: &JobHandle<BackupSnapshot>,
 ) -> Result<()> {
-    let started_ms = unix_millis();
     let started = std::time::Instant::now();
+    // A resumed job follows the plan its dead server wrote after the flush.
+    let planned = match req.resumes() {
+        true => super::resume::load_plan(ctx, req.name()).await?,
+        false => None,
+    };
+    let resumed = planned.is_some();
+    let started_ms = planned.as_ref().map_or_else(unix_millis, |(ms, _)| *ms);
     job.update(|s| {
         s.state = JobState::Running;
         s.progress.collections_total = collections.len() as u32;
@@ -35,29 +41,42 @@ pub async fn run(
     job.update(|s| s.milvus_version = version.to_string());
     ctx.catalog.store().ensure_bucket(true).await?;
 
-    // Describe, flush and list every collection first (a few at once), so the
-    // totals are known before the first byte moves.
-    // (A Vec of futures, not a closure in the stream: keeps the job's future `Send`.)
-    let describe: Vec<_> = collections
-        .iter()
-        .map(|coll| collect(ctx, coll, req.meta_only(), version))
-        .collect();
-    let mut describing = futures::stream::iter(describe).buffered(ctx.collections_at_once);
-    let mut collected: Vec<CollectedCollection> = Vec::with_capacity(collections.len());
-    while let Some(c) = describing.next().await {
-        let c = c?;
+    let publish = |c: &CollectedCollection| {
         let summary = summary_of(&c.info);
         job.update(|s| {
             s.progress.bytes_total += c.objects.iter().map(|(o, _)| o.size).sum::<u64>();
             s.progress.files_total += c.objects.len() as u64;
             s.collections.push(summary);
         });
-        collected.push(c);
+    };
+    let mut collected: Vec<CollectedCollection> = Vec::with_capacity(collections.len());
+    if let Some((_, plan)) = planned {
+        job.update(|s| s.progress.collections_total = plan.len() as u32);
+        plan.iter().for_each(publish);
+        collected = plan;
+    } else {
+        // Describe, flush and list every collection first (a few at once),
+        // so the totals are known before the first byte moves.
+        // (A Vec of futures, not a closure in the stream: keeps the job's future `Send`.)
+        let describe: Vec<_> = collections
+            .iter()
+            .map(|coll| collect(ctx, coll, req.meta_only(), version))
+            .collect();
+        let mut describing = futures::stream::iter(describe).buffered(ctx.collections_at_once);
+        while let Some(c) = describing.next().await {
+            let c = c?;
+            publish(&c);
+            collected.push(c);
+        }
+        drop(describing);
+        super::resume::save_plan(ctx, req.name(), started_ms, &collected).await?;
     }
-    drop(describing);
     let listed: usize = collected.iter().map(|c| c.objects.len()).sum();
     let mut phase = Phases::new(job, req.name().as_str(), started);
-    phase.end("describe, flush and list");
+    phase.end(match resumed {
+        true => "read the plan",
+        false => "describe, flush and list",
+    });
 
     // Then one stream of copies over all collections, so the copy bound stays
     // busy however the objects are spread.
@@ -84,7 +103,7 @@ pub async fn run(
         Default::default()
     };
     // A resumed job keeps what its dead server copied already.
-    let present = match req.resumes() {
+    let present = match resumed {
         true => super::resume::present(ctx, req.name()).await?,
         false => Default::default(),
     };
@@ -134,7 +153,7 @@ pub async fn run(
         bytes: reused.iter().map(|e| e.size).sum(),
     });
     let kept_bytes: u64 = kept.iter().map(|e| e.size).sum();
-    if req.resumes() {
+    if resumed {
         tracing::info!(
             backup = %req.name(),
             kept = kept.len(),
@@ -180,7 +199,14 @@ pub async fn run(
                 })
             },
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            Error::NotFound { name, .. } if resumed => Error::FailedPrecondition(format!(
+                "the backup cannot be resumed: Milvus removed {name}, part of its flush point, \
+                 since it began (compaction and garbage collection)"
+            )),
+            e => e,
+        })?;
     phase.end("copy");
     let extras = super::resume::remove_extras(ctx, &present, &planned).await?;
     if extras > 0 {
@@ -235,6 +261,7 @@ pub async fn run(
         .await?;
     // Complete: its meta names what it references, and a delete of a base keeps it.
     crate::jobs::lease::release_all(holds.into_values().collect()).await;
+    super::resume::drop_plan(ctx, req.name()).await;
     // Listed fast from now on; a backup without its entry is still listed.
     if let Err(e) = ctx.catalog.publish(&snapshot_of(&info)).await {
         tracing::warn!(backup = %req.name(), error = %e, "cannot add the backup to the catalog index");
