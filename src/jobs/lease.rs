@@ -143,8 +143,13 @@ impl Leases {
                         match held {
                             // Our own write, whose answer was lost and retried.
                             Some(h) if h.nonce == mine.nonce => Some(etag),
-                            // Held by another job (the same job, restarted, takes its own back).
-                            Some(h) if h.is_live(now_ms()) && h.job != mine.job => {
+                            // Held by another job, or by the same job in another
+                            // process (a resumed job on two servers, a retried
+                            // request id): only this process takes its own back.
+                            Some(h)
+                                if h.is_live(now_ms())
+                                    && (h.job != mine.job || h.process != mine.process) =>
+                            {
                                 return Err(Error::Aborted(h.describe(name)));
                             }
                             // Expired, released or unreadable: take it over, if nobody else does first.
