@@ -131,9 +131,10 @@ impl JobKind for BackupJob {
                 b.state = JobState::Failed;
                 b.error = Some(INTERRUPTED.into());
                 b.end_time = Some(SystemTime::now());
-                // Without its meta it is not a backup: remove what was copied,
-                // under the name's lease (the job takes its own lease back;
-                // another holder means the name is in use).
+                // (A record written before jobs kept their request.) Without
+                // its meta it is not a backup: remove what was copied, under the
+                // name's lease once the stopped process's has expired (a live
+                // holder means the name is in use: its objects are left).
                 let leases = ctx.leases();
                 match leases
                     .acquire(&format!("backup/{}", b.name), &b.id, "recover")
