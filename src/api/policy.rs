@@ -141,19 +141,33 @@ fn parse_policy(p: Option<pb::Policy>) -> Result<Policy> {
     Policy::parse(p.unwrap_or_default().into())
 }
 
-fn status(s: Result<PolicyStatus>) -> Result<Response<pb::PolicyResponse>, Status> {
-    let s = s?;
-    Ok(Response::new(pb::PolicyResponse {
-        status: Some((&s).into()),
-    }))
+/// A policy call's answer: its status, in the call's own response message.
+fn status<M: From<pb::PolicyStatus>>(s: Result<PolicyStatus>) -> Result<Response<M>, Status> {
+    Ok(Response::new(M::from((&s?).into())))
 }
+
+macro_rules! status_response {
+    ($($msg:ident),*) => {$(
+        impl From<pb::PolicyStatus> for pb::$msg {
+            fn from(status: pb::PolicyStatus) -> Self {
+                pb::$msg { status: Some(status) }
+            }
+        }
+    )*};
+}
+
+status_response!(
+    CreatePolicyResponse,
+    UpdatePolicyResponse,
+    GetPolicyResponse
+);
 
 #[tonic::async_trait]
 impl PolicyService for GrpcPolicies {
     async fn create_policy(
         &self,
         request: Request<pb::CreatePolicyRequest>,
-    ) -> Result<Response<pb::PolicyResponse>, Status> {
+    ) -> Result<Response<pb::CreatePolicyResponse>, Status> {
         let policy = parse_policy(request.into_inner().policy)?;
         status(self.engine.create_policy(policy).await)
     }
@@ -161,7 +175,7 @@ impl PolicyService for GrpcPolicies {
     async fn update_policy(
         &self,
         request: Request<pb::UpdatePolicyRequest>,
-    ) -> Result<Response<pb::PolicyResponse>, Status> {
+    ) -> Result<Response<pb::UpdatePolicyResponse>, Status> {
         let policy = parse_policy(request.into_inner().policy)?;
         status(self.engine.update_policy(policy).await)
     }
@@ -178,7 +192,7 @@ impl PolicyService for GrpcPolicies {
     async fn get_policy(
         &self,
         request: Request<pb::GetPolicyRequest>,
-    ) -> Result<Response<pb::PolicyResponse>, Status> {
+    ) -> Result<Response<pb::GetPolicyResponse>, Status> {
         let name = PolicyName::parse(&request.into_inner().name)?;
         status(self.engine.get_policy(&name).await)
     }

@@ -649,12 +649,12 @@ class PolicyServiceStub(object):
         self.CreatePolicy = channel.unary_unary(
                 '/milvus.backup.v1.PolicyService/CreatePolicy',
                 request_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.CreatePolicyRequest.SerializeToString,
-                response_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.PolicyResponse.FromString,
+                response_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.CreatePolicyResponse.FromString,
                 _registered_method=True)
         self.UpdatePolicy = channel.unary_unary(
                 '/milvus.backup.v1.PolicyService/UpdatePolicy',
                 request_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.UpdatePolicyRequest.SerializeToString,
-                response_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.PolicyResponse.FromString,
+                response_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.UpdatePolicyResponse.FromString,
                 _registered_method=True)
         self.DeletePolicy = channel.unary_unary(
                 '/milvus.backup.v1.PolicyService/DeletePolicy',
@@ -664,7 +664,7 @@ class PolicyServiceStub(object):
         self.GetPolicy = channel.unary_unary(
                 '/milvus.backup.v1.PolicyService/GetPolicy',
                 request_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.GetPolicyRequest.SerializeToString,
-                response_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.PolicyResponse.FromString,
+                response_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.GetPolicyResponse.FromString,
                 _registered_method=True)
         self.ListPolicies = channel.unary_unary(
                 '/milvus.backup.v1.PolicyService/ListPolicies',
@@ -744,12 +744,12 @@ def add_PolicyServiceServicer_to_server(servicer, server):
             'CreatePolicy': grpc.unary_unary_rpc_method_handler(
                     servicer.CreatePolicy,
                     request_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.CreatePolicyRequest.FromString,
-                    response_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.PolicyResponse.SerializeToString,
+                    response_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.CreatePolicyResponse.SerializeToString,
             ),
             'UpdatePolicy': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdatePolicy,
                     request_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.UpdatePolicyRequest.FromString,
-                    response_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.PolicyResponse.SerializeToString,
+                    response_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.UpdatePolicyResponse.SerializeToString,
             ),
             'DeletePolicy': grpc.unary_unary_rpc_method_handler(
                     servicer.DeletePolicy,
@@ -759,7 +759,7 @@ def add_PolicyServiceServicer_to_server(servicer, server):
             'GetPolicy': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPolicy,
                     request_deserializer=milvus__backup__client_dot_v1_dot_backup__pb2.GetPolicyRequest.FromString,
-                    response_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.PolicyResponse.SerializeToString,
+                    response_serializer=milvus__backup__client_dot_v1_dot_backup__pb2.GetPolicyResponse.SerializeToString,
             ),
             'ListPolicies': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPolicies,
@@ -806,7 +806,7 @@ class PolicyService(object):
             target,
             '/milvus.backup.v1.PolicyService/CreatePolicy',
             milvus__backup__client_dot_v1_dot_backup__pb2.CreatePolicyRequest.SerializeToString,
-            milvus__backup__client_dot_v1_dot_backup__pb2.PolicyResponse.FromString,
+            milvus__backup__client_dot_v1_dot_backup__pb2.CreatePolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -833,7 +833,7 @@ class PolicyService(object):
             target,
             '/milvus.backup.v1.PolicyService/UpdatePolicy',
             milvus__backup__client_dot_v1_dot_backup__pb2.UpdatePolicyRequest.SerializeToString,
-            milvus__backup__client_dot_v1_dot_backup__pb2.PolicyResponse.FromString,
+            milvus__backup__client_dot_v1_dot_backup__pb2.UpdatePolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -887,7 +887,7 @@ class PolicyService(object):
             target,
             '/milvus.backup.v1.PolicyService/GetPolicy',
             milvus__backup__client_dot_v1_dot_backup__pb2.GetPolicyRequest.SerializeToString,
-            milvus__backup__client_dot_v1_dot_backup__pb2.PolicyResponse.FromString,
+            milvus__backup__client_dot_v1_dot_backup__pb2.GetPolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,
