@@ -89,6 +89,12 @@ impl JobKind for BackupJob {
             error!(backup = %name, "the backup's objects are left to the lease's new holder");
             return;
         }
+        // A backup completed by another job (this one's lease expired while
+        // another resumed it) is never removed.
+        if !matches!(self.ctx.catalog.is_complete(name).await, Ok(false)) {
+            error!(backup = %name, "the backup is complete (or cannot be checked): its objects are left");
+            return;
+        }
         if let Err(e) = self.ctx.catalog.delete(name).await {
             error!(backup = %name, error = %e, "cannot remove the partial backup");
         }
@@ -122,7 +128,9 @@ impl JobKind for BackupJob {
             }
             // A job that says what it was asked is resumed (by this server or
             // another) once the stopped process's lease on its name expires.
-            Ok(None) if b.order.is_some() => {
+            // Resumed (by this server or another) once the stopped process's
+            // lease on its name expires, when its shared record says it runs.
+            Ok(None) if b.order.is_some() && shared_running(ctx, &b.name).await => {
                 info!(backup = %b.name, "backup was interrupted by a restart; it will be resumed");
                 return Recovered::resume(b);
             }
@@ -162,4 +170,16 @@ impl JobKind for BackupJob {
         }
         Recovered::at_once(b)
     }
+}
+
+/// Whether the shared record of backup `name` says its job runs.
+async fn shared_running(ctx: &Context, name: &str) -> bool {
+    let shared = crate::jobs::SharedRecords::new(
+        ctx.catalog.store().clone(),
+        &ctx.catalog.layout().root_prefix(),
+    );
+    matches!(
+        shared.load::<BackupSnapshot>(name).await,
+        Ok(Some(s)) if !s.state.is_terminal()
+    )
 }

@@ -12,6 +12,25 @@ use crate::milvus::MilvusApi;
 use crate::model::{BackupRequest, CollectionRef};
 
 pub use job::BackupJob;
+
+/// The job whose plan backup `name`'s folder holds (a job that has copied
+/// anything has written one).
+pub async fn plan_owner(ctx: &Context, name: &str) -> Result<Option<String>> {
+    Ok(resume::load_plan(ctx, name).await?.map(|p| p.job))
+}
+
+/// What a backup completed by a server that died before its last steps
+/// still needs: its plan removed and its catalog entry published.
+pub async fn completed_elsewhere(ctx: &Context, info: &crate::meta::model::BackupInfo) {
+    resume::drop_plan(ctx, &info.name).await;
+    if let Err(e) = ctx
+        .catalog
+        .publish(&crate::meta::summary::snapshot_of(info))
+        .await
+    {
+        tracing::warn!(backup = %info.name, error = %e, "cannot add the backup to the catalog index");
+    }
+}
 use run::run;
 
 /// Checks the request against Milvus and the catalog before any job starts:

@@ -88,22 +88,33 @@ struct PlannedCollection {
 
 #[derive(Serialize, Deserialize)]
 struct Plan {
+    /// The job that wrote it: only that job (resumed) continues the folder.
+    job: String,
     started_ms: i64,
     collections: Vec<PlannedCollection>,
+}
+
+/// A plan read back: whose it is, when the backup began, what it copies.
+pub struct LoadedPlan {
+    pub job: String,
+    pub started_ms: i64,
+    pub collected: Vec<CollectedCollection>,
 }
 
 fn plan_key(ctx: &Context, name: &str) -> String {
     format!("{}{PLAN_FILE}", ctx.catalog.layout().backup_prefix(name))
 }
 
-/// Writes the plan of backup `name` (started at `started_ms`).
+/// Writes the plan of job `job`'s backup `name` (started at `started_ms`).
 pub async fn save_plan(
     ctx: &Context,
     name: &str,
+    job: &str,
     started_ms: i64,
     collected: &[CollectedCollection],
 ) -> Result<()> {
     let plan = Plan {
+        job: job.to_string(),
         started_ms,
         collections: collected
             .iter()
@@ -130,10 +141,7 @@ pub async fn save_plan(
 }
 
 /// The plan a dead server wrote for backup `name`: its start and collections.
-pub async fn load_plan(
-    ctx: &Context,
-    name: &str,
-) -> Result<Option<(i64, Vec<CollectedCollection>)>> {
+pub async fn load_plan(ctx: &Context, name: &str) -> Result<Option<LoadedPlan>> {
     let key = plan_key(ctx, name);
     let body = match ctx.catalog.store().read(&key).await {
         Ok(body) => body,
@@ -160,7 +168,11 @@ pub async fn load_plan(
                 .collect(),
         })
         .collect();
-    Ok(Some((plan.started_ms, collected)))
+    Ok(Some(LoadedPlan {
+        job: plan.job,
+        started_ms: plan.started_ms,
+        collected,
+    }))
 }
 
 /// Removes the plan of a completed backup.

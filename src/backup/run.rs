@@ -25,13 +25,31 @@ pub async fn run(
     job: &JobHandle<BackupSnapshot>,
 ) -> Result<()> {
     let started = std::time::Instant::now();
-    // A resumed job follows the plan its dead server wrote after the flush.
+    // A resumed job follows the plan its dead server wrote after the flush;
+    // a folder that holds anything else is not its to continue.
+    let job_id = job.snapshot().id;
     let planned = match req.resumes() {
-        true => super::resume::load_plan(ctx, req.name()).await?,
+        true => match super::resume::load_plan(ctx, req.name()).await? {
+            Some(p) if p.job == job_id => Some(p),
+            Some(p) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "backup {} holds the plan of job {}, not of job {job_id}; it is not resumed",
+                    req.name(),
+                    p.job
+                )));
+            }
+            None if ctx.catalog.is_taken(req.name()).await? => {
+                return Err(Error::FailedPrecondition(format!(
+                    "backup {} holds objects that no plan of job {job_id} names; it is not resumed",
+                    req.name()
+                )));
+            }
+            None => None,
+        },
         false => None,
     };
     let resumed = planned.is_some();
-    let started_ms = planned.as_ref().map_or_else(unix_millis, |(ms, _)| *ms);
+    let started_ms = planned.as_ref().map_or_else(unix_millis, |p| p.started_ms);
     job.update(|s| {
         s.state = JobState::Running;
         s.progress.collections_total = collections.len() as u32;
@@ -50,7 +68,10 @@ pub async fn run(
         });
     };
     let mut collected: Vec<CollectedCollection> = Vec::with_capacity(collections.len());
-    if let Some((_, plan)) = planned {
+    if let Some(super::resume::LoadedPlan {
+        collected: plan, ..
+    }) = planned
+    {
         job.update(|s| s.progress.collections_total = plan.len() as u32);
         plan.iter().for_each(publish);
         collected = plan;
@@ -69,7 +90,7 @@ pub async fn run(
             collected.push(c);
         }
         drop(describing);
-        super::resume::save_plan(ctx, req.name(), started_ms, &collected).await?;
+        super::resume::save_plan(ctx, req.name(), &job_id, started_ms, &collected).await?;
     }
     let listed: usize = collected.iter().map(|c| c.objects.len()).sum();
     let mut phase = Phases::new(job, req.name().as_str(), started);

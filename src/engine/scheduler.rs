@@ -437,6 +437,16 @@ impl Engine {
                 name: format!("{name} (not made by this policy run; left alone)"),
             });
         }
+        // A backup job's own plan means it is resumable: the takeover of
+        // backup jobs continues it (this run adopts it once complete).
+        if crate::backup::plan_owner(&self.ctx, name.as_str())
+            .await?
+            .is_some()
+        {
+            return Err(Error::Aborted(format!(
+                "backup {name} is half-written by a job that will be resumed; retried"
+            )));
+        }
         if !last_holder.as_deref().is_some_and(ours) {
             return Err(Error::AlreadyExists {
                 kind: "backup",

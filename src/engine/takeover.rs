@@ -43,6 +43,10 @@ impl Engine {
         let Some(shared) = self.pool.shared() else {
             return Ok(());
         };
+        let leases = self.ctx.leases();
+        // The dead process's other leases (reads of an incremental backup's
+        // bases) expire within a third of the TTL of its name's lease.
+        let settle_ms = leases.ttl().as_millis() as u64 / 2;
         for record in shared.unfinished::<BackupSnapshot>(finished).await? {
             let name = record.name.clone();
             if self.backups.runs_here(&name) {
@@ -51,51 +55,80 @@ impl Engine {
             let Some(order) = record.order.clone() else {
                 continue;
             };
-            let lease = format!("backup/{name}");
-            if self.ctx.leases().holder(&lease).await?.is_some() {
-                continue;
+            match leases.last_holder(&format!("backup/{name}")).await? {
+                Some(h) if h.released || h.expires_at_ms + settle_ms < now_ms() => {}
+                None => {}
+                // Held, or expired too recently.
+                Some(_) => continue,
             }
-            match self.take_over(record.clone(), order).await {
-                // Another server took it first.
-                Ok(()) | Err(Error::Aborted(_)) => {}
-                // Storage trouble: tried again at the next sweep.
-                Err(e @ (Error::Unavailable { .. } | Error::Storage { .. })) => {
-                    warn!(backup = %name, error = %e, "cannot take the backup over now")
+            let outcome = match shared.cancel_requested::<BackupSnapshot>(&name).await? {
+                true => Err(Error::Cancelled(format!(
+                    "backup {name} was cancelled while its server was down"
+                ))),
+                false => self.take_over(record.clone(), order).await,
+            };
+            match outcome {
+                Ok(()) => {}
+                // Milvus no longer has what it backs up.
+                Err(e @ Error::Milvus { .. }) if e.is_milvus_not_found() => {
+                    self.end_unresumable(record, e).await
                 }
-                Err(e) => self.fail_unresumable(record, e).await,
+                // Another server took it first, or this one cannot start a
+                // job now, or storage or Milvus failed: the next sweep tries
+                // again (a completed one is then marked so).
+                Err(
+                    Error::Aborted(_)
+                    | Error::AlreadyExists { .. }
+                    | Error::ResourceExhausted(_)
+                    | Error::ShuttingDown
+                    | Error::Unavailable { .. }
+                    | Error::Storage { .. }
+                    | Error::Milvus { .. }
+                    | Error::Internal(_),
+                ) => {}
+                Err(e) => self.end_unresumable(record, e).await,
             }
         }
         Ok(())
     }
 
-    /// A backup that cannot be resumed (its collection was dropped, say)
-    /// ends FAILED with the reason; what its dead server copied is removed
-    /// under the name's hold (left alone when another job holds it).
-    async fn fail_unresumable(&self, mut record: BackupSnapshot, reason: Error) {
+    /// A backup that cannot be resumed (its collection was dropped, it was
+    /// cancelled, its folder is not its own) ends with the reason; what it
+    /// copied is removed under the name's hold, only when the folder's plan
+    /// is the job's own.
+    async fn end_unresumable(&self, mut record: BackupSnapshot, reason: Error) {
         let name = record.name.clone();
-        warn!(backup = %name, error = %reason, "a backup whose server died cannot be resumed");
+        warn!(backup = %name, error = %reason, "a backup whose server died is not resumed");
         let job = uuid::Uuid::new_v4().to_string();
-        match self
+        let hold = match self
             .ctx
             .leases()
             .hold_for_writing(&name, &job, "clean up")
             .await
         {
-            Ok(hold) => {
-                if matches!(self.ctx.catalog.is_complete(&name).await, Ok(false))
-                    && let Err(e) = self.ctx.catalog.delete(&name).await
-                {
-                    warn!(backup = %name, error = %e, "cannot remove the unresumable backup's objects");
-                }
-                hold.release().await;
-            }
+            Ok(hold) => hold,
             Err(e) => {
-                return warn!(backup = %name, error = %e, "the name is held; its objects are left alone");
+                return warn!(backup = %name, error = %e, "the name is held; tried again later");
             }
+        };
+        let ours = matches!(
+            crate::backup::plan_owner(&self.ctx, &name).await,
+            Ok(Some(owner)) if owner == record.id
+        );
+        if ours
+            && matches!(self.ctx.catalog.is_complete(&name).await, Ok(false))
+            && let Err(e) = self.ctx.catalog.delete(&name).await
+        {
+            warn!(backup = %name, error = %e, "cannot remove the backup's objects");
         }
-        record.finish(&Err(Error::FailedPrecondition(format!(
-            "its server died and it could not be resumed: {reason}"
-        ))));
+        hold.release().await;
+        let reason = match reason {
+            Error::Cancelled(m) => Error::Cancelled(m),
+            e => Error::FailedPrecondition(format!(
+                "its server died and it could not be resumed: {e}"
+            )),
+        };
+        record.finish(&Err(reason));
         if let Some(shared) = self.pool.shared() {
             shared.finish(&record).await;
         }
@@ -105,6 +138,7 @@ impl Engine {
         let name = record.name.clone();
         if let Some(info) = self.ctx.catalog.read(&name).await? {
             info!(backup = %name, "a backup whose server died had completed: marked SUCCEEDED");
+            crate::backup::completed_elsewhere(&self.ctx, &info).await;
             if let Some(shared) = self.pool.shared() {
                 shared.finish(&snapshot_of(&info)).await;
             }
@@ -127,4 +161,11 @@ impl Engine {
         info!(backup = %name, id = %record.id, "took over a backup whose server died");
         Ok(())
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

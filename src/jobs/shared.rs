@@ -98,8 +98,14 @@ impl SharedRecords {
         Ok(old.len())
     }
 
-    /// The records of one kind of the jobs not finished, reading only keys
-    /// not in `finished` (a finished record never changes: its key is added).
+    /// Whether a cancel was asked for the job with `key` (of another server).
+    pub async fn cancel_requested<T: JobSnapshot>(&self, key: &str) -> Result<bool> {
+        Ok(self.store.head(&self.cancel_key::<T>(key)).await?.is_some())
+    }
+
+    /// The records of one kind of the jobs not finished, reading only those
+    /// not in `finished` (object key and ETag: a record rewritten for a new
+    /// job under the same key is read again).
     pub async fn unfinished<T: JobSnapshot>(
         &self,
         finished: &mut std::collections::HashSet<String>,
@@ -107,7 +113,8 @@ impl SharedRecords {
         let prefix = format!("{}/", join_key([&self.prefix, T::KIND]));
         let mut out = Vec::new();
         for o in self.store.list(&prefix).await? {
-            if finished.contains(&o.key) {
+            let version = format!("{}@{}", o.key, o.etag.as_deref().unwrap_or_default());
+            if finished.contains(&version) {
                 continue;
             }
             let body = match self.store.read(&o.key).await {
@@ -117,7 +124,10 @@ impl SharedRecords {
             };
             match serde_json::from_slice::<T>(&body) {
                 Ok(s) if s.state().is_terminal() => {
-                    finished.insert(o.key);
+                    // Without an ETag a record cannot be told from its next version.
+                    if o.etag.is_some() {
+                        finished.insert(version);
+                    }
                 }
                 Ok(s) => out.push(s),
                 Err(e) => {

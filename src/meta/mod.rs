@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::storage::ObjectStore;
+use crate::storage::{CondPut, ObjectStore};
 pub use layout::{BackupLayout, LogKind, META_FILES, MilvusLayout};
 use manifest::{MANIFEST_FILE, Manifest, ManifestEntry};
 use model::{BackupInfo, CollectionBackupInfo, LevelInfos, PartitionBackupInfo, SegmentBackupInfo};
@@ -279,7 +279,17 @@ impl Catalog {
         crate::failpoint::pause_at("backup.meta.before_backup_meta").await;
         write(backup).await?;
         crate::failpoint::pause_at("backup.meta.before_full_meta").await;
-        write(full).await
+        // The commit point is written once: a job whose lease expired while
+        // another resumed the backup cannot commit over the other's.
+        let (file, body) = full;
+        let key = self.layout.meta_key(&info.name, file);
+        match self.store.put_if_absent(&key, Bytes::from(body)).await? {
+            CondPut::Written(_) => Ok(()),
+            CondPut::Conflict => Err(Error::Aborted(format!(
+                "backup {} was completed by another job",
+                info.name
+            ))),
+        }
     }
 
     /// Deletes every object of backup `name`; returns how many there were.
