@@ -44,8 +44,11 @@ impl Engine {
             return Ok(());
         };
         let leases = self.ctx.leases();
-        // The dead process's other leases (reads of an incremental backup's
-        // bases) expire within a third of the TTL of its name's lease.
+        // Taken over only once the name's lease is past its expiry by half a
+        // TTL, even when released: the dead process's other leases (reads of
+        // an incremental backup's bases) have expired by then, and an owner
+        // that released the name as its job ended has written the end into
+        // the shared record (it does so right after the release).
         let settle_ms = leases.ttl().as_millis() as u64 / 2;
         for record in shared.unfinished::<BackupSnapshot>(finished).await? {
             let name = record.name.clone();
@@ -56,7 +59,7 @@ impl Engine {
                 continue;
             };
             match leases.last_holder(&format!("backup/{name}")).await? {
-                Some(h) if h.released || h.expires_at_ms + settle_ms < now_ms() => {}
+                Some(h) if h.expires_at_ms + settle_ms < now_ms() => {}
                 None => {}
                 // Held, or expired too recently.
                 Some(_) => continue,

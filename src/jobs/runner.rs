@@ -302,9 +302,10 @@ impl<K: JobKind> Runner<K> {
                     }
                 }
                 runner.cancels.lock().expect("cancels").remove(&key);
-                // The shared record says how it ended before its leases are
-                // let go: a free lease over a RUNNING record means its
-                // server died (and another resumes the job).
+                // Everything is let go before watchers see the end.
+                job.release().await;
+                drop(slot);
+                // The records say how it ended before any watcher sees the end.
                 let mut last = handle.snapshot();
                 last.finish(&result);
                 if let (Some((stop, task)), Some(shared)) = (mirror, &pool.shared) {
@@ -312,9 +313,6 @@ impl<K: JobKind> Runner<K> {
                     let _ = task.await;
                     shared.finish(&last).await;
                 }
-                // Everything is let go before local watchers see the end.
-                job.release().await;
-                drop(slot);
                 match &pool.records {
                     Some(records) => {
                         records.save_last_then(&last.clone(), || handle.update(|s| *s = last))
