@@ -222,7 +222,7 @@ async fn killed_backups_resume_and_killed_restores_leave_nothing_half_done() {
             .await
             .unwrap()
             .into_inner();
-        let (id, done, total) = loop {
+        let (id, done, total, job_bytes) = loop {
             let b = stream
                 .message()
                 .await
@@ -236,7 +236,7 @@ async fn killed_backups_resume_and_killed_restores_leave_nothing_half_done() {
             );
             let p = b.progress.unwrap_or_default();
             if p.files_total > 0 && p.files_done * 4 >= p.files_total * quarter {
-                break (b.id, p.files_done, p.files_total);
+                break (b.id, p.files_done, p.files_total, p.bytes_total);
             }
         };
         child.kill9();
@@ -286,7 +286,7 @@ async fn killed_backups_resume_and_killed_restores_leave_nothing_half_done() {
         assert_eq!(got.id, id, "kill {i}: the same job, resumed");
         flows::assert_verifies(&mut client, &name, &name).await;
         let copied = copied_bytes(port);
-        let remainder = bytes - at_kill;
+        let remainder = job_bytes - at_kill;
         assert!(
             copied as f64 <= remainder as f64 * 1.1,
             "kill {i}: the resumed job copied {copied} bytes; {remainder} were left at the kill"
@@ -319,7 +319,7 @@ async fn killed_backups_resume_and_killed_restores_leave_nothing_half_done() {
         .await
         .unwrap();
         backup_kills.push(format!(
-            "{done}/{total} files ({} objects, {at_kill} of {bytes} bytes) at the kill; \
+            "{done}/{total} files ({} objects, {at_kill} of {job_bytes} bytes) at the kill; \
              {copied} bytes copied after the restart",
             written.len()
         ));
