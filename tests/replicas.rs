@@ -209,9 +209,11 @@ async fn a_backup_whose_server_died_is_finished_by_another_replica() {
         .store()
         .clone();
 
-    let mut owner = Proc::start(&cfg, "owner", "  rateLimitMiBps: 0.05\n", None).await;
-    let b = Proc::start(&cfg, "taker-b", "", None).await;
-    let c = Proc::start(&cfg, "taker-c", "", None).await;
+    // A backup root of its own: no other test's server takes this job over.
+    let root = common::unique("takeover_root");
+    let mut owner = Proc::start_rooted(&cfg, "owner", &root, "  rateLimitMiBps: 0.05\n").await;
+    let b = Proc::start_rooted(&cfg, "taker-b", &root, "").await;
+    let c = Proc::start_rooted(&cfg, "taker-c", &root, "").await;
     let name = common::unique("taken_over");
     let mut stream = owner
         .client
@@ -238,7 +240,7 @@ async fn a_backup_whose_server_died_is_finished_by_another_replica() {
     };
     owner.kill();
     let at_kill: u64 = store
-        .list(&format!("backup/{name}/binlogs/"))
+        .list(&format!("{root}/{name}/binlogs/"))
         .await
         .unwrap()
         .iter()
@@ -257,7 +259,8 @@ async fn a_backup_whose_server_died_is_finished_by_another_replica() {
     let took = |p: &Proc| {
         std::fs::read_to_string(&p.log)
             .unwrap_or_default()
-            .matches("took over a backup whose server died")
+            .lines()
+            .filter(|l| l.contains("took over a backup whose server died") && l.contains(&name))
             .count()
     };
     assert_eq!(took(&b) + took(&c), 1, "exactly one replica took it over");
@@ -303,10 +306,12 @@ async fn three_replicas_race_for_orphaned_backups_and_one_wins_each() {
         .catalog
         .store()
         .clone();
+    // A backup root of its own: only these three servers see the orphans.
+    let root = common::unique("race_root");
     let replicas = [
-        Proc::start(&cfg, "race-a", "", None).await,
-        Proc::start(&cfg, "race-b", "", None).await,
-        Proc::start(&cfg, "race-c", "", None).await,
+        Proc::start_rooted(&cfg, "race-a", &root, "").await,
+        Proc::start_rooted(&cfg, "race-b", &root, "").await,
+        Proc::start_rooted(&cfg, "race-c", &root, "").await,
     ];
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -332,14 +337,14 @@ async fn three_replicas_race_for_orphaned_backups_and_one_wins_each() {
         };
         store
             .write(
-                &format!("backup/_leases/backup/{name}"),
+                &format!("{root}/_leases/backup/{name}"),
                 serde_json::to_vec(&lease).unwrap().into(),
             )
             .await
             .unwrap();
         store
             .write(
-                &format!("backup/_jobs/backups/{name}.json"),
+                &format!("{root}/_jobs/backups/{name}.json"),
                 serde_json::to_vec(&record).unwrap().into(),
             )
             .await
