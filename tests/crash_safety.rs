@@ -108,15 +108,6 @@ async fn start_on_port(config: &Path, log: &Path) -> (Proc, u16, BackupServiceCl
     (Proc(Some(child)), port, client)
 }
 
-/// The bytes the server on `port` has copied (`/metrics`).
-fn copied_bytes(port: u16) -> u64 {
-    let text = common::curl::text(&format!("http://127.0.0.1:{port}/metrics"));
-    text.lines()
-        .find_map(|l| l.strip_prefix("milvus_backup_copied_bytes_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("the copied bytes counter")
-}
-
 /// Starts the binary on `config`, its log lines going to `log`.
 async fn start(
     config: &Path,
@@ -285,7 +276,7 @@ async fn killed_backups_resume_and_killed_restores_leave_nothing_half_done() {
         );
         assert_eq!(got.id, id, "kill {i}: the same job, resumed");
         flows::assert_verifies(&mut client, &name, &name).await;
-        let copied = copied_bytes(port);
+        let copied = common::curl::copied_bytes(port);
         let remainder = job_bytes - at_kill;
         assert!(
             copied as f64 <= remainder as f64 * 1.1,

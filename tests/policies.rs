@@ -14,12 +14,11 @@ use chrono::{DateTime, Utc};
 use common::curl;
 use common::flows;
 use common::hello;
-use common::process::{Proc, wait_for_log};
+use common::process::{Proc, rooted_bucket, wait_for_log};
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::policy_service_client::PolicyServiceClient;
 use milvus_backup::config::Config;
 use milvus_backup::policy::{PolicyStore, RunRecord, RunState};
-use milvus_backup::storage;
 use tonic::transport::Channel;
 
 const FIELDS: &[&str] = &["pk", "random", "var", "embeddings"];
@@ -35,11 +34,7 @@ async fn policy_client(p: &Proc) -> PolicyServiceClient<Channel> {
 
 /// The policies and runs of the servers on backup root `root`.
 fn store_of(cfg: &Config, root: &str) -> PolicyStore {
-    let mut c = cfg.clone();
-    c.minio.backup_bucket_name = c.minio.bucket_name.clone();
-    c.minio.backup_root_path = root.to_string();
-    let bucket = c.minio.backup_bucket().unwrap();
-    PolicyStore::new(storage::open(&bucket).unwrap(), root)
+    PolicyStore::new(rooted_bucket(cfg), root)
 }
 
 fn policy(name: &str, schedule: &str, coll: &str, keep_last: i32) -> pb::Policy {
@@ -267,7 +262,7 @@ async fn policies_run_each_slot_once_across_replicas_and_keep_what_retention_say
             .all(|d| d.keep && d.reason.contains("keep_last")),
         "{preview:?}"
     );
-    let metrics = curl::text(&format!("http://127.0.0.1:{}/metrics", a.port));
+    let metrics = curl::metrics(a.port);
     assert!(
         metrics.contains(&format!(
             "milvus_backup_policy_last_success_timestamp_seconds{{policy=\"{name}\"}}"
@@ -500,10 +495,7 @@ async fn hand_made_run(
         jobs: Vec::new(),
     };
     assert!(store.start_run(policy, &record).await.unwrap());
-    let mut c = cfg.clone();
-    c.minio.backup_bucket_name = c.minio.bucket_name.clone();
-    let objects = storage::open(&c.minio.backup_bucket().unwrap()).unwrap();
-    objects
+    rooted_bucket(cfg)
         .write(
             &format!("{root}/{backup}/meta/placeholder"),
             bytes::Bytes::from_static(b"x"),
@@ -564,7 +556,7 @@ async fn a_failed_run_is_retried_in_its_slot_and_retention_previews_hand_made_da
     assert_eq!(run.state, RunState::Succeeded, "{run:?}");
     assert!(run.attempts >= 2, "{run:?}");
     flows::assert_verifies(&mut server.client.clone(), &run.backup, "retried run").await;
-    let metrics = curl::text(&format!("http://127.0.0.1:{}/metrics", server.port));
+    let metrics = curl::metrics(server.port);
     assert!(
         metrics.contains(&format!(
             "milvus_backup_policy_runs_total{{policy=\"{name}\",result=\"succeeded\"}} 1"

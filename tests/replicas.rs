@@ -183,15 +183,6 @@ async fn a_traceparent_is_carried_into_the_jobs_log_lines_and_record() {
     hello::drop_if_exists(&m, "default", &coll).await;
 }
 
-/// The bytes the server on `port` has copied (`/metrics`).
-fn copied_bytes(port: u16) -> u64 {
-    let text = common::curl::text(&format!("http://127.0.0.1:{port}/metrics"));
-    text.lines()
-        .find_map(|l| l.strip_prefix("milvus_backup_copied_bytes_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("the copied bytes counter")
-}
-
 /// The owner of a backup is SIGKILLed mid-copy; of two live replicas exactly
 /// one takes the job over once the owner's lease expires (3 s here), keeps
 /// what was copied, copies the rest, and the backup verifies and restores.
@@ -202,12 +193,7 @@ async fn a_backup_whose_server_died_is_finished_by_another_replica() {
     let coll = common::unique("takeover_src");
     hello::create(&m, &coll, 3000, 3, 37).await;
     let rows = hello::rows(&m, "default", &coll, "pk >= 0", FIELDS).await;
-    let store = common::TestServer::start(&cfg)
-        .await
-        .ctx
-        .catalog
-        .store()
-        .clone();
+    let store = common::process::rooted_bucket(&cfg);
 
     // A backup root of its own: no other test's server takes this job over.
     let root = common::unique("takeover_root");
@@ -264,7 +250,7 @@ async fn a_backup_whose_server_died_is_finished_by_another_replica() {
             .count()
     };
     assert_eq!(took(&b) + took(&c), 1, "exactly one replica took it over");
-    let copied = copied_bytes(b.port) + copied_bytes(c.port);
+    let copied = common::curl::copied_bytes(b.port) + common::curl::copied_bytes(c.port);
     let remainder = total_bytes - at_kill;
     assert!(
         copied as f64 <= remainder as f64 * 1.1,
@@ -300,12 +286,7 @@ async fn three_replicas_race_for_orphaned_backups_and_one_wins_each() {
     let m = common::milvus(&cfg);
     let coll = common::unique("race_src");
     hello::create(&m, &coll, 200, 1, 41).await;
-    let store = common::TestServer::start(&cfg)
-        .await
-        .ctx
-        .catalog
-        .store()
-        .clone();
+    let store = common::process::rooted_bucket(&cfg);
     // A backup root of its own: only these three servers see the orphans.
     let root = common::unique("race_root");
     let replicas = [

@@ -49,7 +49,7 @@ impl Engine {
         // an incremental backup's bases) have expired by then, and an owner
         // that released the name as its job ended has written the end into
         // the shared record (it does so right after the release).
-        let settle_ms = leases.ttl().as_millis() as u64 / 2;
+        let settle = leases.ttl() / 2;
         for record in shared.unfinished::<BackupSnapshot>(finished).await? {
             let name = record.name.clone();
             if self.backups.runs_here(&name) {
@@ -58,11 +58,12 @@ impl Engine {
             let Some(order) = record.order.clone() else {
                 continue;
             };
-            match leases.last_holder(&format!("backup/{name}")).await? {
-                Some(h) if h.expires_at_ms + settle_ms < now_ms() => {}
-                None => {}
-                // Held, or expired too recently.
-                Some(_) => continue,
+            // Held, or expired too recently.
+            if !leases
+                .expired_for(&format!("backup/{name}"), settle)
+                .await?
+            {
+                continue;
             }
             let outcome = match shared.cancel_requested::<BackupSnapshot>(&name).await? {
                 true => Err(Error::Cancelled(format!(
@@ -164,11 +165,4 @@ impl Engine {
         info!(backup = %name, id = %record.id, "took over a backup whose server died");
         Ok(())
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

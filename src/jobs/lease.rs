@@ -191,6 +191,15 @@ impl Leases {
             .and_then(|(data, _)| serde_json::from_slice::<LeaseRecord>(&data).ok()))
     }
 
+    /// Whether lease `name` is past its expiry by at least `settle` (released
+    /// or not), or was never taken.
+    pub async fn expired_for(&self, name: &str, settle: Duration) -> Result<bool> {
+        Ok(match self.last_holder(name).await? {
+            Some(h) => h.expires_at_ms + (settle.as_millis() as u64) < now_ms(),
+            None => true,
+        })
+    }
+
     /// Removes the lease objects under `folder/` (of runs that ended).
     pub async fn remove_under(&self, folder: &str) -> Result<usize> {
         self.store

@@ -33,3 +33,19 @@ pub fn text(url: &str) -> String {
     assert!(out.status.success(), "curl {url} failed");
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// The `/metrics` text of the server on `port`.
+#[allow(dead_code)]
+pub fn metrics(port: u16) -> String {
+    text(&format!("http://127.0.0.1:{port}/metrics"))
+}
+
+/// The bytes the server on `port` has copied (`milvus_backup_copied_bytes_total`).
+#[allow(dead_code)]
+pub fn copied_bytes(port: u16) -> u64 {
+    metrics(port)
+        .lines()
+        .find_map(|l| l.strip_prefix("milvus_backup_copied_bytes_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the copied bytes counter")
+}

@@ -156,6 +156,15 @@ pub fn config_with(
     (state, config)
 }
 
+/// The bucket the servers of [`Proc::start_rooted`] keep their backups in
+/// (Milvus's bucket, as `write_config` sets it).
+#[allow(dead_code)]
+pub fn rooted_bucket(cfg: &Config) -> std::sync::Arc<dyn milvus_backup::storage::ObjectStore> {
+    let mut c = cfg.clone();
+    c.minio.backup_bucket_name = c.minio.bucket_name.clone();
+    milvus_backup::storage::open(&c.minio.backup_bucket().unwrap()).unwrap()
+}
+
 /// A server process of its own (state directory, 3 s lease TTL), its log in a file.
 pub struct Proc {
     /// `None` once killed.
