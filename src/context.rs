@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::jobs::Leases;
+use crate::jobs::{Leases, SharedRecords};
 use crate::meta::{BackupLayout, Catalog, MilvusLayout};
 use crate::milvus::{MilvusApi, MilvusClient};
 use crate::storage::{self, Copier, LocalDir, ObjectStore};
@@ -102,6 +102,14 @@ impl Context {
             self.catalog.store().clone(),
             self.catalog.layout().root_prefix().trim_end_matches('/'),
             self.timing.lease_ttl,
+        )
+    }
+
+    /// The job records every server on the backup storage shares.
+    pub fn shared_records(&self) -> SharedRecords {
+        SharedRecords::new(
+            self.catalog.store().clone(),
+            &self.catalog.layout().root_prefix(),
         )
     }
 

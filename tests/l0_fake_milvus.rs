@@ -148,6 +148,7 @@ impl MilvusApi for FakeMilvus {
         Ok(ImportStatus {
             phase: ImportPhase::Completed,
             row_count: 5,
+            ..Default::default()
         })
     }
 }

@@ -275,6 +275,121 @@ async fn a_backup_whose_server_died_is_finished_by_another_replica() {
     hello::drop_if_exists(&m, "default", &format!("{coll}_to")).await;
 }
 
+/// The owner of a restore of a collection with three partitions is SIGKILLed
+/// right after Milvus accepted the first partition's import, before the
+/// owner recorded Milvus's task: the ambiguous step. Another replica takes
+/// the job over, finds that task in Milvus's list and follows it, imports
+/// the two partitions not yet asked for, and ends SUCCEEDED under the same
+/// id: exactly one import task per partition, and the rows equal the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_whose_server_died_is_finished_by_another_replica() {
+    use common::data::{self, Spec};
+    use milvus_backup::jobs::RestoreSnapshot;
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("rtake_src"));
+    data::create(&m, &spec).await;
+    let partitions = ["_default", "p1", "p2"];
+    for p in &partitions[1..] {
+        data::create_partition(&m, &spec, p).await;
+    }
+    for (i, p) in partitions.iter().enumerate() {
+        let start = i as i64 * 300;
+        data::insert(&m, &spec, p, start..start + 200 + 50 * i as i64, 43).await;
+    }
+    data::flush(&m, &spec.db, &spec.name).await;
+    data::index(&m, &spec.db, &spec.name).await;
+    data::load(&m, &spec.db, &spec.name).await;
+    let source = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
+    let store = common::process::rooted_bucket(&cfg);
+
+    // A backup root of its own: no other test's server takes this job over.
+    let root = common::unique("rtake_root");
+    let mut owner =
+        Proc::start_rooted_paused(&cfg, "rowner", &root, "", Some("restore.import_asked")).await;
+    let b = Proc::start_rooted(&cfg, "rtaker-b", &root, "").await;
+    let c = Proc::start_rooted(&cfg, "rtaker-c", &root, "").await;
+    let name = common::unique("rtake_b");
+    flows::backup_collections(&mut owner.client, &name, &[&spec.name]).await;
+    let target = format!("{}_rt", spec.name);
+    let id = flows::start_restore(
+        &mut owner.client,
+        flows::restore_loaded_request(&name, "_rt"),
+    )
+    .await;
+    owner.wait_paused(Duration::from_secs(180)).await;
+
+    // At the kill: Milvus has one import into the target; the record names
+    // one import as asked for, without its task.
+    let asked = m.collection_imports(&spec.db, &target).await.unwrap();
+    assert_eq!(asked.len(), 1, "Milvus's imports at the kill: {asked:?}");
+    let record: RestoreSnapshot = serde_json::from_slice(
+        &store
+            .read(&format!("{root}/_jobs/restores/{id}.json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let recorded = &record.collections[0].imports;
+    assert!(
+        recorded.len() == 1 && recorded[0].tasks.is_empty() && !recorded[0].done,
+        "{recorded:?}"
+    );
+    owner.kill();
+
+    let end = flows::watch_restore_to_end(&mut c.client.clone(), &id).await;
+    assert_eq!(end.state, pb::JobState::Succeeded as i32, "{end:?}");
+    let count = |p: &Proc, what: &str| {
+        std::fs::read_to_string(&p.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(what) && l.contains(&id))
+            .count()
+    };
+    let took = "took over a restore whose server died";
+    assert_eq!(
+        count(&b, took) + count(&c, took),
+        1,
+        "one replica took it over"
+    );
+    let followed = "Milvus had the import the job's previous server asked for";
+    assert_eq!(
+        count(&b, followed) + count(&c, followed),
+        1,
+        "the asked import is followed"
+    );
+
+    // One import task per partition: none asked twice, none skipped.
+    let tasks = m.collection_imports(&spec.db, &target).await.unwrap();
+    let mut per_partition: Vec<&str> = tasks.iter().map(|t| t.partition.as_str()).collect();
+    per_partition.sort();
+    assert_eq!(per_partition, partitions, "{tasks:?}");
+    let restored = data::rows(&m, &spec, &spec.db, &target, &[]).await;
+    data::assert_rows_equal("restored after the takeover", &source, &restored);
+    for p in partitions {
+        let want = data::rows(&m, &spec, &spec.db, &spec.name, &[p]).await;
+        let got = data::rows(&m, &spec, &spec.db, &target, &[p]).await;
+        data::assert_rows_equal(&format!("partition {p}"), &want, &got);
+    }
+    figures::publish(
+        "a_restore_whose_server_died_is_finished_by_another_replica",
+        &[format!(
+            "owner SIGKILLed after Milvus accepted the first of 3 partition imports, before \
+             recording it; one of two replicas took the restore over, followed that task and \
+             imported the other 2: {} import tasks ({}), {} rows equal to the source",
+            tasks.len(),
+            per_partition.join(", "),
+            restored.len()
+        )],
+    );
+    for p in [b, c] {
+        p.finish();
+    }
+    owner.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    data::drop_if_exists(&m, &spec.db, &target).await;
+}
+
 /// Orphaned backups (a shared record RUNNING, its name's lease expired, as a
 /// server that died leaves them) are raced for by three live replicas, 20 of
 /// them at once: exactly one replica takes each over, and each ends

@@ -20,7 +20,7 @@ use crate::backup::BackupJob;
 use crate::context::Context;
 use crate::delete::DeleteJob;
 use crate::error::{Error, Result};
-use crate::jobs::{BackupSnapshot, JobStore, Pool, RestoreSnapshot, Runner, SharedRecords};
+use crate::jobs::{BackupSnapshot, JobStore, Pool, RestoreSnapshot, Runner};
 use crate::milvus::MilvusVersion;
 use crate::model::{BackupName, BackupRequest, RestoreRequest};
 use crate::policy::PolicyStore;
@@ -100,10 +100,7 @@ impl Engine {
     }
 
     fn build(ctx: Context, records: Option<JobStore>, max_jobs: usize) -> Arc<Self> {
-        let shared = SharedRecords::new(
-            ctx.catalog.store().clone(),
-            &ctx.catalog.layout().root_prefix(),
-        );
+        let shared = ctx.shared_records();
         let pool = Pool::new(max_jobs, records, Some(shared));
         let policies = PolicyStore::new(
             ctx.catalog.store().clone(),

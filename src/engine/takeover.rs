@@ -1,10 +1,13 @@
-//! Backups whose server died are taken over. Every few seconds each server
-//! reads the shared records of unfinished backups; one that no process of
-//! this server runs and whose name's lease has expired (its owner stopped
-//! renewing it) is resumed here: the job's plan takes the lease over, which
-//! exactly one server wins, and the run keeps the objects the dead server
-//! copied (see `backup/resume.rs`). A backup whose meta the dead server
-//! completed is only marked SUCCEEDED.
+//! Jobs whose server died are taken over. Every few seconds each server
+//! reads the shared records of unfinished backups and restores; one that no
+//! process of this server runs and whose lease has expired (its owner
+//! stopped renewing it) is resumed here under the same id: the job's plan
+//! takes the leases over, which exactly one server wins.
+//! - A backup keeps the objects the dead server copied (see
+//!   `backup/resume.rs`); one whose meta the dead server completed is only
+//!   marked SUCCEEDED.
+//! - A restore continues from its record: collections restored stay, imports
+//!   recorded are followed, not asked again (see `restore/imports.rs`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,9 +17,9 @@ use tracing::{info, warn};
 
 use super::Engine;
 use crate::error::{Error, Result};
-use crate::jobs::{BackupOrder, BackupSnapshot, JobSnapshot};
+use crate::jobs::{BackupOrder, BackupSnapshot, JobSnapshot, RestoreOrder, RestoreSnapshot};
 use crate::meta::summary::snapshot_of;
-use crate::model::{BackupInput, BackupRequest, Caller};
+use crate::model::{BackupInput, BackupRequest, Caller, RestoreInput, RestoreRequest};
 
 /// How often a server looks for backups to take over.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
@@ -34,6 +37,9 @@ impl Engine {
                 }
                 if let Err(e) = engine.take_over_backups(&mut finished).await {
                     warn!(error = %e, "cannot look for backups to take over");
+                }
+                if let Err(e) = engine.take_over_restores(&mut finished).await {
+                    warn!(error = %e, "cannot look for restores to take over");
                 }
             }
         });
@@ -77,22 +83,76 @@ impl Engine {
                 Err(e @ Error::Milvus { .. }) if e.is_milvus_not_found() => {
                     self.end_unresumable(record, e).await
                 }
-                // Another server took it first, or this one cannot start a
-                // job now, or storage or Milvus failed: the next sweep tries
-                // again (a completed one is then marked so).
-                Err(
-                    Error::Aborted(_)
-                    | Error::AlreadyExists { .. }
-                    | Error::ResourceExhausted(_)
-                    | Error::ShuttingDown
-                    | Error::Unavailable { .. }
-                    | Error::Storage { .. }
-                    | Error::Milvus { .. }
-                    | Error::Internal(_),
-                ) => {}
+                Err(e) if tried_again(&e) => {}
                 Err(e) => self.end_unresumable(record, e).await,
             }
         }
+        Ok(())
+    }
+
+    async fn take_over_restores(&self, finished: &mut HashSet<String>) -> Result<()> {
+        let Some(shared) = self.pool.shared() else {
+            return Ok(());
+        };
+        let leases = self.ctx.leases();
+        let settle = leases.ttl() / 2;
+        for record in shared.unfinished::<RestoreSnapshot>(finished).await? {
+            let id = record.id.clone();
+            if self.restores.runs_here(&id) {
+                continue;
+            }
+            let Some(order) = record.order.clone() else {
+                continue;
+            };
+            if !leases
+                .restore_expired_for(&id, &record.backup_name, settle)
+                .await?
+            {
+                continue;
+            }
+            let outcome = match shared.cancel_requested::<RestoreSnapshot>(&id).await? {
+                true => Err(Error::Cancelled(format!(
+                    "restore {id} was cancelled while its server was down"
+                ))),
+                false => self.resume_restore(&record, order).await,
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(e) if tried_again(&e) => {}
+                Err(e) => {
+                    let reason = match e {
+                        Error::Cancelled(m) => Error::Cancelled(m),
+                        e => Error::FailedPrecondition(format!(
+                            "its server died and it could not be resumed: {e}"
+                        )),
+                    };
+                    match crate::restore::abandon(&self.ctx, record, reason).await {
+                        Ok(last) => shared.finish(&last).await,
+                        Err(e) => {
+                            warn!(restore = %id, error = %e, "cannot end the restore now; tried again later")
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn resume_restore(&self, record: &RestoreSnapshot, order: RestoreOrder) -> Result<()> {
+        let req = RestoreRequest::resume(RestoreInput {
+            backup_name: record.backup_name.clone(),
+            collections: order.collections,
+            suffix: order.suffix,
+            renames: order.renames,
+            drop_existing: order.drop_existing,
+            skip_create: order.skip_create,
+            restore_index: order.restore_index,
+            load: order.load,
+            meta_only: order.meta_only,
+            caller: resumed_caller(&record.id, record.trace_id.as_deref()),
+        })?;
+        self.restores.start(&self.ctx, req).await?;
+        info!(restore = %record.id, "took over a restore whose server died");
         Ok(())
     }
 
@@ -148,21 +208,41 @@ impl Engine {
             }
             return Ok(());
         }
-        let traceparent = record
-            .trace_id
-            .as_deref()
-            .map(|t| format!("00-{t}-{}-01", "0".repeat(15) + "1"))
-            .unwrap_or_default();
         let req = BackupRequest::resume(BackupInput {
             name: name.clone(),
             collections: order.collections,
             databases: order.databases,
             meta_only: order.meta_only,
             incremental: order.incremental,
-            caller: Caller::new(record.id.clone(), &traceparent),
+            caller: resumed_caller(&record.id, record.trace_id.as_deref()),
         })?;
         self.create_backup(req).await?;
         info!(backup = %name, id = %record.id, "took over a backup whose server died");
         Ok(())
     }
+}
+
+/// The caller of a resumed job: its id as the request id, and the trace of
+/// the request that started it.
+fn resumed_caller(id: &str, trace_id: Option<&str>) -> Caller {
+    let traceparent = trace_id
+        .map(|t| format!("00-{t}-{}-01", "0".repeat(15) + "1"))
+        .unwrap_or_default();
+    Caller::new(id.to_string(), &traceparent)
+}
+
+/// Errors after which the next sweep tries again: another server took the
+/// job first, this one cannot start a job now, or storage or Milvus failed.
+fn tried_again(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Aborted(_)
+            | Error::AlreadyExists { .. }
+            | Error::ResourceExhausted(_)
+            | Error::ShuttingDown
+            | Error::Unavailable { .. }
+            | Error::Storage { .. }
+            | Error::Milvus { .. }
+            | Error::Internal(_)
+    )
 }

@@ -76,6 +76,33 @@ impl Leases {
         Ok(held)
     }
 
+    /// Holds the targets of restore `job` (of a process that died) to clean
+    /// them up; refused while any is held live.
+    pub async fn hold_targets(&self, job: &str, targets: &[CollectionRef]) -> Result<Vec<Lease>> {
+        let mut held = Vec::new();
+        for t in targets {
+            match self.acquire(&target(t), job, "clean up").await {
+                Ok(lease) => held.push(lease),
+                Err(e) => {
+                    release_all(held).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    /// Whether restore `job`'s hold on backup `backup` is past its expiry by
+    /// `settle` (its process stopped renewing its leases).
+    pub async fn restore_expired_for(
+        &self,
+        job: &str,
+        backup: &str,
+        settle: std::time::Duration,
+    ) -> Result<bool> {
+        self.expired_for(&reader(backup, job), settle).await
+    }
+
     /// Frees what a restore of a stopped process held, once it is cleaned up
     /// (rather than when the leases expire).
     pub async fn release_restore(&self, job: &str, backup: &str, targets: &[CollectionRef]) {

@@ -17,9 +17,9 @@ pub use registry::{Registry, Started};
 pub use runner::{INTERRUPTED, JobKind, Pool, Runner};
 pub use shared::SharedRecords;
 pub use snapshot::{
-    BackupOrder, BackupSnapshot, CollectionSummary, DeleteSnapshot, JobSnapshot, JobState,
-    ObjectProblem, PhaseTime, Progress, RestoreCollectionStatus, RestorePhase, RestoreSnapshot,
-    Reuse, SwapStep, VerifyProgress,
+    BackupOrder, BackupSnapshot, CollectionSummary, DeleteSnapshot, ImportRecord, JobSnapshot,
+    JobState, ObjectProblem, PhaseTime, Progress, RestoreCollectionStatus, RestoreOrder,
+    RestorePhase, RestoreSnapshot, Reuse, SwapStep, VerifyProgress,
 };
 pub use store::{JobStore, MAX_RECORDS};
 
@@ -35,8 +35,11 @@ pub async fn until_terminal<T: Clone + JobSnapshot>(mut rx: watch::Receiver<T>) 
     }
 }
 
-/// Writes a job's record at once (before a step that must be recoverable).
-pub type Checkpoint<T> = std::sync::Arc<dyn Fn(&T) -> crate::Result<()> + Send + Sync>;
+/// Writes a job's record at once (before a step that must be recoverable):
+/// the local record, then the shared one that another server resumes from.
+pub type Checkpoint<T> = std::sync::Arc<
+    dyn Fn(&T) -> futures::future::BoxFuture<'static, crate::Result<()>> + Send + Sync,
+>;
 
 /// The write side of a job's snapshots.
 pub struct JobHandle<T> {
@@ -70,7 +73,7 @@ impl<T> JobHandle<T> {
     /// Changes the snapshot, then writes the job's record before returning:
     /// what recovery after a crash must know before the next step. An error
     /// means the record could not be written: the step must not be taken.
-    pub fn checkpoint(&self, f: impl FnOnce(&mut T)) -> crate::Result<()>
+    pub async fn checkpoint(&self, f: impl FnOnce(&mut T)) -> crate::Result<()>
     where
         T: Clone,
     {
@@ -78,7 +81,7 @@ impl<T> JobHandle<T> {
         // A copy, so that no lock of the channel is held while writing.
         let snapshot = self.tx.borrow().clone();
         match &self.checkpoint {
-            Some(save) => save(&snapshot),
+            Some(save) => save(&snapshot).await,
             None => Ok(()),
         }
     }

@@ -242,10 +242,15 @@ impl<K: JobKind> Runner<K> {
                 return Err(e);
             }
         };
-        if let Some(records) = self.pool.records.clone() {
-            // Written before each step that recovery must know of.
-            handle = handle.with_checkpoint(Arc::new(move |s| records.checkpoint(s)));
-        }
+        // Every writer of the shared record takes this turn (see `save_latest`).
+        let turn = Arc::new(tokio::sync::Mutex::new(()));
+        let latest = handle.subscribe();
+        handle = handle.with_checkpoint(checkpoint::<K>(
+            self.pool.records.clone(),
+            self.pool.shared.clone(),
+            turn.clone(),
+            latest,
+        ));
         let rx = handle.subscribe();
         if let Some(records) = self.pool.records.clone() {
             // Always the newest state: a checkpoint may have written a newer
@@ -283,7 +288,8 @@ impl<K: JobKind> Runner<K> {
         }
         let mirror = self.pool.shared.clone().map(|shared| {
             let stop = CancellationToken::new();
-            let task = tokio::spawn(shared.mirror(handle.subscribe(), token.clone(), stop.clone()));
+            let task =
+                tokio::spawn(shared.mirror(handle.subscribe(), turn, token.clone(), stop.clone()));
             (stop, task)
         });
         self.pool.tasks.spawn(tracing::Instrument::instrument(
@@ -292,6 +298,9 @@ impl<K: JobKind> Runner<K> {
                 let lost = job.lost();
                 let result =
                     supervise(K::NAME, &token, &pool.shutdown, &lost, job.run(&handle)).await;
+                // A job whose lease went to another process (which resumes it
+                // under the same id) leaves the shared record to that process.
+                let superseded = lost.is_cancelled();
                 // Ends the watchers of the leases.
                 lost.cancel();
                 match &result {
@@ -311,7 +320,9 @@ impl<K: JobKind> Runner<K> {
                 if let (Some((stop, task)), Some(shared)) = (mirror, &pool.shared) {
                     stop.cancel();
                     let _ = task.await;
-                    shared.finish(&last).await;
+                    if !superseded {
+                        shared.finish(&last).await;
+                    }
                 }
                 match &pool.records {
                     Some(records) => {
@@ -441,6 +452,35 @@ async fn supervise(
     };
     crate::metrics::global().job_ended(kind, &result, started.elapsed());
     result
+}
+
+/// The checkpoint of a job: its local record, then its shared one (the one
+/// another server resumes it from), both written before the step is taken.
+fn checkpoint<K: JobKind>(
+    records: Option<JobStore>,
+    shared: Option<SharedRecords>,
+    turn: Arc<tokio::sync::Mutex<()>>,
+    latest: watch::Receiver<K::Snapshot>,
+) -> crate::jobs::Checkpoint<K::Snapshot> {
+    Arc::new(move |s| {
+        let local = records.as_ref().map_or(Ok(()), |r| r.checkpoint(s));
+        let (shared, turn, latest) = (shared.clone(), turn.clone(), latest.clone());
+        let id = s.id().to_string();
+        async move {
+            local?;
+            let Some(shared) = shared else { return Ok(()) };
+            shared
+                .save_latest(&turn, || latest.borrow().clone())
+                .await
+                .map_err(|e| {
+                    Error::Internal(format!(
+                        "cannot record {} {id} in the backup storage before its next step: {e}",
+                        K::Snapshot::NOUN
+                    ))
+                })
+        }
+        .boxed()
+    })
 }
 
 /// Rewrites a running job's record as it changes (at most once per `interval`).

@@ -61,6 +61,22 @@ impl SharedRecords {
             .await
     }
 
+    /// Writes the newest state of a running job: `latest` is read under
+    /// `turn`, which every writer of the job's record takes, so that an older
+    /// state is never written after a newer one.
+    pub async fn save_latest<T: JobSnapshot>(
+        &self,
+        turn: &tokio::sync::Mutex<()>,
+        latest: impl FnOnce() -> T,
+    ) -> Result<()> {
+        let _turn = turn.lock().await;
+        let s = latest();
+        if s.state().is_terminal() {
+            return Ok(());
+        }
+        self.save(&s).await
+    }
+
     /// The record of the job with `key`, if any server keeps one.
     pub async fn load<T: JobSnapshot>(&self, key: &str) -> Result<Option<T>> {
         match self.store.read(&self.record_key::<T>(key)).await {
@@ -170,6 +186,7 @@ impl SharedRecords {
     pub async fn mirror<T: JobSnapshot + PartialEq>(
         self,
         rx: watch::Receiver<T>,
+        turn: Arc<tokio::sync::Mutex<()>>,
         token: CancellationToken,
         stop: CancellationToken,
     ) {
@@ -179,7 +196,7 @@ impl SharedRecords {
         while !stop.is_cancelled() {
             let snap = rx.borrow().clone();
             if written.as_ref() != Some(&snap) && !snap.state().is_terminal() {
-                match self.save(&snap).await {
+                match self.save_latest(&turn, || rx.borrow().clone()).await {
                     Ok(()) => written = Some(snap),
                     Err(e) => warn!(job = %key, error = %e, "cannot write the shared job record"),
                 }
@@ -267,7 +284,12 @@ mod tests {
         records.start(&new).await.unwrap();
         let (tx, rx) = watch::channel(new.clone());
         let (token, stop) = (CancellationToken::new(), CancellationToken::new());
-        let mirror = tokio::spawn(records.clone().mirror(rx, token.clone(), stop.clone()));
+        let mirror = tokio::spawn(records.clone().mirror(
+            rx,
+            Arc::default(),
+            token.clone(),
+            stop.clone(),
+        ));
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!token.is_cancelled());
         // A cancel for it does.

@@ -274,6 +274,38 @@ pub struct RestoreCollectionStatus {
     /// How far the swap of a replaced target has come.
     #[serde(default)]
     pub swap: SwapStep,
+    /// The imports started into it, each recorded before Milvus is asked.
+    #[serde(default)]
+    pub imports: Vec<ImportRecord>,
+}
+
+/// One import of a restore (a partition's data, or an L0 segment's deletes),
+/// recorded before Milvus is asked for it, so that a server resuming the job
+/// neither repeats nor skips it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportRecord {
+    /// The partition's name, or `l0:{segment id}`.
+    pub key: String,
+    /// Milvus's tasks; empty while the import is being asked for (whether
+    /// Milvus got it is then found in its task list).
+    pub tasks: Vec<i64>,
+    /// Every task completed.
+    pub done: bool,
+    /// The rows the tasks imported, once done.
+    pub rows: i64,
+}
+
+/// A restore job's request, as its record keeps it (collections as `db.coll`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreOrder {
+    pub collections: Vec<String>,
+    pub suffix: String,
+    pub renames: Vec<(String, String)>,
+    pub drop_existing: bool,
+    pub skip_create: bool,
+    pub restore_index: bool,
+    pub load: bool,
+    pub meta_only: bool,
 }
 
 /// The steps of replacing an existing collection with its restored copy.
@@ -348,6 +380,10 @@ pub struct RestoreSnapshot {
     /// The caller's trace id (W3C `traceparent`).
     #[serde(default)]
     pub trace_id: Option<String>,
+    /// What the job was asked, so that another server can resume it when
+    /// this one dies.
+    #[serde(default)]
+    pub order: Option<RestoreOrder>,
 }
 
 /// One damaged object.

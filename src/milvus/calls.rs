@@ -336,25 +336,31 @@ impl MilvusApi for MilvusClient {
     }
 }
 
-/// The phase and rows of one import task.
+/// One import task as Milvus reports it. Milvus 2.3 names the task's
+/// partition and paths in `infos` (`partition`, `files` joined by commas).
 fn import_status(r: &pb::GetImportStateResponse) -> ImportStatus {
-    {
-        let phase = match common::ImportState::try_from(r.state) {
-            Ok(common::ImportState::ImportCompleted) => ImportPhase::Completed,
-            Ok(common::ImportState::ImportFailed | common::ImportState::ImportFailedAndCleaned) => {
-                let reason = r
-                    .infos
-                    .iter()
-                    .find(|kv| kv.key == "failed_reason")
-                    .map(|kv| kv.value.clone())
-                    .unwrap_or_else(|| "no reason given".into());
-                ImportPhase::Failed(reason)
-            }
-            _ => ImportPhase::Running,
-        };
-        ImportStatus {
-            phase,
-            row_count: r.row_count,
+    let info = |key: &str| {
+        r.infos
+            .iter()
+            .find(|kv| kv.key == key)
+            .map(|kv| kv.value.clone())
+    };
+    let phase = match common::ImportState::try_from(r.state) {
+        Ok(common::ImportState::ImportCompleted) => ImportPhase::Completed,
+        Ok(common::ImportState::ImportFailed | common::ImportState::ImportFailedAndCleaned) => {
+            ImportPhase::Failed(info("failed_reason").unwrap_or_else(|| "no reason given".into()))
         }
+        _ => ImportPhase::Running,
+    };
+    ImportStatus {
+        phase,
+        row_count: r.row_count,
+        task: r.id,
+        collection_id: r.collection_id,
+        partition: info("partition").unwrap_or_default(),
+        files: info("files")
+            .map(|f| f.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
+        created_at_s: r.create_ts,
     }
 }

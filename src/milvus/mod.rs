@@ -75,18 +75,28 @@ pub struct FlushResult {
 }
 
 /// Where an import task stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum ImportPhase {
+    #[default]
     Running,
     Completed,
     Failed(String),
 }
 
-/// What GetImportState answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What GetImportState (or ListImportTasks, per task) answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportStatus {
     pub phase: ImportPhase,
     pub row_count: i64,
+    /// The task's id.
+    pub task: i64,
+    pub collection_id: i64,
+    /// The partition it imports into.
+    pub partition: String,
+    /// The import paths it was given.
+    pub files: Vec<String>,
+    /// When Milvus created it, in seconds since the epoch.
+    pub created_at_s: i64,
 }
 
 /// What it takes to create a collection.

@@ -231,6 +231,8 @@ pub struct RestoreRequest {
     load: bool,
     meta_only: bool,
     caller: Caller,
+    /// Continues the job of a server that died, from its record.
+    resume: bool,
 }
 
 impl RestoreRequest {
@@ -270,7 +272,27 @@ impl RestoreRequest {
             load: input.load,
             meta_only: input.meta_only,
             caller: input.caller,
+            resume: false,
         })
+    }
+
+    /// The request of a restore job whose server died, to be continued from
+    /// its record; `input.caller` carries the job's id as its request id.
+    pub fn resume(input: RestoreInput) -> Result<Self> {
+        Ok(Self {
+            resume: true,
+            ..Self::parse(input)?
+        })
+    }
+
+    /// Whether this continues a job whose server died.
+    pub fn resumes(&self) -> bool {
+        self.resume
+    }
+
+    /// The suffix added to the names of targets not renamed.
+    pub fn suffix(&self) -> &str {
+        &self.suffix
     }
 
     /// The backup to restore from.

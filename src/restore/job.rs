@@ -6,14 +6,17 @@ use std::time::{Duration, SystemTime};
 
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::{Outcome, RestoreTarget, check_targets, clean_up, plan, run};
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::jobs::JobSnapshot;
 use crate::jobs::lease::release_all;
 use crate::jobs::runner::{INTERRUPTED, JobKind, Recovered};
-use crate::jobs::{JobHandle, JobState, Lease, RestoreCollectionStatus, RestoreSnapshot, SwapStep};
+use crate::jobs::{
+    JobHandle, JobState, Lease, RestoreCollectionStatus, RestoreOrder, RestoreSnapshot, SwapStep,
+};
 use crate::meta::model::BackupInfo;
 use crate::meta::summary::summary_of;
 use crate::model::{CollectionRef, RestoreRequest};
@@ -43,17 +46,28 @@ impl JobKind for RestoreJob {
 
     async fn plan(ctx: &Context, req: RestoreRequest) -> Result<(Self, RestoreSnapshot)> {
         let (backup, mut targets) = plan(ctx, &req).await?;
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = match req.resumes() {
+            true => req.caller().request_id().to_string(),
+            false => uuid::Uuid::new_v4().to_string(),
+        };
         let target_refs: Vec<CollectionRef> = targets.iter().map(|t| t.target.clone()).collect();
         let leases = ctx
             .leases()
             .hold_for_restore(&id, req.backup_name(), &target_refs)
             .await?;
-        if let Err(e) = check_targets(ctx, &req, &mut targets).await {
-            release_all(leases).await;
-            return Err(e);
-        }
-        let snapshot = pending(id, &req, &targets);
+        let snapshot = match req.resumes() {
+            false => check_targets(ctx, &req, &mut targets)
+                .await
+                .map(|()| pending(id, &req, &targets)),
+            true => resumed(ctx, &id, &mut targets).await,
+        };
+        let snapshot = match snapshot {
+            Ok(s) => s,
+            Err(e) => {
+                release_all(leases).await;
+                return Err(e);
+            }
+        };
         let lost = any_lost(&leases);
         let job = Self {
             ctx: ctx.clone(),
@@ -70,7 +84,13 @@ impl JobKind for RestoreJob {
         run(&self.ctx, &self.req, &self.backup, &self.targets, job).await
     }
 
-    async fn clean_up(&self, _error: &Error, job: &JobHandle<RestoreSnapshot>) {
+    async fn clean_up(&self, error: &Error, job: &JobHandle<RestoreSnapshot>) {
+        if matches!(error, Error::Aborted(_)) {
+            // Its leases went to another process, which resumes the job:
+            // what it made is that process's now.
+            warn!(restore = %job.snapshot().id, "the restore's collections are left to the process that took it over");
+            return;
+        }
         let done = clean_up(&self.ctx, &job.snapshot()).await;
         job.update(|s| apply_cleanup(s, &done));
     }
@@ -103,6 +123,16 @@ impl JobKind for RestoreJob {
         if r.state.is_terminal() && !swap_pending {
             return Recovered::at_once(r);
         }
+        // Resumed (by this server or another) once the stopped process's
+        // leases expire, when its shared record says it runs.
+        if !r.state.is_terminal()
+            && r.order.is_some()
+            && !swap_pending
+            && shared_running(ctx, &r.id).await
+        {
+            info!(restore = %r.id, "restore was interrupted by a restart; it will be resumed");
+            return Recovered::resume(r);
+        }
         if !r.state.is_terminal() {
             warn!(restore = %r.id, "restore was interrupted by a restart");
             r.state = JobState::Failed;
@@ -134,6 +164,94 @@ impl JobKind for RestoreJob {
     }
 }
 
+/// Ends restore `r`, whose server died and which cannot be resumed, with
+/// `reason`: its collections are cleaned up by identity under its targets'
+/// leases (refused with ABORTED while another process holds one), and what
+/// the dead process held is freed. Returns its last record.
+pub async fn abandon(
+    ctx: &Context,
+    mut r: RestoreSnapshot,
+    reason: Error,
+) -> Result<RestoreSnapshot> {
+    let targets: Vec<CollectionRef> = r.collections.iter().map(|c| c.target.clone()).collect();
+    let held = ctx.leases().hold_targets(&r.id, &targets).await?;
+    warn!(restore = %r.id, error = %reason, "a restore whose server died is not resumed");
+    let done = clean_up(ctx, &r).await;
+    apply_cleanup(&mut r, &done);
+    release_all(held).await;
+    ctx.leases()
+        .release_restore(&r.id, &r.backup_name, &targets)
+        .await;
+    r.finish(&Err(reason));
+    Ok(r)
+}
+
+/// Whether the shared record of restore `id` says it runs.
+async fn shared_running(ctx: &Context, id: &str) -> bool {
+    matches!(
+        ctx.shared_records().load::<RestoreSnapshot>(id).await,
+        Ok(Some(s)) if !s.state.is_terminal()
+    )
+}
+
+/// The record of restore `id`, whose server died, to continue from: the
+/// targets must be the ones it was started with, and each keeps what was
+/// seen of it then (whether it existed, and its id).
+async fn resumed(
+    ctx: &Context,
+    id: &str,
+    targets: &mut [RestoreTarget],
+) -> Result<RestoreSnapshot> {
+    let mut record = ctx
+        .shared_records()
+        .load::<RestoreSnapshot>(id)
+        .await?
+        .ok_or_else(|| Error::not_found("restore job", id))?;
+    if record.state.is_terminal() {
+        return Err(Error::FailedPrecondition(format!(
+            "restore {id} already ended {:?}",
+            record.state
+        )));
+    }
+    let recorded: Vec<&CollectionRef> = record.collections.iter().map(|c| &c.target).collect();
+    let planned: Vec<&CollectionRef> = targets.iter().map(|t| &t.target).collect();
+    if recorded != planned {
+        return Err(Error::FailedPrecondition(format!(
+            "the backup now gives the targets {planned:?}, not {recorded:?} that restore {id} \
+             started with"
+        )));
+    }
+    for (t, c) in targets.iter_mut().zip(&record.collections) {
+        t.original_id = c.original_id;
+        t.exists = c.original_id.is_some();
+    }
+    record.error = None;
+    record.error_kind = None;
+    record.end_time = None;
+    record.phase.clear();
+    record.verified_files = 0;
+    record.verified_bytes = 0;
+    Ok(record)
+}
+
+/// The request of a restore, as its record keeps it.
+fn order_of(req: &RestoreRequest) -> RestoreOrder {
+    RestoreOrder {
+        collections: req.collections().iter().map(|c| c.to_string()).collect(),
+        suffix: req.suffix().to_string(),
+        renames: req
+            .renames()
+            .iter()
+            .map(|(from, to)| (from.to_string(), to.to_string()))
+            .collect(),
+        drop_existing: req.drop_existing(),
+        skip_create: req.skip_create(),
+        restore_index: req.restore_index(),
+        load: req.load(),
+        meta_only: req.meta_only(),
+    }
+}
+
 /// The snapshot of a restore that has not started.
 fn pending(id: String, req: &RestoreRequest, targets: &[RestoreTarget]) -> RestoreSnapshot {
     RestoreSnapshot {
@@ -155,6 +273,7 @@ fn pending(id: String, req: &RestoreRequest, targets: &[RestoreTarget]) -> Resto
                 temp: None,
                 original_id: t.original_id,
                 swap: SwapStep::None,
+                imports: Vec::new(),
             })
             .collect(),
         start_time: SystemTime::now(),
@@ -165,6 +284,7 @@ fn pending(id: String, req: &RestoreRequest, targets: &[RestoreTarget]) -> Resto
         verified_files: 0,
         verified_bytes: 0,
         trace_id: req.caller().trace().map(|t| t.as_str().to_string()),
+        order: Some(order_of(req)),
     }
 }
 

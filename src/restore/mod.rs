@@ -2,6 +2,7 @@
 //! recreate each collection and import its binlogs.
 
 pub mod cleanup;
+mod imports;
 mod job;
 pub mod prove;
 mod run;
@@ -14,7 +15,7 @@ use crate::meta::model::{BackupInfo, CollectionBackupInfo, CollectionSchema};
 use crate::model::{CollectionRef, RestoreRequest};
 
 pub use cleanup::{Outcome, clean_up};
-pub use job::RestoreJob;
+pub use job::{RestoreJob, abandon};
 use run::run;
 use run::staging_prefix;
 

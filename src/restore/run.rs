@@ -7,14 +7,12 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::{JobHandle, JobState, PhaseTime, RestorePhase, RestoreSnapshot, SwapStep};
 use crate::meta::manifest::Manifest;
-use crate::meta::model::{
-    BackupInfo, CollectionBackupInfo, PartitionBackupInfo, SegmentBackupInfo,
-};
-use crate::meta::{LogKind, schema};
-use crate::milvus::{ImportPhase, ImportRequest, IndexInfo, MilvusVersion, NewCollection};
+use crate::meta::model::{BackupInfo, CollectionBackupInfo};
+use crate::meta::schema;
+use crate::milvus::{IndexInfo, MilvusVersion, NewCollection};
 use crate::model::{CollectionRef, DEFAULT_DB};
+use crate::restore::imports::{Filling, import_partitions};
 use crate::restore::{RestoreRequest, RestoreTarget, check_compatible, prove};
-use crate::storage::{CopyTask, join_key};
 
 use base64::Engine as _;
 
@@ -55,6 +53,10 @@ pub async fn run(
 
     let mut result = Ok(());
     for (i, t) in targets.iter().enumerate() {
+        // Restored before the job's previous server died.
+        if job.snapshot().collections[i].state == JobState::Succeeded {
+            continue;
+        }
         job.update(|s| s.collections[i].state = JobState::Running);
         let place = Place {
             backup_name: req.backup_name(),
@@ -139,19 +141,20 @@ fn file_count(c: &CollectionBackupInfo) -> u64 {
 }
 
 /// Where the binlogs come from and what the target Milvus is.
-struct Place<'a> {
-    backup_name: &'a str,
+pub(super) struct Place<'a> {
+    pub backup_name: &'a str,
     /// The staging prefix in Milvus's bucket, when the backup lives elsewhere
     /// or is incremental.
-    staging: Option<&'a str>,
+    pub staging: Option<&'a str>,
     /// An incremental backup's manifest: where each of its objects is stored.
-    reused: Option<&'a Manifest>,
-    version: MilvusVersion,
+    pub reused: Option<&'a Manifest>,
+    pub version: MilvusVersion,
 }
 
 /// Restores one collection; returns the rows Milvus imported. A target that
 /// exists and is to be replaced is restored into a temporary collection
-/// first, checked, and only then swapped in (see [`swap_in`]).
+/// first, checked, and only then swapped in (see [`swap_in`]). A resumed job
+/// skips what its record shows done.
 async fn restore_collection(
     ctx: &Context,
     req: &RestoreRequest,
@@ -165,26 +168,26 @@ async fn restore_collection(
     let replacing = t.exists && req.drop_existing();
     let fill = if replacing {
         let temp = temp_name(t.target.name(), &job.snapshot().id);
-        job.checkpoint(|s| status(s, t).temp = Some(temp.clone()))?;
+        job.checkpoint(|s| status(s, t).temp = Some(temp.clone()))
+            .await?;
         CollectionRef::normalized(db, &temp)
     } else {
         t.target.clone()
     };
     let name = fill.name();
-    if !req.skip_create() {
-        if db != DEFAULT_DB && !milvus.list_databases().await?.iter().any(|d| d == db) {
-            milvus.create_database(db).await?;
+    let recorded = status(&mut job.snapshot(), t).clone();
+    let recorded_rows: i64 = recorded.imports.iter().map(|r| r.rows).sum();
+    let fill_id = match (req.skip_create(), recorded.created_id) {
+        // Filled and checked before the job's server died: only the swap is left.
+        (false, Some(id)) if replacing && recorded.swap != SwapStep::None => {
+            swap_in(ctx, t, &fill, id, job).await?;
+            return Ok(recorded_rows);
         }
-        milvus.create_collection(&new_collection(t, &fill)?).await?;
-        // Recorded once Milvus made it, with its id: cleanup drops only that one.
-        let id = milvus.collection_id(db, name).await?.ok_or_else(|| {
-            Error::milvus(
-                format!("CreateCollection {fill}"),
-                "the collection is not there after it was created",
-            )
-        })?;
-        job.checkpoint(|s| status(s, t).created_id = Some(id))?;
-    }
+        (false, created) => create_once(ctx, t, &fill, created, job).await?,
+        (true, _) => t.original_id.ok_or_else(|| {
+            Error::Internal(format!("{} exists but has no id on record", t.target))
+        })?,
+    };
     let has_partition_key = src.schema.fields.iter().any(|f| f.is_partition_key);
     if !has_partition_key {
         let existing = milvus.list_partitions(db, name).await?;
@@ -197,10 +200,22 @@ async fn restore_collection(
 
     let mut rows = 0;
     if !req.meta_only() {
-        rows = import_partitions(ctx, place, t, &fill, job).await?;
+        let into = Filling {
+            name: &fill,
+            id: fill_id,
+        };
+        rows = import_partitions(ctx, place, t, &into, job).await?;
     }
     if req.restore_index() {
+        // A resumed job skips the indexes its previous server built.
+        let built = match req.resumes() {
+            true => milvus.describe_indexes(db, name).await?,
+            false => Vec::new(),
+        };
         for idx in &src.index_infos {
+            if built.iter().any(|b| b.name == idx.index_name) {
+                continue;
+            }
             let index = IndexInfo {
                 name: idx.index_name.clone(),
                 id: 0,
@@ -221,9 +236,55 @@ async fn restore_collection(
     }
     if replacing {
         check_copy(ctx, t, &fill, rows, req.meta_only()).await?;
-        swap_in(ctx, t, &fill, job).await?;
+        swap_in(ctx, t, &fill, fill_id, job).await?;
     }
     Ok(rows)
+}
+
+/// Creates the collection `fill` unless this job already did (`created`,
+/// from its record); returns its id. A collection under the name that the
+/// record does not name as this job's is never used.
+async fn create_once(
+    ctx: &Context,
+    t: &RestoreTarget,
+    fill: &CollectionRef,
+    created: Option<i64>,
+    job: &JobHandle<RestoreSnapshot>,
+) -> Result<i64> {
+    let milvus = ctx.milvus.as_ref();
+    let (db, name) = (fill.db(), fill.name());
+    if db != DEFAULT_DB && !milvus.list_databases().await?.iter().any(|d| d == db) {
+        milvus.create_database(db).await?;
+    }
+    let current = milvus.collection_id(db, name).await?;
+    match (created, current) {
+        (Some(id), Some(now)) if id == now => return Ok(id),
+        (Some(id), _) => {
+            return Err(Error::FailedPrecondition(format!(
+                "{fill} is no longer the collection this restore created (id {id}; now {current:?}): \
+                 it was dropped or replaced while the restore was stopped, so the restore cannot go on"
+            )));
+        }
+        (None, Some(now)) => {
+            return Err(Error::FailedPrecondition(format!(
+                "{fill} exists (id {now}) but this restore has no record of creating it: \
+                 someone else made it, or the restore's server died right after creating it; \
+                 it is left as it is"
+            )));
+        }
+        (None, None) => {}
+    }
+    milvus.create_collection(&new_collection(t, fill)?).await?;
+    // Recorded once Milvus made it, with its id: cleanup drops only that one.
+    let id = milvus.collection_id(db, name).await?.ok_or_else(|| {
+        Error::milvus(
+            format!("CreateCollection {fill}"),
+            "the collection is not there after it was created",
+        )
+    })?;
+    job.checkpoint(|s| status(s, t).created_id = Some(id))
+        .await?;
+    Ok(id)
 }
 
 /// The temporary collection that a replaced target is restored into.
@@ -237,7 +298,7 @@ fn temp_name(target: &str, job_id: &str) -> String {
 }
 
 /// This target's entry in the job's snapshot.
-fn status<'a>(
+pub(super) fn status<'a>(
     s: &'a mut RestoreSnapshot,
     t: &RestoreTarget,
 ) -> &'a mut crate::jobs::RestoreCollectionStatus {
@@ -281,35 +342,55 @@ async fn check_copy(
     Ok(())
 }
 
-/// Replaces the original target with the checked copy: drop the original
-/// (only while it has the id seen at planning), then rename the copy. Each
-/// step is recorded first, so that recovery after a crash completes or undoes it.
+/// Replaces the original target with the checked copy `created`: drop the
+/// original (only while it has the id seen at planning), then rename the
+/// copy. Each step is recorded first, so that recovery after a crash
+/// completes or undoes it, and a resumed job continues from the step its
+/// record shows.
 async fn swap_in(
     ctx: &Context,
     t: &RestoreTarget,
     copy: &CollectionRef,
+    created: i64,
     job: &JobHandle<RestoreSnapshot>,
 ) -> Result<()> {
     let milvus = ctx.milvus.as_ref();
     let (db, name) = (t.target.db(), t.target.name());
-    job.checkpoint(|s| status(s, t).swap = SwapStep::DroppingOriginal)?;
-    crate::failpoint::pause_at("restore.swap.before_drop").await;
+    let step = status(&mut job.snapshot(), t).swap;
     let current = milvus.collection_id(db, name).await?;
-    if current != t.original_id {
-        job.checkpoint(|s| status(s, t).swap = SwapStep::None)?;
-        return Err(Error::FailedPrecondition(format!(
-            "{} was changed by someone else during the restore (id {current:?}, was {:?}); \
-             it was left as it is and the restored copy was dropped",
-            t.target, t.original_id
-        )));
+    if current == Some(created) {
+        // Renamed before the job's previous server recorded it.
+        job.checkpoint(|s| status(s, t).swap = SwapStep::Done)
+            .await?;
+        return Ok(());
     }
-    milvus.drop_collection(db, name).await?;
-    crate::failpoint::pause_at("restore.swap.dropped").await;
-    job.checkpoint(|s| status(s, t).swap = SwapStep::Renaming)?;
+    // Dropped by this job, before its previous server died.
+    let dropped =
+        current.is_none() && matches!(step, SwapStep::DroppingOriginal | SwapStep::Renaming);
+    if !dropped {
+        job.checkpoint(|s| status(s, t).swap = SwapStep::DroppingOriginal)
+            .await?;
+        crate::failpoint::pause_at("restore.swap.before_drop").await;
+        let current = milvus.collection_id(db, name).await?;
+        if current != t.original_id {
+            job.checkpoint(|s| status(s, t).swap = SwapStep::None)
+                .await?;
+            return Err(Error::FailedPrecondition(format!(
+                "{} was changed by someone else during the restore (id {current:?}, was {:?}); \
+                 it was left as it is and the restored copy was dropped",
+                t.target, t.original_id
+            )));
+        }
+        milvus.drop_collection(db, name).await?;
+        crate::failpoint::pause_at("restore.swap.dropped").await;
+    }
+    job.checkpoint(|s| status(s, t).swap = SwapStep::Renaming)
+        .await?;
     crate::failpoint::pause_at("restore.swap.after_drop").await;
     milvus.rename_collection(db, copy.name(), name).await?;
     crate::failpoint::pause_at("restore.swap.renamed").await;
-    job.checkpoint(|s| status(s, t).swap = SwapStep::Done)?;
+    job.checkpoint(|s| status(s, t).swap = SwapStep::Done)
+        .await?;
     crate::failpoint::pause_at("restore.swap.after_rename").await;
     Ok(())
 }
@@ -347,178 +428,6 @@ fn new_collection(t: &RestoreTarget, to: &CollectionRef) -> Result<NewCollection
     })
 }
 
-/// Imports every partition with data, all started before any is awaited, then
-/// the L0 deletes.
-async fn import_partitions(
-    ctx: &Context,
-    place: &Place<'_>,
-    t: &RestoreTarget,
-    into: &CollectionRef,
-    job: &JobHandle<RestoreSnapshot>,
-) -> Result<i64> {
-    let src = &t.source;
-    let mut running = Vec::new();
-    for part in &src.partition_backups {
-        let data: Vec<&SegmentBackupInfo> =
-            part.segment_backups.iter().filter(|s| !s.is_l0).collect();
-        if data.is_empty() {
-            continue;
-        }
-        let storage_version = data.iter().map(|s| s.storage_version).max().unwrap_or(0);
-        let request = ImportRequest {
-            db: into.db().to_string(),
-            collection: into.name().to_string(),
-            partition: part.partition_name.clone(),
-            files: import_files(ctx, place, src, part).await?,
-            options: place
-                .version
-                .import_options(src.backup_timestamp, storage_version),
-        };
-        let tasks = ctx.milvus.import(&request).await?;
-        running.push((part, tasks));
-    }
-    crate::failpoint::pause_at("restore.importing").await;
-    crate::failpoint::pause_at(&format!("restore.importing:{}", t.target)).await;
-
-    let mut rows = 0;
-    for (part, tasks) in running {
-        for task in tasks {
-            rows += wait_import(ctx, into, &part.partition_name, task).await?;
-        }
-        let files: u64 = part
-            .segment_backups
-            .iter()
-            .flat_map(|s| s.binlogs.iter().chain(&s.deltalogs))
-            .map(|f| f.binlogs.len() as u64)
-            .sum();
-        job.update(|s| {
-            s.progress.bytes_done += part.size.max(0) as u64;
-            s.progress.files_done += files;
-        });
-    }
-    import_l0_segments(ctx, place, t, into).await?;
-    Ok(rows)
-}
-
-/// Imports the deletes of L0 segments (2.4+) after the data they apply to:
-/// partition-level ones into their partition, collection-level ones into all.
-async fn import_l0_segments(
-    ctx: &Context,
-    place: &Place<'_>,
-    t: &RestoreTarget,
-    into: &CollectionRef,
-) -> Result<()> {
-    let src = &t.source;
-    let mut l0: Vec<(&str, &SegmentBackupInfo)> = Vec::new();
-    for p in &src.partition_backups {
-        for s in p.segment_backups.iter().filter(|s| s.is_l0) {
-            l0.push((&p.partition_name, s));
-        }
-    }
-    l0.extend(src.l0_segments.iter().map(|s| ("", s)));
-    for (partition, seg) in l0 {
-        if !place.version.has_l0_segments() {
-            return Err(Error::FailedPrecondition(format!(
-                "collection {} has L0 delete segments; Milvus {} cannot import them",
-                src.collection_name, place.version
-            )));
-        }
-        let dir = prove::l0_dir(
-            ctx,
-            place.backup_name,
-            src.collection_id,
-            seg.partition_id,
-            seg.segment_id,
-        );
-        let request = ImportRequest {
-            db: into.db().to_string(),
-            collection: into.name().to_string(),
-            partition: partition.to_string(),
-            files: stage(ctx, place, &[dir]).await?,
-            options: place.version.l0_import_options(src.backup_timestamp),
-        };
-        for task in ctx.milvus.import(&request).await? {
-            wait_import(ctx, into, partition, task).await?;
-        }
-    }
-    Ok(())
-}
-
-/// `[insert_prefix/, delta_prefix/ or ""]` of one partition inside Milvus's bucket.
-async fn import_files(
-    ctx: &Context,
-    place: &Place<'_>,
-    src: &CollectionBackupInfo,
-    part: &PartitionBackupInfo,
-) -> Result<Vec<String>> {
-    let layout = ctx.catalog.layout();
-    let dir = |kind| {
-        layout.partition_dir(
-            place.backup_name,
-            kind,
-            src.collection_id,
-            part.partition_id,
-        )
-    };
-    let has_deltas = part
-        .segment_backups
-        .iter()
-        .any(|s| !s.is_l0 && s.deltalogs.iter().any(|f| !f.binlogs.is_empty()));
-    let mut files = stage(ctx, place, &[dir(LogKind::Insert)]).await?;
-    if has_deltas {
-        files.extend(stage(ctx, place, &[dir(LogKind::Delta)]).await?);
-    } else {
-        files.push(String::new());
-    }
-    Ok(files)
-}
-
-/// The import paths of backup folders `dirs`: the folders themselves when the
-/// backup is in Milvus's bucket, or copies under the staging prefix otherwise.
-async fn stage(ctx: &Context, place: &Place<'_>, dirs: &[String]) -> Result<Vec<String>> {
-    let Some(staging) = place.staging else {
-        return Ok(dirs.to_vec());
-    };
-    let backup_prefix = ctx.catalog.layout().backup_prefix(place.backup_name);
-    let staged = |key: &str| join_key([staging, &key[backup_prefix.len()..]]);
-    let mut tasks = Vec::new();
-    for dir in dirs {
-        match place.reused {
-            // Proven before import: the manifest names every object.
-            Some(m) => {
-                let rel = &dir[backup_prefix.len()..];
-                for e in m.objects.iter().filter(|e| e.key.starts_with(rel)) {
-                    tasks.push(CopyTask {
-                        dst_key: join_key([staging, &e.key]),
-                        src_key: ctx.catalog.object_key(place.backup_name, e),
-                        size: e.size,
-                        owner: 0,
-                    });
-                }
-            }
-            None => {
-                for o in ctx.catalog.store().list(dir).await? {
-                    tasks.push(CopyTask {
-                        dst_key: staged(&o.key),
-                        src_key: o.key,
-                        size: o.size,
-                        owner: 0,
-                    });
-                }
-            }
-        }
-    }
-    ctx.copier
-        .copy_all(
-            ctx.catalog.store().as_ref(),
-            ctx.milvus_store.as_ref(),
-            tasks,
-            |_, _| {},
-        )
-        .await?;
-    Ok(dirs.iter().map(|d| format!("{}/", staged(d))).collect())
-}
-
 /// Waits until Milvus reports the collection fully loaded.
 async fn wait_loaded(ctx: &Context, target: &CollectionRef) -> Result<()> {
     let started = Instant::now();
@@ -537,39 +446,4 @@ async fn wait_loaded(ctx: &Context, target: &CollectionRef) -> Result<()> {
         tokio::time::sleep(ctx.timing.poll_interval).await;
     }
     Ok(())
-}
-
-/// Polls one import task until it ends; returns the rows it imported.
-async fn wait_import(
-    ctx: &Context,
-    into: &CollectionRef,
-    partition: &str,
-    task: i64,
-) -> Result<i64> {
-    let started = Instant::now();
-    let operation = || format!("Import into {into}/{partition}");
-    loop {
-        // Milvus 2.3.5's proxy crashes (nil pointer in GetImportState) when
-        // asked about an import whose collection was dropped: never ask then.
-        if !ctx.milvus.has_collection(into.db(), into.name()).await? {
-            return Err(Error::FailedPrecondition(format!(
-                "{into} was dropped while import task {task} ran; the restore cannot finish"
-            )));
-        }
-        let status = ctx.milvus.import_state(task).await?;
-        match status.phase {
-            ImportPhase::Completed => return Ok(status.row_count),
-            ImportPhase::Failed(reason) => return Err(Error::milvus(operation(), reason)),
-            ImportPhase::Running if started.elapsed() > ctx.timing.import_timeout => {
-                return Err(Error::milvus(
-                    operation(),
-                    format!(
-                        "task {task} not done after {}s",
-                        ctx.timing.import_timeout.as_secs()
-                    ),
-                ));
-            }
-            ImportPhase::Running => tokio::time::sleep(ctx.timing.poll_interval).await,
-        }
-    }
 }

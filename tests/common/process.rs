@@ -197,13 +197,24 @@ impl Proc {
         root: &str,
         extra: &str,
     ) -> Self {
+        Self::start_rooted_paused(cfg, tag, root, extra, None).await
+    }
+
+    /// `start_rooted`, paused at `failpoint` if given.
+    pub async fn start_rooted_paused(
+        cfg: &milvus_backup::config::Config,
+        tag: &str,
+        root: &str,
+        extra: &str,
+        failpoint: Option<&str>,
+    ) -> Self {
         let (state, config) = config_with(cfg, tag, extra);
         let yaml = std::fs::read_to_string(&config).unwrap().replace(
             "backupRootPath: backup\n",
             &format!("backupRootPath: {root}\n"),
         );
         std::fs::write(&config, yaml).unwrap();
-        Self::on(state, config, None).await
+        Self::on(state, config, failpoint).await
     }
 
     /// Its config file.

@@ -1,0 +1,391 @@
+//! The imports of one collection: each partition's data, then the deletes of
+//! its L0 segments. Each import is recorded in the job's record before Milvus
+//! is asked for it and again with Milvus's task ids, so that a server that
+//! resumes the job (its own server died) neither repeats an import nor skips
+//! one. Only an import recorded as being asked for, without task ids, is
+//! looked up in Milvus's task list: the dead server may or may not have
+//! reached Milvus.
+
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use tracing::info;
+
+use super::prove;
+use super::run::{Place, status};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::jobs::{ImportRecord, JobHandle, RestoreSnapshot};
+use crate::meta::LogKind;
+use crate::meta::model::{CollectionBackupInfo, PartitionBackupInfo, SegmentBackupInfo};
+use crate::milvus::{ImportPhase, ImportRequest};
+use crate::model::CollectionRef;
+use crate::restore::RestoreTarget;
+use crate::storage::{CopyTask, join_key};
+
+/// How much older than the job Milvus's clock may date an import the job
+/// started (clocks of different machines).
+const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// The collection being filled.
+pub(super) struct Filling<'a> {
+    pub name: &'a CollectionRef,
+    /// Its id in Milvus.
+    pub id: i64,
+}
+
+/// An import this job asked for.
+enum Import {
+    /// Completed before: its rows.
+    Done(i64),
+    /// Milvus's tasks, to wait for.
+    Running(Vec<i64>),
+}
+
+/// Imports every partition with data, all started before any is awaited, then
+/// the L0 deletes. Returns the rows imported.
+pub(super) async fn import_partitions(
+    ctx: &Context,
+    place: &Place<'_>,
+    t: &RestoreTarget,
+    into: &Filling<'_>,
+    job: &JobHandle<RestoreSnapshot>,
+) -> Result<i64> {
+    let src = &t.source;
+    let mut running = Vec::new();
+    for part in &src.partition_backups {
+        let data: Vec<&SegmentBackupInfo> =
+            part.segment_backups.iter().filter(|s| !s.is_l0).collect();
+        if data.is_empty() {
+            continue;
+        }
+        let storage_version = data.iter().map(|s| s.storage_version).max().unwrap_or(0);
+        let dirs = partition_dirs(ctx, place, src, part);
+        let first = import_path(ctx, place, &dirs[0]);
+        let request = || async {
+            let mut files = stage(ctx, place, &dirs[..1]).await?;
+            match dirs.get(1) {
+                Some(delta) => files.extend(stage(ctx, place, std::slice::from_ref(delta)).await?),
+                None => files.push(String::new()),
+            }
+            Ok(ImportRequest {
+                db: into.name.db().to_string(),
+                collection: into.name.name().to_string(),
+                partition: part.partition_name.clone(),
+                files,
+                options: place
+                    .version
+                    .import_options(src.backup_timestamp, storage_version),
+            })
+        };
+        let key = part.partition_name.clone();
+        let import = import_once(
+            ctx,
+            t,
+            into,
+            &key,
+            &part.partition_name,
+            &first,
+            request,
+            job,
+        )
+        .await?;
+        running.push((part, key, import));
+    }
+    crate::failpoint::pause_at("restore.importing").await;
+    crate::failpoint::pause_at(&format!("restore.importing:{}", t.target)).await;
+
+    let mut rows = 0;
+    for (part, key, import) in running {
+        let tasks = match import {
+            Import::Done(n) => {
+                rows += n;
+                continue;
+            }
+            Import::Running(tasks) => tasks,
+        };
+        let mut imported = 0;
+        for task in tasks {
+            imported += wait_import(ctx, into.name, &part.partition_name, task).await?;
+        }
+        rows += imported;
+        let files: u64 = part
+            .segment_backups
+            .iter()
+            .flat_map(|s| s.binlogs.iter().chain(&s.deltalogs))
+            .map(|f| f.binlogs.len() as u64)
+            .sum();
+        job.checkpoint(|s| {
+            let r = record(s, t, &key);
+            r.done = true;
+            r.rows = imported;
+            s.progress.bytes_done += part.size.max(0) as u64;
+            s.progress.files_done += files;
+        })
+        .await?;
+    }
+    import_l0_segments(ctx, place, t, into, job).await?;
+    Ok(rows)
+}
+
+/// Asks Milvus for one import unless this job (here, or on its server that
+/// died) already did: the recorded tasks, or, for an import recorded as
+/// being asked for without its tasks, the matching tasks in Milvus's list.
+#[allow(clippy::too_many_arguments)]
+async fn import_once<F, Fut>(
+    ctx: &Context,
+    t: &RestoreTarget,
+    into: &Filling<'_>,
+    key: &str,
+    partition: &str,
+    first_path: &str,
+    request: F,
+    job: &JobHandle<RestoreSnapshot>,
+) -> Result<Import>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<ImportRequest>>,
+{
+    let snapshot = job.snapshot();
+    let recorded = snapshot
+        .collections
+        .iter()
+        .find(|c| c.target == t.target)
+        .and_then(|c| c.imports.iter().find(|r| r.key == key))
+        .cloned();
+    match recorded {
+        Some(r) if r.done => return Ok(Import::Done(r.rows)),
+        Some(r) if !r.tasks.is_empty() => return Ok(Import::Running(r.tasks)),
+        Some(_) => {
+            let since = snapshot
+                .start_time
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .saturating_sub(CLOCK_SKEW)
+                .as_secs() as i64;
+            let found: Vec<i64> = ctx
+                .milvus
+                .collection_imports(into.name.db(), into.name.name())
+                .await?
+                .into_iter()
+                .filter(|task| {
+                    task.collection_id == into.id
+                        && task.partition == partition
+                        && task.created_at_s >= since
+                        && task.files.first().map(String::as_str) == Some(first_path)
+                })
+                .map(|task| task.task)
+                .collect();
+            if !found.is_empty() {
+                info!(
+                    restore = %snapshot.id,
+                    collection = %into.name,
+                    partition,
+                    tasks = ?found,
+                    "Milvus had the import the job's previous server asked for: its tasks are followed"
+                );
+                job.checkpoint(|s| record(s, t, key).tasks = found.clone())
+                    .await?;
+                return Ok(Import::Running(found));
+            }
+        }
+        None => {
+            job.checkpoint(|s| {
+                status(s, t).imports.push(ImportRecord {
+                    key: key.to_string(),
+                    tasks: Vec::new(),
+                    done: false,
+                    rows: 0,
+                })
+            })
+            .await?;
+        }
+    }
+    let tasks = ctx.milvus.import(&request().await?).await?;
+    crate::failpoint::pause_at("restore.import_asked").await;
+    job.checkpoint(|s| record(s, t, key).tasks = tasks.clone())
+        .await?;
+    Ok(Import::Running(tasks))
+}
+
+/// The record of import `key` into target `t`.
+fn record<'a>(s: &'a mut RestoreSnapshot, t: &RestoreTarget, key: &str) -> &'a mut ImportRecord {
+    status(s, t)
+        .imports
+        .iter_mut()
+        .find(|r| r.key == key)
+        .expect("an import is recorded before it is asked for")
+}
+
+/// Imports the deletes of L0 segments (2.4+) after the data they apply to:
+/// partition-level ones into their partition, collection-level ones into all.
+async fn import_l0_segments(
+    ctx: &Context,
+    place: &Place<'_>,
+    t: &RestoreTarget,
+    into: &Filling<'_>,
+    job: &JobHandle<RestoreSnapshot>,
+) -> Result<()> {
+    let src = &t.source;
+    let mut l0: Vec<(&str, &SegmentBackupInfo)> = Vec::new();
+    for p in &src.partition_backups {
+        for s in p.segment_backups.iter().filter(|s| s.is_l0) {
+            l0.push((&p.partition_name, s));
+        }
+    }
+    l0.extend(src.l0_segments.iter().map(|s| ("", s)));
+    for (partition, seg) in l0 {
+        if !place.version.has_l0_segments() {
+            return Err(Error::FailedPrecondition(format!(
+                "collection {} has L0 delete segments; Milvus {} cannot import them",
+                src.collection_name, place.version
+            )));
+        }
+        let dir = prove::l0_dir(
+            ctx,
+            place.backup_name,
+            src.collection_id,
+            seg.partition_id,
+            seg.segment_id,
+        );
+        let first = import_path(ctx, place, &dir);
+        let request = || async {
+            Ok(ImportRequest {
+                db: into.name.db().to_string(),
+                collection: into.name.name().to_string(),
+                partition: partition.to_string(),
+                files: stage(ctx, place, std::slice::from_ref(&dir)).await?,
+                options: place.version.l0_import_options(src.backup_timestamp),
+            })
+        };
+        let key = format!("l0:{}", seg.segment_id);
+        if let Import::Running(tasks) =
+            import_once(ctx, t, into, &key, partition, &first, request, job).await?
+        {
+            for task in tasks {
+                wait_import(ctx, into.name, partition, task).await?;
+            }
+            job.checkpoint(|s| record(s, t, &key).done = true).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The backup folders of one partition's import: its insert logs, and its
+/// delta logs when it has any.
+fn partition_dirs(
+    ctx: &Context,
+    place: &Place<'_>,
+    src: &CollectionBackupInfo,
+    part: &PartitionBackupInfo,
+) -> Vec<String> {
+    let layout = ctx.catalog.layout();
+    let dir = |kind| {
+        layout.partition_dir(
+            place.backup_name,
+            kind,
+            src.collection_id,
+            part.partition_id,
+        )
+    };
+    let has_deltas = part
+        .segment_backups
+        .iter()
+        .any(|s| !s.is_l0 && s.deltalogs.iter().any(|f| !f.binlogs.is_empty()));
+    match has_deltas {
+        true => vec![dir(LogKind::Insert), dir(LogKind::Delta)],
+        false => vec![dir(LogKind::Insert)],
+    }
+}
+
+/// Where Milvus reads backup folder `dir` from: the folder itself when the
+/// backup is in Milvus's bucket, its staged copy otherwise.
+fn import_path(ctx: &Context, place: &Place<'_>, dir: &str) -> String {
+    match place.staging {
+        None => dir.to_string(),
+        Some(staging) => {
+            let backup_prefix = ctx.catalog.layout().backup_prefix(place.backup_name);
+            format!("{}/", join_key([staging, &dir[backup_prefix.len()..]]))
+        }
+    }
+}
+
+/// The import paths of backup folders `dirs`, each staged first when the
+/// backup is outside Milvus's bucket or incremental.
+async fn stage(ctx: &Context, place: &Place<'_>, dirs: &[String]) -> Result<Vec<String>> {
+    let Some(staging) = place.staging else {
+        return Ok(dirs.to_vec());
+    };
+    let backup_prefix = ctx.catalog.layout().backup_prefix(place.backup_name);
+    let staged = |key: &str| join_key([staging, &key[backup_prefix.len()..]]);
+    let mut tasks = Vec::new();
+    for dir in dirs {
+        match place.reused {
+            // Proven before import: the manifest names every object.
+            Some(m) => {
+                let rel = &dir[backup_prefix.len()..];
+                for e in m.objects.iter().filter(|e| e.key.starts_with(rel)) {
+                    tasks.push(CopyTask {
+                        dst_key: join_key([staging, &e.key]),
+                        src_key: ctx.catalog.object_key(place.backup_name, e),
+                        size: e.size,
+                        owner: 0,
+                    });
+                }
+            }
+            None => {
+                for o in ctx.catalog.store().list(dir).await? {
+                    tasks.push(CopyTask {
+                        dst_key: staged(&o.key),
+                        src_key: o.key,
+                        size: o.size,
+                        owner: 0,
+                    });
+                }
+            }
+        }
+    }
+    ctx.copier
+        .copy_all(
+            ctx.catalog.store().as_ref(),
+            ctx.milvus_store.as_ref(),
+            tasks,
+            |_, _| {},
+        )
+        .await?;
+    Ok(dirs.iter().map(|d| import_path(ctx, place, d)).collect())
+}
+
+/// Polls one import task until it ends; returns the rows it imported.
+async fn wait_import(
+    ctx: &Context,
+    into: &CollectionRef,
+    partition: &str,
+    task: i64,
+) -> Result<i64> {
+    let started = Instant::now();
+    let operation = || format!("Import into {into}/{partition}");
+    loop {
+        // Milvus 2.3.5's proxy crashes (nil pointer in GetImportState) when
+        // asked about an import whose collection was dropped: never ask then.
+        if !ctx.milvus.has_collection(into.db(), into.name()).await? {
+            return Err(Error::FailedPrecondition(format!(
+                "{into} was dropped while import task {task} ran; the restore cannot finish"
+            )));
+        }
+        let status = ctx.milvus.import_state(task).await?;
+        match status.phase {
+            ImportPhase::Completed => return Ok(status.row_count),
+            ImportPhase::Failed(reason) => return Err(Error::milvus(operation(), reason)),
+            ImportPhase::Running if started.elapsed() > ctx.timing.import_timeout => {
+                return Err(Error::milvus(
+                    operation(),
+                    format!(
+                        "task {task} not done after {}s",
+                        ctx.timing.import_timeout.as_secs()
+                    ),
+                ));
+            }
+            ImportPhase::Running => tokio::time::sleep(ctx.timing.poll_interval).await,
+        }
+    }
+}
