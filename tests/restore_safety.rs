@@ -174,86 +174,72 @@ async fn backed_up(
     (spec, all, backup)
 }
 
-/// A `drop_existing` restore killed at each step of its swap: after the
-/// restart the target is the original or the full restored copy, row for row,
-/// never missing, and no temporary collection is left.
+/// A `drop_existing` restore killed at each step of its swap: the restarted
+/// server resumes it from the step its record shows, so the target ends as
+/// the full restored copy, row for row, never missing, the job SUCCEEDED
+/// under the same id, and no temporary collection is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_kill_at_every_step_of_the_swap_leaves_original_or_copy() {
+async fn a_kill_at_every_step_of_the_swap_is_resumed_to_the_copy() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let (spec, backed_up, backup) = backed_up(&cfg, &m, "swap", 600).await;
     // The original moves on after the backup: 100 more rows.
     data::insert(&m, &spec, "", 600..700, 7).await;
     data::flush(&m, &spec.db, &spec.name).await;
-    let mut original = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
+    let original = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
     assert_eq!(original.len(), 700);
 
     let mut figures = Vec::new();
-    for (step, expect_copy) in [
-        ("restore.swap.before_drop", false),
-        ("restore.swap.dropped", true),
-        ("restore.swap.after_drop", true),
-        ("restore.swap.renamed", true),
-        ("restore.swap.after_rename", true),
+    for step in [
+        "restore.swap.before_drop",
+        "restore.swap.dropped",
+        "restore.swap.after_drop",
+        "restore.swap.renamed",
+        "restore.swap.after_rename",
     ] {
+        let before = m.collection_id(&spec.db, &spec.name).await.unwrap();
         let mut server = process::Proc::start(&cfg, "swap-state", "", Some(step)).await;
         let id = flows::start_restore(&mut server.client, restore_req(&backup, "", true)).await;
         server.wait_paused(Duration::from_secs(180)).await;
         let server = server.kill_and_restart().await;
         let mut client = server.client.clone();
-        let temp_gone = || async {
-            let job = get_restore(&mut client.clone(), &id).await;
-            let temp = &job.collections[0].temp_collection_name;
-            !temp.is_empty() && !m.has_collection(&spec.db, temp).await.unwrap()
-        };
-        eventually(
-            &format!("{step}: the temporary collection is cleaned up"),
-            Duration::from_secs(180),
-            temp_gone,
+        let job = tokio::time::timeout(
+            Duration::from_secs(300),
+            flows::watch_restore_to_end(&mut client, &id),
         )
-        .await;
-        // Recovery renames the copy in the background: wait for the target.
-        eventually(
-            &format!("{step}: the target exists"),
-            Duration::from_secs(60),
-            || async { m.has_collection(&spec.db, &spec.name).await.unwrap() },
-        )
-        .await;
+        .await
+        .unwrap_or_else(|_| panic!("{step}: the restore did not end"));
+        assert_eq!(job.state, pb::JobState::Succeeded as i32, "{step}: {job:?}");
+        let temp = &job.collections[0].temp_collection_name;
+        assert!(!temp.is_empty(), "{step}: {job:?}");
+        assert!(
+            !m.has_collection(&spec.db, temp).await.unwrap(),
+            "{step}: the temporary collection is renamed away"
+        );
+        assert_ne!(
+            m.collection_id(&spec.db, &spec.name).await.unwrap(),
+            before,
+            "{step}: the target is the restored copy"
+        );
         let now = rows_of(&m, &spec, &spec.name).await;
-        let job = get_restore(&mut client, &id).await;
-        if expect_copy {
-            data::assert_rows_equal(&format!("{step}: the restored copy"), &backed_up, &now);
-            assert_eq!(
-                job.collections[0].state,
-                pb::JobState::Succeeded as i32,
-                "{step}: {job:?}"
-            );
-        } else {
-            data::assert_rows_equal(&format!("{step}: the original"), &original, &now);
-            assert_eq!(job.state, pb::JobState::Failed as i32, "{step}: {job:?}");
-        }
-        figures.push(format!(
-            "{step}: {}",
-            if expect_copy { "copy" } else { "original" }
-        ));
-        original = now;
-        // Recovery freed the killed job's holds (they would expire after the TTL anyway).
+        data::assert_rows_equal(&format!("{step}: the restored copy"), &backed_up, &now);
+        figures.push(format!("{step}: copy"));
+        // The resumed job let go of the target at its end.
         let leases = milvus_backup::context::Context::from_config(&cfg)
             .unwrap()
             .leases();
         let lease = format!("target/{}.{}", spec.db, spec.name);
-        eventually(
-            &format!("{step}: the target's lease is freed by recovery"),
-            Duration::from_secs(10),
-            || async { leases.holder(&lease).await.unwrap().is_none() },
-        )
-        .await;
+        assert!(
+            leases.holder(&lease).await.unwrap().is_none(),
+            "{step}: the target's lease is free"
+        );
         server.finish();
     }
     figures::publish(
         "restore_safety",
         &[format!(
-            "drop_existing replace killed at each of {} swap steps, ending as: {}",
+            "drop_existing replace killed at each of {} swap steps, resumed by the restarted \
+             server and ending as: {}",
             figures.len(),
             figures.join(", ")
         )],
@@ -261,15 +247,23 @@ async fn a_kill_at_every_step_of_the_swap_leaves_original_or_copy() {
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
-/// A restore killed mid-import; the user then makes a collection of their own
-/// under the target name. Recovery leaves it alone: its id is not the job's.
+/// A restore killed mid-import; the user then drops its target and makes a
+/// collection of their own under the name. The restarted server does not
+/// resume into it (its id is not the one the job created): the job ends
+/// FAILED, and cleanup leaves the user's collection alone. On a backup root
+/// of its own, so that no other test's server takes the job over first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn recovery_leaves_a_collection_someone_else_made_alone() {
+async fn a_resumed_restore_leaves_a_collection_someone_else_made_alone() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let (spec, _, backup) = backed_up(&cfg, &m, "own", 400).await;
+    let (spec, _) = source(&m, &common::unique("own"), 400).await;
+    let root = common::unique("own_root");
+    let mut server =
+        process::Proc::start_rooted_paused(&cfg, "own-state", &root, "", Some("restore.importing"))
+            .await;
+    let backup = common::unique("own_b");
+    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
     let target = format!("{}_t", spec.name);
-    let mut server = process::Proc::start(&cfg, "own-state", "", Some("restore.importing")).await;
     let id = flows::start_restore(&mut server.client, restore_req(&backup, "_t", false)).await;
     server.wait_paused(Duration::from_secs(120)).await;
     server.kill();
@@ -284,9 +278,19 @@ async fn recovery_leaves_a_collection_someone_else_made_alone() {
 
     let server = server.kill_and_restart().await;
     let mut client = server.client.clone();
-    process::wait_for_log(&server.log, "left alone", Duration::from_secs(120)).await;
-    let job = get_restore(&mut client, &id).await;
+    let job = tokio::time::timeout(
+        Duration::from_secs(300),
+        flows::watch_restore_to_end(&mut client, &id),
+    )
+    .await
+    .expect("the restore ends");
     assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
+    assert!(
+        job.error_message
+            .contains("no longer the collection this restore created"),
+        "{job:?}"
+    );
+    process::wait_for_log(&server.log, "left alone", Duration::from_secs(30)).await;
     assert_eq!(
         m.collection_id(&mine.db, &target).await.unwrap(),
         my_id,

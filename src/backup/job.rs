@@ -108,6 +108,10 @@ impl JobKind for BackupJob {
         self.lease.release().await;
     }
 
+    fn resumable(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         format!(
             "backup {} of {} collections",
@@ -127,10 +131,15 @@ impl JobKind for BackupJob {
                 b = snapshot_of(&info);
             }
             // A job that says what it was asked is resumed (by this server or
-            // another) once the stopped process's lease on its name expires.
-            // Resumed (by this server or another) once the stopped process's
-            // lease on its name expires, when its shared record says it runs.
-            Ok(None) if b.order.is_some() && shared_running(ctx, &b.name).await => {
+            // another) once the stopped process's lease on its name expires,
+            // when its shared record says it runs.
+            Ok(None)
+                if b.order.is_some()
+                    && ctx
+                        .shared_records()
+                        .says_running::<BackupSnapshot>(&b.name)
+                        .await =>
+            {
                 info!(backup = %b.name, "backup was interrupted by a restart; it will be resumed");
                 return Recovered::resume(b);
             }
@@ -170,16 +179,4 @@ impl JobKind for BackupJob {
         }
         Recovered::at_once(b)
     }
-}
-
-/// Whether the shared record of backup `name` says its job runs.
-async fn shared_running(ctx: &Context, name: &str) -> bool {
-    let shared = crate::jobs::SharedRecords::new(
-        ctx.catalog.store().clone(),
-        &ctx.catalog.layout().root_prefix(),
-    );
-    matches!(
-        shared.load::<BackupSnapshot>(name).await,
-        Ok(Some(s)) if !s.state.is_terminal()
-    )
 }

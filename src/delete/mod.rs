@@ -1,7 +1,8 @@
 //! The delete flow, as a job: under the writer's hold on the backup, remove
 //! what no other complete backup references (see `docs/incremental.md`).
-//! A delete cut short leaves a backup that is no longer complete and can be
-//! deleted again; there is nothing to clean up after a failure.
+//! A delete cut short leaves a backup that is no longer complete; a delete
+//! whose server died is resumed by another (see `engine/takeover.rs`), and
+//! one that failed can be run again: there is nothing to clean up.
 
 use std::time::{Duration, SystemTime};
 
@@ -14,6 +15,32 @@ use crate::jobs::runner::{INTERRUPTED, JobKind, Recovered};
 use crate::jobs::{DeleteSnapshot, JobHandle, JobState, Lease};
 use crate::model::BackupName;
 
+/// A delete of one backup: a new one, or the job of a server that died,
+/// continued under its id.
+#[derive(Debug, Clone)]
+pub struct DeleteRequest {
+    name: BackupName,
+    resumes: Option<String>,
+}
+
+impl DeleteRequest {
+    /// A new delete of backup `name`.
+    pub fn new(name: BackupName) -> Self {
+        Self {
+            name,
+            resumes: None,
+        }
+    }
+
+    /// Delete job `id` of backup `name`, whose server died.
+    pub fn resume(name: BackupName, id: String) -> Self {
+        Self {
+            name,
+            resumes: Some(id),
+        }
+    }
+}
+
 /// One delete job.
 pub struct DeleteJob {
     ctx: Context,
@@ -23,27 +50,34 @@ pub struct DeleteJob {
 
 impl JobKind for DeleteJob {
     type Snapshot = DeleteSnapshot;
-    type Request = BackupName;
+    type Request = DeleteRequest;
     type Env = Context;
     const NAME: &'static str = "delete";
     const RECORD_INTERVAL: Duration = Duration::from_secs(1);
 
-    fn request_id(_: &BackupName) -> &str {
-        ""
+    fn request_id(req: &DeleteRequest) -> &str {
+        req.resumes.as_deref().unwrap_or_default()
     }
 
-    async fn plan(ctx: &Context, name: BackupName) -> Result<(Self, DeleteSnapshot)> {
+    async fn plan(ctx: &Context, req: DeleteRequest) -> Result<(Self, DeleteSnapshot)> {
+        let DeleteRequest { name, resumes } = req;
         let catalog = &ctx.catalog;
         if !catalog.is_taken(&name).await? {
             return Err(Error::not_found("backup", name.as_str()));
         }
-        let id = uuid::Uuid::new_v4().to_string();
+        let resumed = resumes.is_some();
+        let id = resumes.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let lease = ctx.leases().hold_for_writing(&name, &id, "delete").await?;
         // Only a folder with backup meta is a backup: anything else under the
         // root is not ours to remove. A folder with our checksums but no
         // commit point is one of ours left half-way (a delete or a create
         // that was killed); under the hold none is running, so it may go.
+        // A resumed delete continues in the folder it was deleting: while
+        // anything is left in it, no backup can be created there.
         let ours = async {
+            if resumed {
+                return Ok(true);
+            }
             Ok::<_, Error>(
                 catalog.read(&name).await?.is_some()
                     || catalog.read_manifest(&name).await?.is_some(),
@@ -101,7 +135,22 @@ impl JobKind for DeleteJob {
         format!("delete of backup {}", self.name)
     }
 
-    async fn recover(_: &Context, mut d: DeleteSnapshot) -> Recovered<DeleteSnapshot> {
+    fn resumable(&self) -> bool {
+        true
+    }
+
+    async fn recover(ctx: &Context, mut d: DeleteSnapshot) -> Recovered<DeleteSnapshot> {
+        // Resumed (by this server or another) once the stopped process's
+        // lease on the name expires, when its shared record says it runs.
+        if !d.state.is_terminal()
+            && ctx
+                .shared_records()
+                .says_running::<DeleteSnapshot>(&d.id)
+                .await
+        {
+            info!(backup = %d.backup_name, "delete was interrupted by a restart; it will be resumed");
+            return Recovered::resume(d);
+        }
         if !d.state.is_terminal() {
             warn!(backup = %d.backup_name, "delete was interrupted by a restart");
             d.state = JobState::Failed;

@@ -5,6 +5,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 
 use super::{BackupInfo, Engine};
+use crate::delete::DeleteRequest;
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, DeleteSnapshot, JobState, VerifyProgress, until_terminal};
 use crate::meta::index::IndexEntry;
@@ -187,7 +188,10 @@ impl Engine {
                 name.as_str()
             )));
         }
-        let rx = self.deletes.start(&self.ctx, name.clone()).await?;
+        let rx = self
+            .deletes
+            .start(&self.ctx, DeleteRequest::new(name.clone()))
+            .await?;
         // A deleted backup's finished job is forgotten with it.
         let (end, backups, name) = (rx.clone(), self.backups.clone(), name.to_string());
         tokio::spawn(async move {

@@ -8,6 +8,8 @@
 //!   marked SUCCEEDED.
 //! - A restore continues from its record: collections restored stay, imports
 //!   recorded are followed, not asked again (see `restore/imports.rs`).
+//! - A delete runs again over what is left of the backup (it removes only
+//!   what no other backup references); one that finds nothing left ended.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,10 +18,13 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::Engine;
+use crate::delete::DeleteRequest;
 use crate::error::{Error, Result};
-use crate::jobs::{BackupOrder, BackupSnapshot, JobSnapshot, RestoreOrder, RestoreSnapshot};
+use crate::jobs::{
+    BackupOrder, BackupSnapshot, DeleteSnapshot, JobSnapshot, RestoreOrder, RestoreSnapshot,
+};
 use crate::meta::summary::snapshot_of;
-use crate::model::{BackupInput, BackupRequest, Caller, RestoreInput, RestoreRequest};
+use crate::model::{BackupInput, BackupName, BackupRequest, Caller, RestoreInput, RestoreRequest};
 
 /// How often a server looks for backups to take over.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
@@ -40,6 +45,9 @@ impl Engine {
                 }
                 if let Err(e) = engine.take_over_restores(&mut finished).await {
                     warn!(error = %e, "cannot look for restores to take over");
+                }
+                if let Err(e) = engine.take_over_deletes(&mut finished).await {
+                    warn!(error = %e, "cannot look for deletes to take over");
                 }
             }
         });
@@ -132,6 +140,49 @@ impl Engine {
                             warn!(restore = %id, error = %e, "cannot end the restore now; tried again later")
                         }
                     }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn take_over_deletes(&self, finished: &mut HashSet<String>) -> Result<()> {
+        let Some(shared) = self.pool.shared() else {
+            return Ok(());
+        };
+        let leases = self.ctx.leases();
+        let settle = leases.ttl() / 2;
+        for mut record in shared.unfinished::<DeleteSnapshot>(finished).await? {
+            let id = record.id.clone();
+            if self.deletes.runs_here(&id)
+                || !leases
+                    .expired_for(&format!("backup/{}", record.backup_name), settle)
+                    .await?
+            {
+                continue;
+            }
+            let req = BackupName::parse(&record.backup_name)
+                .map(|name| DeleteRequest::resume(name, id.clone()));
+            let outcome = match req {
+                Ok(req) => self.deletes.start(&self.ctx, req).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => {
+                    info!(delete = %id, backup = %record.backup_name, "took over a delete whose server died")
+                }
+                // Its server removed everything before it died.
+                Err(Error::NotFound { .. }) => {
+                    info!(delete = %id, backup = %record.backup_name, "a delete whose server died had removed the backup");
+                    record.finish(&Ok(()));
+                    shared.finish(&record).await;
+                }
+                Err(e) if tried_again(&e) => {}
+                Err(e) => {
+                    record.finish(&Err(Error::FailedPrecondition(format!(
+                        "its server died and it could not be resumed: {e}"
+                    ))));
+                    shared.finish(&record).await;
                 }
             }
         }

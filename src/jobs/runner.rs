@@ -69,6 +69,13 @@ pub trait JobKind: Send + Sync + Sized + 'static {
     /// A few words that name the job in logs.
     fn describe(&self) -> String;
 
+    /// Whether another server (or this one, restarted) can resume the job
+    /// from its shared record: then a shutdown that cuts it short leaves it
+    /// running for them rather than cancelling it.
+    fn resumable(&self) -> bool {
+        false
+    }
+
     /// A record a stopped process left: unchanged when it ended, else marked
     /// as interrupted, with the cleanup that must follow.
     fn recover(
@@ -301,10 +308,24 @@ impl<K: JobKind> Runner<K> {
                 // A job whose lease went to another process (which resumes it
                 // under the same id) leaves the shared record to that process.
                 let superseded = lost.is_cancelled();
+                // Cut short by a shutdown: left running in the records, for
+                // another server (or this one, restarted) to resume.
+                let handed_over = matches!(result, Err(Error::Cancelled(_)))
+                    && pool.shutdown.is_cancelled()
+                    && !token.is_cancelled()
+                    && !superseded
+                    && pool.shared.is_some()
+                    && job.resumable();
                 // Ends the watchers of the leases.
                 lost.cancel();
                 match &result {
                     Ok(()) => info!(job = %job.describe(), "{} succeeded", K::NAME),
+                    Err(_) if handed_over => warn!(
+                        job = %job.describe(),
+                        "{} left running for another server to resume: this one shut down \
+                         before it finished",
+                        K::NAME
+                    ),
                     Err(e) => {
                         error!(job = %job.describe(), error = %e, "{} did not succeed", K::NAME);
                         job.clean_up(e, &handle).await;
@@ -314,6 +335,14 @@ impl<K: JobKind> Runner<K> {
                 // Everything is let go before watchers see the end.
                 job.release().await;
                 drop(slot);
+                if handed_over {
+                    if let Some((stop, task)) = mirror {
+                        stop.cancel();
+                        let _ = task.await;
+                    }
+                    // Its watchers here see the stream end while it runs.
+                    return;
+                }
                 // The records say how it ended before any watcher sees the end.
                 let mut last = handle.snapshot();
                 last.finish(&result);

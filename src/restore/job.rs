@@ -104,6 +104,10 @@ impl JobKind for RestoreJob {
         release_all(self.leases).await;
     }
 
+    fn resumable(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         format!(
             "restore of backup {} into {} collections",
@@ -128,7 +132,10 @@ impl JobKind for RestoreJob {
         if !r.state.is_terminal()
             && r.order.is_some()
             && !swap_pending
-            && shared_running(ctx, &r.id).await
+            && ctx
+                .shared_records()
+                .says_running::<RestoreSnapshot>(&r.id)
+                .await
         {
             info!(restore = %r.id, "restore was interrupted by a restart; it will be resumed");
             return Recovered::resume(r);
@@ -184,14 +191,6 @@ pub async fn abandon(
         .await;
     r.finish(&Err(reason));
     Ok(r)
-}
-
-/// Whether the shared record of restore `id` says it runs.
-async fn shared_running(ctx: &Context, id: &str) -> bool {
-    matches!(
-        ctx.shared_records().load::<RestoreSnapshot>(id).await,
-        Ok(Some(s)) if !s.state.is_terminal()
-    )
 }
 
 /// The record of restore `id`, whose server died, to continue from: the
