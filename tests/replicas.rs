@@ -390,6 +390,87 @@ async fn a_restore_whose_server_died_is_finished_by_another_replica() {
     data::drop_if_exists(&m, &spec.db, &target).await;
 }
 
+/// The owner of a detached delete is SIGKILLed after the backup's commit
+/// point is gone and before its objects are. Another replica resumes the
+/// delete under the same id: WatchDelete on it ends SUCCEEDED, and the
+/// backup's folder is empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delete_whose_server_died_is_finished_by_another_replica() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let coll = common::unique("dtake_src");
+    hello::create(&m, &coll, 500, 2, 47).await;
+    let store = common::process::rooted_bucket(&cfg);
+    // A backup root of its own: no other test's server takes this job over.
+    let root = common::unique("dtake_root");
+    let mut owner =
+        Proc::start_rooted_paused(&cfg, "downer", &root, "", Some("delete.after_commit_point"))
+            .await;
+    let b = Proc::start_rooted(&cfg, "dtaker", &root, "").await;
+    let name = common::unique("dtake_b");
+    flows::backup_collections(&mut owner.client, &name, &[&coll]).await;
+    let id = owner
+        .client
+        .delete_backup(pb::DeleteBackupRequest {
+            name: name.clone(),
+            detached: true,
+        })
+        .await
+        .expect("DeleteBackup accepted")
+        .into_inner()
+        .job
+        .expect("the delete job")
+        .id;
+    owner.wait_paused(Duration::from_secs(60)).await;
+    let folder = format!("{root}/{name}/");
+    let at_kill = store.list(&folder).await.unwrap().len();
+    assert!(at_kill > 0, "objects left at the kill");
+    owner.kill();
+
+    let mut on_b = b.client.clone();
+    let watched = flows::drain(
+        on_b.watch_delete(pb::WatchDeleteRequest { id: id.clone() })
+            .await
+            .expect("WatchDelete on the other replica")
+            .into_inner(),
+    )
+    .await;
+    let end = watched
+        .into_iter()
+        .filter_map(|r| r.delete)
+        .next_back()
+        .expect("the delete's snapshots");
+    assert_eq!(end.state, pb::JobState::Succeeded as i32, "{end:?}");
+    assert_eq!(end.id, id, "the same job, resumed");
+    assert!(
+        store.list(&folder).await.unwrap().is_empty(),
+        "the folder is emptied"
+    );
+    let took = std::fs::read_to_string(&b.log)
+        .unwrap()
+        .lines()
+        .any(|l| l.contains("took over a delete whose server died") && l.contains(&id));
+    assert!(took, "the other replica took the delete over");
+    let err = on_b
+        .get_backup(pb::GetBackupRequest {
+            name: name.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("the backup is gone");
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    figures::publish(
+        "a_delete_whose_server_died_is_finished_by_another_replica",
+        &[format!(
+            "delete owner SIGKILLed after the commit point with {at_kill} objects left; the \
+             other replica resumed it under the same id and emptied the folder"
+        )],
+    );
+    b.finish();
+    owner.finish();
+    hello::drop_if_exists(&m, "default", &coll).await;
+}
+
 /// Orphaned backups (a shared record RUNNING, its name's lease expired, as a
 /// server that died leaves them) are raced for by three live replicas, 20 of
 /// them at once: exactly one replica takes each over, and each ends

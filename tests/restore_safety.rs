@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::data::{self, Spec};
-use common::flows::{self, eventually, get_restore, listed_state};
+use common::flows::{self, eventually, listed_state};
 use common::process;
 use milvus_backup::api::proto as pb;
 use milvus_backup::milvus::rows::Row;
@@ -555,11 +555,12 @@ async fn verify_is_a_job_that_stops_when_nobody_watches() {
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
-/// A replace of three collections killed while the third imports: after the
-/// restart the first two are the restored copies and the third is its
-/// original, row for row. Nothing already restored is removed.
+/// A replace of three collections killed while the third imports: the
+/// restarted server resumes the job; the first two, already swapped in, are
+/// not restored again (their ids are those at the kill), and the third is
+/// finished. All three end as the restored copies, row for row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failure_on_the_third_collection_keeps_the_first_two() {
+async fn a_kill_on_the_third_collection_keeps_the_first_two_and_resumes_the_third() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let mut specs = Vec::new();
@@ -589,44 +590,33 @@ async fn a_failure_on_the_third_collection_keeps_the_first_two() {
     let mut server = process::Proc::start(&cfg, "three-state", "", Some(&failpoint)).await;
     let id = flows::start_restore(&mut server.client, restore_req(&backup, "", true)).await;
     server.wait_paused(Duration::from_secs(240)).await;
+    // The first two are swapped in; the ids they have at the kill.
+    let mut at_kill = Vec::new();
+    for (spec, _) in &specs {
+        at_kill.push(m.collection_id(&spec.db, &spec.name).await.unwrap());
+    }
     let server = server.kill_and_restart().await;
     let mut client = server.client.clone();
-    eventually(
-        "the third's temporary copy is cleaned up",
-        Duration::from_secs(180),
-        || async {
-            let job = get_restore(&mut client.clone(), &id).await;
-            let c = job
-                .collections
-                .iter()
-                .find(|c| c.target_collection_name == third)
-                .unwrap();
-            !c.temp_collection_name.is_empty()
-                && !m
-                    .has_collection("default", &c.temp_collection_name)
-                    .await
-                    .unwrap()
-        },
+    let job = tokio::time::timeout(
+        Duration::from_secs(300),
+        flows::watch_restore_to_end(&mut client, &id),
     )
-    .await;
-    let job = get_restore(&mut client, &id).await;
-    for ((spec, backed_up), original) in specs.iter().zip(&originals) {
+    .await
+    .expect("the restore ends");
+    assert_eq!(job.state, pb::JobState::Succeeded as i32, "{job:?}");
+    for (((spec, backed_up), original), before) in specs.iter().zip(&originals).zip(&at_kill) {
         let now = rows_of(&m, spec, &spec.name).await;
-        let status = job
-            .collections
-            .iter()
-            .find(|c| c.target_collection_name == spec.name)
-            .unwrap();
+        data::assert_rows_equal(
+            &format!("{} is the restored copy", spec.name),
+            backed_up,
+            &now,
+        );
+        assert_ne!(backed_up.len(), original.len());
+        let id_now = m.collection_id(&spec.db, &spec.name).await.unwrap();
         if spec.name == third {
-            data::assert_rows_equal("the third keeps its original", original, &now);
-            assert_ne!(status.state, pb::JobState::Succeeded as i32, "{status:?}");
+            assert_ne!(&id_now, before, "the third is swapped in after the restart");
         } else {
-            data::assert_rows_equal(
-                &format!("{} is the restored copy", spec.name),
-                backed_up,
-                &now,
-            );
-            assert_eq!(status.state, pb::JobState::Succeeded as i32, "{status:?}");
+            assert_eq!(&id_now, before, "{} is not restored again", spec.name);
         }
     }
     server.finish();

@@ -131,7 +131,6 @@ impl JobKind for RestoreJob {
         // leases expire, when its shared record says it runs.
         if !r.state.is_terminal()
             && r.order.is_some()
-            && !swap_pending
             && ctx
                 .shared_records()
                 .says_running::<RestoreSnapshot>(&r.id)
