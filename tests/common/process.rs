@@ -251,6 +251,17 @@ impl Proc {
         }
     }
 
+    /// Sends it `signal` (`STOP`, `CONT`, ...).
+    #[allow(dead_code)]
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("running");
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal}");
+    }
+
     /// Waits until a job of this server paused at its failpoint.
     pub async fn wait_paused(&self, timeout: Duration) {
         wait_for_log(&self.log, "failpoint reached", timeout).await;
