@@ -81,11 +81,22 @@ impl Engine {
         &self,
         collection: Option<&CollectionRef>,
     ) -> Result<Vec<BackupSnapshot>> {
-        // Two listings: the root's folders (what exists) and the index (what
-        // is complete, with its id). A summary read once is kept: it never
-        // changes. A folder without an entry is read from its meta.
-        let (names, index) =
-            futures::try_join!(self.ctx.catalog.names(), self.ctx.catalog.index())?;
+        // Three listings at once: the root's folders (what exists), the index
+        // (what is complete, with its id) and the shared job records (what
+        // runs anywhere). A summary read once is kept: it never changes. A
+        // folder without an entry is read from its meta. A finished record is
+        // read once (by key and ETag).
+        let running = async {
+            let Some(shared) = self.pool.shared() else {
+                return Ok(Vec::new());
+            };
+            let mut seen = self.finished_records.lock().expect("records").clone();
+            let unfinished = shared.unfinished::<BackupSnapshot>(&mut seen).await?;
+            self.finished_records.lock().expect("records").extend(seen);
+            Ok::<_, Error>(unfinished)
+        };
+        let (names, index, running) =
+            futures::try_join!(self.ctx.catalog.names(), self.ctx.catalog.index(), running)?;
         let reads = futures::stream::iter(names)
             .map(|name| {
                 let entry = index.get(&name);
@@ -111,15 +122,7 @@ impl Engine {
         // Jobs of every server that are not complete (yet): this one's, then
         // the others' through their shared records.
         let mut jobs = self.backups.registry().all();
-        if let Some(shared) = self.pool.shared() {
-            jobs.extend(
-                shared
-                    .all::<BackupSnapshot>()
-                    .await?
-                    .into_iter()
-                    .filter(|s| !s.state.is_terminal()),
-            );
-        }
+        jobs.extend(running);
         for job in jobs {
             if job.state != JobState::Succeeded && !out.iter().any(|b| b.name == job.name) {
                 out.push(job);

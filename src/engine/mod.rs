@@ -8,7 +8,7 @@ mod policies;
 mod scheduler;
 mod takeover;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,6 +54,8 @@ pub struct Engine {
     deletes: Arc<Runner<DeleteJob>>,
     /// Summaries of complete backups read from the catalog index, by entry key.
     summaries: Mutex<HashMap<String, BackupSnapshot>>,
+    /// The shared backup records ListBackups has seen finished (key@ETag).
+    finished_records: Mutex<HashSet<String>>,
     /// The backup policies in the backup storage.
     policies: PolicyStore,
     /// What the scheduler knows of the slots.
@@ -113,6 +115,7 @@ impl Engine {
             deletes: Runner::new(pool.clone()),
             pool,
             summaries: Mutex::default(),
+            finished_records: Mutex::default(),
             policies,
             slots: Mutex::default(),
             stop: CancellationToken::new(),
