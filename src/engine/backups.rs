@@ -97,28 +97,40 @@ impl Engine {
         };
         let (names, index, running) =
             futures::try_join!(self.ctx.catalog.names(), self.ctx.catalog.index(), running)?;
-        let reads = futures::stream::iter(names)
-            .map(|name| {
+        // Summaries kept from earlier calls are taken at once; the others are
+        // read. The order is the listing's.
+        let mut slots: Vec<Option<BackupSnapshot>> = Vec::with_capacity(names.len());
+        let mut unread = Vec::new();
+        {
+            let kept = self.summaries.lock().expect("summaries");
+            for name in names {
+                let found = index.get(&name).and_then(|e| kept.get(&e.key)).cloned();
+                if found.is_none() {
+                    unread.push((slots.len(), name));
+                }
+                slots.push(found);
+            }
+        }
+        let reads = futures::stream::iter(unread)
+            .map(|(slot, name)| {
                 let entry = index.get(&name);
-                async move { (self.summary(&name, entry).await, name) }
+                async move { (slot, self.summary(&name, entry).await, name) }
             })
             .buffered(LIST_READ_PARALLELISM);
-        let mut out: Vec<BackupSnapshot> = reads
-            .filter_map(|(read, name)| async move {
-                match read {
-                    Ok(found) => found,
-                    Err(e) => {
-                        tracing::warn!(backup = %name, error = %e, "unreadable backup skipped");
-                        None
-                    }
-                }
-            })
-            .collect()
-            .await;
+        let mut reads = std::pin::pin!(reads);
+        while let Some((slot, read, name)) = reads.next().await {
+            match read {
+                Ok(found) => slots[slot] = found,
+                Err(e) => tracing::warn!(backup = %name, error = %e, "unreadable backup skipped"),
+            }
+        }
+        let mut out: Vec<BackupSnapshot> = slots.into_iter().flatten().collect();
+        let indexed: std::collections::HashSet<&str> =
+            index.values().map(|e| e.key.as_str()).collect();
         self.summaries
             .lock()
             .expect("summaries")
-            .retain(|key, _| index.values().any(|e| &e.key == key));
+            .retain(|key, _| indexed.contains(key.as_str()));
         // Jobs of every server that are not complete (yet): this one's, then
         // the others' through their shared records.
         let mut jobs = self.backups.registry().all();

@@ -7,6 +7,7 @@ mod gcs;
 mod local;
 mod rate;
 mod s3;
+mod s3_list;
 
 use std::fmt;
 use std::pin::Pin;

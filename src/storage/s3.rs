@@ -15,7 +15,6 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 use aws_sdk_s3::primitives::{ByteStream as SdkByteStream, SdkBody};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_smithy_http_client::tls;
@@ -36,10 +35,12 @@ macro_rules! on_object {
 /// One bucket on an S3-compatible endpoint.
 #[derive(Debug, Clone)]
 pub struct S3Bucket {
-    client: Client,
+    pub(super) client: Client,
     /// What requests are signed with (the keys, or the AWS default chain).
     credentials: SharedCredentialsProvider,
-    place: Place,
+    pub(super) place: Place,
+    /// Where to split the listings of large prefixes (see `s3_list.rs`).
+    pub(super) splits: super::s3_list::Splits,
     /// Objects above this size are copied server-side in parts.
     multipart_copy_threshold: u64,
     /// The size of those parts.
@@ -106,6 +107,7 @@ impl S3Bucket {
                     format!("{}|{}", cfg.endpoint, cfg.access_key_id)
                 }),
             },
+            splits: Default::default(),
             multipart_copy_threshold: cfg.multipart_copy_threshold,
             copy_part_bytes: COPY_PART_BYTES,
         })
@@ -119,7 +121,12 @@ impl S3Bucket {
         self
     }
 
-    fn error<E>(&self, operation: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> Error
+    pub(super) fn error<E>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        err: SdkError<E, HttpResponse>,
+    ) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
@@ -260,32 +267,6 @@ impl ProvideCredentials for IamChain {
 }
 
 impl S3Bucket {
-    /// Every page of the listing under `prefix`, by `delimiter` when given.
-    /// A bucket that does not exist yet holds nothing.
-    async fn list_pages(
-        &self,
-        prefix: &str,
-        delimiter: Option<&str>,
-    ) -> Result<Vec<ListObjectsV2Output>> {
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.place.bucket)
-            .prefix(prefix)
-            .set_delimiter(delimiter.map(str::to_string))
-            .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            match page {
-                Ok(p) => out.push(p),
-                Err(e) if e.code() == Some("NoSuchBucket") => return Ok(Vec::new()),
-                Err(e) => return Err(self.error("ListObjectsV2", prefix, e)),
-            }
-        }
-        Ok(out)
-    }
-
     /// Sends a PutObject that carries its condition. 412 PreconditionFailed
     /// (and 409 ConditionalRequestConflict, a concurrent conditional write)
     /// is a conflict.
@@ -429,26 +410,15 @@ impl ObjectStore for S3Bucket {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        let pages = self.list_pages(prefix, None).await?;
-        Ok(pages
-            .iter()
-            .flat_map(|page| page.contents())
-            .filter_map(|obj| {
-                Some(ObjectInfo {
-                    key: obj.key()?.to_string(),
-                    size: obj.size().unwrap_or(0).max(0) as u64,
-                    etag: obj.e_tag().map(str::to_string),
-                })
-            })
-            .collect())
+        self.list_items(prefix, false).await
     }
 
     async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
-        let pages = self.list_pages(prefix, Some("/")).await?;
-        Ok(pages
-            .iter()
-            .flat_map(|page| page.common_prefixes())
-            .filter_map(|p| p.prefix().map(str::to_string))
+        Ok(self
+            .list_items(prefix, true)
+            .await?
+            .into_iter()
+            .map(|d| d.key)
             .collect())
     }
 
