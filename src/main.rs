@@ -226,8 +226,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         _ => None,
     };
     // Signals are caught from here on: a SIGTERM during start-up stops the
-    // server gracefully once it serves.
-    let stop = matches!(cli.command, Command::Server { .. }).then(shutdown_signal);
+    // server gracefully once it serves; a CLI command's job is cancelled.
+    let is_server = matches!(cli.command, Command::Server { .. });
+    let signal = shutdown_signal();
+    let (stop, interrupted) = match is_server {
+        true => (Some(signal), None),
+        false => (None, Some(signal)),
+    };
     // The port is taken before anything else starts (job records, recovery).
     let listener = match cli.command {
         Command::Server { port, address } => {
@@ -254,88 +259,106 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         _ => Engine::new(ctx),
     };
-    match cli.command {
-        Command::Server { .. } => {
-            let listener = listener.expect("bound above");
-            let mut server = Server::new(engine)
-                .simple_response(cfg.http.simple_response)
-                .token(cfg.security.token.clone())
-                .shutdown_grace(Duration::from_secs(cfg.backup.shutdown_grace_seconds))
-                .limits(milvus_backup::api::ServerLimits::from_config(&cfg.http));
-            if let Some(tls) = server_tls {
-                server = server.tls(tls);
+    let interrupt = engine.clone();
+    let command = async move {
+        match cli.command {
+            Command::Server { .. } => {
+                let listener = listener.expect("bound above");
+                let mut server = Server::new(engine)
+                    .simple_response(cfg.http.simple_response)
+                    .token(cfg.security.token.clone())
+                    .shutdown_grace(Duration::from_secs(cfg.backup.shutdown_grace_seconds))
+                    .limits(milvus_backup::api::ServerLimits::from_config(&cfg.http));
+                if let Some(tls) = server_tls {
+                    server = server.tls(tls);
+                }
+                server
+                    .serve(listener, stop.expect("a server has its stop signal"))
+                    .await
+                    .map_err(|e| Error::Internal(format!("server: {e:#}")).into())
             }
-            server
-                .serve(listener, stop.expect("a server has its stop signal"))
-                .await
-                .map_err(|e| Error::Internal(format!("server: {e:#}")).into())
-        }
-        Command::Create {
-            name,
-            collections,
-            databases,
-            meta_only,
-            incremental,
-        } => {
-            let req = BackupRequest::parse(BackupInput {
+            Command::Create {
                 name,
-                collections: cli::split_list(&collections),
-                databases: cli::split_list(&databases),
+                collections,
+                databases,
                 meta_only,
                 incremental,
-                caller: Caller::default(),
-            })?;
-            Ok(cli::create(&engine, req).await?)
-        }
-        Command::List { collection } => {
-            let filter = collection
-                .as_deref()
-                .map(CollectionRef::parse)
-                .transpose()?;
-            Ok(cli::list(&engine, filter).await?)
-        }
-        Command::Get { name, detail } => {
-            Ok(cli::get(&engine, &BackupName::parse(&name)?, detail).await?)
-        }
-        Command::Restore {
-            name,
-            collections,
-            suffix,
-            rename,
-            drop_exist_collection,
-            skip_create_collection,
-            restore_index,
-            load,
-            meta_only,
-        } => {
-            let mut renames = Vec::new();
-            for pair in cli::split_list(&rename) {
-                let (from, to) = pair.split_once(':').ok_or_else(|| {
-                    Error::invalid(format!("rename {pair:?} is not of the form old:new"))
+            } => {
+                let req = BackupRequest::parse(BackupInput {
+                    name,
+                    collections: cli::split_list(&collections),
+                    databases: cli::split_list(&databases),
+                    meta_only,
+                    incremental,
+                    caller: Caller::default(),
                 })?;
-                renames.push((from.to_string(), to.to_string()));
+                Ok(cli::create(&engine, req).await?)
             }
-            let req = RestoreRequest::parse(RestoreInput {
-                backup_name: name,
-                collections: cli::split_list(&collections),
+            Command::List { collection } => {
+                let filter = collection
+                    .as_deref()
+                    .map(CollectionRef::parse)
+                    .transpose()?;
+                Ok(cli::list(&engine, filter).await?)
+            }
+            Command::Get { name, detail } => {
+                Ok(cli::get(&engine, &BackupName::parse(&name)?, detail).await?)
+            }
+            Command::Restore {
+                name,
+                collections,
                 suffix,
-                renames,
-                drop_existing: drop_exist_collection,
-                skip_create: skip_create_collection,
+                rename,
+                drop_exist_collection,
+                skip_create_collection,
                 restore_index,
                 load,
                 meta_only,
-                caller: Caller::default(),
-            })?;
-            Ok(cli::restore(&engine, req).await?)
+            } => {
+                let mut renames = Vec::new();
+                for pair in cli::split_list(&rename) {
+                    let (from, to) = pair.split_once(':').ok_or_else(|| {
+                        Error::invalid(format!("rename {pair:?} is not of the form old:new"))
+                    })?;
+                    renames.push((from.to_string(), to.to_string()));
+                }
+                let req = RestoreRequest::parse(RestoreInput {
+                    backup_name: name,
+                    collections: cli::split_list(&collections),
+                    suffix,
+                    renames,
+                    drop_existing: drop_exist_collection,
+                    skip_create: skip_create_collection,
+                    restore_index,
+                    load,
+                    meta_only,
+                    caller: Caller::default(),
+                })?;
+                Ok(cli::restore(&engine, req).await?)
+            }
+            Command::Delete { name } => Ok(cli::delete(&engine, &BackupName::parse(&name)?).await?),
+            Command::Verify { name } => Ok(cli::verify(&engine, &BackupName::parse(&name)?).await?),
+            Command::Check => {
+                cli::check(&engine).await?;
+                Ok(cli::credentials(&cfg).await?)
+            }
+            Command::Policy { action } => Ok(cli::policy::run(&engine, action).await?),
         }
-        Command::Delete { name } => Ok(cli::delete(&engine, &BackupName::parse(&name)?).await?),
-        Command::Verify { name } => Ok(cli::verify(&engine, &BackupName::parse(&name)?).await?),
-        Command::Check => {
-            cli::check(&engine).await?;
-            Ok(cli::credentials(&cfg).await?)
+    };
+    let Some(interrupted) = interrupted else {
+        return command.await;
+    };
+    // Ctrl-C or SIGTERM: the command's job is cancelled, not left for a
+    // server on the same storage to resume.
+    tokio::select! {
+        done = command => done,
+        _ = interrupted => {
+            warn!("interrupted: cancelling the running job (it removes what it made)");
+            interrupt.interrupt().await;
+            Err(Failure::Core(Error::Cancelled(
+                "interrupted by a signal; the job was cancelled".into(),
+            )))
         }
-        Command::Policy { action } => Ok(cli::policy::run(&engine, action).await?),
     }
 }
 

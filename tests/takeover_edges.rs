@@ -126,3 +126,77 @@ async fn a_paused_owner_that_wakes_after_the_takeover_leaves_the_job_alone() {
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     data::drop_if_exists(&m, &spec.db, &target).await;
 }
+
+/// A CLI restore interrupted with Ctrl-C (SIGINT) while Milvus imports is
+/// cancelled, not left for a server to resume: the command fails saying so,
+/// the collection it created is dropped, and its shared record says
+/// CANCELLED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ctrl_c_cancels_a_cli_restore_and_removes_what_it_made() {
+    use milvus_backup::jobs::RestoreSnapshot;
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let (spec, _) = source(&m, "cli_int_src").await;
+    let root = common::unique("cli_int_root");
+    let mut server = Proc::start_rooted(&cfg, "cli-int", &root, "").await;
+    let name = common::unique("cli_int_b");
+    flows::backup_collections(&mut server.client, &name, &[&spec.name]).await;
+    let config = server.config().to_path_buf();
+    server.kill();
+
+    let target = format!("{}_ci", spec.name);
+    let log = std::env::temp_dir().join(common::unique("cli-int.log"));
+    let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "restore",
+            "-n",
+            &name,
+            "-s",
+            "_ci",
+        ])
+        .env("MILVUS_BACKUP_FAILPOINTS", "restore.importing")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    common::process::wait_for_log(&log, "failpoint reached", Duration::from_secs(120)).await;
+    assert!(m.has_collection(&spec.db, &target).await.unwrap());
+    std::process::Command::new("kill")
+        .args(["-INT", &cli.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || cli.wait().unwrap())
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{text}");
+    assert!(text.contains("interrupted"), "{text}");
+    assert!(
+        !m.has_collection(&spec.db, &target).await.unwrap(),
+        "the collection the interrupted restore created is dropped"
+    );
+    let store = common::process::rooted_bucket(&cfg);
+    let mut records = Vec::new();
+    for o in store
+        .list(&format!("{root}/_jobs/restores/"))
+        .await
+        .unwrap()
+    {
+        let r: RestoreSnapshot =
+            serde_json::from_slice(&store.read(&o.key).await.unwrap()).unwrap();
+        if r.backup_name == name {
+            records.push(r);
+        }
+    }
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        records[0].state,
+        milvus_backup::jobs::JobState::Cancelled,
+        "{:?}",
+        records[0]
+    );
+    let _ = std::fs::remove_file(&log);
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

@@ -41,6 +41,10 @@ pub struct CheckReport {
     pub conditional_writes: bool,
 }
 
+/// How long an interrupted CLI waits for its cancelled jobs to clean up
+/// (a restore's cleanup waits for Milvus's imports to end).
+const INTERRUPT_WAIT: Duration = Duration::from_secs(330);
+
 /// Jobs running at once unless configured otherwise.
 pub const DEFAULT_MAX_JOBS: usize = 8;
 
@@ -129,6 +133,16 @@ impl Engine {
     pub async fn shut_down(&self, grace: Duration) {
         self.stop.cancel();
         self.pool.shut_down(grace).await;
+    }
+
+    /// Cancels every running job (a CLI command interrupted by a signal) and
+    /// waits until each has cleaned up and recorded its end (at most
+    /// `INTERRUPT_WAIT`).
+    pub async fn interrupt(&self) {
+        self.backups.cancel_all();
+        self.restores.cancel_all();
+        self.deletes.cancel_all();
+        self.shut_down(INTERRUPT_WAIT).await;
     }
 
     /// Checks the request, then starts a backup job and returns its snapshots.

@@ -401,6 +401,13 @@ impl<K: JobKind> Runner<K> {
         }
     }
 
+    /// Asks every job of this kind running here to stop.
+    pub fn cancel_all(&self) {
+        for token in self.cancels.lock().expect("cancels").values() {
+            token.cancel();
+        }
+    }
+
     /// Cancels the job with `key` wherever it runs: here at once, on another
     /// server through its shared record (it stops within seconds).
     pub async fn cancel_anywhere(&self, key: &str) -> Result<()> {
