@@ -30,7 +30,11 @@ impl JobKind for BackupJob {
     const RECORD_INTERVAL: Duration = Duration::from_secs(1);
 
     fn request_id(req: &BackupRequest) -> &str {
-        req.caller().request_id()
+        // A resumed job is not a caller's retry (its id is the request id).
+        match req.resumes() {
+            true => "",
+            false => req.caller().request_id(),
+        }
     }
 
     async fn plan(ctx: &Context, req: BackupRequest) -> Result<(Self, BackupSnapshot)> {
@@ -110,6 +114,10 @@ impl JobKind for BackupJob {
 
     fn resumable(&self) -> bool {
         true
+    }
+
+    fn fences(&self) -> Vec<crate::jobs::Fence> {
+        vec![self.lease.fence()]
     }
 
     fn describe(&self) -> String {

@@ -55,8 +55,8 @@ impl JobKind for DeleteJob {
     const NAME: &'static str = "delete";
     const RECORD_INTERVAL: Duration = Duration::from_secs(1);
 
-    fn request_id(req: &DeleteRequest) -> &str {
-        req.resumes.as_deref().unwrap_or_default()
+    fn request_id(_: &DeleteRequest) -> &str {
+        ""
     }
 
     async fn plan(ctx: &Context, req: DeleteRequest) -> Result<(Self, DeleteSnapshot)> {
@@ -72,28 +72,45 @@ impl JobKind for DeleteJob {
         // root is not ours to remove. A folder with our checksums but no
         // commit point is one of ours left half-way (a delete or a create
         // that was killed); under the hold none is running, so it may go.
-        // A resumed delete continues in the folder it was deleting: while
-        // anything is left in it, no backup can be created there.
+        // A resumed delete continues in the folder it was deleting, unless a
+        // complete backup of another id is there now (made again meanwhile).
         let ours = async {
+            let complete = catalog.read(&name).await?;
             if resumed {
-                return Ok(true);
+                let started_on = ctx
+                    .shared_records()
+                    .load::<DeleteSnapshot>(&id)
+                    .await?
+                    .and_then(|d| d.backup_id);
+                return Ok::<_, Error>(match (&complete, started_on) {
+                    (Some(info), Some(was)) if info.id != was => None,
+                    _ => Some(complete.map(|i| i.id)),
+                });
             }
-            Ok::<_, Error>(
-                catalog.read(&name).await?.is_some()
-                    || catalog.read_manifest(&name).await?.is_some(),
-            )
+            Ok(match complete {
+                Some(info) => Some(Some(info.id)),
+                None if catalog.read_manifest(&name).await?.is_some() => Some(None),
+                None => None,
+            })
         }
         .await;
-        if !matches!(ours, Ok(true)) {
-            lease.release().await;
-            ours?;
-            return Err(Error::FailedPrecondition(format!(
-                "{:?} under the backup root has no complete backup meta; \
-                 it is not a backup and was not deleted",
-                name.as_str()
-            )));
-        }
-        let snapshot = DeleteSnapshot::pending(id, name.to_string());
+        let backup_id = match ours {
+            Ok(Some(backup_id)) => backup_id,
+            Ok(None) => {
+                lease.release().await;
+                return Err(Error::FailedPrecondition(format!(
+                    "{:?} under the backup root has no complete backup meta (or holds a backup \
+                     made again since this delete began); it was not deleted",
+                    name.as_str()
+                )));
+            }
+            Err(e) => {
+                lease.release().await;
+                return Err(e);
+            }
+        };
+        let mut snapshot = DeleteSnapshot::pending(id, name.to_string());
+        snapshot.backup_id = backup_id;
         let job = Self {
             ctx: ctx.clone(),
             name,
@@ -139,17 +156,25 @@ impl JobKind for DeleteJob {
         true
     }
 
+    fn fences(&self) -> Vec<crate::jobs::Fence> {
+        vec![self.lease.fence()]
+    }
+
     async fn recover(ctx: &Context, mut d: DeleteSnapshot) -> Recovered<DeleteSnapshot> {
         // Resumed (by this server or another) once the stopped process's
         // lease on the name expires, when its shared record says it runs.
-        if !d.state.is_terminal()
-            && ctx
-                .shared_records()
-                .says_running::<DeleteSnapshot>(&d.id)
-                .await
-        {
-            info!(backup = %d.backup_name, "delete was interrupted by a restart; it will be resumed");
-            return Recovered::resume(d);
+        if !d.state.is_terminal() {
+            match ctx.shared_records().load::<DeleteSnapshot>(&d.id).await {
+                // Ended by the server that took it over.
+                Ok(Some(shared)) if shared.state.is_terminal() => {
+                    return Recovered::at_once(shared);
+                }
+                Ok(Some(_)) | Err(_) => {
+                    info!(backup = %d.backup_name, "delete was interrupted by a restart; it will be resumed");
+                    return Recovered::resume(d);
+                }
+                Ok(None) => {}
+            }
         }
         if !d.state.is_terminal() {
             warn!(backup = %d.backup_name, "delete was interrupted by a restart");

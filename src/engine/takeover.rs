@@ -135,7 +135,9 @@ impl Engine {
                         )),
                     };
                     match crate::restore::abandon(&self.ctx, record, reason).await {
-                        Ok(last) => shared.finish(&last).await,
+                        Ok(Some(last)) => shared.finish(&last).await,
+                        // Ended by another server meanwhile.
+                        Ok(None) => {}
                         Err(e) => {
                             warn!(restore = %id, error = %e, "cannot end the restore now; tried again later")
                         }

@@ -15,6 +15,7 @@
 //! - `policy/{name}/{slot}`: one server runs that slot of policy `name`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -78,6 +79,30 @@ pub struct Lease {
     record: Arc<Mutex<(LeaseRecord, String)>>,
     lost: CancellationToken,
     renewer: tokio::task::JoinHandle<()>,
+    /// The expiry of the last renewal that was written.
+    expires_at_ms: Arc<AtomicU64>,
+}
+
+/// Checks, by this process's clock, that a held lease has not expired: a
+/// process that was paused past its lease's expiry stops before its next
+/// step, even before its renewal finds the lease taken.
+#[derive(Debug, Clone)]
+pub struct Fence {
+    name: String,
+    expires_at_ms: Arc<AtomicU64>,
+}
+
+impl Fence {
+    /// [`Error::Aborted`] once the lease has expired.
+    pub fn check(&self) -> Result<()> {
+        match now_ms() < self.expires_at_ms.load(Ordering::SeqCst) {
+            true => Ok(()),
+            false => Err(Error::Aborted(format!(
+                "{} expired before it was renewed: the job stops (another process may own it now)",
+                self.name
+            ))),
+        }
+    }
 }
 
 fn now_ms() -> u64 {
@@ -271,6 +296,7 @@ impl Leases {
     }
 
     fn held(&self, name: &str, key: String, record: LeaseRecord, etag: String) -> Lease {
+        let expires_at_ms = Arc::new(AtomicU64::new(record.expires_at_ms));
         let state = Arc::new(Mutex::new((record, etag)));
         let lost = CancellationToken::new();
         let renewer = tokio::spawn(renew(
@@ -279,6 +305,7 @@ impl Leases {
             key.clone(),
             state.clone(),
             lost.clone(),
+            expires_at_ms.clone(),
         ));
         Lease {
             name: name.to_string(),
@@ -287,6 +314,7 @@ impl Leases {
             record: state,
             lost,
             renewer,
+            expires_at_ms,
         }
     }
 }
@@ -299,6 +327,7 @@ async fn renew(
     key: String,
     state: Arc<Mutex<(LeaseRecord, String)>>,
     lost: CancellationToken,
+    expires_at_ms: Arc<AtomicU64>,
 ) {
     loop {
         tokio::time::sleep(leases.ttl / 3).await;
@@ -312,6 +341,7 @@ async fn renew(
         };
         match leases.store.put_if_match(&key, body, etag).await {
             Ok(CondPut::Written(new)) => {
+                expires_at_ms.store(next.expires_at_ms, Ordering::SeqCst);
                 *record = next;
                 *etag = new;
             }
@@ -327,6 +357,7 @@ async fn renew(
                 };
                 match ours {
                     Some((held, tag)) => {
+                        expires_at_ms.store(held.expires_at_ms, Ordering::SeqCst);
                         *record = held;
                         *etag = tag;
                     }
@@ -356,6 +387,14 @@ impl Lease {
     /// Fires when the lease was lost; the holder must stop.
     pub fn lost(&self) -> CancellationToken {
         self.lost.clone()
+    }
+
+    /// A check of the lease's expiry by this process's clock.
+    pub fn fence(&self) -> Fence {
+        Fence {
+            name: self.name.clone(),
+            expires_at_ms: self.expires_at_ms.clone(),
+        }
     }
 
     /// Frees the lease at once (a conditional write marking it released).

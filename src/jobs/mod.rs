@@ -12,7 +12,7 @@ pub mod shared;
 pub(crate) mod snapshot;
 mod store;
 
-pub use lease::{Lease, LeaseRecord, Leases, host_pid};
+pub use lease::{Fence, Lease, LeaseRecord, Leases, host_pid};
 pub use registry::{Registry, Started};
 pub use runner::{INTERRUPTED, JobKind, Pool, Runner};
 pub use shared::SharedRecords;
@@ -45,6 +45,8 @@ pub type Checkpoint<T> = std::sync::Arc<
 pub struct JobHandle<T> {
     tx: watch::Sender<T>,
     checkpoint: Option<Checkpoint<T>>,
+    /// The job's leases, checked before each step.
+    fences: Vec<Fence>,
 }
 
 impl<T> std::fmt::Debug for JobHandle<T> {
@@ -61,7 +63,21 @@ impl<T> JobHandle<T> {
         Self {
             tx,
             checkpoint: None,
+            fences: Vec::new(),
         }
+    }
+
+    /// Checks `fences` before each checkpoint and at [`JobHandle::fence`].
+    pub fn with_fences(mut self, fences: Vec<Fence>) -> Self {
+        self.fences = fences;
+        self
+    }
+
+    /// [`crate::Error::Aborted`] once one of the job's leases has expired
+    /// (by this process's clock): called before steps another process that
+    /// took the job over could also take.
+    pub fn fence(&self) -> crate::Result<()> {
+        self.fences.iter().try_for_each(Fence::check)
     }
 
     /// Records the snapshot with `save` whenever [`JobHandle::checkpoint`] is called.
@@ -77,6 +93,7 @@ impl<T> JobHandle<T> {
     where
         T: Clone,
     {
+        self.fence()?;
         self.tx.send_modify(f);
         // A copy, so that no lock of the channel is held while writing.
         let snapshot = self.tx.borrow().clone();

@@ -69,6 +69,11 @@ pub trait JobKind: Send + Sync + Sized + 'static {
     /// A few words that name the job in logs.
     fn describe(&self) -> String;
 
+    /// The job's leases, checked before its steps (see [`JobHandle::fence`]).
+    fn fences(&self) -> Vec<super::Fence> {
+        Vec::new()
+    }
+
     /// Whether another server (or this one, restarted) can resume the job
     /// from its shared record: then a shutdown that cuts it short leaves it
     /// running for them rather than cancelling it.
@@ -252,6 +257,7 @@ impl<K: JobKind> Runner<K> {
         // Every writer of the shared record takes this turn (see `save_latest`).
         let turn = Arc::new(tokio::sync::Mutex::new(()));
         let latest = handle.subscribe();
+        handle = handle.with_fences(job.fences());
         handle = handle.with_checkpoint(checkpoint::<K>(
             self.pool.records.clone(),
             self.pool.shared.clone(),
@@ -295,8 +301,13 @@ impl<K: JobKind> Runner<K> {
         }
         let mirror = self.pool.shared.clone().map(|shared| {
             let stop = CancellationToken::new();
-            let task =
-                tokio::spawn(shared.mirror(handle.subscribe(), turn, token.clone(), stop.clone()));
+            let task = tokio::spawn(shared.mirror(
+                handle.subscribe(),
+                job.fences(),
+                turn,
+                token.clone(),
+                stop.clone(),
+            ));
             (stop, task)
         });
         self.pool.tasks.spawn(tracing::Instrument::instrument(
@@ -320,6 +331,12 @@ impl<K: JobKind> Runner<K> {
                 lost.cancel();
                 match &result {
                     Ok(()) => info!(job = %job.describe(), "{} succeeded", K::NAME),
+                    Err(e) if superseded => warn!(
+                        job = %job.describe(),
+                        error = %e,
+                        "{} stopped: its lease went to another process, which owns what it made",
+                        K::NAME
+                    ),
                     Err(_) if handed_over => warn!(
                         job = %job.describe(),
                         "{} left running for another server to resume: this one shut down \
@@ -358,6 +375,10 @@ impl<K: JobKind> Runner<K> {
                         records.save_last_then(&last.clone(), || handle.update(|s| *s = last))
                     }
                     None => handle.update(|s| *s = last),
+                }
+                // Callers here follow the shared record of the process that took it.
+                if superseded {
+                    runner.registry.forget(&key);
                 }
             },
             span,

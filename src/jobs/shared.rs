@@ -192,6 +192,7 @@ impl SharedRecords {
     pub async fn mirror<T: JobSnapshot + PartialEq>(
         self,
         rx: watch::Receiver<T>,
+        fences: Vec<super::Fence>,
         turn: Arc<tokio::sync::Mutex<()>>,
         token: CancellationToken,
         stop: CancellationToken,
@@ -201,6 +202,11 @@ impl SharedRecords {
         let mut written: Option<T> = None;
         while !stop.is_cancelled() {
             let snap = rx.borrow().clone();
+            // A job whose lease expired writes no more: its record may be
+            // another process's now.
+            if fences.iter().any(|f| f.check().is_err()) {
+                return;
+            }
             if written.as_ref() != Some(&snap) && !snap.state().is_terminal() {
                 match self.save_latest(&turn, || rx.borrow().clone()).await {
                     Ok(()) => written = Some(snap),
@@ -222,14 +228,26 @@ impl SharedRecords {
     /// earlier job with the same key (whose owner died) is removed first: it
     /// was not meant for this one.
     pub async fn start<T: JobSnapshot>(&self, s: &T) -> Result<()> {
-        self.store.delete(&[self.cancel_key::<T>(s.key())]).await?;
+        // A resumed job keeps a cancel asked while its server was down.
+        let resumed = matches!(self.load::<T>(s.key()).await, Ok(Some(r)) if r.id() == s.id());
+        if !resumed {
+            self.store.delete(&[self.cancel_key::<T>(s.key())]).await?;
+        }
         self.save(s).await
     }
 
-    /// Writes a job's last state and removes its cancel marker.
+    /// Writes a job's last state (tried three times: a record left running
+    /// would be resumed) and removes its cancel marker.
     pub async fn finish<T: JobSnapshot>(&self, s: &T) {
-        if let Err(e) = self.save(s).await {
-            warn!(job = %s.key(), error = %e, "cannot write the shared job record");
+        for attempt in 1..=3 {
+            match self.save(s).await {
+                Ok(()) => break,
+                Err(e) if attempt < 3 => {
+                    warn!(job = %s.key(), error = %e, "cannot write the shared job record; trying again");
+                    tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+                }
+                Err(e) => warn!(job = %s.key(), error = %e, "cannot write the shared job record"),
+            }
         }
         let _ = self.store.delete(&[self.cancel_key::<T>(s.key())]).await;
     }
@@ -292,6 +310,7 @@ mod tests {
         let (token, stop) = (CancellationToken::new(), CancellationToken::new());
         let mirror = tokio::spawn(records.clone().mirror(
             rx,
+            Vec::new(),
             Arc::default(),
             token.clone(),
             stop.clone(),

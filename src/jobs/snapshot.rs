@@ -100,6 +100,10 @@ pub struct DeleteSnapshot {
     pub objects_total: u64,
     /// Objects kept because other backups reference them.
     pub objects_kept: u64,
+    /// The id of the backup being deleted (a resumed delete refuses a backup
+    /// made again under the name).
+    #[serde(default)]
+    pub backup_id: Option<String>,
     pub start_time: SystemTime,
     pub end_time: Option<SystemTime>,
     /// The caller's trace id (W3C `traceparent`).
@@ -119,6 +123,7 @@ impl DeleteSnapshot {
             objects_deleted: 0,
             objects_total: 0,
             objects_kept: 0,
+            backup_id: None,
             start_time: SystemTime::now(),
             end_time: None,
             trace_id: None,
@@ -298,6 +303,10 @@ pub struct ImportRecord {
 /// A restore job's request, as its record keeps it (collections as `db.coll`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestoreOrder {
+    /// The id of the backup it restores from (a backup made again under the
+    /// same name is not resumed from).
+    #[serde(default)]
+    pub backup_id: String,
     pub collections: Vec<String>,
     pub suffix: String,
     pub renames: Vec<(String, String)>,

@@ -41,7 +41,11 @@ impl JobKind for RestoreJob {
     const RECORD_INTERVAL: Duration = Duration::ZERO;
 
     fn request_id(req: &RestoreRequest) -> &str {
-        req.caller().request_id()
+        // A resumed job is not a caller's retry (its id is the request id).
+        match req.resumes() {
+            true => "",
+            false => req.caller().request_id(),
+        }
     }
 
     async fn plan(ctx: &Context, req: RestoreRequest) -> Result<(Self, RestoreSnapshot)> {
@@ -58,8 +62,8 @@ impl JobKind for RestoreJob {
         let snapshot = match req.resumes() {
             false => check_targets(ctx, &req, &mut targets)
                 .await
-                .map(|()| pending(id, &req, &targets)),
-            true => resumed(ctx, &id, &mut targets).await,
+                .map(|()| pending(id, &req, &backup.id, &targets)),
+            true => resumed(ctx, &id, &backup.id, &mut targets).await,
         };
         let snapshot = match snapshot {
             Ok(s) => s,
@@ -85,7 +89,7 @@ impl JobKind for RestoreJob {
     }
 
     async fn clean_up(&self, error: &Error, job: &JobHandle<RestoreSnapshot>) {
-        if matches!(error, Error::Aborted(_)) {
+        if matches!(error, Error::Aborted(_)) || job.fence().is_err() {
             // Its leases went to another process, which resumes the job:
             // what it made is that process's now.
             warn!(restore = %job.snapshot().id, "the restore's collections are left to the process that took it over");
@@ -108,6 +112,10 @@ impl JobKind for RestoreJob {
         true
     }
 
+    fn fences(&self) -> Vec<crate::jobs::Fence> {
+        self.leases.iter().map(Lease::fence).collect()
+    }
+
     fn describe(&self) -> String {
         format!(
             "restore of backup {} into {} collections",
@@ -127,17 +135,23 @@ impl JobKind for RestoreJob {
         if r.state.is_terminal() && !swap_pending {
             return Recovered::at_once(r);
         }
-        // Resumed (by this server or another) once the stopped process's
-        // leases expire, when its shared record says it runs.
-        if !r.state.is_terminal()
-            && r.order.is_some()
-            && ctx
-                .shared_records()
-                .says_running::<RestoreSnapshot>(&r.id)
-                .await
-        {
-            info!(restore = %r.id, "restore was interrupted by a restart; it will be resumed");
-            return Recovered::resume(r);
+        // The shared record is the truth once another server may have taken
+        // the job over: ended there (its cleanup done there), or running or
+        // unreadable (left to the takeover, by this server or another).
+        match ctx.shared_records().load::<RestoreSnapshot>(&r.id).await {
+            Ok(Some(shared)) if shared.state.is_terminal() && shared != r => {
+                info!(restore = %r.id, "restore ended on another server");
+                return Recovered::at_once(shared);
+            }
+            Ok(Some(shared)) if !shared.state.is_terminal() && shared.order.is_some() => {
+                info!(restore = %r.id, "restore was interrupted by a restart; it will be resumed");
+                return Recovered::resume(r);
+            }
+            Err(e) if r.order.is_some() => {
+                warn!(restore = %r.id, error = %e, "cannot read the shared record; left to the takeover");
+                return Recovered::resume(r);
+            }
+            _ => {}
         }
         if !r.state.is_terminal() {
             warn!(restore = %r.id, "restore was interrupted by a restart");
@@ -176,11 +190,23 @@ impl JobKind for RestoreJob {
 /// the dead process held is freed. Returns its last record.
 pub async fn abandon(
     ctx: &Context,
-    mut r: RestoreSnapshot,
+    r: RestoreSnapshot,
     reason: Error,
-) -> Result<RestoreSnapshot> {
+) -> Result<Option<RestoreSnapshot>> {
     let targets: Vec<CollectionRef> = r.collections.iter().map(|c| c.target.clone()).collect();
     let held = ctx.leases().hold_targets(&r.id, &targets).await?;
+    // Read again under the holds: another server may have ended it since.
+    let mut r = match ctx.shared_records().load::<RestoreSnapshot>(&r.id).await {
+        Ok(Some(now)) if !now.state.is_terminal() => now,
+        Ok(_) => {
+            release_all(held).await;
+            return Ok(None);
+        }
+        Err(e) => {
+            release_all(held).await;
+            return Err(e);
+        }
+    };
     warn!(restore = %r.id, error = %reason, "a restore whose server died is not resumed");
     let done = clean_up(ctx, &r).await;
     apply_cleanup(&mut r, &done);
@@ -189,7 +215,7 @@ pub async fn abandon(
         .release_restore(&r.id, &r.backup_name, &targets)
         .await;
     r.finish(&Err(reason));
-    Ok(r)
+    Ok(Some(r))
 }
 
 /// The record of restore `id`, whose server died, to continue from: the
@@ -198,6 +224,7 @@ pub async fn abandon(
 async fn resumed(
     ctx: &Context,
     id: &str,
+    backup_id: &str,
     targets: &mut [RestoreTarget],
 ) -> Result<RestoreSnapshot> {
     let mut record = ctx
@@ -206,9 +233,17 @@ async fn resumed(
         .await?
         .ok_or_else(|| Error::not_found("restore job", id))?;
     if record.state.is_terminal() {
-        return Err(Error::FailedPrecondition(format!(
+        // Another server ended it meanwhile: nothing to take over.
+        return Err(Error::Aborted(format!(
             "restore {id} already ended {:?}",
             record.state
+        )));
+    }
+    let recorded_backup = record.order.as_ref().map(|o| o.backup_id.as_str());
+    if recorded_backup.is_some_and(|b| !b.is_empty() && b != backup_id) {
+        return Err(Error::FailedPrecondition(format!(
+            "backup {:?} was made again (id {backup_id}) since restore {id} started from it",
+            record.backup_name
         )));
     }
     let recorded: Vec<&CollectionRef> = record.collections.iter().map(|c| &c.target).collect();
@@ -233,8 +268,9 @@ async fn resumed(
 }
 
 /// The request of a restore, as its record keeps it.
-fn order_of(req: &RestoreRequest) -> RestoreOrder {
+fn order_of(req: &RestoreRequest, backup_id: &str) -> RestoreOrder {
     RestoreOrder {
+        backup_id: backup_id.to_string(),
         collections: req.collections().iter().map(|c| c.to_string()).collect(),
         suffix: req.suffix().to_string(),
         renames: req
@@ -251,7 +287,12 @@ fn order_of(req: &RestoreRequest) -> RestoreOrder {
 }
 
 /// The snapshot of a restore that has not started.
-fn pending(id: String, req: &RestoreRequest, targets: &[RestoreTarget]) -> RestoreSnapshot {
+fn pending(
+    id: String,
+    req: &RestoreRequest,
+    backup_id: &str,
+    targets: &[RestoreTarget],
+) -> RestoreSnapshot {
     RestoreSnapshot {
         id,
         backup_name: req.backup_name().to_string(),
@@ -282,7 +323,7 @@ fn pending(id: String, req: &RestoreRequest, targets: &[RestoreTarget]) -> Resto
         verified_files: 0,
         verified_bytes: 0,
         trace_id: req.caller().trace().map(|t| t.as_str().to_string()),
-        order: Some(order_of(req)),
+        order: Some(order_of(req, backup_id)),
     }
 }
 

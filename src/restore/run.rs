@@ -83,6 +83,7 @@ pub async fn run(
         }
     }
     if let Some(prefix) = &staging {
+        job.fence()?;
         ctx.milvus_store.delete_under(prefix).await?;
     }
     if result.is_ok() {
@@ -203,6 +204,7 @@ async fn restore_collection(
         let into = Filling {
             name: &fill,
             id: fill_id,
+            created: !req.skip_create(),
         };
         rows = import_partitions(ctx, place, t, &into, job).await?;
     }
@@ -274,6 +276,7 @@ async fn create_once(
         }
         (None, None) => {}
     }
+    job.fence()?;
     milvus.create_collection(&new_collection(t, fill)?).await?;
     // Recorded once Milvus made it, with its id: cleanup drops only that one.
     let id = milvus.collection_id(db, name).await?.ok_or_else(|| {
@@ -381,12 +384,14 @@ async fn swap_in(
                 t.target, t.original_id
             )));
         }
+        job.fence()?;
         milvus.drop_collection(db, name).await?;
         crate::failpoint::pause_at("restore.swap.dropped").await;
     }
     job.checkpoint(|s| status(s, t).swap = SwapStep::Renaming)
         .await?;
     crate::failpoint::pause_at("restore.swap.after_drop").await;
+    job.fence()?;
     milvus.rename_collection(db, copy.name(), name).await?;
     crate::failpoint::pause_at("restore.swap.renamed").await;
     job.checkpoint(|s| status(s, t).swap = SwapStep::Done)
