@@ -6,6 +6,7 @@
 //! - an owner that is paused (SIGSTOP) past its lease, while another replica
 //!   finishes the job, stops when it wakes without cleaning up or writing
 //!   the shared record: the job stays SUCCEEDED and its collection stays.
+//! - a CLI restore interrupted with Ctrl-C is cancelled and cleaned up.
 
 mod common;
 
@@ -107,7 +108,7 @@ async fn a_paused_owner_that_wakes_after_the_takeover_leaves_the_job_alone() {
     owner.signal("CONT");
     common::process::wait_for_log(
         &owner.log,
-        "left to the process that took it over",
+        "another process took it over",
         Duration::from_secs(30),
     )
     .await;

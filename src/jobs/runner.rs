@@ -334,7 +334,7 @@ impl<K: JobKind> Runner<K> {
                     Err(e) if superseded => warn!(
                         job = %job.describe(),
                         error = %e,
-                        "{} stopped: its lease went to another process, which owns what it made",
+                        "{} stopped: another process took it over and owns what it made; left to it",
                         K::NAME
                     ),
                     Err(_) if handed_over => warn!(

@@ -92,7 +92,7 @@ impl JobKind for RestoreJob {
         if matches!(error, Error::Aborted(_)) || job.fence().is_err() {
             // Its leases went to another process, which resumes the job:
             // what it made is that process's now.
-            warn!(restore = %job.snapshot().id, "the restore's collections are left to the process that took it over");
+            warn!(restore = %job.snapshot().id, "the restore's collections are left to it: another process took it over");
             return;
         }
         let done = clean_up(&self.ctx, &job.snapshot()).await;
