@@ -162,7 +162,7 @@ impl JobKind for BackupJob {
                 // holder means the name is in use: its objects are left).
                 let leases = ctx.leases();
                 match leases
-                    .acquire(&format!("backup/{}", b.name), &b.id, "recover")
+                    .acquire(&crate::jobs::holds::writer(&b.name), &b.id, "recover")
                     .await
                 {
                     Ok(lease) => {

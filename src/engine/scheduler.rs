@@ -388,7 +388,9 @@ impl Engine {
         self.save_run(p.policy.name(), record, lease).await?;
         if catalog.is_taken(name.as_str()).await? {
             let leases = self.ctx.leases();
-            let last = leases.last_holder(&format!("backup/{name}")).await?;
+            let last = leases
+                .last_holder(&crate::jobs::holds::writer(&name))
+                .await?;
             // Fails (ABORTED, retried) while a live job writes or reads it.
             let hold = leases
                 .hold_for_writing(name.as_str(), &job, "settle a policy run")

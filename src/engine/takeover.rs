@@ -22,6 +22,7 @@ use crate::delete::DeleteRequest;
 use crate::error::{Error, Result};
 use crate::jobs::{
     BackupOrder, BackupSnapshot, DeleteSnapshot, JobSnapshot, RestoreOrder, RestoreSnapshot,
+    SharedRecords, holds,
 };
 use crate::meta::summary::snapshot_of;
 use crate::model::{BackupInput, BackupName, BackupRequest, Caller, RestoreInput, RestoreRequest};
@@ -53,32 +54,49 @@ impl Engine {
         });
     }
 
+    /// The unfinished shared records of one kind whose job runs in no
+    /// process of this server (`lease_of` gives `None` for those that do) and
+    /// whose lease (`lease_of`) has been expired for at least half a TTL.
+    async fn orphans<T: JobSnapshot>(
+        &self,
+        shared: &SharedRecords,
+        finished: &mut HashSet<String>,
+        lease_of: impl Fn(&T) -> Option<String>,
+    ) -> Result<Vec<T>> {
+        let leases = self.ctx.leases();
+        let settle = leases.ttl() / 2;
+        let mut out = Vec::new();
+        for record in shared.unfinished::<T>(finished).await? {
+            let Some(lease) = lease_of(&record) else {
+                continue;
+            };
+            // Held, or expired too recently.
+            if leases.expired_for(&lease, settle).await? {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+
     async fn take_over_backups(&self, finished: &mut HashSet<String>) -> Result<()> {
         let Some(shared) = self.pool.shared() else {
             return Ok(());
         };
-        let leases = self.ctx.leases();
         // Taken over only once the name's lease is past its expiry by half a
         // TTL, even when released: the dead process's other leases (reads of
         // an incremental backup's bases) have expired by then, and an owner
         // that released the name as its job ended has written the end into
         // the shared record (it does so right after the release).
-        let settle = leases.ttl() / 2;
-        for record in shared.unfinished::<BackupSnapshot>(finished).await? {
+        let orphans = self
+            .orphans(shared, finished, |b: &BackupSnapshot| {
+                (!self.backups.runs_here(&b.name)).then(|| holds::writer(&b.name))
+            })
+            .await?;
+        for record in orphans {
             let name = record.name.clone();
-            if self.backups.runs_here(&name) {
-                continue;
-            }
             let Some(order) = record.order.clone() else {
                 continue;
             };
-            // Held, or expired too recently.
-            if !leases
-                .expired_for(&format!("backup/{name}"), settle)
-                .await?
-            {
-                continue;
-            }
             let outcome = match shared.cancel_requested::<BackupSnapshot>(&name).await? {
                 true => Err(Error::Cancelled(format!(
                     "backup {name} was cancelled while its server was down"
@@ -102,22 +120,16 @@ impl Engine {
         let Some(shared) = self.pool.shared() else {
             return Ok(());
         };
-        let leases = self.ctx.leases();
-        let settle = leases.ttl() / 2;
-        for record in shared.unfinished::<RestoreSnapshot>(finished).await? {
+        let orphans = self
+            .orphans(shared, finished, |r: &RestoreSnapshot| {
+                (!self.restores.runs_here(&r.id)).then(|| holds::reader(&r.backup_name, &r.id))
+            })
+            .await?;
+        for record in orphans {
             let id = record.id.clone();
-            if self.restores.runs_here(&id) {
-                continue;
-            }
             let Some(order) = record.order.clone() else {
                 continue;
             };
-            if !leases
-                .restore_expired_for(&id, &record.backup_name, settle)
-                .await?
-            {
-                continue;
-            }
             let outcome = match shared.cancel_requested::<RestoreSnapshot>(&id).await? {
                 true => Err(Error::Cancelled(format!(
                     "restore {id} was cancelled while its server was down"
@@ -152,17 +164,13 @@ impl Engine {
         let Some(shared) = self.pool.shared() else {
             return Ok(());
         };
-        let leases = self.ctx.leases();
-        let settle = leases.ttl() / 2;
-        for mut record in shared.unfinished::<DeleteSnapshot>(finished).await? {
+        let orphans = self
+            .orphans(shared, finished, |d: &DeleteSnapshot| {
+                (!self.deletes.runs_here(&d.id)).then(|| holds::writer(&d.backup_name))
+            })
+            .await?;
+        for mut record in orphans {
             let id = record.id.clone();
-            if self.deletes.runs_here(&id)
-                || !leases
-                    .expired_for(&format!("backup/{}", record.backup_name), settle)
-                    .await?
-            {
-                continue;
-            }
             let req = BackupName::parse(&record.backup_name)
                 .map(|name| DeleteRequest::resume(name, id.clone()));
             let outcome = match req {

@@ -10,11 +10,13 @@ use super::lease::{Lease, Leases, release_all};
 use crate::error::{Error, Result};
 use crate::model::CollectionRef;
 
-fn writer(backup: &str) -> String {
+/// The lease of the job that writes (creates or deletes) backup `backup`.
+pub fn writer(backup: &str) -> String {
     format!("backup/{backup}")
 }
 
-fn reader(backup: &str, job: &str) -> String {
+/// The lease of job `job` that reads backup `backup`.
+pub fn reader(backup: &str, job: &str) -> String {
     format!("reads/{backup}/{job}")
 }
 
@@ -90,17 +92,6 @@ impl Leases {
             }
         }
         Ok(held)
-    }
-
-    /// Whether restore `job`'s hold on backup `backup` is past its expiry by
-    /// `settle` (its process stopped renewing its leases).
-    pub async fn restore_expired_for(
-        &self,
-        job: &str,
-        backup: &str,
-        settle: std::time::Duration,
-    ) -> Result<bool> {
-        self.expired_for(&reader(backup, job), settle).await
     }
 
     /// Frees what a restore of a stopped process held, once it is cleaned up

@@ -4,7 +4,7 @@
 //! A job runs in its own task and publishes snapshots on a `watch` channel, so a
 //! caller that goes away never stops it.
 
-mod holds;
+pub mod holds;
 pub mod lease;
 pub(crate) mod registry;
 pub mod runner;
