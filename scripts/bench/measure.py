@@ -208,6 +208,62 @@ def rclone_bytes(flags):
     return json.loads(out)["bytes"]
 
 
+def raw_loop(ids, runs):
+    """The store's limit: the median time of bare CopyObject calls, 256 at
+    once, over the collections' insert and delta logs (listed untimed)."""
+    raw = []
+    src = [f"{FILES}/{kind}/{i}/" for i in ids for kind in ["insert_log", "delta_log"]]
+    for i in range(runs):
+        out = subprocess.run([str(TOOL), "--access-key", AK, "--secret-key", SK, "--bucket", BUCKET,
+                              "raw-copy", *sum([["--src", s] for s in src], []), "--dst", f"raw-copy/{i}"],
+                             check=True, capture_output=True, text=True).stdout
+        raw.append(float(out.split("seconds=")[1]))
+        log(f"raw CopyObject run {i}: {raw[-1]:.2f} s ({out.strip()})")
+        tool("delete-prefix", "--prefix", f"raw-copy/{i}/")
+    return median(raw)
+
+
+def whole_job(server, figures, key, collections, runs):
+    """Our backup of `collections`, `runs` times: the median whole job, its
+    copy phase, and the median of each phase (figures `{key}_*`)."""
+    times, phases = [], {}
+    for i in range(runs):
+        name = f"bench_{key}_{i}"
+        seconds, nbytes = server.backup(name, collections)
+        times.append(seconds)
+        for p, s in server.phases.items():
+            phases.setdefault(p, []).append(s)
+        figures["backup_mib" if key == "same" else f"{key}_mib"] = nbytes / MIB
+        log(f"ours {key} run {i}: {seconds:.2f} s, copy phase {server.copy_seconds:.2f} s, {nbytes / MIB:.1f} MiB")
+        server.delete(name)
+    figures[f"{key}_ours_s"] = median(times)
+    figures[f"{key}_ours_copy_s"] = median(phases["copy"])
+    figures[f"{key}_phases"] = {p: median(s) for p, s in phases.items()}
+
+
+def only_whole_job(runs):
+    """Re-measures the whole-job ratios alone (printed, and merged into the
+    figures of the last full run when there is one)."""
+    path = RUN / "figures.json"
+    figures = json.loads(path.read_text()) if path.exists() else {}
+    ids, _ = collection_filters(BIG)
+    small = [f"bench_small_{i:04d}" for i in range(100)]
+    small_ids, _ = collection_filters(small)
+    wait_flushable(BIG[0])
+    server = Server(config(RUN / "same.yaml"))
+    whole_job(server, figures, "same", BIG, runs)
+    whole_job(server, figures, "small100", small, runs)
+    server.stop()
+    figures["same_raw_s"] = raw_loop(ids, runs)
+    figures["small100_raw_s"] = raw_loop(small_ids, runs)
+    for key in ["same", "small100"]:
+        log(f"{key}: whole job {figures[f'{key}_ours_s']:.3f} s, raw loop {figures[f'{key}_raw_s']:.3f} s, "
+            f"ratio {figures[f'{key}_raw_s'] / figures[f'{key}_ours_s']:.2f}; phases {figures[f'{key}_phases']}")
+    if "runs" in figures:
+        path.write_text(json.dumps(figures, indent=2))
+        write_report(figures)
+
+
 def median(xs):
     return statistics.median(xs)
 
@@ -217,10 +273,14 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--small", type=int, default=1000)
     ap.add_argument("--only-list", action="store_true", help="re-measure ListBackups alone")
+    ap.add_argument("--only-whole-job", action="store_true",
+                    help="re-measure the whole-job ratios alone (big and 100 small collections vs the raw loop)")
     args = ap.parse_args()
     runs = args.runs
     if args.only_list:
         return only_list(runs, args.small)
+    if args.only_whole_job:
+        return only_whole_job(runs)
     figures = {}
     ids, flags = collection_filters(BIG)
     wait_flushable(BIG[0])
@@ -239,20 +299,13 @@ def main():
     for name in utility.list_collections():
         if name.startswith("bench_big_a_"):
             utility.drop_collection(name)
-    ours, ours_copy = [], []
-    for i in range(runs):
-        name = f"bench_same_{i}"
-        seconds, nbytes = server.backup(name, BIG)
-        ours.append(seconds)
-        ours_copy.append(server.copy_seconds)
-        figures["backup_mib"] = nbytes / MIB
-        log(f"ours same-endpoint run {i}: {seconds:.2f} s, copy phase {server.copy_seconds:.2f} s, {nbytes / MIB:.0f} MiB")
-        if i < runs - 1:
-            server.delete(name)
-    figures["same_ours_s"] = median(ours)
-    figures["same_ours_copy_s"] = median(ours_copy)
+    whole_job(server, figures, "same", BIG, runs)
     figures["same_rss_mib"] = server.peak_rss_mib()
-    server.delete(f"bench_same_{runs - 1}")
+    # The 100-small-collections set: fixed costs per collection dominate.
+    small = [f"bench_small_{i:04d}" for i in range(min(100, args.small))]
+    small_ids, _ = collection_filters(small)
+    whole_job(server, figures, "small100", small, runs)
+    figures["small100_raw_s"] = raw_loop(small_ids, runs)
     server.stop()
     # Half the data, a fresh process: its peak RSS against the full run's.
     server = Server(config(RUN / "same.yaml"))
@@ -269,16 +322,7 @@ def main():
         rclone("purge", f"garage:{BUCKET}/rclone-copy/{i}")
     figures["same_rclone_s"] = median(rc)
 
-    raw = []
-    src = [f"{FILES}/{kind}/{i}/" for i in ids for kind in ["insert_log", "delta_log"]]
-    for i in range(runs):
-        out = subprocess.run([str(TOOL), "--access-key", AK, "--secret-key", SK, "--bucket", BUCKET,
-                              "raw-copy", *sum([["--src", s] for s in src], []), "--dst", f"raw-copy/{i}"],
-                             check=True, capture_output=True, text=True).stdout
-        raw.append(float(out.split("seconds=")[1]))
-        log(f"raw CopyObject run {i}: {raw[-1]:.2f} s ({out.strip()})")
-        rclone("purge", f"garage:{BUCKET}/raw-copy/{i}")
-    figures["same_raw_s"] = median(raw)
+    figures["same_raw_s"] = raw_loop(ids, runs)
 
     # 2. Streaming to the local filesystem: ours and rclone.
     local = RUN / "local-backups"

@@ -29,18 +29,30 @@ pub struct CollectedCollection {
     pub objects: Vec<(ObjectInfo, Option<i64>)>,
 }
 
-/// Describes `coll` and, unless `meta_only`, flushes it and lists its binlogs.
+/// Describes `coll` and, when it was flushed (`flush`, none for a backup of
+/// the meta only), waits for the flush and lists its binlogs.
 pub async fn collect(
     ctx: &Context,
     coll: &CollectionRef,
-    meta_only: bool,
+    flush: Option<FlushResult>,
     version: MilvusVersion,
 ) -> Result<CollectedCollection> {
     let milvus = ctx.milvus.as_ref();
-    let desc = milvus.describe_collection(coll.db(), coll.name()).await?;
-    let partitions = milvus.list_partitions(coll.db(), coll.name()).await?;
-    let indexes = milvus.describe_indexes(coll.db(), coll.name()).await?;
-    let load_state = match milvus.loading_progress(coll.db(), coll.name()).await? {
+    // The description and the flush wait at once: each is a round trip or
+    // more to Milvus, and none depends on another.
+    let (desc, partitions, indexes, loading, flush) = tokio::try_join!(
+        milvus.describe_collection(coll.db(), coll.name()),
+        milvus.list_partitions(coll.db(), coll.name()),
+        milvus.describe_indexes(coll.db(), coll.name()),
+        milvus.loading_progress(coll.db(), coll.name()),
+        async {
+            match flush {
+                None => Ok(None),
+                Some(f) => wait_flushed(ctx, coll, f).await.map(Some),
+            }
+        },
+    )?;
+    let load_state = match loading {
         0 => "NotLoad",
         100 => "Loaded",
         _ => "Loading",
@@ -90,28 +102,31 @@ pub async fn collect(
             .collect(),
         ..Default::default()
     };
-    if meta_only {
+    let Some(flush) = flush else {
         return Ok(CollectedCollection {
             info,
             objects: Vec::new(),
         });
-    }
-
-    let flush = flush_and_wait(ctx, coll).await?;
+    };
     info.backup_timestamp = flush.flush_ts;
     info.backup_physical_timestamp = flush.flush_ts >> 18;
 
-    let segments = milvus.persistent_segments(coll.db(), coll.name()).await?;
+    // The segments and one paginated LIST per kind for the whole collection
+    // (not two per segment), all at once; kept only for the flushed segments.
+    let insert_dir = ctx.milvus_layout.collection_dir(LogKind::Insert, desc.id);
+    let delta_dir = ctx.milvus_layout.collection_dir(LogKind::Delta, desc.id);
+    let (segments, inserts, deltas) = tokio::try_join!(
+        milvus.persistent_segments(coll.db(), coll.name()),
+        ctx.milvus_store.list(&insert_dir),
+        ctx.milvus_store.list(&delta_dir),
+    )?;
     let flushed: Vec<_> = segments
         .iter()
         .filter(|s| s.state == SEGMENT_STATE_FLUSHED)
         .collect();
-    // One paginated LIST per kind for the whole collection (not two per
-    // segment), kept only for the flushed segments.
     let mut by_dir = BTreeMap::<String, Vec<ObjectInfo>>::new();
-    for kind in [LogKind::Insert, LogKind::Delta] {
-        let dir = ctx.milvus_layout.collection_dir(kind, desc.id);
-        for o in ctx.milvus_store.list(&dir).await? {
+    for (dir, listed) in [(insert_dir, inserts), (delta_dir, deltas)] {
+        for o in listed {
             // `{dir}{partition}/{segment}/...`: grouped by the segment's folder.
             let mut parts = o.key[dir.len()..].splitn(3, '/');
             let (Some(part), Some(seg), Some(_)) = (parts.next(), parts.next(), parts.next())
@@ -159,13 +174,45 @@ pub async fn collect(
     Ok(CollectedCollection { info, objects })
 }
 
-/// Flushes the collection and waits until every row before the flush is persisted.
-async fn flush_and_wait(ctx: &Context, coll: &CollectionRef) -> Result<FlushResult> {
+/// Collections flushed by one request.
+const FLUSH_BATCH: usize = 64;
+
+/// Flushes `collections` (a request per database and per [`FLUSH_BATCH`]);
+/// their flush points, in order.
+pub async fn flush_all(ctx: &Context, collections: &[CollectionRef]) -> Result<Vec<FlushResult>> {
+    let mut by_db = BTreeMap::<&str, Vec<usize>>::new();
+    for (i, c) in collections.iter().enumerate() {
+        by_db.entry(c.db()).or_default().push(i);
+    }
+    let mut out = vec![FlushResult::default(); collections.len()];
+    for (db, indexes) in by_db {
+        for batch in indexes.chunks(FLUSH_BATCH) {
+            let names: Vec<String> = batch
+                .iter()
+                .map(|&i| collections[i].name().to_string())
+                .collect();
+            let flushed = ctx.milvus.flush_many(db, &names).await?;
+            for (&i, f) in batch.iter().zip(flushed) {
+                out[i] = f;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Waits until every row of `coll` before its flush point is persisted.
+async fn wait_flushed(
+    ctx: &Context,
+    coll: &CollectionRef,
+    flush: FlushResult,
+) -> Result<FlushResult> {
     let milvus = ctx.milvus.as_ref();
-    let flush = milvus.flush(coll.db(), coll.name()).await?;
     let deadline = Instant::now() + ctx.timing.flush_timeout;
-    // Small collections flush within milliseconds: poll fast first, then back off.
-    let mut pause = Duration::from_millis(50);
+    // A flush point passes on one of Milvus's time ticks (a few hundred ms
+    // apart): poll every 25 ms for the first second (GetFlushState is a cheap
+    // read), then back off.
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(25);
     while !milvus.is_flushed(coll.db(), coll.name(), &flush).await? {
         if Instant::now() > deadline {
             return Err(Error::milvus(
@@ -178,7 +225,9 @@ async fn flush_and_wait(ctx: &Context, coll: &CollectionRef) -> Result<FlushResu
             ));
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(ctx.timing.poll_interval.min(Duration::from_secs(2)));
+        if started.elapsed() > Duration::from_secs(1) {
+            pause = (pause * 3 / 2).min(ctx.timing.poll_interval.min(Duration::from_secs(2)));
+        }
     }
     Ok(flush)
 }

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::StreamExt;
 
-use crate::backup::collect::{CollectedCollection, collect, unix_millis, unix_seconds};
+use crate::backup::collect::{
+    CollectedCollection, collect, flush_all, unix_millis, unix_seconds,
+};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobHandle, JobState, Reuse};
@@ -76,12 +78,22 @@ pub async fn run(
         plan.iter().for_each(publish);
         collected = plan;
     } else {
-        // Describe, flush and list every collection first (a few at once),
-        // so the totals are known before the first byte moves.
+        // Flush every collection first, in as few requests as Milvus takes:
+        // their flush points pass together. Then describe and list each (a
+        // few at once), so the totals are known before the first byte moves.
         // (A Vec of futures, not a closure in the stream: keeps the job's future `Send`.)
+        let flushes = match req.meta_only() {
+            true => vec![None; collections.len()],
+            false => flush_all(ctx, collections)
+                .await?
+                .into_iter()
+                .map(Some)
+                .collect(),
+        };
         let describe: Vec<_> = collections
             .iter()
-            .map(|coll| collect(ctx, coll, req.meta_only(), version))
+            .zip(flushes)
+            .map(|(coll, flush)| collect(ctx, coll, flush, version))
             .collect();
         let mut describing = futures::stream::iter(describe).buffered(ctx.collections_at_once);
         while let Some(c) = describing.next().await {

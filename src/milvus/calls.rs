@@ -242,21 +242,32 @@ impl MilvusApi for MilvusClient {
     }
 
     async fn flush(&self, db: &str, collection: &str) -> Result<FlushResult> {
+        let mut one = self.flush_many(db, &[collection.to_string()]).await?;
+        Ok(one.pop().unwrap_or_default())
+    }
+
+    async fn flush_many(&self, db: &str, collections: &[String]) -> Result<Vec<FlushResult>> {
         let msg = pb::FlushRequest {
             db_name: db.into(),
-            collection_names: vec![collection.into()],
+            collection_names: collections.to_vec(),
             ..Default::default()
         };
-        let op = format!("Flush {db}.{collection}");
+        let op = match collections {
+            [one] => format!("Flush {db}.{one}"),
+            _ => format!("Flush of {} collections of {db}", collections.len()),
+        };
         let r = self.call(&op, db, msg, via!(flush)).await?;
-        Ok(FlushResult {
-            segment_ids: r
-                .coll_seg_i_ds
-                .get(collection)
-                .map(|a| a.data.clone())
-                .unwrap_or_default(),
-            flush_ts: r.coll_flush_ts.get(collection).copied().unwrap_or(0),
-        })
+        Ok(collections
+            .iter()
+            .map(|c| FlushResult {
+                segment_ids: r
+                    .coll_seg_i_ds
+                    .get(c)
+                    .map(|a| a.data.clone())
+                    .unwrap_or_default(),
+                flush_ts: r.coll_flush_ts.get(c).copied().unwrap_or(0),
+            })
+            .collect())
     }
 
     async fn is_flushed(&self, db: &str, collection: &str, flush: &FlushResult) -> Result<bool> {

@@ -158,6 +158,16 @@ pub trait MilvusApi: Send + Sync {
     /// Loading progress in percent; 0 for a released collection.
     async fn loading_progress(&self, db: &str, collection: &str) -> Result<i64>;
     async fn flush(&self, db: &str, collection: &str) -> Result<FlushResult>;
+    /// Flushes several collections of database `db`, in order. One request
+    /// where the client allows it: Milvus passes the flush points of all of
+    /// them on the same time tick, so waiting for many costs what one does.
+    async fn flush_many(&self, db: &str, collections: &[String]) -> Result<Vec<FlushResult>> {
+        let mut out = Vec::with_capacity(collections.len());
+        for c in collections {
+            out.push(self.flush(db, c).await?);
+        }
+        Ok(out)
+    }
     async fn is_flushed(&self, db: &str, collection: &str, flush: &FlushResult) -> Result<bool>;
     async fn persistent_segments(&self, db: &str, collection: &str) -> Result<Vec<SegmentInfo>>;
     /// Creates an index; `params` are the `extra_params` (`index_type`, `metric_type`, `params`).
