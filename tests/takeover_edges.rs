@@ -6,9 +6,13 @@
 //! - an owner that is paused (SIGSTOP) past its lease, while another replica
 //!   finishes the job, stops when it wakes without cleaning up or writing
 //!   the shared record: the job stays SUCCEEDED and its collection stays.
-//! - a CLI restore interrupted with Ctrl-C is cancelled and cleaned up.
+//! - a CLI restore interrupted with Ctrl-C is cancelled and cleaned up;
+//! - a backup whose owner dies during its early copy is resumed from the
+//!   folder it claimed.
 
 mod common;
+#[path = "common/figures.rs"]
+mod figures;
 
 use std::time::Duration;
 
@@ -200,4 +204,88 @@ async fn ctrl_c_cancels_a_cli_restore_and_removes_what_it_made() {
     );
     let _ = std::fs::remove_file(&log);
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// A full backup copies what Milvus has flushed already while the flush
+/// passes, in a folder it claimed first (a partial plan). Its owner is
+/// SIGKILLed there, with binlogs copied and nothing described in the plan:
+/// another replica resumes it under the same id, describes the collection
+/// anew, keeps the copies whose MD5 ETag equals the source's, and the backup
+/// verifies and restores row for row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_killed_during_its_early_copy_is_resumed_from_the_claimed_folder() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let (spec, rows) = source(&m, "early_src").await;
+    let root = common::unique("early_root");
+    let mut owner =
+        Proc::start_rooted_paused(&cfg, "eowner", &root, "", Some("backup.described")).await;
+    let b = Proc::start_rooted(&cfg, "etaker", &root, "").await;
+    let name = common::unique("early_b");
+    let mut stream = owner
+        .client
+        .clone()
+        .create_backup(flows::backup_request(&name, &[&spec.name]))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = stream.message().await.unwrap().unwrap().backup.unwrap().id;
+    owner.wait_paused(Duration::from_secs(60)).await;
+    // Paused after the description; the early copy runs on until it is done.
+    let store = common::process::rooted_bucket(&cfg);
+    let binlogs = format!("{root}/{name}/binlogs/");
+    let mut copied = Vec::new();
+    for _ in 0..100 {
+        copied = store.list(&binlogs).await.unwrap();
+        if !copied.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            copied = store.list(&binlogs).await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!copied.is_empty(), "the early copy copied binlogs");
+    let plan: serde_json::Value = serde_json::from_slice(
+        &store
+            .read(&format!("{root}/{name}/resume-plan.json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(plan["partial"], true, "{plan}");
+    assert_eq!(plan["job"], id.as_str(), "{plan}");
+    owner.kill();
+
+    let mut on_b = b.client.clone();
+    let end = flows::watch_backup_to_end(&mut on_b, &name, Duration::from_secs(120)).await;
+    assert_eq!(end.state, pb::JobState::Succeeded as i32, "{end:?}");
+    assert_eq!(end.id, id, "the same job, resumed");
+    flows::assert_verifies(&mut on_b, &name, "resumed from its early copy").await;
+    assert!(
+        store
+            .head(&format!("{root}/{name}/resume-plan.json"))
+            .await
+            .unwrap()
+            .is_none(),
+        "the plan is removed once the backup is complete"
+    );
+    let copied_after = common::curl::copied_bytes(b.port);
+    flows::restore(&mut on_b, flows::restore_loaded_request(&name, "_ek")).await;
+    let target = format!("{}_ek", spec.name);
+    let now = data::rows(&m, &spec, &spec.db, &target, &[]).await;
+    data::assert_rows_equal("restored", &rows, &now);
+    figures::publish(
+        "a_backup_killed_during_its_early_copy_is_resumed_from_the_claimed_folder",
+        &[format!(
+            "owner SIGKILLed after its early copy of {} binlogs (plan partial); the other \
+             replica resumed it under the same id, copied {copied_after} bytes, verified, \
+             restored {} rows equal",
+            copied.len(),
+            now.len()
+        )],
+    );
+    b.finish();
+    owner.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    data::drop_if_exists(&m, &spec.db, &target).await;
 }

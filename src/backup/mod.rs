@@ -1,10 +1,13 @@
 //! The backup flow: resolve what to back up, flush, copy the binlogs, write the meta last.
 
 mod collect;
+mod early;
 mod job;
 mod resume;
 mod reuse;
 mod run;
+
+use futures::{StreamExt, TryStreamExt};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -37,10 +40,18 @@ use run::run;
 /// the name is free and every named collection and database exists.
 /// Returns the collections to back up.
 pub async fn plan(ctx: &Context, req: &BackupRequest) -> Result<Vec<CollectionRef>> {
-    if !req.resumes() && ctx.catalog.is_taken(req.name()).await? {
+    let taken = async {
+        match req.resumes() {
+            true => Ok(false),
+            false => ctx.catalog.is_taken(req.name()).await,
+        }
+    };
+    let resolved = resolve_collections(ctx.milvus.as_ref(), req.collections(), req.databases());
+    let (taken, resolved) = tokio::join!(taken, resolved);
+    if taken? {
         return Err(Error::already_exists("backup", req.name().as_str()));
     }
-    resolve_collections(ctx.milvus.as_ref(), req.collections(), req.databases()).await
+    resolved
 }
 
 /// Turns named collections and databases into a sorted list of collections.
@@ -69,12 +80,20 @@ pub async fn resolve_collections(
             out.push(CollectionRef::normalized(db, &name));
         }
     }
-    for c in collections {
-        if !milvus.has_collection(c.db(), c.name()).await? {
-            return Err(Error::not_found("collection", c.to_string()));
-        }
-        out.push(c.clone());
+    // A few at once: a request may name hundreds. (A Vec of futures, not a
+    // closure in the stream: keeps the job's future `Send`.)
+    let checks: Vec<_> = collections
+        .iter()
+        .map(|c| milvus.has_collection(c.db(), c.name()))
+        .collect();
+    let found: Vec<bool> = futures::stream::iter(checks)
+        .buffered(16)
+        .try_collect()
+        .await?;
+    if let Some((c, _)) = collections.iter().zip(&found).find(|(_, found)| !**found) {
+        return Err(Error::not_found("collection", c.to_string()));
     }
+    out.extend(collections.iter().cloned());
     out.sort();
     out.dedup();
     Ok(out)

@@ -92,17 +92,38 @@ struct Plan {
     job: String,
     started_ms: i64,
     collections: Vec<PlannedCollection>,
+    /// Written before the early copy, when the collections are not described
+    /// yet: the folder is the job's, but what it copies is still to be found.
+    #[serde(default)]
+    partial: bool,
 }
 
-/// A plan read back: whose it is, when the backup began, what it copies.
+/// A plan read back: whose it is, when the backup began, what it copies
+/// (`None` for a partial plan).
 pub struct LoadedPlan {
     pub job: String,
     pub started_ms: i64,
-    pub collected: Vec<CollectedCollection>,
+    pub collected: Option<Vec<CollectedCollection>>,
 }
 
 fn plan_key(ctx: &Context, name: &str) -> String {
     format!("{}{PLAN_FILE}", ctx.catalog.layout().backup_prefix(name))
+}
+
+/// Writes a partial plan of job `job`'s backup `name`, before anything is
+/// copied into its folder: the folder is the job's to resume.
+pub async fn claim(ctx: &Context, name: &str, job: &str, started_ms: i64) -> Result<()> {
+    let plan = Plan {
+        job: job.to_string(),
+        started_ms,
+        collections: Vec::new(),
+        partial: true,
+    };
+    let key = plan_key(ctx, name);
+    ctx.catalog
+        .store()
+        .write(&key, Bytes::from(serde_json::to_vec(&plan)?))
+        .await
 }
 
 /// Writes the plan of job `job`'s backup `name` (started at `started_ms`).
@@ -114,6 +135,7 @@ pub async fn save_plan(
     collected: &[CollectedCollection],
 ) -> Result<()> {
     let plan = Plan {
+        partial: false,
         job: job.to_string(),
         started_ms,
         collections: collected
@@ -171,7 +193,7 @@ pub async fn load_plan(ctx: &Context, name: &str) -> Result<Option<LoadedPlan>> 
     Ok(Some(LoadedPlan {
         job: plan.job,
         started_ms: plan.started_ms,
-        collected,
+        collected: (!plan.partial).then_some(collected),
     }))
 }
 

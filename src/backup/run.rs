@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::StreamExt;
 
-use crate::backup::collect::{
-    CollectedCollection, collect, flush_all, unix_millis, unix_seconds,
-};
+use tokio_util::sync::CancellationToken;
+
+use super::early::{self, EarlyCopies};
+use crate::backup::collect::{CollectedCollection, collect, flush_all, unix_millis, unix_seconds};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobHandle, JobState, Reuse};
@@ -52,6 +53,8 @@ pub async fn run(
     };
     let resumed = planned.is_some();
     let started_ms = planned.as_ref().map_or_else(unix_millis, |p| p.started_ms);
+    // A partial plan: the dead server had claimed the folder, not described it.
+    let planned = planned.and_then(|p| p.collected);
     job.update(|s| {
         s.state = JobState::Running;
         s.progress.collections_total = collections.len() as u32;
@@ -59,6 +62,7 @@ pub async fn run(
     });
     let version = ctx.milvus.version().await?;
     job.update(|s| s.milvus_version = version.to_string());
+    let incremental = req.incremental().unwrap_or(ctx.incremental_by_default);
     ctx.catalog.store().ensure_bucket(true).await?;
 
     let publish = |c: &CollectedCollection| {
@@ -69,14 +73,14 @@ pub async fn run(
             s.collections.push(summary);
         });
     };
-    let mut collected: Vec<CollectedCollection> = Vec::with_capacity(collections.len());
-    if let Some(super::resume::LoadedPlan {
-        collected: plan, ..
-    }) = planned
-    {
+    let mut collected: Vec<CollectedCollection>;
+    let early: EarlyCopies;
+    let from_plan = planned.is_some();
+    if let Some(plan) = planned {
         job.update(|s| s.progress.collections_total = plan.len() as u32);
         plan.iter().for_each(publish);
         collected = plan;
+        early = EarlyCopies::default();
     } else {
         // Flush every collection first, in as few requests as Milvus takes:
         // their flush points pass together. Then describe and list each (a
@@ -95,19 +99,44 @@ pub async fn run(
             .zip(flushes)
             .map(|(coll, flush)| collect(ctx, coll, flush, version))
             .collect();
-        let mut describing = futures::stream::iter(describe).buffered(ctx.collections_at_once);
-        while let Some(c) = describing.next().await {
-            let c = c?;
-            publish(&c);
-            collected.push(c);
-        }
-        drop(describing);
+        // Meanwhile, a full backup copies what is flushed already. The folder
+        // is claimed first, so that a server taking the job over resumes it.
+        let copy_early = !req.meta_only() && !incremental && !ctx.copier.is_capped();
+        let described = CancellationToken::new();
+        let describing = async {
+            let mut describing = futures::stream::iter(describe).buffered(ctx.collections_at_once);
+            let mut out = Vec::with_capacity(collections.len());
+            while let Some(c) = describing.next().await {
+                let c = c?;
+                publish(&c);
+                out.push(c);
+            }
+            crate::failpoint::pause_at("backup.described").await;
+            described.cancel();
+            Ok::<_, Error>(out)
+        };
+        // Only the first few: the flush points of all pass on the same tick,
+        // so later collections need no wait to hide, only more requests.
+        let first = &collections[..collections.len().min(ctx.collections_at_once)];
+        let copying = async {
+            if !copy_early {
+                return Ok(EarlyCopies::default());
+            }
+            if !resumed {
+                super::resume::claim(ctx, req.name(), &job_id, started_ms).await?;
+            }
+            Ok(early::copy_flushed(ctx, req.name(), first, version, described.clone()).await)
+        };
+        let (described, copied) = tokio::try_join!(describing, copying)?;
+        collected = described;
+        early = copied;
         super::resume::save_plan(ctx, req.name(), &job_id, started_ms, &collected).await?;
     }
     let listed: usize = collected.iter().map(|c| c.objects.len()).sum();
     let mut phase = Phases::new(job, req.name().as_str(), started);
-    phase.end(match resumed {
+    phase.end(match from_plan {
         true => "read the plan",
+        false if early.count() > 0 => "describe, flush and list (copying what was flushed)",
         false => "describe, flush and list",
     });
 
@@ -115,7 +144,6 @@ pub async fn run(
     // busy however the objects are spread.
     let layout = ctx.catalog.layout();
     let backup_prefix = layout.backup_prefix(req.name());
-    let incremental = req.incremental().unwrap_or(ctx.incremental_by_default);
     let (reusable, holds) = if incremental {
         let reusable = super::reuse::reusable(&ctx.catalog, req.name()).await?;
         let homes: BTreeSet<String> = collected
@@ -141,6 +169,7 @@ pub async fn run(
         false => Default::default(),
     };
     let mut planned = std::collections::HashSet::new();
+    let mut named = std::collections::HashSet::new();
     let mut kept = Vec::new();
     let mut tasks = Vec::new();
     let mut reused = Vec::new();
@@ -155,11 +184,23 @@ pub async fn run(
             let have = present
                 .get(&dst_key)
                 .and_then(|h| super::resume::kept(h, rel, o.size, o.etag.as_deref()));
+            named.insert(dst_key.clone());
             match reusable.get(rel) {
                 Some(e)
                     if holds.contains_key(&e.home) && e.same_object(o.size, o.etag.as_deref()) =>
                 {
                     reused.push(e.clone());
+                }
+                _ if early.made(&dst_key, o).is_some() => {
+                    let copied = early.made(&dst_key, o).expect("made early");
+                    planned.insert(dst_key.clone());
+                    kept.push(ManifestEntry {
+                        key: rel.to_string(),
+                        size: o.size,
+                        crc32c: copied.crc32c,
+                        etag: copied.etag.clone().unwrap_or_default(),
+                        home: String::new(),
+                    });
                 }
                 _ if have.is_some() => {
                     planned.insert(dst_key.clone());
@@ -244,6 +285,11 @@ pub async fn run(
     let extras = super::resume::remove_extras(ctx, &present, &planned).await?;
     if extras > 0 {
         tracing::info!(backup = %req.name(), objects = extras, "removed objects the resumed plan does not name");
+    }
+    let early_extras = early.extras(&named);
+    if !early_extras.is_empty() {
+        ctx.catalog.store().delete(&early_extras).await?;
+        tracing::info!(backup = %req.name(), objects = early_extras.len(), "removed early copies the plan does not name");
     }
     for c in &mut collected {
         c.info.state_code = BACKUP_SUCCESS;

@@ -61,8 +61,9 @@ impl Catalog {
     /// Whether anything at all is stored under the backup's name.
     pub async fn is_taken(&self, name: &str) -> Result<bool> {
         let prefix = self.layout.backup_prefix(name);
-        Ok(!self.store.list_dirs(&prefix).await?.is_empty()
-            || !self.store.list(&prefix).await?.is_empty())
+        let (dirs, objects) =
+            tokio::try_join!(self.store.list_dirs(&prefix), self.store.list(&prefix))?;
+        Ok(!dirs.is_empty() || !objects.is_empty())
     }
 
     /// Whether backup `name` is complete: its commit point is written (or it

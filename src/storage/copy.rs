@@ -63,6 +63,11 @@ impl Copier {
         self
     }
 
+    /// Whether a bandwidth cap paces the copies.
+    pub fn is_capped(&self) -> bool {
+        self.rate_limit.is_some()
+    }
+
     /// Copies every task, calling `on_copied` after each one with what the copy
     /// learned of the content. Stops at the first error.
     pub async fn copy_all<F>(
@@ -75,11 +80,28 @@ impl Copier {
     where
         F: Fn(&CopyTask, &Copied) + Sync,
     {
+        self.copy_stream(src, dst, futures::stream::iter(tasks), on_copied)
+            .await
+    }
+
+    /// [`Copier::copy_all`] over tasks that arrive as a stream; ends when
+    /// the stream ends and every copy started is done.
+    pub async fn copy_stream<S, F>(
+        &self,
+        src: &dyn ObjectStore,
+        dst: &dyn ObjectStore,
+        tasks: S,
+        on_copied: F,
+    ) -> Result<()>
+    where
+        S: futures::Stream<Item = CopyTask>,
+        F: Fn(&CopyTask, &Copied) + Sync,
+    {
         let server_side = match (src.endpoint_identity(), dst.endpoint_identity()) {
             (Some(a), Some(b)) => a == b,
             _ => false,
         };
-        futures::stream::iter(tasks)
+        tasks
             .map(|task| {
                 let on_copied = &on_copied;
                 async move {

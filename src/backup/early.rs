@@ -1,0 +1,159 @@
+//! Copying while the flush passes. The binlogs of segments that are already
+//! flushed when a backup begins never change (Milvus never rewrites a binlog
+//! nor reuses its key), so they are copied while Milvus persists the rest and
+//! the collections are described. The early copy stops as soon as every
+//! collection is described, dropping the copies in flight (at most a flush
+//! wait's worth of work): the plan counts what it made and copies the rest,
+//! with progress. What it started and the plan does not name (a segment
+//! compacted away meanwhile, or a copy dropped) is removed before the meta is
+//! written. Not under a bandwidth cap, where dropped copies would waste the
+//! budget they reserved.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Context;
+use crate::error::Result;
+use crate::meta::LogKind;
+use crate::milvus::{MilvusVersion, SEGMENT_STATE_FLUSHED};
+use crate::model::CollectionRef;
+use crate::storage::{Copied, CopyTask, ObjectInfo};
+
+/// What the early copy did.
+#[derive(Debug, Default)]
+pub struct EarlyCopies {
+    /// The copies made, by destination key: the source's key and size, and
+    /// what the copy learned of the content.
+    done: HashMap<String, (String, u64, Copied)>,
+    /// Every destination key a copy was started for, made or not.
+    started: HashSet<String>,
+}
+
+impl EarlyCopies {
+    /// What the early copy learned copying `src` to `dst_key`, if it did.
+    pub fn made(&self, dst_key: &str, src: &ObjectInfo) -> Option<&Copied> {
+        match self.done.get(dst_key) {
+            Some((key, size, copied)) if *key == src.key && *size == src.size => Some(copied),
+            _ => None,
+        }
+    }
+
+    /// The keys a copy was started for that `named` (every key the plan
+    /// names) lacks: to be removed.
+    pub fn extras(&self, named: &HashSet<String>) -> Vec<String> {
+        self.started
+            .iter()
+            .filter(|k| !named.contains(*k))
+            .cloned()
+            .collect()
+    }
+
+    pub fn count(&self) -> usize {
+        self.done.len()
+    }
+}
+
+/// Copies the binlogs of the segments of `collections` flushed already into
+/// backup `name`'s folder, until `stop` is cancelled. Never fails: what it
+/// could not copy is left to the plan (and the error is logged).
+pub async fn copy_flushed(
+    ctx: &Context,
+    name: &str,
+    collections: &[CollectionRef],
+    version: MilvusVersion,
+    stop: CancellationToken,
+) -> EarlyCopies {
+    let started = Mutex::new(HashSet::new());
+    let done = Mutex::new(HashMap::new());
+    let listings: Vec<_> = collections
+        .iter()
+        .map(|c| flushed_objects(ctx, name, c, version))
+        .collect();
+    let tasks = futures::stream::iter(listings)
+        .buffer_unordered(ctx.collections_at_once)
+        .flat_map(|listed| {
+            futures::stream::iter(listed.unwrap_or_else(|e| {
+                tracing::warn!(backup = %name, error = %e, "early copy: cannot list; left to the plan");
+                Vec::new()
+            }))
+        })
+        .inspect(|t: &CopyTask| {
+            started
+                .lock()
+                .expect("early copies")
+                .insert(t.dst_key.clone());
+        });
+    let copying = ctx.copier.copy_stream(
+        ctx.milvus_store.as_ref(),
+        ctx.catalog.store().as_ref(),
+        tasks,
+        |t, copied| {
+            done.lock().expect("early copies").insert(
+                t.dst_key.clone(),
+                (t.src_key.clone(), t.size, copied.clone()),
+            );
+        },
+    );
+    tokio::select! {
+        copied = copying => if let Err(e) = copied {
+            tracing::warn!(backup = %name, error = %e, "early copy stopped; the rest is left to the plan");
+        },
+        _ = stop.cancelled() => {}
+    }
+    EarlyCopies {
+        done: done.into_inner().expect("early copies"),
+        started: started.into_inner().expect("early copies"),
+    }
+}
+
+/// The copies of the binlogs of `coll`'s segments flushed now (not L0
+/// segments, which the plan places itself).
+async fn flushed_objects(
+    ctx: &Context,
+    name: &str,
+    coll: &CollectionRef,
+    version: MilvusVersion,
+) -> Result<Vec<CopyTask>> {
+    let segments = ctx
+        .milvus
+        .persistent_segments(coll.db(), coll.name())
+        .await?;
+    let flushed: HashMap<(i64, i64), i64> = segments
+        .iter()
+        .filter(|s| s.state == SEGMENT_STATE_FLUSHED && !version.is_l0_segment(s.level))
+        .map(|s| ((s.partition_id, s.id), s.collection_id))
+        .collect();
+    let Some(&collection_id) = flushed.values().next() else {
+        return Ok(Vec::new());
+    };
+    let layout = ctx.catalog.layout();
+    let mut tasks = Vec::new();
+    for kind in [LogKind::Insert, LogKind::Delta] {
+        let dir = ctx.milvus_layout.collection_dir(kind, collection_id);
+        for o in ctx.milvus_store.list(&dir).await? {
+            // `{dir}{partition}/{segment}/...`
+            let mut parts = o.key[dir.len()..].splitn(3, '/');
+            let (Some(Ok(part)), Some(Ok(seg))) = (
+                parts.next().map(str::parse::<i64>),
+                parts.next().map(str::parse::<i64>),
+            ) else {
+                continue;
+            };
+            if !flushed.contains_key(&(part, seg)) {
+                continue;
+            }
+            if let Some(dst_key) = layout.backup_key(name, &ctx.milvus_layout, &o.key, Some(seg)) {
+                tasks.push(CopyTask {
+                    src_key: o.key,
+                    dst_key,
+                    size: o.size,
+                    owner: 0,
+                });
+            }
+        }
+    }
+    Ok(tasks)
+}
