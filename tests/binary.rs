@@ -93,42 +93,31 @@ fn server_serves_rest_and_grpc_on_port_443() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // The port accepts connections a moment before the server answers on
+    // it: each call is tried until it gets an HTTP answer (curl's 000 is none).
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", 443)).is_err() {
-        assert!(Instant::now() < deadline, "server did not listen on 443");
+    let answer = |args: &[&str]| loop {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(args)
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout) != "000" || Instant::now() > deadline {
+            return out;
+        }
         std::thread::sleep(Duration::from_millis(100));
-    }
-    let rest = Command::new("curl")
-        .args([
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "http://127.0.0.1:443/api/v1/docs/index.html",
-        ])
-        .output()
-        .unwrap();
-    let grpc = Command::new("curl")
-        .args([
-            "-sS",
-            "--http2-prior-knowledge",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "POST",
-        ])
-        .args([
-            "-H",
-            "content-type: application/grpc",
-            "--data-binary",
-            "@/dev/null",
-        ])
-        .arg("http://127.0.0.1:443/grpc.health.v1.Health/Check")
-        .output()
-        .unwrap();
+    };
+    let rest = answer(&["http://127.0.0.1:443/api/v1/docs/index.html"]);
+    let grpc = answer(&[
+        "--http2-prior-knowledge",
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/grpc",
+        "--data-binary",
+        "@/dev/null",
+        "http://127.0.0.1:443/grpc.health.v1.Health/Check",
+    ]);
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(String::from_utf8_lossy(&rest.stdout), "200");

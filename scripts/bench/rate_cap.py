@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
-"""The bandwidth cap, second by second: a streaming backup (Milvus's bucket on
-moto, backups on Azurite) under `backup.rateLimitMiBps`, with our
-`milvus_backup_streamed_bytes_total` sampled every 100 ms. Measured on the
-TEST environment (`scripts/testenv/up.sh`), not on the Garage setup of run.sh.
+"""The bandwidth cap, second by second: a streaming backup (from Milvus's
+bucket to Azurite, or with --local to the local disk) under
+`backup.rateLimitMiBps`, with our `milvus_backup_streamed_bytes_total`
+sampled every 100 ms, against the environment in $IT_RUN (see
+incremental.py). For binlogs above 100 MiB, start Milvus with a larger insert
+buffer (`MILVUS_INSERT_BUF_MIB=256` for scripts/testenv/milvus.sh): the
+collection is flushed once, so each field is one binlog.
 
-    .it-env/pymilvus/bin/python scripts/bench/rate_cap.py [--rows 200000] [--cap 20]
+    IT_RUN=.bench/run .it-env/pymilvus/bin/python scripts/bench/rate_cap.py \
+        [--rows 200000] [--cap 20] [--local]
 
 Prints the per-second series and writes .bench-rate-cap.json.
 """
 
 import argparse
 import json
+import shutil
 import socket
 import subprocess
 import threading
@@ -25,8 +30,13 @@ RUN = ROOT / ".bench-rate-cap"
 COLL = "bench_rate_cap"
 
 
-def start_server(cap):
+def start_server(cap, local=None):
     cfg = our_config(RUN, "bench-cap", f"  rateLimitMiBps: {cap}\n")
+    if local:
+        text = cfg.read_text()
+        start = text.index("  backupStorageType: azure")
+        end = text.index("backup:\n")
+        cfg.write_text(text[:start] + f"  backupStorageType: local\n  backupRootPath: {local}\n" + text[end:])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -54,9 +64,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=200000)
     ap.add_argument("--cap", type=float, default=20.0)
+    ap.add_argument("--local", action="store_true", help="back up to the local disk, not Azurite")
     args = ap.parse_args()
     fresh_collection(COLL, args.rows)
-    proc, base = start_server(args.cap)
+    local = RUN / "local-backups" if args.local else None
+    if local:
+        shutil.rmtree(local, ignore_errors=True)
+        local.mkdir(parents=True)
+    proc, base = start_server(args.cap, local)
+    largest = 0
     samples, done = [], threading.Event()
 
     def sample():
@@ -79,6 +95,8 @@ def main():
         time.sleep(0.3)
         done.set()
         sampler.join()
+        if local:
+            largest = max((f.stat().st_size for f in local.rglob("*") if f.is_file()), default=0)
         urllib.request.urlopen(urllib.request.Request(f"{base}/api/v1/delete?backup_name={name}", method="DELETE"))
         proc.terminate()
         proc.wait()
@@ -98,6 +116,7 @@ def main():
         second += 1
     total = (samples[-1][1] - base_bytes) / 2**20
     f = {"cap_mib_s": args.cap, "total_mib": round(total, 1), "build": BIN.parent.name,
+         "largest_object_mib": round(largest / 2**20, 1) if local else None,
          "per_second_mib": [round(x, 2) for x in per_second]}
     (ROOT / ".bench-rate-cap.json").write_text(json.dumps(f, indent=1))
     print(json.dumps(f, indent=1))

@@ -33,6 +33,9 @@ if [ -f "$R/milvus.pid" ]; then
 fi
 
 # ---------- config, rendered from the wheel's template ----------
+# A segment's insert buffer; the bandwidth-cap benchmark raises it
+# (MILVUS_INSERT_BUF_MIB) so that one flush writes a binlog above 100 MiB.
+INSERT_BUF=$(( ${MILVUS_INSERT_BUF_MIB:-16} * 1024 * 1024 ))
 mkdir -p "$W/configs" "$W/logs" "$W/data"
 D=$P/milvus-wheel/milvus/data
 cp "$D/glog.conf" "$W/configs/glog.conf"
@@ -54,6 +57,7 @@ sed -E \
  -e "s#^(  bucketName:).*#\1 $BUCKET#" \
  -e "s#^(  rootPath:) files#\1 $ROOT#" \
  -e "s#^(  gracefulStopTimeout:) [0-9]+#\1 5#" \
+ -e "s#^(    insertBufSize:) [0-9]+#\1 $INSERT_BUF#" \
  -e 's#^(  endpoints:) localhost:#\1 127.0.0.1:#' \
  "$D/config.yaml.template" > "$W/configs/milvus.yaml"
 
