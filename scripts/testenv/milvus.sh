@@ -33,8 +33,9 @@ if [ -f "$R/milvus.pid" ]; then
 fi
 
 # ---------- config, rendered from the wheel's template ----------
-# A segment's insert buffer; the bandwidth-cap benchmark raises it
-# (MILVUS_INSERT_BUF_MIB) so that one flush writes a binlog above 100 MiB.
+# A segment's insert buffer and largest size; the bandwidth-cap benchmark
+# raises both (MILVUS_INSERT_BUF_MIB, MILVUS_SEGMENT_MAX_MB) so that one flush
+# writes a binlog above 100 MiB.
 INSERT_BUF=$(( ${MILVUS_INSERT_BUF_MIB:-16} * 1024 * 1024 ))
 mkdir -p "$W/configs" "$W/logs" "$W/data"
 D=$P/milvus-wheel/milvus/data
@@ -58,6 +59,7 @@ sed -E \
  -e "s#^(  rootPath:) files#\1 $ROOT#" \
  -e "s#^(  gracefulStopTimeout:) [0-9]+#\1 5#" \
  -e "s#^(    insertBufSize:) [0-9]+#\1 $INSERT_BUF#" \
+ -e "s#^(    maxSize:) 512 (\# Maximum size of a segment)#\1 ${MILVUS_SEGMENT_MAX_MB:-512} \2#" \
  -e 's#^(  endpoints:) localhost:#\1 127.0.0.1:#' \
  "$D/config.yaml.template" > "$W/configs/milvus.yaml"
 

@@ -21,6 +21,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use futures::{StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -339,10 +340,13 @@ struct ListQuery {
 async fn list(call: Call, Query(q): Query<ListQuery>) -> Response {
     call.answer(async {
         let filter = collection_filter(&q.collection_name)?;
-        let mut out = Vec::new();
-        for snap in call.rest.engine.list_backups(filter.as_ref()).await? {
-            out.push(call.rest.backup_data(&snap).await?);
-        }
+        let snaps = call.rest.engine.list_backups(filter.as_ref()).await?;
+        // The Go tool's answer carries each backup's meta: read 32 at once, in order.
+        let reads: Vec<_> = snaps.iter().map(|s| call.rest.backup_data(s)).collect();
+        let out: Vec<_> = futures::stream::iter(reads)
+            .buffered(32)
+            .try_collect()
+            .await?;
         Ok((out, "success"))
     })
     .await

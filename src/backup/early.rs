@@ -157,3 +157,48 @@ async fn flushed_objects(
     }
     Ok(tasks)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(key: &str, size: u64) -> ObjectInfo {
+        ObjectInfo {
+            key: key.into(),
+            size,
+            etag: None,
+        }
+    }
+
+    #[test]
+    fn a_copy_counts_only_for_the_same_source_and_size_and_the_unnamed_are_extras() {
+        let mut early = EarlyCopies::default();
+        let copied = Copied {
+            etag: Some("e".into()),
+            crc32c: Some(7),
+        };
+        early
+            .done
+            .insert("b/1".into(), ("src/1".into(), 10, copied.clone()));
+        early.started.extend(["b/1".to_string(), "b/2".to_string()]);
+        assert_eq!(early.made("b/1", &object("src/1", 10)), Some(&copied));
+        assert_eq!(
+            early.made("b/1", &object("src/1", 11)),
+            None,
+            "size differs"
+        );
+        assert_eq!(
+            early.made("b/1", &object("src/9", 10)),
+            None,
+            "source differs"
+        );
+        assert_eq!(
+            early.made("b/2", &object("src/2", 5)),
+            None,
+            "started, not made"
+        );
+        let named: HashSet<String> = ["b/1".to_string()].into();
+        assert_eq!(early.extras(&named), vec!["b/2".to_string()]);
+        assert_eq!(early.count(), 1);
+    }
+}

@@ -63,7 +63,6 @@ pub async fn run(
     let version = ctx.milvus.version().await?;
     job.update(|s| s.milvus_version = version.to_string());
     let incremental = req.incremental().unwrap_or(ctx.incremental_by_default);
-    ctx.catalog.store().ensure_bucket(true).await?;
 
     let publish = |c: &CollectedCollection| {
         let summary = summary_of(&c.info);

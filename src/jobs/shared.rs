@@ -230,10 +230,14 @@ impl SharedRecords {
     pub async fn start<T: JobSnapshot>(&self, s: &T) -> Result<()> {
         // A resumed job keeps a cancel asked while its server was down.
         let resumed = matches!(self.load::<T>(s.key()).await, Ok(Some(r)) if r.id() == s.id());
-        if !resumed {
-            self.store.delete(&[self.cancel_key::<T>(s.key())]).await?;
+        match resumed {
+            true => self.save(s).await,
+            // Two keys: both at once.
+            false => {
+                let marker = [self.cancel_key::<T>(s.key())];
+                tokio::try_join!(self.store.delete(&marker), self.save(s)).map(|_| ())
+            }
         }
-        self.save(s).await
     }
 
     /// Writes a job's last state (tried three times: a record left running
