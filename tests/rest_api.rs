@@ -162,6 +162,44 @@ async fn the_go_tool_guide_works_unchanged() {
     .await;
     hello::assert_rows_equal(&source, &rows);
 
+    // REST keeps the metas it listed; a backup made again under the name has
+    // another id and is listed with its own meta, not the kept one.
+    let first_id = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name.as_str())
+        .map(|b| b["id"].clone())
+        .unwrap();
+    let call = |args: &[&str]| tokio::task::block_in_place(|| curl(args));
+    let (_, deleted) = call(&[
+        "--request",
+        "DELETE",
+        &format!("{base}/api/v1/delete?backup_name={name}"),
+    ]);
+    assert_eq!(deleted["code"], 0, "{deleted}");
+    let again = format!(r#"{{"backup_name":"{name}","collection_names":["hello_milvus"]}}"#);
+    let (_, made) = call(&[
+        "--request",
+        "POST",
+        &format!("{base}/api/v1/create"),
+        "--header",
+        "Content-Type: application/json",
+        "--data-raw",
+        &again,
+    ]);
+    assert_eq!(made["code"], 0, "{made}");
+    let (_, relisted) = call(&["--request", "GET", &format!("{base}/api/v1/list")]);
+    let entry = relisted["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name.as_str())
+        .cloned()
+        .unwrap();
+    assert_ne!(entry["id"], first_id, "{entry}");
+    assert_eq!(entry["id"], made["data"]["id"], "{entry}");
+
     // Errors keep the envelope, with the Go tool's codes: the method, the
     // route, the JSON body, the HTTP status and `code`, and the value `msg` names.
     let taken = format!(r#"{{"backup_name":"{name}"}}"#);

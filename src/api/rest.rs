@@ -593,7 +593,7 @@ impl Rest {
         }
         Ok(self
             .engine
-            .backup_meta(&s.name, !self.simple)
+            .listed_backup_meta(&s.name, &s.id, !self.simple)
             .await?
             .unwrap_or_else(|| go_backup_of_job(s)))
     }

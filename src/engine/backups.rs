@@ -12,6 +12,9 @@ use crate::meta::index::IndexEntry;
 use crate::meta::summary::snapshot_of;
 use crate::model::{BackupLookup, BackupName, CollectionRef};
 
+/// Go-tool metas REST keeps, at most (a few KB each without partitions).
+const MAX_KEPT_METAS: usize = 50_000;
+
 /// Backups whose meta ListBackups reads at once.
 const LIST_READ_PARALLELISM: usize = 16;
 
@@ -185,6 +188,37 @@ impl Engine {
             }
         }
         Ok(Some(info))
+    }
+
+    /// [`Engine::backup_meta`] of the complete backup `name` whose id is `id`
+    /// (a listed one), kept after the first read when without `detail`: a
+    /// complete backup's meta never changes, and a backup made again under
+    /// the name has another id.
+    pub async fn listed_backup_meta(
+        &self,
+        name: &str,
+        id: &str,
+        detail: bool,
+    ) -> Result<Option<BackupInfo>> {
+        if !detail
+            && let Some(info) = self.metas.lock().expect("metas").get(name)
+            && info.id == id
+        {
+            return Ok(Some(info.as_ref().clone()));
+        }
+        let info = self.backup_meta(name, detail).await?;
+        if let Some(i) = &info
+            && !detail
+            && i.id == id
+        {
+            let mut metas = self.metas.lock().expect("metas");
+            // Bounded: names of deleted backups are not pruned one by one.
+            if metas.len() >= MAX_KEPT_METAS {
+                metas.clear();
+            }
+            metas.insert(name.to_string(), std::sync::Arc::new(i.clone()));
+        }
+        Ok(info)
     }
 
     /// Starts a delete of backup `name` as a job and returns its snapshots.

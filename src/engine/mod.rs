@@ -60,6 +60,9 @@ pub struct Engine {
     summaries: Mutex<HashMap<String, BackupSnapshot>>,
     /// The shared backup records ListBackups has seen finished (key@ETag).
     finished_records: Mutex<HashSet<String>>,
+    /// The Go-tool meta (without partitions) of complete backups REST listed,
+    /// by name.
+    metas: Mutex<HashMap<String, Arc<BackupInfo>>>,
     /// The backup policies in the backup storage.
     policies: PolicyStore,
     /// What the scheduler knows of the slots.
@@ -119,6 +122,7 @@ impl Engine {
             deletes: Runner::new(pool.clone()),
             pool,
             summaries: Mutex::default(),
+            metas: Mutex::default(),
             finished_records: Mutex::default(),
             policies,
             slots: Mutex::default(),
