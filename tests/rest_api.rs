@@ -179,13 +179,14 @@ async fn the_go_tool_guide_works_unchanged() {
     ]);
     assert_eq!(deleted["code"], 0, "{deleted}");
     let again = format!(r#"{{"backup_name":"{name}","collection_names":["hello_milvus"]}}"#);
+    let create = format!("{base}/api/v1/create");
     let (_, made) = call(&[
-        "--request",
+        "-X",
         "POST",
-        &format!("{base}/api/v1/create"),
-        "--header",
+        &create,
+        "-H",
         "Content-Type: application/json",
-        "--data-raw",
+        "-d",
         &again,
     ]);
     assert_eq!(made["code"], 0, "{made}");
