@@ -111,34 +111,14 @@ pub async fn collect(
     info.backup_timestamp = flush.flush_ts;
     info.backup_physical_timestamp = flush.flush_ts >> 18;
 
-    // The segments and one paginated LIST per kind for the whole collection
-    // (not two per segment), all at once; kept only for the flushed segments.
-    let insert_dir = ctx.milvus_layout.collection_dir(LogKind::Insert, desc.id);
-    let delta_dir = ctx.milvus_layout.collection_dir(LogKind::Delta, desc.id);
-    let (segments, inserts, deltas) = tokio::try_join!(
+    let (segments, mut by_dir) = tokio::try_join!(
         milvus.persistent_segments(coll.db(), coll.name()),
-        ctx.milvus_store.list(&insert_dir),
-        ctx.milvus_store.list(&delta_dir),
+        binlogs_by_segment(ctx, desc.id),
     )?;
     let flushed: Vec<_> = segments
         .iter()
         .filter(|s| s.state == SEGMENT_STATE_FLUSHED)
         .collect();
-    let mut by_dir = BTreeMap::<String, Vec<ObjectInfo>>::new();
-    for (dir, listed) in [(insert_dir, inserts), (delta_dir, deltas)] {
-        for o in listed {
-            // `{dir}{partition}/{segment}/...`: grouped by the segment's folder.
-            let mut parts = o.key[dir.len()..].splitn(3, '/');
-            let (Some(part), Some(seg), Some(_)) = (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            by_dir
-                .entry(format!("{dir}{part}/{seg}/"))
-                .or_default()
-                .push(o);
-        }
-    }
     let listed: Vec<_> = flushed
         .iter()
         .map(|seg| segment_backup(ctx, seg, version.is_l0_segment(seg.level), &mut by_dir))
@@ -172,6 +152,37 @@ pub async fn collect(
     info.l0_segments.sort_by_key(|s| s.segment_id);
     info.size += info.partition_backups.iter().map(|p| p.size).sum::<i64>();
     Ok(CollectedCollection { info, objects })
+}
+
+/// The insert and delta binlogs of collection `id`, by segment folder
+/// (`{kind}/{collection}/{partition}/{segment}/`): one paginated LIST per
+/// kind for the whole collection (not two per segment), both at once.
+pub async fn binlogs_by_segment(
+    ctx: &Context,
+    id: i64,
+) -> Result<BTreeMap<String, Vec<ObjectInfo>>> {
+    let insert_dir = ctx.milvus_layout.collection_dir(LogKind::Insert, id);
+    let delta_dir = ctx.milvus_layout.collection_dir(LogKind::Delta, id);
+    let (inserts, deltas) = tokio::try_join!(
+        ctx.milvus_store.list(&insert_dir),
+        ctx.milvus_store.list(&delta_dir),
+    )?;
+    let mut by_dir = BTreeMap::<String, Vec<ObjectInfo>>::new();
+    for (dir, listed) in [(insert_dir, inserts), (delta_dir, deltas)] {
+        for o in listed {
+            // `{dir}{partition}/{segment}/...`: grouped by the segment's folder.
+            let mut parts = o.key[dir.len()..].splitn(3, '/');
+            let (Some(part), Some(seg), Some(_)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            by_dir
+                .entry(format!("{dir}{part}/{seg}/"))
+                .or_default()
+                .push(o);
+        }
+    }
+    Ok(by_dir)
 }
 
 /// Collections flushed by one request.

@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use super::collect::binlogs_by_segment;
 use crate::context::Context;
 use crate::error::Result;
 use crate::meta::LogKind;
@@ -121,37 +122,32 @@ async fn flushed_objects(
         .milvus
         .persistent_segments(coll.db(), coll.name())
         .await?;
-    let flushed: HashMap<(i64, i64), i64> = segments
+    let flushed: Vec<_> = segments
         .iter()
         .filter(|s| s.state == SEGMENT_STATE_FLUSHED && !version.is_l0_segment(s.level))
-        .map(|s| ((s.partition_id, s.id), s.collection_id))
         .collect();
-    let Some(&collection_id) = flushed.values().next() else {
+    let Some(first) = flushed.first() else {
         return Ok(Vec::new());
     };
+    let mut by_dir = binlogs_by_segment(ctx, first.collection_id).await?;
     let layout = ctx.catalog.layout();
     let mut tasks = Vec::new();
-    for kind in [LogKind::Insert, LogKind::Delta] {
-        let dir = ctx.milvus_layout.collection_dir(kind, collection_id);
-        for o in ctx.milvus_store.list(&dir).await? {
-            // `{dir}{partition}/{segment}/...`
-            let mut parts = o.key[dir.len()..].splitn(3, '/');
-            let (Some(Ok(part)), Some(Ok(seg))) = (
-                parts.next().map(str::parse::<i64>),
-                parts.next().map(str::parse::<i64>),
-            ) else {
-                continue;
-            };
-            if !flushed.contains_key(&(part, seg)) {
-                continue;
-            }
-            if let Some(dst_key) = layout.backup_key(name, &ctx.milvus_layout, &o.key, Some(seg)) {
-                tasks.push(CopyTask {
-                    src_key: o.key,
-                    dst_key,
-                    size: o.size,
-                    owner: 0,
-                });
+    for seg in flushed {
+        for kind in [LogKind::Insert, LogKind::Delta] {
+            let dir =
+                ctx.milvus_layout
+                    .segment_dir(kind, seg.collection_id, seg.partition_id, seg.id);
+            for o in by_dir.remove(&dir).unwrap_or_default() {
+                if let Some(dst_key) =
+                    layout.backup_key(name, &ctx.milvus_layout, &o.key, Some(seg.id))
+                {
+                    tasks.push(CopyTask {
+                        src_key: o.key,
+                        dst_key,
+                        size: o.size,
+                        owner: 0,
+                    });
+                }
             }
         }
     }

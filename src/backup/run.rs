@@ -180,26 +180,27 @@ pub async fn run(
                 .backup_key(req.name(), &ctx.milvus_layout, &o.key, *group)
                 .ok_or_else(|| Error::Internal(format!("unexpected binlog key {}", o.key)))?;
             let rel = &dst_key[backup_prefix.len()..];
-            let have = present
-                .get(&dst_key)
-                .and_then(|h| super::resume::kept(h, rel, o.size, o.etag.as_deref()));
+            // Copied already: by the early copy, or by a dead server (resumed).
+            let have = early
+                .made(&dst_key, o)
+                .map(|copied| ManifestEntry {
+                    key: rel.to_string(),
+                    size: o.size,
+                    crc32c: copied.crc32c,
+                    etag: copied.etag.clone().unwrap_or_default(),
+                    home: String::new(),
+                })
+                .or_else(|| {
+                    present
+                        .get(&dst_key)
+                        .and_then(|h| super::resume::kept(h, rel, o.size, o.etag.as_deref()))
+                });
             named.insert(dst_key.clone());
             match reusable.get(rel) {
                 Some(e)
                     if holds.contains_key(&e.home) && e.same_object(o.size, o.etag.as_deref()) =>
                 {
                     reused.push(e.clone());
-                }
-                _ if early.made(&dst_key, o).is_some() => {
-                    let copied = early.made(&dst_key, o).expect("made early");
-                    planned.insert(dst_key.clone());
-                    kept.push(ManifestEntry {
-                        key: rel.to_string(),
-                        size: o.size,
-                        crc32c: copied.crc32c,
-                        etag: copied.etag.clone().unwrap_or_default(),
-                        home: String::new(),
-                    });
                 }
                 _ if have.is_some() => {
                     planned.insert(dst_key.clone());
