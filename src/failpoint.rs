@@ -8,7 +8,9 @@
 //! (imports started, not awaited), `restore.swap.before_drop`,
 //! `restore.swap.dropped` (dropped, not yet recorded), `restore.swap.after_drop`,
 //! `restore.swap.renamed` (renamed, not yet recorded), `restore.swap.after_rename`,
-//! `backup.described` (every collection described; the early copy runs on),
+//! `backup.describing` (a full backup flushed, nothing described yet; the
+//! early copy runs on), `backup.described` (every collection described; the
+//! copies run on),
 //! `backup.meta.before_backup_meta`, `backup.meta.before_full_meta`,
 //! `backup.incremental.bases_held` (an incremental backup holds the backups it
 //! reuses), `delete.planned` (what to keep is known), `delete.after_commit_point`

@@ -207,8 +207,9 @@ async fn ctrl_c_cancels_a_cli_restore_and_removes_what_it_made() {
 }
 
 /// A full backup copies what Milvus has flushed already while the flush
-/// passes, in a folder it claimed first (a partial plan). Its owner is
-/// SIGKILLed there, with binlogs copied and nothing described in the plan:
+/// passes, in a folder it claimed first (a partial plan), and says that its
+/// totals may still grow. Its owner is SIGKILLed there, with binlogs copied
+/// and nothing described in the plan:
 /// another replica resumes it under the same id, describes the collection
 /// anew, keeps the copies whose MD5 ETag equals the source's, and the backup
 /// verifies and restores row for row.
@@ -219,7 +220,7 @@ async fn a_backup_killed_during_its_early_copy_is_resumed_from_the_claimed_folde
     let (spec, rows) = source(&m, "early_src").await;
     let root = common::unique("early_root");
     let mut owner =
-        Proc::start_rooted_paused(&cfg, "eowner", &root, "", Some("backup.described")).await;
+        Proc::start_rooted_paused(&cfg, "eowner", &root, "", Some("backup.describing")).await;
     let b = Proc::start_rooted(&cfg, "etaker", &root, "").await;
     let name = common::unique("early_b");
     let mut stream = owner
@@ -231,20 +232,32 @@ async fn a_backup_killed_during_its_early_copy_is_resumed_from_the_claimed_folde
         .into_inner();
     let id = stream.message().await.unwrap().unwrap().backup.unwrap().id;
     owner.wait_paused(Duration::from_secs(60)).await;
-    // Paused after the description; the early copy runs on until it is done.
-    let store = common::process::rooted_bucket(&cfg);
-    let binlogs = format!("{root}/{name}/binlogs/");
-    let mut copied = Vec::new();
+    // Paused before any description; the early copy runs on until it is done.
+    let mut on_owner = owner.client.clone();
+    let mut seen = flows::get_backup(&mut on_owner, &name).await;
     for _ in 0..100 {
-        copied = store.list(&binlogs).await.unwrap();
-        if !copied.is_empty() {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            copied = store.list(&binlogs).await.unwrap();
+        let p = seen.progress.unwrap();
+        if p.files_done > 0 && p.files_done == p.files_total {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+        seen = flows::get_backup(&mut on_owner, &name).await;
     }
-    assert!(!copied.is_empty(), "the early copy copied binlogs");
+    let p = seen.progress.unwrap();
+    assert_eq!(seen.state, pb::JobState::Running as i32, "{seen:?}");
+    assert!(p.files_done > 0 && p.files_done == p.files_total, "{p:?}");
+    assert!(p.totals_growing, "nothing is described yet: {p:?}");
+    assert_eq!(p.collections_done, 0, "{p:?}");
+    let store = common::process::rooted_bucket(&cfg);
+    let copied = store
+        .list(&format!("{root}/{name}/binlogs/"))
+        .await
+        .unwrap();
+    assert_eq!(
+        copied.len() as u64,
+        p.files_done,
+        "every early copy is counted"
+    );
     let plan: serde_json::Value = serde_json::from_slice(
         &store
             .read(&format!("{root}/{name}/resume-plan.json"))
@@ -260,6 +273,9 @@ async fn a_backup_killed_during_its_early_copy_is_resumed_from_the_claimed_folde
     let end = flows::watch_backup_to_end(&mut on_b, &name, Duration::from_secs(120)).await;
     assert_eq!(end.state, pb::JobState::Succeeded as i32, "{end:?}");
     assert_eq!(end.id, id, "the same job, resumed");
+    let p = end.progress.unwrap();
+    assert!(!p.totals_growing, "{p:?}");
+    assert_eq!((p.bytes_done, p.files_done), (p.bytes_total, p.files_total));
     flows::assert_verifies(&mut on_b, &name, "resumed from its early copy").await;
     assert!(
         store
@@ -277,9 +293,9 @@ async fn a_backup_killed_during_its_early_copy_is_resumed_from_the_claimed_folde
     figures::publish(
         "a_backup_killed_during_its_early_copy_is_resumed_from_the_claimed_folder",
         &[format!(
-            "owner SIGKILLed after its early copy of {} binlogs (plan partial); the other \
-             replica resumed it under the same id, copied {copied_after} bytes, verified, \
-             restored {} rows equal",
+            "owner SIGKILLed after its early copy of {} binlogs, counted while its totals \
+             were growing (plan partial); the other replica resumed it under the same id, \
+             copied {copied_after} bytes, verified, restored {} rows equal",
             copied.len(),
             now.len()
         )],

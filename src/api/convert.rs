@@ -91,6 +91,7 @@ fn progress(p: &Progress, s: JobState) -> pb::Progress {
         files_total: p.files_total,
         collections_done: p.collections_done,
         collections_total: p.collections_total,
+        totals_growing: p.totals_growing,
     }
 }
 

@@ -203,6 +203,7 @@ pub async fn flush_all(ctx: &Context, collections: &[CollectionRef]) -> Result<V
                 .map(|&i| collections[i].name().to_string())
                 .collect();
             let flushed = ctx.milvus.flush_many(db, &names).await?;
+            tracing::debug!(db, collections = names.len(), "flushed");
             for (&i, f) in batch.iter().zip(flushed) {
                 out[i] = f;
             }
@@ -224,6 +225,7 @@ async fn wait_flushed(
     // read), then back off.
     let started = Instant::now();
     let mut pause = Duration::from_millis(25);
+    let mut polls = 0u32;
     while !milvus.is_flushed(coll.db(), coll.name(), &flush).await? {
         if Instant::now() > deadline {
             return Err(Error::milvus(
@@ -236,10 +238,12 @@ async fn wait_flushed(
             ));
         }
         tokio::time::sleep(pause).await;
+        polls += 1;
         if started.elapsed() > Duration::from_secs(1) {
             pause = (pause * 3 / 2).min(ctx.timing.poll_interval.min(Duration::from_secs(2)));
         }
     }
+    tracing::debug!(collection = %coll, polls, waited_ms = started.elapsed().as_millis() as u64, "flush point passed");
     Ok(flush)
 }
 

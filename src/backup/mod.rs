@@ -3,6 +3,7 @@
 mod collect;
 mod early;
 mod job;
+mod pipeline;
 mod resume;
 mod reuse;
 mod run;

@@ -1,23 +1,20 @@
 //! One backup job, from the flush to the meta.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::StreamExt;
 
-use tokio_util::sync::CancellationToken;
-
-use super::early::{self, EarlyCopies};
 use crate::backup::collect::{CollectedCollection, collect, flush_all, unix_millis, unix_seconds};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::jobs::{BackupSnapshot, JobHandle, JobState, Reuse};
+use crate::jobs::{BackupSnapshot, JobHandle, JobState, Lease, Reuse};
 use crate::meta::manifest::{Manifest, ManifestEntry};
 use crate::meta::model::{BACKUP_SUCCESS, BackupInfo, IncrementalInfo};
 use crate::meta::summary::{snapshot_of, summary_of};
-use crate::model::BackupRequest;
-use crate::model::CollectionRef;
-use crate::storage::CopyTask;
+use crate::milvus::MilvusVersion;
+use crate::model::{BackupRequest, CollectionRef};
+use crate::storage::{CopyTask, ObjectInfo};
 
 /// Backs up `collections`, publishing progress on `job`. Writes the meta last:
 /// until it is written the backup is not listed as complete.
@@ -63,82 +60,199 @@ pub async fn run(
     let version = ctx.milvus.version().await?;
     job.update(|s| s.milvus_version = version.to_string());
     let incremental = req.incremental().unwrap_or(ctx.incremental_by_default);
-
-    let publish = |c: &CollectedCollection| {
-        let summary = summary_of(&c.info);
-        job.update(|s| {
-            s.progress.bytes_total += c.objects.iter().map(|(o, _)| o.size).sum::<u64>();
-            s.progress.files_total += c.objects.len() as u64;
-            s.collections.push(summary);
-        });
+    // A resumed job keeps what its dead server copied already.
+    let present = match resumed {
+        true => Some(super::resume::present(ctx, req.name()).await?),
+        false => None,
     };
-    let mut collected: Vec<CollectedCollection>;
-    let early: EarlyCopies;
-    let from_plan = planned.is_some();
-    if let Some(plan) = planned {
-        job.update(|s| s.progress.collections_total = plan.len() as u32);
-        plan.iter().for_each(publish);
-        collected = plan;
-        early = EarlyCopies::default();
-    } else {
-        // Flush every collection first, in as few requests as Milvus takes:
-        // their flush points pass together. Then describe and list each (a
-        // few at once), so the totals are known before the first byte moves.
-        // (A Vec of futures, not a closure in the stream: keeps the job's future `Send`.)
-        let flushes = match req.meta_only() {
-            true => vec![None; collections.len()],
-            false => flush_all(ctx, collections)
-                .await?
-                .into_iter()
-                .map(Some)
-                .collect(),
-        };
-        let describe: Vec<_> = collections
-            .iter()
-            .zip(flushes)
-            .map(|(coll, flush)| collect(ctx, coll, flush, version))
-            .collect();
-        // Meanwhile, a full backup copies what is flushed already. The folder
-        // is claimed first, so that a server taking the job over resumes it.
-        let copy_early = !req.meta_only() && !incremental && !ctx.copier.is_capped();
-        let described = CancellationToken::new();
-        let describing = async {
-            let mut describing = futures::stream::iter(describe).buffered(ctx.collections_at_once);
-            let mut out = Vec::with_capacity(collections.len());
-            while let Some(c) = describing.next().await {
-                let c = c?;
-                publish(&c);
-                out.push(c);
-            }
-            crate::failpoint::pause_at("backup.described").await;
-            described.cancel();
-            Ok::<_, Error>(out)
-        };
-        // Only the first few: the flush points of all pass on the same tick,
-        // so later collections need no wait to hide, only more requests.
-        let first = &collections[..collections.len().min(ctx.collections_at_once)];
-        let copying = async {
-            if !copy_early {
-                return Ok(EarlyCopies::default());
-            }
-            if !resumed {
-                super::resume::claim(ctx, req.name(), &job_id, started_ms).await?;
-            }
-            Ok(early::copy_flushed(ctx, req.name(), first, version, described.clone()).await)
-        };
-        let (described, copied) = tokio::try_join!(describing, copying)?;
-        collected = described;
-        early = copied;
-        super::resume::save_plan(ctx, req.name(), &job_id, started_ms, &collected).await?;
-    }
-    let listed: usize = collected.iter().map(|c| c.objects.len()).sum();
     let mut phase = Phases::new(job, req.name().as_str(), started);
-    phase.end(match from_plan {
-        true => "read the plan",
-        false if early.count() > 0 => "describe, flush and list (copying what was flushed)",
-        false => "describe, flush and list",
-    });
+    let streams = planned.is_none() && !req.meta_only() && !incremental;
+    let (mut collected, copied) = if streams {
+        let s = super::pipeline::describe_and_copy(
+            ctx,
+            req,
+            collections,
+            version,
+            job,
+            present.as_ref(),
+            started_ms,
+            &mut phase,
+        )
+        .await?;
+        phase.end("copy");
+        let copied = CopiedObjects {
+            objects: s.objects,
+            ..Default::default()
+        };
+        (s.collected, copied)
+    } else {
+        let publish = |c: &CollectedCollection| {
+            let summary = summary_of(&c.info);
+            job.update(|s| {
+                s.progress.bytes_total += c.objects.iter().map(|(o, _)| o.size).sum::<u64>();
+                s.progress.files_total += c.objects.len() as u64;
+                s.collections.push(summary);
+            });
+        };
+        let collected = match planned {
+            Some(plan) => {
+                job.update(|s| s.progress.collections_total = plan.len() as u32);
+                plan.iter().for_each(publish);
+                phase.end("read the plan");
+                plan
+            }
+            None => {
+                let collected = describe_all(ctx, req, collections, version, publish).await?;
+                let job_id = job.snapshot().id;
+                super::resume::save_plan(ctx, req.name(), &job_id, started_ms, &collected).await?;
+                phase.end("describe, flush and list");
+                collected
+            }
+        };
+        let copied = copy_planned(
+            ctx,
+            req,
+            &collected,
+            incremental,
+            present.as_ref(),
+            job,
+            &mut phase,
+        )
+        .await?;
+        (collected, copied)
+    };
+    let CopiedObjects {
+        mut objects,
+        reuse,
+        holds,
+    } = copied;
+    let objects_listed: usize = collected.iter().map(|c| c.objects.len()).sum();
+    for c in &mut collected {
+        c.info.state_code = BACKUP_SUCCESS;
+        c.info.progress = 100;
+        c.info.end_time = unix_seconds();
+    }
 
+    let collection_backups: Vec<_> = collected.into_iter().map(|c| c.info).collect();
+    let size = collection_backups.iter().map(|c| c.size).sum::<i64>();
+    let info = BackupInfo {
+        id: job.snapshot().id,
+        state_code: BACKUP_SUCCESS,
+        start_time: started_ms,
+        end_time: unix_millis(),
+        progress: 100,
+        name: req.name().to_string(),
+        backup_timestamp: started_ms as u64,
+        collection_backups,
+        size,
+        milvus_version: version.to_string(),
+        incremental: reuse.map(|r| IncrementalInfo {
+            based_on: r.based_on,
+            reused_files: r.files,
+            reused_bytes: r.bytes,
+        }),
+        ..Default::default()
+    };
+    // The objects reused must still be there: a base whose hold was lost
+    // may be being deleted.
+    if let Some((base, _)) = holds.iter().find(|(_, l)| l.lost().is_cancelled()) {
+        return Err(Error::Aborted(format!(
+            "incremental backup {} lost its hold on base backup {base:?}; it is not completed",
+            req.name()
+        )));
+    }
+    objects.sort_by(|a, b| a.key.cmp(&b.key));
+    ctx.catalog
+        .write(
+            &info,
+            &Manifest {
+                version: 1,
+                objects,
+            },
+        )
+        .await?;
+    // Complete: its meta names what it references, and a delete of a base keeps it.
+    crate::jobs::lease::release_all(holds.into_values().collect()).await;
+    // Listed fast from now on; a backup without its entry is still listed.
+    let publish = async {
+        if let Err(e) = ctx.catalog.publish(&snapshot_of(&info)).await {
+            tracing::warn!(backup = %req.name(), error = %e, "cannot add the backup to the catalog index");
+        }
+    };
+    tokio::join!(super::resume::drop_plan(ctx, req.name()), publish);
+    phase.end("meta");
+    job.update(|s| s.size_bytes = size.max(0) as u64);
+    tracing::info!(
+        backup = %req.name(),
+        collections = collections.len(),
+        objects = objects_listed,
+        seconds = started.elapsed().as_secs_f64(),
+        phases = %phase,
+        "backed up"
+    );
+    Ok(())
+}
+
+/// What the copy phase leaves for the meta: every object the backup
+/// holds, what it reuses, and its holds on the backups it reuses from.
+#[derive(Default)]
+struct CopiedObjects {
+    objects: Vec<ManifestEntry>,
+    reuse: Option<Reuse>,
+    holds: BTreeMap<String, Lease>,
+}
+
+/// Flushes and describes every collection (a few at once) before anything is
+/// copied: for an incremental backup, which chooses what to reuse from the
+/// whole, and for a backup of the meta only.
+async fn describe_all(
+    ctx: &Context,
+    req: &BackupRequest,
+    collections: &[CollectionRef],
+    version: MilvusVersion,
+    publish: impl Fn(&CollectedCollection),
+) -> Result<Vec<CollectedCollection>> {
+    // Every collection is flushed first, in as few requests as Milvus takes:
+    // their flush points pass together.
+    let flushes = match req.meta_only() {
+        true => vec![None; collections.len()],
+        false => flush_all(ctx, collections)
+            .await?
+            .into_iter()
+            .map(Some)
+            .collect(),
+    };
+    // (A Vec of futures, not a closure in the stream: keeps the job's future `Send`.)
+    let describe: Vec<_> = collections
+        .iter()
+        .zip(flushes)
+        .map(|(coll, flush)| collect(ctx, coll, flush, version))
+        .collect();
+    let mut describing = futures::stream::iter(describe).buffered(ctx.collections_at_once);
+    let mut out = Vec::with_capacity(collections.len());
+    while let Some(c) = describing.next().await {
+        let c = c?;
+        publish(&c);
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// Copies the objects of `collected` that are neither reused (incremental)
+/// nor kept from `present` (a dead server's copies equal to their source),
+/// then removes the objects of the folder the plan does not name.
+async fn copy_planned(
+    ctx: &Context,
+    req: &BackupRequest,
+    collected: &[CollectedCollection],
+    incremental: bool,
+    present: Option<&HashMap<String, ObjectInfo>>,
+    job: &JobHandle<BackupSnapshot>,
+    phase: &mut Phases<'_>,
+) -> Result<CopiedObjects> {
+    let resumed = present.is_some();
+    let no_present = HashMap::new();
+    let present = present.unwrap_or(&no_present);
     // Then one stream of copies over all collections, so the copy bound stays
     // busy however the objects are spread.
     let layout = ctx.catalog.layout();
@@ -162,13 +276,7 @@ pub async fn run(
     } else {
         Default::default()
     };
-    // A resumed job keeps what its dead server copied already.
-    let present = match resumed {
-        true => super::resume::present(ctx, req.name()).await?,
-        false => Default::default(),
-    };
-    let mut planned = std::collections::HashSet::new();
-    let mut named = std::collections::HashSet::new();
+    let mut planned = HashSet::new();
     let mut kept = Vec::new();
     let mut tasks = Vec::new();
     let mut reused = Vec::new();
@@ -180,22 +288,10 @@ pub async fn run(
                 .backup_key(req.name(), &ctx.milvus_layout, &o.key, *group)
                 .ok_or_else(|| Error::Internal(format!("unexpected binlog key {}", o.key)))?;
             let rel = &dst_key[backup_prefix.len()..];
-            // Copied already: by the early copy, or by a dead server (resumed).
-            let have = early
-                .made(&dst_key, o)
-                .map(|copied| ManifestEntry {
-                    key: rel.to_string(),
-                    size: o.size,
-                    crc32c: copied.crc32c,
-                    etag: copied.etag.clone().unwrap_or_default(),
-                    home: String::new(),
-                })
-                .or_else(|| {
-                    present
-                        .get(&dst_key)
-                        .and_then(|h| super::resume::kept(h, rel, o.size, o.etag.as_deref()))
-                });
-            named.insert(dst_key.clone());
+            // Copied already by a dead server (resumed).
+            let have = present
+                .get(&dst_key)
+                .and_then(|h| super::resume::kept(h, rel, o.size, o.etag.as_deref()));
             match reusable.get(rel) {
                 Some(e)
                     if holds.contains_key(&e.home) && e.same_object(o.size, o.etag.as_deref()) =>
@@ -282,84 +378,22 @@ pub async fn run(
             e => e,
         })?;
     phase.end("copy");
-    let extras = super::resume::remove_extras(ctx, &present, &planned).await?;
+    let extras = super::resume::remove_extras(ctx, present, &planned).await?;
     if extras > 0 {
         tracing::info!(backup = %req.name(), objects = extras, "removed objects the resumed plan does not name");
-    }
-    let early_extras = early.extras(&named);
-    if !early_extras.is_empty() {
-        ctx.catalog.store().delete(&early_extras).await?;
-        tracing::info!(backup = %req.name(), objects = early_extras.len(), "removed early copies the plan does not name");
-    }
-    for c in &mut collected {
-        c.info.state_code = BACKUP_SUCCESS;
-        c.info.progress = 100;
-        c.info.end_time = unix_seconds();
-    }
-
-    let collection_backups: Vec<_> = collected.into_iter().map(|c| c.info).collect();
-    let size = collection_backups.iter().map(|c| c.size).sum::<i64>();
-    let info = BackupInfo {
-        id: job.snapshot().id,
-        state_code: BACKUP_SUCCESS,
-        start_time: started_ms,
-        end_time: unix_millis(),
-        progress: 100,
-        name: req.name().to_string(),
-        backup_timestamp: started_ms as u64,
-        collection_backups,
-        size,
-        milvus_version: version.to_string(),
-        incremental: reuse.map(|r| IncrementalInfo {
-            based_on: r.based_on,
-            reused_files: r.files,
-            reused_bytes: r.bytes,
-        }),
-        ..Default::default()
-    };
-    // The objects reused must still be there: a base whose hold was lost
-    // may be being deleted.
-    if let Some((base, _)) = holds.iter().find(|(_, l)| l.lost().is_cancelled()) {
-        return Err(Error::Aborted(format!(
-            "incremental backup {} lost its hold on base backup {base:?}; it is not completed",
-            req.name()
-        )));
     }
     let mut objects = manifest.into_inner().expect("manifest");
     objects.extend(reused);
     objects.extend(kept);
-    objects.sort_by(|a, b| a.key.cmp(&b.key));
-    ctx.catalog
-        .write(
-            &info,
-            &Manifest {
-                version: 1,
-                objects,
-            },
-        )
-        .await?;
-    // Complete: its meta names what it references, and a delete of a base keeps it.
-    crate::jobs::lease::release_all(holds.into_values().collect()).await;
-    super::resume::drop_plan(ctx, req.name()).await;
-    // Listed fast from now on; a backup without its entry is still listed.
-    if let Err(e) = ctx.catalog.publish(&snapshot_of(&info)).await {
-        tracing::warn!(backup = %req.name(), error = %e, "cannot add the backup to the catalog index");
-    }
-    phase.end("meta");
-    job.update(|s| s.size_bytes = size.max(0) as u64);
-    tracing::info!(
-        backup = %req.name(),
-        collections = collections.len(),
-        objects = listed,
-        seconds = started.elapsed().as_secs_f64(),
-        phases = %phase,
-        "backed up"
-    );
-    Ok(())
+    Ok(CopiedObjects {
+        objects,
+        reuse,
+        holds,
+    })
 }
 
 /// The wall-clock time of each phase of a job, published on it as each ends.
-struct Phases<'a> {
+pub struct Phases<'a> {
     job: &'a JobHandle<BackupSnapshot>,
     backup: &'a str,
     since: std::time::Instant,
@@ -379,7 +413,7 @@ impl<'a> Phases<'a> {
     }
 
     /// Ends the phase `name`; the next one starts now.
-    fn end(&mut self, name: &str) {
+    pub fn end(&mut self, name: &str) {
         let ms = self.since.elapsed().as_millis() as u64;
         self.since = std::time::Instant::now();
         let seconds = ms as f64 / 1000.0;

@@ -140,6 +140,9 @@ pub struct Progress {
     pub files_total: u64,
     pub collections_done: u32,
     pub collections_total: u32,
+    /// The job is still finding what to do: the totals may grow.
+    #[serde(default)]
+    pub totals_growing: bool,
 }
 
 impl Progress {

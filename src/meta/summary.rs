@@ -61,6 +61,7 @@ pub fn snapshot_of(info: &BackupInfo) -> BackupSnapshot {
             files_total: files,
             collections_done: info.collection_backups.len() as u32,
             collections_total: info.collection_backups.len() as u32,
+            totals_growing: false,
         },
         size_bytes: size,
         milvus_version: info.milvus_version.clone(),

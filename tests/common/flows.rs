@@ -58,8 +58,22 @@ pub async fn last_snapshot<T: Snapshot>(stream: Streaming<T>) -> Result<Option<T
 }
 
 /// The last snapshot of a CreateBackup or WatchBackup stream (any state).
-pub async fn last_backup<T: Snapshot<Job = pb::Backup>>(stream: Streaming<T>) -> pb::Backup {
-    last_snapshot(stream).await.unwrap().expect("a snapshot")
+/// Every snapshot on the way is checked: never more done than the totals
+/// say, even while they grow (a full backup copies while it describes).
+pub async fn last_backup<T: Snapshot<Job = pb::Backup>>(mut stream: Streaming<T>) -> pb::Backup {
+    let mut last = None;
+    while let Some(msg) = stream.message().await.unwrap() {
+        if let Some(b) = msg.job() {
+            if let Some(p) = &b.progress {
+                assert!(
+                    p.bytes_done <= p.bytes_total && p.files_done <= p.files_total,
+                    "more done than the totals: {p:?}"
+                );
+            }
+            last = Some(b);
+        }
+    }
+    last.expect("a snapshot")
 }
 
 /// The last snapshot of a Restore or WatchRestore stream (any state).
