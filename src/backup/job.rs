@@ -46,18 +46,22 @@ impl JobKind for BackupJob {
         // The first backup creates the backup bucket; the lease lives in it.
         ctx.catalog.store().ensure_bucket(true).await?;
         let name = req.name().as_str();
-        let lease = ctx.leases().hold_for_writing(name, &id, "create").await?;
         // Checked again under the lease: another process may have taken the
         // name between the plan and the lease.
         // A resumed job continues in the folder its dead server left, which
         // must not be complete.
-        let taken = match req.resumes() {
-            false => ctx.catalog.is_taken(name).await,
-            true => ctx.catalog.is_complete(name).await,
+        let taken = async {
+            match req.resumes() {
+                false => ctx.catalog.is_taken(name).await,
+                true => ctx.catalog.is_complete(name).await,
+            }
         };
-        if !matches!(taken, Ok(false)) {
+        let (lease, taken) = ctx
+            .leases()
+            .hold_for_writing_then(name, &id, "create", taken)
+            .await?;
+        if taken {
             lease.release().await;
-            taken?;
             return Err(Error::already_exists("backup", name));
         }
         let mut snapshot = BackupSnapshot::pending(id, name.to_string(), req.meta_only());

@@ -28,21 +28,37 @@ impl Leases {
     /// Holds backup `name` for job `job` that writes it; refused while
     /// another job writes or reads it.
     pub async fn hold_for_writing(&self, name: &str, job: &str, purpose: &str) -> Result<Lease> {
+        let (lease, ()) = self
+            .hold_for_writing_then(name, job, purpose, async { Ok(()) })
+            .await?;
+        Ok(lease)
+    }
+
+    /// [`Leases::hold_for_writing`], running `check` under the lease beside
+    /// the look for readers (a future starts only when polled: after the
+    /// lease is held). Either failing releases the lease.
+    pub async fn hold_for_writing_then<T>(
+        &self,
+        name: &str,
+        job: &str,
+        purpose: &str,
+        check: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<(Lease, T)> {
         let lease = self.acquire(&writer(name), job, purpose).await?;
-        match self.holders_under(&format!("reads/{name}")).await {
-            Ok(r) if r.is_empty() => Ok(lease),
-            Ok(r) => {
-                lease.release().await;
-                Err(Error::Aborted(format!(
+        let readers = format!("reads/{name}");
+        let (readers, checked) = tokio::join!(self.holders_under(&readers), check);
+        let refused = match (readers, checked) {
+            (Err(e), _) | (_, Err(e)) => e,
+            (Ok(r), Ok(t)) => match r.first() {
+                None => return Ok((lease, t)),
+                Some((_, held)) => Error::Aborted(format!(
                     "backup {name:?} is being read by job {} ({}); retry when it ends",
-                    r[0].1.job, r[0].1.purpose
-                )))
-            }
-            Err(e) => {
-                lease.release().await;
-                Err(e)
-            }
-        }
+                    held.job, held.purpose
+                )),
+            },
+        };
+        lease.release().await;
+        Err(refused)
     }
 
     /// Holds backup `name` for job `job` that reads it; refused while a job
