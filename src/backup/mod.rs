@@ -3,6 +3,7 @@
 mod collect;
 mod early;
 mod job;
+mod phases;
 mod pipeline;
 mod resume;
 mod reuse;

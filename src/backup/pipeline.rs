@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::collect::{CollectedCollection, collect, flush_all};
 use super::early::flushed_binlogs;
+use super::phases::Phases;
 use super::resume;
-use super::run::Phases;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, CollectionSummary, JobHandle};
