@@ -1,7 +1,7 @@
 //! Named pause points for the crash tests: when `MILVUS_BACKUP_FAILPOINTS`
 //! (a comma-separated list) names a point, a job that reaches it logs
 //! "failpoint reached" and waits there for good, so that a test can SIGKILL the
-//! process at exactly that step. Unset (always, outside tests) it costs one
+//! process at exactly that step (or, as `point@PATH`, until PATH exists). Unset (always, outside tests) it costs one
 //! environment lookup per point.
 //!
 //! The points: `restore.importing` and `restore.importing:{db}.{coll}`
@@ -17,13 +17,29 @@
 //! (the backup is no longer complete; its objects are still there),
 //! `verify.started`.
 
-/// Pauses forever at `name` when the environment asks for it.
+/// Pauses at `name` when the environment asks for it: for good, or, for
+/// `name@PATH`, until a file appears at PATH (a test that changes Milvus at
+/// that step, then lets the job go on).
 pub async fn pause_at(name: &str) {
     let Ok(list) = std::env::var("MILVUS_BACKUP_FAILPOINTS") else {
         return;
     };
-    if list.split(',').any(|p| p.trim() == name) {
+    for point in list.split(',').map(str::trim) {
+        let (point, until) = match point.split_once('@') {
+            Some((point, path)) => (point, Some(path)),
+            None => (point, None),
+        };
+        if point != name {
+            continue;
+        }
         tracing::warn!(failpoint = name, "failpoint reached; pausing here");
-        std::future::pending::<()>().await;
+        let Some(path) = until else {
+            return std::future::pending::<()>().await;
+        };
+        while !std::path::Path::new(path).exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        tracing::warn!(failpoint = name, "failpoint released");
+        return;
     }
 }

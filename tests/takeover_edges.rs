@@ -20,6 +20,7 @@ use common::data::{self, Spec};
 use common::flows;
 use common::process::Proc;
 use milvus_backup::api::proto as pb;
+use milvus_backup::milvus::proto::milvus as pb_milvus;
 use milvus_backup::milvus::rows::Row;
 use milvus_backup::milvus::{MilvusApi, MilvusClient};
 
@@ -302,6 +303,133 @@ async fn a_backup_killed_during_its_early_copy_is_resumed_from_the_claimed_folde
     );
     b.finish();
     owner.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    data::drop_if_exists(&m, &spec.db, &target).await;
+}
+
+/// A partition dropped while a full backup waits for its flush: its binlogs
+/// were copied early, no description names them, so they are removed before
+/// the meta, and taken out of the progress. The folder holds exactly what the
+/// manifest names; the backup verifies and restores the rows that remain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn early_copies_of_a_partition_dropped_meanwhile_are_removed() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("drop_src"));
+    data::create(&m, &spec).await;
+    data::create_partition(&m, &spec, "p1").await;
+    data::insert(&m, &spec, "", 0..200, 61).await;
+    data::insert(&m, &spec, "p1", 200..400, 61).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    data::index(&m, &spec.db, &spec.name).await;
+    let p1 = m
+        .list_partitions(&spec.db, &spec.name)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.name == "p1")
+        .unwrap()
+        .id;
+
+    let root = common::unique("drop_root");
+    let release = std::env::temp_dir().join(common::unique("release"));
+    let failpoint = format!("backup.describing@{}", release.display());
+    let owner = Proc::start_rooted_paused(&cfg, "downer", &root, "", Some(&failpoint)).await;
+    let name = common::unique("drop_b");
+    let mut on_owner = owner.client.clone();
+    let stream = on_owner
+        .create_backup(flows::backup_request(&name, &[&spec.name]))
+        .await
+        .unwrap()
+        .into_inner();
+    owner.wait_paused(Duration::from_secs(60)).await;
+    let mut seen = flows::get_backup(&mut on_owner, &name).await;
+    for _ in 0..100 {
+        let p = seen.progress.unwrap();
+        if p.files_done > 0 && p.files_done == p.files_total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen = flows::get_backup(&mut on_owner, &name).await;
+    }
+    let store = common::process::rooted_bucket(&cfg);
+    let folder = format!("{root}/{name}/");
+    let early = store.list(&format!("{folder}binlogs/")).await.unwrap();
+    let in_p1 = |key: &str| key.contains(&format!("/{p1}/"));
+    let early_p1 = early.iter().filter(|o| in_p1(&o.key)).count();
+    assert!(early_p1 > 0, "p1's binlogs were copied early: {early:?}");
+
+    let drop = pb_milvus::DropPartitionRequest {
+        db_name: spec.db.clone(),
+        collection_name: spec.name.clone(),
+        partition_name: "p1".into(),
+        ..Default::default()
+    };
+    let status = m
+        .raw()
+        .drop_partition(m.request(&spec.db, drop))
+        .await
+        .unwrap()
+        .into_inner();
+    milvus_backup::milvus::check_status("DropPartition", Some(&status)).unwrap();
+    std::fs::write(&release, b"").unwrap();
+
+    let end = flows::last_backup(stream).await;
+    assert_eq!(end.state, pb::JobState::Succeeded as i32, "{end:?}");
+    let p = end.progress.unwrap();
+    assert_eq!((p.bytes_done, p.files_done), (p.bytes_total, p.files_total));
+    assert!(!p.totals_growing, "{p:?}");
+    let kept: Vec<String> = store
+        .list(&format!("{folder}binlogs/"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key[folder.len()..].to_string())
+        .collect();
+    assert!(
+        !kept.iter().any(|k| in_p1(k)),
+        "p1's copies are removed: {kept:?}"
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &store
+            .read(&format!("{folder}meta/checksums.json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let mut named: Vec<String> = manifest["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["key"].as_str().unwrap().to_string())
+        .collect();
+    named.sort();
+    assert_eq!(
+        kept, named,
+        "the folder holds exactly what the manifest names"
+    );
+    assert_eq!(p.files_total as usize, named.len());
+    flows::assert_verifies(&mut on_owner, &name, "p1 dropped during the flush").await;
+
+    data::load(&m, &spec.db, &spec.name).await;
+    let rows = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
+    assert_eq!(rows.len(), 200, "the default partition's rows remain");
+    flows::restore(&mut on_owner, flows::restore_loaded_request(&name, "_dp")).await;
+    let target = format!("{}_dp", spec.name);
+    let now = data::rows(&m, &spec, &spec.db, &target, &[]).await;
+    data::assert_rows_equal("restored", &rows, &now);
+    figures::publish(
+        "early_copies_of_a_partition_dropped_meanwhile_are_removed",
+        &[format!(
+            "{} binlogs copied early, {early_p1} of them in p1; p1 dropped during the flush \
+             wait; {} objects kept, exactly the manifest; verified; restored {} rows equal",
+            early.len(),
+            kept.len(),
+            now.len()
+        )],
+    );
+    owner.finish();
+    let _ = std::fs::remove_file(&release);
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     data::drop_if_exists(&m, &spec.db, &target).await;
 }

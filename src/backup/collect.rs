@@ -1,7 +1,7 @@
 //! Reads one collection from Milvus: its description, partitions and indexes,
 //! and, after a flush, its segments and their binlogs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -119,6 +119,11 @@ pub async fn collect(
         .iter()
         .filter(|s| s.state == SEGMENT_STATE_FLUSHED)
         .collect();
+    let dropped = partitions_changed(ctx, coll, &mut info, &flushed, version).await?;
+    let flushed: Vec<_> = flushed
+        .into_iter()
+        .filter(|s| !dropped.contains(&s.partition_id))
+        .collect();
     let listed: Vec<_> = flushed
         .iter()
         .map(|seg| segment_backup(ctx, seg, version.is_l0_segment(seg.level), &mut by_dir))
@@ -152,6 +157,53 @@ pub async fn collect(
     info.l0_segments.sort_by_key(|s| s.segment_id);
     info.size += info.partition_backups.iter().map(|p| p.size).sum::<i64>();
     Ok(CollectedCollection { info, objects })
+}
+
+/// Segments in partitions the description does not name: a partition
+/// created since it was read is added to `info`; one dropped since (Milvus
+/// still reports its segments until it collects them) is left out of the
+/// backup, and the log says so. Returns the dropped partitions' ids.
+async fn partitions_changed(
+    ctx: &Context,
+    coll: &CollectionRef,
+    info: &mut CollectionBackupInfo,
+    flushed: &[&SegmentInfo],
+    version: MilvusVersion,
+) -> Result<BTreeSet<i64>> {
+    let unknown: BTreeSet<i64> = flushed
+        .iter()
+        .filter(|s| !(version.is_l0_segment(s.level) && s.partition_id == L0_ALL_PARTITIONS))
+        .map(|s| s.partition_id)
+        .filter(|id| !info.partition_backups.iter().any(|p| p.partition_id == *id))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(unknown);
+    }
+    let now = ctx.milvus.list_partitions(coll.db(), coll.name()).await?;
+    let mut dropped = BTreeSet::new();
+    for id in unknown {
+        match now.iter().find(|p| p.id == id) {
+            Some(p) => info.partition_backups.push(PartitionBackupInfo {
+                partition_id: p.id,
+                partition_name: p.name.clone(),
+                collection_id: info.collection_id,
+                load_state: info.load_state.clone(),
+                ..Default::default()
+            }),
+            None => {
+                dropped.insert(id);
+            }
+        }
+    }
+    if !dropped.is_empty() {
+        let segments = flushed
+            .iter()
+            .filter(|s| dropped.contains(&s.partition_id))
+            .count();
+        tracing::warn!(collection = %coll, partitions = ?dropped, segments,
+            "partitions dropped during the backup: their segments are not backed up");
+    }
+    Ok(dropped)
 }
 
 /// The insert and delta binlogs of collection `id`, by segment folder
