@@ -36,6 +36,34 @@ async fn source(m: &MilvusClient, tag: &str) -> (Spec, Vec<Row>) {
     (spec, rows)
 }
 
+/// Polls GetBackup of `name` (paused before its description) until its
+/// early copies are all made; its progress then.
+async fn early_copies_made(
+    client: &mut milvus_backup::api::proto::backup_service_client::BackupServiceClient<
+        tonic::transport::Channel,
+    >,
+    name: &str,
+) -> pb::Backup {
+    let mut seen = flows::get_backup(client, name).await;
+    for _ in 0..100 {
+        let p = seen.progress.unwrap();
+        if p.files_done > 0 && p.files_done == p.files_total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen = flows::get_backup(client, name).await;
+    }
+    seen
+}
+
+/// A JSON object of the backup storage.
+async fn read_json(
+    store: &dyn milvus_backup::storage::ObjectStore,
+    key: &str,
+) -> serde_json::Value {
+    serde_json::from_slice(&store.read(key).await.unwrap()).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cancel_sent_while_the_owner_is_dead_ends_the_restore_cancelled() {
     let cfg = common::config();
@@ -235,15 +263,7 @@ async fn a_backup_killed_during_its_early_copy_is_resumed_from_the_claimed_folde
     owner.wait_paused(Duration::from_secs(60)).await;
     // Paused before any description; the early copy runs on until it is done.
     let mut on_owner = owner.client.clone();
-    let mut seen = flows::get_backup(&mut on_owner, &name).await;
-    for _ in 0..100 {
-        let p = seen.progress.unwrap();
-        if p.files_done > 0 && p.files_done == p.files_total {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        seen = flows::get_backup(&mut on_owner, &name).await;
-    }
+    let seen = early_copies_made(&mut on_owner, &name).await;
     let p = seen.progress.unwrap();
     assert_eq!(seen.state, pb::JobState::Running as i32, "{seen:?}");
     assert!(p.files_done > 0 && p.files_done == p.files_total, "{p:?}");
@@ -259,13 +279,7 @@ async fn a_backup_killed_during_its_early_copy_is_resumed_from_the_claimed_folde
         p.files_done,
         "every early copy is counted"
     );
-    let plan: serde_json::Value = serde_json::from_slice(
-        &store
-            .read(&format!("{root}/{name}/resume-plan.json"))
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let plan = read_json(store.as_ref(), &format!("{root}/{name}/resume-plan.json")).await;
     assert_eq!(plan["partial"], true, "{plan}");
     assert_eq!(plan["job"], id.as_str(), "{plan}");
     owner.kill();
@@ -343,15 +357,7 @@ async fn early_copies_of_a_partition_dropped_meanwhile_are_removed() {
         .unwrap()
         .into_inner();
     owner.wait_paused(Duration::from_secs(60)).await;
-    let mut seen = flows::get_backup(&mut on_owner, &name).await;
-    for _ in 0..100 {
-        let p = seen.progress.unwrap();
-        if p.files_done > 0 && p.files_done == p.files_total {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        seen = flows::get_backup(&mut on_owner, &name).await;
-    }
+    early_copies_made(&mut on_owner, &name).await;
     let store = common::process::rooted_bucket(&cfg);
     let folder = format!("{root}/{name}/");
     let early = store.list(&format!("{folder}binlogs/")).await.unwrap();
@@ -390,13 +396,7 @@ async fn early_copies_of_a_partition_dropped_meanwhile_are_removed() {
         !kept.iter().any(|k| in_p1(k)),
         "p1's copies are removed: {kept:?}"
     );
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &store
-            .read(&format!("{folder}meta/checksums.json"))
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let manifest = read_json(store.as_ref(), &format!("{folder}meta/checksums.json")).await;
     let mut named: Vec<String> = manifest["objects"]
         .as_array()
         .unwrap()

@@ -155,7 +155,10 @@ pub async fn describe_and_copy(
         rx,
         |t, copied| track().copied(t, copied, job),
     );
-    let ((), collected, ()) = tokio::try_join!(early, describing, copying)?;
+    let ((), collected, ()) = tokio::try_join!(early, describing, copying).inspect_err(|_| {
+        // A failed job finds nothing more.
+        job.update(|s| s.progress.totals_growing = false);
+    })?;
 
     let (objects, mut extras) = tracker.into_inner().expect("backup tracker").finish(job)?;
     let named: HashSet<&str> = objects.iter().map(|e| e.key.as_str()).collect();
