@@ -23,7 +23,7 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 
 class Progress(_message.Message):
-    __slots__ = ("percent", "bytes_done", "bytes_total", "files_done", "files_total", "collections_done", "collections_total")
+    __slots__ = ("percent", "bytes_done", "bytes_total", "files_done", "files_total", "collections_done", "collections_total", "totals_growing")
     PERCENT_FIELD_NUMBER: _ClassVar[int]
     BYTES_DONE_FIELD_NUMBER: _ClassVar[int]
     BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,7 @@ class Progress(_message.Message):
     FILES_TOTAL_FIELD_NUMBER: _ClassVar[int]
     COLLECTIONS_DONE_FIELD_NUMBER: _ClassVar[int]
     COLLECTIONS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_GROWING_FIELD_NUMBER: _ClassVar[int]
     percent: int
     bytes_done: int
     bytes_total: int
@@ -38,7 +39,8 @@ class Progress(_message.Message):
     files_total: int
     collections_done: int
     collections_total: int
-    def __init__(self, percent: _Optional[int] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ..., files_done: _Optional[int] = ..., files_total: _Optional[int] = ..., collections_done: _Optional[int] = ..., collections_total: _Optional[int] = ...) -> None: ...
+    totals_growing: bool
+    def __init__(self, percent: _Optional[int] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ..., files_done: _Optional[int] = ..., files_total: _Optional[int] = ..., collections_done: _Optional[int] = ..., collections_total: _Optional[int] = ..., totals_growing: bool = ...) -> None: ...
 
 class BackupCollection(_message.Message):
     __slots__ = ("db_name", "collection_name", "collection_id", "row_count", "size_bytes", "partition_count", "segment_count", "backup_timestamp")
