@@ -538,7 +538,6 @@ def write_report(f):
     for key, what in [("same", "same endpoint, both big collections"), ("small100", "100 small collections"),
                       ("stream", "streaming to local disk, both big collections")]:
         if f"{key}_phases" in f:
-            # The first phase's name says whether an early copy ran in it.
             ph = {("describe, flush and list" if p.startswith("describe") else p): v
                   for p, v in f[f"{key}_phases"].items()}
             cells = [f"{ph[p]:.2f} s" if p in ph else "" for p in PHASES]

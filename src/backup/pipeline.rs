@@ -138,7 +138,8 @@ pub async fn describe_and_copy(
         job.update(|s| s.progress.totals_growing = false);
         described.cancel();
         drop(tx);
-        phase.end("describe, flush and list (copying meanwhile)");
+        // (The copies made meanwhile are in this phase.)
+        phase.end("describe, flush and list");
         crate::failpoint::pause_at("backup.described").await;
         // From here a server taking the job over follows this description
         // (when nothing is left to copy, the meta comes next: a taker
