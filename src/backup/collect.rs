@@ -29,6 +29,22 @@ pub struct CollectedCollection {
     pub objects: Vec<(ObjectInfo, Option<i64>)>,
 }
 
+impl CollectedCollection {
+    /// Each object with the key it has in backup `name`'s folder.
+    pub fn destinations(&self, ctx: &Context, name: &str) -> Result<Vec<(String, &ObjectInfo)>> {
+        let layout = ctx.catalog.layout();
+        self.objects
+            .iter()
+            .map(|(o, group)| {
+                layout
+                    .backup_key(name, &ctx.milvus_layout, &o.key, *group)
+                    .map(|k| (k, o))
+                    .ok_or_else(|| Error::Internal(format!("unexpected binlog key {}", o.key)))
+            })
+            .collect()
+    }
+}
+
 /// Describes `coll` and, when it was flushed (`flush`, none for a backup of
 /// the meta only), waits for the flush and lists its binlogs.
 pub async fn collect(

@@ -114,16 +114,7 @@ pub async fn describe_and_copy(
         let mut out = Vec::with_capacity(collections.len());
         while let Some(c) = describing.next().await {
             let c = c?;
-            let objects = c
-                .objects
-                .iter()
-                .map(|(o, group)| {
-                    layout
-                        .backup_key(name, &ctx.milvus_layout, &o.key, *group)
-                        .map(|k| (k, o))
-                        .ok_or_else(|| Error::Internal(format!("unexpected binlog key {}", o.key)))
-                })
-                .collect::<Result<_>>()?;
+            let objects = c.destinations(ctx, name)?;
             for task in track().describe(objects, summary_of(&c.info), present, job)? {
                 tx.unbounded_send(task)
                     .map_err(|_| Error::Internal("the copies ended early".into()))?;

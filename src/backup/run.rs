@@ -284,10 +284,7 @@ async fn copy_planned(
     let mut remaining = Vec::with_capacity(collected.len());
     for (i, c) in collected.iter().enumerate() {
         let mut to_copy = 0;
-        for (o, group) in &c.objects {
-            let dst_key = layout
-                .backup_key(req.name(), &ctx.milvus_layout, &o.key, *group)
-                .ok_or_else(|| Error::Internal(format!("unexpected binlog key {}", o.key)))?;
+        for (dst_key, o) in c.destinations(ctx, req.name())? {
             let rel = &dst_key[backup_prefix.len()..];
             // Copied already by a dead server (resumed).
             let have = present
