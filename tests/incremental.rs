@@ -376,3 +376,89 @@ async fn deletes_racing_incremental_backups_and_killed_deletes_leave_every_backu
     creator.finish();
     hello::drop_if_exists(&m, "default", &coll).await;
 }
+
+/// Reuse follows a collection's id, not its name, and does not need the
+/// catalog index: after a rename, an incremental backup of the new name
+/// reuses every object of a full backup taken under the old name, even with
+/// that backup's index entry gone (as for a backup copied in by hand). A
+/// backup of another collection is among them and is not reused from. A
+/// damaged shared object is named by the verify of each backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_incremental_backup_after_a_rename_reuses_by_collection_id_without_the_index() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client.clone();
+    let store = server.ctx.catalog.store().clone();
+
+    let coll = common::unique("incr_ren");
+    let other = common::unique("incr_other");
+    hello::create(&m, &coll, 1000, 2, 21).await;
+    hello::create(&m, &other, 300, 1, 22).await;
+    let moment = hello::rows(&m, "default", &coll, "pk >= 0", FIELDS).await;
+    assert_eq!(moment.len(), 1000);
+    let full = common::unique("incr_ren_full");
+    let b0 = backup(&mut client, &full, &coll, false).await;
+    let full_bytes = b0.progress.unwrap().bytes_total;
+    let unrelated = common::unique("incr_ren_other");
+    backup(&mut client, &unrelated, &other, false).await;
+
+    let renamed = format!("{coll}_new");
+    m.rename_collection("default", &coll, &renamed)
+        .await
+        .expect("RenameCollection");
+    let entry = format!("backup/_catalog/{full}/");
+    assert_eq!(store.delete_under(&entry).await.unwrap(), 1, "{entry}");
+
+    let inc = common::unique("incr_ren_inc");
+    let b1 = backup(&mut client, &inc, &renamed, true).await;
+    assert_eq!(b1.based_on, vec![full.clone()], "{b1:?}");
+    assert_eq!(b1.bytes_reused, full_bytes, "{b1:?}");
+    assert_eq!(b1.progress.unwrap().bytes_total, full_bytes, "{b1:?}");
+    figures::publish(
+        "an_incremental_backup_after_a_rename_reuses_by_collection_id_without_the_index",
+        &[format!(
+            "after the rename, with the full backup's index entry removed: {} of {full_bytes} bytes reused, based on {:?}",
+            b1.bytes_reused, b1.based_on
+        )],
+    );
+
+    // A damaged object the two share: each verify names it with DATA_LOSS,
+    // the full backup's with the backups that also reference it, the
+    // incremental one's with the backup that holds it.
+    let prefix = format!("backup/{full}/");
+    let shared = store.list(&format!("{prefix}binlogs/")).await.unwrap()[0]
+        .key
+        .clone();
+    let rel = &shared[prefix.len()..];
+    let sound = store.read(&shared).await.unwrap();
+    let mut bytes = sound.to_vec();
+    bytes[0] ^= 0x01;
+    store.write(&shared, bytes.into()).await.unwrap();
+    for (name, says) in [
+        (&full, format!("also referenced by backups [\"{inc}\"]")),
+        (&inc, format!("the object is held by backup \"{full}\"")),
+    ] {
+        let stream = flows::verify_stream(&mut client, name).await;
+        let err = flows::last_message(stream)
+            .await
+            .expect_err("a damaged shared object verified");
+        assert_eq!(err.code(), tonic::Code::DataLoss, "{name}: {err:?}");
+        assert!(
+            err.message().contains(rel) && err.message().contains(&says),
+            "{name}: {err:?}"
+        );
+    }
+    store.write(&shared, sound).await.unwrap();
+
+    // Deleting the full backup keeps what the incremental one references.
+    let d = delete(&mut client, &full).await;
+    assert!(d.objects_kept > 0, "{d:?}");
+    flows::assert_verifies(&mut client, &inc, "incremental after the rename").await;
+    assert_restores(&mut client, &m, &inc, &renamed, &moment).await;
+    for name in [&inc, &unrelated] {
+        delete(&mut client, name).await;
+    }
+    hello::drop_if_exists(&m, "default", &renamed).await;
+    hello::drop_if_exists(&m, "default", &other).await;
+}

@@ -153,11 +153,50 @@ def tool(*args):
                           check=True, capture_output=True, text=True).stdout.strip()
 
 
+def many_backups(server, coll, count, f):
+    """ListBackups, an incremental backup and a delete with `count` backups of
+    another collection present (copies of one backup's meta, made as our
+    writers make them)."""
+    other = fresh_collection(COLL + "_other", 100)
+    try:
+        r = server.call("POST", "/api/v1/create", {"backup_name": "bench_incr_tpl",
+                                                   "collection_names": [other.name]})
+        if r.get("code") != 0:
+            raise RuntimeError(f"template backup failed: {r}")
+        out = tool("clone-backups", "--template", "bench_incr_tpl", "--prefix", "bench_incr_list_",
+                   "--count", str(count))
+        log(out)
+        out = tool("time-list", "--server", f"http://127.0.0.1:{server.port}")
+        log(out)
+        kv = dict(p.split("=") for p in out.split())
+        f["list_backups"] = int(kv["backups"])
+        f["list_first_s"], f["list_median_s"] = float(kv["first_s"]), float(kv["median_s"])
+        # A full backup of the big collection, then an unchanged incremental
+        # one, and the delete of each, among the others.
+        f["many_full_s"], _, _ = server.backup("bench_incr_base", False)
+        f["many_incr_s"], _, f["many_incr_copied"] = server.backup("bench_incr_top", True)
+        log(f"with {count} others: full {f['many_full_s']:.2f} s, unchanged incremental "
+            f"{f['many_incr_s']:.2f} s ({f['many_incr_copied']} bytes copied), phases "
+            f"{server.phases('bench_incr_top')}")
+        for name in ["bench_incr_top", "bench_incr_base"]:
+            started = time.time()
+            server.delete(name)
+            f[f"many_delete_{name}_s"] = time.time() - started
+            log(f"delete of {name} with {count} others: {f[f'many_delete_{name}_s']:.2f} s")
+    finally:
+        tool("delete-prefix", "--prefix", "backup/bench_incr_list_")
+        tool("delete-prefix", "--prefix", "backup/_catalog/bench_incr_list_")
+        server.delete("bench_incr_tpl")
+        utility.drop_collection(other.name)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=200000)
     ap.add_argument("--backups", type=int, default=10000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--only-many", action="store_true",
+                    help="only the part with --backups other backups present")
     ap.add_argument("--local", action="store_true",
                     help="back up to the local disk (streaming copies) rather than into Milvus's bucket")
     args = ap.parse_args()
@@ -171,6 +210,9 @@ def main():
     server = Server(local)
     f = {"rows": args.rows, "local": args.local}
     try:
+        if args.only_many:
+            many_backups(server, coll, args.backups, f)
+            return
         # Full and unchanged incremental backups, each `runs` times (the
         # median); the last of each stays, as the next backups' base.
         full, same = [], []
@@ -201,22 +243,13 @@ def main():
                      "bench_incr_full2"]:
             server.delete(name)
         if args.backups > 0 and not local:
-            # ListBackups with many backups present (copies made as our writers make them).
-            server.backup("bench_incr_tpl", False)
-            out = tool("clone-backups", "--template", "bench_incr_tpl", "--prefix", "bench_incr_list_",
-                       "--count", str(args.backups))
-            log(out)
-            out = tool("time-list", "--server", f"http://127.0.0.1:{server.port}")
-            log(out)
-            kv = dict(p.split("=") for p in out.split())
-            f["list_backups"] = int(kv["backups"])
-            f["list_first_s"], f["list_median_s"] = float(kv["first_s"]), float(kv["median_s"])
-            tool("delete-prefix", "--prefix", "backup/bench_incr_list_")
-            tool("delete-prefix", "--prefix", "backup/_catalog/bench_incr_list_")
-            server.delete("bench_incr_tpl")
+            many_backups(server, coll, args.backups, f)
     finally:
         server.stop()
         utility.drop_collection(COLL)
+        log(json.dumps(f))
+    if args.only_many:
+        return
     f["unchanged_copied_pct"] = 100 * f["unchanged_copied"] / f["full_bytes"]
     f["unchanged_time_pct"] = 100 * f["unchanged_s"] / f["full_s"]
     f["plus10_copied_pct"] = 100 * f["plus10_copied"] / f["plus10_bytes"]

@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use futures::StreamExt;
 use tracing::{info, warn};
 
 use crate::context::Context;
@@ -19,34 +18,24 @@ use crate::error::Result;
 use crate::jobs::Lease;
 use crate::meta::Catalog;
 use crate::meta::manifest::ManifestEntry;
-
-/// Manifests read at once while looking for reusable objects.
-const READ_PARALLELISM: usize = 16;
+use crate::meta::scan::Among;
 
 /// Every object the complete backups under the root hold (other than
-/// `except`), by its key relative to a backup folder, with `home` naming the
-/// folder that holds it. Backups without checksums (the Go tool's) are not
-/// reused: their objects cannot be proven the same.
-pub async fn reusable(catalog: &Catalog, except: &str) -> Result<HashMap<String, ManifestEntry>> {
-    let names: Vec<String> = catalog
-        .names()
-        .await?
-        .into_iter()
-        .filter(|n| n != except)
-        .collect();
-    let reads = futures::stream::iter(names)
-        .map(|name| async move {
-            let manifest = match catalog.is_complete(&name).await {
-                Ok(true) => catalog.read_manifest(&name).await,
-                Ok(false) => Ok(None),
-                Err(e) => Err(e),
-            };
-            (name, manifest)
-        })
-        .buffered(READ_PARALLELISM);
+/// `except`) of the collections `collections` (by id), by its key relative to
+/// a backup folder, with `home` naming the folder that holds it. Backups
+/// without checksums (the Go tool's) are not reused: their objects cannot be
+/// proven the same. A backup the index shows to hold none of the collections
+/// is not read; one that cannot be read is left out (its objects are copied).
+pub async fn reusable(
+    catalog: &Catalog,
+    except: &str,
+    collections: &HashSet<i64>,
+) -> Result<HashMap<String, ManifestEntry>> {
+    let reads = catalog
+        .other_manifests(except, Among::Holding(collections))
+        .await?;
     let mut manifests = Vec::new();
-    let mut reads = std::pin::pin!(reads);
-    while let Some((name, manifest)) = reads.next().await {
+    for (name, manifest) in reads {
         match manifest {
             Ok(Some(m)) => manifests.push((name, m)),
             Ok(None) => {}

@@ -259,7 +259,8 @@ async fn copy_planned(
     let layout = ctx.catalog.layout();
     let backup_prefix = layout.backup_prefix(req.name());
     let (reusable, holds) = if incremental {
-        let reusable = super::reuse::reusable(&ctx.catalog, req.name()).await?;
+        let ids: HashSet<i64> = collected.iter().map(|c| c.info.collection_id).collect();
+        let reusable = super::reuse::reusable(&ctx.catalog, req.name(), &ids).await?;
         let homes: BTreeSet<String> = collected
             .iter()
             .flat_map(|c| &c.objects)

@@ -9,14 +9,12 @@ use crate::delete::DeleteRequest;
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, DeleteSnapshot, JobState, VerifyProgress, until_terminal};
 use crate::meta::index::IndexEntry;
+use crate::meta::scan::READ_PARALLELISM;
 use crate::meta::summary::snapshot_of;
 use crate::model::{BackupLookup, BackupName, CollectionRef};
 
 /// Go-tool metas REST keeps, at most (a few KB each without partitions).
 const MAX_KEPT_METAS: usize = 50_000;
-
-/// Backups whose meta ListBackups reads at once.
-const LIST_READ_PARALLELISM: usize = 16;
 
 impl Engine {
     /// The snapshots of backup `name`: a job of this server, or a complete
@@ -104,22 +102,21 @@ impl Engine {
         // read. The order is the listing's.
         let mut slots: Vec<Option<BackupSnapshot>> = Vec::with_capacity(names.len());
         let mut unread = Vec::new();
-        {
-            let kept = self.summaries.lock().expect("summaries");
-            for name in names {
-                let found = index.get(&name).and_then(|e| kept.get(&e.key)).cloned();
-                if found.is_none() {
-                    unread.push((slots.len(), name));
-                }
-                slots.push(found);
+        for name in names {
+            let found = index
+                .get(&name)
+                .and_then(|e| self.ctx.catalog.kept_summary(e));
+            if found.is_none() {
+                unread.push((slots.len(), name));
             }
+            slots.push(found);
         }
         let reads = futures::stream::iter(unread)
             .map(|(slot, name)| {
                 let entry = index.get(&name);
                 async move { (slot, self.summary(&name, entry).await, name) }
             })
-            .buffered(LIST_READ_PARALLELISM);
+            .buffered(READ_PARALLELISM);
         let mut reads = std::pin::pin!(reads);
         while let Some((slot, read, name)) = reads.next().await {
             match read {
@@ -128,12 +125,7 @@ impl Engine {
             }
         }
         let mut out: Vec<BackupSnapshot> = slots.into_iter().flatten().collect();
-        let indexed: std::collections::HashSet<&str> =
-            index.values().map(|e| e.key.as_str()).collect();
-        self.summaries
-            .lock()
-            .expect("summaries")
-            .retain(|key, _| indexed.contains(key.as_str()));
+        self.ctx.catalog.keep_summaries_of(&index);
         // Jobs of every server that are not complete (yet): this one's, then
         // the others' through their shared records.
         let mut jobs = self.backups.registry().all();
@@ -163,15 +155,7 @@ impl Engine {
         let Some(entry) = entry else {
             return Ok(self.ctx.catalog.read(name).await?.map(|i| snapshot_of(&i)));
         };
-        if let Some(s) = self.summaries.lock().expect("summaries").get(&entry.key) {
-            return Ok(Some(s.clone()));
-        }
-        let s = self.ctx.catalog.read_entry(entry).await?;
-        self.summaries
-            .lock()
-            .expect("summaries")
-            .insert(entry.key.clone(), s.clone());
-        Ok(Some(s))
+        self.ctx.catalog.summary(entry).await.map(Some)
     }
 
     /// The stored meta of a complete backup, as the Go tool shows it: without

@@ -56,8 +56,6 @@ pub struct Engine {
     backups: Arc<Runner<BackupJob>>,
     restores: Arc<Runner<RestoreJob>>,
     deletes: Arc<Runner<DeleteJob>>,
-    /// Summaries of complete backups read from the catalog index, by entry key.
-    summaries: Mutex<HashMap<String, BackupSnapshot>>,
     /// The shared backup records ListBackups has seen finished (key@ETag).
     finished_records: Mutex<HashSet<String>>,
     /// The Go-tool meta (without partitions) of complete backups REST listed,
@@ -121,7 +119,6 @@ impl Engine {
             restores: Runner::new(pool.clone()),
             deletes: Runner::new(pool.clone()),
             pool,
-            summaries: Mutex::default(),
             metas: Mutex::default(),
             finished_records: Mutex::default(),
             policies,

@@ -5,12 +5,13 @@ pub mod index;
 pub mod layout;
 pub mod manifest;
 pub mod model;
+pub mod scan;
 pub mod schema;
 pub mod summary;
 pub mod verify;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -40,12 +41,18 @@ pub struct DeletePlan {
 pub struct Catalog {
     store: Arc<dyn ObjectStore>,
     layout: BackupLayout,
+    /// Summaries read from the catalog index, by entry key (see `scan`).
+    summaries: Arc<Mutex<HashMap<String, crate::jobs::BackupSnapshot>>>,
 }
 
 impl Catalog {
     /// The catalog of `store` under `layout`'s root.
     pub fn new(store: Arc<dyn ObjectStore>, layout: BackupLayout) -> Self {
-        Self { store, layout }
+        Self {
+            store,
+            layout,
+            summaries: Arc::default(),
+        }
     }
 
     /// The store backups live in.
@@ -166,15 +173,13 @@ impl Catalog {
     }
 
     /// Every object the complete backups other than `except` reference, by
-    /// store key, with the backups that reference it.
+    /// store key, with the backups that reference it. Every other backup is
+    /// read, whatever the index says: a delete relies on it.
     pub async fn references(&self, except: &str) -> Result<HashMap<String, Vec<String>>> {
         let mut out: HashMap<String, Vec<String>> = HashMap::new();
-        for other in self.names().await? {
-            if other == except || !self.is_complete(&other).await? {
-                continue;
-            }
+        for (other, manifest) in self.other_manifests(except, scan::Among::Every).await? {
             // A Go-tool backup (no checksums) references only its own folder.
-            let Some(m) = self.read_manifest(&other).await? else {
+            let Some(m) = manifest? else {
                 continue;
             };
             for e in &m.objects {

@@ -1,0 +1,119 @@
+//! Reading many backups at once: the summaries of the catalog index (kept once
+//! read: an entry names one backup's id, and a complete backup never changes)
+//! and the manifests of the other complete backups, which incremental backups,
+//! deletes and verifies need.
+
+use std::collections::{HashMap, HashSet};
+
+use futures::StreamExt;
+
+use super::Catalog;
+use super::index::IndexEntry;
+use super::manifest::Manifest;
+use crate::error::Result;
+use crate::jobs::BackupSnapshot;
+
+/// Summaries or manifests read at once.
+pub const READ_PARALLELISM: usize = 32;
+
+/// Which other backups' manifests a caller needs.
+#[derive(Debug, Clone, Copy)]
+pub enum Among<'a> {
+    /// Every complete backup: what a delete or a verify must see, whatever
+    /// the index says.
+    Every,
+    /// Those that may hold objects of these collections (by id): a backup
+    /// whose index summary names none of them is not read. Only for callers
+    /// to whom a backup left out costs work, never data (an incremental
+    /// backup copies what it does not find).
+    Holding(&'a HashSet<i64>),
+}
+
+/// One other backup's manifest: `Ok(None)` when it is not complete, or has
+/// no checksums (a Go-tool backup, which references only its own folder).
+pub type ManifestRead = (String, Result<Option<Manifest>>);
+
+impl Catalog {
+    /// The summary index entry `entry` holds, read once and then kept.
+    pub async fn summary(&self, entry: &IndexEntry) -> Result<BackupSnapshot> {
+        if let Some(s) = self.summaries.lock().expect("summaries").get(&entry.key) {
+            return Ok(s.clone());
+        }
+        let s = self.read_entry(entry).await?;
+        self.summaries
+            .lock()
+            .expect("summaries")
+            .insert(entry.key.clone(), s.clone());
+        Ok(s)
+    }
+
+    /// The summary of `entry` if it was read already.
+    pub fn kept_summary(&self, entry: &IndexEntry) -> Option<BackupSnapshot> {
+        self.summaries
+            .lock()
+            .expect("summaries")
+            .get(&entry.key)
+            .cloned()
+    }
+
+    /// Forgets the summaries of entries that are no longer in `index`.
+    pub fn keep_summaries_of(&self, index: &HashMap<String, IndexEntry>) {
+        let listed: HashSet<&str> = index.values().map(|e| e.key.as_str()).collect();
+        self.summaries
+            .lock()
+            .expect("summaries")
+            .retain(|key, _| listed.contains(key.as_str()));
+    }
+
+    /// The manifests of the complete backups other than `except` that
+    /// `among` asks for, [`READ_PARALLELISM`] at once, in name order. Each
+    /// read is checked complete first (its commit point), so a backup being
+    /// written or deleted is left out.
+    pub async fn other_manifests(
+        &self,
+        except: &str,
+        among: Among<'_>,
+    ) -> Result<Vec<ManifestRead>> {
+        let names: Vec<String> = match among {
+            Among::Every => self.names().await?,
+            Among::Holding(ids) => {
+                let (names, index) = tokio::try_join!(self.names(), self.index())?;
+                self.possibly_holding(names, &index, ids).await
+            }
+        };
+        let reads = futures::stream::iter(names.into_iter().filter(|n| n != except))
+            .map(|name| async move {
+                let manifest = match self.is_complete(&name).await {
+                    Ok(true) => self.read_manifest(&name).await,
+                    Ok(false) => Ok(None),
+                    Err(e) => Err(e),
+                };
+                (name, manifest)
+            })
+            .buffered(READ_PARALLELISM);
+        Ok(reads.collect().await)
+    }
+
+    /// `names` without the backups whose index summary names none of the
+    /// collections `ids`. A backup without an entry, or whose summary cannot
+    /// be read, stays.
+    async fn possibly_holding(
+        &self,
+        names: Vec<String>,
+        index: &HashMap<String, IndexEntry>,
+        ids: &HashSet<i64>,
+    ) -> Vec<String> {
+        let checks = futures::stream::iter(names)
+            .map(|name| async move {
+                let Some(entry) = index.get(&name) else {
+                    return Some(name);
+                };
+                match self.summary(entry).await {
+                    Ok(s) if !s.collections.iter().any(|c| ids.contains(&c.id)) => None,
+                    _ => Some(name),
+                }
+            })
+            .buffered(READ_PARALLELISM);
+        checks.filter_map(std::future::ready).collect().await
+    }
+}
