@@ -66,24 +66,30 @@ impl Catalog {
     }
 
     /// The manifests of the complete backups other than `except` that
-    /// `among` asks for, [`READ_PARALLELISM`] at once, in name order. Each
-    /// read is checked complete first (its commit point), so a backup being
-    /// written or deleted is left out.
+    /// `among` asks for, [`READ_PARALLELISM`] at once, in name order. A
+    /// backup without an index entry is checked complete first (its commit
+    /// point), so one being written is left out; an entry is published only
+    /// after the commit point and withdrawn before a delete removes it, so a
+    /// backup with one is read at once (at worst, a folder whose commit point
+    /// went by hand counts as referencing its objects, which keeps more).
     pub async fn other_manifests(
         &self,
         except: &str,
         among: Among<'_>,
     ) -> Result<Vec<ManifestRead>> {
-        let names: Vec<String> = match among {
-            Among::Every => self.names().await?,
-            Among::Holding(ids) => {
-                let (names, index) = tokio::try_join!(self.names(), self.index())?;
-                self.possibly_holding(names, &index, ids).await
-            }
+        let (names, index) = tokio::try_join!(self.names(), self.index())?;
+        let names = match among {
+            Among::Every => names,
+            Among::Holding(ids) => self.possibly_holding(names, &index, ids).await,
         };
+        let index = &index;
         let reads = futures::stream::iter(names.into_iter().filter(|n| n != except))
             .map(|name| async move {
-                let manifest = match self.is_complete(&name).await {
+                let complete = match index.contains_key(&name) {
+                    true => Ok(true),
+                    false => self.is_complete(&name).await,
+                };
+                let manifest = match complete {
                     Ok(true) => self.read_manifest(&name).await,
                     Ok(false) => Ok(None),
                     Err(e) => Err(e),
