@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt;
+use tracing::{debug, warn};
 
 use super::Catalog;
 use super::index::IndexEntry;
@@ -109,6 +110,7 @@ impl Catalog {
         index: &HashMap<String, IndexEntry>,
         ids: &HashSet<i64>,
     ) -> Vec<String> {
+        let listed = names.len();
         let checks = futures::stream::iter(names)
             .map(|name| async move {
                 let Some(entry) = index.get(&name) else {
@@ -116,10 +118,20 @@ impl Catalog {
                 };
                 match self.summary(entry).await {
                     Ok(s) if !s.collections.iter().any(|c| ids.contains(&c.id)) => None,
-                    _ => Some(name),
+                    Ok(_) => Some(name),
+                    Err(e) => {
+                        warn!(backup = %name, error = %e, "index summary unreadable; the backup's manifest is read");
+                        Some(name)
+                    }
                 }
             })
             .buffered(READ_PARALLELISM);
-        checks.filter_map(std::future::ready).collect().await
+        let kept: Vec<String> = checks.filter_map(std::future::ready).collect().await;
+        debug!(
+            listed,
+            read = kept.len(),
+            "backups whose manifests may hold the collections"
+        );
+        kept
     }
 }
