@@ -127,6 +127,8 @@ pub async fn collect(
     info.backup_timestamp = flush.flush_ts;
     info.backup_physical_timestamp = flush.flush_ts >> 18;
 
+    // (Tests pause here to change the partitions after they were read.)
+    crate::failpoint::pause_at("backup.segments").await;
     let (segments, mut by_dir) = tokio::try_join!(
         milvus.persistent_segments(coll.db(), coll.name()),
         binlogs_by_segment(ctx, desc.id),
