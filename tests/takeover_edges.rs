@@ -321,6 +321,54 @@ async fn a_backup_killed_during_its_early_copy_is_resumed_from_the_claimed_folde
     data::drop_if_exists(&m, &spec.db, &target).await;
 }
 
+/// A backup of `coll` on a new server (its own backup root), paused at
+/// failpoint `point` until [`HeldBackup::release`].
+struct HeldBackup {
+    owner: Proc,
+    root: String,
+    name: String,
+    release: std::path::PathBuf,
+    stream: tonic::Streaming<pb::CreateBackupResponse>,
+}
+
+impl HeldBackup {
+    async fn start(
+        cfg: &milvus_backup::config::Config,
+        point: &str,
+        tag: &str,
+        coll: &str,
+    ) -> Self {
+        let root = common::unique(&format!("{tag}_root"));
+        let release = std::env::temp_dir().join(common::unique("release"));
+        let failpoint = format!("{point}@{}", release.display());
+        let owner = Proc::start_rooted_paused(cfg, tag, &root, "", Some(&failpoint)).await;
+        let name = common::unique(&format!("{tag}_b"));
+        let stream = owner
+            .client
+            .clone()
+            .create_backup(flows::backup_request(&name, &[coll]))
+            .await
+            .unwrap()
+            .into_inner();
+        owner.wait_paused(Duration::from_secs(60)).await;
+        Self {
+            owner,
+            root,
+            name,
+            release,
+            stream,
+        }
+    }
+
+    /// Lets the job go on from its failpoint; its last snapshot.
+    async fn release(self) -> (Proc, String, String, pb::Backup) {
+        std::fs::write(&self.release, b"").unwrap();
+        let end = flows::last_backup(self.stream).await;
+        let _ = std::fs::remove_file(&self.release);
+        (self.owner, self.root, self.name, end)
+    }
+}
+
 /// A partition dropped while a full backup waits for its flush: its binlogs
 /// were copied early, no description names them, so they are removed before
 /// the meta, and taken out of the progress. The folder holds exactly what the
@@ -345,21 +393,11 @@ async fn early_copies_of_a_partition_dropped_meanwhile_are_removed() {
         .unwrap()
         .id;
 
-    let root = common::unique("drop_root");
-    let release = std::env::temp_dir().join(common::unique("release"));
-    let failpoint = format!("backup.describing@{}", release.display());
-    let owner = Proc::start_rooted_paused(&cfg, "downer", &root, "", Some(&failpoint)).await;
-    let name = common::unique("drop_b");
-    let mut on_owner = owner.client.clone();
-    let stream = on_owner
-        .create_backup(flows::backup_request(&name, &[&spec.name]))
-        .await
-        .unwrap()
-        .into_inner();
-    owner.wait_paused(Duration::from_secs(60)).await;
-    early_copies_made(&mut on_owner, &name).await;
+    let held = HeldBackup::start(&cfg, "backup.describing", "downer", &spec.name).await;
+    let mut on_owner = held.owner.client.clone();
+    early_copies_made(&mut on_owner, &held.name).await;
     let store = common::process::rooted_bucket(&cfg);
-    let folder = format!("{root}/{name}/");
+    let folder = format!("{}/{}/", held.root, held.name);
     let early = store.list(&format!("{folder}binlogs/")).await.unwrap();
     let in_p1 = |key: &str| key.contains(&format!("/{p1}/"));
     let early_p1 = early.iter().filter(|o| in_p1(&o.key)).count();
@@ -378,9 +416,7 @@ async fn early_copies_of_a_partition_dropped_meanwhile_are_removed() {
         .unwrap()
         .into_inner();
     milvus_backup::milvus::check_status("DropPartition", Some(&status)).unwrap();
-    std::fs::write(&release, b"").unwrap();
-
-    let end = flows::last_backup(stream).await;
+    let (owner, _, name, end) = held.release().await;
     assert_eq!(end.state, pb::JobState::Succeeded as i32, "{end:?}");
     let p = end.progress.unwrap();
     assert_eq!((p.bytes_done, p.files_done), (p.bytes_total, p.files_total));
@@ -429,7 +465,6 @@ async fn early_copies_of_a_partition_dropped_meanwhile_are_removed() {
         )],
     );
     owner.finish();
-    let _ = std::fs::remove_file(&release);
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     data::drop_if_exists(&m, &spec.db, &target).await;
 }
@@ -454,24 +489,12 @@ async fn a_partition_created_while_a_collection_is_described_is_backed_up() {
     let moment = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
     assert_eq!(moment.len(), 200);
 
-    let root = common::unique("create_root");
-    let release = std::env::temp_dir().join(common::unique("release"));
-    let failpoint = format!("backup.segments@{}", release.display());
-    let owner = Proc::start_rooted_paused(&cfg, "cowner", &root, "", Some(&failpoint)).await;
-    let name = common::unique("create_b");
-    let mut on_owner = owner.client.clone();
-    let stream = on_owner
-        .create_backup(flows::backup_request(&name, &[&spec.name]))
-        .await
-        .unwrap()
-        .into_inner();
-    owner.wait_paused(Duration::from_secs(60)).await;
+    let held = HeldBackup::start(&cfg, "backup.segments", "cowner", &spec.name).await;
     data::create_partition(&m, &spec, "p2").await;
     data::insert(&m, &spec, "p2", 200..400, 62).await;
     data::flush(&m, &spec.db, &spec.name).await;
-    std::fs::write(&release, b"").unwrap();
-
-    let end = flows::last_backup(stream).await;
+    let (owner, root, name, end) = held.release().await;
+    let mut on_owner = owner.client.clone();
     assert_eq!(end.state, pb::JobState::Succeeded as i32, "{end:?}");
     let store = common::process::rooted_bucket(&cfg);
     let meta = read_json(
@@ -518,7 +541,6 @@ async fn a_partition_created_while_a_collection_is_described_is_backed_up() {
         )],
     );
     owner.finish();
-    let _ = std::fs::remove_file(&release);
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     data::drop_if_exists(&m, &spec.db, &target).await;
 }

@@ -31,17 +31,17 @@ pub async fn reusable(
     except: &str,
     collections: &HashSet<i64>,
 ) -> Result<HashMap<String, ManifestEntry>> {
-    let reads = catalog
-        .other_manifests(except, Among::Holding(collections))
-        .await?;
     let mut manifests = Vec::new();
-    for (name, manifest) in reads {
-        match manifest {
-            Ok(Some(m)) => manifests.push((name, m)),
-            Ok(None) => {}
-            Err(e) => warn!(backup = %name, error = %e, "backup not considered for reuse"),
-        }
-    }
+    catalog
+        .for_other_manifests(except, Among::Holding(collections), |name, manifest| {
+            match manifest {
+                Ok(Some(m)) => manifests.push((name, m)),
+                Ok(None) => {}
+                Err(e) => warn!(backup = %name, error = %e, "backup not considered for reuse"),
+            }
+            Ok(())
+        })
+        .await?;
     // Only objects whose home is itself complete: a home deleted since keeps
     // only what complete backups referenced when it went, and is never
     // reused from (a delete of it may be under way).

@@ -177,17 +177,18 @@ impl Catalog {
     /// read, whatever the index says: a delete relies on it.
     pub async fn references(&self, except: &str) -> Result<HashMap<String, Vec<String>>> {
         let mut out: HashMap<String, Vec<String>> = HashMap::new();
-        for (other, manifest) in self.other_manifests(except, scan::Among::Every).await? {
+        self.for_other_manifests(except, scan::Among::Every, |other, manifest| {
             // A Go-tool backup (no checksums) references only its own folder.
-            let Some(m) = manifest? else {
-                continue;
-            };
-            for e in &m.objects {
-                out.entry(self.object_key(&other, e))
-                    .or_default()
-                    .push(other.clone());
+            if let Some(m) = manifest? {
+                for e in &m.objects {
+                    out.entry(self.object_key(&other, e))
+                        .or_default()
+                        .push(other.clone());
+                }
             }
-        }
+            Ok(())
+        })
+        .await?;
         Ok(out)
     }
 

@@ -30,10 +30,6 @@ pub enum Among<'a> {
     Holding(&'a HashSet<i64>),
 }
 
-/// One other backup's manifest: `Ok(None)` when it is not complete, or has
-/// no checksums (a Go-tool backup, which references only its own folder).
-pub type ManifestRead = (String, Result<Option<Manifest>>);
-
 impl Catalog {
     /// The summary index entry `entry` holds, read once and then kept.
     pub async fn summary(&self, entry: &IndexEntry) -> Result<BackupSnapshot> {
@@ -66,18 +62,23 @@ impl Catalog {
             .retain(|key, _| listed.contains(key.as_str()));
     }
 
-    /// The manifests of the complete backups other than `except` that
-    /// `among` asks for, [`READ_PARALLELISM`] at once, in name order. A
-    /// backup without an index entry is checked complete first (its commit
-    /// point), so one being written is left out; an entry is published only
-    /// after the commit point and withdrawn before a delete removes it, so a
-    /// backup with one is read at once (at worst, a folder whose commit point
-    /// went by hand counts as referencing its objects, which keeps more).
-    pub async fn other_manifests(
+    /// Gives `each` the manifest of every complete backup other than
+    /// `except` that `among` asks for, in name order, read
+    /// [`READ_PARALLELISM`] at once and never all held at once: `Ok(None)`
+    /// for a backup that is not complete or has no checksums (a Go-tool
+    /// backup, which references only its own folder). Stops at the first
+    /// error `each` returns. A backup without an index entry is checked
+    /// complete first (its commit point), so one being written is left out;
+    /// an entry is published only after the commit point and withdrawn before
+    /// a delete removes it, so a backup with one is read at once (at worst, a
+    /// folder whose commit point went by hand counts as referencing its
+    /// objects, which keeps more).
+    pub async fn for_other_manifests(
         &self,
         except: &str,
         among: Among<'_>,
-    ) -> Result<Vec<ManifestRead>> {
+        mut each: impl FnMut(String, Result<Option<Manifest>>) -> Result<()>,
+    ) -> Result<()> {
         let (names, index) = tokio::try_join!(self.names(), self.index())?;
         let names = match among {
             Among::Every => names,
@@ -98,7 +99,11 @@ impl Catalog {
                 (name, manifest)
             })
             .buffered(READ_PARALLELISM);
-        Ok(reads.collect().await)
+        let mut reads = std::pin::pin!(reads);
+        while let Some((name, manifest)) = reads.next().await {
+            each(name, manifest)?;
+        }
+        Ok(())
     }
 
     /// `names` without the backups whose index summary names none of the
