@@ -169,6 +169,21 @@ def settle(limit_s=300):
     log(f"store settled after {time.time() - started:.0f} s")
 
 
+def garage_lists():
+    """ListObjectsV2 requests Garage has served (its admin metrics), or None
+    when the store is not the benchmark's Garage."""
+    try:
+        req = urllib.request.Request("http://127.0.0.1:3903/metrics",
+                                     headers={"Authorization": "Bearer test-admin-token"})
+        text = urllib.request.urlopen(req, timeout=5).read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith('api_s3_request_counter{api_endpoint="ListObjectsV2"}'):
+            return int(float(line.split()[-1]))
+    return None
+
+
 def many_backups(server, coll, count, f):
     """ListBackups, an incremental backup and a delete with `count` backups of
     another collection present (copies of one backup's meta, made as our
@@ -183,9 +198,16 @@ def many_backups(server, coll, count, f):
                    "--count", str(count))
         log(out)
         settle()
+        lists_before = garage_lists()
         out = tool("time-list", "--server", f"http://127.0.0.1:{server.port}")
+        lists_after = garage_lists()
         log(out)
         kv = dict(p.split("=") for p in out.split())
+        if lists_before is not None and lists_after is not None:
+            # time-list makes 5 calls; other requests of the server (its
+            # background scans) may add a few.
+            f["list_requests_per_call"] = (lists_after - lists_before) / 5
+            log(f"LIST requests per ListBackups call: {f['list_requests_per_call']:.1f}")
         f["list_backups"] = int(kv["backups"])
         f["list_first_s"], f["list_median_s"] = float(kv["first_s"]), float(kv["median_s"])
         # A full backup of the big collection, then an unchanged incremental

@@ -6,6 +6,10 @@
 //! (`StartAfter`), several at once. The ranges cover every key whatever has
 //! changed since (each reads on until it passes its upper bound), so a stale
 //! split only costs an extra page.
+//!
+//! A range of folders starts past every key inside its lower bound: the keys
+//! of folder `x/` sort after `x/` itself, so `StartAfter=x/` would give `x/`
+//! again, and a range of 1,000 folders would need a second page.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -91,7 +95,7 @@ impl S3Bucket {
             .bucket(&self.place.bucket)
             .prefix(prefix)
             .set_delimiter(dirs.then(|| "/".to_string()))
-            .set_start_after(after.map(str::to_string))
+            .set_start_after(after.map(|a| start_after(a, dirs)))
             .into_paginator()
             .send();
         let mut out: Vec<ObjectInfo> = Vec::new();
@@ -137,5 +141,38 @@ impl S3Bucket {
             after.is_none_or(|a| i.key.as_str() > a) && until.is_none_or(|u| i.key.as_str() <= u)
         });
         Ok(out)
+    }
+}
+
+/// The `StartAfter` of a range after item `after`. For a folder `x/` it is
+/// `x0` (`0` follows `/`): every key inside `x/` sorts before it, and every
+/// later folder (`x0/`, `xa/`) after it.
+fn start_after(after: &str, dirs: bool) -> String {
+    match after.strip_suffix('/') {
+        Some(stem) if dirs => format!("{stem}0"),
+        _ => after.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::start_after;
+
+    #[test]
+    fn a_range_of_folders_starts_past_the_keys_inside_its_lower_bound() {
+        let start = start_after("root/d00999/", true);
+        assert_eq!(start, "root/d009990");
+        // Inside the bound (listed by the range before): not after the start.
+        for inside in ["root/d00999/", "root/d00999/x", "root/d00999/\u{10FFFF}"] {
+            assert!(inside < start.as_str(), "{inside}");
+        }
+        // Later folders, even those sharing the stem: after it.
+        for later in ["root/d009990/", "root/d00999a/", "root/d01000/"] {
+            assert!(later > start.as_str(), "{later}");
+        }
+        // Earlier folders sort before the bound, inside the range before.
+        assert!("root/d00999-/" < "root/d00999/");
+        // Objects are listed after exactly the key.
+        assert_eq!(start_after("root/k/0001", false), "root/k/0001");
     }
 }
