@@ -48,24 +48,27 @@ def log(msg):
 
 
 class Server:
-    def __init__(self, local=None):
+    def __init__(self, local=None, bucket=None):
         RUN.mkdir(exist_ok=True)
+        # A server with a bucket of its own runs beside the main one.
+        tag = "-" + bucket if bucket else ""
+        self.log = RUN / f"server{tag}.log"
         host, port = ENV["S3_ENDPOINT"].split("//")[1].split(":")
         mhost, mport = ENV["MILVUS_ADDR"].split("//")[1].split(":")
-        cfg = RUN / "config.yaml"
+        cfg = RUN / f"config{tag}.yaml"
         cfg.write_text(
             f"milvus:\n  address: {mhost}\n  port: {mport}\n"
             f"minio:\n  address: {host}\n  port: {port}\n  accessKeyID: {ENV['S3_ACCESS_KEY']}\n"
             f"  secretAccessKey: {ENV['S3_SECRET_KEY']}\n  bucketName: {ENV['S3_BUCKET']}\n"
             f"  rootPath: {ENV['S3_ROOTPATH']}\n"
             + (f"  backupStorageType: local\n  backupRootPath: {local}\n" if local
-               else f"  backupBucketName: {ENV['S3_BUCKET']}\n  backupRootPath: backup\n")
-            + f"backup:\n  stateDir: {RUN / 'state'}\n")
+               else f"  backupBucketName: {bucket or ENV['S3_BUCKET']}\n  backupRootPath: backup\n")
+            + f"backup:\n  stateDir: {RUN / ('state' + tag)}\n")
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.proc = subprocess.Popen([str(BIN), "--config", str(cfg), "--log-format", "json", "server", "--address", "127.0.0.1",
-                                      "-p", str(self.port)], stderr=open(RUN / "server.log", "w"))
+                                      "-p", str(self.port)], stderr=open(self.log, "w"))
         for _ in range(300):
             try:
                 self.call("GET", "/api/v1/check")
@@ -109,7 +112,7 @@ class Server:
     def phases(self, backup):
         """The phases the server logged for `backup`, in seconds."""
         out = {}
-        for line in (RUN / "server.log").read_text().splitlines():
+        for line in self.log.read_text().splitlines():
             try:
                 fields = json.loads(line).get("fields", {})
             except ValueError:
@@ -146,10 +149,10 @@ def fresh_collection(name, rows):
     return coll
 
 
-def tool(*args):
+def tool(*args, bucket=None):
     host = ENV["S3_ENDPOINT"]
     return subprocess.run([str(TOOL), "--endpoint", host, "--access-key", ENV["S3_ACCESS_KEY"],
-                           "--secret-key", ENV["S3_SECRET_KEY"], "--bucket", ENV["S3_BUCKET"], *args],
+                           "--secret-key", ENV["S3_SECRET_KEY"], "--bucket", bucket or ENV["S3_BUCKET"], *args],
                           check=True, capture_output=True, text=True).stdout.strip()
 
 
@@ -184,18 +187,24 @@ def garage_lists():
     return None
 
 
-def many_backups(server, coll, count, f):
+def many_backups(coll, count, f):
     """ListBackups, an incremental backup and a delete with `count` backups of
     another collection present (copies of one backup's meta, made as our
-    writers make them)."""
+    writers make them), in a backup bucket of their own, new for this run:
+    Garage keeps a deleted object's tombstone for a day and lists through it,
+    so in a bucket that held earlier runs' 10,000 clones every listing would
+    also measure the benchmark's own leftovers."""
+    bucket = f"bench-many-{int(time.time())}"
+    f["many_bucket"] = bucket
     other = fresh_collection(COLL + "_other", 100)
+    server = Server(bucket=bucket)
     try:
         r = server.call("POST", "/api/v1/create", {"backup_name": "bench_incr_tpl",
                                                    "collection_names": [other.name]})
         if r.get("code") != 0:
             raise RuntimeError(f"template backup failed: {r}")
         out = tool("clone-backups", "--template", "bench_incr_tpl", "--prefix", "bench_incr_list_",
-                   "--count", str(count))
+                   "--count", str(count), bucket=bucket)
         log(out)
         settle()
         lists_before = garage_lists()
@@ -223,9 +232,10 @@ def many_backups(server, coll, count, f):
             f[f"many_delete_{name}_s"] = time.time() - started
             log(f"delete of {name} with {count} others: {f[f'many_delete_{name}_s']:.2f} s")
     finally:
-        tool("delete-prefix", "--prefix", "backup/bench_incr_list_")
-        tool("delete-prefix", "--prefix", "backup/_catalog/bench_incr_list_")
+        tool("delete-prefix", "--prefix", "backup/bench_incr_list_", bucket=bucket)
+        tool("delete-prefix", "--prefix", "backup/_catalog/bench_incr_list_", bucket=bucket)
         server.delete("bench_incr_tpl")
+        server.stop()
         utility.drop_collection(other.name)
 
 
@@ -250,7 +260,7 @@ def main():
     f = {"rows": args.rows, "local": args.local}
     try:
         if args.only_many:
-            many_backups(server, coll, args.backups, f)
+            many_backups(coll, args.backups, f)
             return
         # Full and unchanged incremental backups, each `runs` times (the
         # median); the last of each stays, as the next backups' base.
@@ -282,7 +292,7 @@ def main():
                      "bench_incr_full2"]:
             server.delete(name)
         if args.backups > 0 and not local:
-            many_backups(server, coll, args.backups, f)
+            many_backups(coll, args.backups, f)
     finally:
         server.stop()
         utility.drop_collection(COLL)
