@@ -18,7 +18,7 @@ use crate::error::Result;
 use crate::jobs::Lease;
 use crate::meta::Catalog;
 use crate::meta::manifest::ManifestEntry;
-use crate::meta::scan::Among;
+use crate::meta::scan::{Among, Listed};
 
 /// Every object the complete backups under the root hold (other than
 /// `except`) of the collections `collections` (by id), by its key relative to
@@ -26,21 +26,28 @@ use crate::meta::scan::Among;
 /// without checksums (the Go tool's) are not reused: their objects cannot be
 /// proven the same. A backup the index shows to hold none of the collections
 /// is not read; one that cannot be read is left out (its objects are copied).
+/// `listed`: the catalog as listed earlier (`None`: listed now).
 pub async fn reusable(
     catalog: &Catalog,
+    listed: Option<Listed>,
     except: &str,
     collections: &HashSet<i64>,
 ) -> Result<HashMap<String, ManifestEntry>> {
     let mut manifests = Vec::new();
     catalog
-        .for_other_manifests(except, Among::Holding(collections), |name, manifest| {
-            match manifest {
-                Ok(Some(m)) => manifests.push((name, m)),
-                Ok(None) => {}
-                Err(e) => warn!(backup = %name, error = %e, "backup not considered for reuse"),
-            }
-            Ok(())
-        })
+        .for_other_manifests(
+            listed,
+            except,
+            Among::Holding(collections),
+            |name, manifest| {
+                match manifest {
+                    Ok(Some(m)) => manifests.push((name, m)),
+                    Ok(None) => {}
+                    Err(e) => warn!(backup = %name, error = %e, "backup not considered for reuse"),
+                }
+                Ok(())
+            },
+        )
         .await?;
     // Only objects whose home is itself complete: a home deleted since keeps
     // only what complete backups referenced when it went, and is never

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobHandle, JobState, Lease, Reuse};
 use crate::meta::manifest::{Manifest, ManifestEntry};
 use crate::meta::model::{BACKUP_SUCCESS, BackupInfo, IncrementalInfo};
+use crate::meta::scan::Listed;
 use crate::meta::summary::{snapshot_of, summary_of};
 use crate::milvus::MilvusVersion;
 use crate::model::{BackupRequest, CollectionRef};
@@ -95,26 +96,41 @@ pub async fn run(
                 s.collections.push(summary);
             });
         };
-        let collected = match planned {
+        let (collected, listed) = match planned {
             Some(plan) => {
                 job.update(|s| s.progress.collections_total = plan.len() as u32);
                 plan.iter().for_each(publish);
                 phase.end("read the plan");
-                plan
+                (plan, None)
             }
             None => {
-                let collected = describe_all(ctx, req, collections, version, publish).await?;
+                // An incremental backup lists the other backups while Milvus
+                // reaches its flush point.
+                let listing = async {
+                    match incremental {
+                        true => ctx.catalog.listed().await.map(Some),
+                        false => Ok(None),
+                    }
+                };
+                let (collected, listed) = tokio::try_join!(
+                    describe_all(ctx, req, collections, version, publish),
+                    listing
+                )?;
                 let job_id = job.snapshot().id;
                 super::resume::save_plan(ctx, req.name(), &job_id, started_ms, &collected).await?;
                 phase.end("describe, flush and list");
-                collected
+                (collected, listed)
             }
+        };
+        let reuses = match incremental {
+            true => Reuses::FromOthers(listed),
+            false => Reuses::Nothing,
         };
         let copied = copy_planned(
             ctx,
             req,
             &collected,
-            incremental,
+            reuses,
             present.as_ref(),
             job,
             &mut phase,
@@ -239,14 +255,21 @@ async fn describe_all(
     Ok(out)
 }
 
-/// Copies the objects of `collected` that are neither reused (incremental)
-/// nor kept from `present` (a dead server's copies equal to their source),
-/// then removes the objects of the folder the plan does not name.
+/// Whether a backup reuses what other backups hold (incremental), with the
+/// catalog as listed for it already (`None`: listed when reuse is planned).
+enum Reuses {
+    Nothing,
+    FromOthers(Option<Listed>),
+}
+
+/// Copies the objects of `collected` that are neither reused nor kept from
+/// `present` (a dead server's copies equal to their source), then removes
+/// the objects of the folder the plan does not name.
 async fn copy_planned(
     ctx: &Context,
     req: &BackupRequest,
     collected: &[CollectedCollection],
-    incremental: bool,
+    reuses: Reuses,
     present: Option<&HashMap<String, ObjectInfo>>,
     job: &JobHandle<BackupSnapshot>,
     phase: &mut Phases<'_>,
@@ -258,9 +281,10 @@ async fn copy_planned(
     // busy however the objects are spread.
     let layout = ctx.catalog.layout();
     let backup_prefix = layout.backup_prefix(req.name());
-    let (reusable, holds) = if incremental {
+    let incremental = matches!(reuses, Reuses::FromOthers(_));
+    let (reusable, holds) = if let Reuses::FromOthers(listed) = reuses {
         let ids: HashSet<i64> = collected.iter().map(|c| c.info.collection_id).collect();
-        let reusable = super::reuse::reusable(&ctx.catalog, req.name(), &ids).await?;
+        let reusable = super::reuse::reusable(&ctx.catalog, listed, req.name(), &ids).await?;
         let homes: BTreeSet<String> = collected
             .iter()
             .flat_map(|c| &c.objects)

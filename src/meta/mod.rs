@@ -177,7 +177,7 @@ impl Catalog {
     /// read, whatever the index says: a delete relies on it.
     pub async fn references(&self, except: &str) -> Result<HashMap<String, Vec<String>>> {
         let mut out: HashMap<String, Vec<String>> = HashMap::new();
-        self.for_other_manifests(except, scan::Among::Every, |other, manifest| {
+        self.for_other_manifests(None, except, scan::Among::Every, |other, manifest| {
             // A Go-tool backup (no checksums) references only its own folder.
             if let Some(m) = manifest? {
                 for e in &m.objects {

@@ -17,6 +17,15 @@ use crate::jobs::BackupSnapshot;
 /// Summaries or manifests read at once.
 pub const READ_PARALLELISM: usize = 32;
 
+/// The backups under the root at one moment: the root's folders and the
+/// catalog index. Taken early, while other work waits, it only leaves out
+/// backups completed since: for an incremental backup, more to copy.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    names: Vec<String>,
+    index: HashMap<String, IndexEntry>,
+}
+
 /// Which other backups' manifests a caller needs.
 #[derive(Debug, Clone, Copy)]
 pub enum Among<'a> {
@@ -62,8 +71,15 @@ impl Catalog {
             .retain(|key, _| listed.contains(key.as_str()));
     }
 
+    /// Lists the root's folders and the catalog index, at once.
+    pub async fn listed(&self) -> Result<Listed> {
+        let (names, index) = tokio::try_join!(self.names(), self.index())?;
+        Ok(Listed { names, index })
+    }
+
     /// Gives `each` the manifest of every complete backup other than
-    /// `except` that `among` asks for, in name order, read
+    /// `except` that `among` asks for (in the catalog as `listed`, or as
+    /// listed now), in name order, read
     /// [`READ_PARALLELISM`] at once and never all held at once: `Ok(None)`
     /// for a backup that is not complete or has no checksums (a Go-tool
     /// backup, which references only its own folder). Stops at the first
@@ -75,11 +91,15 @@ impl Catalog {
     /// objects, which keeps more).
     pub async fn for_other_manifests(
         &self,
+        listed: Option<Listed>,
         except: &str,
         among: Among<'_>,
         mut each: impl FnMut(String, Result<Option<Manifest>>) -> Result<()>,
     ) -> Result<()> {
-        let (names, index) = tokio::try_join!(self.names(), self.index())?;
+        let Listed { names, index } = match listed {
+            Some(l) => l,
+            None => self.listed().await?,
+        };
         let names = match among {
             Among::Every => names,
             Among::Holding(ids) => self.possibly_holding(names, &index, ids).await,
