@@ -10,7 +10,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::curl::json as curl;
+use common::data::{self, Spec};
 use common::hello;
+use common::process::Proc;
 use serde_json::Value;
 
 /// GETs `url` (the guide's get_backup or get_restore, as the guide writes
@@ -296,4 +298,59 @@ async fn the_go_tool_guide_works_unchanged() {
         .expect("gRPC on the REST port");
     hello::drop_if_exists(&m, "default", "hello_milvus_recover").await;
     server.handle.stop().await.unwrap();
+}
+
+/// A synchronous create whose job fails is answered as that failure, as the
+/// Go tool answers it: `code` 3 with the error as `msg` and the failed backup
+/// as `data` (HTTP 500 here), never `code` 0. The collection is dropped while
+/// the backup waits at its failpoint, flushed and not yet described.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_synchronous_create_whose_job_fails_is_answered_as_its_error() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("rest_fails"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..100, 17).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let release = std::env::temp_dir().join(common::unique("release"));
+    let failpoint = format!("backup.describing@{}", release.display());
+    let root = common::unique("rest_fails_root");
+    let owner = Proc::start_rooted_paused(&cfg, "rest_fails", &root, "", Some(&failpoint)).await;
+    let name = common::unique("rest_fails_b");
+    let url = format!("http://127.0.0.1:{}/api/v1/create", owner.port);
+    let body = serde_json::json!({"backup_name": name, "collection_names": [spec.name]});
+    let call = std::thread::spawn(move || {
+        curl(&[
+            "-X",
+            "POST",
+            &url,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body.to_string(),
+        ])
+    });
+    owner.wait_paused(Duration::from_secs(60)).await;
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    std::fs::write(&release, b"").unwrap();
+    let (status, answer) = tokio::task::spawn_blocking(move || call.join().unwrap())
+        .await
+        .unwrap();
+    let _ = std::fs::remove_file(&release);
+    assert_eq!(
+        (status, &answer["code"]),
+        (500, &Value::from(3)),
+        "{answer}"
+    );
+    let msg = answer["msg"].as_str().unwrap();
+    assert!(
+        msg.contains(&spec.name),
+        "the error names the collection: {msg}"
+    );
+    assert_eq!(answer["data"]["name"], name.as_str(), "{answer}");
+    // BACKUP_FAIL, with the same error, as the job recorded it.
+    assert_eq!(answer["data"]["state_code"], 3, "{answer}");
+    assert_eq!(answer["data"]["errorMessage"], msg, "{answer}");
+    println!("HTTP {status}, code 3: {msg}");
+    drop(owner);
 }

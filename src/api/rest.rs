@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::convert::collection_filter;
 use super::go_model::{go_backup_of_job, go_restore};
-use super::status::{Envelope, grpc_answer, is_grpc, refuse, rest_error};
+use super::status::{Envelope, grpc_answer, is_grpc, job_failed, refuse, rest_error};
 use crate::engine::{BackupInfo, Engine};
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobSnapshot, JobState, until_terminal};
@@ -66,24 +66,48 @@ async fn follow<S: JobSnapshot>(
     rx: tokio::sync::watch::Receiver<S>,
     is_async: bool,
     started: &'static str,
-    failed: &'static str,
-) -> (S, &'static str) {
+) -> (S, Ended) {
     if is_async {
-        return (rx.borrow().clone(), started);
+        return (rx.borrow().clone(), Ok(started));
     }
     let last = until_terminal(rx).await;
-    let msg = if last.state() == JobState::Succeeded {
-        "success"
-    } else {
-        failed
+    let ended = match last.state() {
+        JobState::Succeeded => Ok("success"),
+        _ => Err(Failed {
+            error: last.failure(),
+            message: last.failure_message(),
+        }),
     };
-    (last, msg)
+    (last, ended)
+}
+
+/// How a job that a call started, or waited for, ended for the caller: its
+/// message, or how it failed.
+type Ended = std::result::Result<&'static str, Failed>;
+
+/// A job that failed: the error of its kind (the HTTP status and `code`),
+/// and its message as the job recorded it (`msg`).
+struct Failed {
+    error: Error,
+    message: String,
 }
 
 /// The answer of a handler: its data, or the error's envelope.
 fn answer<T: Serialize>(request_id: String, result: Result<(T, &str)>) -> Response {
     match result {
         Ok((data, msg)) => ok(request_id, msg, Some(data)),
+        Err(e) => rest_error(request_id, &e),
+    }
+}
+
+/// The answer of a handler that started a job: as [`answer`], but a job
+/// that failed is answered as its error, with the job as `data` (the Go
+/// tool answers a failed synchronous create or restore with `code` 3 and
+/// the error as `msg`).
+fn answer_job<T: Serialize>(request_id: String, result: Result<(T, Ended)>) -> Response {
+    match result {
+        Ok((data, Ok(msg))) => ok(request_id, msg, Some(data)),
+        Ok((data, Err(f))) => job_failed(request_id, &f.error, f.message, data),
         Err(e) => rest_error(request_id, &e),
     }
 }
@@ -324,11 +348,11 @@ async fn create(call: Call, Body(b): Body<CreateBody>) -> Response {
             caller: call.caller(&id),
         })?;
         let rx = call.rest.engine.create_backup(req).await?;
-        let (last, msg) = follow(rx, b.is_async, BACKUP_STARTED, "backup failed").await;
-        Ok((call.rest.backup_data(&last).await?, msg))
+        let (last, ended) = follow(rx, b.is_async, BACKUP_STARTED).await;
+        Ok((call.rest.backup_data(&last).await?, ended))
     }
     .await;
-    answer(id, result)
+    answer_job(id, result)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -482,11 +506,11 @@ async fn restore(call: Call, Body(b): Body<RestoreBody>) -> Response {
             caller: call.caller(&id),
         })?;
         let rx = call.rest.engine.restore(req).await?;
-        let (last, msg) = follow(rx, b.is_async, RESTORE_STARTED, "restore failed").await;
-        Ok((go_restore(&last), msg))
+        let (last, ended) = follow(rx, b.is_async, RESTORE_STARTED).await;
+        Ok((go_restore(&last), ended))
     }
     .await;
-    answer(id, result)
+    answer_job(id, result)
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -103,6 +103,21 @@ pub fn refuse(http: StatusCode, code: i32, request_id: String, msg: String) -> R
     (http, Json(body)).into_response()
 }
 
+/// The REST answer of a job that failed with `err`: its HTTP status and
+/// `code`, the job's message `msg`, and the job as `data`. Not counted here:
+/// the job runner counted the failure.
+pub fn job_failed<T: Serialize>(request_id: String, err: &Error, msg: String, data: T) -> Response {
+    let (http, code) = rest_codes(err);
+    let http = StatusCode::from_u16(http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = Envelope {
+        request_id,
+        code,
+        msg,
+        data: Some(data),
+    };
+    (http, Json(body)).into_response()
+}
+
 /// The REST answer of a core error.
 pub fn rest_error(request_id: String, err: &Error) -> Response {
     let (http, code) = rest_codes(err);

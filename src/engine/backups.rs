@@ -7,7 +7,9 @@ use tokio::sync::watch;
 use super::{BackupInfo, Engine};
 use crate::delete::DeleteRequest;
 use crate::error::{Error, Result};
-use crate::jobs::{BackupSnapshot, DeleteSnapshot, JobState, VerifyProgress, until_terminal};
+use crate::jobs::{
+    BackupSnapshot, DeleteSnapshot, JobSnapshot, JobState, VerifyProgress, until_terminal,
+};
 use crate::meta::index::IndexEntry;
 use crate::meta::scan::READ_PARALLELISM;
 use crate::meta::summary::snapshot_of;
@@ -244,10 +246,7 @@ impl Engine {
                 self.backups.registry().forget(name);
                 Ok(last)
             }
-            _ => Err(Error::of_kind(
-                last.error_kind.as_deref().unwrap_or_default(),
-                last.error.clone().unwrap_or_default(),
-            )),
+            _ => Err(last.failure()),
         }
     }
 

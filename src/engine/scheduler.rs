@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 use super::Engine;
 use crate::error::{Error, Result};
-use crate::jobs::{JobState, Lease, host_pid, until_terminal};
+use crate::jobs::{JobSnapshot, JobState, Lease, host_pid, until_terminal};
 use crate::model::retention::Decision;
 use crate::model::{BackupName, Caller};
 use crate::policy::{RunRecord, RunState, StoredPolicy};
@@ -411,11 +411,7 @@ impl Engine {
         let last = until_terminal(self.create_backup(req).await?).await;
         match last.state {
             JobState::Succeeded => Ok(()),
-            _ => Err(Error::of_kind(
-                last.error_kind.as_deref().unwrap_or_default(),
-                last.error
-                    .unwrap_or_else(|| format!("backup {name} ended {:?}", last.state)),
-            )),
+            _ => Err(last.failure()),
         }
     }
 

@@ -51,6 +51,11 @@ pub trait JobSnapshot:
     fn trace_id(&self) -> Option<&str>;
     /// When the job ended, once it has.
     fn end_time(&self) -> Option<SystemTime>;
+    /// What a job that did not succeed ended with: the error of its recorded
+    /// kind and message.
+    fn failure(&self) -> Error;
+    /// The recorded message of a job that did not succeed, as it was.
+    fn failure_message(&self) -> String;
 }
 
 /// Implements [`JobSnapshot`] for a snapshot with `id`, `state`, `error`,
@@ -78,6 +83,17 @@ macro_rules! job_snapshot {
             fn finish(&mut self, result: &Result<(), Error>) {
                 finish(&mut self.state, &mut self.error, &mut self.end_time, result);
                 self.error_kind = result.as_ref().err().map(|e| e.kind().to_string());
+            }
+            fn failure(&self) -> Error {
+                Error::of_kind(
+                    self.error_kind.as_deref().unwrap_or_default(),
+                    self.failure_message(),
+                )
+            }
+            fn failure_message(&self) -> String {
+                self.error
+                    .clone()
+                    .unwrap_or_else(|| format!("{} {} ended {:?}", $noun, self.$key, self.state))
             }
         }
     };
