@@ -7,6 +7,7 @@
 //! 404, Request_Object_Not_Found), a known path with the wrong method HTTP 405
 //! (code 1, Not_Support, with an `Allow` header).
 
+mod docs;
 mod policies;
 
 use std::collections::HashMap;
@@ -279,7 +280,7 @@ pub fn router(engine: Arc<Engine>, simple_response: bool, max_body: usize) -> Ro
             "/api/v1/docs",
             get(|| async { axum::response::Redirect::permanent("/api/v1/docs/index.html") }),
         )
-        .route("/api/v1/docs/{file}", get(docs))
+        .route("/api/v1/docs/{file}", get(docs::file))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(max_body, limit_body))
@@ -581,32 +582,6 @@ async fn check(call: Call) -> Response {
         }
         Err(e) => rest_error(id, &e),
     }
-}
-
-const OPENAPI: &str = include_str!("swagger/openapi.json");
-const INDEX_HTML: &str = include_str!("swagger/index.html");
-const UI_CSS: &str = include_str!("swagger/swagger-ui.css");
-const UI_JS: &str = include_str!("swagger/swagger-ui-bundle.js");
-
-async fn docs(
-    axum::extract::Path(file): axum::extract::Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let (kind, body) = match file.as_str() {
-        "index.html" => ("text/html; charset=utf-8", INDEX_HTML),
-        "openapi.json" | "doc.json" | "swagger.json" => ("application/json", OPENAPI),
-        "swagger-ui.css" => ("text/css", UI_CSS),
-        "swagger-ui-bundle.js" => ("application/javascript", UI_JS),
-        _ => {
-            return refuse(
-                StatusCode::NOT_FOUND,
-                CODE_NOT_FOUND,
-                request_id(&headers, None),
-                format!("no such file in the API docs: {file}"),
-            );
-        }
-    };
-    ([(header::CONTENT_TYPE, kind)], body).into_response()
 }
 
 impl Rest {
