@@ -1,7 +1,7 @@
 //! The one place where core errors become answers: gRPC statuses, and the
 //! REST envelope with its HTTP status and the Go tool's `code`. An error is
 //! counted in the metrics here, as it is answered (a job's failure is
-//! counted by the job runner instead: it is never answered as an error).
+//! counted by the job runner instead, and answered uncounted: [`job_failed`]).
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -107,8 +107,7 @@ pub fn refuse(http: StatusCode, code: i32, request_id: String, msg: String) -> R
 /// `code`, the job's message `msg`, and the job as `data`. Not counted here:
 /// the job runner counted the failure.
 pub fn job_failed<T: Serialize>(request_id: String, err: &Error, msg: String, data: T) -> Response {
-    let (http, code) = rest_codes(err);
-    let http = StatusCode::from_u16(http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let (http, code) = http_and_code(err);
     let body = Envelope {
         request_id,
         code,
@@ -120,7 +119,13 @@ pub fn job_failed<T: Serialize>(request_id: String, err: &Error, msg: String, da
 
 /// The REST answer of a core error.
 pub fn rest_error(request_id: String, err: &Error) -> Response {
+    let (http, code) = http_and_code(err);
+    refuse(http, code, request_id, answered(err))
+}
+
+/// [`rest_codes`] with the HTTP status as a [`StatusCode`].
+fn http_and_code(err: &Error) -> (StatusCode, i32) {
     let (http, code) = rest_codes(err);
     let http = StatusCode::from_u16(http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    refuse(http, code, request_id, answered(err))
+    (http, code)
 }
