@@ -11,25 +11,25 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
 use crate::engine::Engine;
-use crate::error::{Error, Result};
-use crate::jobs::{JobState, Progress};
+use crate::error::{Error, ErrorKind, Result};
+use crate::jobs::{JobSnapshot, JobState, Progress};
 use crate::model::{BackupName, BackupRequest, CollectionRef, RestoreRequest};
 
 /// The exit code for a failure: one per kind, so scripts can tell them apart.
 pub fn exit_code(err: &Error) -> i32 {
-    match err {
-        Error::InvalidArgument(_) => 2,
-        Error::NotFound { .. } => 3,
-        Error::AlreadyExists { .. } => 4,
-        Error::FailedPrecondition(_) => 5,
-        Error::Unavailable { .. } | Error::ShuttingDown => 6,
-        Error::DataLoss(_) => 7,
-        Error::Unauthenticated(_) => 10,
-        Error::ResourceExhausted(_) => 8,
-        Error::Cancelled(_) => 9,
-        Error::Aborted(_) => 11,
-        Error::PermissionDenied(_) => 13,
-        Error::Milvus { .. } | Error::Storage { .. } | Error::Internal(_) => 1,
+    match err.kind() {
+        ErrorKind::InvalidArgument => 2,
+        ErrorKind::NotFound => 3,
+        ErrorKind::AlreadyExists => 4,
+        ErrorKind::FailedPrecondition => 5,
+        ErrorKind::Unavailable | ErrorKind::ShuttingDown => 6,
+        ErrorKind::DataLoss => 7,
+        ErrorKind::Unauthenticated => 10,
+        ErrorKind::ResourceExhausted => 8,
+        ErrorKind::Cancelled => 9,
+        ErrorKind::Aborted => 11,
+        ErrorKind::PermissionDenied => 13,
+        ErrorKind::Milvus | ErrorKind::Storage | ErrorKind::Internal => 1,
     }
 }
 
@@ -181,7 +181,7 @@ async fn follow<T: Clone>(
 /// The error of a job that did not succeed: "`what` failed: `error`", of
 /// the job's kind of failure, which picks the exit code (DATA_LOSS: 7, ...).
 fn job_failed(what: &str, error_kind: Option<String>, error: Option<String>) -> Error {
-    Error::of_kind(
+    Error::recorded(
         error_kind.as_deref().unwrap_or_default(),
         format!("{what} failed: {}", error.unwrap_or_default()),
     )
@@ -271,7 +271,7 @@ pub async fn get(engine: &Arc<Engine>, name: &BackupName, detail: bool) -> Resul
 
 /// `delete`.
 pub async fn delete(engine: &Arc<Engine>, name: &BackupName) -> Result<()> {
-    let d = engine.delete_backup_and_wait(name).await?;
+    let d = engine.delete_backup_until_ended(name).await?.succeeded()?;
     if d.objects_kept > 0 {
         println!(
             "deleted backup {name} ({} objects; {} kept: later incremental backups reference them)",

@@ -66,46 +66,123 @@ pub enum Error {
     /// A bug or an unexpected state of ours.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The error a job ended with, as its record keeps it: its kind and its
+    /// message as they were. What a failed job is answered with; the job's
+    /// runner counted it already, so it is never counted again.
+    #[error("{message}")]
+    Recorded { kind: ErrorKind, message: String },
+}
+
+/// What kind of error it is: what the caller can do about it. The gRPC and
+/// HTTP codes and the CLI's exit codes follow from it alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidArgument,
+    NotFound,
+    AlreadyExists,
+    FailedPrecondition,
+    Unavailable,
+    DataLoss,
+    Milvus,
+    Storage,
+    Unauthenticated,
+    PermissionDenied,
+    Aborted,
+    ResourceExhausted,
+    Cancelled,
+    ShuttingDown,
+    Internal,
+}
+
+impl ErrorKind {
+    const ALL: [ErrorKind; 15] = [
+        ErrorKind::InvalidArgument,
+        ErrorKind::NotFound,
+        ErrorKind::AlreadyExists,
+        ErrorKind::FailedPrecondition,
+        ErrorKind::Unavailable,
+        ErrorKind::DataLoss,
+        ErrorKind::Milvus,
+        ErrorKind::Storage,
+        ErrorKind::Unauthenticated,
+        ErrorKind::PermissionDenied,
+        ErrorKind::Aborted,
+        ErrorKind::ResourceExhausted,
+        ErrorKind::Cancelled,
+        ErrorKind::ShuttingDown,
+        ErrorKind::Internal,
+    ];
+
+    /// Its stable snake_case name, as failed jobs show it (`error_kind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::FailedPrecondition => "failed_precondition",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::DataLoss => "data_loss",
+            ErrorKind::Milvus => "milvus",
+            ErrorKind::Storage => "storage",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::Aborted => "aborted",
+            ErrorKind::ResourceExhausted => "resource_exhausted",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::ShuttingDown => "shutting_down",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
+    /// The kind named `name` ([`ErrorKind::as_str`]); an unknown or empty
+    /// name (a record of an older version) is `Internal`.
+    pub fn named(name: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == name)
+            .unwrap_or(ErrorKind::Internal)
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// The kind of failure, as a stable snake_case name (shown with failed jobs).
-    pub fn kind(&self) -> &'static str {
+    /// Its kind. Milvus's "no such collection" is the caller's `NotFound`.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::InvalidArgument(_) => "invalid_argument",
-            Error::NotFound { .. } => "not_found",
-            Error::AlreadyExists { .. } => "already_exists",
-            Error::FailedPrecondition(_) => "failed_precondition",
-            Error::Unavailable { .. } => "unavailable",
-            Error::DataLoss(_) => "data_loss",
-            Error::Milvus { .. } => "milvus",
-            Error::Storage { .. } => "storage",
-            Error::Unauthenticated(_) => "unauthenticated",
-            Error::PermissionDenied(_) => "permission_denied",
-            Error::Aborted(_) => "aborted",
-            Error::ResourceExhausted(_) => "resource_exhausted",
-            Error::Cancelled(_) => "cancelled",
-            Error::ShuttingDown => "shutting_down",
-            Error::Internal(_) => "internal",
+            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
+            Error::Unavailable { .. } => ErrorKind::Unavailable,
+            Error::DataLoss(_) => ErrorKind::DataLoss,
+            e @ Error::Milvus { .. } if e.is_milvus_not_found() => ErrorKind::NotFound,
+            Error::Milvus { .. } => ErrorKind::Milvus,
+            Error::Storage { .. } => ErrorKind::Storage,
+            Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
+            Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
+            Error::Aborted(_) => ErrorKind::Aborted,
+            Error::ResourceExhausted(_) => ErrorKind::ResourceExhausted,
+            Error::Cancelled(_) => ErrorKind::Cancelled,
+            Error::ShuttingDown => ErrorKind::ShuttingDown,
+            Error::Internal(_) => ErrorKind::Internal,
+            Error::Recorded { kind, .. } => *kind,
         }
     }
 
-    /// The error of a failed job from its recorded [`Error::kind`] and
-    /// message (so that a CLI exit code tells the kind apart).
-    pub fn of_kind(kind: &str, msg: String) -> Self {
-        match kind {
-            "invalid_argument" => Error::InvalidArgument(msg),
-            "failed_precondition" => Error::FailedPrecondition(msg),
-            "data_loss" => Error::DataLoss(msg),
-            "aborted" => Error::Aborted(msg),
-            "resource_exhausted" => Error::ResourceExhausted(msg),
-            "cancelled" => Error::Cancelled(msg),
-            "unauthenticated" => Error::Unauthenticated(msg),
-            "permission_denied" => Error::PermissionDenied(msg),
-            _ => Error::Internal(msg),
+    /// The error a failed job recorded: its kind (by name, see
+    /// [`ErrorKind::as_str`]) and its message.
+    pub fn recorded(kind: &str, message: String) -> Self {
+        Error::Recorded {
+            kind: ErrorKind::named(kind),
+            message,
         }
     }
 
@@ -162,5 +239,43 @@ impl Error {
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         Error::Internal(format!("json: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorded_error_keeps_its_kind_and_message() {
+        for kind in ErrorKind::ALL {
+            assert_eq!(ErrorKind::named(kind.as_str()), kind);
+        }
+        assert_eq!(ErrorKind::named(""), ErrorKind::Internal);
+        let cases = [
+            Error::not_found("backup", "b1"),
+            Error::Unavailable {
+                service: "object store",
+                address: "http://127.0.0.1:9000".into(),
+                detail: "reset".into(),
+            },
+            Error::Milvus {
+                operation: "DescribeCollection".into(),
+                reason: "collection not found".into(),
+                code: 100,
+            },
+            Error::Milvus {
+                operation: "Flush".into(),
+                reason: "boom".into(),
+                code: 1,
+            },
+            Error::ShuttingDown,
+            Error::DataLoss("binlog x is damaged".into()),
+        ];
+        for err in cases {
+            let again = Error::recorded(err.kind().as_str(), err.to_string());
+            assert_eq!(again.kind(), err.kind(), "{err}");
+            assert_eq!(again.to_string(), err.to_string());
+        }
     }
 }

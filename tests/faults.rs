@@ -13,15 +13,13 @@ mod common;
 mod figures;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use common::data::{self, Spec};
 use common::faults::{Counts, FaultProxy, Rates};
 use common::flows;
 use milvus_backup::api::proto as pb;
 use milvus_backup::storage::ObjectStore;
-use tokio::net::{TcpListener, TcpStream};
 
 async fn collection(
     m: &milvus_backup::milvus::MilvusClient,
@@ -158,44 +156,6 @@ async fn s3_errors_resets_and_cut_bodies_are_survived() {
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
-/// A TCP proxy to Milvus that can be switched off (every connection refused
-/// and cut) and on again: Milvus "going away" from our server's view.
-async fn switchable_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<AtomicBool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let up = Arc::new(AtomicBool::new(true));
-    let flag = up.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut inbound, _)) = listener.accept().await else {
-                return;
-            };
-            let flag = flag.clone();
-            tokio::spawn(async move {
-                if !flag.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(mut outbound) = TcpStream::connect(upstream).await else {
-                    return;
-                };
-                let (mut ri, mut wi) = inbound.split();
-                let (mut ro, mut wo) = outbound.split();
-                let watch = async {
-                    while flag.load(Ordering::SeqCst) {
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                };
-                tokio::select! {
-                    _ = tokio::io::copy(&mut ri, &mut wo) => {}
-                    _ = tokio::io::copy(&mut ro, &mut wi) => {}
-                    _ = watch => {}
-                }
-            });
-        }
-    });
-    (addr, up)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn milvus_going_away_fails_the_job_clearly() {
     let cfg = common::config();
@@ -204,7 +164,7 @@ async fn milvus_going_away_fails_the_job_clearly() {
     let milvus: SocketAddr = format!("{}:{}", cfg.milvus.address, cfg.milvus.port)
         .parse()
         .unwrap();
-    let (proxy, up) = switchable_proxy(milvus).await;
+    let (proxy, up) = common::faults::switchable_proxy(milvus).await;
     let mut via_proxy = cfg.clone();
     via_proxy.milvus.port = proxy.port();
     let server = common::TestServer::start(&via_proxy).await;

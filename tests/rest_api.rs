@@ -337,9 +337,10 @@ async fn a_synchronous_create_whose_job_fails_is_answered_as_its_error() {
         .await
         .unwrap();
     let _ = std::fs::remove_file(&release);
+    // The collection is gone: Milvus's "collection not found", the caller's 404.
     assert_eq!(
         (status, &answer["code"]),
-        (500, &Value::from(3)),
+        (404, &Value::from(404)),
         "{answer}"
     );
     let msg = answer["msg"].as_str().unwrap();
@@ -351,6 +352,158 @@ async fn a_synchronous_create_whose_job_fails_is_answered_as_its_error() {
     // BACKUP_FAIL, with the same error, as the job recorded it.
     assert_eq!(answer["data"]["state_code"], 3, "{answer}");
     assert_eq!(answer["data"]["errorMessage"], msg, "{answer}");
-    println!("HTTP {status}, code 3: {msg}");
+    println!("HTTP {status}, code {}: {msg}", answer["code"]);
     drop(owner);
+}
+
+/// The storage errors that `/metrics` of the server on `port` has counted.
+fn storage_errors(port: u16) -> u64 {
+    common::curl::metrics(port)
+        .lines()
+        .filter(|l| l.starts_with("milvus_backup_errors_total{service=\"storage\""))
+        .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse::<u64>().ok())
+        .sum()
+}
+
+/// Waits until `log` holds `line` `times` times.
+async fn wait_for_lines(log: &std::path::Path, line: &str, times: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.matches(line).count() >= times {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{line:?} not {times} times in {log:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_synchronous_delete_that_fails_is_answered_as_its_error_and_counted_once() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("rest_delfail"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..100, 19).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    // Our server reaches S3 through a proxy that the test switches off.
+    let s3: std::net::SocketAddr = format!("{}:{}", cfg.minio.address, cfg.minio.port)
+        .parse()
+        .unwrap();
+    let (proxy, s3_up) = common::faults::switchable_proxy(s3).await;
+    let (state, config) = common::process::config_with(&cfg, "rest_delfail", "");
+    let direct = format!(
+        "minio:\n  address: {}\n  port: {}\n",
+        cfg.minio.address, cfg.minio.port
+    );
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    assert!(yaml.contains(&direct), "{yaml}");
+    let yaml = yaml.replacen(
+        &direct,
+        &format!("minio:\n  address: 127.0.0.1\n  port: {}\n", proxy.port()),
+        1,
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let release = std::env::temp_dir().join(common::unique("release"));
+    let failpoint = format!("delete.planned@{}", release.display());
+    let server = Proc::on(state, config, Some(&failpoint)).await;
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let name = common::unique("rest_delfail_b");
+    let body = serde_json::json!({"backup_name": name, "collection_names": [spec.name]});
+    let (_, made) = tokio::task::block_in_place(|| {
+        curl(&[
+            "-X",
+            "POST",
+            &format!("{base}/api/v1/create"),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body.to_string(),
+        ])
+    });
+    assert_eq!(made["code"], 0, "{made}");
+    let counted = storage_errors(server.port);
+
+    // REST: the delete pauses once it knows what to keep, S3 goes away, and
+    // the delete goes on into the outage.
+    let url = format!("{base}/api/v1/delete?backup_name={name}");
+    let call = std::thread::spawn(move || curl(&["--request", "DELETE", &url]));
+    server.wait_paused(Duration::from_secs(60)).await;
+    s3_up.store(false, std::sync::atomic::Ordering::SeqCst);
+    std::fs::write(&release, b"").unwrap();
+    let (status, answer) = tokio::task::spawn_blocking(move || call.join().unwrap())
+        .await
+        .unwrap();
+    s3_up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = std::fs::remove_file(&release);
+    assert_eq!(
+        (status, &answer["code"]),
+        (503, &Value::from(3)),
+        "{answer}"
+    );
+    let msg = answer["msg"].as_str().unwrap();
+    assert!(msg.contains("unavailable"), "{answer}");
+    assert_eq!(answer["data"]["backup_name"], name.as_str(), "{answer}");
+    assert_eq!(answer["data"]["state"], "Failed", "{answer}");
+    assert_eq!(answer["data"]["error_message"], msg, "{answer}");
+    assert_eq!(
+        storage_errors(server.port),
+        counted + 1,
+        "the failed delete is counted once"
+    );
+    // Nothing was deleted: the backup is still there, whole.
+    let get = format!("{base}/api/v1/get_backup?backup_name={name}");
+    let (_, kept) = tokio::task::block_in_place(|| curl(&["--request", "GET", &get]));
+    assert_eq!(
+        (&kept["code"], &kept["data"]["state_code"]),
+        (&Value::from(0), &Value::from(2)),
+        "{kept}"
+    );
+
+    // gRPC: the same, answered UNAVAILABLE and counted once.
+    let mut client = server.client.clone();
+    let request = milvus_backup::api::proto::DeleteBackupRequest {
+        name: name.clone(),
+        ..Default::default()
+    };
+    let grpc = tokio::spawn({
+        let request = request.clone();
+        async move { client.delete_backup(request).await }
+    });
+    wait_for_lines(&server.log, "failpoint reached", 2).await;
+    s3_up.store(false, std::sync::atomic::Ordering::SeqCst);
+    std::fs::write(&release, b"").unwrap();
+    let failed = grpc.await.unwrap().expect_err("the delete failed");
+    s3_up.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(failed.code(), tonic::Code::Unavailable, "{failed:?}");
+    assert_eq!(
+        storage_errors(server.port),
+        counted + 2,
+        "each failed delete is counted once"
+    );
+
+    // With S3 back, the delete succeeds and the backup is gone. The failed
+    // delete could not free its lease in the outage: it expires by itself
+    // (3 s here), and until then a new delete is told who holds the backup.
+    let mut client = server.client.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.delete_backup(request.clone()).await {
+            Ok(_) => break,
+            Err(e) if e.code() == tonic::Code::Aborted && Instant::now() < deadline => {
+                assert!(e.message().contains("(delete)"), "{e:?}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("the delete after the outage: {e:?}"),
+        }
+    }
+    let (_, gone) = tokio::task::block_in_place(|| curl(&["--request", "GET", &get]));
+    assert_eq!(gone["code"], 404, "{gone}");
+    println!("HTTP {status}, code 3: {msg}; gRPC {:?}", failed.code());
+    let _ = std::fs::remove_file(&release);
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    server.finish();
 }

@@ -146,7 +146,10 @@ impl BackupService for GrpcService {
         let job = if r.detached {
             self.engine.delete_backup(&name).await?.borrow().clone()
         } else {
-            self.engine.delete_backup_and_wait(&name).await?
+            self.engine
+                .delete_backup_until_ended(&name)
+                .await?
+                .succeeded()?
         };
         Ok(Response::new(pb::DeleteBackupResponse {
             name: name.to_string(),

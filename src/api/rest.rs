@@ -72,14 +72,19 @@ async fn follow<S: JobSnapshot>(
         return (rx.borrow().clone(), Ok(started));
     }
     let last = until_terminal(rx).await;
-    let ended = match last.state() {
+    let ended = ended(&last);
+    (last, ended)
+}
+
+/// How job `last`, which has ended, ended for the caller.
+fn ended<S: JobSnapshot>(last: &S) -> Ended {
+    match last.state() {
         JobState::Succeeded => Ok("success"),
         _ => Err(Failed {
             error: last.failure(),
             message: last.failure_message(),
         }),
-    };
-    (last, ended)
+    }
 }
 
 /// How a job that a call started, or waited for, ended for the caller: its
@@ -409,25 +414,25 @@ struct DeleteQuery {
 }
 
 async fn delete_backup(call: Call, Query(q): Query<DeleteQuery>) -> Response {
-    call.answer(async {
+    let result = async {
         let name = BackupName::parse(&q.backup_name)?;
+        let engine = &call.rest.engine;
         if q.is_async {
-            let job = call
-                .rest
-                .engine
-                .delete_backup(&name)
-                .await?
-                .borrow()
-                .clone();
+            let job = engine.delete_backup(&name).await?.borrow().clone();
             return Ok((
                 Some(delete_data(&job)),
-                "delete backup is executing asynchronously",
+                Ok("delete backup is executing asynchronously"),
             ));
         }
-        call.rest.engine.delete_backup_and_wait(&name).await?;
-        Ok((None, "success"))
-    })
-    .await
+        let last = engine.delete_backup_until_ended(&name).await?;
+        // The Go tool answers a deleted backup with no data.
+        Ok(match ended(&last) {
+            Ok(msg) => (None, Ok(msg)),
+            Err(f) => (Some(delete_data(&last)), Err(f)),
+        })
+    }
+    .await;
+    answer_job(call.request_id(None), result)
 }
 
 /// A delete job as REST shows it.

@@ -1,7 +1,7 @@
 //! The one place where core errors become answers: gRPC statuses, and the
 //! REST envelope with its HTTP status and the Go tool's `code`. An error is
-//! counted in the metrics here, as it is answered (a job's failure is
-//! counted by the job runner instead, and answered uncounted: [`job_failed`]).
+//! counted in the metrics here, as it is answered, except a job's failure
+//! ([`Error::Recorded`]), which the job runner counted when the job ended.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -9,49 +9,42 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tonic::{Code, Status};
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 
 /// The gRPC code for each kind of core error.
 pub fn code_of(err: &Error) -> Code {
-    match err {
-        Error::InvalidArgument(_) => Code::InvalidArgument,
-        Error::NotFound { .. } => Code::NotFound,
-        Error::AlreadyExists { .. } => Code::AlreadyExists,
-        Error::FailedPrecondition(_) => Code::FailedPrecondition,
-        Error::Unavailable { .. } => Code::Unavailable,
-        Error::DataLoss(_) => Code::DataLoss,
-        // Milvus's "no such collection" is the caller's NOT_FOUND, not our fault.
-        e @ Error::Milvus { .. } if e.is_milvus_not_found() => Code::NotFound,
-        Error::Milvus { .. } => Code::Internal,
-        Error::Storage { .. } => Code::Internal,
-        Error::Unauthenticated(_) => Code::Unauthenticated,
-        Error::PermissionDenied(_) => Code::PermissionDenied,
-        Error::Aborted(_) => Code::Aborted,
-        Error::ResourceExhausted(_) => Code::ResourceExhausted,
-        Error::Cancelled(_) => Code::Cancelled,
-        Error::ShuttingDown => Code::Unavailable,
-        Error::Internal(_) => Code::Internal,
+    match err.kind() {
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::Unavailable | ErrorKind::ShuttingDown => Code::Unavailable,
+        ErrorKind::DataLoss => Code::DataLoss,
+        ErrorKind::Unauthenticated => Code::Unauthenticated,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
+        ErrorKind::Aborted => Code::Aborted,
+        ErrorKind::ResourceExhausted => Code::ResourceExhausted,
+        ErrorKind::Cancelled => Code::Cancelled,
+        ErrorKind::Milvus | ErrorKind::Storage | ErrorKind::Internal => Code::Internal,
     }
 }
 
 /// The HTTP status and the Go tool's `ResponseCode` for each kind of core error.
 pub fn rest_codes(err: &Error) -> (u16, i32) {
     // Go tool codes: 400 Parameter_Error, 404 Request_Object_Not_Found, 3 Fail.
-    match err {
-        Error::InvalidArgument(_) => (400, 400),
-        Error::NotFound { .. } => (404, 404),
-        e @ Error::Milvus { .. } if e.is_milvus_not_found() => (404, 404),
-        Error::AlreadyExists { .. } => (409, 400),
-        Error::FailedPrecondition(_) => (412, 3),
-        Error::Unavailable { .. } => (503, 3),
-        Error::DataLoss(_) => (500, 3),
-        Error::Unauthenticated(_) => (401, 2),
-        Error::PermissionDenied(_) => (403, 3),
-        Error::Aborted(_) => (409, 3),
-        Error::ResourceExhausted(_) => (429, 3),
-        Error::Cancelled(_) => (409, 3),
-        Error::ShuttingDown => (503, 3),
-        Error::Milvus { .. } | Error::Storage { .. } | Error::Internal(_) => (500, 3),
+    match err.kind() {
+        ErrorKind::InvalidArgument => (400, 400),
+        ErrorKind::NotFound => (404, 404),
+        ErrorKind::AlreadyExists => (409, 400),
+        ErrorKind::FailedPrecondition => (412, 3),
+        ErrorKind::Unavailable | ErrorKind::ShuttingDown => (503, 3),
+        ErrorKind::DataLoss => (500, 3),
+        ErrorKind::Unauthenticated => (401, 2),
+        ErrorKind::PermissionDenied => (403, 3),
+        ErrorKind::Aborted => (409, 3),
+        ErrorKind::ResourceExhausted => (429, 3),
+        ErrorKind::Cancelled => (409, 3),
+        ErrorKind::Milvus | ErrorKind::Storage | ErrorKind::Internal => (500, 3),
     }
 }
 
@@ -104,8 +97,7 @@ pub fn refuse(http: StatusCode, code: i32, request_id: String, msg: String) -> R
 }
 
 /// The REST answer of a job that failed with `err`: its HTTP status and
-/// `code`, the job's message `msg`, and the job as `data`. Not counted here:
-/// the job runner counted the failure.
+/// `code`, the job's message `msg`, and the job as `data`.
 pub fn job_failed<T: Serialize>(request_id: String, err: &Error, msg: String, data: T) -> Response {
     let (http, code) = http_and_code(err);
     let body = Envelope {

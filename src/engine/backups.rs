@@ -7,9 +7,7 @@ use tokio::sync::watch;
 use super::{BackupInfo, Engine};
 use crate::delete::DeleteRequest;
 use crate::error::{Error, Result};
-use crate::jobs::{
-    BackupSnapshot, DeleteSnapshot, JobSnapshot, JobState, VerifyProgress, until_terminal,
-};
+use crate::jobs::{BackupSnapshot, DeleteSnapshot, JobState, VerifyProgress, until_terminal};
 use crate::meta::index::IndexEntry;
 use crate::meta::scan::READ_PARALLELISM;
 use crate::meta::summary::snapshot_of;
@@ -237,17 +235,15 @@ impl Engine {
         Ok(rx)
     }
 
-    /// Deletes backup `name` and waits for the end: the last snapshot, or
-    /// the error the delete failed with.
-    pub async fn delete_backup_and_wait(&self, name: &BackupName) -> Result<DeleteSnapshot> {
+    /// Deletes backup `name` and waits for the delete to end: its last
+    /// snapshot, whether it succeeded or failed (see
+    /// [`JobSnapshot::succeeded`]). An error only when it could not start.
+    pub async fn delete_backup_until_ended(&self, name: &BackupName) -> Result<DeleteSnapshot> {
         let last = until_terminal(self.delete_backup(name).await?).await;
-        match last.state {
-            JobState::Succeeded => {
-                self.backups.registry().forget(name);
-                Ok(last)
-            }
-            _ => Err(last.failure()),
+        if last.state == JobState::Succeeded {
+            self.backups.registry().forget(name);
         }
+        Ok(last)
     }
 
     /// The snapshots of delete job `id`, also after it ended.

@@ -25,7 +25,7 @@ use chrono::Utc;
 use tracing::{info, warn};
 
 use super::Engine;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::jobs::{JobSnapshot, JobState, Lease, host_pid, until_terminal};
 use crate::model::retention::Decision;
 use crate::model::{BackupName, Caller};
@@ -477,11 +477,18 @@ impl Engine {
         };
         for d in decisions.iter().filter(|d| !d.keep) {
             let result = match BackupName::parse(&d.name) {
-                Ok(b) => self.delete_backup_and_wait(&b).await.map(|_| ()),
+                Ok(b) => self
+                    .delete_backup_until_ended(&b)
+                    .await
+                    .and_then(|d| d.succeeded().map(|_| ())),
                 Err(e) => Err(e),
             };
-            match result {
-                Ok(()) | Err(Error::NotFound { .. }) => {
+            // Gone already (deleted by hand) counts as deleted.
+            match result.or_else(|e| match e.kind() {
+                ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            }) {
+                Ok(()) => {
                     info!(policy = %name, backup = %d.name, reason = %d.reason, "retention deleted a backup");
                     for r in runs.iter_mut().filter(|r| r.backup == d.name) {
                         r.deleted = true;

@@ -56,6 +56,16 @@ pub trait JobSnapshot:
     fn failure(&self) -> Error;
     /// The recorded message of a job that did not succeed, as it was.
     fn failure_message(&self) -> String;
+    /// The snapshot of a job that succeeded, or the error it ended with.
+    fn succeeded(self) -> Result<Self, Error>
+    where
+        Self: Sized,
+    {
+        match self.state() {
+            JobState::Succeeded => Ok(self),
+            _ => Err(self.failure()),
+        }
+    }
 }
 
 /// Implements [`JobSnapshot`] for a snapshot with `id`, `state`, `error`,
@@ -82,10 +92,10 @@ macro_rules! job_snapshot {
             }
             fn finish(&mut self, result: &Result<(), Error>) {
                 finish(&mut self.state, &mut self.error, &mut self.end_time, result);
-                self.error_kind = result.as_ref().err().map(|e| e.kind().to_string());
+                self.error_kind = result.as_ref().err().map(|e| e.kind().as_str().to_string());
             }
             fn failure(&self) -> Error {
-                Error::of_kind(
+                Error::recorded(
                     self.error_kind.as_deref().unwrap_or_default(),
                     self.failure_message(),
                 )

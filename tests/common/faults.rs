@@ -12,7 +12,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures::StreamExt as _;
@@ -22,7 +22,7 @@ use hyper::{Method, Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 /// Which requests get each fault: every n-th (0: none).
 #[derive(Debug, Clone, Copy, Default)]
@@ -294,4 +294,43 @@ async fn handle(
         ));
     }
     Ok(resp.map(|b| b.map_err(std::io::Error::other).boxed()))
+}
+
+/// A TCP proxy to `upstream` (Milvus, or S3) that can be switched off (every
+/// connection refused and cut) and on again: the server "going away" from
+/// our server's view.
+pub async fn switchable_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let up = Arc::new(AtomicBool::new(true));
+    let flag = up.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
+            let flag = flag.clone();
+            tokio::spawn(async move {
+                if !flag.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let (mut ri, mut wi) = inbound.split();
+                let (mut ro, mut wo) = outbound.split();
+                let watch = async {
+                    while flag.load(Ordering::SeqCst) {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::io::copy(&mut ri, &mut wo) => {}
+                    _ = tokio::io::copy(&mut ro, &mut wi) => {}
+                    _ = watch => {}
+                }
+            });
+        }
+    });
+    (addr, up)
 }
