@@ -507,3 +507,81 @@ async fn a_synchronous_delete_that_fails_is_answered_as_its_error_and_counted_on
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     server.finish();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_synchronous_restore_of_a_damaged_backup_is_answered_as_data_loss() {
+    use milvus_backup::milvus::MilvusApi as _;
+    use milvus_backup::storage::ObjectStore as _;
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("rest_dmg"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..300, 23).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let root = common::unique("rest_dmg_root");
+    let server = Proc::start_rooted(&cfg, "rest_dmg", &root, "").await;
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let post = |route: &str, body: Value| {
+        let url = format!("{base}/api/v1/{route}");
+        tokio::task::block_in_place(|| {
+            curl(&[
+                "-X",
+                "POST",
+                &url,
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                &body.to_string(),
+            ])
+        })
+    };
+    let name = common::unique("rest_dmg_b");
+    let (_, made) = post(
+        "create",
+        serde_json::json!({"backup_name": name, "collection_names": [spec.name]}),
+    );
+    assert_eq!(made["code"], 0, "{made}");
+
+    // One byte of the largest insert binlog flipped, its size kept.
+    let store = common::process::rooted_bucket(&cfg);
+    let prefix = format!("{root}/{name}/binlogs/insert_log/");
+    let largest = store
+        .list(&prefix)
+        .await
+        .unwrap()
+        .into_iter()
+        .max_by_key(|o| o.size)
+        .expect("insert binlogs");
+    let mut bytes = store.read(&largest.key).await.unwrap().to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    store
+        .write(&largest.key, bytes::Bytes::from(bytes))
+        .await
+        .unwrap();
+
+    let (status, answer) = post(
+        "restore",
+        serde_json::json!({"backup_name": name, "collection_suffix": "_dmg"}),
+    );
+    assert_eq!(
+        (status, &answer["code"]),
+        (500, &Value::from(3)),
+        "{answer}"
+    );
+    let msg = answer["msg"].as_str().unwrap();
+    let damaged = &largest.key[format!("{root}/{name}/").len()..];
+    assert!(msg.contains(damaged), "the error names {damaged}: {msg}");
+    assert_eq!(answer["data"]["error_kind"], "data_loss", "{answer}");
+    assert_eq!(answer["data"]["state_code"], 3, "{answer}");
+    // Milvus never saw it: it answers, and no restored collection exists.
+    m.version().await.expect("Milvus answers after the restore");
+    let target = format!("{}_dmg", spec.name);
+    assert!(
+        !m.has_collection(&spec.db, &target).await.unwrap(),
+        "{target} was made"
+    );
+    println!("HTTP {status}, code 3: {msg}");
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    server.finish();
+}
