@@ -511,7 +511,6 @@ async fn a_synchronous_delete_that_fails_is_answered_as_its_error_and_counted_on
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_synchronous_restore_of_a_damaged_backup_is_answered_as_data_loss() {
     use milvus_backup::milvus::MilvusApi as _;
-    use milvus_backup::storage::ObjectStore as _;
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let spec = Spec::new(&common::unique("rest_dmg"));
