@@ -7,6 +7,7 @@
 //! 404, Request_Object_Not_Found), a known path with the wrong method HTTP 405
 //! (code 1, Not_Support, with an `Allow` header).
 
+mod answer;
 mod docs;
 mod policies;
 
@@ -19,7 +20,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Requ
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures::{StreamExt, TryStreamExt};
@@ -28,23 +29,15 @@ use serde::{Deserialize, Serialize};
 
 use super::convert::collection_filter;
 use super::go_model::{go_backup_of_job, go_restore};
-use super::status::{Envelope, grpc_answer, is_grpc, job_failed, refuse, rest_error};
+use answer::{answer, answer_job, ended, follow, ok};
+
+use super::status::{grpc_answer, is_grpc, refuse, rest_error};
 use crate::engine::{BackupInfo, Engine};
 use crate::error::{Error, Result};
-use crate::jobs::{BackupSnapshot, JobSnapshot, JobState, until_terminal};
+use crate::jobs::{BackupSnapshot, JobState};
 use crate::model::{
     BackupInput, BackupLookup, BackupName, BackupRequest, Caller, RestoreInput, RestoreRequest,
 };
-
-fn ok<T: Serialize>(request_id: String, msg: &str, data: Option<T>) -> Response {
-    Json(Envelope {
-        request_id,
-        code: 0,
-        msg: msg.into(),
-        data,
-    })
-    .into_response()
-}
 
 /// The Go tool's `ResponseCode`s used at the edges.
 const CODE_NOT_SUPPORT: i32 = 1;
@@ -59,63 +52,6 @@ fn too_large(request_id: String, max: usize) -> Response {
         request_id,
         format!("request body is larger than {max} bytes (http.maxRestBodyBytes)"),
     )
-}
-
-/// A job's snapshot and message, as the Go tool answers: at once with
-/// `started` when `is_async`, else at its end with "success" or `failed`.
-async fn follow<S: JobSnapshot>(
-    rx: tokio::sync::watch::Receiver<S>,
-    is_async: bool,
-    started: &'static str,
-) -> (S, Ended) {
-    if is_async {
-        return (rx.borrow().clone(), Ok(started));
-    }
-    let last = until_terminal(rx).await;
-    let ended = ended(&last);
-    (last, ended)
-}
-
-/// How job `last`, which has ended, ended for the caller.
-fn ended<S: JobSnapshot>(last: &S) -> Ended {
-    match last.state() {
-        JobState::Succeeded => Ok("success"),
-        _ => Err(Failed {
-            error: last.failure(),
-            message: last.failure_message(),
-        }),
-    }
-}
-
-/// How a job that a call started, or waited for, ended for the caller: its
-/// message, or how it failed.
-type Ended = std::result::Result<&'static str, Failed>;
-
-/// A job that failed: the error of its kind (the HTTP status and `code`),
-/// and its message as the job recorded it (`msg`).
-struct Failed {
-    error: Error,
-    message: String,
-}
-
-/// The answer of a handler: its data, or the error's envelope.
-fn answer<T: Serialize>(request_id: String, result: Result<(T, &str)>) -> Response {
-    match result {
-        Ok((data, msg)) => ok(request_id, msg, Some(data)),
-        Err(e) => rest_error(request_id, &e),
-    }
-}
-
-/// The answer of a handler that started a job: as [`answer`], but a job
-/// that failed is answered as its error, with the job as `data` (the Go
-/// tool answers a failed synchronous create or restore with `code` 3 and
-/// the error as `msg`).
-fn answer_job<T: Serialize>(request_id: String, result: Result<(T, Ended)>) -> Response {
-    match result {
-        Ok((data, Ok(msg))) => ok(request_id, msg, Some(data)),
-        Ok((data, Err(f))) => job_failed(request_id, &f.error, f.message, data),
-        Err(e) => rest_error(request_id, &e),
-    }
 }
 
 /// The request id: the `request_id` header, the body's `requestId`, or a new one.
