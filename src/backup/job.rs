@@ -91,10 +91,11 @@ impl JobKind for BackupJob {
 
     async fn clean_up(&self, error: &Error, _job: &JobHandle<BackupSnapshot>) {
         let name = self.req.name();
-        if matches!(error, Error::Aborted(_)) {
-            // Its lease went to another process, which may own the name's
-            // objects now: leave them.
-            error!(backup = %name, "the backup's objects are left to the lease's new holder");
+        if self.lease.fence().check().is_err() {
+            // Its lease expired: another process may own the name's objects
+            // now. (Another error, such as a lost hold on a base backup,
+            // leaves the name this job's: its partial backup is removed.)
+            error!(backup = %name, %error, "the backup's objects are left to the lease's new holder");
             return;
         }
         // A backup completed by another job (this one's lease expired while

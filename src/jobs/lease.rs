@@ -320,7 +320,8 @@ impl Leases {
 }
 
 /// Renews every third of the TTL; fires `lost` when another holder took the
-/// lease or the expiry passed without a successful renewal.
+/// lease or the expiry passed without a successful renewal (also when the
+/// renewal landed only after it).
 async fn renew(
     leases: Leases,
     name: String,
@@ -333,6 +334,15 @@ async fn renew(
         tokio::time::sleep(leases.ttl / 3).await;
         let mut guard = state.lock().await;
         let (record, etag) = &mut *guard;
+        // Past the expiry (the process was paused, or renewals failed),
+        // another process may have seen the lease free and acted on it (a
+        // delete that found no reader): it is never renewed back to life.
+        let expiry = record.expires_at_ms;
+        if now_ms() >= expiry {
+            warn!(lease = %name, job = %record.job, "lease expired before it was renewed");
+            lost.cancel();
+            return;
+        }
         let mut next = record.clone();
         next.expires_at_ms = now_ms() + leases.ttl.as_millis() as u64;
         let body = match serde_json::to_vec(&next) {
@@ -341,9 +351,14 @@ async fn renew(
         };
         match leases.store.put_if_match(&key, body, etag).await {
             Ok(CondPut::Written(new)) => {
-                expires_at_ms.store(next.expires_at_ms, Ordering::SeqCst);
                 *record = next;
                 *etag = new;
+                if now_ms() >= expiry {
+                    warn!(lease = %name, job = %record.job, "lease renewed only after it expired");
+                    lost.cancel();
+                    return;
+                }
+                expires_at_ms.store(record.expires_at_ms, Ordering::SeqCst);
             }
             Ok(CondPut::Conflict) => {
                 // A retried write whose first answer was lost looks like a
@@ -356,19 +371,19 @@ async fn renew(
                     _ => None,
                 };
                 match ours {
-                    Some((held, tag)) => {
+                    Some((held, tag)) if now_ms() < expiry => {
                         expires_at_ms.store(held.expires_at_ms, Ordering::SeqCst);
                         *record = held;
                         *etag = tag;
                     }
-                    None => {
-                        warn!(lease = %name, job = %record.job, "lease taken by another holder");
+                    _ => {
+                        warn!(lease = %name, job = %record.job, "lease taken by another holder, or renewed only after it expired");
                         lost.cancel();
                         return;
                     }
                 }
             }
-            Err(e) if now_ms() >= record.expires_at_ms => {
+            Err(e) if now_ms() >= expiry => {
                 warn!(lease = %name, job = %record.job, error = %e, "lease expired before it could be renewed");
                 lost.cancel();
                 return;
@@ -529,6 +544,29 @@ mod tests {
                 .collect();
             assert_eq!(won.len(), 1, "round {round}: exactly one taker wins");
         }
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    /// A holder paused past its expiry (here: its only thread blocked) finds
+    /// the lease lost when it runs again; it never renews it back to life,
+    /// as a delete may have seen it free meanwhile.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lease_paused_past_its_expiry_is_lost_not_renewed() {
+        let root = std::env::temp_dir().join(format!("mb-lease-{}", uuid::Uuid::new_v4().simple()));
+        let l = leases(&root, 1_000);
+        let held = l.acquire("reads/b1/x", "x", "read").await.unwrap();
+        std::thread::sleep(Duration::from_millis(1_300));
+        assert!(l.holder("reads/b1/x").await.unwrap().is_none(), "expired");
+        assert!(held.fence().check().is_err());
+        tokio::time::timeout(Duration::from_secs(2), held.lost().cancelled())
+            .await
+            .expect("the lease is lost");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(
+            l.holder("reads/b1/x").await.unwrap().is_none(),
+            "the lease stays expired"
+        );
+        drop(held);
         std::fs::remove_dir_all(root).unwrap();
     }
 }

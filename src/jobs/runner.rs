@@ -318,7 +318,11 @@ impl<K: JobKind> Runner<K> {
                     supervise(K::NAME, &token, &pool.shutdown, &lost, job.run(&handle)).await;
                 // A job whose lease went to another process (which resumes it
                 // under the same id) leaves the shared record to that process.
-                let superseded = lost.is_cancelled();
+                // So does one that failed after its lease expired by this
+                // process's clock (paused past it): another server, or this
+                // one's takeover, resumes it from its records.
+                let superseded = lost.is_cancelled()
+                    || (result.is_err() && job.fences().iter().any(|f| f.check().is_err()));
                 // Cut short by a shutdown: left running in the records, for
                 // another server (or this one, restarted) to resume.
                 let handed_over = matches!(result, Err(Error::Cancelled(_)))
