@@ -170,9 +170,11 @@ pub async fn run(
         }),
         ..Default::default()
     };
-    // The objects reused must still be there: a base whose hold was lost
-    // may be being deleted.
-    if let Some((base, _)) = holds.iter().find(|(_, l)| l.lost().is_cancelled()) {
+    // The objects reused must still be there: a base whose hold was lost,
+    // or may expire before the meta is written, may be being deleted.
+    let margin = ctx.leases().ttl() / 3;
+    let unsure = |l: &Lease| l.lost().is_cancelled() || l.fence().check_for(margin).is_err();
+    if let Some((base, _)) = holds.iter().find(|(_, l)| unsure(l)) {
         return Err(Error::Aborted(format!(
             "incremental backup {} lost its hold on base backup {base:?}; it is not completed",
             req.name()

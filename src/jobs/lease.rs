@@ -95,7 +95,14 @@ pub struct Fence {
 impl Fence {
     /// [`Error::Aborted`] once the lease has expired.
     pub fn check(&self) -> Result<()> {
-        match now_ms() < self.expires_at_ms.load(Ordering::SeqCst) {
+        self.check_for(Duration::ZERO)
+    }
+
+    /// [`Error::Aborted`] unless the lease stays valid for `margin` more: for
+    /// a step that must finish while it is held.
+    pub fn check_for(&self, margin: Duration) -> Result<()> {
+        let until = now_ms() + margin.as_millis() as u64;
+        match until < self.expires_at_ms.load(Ordering::SeqCst) {
             true => Ok(()),
             false => Err(Error::Aborted(format!(
                 "{} expired before it was renewed: the job stops (another process may own it now)",

@@ -215,6 +215,20 @@ where
         }
     }
     let request = request().await?;
+    // Milvus imports by name: the collection under it must still be the one
+    // this job created or checked (a resumed job's record names it; the user
+    // may have made another one under the name meanwhile).
+    let (db, name) = (into.name.db(), into.name.name());
+    let now = ctx.milvus.collection_id(db, name).await?;
+    if now != Some(into.id) {
+        return Err(Error::FailedPrecondition(format!(
+            "{} is no longer the collection this restore {} (id {now:?}, was {}); \
+             nothing was imported into it",
+            into.name,
+            if into.created { "created" } else { "checked" },
+            into.id
+        )));
+    }
     job.fence()?;
     let tasks = ctx.milvus.import(&request).await?;
     crate::failpoint::pause_at("restore.import_asked").await;

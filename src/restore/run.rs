@@ -82,7 +82,9 @@ pub async fn run(
             }
         }
     }
-    if let Some(prefix) = &staging {
+    // After a failure the job's cleanup removes them, unless an import may
+    // still read them.
+    if let (Some(prefix), Ok(())) = (&staging, &result) {
         job.fence()?;
         ctx.milvus_store.delete_under(prefix).await?;
     }

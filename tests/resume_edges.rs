@@ -1,0 +1,271 @@
+//! Jobs resumed after their server paused or died never act on what they
+//! did not check, on the real Milvus 2.3.5 and S3, with server processes on
+//! backup roots of their own (so that no other test's server takes their
+//! jobs over):
+//! - a server paused (SIGSTOP) past its lease's expiry: when it wakes, its
+//!   job stops as one whose lease was lost, is neither failed nor cleaned
+//!   up, and is resumed from its records by the takeover (here, the same
+//!   server's): a `drop_existing` restore paused right after it dropped the
+//!   original ends with the restored copy under the target's name, never
+//!   with the target missing;
+//! - a `skip_create_collection` restore killed while importing its first
+//!   collection, whose second target the user then made again with rows of
+//!   their own: the restarted server imports nothing into that collection
+//!   (FAILED_PRECONDITION naming it), and the user's rows stay as they were;
+//! - an incremental backup whose server is paused past its hold on its base
+//!   while the CLI deletes the base: it never completes naming the deleted
+//!   objects (it fails, or is resumed and copies them itself), and whatever
+//!   is complete afterwards verifies.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::data::{self, Spec};
+use common::flows;
+use common::process::Proc;
+use milvus_backup::api::proto as pb;
+use milvus_backup::milvus::MilvusApi;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replace_paused_past_its_lease_after_the_drop_is_resumed_to_the_copy() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("lexp_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..300, 61).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    data::index(&m, &spec.db, &spec.name).await;
+    data::load(&m, &spec.db, &spec.name).await;
+    let backed_up = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
+    let root = common::unique("lexp_root");
+    let release = std::env::temp_dir().join(common::unique("lexp_release"));
+    let failpoint = format!("restore.swap.after_drop@{}", release.display());
+    let mut server = Proc::start_rooted_paused(&cfg, "lexp", &root, "", Some(&failpoint)).await;
+    let name = common::unique("lexp_b");
+    flows::backup_collections(&mut server.client, &name, &[&spec.name]).await;
+    // The original moves on after the backup; the replace restores the backup.
+    data::insert(&m, &spec, "", 300..400, 61).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let original = m.collection_id(&spec.db, &spec.name).await.unwrap();
+
+    let id = flows::start_restore(
+        &mut server.client,
+        pb::RestoreRequest {
+            backup_name: name.clone(),
+            drop_existing_collections: true,
+            ..flows::restore_loaded_request(&name, "")
+        },
+    )
+    .await;
+    server.wait_paused(Duration::from_secs(180)).await;
+    assert!(
+        !m.has_collection(&spec.db, &spec.name).await.unwrap(),
+        "paused after the drop"
+    );
+    // Paused past its 3 s lease, then let on.
+    server.signal("STOP");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    std::fs::write(&release, b"").unwrap();
+    server.signal("CONT");
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let job = loop {
+        let job = flows::get_restore(&mut server.client.clone(), &id).await;
+        if job.state >= pb::JobState::Succeeded as i32 || Instant::now() > deadline {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(job.state, pb::JobState::Succeeded as i32, "{job:?}");
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(
+        log.contains("expired before it was renewed")
+            || log.contains("another process took it over"),
+        "the job stopped for its lease"
+    );
+    let now = m.collection_id(&spec.db, &spec.name).await.unwrap();
+    assert_ne!(now, original, "the target is the restored copy");
+    let temp = &job.collections[0].temp_collection_name;
+    assert!(
+        !m.has_collection(&spec.db, temp).await.unwrap(),
+        "the temporary collection is renamed away"
+    );
+    let rows = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
+    data::assert_rows_equal("after the pause", &backed_up, &rows);
+    println!(
+        "resumed to the copy: {} rows, job {id} SUCCEEDED",
+        rows.len()
+    );
+    let _ = std::fs::remove_file(&release);
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resumed_restore_imports_nothing_into_a_collection_made_again_meanwhile() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let tag = common::unique("rskip");
+    let sources: Vec<Spec> = ["a", "b"]
+        .iter()
+        .map(|s| Spec::new(&format!("{tag}_{s}")))
+        .collect();
+    for s in &sources {
+        data::create(&m, s).await;
+        data::insert(&m, s, "", 0..200, 67).await;
+        data::flush(&m, &s.db, &s.name).await;
+    }
+    let root = common::unique("rskip_root");
+    let first = format!("{}_sk", sources[0].name);
+    let failpoint = format!("restore.importing:default.{first}");
+    let server = Proc::start_rooted_paused(&cfg, "rskip", &root, "", Some(&failpoint)).await;
+    let name = common::unique("rskip_b");
+    let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+    flows::backup_collections(&mut server.client.clone(), &name, &names).await;
+    // The existing, empty targets of a skip_create restore.
+    let targets: Vec<Spec> = sources
+        .iter()
+        .map(|s| Spec::new(&format!("{}_sk", s.name)))
+        .collect();
+    for t in &targets {
+        data::create(&m, t).await;
+    }
+    let id = flows::start_restore(
+        &mut server.client.clone(),
+        pb::RestoreRequest {
+            skip_create_collection: true,
+            ..flows::restore_request(&name, "_sk")
+        },
+    )
+    .await;
+    server.wait_paused(Duration::from_secs(180)).await;
+
+    // Killed while importing the first; the user makes the second again,
+    // with rows of their own.
+    let mut server = server;
+    server.kill();
+    let second = &targets[1];
+    let checked = m.collection_id(&second.db, &second.name).await.unwrap();
+    data::drop_if_exists(&m, &second.db, &second.name).await;
+    data::create(&m, second).await;
+    data::insert(&m, second, "", 1000..1005, 3).await;
+    data::flush(&m, &second.db, &second.name).await;
+    let theirs = m.collection_id(&second.db, &second.name).await.unwrap();
+    assert_ne!(theirs, checked);
+
+    let server = server.kill_and_restart().await;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let job = loop {
+        let job = flows::get_restore(&mut server.client.clone(), &id).await;
+        if job.state >= pb::JobState::Succeeded as i32 || Instant::now() > deadline {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
+    assert_eq!(job.error_kind, "failed_precondition", "{job:?}");
+    assert!(
+        job.error_message.contains(&second.name)
+            && job.error_message.contains("nothing was imported"),
+        "{}",
+        job.error_message
+    );
+    // The user's collection holds their 5 rows, nothing else.
+    data::index(&m, &second.db, &second.name).await;
+    data::load(&m, &second.db, &second.name).await;
+    let rows = data::rows(&m, second, &second.db, &second.name, &[]).await;
+    assert_eq!(rows.len(), 5, "the user's rows only");
+    assert_eq!(
+        m.collection_id(&second.db, &second.name).await.unwrap(),
+        theirs,
+        "their collection stays"
+    );
+    println!("resumed restore refused: {}", job.error_message);
+    server.finish();
+    for s in sources.iter().chain(&targets) {
+        data::drop_if_exists(&m, &s.db, &s.name).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_incremental_backup_paused_past_its_base_hold_never_names_deleted_objects() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("rinc_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..300, 71).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let root = common::unique("rinc_root");
+    let release = std::env::temp_dir().join(common::unique("rinc_release"));
+    let failpoint = format!("backup.incremental.bases_held@{}", release.display());
+    let owner = Proc::start_rooted_paused(&cfg, "rinc_a", &root, "", Some(&failpoint)).await;
+    let base = common::unique("rinc_full");
+    flows::backup_collections(&mut owner.client.clone(), &base, &[&spec.name]).await;
+    let inc = common::unique("rinc_inc");
+    let mut client = owner.client.clone();
+    let request = pb::CreateBackupRequest {
+        incremental: Some(true),
+        ..flows::backup_request(&inc, &[&spec.name])
+    };
+    let _started = tokio::spawn(async move { client.create_backup(request).await });
+    owner.wait_paused(Duration::from_secs(120)).await;
+
+    // Paused past its 3 s hold on the base, which a CLI deletes (a process
+    // that takes no job over).
+    owner.signal("STOP");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let config = owner.config().to_path_buf();
+    let deleted = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
+            .arg("--config")
+            .arg(&config)
+            .args(["delete", "-n", &base])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        deleted.status.success(),
+        "the base is deleted: its only reader's hold expired: {}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    println!("{}", String::from_utf8_lossy(&deleted.stdout).trim());
+    std::fs::write(&release, b"").unwrap();
+    owner.signal("CONT");
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let end = loop {
+        let b = flows::get_backup(&mut owner.client.clone(), &inc).await;
+        if b.state >= pb::JobState::Succeeded as i32 || Instant::now() > deadline {
+            break b;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    match pb::JobState::try_from(end.state) {
+        Ok(pb::JobState::Succeeded) => {
+            flows::assert_verifies(&mut owner.client.clone(), &inc, "the incremental backup").await;
+            println!("the incremental backup was resumed and copied what it needs");
+        }
+        Ok(pb::JobState::Failed) => {
+            assert!(end.error_message.contains("lost its hold"), "{end:?}");
+            let mut listed = owner
+                .client
+                .clone()
+                .list_backups(pb::ListBackupsRequest::default())
+                .await
+                .unwrap()
+                .into_inner();
+            while let Some(b) = listed.message().await.unwrap() {
+                let b = b.backup.unwrap();
+                assert!(b.name != inc, "a failed backup is not listed: {b:?}");
+            }
+            println!("the incremental backup failed: {}", end.error_message);
+        }
+        _ => panic!("the incremental backup did not end: {end:?}"),
+    }
+    let _ = std::fs::remove_file(&release);
+    owner.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
