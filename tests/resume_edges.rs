@@ -15,7 +15,10 @@
 //! - an incremental backup whose server is paused past its hold on its base
 //!   while the CLI deletes the base: it never completes naming the deleted
 //!   objects (it fails, or is resumed and copies them itself), and whatever
-//!   is complete afterwards verifies.
+//!   is complete afterwards verifies;
+//! - a backup whose server died and whose collection was dropped meanwhile
+//!   ends FAILED `not_found` (its kind kept), and what it copied is removed:
+//!   its name can be used again.
 
 mod common;
 
@@ -268,4 +271,53 @@ async fn an_incremental_backup_paused_past_its_base_hold_never_names_deleted_obj
     let _ = std::fs::remove_file(&release);
     owner.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_whose_collection_went_with_its_server_ends_not_found_and_frees_its_name() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("rgone_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..200, 73).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let root = common::unique("rgone_root");
+    let mut owner =
+        Proc::start_rooted_paused(&cfg, "rgone", &root, "", Some("backup.describing")).await;
+    let name = common::unique("rgone_b");
+    let mut client = owner.client.clone();
+    let request = flows::backup_request(&name, &[&spec.name]);
+    let _started = tokio::spawn(async move { client.create_backup(request).await });
+    owner.wait_paused(Duration::from_secs(120)).await;
+    // Its server dies, and its collection goes too.
+    owner.kill();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+
+    let taker = Proc::start_rooted(&cfg, "rgone_t", &root, "").await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let end = loop {
+        let b = flows::get_backup(&mut taker.client.clone(), &name).await;
+        if b.state >= pb::JobState::Succeeded as i32 || Instant::now() > deadline {
+            break b;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(end.state, pb::JobState::Failed as i32, "{end:?}");
+    assert_eq!(end.error_kind, "not_found", "{end:?}");
+    assert!(
+        end.error_message.contains("could not be resumed")
+            && end.error_message.contains(&spec.name),
+        "{}",
+        end.error_message
+    );
+    // What it had copied is gone: the name can be used again.
+    let again = Spec::new(&common::unique("rgone_again"));
+    data::create(&m, &again).await;
+    data::insert(&m, &again, "", 0..10, 5).await;
+    data::flush(&m, &again.db, &again.name).await;
+    flows::backup_collections(&mut taker.client.clone(), &name, &[&again.name]).await;
+    println!("ended {}: {}", end.error_kind, end.error_message);
+    taker.finish();
+    owner.finish();
+    data::drop_if_exists(&m, &again.db, &again.name).await;
 }

@@ -102,6 +102,7 @@ impl From<&BackupSnapshot> for pb::Backup {
             name: b.name.clone(),
             state: state(b.state) as i32,
             error_message: b.error.clone().unwrap_or_default(),
+            error_kind: b.error_kind.clone().unwrap_or_default(),
             progress: Some(progress(&b.progress, b.state)),
             size_bytes: b.size_bytes,
             milvus_version: b.milvus_version.clone(),

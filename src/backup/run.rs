@@ -181,6 +181,9 @@ pub async fn run(
         )));
     }
     objects.sort_by(|a, b| a.key.cmp(&b.key));
+    // Still the name's holder: a process paused past its lease (another
+    // may be resuming the backup) writes no meta.
+    job.fence()?;
     ctx.catalog
         .write(
             &info,

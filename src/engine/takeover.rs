@@ -189,9 +189,7 @@ impl Engine {
                 }
                 Err(e) if tried_again(&e) => {}
                 Err(e) => {
-                    record.finish(&Err(Error::FailedPrecondition(format!(
-                        "its server died and it could not be resumed: {e}"
-                    ))));
+                    record.finish(&Err(not_resumed(e)));
                     shared.finish(&record).await;
                 }
             }
@@ -249,9 +247,7 @@ impl Engine {
         hold.release().await;
         let reason = match reason {
             Error::Cancelled(m) => Error::Cancelled(m),
-            e => Error::FailedPrecondition(format!(
-                "its server died and it could not be resumed: {e}"
-            )),
+            e => not_resumed(e),
         };
         record.finish(&Err(reason));
         if let Some(shared) = self.pool.shared() {
@@ -261,9 +257,21 @@ impl Engine {
 
     async fn take_over(&self, record: BackupSnapshot, order: BackupOrder) -> Result<()> {
         let name = record.name.clone();
-        if let Some(info) = self.ctx.catalog.read(&name).await? {
+        // Under the name's lease: a delete of the completed backup cannot
+        // run between the read and the publication of its index entry.
+        let job = uuid::Uuid::new_v4().to_string();
+        let hold = self
+            .ctx
+            .leases()
+            .acquire(&holds::writer(&name), &job, "mark completed")
+            .await?;
+        let completed = self.ctx.catalog.read(&name).await;
+        if let Ok(Some(info)) = &completed {
             info!(backup = %name, "a backup whose server died had completed: marked SUCCEEDED");
-            crate::backup::completed_elsewhere(&self.ctx, &info).await;
+            crate::backup::completed_elsewhere(&self.ctx, info).await;
+        }
+        hold.release().await;
+        if let Some(info) = completed? {
             if let Some(shared) = self.pool.shared() {
                 shared.finish(&snapshot_of(&info)).await;
             }
@@ -294,6 +302,15 @@ fn resumed_caller(id: &str, trace_id: Option<&str>) -> Caller {
 
 /// Errors after which the next sweep tries again: another server took the
 /// job first, this one cannot start a job now, or storage or Milvus failed.
+/// The end of a job that could not be resumed: the error's kind (a
+/// DATA_LOSS stays one), its message after the reason.
+fn not_resumed(e: Error) -> Error {
+    Error::Recorded {
+        kind: e.kind(),
+        message: format!("its server died and it could not be resumed: {e}"),
+    }
+}
+
 fn tried_again(e: &Error) -> bool {
     matches!(
         e,

@@ -63,7 +63,7 @@ class BackupCollection(_message.Message):
     def __init__(self, db_name: _Optional[str] = ..., collection_name: _Optional[str] = ..., collection_id: _Optional[int] = ..., row_count: _Optional[int] = ..., size_bytes: _Optional[int] = ..., partition_count: _Optional[int] = ..., segment_count: _Optional[int] = ..., backup_timestamp: _Optional[int] = ...) -> None: ...
 
 class Backup(_message.Message):
-    __slots__ = ("id", "name", "state", "error_message", "progress", "size_bytes", "milvus_version", "collections", "backup_timestamp", "start_time", "end_time", "meta_only", "incremental", "based_on", "files_reused", "bytes_reused", "phases")
+    __slots__ = ("id", "name", "state", "error_message", "progress", "size_bytes", "milvus_version", "collections", "backup_timestamp", "start_time", "end_time", "meta_only", "incremental", "based_on", "files_reused", "bytes_reused", "phases", "error_kind")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +81,7 @@ class Backup(_message.Message):
     FILES_REUSED_FIELD_NUMBER: _ClassVar[int]
     BYTES_REUSED_FIELD_NUMBER: _ClassVar[int]
     PHASES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_KIND_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: JobState
@@ -98,7 +99,8 @@ class Backup(_message.Message):
     files_reused: int
     bytes_reused: int
     phases: _containers.RepeatedCompositeFieldContainer[Phase]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error_message: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., size_bytes: _Optional[int] = ..., milvus_version: _Optional[str] = ..., collections: _Optional[_Iterable[_Union[BackupCollection, _Mapping]]] = ..., backup_timestamp: _Optional[int] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., meta_only: bool = ..., incremental: bool = ..., based_on: _Optional[_Iterable[str]] = ..., files_reused: _Optional[int] = ..., bytes_reused: _Optional[int] = ..., phases: _Optional[_Iterable[_Union[Phase, _Mapping]]] = ...) -> None: ...
+    error_kind: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error_message: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., size_bytes: _Optional[int] = ..., milvus_version: _Optional[str] = ..., collections: _Optional[_Iterable[_Union[BackupCollection, _Mapping]]] = ..., backup_timestamp: _Optional[int] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., meta_only: bool = ..., incremental: bool = ..., based_on: _Optional[_Iterable[str]] = ..., files_reused: _Optional[int] = ..., bytes_reused: _Optional[int] = ..., phases: _Optional[_Iterable[_Union[Phase, _Mapping]]] = ..., error_kind: _Optional[str] = ...) -> None: ...
 
 class Phase(_message.Message):
     __slots__ = ("name", "seconds")
