@@ -18,7 +18,10 @@
 //!   is complete afterwards verifies;
 //! - a backup whose server died and whose collection was dropped meanwhile
 //!   ends FAILED `not_found` (its kind kept), and what it copied is removed:
-//!   its name can be used again.
+//!   its name can be used again;
+//! - a restore retried with its `request_id` on another replica, and on its
+//!   own server after a restart, gets the same job: the collection it made
+//!   (and the rows written to it since) is never replaced again.
 
 mod common;
 
@@ -320,4 +323,59 @@ async fn a_backup_whose_collection_went_with_its_server_ends_not_found_and_frees
     taker.finish();
     owner.finish();
     data::drop_if_exists(&m, &again.db, &again.name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_request_id_gets_the_same_restore_on_any_server_and_after_a_restart() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("rrid_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..300, 79).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    data::index(&m, &spec.db, &spec.name).await;
+    data::load(&m, &spec.db, &spec.name).await;
+    let root = common::unique("rrid_root");
+    let a = Proc::start_rooted(&cfg, "rrid_a", &root, "").await;
+    let b = Proc::start_rooted(&cfg, "rrid_b", &root, "").await;
+    let name = common::unique("rrid_b");
+    flows::backup_collections(&mut a.client.clone(), &name, &[&spec.name]).await;
+    let request_id = common::unique("rrid_req");
+    let request = pb::RestoreRequest {
+        request_id: request_id.clone(),
+        drop_existing_collections: true,
+        ..flows::restore_loaded_request(&name, "_rid")
+    };
+    let id = flows::start_restore(&mut a.client.clone(), request.clone()).await;
+    let end = flows::watch_restore_to_end(&mut a.client.clone(), &id).await;
+    assert_eq!(end.state, pb::JobState::Succeeded as i32, "{end:?}");
+    // The user writes to what the restore made.
+    let target = format!("{}_rid", spec.name);
+    let made = m.collection_id(&spec.db, &target).await.unwrap();
+    data::insert(&m, &Spec::new(&target), "", 1000..1007, 5).await;
+    data::flush(&m, &spec.db, &target).await;
+
+    // Retried on the other replica, then on its own server after a restart.
+    let on_b = flows::start_restore(&mut b.client.clone(), request.clone()).await;
+    assert_eq!(on_b, id, "the other replica answers with the same job");
+    let a = a.kill_and_restart().await;
+    let again = flows::start_restore(&mut a.client.clone(), request.clone()).await;
+    assert_eq!(again, id, "the restarted server answers with the same job");
+    let job = flows::get_restore(&mut a.client.clone(), &id).await;
+    assert_eq!(job.state, pb::JobState::Succeeded as i32, "{job:?}");
+    assert_eq!(
+        m.collection_id(&spec.db, &target).await.unwrap(),
+        made,
+        "the collection the restore made is not replaced"
+    );
+    let rows = data::rows(&m, &spec, &spec.db, &target, &[]).await;
+    assert_eq!(rows.len(), 307, "the restored rows and the user's 7");
+    println!(
+        "request id {request_id}: job {id} on both servers, {} rows kept",
+        rows.len()
+    );
+    a.finish();
+    b.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    data::drop_if_exists(&m, &spec.db, &target).await;
 }

@@ -118,10 +118,13 @@ impl<T: JobSnapshot> Registry<T> {
         Ok(Started::New(JobHandle::new(tx)))
     }
 
-    /// Remembers a finished job (from its record after a restart).
+    /// Remembers a finished job (from its record after a restart), also by
+    /// the request id that started it.
     pub fn remember(&self, snapshot: T) {
         let key = snapshot.key().to_string();
-        self.lock().insert(key, watch::channel(snapshot).1, "");
+        let request_id = snapshot.request_id().unwrap_or_default().to_string();
+        self.lock()
+            .insert(key, watch::channel(snapshot).1, &request_id);
     }
 
     /// A watcher of the job with `key`, if this server ran one.

@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+mod requests;
+
 use super::registry::{Registry, Started};
 use super::{JobHandle, JobSnapshot, JobStore, SharedRecords};
 use crate::error::{Error, Result};
@@ -241,8 +243,12 @@ impl<K: JobKind> Runner<K> {
         if let Some(existing) = self.registry.by_request(&request_id) {
             return Ok(existing);
         }
+        if let Some(existing) = self.claimed(&request_id).await? {
+            return Ok(existing);
+        }
         let slot = self.pool.take_slot()?;
-        let (job, snapshot) = K::plan(env, req).await?;
+        let (job, mut snapshot) = K::plan(env, req).await?;
+        snapshot.set_request_id(&request_id);
         let mut handle = match self.registry.start(snapshot, &request_id) {
             Ok(Started::New(handle)) => handle,
             Ok(Started::Existing(rx)) => {
@@ -254,6 +260,11 @@ impl<K: JobKind> Runner<K> {
                 return Err(e);
             }
         };
+        if let Err(first) = self.claim(&request_id, handle.snapshot().key()).await {
+            self.registry.forget(handle.snapshot().key());
+            job.release().await;
+            return first;
+        }
         // Every writer of the shared record takes this turn (see `save_latest`).
         let turn = Arc::new(tokio::sync::Mutex::new(()));
         let latest = handle.subscribe();

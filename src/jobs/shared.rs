@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use super::JobSnapshot;
 use crate::error::{Error, Result};
-use crate::storage::{ObjectStore, join_key};
+use crate::storage::{CondPut, ObjectStore, join_key};
 
 /// The folder of shared records under the backup root (a reserved backup name).
 pub const JOBS_DIR: &str = "_jobs";
@@ -29,6 +29,26 @@ pub const MIRROR_INTERVAL: Duration = Duration::from_secs(1);
 pub struct SharedRecords {
     store: Arc<dyn ObjectStore>,
     prefix: String,
+}
+
+/// Which job a request id started (`requests/{kind}/{md5 of the id}`).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct RequestClaim {
+    request_id: String,
+    key: String,
+    /// When it was claimed (ms since the Unix epoch).
+    #[serde(default)]
+    at_ms: u64,
+}
+
+/// A claim whose job has no record this long after it was made is stale
+/// (its record was pruned, or its server died before writing it).
+const STALE_CLAIM: Duration = Duration::from_secs(60);
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Keys as they appear in an object key: `/` and `%` escaped.
@@ -47,6 +67,61 @@ impl SharedRecords {
 
     fn record_key<T: JobSnapshot>(&self, key: &str) -> String {
         join_key([&self.prefix, T::KIND, &format!("{}.json", escape(key))])
+    }
+
+    /// Where the claim of `request_id` for a job of kind `T` is kept (the
+    /// id hashed: any string makes a short, plain object key).
+    fn claim_key<T: JobSnapshot>(&self, request_id: &str) -> String {
+        use md5::Digest as _;
+        let digest = md5::Md5::digest(request_id.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        join_key([&self.prefix, "requests", T::KIND, &hex])
+    }
+
+    /// The key of the job that claimed `request_id`, if one did.
+    pub async fn claimed<T: JobSnapshot>(&self, request_id: &str) -> Result<Option<String>> {
+        Ok(self.claim_of::<T>(request_id).await?.map(|c| c.key))
+    }
+
+    async fn claim_of<T: JobSnapshot>(&self, request_id: &str) -> Result<Option<RequestClaim>> {
+        match self.store.read(&self.claim_key::<T>(request_id)).await {
+            Ok(body) => Ok(serde_json::from_slice::<RequestClaim>(&body)
+                .ok()
+                .filter(|c| c.request_id == request_id)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Claims `request_id` for the job with `key`, once for every server on
+    /// the storage (a conditional write): `None` when the claim is this
+    /// job's, else the key of the job that claimed it first.
+    pub async fn claim_request<T: JobSnapshot>(
+        &self,
+        request_id: &str,
+        key: &str,
+    ) -> Result<Option<String>> {
+        let claim = RequestClaim {
+            request_id: request_id.to_string(),
+            key: key.to_string(),
+            at_ms: now_ms(),
+        };
+        let body = Bytes::from(serde_json::to_vec(&claim)?);
+        let at = self.claim_key::<T>(request_id);
+        if let CondPut::Written(_) = self.store.put_if_absent(&at, body.clone()).await? {
+            return Ok(None);
+        }
+        let first = match self.claim_of::<T>(request_id).await? {
+            Some(first) if first.key != key => first,
+            // Its own (a retried write), or removed meanwhile.
+            _ => return self.store.write(&at, body).await.map(|()| None),
+        };
+        let stale = now_ms().saturating_sub(first.at_ms) > STALE_CLAIM.as_millis() as u64
+            && self.load::<T>(&first.key).await?.is_none();
+        match stale {
+            true => self.store.write(&at, body).await.map(|()| None),
+            false => Ok(Some(first.key)),
+        }
     }
 
     fn cancel_key<T: JobSnapshot>(&self, key: &str) -> String {
@@ -101,22 +176,27 @@ impl SharedRecords {
     /// `keep` (by end time); running jobs' records stay. Returns how many
     /// went. Replicas may prune at once: a delete of a deleted record is no error.
     pub async fn prune<T: JobSnapshot>(&self, keep: usize) -> Result<usize> {
-        let mut finished: Vec<(Option<std::time::SystemTime>, String)> = self
+        let mut finished: Vec<(Option<std::time::SystemTime>, String, Option<String>)> = self
             .entries::<T>()
             .await?
             .into_iter()
             .filter(|(_, s)| s.state().is_terminal())
-            .map(|(key, s)| (s.end_time(), key))
+            .map(|(key, s)| (s.end_time(), key, s.request_id().map(str::to_string)))
             .collect();
         if finished.len() <= keep {
             return Ok(0);
         }
         finished.sort();
-        let old: Vec<String> = finished
-            .drain(..finished.len() - keep)
-            .map(|(_, k)| k)
-            .collect();
+        let pruned: Vec<_> = finished.drain(..finished.len() - keep).collect();
+        // The records first: a claim without its record is taken over.
+        let old: Vec<String> = pruned.iter().map(|(_, k, _)| k.clone()).collect();
         self.store.delete(&old).await?;
+        let claims: Vec<String> = pruned
+            .iter()
+            .filter_map(|(_, _, r)| r.as_deref())
+            .map(|r| self.claim_key::<T>(r))
+            .collect();
+        self.store.delete(&claims).await?;
         Ok(old.len())
     }
 
@@ -359,6 +439,33 @@ mod tests {
         left.sort();
         assert_eq!(left, ["b2", "b3", "b4", "b5", "b6", "b7"]);
         assert_eq!(records.prune::<BackupSnapshot>(4).await.unwrap(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A request id is claimed once; the claim goes with its job's record.
+    #[tokio::test]
+    async fn a_request_id_is_claimed_once_and_pruned_with_its_record() {
+        let dir = std::env::temp_dir().join(format!("shared-{}", uuid::Uuid::new_v4().simple()));
+        let records = SharedRecords::new(Arc::new(LocalDir::new(&dir)), "backup");
+        let mut first = BackupSnapshot::pending("1".into(), "b1".into(), false);
+        first.set_request_id("r/1");
+        let claim = |key: &'static str| records.claim_request::<BackupSnapshot>("r/1", key);
+        assert_eq!(claim("b1").await.unwrap(), None);
+        // Also before its job's record is written.
+        assert_eq!(claim("b2").await.unwrap().as_deref(), Some("b1"));
+        records.save(&first).await.unwrap();
+        assert_eq!(claim("b2").await.unwrap().as_deref(), Some("b1"));
+        assert_eq!(claim("b1").await.unwrap(), None, "its own claim");
+        let claimed = records.claimed::<BackupSnapshot>("r/1").await.unwrap();
+        assert_eq!(claimed.as_deref(), Some("b1"));
+        first.state = JobState::Succeeded;
+        first.end_time = Some(std::time::SystemTime::now());
+        records.save(&first).await.unwrap();
+        assert_eq!(records.prune::<BackupSnapshot>(0).await.unwrap(), 1);
+        assert_eq!(
+            records.claimed::<BackupSnapshot>("r/1").await.unwrap(),
+            None
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

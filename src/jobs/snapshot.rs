@@ -49,6 +49,10 @@ pub trait JobSnapshot:
     fn finish(&mut self, result: &Result<(), Error>);
     /// The caller's trace (W3C trace id), when it sent one.
     fn trace_id(&self) -> Option<&str>;
+    /// The caller's idempotency key, when it gave one.
+    fn request_id(&self) -> Option<&str>;
+    /// Records the caller's idempotency key.
+    fn set_request_id(&mut self, request_id: &str);
     /// When the job ended, once it has.
     fn end_time(&self) -> Option<SystemTime>;
     /// What a job that did not succeed ended with: the error of its recorded
@@ -86,6 +90,12 @@ macro_rules! job_snapshot {
             }
             fn trace_id(&self) -> Option<&str> {
                 self.trace_id.as_deref()
+            }
+            fn request_id(&self) -> Option<&str> {
+                self.request_id.as_deref()
+            }
+            fn set_request_id(&mut self, request_id: &str) {
+                self.request_id = (!request_id.is_empty()).then(|| request_id.to_string());
             }
             fn end_time(&self) -> Option<SystemTime> {
                 self.end_time
@@ -135,6 +145,9 @@ pub struct DeleteSnapshot {
     /// The caller's trace id (W3C `traceparent`).
     #[serde(default)]
     pub trace_id: Option<String>,
+    /// The caller's idempotency key, when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl DeleteSnapshot {
@@ -153,6 +166,7 @@ impl DeleteSnapshot {
             start_time: SystemTime::now(),
             end_time: None,
             trace_id: None,
+            request_id: None,
         }
     }
 }
@@ -230,6 +244,9 @@ pub struct BackupSnapshot {
     /// The caller's trace id (W3C `traceparent`).
     #[serde(default)]
     pub trace_id: Option<String>,
+    /// The caller's idempotency key, when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     /// Where the time went: each phase and its milliseconds, filled as it ends.
     #[serde(default)]
     pub phases: Vec<(String, u64)>,
@@ -276,6 +293,7 @@ impl BackupSnapshot {
             reuse: None,
             error_kind: None,
             trace_id: None,
+            request_id: None,
             phases: Vec::new(),
             order: None,
         }
@@ -418,6 +436,9 @@ pub struct RestoreSnapshot {
     /// The caller's trace id (W3C `traceparent`).
     #[serde(default)]
     pub trace_id: Option<String>,
+    /// The caller's idempotency key, when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     /// What the job was asked, so that another server can resume it when
     /// this one dies.
     #[serde(default)]

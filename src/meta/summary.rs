@@ -76,6 +76,7 @@ pub fn snapshot_of(info: &BackupInfo) -> BackupSnapshot {
             && !info.collection_backups.is_empty(),
         error_kind: None,
         trace_id: None,
+        request_id: None,
         phases: Vec::new(),
         order: None,
         reuse: info.incremental.as_ref().map(|i| Reuse {

@@ -323,6 +323,7 @@ fn pending(
         verified_files: 0,
         verified_bytes: 0,
         trace_id: req.caller().trace().map(|t| t.as_str().to_string()),
+        request_id: None,
         order: Some(order_of(req, backup_id)),
     }
 }
