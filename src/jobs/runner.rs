@@ -40,6 +40,10 @@ pub trait JobKind: Send + Sync + Sized + 'static {
     const NAME: &'static str;
     /// How often a running job's record is rewritten (zero: at every change).
     const RECORD_INTERVAL: Duration;
+    /// Whether a request id is claimed across the servers on the storage, so
+    /// that a retry on another replica gets the same job. Kinds whose key is
+    /// the caller's (a backup's name) need not: a retry there finds the name.
+    const CLAIMS_REQUEST_IDS: bool = false;
 
     /// The request's idempotency key (empty when none).
     fn request_id(req: &Self::Request) -> &str;

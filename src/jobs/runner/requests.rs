@@ -15,7 +15,7 @@ impl<K: JobKind> Runner<K> {
         &self,
         request_id: &str,
     ) -> Result<Option<watch::Receiver<K::Snapshot>>> {
-        let Some(shared) = self.pool.shared.as_ref().filter(|_| !request_id.is_empty()) else {
+        let Some(shared) = self.shared_claims(request_id) else {
             return Ok(None);
         };
         match shared.claimed::<K::Snapshot>(request_id).await? {
@@ -32,7 +32,7 @@ impl<K: JobKind> Runner<K> {
         request_id: &str,
         key: &str,
     ) -> std::result::Result<(), Result<watch::Receiver<K::Snapshot>>> {
-        let Some(shared) = self.pool.shared.as_ref().filter(|_| !request_id.is_empty()) else {
+        let Some(shared) = self.shared_claims(request_id) else {
             return Ok(());
         };
         let first = match shared.claim_request::<K::Snapshot>(request_id, key).await {
@@ -48,5 +48,12 @@ impl<K: JobKind> Runner<K> {
             ))),
             Err(e) => Err(e),
         })
+    }
+
+    /// The shared records that keep request claims, when this kind claims
+    /// `request_id`.
+    fn shared_claims(&self, request_id: &str) -> Option<&crate::jobs::SharedRecords> {
+        let claims = K::CLAIMS_REQUEST_IDS && !request_id.is_empty();
+        self.pool.shared.as_ref().filter(|_| claims)
     }
 }
