@@ -9,13 +9,23 @@ use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
 use milvus_backup::config::Config;
 use tonic::transport::Channel;
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, and that no other test of this
+/// binary was given: two servers started at once on one port would leave
+/// one exiting ("port in use") and both tests talking to the other.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// The `milvus:` and `minio:` sections of a config file for `cfg`, the
@@ -92,6 +102,10 @@ pub async fn start_server_args(
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(c) = BackupServiceClient::connect(format!("http://127.0.0.1:{port}")).await {
+            // Another server on the port answered, and ours exited.
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the server on port {port} exited at start ({status})");
+            }
             return (child, port, c);
         }
         if Instant::now() > deadline {
