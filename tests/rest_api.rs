@@ -15,6 +15,19 @@ use common::hello;
 use common::process::Proc;
 use serde_json::Value;
 
+/// POSTs JSON `body` to `url` with the real curl: the HTTP status and the answer.
+fn post_json(url: &str, body: &str) -> (u16, Value) {
+    curl(&[
+        "-X",
+        "POST",
+        url,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        body,
+    ])
+}
+
 /// GETs `url` (the guide's get_backup or get_restore, as the guide writes
 /// them) until the job's `state_code` is 2 (success), for at most two
 /// minutes; a `state_code` 3 (failed) ends it. Returns the last answer.
@@ -319,17 +332,7 @@ async fn a_synchronous_create_whose_job_fails_is_answered_as_its_error() {
     let name = common::unique("rest_fails_b");
     let url = format!("http://127.0.0.1:{}/api/v1/create", owner.port);
     let body = serde_json::json!({"backup_name": name, "collection_names": [spec.name]});
-    let call = std::thread::spawn(move || {
-        curl(&[
-            "-X",
-            "POST",
-            &url,
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &body.to_string(),
-        ])
-    });
+    let call = std::thread::spawn(move || post_json(&url, &body.to_string()));
     owner.wait_paused(Duration::from_secs(60)).await;
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     std::fs::write(&release, b"").unwrap();
@@ -414,15 +417,7 @@ async fn a_synchronous_delete_that_fails_is_answered_as_its_error_and_counted_on
     let name = common::unique("rest_delfail_b");
     let body = serde_json::json!({"backup_name": name, "collection_names": [spec.name]});
     let (_, made) = tokio::task::block_in_place(|| {
-        curl(&[
-            "-X",
-            "POST",
-            &format!("{base}/api/v1/create"),
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &body.to_string(),
-        ])
+        post_json(&format!("{base}/api/v1/create"), &body.to_string())
     });
     assert_eq!(made["code"], 0, "{made}");
     let counted = storage_errors(server.port);
@@ -522,17 +517,7 @@ async fn a_synchronous_restore_of_a_damaged_backup_is_answered_as_data_loss() {
     let base = format!("http://127.0.0.1:{}", server.port);
     let post = |route: &str, body: Value| {
         let url = format!("{base}/api/v1/{route}");
-        tokio::task::block_in_place(|| {
-            curl(&[
-                "-X",
-                "POST",
-                &url,
-                "-H",
-                "Content-Type: application/json",
-                "-d",
-                &body.to_string(),
-            ])
-        })
+        tokio::task::block_in_place(|| post_json(&url, &body.to_string()))
     };
     let name = common::unique("rest_dmg_b");
     let (_, made) = post(
@@ -543,21 +528,8 @@ async fn a_synchronous_restore_of_a_damaged_backup_is_answered_as_data_loss() {
 
     // One byte of the largest insert binlog flipped, its size kept.
     let store = common::process::rooted_bucket(&cfg);
-    let prefix = format!("{root}/{name}/binlogs/insert_log/");
-    let largest = store
-        .list(&prefix)
-        .await
-        .unwrap()
-        .into_iter()
-        .max_by_key(|o| o.size)
-        .expect("insert binlogs");
-    let mut bytes = store.read(&largest.key).await.unwrap().to_vec();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x5a;
-    store
-        .write(&largest.key, bytes::Bytes::from(bytes))
-        .await
-        .unwrap();
+    let folder = format!("{root}/{name}/");
+    let damaged = data::flip_largest_object(&*store, &folder, "binlogs/insert_log/").await;
 
     let (status, answer) = post(
         "restore",
@@ -569,8 +541,7 @@ async fn a_synchronous_restore_of_a_damaged_backup_is_answered_as_data_loss() {
         "{answer}"
     );
     let msg = answer["msg"].as_str().unwrap();
-    let damaged = &largest.key[format!("{root}/{name}/").len()..];
-    assert!(msg.contains(damaged), "the error names {damaged}: {msg}");
+    assert!(msg.contains(&damaged), "the error names {damaged}: {msg}");
     assert_eq!(answer["data"]["error_kind"], "data_loss", "{answer}");
     assert_eq!(answer["data"]["state_code"], 3, "{answer}");
     // Milvus never saw it: it answers, and no restored collection exists.

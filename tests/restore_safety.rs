@@ -60,20 +60,7 @@ fn restore_req(backup: &str, suffix: &str, drop_existing: bool) -> pb::RestoreRe
 /// Flips one byte in the middle of the largest insert binlog of `backup`
 /// (the object keeps its size); returns its key relative to the backup.
 async fn damage_largest_binlog(store: &S3Bucket, backup: &str) -> String {
-    let prefix = format!("backup/{backup}/");
-    let largest = store
-        .list(&format!("{prefix}binlogs/insert_log/"))
-        .await
-        .unwrap()
-        .into_iter()
-        .max_by_key(|o| o.size)
-        .expect("insert binlogs");
-    let mut bytes = store.read(&largest.key).await.unwrap().to_vec();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x5a;
-    store.write(&largest.key, Bytes::from(bytes)).await.unwrap();
-    assert_eq!(store.head(&largest.key).await.unwrap(), Some(largest.size));
-    largest.key[prefix.len()..].to_string()
+    data::flip_largest_object(store, &format!("backup/{backup}/"), "binlogs/insert_log/").await
 }
 
 /// Milvus still answers: it did not crash.

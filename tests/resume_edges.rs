@@ -25,7 +25,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::data::{self, Spec};
 use common::flows;
@@ -75,14 +75,8 @@ async fn a_replace_paused_past_its_lease_after_the_drop_is_resumed_to_the_copy()
     std::fs::write(&release, b"").unwrap();
     server.signal("CONT");
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let job = loop {
-        let job = flows::get_restore(&mut server.client.clone(), &id).await;
-        if job.state >= pb::JobState::Succeeded as i32 || Instant::now() > deadline {
-            break job;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let job =
+        flows::poll_restore_to_end(&mut server.client.clone(), &id, Duration::from_secs(120)).await;
     assert_eq!(job.state, pb::JobState::Succeeded as i32, "{job:?}");
     let log = std::fs::read_to_string(&server.log).unwrap();
     assert!(
@@ -161,14 +155,8 @@ async fn a_resumed_restore_imports_nothing_into_a_collection_made_again_meanwhil
     assert_ne!(theirs, checked);
 
     let server = server.kill_and_restart().await;
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let job = loop {
-        let job = flows::get_restore(&mut server.client.clone(), &id).await;
-        if job.state >= pb::JobState::Succeeded as i32 || Instant::now() > deadline {
-            break job;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let job =
+        flows::poll_restore_to_end(&mut server.client.clone(), &id, Duration::from_secs(180)).await;
     assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
     assert_eq!(job.error_kind, "failed_precondition", "{job:?}");
     assert!(
@@ -241,14 +229,8 @@ async fn an_incremental_backup_paused_past_its_base_hold_never_names_deleted_obj
     std::fs::write(&release, b"").unwrap();
     owner.signal("CONT");
 
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let end = loop {
-        let b = flows::get_backup(&mut owner.client.clone(), &inc).await;
-        if b.state >= pb::JobState::Succeeded as i32 || Instant::now() > deadline {
-            break b;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let end =
+        flows::watch_backup_to_end(&mut owner.client.clone(), &inc, Duration::from_secs(180)).await;
     match pb::JobState::try_from(end.state) {
         Ok(pb::JobState::Succeeded) => {
             flows::assert_verifies(&mut owner.client.clone(), &inc, "the incremental backup").await;
@@ -297,14 +279,9 @@ async fn a_backup_whose_collection_went_with_its_server_ends_not_found_and_frees
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 
     let taker = Proc::start_rooted(&cfg, "rgone_t", &root, "").await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let end = loop {
-        let b = flows::get_backup(&mut taker.client.clone(), &name).await;
-        if b.state >= pb::JobState::Succeeded as i32 || Instant::now() > deadline {
-            break b;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let end =
+        flows::watch_backup_to_end(&mut taker.client.clone(), &name, Duration::from_secs(120))
+            .await;
     assert_eq!(end.state, pb::JobState::Failed as i32, "{end:?}");
     assert_eq!(end.error_kind, "not_found", "{end:?}");
     assert!(

@@ -630,3 +630,28 @@ pub async fn populated(
     );
     rows
 }
+
+/// Flips one byte in the middle of the largest object under `folder` (its
+/// size kept); returns its key relative to `folder`.
+pub async fn flip_largest_object(
+    store: &dyn milvus_backup::storage::ObjectStore,
+    folder: &str,
+    under: &str,
+) -> String {
+    let largest = store
+        .list(&format!("{folder}{under}"))
+        .await
+        .unwrap()
+        .into_iter()
+        .max_by_key(|o| o.size)
+        .expect("objects to damage");
+    let mut bytes = store.read(&largest.key).await.unwrap().to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    store
+        .write(&largest.key, bytes::Bytes::from(bytes))
+        .await
+        .unwrap();
+    assert_eq!(store.head(&largest.key).await.unwrap(), Some(largest.size));
+    largest.key[folder.len()..].to_string()
+}

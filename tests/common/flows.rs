@@ -113,6 +113,23 @@ pub async fn watch_backup_to_end(
     }
 }
 
+/// Polls GetRestore of `id` until it ends (at most `timeout`): its last state.
+#[allow(dead_code)]
+pub async fn poll_restore_to_end(
+    client: &mut BackupServiceClient<Channel>,
+    id: &str,
+    timeout: std::time::Duration,
+) -> pb::RestoreJob {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let r = get_restore(client, id).await;
+        if r.state >= pb::JobState::Succeeded as i32 || std::time::Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
 /// A CreateBackup request for the named collections (`coll` or `db.coll`).
 pub fn backup_request(name: &str, collections: &[&str]) -> pb::CreateBackupRequest {
     pb::CreateBackupRequest {
