@@ -15,6 +15,7 @@
 //! `backup.incremental.bases_held` (an incremental backup holds the backups it
 //! reuses), `delete.planned` (what to keep is known), `delete.after_commit_point`
 //! (the backup is no longer complete; its objects are still there),
+//! `delete.meta_removed` (its meta files are gone, its binlogs not yet),
 //! `verify.started`.
 
 /// Pauses at `name` when the environment asks for it: for good, or, for

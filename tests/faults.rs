@@ -6,7 +6,9 @@
 //! verify and restores end with equal rows. Each proxy of each run is counted
 //! on its own, and each must have injected every kind. When Milvus goes away
 //! mid-job the job fails naming Milvus's address, and a new job succeeds once
-//! it is back. Against the real Milvus 2.3.5 and S3 servers.
+//! it is back. A store that refuses deletes leaves folders of ours that a
+//! later DeleteBackup removes once it may. Against the real Milvus 2.3.5 and
+//! S3 servers.
 
 mod common;
 #[path = "common/figures.rs"]
@@ -14,10 +16,12 @@ mod figures;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use common::data::{self, Spec};
 use common::faults::{Counts, FaultProxy, Rates};
 use common::flows;
+use common::process::Proc;
 use milvus_backup::api::proto as pb;
 use milvus_backup::storage::ObjectStore;
 
@@ -199,4 +203,235 @@ async fn milvus_going_away_fails_the_job_clearly() {
         data::drop_if_exists(&m, &spec.db, &c).await;
     }
     server.handle.stop().await.unwrap();
+}
+
+/// A server with its backups under a root of its own, whose S3 requests all
+/// go through `proxy`, paused at `failpoints`.
+async fn server_through(
+    cfg: &milvus_backup::config::Config,
+    proxy: &FaultProxy,
+    root: &str,
+    failpoints: &str,
+) -> Proc {
+    let (state, config) = common::process::config_with(cfg, "refdel", "");
+    let direct = format!(
+        "minio:\n  address: {}\n  port: {}\n",
+        cfg.minio.address, cfg.minio.port
+    );
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        yaml.contains(&direct) && yaml.contains("backupRootPath: backup\n"),
+        "{yaml}"
+    );
+    let yaml = yaml
+        .replacen(
+            &direct,
+            &format!(
+                "minio:\n  address: 127.0.0.1\n  port: {}\n",
+                proxy.addr.port()
+            ),
+            1,
+        )
+        .replace(
+            "backupRootPath: backup\n",
+            &format!("backupRootPath: {root}\n"),
+        );
+    std::fs::write(&config, yaml).unwrap();
+    Proc::on(state, config, Some(failpoints)).await
+}
+
+/// How often `server`'s jobs reached failpoint `point`.
+fn times_paused_at(server: &Proc, point: &str) -> usize {
+    std::fs::read_to_string(&server.log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("failpoint reached") && l.contains(point))
+        .count()
+}
+
+fn delete_request(name: &str) -> pb::DeleteBackupRequest {
+    pb::DeleteBackupRequest {
+        name: name.to_string(),
+        ..Default::default()
+    }
+}
+
+/// The keys under `prefix`, relative to it.
+async fn keys_under(store: &dyn ObjectStore, prefix: &str) -> Vec<String> {
+    let mut keys: Vec<String> = store
+        .list(prefix)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key[prefix.len()..].to_string())
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// A store that refuses deletes (credentials without the right to delete,
+/// or an outage of that one request) leaves folders of ours behind: a backup
+/// cancelled while its cleanup could not delete (binlogs and its plan, no
+/// meta), and a backup in the Go tool's shape (`backup_meta.json` and the
+/// level files, no checksums and no `full_meta.json`; made here by removing
+/// ours from a real backup) whose delete removed its meta and was then
+/// refused. Neither blocks its name: DeleteBackup answers PERMISSION_DENIED
+/// while the store refuses, removes nothing of what is left, and removes each
+/// folder whole once the store lets it; then the names can be used again. A
+/// folder that nothing marks as ours is still refused (`restore_safety.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn folders_left_by_refused_deletes_are_deleted_once_the_store_allows() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("refdel_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..200, 113).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let s3: SocketAddr = format!("{}:{}", cfg.minio.address, cfg.minio.port)
+        .parse()
+        .unwrap();
+    let proxy = common::faults::start(s3, Rates::default()).await;
+    let root = common::unique("refdel_root");
+    let (described, meta_removed) = (
+        std::env::temp_dir().join(common::unique("refdel_a")),
+        std::env::temp_dir().join(common::unique("refdel_b")),
+    );
+    let failpoints = format!(
+        "backup.described@{},delete.meta_removed@{}",
+        described.display(),
+        meta_removed.display()
+    );
+    // The cleanup of part 1 passes `delete.meta_removed`; part 2 pauses there.
+    std::fs::write(&meta_removed, b"").unwrap();
+    let server = server_through(&cfg, &proxy, &root, &failpoints).await;
+    let mut client = server.client.clone();
+    let store = common::process::rooted_bucket(&cfg);
+    let refused = |e: &tonic::Status| {
+        e.code() == tonic::Code::PermissionDenied && e.message().contains("AccessDenied")
+    };
+
+    // 1. A backup cancelled while the store refuses deletes keeps its folder.
+    let partial = common::unique("refdel_partial");
+    let mut stream = client
+        .create_backup(flows::backup_request(&partial, &[&spec.name]))
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap();
+    server.wait_paused(Duration::from_secs(120)).await;
+    proxy.refuse_deletes(true);
+    client
+        .cancel_backup(pb::CancelBackupRequest {
+            name: partial.clone(),
+        })
+        .await
+        .unwrap();
+    let ended = flows::last_backup(stream).await;
+    assert_eq!(ended.state, pb::JobState::Cancelled as i32, "{ended:?}");
+    let prefix = format!("{root}/{partial}/");
+    let left = keys_under(store.as_ref(), &prefix).await;
+    assert!(
+        left.contains(&"resume-plan.json".to_string())
+            && left.iter().any(|k| k.starts_with("binlogs/"))
+            && !left.iter().any(|k| k.starts_with("meta/")),
+        "the cleanup could not delete: {left:?}"
+    );
+    // While the store refuses, the delete says so and removes nothing.
+    let err = client
+        .delete_backup(delete_request(&partial))
+        .await
+        .expect_err("deletes are refused");
+    assert!(refused(&err), "{err:?}");
+    assert_eq!(keys_under(store.as_ref(), &prefix).await, left);
+    // Once it lets them, the folder goes whole (before: FAILED_PRECONDITION,
+    // "no complete backup meta", and the name blocked for good).
+    proxy.refuse_deletes(false);
+    let gone = client
+        .delete_backup(delete_request(&partial))
+        .await
+        .expect("the partial backup is deleted")
+        .into_inner();
+    assert_eq!(gone.objects_deleted as usize, left.len(), "{gone:?}");
+    assert_eq!(
+        keys_under(store.as_ref(), &prefix).await,
+        Vec::<String>::new()
+    );
+
+    // 2. A Go-tool-shaped backup whose delete is refused after its meta went.
+    std::fs::write(&described, b"").unwrap();
+    let go = common::unique("refdel_go");
+    flows::backup_collections(&mut client, &go, &[&spec.name]).await;
+    let prefix = format!("{root}/{go}/");
+    store
+        .delete(&[
+            format!("{prefix}meta/checksums.json"),
+            format!("{prefix}meta/full_meta.json"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        flows::get_backup(&mut client, &go).await.state,
+        pb::JobState::Succeeded as i32,
+        "a complete backup in the Go tool's shape"
+    );
+    let binlogs: Vec<String> = keys_under(store.as_ref(), &prefix)
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("binlogs/"))
+        .collect();
+    assert!(!binlogs.is_empty());
+    let _ = std::fs::remove_file(&meta_removed);
+    let paused_before = times_paused_at(&server, "delete.meta_removed");
+    let call = tokio::spawn({
+        let mut c = client.clone();
+        let go = go.clone();
+        async move { c.delete_backup(delete_request(&go)).await }
+    });
+    flows::eventually("the delete pauses", Duration::from_secs(60), || async {
+        times_paused_at(&server, "delete.meta_removed") > paused_before
+    })
+    .await;
+    proxy.refuse_deletes(true);
+    std::fs::write(&meta_removed, b"").unwrap();
+    let err = call.await.unwrap().expect_err("deletes are refused");
+    assert!(refused(&err), "{err:?}");
+    let left = keys_under(store.as_ref(), &prefix).await;
+    assert!(
+        !left.contains(&"meta/backup_meta.json".to_string())
+            && left.contains(&"deleting.json".to_string())
+            && binlogs.iter().all(|b| left.contains(b)),
+        "its meta went, its binlogs stayed, the delete's marker says so: {left:?}"
+    );
+    let err = client
+        .delete_backup(delete_request(&go))
+        .await
+        .expect_err("deletes are still refused");
+    assert!(
+        refused(&err),
+        "run again, it is refused by the store only: {err:?}"
+    );
+    proxy.refuse_deletes(false);
+    client
+        .delete_backup(delete_request(&go))
+        .await
+        .expect("the rest of the Go-tool backup is deleted");
+    assert_eq!(
+        keys_under(store.as_ref(), &prefix).await,
+        Vec::<String>::new()
+    );
+    println!(
+        "refused deletes: {} (the cleanup, then the deletes); both folders deleted once allowed",
+        proxy.counts.refused_deletes.load(Ordering::Relaxed)
+    );
+
+    // 3. Both names can be used again.
+    for name in [&partial, &go] {
+        let made = flows::backup_collections(&mut client, name, &[&spec.name]).await;
+        assert_eq!(made.state, pb::JobState::Succeeded as i32, "{made:?}");
+    }
+    for f in [described, meta_removed] {
+        let _ = std::fs::remove_file(f);
+    }
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }

@@ -66,11 +66,12 @@ pub async fn remove_extras(
     Ok(extra.len())
 }
 
-/// The plan a backup writes before it copies (`{name}/resume-plan.json`, beside
-/// `meta/` so that a folder without meta stays one; removed once the meta is
-/// written): what it described at its flush, so that a resumed
-/// job copies the same objects rather than a later state of Milvus.
-pub const PLAN_FILE: &str = "resume-plan.json";
+// The plan a backup writes before it copies (`{name}/resume-plan.json`, beside
+// `meta/` so that a folder without meta stays one; removed once the meta is
+// written): what it described at its flush, so that a resumed
+// job copies the same objects rather than a later state of Milvus. It also
+// marks a folder cut short as ours to delete (`meta/leftover.rs`).
+use crate::meta::leftover::PLAN_FILE;
 
 #[derive(Serialize, Deserialize)]
 struct PlannedObject {

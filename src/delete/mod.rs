@@ -12,7 +12,8 @@ use tracing::{info, warn};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::runner::{INTERRUPTED, JobKind, Recovered};
-use crate::jobs::{DeleteSnapshot, JobHandle, JobState, Lease};
+use crate::jobs::{BackupSnapshot, DeleteSnapshot, JobHandle, JobSnapshot, JobState, Lease};
+use crate::meta::leftover::Leftover;
 use crate::model::BackupName;
 
 /// A delete of one backup: a new one, or the job of a server that died,
@@ -69,9 +70,11 @@ impl JobKind for DeleteJob {
         let id = resumes.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let lease = ctx.leases().hold_for_writing(&name, &id, "delete").await?;
         // Only a folder with backup meta is a backup: anything else under the
-        // root is not ours to remove. A folder with our checksums but no
-        // commit point is one of ours left half-way (a delete or a create
-        // that was killed); under the hold none is running, so it may go.
+        // root is not ours to remove. A folder with our checksums, a backup's
+        // plan or a delete's marker but no commit point is one of ours left
+        // half-way (a create that failed or was killed, a delete cut short);
+        // under the hold none is running, so it may go, unless the backup
+        // that wrote it is still to be resumed.
         // A resumed delete continues in the folder it was deleting, unless a
         // complete backup of another id is there now (made again meanwhile).
         let ours = async {
@@ -89,8 +92,14 @@ impl JobKind for DeleteJob {
             }
             Ok(match complete {
                 Some(info) => Some(Some(info.id)),
-                None if catalog.read_manifest(&name).await?.is_some() => Some(None),
-                None => None,
+                None => match catalog.leftover(&name).await? {
+                    Some(Leftover::Plan { job }) => {
+                        unended_backup(ctx, &name, &job).await?;
+                        Some(None)
+                    }
+                    Some(Leftover::Checksums | Leftover::Deleting) => Some(None),
+                    None => None,
+                },
             })
         }
         .await;
@@ -185,5 +194,25 @@ impl JobKind for DeleteJob {
             d.end_time = Some(SystemTime::now());
         }
         Recovered::at_once(d)
+    }
+}
+
+/// Refuses to delete the folder backup job `job` left when its shared record
+/// says it has not ended: its server stopped, and a server resumes it into
+/// that folder once its lease has expired (or ends it, when cancelled).
+async fn unended_backup(ctx: &Context, name: &BackupName, job: &str) -> Result<()> {
+    match ctx
+        .shared_records()
+        .load::<BackupSnapshot>(name.as_str())
+        .await?
+    {
+        Some(record) if !record.state().is_terminal() => Err(Error::FailedPrecondition(format!(
+            "backup {:?} is incomplete and its job {} (last written by job {job}) has not \
+             ended: a server resumes it once its lease expires; cancel it, or delete it \
+             once it has ended",
+            name.as_str(),
+            record.id,
+        ))),
+        _ => Ok(()),
     }
 }

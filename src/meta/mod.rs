@@ -3,6 +3,7 @@
 
 pub mod index;
 pub mod layout;
+pub mod leftover;
 pub mod manifest;
 pub mod model;
 pub mod scan;
@@ -326,9 +327,11 @@ impl Catalog {
             .map(|o| o.key)
             .filter(|k| !keep.contains(&k[prefix.len()..]))
             .collect();
-        // The commit point first and the checksums last: at every moment in
-        // between, `read` takes what is left for an incomplete backup of ours,
-        // never for a complete one (of ours, or of the Go tool's shape).
+        // The commit point first and what marks the folder as ours last (the
+        // checksums, the plan of a backup cut short, the delete's own marker):
+        // at every moment in between, `read` takes what is left for an
+        // incomplete backup of ours, never for a complete one (of ours, or of
+        // the Go tool's shape), and a delete cut short can be run again.
         let meta_key = |f: &str| self.layout.meta_key(name, f);
         let (full, backup_meta, checksums) = (
             meta_key("full_meta.json"),
@@ -336,6 +339,14 @@ impl Catalog {
             meta_key(MANIFEST_FILE),
         );
         let has_checksums = keys.contains(&checksums);
+        let mut marks: Vec<String> = [
+            checksums.clone(),
+            self.folder_key(name, leftover::PLAN_FILE),
+            self.folder_key(name, leftover::DELETE_MARKER),
+        ]
+        .into_iter()
+        .filter(|k| keys.contains(k))
+        .collect();
         let first: Vec<String> = [&full, &backup_meta]
             .into_iter()
             .filter(|k| keys.contains(k))
@@ -343,19 +354,22 @@ impl Catalog {
             .collect();
         let rest: Vec<String> = keys
             .iter()
-            .filter(|k| !first.contains(k) && **k != checksums)
+            .filter(|k| !first.contains(k) && !marks.contains(k))
             .cloned()
             .collect();
         let total = (keys.len() + plan.orphans.len()) as u64;
         progress(0, total);
+        if marks.is_empty() && !(first.is_empty() && rest.is_empty() && plan.orphans.is_empty()) {
+            // A Go-tool backup: nothing of ours marks it once its meta goes.
+            marks.push(self.mark_deleting(name).await?);
+        }
         if has_checksums {
             self.store.delete(std::slice::from_ref(&full)).await?;
         }
         crate::failpoint::pause_at("delete.after_commit_point").await;
         self.store.delete(&first).await?;
+        crate::failpoint::pause_at("delete.meta_removed").await;
         let mut done = first.len() as u64;
-        // Before the checksums: until they go, a delete cut short here can
-        // be run again and finds what is left by them.
         for batch in rest
             .chunks(DELETE_BATCH)
             .chain(plan.orphans.chunks(DELETE_BATCH))
@@ -364,9 +378,7 @@ impl Catalog {
             done += batch.len() as u64;
             progress(done, total);
         }
-        if has_checksums {
-            self.store.delete(&[checksums]).await?;
-        }
+        self.store.delete(&marks).await?;
         progress(total, total);
         Ok(total)
     }

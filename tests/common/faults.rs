@@ -62,6 +62,10 @@ pub struct FaultCounts {
     /// The cut periods in force (see [`Rates`]).
     cut_get_every: AtomicU64,
     cut_put_every: AtomicU64,
+    /// Deletes (DeleteObject, DeleteObjects) answered 403 AccessDenied while set.
+    refuse_deletes: AtomicBool,
+    /// Deletes refused.
+    pub refused_deletes: AtomicU64,
 }
 
 /// Whether the `seen`-th (from 1) eligible request gets the fault that every
@@ -119,6 +123,13 @@ impl FaultProxy {
     pub fn cut_put_every(&self, n: u64) {
         self.counts.cut_put_every.store(n, Ordering::Relaxed);
     }
+
+    /// Answers every delete 403 AccessDenied from now on, as a store whose
+    /// credentials may not delete does (or forwards them again).
+    #[allow(dead_code)]
+    pub fn refuse_deletes(&self, refuse: bool) {
+        self.counts.refuse_deletes.store(refuse, Ordering::SeqCst);
+    }
 }
 
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -151,6 +162,29 @@ fn content_length<B>(req: &Request<B>) -> u64 {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// A DeleteObject, or a DeleteObjects (`POST ?delete`).
+fn is_delete<B>(req: &Request<B>) -> bool {
+    let query = req.uri().query().unwrap_or("");
+    (req.method() == Method::DELETE && !query.contains("uploadId"))
+        || (req.method() == Method::POST
+            && query.split('&').any(|p| p == "delete" || p == "delete="))
+}
+
+fn s3_error(status: u16, code: &str) -> Response<Body> {
+    let body = format!(
+        "<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>injected</Message></Error>"
+    );
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/xml")
+        .body(
+            Full::new(Bytes::from(body))
+                .map_err(|never: Infallible| match never {})
+                .boxed(),
+        )
+        .unwrap()
 }
 
 /// Starts a proxy to `upstream` (`127.0.0.1:9000`) with `rates`.
@@ -202,16 +236,11 @@ async fn handle(
     }
     if nth(n, rates.error_503_every, 11) {
         counts.errors_503.fetch_add(1, Ordering::Relaxed);
-        let body = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>injected</Message></Error>";
-        return Ok(Response::builder()
-            .status(503)
-            .header("content-type", "application/xml")
-            .body(
-                Full::new(Bytes::from(body))
-                    .map_err(|never: Infallible| match never {})
-                    .boxed(),
-            )
-            .unwrap());
+        return Ok(s3_error(503, "SlowDown"));
+    }
+    if counts.refuse_deletes.load(Ordering::SeqCst) && is_delete(&req) {
+        counts.refused_deletes.fetch_add(1, Ordering::Relaxed);
+        return Ok(s3_error(403, "AccessDenied"));
     }
     if is_put_body(&req)
         && nth(
