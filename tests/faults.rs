@@ -211,7 +211,7 @@ async fn server_through(
     cfg: &milvus_backup::config::Config,
     proxy: &FaultProxy,
     root: &str,
-    failpoints: &str,
+    failpoints: Option<&str>,
 ) -> Proc {
     let (state, config) = common::process::config_with(cfg, "refdel", "");
     let direct = format!(
@@ -237,7 +237,7 @@ async fn server_through(
             &format!("backupRootPath: {root}\n"),
         );
     std::fs::write(&config, yaml).unwrap();
-    Proc::on(state, config, Some(failpoints)).await
+    Proc::on(state, config, failpoints).await
 }
 
 /// How often `server`'s jobs reached failpoint `point`.
@@ -303,7 +303,7 @@ async fn folders_left_by_refused_deletes_are_deleted_once_the_store_allows() {
     );
     // The cleanup of part 1 passes `delete.meta_removed`; part 2 pauses there.
     std::fs::write(&meta_removed, b"").unwrap();
-    let server = server_through(&cfg, &proxy, &root, &failpoints).await;
+    let server = server_through(&cfg, &proxy, &root, Some(&failpoints)).await;
     let mut client = server.client.clone();
     let store = common::process::rooted_bucket(&cfg);
     let refused = |e: &tonic::Status| {
@@ -434,4 +434,68 @@ async fn folders_left_by_refused_deletes_are_deleted_once_the_store_allows() {
     }
     server.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// A restore whose every collection is restored, but whose staged binlogs
+/// the store will not let it remove (deletes refused), has succeeded: it
+/// ends SUCCEEDED with equal rows and names the prefix it left in
+/// `staging_left` (before: FAILED, with the collections restored). An
+/// incremental backup is staged even with the backups in Milvus's bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_that_cannot_remove_its_staging_succeeds_and_names_it() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("stleft_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..200, 117).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    data::index(&m, &spec.db, &spec.name).await;
+    data::load(&m, &spec.db, &spec.name).await;
+    let source = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
+    let s3: SocketAddr = format!("{}:{}", cfg.minio.address, cfg.minio.port)
+        .parse()
+        .unwrap();
+    let proxy = common::faults::start(s3, Rates::default()).await;
+    let root = common::unique("stleft_root");
+    let server = server_through(&cfg, &proxy, &root, None).await;
+    let mut client = server.client.clone();
+    let (full, incr) = (common::unique("stleft_f"), common::unique("stleft_i"));
+    flows::backup_collections(&mut client, &full, &[&spec.name]).await;
+    let made = flows::backup(
+        &mut client,
+        pb::CreateBackupRequest {
+            incremental: Some(true),
+            ..flows::backup_request(&incr, &[&spec.name])
+        },
+    )
+    .await;
+    assert!(made.files_reused > 0, "{made:?}");
+
+    proxy.refuse_deletes(true);
+    let job = flows::restore(&mut client, flows::restore_loaded_request(&incr, "_st")).await;
+    let target = format!("{}_st", spec.name);
+    let restored = data::rows(&m, &spec, &spec.db, &target, &[]).await;
+    data::assert_rows_equal("restored while deletes are refused", &source, &restored);
+    assert_eq!(
+        job.staging_left,
+        format!("restore-temp-{}/", job.id),
+        "{job:?}"
+    );
+    let store = common::process::rooted_bucket(&cfg);
+    let staged = store.list(&job.staging_left).await.unwrap();
+    assert!(!staged.is_empty(), "the staged binlogs are still there");
+    assert!(proxy.counts.refused_deletes.load(Ordering::Relaxed) > 0);
+    // Removed by hand once the store lets them go.
+    proxy.refuse_deletes(false);
+    store.delete_under(&job.staging_left).await.unwrap();
+    println!(
+        "restore SUCCEEDED with {} rows; {} staged objects left under {}",
+        restored.len(),
+        staged.len(),
+        job.staging_left
+    );
+    server.finish();
+    for c in [&spec.name, &target] {
+        data::drop_if_exists(&m, &spec.db, c).await;
+    }
 }

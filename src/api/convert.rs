@@ -177,6 +177,7 @@ impl From<&RestoreSnapshot> for pb::RestoreJob {
             verified_files: r.verified_files,
             verified_bytes: r.verified_bytes,
             error_kind: r.error_kind.clone().unwrap_or_default(),
+            staging_left: r.staging_left.clone().unwrap_or_default(),
         }
     }
 }

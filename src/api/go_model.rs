@@ -109,6 +109,9 @@ pub struct GoRestore {
     phases: Vec<GoPhase>,
     /// Ours: the kind of failure (`data_loss`, `aborted`, ...).
     error_kind: String,
+    /// Ours: the staging prefix a succeeded restore could not remove.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    staging_left: String,
 }
 
 /// Ours: one ended phase of a job.
@@ -160,5 +163,6 @@ pub fn go_restore(s: &RestoreSnapshot) -> GoRestore {
             })
             .collect(),
         error_kind: s.error_kind.clone().unwrap_or_default(),
+        staging_left: s.staging_left.clone().unwrap_or_default(),
     }
 }

@@ -443,6 +443,9 @@ pub struct RestoreSnapshot {
     /// this one dies.
     #[serde(default)]
     pub order: Option<RestoreOrder>,
+    /// The staging prefix a succeeded restore could not remove.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging_left: Option<String>,
 }
 
 /// One damaged object.

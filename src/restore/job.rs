@@ -327,6 +327,7 @@ fn pending(
         trace_id: req.caller().trace().map(|t| t.as_str().to_string()),
         request_id: None,
         order: Some(order_of(req, backup_id)),
+        staging_left: None,
     }
 }
 

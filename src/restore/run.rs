@@ -86,7 +86,12 @@ pub async fn run(
     // still read them.
     if let (Some(prefix), Ok(())) = (&staging, &result) {
         job.fence()?;
-        ctx.milvus_store.delete_under(prefix).await?;
+        // Every collection is restored: the job has succeeded, and a staging
+        // the store will not let go of is reported, not made its failure.
+        if let Err(e) = ctx.milvus_store.delete_under(prefix).await {
+            tracing::warn!(prefix = %prefix, error = %e, "the restore succeeded; its staged binlogs could not be removed: remove them by hand");
+            job.update(|s| s.staging_left = Some(prefix.clone()));
+        }
     }
     if result.is_ok() {
         clock.end(job);

@@ -286,7 +286,7 @@ class PhaseTime(_message.Message):
     def __init__(self, phase: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class RestoreJob(_message.Message):
-    __slots__ = ("id", "backup_name", "state", "error_message", "progress", "collections", "start_time", "end_time", "phase", "phases", "verified_files", "verified_bytes", "error_kind")
+    __slots__ = ("id", "backup_name", "state", "error_message", "progress", "collections", "start_time", "end_time", "phase", "phases", "verified_files", "verified_bytes", "error_kind", "staging_left")
     ID_FIELD_NUMBER: _ClassVar[int]
     BACKUP_NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -300,6 +300,7 @@ class RestoreJob(_message.Message):
     VERIFIED_FILES_FIELD_NUMBER: _ClassVar[int]
     VERIFIED_BYTES_FIELD_NUMBER: _ClassVar[int]
     ERROR_KIND_FIELD_NUMBER: _ClassVar[int]
+    STAGING_LEFT_FIELD_NUMBER: _ClassVar[int]
     id: str
     backup_name: str
     state: JobState
@@ -313,7 +314,8 @@ class RestoreJob(_message.Message):
     verified_files: int
     verified_bytes: int
     error_kind: str
-    def __init__(self, id: _Optional[str] = ..., backup_name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error_message: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., collections: _Optional[_Iterable[_Union[RestoreCollection, _Mapping]]] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., phase: _Optional[str] = ..., phases: _Optional[_Iterable[_Union[PhaseTime, _Mapping]]] = ..., verified_files: _Optional[int] = ..., verified_bytes: _Optional[int] = ..., error_kind: _Optional[str] = ...) -> None: ...
+    staging_left: str
+    def __init__(self, id: _Optional[str] = ..., backup_name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error_message: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., collections: _Optional[_Iterable[_Union[RestoreCollection, _Mapping]]] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., phase: _Optional[str] = ..., phases: _Optional[_Iterable[_Union[PhaseTime, _Mapping]]] = ..., verified_files: _Optional[int] = ..., verified_bytes: _Optional[int] = ..., error_kind: _Optional[str] = ..., staging_left: _Optional[str] = ...) -> None: ...
 
 class RestoreResponse(_message.Message):
     __slots__ = ("restore",)
