@@ -21,7 +21,11 @@
 //!   its name can be used again;
 //! - a restore retried with its `request_id` on another replica, and on its
 //!   own server after a restart, gets the same job: the collection it made
-//!   (and the rows written to it since) is never replaced again.
+//!   (and the rows written to it since) is never replaced again;
+//! - a backup whose server died mid-copy: a delete (by the CLI) refuses its
+//!   folder while the job is still to be resumed, naming the job, and
+//!   removes nothing; a server then resumes it to a complete backup, which
+//!   verifies and is deleted.
 
 mod common;
 
@@ -355,4 +359,66 @@ async fn a_retried_request_id_gets_the_same_restore_on_any_server_and_after_a_re
     b.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     data::drop_if_exists(&m, &spec.db, &target).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delete_refuses_the_folder_of_a_backup_still_to_be_resumed() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("rpend_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..200, 79).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let root = common::unique("rpend_root");
+    let mut owner =
+        Proc::start_rooted_paused(&cfg, "rpend", &root, "", Some("backup.described")).await;
+    let name = common::unique("rpend_b");
+    let mut client = owner.client.clone();
+    let request = flows::backup_request(&name, &[&spec.name]);
+    let _started = tokio::spawn(async move { client.create_backup(request).await });
+    owner.wait_paused(Duration::from_secs(120)).await;
+    owner.kill();
+    // Past its 3 s lease, a CLI (which takes no job over) deletes the name.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let store = common::process::rooted_bucket(&cfg);
+    let prefix = format!("{root}/{name}/");
+    let before = store.list(&prefix).await.unwrap().len();
+    let (config, deleting) = (owner.config().to_path_buf(), name.clone());
+    let deleted = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
+            .arg("--config")
+            .arg(&config)
+            .args(["delete", "-n", &deleting])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&deleted.stderr).to_string();
+    assert!(
+        !deleted.status.success() && said.contains("has not ended"),
+        "the folder of a backup still to be resumed is refused: {said}"
+    );
+    let left = store.list(&prefix).await.unwrap();
+    assert_eq!(left.len(), before, "nothing removed");
+    assert!(left.iter().any(|o| o.key.ends_with("resume-plan.json")));
+
+    // A server resumes it to a complete backup, which can then be deleted.
+    let taker = Proc::start_rooted(&cfg, "rpend_t", &root, "").await;
+    let mut client = taker.client.clone();
+    let end = flows::watch_backup_to_end(&mut client, &name, Duration::from_secs(120)).await;
+    assert_eq!(end.state, pb::JobState::Succeeded as i32, "{end:?}");
+    flows::assert_verifies(&mut client, &name, "the resumed backup").await;
+    client
+        .delete_backup(pb::DeleteBackupRequest {
+            name: name.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("deleted once it ended");
+    assert!(store.list(&prefix).await.unwrap().is_empty());
+    println!("refused while it was to be resumed: {}", said.trim());
+    owner.finish();
+    taker.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }

@@ -206,13 +206,20 @@ async fn unended_backup(ctx: &Context, name: &BackupName, job: &str) -> Result<(
         .load::<BackupSnapshot>(name.as_str())
         .await?
     {
-        Some(record) if !record.state().is_terminal() => Err(Error::FailedPrecondition(format!(
-            "backup {:?} is incomplete and its job {} (last written by job {job}) has not \
-             ended: a server resumes it once its lease expires; cancel it, or delete it \
-             once it has ended",
-            name.as_str(),
-            record.id,
-        ))),
+        Some(record) if !record.state().is_terminal() => {
+            let whose = match record.id == job {
+                true => format!("its backup job {job}"),
+                false => format!(
+                    "backup job {} of that name (its plan is job {job}'s)",
+                    record.id
+                ),
+            };
+            Err(Error::FailedPrecondition(format!(
+                "backup {:?} is incomplete and {whose} has not ended: a server resumes it once \
+                 its lease expires; cancel it, or delete it once it has ended",
+                name.as_str(),
+            )))
+        }
         _ => Ok(()),
     }
 }
