@@ -215,8 +215,9 @@ async fn unended_backup(ctx: &Context, name: &BackupName, job: &str) -> Result<(
                 ),
             };
             Err(Error::FailedPrecondition(format!(
-                "backup {:?} is incomplete and {whose} has not ended: a server resumes it once \
-                 its lease expires; cancel it, or delete it once it has ended",
+                "backup {:?} is incomplete and {whose} has not ended: a server on this backup \
+                 root resumes it once its lease expires (or ends it, if CancelBackup asked); \
+                 delete it once it has ended",
                 name.as_str(),
             )))
         }
