@@ -13,7 +13,6 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::runner::{INTERRUPTED, JobKind, Recovered};
 use crate::jobs::{BackupSnapshot, DeleteSnapshot, JobHandle, JobSnapshot, JobState, Lease};
-use crate::meta::leftover::Leftover;
 use crate::model::BackupName;
 
 /// A delete of one backup: a new one, or the job of a server that died,
@@ -73,8 +72,8 @@ impl JobKind for DeleteJob {
         // root is not ours to remove. A folder with our checksums, a backup's
         // plan or a delete's marker but no commit point is one of ours left
         // half-way (a create that failed or was killed, a delete cut short);
-        // under the hold none is running, so it may go, unless the backup
-        // that wrote it is still to be resumed.
+        // under the hold none is running, so it may go, unless the name's
+        // backup job is still to be resumed (into this folder).
         // A resumed delete continues in the folder it was deleting, unless a
         // complete backup of another id is there now (made again meanwhile).
         let ours = async {
@@ -92,14 +91,11 @@ impl JobKind for DeleteJob {
             }
             Ok(match complete {
                 Some(info) => Some(Some(info.id)),
-                None => match catalog.leftover(&name).await? {
-                    Some(Leftover::Plan { job }) => {
-                        unended_backup(ctx, &name, &job).await?;
-                        Some(None)
-                    }
-                    Some(Leftover::Checksums | Leftover::Deleting) => Some(None),
-                    None => None,
-                },
+                None if catalog.is_marked_ours(&name).await? => {
+                    unended_backup(ctx, &name).await?;
+                    Some(None)
+                }
+                None => None,
             })
         }
         .await;
@@ -197,30 +193,23 @@ impl JobKind for DeleteJob {
     }
 }
 
-/// Refuses to delete the folder backup job `job` left when its shared record
-/// says it has not ended: its server stopped, and a server resumes it into
-/// that folder once its lease has expired (or ends it, when cancelled).
-async fn unended_backup(ctx: &Context, name: &BackupName, job: &str) -> Result<()> {
+/// Refuses to delete an incomplete folder while the shared record of the
+/// name's backup job says it has not ended: its server stopped, and a server
+/// resumes it into that folder once its lease has expired (or ends it, when
+/// cancelled).
+async fn unended_backup(ctx: &Context, name: &BackupName) -> Result<()> {
     match ctx
         .shared_records()
         .load::<BackupSnapshot>(name.as_str())
         .await?
     {
-        Some(record) if !record.state().is_terminal() => {
-            let whose = match record.id == job {
-                true => format!("its backup job {job}"),
-                false => format!(
-                    "backup job {} of that name (its plan is job {job}'s)",
-                    record.id
-                ),
-            };
-            Err(Error::FailedPrecondition(format!(
-                "backup {:?} is incomplete and {whose} has not ended: a server on this backup \
-                 root resumes it once its lease expires (or ends it, if CancelBackup asked); \
-                 delete it once it has ended",
-                name.as_str(),
-            )))
-        }
+        Some(record) if !record.state().is_terminal() => Err(Error::FailedPrecondition(format!(
+            "backup {:?} is incomplete and its backup job {} has not ended: a server on this \
+             backup root resumes it once its lease expires (or ends it, if CancelBackup asked); \
+             delete it once it has ended",
+            name.as_str(),
+            record.id,
+        ))),
         _ => Ok(()),
     }
 }

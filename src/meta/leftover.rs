@@ -1,13 +1,12 @@
 //! Folders under the root that hold no complete backup, and what says one is
 //! ours to remove: a delete removes only folders that are complete backups or
-//! one of these, never a folder someone else put under the root.
+//! marked as ours, never a folder someone else put under the root.
 
 use bytes::Bytes;
-use serde::Deserialize;
 
 use super::Catalog;
 use super::manifest::MANIFEST_FILE;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The plan a backup writes into its folder before it copies anything (see
 /// `backup/resume.rs`), beside `meta/`.
@@ -18,48 +17,28 @@ pub const PLAN_FILE: &str = "resume-plan.json";
 /// it, and removed last: a delete cut short there can be run again.
 pub const DELETE_MARKER: &str = "deleting.json";
 
-/// Why an incomplete folder is ours.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Leftover {
-    /// Our checksums without the commit point: a backup cut short while its
-    /// meta was written, or a delete cut short.
-    Checksums,
-    /// A delete was removing it.
-    Deleting,
-    /// A backup claimed it (job `job`) and never completed it.
-    Plan { job: String },
-}
-
-/// The one field of a plan the catalog reads.
-#[derive(Deserialize)]
-struct PlanOwner {
-    job: String,
-}
-
 impl Catalog {
-    /// Why backup `name`'s folder is ours when it holds no complete backup;
-    /// `None` when nothing says so.
-    pub async fn leftover(&self, name: &str) -> Result<Option<Leftover>> {
-        let (checksums, marker) = (
+    /// The keys of what marks backup `name`'s folder as ours when it holds no
+    /// complete backup: our checksums (a backup cut short while its meta was
+    /// written), a backup's plan (one cut short while it copied), a delete's
+    /// marker (a delete cut short).
+    pub fn mark_keys(&self, name: &str) -> [String; 3] {
+        [
             self.layout.meta_key(name, MANIFEST_FILE),
+            self.folder_key(name, PLAN_FILE),
             self.folder_key(name, DELETE_MARKER),
-        );
-        let (checksums, marker) =
-            tokio::try_join!(self.store.head(&checksums), self.store.head(&marker))?;
-        if checksums.is_some() {
-            return Ok(Some(Leftover::Checksums));
-        }
-        if marker.is_some() {
-            return Ok(Some(Leftover::Deleting));
-        }
-        match self.store.read(&self.folder_key(name, PLAN_FILE)).await {
-            Ok(body) => {
-                let plan: PlanOwner = serde_json::from_slice(&body)?;
-                Ok(Some(Leftover::Plan { job: plan.job }))
-            }
-            Err(Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        ]
+    }
+
+    /// Whether backup `name`'s folder is marked as ours (see [`Self::mark_keys`]).
+    pub async fn is_marked_ours(&self, name: &str) -> Result<bool> {
+        let [checksums, plan, marker] = self.mark_keys(name);
+        let found = tokio::try_join!(
+            self.store.head(&checksums),
+            self.store.head(&plan),
+            self.store.head(&marker),
+        )?;
+        Ok(found.0.is_some() || found.1.is_some() || found.2.is_some())
     }
 
     /// Marks backup `name`'s folder as being deleted; returns the marker's key.

@@ -339,14 +339,11 @@ impl Catalog {
             meta_key(MANIFEST_FILE),
         );
         let has_checksums = keys.contains(&checksums);
-        let mut marks: Vec<String> = [
-            checksums.clone(),
-            self.folder_key(name, leftover::PLAN_FILE),
-            self.folder_key(name, leftover::DELETE_MARKER),
-        ]
-        .into_iter()
-        .filter(|k| keys.contains(k))
-        .collect();
+        let mut marks: Vec<String> = self
+            .mark_keys(name)
+            .into_iter()
+            .filter(|k| keys.contains(k))
+            .collect();
         let first: Vec<String> = [&full, &backup_meta]
             .into_iter()
             .filter(|k| keys.contains(k))
