@@ -214,29 +214,8 @@ async fn server_through(
     failpoints: Option<&str>,
 ) -> Proc {
     let (state, config) = common::process::config_with(cfg, "refdel", "");
-    let direct = format!(
-        "minio:\n  address: {}\n  port: {}\n",
-        cfg.minio.address, cfg.minio.port
-    );
-    let yaml = std::fs::read_to_string(&config).unwrap();
-    assert!(
-        yaml.contains(&direct) && yaml.contains("backupRootPath: backup\n"),
-        "{yaml}"
-    );
-    let yaml = yaml
-        .replacen(
-            &direct,
-            &format!(
-                "minio:\n  address: 127.0.0.1\n  port: {}\n",
-                proxy.addr.port()
-            ),
-            1,
-        )
-        .replace(
-            "backupRootPath: backup\n",
-            &format!("backupRootPath: {root}\n"),
-        );
-    std::fs::write(&config, yaml).unwrap();
+    common::process::route_s3_through(cfg, &config, proxy.addr.port());
+    common::process::root_backups_at(&config, root);
     Proc::on(state, config, failpoints).await
 }
 

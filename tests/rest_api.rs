@@ -398,18 +398,7 @@ async fn a_synchronous_delete_that_fails_is_answered_as_its_error_and_counted_on
         .unwrap();
     let (proxy, s3_up) = common::faults::switchable_proxy(s3).await;
     let (state, config) = common::process::config_with(&cfg, "rest_delfail", "");
-    let direct = format!(
-        "minio:\n  address: {}\n  port: {}\n",
-        cfg.minio.address, cfg.minio.port
-    );
-    let yaml = std::fs::read_to_string(&config).unwrap();
-    assert!(yaml.contains(&direct), "{yaml}");
-    let yaml = yaml.replacen(
-        &direct,
-        &format!("minio:\n  address: 127.0.0.1\n  port: {}\n", proxy.port()),
-        1,
-    );
-    std::fs::write(&config, yaml).unwrap();
+    common::process::route_s3_through(&cfg, &config, proxy.port());
     let release = std::env::temp_dir().join(common::unique("release"));
     let failpoint = format!("delete.planned@{}", release.display());
     let server = Proc::on(state, config, Some(&failpoint)).await;

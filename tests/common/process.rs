@@ -170,6 +170,36 @@ pub fn config_with(
     (state, config)
 }
 
+/// Keeps the backups of the server config at `config` (written by
+/// [`config_with`]) under `root` instead of `backup`.
+pub fn root_backups_at(config: &Path, root: &str) {
+    let yaml = std::fs::read_to_string(config).unwrap();
+    assert!(yaml.contains("backupRootPath: backup\n"), "{yaml}");
+    let yaml = yaml.replace(
+        "backupRootPath: backup\n",
+        &format!("backupRootPath: {root}\n"),
+    );
+    std::fs::write(config, yaml).unwrap();
+}
+
+/// Points the server config at `config` (written by [`config_with`]) to S3
+/// through a proxy on 127.0.0.1:`port` instead of `cfg`'s S3.
+#[allow(dead_code)]
+pub fn route_s3_through(cfg: &Config, config: &Path, port: u16) {
+    let direct = format!(
+        "minio:\n  address: {}\n  port: {}\n",
+        cfg.minio.address, cfg.minio.port
+    );
+    let yaml = std::fs::read_to_string(config).unwrap();
+    assert!(yaml.contains(&direct), "{yaml}");
+    let yaml = yaml.replacen(
+        &direct,
+        &format!("minio:\n  address: 127.0.0.1\n  port: {port}\n"),
+        1,
+    );
+    std::fs::write(config, yaml).unwrap();
+}
+
 /// The bucket the servers of [`Proc::start_rooted`] keep their backups in
 /// (Milvus's bucket, as `write_config` sets it).
 #[allow(dead_code)]
@@ -223,11 +253,7 @@ impl Proc {
         failpoint: Option<&str>,
     ) -> Self {
         let (state, config) = config_with(cfg, tag, extra);
-        let yaml = std::fs::read_to_string(&config).unwrap().replace(
-            "backupRootPath: backup\n",
-            &format!("backupRootPath: {root}\n"),
-        );
-        std::fs::write(&config, yaml).unwrap();
+        root_backups_at(&config, root);
         Self::on(state, config, failpoint).await
     }
 
