@@ -98,8 +98,9 @@ impl Engine {
         };
         let (names, index, running) =
             futures::try_join!(self.ctx.catalog.names(), self.ctx.catalog.index(), running)?;
-        // Summaries kept from earlier calls are taken at once; the others are
-        // read. The order is the listing's.
+        // Summaries kept from earlier calls or held by packs are taken at
+        // once; the others are read. The order is the listing's.
+        self.ctx.catalog.load_packs_for(&index).await;
         let mut slots: Vec<Option<BackupSnapshot>> = Vec::with_capacity(names.len());
         let mut unread = Vec::new();
         for name in names {
@@ -126,6 +127,7 @@ impl Engine {
         }
         let mut out: Vec<BackupSnapshot> = slots.into_iter().flatten().collect();
         self.ctx.catalog.keep_summaries_of(&index);
+        self.ctx.catalog.pack_if_worth(&index).await;
         // Jobs of every server that are not complete (yet): this one's, then
         // the others' through their shared records.
         let mut jobs = self.backups.registry().all();

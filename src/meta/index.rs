@@ -62,7 +62,7 @@ pub struct IndexEntry {
 }
 
 impl Catalog {
-    fn index_prefix(&self) -> String {
+    pub(super) fn index_prefix(&self) -> String {
         format!("{}/", join_key([&self.layout.root_prefix(), INDEX_DIR]))
     }
 
@@ -84,11 +84,16 @@ impl Catalog {
         self.store.delete_under(&prefix).await.map(drop)
     }
 
-    /// Every entry of the index, by backup name.
+    /// Every entry of the index, by backup name (the packs it shows are
+    /// noted, see `packs`).
     pub async fn index(&self) -> Result<HashMap<String, IndexEntry>> {
         let prefix = self.index_prefix();
         let mut out = HashMap::new();
+        let mut packs = Vec::new();
         for o in self.store.list(&prefix).await? {
+            if self.note_if_pack(&o.key, &mut packs) {
+                continue;
+            }
             let Some((name, id)) = o.key[prefix.len()..].split_once('/') else {
                 continue;
             };
@@ -104,6 +109,7 @@ impl Catalog {
                 },
             );
         }
+        self.packs_listed(packs);
         Ok(out)
     }
 

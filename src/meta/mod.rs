@@ -6,6 +6,7 @@ pub mod layout;
 pub mod leftover;
 pub mod manifest;
 pub mod model;
+pub mod packs;
 pub mod scan;
 pub mod schema;
 pub mod summary;
@@ -44,6 +45,8 @@ pub struct Catalog {
     layout: BackupLayout,
     /// Summaries read from the catalog index, by entry key (see `scan`).
     summaries: Arc<Mutex<HashMap<String, crate::jobs::BackupSnapshot>>>,
+    /// The packs of summaries known (see `packs`).
+    packs: Arc<Mutex<packs::PackState>>,
 }
 
 impl Catalog {
@@ -53,6 +56,7 @@ impl Catalog {
             store,
             layout,
             summaries: Arc::default(),
+            packs: Arc::default(),
         }
     }
 

@@ -46,6 +46,7 @@ impl Catalog {
             return Ok(s.clone());
         }
         let s = self.read_entry(entry).await?;
+        self.read_singly();
         self.summaries
             .lock()
             .expect("summaries")
@@ -136,6 +137,7 @@ impl Catalog {
         ids: &HashSet<i64>,
     ) -> Vec<String> {
         let listed = names.len();
+        self.load_packs_for(index).await;
         let checks = futures::stream::iter(names)
             .map(|name| async move {
                 let Some(entry) = index.get(&name) else {
@@ -152,6 +154,7 @@ impl Catalog {
             })
             .buffered(READ_PARALLELISM);
         let kept: Vec<String> = checks.filter_map(std::future::ready).collect().await;
+        self.pack_if_worth(index).await;
         debug!(
             listed,
             read = kept.len(),
