@@ -59,11 +59,13 @@ pub const CREATE_FLAGS: &[(&str, &str)] = &[
 pub const RESTORE_FLAGS: &[(&str, &str)] = &[
     ("backup_name", "--name"),
     ("collection_names", "--collections"),
+    ("database_names", "--databases"),
     ("collection_suffix", "--suffix"),
     ("collection_renames", "--rename"),
     ("drop_existing_collections", "--drop_exist_collection"),
     ("skip_create_collection", "--skip_create_collection"),
     ("restore_index", "--restore_index"),
+    ("load", "--load"),
     ("meta_only", "--meta_only"),
 ];
 

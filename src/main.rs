@@ -99,6 +99,9 @@ enum Command {
         /// Collections of the backup to restore, comma separated (default: all).
         #[arg(short = 'c', long, value_delimiter = ',')]
         collections: Vec<String>,
+        /// Whole databases of the backup to restore, comma separated.
+        #[arg(short = 'd', long, value_delimiter = ',')]
+        databases: Vec<String>,
         /// Appended to each restored collection's name.
         #[arg(short, long, default_value = "")]
         suffix: String,
@@ -307,6 +310,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Command::Restore {
                 name,
                 collections,
+                databases,
                 suffix,
                 rename,
                 drop_exist_collection,
@@ -325,6 +329,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 let req = RestoreRequest::parse(RestoreInput {
                     backup_name: name,
                     collections: cli::split_list(&collections),
+                    databases: cli::split_list(&databases),
                     suffix,
                     renames,
                     drop_existing: drop_exist_collection,

@@ -140,11 +140,7 @@ async fn a_cold_listing_reads_a_pack_instead_of_every_entry_and_stays_exact() {
     // Cold, no pack: every entry is read, then packed.
     let (first, cold) = tokio::task::block_in_place(|| list(&config, &proxy));
     assert_eq!(first.len(), CLONES + 1, "{first:?}");
-    assert!(
-        first
-            .iter()
-            .any(|l| l.starts_with("clone_0042\t"))
-    );
+    assert!(first.iter().any(|l| l.starts_with("clone_0042\t")));
     assert!(cold > CLONES as u64, "{cold} requests for {CLONES} entries");
     let written = packs(store.as_ref(), &root).await;
     assert!(!written.is_empty(), "no pack written");

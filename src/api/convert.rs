@@ -48,6 +48,7 @@ impl TryFrom<Request<pb::RestoreRequest>> for RestoreRequest {
         RestoreRequest::parse(RestoreInput {
             backup_name: r.backup_name,
             collections: r.collection_names,
+            databases: r.database_names,
             suffix: r.collection_suffix,
             renames: r.collection_renames.into_iter().collect(),
             drop_existing: r.drop_existing_collections,

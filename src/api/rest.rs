@@ -10,6 +10,7 @@
 mod answer;
 mod docs;
 mod policies;
+mod unsupported;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -271,6 +272,9 @@ struct CreateBody {
     meta_only: bool,
     /// Ours: copy only what earlier backups do not hold (unset: `backup.incremental`).
     incremental: Option<bool>,
+    /// Anything else: refused when set (`unsupported`).
+    #[serde(flatten)]
+    extra: HashMap<String, serde_json::Value>,
 }
 
 /// The Go tool's answers to a job started with `async`.
@@ -280,6 +284,7 @@ const RESTORE_STARTED: &str = "restore backup is executing asynchronously";
 async fn create(call: Call, Body(b): Body<CreateBody>) -> Response {
     let id = call.request_id(Some(&b.request_id));
     let result = async {
+        unsupported::refuse_set(&b.extra)?;
         let (colls, dbs) = db_collections(&b.db_collections)?;
         let req = BackupRequest::parse(BackupInput {
             name: b.backup_name.clone(),
@@ -323,10 +328,14 @@ async fn list(call: Call, Query(q): Query<ListQuery>) -> Response {
 struct GetQuery {
     backup_name: String,
     backup_id: String,
+    /// Anything else: refused when set (`unsupported`).
+    #[serde(flatten)]
+    extra: HashMap<String, serde_json::Value>,
 }
 
 async fn get_backup(call: Call, Query(q): Query<GetQuery>) -> Response {
     call.answer(async {
+        unsupported::refuse_set(&q.extra)?;
         let lookup = BackupLookup::parse(&q.backup_name, &q.backup_id)?;
         let snap = call.rest.engine.get_backup(&lookup).await?;
         Ok((call.rest.backup_data(&snap).await?, "success"))
@@ -419,11 +428,15 @@ struct RestoreBody {
     skip_create_collection: bool,
     /// Ours: load the restored collections.
     load: bool,
+    /// Anything else: refused when set (`unsupported`).
+    #[serde(flatten)]
+    extra: HashMap<String, serde_json::Value>,
 }
 
 async fn restore(call: Call, Body(b): Body<RestoreBody>) -> Response {
     let id = call.request_id(Some(&b.request_id));
     let result = async {
+        unsupported::refuse_set(&b.extra)?;
         if b.use_auto_index {
             return Err(Error::invalid(
                 "useAutoIndex is not supported; restore the backed-up indexes with restoreIndex",
@@ -434,10 +447,11 @@ async fn restore(call: Call, Body(b): Body<RestoreBody>) -> Response {
                 "dropExistIndex is not supported; use dropExistCollection",
             ));
         }
-        let (colls, _) = db_collections(&b.db_collections)?;
+        let (colls, databases) = db_collections(&b.db_collections)?;
         let req = RestoreRequest::parse(RestoreInput {
             backup_name: b.backup_name.clone(),
             collections: b.collection_names.iter().cloned().chain(colls).collect(),
+            databases,
             suffix: b.collection_suffix.clone(),
             renames: b.collection_renames.clone().into_iter().collect(),
             drop_existing: b.drop_exist_collection,

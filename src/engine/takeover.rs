@@ -201,6 +201,7 @@ impl Engine {
         let req = RestoreRequest::resume(RestoreInput {
             backup_name: record.backup_name.clone(),
             collections: order.collections,
+            databases: order.databases,
             suffix: order.suffix,
             renames: order.renames,
             drop_existing: order.drop_existing,

@@ -355,6 +355,9 @@ pub struct RestoreOrder {
     #[serde(default)]
     pub backup_id: String,
     pub collections: Vec<String>,
+    /// Whole databases (records of older servers have none).
+    #[serde(default)]
+    pub databases: Vec<String>,
     pub suffix: String,
     pub renames: Vec<(String, String)>,
     pub drop_existing: bool,

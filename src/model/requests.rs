@@ -205,8 +205,11 @@ impl BackupRequest {
 #[derive(Debug, Clone, Default)]
 pub struct RestoreInput {
     pub backup_name: String,
-    /// `coll` or `db.coll`; empty means every collection of the backup.
+    /// `coll` or `db.coll`; with `databases` empty too, every collection of
+    /// the backup.
     pub collections: Vec<String>,
+    /// Whole databases of the backup, beside `collections`.
+    pub databases: Vec<String>,
     pub suffix: String,
     /// `coll` or `db.coll` → `coll` (same database) or `db.coll`.
     pub renames: Vec<(String, String)>,
@@ -223,6 +226,7 @@ pub struct RestoreInput {
 pub struct RestoreRequest {
     backup_name: BackupName,
     collections: Vec<CollectionRef>,
+    databases: Vec<String>,
     suffix: String,
     renames: BTreeMap<CollectionRef, CollectionRef>,
     drop_existing: bool,
@@ -240,6 +244,10 @@ impl RestoreRequest {
     pub fn parse(input: RestoreInput) -> Result<Self> {
         at_most("collection names", input.collections.len())?;
         at_most("collection renames", input.renames.len())?;
+        at_most("database names", input.databases.len())?;
+        for db in &input.databases {
+            validate_name("database name", db)?;
+        }
         let backup_name = BackupName::parse(&input.backup_name)?;
         if !input
             .suffix
@@ -256,14 +264,20 @@ impl RestoreRequest {
                 "drop_existing_collections and skip_create_collection cannot be used together",
             ));
         }
-        let renames = input
-            .renames
-            .iter()
-            .map(|(from, to)| parse_rename(from, to))
-            .collect::<Result<_>>()?;
+        let mut renames = BTreeMap::new();
+        for (from, to) in &input.renames {
+            let (source, target) = parse_rename(from, to)?;
+            if let Some(other) = renames.insert(source.clone(), target.clone()) {
+                return Err(Error::invalid(format!(
+                    "collection {source} is renamed twice (to {other} and to {target}); \
+                     rename {from:?} once"
+                )));
+            }
+        }
         Ok(Self {
             backup_name,
             collections: collection_refs(&input.collections)?,
+            databases: input.databases,
             suffix: input.suffix,
             renames,
             drop_existing: input.drop_existing,
@@ -300,9 +314,15 @@ impl RestoreRequest {
         &self.backup_name
     }
 
-    /// Collections of the backup to restore; empty means all.
+    /// Collections of the backup to restore; with no databases named
+    /// either, all.
     pub fn collections(&self) -> &[CollectionRef] {
         &self.collections
+    }
+
+    /// Whole databases of the backup to restore, beside the collections.
+    pub fn databases(&self) -> &[String] {
+        &self.databases
     }
 
     /// Source collection → target collection.
@@ -394,12 +414,14 @@ mod tests {
 
     #[test]
     fn refuses_conflicting_options_and_bad_names() {
-        let bad: [fn(&mut RestoreInput); 5] = [
+        let bad: [fn(&mut RestoreInput); 7] = [
             |r| (r.drop_existing, r.skip_create) = (true, true),
             |r| r.backup_name = "../x".into(),
             |r| r.suffix = "-x".into(),
             |r| r.renames = vec![("c".into(), "a b".into())],
             |r| r.collections = vec!["x.y.z".into()],
+            |r| r.databases = vec!["".into()],
+            |r| r.renames = vec![("c".into(), "x".into()), ("default.c".into(), "y".into())],
         ];
         for f in bad {
             assert!(matches!(restore(f), Err(Error::InvalidArgument(_))));

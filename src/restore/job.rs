@@ -274,6 +274,7 @@ fn order_of(req: &RestoreRequest, backup_id: &str) -> RestoreOrder {
     RestoreOrder {
         backup_id: backup_id.to_string(),
         collections: req.collections().iter().map(|c| c.to_string()).collect(),
+        databases: req.databases().to_vec(),
         suffix: req.suffix().to_string(),
         renames: req
             .renames()

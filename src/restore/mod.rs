@@ -68,11 +68,47 @@ pub async fn plan(ctx: &Context, req: &RestoreRequest) -> Result<(BackupInfo, Ve
             ));
         }
     }
-    let selected: Vec<&CollectionBackupInfo> = if req.collections().is_empty() {
-        backup.collection_backups.iter().collect()
-    } else {
-        req.collections().iter().filter_map(in_backup).collect()
+    let db_of = |b: &CollectionBackupInfo| {
+        CollectionRef::normalized(&b.db_name, &b.collection_name)
+            .db()
+            .to_string()
     };
+    for db in req.databases() {
+        if !backup.collection_backups.iter().any(|b| &db_of(b) == db) {
+            return Err(Error::not_found(
+                "database in backup",
+                format!("{db} (backup {:?})", name.as_str()),
+            ));
+        }
+    }
+    // Named collections and whole databases, in the backup's order, once.
+    let selected: Vec<&CollectionBackupInfo> =
+        if req.collections().is_empty() && req.databases().is_empty() {
+            backup.collection_backups.iter().collect()
+        } else {
+            backup
+                .collection_backups
+                .iter()
+                .filter(|b| {
+                    req.databases().contains(&db_of(b))
+                        || req
+                            .collections()
+                            .contains(&CollectionRef::normalized(&b.db_name, &b.collection_name))
+                })
+                .collect()
+        };
+    // A rename must name a restored collection: one left out would be ignored.
+    for source in req.renames().keys() {
+        let restored = selected
+            .iter()
+            .any(|b| CollectionRef::normalized(&b.db_name, &b.collection_name) == *source);
+        if !restored {
+            return Err(Error::invalid(format!(
+                "collection_renames names {source}, which this restore does not restore \
+                 (not in collection_names or database_names)"
+            )));
+        }
+    }
 
     let mut targets = Vec::with_capacity(selected.len());
     let mut seen = HashSet::new();

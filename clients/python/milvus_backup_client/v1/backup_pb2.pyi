@@ -225,7 +225,7 @@ class WatchDeleteResponse(_message.Message):
     def __init__(self, delete: _Optional[_Union[DeleteJob, _Mapping]] = ...) -> None: ...
 
 class RestoreRequest(_message.Message):
-    __slots__ = ("backup_name", "collection_names", "collection_suffix", "collection_renames", "drop_existing_collections", "skip_create_collection", "restore_index", "load", "meta_only", "request_id")
+    __slots__ = ("backup_name", "collection_names", "collection_suffix", "collection_renames", "drop_existing_collections", "skip_create_collection", "restore_index", "load", "meta_only", "request_id", "database_names")
     class CollectionRenamesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -243,6 +243,7 @@ class RestoreRequest(_message.Message):
     LOAD_FIELD_NUMBER: _ClassVar[int]
     META_ONLY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    DATABASE_NAMES_FIELD_NUMBER: _ClassVar[int]
     backup_name: str
     collection_names: _containers.RepeatedScalarFieldContainer[str]
     collection_suffix: str
@@ -253,7 +254,8 @@ class RestoreRequest(_message.Message):
     load: bool
     meta_only: bool
     request_id: str
-    def __init__(self, backup_name: _Optional[str] = ..., collection_names: _Optional[_Iterable[str]] = ..., collection_suffix: _Optional[str] = ..., collection_renames: _Optional[_Mapping[str, str]] = ..., drop_existing_collections: bool = ..., skip_create_collection: bool = ..., restore_index: bool = ..., load: bool = ..., meta_only: bool = ..., request_id: _Optional[str] = ...) -> None: ...
+    database_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, backup_name: _Optional[str] = ..., collection_names: _Optional[_Iterable[str]] = ..., collection_suffix: _Optional[str] = ..., collection_renames: _Optional[_Mapping[str, str]] = ..., drop_existing_collections: bool = ..., skip_create_collection: bool = ..., restore_index: bool = ..., load: bool = ..., meta_only: bool = ..., request_id: _Optional[str] = ..., database_names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RestoreCollection(_message.Message):
     __slots__ = ("source_db_name", "source_collection_name", "target_db_name", "target_collection_name", "state", "row_count", "imported_rows", "error_message", "temp_collection_name")
