@@ -345,6 +345,10 @@ pub struct ImportRecord {
     pub done: bool,
     /// The rows the tasks imported, once done.
     pub rows: i64,
+    /// The id of the collection they import into (records of older servers
+    /// have none): Milvus is asked about them only while it is still there.
+    #[serde(default)]
+    pub into_id: Option<i64>,
 }
 
 /// A restore job's request, as its record keeps it (collections as `db.coll`).

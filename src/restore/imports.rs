@@ -107,7 +107,7 @@ pub(super) async fn import_partitions(
         };
         let mut imported = 0;
         for task in tasks {
-            imported += wait_import(ctx, into.name, &part.partition_name, task).await?;
+            imported += wait_import(ctx, into, &part.partition_name, task).await?;
         }
         rows += imported;
         let files: u64 = part
@@ -156,7 +156,21 @@ where
         .cloned();
     match recorded {
         Some(r) if r.done => return Ok(Import::Done(r.rows)),
-        Some(r) if !r.tasks.is_empty() => return Ok(Import::Running(r.tasks)),
+        Some(r) if !r.tasks.is_empty() => {
+            // Asking Milvus 2.3.5 about an import whose collection was
+            // dropped crashes its proxy: tasks asked into a collection that
+            // is no longer under the name are never asked about.
+            if let Some(asked) = r.into_id
+                && asked != into.id
+            {
+                return Err(Error::FailedPrecondition(format!(
+                    "the imports of {} this restore asked for went into the collection of id \
+                     {asked}, which is no longer under the name (now id {}); the restore cannot go on",
+                    into.name, into.id
+                )));
+            }
+            return Ok(Import::Running(r.tasks));
+        }
         Some(_) => {
             let since = snapshot
                 .start_time
@@ -209,6 +223,7 @@ where
                     tasks: Vec::new(),
                     done: false,
                     rows: 0,
+                    into_id: Some(into.id),
                 })
             })
             .await?;
@@ -315,7 +330,7 @@ async fn import_l0_segments(
             import_once(ctx, t, into, &key, partition, &first, request, job).await?
         {
             for task in tasks {
-                wait_import(ctx, into.name, partition, task).await?;
+                wait_import(ctx, into, partition, task).await?;
             }
             job.checkpoint(|s| record(s, t, &key).done = true).await?;
         }
@@ -409,20 +424,24 @@ async fn stage(ctx: &Context, place: &Place<'_>, dirs: &[String]) -> Result<Vec<
 }
 
 /// Polls one import task until it ends; returns the rows it imported.
-async fn wait_import(
-    ctx: &Context,
-    into: &CollectionRef,
-    partition: &str,
-    task: i64,
-) -> Result<i64> {
+async fn wait_import(ctx: &Context, into: &Filling<'_>, partition: &str, task: i64) -> Result<i64> {
     let started = Instant::now();
+    let (id, into) = (into.id, into.name);
     let operation = || format!("Import into {into}/{partition}");
     loop {
         // Milvus 2.3.5's proxy crashes (nil pointer in GetImportState) when
         // asked about an import whose collection was dropped: never ask then.
-        if !ctx.milvus.has_collection(into.db(), into.name()).await? {
+        // The task belongs to the collection by id: one made again under the
+        // name (or an alias now named so) does not make asking safe.
+        let now = ctx.milvus.collection_id(into.db(), into.name()).await?;
+        if now != Some(id) {
             return Err(Error::FailedPrecondition(format!(
-                "{into} was dropped while import task {task} ran; the restore cannot finish"
+                "{into} (id {id}) was dropped{} while import task {task} ran; \
+                 the restore cannot finish",
+                match now {
+                    Some(other) => format!(" and made again (id {other})"),
+                    None => String::new(),
+                }
             )));
         }
         let status = ctx.milvus.import_state(task).await?;
