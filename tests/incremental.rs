@@ -377,6 +377,71 @@ async fn deletes_racing_incremental_backups_and_killed_deletes_leave_every_backu
     hello::drop_if_exists(&m, "default", &coll).await;
 }
 
+/// Two deletes at once, of a base and of the incremental backup that reuses
+/// all its objects. The base's delete has read its references (the
+/// incremental one complete: its objects are kept) and waits at
+/// `delete.planned` while the other delete runs to its end. Each removes its
+/// commit point before reading references, so the one reading last sees
+/// both gone: no shared object is left behind, and both names are free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_base_and_its_incremental_backup_deleted_at_once_leave_nothing_behind() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client.clone();
+    let store = server.ctx.catalog.store().clone();
+    let coll = common::unique("incr_two");
+    hello::create(&m, &coll, 600, 2, 23).await;
+    let (base, inc) = (common::unique("two_full"), common::unique("two_inc"));
+    backup(&mut client, &base, &coll, false).await;
+    let b = backup_in(&mut client, &inc, &coll).await;
+    assert_eq!(b.based_on, vec![base.clone()]);
+
+    let release = std::env::temp_dir().join(common::unique("two_release"));
+    let failpoint = format!("delete.planned@{}", release.display());
+    let deleter = common::process::Proc::start(&cfg, "incr-two", "", Some(&failpoint)).await;
+    let mut c = deleter.client.clone();
+    let name = base.clone();
+    in_background(async move {
+        c.delete_backup(pb::DeleteBackupRequest {
+            name,
+            ..Default::default()
+        })
+        .await
+    });
+    deleter
+        .wait_paused(std::time::Duration::from_secs(60))
+        .await;
+    client
+        .delete_backup(pb::DeleteBackupRequest {
+            name: inc.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("the incremental backup is deleted");
+    std::fs::write(&release, b"").unwrap();
+    flows::eventually(
+        "the base's delete ends with its folder empty",
+        std::time::Duration::from_secs(60),
+        || {
+            let (store, base) = (store.clone(), base.clone());
+            async move {
+                store
+                    .list(&format!("backup/{base}/"))
+                    .await
+                    .unwrap()
+                    .is_empty()
+            }
+        },
+    )
+    .await;
+    let left = store.list(&format!("backup/{inc}/")).await.unwrap();
+    assert!(left.is_empty(), "{inc}: {left:?}");
+    let _ = std::fs::remove_file(&release);
+    deleter.finish();
+    hello::drop_if_exists(&m, "default", &coll).await;
+}
+
 /// Reuse follows a collection's id, not its name, and does not need the
 /// catalog index: after a rename, an incremental backup of the new name
 /// reuses every object of a full backup taken under the old name, even with

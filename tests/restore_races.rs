@@ -82,3 +82,98 @@ async fn a_target_made_again_under_its_name_mid_import_is_noticed_by_id() {
     data::drop_if_exists(&m, &mine.db, &target).await;
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
+
+/// A `skip_create_collection` restore of an incremental backup (its objects
+/// are staged into one folder per partition) cancelled while Milvus still
+/// has its imports queued, one at a time: cleanup keeps the staged binlogs
+/// until those imports ended, so each reads whole folders (its deletes with
+/// its rows) and the user's collection ends with exactly the backup's rows.
+/// The code before removed the staging at once, under the queued imports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_restore_keeps_its_staging_until_queued_imports_ended() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("stage_src"));
+    let source = data::populated(&m, &spec, 400, 300, 31).await;
+    let root = common::unique("stage_root");
+    let mut server = process::Proc::start_rooted_paused(
+        &cfg,
+        "stage-state",
+        &root,
+        "",
+        Some("restore.importing"),
+    )
+    .await;
+    let (full, inc) = (common::unique("stage_f"), common::unique("stage_i"));
+    flows::backup_collections(&mut server.client, &full, &[&spec.name]).await;
+    flows::backup(
+        &mut server.client,
+        pb::CreateBackupRequest {
+            incremental: Some(true),
+            ..flows::backup_request(&inc, &[&spec.name])
+        },
+    )
+    .await;
+
+    // The user's own empty collection of the same schema, restored into.
+    let target = format!("{}_into", spec.name);
+    let mine = Spec::new(&target);
+    data::create(&m, &mine).await;
+    let id = flows::start_restore(
+        &mut server.client,
+        pb::RestoreRequest {
+            backup_name: inc.clone(),
+            collection_renames: [(spec.name.clone(), target.clone())].into(),
+            skip_create_collection: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    server.wait_paused(Duration::from_secs(120)).await;
+    server
+        .client
+        .cancel_restore(pb::CancelRestoreRequest { id: id.clone() })
+        .await
+        .expect("cancel accepted");
+    let job = tokio::time::timeout(
+        Duration::from_secs(400),
+        flows::watch_restore_to_end(&mut server.client, &id),
+    )
+    .await
+    .expect("the restore ends");
+    assert_eq!(job.state, pb::JobState::Cancelled as i32, "{job:?}");
+    assert!(job.staging_left.is_empty(), "{job:?}");
+    let staged = common::process::rooted_bucket(&cfg)
+        .list(&format!("restore-temp-{id}/"))
+        .await
+        .unwrap();
+    assert!(staged.is_empty(), "staging left: {} objects", staged.len());
+
+    flows::eventually(
+        "Milvus's imports into the user's collection end",
+        Duration::from_secs(300),
+        || {
+            let (m, target) = (m.clone(), target.clone());
+            async move {
+                m.collection_imports("default", &target)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .all(|t| t.phase != milvus_backup::milvus::ImportPhase::Running)
+            }
+        },
+    )
+    .await;
+    data::index(&m, &mine.db, &target).await;
+    data::load(&m, &mine.db, &target).await;
+    let rows = data::rows(&m, &mine, &mine.db, &target, &[]).await;
+    data::assert_rows_equal(
+        "the user's collection after the queued imports",
+        &source,
+        &rows,
+    );
+
+    server.finish();
+    data::drop_if_exists(&m, &mine.db, &target).await;
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

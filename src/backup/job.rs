@@ -37,6 +37,11 @@ impl JobKind for BackupJob {
         }
     }
 
+    fn same_request(req: &BackupRequest, s: &BackupSnapshot) -> bool {
+        // Records of older servers keep no order: the name decides.
+        s.name == req.name().as_str() && s.order.as_ref().is_none_or(|o| *o == order_of(req))
+    }
+
     async fn plan(ctx: &Context, req: BackupRequest) -> Result<(Self, BackupSnapshot)> {
         let collections = super::plan(ctx, &req).await?;
         let id = match req.caller().request_id() {
@@ -66,16 +71,7 @@ impl JobKind for BackupJob {
         }
         let mut snapshot = BackupSnapshot::pending(id, name.to_string(), req.meta_only());
         snapshot.trace_id = req.caller().trace().map(|t| t.as_str().to_string());
-        snapshot.order = Some(BackupOrder {
-            collections: req
-                .collections()
-                .iter()
-                .map(|c| format!("{}.{}", c.db(), c.name()))
-                .collect(),
-            databases: req.databases().to_vec(),
-            meta_only: req.meta_only(),
-            incremental: req.incremental(),
-        });
+        snapshot.order = Some(order_of(&req));
         let job = Self {
             ctx: ctx.clone(),
             req,
@@ -191,5 +187,19 @@ impl JobKind for BackupJob {
             }
         }
         Recovered::at_once(b)
+    }
+}
+
+/// The request of a backup, as its record keeps it.
+fn order_of(req: &BackupRequest) -> BackupOrder {
+    BackupOrder {
+        collections: req
+            .collections()
+            .iter()
+            .map(|c| format!("{}.{}", c.db(), c.name()))
+            .collect(),
+        databases: req.databases().to_vec(),
+        meta_only: req.meta_only(),
+        incremental: req.incremental(),
     }
 }

@@ -112,6 +112,7 @@ impl Config {
         let file = &self.log.file;
         unused(
             !file.root_path.is_empty()
+                || !file.filename.is_empty()
                 || file.max_size != 0
                 || file.max_age != 0
                 || file.max_backups != 0,
@@ -171,6 +172,11 @@ impl Config {
             b.parallelism.restore_collection != bd.parallelism.restore_collection,
             "backup.parallelism.restoreCollection",
             "a restore job imports its collections one after another (run several jobs for more)",
+        );
+        unused(
+            b.parallelism.backup_segment != bd.parallelism.backup_segment,
+            "backup.parallelism.backupSegment",
+            "objects are copied backup.parallelism.copydata at once, whatever their segment",
         );
         unused(
             b.parallelism.import_job != bd.parallelism.import_job,

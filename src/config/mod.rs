@@ -115,6 +115,8 @@ impl Default for LogConfig {
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogFileConfig {
     pub root_path: String,
+    /// The Go tool's newer key for the same.
+    pub filename: String,
     pub max_size: u64,
     pub max_age: u64,
     pub max_backups: u64,
@@ -294,6 +296,7 @@ pub struct MinioConfig {
     pub gcp_credential_json: Secret,
     #[serde(rename = "backupGcpCredentialJSON")]
     pub backup_gcp_credential_json: Secret,
+    #[serde(deserialize_with = "bool_or_text")]
     pub cross_storage: bool,
     /// Ours: a PEM CA bundle trusted, besides the system's, for `https` endpoints.
     pub ca_cert_path: String,
@@ -344,6 +347,29 @@ impl Default for MinioConfig {
             backup_azure_connection_string: Secret::default(),
         }
     }
+}
+
+/// A boolean written as one or as the text `"true"`/`"false"` (the Go
+/// tool's config quotes some).
+fn bool_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    struct BoolVisitor;
+    impl serde::de::Visitor<'_> for BoolVisitor {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("true or false")
+        }
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> std::result::Result<bool, E> {
+            Ok(v)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<bool, E> {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" | "" => Ok(false),
+                _ => Err(E::custom(format!("{v:?} is not true or false"))),
+            }
+        }
+    }
+    d.deserialize_any(BoolVisitor)
 }
 
 /// A port written as a number or as a string (the Go tool accepts both).
@@ -423,6 +449,9 @@ pub struct Parallelism {
     pub copydata: usize,
     pub restore_collection: usize,
     pub import_job: usize,
+    /// The Go tool's segments copied at once (warned about: objects are
+    /// copied `copydata` at once, whatever their segment).
+    pub backup_segment: usize,
 }
 
 impl Default for Parallelism {
@@ -432,6 +461,7 @@ impl Default for Parallelism {
             copydata: 128,
             restore_collection: 2,
             import_job: 768,
+            backup_segment: 1024,
         }
     }
 }
@@ -448,10 +478,37 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         self.http.validate()?;
-        if self.backup.parallelism.copydata == 0 {
-            return Err(Error::invalid(
-                "backup.parallelism.copydata must be at least 1",
-            ));
+        let b = &self.backup;
+        for (key, value) in [
+            ("backup.parallelism.copydata", b.parallelism.copydata as u64),
+            (
+                "backup.parallelism.backupCollection",
+                b.parallelism.backup_collection as u64,
+            ),
+            ("backup.maxJobs", b.max_jobs as u64),
+            (
+                "minio.multipartCopyThresholdMiB",
+                self.minio.multipart_copy_threshold_mib,
+            ),
+        ] {
+            if value == 0 {
+                return Err(Error::invalid(format!(
+                    "{key} must be at least 1 (it is 0)"
+                )));
+            }
+        }
+        if !(b.rate_limit_mi_bps.is_finite() && b.rate_limit_mi_bps >= 0.0) {
+            return Err(Error::invalid(format!(
+                "backup.rateLimitMiBps {} must be a number of MiB/s, 0 for no cap",
+                b.rate_limit_mi_bps
+            )));
+        }
+        // A day: past it, a dead server's jobs would wait a day to be taken over.
+        if b.lease_ttl_seconds > 86_400 {
+            return Err(Error::invalid(format!(
+                "backup.leaseTtlSeconds {} is more than a day (86400)",
+                b.lease_ttl_seconds
+            )));
         }
         if self.minio.bucket_name.is_empty() {
             return Err(Error::invalid("minio.bucketName must not be empty"));

@@ -181,3 +181,50 @@ fn backup_root_must_be_its_own_folder() {
     // Another bucket may use any folder.
     assert!(with("files", "files", "other").is_ok());
 }
+
+#[test]
+fn the_go_tools_newer_config_keys_load_with_warnings() {
+    let cfg = Config::parse(
+        "log:\n  file:\n    filename: \"logs/backup.log\"\n\
+         minio:\n  crossStorage: \"false\"\n\
+         backup:\n  parallelism:\n    backupSegment: 512\n",
+    )
+    .unwrap();
+    assert!(!cfg.minio.cross_storage);
+    let warned = cfg.check_keys().unwrap().join("\n");
+    for key in ["log.file", "backup.parallelism.backupSegment"] {
+        assert!(warned.contains(key), "{key}: {warned}");
+    }
+    assert!(
+        Config::parse("minio:\n  crossStorage: \"TRUE\"\n")
+            .unwrap()
+            .minio
+            .cross_storage
+    );
+    let err = Config::parse("minio:\n  crossStorage: \"maybe\"\n").unwrap_err();
+    assert!(err.to_string().contains("line 2"), "{err}");
+}
+
+#[test]
+fn numbers_that_would_be_quietly_changed_are_refused_naming_the_key() {
+    for (yaml, key) in [
+        ("backup:\n  maxJobs: 0\n", "backup.maxJobs"),
+        (
+            "backup:\n  parallelism:\n    backupCollection: 0\n",
+            "backup.parallelism.backupCollection",
+        ),
+        (
+            "minio:\n  multipartCopyThresholdMiB: 0\n",
+            "minio.multipartCopyThresholdMiB",
+        ),
+        ("backup:\n  rateLimitMiBps: -5\n", "backup.rateLimitMiBps"),
+        ("backup:\n  rateLimitMiBps: .nan\n", "backup.rateLimitMiBps"),
+        (
+            "backup:\n  leaseTtlSeconds: 999999999\n",
+            "backup.leaseTtlSeconds",
+        ),
+    ] {
+        let err = Config::parse(yaml).unwrap_err();
+        assert!(err.to_string().contains(key), "{yaml}: {err}");
+    }
+}

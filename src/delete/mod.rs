@@ -13,6 +13,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::runner::{INTERRUPTED, JobKind, Recovered};
 use crate::jobs::{BackupSnapshot, DeleteSnapshot, JobHandle, JobSnapshot, JobState, Lease};
+use crate::meta::summary::snapshot_of;
 use crate::model::BackupName;
 
 /// A delete of one backup: a new one, or the job of a server that died,
@@ -86,11 +87,17 @@ impl JobKind for DeleteJob {
                     .and_then(|d| d.backup_id);
                 return Ok::<_, Error>(match (&complete, started_on) {
                     (Some(info), Some(was)) if info.id != was => None,
+                    // Begun on an incomplete folder: a complete one there now
+                    // was made again meanwhile.
+                    (Some(_), None) => None,
                     _ => Some(complete.map(|i| i.id)),
                 });
             }
             Ok(match complete {
-                Some(info) => Some(Some(info.id)),
+                Some(info) => {
+                    end_completed_job(ctx, &info).await?;
+                    Some(Some(info.id))
+                }
                 None if catalog.is_marked_ours(&name).await? => {
                     unended_backup(ctx, &name).await?;
                     Some(None)
@@ -127,9 +134,29 @@ impl JobKind for DeleteJob {
     async fn run(&self, job: &JobHandle<DeleteSnapshot>) -> Result<()> {
         job.update(|s| s.state = JobState::Running);
         let catalog = &self.ctx.catalog;
-        // Read under the hold: no incremental backup can start reusing this
-        // one's objects now, and those that did are complete.
+        // Under the hold, the commit point first: an incremental backup that
+        // looks for bases from now on does not find this one. One that found
+        // it before holds it for reading (its lease written before it looked):
+        // if any does, nothing more is removed and the delete is run again
+        // once it ends (the folder stays marked as ours). Only then the
+        // references are read: every backup reusing this one's objects is
+        // complete by now, and a backup deleted at the same time is seen
+        // without its commit point by whichever delete reads last.
+        job.fence()?;
+        catalog.retire(&self.name).await?;
+        crate::failpoint::pause_at("delete.retired").await;
+        self.ctx
+            .leases()
+            .ensure_unread(&self.name)
+            .await
+            .map_err(|e| {
+                Error::Aborted(format!(
+                    "{e}; the backup is no longer listed or restorable, and nothing else was \
+                 removed: delete it again once that job ends"
+                ))
+            })?;
         let plan = catalog.delete_plan(&self.name).await?;
+        job.fence()?;
         job.update(|s| s.objects_kept = plan.keep.len() as u64);
         crate::failpoint::pause_at("delete.planned").await;
         let deleted = catalog
@@ -197,6 +224,21 @@ impl JobKind for DeleteJob {
 /// name's backup job says it has not ended: its server stopped, and a server
 /// resumes it into that folder once its lease has expired (or ends it, when
 /// cancelled).
+/// Ends the name's backup job record when it still says the job runs but
+/// the backup is complete (its server died between the commit point and the
+/// record's end): once deleted, it must not be taken over and made again.
+/// Under the name's hold, which a takeover needs too.
+async fn end_completed_job(ctx: &Context, info: &crate::meta::model::BackupInfo) -> Result<()> {
+    let records = ctx.shared_records();
+    match records.load::<BackupSnapshot>(&info.name).await? {
+        Some(record) if !record.state().is_terminal() && record.id == info.id => {
+            info!(backup = %info.name, job = %record.id, "the backup's job completed it before its server died; its record is ended before the delete");
+            records.save(&snapshot_of(info)).await
+        }
+        _ => Ok(()),
+    }
+}
+
 async fn unended_backup(ctx: &Context, name: &BackupName) -> Result<()> {
     match ctx
         .shared_records()

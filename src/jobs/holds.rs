@@ -45,20 +45,25 @@ impl Leases {
         check: impl std::future::Future<Output = Result<T>>,
     ) -> Result<(Lease, T)> {
         let lease = self.acquire(&writer(name), job, purpose).await?;
-        let readers = format!("reads/{name}");
-        let (readers, checked) = tokio::join!(self.holders_under(&readers), check);
-        let refused = match (readers, checked) {
+        let (unread, checked) = tokio::join!(self.ensure_unread(name), check);
+        let refused = match (unread, checked) {
             (Err(e), _) | (_, Err(e)) => e,
-            (Ok(r), Ok(t)) => match r.first() {
-                None => return Ok((lease, t)),
-                Some((_, held)) => Error::Aborted(format!(
-                    "backup {name:?} is being read by job {} ({}); retry when it ends",
-                    held.job, held.purpose
-                )),
-            },
+            (Ok(()), Ok(t)) => return Ok((lease, t)),
         };
         lease.release().await;
         Err(refused)
+    }
+
+    /// Fails with [`Error::Aborted`] naming a job that holds backup `name`
+    /// for reading.
+    pub async fn ensure_unread(&self, name: &str) -> Result<()> {
+        match self.holders_under(&format!("reads/{name}")).await?.first() {
+            None => Ok(()),
+            Some((_, held)) => Err(Error::Aborted(format!(
+                "backup {name:?} is being read by job {} ({}); retry when it ends",
+                held.job, held.purpose
+            ))),
+        }
     }
 
     /// Holds backup `name` for job `job` that reads it; refused while a job

@@ -48,6 +48,12 @@ pub trait JobKind: Send + Sync + Sized + 'static {
     /// The request's idempotency key (empty when none).
     fn request_id(req: &Self::Request) -> &str;
 
+    /// Whether job `s`, started with the same request id, was asked for
+    /// with the same parameters as `req` (a retry), not other ones.
+    fn same_request(_req: &Self::Request, _s: &Self::Snapshot) -> bool {
+        true
+    }
+
     /// Checks the request against the world and takes what the job needs
     /// (its leases) before the job is accepted: a bad request fails here and
     /// starts nothing. Returns the job and its first snapshot.
@@ -244,10 +250,20 @@ impl<K: JobKind> Runner<K> {
         req: K::Request,
     ) -> Result<watch::Receiver<K::Snapshot>> {
         let request_id = K::request_id(&req).to_string();
-        if let Some(existing) = self.registry.by_request(&request_id) {
-            return Ok(existing);
-        }
-        if let Some(existing) = self.claimed(&request_id).await? {
+        let retried = match self.registry.by_request(&request_id) {
+            Some(existing) => Some(existing),
+            None => self.claimed(&request_id).await?,
+        };
+        if let Some(existing) = retried {
+            let s = existing.borrow().clone();
+            if !K::same_request(&req, &s) {
+                return Err(Error::invalid(format!(
+                    "request id {request_id:?} started {} {:?} with other parameters; \
+                     a retry must repeat the request, another request needs another id",
+                    K::Snapshot::NOUN,
+                    s.key()
+                )));
+            }
             return Ok(existing);
         }
         let slot = self.pool.take_slot()?;

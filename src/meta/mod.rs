@@ -304,10 +304,27 @@ impl Catalog {
         }
     }
 
-    /// Deletes every object of backup `name`; returns how many there were.
+    /// The first step of a delete of backup `name`: out of the index, then,
+    /// for a backup with checksums, its commit point removed. From then on no
+    /// new incremental backup takes it as a base, and each delete computing
+    /// its references ([`Catalog::delete_plan`]) no longer counts it: of two
+    /// backups deleted at once, the later to compute sees both gone.
+    pub async fn retire(&self, name: &str) -> Result<()> {
+        self.withdraw(name).await?;
+        let meta_key = |f: &str| self.layout.meta_key(name, f);
+        if self.store.head(&meta_key(MANIFEST_FILE)).await?.is_some() {
+            self.store.delete(&[meta_key("full_meta.json")]).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the objects of the folder of an incomplete backup `name` (a
+    /// job's partial backup) that no other complete backup references;
+    /// returns how many went. A folder that was once complete may hold
+    /// objects that backups made since reuse: those stay.
     pub async fn delete(&self, name: &str) -> Result<u64> {
-        self.delete_as_planned(name, &DeletePlan::default(), |_, _| {})
-            .await
+        let plan = self.delete_plan(name).await?;
+        self.delete_as_planned(name, &plan, |_, _| {}).await
     }
 
     /// Deletes the objects of backup `name` as `plan` says (see
@@ -380,6 +397,8 @@ impl Catalog {
             progress(done, total);
         }
         self.store.delete(&marks).await?;
+        // An entry a writer published late (paused past its lease) goes too.
+        self.withdraw(name).await?;
         progress(total, total);
         Ok(total)
     }

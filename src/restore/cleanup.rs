@@ -32,9 +32,18 @@ pub enum Outcome {
     LeftAlone(String),
 }
 
-/// Cleans up every collection of `snap` that did not succeed. Returns what
-/// was done with each, by index.
-pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot) -> Vec<(usize, Outcome)> {
+/// What cleanup did.
+#[derive(Debug, Default)]
+pub struct Cleaned {
+    /// What was done with each collection that did not succeed, by index.
+    pub outcomes: Vec<(usize, Outcome)>,
+    /// The staging prefix kept because an import may still read it.
+    pub staging_left: Option<String>,
+}
+
+/// Cleans up every collection of `snap` that did not succeed, then its
+/// staged binlogs unless an import may still read them.
+pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot) -> Cleaned {
     let mut out = Vec::new();
     for (i, c) in snap.collections.iter().enumerate() {
         if c.state == JobState::Succeeded {
@@ -61,25 +70,92 @@ pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot) -> Vec<(usize, Outc
         }
         out.push((i, outcome));
     }
-    // Staged binlogs go unless an import may still read them.
-    if !out.iter().any(|(_, o)| matches!(o, Outcome::LeftAlone(_))) {
-        remove_staging(ctx, snap).await;
+    // Staged binlogs go unless an import may still read them: a queued
+    // import reading a folder half removed would import rows without their
+    // deletes.
+    let prefix = super::staging_prefix(&snap.id);
+    let staged = match ctx.milvus_store.list(&prefix).await {
+        Ok(objects) => !objects.is_empty(),
+        Err(e) => {
+            warn!(restore = %snap.id, prefix = %prefix, error = %e, "cannot list the staged binlogs");
+            true
+        }
+    };
+    let keep = match out.iter().any(|(_, o)| matches!(o, Outcome::LeftAlone(_))) {
+        _ if !staged => None,
+        true => Some("a collection was left alone".to_string()),
+        false => imports_may_run(ctx, snap, &out).await,
+    };
+    let staging_left = match keep {
+        Some(why) => {
+            warn!(restore = %snap.id, prefix = %prefix, why = %why, "staged binlogs kept: an import may still read them; remove them once it ended");
+            Some(prefix)
+        }
+        None if staged => remove_staging(ctx, snap).await.then_some(prefix),
+        None => None,
+    };
+    Cleaned {
+        outcomes: out,
+        staging_left,
     }
-    out
+}
+
+/// Why an import this job asked for may still read its staged binlogs, if
+/// one may: an import not recorded done, into a collection cleanup did not
+/// drop (a drop waits for the collection's imports first), whose imports
+/// could not be seen to end (Milvus is only asked while the collection
+/// under the name has the id the imports went into).
+async fn imports_may_run(
+    ctx: &Context,
+    snap: &RestoreSnapshot,
+    out: &[(usize, Outcome)],
+) -> Option<String> {
+    for (i, c) in snap.collections.iter().enumerate() {
+        let Some(pending) = c.imports.iter().find(|r| !r.done) else {
+            continue;
+        };
+        if c.state == JobState::Succeeded
+            || out
+                .iter()
+                .any(|(j, o)| *j == i && matches!(o, Outcome::Dropped(_)))
+        {
+            continue;
+        }
+        let into = match &c.temp {
+            Some(temp) => CollectionRef::normalized(c.target.db(), temp),
+            None => c.target.clone(),
+        };
+        let now = match ctx.milvus.collection_id(into.db(), into.name()).await {
+            Ok(now) => now,
+            Err(e) => return Some(format!("cannot look {into} up: {e}")),
+        };
+        if pending.into_id.is_none() || now != pending.into_id {
+            return Some(format!(
+                "{into} is not the collection its imports went into (id {:?}, now {now:?})",
+                pending.into_id
+            ));
+        }
+        if !wait_imports_done(ctx, &into).await {
+            return Some(format!("Milvus still imports into {into}"));
+        }
+    }
+    None
 }
 
 /// Removes the binlogs a restore staged in Milvus's bucket (a cancel or a
 /// crash skips the removal at the end of the run). An incremental backup is
 /// staged even when backups live in Milvus's bucket.
-async fn remove_staging(ctx: &Context, snap: &RestoreSnapshot) {
+/// `true` when they could not be removed.
+async fn remove_staging(ctx: &Context, snap: &RestoreSnapshot) -> bool {
     let prefix = super::staging_prefix(&snap.id);
     match ctx.milvus_store.delete_under(&prefix).await {
-        Ok(0) => {}
         Ok(n) => {
-            info!(restore = %snap.id, prefix = %prefix, objects = n, "removed the staged binlogs")
+            info!(restore = %snap.id, prefix = %prefix, objects = n, "removed the staged binlogs");
+            false
         }
         Err(e) => {
-            warn!(restore = %snap.id, prefix = %prefix, error = %e, "cannot remove the staged binlogs")
+            warn!(restore = %snap.id, prefix = %prefix, error = %e, "cannot remove the staged binlogs");
+            true
         }
     }
 }

@@ -8,7 +8,7 @@ use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Outcome, RestoreTarget, check_targets, clean_up, plan, run};
+use super::{Cleaned, Outcome, RestoreTarget, check_targets, clean_up, plan, run};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::JobSnapshot;
@@ -48,6 +48,13 @@ impl JobKind for RestoreJob {
             true => "",
             false => req.caller().request_id(),
         }
+    }
+
+    fn same_request(req: &RestoreRequest, s: &RestoreSnapshot) -> bool {
+        s.backup_name == req.backup_name().as_str()
+            && s.order
+                .as_ref()
+                .is_none_or(|o| *o == order_of(req, &o.backup_id))
     }
 
     async fn plan(ctx: &Context, req: RestoreRequest) -> Result<(Self, RestoreSnapshot)> {
@@ -333,8 +340,11 @@ fn pending(
 }
 
 /// Marks the collections whose replace cleanup completed as restored.
-fn apply_cleanup(s: &mut RestoreSnapshot, done: &[(usize, Outcome)]) {
-    for (i, outcome) in done {
+fn apply_cleanup(s: &mut RestoreSnapshot, done: &Cleaned) {
+    if done.staging_left.is_some() {
+        s.staging_left = done.staging_left.clone();
+    }
+    for (i, outcome) in &done.outcomes {
         if *outcome == Outcome::SwapCompleted {
             let c = &mut s.collections[*i];
             c.state = JobState::Succeeded;

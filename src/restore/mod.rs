@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::meta::model::{BackupInfo, CollectionBackupInfo, CollectionSchema};
 use crate::model::{CollectionRef, RestoreRequest};
 
-pub use cleanup::{Outcome, clean_up};
+pub use cleanup::{Cleaned, Outcome, clean_up};
 pub use job::{RestoreJob, abandon};
 use run::run;
 use run::staging_prefix;
@@ -167,16 +167,42 @@ pub async fn check_targets(
                 "skip_create_collection was asked but target collection {target} does not exist"
             )));
         }
-        if exists && req.skip_create() {
+        if exists {
             let current = ctx
                 .milvus
                 .describe_collection(target.db(), target.name())
                 .await?;
-            check_compatible(
-                &t.source.schema,
-                &crate::meta::schema::to_meta(&current.schema)?,
-                target,
-            )?;
+            let schema = crate::meta::schema::to_meta(&current.schema)?;
+            // Milvus resolves an alias to its collection: replacing or
+            // importing "into an alias" would act on another name.
+            if schema.name != target.name() {
+                return Err(Error::FailedPrecondition(format!(
+                    "target {target} is an alias of collection {}; restore into the \
+                     collection's own name",
+                    schema.name
+                )));
+            }
+            // Milvus drops a collection's aliases with it.
+            if req.drop_existing() && !current.aliases.is_empty() {
+                return Err(Error::FailedPrecondition(format!(
+                    "target {target} has aliases {:?}, which Milvus would drop with it in a \
+                     replace; move them elsewhere (AlterAlias) or drop them first",
+                    current.aliases
+                )));
+            }
+            if req.skip_create() {
+                check_compatible(&t.source.schema, &schema, target)?;
+                let has_key = t.source.schema.fields.iter().any(|f| f.is_partition_key);
+                let backed_up = t.source.partition_backups.len() as i64;
+                if has_key && current.num_partitions != backed_up {
+                    return Err(Error::FailedPrecondition(format!(
+                        "skip_create_collection: {target} routes its partition key over {} \
+                         partitions, the backup over {backed_up}; rows would land where \
+                         queries do not look",
+                        current.num_partitions
+                    )));
+                }
+            }
         }
         t.exists = exists;
         t.original_id = original_id;
@@ -184,8 +210,9 @@ pub async fn check_targets(
     Ok(())
 }
 
-/// What must match of a field: name, type, primary key, element type, type params.
-type FieldShape = (String, i32, bool, i32, Vec<(String, String)>);
+/// What must match of a field: name, type, primary key, partition key,
+/// element type, type params.
+type FieldShape = (String, i32, bool, bool, i32, Vec<(String, String)>);
 
 /// An existing collection can take the backup's data only with the same fields:
 /// same names, types, primary key and type parameters (such as `dim`).
@@ -209,6 +236,7 @@ pub(crate) fn check_compatible(
                     f.name.clone(),
                     f.data_type,
                     f.is_primary_key,
+                    f.is_partition_key,
                     f.element_type,
                     params,
                 )

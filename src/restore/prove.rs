@@ -218,7 +218,8 @@ async fn prove_by_decoding(ctx: &Context, o: &ObjectInfo) -> Result<Option<Strin
                         *watch.lock().expect("read error") = Some(e.to_string());
                     }
                 }));
-            let result = crate::milvus::binlog::check_binlog(body).await;
+            let result =
+                crate::milvus::binlog::check_binlog_in(&std::env::temp_dir(), body).await?;
             if let Some(reason) = seen.lock().expect("read error").take() {
                 return Err(Error::Storage {
                     operation: "GetObject",

@@ -383,6 +383,17 @@ async fn swap_in(
         crate::failpoint::pause_at("restore.swap.before_drop").await;
         let current = milvus.collection_id(db, name).await?;
         if current != t.original_id {
+            // Resumed after a drop recorded as begun: the original may be
+            // gone by this job's hand, and the copy is all that is left of
+            // it. The record keeps the step, so cleanup keeps the copy.
+            if matches!(step, SwapStep::DroppingOriginal | SwapStep::Renaming) {
+                return Err(Error::FailedPrecondition(format!(
+                    "{} is a collection someone else made (id {current:?}) after this restore \
+                     began dropping the original (id {:?}); it is left as it is, and the \
+                     restored copy stays as {copy}",
+                    t.target, t.original_id
+                )));
+            }
             job.checkpoint(|s| status(s, t).swap = SwapStep::None)
                 .await?;
             return Err(Error::FailedPrecondition(format!(

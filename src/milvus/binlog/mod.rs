@@ -117,33 +117,43 @@ fn physical_type(data_type: i32) -> Option<(&'static str, PhysicalType)> {
 /// decodes every parquet payload fully (every page, every column), so a damaged object is refused here
 /// instead of crashing Milvus. Returns a human-readable reason on failure (offset/event/what failed).
 pub async fn check_binlog(body: crate::storage::ByteStream) -> Result<(), String> {
-    check_binlog_in(&std::env::temp_dir(), body).await
+    check_binlog_in(&std::env::temp_dir(), body)
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
 }
 
 /// [`check_binlog`] with its temporary file in `dir` (a binlog can be hundreds
-/// of megabytes: keep it off a small tmpfs).
+/// of megabytes: keep it off a small tmpfs). A failure of the local file (a
+/// full or read-only disk) is an error of this machine, never a verdict on
+/// the binlog: `Err`, while a binlog that does not decode is `Ok(Err(why))`.
 pub async fn check_binlog_in(
     dir: &Path,
     mut body: crate::storage::ByteStream,
-) -> Result<(), String> {
+) -> crate::Result<Result<(), String>> {
+    let local = |what: &str, e: std::io::Error| {
+        crate::Error::Internal(format!(
+            "{what} a temporary file in {} to check a binlog: {e}",
+            dir.display()
+        ))
+    };
     // An unnamed temporary file: the system removes it when the last handle
     // closes, whatever happens here (error, panic, cancellation).
-    let file = tempfile::tempfile_in(dir)
-        .map_err(|e| format!("cannot create a temporary file in {}: {e}", dir.display()))?;
+    let file = tempfile::tempfile_in(dir).map_err(|e| local("cannot create", e))?;
     let mut out = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(file));
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| format!("reading the object failed: {e}"))?;
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => return Ok(Err(format!("reading the object failed: {e}"))),
+        };
         out.write_all(&chunk)
             .await
-            .map_err(|e| format!("writing the temporary file failed: {e}"))?;
+            .map_err(|e| local("cannot write", e))?;
     }
-    out.flush()
-        .await
-        .map_err(|e| format!("writing the temporary file failed: {e}"))?;
+    out.flush().await.map_err(|e| local("cannot write", e))?;
     let file = out.into_inner().into_std().await;
     tokio::task::spawn_blocking(move || check_binlog_file(file))
         .await
-        .map_err(|e| format!("the binlog check did not finish: {e}"))?
+        .map_err(|e| crate::Error::Internal(format!("the binlog check did not finish: {e}")))
 }
 
 /// [`check_binlog`] over a file already on disk (read with positioned reads;
