@@ -116,7 +116,14 @@ async fn retries_limits_races_and_restarts() {
             .into_inner(),
     )
     .await;
-    let b = last_backup(client.create_backup(req).await.unwrap().into_inner()).await;
+    let b = last_backup(
+        client
+            .create_backup(req.clone())
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
     assert_eq!((a.id.clone(), a.state), (b.id, b.state));
     let rreq = pb::RestoreRequest {
         backup_name: name.clone(),
@@ -125,9 +132,26 @@ async fn retries_limits_races_and_restarts() {
         ..Default::default()
     };
     let ra = last_restore(client.restore(rreq.clone()).await.unwrap().into_inner()).await;
-    let rb = last_restore(client.restore(rreq).await.unwrap().into_inner()).await;
+    let rb = last_restore(client.restore(rreq.clone()).await.unwrap().into_inner()).await;
     assert_eq!(ra.id, rb.id);
     assert_eq!(ra.state, pb::JobState::Succeeded as i32);
+    // The same request_id with other parameters is refused, naming it: never
+    // the other job's answer (a backup not made, a restore not done).
+    let other = pb::CreateBackupRequest {
+        backup_name: common::unique("idem_other"),
+        ..req.clone()
+    };
+    let err = client.create_backup(other.clone()).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains(&req.request_id), "{err:?}");
+    let err = client
+        .restore(pb::RestoreRequest {
+            collection_suffix: "_idem2".into(),
+            ..rreq
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 
     // Two jobs on one name: one runs, the other is refused.
     let racy = common::unique("racy");

@@ -177,3 +177,72 @@ async fn a_cancelled_restore_keeps_its_staging_until_queued_imports_ended() {
     data::drop_if_exists(&m, &mine.db, &target).await;
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
+
+/// Runs `code` with pymilvus (the venv `scripts/test.sh` makes), connected
+/// to the test Milvus as `utility`'s default connection.
+fn pymilvus(cfg: &milvus_backup::config::Config, code: &str) {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let py = root.join(".it-env/pymilvus/bin/python");
+    let uri = format!("http://{}:{}", cfg.milvus.address, cfg.milvus.port);
+    let out = std::process::Command::new(py)
+        .arg("-c")
+        .arg(format!(
+            "from pymilvus import connections, utility\nconnections.connect(uri={uri:?})\n{code}"
+        ))
+        .output()
+        .expect("pymilvus venv (scripts/test.sh makes it)");
+    assert!(
+        out.status.success(),
+        "{code}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Milvus drops a collection's aliases with it, and resolves an alias to its
+/// collection: a replace of a collection that has an alias, and a restore
+/// into an alias's name, are refused before anything changes
+/// (FAILED_PRECONDITION naming the alias), and the collection keeps its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn aliases_are_never_dropped_by_a_replace_nor_restored_into() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("alias_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..100, 3).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client.clone();
+    let backup = common::unique("alias_b");
+    flows::backup_collections(&mut client, &backup, &[&spec.name]).await;
+    let alias = common::unique("alias_a");
+    pymilvus(
+        &cfg,
+        &format!("utility.create_alias({:?}, {alias:?})", spec.name),
+    );
+    let id = m.collection_id(&spec.db, &spec.name).await.unwrap();
+
+    for (renames, named) in [
+        (vec![], alias.clone()),
+        (
+            vec![(spec.name.clone(), alias.clone())],
+            format!("is an alias of collection {}", spec.name),
+        ),
+    ] {
+        let err = client
+            .restore(pb::RestoreRequest {
+                backup_name: backup.clone(),
+                drop_existing_collections: true,
+                collection_renames: renames.into_iter().collect(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+        assert!(err.message().contains(&named), "{err:?}");
+        assert_eq!(m.collection_id(&spec.db, &spec.name).await.unwrap(), id);
+    }
+
+    pymilvus(&cfg, &format!("utility.drop_alias({alias:?})"));
+    flows::delete_eventually(&client, &backup, "the backup").await;
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
