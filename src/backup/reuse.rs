@@ -49,18 +49,17 @@ pub async fn reusable(
             },
         )
         .await?;
-    // Only objects whose home is itself complete: a home deleted since keeps
-    // only what complete backups referenced when it went, and is never
-    // reused from (a delete of it may be under way).
-    let complete: HashSet<String> = manifests.iter().map(|(n, _)| n.clone()).collect();
+    // Only what a complete backup's own manifest says its own folder holds:
+    // another backup's word for a home (a folder copied in by hand may name
+    // objects its home never had) is not taken, and a home deleted since is
+    // never reused from (a delete of it may be under way).
     let mut out = HashMap::new();
     for (name, manifest) in manifests {
-        for e in manifest.objects {
-            let home = e.home_of(&name).to_string();
-            if complete.contains(&home) {
-                out.entry(e.key.clone())
-                    .or_insert(ManifestEntry { home, ..e });
-            }
+        for e in manifest.objects.into_iter().filter(|e| e.home.is_empty()) {
+            out.entry(e.key.clone()).or_insert(ManifestEntry {
+                home: name.clone(),
+                ..e
+            });
         }
     }
     Ok(out)

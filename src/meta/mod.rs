@@ -177,18 +177,25 @@ impl Catalog {
         Ok(out)
     }
 
-    /// Every object the complete backups other than `except` reference, by
-    /// store key, with the backups that reference it. Every other backup is
-    /// read, whatever the index says: a delete relies on it.
-    pub async fn references(&self, except: &str) -> Result<HashMap<String, Vec<String>>> {
+    /// The objects among `wanted` (by store key) that the complete backups
+    /// other than `except` reference, with the backups that reference each.
+    /// Every other backup is read, whatever the index says: a delete relies
+    /// on it. Only what `wanted` keeps is held, so memory follows the
+    /// caller's own backup, not all of them.
+    pub async fn references(
+        &self,
+        except: &str,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<HashMap<String, Vec<String>>> {
         let mut out: HashMap<String, Vec<String>> = HashMap::new();
         self.for_other_manifests(None, except, scan::Among::Every, |other, manifest| {
             // A Go-tool backup (no checksums) references only its own folder.
             if let Some(m) = manifest? {
                 for e in &m.objects {
-                    out.entry(self.object_key(&other, e))
-                        .or_default()
-                        .push(other.clone());
+                    let key = self.object_key(&other, e);
+                    if wanted(&key) {
+                        out.entry(key).or_default().push(other.clone());
+                    }
                 }
             }
             Ok(())
@@ -202,15 +209,24 @@ impl Catalog {
     /// to its folder), and the objects it reused from backups deleted since
     /// that no other complete backup references any more.
     pub async fn delete_plan(&self, name: &str) -> Result<DeletePlan> {
-        let referenced = self.references(name).await?;
         let prefix = self.layout.backup_prefix(name);
+        let own = self.read_manifest(name).await?;
+        let reused: HashSet<String> = own
+            .iter()
+            .flat_map(|m| &m.objects)
+            .filter(|e| !e.home.is_empty())
+            .map(|e| self.object_key(name, e))
+            .collect();
+        let referenced = self
+            .references(name, |k| k.starts_with(&prefix) || reused.contains(k))
+            .await?;
         let keep: HashSet<String> = referenced
             .keys()
             .filter_map(|k| k.strip_prefix(prefix.as_str()))
             .map(str::to_string)
             .collect();
         let mut orphans = Vec::new();
-        if let Some(m) = self.read_manifest(name).await? {
+        if let Some(m) = own {
             let mut dead_homes: HashMap<String, bool> = HashMap::new();
             for e in m.objects.iter().filter(|e| !e.home.is_empty()) {
                 let dead = match dead_homes.get(&e.home) {

@@ -2,6 +2,8 @@
 //! compares sizes and checksums; `check_present` (before a restore) compares
 //! presence and sizes only.
 
+use std::collections::HashSet;
+
 use futures::{StreamExt, TryStreamExt};
 use md5::Digest;
 
@@ -98,14 +100,22 @@ async fn name_referencing_backups(
     name: &str,
     progress: &mut VerifyProgress,
 ) -> Result<()> {
-    let refs = catalog.references(name).await?;
     let manifest = catalog.read_manifest(name).await?.unwrap_or_default();
-    for p in &mut progress.problems {
-        let key = manifest
+    let key_of = |damaged: &str| {
+        manifest
             .objects
             .iter()
-            .find(|e| e.key == p.key)
-            .map(|e| catalog.object_key(name, e));
+            .find(|e| e.key == damaged)
+            .map(|e| catalog.object_key(name, e))
+    };
+    let damaged: HashSet<String> = progress
+        .problems
+        .iter()
+        .filter_map(|p| key_of(&p.key))
+        .collect();
+    let refs = catalog.references(name, |k| damaged.contains(k)).await?;
+    for p in &mut progress.problems {
+        let key = key_of(&p.key);
         if let Some(others) = key.and_then(|k| refs.get(&k)) {
             p.problem = format!("{}; also referenced by backups {others:?}", p.problem);
         }
