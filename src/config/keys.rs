@@ -140,6 +140,39 @@ impl Config {
             "copies between different storages are streamed through this process \
              automatically, and server-side otherwise",
         );
+        let differs = |backup: &str, milvus: &str| !backup.is_empty() && backup != milvus;
+        let backup_connection: Vec<&str> = [
+            (
+                differs(&m.backup_access_key_id, &m.access_key_id),
+                "minio.backupAccessKeyID",
+            ),
+            (
+                differs(
+                    m.backup_secret_access_key.expose(),
+                    m.secret_access_key.expose(),
+                ),
+                "minio.backupSecretAccessKey",
+            ),
+            (differs(&m.backup_region, &m.region), "minio.backupRegion"),
+            (
+                m.backup_port != 0 && m.backup_port != m.port,
+                "minio.backupPort",
+            ),
+            (m.backup_use_ssl && !m.use_ssl, "minio.backupUseSSL"),
+            (
+                differs(m.backup_token.expose(), m.token.expose()),
+                "minio.backupToken",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(set, key)| set.then_some(key))
+        .collect();
+        unused(
+            m.backup_address.is_empty() && !backup_connection.is_empty(),
+            &backup_connection.join("/"),
+            "minio.backupAddress is empty, so backups go to Milvus's endpoint with Milvus's \
+             credentials; set minio.backupAddress (Milvus's own address too) to use them",
+        );
         unused(
             !m.use_iam && !m.iam_endpoint.is_empty(),
             "minio.iamEndpoint",

@@ -228,3 +228,29 @@ fn numbers_that_would_be_quietly_changed_are_refused_naming_the_key() {
         assert!(err.to_string().contains(key), "{yaml}: {err}");
     }
 }
+
+#[test]
+fn backup_credentials_without_a_backup_address_are_warned_about() {
+    let cfg = Config::parse(
+        "minio:\n  accessKeyID: milvus\n  backupAccessKeyID: writer\n  backupRegion: eu-west-1\n",
+    )
+    .unwrap();
+    let warned = cfg.check_keys().unwrap().join("\n");
+    assert!(
+        warned.contains("minio.backupAccessKeyID/minio.backupRegion")
+            && warned.contains("minio.backupAddress is empty"),
+        "{warned}"
+    );
+    let with_address = Config::parse(
+        "minio:\n  accessKeyID: milvus\n  backupAddress: localhost\n  backupAccessKeyID: writer\n",
+    )
+    .unwrap();
+    let warned = with_address.check_keys().unwrap().join("\n");
+    assert!(!warned.contains("backupAccessKeyID"), "{warned}");
+    // The Go tool's config repeats Milvus's values: nothing to say.
+    let same = Config::parse(
+        "minio:\n  backupAccessKeyID: minioadmin\n  backupSecretAccessKey: minioadmin\n  backupPort: 9000\n",
+    )
+    .unwrap();
+    assert!(same.check_keys().unwrap().is_empty());
+}
