@@ -192,6 +192,9 @@ pub async fn check_targets(
             }
             if req.skip_create() {
                 check_compatible(&t.source.schema, &schema, target)?;
+                if req.restore_index() {
+                    check_indexes(ctx, t).await?;
+                }
                 let has_key = t.source.schema.fields.iter().any(|f| f.is_partition_key);
                 let backed_up = t.source.partition_backups.len() as i64;
                 if has_key && current.num_partitions != backed_up {
@@ -206,6 +209,46 @@ pub async fn check_targets(
         }
         t.exists = exists;
         t.original_id = original_id;
+    }
+    Ok(())
+}
+
+/// With `skip_create_collection` and `restore_index`: Milvus keeps one index
+/// per field, so an existing index that is not the backup's (by name, type
+/// and metric) would fail the job after its rows were imported. Refused
+/// before anything changes.
+async fn check_indexes(ctx: &Context, t: &RestoreTarget) -> Result<()> {
+    let target = &t.target;
+    let existing = ctx
+        .milvus
+        .describe_indexes(target.db(), target.name())
+        .await?;
+    for want in &t.source.index_infos {
+        let Some(have) = existing.iter().find(|e| e.field_name == want.field_name) else {
+            continue;
+        };
+        let param = |k: &str| {
+            have.params
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        let same = have.name == want.index_name
+            && ["index_type", "metric_type"]
+                .iter()
+                .all(|k| param(k) == want.params.get(*k).map(String::as_str));
+        if !same {
+            return Err(Error::FailedPrecondition(format!(
+                "skip_create_collection with restore_index: field {} of {target} already has \
+                 index {:?} ({:?}), the backup's is {:?} ({:?}); Milvus keeps one index per \
+                 field: drop that index, or restore without restore_index",
+                want.field_name,
+                have.name,
+                param("index_type").unwrap_or_default(),
+                want.index_name,
+                want.index_type
+            )));
+        }
     }
     Ok(())
 }

@@ -216,8 +216,9 @@ async fn restore_collection(
         rows = import_partitions(ctx, place, t, &into, job).await?;
     }
     if req.restore_index() {
-        // A resumed job skips the indexes its previous server built.
-        let built = match req.resumes() {
+        // A resumed job skips the indexes its previous server built, and an
+        // import into an existing collection those it has (checked equal).
+        let built = match req.resumes() || req.skip_create() {
             true => milvus.describe_indexes(db, name).await?,
             false => Vec::new(),
         };
