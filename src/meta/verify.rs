@@ -144,9 +144,13 @@ async fn read_and_compare(
     key: &str,
     entry: &ManifestEntry,
 ) -> Result<Option<String>> {
-    let (_, mut body) = catalog.store().get_stream(key).await?;
     // Only the digest the manifest holds is computed: CRC32C, else the MD5 ETag.
     let want_md5 = entry.crc32c.is_none().then(|| entry.md5()).flatten();
+    if entry.crc32c.is_none() && want_md5.is_none() {
+        // No digest (a server-side copy in parts): decoded as Milvus would.
+        return decode_problem(catalog, key).await;
+    }
+    let (_, mut body) = catalog.store().get_stream(key).await?;
     let mut crc = 0u32;
     let mut md5 = md5::Md5::new();
     while let Some(chunk) = body.try_next().await? {
@@ -164,6 +168,42 @@ async fn read_and_compare(
         return Ok((got != want).then(|| "altered: MD5 differs from the recorded ETag".to_string()));
     }
     Ok(None)
+}
+
+/// Reads object `key` and decodes it as Milvus's reader would (for objects
+/// without a digest); streams through a temporary file. A read error of the
+/// store is retried whole (a body cut off midway is not damage); what then
+/// fails to decode is named.
+pub async fn decode_problem(catalog: &Catalog, key: &str) -> Result<Option<String>> {
+    let outcome = crate::retry::retry(
+        crate::retry::Backoff::COPY,
+        crate::retry::storage_transient,
+        || async {
+            let (_, body) = catalog.store().get_stream(key).await?;
+            let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+            let watch = seen.clone();
+            let body: crate::storage::ByteStream =
+                Box::pin(futures::StreamExt::inspect(body, move |item| {
+                    if let Err(e) = item {
+                        *watch.lock().expect("read error") = Some(e.to_string());
+                    }
+                }));
+            let result =
+                crate::milvus::binlog::check_binlog_in(&std::env::temp_dir(), body).await?;
+            if let Some(reason) = seen.lock().expect("read error").take() {
+                return Err(Error::Storage {
+                    operation: "GetObject",
+                    key: key.to_string(),
+                    reason,
+                });
+            }
+            Ok(result)
+        },
+    )
+    .await;
+    Ok(outcome?
+        .err()
+        .map(|reason| format!("does not decode as a Milvus binlog: {reason}")))
 }
 
 /// Before a restore: every object the backup needs is there with its size.

@@ -203,35 +203,5 @@ async fn prove_by_checksum(
 }
 
 async fn prove_by_decoding(ctx: &Context, o: &ObjectInfo) -> Result<Option<String>> {
-    // A read error of the store is retried whole (a body cut off midway is
-    // not damage); what then fails to decode is.
-    let outcome = crate::retry::retry(
-        crate::retry::Backoff::COPY,
-        crate::retry::storage_transient,
-        || async {
-            let (_, body) = ctx.catalog.store().get_stream(&o.key).await?;
-            let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
-            let watch = seen.clone();
-            let body: crate::storage::ByteStream =
-                Box::pin(futures::StreamExt::inspect(body, move |item| {
-                    if let Err(e) = item {
-                        *watch.lock().expect("read error") = Some(e.to_string());
-                    }
-                }));
-            let result =
-                crate::milvus::binlog::check_binlog_in(&std::env::temp_dir(), body).await?;
-            if let Some(reason) = seen.lock().expect("read error").take() {
-                return Err(Error::Storage {
-                    operation: "GetObject",
-                    key: o.key.clone(),
-                    reason,
-                });
-            }
-            Ok(result)
-        },
-    )
-    .await;
-    Ok(outcome?
-        .err()
-        .map(|reason| format!("does not decode as a Milvus binlog: {reason}")))
+    crate::meta::verify::decode_problem(&ctx.catalog, &o.key).await
 }
