@@ -14,7 +14,7 @@ use crate::engine::Engine;
 use crate::engine::VerifyProgress;
 use crate::error::Error;
 use crate::jobs::{BackupSnapshot, JobSnapshot, RestoreSnapshot};
-use crate::model::{BackupLookup, BackupName, BackupRequest, RestoreRequest};
+use crate::model::{BackupLookup, BackupName, BackupRequest, JobId, RestoreRequest};
 
 /// Smallest gap between two snapshots of one stream: a few per second at most.
 const MIN_SNAPSHOT_GAP: Duration = Duration::from_millis(250);
@@ -165,7 +165,10 @@ impl BackupService for GrpcService {
         &self,
         request: Request<pb::WatchDeleteRequest>,
     ) -> Result<Response<Self::WatchDeleteStream>, Status> {
-        let rx = self.engine.watch_delete(&request.into_inner().id).await?;
+        let rx = self
+            .engine
+            .watch_delete(&JobId::parse("delete", &request.into_inner().id)?)
+            .await?;
         Ok(Response::new(snapshot_stream(rx, |s| {
             pb::WatchDeleteResponse {
                 delete: Some(pb::DeleteJob::from(s)),
@@ -186,7 +189,10 @@ impl BackupService for GrpcService {
         &self,
         request: Request<pb::WatchRestoreRequest>,
     ) -> Result<Response<Self::WatchRestoreStream>, Status> {
-        let rx = self.engine.watch_restore(&request.into_inner().id).await?;
+        let rx = self
+            .engine
+            .watch_restore(&JobId::parse("restore", &request.into_inner().id)?)
+            .await?;
         Ok(Response::new(snapshot_stream(rx, restore_msg)))
     }
 
@@ -194,7 +200,10 @@ impl BackupService for GrpcService {
         &self,
         request: Request<pb::GetRestoreRequest>,
     ) -> Result<Response<pb::GetRestoreResponse>, Status> {
-        let rx = self.engine.watch_restore(&request.into_inner().id).await?;
+        let rx = self
+            .engine
+            .watch_restore(&JobId::parse("restore", &request.into_inner().id)?)
+            .await?;
         let snap = rx.borrow().clone();
         Ok(Response::new(restore_msg(&snap)))
     }
@@ -261,7 +270,9 @@ impl BackupService for GrpcService {
         &self,
         request: Request<pb::CancelRestoreRequest>,
     ) -> Result<Response<pb::CancelRestoreResponse>, Status> {
-        self.engine.cancel_restore(&request.into_inner().id).await?;
+        self.engine
+            .cancel_restore(&JobId::parse("restore", &request.into_inner().id)?)
+            .await?;
         Ok(Response::new(pb::CancelRestoreResponse {}))
     }
 

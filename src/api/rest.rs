@@ -17,13 +17,13 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use futures::{StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -37,7 +37,8 @@ use crate::engine::{BackupInfo, Engine};
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobState};
 use crate::model::{
-    BackupInput, BackupLookup, BackupName, BackupRequest, Caller, RestoreInput, RestoreRequest,
+    BackupInput, BackupLookup, BackupName, BackupRequest, Caller, JobId, RestoreInput,
+    RestoreRequest,
 };
 
 /// The Go tool's `ResponseCode`s used at the edges.
@@ -123,25 +124,53 @@ impl Call {
     }
 }
 
-/// A JSON body. A bad one is answered at once: 413 when it is too large, 400
-/// naming what is wrong with it otherwise.
+/// A JSON body, whatever its Content-Type says (as the Go tool reads it: a
+/// `curl -d` without `-H` is JSON too). A bad one is answered at once: 413
+/// when it is too large, 400 naming what is wrong with it otherwise.
 struct Body<T>(T);
 
 impl<T: DeserializeOwned> FromRequest<Rest> for Body<T> {
     type Rejection = Response;
 
     async fn from_request(req: Request, rest: &Rest) -> std::result::Result<Self, Response> {
-        let headers = req.headers().clone();
-        match Json::<T>::from_request(req, rest).await {
-            Ok(Json(b)) => Ok(Self(b)),
+        let id = request_id(req.headers(), None);
+        let bytes = match axum::body::Bytes::from_request(req, rest).await {
+            Ok(bytes) => bytes,
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(too_large(request_id(&headers, None), rest.max_body))
+                return Err(too_large(id, rest.max_body));
             }
-            Err(e) => Err(rest_error(
-                request_id(&headers, None),
-                &Error::invalid(format!("invalid request body: {}", e.body_text())),
-            )),
-        }
+            Err(e) => {
+                return Err(rest_error(
+                    id,
+                    &Error::invalid(format!("invalid request body: {}", e.body_text())),
+                ));
+            }
+        };
+        serde_json::from_slice(&bytes)
+            .map(Self)
+            .map_err(|e| rest_error(id, &Error::invalid(format!("invalid request body: {e}"))))
+    }
+}
+
+/// A query string, answered in the envelope (400 naming what is wrong) when
+/// it does not parse, like a bad body.
+struct Params<T>(T);
+
+impl<T: DeserializeOwned> FromRequestParts<Rest> for Params<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &Rest,
+    ) -> std::result::Result<Self, Response> {
+        Query::<T>::try_from_uri(&parts.uri)
+            .map(|Query(q)| Self(q))
+            .map_err(|e| {
+                rest_error(
+                    request_id(&parts.headers, None),
+                    &Error::invalid(format!("invalid query string: {}", e.body_text())),
+                )
+            })
     }
 }
 
@@ -308,7 +337,7 @@ struct ListQuery {
     collection_name: String,
 }
 
-async fn list(call: Call, Query(q): Query<ListQuery>) -> Response {
+async fn list(call: Call, Params(q): Params<ListQuery>) -> Response {
     call.answer(async {
         let filter = collection_filter(&q.collection_name)?;
         let snaps = call.rest.engine.list_backups(filter.as_ref()).await?;
@@ -333,7 +362,7 @@ struct GetQuery {
     extra: HashMap<String, serde_json::Value>,
 }
 
-async fn get_backup(call: Call, Query(q): Query<GetQuery>) -> Response {
+async fn get_backup(call: Call, Params(q): Params<GetQuery>) -> Response {
     call.answer(async {
         unsupported::refuse_set(&q.extra)?;
         let lookup = BackupLookup::parse(&q.backup_name, &q.backup_id)?;
@@ -358,7 +387,7 @@ struct DeleteQuery {
     is_async: bool,
 }
 
-async fn delete_backup(call: Call, Query(q): Query<DeleteQuery>) -> Response {
+async fn delete_backup(call: Call, Params(q): Params<DeleteQuery>) -> Response {
     let result = async {
         let name = BackupName::parse(&q.backup_name)?;
         let engine = &call.rest.engine;
@@ -394,9 +423,13 @@ fn delete_data(d: &crate::jobs::DeleteSnapshot) -> serde_json::Value {
 }
 
 /// Ours: a delete job, by the id `delete?async=true` answered with.
-async fn get_delete(call: Call, Query(q): Query<RestoreQuery>) -> Response {
+async fn get_delete(call: Call, Params(q): Params<RestoreQuery>) -> Response {
     call.answer(async {
-        let rx = call.rest.engine.watch_delete(job_id(&q, "delete")?).await?;
+        let rx = call
+            .rest
+            .engine
+            .watch_delete(&job_id(&q, "delete")?)
+            .await?;
         Ok((delete_data(&rx.borrow()), "success"))
     })
     .await
@@ -476,21 +509,16 @@ struct RestoreQuery {
 }
 
 /// The job id a `get_{kind}?id=` names; an empty one is refused.
-fn job_id<'a>(q: &'a RestoreQuery, kind: &str) -> Result<&'a str> {
-    if q.id.is_empty() {
-        return Err(Error::invalid(format!(
-            "empty {kind} id, please set the id of a {kind} job (get_{kind}?id=)"
-        )));
-    }
-    Ok(&q.id)
+fn job_id(q: &RestoreQuery, kind: &str) -> Result<JobId> {
+    JobId::parse(kind, &q.id)
 }
 
-async fn get_restore(call: Call, Query(q): Query<RestoreQuery>) -> Response {
+async fn get_restore(call: Call, Params(q): Params<RestoreQuery>) -> Response {
     call.answer(async {
         let rx = call
             .rest
             .engine
-            .watch_restore(job_id(&q, "restore")?)
+            .watch_restore(&job_id(&q, "restore")?)
             .await?;
         Ok((go_restore(&rx.borrow()), "success"))
     })
@@ -498,7 +526,7 @@ async fn get_restore(call: Call, Query(q): Query<RestoreQuery>) -> Response {
 }
 
 /// Ours: re-reads a backup and checks every object; damage is code 3 naming the objects.
-async fn verify(call: Call, Query(q): Query<BackupNameQuery>) -> Response {
+async fn verify(call: Call, Params(q): Params<BackupNameQuery>) -> Response {
     call.answer(async {
         let name = BackupName::parse(&q.backup_name)?;
         let p = call.rest.engine.verify_backup(&name, |_| {}).await?;

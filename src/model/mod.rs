@@ -14,6 +14,6 @@ pub use policy::{
     DEFAULT_NAME_TEMPLATE, Policy, PolicyInput, PolicyName, RetentionInput, Selection,
 };
 pub use requests::{
-    BackupInput, BackupLookup, BackupRequest, Caller, MAX_NAMES_PER_REQUEST, RestoreInput,
+    BackupInput, BackupLookup, BackupRequest, Caller, JobId, MAX_NAMES_PER_REQUEST, RestoreInput,
     RestoreRequest, TraceId,
 };

@@ -201,6 +201,36 @@ impl BackupRequest {
     }
 }
 
+/// The id of a job a caller names (a restore's, a delete's): not empty, at
+/// most 256 characters. Built only by parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobId(String);
+
+impl JobId {
+    /// Checks `raw` as the id of a `kind` job (`restore`, `delete`).
+    pub fn parse(kind: &str, raw: &str) -> Result<Self> {
+        if raw.is_empty() {
+            return Err(Error::invalid(format!(
+                "empty {kind} id, please set the id of a {kind} job"
+            )));
+        }
+        if raw.chars().count() > 256 {
+            return Err(Error::invalid(format!(
+                "{kind} id {:?}… is longer than 256 characters",
+                raw.chars().take(32).collect::<String>()
+            )));
+        }
+        Ok(Self(raw.to_string()))
+    }
+}
+
+impl std::ops::Deref for JobId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The raw fields of a Restore, as a wire carries them.
 #[derive(Debug, Clone, Default)]
 pub struct RestoreInput {
