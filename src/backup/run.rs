@@ -197,6 +197,11 @@ pub async fn run(
     crate::jobs::lease::release_all(holds.into_values().collect()).await;
     // Listed fast from now on; a backup without its entry is still listed.
     let publish = async {
+        // Past its lease, a delete may already have withdrawn the entry.
+        if job.fence().is_err() {
+            tracing::warn!(backup = %req.name(), "the backup's lease expired: it is not added to the catalog index");
+            return;
+        }
         if let Err(e) = ctx.catalog.publish(&snapshot_of(&info)).await {
             tracing::warn!(backup = %req.name(), error = %e, "cannot add the backup to the catalog index");
         }

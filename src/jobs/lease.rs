@@ -439,6 +439,12 @@ impl Lease {
             {
                 Ok(CondPut::Written(_)) => {
                     debug!(lease = %self.name, "lease released");
+                    // A reader's lease is the job's own key, never taken
+                    // again: it goes, so that the readers a delete lists
+                    // stay few.
+                    if self.name.starts_with("reads/") {
+                        let _ = self.store.delete(std::slice::from_ref(&self.key)).await;
+                    }
                     return;
                 }
                 // A renewal cut off mid-flight may have landed: release that one if it is ours.
