@@ -188,8 +188,16 @@ async fn bad_requests_are_refused_and_write_nothing() {
             "no-such-job",
         ),
         // An empty id names no job: refused as REST refuses it.
-        case(Req::GetRestore(""), Code::InvalidArgument, "empty restore id"),
-        case(Req::WatchRestore(""), Code::InvalidArgument, "empty restore id"),
+        case(
+            Req::GetRestore(""),
+            Code::InvalidArgument,
+            "empty restore id",
+        ),
+        case(
+            Req::WatchRestore(""),
+            Code::InvalidArgument,
+            "empty restore id",
+        ),
         // The name is taken; restoring onto the existing collection is refused.
         case(create(&taken, &[&coll]), Code::AlreadyExists, &taken),
         case(
