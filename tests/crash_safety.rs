@@ -120,11 +120,13 @@ async fn start(
 }
 
 /// The raw lease object `name` in `store` (under `backup/_leases/`): it was
-/// taken, and then released on purpose (not merely expired).
+/// taken, and then released on purpose (not merely expired); a reader's
+/// lease object is removed on release instead.
 async fn lease_released(store: &S3Bucket, name: &str) -> bool {
     let key = format!("backup/_leases/{name}");
     match store.head(&key).await.unwrap() {
-        None => false,
+        // A reader's lease object goes once released (its key is the job's own).
+        None => name.starts_with("reads/"),
         Some(_) => {
             let body = store.read(&key).await.unwrap();
             let record: serde_json::Value = serde_json::from_slice(&body).unwrap();

@@ -9,24 +9,11 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::curl::json as curl;
+use common::curl::{json as curl, post_json};
 use common::data::{self, Spec};
 use common::hello;
 use common::process::Proc;
 use serde_json::Value;
-
-/// POSTs JSON `body` to `url` with the real curl: the HTTP status and the answer.
-fn post_json(url: &str, body: &str) -> (u16, Value) {
-    curl(&[
-        "-X",
-        "POST",
-        url,
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        body,
-    ])
-}
 
 /// GETs `url` (the guide's get_backup or get_restore, as the guide writes
 /// them) until the job's `state_code` is 2 (success), for at most two

@@ -13,17 +13,7 @@ use milvus_backup::milvus::MilvusApi;
 use serde_json::Value;
 
 fn post(url: &str, body: &str) -> (u16, Value) {
-    tokio::task::block_in_place(|| {
-        curl(&[
-            "-X",
-            "POST",
-            url,
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            body,
-        ])
-    })
+    tokio::task::block_in_place(|| common::curl::post_json(url, body))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

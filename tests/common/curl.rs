@@ -23,6 +23,20 @@ pub fn json(args: &[&str]) -> (u16, Value) {
     (code.parse().unwrap(), json)
 }
 
+/// POSTs JSON `body` to `url`: the HTTP status and the answer.
+#[allow(dead_code)]
+pub fn post_json(url: &str, body: &str) -> (u16, Value) {
+    json(&[
+        "-X",
+        "POST",
+        url,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        body,
+    ])
+}
+
 /// The body of a GET of `url` (at most 60 s), as text.
 #[allow(dead_code)]
 pub fn text(url: &str) -> String {
