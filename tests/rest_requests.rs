@@ -182,6 +182,18 @@ async fn a_restore_of_a_whole_database_restores_that_database_only() {
         answer["msg"].as_str().unwrap().contains("async"),
         "{answer}"
     );
+    // A create that names no backup gets a name, as the Go tool gives one.
+    let (status, unnamed) = post(
+        &format!("{base}/create"),
+        &format!(r#"{{"collection_names":["{}"]}}"#, a.name),
+    );
+    assert_eq!(
+        (status, unnamed["code"].as_i64()),
+        (200, Some(0)),
+        "{unnamed}"
+    );
+    let generated = unnamed["data"]["name"].as_str().unwrap().to_string();
+    assert!(generated.starts_with("backup_20"), "{unnamed}");
 
     data::drop_if_exists(&m, &db, &b_r).await;
     for spec in [&a, &b] {
@@ -190,5 +202,6 @@ async fn a_restore_of_a_whole_database_restores_that_database_only() {
     let mut client = server.client().await;
     common::flows::delete_eventually(&client, &name, "the backup").await;
     common::flows::delete_eventually(&client, &plain, "the backup").await;
+    common::flows::delete_eventually(&client, &generated, "the backup").await;
     let _ = &mut client;
 }

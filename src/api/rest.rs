@@ -316,7 +316,13 @@ async fn create(call: Call, Body(b): Body<CreateBody>) -> Response {
         unsupported::refuse_set(&b.extra)?;
         let (colls, dbs) = db_collections(&b.db_collections)?;
         let req = BackupRequest::parse(BackupInput {
-            name: b.backup_name.clone(),
+            name: match b.backup_name.as_str() {
+                // The Go tool names a backup whose request names none.
+                "" => chrono::Utc::now()
+                    .format("backup_%Y_%m_%d_%H_%M_%S_%9f")
+                    .to_string(),
+                given => given.to_string(),
+            },
             collections: b.collection_names.iter().cloned().chain(colls).collect(),
             databases: dbs,
             meta_only: b.meta_only,
