@@ -13,8 +13,9 @@
 //! copies run on),
 //! `backup.meta.before_backup_meta`, `backup.meta.before_full_meta`,
 //! `backup.incremental.bases_held` (an incremental backup holds the backups it
-//! reuses), `delete.planned` (what to keep is known), `delete.after_commit_point`
-//! (the backup is no longer complete; its objects are still there),
+//! reuses), `delete.after_commit_point` (the backup is no longer complete, its
+//! objects are still there, the readers not yet looked at again),
+//! `delete.planned` (what to keep is known),
 //! `delete.meta_removed` (its meta files are gone, its binlogs not yet),
 //! `verify.started`.
 

@@ -144,7 +144,6 @@ impl JobKind for DeleteJob {
         // without its commit point by whichever delete reads last.
         job.fence()?;
         catalog.retire(&self.name).await?;
-        crate::failpoint::pause_at("delete.retired").await;
         self.ctx
             .leases()
             .ensure_unread(&self.name)

@@ -331,6 +331,7 @@ impl Catalog {
         if self.store.head(&meta_key(MANIFEST_FILE)).await?.is_some() {
             self.store.delete(&[meta_key("full_meta.json")]).await?;
         }
+        crate::failpoint::pause_at("delete.after_commit_point").await;
         Ok(())
     }
 
@@ -345,15 +346,15 @@ impl Catalog {
 
     /// Deletes the objects of backup `name` as `plan` says (see
     /// [`Catalog::delete_plan`]); returns how many went. `progress` sees
-    /// how many are gone of how many will go.
+    /// how many are gone of how many will go. For a backup of ours that was
+    /// complete, after [`Catalog::retire`]: its index entry and commit point
+    /// are gone already.
     pub async fn delete_as_planned(
         &self,
         name: &str,
         plan: &DeletePlan,
         progress: impl Fn(u64, u64),
     ) -> Result<u64> {
-        // Out of the index before it stops being complete.
-        self.withdraw(name).await?;
         let keep = &plan.keep;
         let prefix = self.layout.backup_prefix(name);
         let keys: Vec<String> = self
@@ -364,18 +365,14 @@ impl Catalog {
             .map(|o| o.key)
             .filter(|k| !keep.contains(&k[prefix.len()..]))
             .collect();
-        // The commit point first and what marks the folder as ours last (the
+        // The meta first (a Go-tool backup's commit point is its
+        // `backup_meta.json`) and what marks the folder as ours last (the
         // checksums, the plan of a backup cut short, the delete's own marker):
         // at every moment in between, `read` takes what is left for an
         // incomplete backup of ours, never for a complete one (of ours, or of
         // the Go tool's shape), and a delete cut short can be run again.
         let meta_key = |f: &str| self.layout.meta_key(name, f);
-        let (full, backup_meta, checksums) = (
-            meta_key("full_meta.json"),
-            meta_key("backup_meta.json"),
-            meta_key(MANIFEST_FILE),
-        );
-        let has_checksums = keys.contains(&checksums);
+        let (full, backup_meta) = (meta_key("full_meta.json"), meta_key("backup_meta.json"));
         let mut marks: Vec<String> = self
             .mark_keys(name)
             .into_iter()
@@ -397,10 +394,6 @@ impl Catalog {
             // A Go-tool backup: nothing of ours marks it once its meta goes.
             marks.push(self.mark_deleting(name).await?);
         }
-        if has_checksums {
-            self.store.delete(std::slice::from_ref(&full)).await?;
-        }
-        crate::failpoint::pause_at("delete.after_commit_point").await;
         self.store.delete(&first).await?;
         crate::failpoint::pause_at("delete.meta_removed").await;
         let mut done = first.len() as u64;

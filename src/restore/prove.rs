@@ -150,7 +150,7 @@ pub async fn prove(
         .map(|(rel, o)| async move {
             let problem = match manifest {
                 Some(m) => prove_by_checksum(ctx, m, &rel, &o).await?,
-                None => prove_by_decoding(ctx, &o).await?,
+                None => crate::meta::verify::decode_problem(&ctx.catalog, &o.key).await?,
             };
             Ok::<_, Error>((rel, o, problem))
         })
@@ -197,11 +197,7 @@ async fn prove_by_checksum(
     }
     if entry.crc32c.is_none() && entry.md5().is_none() {
         // No digest to compare with (a multipart copy's ETag): decode it instead.
-        return prove_by_decoding(ctx, o).await;
+        return crate::meta::verify::decode_problem(&ctx.catalog, &o.key).await;
     }
     content_problem(&ctx.catalog, &o.key, entry).await
-}
-
-async fn prove_by_decoding(ctx: &Context, o: &ObjectInfo) -> Result<Option<String>> {
-    crate::meta::verify::decode_problem(&ctx.catalog, &o.key).await
 }
