@@ -5,7 +5,8 @@
 //! environment lookup per point.
 //!
 //! The points: `restore.importing` and `restore.importing:{db}.{coll}`
-//! (imports started, not awaited), `restore.swap.before_drop`,
+//! (imports started, not awaited), `restore.created` (Milvus made the
+//! collection, the job has not recorded it yet), `restore.swap.before_drop`,
 //! `restore.swap.dropped` (dropped, not yet recorded), `restore.swap.after_drop`,
 //! `restore.swap.renamed` (renamed, not yet recorded), `restore.swap.after_rename`,
 //! `backup.describing` (a full backup flushed, nothing described yet; the

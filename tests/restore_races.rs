@@ -325,3 +325,126 @@ async fn an_import_into_a_collection_with_another_index_is_refused_before_any_ro
     flows::delete_eventually(&client, &backup, "the backup").await;
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
+
+/// A restore cancelled right after Milvus made its collection, before the
+/// job recorded it (`restore.created`): the create and its record run to
+/// their end whatever the cancel, and cleanup waits for them, so the
+/// cancelled restore leaves no collection behind. The code before dropped
+/// the job at the pause and left the new collection, unknown to cleanup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_cancelled_as_milvus_makes_its_collection_leaves_none() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("mid_create"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..50, 7).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let release = std::env::temp_dir().join(common::unique("created_release"));
+    let failpoint = format!("restore.created@{}", release.display());
+    let root = common::unique("created_root");
+    let mut server =
+        process::Proc::start_rooted_paused(&cfg, "created-state", &root, "", Some(&failpoint))
+            .await;
+    let backup = common::unique("created_b");
+    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
+    let id = flows::start_restore(
+        &mut server.client,
+        pb::RestoreRequest {
+            backup_name: backup.clone(),
+            collection_suffix: "_t".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    server.wait_paused(Duration::from_secs(120)).await;
+    let target = format!("{}_t", spec.name);
+    assert!(
+        m.collection_id(&spec.db, &target).await.unwrap().is_some(),
+        "Milvus made the collection before the pause"
+    );
+    server
+        .client
+        .cancel_restore(pb::CancelRestoreRequest { id: id.clone() })
+        .await
+        .expect("cancel accepted");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::fs::write(&release, b"").unwrap();
+
+    let job = tokio::time::timeout(
+        Duration::from_secs(120),
+        flows::watch_restore_to_end(&mut server.client, &id),
+    )
+    .await
+    .expect("the restore ends");
+    assert_eq!(job.state, pb::JobState::Cancelled as i32, "{job:?}");
+    assert_eq!(
+        m.collection_id(&spec.db, &target).await.unwrap(),
+        None,
+        "the collection the cancelled restore made is dropped: {job:?}"
+    );
+    assert!(
+        m.collection_id(&spec.db, &spec.name)
+            .await
+            .unwrap()
+            .is_some(),
+        "the source stays"
+    );
+
+    let _ = std::fs::remove_file(&release);
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &target).await;
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// `skip_create_collection` into a collection that routes its partition key
+/// over another number of partitions than the backup's: Milvus would hash
+/// the rows into partitions where queries do not look, so the restore is
+/// refused before any import (FAILED_PRECONDITION naming both counts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partition_key_routed_over_other_partitions_is_refused() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec {
+        partition_key: Some(16),
+        ..Spec::new(&common::unique("pkey_src"))
+    };
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..120, 4).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client.clone();
+    let backup = common::unique("pkey_b");
+    flows::backup_collections(&mut client, &backup, &[&spec.name]).await;
+
+    let target = format!("{}_into", spec.name);
+    let mine = Spec {
+        partition_key: Some(8),
+        ..Spec::new(&target)
+    };
+    data::create(&m, &mine).await;
+    let err = client
+        .restore(pb::RestoreRequest {
+            backup_name: backup.clone(),
+            collection_renames: [(spec.name.clone(), target.clone())].into(),
+            skip_create_collection: true,
+            ..Default::default()
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message()
+            .contains("over 8 partitions, the backup over 16"),
+        "{err:?}"
+    );
+    assert!(
+        m.collection_imports(&mine.db, &target)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing was imported"
+    );
+
+    data::drop_if_exists(&m, &mine.db, &target).await;
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

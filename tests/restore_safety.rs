@@ -611,3 +611,116 @@ async fn a_kill_on_the_third_collection_keeps_the_first_two_and_resumes_the_thir
         data::drop_if_exists(&m, &spec.db, &spec.name).await;
     }
 }
+
+/// A replace killed right after it dropped the original (`restore.swap.dropped`,
+/// the drop not yet recorded past "dropping"); the user then makes a
+/// collection of their own under the name. The restarted server does not
+/// take it for the original: the job ends FAILED, the user's collection and
+/// rows are untouched, and the restored copy, now the only copy of the
+/// backup's rows in Milvus, is kept under its temporary name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resumed_replace_keeps_its_copy_when_the_target_was_made_again() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let (spec, backed_up) = source(&m, &common::unique("keep"), 400).await;
+    let root = common::unique("keep_root");
+    let mut server = process::Proc::start_rooted_paused(
+        &cfg,
+        "keep-state",
+        &root,
+        "",
+        Some("restore.swap.dropped"),
+    )
+    .await;
+    let backup = common::unique("keep_b");
+    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
+    let id = flows::start_restore(&mut server.client, restore_req(&backup, "", true)).await;
+    server.wait_paused(Duration::from_secs(180)).await;
+    server.kill();
+    assert_eq!(
+        m.collection_id(&spec.db, &spec.name).await.unwrap(),
+        None,
+        "the original was dropped before the kill"
+    );
+
+    let mine = Spec::new(&spec.name);
+    data::create(&m, &mine).await;
+    data::insert(&m, &mine, "", 0..50, 99).await;
+    data::flush(&m, &mine.db, &mine.name).await;
+    let my_id = m.collection_id(&mine.db, &mine.name).await.unwrap();
+
+    let server = server.kill_and_restart().await;
+    let mut client = server.client.clone();
+    let job = tokio::time::timeout(
+        Duration::from_secs(300),
+        flows::watch_restore_to_end(&mut client, &id),
+    )
+    .await
+    .expect("the restore ends");
+    assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
+    assert!(job.error_message.contains("someone else made"), "{job:?}");
+    let temp = job.collections[0].temp_collection_name.clone();
+    assert!(!temp.is_empty(), "{job:?}");
+    process::wait_for_log(&server.log, "left alone", Duration::from_secs(30)).await;
+    assert_eq!(
+        m.collection_id(&mine.db, &mine.name).await.unwrap(),
+        my_id,
+        "the user's collection survives"
+    );
+    assert_eq!(rows_of(&m, &mine, &mine.name).await.len(), 50);
+    let copy = rows_of(&m, &spec, &temp).await;
+    data::assert_rows_equal("the kept copy", &backed_up, &copy);
+
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &temp).await;
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// A failure of this machine's temporary files while a binlog is proven by
+/// decoding (a full, read-only or missing temporary directory) is an error
+/// of this machine naming the directory (CLI exit 1, internal), never a
+/// DATA_LOSS verdict on an intact backup; nothing reaches Milvus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_local_temporary_file_failure_is_not_called_data_loss() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let store = backup_store(&cfg);
+    let (spec, _) = source(&m, &common::unique("tmpf"), 300).await;
+    let backup = common::unique("tmpf_b");
+    let server = common::TestServer::start(&cfg).await;
+    flows::backup_collections(&mut server.client.clone(), &backup, &[&spec.name]).await;
+    // As for the Go tool's backups: every binlog is proven by decoding.
+    store
+        .delete(&[format!("backup/{backup}/meta/checksums.json")])
+        .await
+        .unwrap();
+
+    let missing = std::env::temp_dir().join(common::unique("no_such_tmp"));
+    let (state, config) = process::config_for(&cfg, "tmpf-cli");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
+        .env("TMPDIR", &missing)
+        .arg("--config")
+        .arg(&config)
+        .args(["restore", "-n", &backup, "-s", "_r"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "internal, not DATA_LOSS (7): {stderr}"
+    );
+    assert!(
+        stderr.contains("temporary file") && stderr.contains(&missing.display().to_string()),
+        "names the directory: {stderr}"
+    );
+    let target = format!("{}_r", spec.name);
+    assert_eq!(
+        m.collection_id(&spec.db, &target).await.unwrap(),
+        None,
+        "nothing was created"
+    );
+    assert_milvus_up(&m).await;
+    let _ = std::fs::remove_dir_all(&state);
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

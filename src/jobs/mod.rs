@@ -23,7 +23,10 @@ pub use snapshot::{
 };
 pub use store::{JobStore, MAX_RECORDS};
 
+use std::future::Future;
+
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 /// Waits for a job's last snapshot.
 pub async fn until_terminal<T: Clone + JobSnapshot>(mut rx: watch::Receiver<T>) -> T {
@@ -47,6 +50,19 @@ pub struct JobHandle<T> {
     checkpoint: Option<Checkpoint<T>>,
     /// The job's leases, checked before each step.
     fences: Vec<Fence>,
+    /// Steps that run to their end even when the job is cancelled.
+    uninterrupted: TaskTracker,
+}
+
+impl<T> Clone for JobHandle<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            checkpoint: self.checkpoint.clone(),
+            fences: self.fences.clone(),
+            uninterrupted: self.uninterrupted.clone(),
+        }
+    }
 }
 
 impl<T> std::fmt::Debug for JobHandle<T> {
@@ -64,6 +80,7 @@ impl<T> JobHandle<T> {
             tx,
             checkpoint: None,
             fences: Vec::new(),
+            uninterrupted: TaskTracker::new(),
         }
     }
 
@@ -114,6 +131,28 @@ impl<T> JobHandle<T> {
         T: Clone,
     {
         self.tx.borrow().clone()
+    }
+
+    /// Runs `step` to its end even if the job is cancelled meanwhile: for a
+    /// step that makes something and records it, which a cancel between the
+    /// two would leave made and unknown to cleanup. The runner waits for
+    /// these steps ([`JobHandle::settle`]) before the job's cleanup.
+    pub async fn uninterrupted<R>(
+        &self,
+        step: impl Future<Output = crate::Result<R>> + Send + 'static,
+    ) -> crate::Result<R>
+    where
+        R: Send + 'static,
+    {
+        self.uninterrupted.spawn(step).await.map_err(|e| {
+            crate::Error::Internal(format!("a step that must run to its end did not: {e}"))
+        })?
+    }
+
+    /// Waits for the steps begun with [`JobHandle::uninterrupted`] to end.
+    pub async fn settle(&self) {
+        self.uninterrupted.close();
+        self.uninterrupted.wait().await;
     }
 
     /// A new watcher of this job.

@@ -347,6 +347,9 @@ impl<K: JobKind> Runner<K> {
                 let lost = job.lost();
                 let result =
                     supervise(K::NAME, &token, &pool.shutdown, &lost, job.run(&handle)).await;
+                // A cancel drops the work, not its uninterrupted steps:
+                // cleanup sees what they made and recorded.
+                handle.settle().await;
                 // A job whose lease went to another process (which resumes it
                 // under the same id) leaves the shared record to that process.
                 // So does one that failed after its lease expired by this

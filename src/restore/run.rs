@@ -285,17 +285,26 @@ async fn create_once(
         (None, None) => {}
     }
     job.fence()?;
-    milvus.create_collection(&new_collection(t, fill)?).await?;
-    // Recorded once Milvus made it, with its id: cleanup drops only that one.
-    let id = milvus.collection_id(db, name).await?.ok_or_else(|| {
-        Error::milvus(
-            format!("CreateCollection {fill}"),
-            "the collection is not there after it was created",
-        )
-    })?;
-    job.checkpoint(|s| status(s, t).created_id = Some(id))
-        .await?;
-    Ok(id)
+    // Made and recorded as one step that a cancel does not cut: cleanup
+    // drops only the collection the record names.
+    let request = new_collection(t, fill)?;
+    let (ctx, t, fill, handle) = (ctx.clone(), t.clone(), fill.clone(), job.clone());
+    job.uninterrupted(async move {
+        let (db, name) = (fill.db(), fill.name());
+        ctx.milvus.create_collection(&request).await?;
+        let id = ctx.milvus.collection_id(db, name).await?.ok_or_else(|| {
+            Error::milvus(
+                format!("CreateCollection {fill}"),
+                "the collection is not there after it was created",
+            )
+        })?;
+        crate::failpoint::pause_at("restore.created").await;
+        // Known to this process's cleanup at once, then recorded for others.
+        handle.update(|s| status(s, &t).created_id = Some(id));
+        handle.checkpoint(|_| {}).await?;
+        Ok(id)
+    })
+    .await
 }
 
 /// The temporary collection that a replaced target is restored into.
