@@ -12,6 +12,53 @@ use common::{flows, process};
 use milvus_backup::api::proto as pb;
 use milvus_backup::milvus::MilvusApi;
 
+/// A restore paused at `failpoint` until `release` exists.
+struct PausedRestore {
+    spec: Spec,
+    release: std::path::PathBuf,
+    id: String,
+    server: process::Proc,
+}
+
+/// A collection of `rows` rows, backed up by a server on a backup root of
+/// its own, and its restore under the suffix `_t`, paused at `failpoint`.
+async fn paused_restore(
+    cfg: &milvus_backup::config::Config,
+    m: &milvus_backup::milvus::MilvusClient,
+    tag: &str,
+    rows: i64,
+    failpoint: &str,
+) -> PausedRestore {
+    let spec = Spec::new(&common::unique(&format!("{tag}_src")));
+    data::create(m, &spec).await;
+    data::insert(m, &spec, "", 0..rows, 5).await;
+    data::flush(m, &spec.db, &spec.name).await;
+    let release = std::env::temp_dir().join(common::unique(&format!("{tag}_release")));
+    let failpoint = format!("{failpoint}@{}", release.display());
+    let root = common::unique(&format!("{tag}_root"));
+    let state = format!("{tag}-state");
+    let mut server =
+        process::Proc::start_rooted_paused(cfg, &state, &root, "", Some(&failpoint)).await;
+    let backup = common::unique(&format!("{tag}_b"));
+    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
+    let id = flows::start_restore(
+        &mut server.client,
+        pb::RestoreRequest {
+            backup_name: backup,
+            collection_suffix: "_t".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    server.wait_paused(Duration::from_secs(120)).await;
+    PausedRestore {
+        spec,
+        release,
+        id,
+        server,
+    }
+}
+
 /// The restore waits on its imports at `restore.importing`; meanwhile the
 /// user drops the target and makes a collection of their own under the name.
 /// The job ends FAILED, naming both ids, without asking Milvus about the
@@ -21,27 +68,12 @@ use milvus_backup::milvus::MilvusApi;
 async fn a_target_made_again_under_its_name_mid_import_is_noticed_by_id() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let spec = Spec::new(&common::unique("race_src"));
-    data::create(&m, &spec).await;
-    data::insert(&m, &spec, "", 0..300, 5).await;
-    data::flush(&m, &spec.db, &spec.name).await;
-    let release = std::env::temp_dir().join(common::unique("race_release"));
-    let failpoint = format!("restore.importing@{}", release.display());
-    let root = common::unique("race_root");
-    let mut server =
-        process::Proc::start_rooted_paused(&cfg, "race-state", &root, "", Some(&failpoint)).await;
-    let backup = common::unique("race_b");
-    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
-    let id = flows::start_restore(
-        &mut server.client,
-        pb::RestoreRequest {
-            backup_name: backup.clone(),
-            collection_suffix: "_t".into(),
-            ..Default::default()
-        },
-    )
-    .await;
-    server.wait_paused(Duration::from_secs(120)).await;
+    let PausedRestore {
+        spec,
+        release,
+        id,
+        mut server,
+    } = paused_restore(&cfg, &m, "race", 300, "restore.importing").await;
 
     let target = format!("{}_t", spec.name);
     let restored_id = m.collection_id(&spec.db, &target).await.unwrap().unwrap();
@@ -335,28 +367,12 @@ async fn an_import_into_a_collection_with_another_index_is_refused_before_any_ro
 async fn a_restore_cancelled_as_milvus_makes_its_collection_leaves_none() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let spec = Spec::new(&common::unique("mid_create"));
-    data::create(&m, &spec).await;
-    data::insert(&m, &spec, "", 0..50, 7).await;
-    data::flush(&m, &spec.db, &spec.name).await;
-    let release = std::env::temp_dir().join(common::unique("created_release"));
-    let failpoint = format!("restore.created@{}", release.display());
-    let root = common::unique("created_root");
-    let mut server =
-        process::Proc::start_rooted_paused(&cfg, "created-state", &root, "", Some(&failpoint))
-            .await;
-    let backup = common::unique("created_b");
-    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
-    let id = flows::start_restore(
-        &mut server.client,
-        pb::RestoreRequest {
-            backup_name: backup.clone(),
-            collection_suffix: "_t".into(),
-            ..Default::default()
-        },
-    )
-    .await;
-    server.wait_paused(Duration::from_secs(120)).await;
+    let PausedRestore {
+        spec,
+        release,
+        id,
+        mut server,
+    } = paused_restore(&cfg, &m, "created", 50, "restore.created").await;
     let target = format!("{}_t", spec.name);
     assert!(
         m.collection_id(&spec.db, &target).await.unwrap().is_some(),

@@ -685,10 +685,7 @@ async fn a_local_temporary_file_failure_is_not_called_data_loss() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let store = backup_store(&cfg);
-    let (spec, _) = source(&m, &common::unique("tmpf"), 300).await;
-    let backup = common::unique("tmpf_b");
-    let server = common::TestServer::start(&cfg).await;
-    flows::backup_collections(&mut server.client.clone(), &backup, &[&spec.name]).await;
+    let (spec, _, backup) = backed_up(&cfg, &m, "tmpf", 300).await;
     // As for the Go tool's backups: every binlog is proven by decoding.
     store
         .delete(&[format!("backup/{backup}/meta/checksums.json")])
