@@ -37,7 +37,7 @@ pub struct LeaseRecord {
     pub job: String,
     /// What the job does with it ("restore into", "delete", ...).
     pub purpose: String,
-    /// `host:pid` of the holding process.
+    /// `host:pid/tag` of the holding process ([`host_pid`]).
     pub process: String,
     /// Unique per acquisition: tells our own write from another's.
     pub nonce: String,
@@ -119,12 +119,19 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// `host:pid` of this process, as records name their owner.
+/// `host:pid/tag` of this process, as records name their owner. The random
+/// tag, drawn once per process, tells apart two processes that share a host
+/// name and a pid (containers on one host network all run as pid 1).
 pub fn host_pid() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    format!("{host}:{}", std::process::id())
+    static ME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ME.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        format!("{host}:{}/{}", std::process::id(), &tag[..8])
+    })
+    .clone()
 }
 
 impl Leases {
@@ -356,7 +363,16 @@ async fn renew(
             Ok(b) => Bytes::from(b),
             Err(_) => return,
         };
-        match leases.store.put_if_match(&key, body, etag).await {
+        // A renewal that has not landed by the expiry is too late, however
+        // long the store's retries would go on: the lease is lost then.
+        let left = Duration::from_millis(expiry.saturating_sub(now_ms()));
+        let written = tokio::time::timeout(left, leases.store.put_if_match(&key, body, etag)).await;
+        let Ok(written) = written else {
+            warn!(lease = %name, job = %record.job, "lease renewal not answered before the expiry");
+            lost.cancel();
+            return;
+        };
+        match written {
             Ok(CondPut::Written(new)) => {
                 *record = next;
                 *etag = new;
@@ -531,6 +547,15 @@ mod tests {
         assert!(l.holder("target/default.c").await.unwrap().is_none());
         drop(again);
         std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_process_is_named_by_host_pid_and_a_tag_of_its_own() {
+        let me = host_pid();
+        let (host_pid_part, tag) = me.rsplit_once('/').unwrap();
+        assert!(host_pid_part.ends_with(&format!(":{}", std::process::id())));
+        assert_eq!(tag.len(), 8);
+        assert_eq!(host_pid(), me, "drawn once per process");
     }
 
     #[tokio::test]

@@ -57,7 +57,7 @@ pub struct RunRecord {
     pub attempts: u32,
     #[serde(default)]
     pub error: Option<String>,
-    /// `host:pid` of the server running it.
+    /// `host:pid/tag` of the server running it.
     pub owner: String,
     pub started_ms: i64,
     #[serde(default)]

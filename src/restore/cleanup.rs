@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use crate::context::Context;
 use crate::error::Result;
-use crate::jobs::{JobState, RestoreCollectionStatus, RestoreSnapshot, SwapStep};
+use crate::jobs::{Fence, JobState, RestoreCollectionStatus, RestoreSnapshot, SwapStep};
 use crate::milvus::ImportPhase;
 use crate::model::CollectionRef;
 
@@ -42,14 +42,16 @@ pub struct Cleaned {
 }
 
 /// Cleans up every collection of `snap` that did not succeed, then its
-/// staged binlogs unless an import may still read them.
-pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot) -> Cleaned {
+/// staged binlogs unless an import may still read them. Each drop, rename
+/// and removal is taken only while `fences` (the leases cleanup runs under)
+/// hold: once one expired, another server may have resumed the job.
+pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot, fences: &[Fence]) -> Cleaned {
     let mut out = Vec::new();
     for (i, c) in snap.collections.iter().enumerate() {
         if c.state == JobState::Succeeded {
             continue;
         }
-        let outcome = match clean_one(ctx, c).await {
+        let outcome = match clean_one(ctx, c, fences).await {
             Ok(o) => o,
             Err(e) => {
                 warn!(restore = %snap.id, collection = %c.target, error = %e, "cleanup failed");
@@ -91,6 +93,7 @@ pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot) -> Cleaned {
             warn!(restore = %snap.id, prefix = %prefix, why = %why, "staged binlogs kept: an import may still read them; remove them once it ended");
             Some(prefix)
         }
+        None if staged && fenced(fences).is_err() => Some(prefix),
         None if staged => remove_staging(ctx, snap).await.then_some(prefix),
         None => None,
     };
@@ -160,18 +163,27 @@ async fn remove_staging(ctx: &Context, snap: &RestoreSnapshot) -> bool {
     }
 }
 
-async fn clean_one(ctx: &Context, c: &RestoreCollectionStatus) -> Result<Outcome> {
+/// `Err` once one of `fences` expired.
+fn fenced(fences: &[Fence]) -> Result<()> {
+    fences.iter().try_for_each(Fence::check)
+}
+
+async fn clean_one(
+    ctx: &Context,
+    c: &RestoreCollectionStatus,
+    fences: &[Fence],
+) -> Result<Outcome> {
     let Some(created) = c.created_id else {
         return Ok(Outcome::Nothing);
     };
     let db = c.target.db();
     let Some(temp) = &c.temp else {
-        return drop_if_ours(ctx, &c.target, created).await;
+        return drop_if_ours(ctx, &c.target, created, fences).await;
     };
     let temp_ref = CollectionRef::normalized(db, temp);
     let milvus = ctx.milvus.as_ref();
     match c.swap {
-        SwapStep::None => drop_if_ours(ctx, &temp_ref, created).await,
+        SwapStep::None => drop_if_ours(ctx, &temp_ref, created, fences).await,
         SwapStep::Done => Ok(Outcome::SwapCompleted),
         SwapStep::DroppingOriginal | SwapStep::Renaming => {
             let target_id = milvus.collection_id(db, c.target.name()).await?;
@@ -179,7 +191,7 @@ async fn clean_one(ctx: &Context, c: &RestoreCollectionStatus) -> Result<Outcome
                 Some(id) if id == created => Ok(Outcome::SwapCompleted),
                 // The original is still there: undo, it stays as it was.
                 Some(id) if Some(id) == c.original_id => {
-                    drop_if_ours(ctx, &temp_ref, created).await
+                    drop_if_ours(ctx, &temp_ref, created, fences).await
                 }
                 Some(id) => Ok(Outcome::LeftAlone(format!(
                     "{} now has id {id}, which is neither the original nor this restore's; \
@@ -188,6 +200,7 @@ async fn clean_one(ctx: &Context, c: &RestoreCollectionStatus) -> Result<Outcome
                 ))),
                 None => {
                     if milvus.collection_id(db, temp).await? == Some(created) {
+                        fenced(fences)?;
                         milvus.rename_collection(db, temp, c.target.name()).await?;
                         Ok(Outcome::SwapCompleted)
                     } else {
@@ -203,7 +216,12 @@ async fn clean_one(ctx: &Context, c: &RestoreCollectionStatus) -> Result<Outcome
 }
 
 /// Drops `target` if its id is still `id`, after its imports ended.
-async fn drop_if_ours(ctx: &Context, target: &CollectionRef, id: i64) -> Result<Outcome> {
+async fn drop_if_ours(
+    ctx: &Context,
+    target: &CollectionRef,
+    id: i64,
+    fences: &[Fence],
+) -> Result<Outcome> {
     match ctx.milvus.collection_id(target.db(), target.name()).await? {
         None => Ok(Outcome::Nothing),
         Some(current) if current != id => Ok(Outcome::LeftAlone(format!(
@@ -223,6 +241,7 @@ async fn drop_if_ours(ctx: &Context, target: &CollectionRef, id: i64) -> Result<
             if ctx.milvus.collection_id(target.db(), target.name()).await? != Some(id) {
                 return Ok(Outcome::Nothing);
             }
+            fenced(fences)?;
             ctx.milvus
                 .drop_collection(target.db(), target.name())
                 .await?;

@@ -245,9 +245,17 @@ where
         )));
     }
     job.fence()?;
-    let tasks = ctx.milvus.import(&request).await?;
-    crate::failpoint::pause_at("restore.import_asked").await;
-    job.checkpoint(|s| record(s, t, key).tasks = tasks.clone())
+    // Asked for and recorded as one step that a cancel does not cut:
+    // cleanup, and a server resuming the job, follow the recorded tasks.
+    let (ctx, t, key, handle) = (ctx.clone(), t.clone(), key.to_string(), job.clone());
+    let tasks = job
+        .uninterrupted(async move {
+            let tasks = ctx.milvus.import(&request).await?;
+            crate::failpoint::pause_at("restore.import_asked").await;
+            handle.update(|s| record(s, &t, &key).tasks = tasks.clone());
+            handle.checkpoint(|_| {}).await?;
+            Ok(tasks)
+        })
         .await?;
     Ok(Import::Running(tasks))
 }

@@ -104,7 +104,7 @@ impl JobKind for RestoreJob {
             warn!(restore = %job.snapshot().id, "the restore's collections are left to it: another process took it over");
             return;
         }
-        let done = clean_up(&self.ctx, &job.snapshot()).await;
+        let done = clean_up(&self.ctx, &job.snapshot(), &self.fences()).await;
         job.update(|s| apply_cleanup(s, &done));
     }
 
@@ -174,7 +174,8 @@ impl JobKind for RestoreJob {
         // original was already dropped.
         let (ctx, snapshot) = (ctx.clone(), r.clone());
         let later = async move {
-            let done = clean_up(&ctx, &snapshot).await;
+            // Under no lease of its own: the job's server is gone.
+            let done = clean_up(&ctx, &snapshot, &[]).await;
             let mut after = snapshot;
             apply_cleanup(&mut after, &done);
             // Its holds are free once it is cleaned up, not only after they expire.
@@ -217,7 +218,8 @@ pub async fn abandon(
         }
     };
     warn!(restore = %r.id, error = %reason, "a restore whose server died is not resumed");
-    let done = clean_up(ctx, &r).await;
+    let fences: Vec<_> = held.iter().map(Lease::fence).collect();
+    let done = clean_up(ctx, &r, &fences).await;
     apply_cleanup(&mut r, &done);
     release_all(held).await;
     ctx.leases()
