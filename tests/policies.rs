@@ -468,15 +468,16 @@ async fn policies_run_each_slot_once_across_replicas_and_keep_what_retention_say
     b3.finish();
 }
 
-/// Writes a succeeded run of `policy` for `backup` at `slot`, and an object in
-/// the backup's folder (retention decides over backups that exist).
+/// Writes a succeeded run of `policy` for `backup` at `slot`, and the
+/// backup's commit point (retention decides over complete backups): with
+/// the id of the run's job when `ours`, else another (the backup deleted by
+/// hand and made again under its name).
 async fn hand_made_run(
     cfg: &Config,
     root: &str,
     store: &PolicyStore,
-    policy: &str,
-    backup: &str,
-    slot: &str,
+    (policy, backup, slot): (&str, &str, &str),
+    ours: bool,
 ) {
     let slot_ms = DateTime::parse_from_rfc3339(slot)
         .unwrap()
@@ -492,13 +493,19 @@ async fn hand_made_run(
         ended_ms: Some(slot_ms + 1000),
         manual: false,
         deleted: false,
-        jobs: Vec::new(),
+        jobs: vec![format!("job-{backup}")],
     };
     assert!(store.start_run(policy, &record).await.unwrap());
+    let id = if ours {
+        record.jobs[0].clone()
+    } else {
+        "someone-else".into()
+    };
+    let meta = serde_json::json!({ "id": id, "name": backup });
     rooted_bucket(cfg)
         .write(
-            &format!("{root}/{backup}/meta/placeholder"),
-            bytes::Bytes::from_static(b"x"),
+            &format!("{root}/{backup}/meta/full_meta.json"),
+            bytes::Bytes::from(meta.to_string()),
         )
         .await
         .unwrap();
@@ -591,15 +598,8 @@ async fn a_failed_run_is_retried_in_its_slot_and_retention_previews_hand_made_da
         ("t_feb20", "2025-02-20T12:00:00Z"),
     ];
     for (backup, date) in dates {
-        hand_made_run(
-            &cfg,
-            &root,
-            &store,
-            &table,
-            &format!("{table}_{backup}"),
-            date,
-        )
-        .await;
+        let backup = format!("{table}_{backup}");
+        hand_made_run(&cfg, &root, &store, (&table, &backup, date), true).await;
     }
     let preview = |c: &mut PolicyServiceClient<Channel>, n: String| {
         let mut c = c.clone();
@@ -669,11 +669,23 @@ async fn a_failed_run_is_retried_in_its_slot_and_retention_previews_hand_made_da
     })
     .await
     .unwrap();
-    for (backup, date) in [("a", "2025-01-02T00:00:00Z"), ("b", "2025-01-01T00:00:00Z")] {
-        hand_made_run(&cfg, &root, &store, &old, &format!("{old}_{backup}"), date).await;
+    // `c`, the newest, was deleted by hand and made again under its name by
+    // someone else: retention leaves it out (it would have kept it as the
+    // newest and deleted `a`), and never deletes it.
+    for (backup, date, ours) in [
+        ("a", "2025-01-02T00:00:00Z", true),
+        ("b", "2025-01-01T00:00:00Z", true),
+        ("c", "2025-01-03T00:00:00Z", false),
+    ] {
+        let backup = format!("{old}_{backup}");
+        hand_made_run(&cfg, &root, &store, (&old, &backup, date), ours).await;
     }
     let decisions = preview(&mut c, old.clone()).await;
     assert_eq!(decisions.len(), 2, "{decisions:?}");
+    assert!(
+        decisions.iter().all(|d| !d.backup_name.ends_with("_c")),
+        "{decisions:?}"
+    );
     assert!(
         decisions[0].keep && decisions[0].reason.contains("never deleted"),
         "{decisions:?}"

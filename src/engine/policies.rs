@@ -105,12 +105,45 @@ impl Engine {
         let names = self.existing_backups().await?;
         let runs = self.policies.runs(p.policy.name()).await?;
         let held = holdings(&runs, &|n| names.contains(n));
+        let held = self.made_by_their_runs(p, held).await?;
         Ok(decide(
             p.policy.retention(),
             &candidates(&held),
             Utc::now(),
             p.policy.schedule().time_zone(),
         ))
+    }
+
+    /// `held` without the runs whose backup under the name is not the one
+    /// their jobs made: incomplete, or deleted by hand and made again (by
+    /// another run of the policy, or by anyone). Retention deletes only a
+    /// complete backup whose id one of the run's jobs had.
+    async fn made_by_their_runs<'a>(
+        &self,
+        p: &StoredPolicy,
+        held: Vec<&'a RunRecord>,
+    ) -> Result<Vec<&'a RunRecord>> {
+        let catalog = &self.ctx.catalog;
+        let index = catalog.index().await?;
+        let mut ours = Vec::new();
+        for r in held {
+            // A backup without an index entry (its publish failed) is read.
+            let id = match index.get(&r.backup) {
+                Some(e) => Some(e.id.clone()),
+                None => catalog.read(&r.backup).await?.map(|info| info.id),
+            };
+            match id {
+                Some(id) if r.jobs.contains(&id) => ours.push(r),
+                id => tracing::warn!(
+                    policy = %p.policy.name(),
+                    backup = %r.backup,
+                    id = ?id,
+                    "retention leaves this backup alone: it is not the complete backup this \
+                     policy's run made (made again under its name, or incomplete)"
+                ),
+            }
+        }
+        Ok(ours)
     }
 
     pub(super) async fn stored_policy(&self, name: &PolicyName) -> Result<StoredPolicy> {
