@@ -129,10 +129,12 @@ pub async fn collect(
 
     // (Tests pause here to change the partitions after they were read.)
     crate::failpoint::pause_at("backup.segments").await;
-    let (segments, mut by_dir) = tokio::try_join!(
-        milvus.persistent_segments(coll.db(), coll.name()),
-        binlogs_by_segment(ctx, desc.id),
-    )?;
+    // Segments first, then their binlogs: Milvus marks a segment flushed
+    // only once all its binlogs are written, so a listing made after finds
+    // them whole. Listed at the same time, a segment that compaction
+    // finished in between could be listed half-written.
+    let segments = milvus.persistent_segments(coll.db(), coll.name()).await?;
+    let mut by_dir = binlogs_by_segment(ctx, desc.id).await?;
     let flushed: Vec<_> = segments
         .iter()
         .filter(|s| s.state == SEGMENT_STATE_FLUSHED)
