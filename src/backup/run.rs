@@ -181,9 +181,10 @@ pub async fn run(
         )));
     }
     objects.sort_by(|a, b| a.key.cmp(&b.key));
-    // Still the name's holder: a process paused past its lease (another
-    // may be resuming the backup) writes no meta.
-    job.fence()?;
+    // Still the name's holder, with time to spare for the meta writes: a
+    // process paused past its lease (another may be resuming the backup)
+    // writes no meta.
+    job.fence_for(margin)?;
     ctx.catalog
         .write(
             &info,

@@ -97,6 +97,12 @@ impl<T> JobHandle<T> {
         self.fences.iter().try_for_each(Fence::check)
     }
 
+    /// [`JobHandle::fence`] with `margin` to spare: before a step that must
+    /// end while the job still holds its leases.
+    pub fn fence_for(&self, margin: std::time::Duration) -> crate::Result<()> {
+        self.fences.iter().try_for_each(|f| f.check_for(margin))
+    }
+
     /// Records the snapshot with `save` whenever [`JobHandle::checkpoint`] is called.
     pub fn with_checkpoint(mut self, save: Checkpoint<T>) -> Self {
         self.checkpoint = Some(save);

@@ -293,6 +293,13 @@ impl Catalog {
         ];
         debug_assert!(files.iter().map(|f| f.0).eq(META_FILES));
         let [segment, partition, collection, backup, full] = files;
+        let completed =
+            || Error::Aborted(format!("backup {} was completed by another job", info.name));
+        // Another process that resumed the backup (this one paused past its
+        // lease) may have committed it: its meta files are never overwritten.
+        if self.is_complete(&info.name).await? {
+            return Err(completed());
+        }
         let write = |(file, body): (&str, Vec<u8>)| {
             let key = self.layout.meta_key(&info.name, file);
             async move { self.store.write(&key, Bytes::from(body)).await }
@@ -311,12 +318,15 @@ impl Catalog {
         // another resumed the backup cannot commit over the other's.
         let (file, body) = full;
         let key = self.layout.meta_key(&info.name, file);
-        match self.store.put_if_absent(&key, Bytes::from(body)).await? {
+        let body = Bytes::from(body);
+        match self.store.put_if_absent(&key, body.clone()).await? {
             CondPut::Written(_) => Ok(()),
-            CondPut::Conflict => Err(Error::Aborted(format!(
-                "backup {} was completed by another job",
-                info.name
-            ))),
+            // A retried write whose first answer was lost finds its own
+            // commit point: the very bytes this job wrote.
+            CondPut::Conflict => match self.store.read(&key).await {
+                Ok(there) if there == body => Ok(()),
+                _ => Err(completed()),
+            },
         }
     }
 
@@ -462,4 +472,45 @@ fn levels_to_tree(
         }
     }
     collections
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::LocalDir;
+
+    /// A second writer of one backup (a process paused past its lease while
+    /// another resumed and completed it) is refused before it writes any
+    /// meta file: the completed backup's files stay as they were.
+    #[tokio::test]
+    async fn a_completed_backup_is_never_written_over() {
+        let root = std::env::temp_dir().join(format!("mb-meta-{}", uuid::Uuid::new_v4().simple()));
+        let catalog = Catalog::new(Arc::new(LocalDir::new(&root)), BackupLayout::new("backup"));
+        let manifest = || Manifest {
+            version: 1,
+            objects: Vec::new(),
+        };
+        let first = BackupInfo {
+            id: "job-1".into(),
+            name: "b1".into(),
+            backup_timestamp: 1,
+            ..Default::default()
+        };
+        catalog.write(&first, &manifest()).await.unwrap();
+        let backup_meta = catalog.layout.meta_key("b1", "backup_meta.json");
+        let before = catalog.store.read(&backup_meta).await.unwrap();
+
+        let second = BackupInfo {
+            backup_timestamp: 2,
+            ..first.clone()
+        };
+        let err = catalog.write(&second, &manifest()).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Aborted(m) if m.contains("completed by another job")),
+            "{err}"
+        );
+        assert_eq!(catalog.read("b1").await.unwrap(), Some(first));
+        assert_eq!(catalog.store.read(&backup_meta).await.unwrap(), before);
+        std::fs::remove_dir_all(root).unwrap();
+    }
 }
