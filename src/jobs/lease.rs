@@ -98,6 +98,11 @@ impl Fence {
         self.check_for(Duration::ZERO)
     }
 
+    /// [`Fence::check_for`] over every fence of a job.
+    pub fn check_all(fences: &[Fence], margin: Duration) -> Result<()> {
+        fences.iter().try_for_each(|f| f.check_for(margin))
+    }
+
     /// [`Error::Aborted`] unless the lease stays valid for `margin` more: for
     /// a step that must finish while it is held.
     pub fn check_for(&self, margin: Duration) -> Result<()> {

@@ -94,13 +94,13 @@ impl<T> JobHandle<T> {
     /// (by this process's clock): called before steps another process that
     /// took the job over could also take.
     pub fn fence(&self) -> crate::Result<()> {
-        self.fences.iter().try_for_each(Fence::check)
+        self.fence_for(std::time::Duration::ZERO)
     }
 
     /// [`JobHandle::fence`] with `margin` to spare: before a step that must
     /// end while the job still holds its leases.
     pub fn fence_for(&self, margin: std::time::Duration) -> crate::Result<()> {
-        self.fences.iter().try_for_each(|f| f.check_for(margin))
+        Fence::check_all(&self.fences, margin)
     }
 
     /// Records the snapshot with `save` whenever [`JobHandle::checkpoint`] is called.
@@ -124,6 +124,17 @@ impl<T> JobHandle<T> {
             Some(save) => save(&snapshot).await,
             None => Ok(()),
         }
+    }
+
+    /// Changes the snapshot whatever the fences say (what this process made
+    /// must be known to its own cleanup), then records it as
+    /// [`JobHandle::checkpoint`] does.
+    pub async fn keep(&self, f: impl FnOnce(&mut T)) -> crate::Result<()>
+    where
+        T: Clone,
+    {
+        self.tx.send_modify(f);
+        self.checkpoint(|_| {}).await
     }
 
     /// Changes the snapshot in place and wakes the watchers.

@@ -93,7 +93,7 @@ pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot, fences: &[Fence]) -
             warn!(restore = %snap.id, prefix = %prefix, why = %why, "staged binlogs kept: an import may still read them; remove them once it ended");
             Some(prefix)
         }
-        None if staged && fenced(fences).is_err() => Some(prefix),
+        None if staged && Fence::check_all(fences, Duration::ZERO).is_err() => Some(prefix),
         None if staged => remove_staging(ctx, snap).await.then_some(prefix),
         None => None,
     };
@@ -163,11 +163,6 @@ async fn remove_staging(ctx: &Context, snap: &RestoreSnapshot) -> bool {
     }
 }
 
-/// `Err` once one of `fences` expired.
-fn fenced(fences: &[Fence]) -> Result<()> {
-    fences.iter().try_for_each(Fence::check)
-}
-
 async fn clean_one(
     ctx: &Context,
     c: &RestoreCollectionStatus,
@@ -200,7 +195,7 @@ async fn clean_one(
                 ))),
                 None => {
                     if milvus.collection_id(db, temp).await? == Some(created) {
-                        fenced(fences)?;
+                        Fence::check_all(fences, Duration::ZERO)?;
                         milvus.rename_collection(db, temp, c.target.name()).await?;
                         Ok(Outcome::SwapCompleted)
                     } else {
@@ -241,7 +236,7 @@ async fn drop_if_ours(
             if ctx.milvus.collection_id(target.db(), target.name()).await? != Some(id) {
                 return Ok(Outcome::Nothing);
             }
-            fenced(fences)?;
+            Fence::check_all(fences, Duration::ZERO)?;
             ctx.milvus
                 .drop_collection(target.db(), target.name())
                 .await?;

@@ -252,8 +252,9 @@ where
         .uninterrupted(async move {
             let tasks = ctx.milvus.import(&request).await?;
             crate::failpoint::pause_at("restore.import_asked").await;
-            handle.update(|s| record(s, &t, &key).tasks = tasks.clone());
-            handle.checkpoint(|_| {}).await?;
+            handle
+                .keep(|s| record(s, &t, &key).tasks = tasks.clone())
+                .await?;
             Ok(tasks)
         })
         .await?;

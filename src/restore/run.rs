@@ -299,9 +299,7 @@ async fn create_once(
             )
         })?;
         crate::failpoint::pause_at("restore.created").await;
-        // Known to this process's cleanup at once, then recorded for others.
-        handle.update(|s| status(s, &t).created_id = Some(id));
-        handle.checkpoint(|_| {}).await?;
+        handle.keep(|s| status(s, &t).created_id = Some(id)).await?;
         Ok(id)
     })
     .await
