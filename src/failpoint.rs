@@ -13,6 +13,7 @@
 //! early copy runs on), `backup.described` (every collection described; the
 //! copies run on),
 //! `backup.meta.before_backup_meta`, `backup.meta.before_full_meta`,
+//! `backup.committed` (its commit point written, its bases not yet let go),
 //! `backup.incremental.bases_held` (an incremental backup holds the backups it
 //! reuses), `delete.after_commit_point` (the backup is no longer complete, its
 //! objects are still there, the readers not yet looked at again),

@@ -6,8 +6,10 @@ mod common;
 
 use common::data::{self, Spec};
 use common::flows::{self, backup_request, last_backup, last_restore};
+use common::process;
 use milvus_backup::api::proto as pb;
 use milvus_backup::milvus::MilvusApi;
+use std::time::Duration;
 use tonic::Code;
 
 async fn source(m: &milvus_backup::milvus::MilvusClient, prefix: &str) -> Spec {
@@ -89,6 +91,53 @@ async fn cancelled_jobs_leave_nothing_behind() {
     );
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     server.handle.stop().await.unwrap();
+}
+
+/// A cancel that lands after the backup wrote its commit point
+/// (`backup.committed`, its bases not yet let go nor its entry published)
+/// comes too late: the backup is complete, so the job ends SUCCEEDED, and
+/// the backup is listed and verifies. The code before ended it CANCELLED
+/// while the complete backup stayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_past_the_commit_point_leaves_a_succeeded_backup() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = source(&m, "late_cancel_src").await;
+    let release = std::env::temp_dir().join(common::unique("late_cancel_release"));
+    let failpoint = format!("backup.committed@{}", release.display());
+    let root = common::unique("late_cancel_root");
+    let mut server =
+        process::Proc::start_rooted_paused(&cfg, "late-cancel-state", &root, "", Some(&failpoint))
+            .await;
+    let name = common::unique("late_cancel");
+    let stream = server
+        .client
+        .create_backup(backup_request(&name, &[&spec.name]))
+        .await
+        .expect("CreateBackup accepted")
+        .into_inner();
+    server.wait_paused(Duration::from_secs(120)).await;
+    server
+        .client
+        .cancel_backup(pb::CancelBackupRequest { name: name.clone() })
+        .await
+        .expect("cancel accepted while the job runs");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::fs::write(&release, b"").unwrap();
+
+    let end = tokio::time::timeout(Duration::from_secs(120), last_backup(stream))
+        .await
+        .expect("the backup ends");
+    assert_eq!(end.state, pb::JobState::Succeeded as i32, "{end:?}");
+    assert!(end.size_bytes > 0, "its size is known: {end:?}");
+    let got = flows::get_backup(&mut server.client, &name).await;
+    assert_eq!(got.state, pb::JobState::Succeeded as i32, "{got:?}");
+    assert_eq!(got.collections.len(), 1, "{got:?}");
+    flows::assert_verifies(&mut server.client, &name, "late cancel").await;
+
+    let _ = std::fs::remove_file(&release);
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -47,6 +47,9 @@ impl MilvusApi for FakeMilvus {
     async fn create_database(&self, _db: &str) -> Result<()> {
         Ok(())
     }
+    async fn drop_database(&self, _db: &str) -> Result<()> {
+        Ok(())
+    }
     async fn list_collections(&self, _db: &str) -> Result<Vec<String>> {
         Ok(vec!["c".into()])
     }

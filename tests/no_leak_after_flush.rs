@@ -37,6 +37,9 @@ impl MilvusApi for WritesAfterFlush {
     async fn create_database(&self, db: &str) -> Result<()> {
         self.real.create_database(db).await
     }
+    async fn drop_database(&self, db: &str) -> Result<()> {
+        self.real.drop_database(db).await
+    }
     async fn list_collections(&self, db: &str) -> Result<Vec<String>> {
         self.real.list_collections(db).await
     }

@@ -464,3 +464,91 @@ async fn a_partition_key_routed_over_other_partitions_is_refused() {
     data::drop_if_exists(&m, &mine.db, &target).await;
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
+
+/// Two restores into databases that did not exist, both cancelled right
+/// after Milvus made their collections (`restore.created`). Meanwhile the
+/// user makes a collection of their own in the second database. Cleanup
+/// drops each restore's collection, then the database it created when that
+/// is empty: the first database goes, the second stays with the user's
+/// collection. The code before left both databases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_restore_drops_the_database_it_created_when_empty() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("newdb_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..50, 6).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let release = std::env::temp_dir().join(common::unique("newdb_release"));
+    let failpoint = format!("restore.created@{}", release.display());
+    let root = common::unique("newdb_root");
+    let mut server =
+        process::Proc::start_rooted_paused(&cfg, "newdb-state", &root, "", Some(&failpoint)).await;
+    let backup = common::unique("newdb_b");
+    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
+    let (emptied, filled) = (common::unique("rdb_a"), common::unique("rdb_b"));
+    let mut ids = Vec::new();
+    for (n, db) in [&emptied, &filled].into_iter().enumerate() {
+        let into = format!("{db}.{}", spec.name);
+        let id = flows::start_restore(
+            &mut server.client,
+            pb::RestoreRequest {
+                backup_name: backup.clone(),
+                collection_renames: [(format!("default.{}", spec.name), into)].into(),
+                ..Default::default()
+            },
+        )
+        .await;
+        ids.push(id);
+        flows::eventually("the restore pauses", Duration::from_secs(120), || {
+            let log = server.log.clone();
+            async move {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                text.matches("failpoint reached").count() > n
+            }
+        })
+        .await;
+    }
+    let dbs = m.list_databases().await.unwrap();
+    assert!(dbs.contains(&emptied) && dbs.contains(&filled), "{dbs:?}");
+    let mine = Spec {
+        db: filled.clone(),
+        ..Spec::new("users_own")
+    };
+    data::create(&m, &mine).await;
+    for id in &ids {
+        server
+            .client
+            .cancel_restore(pb::CancelRestoreRequest { id: id.clone() })
+            .await
+            .expect("cancel accepted");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::fs::write(&release, b"").unwrap();
+    for id in &ids {
+        let job = tokio::time::timeout(
+            Duration::from_secs(120),
+            flows::watch_restore_to_end(&mut server.client, id),
+        )
+        .await
+        .expect("the restore ends");
+        assert_eq!(job.state, pb::JobState::Cancelled as i32, "{job:?}");
+    }
+    let dbs = m.list_databases().await.unwrap();
+    assert!(
+        !dbs.contains(&emptied),
+        "the database the restore created, left empty, is dropped: {dbs:?}"
+    );
+    assert!(dbs.contains(&filled), "the user's database stays: {dbs:?}");
+    assert_eq!(
+        m.list_collections(&filled).await.unwrap(),
+        ["users_own"],
+        "only the user's collection is left in it"
+    );
+
+    let _ = std::fs::remove_file(&release);
+    server.finish();
+    data::drop_if_exists(&m, &filled, "users_own").await;
+    m.drop_database(&filled).await.unwrap();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

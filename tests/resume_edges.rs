@@ -22,10 +22,11 @@
 //! - a restore retried with its `request_id` on another replica, and on its
 //!   own server after a restart, gets the same job: the collection it made
 //!   (and the rows written to it since) is never replaced again;
-//! - a backup whose server died mid-copy: a delete (by the CLI) refuses its
-//!   folder while the job is still to be resumed, naming the job, and
-//!   removes nothing; a server then resumes it to a complete backup, which
-//!   verifies and is deleted.
+//! - a backup whose server died mid-copy, deleted by the CLI: the delete ends
+//!   the job CANCELLED first, so no server resumes it into the deleted
+//!   folder, and the name can be used again;
+//! - a backup taken over whose folder holds another job's plan is not
+//!   resumed, and its cleanup leaves that folder whole.
 
 mod common;
 
@@ -362,7 +363,7 @@ async fn a_retried_request_id_gets_the_same_restore_on_any_server_and_after_a_re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_delete_refuses_the_folder_of_a_backup_still_to_be_resumed() {
+async fn a_delete_ends_an_interrupted_backup_job_which_is_then_not_resumed() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let spec = Spec::new(&common::unique("rpend_src"));
@@ -382,7 +383,15 @@ async fn a_delete_refuses_the_folder_of_a_backup_still_to_be_resumed() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let store = common::process::rooted_bucket(&cfg);
     let prefix = format!("{root}/{name}/");
-    let before = store.list(&prefix).await.unwrap().len();
+    assert!(
+        store
+            .list(&prefix)
+            .await
+            .unwrap()
+            .iter()
+            .any(|o| o.key.ends_with("resume-plan.json")),
+        "the dead job's folder, with its plan"
+    );
     let (config, deleting) = (owner.config().to_path_buf(), name.clone());
     let deleted = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
@@ -394,30 +403,111 @@ async fn a_delete_refuses_the_folder_of_a_backup_still_to_be_resumed() {
     })
     .await
     .unwrap();
-    let said = String::from_utf8_lossy(&deleted.stderr).to_string();
     assert!(
-        !deleted.status.success() && said.contains("has not ended"),
-        "the folder of a backup still to be resumed is refused: {said}"
+        deleted.status.success(),
+        "the CLI deletes the interrupted backup: {}",
+        String::from_utf8_lossy(&deleted.stderr)
     );
-    let left = store.list(&prefix).await.unwrap();
-    assert_eq!(left.len(), before, "nothing removed");
-    assert!(left.iter().any(|o| o.key.ends_with("resume-plan.json")));
+    assert!(
+        store.list(&prefix).await.unwrap().is_empty(),
+        "nothing left"
+    );
+    let records = milvus_backup::jobs::SharedRecords::new(store.clone(), &root);
+    let ended = records
+        .load::<milvus_backup::jobs::BackupSnapshot>(&name)
+        .await
+        .unwrap()
+        .expect("the job's shared record");
+    assert_eq!(
+        ended.state,
+        milvus_backup::jobs::JobState::Cancelled,
+        "{ended:?}"
+    );
+    assert!(
+        ended
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not resumed"),
+        "{ended:?}"
+    );
 
-    // A server resumes it to a complete backup, which can then be deleted.
+    // A server on the root does not resume it (the code before would have
+    // made the deleted backup again); the name is free.
     let taker = Proc::start_rooted(&cfg, "rpend_t", &root, "").await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(
+        store.list(&prefix).await.unwrap().is_empty(),
+        "not resumed into the deleted folder"
+    );
+    let log = std::fs::read_to_string(&taker.log).unwrap_or_default();
+    assert!(!log.contains("took over a backup"), "{log}");
+    let mut client = taker.client.clone();
+    flows::backup_collections(&mut client, &name, &[&spec.name]).await;
+    flows::assert_verifies(&mut client, &name, "a new backup under the name").await;
+    println!("the interrupted job ended: {:?}", ended.error);
+    owner.finish();
+    taker.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// A backup whose server died mid-copy, and whose folder then holds the plan
+/// of another job (here, rewritten by hand): the server that takes it over
+/// does not resume it (FAILED, naming both jobs), and its cleanup leaves the
+/// folder to that job. The code before removed the other job's folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_taken_over_backup_leaves_a_folder_another_job_planned() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("rforeign_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..200, 83).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let root = common::unique("rforeign_root");
+    let mut owner =
+        Proc::start_rooted_paused(&cfg, "rforeign", &root, "", Some("backup.described")).await;
+    let name = common::unique("rforeign_b");
+    let mut client = owner.client.clone();
+    let request = flows::backup_request(&name, &[&spec.name]);
+    let _started = tokio::spawn(async move { client.create_backup(request).await });
+    owner.wait_paused(Duration::from_secs(120)).await;
+    owner.kill();
+    let store = common::process::rooted_bucket(&cfg);
+    let prefix = format!("{root}/{name}/");
+    let plan_key = format!("{prefix}resume-plan.json");
+    let mut plan: serde_json::Value =
+        serde_json::from_slice(&store.read(&plan_key).await.unwrap()).unwrap();
+    plan["job"] = "another-job".into();
+    store
+        .write(&plan_key, serde_json::to_vec(&plan).unwrap().into())
+        .await
+        .unwrap();
+    let before = store.list(&prefix).await.unwrap();
+    assert!(before.len() > 1, "the dead job copied binlogs: {before:?}");
+
+    let taker = Proc::start_rooted(&cfg, "rforeign_t", &root, "").await;
     let mut client = taker.client.clone();
     let end = flows::watch_backup_to_end(&mut client, &name, Duration::from_secs(120)).await;
-    assert_eq!(end.state, pb::JobState::Succeeded as i32, "{end:?}");
-    flows::assert_verifies(&mut client, &name, "the resumed backup").await;
-    client
-        .delete_backup(pb::DeleteBackupRequest {
-            name: name.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("deleted once it ended");
-    assert!(store.list(&prefix).await.unwrap().is_empty());
-    println!("refused while it was to be resumed: {}", said.trim());
+    assert_eq!(end.state, pb::JobState::Failed as i32, "{end:?}");
+    assert!(
+        end.error_message
+            .contains("holds the plan of job another-job"),
+        "{end:?}"
+    );
+    let after = store.list(&prefix).await.unwrap();
+    let keys = |l: &[milvus_backup::storage::ObjectInfo]| {
+        l.iter().map(|o| o.key.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        keys(&after),
+        keys(&before),
+        "the other job's folder is left whole"
+    );
+    let kept: serde_json::Value =
+        serde_json::from_slice(&store.read(&plan_key).await.unwrap()).unwrap();
+    assert_eq!(kept["job"], "another-job");
+    let all: Vec<String> = keys(&after);
+    store.delete(&all).await.unwrap();
     owner.finish();
     taker.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;

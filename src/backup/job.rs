@@ -54,20 +54,36 @@ impl JobKind for BackupJob {
         // Checked again under the lease: another process may have taken the
         // name between the plan and the lease.
         // A resumed job continues in the folder its dead server left, which
-        // must not be complete.
+        // must not be complete, and only while its record still says it
+        // runs (a delete of the folder ends it first, under this hold).
         let taken = async {
             match req.resumes() {
-                false => ctx.catalog.is_taken(name).await,
-                true => ctx.catalog.is_complete(name).await,
+                false => ctx.catalog.is_taken(name).await.map(|t| t.then_some(None)),
+                true => {
+                    let ended = match ctx.shared_records().load::<BackupSnapshot>(name).await? {
+                        Some(r) => r.id != id || r.state.is_terminal(),
+                        None => false,
+                    };
+                    match ended {
+                        true => Ok(Some(Some(Error::Aborted(format!(
+                            "backup job {id} of {name} ended while its server was down: not resumed"
+                        ))))),
+                        false => ctx
+                            .catalog
+                            .is_complete(name)
+                            .await
+                            .map(|t| t.then_some(None)),
+                    }
+                }
             }
         };
         let (lease, taken) = ctx
             .leases()
             .hold_for_writing_then(name, &id, "create", taken)
             .await?;
-        if taken {
+        if let Some(why) = taken {
             lease.release().await;
-            return Err(Error::already_exists("backup", name));
+            return Err(why.unwrap_or_else(|| Error::already_exists("backup", name)));
         }
         let mut snapshot = BackupSnapshot::pending(id, name.to_string(), req.meta_only());
         snapshot.trace_id = req.caller().trace().map(|t| t.as_str().to_string());
@@ -85,7 +101,7 @@ impl JobKind for BackupJob {
         super::run(&self.ctx, &self.req, &self.collections, job).await
     }
 
-    async fn clean_up(&self, error: &Error, _job: &JobHandle<BackupSnapshot>) {
+    async fn clean_up(&self, error: &Error, job: &JobHandle<BackupSnapshot>) {
         let name = self.req.name();
         if self.lease.fence().check().is_err() {
             // Its lease expired: another process may own the name's objects
@@ -100,7 +116,25 @@ impl JobKind for BackupJob {
             error!(backup = %name, "the backup is complete (or cannot be checked): its objects are left");
             return;
         }
-        if let Err(e) = self.ctx.catalog.delete(name).await {
+        // Only a folder this job made is removed: one whose plan is the
+        // job's own, or, for a new job (the name was free under its lease),
+        // one it had not claimed yet. A resumed job that found another's
+        // folder leaves it to that job's own takeover.
+        let id = job.snapshot().id;
+        match super::plan_owner(&self.ctx, name).await {
+            Ok(Some(owner)) if owner == id => {}
+            Ok(None) if !self.req.resumes() => {}
+            Ok(owner) => {
+                let owner = owner.unwrap_or_else(|| "no job".into());
+                error!(backup = %name, %owner, "the folder is not this job's: its objects are left");
+                return;
+            }
+            Err(e) => {
+                error!(backup = %name, error = %e, "cannot read whose the folder is: its objects are left");
+                return;
+            }
+        }
+        if let Err(e) = self.ctx.catalog.delete(name, &[self.lease.fence()]).await {
             error!(backup = %name, error = %e, "cannot remove the partial backup");
         }
     }
@@ -167,7 +201,7 @@ impl JobKind for BackupJob {
                     .await
                 {
                     Ok(lease) => {
-                        if let Err(e) = ctx.catalog.delete(&b.name).await {
+                        if let Err(e) = ctx.catalog.delete(&b.name, &[lease.fence()]).await {
                             warn!(backup = %b.name, error = %e, "cannot remove the interrupted backup's objects");
                         }
                         lease.release().await;

@@ -185,31 +185,14 @@ pub async fn run(
     // process paused past its lease (another may be resuming the backup)
     // writes no meta.
     job.fence_for(margin)?;
-    ctx.catalog
-        .write(
-            &info,
-            &Manifest {
-                version: 1,
-                objects,
-            },
-        )
-        .await?;
-    // Complete: its meta names what it references, and a delete of a base keeps it.
-    crate::jobs::lease::release_all(holds.into_values().collect()).await;
-    // Listed fast from now on; a backup without its entry is still listed.
-    let publish = async {
-        // Past its lease, a delete may already have withdrawn the entry.
-        if job.fence().is_err() {
-            tracing::warn!(backup = %req.name(), "the backup's lease expired: it is not added to the catalog index");
-            return;
-        }
-        if let Err(e) = ctx.catalog.publish(&snapshot_of(&info)).await {
-            tracing::warn!(backup = %req.name(), error = %e, "cannot add the backup to the catalog index");
-        }
+    let manifest = Manifest {
+        version: 1,
+        objects,
     };
-    tokio::join!(super::resume::drop_plan(ctx, req.name()), publish);
+    let holds = holds.into_values().collect();
+    job.uninterrupted(commit(ctx.clone(), job.clone(), info, manifest, holds))
+        .await?;
     phase.end("meta");
-    job.update(|s| s.size_bytes = size.max(0) as u64);
     tracing::info!(
         backup = %req.name(),
         collections = collections.len(),
@@ -218,6 +201,37 @@ pub async fn run(
         phases = %phase,
         "backed up"
     );
+    Ok(())
+}
+
+/// Writes the meta, the commit point last, then lets go of the bases and
+/// publishes the backup. Run to its end whatever a cancel says: once the
+/// commit point is written the backup is complete, and the job says so.
+async fn commit(
+    ctx: Context,
+    job: JobHandle<BackupSnapshot>,
+    info: BackupInfo,
+    manifest: Manifest,
+    holds: Vec<Lease>,
+) -> Result<()> {
+    ctx.catalog.write(&info, &manifest).await?;
+    job.reached_commit_point();
+    crate::failpoint::pause_at("backup.committed").await;
+    // Complete: its meta names what it references, and a delete of a base keeps it.
+    crate::jobs::lease::release_all(holds).await;
+    // Listed fast from now on; a backup without its entry is still listed.
+    let publish = async {
+        // Past its lease, a delete may already have withdrawn the entry.
+        if job.fence().is_err() {
+            tracing::warn!(backup = %info.name, "the backup's lease expired: it is not added to the catalog index");
+            return;
+        }
+        if let Err(e) = ctx.catalog.publish(&snapshot_of(&info)).await {
+            tracing::warn!(backup = %info.name, error = %e, "cannot add the backup to the catalog index");
+        }
+    };
+    tokio::join!(super::resume::drop_plan(&ctx, &info.name), publish);
+    job.update(|s| s.size_bytes = info.size.max(0) as u64);
     Ok(())
 }
 

@@ -73,8 +73,8 @@ impl JobKind for DeleteJob {
         // root is not ours to remove. A folder with our checksums, a backup's
         // plan or a delete's marker but no commit point is one of ours left
         // half-way (a create that failed or was killed, a delete cut short);
-        // under the hold none is running, so it may go, unless the name's
-        // backup job is still to be resumed (into this folder).
+        // under the hold none is running, so it may go (a backup job still to
+        // be resumed into it is ended first).
         // A resumed delete continues in the folder it was deleting, unless a
         // complete backup of another id is there now (made again meanwhile).
         let ours = async {
@@ -99,7 +99,7 @@ impl JobKind for DeleteJob {
                     Some(Some(info.id))
                 }
                 None if catalog.is_marked_ours(&name).await? => {
-                    unended_backup(ctx, &name).await?;
+                    end_interrupted_job(ctx, &name, &id).await?;
                     Some(None)
                 }
                 None => None,
@@ -159,7 +159,7 @@ impl JobKind for DeleteJob {
         job.update(|s| s.objects_kept = plan.keep.len() as u64);
         crate::failpoint::pause_at("delete.planned").await;
         let deleted = catalog
-            .delete_as_planned(&self.name, &plan, |done, total| {
+            .delete_as_planned(&self.name, &plan, &[self.lease.fence()], |done, total| {
                 job.update(|s| (s.objects_deleted, s.objects_total) = (done, total))
             })
             .await?;
@@ -219,10 +219,6 @@ impl JobKind for DeleteJob {
     }
 }
 
-/// Refuses to delete an incomplete folder while the shared record of the
-/// name's backup job says it has not ended: its server stopped, and a server
-/// resumes it into that folder once its lease has expired (or ends it, when
-/// cancelled).
 /// Ends the name's backup job record when it still says the job runs but
 /// the backup is complete (its server died between the commit point and the
 /// record's end): once deleted, it must not be taken over and made again.
@@ -238,19 +234,22 @@ async fn end_completed_job(ctx: &Context, info: &crate::meta::model::BackupInfo)
     }
 }
 
-async fn unended_backup(ctx: &Context, name: &BackupName) -> Result<()> {
-    match ctx
-        .shared_records()
-        .load::<BackupSnapshot>(name.as_str())
-        .await?
-    {
-        Some(record) if !record.state().is_terminal() => Err(Error::FailedPrecondition(format!(
-            "backup {:?} is incomplete and its backup job {} has not ended: a server on this \
-             backup root resumes it once its lease expires (or ends it, if CancelBackup asked); \
-             delete it once it has ended",
-            name.as_str(),
-            record.id,
-        ))),
+/// Ends the record of the name's backup job when it says the job has not
+/// ended (its server stopped before it did): under the name's hold no
+/// process runs it, and a takeover, which needs the hold too and reads the
+/// record under it, then leaves it alone rather than resuming it into the
+/// folder this delete removes. It ends CANCELLED, naming the delete.
+async fn end_interrupted_job(ctx: &Context, name: &BackupName, delete: &str) -> Result<()> {
+    let records = ctx.shared_records();
+    match records.load::<BackupSnapshot>(name.as_str()).await? {
+        Some(mut record) if !record.state().is_terminal() => {
+            info!(backup = %name, job = %record.id, "the backup's job was interrupted: it ends now, as its folder is deleted");
+            record.finish(&Err(Error::Cancelled(format!(
+                "its server stopped before it ended, and delete job {delete} removed its folder: \
+                 it is not resumed"
+            ))));
+            records.save(&record).await
+        }
         _ => Ok(()),
     }
 }

@@ -50,6 +50,8 @@ pub(super) struct SlotBook {
     handled: HashMap<String, i64>,
     /// (policy, slot) runs this server is running now.
     running: HashSet<(String, i64)>,
+    /// policy → the slot last said to wait for an earlier run.
+    waiting: HashMap<String, i64>,
 }
 
 /// The record a run starts with.
@@ -134,8 +136,17 @@ impl Engine {
                 .handled
                 .get(&name)
                 .copied();
-            if handled.is_none_or(|h| h < slot) {
-                self.spawn_slot(p.clone(), slot, false);
+            if handled.is_some_and(|h| h >= slot) {
+                continue;
+            }
+            // A run of the policy here: the slot waits (see `run_held_slot`).
+            let running_here = (self.slots.lock().expect("slots").running)
+                .iter()
+                .find(|(q, s)| *q == name && *s != slot)
+                .map(|(_, s)| *s);
+            match running_here {
+                Some(running) => self.note_waiting(&name, slot, running),
+                None => self.spawn_slot(p.clone(), slot, false),
             }
         }
         Ok(())
@@ -238,6 +249,15 @@ impl Engine {
         }
     }
 
+    /// Logs once per slot that it waits for the run of slot `running`.
+    fn note_waiting(&self, policy: &str, slot_ms: i64, running: i64) {
+        let mut book = self.slots.lock().expect("slots");
+        if book.waiting.insert(policy.to_string(), slot_ms) != Some(slot_ms) {
+            let at = |ms| chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+            info!(policy = %policy, slot = %at(slot_ms), running = %at(running), "the slot waits for the policy's run still running");
+        }
+    }
+
     fn mark_handled(&self, policy: &str, slot_ms: i64) {
         let mut book = self.slots.lock().expect("slots");
         let h = book.handled.entry(policy.to_string()).or_insert(slot_ms);
@@ -282,10 +302,19 @@ impl Engine {
                 (r, true)
             }
             None => {
+                let runs = store.runs(name).await?;
                 // A scheduled slot older than one already taken is stale.
-                if !manual && newer_slot(&store.runs(name).await?) {
+                if !manual && newer_slot(&runs) {
                     self.mark_handled(name, slot_ms);
                     return Ok(true);
+                }
+                // Nor does it start while a run of the policy is running
+                // (here or on another server): backups of one policy never
+                // pile up on Milvus. The newest slot due when that run
+                // ends runs then; the ones due before it are not made.
+                if !manual && let Some(busy) = runs.iter().find(|r| r.state == RunState::Running) {
+                    self.note_waiting(name, slot_ms, busy.slot_ms);
+                    return Ok(false);
                 }
                 let slot = chrono::DateTime::from_timestamp_millis(slot_ms).unwrap_or_default();
                 let backup = p.policy.backup_name(slot)?;
@@ -395,7 +424,9 @@ impl Engine {
             let hold = leases
                 .hold_for_writing(name.as_str(), &job, "settle a policy run")
                 .await?;
-            let settled = self.settle_name(&name, record, last.map(|h| h.job)).await;
+            let settled = self
+                .settle_name(&name, record, last.map(|h| h.job), &hold.fence())
+                .await;
             hold.release().await;
             if settled? {
                 return Ok(());
@@ -422,6 +453,7 @@ impl Engine {
         name: &BackupName,
         record: &RunRecord,
         last_holder: Option<String>,
+        hold: &crate::jobs::Fence,
     ) -> Result<bool> {
         let catalog = &self.ctx.catalog;
         let ours = |id: &str| record.jobs.iter().any(|j| j == id);
@@ -451,7 +483,9 @@ impl Engine {
                 name: format!("{name} (half-written by another job; left alone)"),
             });
         }
-        let removed = catalog.delete(name.as_str()).await?;
+        let removed = catalog
+            .delete(name.as_str(), std::slice::from_ref(hold))
+            .await?;
         info!(backup = %name, objects = removed, "removed the run's half-written backup");
         Ok(false)
     }

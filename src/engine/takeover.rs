@@ -241,7 +241,7 @@ impl Engine {
         );
         if ours
             && matches!(self.ctx.catalog.is_complete(&name).await, Ok(false))
-            && let Err(e) = self.ctx.catalog.delete(&name).await
+            && let Err(e) = self.ctx.catalog.delete(&name, &[hold.fence()]).await
         {
             warn!(backup = %name, error = %e, "cannot remove the backup's objects");
         }

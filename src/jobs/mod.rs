@@ -24,6 +24,8 @@ pub use snapshot::{
 pub use store::{JobStore, MAX_RECORDS};
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
@@ -52,6 +54,8 @@ pub struct JobHandle<T> {
     fences: Vec<Fence>,
     /// Steps that run to their end even when the job is cancelled.
     uninterrupted: TaskTracker,
+    /// Set once the job's work is done whatever follows (its commit point).
+    committed: Arc<AtomicBool>,
 }
 
 impl<T> Clone for JobHandle<T> {
@@ -61,6 +65,7 @@ impl<T> Clone for JobHandle<T> {
             checkpoint: self.checkpoint.clone(),
             fences: self.fences.clone(),
             uninterrupted: self.uninterrupted.clone(),
+            committed: self.committed.clone(),
         }
     }
 }
@@ -81,6 +86,7 @@ impl<T> JobHandle<T> {
             checkpoint: None,
             fences: Vec::new(),
             uninterrupted: TaskTracker::new(),
+            committed: Arc::default(),
         }
     }
 
@@ -170,6 +176,17 @@ impl<T> JobHandle<T> {
     pub async fn settle(&self) {
         self.uninterrupted.close();
         self.uninterrupted.wait().await;
+    }
+
+    /// Marks the job's commit point as written: from now on it has done its
+    /// work, and a cancel or an error in what follows does not undo that.
+    pub fn reached_commit_point(&self) {
+        self.committed.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`JobHandle::reached_commit_point`] was called.
+    pub fn past_commit_point(&self) -> bool {
+        self.committed.load(Ordering::SeqCst)
     }
 
     /// A new watcher of this job.

@@ -350,6 +350,14 @@ impl<K: JobKind> Runner<K> {
                 // A cancel drops the work, not its uninterrupted steps:
                 // cleanup sees what they made and recorded.
                 handle.settle().await;
+                // Stopped past its commit point, the job has done its work.
+                let result = match result {
+                    Err(e) if handle.past_commit_point() => {
+                        warn!(error = %e, "{} stopped past its commit point: it completed", K::NAME);
+                        Ok(())
+                    }
+                    result => result,
+                };
                 // A job whose lease went to another process (which resumes it
                 // under the same id) leaves the shared record to that process.
                 // So does one that failed after its lease expired by this

@@ -453,6 +453,9 @@ pub struct RestoreSnapshot {
     /// The staging prefix a succeeded restore could not remove.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staging_left: Option<String>,
+    /// Databases this job created: cleanup drops each it leaves empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases_created: Vec<String>,
 }
 
 /// One damaged object.

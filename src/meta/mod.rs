@@ -19,6 +19,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
+use crate::jobs::Fence;
 use crate::storage::{CondPut, ObjectStore};
 pub use layout::{BackupLayout, LogKind, META_FILES, MilvusLayout};
 use manifest::{MANIFEST_FILE, Manifest, ManifestEntry};
@@ -348,10 +349,11 @@ impl Catalog {
     /// Deletes the objects of the folder of an incomplete backup `name` (a
     /// job's partial backup) that no other complete backup references;
     /// returns how many went. A folder that was once complete may hold
-    /// objects that backups made since reuse: those stay.
-    pub async fn delete(&self, name: &str) -> Result<u64> {
+    /// objects that backups made since reuse: those stay. Stops with
+    /// [`Error::Aborted`] once one of `fences` has expired.
+    pub async fn delete(&self, name: &str, fences: &[Fence]) -> Result<u64> {
         let plan = self.delete_plan(name).await?;
-        self.delete_as_planned(name, &plan, |_, _| {}).await
+        self.delete_as_planned(name, &plan, fences, |_, _| {}).await
     }
 
     /// Deletes the objects of backup `name` as `plan` says (see
@@ -363,8 +365,12 @@ impl Catalog {
         &self,
         name: &str,
         plan: &DeletePlan,
+        fences: &[Fence],
         progress: impl Fn(u64, u64),
     ) -> Result<u64> {
+        // Checked before every request that removes: a process paused past
+        // its lease stops before it removes what the next holder relies on.
+        let held = || Fence::check_all(fences, std::time::Duration::ZERO);
         let keep = &plan.keep;
         let prefix = self.layout.backup_prefix(name);
         let keys: Vec<String> = self
@@ -402,8 +408,10 @@ impl Catalog {
         progress(0, total);
         if marks.is_empty() && !(first.is_empty() && rest.is_empty() && plan.orphans.is_empty()) {
             // A Go-tool backup: nothing of ours marks it once its meta goes.
+            held()?;
             marks.push(self.mark_deleting(name).await?);
         }
+        held()?;
         self.store.delete(&first).await?;
         crate::failpoint::pause_at("delete.meta_removed").await;
         let mut done = first.len() as u64;
@@ -411,10 +419,12 @@ impl Catalog {
             .chunks(DELETE_BATCH)
             .chain(plan.orphans.chunks(DELETE_BATCH))
         {
+            held()?;
             self.store.delete(batch).await?;
             done += batch.len() as u64;
             progress(done, total);
         }
+        held()?;
         self.store.delete(&marks).await?;
         // An entry a writer published late (paused past its lease) goes too.
         self.withdraw(name).await?;

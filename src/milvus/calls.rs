@@ -105,6 +105,15 @@ impl MilvusApi for MilvusClient {
             .await
     }
 
+    async fn drop_database(&self, db: &str) -> Result<()> {
+        let msg = pb::DropDatabaseRequest {
+            db_name: db.into(),
+            ..Default::default()
+        };
+        self.command("DropDatabase", "", msg, via!(drop_database))
+            .await
+    }
+
     async fn list_collections(&self, db: &str) -> Result<Vec<String>> {
         let msg = pb::ShowCollectionsRequest {
             db_name: db.into(),

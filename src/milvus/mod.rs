@@ -133,6 +133,8 @@ pub trait MilvusApi: Send + Sync {
     /// Database names; `["default"]` on servers without databases.
     async fn list_databases(&self) -> Result<Vec<String>>;
     async fn create_database(&self, db: &str) -> Result<()>;
+    /// Drops database `db`; Milvus refuses one that holds a collection.
+    async fn drop_database(&self, db: &str) -> Result<()>;
     async fn list_collections(&self, db: &str) -> Result<Vec<String>>;
     async fn has_collection(&self, db: &str, name: &str) -> Result<bool>;
     async fn describe_collection(&self, db: &str, name: &str) -> Result<CollectionInfo>;

@@ -88,6 +88,7 @@ pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot, fences: &[Fence]) -
         true => Some("a collection was left alone".to_string()),
         false => imports_may_run(ctx, snap, &out).await,
     };
+    drop_databases_left_empty(ctx, snap, fences).await;
     let staging_left = match keep {
         Some(why) => {
             warn!(restore = %snap.id, prefix = %prefix, why = %why, "staged binlogs kept: an import may still read them; remove them once it ended");
@@ -100,6 +101,34 @@ pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot, fences: &[Fence]) -
     Cleaned {
         outcomes: out,
         staging_left,
+    }
+}
+
+/// Drops each database this job created that holds no collection now (its
+/// own were dropped above). Milvus refuses to drop one that holds a
+/// collection, so one that anyone filled meanwhile stays.
+async fn drop_databases_left_empty(ctx: &Context, snap: &RestoreSnapshot, fences: &[Fence]) {
+    for db in &snap.databases_created {
+        if Fence::check_all(fences, Duration::ZERO).is_err() {
+            return;
+        }
+        let dropped = match ctx.milvus.list_collections(db).await {
+            Ok(colls) if colls.is_empty() => ctx.milvus.drop_database(db).await.map(|()| true),
+            Ok(_) => Ok(false),
+            Err(e) => Err(e),
+        };
+        match dropped {
+            Ok(true) => {
+                info!(restore = %snap.id, database = %db, "dropped the database this restore created")
+            }
+            Ok(false) => {
+                info!(restore = %snap.id, database = %db, "the database this restore created holds collections: it stays")
+            }
+            Err(e) if e.is_milvus_not_found() => {}
+            Err(e) => {
+                warn!(restore = %snap.id, database = %db, error = %e, "cannot drop the database this restore created")
+            }
+        }
     }
 }
 

@@ -338,6 +338,7 @@ fn pending(
         request_id: None,
         order: Some(order_of(req, backup_id)),
         staging_left: None,
+        databases_created: Vec::new(),
     }
 }
 

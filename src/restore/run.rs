@@ -264,7 +264,14 @@ async fn create_once(
     let milvus = ctx.milvus.as_ref();
     let (db, name) = (fill.db(), fill.name());
     if db != DEFAULT_DB && !milvus.list_databases().await?.iter().any(|d| d == db) {
-        milvus.create_database(db).await?;
+        // Made and recorded as one step, as the collection below: cleanup
+        // drops only a database the record names, and only when empty.
+        let (ctx, made, db) = (ctx.clone(), job.clone(), db.to_string());
+        job.uninterrupted(async move {
+            ctx.milvus.create_database(&db).await?;
+            made.keep(|s| s.databases_created.push(db)).await
+        })
+        .await?;
     }
     let current = milvus.collection_id(db, name).await?;
     match (created, current) {

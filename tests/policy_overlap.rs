@@ -1,0 +1,107 @@
+//! A policy whose run outlasts its schedule, on the real Milvus 2.3.5 and
+//! S3, with a server process on a backup root of its own: the slots that
+//! come due meanwhile wait for the run to end, so backups of one policy never
+//! pile up on Milvus; the newest of them runs once it has ended.
+
+mod common;
+
+use std::time::Duration;
+
+use common::data::{self, Spec};
+use common::process::{Proc, rooted_bucket, wait_for_log};
+use milvus_backup::api::proto as pb;
+use milvus_backup::api::proto::policy_service_client::PolicyServiceClient;
+use milvus_backup::policy::{PolicyStore, RunState};
+
+/// An every-2-s policy whose first backup is held (`backup.described@PATH`)
+/// for about 4 slots. Only that run exists while it is held, and the server
+/// says the next slot waits. Released, it ends, and the next run starts
+/// after its end, for a slot past those that came due while it ran. The
+/// code before started a run per slot, each holding a backup job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slots_due_while_a_run_runs_wait_for_it() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("overlap_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..100, 12).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let root = common::unique("overlap_root");
+    let release = std::env::temp_dir().join(common::unique("overlap_release"));
+    let failpoint = format!("backup.described@{}", release.display());
+    let server = Proc::start_rooted_paused(&cfg, "overlap", &root, "", Some(&failpoint)).await;
+    let mut client = PolicyServiceClient::connect(format!("http://127.0.0.1:{}", server.port))
+        .await
+        .unwrap();
+    let name = common::unique("overlap");
+    let mut policy = pb::Policy {
+        name: name.clone(),
+        schedule: "*/2 * * * * *".into(),
+        collection_names: vec![spec.name.clone()],
+        ..Default::default()
+    };
+    client
+        .create_policy(pb::CreatePolicyRequest {
+            policy: Some(policy.clone()),
+        })
+        .await
+        .expect("CreatePolicy");
+    server.wait_paused(Duration::from_secs(60)).await;
+    wait_for_log(
+        &server.log,
+        "the slot waits for the policy's run still running",
+        Duration::from_secs(30),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let store = PolicyStore::new(rooted_bucket(&cfg), &root);
+    let held = store.runs(&name).await.unwrap();
+    assert_eq!(held.len(), 1, "one run while it is held: {held:?}");
+    assert_eq!(held[0].state, RunState::Running, "{held:?}");
+
+    std::fs::write(&release, b"").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while store.runs(&name).await.unwrap().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "a second run starts");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    policy.enabled = Some(false);
+    client
+        .update_policy(pb::UpdatePolicyRequest {
+            policy: Some(policy),
+        })
+        .await
+        .expect("UpdatePolicy");
+    let runs = loop {
+        let runs = store.runs(&name).await.unwrap();
+        if runs.iter().all(|r| r.state != RunState::Running) {
+            break runs;
+        }
+        assert!(std::time::Instant::now() < deadline, "runs end: {runs:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    for r in &runs {
+        assert_eq!(r.state, RunState::Succeeded, "{runs:?}");
+    }
+    for pair in runs.windows(2) {
+        let (first, next) = (&pair[0], &pair[1]);
+        assert!(
+            next.started_ms >= first.ended_ms.unwrap(),
+            "each run starts after the one before ended: {runs:?}"
+        );
+    }
+    let (first, second) = (&runs[0], &runs[1]);
+    assert!(
+        second.slot_ms >= first.slot_ms + 4 * 2000,
+        "the slots due while the first run was held were not made: {runs:?}"
+    );
+    println!(
+        "{} runs; the first held {} ms, the next for slot +{} ms",
+        runs.len(),
+        first.ended_ms.unwrap() - first.started_ms,
+        second.slot_ms - first.slot_ms
+    );
+    let _ = std::fs::remove_file(&release);
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
