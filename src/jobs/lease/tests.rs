@@ -1,0 +1,114 @@
+//! Leases against a local directory store.
+
+use super::*;
+use crate::storage::LocalDir;
+
+fn leases(root: &std::path::Path, ttl_ms: u64) -> Leases {
+    Leases::new(
+        Arc::new(LocalDir::new(root)),
+        "backup",
+        Duration::from_millis(ttl_ms),
+    )
+}
+
+#[tokio::test]
+async fn one_holder_at_a_time_on_a_local_directory() {
+    let root = std::env::temp_dir().join(format!("mb-lease-{}", uuid::Uuid::new_v4().simple()));
+    let l = leases(&root, 60_000);
+    assert!(l.probe_conditional_writes().await.unwrap());
+    let held = l
+        .acquire("target/default.c", "job-1", "restore into")
+        .await
+        .unwrap();
+    let err = l
+        .acquire("target/default.c", "job-2", "restore into")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Aborted(m) if m.contains("job-1")),
+        "{err}"
+    );
+    assert_eq!(
+        l.holder("target/default.c").await.unwrap().unwrap().job,
+        "job-1"
+    );
+    held.release().await;
+    assert!(l.holder("target/default.c").await.unwrap().is_none());
+    let again = l
+        .acquire("target/default.c", "job-2", "restore into")
+        .await
+        .unwrap();
+    // Recovery frees only the named job's lease.
+    l.release_for_job("target/default.c", "job-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        l.holder("target/default.c").await.unwrap().unwrap().job,
+        "job-2"
+    );
+    l.release_for_job("target/default.c", "job-2")
+        .await
+        .unwrap();
+    assert!(l.holder("target/default.c").await.unwrap().is_none());
+    drop(again);
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn a_process_is_named_by_host_pid_and_a_tag_of_its_own() {
+    let me = host_pid();
+    let (host_pid_part, tag) = me.rsplit_once('/').unwrap();
+    assert!(host_pid_part.ends_with(&format!(":{}", std::process::id())));
+    assert_eq!(tag.len(), 8);
+    assert_eq!(host_pid(), me, "drawn once per process");
+}
+
+#[tokio::test]
+async fn an_expired_lease_has_exactly_one_taker() {
+    let root = std::env::temp_dir().join(format!("mb-lease-{}", uuid::Uuid::new_v4().simple()));
+    for round in 0..5 {
+        let name = format!("backup/b{round}");
+        // A holder that died: its lease is never renewed.
+        let dead = leases(&root, 1_000)
+            .acquire(&name, "dead", "create")
+            .await
+            .unwrap();
+        dead.renewer.abort();
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let takers = (0..8).map(|i| {
+            let l = leases(&root, 60_000);
+            let name = name.clone();
+            tokio::spawn(async move { l.acquire(&name, &format!("t{i}"), "create").await })
+        });
+        let results = futures::future::join_all(takers).await;
+        let won: Vec<_> = results
+            .into_iter()
+            .filter_map(|r| r.unwrap().ok())
+            .collect();
+        assert_eq!(won.len(), 1, "round {round}: exactly one taker wins");
+    }
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+/// A holder paused past its expiry (here: its only thread blocked) finds
+/// the lease lost when it runs again; it never renews it back to life,
+/// as a delete may have seen it free meanwhile.
+#[tokio::test(flavor = "current_thread")]
+async fn a_lease_paused_past_its_expiry_is_lost_not_renewed() {
+    let root = std::env::temp_dir().join(format!("mb-lease-{}", uuid::Uuid::new_v4().simple()));
+    let l = leases(&root, 1_000);
+    let held = l.acquire("reads/b1/x", "x", "read").await.unwrap();
+    std::thread::sleep(Duration::from_millis(1_300));
+    assert!(l.holder("reads/b1/x").await.unwrap().is_none(), "expired");
+    assert!(held.fence().check().is_err());
+    tokio::time::timeout(Duration::from_secs(2), held.lost().cancelled())
+        .await
+        .expect("the lease is lost");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        l.holder("reads/b1/x").await.unwrap().is_none(),
+        "the lease stays expired"
+    );
+    drop(held);
+    std::fs::remove_dir_all(root).unwrap();
+}
