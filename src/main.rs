@@ -207,10 +207,12 @@ async fn main() {
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     let cfg = Config::load(&cli.config)?;
-    // The one-shot commands print their own progress; their logs stay quiet.
-    let level = match cli.command {
-        Command::Server { .. } => cfg.log.filter_level(),
-        _ => "warn",
+    // The one-shot commands print their own progress: at the default
+    // `info` their logs stay quiet; any other level is theirs too.
+    let level = match (&cli.command, cfg.log.filter_level()) {
+        (Command::Server { .. }, level) => level,
+        (_, "info") => "warn",
+        (_, level) => level,
     };
     init_logs(level, cli.log_format);
     for w in &cfg.warnings {

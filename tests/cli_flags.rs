@@ -2,7 +2,7 @@
 //! the CLI's flag names, a taken port has its own exit code and message, logs
 //! carry no colour codes unless stderr is a terminal, and a server reachable
 //! beyond loopback without a token or TLS says, once, how to turn
-//! authentication on.
+//! authentication on, and one-shot commands follow `log.level` beyond `info`.
 
 mod common;
 
@@ -15,8 +15,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_milvus-backup");
 
 /// The shipped config with a state directory of its own.
 fn config() -> PathBuf {
+    config_at_level("info")
+}
+
+/// [`config`] with `log.level` set to `level`.
+fn config_at_level(level: &str) -> PathBuf {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/backup.yaml"))
-        .unwrap();
+        .unwrap()
+        .replacen("\n  level: info ", &format!("\n  level: {level} "), 1);
     let dir = std::env::temp_dir().join(common::unique("cli-flags"));
     std::fs::create_dir_all(&dir).unwrap();
     let text = text.replacen(
@@ -30,8 +36,12 @@ fn config() -> PathBuf {
 }
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    run_with(config(), args, env)
+}
+
+fn run_with(config: PathBuf, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
-    cmd.arg("--config").arg(config()).args(args);
+    cmd.arg("--config").arg(config).args(args);
     cmd.env_remove("RUST_LOG")
         .env_remove("MILVUS_BACKUP_TOKEN")
         .env_remove("NO_COLOR");
@@ -277,4 +287,23 @@ fn an_open_server_warns_once_how_to_turn_authentication_on() {
     assert!(milvus_backup::cli::exposure_warning(any, true, false).is_none());
     assert!(milvus_backup::cli::exposure_warning(any, false, true).is_none());
     assert!(milvus_backup::cli::exposure_warning("::1".parse().unwrap(), false, false).is_none());
+}
+
+/// A one-shot command keeps its logs to warnings at the default `log.level`
+/// (it prints its own progress), and follows any other level: `debug` shows
+/// its debug lines. Before, every one-shot command logged at `warn`, so a
+/// `debug` in the config was silently ignored. Against the test
+/// environment's S3 (`list`).
+#[test]
+fn a_one_shot_command_follows_a_log_level_other_than_info() {
+    let quiet = run(&["list"], &[]);
+    assert!(quiet.status.success(), "{}", stderr(&quiet));
+    assert!(
+        !stderr(&quiet).contains("INFO") && !stderr(&quiet).contains("DEBUG"),
+        "{}",
+        stderr(&quiet)
+    );
+    let loud = run_with(config_at_level("debug"), &["list"], &[]);
+    assert!(loud.status.success(), "{}", stderr(&loud));
+    assert!(stderr(&loud).contains("DEBUG"), "{}", stderr(&loud));
 }
