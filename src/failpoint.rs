@@ -19,7 +19,8 @@
 //! objects are still there, the readers not yet looked at again),
 //! `delete.planned` (what to keep is known),
 //! `delete.meta_removed` (its meta files are gone, its binlogs not yet),
-//! `verify.started`.
+//! `verify.started`, `storage.copy_in_parts` (a copy in parts began its
+//! upload, no part copied yet).
 
 /// Pauses at `name` when the environment asks for it: for good, or, for
 /// `name@PATH`, until a file appears at PATH (a test that changes Milvus at

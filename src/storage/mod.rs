@@ -8,6 +8,7 @@ mod local;
 mod rate;
 mod s3;
 mod s3_list;
+mod s3_parts;
 
 use std::fmt;
 use std::pin::Pin;

@@ -16,10 +16,10 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream as SdkByteStream, SdkBody};
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use aws_smithy_http_client::tls;
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 
 use super::{ByteStream, CondPut, ObjectInfo, ObjectStore, Place, Source};
 use crate::config::BucketConfig;
@@ -44,7 +44,7 @@ pub struct S3Bucket {
     /// Objects above this size are copied server-side in parts.
     multipart_copy_threshold: u64,
     /// The size of those parts.
-    copy_part_bytes: u64,
+    pub(super) copy_part_bytes: u64,
 }
 
 impl S3Bucket {
@@ -109,7 +109,7 @@ impl S3Bucket {
             },
             splits: Default::default(),
             multipart_copy_threshold: cfg.multipart_copy_threshold,
-            copy_part_bytes: COPY_PART_BYTES,
+            copy_part_bytes: super::s3_parts::COPY_PART_BYTES,
         })
     }
 
@@ -296,83 +296,7 @@ impl S3Bucket {
             Err(e) => Err(self.error(operation, key, e)),
         }
     }
-
-    /// Copies a large object server-side in parts (UploadPartCopy), several at
-    /// once; an upload that fails is aborted, leaving nothing behind.
-    async fn copy_in_parts(
-        &self,
-        source: &str,
-        dst_key: &str,
-        size: u64,
-    ) -> Result<Option<String>> {
-        let upload = on_object!(self, create_multipart_upload, dst_key)
-            .send()
-            .await
-            .map_err(|e| self.error("CreateMultipartUpload", dst_key, e))?;
-        let upload_id = upload.upload_id().unwrap_or_default().to_string();
-        let part = self.copy_part_bytes;
-        let ranges: Vec<(i32, u64, u64)> = (0..size.div_ceil(part))
-            .map(|i| {
-                let start = i * part;
-                (i as i32 + 1, start, (start + part).min(size) - 1)
-            })
-            .collect();
-        let parts = futures::stream::iter(ranges)
-            .map(|(number, first, last)| {
-                let upload_id = &upload_id;
-                async move {
-                    let out = on_object!(self, upload_part_copy, dst_key)
-                        .upload_id(upload_id)
-                        .part_number(number)
-                        .copy_source(source)
-                        .copy_source_range(format!("bytes={first}-{last}"))
-                        .send()
-                        .await
-                        .map_err(|e| self.error("UploadPartCopy", dst_key, e))?;
-                    let etag = out
-                        .copy_part_result()
-                        .and_then(|r| r.e_tag())
-                        .map(str::to_string);
-                    Ok::<_, Error>(
-                        CompletedPart::builder()
-                            .part_number(number)
-                            .set_e_tag(etag)
-                            .build(),
-                    )
-                }
-            })
-            .buffered(PARTS_IN_FLIGHT)
-            .try_collect::<Vec<_>>()
-            .await;
-        let parts = match parts {
-            Ok(parts) => parts,
-            Err(e) => {
-                let _ = on_object!(self, abort_multipart_upload, dst_key)
-                    .upload_id(&upload_id)
-                    .send()
-                    .await;
-                return Err(e);
-            }
-        };
-        let out = on_object!(self, complete_multipart_upload, dst_key)
-            .upload_id(&upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| self.error("CompleteMultipartUpload", dst_key, e))?;
-        Ok(out.e_tag().map(str::to_string))
-    }
 }
-
-/// The size of one part of a multipart copy, unless set otherwise.
-const COPY_PART_BYTES: u64 = 64 * 1024 * 1024;
-
-/// Parts of one multipart copy in flight at once.
-const PARTS_IN_FLIGHT: usize = 8;
 
 fn display_chain(err: &dyn std::error::Error) -> String {
     let mut s = err.to_string();
