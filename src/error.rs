@@ -224,12 +224,19 @@ impl Error {
     /// Milvus said that what was named does not exist: its codes for a
     /// missing collection, partition, index or database (the legacy
     /// `CollectionNotExists`, `IndexNotExist`, `CollectionNameNotFound`, and
-    /// 2.3's 100, 200, 700, 800), or a reason saying "not found".
+    /// 2.3's 100, 200, 700, 800), or a reason saying that one of those was
+    /// not found (or does not exist). Another thing not found ("node not
+    /// found" while a node restarts) is not the named thing missing.
     pub fn is_milvus_not_found(&self) -> bool {
         const NOT_FOUND: [i32; 7] = [4, 25, 28, 100, 200, 700, 800];
+        const NAMED: [&str; 4] = ["collection", "partition", "index", "database"];
         match self {
             Error::Milvus { code, reason, .. } => {
-                NOT_FOUND.contains(code) || reason.contains("not found")
+                let reason = reason.to_ascii_lowercase();
+                let missing = ["not found", "not exist", "can't find", "cannot find"]
+                    .iter()
+                    .any(|m| reason.contains(m));
+                NOT_FOUND.contains(code) || (missing && NAMED.iter().any(|n| reason.contains(n)))
             }
             _ => false,
         }
@@ -245,6 +252,19 @@ impl From<serde_json::Error> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_missing_collection_partition_index_or_database_is_not_found() {
+        let said =
+            |reason: &str, code| Error::milvus_code("Op", reason, code).is_milvus_not_found();
+        assert!(said("anything", 100));
+        assert!(said("collection not found[collection=c]", 65535));
+        assert!(said("can't find collection: c", 1));
+        assert!(said("database not exist: d", 0));
+        assert!(!said("node not found", 65535));
+        assert!(!said("channel not found: by-dev-rootcoord-dml_0", 1));
+        assert!(!Error::Internal("collection not found".into()).is_milvus_not_found());
+    }
 
     #[test]
     fn a_recorded_error_keeps_its_kind_and_message() {
