@@ -392,6 +392,29 @@ async fn a_delete_ends_an_interrupted_backup_job_which_is_then_not_resumed() {
             .any(|o| o.key.ends_with("resume-plan.json")),
         "the dead job's folder, with its plan"
     );
+    // Made again by the CLI: refused, saying the folder is incomplete and
+    // what frees it.
+    let (config, again, coll) = (
+        owner.config().to_path_buf(),
+        name.clone(),
+        spec.name.clone(),
+    );
+    let made = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
+            .arg("--config")
+            .arg(&config)
+            .args(["create", "-n", &again, "-c", &coll])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&made.stderr).to_string();
+    assert_eq!(made.status.code(), Some(4), "{said}");
+    assert!(
+        said.contains("incomplete") && said.contains("DeleteBackup"),
+        "{said}"
+    );
     let (config, deleting) = (owner.config().to_path_buf(), name.clone());
     let deleted = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_milvus-backup"))

@@ -51,7 +51,17 @@ pub async fn plan(ctx: &Context, req: &BackupRequest) -> Result<Vec<CollectionRe
     let resolved = resolve_collections(ctx.milvus.as_ref(), req.collections(), req.databases());
     let (taken, resolved) = tokio::join!(taken, resolved);
     if taken? {
-        return Err(Error::already_exists("backup", req.name().as_str()));
+        let name = req.name().as_str();
+        return Err(match ctx.catalog.is_complete(name).await {
+            Ok(false) => Error::already_exists(
+                "backup",
+                format!(
+                    "{name} (incomplete: a backup that failed or was interrupted; a server on \
+                     this backup root resumes an interrupted one, and DeleteBackup removes it)"
+                ),
+            ),
+            _ => Error::already_exists("backup", name),
+        });
     }
     resolved
 }
