@@ -320,15 +320,18 @@ impl SharedRecords {
         }
     }
 
-    /// Writes a job's last state (tried three times: a record left running
-    /// would be resumed) and removes its cancel marker.
+    /// Writes a job's last state and removes its cancel marker. A record
+    /// left running would be resumed by a takeover once the job's leases
+    /// are half a TTL past their release (15 s by default): it is tried 5
+    /// times over about 7.5 s.
     pub async fn finish<T: JobSnapshot>(&self, s: &T) {
-        for attempt in 1..=3 {
+        const TRIES: u32 = 5;
+        for attempt in 1..=TRIES {
             match self.save(s).await {
                 Ok(()) => break,
-                Err(e) if attempt < 3 => {
+                Err(e) if attempt < TRIES => {
                     warn!(job = %s.key(), error = %e, "cannot write the shared job record; trying again");
-                    tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+                    tokio::time::sleep(Duration::from_millis(500 << (attempt - 1))).await;
                 }
                 Err(e) => warn!(job = %s.key(), error = %e, "cannot write the shared job record"),
             }
