@@ -168,6 +168,14 @@ impl JobKind for BackupJob {
             return Recovered::at_once(b);
         }
         match ctx.catalog.read(&b.name).await {
+            // Another backup under the name now (this one's folder was
+            // deleted and the name used again): nothing of it is this job's.
+            Ok(Some(info)) if info.id != b.id => {
+                warn!(backup = %b.name, other = %info.id, "backup was interrupted by a restart; the name holds another backup now");
+                b.state = JobState::Failed;
+                b.error = Some(INTERRUPTED.into());
+                b.end_time = Some(SystemTime::now());
+            }
             // The meta is the commit point: written last, so the backup is complete.
             Ok(Some(info)) => {
                 info!(backup = %b.name, "backup completed its meta before the restart");
@@ -201,8 +209,18 @@ impl JobKind for BackupJob {
                     .await
                 {
                     Ok(lease) => {
-                        if let Err(e) = ctx.catalog.delete(&b.name, &[lease.fence()]).await {
-                            warn!(backup = %b.name, error = %e, "cannot remove the interrupted backup's objects");
+                        // Only the folder this job planned: the name may
+                        // have been deleted and used again meanwhile.
+                        match super::plan_owner(ctx, &b.name).await {
+                            Ok(Some(owner)) if owner == b.id => {
+                                if let Err(e) = ctx.catalog.delete(&b.name, &[lease.fence()]).await
+                                {
+                                    warn!(backup = %b.name, error = %e, "cannot remove the interrupted backup's objects");
+                                }
+                            }
+                            _ => {
+                                warn!(backup = %b.name, "the folder under the name is not this job's (or cannot be read): left alone")
+                            }
                         }
                         lease.release().await;
                     }

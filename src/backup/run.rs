@@ -190,8 +190,15 @@ pub async fn run(
         objects,
     };
     let holds = holds.into_values().collect();
-    job.uninterrupted(commit(ctx.clone(), job.clone(), info, manifest, holds))
-        .await?;
+    job.uninterrupted(commit(
+        ctx.clone(),
+        job.clone(),
+        info,
+        manifest,
+        holds,
+        margin,
+    ))
+    .await?;
     phase.end("meta");
     tracing::info!(
         backup = %req.name(),
@@ -213,8 +220,11 @@ async fn commit(
     info: BackupInfo,
     manifest: Manifest,
     holds: Vec<Lease>,
+    margin: std::time::Duration,
 ) -> Result<()> {
-    ctx.catalog.write(&info, &manifest).await?;
+    ctx.catalog
+        .write(&info, &manifest, job.fences(), margin)
+        .await?;
     job.reached_commit_point();
     crate::failpoint::pause_at("backup.committed").await;
     // Complete: its meta names what it references, and a delete of a base keeps it.

@@ -238,18 +238,33 @@ async fn end_completed_job(ctx: &Context, info: &crate::meta::model::BackupInfo)
 /// ended (its server stopped before it did): under the name's hold no
 /// process runs it, and a takeover, which needs the hold too and reads the
 /// record under it, then leaves it alone rather than resuming it into the
-/// folder this delete removes. It ends CANCELLED, naming the delete.
+/// folder this delete removes. It ends CANCELLED, naming the delete. The
+/// write is conditional: a job that ended just before this hold was taken
+/// (it writes its end after releasing the name) keeps its own end.
 async fn end_interrupted_job(ctx: &Context, name: &BackupName, delete: &str) -> Result<()> {
     let records = ctx.shared_records();
+    let Some((mut record, etag)) = records
+        .load_versioned::<BackupSnapshot>(name.as_str())
+        .await?
+    else {
+        return Ok(());
+    };
+    if record.state().is_terminal() {
+        return Ok(());
+    }
+    info!(backup = %name, job = %record.id, "the backup's job was interrupted: it ends now, as its folder is deleted");
+    record.finish(&Err(Error::Cancelled(format!(
+        "its server stopped before it ended, and delete job {delete} removed its folder: \
+         it is not resumed"
+    ))));
+    if records.save_if_match(&record, &etag).await? {
+        return Ok(());
+    }
     match records.load::<BackupSnapshot>(name.as_str()).await? {
-        Some(mut record) if !record.state().is_terminal() => {
-            info!(backup = %name, job = %record.id, "the backup's job was interrupted: it ends now, as its folder is deleted");
-            record.finish(&Err(Error::Cancelled(format!(
-                "its server stopped before it ended, and delete job {delete} removed its folder: \
-                 it is not resumed"
-            ))));
-            records.save(&record).await
-        }
-        _ => Ok(()),
+        Some(now) if now.state().is_terminal() => Ok(()),
+        _ => Err(Error::Aborted(format!(
+            "the record of backup job {} changed while the delete read it; delete it again",
+            record.id
+        ))),
     }
 }

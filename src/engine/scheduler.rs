@@ -223,6 +223,29 @@ impl Engine {
         let job = uuid::Uuid::new_v4().to_string();
         let leases = self.ctx.leases();
         let lease_name = slot_lease(&name, slot_ms);
+        // A scheduled slot does not start while a run of the policy holds
+        // its slot's lease (here or on another server): backups of one
+        // policy never pile up on Milvus. The newest slot due when that run
+        // ends runs then. A dead server's run, whose lease has expired,
+        // holds nothing back. Read before the lease is taken, so a slot
+        // that waits leaves no lease object behind.
+        if !manual {
+            match leases.holders_under(&format!("policy/{name}")).await {
+                Ok(held) => {
+                    let running = held
+                        .iter()
+                        .filter(|(lease, _)| *lease != lease_name)
+                        .filter_map(|(lease, _)| lease.rsplit('/').next()?.parse::<i64>().ok())
+                        .max();
+                    if let Some(running) = running {
+                        return self.note_waiting(&name, slot_ms, running);
+                    }
+                }
+                Err(e) => {
+                    return warn!(policy = %name, slot = slot_ms, error = %e, "cannot see whether a run of the policy runs; tried again");
+                }
+            }
+        }
         let lease = match leases.acquire(&lease_name, &job, "policy run").await {
             Ok(lease) => lease,
             // Another server runs it; a dead one's is found by the sweep.
@@ -302,19 +325,10 @@ impl Engine {
                 (r, true)
             }
             None => {
-                let runs = store.runs(name).await?;
                 // A scheduled slot older than one already taken is stale.
-                if !manual && newer_slot(&runs) {
+                if !manual && newer_slot(&store.runs(name).await?) {
                     self.mark_handled(name, slot_ms);
                     return Ok(true);
-                }
-                // Nor does it start while a run of the policy is running
-                // (here or on another server): backups of one policy never
-                // pile up on Milvus. The newest slot due when that run
-                // ends runs then; the ones due before it are not made.
-                if !manual && let Some(busy) = runs.iter().find(|r| r.state == RunState::Running) {
-                    self.note_waiting(name, slot_ms, busy.slot_ms);
-                    return Ok(false);
                 }
                 let slot = chrono::DateTime::from_timestamp_millis(slot_ms).unwrap_or_default();
                 let backup = p.policy.backup_name(slot)?;

@@ -103,6 +103,11 @@ impl<T> JobHandle<T> {
         self.fence_for(std::time::Duration::ZERO)
     }
 
+    /// The job's leases, to check before each step of a longer write.
+    pub fn fences(&self) -> &[Fence] {
+        &self.fences
+    }
+
     /// [`JobHandle::fence`] with `margin` to spare: before a step that must
     /// end while the job still holds its leases.
     pub fn fence_for(&self, margin: std::time::Duration) -> crate::Result<()> {

@@ -347,6 +347,7 @@ impl<K: JobKind> Runner<K> {
             async move {
                 let pool = &runner.pool;
                 let lost = job.lost();
+                let started = std::time::Instant::now();
                 let result =
                     supervise(K::NAME, &token, &pool.shutdown, &lost, job.run(&handle)).await;
                 // A cancel drops the work, not its uninterrupted steps:
@@ -360,6 +361,7 @@ impl<K: JobKind> Runner<K> {
                     }
                     result => result,
                 };
+                crate::metrics::global().job_ended(K::NAME, &result, started.elapsed());
                 // A job whose lease went to another process (which resumes it
                 // under the same id) leaves the shared record to that process.
                 // So does one that failed after its lease expired by this
@@ -509,21 +511,22 @@ impl<K: JobKind> Runner<K> {
             if resume {
                 continue;
             }
+            let now = match (&self.pool.shared, now != before) {
+                (Some(shared), true) => shared.finish_recovered(now).await,
+                (_, _) => now,
+            };
             if now != before {
                 records.save(&now);
-                if let Some(shared) = &self.pool.shared {
-                    shared.finish(&now).await;
-                }
             }
             self.registry.remember(now);
             if let Some(later) = later {
                 let (records, runner) = (records.clone(), self.clone());
                 self.pool.tasks.spawn(async move {
-                    let after = later.await;
+                    let after = match &runner.pool.shared {
+                        Some(shared) => shared.finish_recovered(later.await).await,
+                        None => later.await,
+                    };
                     records.save(&after);
-                    if let Some(shared) = &runner.pool.shared {
-                        shared.finish(&after).await;
-                    }
                     runner.registry.remember(after);
                 });
             }

@@ -161,6 +161,29 @@ impl SharedRecords {
         }
     }
 
+    /// The record of the job with `key` and its version (ETag), if any.
+    pub async fn load_versioned<T: JobSnapshot>(&self, key: &str) -> Result<Option<(T, String)>> {
+        match self
+            .store
+            .read_versioned(&self.record_key::<T>(key))
+            .await?
+        {
+            Some((body, etag)) => Ok(Some((serde_json::from_slice(&body)?, etag))),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes the record of `s` only while it is still at version `etag`
+    /// (nobody wrote it since it was read); `false` when it changed.
+    pub async fn save_if_match<T: JobSnapshot>(&self, s: &T, etag: &str) -> Result<bool> {
+        let body = Bytes::from(serde_json::to_vec(s)?);
+        let key = self.record_key::<T>(s.key());
+        Ok(matches!(
+            self.store.put_if_match(&key, body, etag).await?,
+            CondPut::Written(_)
+        ))
+    }
+
     /// Whether the record of the job with `key` says it runs (an unreadable
     /// record says no).
     pub async fn says_running<T: JobSnapshot>(&self, key: &str) -> bool {
@@ -337,6 +360,22 @@ impl SharedRecords {
             }
         }
         let _ = self.store.delete(&[self.cancel_key::<T>(s.key())]).await;
+    }
+
+    /// What a restarted process recovered of its own job `s`, reconciled
+    /// with the shared record of the same key: one of another job (a later
+    /// backup under the same name) is never written over, and an end
+    /// another process recorded (a takeover, a delete) is kept and returned.
+    /// Otherwise `s` is written as the job's end.
+    pub async fn finish_recovered<T: JobSnapshot>(&self, s: T) -> T {
+        match self.load::<T>(s.key()).await {
+            Ok(Some(shared)) if shared.id() != s.id() => s,
+            Ok(Some(shared)) if shared.state().is_terminal() => shared,
+            _ => {
+                self.finish(&s).await;
+                s
+            }
+        }
     }
 
     /// Follows the record of a job another server runs: its snapshots, re-read

@@ -256,7 +256,13 @@ impl Catalog {
     /// go first, at once; then `backup_meta.json`; then `full_meta.json`, the
     /// commit point. A crash between them leaves a backup that [`Catalog::read`]
     /// does not take for complete.
-    pub async fn write(&self, info: &BackupInfo, manifest: &Manifest) -> Result<()> {
+    pub async fn write(
+        &self,
+        info: &BackupInfo,
+        manifest: &Manifest,
+        fences: &[Fence],
+        margin: std::time::Duration,
+    ) -> Result<()> {
         let manifest = serde_json::to_vec(manifest)?;
         let collections = info.collection_backups.clone();
         let partitions: Vec<PartitionBackupInfo> = collections
@@ -301,6 +307,11 @@ impl Catalog {
         if self.is_complete(&info.name).await? {
             return Err(completed());
         }
+        // Before each write, the writer's leases still hold (with `margin` to
+        // spare): a process paused past them, whose folder another may be
+        // deleting or resuming, writes nothing more.
+        let held = || Fence::check_all(fences, margin);
+        held()?;
         let write = |(file, body): (&str, Vec<u8>)| {
             let key = self.layout.meta_key(&info.name, file);
             async move { self.store.write(&key, Bytes::from(body)).await }
@@ -313,8 +324,10 @@ impl Catalog {
         ])
         .await?;
         crate::failpoint::pause_at("backup.meta.before_backup_meta").await;
+        held()?;
         write(backup).await?;
         crate::failpoint::pause_at("backup.meta.before_full_meta").await;
+        held()?;
         // The commit point is written once: a job whose lease expired while
         // another resumed the backup cannot commit over the other's.
         let (file, body) = full;
@@ -489,6 +502,48 @@ mod tests {
     use super::*;
     use crate::storage::LocalDir;
 
+    /// A writer whose lease will not hold for the margin it asks (a process
+    /// paused past its lease, whose folder another may be deleting) writes
+    /// no meta file at all.
+    #[tokio::test]
+    async fn a_writer_without_its_lease_writes_no_meta() {
+        let root = std::env::temp_dir().join(format!("mb-meta-{}", uuid::Uuid::new_v4().simple()));
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalDir::new(&root));
+        let catalog = Catalog::new(store.clone(), BackupLayout::new("backup"));
+        let leases = crate::jobs::Leases::new(store, "backup", std::time::Duration::from_secs(1));
+        let lease = leases
+            .acquire("backup/b2", "job-2", "create")
+            .await
+            .unwrap();
+        let info = BackupInfo {
+            id: "job-2".into(),
+            name: "b2".into(),
+            ..Default::default()
+        };
+        let manifest = Manifest {
+            version: 1,
+            objects: Vec::new(),
+        };
+        let err = catalog
+            .write(
+                &info,
+                &manifest,
+                &[lease.fence()],
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Aborted(_)), "{err}");
+        let written = catalog
+            .store
+            .list(&catalog.layout.backup_prefix("b2"))
+            .await
+            .unwrap();
+        assert!(written.is_empty(), "{written:?}");
+        lease.release().await;
+        let _ = std::fs::remove_dir_all(root);
+    }
+
     /// A second writer of one backup (a process paused past its lease while
     /// another resumed and completed it) is refused before it writes any
     /// meta file: the completed backup's files stay as they were.
@@ -506,7 +561,10 @@ mod tests {
             backup_timestamp: 1,
             ..Default::default()
         };
-        catalog.write(&first, &manifest()).await.unwrap();
+        catalog
+            .write(&first, &manifest(), &[], std::time::Duration::ZERO)
+            .await
+            .unwrap();
         let backup_meta = catalog.layout.meta_key("b1", "backup_meta.json");
         let before = catalog.store.read(&backup_meta).await.unwrap();
 
@@ -514,7 +572,10 @@ mod tests {
             backup_timestamp: 2,
             ..first.clone()
         };
-        let err = catalog.write(&second, &manifest()).await.unwrap_err();
+        let err = catalog
+            .write(&second, &manifest(), &[], std::time::Duration::ZERO)
+            .await
+            .unwrap_err();
         assert!(
             matches!(&err, Error::Aborted(m) if m.contains("completed by another job")),
             "{err}"

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::watch;
@@ -16,7 +16,7 @@ use crate::jobs::{JobSnapshot, JobStore, SharedRecords};
 
 /// Runs a job's work: a panic becomes an internal error, a cancellation (on
 /// request, or at the end of a shutdown's grace period) stops it at its next
-/// await, and the end is counted in the metrics.
+/// await. The runner counts the end in the metrics, once it knows it.
 pub(super) async fn supervise(
     kind: &'static str,
     token: &CancellationToken,
@@ -24,7 +24,6 @@ pub(super) async fn supervise(
     lease_lost: &CancellationToken,
     work: impl Future<Output = Result<()>>,
 ) -> Result<()> {
-    let started = Instant::now();
     crate::metrics::global().job_started(kind);
     let result = tokio::select! {
         r = std::panic::AssertUnwindSafe(work).catch_unwind() => {
@@ -38,7 +37,6 @@ pub(super) async fn supervise(
             "{kind} stopped: it lost its hold on its backup or target to another process"
         ))),
     };
-    crate::metrics::global().job_ended(kind, &result, started.elapsed());
     result
 }
 
