@@ -59,6 +59,36 @@ async fn paused_restore(
     }
 }
 
+/// Cancels restores `ids`, paused at their failpoint, then lets them go on
+/// (creates `release`); each ends CANCELLED: their last snapshots.
+async fn cancel_then_release(
+    server: &mut process::Proc,
+    ids: &[String],
+    release: &std::path::Path,
+) -> Vec<pb::RestoreJob> {
+    for id in ids {
+        server
+            .client
+            .cancel_restore(pb::CancelRestoreRequest { id: id.clone() })
+            .await
+            .expect("cancel accepted");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::fs::write(release, b"").unwrap();
+    let mut ended = Vec::new();
+    for id in ids {
+        let job = tokio::time::timeout(
+            Duration::from_secs(120),
+            flows::watch_restore_to_end(&mut server.client, id),
+        )
+        .await
+        .expect("the restore ends");
+        assert_eq!(job.state, pb::JobState::Cancelled as i32, "{job:?}");
+        ended.push(job);
+    }
+    ended
+}
+
 /// The restore waits on its imports at `restore.importing`; meanwhile the
 /// user drops the target and makes a collection of their own under the name.
 /// The job ends FAILED, naming both ids, without asking Milvus about the
@@ -378,21 +408,9 @@ async fn a_restore_cancelled_as_milvus_makes_its_collection_leaves_none() {
         m.collection_id(&spec.db, &target).await.unwrap().is_some(),
         "Milvus made the collection before the pause"
     );
-    server
-        .client
-        .cancel_restore(pb::CancelRestoreRequest { id: id.clone() })
+    let job = cancel_then_release(&mut server, std::slice::from_ref(&id), &release)
         .await
-        .expect("cancel accepted");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    std::fs::write(&release, b"").unwrap();
-
-    let job = tokio::time::timeout(
-        Duration::from_secs(120),
-        flows::watch_restore_to_end(&mut server.client, &id),
-    )
-    .await
-    .expect("the restore ends");
-    assert_eq!(job.state, pb::JobState::Cancelled as i32, "{job:?}");
+        .remove(0);
     assert_eq!(
         m.collection_id(&spec.db, &target).await.unwrap(),
         None,
@@ -516,24 +534,7 @@ async fn a_cancelled_restore_drops_the_database_it_created_when_empty() {
         ..Spec::new("users_own")
     };
     data::create(&m, &mine).await;
-    for id in &ids {
-        server
-            .client
-            .cancel_restore(pb::CancelRestoreRequest { id: id.clone() })
-            .await
-            .expect("cancel accepted");
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    std::fs::write(&release, b"").unwrap();
-    for id in &ids {
-        let job = tokio::time::timeout(
-            Duration::from_secs(120),
-            flows::watch_restore_to_end(&mut server.client, id),
-        )
-        .await
-        .expect("the restore ends");
-        assert_eq!(job.state, pb::JobState::Cancelled as i32, "{job:?}");
-    }
+    cancel_then_release(&mut server, &ids, &release).await;
     let dbs = m.list_databases().await.unwrap();
     assert!(
         !dbs.contains(&emptied),
