@@ -139,7 +139,7 @@ impl Engine {
             if handled.is_some_and(|h| h >= slot) {
                 continue;
             }
-            // A run of the policy here: the slot waits (see `run_held_slot`).
+            // A run of the policy here: the slot waits (see `run_slot`).
             let running_here = (self.slots.lock().expect("slots").running)
                 .iter()
                 .find(|(q, s)| *q == name && *s != slot)
