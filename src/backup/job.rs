@@ -56,34 +56,29 @@ impl JobKind for BackupJob {
         // A resumed job continues in the folder its dead server left, which
         // must not be complete, and only while its record still says it
         // runs (a delete of the folder ends it first, under this hold).
-        let taken = async {
-            match req.resumes() {
-                false => ctx.catalog.is_taken(name).await.map(|t| t.then_some(None)),
-                true => {
-                    let ended = match ctx.shared_records().load::<BackupSnapshot>(name).await? {
-                        Some(r) => r.id != id || r.state.is_terminal(),
-                        None => false,
-                    };
-                    match ended {
-                        true => Ok(Some(Some(Error::Aborted(format!(
-                            "backup job {id} of {name} ended while its server was down: not resumed"
-                        ))))),
-                        false => ctx
-                            .catalog
-                            .is_complete(name)
-                            .await
-                            .map(|t| t.then_some(None)),
-                    }
-                }
+        let refused = async {
+            let taken = || Error::already_exists("backup", name);
+            if !req.resumes() {
+                return Ok(ctx.catalog.is_taken(name).await?.then(taken));
             }
+            let ended = match ctx.shared_records().load::<BackupSnapshot>(name).await? {
+                Some(r) => r.id != id || r.state.is_terminal(),
+                None => false,
+            };
+            if ended {
+                return Ok(Some(Error::Aborted(format!(
+                    "backup job {id} of {name} ended while its server was down: not resumed"
+                ))));
+            }
+            Ok(ctx.catalog.is_complete(name).await?.then(taken))
         };
-        let (lease, taken) = ctx
+        let (lease, refused) = ctx
             .leases()
-            .hold_for_writing_then(name, &id, "create", taken)
+            .hold_for_writing_then(name, &id, "create", refused)
             .await?;
-        if let Some(why) = taken {
+        if let Some(why) = refused {
             lease.release().await;
-            return Err(why.unwrap_or_else(|| Error::already_exists("backup", name)));
+            return Err(why);
         }
         let mut snapshot = BackupSnapshot::pending(id, name.to_string(), req.meta_only());
         snapshot.trace_id = req.caller().trace().map(|t| t.as_str().to_string());
@@ -116,22 +111,16 @@ impl JobKind for BackupJob {
             error!(backup = %name, "the backup is complete (or cannot be checked): its objects are left");
             return;
         }
-        // Only a folder this job made is removed: one whose plan is the
-        // job's own, or, for a new job (the name was free under its lease),
-        // one it had not claimed yet. A resumed job that found another's
-        // folder leaves it to that job's own takeover.
+        // Only a folder this job made is removed (a resumed job that found
+        // another's leaves it to that job's own takeover).
         let id = job.snapshot().id;
-        match super::plan_owner(&self.ctx, name).await {
-            Ok(Some(owner)) if owner == id => {}
-            Ok(None) if !self.req.resumes() => {}
-            Ok(owner) => {
-                let owner = owner.unwrap_or_else(|| "no job".into());
-                error!(backup = %name, %owner, "the folder is not this job's: its objects are left");
-                return;
+        match super::folder_is_jobs(&self.ctx, name, &id, !self.req.resumes()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return error!(backup = %name, "the folder is not this job's: its objects are left");
             }
             Err(e) => {
-                error!(backup = %name, error = %e, "cannot read whose the folder is: its objects are left");
-                return;
+                return error!(backup = %name, error = %e, "cannot read whose the folder is: its objects are left");
             }
         }
         if let Err(e) = self.ctx.catalog.delete(name, &[self.lease.fence()]).await {
@@ -211,8 +200,8 @@ impl JobKind for BackupJob {
                     Ok(lease) => {
                         // Only the folder this job planned: the name may
                         // have been deleted and used again meanwhile.
-                        match super::plan_owner(ctx, &b.name).await {
-                            Ok(Some(owner)) if owner == b.id => {
+                        match super::folder_is_jobs(ctx, &b.name, &b.id, false).await {
+                            Ok(true) => {
                                 if let Err(e) = ctx.catalog.delete(&b.name, &[lease.fence()]).await
                                 {
                                     warn!(backup = %b.name, error = %e, "cannot remove the interrupted backup's objects");

@@ -24,6 +24,16 @@ pub async fn plan_owner(ctx: &Context, name: &str) -> Result<Option<String>> {
     Ok(resume::load_plan(ctx, name).await?.map(|p| p.job))
 }
 
+/// Whether backup `name`'s folder is job `job`'s to remove: its plan names
+/// the job, or, for a new job (`new_job`: the name was free under its
+/// lease), it holds no plan yet.
+pub async fn folder_is_jobs(ctx: &Context, name: &str, job: &str, new_job: bool) -> Result<bool> {
+    Ok(match plan_owner(ctx, name).await? {
+        Some(owner) => owner == job,
+        None => new_job,
+    })
+}
+
 /// What a backup completed by a server that died before its last steps
 /// still needs: its plan removed and its catalog entry published.
 pub async fn completed_elsewhere(ctx: &Context, info: &crate::meta::model::BackupInfo) {

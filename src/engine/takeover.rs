@@ -236,8 +236,8 @@ impl Engine {
             }
         };
         let ours = matches!(
-            crate::backup::plan_owner(&self.ctx, &name).await,
-            Ok(Some(owner)) if owner == record.id
+            crate::backup::folder_is_jobs(&self.ctx, &name, &record.id, false).await,
+            Ok(true)
         );
         if ours
             && matches!(self.ctx.catalog.is_complete(&name).await, Ok(false))
