@@ -287,9 +287,10 @@ pub async fn delete(engine: &Arc<Engine>, name: &BackupName) -> Result<()> {
 
 /// `verify`: re-reads the backup; `DataLoss` names every damaged object.
 pub async fn verify(engine: &Arc<Engine>, name: &BackupName) -> Result<()> {
-    let reporter = std::sync::Mutex::new(Reporter::new("verify"));
+    let reporter = Arc::new(std::sync::Mutex::new(Reporter::new("verify")));
+    let shown = reporter.clone();
     let last = engine
-        .verify_backup(name, |p| {
+        .verify_backup(name, move |p| {
             let progress = Progress {
                 bytes_done: p.bytes_done,
                 bytes_total: p.bytes_total,
@@ -302,7 +303,7 @@ pub async fn verify(engine: &Arc<Engine>, name: &BackupName) -> Result<()> {
             } else {
                 JobState::Running
             };
-            reporter
+            shown
                 .lock()
                 .expect("reporter")
                 .show("verify", state, &progress);

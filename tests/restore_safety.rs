@@ -480,7 +480,8 @@ async fn a_kill_between_meta_writes_never_lists_an_incomplete_backup() {
 }
 
 /// VerifyBackup is a job: it takes a slot of `backup.maxJobs`, and it stops
-/// (freeing the slot) when its caller goes away, unless started detached.
+/// (freeing the slot and its hold on the backup) when its caller goes away,
+/// unless started detached.
 /// The verification is held at its start by a failpoint so that the caller
 /// surely leaves while it runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -488,6 +489,7 @@ async fn verify_is_a_job_that_stops_when_nobody_watches() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let (spec, _, backup) = backed_up(&cfg, &m, "ver", 200).await;
+    let store = backup_store(&cfg);
     let server =
         process::Proc::start(&cfg, "ver-state", "  maxJobs: 1\n", Some("verify.started")).await;
     let (mut client, log) = (server.client.clone(), server.log.clone());
@@ -533,6 +535,15 @@ async fn verify_is_a_job_that_stops_when_nobody_watches() {
             assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
         } else {
             process::wait_for_log(&log, "its caller went away", Duration::from_secs(10)).await;
+            // Its hold on the backup is released at once (its lease object
+            // removed), not left to expire: a delete is not refused for it.
+            let reads = format!("backup/_leases/reads/{backup}/");
+            eventually(
+                "the stopped verification releases its hold",
+                Duration::from_secs(5),
+                || async { store.list(&reads).await.unwrap().is_empty() },
+            )
+            .await;
             // Its slot is free: another job runs to its end.
             flows::backup(&mut client, other_job.clone()).await;
             other_job.backup_name = common::unique("ver_other");

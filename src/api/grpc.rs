@@ -221,12 +221,12 @@ impl BackupService for GrpcService {
         tokio::spawn(async move {
             let msg = |p: &VerifyProgress| pb::VerifyBackupResponse::from(p);
             let progress_tx = tx.clone();
-            let work = engine.verify_backup(&name, |p| {
+            let work = engine.verify_backup(&name, move |p| {
                 // Progress is best effort; the final answer below is not.
                 let _ = progress_tx.try_send(Ok(msg(p)));
             });
-            // A verification nobody reads stops (and frees its job slot),
-            // unless it was asked to go on.
+            // A verification nobody reads stops (dropped, it frees its job
+            // slot and its hold), unless it was asked to go on.
             let result = if detached {
                 let result = work.await;
                 if let Err(e) = &result {
@@ -236,10 +236,7 @@ impl BackupService for GrpcService {
             } else {
                 tokio::select! {
                     r = work => r,
-                    _ = tx.closed() => {
-                        tracing::info!(backup = %name, "verification stopped: its caller went away");
-                        return;
-                    }
+                    _ = tx.closed() => return,
                 }
             };
             let last = match result {

@@ -3,6 +3,7 @@
 
 use futures::StreamExt;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::{BackupInfo, Engine};
 use crate::delete::DeleteRequest;
@@ -259,25 +260,39 @@ impl Engine {
     /// Re-reads backup `name` and checks every object against its checksums.
     /// `on_progress` sees each step; the result lists every damaged object.
     /// It takes a slot of the job limit and holds the backup as a reader (a
-    /// delete waits for it) until it ends or its future is dropped.
+    /// delete waits for it). The work runs on a task of its own, which stops
+    /// when the future returned is dropped and always releases its hold.
     pub async fn verify_backup(
         &self,
         name: &BackupName,
-        on_progress: impl Fn(&VerifyProgress),
+        on_progress: impl Fn(&VerifyProgress) + Send + Sync + 'static,
     ) -> Result<VerifyProgress> {
-        let _slot = self.pool.take_slot()?;
+        let slot = self.pool.take_slot()?;
         let id = uuid::Uuid::new_v4().to_string();
         let lease = self
             .ctx
             .leases()
             .hold_for_reading(name, &id, "verify")
             .await?;
-        let result = async {
-            crate::failpoint::pause_at("verify.started").await;
-            crate::meta::verify::verify(&self.ctx.catalog, name, on_progress).await
-        }
-        .await;
-        lease.release().await;
-        result
+        let stop = CancellationToken::new();
+        let _stop_when_dropped = stop.clone().drop_guard();
+        let (catalog, name) = (self.ctx.catalog.clone(), name.clone());
+        let work = tokio::spawn(async move {
+            let _slot = slot;
+            let result = tokio::select! {
+                r = async {
+                    crate::failpoint::pause_at("verify.started").await;
+                    crate::meta::verify::verify(&catalog, &name, on_progress).await
+                } => r,
+                () = stop.cancelled() => {
+                    tracing::info!(backup = %name, "verification stopped: its caller went away");
+                    Err(Error::Cancelled(format!("verification of backup {name:?}: its caller went away")))
+                }
+            };
+            lease.release().await;
+            result
+        });
+        work.await
+            .map_err(|e| Error::Internal(format!("the verification task failed: {e}")))?
     }
 }

@@ -86,25 +86,29 @@ impl Leases {
         backup: &str,
         targets: &[CollectionRef],
     ) -> Result<Vec<Lease>> {
-        let mut held = vec![self.hold_for_reading(backup, job, "restore from").await?];
-        for t in targets {
-            match self.acquire(&target(t), job, "restore into").await {
-                Ok(lease) => held.push(lease),
-                Err(e) => {
-                    release_all(held).await;
-                    return Err(e);
-                }
-            }
-        }
-        Ok(held)
+        let held = vec![self.hold_for_reading(backup, job, "restore from").await?];
+        self.hold_each_target(held, job, targets, "restore into")
+            .await
     }
 
     /// Holds the targets of restore `job` (of a process that died) to clean
     /// them up; refused while any is held live.
     pub async fn hold_targets(&self, job: &str, targets: &[CollectionRef]) -> Result<Vec<Lease>> {
-        let mut held = Vec::new();
+        self.hold_each_target(Vec::new(), job, targets, "clean up")
+            .await
+    }
+
+    /// Adds a lease on each of `targets` to `held`; on the first refusal,
+    /// releases everything held (`held` too) and returns the refusal.
+    async fn hold_each_target(
+        &self,
+        mut held: Vec<Lease>,
+        job: &str,
+        targets: &[CollectionRef],
+        purpose: &str,
+    ) -> Result<Vec<Lease>> {
         for t in targets {
-            match self.acquire(&target(t), job, "clean up").await {
+            match self.acquire(&target(t), job, purpose).await {
                 Ok(lease) => held.push(lease),
                 Err(e) => {
                     release_all(held).await;
