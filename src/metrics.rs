@@ -102,7 +102,7 @@ impl Metrics {
         self.streamed_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// A job of `kind` (`backup`, `restore`) started.
+    /// A job of `kind` (`backup`, `restore`, `delete`) started.
     pub fn job_started(&self, kind: &'static str) {
         self.jobs_running.add(kind, 1);
     }
@@ -142,7 +142,19 @@ impl Metrics {
             Error::Unavailable { .. } => ("storage", "unavailable"),
             Error::Storage { .. } => ("storage", "error"),
             Error::PermissionDenied(_) => ("storage", "denied"),
-            _ => return,
+            // The caller's, the jobs', or counted already (a recorded end).
+            Error::InvalidArgument(_)
+            | Error::NotFound { .. }
+            | Error::AlreadyExists { .. }
+            | Error::FailedPrecondition(_)
+            | Error::DataLoss(_)
+            | Error::Unauthenticated(_)
+            | Error::Aborted(_)
+            | Error::ResourceExhausted(_)
+            | Error::Cancelled(_)
+            | Error::ShuttingDown
+            | Error::Internal(_)
+            | Error::Recorded { .. } => return,
         };
         self.errors.add(key, 1);
     }
@@ -221,7 +233,7 @@ impl Metrics {
             ),
             (
                 "milvus_backup_streamed_bytes_total",
-                "Bytes passed through this process by streaming copies, as they pass.",
+                "Bytes passed through this process by streaming copies, as they pass (a retried copy's again).",
                 &self.streamed_bytes,
             ),
         ];
@@ -231,7 +243,7 @@ impl Metrics {
         }
         let name = "milvus_backup_jobs_running";
         describe(&mut out, name, "gauge", "Jobs running now.");
-        for kind in ["backup", "restore"] {
+        for kind in ["backup", "restore", "delete"] {
             let n = self.jobs_running.get(&kind);
             let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {n}");
         }

@@ -176,3 +176,31 @@ async fn delete_backup_removes_that_backup_only() {
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     server.handle.stop().await.unwrap();
 }
+
+/// A missing object is NOT_FOUND on S3 (as on the other backends), never a
+/// storage fault to retry; an If-Match write on it is a conflict, not a
+/// fault, so a lease renewal on a removed lease object stops at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_s3_object_is_not_found_and_a_conditional_write_on_it_conflicts() {
+    let cfg = common::config();
+    let store = S3Bucket::new(&cfg.minio.backup_bucket().unwrap()).unwrap();
+    let key = format!("backup/{}/absent", common::unique("missing"));
+    let err = match store.get_stream(&key).await {
+        Ok(_) => panic!("{key} does not exist"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(err, milvus_backup::error::Error::NotFound { .. }),
+        "{err:?}"
+    );
+    let stale = "\"00000000000000000000000000000000\"";
+    let put = store
+        .put_if_match(&key, bytes::Bytes::from_static(b"{}"), stale)
+        .await
+        .unwrap();
+    assert!(
+        matches!(put, milvus_backup::storage::CondPut::Conflict),
+        "{put:?}"
+    );
+    assert_eq!(store.head(&key).await.unwrap(), None, "nothing written");
+}

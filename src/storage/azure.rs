@@ -57,8 +57,7 @@ impl AzureContainer {
                     owner: format!("account {:?}", access.account),
                     endpoint: access.blob_endpoint.clone(),
                     bucket: container.to_string(),
-                    // One account: Copy Blob reads any of its containers with our key.
-                    identity: Some(format!("azure|{}|{}", access.blob_endpoint, access.account)),
+                    identity: Some(copy_identity(access)),
                 },
                 store,
             ),
@@ -125,8 +124,8 @@ impl AzureContainer {
             .status_error(operation, key, status.as_u16(), code)
     }
 
-    /// Copy Blob from `container/key` of the same account; waits while the
-    /// service reports the copy pending.
+    /// Copy Blob from `container/key` of the same account (this container
+    /// too); waits while the service reports the copy pending.
     async fn copy_blob(&self, src_container: &str, src_key: &str, dst_key: &str) -> Result<()> {
         let mut source = format!(
             "{}/{src_container}/{}",
@@ -157,6 +156,11 @@ impl AzureContainer {
                     let head = self
                         .send("GetBlobProperties", Method::HEAD, &path, &[], &[])
                         .await?;
+                    // An answer that is not the blob's properties says
+                    // nothing of the copy: never taken for its end.
+                    if !head.status().is_success() {
+                        return Err(self.refused("GetBlobProperties", dst_key, head).await);
+                    }
                     status = copy_status(&head);
                 }
                 Some("success") | None => return Ok(()),
@@ -228,13 +232,10 @@ impl ObjectStore for AzureContainer {
         self.cloud.put_if_absent(key, data).await
     }
     async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<CondPut> {
-        // Azure's If-Match takes the ETag.
-        self.cloud.put_if_match(key, data, Some(etag), None).await
+        self.cloud.put_if_match(key, data, etag).await
     }
     async fn read_versioned(&self, key: &str) -> Result<Option<(Bytes, String)>> {
-        self.cloud
-            .read_versioned(key, |meta| meta.e_tag.clone())
-            .await
+        self.cloud.read_versioned(key).await
     }
     async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream)> {
         self.cloud.get_stream(key).await
@@ -243,15 +244,28 @@ impl ObjectStore for AzureContainer {
         self.cloud.put_stream(key, size, body).await
     }
     async fn copy_in(&self, from: Source<'_>, dst_key: &str) -> Result<Option<String>> {
-        if from.bucket == self.cloud.bucket {
-            self.cloud.copy_within(from.key, dst_key).await?;
-        } else {
-            self.copy_blob(from.bucket, from.key, dst_key).await?;
-        }
+        // Copy Blob in either case, followed while the service reports it pending.
+        self.copy_blob(from.bucket, from.key, dst_key).await?;
         Ok(self.cloud.etag_of(dst_key).await?)
     }
     async fn delete(&self, keys: &[String]) -> Result<()> {
         self.cloud.delete(keys).await
+    }
+}
+
+/// Who can Copy Blob from whom: with the account key, any container of the
+/// account; with a SAS (which a container may scope), only a store signing
+/// with the same SAS, which the copy's source is signed with.
+fn copy_identity(access: &AzureAccess) -> String {
+    let base = format!("azure|{}|{}", access.blob_endpoint, access.account);
+    match &access.credential {
+        AzureCredential::Key(_) => base,
+        AzureCredential::Sas(sas) => {
+            use md5::Digest as _;
+            let digest = md5::Md5::digest(sas.expose().as_bytes());
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{base}|sas {hex}")
+        }
     }
 }
 

@@ -236,7 +236,9 @@ impl Cloud {
             .put_opts(&self.path(key)?, PutPayload::from(data), opts)
             .await
         {
-            Ok(r) => Ok(CondPut::Written(tag(r.e_tag, r.version))),
+            // The ETag, never the version id an Azure account with blob
+            // versioning also returns: If-Match takes the ETag.
+            Ok(r) => Ok(CondPut::Written(r.e_tag.unwrap_or_default())),
             Err(
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. },
@@ -249,33 +251,23 @@ impl Cloud {
         self.put_mode(key, data, PutMode::Create).await
     }
 
-    /// Replaces `key` if its ETag (Azure) or generation (GCS) is still the one given.
-    pub async fn put_if_match(
-        &self,
-        key: &str,
-        data: Bytes,
-        e_tag: Option<&str>,
-        version: Option<&str>,
-    ) -> Result<CondPut> {
+    /// Replaces `key` if its ETag is still the one given.
+    pub async fn put_if_match(&self, key: &str, data: Bytes, e_tag: &str) -> Result<CondPut> {
         let v = UpdateVersion {
-            e_tag: e_tag.map(str::to_string),
-            version: version.map(str::to_string),
+            e_tag: Some(e_tag.to_string()),
+            version: None,
         };
         self.put_mode(key, data, PutMode::Update(v)).await
     }
 
-    /// The object with the tag [`Self::put_if_match`] takes (`tag_of` picks it).
-    pub async fn read_versioned(
-        &self,
-        key: &str,
-        tag_of: impl Fn(&ObjectMeta) -> Option<String>,
-    ) -> Result<Option<(Bytes, String)>> {
+    /// The object with the ETag [`Self::put_if_match`] takes.
+    pub async fn read_versioned(&self, key: &str) -> Result<Option<(Bytes, String)>> {
         let got = match self.store.get(&self.path(key)?).await {
             Ok(g) => g,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(self.error("Get", key, e)),
         };
-        let tag = tag_of(&got.meta).unwrap_or_default();
+        let tag = got.meta.e_tag.clone().unwrap_or_default();
         let body = got.bytes().await.map_err(|e| self.error("Get", key, e))?;
         Ok(Some((body, tag)))
     }
@@ -367,14 +359,6 @@ impl Cloud {
         Ok(r.e_tag.map(|t| t.trim_matches('"').to_string()))
     }
 
-    /// A server-side copy inside this container or bucket.
-    pub async fn copy_within(&self, from: &str, to: &str) -> Result<()> {
-        self.store
-            .copy(&self.path(from)?, &self.path(to)?)
-            .await
-            .map_err(|e| self.error("Copy", to, e))
-    }
-
     /// Deletes objects; missing ones are ignored.
     pub async fn delete(&self, keys: &[String]) -> Result<()> {
         let paths: Vec<Path> = keys.iter().map(|k| self.path(k)).collect::<Result<_>>()?;
@@ -395,11 +379,6 @@ impl Cloud {
 fn missing_bucket(err: &object_store::Error) -> bool {
     let text = chain(err);
     text.contains("ContainerNotFound") || text.contains("NoSuchBucket")
-}
-
-/// The version tag of a write: the generation where there is one (GCS), else the ETag.
-fn tag(e_tag: Option<String>, version: Option<String>) -> String {
-    version.or(e_tag).unwrap_or_default()
 }
 
 /// An error with its causes, `a: b: c`.

@@ -22,6 +22,10 @@ use crate::error::{Error, Result};
 /// Deletes sent at once.
 const DELETES_IN_FLIGHT: usize = 16;
 
+/// How often a versioned read describes an object that keeps changing
+/// between its description and its body before it gives up.
+const VERSIONED_READ_TRIES: usize = 5;
+
 /// One bucket of Google Cloud Storage.
 #[derive(Debug, Clone)]
 pub struct GcsBucket {
@@ -420,22 +424,36 @@ impl ObjectStore for GcsBucket {
         self.conditional(key, data, "0").await
     }
     async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<CondPut> {
-        // Our version tag on GCS is the object's generation.
+        // Our version tag on GCS is the object's generation, a number: any
+        // other tag matches no object (GCS would refuse it as a bad request).
+        if etag.parse::<u64>().is_err() {
+            return Ok(CondPut::Conflict);
+        }
         self.conditional(key, data, etag).await
     }
     async fn read_versioned(&self, key: &str) -> Result<Option<(Bytes, String)>> {
-        let Some(o) = self.describe(key).await? else {
-            return Ok(None);
-        };
-        let resp = match self.media(key, Some(&o.generation)).await {
-            Err(Error::NotFound { .. }) => return Ok(None),
-            r => r?,
-        };
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| self.place.transport_error("Get", key, &e))?;
-        Ok(Some((body, o.generation)))
+        // The body is read pinned to the generation described. A generation
+        // gone by then was replaced (a lease renewed) or removed meanwhile:
+        // described again, never taken for absent while an object is there.
+        for _ in 0..VERSIONED_READ_TRIES {
+            let Some(o) = self.describe(key).await? else {
+                return Ok(None);
+            };
+            let resp = match self.media(key, Some(&o.generation)).await {
+                Err(Error::NotFound { .. }) => continue,
+                r => r?,
+            };
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| self.place.transport_error("Get", key, &e))?;
+            return Ok(Some((body, o.generation)));
+        }
+        Err(Error::Storage {
+            operation: "Get",
+            key: format!("{}/{key}", self.place.bucket),
+            reason: format!("the object changed {VERSIONED_READ_TRIES} times while it was read"),
+        })
     }
     async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream)> {
         let resp = self.media(key, None).await?;

@@ -136,12 +136,16 @@ fn etag_of(data: &[u8]) -> String {
     format!("{:x}", md5::Md5::digest(data))
 }
 
-/// A lock file older than this belongs to a process that died while holding it.
-const STALE_LOCK: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a conditional write waits for another process's before it fails.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 impl LocalDir {
-    /// Runs `f` while holding `{file}.tmp-lock`, made with `O_CREAT|O_EXCL`,
-    /// so that compare-and-swap writes from several processes serialise.
+    /// Runs `f` while holding an OS lock on `{file}.tmp-lock`, so that
+    /// compare-and-swap writes from several processes serialise. The OS frees
+    /// the lock of a process that dies; a paused holder keeps it. The lock
+    /// file is removed while still locked: a waiter that then gets the lock
+    /// of the removed file sees that the path is no longer its file and
+    /// tries again.
     async fn with_lock<T>(
         &self,
         key: &str,
@@ -158,38 +162,46 @@ impl LocalDir {
                 .map_err(|e| self.io_error("lock", key, e))?;
         }
         let started = std::time::Instant::now();
-        loop {
-            match tokio::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&lock)
-                .await
-            {
-                Ok(_) => break,
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    let stale = tokio::fs::metadata(&lock)
-                        .await
-                        .ok()
-                        .and_then(|m| m.modified().ok())
-                        .and_then(|t| t.elapsed().ok())
-                        .is_some_and(|age| age > STALE_LOCK);
-                    if stale {
-                        let _ = tokio::fs::remove_file(&lock).await;
-                    } else if started.elapsed() > 2 * STALE_LOCK {
-                        return Err(self.io_error(
-                            "lock",
-                            key,
-                            std::io::Error::other("lock file held too long"),
-                        ));
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                }
-                Err(e) => return Err(self.io_error("lock", key, e)),
+        let held = loop {
+            if let Some(file) = try_lock(&lock).map_err(|e| self.io_error("lock", key, e))? {
+                break file;
             }
-        }
+            if started.elapsed() > LOCK_WAIT {
+                return Err(self.io_error(
+                    "lock",
+                    key,
+                    std::io::Error::other("another process held the lock too long"),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        };
         let out = f.await;
-        let _ = tokio::fs::remove_file(&lock).await;
+        let _ = std::fs::remove_file(&lock);
+        drop(held);
         out
+    }
+}
+
+/// The locked lock file at `lock`, or `None` while another process holds it
+/// (or removed it between our open and our lock).
+fn try_lock(lock: &Path) -> std::io::Result<Option<std::fs::File>> {
+    use std::os::unix::fs::MetadataExt as _;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(lock)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    }
+    let ours = file.metadata()?;
+    match std::fs::metadata(lock) {
+        Ok(now) if now.dev() == ours.dev() && now.ino() == ours.ino() => Ok(Some(file)),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -330,9 +342,16 @@ impl ObjectStore for LocalDir {
 
     async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream)> {
         let path = self.path(key)?;
-        let file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|e| self.io_error("read", key, e))?;
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(Error::not_found(
+                    "object",
+                    format!("{}/{key}", self.place.bucket),
+                ));
+            }
+            Err(e) => return Err(self.io_error("read", key, e)),
+        };
         let size = file
             .metadata()
             .await
@@ -382,6 +401,54 @@ impl ObjectStore for LocalDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Compare-and-swap increments from 8 writers, each with a store of its
+    /// own on one directory (as processes would be): every increment a writer
+    /// was told it made is in the counter, and no lock file is left.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn conditional_writes_from_several_stores_lose_no_update() {
+        let root = std::env::temp_dir().join(format!("mb-cas-{}", uuid::Uuid::new_v4().simple()));
+        LocalDir::new(&root).ensure_bucket(true).await.unwrap();
+        let key = "_leases/counter";
+        LocalDir::new(&root)
+            .write(key, Bytes::from_static(b"0"))
+            .await
+            .unwrap();
+        let writers = (0..8).map(|_| {
+            let store = LocalDir::new(&root);
+            tokio::spawn(async move {
+                let mut made = 0u32;
+                for _ in 0..25 {
+                    let (data, tag) = store.read_versioned(key).await.unwrap().unwrap();
+                    let n: u32 = std::str::from_utf8(&data).unwrap().parse().unwrap();
+                    let next = Bytes::from((n + 1).to_string());
+                    if let CondPut::Written(_) = store.put_if_match(key, next, &tag).await.unwrap()
+                    {
+                        made += 1;
+                    }
+                }
+                made
+            })
+        });
+        let made: u32 = futures::future::join_all(writers)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .sum();
+        let last = LocalDir::new(&root).read(key).await.unwrap();
+        assert_eq!(std::str::from_utf8(&last).unwrap(), made.to_string());
+        assert!(made > 0);
+        let left: Vec<_> = std::fs::read_dir(root.join("_leases"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("counter")],
+            "no lock file left"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[tokio::test]
     async fn behaves_like_a_bucket() {

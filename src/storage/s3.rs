@@ -16,7 +16,7 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream as SdkByteStream, SdkBody};
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_sdk_s3::types::{Delete, ObjectIdentifier, ServerSideEncryption};
 use aws_smithy_http_client::tls;
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -143,6 +143,16 @@ impl S3Bucket {
                     _ => display_chain(&err),
                 };
                 let status = err.raw_response().map(|r| r.status().as_u16());
+                // Missing is an answer, not a fault to retry.
+                match (status, err.code()) {
+                    (_, Some("NoSuchBucket")) => {
+                        return Error::not_found("s3 bucket", self.place.location());
+                    }
+                    (_, Some("NoSuchKey")) | (Some(404), None | Some("NotFound")) => {
+                        return Error::not_found("object", format!("{}/{key}", self.place.bucket));
+                    }
+                    _ => {}
+                }
                 if matches!(status, Some(401 | 403)) {
                     // The keys are wrong, or not allowed to do this.
                     return Error::PermissionDenied(format!(
@@ -285,10 +295,11 @@ impl S3Bucket {
             .await;
         match sent {
             Ok(out) => Ok(CondPut::Written(out.e_tag.unwrap_or_default())),
+            // An If-Match on an object gone meanwhile: AWS answers 404.
             Err(e)
                 if matches!(
                     e.code(),
-                    Some("PreconditionFailed" | "ConditionalRequestConflict")
+                    Some("PreconditionFailed" | "ConditionalRequestConflict" | "NoSuchKey")
                 ) =>
             {
                 Ok(CondPut::Conflict)
@@ -430,7 +441,11 @@ impl ObjectStore for S3Bucket {
             .send()
             .await
             .map_err(|e| self.error("PutObject", key, e))?;
-        Ok(out.e_tag().map(str::to_string))
+        Ok(md5_etag(
+            out.e_tag(),
+            out.server_side_encryption(),
+            out.sse_customer_algorithm(),
+        ))
     }
 
     async fn copy_in(&self, from: Source<'_>, dst_key: &str) -> Result<Option<String>> {
@@ -443,10 +458,11 @@ impl ObjectStore for S3Bucket {
             .send()
             .await
             .map_err(|e| self.error("CopyObject", dst_key, e))?;
-        Ok(out
-            .copy_object_result()
-            .and_then(|r| r.e_tag())
-            .map(str::to_string))
+        Ok(md5_etag(
+            out.copy_object_result().and_then(|r| r.e_tag()),
+            out.server_side_encryption(),
+            out.sse_customer_algorithm(),
+        ))
     }
 
     async fn delete(&self, keys: &[String]) -> Result<()> {
@@ -493,4 +509,41 @@ fn encode_copy_source(key: &str) -> String {
         }
     }
     out
+}
+
+/// The ETag of a write when it is the MD5 of the bytes written: not under
+/// SSE-KMS or SSE-C, whose ETags are not (a backup's checksums would then
+/// call a sound object altered).
+fn md5_etag(
+    etag: Option<&str>,
+    sse: Option<&ServerSideEncryption>,
+    sse_customer_algorithm: Option<&str>,
+) -> Option<String> {
+    let kms = matches!(
+        sse,
+        Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse)
+    );
+    (!kms && sse_customer_algorithm.is_none())
+        .then(|| etag.map(str::to_string))
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_etag_without_kms_or_customer_keys_is_taken_for_an_md5() {
+        let tag = Some("\"9e107d9d372bb6826bd81d3542a419d6\"");
+        assert_eq!(md5_etag(tag, None, None).as_deref(), tag);
+        let s3_keys = ServerSideEncryption::Aes256;
+        assert_eq!(md5_etag(tag, Some(&s3_keys), None).as_deref(), tag);
+        for kms in [
+            ServerSideEncryption::AwsKms,
+            ServerSideEncryption::AwsKmsDsse,
+        ] {
+            assert_eq!(md5_etag(tag, Some(&kms), None), None, "{kms:?}");
+        }
+        assert_eq!(md5_etag(tag, None, Some("AES256")), None, "SSE-C");
+    }
 }
