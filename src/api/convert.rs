@@ -34,7 +34,7 @@ impl TryFrom<Request<pb::CreateBackupRequest>> for BackupRequest {
             databases: r.database_names,
             meta_only: r.meta_only,
             incremental: r.incremental,
-            caller: Caller::new(r.request_id, traceparent(&metadata)),
+            caller: Caller::parse(r.request_id, traceparent(&metadata))?,
         })
     }
 }
@@ -56,7 +56,7 @@ impl TryFrom<Request<pb::RestoreRequest>> for RestoreRequest {
             restore_index: r.restore_index,
             load: r.load,
             meta_only: r.meta_only,
-            caller: Caller::new(r.request_id, traceparent(&metadata)),
+            caller: Caller::parse(r.request_id, traceparent(&metadata))?,
         })
     }
 }
@@ -263,6 +263,31 @@ mod tests {
         assert_eq!(req.caller().request_id(), "r1");
         let trace = req.caller().trace().map(|t| t.as_str());
         assert_eq!(trace, Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+    }
+
+    #[test]
+    fn a_request_id_too_long_or_with_control_characters_is_refused_naming_it() {
+        let too_long = "r".repeat(crate::model::MAX_REQUEST_ID_LEN + 1);
+        for (id, says) in [(too_long.as_str(), "of 257 bytes"), ("a\nb", "control")] {
+            let r = RestoreRequest::try_from(Request::new(pb::RestoreRequest {
+                backup_name: "b".into(),
+                request_id: id.into(),
+                ..Default::default()
+            }));
+            match r {
+                Err(Error::InvalidArgument(m)) => {
+                    assert!(m.contains("request_id") && m.contains(says), "{m}")
+                }
+                other => panic!("{id:?}: {other:?}"),
+            }
+        }
+        let longest = "r".repeat(crate::model::MAX_REQUEST_ID_LEN);
+        let ok = BackupRequest::try_from(Request::new(pb::CreateBackupRequest {
+            backup_name: "b".into(),
+            request_id: longest.clone(),
+            ..Default::default()
+        }));
+        assert_eq!(ok.unwrap().caller().request_id(), longest);
     }
 
     #[test]

@@ -110,8 +110,8 @@ impl Call {
     }
 
     /// The caller of a job this request starts, as `id` names it.
-    fn caller(&self, id: &str) -> Caller {
-        Caller::new(id, &traceparent(&self.headers))
+    fn caller(&self, id: &str) -> Result<Caller> {
+        Caller::parse(id, &traceparent(&self.headers))
     }
 
     /// Answers with `work`'s data and message, or with its error's envelope,
@@ -327,7 +327,7 @@ async fn create(call: Call, Body(b): Body<CreateBody>) -> Response {
             databases: dbs,
             meta_only: b.meta_only,
             incremental: b.incremental,
-            caller: call.caller(&id),
+            caller: call.caller(&id)?,
         })?;
         let rx = call.rest.engine.create_backup(req).await?;
         let (last, ended) = follow(rx, b.is_async, BACKUP_STARTED).await;
@@ -498,7 +498,7 @@ async fn restore(call: Call, Body(b): Body<RestoreBody>) -> Response {
             restore_index: b.restore_index,
             load: b.load,
             meta_only: b.meta_only,
-            caller: call.caller(&id),
+            caller: call.caller(&id)?,
         })?;
         let rx = call.rest.engine.restore(req).await?;
         let (last, ended) = follow(rx, b.is_async, RESTORE_STARTED).await;

@@ -14,6 +14,6 @@ pub use policy::{
     DEFAULT_NAME_TEMPLATE, Policy, PolicyInput, PolicyName, RetentionInput, Selection,
 };
 pub use requests::{
-    BackupInput, BackupLookup, BackupRequest, Caller, JobId, MAX_NAMES_PER_REQUEST, RestoreInput,
-    RestoreRequest, TraceId,
+    BackupInput, BackupLookup, BackupRequest, Caller, JobId, MAX_NAMES_PER_REQUEST,
+    MAX_REQUEST_ID_LEN, RestoreInput, RestoreRequest, TraceId,
 };

@@ -65,9 +65,31 @@ pub struct Caller {
     trace: Option<TraceId>,
 }
 
+/// The longest idempotency key a caller may give, in bytes.
+pub const MAX_REQUEST_ID_LEN: usize = 256;
+
 impl Caller {
-    /// A caller with idempotency key `request_id` (empty: none), whose W3C
-    /// `traceparent` header is `traceparent` (malformed or empty: no trace).
+    /// A caller whose idempotency key `request_id` (empty: none) came from
+    /// a request: at most [`MAX_REQUEST_ID_LEN`] bytes, without control
+    /// characters. Its W3C `traceparent` header is `traceparent` (malformed
+    /// or empty: no trace).
+    pub fn parse(request_id: impl Into<String>, traceparent: &str) -> Result<Self> {
+        let request_id = request_id.into();
+        if request_id.len() > MAX_REQUEST_ID_LEN {
+            return Err(Error::invalid(format!(
+                "request_id of {} bytes: at most {MAX_REQUEST_ID_LEN}",
+                request_id.len()
+            )));
+        }
+        if request_id.chars().any(char::is_control) {
+            return Err(Error::invalid(format!(
+                "request_id {request_id:?}: control characters are not allowed"
+            )));
+        }
+        Ok(Self::new(request_id, traceparent))
+    }
+
+    /// A caller with an idempotency key this process made (a job id).
     pub fn new(request_id: impl Into<String>, traceparent: &str) -> Self {
         Self {
             request_id: request_id.into(),
