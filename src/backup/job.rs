@@ -10,6 +10,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::runner::{INTERRUPTED, JobKind, Recovered};
 use crate::jobs::{BackupOrder, BackupSnapshot, JobHandle, JobState, Lease};
+use crate::meta::leftover::Planless;
 use crate::meta::summary::snapshot_of;
 use crate::model::{BackupRequest, CollectionRef};
 
@@ -114,7 +115,11 @@ impl JobKind for BackupJob {
         // Only a folder this job made is removed (a resumed job that found
         // another's leaves it to that job's own takeover).
         let id = job.snapshot().id;
-        match super::folder_is_jobs(&self.ctx, name, &id, !self.req.resumes()).await {
+        let planless = match self.req.resumes() {
+            true => Planless::NotJobs,
+            false => Planless::NewJobs,
+        };
+        match self.ctx.catalog.folder_is_jobs(name, &id, planless).await {
             Ok(true) => {}
             Ok(false) => {
                 return error!(backup = %name, "the folder is not this job's: its objects are left");
@@ -200,7 +205,11 @@ impl JobKind for BackupJob {
                     Ok(lease) => {
                         // Only the folder this job planned: the name may
                         // have been deleted and used again meanwhile.
-                        match super::folder_is_jobs(ctx, &b.name, &b.id, false).await {
+                        match ctx
+                            .catalog
+                            .folder_is_jobs(&b.name, &b.id, Planless::NotJobs)
+                            .await
+                        {
                             Ok(true) => {
                                 if let Err(e) = ctx.catalog.delete(&b.name, &[lease.fence()]).await
                                 {

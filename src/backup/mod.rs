@@ -13,25 +13,49 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::jobs::{BackupSnapshot, JobSnapshot as _};
+use crate::meta::leftover::Planless;
 use crate::milvus::MilvusApi;
 use crate::model::{BackupRequest, CollectionRef};
 
 pub use job::BackupJob;
 
-/// The job whose plan backup `name`'s folder holds (a job that has copied
-/// anything has written one).
-pub async fn plan_owner(ctx: &Context, name: &str) -> Result<Option<String>> {
-    Ok(resume::load_plan(ctx, name).await?.map(|p| p.job))
-}
-
-/// Whether backup `name`'s folder is job `job`'s to remove: its plan names
-/// the job, or, for a new job (`new_job`: the name was free under its
-/// lease), it holds no plan yet.
-pub async fn folder_is_jobs(ctx: &Context, name: &str, job: &str, new_job: bool) -> Result<bool> {
-    Ok(match plan_owner(ctx, name).await? {
-        Some(owner) => owner == job,
-        None => new_job,
-    })
+/// Ends backup `record`, whose server died and which cannot be resumed (its
+/// collection was dropped, it was cancelled, its folder is not its own),
+/// with `reason`: what it copied is removed under the name's hold, only when
+/// the folder's plan is the job's own and it is not complete. Returns its
+/// last record, or `None` while another job holds the name (tried again).
+pub async fn abandon(
+    ctx: &Context,
+    mut record: BackupSnapshot,
+    reason: Error,
+) -> Option<BackupSnapshot> {
+    let name = record.name.clone();
+    tracing::warn!(backup = %name, error = %reason, "a backup whose server died is not resumed");
+    let job = uuid::Uuid::new_v4().to_string();
+    let hold = match ctx.leases().hold_for_writing(&name, &job, "clean up").await {
+        Ok(hold) => hold,
+        Err(e) => {
+            tracing::warn!(backup = %name, error = %e, "the name is held; tried again later");
+            return None;
+        }
+    };
+    let catalog = &ctx.catalog;
+    let ours = matches!(
+        catalog
+            .folder_is_jobs(&name, &record.id, Planless::NotJobs)
+            .await,
+        Ok(true)
+    );
+    if ours
+        && matches!(catalog.is_complete(&name).await, Ok(false))
+        && let Err(e) = catalog.delete(&name, &[hold.fence()]).await
+    {
+        tracing::warn!(backup = %name, error = %e, "cannot remove the backup's objects");
+    }
+    hold.release().await;
+    record.finish(&Err(reason));
+    Some(record)
 }
 
 /// What a backup completed by a server that died before its last steps

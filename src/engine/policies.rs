@@ -32,7 +32,7 @@ impl Engine {
         self.policies.delete(name.as_str()).await?;
         // The lease objects of its ended runs (a running one loses its lease
         // and stops writing).
-        let leases = format!("policy/{}", name.as_str());
+        let leases = crate::jobs::holds::policy_slots(name.as_str());
         if let Err(e) = self.ctx.leases().remove_under(&leases).await {
             tracing::warn!(policy = %name.as_str(), error = %e, "cannot remove the policy's lease objects");
         }

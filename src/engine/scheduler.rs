@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 use super::Engine;
 use crate::error::{Error, ErrorKind, Result};
-use crate::jobs::{JobSnapshot, JobState, Lease, host_pid, until_terminal};
+use crate::jobs::{JobSnapshot, JobState, Lease, holds, host_pid, until_terminal};
 use crate::model::retention::Decision;
 use crate::model::{BackupName, Caller};
 use crate::policy::{RunRecord, RunState, StoredPolicy};
@@ -86,10 +86,6 @@ impl Drop for RunningSlot {
             .running
             .remove(&self.key);
     }
-}
-
-fn slot_lease(policy: &str, slot_ms: i64) -> String {
-    format!("policy/{policy}/{slot_ms}")
 }
 
 impl Engine {
@@ -222,7 +218,7 @@ impl Engine {
         let name = p.policy.name().to_string();
         let job = uuid::Uuid::new_v4().to_string();
         let leases = self.ctx.leases();
-        let lease_name = slot_lease(&name, slot_ms);
+        let lease_name = holds::policy_slot(&name, slot_ms);
         // A scheduled slot does not start while a run of the policy holds
         // its slot's lease (here or on another server): backups of one
         // policy never pile up on Milvus. The newest slot due when that run
@@ -230,12 +226,12 @@ impl Engine {
         // holds nothing back. Read before the lease is taken, so a slot
         // that waits leaves no lease object behind.
         if !manual {
-            match leases.holders_under(&format!("policy/{name}")).await {
+            match leases.holders_under(&holds::policy_slots(&name)).await {
                 Ok(held) => {
                     let running = held
                         .iter()
                         .filter(|(lease, _)| *lease != lease_name)
-                        .filter_map(|(lease, _)| lease.rsplit('/').next()?.parse::<i64>().ok())
+                        .filter_map(|(lease, _)| holds::slot_of(lease))
                         .max();
                     if let Some(running) = running {
                         return self.note_waiting(&name, slot_ms, running);
@@ -483,10 +479,7 @@ impl Engine {
         }
         // A backup job's own plan means it is resumable: the takeover of
         // backup jobs continues it (this run adopts it once complete).
-        if crate::backup::plan_owner(&self.ctx, name.as_str())
-            .await?
-            .is_some()
-        {
+        if catalog.plan_owner(name.as_str()).await?.is_some() {
             return Err(Error::Aborted(format!(
                 "backup {name} is half-written by a job that will be resumed; retried"
             )));

@@ -216,43 +216,17 @@ impl Engine {
         Ok(())
     }
 
-    /// A backup that cannot be resumed (its collection was dropped, it was
-    /// cancelled, its folder is not its own) ends with the reason; what it
-    /// copied is removed under the name's hold, only when the folder's plan
-    /// is the job's own.
-    async fn end_unresumable(&self, mut record: BackupSnapshot, reason: Error) {
-        let name = record.name.clone();
-        warn!(backup = %name, error = %reason, "a backup whose server died is not resumed");
-        let job = uuid::Uuid::new_v4().to_string();
-        let hold = match self
-            .ctx
-            .leases()
-            .hold_for_writing(&name, &job, "clean up")
-            .await
-        {
-            Ok(hold) => hold,
-            Err(e) => {
-                return warn!(backup = %name, error = %e, "the name is held; tried again later");
-            }
-        };
-        let ours = matches!(
-            crate::backup::folder_is_jobs(&self.ctx, &name, &record.id, false).await,
-            Ok(true)
-        );
-        if ours
-            && matches!(self.ctx.catalog.is_complete(&name).await, Ok(false))
-            && let Err(e) = self.ctx.catalog.delete(&name, &[hold.fence()]).await
-        {
-            warn!(backup = %name, error = %e, "cannot remove the backup's objects");
-        }
-        hold.release().await;
+    /// Ends a backup that cannot be resumed (see [`crate::backup::abandon`])
+    /// and records its end.
+    async fn end_unresumable(&self, record: BackupSnapshot, reason: Error) {
         let reason = match reason {
             Error::Cancelled(m) => Error::Cancelled(m),
             e => not_resumed(e),
         };
-        record.finish(&Err(reason));
-        if let Some(shared) = self.pool.shared() {
-            shared.finish(&record).await;
+        if let Some(last) = crate::backup::abandon(&self.ctx, record, reason).await
+            && let Some(shared) = self.pool.shared()
+        {
+            shared.finish(&last).await;
         }
     }
 
@@ -301,8 +275,6 @@ fn resumed_caller(id: &str, trace_id: Option<&str>) -> Caller {
     Caller::new(id.to_string(), &traceparent)
 }
 
-/// Errors after which the next sweep tries again: another server took the
-/// job first, this one cannot start a job now, or storage or Milvus failed.
 /// The end of a job that could not be resumed: the error's kind (a
 /// DATA_LOSS stays one), its message after the reason.
 fn not_resumed(e: Error) -> Error {
@@ -312,6 +284,8 @@ fn not_resumed(e: Error) -> Error {
     }
 }
 
+/// Errors after which the next sweep tries again: another server took the
+/// job first, this one cannot start a job now, or storage or Milvus failed.
 fn tried_again(e: &Error) -> bool {
     matches!(
         e,

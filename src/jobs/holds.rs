@@ -1,7 +1,8 @@
 //! What jobs hold, as leases in the backup storage:
 //! - `backup/{name}`: a job that writes backup `name` (a create, a delete);
 //! - `reads/{name}/{job}`: each job that reads it (a restore, a verify);
-//! - `target/{db}.{coll}`: a restore into that collection.
+//! - `target/{db}.{coll}`: a restore into that collection;
+//! - `policy/{name}/{slot}`: the run of a policy's slot (slot in ms since the epoch).
 //!
 //! A writer waits for no reader and a reader for no writer: the one that
 //! comes second is refused with ABORTED, naming the holder.
@@ -18,6 +19,21 @@ pub fn writer(backup: &str) -> String {
 /// The lease of job `job` that reads backup `backup`.
 pub fn reader(backup: &str, job: &str) -> String {
     format!("reads/{backup}/{job}")
+}
+
+/// The folder of policy `policy`'s slot leases.
+pub fn policy_slots(policy: &str) -> String {
+    format!("policy/{policy}")
+}
+
+/// The lease of the run of policy `policy`'s slot `slot_ms`.
+pub fn policy_slot(policy: &str, slot_ms: i64) -> String {
+    format!("{}/{slot_ms}", policy_slots(policy))
+}
+
+/// The slot of a lease named by [`policy_slot`].
+pub fn slot_of(lease: &str) -> Option<i64> {
+    lease.rsplit('/').next()?.parse().ok()
 }
 
 fn target(t: &CollectionRef) -> String {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use tracing::info;
 
 use super::prove;
-use super::run::{Place, status};
+use super::{Place, status};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::{ImportRecord, JobHandle, RestoreSnapshot};

@@ -11,7 +11,10 @@ use std::collections::HashSet;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::jobs::{RestoreCollectionStatus, RestoreSnapshot};
+use crate::meta::manifest::Manifest;
 use crate::meta::model::{BackupInfo, CollectionBackupInfo, CollectionSchema};
+use crate::milvus::MilvusVersion;
 use crate::model::{CollectionRef, RestoreRequest};
 
 pub use cleanup::{Cleaned, Outcome, clean_up};
@@ -307,4 +310,26 @@ pub(crate) fn check_compatible(
     Err(Error::FailedPrecondition(format!(
         "skip_create_collection: existing collection {target} does not match the backup's schema: {diff}"
     )))
+}
+
+/// Where the binlogs come from and what the target Milvus is.
+struct Place<'a> {
+    pub backup_name: &'a str,
+    /// The staging prefix in Milvus's bucket, when the backup lives elsewhere
+    /// or is incremental.
+    pub staging: Option<&'a str>,
+    /// An incremental backup's manifest: where each of its objects is stored.
+    pub reused: Option<&'a Manifest>,
+    pub version: MilvusVersion,
+}
+
+/// This target's entry in the job's snapshot.
+fn status<'a>(
+    s: &'a mut RestoreSnapshot,
+    t: &RestoreTarget,
+) -> &'a mut RestoreCollectionStatus {
+    s.collections
+        .iter_mut()
+        .find(|c| c.target == t.target)
+        .expect("every target has a status")
 }

@@ -6,13 +6,12 @@ use std::time::Instant;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::{JobHandle, JobState, PhaseTime, RestorePhase, RestoreSnapshot, SwapStep};
-use crate::meta::manifest::Manifest;
 use crate::meta::model::{BackupInfo, CollectionBackupInfo};
 use crate::meta::schema;
-use crate::milvus::{IndexInfo, MilvusVersion, NewCollection};
+use crate::milvus::{IndexInfo, NewCollection};
 use crate::model::{CollectionRef, DEFAULT_DB};
 use crate::restore::imports::{Filling, import_partitions};
-use crate::restore::{RestoreRequest, RestoreTarget, check_compatible, prove};
+use crate::restore::{Place, RestoreRequest, RestoreTarget, check_compatible, prove, status};
 
 use base64::Engine as _;
 
@@ -146,17 +145,6 @@ fn file_count(c: &CollectionBackupInfo) -> u64 {
         .flat_map(|s| s.binlogs.iter().chain(&s.deltalogs))
         .map(|f| f.binlogs.len() as u64)
         .sum()
-}
-
-/// Where the binlogs come from and what the target Milvus is.
-pub(super) struct Place<'a> {
-    pub backup_name: &'a str,
-    /// The staging prefix in Milvus's bucket, when the backup lives elsewhere
-    /// or is incremental.
-    pub staging: Option<&'a str>,
-    /// An incremental backup's manifest: where each of its objects is stored.
-    pub reused: Option<&'a Manifest>,
-    pub version: MilvusVersion,
 }
 
 /// Restores one collection; returns the rows Milvus imported. A target that
@@ -320,17 +308,6 @@ fn temp_name(target: &str, job_id: &str) -> String {
         .take(8)
         .collect();
     format!("{target}_restoring_{tag}")
-}
-
-/// This target's entry in the job's snapshot.
-pub(super) fn status<'a>(
-    s: &'a mut RestoreSnapshot,
-    t: &RestoreTarget,
-) -> &'a mut crate::jobs::RestoreCollectionStatus {
-    s.collections
-        .iter_mut()
-        .find(|c| c.target == t.target)
-        .expect("every target has a status")
 }
 
 /// Before a replace: the restored copy has the backup's schema and holds the
