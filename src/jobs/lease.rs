@@ -493,9 +493,12 @@ impl Drop for Lease {
     }
 }
 
-/// Releases every lease of a job.
+/// Releases every lease of a job, 16 at once (a restore holds one per target).
 pub async fn release_all(leases: Vec<Lease>) {
-    futures::future::join_all(leases.into_iter().map(Lease::release)).await;
+    use futures::StreamExt as _;
+    futures::stream::iter(leases)
+        .for_each_concurrent(16, Lease::release)
+        .await;
 }
 
 #[cfg(test)]

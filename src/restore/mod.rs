@@ -324,10 +324,7 @@ struct Place<'a> {
 }
 
 /// This target's entry in the job's snapshot.
-fn status<'a>(
-    s: &'a mut RestoreSnapshot,
-    t: &RestoreTarget,
-) -> &'a mut RestoreCollectionStatus {
+fn status<'a>(s: &'a mut RestoreSnapshot, t: &RestoreTarget) -> &'a mut RestoreCollectionStatus {
     s.collections
         .iter_mut()
         .find(|c| c.target == t.target)

@@ -312,6 +312,7 @@ impl Cloud {
     ) -> Result<Option<String>> {
         let path = self.path(key)?;
         if size <= BLOCK_BYTES as u64 {
+            let mut body = super::exactly(size, format!("{}/{key}", self.bucket), body);
             let mut buf = Vec::with_capacity(size as usize);
             while let Some(chunk) = body.next().await {
                 buf.extend_from_slice(&chunk?);

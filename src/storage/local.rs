@@ -367,8 +367,11 @@ impl ObjectStore for LocalDir {
         Ok((size, Box::pin(stream)))
     }
 
-    async fn put_stream(&self, key: &str, _size: u64, body: ByteStream) -> Result<Option<String>> {
-        self.write_with(key, body).await.map(|()| None)
+    async fn put_stream(&self, key: &str, size: u64, body: ByteStream) -> Result<Option<String>> {
+        let place = format!("{}/{key}", self.place.bucket);
+        self.write_with(key, super::exactly(size, place, body))
+            .await
+            .map(|()| None)
     }
 
     async fn copy_in(&self, _: Source<'_>, dst_key: &str) -> Result<Option<String>> {

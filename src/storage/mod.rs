@@ -87,6 +87,38 @@ pub enum CondPut {
 /// The bytes of one object, as they arrive.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send + Sync>>;
 
+/// `body`, failing at its end (or as soon as it gives too much) unless it
+/// gave exactly `size` bytes: a short or long source never makes a whole
+/// object. `place` names the object in the error.
+pub fn exactly(size: u64, place: String, body: ByteStream) -> ByteStream {
+    let counted = futures::stream::unfold((body, 0u64, false), move |(mut body, seen, done)| {
+        let place = place.clone();
+        async move {
+            if done {
+                return None;
+            }
+            let wrong = |seen: u64| crate::error::Error::Storage {
+                operation: "Put",
+                key: place.clone(),
+                reason: format!("the source gave {seen} bytes, not {size}"),
+            };
+            match futures::StreamExt::next(&mut body).await {
+                Some(Ok(chunk)) => {
+                    let seen = seen + chunk.len() as u64;
+                    if seen > size {
+                        return Some((Err(wrong(seen)), (body, seen, true)));
+                    }
+                    Some((Ok(chunk), (body, seen, false)))
+                }
+                Some(Err(e)) => Some((Err(e), (body, seen, true))),
+                None if seen != size => Some((Err(wrong(seen)), (body, seen, true))),
+                None => None,
+            }
+        }
+    });
+    Box::pin(counted)
+}
+
 /// One bucket (or folder) of objects addressed by `/`-separated keys.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + fmt::Debug {
@@ -178,7 +210,36 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::join_key;
+    use super::*;
+
+    #[tokio::test]
+    async fn a_source_giving_fewer_or_more_bytes_than_its_size_makes_no_object() {
+        use futures::TryStreamExt as _;
+        let body = || -> ByteStream {
+            Box::pin(futures::stream::iter(
+                [&b"0123"[..], b"4567"].map(|c| Ok(Bytes::from_static(c))),
+            ))
+        };
+        let all: Vec<Bytes> = exactly(8, "b/k".into(), body())
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(all.concat(), b"01234567");
+        for size in [7, 9] {
+            let err = exactly(size, "b/k".into(), body())
+                .try_collect::<Vec<Bytes>>()
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains(&format!("not {size}")), "{err}");
+        }
+        // A local directory keeps nothing under the key.
+        let root = std::env::temp_dir().join(format!("mb-exact-{}", uuid::Uuid::new_v4().simple()));
+        let dir = LocalDir::new(&root);
+        dir.ensure_bucket(true).await.unwrap();
+        assert!(dir.put_stream("k", 9, body()).await.is_err());
+        assert_eq!(dir.head("k").await.unwrap(), None);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn joins_keys() {
