@@ -113,11 +113,11 @@ impl Context {
         )
     }
 
-    /// Whether Milvus can import straight from the backup's keys (same bucket).
+    /// Whether Milvus can import straight from the backup's keys: they are
+    /// in its own bucket (same service, endpoint and bucket, whatever
+    /// credentials each side signs with).
     pub fn backups_in_milvus_bucket(&self) -> bool {
-        let (a, b) = (self.milvus_store.as_ref(), self.catalog.store().as_ref());
-        a.endpoint_identity().is_some()
-            && a.endpoint_identity() == b.endpoint_identity()
-            && a.bucket() == b.bucket()
+        let (a, b) = (self.milvus_store.place(), self.catalog.store().place());
+        a.service == b.service && a.endpoint == b.endpoint && a.bucket == b.bucket
     }
 }

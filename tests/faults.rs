@@ -478,3 +478,65 @@ async fn a_restore_that_cannot_remove_its_staging_succeeds_and_names_it() {
         data::drop_if_exists(&m, &spec.db, c).await;
     }
 }
+
+/// A binlog that Milvus removes while a backup waits to copy it (compaction
+/// and garbage collection would): the job ends FAILED_PRECONDITION naming
+/// the *source* object in Milvus's bucket and saying to back up again, and
+/// leaves no backup. (Before, the missing source read as a storage fault,
+/// was retried five times, and named nothing useful.) An incremental backup
+/// with nothing to reuse describes everything first, so it is held at
+/// `backup.incremental.bases_held` while the object goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_binlog_removed_before_its_copy_fails_the_backup_naming_it() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let (spec, _) = collection(&m).await;
+    let release = tempfile::tempdir().unwrap();
+    let go = release.path().join("go");
+    let failpoint = format!("backup.incremental.bases_held@{}", go.display());
+    let server = Proc::start(&cfg, "faults-gone", "", Some(&failpoint)).await;
+    let mut client = server.client.clone();
+    let name = common::unique("gone_src");
+    let req = pb::CreateBackupRequest {
+        incremental: Some(true),
+        ..flows::backup_request(&name, &[&spec.name])
+    };
+    let stream = client.create_backup(req).await.unwrap().into_inner();
+    server.wait_paused(Duration::from_secs(60)).await;
+    let milvus_bucket =
+        milvus_backup::storage::S3Bucket::new(&cfg.minio.milvus_bucket().unwrap()).unwrap();
+    let id = milvus_backup::milvus::MilvusApi::collection_id(&m, &spec.db, &spec.name)
+        .await
+        .unwrap()
+        .expect("the collection exists");
+    let logs = milvus_bucket
+        .list(&format!("files/insert_log/{id}/"))
+        .await
+        .unwrap();
+    let gone = logs
+        .first()
+        .expect("the collection has insert logs")
+        .key
+        .clone();
+    milvus_bucket
+        .delete(std::slice::from_ref(&gone))
+        .await
+        .unwrap();
+    std::fs::write(&go, b"").unwrap();
+    let last = flows::last_backup(stream).await;
+    assert_eq!(last.state, pb::JobState::Failed as i32, "{last:?}");
+    assert!(
+        last.error_message.contains("Milvus removed")
+            && last.error_message.contains(&gone)
+            && last.error_message.contains("back up again"),
+        "{}",
+        last.error_message
+    );
+    // Its cleanup removed what it had copied: no backup folder is left.
+    let backups =
+        milvus_backup::storage::S3Bucket::new(&cfg.minio.backup_bucket().unwrap()).unwrap();
+    let left = backups.list(&format!("backup/{name}/")).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

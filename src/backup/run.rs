@@ -429,9 +429,19 @@ async fn copy_planned(
         )
         .await
         .map_err(|e| match e {
-            Error::NotFound { name, .. } if resumed => Error::FailedPrecondition(format!(
+            Error::NotFound {
+                kind: "object",
+                name,
+            } if resumed => Error::FailedPrecondition(format!(
                 "the backup cannot be resumed: Milvus removed {name}, part of its flush point, \
                  since it began (compaction and garbage collection)"
+            )),
+            Error::NotFound {
+                kind: "object",
+                name,
+            } => Error::FailedPrecondition(format!(
+                "Milvus removed {name}, part of the backup's flush point, while it was copied \
+                 (compaction and garbage collection): back up again"
             )),
             e => e,
         })?;

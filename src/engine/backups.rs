@@ -260,8 +260,9 @@ impl Engine {
     /// Re-reads backup `name` and checks every object against its checksums.
     /// `on_progress` sees each step; the result lists every damaged object.
     /// It takes a slot of the job limit and holds the backup as a reader (a
-    /// delete waits for it). The work runs on a task of its own, which stops
-    /// when the future returned is dropped and always releases its hold.
+    /// delete waits for it). The work runs on a task of the job pool (a
+    /// shutdown waits for it), which stops when the future returned is
+    /// dropped or the shutdown's grace is over, and always releases its hold.
     pub async fn verify_backup(
         &self,
         name: &BackupName,
@@ -277,7 +278,7 @@ impl Engine {
         let stop = CancellationToken::new();
         let _stop_when_dropped = stop.clone().drop_guard();
         let (catalog, name) = (self.ctx.catalog.clone(), name.clone());
-        let work = tokio::spawn(async move {
+        let work = self.pool.spawn(|shutdown| async move {
             let _slot = slot;
             let result = tokio::select! {
                 r = async {
@@ -287,6 +288,10 @@ impl Engine {
                 () = stop.cancelled() => {
                     tracing::info!(backup = %name, "verification stopped: its caller went away");
                     Err(Error::Cancelled(format!("verification of backup {name:?}: its caller went away")))
+                }
+                () = shutdown.cancelled() => {
+                    tracing::info!(backup = %name, "verification stopped: the server shuts down");
+                    Err(Error::Cancelled(format!("verification of backup {name:?}: the server shut down")))
                 }
             };
             lease.release().await;

@@ -301,17 +301,23 @@ impl Leases {
     /// `If-Match`, which leases rely on. Leaves nothing behind.
     pub async fn probe_conditional_writes(&self) -> Result<bool> {
         let key = self.key(&format!("probe/{}", uuid::Uuid::new_v4().simple()));
-        let body = Bytes::from_static(b"{}");
-        let first = self.store.put_if_absent(&key, body.clone()).await?;
-        let second = self.store.put_if_absent(&key, body.clone()).await?;
-        let stale = self
-            .store
-            .put_if_match(&key, body, "\"00000000000000000000000000000000\"")
-            .await?;
+        let version = |n: u8| Bytes::from(format!("{{\"version\":{n}}}"));
+        let probe = async {
+            let CondPut::Written(first) = self.store.put_if_absent(&key, version(1)).await? else {
+                return Ok(false);
+            };
+            let again = self.store.put_if_absent(&key, version(2)).await?;
+            // The tag the store gave, made stale by a write that matched it.
+            let CondPut::Written(_) = self.store.put_if_match(&key, version(3), &first).await?
+            else {
+                return Ok(false);
+            };
+            let stale = self.store.put_if_match(&key, version(4), &first).await?;
+            Ok(again == CondPut::Conflict && stale == CondPut::Conflict)
+        };
+        let honoured = probe.await;
         self.store.delete(std::slice::from_ref(&key)).await?;
-        Ok(matches!(first, CondPut::Written(_))
-            && second == CondPut::Conflict
-            && stale == CondPut::Conflict)
+        honoured
     }
 
     fn held(&self, name: &str, key: String, record: LeaseRecord, etag: String) -> Lease {

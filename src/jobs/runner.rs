@@ -189,6 +189,18 @@ impl Pool {
         })
     }
 
+    /// Runs `work` on a task the shutdown waits for; `work` is given the
+    /// token that cancels it once the shutdown's grace period is over. For
+    /// work that is not a job kind of its own (a verification).
+    pub fn spawn<F, Fut>(&self, work: F) -> tokio::task::JoinHandle<Fut::Output>
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: std::future::Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        self.tasks.spawn(work(self.shutdown.clone()))
+    }
+
     /// Stops taking jobs, gives the running ones `grace` to finish, cancels
     /// those still running, and returns once every job and record is done.
     pub async fn shut_down(&self, grace: Duration) {

@@ -178,8 +178,10 @@ impl SharedRecords {
     pub async fn save_if_match<T: JobSnapshot>(&self, s: &T, etag: &str) -> Result<bool> {
         let body = Bytes::from(serde_json::to_vec(s)?);
         let key = self.record_key::<T>(s.key());
+        let written = self.store.put_if_match(&key, body.clone(), etag).await?;
+        // A record already holding exactly this one (our retried write) is saved.
         Ok(matches!(
-            self.store.put_if_match(&key, body, etag).await?,
+            written.confirmed(self.store.as_ref(), &key, &body).await?,
             CondPut::Written(_)
         ))
     }

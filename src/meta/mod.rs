@@ -333,14 +333,12 @@ impl Catalog {
         let (file, body) = full;
         let key = self.layout.meta_key(&info.name, file);
         let body = Bytes::from(body);
-        match self.store.put_if_absent(&key, body.clone()).await? {
-            CondPut::Written(_) => Ok(()),
-            // A retried write whose first answer was lost finds its own
-            // commit point: the very bytes this job wrote.
-            CondPut::Conflict => match self.store.read(&key).await {
-                Ok(there) if there == body => Ok(()),
-                _ => Err(completed()),
-            },
+        // A retried write whose first answer was lost finds its own commit
+        // point: the very bytes this job wrote.
+        let written = self.store.put_if_absent(&key, body.clone()).await?;
+        match written.confirmed(self.store.as_ref(), &key, &body).await {
+            Ok(CondPut::Written(_)) => Ok(()),
+            _ => Err(completed()),
         }
     }
 

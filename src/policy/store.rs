@@ -123,11 +123,11 @@ impl PolicyStore {
             updated_ms: now,
         };
         let body = Bytes::from(serde_json::to_vec_pretty(&stored)?);
-        match self
-            .store
-            .put_if_absent(&self.def_key(policy.name()), body)
-            .await?
-        {
+        let key = self.def_key(policy.name());
+        // Our own creation retried by the store reads as a conflict: its
+        // body (with this call's creation time) tells it apart.
+        let written = self.store.put_if_absent(&key, body.clone()).await?;
+        match written.confirmed(self.store.as_ref(), &key, &body).await? {
             CondPut::Written(_) => Ok(parsed(stored)?),
             CondPut::Conflict => Err(Error::already_exists("policy", policy.name())),
         }
@@ -243,10 +243,10 @@ impl PolicyStore {
     /// Writes the first record of a run; `false` when it already has one.
     pub async fn start_run(&self, name: &str, record: &RunRecord) -> Result<bool> {
         let body = Bytes::from(serde_json::to_vec_pretty(record)?);
-        let put = self
-            .store
-            .put_if_absent(&self.run_key(name, record.slot_ms), body)
-            .await?;
+        let key = self.run_key(name, record.slot_ms);
+        let put = self.store.put_if_absent(&key, body.clone()).await?;
+        // Our own write retried by the store is ours, not an earlier run's.
+        let put = put.confirmed(self.store.as_ref(), &key, &body).await?;
         Ok(matches!(put, CondPut::Written(_)))
     }
 

@@ -333,6 +333,30 @@ impl GcsBucket {
         let o: Object = self.json("ConditionalPut", key, resp).await?;
         Ok(CondPut::Written(o.generation))
     }
+
+    /// Rewrites (copies server-side) `from` to `dst_key`, call after call until done.
+    async fn rewrite(&self, from: Source<'_>, dst_key: &str) -> Result<Option<String>> {
+        let url = format!(
+            "{}/rewriteTo/b/{}/o/{}",
+            self.object_url(from.bucket, from.key),
+            self.place.bucket,
+            percent_encoding::utf8_percent_encode(dst_key, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let mut token: Option<String> = None;
+        loop {
+            // Each call continues the one before, by its token, until done.
+            let query: Vec<_> = token.iter().map(|t| ("rewriteToken", t.clone())).collect();
+            let rewrite = |r: RequestBuilder| r.query(&query).header("content-length", 0);
+            let resp = self
+                .send("Rewrite", dst_key, rewrite, Method::POST, &url)
+                .await?;
+            let step: Rewrite = self.json("Rewrite", dst_key, resp).await?;
+            if step.done {
+                return Ok(step.resource.and_then(|o| o.etag));
+            }
+            token = step.rewrite_token;
+        }
+    }
 }
 
 fn info(o: Object) -> ObjectInfo {
@@ -497,26 +521,9 @@ impl ObjectStore for GcsBucket {
         Ok(written.etag)
     }
     async fn copy_in(&self, from: Source<'_>, dst_key: &str) -> Result<Option<String>> {
-        let url = format!(
-            "{}/rewriteTo/b/{}/o/{}",
-            self.object_url(from.bucket, from.key),
-            self.place.bucket,
-            percent_encoding::utf8_percent_encode(dst_key, percent_encoding::NON_ALPHANUMERIC)
-        );
-        let mut token: Option<String> = None;
-        loop {
-            // Each call continues the one before, by its token, until done.
-            let query: Vec<_> = token.iter().map(|t| ("rewriteToken", t.clone())).collect();
-            let rewrite = |r: RequestBuilder| r.query(&query).header("content-length", 0);
-            let resp = self
-                .send("Rewrite", dst_key, rewrite, Method::POST, &url)
-                .await?;
-            let step: Rewrite = self.json("Rewrite", dst_key, resp).await?;
-            if step.done {
-                return Ok(step.resource.and_then(|o| o.etag));
-            }
-            token = step.rewrite_token;
-        }
+        self.rewrite(from, dst_key)
+            .await
+            .map_err(|e| from.missing_named(e))
     }
     async fn delete(&self, keys: &[String]) -> Result<()> {
         futures::stream::iter(keys.iter().cloned())

@@ -163,8 +163,23 @@ impl LocalDir {
         }
         let started = std::time::Instant::now();
         let held = loop {
-            if let Some(file) = try_lock(&lock).map_err(|e| self.io_error("lock", key, e))? {
-                break file;
+            let attempt = {
+                let lock = lock.clone();
+                tokio::task::spawn_blocking(move || try_lock(&lock))
+                    .await
+                    .map_err(|e| Error::Internal(format!("lock task: {e}")))?
+            };
+            match attempt {
+                Ok(Some(file)) => break file,
+                Ok(None) => {}
+                Err(e) if locks_unsupported(&e) => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "the filesystem of {} does not support file locks ({e}): the conditional \
+                         writes that leases need cannot be made safely there",
+                        self.root.display()
+                    )));
+                }
+                Err(e) => return Err(self.io_error("lock", key, e)),
             }
             if started.elapsed() > LOCK_WAIT {
                 return Err(self.io_error(
@@ -185,7 +200,6 @@ impl LocalDir {
 /// The locked lock file at `lock`, or `None` while another process holds it
 /// (or removed it between our open and our lock).
 fn try_lock(lock: &Path) -> std::io::Result<Option<std::fs::File>> {
-    use std::os::unix::fs::MetadataExt as _;
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -198,11 +212,29 @@ fn try_lock(lock: &Path) -> std::io::Result<Option<std::fs::File>> {
     }
     let ours = file.metadata()?;
     match std::fs::metadata(lock) {
-        Ok(now) if now.dev() == ours.dev() && now.ino() == ours.ino() => Ok(Some(file)),
+        Ok(now) if same_file(&now, &ours) => Ok(Some(file)),
         Ok(_) => Ok(None),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+/// Elsewhere an open file cannot be removed, so the path is always ours.
+#[cfg(not(unix))]
+fn same_file(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
+    true
+}
+
+/// Whether `e` says the filesystem has no file locks (ENOLCK, EOPNOTSUPP:
+/// Linux's numbers).
+fn locks_unsupported(e: &std::io::Error) -> bool {
+    e.kind() == ErrorKind::Unsupported || matches!(e.raw_os_error(), Some(37 | 95))
 }
 
 fn is_temp(path: &Path) -> bool {

@@ -75,6 +75,19 @@ impl<'a> Source<'a> {
     }
 }
 
+impl Source<'_> {
+    /// `e`, the error of a copy from this source, naming the source when what
+    /// is missing is an object: a copy's destination is never the one missing.
+    pub fn missing_named(&self, e: crate::error::Error) -> crate::error::Error {
+        match e {
+            crate::error::Error::NotFound { kind: "object", .. } => {
+                crate::error::Error::not_found("object", format!("{}/{}", self.bucket, self.key))
+            }
+            e => e,
+        }
+    }
+}
+
 /// The outcome of a conditional write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CondPut {
@@ -82,6 +95,23 @@ pub enum CondPut {
     Written(String),
     /// The condition did not hold: the object exists, or changed since it was read.
     Conflict,
+}
+
+impl CondPut {
+    /// This outcome of writing `body` to `key` of `store`, with a conflict
+    /// checked: a store that retried the write after its answer was lost
+    /// reports a conflict with our own write, and the object then holds
+    /// exactly `body`. Callers whose bodies are unique per attempt (a time,
+    /// a nonce) can take that for their own write.
+    pub async fn confirmed(self, store: &dyn ObjectStore, key: &str, body: &[u8]) -> Result<Self> {
+        if self != CondPut::Conflict {
+            return Ok(self);
+        }
+        Ok(match store.read_versioned(key).await? {
+            Some((now, tag)) if now.as_ref() == body => CondPut::Written(tag),
+            _ => CondPut::Conflict,
+        })
+    }
 }
 
 /// The bytes of one object, as they arrive.
@@ -211,6 +241,32 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A conflict with our own bytes (a write the store retried after its
+    /// answer was lost) is our write; a conflict with anything else stays one.
+    #[tokio::test]
+    async fn a_conflict_with_our_own_bytes_is_our_write() {
+        let root = std::env::temp_dir().join(format!("mb-cond-{}", uuid::Uuid::new_v4().simple()));
+        let dir = LocalDir::new(&root);
+        dir.ensure_bucket(true).await.unwrap();
+        let ours = Bytes::from_static(b"{\"created_ms\":1}");
+        let first = dir.put_if_absent("p", ours.clone()).await.unwrap();
+        assert!(matches!(first, CondPut::Written(_)));
+        let again = dir.put_if_absent("p", ours.clone()).await.unwrap();
+        assert_eq!(again, CondPut::Conflict);
+        let confirmed = again.confirmed(&dir, "p", &ours).await.unwrap();
+        assert_eq!(confirmed, first, "our write, with its tag");
+        let theirs = b"{\"created_ms\":2}";
+        let other = dir
+            .put_if_absent("p", Bytes::from_static(theirs))
+            .await
+            .unwrap();
+        assert_eq!(
+            other.confirmed(&dir, "p", theirs).await.unwrap(),
+            CondPut::Conflict
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[tokio::test]
     async fn a_source_giving_fewer_or_more_bytes_than_its_size_makes_no_object() {

@@ -143,12 +143,23 @@ impl S3Bucket {
                     _ => display_chain(&err),
                 };
                 let status = err.raw_response().map(|r| r.status().as_u16());
-                // Missing is an answer, not a fault to retry.
+                // Missing is an answer, not a fault to retry: a missing
+                // object is NOT_FOUND (a bare 404 only from an object's own
+                // operations), a missing bucket a configuration to fix.
+                let object_operation = matches!(
+                    operation,
+                    "GetObject" | "HeadObject" | "CopyObject" | "UploadPartCopy"
+                );
                 match (status, err.code()) {
                     (_, Some("NoSuchBucket")) => {
-                        return Error::not_found("s3 bucket", self.place.location());
+                        return Error::FailedPrecondition(format!(
+                            "s3 {operation}: bucket {:?} does not exist at {}",
+                            self.place.bucket, self.place.endpoint
+                        ));
                     }
-                    (_, Some("NoSuchKey")) | (Some(404), None | Some("NotFound")) => {
+                    (_, Some("NoSuchKey")) | (Some(404), None | Some("NotFound"))
+                        if object_operation || err.code() == Some("NoSuchKey") =>
+                    {
                         return Error::not_found("object", format!("{}/{key}", self.place.bucket));
                     }
                     _ => {}
@@ -419,7 +430,11 @@ impl ObjectStore for S3Bucket {
             .send()
             .await
             .map_err(|e| self.error("GetObject", key, e))?;
-        let size = out.content_length().unwrap_or(0).max(0) as u64;
+        let size = match out.content_length() {
+            Some(n) => n.max(0) as u64,
+            // An answer without its length: asked for it.
+            None => self.head(key).await?.unwrap_or_default(),
+        };
         let owned_key = key.to_string();
         let stream = futures::stream::unfold(out.body, |mut body| async move {
             body.next().await.map(|chunk| (chunk, body))
@@ -450,19 +465,22 @@ impl ObjectStore for S3Bucket {
 
     async fn copy_in(&self, from: Source<'_>, dst_key: &str) -> Result<Option<String>> {
         let source = format!("{}/{}", from.bucket, encode_copy_source(from.key));
-        if from.size > self.multipart_copy_threshold {
-            return self.copy_in_parts(&source, dst_key, from.size).await;
-        }
-        let out = on_object!(self, copy_object, dst_key)
-            .copy_source(source)
-            .send()
-            .await
-            .map_err(|e| self.error("CopyObject", dst_key, e))?;
-        Ok(md5_etag(
-            out.copy_object_result().and_then(|r| r.e_tag()),
-            out.server_side_encryption(),
-            out.sse_customer_algorithm(),
-        ))
+        let copied = async {
+            if from.size > self.multipart_copy_threshold {
+                return self.copy_in_parts(&source, dst_key, from.size).await;
+            }
+            let out = on_object!(self, copy_object, dst_key)
+                .copy_source(source.as_str())
+                .send()
+                .await
+                .map_err(|e| self.error("CopyObject", dst_key, e))?;
+            Ok(md5_etag(
+                out.copy_object_result().and_then(|r| r.e_tag()),
+                out.server_side_encryption(),
+                out.sse_customer_algorithm(),
+            ))
+        };
+        copied.await.map_err(|e| from.missing_named(e))
     }
 
     async fn delete(&self, keys: &[String]) -> Result<()> {
