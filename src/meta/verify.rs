@@ -131,12 +131,22 @@ pub async fn content_problem(
     entry: &ManifestEntry,
 ) -> Result<Option<String>> {
     // A read cut off mid-body is read again from the start.
-    crate::retry::retry(
+    let read = crate::retry::retry(
         crate::retry::Backoff::COPY,
         crate::retry::storage_transient,
         || read_and_compare(catalog, key, entry),
     )
-    .await
+    .await;
+    gone_is_missing(read)
+}
+
+/// An object listed but gone by the time it is read is missing: damage to
+/// name, not a failure of the check.
+fn gone_is_missing(read: Result<Option<String>>) -> Result<Option<String>> {
+    match read {
+        Err(Error::NotFound { kind: "object", .. }) => Ok(Some("missing".into())),
+        read => read,
+    }
 }
 
 async fn read_and_compare(
@@ -201,9 +211,11 @@ pub async fn decode_problem(catalog: &Catalog, key: &str) -> Result<Option<Strin
         },
     )
     .await;
-    Ok(outcome?
-        .err()
-        .map(|reason| format!("does not decode as a Milvus binlog: {reason}")))
+    gone_is_missing(outcome.map(|decoded| {
+        decoded
+            .err()
+            .map(|reason| format!("does not decode as a Milvus binlog: {reason}"))
+    }))
 }
 
 /// Before a restore: every object the backup needs is there with its size.
