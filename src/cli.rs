@@ -33,14 +33,22 @@ pub fn exit_code(err: &Error) -> i32 {
     }
 }
 
-/// Splits `a,b,,c` into `["a", "b", "c"]`.
-pub fn split_list(s: &[String]) -> Vec<String> {
-    s.iter()
+/// The items of list flag `flag` (`a,b` or repeated), trimmed. An empty
+/// item (`-c ""`, `-c a,,b`) is refused: left out, the flag means every
+/// collection, which an empty variable in a script must never ask for.
+pub fn split_list(flag: &str, s: &[String]) -> Result<Vec<String>> {
+    let items: Vec<String> = s
+        .iter()
         .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_string)
-        .collect()
+        .map(|v| v.trim().to_string())
+        .collect();
+    if items.iter().any(String::is_empty) {
+        return Err(Error::invalid(format!(
+            "{flag} {:?} has an empty item: name each one, or leave the flag out",
+            s.join(",")
+        )));
+    }
+    Ok(items)
 }
 
 /// The exit code when the server's port is already taken.

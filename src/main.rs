@@ -291,8 +291,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             } => {
                 let req = BackupRequest::parse(BackupInput {
                     name,
-                    collections: cli::split_list(&collections),
-                    databases: cli::split_list(&databases),
+                    collections: cli::split_list("--colls", &collections)?,
+                    databases: cli::split_list("--databases", &databases)?,
                     meta_only,
                     incremental,
                     caller: Caller::default(),
@@ -322,7 +322,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 meta_only,
             } => {
                 let mut renames = Vec::new();
-                for pair in cli::split_list(&rename) {
+                for pair in cli::split_list("--rename", &rename)? {
                     let (from, to) = pair.split_once(':').ok_or_else(|| {
                         Error::invalid(format!("rename {pair:?} is not of the form old:new"))
                     })?;
@@ -330,8 +330,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 let req = RestoreRequest::parse(RestoreInput {
                     backup_name: name,
-                    collections: cli::split_list(&collections),
-                    databases: cli::split_list(&databases),
+                    collections: cli::split_list("--collections", &collections)?,
+                    databases: cli::split_list("--databases", &databases)?,
                     suffix,
                     renames,
                     drop_existing: drop_exist_collection,

@@ -104,6 +104,45 @@ fn every_flag_of_every_command_has_help_text() {
     }
 }
 
+/// An empty item in a list flag (an empty variable in a script) is refused
+/// naming the flag, before anything runs: left out, the flag would mean
+/// every collection, and `restore --drop_exist_collection` would replace
+/// them all. (Before, `-c ""` and `-c ","` silently meant every collection.)
+#[test]
+fn an_empty_item_in_a_list_flag_is_refused_naming_it() {
+    for (args, flag) in [
+        (&["create", "-n", "b", "--colls", ""][..], "--colls"),
+        (
+            &["restore", "-n", "b", "-c", ",", "--drop_exist_collection"][..],
+            "--collections",
+        ),
+        (&["restore", "-n", "b", "-c", "a,,b"][..], "--collections"),
+        (&["restore", "-n", "b", "-d", ""][..], "--databases"),
+        (&["restore", "-n", "b", "-r", "a:b,"][..], "--rename"),
+        (
+            &[
+                "policy",
+                "create",
+                "-n",
+                "p",
+                "--schedule",
+                "0 * * * *",
+                "-c",
+                "",
+            ][..],
+            "--collections",
+        ),
+    ] {
+        let out = run(args, &[]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(flag) && err.contains("empty item"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 #[test]
 fn errors_name_the_flags_the_user_typed() {
     let out = run(

@@ -182,6 +182,39 @@ async fn a_restore_of_a_whole_database_restores_that_database_only() {
         answer["msg"].as_str().unwrap().contains("async"),
         "{answer}"
     );
+    // A query parameter the route does not know is refused by name, with
+    // nothing done (before, each was dropped: the delete went through on the
+    // configured bucket, the list listed everything).
+    for (url, named) in [
+        (
+            format!("{base}/delete?backup_name={plain}&bucket_name=other"),
+            "bucket_name",
+        ),
+        (
+            format!("{base}/list?collection=nothing_like_it"),
+            "collection",
+        ),
+        (format!("{base}/get_restore?id=x&verbose=1"), "verbose"),
+    ] {
+        let method = if url.contains("/delete?") {
+            "DELETE"
+        } else {
+            "GET"
+        };
+        let (status, answer) = tokio::task::block_in_place(|| curl(&["-X", method, &url]));
+        assert_eq!(
+            (status, answer["code"].as_i64()),
+            (400, Some(400)),
+            "{url}: {answer}"
+        );
+        assert!(
+            answer["msg"].as_str().unwrap().contains(named),
+            "{url}: {answer}"
+        );
+    }
+    let (status, answer) =
+        tokio::task::block_in_place(|| curl(&[&format!("{base}/get_backup?backup_name={plain}")]));
+    assert_eq!(status, 200, "the refused delete left it: {answer}");
     // A create that names no backup gets a name, as the Go tool gives one.
     let (status, unnamed) = post(
         &format!("{base}/create"),

@@ -417,7 +417,7 @@ async fn a_rest_body_over_the_limit_is_413_with_the_envelope() {
     std::fs::write(
         &under,
         format!(
-            r#"{{"backup_name": "../x", "requestId": "{}"}}"#,
+            r#"{{"backup_name": "../x", "collection_names": ["{}"]}}"#,
             "r".repeat(1_000_000)
         ),
     )

@@ -91,7 +91,7 @@ fn the_openapi_document_lists_every_status_and_a_bearer_scheme() {
             "/api/v1/create",
             "post",
             &[
-                "200", "400", "401", "403", "404", "409", "413", "429", "500", "503",
+                "200", "400", "401", "403", "404", "409", "412", "413", "429", "500", "503",
             ],
         ),
         (
@@ -131,7 +131,7 @@ fn the_openapi_document_lists_every_status_and_a_bearer_scheme() {
         (
             "/api/v1/check",
             "get",
-            &["200", "401", "403", "404", "500", "503"],
+            &["200", "401", "403", "404", "412", "500", "503"],
         ),
         (
             "/api/v1/verify",

@@ -153,24 +153,39 @@ impl<T: DeserializeOwned> FromRequest<Rest> for Body<T> {
 }
 
 /// A query string, answered in the envelope (400 naming what is wrong) when
-/// it does not parse, like a bad body.
+/// it does not parse, like a bad body, or when it sets a parameter the
+/// route does not know (the Go tool's `bucket_name`, a typo): never dropped.
 struct Params<T>(T);
 
-impl<T: DeserializeOwned> FromRequestParts<Rest> for Params<T> {
+/// The query parameters a route knows.
+trait QueryNames {
+    const NAMES: &'static [&'static str];
+}
+
+impl<T: DeserializeOwned + QueryNames> FromRequestParts<Rest> for Params<T> {
     type Rejection = Response;
 
     async fn from_request_parts(
         parts: &mut Parts,
         _: &Rest,
     ) -> std::result::Result<Self, Response> {
-        Query::<T>::try_from_uri(&parts.uri)
-            .map(|Query(q)| Self(q))
-            .map_err(|e| {
-                rest_error(
-                    request_id(&parts.headers, None),
-                    &Error::invalid(format!("invalid query string: {}", e.body_text())),
-                )
-            })
+        let refused = |e: Error| rest_error(request_id(&parts.headers, None), &e);
+        let invalid = |e: axum::extract::rejection::QueryRejection| {
+            refused(Error::invalid(format!(
+                "invalid query string: {}",
+                e.body_text()
+            )))
+        };
+        let Query(all) =
+            Query::<Vec<(String, String)>>::try_from_uri(&parts.uri).map_err(invalid)?;
+        let unknown: HashMap<String, serde_json::Value> = all
+            .into_iter()
+            .filter(|(k, _)| !T::NAMES.contains(&k.as_str()))
+            .map(|(k, v)| (k, serde_json::Value::String(v)))
+            .collect();
+        unsupported::refuse_set(&unknown).map_err(refused)?;
+        let Query(q) = Query::<T>::try_from_uri(&parts.uri).map_err(invalid)?;
+        Ok(Self(q))
     }
 }
 
@@ -343,6 +358,10 @@ struct ListQuery {
     collection_name: String,
 }
 
+impl QueryNames for ListQuery {
+    const NAMES: &'static [&'static str] = &["collection_name"];
+}
+
 async fn list(call: Call, Params(q): Params<ListQuery>) -> Response {
     call.answer(async {
         let filter = collection_filter(&q.collection_name)?;
@@ -363,14 +382,14 @@ async fn list(call: Call, Params(q): Params<ListQuery>) -> Response {
 struct GetQuery {
     backup_name: String,
     backup_id: String,
-    /// Anything else: refused when set (`unsupported`).
-    #[serde(flatten)]
-    extra: HashMap<String, serde_json::Value>,
+}
+
+impl QueryNames for GetQuery {
+    const NAMES: &'static [&'static str] = &["backup_name", "backup_id"];
 }
 
 async fn get_backup(call: Call, Params(q): Params<GetQuery>) -> Response {
     call.answer(async {
-        unsupported::refuse_set(&q.extra)?;
         let lookup = BackupLookup::parse(&q.backup_name, &q.backup_id)?;
         let snap = call.rest.engine.get_backup(&lookup).await?;
         Ok((call.rest.backup_data(&snap).await?, "success"))
@@ -384,6 +403,10 @@ struct BackupNameQuery {
     backup_name: String,
 }
 
+impl QueryNames for BackupNameQuery {
+    const NAMES: &'static [&'static str] = &["backup_name"];
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct DeleteQuery {
@@ -391,6 +414,10 @@ struct DeleteQuery {
     /// Ours: return at once with the delete job's id (see `get_delete`).
     #[serde(rename = "async")]
     is_async: bool,
+}
+
+impl QueryNames for DeleteQuery {
+    const NAMES: &'static [&'static str] = &["backup_name", "async"];
 }
 
 async fn delete_backup(call: Call, Params(q): Params<DeleteQuery>) -> Response {
@@ -512,6 +539,10 @@ async fn restore(call: Call, Body(b): Body<RestoreBody>) -> Response {
 #[serde(default)]
 struct RestoreQuery {
     id: String,
+}
+
+impl QueryNames for RestoreQuery {
+    const NAMES: &'static [&'static str] = &["id"];
 }
 
 /// The job id a `get_{kind}?id=` names; an empty one is refused.

@@ -123,8 +123,12 @@ pub struct PolicyArgs {
     #[arg(long = "max_age", default_value = "")]
     max_age: String,
     /// Store it without running its schedule.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "enabled")]
     disabled: bool,
+    /// Run its schedule (the default of `create`; `update` without either
+    /// flag keeps what the policy had).
+    #[arg(long)]
+    enabled: bool,
 }
 
 impl PolicyArgs {
@@ -133,8 +137,8 @@ impl PolicyArgs {
             name: self.name,
             schedule: self.schedule,
             time_zone: self.time_zone,
-            collection_names: super::split_list(&self.collections),
-            database_names: super::split_list(&self.databases),
+            collection_names: super::split_list("--collections", &self.collections)?,
+            database_names: super::split_list("--databases", &self.databases)?,
             all_collections: self.all,
             incremental: self.incremental,
             name_template: self.name_template,
@@ -146,7 +150,11 @@ impl PolicyArgs {
                 keep_monthly: self.keep_monthly,
                 max_age: self.max_age,
             },
-            enabled: Some(!self.disabled),
+            enabled: match (self.enabled, self.disabled) {
+                (_, true) => Some(false),
+                (true, _) => Some(true),
+                _ => None,
+            },
         })
     }
 }

@@ -116,17 +116,23 @@ pub enum BackupLookup {
 }
 
 impl BackupLookup {
-    /// A name when one is given, else an id; one of the two is required.
+    /// A name when one is given (the Go tool's own guide sends an id beside
+    /// it, which it ignores), else an id; one of the two is required. An id
+    /// is at most [`MAX_REQUEST_ID_LEN`] bytes without control characters
+    /// (it may have been a request id).
     pub fn parse(name: &str, id: &str) -> Result<Self> {
-        if !name.is_empty() {
-            return BackupName::parse(name).map(Self::Name);
+        if id.len() > MAX_REQUEST_ID_LEN || id.chars().any(char::is_control) {
+            return Err(Error::invalid(format!(
+                "backup id {id:?}: at most {MAX_REQUEST_ID_LEN} bytes, without control characters"
+            )));
         }
-        if id.is_empty() {
-            return Err(Error::invalid(
+        match (name.is_empty(), id.is_empty()) {
+            (true, true) => Err(Error::invalid(
                 "empty backup name and backup id: give a backup name or a backup id",
-            ));
+            )),
+            (true, false) => Ok(Self::Id(id.to_string())),
+            (false, _) => BackupName::parse(name).map(Self::Name),
         }
-        Ok(Self::Id(id.to_string()))
     }
 }
 
@@ -511,5 +517,12 @@ mod tests {
             BackupLookup::parse("", "x").unwrap(),
             BackupLookup::Id("x".into())
         );
+        assert_eq!(
+            BackupLookup::parse("a", "x").unwrap(),
+            BackupLookup::Name(BackupName::parse("a").unwrap()),
+            "both: the name decides, as in the Go tool"
+        );
+        assert!(BackupLookup::parse("", "a\nb").is_err());
+        assert!(BackupLookup::parse("", &"x".repeat(MAX_REQUEST_ID_LEN + 1)).is_err());
     }
 }

@@ -164,6 +164,13 @@ impl S3Bucket {
                     }
                     _ => {}
                 }
+                if matches!(status, Some(500 | 502 | 503 | 504)) {
+                    return Error::Unavailable {
+                        service: "object store",
+                        address: self.place.endpoint.clone(),
+                        detail: format!("{operation} {}/{key}: {reason}", self.place.bucket),
+                    };
+                }
                 if matches!(status, Some(401 | 403)) {
                     // The keys are wrong, or not allowed to do this.
                     return Error::PermissionDenied(format!(
