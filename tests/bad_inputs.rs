@@ -27,7 +27,7 @@ use snapshot_sets::{BucketLister, Listed};
 use tonic::Code;
 
 /// How many bad inputs the table holds; every one must run.
-const CASES: usize = 56;
+const CASES: usize = 57;
 
 /// Everything a refused request could have written, and the cases checked so far.
 struct World {
@@ -320,6 +320,13 @@ async fn bad_inputs_are_refused_with_the_right_code_and_write_nothing() {
             "POST",
             format!("{base}/create"),
             Some(r#"{"backup_name": "ok", "db_collections": "not json"}"#),
+            400,
+            400,
+        ),
+        (
+            "POST",
+            format!("{base}/create"),
+            Some(r#"{"backup_name": "ok", "db_collections": {"a.b": ["c"]}}"#),
             400,
             400,
         ),

@@ -294,6 +294,13 @@ fn db_collections(v: &Option<serde_json::Value>) -> Result<(Vec<String>, Vec<Str
     })?;
     let (mut colls, mut dbs) = (vec![], vec![]);
     for (db, list) in map {
+        // Its key is a database's name: blamed as one, never read as part of
+        // a collection's `db.coll`.
+        if db.is_empty() || db.contains('.') {
+            return Err(Error::invalid(format!(
+                "db_collections key {db:?} is not a database name"
+            )));
+        }
         if list.is_empty() {
             dbs.push(db);
         } else {
