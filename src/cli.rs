@@ -79,12 +79,11 @@ pub const RESTORE_FLAGS: &[(&str, &str)] = &[
 
 /// Rewrites an error message of the core, which names the request's fields
 /// (`drop_existing_collections`), in the words of the CLI's flags
-/// (`--drop_exist_collection`). A field that is a plain word (`load`,
-/// `incremental`) is left alone: in a message it is as often plain English.
+/// (`--drop_exist_collection`).
 pub fn in_flag_words(msg: &str, flags: &[(&str, &str)]) -> String {
     let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
     let mut out = msg.to_string();
-    for (field, flag) in flags.iter().filter(|(field, _)| field.contains('_')) {
+    for (field, flag) in flags {
         let mut from = 0;
         while let Some(i) = out[from..].find(field) {
             let at = from + i;
