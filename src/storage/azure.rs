@@ -245,9 +245,7 @@ impl ObjectStore for AzureContainer {
     }
     async fn copy_in(&self, from: Source<'_>, dst_key: &str) -> Result<Option<String>> {
         // Copy Blob in either case, followed while the service reports it pending.
-        self.copy_blob(from.bucket, from.key, dst_key)
-            .await
-            .map_err(|e| from.missing_named(e))?;
+        self.copy_blob(from.bucket, from.key, dst_key).await?;
         Ok(self.cloud.etag_of(dst_key).await?)
     }
     async fn delete(&self, keys: &[String]) -> Result<()> {

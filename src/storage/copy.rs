@@ -144,12 +144,11 @@ async fn copy_one(
     limit: Option<Arc<RateLimit>>,
 ) -> Result<Copied> {
     if server_side {
+        let from = Source::new(src.bucket(), &task.src_key, task.size);
         let etag = dst
-            .copy_in(
-                Source::new(src.bucket(), &task.src_key, task.size),
-                &task.dst_key,
-            )
-            .await?;
+            .copy_in(from, &task.dst_key)
+            .await
+            .map_err(|e| from.missing_named(e))?;
         return Ok(Copied { etag, crc32c: None });
     }
     let (size, body) = src.get_stream(&task.src_key).await?;

@@ -521,9 +521,7 @@ impl ObjectStore for GcsBucket {
         Ok(written.etag)
     }
     async fn copy_in(&self, from: Source<'_>, dst_key: &str) -> Result<Option<String>> {
-        self.rewrite(from, dst_key)
-            .await
-            .map_err(|e| from.missing_named(e))
+        self.rewrite(from, dst_key).await
     }
     async fn delete(&self, keys: &[String]) -> Result<()> {
         futures::stream::iter(keys.iter().cloned())

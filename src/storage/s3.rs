@@ -472,22 +472,19 @@ impl ObjectStore for S3Bucket {
 
     async fn copy_in(&self, from: Source<'_>, dst_key: &str) -> Result<Option<String>> {
         let source = format!("{}/{}", from.bucket, encode_copy_source(from.key));
-        let copied = async {
-            if from.size > self.multipart_copy_threshold {
-                return self.copy_in_parts(&source, dst_key, from.size).await;
-            }
-            let out = on_object!(self, copy_object, dst_key)
-                .copy_source(source.as_str())
-                .send()
-                .await
-                .map_err(|e| self.error("CopyObject", dst_key, e))?;
-            Ok(md5_etag(
-                out.copy_object_result().and_then(|r| r.e_tag()),
-                out.server_side_encryption(),
-                out.sse_customer_algorithm(),
-            ))
-        };
-        copied.await.map_err(|e| from.missing_named(e))
+        if from.size > self.multipart_copy_threshold {
+            return self.copy_in_parts(&source, dst_key, from.size).await;
+        }
+        let out = on_object!(self, copy_object, dst_key)
+            .copy_source(source)
+            .send()
+            .await
+            .map_err(|e| self.error("CopyObject", dst_key, e))?;
+        Ok(md5_etag(
+            out.copy_object_result().and_then(|r| r.e_tag()),
+            out.server_side_encryption(),
+            out.sse_customer_algorithm(),
+        ))
     }
 
     async fn delete(&self, keys: &[String]) -> Result<()> {
