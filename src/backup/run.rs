@@ -172,19 +172,21 @@ pub async fn run(
     };
     // The objects reused must still be there: a base whose hold was lost,
     // or may expire before the meta is written, may be being deleted.
+    // A renewal answered late is waited for; an expired hold is not.
     let margin = ctx.leases().ttl() / 3;
-    let unsure = |l: &Lease| l.lost().is_cancelled() || l.fence().check_for(margin).is_err();
-    if let Some((base, _)) = holds.iter().find(|(_, l)| unsure(l)) {
-        return Err(Error::Aborted(format!(
-            "incremental backup {} lost its hold on base backup {base:?}; it is not completed",
-            req.name()
-        )));
+    for (base, hold) in &holds {
+        if hold.lost().is_cancelled() || hold.fence().hold_for(margin).await.is_err() {
+            return Err(Error::Aborted(format!(
+                "incremental backup {} lost its hold on base backup {base:?}; it is not completed",
+                req.name()
+            )));
+        }
     }
     objects.sort_by(|a, b| a.key.cmp(&b.key));
     // Still the name's holder, with time to spare for the meta writes: a
     // process paused past its lease (another may be resuming the backup)
     // writes no meta.
-    job.fence_for(margin)?;
+    job.hold_for(margin).await?;
     let manifest = Manifest {
         version: 1,
         objects,

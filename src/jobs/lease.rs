@@ -103,6 +103,30 @@ impl Fence {
         fences.iter().try_for_each(|f| f.check_for(margin))
     }
 
+    /// Waits until every fence of a job stays valid for `margin` more, as
+    /// [`Fence::hold_for`].
+    pub async fn hold_all(fences: &[Fence], margin: Duration) -> Result<()> {
+        for fence in fences {
+            fence.hold_for(margin).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the lease stays valid for `margin` more: when the last
+    /// renewal is older than that (a slow store answers late), the renewals
+    /// that land before its current expiry are waited for.
+    /// [`Error::Aborted`] when none gave the margin by then.
+    pub async fn hold_for(&self, margin: Duration) -> Result<()> {
+        let deadline = self.expires_at_ms.load(Ordering::SeqCst);
+        loop {
+            let held = self.check_for(margin);
+            if held.is_ok() || now_ms() >= deadline {
+                return held;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// [`Error::Aborted`] unless the lease stays valid for `margin` more: for
     /// a step that must finish while it is held.
     pub fn check_for(&self, margin: Duration) -> Result<()> {

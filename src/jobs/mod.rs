@@ -100,7 +100,7 @@ impl<T> JobHandle<T> {
     /// (by this process's clock): called before steps another process that
     /// took the job over could also take.
     pub fn fence(&self) -> crate::Result<()> {
-        self.fence_for(std::time::Duration::ZERO)
+        Fence::check_all(&self.fences, std::time::Duration::ZERO)
     }
 
     /// The job's leases, to check before each step of a longer write.
@@ -108,10 +108,11 @@ impl<T> JobHandle<T> {
         &self.fences
     }
 
-    /// [`JobHandle::fence`] with `margin` to spare: before a step that must
-    /// end while the job still holds its leases.
-    pub fn fence_for(&self, margin: std::time::Duration) -> crate::Result<()> {
-        Fence::check_all(&self.fences, margin)
+    /// [`JobHandle::fence`] with `margin` to spare, waiting for a late
+    /// renewal: before a step that must end while the job still holds its
+    /// leases.
+    pub async fn hold_for(&self, margin: std::time::Duration) -> crate::Result<()> {
+        Fence::hold_all(&self.fences, margin).await
     }
 
     /// Records the snapshot with `save` whenever [`JobHandle::checkpoint`] is called.

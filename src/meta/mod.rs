@@ -310,8 +310,8 @@ impl Catalog {
         // Before each write, the writer's leases still hold (with `margin` to
         // spare): a process paused past them, whose folder another may be
         // deleting or resuming, writes nothing more.
-        let held = || Fence::check_all(fences, margin);
-        held()?;
+        let held = || Fence::hold_all(fences, margin);
+        held().await?;
         let write = |(file, body): (&str, Vec<u8>)| {
             let key = self.layout.meta_key(&info.name, file);
             async move { self.store.write(&key, Bytes::from(body)).await }
@@ -324,10 +324,10 @@ impl Catalog {
         ])
         .await?;
         crate::failpoint::pause_at("backup.meta.before_backup_meta").await;
-        held()?;
+        held().await?;
         write(backup).await?;
         crate::failpoint::pause_at("backup.meta.before_full_meta").await;
-        held()?;
+        held().await?;
         // The commit point is written once: a job whose lease expired while
         // another resumed the backup cannot commit over the other's.
         let (file, body) = full;

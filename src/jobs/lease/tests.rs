@@ -112,3 +112,35 @@ async fn a_lease_paused_past_its_expiry_is_lost_not_renewed() {
     drop(held);
     std::fs::remove_dir_all(root).unwrap();
 }
+
+/// A step that needs the lease for a margin longer than its last renewal
+/// leaves waits for the next renewal (a store answering late), and fails
+/// only once the lease expired unrenewed. Before, it failed at once: a
+/// backup on a loaded store lost its commit to a renewal 1 s late.
+#[tokio::test]
+async fn a_margin_waits_for_a_late_renewal_and_fails_only_at_expiry() {
+    let fence = |in_ms: u64| Fence {
+        name: "backup/b".into(),
+        expires_at_ms: Arc::new(AtomicU64::new(now_ms() + in_ms)),
+    };
+    let late = fence(400);
+    let renewal = late.expires_at_ms.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        renewal.store(now_ms() + 3_000, Ordering::SeqCst);
+    });
+    assert!(late.check_for(Duration::from_secs(1)).is_err());
+    late.hold_for(Duration::from_secs(1)).await.unwrap();
+
+    let unrenewed = fence(300);
+    let started = std::time::Instant::now();
+    let err = unrenewed
+        .hold_for(Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Aborted(m) if m.contains("backup/b")),
+        "{err}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
