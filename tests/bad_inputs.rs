@@ -387,6 +387,42 @@ async fn bad_inputs_are_refused_with_the_right_code_and_write_nothing() {
         );
         w.unchanged(&case).await;
     }
+    // The message names the field, and a key given twice (JSON would keep
+    // the last one, dropping the first database or rename) is refused.
+    let renamed_twice =
+        format!(r#"{{"backup_name": "{real}", "collection_renames": {{"a": "x", "a": "y"}}}}"#);
+    let named_cases = [
+        (
+            "create",
+            r#"{"backup_name": "ok", "async": "maybe"}"#,
+            "async: invalid type",
+        ),
+        (
+            "create",
+            r#"{"backup_name": "ok", "db_collections": {"default": ["a"], "default": ["b"]}}"#,
+            r#"db_collections: key "default" is given twice"#,
+        ),
+        (
+            "restore",
+            renamed_twice.as_str(),
+            r#"collection_renames: key "a" is given twice"#,
+        ),
+    ];
+    for (route, body, named) in named_cases {
+        let url = format!("{base}/{route}");
+        let (http, json) = tokio::task::block_in_place(|| curl("POST", &url, Some(body)));
+        let case = format!("POST {url} {body}");
+        assert_eq!(
+            (http, &json["code"]),
+            (400, &serde_json::json!(400)),
+            "{case}: {json}"
+        );
+        assert!(
+            json["msg"].as_str().is_some_and(|m| m.contains(named)),
+            "{case}: the message names {named:?}: {json}"
+        );
+        w.unchanged(&case).await;
+    }
 
     // Backups whose meta is corrupt or truncated.
     let good_meta =

@@ -433,6 +433,29 @@ async fn policies_run_each_slot_once_across_replicas_and_keep_what_retention_say
             .any(|b| b.name == made[0])
     );
 
+    // A run that fails exits with its error's own code: here its name is
+    // taken by a backup the run did not make (AlreadyExists, exit 4).
+    let clash = common::unique("clash");
+    let (code, out, err) = cli(&[
+        "create",
+        "-n",
+        &clash,
+        "--schedule",
+        "0 0 1 1 *",
+        "--name_template",
+        "{policy}_{yyyy}",
+        "-c",
+        &coll,
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let year = chrono::Utc::now().format("%Y").to_string();
+    flows::backup_collections(&mut b3.client.clone(), &format!("{clash}_{year}"), &[&coll]).await;
+    let (code, out, err) = cli(&["run", "-n", &clash]);
+    assert_eq!(code, Some(4), "{out}{err}");
+    assert!(err.contains("not made by this policy run"), "{err}");
+    let (code, _, err) = cli(&["delete", "-n", &clash]);
+    assert_eq!(code, Some(0), "{err}");
+
     // Deleting a policy keeps its backups.
     for p in [&name, &slow_name, &down_name, &cli_name] {
         pb3.delete_policy(pb::DeletePolicyRequest {
@@ -488,6 +511,7 @@ async fn hand_made_run(
         state: RunState::Succeeded,
         attempts: 1,
         error: None,
+        error_kind: None,
         owner: "test".into(),
         started_ms: slot_ms,
         ended_ms: Some(slot_ms + 1000),

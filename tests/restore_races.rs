@@ -304,6 +304,48 @@ async fn aliases_are_never_dropped_by_a_replace_nor_restored_into() {
         assert_eq!(m.collection_id(&spec.db, &spec.name).await.unwrap(), id);
     }
 
+    // An alias given to the original while a replace runs (after its plan
+    // checked) stops the swap before the drop: the original keeps its id
+    // and its alias. Before, the drop removed the alias with it.
+    pymilvus(&cfg, &format!("utility.drop_alias({alias:?})"));
+    let release = tempfile::tempdir().unwrap();
+    let go = release.path().join("go");
+    let failpoint = format!("restore.swap.before_drop@{}", go.display());
+    let mut swapper = process::Proc::start(&cfg, "alias-swap", "", Some(&failpoint)).await;
+    let job_id = flows::start_restore(
+        &mut swapper.client,
+        pb::RestoreRequest {
+            backup_name: backup.clone(),
+            drop_existing_collections: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    swapper.wait_paused(Duration::from_secs(180)).await;
+    pymilvus(
+        &cfg,
+        &format!("utility.create_alias({:?}, {alias:?})", spec.name),
+    );
+    std::fs::write(&go, b"").unwrap();
+    let job = tokio::time::timeout(
+        Duration::from_secs(300),
+        flows::watch_restore_to_end(&mut swapper.client, &job_id),
+    )
+    .await
+    .expect("the restore ends");
+    assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
+    assert!(
+        job.error_message.contains("was given aliases") && job.error_message.contains(&alias),
+        "{job:?}"
+    );
+    assert_eq!(m.collection_id(&spec.db, &spec.name).await.unwrap(), id);
+    assert_eq!(
+        m.collection_id(&spec.db, &alias).await.unwrap(),
+        id,
+        "the alias still leads to the original"
+    );
+    swapper.finish();
+
     pymilvus(&cfg, &format!("utility.drop_alias({alias:?})"));
     flows::delete_eventually(&client, &backup, "the backup").await;
     data::drop_if_exists(&m, &spec.db, &spec.name).await;

@@ -732,3 +732,65 @@ async fn a_local_temporary_file_failure_is_not_called_data_loss() {
     let _ = std::fs::remove_dir_all(&state);
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
+
+/// A binlog whose bytes change after the restore proved them (between its
+/// proof and its staging into Milvus's bucket) never reaches Milvus: the
+/// staged copy is checked against the backup's checksums, and the restore
+/// fails with DATA_LOSS naming it before any import is asked for. An
+/// incremental backup is always staged. Before, the CRC the copy computed
+/// was dropped, and the changed bytes were imported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_binlog_changed_after_its_proof_is_never_imported() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let store = backup_store(&cfg);
+    let (spec, _) = source(&m, &common::unique("restaged"), 400).await;
+    let release = tempfile::tempdir().unwrap();
+    let go = release.path().join("go");
+    let failpoint = format!("restore.created@{}", go.display());
+    let server = process::Proc::start(&cfg, "restaged-state", "", Some(&failpoint)).await;
+    let mut client = server.client.clone();
+    let (full, inc) = (common::unique("restaged_f"), common::unique("restaged_i"));
+    flows::backup_collections(&mut client, &full, &[&spec.name]).await;
+    flows::backup(
+        &mut client,
+        pb::CreateBackupRequest {
+            incremental: Some(true),
+            ..flows::backup_request(&inc, &[&spec.name])
+        },
+    )
+    .await;
+    let target = format!("{}_t", spec.name);
+    let id = flows::start_restore(&mut client, restore_req(&inc, "_t", false)).await;
+    server.wait_paused(Duration::from_secs(120)).await;
+    // The incremental backup's objects are the full one's.
+    let damaged = damage_largest_binlog(&store, &full).await;
+    std::fs::write(&go, b"").unwrap();
+    let job = tokio::time::timeout(
+        Duration::from_secs(300),
+        flows::watch_restore_to_end(&mut client, &id),
+    )
+    .await
+    .expect("the restore ends");
+    assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
+    assert!(
+        job.error_message.contains(&damaged)
+            && job
+                .error_message
+                .contains("differs from the backup's checksums"),
+        "{}",
+        job.error_message
+    );
+    assert_milvus_up(&m).await;
+    eventually(
+        "the collection the restore made is dropped",
+        Duration::from_secs(60),
+        || {
+            let (m, db, target) = (m.clone(), spec.db.clone(), target.clone());
+            async move { m.collection_id(&db, &target).await.unwrap().is_none() }
+        },
+    )
+    .await;
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

@@ -9,6 +9,7 @@
 
 mod answer;
 mod docs;
+mod input;
 mod policies;
 mod unsupported;
 
@@ -18,19 +19,18 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
-use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use futures::{StreamExt, TryStreamExt};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::convert::collection_filter;
 use super::go_model::{go_backup_of_job, go_restore};
 use answer::{answer, answer_job, ended, follow, ok};
+use input::{Body, DbCollections, Params, QueryNames, limit_body, unique_keys};
 
 use super::status::{grpc_answer, is_grpc, refuse, rest_error};
 use crate::engine::{BackupInfo, Engine};
@@ -124,85 +124,6 @@ impl Call {
     }
 }
 
-/// A JSON body, whatever its Content-Type says (as the Go tool reads it: a
-/// `curl -d` without `-H` is JSON too). A bad one is answered at once: 413
-/// when it is too large, 400 naming what is wrong with it otherwise.
-struct Body<T>(T);
-
-impl<T: DeserializeOwned> FromRequest<Rest> for Body<T> {
-    type Rejection = Response;
-
-    async fn from_request(req: Request, rest: &Rest) -> std::result::Result<Self, Response> {
-        let id = request_id(req.headers(), None);
-        let bytes = match axum::body::Bytes::from_request(req, rest).await {
-            Ok(bytes) => bytes,
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(too_large(id, rest.max_body));
-            }
-            Err(e) => {
-                return Err(rest_error(
-                    id,
-                    &Error::invalid(format!("invalid request body: {}", e.body_text())),
-                ));
-            }
-        };
-        serde_json::from_slice(&bytes)
-            .map(Self)
-            .map_err(|e| rest_error(id, &Error::invalid(format!("invalid request body: {e}"))))
-    }
-}
-
-/// A query string, answered in the envelope (400 naming what is wrong) when
-/// it does not parse, like a bad body, or when it sets a parameter the
-/// route does not know (the Go tool's `bucket_name`, a typo): never dropped.
-struct Params<T>(T);
-
-/// The query parameters a route knows.
-trait QueryNames {
-    const NAMES: &'static [&'static str];
-}
-
-impl<T: DeserializeOwned + QueryNames> FromRequestParts<Rest> for Params<T> {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _: &Rest,
-    ) -> std::result::Result<Self, Response> {
-        let refused = |e: Error| rest_error(request_id(&parts.headers, None), &e);
-        let invalid = |e: axum::extract::rejection::QueryRejection| {
-            refused(Error::invalid(format!(
-                "invalid query string: {}",
-                e.body_text()
-            )))
-        };
-        let Query(all) =
-            Query::<Vec<(String, String)>>::try_from_uri(&parts.uri).map_err(invalid)?;
-        let unknown: HashMap<String, serde_json::Value> = all
-            .into_iter()
-            .filter(|(k, _)| !T::NAMES.contains(&k.as_str()))
-            .map(|(k, v)| (k, serde_json::Value::String(v)))
-            .collect();
-        unsupported::refuse_set(&unknown).map_err(refused)?;
-        let Query(q) = Query::<T>::try_from_uri(&parts.uri).map_err(invalid)?;
-        Ok(Self(q))
-    }
-}
-
-/// Refuses a body that says it is over the limit before reading any of it
-/// (bodies without a length are cut at the limit by `DefaultBodyLimit`).
-async fn limit_body(State(max): State<usize>, req: Request, next: Next) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return too_large(request_id(req.headers(), None), max);
-    }
-    next.run(req).await
-}
-
 /// A known path with a method it does not serve: HTTP 405 with the envelope
 /// (axum adds the `Allow` header).
 async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> Response {
@@ -277,39 +198,6 @@ pub fn router(engine: Arc<Engine>, simple_response: bool, max_body: usize) -> Ro
         })
 }
 
-/// `db_collections`: `{"db1": ["c1"], "db2": []}` (an empty list means the whole
-/// database), as a JSON object or a string holding one.
-fn db_collections(v: &Option<serde_json::Value>) -> Result<(Vec<String>, Vec<String>)> {
-    let value = match v {
-        None | Some(serde_json::Value::Null) => return Ok((vec![], vec![])),
-        Some(serde_json::Value::String(s)) if s.trim().is_empty() => return Ok((vec![], vec![])),
-        Some(serde_json::Value::String(s)) => serde_json::from_str(s)
-            .map_err(|e| Error::invalid(format!("db_collections is not a JSON object: {e}")))?,
-        Some(v) => v.clone(),
-    };
-    let map: HashMap<String, Vec<String>> = serde_json::from_value(value).map_err(|e| {
-        Error::invalid(format!(
-            "db_collections must map database names to lists of collections: {e}"
-        ))
-    })?;
-    let (mut colls, mut dbs) = (vec![], vec![]);
-    for (db, list) in map {
-        // Its key is a database's name: blamed as one, never read as part of
-        // a collection's `db.coll`.
-        if db.is_empty() || db.contains('.') {
-            return Err(Error::invalid(format!(
-                "db_collections key {db:?} is not a database name"
-            )));
-        }
-        if list.is_empty() {
-            dbs.push(db);
-        } else {
-            colls.extend(list.into_iter().map(|c| format!("{db}.{c}")));
-        }
-    }
-    Ok((colls, dbs))
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct CreateBody {
@@ -317,7 +205,7 @@ struct CreateBody {
     request_id: String,
     backup_name: String,
     collection_names: Vec<String>,
-    db_collections: Option<serde_json::Value>,
+    db_collections: DbCollections,
     #[serde(rename = "async")]
     is_async: bool,
     meta_only: bool,
@@ -336,7 +224,7 @@ async fn create(call: Call, Body(b): Body<CreateBody>) -> Response {
     let id = call.request_id(Some(&b.request_id));
     let result = async {
         unsupported::refuse_set(&b.extra)?;
-        let (colls, dbs) = db_collections(&b.db_collections)?;
+        let (colls, dbs) = b.db_collections.split()?;
         let req = BackupRequest::parse(BackupInput {
             name: match b.backup_name.as_str() {
                 // The Go tool names a backup whose request names none.
@@ -483,8 +371,9 @@ struct RestoreBody {
     backup_name: String,
     collection_names: Vec<String>,
     collection_suffix: String,
+    #[serde(deserialize_with = "unique_keys")]
     collection_renames: HashMap<String, String>,
-    db_collections: Option<serde_json::Value>,
+    db_collections: DbCollections,
     #[serde(rename = "async")]
     is_async: bool,
     #[serde(rename = "metaOnly")]
@@ -520,7 +409,7 @@ async fn restore(call: Call, Body(b): Body<RestoreBody>) -> Response {
                 "dropExistIndex is not supported; use dropExistCollection",
             ));
         }
-        let (colls, databases) = db_collections(&b.db_collections)?;
+        let (colls, databases) = b.db_collections.split()?;
         let req = RestoreRequest::parse(RestoreInput {
             backup_name: b.backup_name.clone(),
             collections: b.collection_names.iter().cloned().chain(colls).collect(),

@@ -224,9 +224,15 @@ async fn commit(
     holds: Vec<Lease>,
     margin: std::time::Duration,
 ) -> Result<()> {
-    ctx.catalog
-        .write(&info, &manifest, job.fences(), margin)
-        .await?;
+    // Every meta write, the commit point too, is made while the holds on
+    // the bases still stand: a base whose hold expired may be being deleted.
+    let fences: Vec<_> = job
+        .fences()
+        .iter()
+        .cloned()
+        .chain(holds.iter().map(Lease::fence))
+        .collect();
+    ctx.catalog.write(&info, &manifest, &fences, margin).await?;
     job.reached_commit_point();
     crate::failpoint::pause_at("backup.committed").await;
     // Complete: its meta names what it references, and a delete of a base keeps it.

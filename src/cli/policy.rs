@@ -186,12 +186,16 @@ pub async fn run(engine: &Arc<Engine>, command: PolicyCommand) -> Result<()> {
             if run.state == RunState::Succeeded {
                 return Ok(());
             }
-            Err(Error::FailedPrecondition(format!(
-                "policy {name}: the run for backup {} ended {:?}: {}",
-                run.backup,
-                run.state,
-                run.error.unwrap_or_default()
-            )))
+            // Exits with the code of the run's own error.
+            Err(Error::recorded(
+                run.error_kind.as_deref().unwrap_or("failed_precondition"),
+                format!(
+                    "policy {name}: the run for backup {} ended {:?}: {}",
+                    run.backup,
+                    run.state,
+                    run.error.unwrap_or_default()
+                ),
+            ))
         }
         PolicyCommand::Preview { name } => {
             for d in engine.preview_retention(&PolicyName::parse(&name)?).await? {

@@ -11,8 +11,10 @@ use tracing::{info, warn};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::jobs::lease::release_all;
 use crate::jobs::runner::{INTERRUPTED, JobKind, Recovered};
 use crate::jobs::{BackupSnapshot, DeleteSnapshot, JobHandle, JobSnapshot, JobState, Lease};
+use crate::meta::DeletePlan;
 use crate::meta::summary::snapshot_of;
 use crate::model::BackupName;
 
@@ -47,6 +49,46 @@ pub struct DeleteJob {
     ctx: Context,
     name: BackupName,
     lease: Lease,
+}
+
+impl DeleteJob {
+    /// Holds, as their writer, the names of the deleted backups whose objects
+    /// `plan` removes (what this backup reused from them). A name held by
+    /// another job (a new backup made under it, a backup reading it) or
+    /// complete again keeps its objects: they are left in place, never
+    /// removed under a job that may rely on them.
+    async fn hold_homes(&self, plan: &mut DeletePlan, job: &str) -> Result<Vec<Lease>> {
+        let catalog = &self.ctx.catalog;
+        let mut held = Vec::new();
+        let homes: Vec<String> = plan.orphans.keys().cloned().collect();
+        for home in homes {
+            let hold = self
+                .ctx
+                .leases()
+                .hold_for_writing_then(&home, job, "delete what a deleted backup left", async {
+                    catalog.is_complete(&home).await
+                })
+                .await;
+            let left = match hold {
+                Ok((lease, false)) => {
+                    held.push(lease);
+                    continue;
+                }
+                Ok((lease, true)) => {
+                    lease.release().await;
+                    "a backup of that name is complete again".to_string()
+                }
+                Err(Error::Aborted(why)) => why,
+                Err(e) => {
+                    release_all(held).await;
+                    return Err(e);
+                }
+            };
+            let objects = plan.orphans.remove(&home).map_or(0, |o| o.len());
+            warn!(backup = %self.name, %home, objects, why = %left, "objects reused from a deleted backup are left in place");
+        }
+        Ok(held)
+    }
 }
 
 impl JobKind for DeleteJob {
@@ -154,15 +196,21 @@ impl JobKind for DeleteJob {
                  removed: delete it again once that job ends"
                 ))
             })?;
-        let plan = catalog.delete_plan(&self.name).await?;
+        let mut plan = catalog.delete_plan(&self.name).await?;
         job.fence()?;
         job.update(|s| s.objects_kept = plan.keep.len() as u64);
         crate::failpoint::pause_at("delete.planned").await;
+        let homes = self.hold_homes(&mut plan, &job.snapshot().id).await?;
+        let fences: Vec<_> = std::iter::once(self.lease.fence())
+            .chain(homes.iter().map(Lease::fence))
+            .collect();
         let deleted = catalog
-            .delete_as_planned(&self.name, &plan, &[self.lease.fence()], |done, total| {
+            .delete_as_planned(&self.name, &plan, &fences, |done, total| {
                 job.update(|s| (s.objects_deleted, s.objects_total) = (done, total))
             })
-            .await?;
+            .await;
+        release_all(homes).await;
+        let deleted = deleted?;
         info!(backup = %self.name, objects = deleted, kept = plan.keep.len(), "backup deleted");
         Ok(())
     }

@@ -62,6 +62,7 @@ pub(super) fn first_record(slot_ms: i64, backup: &str, manual: bool) -> RunRecor
         state: RunState::Running,
         attempts: 0,
         error: None,
+        error_kind: None,
         owner: host_pid(),
         started_ms: Utc::now().timestamp_millis(),
         ended_ms: None,
@@ -361,6 +362,7 @@ impl Engine {
             };
             warn!(policy = %name, backup = %record.backup, attempt = record.attempts, error = %err, "policy run failed");
             record.error = Some(err.to_string());
+            record.error_kind = Some(err.kind().as_str().to_string());
             if self.stop.is_cancelled() || lease.lost().is_cancelled() {
                 // Left RUNNING: another server (or this one, restarted) takes it over.
                 let _ = self.save_run(name, &record, lease).await;

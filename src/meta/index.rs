@@ -71,11 +71,19 @@ impl Catalog {
     }
 
     /// Publishes the summary of complete backup `s` (after its commit point).
+    /// A delete that ran while the write was on its way (its writer paused
+    /// past its lease) withdrew before the entry landed: the commit point is
+    /// read again after, and an entry whose backup is gone, or is another
+    /// one now, is taken back.
     pub async fn publish(&self, s: &BackupSnapshot) -> Result<()> {
         let body = serde_json::to_vec(s)?;
-        self.store
-            .write(&self.index_key(&s.name, &s.id), Bytes::from(body))
-            .await
+        let key = self.index_key(&s.name, &s.id);
+        self.store.write(&key, Bytes::from(body)).await?;
+        let still = self.read(&s.name).await?.is_some_and(|b| b.id == s.id);
+        if !still {
+            self.store.delete(std::slice::from_ref(&key)).await?;
+        }
+        Ok(())
     }
 
     /// Withdraws every entry of backup `name` (before its commit point goes).

@@ -64,6 +64,23 @@ impl ManifestEntry {
         }
     }
 
+    /// Whether a copy of this object, whose bytes had CRC32C `crc32c` and
+    /// whose destination answered `etag`, has the content this entry
+    /// recorded. Only a checksum both sides know can tell them apart.
+    pub fn copied_intact(&self, crc32c: Option<u32>, etag: Option<&str>) -> bool {
+        if let (Some(want), Some(got)) = (self.crc32c, crc32c) {
+            return want == got;
+        }
+        let theirs = etag.map(|e| ManifestEntry {
+            etag: e.to_string(),
+            ..Default::default()
+        });
+        match (self.md5(), theirs.as_ref().and_then(ManifestEntry::md5)) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        }
+    }
+
     /// The ETag as an MD5 digest, when it is one (not a multipart ETag).
     pub fn md5(&self) -> Option<[u8; 16]> {
         let hex = self.etag.trim_matches('"');
@@ -94,5 +111,21 @@ mod tests {
         );
         assert!(e("d41d8cd98f00b204e9800998ecf8427e-2").md5().is_none());
         assert!(e("").md5().is_none());
+    }
+
+    #[test]
+    fn a_copy_is_intact_unless_a_checksum_both_sides_know_differs() {
+        let md5 = "\"d41d8cd98f00b204e9800998ecf8427e\"";
+        let e = ManifestEntry {
+            crc32c: Some(7),
+            etag: md5.into(),
+            ..Default::default()
+        };
+        assert!(e.copied_intact(Some(7), None));
+        assert!(!e.copied_intact(Some(8), Some(md5)));
+        assert!(e.copied_intact(None, Some(md5)));
+        assert!(!e.copied_intact(None, Some("\"00000000000000000000000000000000\"")));
+        assert!(e.copied_intact(None, Some("abc-2")));
+        assert!(ManifestEntry::default().copied_intact(Some(1), None));
     }
 }

@@ -1,6 +1,7 @@
 //! The backup layout and the JSON meta model, and the catalog that reads and
 //! writes backups' meta in a store.
 
+mod delete;
 pub mod index;
 pub mod layout;
 pub mod leftover;
@@ -12,7 +13,7 @@ pub mod schema;
 pub mod summary;
 pub mod verify;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -21,23 +22,10 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 use crate::jobs::Fence;
 use crate::storage::{CondPut, ObjectStore};
+pub use delete::DeletePlan;
 pub use layout::{BackupLayout, LogKind, META_FILES, MilvusLayout};
 use manifest::{MANIFEST_FILE, Manifest, ManifestEntry};
 use model::{BackupInfo, CollectionBackupInfo, LevelInfos, PartitionBackupInfo, SegmentBackupInfo};
-
-/// Objects a delete removes per request (and per progress step).
-const DELETE_BATCH: usize = 1000;
-
-/// What a delete of one backup removes beside its folder, and keeps in it.
-#[derive(Debug, Clone, Default)]
-pub struct DeletePlan {
-    /// Objects of its folder that other complete backups reference, by key
-    /// relative to the folder.
-    pub keep: HashSet<String>,
-    /// Objects it reused from backups deleted since, that nothing else
-    /// references any more (store keys).
-    pub orphans: Vec<String>,
-}
 
 /// The backups kept in one store under one root.
 #[derive(Debug, Clone)]
@@ -178,75 +166,6 @@ impl Catalog {
         Ok(out)
     }
 
-    /// The objects among `wanted` (by store key) that the complete backups
-    /// other than `except` reference, with the backups that reference each.
-    /// Every other backup is read, whatever the index says: a delete relies
-    /// on it. Only what `wanted` keeps is held, so memory follows the
-    /// caller's own backup, not all of them.
-    pub async fn references(
-        &self,
-        except: &str,
-        wanted: impl Fn(&str) -> bool,
-    ) -> Result<HashMap<String, Vec<String>>> {
-        let mut out: HashMap<String, Vec<String>> = HashMap::new();
-        self.for_other_manifests(None, except, scan::Among::Every, |other, manifest| {
-            // A Go-tool backup (no checksums) references only its own folder.
-            if let Some(m) = manifest? {
-                for e in &m.objects {
-                    let key = self.object_key(&other, e);
-                    if wanted(&key) {
-                        out.entry(key).or_default().push(other.clone());
-                    }
-                }
-            }
-            Ok(())
-        })
-        .await?;
-        Ok(out)
-    }
-
-    /// What deleting backup `name` may remove: the objects of its folder that
-    /// no other complete backup references (`keep` holds the others, relative
-    /// to its folder), and the objects it reused from backups deleted since
-    /// that no other complete backup references any more.
-    pub async fn delete_plan(&self, name: &str) -> Result<DeletePlan> {
-        let prefix = self.layout.backup_prefix(name);
-        let own = self.read_manifest(name).await?;
-        let reused: HashSet<String> = own
-            .iter()
-            .flat_map(|m| &m.objects)
-            .filter(|e| !e.home.is_empty())
-            .map(|e| self.object_key(name, e))
-            .collect();
-        let referenced = self
-            .references(name, |k| k.starts_with(&prefix) || reused.contains(k))
-            .await?;
-        let keep: HashSet<String> = referenced
-            .keys()
-            .filter_map(|k| k.strip_prefix(prefix.as_str()))
-            .map(str::to_string)
-            .collect();
-        let mut orphans = Vec::new();
-        if let Some(m) = own {
-            let mut dead_homes: HashMap<String, bool> = HashMap::new();
-            for e in m.objects.iter().filter(|e| !e.home.is_empty()) {
-                let dead = match dead_homes.get(&e.home) {
-                    Some(d) => *d,
-                    None => {
-                        let d = !self.is_complete(&e.home).await?;
-                        dead_homes.insert(e.home.clone(), d);
-                        d
-                    }
-                };
-                let key = self.object_key(name, e);
-                if dead && !referenced.contains_key(&key) {
-                    orphans.push(key);
-                }
-            }
-        }
-        Ok(DeletePlan { keep, orphans })
-    }
-
     /// The checksums of backup `name`, if it has them.
     pub async fn read_manifest(&self, name: &str) -> Result<Option<Manifest>> {
         self.read_json(name, MANIFEST_FILE).await
@@ -355,92 +274,6 @@ impl Catalog {
         }
         crate::failpoint::pause_at("delete.after_commit_point").await;
         Ok(())
-    }
-
-    /// Deletes the objects of the folder of an incomplete backup `name` (a
-    /// job's partial backup) that no other complete backup references;
-    /// returns how many went. A folder that was once complete may hold
-    /// objects that backups made since reuse: those stay. Stops with
-    /// [`Error::Aborted`] once one of `fences` has expired.
-    pub async fn delete(&self, name: &str, fences: &[Fence]) -> Result<u64> {
-        let plan = self.delete_plan(name).await?;
-        self.delete_as_planned(name, &plan, fences, |_, _| {}).await
-    }
-
-    /// Deletes the objects of backup `name` as `plan` says (see
-    /// [`Catalog::delete_plan`]); returns how many went. `progress` sees
-    /// how many are gone of how many will go. For a backup of ours that was
-    /// complete, after [`Catalog::retire`]: its index entry and commit point
-    /// are gone already.
-    pub async fn delete_as_planned(
-        &self,
-        name: &str,
-        plan: &DeletePlan,
-        fences: &[Fence],
-        progress: impl Fn(u64, u64),
-    ) -> Result<u64> {
-        // Checked before every request that removes: a process paused past
-        // its lease stops before it removes what the next holder relies on.
-        let held = || Fence::check_all(fences, std::time::Duration::ZERO);
-        let keep = &plan.keep;
-        let prefix = self.layout.backup_prefix(name);
-        let keys: Vec<String> = self
-            .store
-            .list(&prefix)
-            .await?
-            .into_iter()
-            .map(|o| o.key)
-            .filter(|k| !keep.contains(&k[prefix.len()..]))
-            .collect();
-        // The meta first (a Go-tool backup's commit point is its
-        // `backup_meta.json`) and what marks the folder as ours last (the
-        // checksums, the plan of a backup cut short, the delete's own marker):
-        // at every moment in between, `read` takes what is left for an
-        // incomplete backup of ours, never for a complete one (of ours, or of
-        // the Go tool's shape), and a delete cut short can be run again.
-        let meta_key = |f: &str| self.layout.meta_key(name, f);
-        let (full, backup_meta) = (meta_key("full_meta.json"), meta_key("backup_meta.json"));
-        let mut marks: Vec<String> = self
-            .mark_keys(name)
-            .into_iter()
-            .filter(|k| keys.contains(k))
-            .collect();
-        let first: Vec<String> = [&full, &backup_meta]
-            .into_iter()
-            .filter(|k| keys.contains(k))
-            .cloned()
-            .collect();
-        let rest: Vec<String> = keys
-            .iter()
-            .filter(|k| !first.contains(k) && !marks.contains(k))
-            .cloned()
-            .collect();
-        let total = (keys.len() + plan.orphans.len()) as u64;
-        progress(0, total);
-        if marks.is_empty() && !(first.is_empty() && rest.is_empty() && plan.orphans.is_empty()) {
-            // A Go-tool backup: nothing of ours marks it once its meta goes.
-            held()?;
-            marks.push(self.mark_deleting(name).await?);
-        }
-        held()?;
-        self.store.delete(&first).await?;
-        crate::failpoint::pause_at("delete.meta_removed").await;
-        let mut done = first.len() as u64;
-        for batch in rest
-            .chunks(DELETE_BATCH)
-            .chain(plan.orphans.chunks(DELETE_BATCH))
-        {
-            held()?;
-            self.store.delete(batch).await?;
-            done += batch.len() as u64;
-            progress(done, total);
-        }
-        held()?;
-        self.store.delete(&marks).await?;
-        // An entry a writer published late (paused past its lease) goes too.
-        self.withdraw(name).await?;
-        progress(total, total);
-        Ok(total)
     }
 
     async fn read_json<T: DeserializeOwned>(&self, name: &str, file: &str) -> Result<Option<T>> {

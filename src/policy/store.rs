@@ -57,6 +57,9 @@ pub struct RunRecord {
     pub attempts: u32,
     #[serde(default)]
     pub error: Option<String>,
+    /// The kind of `error` ([`crate::error::ErrorKind::as_str`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<String>,
     /// `host:pid/tag` of the server running it.
     pub owner: String,
     pub started_ms: i64,

@@ -6,6 +6,7 @@
 //! looked up in Milvus's task list: the dead server may or may not have
 //! reached Milvus.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use tracing::info;
@@ -16,6 +17,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::{ImportRecord, JobHandle, RestoreSnapshot};
 use crate::meta::LogKind;
+use crate::meta::manifest::ManifestEntry;
 use crate::meta::model::{CollectionBackupInfo, PartitionBackupInfo, SegmentBackupInfo};
 use crate::milvus::{ImportPhase, ImportRequest};
 use crate::model::CollectionRef;
@@ -421,14 +423,46 @@ async fn stage(ctx: &Context, place: &Place<'_>, dirs: &[String]) -> Result<Vec<
             }
         }
     }
+    // The bytes are read again to be staged: a copy whose content differs
+    // from the backup's checksums (a flaky disk or proxy) never reaches
+    // Milvus, whose import can crash on a damaged binlog.
+    let recorded: HashMap<String, &ManifestEntry> = place
+        .checksums
+        .iter()
+        .flat_map(|m| &m.objects)
+        .filter(|e| {
+            dirs.iter()
+                .any(|d| e.key.starts_with(&d[backup_prefix.len()..]))
+        })
+        .map(|e| (join_key([staging, &e.key]), e))
+        .collect();
+    let changed = std::sync::Mutex::new(Vec::new());
     ctx.copier
         .copy_all(
             ctx.catalog.store().as_ref(),
             ctx.milvus_store.as_ref(),
             tasks,
-            |_, _| {},
+            |task, copied| {
+                let intact = recorded
+                    .get(&task.dst_key)
+                    .is_none_or(|e| e.copied_intact(copied.crc32c, copied.etag.as_deref()));
+                if !intact {
+                    changed
+                        .lock()
+                        .expect("staging checks")
+                        .push(task.src_key.clone());
+                }
+            },
         )
         .await?;
+    let changed = changed.into_inner().expect("staging checks");
+    if !changed.is_empty() {
+        return Err(Error::DataLoss(format!(
+            "{} object(s) read for staging differ from the backup's checksums ({});              nothing of them was imported",
+            changed.len(),
+            changed.join(", ")
+        )));
+    }
     Ok(dirs.iter().map(|d| import_path(ctx, place, d)).collect())
 }
 

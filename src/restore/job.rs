@@ -68,11 +68,15 @@ impl JobKind for RestoreJob {
             .leases()
             .hold_for_restore(&id, req.backup_name(), &target_refs)
             .await?;
-        let snapshot = match req.resumes() {
-            false => check_targets(ctx, &req, &mut targets)
+        // The backup was read before it was held: under the hold it is read
+        // again, so one deleted (or deleted and made again under its name)
+        // meanwhile is never restored from what was read of it.
+        let snapshot = match still_the_planned(ctx, &req, &backup.id).await {
+            Err(e) => Err(e),
+            Ok(()) if req.resumes() => resumed(ctx, &id, &backup.id, &mut targets).await,
+            Ok(()) => check_targets(ctx, &req, &mut targets)
                 .await
                 .map(|()| pending(id, &req, &backup.id, &targets)),
-            true => resumed(ctx, &id, &backup.id, &mut targets).await,
         };
         let snapshot = match snapshot {
             Ok(s) => s,
@@ -369,4 +373,21 @@ fn any_lost(leases: &[Lease]) -> CancellationToken {
         });
     }
     any
+}
+
+/// [`Error::NotFound`] when backup `req` names is no longer complete, and
+/// [`Error::FailedPrecondition`] when it is another backup now (its id is
+/// not `planned`).
+async fn still_the_planned(ctx: &Context, req: &RestoreRequest, planned: &str) -> Result<()> {
+    let name = req.backup_name();
+    match ctx.catalog.read(name).await? {
+        Some(b) if b.id == planned => Ok(()),
+        Some(b) => Err(Error::FailedPrecondition(format!(
+            "backup {:?} was deleted and made again (id {} was {planned}) while this \
+             restore was planned; restore it again",
+            name.as_str(),
+            b.id
+        ))),
+        None => Err(Error::not_found("backup", name.as_str())),
+    }
 }

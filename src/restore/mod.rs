@@ -320,6 +320,9 @@ struct Place<'a> {
     pub staging: Option<&'a str>,
     /// An incremental backup's manifest: where each of its objects is stored.
     pub reused: Option<&'a Manifest>,
+    /// The backup's checksums, when its objects are staged: each staged
+    /// copy is checked against them before Milvus is asked to import it.
+    pub checksums: Option<&'a Manifest>,
     pub version: MilvusVersion,
 }
 

@@ -43,10 +43,12 @@ pub async fn run(
     // Milvus imports one folder per partition: an incremental backup's
     // objects, spread over the folders of the backups it reuses, are staged
     // into one, as are the objects of a backup outside Milvus's bucket.
-    let reused = match backup.incremental {
-        Some(_) if !req.meta_only() => ctx.catalog.read_manifest(req.backup_name()).await?,
-        _ => None,
+    let incremental = backup.incremental.is_some();
+    let checksums = match !req.meta_only() && (incremental || !ctx.backups_in_milvus_bucket()) {
+        true => ctx.catalog.read_manifest(req.backup_name()).await?,
+        false => None,
     };
+    let reused = checksums.as_ref().filter(|_| incremental);
     let staging = (reused.is_some() || !ctx.backups_in_milvus_bucket())
         .then(|| staging_prefix(&job.snapshot().id));
 
@@ -60,7 +62,8 @@ pub async fn run(
         let place = Place {
             backup_name: req.backup_name(),
             staging: staging.as_deref(),
-            reused: reused.as_ref(),
+            reused,
+            checksums: checksums.as_ref(),
             version,
         };
         match restore_collection(ctx, req, &place, t, job).await {
@@ -185,6 +188,10 @@ async fn restore_collection(
         })?,
     };
     let has_partition_key = src.schema.fields.iter().any(|f| f.is_partition_key);
+    // Before each change, the name still holds the collection this job
+    // fills: one dropped and made again meanwhile (hours of proof, or a
+    // takeover later) is never given partitions, indexes or a load.
+    still_filling(ctx, &fill, fill_id).await?;
     if !has_partition_key {
         let existing = milvus.list_partitions(db, name).await?;
         for p in &src.partition_backups {
@@ -204,6 +211,7 @@ async fn restore_collection(
         rows = import_partitions(ctx, place, t, &into, job).await?;
     }
     if req.restore_index() {
+        still_filling(ctx, &fill, fill_id).await?;
         // A resumed job skips the indexes its previous server built, and an
         // import into an existing collection those it has (checked equal).
         let built = match req.resumes() || req.skip_create() {
@@ -229,6 +237,7 @@ async fn restore_collection(
     }
     // Load when asked, or when it was loaded at backup time and its indexes are back.
     if req.load() || (req.restore_index() && src.load_state == "Loaded") {
+        still_filling(ctx, &fill, fill_id).await?;
         milvus.load_collection(db, name).await?;
         wait_loaded(ctx, &fill).await?;
     }
@@ -237,6 +246,21 @@ async fn restore_collection(
         swap_in(ctx, t, &fill, fill_id, job).await?;
     }
     Ok(rows)
+}
+
+/// [`Error::FailedPrecondition`] unless collection `fill` still has id `id`.
+async fn still_filling(ctx: &Context, fill: &CollectionRef, id: i64) -> Result<()> {
+    match ctx.milvus.collection_id(fill.db(), fill.name()).await? {
+        Some(now) if now == id => Ok(()),
+        now => Err(Error::FailedPrecondition(format!(
+            "{fill} is no longer the collection this restore fills (id {id}): it was {}; \
+             nothing more is done to it",
+            match now {
+                Some(other) => format!("made again (id {other})"),
+                None => "dropped".to_string(),
+            }
+        ))),
+    }
 }
 
 /// Creates the collection `fill` unless this job already did (`created`,
@@ -392,6 +416,18 @@ async fn swap_in(
                 "{} was changed by someone else during the restore (id {current:?}, was {:?}); \
                  it was left as it is and the restored copy was dropped",
                 t.target, t.original_id
+            )));
+        }
+        // Milvus drops a collection's aliases with it: ones given to the
+        // original since the plan checked (hours of import) stop the swap.
+        let aliases = milvus.describe_collection(db, name).await?.aliases;
+        if !aliases.is_empty() {
+            job.checkpoint(|s| status(s, t).swap = SwapStep::None)
+                .await?;
+            return Err(Error::FailedPrecondition(format!(
+                "{} was given aliases {aliases:?} during the restore, which Milvus would drop \
+                 with it; it was left as it is and the restored copy was dropped",
+                t.target
             )));
         }
         job.fence()?;
