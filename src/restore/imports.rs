@@ -456,11 +456,11 @@ async fn stage(ctx: &Context, place: &Place<'_>, dirs: &[String]) -> Result<Vec<
         )
         .await?;
     let changed = changed.into_inner().expect("staging checks");
-    if !changed.is_empty() {
+    if let Some(first) = changed.first() {
         return Err(Error::DataLoss(format!(
-            "{} object(s) read for staging differ from the backup's checksums ({});              nothing of them was imported",
-            changed.len(),
-            changed.join(", ")
+            "{first} (and {} more) read for staging differs from the backup's checksums; \
+             nothing of it was imported",
+            changed.len() - 1
         )));
     }
     Ok(dirs.iter().map(|d| import_path(ctx, place, d)).collect())
