@@ -51,26 +51,21 @@ impl ManifestEntry {
     /// and, when both sides know it, the MD5 ETag of a single-part object
     /// identify it.
     pub fn same_object(&self, size: u64, etag: Option<&str>) -> bool {
-        if self.size != size {
-            return false;
-        }
-        let theirs = etag.map(|e| ManifestEntry {
-            etag: e.to_string(),
-            ..Default::default()
-        });
-        match (self.md5(), theirs.as_ref().and_then(ManifestEntry::md5)) {
-            (Some(a), Some(b)) => a == b,
-            _ => true,
-        }
+        self.size == size && self.md5_agrees(etag)
     }
 
     /// Whether a copy of this object, whose bytes had CRC32C `crc32c` and
     /// whose destination answered `etag`, has the content this entry
     /// recorded. Only a checksum both sides know can tell them apart.
     pub fn copied_intact(&self, crc32c: Option<u32>, etag: Option<&str>) -> bool {
-        if let (Some(want), Some(got)) = (self.crc32c, crc32c) {
-            return want == got;
+        match (self.crc32c, crc32c) {
+            (Some(want), Some(got)) => want == got,
+            _ => self.md5_agrees(etag),
         }
+    }
+
+    /// False only when this entry's ETag and `etag` are both MD5s and differ.
+    fn md5_agrees(&self, etag: Option<&str>) -> bool {
         let theirs = etag.map(|e| ManifestEntry {
             etag: e.to_string(),
             ..Default::default()
