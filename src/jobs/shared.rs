@@ -3,7 +3,9 @@
 //! at most once a second and once more at its end, so that any replica can
 //! answer for it (and follow it, with about a second of lag). A cancel sent to
 //! a replica that does not run the job leaves a marker,
-//! `{root}/_jobs/cancel/{kind}/{key}`, which the owner sees within a second.
+//! `{root}/_jobs/cancel/{kind}/{key}`, which the owner sees within a second;
+//! the owner leaves one for a cancel asked of it, until the job's end is
+//! written, so that a takeover never resumes a cancelled job.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -293,7 +295,9 @@ impl SharedRecords {
 
     /// Mirrors the running job `rx` watches, and cancels it through `token`
     /// when a cancel marker for it appears, until `stop`; the job's end is
-    /// written by [`SharedRecords::finish`] after this returns.
+    /// written by [`SharedRecords::finish`] after this returns. A cancel
+    /// asked here (`token`) leaves the marker too: should the job's end not
+    /// be written, a takeover then ends it instead of resuming it.
     pub async fn mirror<T: JobSnapshot + PartialEq>(
         self,
         rx: watch::Receiver<T>,
@@ -305,6 +309,7 @@ impl SharedRecords {
         let key = rx.borrow().key().to_string();
         let cancel_key = self.cancel_key::<T>(&key);
         let mut written: Option<T> = None;
+        let mut marked = false;
         while !stop.is_cancelled() {
             let snap = rx.borrow().clone();
             // A job whose lease expired writes no more: its record may be
@@ -318,13 +323,23 @@ impl SharedRecords {
                     Err(e) => warn!(job = %key, error = %e, "cannot write the shared job record"),
                 }
             }
-            if matches!(self.store.head(&cancel_key).await, Ok(Some(_))) {
-                info!(job = %key, "cancel requested through another server");
-                token.cancel();
+            if !marked {
+                if token.is_cancelled() {
+                    let marker = self.store.write(&cancel_key, Bytes::from_static(b"{}"));
+                    match marker.await {
+                        Ok(()) => marked = true,
+                        Err(e) => warn!(job = %key, error = %e, "cannot leave the cancel marker"),
+                    }
+                } else if matches!(self.store.head(&cancel_key).await, Ok(Some(_))) {
+                    info!(job = %key, "cancel requested through another server");
+                    token.cancel();
+                    marked = true;
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(MIRROR_INTERVAL) => {}
                 _ = stop.cancelled() => {}
+                _ = token.cancelled(), if !marked => {}
             }
         }
     }
@@ -345,15 +360,19 @@ impl SharedRecords {
         }
     }
 
-    /// Writes a job's last state and removes its cancel marker. A record
+    /// Writes a job's last state, then removes its cancel marker. A record
     /// left running would be resumed by a takeover once the job's leases
     /// are half a TTL past their release (15 s by default): it is tried 5
-    /// times over about 7.5 s.
+    /// times over about 7.5 s. When it cannot be written the marker stays,
+    /// so that a cancelled job is ended by the takeover, not resumed.
     pub async fn finish<T: JobSnapshot>(&self, s: &T) {
         const TRIES: u32 = 5;
         for attempt in 1..=TRIES {
             match self.save(s).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    let _ = self.store.delete(&[self.cancel_key::<T>(s.key())]).await;
+                    return;
+                }
                 Err(e) if attempt < TRIES => {
                     warn!(job = %s.key(), error = %e, "cannot write the shared job record; trying again");
                     tokio::time::sleep(Duration::from_millis(500 << (attempt - 1))).await;
@@ -361,7 +380,6 @@ impl SharedRecords {
                 Err(e) => warn!(job = %s.key(), error = %e, "cannot write the shared job record"),
             }
         }
-        let _ = self.store.delete(&[self.cancel_key::<T>(s.key())]).await;
     }
 
     /// What a restarted process recovered of its own job `s`, reconciled
@@ -453,6 +471,78 @@ mod tests {
         stop.cancel();
         mirror.await.unwrap();
         drop(tx);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A cancel asked on the job's own server leaves the marker, which the
+    /// job's written end removes.
+    #[tokio::test]
+    async fn a_local_cancel_leaves_the_marker_until_the_end_is_written() {
+        let dir = std::env::temp_dir().join(format!("shared-{}", uuid::Uuid::new_v4().simple()));
+        let records = SharedRecords::new(Arc::new(LocalDir::new(&dir)), "backup");
+        let mut job = BackupSnapshot::pending("1".into(), "b".into(), false);
+        records.start(&job).await.unwrap();
+        let (tx, rx) = watch::channel(job.clone());
+        let (token, stop) = (CancellationToken::new(), CancellationToken::new());
+        let mirror = tokio::spawn(records.clone().mirror(
+            rx,
+            Vec::new(),
+            Arc::default(),
+            token.clone(),
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !records
+                .cancel_requested::<BackupSnapshot>("b")
+                .await
+                .unwrap()
+        );
+        token.cancel();
+        let started = std::time::Instant::now();
+        while !records
+            .cancel_requested::<BackupSnapshot>("b")
+            .await
+            .unwrap()
+        {
+            assert!(started.elapsed() < Duration::from_secs(5), "no marker");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+        mirror.await.unwrap();
+        job.state = JobState::Cancelled;
+        records.finish(&job).await;
+        assert!(
+            !records
+                .cancel_requested::<BackupSnapshot>("b")
+                .await
+                .unwrap()
+        );
+        drop(tx);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A cancelled job whose end cannot be written keeps its marker, so
+    /// that the takeover ends it rather than resuming it.
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_job_whose_end_is_not_written_keeps_its_marker() {
+        let dir = std::env::temp_dir().join(format!("shared-{}", uuid::Uuid::new_v4().simple()));
+        let records = SharedRecords::new(Arc::new(LocalDir::new(&dir)), "backup");
+        let mut job = BackupSnapshot::pending("1".into(), "b".into(), false);
+        records.start(&job).await.unwrap();
+        records.request_cancel(&job).await.unwrap();
+        // The record's path is a folder now: writing it fails.
+        let record = dir.join(records.record_key::<BackupSnapshot>("b"));
+        std::fs::remove_file(&record).unwrap();
+        std::fs::create_dir_all(record.join("in_the_way")).unwrap();
+        job.state = JobState::Cancelled;
+        records.finish(&job).await;
+        assert!(
+            records
+                .cancel_requested::<BackupSnapshot>("b")
+                .await
+                .unwrap()
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
