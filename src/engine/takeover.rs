@@ -97,12 +97,8 @@ impl Engine {
             let Some(order) = record.order.clone() else {
                 continue;
             };
-            let outcome = match shared.cancel_requested::<BackupSnapshot>(&name).await? {
-                true => Err(Error::Cancelled(format!(
-                    "backup {name} was cancelled while its server was down"
-                ))),
-                false => self.take_over(record.clone(), order).await,
-            };
+            let cancelled = shared.cancel_requested::<BackupSnapshot>(&name).await?;
+            let outcome = self.take_over(record.clone(), order, cancelled).await;
             match outcome {
                 Ok(()) => {}
                 // Milvus no longer has what it backs up.
@@ -230,7 +226,14 @@ impl Engine {
         }
     }
 
-    async fn take_over(&self, record: BackupSnapshot, order: BackupOrder) -> Result<()> {
+    /// Marks `record` SUCCEEDED when its backup completed, else resumes it,
+    /// unless it was `cancelled` (a marker is left): then it is ended.
+    async fn take_over(
+        &self,
+        record: BackupSnapshot,
+        order: BackupOrder,
+        cancelled: bool,
+    ) -> Result<()> {
         let name = record.name.clone();
         // Under the name's lease: a delete of the completed backup cannot
         // run between the read and the publication of its index entry.
@@ -251,6 +254,11 @@ impl Engine {
                 shared.finish(&snapshot_of(&info)).await;
             }
             return Ok(());
+        }
+        if cancelled {
+            return Err(Error::Cancelled(format!(
+                "backup {name} was cancelled while its server was down"
+            )));
         }
         let req = BackupRequest::resume(BackupInput {
             name: name.clone(),
