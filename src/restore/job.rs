@@ -166,7 +166,8 @@ impl JobKind for RestoreJob {
             }
             _ => {}
         }
-        if !r.state.is_terminal() {
+        let recorded_ended = r.state.is_terminal();
+        if !recorded_ended {
             warn!(restore = %r.id, "restore was interrupted by a restart");
             r.state = JobState::Failed;
             r.error = Some(INTERRUPTED.into());
@@ -178,13 +179,27 @@ impl JobKind for RestoreJob {
         // original was already dropped.
         let (ctx, snapshot) = (ctx.clone(), r.clone());
         let later = async move {
-            // Under no lease of its own: the job's server is gone.
-            let done = clean_up(&ctx, &snapshot, &[]).await;
+            // Under its targets' leases, once the dead process's have expired.
+            let targets: Vec<CollectionRef> = snapshot
+                .collections
+                .iter()
+                .map(|c| c.target.clone())
+                .collect();
+            let held = hold_targets_when_free(&ctx, &snapshot.id, &targets).await;
+            let held = match held {
+                Some(held) => held,
+                // Its unfinished swap stays on record: tried again at the next start.
+                None if recorded_ended => return snapshot,
+                // Nothing on record would bring it back: cleaned by identity
+                // alone, as the only way its collections go.
+                None => Vec::new(),
+            };
+            let fences: Vec<_> = held.iter().map(Lease::fence).collect();
+            let done = clean_up(&ctx, &snapshot, &fences).await;
+            release_all(held).await;
             let mut after = snapshot;
             apply_cleanup(&mut after, &done);
             // Its holds are free once it is cleaned up, not only after they expire.
-            let targets: Vec<CollectionRef> =
-                after.collections.iter().map(|c| c.target.clone()).collect();
             ctx.leases()
                 .release_restore(&after.id, &after.backup_name, &targets)
                 .await;
@@ -194,6 +209,31 @@ impl JobKind for RestoreJob {
             now: r,
             later: Some(later.boxed()),
             resume: false,
+        }
+    }
+}
+
+/// The leases on `targets` for the cleanup of restore `job`, recovered after
+/// a restart: its previous process's leases keep them for up to a TTL, so
+/// they are asked for until twice the TTL has passed. `None` when another
+/// job holds one still.
+async fn hold_targets_when_free(
+    ctx: &Context,
+    job: &str,
+    targets: &[CollectionRef],
+) -> Option<Vec<Lease>> {
+    let leases = ctx.leases();
+    let give_up = std::time::Instant::now() + 2 * leases.ttl();
+    loop {
+        match leases.hold_targets(job, targets).await {
+            Ok(held) => return Some(held),
+            Err(e) if std::time::Instant::now() >= give_up => {
+                warn!(restore = %job, error = %e, "cleanup left for the next start: a target is held");
+                return None;
+            }
+            Err(_) => {
+                tokio::time::sleep(ctx.timing.poll_interval.max(Duration::from_secs(1))).await
+            }
         }
     }
 }
