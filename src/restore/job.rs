@@ -189,10 +189,16 @@ impl JobKind for RestoreJob {
             let held = match held {
                 Some(held) => held,
                 // Its unfinished swap stays on record: tried again at the next start.
-                None if recorded_ended => return snapshot,
+                None if recorded_ended => {
+                    warn!(restore = %snapshot.id, "its unfinished swap is left for the next start");
+                    return snapshot;
+                }
                 // Nothing on record would bring it back: cleaned by identity
                 // alone, as the only way its collections go.
-                None => Vec::new(),
+                None => {
+                    warn!(restore = %snapshot.id, "cleaned up without the targets' leases");
+                    Vec::new()
+                }
             };
             let fences: Vec<_> = held.iter().map(Lease::fence).collect();
             let done = clean_up(&ctx, &snapshot, &fences).await;
@@ -228,7 +234,7 @@ async fn hold_targets_when_free(
         match leases.hold_targets(job, targets).await {
             Ok(held) => return Some(held),
             Err(e) if std::time::Instant::now() >= give_up => {
-                warn!(restore = %job, error = %e, "cleanup left for the next start: a target is held");
+                warn!(restore = %job, error = %e, "a target is held by another job");
                 return None;
             }
             Err(_) => {
