@@ -166,6 +166,8 @@ fn errors_name_the_flags_the_user_typed() {
     let flags = &[
         ("collection_names", "--collections"),
         ("meta_only", "--meta_only"),
+        ("load", "--load"),
+        ("schedule", "--schedule"),
     ];
     assert_eq!(
         milvus_backup::cli::in_flag_words(
@@ -173,6 +175,14 @@ fn errors_name_the_flags_the_user_typed() {
             flags
         ),
         "--collections and --meta_only, not my_collection_names_x"
+    );
+    // A plain word is a field only where a value follows it.
+    assert_eq!(
+        milvus_backup::cli::in_flag_words(
+            "schedule \"* *\": bad; cannot load the schedule; load: true",
+            flags
+        ),
+        "--schedule \"* *\": bad; cannot load the schedule; --load: true"
     );
 }
 
