@@ -64,6 +64,50 @@ async fn large_objects_are_copied_in_parts_and_equal() {
     bucket.delete(&keys).await.unwrap();
 }
 
+/// A stream larger than the threshold is written in parts (UploadPart; one
+/// PutObject stops at 5 GiB): equal byte for byte, whatever the chunks it
+/// came in. A stream shorter than its size fails naming the object and
+/// leaves neither an object nor an upload behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_streams_are_written_in_parts_and_equal() {
+    let cfg = common::config();
+    let bucket = S3Bucket::new(&cfg.minio.milvus_bucket().unwrap())
+        .unwrap()
+        .with_multipart_copy(8 * MIB, 5 * MIB);
+    let prefix = common::unique("multipart_stream");
+    let mut data = vec![0u8; (40 * MIB + 777) as usize];
+    rand::rngs::StdRng::seed_from_u64(5).fill_bytes(&mut data);
+    let data = Bytes::from(data);
+    // Chunks of odd sizes, as a GET's body comes.
+    let chunks = |data: Bytes| {
+        let pieces: Vec<_> = (0..data.len())
+            .step_by(3 * MIB as usize + 1)
+            .map(|at| Ok(data.slice(at..(at + 3 * MIB as usize + 1).min(data.len()))))
+            .collect();
+        Box::pin(futures::stream::iter(pieces)) as milvus_backup::storage::ByteStream
+    };
+    let key = format!("{prefix}/streamed.bin");
+    let etag = bucket
+        .put_stream(&key, data.len() as u64, chunks(data.clone()))
+        .await
+        .unwrap();
+    assert_eq!(etag, None, "a multipart ETag is not taken for an MD5");
+    assert_eq!(bucket.read(&key).await.unwrap(), data, "the object differs");
+
+    let short = format!("{prefix}/short.bin");
+    let err = bucket
+        .put_stream(&short, data.len() as u64 + 1, chunks(data.clone()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("short.bin"), "{err}");
+    assert_eq!(bucket.head(&short).await.unwrap(), None, "no object");
+    assert!(
+        bucket.incomplete_uploads(&prefix).await.unwrap().is_empty(),
+        "the upload was aborted"
+    );
+    bucket.delete(&[key]).await.unwrap();
+}
+
 /// A backup whose large binlogs were copied server-side in parts has no
 /// CRC32C for them (their ETag is a multipart one): VerifyBackup decodes
 /// those as Milvus would instead, so a flipped byte in one is DATA_LOSS

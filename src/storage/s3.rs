@@ -455,6 +455,9 @@ impl ObjectStore for S3Bucket {
     }
 
     async fn put_stream(&self, key: &str, size: u64, body: ByteStream) -> Result<Option<String>> {
+        if size > self.multipart_copy_threshold {
+            return self.put_in_parts(key, size, body).await;
+        }
         let frames = body.map_ok(http_body::Frame::data);
         let sdk_body = SdkBody::from_body_1_x(http_body_util::StreamBody::new(frames));
         let out = on_object!(self, put_object, key)

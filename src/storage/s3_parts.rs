@@ -1,13 +1,18 @@
-//! Server-side copies of large objects in parts (UploadPartCopy). An upload
-//! that does not complete is aborted: at once when a part or the completion
+//! Large objects in parts: server-side copies (UploadPartCopy) and streamed
+//! writes (UploadPart; a single PutObject stops at 5 GiB). An upload that
+//! does not complete is aborted: at once when a part or the completion
 //! fails, and from a guard when the copy is dropped (a cancelled job), so no
 //! parts are left behind to be billed. A SIGKILL still leaves them: only a
 //! bucket lifecycle rule (AbortIncompleteMultipartUpload) removes those.
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::{Bytes, BytesMut};
+use futures::stream::FuturesOrdered;
 use futures::{StreamExt, TryStreamExt};
 
+use super::ByteStream;
 use super::s3::S3Bucket;
 use crate::error::{Error, Result};
 
@@ -16,6 +21,13 @@ pub(super) const COPY_PART_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Parts of one multipart copy in flight at once.
 const PARTS_IN_FLIGHT: usize = 8;
+
+/// The size of one part of a streamed upload: held in memory until sent.
+/// S3 takes at most 10,000 parts, so objects up to 160 GiB.
+const STREAM_PART_BYTES: usize = 16 * 1024 * 1024;
+
+/// Parts of one streamed upload in memory at once.
+const STREAM_PARTS_IN_FLIGHT: usize = 2;
 
 /// Aborts its upload when dropped before [`UploadGuard::disarm`].
 struct UploadGuard {
@@ -80,22 +92,8 @@ impl S3Bucket {
         dst_key: &str,
         size: u64,
     ) -> Result<Option<String>> {
-        let upload = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.place.bucket)
-            .key(dst_key)
-            .send()
-            .await
-            .map_err(|e| self.error("CreateMultipartUpload", dst_key, e))?;
-        let upload_id = upload.upload_id().unwrap_or_default().to_string();
-        let guard = UploadGuard {
-            client: self.client.clone(),
-            bucket: self.place.bucket.clone(),
-            key: dst_key.to_string(),
-            upload_id: upload_id.clone(),
-            armed: true,
-        };
+        let guard = self.begin_upload(dst_key).await?;
+        let upload_id = guard.upload_id.clone();
         crate::failpoint::pause_at("storage.copy_in_parts").await;
         let part = self.copy_part_bytes;
         let ranges: Vec<(i32, u64, u64)> = (0..size.div_ceil(part))
@@ -135,6 +133,106 @@ impl S3Bucket {
             .buffered(PARTS_IN_FLIGHT)
             .try_collect::<Vec<_>>()
             .await;
+        self.complete_upload(guard, parts).await
+    }
+
+    /// Writes a stream of `size` bytes in parts (UploadPart), a few parts in
+    /// memory at once. An upload that fails or is dropped is aborted. A
+    /// multipart upload's ETag is no MD5: none is returned.
+    pub(super) async fn put_in_parts(
+        &self,
+        key: &str,
+        size: u64,
+        body: ByteStream,
+    ) -> Result<Option<String>> {
+        let mut body = super::exactly(size, format!("{}/{key}", self.place.bucket), body);
+        let guard = self.begin_upload(key).await?;
+        let upload_id = guard.upload_id.clone();
+        let parts = async {
+            let mut done = Vec::new();
+            let mut in_flight = FuturesOrdered::new();
+            let mut buf = BytesMut::new();
+            let mut number = 0;
+            let mut ended = false;
+            while !ended {
+                match body.next().await {
+                    Some(chunk) => buf.extend_from_slice(&chunk?),
+                    None => ended = true,
+                }
+                // The last part may be short (or empty, for an empty object).
+                while buf.len() >= STREAM_PART_BYTES || (ended && (!buf.is_empty() || number == 0))
+                {
+                    let part = buf.split_to(buf.len().min(STREAM_PART_BYTES)).freeze();
+                    if in_flight.len() >= STREAM_PARTS_IN_FLIGHT
+                        && let Some(sent) = in_flight.next().await
+                    {
+                        done.push(sent?);
+                    }
+                    number += 1;
+                    in_flight.push_back(self.upload_part(key, &upload_id, number, part));
+                }
+            }
+            while let Some(sent) = in_flight.next().await {
+                done.push(sent?);
+            }
+            Ok(done)
+        }
+        .await;
+        self.complete_upload(guard, parts).await.map(|_| None)
+    }
+
+    /// Sends part `number` of upload `upload_id`.
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        part: Bytes,
+    ) -> Result<CompletedPart> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.place.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .content_length(part.len() as i64)
+            .body(SdkByteStream::from(part))
+            .send()
+            .await
+            .map_err(|e| self.error("UploadPart", key, e))?;
+        Ok(CompletedPart::builder()
+            .part_number(number)
+            .set_e_tag(out.e_tag().map(str::to_string))
+            .build())
+    }
+
+    /// Begins a multipart upload to `key`, aborted if dropped unfinished.
+    async fn begin_upload(&self, key: &str) -> Result<UploadGuard> {
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.place.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.error("CreateMultipartUpload", key, e))?;
+        Ok(UploadGuard {
+            client: self.client.clone(),
+            bucket: self.place.bucket.clone(),
+            key: key.to_string(),
+            upload_id: upload.upload_id().unwrap_or_default().to_string(),
+            armed: true,
+        })
+    }
+
+    /// Completes the upload of `guard` with `parts`, or aborts it when a
+    /// part or the completion failed. The upload's ETag.
+    async fn complete_upload(
+        &self,
+        guard: UploadGuard,
+        parts: Result<Vec<CompletedPart>>,
+    ) -> Result<Option<String>> {
         let parts = match parts {
             Ok(parts) => parts,
             Err(e) => {
@@ -146,8 +244,8 @@ impl S3Bucket {
             .client
             .complete_multipart_upload()
             .bucket(&self.place.bucket)
-            .key(dst_key)
-            .upload_id(&upload_id)
+            .key(&guard.key)
+            .upload_id(&guard.upload_id)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(parts))
@@ -161,8 +259,9 @@ impl S3Bucket {
                 Ok(out.e_tag().map(str::to_string))
             }
             Err(e) => {
+                let err = self.error("CompleteMultipartUpload", &guard.key, e);
                 guard.abort().await;
-                Err(self.error("CompleteMultipartUpload", dst_key, e))
+                Err(err)
             }
         }
     }
