@@ -24,6 +24,8 @@ use crate::model::BackupName;
 pub struct DeleteRequest {
     name: BackupName,
     resumes: Option<String>,
+    /// Deletes only the complete backup with this id (retention's).
+    only_id: Option<String>,
 }
 
 impl DeleteRequest {
@@ -32,7 +34,23 @@ impl DeleteRequest {
         Self {
             name,
             resumes: None,
+            only_id: None,
         }
+    }
+
+    /// A new delete of backup `name`, refused with FAILED_PRECONDITION
+    /// unless the complete backup under the name has id `id` (not one made
+    /// again under the name since `id` was seen).
+    pub fn of_id(name: BackupName, id: String) -> Self {
+        Self {
+            only_id: Some(id),
+            ..Self::new(name)
+        }
+    }
+
+    /// The backup to delete.
+    pub fn name(&self) -> &BackupName {
+        &self.name
     }
 
     /// Delete job `id` of backup `name`, whose server died.
@@ -40,6 +58,7 @@ impl DeleteRequest {
         Self {
             name,
             resumes: Some(id),
+            only_id: None,
         }
     }
 }
@@ -103,7 +122,11 @@ impl JobKind for DeleteJob {
     }
 
     async fn plan(ctx: &Context, req: DeleteRequest) -> Result<(Self, DeleteSnapshot)> {
-        let DeleteRequest { name, resumes } = req;
+        let DeleteRequest {
+            name,
+            resumes,
+            only_id,
+        } = req;
         let catalog = &ctx.catalog;
         if !catalog.is_taken(&name).await? {
             return Err(Error::not_found("backup", name.as_str()));
@@ -121,6 +144,16 @@ impl JobKind for DeleteJob {
         // complete backup of another id is there now (made again meanwhile).
         let ours = async {
             let complete = catalog.read(&name).await?;
+            let now = complete.as_ref().map(|info| &info.id);
+            if let Some(only) = &only_id
+                && now != Some(only)
+            {
+                return Err(Error::FailedPrecondition(format!(
+                    "backup {:?} is no longer the backup with id {only} (now {now:?}); \
+                     it was not deleted",
+                    name.as_str()
+                )));
+            }
             if resumed {
                 let started_on = ctx
                     .shared_records()

@@ -216,6 +216,16 @@ impl Engine {
         &self,
         name: &BackupName,
     ) -> Result<watch::Receiver<DeleteSnapshot>> {
+        self.start_delete(DeleteRequest::new(name.clone())).await
+    }
+
+    /// Starts the delete `req` asks for (see [`Engine::delete_backup`]).
+    pub async fn start_delete(
+        &self,
+        req: DeleteRequest,
+    ) -> Result<watch::Receiver<DeleteSnapshot>> {
+        let name = req.name().clone();
+        let name = &name;
         if let Some(rx) = self.backups.registry().get(name)
             && !rx.borrow().state.is_terminal()
         {
@@ -224,10 +234,7 @@ impl Engine {
                 name.as_str()
             )));
         }
-        let rx = self
-            .deletes
-            .start(&self.ctx, DeleteRequest::new(name.clone()))
-            .await?;
+        let rx = self.deletes.start(&self.ctx, req).await?;
         // A deleted backup's finished job is forgotten with it.
         let (end, backups, name) = (rx.clone(), self.backups.clone(), name.to_string());
         tokio::spawn(async move {

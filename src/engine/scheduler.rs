@@ -25,6 +25,7 @@ use chrono::Utc;
 use tracing::{info, warn};
 
 use super::Engine;
+use crate::delete::DeleteRequest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::jobs::{JobSnapshot, JobState, Lease, holds, host_pid, until_terminal};
 use crate::model::retention::Decision;
@@ -499,6 +500,34 @@ impl Engine {
         Ok(false)
     }
 
+    /// Deletes the backup retention decided against in `d`, only while it is
+    /// the complete backup one of the policy's `runs` made: its id is read
+    /// from the backup's own meta (the index may be stale), and the delete
+    /// refuses once another backup is under the name. One gone already
+    /// (deleted by hand) counts as deleted; a delete that fails does not.
+    async fn retire(&self, d: &Decision, runs: &[RunRecord]) -> Result<()> {
+        let name = BackupName::parse(&d.name)?;
+        let Some(info) = self.ctx.catalog.read(&name).await? else {
+            return Ok(());
+        };
+        if !runs
+            .iter()
+            .any(|r| r.backup == d.name && r.jobs.contains(&info.id))
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "backup {:?} is now another backup (id {}) than the one the policy made; \
+                 left alone",
+                d.name, info.id
+            )));
+        }
+        let started = self.start_delete(DeleteRequest::of_id(name, info.id)).await;
+        match started {
+            Ok(rx) => until_terminal(rx).await.succeeded().map(|_| ()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes what the retention rules no longer keep, through the safe
     /// delete; a backup that cannot be deleted now is tried after the next run.
     async fn apply_retention(&self, p: &StoredPolicy, lease: &Lease) {
@@ -519,18 +548,7 @@ impl Engine {
             }
         };
         for d in decisions.iter().filter(|d| !d.keep) {
-            let result = match BackupName::parse(&d.name) {
-                Ok(b) => self
-                    .delete_backup_until_ended(&b)
-                    .await
-                    .and_then(|d| d.succeeded().map(|_| ())),
-                Err(e) => Err(e),
-            };
-            // Gone already (deleted by hand) counts as deleted.
-            match result.or_else(|e| match e.kind() {
-                ErrorKind::NotFound => Ok(()),
-                _ => Err(e),
-            }) {
+            match self.retire(d, &runs).await {
                 Ok(()) => {
                     info!(policy = %name, backup = %d.name, reason = %d.reason, "retention deleted a backup");
                     for r in runs.iter_mut().filter(|r| r.backup == d.name) {

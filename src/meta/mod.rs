@@ -255,9 +255,10 @@ impl Catalog {
         // A retried write whose first answer was lost finds its own commit
         // point: the very bytes this job wrote.
         let written = self.store.put_if_absent(&key, body.clone()).await?;
-        match written.confirmed(self.store.as_ref(), &key, &body).await {
-            Ok(CondPut::Written(_)) => Ok(()),
-            _ => Err(completed()),
+        // A read that fails says nothing about whose commit point it is.
+        match written.confirmed(self.store.as_ref(), &key, &body).await? {
+            CondPut::Written(_) => Ok(()),
+            CondPut::Conflict => Err(completed()),
         }
     }
 

@@ -28,14 +28,21 @@ struct Stored {
     input: PolicyInput,
     created_ms: i64,
     updated_ms: i64,
+    /// Slots before this are never due: moved when the policy is turned on
+    /// again or its schedule changes, not by other updates (a retention
+    /// change keeps a slot waiting to catch up). `None` in records written
+    /// before it was kept: `updated_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since_ms: Option<i64>,
 }
 
 /// A stored policy, parsed.
 #[derive(Debug, Clone)]
 pub struct StoredPolicy {
     pub policy: Policy,
-    /// When it was created or last updated: slots before this are never due
-    /// (re-enabling a policy does not run a slot that passed while it was off).
+    /// When it was created, turned on again or given another schedule:
+    /// slots before this are never due (re-enabling a policy does not run a
+    /// slot that passed while it was off).
     pub since: DateTime<Utc>,
 }
 
@@ -124,6 +131,7 @@ impl PolicyStore {
             input: policy.input().clone(),
             created_ms: now,
             updated_ms: now,
+            since_ms: Some(now),
         };
         let body = Bytes::from(serde_json::to_vec_pretty(&stored)?);
         let key = self.def_key(policy.name());
@@ -148,13 +156,24 @@ impl PolicyStore {
         if input.enabled.is_none() {
             input.enabled = old.input.enabled;
         }
+        let now = now_ms();
+        let turned_on = !old.input.enabled.unwrap_or(true) && input.enabled.unwrap_or(true);
+        let rescheduled =
+            old.input.schedule != input.schedule || old.input.time_zone != input.time_zone;
+        let since_ms = match turned_on || rescheduled {
+            true => now,
+            false => old.since_ms.unwrap_or(old.updated_ms),
+        };
         let stored = Stored {
             input,
             created_ms: old.created_ms,
-            updated_ms: now_ms(),
+            updated_ms: now,
+            since_ms: Some(since_ms),
         };
         let body = Bytes::from(serde_json::to_vec_pretty(&stored)?);
-        match self.store.put_if_match(&key, body, &etag).await? {
+        // A retried write whose first answer was lost finds its own bytes.
+        let written = self.store.put_if_match(&key, body.clone(), &etag).await?;
+        match written.confirmed(self.store.as_ref(), &key, &body).await? {
             CondPut::Written(_) => Ok(parsed(stored)?),
             CondPut::Conflict => Err(Error::Aborted(format!(
                 "policy {:?} was changed by another call at the same time; retry",
@@ -291,6 +310,52 @@ fn parsed(stored: Stored) -> Result<StoredPolicy> {
     })?;
     Ok(StoredPolicy {
         policy,
-        since: DateTime::from_timestamp_millis(stored.updated_ms).unwrap_or_default(),
+        since: DateTime::from_timestamp_millis(stored.since_ms.unwrap_or(stored.updated_ms))
+            .unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::PolicyInput;
+    use crate::storage::LocalDir;
+
+    /// Slots count from the policy's creation, turning it on again or a new
+    /// schedule; a retention change (or turning it off) moves nothing, so a
+    /// slot waiting to catch up still runs.
+    #[tokio::test]
+    async fn only_turning_on_or_rescheduling_moves_where_slots_count_from() {
+        let dir = std::env::temp_dir().join(format!("policies-{}", uuid::Uuid::new_v4().simple()));
+        let store = PolicyStore::new(Arc::new(LocalDir::new(&dir)), "backup");
+        let mut input = PolicyInput {
+            name: "nightly".into(),
+            schedule: "0 3 * * *".into(),
+            all_collections: true,
+            ..Default::default()
+        };
+        let update = |input: &PolicyInput| {
+            let (store, policy) = (store.clone(), Policy::parse(input.clone()).unwrap());
+            async move { store.update(&policy).await.unwrap().since }
+        };
+        let pause = || tokio::time::sleep(std::time::Duration::from_millis(5));
+        let created = store
+            .create(&Policy::parse(input.clone()).unwrap())
+            .await
+            .unwrap()
+            .since;
+        pause().await;
+        input.retention.keep_last = 3;
+        assert_eq!(update(&input).await, created, "a retention change");
+        input.enabled = Some(false);
+        assert_eq!(update(&input).await, created, "turned off");
+        pause().await;
+        input.enabled = Some(true);
+        let on = update(&input).await;
+        assert!(on > created, "turned on again");
+        pause().await;
+        input.schedule = "0 4 * * *".into();
+        assert!(update(&input).await > on, "another schedule");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -251,8 +251,9 @@ impl GcsBucket {
             }
             let list = |r: RequestBuilder| r.query(&query);
             let resp = self.send("List", prefix, list, Method::GET, &url).await?;
-            if resp.status() == StatusCode::NOT_FOUND {
-                // A bucket that does not exist yet holds nothing.
+            // A bucket that does not exist yet holds nothing; a page after
+            // the first that is not found cuts the listing, which must fail.
+            if resp.status() == StatusCode::NOT_FOUND && token.is_none() {
                 return Ok(all);
             }
             let page: Listing = self.json("List", prefix, resp).await?;
@@ -354,7 +355,17 @@ impl GcsBucket {
             if step.done {
                 return Ok(step.resource.and_then(|o| o.etag));
             }
-            token = step.rewrite_token;
+            // Without its token the next call would begin again, for ever.
+            token = match step.rewrite_token {
+                Some(t) if !t.is_empty() => Some(t),
+                _ => {
+                    return Err(Error::Storage {
+                        operation: "Rewrite",
+                        key: dst_key.to_string(),
+                        reason: "the rewrite is not done and gave no token to continue it".into(),
+                    });
+                }
+            };
         }
     }
 }
