@@ -105,3 +105,99 @@ async fn slots_due_while_a_run_runs_wait_for_it() {
     server.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
+
+/// A server that won a slot's lease and died before writing the slot's run
+/// record (shown by a live lease written by hand, expiring 6 s after the
+/// slot): the slot still runs here once that lease has expired. The code
+/// before took the refused lease for a run elsewhere and never ran the slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slot_whose_lease_winner_died_before_its_record_still_runs() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("orphan_slot_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..50, 13).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let root = common::unique("orphan_slot_root");
+    let server = Proc::start_rooted(&cfg, "orphan-slot", &root, "").await;
+    let mut client = PolicyServiceClient::connect(format!("http://127.0.0.1:{}", server.port))
+        .await
+        .unwrap();
+    let name = common::unique("orphan_slot");
+    let mut policy = pb::Policy {
+        name: name.clone(),
+        schedule: "*/20 * * * * *".into(),
+        collection_names: vec![spec.name.clone()],
+        enabled: Some(false),
+        ..Default::default()
+    };
+    client
+        .create_policy(pb::CreatePolicyRequest {
+            policy: Some(policy.clone()),
+        })
+        .await
+        .expect("CreatePolicy");
+    // The next slot at least 4 s away, and the dead winner's lease on it.
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let slot_ms = ((now_ms + 4000) as u64).div_ceil(20_000) as i64 * 20_000;
+    let lease = serde_json::json!({
+        "job": "dead-job",
+        "purpose": "policy run",
+        "process": "dead-host:1/gone",
+        "nonce": "dead",
+        "expires_at_ms": (slot_ms + 6000) as u64,
+        "released": false,
+    });
+    let store = rooted_bucket(&cfg);
+    store
+        .write(
+            &format!("{root}/_leases/policy/{name}/{slot_ms}"),
+            bytes::Bytes::from(lease.to_string()),
+        )
+        .await
+        .unwrap();
+    policy.enabled = Some(true);
+    client
+        .update_policy(pb::UpdatePolicyRequest {
+            policy: Some(policy.clone()),
+        })
+        .await
+        .expect("UpdatePolicy");
+    let policies = PolicyStore::new(rooted_bucket(&cfg), &root);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let ran = loop {
+        let runs = policies.runs(&name).await.unwrap();
+        if let Some(r) = runs.iter().find(|r| r.slot_ms == slot_ms) {
+            break r.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot never ran: {runs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        ran.started_ms >= slot_ms + 6000,
+        "it ran once the dead winner's lease expired: {ran:?}"
+    );
+    policy.enabled = Some(false);
+    client
+        .update_policy(pb::UpdatePolicyRequest {
+            policy: Some(policy),
+        })
+        .await
+        .expect("UpdatePolicy");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let runs = policies.runs(&name).await.unwrap();
+        if runs.iter().all(|r| r.state != RunState::Running) {
+            let of_slot = runs.iter().find(|r| r.slot_ms == slot_ms).unwrap();
+            assert_eq!(of_slot.state, RunState::Succeeded, "{runs:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "runs end: {runs:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

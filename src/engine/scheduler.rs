@@ -246,9 +246,12 @@ impl Engine {
         }
         let lease = match leases.acquire(&lease_name, &job, "policy run").await {
             Ok(lease) => lease,
-            // Another server runs it; a dead one's is found by the sweep.
+            // Another server runs it; a dead one's is found by the sweep,
+            // once it has a record. Until then the slot is asked for again:
+            // a server that died between the lease and the record would
+            // otherwise lose the slot.
             Err(Error::Aborted(_)) => {
-                if !manual {
+                if !manual && matches!(self.policies.run(&name, slot_ms).await, Ok(Some(_))) {
                     self.mark_handled(&name, slot_ms);
                 }
                 return;
