@@ -100,6 +100,25 @@ impl Engine {
                 }
             }
         });
+        // A store that ignores conditional writes is said at start-up, not
+        // only when `check` runs: replicas on it cannot exclude each other.
+        let ctx = engine.ctx.clone();
+        tokio::spawn(async move {
+            if ctx.catalog.store().ensure_bucket(false).await.is_err() {
+                return;
+            }
+            match ctx.leases().probe_conditional_writes().await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(
+                    storage = %ctx.catalog.store().location(),
+                    "the backup storage does not honour conditional writes: jobs of different \
+                     processes cannot exclude each other, so run a single server on it"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot probe the backup storage's conditional writes")
+                }
+            }
+        });
         engine.backups.recover(&engine.ctx).await;
         engine.restores.recover(&engine.ctx).await;
         engine.deletes.recover(&engine.ctx).await;
