@@ -320,3 +320,72 @@ async fn gcs_refusing_the_token_is_permission_denied_naming_the_bucket() {
         "names the backend, the bucket and GCS's reason: {msg}"
     );
 }
+
+/// A Copy Blob that Azure answers pending, whose blob, after one failed
+/// look (503, let pass), still pending, is found written over by another
+/// write (another copy id): the copy fails naming the blob, and the pending
+/// copy is aborted so that it stops writing. Azurite copies at once, so a
+/// stand-in answers as Azure does for a pending copy: this checks our side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_azure_copy_written_over_fails_and_is_aborted() {
+    use axum::http::{Method, StatusCode, Uri};
+    use axum::response::IntoResponse;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let looks = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().fallback({
+        let (seen, looks) = (seen.clone(), looks.clone());
+        move |method: Method, uri: Uri| {
+            let (seen, looks) = (seen.clone(), looks.clone());
+            async move {
+                seen.lock().unwrap().push(format!("{method} {uri}"));
+                let pending = [("x-ms-copy-status", "pending"), ("x-ms-copy-id", "ours")];
+                let abort = uri.query().unwrap_or_default().contains("comp=copy");
+                match method {
+                    Method::PUT if abort => StatusCode::NO_CONTENT.into_response(),
+                    Method::PUT => (StatusCode::ACCEPTED, pending).into_response(),
+                    Method::HEAD => match looks.fetch_add(1, Ordering::SeqCst) {
+                        0 => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                        1 => (StatusCode::OK, pending).into_response(),
+                        _ => (
+                            StatusCode::OK,
+                            [("x-ms-copy-status", "success"), ("x-ms-copy-id", "theirs")],
+                        )
+                            .into_response(),
+                    },
+                    _ => StatusCode::NOT_FOUND.into_response(),
+                }
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut cfg = common::backups_on_azurite(common::config());
+    cfg.minio.backup_address = format!("http://127.0.0.1:{port}/devstoreaccount1");
+    let store = milvus_backup::storage::open(&cfg.minio.backup_bucket().unwrap()).unwrap();
+    let container = cfg.minio.backup_bucket_name.clone();
+    let err = store
+        .copy_in(
+            milvus_backup::storage::Source::new(&container, "src.bin", 100),
+            "dst.bin",
+        )
+        .await
+        .expect_err("a copy written over is no copy");
+    let msg = err.to_string();
+    assert!(msg.contains("dst.bin") && msg.contains("replaced"), "{msg}");
+    assert_eq!(
+        looks.load(Ordering::SeqCst),
+        3,
+        "the failed look was let pass"
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|r| r.starts_with("PUT") && r.contains("comp=copy") && r.contains("copyid=ours")),
+        "the pending copy was aborted: {seen:?}"
+    );
+}

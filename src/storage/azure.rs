@@ -125,8 +125,16 @@ impl AzureContainer {
     }
 
     /// Copy Blob from `container/key` of the same account (this container
-    /// too); waits while the service reports the copy pending.
-    async fn copy_blob(&self, src_container: &str, src_key: &str, dst_key: &str) -> Result<()> {
+    /// too), of `size` bytes; waits while the service reports the copy
+    /// pending. A pending copy that fails, is replaced or outlasts its wait
+    /// is aborted, so that it stops writing into the blob.
+    async fn copy_blob(
+        &self,
+        src_container: &str,
+        src_key: &str,
+        dst_key: &str,
+        size: u64,
+    ) -> Result<()> {
         let mut source = format!(
             "{}/{src_container}/{}",
             self.access.blob_endpoint,
@@ -148,36 +156,105 @@ impl AzureContainer {
         if !resp.status().is_success() {
             return Err(self.refused("CopyBlob", dst_key, resp).await);
         }
-        let mut status = copy_status(&resp);
-        for _ in 0..600 {
-            match status.as_deref() {
-                Some("pending") => {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    let head = self
-                        .send("GetBlobProperties", Method::HEAD, &path, &[], &[])
-                        .await?;
-                    // An answer that is not the blob's properties says
-                    // nothing of the copy: never taken for its end.
-                    if !head.status().is_success() {
-                        return Err(self.refused("GetBlobProperties", dst_key, head).await);
-                    }
-                    status = copy_status(&head);
+        match copy_status(&resp).as_deref() {
+            Some("success") | None => return Ok(()),
+            Some("pending") => {}
+            Some(other) => return Err(self.copy_error(dst_key, format!("copy ended {other}"))),
+        }
+        let Some(copy_id) = header(&resp, "x-ms-copy-id") else {
+            return Err(self.copy_error(dst_key, "a pending copy without its id".into()));
+        };
+        let waited = self.wait_for_copy(&path, dst_key, &copy_id, size).await;
+        if waited.is_err() {
+            self.abort_copy(&path, dst_key, &copy_id).await;
+        }
+        waited
+    }
+
+    /// Follows pending copy `copy_id` into `dst_key` until it ends: two
+    /// minutes, and a second more per 10 MiB. A few failed looks in a row
+    /// are let pass; a blob that no longer carries this copy's id was
+    /// written over, and a status that is not there is no success.
+    async fn wait_for_copy(
+        &self,
+        path: &str,
+        dst_key: &str,
+        copy_id: &str,
+        size: u64,
+    ) -> Result<()> {
+        const FAILED_LOOKS: u32 = 5;
+        let wait = std::time::Duration::from_secs(120 + size / (10 << 20));
+        let deadline = std::time::Instant::now() + wait;
+        let mut failed = 0;
+        loop {
+            if std::time::Instant::now() > deadline {
+                return Err(self.copy_error(
+                    dst_key,
+                    format!("copy still pending after {} s", wait.as_secs()),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let head = match self
+                .send("GetBlobProperties", Method::HEAD, path, &[], &[])
+                .await
+            {
+                Ok(head) if head.status().is_success() => head,
+                Ok(head) if failed < FAILED_LOOKS && transient(head.status()) => {
+                    failed += 1;
+                    continue;
                 }
-                Some("success") | None => return Ok(()),
+                Ok(head) => return Err(self.refused("GetBlobProperties", dst_key, head).await),
+                Err(_) if failed < FAILED_LOOKS => {
+                    failed += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            failed = 0;
+            if header(&head, "x-ms-copy-id").as_deref() != Some(copy_id) {
+                return Err(self.copy_error(
+                    dst_key,
+                    "another write replaced the blob while it was being copied".into(),
+                ));
+            }
+            match copy_status(&head).as_deref() {
+                Some("pending") => {}
+                Some("success") => return Ok(()),
                 Some(other) => {
-                    return Err(Error::Storage {
-                        operation: "CopyBlob",
-                        key: format!("{}/{dst_key}", self.cloud.bucket.as_str()),
-                        reason: format!("copy ended {other}"),
-                    });
+                    return Err(self.copy_error(dst_key, format!("copy ended {other}")));
+                }
+                None => {
+                    return Err(self.copy_error(dst_key, "the blob tells no copy status".into()));
                 }
             }
         }
-        Err(Error::Storage {
+    }
+
+    /// Aborts pending copy `copy_id` (Abort Copy Blob); a failure is logged.
+    async fn abort_copy(&self, path: &str, dst_key: &str, copy_id: &str) {
+        let query = [("comp", "copy"), ("copyid", copy_id)];
+        let abort = [("x-ms-copy-action", "abort".to_string())];
+        match self
+            .send("AbortCopyBlob", Method::PUT, path, &query, &abort)
+            .await
+        {
+            Ok(resp) if resp.status().is_success() => {
+                tracing::info!(key = %dst_key, "aborted the pending copy")
+            }
+            Ok(resp) => {
+                let e = self.refused("AbortCopyBlob", dst_key, resp).await;
+                tracing::warn!(key = %dst_key, error = %e, "cannot abort the pending copy")
+            }
+            Err(e) => tracing::warn!(key = %dst_key, error = %e, "cannot abort the pending copy"),
+        }
+    }
+
+    fn copy_error(&self, dst_key: &str, reason: String) -> Error {
+        Error::Storage {
             operation: "CopyBlob",
             key: format!("{}/{dst_key}", self.cloud.bucket.as_str()),
-            reason: "copy still pending after 2 minutes".into(),
-        })
+            reason,
+        }
     }
 }
 
@@ -245,7 +322,8 @@ impl ObjectStore for AzureContainer {
     }
     async fn copy_in(&self, from: Source<'_>, dst_key: &str) -> Result<Option<String>> {
         // Copy Blob in either case, followed while the service reports it pending.
-        self.copy_blob(from.bucket, from.key, dst_key).await?;
+        self.copy_blob(from.bucket, from.key, dst_key, from.size)
+            .await?;
         Ok(self.cloud.etag_of(dst_key).await?)
     }
     async fn delete(&self, keys: &[String]) -> Result<()> {
@@ -295,10 +373,21 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'~');
 
 fn copy_status(resp: &reqwest::Response) -> Option<String> {
+    header(resp, "x-ms-copy-status")
+}
+
+fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
     resp.headers()
-        .get("x-ms-copy-status")
+        .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
+}
+
+/// An answer worth asking again: the service busy or failing for a while.
+fn transient(status: StatusCode) -> bool {
+    status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
 }
 
 fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
