@@ -22,12 +22,21 @@ pub struct PolicyStatus {
     pub backups: Vec<String>,
 }
 
-/// The succeeded runs whose backups still exist, newest first: what the
-/// policy holds.
+/// The ended runs whose backups still exist, newest first: what the policy
+/// holds. A failed run counts too: a backup job of its that it gave up on
+/// (a takeover's, or one past its deadline) may have completed anyway.
+/// Retention then takes only a complete backup whose id one of the run's
+/// jobs had.
 pub fn holdings<'a>(runs: &'a [RunRecord], exists: &impl Fn(&str) -> bool) -> Vec<&'a RunRecord> {
     let mut held: Vec<&RunRecord> = runs
         .iter()
-        .filter(|r| r.state == RunState::Succeeded && !r.deleted && exists(&r.backup))
+        .filter(|r| match r.state {
+            RunState::Succeeded => true,
+            // Only one that started a backup job (a taken name starts none).
+            RunState::Failed => !r.jobs.is_empty(),
+            RunState::Running => false,
+        })
+        .filter(|r| !r.deleted && exists(&r.backup))
         .collect();
     held.sort_by(|a, b| {
         b.slot_ms
@@ -76,5 +85,45 @@ pub fn status(
             .into_iter()
             .map(|r| r.backup.clone())
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(slot_ms: i64, backup: &str, state: RunState, jobs: &[&str]) -> RunRecord {
+        RunRecord {
+            slot_ms,
+            backup: backup.into(),
+            state,
+            attempts: 1,
+            error: None,
+            error_kind: None,
+            owner: "test".into(),
+            started_ms: slot_ms,
+            ended_ms: None,
+            manual: false,
+            deleted: false,
+            jobs: jobs.iter().map(|j| j.to_string()).collect(),
+        }
+    }
+
+    /// A failed run whose backup job started holds its backup (the job may
+    /// have completed after the run gave up); one that started none, or a
+    /// run still running, holds nothing.
+    #[test]
+    fn a_failed_run_that_started_a_job_holds_its_backup() {
+        let runs = [
+            run(1, "done", RunState::Succeeded, &["j1"]),
+            run(2, "gave_up", RunState::Failed, &["j2"]),
+            run(3, "name_taken", RunState::Failed, &[]),
+            run(4, "running", RunState::Running, &["j4"]),
+        ];
+        let held: Vec<&str> = holdings(&runs, &|_| true)
+            .iter()
+            .map(|r| r.backup.as_str())
+            .collect();
+        assert_eq!(held, ["gave_up", "done"]);
     }
 }
