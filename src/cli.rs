@@ -194,6 +194,21 @@ async fn follow<T: Clone>(
     }
 }
 
+/// Shows each backup job of `name` (a policy run's attempts) to its end,
+/// until the caller stops waiting.
+async fn show_backup_jobs(engine: &Arc<Engine>, name: &BackupName) {
+    let mut shown = std::collections::HashSet::new();
+    loop {
+        if let Ok(rx) = engine.watch_backup(name).await {
+            let id = rx.borrow().id.clone();
+            if shown.insert(id) {
+                follow(rx, "backup", |s| (s.state, s.progress.clone())).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// The error of a job that did not succeed: "`what` failed: `error`", of
 /// the job's kind of failure, which picks the exit code (DATA_LOSS: 7, ...).
 fn job_failed(what: &str, error_kind: Option<String>, error: Option<String>) -> Error {

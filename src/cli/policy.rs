@@ -179,9 +179,22 @@ pub async fn run(engine: &Arc<Engine>, command: PolicyCommand) -> Result<()> {
             Ok(())
         }
         PolicyCommand::Run { name } => {
-            let run = engine
-                .run_policy_and_wait(&PolicyName::parse(&name)?)
-                .await?;
+            // The run's backup jobs are shown as they go, then retention runs.
+            let (tx, started) = tokio::sync::oneshot::channel();
+            let policy = PolicyName::parse(&name)?;
+            let run = engine.run_policy_and_wait(&policy, |backup| {
+                let _ = tx.send(backup);
+            });
+            let shown = async {
+                match started.await {
+                    Ok(backup) => super::show_backup_jobs(engine, &backup).await,
+                    Err(_) => std::future::pending().await,
+                }
+            };
+            let run = tokio::select! {
+                run = run => run?,
+                () = shown => unreachable!("shown until the run ends"),
+            };
             print_json(&run)?;
             if run.state == RunState::Succeeded {
                 return Ok(());

@@ -9,7 +9,7 @@ use chrono::Utc;
 use super::Engine;
 use crate::error::{Error, Result};
 use crate::model::retention::{Decision, decide};
-use crate::model::{Policy, PolicyName};
+use crate::model::{BackupName, Policy, PolicyName};
 use crate::policy::{PolicyStatus, RunRecord, StoredPolicy, candidates, holdings, status};
 
 impl Engine {
@@ -73,14 +73,20 @@ impl Engine {
     }
 
     /// Runs policy `name` now and waits for the end of the run (its
-    /// retention included): the run's last record.
-    pub async fn run_policy_and_wait(&self, name: &PolicyName) -> Result<RunRecord> {
+    /// retention included): the run's last record. `started` learns the
+    /// name of the run's backup before it begins (to follow it).
+    pub async fn run_policy_and_wait(
+        &self,
+        name: &PolicyName,
+        started: impl FnOnce(BackupName),
+    ) -> Result<RunRecord> {
         let p = self.stored_policy(name).await?;
         let slot = Utc::now();
         let backup = p.policy.backup_name(slot)?;
         if self.ctx.catalog.is_taken(backup.as_str()).await? {
             return Err(Error::already_exists("backup", backup.as_str()));
         }
+        started(backup);
         let slot_ms = slot.timestamp_millis();
         self.run_slot(p, slot_ms, true).await;
         self.policies
