@@ -201,3 +201,92 @@ async fn a_slot_whose_lease_winner_died_before_its_record_still_runs() {
     server.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
+
+/// A run recorded for a slot a day ahead (a server whose clock ran ahead
+/// wrote it): the real slots still run. The code before took it for a
+/// newer slot and skipped every real one until that day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_recorded_for_a_future_slot_holds_no_real_slot_back() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("future_slot_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..50, 14).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let root = common::unique("future_slot_root");
+    let server = Proc::start_rooted(&cfg, "future-slot", &root, "").await;
+    let mut client = PolicyServiceClient::connect(format!("http://127.0.0.1:{}", server.port))
+        .await
+        .unwrap();
+    let name = common::unique("future_slot");
+    let mut policy = pb::Policy {
+        name: name.clone(),
+        schedule: "*/3 * * * * *".into(),
+        collection_names: vec![spec.name.clone()],
+        enabled: Some(false),
+        ..Default::default()
+    };
+    client
+        .create_policy(pb::CreatePolicyRequest {
+            policy: Some(policy.clone()),
+        })
+        .await
+        .expect("CreatePolicy");
+    let policies = PolicyStore::new(rooted_bucket(&cfg), &root);
+    let tomorrow = chrono::Utc::now().timestamp_millis() / 3000 * 3000 + 86_400_000;
+    let ahead = milvus_backup::policy::RunRecord {
+        slot_ms: tomorrow,
+        backup: format!("{name}_tomorrow"),
+        state: RunState::Succeeded,
+        attempts: 1,
+        error: None,
+        error_kind: None,
+        owner: "clock-ahead".into(),
+        started_ms: tomorrow,
+        ended_ms: Some(tomorrow + 1000),
+        manual: false,
+        deleted: false,
+        jobs: vec!["clock-ahead-job".into()],
+    };
+    assert!(policies.start_run(&name, &ahead).await.unwrap());
+    policy.enabled = Some(true);
+    client
+        .update_policy(pb::UpdatePolicyRequest {
+            policy: Some(policy.clone()),
+        })
+        .await
+        .expect("UpdatePolicy");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let runs = policies.runs(&name).await.unwrap();
+        let real: Vec<_> = runs.iter().filter(|r| r.slot_ms < tomorrow).collect();
+        if real.iter().any(|r| r.state == RunState::Succeeded) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no real slot ran: {runs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    policy.enabled = Some(false);
+    client
+        .update_policy(pb::UpdatePolicyRequest {
+            policy: Some(policy),
+        })
+        .await
+        .expect("UpdatePolicy");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while policies
+        .runs(&name)
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.state == RunState::Running)
+    {
+        assert!(std::time::Instant::now() < deadline, "runs end");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

@@ -44,6 +44,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long a manual run is retried.
 const MANUAL_RETRY_WINDOW: Duration = Duration::from_secs(600);
 
+/// How far past this server's clock a recorded slot may be and still count
+/// as a newer slot.
+const FUTURE_SLOT_TOLERANCE_MS: i64 = 5 * 60 * 1000;
+
 /// What this server knows of its slots.
 #[derive(Debug, Default)]
 pub(super) struct SlotBook {
@@ -313,7 +317,13 @@ impl Engine {
     ) -> Result<bool> {
         let name = p.policy.name();
         let store = &self.policies;
-        let newer_slot = |runs: &[RunRecord]| runs.iter().any(|r| !r.manual && r.slot_ms > slot_ms);
+        // A run recorded for a slot still in the future (a server whose clock
+        // ran ahead) is no newer slot: it would hold every real one back.
+        let future = Utc::now().timestamp_millis() + FUTURE_SLOT_TOLERANCE_MS;
+        let newer_slot = |runs: &[RunRecord]| {
+            runs.iter()
+                .any(|r| !r.manual && r.slot_ms > slot_ms && r.slot_ms <= future)
+        };
         let (mut record, resumed) = match store.run(name, slot_ms).await? {
             Some(r) if r.state != RunState::Running => {
                 if !r.manual {
