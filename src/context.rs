@@ -80,13 +80,15 @@ impl Context {
         } else {
             (storage::open(&backup_bucket)?, backup_bucket.root_path)
         };
+        let copier = Copier::new(cfg.backup.parallelism.copydata)
+            .with_rate_limit(cfg.backup.rate_limit_mi_bps);
         Ok(Self {
             milvus: Arc::new(MilvusClient::new(&cfg.milvus)?),
             milvus_store,
             milvus_layout: MilvusLayout::new(milvus_bucket.root_path),
-            catalog: Catalog::new(backup_store, BackupLayout::new(backup_root)),
-            copier: Copier::new(cfg.backup.parallelism.copydata)
-                .with_rate_limit(cfg.backup.rate_limit_mi_bps),
+            catalog: Catalog::new(backup_store, BackupLayout::new(backup_root))
+                .with_read_limit(copier.rate_limit()),
+            copier,
             timing: Timing {
                 lease_ttl: Duration::from_secs(cfg.backup.lease_ttl_seconds.max(1)),
                 ..Timing::default()

@@ -36,6 +36,8 @@ pub struct Catalog {
     summaries: Arc<Mutex<HashMap<String, crate::jobs::BackupSnapshot>>>,
     /// The packs of summaries known (see `packs`).
     packs: Arc<Mutex<packs::PackState>>,
+    /// The bandwidth cap that whole-object reads share with the copies.
+    read_limit: Option<Arc<crate::storage::RateLimit>>,
 }
 
 impl Catalog {
@@ -46,7 +48,22 @@ impl Catalog {
             layout,
             summaries: Arc::default(),
             packs: Arc::default(),
+            read_limit: None,
         }
+    }
+
+    /// This catalog, its whole-object reads ([`Catalog::read_stream`])
+    /// paced by `limit` (`backup.rateLimitMiBps`, shared with the copies).
+    pub fn with_read_limit(mut self, limit: Option<Arc<crate::storage::RateLimit>>) -> Self {
+        self.read_limit = limit;
+        self
+    }
+
+    /// Streams object `key` of the backup store, paced by the read limit:
+    /// verify and a restore's proof read every byte of a backup.
+    pub async fn read_stream(&self, key: &str) -> Result<(u64, crate::storage::ByteStream)> {
+        let (size, body) = self.store.get_stream(key).await?;
+        Ok((size, crate::storage::paced(body, self.read_limit.clone())))
     }
 
     /// The store backups live in.

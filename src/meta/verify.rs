@@ -160,7 +160,7 @@ async fn read_and_compare(
         // No digest (a server-side copy in parts): decoded as Milvus would.
         return decode_problem(catalog, key).await;
     }
-    let (_, mut body) = catalog.store().get_stream(key).await?;
+    let (_, mut body) = catalog.read_stream(key).await?;
     let mut crc = 0u32;
     let mut md5 = md5::Md5::new();
     while let Some(chunk) = body.try_next().await? {
@@ -189,7 +189,7 @@ pub async fn decode_problem(catalog: &Catalog, key: &str) -> Result<Option<Strin
         crate::retry::Backoff::COPY,
         crate::retry::storage_transient,
         || async {
-            let (_, body) = catalog.store().get_stream(key).await?;
+            let (_, body) = catalog.read_stream(key).await?;
             let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
             let watch = seen.clone();
             let body: crate::storage::ByteStream =

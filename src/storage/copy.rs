@@ -63,6 +63,11 @@ impl Copier {
         self
     }
 
+    /// The cap its copies share, for other reads to share it too.
+    pub fn rate_limit(&self) -> Option<Arc<RateLimit>> {
+        self.rate_limit.clone()
+    }
+
     /// Whether a bandwidth cap paces the copies.
     pub fn is_capped(&self) -> bool {
         self.rate_limit.is_some()
@@ -155,21 +160,13 @@ async fn copy_one(
     // The chunks pass in order through one consumer: a running CRC is enough.
     let crc = Arc::new(AtomicU32::new(0));
     let running = crc.clone();
-    let body = body
-        .inspect_ok(move |chunk| {
-            let next = crc32c::crc32c_append(running.load(Ordering::Relaxed), chunk);
-            running.store(next, Ordering::Relaxed);
-        })
-        .and_then(move |chunk| {
-            let limit = limit.clone();
-            async move {
-                if let Some(limit) = limit {
-                    limit.take(chunk.len() as u64).await;
-                }
-                crate::metrics::global().bytes_streamed(chunk.len() as u64);
-                Ok(chunk)
-            }
-        });
+    let body = body.inspect_ok(move |chunk| {
+        let next = crc32c::crc32c_append(running.load(Ordering::Relaxed), chunk);
+        running.store(next, Ordering::Relaxed);
+    });
+    // Counted as they pass the cap.
+    let body = super::rate::paced(Box::pin(body), limit)
+        .inspect_ok(|chunk| crate::metrics::global().bytes_streamed(chunk.len() as u64));
     let etag = dst.put_stream(&task.dst_key, size, Box::pin(body)).await?;
     Ok(Copied {
         etag,

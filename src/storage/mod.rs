@@ -24,7 +24,7 @@ pub use azure::AzureContainer;
 pub use copy::{Copied, Copier, CopyTask};
 pub use gcs::GcsBucket;
 pub use local::LocalDir;
-pub use rate::RateLimit;
+pub use rate::{RateLimit, paced};
 pub use s3::S3Bucket;
 
 /// One object: its key, its size, and the store's ETag when it gives one.

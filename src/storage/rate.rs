@@ -4,10 +4,13 @@
 //! the byte budget and waits for its turn, so the bytes copied never run ahead
 //! of `rate × elapsed` by more than the pieces in flight.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::TryStreamExt;
 use tokio::time::Instant;
+
+use super::ByteStream;
 
 /// Bytes per second over all copies.
 #[derive(Debug)]
@@ -38,9 +41,34 @@ impl RateLimit {
     }
 }
 
+/// `body`, each chunk waiting for its share of `limit` (none: as it comes).
+pub fn paced(body: ByteStream, limit: Option<Arc<RateLimit>>) -> ByteStream {
+    let Some(limit) = limit else {
+        return body;
+    };
+    Box::pin(body.and_then(move |chunk| {
+        let limit = limit.clone();
+        async move {
+            limit.take(chunk.len() as u64).await;
+            Ok(chunk)
+        }
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A read paced at 1 MiB/s: its fourth half-MiB chunk comes after 1.5 s.
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_stream_gives_its_chunks_at_the_rate() {
+        let chunks = (0..4).map(|_| Ok(bytes::Bytes::from(vec![0u8; 512 * 1024])));
+        let body: ByteStream = Box::pin(futures::stream::iter(chunks));
+        let t0 = Instant::now();
+        let mut paced = paced(body, RateLimit::new(1.0).map(Arc::new));
+        while paced.try_next().await.unwrap().is_some() {}
+        assert_eq!(Instant::now() - t0, Duration::from_millis(1500));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn paces_reservations_at_the_rate() {
