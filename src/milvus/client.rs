@@ -239,8 +239,10 @@ impl MilvusClient {
             Ok(resp)
         };
         // Creating things and importing are not repeated blindly: a lost answer
-        // may hide a success.
-        let repeatable = !["Create", "Import ", "Drop", "Rename"]
+        // may hide a success. Nor is GetImportState: asked about an import
+        // whose collection was dropped meanwhile, it crashes 2.3.5's proxy,
+        // so its caller checks the collection before each ask.
+        let repeatable = !["Create", "Import ", "Drop", "Rename", "GetImportState"]
             .iter()
             .any(|p| operation.starts_with(p));
         if repeatable {

@@ -487,7 +487,20 @@ async fn wait_import(ctx: &Context, into: &Filling<'_>, partition: &str, task: i
                 }
             )));
         }
-        let status = ctx.milvus.import_state(task).await?;
+        // A failed ask is asked again next time round, after the collection
+        // is checked again (the client does not repeat this call itself).
+        let status = match ctx.milvus.import_state(task).await {
+            Ok(status) => status,
+            Err(e)
+                if crate::retry::milvus_transient(&e)
+                    && started.elapsed() < ctx.timing.import_timeout =>
+            {
+                tracing::warn!(task, error = %e, "cannot read the import's state; asked again");
+                tokio::time::sleep(ctx.timing.poll_interval.max(Duration::from_secs(1))).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         match status.phase {
             ImportPhase::Completed => return Ok(status.row_count),
             ImportPhase::Failed(reason) => return Err(Error::milvus(operation(), reason)),
