@@ -521,6 +521,12 @@ impl Engine {
     async fn retire(&self, d: &Decision, runs: &[RunRecord]) -> Result<()> {
         let name = BackupName::parse(&d.name)?;
         let Some(info) = self.ctx.catalog.read(&name).await? else {
+            if self.ctx.catalog.is_taken(&name).await? {
+                return Err(Error::FailedPrecondition(format!(
+                    "backup {:?} is not complete now (being deleted, or made again); left",
+                    d.name
+                )));
+            }
             return Ok(());
         };
         if !runs

@@ -325,21 +325,39 @@ impl SharedRecords {
             }
             if !marked {
                 if token.is_cancelled() {
-                    let marker = self.store.write(&cancel_key, Bytes::from_static(b"{}"));
-                    match marker.await {
-                        Ok(()) => marked = true,
-                        Err(e) => warn!(job = %key, error = %e, "cannot leave the cancel marker"),
-                    }
+                    marked = self.leave_marker(&cancel_key, &key).await;
                 } else if matches!(self.store.head(&cancel_key).await, Ok(Some(_))) {
                     info!(job = %key, "cancel requested through another server");
                     token.cancel();
                     marked = true;
                 }
             }
+            // Woken by a cancel only until it happened: a marker that could
+            // not be written is tried again after the interval.
+            let wake_on_cancel = !token.is_cancelled();
             tokio::select! {
                 _ = tokio::time::sleep(MIRROR_INTERVAL) => {}
                 _ = stop.cancelled() => {}
-                _ = token.cancelled(), if !marked => {}
+                _ = token.cancelled(), if wake_on_cancel => {}
+            }
+        }
+        // A cancel just before the end: its marker still goes first.
+        if token.is_cancelled() && !marked && fences.iter().all(|f| f.check().is_ok()) {
+            self.leave_marker(&cancel_key, &key).await;
+        }
+    }
+
+    /// Writes the cancel marker `cancel_key` of job `key`; whether it was.
+    async fn leave_marker(&self, cancel_key: &str, key: &str) -> bool {
+        match self
+            .store
+            .write(cancel_key, Bytes::from_static(b"{}"))
+            .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(job = %key, error = %e, "cannot leave the cancel marker");
+                false
             }
         }
     }

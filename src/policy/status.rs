@@ -32,8 +32,11 @@ pub fn holdings<'a>(runs: &'a [RunRecord], exists: &impl Fn(&str) -> bool) -> Ve
         .iter()
         .filter(|r| match r.state {
             RunState::Succeeded => true,
-            // Only one that started a backup job (a taken name starts none).
-            RunState::Failed => !r.jobs.is_empty(),
+            // Only one that may have made its backup: not one whose name
+            // was taken by another backup (its job id is recorded first).
+            RunState::Failed => {
+                !r.jobs.is_empty() && r.error_kind.as_deref() != Some("already_exists")
+            }
             RunState::Running => false,
         })
         .filter(|r| !r.deleted && exists(&r.backup))
@@ -99,7 +102,7 @@ mod tests {
             state,
             attempts: 1,
             error: None,
-            error_kind: None,
+            error_kind: (state == RunState::Failed).then(|| "unavailable".into()),
             owner: "test".into(),
             started_ms: slot_ms,
             ended_ms: None,
@@ -110,14 +113,16 @@ mod tests {
     }
 
     /// A failed run whose backup job started holds its backup (the job may
-    /// have completed after the run gave up); one that started none, or a
-    /// run still running, holds nothing.
+    /// have completed after the run gave up); one whose name was taken by
+    /// another backup, or a run still running, holds nothing.
     #[test]
     fn a_failed_run_that_started_a_job_holds_its_backup() {
+        let mut taken = run(3, "name_taken", RunState::Failed, &["j3"]);
+        taken.error_kind = Some("already_exists".into());
         let runs = [
             run(1, "done", RunState::Succeeded, &["j1"]),
             run(2, "gave_up", RunState::Failed, &["j2"]),
-            run(3, "name_taken", RunState::Failed, &[]),
+            taken,
             run(4, "running", RunState::Running, &["j4"]),
         ];
         let held: Vec<&str> = holdings(&runs, &|_| true)

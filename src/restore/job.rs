@@ -189,12 +189,14 @@ impl JobKind for RestoreJob {
             let held = match held {
                 Some(held) => held,
                 // Its unfinished swap stays on record: tried again at the next start.
-                None if recorded_ended => {
+                // Its record is saved ended before this runs, so an
+                // unfinished swap is tried again at the next start.
+                None if recorded_ended || swap_pending => {
                     warn!(restore = %snapshot.id, "its unfinished swap is left for the next start");
                     return snapshot;
                 }
-                // Nothing on record would bring it back: cleaned by identity
-                // alone, as the only way its collections go.
+                // Only drops by identity are left: done without the leases,
+                // as nothing on record would bring them back.
                 None => {
                     warn!(restore = %snapshot.id, "cleaned up without the targets' leases");
                     Vec::new()
@@ -221,15 +223,15 @@ impl JobKind for RestoreJob {
 
 /// The leases on `targets` for the cleanup of restore `job`, recovered after
 /// a restart: its previous process's leases keep them for up to a TTL, so
-/// they are asked for until twice the TTL has passed. `None` when another
-/// job holds one still.
+/// they are asked for until twice the TTL has passed (at most 2 minutes: a
+/// shutdown waits for this). `None` when another job holds one still.
 async fn hold_targets_when_free(
     ctx: &Context,
     job: &str,
     targets: &[CollectionRef],
 ) -> Option<Vec<Lease>> {
     let leases = ctx.leases();
-    let give_up = std::time::Instant::now() + 2 * leases.ttl();
+    let give_up = std::time::Instant::now() + (2 * leases.ttl()).min(Duration::from_secs(120));
     loop {
         match leases.hold_targets(job, targets).await {
             Ok(held) => return Some(held),

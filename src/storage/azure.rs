@@ -157,8 +157,9 @@ impl AzureContainer {
             return Err(self.refused("CopyBlob", dst_key, resp).await);
         }
         match copy_status(&resp).as_deref() {
-            Some("success") | None => return Ok(()),
+            Some("success") => return Ok(()),
             Some("pending") => {}
+            None => return Err(self.copy_error(dst_key, "the answer tells no copy status".into())),
             Some(other) => return Err(self.copy_error(dst_key, format!("copy ended {other}"))),
         }
         let Some(copy_id) = header(&resp, "x-ms-copy-id") else {

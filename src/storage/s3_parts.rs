@@ -9,7 +9,6 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
-use futures::stream::FuturesOrdered;
 use futures::{StreamExt, TryStreamExt};
 
 use super::ByteStream;
@@ -22,12 +21,14 @@ pub(super) const COPY_PART_BYTES: u64 = 64 * 1024 * 1024;
 /// Parts of one multipart copy in flight at once.
 const PARTS_IN_FLIGHT: usize = 8;
 
-/// The size of one part of a streamed upload: held in memory until sent.
-/// S3 takes at most 10,000 parts, so objects up to 160 GiB.
+/// The size of one part of a streamed upload, held in memory until sent.
 const STREAM_PART_BYTES: usize = 16 * 1024 * 1024;
 
-/// Parts of one streamed upload in memory at once.
+/// Parts of one streamed upload sent at once (one more is being read).
 const STREAM_PARTS_IN_FLIGHT: usize = 2;
+
+/// The most parts one S3 upload may have.
+const MAX_PARTS: u64 = 10_000;
 
 /// Aborts its upload when dropped before [`UploadGuard::disarm`].
 struct UploadGuard {
@@ -136,49 +137,39 @@ impl S3Bucket {
         self.complete_upload(guard, parts).await
     }
 
-    /// Writes a stream of `size` bytes in parts (UploadPart), a few parts in
-    /// memory at once. An upload that fails or is dropped is aborted. A
-    /// multipart upload's ETag is no MD5: none is returned.
+    /// Writes a stream of `size` bytes in parts (UploadPart): two parts
+    /// upload while the next one is read, so at most three are in memory.
+    /// Parts are 16 MiB, larger when the object needs more than S3's 10,000.
+    /// An upload that fails or is dropped is aborted. A multipart upload's
+    /// ETag is no MD5: none is returned.
     pub(super) async fn put_in_parts(
         &self,
         key: &str,
         size: u64,
         body: ByteStream,
     ) -> Result<Option<String>> {
-        let mut body = super::exactly(size, format!("{}/{key}", self.place.bucket), body);
+        let body = super::exactly(size, format!("{}/{key}", self.place.bucket), body);
+        let part_bytes = STREAM_PART_BYTES.max(size.div_ceil(MAX_PARTS) as usize);
         let guard = self.begin_upload(key).await?;
         let upload_id = guard.upload_id.clone();
-        let parts = async {
-            let mut done = Vec::new();
-            let mut in_flight = FuturesOrdered::new();
-            let mut buf = BytesMut::new();
-            let mut number = 0;
-            let mut ended = false;
-            while !ended {
-                match body.next().await {
-                    Some(chunk) => buf.extend_from_slice(&chunk?),
-                    None => ended = true,
-                }
-                // The last part may be short (or empty, for an empty object).
-                while buf.len() >= STREAM_PART_BYTES || (ended && (!buf.is_empty() || number == 0))
-                {
-                    let part = buf.split_to(buf.len().min(STREAM_PART_BYTES)).freeze();
-                    if in_flight.len() >= STREAM_PARTS_IN_FLIGHT
-                        && let Some(sent) = in_flight.next().await
-                    {
-                        done.push(sent?);
-                    }
-                    number += 1;
-                    in_flight.push_back(self.upload_part(key, &upload_id, number, part));
-                }
-            }
-            while let Some(sent) = in_flight.next().await {
-                done.push(sent?);
-            }
-            Ok(done)
-        }
-        .await;
-        self.complete_upload(guard, parts).await.map(|_| None)
+        // Each part: chunks gathered until it has `part_bytes` (the last may
+        // be shorter, and an empty object is one empty part).
+        let parts = futures::stream::try_unfold(
+            PartState {
+                body,
+                part_bytes,
+                number: 0,
+                ended: false,
+            },
+            next_part,
+        );
+        let upload_id_ref = &upload_id;
+        let sent = parts
+            .map_ok(|(number, part)| self.upload_part(key, upload_id_ref, number, part))
+            .try_buffered(STREAM_PARTS_IN_FLIGHT)
+            .try_collect::<Vec<_>>()
+            .await;
+        self.complete_upload(guard, sent).await.map(|_| None)
     }
 
     /// Sends part `number` of upload `upload_id`.
@@ -295,4 +286,36 @@ impl S3Bucket {
             id_marker = out.next_upload_id_marker().map(str::to_string);
         }
     }
+}
+
+/// Where a streamed upload is.
+struct PartState {
+    body: ByteStream,
+    part_bytes: usize,
+    /// The last part's number.
+    number: i32,
+    /// Whether the body ended.
+    ended: bool,
+}
+
+/// The next part of a streamed upload, with its number: chunks gathered
+/// until it has `part_bytes` (the last may be shorter, and an empty object
+/// is one empty part).
+async fn next_part(mut s: PartState) -> Result<Option<((i32, Bytes), PartState)>> {
+    if s.ended {
+        return Ok(None);
+    }
+    let mut buf = BytesMut::new();
+    while buf.len() < s.part_bytes {
+        match s.body.next().await {
+            Some(chunk) => buf.extend_from_slice(&chunk?),
+            None if buf.is_empty() && s.number > 0 => return Ok(None),
+            None => {
+                s.ended = true;
+                break;
+            }
+        }
+    }
+    s.number += 1;
+    Ok(Some(((s.number, buf.freeze()), s)))
 }
