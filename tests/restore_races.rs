@@ -595,3 +595,76 @@ async fn a_cancelled_restore_drops_the_database_it_created_when_empty() {
     m.drop_database(&filled).await.unwrap();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
+
+/// A replace with `restore_index` of a collection that was loaded at backup
+/// time, without `load`: its copy is not loaded beside the loaded original
+/// (both would hold query nodes' memory until the swap), and is loaded once
+/// swapped in. Seen paused right before the drop (`restore.swap.before_drop`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replace_loads_its_copy_after_the_swap_unless_asked_to_load() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("loadswap_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..100, 21).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    data::index(&m, &spec.db, &spec.name).await;
+    data::load(&m, &spec.db, &spec.name).await;
+    let rows = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
+    let release = tempfile::tempdir().unwrap();
+    let go = release.path().join("go");
+    let failpoint = format!("restore.swap.before_drop@{}", go.display());
+    let mut server = process::Proc::start(&cfg, "load-swap", "", Some(&failpoint)).await;
+    let backup = common::unique("loadswap_b");
+    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
+    let original = m.collection_id(&spec.db, &spec.name).await.unwrap();
+    let job_id = flows::start_restore(
+        &mut server.client,
+        pb::RestoreRequest {
+            backup_name: backup.clone(),
+            drop_existing_collections: true,
+            restore_index: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    server.wait_paused(Duration::from_secs(180)).await;
+    let copy = m
+        .list_collections(&spec.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.starts_with(&format!("{}_restoring_", spec.name)))
+        .expect("the restored copy");
+    assert_eq!(
+        m.loading_progress(&spec.db, &copy).await.unwrap(),
+        0,
+        "copy"
+    );
+    assert_eq!(
+        m.loading_progress(&spec.db, &spec.name).await.unwrap(),
+        100,
+        "the original still serves"
+    );
+    std::fs::write(&go, b"").unwrap();
+    let job = tokio::time::timeout(
+        Duration::from_secs(300),
+        flows::watch_restore_to_end(&mut server.client, &job_id),
+    )
+    .await
+    .expect("the restore ends");
+    assert_eq!(job.state, pb::JobState::Succeeded as i32, "{job:?}");
+    assert_ne!(
+        m.collection_id(&spec.db, &spec.name).await.unwrap(),
+        original
+    );
+    assert_eq!(
+        m.loading_progress(&spec.db, &spec.name).await.unwrap(),
+        100,
+        "loaded once swapped in"
+    );
+    let restored = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
+    assert_eq!(restored, rows);
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

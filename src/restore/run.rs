@@ -176,10 +176,20 @@ async fn restore_collection(
     let name = fill.name();
     let recorded = status(&mut job.snapshot(), t).clone();
     let recorded_rows: i64 = recorded.imports.iter().map(|r| r.rows).sum();
+    // Loaded when asked, or when it was loaded at backup time and its
+    // indexes are back. A replace loads its copy beside the loaded original
+    // only when asked to (`load`): both hold query nodes' memory until the
+    // swap. Loaded because the source was, it is loaded after the swap, once
+    // the original is dropped.
+    let load = req.load() || (req.restore_index() && src.load_state == "Loaded");
+    let load_after_swap = load && replacing && !req.load();
     let fill_id = match (req.skip_create(), recorded.created_id) {
         // Filled and checked before the job's server died: only the swap is left.
         (false, Some(id)) if replacing && recorded.swap != SwapStep::None => {
             swap_in(ctx, t, &fill, id, job).await?;
+            if load_after_swap {
+                load_filled(ctx, &t.target, id).await?;
+            }
             return Ok(recorded_rows);
         }
         (false, created) => create_once(ctx, t, &fill, created, job).await?,
@@ -235,17 +245,25 @@ async fn restore_collection(
             milvus.create_index(db, name, &index).await?;
         }
     }
-    // Load when asked, or when it was loaded at backup time and its indexes are back.
-    if req.load() || (req.restore_index() && src.load_state == "Loaded") {
-        still_filling(ctx, &fill, fill_id).await?;
-        milvus.load_collection(db, name).await?;
-        wait_loaded(ctx, &fill).await?;
+    if load && !load_after_swap {
+        load_filled(ctx, &fill, fill_id).await?;
     }
     if replacing {
         check_copy(ctx, t, &fill, rows, req.meta_only()).await?;
         swap_in(ctx, t, &fill, fill_id, job).await?;
+        if load_after_swap {
+            load_filled(ctx, &t.target, fill_id).await?;
+        }
     }
     Ok(rows)
+}
+
+/// Loads `at`, while it is the collection `id` this job filled, and waits
+/// until it is loaded.
+async fn load_filled(ctx: &Context, at: &CollectionRef, id: i64) -> Result<()> {
+    still_filling(ctx, at, id).await?;
+    ctx.milvus.load_collection(at.db(), at.name()).await?;
+    wait_loaded(ctx, at).await
 }
 
 /// [`Error::FailedPrecondition`] unless collection `fill` still has id `id`.
