@@ -668,3 +668,59 @@ async fn a_replace_loads_its_copy_after_the_swap_unless_asked_to_load() {
     server.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
+
+/// A collection of 10 partitions with data: a restore asks for at most 8
+/// imports ahead of the one it waits for (seen paused at
+/// `restore.importing`, once every import was asked for), and restores
+/// every partition row for row. Before, all were queued in Milvus at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_queues_at_most_8_imports_of_a_collection() {
+    use milvus_backup::milvus::ImportPhase;
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("queue_src"));
+    data::create(&m, &spec).await;
+    let partitions: Vec<String> = (0..10).map(|i| format!("p{i}")).collect();
+    for (i, p) in partitions.iter().enumerate() {
+        data::create_partition(&m, &spec, p).await;
+        let from = i as i64 * 20;
+        data::insert(&m, &spec, p, from..from + 20, 30 + i as u64).await;
+    }
+    data::flush(&m, &spec.db, &spec.name).await;
+    data::index(&m, &spec.db, &spec.name).await;
+    data::load(&m, &spec.db, &spec.name).await;
+    let rows = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
+    let release = tempfile::tempdir().unwrap();
+    let go = release.path().join("go");
+    let failpoint = format!("restore.importing@{}", go.display());
+    let mut server = process::Proc::start(&cfg, "import-queue", "", Some(&failpoint)).await;
+    let backup = common::unique("queue_b");
+    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
+    let job_id = flows::start_restore(
+        &mut server.client,
+        flows::restore_loaded_request(&backup, "_q"),
+    )
+    .await;
+    server.wait_paused(Duration::from_secs(300)).await;
+    let target = format!("{}_q", spec.name);
+    let tasks = m.collection_imports(&spec.db, &target).await.unwrap();
+    assert_eq!(tasks.len(), 10, "every import asked for: {tasks:?}");
+    let queued = tasks
+        .iter()
+        .filter(|t| t.phase == ImportPhase::Running)
+        .count();
+    assert!(queued <= 8, "{queued} imports queued at once: {tasks:?}");
+    std::fs::write(&go, b"").unwrap();
+    let job = tokio::time::timeout(
+        Duration::from_secs(300),
+        flows::watch_restore_to_end(&mut server.client, &job_id),
+    )
+    .await
+    .expect("the restore ends");
+    assert_eq!(job.state, pb::JobState::Succeeded as i32, "{job:?}");
+    let restored = data::rows(&m, &spec, &spec.db, &target, &[]).await;
+    assert_eq!(restored, rows);
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    data::drop_if_exists(&m, &spec.db, &target).await;
+}

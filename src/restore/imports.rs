@@ -45,8 +45,14 @@ enum Import {
     Running(Vec<i64>),
 }
 
-/// Imports every partition with data, all started before any is awaited, then
-/// the L0 deletes. Returns the rows imported.
+/// Imports of one collection asked for and not yet seen to end, at most:
+/// Milvus 2.3 runs one at a time, and each one queued sits in its root
+/// coordinator's task list.
+const IMPORTS_QUEUED: usize = 8;
+
+/// Imports every partition with data, a few asked for ahead of the one
+/// awaited (all of them for up to [`IMPORTS_QUEUED`] partitions), then the
+/// L0 deletes. Returns the rows imported.
 pub(super) async fn import_partitions(
     ctx: &Context,
     place: &Place<'_>,
@@ -55,7 +61,8 @@ pub(super) async fn import_partitions(
     job: &JobHandle<RestoreSnapshot>,
 ) -> Result<i64> {
     let src = &t.source;
-    let mut running = Vec::new();
+    let mut running = std::collections::VecDeque::new();
+    let mut rows = 0;
     for part in &src.partition_backups {
         let data: Vec<&SegmentBackupInfo> =
             part.segment_backups.iter().filter(|s| !s.is_l0).collect();
@@ -81,6 +88,11 @@ pub(super) async fn import_partitions(
                     .import_options(src.backup_timestamp, storage_version),
             })
         };
+        if running.len() >= IMPORTS_QUEUED
+            && let Some((part, key, import)) = running.pop_front()
+        {
+            rows += finish_import(ctx, t, into, job, part, key, import).await?;
+        }
         let key = part.partition_name.clone();
         let import = import_once(
             ctx,
@@ -93,42 +105,51 @@ pub(super) async fn import_partitions(
             job,
         )
         .await?;
-        running.push((part, key, import));
+        running.push_back((part, key, import));
     }
     crate::failpoint::pause_at("restore.importing").await;
     crate::failpoint::pause_at(&format!("restore.importing:{}", t.target)).await;
-
-    let mut rows = 0;
-    for (part, key, import) in running {
-        let tasks = match import {
-            Import::Done(n) => {
-                rows += n;
-                continue;
-            }
-            Import::Running(tasks) => tasks,
-        };
-        let mut imported = 0;
-        for task in tasks {
-            imported += wait_import(ctx, into, &part.partition_name, task).await?;
-        }
-        rows += imported;
-        let files: u64 = part
-            .segment_backups
-            .iter()
-            .flat_map(|s| s.binlogs.iter().chain(&s.deltalogs))
-            .map(|f| f.binlogs.len() as u64)
-            .sum();
-        job.checkpoint(|s| {
-            let r = record(s, t, &key);
-            r.done = true;
-            r.rows = imported;
-            s.progress.bytes_done += part.size.max(0) as u64;
-            s.progress.files_done += files;
-        })
-        .await?;
+    while let Some((part, key, import)) = running.pop_front() {
+        rows += finish_import(ctx, t, into, job, part, key, import).await?;
     }
     import_l0_segments(ctx, place, t, into, job).await?;
     Ok(rows)
+}
+
+/// Waits for the import of `part` (recorded under `key`) to end and records
+/// it done; its rows.
+async fn finish_import(
+    ctx: &Context,
+    t: &RestoreTarget,
+    into: &Filling<'_>,
+    job: &JobHandle<RestoreSnapshot>,
+    part: &PartitionBackupInfo,
+    key: String,
+    import: Import,
+) -> Result<i64> {
+    let tasks = match import {
+        Import::Done(n) => return Ok(n),
+        Import::Running(tasks) => tasks,
+    };
+    let mut imported = 0;
+    for task in tasks {
+        imported += wait_import(ctx, into, &part.partition_name, task).await?;
+    }
+    let files: u64 = part
+        .segment_backups
+        .iter()
+        .flat_map(|s| s.binlogs.iter().chain(&s.deltalogs))
+        .map(|f| f.binlogs.len() as u64)
+        .sum();
+    job.checkpoint(|s| {
+        let r = record(s, t, &key);
+        r.done = true;
+        r.rows = imported;
+        s.progress.bytes_done += part.size.max(0) as u64;
+        s.progress.files_done += files;
+    })
+    .await?;
+    Ok(imported)
 }
 
 /// Asks Milvus for one import unless this job (here, or on its server that
