@@ -11,7 +11,7 @@ use common::data::{self, Spec};
 use common::process::{Proc, rooted_bucket, wait_for_log};
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::policy_service_client::PolicyServiceClient;
-use milvus_backup::policy::{PolicyStore, RunState};
+use milvus_backup::policy::{PolicyStore, RunRecord, RunState};
 
 /// An every-2-s policy whose first backup is held (`backup.described@PATH`)
 /// for about 4 slots. Only that run exists while it is held, and the server
@@ -106,37 +106,107 @@ async fn slots_due_while_a_run_runs_wait_for_it() {
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
+/// A server on a backup root of its own, a small collection, and a policy
+/// over it on `schedule`, stored disabled.
+struct Staged {
+    cfg: milvus_backup::config::Config,
+    m: milvus_backup::milvus::MilvusClient,
+    spec: Spec,
+    root: String,
+    server: Proc,
+    client: PolicyServiceClient<tonic::transport::Channel>,
+    policy: pb::Policy,
+    store: PolicyStore,
+}
+
+impl Staged {
+    async fn new(tag: &str, schedule: &str, seed: u64) -> Self {
+        let cfg = common::config();
+        let m = common::milvus(&cfg);
+        let spec = Spec::new(&common::unique(&format!("{tag}_src")));
+        data::create(&m, &spec).await;
+        data::insert(&m, &spec, "", 0..50, seed).await;
+        data::flush(&m, &spec.db, &spec.name).await;
+        let root = common::unique(&format!("{tag}_root"));
+        let server = Proc::start_rooted(&cfg, tag, &root, "").await;
+        let mut client = PolicyServiceClient::connect(format!("http://127.0.0.1:{}", server.port))
+            .await
+            .unwrap();
+        let policy = pb::Policy {
+            name: common::unique(tag),
+            schedule: schedule.into(),
+            collection_names: vec![spec.name.clone()],
+            enabled: Some(false),
+            ..Default::default()
+        };
+        client
+            .create_policy(pb::CreatePolicyRequest {
+                policy: Some(policy.clone()),
+            })
+            .await
+            .expect("CreatePolicy");
+        let store = PolicyStore::new(rooted_bucket(&cfg), &root);
+        Self {
+            cfg,
+            m,
+            spec,
+            root,
+            server,
+            client,
+            policy,
+            store,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.policy.name
+    }
+
+    async fn set_enabled(&mut self, on: bool) {
+        self.policy.enabled = Some(on);
+        self.client
+            .update_policy(pb::UpdatePolicyRequest {
+                policy: Some(self.policy.clone()),
+            })
+            .await
+            .expect("UpdatePolicy");
+    }
+
+    /// The policy's runs, polled until `done` says so (within 60 s).
+    async fn runs_until(&self, what: &str, done: impl Fn(&[RunRecord]) -> bool) -> Vec<RunRecord> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let runs = self.store.runs(self.name()).await.unwrap();
+            if done(&runs) {
+                return runs;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {runs:?}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Turns the policy off, waits for its runs to end and stops everything;
+    /// the runs.
+    async fn end(mut self) -> Vec<RunRecord> {
+        self.set_enabled(false).await;
+        let runs = self
+            .runs_until("runs end", |runs| {
+                runs.iter().all(|r| r.state != RunState::Running)
+            })
+            .await;
+        self.server.finish();
+        data::drop_if_exists(&self.m, &self.spec.db, &self.spec.name).await;
+        runs
+    }
+}
+
 /// A server that won a slot's lease and died before writing the slot's run
 /// record (shown by a live lease written by hand, expiring 6 s after the
 /// slot): the slot still runs here once that lease has expired. The code
 /// before took the refused lease for a run elsewhere and never ran the slot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slot_whose_lease_winner_died_before_its_record_still_runs() {
-    let cfg = common::config();
-    let m = common::milvus(&cfg);
-    let spec = Spec::new(&common::unique("orphan_slot_src"));
-    data::create(&m, &spec).await;
-    data::insert(&m, &spec, "", 0..50, 13).await;
-    data::flush(&m, &spec.db, &spec.name).await;
-    let root = common::unique("orphan_slot_root");
-    let server = Proc::start_rooted(&cfg, "orphan-slot", &root, "").await;
-    let mut client = PolicyServiceClient::connect(format!("http://127.0.0.1:{}", server.port))
-        .await
-        .unwrap();
-    let name = common::unique("orphan_slot");
-    let mut policy = pb::Policy {
-        name: name.clone(),
-        schedule: "*/20 * * * * *".into(),
-        collection_names: vec![spec.name.clone()],
-        enabled: Some(false),
-        ..Default::default()
-    };
-    client
-        .create_policy(pb::CreatePolicyRequest {
-            policy: Some(policy.clone()),
-        })
-        .await
-        .expect("CreatePolicy");
+    let mut staged = Staged::new("orphan_slot", "*/20 * * * * *", 13).await;
     // The next slot at least 4 s away, and the dead winner's lease on it.
     let now_ms = chrono::Utc::now().timestamp_millis();
     let slot_ms = ((now_ms + 4000) as u64).div_ceil(20_000) as i64 * 20_000;
@@ -148,58 +218,27 @@ async fn a_slot_whose_lease_winner_died_before_its_record_still_runs() {
         "expires_at_ms": (slot_ms + 6000) as u64,
         "released": false,
     });
-    let store = rooted_bucket(&cfg);
-    store
+    rooted_bucket(&staged.cfg)
         .write(
-            &format!("{root}/_leases/policy/{name}/{slot_ms}"),
+            &format!("{}/_leases/policy/{}/{slot_ms}", staged.root, staged.name()),
             bytes::Bytes::from(lease.to_string()),
         )
         .await
         .unwrap();
-    policy.enabled = Some(true);
-    client
-        .update_policy(pb::UpdatePolicyRequest {
-            policy: Some(policy.clone()),
+    staged.set_enabled(true).await;
+    let runs = staged
+        .runs_until("the slot never ran", |runs| {
+            runs.iter().any(|r| r.slot_ms == slot_ms)
         })
-        .await
-        .expect("UpdatePolicy");
-    let policies = PolicyStore::new(rooted_bucket(&cfg), &root);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let ran = loop {
-        let runs = policies.runs(&name).await.unwrap();
-        if let Some(r) = runs.iter().find(|r| r.slot_ms == slot_ms) {
-            break r.clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the slot never ran: {runs:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+        .await;
+    let ran = runs.iter().find(|r| r.slot_ms == slot_ms).unwrap();
     assert!(
         ran.started_ms >= slot_ms + 6000,
         "it ran once the dead winner's lease expired: {ran:?}"
     );
-    policy.enabled = Some(false);
-    client
-        .update_policy(pb::UpdatePolicyRequest {
-            policy: Some(policy),
-        })
-        .await
-        .expect("UpdatePolicy");
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let runs = policies.runs(&name).await.unwrap();
-        if runs.iter().all(|r| r.state != RunState::Running) {
-            let of_slot = runs.iter().find(|r| r.slot_ms == slot_ms).unwrap();
-            assert_eq!(of_slot.state, RunState::Succeeded, "{runs:?}");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "runs end: {runs:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    server.finish();
-    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    let runs = staged.end().await;
+    let of_slot = runs.iter().find(|r| r.slot_ms == slot_ms).unwrap();
+    assert_eq!(of_slot.state, RunState::Succeeded, "{runs:?}");
 }
 
 /// A run recorded for a slot a day ahead (a server whose clock ran ahead
@@ -207,36 +246,11 @@ async fn a_slot_whose_lease_winner_died_before_its_record_still_runs() {
 /// newer slot and skipped every real one until that day.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_run_recorded_for_a_future_slot_holds_no_real_slot_back() {
-    let cfg = common::config();
-    let m = common::milvus(&cfg);
-    let spec = Spec::new(&common::unique("future_slot_src"));
-    data::create(&m, &spec).await;
-    data::insert(&m, &spec, "", 0..50, 14).await;
-    data::flush(&m, &spec.db, &spec.name).await;
-    let root = common::unique("future_slot_root");
-    let server = Proc::start_rooted(&cfg, "future-slot", &root, "").await;
-    let mut client = PolicyServiceClient::connect(format!("http://127.0.0.1:{}", server.port))
-        .await
-        .unwrap();
-    let name = common::unique("future_slot");
-    let mut policy = pb::Policy {
-        name: name.clone(),
-        schedule: "*/3 * * * * *".into(),
-        collection_names: vec![spec.name.clone()],
-        enabled: Some(false),
-        ..Default::default()
-    };
-    client
-        .create_policy(pb::CreatePolicyRequest {
-            policy: Some(policy.clone()),
-        })
-        .await
-        .expect("CreatePolicy");
-    let policies = PolicyStore::new(rooted_bucket(&cfg), &root);
+    let mut staged = Staged::new("future_slot", "*/3 * * * * *", 14).await;
     let tomorrow = chrono::Utc::now().timestamp_millis() / 3000 * 3000 + 86_400_000;
-    let ahead = milvus_backup::policy::RunRecord {
+    let ahead = RunRecord {
         slot_ms: tomorrow,
-        backup: format!("{name}_tomorrow"),
+        backup: format!("{}_tomorrow", staged.name()),
         state: RunState::Succeeded,
         attempts: 1,
         error: None,
@@ -248,45 +262,13 @@ async fn a_run_recorded_for_a_future_slot_holds_no_real_slot_back() {
         deleted: false,
         jobs: vec!["clock-ahead-job".into()],
     };
-    assert!(policies.start_run(&name, &ahead).await.unwrap());
-    policy.enabled = Some(true);
-    client
-        .update_policy(pb::UpdatePolicyRequest {
-            policy: Some(policy.clone()),
+    assert!(staged.store.start_run(staged.name(), &ahead).await.unwrap());
+    staged.set_enabled(true).await;
+    staged
+        .runs_until("no real slot ran", |runs| {
+            runs.iter()
+                .any(|r| r.slot_ms < tomorrow && r.state == RunState::Succeeded)
         })
-        .await
-        .expect("UpdatePolicy");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let runs = policies.runs(&name).await.unwrap();
-        let real: Vec<_> = runs.iter().filter(|r| r.slot_ms < tomorrow).collect();
-        if real.iter().any(|r| r.state == RunState::Succeeded) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no real slot ran: {runs:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    policy.enabled = Some(false);
-    client
-        .update_policy(pb::UpdatePolicyRequest {
-            policy: Some(policy),
-        })
-        .await
-        .expect("UpdatePolicy");
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while policies
-        .runs(&name)
-        .await
-        .unwrap()
-        .iter()
-        .any(|r| r.state == RunState::Running)
-    {
-        assert!(std::time::Instant::now() < deadline, "runs end");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    server.finish();
-    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+        .await;
+    staged.end().await;
 }

@@ -596,6 +596,45 @@ async fn a_cancelled_restore_drops_the_database_it_created_when_empty() {
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
+/// `spec`'s rows once it is flushed, indexed and loaded.
+async fn flushed_and_loaded(
+    m: &milvus_backup::milvus::MilvusClient,
+    spec: &Spec,
+) -> Vec<milvus_backup::milvus::rows::Row> {
+    data::flush(m, &spec.db, &spec.name).await;
+    data::index(m, &spec.db, &spec.name).await;
+    data::load(m, &spec.db, &spec.name).await;
+    data::rows(m, spec, &spec.db, &spec.name, &[]).await
+}
+
+/// A server pausing its jobs at `failpoint` until the file it returns is made.
+async fn held_at(
+    cfg: &milvus_backup::config::Config,
+    tag: &str,
+    failpoint: &str,
+) -> (process::Proc, std::path::PathBuf) {
+    let go = std::env::temp_dir().join(common::unique(&format!("{tag}_go")));
+    let failpoint = format!("{failpoint}@{}", go.display());
+    (
+        process::Proc::start(cfg, tag, "", Some(&failpoint)).await,
+        go,
+    )
+}
+
+/// Lets the restore `id` held at its failpoint go on (makes `go`); its end,
+/// which must be SUCCEEDED.
+async fn released_to_success(server: &mut process::Proc, go: &std::path::Path, id: &str) {
+    std::fs::write(go, b"").unwrap();
+    let job = tokio::time::timeout(
+        Duration::from_secs(300),
+        flows::watch_restore_to_end(&mut server.client, id),
+    )
+    .await
+    .expect("the restore ends");
+    assert_eq!(job.state, pb::JobState::Succeeded as i32, "{job:?}");
+    let _ = std::fs::remove_file(go);
+}
+
 /// A replace with `restore_index` of a collection that was loaded at backup
 /// time, without `load`: its copy is not loaded beside the loaded original
 /// (both would hold query nodes' memory until the swap), and is loaded once
@@ -607,14 +646,8 @@ async fn a_replace_loads_its_copy_after_the_swap_unless_asked_to_load() {
     let spec = Spec::new(&common::unique("loadswap_src"));
     data::create(&m, &spec).await;
     data::insert(&m, &spec, "", 0..100, 21).await;
-    data::flush(&m, &spec.db, &spec.name).await;
-    data::index(&m, &spec.db, &spec.name).await;
-    data::load(&m, &spec.db, &spec.name).await;
-    let rows = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
-    let release = tempfile::tempdir().unwrap();
-    let go = release.path().join("go");
-    let failpoint = format!("restore.swap.before_drop@{}", go.display());
-    let mut server = process::Proc::start(&cfg, "load-swap", "", Some(&failpoint)).await;
+    let rows = flushed_and_loaded(&m, &spec).await;
+    let (mut server, go) = held_at(&cfg, "load-swap", "restore.swap.before_drop").await;
     let backup = common::unique("loadswap_b");
     flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
     let original = m.collection_id(&spec.db, &spec.name).await.unwrap();
@@ -646,14 +679,7 @@ async fn a_replace_loads_its_copy_after_the_swap_unless_asked_to_load() {
         100,
         "the original still serves"
     );
-    std::fs::write(&go, b"").unwrap();
-    let job = tokio::time::timeout(
-        Duration::from_secs(300),
-        flows::watch_restore_to_end(&mut server.client, &job_id),
-    )
-    .await
-    .expect("the restore ends");
-    assert_eq!(job.state, pb::JobState::Succeeded as i32, "{job:?}");
+    released_to_success(&mut server, &go, &job_id).await;
     assert_ne!(
         m.collection_id(&spec.db, &spec.name).await.unwrap(),
         original
@@ -680,20 +706,13 @@ async fn a_restore_queues_at_most_8_imports_of_a_collection() {
     let m = common::milvus(&cfg);
     let spec = Spec::new(&common::unique("queue_src"));
     data::create(&m, &spec).await;
-    let partitions: Vec<String> = (0..10).map(|i| format!("p{i}")).collect();
-    for (i, p) in partitions.iter().enumerate() {
-        data::create_partition(&m, &spec, p).await;
-        let from = i as i64 * 20;
-        data::insert(&m, &spec, p, from..from + 20, 30 + i as u64).await;
+    for i in 0..10 {
+        let partition = format!("p{i}");
+        data::create_partition(&m, &spec, &partition).await;
+        data::insert(&m, &spec, &partition, i * 20..(i + 1) * 20, 30 + i as u64).await;
     }
-    data::flush(&m, &spec.db, &spec.name).await;
-    data::index(&m, &spec.db, &spec.name).await;
-    data::load(&m, &spec.db, &spec.name).await;
-    let rows = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
-    let release = tempfile::tempdir().unwrap();
-    let go = release.path().join("go");
-    let failpoint = format!("restore.importing@{}", go.display());
-    let mut server = process::Proc::start(&cfg, "import-queue", "", Some(&failpoint)).await;
+    let rows = flushed_and_loaded(&m, &spec).await;
+    let (mut server, go) = held_at(&cfg, "import-queue", "restore.importing").await;
     let backup = common::unique("queue_b");
     flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
     let job_id = flows::start_restore(
@@ -710,14 +729,7 @@ async fn a_restore_queues_at_most_8_imports_of_a_collection() {
         .filter(|t| t.phase == ImportPhase::Running)
         .count();
     assert!(queued <= 8, "{queued} imports queued at once: {tasks:?}");
-    std::fs::write(&go, b"").unwrap();
-    let job = tokio::time::timeout(
-        Duration::from_secs(300),
-        flows::watch_restore_to_end(&mut server.client, &job_id),
-    )
-    .await
-    .expect("the restore ends");
-    assert_eq!(job.state, pb::JobState::Succeeded as i32, "{job:?}");
+    released_to_success(&mut server, &go, &job_id).await;
     let restored = data::rows(&m, &spec, &spec.db, &target, &[]).await;
     assert_eq!(restored, rows);
     server.finish();
