@@ -458,6 +458,28 @@ mod tests {
     use crate::jobs::{BackupSnapshot, JobState};
     use crate::storage::LocalDir;
 
+    /// The mirror of `job`: its sender, cancel token, stop token and task.
+    fn mirrored(
+        records: &SharedRecords,
+        job: &BackupSnapshot,
+    ) -> (
+        watch::Sender<BackupSnapshot>,
+        CancellationToken,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (tx, rx) = watch::channel(job.clone());
+        let (token, stop) = (CancellationToken::new(), CancellationToken::new());
+        let mirror = tokio::spawn(records.clone().mirror(
+            rx,
+            Vec::new(),
+            Arc::default(),
+            token.clone(),
+            stop.clone(),
+        ));
+        (tx, token, stop, mirror)
+    }
+
     #[tokio::test]
     async fn a_cancel_reaches_the_running_job_only() {
         let dir = std::env::temp_dir().join(format!("shared-{}", uuid::Uuid::new_v4().simple()));
@@ -470,15 +492,7 @@ mod tests {
         // A new job of the same name starts: the old marker does not cancel it.
         let new = BackupSnapshot::pending("2".into(), "b".into(), false);
         records.start(&new).await.unwrap();
-        let (tx, rx) = watch::channel(new.clone());
-        let (token, stop) = (CancellationToken::new(), CancellationToken::new());
-        let mirror = tokio::spawn(records.clone().mirror(
-            rx,
-            Vec::new(),
-            Arc::default(),
-            token.clone(),
-            stop.clone(),
-        ));
+        let (tx, token, stop, mirror) = mirrored(&records, &new);
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!token.is_cancelled());
         // A cancel for it does.
@@ -500,15 +514,7 @@ mod tests {
         let records = SharedRecords::new(Arc::new(LocalDir::new(&dir)), "backup");
         let mut job = BackupSnapshot::pending("1".into(), "b".into(), false);
         records.start(&job).await.unwrap();
-        let (tx, rx) = watch::channel(job.clone());
-        let (token, stop) = (CancellationToken::new(), CancellationToken::new());
-        let mirror = tokio::spawn(records.clone().mirror(
-            rx,
-            Vec::new(),
-            Arc::default(),
-            token.clone(),
-            stop.clone(),
-        ));
+        let (tx, token, stop, mirror) = mirrored(&records, &job);
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(
             !records
