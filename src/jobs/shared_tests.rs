@@ -1,0 +1,174 @@
+//! Tests of the shared job records, on a local directory.
+
+use super::*;
+use crate::jobs::{BackupSnapshot, JobState};
+use crate::storage::LocalDir;
+
+/// The mirror of `job`: its sender, cancel token, stop token and task.
+fn mirrored(
+    records: &SharedRecords,
+    job: &BackupSnapshot,
+) -> (
+    watch::Sender<BackupSnapshot>,
+    CancellationToken,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = watch::channel(job.clone());
+    let (token, stop) = (CancellationToken::new(), CancellationToken::new());
+    let mirror = tokio::spawn(records.clone().mirror(
+        rx,
+        Vec::new(),
+        Arc::default(),
+        token.clone(),
+        stop.clone(),
+    ));
+    (tx, token, stop, mirror)
+}
+
+#[tokio::test]
+async fn a_cancel_reaches_the_running_job_only() {
+    let dir = std::env::temp_dir().join(format!("shared-{}", uuid::Uuid::new_v4().simple()));
+    let records = SharedRecords::new(Arc::new(LocalDir::new(&dir)), "backup");
+    let mut old = BackupSnapshot::pending("1".into(), "b".into(), false);
+    old.state = JobState::Running;
+    records.save(&old).await.unwrap();
+    // A cancel for a job whose owner died before it ended.
+    records.request_cancel(&old).await.unwrap();
+    // A new job of the same name starts: the old marker does not cancel it.
+    let new = BackupSnapshot::pending("2".into(), "b".into(), false);
+    records.start(&new).await.unwrap();
+    let (tx, token, stop, mirror) = mirrored(&records, &new);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!token.is_cancelled());
+    // A cancel for it does.
+    records.request_cancel(&new).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), token.cancelled())
+        .await
+        .expect("cancelled within the mirror's interval");
+    stop.cancel();
+    mirror.await.unwrap();
+    drop(tx);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A cancel asked on the job's own server leaves the marker, which the
+/// job's written end removes.
+#[tokio::test]
+async fn a_local_cancel_leaves_the_marker_until_the_end_is_written() {
+    let dir = std::env::temp_dir().join(format!("shared-{}", uuid::Uuid::new_v4().simple()));
+    let records = SharedRecords::new(Arc::new(LocalDir::new(&dir)), "backup");
+    let mut job = BackupSnapshot::pending("1".into(), "b".into(), false);
+    records.start(&job).await.unwrap();
+    let (tx, token, stop, mirror) = mirrored(&records, &job);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !records
+            .cancel_requested::<BackupSnapshot>("b")
+            .await
+            .unwrap()
+    );
+    token.cancel();
+    let started = std::time::Instant::now();
+    while !records
+        .cancel_requested::<BackupSnapshot>("b")
+        .await
+        .unwrap()
+    {
+        assert!(started.elapsed() < Duration::from_secs(5), "no marker");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    mirror.await.unwrap();
+    job.state = JobState::Cancelled;
+    records.finish(&job).await;
+    assert!(
+        !records
+            .cancel_requested::<BackupSnapshot>("b")
+            .await
+            .unwrap()
+    );
+    drop(tx);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A cancelled job whose end cannot be written keeps its marker, so
+/// that the takeover ends it rather than resuming it.
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_job_whose_end_is_not_written_keeps_its_marker() {
+    let dir = std::env::temp_dir().join(format!("shared-{}", uuid::Uuid::new_v4().simple()));
+    let records = SharedRecords::new(Arc::new(LocalDir::new(&dir)), "backup");
+    let mut job = BackupSnapshot::pending("1".into(), "b".into(), false);
+    records.start(&job).await.unwrap();
+    records.request_cancel(&job).await.unwrap();
+    // The record's path is a folder now: writing it fails.
+    let record = dir.join(records.record_key::<BackupSnapshot>("b"));
+    std::fs::remove_file(&record).unwrap();
+    std::fs::create_dir_all(record.join("in_the_way")).unwrap();
+    job.state = JobState::Cancelled;
+    records.finish(&job).await;
+    assert!(
+        records
+            .cancel_requested::<BackupSnapshot>("b")
+            .await
+            .unwrap()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Finished records beyond the newest `keep` go; running ones stay.
+#[tokio::test]
+async fn pruning_keeps_the_newest_finished_and_every_running_record() {
+    let dir = std::env::temp_dir().join(format!("shared-{}", uuid::Uuid::new_v4().simple()));
+    let records = SharedRecords::new(Arc::new(LocalDir::new(&dir)), "backup");
+    let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    for i in 0..8u64 {
+        let mut s = BackupSnapshot::pending(i.to_string(), format!("b{i}"), false);
+        if i < 6 {
+            s.state = JobState::Succeeded;
+            s.end_time = Some(t0 + Duration::from_secs(i));
+        } else {
+            s.state = JobState::Running;
+        }
+        records.save(&s).await.unwrap();
+    }
+    assert_eq!(records.prune::<BackupSnapshot>(4).await.unwrap(), 2);
+    let mut left: Vec<String> = records
+        .all::<BackupSnapshot>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    left.sort();
+    assert_eq!(left, ["b2", "b3", "b4", "b5", "b6", "b7"]);
+    assert_eq!(records.prune::<BackupSnapshot>(4).await.unwrap(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A request id is claimed once; the claim goes with its job's record.
+#[tokio::test]
+async fn a_request_id_is_claimed_once_and_pruned_with_its_record() {
+    let dir = std::env::temp_dir().join(format!("shared-{}", uuid::Uuid::new_v4().simple()));
+    let records = SharedRecords::new(Arc::new(LocalDir::new(&dir)), "backup");
+    let mut first = BackupSnapshot::pending("1".into(), "b1".into(), false);
+    first.set_request_id("r/1");
+    let claim = |key: &'static str| records.claim_request::<BackupSnapshot>("r/1", key);
+    assert_eq!(claim("b1").await.unwrap(), None);
+    // Also before its job's record is written.
+    assert_eq!(claim("b2").await.unwrap().as_deref(), Some("b1"));
+    records.save(&first).await.unwrap();
+    assert_eq!(claim("b2").await.unwrap().as_deref(), Some("b1"));
+    assert_eq!(claim("b1").await.unwrap(), None, "its own claim");
+    let claimed = records.claimed::<BackupSnapshot>("r/1").await.unwrap();
+    assert_eq!(claimed.as_deref(), Some("b1"));
+    first.state = JobState::Succeeded;
+    first.end_time = Some(std::time::SystemTime::now());
+    records.save(&first).await.unwrap();
+    assert_eq!(records.prune::<BackupSnapshot>(0).await.unwrap(), 1);
+    assert_eq!(
+        records.claimed::<BackupSnapshot>("r/1").await.unwrap(),
+        None
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
