@@ -386,6 +386,12 @@ async fn a_synchronous_delete_that_fails_is_answered_as_its_error_and_counted_on
     let (proxy, s3_up) = common::faults::switchable_proxy(s3).await;
     let (state, config) = common::process::config_with(&cfg, "rest_delfail", "");
     common::process::route_s3_through(&cfg, &config, proxy.port());
+    // A lease of 10 s, not 3: the delete fails on the store before it loses
+    // its lease, whose renewals the outage stops too.
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    assert!(yaml.contains("leaseTtlSeconds: 3\n"), "{yaml}");
+    let yaml = yaml.replace("leaseTtlSeconds: 3\n", "leaseTtlSeconds: 10\n");
+    std::fs::write(&config, yaml).unwrap();
     let release = std::env::temp_dir().join(common::unique("release"));
     let failpoint = format!("delete.planned@{}", release.display());
     let server = Proc::on(state, config, Some(&failpoint)).await;
@@ -462,7 +468,7 @@ async fn a_synchronous_delete_that_fails_is_answered_as_its_error_and_counted_on
 
     // With S3 back, the delete succeeds and the backup is gone. The failed
     // delete could not free its lease in the outage: it expires by itself
-    // (3 s here), and until then a new delete is told who holds the backup.
+    // (10 s here), and until then a new delete is told who holds the backup.
     let mut client = server.client.clone();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
