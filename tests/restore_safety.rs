@@ -473,6 +473,22 @@ async fn a_kill_between_meta_writes_never_lists_an_incomplete_backup() {
             },
         )
         .await;
+        // Complete is seen from its commit point, which the resumed job
+        // writes before it lets go of the name: a verify asked in between is
+        // refused (ABORTED, the name held by the create) for a moment.
+        flows::eventually(
+            "the resumed job lets go of the backup's name",
+            Duration::from_secs(60),
+            || {
+                let mut c = client.clone();
+                let name = name.clone();
+                async move {
+                    let stream = flows::verify_stream(&mut c, &name).await;
+                    flows::last_message(stream).await.is_ok()
+                }
+            },
+        )
+        .await;
         flows::assert_verifies(&mut client, &name, step).await;
         server.finish();
     }
