@@ -24,15 +24,6 @@ impl Backoff {
         max: Duration::from_secs(3),
     };
 
-    /// The attempts of a policy run, until its next slot (the scheduler
-    /// counts them): each one flushes what it backs up, so they are minutes
-    /// apart once a run keeps failing.
-    pub const POLICY_RUN: Backoff = Backoff {
-        attempts: u32::MAX,
-        initial: Duration::from_secs(2),
-        max: Duration::from_secs(300),
-    };
-
     /// Object copies (on top of the S3 client's own retries).
     pub const COPY: Backoff = Backoff {
         attempts: 5,

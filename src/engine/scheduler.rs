@@ -39,6 +39,8 @@ const TICK: Duration = Duration::from_secs(1);
 const SWEEP_TICKS: u32 = 3;
 /// Ended runs kept per policy beyond those whose backups still exist.
 const RUNS_KEPT: usize = 50;
+/// Longest wait between two attempts of one slot.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long a manual run is retried.
 const MANUAL_RETRY_WINDOW: Duration = Duration::from_secs(600);
 
@@ -380,9 +382,7 @@ impl Engine {
                 let _ = self.save_run(name, &record, lease).await;
                 return Ok(false);
             }
-            // Each attempt flushes every collection it backs up: a run failing
-            // all day waits minutes between them, not in step with others.
-            let backoff = crate::retry::Backoff::POLICY_RUN.delay(record.attempts + 1);
+            let backoff = Duration::from_secs(1 << record.attempts.min(6)).min(MAX_BACKOFF);
             // A name taken by something else does not free itself: no retry.
             let hopeless = superseded
                 || matches!(
