@@ -49,6 +49,10 @@ pub struct Context {
     pub collections_at_once: usize,
     /// Whether a backup whose request does not say is incremental.
     pub incremental_by_default: bool,
+    /// A partition larger than this many bytes is imported one segment
+    /// group at a time, and a restore queues imports of at most about this
+    /// many bytes ahead of the one it waits for (`backup.maxSegmentGroupSize`).
+    pub segment_group_bytes: u64,
 }
 
 impl std::fmt::Debug for dyn MilvusApi {
@@ -95,6 +99,7 @@ impl Context {
             },
             collections_at_once: cfg.backup.parallelism.backup_collection.max(1),
             incremental_by_default: cfg.backup.incremental,
+            segment_group_bytes: cfg.backup.segment_group_bytes()?,
         })
     }
 

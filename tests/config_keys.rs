@@ -87,7 +87,6 @@ backup:
         ("milvus.user", 13),
         ("minio.crossStorage", 16),
         ("minio.iamEndpoint", 17),
-        ("backup.maxSegmentGroupSize", 19),
         ("backup.keepTempFiles", 20),
         ("backup.parallelism.restoreCollection", 22),
         ("backup.parallelism.importJob", 23),
@@ -164,6 +163,11 @@ fn values_that_cannot_be_honoured_are_refused_naming_key_and_line() {
             3,
         ),
         ("minio:\n  bucketName: \"\"\n", "minio.bucketName", 2),
+        (
+            "backup:\n  keepTempFiles: false\n  maxSegmentGroupSize: 2T\n",
+            "backup.maxSegmentGroupSize",
+            3,
+        ),
     ] {
         let err = load(yaml).unwrap_err();
         assert!(err.contains(key), "{yaml}: {err}");

@@ -174,6 +174,7 @@ fn context(version: &'static str, root: &std::path::Path) -> (Context, Arc<FakeM
         timing: Timing::default(),
         collections_at_once: 2,
         incremental_by_default: false,
+        segment_group_bytes: 2 << 30,
     };
     (ctx, fake)
 }

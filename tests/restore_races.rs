@@ -596,45 +596,6 @@ async fn a_cancelled_restore_drops_the_database_it_created_when_empty() {
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
-/// `spec`'s rows once it is flushed, indexed and loaded.
-async fn flushed_and_loaded(
-    m: &milvus_backup::milvus::MilvusClient,
-    spec: &Spec,
-) -> Vec<milvus_backup::milvus::rows::Row> {
-    data::flush(m, &spec.db, &spec.name).await;
-    data::index(m, &spec.db, &spec.name).await;
-    data::load(m, &spec.db, &spec.name).await;
-    data::rows(m, spec, &spec.db, &spec.name, &[]).await
-}
-
-/// A server pausing its jobs at `failpoint` until the file it returns is made.
-async fn held_at(
-    cfg: &milvus_backup::config::Config,
-    tag: &str,
-    failpoint: &str,
-) -> (process::Proc, std::path::PathBuf) {
-    let go = std::env::temp_dir().join(common::unique(&format!("{tag}_go")));
-    let failpoint = format!("{failpoint}@{}", go.display());
-    (
-        process::Proc::start(cfg, tag, "", Some(&failpoint)).await,
-        go,
-    )
-}
-
-/// Lets the restore `id` held at its failpoint go on (makes `go`); its end,
-/// which must be SUCCEEDED.
-async fn released_to_success(server: &mut process::Proc, go: &std::path::Path, id: &str) {
-    std::fs::write(go, b"").unwrap();
-    let job = tokio::time::timeout(
-        Duration::from_secs(300),
-        flows::watch_restore_to_end(&mut server.client, id),
-    )
-    .await
-    .expect("the restore ends");
-    assert_eq!(job.state, pb::JobState::Succeeded as i32, "{job:?}");
-    let _ = std::fs::remove_file(go);
-}
-
 /// A replace with `restore_index` of a collection that was loaded at backup
 /// time, without `load`: its copy is not loaded beside the loaded original
 /// (both would hold query nodes' memory until the swap), and is loaded once
@@ -646,8 +607,8 @@ async fn a_replace_loads_its_copy_after_the_swap_unless_asked_to_load() {
     let spec = Spec::new(&common::unique("loadswap_src"));
     data::create(&m, &spec).await;
     data::insert(&m, &spec, "", 0..100, 21).await;
-    let rows = flushed_and_loaded(&m, &spec).await;
-    let (mut server, go) = held_at(&cfg, "load-swap", "restore.swap.before_drop").await;
+    let rows = flows::flushed_and_loaded(&m, &spec).await;
+    let (mut server, go) = flows::held_at(&cfg, "load-swap", "restore.swap.before_drop").await;
     let backup = common::unique("loadswap_b");
     flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
     let original = m.collection_id(&spec.db, &spec.name).await.unwrap();
@@ -679,7 +640,7 @@ async fn a_replace_loads_its_copy_after_the_swap_unless_asked_to_load() {
         100,
         "the original still serves"
     );
-    released_to_success(&mut server, &go, &job_id).await;
+    flows::released_to_success(&mut server, &go, &job_id).await;
     assert_ne!(
         m.collection_id(&spec.db, &spec.name).await.unwrap(),
         original
@@ -693,46 +654,4 @@ async fn a_replace_loads_its_copy_after_the_swap_unless_asked_to_load() {
     assert_eq!(restored, rows);
     server.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
-}
-
-/// A collection of 10 partitions with data: a restore asks for at most 8
-/// imports ahead of the one it waits for (seen paused at
-/// `restore.importing`, once every import was asked for), and restores
-/// every partition row for row. Before, all were queued in Milvus at once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_restore_queues_at_most_8_imports_of_a_collection() {
-    use milvus_backup::milvus::ImportPhase;
-    let cfg = common::config();
-    let m = common::milvus(&cfg);
-    let spec = Spec::new(&common::unique("queue_src"));
-    data::create(&m, &spec).await;
-    for i in 0..10 {
-        let partition = format!("p{i}");
-        data::create_partition(&m, &spec, &partition).await;
-        data::insert(&m, &spec, &partition, i * 20..(i + 1) * 20, 30 + i as u64).await;
-    }
-    let rows = flushed_and_loaded(&m, &spec).await;
-    let (mut server, go) = held_at(&cfg, "import-queue", "restore.importing").await;
-    let backup = common::unique("queue_b");
-    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
-    let job_id = flows::start_restore(
-        &mut server.client,
-        flows::restore_loaded_request(&backup, "_q"),
-    )
-    .await;
-    server.wait_paused(Duration::from_secs(300)).await;
-    let target = format!("{}_q", spec.name);
-    let tasks = m.collection_imports(&spec.db, &target).await.unwrap();
-    assert_eq!(tasks.len(), 10, "every import asked for: {tasks:?}");
-    let queued = tasks
-        .iter()
-        .filter(|t| t.phase == ImportPhase::Running)
-        .count();
-    assert!(queued <= 8, "{queued} imports queued at once: {tasks:?}");
-    released_to_success(&mut server, &go, &job_id).await;
-    let restored = data::rows(&m, &spec, &spec.db, &target, &[]).await;
-    assert_eq!(restored, rows);
-    server.finish();
-    data::drop_if_exists(&m, &spec.db, &spec.name).await;
-    data::drop_if_exists(&m, &spec.db, &target).await;
 }

@@ -191,11 +191,6 @@ impl Config {
         let b = &self.backup;
         let bd = super::BackupConfig::default();
         unused(
-            b.max_segment_group_size.trim() != bd.max_segment_group_size,
-            "backup.maxSegmentGroupSize",
-            "restores import each partition's segments in one Import call",
-        );
-        unused(
             b.keep_temp_files,
             "backup.keepTempFiles",
             "the binlogs a restore stages in Milvus's bucket (restore-temp-<id>/) are removed \

@@ -423,6 +423,34 @@ pub struct BackupConfig {
     pub incremental: bool,
 }
 
+impl BackupConfig {
+    /// `maxSegmentGroupSize` in bytes: a number with an optional unit `k`,
+    /// `kb`, `m`, `mb`, `g` or `gb` (any case, powers of 1024), as the Go tool reads it.
+    pub fn segment_group_bytes(&self) -> Result<u64> {
+        let text = self.max_segment_group_size.trim();
+        let lower = text.to_ascii_lowercase();
+        let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        let shift = match &lower[digits.len()..] {
+            "" => 0,
+            "k" | "kb" => 10,
+            "m" | "mb" => 20,
+            "g" | "gb" => 30,
+            _ => u32::MAX,
+        };
+        digits
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0 && shift != u32::MAX)
+            .and_then(|n| n.checked_mul(1u64.checked_shl(shift)?))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "backup.maxSegmentGroupSize {text:?} is not a size such as 2G, 512MB or 64k"
+                ))
+            })
+    }
+}
+
 impl Default for BackupConfig {
     fn default() -> Self {
         Self {
@@ -497,6 +525,7 @@ impl Config {
                 )));
             }
         }
+        b.segment_group_bytes()?;
         if !(b.rate_limit_mi_bps.is_finite() && b.rate_limit_mi_bps >= 0.0) {
             return Err(Error::invalid(format!(
                 "backup.rateLimitMiBps {} must be a number of MiB/s, 0 for no cap",

@@ -98,6 +98,38 @@ fn tls_settings_are_checked_together() {
 }
 
 #[test]
+fn the_segment_group_size_is_read_with_the_go_tools_units() {
+    let size = |v: &str| Config::parse(&format!("backup:\n  maxSegmentGroupSize: {v}\n"));
+    assert_eq!(
+        Config::parse("")
+            .unwrap()
+            .backup
+            .segment_group_bytes()
+            .unwrap(),
+        2 << 30
+    );
+    for (text, bytes) in [
+        ("4G", 4u64 << 30),
+        ("512mb", 512 << 20),
+        ("64k", 64 << 10),
+        ("100", 100),
+    ] {
+        assert_eq!(
+            size(text).unwrap().backup.segment_group_bytes().unwrap(),
+            bytes,
+            "{text}"
+        );
+    }
+    for bad in ["0", "2T", "lots", "-1G", "99999999999G"] {
+        let err = size(bad).unwrap_err().to_string();
+        assert!(
+            err.contains("backup.maxSegmentGroupSize") && err.contains(bad),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn server_limits_have_defaults_and_are_read() {
     let cfg = Config::parse("").unwrap();
     assert_eq!(cfg.http.header_read_timeout_seconds, 10);

@@ -50,9 +50,25 @@ enum Import {
 /// coordinator's task list.
 const IMPORTS_QUEUED: usize = 8;
 
-/// Imports every partition with data, a few asked for ahead of the one
-/// awaited (all of them for up to [`IMPORTS_QUEUED`] partitions), then the
-/// L0 deletes. Returns the rows imported.
+/// One Import call: a whole partition, or one segment group of a partition
+/// larger than `backup.maxSegmentGroupSize`.
+struct Unit<'a> {
+    part: &'a PartitionBackupInfo,
+    /// What its record is kept under: the partition's name, or
+    /// `{partition}/{group}` for a group (a partition name has no `/`).
+    key: String,
+    /// Its backup folders: insert logs, then delta logs when it has any.
+    dirs: Vec<String>,
+    bytes: u64,
+    files: u64,
+}
+
+/// Imports every partition with data, then the L0 deletes; returns the rows
+/// imported. Milvus 2.3 fails an import still queued or running 15 minutes
+/// (`importTaskExpiration`) after it was asked for, so a large partition is
+/// imported group by group, and imports are asked for ahead of the one
+/// awaited only while those queued hold at most `maxSegmentGroupSize` bytes
+/// (and are at most [`IMPORTS_QUEUED`]).
 pub(super) async fn import_partitions(
     ctx: &Context,
     place: &Place<'_>,
@@ -61,16 +77,30 @@ pub(super) async fn import_partitions(
     job: &JobHandle<RestoreSnapshot>,
 ) -> Result<i64> {
     let src = &t.source;
-    let mut running = std::collections::VecDeque::new();
+    let recorded = job.snapshot();
+    let recorded: Vec<&str> = recorded
+        .collections
+        .iter()
+        .filter(|c| c.target == t.target)
+        .flat_map(|c| c.imports.iter().map(|r| r.key.as_str()))
+        .collect();
+    let units: Vec<Unit> = src
+        .partition_backups
+        .iter()
+        .flat_map(|part| import_units(ctx, place, src, part, &recorded))
+        .collect();
+    let mut running: std::collections::VecDeque<(Unit, Import)> = Default::default();
     let mut rows = 0;
-    for part in &src.partition_backups {
-        let data: Vec<&SegmentBackupInfo> =
-            part.segment_backups.iter().filter(|s| !s.is_l0).collect();
-        if data.is_empty() {
-            continue;
-        }
-        let storage_version = data.iter().map(|s| s.storage_version).max().unwrap_or(0);
-        let dirs = partition_dirs(ctx, place, src, part);
+    for unit in units {
+        let storage_version = unit
+            .part
+            .segment_backups
+            .iter()
+            .filter(|s| !s.is_l0)
+            .map(|s| s.storage_version)
+            .max()
+            .unwrap_or(0);
+        let dirs = &unit.dirs;
         let first = import_path(ctx, place, &dirs[0]);
         let request = || async {
             let mut files = stage(ctx, place, &dirs[..1]).await?;
@@ -81,50 +111,113 @@ pub(super) async fn import_partitions(
             Ok(ImportRequest {
                 db: into.name.db().to_string(),
                 collection: into.name.name().to_string(),
-                partition: part.partition_name.clone(),
+                partition: unit.part.partition_name.clone(),
                 files,
                 options: place
                     .version
                     .import_options(src.backup_timestamp, storage_version),
             })
         };
-        if running.len() >= IMPORTS_QUEUED
-            && let Some((part, key, import)) = running.pop_front()
-        {
-            rows += finish_import(ctx, t, into, job, part, key, import).await?;
+        loop {
+            let queued: u64 = running.iter().map(|(u, _)| u.bytes).sum();
+            let full = running.len() >= IMPORTS_QUEUED
+                || queued.saturating_add(unit.bytes) > ctx.segment_group_bytes;
+            match running.pop_front() {
+                Some((ahead, import)) if full => {
+                    rows += finish_import(ctx, t, into, job, &ahead, import).await?
+                }
+                Some(ahead) => break running.push_front(ahead),
+                None => break,
+            }
         }
-        let key = part.partition_name.clone();
-        let import = import_once(
-            ctx,
-            t,
-            into,
-            &key,
-            &part.partition_name,
-            &first,
-            request,
-            job,
-        )
-        .await?;
-        running.push_back((part, key, import));
+        let partition = &unit.part.partition_name;
+        let import = import_once(ctx, t, into, &unit.key, partition, &first, request, job).await?;
+        running.push_back((unit, import));
     }
     crate::failpoint::pause_at("restore.importing").await;
     crate::failpoint::pause_at(&format!("restore.importing:{}", t.target)).await;
-    while let Some((part, key, import)) = running.pop_front() {
-        rows += finish_import(ctx, t, into, job, part, key, import).await?;
+    while let Some((unit, import)) = running.pop_front() {
+        rows += finish_import(ctx, t, into, job, &unit, import).await?;
     }
     import_l0_segments(ctx, place, t, into, job).await?;
     Ok(rows)
 }
 
-/// Waits for the import of `part` (recorded under `key`) to end and records
-/// it done; its rows.
+/// The Import calls of one partition: one for all of it, or one per segment
+/// group when it is larger than `maxSegmentGroupSize` and every segment has
+/// a group folder. A partition this job (or its server that died) began to
+/// import one way goes on that way, whatever the setting says now.
+fn import_units<'a>(
+    ctx: &Context,
+    place: &Place<'_>,
+    src: &CollectionBackupInfo,
+    part: &'a PartitionBackupInfo,
+    recorded: &[&str],
+) -> Vec<Unit<'a>> {
+    let data: Vec<&SegmentBackupInfo> = part.segment_backups.iter().filter(|s| !s.is_l0).collect();
+    if data.is_empty() {
+        return Vec::new();
+    }
+    let name = &part.partition_name;
+    let group_key = |g: i64| format!("{name}/{g}");
+    let mut groups: Vec<i64> = data.iter().map(|s| s.group_id).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    let bytes = |segs: &[&SegmentBackupInfo]| segs.iter().map(|s| s.size.max(0) as u64).sum();
+    let split = groups.len() > 1
+        && !groups.contains(&0)
+        && !recorded.contains(&name.as_str())
+        && (bytes(&data) > ctx.segment_group_bytes
+            || groups
+                .iter()
+                .any(|g| recorded.contains(&group_key(*g).as_str())));
+    let layout = ctx.catalog.layout();
+    let (backup, coll, part_id) = (place.backup_name, src.collection_id, part.partition_id);
+    let unit = |key: String, segs: Vec<&SegmentBackupInfo>, dir: &dyn Fn(LogKind) -> String| {
+        let has_deltas = segs
+            .iter()
+            .any(|s| s.deltalogs.iter().any(|f| !f.binlogs.is_empty()));
+        let mut dirs = vec![dir(LogKind::Insert)];
+        if has_deltas {
+            dirs.push(dir(LogKind::Delta));
+        }
+        Unit {
+            part,
+            key,
+            dirs,
+            bytes: bytes(&segs),
+            files: segs
+                .iter()
+                .flat_map(|s| s.binlogs.iter().chain(&s.deltalogs))
+                .map(|f| f.binlogs.len() as u64)
+                .sum(),
+        }
+    };
+    if !split {
+        // The whole partition's progress, its L0 segments' files included.
+        let dir = |kind| layout.partition_dir(backup, kind, coll, part_id);
+        let all = part.segment_backups.iter().collect();
+        let whole = unit(name.clone(), all, &dir);
+        let dirs = unit(name.clone(), data, &dir).dirs;
+        return vec![Unit { dirs, ..whole }];
+    }
+    groups
+        .into_iter()
+        .map(|g| {
+            let segs = data.iter().copied().filter(|s| s.group_id == g).collect();
+            let dir = |kind| layout.group_dir(backup, kind, coll, part_id, g);
+            unit(group_key(g), segs, &dir)
+        })
+        .collect()
+}
+
+/// Waits for the import of `unit` to end and records it done; its rows.
 async fn finish_import(
     ctx: &Context,
     t: &RestoreTarget,
     into: &Filling<'_>,
     job: &JobHandle<RestoreSnapshot>,
-    part: &PartitionBackupInfo,
-    key: String,
+    unit: &Unit<'_>,
     import: Import,
 ) -> Result<i64> {
     let tasks = match import {
@@ -133,20 +226,14 @@ async fn finish_import(
     };
     let mut imported = 0;
     for task in tasks {
-        imported += wait_import(ctx, into, &part.partition_name, task).await?;
+        imported += wait_import(ctx, into, &unit.part.partition_name, task).await?;
     }
-    let files: u64 = part
-        .segment_backups
-        .iter()
-        .flat_map(|s| s.binlogs.iter().chain(&s.deltalogs))
-        .map(|f| f.binlogs.len() as u64)
-        .sum();
     job.checkpoint(|s| {
-        let r = record(s, t, &key);
+        let r = record(s, t, &unit.key);
         r.done = true;
         r.rows = imported;
-        s.progress.bytes_done += part.size.max(0) as u64;
-        s.progress.files_done += files;
+        s.progress.bytes_done += unit.bytes;
+        s.progress.files_done += unit.files;
     })
     .await?;
     Ok(imported)
@@ -226,14 +313,26 @@ where
                     .await?;
                 return Ok(Import::Running(found));
             }
-            // Milvus keeps ended tasks for a while only: rows already in a
-            // partition this job created mean the import happened.
+            // Milvus keeps ended tasks for a while only: rows in a partition
+            // this job created, beyond its imports recorded done, mean the
+            // import happened (or one asked before it, not yet recorded
+            // done: the restore then fails rather than risk rows twice).
             if into.created && !key.starts_with("l0:") {
+                let group_of = format!("{partition}/");
+                let counted: i64 = snapshot
+                    .collections
+                    .iter()
+                    .filter(|c| c.target == t.target)
+                    .flat_map(|c| &c.imports)
+                    .filter(|r| r.done && (r.key == partition || r.key.starts_with(&group_of)))
+                    .map(|r| r.rows)
+                    .sum();
                 let stored = partition_rows(ctx, into, partition).await?;
-                if stored > 0 {
+                if stored > counted {
                     return Err(Error::FailedPrecondition(format!(
-                        "partition {partition} of {} holds {stored} rows, but Milvus no longer \
-                         lists the import the job's previous server asked for; it is not imported again",
+                        "partition {partition} of {} holds {stored} rows ({counted} from imports \
+                         recorded done), but Milvus no longer lists the import the job's previous \
+                         server asked for; it is not imported again",
                         into.name
                     )));
                 }
@@ -368,33 +467,6 @@ async fn import_l0_segments(
         }
     }
     Ok(())
-}
-
-/// The backup folders of one partition's import: its insert logs, and its
-/// delta logs when it has any.
-fn partition_dirs(
-    ctx: &Context,
-    place: &Place<'_>,
-    src: &CollectionBackupInfo,
-    part: &PartitionBackupInfo,
-) -> Vec<String> {
-    let layout = ctx.catalog.layout();
-    let dir = |kind| {
-        layout.partition_dir(
-            place.backup_name,
-            kind,
-            src.collection_id,
-            part.partition_id,
-        )
-    };
-    let has_deltas = part
-        .segment_backups
-        .iter()
-        .any(|s| !s.is_l0 && s.deltalogs.iter().any(|f| !f.binlogs.is_empty()));
-    match has_deltas {
-        true => vec![dir(LogKind::Insert), dir(LogKind::Delta)],
-        false => vec![dir(LogKind::Insert)],
-    }
 }
 
 /// Where Milvus reads backup folder `dir` from: the folder itself when the

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
+use milvus_backup::milvus::MilvusClient;
 use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 
@@ -336,4 +337,47 @@ pub async fn delete_eventually(client: &BackupServiceClient<Channel>, name: &str
         }
     })
     .await;
+}
+
+/// `spec`'s rows once it is flushed, indexed and loaded.
+pub async fn flushed_and_loaded(
+    m: &MilvusClient,
+    spec: &super::data::Spec,
+) -> Vec<milvus_backup::milvus::rows::Row> {
+    super::data::flush(m, &spec.db, &spec.name).await;
+    super::data::index(m, &spec.db, &spec.name).await;
+    super::data::load(m, &spec.db, &spec.name).await;
+    super::data::rows(m, spec, &spec.db, &spec.name, &[]).await
+}
+
+/// A server pausing its jobs at `failpoint` until the file it returns is made.
+pub async fn held_at(
+    cfg: &milvus_backup::config::Config,
+    tag: &str,
+    failpoint: &str,
+) -> (super::process::Proc, std::path::PathBuf) {
+    let go = std::env::temp_dir().join(super::unique(&format!("{tag}_go")));
+    let failpoint = format!("{failpoint}@{}", go.display());
+    (
+        super::process::Proc::start(cfg, tag, "", Some(&failpoint)).await,
+        go,
+    )
+}
+
+/// Lets the restore `id` held at its failpoint go on (makes `go`); its end,
+/// which must be SUCCEEDED.
+pub async fn released_to_success(
+    server: &mut super::process::Proc,
+    go: &std::path::Path,
+    id: &str,
+) {
+    std::fs::write(go, b"").unwrap();
+    let job = tokio::time::timeout(
+        Duration::from_secs(300),
+        watch_restore_to_end(&mut server.client, id),
+    )
+    .await
+    .expect("the restore ends");
+    assert_eq!(job.state, pb::JobState::Succeeded as i32, "{job:?}");
+    let _ = std::fs::remove_file(go);
 }
