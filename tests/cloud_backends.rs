@@ -321,13 +321,18 @@ async fn gcs_refusing_the_token_is_permission_denied_naming_the_bucket() {
     );
 }
 
-/// A Copy Blob that Azure answers pending, whose blob, after one failed
-/// look (503, let pass), still pending, is found written over by another
-/// write (another copy id): the copy fails naming the blob, and the pending
-/// copy is aborted so that it stops writing. Azurite copies at once, so a
-/// stand-in answers as Azure does for a pending copy: this checks our side.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pending_azure_copy_written_over_fails_and_is_aborted() {
+/// A stand-in for Azure's Blob service answering a Copy Blob pending: each
+/// look (HEAD) at the blob is answered by `look(n)`, n counting from 0; an
+/// Abort Copy Blob is answered 204. Azurite copies at once, so the stand-in
+/// answers as Azure does for a pending copy: this checks our side. Returns
+/// the store on it, its backup container, and the requests it saw.
+async fn pending_copy_stand_in(
+    look: fn(usize) -> (u16, &'static str),
+) -> (
+    std::sync::Arc<dyn milvus_backup::storage::ObjectStore>,
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
     use axum::http::{Method, StatusCode, Uri};
     use axum::response::IntoResponse;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -336,25 +341,22 @@ async fn a_pending_azure_copy_written_over_fails_and_is_aborted() {
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let looks = Arc::new(AtomicUsize::new(0));
     let app = axum::Router::new().fallback({
-        let (seen, looks) = (seen.clone(), looks.clone());
+        let seen = seen.clone();
         move |method: Method, uri: Uri| {
             let (seen, looks) = (seen.clone(), looks.clone());
             async move {
                 seen.lock().unwrap().push(format!("{method} {uri}"));
-                let pending = [("x-ms-copy-status", "pending"), ("x-ms-copy-id", "ours")];
                 let abort = uri.query().unwrap_or_default().contains("comp=copy");
+                let pending = [("x-ms-copy-status", "pending"), ("x-ms-copy-id", "ours")];
                 match method {
                     Method::PUT if abort => StatusCode::NO_CONTENT.into_response(),
                     Method::PUT => (StatusCode::ACCEPTED, pending).into_response(),
-                    Method::HEAD => match looks.fetch_add(1, Ordering::SeqCst) {
-                        0 => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-                        1 => (StatusCode::OK, pending).into_response(),
-                        _ => (
-                            StatusCode::OK,
-                            [("x-ms-copy-status", "success"), ("x-ms-copy-id", "theirs")],
-                        )
-                            .into_response(),
-                    },
+                    Method::HEAD => {
+                        let (code, copy) = look(looks.fetch_add(1, Ordering::SeqCst));
+                        let (status, id) = copy.split_once(' ').unwrap_or((copy, "ours"));
+                        let code = StatusCode::from_u16(code).unwrap();
+                        (code, [("x-ms-copy-status", status), ("x-ms-copy-id", id)]).into_response()
+                    }
                     _ => StatusCode::NOT_FOUND.into_response(),
                 }
             }
@@ -363,11 +365,32 @@ async fn a_pending_azure_copy_written_over_fails_and_is_aborted() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await });
-
     let mut cfg = common::backups_on_azurite(common::config());
     cfg.minio.backup_address = format!("http://127.0.0.1:{port}/devstoreaccount1");
     let store = milvus_backup::storage::open(&cfg.minio.backup_bucket().unwrap()).unwrap();
-    let container = cfg.minio.backup_bucket_name.clone();
+    (store, cfg.minio.backup_bucket_name.clone(), seen)
+}
+
+/// Whether the stand-in saw our pending copy aborted.
+fn aborted(seen: &std::sync::Mutex<Vec<String>>) -> bool {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .any(|r| r.starts_with("PUT") && r.contains("comp=copy") && r.contains("copyid=ours"))
+}
+
+/// A Copy Blob that Azure answers pending, whose blob, after one failed
+/// look (503, let pass), still pending, is found written over by another
+/// write (another copy id): the copy fails naming the blob, and the pending
+/// copy is aborted so that it stops writing (Azure stand-in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_azure_copy_written_over_fails_and_is_aborted() {
+    let (store, container, seen) = pending_copy_stand_in(|n| match n {
+        0 => (503, "pending"),
+        1 => (200, "pending"),
+        _ => (200, "success theirs"),
+    })
+    .await;
     let err = store
         .copy_in(
             milvus_backup::storage::Source::new(&container, "src.bin", 100),
@@ -377,15 +400,35 @@ async fn a_pending_azure_copy_written_over_fails_and_is_aborted() {
         .expect_err("a copy written over is no copy");
     let msg = err.to_string();
     assert!(msg.contains("dst.bin") && msg.contains("replaced"), "{msg}");
-    assert_eq!(
-        looks.load(Ordering::SeqCst),
-        3,
-        "the failed look was let pass"
+    let heads = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.starts_with("HEAD"))
+        .count();
+    assert_eq!(heads, 3, "the failed look was let pass");
+    assert!(aborted(&seen), "the pending copy was aborted: {seen:?}");
+}
+
+/// A pending Copy Blob whose copy is dropped while it is followed (its job
+/// was cancelled) is aborted all the same (Azure stand-in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_azure_copy_dropped_while_followed_is_aborted() {
+    let (store, container, seen) = pending_copy_stand_in(|_| (200, "pending")).await;
+    let copy = store.copy_in(
+        milvus_backup::storage::Source::new(&container, "src.bin", 100),
+        "dst.bin",
     );
-    let seen = seen.lock().unwrap().clone();
-    assert!(
-        seen.iter()
-            .any(|r| r.starts_with("PUT") && r.contains("comp=copy") && r.contains("copyid=ours")),
-        "the pending copy was aborted: {seen:?}"
-    );
+    let mut copy = Box::pin(copy);
+    tokio::select! {
+        r = &mut copy => panic!("a copy that stays pending ended: {r:?}"),
+        () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+    }
+    assert!(!aborted(&seen), "not aborted while followed: {seen:?}");
+    drop(copy);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !aborted(&seen) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(aborted(&seen), "the dropped copy was aborted: {seen:?}");
 }

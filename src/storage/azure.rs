@@ -165,9 +165,20 @@ impl AzureContainer {
         let Some(copy_id) = header(&resp, "x-ms-copy-id") else {
             return Err(self.copy_error(dst_key, "a pending copy without its id".into()));
         };
-        let waited = self.wait_for_copy(&path, dst_key, &copy_id, size).await;
+        let mut pending = PendingCopy {
+            store: Some(self.clone()),
+            path,
+            dst_key: dst_key.to_string(),
+            copy_id,
+        };
+        let waited = self
+            .wait_for_copy(&pending.path, dst_key, &pending.copy_id, size)
+            .await;
+        let store = pending.store.take().expect("followed once");
         if waited.is_err() {
-            self.abort_copy(&path, dst_key, &copy_id).await;
+            store
+                .abort_copy(&pending.path, dst_key, &pending.copy_id)
+                .await;
         }
         waited
     }
@@ -372,6 +383,32 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
+
+/// A Copy Blob the service reports pending, while it is followed: dropped
+/// before it ended (its job was cancelled), it is aborted on a task of its
+/// own, so that it stops writing into a blob the job's cleanup removes.
+struct PendingCopy {
+    /// Taken once the copy is followed to its end.
+    store: Option<AzureContainer>,
+    path: String,
+    dst_key: String,
+    copy_id: String,
+}
+
+impl Drop for PendingCopy {
+    fn drop(&mut self) {
+        let (Some(store), Ok(runtime)) = (self.store.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let (path, dst_key, copy_id) = (
+            std::mem::take(&mut self.path),
+            std::mem::take(&mut self.dst_key),
+            std::mem::take(&mut self.copy_id),
+        );
+        runtime.spawn(async move { store.abort_copy(&path, &dst_key, &copy_id).await });
+    }
+}
 
 fn copy_status(resp: &reqwest::Response) -> Option<String> {
     header(resp, "x-ms-copy-status")
