@@ -1,7 +1,8 @@
-//! How a restore asks Milvus 2.3.5 for its imports, against the real server
-//! and S3: Milvus fails an import still queued or running 15 minutes after it
-//! was asked for (`importTaskExpiration`), so a restore queues few imports
-//! ahead and splits a large partition by segment group.
+//! How a restore asks Milvus 2.3.5 for its imports, and what they read,
+//! against the real server and S3: Milvus fails an import still queued or
+//! running 15 minutes after it was asked for (`importTaskExpiration`), so a
+//! restore queues few imports ahead and splits a large partition by segment
+//! group; and only bytes the restore proved reach an import.
 
 mod common;
 
@@ -39,9 +40,11 @@ async fn a_large_partition_is_imported_one_segment_group_at_a_time() {
     flows::flushed_and_loaded(&m, &spec).await;
     let mut split = process::Proc::start(&cfg, "groups", "  maxSegmentGroupSize: 1k\n", None).await;
     let mut more = 3;
+    let mut backups = Vec::new();
     let (backup, segments) = loop {
         let backup = common::unique("groups_b");
         flows::backup_collections(&mut split.client, &backup, &[&spec.name]).await;
+        backups.push(backup.clone());
         let segments = flows::get_backup(&mut split.client, &backup)
             .await
             .collections[0]
@@ -92,7 +95,7 @@ async fn a_large_partition_is_imported_one_segment_group_at_a_time() {
         milvus_backup::api::proto::JobState::Succeeded as i32,
         "{restoring:?}"
     );
-    assert_eq!(most_running, 1, "imports running at once");
+    assert!(most_running <= 1, "{most_running} imports running at once");
     let tasks = m.collection_imports(&spec.db, &target).await.unwrap();
     assert_eq!(
         tasks.len(),
@@ -112,11 +115,9 @@ async fn a_large_partition_is_imported_one_segment_group_at_a_time() {
         tasks.len(),
         "each import reads its own group: {tasks:?}"
     );
+    // Two segments had deletes (none if Milvus compacted them in meanwhile).
     let with_deltas = tasks.iter().filter(|t| !t.files[1].is_empty()).count();
-    assert!(
-        (1..=2).contains(&with_deltas),
-        "the groups with deletes: {tasks:?}"
-    );
+    assert!(with_deltas <= 2, "the groups with deletes: {tasks:?}");
     assert_eq!(data::rows(&m, &spec, &spec.db, &target, &[]).await, rows);
     split.finish();
 
@@ -133,6 +134,9 @@ async fn a_large_partition_is_imported_one_segment_group_at_a_time() {
         data::rows(&m, &spec, &spec.db, &whole_target, &[]).await,
         rows
     );
+    for name in &backups {
+        flows::delete_eventually(&whole.client, name, "a backup of this test").await;
+    }
     whole.finish();
     for name in [&spec.name, &target, &whole_target] {
         data::drop_if_exists(&m, &spec.db, name).await;
@@ -178,4 +182,131 @@ async fn a_restore_queues_at_most_8_imports_of_a_collection() {
     server.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     data::drop_if_exists(&m, &spec.db, &target).await;
+}
+
+/// A backup without checksums (as the Go tool's are) on another S3
+/// endpoint: its binlogs are proven by decoding, then staged into Milvus's
+/// bucket. A binlog replaced after its proof by another valid binlog (the
+/// primary keys of another collection of the same schema and row count) is
+/// caught at staging, where its bytes are compared with those the proof
+/// decoded: the restore fails with DATA_LOSS naming it, no import is asked
+/// for, and the collections it made are dropped. Before, a staged copy of a
+/// binlog without a checksum was compared with nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_binlog_without_checksum_replaced_after_its_proof_is_never_imported() {
+    use milvus_backup::api::proto as pb;
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let (host, port) = common::second_s3();
+    let mut offsite = cfg.clone();
+    offsite.minio.backup_address = host.clone();
+    offsite.minio.backup_port = port;
+    offsite.minio.backup_access_key_id = "offsite-key".into();
+    offsite.minio.backup_secret_access_key = milvus_backup::config::Secret::new("offsite-secret");
+    offsite.minio.backup_bucket_name = "offsite".into();
+    let store = milvus_backup::storage::open(&offsite.minio.backup_bucket().unwrap()).unwrap();
+
+    let (a, b) = (
+        Spec::new(&common::unique("replaced_a")),
+        Spec::new(&common::unique("replaced_b")),
+    );
+    for (spec, pks) in [(&a, 0..100), (&b, 100..200)] {
+        data::create(&m, spec).await;
+        data::insert(&m, spec, "", pks, 61).await;
+        flows::flushed_and_loaded(&m, spec).await;
+    }
+    let (state, config) = process::config_with(&cfg, "replaced", "");
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    let same = format!("  backupBucketName: {}\n", cfg.minio.bucket_name);
+    assert!(yaml.contains(&same), "{yaml}");
+    let elsewhere = format!(
+        "  backupAddress: {host}\n  backupPort: {port}\n  backupAccessKeyID: offsite-key\n  \
+         backupSecretAccessKey: offsite-secret\n  backupBucketName: offsite\n"
+    );
+    std::fs::write(&config, yaml.replacen(&same, &elsewhere, 1)).unwrap();
+    let go = std::env::temp_dir().join(common::unique("replaced_go"));
+    let failpoint = format!("restore.created@{}", go.display());
+    let mut server = process::Proc::on(state, config, Some(&failpoint)).await;
+    let backup = common::unique("replaced_bk");
+    flows::backup_collections(&mut server.client, &backup, &[&a.name, &b.name]).await;
+    let folder = format!("backup/{backup}/");
+    store
+        .delete(&[format!("{folder}meta/checksums.json")])
+        .await
+        .unwrap();
+
+    let id = flows::start_restore(&mut server.client, flows::restore_request(&backup, "_r")).await;
+    server.wait_paused(Duration::from_secs(180)).await;
+    // Each collection's primary keys: one binlog of field 100.
+    let objects = store
+        .list(&format!("{folder}binlogs/insert_log/"))
+        .await
+        .unwrap();
+    let pk_log = |spec: &Spec| {
+        let id = objects
+            .iter()
+            .filter(|o| o.key.split('/').rev().nth(1) == Some("100"))
+            .map(|o| o.key.clone());
+        let coll = futures::executor::block_on(m.collection_id(&spec.db, &spec.name))
+            .unwrap()
+            .unwrap();
+        let mut logs: Vec<String> = id
+            .filter(|k| k.contains(&format!("/insert_log/{coll}/")))
+            .collect();
+        assert_eq!(
+            logs.len(),
+            1,
+            "one primary-key binlog of {}: {logs:?}",
+            spec.name
+        );
+        logs.remove(0)
+    };
+    let (replaced, other) = (pk_log(&a), pk_log(&b));
+    let bytes = store.read(&other).await.unwrap();
+    store.write(&replaced, bytes).await.unwrap();
+    std::fs::write(&go, b"").unwrap();
+    let job = tokio::time::timeout(
+        Duration::from_secs(300),
+        flows::watch_restore_to_end(&mut server.client, &id),
+    )
+    .await
+    .expect("the restore ends");
+    assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
+    assert_eq!(job.error_kind, "data_loss", "{job:?}");
+    let relative = &replaced[folder.len()..];
+    assert!(
+        job.error_message.contains(relative) && job.error_message.contains("proven"),
+        "names the binlog: {}",
+        job.error_message
+    );
+    m.version().await.expect("Milvus still answers");
+    let restored = format!("{}_r", a.name);
+    assert!(
+        m.collection_imports(&a.db, &restored)
+            .await
+            .map(|t| t.is_empty())
+            .unwrap_or(true),
+        "no import was asked for"
+    );
+    flows::eventually(
+        "the collections the restore made are dropped",
+        Duration::from_secs(60),
+        || {
+            let (m, a, b) = (m.clone(), a.clone(), b.clone());
+            async move {
+                let made = [(&a, format!("{}_r", a.name)), (&b, format!("{}_r", b.name))];
+                for (spec, name) in made {
+                    if m.collection_id(&spec.db, &name).await.unwrap().is_some() {
+                        return false;
+                    }
+                }
+                true
+            }
+        },
+    )
+    .await;
+    server.finish();
+    for spec in [&a, &b] {
+        data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    }
 }

@@ -751,7 +751,7 @@ async fn a_local_temporary_file_failure_is_not_called_data_loss() {
 
 /// A binlog whose bytes change after the restore proved them (between its
 /// proof and its staging into Milvus's bucket) never reaches Milvus: the
-/// staged copy is checked against the backup's checksums, and the restore
+/// staged copy is checked against what the proof read, and the restore
 /// fails with DATA_LOSS naming it before any import is asked for. An
 /// incremental backup is always staged. Before, the CRC the copy computed
 /// was dropped, and the changed bytes were imported.
@@ -793,7 +793,7 @@ async fn a_binlog_changed_after_its_proof_is_never_imported() {
         job.error_message.contains(&damaged)
             && job
                 .error_message
-                .contains("differs from the backup's checksums"),
+                .contains("differs from what was proven before import"),
         "{}",
         job.error_message
     );

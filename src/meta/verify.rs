@@ -185,37 +185,53 @@ async fn read_and_compare(
 /// store is retried whole (a body cut off midway is not damage); what then
 /// fails to decode is named.
 pub async fn decode_problem(catalog: &Catalog, key: &str) -> Result<Option<String>> {
+    Ok(decode_with_digest(catalog, key).await?.0)
+}
+
+/// [`decode_problem`], and the CRC32C of the bytes decoded (`None` when the
+/// object is missing).
+pub async fn decode_with_digest(
+    catalog: &Catalog,
+    key: &str,
+) -> Result<(Option<String>, Option<u32>)> {
     let outcome = crate::retry::retry(
         crate::retry::Backoff::COPY,
         crate::retry::storage_transient,
         || async {
             let (_, body) = catalog.read_stream(key).await?;
-            let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+            let seen = std::sync::Arc::new(std::sync::Mutex::new((None, 0u32)));
             let watch = seen.clone();
             let body: crate::storage::ByteStream =
                 Box::pin(futures::StreamExt::inspect(body, move |item| {
-                    if let Err(e) = item {
-                        *watch.lock().expect("read error") = Some(e.to_string());
+                    let mut seen = watch.lock().expect("read state");
+                    match item {
+                        Ok(chunk) => seen.1 = crc32c::crc32c_append(seen.1, chunk),
+                        Err(e) => seen.0 = Some(e.to_string()),
                     }
                 }));
             let result =
                 crate::milvus::binlog::check_binlog_in(&std::env::temp_dir(), body).await?;
-            if let Some(reason) = seen.lock().expect("read error").take() {
+            let (error, crc) = std::mem::take(&mut *seen.lock().expect("read state"));
+            if let Some(reason) = error {
                 return Err(Error::Storage {
                     operation: "GetObject",
                     key: key.to_string(),
                     reason,
                 });
             }
-            Ok(result)
+            Ok((result, crc))
         },
     )
     .await;
-    gone_is_missing(outcome.map(|decoded| {
-        decoded
-            .err()
-            .map(|reason| format!("does not decode as a Milvus binlog: {reason}"))
-    }))
+    match outcome {
+        Ok((decoded, crc)) => Ok((
+            decoded
+                .err()
+                .map(|reason| format!("does not decode as a Milvus binlog: {reason}")),
+            Some(crc),
+        )),
+        Err(e) => Ok((gone_is_missing(Err(e))?, None)),
+    }
 }
 
 /// Before a restore: every object the backup needs is there with its size.

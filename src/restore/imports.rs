@@ -6,23 +6,21 @@
 //! looked up in Milvus's task list: the dead server may or may not have
 //! reached Milvus.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use tracing::info;
 
 use super::prove;
+use super::staging::{import_path, stage};
 use super::{Place, status};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::{ImportRecord, JobHandle, RestoreSnapshot};
 use crate::meta::LogKind;
-use crate::meta::manifest::ManifestEntry;
 use crate::meta::model::{CollectionBackupInfo, PartitionBackupInfo, SegmentBackupInfo};
 use crate::milvus::{ImportPhase, ImportRequest};
 use crate::model::CollectionRef;
 use crate::restore::RestoreTarget;
-use crate::storage::{CopyTask, join_key};
 
 /// How much older than the job Milvus's clock may date an import the job
 /// started (clocks of different machines).
@@ -130,6 +128,14 @@ pub(super) async fn import_partitions(
                 None => break,
             }
         }
+        // An import recorded as asked for without its tasks (the job's server
+        // died around the ask) is looked for in Milvus, and otherwise judged
+        // by the rows stored: the imports queued before it end first.
+        if pending_ask(job, t, &unit.key) {
+            while let Some((ahead, import)) = running.pop_front() {
+                rows += finish_import(ctx, t, into, job, &ahead, import).await?;
+            }
+        }
         let partition = &unit.part.partition_name;
         let import = import_once(ctx, t, into, &unit.key, partition, &first, request, job).await?;
         running.push_back((unit, import));
@@ -141,6 +147,17 @@ pub(super) async fn import_partitions(
     }
     import_l0_segments(ctx, place, t, into, job).await?;
     Ok(rows)
+}
+
+/// Whether import `key` of target `t` is recorded as asked for, without its
+/// tasks and not done.
+fn pending_ask(job: &JobHandle<RestoreSnapshot>, t: &RestoreTarget, key: &str) -> bool {
+    job.snapshot()
+        .collections
+        .iter()
+        .filter(|c| c.target == t.target)
+        .flat_map(|c| &c.imports)
+        .any(|r| r.key == key && !r.done && r.tasks.is_empty())
 }
 
 /// The Import calls of one partition: one for all of it, or one per segment
@@ -163,11 +180,13 @@ fn import_units<'a>(
     let mut groups: Vec<i64> = data.iter().map(|s| s.group_id).collect();
     groups.sort_unstable();
     groups.dedup();
-    let bytes = |segs: &[&SegmentBackupInfo]| segs.iter().map(|s| s.size.max(0) as u64).sum();
+    let bytes =
+        |segs: &[&SegmentBackupInfo]| segs.iter().map(|s| s.size.max(0) as u64).sum::<u64>();
+    let size = bytes(&data).max(part.size.max(0) as u64);
     let split = groups.len() > 1
         && !groups.contains(&0)
         && !recorded.contains(&name.as_str())
-        && (bytes(&data) > ctx.segment_group_bytes
+        && (size > ctx.segment_group_bytes
             || groups
                 .iter()
                 .any(|g| recorded.contains(&group_key(*g).as_str())));
@@ -193,22 +212,37 @@ fn import_units<'a>(
                 .sum(),
         }
     };
-    if !split {
-        // The whole partition's progress, its L0 segments' files included.
+    let mut units: Vec<Unit> = if split {
+        groups
+            .into_iter()
+            .map(|g| {
+                let segs = data.iter().copied().filter(|s| s.group_id == g).collect();
+                let dir = |kind| layout.group_dir(backup, kind, coll, part_id, g);
+                unit(group_key(g), segs, &dir)
+            })
+            .collect()
+    } else {
         let dir = |kind| layout.partition_dir(backup, kind, coll, part_id);
-        let all = part.segment_backups.iter().collect();
-        let whole = unit(name.clone(), all, &dir);
-        let dirs = unit(name.clone(), data, &dir).dirs;
-        return vec![Unit { dirs, ..whole }];
+        vec![unit(name.clone(), data, &dir)]
+    };
+    for u in units.iter().filter(|u| u.bytes > ctx.segment_group_bytes) {
+        tracing::warn!(
+            import = %u.key,
+            bytes = u.bytes,
+            limit = ctx.segment_group_bytes,
+            "one import larger than backup.maxSegmentGroupSize (a partition without \
+             segment groups, or one group): Milvus fails an import not done within its \
+             importTaskExpiration (15 minutes by default)"
+        );
     }
-    groups
-        .into_iter()
-        .map(|g| {
-            let segs = data.iter().copied().filter(|s| s.group_id == g).collect();
-            let dir = |kind| layout.group_dir(backup, kind, coll, part_id, g);
-            unit(group_key(g), segs, &dir)
-        })
-        .collect()
+    // The partition's L0 segments count in the progress of its last import.
+    let l0: Vec<&SegmentBackupInfo> = part.segment_backups.iter().filter(|s| s.is_l0).collect();
+    if let Some(last) = units.last_mut() {
+        let extra = unit(String::new(), l0, &|_| String::new());
+        last.bytes += extra.bytes;
+        last.files += extra.files;
+    }
+    units
 }
 
 /// Waits for the import of `unit` to end and records it done; its rows.
@@ -467,96 +501,6 @@ async fn import_l0_segments(
         }
     }
     Ok(())
-}
-
-/// Where Milvus reads backup folder `dir` from: the folder itself when the
-/// backup is in Milvus's bucket, its staged copy otherwise.
-fn import_path(ctx: &Context, place: &Place<'_>, dir: &str) -> String {
-    match place.staging {
-        None => dir.to_string(),
-        Some(staging) => {
-            let backup_prefix = ctx.catalog.layout().backup_prefix(place.backup_name);
-            format!("{}/", join_key([staging, &dir[backup_prefix.len()..]]))
-        }
-    }
-}
-
-/// The import paths of backup folders `dirs`, each staged first when the
-/// backup is outside Milvus's bucket or incremental.
-async fn stage(ctx: &Context, place: &Place<'_>, dirs: &[String]) -> Result<Vec<String>> {
-    let Some(staging) = place.staging else {
-        return Ok(dirs.to_vec());
-    };
-    let backup_prefix = ctx.catalog.layout().backup_prefix(place.backup_name);
-    let staged = |key: &str| join_key([staging, &key[backup_prefix.len()..]]);
-    let mut tasks = Vec::new();
-    for dir in dirs {
-        match place.reused {
-            // Proven before import: the manifest names every object.
-            Some(m) => {
-                let rel = &dir[backup_prefix.len()..];
-                for e in m.objects.iter().filter(|e| e.key.starts_with(rel)) {
-                    tasks.push(CopyTask {
-                        dst_key: join_key([staging, &e.key]),
-                        src_key: ctx.catalog.object_key(place.backup_name, e),
-                        size: e.size,
-                        owner: 0,
-                    });
-                }
-            }
-            None => {
-                for o in ctx.catalog.store().list(dir).await? {
-                    tasks.push(CopyTask {
-                        dst_key: staged(&o.key),
-                        src_key: o.key,
-                        size: o.size,
-                        owner: 0,
-                    });
-                }
-            }
-        }
-    }
-    // The bytes are read again to be staged: a copy whose content differs
-    // from the backup's checksums (a flaky disk or proxy) never reaches
-    // Milvus, whose import can crash on a damaged binlog.
-    let recorded: HashMap<String, &ManifestEntry> = place
-        .checksums
-        .iter()
-        .flat_map(|m| &m.objects)
-        .filter(|e| {
-            dirs.iter()
-                .any(|d| e.key.starts_with(&d[backup_prefix.len()..]))
-        })
-        .map(|e| (join_key([staging, &e.key]), e))
-        .collect();
-    let changed = std::sync::Mutex::new(Vec::new());
-    ctx.copier
-        .copy_all(
-            ctx.catalog.store().as_ref(),
-            ctx.milvus_store.as_ref(),
-            tasks,
-            |task, copied| {
-                let intact = recorded
-                    .get(&task.dst_key)
-                    .is_none_or(|e| e.copied_intact(copied.crc32c, copied.etag.as_deref()));
-                if !intact {
-                    changed
-                        .lock()
-                        .expect("staging checks")
-                        .push(task.src_key.clone());
-                }
-            },
-        )
-        .await?;
-    let changed = changed.into_inner().expect("staging checks");
-    if let Some(first) = changed.first() {
-        return Err(Error::DataLoss(format!(
-            "{first} (and {} more) read for staging differs from the backup's checksums; \
-             nothing of it was imported",
-            changed.len() - 1
-        )));
-    }
-    Ok(dirs.iter().map(|d| import_path(ctx, place, d)).collect())
 }
 
 /// Polls one import task until it ends; returns the rows it imported.

@@ -6,6 +6,7 @@ mod imports;
 mod job;
 pub mod prove;
 mod run;
+mod staging;
 
 use std::collections::HashSet;
 
@@ -320,9 +321,9 @@ struct Place<'a> {
     pub staging: Option<&'a str>,
     /// An incremental backup's manifest: where each of its objects is stored.
     pub reused: Option<&'a Manifest>,
-    /// The backup's checksums, when its objects are staged: each staged
-    /// copy is checked against them before Milvus is asked to import it.
-    pub checksums: Option<&'a Manifest>,
+    /// What the verify phase proved: each staged copy is checked against it
+    /// before Milvus is asked to import it.
+    pub proven: &'a prove::Proven,
     pub version: MilvusVersion,
 }
 

@@ -79,6 +79,11 @@ pub fn l0_dir(ctx: &Context, backup_name: &str, coll: i64, part: i64, seg: i64) 
     )
 }
 
+/// What the proof read, by key relative to the backup's folder: each
+/// object's size and the digest it was proven with (the checksum recorded,
+/// or the CRC32C of the bytes decoded). A staged copy is checked against it.
+pub type Proven = HashMap<String, ManifestEntry>;
+
 /// Proves every object under the import folders of `targets`; fails with
 /// [`Error::DataLoss`] naming each damaged object. Publishes its progress.
 pub async fn prove(
@@ -86,7 +91,7 @@ pub async fn prove(
     backup_name: &str,
     targets: &[RestoreTarget],
     job: &JobHandle<RestoreSnapshot>,
-) -> Result<()> {
+) -> Result<Proven> {
     let dirs = import_dirs(ctx, backup_name, targets);
     let prefix = ctx.catalog.layout().backup_prefix(backup_name);
     let rel_dirs: Vec<String> = dirs.iter().map(|d| d[prefix.len()..].to_string()).collect();
@@ -148,20 +153,24 @@ pub async fn prove(
     let manifest = &manifest;
     let mut checks = futures::stream::iter(objects)
         .map(|(rel, o)| async move {
-            let problem = match manifest {
+            let (problem, proven) = match manifest {
                 Some(m) => prove_by_checksum(ctx, m, &rel, &o).await?,
-                None => crate::meta::verify::decode_problem(&ctx.catalog, &o.key).await?,
+                None => decoded(ctx, &rel, &o).await?,
             };
-            Ok::<_, Error>((rel, o, problem))
+            Ok::<_, Error>((rel, o, problem, proven))
         })
         .buffer_unordered(PROVE_PARALLELISM);
-    while let Some((rel, o, problem)) = checks.try_next().await? {
+    let mut proven = Proven::new();
+    while let Some((rel, o, problem, entry)) = checks.try_next().await? {
         job.update(|s| {
             s.verified_files += 1;
             s.verified_bytes += o.size;
         });
-        if let Some(p) = problem {
-            problems.push(format!("{rel} ({p})"));
+        match problem {
+            Some(p) => problems.push(format!("{rel} ({p})")),
+            None => {
+                proven.insert(rel, entry);
+            }
         }
     }
     if problems.is_empty() {
@@ -170,7 +179,7 @@ pub async fn prove(
             objects = listed_count,
             "every object proven before import"
         );
-        return Ok(());
+        return Ok(proven);
     }
     problems.sort();
     Err(Error::DataLoss(format!(
@@ -181,23 +190,43 @@ pub async fn prove(
     )))
 }
 
+/// Proves object `o` against its entry in the backup's checksums; its
+/// problem, or what it was proven to be.
 async fn prove_by_checksum(
     ctx: &Context,
     manifest: &HashMap<String, ManifestEntry>,
     rel: &str,
     o: &ObjectInfo,
-) -> Result<Option<String>> {
+) -> Result<(Option<String>, ManifestEntry)> {
     let Some(entry) = manifest.get(rel) else {
-        return Ok(Some(
-            "not in the backup's checksums: an object added after the backup".into(),
-        ));
+        let added = "not in the backup's checksums: an object added after the backup";
+        return Ok((Some(added.into()), ManifestEntry::default()));
     };
     if let Some(p) = size_problem(entry, Some(o.size)) {
-        return Ok(Some(p));
+        return Ok((Some(p), ManifestEntry::default()));
     }
     if entry.crc32c.is_none() && entry.md5().is_none() {
         // No digest to compare with (a multipart copy's ETag): decode it instead.
-        return crate::meta::verify::decode_problem(&ctx.catalog, &o.key).await;
+        return decoded(ctx, rel, o).await;
     }
-    content_problem(&ctx.catalog, &o.key, entry).await
+    let problem = content_problem(&ctx.catalog, &o.key, entry).await?;
+    Ok((problem, entry.clone()))
+}
+
+/// Proves object `o` by decoding it as Milvus would; its problem, or what
+/// it was proven to be (the CRC32C of the bytes decoded).
+async fn decoded(
+    ctx: &Context,
+    rel: &str,
+    o: &ObjectInfo,
+) -> Result<(Option<String>, ManifestEntry)> {
+    let (problem, crc32c) = crate::meta::verify::decode_with_digest(&ctx.catalog, &o.key).await?;
+    let entry = ManifestEntry {
+        key: rel.to_string(),
+        size: o.size,
+        crc32c,
+        etag: o.etag.clone().unwrap_or_default(),
+        home: String::new(),
+    };
+    Ok((problem, entry))
 }

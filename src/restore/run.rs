@@ -34,9 +34,10 @@ pub async fn run(
         }
     });
     let version = ctx.milvus.version().await?;
+    let mut proven = prove::Proven::new();
     if !req.meta_only() {
         let clock = PhaseClock::start(job, RestorePhase::Verify);
-        prove::prove(ctx, req.backup_name(), targets, job).await?;
+        proven = prove::prove(ctx, req.backup_name(), targets, job).await?;
         clock.end(job);
     }
     let clock = PhaseClock::start(job, RestorePhase::Import);
@@ -44,11 +45,11 @@ pub async fn run(
     // objects, spread over the folders of the backups it reuses, are staged
     // into one, as are the objects of a backup outside Milvus's bucket.
     let incremental = backup.incremental.is_some();
-    let checksums = match !req.meta_only() && (incremental || !ctx.backups_in_milvus_bucket()) {
+    let manifest = match !req.meta_only() && incremental {
         true => ctx.catalog.read_manifest(req.backup_name()).await?,
         false => None,
     };
-    let reused = checksums.as_ref().filter(|_| incremental);
+    let reused = manifest.as_ref();
     let staging = (reused.is_some() || !ctx.backups_in_milvus_bucket())
         .then(|| staging_prefix(&job.snapshot().id));
 
@@ -63,7 +64,7 @@ pub async fn run(
             backup_name: req.backup_name(),
             staging: staging.as_deref(),
             reused,
-            checksums: checksums.as_ref(),
+            proven: &proven,
             version,
         };
         match restore_collection(ctx, req, &place, t, job).await {

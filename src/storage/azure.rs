@@ -174,12 +174,12 @@ impl AzureContainer {
         let waited = self
             .wait_for_copy(&pending.path, dst_key, &pending.copy_id, size)
             .await;
-        let store = pending.store.take().expect("followed once");
         if waited.is_err() {
-            store
-                .abort_copy(&pending.path, dst_key, &pending.copy_id)
+            // Cancelled during this abort, the guard aborts once more.
+            self.abort_copy(&pending.path, dst_key, &pending.copy_id)
                 .await;
         }
+        pending.store = None;
         waited
     }
 
@@ -386,7 +386,8 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
 
 /// A Copy Blob the service reports pending, while it is followed: dropped
 /// before it ended (its job was cancelled), it is aborted on a task of its
-/// own, so that it stops writing into a blob the job's cleanup removes.
+/// own, so that it stops writing into a blob the job's cleanup removes (not
+/// when the runtime itself is shutting down: the task is then dropped).
 struct PendingCopy {
     /// Taken once the copy is followed to its end.
     store: Option<AzureContainer>,

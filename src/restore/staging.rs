@@ -1,0 +1,101 @@
+//! Staging: a backup outside Milvus's bucket, or an incremental one, is
+//! copied into Milvus's bucket before its import, each copy checked against
+//! what the verify phase proved.
+
+use std::collections::HashMap;
+
+use super::Place;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::meta::manifest::ManifestEntry;
+use crate::storage::{CopyTask, join_key};
+
+/// Where Milvus reads backup folder `dir` from: the folder itself when the
+/// backup is in Milvus's bucket, its staged copy otherwise.
+pub(super) fn import_path(ctx: &Context, place: &Place<'_>, dir: &str) -> String {
+    match place.staging {
+        None => dir.to_string(),
+        Some(staging) => {
+            let backup_prefix = ctx.catalog.layout().backup_prefix(place.backup_name);
+            format!("{}/", join_key([staging, &dir[backup_prefix.len()..]]))
+        }
+    }
+}
+
+/// The import paths of backup folders `dirs`, each staged first when the
+/// backup is outside Milvus's bucket or incremental.
+pub(super) async fn stage(
+    ctx: &Context,
+    place: &Place<'_>,
+    dirs: &[String],
+) -> Result<Vec<String>> {
+    let Some(staging) = place.staging else {
+        return Ok(dirs.to_vec());
+    };
+    let backup_prefix = ctx.catalog.layout().backup_prefix(place.backup_name);
+    let staged = |key: &str| join_key([staging, &key[backup_prefix.len()..]]);
+    let mut tasks = Vec::new();
+    for dir in dirs {
+        match place.reused {
+            // Proven before import: the manifest names every object.
+            Some(m) => {
+                let rel = &dir[backup_prefix.len()..];
+                for e in m.objects.iter().filter(|e| e.key.starts_with(rel)) {
+                    tasks.push(CopyTask {
+                        dst_key: join_key([staging, &e.key]),
+                        src_key: ctx.catalog.object_key(place.backup_name, e),
+                        size: e.size,
+                        owner: 0,
+                    });
+                }
+            }
+            None => {
+                for o in ctx.catalog.store().list(dir).await? {
+                    tasks.push(CopyTask {
+                        dst_key: staged(&o.key),
+                        src_key: o.key,
+                        size: o.size,
+                        owner: 0,
+                    });
+                }
+            }
+        }
+    }
+    // The bytes are read again to be staged: a copy whose content differs
+    // from what the proof read (a flaky disk or proxy, or an object changed
+    // or added since) never reaches Milvus, whose import can crash on a
+    // damaged binlog.
+    let proven: HashMap<String, &ManifestEntry> = place
+        .proven
+        .iter()
+        .map(|(rel, e)| (join_key([staging, rel]), e))
+        .collect();
+    let changed = std::sync::Mutex::new(Vec::new());
+    ctx.copier
+        .copy_all(
+            ctx.catalog.store().as_ref(),
+            ctx.milvus_store.as_ref(),
+            tasks,
+            |task, copied| {
+                let intact = proven
+                    .get(&task.dst_key)
+                    .is_some_and(|e| e.copied_intact(copied.crc32c, copied.etag.as_deref()));
+                if !intact {
+                    changed
+                        .lock()
+                        .expect("staging checks")
+                        .push(task.src_key.clone());
+                }
+            },
+        )
+        .await?;
+    let changed = changed.into_inner().expect("staging checks");
+    if let Some(first) = changed.first() {
+        return Err(Error::DataLoss(format!(
+            "{first} (and {} more) read for staging differs from what was proven before \
+             import, or was not there then; nothing of it was imported",
+            changed.len() - 1
+        )));
+    }
+    Ok(dirs.iter().map(|d| import_path(ctx, place, d)).collect())
+}
