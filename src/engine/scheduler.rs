@@ -14,7 +14,8 @@
 //! last holder of its name's lease, for a half-written one) is one of the
 //! jobs the run recorded before starting them: anything else under that
 //! name is never adopted, deleted or retained. A failed attempt is retried
-//! with backoff until the next slot is due. After a success, retention
+//! with backoff (2 s doubling to 5 minutes, the last wait cut short) until
+//! the next slot is due. After a success, retention
 //! (with the policy as stored then) deletes through the safe delete.
 
 use std::collections::{HashMap, HashSet};
@@ -39,8 +40,11 @@ const TICK: Duration = Duration::from_secs(1);
 const SWEEP_TICKS: u32 = 3;
 /// Ended runs kept per policy beyond those whose backups still exist.
 const RUNS_KEPT: usize = 50;
-/// Longest wait between two attempts of one slot.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Longest wait between two attempts of one slot: each attempt may flush
+/// every collection the policy backs up.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// A slot's last attempt starts at least this long before its deadline.
+const LAST_ATTEMPT_MARGIN: Duration = Duration::from_secs(1);
 /// How long a manual run is retried.
 const MANUAL_RETRY_WINDOW: Duration = Duration::from_secs(600);
 
@@ -382,7 +386,11 @@ impl Engine {
                 let _ = self.save_run(name, &record, lease).await;
                 return Ok(false);
             }
-            let backoff = Duration::from_secs(1 << record.attempts.min(6)).min(MAX_BACKOFF);
+            let backoff = Duration::from_secs(1 << record.attempts.min(9)).min(MAX_BACKOFF);
+            // The wait is cut short to leave one more attempt before the
+            // deadline: a longer wait never means fewer attempts.
+            let left = (deadline - Utc::now()).to_std().unwrap_or_default();
+            let wait = backoff.min(left.saturating_sub(LAST_ATTEMPT_MARGIN));
             // A name taken by something else does not free itself: no retry.
             let hopeless = superseded
                 || matches!(
@@ -391,7 +399,7 @@ impl Engine {
                         | Error::InvalidArgument(_)
                         | Error::NotFound { kind: "policy", .. }
                 );
-            if hopeless || Utc::now() + backoff >= deadline {
+            if hopeless || left <= LAST_ATTEMPT_MARGIN * 2 {
                 record.state = RunState::Failed;
                 record.ended_ms = Some(Utc::now().timestamp_millis());
                 self.save_run(name, &record, lease).await?;
@@ -401,7 +409,7 @@ impl Engine {
             self.save_run(name, &record, lease).await?;
             let lost = lease.lost();
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = self.stop.cancelled() => return Ok(false),
                 _ = lost.cancelled() => return Ok(false),
             }
