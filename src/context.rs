@@ -5,10 +5,13 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::jobs::{Leases, SharedRecords};
+use crate::jobs::{Lease, Leases, SharedRecords};
 use crate::meta::{BackupLayout, Catalog, MilvusLayout};
 use crate::milvus::{MilvusApi, MilvusClient};
 use crate::storage::{self, Copier, LocalDir, ObjectStore};
+
+/// How long a reader of a complete backup waits for its create job to end.
+const CREATE_ENDING: Duration = Duration::from_secs(10);
 
 /// Timing knobs of the flows.
 #[derive(Debug, Clone)]
@@ -110,6 +113,34 @@ impl Context {
             self.catalog.layout().root_prefix().trim_end_matches('/'),
             self.timing.lease_ttl,
         )
+    }
+
+    /// Holds backup `name` for job `job` that reads it (see
+    /// [`Leases::hold_for_reading`]). A backup reads as complete from its
+    /// commit point, a moment before the job that creates it lets go of its
+    /// name: a complete backup still held by its create job is waited for
+    /// (up to [`CREATE_ENDING`]) instead of refused.
+    pub async fn hold_backup_for_reading(
+        &self,
+        name: &str,
+        job: &str,
+        purpose: &str,
+    ) -> Result<Lease> {
+        let leases = self.leases();
+        let deadline = std::time::Instant::now() + CREATE_ENDING;
+        loop {
+            match leases.hold_for_reading(name, job, purpose).await {
+                Err(Error::Aborted(why))
+                    if std::time::Instant::now() < deadline
+                        && leases.being_created(name).await?
+                        && self.catalog.is_complete(name).await? =>
+                {
+                    tracing::debug!(backup = name, why, "waiting for its create job to end");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                held => return held,
+            }
+        }
     }
 
     /// The job records every server on the backup storage shares.

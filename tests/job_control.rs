@@ -140,6 +140,67 @@ async fn a_cancel_past_the_commit_point_leaves_a_succeeded_backup() {
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
+/// A backup paused past its commit point, its job still holding the name:
+/// another server already reads it as SUCCEEDED, and a VerifyBackup and a
+/// restore asked there wait for the job to end (a moment later) instead of
+/// being refused ABORTED; both then succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_read_as_complete_is_verified_and_restored_while_its_job_ends() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = source(&m, "ending_src").await;
+    data::index(&m, &spec.db, &spec.name).await;
+    let release = std::env::temp_dir().join(common::unique("ending_release"));
+    let failpoint = format!("backup.committed@{}", release.display());
+    let root = common::unique("ending_root");
+    let mut owner =
+        process::Proc::start_rooted_paused(&cfg, "ending-owner", &root, "", Some(&failpoint)).await;
+    let mut reader = process::Proc::start_rooted(&cfg, "ending-reader", &root, "").await;
+    let name = common::unique("ending");
+    let stream = owner
+        .client
+        .create_backup(backup_request(&name, &[&spec.name]))
+        .await
+        .expect("CreateBackup accepted")
+        .into_inner();
+    owner.wait_paused(Duration::from_secs(120)).await;
+    let got = flows::get_backup(&mut reader.client, &name).await;
+    assert_eq!(got.state, pb::JobState::Succeeded as i32, "{got:?}");
+
+    let verify = tokio::spawn({
+        let mut c = reader.client.clone();
+        let name = name.clone();
+        async move { flows::last_message(flows::verify_stream(&mut c, &name).await).await }
+    });
+    let restore = tokio::spawn({
+        let mut c = reader.client.clone();
+        let req = flows::restore_request(&name, "_e");
+        async move { flows::restore_job(&mut c, req).await }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!verify.is_finished(), "the verification waits for the job");
+    std::fs::write(&release, b"").unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(120), last_backup(stream))
+        .await
+        .expect("the backup ends");
+    assert_eq!(end.state, pb::JobState::Succeeded as i32, "{end:?}");
+    let verified = verify.await.unwrap().expect("verified, not refused");
+    assert!(verified.is_some(), "a verification answer");
+    let restored = restore.await.unwrap();
+    assert_eq!(
+        restored.state,
+        pb::JobState::Succeeded as i32,
+        "{restored:?}"
+    );
+
+    let _ = std::fs::remove_file(&release);
+    owner.finish();
+    reader.finish();
+    for name in [spec.name.clone(), format!("{}_e", spec.name)] {
+        data::drop_if_exists(&m, &spec.db, &name).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retries_limits_races_and_restarts() {
     let cfg = common::config();

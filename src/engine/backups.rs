@@ -279,8 +279,7 @@ impl Engine {
         let id = uuid::Uuid::new_v4().to_string();
         let lease = self
             .ctx
-            .leases()
-            .hold_for_reading(name, &id, "verify")
+            .hold_backup_for_reading(name, &id, "verify")
             .await?;
         let stop = CancellationToken::new();
         let _stop_when_dropped = stop.clone().drop_guard();

@@ -95,15 +95,21 @@ impl Leases {
         }
     }
 
-    /// Holds what a restore needs: its backup as a reader, and each target.
+    /// Whether backup `name` is held by the job that creates it.
+    pub async fn being_created(&self, name: &str) -> Result<bool> {
+        let holder = self.holder(&writer(name)).await?;
+        Ok(holder.is_some_and(|h| h.purpose == "create"))
+    }
+
+    /// Holds what a restore needs besides `reading`, its hold on the backup:
+    /// each target (on a refusal, `reading` is let go too).
     pub async fn hold_for_restore(
         &self,
         job: &str,
-        backup: &str,
+        reading: Lease,
         targets: &[CollectionRef],
     ) -> Result<Vec<Lease>> {
-        let held = vec![self.hold_for_reading(backup, job, "restore from").await?];
-        self.hold_each_target(held, job, targets, "restore into")
+        self.hold_each_target(vec![reading], job, targets, "restore into")
             .await
     }
 

@@ -64,9 +64,12 @@ impl JobKind for RestoreJob {
             false => uuid::Uuid::new_v4().to_string(),
         };
         let target_refs: Vec<CollectionRef> = targets.iter().map(|t| t.target.clone()).collect();
+        let reading = ctx
+            .hold_backup_for_reading(req.backup_name(), &id, "restore from")
+            .await?;
         let leases = ctx
             .leases()
-            .hold_for_restore(&id, req.backup_name(), &target_refs)
+            .hold_for_restore(&id, reading, &target_refs)
             .await?;
         // The backup was read before it was held: under the hold it is read
         // again, so one deleted (or deleted and made again under its name)
