@@ -174,6 +174,48 @@ async fn backups_on_gcs_round_trip() {
     );
 }
 
+/// A server whose backup storage ignores conditional writes (the GCS
+/// emulator ignores `ifGenerationMatch`) says so in its log at start-up,
+/// naming the storage, not only when `check` runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_on_storage_without_conditional_writes_warns_at_start() {
+    use common::process;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::backups_on_gcs_emulator(common::config(), &emulator_key(dir.path()));
+    // The probe writes into the bucket: it runs once the bucket is there.
+    let ctx = milvus_backup::context::Context::from_config(&cfg).unwrap();
+    ctx.catalog.store().ensure_bucket(true).await.unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("backup.yaml");
+    let m = &cfg.minio;
+    let gcs = format!(
+        "  backupStorageType: gcpnative\n  backupAddress: {}\n  backupGcpCredentialJSON: {}\n  \
+         backupBucketName: {}\n",
+        m.backup_address,
+        m.backup_gcp_credential_json.expose(),
+        m.backup_bucket_name
+    );
+    let yaml = format!(
+        "{}backup:\n  stateDir: {}\n",
+        process::config_yaml(&cfg, &gcs),
+        state.display()
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let server = process::Proc::on(state, config, None).await;
+    process::wait_for_log(
+        &server.log,
+        "does not honour conditional writes",
+        std::time::Duration::from_secs(60),
+    )
+    .await;
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(
+        log.contains(&m.backup_bucket_name),
+        "names the storage: {log}"
+    );
+    server.finish();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unusable_gcs_credentials_are_refused_naming_the_file_not_its_content() {
     let dir = tempfile::tempdir().unwrap();

@@ -104,7 +104,12 @@ impl Engine {
         // only when `check` runs: replicas on it cannot exclude each other.
         let ctx = engine.ctx.clone();
         tokio::spawn(async move {
-            if ctx.catalog.store().ensure_bucket(false).await.is_err() {
+            if let Err(e) = ctx.catalog.store().ensure_bucket(false).await {
+                tracing::info!(
+                    error = %e,
+                    "the backup storage's conditional writes are not probed at start-up (its \
+                     bucket cannot be reached yet); `check` probes them"
+                );
                 return;
             }
             match ctx.leases().probe_conditional_writes().await {
