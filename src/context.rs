@@ -127,19 +127,19 @@ impl Context {
         purpose: &str,
     ) -> Result<Lease> {
         let leases = self.leases();
-        let deadline = std::time::Instant::now() + CREATE_ENDING;
-        loop {
-            match leases.hold_for_reading(name, job, purpose).await {
-                Err(Error::Aborted(why))
-                    if std::time::Instant::now() < deadline
-                        && leases.being_created(name).await?
-                        && self.catalog.is_complete(name).await? =>
-                {
-                    tracing::debug!(backup = name, why, "waiting for its create job to end");
+        match leases.hold_for_reading(name, job, purpose).await {
+            Err(Error::Aborted(why))
+                if leases.being_created(name).await? && self.catalog.is_complete(name).await? =>
+            {
+                // Waited for without a lease of its own, then held once more.
+                tracing::debug!(backup = name, why, "waiting for its create job to end");
+                let deadline = std::time::Instant::now() + CREATE_ENDING;
+                while std::time::Instant::now() < deadline && leases.being_created(name).await? {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                held => return held,
+                leases.hold_for_reading(name, job, purpose).await
             }
+            held => held,
         }
     }
 

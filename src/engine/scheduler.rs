@@ -390,7 +390,8 @@ impl Engine {
             // The wait is cut short to leave one more attempt before the
             // deadline: a longer wait never means fewer attempts.
             let left = (deadline - Utc::now()).to_std().unwrap_or_default();
-            let wait = backoff.min(left.saturating_sub(LAST_ATTEMPT_MARGIN));
+            let next_attempt =
+                tokio::time::Instant::now() + backoff.min(left.saturating_sub(LAST_ATTEMPT_MARGIN));
             // A name taken by something else does not free itself: no retry.
             let hopeless = superseded
                 || matches!(
@@ -409,7 +410,7 @@ impl Engine {
             self.save_run(name, &record, lease).await?;
             let lost = lease.lost();
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep_until(next_attempt) => {}
                 _ = self.stop.cancelled() => return Ok(false),
                 _ = lost.cancelled() => return Ok(false),
             }

@@ -78,16 +78,21 @@ impl ManifestEntry {
 
     /// The ETag as an MD5 digest, when it is one (not a multipart ETag).
     pub fn md5(&self) -> Option<[u8; 16]> {
-        let hex = self.etag.trim_matches('"');
-        if hex.len() != 32 {
-            return None;
-        }
-        let mut out = [0u8; 16];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
-        Some(out)
+        md5_of_etag(&self.etag)
     }
+}
+
+/// ETag `etag` as an MD5 digest, when it is one (not a multipart ETag).
+pub fn md5_of_etag(etag: &str) -> Option<[u8; 16]> {
+    let hex = etag.trim_matches('"');
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]

@@ -185,33 +185,41 @@ async fn read_and_compare(
 /// store is retried whole (a body cut off midway is not damage); what then
 /// fails to decode is named.
 pub async fn decode_problem(catalog: &Catalog, key: &str) -> Result<Option<String>> {
-    Ok(decode_with_digest(catalog, key).await?.0)
+    Ok(decode_with_digest(catalog, key).await?.problem)
 }
 
-/// [`decode_problem`], and the CRC32C of the bytes decoded (`None` when the
-/// object is missing).
-pub async fn decode_with_digest(
-    catalog: &Catalog,
-    key: &str,
-) -> Result<(Option<String>, Option<u32>)> {
+/// What decoding an object found, and the digests of the bytes decoded.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub problem: Option<String>,
+    /// `None` when the object is missing.
+    pub crc32c: Option<u32>,
+    pub md5: Option<[u8; 16]>,
+}
+
+/// [`decode_problem`], with the digests of the bytes decoded.
+pub async fn decode_with_digest(catalog: &Catalog, key: &str) -> Result<Decoded> {
     let outcome = crate::retry::retry(
         crate::retry::Backoff::COPY,
         crate::retry::storage_transient,
         || async {
             let (_, body) = catalog.read_stream(key).await?;
-            let seen = std::sync::Arc::new(std::sync::Mutex::new((None, 0u32)));
+            let seen = std::sync::Arc::new(std::sync::Mutex::new((None, 0u32, md5::Md5::new())));
             let watch = seen.clone();
             let body: crate::storage::ByteStream =
                 Box::pin(futures::StreamExt::inspect(body, move |item| {
                     let mut seen = watch.lock().expect("read state");
                     match item {
-                        Ok(chunk) => seen.1 = crc32c::crc32c_append(seen.1, chunk),
+                        Ok(chunk) => {
+                            seen.1 = crc32c::crc32c_append(seen.1, chunk);
+                            seen.2.update(chunk);
+                        }
                         Err(e) => seen.0 = Some(e.to_string()),
                     }
                 }));
             let result =
                 crate::milvus::binlog::check_binlog_in(&std::env::temp_dir(), body).await?;
-            let (error, crc) = std::mem::take(&mut *seen.lock().expect("read state"));
+            let (error, crc, md5) = std::mem::take(&mut *seen.lock().expect("read state"));
             if let Some(reason) = error {
                 return Err(Error::Storage {
                     operation: "GetObject",
@@ -219,18 +227,22 @@ pub async fn decode_with_digest(
                     reason,
                 });
             }
-            Ok((result, crc))
+            Ok((result, crc, <[u8; 16]>::from(md5.finalize())))
         },
     )
     .await;
     match outcome {
-        Ok((decoded, crc)) => Ok((
-            decoded
+        Ok((decoded, crc, md5)) => Ok(Decoded {
+            problem: decoded
                 .err()
                 .map(|reason| format!("does not decode as a Milvus binlog: {reason}")),
-            Some(crc),
-        )),
-        Err(e) => Ok((gone_is_missing(Err(e))?, None)),
+            crc32c: Some(crc),
+            md5: Some(md5),
+        }),
+        Err(e) => Ok(Decoded {
+            problem: gone_is_missing(Err(e))?,
+            ..Decoded::default()
+        }),
     }
 }
 

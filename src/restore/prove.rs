@@ -10,7 +10,7 @@
 //! - without it (the Go tool's backups), each binlog is decoded as Milvus's
 //!   reader would decode it ([`crate::milvus::binlog::check_binlog`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use futures::{StreamExt, TryStreamExt};
 
@@ -19,9 +19,10 @@ use crate::error::{Error, Result};
 use crate::jobs::{JobHandle, RestoreSnapshot};
 use crate::meta::LogKind;
 use crate::meta::manifest::ManifestEntry;
+use crate::meta::manifest::md5_of_etag;
 use crate::meta::verify::{content_problem, size_problem};
 use crate::restore::RestoreTarget;
-use crate::storage::ObjectInfo;
+use crate::storage::{Copied, ObjectInfo};
 
 /// Objects proven at once.
 const PROVE_PARALLELISM: usize = 8;
@@ -79,17 +80,47 @@ pub fn l0_dir(ctx: &Context, backup_name: &str, coll: i64, part: i64, seg: i64) 
     )
 }
 
-/// What the proof read, by key relative to the backup's folder: each
-/// object's size and the digest it was proven with (the checksum recorded,
-/// or the CRC32C of the bytes decoded). A staged copy is checked against it.
-pub type Proven = HashMap<String, ManifestEntry>;
+/// What the proof read of one object: its size and the digests it was
+/// proven with (the checksums recorded, or those of the bytes decoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proof {
+    size: u64,
+    crc32c: Option<u32>,
+    md5: Option<[u8; 16]>,
+}
+
+impl Proof {
+    /// Whether a copy of `size` bytes, with `copied`'s digests, is what was
+    /// proven: the sizes agree, and the CRC32Cs, else the MD5s, where both
+    /// sides have one (a server-side copy of an object proven only by CRC32C
+    /// cannot be compared further).
+    pub fn matches(&self, size: u64, copied: &Copied) -> bool {
+        if size != self.size {
+            return false;
+        }
+        match (self.crc32c, copied.crc32c) {
+            (Some(proven), Some(got)) => proven == got,
+            _ => match (self.md5, copied.etag.as_deref().and_then(md5_of_etag)) {
+                (Some(proven), Some(got)) => proven == got,
+                _ => true,
+            },
+        }
+    }
+}
+
+/// What the proof read, by key relative to the backup's folder (ordered, so
+/// that the objects under one folder are found without a scan).
+pub type Proven = BTreeMap<String, Proof>;
 
 /// Proves every object under the import folders of `targets`; fails with
 /// [`Error::DataLoss`] naming each damaged object. Publishes its progress.
+/// Returns what it proved when `keep` (the objects are staged next), else
+/// nothing.
 pub async fn prove(
     ctx: &Context,
     backup_name: &str,
     targets: &[RestoreTarget],
+    keep: bool,
     job: &JobHandle<RestoreSnapshot>,
 ) -> Result<Proven> {
     let dirs = import_dirs(ctx, backup_name, targets);
@@ -155,7 +186,7 @@ pub async fn prove(
         .map(|(rel, o)| async move {
             let (problem, proven) = match manifest {
                 Some(m) => prove_by_checksum(ctx, m, &rel, &o).await?,
-                None => decoded(ctx, &rel, &o).await?,
+                None => decoded(ctx, &o).await?,
             };
             Ok::<_, Error>((rel, o, problem, proven))
         })
@@ -168,9 +199,10 @@ pub async fn prove(
         });
         match problem {
             Some(p) => problems.push(format!("{rel} ({p})")),
-            None => {
+            None if keep => {
                 proven.insert(rel, entry);
             }
+            None => {}
         }
     }
     if problems.is_empty() {
@@ -197,36 +229,77 @@ async fn prove_by_checksum(
     manifest: &HashMap<String, ManifestEntry>,
     rel: &str,
     o: &ObjectInfo,
-) -> Result<(Option<String>, ManifestEntry)> {
+) -> Result<(Option<String>, Proof)> {
+    let unproven = Proof {
+        size: o.size,
+        crc32c: None,
+        md5: None,
+    };
     let Some(entry) = manifest.get(rel) else {
         let added = "not in the backup's checksums: an object added after the backup";
-        return Ok((Some(added.into()), ManifestEntry::default()));
+        return Ok((Some(added.into()), unproven));
     };
     if let Some(p) = size_problem(entry, Some(o.size)) {
-        return Ok((Some(p), ManifestEntry::default()));
+        return Ok((Some(p), unproven));
     }
     if entry.crc32c.is_none() && entry.md5().is_none() {
         // No digest to compare with (a multipart copy's ETag): decode it instead.
-        return decoded(ctx, rel, o).await;
+        return decoded(ctx, o).await;
     }
     let problem = content_problem(&ctx.catalog, &o.key, entry).await?;
-    Ok((problem, entry.clone()))
+    let proof = Proof {
+        size: entry.size,
+        crc32c: entry.crc32c,
+        md5: entry.md5(),
+    };
+    Ok((problem, proof))
 }
 
 /// Proves object `o` by decoding it as Milvus would; its problem, or what
-/// it was proven to be (the CRC32C of the bytes decoded).
-async fn decoded(
-    ctx: &Context,
-    rel: &str,
-    o: &ObjectInfo,
-) -> Result<(Option<String>, ManifestEntry)> {
-    let (problem, crc32c) = crate::meta::verify::decode_with_digest(&ctx.catalog, &o.key).await?;
-    let entry = ManifestEntry {
-        key: rel.to_string(),
+/// it was proven to be (the digests of the bytes decoded).
+async fn decoded(ctx: &Context, o: &ObjectInfo) -> Result<(Option<String>, Proof)> {
+    let d = crate::meta::verify::decode_with_digest(&ctx.catalog, &o.key).await?;
+    let proof = Proof {
         size: o.size,
-        crc32c,
-        etag: o.etag.clone().unwrap_or_default(),
-        home: String::new(),
+        crc32c: d.crc32c,
+        md5: d.md5,
     };
-    Ok((problem, entry))
+    Ok((d.problem, proof))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_matches_its_proof_by_size_and_each_digest_both_sides_have() {
+        let md5 = [7u8; 16];
+        let hex: String = md5.iter().map(|b| format!("{b:02x}")).collect();
+        let proof = Proof {
+            size: 10,
+            crc32c: Some(42),
+            md5: Some(md5),
+        };
+        let copied = |crc32c, etag: Option<&str>| Copied {
+            crc32c,
+            etag: etag.map(str::to_string),
+        };
+        assert!(proof.matches(10, &copied(Some(42), None)));
+        assert!(
+            !proof.matches(10, &copied(Some(41), None)),
+            "another CRC32C"
+        );
+        assert!(!proof.matches(11, &copied(Some(42), None)), "another size");
+        assert!(proof.matches(10, &copied(None, Some(&format!("\"{hex}\"")))));
+        assert!(
+            !proof.matches(10, &copied(None, Some(&"0".repeat(32)))),
+            "another MD5"
+        );
+        assert!(
+            proof.matches(10, &copied(None, Some("abc-2"))),
+            "a multipart ETag"
+        );
+        let crc_only = Proof { md5: None, ..proof };
+        assert!(crc_only.matches(10, &copied(None, Some(&"0".repeat(32)))));
+    }
 }

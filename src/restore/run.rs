@@ -34,13 +34,6 @@ pub async fn run(
         }
     });
     let version = ctx.milvus.version().await?;
-    let mut proven = prove::Proven::new();
-    if !req.meta_only() {
-        let clock = PhaseClock::start(job, RestorePhase::Verify);
-        proven = prove::prove(ctx, req.backup_name(), targets, job).await?;
-        clock.end(job);
-    }
-    let clock = PhaseClock::start(job, RestorePhase::Import);
     // Milvus imports one folder per partition: an incremental backup's
     // objects, spread over the folders of the backups it reuses, are staged
     // into one, as are the objects of a backup outside Milvus's bucket.
@@ -52,6 +45,14 @@ pub async fn run(
     let reused = manifest.as_ref();
     let staging = (reused.is_some() || !ctx.backups_in_milvus_bucket())
         .then(|| staging_prefix(&job.snapshot().id));
+    let mut proven = prove::Proven::new();
+    if !req.meta_only() {
+        let clock = PhaseClock::start(job, RestorePhase::Verify);
+        let keep = staging.is_some();
+        proven = prove::prove(ctx, req.backup_name(), targets, keep, job).await?;
+        clock.end(job);
+    }
+    let clock = PhaseClock::start(job, RestorePhase::Import);
 
     let mut result = Ok(());
     for (i, t) in targets.iter().enumerate() {

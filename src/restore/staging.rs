@@ -2,12 +2,11 @@
 //! copied into Milvus's bucket before its import, each copy checked against
 //! what the verify phase proved.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use super::Place;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::meta::manifest::ManifestEntry;
 use crate::storage::{CopyTask, join_key};
 
 /// Where Milvus reads backup folder `dir` from: the folder itself when the
@@ -61,25 +60,41 @@ pub(super) async fn stage(
             }
         }
     }
+    // Every object proven under these folders is staged: one gone since
+    // would make the import quietly restore fewer rows.
+    let staged_base = join_key([staging, ""]);
+    let rel_of = |dst: &str| -> Option<String> {
+        Some(
+            dst.strip_prefix(&staged_base)?
+                .trim_start_matches('/')
+                .to_string(),
+        )
+    };
+    let to_stage: HashSet<String> = tasks.iter().filter_map(|t| rel_of(&t.dst_key)).collect();
+    let mut changed: Vec<String> = Vec::new();
+    for dir in dirs {
+        let rel_dir = &dir[backup_prefix.len()..];
+        let gone = place
+            .proven
+            .range(rel_dir.to_string()..)
+            .take_while(|(rel, _)| rel.starts_with(rel_dir))
+            .filter(|(rel, _)| !to_stage.contains(*rel));
+        changed.extend(gone.map(|(rel, _)| format!("{rel} (gone)")));
+    }
     // The bytes are read again to be staged: a copy whose content differs
     // from what the proof read (a flaky disk or proxy, or an object changed
     // or added since) never reaches Milvus, whose import can crash on a
     // damaged binlog.
-    let proven: HashMap<String, &ManifestEntry> = place
-        .proven
-        .iter()
-        .map(|(rel, e)| (join_key([staging, rel]), e))
-        .collect();
-    let changed = std::sync::Mutex::new(Vec::new());
+    let changed = std::sync::Mutex::new(changed);
     ctx.copier
         .copy_all(
             ctx.catalog.store().as_ref(),
             ctx.milvus_store.as_ref(),
             tasks,
             |task, copied| {
-                let intact = proven
-                    .get(&task.dst_key)
-                    .is_some_and(|e| e.copied_intact(copied.crc32c, copied.etag.as_deref()));
+                let intact = rel_of(&task.dst_key)
+                    .and_then(|rel| place.proven.get(&rel))
+                    .is_some_and(|proof| proof.matches(task.size, copied));
                 if !intact {
                     changed
                         .lock()
