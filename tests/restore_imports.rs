@@ -13,6 +13,19 @@ use common::data::{self, Spec};
 use common::{flows, process};
 use milvus_backup::milvus::{ImportPhase, MilvusApi};
 
+/// A collection of 300 rows in 3 flushed batches of 100: 3 segments, unless
+/// Milvus's compaction merges them first.
+async fn in_three_segments(m: &milvus_backup::milvus::MilvusClient, tag: &str, seed: u64) -> Spec {
+    let spec = Spec::new(&common::unique(tag));
+    data::create(m, &spec).await;
+    for batch in 0..3 {
+        let pks = batch * 100..(batch + 1) * 100;
+        data::insert(m, &spec, "", pks, seed + batch as u64).await;
+        data::flush(m, &spec.db, &spec.name).await;
+    }
+    spec
+}
+
 /// A partition larger than `backup.maxSegmentGroupSize` (1 KiB here) is
 /// imported one segment group (one segment) at a time: one task per segment
 /// of the backup, each reading its group's folders, never two running at
@@ -22,19 +35,7 @@ use milvus_backup::milvus::{ImportPhase, MilvusApi};
 async fn a_large_partition_is_imported_one_segment_group_at_a_time() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let spec = Spec::new(&common::unique("groups_src"));
-    data::create(&m, &spec).await;
-    for batch in 0..3 {
-        data::insert(
-            &m,
-            &spec,
-            "",
-            batch * 100..(batch + 1) * 100,
-            40 + batch as u64,
-        )
-        .await;
-        data::flush(&m, &spec.db, &spec.name).await;
-    }
+    let spec = in_three_segments(&m, "groups_src", 40).await;
     // Deletes in two of the segments: their groups carry delta logs.
     data::delete(&m, &spec, "pk in [3, 150]").await;
     flows::flushed_and_loaded(&m, &spec).await;
@@ -320,19 +321,7 @@ async fn a_binlog_without_checksum_replaced_after_its_proof_is_never_imported() 
 async fn a_split_partition_resumed_by_another_server_imports_each_group_once() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let spec = Spec::new(&common::unique("gtake_src"));
-    data::create(&m, &spec).await;
-    for batch in 0..3 {
-        data::insert(
-            &m,
-            &spec,
-            "",
-            batch * 100..(batch + 1) * 100,
-            70 + batch as u64,
-        )
-        .await;
-        data::flush(&m, &spec.db, &spec.name).await;
-    }
+    let spec = in_three_segments(&m, "gtake_src", 70).await;
     let source = flows::flushed_and_loaded(&m, &spec).await;
     // A backup root of its own: no other test's server takes this job over.
     let root = common::unique("gtake_root");

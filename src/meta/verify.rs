@@ -192,7 +192,8 @@ pub async fn decode_problem(catalog: &Catalog, key: &str) -> Result<Option<Strin
 #[derive(Debug, Default)]
 pub struct Decoded {
     pub problem: Option<String>,
-    /// `None` when the object is missing.
+    /// The bytes decoded; `None` when the object is missing.
+    pub size: Option<u64>,
     pub crc32c: Option<u32>,
     pub md5: Option<[u8; 16]>,
 }
@@ -204,7 +205,8 @@ pub async fn decode_with_digest(catalog: &Catalog, key: &str) -> Result<Decoded>
         crate::retry::storage_transient,
         || async {
             let (_, body) = catalog.read_stream(key).await?;
-            let seen = std::sync::Arc::new(std::sync::Mutex::new((None, 0u32, md5::Md5::new())));
+            let seen =
+                std::sync::Arc::new(std::sync::Mutex::new((None, 0u32, md5::Md5::new(), 0u64)));
             let watch = seen.clone();
             let body: crate::storage::ByteStream =
                 Box::pin(futures::StreamExt::inspect(body, move |item| {
@@ -213,13 +215,14 @@ pub async fn decode_with_digest(catalog: &Catalog, key: &str) -> Result<Decoded>
                         Ok(chunk) => {
                             seen.1 = crc32c::crc32c_append(seen.1, chunk);
                             seen.2.update(chunk);
+                            seen.3 += chunk.len() as u64;
                         }
                         Err(e) => seen.0 = Some(e.to_string()),
                     }
                 }));
             let result =
                 crate::milvus::binlog::check_binlog_in(&std::env::temp_dir(), body).await?;
-            let (error, crc, md5) = std::mem::take(&mut *seen.lock().expect("read state"));
+            let (error, crc, md5, size) = std::mem::take(&mut *seen.lock().expect("read state"));
             if let Some(reason) = error {
                 return Err(Error::Storage {
                     operation: "GetObject",
@@ -227,15 +230,16 @@ pub async fn decode_with_digest(catalog: &Catalog, key: &str) -> Result<Decoded>
                     reason,
                 });
             }
-            Ok((result, crc, <[u8; 16]>::from(md5.finalize())))
+            Ok((result, crc, <[u8; 16]>::from(md5.finalize()), size))
         },
     )
     .await;
     match outcome {
-        Ok((decoded, crc, md5)) => Ok(Decoded {
+        Ok((decoded, crc, md5, size)) => Ok(Decoded {
             problem: decoded
                 .err()
                 .map(|reason| format!("does not decode as a Milvus binlog: {reason}")),
+            size: Some(size),
             crc32c: Some(crc),
             md5: Some(md5),
         }),

@@ -199,8 +199,9 @@ pub async fn prove(
         });
         match problem {
             Some(p) => problems.push(format!("{rel} ({p})")),
+            // Keyed as the staged copies are named (`join_key` form).
             None if keep => {
-                proven.insert(rel, entry);
+                proven.insert(crate::storage::join_key([rel.as_str()]), entry);
             }
             None => {}
         }
@@ -259,8 +260,10 @@ async fn prove_by_checksum(
 /// it was proven to be (the digests of the bytes decoded).
 async fn decoded(ctx: &Context, o: &ObjectInfo) -> Result<(Option<String>, Proof)> {
     let d = crate::meta::verify::decode_with_digest(&ctx.catalog, &o.key).await?;
+    // The size of the bytes the digests are of (the object may have
+    // changed since it was listed).
     let proof = Proof {
-        size: o.size,
+        size: d.size.unwrap_or(o.size),
         crc32c: d.crc32c,
         md5: d.md5,
     };
