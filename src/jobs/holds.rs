@@ -73,7 +73,7 @@ impl Leases {
     /// Fails with [`Error::Aborted`] naming a job that holds backup `name`
     /// for reading.
     pub async fn ensure_unread(&self, name: &str) -> Result<()> {
-        match self.holders_under(&format!("reads/{name}")).await?.first() {
+        match self.sweep_under(&format!("reads/{name}")).await?.first() {
             None => Ok(()),
             Some((_, held)) => Err(Error::Aborted(format!(
                 "backup {name:?} is being read by job {} ({}); retry when it ends",

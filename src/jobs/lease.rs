@@ -293,6 +293,29 @@ impl Leases {
         Ok(out)
     }
 
+    /// [`Leases::holders_under`] for a folder of single-use leases (a
+    /// reader's key names its job and is never taken again): those that no
+    /// one holds any more, expired or released, are removed as they are
+    /// seen, so that the folder does not grow with the jobs that died.
+    pub async fn sweep_under(&self, folder: &str) -> Result<Vec<(String, LeaseRecord)>> {
+        let prefix = format!("{}/", self.key(folder));
+        let (mut live, mut dead) = (Vec::new(), Vec::new());
+        for o in self.store.list(&prefix).await? {
+            let name = o.key[self.prefix.len() + 1..].to_string();
+            match self.holder(&name).await? {
+                Some(r) => live.push((name, r)),
+                None => dead.push(o.key),
+            }
+        }
+        if !dead.is_empty() {
+            match self.store.delete(&dead).await {
+                Ok(()) => debug!(folder, removed = dead.len(), "removed leases no one holds"),
+                Err(e) => debug!(folder, error = %e, "cannot remove leases no one holds"),
+            }
+        }
+        Ok(live)
+    }
+
     /// Fails with [`Error::Aborted`] when lease `name` is held by someone.
     pub async fn ensure_free(&self, name: &str) -> Result<()> {
         match self.holder(name).await? {

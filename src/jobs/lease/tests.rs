@@ -144,3 +144,35 @@ async fn a_margin_waits_for_a_late_renewal_and_fails_only_at_expiry() {
     );
     assert!(started.elapsed() >= Duration::from_millis(250));
 }
+
+/// A delete's look for readers removes the reader leases no one holds any
+/// more (a reader that died, one that let go) and keeps the live ones.
+#[tokio::test]
+async fn dead_reader_leases_are_removed_when_readers_are_looked_for() {
+    let root = std::env::temp_dir().join(format!("mb-lease-{}", uuid::Uuid::new_v4().simple()));
+    let dead = leases(&root, 1_000)
+        .acquire("reads/b1/dead", "dead", "verify")
+        .await
+        .unwrap();
+    dead.renewer.abort();
+    let l = leases(&root, 60_000);
+    let done = l.acquire("reads/b1/done", "done", "verify").await.unwrap();
+    done.release().await;
+    let live = l
+        .acquire("reads/b1/live", "live", "restore from")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let stored = |name: &str| root.join("backup/_leases").join(name).exists();
+    assert!(stored("reads/b1/dead"), "left by the reader that died");
+    let held = l.sweep_under("reads/b1").await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].1.job, "live");
+    assert!(!stored("reads/b1/dead"), "removed");
+    assert!(stored("reads/b1/live"), "kept");
+    let err = l.ensure_unread("b1").await.unwrap_err();
+    assert!(err.to_string().contains("live"), "{err}");
+    live.release().await;
+    l.ensure_unread("b1").await.unwrap();
+    std::fs::remove_dir_all(root).unwrap();
+}
