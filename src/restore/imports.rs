@@ -182,6 +182,12 @@ fn import_units<'a>(
     groups.dedup();
     let bytes =
         |segs: &[&SegmentBackupInfo]| segs.iter().map(|s| s.size.max(0) as u64).sum::<u64>();
+    let files = |segs: &[&SegmentBackupInfo]| -> u64 {
+        segs.iter()
+            .flat_map(|s| s.binlogs.iter().chain(&s.deltalogs))
+            .map(|f| f.binlogs.len() as u64)
+            .sum()
+    };
     let size = bytes(&data).max(part.size.max(0) as u64);
     let split = groups.len() > 1
         && !groups.contains(&0)
@@ -205,11 +211,7 @@ fn import_units<'a>(
             key,
             dirs,
             bytes: bytes(&segs),
-            files: segs
-                .iter()
-                .flat_map(|s| s.binlogs.iter().chain(&s.deltalogs))
-                .map(|f| f.binlogs.len() as u64)
-                .sum(),
+            files: files(&segs),
         }
     };
     let mut units: Vec<Unit> = if split {
@@ -238,9 +240,8 @@ fn import_units<'a>(
     // The partition's L0 segments count in the progress of its last import.
     let l0: Vec<&SegmentBackupInfo> = part.segment_backups.iter().filter(|s| s.is_l0).collect();
     if let Some(last) = units.last_mut() {
-        let extra = unit(String::new(), l0, &|_| String::new());
-        last.bytes += extra.bytes;
-        last.files += extra.files;
+        last.bytes += bytes(&l0);
+        last.files += files(&l0);
     }
     units
 }
