@@ -406,7 +406,7 @@ pub async fn credentials(cfg: &crate::config::Config) -> Result<()> {
     }
     let milvus = cfg.minio.milvus_bucket()?;
     println!("Milvus storage credentials: {}", describe(&milvus).await?);
-    if cfg.minio.backup_storage_type != "local" {
+    if !cfg.minio.backups_are_local() {
         let backup = cfg.minio.backup_bucket()?;
         println!("Backup storage credentials: {}", describe(&backup).await?);
     }

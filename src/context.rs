@@ -74,8 +74,7 @@ impl Context {
         // `backupStorageType: local` keeps backups in the directory `backupRootPath`.
         let (backup_store, backup_root): (Arc<dyn ObjectStore>, String) = if cfg
             .minio
-            .backup_storage_type
-            == "local"
+            .backups_are_local()
         {
             let dir = cfg.minio.backup_root_path.clone();
             if dir.is_empty() {

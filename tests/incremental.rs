@@ -9,58 +9,11 @@ mod figures;
 
 use common::flows;
 use common::hello;
+use common::incr::{FIELDS, assert_restores, backup, backup_in, delete};
 use milvus_backup::api::proto as pb;
-use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
 use milvus_backup::milvus::proto::milvus as mpb;
 use milvus_backup::milvus::{MilvusApi, MilvusClient};
 use rand::SeedableRng;
-use tonic::transport::Channel;
-
-const FIELDS: &[&str] = &["pk", "random", "var", "embeddings"];
-
-async fn backup(
-    client: &mut BackupServiceClient<Channel>,
-    name: &str,
-    coll: &str,
-    incremental: bool,
-) -> pb::Backup {
-    flows::backup(
-        client,
-        pb::CreateBackupRequest {
-            incremental: Some(incremental),
-            ..flows::backup_request(name, &[coll])
-        },
-    )
-    .await
-}
-
-/// Restores `backup` under `suffix` and asserts its rows equal `expected`.
-async fn assert_restores(
-    client: &mut BackupServiceClient<Channel>,
-    m: &MilvusClient,
-    backup: &str,
-    coll: &str,
-    expected: &[milvus_backup::milvus::rows::Row],
-) {
-    let suffix = "_incr_check";
-    let target = format!("{coll}{suffix}");
-    hello::drop_if_exists(m, "default", &target).await;
-    flows::restore(client, flows::restore_loaded_request(backup, suffix)).await;
-    let got = hello::rows(m, "default", &target, "pk >= 0", FIELDS).await;
-    hello::assert_rows_equal(expected, &got);
-    hello::drop_if_exists(m, "default", &target).await;
-}
-
-async fn delete(client: &mut BackupServiceClient<Channel>, name: &str) -> pb::DeleteBackupResponse {
-    client
-        .delete_backup(pb::DeleteBackupRequest {
-            name: name.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("DeleteBackup")
-        .into_inner()
-}
 
 async fn delete_rows(m: &MilvusClient, coll: &str, expr: &str) {
     let req = mpb::DeleteRequest {
@@ -233,14 +186,6 @@ async fn an_incremental_chain_restores_each_moment_and_survives_deletes() {
     hello::drop_if_exists(&m, "default", &coll).await;
 }
 
-async fn backup_in(
-    client: &mut BackupServiceClient<Channel>,
-    name: &str,
-    coll: &str,
-) -> pb::Backup {
-    backup(client, name, coll, true).await
-}
-
 /// Starts a job through `start` in the background (its stream is never read).
 fn in_background<F>(start: F)
 where
@@ -380,12 +325,16 @@ async fn deletes_racing_incremental_backups_and_killed_deletes_leave_every_backu
 /// Two deletes at once, of a base and of the incremental backup that reuses
 /// all its objects. The base's delete has read its references (the
 /// incremental one complete: its objects are kept) and waits at
-/// `delete.planned` while the other delete runs to its end. Each removes its
-/// commit point before reading references, so the one reading last sees
-/// both gone: no shared object is left behind, and both names are free.
+/// `delete.planned` while the other delete runs to its end (it waits twice
+/// the TTL for the base's name, then leaves the shared objects to the
+/// base's delete). Each removes its commit point before reading references,
+/// so the one reading last sees both gone: no shared object is left behind,
+/// and both names are free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_base_and_its_incremental_backup_deleted_at_once_leave_nothing_behind() {
-    let cfg = common::config();
+    let mut cfg = common::config();
+    // The incremental one's delete waits twice the TTL for the base's.
+    cfg.backup.lease_ttl_seconds = 3;
     let m = common::milvus(&cfg);
     let server = common::TestServer::start(&cfg).await;
     let mut client = server.client.clone();
@@ -526,85 +475,4 @@ async fn an_incremental_backup_after_a_rename_reuses_by_collection_id_without_th
     }
     hello::drop_if_exists(&m, "default", &renamed).await;
     hello::drop_if_exists(&m, "default", &other).await;
-}
-
-/// A delete of backup B never removes what B reused from a half-deleted base
-/// H while another incremental backup R holds H for reuse. Here H's commit
-/// point is removed by hand while R is paused holding H: the state a delete
-/// of H leaves when it stops (ABORTED) on finding R after retiring H. B's
-/// delete leaves H's objects, and R completes whole. Before, B's delete
-/// took them for orphans of a deleted base and removed them under R.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_delete_leaves_what_it_reused_from_a_base_another_backup_is_reusing() {
-    let cfg = common::config();
-    let m = common::milvus(&cfg);
-    let server = common::TestServer::start(&cfg).await;
-    let mut client = server.client.clone();
-    let store = server.ctx.catalog.store().clone();
-    let coll = common::unique("incr_home");
-    hello::create(&m, &coll, 600, 2, 25).await;
-    let rows = hello::rows(&m, "default", &coll, "pk >= 0", FIELDS).await;
-    let (base, inc) = (common::unique("home_full"), common::unique("home_inc"));
-    backup(&mut client, &base, &coll, false).await;
-    let b = backup_in(&mut client, &inc, &coll).await;
-    assert_eq!(b.based_on, vec![base.clone()]);
-
-    let release = std::env::temp_dir().join(common::unique("home_release"));
-    let failpoint = format!("backup.incremental.bases_held@{}", release.display());
-    let creator = common::process::Proc::start(&cfg, "incr-home", "", Some(&failpoint)).await;
-    let mut c = creator.client.clone();
-    let reuser = common::unique("home_reuser");
-    let req = pb::CreateBackupRequest {
-        incremental: Some(true),
-        ..flows::backup_request(&reuser, &[&coll])
-    };
-    let created = tokio::spawn(async move {
-        flows::last_backup(c.create_backup(req).await.unwrap().into_inner()).await
-    });
-    creator
-        .wait_paused(std::time::Duration::from_secs(60))
-        .await;
-    let base_binlogs = format!("backup/{base}/binlogs/");
-    let before = store.list(&base_binlogs).await.unwrap().len();
-    assert!(before > 0);
-    store
-        .delete(&[format!("backup/{base}/meta/full_meta.json")])
-        .await
-        .unwrap();
-
-    delete(&mut client, &inc).await;
-    flows::eventually(
-        "the delete of the incremental backup ends",
-        std::time::Duration::from_secs(60),
-        || {
-            let (store, inc) = (store.clone(), inc.clone());
-            async move {
-                store
-                    .list(&format!("backup/{inc}/"))
-                    .await
-                    .unwrap()
-                    .is_empty()
-            }
-        },
-    )
-    .await;
-    let after = store.list(&base_binlogs).await.unwrap().len();
-    assert_eq!(
-        after, before,
-        "the base's objects stay while a backup reuses them"
-    );
-
-    std::fs::write(&release, b"").unwrap();
-    let r = created.await.unwrap();
-    assert_eq!(r.state, pb::JobState::Succeeded as i32, "{r:?}");
-    assert_eq!(r.based_on, vec![base.clone()], "{r:?}");
-    flows::assert_verifies(&mut client, &reuser, &reuser).await;
-    assert_restores(&mut client, &m, &reuser, &coll, &rows).await;
-
-    for name in [&reuser, &base] {
-        delete(&mut client, name).await;
-    }
-    let _ = std::fs::remove_file(&release);
-    creator.finish();
-    hello::drop_if_exists(&m, "default", &coll).await;
 }

@@ -102,7 +102,9 @@ async fn another_endpoint_with_other_credentials() {
 async fn a_local_directory() {
     let mut cfg = common::config();
     let dir = std::env::temp_dir().join(common::unique("milvus-backups"));
-    cfg.minio.backup_storage_type = "local".into();
+    // Any case is `local` (checked the same way at load): "LOCAL" once sent
+    // backups to S3 under the directory's path.
+    cfg.minio.backup_storage_type = "LOCAL".into();
     cfg.minio.backup_root_path = dir.display().to_string();
     let name = round_trip(&cfg, "local_dir").await;
     assert!(dir.join(&name).join("meta/full_meta.json").is_file());

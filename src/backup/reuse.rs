@@ -33,7 +33,13 @@ pub async fn reusable(
     except: &str,
     collections: &HashSet<i64>,
 ) -> Result<HashMap<String, ManifestEntry>> {
-    let mut manifests = Vec::new();
+    // Only what a complete backup's own manifest says its own folder holds:
+    // another backup's word for a home (a folder copied in by hand may name
+    // objects its home never had) is not taken, and a home deleted since is
+    // never reused from (a delete of it may be under way). Each manifest is
+    // dropped once read (they come in name order): memory follows what is
+    // reusable, not the number of backups.
+    let mut out = HashMap::new();
     catalog
         .for_other_manifests(
             listed,
@@ -41,7 +47,14 @@ pub async fn reusable(
             Among::Holding(collections),
             |name, manifest| {
                 match manifest {
-                    Ok(Some(m)) => manifests.push((name, m)),
+                    Ok(Some(m)) => {
+                        for e in m.objects.into_iter().filter(|e| e.home.is_empty()) {
+                            out.entry(e.key.clone()).or_insert(ManifestEntry {
+                                home: name.clone(),
+                                ..e
+                            });
+                        }
+                    }
                     Ok(None) => {}
                     Err(e) => warn!(backup = %name, error = %e, "backup not considered for reuse"),
                 }
@@ -49,19 +62,6 @@ pub async fn reusable(
             },
         )
         .await?;
-    // Only what a complete backup's own manifest says its own folder holds:
-    // another backup's word for a home (a folder copied in by hand may name
-    // objects its home never had) is not taken, and a home deleted since is
-    // never reused from (a delete of it may be under way).
-    let mut out = HashMap::new();
-    for (name, manifest) in manifests {
-        for e in manifest.objects.into_iter().filter(|e| e.home.is_empty()) {
-            out.entry(e.key.clone()).or_insert(ManifestEntry {
-                home: name.clone(),
-                ..e
-            });
-        }
-    }
     Ok(out)
 }
 

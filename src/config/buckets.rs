@@ -99,7 +99,7 @@ impl MinioConfig {
     /// `rootPath` in the same bucket: a backup's folder there could hold, and
     /// a delete could remove, Milvus's own files.
     pub fn check_backup_root(&self) -> Result<()> {
-        if self.backup_storage_type == "local" {
+        if self.backups_are_local() {
             return Ok(());
         }
         let (milvus, backup) = (self.milvus_bucket()?, self.backup_bucket()?);
@@ -195,6 +195,12 @@ impl MinioConfig {
         bucket.root_path = trim_slashes(&self.backup_root_path);
         bucket.backend = self.backend(Side::Backup)?;
         Ok(bucket)
+    }
+
+    /// Whether backups go to the local directory `backupRootPath`
+    /// (`backupStorageType: local`, in any case, spaces around it allowed).
+    pub fn backups_are_local(&self) -> bool {
+        self.service_type(Side::Backup) == "local"
     }
 
     /// The service type of one side: `backupStorageType`, when set, else Milvus's.

@@ -4,7 +4,8 @@
 //! whose server died is resumed by another (see `engine/takeover.rs`), and
 //! one that failed can be run again: there is nothing to clean up.
 
-use std::time::{Duration, SystemTime};
+use std::collections::HashSet;
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -17,6 +18,9 @@ use crate::jobs::{BackupSnapshot, DeleteSnapshot, JobHandle, JobSnapshot, JobSta
 use crate::meta::DeletePlan;
 use crate::meta::summary::snapshot_of;
 use crate::model::BackupName;
+
+/// How often a delete asks again for a deleted home another job holds.
+const HOME_RETRY: Duration = Duration::from_millis(500);
 
 /// A delete of one backup: a new one, or the job of a server that died,
 /// continued under its id.
@@ -72,41 +76,95 @@ pub struct DeleteJob {
 
 impl DeleteJob {
     /// Holds, as their writer, the names of the deleted backups whose objects
-    /// `plan` removes (what this backup reused from them). A name held by
-    /// another job (a new backup made under it, a backup reading it) or
-    /// complete again keeps its objects: they are left in place, never
-    /// removed under a job that may rely on them.
+    /// `plan` removes (what this backup reused from them), then drops from
+    /// `plan` what the complete backups reference now: a backup that was
+    /// still reusing from a home when the plan was read may have completed
+    /// since. A name complete again, or held by the job creating a backup
+    /// under it, keeps its objects (that backup's now).
     async fn hold_homes(&self, plan: &mut DeletePlan, job: &str) -> Result<Vec<Lease>> {
-        let catalog = &self.ctx.catalog;
         let mut held = Vec::new();
         let homes: Vec<String> = plan.orphans.keys().cloned().collect();
         for home in homes {
-            let hold = self
-                .ctx
-                .leases()
-                .hold_for_writing_then(&home, job, "delete what a deleted backup left", async {
-                    catalog.is_complete(&home).await
-                })
-                .await;
-            let left = match hold {
-                Ok((lease, false)) => {
-                    held.push(lease);
-                    continue;
+            match self.hold_home(&home, job).await {
+                Ok(Some(lease)) => held.push(lease),
+                Ok(None) => {
+                    plan.orphans.remove(&home);
                 }
-                Ok((lease, true)) => {
-                    lease.release().await;
-                    "a backup of that name is complete again".to_string()
-                }
-                Err(Error::Aborted(why)) => why,
                 Err(e) => {
                     release_all(held).await;
                     return Err(e);
                 }
-            };
-            let objects = plan.orphans.remove(&home).map_or(0, |o| o.len());
-            warn!(backup = %self.name, %home, objects, why = %left, "objects reused from a deleted backup are left in place");
+            }
+        }
+        if plan.orphans.is_empty() {
+            return Ok(held);
+        }
+        let wanted: HashSet<String> = plan.orphans.values().flatten().cloned().collect();
+        let referenced = match self
+            .ctx
+            .catalog
+            .references(&self.name, |k| wanted.contains(k))
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                release_all(held).await;
+                return Err(e);
+            }
+        };
+        if !referenced.is_empty() {
+            info!(backup = %self.name, objects = referenced.len(), "objects reused from deleted backups are kept: backups completed since reference them");
+        }
+        for keys in plan.orphans.values_mut() {
+            keys.retain(|k| !referenced.contains_key(k));
         }
         Ok(held)
+    }
+
+    /// Holds deleted backup `home` as its writer, with no reader, checked
+    /// incomplete; `None` when its objects are left to another job: the one
+    /// creating a backup under that name again (they are that backup's
+    /// now), or a delete of `home` still running after the wait below (it
+    /// reads the references again once its own are removed, after this
+    /// backup was retired, and removes what nothing references). Any other
+    /// holder (a reader) is waited for, up to twice the lease TTL; then the
+    /// delete stops ABORTED, with nothing else removed, to be run again: the
+    /// objects are never left behind unowned, keeping the name taken.
+    async fn hold_home(&self, home: &str, job: &str) -> Result<Option<Lease>> {
+        let (catalog, leases) = (&self.ctx.catalog, self.ctx.leases());
+        let deadline = Instant::now() + 2 * leases.ttl();
+        loop {
+            let hold = leases
+                .hold_for_writing_then(home, job, "delete what a deleted backup left", async {
+                    catalog.is_complete(home).await
+                })
+                .await;
+            let left = match hold {
+                Ok((lease, false)) => return Ok(Some(lease)),
+                Ok((lease, true)) => {
+                    lease.release().await;
+                    "a backup of that name is complete again".to_string()
+                }
+                Err(Error::Aborted(why)) if leases.being_created(home).await? => why,
+                Err(Error::Aborted(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(HOME_RETRY).await;
+                    continue;
+                }
+                Err(Error::Aborted(why)) if leases.being_deleted(home).await? => why,
+                Err(Error::Aborted(why)) => {
+                    return Err(Error::Aborted(format!(
+                        "{why}; backup {} reused objects from deleted backup {home:?} that may \
+                         only be removed under a hold on that name: {} is no longer listed or \
+                         restorable, and nothing else was removed: delete it again once that \
+                         job ends",
+                        self.name, self.name
+                    )));
+                }
+                Err(e) => return Err(e),
+            };
+            warn!(backup = %self.name, %home, why = %left, "objects reused from a deleted backup are left to the job that holds its name");
+            return Ok(None);
+        }
     }
 }
 

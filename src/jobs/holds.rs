@@ -97,8 +97,17 @@ impl Leases {
 
     /// Whether backup `name` is held by the job that creates it.
     pub async fn being_created(&self, name: &str) -> Result<bool> {
+        self.written_for(name, "create").await
+    }
+
+    /// Whether backup `name` is held by a job that deletes it.
+    pub async fn being_deleted(&self, name: &str) -> Result<bool> {
+        self.written_for(name, "delete").await
+    }
+
+    async fn written_for(&self, name: &str, purpose: &str) -> Result<bool> {
         let holder = self.holder(&writer(name)).await?;
-        Ok(holder.is_some_and(|h| h.purpose == "create"))
+        Ok(holder.is_some_and(|h| h.purpose == purpose))
     }
 
     /// Holds what a restore needs besides `reading`, its hold on the backup:

@@ -8,6 +8,7 @@ pub mod data;
 pub mod faults;
 pub mod flows;
 pub mod hello;
+pub mod incr;
 pub mod process;
 pub mod tls;
 
