@@ -157,6 +157,13 @@ async fn bad_requests_are_refused_and_write_nothing() {
         collection_suffix: "_r".into(),
         ..restore_of(&taken)
     };
+    // Milvus 2.3 loads no collection without a vector index: asked to load
+    // without restore_index, the restore is refused before any import.
+    let load_unindexed = pb::RestoreRequest {
+        load: true,
+        collection_suffix: "_l".into(),
+        ..restore_of(&taken)
+    };
     let nsb = "no_such_backup_x1";
     cases.extend([
         // Blank names (the code only) and a collection name that is not one.
@@ -217,6 +224,11 @@ async fn bad_requests_are_refused_and_write_nothing() {
             Code::NotFound,
             "not_in_backup_x1",
         ),
+        case(
+            Req::Restore(load_unindexed),
+            Code::FailedPrecondition,
+            "ask for restore_index",
+        ),
     ]);
 
     // A refused CreateBackup writes nothing under its name.
@@ -242,11 +254,10 @@ async fn bad_requests_are_refused_and_write_nothing() {
     );
     let rows = hello::rows(&m, "default", &coll, "pk >= 0", &["pk"]).await;
     assert_eq!(rows.len(), 300, "the existing collection was touched");
-    assert!(
-        !m.has_collection("default", &format!("{coll}_r"))
-            .await
-            .unwrap()
-    );
+    for suffix in ["_r", "_l"] {
+        let made = format!("{coll}{suffix}");
+        assert!(!m.has_collection("default", &made).await.unwrap(), "{made}");
+    }
 
     hello::drop_if_exists(&m, "default", &coll).await;
     server.handle.stop().await.unwrap();

@@ -211,10 +211,75 @@ pub async fn check_targets(
                 }
             }
         }
+        if req.load() {
+            check_loadable(ctx, req, t, exists).await?;
+        }
         t.exists = exists;
         t.original_id = original_id;
     }
     Ok(())
+}
+
+/// With `load`: Milvus 2.3 refuses to load a collection with a vector field
+/// that has no index, so a restore asked to load one would fail after all
+/// its imports (and its cleanup drop what it imported). Refused before
+/// anything changes. The indexes counted are the backup's, with
+/// `restore_index`, and those a `skip_create_collection` target has.
+async fn check_loadable(
+    ctx: &Context,
+    req: &RestoreRequest,
+    t: &RestoreTarget,
+    exists: bool,
+) -> Result<()> {
+    use crate::milvus::proto::schema::DataType;
+    let mut indexed: Vec<String> = Vec::new();
+    if req.restore_index() {
+        indexed.extend(t.source.index_infos.iter().map(|i| i.field_name.clone()));
+    }
+    if exists && req.skip_create() {
+        let target = &t.target;
+        let have = ctx
+            .milvus
+            .describe_indexes(target.db(), target.name())
+            .await?;
+        indexed.extend(have.into_iter().map(|i| i.field_name));
+    }
+    let unindexed: Vec<&str> = t
+        .source
+        .schema
+        .fields
+        .iter()
+        .filter(|f| {
+            matches!(
+                DataType::try_from(f.data_type),
+                Ok(DataType::BinaryVector
+                    | DataType::FloatVector
+                    | DataType::Float16Vector
+                    | DataType::BFloat16Vector
+                    | DataType::SparseFloatVector)
+            )
+        })
+        .map(|f| f.name.as_str())
+        .filter(|name| !indexed.iter().any(|i| i == name))
+        .collect();
+    if unindexed.is_empty() {
+        return Ok(());
+    }
+    let backed_up = t
+        .source
+        .index_infos
+        .iter()
+        .any(|i| unindexed.contains(&i.field_name.as_str()));
+    let advice = if !req.restore_index() && backed_up {
+        "ask for restore_index as well, or restore without load"
+    } else {
+        "the backup has no index on it: restore without load, then create the index and load"
+    };
+    Err(Error::FailedPrecondition(format!(
+        "load was asked for {}, but its vector field(s) {unindexed:?} would have no index, \
+         and Milvus loads no collection without one; {advice}",
+        t.target
+    )))
 }
 
 /// With `skip_create_collection` and `restore_index`: Milvus keeps one index
