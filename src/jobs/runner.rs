@@ -523,20 +523,25 @@ impl<K: JobKind> Runner<K> {
             if resume {
                 continue;
             }
+            let recovered = now.clone();
             let now = match (&self.pool.shared, now != before) {
                 (Some(shared), true) => shared.finish_recovered(now).await,
                 (_, _) => now,
             };
+            // Another process's end of the job, kept over this one's.
+            let theirs = now != recovered;
             if now != before {
                 records.save(&now);
             }
-            self.registry.remember(now);
+            self.registry.remember(now.clone());
             if let Some(later) = later {
                 let (records, runner) = (records.clone(), self.clone());
                 self.pool.tasks.spawn(async move {
+                    let after = later.await;
                     let after = match &runner.pool.shared {
-                        Some(shared) => shared.finish_recovered(later.await).await,
-                        None => later.await,
+                        Some(_) if theirs => return,
+                        Some(shared) => shared.finish_cleaned(&now, after).await,
+                        None => after,
                     };
                     records.save(&after);
                     runner.registry.remember(after);

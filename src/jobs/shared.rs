@@ -416,6 +416,22 @@ impl SharedRecords {
         }
     }
 
+    /// What the cleanup a restarted process ran for its own ended job made
+    /// of the job (`after`), reconciled with the shared record: written
+    /// when that record is still `held` (the end this process recovered),
+    /// so that the next restart does not clean up again; an end another
+    /// process wrote since, and another job's record, are kept.
+    pub async fn finish_cleaned<T: JobSnapshot + PartialEq>(&self, held: &T, after: T) -> T {
+        match self.load::<T>(after.key()).await {
+            Ok(Some(shared)) if shared.id() != after.id() => after,
+            Ok(Some(shared)) if shared != *held => shared,
+            _ => {
+                self.finish(&after).await;
+                after
+            }
+        }
+    }
+
     /// Follows the record of a job another server runs: its snapshots, re-read
     /// every second until a terminal one. `None` when no server keeps it.
     pub async fn follow<T: JobSnapshot>(&self, key: &str) -> Result<Option<watch::Receiver<T>>> {

@@ -172,3 +172,43 @@ async fn a_request_id_is_claimed_once_and_pruned_with_its_record() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The cleanup a restarted process ran for its own ended job is written
+/// over the end it recovered (before, the recovered end was kept, so each
+/// restart cleaned up again), never over an end another process wrote
+/// since, nor over another job's record.
+#[tokio::test]
+async fn a_recovered_jobs_cleanup_is_written_unless_another_process_ended_it() {
+    let dir = std::env::temp_dir().join(format!("shared-{}", uuid::Uuid::new_v4().simple()));
+    let records = SharedRecords::new(Arc::new(LocalDir::new(&dir)), "backup");
+    let mut ended = BackupSnapshot::pending("1".into(), "b".into(), false);
+    ended.state = JobState::Failed;
+    ended.error = Some("cleanup pending".into());
+    records.finish(&ended).await;
+    let mut cleaned = ended.clone();
+    cleaned.error = Some("cleaned up".into());
+
+    let got = records.finish_cleaned(&ended, cleaned.clone()).await;
+    assert_eq!(got, cleaned);
+    let shared = records.load::<BackupSnapshot>("b").await.unwrap();
+    assert_eq!(shared, Some(cleaned.clone()), "written");
+
+    // Another process wrote another end meanwhile: kept.
+    let mut theirs = ended.clone();
+    theirs.state = JobState::Cancelled;
+    records.finish(&theirs).await;
+    let got = records.finish_cleaned(&ended, cleaned.clone()).await;
+    assert_eq!(got, theirs);
+    let shared = records.load::<BackupSnapshot>("b").await.unwrap();
+    assert_eq!(shared, Some(theirs), "kept");
+
+    // Another job's record under the key: left alone.
+    let mut other = BackupSnapshot::pending("2".into(), "b".into(), false);
+    other.state = JobState::Succeeded;
+    records.finish(&other).await;
+    let got = records.finish_cleaned(&ended, cleaned.clone()).await;
+    assert_eq!(got, cleaned);
+    let shared = records.load::<BackupSnapshot>("b").await.unwrap();
+    assert_eq!(shared, Some(other), "another job's record left alone");
+    let _ = std::fs::remove_dir_all(&dir);
+}
