@@ -539,6 +539,7 @@ async fn hand_made_run(
         ended_ms: Some(slot_ms + 1000),
         manual: false,
         deleted: false,
+        retiring: false,
         jobs: vec![format!("job-{backup}")],
     };
     assert!(store.start_run(policy, &record).await.unwrap());
@@ -745,62 +746,4 @@ async fn a_failed_run_is_retried_in_its_slot_and_retention_previews_hand_made_da
         .unwrap();
     }
     server.finish();
-}
-
-/// Retention deletes by id, not by name: a delete that names the id it saw
-/// is refused once another backup is under the name (deleted by hand and
-/// made again while retention ran), and leaves it whole; with the id of the
-/// backup there, it deletes it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_delete_by_id_leaves_a_backup_made_again_under_the_name() {
-    use milvus_backup::context::Context;
-    use milvus_backup::delete::DeleteRequest;
-    use milvus_backup::engine::Engine;
-    use milvus_backup::model::BackupName;
-
-    let mut cfg = common::config();
-    let root = common::unique("byid_root");
-    cfg.minio.backup_bucket_name = cfg.minio.bucket_name.clone();
-    cfg.minio.backup_root_path = root.clone();
-    let engine = Engine::new(Context::from_config(&cfg).unwrap());
-    let store = rooted_bucket(&cfg);
-    let backup = common::unique("byid");
-    let meta_key = format!("{root}/{backup}/meta/full_meta.json");
-    let meta = serde_json::json!({ "id": "made-again", "name": backup });
-    store
-        .write(&meta_key, bytes::Bytes::from(meta.to_string()))
-        .await
-        .unwrap();
-    let name = BackupName::parse(&backup).unwrap();
-
-    let refused = engine
-        .start_delete(DeleteRequest::of_id(
-            name.clone(),
-            "retention-saw-this".into(),
-        ))
-        .await
-        .expect_err("another backup is under the name");
-    assert_eq!(
-        refused.kind(),
-        milvus_backup::error::ErrorKind::FailedPrecondition,
-        "{refused}"
-    );
-    assert!(
-        refused.to_string().contains("retention-saw-this")
-            && refused.to_string().contains("made-again"),
-        "{refused}"
-    );
-    assert!(store.head(&meta_key).await.unwrap().is_some(), "left whole");
-
-    let rx = engine
-        .start_delete(DeleteRequest::of_id(name, "made-again".into()))
-        .await
-        .unwrap();
-    let end = milvus_backup::jobs::until_terminal(rx).await;
-    assert_eq!(
-        end.state,
-        milvus_backup::jobs::JobState::Succeeded,
-        "{end:?}"
-    );
-    assert!(store.head(&meta_key).await.unwrap().is_none(), "deleted");
 }

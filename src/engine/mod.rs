@@ -5,6 +5,7 @@
 
 mod backups;
 mod policies;
+mod retention;
 mod scheduler;
 mod takeover;
 

@@ -26,10 +26,8 @@ use chrono::Utc;
 use tracing::{info, warn};
 
 use super::Engine;
-use crate::delete::DeleteRequest;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::jobs::{JobSnapshot, JobState, Lease, holds, host_pid, until_terminal};
-use crate::model::retention::Decision;
 use crate::model::{BackupName, Caller};
 use crate::policy::{RunRecord, RunState, StoredPolicy};
 
@@ -77,6 +75,7 @@ pub(super) fn first_record(slot_ms: i64, backup: &str, manual: bool) -> RunRecor
         ended_ms: None,
         manual,
         deleted: false,
+        retiring: false,
         jobs: Vec::new(),
     }
 }
@@ -298,7 +297,12 @@ impl Engine {
 
     /// Writes the run's record while this server holds its lease and the
     /// policy exists (a deleted policy's runs leave no records behind).
-    async fn save_run(&self, name: &str, record: &RunRecord, lease: &Lease) -> Result<()> {
+    pub(super) async fn save_run(
+        &self,
+        name: &str,
+        record: &RunRecord,
+        lease: &Lease,
+    ) -> Result<()> {
         if lease.lost().is_cancelled() {
             return Err(Error::Aborted(format!(
                 "policy {name:?}: this server lost the lease of the run for {}",
@@ -520,76 +524,5 @@ impl Engine {
             .await?;
         info!(backup = %name, objects = removed, "removed the run's half-written backup");
         Ok(false)
-    }
-
-    /// Deletes the backup retention decided against in `d`, only while it is
-    /// the complete backup one of the policy's `runs` made: its id is read
-    /// from the backup's own meta (the index may be stale), and the delete
-    /// refuses once another backup is under the name. One gone already
-    /// (deleted by hand) counts as deleted; a delete that fails does not.
-    async fn retire(&self, d: &Decision, runs: &[RunRecord]) -> Result<()> {
-        let name = BackupName::parse(&d.name)?;
-        let Some(info) = self.ctx.catalog.read(&name).await? else {
-            if self.ctx.catalog.is_taken(&name).await? {
-                return Err(Error::FailedPrecondition(format!(
-                    "backup {:?} is not complete now (being deleted, or made again); left",
-                    d.name
-                )));
-            }
-            return Ok(());
-        };
-        if !runs
-            .iter()
-            .any(|r| r.backup == d.name && r.jobs.contains(&info.id))
-        {
-            return Err(Error::FailedPrecondition(format!(
-                "backup {:?} is now another backup (id {}) than the one the policy made; \
-                 left alone",
-                d.name, info.id
-            )));
-        }
-        let started = self.start_delete(DeleteRequest::of_id(name, info.id)).await;
-        match started {
-            Ok(rx) => until_terminal(rx).await.succeeded().map(|_| ()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Deletes what the retention rules no longer keep, through the safe
-    /// delete; a backup that cannot be deleted now is tried after the next run.
-    async fn apply_retention(&self, p: &StoredPolicy, lease: &Lease) {
-        let name = p.policy.name();
-        if p.policy.retention().is_empty() {
-            return;
-        }
-        let decisions: Vec<Decision> = match self.retention_decisions(p).await {
-            Ok(d) => d,
-            Err(e) => {
-                return warn!(policy = %name, error = %e, "retention skipped: cannot read the policy's backups");
-            }
-        };
-        let mut runs = match self.policies.runs(name).await {
-            Ok(r) => r,
-            Err(e) => {
-                return warn!(policy = %name, error = %e, "retention skipped: cannot read the policy's runs");
-            }
-        };
-        for d in decisions.iter().filter(|d| !d.keep) {
-            match self.retire(d, &runs).await {
-                Ok(()) => {
-                    info!(policy = %name, backup = %d.name, reason = %d.reason, "retention deleted a backup");
-                    for r in runs.iter_mut().filter(|r| r.backup == d.name) {
-                        r.deleted = true;
-                        if let Err(e) = self.save_run(name, r, lease).await {
-                            warn!(policy = %name, error = %e, "cannot record the deletion");
-                        }
-                    }
-                }
-                Err(e) => {
-                    warn!(policy = %name, backup = %d.name, error = %e, "retention could not delete the backup now; tried again after the next run")
-                }
-            }
-        }
     }
 }

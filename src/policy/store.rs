@@ -78,6 +78,11 @@ pub struct RunRecord {
     /// Its backup was deleted by retention.
     #[serde(default)]
     pub deleted: bool,
+    /// Retention started deleting its backup (recorded before the delete
+    /// starts): a delete that stopped after the backup was retired is
+    /// finished by a later retention.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retiring: bool,
     /// The ids of the backup jobs it started, recorded before each starts:
     /// a backup of the run's name is the run's only when its id is one of them.
     #[serde(default)]

@@ -1,0 +1,155 @@
+//! Retention of backup policies against the real Milvus 2.3.5 and S3, on a
+//! backup root of their own: it deletes only the backup its run made (by
+//! id), and a delete of its that stopped after the backup was retired is
+//! finished by a later run.
+
+mod common;
+
+use std::time::Duration;
+
+use common::hello;
+use common::process::rooted_bucket;
+use milvus_backup::context::Context;
+use milvus_backup::delete::DeleteRequest;
+use milvus_backup::engine::Engine;
+use milvus_backup::model::{BackupName, Policy, PolicyInput, PolicyName, RetentionInput};
+use milvus_backup::policy::{PolicyStore, RunState};
+
+/// A retention delete stopped after its backup was retired (here every
+/// delete fails while a complete backup whose checksums cannot be read is
+/// under the root: a delete reads every other backup's). The backup is then
+/// no longer complete, so no decision names it again: a later run finishes
+/// the delete (before, its folder stayed for good, its name taken).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retention_delete_that_stopped_is_finished_by_a_later_run() {
+    let mut cfg = common::config();
+    let root = common::unique("retire_root");
+    cfg.minio.backup_bucket_name = cfg.minio.bucket_name.clone();
+    cfg.minio.backup_root_path = root.clone();
+    let ctx = Context::from_config(&cfg).unwrap();
+    let catalog = ctx.catalog.clone();
+    let engine = Engine::new(ctx);
+    let m = common::milvus(&cfg);
+    let coll = common::unique("retire_src");
+    hello::create(&m, &coll, 200, 1, 11).await;
+    let name = common::unique("retire_p");
+    let policy = Policy::parse(PolicyInput {
+        name: name.clone(),
+        schedule: "0 0 1 1 *".into(),
+        collection_names: vec![coll.clone()],
+        name_template: "{policy}_{yyyyMMdd_HHmmss}".into(),
+        retention: RetentionInput {
+            keep_last: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    engine.create_policy(policy).await.unwrap();
+    let pname = PolicyName::parse(&name).unwrap();
+    let runs = PolicyStore::new(rooted_bucket(&cfg), &root);
+    let run = || async {
+        // Backup names go by the second.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let r = engine.run_policy_and_wait(&pname, |_| {}).await.unwrap();
+        assert_eq!(r.state, RunState::Succeeded, "{r:?}");
+        r.backup
+    };
+
+    let first = run().await;
+    let store = rooted_bucket(&cfg);
+    let junk = [
+        format!("{root}/junk_meta/meta/full_meta.json"),
+        format!("{root}/junk_meta/meta/checksums.json"),
+    ];
+    store
+        .write(
+            &junk[0],
+            bytes::Bytes::from(r#"{"id":"junk","name":"junk_meta"}"#),
+        )
+        .await
+        .unwrap();
+    store
+        .write(&junk[1], bytes::Bytes::from("not json"))
+        .await
+        .unwrap();
+    let second = run().await;
+    assert!(
+        catalog.is_taken(&first).await.unwrap(),
+        "its delete stopped"
+    );
+    assert!(!catalog.is_complete(&first).await.unwrap(), "retired");
+    let record = runs.runs(&name).await.unwrap();
+    let r = record.iter().find(|r| r.backup == first).unwrap();
+    assert!(r.retiring && !r.deleted, "{r:?}");
+
+    store.delete(&junk).await.unwrap();
+    let third = run().await;
+    assert!(
+        !catalog.is_taken(&first).await.unwrap(),
+        "the stopped delete was finished"
+    );
+    assert!(!catalog.is_taken(&second).await.unwrap(), "keep_last 1");
+    assert!(catalog.is_complete(&third).await.unwrap());
+    let record = runs.runs(&name).await.unwrap();
+    let r = record.iter().find(|r| r.backup == first).unwrap();
+    assert!(r.deleted, "{r:?}");
+
+    engine.delete_policy(&pname).await.unwrap();
+    let third = BackupName::parse(&third).unwrap();
+    engine.delete_backup_until_ended(&third).await.unwrap();
+    hello::drop_if_exists(&m, "default", &coll).await;
+}
+
+/// Retention deletes by id, not by name: a delete that names the id it saw
+/// is refused once another backup is under the name (deleted by hand and
+/// made again while retention ran), and leaves it whole; with the id of the
+/// backup there, it deletes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delete_by_id_leaves_a_backup_made_again_under_the_name() {
+    let mut cfg = common::config();
+    let root = common::unique("byid_root");
+    cfg.minio.backup_bucket_name = cfg.minio.bucket_name.clone();
+    cfg.minio.backup_root_path = root.clone();
+    let engine = Engine::new(Context::from_config(&cfg).unwrap());
+    let store = rooted_bucket(&cfg);
+    let backup = common::unique("byid");
+    let meta_key = format!("{root}/{backup}/meta/full_meta.json");
+    let meta = serde_json::json!({ "id": "made-again", "name": backup });
+    store
+        .write(&meta_key, bytes::Bytes::from(meta.to_string()))
+        .await
+        .unwrap();
+    let name = BackupName::parse(&backup).unwrap();
+
+    let refused = engine
+        .start_delete(DeleteRequest::of_id(
+            name.clone(),
+            "retention-saw-this".into(),
+        ))
+        .await
+        .expect_err("another backup is under the name");
+    assert_eq!(
+        refused.kind(),
+        milvus_backup::error::ErrorKind::FailedPrecondition,
+        "{refused}"
+    );
+    assert!(
+        refused.to_string().contains("retention-saw-this")
+            && refused.to_string().contains("made-again"),
+        "{refused}"
+    );
+    assert!(store.head(&meta_key).await.unwrap().is_some(), "left whole");
+
+    let rx = engine
+        .start_delete(DeleteRequest::of_id(name, "made-again".into()))
+        .await
+        .unwrap();
+    let end = milvus_backup::jobs::until_terminal(rx).await;
+    assert_eq!(
+        end.state,
+        milvus_backup::jobs::JobState::Succeeded,
+        "{end:?}"
+    );
+    assert!(store.head(&meta_key).await.unwrap().is_none(), "deleted");
+}
