@@ -19,6 +19,10 @@ use milvus_backup::{Error, Result};
 use tracing::warn;
 use tracing_subscriber::EnvFilter;
 
+/// How long an interrupted command is given to record how its work ended
+/// (as long as the engine waits for its cancelled jobs).
+const COMMAND_END_WAIT: Duration = Duration::from_secs(330);
+
 /// Back up and restore Milvus collections.
 #[derive(Debug, Parser)]
 #[command(name = "milvus-backup", version, about)]
@@ -357,11 +361,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     };
     // Ctrl-C or SIGTERM: the command's job is cancelled, not left for a
     // server on the same storage to resume.
+    // The command goes on while its jobs are cancelled, so that what it
+    // runs itself (a policy run) records its end as cancelled too.
+    tokio::pin!(command);
     tokio::select! {
-        done = command => done,
+        done = &mut command => done,
         _ = interrupted => {
             warn!("interrupted: cancelling the running job (it removes what it made)");
-            interrupt.interrupt().await;
+            tokio::join!(interrupt.interrupt(), async {
+                let _ = tokio::time::timeout(COMMAND_END_WAIT, &mut command).await;
+            });
             Err(Failure::Core(Error::Cancelled(
                 "interrupted by a signal; the job was cancelled".into(),
             )))

@@ -165,3 +165,95 @@ async fn cli_commands_and_exit_codes() {
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     data::drop_if_exists(&m, &spec.db, &target).await;
 }
+
+/// `policy run` interrupted with Ctrl-C (SIGINT) while its backup copies
+/// (held at `backup.described`) ends the run FAILED (`cancelled`) and
+/// removes its backup; a server started on the same root afterwards leaves
+/// it so. Before, the run stayed RUNNING and the server took it over after
+/// the lease expired, making the backup the user stopped (and applying
+/// retention).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ctrl_c_ends_a_cli_policy_run_cancelled_for_good() {
+    use common::process::{Proc, config_with, root_backups_at, rooted_bucket, wait_for_log};
+    use milvus_backup::policy::{PolicyStore, RunState};
+    use std::time::Duration;
+
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("cli_prun_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..100, 5).await;
+    let root = common::unique("cli_prun_root");
+    let (state, config) = config_with(&cfg, "cli-prun", "");
+    root_backups_at(&config, &root);
+    let policy = common::unique("prun");
+    let out = run(
+        &config,
+        &[
+            "policy",
+            "create",
+            "-n",
+            &policy,
+            "--schedule",
+            "0 0 1 1 *",
+            "-c",
+            &spec.name,
+            "--keep_last",
+            "1",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let log = std::env::temp_dir().join(common::unique("cli-prun.log"));
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
+        .arg("--config")
+        .arg(&config)
+        .args(["policy", "run", "-n", &policy])
+        .env("MILVUS_BACKUP_FAILPOINTS", "backup.described")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_log(&log, "failpoint reached", Duration::from_secs(120)).await;
+    Command::new("kill")
+        .args(["-INT", &cli.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || cli.wait().unwrap())
+        .await
+        .unwrap();
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{said}");
+    assert!(said.contains("interrupted"), "{said}");
+
+    let runs = PolicyStore::new(rooted_bucket(&cfg), &root);
+    let ended = runs.runs(&policy).await.unwrap();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0].state, RunState::Failed, "{ended:?}");
+    assert_eq!(
+        ended[0].error_kind.as_deref(),
+        Some("cancelled"),
+        "{ended:?}"
+    );
+    let store = rooted_bucket(&cfg);
+    let folder = format!("{root}/{}/", ended[0].backup);
+    assert!(
+        store.list(&folder).await.unwrap().is_empty(),
+        "its backup removed"
+    );
+
+    // A server on the same root past three lease TTLs and a sweep: the run
+    // is not taken over.
+    let server = Proc::start_rooted(&cfg, "cli-prun-server", &root, "").await;
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    let after = runs.runs(&policy).await.unwrap();
+    assert_eq!(after, ended, "not taken over");
+    assert!(
+        store.list(&folder).await.unwrap().is_empty(),
+        "not made again"
+    );
+    server.finish();
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_dir_all(&state);
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

@@ -68,6 +68,9 @@ pub struct Engine {
     slots: Mutex<scheduler::SlotBook>,
     /// Fires at shutdown: the scheduler stops, its runs stop retrying.
     stop: CancellationToken,
+    /// Fires when a CLI command is interrupted: what it runs is cancelled
+    /// and recorded so, never left for a server to take over.
+    interrupted: CancellationToken,
 }
 
 impl Engine {
@@ -149,6 +152,7 @@ impl Engine {
             policies,
             slots: Mutex::default(),
             stop: CancellationToken::new(),
+            interrupted: CancellationToken::new(),
         })
     }
 
@@ -165,6 +169,7 @@ impl Engine {
     /// waits until each has cleaned up and recorded its end (at most
     /// `INTERRUPT_WAIT`).
     pub async fn interrupt(&self) {
+        self.interrupted.cancel();
         self.backups.cancel_all();
         self.restores.cancel_all();
         self.deletes.cancel_all();

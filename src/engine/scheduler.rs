@@ -385,6 +385,9 @@ impl Engine {
             warn!(policy = %name, backup = %record.backup, attempt = record.attempts, error = %err, "policy run failed");
             record.error = Some(err.to_string());
             record.error_kind = Some(err.kind().as_str().to_string());
+            if self.interrupted.is_cancelled() {
+                return self.end_interrupted(name, &mut record, lease).await;
+            }
             if self.stop.is_cancelled() || lease.lost().is_cancelled() {
                 // Left RUNNING: another server (or this one, restarted) takes it over.
                 let _ = self.save_run(name, &record, lease).await;
@@ -415,6 +418,9 @@ impl Engine {
             let lost = lease.lost();
             tokio::select! {
                 _ = tokio::time::sleep_until(next_attempt) => {}
+                _ = self.interrupted.cancelled() => {
+                    return self.end_interrupted(name, &mut record, lease).await;
+                }
                 _ = self.stop.cancelled() => return Ok(false),
                 _ = lost.cancelled() => return Ok(false),
             }
@@ -434,6 +440,23 @@ impl Engine {
                 warn!(policy = %name, error = %e, "retention skipped: cannot read the policy")
             }
         }
+        Ok(true)
+    }
+
+    /// Ends a run its CLI command's interrupt cancelled: FAILED (`cancelled`),
+    /// so that no server takes it over and makes the backup the user stopped.
+    async fn end_interrupted(
+        &self,
+        name: &str,
+        record: &mut RunRecord,
+        lease: &Lease,
+    ) -> Result<bool> {
+        record.state = RunState::Failed;
+        record.error = Some("interrupted by a signal; the run was cancelled".into());
+        record.error_kind = Some(crate::error::ErrorKind::Cancelled.as_str().to_string());
+        record.ended_ms = Some(Utc::now().timestamp_millis());
+        self.save_run(name, record, lease).await?;
+        crate::metrics::global().policy_run_ended(name, "failed");
         Ok(true)
     }
 
