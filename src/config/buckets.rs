@@ -203,6 +203,12 @@ impl MinioConfig {
         self.service_type(Side::Backup) == "local"
     }
 
+    /// Whether the backup side is another kind of service than Milvus's
+    /// (its `backup*` settings then apply even without `backupAddress`).
+    pub(super) fn backups_on_another_service(&self) -> bool {
+        self.service_type(Side::Backup) != self.service_type(Side::Milvus)
+    }
+
     /// The service type of one side: `backupStorageType`, when set, else Milvus's.
     fn service_type(&self, side: Side) -> String {
         let milvus = if self.cloud_provider.trim().eq_ignore_ascii_case("azure") {
@@ -288,8 +294,14 @@ impl MinioConfig {
                 }
                 let (address, _) = pick(&self.address, &self.backup_address);
                 let port = match side {
+                    // Azure itself, when no address is given.
+                    _ if address.trim().is_empty() => 443,
                     Side::Backup if own && self.backup_port != 0 => self.backup_port,
                     _ => self.port,
+                };
+                let address = match address.trim() {
+                    "" => "core.windows.net".to_string(),
+                    _ => address,
                 };
                 let blob_endpoint =
                     if address.starts_with("http://") || address.starts_with("https://") {

@@ -168,7 +168,9 @@ impl Config {
         .filter_map(|(set, key)| set.then_some(key))
         .collect();
         unused(
-            m.backup_address.is_empty() && !backup_connection.is_empty(),
+            m.backup_address.is_empty()
+                && !m.backups_on_another_service()
+                && !backup_connection.is_empty(),
             &backup_connection.join("/"),
             "minio.backupAddress is empty, so backups go to Milvus's endpoint with Milvus's \
              credentials; set minio.backupAddress (Milvus's own address too) to use them",

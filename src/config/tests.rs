@@ -286,3 +286,24 @@ fn backup_credentials_without_a_backup_address_are_warned_about() {
     .unwrap();
     assert!(same.check_keys().unwrap().is_empty());
 }
+
+/// Backups on Azure beside Milvus on S3, with no `backupAddress`: the
+/// account and key are the backup side's (no warning that they are unused),
+/// and the endpoint is Azure's own (it was `https://acct.blob.:9000`).
+#[test]
+fn an_azure_backup_side_without_an_address_is_azure_itself() {
+    let cfg = Config::parse(
+        "minio:\n  storageType: minio\n  port: 9000\n  backupStorageType: azure\n  \
+         backupAccessKeyID: acct\n  backupSecretAccessKey: a2V5\n  backupBucketName: c\n",
+    )
+    .unwrap();
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    let b = cfg.minio.backup_bucket().unwrap();
+    match b.backend {
+        Backend::Azure(a) => {
+            assert_eq!(a.account, "acct");
+            assert_eq!(a.blob_endpoint, "https://acct.blob.core.windows.net");
+        }
+        other => panic!("{other:?}"),
+    }
+}
