@@ -1,7 +1,8 @@
 //! When a backup policy fires: a cron expression evaluated in a time zone,
 //! and the backup name rendered for each slot.
 
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::offset::LocalResult;
+use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
@@ -104,7 +105,8 @@ pub fn parse_time_zone(tz: &str) -> Result<Tz> {
 /// Renders a backup name template for the slot at `t` in time zone `tz`.
 /// Braces hold a date pattern of yyyy, yy, MM, dd, HH, mm, ss and non-letters
 /// (`nightly_{yyyyMMdd_HHmm}` gives `nightly_20261202_1305`); text outside
-/// braces is copied.
+/// braces is copied. In the hour repeated when the clocks go back, the
+/// second pass's name ends with `_2`.
 pub fn render_name(template: &str, t: DateTime<Utc>, tz: Tz) -> Result<String> {
     let bad = |why: String| Error::InvalidArgument(format!("name_template {template:?}: {why}"));
     let local = t.with_timezone(&tz);
@@ -151,6 +153,13 @@ pub fn render_name(template: &str, t: DateTime<Utc>, tz: Tz) -> Result<String> {
     if open.is_some() {
         return Err(bad("'{' is never closed".to_string()));
     }
+    // The second pass of an hour repeated when the clocks go back reads the
+    // same as the first: it gets `_2`, so two slots never share a name.
+    if let LocalResult::Ambiguous(_, later) = tz.from_local_datetime(&local.naive_local())
+        && later == local
+    {
+        out.push_str("_2");
+    }
     Ok(out)
 }
 
@@ -166,6 +175,27 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    /// Berlin's clocks go back at 01:00 UTC on 2026-10-25: 02:00 local
+    /// comes twice. The two passes get different names, and the hours
+    /// around them none of the suffix.
+    #[test]
+    fn the_repeated_hour_at_the_fall_back_names_its_second_pass_apart() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let t = "p_{yyyyMMdd_HHmmss}";
+        let name = |s: &str| render_name(t, at(s), berlin).unwrap();
+        assert_eq!(name("2026-10-25T00:00:00Z"), "p_20261025_020000");
+        assert_eq!(name("2026-10-25T01:00:00Z"), "p_20261025_020000_2");
+        assert_eq!(name("2026-10-25T01:30:00Z"), "p_20261025_023000_2");
+        assert_eq!(name("2026-10-24T23:30:00Z"), "p_20261025_013000");
+        assert_eq!(name("2026-10-25T02:00:00Z"), "p_20261025_030000");
+        // Spring forward skips an hour: nothing repeats, nothing added.
+        assert_eq!(name("2026-03-29T01:00:00Z"), "p_20260329_030000");
+        assert_eq!(
+            render_name(t, at("2026-10-25T01:00:00Z"), Tz::UTC).unwrap(),
+            "p_20261025_010000"
+        );
     }
 
     fn refusal<T: std::fmt::Debug>(r: Result<T>) -> String {
