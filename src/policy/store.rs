@@ -7,7 +7,8 @@
 //!   created when the run starts and rewritten by its owner, which holds the
 //!   slot's lease (`_leases/policy/{name}/{slot}`).
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -16,7 +17,7 @@ use tracing::warn;
 
 use crate::error::{Error, Result};
 use crate::model::{Policy, PolicyInput};
-use crate::storage::{CondPut, ObjectStore, join_key};
+use crate::storage::{CondPut, ObjectInfo, ObjectStore, join_key};
 
 /// The folder of policies under the backup root (a reserved backup name).
 pub const POLICIES_DIR: &str = "_policies";
@@ -101,6 +102,10 @@ impl RunRecord {
 pub struct PolicyStore {
     store: Arc<dyn ObjectStore>,
     prefix: String,
+    /// Run records read before, by key, with the ETag the listing showed:
+    /// one listed again with the same ETag is not read again (every replica
+    /// looks at every run record every few seconds).
+    runs_read: Arc<Mutex<HashMap<String, (String, RunRecord)>>>,
 }
 
 fn now_ms() -> i64 {
@@ -113,6 +118,7 @@ impl PolicyStore {
         Self {
             store,
             prefix: join_key([root, POLICIES_DIR]),
+            runs_read: Arc::default(),
         }
     }
 
@@ -231,30 +237,45 @@ impl PolicyStore {
         Ok(out)
     }
 
-    /// The run records of policy `name`, oldest first.
+    /// The run records of policy `name`, oldest first. A record whose ETag
+    /// is the one it was read at before is taken from memory.
     pub async fn runs(&self, name: &str) -> Result<Vec<RunRecord>> {
         let prefix = format!("{}runs/", self.folder(name));
-        let mut keys: Vec<String> = self
-            .store
-            .list(&prefix)
-            .await?
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
-        keys.sort();
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            match self.store.read(&key).await {
-                Ok(body) => match serde_json::from_slice(&body) {
-                    Ok(r) => out.push(r),
+        let mut listed = self.store.list(&prefix).await?;
+        listed.sort_by(|a, b| a.key.cmp(&b.key));
+        let known = |o: &ObjectInfo| {
+            let read = self.runs_read.lock().expect("runs read");
+            let (etag, record) = read.get(&o.key)?;
+            (o.etag.as_ref() == Some(etag)).then(|| record.clone())
+        };
+        let mut out = Vec::with_capacity(listed.len());
+        for o in &listed {
+            if let Some(r) = known(o) {
+                out.push(r);
+                continue;
+            }
+            match self.store.read(&o.key).await {
+                Ok(body) => match serde_json::from_slice::<RunRecord>(&body) {
+                    Ok(r) => {
+                        // Read after the listing: at least as new as its ETag.
+                        if let Some(etag) = &o.etag {
+                            let mut read = self.runs_read.lock().expect("runs read");
+                            read.insert(o.key.clone(), (etag.clone(), r.clone()));
+                        }
+                        out.push(r);
+                    }
                     Err(e) => {
-                        warn!(record = %key, error = %e, "unreadable policy run record left out")
+                        warn!(record = %o.key, error = %e, "unreadable policy run record left out")
                     }
                 },
                 Err(Error::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
+        // Records gone (pruned, their policy deleted) are forgotten.
+        let present: HashSet<&str> = listed.iter().map(|o| o.key.as_str()).collect();
+        let mut read = self.runs_read.lock().expect("runs read");
+        read.retain(|k, _| !k.starts_with(&prefix) || present.contains(k.as_str()));
         Ok(out)
     }
 

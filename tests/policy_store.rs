@@ -1,0 +1,84 @@
+//! What the policy store costs the storage: every replica reads every run
+//! record of every policy every few seconds, so a record already read is
+//! not read again while its ETag is the same. Against the real S3 of the
+//! test environment, its requests counted by a proxy.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use common::faults::Rates;
+use milvus_backup::model::{Policy, PolicyInput};
+use milvus_backup::policy::{PolicyStore, RunRecord, RunState};
+
+fn record(slot_ms: i64) -> RunRecord {
+    RunRecord {
+        slot_ms,
+        backup: format!("b_{slot_ms}"),
+        state: RunState::Succeeded,
+        attempts: 1,
+        error: None,
+        error_kind: None,
+        owner: "test".into(),
+        started_ms: slot_ms,
+        ended_ms: Some(slot_ms + 1),
+        manual: false,
+        deleted: false,
+        retiring: false,
+        jobs: vec![format!("job_{slot_ms}")],
+    }
+}
+
+/// 60 run records: the first look reads them all; the next is one LIST;
+/// after one record is rewritten, a LIST and that one GET. The records
+/// read are the records written, each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_records_unchanged_since_read_are_not_read_again() {
+    let mut cfg = common::config();
+    let s3 = format!("{}:{}", cfg.minio.address, cfg.minio.port)
+        .parse()
+        .unwrap();
+    let proxy = common::faults::start(s3, Rates::default()).await;
+    cfg.minio.address = "127.0.0.1".into();
+    cfg.minio.port = proxy.addr.port();
+    let root = common::unique("runs_root");
+    let store = PolicyStore::new(common::process::rooted_bucket(&cfg), &root);
+    let name = common::unique("runs_p");
+    let policy = Policy::parse(PolicyInput {
+        name: name.clone(),
+        schedule: "0 0 1 1 *".into(),
+        all_collections: true,
+        ..Default::default()
+    })
+    .unwrap();
+    store.create(&policy).await.unwrap();
+    let mut written: Vec<RunRecord> = (1..=60).map(|i| record(i * 1000)).collect();
+    for r in &written {
+        assert!(store.start_run(&name, r).await.unwrap());
+    }
+    let requests = || proxy.counts.forwarded.load(Ordering::Relaxed);
+    let look = |expected: Vec<RunRecord>| {
+        let store = store.clone();
+        let name = name.clone();
+        async move {
+            let before = requests();
+            let read = store.runs(&name).await.unwrap();
+            assert_eq!(read, expected);
+            requests() - before
+        }
+    };
+
+    let cold = look(written.clone()).await;
+    assert!(cold >= 61, "a LIST and 60 GETs: {cold}");
+    let warm = look(written.clone()).await;
+    assert_eq!(warm, 1, "one LIST");
+    written[7].deleted = true;
+    store.save_run(&name, &written[7]).await.unwrap();
+    let changed = look(written.clone()).await;
+    assert_eq!(changed, 2, "a LIST and the changed record");
+    // Another store (another replica) reads them all once.
+    let other = PolicyStore::new(common::process::rooted_bucket(&cfg), &root);
+    assert_eq!(other.runs(&name).await.unwrap(), written);
+
+    store.delete(&name).await.unwrap();
+}
