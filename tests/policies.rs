@@ -539,6 +539,7 @@ async fn hand_made_run(
         ended_ms: Some(slot_ms + 1000),
         manual: false,
         deleted: false,
+        selection: String::new(),
         retiring: false,
         jobs: vec![format!("job-{backup}")],
     };

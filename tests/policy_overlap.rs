@@ -260,6 +260,7 @@ async fn a_run_recorded_for_a_future_slot_holds_no_real_slot_back() {
         ended_ms: Some(tomorrow + 1000),
         manual: false,
         deleted: false,
+        selection: String::new(),
         retiring: false,
         jobs: vec!["clock-ahead-job".into()],
     };

@@ -13,7 +13,7 @@ use milvus_backup::context::Context;
 use milvus_backup::delete::DeleteRequest;
 use milvus_backup::engine::Engine;
 use milvus_backup::model::{BackupName, Policy, PolicyInput, PolicyName, RetentionInput};
-use milvus_backup::policy::{PolicyStore, RunState};
+use milvus_backup::policy::{PolicyStore, RunRecord, RunState};
 
 /// A retention delete stopped after its backup was retired (here every
 /// delete fails while a complete backup whose checksums cannot be read is
@@ -152,4 +152,95 @@ async fn a_delete_by_id_leaves_a_backup_made_again_under_the_name() {
         "{end:?}"
     );
     assert!(store.head(&meta_key).await.unwrap().is_none(), "deleted");
+}
+
+/// Retention decides among the backups of one selection, as restic groups
+/// snapshots by paths: a policy narrowed from every collection to one keeps
+/// the newest backup of every collection under `keep_last 1` (before, the
+/// backups of the narrowed policy deleted the only ones of the others).
+/// Hand-made run records and commit points, previewed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_keeps_the_last_backups_of_a_selection_the_policy_dropped() {
+    let mut cfg = common::config();
+    let root = common::unique("narrow_root");
+    cfg.minio.backup_bucket_name = cfg.minio.bucket_name.clone();
+    cfg.minio.backup_root_path = root.clone();
+    let engine = Engine::new(Context::from_config(&cfg).unwrap());
+    let name = common::unique("narrowed");
+    let input = |collections: Vec<String>| PolicyInput {
+        name: name.clone(),
+        schedule: "0 0 1 1 *".into(),
+        all_collections: collections.is_empty(),
+        collection_names: collections,
+        retention: RetentionInput {
+            keep_last: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let everything = Policy::parse(input(Vec::new())).unwrap();
+    let narrowed = Policy::parse(input(vec!["orders".into()])).unwrap();
+    engine.create_policy(everything.clone()).await.unwrap();
+    let runs = PolicyStore::new(rooted_bucket(&cfg), &root);
+    let store = rooted_bucket(&cfg);
+    let made = |backup: String, slot: &str, p: &Policy| {
+        let slot_ms = chrono::DateTime::parse_from_rfc3339(slot)
+            .unwrap()
+            .timestamp_millis();
+        let record = RunRecord {
+            slot_ms,
+            backup: backup.clone(),
+            state: RunState::Succeeded,
+            attempts: 1,
+            error: None,
+            error_kind: None,
+            owner: "test".into(),
+            started_ms: slot_ms,
+            ended_ms: Some(slot_ms + 1000),
+            manual: false,
+            deleted: false,
+            selection: p.selection().key(),
+            retiring: false,
+            jobs: vec![format!("job-{backup}")],
+        };
+        let (runs, store, root, name) = (runs.clone(), store.clone(), root.clone(), name.clone());
+        async move {
+            assert!(runs.start_run(&name, &record).await.unwrap());
+            let meta = serde_json::json!({ "id": record.jobs[0], "name": backup });
+            store
+                .write(
+                    &format!("{root}/{backup}/meta/full_meta.json"),
+                    bytes::Bytes::from(meta.to_string()),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let b = |i: u32| format!("{name}_{i}");
+    made(b(1), "2026-11-01T00:00:00Z", &everything).await;
+    made(b(2), "2026-11-02T00:00:00Z", &everything).await;
+    engine.update_policy(narrowed.clone()).await.unwrap();
+    made(b(3), "2026-11-03T00:00:00Z", &narrowed).await;
+    made(b(4), "2026-11-04T00:00:00Z", &narrowed).await;
+
+    let pname = PolicyName::parse(&name).unwrap();
+    let decisions = engine.preview_retention(&pname).await.unwrap();
+    let kept: Vec<(String, bool)> = decisions.iter().map(|d| (d.name.clone(), d.keep)).collect();
+    assert_eq!(
+        kept,
+        vec![(b(4), true), (b(3), false), (b(2), true), (b(1), false)],
+        "{decisions:?}"
+    );
+    let old = decisions.iter().find(|d| d.name == b(2)).unwrap();
+    assert!(
+        old.reason.contains("keep_last 1") && old.reason.contains("selection all"),
+        "{old:?}"
+    );
+    engine.delete_policy(&pname).await.unwrap();
+    for i in 1..=4 {
+        store
+            .delete(&[format!("{root}/{}/meta/full_meta.json", b(i))])
+            .await
+            .unwrap();
+    }
 }

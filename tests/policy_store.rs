@@ -24,6 +24,7 @@ fn record(slot_ms: i64) -> RunRecord {
         ended_ms: Some(slot_ms + 1),
         manual: false,
         deleted: false,
+        selection: String::new(),
         retiring: false,
         jobs: vec![format!("job_{slot_ms}")],
     }

@@ -1,7 +1,7 @@
 //! Backup policies as callers see them: stored, read with their status,
 //! run now, and their retention previewed.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -66,7 +66,8 @@ impl Engine {
         if self.ctx.catalog.is_taken(backup.as_str()).await? {
             return Err(Error::already_exists("backup", backup.as_str()));
         }
-        let record = super::scheduler::first_record(slot.timestamp_millis(), backup.as_str(), true);
+        let record =
+            super::scheduler::first_record(slot.timestamp_millis(), backup.as_str(), true, &p);
         let engine = self.clone();
         tokio::spawn(async move { engine.run_slot(p, record.slot_ms, true).await });
         Ok(record)
@@ -112,12 +113,37 @@ impl Engine {
         let runs = self.policies.runs(p.policy.name()).await?;
         let held = holdings(&runs, &|n| names.contains(n));
         let held = self.made_by_their_runs(p, held).await?;
-        Ok(decide(
-            p.policy.retention(),
-            &candidates(&held),
-            Utc::now(),
-            p.policy.schedule().time_zone(),
-        ))
+        // As restic groups snapshots by paths: the rules apply among the
+        // backups of one selection, so narrowing a policy never deletes the
+        // last backups of what it no longer backs up. Records without a
+        // selection (earlier versions) count as the current one's.
+        let current = p.policy.selection().key();
+        let mut groups: BTreeMap<&str, Vec<&RunRecord>> = BTreeMap::new();
+        for r in held {
+            let key = match r.selection.as_str() {
+                "" => current.as_str(),
+                key => key,
+            };
+            groups.entry(key).or_default().push(r);
+        }
+        let several = groups.len() > 1;
+        let mut out = Vec::new();
+        for (key, runs) in groups {
+            let mut decided = decide(
+                p.policy.retention(),
+                &candidates(&runs),
+                Utc::now(),
+                p.policy.schedule().time_zone(),
+            );
+            if several {
+                for d in &mut decided {
+                    d.reason = format!("{} (among the backups of selection {key})", d.reason);
+                }
+            }
+            out.extend(decided);
+        }
+        out.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.name.cmp(&a.name)));
+        Ok(out)
     }
 
     /// `held` without the runs whose backup under the name is not the one

@@ -62,7 +62,12 @@ pub(super) struct SlotBook {
 }
 
 /// The record a run starts with.
-pub(super) fn first_record(slot_ms: i64, backup: &str, manual: bool) -> RunRecord {
+pub(super) fn first_record(
+    slot_ms: i64,
+    backup: &str,
+    manual: bool,
+    p: &StoredPolicy,
+) -> RunRecord {
     RunRecord {
         slot_ms,
         backup: backup.to_string(),
@@ -75,6 +80,7 @@ pub(super) fn first_record(slot_ms: i64, backup: &str, manual: bool) -> RunRecor
         ended_ms: None,
         manual,
         deleted: false,
+        selection: p.policy.selection().key(),
         retiring: false,
         jobs: Vec::new(),
     }
@@ -351,7 +357,7 @@ impl Engine {
                 }
                 let slot = chrono::DateTime::from_timestamp_millis(slot_ms).unwrap_or_default();
                 let backup = p.policy.backup_name(slot)?;
-                let r = first_record(slot_ms, backup.as_str(), manual);
+                let r = first_record(slot_ms, backup.as_str(), manual, p);
                 if !store.exists(name).await? || !store.start_run(name, &r).await? {
                     // Deleted, or its record appeared since: read again next tick.
                     return Ok(false);

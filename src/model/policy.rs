@@ -58,6 +58,28 @@ pub enum Selection {
     },
 }
 
+impl Selection {
+    /// The selection as one line, the same for the same selection whatever
+    /// its order: `all`, or `collections=db.a,db.b;databases=x`.
+    pub fn key(&self) -> String {
+        match self {
+            Selection::Everything => "all".to_string(),
+            Selection::Named {
+                collections,
+                databases,
+            } => {
+                let mut c: Vec<String> = collections.iter().map(ToString::to_string).collect();
+                let mut d = databases.clone();
+                c.sort();
+                c.dedup();
+                d.sort();
+                d.dedup();
+                format!("collections={};databases={}", c.join(","), d.join(","))
+            }
+        }
+    }
+}
+
 /// A valid policy.
 #[derive(Debug, Clone)]
 pub struct Policy {

@@ -108,6 +108,7 @@ mod tests {
             ended_ms: None,
             manual: false,
             deleted: false,
+            selection: String::new(),
             retiring: false,
             jobs: jobs.iter().map(|j| j.to_string()).collect(),
         }

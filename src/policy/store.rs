@@ -79,6 +79,11 @@ pub struct RunRecord {
     /// Its backup was deleted by retention.
     #[serde(default)]
     pub deleted: bool,
+    /// What the policy backed up when the run started
+    /// ([`crate::model::Selection::key`]; empty in records of earlier
+    /// versions): retention decides among the backups of one selection.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub selection: String,
     /// Retention started deleting its backup (recorded before the delete
     /// starts): a delete that stopped after the backup was retired is
     /// finished by a later retention.
