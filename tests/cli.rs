@@ -257,3 +257,63 @@ async fn ctrl_c_ends_a_cli_policy_run_cancelled_for_good() {
     let _ = std::fs::remove_dir_all(&state);
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
+
+/// `policy run` interrupted with Ctrl-C while it waits to try its backup
+/// again (its collection does not exist yet): the run ends FAILED
+/// (`cancelled`), not left RUNNING. The interrupt also stops the engine,
+/// and the wait now looks at the interrupt first (before, either could win).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ctrl_c_during_a_policy_runs_retry_wait_ends_it_cancelled() {
+    use common::process::{config_with, root_backups_at, rooted_bucket, wait_for_log};
+    use milvus_backup::policy::{PolicyStore, RunState};
+    use std::time::Duration;
+
+    let cfg = common::config();
+    let root = common::unique("cli_pwait_root");
+    let (state, config) = config_with(&cfg, "cli-pwait", "");
+    root_backups_at(&config, &root);
+    let policy = common::unique("pwait");
+    let missing = common::unique("not_there_yet");
+    let out = run(
+        &config,
+        &[
+            "policy",
+            "create",
+            "-n",
+            &policy,
+            "--schedule",
+            "0 0 1 1 *",
+            "-c",
+            &missing,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let log = std::env::temp_dir().join(common::unique("cli-pwait.log"));
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
+        .arg("--config")
+        .arg(&config)
+        .args(["policy", "run", "-n", &policy])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_log(&log, "policy run failed", Duration::from_secs(60)).await;
+    Command::new("kill")
+        .args(["-INT", &cli.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || cli.wait().unwrap())
+        .await
+        .unwrap();
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{said}");
+    let runs = PolicyStore::new(rooted_bucket(&cfg), &root)
+        .runs(&policy)
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].state, RunState::Failed, "{runs:?}");
+    assert_eq!(runs[0].error_kind.as_deref(), Some("cancelled"), "{runs:?}");
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_dir_all(&state);
+}

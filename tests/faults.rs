@@ -5,8 +5,8 @@
 //! `CUT_GET_EVERY_WHILE_READING`), backups (server-side and streaming)
 //! verify and restores end with equal rows. Each proxy of each run is counted
 //! on its own, and each must have injected every kind. When Milvus goes away
-//! mid-job the job fails naming Milvus's address, and a new job succeeds once
-//! it is back. A store that refuses deletes leaves folders of ours that a
+//! mid-job the job fails naming Milvus's address, its cleanup finishes once
+//! Milvus is back, and a new job succeeds. A store that refuses deletes leaves folders of ours that a
 //! later DeleteBackup removes once it may. Against the real Milvus 2.3.5 and
 //! S3 servers.
 
@@ -23,6 +23,7 @@ use common::faults::{Counts, FaultProxy, Rates};
 use common::flows;
 use common::process::Proc;
 use milvus_backup::api::proto as pb;
+use milvus_backup::milvus::MilvusApi;
 use milvus_backup::storage::ObjectStore;
 
 async fn collection(
@@ -160,6 +161,12 @@ async fn s3_errors_resets_and_cut_bodies_are_survived() {
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
+/// Milvus goes away while a restore waits on its imports (held at
+/// `restore.importing`, then released with Milvus off): the job fails naming
+/// Milvus's address, and its cleanup, which cannot reach Milvus either, tries
+/// again until Milvus is back, then drops the collection the job made
+/// (before, the cleanup failed at once and left it in Milvus for good).
+/// Back again, a new restore succeeds, rows equal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn milvus_going_away_fails_the_job_clearly() {
     let cfg = common::config();
@@ -171,20 +178,31 @@ async fn milvus_going_away_fails_the_job_clearly() {
     let (proxy, up) = common::faults::switchable_proxy(milvus).await;
     let mut via_proxy = cfg.clone();
     via_proxy.milvus.port = proxy.port();
-    let server = common::TestServer::start(&via_proxy).await;
-    let mut client = server.client().await;
+    let release = std::env::temp_dir().join(common::unique("gone_release"));
+    let failpoint = format!("restore.importing@{}", release.display());
+    let server = Proc::start(&via_proxy, "milvus-gone", "", Some(&failpoint)).await;
+    let mut client = server.client.clone();
     let name = common::unique("fine");
     flows::backup_collections(&mut client, &name, &[&spec.name]).await;
 
-    // Milvus goes away right after the restore started.
-    let mut stream = client
-        .restore(flows::restore_request(&name, "_gone"))
-        .await
-        .unwrap()
-        .into_inner();
-    stream.message().await.unwrap();
+    let gone = format!("{}_gone", spec.name);
+    let mut c = client.clone();
+    let req = flows::restore_request(&name, "_gone");
+    let restore = tokio::spawn(async move {
+        flows::last_restore(c.restore(req).await.unwrap().into_inner()).await
+    });
+    server.wait_paused(Duration::from_secs(120)).await;
+    assert!(m.has_collection(&spec.db, &gone).await.unwrap());
     up.store(false, Ordering::SeqCst);
-    let job = flows::last_restore(stream).await;
+    std::fs::write(&release, b"").unwrap();
+    common::process::wait_for_log(
+        &server.log,
+        "cleanup cannot reach Milvus",
+        Duration::from_secs(120),
+    )
+    .await;
+    up.store(true, Ordering::SeqCst);
+    let job = restore.await.unwrap();
     assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
     assert!(
         job.error_message.contains("unavailable")
@@ -192,17 +210,20 @@ async fn milvus_going_away_fails_the_job_clearly() {
         "{}",
         job.error_message
     );
+    assert!(
+        !m.has_collection(&spec.db, &gone).await.unwrap(),
+        "the collection the failed restore made is dropped once Milvus is back"
+    );
 
     // Back again: a new job succeeds.
-    up.store(true, Ordering::SeqCst);
-    data::drop_after_imports(&m, &spec.db, &format!("{}_gone", spec.name)).await;
     flows::restore(&mut client, flows::restore_loaded_request(&name, "_back")).await;
     let restored = data::rows(&m, &spec, &spec.db, &format!("{}_back", spec.name), &[]).await;
     data::assert_rows_equal("after Milvus came back", &source, &restored);
     for c in [spec.name.clone(), format!("{}_back", spec.name)] {
         data::drop_if_exists(&m, &spec.db, &c).await;
     }
-    server.handle.stop().await.unwrap();
+    let _ = std::fs::remove_file(&release);
+    server.finish();
 }
 
 /// A server with its backups under a root of its own, whose S3 requests all

@@ -158,7 +158,8 @@ async fn a_delete_by_id_leaves_a_backup_made_again_under_the_name() {
 /// snapshots by paths: a policy narrowed from every collection to one keeps
 /// the newest backup of every collection under `keep_last 1` (before, the
 /// backups of the narrowed policy deleted the only ones of the others).
-/// Hand-made run records and commit points, previewed.
+/// Runs recorded without a selection (by an earlier version) are a group of
+/// their own. Hand-made run records and commit points, previewed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retention_keeps_the_last_backups_of_a_selection_the_policy_dropped() {
     let mut cfg = common::config();
@@ -183,7 +184,7 @@ async fn retention_keeps_the_last_backups_of_a_selection_the_policy_dropped() {
     engine.create_policy(everything.clone()).await.unwrap();
     let runs = PolicyStore::new(rooted_bucket(&cfg), &root);
     let store = rooted_bucket(&cfg);
-    let made = |backup: String, slot: &str, p: &Policy| {
+    let made = |backup: String, slot: &str, selection: String| {
         let slot_ms = chrono::DateTime::parse_from_rfc3339(slot)
             .unwrap()
             .timestamp_millis();
@@ -199,7 +200,7 @@ async fn retention_keeps_the_last_backups_of_a_selection_the_policy_dropped() {
             ended_ms: Some(slot_ms + 1000),
             manual: false,
             deleted: false,
-            selection: p.selection().key(),
+            selection,
             retiring: false,
             jobs: vec![format!("job-{backup}")],
         };
@@ -217,18 +218,28 @@ async fn retention_keeps_the_last_backups_of_a_selection_the_policy_dropped() {
         }
     };
     let b = |i: u32| format!("{name}_{i}");
-    made(b(1), "2026-11-01T00:00:00Z", &everything).await;
-    made(b(2), "2026-11-02T00:00:00Z", &everything).await;
+    // Runs of an earlier version recorded no selection: a group of their own.
+    made(b(0), "2026-10-30T00:00:00Z", String::new()).await;
+    made(b(9), "2026-10-31T00:00:00Z", String::new()).await;
+    made(b(1), "2026-11-01T00:00:00Z", everything.selection().key()).await;
+    made(b(2), "2026-11-02T00:00:00Z", everything.selection().key()).await;
     engine.update_policy(narrowed.clone()).await.unwrap();
-    made(b(3), "2026-11-03T00:00:00Z", &narrowed).await;
-    made(b(4), "2026-11-04T00:00:00Z", &narrowed).await;
+    made(b(3), "2026-11-03T00:00:00Z", narrowed.selection().key()).await;
+    made(b(4), "2026-11-04T00:00:00Z", narrowed.selection().key()).await;
 
     let pname = PolicyName::parse(&name).unwrap();
     let decisions = engine.preview_retention(&pname).await.unwrap();
     let kept: Vec<(String, bool)> = decisions.iter().map(|d| (d.name.clone(), d.keep)).collect();
     assert_eq!(
         kept,
-        vec![(b(4), true), (b(3), false), (b(2), true), (b(1), false)],
+        vec![
+            (b(4), true),
+            (b(3), false),
+            (b(2), true),
+            (b(1), false),
+            (b(9), true),
+            (b(0), false)
+        ],
         "{decisions:?}"
     );
     let old = decisions.iter().find(|d| d.name == b(2)).unwrap();
@@ -237,7 +248,7 @@ async fn retention_keeps_the_last_backups_of_a_selection_the_policy_dropped() {
         "{old:?}"
     );
     engine.delete_policy(&pname).await.unwrap();
-    for i in 1..=4 {
+    for i in [0, 1, 2, 3, 4, 9] {
         store
             .delete(&[format!("{root}/{}/meta/full_meta.json", b(i))])
             .await

@@ -116,12 +116,12 @@ impl Engine {
         // As restic groups snapshots by paths: the rules apply among the
         // backups of one selection, so narrowing a policy never deletes the
         // last backups of what it no longer backs up. Records without a
-        // selection (earlier versions) count as the current one's.
-        let current = p.policy.selection().key();
+        // selection (earlier versions) are a group of their own: what they
+        // backed up is not known, so they never count against another.
         let mut groups: BTreeMap<&str, Vec<&RunRecord>> = BTreeMap::new();
         for r in held {
             let key = match r.selection.as_str() {
-                "" => current.as_str(),
+                "" => "unrecorded (runs of an earlier version)",
                 key => key,
             };
             groups.entry(key).or_default().push(r);

@@ -422,13 +422,15 @@ impl Engine {
             }
             self.save_run(name, &record, lease).await?;
             let lost = lease.lost();
+            // An interrupt also stops the engine: it must win that race.
             tokio::select! {
-                _ = tokio::time::sleep_until(next_attempt) => {}
+                biased;
                 _ = self.interrupted.cancelled() => {
                     return self.end_interrupted(name, &mut record, lease).await;
                 }
                 _ = self.stop.cancelled() => return Ok(false),
                 _ = lost.cancelled() => return Ok(false),
+                _ = tokio::time::sleep_until(next_attempt) => {}
             }
         }
         record.state = RunState::Succeeded;

@@ -192,6 +192,13 @@ impl Policy {
                     "name_template {shown:?} gives no valid backup name: {e}"
                 ))
             })?;
+            // A repeated DST hour's second pass adds `_2` (see `render_name`).
+            BackupName::parse(&format!("{}_2", name.as_str())).map_err(|e| {
+                Error::invalid(format!(
+                    "name_template {shown:?} gives names too long for the `_2` of a \
+                     repeated DST hour: {e}"
+                ))
+            })?;
             if let Some(earlier) = seen.insert(name.as_str().to_string(), slot) {
                 return Err(Error::invalid(format!(
                     "name_template {shown:?} gives the same name {:?} to the slots at {earlier} \
@@ -336,6 +343,17 @@ mod tests {
             "nightly_20261202_030000"
         );
         assert_eq!(p.selection(), &Selection::Everything);
+    }
+
+    /// A name that fits only without the `_2` of a repeated DST hour's
+    /// second pass is refused up front, not once a year at that hour.
+    #[test]
+    fn names_leave_room_for_the_repeated_hours_suffix() {
+        // "nightly_" + 111 + "_20261202" = 128 characters; 130 with `_2`.
+        let long = format!("{{policy}}_{}_{{yyyyMMdd}}", "x".repeat(111));
+        refused(|i| i.name_template = long, "`_2`");
+        let fits = format!("{{policy}}_{}_{{yyyyMMdd}}", "x".repeat(109));
+        input(|i| i.name_template = fits).unwrap();
     }
 
     #[test]

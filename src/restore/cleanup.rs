@@ -11,13 +11,21 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 use crate::jobs::{Fence, JobState, RestoreCollectionStatus, RestoreSnapshot, SwapStep};
 use crate::milvus::ImportPhase;
 use crate::model::CollectionRef;
 
 /// How long cleanup waits for a collection's imports to end before dropping it.
 const IMPORT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long a cleanup keeps trying, in all, while Milvus cannot be reached
+/// (a restart of Milvus fails the job, and the cleanup right after would
+/// fail too). A shutdown waits for it.
+const UNREACHABLE_RETRY: Duration = Duration::from_secs(90);
+
+/// The longest wait between those tries.
+const UNREACHABLE_MAX_WAIT: Duration = Duration::from_secs(15);
 
 /// What cleanup did with one collection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,11 +55,12 @@ pub struct Cleaned {
 /// hold: once one expired, another server may have resumed the job.
 pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot, fences: &[Fence]) -> Cleaned {
     let mut out = Vec::new();
+    let reachable_by = Instant::now() + UNREACHABLE_RETRY;
     for (i, c) in snap.collections.iter().enumerate() {
         if c.state == JobState::Succeeded {
             continue;
         }
-        let outcome = match clean_one(ctx, c, fences).await {
+        let outcome = match clean_one_when_reachable(ctx, &snap.id, c, fences, reachable_by).await {
             Ok(o) => o,
             Err(e) => {
                 warn!(restore = %snap.id, collection = %c.target, error = %e, "cleanup failed");
@@ -167,8 +176,10 @@ async fn imports_may_run(
                 pending.into_id
             ));
         }
-        if !wait_imports_done(ctx, &into).await {
-            return Some(format!("Milvus still imports into {into}"));
+        match wait_imports_done(ctx, &into).await {
+            Ok(true) => {}
+            Ok(false) => return Some(format!("Milvus still imports into {into}")),
+            Err(e) => return Some(format!("cannot list the imports into {into}: {e}")),
         }
     }
     None
@@ -188,6 +199,33 @@ async fn remove_staging(ctx: &Context, snap: &RestoreSnapshot) -> bool {
         Err(e) => {
             warn!(restore = %snap.id, prefix = %prefix, error = %e, "cannot remove the staged binlogs");
             true
+        }
+    }
+}
+
+/// [`clean_one`], tried again while Milvus cannot be reached, until
+/// `deadline` and while `fences` hold: cleanup is by identity, so a repeat
+/// finds done what the last try did.
+async fn clean_one_when_reachable(
+    ctx: &Context,
+    job: &str,
+    c: &RestoreCollectionStatus,
+    fences: &[Fence],
+    deadline: Instant,
+) -> Result<Outcome> {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match clean_one(ctx, c, fences).await {
+            Err(e)
+                if e.kind() == ErrorKind::Unavailable
+                    && Instant::now() + wait < deadline
+                    && Fence::check_all(fences, Duration::ZERO).is_ok() =>
+            {
+                warn!(restore = %job, collection = %c.target, error = %e, retry_in = ?wait, "cleanup cannot reach Milvus; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(UNREACHABLE_MAX_WAIT);
+            }
+            other => return other,
         }
     }
 }
@@ -255,7 +293,7 @@ async fn drop_if_ours(
             // Milvus 2.3 runs imports one at a time, and an import whose
             // collection is dropped under it blocks the queue until it
             // expires: let the collection's imports end first.
-            if !wait_imports_done(ctx, target).await {
+            if !wait_imports_done(ctx, target).await? {
                 return Ok(Outcome::LeftAlone(format!(
                     "Milvus still imports into {target}; dropping it now would block Milvus's \
                      import queue, so it stays: drop it once its imports ended"
@@ -276,26 +314,20 @@ async fn drop_if_ours(
 
 /// Waits (up to [`IMPORT_DRAIN_TIMEOUT`]) until no import into `target` runs;
 /// `false` when imports still run (or cannot be listed) after it.
-pub async fn wait_imports_done(ctx: &Context, target: &CollectionRef) -> bool {
+pub async fn wait_imports_done(ctx: &Context, target: &CollectionRef) -> Result<bool> {
     let started = Instant::now();
     loop {
-        match ctx
+        let tasks = ctx
             .milvus
             .collection_imports(target.db(), target.name())
-            .await
-        {
-            Ok(tasks) if tasks.iter().all(|t| t.phase != ImportPhase::Running) => return true,
-            Ok(_) if started.elapsed() < IMPORT_DRAIN_TIMEOUT => {
-                tokio::time::sleep(ctx.timing.poll_interval).await
-            }
-            Ok(_) => {
-                warn!(collection = %target, "imports still running after the wait");
-                return false;
-            }
-            Err(e) => {
-                warn!(collection = %target, error = %e, "cannot list imports");
-                return false;
-            }
+            .await?;
+        if tasks.iter().all(|t| t.phase != ImportPhase::Running) {
+            return Ok(true);
         }
+        if started.elapsed() >= IMPORT_DRAIN_TIMEOUT {
+            warn!(collection = %target, "imports still running after the wait");
+            return Ok(false);
+        }
+        tokio::time::sleep(ctx.timing.poll_interval).await
     }
 }

@@ -403,10 +403,22 @@ fn apply_cleanup(s: &mut RestoreSnapshot, done: &Cleaned) {
         s.staging_left = done.staging_left.clone();
     }
     for (i, outcome) in &done.outcomes {
-        if *outcome == Outcome::SwapCompleted {
-            let c = &mut s.collections[*i];
-            c.state = JobState::Succeeded;
-            c.swap = SwapStep::Done;
+        let c = &mut s.collections[*i];
+        match outcome {
+            Outcome::SwapCompleted => {
+                c.state = JobState::Succeeded;
+                c.swap = SwapStep::Done;
+            }
+            // What cleanup could not undo is said with the collection.
+            Outcome::LeftAlone(why) => {
+                let left = format!("left in Milvus: {why}");
+                c.error = Some(match c.error.take() {
+                    Some(e) if !e.contains(&left) => format!("{e}; {left}"),
+                    Some(e) => e,
+                    None => left,
+                });
+            }
+            Outcome::Nothing | Outcome::Dropped(_) => {}
         }
     }
 }
