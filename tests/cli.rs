@@ -174,7 +174,7 @@ async fn cli_commands_and_exit_codes() {
 /// retention).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ctrl_c_ends_a_cli_policy_run_cancelled_for_good() {
-    use common::process::{Proc, config_with, root_backups_at, rooted_bucket, wait_for_log};
+    use common::process::{Proc, config_with, interrupted_cli, root_backups_at, rooted_bucket};
     use milvus_backup::policy::{PolicyStore, RunState};
     use std::time::Duration;
 
@@ -204,25 +204,14 @@ async fn ctrl_c_ends_a_cli_policy_run_cancelled_for_good() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
 
-    let log = std::env::temp_dir().join(common::unique("cli-prun.log"));
-    let mut cli = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
-        .arg("--config")
-        .arg(&config)
-        .args(["policy", "run", "-n", &policy])
-        .env("MILVUS_BACKUP_FAILPOINTS", "backup.described")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    wait_for_log(&log, "failpoint reached", Duration::from_secs(120)).await;
-    Command::new("kill")
-        .args(["-INT", &cli.id().to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::task::spawn_blocking(move || cli.wait().unwrap())
-        .await
-        .unwrap();
-    let said = std::fs::read_to_string(&log).unwrap();
+    let (status, said) = interrupted_cli(
+        &config,
+        &["policy", "run", "-n", &policy],
+        Some("backup.described"),
+        "failpoint reached",
+        async {},
+    )
+    .await;
     assert!(!status.success(), "{said}");
     assert!(said.contains("interrupted"), "{said}");
 
@@ -253,7 +242,6 @@ async fn ctrl_c_ends_a_cli_policy_run_cancelled_for_good() {
         "not made again"
     );
     server.finish();
-    let _ = std::fs::remove_file(&log);
     let _ = std::fs::remove_dir_all(&state);
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
@@ -264,9 +252,8 @@ async fn ctrl_c_ends_a_cli_policy_run_cancelled_for_good() {
 /// and the wait now looks at the interrupt first (before, either could win).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ctrl_c_during_a_policy_runs_retry_wait_ends_it_cancelled() {
-    use common::process::{config_with, root_backups_at, rooted_bucket, wait_for_log};
+    use common::process::{config_with, interrupted_cli, root_backups_at, rooted_bucket};
     use milvus_backup::policy::{PolicyStore, RunState};
-    use std::time::Duration;
 
     let cfg = common::config();
     let root = common::unique("cli_pwait_root");
@@ -288,24 +275,14 @@ async fn ctrl_c_during_a_policy_runs_retry_wait_ends_it_cancelled() {
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let log = std::env::temp_dir().join(common::unique("cli-pwait.log"));
-    let mut cli = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
-        .arg("--config")
-        .arg(&config)
-        .args(["policy", "run", "-n", &policy])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    wait_for_log(&log, "policy run failed", Duration::from_secs(60)).await;
-    Command::new("kill")
-        .args(["-INT", &cli.id().to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::task::spawn_blocking(move || cli.wait().unwrap())
-        .await
-        .unwrap();
-    let said = std::fs::read_to_string(&log).unwrap();
+    let (status, said) = interrupted_cli(
+        &config,
+        &["policy", "run", "-n", &policy],
+        None,
+        "policy run failed",
+        async {},
+    )
+    .await;
     assert!(!status.success(), "{said}");
     let runs = PolicyStore::new(rooted_bucket(&cfg), &root)
         .runs(&policy)
@@ -314,6 +291,5 @@ async fn ctrl_c_during_a_policy_runs_retry_wait_ends_it_cancelled() {
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0].state, RunState::Failed, "{runs:?}");
     assert_eq!(runs[0].error_kind.as_deref(), Some("cancelled"), "{runs:?}");
-    let _ = std::fs::remove_file(&log);
     let _ = std::fs::remove_dir_all(&state);
 }

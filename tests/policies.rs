@@ -527,22 +527,7 @@ async fn hand_made_run(
     let slot_ms = DateTime::parse_from_rfc3339(slot)
         .unwrap()
         .timestamp_millis();
-    let record = RunRecord {
-        slot_ms,
-        backup: backup.into(),
-        state: RunState::Succeeded,
-        attempts: 1,
-        error: None,
-        error_kind: None,
-        owner: "test".into(),
-        started_ms: slot_ms,
-        ended_ms: Some(slot_ms + 1000),
-        manual: false,
-        deleted: false,
-        selection: String::new(),
-        retiring: false,
-        jobs: vec![format!("job-{backup}")],
-    };
+    let record = common::runs::succeeded(slot_ms, backup);
     assert!(store.start_run(policy, &record).await.unwrap());
     let id = if ours {
         record.jobs[0].clone()

@@ -249,20 +249,9 @@ async fn a_run_recorded_for_a_future_slot_holds_no_real_slot_back() {
     let mut staged = Staged::new("future_slot", "*/3 * * * * *", 14).await;
     let tomorrow = chrono::Utc::now().timestamp_millis() / 3000 * 3000 + 86_400_000;
     let ahead = RunRecord {
-        slot_ms: tomorrow,
-        backup: format!("{}_tomorrow", staged.name()),
-        state: RunState::Succeeded,
-        attempts: 1,
-        error: None,
-        error_kind: None,
         owner: "clock-ahead".into(),
-        started_ms: tomorrow,
-        ended_ms: Some(tomorrow + 1000),
-        manual: false,
-        deleted: false,
-        selection: String::new(),
-        retiring: false,
         jobs: vec!["clock-ahead-job".into()],
+        ..common::runs::succeeded(tomorrow, &format!("{}_tomorrow", staged.name()))
     };
     assert!(staged.store.start_run(staged.name(), &ahead).await.unwrap());
     staged.set_enabled(true).await;

@@ -189,20 +189,8 @@ async fn retention_keeps_the_last_backups_of_a_selection_the_policy_dropped() {
             .unwrap()
             .timestamp_millis();
         let record = RunRecord {
-            slot_ms,
-            backup: backup.clone(),
-            state: RunState::Succeeded,
-            attempts: 1,
-            error: None,
-            error_kind: None,
-            owner: "test".into(),
-            started_ms: slot_ms,
-            ended_ms: Some(slot_ms + 1000),
-            manual: false,
-            deleted: false,
             selection,
-            retiring: false,
-            jobs: vec![format!("job-{backup}")],
+            ..common::runs::succeeded(slot_ms, &backup)
         };
         let (runs, store, root, name) = (runs.clone(), store.clone(), root.clone(), name.clone());
         async move {

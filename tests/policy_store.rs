@@ -9,25 +9,10 @@ use std::sync::atomic::Ordering;
 
 use common::faults::Rates;
 use milvus_backup::model::{Policy, PolicyInput};
-use milvus_backup::policy::{PolicyStore, RunRecord, RunState};
+use milvus_backup::policy::{PolicyStore, RunRecord};
 
 fn record(slot_ms: i64) -> RunRecord {
-    RunRecord {
-        slot_ms,
-        backup: format!("b_{slot_ms}"),
-        state: RunState::Succeeded,
-        attempts: 1,
-        error: None,
-        error_kind: None,
-        owner: "test".into(),
-        started_ms: slot_ms,
-        ended_ms: Some(slot_ms + 1),
-        manual: false,
-        deleted: false,
-        selection: String::new(),
-        retiring: false,
-        jobs: vec![format!("job_{slot_ms}")],
-    }
+    common::runs::succeeded(slot_ms, &format!("b_{slot_ms}"))
 }
 
 /// 60 run records: the first look reads them all; the next is one LIST;

@@ -179,32 +179,14 @@ async fn ctrl_c_cancels_a_cli_restore_and_removes_what_it_made() {
     server.kill();
 
     let target = format!("{}_ci", spec.name);
-    let log = std::env::temp_dir().join(common::unique("cli-int.log"));
-    let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "restore",
-            "-n",
-            &name,
-            "-s",
-            "_ci",
-        ])
-        .env("MILVUS_BACKUP_FAILPOINTS", "restore.importing")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    common::process::wait_for_log(&log, "failpoint reached", Duration::from_secs(120)).await;
-    assert!(m.has_collection(&spec.db, &target).await.unwrap());
-    std::process::Command::new("kill")
-        .args(["-INT", &cli.id().to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::task::spawn_blocking(move || cli.wait().unwrap())
-        .await
-        .unwrap();
-    let text = std::fs::read_to_string(&log).unwrap();
+    let (status, text) = common::process::interrupted_cli(
+        &config,
+        &["restore", "-n", &name, "-s", "_ci"],
+        Some("restore.importing"),
+        "failpoint reached",
+        async { assert!(m.has_collection(&spec.db, &target).await.unwrap()) },
+    )
+    .await;
     assert!(!status.success(), "{text}");
     assert!(text.contains("interrupted"), "{text}");
     assert!(
@@ -231,7 +213,6 @@ async fn ctrl_c_cancels_a_cli_restore_and_removes_what_it_made() {
         "{:?}",
         records[0]
     );
-    let _ = std::fs::remove_file(&log);
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 

@@ -10,6 +10,7 @@ pub mod flows;
 pub mod hello;
 pub mod incr;
 pub mod process;
+pub mod runs;
 pub mod tls;
 
 use std::net::SocketAddr;

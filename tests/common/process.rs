@@ -117,6 +117,41 @@ pub async fn start_server_args(
     }
 }
 
+/// Runs the CLI with `config` and `args` (paused at `failpoint` if given),
+/// and once its log holds `reached` runs `then` and sends it Ctrl-C
+/// (SIGINT); waits for its end: its exit status and what it logged.
+pub async fn interrupted_cli(
+    config: &Path,
+    args: &[&str],
+    failpoint: Option<&str>,
+    reached: &str,
+    then: impl std::future::Future<Output = ()>,
+) -> (std::process::ExitStatus, String) {
+    let log = std::env::temp_dir().join(super::unique("cli-interrupted.log"));
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_milvus-backup"));
+    cli.arg("--config").arg(config).args(args);
+    if let Some(point) = failpoint {
+        cli.env("MILVUS_BACKUP_FAILPOINTS", point);
+    }
+    let mut cli = cli
+        .stdout(Stdio::null())
+        .stderr(log_file(&log))
+        .spawn()
+        .unwrap();
+    wait_for_log(&log, reached, Duration::from_secs(120)).await;
+    then.await;
+    Command::new("kill")
+        .args(["-INT", &cli.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || cli.wait().unwrap())
+        .await
+        .unwrap();
+    let said = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    (status, said)
+}
+
 /// A file to send a server's log lines to.
 pub fn log_file(path: &Path) -> Stdio {
     Stdio::from(std::fs::File::create(path).unwrap())

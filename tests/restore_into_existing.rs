@@ -1,0 +1,143 @@
+//! `skip_create_collection` into a collection that exists, against the real
+//! Milvus 2.3.5 and S3: a collection that cannot take the backup's rows as
+//! they were (another index on a field, another partition-key routing) is
+//! refused before any row is imported.
+
+mod common;
+
+use common::data::{self, Spec};
+use common::flows;
+use milvus_backup::api::proto as pb;
+use milvus_backup::milvus::MilvusApi;
+
+/// `skip_create_collection` into a collection that routes its partition key
+/// over another number of partitions than the backup's: Milvus would hash
+/// the rows into partitions where queries do not look, so the restore is
+/// refused before any import (FAILED_PRECONDITION naming both counts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partition_key_routed_over_other_partitions_is_refused() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec {
+        partition_key: Some(16),
+        ..Spec::new(&common::unique("pkey_src"))
+    };
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..120, 4).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client.clone();
+    let backup = common::unique("pkey_b");
+    flows::backup_collections(&mut client, &backup, &[&spec.name]).await;
+
+    let target = format!("{}_into", spec.name);
+    let mine = Spec {
+        partition_key: Some(8),
+        ..Spec::new(&target)
+    };
+    data::create(&m, &mine).await;
+    let err = client
+        .restore(pb::RestoreRequest {
+            backup_name: backup.clone(),
+            collection_renames: [(spec.name.clone(), target.clone())].into(),
+            skip_create_collection: true,
+            ..Default::default()
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message()
+            .contains("over 8 partitions, the backup over 16"),
+        "{err:?}"
+    );
+    assert!(
+        m.collection_imports(&mine.db, &target)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing was imported"
+    );
+
+    data::drop_if_exists(&m, &mine.db, &target).await;
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// `skip_create_collection` with `restore_index` into a collection whose
+/// vector field already has another index: Milvus keeps one index per field,
+/// so this is refused before any row is imported (it failed after the
+/// import). With the backup's own index there, the restore goes through and
+/// leaves that index as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_import_into_a_collection_with_another_index_is_refused_before_any_row() {
+    use milvus_backup::milvus::IndexInfo;
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("idx_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..150, 8).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    data::index(&m, &spec.db, &spec.name).await;
+    data::load(&m, &spec.db, &spec.name).await;
+    let source = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client.clone();
+    let backup = common::unique("idx_b");
+    flows::backup_collections(&mut client, &backup, &[&spec.name]).await;
+
+    let target = format!("{}_into", spec.name);
+    let mine = Spec::new(&target);
+    data::create(&m, &mine).await;
+    let flat = IndexInfo {
+        name: "mine_idx".into(),
+        id: 0,
+        field_name: "v_float".into(),
+        params: vec![
+            ("index_type".into(), "FLAT".into()),
+            ("metric_type".into(), "L2".into()),
+        ],
+    };
+    m.create_index(&mine.db, &target, &flat).await.unwrap();
+    let request = pb::RestoreRequest {
+        backup_name: backup.clone(),
+        collection_renames: [(spec.name.clone(), target.clone())].into(),
+        skip_create_collection: true,
+        restore_index: true,
+        ..Default::default()
+    };
+    let err = client.restore(request.clone()).await.expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("\"mine_idx\""), "{err:?}");
+    assert!(
+        m.collection_imports(&mine.db, &target)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The backup's own index in place: imported, the index kept.
+    let drop = milvus_backup::milvus::proto::milvus::DropIndexRequest {
+        db_name: mine.db.clone(),
+        collection_name: target.clone(),
+        field_name: "v_float".into(),
+        index_name: "mine_idx".into(),
+        ..Default::default()
+    };
+    let status = m
+        .raw()
+        .drop_index(m.request(&mine.db, drop))
+        .await
+        .unwrap()
+        .into_inner();
+    milvus_backup::milvus::check_status("DropIndex", Some(&status)).unwrap();
+    data::index(&m, &mine.db, &target).await;
+    let job = flows::restore_job(&mut client, request).await;
+    assert_eq!(job.state, pb::JobState::Succeeded as i32, "{job:?}");
+    data::load(&m, &mine.db, &target).await;
+    let rows = data::rows(&m, &mine, &mine.db, &target, &[]).await;
+    data::assert_rows_equal("imported beside the backup's own index", &source, &rows);
+
+    data::drop_if_exists(&m, &mine.db, &target).await;
+    flows::delete_eventually(&client, &backup, "the backup").await;
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
