@@ -580,6 +580,12 @@ async fn a_failed_run_is_retried_in_its_slot_and_retention_previews_hand_made_da
         failing.error.as_deref().unwrap().contains(&coll),
         "{failing:?}"
     );
+    // The attempt's kind of error is recorded with it in the run record.
+    assert_eq!(
+        failing.error_kind.as_deref(),
+        Some("not_found"),
+        "{failing:?}"
+    );
     let status = c
         .get_policy(pb::GetPolicyRequest { name: name.clone() })
         .await
