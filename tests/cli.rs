@@ -31,6 +31,36 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// A CLI config on a backup root of its own, with a yearly policy of
+/// `collection` made by `policy create` (`extra` flags added): the state
+/// directory, the config, the root and the policy's name.
+fn yearly_policy(
+    cfg: &milvus_backup::config::Config,
+    tag: &str,
+    collection: &str,
+    extra: &[&str],
+) -> (PathBuf, PathBuf, String, String) {
+    use common::process::{config_with, root_backups_at};
+    let root = common::unique(&format!("{tag}_root"));
+    let (state, config) = config_with(cfg, tag, "");
+    root_backups_at(&config, &root);
+    let policy = common::unique(tag);
+    let mut args = vec![
+        "policy",
+        "create",
+        "-n",
+        &policy,
+        "--schedule",
+        "0 0 1 1 *",
+        "-c",
+        collection,
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&config, &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    (state, config, root, policy)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cli_commands_and_exit_codes() {
     let cfg = common::config();
@@ -174,7 +204,7 @@ async fn cli_commands_and_exit_codes() {
 /// retention).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ctrl_c_ends_a_cli_policy_run_cancelled_for_good() {
-    use common::process::{Proc, config_with, interrupted_cli, root_backups_at, rooted_bucket};
+    use common::process::{Proc, interrupted_cli, rooted_bucket};
     use milvus_backup::policy::{PolicyStore, RunState};
     use std::time::Duration;
 
@@ -183,26 +213,8 @@ async fn ctrl_c_ends_a_cli_policy_run_cancelled_for_good() {
     let spec = Spec::new(&common::unique("cli_prun_src"));
     data::create(&m, &spec).await;
     data::insert(&m, &spec, "", 0..100, 5).await;
-    let root = common::unique("cli_prun_root");
-    let (state, config) = config_with(&cfg, "cli-prun", "");
-    root_backups_at(&config, &root);
-    let policy = common::unique("prun");
-    let out = run(
-        &config,
-        &[
-            "policy",
-            "create",
-            "-n",
-            &policy,
-            "--schedule",
-            "0 0 1 1 *",
-            "-c",
-            &spec.name,
-            "--keep_last",
-            "1",
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (state, config, root, policy) =
+        yearly_policy(&cfg, "cli_prun", &spec.name, &["--keep_last", "1"]);
 
     let (status, said) = interrupted_cli(
         &config,
@@ -252,29 +264,12 @@ async fn ctrl_c_ends_a_cli_policy_run_cancelled_for_good() {
 /// and the wait now looks at the interrupt first (before, either could win).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ctrl_c_during_a_policy_runs_retry_wait_ends_it_cancelled() {
-    use common::process::{config_with, interrupted_cli, root_backups_at, rooted_bucket};
+    use common::process::{interrupted_cli, rooted_bucket};
     use milvus_backup::policy::{PolicyStore, RunState};
 
     let cfg = common::config();
-    let root = common::unique("cli_pwait_root");
-    let (state, config) = config_with(&cfg, "cli-pwait", "");
-    root_backups_at(&config, &root);
-    let policy = common::unique("pwait");
     let missing = common::unique("not_there_yet");
-    let out = run(
-        &config,
-        &[
-            "policy",
-            "create",
-            "-n",
-            &policy,
-            "--schedule",
-            "0 0 1 1 *",
-            "-c",
-            &missing,
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (state, config, root, policy) = yearly_policy(&cfg, "cli_pwait", &missing, &[]);
     let (status, said) = interrupted_cli(
         &config,
         &["policy", "run", "-n", &policy],
