@@ -19,8 +19,8 @@
 //!   the lease expires, when the restarted server takes it over to resume;
 //!   a resumed restore releases its leases at its end.
 //!
-//! The kills at each step of the replace's swap, and between the backup's
-//! meta writes, are in `restore_safety.rs`.
+//! The kills at each step of the replace's swap are in `restore_resume.rs`,
+//! and those between the backup's meta writes in `restore_safety.rs`.
 
 mod common;
 #[path = "common/figures.rs"]

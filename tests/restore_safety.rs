@@ -1,60 +1,25 @@
 //! A restore never harms the database it protects, on the real Milvus 2.3.5
 //! and S3: damaged binlogs are refused before Milvus is touched (by checksum,
-//! and by decoding when the backup has no checksums), a replaced collection
-//! survives a SIGKILL at every step of the swap, cleanup owns collections by
-//! their id, and jobs that want the same backup or target exclude each other
-//! through leases in the backup storage, also across processes.
+//! and by decoding when the backup has no checksums), and jobs that want the
+//! same backup or target exclude each other through leases in the backup
+//! storage, also across processes. Restores resumed after a SIGKILL are in
+//! `restore_resume.rs`.
 
 mod common;
-#[path = "common/figures.rs"]
-mod figures;
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::data::{self, Spec};
+use common::data;
 use common::flows::{self, eventually, listed_state};
 use common::process;
+use common::restores::{backed_up, restore_req, rows_of, source};
 use milvus_backup::api::proto as pb;
-use milvus_backup::milvus::rows::Row;
 use milvus_backup::milvus::{MilvusApi, MilvusClient};
 use milvus_backup::storage::{ObjectStore, S3Bucket};
 
-/// A collection of `rows` rows in two flushed segments, indexed and loaded; its rows.
-async fn source(m: &MilvusClient, name: &str, rows: i64) -> (Spec, Vec<Row>) {
-    let spec = Spec::new(name);
-    data::create(m, &spec).await;
-    data::insert(m, &spec, "", 0..rows / 2, 7).await;
-    data::flush(m, &spec.db, &spec.name).await;
-    data::insert(m, &spec, "", rows / 2..rows, 7).await;
-    data::flush(m, &spec.db, &spec.name).await;
-    data::index(m, &spec.db, &spec.name).await;
-    data::load(m, &spec.db, &spec.name).await;
-    let all = data::rows(m, &spec, &spec.db, &spec.name, &[]).await;
-    assert_eq!(all.len() as i64, rows);
-    (spec, all)
-}
-
-/// The rows of `db.name` after indexing and loading it.
-async fn rows_of(m: &MilvusClient, spec: &Spec, name: &str) -> Vec<Row> {
-    if m.describe_indexes(&spec.db, name).await.unwrap().is_empty() {
-        data::index(m, &spec.db, name).await;
-    }
-    data::load(m, &spec.db, name).await;
-    data::rows(m, spec, &spec.db, name, &[]).await
-}
-
 fn backup_store(cfg: &milvus_backup::config::Config) -> S3Bucket {
     S3Bucket::new(&cfg.minio.backup_bucket().unwrap()).unwrap()
-}
-
-fn restore_req(backup: &str, suffix: &str, drop_existing: bool) -> pb::RestoreRequest {
-    pb::RestoreRequest {
-        backup_name: backup.into(),
-        collection_suffix: suffix.into(),
-        drop_existing_collections: drop_existing,
-        ..Default::default()
-    }
 }
 
 /// Flips one byte in the middle of the largest insert binlog of `backup`
@@ -144,149 +109,6 @@ async fn damaged_binlogs_never_reach_milvus() {
             data::assert_rows_equal(&format!("{case}: original"), &original, &now);
         }
     }
-    data::drop_if_exists(&m, &spec.db, &spec.name).await;
-}
-
-/// A source collection of `rows` rows and a backup of it (through an in-process server).
-async fn backed_up(
-    cfg: &milvus_backup::config::Config,
-    m: &MilvusClient,
-    tag: &str,
-    rows: i64,
-) -> (Spec, Vec<Row>, String) {
-    let (spec, all) = source(m, &common::unique(tag), rows).await;
-    let backup = common::unique(&format!("{tag}_b"));
-    let server = common::TestServer::start(cfg).await;
-    flows::backup_collections(&mut server.client.clone(), &backup, &[&spec.name]).await;
-    (spec, all, backup)
-}
-
-/// A `drop_existing` restore killed at each step of its swap: the restarted
-/// server resumes it from the step its record shows, so the target ends as
-/// the full restored copy, row for row, never missing, the job SUCCEEDED
-/// under the same id, and no temporary collection is left.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_kill_at_every_step_of_the_swap_is_resumed_to_the_copy() {
-    let cfg = common::config();
-    let m = common::milvus(&cfg);
-    let (spec, backed_up, backup) = backed_up(&cfg, &m, "swap", 600).await;
-    // The original moves on after the backup: 100 more rows.
-    data::insert(&m, &spec, "", 600..700, 7).await;
-    data::flush(&m, &spec.db, &spec.name).await;
-    let original = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
-    assert_eq!(original.len(), 700);
-
-    let mut figures = Vec::new();
-    for step in [
-        "restore.swap.before_drop",
-        "restore.swap.dropped",
-        "restore.swap.after_drop",
-        "restore.swap.renamed",
-        "restore.swap.after_rename",
-    ] {
-        let before = m.collection_id(&spec.db, &spec.name).await.unwrap();
-        let mut server = process::Proc::start(&cfg, "swap-state", "", Some(step)).await;
-        let id = flows::start_restore(&mut server.client, restore_req(&backup, "", true)).await;
-        server.wait_paused(Duration::from_secs(180)).await;
-        let server = server.kill_and_restart().await;
-        let mut client = server.client.clone();
-        let job = tokio::time::timeout(
-            Duration::from_secs(300),
-            flows::watch_restore_to_end(&mut client, &id),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("{step}: the restore did not end"));
-        assert_eq!(job.state, pb::JobState::Succeeded as i32, "{step}: {job:?}");
-        let temp = &job.collections[0].temp_collection_name;
-        assert!(!temp.is_empty(), "{step}: {job:?}");
-        assert!(
-            !m.has_collection(&spec.db, temp).await.unwrap(),
-            "{step}: the temporary collection is renamed away"
-        );
-        assert_ne!(
-            m.collection_id(&spec.db, &spec.name).await.unwrap(),
-            before,
-            "{step}: the target is the restored copy"
-        );
-        let now = rows_of(&m, &spec, &spec.name).await;
-        data::assert_rows_equal(&format!("{step}: the restored copy"), &backed_up, &now);
-        figures.push(format!("{step}: copy"));
-        // The resumed job let go of the target at its end.
-        let leases = milvus_backup::context::Context::from_config(&cfg)
-            .unwrap()
-            .leases();
-        let lease = format!("target/{}.{}", spec.db, spec.name);
-        assert!(
-            leases.holder(&lease).await.unwrap().is_none(),
-            "{step}: the target's lease is free"
-        );
-        server.finish();
-    }
-    figures::publish(
-        "restore_safety",
-        &[format!(
-            "drop_existing replace killed at each of {} swap steps, resumed by the restarted \
-             server and ending as: {}",
-            figures.len(),
-            figures.join(", ")
-        )],
-    );
-    data::drop_if_exists(&m, &spec.db, &spec.name).await;
-}
-
-/// A restore killed mid-import; the user then drops its target and makes a
-/// collection of their own under the name. The restarted server does not
-/// resume into it (its id is not the one the job created): the job ends
-/// FAILED, and cleanup leaves the user's collection alone. On a backup root
-/// of its own, so that no other test's server takes the job over first.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_resumed_restore_leaves_a_collection_someone_else_made_alone() {
-    let cfg = common::config();
-    let m = common::milvus(&cfg);
-    let (spec, _) = source(&m, &common::unique("own"), 400).await;
-    let root = common::unique("own_root");
-    let mut server =
-        process::Proc::start_rooted_paused(&cfg, "own-state", &root, "", Some("restore.importing"))
-            .await;
-    let backup = common::unique("own_b");
-    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
-    let target = format!("{}_t", spec.name);
-    let id = flows::start_restore(&mut server.client, restore_req(&backup, "_t", false)).await;
-    server.wait_paused(Duration::from_secs(120)).await;
-    server.kill();
-
-    // The user's own collection under the target name, with 50 rows.
-    data::drop_after_imports(&m, &spec.db, &target).await;
-    let mine = Spec::new(&target);
-    data::create(&m, &mine).await;
-    data::insert(&m, &mine, "", 0..50, 99).await;
-    data::flush(&m, &mine.db, &mine.name).await;
-    let my_id = m.collection_id(&mine.db, &target).await.unwrap();
-
-    let server = server.kill_and_restart().await;
-    let mut client = server.client.clone();
-    let job = tokio::time::timeout(
-        Duration::from_secs(300),
-        flows::watch_restore_to_end(&mut client, &id),
-    )
-    .await
-    .expect("the restore ends");
-    assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
-    assert!(
-        job.error_message
-            .contains("no longer the collection this restore created"),
-        "{job:?}"
-    );
-    process::wait_for_log(&server.log, "left alone", Duration::from_secs(30)).await;
-    assert_eq!(
-        m.collection_id(&mine.db, &target).await.unwrap(),
-        my_id,
-        "the user's collection survives"
-    );
-    let rows = rows_of(&m, &mine, &target).await;
-    assert_eq!(rows.len(), 50, "the user's rows are untouched");
-    server.finish();
-    data::drop_if_exists(&m, &mine.db, &target).await;
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
@@ -566,140 +388,6 @@ async fn verify_is_a_job_that_stops_when_nobody_watches() {
         }
     }
     server.finish();
-    data::drop_if_exists(&m, &spec.db, &spec.name).await;
-}
-
-/// A replace of three collections killed while the third imports: the
-/// restarted server resumes the job; the first two, already swapped in, are
-/// not restored again (their ids are those at the kill), and the third is
-/// finished. All three end as the restored copies, row for row.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_kill_on_the_third_collection_keeps_the_first_two_and_resumes_the_third() {
-    let cfg = common::config();
-    let m = common::milvus(&cfg);
-    let mut specs = Vec::new();
-    for i in 0..3 {
-        specs.push(source(&m, &common::unique(&format!("three{i}")), 300).await);
-    }
-    let backup = common::unique("three_b");
-    {
-        let server = common::TestServer::start(&cfg).await;
-        let names: Vec<&str> = specs.iter().map(|(s, _)| s.name.as_str()).collect();
-        flows::backup_collections(&mut server.client.clone(), &backup, &names).await;
-    }
-    // Each original moves on after the backup.
-    let mut originals = Vec::new();
-    for (spec, _) in &specs {
-        data::insert(&m, spec, "", 300..350, 7).await;
-        data::flush(&m, &spec.db, &spec.name).await;
-        originals.push(data::rows(&m, spec, &spec.db, &spec.name, &[]).await);
-    }
-    // The backup restores its collections in its own order: the last is "the third".
-    let third = {
-        let server = common::TestServer::start(&cfg).await;
-        let b = flows::get_backup(&mut server.client.clone(), &backup).await;
-        b.collections.last().unwrap().collection_name.clone()
-    };
-    let failpoint = format!("restore.importing:default.{third}");
-    let mut server = process::Proc::start(&cfg, "three-state", "", Some(&failpoint)).await;
-    let id = flows::start_restore(&mut server.client, restore_req(&backup, "", true)).await;
-    server.wait_paused(Duration::from_secs(240)).await;
-    // The first two are swapped in; the ids they have at the kill.
-    let mut at_kill = Vec::new();
-    for (spec, _) in &specs {
-        at_kill.push(m.collection_id(&spec.db, &spec.name).await.unwrap());
-    }
-    let server = server.kill_and_restart().await;
-    let mut client = server.client.clone();
-    let job = tokio::time::timeout(
-        Duration::from_secs(300),
-        flows::watch_restore_to_end(&mut client, &id),
-    )
-    .await
-    .expect("the restore ends");
-    assert_eq!(job.state, pb::JobState::Succeeded as i32, "{job:?}");
-    for (((spec, backed_up), original), before) in specs.iter().zip(&originals).zip(&at_kill) {
-        let now = rows_of(&m, spec, &spec.name).await;
-        data::assert_rows_equal(
-            &format!("{} is the restored copy", spec.name),
-            backed_up,
-            &now,
-        );
-        assert_ne!(backed_up.len(), original.len());
-        let id_now = m.collection_id(&spec.db, &spec.name).await.unwrap();
-        if spec.name == third {
-            assert_ne!(&id_now, before, "the third is swapped in after the restart");
-        } else {
-            assert_eq!(&id_now, before, "{} is not restored again", spec.name);
-        }
-    }
-    server.finish();
-    for (spec, _) in &specs {
-        data::drop_if_exists(&m, &spec.db, &spec.name).await;
-    }
-}
-
-/// A replace killed right after it dropped the original (`restore.swap.dropped`,
-/// the drop not yet recorded past "dropping"); the user then makes a
-/// collection of their own under the name. The restarted server does not
-/// take it for the original: the job ends FAILED, the user's collection and
-/// rows are untouched, and the restored copy, now the only copy of the
-/// backup's rows in Milvus, is kept under its temporary name.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_resumed_replace_keeps_its_copy_when_the_target_was_made_again() {
-    let cfg = common::config();
-    let m = common::milvus(&cfg);
-    let (spec, backed_up) = source(&m, &common::unique("keep"), 400).await;
-    let root = common::unique("keep_root");
-    let mut server = process::Proc::start_rooted_paused(
-        &cfg,
-        "keep-state",
-        &root,
-        "",
-        Some("restore.swap.dropped"),
-    )
-    .await;
-    let backup = common::unique("keep_b");
-    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
-    let id = flows::start_restore(&mut server.client, restore_req(&backup, "", true)).await;
-    server.wait_paused(Duration::from_secs(180)).await;
-    server.kill();
-    assert_eq!(
-        m.collection_id(&spec.db, &spec.name).await.unwrap(),
-        None,
-        "the original was dropped before the kill"
-    );
-
-    let mine = Spec::new(&spec.name);
-    data::create(&m, &mine).await;
-    data::insert(&m, &mine, "", 0..50, 99).await;
-    data::flush(&m, &mine.db, &mine.name).await;
-    let my_id = m.collection_id(&mine.db, &mine.name).await.unwrap();
-
-    let server = server.kill_and_restart().await;
-    let mut client = server.client.clone();
-    let job = tokio::time::timeout(
-        Duration::from_secs(300),
-        flows::watch_restore_to_end(&mut client, &id),
-    )
-    .await
-    .expect("the restore ends");
-    assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
-    assert!(job.error_message.contains("someone else made"), "{job:?}");
-    let temp = job.collections[0].temp_collection_name.clone();
-    assert!(!temp.is_empty(), "{job:?}");
-    process::wait_for_log(&server.log, "left alone", Duration::from_secs(30)).await;
-    assert_eq!(
-        m.collection_id(&mine.db, &mine.name).await.unwrap(),
-        my_id,
-        "the user's collection survives"
-    );
-    assert_eq!(rows_of(&m, &mine, &mine.name).await.len(), 50);
-    let copy = rows_of(&m, &spec, &temp).await;
-    data::assert_rows_equal("the kept copy", &backed_up, &copy);
-
-    server.finish();
-    data::drop_if_exists(&m, &spec.db, &temp).await;
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 

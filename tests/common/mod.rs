@@ -9,9 +9,12 @@ pub mod faults;
 pub mod flows;
 pub mod hello;
 pub mod incr;
+pub mod policies;
 pub mod process;
+pub mod restores;
 pub mod runs;
 pub mod tls;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

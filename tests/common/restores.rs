@@ -1,0 +1,57 @@
+//! Restores of collections made for the test: a loaded source, its backup,
+//! and the rows of a restored collection.
+
+use milvus_backup::api::proto as pb;
+use milvus_backup::milvus::rows::Row;
+use milvus_backup::milvus::{MilvusApi, MilvusClient};
+
+use super::data::{self, Spec};
+use super::flows;
+
+/// A collection of `rows` rows in two flushed segments, indexed and loaded; its rows.
+pub async fn source(m: &MilvusClient, name: &str, rows: i64) -> (Spec, Vec<Row>) {
+    let spec = Spec::new(name);
+    data::create(m, &spec).await;
+    data::insert(m, &spec, "", 0..rows / 2, 7).await;
+    data::flush(m, &spec.db, &spec.name).await;
+    data::insert(m, &spec, "", rows / 2..rows, 7).await;
+    data::flush(m, &spec.db, &spec.name).await;
+    data::index(m, &spec.db, &spec.name).await;
+    data::load(m, &spec.db, &spec.name).await;
+    let all = data::rows(m, &spec, &spec.db, &spec.name, &[]).await;
+    assert_eq!(all.len() as i64, rows);
+    (spec, all)
+}
+
+/// The rows of `db.name` after indexing and loading it.
+pub async fn rows_of(m: &MilvusClient, spec: &Spec, name: &str) -> Vec<Row> {
+    if m.describe_indexes(&spec.db, name).await.unwrap().is_empty() {
+        data::index(m, &spec.db, name).await;
+    }
+    data::load(m, &spec.db, name).await;
+    data::rows(m, spec, &spec.db, name, &[]).await
+}
+
+/// A Restore of `backup` into the names plus `suffix`, replacing existing ones if `drop_existing`.
+pub fn restore_req(backup: &str, suffix: &str, drop_existing: bool) -> pb::RestoreRequest {
+    pb::RestoreRequest {
+        backup_name: backup.into(),
+        collection_suffix: suffix.into(),
+        drop_existing_collections: drop_existing,
+        ..Default::default()
+    }
+}
+
+/// A source collection of `rows` rows and a backup of it (through an in-process server).
+pub async fn backed_up(
+    cfg: &milvus_backup::config::Config,
+    m: &MilvusClient,
+    tag: &str,
+    rows: i64,
+) -> (Spec, Vec<Row>, String) {
+    let (spec, all) = source(m, &super::unique(tag), rows).await;
+    let backup = super::unique(&format!("{tag}_b"));
+    let server = super::TestServer::start(cfg).await;
+    flows::backup_collections(&mut server.client.clone(), &backup, &[&spec.name]).await;
+    (spec, all, backup)
+}
