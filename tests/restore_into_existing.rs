@@ -1,12 +1,16 @@
 //! `skip_create_collection` into a collection that exists, against the real
 //! Milvus 2.3.5 and S3: a collection that cannot take the backup's rows as
 //! they were (another index on a field, another partition-key routing) is
-//! refused before any row is imported.
+//! refused before any row is imported; one that restores into it holds the
+//! backup until Milvus's imports from its folder ended.
 
 mod common;
 
+use std::time::Duration;
+
 use common::data::{self, Spec};
 use common::flows;
+use common::process;
 use milvus_backup::api::proto as pb;
 use milvus_backup::milvus::MilvusApi;
 
@@ -66,8 +70,9 @@ async fn a_partition_key_routed_over_other_partitions_is_refused() {
 /// `skip_create_collection` with `restore_index` into a collection whose
 /// vector field already has another index: Milvus keeps one index per field,
 /// so this is refused before any row is imported (it failed after the
-/// import). With the backup's own index there, the restore goes through and
-/// leaves that index as it was.
+/// import). With the backup's own index there, the restore goes through,
+/// leaves that index as it was, and leaves the collection released (the
+/// backup's source was loaded; `load` was not asked).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_import_into_a_collection_with_another_index_is_refused_before_any_row() {
     use milvus_backup::milvus::IndexInfo;
@@ -133,11 +138,116 @@ async fn an_import_into_a_collection_with_another_index_is_refused_before_any_ro
     data::index(&m, &mine.db, &target).await;
     let job = flows::restore_job(&mut client, request).await;
     assert_eq!(job.state, pb::JobState::Succeeded as i32, "{job:?}");
+    // The user's collection stays released: the backup's source was loaded,
+    // but a collection the restore did not make is loaded only when asked
+    // (before, it was loaded).
+    assert_eq!(m.loading_progress(&mine.db, &target).await.unwrap(), 0);
     data::load(&m, &mine.db, &target).await;
     let rows = data::rows(&m, &mine, &mine.db, &target, &[]).await;
     data::assert_rows_equal("imported beside the backup's own index", &source, &rows);
 
     data::drop_if_exists(&m, &mine.db, &target).await;
     flows::delete_eventually(&client, &backup, "the backup").await;
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// A `skip_create_collection` restore of a full backup in Milvus's bucket
+/// (imported in place, from the backup's own folder) cancelled while Milvus
+/// still has its imports queued: the job holds the backup as a reader until
+/// those imports ended, so a DeleteBackup right after the cancel removes
+/// nothing under them. Every import completes and the user's collection ends
+/// with exactly the backup's rows, its deletes applied. Before, the hold went
+/// with the cancel, and the delete removed the folder (delete logs first)
+/// under the queued imports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_restore_holds_its_backup_until_imports_from_it_ended() {
+    use milvus_backup::milvus::ImportPhase;
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("inplace_src"));
+    let source = data::populated(&m, &spec, 400, 300, 37).await;
+    let root = common::unique("inplace_root");
+    let mut server = process::Proc::start_rooted_paused(
+        &cfg,
+        "inplace-state",
+        &root,
+        "",
+        Some("restore.importing"),
+    )
+    .await;
+    let backup = common::unique("inplace_b");
+    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
+
+    // The user's own empty collection of the same schema, restored into.
+    let target = format!("{}_into", spec.name);
+    let mine = Spec::new(&target);
+    data::create(&m, &mine).await;
+    let id = flows::start_restore(
+        &mut server.client,
+        pb::RestoreRequest {
+            backup_name: backup.clone(),
+            collection_renames: [(spec.name.clone(), target.clone())].into(),
+            skip_create_collection: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    server.wait_paused(Duration::from_secs(120)).await;
+    server
+        .client
+        .cancel_restore(pb::CancelRestoreRequest { id: id.clone() })
+        .await
+        .expect("cancel accepted");
+    let job = tokio::time::timeout(
+        Duration::from_secs(400),
+        flows::watch_restore_to_end(&mut server.client, &id),
+    )
+    .await
+    .expect("the restore ends");
+    assert_eq!(job.state, pb::JobState::Cancelled as i32, "{job:?}");
+    // The rows its imports bring are said to stay (it did not create the collection).
+    assert!(
+        job.collections[0]
+            .error_message
+            .contains(&format!("stay in default.{target}")),
+        "{job:?}"
+    );
+    let staged = process::rooted_bucket(&cfg)
+        .list(&format!("restore-temp-{id}/"))
+        .await
+        .unwrap();
+    assert!(
+        staged.is_empty(),
+        "imported in place, not staged: {staged:?}"
+    );
+
+    flows::delete_eventually(&server.client, &backup, "the delete right after the cancel").await;
+    flows::eventually(
+        "Milvus's imports into the user's collection end",
+        Duration::from_secs(300),
+        || {
+            let (m, target) = (m.clone(), target.clone());
+            async move {
+                m.collection_imports("default", &target)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .all(|t| t.phase != ImportPhase::Running)
+            }
+        },
+    )
+    .await;
+    let tasks = m.collection_imports("default", &target).await.unwrap();
+    assert!(!tasks.is_empty());
+    for t in &tasks {
+        assert_eq!(t.phase, ImportPhase::Completed, "{tasks:?}");
+    }
+    data::index(&m, &mine.db, &target).await;
+    data::load(&m, &mine.db, &target).await;
+    let rows = data::rows(&m, &mine, &mine.db, &target, &[]).await;
+    data::assert_rows_equal("the user's collection after the imports", &source, &rows);
+
+    server.finish();
+    data::drop_if_exists(&m, &mine.db, &target).await;
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }

@@ -456,6 +456,10 @@ pub struct RestoreSnapshot {
     /// Databases this job created: cleanup drops each it leaves empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub databases_created: Vec<String>,
+    /// The job's cleanup ran to its end: a restart never runs it again (a
+    /// swap it left unfinished is the user's to settle, as its error says).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cleaned_up: bool,
 }
 
 /// One damaged object.

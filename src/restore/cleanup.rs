@@ -47,12 +47,19 @@ pub struct Cleaned {
     pub outcomes: Vec<(usize, Outcome)>,
     /// The staging prefix kept because an import may still read it.
     pub staging_left: Option<String>,
+    /// Why imports may still read the backup's own folder (imported in
+    /// place, from Milvus's bucket) after the job lets go of the backup.
+    pub imports_in_place: Option<String>,
 }
 
 /// Cleans up every collection of `snap` that did not succeed, then its
-/// staged binlogs unless an import may still read them. Each drop, rename
-/// and removal is taken only while `fences` (the leases cleanup runs under)
-/// hold: once one expired, another server may have resumed the job.
+/// staged binlogs unless an import may still read them. Imports that read
+/// the backup's folder in place are waited for too: the job holds the
+/// backup as a reader until its cleanup ends, so no delete removes the
+/// folder under them (insert logs without their delete logs would bring
+/// deleted rows back). Each drop, rename and removal is taken only while
+/// `fences` (the leases cleanup runs under) hold: once one expired, another
+/// server may have resumed the job.
 pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot, fences: &[Fence]) -> Cleaned {
     let mut out = Vec::new();
     let reachable_by = Instant::now() + UNREACHABLE_RETRY;
@@ -92,11 +99,17 @@ pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot, fences: &[Fence]) -
             true
         }
     };
-    let keep = match out.iter().any(|(_, o)| matches!(o, Outcome::LeftAlone(_))) {
-        _ if !staged => None,
-        true => Some("a collection was left alone".to_string()),
-        false => imports_may_run(ctx, snap, &out).await,
+    let running = match out.iter().any(|(_, o)| matches!(o, Outcome::LeftAlone(_))) {
+        true if staged => Some("a collection was left alone".to_string()),
+        _ => imports_may_run(ctx, snap, &out).await,
     };
+    let (keep, imports_in_place) = match staged {
+        true => (running, None),
+        false => (None, running),
+    };
+    if let Some(why) = &imports_in_place {
+        warn!(restore = %snap.id, backup = %snap.backup_name, why = %why, "imports may still read the backup's folder after the job lets go of it; delete the backup only once they ended");
+    }
     drop_databases_left_empty(ctx, snap, fences).await;
     let staging_left = match keep {
         Some(why) => {
@@ -110,6 +123,7 @@ pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot, fences: &[Fence]) -
     Cleaned {
         outcomes: out,
         staging_left,
+        imports_in_place,
     }
 }
 
@@ -141,11 +155,12 @@ async fn drop_databases_left_empty(ctx: &Context, snap: &RestoreSnapshot, fences
     }
 }
 
-/// Why an import this job asked for may still read its staged binlogs, if
-/// one may: an import not recorded done, into a collection cleanup did not
-/// drop (a drop waits for the collection's imports first), whose imports
-/// could not be seen to end (Milvus is only asked while the collection
-/// under the name has the id the imports went into).
+/// Why an import this job asked for may still read its staged binlogs (or
+/// the backup's folder), if one may: an import not recorded done, into a
+/// collection cleanup did not drop (a drop waits for the collection's
+/// imports first), whose imports could not be seen to end (Milvus is only
+/// asked while the collection under the name has the id the imports went
+/// into).
 async fn imports_may_run(
     ctx: &Context,
     snap: &RestoreSnapshot,

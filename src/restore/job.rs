@@ -143,11 +143,16 @@ impl JobKind for RestoreJob {
     async fn recover(ctx: &Context, mut r: RestoreSnapshot) -> Recovered<RestoreSnapshot> {
         // A replace that a crash (even one during an earlier recovery) left
         // half-way is finished again: cleanup is by identity, so repeating it is safe.
-        let swap_pending = r.collections.iter().any(|c| {
-            c.state != JobState::Succeeded
-                && c.temp.is_some()
-                && matches!(c.swap, SwapStep::DroppingOriginal | SwapStep::Renaming)
-        });
+        // Once a cleanup ran to its end, never again: what it left alone is
+        // said in the job's error, and by a later start the user may have
+        // reused the names (a copy renamed into a target the user freed, an
+        // empty database of theirs dropped).
+        let swap_pending = !r.cleaned_up
+            && r.collections.iter().any(|c| {
+                c.state != JobState::Succeeded
+                    && c.temp.is_some()
+                    && matches!(c.swap, SwapStep::DroppingOriginal | SwapStep::Renaming)
+            });
         if r.state.is_terminal() && !swap_pending {
             return Recovered::at_once(r);
         }
@@ -191,7 +196,6 @@ impl JobKind for RestoreJob {
             let held = hold_targets_when_free(&ctx, &snapshot.id, &targets).await;
             let held = match held {
                 Some(held) => held,
-                // Its unfinished swap stays on record: tried again at the next start.
                 // Its record is saved ended before this runs, so an
                 // unfinished swap is tried again at the next start.
                 None if recorded_ended || swap_pending => {
@@ -394,13 +398,26 @@ fn pending(
         order: Some(order_of(req, backup_id)),
         staging_left: None,
         databases_created: Vec::new(),
+        cleaned_up: false,
     }
 }
 
-/// Marks the collections whose replace cleanup completed as restored.
+/// Marks the collections whose replace cleanup completed as restored, and
+/// the cleanup as done.
 fn apply_cleanup(s: &mut RestoreSnapshot, done: &Cleaned) {
+    s.cleaned_up = true;
     if done.staging_left.is_some() {
         s.staging_left = done.staging_left.clone();
+    }
+    if let Some(why) = &done.imports_in_place {
+        let left = format!(
+            "Milvus may still import from backup {:?} ({why}): delete it only once those imports ended",
+            s.backup_name
+        );
+        s.error = Some(match s.error.take() {
+            Some(e) => format!("{e}; {left}"),
+            None => left,
+        });
     }
     for (i, outcome) in &done.outcomes {
         let c = &mut s.collections[*i];
@@ -420,6 +437,26 @@ fn apply_cleanup(s: &mut RestoreSnapshot, done: &Cleaned) {
             }
             Outcome::Nothing | Outcome::Dropped(_) => {}
         }
+    }
+    // Imports into a collection the job did not create (skip_create) are
+    // never undone: said with the collection, with the rows recorded.
+    for c in s.collections.iter_mut() {
+        if c.state == JobState::Succeeded || c.created_id.is_some() || c.imports.is_empty() {
+            continue;
+        }
+        let recorded: i64 = c.imports.iter().filter(|r| r.done).map(|r| r.rows).sum();
+        c.imported_rows = c.imported_rows.max(recorded);
+        let left = format!(
+            "the rows of its {} imports stay in {} ({recorded} recorded as imported): a \
+             collection this restore did not create is never dropped",
+            c.imports.len(),
+            c.target
+        );
+        c.error = Some(match c.error.take() {
+            Some(e) if !e.contains(&left) => format!("{e}; {left}"),
+            Some(e) => e,
+            None => left,
+        });
     }
 }
 

@@ -182,8 +182,10 @@ async fn restore_collection(
     // indexes are back. A replace loads its copy beside the loaded original
     // only when asked to (`load`): both hold query nodes' memory until the
     // swap. Loaded because the source was, it is loaded after the swap, once
-    // the original is dropped.
-    let load = req.load() || (req.restore_index() && src.load_state == "Loaded");
+    // the original is dropped. A collection the restore did not make
+    // (`skip_create_collection`) is the user's: loaded only when asked.
+    let implied = !req.skip_create() && req.restore_index() && src.load_state == "Loaded";
+    let load = req.load() || implied;
     let load_after_swap = load && replacing && !req.load();
     let fill_id = match (req.skip_create(), recorded.created_id) {
         // Filled and checked before the job's server died: only the swap is left.
