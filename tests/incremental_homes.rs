@@ -200,3 +200,48 @@ async fn a_backup_completed_while_a_delete_planned_keeps_what_it_reuses() {
     deleter.finish();
     h.finish(&mut client, &m).await;
 }
+
+/// An incremental backup cancelled while it holds its base (paused at
+/// `backup.incremental.bases_held`) lets go of the base as it ends: a delete
+/// of the base right after succeeds. Before, the hold stayed until it
+/// expired (30 s here), and the delete was ABORTED naming the cancelled job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_incremental_backup_lets_go_of_its_base_at_once() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client.clone();
+    let coll = common::unique("letgo_coll");
+    hello::create(&m, &coll, 300, 1, 25).await;
+    let base = common::unique("letgo_full");
+    backup(&mut client, &base, &coll, false).await;
+
+    let creator = Proc::start(&cfg, "letgo", "", Some("backup.incremental.bases_held")).await;
+    let mut c = creator.client.clone();
+    let inc = common::unique("letgo_inc");
+    let req = pb::CreateBackupRequest {
+        incremental: Some(true),
+        ..flows::backup_request(&inc, &[&coll])
+    };
+    let created = tokio::spawn(async move {
+        flows::last_backup(c.create_backup(req).await.unwrap().into_inner()).await
+    });
+    creator.wait_paused(Duration::from_secs(60)).await;
+    creator
+        .client
+        .clone()
+        .cancel_backup(pb::CancelBackupRequest { name: inc.clone() })
+        .await
+        .expect("cancel accepted");
+    let ended = tokio::time::timeout(Duration::from_secs(60), created)
+        .await
+        .expect("the backup ends")
+        .unwrap();
+    assert_eq!(ended.state, pb::JobState::Cancelled as i32, "{ended:?}");
+    try_delete(&mut client, &base)
+        .await
+        .expect("the base is no longer held by the cancelled backup");
+
+    creator.finish();
+    hello::drop_if_exists(&m, "default", &coll).await;
+}

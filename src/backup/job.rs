@@ -20,6 +20,7 @@ pub struct BackupJob {
     req: BackupRequest,
     collections: Vec<CollectionRef>,
     lease: Lease,
+    id: String,
 }
 
 impl JobKind for BackupJob {
@@ -89,6 +90,7 @@ impl JobKind for BackupJob {
             req,
             collections,
             lease,
+            id: snapshot.id.clone(),
         };
         Ok((job, snapshot))
     }
@@ -138,6 +140,15 @@ impl JobKind for BackupJob {
     }
 
     async fn release(self) {
+        // An incremental backup's holds on its bases are let go as it
+        // commits; on an error path they are still held.
+        if self
+            .req
+            .incremental()
+            .unwrap_or(self.ctx.incremental_by_default)
+        {
+            self.ctx.leases().release_reads_of(&self.id).await;
+        }
         self.lease.release().await;
     }
 
@@ -178,13 +189,7 @@ impl JobKind for BackupJob {
             // A job that says what it was asked is resumed (by this server or
             // another) once the stopped process's lease on its name expires,
             // when its shared record says it runs.
-            Ok(None)
-                if b.order.is_some()
-                    && ctx
-                        .shared_records()
-                        .says_running::<BackupSnapshot>(&b.name)
-                        .await =>
-            {
+            Ok(None) if resumable(ctx, &b).await => {
                 info!(backup = %b.name, "backup was interrupted by a restart; it will be resumed");
                 return Recovered::resume(b);
             }
@@ -227,6 +232,13 @@ impl JobKind for BackupJob {
                     }
                 }
             }
+            // Unreadable now: one that can be resumed is left to the
+            // takeover, which reads it again (ending it here could write
+            // FAILED over the run of a replica resuming it).
+            Err(e) if b.order.is_some() => {
+                warn!(backup = %b.name, error = %e, "cannot read the interrupted backup; left to the takeover");
+                return Recovered::resume(b);
+            }
             Err(e) => {
                 warn!(backup = %b.name, error = %e, "cannot read the interrupted backup");
                 b.state = JobState::Failed;
@@ -237,6 +249,25 @@ impl JobKind for BackupJob {
             }
         }
         Recovered::at_once(b)
+    }
+}
+
+/// Whether interrupted backup `b` is left to be resumed: it says what it
+/// was asked, and its shared record says it runs or cannot be read. An
+/// unreadable record never counts as ended: that would remove the copies of
+/// a backup another replica may be resuming (the takeover reads the record
+/// again under the name's lease).
+async fn resumable(ctx: &Context, b: &BackupSnapshot) -> bool {
+    if b.order.is_none() {
+        return false;
+    }
+    match ctx.shared_records().load::<BackupSnapshot>(&b.name).await {
+        Ok(Some(shared)) => !shared.state.is_terminal(),
+        Ok(None) => false,
+        Err(e) => {
+            warn!(backup = %b.name, error = %e, "cannot read the shared record; left to the takeover");
+            true
+        }
     }
 }
 

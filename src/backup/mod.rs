@@ -5,6 +5,8 @@ mod early;
 mod job;
 mod phases;
 mod pipeline;
+#[cfg(test)]
+mod recover_tests;
 mod resume;
 mod reuse;
 mod run;

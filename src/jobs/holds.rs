@@ -150,6 +150,24 @@ impl Leases {
         Ok(held)
     }
 
+    /// Frees every reader's hold job `job` still has, on any backup: an
+    /// incremental backup that ended on an error path lets go of its bases
+    /// at once, not when the holds expire (a delete of one is refused
+    /// meanwhile).
+    pub async fn release_reads_of(&self, job: &str) {
+        let held = match self.holders_under("reads").await {
+            Ok(held) => held,
+            Err(e) => {
+                return tracing::warn!(job, error = %e, "cannot list the holds to release");
+            }
+        };
+        for (name, _) in held.into_iter().filter(|(_, r)| r.job == job) {
+            if let Err(e) = self.release_for_job(&name, job).await {
+                tracing::warn!(job, lease = %name, error = %e, "cannot release the lease");
+            }
+        }
+    }
+
     /// Frees what a restore of a stopped process held, once it is cleaned up
     /// (rather than when the leases expire).
     pub async fn release_restore(&self, job: &str, backup: &str, targets: &[CollectionRef]) {

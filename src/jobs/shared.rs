@@ -188,12 +188,6 @@ impl SharedRecords {
         ))
     }
 
-    /// Whether the record of the job with `key` says it runs (an unreadable
-    /// record says no).
-    pub async fn says_running<T: JobSnapshot>(&self, key: &str) -> bool {
-        matches!(self.load::<T>(key).await, Ok(Some(s)) if !s.state().is_terminal())
-    }
-
     /// Every record of one kind of job.
     pub async fn all<T: JobSnapshot>(&self) -> Result<Vec<T>> {
         Ok(self.entries().await?.into_iter().map(|(_, s)| s).collect())

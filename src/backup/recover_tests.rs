@@ -1,0 +1,141 @@
+//! A backup whose server died, recovered while the backup storage fails to
+//! answer for its shared record: it is left to the takeover, never ended
+//! with its copies removed (a replica may be resuming it). The store is a
+//! real directory; only the reads of job records fail, as a 503 would.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::job::BackupJob;
+use crate::config::MilvusConfig;
+use crate::context::{Context, Timing};
+use crate::error::{Error, Result};
+use crate::jobs::runner::JobKind;
+use crate::jobs::{BackupOrder, BackupSnapshot, JobState};
+use crate::meta::{BackupLayout, Catalog, MilvusLayout};
+use crate::milvus::MilvusClient;
+use crate::storage::{
+    ByteStream, CondPut, Copier, LocalDir, ObjectInfo, ObjectStore, Place, Source,
+};
+
+/// A directory whose job records cannot be read.
+#[derive(Debug)]
+struct RecordsUnreadable(LocalDir);
+
+fn refused(key: &str) -> Result<()> {
+    match key.contains("/_jobs/") {
+        true => Err(Error::Storage {
+            operation: "GetObject",
+            key: key.to_string(),
+            reason: "503 Slow Down (injected)".into(),
+        }),
+        false => Ok(()),
+    }
+}
+
+#[async_trait]
+impl ObjectStore for RecordsUnreadable {
+    fn place(&self) -> &Place {
+        self.0.place()
+    }
+    async fn ensure_bucket(&self, create: bool) -> Result<()> {
+        self.0.ensure_bucket(create).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        self.0.list(prefix).await
+    }
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
+        self.0.list_dirs(prefix).await
+    }
+    async fn head(&self, key: &str) -> Result<Option<u64>> {
+        self.0.head(key).await
+    }
+    async fn read(&self, key: &str) -> Result<Bytes> {
+        refused(key)?;
+        self.0.read(key).await
+    }
+    async fn write(&self, key: &str, data: Bytes) -> Result<()> {
+        self.0.write(key, data).await
+    }
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<CondPut> {
+        self.0.put_if_absent(key, data).await
+    }
+    async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<CondPut> {
+        self.0.put_if_match(key, data, etag).await
+    }
+    async fn read_versioned(&self, key: &str) -> Result<Option<(Bytes, String)>> {
+        refused(key)?;
+        self.0.read_versioned(key).await
+    }
+    async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream)> {
+        refused(key)?;
+        self.0.get_stream(key).await
+    }
+    async fn put_stream(&self, key: &str, size: u64, body: ByteStream) -> Result<Option<String>> {
+        self.0.put_stream(key, size, body).await
+    }
+    async fn copy_in(&self, from: Source<'_>, dst_key: &str) -> Result<Option<String>> {
+        self.0.copy_in(from, dst_key).await
+    }
+    async fn delete(&self, keys: &[String]) -> Result<()> {
+        self.0.delete(keys).await
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_shared_record_leaves_the_backup_to_the_takeover() {
+    let root = std::env::temp_dir().join(format!("mb-recover-{}", uuid::Uuid::new_v4().simple()));
+    let dir = LocalDir::new(root.join("backups"));
+    let store: Arc<dyn ObjectStore> = Arc::new(RecordsUnreadable(dir));
+    let ctx = Context {
+        // Never called: recovery of a backup reads only the backup storage.
+        milvus: Arc::new(MilvusClient::new(&MilvusConfig::default()).unwrap()),
+        milvus_store: Arc::new(LocalDir::new(root.join("milvus"))),
+        milvus_layout: MilvusLayout::new("files"),
+        catalog: Catalog::new(store.clone(), BackupLayout::new("backup")),
+        copier: Copier::new(2),
+        timing: Timing::default(),
+        collections_at_once: 1,
+        incremental_by_default: false,
+        segment_group_bytes: 1 << 30,
+    };
+    // What the dead server left: its plan (the folder is its job's) and a copy.
+    let (name, job) = ("nightly", "job-1");
+    let plan =
+        serde_json::json!({ "job": job, "started_ms": 0, "collections": [], "partial": true });
+    let kept = [
+        "backup/nightly/resume-plan.json",
+        "backup/nightly/binlogs/insert_log/1/2/3/4/5",
+    ];
+    store
+        .write(kept[0], Bytes::from(plan.to_string()))
+        .await
+        .unwrap();
+    store
+        .write(kept[1], Bytes::from_static(b"binlog"))
+        .await
+        .unwrap();
+
+    let mut b = BackupSnapshot::pending(job.into(), name.into(), false);
+    b.state = JobState::Running;
+    b.order = Some(BackupOrder {
+        collections: vec!["default.c".into()],
+        ..Default::default()
+    });
+    let recovered = BackupJob::recover(&ctx, b).await;
+    assert!(
+        recovered.resume,
+        "left to the takeover: {:?}",
+        recovered.now
+    );
+    assert_eq!(recovered.now.state, JobState::Running);
+    for key in kept {
+        assert!(
+            store.head(key).await.unwrap().is_some(),
+            "{key} was removed"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
