@@ -166,7 +166,7 @@ impl MinioConfig {
                 self.backup_port
             };
             BucketConfig {
-                endpoint: endpoint(&self.backup_address, port, self.backup_use_ssl),
+                endpoint: endpoint(&self.backup_address, port, self.backup_use_ssl()),
                 region: region_or_default(if self.backup_region.is_empty() {
                     &self.region
                 } else {
@@ -195,6 +195,11 @@ impl MinioConfig {
         bucket.root_path = trim_slashes(&self.backup_root_path);
         bucket.backend = self.backend(Side::Backup)?;
         Ok(bucket)
+    }
+
+    /// Whether the backup endpoint uses TLS: `backupUseSSL`, or unset, `useSSL`.
+    fn backup_use_ssl(&self) -> bool {
+        self.backup_use_ssl.unwrap_or(self.use_ssl)
     }
 
     /// Whether backups go to the local directory `backupRootPath`
@@ -337,13 +342,16 @@ impl MinioConfig {
                         } else {
                             self.backup_port
                         },
-                        self.backup_use_ssl,
+                        self.backup_use_ssl(),
                     )
                 };
-                let json = if p.is_empty() || self.backup_gcp_credential_json.expose().is_empty() {
-                    self.gcp_credential_json.expose()
-                } else {
-                    self.backup_gcp_credential_json.expose()
+                // The backup side's key file is its own whatever its address
+                // (as the Go tool reads it); unset, Milvus's.
+                let json = match side {
+                    Side::Backup if !self.backup_gcp_credential_json.expose().is_empty() => {
+                        self.backup_gcp_credential_json.expose()
+                    }
+                    _ => self.gcp_credential_json.expose(),
                 };
                 let endpoint = if address.is_empty() || address == "storage.googleapis.com" {
                     "https://storage.googleapis.com".to_string()

@@ -42,6 +42,12 @@ impl Config {
                     $field = boolean($name, v)?;
                 }
             };
+            ($name:literal, $key:literal => $field:expr, some_bool) => {
+                if let Some(v) = var($name) {
+                    set.push(($key, $name));
+                    $field = Some(boolean($name, v)?);
+                }
+            };
             ($name:literal, $key:literal => $field:expr, parse) => {
                 if let Some(v) = var($name) {
                     set.push(($key, $name));
@@ -77,7 +83,7 @@ impl Config {
         env!("MINIO_BACKUP_ACCESS_KEY", "minio.backupAccessKeyID" => s.backup_access_key_id, string);
         env!("MINIO_BACKUP_SECRET_KEY", "minio.backupSecretAccessKey" => s.backup_secret_access_key, secret);
         env!("MINIO_BACKUP_TOKEN", "minio.backupToken" => s.backup_token, secret);
-        env!("MINIO_BACKUP_USE_SSL", "minio.backupUseSSL" => s.backup_use_ssl, bool);
+        env!("MINIO_BACKUP_USE_SSL", "minio.backupUseSSL" => s.backup_use_ssl, some_bool);
         env!("MINIO_BACKUP_USE_IAM", "minio.backupUseIAM" => s.backup_use_iam, bool);
         env!("MINIO_BACKUP_IAM_ENDPOINT", "minio.backupIamEndpoint" => s.backup_iam_endpoint, string);
         env!("MINIO_BACKUP_BUCKET_NAME", "minio.backupBucketName" => s.backup_bucket_name, string);

@@ -100,6 +100,19 @@ impl Config {
              to true if Milvus checks them",
         );
         unused(
+            milvus.tls_mode == 0
+                && (!milvus.ca_cert_path.is_empty() || !milvus.server_name.is_empty()),
+            "milvus.caCertPath/milvus.serverName",
+            "milvus.tlsMode is 0, so the connection to Milvus is plain text (credentials \
+             included); set milvus.tlsMode to 1 (TLS) or 2 (mutual TLS) to use them",
+        );
+        unused(
+            milvus.tls_mode < 2
+                && (!milvus.mtls_cert_path.is_empty() || !milvus.mtls_key_path.is_empty()),
+            "milvus.mtlsCertPath/milvus.mtlsKeyPath",
+            "they are used only with milvus.tlsMode: 2 (mutual TLS)",
+        );
+        unused(
             !milvus.rpc_channel_name.is_empty(),
             "milvus.rpcChannelName",
             "it names the CDC replication channel of the Go tool, which this tool does not feed",
@@ -158,7 +171,10 @@ impl Config {
                 m.backup_port != 0 && m.backup_port != m.port,
                 "minio.backupPort",
             ),
-            (m.backup_use_ssl && !m.use_ssl, "minio.backupUseSSL"),
+            (
+                m.backup_use_ssl.is_some_and(|b| b != m.use_ssl),
+                "minio.backupUseSSL",
+            ),
             (
                 differs(m.backup_token.expose(), m.token.expose()),
                 "minio.backupToken",

@@ -282,8 +282,9 @@ pub struct MinioConfig {
     #[serde(rename = "backupAccessKeyID")]
     pub backup_access_key_id: String,
     pub backup_secret_access_key: Secret,
+    /// Unset: Milvus's `useSSL`, as the Go tool reads it.
     #[serde(rename = "backupUseSSL")]
-    pub backup_use_ssl: bool,
+    pub backup_use_ssl: Option<bool>,
     pub backup_region: String,
     pub backup_bucket_name: String,
     pub backup_root_path: String,
@@ -330,7 +331,7 @@ impl Default for MinioConfig {
             backup_port: 0,
             backup_access_key_id: String::new(),
             backup_secret_access_key: Secret::default(),
-            backup_use_ssl: false,
+            backup_use_ssl: None,
             backup_region: String::new(),
             backup_bucket_name: "a-bucket".into(),
             backup_root_path: "backup".into(),

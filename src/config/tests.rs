@@ -307,3 +307,58 @@ fn an_azure_backup_side_without_an_address_is_azure_itself() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Milvus's TLS keys without the TLS mode that uses them are warned about,
+/// naming them (the connection is plain text): never silently dropped.
+#[test]
+fn milvus_tls_keys_without_their_tls_mode_are_warned_about() {
+    let cfg = Config::parse(
+        "milvus:\n  caCertPath: /ca.pem\n  mtlsCertPath: /c.pem\n  mtlsKeyPath: /k.pem\n",
+    )
+    .unwrap();
+    let all = cfg.warnings.join("\n");
+    assert!(all.contains("milvus.caCertPath"), "{all}");
+    assert!(all.contains("milvus.mtlsCertPath"), "{all}");
+    let one_way = Config::parse("milvus:\n  tlsMode: 1\n  caCertPath: /ca.pem\n").unwrap();
+    assert!(one_way.warnings.is_empty(), "{:?}", one_way.warnings);
+}
+
+/// `backupUseSSL` unset follows `useSSL`, as the Go tool reads it; set, it
+/// is the backup endpoint's own.
+#[test]
+fn backup_use_ssl_unset_follows_use_ssl() {
+    let cfg =
+        Config::parse("minio:\n  useSSL: true\n  port: 443\n  backupAddress: backup.example.com\n")
+            .unwrap();
+    let b = cfg.minio.backup_bucket().unwrap();
+    assert_eq!(b.endpoint, "https://backup.example.com:443");
+    let plain = Config::parse(
+        "minio:\n  useSSL: true\n  port: 443\n  backupAddress: b.example.com\n  \
+         backupUseSSL: false\n  backupPort: 9000\n",
+    )
+    .unwrap();
+    assert_eq!(
+        plain.minio.backup_bucket().unwrap().endpoint,
+        "http://b.example.com:9000"
+    );
+}
+
+/// A backup key file of its own is used for the backup bucket whatever the
+/// address (it was used only with `backupAddress`: the backups then went
+/// out with Milvus's key).
+#[test]
+fn a_backup_gcp_key_file_is_used_without_a_backup_address() {
+    let cfg = Config::parse(
+        "minio:\n  storageType: gcpnative\n  gcpCredentialJSON: /a.json\n  \
+         bucketName: mb\n  backupBucketName: bk\n  backupGcpCredentialJSON: /b.json\n",
+    )
+    .unwrap();
+    match cfg.minio.backup_bucket().unwrap().backend {
+        Backend::Gcs(g) => assert_eq!(g.credential_json, "/b.json"),
+        other => panic!("{other:?}"),
+    }
+    match cfg.minio.milvus_bucket().unwrap().backend {
+        Backend::Gcs(g) => assert_eq!(g.credential_json, "/a.json"),
+        other => panic!("{other:?}"),
+    }
+}
