@@ -2,6 +2,7 @@
 //! that share one backup root of their own (so no other test's server sees
 //! these policies): each slot once across replicas, retention, a replica
 //! killed mid-run, a catch-up after all replicas were down, and bad input.
+//! A failed run retried in its slot is in `policy_retention.rs`.
 
 mod common;
 #[path = "common/figures.rs"]
@@ -10,69 +11,19 @@ mod figures;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use common::curl;
 use common::flows;
 use common::hello;
+use common::policies::{policy, policy_client, set_enabled, settled_runs, store_of};
 use common::process::{Proc, rooted_bucket, wait_for_log};
 use milvus_backup::api::proto as pb;
-use milvus_backup::api::proto::policy_service_client::PolicyServiceClient;
-use milvus_backup::config::Config;
-use milvus_backup::policy::{PolicyStore, RunRecord, RunState};
-use tonic::transport::Channel;
+use milvus_backup::policy::RunState;
 
 const FIELDS: &[&str] = &["pk", "random", "var", "embeddings"];
 
 /// A change that makes a policy invalid.
 type Edit = fn(&mut pb::Policy);
-
-async fn policy_client(p: &Proc) -> PolicyServiceClient<Channel> {
-    PolicyServiceClient::connect(format!("http://127.0.0.1:{}", p.port))
-        .await
-        .unwrap()
-}
-
-/// The policies and runs of the servers on backup root `root`.
-fn store_of(cfg: &Config, root: &str) -> PolicyStore {
-    PolicyStore::new(rooted_bucket(cfg), root)
-}
-
-fn policy(name: &str, schedule: &str, coll: &str, keep_last: i32) -> pb::Policy {
-    pb::Policy {
-        name: name.into(),
-        schedule: schedule.into(),
-        collection_names: vec![coll.into()],
-        name_template: "{policy}_{yyyyMMdd_HHmmss}".into(),
-        retention: Some(pb::Retention {
-            keep_last,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-async fn set_enabled(c: &mut PolicyServiceClient<Channel>, mut p: pb::Policy, on: bool) {
-    p.enabled = Some(on);
-    c.update_policy(pb::UpdatePolicyRequest { policy: Some(p) })
-        .await
-        .expect("UpdatePolicy");
-}
-
-/// Waits until no run of `name` is RUNNING; returns every run, oldest first.
-async fn settled_runs(store: &PolicyStore, name: &str, timeout: Duration) -> Vec<RunRecord> {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let runs = store.runs(name).await.unwrap();
-        if runs.iter().all(|r| r.state != RunState::Running) {
-            return runs;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "runs of {name} still running after {timeout:?}: {runs:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
 
 fn count_in(path: &std::path::Path, needle: &str) -> usize {
     std::fs::read_to_string(path)
@@ -221,24 +172,34 @@ async fn policies_run_each_slot_once_across_replicas_and_keep_what_retention_say
         .collect();
     // A backup leaves the listing as its delete begins, and the policy's
     // status once its folder is gone: the status may lag by that delete.
-    flows::eventually(
-        "the policy's status holds the 3 newest",
-        Duration::from_secs(60),
-        || {
-            let (mut c, name, newest) = (pb_.clone(), name.clone(), newest.clone());
-            async move {
-                let status = c
-                    .get_policy(pb::GetPolicyRequest { name })
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .status
-                    .unwrap();
-                status.backups == newest
-            }
-        },
-    )
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = pb_
+            .clone()
+            .get_policy(pb::GetPolicyRequest { name: name.clone() })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        if status.backups == newest {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            // What a failure needs to be understood: the folders left, and the runs.
+            let folders = rooted_bucket(&cfg)
+                .list_dirs(&format!("{root}/"))
+                .await
+                .unwrap();
+            let runs = store.runs(&name).await.unwrap();
+            panic!(
+                "the policy's status holds {:?}, not the 3 newest {newest:?}; folders: \
+                 {folders:?}; runs: {runs:#?}",
+                status.backups
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let listed: Vec<String> = flows::listed(&mut a_client)
         .await
         .into_iter()
@@ -511,231 +472,4 @@ async fn policies_run_each_slot_once_across_replicas_and_keep_what_retention_say
         )],
     );
     b3.finish();
-}
-
-/// Writes a succeeded run of `policy` for `backup` at `slot`, and the
-/// backup's commit point (retention decides over complete backups): with
-/// the id of the run's job when `ours`, else another (the backup deleted by
-/// hand and made again under its name).
-async fn hand_made_run(
-    cfg: &Config,
-    root: &str,
-    store: &PolicyStore,
-    (policy, backup, slot): (&str, &str, &str),
-    ours: bool,
-) {
-    let slot_ms = DateTime::parse_from_rfc3339(slot)
-        .unwrap()
-        .timestamp_millis();
-    let record = common::runs::succeeded(slot_ms, backup);
-    assert!(store.start_run(policy, &record).await.unwrap());
-    let id = if ours {
-        record.jobs[0].clone()
-    } else {
-        "someone-else".into()
-    };
-    let meta = serde_json::json!({ "id": id, "name": backup });
-    rooted_bucket(cfg)
-        .write(
-            &format!("{root}/{backup}/meta/full_meta.json"),
-            bytes::Bytes::from(meta.to_string()),
-        )
-        .await
-        .unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failed_run_is_retried_in_its_slot_and_retention_previews_hand_made_dates() {
-    let cfg = common::config();
-    let m = common::milvus(&cfg);
-    let root = common::unique("policies_root");
-    let store = store_of(&cfg, &root);
-    let server = Proc::start_rooted(&cfg, "policy-retry", &root, "").await;
-    let mut c = policy_client(&server).await;
-
-    // A policy on a collection that does not exist yet: its first attempt
-    // fails; once the collection exists, a retry in the same slot succeeds.
-    let coll = common::unique("policy_late");
-    let name = common::unique("retried");
-    let late = policy(&name, "*/30 * * * * *", &coll, 0);
-    c.create_policy(pb::CreatePolicyRequest {
-        policy: Some(late.clone()),
-    })
-    .await
-    .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    let failing = loop {
-        let runs = store.runs(&name).await.unwrap();
-        if let Some(r) = runs.iter().find(|r| r.error.is_some()) {
-            break r.clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no failed attempt: {runs:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
-    assert_eq!(failing.state, RunState::Running, "retrying: {failing:?}");
-    assert!(
-        failing.error.as_deref().unwrap().contains(&coll),
-        "{failing:?}"
-    );
-    // The attempt's kind of error is recorded with it in the run record.
-    assert_eq!(
-        failing.error_kind.as_deref(),
-        Some("not_found"),
-        "{failing:?}"
-    );
-    let status = c
-        .get_policy(pb::GetPolicyRequest { name: name.clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
-    let shown = status.last_failure.expect("the failing attempt is shown");
-    assert!(shown.error_message.contains(&coll), "{shown:?}");
-    hello::create(&m, &coll, 200, 1, 5).await;
-    set_enabled(&mut c, late, false).await;
-    let runs = settled_runs(&store, &name, Duration::from_secs(60)).await;
-    let run = runs.iter().find(|r| r.slot_ms == failing.slot_ms).unwrap();
-    assert_eq!(run.state, RunState::Succeeded, "{run:?}");
-    assert!(run.attempts >= 2, "{run:?}");
-    flows::assert_verifies(&mut server.client.clone(), &run.backup, "retried run").await;
-    let metrics = curl::metrics(server.port);
-    assert!(
-        metrics.contains(&format!(
-            "milvus_backup_policy_runs_total{{policy=\"{name}\",result=\"succeeded\"}} 1"
-        )),
-        "{metrics}"
-    );
-
-    // PreviewRetention on hand-made dates: keep_daily 2, keep_weekly 2,
-    // max_age 3d. The newest (an hour old) is kept by max_age; the daily rule
-    // keeps it and the newest of 2025-03-10; the weekly rule adds nothing
-    // new (its weeks are today's and 2025-W11); the rest goes.
-    let table = common::unique("table");
-    let mut rules = policy(&table, "0 3 * * *", "any", 0);
-    rules.enabled = Some(false);
-    rules.retention = Some(pb::Retention {
-        keep_daily: 2,
-        keep_weekly: 2,
-        max_age: "3d".into(),
-        ..Default::default()
-    });
-    c.create_policy(pb::CreatePolicyRequest {
-        policy: Some(rules),
-    })
-    .await
-    .unwrap();
-    let hour_ago = (Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
-    let dates = [
-        ("t_now", hour_ago.as_str()),
-        ("t_mar10_noon", "2025-03-10T12:00:00Z"),
-        ("t_mar10_morning", "2025-03-10T08:00:00Z"),
-        ("t_mar05", "2025-03-05T12:00:00Z"),
-        ("t_feb20", "2025-02-20T12:00:00Z"),
-    ];
-    for (backup, date) in dates {
-        let backup = format!("{table}_{backup}");
-        hand_made_run(&cfg, &root, &store, (&table, &backup, date), true).await;
-    }
-    let preview = |c: &mut PolicyServiceClient<Channel>, n: String| {
-        let mut c = c.clone();
-        async move {
-            c.preview_retention(pb::PreviewRetentionRequest { name: n })
-                .await
-                .unwrap()
-                .into_inner()
-                .decisions
-        }
-    };
-    let decisions = preview(&mut c, table.clone()).await;
-    let got: Vec<(String, bool)> = decisions
-        .iter()
-        .map(|d| {
-            (
-                d.backup_name
-                    .trim_start_matches(&format!("{table}_"))
-                    .to_string(),
-                d.keep,
-            )
-        })
-        .collect();
-    let want: Vec<(String, bool)> = [
-        ("t_now", true),
-        ("t_mar10_noon", true),
-        ("t_mar10_morning", false),
-        ("t_mar05", false),
-        ("t_feb20", false),
-    ]
-    .iter()
-    .map(|(n, k)| (n.to_string(), *k))
-    .collect();
-    assert_eq!(got, want, "{decisions:?}");
-    let reason = |n: &str| {
-        decisions
-            .iter()
-            .find(|d| d.backup_name.ends_with(n))
-            .unwrap()
-            .reason
-            .clone()
-    };
-    assert!(reason("t_now").contains("max_age 3d"), "{decisions:?}");
-    assert!(
-        reason("t_mar10_noon").contains("keep_daily"),
-        "{decisions:?}"
-    );
-    assert!(
-        reason("t_mar10_noon").contains("keep_weekly"),
-        "{decisions:?}"
-    );
-    assert!(
-        reason("t_mar05").contains("no rule keeps it"),
-        "{decisions:?}"
-    );
-
-    // Only max_age 1h, every backup older: the newest is never deleted.
-    let old = common::unique("oldonly");
-    let mut rules = policy(&old, "0 3 * * *", "any", 0);
-    rules.enabled = Some(false);
-    rules.retention = Some(pb::Retention {
-        max_age: "1h".into(),
-        ..Default::default()
-    });
-    c.create_policy(pb::CreatePolicyRequest {
-        policy: Some(rules),
-    })
-    .await
-    .unwrap();
-    // `c`, the newest, was deleted by hand and made again under its name by
-    // someone else: retention leaves it out (it would have kept it as the
-    // newest and deleted `a`), and never deletes it.
-    for (backup, date, ours) in [
-        ("a", "2025-01-02T00:00:00Z", true),
-        ("b", "2025-01-01T00:00:00Z", true),
-        ("c", "2025-01-03T00:00:00Z", false),
-    ] {
-        let backup = format!("{old}_{backup}");
-        hand_made_run(&cfg, &root, &store, (&old, &backup, date), ours).await;
-    }
-    let decisions = preview(&mut c, old.clone()).await;
-    assert_eq!(decisions.len(), 2, "{decisions:?}");
-    assert!(
-        decisions.iter().all(|d| !d.backup_name.ends_with("_c")),
-        "{decisions:?}"
-    );
-    assert!(
-        decisions[0].keep && decisions[0].reason.contains("never deleted"),
-        "{decisions:?}"
-    );
-    assert!(!decisions[1].keep, "{decisions:?}");
-    for p in [&name, &table, &old] {
-        c.delete_policy(pb::DeletePolicyRequest {
-            name: p.to_string(),
-        })
-        .await
-        .unwrap();
-    }
-    server.finish();
 }

@@ -144,6 +144,56 @@ async fn a_restore_of_a_whole_database_restores_that_database_only() {
         answer["msg"].as_str().unwrap().contains("bucket_name"),
         "{answer}"
     );
+    // Routes that take a body (or nothing) take no query parameters: one
+    // given is refused, naming it, with nothing started (before, `?async=true`
+    // on a restore was dropped and the call blocked until the job ended).
+    let queried = common::unique("restquery");
+    for (method, url, body, named) in [
+        (
+            "POST",
+            format!("{base}/restore?async=true"),
+            format!(r#"{{"backup_name":"{name}","collection_suffix":"_q"}}"#),
+            "async",
+        ),
+        (
+            "POST",
+            format!("{base}/create?backup_name={queried}"),
+            format!(r#"{{"collection_names":["{}"]}}"#, a.name),
+            "backup_name",
+        ),
+        ("GET", format!("{base}/check?foo=1"), String::new(), "foo"),
+        (
+            "GET",
+            format!("{base}/policies?all=true"),
+            String::new(),
+            "all",
+        ),
+    ] {
+        let (status, answer) = tokio::task::block_in_place(|| {
+            let mut args = vec!["-X", method, url.as_str()];
+            if !body.is_empty() {
+                args.extend(["-d", body.as_str()]);
+            }
+            curl(&args)
+        });
+        assert_eq!(status, 400, "{method} {url}: {answer}");
+        assert!(
+            answer["msg"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("\"{named}\"")),
+            "{method} {url}: {answer}"
+        );
+    }
+    assert!(
+        !m.has_collection("default", &format!("{}_q", a.name))
+            .await
+            .unwrap()
+    );
+    let (status, answer) = tokio::task::block_in_place(|| {
+        curl(&[&format!("{base}/get_backup?backup_name={queried}")])
+    });
+    assert_eq!(status, 404, "the refused backup exists: {answer}");
 
     // The Go tool reads a body as JSON whatever its Content-Type says (curl
     // -d alone sends a form type); a query string that does not parse is

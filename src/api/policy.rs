@@ -109,6 +109,7 @@ impl From<&RunRecord> for pb::PolicyRun {
             start_time: ms(r.started_ms),
             end_time: r.ended_ms.and_then(ms),
             manual: r.manual,
+            error_kind: r.error_kind.clone().unwrap_or_default(),
         }
     }
 }

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use super::convert::collection_filter;
 use super::go_model::{go_backup_of_job, go_restore};
 use answer::{answer, answer_job, ended, follow, ok};
-use input::{Body, DbCollections, Params, QueryNames, limit_body, unique_keys};
+use input::{Body, DbCollections, NoQuery, Params, QueryNames, limit_body, unique_keys};
 
 use super::status::{grpc_answer, is_grpc, refuse, rest_error};
 use crate::engine::{BackupInfo, Engine};
@@ -220,7 +220,7 @@ struct CreateBody {
 const BACKUP_STARTED: &str = "create backup is executing asynchronously";
 const RESTORE_STARTED: &str = "restore backup is executing asynchronously";
 
-async fn create(call: Call, Body(b): Body<CreateBody>) -> Response {
+async fn create(call: Call, _: Params<NoQuery>, Body(b): Body<CreateBody>) -> Response {
     let id = call.request_id(Some(&b.request_id));
     let result = async {
         unsupported::refuse_set(&b.extra)?;
@@ -395,7 +395,7 @@ struct RestoreBody {
     extra: HashMap<String, serde_json::Value>,
 }
 
-async fn restore(call: Call, Body(b): Body<RestoreBody>) -> Response {
+async fn restore(call: Call, _: Params<NoQuery>, Body(b): Body<RestoreBody>) -> Response {
     let id = call.request_id(Some(&b.request_id));
     let result = async {
         unsupported::refuse_set(&b.extra)?;
@@ -474,7 +474,7 @@ async fn verify(call: Call, Params(q): Params<BackupNameQuery>) -> Response {
     .await
 }
 
-async fn check(call: Call) -> Response {
+async fn check(call: Call, _: Params<NoQuery>) -> Response {
     let id = call.request_id(None);
     match call.rest.engine.check().await {
         Ok(r) => {

@@ -41,7 +41,8 @@ type BackupServiceClient interface {
 	Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*CheckResponse, error)
 	// Re-reads a backup and checks every object against its recorded size and
 	// checksum, streaming progress. Ends with DATA_LOSS naming every missing,
-	// truncated or altered object.
+	// truncated or altered object; FAILED_PRECONDITION for a backup without
+	// checksums (the Go tool's: a restore proves its binlogs by decoding them).
 	VerifyBackup(ctx context.Context, in *VerifyBackupRequest, opts ...grpc.CallOption) (BackupService_VerifyBackupClient, error)
 	// Stops a running backup within seconds; it ends CANCELLED and leaves no objects.
 	CancelBackup(ctx context.Context, in *CancelBackupRequest, opts ...grpc.CallOption) (*CancelBackupResponse, error)
@@ -364,7 +365,8 @@ type BackupServiceServer interface {
 	Check(context.Context, *CheckRequest) (*CheckResponse, error)
 	// Re-reads a backup and checks every object against its recorded size and
 	// checksum, streaming progress. Ends with DATA_LOSS naming every missing,
-	// truncated or altered object.
+	// truncated or altered object; FAILED_PRECONDITION for a backup without
+	// checksums (the Go tool's: a restore proves its binlogs by decoding them).
 	VerifyBackup(*VerifyBackupRequest, BackupService_VerifyBackupServer) error
 	// Stops a running backup within seconds; it ends CANCELLED and leaves no objects.
 	CancelBackup(context.Context, *CancelBackupRequest) (*CancelBackupResponse, error)

@@ -69,6 +69,15 @@ pub(super) trait QueryNames {
     const NAMES: &'static [&'static str];
 }
 
+/// The query string of a route that takes none (its input is its body or
+/// its path): any parameter set is refused, naming it.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct NoQuery {}
+
+impl QueryNames for NoQuery {
+    const NAMES: &'static [&'static str] = &[];
+}
+
 impl<T: DeserializeOwned + QueryNames> FromRequestParts<Rest> for Params<T> {
     type Rejection = Response;
 

@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Body, Call, Rest};
+use super::{Body, Call, NoQuery, Params, Rest};
 use crate::error::{Error, Result};
 use crate::model::{Policy, PolicyInput, PolicyName};
 
@@ -33,7 +33,7 @@ struct DecisionView {
     reason: String,
 }
 
-async fn create(call: Call, Body(input): Body<PolicyInput>) -> Response {
+async fn create(call: Call, _: Params<NoQuery>, Body(input): Body<PolicyInput>) -> Response {
     call.answer(async {
         let status = call
             .rest
@@ -45,12 +45,12 @@ async fn create(call: Call, Body(input): Body<PolicyInput>) -> Response {
     .await
 }
 
-async fn list(call: Call) -> Response {
+async fn list(call: Call, _: Params<NoQuery>) -> Response {
     call.answer(async { Ok((call.rest.engine.list_policies().await?, "success")) })
         .await
 }
 
-async fn get_one(call: Call, Path(name): Path<String>) -> Response {
+async fn get_one(call: Call, _: Params<NoQuery>, Path(name): Path<String>) -> Response {
     call.answer(async {
         let name = PolicyName::parse(&name)?;
         Ok((call.rest.engine.get_policy(&name).await?, "success"))
@@ -61,6 +61,7 @@ async fn get_one(call: Call, Path(name): Path<String>) -> Response {
 /// The path names the policy; a body naming another one is refused.
 async fn update(
     call: Call,
+    _: Params<NoQuery>,
     Path(name): Path<String>,
     Body(mut input): Body<PolicyInput>,
 ) -> Response {
@@ -83,7 +84,7 @@ async fn update(
     .await
 }
 
-async fn remove(call: Call, Path(name): Path<String>) -> Response {
+async fn remove(call: Call, _: Params<NoQuery>, Path(name): Path<String>) -> Response {
     call.answer(async {
         call.rest
             .engine
@@ -94,7 +95,7 @@ async fn remove(call: Call, Path(name): Path<String>) -> Response {
     .await
 }
 
-async fn run_now(call: Call, Path(name): Path<String>) -> Response {
+async fn run_now(call: Call, _: Params<NoQuery>, Path(name): Path<String>) -> Response {
     call.answer(async {
         let run = call
             .rest
@@ -106,7 +107,7 @@ async fn run_now(call: Call, Path(name): Path<String>) -> Response {
     .await
 }
 
-async fn preview(call: Call, Path(name): Path<String>) -> Response {
+async fn preview(call: Call, _: Params<NoQuery>, Path(name): Path<String>) -> Response {
     call.answer(async {
         let name = PolicyName::parse(&name)?;
         let decisions: Vec<DecisionView> = call

@@ -460,7 +460,7 @@ class Retention(_message.Message):
     def __init__(self, keep_last: _Optional[int] = ..., keep_hourly: _Optional[int] = ..., keep_daily: _Optional[int] = ..., keep_weekly: _Optional[int] = ..., keep_monthly: _Optional[int] = ..., max_age: _Optional[str] = ...) -> None: ...
 
 class PolicyRun(_message.Message):
-    __slots__ = ("slot", "backup_name", "state", "error_message", "attempts", "start_time", "end_time", "manual")
+    __slots__ = ("slot", "backup_name", "state", "error_message", "attempts", "start_time", "end_time", "manual", "error_kind")
     SLOT_FIELD_NUMBER: _ClassVar[int]
     BACKUP_NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -469,6 +469,7 @@ class PolicyRun(_message.Message):
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     MANUAL_FIELD_NUMBER: _ClassVar[int]
+    ERROR_KIND_FIELD_NUMBER: _ClassVar[int]
     slot: _timestamp_pb2.Timestamp
     backup_name: str
     state: JobState
@@ -477,7 +478,8 @@ class PolicyRun(_message.Message):
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     manual: bool
-    def __init__(self, slot: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., backup_name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error_message: _Optional[str] = ..., attempts: _Optional[int] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., manual: bool = ...) -> None: ...
+    error_kind: str
+    def __init__(self, slot: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., backup_name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error_message: _Optional[str] = ..., attempts: _Optional[int] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., manual: bool = ..., error_kind: _Optional[str] = ...) -> None: ...
 
 class PolicyStatus(_message.Message):
     __slots__ = ("policy", "last_run", "last_success", "last_failure", "next_run", "backups")

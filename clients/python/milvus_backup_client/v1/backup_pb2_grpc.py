@@ -181,7 +181,8 @@ class BackupServiceServicer(object):
     def VerifyBackup(self, request, context):
         """Re-reads a backup and checks every object against its recorded size and
         checksum, streaming progress. Ends with DATA_LOSS naming every missing,
-        truncated or altered object.
+        truncated or altered object; FAILED_PRECONDITION for a backup without
+        checksums (the Go tool's: a restore proves its binlogs by decoding them).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
