@@ -79,31 +79,9 @@ pub const RESTORE_FLAGS: &[(&str, &str)] = &[
 
 /// Rewrites an error message of the core, which names the request's fields
 /// (`drop_existing_collections`), in the words of the CLI's flags
-/// (`--drop_exist_collection`). A field that is a plain word (`load`,
-/// `schedule`) is taken for one only where a value follows it
-/// (`schedule "x"`, `load:`), so that "cannot load" stays as it is.
+/// (`--drop_exist_collection`); see [`crate::model::in_words`].
 pub fn in_flag_words(msg: &str, flags: &[(&str, &str)]) -> String {
-    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-    let mut out = msg.to_string();
-    for (field, flag) in flags {
-        let plain_word = !field.contains(['_', '.']);
-        let mut from = 0;
-        while let Some(i) = out[from..].find(field) {
-            let at = from + i;
-            let end = at + field.len();
-            let names_a_value = |rest: &str| rest.starts_with(" \"") || rest.starts_with(':');
-            let whole = !out[..at].ends_with(is_word)
-                && !out[end..].starts_with(is_word)
-                && (!plain_word || names_a_value(&out[end..]));
-            if whole {
-                out.replace_range(at..end, flag);
-                from = at + flag.len();
-            } else {
-                from = end;
-            }
-        }
-    }
-    out
+    crate::model::in_words(msg, flags)
 }
 
 /// The start-up warning of a server that anyone who reaches the port may

@@ -154,6 +154,17 @@ impl std::fmt::Display for ErrorKind {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The same error, its message passed through `f` where it names the
+    /// request's fields (invalid argument, failed precondition): an adapter
+    /// says them in its callers' words.
+    pub fn reworded(self, f: impl Fn(&str) -> String) -> Self {
+        match self {
+            Error::InvalidArgument(m) => Error::InvalidArgument(f(&m)),
+            Error::FailedPrecondition(m) => Error::FailedPrecondition(f(&m)),
+            other => other,
+        }
+    }
+
     /// Its kind. Milvus's "no such collection" is the caller's `NotFound`.
     pub fn kind(&self) -> ErrorKind {
         match self {

@@ -99,6 +99,14 @@ async fn a_restore_of_a_whole_database_restores_that_database_only() {
             400,
             "collection_renames",
         ),
+        // Named as the REST body names them (it said drop_existing_collections).
+        (
+            format!(
+                r#"{{"backup_name":"{name}","dropExistCollection":true,"skipCreateCollection":true,"collection_suffix":"_x"}}"#
+            ),
+            400,
+            "dropExistCollection and skipCreateCollection",
+        ),
     ];
     for (body, want, named) in refusals {
         let (status, answer) = post(&format!("{base}/restore"), &body);

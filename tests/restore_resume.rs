@@ -2,7 +2,8 @@
 //! replace killed at every step of its swap ends as the restored copy, one
 //! killed on its third collection keeps the first two, and a resumed job
 //! never imports into, drops or replaces a collection the user made under
-//! its target's name meanwhile.
+//! its target's name meanwhile; a swap its cleanup could not finish (Milvus
+//! away) is finished at the next start.
 
 mod common;
 #[path = "common/figures.rs"]
@@ -299,5 +300,68 @@ async fn a_resumed_replace_keeps_its_copy_when_the_target_was_made_again() {
 
     server.finish();
     data::drop_if_exists(&m, &spec.db, &temp).await;
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// A replace whose rename fails because Milvus went away right after the
+/// drop (released from `restore.swap.dropped` with Milvus off through a
+/// proxy): the job fails, and its cleanup, which cannot reach Milvus
+/// either, gives up after its retries, so its record does not say the
+/// cleanup is done. Once Milvus is back, the restarted server finishes the
+/// swap: the target is the restored copy, row for row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_swap_its_cleanup_could_not_finish_is_finished_at_the_next_start() {
+    use std::sync::atomic::Ordering;
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let (spec, backed_up) = source(&m, &common::unique("unfin"), 300).await;
+    let milvus: std::net::SocketAddr = format!("{}:{}", cfg.milvus.address, cfg.milvus.port)
+        .parse()
+        .unwrap();
+    let (proxy, up) = common::faults::switchable_proxy(milvus).await;
+    let mut via_proxy = cfg.clone();
+    via_proxy.milvus.port = proxy.port();
+    let release = std::env::temp_dir().join(common::unique("unfin_release"));
+    let failpoint = format!("restore.swap.dropped@{}", release.display());
+    let mut server = process::Proc::start(&via_proxy, "unfin-state", "", Some(&failpoint)).await;
+    let backup = common::unique("unfin_b");
+    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
+    let id = flows::start_restore(&mut server.client, restore_req(&backup, "", true)).await;
+    server.wait_paused(Duration::from_secs(180)).await;
+    assert_eq!(m.collection_id(&spec.db, &spec.name).await.unwrap(), None);
+
+    up.store(false, Ordering::SeqCst);
+    std::fs::write(&release, b"").unwrap();
+    let job = tokio::time::timeout(
+        Duration::from_secs(300),
+        flows::watch_restore_to_end(&mut server.client, &id),
+    )
+    .await
+    .expect("the restore ends");
+    assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
+    process::wait_for_log(&server.log, "cleanup failed", Duration::from_secs(10)).await;
+    let temp = job.collections[0].temp_collection_name.clone();
+    assert!(!temp.is_empty(), "{job:?}");
+
+    up.store(true, Ordering::SeqCst);
+    let server = server.kill_and_restart().await;
+    flows::eventually(
+        "the restarted server finishes the swap",
+        Duration::from_secs(120),
+        || {
+            let (m, db, name) = (m.clone(), spec.db.clone(), spec.name.clone());
+            async move { m.collection_id(&db, &name).await.unwrap().is_some() }
+        },
+    )
+    .await;
+    assert!(
+        !m.has_collection(&spec.db, &temp).await.unwrap(),
+        "renamed away"
+    );
+    let now = rows_of(&m, &spec, &spec.name).await;
+    data::assert_rows_equal("the target after the next start", &backed_up, &now);
+
+    let _ = std::fs::remove_file(&release);
+    server.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }

@@ -38,7 +38,7 @@ use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobState};
 use crate::model::{
     BackupInput, BackupLookup, BackupName, BackupRequest, Caller, JobId, RestoreInput,
-    RestoreRequest,
+    RestoreRequest, in_words,
 };
 
 /// The Go tool's `ResponseCode`s used at the edges.
@@ -217,6 +217,16 @@ struct CreateBody {
 }
 
 /// The Go tool's answers to a job started with `async`.
+/// The request model's field names in the words of the REST bodies.
+const CREATE_WORDS: &[(&str, &str)] = &[("database_names", "db_collections")];
+const RESTORE_WORDS: &[(&str, &str)] = &[
+    ("drop_existing_collections", "dropExistCollection"),
+    ("skip_create_collection", "skipCreateCollection"),
+    ("restore_index", "restoreIndex"),
+    ("meta_only", "metaOnly"),
+    ("database_names", "db_collections"),
+];
+
 const BACKUP_STARTED: &str = "create backup is executing asynchronously";
 const RESTORE_STARTED: &str = "restore backup is executing asynchronously";
 
@@ -243,7 +253,8 @@ async fn create(call: Call, _: Params<NoQuery>, Body(b): Body<CreateBody>) -> Re
         let (last, ended) = follow(rx, b.is_async, BACKUP_STARTED).await;
         Ok((call.rest.backup_data(&last).await?, ended))
     }
-    .await;
+    .await
+    .map_err(|e: Error| e.reworded(|m| in_words(m, CREATE_WORDS)));
     answer_job(id, result)
 }
 
@@ -427,7 +438,8 @@ async fn restore(call: Call, _: Params<NoQuery>, Body(b): Body<RestoreBody>) -> 
         let (last, ended) = follow(rx, b.is_async, RESTORE_STARTED).await;
         Ok((go_restore(&last), ended))
     }
-    .await;
+    .await
+    .map_err(|e: Error| e.reworded(|m| in_words(m, RESTORE_WORDS)));
     answer_job(id, result)
 }
 

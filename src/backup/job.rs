@@ -141,12 +141,14 @@ impl JobKind for BackupJob {
 
     async fn release(self) {
         // An incremental backup's holds on its bases are let go as it
-        // commits; on an error path they are still held.
-        if self
+        // commits; on an error path they are still held. Not by a job whose
+        // name went to another process: that one resumes it under the same
+        // id and holds the bases now.
+        let incremental = self
             .req
             .incremental()
-            .unwrap_or(self.ctx.incremental_by_default)
-        {
+            .unwrap_or(self.ctx.incremental_by_default);
+        if incremental && self.lease.fence().check().is_ok() {
             self.ctx.leases().release_reads_of(&self.id).await;
         }
         self.lease.release().await;
@@ -235,7 +237,7 @@ impl JobKind for BackupJob {
             // Unreadable now: one that can be resumed is left to the
             // takeover, which reads it again (ending it here could write
             // FAILED over the run of a replica resuming it).
-            Err(e) if b.order.is_some() => {
+            Err(e) if store_unreachable(&e) && resumable(ctx, &b).await => {
                 warn!(backup = %b.name, error = %e, "cannot read the interrupted backup; left to the takeover");
                 return Recovered::resume(b);
             }
@@ -264,11 +266,25 @@ async fn resumable(ctx: &Context, b: &BackupSnapshot) -> bool {
     match ctx.shared_records().load::<BackupSnapshot>(&b.name).await {
         Ok(Some(shared)) => !shared.state.is_terminal(),
         Ok(None) => false,
-        Err(e) => {
+        Err(e) if store_unreachable(&e) => {
             warn!(backup = %b.name, error = %e, "cannot read the shared record; left to the takeover");
             true
         }
+        // A record that does not parse never will: as if there were none.
+        Err(e) => {
+            warn!(backup = %b.name, error = %e, "the shared record does not parse; the backup ends");
+            false
+        }
     }
+}
+
+/// Whether `e` says the backup storage could not be read now (a later read
+/// may succeed), rather than that what it holds is wrong.
+fn store_unreachable(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Storage { .. } | Error::Unavailable { .. } | Error::PermissionDenied(_)
+    )
 }
 
 /// The request of a backup, as its record keeps it.

@@ -150,7 +150,8 @@ impl Leases {
         Ok(held)
     }
 
-    /// Frees every reader's hold job `job` still has, on any backup: an
+    /// Frees every reader's hold job `job` still has in this process, on
+    /// any backup: an
     /// incremental backup that ended on an error path lets go of its bases
     /// at once, not when the holds expire (a delete of one is refused
     /// meanwhile).
@@ -161,7 +162,9 @@ impl Leases {
                 return tracing::warn!(job, error = %e, "cannot list the holds to release");
             }
         };
-        for (name, _) in held.into_iter().filter(|(_, r)| r.job == job) {
+        // Only this process's: a takeover resumes a job under its id.
+        let mine = |r: &super::LeaseRecord| r.job == job && r.process == super::host_pid();
+        for (name, _) in held.into_iter().filter(|(_, r)| mine(r)) {
             if let Err(e) = self.release_for_job(&name, job).await {
                 tracing::warn!(job, lease = %name, error = %e, "cannot release the lease");
             }

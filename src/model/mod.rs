@@ -8,6 +8,7 @@ mod policy;
 mod requests;
 pub mod retention;
 pub mod schedule;
+mod words;
 
 pub use names::{BackupName, CollectionRef, DEFAULT_DB, MAX_NAME_LEN, RESERVED_BACKUP_NAMES};
 pub use policy::{
@@ -17,3 +18,4 @@ pub use requests::{
     BackupInput, BackupLookup, BackupRequest, Caller, JobId, MAX_NAMES_PER_REQUEST,
     MAX_REQUEST_ID_LEN, RestoreInput, RestoreRequest, TraceId,
 };
+pub use words::in_words;

@@ -50,6 +50,9 @@ pub struct Cleaned {
     /// Why imports may still read the backup's own folder (imported in
     /// place, from Milvus's bucket) after the job lets go of the backup.
     pub imports_in_place: Option<String>,
+    /// Every step was taken or found not needed: no error, and its leases
+    /// held to the end. Only then is the job's cleanup done for good.
+    pub complete: bool,
 }
 
 /// Cleans up every collection of `snap` that did not succeed, then its
@@ -62,6 +65,7 @@ pub struct Cleaned {
 /// server may have resumed the job.
 pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot, fences: &[Fence]) -> Cleaned {
     let mut out = Vec::new();
+    let mut complete = true;
     let reachable_by = Instant::now() + UNREACHABLE_RETRY;
     for (i, c) in snap.collections.iter().enumerate() {
         if c.state == JobState::Succeeded {
@@ -71,6 +75,7 @@ pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot, fences: &[Fence]) -
             Ok(o) => o,
             Err(e) => {
                 warn!(restore = %snap.id, collection = %c.target, error = %e, "cleanup failed");
+                complete = false;
                 Outcome::LeftAlone(format!("cleanup failed: {e}"))
             }
         };
@@ -99,9 +104,14 @@ pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot, fences: &[Fence]) -
             true
         }
     };
+    // Unstaged imports read the backup's own folder when it is in Milvus's
+    // bucket (an incremental backup is always staged).
+    let in_place = !staged && ctx.backups_in_milvus_bucket();
     let running = match out.iter().any(|(_, o)| matches!(o, Outcome::LeftAlone(_))) {
-        true if staged => Some("a collection was left alone".to_string()),
-        _ => imports_may_run(ctx, snap, &out).await,
+        _ if !staged && !in_place => None,
+        // A drop left alone waited for the imports already.
+        true => Some("a collection was left alone".to_string()),
+        false => imports_may_run(ctx, snap, &out).await,
     };
     let (keep, imports_in_place) = match staged {
         true => (running, None),
@@ -124,6 +134,7 @@ pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot, fences: &[Fence]) -
         outcomes: out,
         staging_left,
         imports_in_place,
+        complete: complete && Fence::check_all(fences, Duration::ZERO).is_ok(),
     }
 }
 

@@ -210,8 +210,9 @@ impl JobKind for RestoreJob {
                 }
             };
             let fences: Vec<_> = held.iter().map(Lease::fence).collect();
+            let reading = hold_backup(&ctx, &snapshot).await;
             let done = clean_up(&ctx, &snapshot, &fences).await;
-            release_all(held).await;
+            release_all(held.into_iter().chain(reading).collect()).await;
             let mut after = snapshot;
             apply_cleanup(&mut after, &done);
             // Its holds are free once it is cleaned up, not only after they expire.
@@ -253,6 +254,27 @@ async fn hold_targets_when_free(
     }
 }
 
+/// The hold on its backup that restore `r`'s dead process had, taken again
+/// for its cleanup: imports it asked may read the backup's folder (in
+/// Milvus's bucket) until they end, and cleanup waits for them.
+async fn hold_backup(ctx: &Context, r: &RestoreSnapshot) -> Option<Lease> {
+    if !ctx.backups_in_milvus_bucket() {
+        return None;
+    }
+    let purpose = "cleanup of a restore";
+    match ctx
+        .leases()
+        .hold_for_reading(&r.backup_name, &r.id, purpose)
+        .await
+    {
+        Ok(lease) => Some(lease),
+        Err(e) => {
+            warn!(restore = %r.id, backup = %r.backup_name, error = %e, "cleanup runs without a hold on the backup");
+            None
+        }
+    }
+}
+
 /// Ends restore `r`, whose server died and which cannot be resumed, with
 /// `reason`: its collections are cleaned up by identity under its targets'
 /// leases (refused with ABORTED while another process holds one), and what
@@ -278,9 +300,10 @@ pub async fn abandon(
     };
     warn!(restore = %r.id, error = %reason, "a restore whose server died is not resumed");
     let fences: Vec<_> = held.iter().map(Lease::fence).collect();
+    let reading = hold_backup(ctx, &r).await;
     let done = clean_up(ctx, &r, &fences).await;
     apply_cleanup(&mut r, &done);
-    release_all(held).await;
+    release_all(held.into_iter().chain(reading).collect()).await;
     ctx.leases()
         .release_restore(&r.id, &r.backup_name, &targets)
         .await;
@@ -331,6 +354,7 @@ async fn resumed(
     record.error = None;
     record.error_kind = None;
     record.end_time = None;
+    record.cleaned_up = false;
     record.phase.clear();
     record.verified_files = 0;
     record.verified_bytes = 0;
@@ -403,21 +427,11 @@ fn pending(
 }
 
 /// Marks the collections whose replace cleanup completed as restored, and
-/// the cleanup as done.
+/// the cleanup as done when it completed.
 fn apply_cleanup(s: &mut RestoreSnapshot, done: &Cleaned) {
-    s.cleaned_up = true;
+    s.cleaned_up = done.complete;
     if done.staging_left.is_some() {
         s.staging_left = done.staging_left.clone();
-    }
-    if let Some(why) = &done.imports_in_place {
-        let left = format!(
-            "Milvus may still import from backup {:?} ({why}): delete it only once those imports ended",
-            s.backup_name
-        );
-        s.error = Some(match s.error.take() {
-            Some(e) => format!("{e}; {left}"),
-            None => left,
-        });
     }
     for (i, outcome) in &done.outcomes {
         let c = &mut s.collections[*i];
@@ -428,14 +442,23 @@ fn apply_cleanup(s: &mut RestoreSnapshot, done: &Cleaned) {
             }
             // What cleanup could not undo is said with the collection.
             Outcome::LeftAlone(why) => {
-                let left = format!("left in Milvus: {why}");
-                c.error = Some(match c.error.take() {
-                    Some(e) if !e.contains(&left) => format!("{e}; {left}"),
-                    Some(e) => e,
-                    None => left,
-                });
+                append_error(&mut c.error, &format!("left in Milvus: {why}"))
             }
             Outcome::Nothing | Outcome::Dropped(_) => {}
+        }
+    }
+    // Said with each collection whose imports may still run (the job's own
+    // error is the one it ended with).
+    if let Some(why) = &done.imports_in_place {
+        let left = format!(
+            "Milvus may still import from backup {:?} ({why}): delete the backup only once \
+             those imports ended",
+            s.backup_name
+        );
+        for c in s.collections.iter_mut() {
+            if c.state != JobState::Succeeded && c.imports.iter().any(|r| !r.done) {
+                append_error(&mut c.error, &left);
+            }
         }
     }
     // Imports into a collection the job did not create (skip_create) are
@@ -452,12 +475,17 @@ fn apply_cleanup(s: &mut RestoreSnapshot, done: &Cleaned) {
             c.imports.len(),
             c.target
         );
-        c.error = Some(match c.error.take() {
-            Some(e) if !e.contains(&left) => format!("{e}; {left}"),
-            Some(e) => e,
-            None => left,
-        });
+        append_error(&mut c.error, &left);
     }
+}
+
+/// Adds `note` to `error` once.
+fn append_error(error: &mut Option<String>, note: &str) {
+    *error = Some(match error.take() {
+        Some(e) if !e.contains(note) => format!("{e}; {note}"),
+        Some(e) => e,
+        None => note.to_string(),
+    });
 }
 
 /// A token that fires when any of `leases` is lost (cancel it to end its watchers).
