@@ -2,8 +2,8 @@
 //! replace killed at every step of its swap ends as the restored copy, one
 //! killed on its third collection keeps the first two, and a resumed job
 //! never imports into, drops or replaces a collection the user made under
-//! its target's name meanwhile; a swap its cleanup could not finish (Milvus
-//! away) is finished at the next start.
+//! its target's name meanwhile; a swap, collection or database its cleanup
+//! could not finish (Milvus away) is finished at the next start.
 
 mod common;
 #[path = "common/figures.rs"]
@@ -360,6 +360,80 @@ async fn a_swap_its_cleanup_could_not_finish_is_finished_at_the_next_start() {
     );
     let now = rows_of(&m, &spec, &spec.name).await;
     data::assert_rows_equal("the target after the next start", &backed_up, &now);
+
+    let _ = std::fs::remove_file(&release);
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// A restore into a database that did not exist fails while Milvus cannot
+/// be reached (a switchable proxy), right after it made its collection
+/// (`restore.created`): its cleanup can drop neither that collection nor
+/// the database, and the collection's error says the database is tried
+/// again. Once Milvus is back, the restarted server drops both. The code
+/// before left them for good (a restart re-ran only an unfinished swap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cleanup_that_could_not_reach_milvus_drops_the_database_at_the_next_start() {
+    use std::sync::atomic::Ordering;
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("unreach_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..50, 6).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let milvus: std::net::SocketAddr = format!("{}:{}", cfg.milvus.address, cfg.milvus.port)
+        .parse()
+        .unwrap();
+    let (proxy, up) = common::faults::switchable_proxy(milvus).await;
+    let mut via_proxy = cfg.clone();
+    via_proxy.milvus.port = proxy.port();
+    let release = std::env::temp_dir().join(common::unique("unreach_release"));
+    let failpoint = format!("restore.created@{}", release.display());
+    let mut server = process::Proc::start(&via_proxy, "unreach-state", "", Some(&failpoint)).await;
+    let backup = common::unique("unreach_b");
+    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
+    let db = common::unique("unreach_db");
+    let request = pb::RestoreRequest {
+        backup_name: backup.clone(),
+        collection_renames: [(
+            format!("default.{}", spec.name),
+            format!("{db}.{}", spec.name),
+        )]
+        .into(),
+        ..Default::default()
+    };
+    let id = flows::start_restore(&mut server.client, request).await;
+    server.wait_paused(Duration::from_secs(180)).await;
+    assert!(m.has_collection(&db, &spec.name).await.unwrap(), "made");
+
+    up.store(false, Ordering::SeqCst);
+    std::fs::write(&release, b"").unwrap();
+    let job = tokio::time::timeout(
+        Duration::from_secs(400),
+        flows::watch_restore_to_end(&mut server.client, &id),
+    )
+    .await
+    .expect("the restore ends");
+    assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
+    let error = &job.collections[0].error_message;
+    assert!(
+        error.contains(&format!("database {db:?}")) && error.contains("tried again"),
+        "the collection's error says the database is left: {job:?}"
+    );
+    let dbs = m.list_databases().await.unwrap();
+    assert!(dbs.contains(&db), "left while Milvus was away: {dbs:?}");
+
+    up.store(true, Ordering::SeqCst);
+    let server = server.kill_and_restart().await;
+    flows::eventually(
+        "the restarted server drops the database",
+        Duration::from_secs(180),
+        || {
+            let (m, db) = (m.clone(), db.clone());
+            async move { !m.list_databases().await.unwrap().contains(&db) }
+        },
+    )
+    .await;
 
     let _ = std::fs::remove_file(&release);
     server.finish();

@@ -460,6 +460,10 @@ pub struct RestoreSnapshot {
     /// swap it left unfinished is the user's to settle, as its error says).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cleaned_up: bool,
+    /// Databases the job's cleanup could not drop (Milvus unreachable): a
+    /// restart tries those again, and only those.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases_left: Vec<String>,
 }
 
 /// One damaged object.

@@ -6,6 +6,7 @@
 //! return (the original dropped) is completed: the restored copy is renamed
 //! to the target, so the target ends as the original or as the full copy.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
@@ -50,6 +51,8 @@ pub struct Cleaned {
     /// Why imports may still read the backup's own folder (imported in
     /// place, from Milvus's bucket) after the job lets go of the backup.
     pub imports_in_place: Option<String>,
+    /// The databases it could not drop, with why.
+    pub databases_left: Vec<(String, String)>,
     /// Every step was taken or found not needed: no error, and its leases
     /// held to the end. Only then is the job's cleanup done for good.
     pub complete: bool,
@@ -62,8 +65,14 @@ pub struct Cleaned {
 /// folder under them (insert logs without their delete logs would bring
 /// deleted rows back). Each drop, rename and removal is taken only while
 /// `fences` (the leases cleanup runs under) hold: once one expired, another
-/// server may have resumed the job.
-pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot, fences: &[Fence]) -> Cleaned {
+/// server may have resumed the job. `databases` are those dropped when left
+/// empty.
+pub async fn clean_up(
+    ctx: &Context,
+    snap: &RestoreSnapshot,
+    databases: &[String],
+    fences: &[Fence],
+) -> Cleaned {
     let mut out = Vec::new();
     let mut complete = true;
     let reachable_by = Instant::now() + UNREACHABLE_RETRY;
@@ -71,7 +80,11 @@ pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot, fences: &[Fence]) -
         if c.state == JobState::Succeeded {
             continue;
         }
-        let outcome = match clean_one_when_reachable(ctx, &snap.id, c, fences, reachable_by).await {
+        let what = c.target.to_string();
+        let cleaned = when_reachable(&snap.id, &what, fences, reachable_by, || {
+            clean_one(ctx, c, fences)
+        });
+        let outcome = match cleaned.await {
             Ok(o) => o,
             Err(e) => {
                 warn!(restore = %snap.id, collection = %c.target, error = %e, "cleanup failed");
@@ -120,7 +133,8 @@ pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot, fences: &[Fence]) -
     if let Some(why) = &imports_in_place {
         warn!(restore = %snap.id, backup = %snap.backup_name, why = %why, "imports may still read the backup's folder after the job lets go of it; delete the backup only once they ended");
     }
-    drop_databases_left_empty(ctx, snap, fences).await;
+    let databases_left =
+        drop_databases_left_empty(ctx, snap, databases, fences, reachable_by).await;
     let staging_left = match keep {
         Some(why) => {
             warn!(restore = %snap.id, prefix = %prefix, why = %why, "staged binlogs kept: an import may still read them; remove them once it ended");
@@ -134,23 +148,37 @@ pub async fn clean_up(ctx: &Context, snap: &RestoreSnapshot, fences: &[Fence]) -
         outcomes: out,
         staging_left,
         imports_in_place,
-        complete: complete && Fence::check_all(fences, Duration::ZERO).is_ok(),
+        complete: complete
+            && databases_left.is_empty()
+            && Fence::check_all(fences, Duration::ZERO).is_ok(),
+        databases_left,
     }
 }
 
-/// Drops each database this job created that holds no collection now (its
-/// own were dropped above). Milvus refuses to drop one that holds a
-/// collection, so one that anyone filled meanwhile stays.
-async fn drop_databases_left_empty(ctx: &Context, snap: &RestoreSnapshot, fences: &[Fence]) {
-    for db in &snap.databases_created {
+/// Drops each of `databases` (created by this job) that holds no collection
+/// now (its own were dropped above). Milvus refuses to drop one that holds
+/// a collection, so one that anyone filled meanwhile stays. Returns those
+/// it could not drop, with why (tried again while Milvus is unreachable,
+/// until `deadline`).
+async fn drop_databases_left_empty(
+    ctx: &Context,
+    snap: &RestoreSnapshot,
+    databases: &[String],
+    fences: &[Fence],
+    deadline: Instant,
+) -> Vec<(String, String)> {
+    let mut left = Vec::new();
+    for db in databases {
         if Fence::check_all(fences, Duration::ZERO).is_err() {
-            return;
+            return left;
         }
-        let dropped = match ctx.milvus.list_collections(db).await {
-            Ok(colls) if colls.is_empty() => ctx.milvus.drop_database(db).await.map(|()| true),
-            Ok(_) => Ok(false),
-            Err(e) => Err(e),
-        };
+        let dropped = when_reachable(&snap.id, db, fences, deadline, || async {
+            match ctx.milvus.list_collections(db).await? {
+                colls if colls.is_empty() => ctx.milvus.drop_database(db).await.map(|()| true),
+                _ => Ok(false),
+            }
+        })
+        .await;
         match dropped {
             Ok(true) => {
                 info!(restore = %snap.id, database = %db, "dropped the database this restore created")
@@ -160,10 +188,12 @@ async fn drop_databases_left_empty(ctx: &Context, snap: &RestoreSnapshot, fences
             }
             Err(e) if e.is_milvus_not_found() => {}
             Err(e) => {
-                warn!(restore = %snap.id, database = %db, error = %e, "cannot drop the database this restore created")
+                warn!(restore = %snap.id, database = %db, error = %e, "cannot drop the database this restore created");
+                left.push((db.clone(), e.to_string()));
             }
         }
     }
+    left
 }
 
 /// Why an import this job asked for may still read its staged binlogs (or
@@ -229,25 +259,29 @@ async fn remove_staging(ctx: &Context, snap: &RestoreSnapshot) -> bool {
     }
 }
 
-/// [`clean_one`], tried again while Milvus cannot be reached, until
-/// `deadline` and while `fences` hold: cleanup is by identity, so a repeat
-/// finds done what the last try did.
-async fn clean_one_when_reachable(
-    ctx: &Context,
+/// Takes `step` (cleanup of `what`) again while Milvus cannot be reached,
+/// with growing waits, until `deadline` or until a fence fails. Each step is
+/// by identity, so a repeat finds done what the last try did.
+async fn when_reachable<T, F, Fut>(
     job: &str,
-    c: &RestoreCollectionStatus,
+    what: &str,
     fences: &[Fence],
     deadline: Instant,
-) -> Result<Outcome> {
+    mut step: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
     let mut wait = Duration::from_secs(1);
     loop {
-        match clean_one(ctx, c, fences).await {
+        match step().await {
             Err(e)
                 if e.kind() == ErrorKind::Unavailable
                     && Instant::now() + wait < deadline
                     && Fence::check_all(fences, Duration::ZERO).is_ok() =>
             {
-                warn!(restore = %job, collection = %c.target, error = %e, retry_in = ?wait, "cleanup cannot reach Milvus; trying again");
+                warn!(restore = %job, of = %what, error = %e, retry_in = ?wait, "cleanup cannot reach Milvus; trying again");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(UNREACHABLE_MAX_WAIT);
             }

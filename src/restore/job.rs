@@ -111,7 +111,14 @@ impl JobKind for RestoreJob {
             warn!(restore = %job.snapshot().id, "the restore's collections are left to it: another process took it over");
             return;
         }
-        let done = clean_up(&self.ctx, &job.snapshot(), &self.fences()).await;
+        let snapshot = job.snapshot();
+        let done = clean_up(
+            &self.ctx,
+            &snapshot,
+            &snapshot.databases_created,
+            &self.fences(),
+        )
+        .await;
         job.update(|s| apply_cleanup(s, &done));
     }
 
@@ -153,7 +160,15 @@ impl JobKind for RestoreJob {
                     && c.temp.is_some()
                     && matches!(c.swap, SwapStep::DroppingOriginal | SwapStep::Renaming)
             });
-        if r.state.is_terminal() && !swap_pending {
+        // So is a cleanup that could not reach Milvus: what it could not
+        // drop (by identity), and the databases it could not drop.
+        let cleanup_failed = !r.cleaned_up
+            && r.state != JobState::Succeeded
+            && (!r.databases_left.is_empty()
+                || r.collections.iter().any(|c| {
+                    c.state != JobState::Succeeded && (c.created_id.is_some() || c.temp.is_some())
+                }));
+        if r.state.is_terminal() && !swap_pending && !cleanup_failed {
             return Recovered::at_once(r);
         }
         // The shared record is the truth once another server may have taken
@@ -211,7 +226,13 @@ impl JobKind for RestoreJob {
             };
             let fences: Vec<_> = held.iter().map(Lease::fence).collect();
             let reading = hold_backup(&ctx, &snapshot).await;
-            let done = clean_up(&ctx, &snapshot, &fences).await;
+            // An ended job's cleanup dropped its databases already, but
+            // those it could not: a database made again since is the user's.
+            let databases = match recorded_ended {
+                true => &snapshot.databases_left,
+                false => &snapshot.databases_created,
+            };
+            let done = clean_up(&ctx, &snapshot, databases, &fences).await;
             release_all(held.into_iter().chain(reading).collect()).await;
             let mut after = snapshot;
             apply_cleanup(&mut after, &done);
@@ -301,7 +322,7 @@ pub async fn abandon(
     warn!(restore = %r.id, error = %reason, "a restore whose server died is not resumed");
     let fences: Vec<_> = held.iter().map(Lease::fence).collect();
     let reading = hold_backup(ctx, &r).await;
-    let done = clean_up(ctx, &r, &fences).await;
+    let done = clean_up(ctx, &r, &r.databases_created, &fences).await;
     apply_cleanup(&mut r, &done);
     release_all(held.into_iter().chain(reading).collect()).await;
     ctx.leases()
@@ -355,6 +376,7 @@ async fn resumed(
     record.error_kind = None;
     record.end_time = None;
     record.cleaned_up = false;
+    record.databases_left.clear();
     record.phase.clear();
     record.verified_files = 0;
     record.verified_bytes = 0;
@@ -423,6 +445,7 @@ fn pending(
         staging_left: None,
         databases_created: Vec::new(),
         cleaned_up: false,
+        databases_left: Vec::new(),
     }
 }
 
@@ -430,6 +453,23 @@ fn pending(
 /// the cleanup as done when it completed.
 fn apply_cleanup(s: &mut RestoreSnapshot, done: &Cleaned) {
     s.cleaned_up = done.complete;
+    s.databases_left = done
+        .databases_left
+        .iter()
+        .map(|(db, _)| db.clone())
+        .collect();
+    // Said with the collections the job did not restore there.
+    for (db, why) in &done.databases_left {
+        let left = format!(
+            "database {db:?}, which this restore created, could not be dropped ({why}): \
+             it is tried again at the server's next start"
+        );
+        for c in s.collections.iter_mut() {
+            if c.state != JobState::Succeeded && c.target.db() == db {
+                append_error(&mut c.error, &left);
+            }
+        }
+    }
     if done.staging_left.is_some() {
         s.staging_left = done.staging_left.clone();
     }
