@@ -140,6 +140,9 @@ impl MilvusApi for FakeMilvus {
     async fn load_collection(&self, _db: &str, _c: &str) -> Result<()> {
         Ok(())
     }
+    async fn release_collection(&self, _db: &str, _c: &str) -> Result<()> {
+        Ok(())
+    }
     async fn import(&self, req: &ImportRequest) -> Result<Vec<i64>> {
         self.imports.lock().unwrap().push(req.clone());
         Ok(vec![1])

@@ -94,6 +94,9 @@ impl MilvusApi for WritesAfterFlush {
     async fn load_collection(&self, db: &str, c: &str) -> Result<()> {
         self.real.load_collection(db, c).await
     }
+    async fn release_collection(&self, db: &str, c: &str) -> Result<()> {
+        self.real.release_collection(db, c).await
+    }
     async fn import(&self, req: &ImportRequest) -> Result<Vec<i64>> {
         self.real.import(req).await
     }

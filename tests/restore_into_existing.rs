@@ -2,7 +2,8 @@
 //! Milvus 2.3.5 and S3: a collection that cannot take the backup's rows as
 //! they were (another index on a field, another partition-key routing) is
 //! refused before any row is imported; one that restores into it holds the
-//! backup until Milvus's imports from its folder ended.
+//! backup until Milvus's imports from its folder ended, and a load it asked
+//! is released again when it does not succeed.
 
 mod common;
 
@@ -246,6 +247,75 @@ async fn a_cancelled_restore_holds_its_backup_until_imports_from_it_ended() {
     data::load(&m, &mine.db, &target).await;
     let rows = data::rows(&m, &mine, &mine.db, &target, &[]).await;
     data::assert_rows_equal("the user's collection after the imports", &source, &rows);
+
+    server.finish();
+    data::drop_if_exists(&m, &mine.db, &target).await;
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// `skip_create_collection` with `load` into the user's released collection,
+/// cancelled once Milvus has loaded it (paused right after LoadCollection,
+/// `restore.loading`): the cleanup releases it again, so the collection is
+/// left released as it was (Milvus would otherwise go on with a load that
+/// could not finish, holding query nodes' memory). The code before left it
+/// loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_load_asked_by_a_restore_that_did_not_succeed_is_released() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("relload_src"));
+    data::populated(&m, &spec, 200, 100, 11).await;
+    let root = common::unique("relload_root");
+    let mut server = process::Proc::start_rooted_paused(
+        &cfg,
+        "relload-state",
+        &root,
+        "",
+        Some("restore.loading"),
+    )
+    .await;
+    let backup = common::unique("relload_b");
+    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
+    let target = format!("{}_into", spec.name);
+    let mine = Spec::new(&target);
+    data::create(&m, &mine).await;
+    data::index(&m, &mine.db, &target).await;
+    assert_eq!(m.loading_progress(&mine.db, &target).await.unwrap(), 0);
+    let id = flows::start_restore(
+        &mut server.client,
+        pb::RestoreRequest {
+            backup_name: backup.clone(),
+            collection_renames: [(spec.name.clone(), target.clone())].into(),
+            skip_create_collection: true,
+            load: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    server.wait_paused(Duration::from_secs(300)).await;
+    flows::eventually("Milvus loads it", Duration::from_secs(120), || {
+        let (m, target) = (m.clone(), target.clone());
+        async move { m.loading_progress("default", &target).await.unwrap() == 100 }
+    })
+    .await;
+    server
+        .client
+        .cancel_restore(pb::CancelRestoreRequest { id: id.clone() })
+        .await
+        .expect("cancel accepted");
+    let job = tokio::time::timeout(
+        Duration::from_secs(300),
+        flows::watch_restore_to_end(&mut server.client, &id),
+    )
+    .await
+    .expect("the restore ends");
+    assert_eq!(job.state, pb::JobState::Cancelled as i32, "{job:?}");
+    assert_eq!(
+        m.loading_progress(&mine.db, &target).await.unwrap(),
+        0,
+        "released again"
+    );
+    assert!(m.has_collection(&mine.db, &target).await.unwrap(), "kept");
 
     server.finish();
     data::drop_if_exists(&m, &mine.db, &target).await;

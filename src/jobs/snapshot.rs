@@ -326,6 +326,11 @@ pub struct RestoreCollectionStatus {
     /// How far the swap of a replaced target has come.
     #[serde(default)]
     pub swap: SwapStep,
+    /// The id of the collection this job asked Milvus to load while it was
+    /// released: a cleanup releases it again (Milvus would go on trying a
+    /// load that could not finish, holding query nodes' memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded_by_job: Option<i64>,
     /// The imports started into it, each recorded before Milvus is asked.
     #[serde(default)]
     pub imports: Vec<ImportRecord>,

@@ -59,6 +59,7 @@ for_collection!(
     pb::GetPersistentSegmentInfoRequest,
     pb::CreateIndexRequest,
     pb::LoadCollectionRequest,
+    pb::ReleaseCollectionRequest,
     pb::ListImportTasksRequest,
 );
 
@@ -325,6 +326,12 @@ impl MilvusApi for MilvusClient {
         let msg = pb::LoadCollectionRequest::for_collection(db, collection);
         let op = format!("LoadCollection {db}.{collection}");
         self.command(&op, db, msg, via!(load_collection)).await
+    }
+
+    async fn release_collection(&self, db: &str, collection: &str) -> Result<()> {
+        let msg = pb::ReleaseCollectionRequest::for_collection(db, collection);
+        let op = format!("ReleaseCollection {db}.{collection}");
+        self.command(&op, db, msg, via!(release_collection)).await
     }
 
     async fn import(&self, req: &ImportRequest) -> Result<Vec<i64>> {

@@ -176,6 +176,8 @@ pub trait MilvusApi: Send + Sync {
     async fn create_index(&self, db: &str, collection: &str, index: &IndexInfo) -> Result<()>;
     /// Asks Milvus to load the collection (returns before loading ends).
     async fn load_collection(&self, db: &str, collection: &str) -> Result<()>;
+    /// Releases the collection from the query nodes (ends a load under way).
+    async fn release_collection(&self, db: &str, collection: &str) -> Result<()>;
     /// Starts an import; returns its task ids.
     async fn import(&self, req: &ImportRequest) -> Result<Vec<i64>>;
     async fn import_state(&self, task: i64) -> Result<ImportStatus>;

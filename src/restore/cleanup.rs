@@ -104,6 +104,13 @@ pub async fn clean_up(
                 warn!(restore = %snap.id, collection = %c.target, why = %why, "left alone")
             }
         }
+        // A load it asked on a collection it leaves in place (not dropped,
+        // nor swapped in) is released again.
+        if let (Some(id), Outcome::Nothing | Outcome::LeftAlone(_)) = (c.loaded_by_job, &outcome)
+            && !release_load(ctx, &snap.id, c, id, fences, reachable_by).await
+        {
+            complete = false;
+        }
         out.push((i, outcome));
     }
     // Staged binlogs go unless an import may still read them: a queued
@@ -194,6 +201,44 @@ async fn drop_databases_left_empty(
         }
     }
     left
+}
+
+/// Releases collection `c` while its name holds the collection `id` that
+/// restore `job` asked Milvus to load. False when Milvus could not be asked.
+async fn release_load(
+    ctx: &Context,
+    job: &str,
+    c: &RestoreCollectionStatus,
+    id: i64,
+    fences: &[Fence],
+    deadline: Instant,
+) -> bool {
+    if Fence::check_all(fences, Duration::ZERO).is_err() {
+        return false;
+    }
+    let at = &c.target;
+    let released = when_reachable(job, &at.to_string(), fences, deadline, || async {
+        match ctx.milvus.collection_id(at.db(), at.name()).await? {
+            Some(now) if now == id => ctx
+                .milvus
+                .release_collection(at.db(), at.name())
+                .await
+                .map(|()| true),
+            _ => Ok(false),
+        }
+    })
+    .await;
+    match released {
+        Ok(true) => {
+            info!(restore = %job, collection = %at, "released the load this restore asked for");
+            true
+        }
+        Ok(false) => true,
+        Err(e) => {
+            warn!(restore = %job, collection = %at, error = %e, "cannot release the load this restore asked for");
+            false
+        }
+    }
 }
 
 /// Why an import this job asked for may still read its staged binlogs (or

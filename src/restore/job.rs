@@ -161,12 +161,13 @@ impl JobKind for RestoreJob {
                     && matches!(c.swap, SwapStep::DroppingOriginal | SwapStep::Renaming)
             });
         // So is a cleanup that could not reach Milvus: what it could not
-        // drop (by identity), and the databases it could not drop.
+        // drop (by identity) or release, and the databases it could not drop.
         let cleanup_failed = !r.cleaned_up
             && r.state != JobState::Succeeded
             && (!r.databases_left.is_empty()
                 || r.collections.iter().any(|c| {
-                    c.state != JobState::Succeeded && (c.created_id.is_some() || c.temp.is_some())
+                    c.state != JobState::Succeeded
+                        && (c.created_id.is_some() || c.temp.is_some() || c.loaded_by_job.is_some())
                 }));
         if r.state.is_terminal() && !swap_pending && !cleanup_failed {
             return Recovered::at_once(r);
@@ -429,6 +430,7 @@ fn pending(
                 temp: None,
                 original_id: t.original_id,
                 swap: SwapStep::None,
+                loaded_by_job: None,
                 imports: Vec::new(),
             })
             .collect(),

@@ -192,7 +192,7 @@ async fn restore_collection(
         (false, Some(id)) if replacing && recorded.swap != SwapStep::None => {
             swap_in(ctx, t, &fill, id, job).await?;
             if load_after_swap {
-                load_filled(ctx, &t.target, id).await?;
+                load_filled(ctx, t, &t.target, id, job).await?;
             }
             return Ok(recorded_rows);
         }
@@ -250,23 +250,35 @@ async fn restore_collection(
         }
     }
     if load && !load_after_swap {
-        load_filled(ctx, &fill, fill_id).await?;
+        load_filled(ctx, t, &fill, fill_id, job).await?;
     }
     if replacing {
         check_copy(ctx, t, &fill, rows, req.meta_only()).await?;
         swap_in(ctx, t, &fill, fill_id, job).await?;
         if load_after_swap {
-            load_filled(ctx, &t.target, fill_id).await?;
+            load_filled(ctx, t, &t.target, fill_id, job).await?;
         }
     }
     Ok(rows)
 }
 
-/// Loads `at`, while it is the collection `id` this job filled, and waits
-/// until it is loaded.
-async fn load_filled(ctx: &Context, at: &CollectionRef, id: i64) -> Result<()> {
+/// Loads `at` (of target `t`), while it is the collection `id` this job
+/// filled, and waits until it is loaded. One that was released is recorded
+/// first, so that a cleanup releases it again if the job does not succeed.
+async fn load_filled(
+    ctx: &Context,
+    t: &RestoreTarget,
+    at: &CollectionRef,
+    id: i64,
+    job: &JobHandle<RestoreSnapshot>,
+) -> Result<()> {
     still_filling(ctx, at, id).await?;
+    if ctx.milvus.loading_progress(at.db(), at.name()).await? == 0 {
+        job.checkpoint(|s| status(s, t).loaded_by_job = Some(id))
+            .await?;
+    }
     ctx.milvus.load_collection(at.db(), at.name()).await?;
+    crate::failpoint::pause_at("restore.loading").await;
     wait_loaded(ctx, at).await
 }
 
