@@ -12,6 +12,9 @@ use super::{
 use crate::error::Result;
 use tonic::Code;
 
+/// Milvus's code for "collection not loaded" (`merr`, 2.3 and later).
+const COLLECTION_NOT_LOADED: i32 = 101;
+
 fn pairs(kv: &[common::KeyValuePair]) -> Vec<(String, String)> {
     kv.iter()
         .map(|p| (p.key.clone(), p.value.clone()))
@@ -26,6 +29,28 @@ fn kv_pairs(pairs: &[(String, String)]) -> Vec<common::KeyValuePair> {
             value: v.clone(),
         })
         .collect()
+}
+
+/// The progress a GetLoadingProgress answered. A released collection
+/// answers "collection not loaded" (code 101; before 2.3, only the reason
+/// says it, "has not been loaded" in 2.2): 0. Any other error is one: taken for "released", a backup
+/// would record a loaded collection as not loaded, and a restore would
+/// release a load it did not ask.
+fn loading_progress_of(status: Option<&common::Status>, progress: i64) -> Result<i64> {
+    match status {
+        Some(s) if s.code == COLLECTION_NOT_LOADED => Ok(0),
+        Some(s)
+            if s.code == 0
+                && s.error_code != 0
+                && (s.reason.contains("not loaded") || s.reason.contains("not been loaded")) =>
+        {
+            Ok(0)
+        }
+        status => {
+            check_status("GetLoadingProgress", status)?;
+            Ok(progress)
+        }
+    }
 }
 
 /// Requests about one collection: `db_name` and `collection_name` set, the
@@ -244,11 +269,7 @@ impl MilvusApi for MilvusClient {
         let resp = self
             .send("GetLoadingProgress", req, via!(get_loading_progress))
             .await?;
-        match resp.status() {
-            // A released collection answers "collection not loaded".
-            Some(s) if s.error_code != 0 || s.code != 0 => Ok(0),
-            _ => Ok(resp.progress),
-        }
+        loading_progress_of(resp.status(), resp.progress)
     }
 
     async fn flush(&self, db: &str, collection: &str) -> Result<FlushResult> {
@@ -389,5 +410,44 @@ fn import_status(r: &pb::GetImportStateResponse) -> ImportStatus {
             .map(|f| f.split(',').map(str::to_string).collect())
             .unwrap_or_default(),
         created_at_s: r.create_ts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(error_code: i32, code: i32, reason: &str) -> common::Status {
+        common::Status {
+            error_code,
+            code,
+            reason: reason.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Only "collection not loaded" (as Milvus 2.3.5 answers it for a
+    /// released collection: error_code 1, code 101) is progress 0; another
+    /// error, such as "collection not found" (4, 100), is an error.
+    #[test]
+    fn only_not_loaded_is_no_progress() {
+        let released = status(1, 101, "collection not loaded[collection=1]");
+        assert_eq!(loading_progress_of(Some(&released), 0).unwrap(), 0);
+        let legacy = status(
+            1,
+            0,
+            "collection 1 has not been loaded to memory or load failed",
+        );
+        assert_eq!(loading_progress_of(Some(&legacy), 0).unwrap(), 0);
+        assert_eq!(
+            loading_progress_of(Some(&status(0, 0, "")), 100).unwrap(),
+            100
+        );
+        assert_eq!(loading_progress_of(None, 40).unwrap(), 40);
+        let missing = status(4, 100, "collection not found[collection=x]");
+        let err = loading_progress_of(Some(&missing), 0).unwrap_err();
+        assert!(err.to_string().contains("collection not found"), "{err}");
+        let limited = status(1, 8, "rate limit exceeded");
+        assert!(loading_progress_of(Some(&limited), 0).is_err());
     }
 }
