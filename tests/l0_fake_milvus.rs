@@ -150,6 +150,9 @@ impl MilvusApi for FakeMilvus {
     async fn collection_imports(&self, _db: &str, _c: &str) -> Result<Vec<ImportStatus>> {
         Ok(vec![])
     }
+    async fn all_imports(&self) -> Result<Vec<ImportStatus>> {
+        Ok(vec![])
+    }
     async fn import_state(&self, _task: i64) -> Result<ImportStatus> {
         Ok(ImportStatus {
             phase: ImportPhase::Completed,

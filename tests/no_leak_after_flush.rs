@@ -103,6 +103,9 @@ impl MilvusApi for WritesAfterFlush {
     async fn collection_imports(&self, db: &str, c: &str) -> Result<Vec<ImportStatus>> {
         self.real.collection_imports(db, c).await
     }
+    async fn all_imports(&self) -> Result<Vec<ImportStatus>> {
+        self.real.all_imports().await
+    }
     async fn import_state(&self, task: i64) -> Result<ImportStatus> {
         self.real.import_state(task).await
     }

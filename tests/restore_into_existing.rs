@@ -3,7 +3,8 @@
 //! they were (another index on a field, another partition-key routing) is
 //! refused before any row is imported; one that restores into it holds the
 //! backup until Milvus's imports from its folder ended, and a load it asked
-//! is released again when it does not succeed.
+//! is released again when it does not succeed. A delete is refused while
+//! Milvus imports read the backup's folder in place.
 
 mod common;
 
@@ -319,5 +320,116 @@ async fn a_load_asked_by_a_restore_that_did_not_succeed_is_released() {
 
     server.finish();
     data::drop_if_exists(&m, &mine.db, &target).await;
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// Milvus import tasks that read a backup's own folder in place, asked
+/// straight through Milvus's Import (as another tool's restore would), so no
+/// job of ours holds the backup: a DeleteBackup meanwhile is refused with
+/// FAILED_PRECONDITION naming the tasks and the folder, and removes nothing.
+/// Once they ended, the delete goes through, and every collection imported
+/// into has the backup's rows, its deletes applied. The code before removed
+/// the folder under the imports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delete_is_refused_while_milvus_imports_read_the_backups_folder() {
+    use milvus_backup::milvus::{ImportPhase, ImportRequest};
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("readby_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..300, 41).await;
+    data::delete(&m, &spec, "pk in [5, 100]").await;
+    let source = flows::flushed_and_loaded(&m, &spec).await;
+    assert_eq!(source.len(), 298);
+    let root = common::unique("readby_root");
+    let mut server =
+        process::Proc::start_rooted_paused(&cfg, "readby-state", &root, "", None).await;
+    let backup = common::unique("readby_b");
+    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
+
+    // The backup's one partition folder, under insert_log/ and delta_log/.
+    let bucket = process::rooted_bucket(&cfg);
+    let folder = format!("{root}/{backup}/");
+    let insert_logs = format!("{folder}binlogs/insert_log/");
+    let keys = bucket.list(&insert_logs).await.unwrap();
+    let rel = &keys[0].key[insert_logs.len()..];
+    let part: Vec<&str> = rel.split('/').take(2).collect();
+    let files = vec![
+        format!("{insert_logs}{}/{}/", part[0], part[1]),
+        format!("{folder}binlogs/delta_log/{}/{}/", part[0], part[1]),
+    ];
+    assert!(
+        !bucket.list(&files[1]).await.unwrap().is_empty(),
+        "the backup has delete logs"
+    );
+
+    // Queued imports into 6 collections of the same schema.
+    let targets: Vec<String> = (0..6).map(|i| format!("{}_r{i}", spec.name)).collect();
+    for t in &targets {
+        data::create(&m, &Spec::new(t)).await;
+        m.import(&ImportRequest {
+            db: spec.db.clone(),
+            collection: t.clone(),
+            partition: "_default".into(),
+            files: files.clone(),
+            options: vec![("backup".into(), "true".into())],
+        })
+        .await
+        .unwrap();
+    }
+    let reading = |m: milvus_backup::milvus::MilvusClient, folder: String| async move {
+        m.all_imports()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| {
+                t.phase == ImportPhase::Running && t.files.iter().any(|f| f.starts_with(&folder))
+            })
+            .count()
+    };
+    let err = server
+        .client
+        .delete_backup(pb::DeleteBackupRequest {
+            name: backup.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("refused while Milvus imports read the folder");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains("still read backup") && err.message().contains(&folder),
+        "{err:?}"
+    );
+    assert!(
+        !bucket.list(&folder).await.unwrap().is_empty(),
+        "nothing removed"
+    );
+
+    flows::eventually(
+        "Milvus's imports from the folder end",
+        Duration::from_secs(300),
+        || {
+            let running = reading(m.clone(), folder.clone());
+            async move { running.await == 0 }
+        },
+    )
+    .await;
+    flows::delete_eventually(&server.client, &backup, "the delete once the imports ended").await;
+    assert!(bucket.list(&folder).await.unwrap().is_empty(), "deleted");
+    for t in &targets {
+        let tasks = m.collection_imports(&spec.db, t).await.unwrap();
+        assert!(
+            !tasks.is_empty() && tasks.iter().all(|x| x.phase == ImportPhase::Completed),
+            "{t}: {tasks:?}"
+        );
+        let into = Spec::new(t);
+        let rows = flows::flushed_and_loaded(&m, &into).await;
+        data::assert_rows_equal(t, &source, &rows);
+    }
+
+    server.finish();
+    for t in &targets {
+        data::drop_if_exists(&m, &spec.db, t).await;
+    }
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }

@@ -17,6 +17,7 @@ use crate::jobs::runner::{INTERRUPTED, JobKind, Recovered};
 use crate::jobs::{BackupSnapshot, DeleteSnapshot, JobHandle, JobSnapshot, JobState, Lease};
 use crate::meta::DeletePlan;
 use crate::meta::summary::snapshot_of;
+use crate::milvus::ImportPhase;
 use crate::model::BackupName;
 
 /// How often a delete asks again for a deleted home another job holds.
@@ -192,6 +193,17 @@ impl JobKind for DeleteJob {
         let resumed = resumes.is_some();
         let id = resumes.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let lease = ctx.leases().hold_for_writing(&name, &id, "delete").await?;
+        let read = match imports_reading(ctx, &name).await {
+            Ok(None) => None,
+            Ok(Some(tasks)) => Some(Error::FailedPrecondition(format!(
+                "{tasks}: it was not deleted"
+            ))),
+            Err(e) => Some(e),
+        };
+        if let Some(e) = read {
+            lease.release().await;
+            return Err(e);
+        }
         // Only a folder with backup meta is a backup: anything else under the
         // root is not ours to remove. A folder with our checksums, a backup's
         // plan or a delete's marker but no commit point is one of ours left
@@ -287,6 +299,14 @@ impl JobKind for DeleteJob {
                  removed: delete it again once that job ends"
                 ))
             })?;
+        // Nor may a Milvus import still read its folder: one that began
+        // before the backup was retired.
+        if let Some(tasks) = imports_reading(&self.ctx, &self.name).await? {
+            return Err(Error::FailedPrecondition(format!(
+                "{tasks}; the backup is no longer listed or restorable, and nothing else was \
+                 removed: delete it again once they ended"
+            )));
+        }
         let mut plan = catalog.delete_plan(&self.name).await?;
         job.fence()?;
         job.update(|s| s.objects_kept = plan.keep.len() as u64);
@@ -361,6 +381,35 @@ impl JobKind for DeleteJob {
 /// Ends the name's backup job record when it still says the job runs but
 /// the backup is complete (its server died between the commit point and the
 /// record's end): once deleted, it must not be taken over and made again.
+/// The Milvus import tasks that read backup `name`'s own folder, said in
+/// words, if any (a backup in Milvus's bucket is imported in place): a
+/// restore that let go of the backup while Milvus still had its imports, or
+/// another tool's. Removing the folder under them would import rows without
+/// their deletes, or fail them half-way.
+async fn imports_reading(ctx: &Context, name: &BackupName) -> Result<Option<String>> {
+    if !ctx.backups_in_milvus_bucket() {
+        return Ok(None);
+    }
+    let folder = ctx.catalog.layout().backup_prefix(name.as_str());
+    let reading: Vec<String> = ctx
+        .milvus
+        .all_imports()
+        .await?
+        .into_iter()
+        .filter(|t| {
+            t.phase == ImportPhase::Running && t.files.iter().any(|f| f.starts_with(&folder))
+        })
+        .map(|t| format!("{} (into collection id {})", t.task, t.collection_id))
+        .collect();
+    Ok((!reading.is_empty()).then(|| {
+        format!(
+            "Milvus import tasks {} still read backup {:?} from {folder:?}",
+            reading.join(", "),
+            name.as_str()
+        )
+    }))
+}
+
 /// Under the name's hold, which a takeover needs too.
 async fn end_completed_job(ctx: &Context, info: &crate::meta::model::BackupInfo) -> Result<()> {
     let records = ctx.shared_records();

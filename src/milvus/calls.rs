@@ -382,6 +382,14 @@ impl MilvusApi for MilvusClient {
         let r = self.call(&op, db, msg, via!(list_import_tasks)).await?;
         Ok(r.tasks.iter().map(import_status).collect())
     }
+
+    async fn all_imports(&self) -> Result<Vec<ImportStatus>> {
+        let msg = pb::ListImportTasksRequest::default();
+        let r = self
+            .call("ListImportTasks", "", msg, via!(list_import_tasks))
+            .await?;
+        Ok(r.tasks.iter().map(import_status).collect())
+    }
 }
 
 /// One import task as Milvus reports it. Milvus 2.3 names the task's

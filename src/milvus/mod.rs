@@ -183,4 +183,6 @@ pub trait MilvusApi: Send + Sync {
     async fn import_state(&self, task: i64) -> Result<ImportStatus>;
     /// The states of the recent import tasks into a collection.
     async fn collection_imports(&self, db: &str, collection: &str) -> Result<Vec<ImportStatus>>;
+    /// The states of the import tasks Milvus keeps, into any collection.
+    async fn all_imports(&self) -> Result<Vec<ImportStatus>>;
 }
