@@ -1,6 +1,8 @@
 //! Control of jobs: cancellation (nothing left behind), idempotent retries by
 //! request_id, a limit on concurrent jobs, no race on one backup name, and job
-//! records that answer after a restart. Against the real Milvus 2.3.5 and S3.
+//! records that answer after a restart; a backup whose commit point landed
+//! though every answer to its write was lost ends SUCCEEDED. Against the
+//! real Milvus 2.3.5 and S3.
 
 mod common;
 
@@ -324,3 +326,40 @@ async fn retries_limits_races_and_restarts() {
 }
 
 use tonic::Status;
+
+/// Every answer to the PutObject of a backup's commit point
+/// (`meta/full_meta.json`) lost: a proxy forwards each try to S3, then hangs
+/// up. The write landed, so the backup is complete: the job reads the commit
+/// point back, finds its own bytes, and ends SUCCEEDED; the backup verifies.
+/// The code before ended it FAILED, the backup complete and listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_commit_point_whose_answers_were_lost_completes_the_backup() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("lostans_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..200, 17).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let s3: std::net::SocketAddr = format!("{}:{}", cfg.minio.address, cfg.minio.port)
+        .parse()
+        .unwrap();
+    let proxy = common::faults::start(s3, common::faults::Rates::default()).await;
+    proxy.lose_put_answers_for("/meta/full_meta.json");
+    let (state, config) = process::config_with(&cfg, "lostans", "");
+    process::route_s3_through(&cfg, &config, proxy.addr.port());
+    process::root_backups_at(&config, &common::unique("lostans_root"));
+    let server = process::Proc::on(state, config, None).await;
+    let mut client = server.client.clone();
+    let name = common::unique("lostans");
+    let backup = flows::backup_collections(&mut client, &name, &[&spec.name]).await;
+    assert_eq!(backup.state, pb::JobState::Succeeded as i32, "{backup:?}");
+    let lost = proxy
+        .counts
+        .lost_answers
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(lost >= 1, "the commit point's answers were lost ({lost})");
+    flows::assert_verifies(&mut client, &name, "the backup whose answers were lost").await;
+
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

@@ -66,6 +66,10 @@ pub struct FaultCounts {
     refuse_deletes: AtomicBool,
     /// Deletes refused.
     pub refused_deletes: AtomicU64,
+    /// PutObjects to keys ending so are forwarded, then left unanswered.
+    lose_put_answers_for: std::sync::Mutex<Option<String>>,
+    /// Answers so lost.
+    pub lost_answers: AtomicU64,
 }
 
 /// Whether the `seen`-th (from 1) eligible request gets the fault that every
@@ -122,6 +126,13 @@ impl FaultProxy {
     /// Cuts every `n`-th PutObject or UploadPart request body from now on (0: none).
     pub fn cut_put_every(&self, n: u64) {
         self.counts.cut_put_every.store(n, Ordering::Relaxed);
+    }
+
+    /// Forwards every PutObject to a key ending in `suffix`, then hangs up
+    /// without its answer, as when the answer of a write that landed is lost.
+    #[allow(dead_code)]
+    pub fn lose_put_answers_for(&self, suffix: &str) {
+        *self.counts.lose_put_answers_for.lock().unwrap() = Some(suffix.to_string());
     }
 
     /// Answers every delete 403 AccessDenied from now on, as a store whose
@@ -284,8 +295,19 @@ async fn handle(
             .unwrap_or("/")
     );
     *req.uri_mut() = uri.parse().unwrap();
+    let lose_answer = req.method() == Method::PUT
+        && counts
+            .lose_put_answers_for
+            .lock()
+            .unwrap()
+            .as_deref()
+            .is_some_and(|suffix| req.uri().path().ends_with(suffix));
     let resp = client.request(req).await.map_err(std::io::Error::other)?;
     counts.forwarded.fetch_add(1, Ordering::Relaxed);
+    if lose_answer {
+        counts.lost_answers.fetch_add(1, Ordering::Relaxed);
+        return Err(std::io::Error::other("injected loss of the answer"));
+    }
     if cut_response && resp.status().is_success() {
         let (parts, body) = resp.into_parts();
         let bytes = body
