@@ -182,6 +182,7 @@ impl Engine {
         &self,
         req: BackupRequest,
     ) -> Result<watch::Receiver<BackupSnapshot>> {
+        let req = req.with_incremental_default(self.ctx.incremental_by_default);
         self.backups.start(&self.ctx, req).await
     }
 

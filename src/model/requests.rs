@@ -197,6 +197,17 @@ impl BackupRequest {
         self.resume
     }
 
+    /// The request with `default` (the server's `backup.incremental`) in
+    /// place of an unset `incremental`: its job's record then keeps what it
+    /// runs with, and a server that resumes it does the same whatever its
+    /// own default.
+    pub fn with_incremental_default(self, default: bool) -> Self {
+        Self {
+            incremental: Some(self.incremental.unwrap_or(default)),
+            ..self
+        }
+    }
+
     /// The new backup's name.
     pub fn name(&self) -> &BackupName {
         &self.name
@@ -452,6 +463,31 @@ mod tests {
         };
         f(&mut input);
         RestoreRequest::parse(input)
+    }
+
+    /// An unset `incremental` takes the server's default once, where the
+    /// request enters the engine, so the job's record keeps it; a value the
+    /// caller gave is kept whatever the default.
+    #[test]
+    fn the_incremental_default_is_resolved_into_the_request() {
+        let backup = |incremental| {
+            BackupRequest::parse(BackupInput {
+                name: "b".into(),
+                incremental,
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        assert_eq!(backup(None).incremental(), None);
+        let resolved = backup(None).with_incremental_default(true);
+        assert_eq!(resolved.incremental(), Some(true));
+        assert_eq!(
+            resolved.with_incremental_default(false).incremental(),
+            Some(true),
+            "resolved once, it stays"
+        );
+        let asked = backup(Some(false)).with_incremental_default(true);
+        assert_eq!(asked.incremental(), Some(false));
     }
 
     #[test]
