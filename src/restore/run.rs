@@ -265,6 +265,9 @@ async fn restore_collection(
 /// Loads `at` (of target `t`), while it is the collection `id` this job
 /// filled, and waits until it is loaded. One that was released is recorded
 /// first, so that a cleanup releases it again if the job does not succeed.
+/// One loaded (or loading) already is only waited for: Milvus loads what
+/// the imports added by itself, and a LoadCollection of ours, with the
+/// default replica number, would be refused for one loaded with more.
 async fn load_filled(
     ctx: &Context,
     t: &RestoreTarget,
@@ -276,8 +279,8 @@ async fn load_filled(
     if ctx.milvus.loading_progress(at.db(), at.name()).await? == 0 {
         job.checkpoint(|s| status(s, t).loaded_by_job = Some(id))
             .await?;
+        ctx.milvus.load_collection(at.db(), at.name()).await?;
     }
-    ctx.milvus.load_collection(at.db(), at.name()).await?;
     crate::failpoint::pause_at("restore.loading").await;
     wait_loaded(ctx, at).await
 }
