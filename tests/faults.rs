@@ -172,12 +172,7 @@ async fn milvus_going_away_fails_the_job_clearly() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let (spec, source) = collection(&m).await;
-    let milvus: SocketAddr = format!("{}:{}", cfg.milvus.address, cfg.milvus.port)
-        .parse()
-        .unwrap();
-    let (proxy, up) = common::faults::switchable_proxy(milvus).await;
-    let mut via_proxy = cfg.clone();
-    via_proxy.milvus.port = proxy.port();
+    let (via_proxy, up) = common::faults::milvus_through_switch(&cfg).await;
     let release = std::env::temp_dir().join(common::unique("gone_release"));
     let failpoint = format!("restore.importing@{}", release.display());
     let server = Proc::start(&via_proxy, "milvus-gone", "", Some(&failpoint)).await;
@@ -206,7 +201,9 @@ async fn milvus_going_away_fails_the_job_clearly() {
     assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
     assert!(
         job.error_message.contains("unavailable")
-            && job.error_message.contains(&proxy.port().to_string()),
+            && job
+                .error_message
+                .contains(&via_proxy.milvus.port.to_string()),
         "{}",
         job.error_message
     );

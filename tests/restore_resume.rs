@@ -315,12 +315,7 @@ async fn a_swap_its_cleanup_could_not_finish_is_finished_at_the_next_start() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let (spec, backed_up) = source(&m, &common::unique("unfin"), 300).await;
-    let milvus: std::net::SocketAddr = format!("{}:{}", cfg.milvus.address, cfg.milvus.port)
-        .parse()
-        .unwrap();
-    let (proxy, up) = common::faults::switchable_proxy(milvus).await;
-    let mut via_proxy = cfg.clone();
-    via_proxy.milvus.port = proxy.port();
+    let (via_proxy, up) = common::faults::milvus_through_switch(&cfg).await;
     let release = std::env::temp_dir().join(common::unique("unfin_release"));
     let failpoint = format!("restore.swap.dropped@{}", release.display());
     let mut server = process::Proc::start(&via_proxy, "unfin-state", "", Some(&failpoint)).await;
@@ -381,12 +376,7 @@ async fn a_cleanup_that_could_not_reach_milvus_drops_the_database_at_the_next_st
     data::create(&m, &spec).await;
     data::insert(&m, &spec, "", 0..50, 6).await;
     data::flush(&m, &spec.db, &spec.name).await;
-    let milvus: std::net::SocketAddr = format!("{}:{}", cfg.milvus.address, cfg.milvus.port)
-        .parse()
-        .unwrap();
-    let (proxy, up) = common::faults::switchable_proxy(milvus).await;
-    let mut via_proxy = cfg.clone();
-    via_proxy.milvus.port = proxy.port();
+    let (via_proxy, up) = common::faults::milvus_through_switch(&cfg).await;
     let release = std::env::temp_dir().join(common::unique("unreach_release"));
     let failpoint = format!("restore.created@{}", release.display());
     let mut server = process::Proc::start(&via_proxy, "unreach-state", "", Some(&failpoint)).await;

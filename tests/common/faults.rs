@@ -347,6 +347,20 @@ async fn handle(
     Ok(resp.map(|b| b.map_err(std::io::Error::other).boxed()))
 }
 
+/// `cfg` with Milvus reached through a [`switchable_proxy`], and its switch.
+#[allow(dead_code)]
+pub async fn milvus_through_switch(
+    cfg: &milvus_backup::config::Config,
+) -> (milvus_backup::config::Config, Arc<AtomicBool>) {
+    let milvus: SocketAddr = format!("{}:{}", cfg.milvus.address, cfg.milvus.port)
+        .parse()
+        .unwrap();
+    let (proxy, up) = switchable_proxy(milvus).await;
+    let mut via = cfg.clone();
+    via.milvus.port = proxy.port();
+    (via, up)
+}
+
 /// A TCP proxy to `upstream` (Milvus, or S3) that can be switched off (every
 /// connection refused and cut) and on again: the server "going away" from
 /// our server's view.
