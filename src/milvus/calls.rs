@@ -36,7 +36,7 @@ fn kv_pairs(pairs: &[(String, String)]) -> Vec<common::KeyValuePair> {
 /// says it, "has not been loaded" in 2.2): 0. Any other error is one: taken for "released", a backup
 /// would record a loaded collection as not loaded, and a restore would
 /// release a load it did not ask.
-fn loading_progress_of(status: Option<&common::Status>, progress: i64) -> Result<i64> {
+fn loading_progress_of(op: &str, status: Option<&common::Status>, progress: i64) -> Result<i64> {
     match status {
         Some(s) if s.code == COLLECTION_NOT_LOADED => Ok(0),
         Some(s)
@@ -47,7 +47,7 @@ fn loading_progress_of(status: Option<&common::Status>, progress: i64) -> Result
             Ok(0)
         }
         status => {
-            check_status("GetLoadingProgress", status)?;
+            check_status(op, status)?;
             Ok(progress)
         }
     }
@@ -269,7 +269,8 @@ impl MilvusApi for MilvusClient {
         let resp = self
             .send("GetLoadingProgress", req, via!(get_loading_progress))
             .await?;
-        loading_progress_of(resp.status(), resp.progress)
+        let op = format!("GetLoadingProgress {db}.{collection}");
+        loading_progress_of(&op, resp.status(), resp.progress)
     }
 
     async fn flush(&self, db: &str, collection: &str) -> Result<FlushResult> {
@@ -440,22 +441,22 @@ mod tests {
     #[test]
     fn only_not_loaded_is_no_progress() {
         let released = status(1, 101, "collection not loaded[collection=1]");
-        assert_eq!(loading_progress_of(Some(&released), 0).unwrap(), 0);
+        assert_eq!(loading_progress_of("op", Some(&released), 0).unwrap(), 0);
         let legacy = status(
             1,
             0,
             "collection 1 has not been loaded to memory or load failed",
         );
-        assert_eq!(loading_progress_of(Some(&legacy), 0).unwrap(), 0);
+        assert_eq!(loading_progress_of("op", Some(&legacy), 0).unwrap(), 0);
         assert_eq!(
-            loading_progress_of(Some(&status(0, 0, "")), 100).unwrap(),
+            loading_progress_of("op", Some(&status(0, 0, "")), 100).unwrap(),
             100
         );
-        assert_eq!(loading_progress_of(None, 40).unwrap(), 40);
+        assert_eq!(loading_progress_of("op", None, 40).unwrap(), 40);
         let missing = status(4, 100, "collection not found[collection=x]");
-        let err = loading_progress_of(Some(&missing), 0).unwrap_err();
+        let err = loading_progress_of("op", Some(&missing), 0).unwrap_err();
         assert!(err.to_string().contains("collection not found"), "{err}");
         let limited = status(1, 8, "rate limit exceeded");
-        assert!(loading_progress_of(Some(&limited), 0).is_err());
+        assert!(loading_progress_of("op", Some(&limited), 0).is_err());
     }
 }
