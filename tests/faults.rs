@@ -188,7 +188,7 @@ async fn milvus_going_away_fails_the_job_clearly() {
     });
     server.wait_paused(Duration::from_secs(120)).await;
     assert!(m.has_collection(&spec.db, &gone).await.unwrap());
-    up.store(false, Ordering::SeqCst);
+    common::faults::switch_off(&up).await;
     std::fs::write(&release, b"").unwrap();
     common::process::wait_for_log(
         &server.log,

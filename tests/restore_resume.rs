@@ -325,7 +325,7 @@ async fn a_swap_its_cleanup_could_not_finish_is_finished_at_the_next_start() {
     server.wait_paused(Duration::from_secs(180)).await;
     assert_eq!(m.collection_id(&spec.db, &spec.name).await.unwrap(), None);
 
-    up.store(false, Ordering::SeqCst);
+    common::faults::switch_off(&up).await;
     std::fs::write(&release, b"").unwrap();
     let job = tokio::time::timeout(
         Duration::from_secs(300),
@@ -396,7 +396,7 @@ async fn a_cleanup_that_could_not_reach_milvus_drops_the_database_at_the_next_st
     server.wait_paused(Duration::from_secs(180)).await;
     assert!(m.has_collection(&db, &spec.name).await.unwrap(), "made");
 
-    up.store(false, Ordering::SeqCst);
+    common::faults::switch_off(&up).await;
     std::fs::write(&release, b"").unwrap();
     let job = tokio::time::timeout(
         Duration::from_secs(400),

@@ -347,6 +347,14 @@ async fn handle(
     Ok(resp.map(|b| b.map_err(std::io::Error::other).boxed()))
 }
 
+/// Switches a [`switchable_proxy`] off, and waits until it has cut the
+/// connections open through it (it looks every 50 ms).
+#[allow(dead_code)]
+pub async fn switch_off(up: &AtomicBool) {
+    up.store(false, Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+}
+
 /// `cfg` with Milvus reached through a [`switchable_proxy`], and its switch.
 #[allow(dead_code)]
 pub async fn milvus_through_switch(
