@@ -141,7 +141,7 @@ pub async fn clean_up(
         warn!(restore = %snap.id, backup = %snap.backup_name, why = %why, "imports may still read the backup's folder after the job lets go of it; delete the backup only once they ended");
     }
     let databases_left =
-        drop_databases_left_empty(ctx, snap, databases, fences, reachable_by).await;
+        drop_databases_left_empty(ctx, snap, databases, complete, fences, reachable_by).await;
     let staging_left = match keep {
         Some(why) => {
             warn!(restore = %snap.id, prefix = %prefix, why = %why, "staged binlogs kept: an import may still read them; remove them once it ended");
@@ -166,11 +166,13 @@ pub async fn clean_up(
 /// now (its own were dropped above). Milvus refuses to drop one that holds
 /// a collection, so one that anyone filled meanwhile stays. Returns those
 /// it could not drop, with why (tried again while Milvus is unreachable,
-/// until `deadline`).
+/// until `deadline`); unless `collections_cleaned`, also those that still
+/// hold a collection, which may be one of the job's own it could not drop.
 async fn drop_databases_left_empty(
     ctx: &Context,
     snap: &RestoreSnapshot,
     databases: &[String],
+    collections_cleaned: bool,
     fences: &[Fence],
     deadline: Instant,
 ) -> Vec<(String, String)> {
@@ -189,6 +191,10 @@ async fn drop_databases_left_empty(
         match dropped {
             Ok(true) => {
                 info!(restore = %snap.id, database = %db, "dropped the database this restore created")
+            }
+            Ok(false) if !collections_cleaned => {
+                let why = "it still holds a collection, which may be one of this restore's";
+                left.push((db.clone(), why.to_string()));
             }
             Ok(false) => {
                 info!(restore = %snap.id, database = %db, "the database this restore created holds collections: it stays")
