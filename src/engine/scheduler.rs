@@ -1,5 +1,7 @@
-//! The policy scheduler, one per server. Every second it reads the stored
-//! policies and, for each enabled one, the newest due slot: slots missed
+//! The policy scheduler, one per server. Every second it looks at the
+//! policies (listed again once a lease TTL, or at once after a change made
+//! here; a due slot's policy is read again before it starts) and, for each
+//! enabled one, the newest due slot: slots missed
 //! while every server was down get one catch-up run (the newest), not one
 //! each. A slot runs at most once across all servers:
 //! - its lease (`_leases/policy/{name}/{slot}`) lets one server run it;
@@ -20,9 +22,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use super::Engine;
@@ -33,9 +35,6 @@ use crate::policy::{RunRecord, RunState, StoredPolicy};
 
 /// How often the scheduler looks for due slots.
 const TICK: Duration = Duration::from_secs(1);
-/// Every this many ticks it also looks for runs left by dead servers and
-/// refreshes the policy gauges.
-const SWEEP_TICKS: u32 = 3;
 /// Ended runs kept per policy beyond those whose backups still exist.
 const RUNS_KEPT: usize = 50;
 /// Longest wait between two attempts of one slot: each attempt may flush
@@ -108,14 +107,16 @@ impl Engine {
     pub fn start_scheduler(self: &Arc<Self>) {
         let (engine, stop) = (self.clone(), self.stop.clone());
         tokio::spawn(async move {
-            let mut ticks = 0u32;
+            let mut swept: Option<Instant> = None;
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(TICK) => {}
                 }
-                let sweep = ticks.is_multiple_of(SWEEP_TICKS);
-                ticks = ticks.wrapping_add(1);
+                let sweep = swept.is_none_or(|t| t.elapsed() >= engine.listing_period());
+                if sweep {
+                    swept = Some(Instant::now());
+                }
                 if let Err(e) = engine.tick(sweep).await {
                     warn!(error = %e, "policy scheduler: cannot read the policies");
                 }
@@ -123,9 +124,17 @@ impl Engine {
         });
     }
 
+    /// How long a listing of the policies, and of their runs (the sweep),
+    /// serves: one lease TTL, about as long as a dead server's run waits
+    /// for its lease to expire anyway. Each look costs LISTs and GETs, paid
+    /// by every server every time, also while nothing is due.
+    fn listing_period(&self) -> Duration {
+        self.ctx.leases().ttl().max(TICK)
+    }
+
     async fn tick(self: &Arc<Self>, sweep: bool) -> Result<()> {
         let now = Utc::now();
-        let policies = self.policies.list().await?;
+        let policies = self.policies.list_recent(self.listing_period()).await?;
         let names: Vec<&str> = policies.iter().map(|p| p.policy.name()).collect();
         crate::metrics::global().policy_retain(&names);
         for p in &policies {
@@ -155,12 +164,52 @@ impl Engine {
                 .iter()
                 .find(|(q, s)| *q == name && *s != slot)
                 .map(|(_, s)| *s);
-            match running_here {
-                Some(running) => self.note_waiting(&name, slot, running),
-                None => self.spawn_slot(p.clone(), slot, false),
+            if let Some(running) = running_here {
+                self.note_waiting(&name, slot, running);
+                continue;
+            }
+            let key = (name.clone(), slot);
+            if self.slots.lock().expect("slots").running.contains(&key) {
+                continue;
+            }
+            if let Some(p) = self.still_due(&name, slot, now).await {
+                self.spawn_slot(p, slot, false);
             }
         }
         Ok(())
+    }
+
+    /// Policy `name` read again before its slot `slot_ms` starts: the
+    /// listing may be older than a change made through another server.
+    /// `None` when it is gone, turned off, or no longer due at that slot
+    /// (then the next tick lists the policies anew).
+    async fn still_due(
+        &self,
+        name: &str,
+        slot_ms: i64,
+        now: DateTime<Utc>,
+    ) -> Option<StoredPolicy> {
+        match self.policies.get(name).await {
+            Ok(Some(p))
+                if p.policy.enabled()
+                    && p.policy
+                        .schedule()
+                        .latest_due(p.since, now)
+                        .map(|t| t.timestamp_millis())
+                        == Some(slot_ms) =>
+            {
+                Some(p)
+            }
+            Ok(_) => {
+                info!(policy = %name, "the policy changed since it was listed; listed again");
+                self.policies.forget_listing();
+                None
+            }
+            Err(e) => {
+                warn!(policy = %name, error = %e, "cannot read the policy before its slot; tried again");
+                None
+            }
+        }
     }
 
     /// Takes over the runs of dead servers, prunes old run records and
@@ -171,9 +220,24 @@ impl Engine {
             Ok(r) => r,
             Err(e) => return warn!(policy = %name, error = %e, "cannot read the policy's runs"),
         };
-        for r in runs.iter().filter(|r| r.state == RunState::Running) {
-            // The lease decides whether its server is still alive.
-            self.spawn_slot(p.clone(), r.slot_ms, r.manual);
+        let running: Vec<_> = runs
+            .iter()
+            .filter(|r| r.state == RunState::Running)
+            .collect();
+        if !running.is_empty() {
+            // With the policy as stored now, not as listed up to a TTL ago;
+            // the lease decides whether the run's server is still alive.
+            match self.policies.get(name).await {
+                Ok(Some(now)) => {
+                    for r in running {
+                        self.spawn_slot(now.clone(), r.slot_ms, r.manual);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(policy = %name, error = %e, "cannot read the policy to take its runs over")
+                }
+            }
         }
         if runs.len() > RUNS_KEPT {
             match self.existing_backups().await {

@@ -1,5 +1,5 @@
-//! Jobs whose server died are taken over. Every few seconds each server
-//! reads the shared records of unfinished backups and restores; one that no
+//! Jobs whose server died are taken over. Every third of a lease TTL (1 to
+//! 10 s) each server reads the shared records of unfinished backups and restores; one that no
 //! process of this server runs and whose lease has expired (its owner
 //! stopped renewing it) is resumed here under the same id: the job's plan
 //! takes the leases over, which exactly one server wins.
@@ -27,19 +27,23 @@ use crate::jobs::{
 use crate::meta::summary::snapshot_of;
 use crate::model::{BackupInput, BackupName, BackupRequest, Caller, RestoreInput, RestoreRequest};
 
-/// How often a server looks for backups to take over.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a server looks for jobs to take over: a third of the lease
+/// TTL (a dead server's job waits for its lease to expire and half a TTL
+/// more anyway), within these bounds. Each look is three LISTs, paid by
+/// every server also while nothing is left to take over.
+const SWEEP_BOUNDS: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(10));
 
 impl Engine {
     /// Looks for backups to take over until the engine shuts down.
     pub fn start_takeover(self: &Arc<Self>) {
         let (engine, stop) = (self.clone(), self.stop.clone());
+        let every = (self.ctx.leases().ttl() / 3).clamp(SWEEP_BOUNDS.0, SWEEP_BOUNDS.1);
         tokio::spawn(async move {
             let mut finished = HashSet::new();
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
+                    _ = tokio::time::sleep(every) => {}
                 }
                 if let Err(e) = engine.take_over_backups(&mut finished).await {
                     warn!(error = %e, "cannot look for backups to take over");

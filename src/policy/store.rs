@@ -8,7 +8,9 @@
 //!   slot's lease (`_leases/policy/{name}/{slot}`).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -111,6 +113,19 @@ pub struct PolicyStore {
     /// one listed again with the same ETag is not read again (every replica
     /// looks at every run record every few seconds).
     runs_read: Arc<Mutex<HashMap<String, (String, RunRecord)>>>,
+    /// The scheduler's last listing of the policies (see [`Self::list_recent`]).
+    listed: Arc<Mutex<Option<Listing>>>,
+    /// Writes made through this store: a listing begun before one is stale.
+    writes: Arc<AtomicU64>,
+}
+
+/// Policies as listed at one moment.
+#[derive(Debug)]
+struct Listing {
+    at: Instant,
+    /// [`PolicyStore::writes`] when the listing began.
+    writes: u64,
+    policies: Vec<StoredPolicy>,
 }
 
 fn now_ms() -> i64 {
@@ -124,7 +139,14 @@ impl PolicyStore {
             store,
             prefix: join_key([root, POLICIES_DIR]),
             runs_read: Arc::default(),
+            listed: Arc::default(),
+            writes: Arc::default(),
         }
+    }
+
+    /// A policy written here: the listing the scheduler keeps is stale.
+    fn wrote(&self) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
     }
 
     fn folder(&self, name: &str) -> String {
@@ -155,7 +177,10 @@ impl PolicyStore {
         // body (with this call's creation time) tells it apart.
         let written = self.store.put_if_absent(&key, body.clone()).await?;
         match written.confirmed(self.store.as_ref(), &key, &body).await? {
-            CondPut::Written(_) => Ok(parsed(stored)?),
+            CondPut::Written(_) => {
+                self.wrote();
+                Ok(parsed(stored)?)
+            }
             CondPut::Conflict => Err(Error::already_exists("policy", policy.name())),
         }
     }
@@ -190,7 +215,10 @@ impl PolicyStore {
         // A retried write whose first answer was lost finds its own bytes.
         let written = self.store.put_if_match(&key, body.clone(), &etag).await?;
         match written.confirmed(self.store.as_ref(), &key, &body).await? {
-            CondPut::Written(_) => Ok(parsed(stored)?),
+            CondPut::Written(_) => {
+                self.wrote();
+                Ok(parsed(stored)?)
+            }
             CondPut::Conflict => Err(Error::Aborted(format!(
                 "policy {:?} was changed by another call at the same time; retry",
                 policy.name()
@@ -203,7 +231,9 @@ impl PolicyStore {
         if self.store.head(&self.def_key(name)).await?.is_none() {
             return Err(Error::not_found("policy", name));
         }
-        self.store.delete(&[self.def_key(name)]).await?;
+        let deleted = self.store.delete(&[self.def_key(name)]).await;
+        self.wrote();
+        deleted?;
         self.store.delete_under(&self.folder(name)).await?;
         Ok(())
     }
@@ -240,6 +270,34 @@ impl PolicyStore {
             }
         }
         Ok(out)
+    }
+
+    /// Every stored policy, as listed at most `max_age` ago. The scheduler
+    /// looks every second, and a listing costs a LIST and a GET per policy:
+    /// within `max_age` it sees a change made through another server only
+    /// when it reads that policy again. A write through this store is seen
+    /// at once.
+    pub async fn list_recent(&self, max_age: Duration) -> Result<Vec<StoredPolicy>> {
+        let writes = self.writes.load(Ordering::SeqCst);
+        if let Some(l) = &*self.listed.lock().expect("policy listing")
+            && l.writes == writes
+            && l.at.elapsed() < max_age
+        {
+            return Ok(l.policies.clone());
+        }
+        let at = Instant::now();
+        let policies = self.list().await?;
+        *self.listed.lock().expect("policy listing") = Some(Listing {
+            at,
+            writes,
+            policies: policies.clone(),
+        });
+        Ok(policies)
+    }
+
+    /// Makes the next [`Self::list_recent`] list anew.
+    pub fn forget_listing(&self) {
+        self.wrote();
     }
 
     /// The run records of policy `name`, oldest first. A record whose ETag

@@ -70,6 +70,8 @@ pub struct FaultCounts {
     lose_put_answers_for: std::sync::Mutex<Option<String>>,
     /// Answers so lost.
     pub lost_answers: AtomicU64,
+    /// Every request seen, as `METHOD /path?query`.
+    pub seen: std::sync::Mutex<Vec<String>>,
 }
 
 /// Whether the `seen`-th (from 1) eligible request gets the fault that every
@@ -240,6 +242,11 @@ async fn handle(
     counts: &FaultCounts,
 ) -> Result<Response<Body>, std::io::Error> {
     let n = counts.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    counts
+        .seen
+        .lock()
+        .unwrap()
+        .push(format!("{} {}", req.method(), req.uri()));
     if nth(n, rates.reset_every, 3) {
         counts.resets.fetch_add(1, Ordering::Relaxed);
         // An error from the service makes hyper drop the connection unanswered.

@@ -1,0 +1,162 @@
+//! What a server costs the backup storage while nothing happens, and what
+//! its policy scheduler reads again before a slot runs. Against the real S3
+//! of the test environment (requests counted by a proxy) and the real Milvus.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use common::faults::Rates;
+use common::hello;
+use common::policies::{policy, policy_client, settled_runs, store_of};
+use common::process::{Proc, config_with, root_backups_at, route_s3_through};
+use milvus_backup::api::proto as pb;
+use milvus_backup::config::Config;
+use milvus_backup::model::{Policy, PolicyInput};
+use milvus_backup::policy::RunState;
+
+/// A server config on backup root `root` with a lease TTL of `ttl_s`
+/// seconds (not the tests' 3), its S3 through `proxy_port` if given.
+fn config_ttl(
+    cfg: &Config,
+    tag: &str,
+    root: &str,
+    ttl_s: u32,
+    proxy_port: Option<u16>,
+) -> (PathBuf, PathBuf) {
+    let (state, config) = config_with(cfg, tag, "");
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    assert!(yaml.contains("  leaseTtlSeconds: 3\n"), "{yaml}");
+    let yaml = yaml.replace(
+        "  leaseTtlSeconds: 3\n",
+        &format!("  leaseTtlSeconds: {ttl_s}\n"),
+    );
+    std::fs::write(&config, yaml).unwrap();
+    root_backups_at(&config, root);
+    if let Some(port) = proxy_port {
+        route_s3_through(cfg, &config, port);
+    }
+    (state, config)
+}
+
+/// An idle server with the default 30 s lease TTL and one policy (made by
+/// another server, not due for months): over 20 s it lists the storage a few
+/// times, and reads the policy at most once. Before, it listed the policies
+/// and read each every second, and looked for jobs to take over every 2 s:
+/// about 60 LISTs and 20 GETs of the policy in the same 20 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_server_lists_the_storage_rarely() {
+    let cfg = common::config();
+    let s3 = format!("{}:{}", cfg.minio.address, cfg.minio.port)
+        .parse()
+        .unwrap();
+    let proxy = common::faults::start(s3, Rates::default()).await;
+    let root = common::unique("idle_root");
+    let store = store_of(&cfg, &root);
+    let name = common::unique("idle_p");
+    let yearly = Policy::parse(PolicyInput {
+        name: name.clone(),
+        schedule: "0 0 1 1 *".into(),
+        all_collections: true,
+        ..Default::default()
+    })
+    .unwrap();
+    store.create(&yearly).await.unwrap();
+
+    let (state, config) = config_ttl(&cfg, "idle", &root, 30, Some(proxy.addr.port()));
+    let server = Proc::on(state, config, None).await;
+    // Past its start (recovery, the first looks).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let from = proxy.counts.seen.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let seen = proxy.counts.seen.lock().unwrap()[from..].to_vec();
+    server.finish();
+
+    let lists: Vec<_> = seen
+        .iter()
+        .filter(|r| r.starts_with("GET ") && r.contains("list-type=2"))
+        .collect();
+    let policy_key = format!("{root}/_policies/{name}/policy.json");
+    let policy_reads = seen
+        .iter()
+        .filter(|r| r.starts_with("GET ") && r.contains(&policy_key))
+        .count();
+    eprintln!(
+        "idle 20 s: {} requests, {} LISTs, {policy_reads} reads of the policy",
+        seen.len(),
+        lists.len()
+    );
+    assert!(
+        lists.len() <= 10,
+        "{} LISTs in 20 s idle: {lists:#?}",
+        lists.len()
+    );
+    assert!(
+        policy_reads <= 1,
+        "the policy read {policy_reads} times in 20 s idle: {seen:#?}"
+    );
+    assert!(!lists.is_empty(), "it still looks for jobs to take over");
+    store.delete(&name).await.unwrap();
+}
+
+/// A server keeps its listing of the policies for a lease TTL (300 s here),
+/// so it has not seen a policy turned off through another server: it reads
+/// the policy again when its slot is due, and does not run it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_policy_turned_off_elsewhere_does_not_run_from_an_old_listing() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let coll = common::unique("stale_src");
+    hello::create(&m, &coll, 100, 1, 11).await;
+    let root = common::unique("stale_root");
+    let store = store_of(&cfg, &root);
+    let (state, config) = config_ttl(&cfg, "stale", &root, 300, None);
+    let server = Proc::on(state, config, None).await;
+    let mut client = policy_client(&server).await;
+    let name = common::unique("stale_p");
+    client
+        .create_policy(pb::CreatePolicyRequest {
+            policy: Some(policy(&name, "*/5 * * * * *", &coll, 2)),
+        })
+        .await
+        .unwrap();
+
+    // It runs from this server's listing, made after the creation.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let runs = store.runs(&name).await.unwrap();
+        if runs.iter().any(|r| r.state == RunState::Succeeded) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no run succeeded: {runs:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Turned off as another server would: through the storage.
+    let stored = store.get(&name).await.unwrap().unwrap();
+    let off = Policy::parse(PolicyInput {
+        enabled: Some(false),
+        ..stored.policy.input().clone()
+    })
+    .unwrap();
+    store.update(&off).await.unwrap();
+    let off_ms = Utc::now().timestamp_millis();
+    // Three slots pass.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let runs = settled_runs(&store, &name, Duration::from_secs(120)).await;
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    server.finish();
+
+    let late: Vec<_> = runs.iter().filter(|r| r.slot_ms > off_ms).collect();
+    assert!(
+        late.is_empty(),
+        "slots after it was turned off ran: {late:#?}"
+    );
+    assert!(
+        log.contains("the policy changed since it was listed"),
+        "the due slot read the policy again"
+    );
+    store.delete(&name).await.unwrap();
+}
