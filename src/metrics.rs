@@ -174,6 +174,22 @@ impl Metrics {
         };
     }
 
+    /// Moves `policy`'s next run (seconds since the epoch), keeping its last
+    /// success; nothing before the first [`Self::policy_times`] of it.
+    pub fn policy_next_run(&self, policy: &str, next: Option<i64>) {
+        if let Some(t) = self.policy_times.lock().expect("metrics").get_mut(policy) {
+            t.1 = next;
+        }
+    }
+
+    /// A run of `policy` here succeeded at `ended` (seconds since the epoch):
+    /// its last success, before the next look at the shared records.
+    pub fn policy_succeeded_at(&self, policy: &str, ended: i64) {
+        let mut t = self.policy_times.lock().expect("metrics");
+        let times = t.entry(policy.to_string()).or_default();
+        times.0 = Some(times.0.map_or(ended, |s| s.max(ended)));
+    }
+
     /// Forgets the gauges of policies not in `names` (deleted anywhere).
     pub fn policy_retain(&self, names: &[&str]) {
         self.policy_times

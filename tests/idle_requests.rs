@@ -134,6 +134,20 @@ async fn a_policy_turned_off_elsewhere_does_not_run_from_an_old_listing() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
+    // The gauges follow the run made here, not the next look at the
+    // records (a lease TTL away).
+    let gauges = [
+        format!("milvus_backup_policy_last_success_timestamp_seconds{{policy=\"{name}\"}}"),
+        format!("milvus_backup_policy_next_run_timestamp_seconds{{policy=\"{name}\"}}"),
+    ];
+    let port = server.port;
+    common::flows::eventually("the policy's gauges", Duration::from_secs(10), || {
+        let metrics = common::curl::metrics(port);
+        let shown = gauges.iter().all(|g| metrics.contains(g.as_str()));
+        async move { shown }
+    })
+    .await;
+
     // Turned off as another server would: through the storage.
     let stored = store.get(&name).await.unwrap().unwrap();
     let off = Policy::parse(PolicyInput {

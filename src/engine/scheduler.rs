@@ -85,6 +85,15 @@ pub(super) fn first_record(
     }
 }
 
+/// When policy `p` runs next (seconds since the epoch); none while it is off.
+fn next_run(p: &StoredPolicy) -> Option<i64> {
+    p.policy
+        .enabled()
+        .then(|| p.policy.schedule().next_after(Utc::now()))
+        .flatten()
+        .map(|t| t.timestamp())
+}
+
 /// Removes a running slot from the book when its task ends, also by a panic.
 struct RunningSlot {
     engine: Arc<Engine>,
@@ -141,6 +150,8 @@ impl Engine {
             let name = p.policy.name().to_string();
             if sweep {
                 self.sweep(p).await;
+            } else {
+                crate::metrics::global().policy_next_run(&name, next_run(p));
             }
             if !p.policy.enabled() {
                 continue;
@@ -261,13 +272,7 @@ impl Engine {
             .filter_map(|r| r.ended_ms)
             .max()
             .map(|ms| ms / 1000);
-        let next = p
-            .policy
-            .enabled()
-            .then(|| p.policy.schedule().next_after(Utc::now()))
-            .flatten()
-            .map(|t| t.timestamp());
-        crate::metrics::global().policy_times(name, Some((last_success, next)));
+        crate::metrics::global().policy_times(name, Some((last_success, next_run(p))));
     }
 
     fn spawn_slot(self: &Arc<Self>, p: StoredPolicy, slot_ms: i64, manual: bool) {
@@ -501,6 +506,9 @@ impl Engine {
         record.ended_ms = Some(Utc::now().timestamp_millis());
         self.save_run(name, &record, lease).await?;
         crate::metrics::global().policy_run_ended(name, "succeeded");
+        if let Some(ms) = record.ended_ms {
+            crate::metrics::global().policy_succeeded_at(name, ms / 1000);
+        }
         info!(policy = %name, backup = %record.backup, slot = %record.slot(), "policy run succeeded");
         // Retention follows the policy as it is stored now.
         match store.get(name).await {
