@@ -112,6 +112,45 @@ async fn a_local_directory() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Milvus takes collection names up to 255 characters (the Go tool's 128
+/// is for backup names): such a collection is backed up to a local
+/// directory and restored under another 250-character name, rows equal.
+/// The restore's target lease (`{db}.{name}`, 258 bytes) would be a file
+/// name longer than a disk allows; before, the names were refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn collection_names_up_to_milvuss_limit_on_a_local_directory() {
+    let mut cfg = common::config();
+    let dir = std::env::temp_dir().join(common::unique("long-names"));
+    cfg.minio.backup_storage_type = "local".into();
+    cfg.minio.backup_root_path = dir.display().to_string();
+    let m = common::milvus(&cfg);
+    let long = |prefix: &str| {
+        let mut n = common::unique(prefix);
+        n.push_str(&"x".repeat(250 - n.len()));
+        n
+    };
+    let spec = Spec::new(&long("long_src"));
+    let target = long("long_dst");
+    let rows = data::populated(&m, &spec, 150, 50, 23).await;
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client().await;
+    let name = common::unique("long_names");
+    flows::backup_collections(&mut client, &name, &[&spec.name]).await;
+    let backup = flows::get_backup(&mut client, &name).await;
+    assert_eq!(backup.collections[0].collection_name, spec.name);
+    let request = pb::RestoreRequest {
+        collection_renames: [(spec.name.clone(), target.clone())].into(),
+        ..flows::restore_loaded_request(&name, "")
+    };
+    flows::restore(&mut client, request).await;
+    let restored = data::rows(&m, &spec, &spec.db, &target, &[]).await;
+    data::assert_rows_equal("long names", &rows, &restored);
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    data::drop_if_exists(&m, &spec.db, &target).await;
+    server.handle.stop().await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn delete_backup_removes_that_backup_only() {
     let cfg = common::config();

@@ -36,8 +36,15 @@ pub fn slot_of(lease: &str) -> Option<i64> {
     lease.rsplit('/').next()?.parse().ok()
 }
 
+/// The lease of restore target `t`: `target/{db}.{name}`, or
+/// `target/{db}/{name}` when that is longer than a file name on a local
+/// disk can be (255 bytes; names go to Milvus's 255 since 2026-12-05).
 fn target(t: &CollectionRef) -> String {
-    format!("target/{}.{}", t.db(), t.name())
+    if t.db().len() + 1 + t.name().len() > 255 {
+        format!("target/{}/{}", t.db(), t.name())
+    } else {
+        format!("target/{}.{}", t.db(), t.name())
+    }
 }
 
 impl Leases {

@@ -8,20 +8,36 @@ use crate::error::{Error, Result};
 /// The database Milvus uses when none is named.
 pub const DEFAULT_DB: &str = "default";
 
-/// Longest backup, database or collection name accepted, as in the Go tool.
+/// Longest backup or policy name accepted, as in the Go tool.
 pub const MAX_NAME_LEN: usize = 128;
 
-/// Checks a name: letters, digits and `_`, starting with a letter or `_`,
-/// at most [`MAX_NAME_LEN`] characters. `what` names the kind in the error.
+/// Longest database or collection name accepted: Milvus's own limit
+/// (`proxy.maxNameLength`, 255 by default); a Milvus set lower refuses
+/// longer ones itself.
+pub const MAX_MILVUS_NAME_LEN: usize = 255;
+
+/// Checks a backup or policy name: letters, digits and `_`, starting with a
+/// letter or `_`, at most [`MAX_NAME_LEN`] characters. `what` names the kind
+/// in the error.
 pub(super) fn validate_name(what: &str, name: &str) -> Result<()> {
+    validate_up_to(what, name, MAX_NAME_LEN)
+}
+
+/// [`validate_name`] for a database or collection name, at most
+/// [`MAX_MILVUS_NAME_LEN`] characters.
+pub(super) fn validate_milvus_name(what: &str, name: &str) -> Result<()> {
+    validate_up_to(what, name, MAX_MILVUS_NAME_LEN)
+}
+
+fn validate_up_to(what: &str, name: &str, max: usize) -> Result<()> {
     let shown = shorten(name);
     let mut chars = name.chars();
     let Some(first) = chars.next() else {
         return Err(Error::invalid(format!("{what} must not be empty")));
     };
-    if name.len() > MAX_NAME_LEN {
+    if name.len() > max {
         return Err(Error::invalid(format!(
-            "{what} {shown:?} is longer than {MAX_NAME_LEN} characters"
+            "{what} {shown:?} is longer than {max} characters"
         )));
     }
     if !(first.is_ascii_alphabetic() || first == '_') {
@@ -106,8 +122,8 @@ impl CollectionRef {
             Some((db, name)) => (db, name),
             None => (DEFAULT_DB, s),
         };
-        validate_name("database name", db)
-            .and_then(|_| validate_name("collection name", name))
+        validate_milvus_name("database name", db)
+            .and_then(|_| validate_milvus_name("collection name", name))
             .map_err(|e| Error::invalid(format!("bad collection reference {s:?}: {e}")))?;
         Ok(Self::normalized(db, name))
     }
@@ -124,7 +140,7 @@ impl CollectionRef {
 
     /// The same database, another collection name (checked).
     pub fn renamed(&self, name: &str) -> Result<Self> {
-        validate_name("target collection name", name)?;
+        validate_milvus_name("target collection name", name)?;
         Ok(Self::normalized(&self.db, name))
     }
 
@@ -176,6 +192,18 @@ mod tests {
                 assert!(err.to_string().contains(bad), "{err} should name {bad:?}");
             }
         }
+    }
+
+    #[test]
+    fn collection_names_go_to_milvuss_limit_and_backup_names_to_the_go_tools() {
+        let long = "c".repeat(MAX_MILVUS_NAME_LEN);
+        let r = CollectionRef::parse(&format!("{}.{long}", "d".repeat(255))).unwrap();
+        assert_eq!(r.name(), long);
+        let err = CollectionRef::parse(&format!("{long}c")).unwrap_err();
+        assert!(err.to_string().contains("longer than 255"), "{err}");
+        assert!(r.renamed(&format!("{long}c")).is_err());
+        let err = BackupName::parse(&"b".repeat(129)).unwrap_err();
+        assert!(err.to_string().contains("longer than 128"), "{err}");
     }
 
     #[test]

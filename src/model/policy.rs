@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::names::validate_name;
+use super::names::{validate_milvus_name, validate_name};
 use super::requests::{BackupInput, BackupRequest, Caller, at_most};
 use super::retention::{Retention, format_max_age, parse_max_age};
 use super::schedule::{Schedule, check_template, render_name};
@@ -123,7 +123,7 @@ impl Policy {
         at_most("collection names", input.collection_names.len())?;
         at_most("database names", input.database_names.len())?;
         for db in &input.database_names {
-            validate_name("database name", db)?;
+            validate_milvus_name("database name", db)?;
         }
         let collections = input
             .collection_names

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::names::{BackupName, CollectionRef, validate_name};
+use super::names::{BackupName, CollectionRef, validate_milvus_name};
 use crate::error::{Error, Result};
 
 /// Most names one request may carry.
@@ -170,7 +170,7 @@ impl BackupRequest {
         at_most("collection names", input.collections.len())?;
         at_most("database names", input.databases.len())?;
         for db in &input.databases {
-            validate_name("database name", db)?;
+            validate_milvus_name("database name", db)?;
         }
         Ok(Self {
             name: BackupName::parse(&input.name)?,
@@ -315,7 +315,7 @@ impl RestoreRequest {
         at_most("collection renames", input.renames.len())?;
         at_most("database names", input.databases.len())?;
         for db in &input.databases {
-            validate_name("database name", db)?;
+            validate_milvus_name("database name", db)?;
         }
         let backup_name = BackupName::parse(&input.backup_name)?;
         if !input
@@ -525,7 +525,9 @@ mod tests {
     #[test]
     fn a_suffix_longer_than_a_name_allows_is_refused() {
         let r = restore(|r| r.suffix = "_".repeat(100)).unwrap();
-        let long = CollectionRef::normalized("db", &"c".repeat(100));
+        let fits = CollectionRef::normalized("db", &"c".repeat(155));
+        assert_eq!(r.target_of(&fits).unwrap().name().len(), 255);
+        let long = CollectionRef::normalized("db", &"c".repeat(156));
         assert!(matches!(r.target_of(&long), Err(Error::InvalidArgument(_))));
     }
 

@@ -106,11 +106,7 @@ impl LocalDir {
                 .await
                 .map_err(|e| self.io_error("write", key, e))?;
         }
-        let tmp = path.with_file_name(format!(
-            ".{}.tmp-{}",
-            path.file_name().unwrap_or_default().to_string_lossy(),
-            uuid::Uuid::new_v4().simple()
-        ));
+        let tmp = temp_beside(&path);
         let result = async {
             let mut file = tokio::fs::File::create(&tmp).await?;
             let mut body = body;
@@ -152,10 +148,7 @@ impl LocalDir {
         f: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
         let path = self.path(key)?;
-        let lock = path.with_file_name(format!(
-            ".{}.tmp-lock",
-            path.file_name().unwrap_or_default().to_string_lossy()
-        ));
+        let lock = lock_beside(&path);
         if let Some(parent) = lock.parent() {
             tokio::fs::create_dir_all(parent)
                 .await
@@ -235,6 +228,24 @@ fn same_file(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
 /// Linux's numbers).
 fn locks_unsupported(e: &std::io::Error) -> bool {
     e.kind() == ErrorKind::Unsupported || matches!(e.raw_os_error(), Some(37 | 95))
+}
+
+/// A new temporary file beside `path`, named apart from it: a name of up
+/// to 255 bytes (a disk's limit) can be written.
+fn temp_beside(path: &Path) -> PathBuf {
+    path.with_file_name(format!(".tmp-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// The lock file of `path` (see [`LocalDir::with_lock`]): `.{name}.tmp-lock`,
+/// or, when that is longer than a file name can be, named by the MD5 of the
+/// name (no earlier version could lock such a name).
+fn lock_beside(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let lock = format!(".{name}.tmp-lock");
+    if lock.len() <= 255 {
+        return path.with_file_name(lock);
+    }
+    path.with_file_name(format!(".{}.tmp-lock", etag_of(name.as_bytes())))
 }
 
 fn is_temp(path: &Path) -> bool {
@@ -324,11 +335,7 @@ impl ObjectStore for LocalDir {
         // Written beside, then hard-linked into place: link(2) fails when the
         // name exists, atomically, and the object is never seen half-written.
         let path = self.path(key)?;
-        let tmp = path.with_file_name(format!(
-            ".{}.tmp-{}",
-            path.file_name().unwrap_or_default().to_string_lossy(),
-            uuid::Uuid::new_v4().simple()
-        ));
+        let tmp = temp_beside(&path);
         let etag = etag_of(&data);
         self.write_with(
             &self.key_of(&tmp),
@@ -521,6 +528,46 @@ mod tests {
             Err(Error::NotFound { .. })
         ));
         assert!(s.path("../etc/passwd").is_err());
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    /// Every write, conditional ones included, works on a name of 255 bytes
+    /// (a disk's limit): before, the temporary and lock files beside it
+    /// added the name to theirs and were too long.
+    #[tokio::test]
+    async fn names_up_to_a_disks_limit_are_written() {
+        let root = std::env::temp_dir().join(format!("mb-local-{}", uuid::Uuid::new_v4().simple()));
+        let s = LocalDir::new(&root);
+        let key = format!("_leases/target/{}", "n".repeat(255));
+        let CondPut::Written(etag) = s
+            .put_if_absent(&key, Bytes::from_static(b"1"))
+            .await
+            .unwrap()
+        else {
+            panic!("created");
+        };
+        assert!(matches!(
+            s.put_if_absent(&key, Bytes::from_static(b"2"))
+                .await
+                .unwrap(),
+            CondPut::Conflict
+        ));
+        assert!(matches!(
+            s.put_if_match(&key, Bytes::from_static(b"3"), &etag)
+                .await
+                .unwrap(),
+            CondPut::Written(_)
+        ));
+        s.write(&key, Bytes::from_static(b"4")).await.unwrap();
+        assert_eq!(&s.read(&key).await.unwrap()[..], b"4");
+        let listed: Vec<String> = s
+            .list("_leases/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(listed, [key], "no temporary or lock file is listed");
         std::fs::remove_dir_all(root).unwrap();
     }
 }
