@@ -11,7 +11,7 @@ use common::flows::{self, restore_loaded_request as restore_req};
 use milvus_backup::api::proto as pb;
 use milvus_backup::meta::schema;
 use milvus_backup::milvus::proto::common::ConsistencyLevel;
-use milvus_backup::milvus::{MilvusApi, MilvusClient};
+use milvus_backup::milvus::{LoadShape, MilvusApi, MilvusClient};
 use tonic::Code;
 
 /// Asserts two collections have the same definition: schema (fields, types,
@@ -397,7 +397,17 @@ async fn restore_options_drop_skip_create_index_load_and_meta_only() {
     assert_same_indexes(&m, (&spec.db, &spec.name), (&spec.db, &t1)).await;
     check(t1.clone()).await;
 
-    // drop_existing_collections over a changed target.
+    // drop_existing_collections over a changed target. Its copy is loaded as
+    // the target was: the replicas and resource groups GetReplicas shows
+    // (one standalone node: one replica in the default group).
+    let shape = m.load_shape(&spec.db, &t1).await.unwrap();
+    assert_eq!(
+        shape,
+        LoadShape {
+            replicas: 1,
+            resource_groups: vec!["__default_resource_group".into()],
+        }
+    );
     data::delete(&m, &Spec::new(&t1), "pk in [1, 2]").await;
     flows::restore(
         &mut client,
@@ -408,6 +418,7 @@ async fn restore_options_drop_skip_create_index_load_and_meta_only() {
         },
     )
     .await;
+    assert_eq!(m.load_shape(&spec.db, &t1).await.unwrap(), shape);
     check(t1.clone()).await;
 
     // skip_create_collection into a compatible, existing collection.

@@ -137,7 +137,10 @@ impl MilvusApi for FakeMilvus {
     async fn create_index(&self, _db: &str, _c: &str, _i: &IndexInfo) -> Result<()> {
         Ok(())
     }
-    async fn load_collection(&self, _db: &str, _c: &str) -> Result<()> {
+    async fn load_shape(&self, _db: &str, _c: &str) -> Result<LoadShape> {
+        Ok(LoadShape::default())
+    }
+    async fn load_collection(&self, _db: &str, _c: &str, _s: &LoadShape) -> Result<()> {
         Ok(())
     }
     async fn release_collection(&self, _db: &str, _c: &str) -> Result<()> {

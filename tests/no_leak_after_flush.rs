@@ -91,8 +91,11 @@ impl MilvusApi for WritesAfterFlush {
     async fn create_index(&self, db: &str, c: &str, i: &IndexInfo) -> Result<()> {
         self.real.create_index(db, c, i).await
     }
-    async fn load_collection(&self, db: &str, c: &str) -> Result<()> {
-        self.real.load_collection(db, c).await
+    async fn load_shape(&self, db: &str, c: &str) -> Result<LoadShape> {
+        self.real.load_shape(db, c).await
+    }
+    async fn load_collection(&self, db: &str, c: &str, shape: &LoadShape) -> Result<()> {
+        self.real.load_collection(db, c, shape).await
     }
     async fn release_collection(&self, db: &str, c: &str) -> Result<()> {
         self.real.release_collection(db, c).await

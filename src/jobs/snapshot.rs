@@ -331,6 +331,12 @@ pub struct RestoreCollectionStatus {
     /// load that could not finish, holding query nodes' memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loaded_by_job: Option<i64>,
+    /// A replaced target's replicas (0: not loaded) and their resource
+    /// groups, read before the swap: its copy is loaded alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_replicas: Option<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub original_resource_groups: Vec<String>,
     /// The imports started into it, each recorded before Milvus is asked.
     #[serde(default)]
     pub imports: Vec<ImportRecord>,

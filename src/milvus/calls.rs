@@ -6,8 +6,8 @@ use super::client::{HasStatus, MilvusClient, check_status};
 use super::proto::common;
 use super::proto::milvus::{self as pb};
 use super::{
-    CollectionInfo, FlushResult, ImportPhase, ImportRequest, ImportStatus, IndexInfo, MilvusApi,
-    MilvusVersion, NewCollection, PartitionInfo, SegmentInfo,
+    CollectionInfo, FlushResult, ImportPhase, ImportRequest, ImportStatus, IndexInfo, LoadShape,
+    MilvusApi, MilvusVersion, NewCollection, PartitionInfo, SegmentInfo,
 };
 use crate::error::Result;
 use tonic::Code;
@@ -85,6 +85,7 @@ for_collection!(
     pb::CreateIndexRequest,
     pb::LoadCollectionRequest,
     pb::ReleaseCollectionRequest,
+    pb::GetReplicasRequest,
     pb::ListImportTasksRequest,
 );
 
@@ -344,8 +345,29 @@ impl MilvusApi for MilvusClient {
         self.command(&op, db, msg, via!(create_index)).await
     }
 
-    async fn load_collection(&self, db: &str, collection: &str) -> Result<()> {
-        let msg = pb::LoadCollectionRequest::for_collection(db, collection);
+    async fn load_shape(&self, db: &str, collection: &str) -> Result<LoadShape> {
+        let msg = pb::GetReplicasRequest::for_collection(db, collection);
+        let req = self.request(db, msg);
+        let resp = self.send("GetReplicas", req, via!(get_replicas)).await?;
+        let op = format!("GetReplicas {db}.{collection}");
+        // A released collection answers "not loaded", as GetLoadingProgress.
+        if loading_progress_of(&op, resp.status.as_ref(), 1)? == 0 {
+            return Ok(LoadShape::default());
+        }
+        Ok(LoadShape::of_replicas(
+            resp.replicas
+                .into_iter()
+                .map(|r| r.resource_group_name)
+                .collect(),
+        ))
+    }
+
+    async fn load_collection(&self, db: &str, collection: &str, shape: &LoadShape) -> Result<()> {
+        let msg = pb::LoadCollectionRequest {
+            replica_number: shape.replicas,
+            resource_groups: shape.resource_groups.clone(),
+            ..pb::LoadCollectionRequest::for_collection(db, collection)
+        };
         let op = format!("LoadCollection {db}.{collection}");
         self.command(&op, db, msg, via!(load_collection)).await
     }

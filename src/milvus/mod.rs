@@ -65,6 +65,35 @@ pub struct SegmentInfo {
 /// `common.SegmentState::Flushed`.
 pub const SEGMENT_STATE_FLUSHED: i32 = 4;
 
+/// How a collection is loaded: its number of replicas and the resource
+/// groups they are in. The default asks Milvus's own (one replica, the
+/// default group).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadShape {
+    /// 0: Milvus's default.
+    pub replicas: i32,
+    /// The one group of every replica, or one group per replica when they
+    /// differ (as LoadCollection takes them); empty: Milvus's default.
+    pub resource_groups: Vec<String>,
+}
+
+impl LoadShape {
+    /// The shape of a collection whose replicas are in `groups` (one entry
+    /// per replica; none: not loaded).
+    pub fn of_replicas(groups: Vec<String>) -> Self {
+        let replicas = groups.len() as i32;
+        let resource_groups = match groups.first() {
+            Some(first) if groups.iter().all(|g| g == first) && first.is_empty() => Vec::new(),
+            Some(first) if groups.iter().all(|g| g == first) => vec![first.clone()],
+            _ => groups,
+        };
+        Self {
+            replicas,
+            resource_groups,
+        }
+    }
+}
+
 /// What Flush answered for one collection.
 #[derive(Debug, Clone, Default)]
 pub struct FlushResult {
@@ -174,8 +203,11 @@ pub trait MilvusApi: Send + Sync {
     async fn persistent_segments(&self, db: &str, collection: &str) -> Result<Vec<SegmentInfo>>;
     /// Creates an index; `params` are the `extra_params` (`index_type`, `metric_type`, `params`).
     async fn create_index(&self, db: &str, collection: &str, index: &IndexInfo) -> Result<()>;
-    /// Asks Milvus to load the collection (returns before loading ends).
-    async fn load_collection(&self, db: &str, collection: &str) -> Result<()>;
+    /// How the collection is loaded now (the default when it is not).
+    async fn load_shape(&self, db: &str, collection: &str) -> Result<LoadShape>;
+    /// Asks Milvus to load the collection as `shape` says (returns before
+    /// loading ends).
+    async fn load_collection(&self, db: &str, collection: &str, shape: &LoadShape) -> Result<()>;
     /// Releases the collection from the query nodes (ends a load under way).
     async fn release_collection(&self, db: &str, collection: &str) -> Result<()>;
     /// Starts an import; returns its task ids.
@@ -185,4 +217,27 @@ pub trait MilvusApi: Send + Sync {
     async fn collection_imports(&self, db: &str, collection: &str) -> Result<Vec<ImportStatus>>;
     /// The states of the import tasks Milvus keeps, into any collection.
     async fn all_imports(&self) -> Result<Vec<ImportStatus>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LoadShape;
+
+    #[test]
+    fn a_load_shape_names_one_group_or_one_per_replica() {
+        let of = |g: &[&str]| LoadShape::of_replicas(g.iter().map(|s| s.to_string()).collect());
+        assert_eq!(of(&[]), LoadShape::default(), "not loaded");
+        let one = of(&["rg_a", "rg_a", "rg_a"]);
+        assert_eq!(
+            (one.replicas, one.resource_groups),
+            (3, vec!["rg_a".into()])
+        );
+        let spread = of(&["rg_a", "rg_b"]);
+        assert_eq!(
+            (spread.replicas, spread.resource_groups),
+            (2, vec!["rg_a".into(), "rg_b".into()])
+        );
+        let unnamed = of(&["", ""]);
+        assert_eq!((unnamed.replicas, unnamed.resource_groups), (2, vec![]));
+    }
 }

@@ -431,6 +431,8 @@ fn pending(
                 original_id: t.original_id,
                 swap: SwapStep::None,
                 loaded_by_job: None,
+                original_replicas: None,
+                original_resource_groups: Vec::new(),
                 imports: Vec::new(),
             })
             .collect(),

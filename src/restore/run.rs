@@ -5,10 +5,13 @@ use std::time::Instant;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::jobs::{JobHandle, JobState, PhaseTime, RestorePhase, RestoreSnapshot, SwapStep};
+use crate::jobs::{
+    JobHandle, JobState, PhaseTime, RestoreCollectionStatus, RestorePhase, RestoreSnapshot,
+    SwapStep,
+};
 use crate::meta::model::{BackupInfo, CollectionBackupInfo};
 use crate::meta::schema;
-use crate::milvus::{IndexInfo, NewCollection};
+use crate::milvus::{IndexInfo, LoadShape, NewCollection};
 use crate::model::{CollectionRef, DEFAULT_DB};
 use crate::restore::imports::{Filling, import_partitions};
 use crate::restore::{Place, RestoreRequest, RestoreTarget, check_compatible, prove, status};
@@ -187,12 +190,16 @@ async fn restore_collection(
     let implied = !req.skip_create() && req.restore_index() && src.load_state == "Loaded";
     let load = req.load() || implied;
     let load_after_swap = load && replacing && !req.load();
+    let shape = match load && replacing {
+        true => original_shape(ctx, t, &recorded, job).await?,
+        false => LoadShape::default(),
+    };
     let fill_id = match (req.skip_create(), recorded.created_id) {
         // Filled and checked before the job's server died: only the swap is left.
         (false, Some(id)) if replacing && recorded.swap != SwapStep::None => {
             swap_in(ctx, t, &fill, id, job).await?;
             if load_after_swap {
-                load_filled(ctx, t, &t.target, id, job).await?;
+                load_filled(ctx, t, &t.target, id, &shape, job).await?;
             }
             return Ok(recorded_rows);
         }
@@ -250,20 +257,52 @@ async fn restore_collection(
         }
     }
     if load && !load_after_swap {
-        load_filled(ctx, t, &fill, fill_id, job).await?;
+        load_filled(ctx, t, &fill, fill_id, &shape, job).await?;
     }
     if replacing {
         check_copy(ctx, t, &fill, rows, req.meta_only()).await?;
         swap_in(ctx, t, &fill, fill_id, job).await?;
         if load_after_swap {
-            load_filled(ctx, t, &t.target, fill_id, job).await?;
+            load_filled(ctx, t, &t.target, fill_id, &shape, job).await?;
         }
     }
     Ok(rows)
 }
 
-/// Loads `at` (of target `t`), while it is the collection `id` this job
-/// filled, and waits until it is loaded. One that was released is recorded
+/// How the target a restore replaces is loaded (its replicas and their
+/// resource groups), for its copy to be loaded alike: read before the swap,
+/// and kept in the record for a resumed job.
+async fn original_shape(
+    ctx: &Context,
+    t: &RestoreTarget,
+    recorded: &RestoreCollectionStatus,
+    job: &JobHandle<RestoreSnapshot>,
+) -> Result<LoadShape> {
+    if let Some(replicas) = recorded.original_replicas {
+        return Ok(LoadShape {
+            replicas,
+            resource_groups: recorded.original_resource_groups.clone(),
+        });
+    }
+    if recorded.swap != SwapStep::None {
+        // Swapped by a version that kept no shape: Milvus's default.
+        return Ok(LoadShape::default());
+    }
+    let shape = ctx
+        .milvus
+        .load_shape(t.target.db(), t.target.name())
+        .await?;
+    job.checkpoint(|s| {
+        let c = status(s, t);
+        c.original_replicas = Some(shape.replicas);
+        c.original_resource_groups = shape.resource_groups.clone();
+    })
+    .await?;
+    Ok(shape)
+}
+
+/// Loads `at` (of target `t`) as `shape` says, while it is the collection
+/// `id` this job filled, and waits until it is loaded. One that was released is recorded
 /// first, so that a cleanup releases it again if the job does not succeed.
 /// One loaded (or loading) already is only waited for: Milvus loads what
 /// the imports added by itself, and a LoadCollection of ours, with the
@@ -273,13 +312,16 @@ async fn load_filled(
     t: &RestoreTarget,
     at: &CollectionRef,
     id: i64,
+    shape: &LoadShape,
     job: &JobHandle<RestoreSnapshot>,
 ) -> Result<()> {
     still_filling(ctx, at, id).await?;
     if ctx.milvus.loading_progress(at.db(), at.name()).await? == 0 {
         job.checkpoint(|s| status(s, t).loaded_by_job = Some(id))
             .await?;
-        ctx.milvus.load_collection(at.db(), at.name()).await?;
+        ctx.milvus
+            .load_collection(at.db(), at.name(), shape)
+            .await?;
     }
     crate::failpoint::pause_at("restore.loading").await;
     wait_loaded(ctx, at).await

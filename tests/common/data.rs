@@ -301,7 +301,9 @@ pub async fn index(m: &MilvusClient, db: &str, name: &str) {
 
 /// Loads and waits until loaded.
 pub async fn load(m: &MilvusClient, db: &str, name: &str) {
-    m.load_collection(db, name).await.unwrap();
+    m.load_collection(db, name, &Default::default())
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(180);
     while m.loading_progress(db, name).await.unwrap() < 100 {
         assert!(Instant::now() < deadline, "{db}.{name} did not load");

@@ -122,7 +122,7 @@ pub async fn index_and_load(m: &MilvusClient, name: &str) {
         .expect("CreateIndex")
         .into_inner();
     check_status("CreateIndex", Some(&status)).expect("CreateIndex");
-    m.load_collection("default", name)
+    m.load_collection("default", name, &Default::default())
         .await
         .expect("LoadCollection");
     wait_loaded(m, "default", name).await;
