@@ -175,11 +175,10 @@ impl Metrics {
     }
 
     /// Moves `policy`'s next run (seconds since the epoch), keeping its last
-    /// success; nothing before the first [`Self::policy_times`] of it.
+    /// success.
     pub fn policy_next_run(&self, policy: &str, next: Option<i64>) {
-        if let Some(t) = self.policy_times.lock().expect("metrics").get_mut(policy) {
-            t.1 = next;
-        }
+        let mut t = self.policy_times.lock().expect("metrics");
+        t.entry(policy.to_string()).or_default().1 = next;
     }
 
     /// A run of `policy` here succeeded at `ended` (seconds since the epoch):

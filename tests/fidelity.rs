@@ -420,6 +420,20 @@ async fn restore_options_drop_skip_create_index_load_and_meta_only() {
     .await;
     assert_eq!(m.load_shape(&spec.db, &t1).await.unwrap(), shape);
     check(t1.clone()).await;
+    // Over a released target (GetReplicas answers "replica not found"):
+    // loaded with Milvus's default.
+    m.release_collection(&spec.db, &t1).await.unwrap();
+    flows::restore(
+        &mut client,
+        pb::RestoreRequest {
+            collection_renames: renamed(&t1),
+            drop_existing_collections: true,
+            ..restore_req(&name, "")
+        },
+    )
+    .await;
+    assert_eq!(m.load_shape(&spec.db, &t1).await.unwrap(), shape);
+    check(t1.clone()).await;
 
     // skip_create_collection into a compatible, existing collection.
     let t2 = format!("{}_t2", spec.name);

@@ -101,9 +101,10 @@ async fn an_idle_server_lists_the_storage_rarely() {
     store.delete(&name).await.unwrap();
 }
 
-/// A server keeps its listing of the policies for a lease TTL (300 s here),
-/// so it has not seen a policy turned off through another server: it reads
-/// the policy again when its slot is due, and does not run it.
+/// A server keeps its listing of the policies for a lease TTL, at most 30 s
+/// (the cap here), so it has not seen a policy turned off through another
+/// server: it reads the policy again when its slot is due, and does not
+/// run it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_policy_turned_off_elsewhere_does_not_run_from_an_old_listing() {
     let cfg = common::config();
@@ -148,7 +149,16 @@ async fn a_policy_turned_off_elsewhere_does_not_run_from_an_old_listing() {
     })
     .await;
 
-    // Turned off as another server would: through the storage.
+    // A change made through this server: it lists the policies anew at its
+    // next tick, so its listing is a few seconds old when the policy is...
+    client
+        .update_policy(pb::UpdatePolicyRequest {
+            policy: Some(policy(&name, "*/5 * * * * *", &coll, 3)),
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // ... turned off as another server would: through the storage.
     let stored = store.get(&name).await.unwrap().unwrap();
     let off = Policy::parse(PolicyInput {
         enabled: Some(false),

@@ -35,6 +35,8 @@ use crate::policy::{RunRecord, RunState, StoredPolicy};
 
 /// How often the scheduler looks for due slots.
 const TICK: Duration = Duration::from_secs(1);
+/// The longest a server keeps its listing of the policies.
+const MAX_LISTING_AGE: Duration = Duration::from_secs(30);
 /// Ended runs kept per policy beyond those whose backups still exist.
 const RUNS_KEPT: usize = 50;
 /// Longest wait between two attempts of one slot: each attempt may flush
@@ -123,22 +125,25 @@ impl Engine {
                     _ = tokio::time::sleep(TICK) => {}
                 }
                 let sweep = swept.is_none_or(|t| t.elapsed() >= engine.listing_period());
-                if sweep {
-                    swept = Some(Instant::now());
-                }
-                if let Err(e) = engine.tick(sweep).await {
-                    warn!(error = %e, "policy scheduler: cannot read the policies");
+                let started = Instant::now();
+                match engine.tick(sweep).await {
+                    // A sweep that could not list the policies is tried again.
+                    Ok(()) if sweep => swept = Some(started),
+                    Ok(()) => {}
+                    Err(e) => warn!(error = %e, "policy scheduler: cannot read the policies"),
                 }
             }
         });
     }
 
     /// How long a listing of the policies, and of their runs (the sweep),
-    /// serves: one lease TTL, about as long as a dead server's run waits
-    /// for its lease to expire anyway. Each look costs LISTs and GETs, paid
-    /// by every server every time, also while nothing is due.
+    /// serves: one lease TTL (about as long as a dead server's run waits
+    /// for its lease to expire anyway), at most [`MAX_LISTING_AGE`]: a
+    /// policy made or turned on elsewhere (another server, the CLI) is seen
+    /// within it. Each look costs LISTs and GETs, paid by every server every
+    /// time, also while nothing is due.
     fn listing_period(&self) -> Duration {
-        self.ctx.leases().ttl().max(TICK)
+        self.ctx.leases().ttl().clamp(TICK, MAX_LISTING_AGE)
     }
 
     async fn tick(self: &Arc<Self>, sweep: bool) -> Result<()> {

@@ -1,7 +1,8 @@
 //! What jobs hold, as leases in the backup storage:
 //! - `backup/{name}`: a job that writes backup `name` (a create, a delete);
 //! - `reads/{name}/{job}`: each job that reads it (a restore, a verify);
-//! - `target/{db}.{coll}`: a restore into that collection;
+//! - `target/{db}.{coll}` (`target/{db}/{coll}` for long names, see
+//!   [`target`]): a restore into that collection;
 //! - `policy/{name}/{slot}`: the run of a policy's slot (slot in ms since the epoch).
 //!
 //! A writer waits for no reader and a reader for no writer: the one that
@@ -9,7 +10,7 @@
 
 use super::lease::{Lease, Leases, release_all};
 use crate::error::{Error, Result};
-use crate::model::CollectionRef;
+use crate::model::{CollectionRef, MAX_NAME_LEN};
 
 /// The lease of the job that writes (creates or deletes) backup `backup`.
 pub fn writer(backup: &str) -> String {
@@ -38,9 +39,13 @@ pub fn slot_of(lease: &str) -> Option<i64> {
 
 /// The lease of restore target `t`: `target/{db}.{name}`, or
 /// `target/{db}/{name}` when that is longer than a file name on a local
-/// disk can be (255 bytes; names go to Milvus's 255 since 2026-12-05).
+/// disk can be (255 bytes) and a name is longer than the Go tool's 128:
+/// earlier versions refused those names, and took the first form for every
+/// other target, so that replicas of both versions exclude each other.
+/// (Two names of 127 or 128 together still fail on a local disk, as before.)
 fn target(t: &CollectionRef) -> String {
-    if t.db().len() + 1 + t.name().len() > 255 {
+    let (db, name) = (t.db().len(), t.name().len());
+    if (db > MAX_NAME_LEN || name > MAX_NAME_LEN) && db + 1 + name > 255 {
         format!("target/{}/{}", t.db(), t.name())
     } else {
         format!("target/{}.{}", t.db(), t.name())
@@ -187,5 +192,30 @@ impl Leases {
                 tracing::warn!(restore = %job, lease = %name, error = %e, "cannot release the lease");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_lease_keeps_the_earlier_form_for_every_name_it_could_take() {
+        let at = |db: usize, c: usize| {
+            target(&CollectionRef::normalized(&"d".repeat(db), &"c".repeat(c)))
+        };
+        assert_eq!(at(7, 5), "target/ddddddd.ccccc");
+        // The longest names an earlier version accepted: the same lease.
+        assert_eq!(
+            at(128, 128),
+            format!("target/{}.{}", "d".repeat(128), "c".repeat(128))
+        );
+        assert_eq!(at(7, 250), format!("target/ddddddd/{}", "c".repeat(250)));
+        assert_eq!(at(7, 248), format!("target/ddddddd/{}", "c".repeat(248)));
+        assert_eq!(at(7, 200), format!("target/ddddddd.{}", "c".repeat(200)));
+        assert_eq!(
+            at(129, 128),
+            format!("target/{}/{}", "d".repeat(129), "c".repeat(128))
+        );
     }
 }

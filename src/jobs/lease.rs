@@ -11,7 +11,8 @@
 //! Names in use:
 //! - `backup/{name}`: one job creates or deletes backup `name`;
 //! - `reads/{name}/{job}`: a restore reads backup `name` (many at once);
-//! - `target/{db}.{coll}`: one restore fills collection `db.coll`;
+//! - `target/{db}.{coll}` (or `target/{db}/{coll}`, see `holds.rs`): one
+//!   restore fills collection `db.coll`;
 //! - `policy/{name}/{slot}`: one server runs that slot of policy `name`.
 
 use std::sync::Arc;

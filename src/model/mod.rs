@@ -10,7 +10,9 @@ pub mod retention;
 pub mod schedule;
 mod words;
 
-pub use names::{BackupName, CollectionRef, DEFAULT_DB, MAX_NAME_LEN, RESERVED_BACKUP_NAMES};
+pub use names::{
+    BackupName, CollectionRef, DEFAULT_DB, MAX_MILVUS_NAME_LEN, MAX_NAME_LEN, RESERVED_BACKUP_NAMES,
+};
 pub use policy::{
     DEFAULT_NAME_TEMPLATE, Policy, PolicyInput, PolicyName, RetentionInput, Selection,
 };

@@ -175,12 +175,11 @@ impl PolicyStore {
         let key = self.def_key(policy.name());
         // Our own creation retried by the store reads as a conflict: its
         // body (with this call's creation time) tells it apart.
-        let written = self.store.put_if_absent(&key, body.clone()).await?;
-        match written.confirmed(self.store.as_ref(), &key, &body).await? {
-            CondPut::Written(_) => {
-                self.wrote();
-                Ok(parsed(stored)?)
-            }
+        let written = self.store.put_if_absent(&key, body.clone()).await;
+        // Also when the answer is an error: the write may have landed.
+        self.wrote();
+        match written?.confirmed(self.store.as_ref(), &key, &body).await? {
+            CondPut::Written(_) => Ok(parsed(stored)?),
             CondPut::Conflict => Err(Error::already_exists("policy", policy.name())),
         }
     }
@@ -213,12 +212,10 @@ impl PolicyStore {
         };
         let body = Bytes::from(serde_json::to_vec_pretty(&stored)?);
         // A retried write whose first answer was lost finds its own bytes.
-        let written = self.store.put_if_match(&key, body.clone(), &etag).await?;
-        match written.confirmed(self.store.as_ref(), &key, &body).await? {
-            CondPut::Written(_) => {
-                self.wrote();
-                Ok(parsed(stored)?)
-            }
+        let written = self.store.put_if_match(&key, body.clone(), &etag).await;
+        self.wrote();
+        match written?.confirmed(self.store.as_ref(), &key, &body).await? {
+            CondPut::Written(_) => Ok(parsed(stored)?),
             CondPut::Conflict => Err(Error::Aborted(format!(
                 "policy {:?} was changed by another call at the same time; retry",
                 policy.name()

@@ -12,7 +12,7 @@ use crate::jobs::{
 use crate::meta::model::{BackupInfo, CollectionBackupInfo};
 use crate::meta::schema;
 use crate::milvus::{IndexInfo, LoadShape, NewCollection};
-use crate::model::{CollectionRef, DEFAULT_DB};
+use crate::model::{CollectionRef, DEFAULT_DB, MAX_MILVUS_NAME_LEN};
 use crate::restore::imports::{Filling, import_partitions};
 use crate::restore::{Place, RestoreRequest, RestoreTarget, check_compatible, prove, status};
 
@@ -288,10 +288,24 @@ async fn original_shape(
         // Swapped by a version that kept no shape: Milvus's default.
         return Ok(LoadShape::default());
     }
-    let shape = ctx
-        .milvus
-        .load_shape(t.target.db(), t.target.name())
-        .await?;
+    let (db, name) = (t.target.db(), t.target.name());
+    if ctx.milvus.collection_id(db, name).await? != t.original_id {
+        // Not the original any more: the swap says so.
+        return Ok(LoadShape::default());
+    }
+    // Released, GetReplicas answers "replica not found" (2.3+).
+    let shape = match ctx.milvus.loading_progress(db, name).await? {
+        0 => LoadShape::default(),
+        _ => match ctx.milvus.load_shape(db, name).await {
+            Ok(shape) => shape,
+            Err(e @ Error::Milvus { .. }) => {
+                tracing::warn!(collection = %t.target, error = %e,
+                    "cannot read the replicas of the collection replaced: its copy is loaded with Milvus's default");
+                LoadShape::default()
+            }
+            Err(e) => return Err(e),
+        },
+    };
     job.checkpoint(|s| {
         let c = status(s, t);
         c.original_replicas = Some(shape.replicas);
@@ -319,9 +333,19 @@ async fn load_filled(
     if ctx.milvus.loading_progress(at.db(), at.name()).await? == 0 {
         job.checkpoint(|s| status(s, t).loaded_by_job = Some(id))
             .await?;
-        ctx.milvus
-            .load_collection(at.db(), at.name(), shape)
-            .await?;
+        match ctx.milvus.load_collection(at.db(), at.name(), shape).await {
+            // Refused as the original was loaded (its groups changed since,
+            // or mix the default group with others): as before, Milvus's
+            // default, rather than no load at all.
+            Err(e @ Error::Milvus { .. }) if *shape != LoadShape::default() => {
+                tracing::warn!(collection = %at, error = %e, replicas = shape.replicas, groups = ?shape.resource_groups,
+                    "the load as the replaced collection was loaded is refused; loaded with Milvus's default");
+                ctx.milvus
+                    .load_collection(at.db(), at.name(), &LoadShape::default())
+                    .await?;
+            }
+            loaded => loaded?,
+        }
     }
     crate::failpoint::pause_at("restore.loading").await;
     wait_loaded(ctx, at).await
@@ -410,7 +434,14 @@ fn temp_name(target: &str, job_id: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .take(8)
         .collect();
-    format!("{target}_restoring_{tag}")
+    // Within Milvus's 255: a long target is cut (names are ASCII), and
+    // the CRC of its whole name keeps two cut alike apart.
+    let keep = MAX_MILVUS_NAME_LEN - "_restoring_".len() - tag.len();
+    if target.len() <= keep {
+        return format!("{target}_restoring_{tag}");
+    }
+    let crc = crc32c::crc32c(target.as_bytes());
+    format!("{}{crc:08x}_restoring_{tag}", &target[..keep - 8])
 }
 
 /// Before a replace: the restored copy has the backup's schema and holds the
@@ -576,4 +607,23 @@ async fn wait_loaded(ctx: &Context, target: &CollectionRef) -> Result<()> {
         tokio::time::sleep(ctx.timing.poll_interval).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copys_name_stays_within_milvuss_limit() {
+        assert_eq!(
+            temp_name("orders", "ab-12cd34ef56"),
+            "orders_restoring_ab12cd34"
+        );
+        let long = temp_name(&"c".repeat(MAX_MILVUS_NAME_LEN), "ab-12cd34ef56");
+        assert_eq!(long.len(), MAX_MILVUS_NAME_LEN);
+        assert!(long.ends_with("_restoring_ab12cd34"), "{long}");
+        let other = temp_name(&format!("{}d", "c".repeat(254)), "ab-12cd34ef56");
+        assert_eq!(other.len(), MAX_MILVUS_NAME_LEN);
+        assert_ne!(long, other, "two targets cut alike");
+    }
 }
