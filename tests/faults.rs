@@ -175,7 +175,11 @@ async fn milvus_going_away_fails_the_job_clearly() {
     let (via_proxy, up) = common::faults::milvus_through_switch(&cfg).await;
     let release = std::env::temp_dir().join(common::unique("gone_release"));
     let failpoint = format!("restore.importing@{}", release.display());
-    let server = Proc::start(&via_proxy, "milvus-gone", "", Some(&failpoint)).await;
+    // A root of its own: switched off, its Milvus would fail any job of
+    // another test's server it took over.
+    let root = common::unique("gone_root");
+    let server =
+        Proc::start_rooted_paused(&via_proxy, "milvus-gone", &root, "", Some(&failpoint)).await;
     let mut client = server.client.clone();
     let name = common::unique("fine");
     flows::backup_collections(&mut client, &name, &[&spec.name]).await;

@@ -318,7 +318,11 @@ async fn a_swap_its_cleanup_could_not_finish_is_finished_at_the_next_start() {
     let (via_proxy, up) = common::faults::milvus_through_switch(&cfg).await;
     let release = std::env::temp_dir().join(common::unique("unfin_release"));
     let failpoint = format!("restore.swap.dropped@{}", release.display());
-    let mut server = process::Proc::start(&via_proxy, "unfin-state", "", Some(&failpoint)).await;
+    // A root of its own: switched off, its Milvus fails any job it takes over.
+    let root = common::unique("unfin_root");
+    let mut server =
+        process::Proc::start_rooted_paused(&via_proxy, "unfin-state", &root, "", Some(&failpoint))
+            .await;
     let backup = common::unique("unfin_b");
     flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
     let id = flows::start_restore(&mut server.client, restore_req(&backup, "", true)).await;
@@ -379,7 +383,15 @@ async fn a_cleanup_that_could_not_reach_milvus_drops_the_database_at_the_next_st
     let (via_proxy, up) = common::faults::milvus_through_switch(&cfg).await;
     let release = std::env::temp_dir().join(common::unique("unreach_release"));
     let failpoint = format!("restore.created@{}", release.display());
-    let mut server = process::Proc::start(&via_proxy, "unreach-state", "", Some(&failpoint)).await;
+    let root = common::unique("unreach_root");
+    let mut server = process::Proc::start_rooted_paused(
+        &via_proxy,
+        "unreach-state",
+        &root,
+        "",
+        Some(&failpoint),
+    )
+    .await;
     let backup = common::unique("unreach_b");
     flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
     let db = common::unique("unreach_db");
