@@ -409,29 +409,18 @@ async fn restore_options_drop_skip_create_index_load_and_meta_only() {
         }
     );
     data::delete(&m, &Spec::new(&t1), "pk in [1, 2]").await;
-    flows::restore(
-        &mut client,
-        pb::RestoreRequest {
-            collection_renames: renamed(&t1),
-            drop_existing_collections: true,
-            ..restore_req(&name, "")
-        },
-    )
-    .await;
+    let replace_t1 = pb::RestoreRequest {
+        collection_renames: renamed(&t1),
+        drop_existing_collections: true,
+        ..restore_req(&name, "")
+    };
+    flows::restore(&mut client, replace_t1.clone()).await;
     assert_eq!(m.load_shape(&spec.db, &t1).await.unwrap(), shape);
     check(t1.clone()).await;
     // Over a released target (GetReplicas answers "replica not found"):
     // loaded with Milvus's default.
     m.release_collection(&spec.db, &t1).await.unwrap();
-    flows::restore(
-        &mut client,
-        pb::RestoreRequest {
-            collection_renames: renamed(&t1),
-            drop_existing_collections: true,
-            ..restore_req(&name, "")
-        },
-    )
-    .await;
+    flows::restore(&mut client, replace_t1).await;
     assert_eq!(m.load_shape(&spec.db, &t1).await.unwrap(), shape);
     check(t1.clone()).await;
 
