@@ -8,7 +8,10 @@
 //!   the shared record: the job stays SUCCEEDED and its collection stays.
 //! - a CLI restore interrupted with Ctrl-C is cancelled and cleaned up;
 //! - a backup whose owner dies during its early copy is resumed from the
-//!   folder it claimed.
+//!   folder it claimed;
+//! - a replica that cannot reach Milvus leaves a dead server's backup and
+//!   restore alone (it would only fail them) and resumes them once Milvus
+//!   answers again.
 
 mod common;
 #[path = "common/figures.rs"]
@@ -521,6 +524,88 @@ async fn a_partition_created_while_a_collection_is_described_is_backed_up() {
             now.len()
         )],
     );
+    owner.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    data::drop_if_exists(&m, &spec.db, &target).await;
+}
+
+/// The only other replica cannot reach Milvus (through a proxy switched
+/// off) when the owner of a backup and of a restore is SIGKILLed: it takes
+/// neither over (a resumed restore would fail UNAVAILABLE at its first call;
+/// before, it did) and says why in its log; both jobs stay unended. Once
+/// Milvus answers again it resumes both under their ids: the backup ends
+/// SUCCEEDED and verifies, the restore ends SUCCEEDED with rows equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_that_cannot_reach_milvus_leaves_dead_servers_jobs_alone() {
+    use std::sync::atomic::Ordering;
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let (spec, rows) = source(&m, "nomilvus_src").await;
+    let root = common::unique("nomilvus_root");
+    let (via_proxy, up) = common::faults::milvus_through_switch(&cfg).await;
+    let mut b = Proc::start_rooted(&via_proxy, "nmtaker", &root, "").await;
+    let base = common::unique("nomilvus_base");
+    flows::backup_collections(&mut b.client, &base, &[&spec.name]).await;
+    let failpoints = "backup.described,restore.importing";
+    let mut owner = Proc::start_rooted_paused(&cfg, "nmowner", &root, "", Some(failpoints)).await;
+    let name = common::unique("nomilvus_b");
+    let mut stream = owner
+        .client
+        .clone()
+        .create_backup(flows::backup_request(&name, &[&spec.name]))
+        .await
+        .unwrap()
+        .into_inner();
+    let backup_id = stream.message().await.unwrap().unwrap().backup.unwrap().id;
+    let restore_id = flows::start_restore(
+        &mut owner.client,
+        flows::restore_loaded_request(&base, "_nm"),
+    )
+    .await;
+    let count = |p: &Proc, needle: &str| {
+        std::fs::read_to_string(&p.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    };
+    flows::eventually("both jobs paused", Duration::from_secs(120), || async {
+        count(&owner, "failpoint reached") == 2
+    })
+    .await;
+    common::faults::switch_off(&up).await;
+    owner.kill();
+
+    // The 3 s leases expire, half a TTL passes, and B looks every second.
+    flows::eventually("B looks", Duration::from_secs(60), || async {
+        count(&b, "cannot reach Milvus: dead servers") + count(&b, "took over a") > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut on_b = b.client.clone();
+    let backup = flows::get_backup(&mut on_b, &name).await;
+    let restore = flows::get_restore(&mut on_b, &restore_id).await;
+    assert_eq!(count(&b, "took over a"), 0, "B took a job over");
+    assert!(
+        backup.state < pb::JobState::Succeeded as i32
+            && restore.state < pb::JobState::Succeeded as i32,
+        "left alone, unended: {backup:?} {restore:?}"
+    );
+
+    up.store(true, Ordering::SeqCst);
+    let end = flows::watch_backup_to_end(&mut on_b, &name, Duration::from_secs(120)).await;
+    assert_eq!(
+        (end.state, end.id.clone()),
+        (pb::JobState::Succeeded as i32, backup_id),
+        "{end:?}"
+    );
+    flows::assert_verifies(&mut on_b, &name, "resumed once Milvus answered").await;
+    let end = flows::watch_restore_to_end(&mut on_b, &restore_id).await;
+    assert_eq!(end.state, pb::JobState::Succeeded as i32, "{end:?}");
+    let target = format!("{}_nm", spec.name);
+    let restored = data::rows(&m, &spec, &spec.db, &target, &[]).await;
+    data::assert_rows_equal("resumed once Milvus answered", &rows, &restored);
+    b.finish();
     owner.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     data::drop_if_exists(&m, &spec.db, &target).await;

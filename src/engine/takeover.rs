@@ -10,11 +10,16 @@
 //!   recorded are followed, not asked again (see `restore/imports.rs`).
 //! - A delete runs again over what is left of the backup (it removes only
 //!   what no other backup references); one that finds nothing left ended.
+//!
+//! A server that cannot reach Milvus resumes no backup or restore (it would
+//! only fail them): it leaves them to a replica that can, or to itself once
+//! Milvus answers again.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
 use super::Engine;
@@ -45,10 +50,11 @@ impl Engine {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(every) => {}
                 }
-                if let Err(e) = engine.take_over_backups(&mut finished).await {
+                let milvus = MilvusProbe::default();
+                if let Err(e) = engine.take_over_backups(&mut finished, &milvus).await {
                     warn!(error = %e, "cannot look for backups to take over");
                 }
-                if let Err(e) = engine.take_over_restores(&mut finished).await {
+                if let Err(e) = engine.take_over_restores(&mut finished, &milvus).await {
                     warn!(error = %e, "cannot look for restores to take over");
                 }
                 if let Err(e) = engine.take_over_deletes(&mut finished).await {
@@ -82,7 +88,11 @@ impl Engine {
         Ok(out)
     }
 
-    async fn take_over_backups(&self, finished: &mut HashSet<String>) -> Result<()> {
+    async fn take_over_backups(
+        &self,
+        finished: &mut HashSet<String>,
+        milvus: &MilvusProbe,
+    ) -> Result<()> {
         let Some(shared) = self.pool.shared() else {
             return Ok(());
         };
@@ -102,7 +112,9 @@ impl Engine {
                 continue;
             };
             let cancelled = shared.cancel_requested::<BackupSnapshot>(&name).await?;
-            let outcome = self.take_over(record.clone(), order, cancelled).await;
+            let outcome = self
+                .take_over(record.clone(), order, cancelled, milvus)
+                .await;
             match outcome {
                 Ok(()) => {}
                 // Milvus no longer has what it backs up.
@@ -116,7 +128,11 @@ impl Engine {
         Ok(())
     }
 
-    async fn take_over_restores(&self, finished: &mut HashSet<String>) -> Result<()> {
+    async fn take_over_restores(
+        &self,
+        finished: &mut HashSet<String>,
+        milvus: &MilvusProbe,
+    ) -> Result<()> {
         let Some(shared) = self.pool.shared() else {
             return Ok(());
         };
@@ -134,7 +150,10 @@ impl Engine {
                 true => Err(Error::Cancelled(format!(
                     "restore {id} was cancelled while its server was down"
                 ))),
-                false => self.resume_restore(&record, order).await,
+                false => match self.milvus_answers(milvus).await {
+                    Ok(()) => self.resume_restore(&record, order).await,
+                    Err(e) => Err(e),
+                },
             };
             match outcome {
                 Ok(()) => {}
@@ -237,6 +256,7 @@ impl Engine {
         record: BackupSnapshot,
         order: BackupOrder,
         cancelled: bool,
+        milvus: &MilvusProbe,
     ) -> Result<()> {
         let name = record.name.clone();
         // Under the name's lease: a delete of the completed backup cannot
@@ -264,6 +284,7 @@ impl Engine {
                 "backup {name} was cancelled while its server was down"
             )));
         }
+        self.milvus_answers(milvus).await?;
         let req = BackupRequest::resume(BackupInput {
             name: name.clone(),
             collections: order.collections,
@@ -275,6 +296,34 @@ impl Engine {
         self.create_backup(req).await?;
         info!(backup = %name, id = %record.id, "took over a backup whose server died");
         Ok(())
+    }
+}
+
+/// Whether Milvus answers this server, asked at most once per look and only
+/// when a job to resume needs it: `Some(why)` when it does not.
+#[derive(Default)]
+struct MilvusProbe(OnceCell<Option<String>>);
+
+impl Engine {
+    /// [`Error::Unavailable`] (tried again at the next look) when this server
+    /// cannot reach Milvus: a job resumed here would fail at its first call.
+    async fn milvus_answers(&self, probe: &MilvusProbe) -> Result<()> {
+        let failure = probe
+            .0
+            .get_or_init(|| async {
+                let e = self.ctx.milvus.version().await.err()?;
+                warn!(error = %e, "cannot reach Milvus: dead servers' backups and restores are left to a replica that can");
+                Some(e.to_string())
+            })
+            .await;
+        match failure {
+            None => Ok(()),
+            Some(why) => Err(Error::Unavailable {
+                service: "milvus",
+                address: self.ctx.milvus.address().to_string(),
+                detail: format!("jobs are not resumed here: {why}"),
+            }),
+        }
     }
 }
 
