@@ -38,6 +38,11 @@ use crate::model::{BackupInput, BackupName, BackupRequest, Caller, RestoreInput,
 /// every server also while nothing is left to take over.
 const SWEEP_BOUNDS: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(10));
 
+/// Whether Milvus answers this server, asked at most once per look and only
+/// when a job to resume needs it: `Some(why)` when it does not.
+#[derive(Default)]
+struct MilvusProbe(OnceCell<Option<String>>);
+
 impl Engine {
     /// Looks for backups to take over until the engine shuts down.
     pub fn start_takeover(self: &Arc<Self>) {
@@ -150,10 +155,7 @@ impl Engine {
                 true => Err(Error::Cancelled(format!(
                     "restore {id} was cancelled while its server was down"
                 ))),
-                false => match self.milvus_answers(milvus).await {
-                    Ok(()) => self.resume_restore(&record, order).await,
-                    Err(e) => Err(e),
-                },
+                false => self.resume_restore(&record, order, milvus).await,
             };
             match outcome {
                 Ok(()) => {}
@@ -216,7 +218,13 @@ impl Engine {
         Ok(())
     }
 
-    async fn resume_restore(&self, record: &RestoreSnapshot, order: RestoreOrder) -> Result<()> {
+    async fn resume_restore(
+        &self,
+        record: &RestoreSnapshot,
+        order: RestoreOrder,
+        milvus: &MilvusProbe,
+    ) -> Result<()> {
+        self.milvus_answers(milvus).await?;
         let req = RestoreRequest::resume(RestoreInput {
             backup_name: record.backup_name.clone(),
             collections: order.collections,
@@ -233,6 +241,27 @@ impl Engine {
         self.restores.start(&self.ctx, req).await?;
         info!(restore = %record.id, "took over a restore whose server died");
         Ok(())
+    }
+
+    /// [`Error::Unavailable`] (tried again at the next look) when this server
+    /// cannot reach Milvus: a job resumed here would fail at its first call.
+    async fn milvus_answers(&self, probe: &MilvusProbe) -> Result<()> {
+        let failure = probe
+            .0
+            .get_or_init(|| async {
+                let e = self.ctx.milvus.version().await.err()?;
+                warn!(error = %e, "cannot reach Milvus: dead servers' backups and restores are left to a replica that can");
+                Some(e.to_string())
+            })
+            .await;
+        match failure {
+            None => Ok(()),
+            Some(why) => Err(Error::Unavailable {
+                service: "milvus",
+                address: self.ctx.milvus.address().to_string(),
+                detail: format!("jobs are not resumed here: {why}"),
+            }),
+        }
     }
 
     /// Ends a backup that cannot be resumed (see [`crate::backup::abandon`])
@@ -296,34 +325,6 @@ impl Engine {
         self.create_backup(req).await?;
         info!(backup = %name, id = %record.id, "took over a backup whose server died");
         Ok(())
-    }
-}
-
-/// Whether Milvus answers this server, asked at most once per look and only
-/// when a job to resume needs it: `Some(why)` when it does not.
-#[derive(Default)]
-struct MilvusProbe(OnceCell<Option<String>>);
-
-impl Engine {
-    /// [`Error::Unavailable`] (tried again at the next look) when this server
-    /// cannot reach Milvus: a job resumed here would fail at its first call.
-    async fn milvus_answers(&self, probe: &MilvusProbe) -> Result<()> {
-        let failure = probe
-            .0
-            .get_or_init(|| async {
-                let e = self.ctx.milvus.version().await.err()?;
-                warn!(error = %e, "cannot reach Milvus: dead servers' backups and restores are left to a replica that can");
-                Some(e.to_string())
-            })
-            .await;
-        match failure {
-            None => Ok(()),
-            Some(why) => Err(Error::Unavailable {
-                service: "milvus",
-                address: self.ctx.milvus.address().to_string(),
-                detail: format!("jobs are not resumed here: {why}"),
-            }),
-        }
     }
 }
 
