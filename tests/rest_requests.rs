@@ -253,6 +253,8 @@ async fn a_restore_of_a_whole_database_restores_that_database_only() {
             "collection",
         ),
         (format!("{base}/get_restore?id=x&verbose=1"), "verbose"),
+        // A cache-buster is let through on a GET only.
+        (format!("{base}/delete?backup_name={plain}&_=1"), "\"_\""),
     ] {
         let method = if url.contains("/delete?") {
             "DELETE"
@@ -270,8 +272,11 @@ async fn a_restore_of_a_whole_database_restores_that_database_only() {
             "{url}: {answer}"
         );
     }
-    let (status, answer) =
-        tokio::task::block_in_place(|| curl(&[&format!("{base}/get_backup?backup_name={plain}")]));
+    let (status, answer) = tokio::task::block_in_place(|| {
+        curl(&[&format!(
+            "{base}/get_backup?backup_name={plain}&_=1764900000000"
+        )])
+    });
     assert_eq!(status, 200, "the refused delete left it: {answer}");
     // A create that names no backup gets a name, as the Go tool gives one.
     let (status, unnamed) = post(

@@ -94,9 +94,12 @@ impl<T: DeserializeOwned + QueryNames> FromRequestParts<Rest> for Params<T> {
         };
         let Query(all) =
             Query::<Vec<(String, String)>>::try_from_uri(&parts.uri).map_err(invalid)?;
+        // `_` on a GET is a client's cache-buster (`_=<time>`, as jQuery's
+        // `cache: false` adds): it asks for no setting, so it is let through.
+        let cache_buster = |k: &str| k == "_" && parts.method == axum::http::Method::GET;
         let unknown: HashMap<String, serde_json::Value> = all
             .into_iter()
-            .filter(|(k, _)| !T::NAMES.contains(&k.as_str()))
+            .filter(|(k, _)| !T::NAMES.contains(&k.as_str()) && !cache_buster(k))
             .map(|(k, v)| (k, serde_json::Value::String(v)))
             .collect();
         unsupported::refuse_set(&unknown).map_err(refused)?;
