@@ -248,6 +248,59 @@ def whole_job(server, figures, key, collections, runs):
     figures[f"{key}_phases"] = {p: median(s) for p, s in phases.items()}
 
 
+def restore_section(server, figures, runs):
+    """Our restore of bench_big_a from a same-bucket backup against Milvus's
+    import of the same binlogs alone, one of each in turn (Milvus's import
+    time drifts by seconds over minutes: runs in turn share the drift)."""
+    server.backup("bench_restore_src", BIG[:1])
+    rest, verify, alone = [], [], []
+    for i in range(runs):
+        for target in [f"{BIG[0]}_r{i}", f"{BIG[0]}_i{i}"]:
+            if utility.has_collection(target):
+                utility.drop_collection(target)
+        rest.append(server.restore("bench_restore_src", BIG[:1], f"_r{i}"))
+        verify.append(server.last_restore_phases.get("verify", 0.0))
+        log(f"ours restore run {i}: {rest[-1]:.2f} s (verify phase {verify[-1]:.2f} s)")
+        utility.drop_collection(f"{BIG[0]}_r{i}")
+        # The reference: Milvus's import of the same binlogs alone, into an
+        # empty collection made beforehand (untimed); no copy is needed in
+        # the same bucket.
+        target = f"{BIG[0]}_i{i}"
+        server.call("POST", "/api/v1/restore", {"backup_name": "bench_restore_src", "collection_names": BIG[:1],
+                                                "collection_suffix": f"_i{i}", "metaOnly": True, "async": False})
+        out = tool("import-alone", "--backup", "bench_restore_src", "--target", target)
+        alone.append(float(out.split("seconds=")[1]))
+        log(f"Milvus import alone run {i}: {alone[-1]:.2f} s ({out})")
+        utility.drop_collection(target)
+    figures["restore_ours_s"] = median(rest)
+    # The verify phase proves every object before Milvus imports it; the
+    # restore without it would take the rest of the time.
+    figures["restore_verify_s"] = median(verify)
+    figures["restore_import_alone_s"] = median(alone)
+    server.delete("bench_restore_src")
+
+
+def only_restore(runs):
+    """Re-measures the restore against Milvus's import alone, over the
+    figures of the last full run."""
+    path = RUN / "figures.json"
+    figures = json.loads(path.read_text())
+    connections.connect(uri="http://127.0.0.1:19530")
+    wait_flushable(BIG[0])
+    server = Server(config(RUN / "same.yaml"))
+    try:
+        server.delete("bench_restore_src")  # left by an interrupted run
+    except urllib.error.HTTPError:
+        pass
+    restore_section(server, figures, runs)
+    server.stop()
+    log(f"restore {figures['restore_ours_s']:.2f} s (verify {figures['restore_verify_s']:.2f} s), "
+        f"import alone {figures['restore_import_alone_s']:.2f} s, "
+        f"ratio {figures['restore_ours_s'] / figures['restore_import_alone_s']:.3f}")
+    path.write_text(json.dumps(figures, indent=2))
+    write_report(figures)
+
+
 def only_whole_job(runs):
     """Re-measures the whole-job ratios alone (printed, and merged into the
     figures of the last full run when there is one)."""
@@ -282,6 +335,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--small", type=int, default=1000)
     ap.add_argument("--only-list", action="store_true", help="re-measure ListBackups alone")
+    ap.add_argument("--only-restore", action="store_true",
+                    help="re-measure the restore against Milvus's import alone, in turn")
     ap.add_argument("--only-whole-job", action="store_true",
                     help="re-measure the whole-job ratios alone (big and 100 small collections vs the raw loop)")
     args = ap.parse_args()
@@ -290,6 +345,8 @@ def main():
         return only_list(runs, args.small)
     if args.only_whole_job:
         return only_whole_job(runs)
+    if args.only_restore:
+        return only_restore(runs)
     figures = {}
     ids, flags = collection_filters(BIG)
     wait_flushable(BIG[0])
@@ -380,36 +437,7 @@ def main():
 
     # 3. Restore of one big collection from a same-bucket backup (Milvus imports in place).
     server = Server(config(RUN / "same.yaml"))
-    server.backup("bench_restore_src", BIG[:1])
-    rest, verify = [], []
-    for i in range(runs):
-        target = f"{BIG[0]}_r{i}"
-        if utility.has_collection(target):
-            utility.drop_collection(target)
-        rest.append(server.restore("bench_restore_src", BIG[:1], f"_r{i}"))
-        verify.append(server.last_restore_phases.get("verify", 0.0))
-        log(f"ours restore run {i}: {rest[-1]:.2f} s (verify phase {verify[-1]:.2f} s)")
-        utility.drop_collection(target)
-    figures["restore_ours_s"] = median(rest)
-    # The verify phase proves every object before Milvus imports it; the
-    # restore without it would take the rest of the time.
-    figures["restore_verify_s"] = median(verify)
-    # The reference: Milvus's import of the same binlogs alone, into an empty
-    # collection made beforehand (untimed); no copy is needed in the same bucket.
-    alone = []
-    for i in range(runs):
-        target = f"{BIG[0]}_i{i}"
-        if utility.has_collection(target):
-            utility.drop_collection(target)
-        server.call("POST", "/api/v1/restore", {"backup_name": "bench_restore_src", "collection_names": BIG[:1],
-                                                "collection_suffix": f"_i{i}", "metaOnly": True, "async": False})
-        out = subprocess.run([str(TOOL), "--access-key", AK, "--secret-key", SK, "--bucket", BUCKET,
-                              "import-alone", "--backup", "bench_restore_src", "--target", target],
-                             check=True, capture_output=True, text=True).stdout
-        alone.append(float(out.split("seconds=")[1]))
-        log(f"Milvus import alone run {i}: {alone[-1]:.2f} s ({out.strip()})")
-        utility.drop_collection(target)
-    figures["restore_import_alone_s"] = median(alone)
+    restore_section(server, figures, runs)
 
     # 5. Scaling: 100 and all small collections; ListBackups with 1,000 and 10,000 backups.
     small = [f"bench_small_{i:04d}" for i in range(args.small)]
@@ -419,7 +447,6 @@ def main():
         log(f"ours backup of {n} small collections: {seconds:.2f} s")
         server.delete(f"bench_scale_{n}")
     list_section(server, figures, runs, small)
-    server.delete("bench_restore_src")
     server.stop()
     figures["runs"] = runs
     (RUN / "figures.json").write_text(json.dumps(figures, indent=2))
@@ -488,7 +515,8 @@ def write_report(f):
         f"median of {f['runs']} runs unless marked. Raw figures: `.bench/run/figures.json`.",
         "The same-endpoint and 100-small-collections whole-job rows and their raw loops may",
         "come from a later `measure.py --only-whole-job --runs 5` (median of 5, one after the",
-        "other in one run), and the REST ListBackups rows from `--only-list`.",
+        "other in one run), the REST ListBackups rows from `--only-list`, and the restore rows",
+        "from `--only-restore` (each of our restores followed by Milvus's import alone).",
         "",
         f"- Machine: {os.cpu_count()} cores, {mem:.0f} GiB, {platform.platform()}",
         f"- Milvus 2.3.5 standalone (PyPI wheel) on Garage: `{version([str(BENCH / 'tools/bin/garage'), '--version'])}`",
