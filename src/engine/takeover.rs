@@ -38,6 +38,10 @@ use crate::model::{BackupInput, BackupName, BackupRequest, Caller, RestoreInput,
 /// every server also while nothing is left to take over.
 const SWEEP_BOUNDS: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(10));
 
+/// How long a look waits for Milvus's version before it leaves the jobs
+/// that need Milvus to another replica (the look holds up deletes too).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Whether Milvus answers this server, asked at most once per look and only
 /// when a job to resume needs it: `Some(why)` when it does not.
 #[derive(Default)]
@@ -151,11 +155,14 @@ impl Engine {
             let Some(order) = record.order.clone() else {
                 continue;
             };
+            // Both a resume and the cleanup of a cancelled restore need
+            // Milvus: without it the cleanup would leave its collections.
+            self.milvus_answers(milvus).await?;
             let outcome = match shared.cancel_requested::<RestoreSnapshot>(&id).await? {
                 true => Err(Error::Cancelled(format!(
                     "restore {id} was cancelled while its server was down"
                 ))),
-                false => self.resume_restore(&record, order, milvus).await,
+                false => self.resume_restore(&record, order).await,
             };
             match outcome {
                 Ok(()) => {}
@@ -218,13 +225,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn resume_restore(
-        &self,
-        record: &RestoreSnapshot,
-        order: RestoreOrder,
-        milvus: &MilvusProbe,
-    ) -> Result<()> {
-        self.milvus_answers(milvus).await?;
+    async fn resume_restore(&self, record: &RestoreSnapshot, order: RestoreOrder) -> Result<()> {
         let req = RestoreRequest::resume(RestoreInput {
             backup_name: record.backup_name.clone(),
             collections: order.collections,
@@ -244,14 +245,21 @@ impl Engine {
     }
 
     /// [`Error::Unavailable`] (tried again at the next look) when this server
-    /// cannot reach Milvus: a job resumed here would fail at its first call.
+    /// cannot reach Milvus within [`PROBE_TIMEOUT`]: a job resumed here would
+    /// fail at its first call. Any other answer lets the job go on (a refusal
+    /// of our credentials fails it, naming why, as it did before).
     async fn milvus_answers(&self, probe: &MilvusProbe) -> Result<()> {
         let failure = probe
             .0
             .get_or_init(|| async {
-                let e = self.ctx.milvus.version().await.err()?;
-                warn!(error = %e, "cannot reach Milvus: dead servers' backups and restores are left to a replica that can");
-                Some(e.to_string())
+                let answer = tokio::time::timeout(PROBE_TIMEOUT, self.ctx.milvus.version()).await;
+                let why = match answer {
+                    Err(_) => format!("no answer within {PROBE_TIMEOUT:?}"),
+                    Ok(Err(e @ Error::Unavailable { .. })) => e.to_string(),
+                    Ok(_) => return None,
+                };
+                warn!(error = %why, "cannot reach Milvus: dead servers' backups and restores are left to a replica that can");
+                Some(why)
             })
             .await;
         match failure {
@@ -288,6 +296,11 @@ impl Engine {
         milvus: &MilvusProbe,
     ) -> Result<()> {
         let name = record.name.clone();
+        // Before the name's lease: taking it, even briefly, would put the
+        // job's takeover off by a TTL for the replicas that can reach Milvus.
+        if !cancelled {
+            self.milvus_answers(milvus).await?;
+        }
         // Under the name's lease: a delete of the completed backup cannot
         // run between the read and the publication of its index entry.
         let job = uuid::Uuid::new_v4().to_string();
@@ -313,7 +326,6 @@ impl Engine {
                 "backup {name} was cancelled while its server was down"
             )));
         }
-        self.milvus_answers(milvus).await?;
         let req = BackupRequest::resume(BackupInput {
             name: name.clone(),
             collections: order.collections,

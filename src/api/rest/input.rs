@@ -94,9 +94,10 @@ impl<T: DeserializeOwned + QueryNames> FromRequestParts<Rest> for Params<T> {
         };
         let Query(all) =
             Query::<Vec<(String, String)>>::try_from_uri(&parts.uri).map_err(invalid)?;
-        // `_` on a GET is a client's cache-buster (`_=<time>`, as jQuery's
+        // `_` on a GET (or HEAD) is a client's cache-buster (`_=<time>`, as jQuery's
         // `cache: false` adds): it asks for no setting, so it is let through.
-        let cache_buster = |k: &str| k == "_" && parts.method == axum::http::Method::GET;
+        let read_only = [axum::http::Method::GET, axum::http::Method::HEAD].contains(&parts.method);
+        let cache_buster = |k: &str| k == "_" && read_only;
         let unknown: HashMap<String, serde_json::Value> = all
             .into_iter()
             .filter(|(k, _)| !T::NAMES.contains(&k.as_str()) && !cache_buster(k))
