@@ -59,6 +59,19 @@ async fn early_copies_made(
     seen
 }
 
+/// Starts a backup of `collection` on `server`: its job id. The job runs
+/// on when the stream is dropped.
+async fn started_backup(server: &Proc, name: &str, collection: &str) -> String {
+    let mut stream = server
+        .client
+        .clone()
+        .create_backup(flows::backup_request(name, &[collection]))
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().unwrap().backup.unwrap().id
+}
+
 /// A JSON object of the backup storage.
 async fn read_json(
     store: &dyn milvus_backup::storage::ObjectStore,
@@ -236,14 +249,7 @@ async fn a_backup_killed_during_its_early_copy_is_resumed_from_the_claimed_folde
         Proc::start_rooted_paused(&cfg, "eowner", &root, "", Some("backup.describing")).await;
     let b = Proc::start_rooted(&cfg, "etaker", &root, "").await;
     let name = common::unique("early_b");
-    let mut stream = owner
-        .client
-        .clone()
-        .create_backup(flows::backup_request(&name, &[&spec.name]))
-        .await
-        .unwrap()
-        .into_inner();
-    let id = stream.message().await.unwrap().unwrap().backup.unwrap().id;
+    let id = started_backup(&owner, &name, &spec.name).await;
     owner.wait_paused(Duration::from_secs(60)).await;
     // Paused before any description; the early copy runs on until it is done.
     let mut on_owner = owner.client.clone();
@@ -549,14 +555,7 @@ async fn a_replica_that_cannot_reach_milvus_leaves_dead_servers_jobs_alone() {
     let failpoints = "backup.described,restore.importing";
     let mut owner = Proc::start_rooted_paused(&cfg, "nmowner", &root, "", Some(failpoints)).await;
     let name = common::unique("nomilvus_b");
-    let mut stream = owner
-        .client
-        .clone()
-        .create_backup(flows::backup_request(&name, &[&spec.name]))
-        .await
-        .unwrap()
-        .into_inner();
-    let backup_id = stream.message().await.unwrap().unwrap().backup.unwrap().id;
+    let backup_id = started_backup(&owner, &name, &spec.name).await;
     let restore_id = flows::start_restore(
         &mut owner.client,
         flows::restore_loaded_request(&base, "_nm"),
