@@ -294,32 +294,26 @@ pub async fn delete(engine: &Arc<Engine>, name: &BackupName) -> Result<()> {
 
 /// `verify`: re-reads the backup; `DataLoss` names every damaged object.
 pub async fn verify(engine: &Arc<Engine>, name: &BackupName) -> Result<()> {
-    let reporter = Arc::new(std::sync::Mutex::new(Reporter::new("verify")));
-    let shown = reporter.clone();
-    let last = engine
-        .verify_backup(name, move |p| {
-            let progress = Progress {
-                bytes_done: p.bytes_done,
-                bytes_total: p.bytes_total,
-                files_done: p.objects_done,
-                files_total: p.objects_total,
-                ..Default::default()
-            };
-            let state = if p.objects_done == p.objects_total {
-                JobState::Succeeded
-            } else {
-                JobState::Running
-            };
-            shown
-                .lock()
-                .expect("reporter")
-                .show("verify", state, &progress);
-        })
-        .await?;
-    reporter.lock().expect("reporter").finish();
-    if let Some(report) = last.damage_report(name) {
-        return Err(Error::DataLoss(report));
+    let mut reporter = Reporter::new("verify");
+    let verification = engine.verify_backup(name).await?;
+    let mut snapshots = verification.snapshots();
+    loop {
+        let now = snapshots.borrow_and_update().clone();
+        let p = &now.progress;
+        let progress = Progress {
+            bytes_done: p.bytes_done,
+            bytes_total: p.bytes_total,
+            files_done: p.objects_done,
+            files_total: p.objects_total,
+            ..Default::default()
+        };
+        reporter.show("verify", now.state, &progress);
+        if now.state.is_terminal() || snapshots.changed().await.is_err() {
+            break;
+        }
     }
+    reporter.finish();
+    let last = verification.ended().await?.progress;
     println!(
         "backup {name} verified: {} objects, {} bytes, all sizes and checksums match",
         last.objects_total, last.bytes_total

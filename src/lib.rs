@@ -24,5 +24,6 @@ pub mod restore;
 pub mod retry;
 pub mod storage;
 pub mod tls;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -102,7 +102,7 @@ impl Metrics {
         self.streamed_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// A job of `kind` (`backup`, `restore`, `delete`) started.
+    /// A job of `kind` (`backup`, `restore`, `delete`, `verify`) started.
     pub fn job_started(&self, kind: &'static str) {
         self.jobs_running.add(kind, 1);
     }
@@ -258,7 +258,7 @@ impl Metrics {
         }
         let name = "milvus_backup_jobs_running";
         describe(&mut out, name, "gauge", "Jobs running now.");
-        for kind in ["backup", "restore", "delete"] {
+        for kind in ["backup", "restore", "delete", "verify"] {
             let n = self.jobs_running.get(&kind);
             let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {n}");
         }

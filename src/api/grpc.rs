@@ -11,8 +11,7 @@ use super::convert::collection_filter;
 use super::proto as pb;
 use super::proto::backup_service_server::BackupService;
 use crate::engine::Engine;
-use crate::engine::VerifyProgress;
-use crate::error::Error;
+use crate::engine::VerifySnapshot;
 use crate::jobs::{BackupSnapshot, JobSnapshot, RestoreSnapshot};
 use crate::model::{BackupLookup, BackupName, BackupRequest, JobId, RestoreRequest};
 
@@ -219,35 +218,44 @@ impl BackupService for GrpcService {
         let (tx, rx) = mpsc::channel(8);
         let engine = self.engine.clone();
         tokio::spawn(async move {
-            let msg = |p: &VerifyProgress| pb::VerifyBackupResponse::from(p);
-            let progress_tx = tx.clone();
-            let work = engine.verify_backup(&name, move |p| {
-                // Progress is best effort; the final answer below is not.
-                let _ = progress_tx.try_send(Ok(msg(p)));
-            });
-            // A verification nobody reads stops (dropped, it frees its job
-            // slot and its hold), unless it was asked to go on.
-            let result = if detached {
-                let result = work.await;
-                if let Err(e) = &result {
-                    tracing::warn!(backup = %name, error = %e, "detached verification failed");
-                }
-                result
-            } else {
-                tokio::select! {
-                    r = work => r,
-                    _ = tx.closed() => return,
+            let msg = |s: &VerifySnapshot| pb::VerifyBackupResponse::from(&s.progress);
+            let mut verification = match engine.verify_backup(&name).await {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = tx.send(Err(Status::from(e))).await;
+                    return;
                 }
             };
-            let last = match result {
-                Ok(p) => match p.damage_report(&name) {
-                    None => Ok(msg(&p)),
-                    Some(report) => {
-                        let _ = tx.send(Ok(msg(&p))).await;
-                        Err(Status::from(Error::DataLoss(report)))
+            if detached {
+                verification.detach();
+            }
+            let mut snapshots = verification.snapshots();
+            loop {
+                let now = snapshots.borrow_and_update().clone();
+                if now.state.is_terminal() {
+                    break;
+                }
+                // Progress is best effort; the final answer below is not.
+                let _ = tx.try_send(Ok(msg(&now)));
+                tokio::select! {
+                    changed = snapshots.changed() => if changed.is_err() { break },
+                    // Dropped, a verification nobody reads stops (it frees its
+                    // job slot and its hold), unless it was asked to go on.
+                    () = tx.closed(), if !detached => return,
+                }
+            }
+            let last = match verification.ended().await {
+                Ok(s) => Ok(msg(&s)),
+                Err(e) => {
+                    if detached && tx.is_closed() {
+                        tracing::warn!(backup = %name, error = %e, "detached verification did not succeed");
                     }
-                },
-                Err(e) => Err(Status::from(e)),
+                    let damaged = snapshots.borrow().clone();
+                    if !damaged.progress.problems.is_empty() {
+                        let _ = tx.send(Ok(msg(&damaged))).await;
+                    }
+                    Err(Status::from(e))
+                }
             };
             let _ = tx.send(last).await;
         });

@@ -474,14 +474,13 @@ async fn get_restore(call: Call, Params(q): Params<RestoreQuery>) -> Response {
 async fn verify(call: Call, Params(q): Params<BackupNameQuery>) -> Response {
     call.answer(async {
         let name = BackupName::parse(&q.backup_name)?;
-        let p = call.rest.engine.verify_backup(&name, |_| {}).await?;
-        match p.damage_report(&name) {
-            None => Ok((
-                serde_json::json!({"objects": p.objects_total, "bytes": p.bytes_total}),
-                "success",
-            )),
-            Some(report) => Err(Error::DataLoss(report)),
-        }
+        // Dropped with the request, it stops.
+        let verification = call.rest.engine.verify_backup(&name).await?;
+        let p = verification.ended().await?.progress;
+        Ok((
+            serde_json::json!({"objects": p.objects_total, "bytes": p.bytes_total}),
+            "success",
+        ))
     })
     .await
 }

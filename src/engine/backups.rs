@@ -1,14 +1,13 @@
 //! Backups as callers see them: this server's backup jobs and the complete
-//! backups in storage, found, listed, read, verified and deleted.
+//! backups in storage, found, listed, read and deleted.
 
 use futures::StreamExt;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use super::{BackupInfo, Engine};
 use crate::delete::DeleteRequest;
 use crate::error::{Error, Result};
-use crate::jobs::{BackupSnapshot, DeleteSnapshot, JobState, VerifyProgress, until_terminal};
+use crate::jobs::{BackupSnapshot, DeleteSnapshot, JobState, until_terminal};
 use crate::meta::index::IndexEntry;
 use crate::meta::scan::READ_PARALLELISM;
 use crate::meta::summary::snapshot_of;
@@ -262,48 +261,5 @@ impl Engine {
             .find(id)
             .await?
             .ok_or_else(|| Error::not_found("delete job", id))
-    }
-
-    /// Re-reads backup `name` and checks every object against its checksums.
-    /// `on_progress` sees each step; the result lists every damaged object.
-    /// It takes a slot of the job limit and holds the backup as a reader (a
-    /// delete waits for it). The work runs on a task of the job pool (a
-    /// shutdown waits for it), which stops when the future returned is
-    /// dropped or the shutdown's grace is over, and always releases its hold.
-    pub async fn verify_backup(
-        &self,
-        name: &BackupName,
-        on_progress: impl Fn(&VerifyProgress) + Send + Sync + 'static,
-    ) -> Result<VerifyProgress> {
-        let slot = self.pool.take_slot()?;
-        let id = uuid::Uuid::new_v4().to_string();
-        let lease = self
-            .ctx
-            .hold_backup_for_reading(name, &id, "verify")
-            .await?;
-        let stop = CancellationToken::new();
-        let _stop_when_dropped = stop.clone().drop_guard();
-        let (catalog, name) = (self.ctx.catalog.clone(), name.clone());
-        let work = self.pool.spawn(|shutdown| async move {
-            let _slot = slot;
-            let result = tokio::select! {
-                r = async {
-                    crate::failpoint::pause_at("verify.started").await;
-                    crate::meta::verify::verify(&catalog, &name, on_progress).await
-                } => r,
-                () = stop.cancelled() => {
-                    tracing::info!(backup = %name, "verification stopped: its caller went away");
-                    Err(Error::Cancelled(format!("verification of backup {name:?}: its caller went away")))
-                }
-                () = shutdown.cancelled() => {
-                    tracing::info!(backup = %name, "verification stopped: the server shuts down");
-                    Err(Error::Cancelled(format!("verification of backup {name:?}: the server shut down")))
-                }
-            };
-            lease.release().await;
-            result
-        });
-        work.await
-            .map_err(|e| Error::Internal(format!("the verification task failed: {e}")))?
     }
 }

@@ -8,6 +8,7 @@ mod policies;
 mod retention;
 mod scheduler;
 mod takeover;
+mod verification;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -26,9 +27,11 @@ use crate::milvus::MilvusVersion;
 use crate::model::{BackupName, BackupRequest, RestoreRequest};
 use crate::policy::PolicyStore;
 use crate::restore::RestoreJob;
+use crate::verify::VerifyJob;
 
-pub use crate::jobs::VerifyProgress;
+pub use crate::jobs::{VerifyProgress, VerifySnapshot};
 pub use crate::meta::model::{BackupInfo, CollectionBackupInfo, IncrementalInfo};
+pub use verification::Verification;
 
 /// What Check found.
 #[derive(Debug, Clone)]
@@ -57,6 +60,7 @@ pub struct Engine {
     backups: Arc<Runner<BackupJob>>,
     restores: Arc<Runner<RestoreJob>>,
     deletes: Arc<Runner<DeleteJob>>,
+    verifies: Arc<Runner<VerifyJob>>,
     /// The shared backup records ListBackups has seen finished (key@ETag).
     finished_records: Mutex<HashSet<String>>,
     /// The Go-tool meta (without partitions) of complete backups REST listed,
@@ -146,6 +150,7 @@ impl Engine {
             backups: Runner::new(pool.clone()),
             restores: Runner::new(pool.clone()),
             deletes: Runner::new(pool.clone()),
+            verifies: Runner::new(pool.clone()),
             pool,
             metas: Mutex::default(),
             finished_records: Mutex::default(),
@@ -173,6 +178,7 @@ impl Engine {
         self.backups.cancel_all();
         self.restores.cancel_all();
         self.deletes.cancel_all();
+        self.verifies.cancel_all();
         self.shut_down(INTERRUPT_WAIT).await;
     }
 

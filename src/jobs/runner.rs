@@ -46,6 +46,11 @@ pub trait JobKind: Send + Sync + Sized + 'static {
     /// that a retry on another replica gets the same job. Kinds whose key is
     /// the caller's (a backup's name) need not: a retry there finds the name.
     const CLAIMS_REQUEST_IDS: bool = false;
+    /// Whether its jobs keep records (here and in the backup storage), to be
+    /// found, followed and resumed after their caller left or their server
+    /// stopped. A kind whose jobs only answer their caller (a verification)
+    /// keeps none: a restart ends them with the process.
+    const KEEPS_RECORDS: bool = true;
 
     /// The request's idempotency key (empty when none).
     fn request_id(req: &Self::Request) -> &str;
@@ -177,7 +182,7 @@ impl Pool {
 
     /// A slot of the job limit, or RESOURCE_EXHAUSTED (UNAVAILABLE once the
     /// server shuts down).
-    pub fn take_slot(&self) -> Result<OwnedSemaphorePermit> {
+    fn take_slot(&self) -> Result<OwnedSemaphorePermit> {
         if self.tasks.is_closed() {
             return Err(Error::ShuttingDown);
         }
@@ -187,18 +192,6 @@ impl Pool {
                 self.max_jobs
             ))
         })
-    }
-
-    /// Runs `work` on a task the shutdown waits for; `work` is given the
-    /// token that cancels it once the shutdown's grace period is over. For
-    /// work that is not a job kind of its own (a verification).
-    pub fn spawn<F, Fut>(&self, work: F) -> tokio::task::JoinHandle<Fut::Output>
-    where
-        F: FnOnce(CancellationToken) -> Fut,
-        Fut: std::future::Future + Send + 'static,
-        Fut::Output: Send + 'static,
-    {
-        self.tasks.spawn(work(self.shutdown.clone()))
     }
 
     /// Stops taking jobs, gives the running ones `grace` to finish, cancels
@@ -299,18 +292,22 @@ impl<K: JobKind> Runner<K> {
             job.release().await;
             return first;
         }
+        let (records, shared) = match K::KEEPS_RECORDS {
+            true => (self.pool.records.clone(), self.pool.shared.clone()),
+            false => (None, None),
+        };
         // Every writer of the shared record takes this turn (see `save_latest`).
         let turn = Arc::new(tokio::sync::Mutex::new(()));
         let latest = handle.subscribe();
         handle = handle.with_fences(job.fences());
         handle = handle.with_checkpoint(checkpoint::<K>(
-            self.pool.records.clone(),
-            self.pool.shared.clone(),
+            records.clone(),
+            shared.clone(),
             turn.clone(),
             latest,
         ));
         let rx = handle.subscribe();
-        if let Some(records) = self.pool.records.clone() {
+        if let Some(records) = records.clone() {
             // Always the newest state: a checkpoint may have written a newer
             // one since this writer woke up.
             let latest = handle.subscribe();
@@ -339,12 +336,12 @@ impl<K: JobKind> Runner<K> {
         span.in_scope(|| info!(job = %job.describe(), "{} started", K::NAME));
         // Mirrored for the other servers, from before the caller learns of the
         // job to its end (written below).
-        if let Some(shared) = &self.pool.shared
+        if let Some(shared) = &shared
             && let Err(e) = shared.start(&handle.snapshot()).await
         {
             span.in_scope(|| warn!(error = %e, "cannot write the shared job record"));
         }
-        let mirror = self.pool.shared.clone().map(|shared| {
+        let mirror = shared.clone().map(|shared| {
             let stop = CancellationToken::new();
             let task = tokio::spawn(shared.mirror(
                 handle.subscribe(),
@@ -387,7 +384,7 @@ impl<K: JobKind> Runner<K> {
                     && pool.shutdown.is_cancelled()
                     && !token.is_cancelled()
                     && !superseded
-                    && pool.shared.is_some()
+                    && shared.is_some()
                     && job.resumable();
                 // Ends the watchers of the leases.
                 lost.cancel();
@@ -425,14 +422,14 @@ impl<K: JobKind> Runner<K> {
                 // The records say how it ended before any watcher sees the end.
                 let mut last = handle.snapshot();
                 last.finish(&result);
-                if let (Some((stop, task)), Some(shared)) = (mirror, &pool.shared) {
+                if let (Some((stop, task)), Some(shared)) = (mirror, &shared) {
                     stop.cancel();
                     let _ = task.await;
                     if !superseded {
                         shared.finish(&last).await;
                     }
                 }
-                match &pool.records {
+                match &records {
                     Some(records) => {
                         records.save_last_then(&last.clone(), || handle.update(|s| *s = last))
                     }
@@ -514,7 +511,7 @@ impl<K: JobKind> Runner<K> {
     /// After a restart: the jobs of the previous process are remembered
     /// again, and those it left unfinished are recovered by their kind.
     pub async fn recover(self: &Arc<Self>, env: &K::Env) {
-        let Some(records) = self.pool.records.clone() else {
+        let Some(records) = self.pool.records.clone().filter(|_| K::KEEPS_RECORDS) else {
             return;
         };
         for record in records.records::<K::Snapshot>() {

@@ -122,6 +122,7 @@ macro_rules! job_snapshot {
 job_snapshot!(BackupSnapshot, "backups", "backup", name);
 job_snapshot!(RestoreSnapshot, "restores", "restore job", id);
 job_snapshot!(DeleteSnapshot, "deletes", "delete job", id);
+job_snapshot!(VerifySnapshot, "verifies", "verification", id);
 
 /// A delete of one backup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -478,7 +479,7 @@ pub struct RestoreSnapshot {
 }
 
 /// One damaged object.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectProblem {
     /// The object's key relative to the backup's folder.
     pub key: String,
@@ -487,13 +488,47 @@ pub struct ObjectProblem {
 }
 
 /// How far a verification has come, and what it found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyProgress {
     pub objects_done: u64,
     pub objects_total: u64,
     pub bytes_done: u64,
     pub bytes_total: u64,
     pub problems: Vec<ObjectProblem>,
+}
+
+/// A verification of one backup: a job that answers its caller and keeps
+/// no record (see [`crate::jobs::JobKind::KEEPS_RECORDS`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifySnapshot {
+    pub id: String,
+    pub backup_name: String,
+    pub state: JobState,
+    pub error: Option<String>,
+    /// The kind of failure ([`Error::kind`]) of a failed job: `data_loss`
+    /// when an object does not match its checksum record.
+    pub error_kind: Option<String>,
+    pub end_time: Option<SystemTime>,
+    pub trace_id: Option<String>,
+    pub request_id: Option<String>,
+    pub progress: VerifyProgress,
+}
+
+impl VerifySnapshot {
+    /// A verification of backup `name` about to start.
+    pub fn pending(id: String, name: String) -> Self {
+        Self {
+            id,
+            backup_name: name,
+            state: JobState::Pending,
+            error: None,
+            error_kind: None,
+            end_time: None,
+            trace_id: None,
+            request_id: None,
+            progress: VerifyProgress::default(),
+        }
+    }
 }
 
 impl VerifyProgress {
