@@ -4,7 +4,9 @@
 //! one runner per kind ([`crate::jobs::Runner`]) that share the job limit.
 
 mod backups;
+mod milvus_probe;
 mod policies;
+mod policy_backup;
 mod retention;
 mod scheduler;
 mod takeover;

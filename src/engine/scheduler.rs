@@ -29,8 +29,7 @@ use tracing::{info, warn};
 
 use super::Engine;
 use crate::error::{Error, Result};
-use crate::jobs::{JobSnapshot, JobState, Lease, holds, host_pid, until_terminal};
-use crate::model::{BackupName, Caller};
+use crate::jobs::{Lease, holds, host_pid};
 use crate::policy::{RunRecord, RunState, StoredPolicy};
 
 /// How often the scheduler looks for due slots.
@@ -60,6 +59,8 @@ pub(super) struct SlotBook {
     running: HashSet<(String, i64)>,
     /// policy → the slot last said to wait for an earlier run.
     waiting: HashMap<String, i64>,
+    /// (policy, slot) left to replicas that reach Milvus: since when.
+    left: HashMap<(String, i64), Instant>,
 }
 
 /// The record a run starts with.
@@ -331,6 +332,9 @@ impl Engine {
                 }
             }
         }
+        if !manual && !self.may_take_slot(&name, slot_ms).await {
+            return;
+        }
         let lease = match leases.acquire(&lease_name, &job, "policy run").await {
             Ok(lease) => lease,
             // Another server runs it; a dead one's is found by the sweep,
@@ -373,6 +377,46 @@ impl Engine {
         let mut book = self.slots.lock().expect("slots");
         let h = book.handled.entry(policy.to_string()).or_insert(slot_ms);
         *h = (*h).max(slot_ms);
+        let h = *h;
+        book.left.retain(|(p, s), _| p != policy || *s > h);
+    }
+
+    /// Whether this server takes scheduled slot `slot_ms` of `policy` now: at
+    /// once while Milvus answers it. While it does not, the slot is left to a
+    /// replica that reaches Milvus (here the run would only fail, and hold
+    /// the slot's lease while it is retried) for a listing period and two
+    /// ticks, long enough for every server to know the policy. Then it is
+    /// taken here all the same: a slot no replica can run is recorded as
+    /// failed and retried until Milvus answers, never left unseen.
+    async fn may_take_slot(&self, policy: &str, slot_ms: i64) -> bool {
+        let key = (policy.to_string(), slot_ms);
+        let Some(why) = self.milvus_unreachable().await else {
+            self.slots.lock().expect("slots").left.remove(&key);
+            return true;
+        };
+        if matches!(self.policies.run(policy, slot_ms).await, Ok(Some(_))) {
+            // Taken by another server meanwhile (a dead one's is swept).
+            self.mark_handled(policy, slot_ms);
+            return false;
+        }
+        let grace = self.listing_period() + 2 * TICK;
+        let since = *self
+            .slots
+            .lock()
+            .expect("slots")
+            .left
+            .entry(key.clone())
+            .or_insert_with(|| {
+                let at = DateTime::from_timestamp_millis(slot_ms).unwrap_or_default();
+                warn!(policy = %policy, slot = %at, error = %why, ?grace, "cannot reach Milvus: the slot is left to a replica that can");
+                Instant::now()
+            });
+        if since.elapsed() < grace {
+            return false;
+        }
+        self.slots.lock().expect("slots").left.remove(&key);
+        warn!(policy = %policy, error = %why, "no replica that reaches Milvus took the slot: it runs here, retried until Milvus answers");
+        true
     }
 
     /// Writes the run's record while this server holds its lease and the
@@ -543,94 +587,5 @@ impl Engine {
         self.save_run(name, record, lease).await?;
         crate::metrics::global().policy_run_ended(name, "failed");
         Ok(true)
-    }
-
-    /// Makes the run's backup (when `make`), after settling what is under
-    /// its name already: a complete backup of one of the run's jobs is the
-    /// run's result; a half-written one of the run's jobs is removed under
-    /// the name's writer hold; anything else is ALREADY_EXISTS, untouched.
-    async fn policy_backup(
-        &self,
-        p: &StoredPolicy,
-        record: &mut RunRecord,
-        lease: &Lease,
-        make: bool,
-    ) -> Result<()> {
-        let name = BackupName::parse(&record.backup)?;
-        let catalog = &self.ctx.catalog;
-        let job = uuid::Uuid::new_v4().to_string();
-        // Recorded before it holds or starts anything.
-        record.jobs.push(job.clone());
-        self.save_run(p.policy.name(), record, lease).await?;
-        if catalog.is_taken(name.as_str()).await? {
-            let leases = self.ctx.leases();
-            let last = leases
-                .last_holder(&crate::jobs::holds::writer(&name))
-                .await?;
-            // Fails (ABORTED, retried) while a live job writes or reads it.
-            let hold = leases
-                .hold_for_writing(name.as_str(), &job, "settle a policy run")
-                .await?;
-            let settled = self
-                .settle_name(&name, record, last.map(|h| h.job), &hold.fence())
-                .await;
-            hold.release().await;
-            if settled? {
-                return Ok(());
-            }
-        }
-        if !make {
-            return Err(Error::FailedPrecondition(format!(
-                "the run for {} was superseded by a newer slot while its server was down",
-                record.slot()
-            )));
-        }
-        let req = p.policy.backup_request(&name, Caller::new(job, ""))?;
-        let last = until_terminal(self.create_backup(req).await?).await;
-        match last.state {
-            JobState::Succeeded => Ok(()),
-            _ => Err(last.failure()),
-        }
-    }
-
-    /// Under the name's hold: `true` when a complete backup of the run is
-    /// there; a half-written one of the run's is removed (`false`).
-    async fn settle_name(
-        &self,
-        name: &BackupName,
-        record: &RunRecord,
-        last_holder: Option<String>,
-        hold: &crate::jobs::Fence,
-    ) -> Result<bool> {
-        let catalog = &self.ctx.catalog;
-        let ours = |id: &str| record.jobs.iter().any(|j| j == id);
-        if let Some(info) = catalog.read(name.as_str()).await? {
-            if ours(&info.id) {
-                info!(backup = %name, "the run's backup was completed by an earlier attempt");
-                return Ok(true);
-            }
-            return Err(Error::AlreadyExists {
-                kind: "backup",
-                name: format!("{name} (not made by this policy run; left alone)"),
-            });
-        }
-        // A backup job's own plan means it is resumable: the takeover of
-        // backup jobs continues it (this run adopts it once complete).
-        if catalog.plan_owner(name.as_str()).await?.is_some() {
-            return Err(Error::Aborted(format!(
-                "backup {name} is half-written by a job that will be resumed; retried"
-            )));
-        }
-        if !last_holder.as_deref().is_some_and(ours) {
-            return Err(Error::AlreadyExists {
-                kind: "backup",
-                name: format!("{name} (half-written by another job; left alone)"),
-            });
-        }
-        let removed = catalog
-            .delete(name.as_str(), std::slice::from_ref(hold))
-            .await?;
-        info!(backup = %name, objects = removed, "removed the run's half-written backup");
-        Ok(false)
     }
 }

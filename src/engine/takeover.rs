@@ -38,10 +38,6 @@ use crate::model::{BackupInput, BackupName, BackupRequest, Caller, RestoreInput,
 /// every server also while nothing is left to take over.
 const SWEEP_BOUNDS: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(10));
 
-/// How long a look waits for Milvus's version before it leaves the jobs
-/// that need Milvus to another replica (the look holds up deletes too).
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Whether Milvus answers this server, asked at most once per look and only
 /// when a job to resume needs it: `Some(why)` when it does not.
 #[derive(Default)]
@@ -249,19 +245,14 @@ impl Engine {
     }
 
     /// [`Error::Unavailable`] (tried again at the next look) when this server
-    /// cannot reach Milvus within [`PROBE_TIMEOUT`]: a job resumed here would
+    /// cannot reach Milvus ([`Engine::milvus_unreachable`]): a job resumed here would
     /// fail at its first call. Any other answer lets the job go on (a refusal
     /// of our credentials fails it, naming why, as it did before).
     async fn milvus_answers(&self, probe: &MilvusProbe) -> Result<()> {
         let failure = probe
             .0
             .get_or_init(|| async {
-                let answer = tokio::time::timeout(PROBE_TIMEOUT, self.ctx.milvus.version()).await;
-                let why = match answer {
-                    Err(_) => format!("no answer within {PROBE_TIMEOUT:?}"),
-                    Ok(Err(e @ Error::Unavailable { .. })) => e.to_string(),
-                    Ok(_) => return None,
-                };
+                let why = self.milvus_unreachable().await?;
                 warn!(error = %why, "cannot reach Milvus: dead servers' backups and restores are left to a replica that can");
                 Some(why)
             })
