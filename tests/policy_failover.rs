@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::data::{self, Spec};
-use common::process::{Proc, rooted_bucket, wait_for_log};
+use common::process::{Proc, config_with, root_backups_at, rooted_bucket, wait_for_log};
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::policy_service_client::PolicyServiceClient;
 use milvus_backup::policy::{PolicyStore, RunRecord, RunState};
@@ -33,12 +33,30 @@ async fn run_of(
     }
 }
 
+/// A server on `root` with a 10 s lease TTL: its listing period, so that a
+/// slot is left for 15 s (half the gap of an every-30-s policy; a listing
+/// period, two ticks and a probe's 5 s would be 17 s), well past A's probe
+/// (5 s with Milvus switched off) and B's start.
+async fn server(cfg: &milvus_backup::config::Config, tag: &str, root: &str) -> Proc {
+    let (state, config) = config_with(cfg, tag, "");
+    root_backups_at(&config, root);
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    assert!(yaml.contains("leaseTtlSeconds: 3\n"), "{yaml}");
+    std::fs::write(
+        &config,
+        yaml.replace("leaseTtlSeconds: 3\n", "leaseTtlSeconds: 10\n"),
+    )
+    .unwrap();
+    Proc::on(state, config, None).await
+}
+
 /// A is the only server when the first slot of an every-30-s policy comes
 /// due, and cannot reach Milvus: it leaves the slot to a replica that can and
-/// says so. B, started then, runs it: one attempt, SUCCEEDED. With B stopped,
-/// A takes the next slot once its grace is over: the run is recorded with
-/// its failed attempts naming Milvus, and succeeds once Milvus answers. The
-/// code before took the first slot on A at once (never leaving it).
+/// says so. B, started then, runs it: B's process, one attempt, SUCCEEDED.
+/// With B stopped, A takes the next slot once its grace (15 s) is over: the
+/// run is A's, recorded with its failed attempt naming Milvus, and succeeds
+/// once Milvus answers. The code before took the first slot on A at once
+/// (never leaving it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slot_due_while_a_replica_cannot_reach_milvus_runs_on_one_that_can() {
     let cfg = common::config();
@@ -50,7 +68,7 @@ async fn a_slot_due_while_a_replica_cannot_reach_milvus_runs_on_one_that_can() {
     let root = common::unique("failover_root");
     let (via_proxy, up) = common::faults::milvus_through_switch(&cfg).await;
     common::faults::switch_off(&up).await;
-    let a = Proc::start_rooted(&via_proxy, "failover_a", &root, "").await;
+    let a = server(&via_proxy, "failover_a", &root).await;
     let name = common::unique("failover");
     PolicyServiceClient::connect(format!("http://127.0.0.1:{}", a.port))
         .await
@@ -69,7 +87,7 @@ async fn a_slot_due_while_a_replica_cannot_reach_milvus_runs_on_one_that_can() {
 
     let left = "cannot reach Milvus: the slot is left to a replica that can";
     wait_for_log(&a.log, left, Duration::from_secs(45)).await;
-    let b = Proc::start_rooted(&cfg, "failover_b", &root, "").await;
+    let b = server(&cfg, "failover_b", &root).await;
     let first = run_of(&store, &name, "the first slot's run ends", |r| {
         r.state != RunState::Running
     })
@@ -77,8 +95,10 @@ async fn a_slot_due_while_a_replica_cannot_reach_milvus_runs_on_one_that_can() {
     assert_eq!(
         (first.state, first.attempts),
         (RunState::Succeeded, 1),
-        "run on B at its first attempt: {first:?}"
+        "run at its first attempt: {first:?}"
     );
+    let of = |p: &Proc| format!(":{}/", p.pid());
+    assert!(first.owner.contains(&of(&b)), "run by B: {first:?}");
     b.finish();
 
     let taken = "no replica that reaches Milvus took the slot";
@@ -88,6 +108,11 @@ async fn a_slot_due_while_a_replica_cannot_reach_milvus_runs_on_one_that_can() {
     })
     .await;
     assert_eq!(failing.state, RunState::Running, "retried: {failing:?}");
+    assert!(failing.owner.contains(&of(&a)), "run by A: {failing:?}");
+    assert!(
+        failing.started_ms - failing.slot_ms >= 14_000,
+        "A left the slot for its grace first: {failing:?}"
+    );
     assert_eq!(
         failing.error_kind.as_deref(),
         Some("unavailable"),

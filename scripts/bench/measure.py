@@ -251,17 +251,18 @@ def whole_job(server, figures, key, collections, runs):
 def restore_section(server, figures, runs):
     """Our restore of bench_big_a from a same-bucket backup against Milvus's
     import of the same binlogs alone, one of each in turn (Milvus's import
-    time drifts by seconds over minutes: runs in turn share the drift)."""
+    time drifts by seconds over minutes: runs in turn share the drift), in
+    the order A B, then B A (so that neither always runs first), each pair's
+    collections dropped only after both ran."""
     server.backup("bench_restore_src", BIG[:1])
     rest, verify, alone = [], [], []
-    for i in range(runs):
-        for target in [f"{BIG[0]}_r{i}", f"{BIG[0]}_i{i}"]:
-            if utility.has_collection(target):
-                utility.drop_collection(target)
+
+    def ours(i):
         rest.append(server.restore("bench_restore_src", BIG[:1], f"_r{i}"))
         verify.append(server.last_restore_phases.get("verify", 0.0))
         log(f"ours restore run {i}: {rest[-1]:.2f} s (verify phase {verify[-1]:.2f} s)")
-        utility.drop_collection(f"{BIG[0]}_r{i}")
+
+    def import_alone(i):
         # The reference: Milvus's import of the same binlogs alone, into an
         # empty collection made beforehand (untimed); no copy is needed in
         # the same bucket.
@@ -271,7 +272,16 @@ def restore_section(server, figures, runs):
         out = tool("import-alone", "--backup", "bench_restore_src", "--target", target)
         alone.append(float(out.split("seconds=")[1]))
         log(f"Milvus import alone run {i}: {alone[-1]:.2f} s ({out})")
-        utility.drop_collection(target)
+
+    for i in range(runs):
+        targets = [f"{BIG[0]}_r{i}", f"{BIG[0]}_i{i}"]
+        for target in targets:
+            if utility.has_collection(target):
+                utility.drop_collection(target)
+        for step in ([ours, import_alone] if i % 2 == 0 else [import_alone, ours]):
+            step(i)
+        for target in targets:
+            utility.drop_collection(target)
     figures["restore_ours_s"] = median(rest)
     # The verify phase proves every object before Milvus imports it; the
     # restore without it would take the rest of the time.
@@ -518,7 +528,8 @@ def write_report(f):
         "The same-endpoint and 100-small-collections whole-job rows and their raw loops may",
         "come from a later `measure.py --only-whole-job --runs 5` (median of 5, one after the",
         "other in one run), the REST ListBackups rows from `--only-list`, and the restore rows",
-        "from `--only-restore` (each of our restores followed by Milvus's import alone).",
+        "from `--only-restore` (our restore and Milvus's import alone in turn, in the order",
+        "A B, then B A).",
         "",
         f"- Machine: {os.cpu_count()} cores, {mem:.0f} GiB, {platform.platform()}",
         f"- Milvus 2.3.5 standalone (PyPI wheel) on Garage: `{version([str(BENCH / 'tools/bin/garage'), '--version'])}`",

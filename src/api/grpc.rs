@@ -12,7 +12,7 @@ use super::proto as pb;
 use super::proto::backup_service_server::BackupService;
 use crate::engine::Engine;
 use crate::engine::VerifySnapshot;
-use crate::jobs::{BackupSnapshot, JobSnapshot, RestoreSnapshot};
+use crate::jobs::{BackupSnapshot, JobSnapshot, JobState, RestoreSnapshot};
 use crate::model::{BackupLookup, BackupName, BackupRequest, JobId, RestoreRequest};
 
 /// Smallest gap between two snapshots of one stream: a few per second at most.
@@ -236,7 +236,9 @@ impl BackupService for GrpcService {
                     break;
                 }
                 // Progress is best effort; the final answer below is not.
-                let _ = tx.try_send(Ok(msg(&now)));
+                if now.state != JobState::Pending {
+                    let _ = tx.try_send(Ok(msg(&now)));
+                }
                 tokio::select! {
                     changed = snapshots.changed() => if changed.is_err() { break },
                     // Dropped, a verification nobody reads stops (it frees its

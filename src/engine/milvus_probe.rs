@@ -8,7 +8,7 @@ use super::Engine;
 use crate::error::Error;
 
 /// How long Milvus is given to answer with its version.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Engine {
     /// Why Milvus cannot be reached from this server (unreachable, or no

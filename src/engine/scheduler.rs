@@ -59,8 +59,8 @@ pub(super) struct SlotBook {
     running: HashSet<(String, i64)>,
     /// policy → the slot last said to wait for an earlier run.
     waiting: HashMap<String, i64>,
-    /// (policy, slot) left to replicas that reach Milvus: since when.
-    left: HashMap<(String, i64), Instant>,
+    /// policy → the slot last said to be left to replicas that reach Milvus.
+    left: HashMap<String, i64>,
 }
 
 /// The record a run starts with.
@@ -326,14 +326,17 @@ impl Engine {
                     if let Some(running) = running {
                         return self.note_waiting(&name, slot_ms, running);
                     }
+                    // A slot another server holds needs no probe: the lease
+                    // is refused below.
+                    let taken = held.iter().any(|(lease, _)| *lease == lease_name);
+                    if !taken && !self.may_take_slot(&p, slot_ms).await {
+                        return;
+                    }
                 }
                 Err(e) => {
                     return warn!(policy = %name, slot = slot_ms, error = %e, "cannot see whether a run of the policy runs; tried again");
                 }
             }
-        }
-        if !manual && !self.may_take_slot(&name, slot_ms).await {
-            return;
         }
         let lease = match leases.acquire(&lease_name, &job, "policy run").await {
             Ok(lease) => lease,
@@ -377,46 +380,50 @@ impl Engine {
         let mut book = self.slots.lock().expect("slots");
         let h = book.handled.entry(policy.to_string()).or_insert(slot_ms);
         *h = (*h).max(slot_ms);
-        let h = *h;
-        book.left.retain(|(p, s), _| p != policy || *s > h);
     }
 
-    /// Whether this server takes scheduled slot `slot_ms` of `policy` now: at
-    /// once while Milvus answers it. While it does not, the slot is left to a
-    /// replica that reaches Milvus (here the run would only fail, and hold
-    /// the slot's lease while it is retried) for a listing period and two
-    /// ticks, long enough for every server to know the policy. Then it is
+    /// Whether this server takes scheduled slot `slot_ms` of `p` now: at once
+    /// while Milvus answers it, or when the slot has a run record (a dead
+    /// server's run is taken over as before: the record shows it, and a run
+    /// superseded by a newer slot needs no Milvus). While Milvus does not
+    /// answer, a slot without a record is left to a replica that reaches
+    /// Milvus (here the run would only fail, and hold the slot's lease while
+    /// it is retried) until [`Engine::slot_grace`] past the slot. Then it is
     /// taken here all the same: a slot no replica can run is recorded as
     /// failed and retried until Milvus answers, never left unseen.
-    async fn may_take_slot(&self, policy: &str, slot_ms: i64) -> bool {
-        let key = (policy.to_string(), slot_ms);
+    async fn may_take_slot(&self, p: &StoredPolicy, slot_ms: i64) -> bool {
+        let policy = p.policy.name();
         let Some(why) = self.milvus_unreachable().await else {
-            self.slots.lock().expect("slots").left.remove(&key);
             return true;
         };
-        if matches!(self.policies.run(policy, slot_ms).await, Ok(Some(_))) {
-            // Taken by another server meanwhile (a dead one's is swept).
-            self.mark_handled(policy, slot_ms);
-            return false;
+        if !matches!(self.policies.run(policy, slot_ms).await, Ok(None)) {
+            return true;
         }
-        let grace = self.listing_period() + 2 * TICK;
-        let since = *self
-            .slots
-            .lock()
-            .expect("slots")
-            .left
-            .entry(key.clone())
-            .or_insert_with(|| {
-                let at = DateTime::from_timestamp_millis(slot_ms).unwrap_or_default();
+        let at = DateTime::from_timestamp_millis(slot_ms).unwrap_or_default();
+        let grace = self.slot_grace(p, at);
+        if Utc::now() < at + grace {
+            let mut book = self.slots.lock().expect("slots");
+            if book.left.insert(policy.to_string(), slot_ms) != Some(slot_ms) {
                 warn!(policy = %policy, slot = %at, error = %why, ?grace, "cannot reach Milvus: the slot is left to a replica that can");
-                Instant::now()
-            });
-        if since.elapsed() < grace {
+            }
             return false;
         }
-        self.slots.lock().expect("slots").left.remove(&key);
-        warn!(policy = %policy, error = %why, "no replica that reaches Milvus took the slot: it runs here, retried until Milvus answers");
+        self.slots.lock().expect("slots").left.remove(policy);
+        warn!(policy = %policy, slot = %at, error = %why, "no replica that reaches Milvus took the slot: it runs here, retried until Milvus answers");
         true
+    }
+
+    /// How long a slot is left to replicas that reach Milvus: a listing
+    /// period and two ticks (every server knows the policy by then), at most
+    /// half the time to the policy's next slot, so that a slot is taken
+    /// before a newer one replaces it.
+    fn slot_grace(&self, p: &StoredPolicy, slot: DateTime<Utc>) -> chrono::TimeDelta {
+        let grace =
+            chrono::TimeDelta::from_std(self.listing_period() + 2 * TICK).unwrap_or_default();
+        match p.policy.schedule().next_after(slot) {
+            Some(next) => grace.min((next - slot) / 2),
+            None => grace,
+        }
     }
 
     /// Writes the run's record while this server holds its lease and the

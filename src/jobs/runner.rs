@@ -376,8 +376,10 @@ impl<K: JobKind> Runner<K> {
                 // So does one that failed after its lease expired by this
                 // process's clock (paused past it): another server, or this
                 // one's takeover, resumes it from its records.
-                let superseded = lost.is_cancelled()
-                    || (result.is_err() && job.fences().iter().any(|f| f.check().is_err()));
+                // (A kind without records has nothing to hand over.)
+                let superseded = K::KEEPS_RECORDS
+                    && (lost.is_cancelled()
+                        || (result.is_err() && job.fences().iter().any(|f| f.check().is_err())));
                 // Cut short by a shutdown: left running in the records, for
                 // another server (or this one, restarted) to resume.
                 let handed_over = matches!(result, Err(Error::Cancelled(_)))
@@ -402,6 +404,10 @@ impl<K: JobKind> Runner<K> {
                          before it finished",
                         K::NAME
                     ),
+                    Err(e @ Error::Cancelled(_)) => {
+                        info!(job = %job.describe(), error = %e, "{} cancelled", K::NAME);
+                        job.clean_up(e, &handle).await;
+                    }
                     Err(e) => {
                         error!(job = %job.describe(), error = %e, "{} did not succeed", K::NAME);
                         job.clean_up(e, &handle).await;
@@ -435,8 +441,9 @@ impl<K: JobKind> Runner<K> {
                     }
                     None => handle.update(|s| *s = last),
                 }
-                // Callers here follow the shared record of the process that took it.
-                if superseded {
+                // Callers here follow the shared record of the process that
+                // took it; a kind without records is only its caller's.
+                if superseded || !K::KEEPS_RECORDS {
                     runner.registry.forget(&key);
                 }
             },

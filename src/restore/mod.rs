@@ -7,6 +7,7 @@ mod job;
 pub mod prove;
 mod run;
 mod staging;
+mod swap;
 
 use std::collections::HashSet;
 

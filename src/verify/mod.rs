@@ -59,7 +59,9 @@ impl JobKind for VerifyJob {
         job.update(|s| s.progress = last);
         match damage {
             None => Ok(()),
-            Some(report) => Err(Error::DataLoss(report)),
+            // Past its hold's expiry (this process was paused), a delete may
+            // have removed what reads as damage: ABORTED, not DATA_LOSS.
+            Some(report) => Err(job.fence().err().unwrap_or(Error::DataLoss(report))),
         }
     }
 
@@ -75,6 +77,10 @@ impl JobKind for VerifyJob {
 
     async fn release(self) {
         self.hold.release().await;
+    }
+
+    fn fences(&self) -> Vec<crate::jobs::Fence> {
+        vec![self.hold.fence()]
     }
 
     fn describe(&self) -> String {

@@ -319,6 +319,12 @@ impl Proc {
         }
     }
 
+    /// Its process id (0 once killed).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
     /// SIGKILLs it (once).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
