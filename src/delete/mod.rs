@@ -192,6 +192,8 @@ impl JobKind for DeleteJob {
         }
         let resumed = resumes.is_some();
         let id = resumes.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        // Read before this delete's hold takes its place.
+        let creator = ctx.leases().last_creator(&name).await?;
         let lease = ctx.leases().hold_for_writing(&name, &id, "delete").await?;
         let read = match imports_reading(ctx, &name).await {
             Ok(None) => None,
@@ -245,6 +247,10 @@ impl JobKind for DeleteJob {
                 }
                 None if catalog.is_marked_ours(&name).await? => {
                     end_interrupted_job(ctx, &name, &id).await?;
+                    Some(None)
+                }
+                None if left_by_ended_backup(ctx, &name, creator.as_deref()).await? => {
+                    info!(backup = %name, "the folder holds what a backup job that did not succeed left after its cleanup");
                     Some(None)
                 }
                 None => None,
@@ -408,6 +414,30 @@ async fn imports_reading(ctx: &Context, name: &BackupName) -> Result<Option<Stri
             name.as_str()
         )
     }))
+}
+
+/// Whether backup `name`'s unmarked folder holds only what one of our
+/// backup jobs left after it ended without success: a copy the store
+/// completed after the job's cleanup had emptied the folder (a CopyObject in
+/// flight when the job was cancelled) leaves objects and no mark. The name's
+/// last writer (`creator`, read before this delete's hold) was then that
+/// job, and its record says it failed or was cancelled. Any other unmarked
+/// folder (one someone put under the root) is not ours to remove.
+async fn left_by_ended_backup(
+    ctx: &Context,
+    name: &BackupName,
+    creator: Option<&str>,
+) -> Result<bool> {
+    let Some(creator) = creator else {
+        return Ok(false);
+    };
+    Ok(ctx
+        .shared_records()
+        .load::<BackupSnapshot>(name.as_str())
+        .await?
+        .is_some_and(|r| {
+            r.id == creator && matches!(r.state, JobState::Failed | JobState::Cancelled)
+        }))
 }
 
 /// Under the name's hold, which a takeover needs too.
