@@ -192,8 +192,6 @@ impl JobKind for DeleteJob {
         }
         let resumed = resumes.is_some();
         let id = resumes.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        // Read before this delete's hold takes its place.
-        let creator = ctx.leases().last_creator(&name).await?;
         let lease = ctx.leases().hold_for_writing(&name, &id, "delete").await?;
         let read = match imports_reading(ctx, &name).await {
             Ok(None) => None,
@@ -249,7 +247,7 @@ impl JobKind for DeleteJob {
                     end_interrupted_job(ctx, &name, &id).await?;
                     Some(None)
                 }
-                None if left_by_ended_backup(ctx, &name, creator.as_deref()).await? => {
+                None if left_by_ended_backup(ctx, &name, &lease).await? => {
                     info!(backup = %name, "the folder holds what a backup job that did not succeed left after its cleanup");
                     Some(None)
                 }
@@ -420,23 +418,21 @@ async fn imports_reading(ctx: &Context, name: &BackupName) -> Result<Option<Stri
 /// backup jobs left after it ended without success: a copy the store
 /// completed after the job's cleanup had emptied the folder (a CopyObject in
 /// flight when the job was cancelled) leaves objects and no mark. The name's
-/// last writer (`creator`, read before this delete's hold) was then that
-/// job, and its record says it failed or was cancelled. Any other unmarked
-/// folder (one someone put under the root) is not ours to remove.
-async fn left_by_ended_backup(
-    ctx: &Context,
-    name: &BackupName,
-    creator: Option<&str>,
-) -> Result<bool> {
-    let Some(creator) = creator else {
+/// writer before this delete (the holder its `hold` took the place of) was
+/// then that job's create, and its record says it failed or was cancelled.
+/// Any other unmarked folder (one someone put under the root) is not ours
+/// to remove.
+async fn left_by_ended_backup(ctx: &Context, name: &BackupName, hold: &Lease) -> Result<bool> {
+    let Some(creator) = hold.previous_holder().filter(|h| h.purpose == "create") else {
         return Ok(false);
     };
+    let creator = &creator.job;
     Ok(ctx
         .shared_records()
         .load::<BackupSnapshot>(name.as_str())
         .await?
         .is_some_and(|r| {
-            r.id == creator && matches!(r.state, JobState::Failed | JobState::Cancelled)
+            r.id == *creator && matches!(r.state, JobState::Failed | JobState::Cancelled)
         }))
 }
 

@@ -112,16 +112,6 @@ impl Leases {
         self.written_for(name, "create").await
     }
 
-    /// The job that last held backup `name` to create it, whether it still
-    /// holds it or not (`None` when its last writer was a delete, or none).
-    pub async fn last_creator(&self, name: &str) -> Result<Option<String>> {
-        Ok(self
-            .last_holder(&writer(name))
-            .await?
-            .filter(|h| h.purpose == "create")
-            .map(|h| h.job))
-    }
-
     /// Whether backup `name` is held by a job that deletes it.
     pub async fn being_deleted(&self, name: &str) -> Result<bool> {
         self.written_for(name, "delete").await

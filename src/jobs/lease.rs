@@ -82,6 +82,9 @@ pub struct Lease {
     renewer: tokio::task::JoinHandle<()>,
     /// The expiry of the last renewal that was written.
     expires_at_ms: Arc<AtomicU64>,
+    /// The released or expired holder this lease took the place of (`None`
+    /// when it was free, or not known).
+    previous: Option<LeaseRecord>,
 }
 
 /// Checks, by this process's clock, that a held lease has not expired: a
@@ -202,6 +205,7 @@ impl Leases {
         let mine = self.record(job, purpose);
         let body = Bytes::from(serde_json::to_vec(&mine)?);
         for _ in 0..5 {
+            let mut previous = None;
             let etag = match self.store.put_if_absent(&key, body.clone()).await? {
                 CondPut::Written(etag) => Some(etag),
                 CondPut::Conflict => match self.store.read_versioned(&key).await? {
@@ -222,8 +226,11 @@ impl Leases {
                                 return Err(Error::Aborted(h.describe(name)));
                             }
                             // Expired, released or unreadable: take it over, if nobody else does first.
-                            _ => match self.store.put_if_match(&key, body.clone(), &etag).await? {
-                                CondPut::Written(etag) => Some(etag),
+                            h => match self.store.put_if_match(&key, body.clone(), &etag).await? {
+                                CondPut::Written(etag) => {
+                                    previous = h;
+                                    Some(etag)
+                                }
                                 CondPut::Conflict => None,
                             },
                         }
@@ -232,7 +239,7 @@ impl Leases {
             };
             if let Some(etag) = etag {
                 debug!(lease = %name, job, "lease taken");
-                return Ok(self.held(name, key, mine, etag));
+                return Ok(self.held(name, key, mine, etag, previous));
             }
         }
         Err(Error::Aborted(format!(
@@ -368,7 +375,14 @@ impl Leases {
         honoured
     }
 
-    fn held(&self, name: &str, key: String, record: LeaseRecord, etag: String) -> Lease {
+    fn held(
+        &self,
+        name: &str,
+        key: String,
+        record: LeaseRecord,
+        etag: String,
+        previous: Option<LeaseRecord>,
+    ) -> Lease {
         let expires_at_ms = Arc::new(AtomicU64::new(record.expires_at_ms));
         let state = Arc::new(Mutex::new((record, etag)));
         let lost = CancellationToken::new();
@@ -388,6 +402,7 @@ impl Leases {
             lost,
             renewer,
             expires_at_ms,
+            previous,
         }
     }
 }
@@ -479,6 +494,12 @@ impl Lease {
     /// The lease's name (`target/db.coll`, ...).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The released or expired holder this lease took the place of, read by
+    /// the conditional write that took it (`None` when it was free).
+    pub fn previous_holder(&self) -> Option<&LeaseRecord> {
+        self.previous.as_ref()
     }
 
     /// Fires when the lease was lost; the holder must stop.
