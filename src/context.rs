@@ -118,7 +118,8 @@ impl Context {
     /// [`Leases::hold_for_reading`]). A backup reads as complete from its
     /// commit point, a moment before the job that creates it lets go of its
     /// name: a complete backup still held by its create job is waited for
-    /// (up to [`CREATE_ENDING`]) instead of refused.
+    /// (up to [`CREATE_ENDING`]) instead of refused, and one whose holder
+    /// let go between the refusal and the look is held once more.
     pub async fn hold_backup_for_reading(
         &self,
         name: &str,
@@ -127,9 +128,7 @@ impl Context {
     ) -> Result<Lease> {
         let leases = self.leases();
         match leases.hold_for_reading(name, job, purpose).await {
-            Err(Error::Aborted(why))
-                if leases.being_created(name).await? && self.catalog.is_complete(name).await? =>
-            {
+            Err(Error::Aborted(why)) if self.catalog.is_complete(name).await? => {
                 // Waited for without a lease of its own, then held once more.
                 tracing::debug!(backup = name, why, "waiting for its create job to end");
                 let deadline = std::time::Instant::now() + CREATE_ENDING;
