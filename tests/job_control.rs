@@ -14,23 +14,13 @@ use milvus_backup::milvus::MilvusApi;
 use std::time::Duration;
 use tonic::Code;
 
-async fn source(m: &milvus_backup::milvus::MilvusClient, prefix: &str) -> Spec {
-    let spec = Spec::new(&common::unique(prefix));
-    data::create(m, &spec).await;
-    for i in 0..3 {
-        data::insert(m, &spec, "", i * 100..(i + 1) * 100, 91).await;
-        data::flush(m, &spec.db, &spec.name).await;
-    }
-    spec
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancelled_jobs_leave_nothing_behind() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let server = common::TestServer::start(&cfg).await;
     let mut client = server.client().await;
-    let spec = source(&m, "cancel_src").await;
+    let spec = data::three_segments(&m, "cancel_src").await;
 
     // Cancel a backup right after it started.
     let name = common::unique("cancelled");
@@ -104,7 +94,7 @@ async fn cancelled_jobs_leave_nothing_behind() {
 async fn a_cancel_past_the_commit_point_leaves_a_succeeded_backup() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let spec = source(&m, "late_cancel_src").await;
+    let spec = data::three_segments(&m, "late_cancel_src").await;
     let release = std::env::temp_dir().join(common::unique("late_cancel_release"));
     let failpoint = format!("backup.committed@{}", release.display());
     let root = common::unique("late_cancel_root");
@@ -150,7 +140,7 @@ async fn a_cancel_past_the_commit_point_leaves_a_succeeded_backup() {
 async fn a_backup_read_as_complete_is_verified_and_restored_while_its_job_ends() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let spec = source(&m, "ending_src").await;
+    let spec = data::three_segments(&m, "ending_src").await;
     data::index(&m, &spec.db, &spec.name).await;
     let release = std::env::temp_dir().join(common::unique("ending_release"));
     let failpoint = format!("backup.committed@{}", release.display());
@@ -207,7 +197,7 @@ async fn a_backup_read_as_complete_is_verified_and_restored_while_its_job_ends()
 async fn retries_limits_races_and_restarts() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let spec = source(&m, "control_src").await;
+    let spec = data::three_segments(&m, "control_src").await;
     let state = std::env::temp_dir().join(common::unique("job-records"));
     let server = common::TestServer::start_with_records(&cfg, &state, 2).await;
     let mut client = server.client().await;
@@ -378,7 +368,7 @@ async fn what_lands_after_a_cancelled_backups_cleanup_can_be_deleted() {
     let m = common::milvus(&cfg);
     let server = common::TestServer::start(&cfg).await;
     let mut client = server.client().await;
-    let spec = source(&m, "late_src").await;
+    let spec = data::three_segments(&m, "late_src").await;
     let store = server.ctx.catalog.store().clone();
     let deleter = client.clone();
     let delete = |name: &str| {

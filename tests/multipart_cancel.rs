@@ -1,8 +1,10 @@
 //! A server-side copy in parts cut short by a cancel (its future dropped, as
-//! a cancelled job drops its work) aborts its multipart upload, against the
-//! real S3 server of the test environment. The copy is held after it began
-//! its upload by the failpoint `storage.copy_in_parts`, which this test
-//! binary (one test, a process of its own) sets for itself.
+//! a cancelled job dropped its work before, or stopped by its token, as a
+//! cancelled job's copies in flight now are) aborts its multipart upload,
+//! against the real S3 server of the test environment. The copy is held
+//! after it began its upload by the failpoint `storage.copy_in_parts`, until
+//! a file appears, which this test binary (one test, a process of its own)
+//! sets for itself.
 
 mod common;
 
@@ -31,9 +33,11 @@ async fn uploads_until(
 
 /// Before, the upload stayed, its parts billed until a lifecycle rule.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_multipart_copy_dropped_midway_leaves_no_upload() {
+async fn a_multipart_copy_dropped_or_stopped_midway_leaves_no_upload() {
+    let release = std::env::temp_dir().join(common::unique("copy_in_parts_release"));
+    let failpoint = format!("storage.copy_in_parts@{}", release.display());
     // SAFETY: set before any other thread of this test binary reads it.
-    unsafe { std::env::set_var("MILVUS_BACKUP_FAILPOINTS", "storage.copy_in_parts") };
+    unsafe { std::env::set_var("MILVUS_BACKUP_FAILPOINTS", failpoint) };
     let cfg = common::config();
     let bucket = S3Bucket::new(&cfg.minio.milvus_bucket().unwrap())
         .unwrap()
@@ -70,5 +74,36 @@ async fn a_multipart_copy_dropped_midway_leaves_no_upload() {
         "the dropped copy's upload is aborted: {left:?}"
     );
     assert_eq!(bucket.head(&dst).await.unwrap(), None, "no copy was made");
+
+    // Stopped by its token while held, then let go: it sends no part, aborts
+    // its upload and ends cancelled, without the object.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let copy = tokio::spawn({
+        let (bucket, src, dst, stop) = (bucket.clone(), src.clone(), dst.clone(), stop.clone());
+        async move {
+            let name = bucket.bucket().to_string();
+            let from = Source::new(&name, &src, size).until(&stop);
+            bucket.copy_in(from, &dst).await
+        }
+    });
+    let begun = uploads_until(&bucket, &prefix, |u| !u.is_empty()).await;
+    assert_eq!(begun, std::slice::from_ref(&dst), "the second copy is held");
+    stop.cancel();
+    std::fs::write(&release, b"").unwrap();
+    let err = copy
+        .await
+        .unwrap()
+        .expect_err("a stopped copy makes nothing");
+    assert!(
+        matches!(err, milvus_backup::Error::Cancelled(_)),
+        "stopped: {err:?}"
+    );
+    let left = uploads_until(&bucket, &prefix, |u| u.is_empty()).await;
+    assert!(
+        left.is_empty(),
+        "the stopped copy's upload is aborted: {left:?}"
+    );
+    assert_eq!(bucket.head(&dst).await.unwrap(), None, "no copy was made");
+    let _ = std::fs::remove_file(&release);
     bucket.delete(&[src]).await.unwrap();
 }

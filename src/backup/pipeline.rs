@@ -142,9 +142,10 @@ pub async fn describe_and_copy(
     };
 
     let copying = ctx.copier.copy_stream(
-        ctx.milvus_store.as_ref(),
-        ctx.catalog.store().as_ref(),
+        &ctx.milvus_store,
+        ctx.catalog.store(),
         rx,
+        job.in_flight(),
         |t, copied| track().copied(t, copied, job),
     );
     let ((), collected, ()) = tokio::try_join!(early, describing, copying).inspect_err(|_| {

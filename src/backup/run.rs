@@ -416,9 +416,10 @@ async fn copy_planned(
     let manifest = std::sync::Mutex::new(Vec::with_capacity(tasks.len()));
     ctx.copier
         .copy_all(
-            ctx.milvus_store.as_ref(),
-            ctx.catalog.store().as_ref(),
+            &ctx.milvus_store,
+            ctx.catalog.store(),
             tasks,
+            job.in_flight(),
             |t, copied| {
                 manifest.lock().expect("manifest").push(ManifestEntry {
                     key: t.dst_key[backup_prefix.len()..].to_string(),

@@ -178,7 +178,14 @@ impl<T> JobHandle<T> {
         })?
     }
 
-    /// Waits for the steps begun with [`JobHandle::uninterrupted`] to end.
+    /// Where work runs that the job's cleanup must wait for, as for the
+    /// steps of [`JobHandle::uninterrupted`] (a copy request in flight).
+    pub fn in_flight(&self) -> &TaskTracker {
+        &self.uninterrupted
+    }
+
+    /// Waits for the steps begun with [`JobHandle::uninterrupted`] and
+    /// [`JobHandle::in_flight`] to end.
     pub async fn settle(&self) {
         self.uninterrupted.close();
         self.uninterrupted.wait().await;

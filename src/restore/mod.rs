@@ -391,6 +391,8 @@ struct Place<'a> {
     /// before Milvus is asked to import it.
     pub proven: &'a prove::Proven,
     pub version: MilvusVersion,
+    /// Where the staging copies run: the job's cleanup waits for them.
+    pub in_flight: &'a tokio_util::task::TaskTracker,
 }
 
 /// This target's entry in the job's snapshot.

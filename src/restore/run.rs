@@ -70,6 +70,7 @@ pub async fn run(
             reused,
             proven: &proven,
             version,
+            in_flight: job.in_flight(),
         };
         match restore_collection(ctx, req, &place, t, job).await {
             Ok(rows) => job.update(|s| {

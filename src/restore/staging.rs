@@ -88,9 +88,10 @@ pub(super) async fn stage(
     let changed = std::sync::Mutex::new(changed);
     ctx.copier
         .copy_all(
-            ctx.catalog.store().as_ref(),
-            ctx.milvus_store.as_ref(),
+            ctx.catalog.store(),
+            &ctx.milvus_store,
             tasks,
+            place.in_flight,
             |task, copied| {
                 let intact = rel_of(&task.dst_key)
                     .and_then(|rel| place.proven.get(&rel))

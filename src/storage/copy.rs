@@ -4,8 +4,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::{ObjectStore, RateLimit, Source};
 use crate::error::{Error, Result};
@@ -75,17 +77,26 @@ impl Copier {
 
     /// Copies every task, calling `on_copied` after each one with what the copy
     /// learned of the content. Stops at the first error.
+    ///
+    /// Each attempt runs on `attempts`: dropped (its job cancelled, or a
+    /// sibling copy failed), the copy starts no more attempts, but one in
+    /// flight ends with its answer, so that whoever waits for `attempts`
+    /// before cleaning up sees every object that landed. A store finishes a
+    /// request it has received even when its caller hangs up. A streaming
+    /// attempt stops sending its body at once; an object whose body was all
+    /// sent waits for its answer.
     pub async fn copy_all<F>(
         &self,
-        src: &dyn ObjectStore,
-        dst: &dyn ObjectStore,
+        src: &Arc<dyn ObjectStore>,
+        dst: &Arc<dyn ObjectStore>,
         tasks: Vec<CopyTask>,
+        attempts: &TaskTracker,
         on_copied: F,
     ) -> Result<()>
     where
         F: Fn(&CopyTask, &Copied) + Sync,
     {
-        self.copy_stream(src, dst, futures::stream::iter(tasks), on_copied)
+        self.copy_stream(src, dst, futures::stream::iter(tasks), attempts, on_copied)
             .await
     }
 
@@ -93,9 +104,10 @@ impl Copier {
     /// the stream ends and every copy started is done.
     pub async fn copy_stream<S, F>(
         &self,
-        src: &dyn ObjectStore,
-        dst: &dyn ObjectStore,
+        src: &Arc<dyn ObjectStore>,
+        dst: &Arc<dyn ObjectStore>,
         tasks: S,
+        attempts: &TaskTracker,
         on_copied: F,
     ) -> Result<()>
     where
@@ -120,8 +132,24 @@ impl Copier {
                         // No bytes pass through us: the cap paces whole objects.
                         limit.take(task.size).await;
                     }
+                    // Cancelled when this copy is dropped: a streaming attempt
+                    // stops its body.
+                    let stop = CancellationToken::new();
+                    let _stop_when_dropped = stop.clone().drop_guard();
                     let copied = retry(Backoff::COPY, storage_transient, || {
-                        copy_one(src, dst, &task, server_side, limit.clone())
+                        let attempt = attempts.spawn(copy_one(
+                            src.clone(),
+                            dst.clone(),
+                            task.clone(),
+                            server_side,
+                            limit.clone(),
+                            stop.clone(),
+                        ));
+                        async move {
+                            attempt.await.map_err(|e| {
+                                Error::Internal(format!("a copy attempt did not end: {e}"))
+                            })?
+                        }
                     })
                     .await?;
                     crate::metrics::global().object_copied(task.size);
@@ -141,15 +169,23 @@ impl Copier {
 
 /// Copies one object. A streaming copy is paced chunk by chunk by `limit`,
 /// so the cap holds within every second, whatever the object's size.
+/// A server-side copy runs to its answer; a streaming one's body ends in an
+/// error once `stop` is cancelled.
 async fn copy_one(
-    src: &dyn ObjectStore,
-    dst: &dyn ObjectStore,
-    task: &CopyTask,
+    src: Arc<dyn ObjectStore>,
+    dst: Arc<dyn ObjectStore>,
+    task: CopyTask,
     server_side: bool,
     limit: Option<Arc<RateLimit>>,
+    stop: CancellationToken,
 ) -> Result<Copied> {
+    if stop.is_cancelled() {
+        return Err(Error::Cancelled(
+            "the copy was stopped: its job ended".into(),
+        ));
+    }
     if server_side {
-        let from = Source::new(src.bucket(), &task.src_key, task.size);
+        let from = Source::new(src.bucket(), &task.src_key, task.size).until(&stop);
         let etag = dst
             .copy_in(from, &task.dst_key)
             .await
@@ -164,13 +200,32 @@ async fn copy_one(
         let next = crc32c::crc32c_append(running.load(Ordering::Relaxed), chunk);
         running.store(next, Ordering::Relaxed);
     });
-    // Counted as they pass the cap.
-    let body = super::rate::paced(Box::pin(body), limit)
+    // Stopped while a chunk waits for the cap too; counted as they pass it.
+    let body = stopped_by(super::rate::paced(Box::pin(body), limit), stop)
         .inspect_ok(|chunk| crate::metrics::global().bytes_streamed(chunk.len() as u64));
     let etag = dst.put_stream(&task.dst_key, size, Box::pin(body)).await?;
     Ok(Copied {
         etag,
         crc32c: Some(crc.load(Ordering::Relaxed)),
+    })
+}
+
+/// `body` until `stop` is cancelled, then an error: the upload it feeds fails
+/// instead of completing.
+fn stopped_by(
+    body: impl Stream<Item = Result<bytes::Bytes>> + Send + Sync + Unpin + 'static,
+    stop: CancellationToken,
+) -> impl Stream<Item = Result<bytes::Bytes>> + Send + Sync + 'static {
+    futures::stream::unfold(Some((body, stop)), |state| async move {
+        let (mut body, stop) = state?;
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => Some((
+                Err(Error::Cancelled("the copy was stopped: its job ended".into())),
+                None,
+            )),
+            next = body.next() => next.map(|item| (item, Some((body, stop)))),
+        }
     })
 }
 
@@ -184,9 +239,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_streaming_copy_is_paced_chunk_by_chunk() {
         let dir = tempfile::tempdir().unwrap();
-        let (src, dst) = (
-            LocalDir::new(dir.path().join("a")),
-            LocalDir::new(dir.path().join("b")),
+        let (src, dst): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>) = (
+            Arc::new(LocalDir::new(dir.path().join("a"))),
+            Arc::new(LocalDir::new(dir.path().join("b"))),
         );
         src.ensure_bucket(true).await.unwrap();
         dst.ensure_bucket(true).await.unwrap();
@@ -203,7 +258,7 @@ mod tests {
         };
         let started = tokio::time::Instant::now();
         copier
-            .copy_all(&src, &dst, vec![task], |_, _| {})
+            .copy_all(&src, &dst, vec![task], &TaskTracker::new(), |_, _| {})
             .await
             .unwrap();
         let took = started.elapsed();

@@ -346,6 +346,9 @@ impl GcsBucket {
         let mut token: Option<String> = None;
         loop {
             // Each call continues the one before, by its token, until done.
+            if token.is_some() {
+                from.check_stop()?;
+            }
             let query: Vec<_> = token.iter().map(|t| ("rewriteToken", t.clone())).collect();
             let rewrite = |r: RequestBuilder| r.query(&query).header("content-length", 0);
             let resp = self

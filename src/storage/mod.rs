@@ -67,11 +67,39 @@ pub struct Source<'a> {
     pub bucket: &'a str,
     pub key: &'a str,
     pub size: u64,
+    /// Once cancelled, a copy made in several requests sends no more of them.
+    stop: Option<&'a tokio_util::sync::CancellationToken>,
 }
 
 impl<'a> Source<'a> {
     pub fn new(bucket: &'a str, key: &'a str, size: u64) -> Self {
-        Self { bucket, key, size }
+        Self {
+            bucket,
+            key,
+            size,
+            stop: None,
+        }
+    }
+
+    /// This source, for a copy that stops between its requests (parts,
+    /// rewrite calls) once `stop` is cancelled, without making the object.
+    /// A request already sent is answered first.
+    pub fn until(self, stop: &'a tokio_util::sync::CancellationToken) -> Self {
+        Self {
+            stop: Some(stop),
+            ..self
+        }
+    }
+
+    /// [`crate::error::Error::Cancelled`] once the copy was asked to stop.
+    pub fn check_stop(&self) -> crate::error::Result<()> {
+        match self.stop.is_some_and(|s| s.is_cancelled()) {
+            true => Err(crate::error::Error::Cancelled(format!(
+                "the copy of {}/{} was stopped: its job ended",
+                self.bucket, self.key
+            ))),
+            false => Ok(()),
+        }
     }
 }
 

@@ -476,7 +476,7 @@ impl ObjectStore for S3Bucket {
     async fn copy_in(&self, from: Source<'_>, dst_key: &str) -> Result<Option<String>> {
         let source = format!("{}/{}", from.bucket, encode_copy_source(from.key));
         if from.size > self.multipart_copy_threshold {
-            return self.copy_in_parts(&source, dst_key, from.size).await;
+            return self.copy_in_parts(from, &source, dst_key).await;
         }
         let out = on_object!(self, copy_object, dst_key)
             .copy_source(source)

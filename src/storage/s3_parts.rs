@@ -11,8 +11,8 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 
-use super::ByteStream;
 use super::s3::S3Bucket;
+use super::{ByteStream, Source};
 use crate::error::{Error, Result};
 
 /// The size of one part of a multipart copy, unless set otherwise.
@@ -86,13 +86,15 @@ impl Drop for UploadGuard {
 
 impl S3Bucket {
     /// Copies a large object server-side in parts (UploadPartCopy), several at
-    /// once. An upload that fails or is dropped is aborted.
+    /// once. An upload that fails, is dropped or is stopped (`from`) is
+    /// aborted; a completion already sent is answered first.
     pub(super) async fn copy_in_parts(
         &self,
+        from: Source<'_>,
         source: &str,
         dst_key: &str,
-        size: u64,
     ) -> Result<Option<String>> {
+        let size = from.size;
         let guard = self.begin_upload(dst_key).await?;
         let upload_id = guard.upload_id.clone();
         crate::failpoint::pause_at("storage.copy_in_parts").await;
@@ -107,6 +109,7 @@ impl S3Bucket {
             .map(|(number, first, last)| {
                 let upload_id = &upload_id;
                 async move {
+                    from.check_stop()?;
                     let out = self
                         .client
                         .upload_part_copy()
@@ -133,7 +136,8 @@ impl S3Bucket {
             })
             .buffered(PARTS_IN_FLIGHT)
             .try_collect::<Vec<_>>()
-            .await;
+            .await
+            .and_then(|parts| from.check_stop().map(|()| parts));
         self.complete_upload(guard, parts).await
     }
 

@@ -369,6 +369,19 @@ pub fn assert_rows_equal(what: &str, source: &[Row], restored: &[Row]) {
     }
 }
 
+/// A new collection named from `prefix` with 300 rows in three flushed
+/// segments of the default partition.
+#[allow(dead_code)]
+pub async fn three_segments(m: &MilvusClient, prefix: &str) -> Spec {
+    let spec = Spec::new(&super::unique(prefix));
+    create(m, &spec).await;
+    for i in 0..3 {
+        insert(m, &spec, "", i * 100..(i + 1) * 100, 91).await;
+        flush(m, &spec.db, &spec.name).await;
+    }
+    spec
+}
+
 /// Creates `spec` with a partition `p1`: rows `0..main` in the default
 /// partition and `main..main + in_p1` in `p1`, one row of each deleted,
 /// indexed and loaded. Its rows.

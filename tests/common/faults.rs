@@ -72,6 +72,14 @@ pub struct FaultCounts {
     pub lost_answers: AtomicU64,
     /// Every request seen, as `METHOD /path?query`.
     pub seen: std::sync::Mutex<Vec<String>>,
+    /// Server-side copies are held, unanswered, while set.
+    hold_copies: AtomicBool,
+    /// Wakes the held copies when they are let go.
+    copies_let_go: tokio::sync::Notify,
+    /// Copies held, and copies forwarded once let go (whether or not their
+    /// caller still waited for the answer).
+    pub held_copies: AtomicU64,
+    pub late_copies: AtomicU64,
 }
 
 /// Whether the `seen`-th (from 1) eligible request gets the fault that every
@@ -135,6 +143,18 @@ impl FaultProxy {
     #[allow(dead_code)]
     pub fn lose_put_answers_for(&self, suffix: &str) {
         *self.counts.lose_put_answers_for.lock().unwrap() = Some(suffix.to_string());
+    }
+
+    /// Holds every server-side copy (CopyObject, UploadPartCopy) from now on
+    /// until called with `false`; then forwards each held one to S3 even if
+    /// its caller has hung up meanwhile, as a store finishes a request it
+    /// received.
+    #[allow(dead_code)]
+    pub fn hold_copies(&self, hold: bool) {
+        self.counts.hold_copies.store(hold, Ordering::SeqCst);
+        if !hold {
+            self.counts.copies_let_go.notify_waiters();
+        }
     }
 
     /// Answers every delete 403 AccessDenied from now on, as a store whose
@@ -239,7 +259,7 @@ async fn handle(
     upstream: SocketAddr,
     rates: Rates,
     client: &Client<HttpConnector, Incoming>,
-    counts: &FaultCounts,
+    counts: &Arc<FaultCounts>,
 ) -> Result<Response<Body>, std::io::Error> {
     let n = counts.requests.fetch_add(1, Ordering::Relaxed) + 1;
     counts
@@ -309,6 +329,29 @@ async fn handle(
             .unwrap()
             .as_deref()
             .is_some_and(|suffix| req.uri().path().ends_with(suffix));
+    if req.headers().contains_key("x-amz-copy-source") && counts.hold_copies.load(Ordering::SeqCst)
+    {
+        counts.held_copies.fetch_add(1, Ordering::SeqCst);
+        let (client, counts) = (client.clone(), counts.clone());
+        // A task of its own: forwarded even if this answer is no longer awaited.
+        let late = tokio::spawn(async move {
+            loop {
+                let let_go = counts.copies_let_go.notified();
+                if !counts.hold_copies.load(Ordering::SeqCst) {
+                    break;
+                }
+                let_go.await;
+            }
+            let resp = client.request(req).await;
+            counts.late_copies.fetch_add(1, Ordering::SeqCst);
+            resp
+        });
+        let resp = late
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(std::io::Error::other)?;
+        return Ok(resp.map(|b| b.map_err(std::io::Error::other).boxed()));
+    }
     let resp = client.request(req).await.map_err(std::io::Error::other)?;
     counts.forwarded.fetch_add(1, Ordering::Relaxed);
     if lose_answer {

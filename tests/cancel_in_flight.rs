@@ -1,0 +1,230 @@
+//! A cancel and the copies in flight, against the real Milvus 2.3.5 and S3:
+//! the cancel waits for the answers of the server-side copies already sent
+//! (a store completes a request whose caller hung up), so the cleanup sees
+//! every object that landed, and stops the bodies of streaming copies at
+//! once, even while they wait for the bandwidth cap.
+
+mod common;
+
+use common::data;
+use common::flows::{self, backup_request, last_backup, last_restore};
+use common::process;
+use milvus_backup::api::proto as pb;
+use milvus_backup::milvus::MilvusApi;
+use std::time::Duration;
+
+/// A copy request the store received before a cancel, and completes after it,
+/// lands before the job's cleanup looks: the cancel waits for the answers of
+/// the copies in flight (it starts no new ones), so nothing is left behind.
+/// A proxy holds every server-side copy until a second after the job is
+/// cancelled, then lets S3 complete each one, as a store finishes a request
+/// whose caller hung up. For a backup, its folder is left empty; for the
+/// restore of an incremental backup, its staging folder in Milvus's bucket.
+/// On the code before, the cancel dropped the requests, the cleanup ran at
+/// once, and the held copies landed after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_waits_for_the_copies_in_flight_and_leaves_nothing() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = data::three_segments(&m, "inflight_src").await;
+    let s3: std::net::SocketAddr = format!("{}:{}", cfg.minio.address, cfg.minio.port)
+        .parse()
+        .unwrap();
+    let proxy = common::faults::start(s3, common::faults::Rates::default()).await;
+    let (state, config) = process::config_with(&cfg, "inflight", "");
+    process::route_s3_through(&cfg, &config, proxy.addr.port());
+    let root = common::unique("inflight_root");
+    process::root_backups_at(&config, &root);
+    let server = process::Proc::on(state, config, None).await;
+    let mut client = server.client.clone();
+    let bucket = process::rooted_bucket(&cfg);
+
+    let name = common::unique("inflight");
+    proxy.hold_copies(true);
+    let mut stream = client
+        .create_backup(backup_request(&name, &[&spec.name]))
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().unwrap();
+    held_copy(&proxy).await;
+    client
+        .cancel_backup(pb::CancelBackupRequest { name: name.clone() })
+        .await
+        .unwrap();
+    let_go_of_copies(&proxy).await;
+    let end = last_backup(stream).await;
+    assert_eq!(end.state, pb::JobState::Cancelled as i32, "{end:?}");
+    copies_completed(&proxy).await;
+    let left = bucket.list(&format!("{root}/{name}/")).await.unwrap();
+    assert!(
+        left.is_empty(),
+        "the cancelled backup left {} objects, first {:?}",
+        left.len(),
+        left.first()
+    );
+
+    // The restore of an incremental backup stages its objects (server-side
+    // copies into Milvus's bucket) before the import.
+    let full = common::unique("inflight_full");
+    flows::backup_collections(&mut client, &full, &[&spec.name]).await;
+    let incr = common::unique("inflight_incr");
+    let mut req = backup_request(&incr, &[&spec.name]);
+    req.incremental = Some(true);
+    flows::backup(&mut client, req).await;
+    proxy.hold_copies(true);
+    let mut stream = client
+        .restore(flows::restore_request(&incr, "_inflight"))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = stream.message().await.unwrap().unwrap().restore.unwrap().id;
+    held_copy(&proxy).await;
+    client
+        .cancel_restore(pb::CancelRestoreRequest { id: id.clone() })
+        .await
+        .unwrap();
+    let_go_of_copies(&proxy).await;
+    let end = last_restore(stream).await;
+    assert_eq!(end.state, pb::JobState::Cancelled as i32, "{end:?}");
+    copies_completed(&proxy).await;
+    let left = bucket.list(&format!("restore-temp-{id}/")).await.unwrap();
+    assert!(
+        left.is_empty(),
+        "the cancelled restore left {} staged objects, first {:?}",
+        left.len(),
+        left.first()
+    );
+    let restored = format!("{}_inflight", spec.name);
+    assert!(
+        !m.has_collection(&spec.db, &restored).await.unwrap(),
+        "the cancelled restore's collection is dropped"
+    );
+
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// Waits until the proxy holds a copy now (one S3 has not completed).
+async fn held_copy(proxy: &common::faults::FaultProxy) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let counts = &proxy.counts;
+    for _ in 0..600 {
+        if counts.held_copies.load(SeqCst) > counts.late_copies.load(SeqCst) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no copy reached the proxy within 60 s");
+}
+
+/// A second after the cancel, lets the held copies reach S3.
+async fn let_go_of_copies(proxy: &common::faults::FaultProxy) {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.hold_copies(false);
+}
+
+/// Waits until S3 has completed every copy the proxy held.
+async fn copies_completed(proxy: &common::faults::FaultProxy) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let counts = &proxy.counts;
+    for _ in 0..300 {
+        if counts.late_copies.load(SeqCst) == counts.held_copies.load(SeqCst) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the held copies did not complete within 30 s");
+}
+
+/// The wait above is for answers, not for bytes: a streaming copy in flight
+/// stops its body at the cancel, even while it waits for the bandwidth cap.
+/// A backup to a local directory under a 5 KiB/s cap is cancelled once its
+/// first bytes streamed: the job ends CANCELLED, the server streams at most
+/// one more chunk after the cancel (`milvus_backup_streamed_bytes_total`),
+/// far less than the backup left to copy, and its folder is gone. Without the
+/// stop, the copies in flight (the whole backup here) streamed to their end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_stops_the_streaming_copies_in_flight() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = data::three_segments(&m, "stopstream_src").await;
+    let dir = std::env::temp_dir().join(common::unique("stopstream_backups"));
+    let state = std::env::temp_dir().join(common::unique("stopstream"));
+    let config = state.with_extension("yaml");
+    let yaml = process::config_yaml(&cfg, "  backupStorageType: local\n").replace(
+        "backupRootPath: backup\n",
+        &format!("backupRootPath: {}\n", dir.display()),
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "{yaml}backup:\n  stateDir: {}\n  rateLimitMiBps: 0.005\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let server = process::Proc::on(state, config, None).await;
+    let mut client = server.client.clone();
+    let streamed = || {
+        let text = common::curl::metrics(server.port);
+        text.lines()
+            .find_map(|l| l.strip_prefix("milvus_backup_streamed_bytes_total "))
+            .map_or(0.0, |v| v.trim().parse::<f64>().unwrap())
+    };
+
+    let name = common::unique("stopstream");
+    let mut stream = client
+        .create_backup(backup_request(&name, &[&spec.name]))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut total = 0;
+    while streamed() == 0.0 {
+        let msg = stream.message().await.unwrap().expect("the job runs");
+        total = msg
+            .backup
+            .and_then(|b| b.progress)
+            .map_or(total, |p| p.bytes_total);
+    }
+    client
+        .cancel_backup(pb::CancelBackupRequest { name: name.clone() })
+        .await
+        .unwrap();
+    let at_cancel = streamed();
+    let end = last_backup(stream).await;
+    assert_eq!(end.state, pb::JobState::Cancelled as i32, "{end:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = streamed() - at_cancel;
+    let left = total as f64 - at_cancel;
+    assert!(
+        left > 20_000.0,
+        "the backup had {left} bytes left to stream at the cancel"
+    );
+    assert!(
+        after <= 8192.0,
+        "{after} bytes streamed after the cancel, of the {left} left"
+    );
+    let files = files_under(&dir.join(&name));
+    assert!(files.is_empty(), "the cancelled backup left {files:?}");
+
+    server.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// The files under `dir`, at any depth (none when it does not exist).
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flat_map(|e| {
+            let path = e.unwrap().path();
+            match path.is_dir() {
+                true => files_under(&path),
+                false => vec![path],
+            }
+        })
+        .collect()
+}
