@@ -124,12 +124,19 @@ async fn let_go_of_copies(proxy: &common::faults::FaultProxy) {
     proxy.hold_copies(false);
 }
 
-/// Waits until S3 has completed every copy the proxy held.
+/// Waits until S3 has answered every copy the proxy held, and checks that
+/// it made each one (so that an object left would show).
 async fn copies_completed(proxy: &common::faults::FaultProxy) {
     use std::sync::atomic::Ordering::SeqCst;
     let counts = &proxy.counts;
     for _ in 0..300 {
-        if counts.late_copies.load(SeqCst) == counts.held_copies.load(SeqCst) {
+        let held = counts.held_copies.load(SeqCst);
+        if counts.late_copies.load(SeqCst) == held {
+            assert_eq!(
+                counts.late_copies_made.load(SeqCst),
+                held,
+                "S3 made every held copy"
+            );
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -141,7 +148,7 @@ async fn copies_completed(proxy: &common::faults::FaultProxy) {
 /// stops its body at the cancel, even while it waits for the bandwidth cap.
 /// A backup to a local directory under a 5 KiB/s cap is cancelled once its
 /// first bytes streamed: the job ends CANCELLED, the server streams at most
-/// one more chunk after the cancel (`milvus_backup_streamed_bytes_total`),
+/// 8 KiB more after the cancel (`milvus_backup_streamed_bytes_total`),
 /// far less than the backup left to copy, and its folder is gone. Without the
 /// stop, the copies in flight (the whole backup here) streamed to their end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -207,6 +214,10 @@ async fn a_cancel_stops_the_streaming_copies_in_flight() {
     );
     let files = files_under(&dir.join(&name));
     assert!(files.is_empty(), "the cancelled backup left {files:?}");
+    assert!(
+        !dir.join(&name).exists(),
+        "nor a directory: a stopped write removes those it made"
+    );
 
     server.finish();
     let _ = std::fs::remove_dir_all(&dir);

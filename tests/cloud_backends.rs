@@ -474,3 +474,32 @@ async fn a_pending_azure_copy_dropped_while_followed_is_aborted() {
     }
     assert!(aborted(&seen), "the dropped copy was aborted: {seen:?}");
 }
+
+/// A pending Copy Blob whose copy is stopped while it is followed (its job
+/// was cancelled; the attempt runs on for the cleanup to wait for) aborts
+/// the copy before it ends, CANCELLED, so that the cleanup after it finds
+/// what the abort left (Azure stand-in: Azurite never answers pending).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_azure_copy_stopped_while_followed_is_aborted_before_it_ends() {
+    let (store, container, seen) = pending_copy_stand_in(|_| (200, "pending")).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let copy = store.copy_in(
+        milvus_backup::storage::Source::new(&container, "src.bin", 100).until(&stop),
+        "dst.bin",
+    );
+    let mut copy = Box::pin(copy);
+    tokio::select! {
+        r = &mut copy => panic!("a copy that stays pending ended: {r:?}"),
+        () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+    }
+    stop.cancel();
+    let err = tokio::time::timeout(std::time::Duration::from_secs(10), copy)
+        .await
+        .expect("a stopped copy ends")
+        .expect_err("a stopped copy makes nothing");
+    assert!(
+        matches!(err, milvus_backup::Error::Cancelled(_)),
+        "stopped: {err:?}"
+    );
+    assert!(aborted(&seen), "aborted before it ended: {seen:?}");
+}

@@ -477,15 +477,21 @@ impl<K: JobKind> Runner<K> {
 
     /// The job with `key`: one of this server's, or one another server on
     /// the same backup storage runs or ran (followed through its shared
-    /// record, with about a second of lag).
+    /// record, with about a second of lag; a kind without records is found
+    /// only here).
     pub async fn find(&self, key: &str) -> Result<Option<watch::Receiver<K::Snapshot>>> {
         if let Some(rx) = self.registry.get(key) {
             return Ok(Some(rx));
         }
-        match &self.pool.shared {
+        match self.shared_records() {
             Some(shared) => shared.follow::<K::Snapshot>(key).await,
             None => Ok(None),
         }
+    }
+
+    /// The shared records, for a kind that keeps them.
+    fn shared_records(&self) -> Option<&SharedRecords> {
+        self.pool.shared.as_ref().filter(|_| K::KEEPS_RECORDS)
     }
 
     /// Asks every job of this kind running here to stop.
@@ -502,7 +508,7 @@ impl<K: JobKind> Runner<K> {
             return self.cancel(key);
         }
         let noun = K::Snapshot::NOUN;
-        let Some(shared) = &self.pool.shared else {
+        let Some(shared) = self.shared_records() else {
             return Err(Error::not_found(noun, key));
         };
         match shared.load::<K::Snapshot>(key).await? {

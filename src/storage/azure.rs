@@ -124,17 +124,13 @@ impl AzureContainer {
             .status_error(operation, key, status.as_u16(), code)
     }
 
-    /// Copy Blob from `container/key` of the same account (this container
-    /// too), of `size` bytes; waits while the service reports the copy
-    /// pending. A pending copy that fails, is replaced or outlasts its wait
-    /// is aborted, so that it stops writing into the blob.
-    async fn copy_blob(
-        &self,
-        src_container: &str,
-        src_key: &str,
-        dst_key: &str,
-        size: u64,
-    ) -> Result<()> {
+    /// Copy Blob from `from` (a container of the same account, this one
+    /// too); waits while the service reports the copy pending. A pending
+    /// copy that fails, is replaced, outlasts its wait or is stopped (`from`)
+    /// is aborted, so that it stops writing into the blob (which an abort
+    /// leaves empty, for the caller's cleanup to find).
+    async fn copy_blob(&self, from: Source<'_>, dst_key: &str) -> Result<()> {
+        let (src_container, src_key, size) = (from.bucket, from.key, from.size);
         let mut source = format!(
             "{}/{src_container}/{}",
             self.access.blob_endpoint,
@@ -172,7 +168,7 @@ impl AzureContainer {
             copy_id,
         };
         let waited = self
-            .wait_for_copy(&pending.path, dst_key, &pending.copy_id, size)
+            .wait_for_copy(&pending.path, dst_key, &pending.copy_id, size, from)
             .await;
         if waited.is_err() {
             // Cancelled during this abort, the guard aborts once more.
@@ -193,6 +189,7 @@ impl AzureContainer {
         dst_key: &str,
         copy_id: &str,
         size: u64,
+        from: Source<'_>,
     ) -> Result<()> {
         const FAILED_LOOKS: u32 = 5;
         let wait = std::time::Duration::from_secs(120 + size / (10 << 20));
@@ -206,6 +203,7 @@ impl AzureContainer {
                 ));
             }
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            from.check_stop()?;
             let head = match self
                 .send("GetBlobProperties", Method::HEAD, path, &[], &[])
                 .await
@@ -334,8 +332,7 @@ impl ObjectStore for AzureContainer {
     }
     async fn copy_in(&self, from: Source<'_>, dst_key: &str) -> Result<Option<String>> {
         // Copy Blob in either case, followed while the service reports it pending.
-        self.copy_blob(from.bucket, from.key, dst_key, from.size)
-            .await?;
+        self.copy_blob(from, dst_key).await?;
         Ok(self.cloud.etag_of(dst_key).await?)
     }
     async fn delete(&self, keys: &[String]) -> Result<()> {

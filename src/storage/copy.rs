@@ -8,6 +8,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use super::{ObjectStore, RateLimit, Source};
 use crate::error::{Error, Result};
@@ -122,29 +123,42 @@ impl Copier {
             .map(|task| {
                 let on_copied = &on_copied;
                 async move {
-                    let _permit = self
-                        .permits
-                        .acquire()
-                        .await
-                        .map_err(|_| Error::Internal("copier closed".into()))?;
+                    // Held by the attempts too: one that outlives this copy
+                    // (its job cancelled) still counts against the bound.
+                    let permit = Arc::new(
+                        self.permits
+                            .clone()
+                            .acquire_owned()
+                            .await
+                            .map_err(|_| Error::Internal("copier closed".into()))?,
+                    );
                     let limit = self.rate_limit.clone();
                     if let (true, Some(limit)) = (server_side, &limit) {
                         // No bytes pass through us: the cap paces whole objects.
                         limit.take(task.size).await;
                     }
                     // Cancelled when this copy is dropped: a streaming attempt
-                    // stops its body.
+                    // stops its body, one in parts or polled stops between
+                    // its requests.
                     let stop = CancellationToken::new();
                     let _stop_when_dropped = stop.clone().drop_guard();
                     let copied = retry(Backoff::COPY, storage_transient, || {
-                        let attempt = attempts.spawn(copy_one(
+                        let attempt = copy_one(
                             src.clone(),
                             dst.clone(),
                             task.clone(),
                             server_side,
                             limit.clone(),
                             stop.clone(),
-                        ));
+                        );
+                        let permit = permit.clone();
+                        let attempt = attempts.spawn(
+                            async move {
+                                let _permit = permit;
+                                attempt.await
+                            }
+                            .in_current_span(),
+                        );
                         async move {
                             attempt.await.map_err(|e| {
                                 Error::Internal(format!("a copy attempt did not end: {e}"))

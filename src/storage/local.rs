@@ -98,17 +98,13 @@ impl LocalDir {
             .join("/")
     }
 
-    /// Writes through a temporary file renamed into place.
+    /// Writes through a temporary file renamed into place. A write that
+    /// fails (its body cut, say) leaves no file and no directory it made.
     async fn write_with(&self, key: &str, body: ByteStream) -> Result<()> {
         let path = self.path(key)?;
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|e| self.io_error("write", key, e))?;
-        }
         let tmp = temp_beside(&path);
         let result = async {
-            let mut file = tokio::fs::File::create(&tmp).await?;
+            let mut file = create_with_parents(&tmp).await?;
             let mut body = body;
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(std::io::Error::other)?;
@@ -120,9 +116,37 @@ impl LocalDir {
         .await;
         if let Err(e) = result {
             let _ = tokio::fs::remove_file(&tmp).await;
+            self.remove_empty_parents(&tmp).await;
             return Err(self.io_error("write", key, e));
         }
         Ok(())
+    }
+
+    /// Removes the directories above `path` that are empty, up to the root.
+    async fn remove_empty_parents(&self, path: &Path) {
+        let mut dir = path.parent().map(Path::to_path_buf);
+        while let Some(d) = dir {
+            if d == self.root || tokio::fs::remove_dir(&d).await.is_err() {
+                break;
+            }
+            dir = d.parent().map(Path::to_path_buf);
+        }
+    }
+}
+
+/// Creates the file at `path` and the directories above it. A directory
+/// removed meanwhile (left empty by a delete or a failed write beside) is
+/// made again.
+async fn create_with_parents(path: &Path) -> std::io::Result<tokio::fs::File> {
+    let mut tries = 0;
+    loop {
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        match tokio::fs::File::create(path).await {
+            Err(e) if e.kind() == ErrorKind::NotFound && tries < 3 => tries += 1,
+            created => return created,
+        }
     }
 }
 
@@ -427,14 +451,7 @@ impl ObjectStore for LocalDir {
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => return Err(self.io_error("delete", key, e)),
             }
-            // Drop directories left empty, up to the root.
-            let mut dir = path.parent().map(Path::to_path_buf);
-            while let Some(d) = dir {
-                if d == self.root || tokio::fs::remove_dir(&d).await.is_err() {
-                    break;
-                }
-                dir = d.parent().map(Path::to_path_buf);
-            }
+            self.remove_empty_parents(&path).await;
         }
         Ok(())
     }

@@ -76,10 +76,11 @@ pub struct FaultCounts {
     hold_copies: AtomicBool,
     /// Wakes the held copies when they are let go.
     copies_let_go: tokio::sync::Notify,
-    /// Copies held, and copies forwarded once let go (whether or not their
-    /// caller still waited for the answer).
+    /// Copies held, copies forwarded once let go (whether or not their
+    /// caller still waited for the answer), and those S3 answered 2xx.
     pub held_copies: AtomicU64,
     pub late_copies: AtomicU64,
+    pub late_copies_made: AtomicU64,
 }
 
 /// Whether the `seen`-th (from 1) eligible request gets the fault that every
@@ -343,6 +344,9 @@ async fn handle(
                 let_go.await;
             }
             let resp = client.request(req).await;
+            if resp.as_ref().is_ok_and(|r| r.status().is_success()) {
+                counts.late_copies_made.fetch_add(1, Ordering::SeqCst);
+            }
             counts.late_copies.fetch_add(1, Ordering::SeqCst);
             resp
         });
