@@ -35,8 +35,8 @@ async fn run_of(
 
 /// A server on `root` with a 10 s lease TTL: its listing period, so that a
 /// slot is left for 15 s (half the gap of an every-30-s policy; a listing
-/// period, two ticks and a probe's 5 s would be 17 s), well past A's probe
-/// (5 s with Milvus switched off) and B's start.
+/// period, two ticks and a probe's 5 s would be 17 s), well past B's start
+/// (A's probe, refused by the switched-off proxy, answers at once).
 async fn server(cfg: &milvus_backup::config::Config, tag: &str, root: &str) -> Proc {
     let (state, config) = config_with(cfg, tag, "");
     root_backups_at(&config, root);

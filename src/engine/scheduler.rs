@@ -414,12 +414,12 @@ impl Engine {
     }
 
     /// How long a slot is left to replicas that reach Milvus: a listing
-    /// period and two ticks (every server knows the policy by then), at most
-    /// half the time to the policy's next slot, so that a slot is taken
-    /// before a newer one replaces it.
+    /// period, two ticks and a probe (every server knows the policy, and has
+    /// asked Milvus, by then), at most half the time to the policy's next
+    /// slot, so that a slot is taken before a newer one replaces it.
     fn slot_grace(&self, p: &StoredPolicy, slot: DateTime<Utc>) -> chrono::TimeDelta {
-        let grace =
-            chrono::TimeDelta::from_std(self.listing_period() + 2 * TICK).unwrap_or_default();
+        let grace = self.listing_period() + 2 * TICK + super::milvus_probe::PROBE_TIMEOUT;
+        let grace = chrono::TimeDelta::from_std(grace).unwrap_or_default();
         match p.policy.schedule().next_after(slot) {
             Some(next) => grace.min((next - slot) / 2),
             None => grace,

@@ -109,6 +109,13 @@ impl MilvusApi for MilvusClient {
         Ok(MilvusVersion::parse(&resp.version))
     }
 
+    async fn version_once(&self) -> Result<MilvusVersion> {
+        let request = self.request("", pb::GetVersionRequest {});
+        let resp = self.send("GetVersion", request, via!(get_version)).await?;
+        check_status("GetVersion", resp.status())?;
+        Ok(MilvusVersion::parse(&resp.version))
+    }
+
     async fn list_databases(&self) -> Result<Vec<String>> {
         let req = self.request("", pb::ListDatabasesRequest::default());
         match self.inner.clone().list_databases(req).await {

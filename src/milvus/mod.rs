@@ -159,6 +159,11 @@ pub trait MilvusApi: Send + Sync {
     /// Where Milvus is, for messages.
     fn address(&self) -> &str;
     async fn version(&self) -> Result<MilvusVersion>;
+    /// Asks for the version once, without the retries of [`Self::version`]:
+    /// whether Milvus answers now.
+    async fn version_once(&self) -> Result<MilvusVersion> {
+        self.version().await
+    }
     /// Database names; `["default"]` on servers without databases.
     async fn list_databases(&self) -> Result<Vec<String>>;
     async fn create_database(&self, db: &str) -> Result<()>;
