@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::jobs::{JobSnapshot, JobState, Progress};
-use crate::model::{BackupName, BackupRequest, CollectionRef, RestoreRequest};
+use crate::model::{BackupName, BackupRequest, Caller, CollectionRef, RestoreRequest};
 
 /// The exit code for a failure: one per kind, so scripts can tell them apart.
 pub fn exit_code(err: &Error) -> i32 {
@@ -280,7 +280,10 @@ pub async fn get(engine: &Arc<Engine>, name: &BackupName, detail: bool) -> Resul
 
 /// `delete`.
 pub async fn delete(engine: &Arc<Engine>, name: &BackupName) -> Result<()> {
-    let d = engine.delete_backup_until_ended(name).await?.succeeded()?;
+    let d = engine
+        .delete_backup_until_ended(name, &Caller::default())
+        .await?
+        .succeeded()?;
     if d.objects_kept > 0 {
         println!(
             "deleted backup {name} ({} objects; {} kept: later incremental backups reference them)",
@@ -295,7 +298,7 @@ pub async fn delete(engine: &Arc<Engine>, name: &BackupName) -> Result<()> {
 /// `verify`: re-reads the backup; `DataLoss` names every damaged object.
 pub async fn verify(engine: &Arc<Engine>, name: &BackupName) -> Result<()> {
     let mut reporter = Reporter::new("verify");
-    let verification = engine.verify_backup(name).await?;
+    let verification = engine.verify_backup(name, Caller::default()).await?;
     let mut snapshots = verification.snapshots();
     loop {
         let now = snapshots.borrow_and_update().clone();

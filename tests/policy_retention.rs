@@ -106,7 +106,10 @@ async fn a_retention_delete_that_stopped_is_finished_by_a_later_run() {
 
     engine.delete_policy(&pname).await.unwrap();
     let third = BackupName::parse(&third).unwrap();
-    engine.delete_backup_until_ended(&third).await.unwrap();
+    engine
+        .delete_backup_until_ended(&third, &milvus_backup::model::Caller::default())
+        .await
+        .unwrap();
     hello::drop_if_exists(&m, "default", &coll).await;
 }
 

@@ -178,6 +178,56 @@ async fn a_traceparent_is_carried_into_the_jobs_log_lines_and_record() {
     let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
     assert_eq!(record["trace_id"], trace, "{record}");
 
+    // A verification and a delete carry their callers' traces too.
+    let traced = |trace: &str| {
+        format!("00-{trace}-00f067aa0ba902b7-01")
+            .parse::<tonic::metadata::MetadataValue<_>>()
+            .unwrap()
+    };
+    let (verify_trace, delete_trace) = (
+        "5bf92f3577b34da6a3ce929d0e0e4737",
+        "6bf92f3577b34da6a3ce929d0e0e4738",
+    );
+    let mut req = tonic::Request::new(pb::VerifyBackupRequest {
+        name: name.clone(),
+        detached: false,
+    });
+    req.metadata_mut()
+        .insert("traceparent", traced(verify_trace));
+    let mut stream = client.verify_backup(req).await.unwrap().into_inner();
+    while stream.message().await.unwrap().is_some() {}
+    let mut req = tonic::Request::new(pb::DeleteBackupRequest {
+        name: name.clone(),
+        ..Default::default()
+    });
+    req.metadata_mut()
+        .insert("traceparent", traced(delete_trace));
+    let deleted = client.delete_backup(req).await.unwrap().into_inner();
+    let delete_id = deleted.job.expect("the delete job").id;
+    let text = std::fs::read_to_string(&log).unwrap();
+    for (kind, trace) in [("verify", verify_trace), ("delete", delete_trace)] {
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|l: &serde_json::Value| l["span"]["kind"] == kind)
+            .collect();
+        assert!(lines.len() >= 2, "the {kind} job's log lines: {text}");
+        assert!(
+            lines.iter().all(|l| l["span"]["trace_id"] == trace),
+            "{kind}: {lines:?}"
+        );
+    }
+    let record = common::TestServer::start(&cfg)
+        .await
+        .ctx
+        .catalog
+        .store()
+        .read(&format!("backup/_jobs/deletes/{delete_id}.json"))
+        .await
+        .unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
+    assert_eq!(record["trace_id"], delete_trace, "{record}");
+
     common::process::kill9(&mut child);
     let _ = std::fs::remove_dir_all(&state);
     hello::drop_if_exists(&m, "default", &coll).await;

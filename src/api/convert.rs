@@ -14,6 +14,11 @@ use crate::model::{
     BackupInput, BackupRequest, Caller, CollectionRef, RestoreInput, RestoreRequest,
 };
 
+/// The caller of a request that carries no idempotency key: its trace.
+pub(super) fn caller_of<T>(request: &tonic::Request<T>) -> crate::Result<Caller> {
+    Caller::parse("", traceparent(request.metadata()))
+}
+
 /// The caller's W3C `traceparent` metadata (empty when none).
 fn traceparent(metadata: &MetadataMap) -> &str {
     metadata

@@ -140,13 +140,18 @@ impl BackupService for GrpcService {
         &self,
         request: Request<pb::DeleteBackupRequest>,
     ) -> Result<Response<pb::DeleteBackupResponse>, Status> {
+        let caller = super::convert::caller_of(&request)?;
         let r = request.into_inner();
         let name = BackupName::parse(&r.name)?;
         let job = if r.detached {
-            self.engine.delete_backup(&name).await?.borrow().clone()
+            self.engine
+                .delete_backup(&name, &caller)
+                .await?
+                .borrow()
+                .clone()
         } else {
             self.engine
-                .delete_backup_until_ended(&name)
+                .delete_backup_until_ended(&name, &caller)
                 .await?
                 .succeeded()?
         };
@@ -213,13 +218,14 @@ impl BackupService for GrpcService {
         &self,
         request: Request<pb::VerifyBackupRequest>,
     ) -> Result<Response<Self::VerifyBackupStream>, Status> {
+        let caller = super::convert::caller_of(&request)?;
         let pb::VerifyBackupRequest { name, detached } = request.into_inner();
         let name = BackupName::parse(&name)?;
         let (tx, rx) = mpsc::channel(8);
         let engine = self.engine.clone();
         tokio::spawn(async move {
             let msg = |s: &VerifySnapshot| pb::VerifyBackupResponse::from(&s.progress);
-            let mut verification = match engine.verify_backup(&name).await {
+            let mut verification = match engine.verify_backup(&name, caller).await {
                 Ok(v) => v,
                 Err(e) => {
                     let _ = tx.send(Err(Status::from(e))).await;

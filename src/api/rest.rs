@@ -329,15 +329,16 @@ impl QueryNames for DeleteQuery {
 async fn delete_backup(call: Call, Params(q): Params<DeleteQuery>) -> Response {
     let result = async {
         let name = BackupName::parse(&q.backup_name)?;
+        let caller = call.caller("")?;
         let engine = &call.rest.engine;
         if q.is_async {
-            let job = engine.delete_backup(&name).await?.borrow().clone();
+            let job = engine.delete_backup(&name, &caller).await?.borrow().clone();
             return Ok((
                 Some(delete_data(&job)),
                 Ok("delete backup is executing asynchronously"),
             ));
         }
-        let last = engine.delete_backup_until_ended(&name).await?;
+        let last = engine.delete_backup_until_ended(&name, &caller).await?;
         // The Go tool answers a deleted backup with no data.
         Ok(match ended(&last) {
             Ok(msg) => (None, Ok(msg)),
@@ -475,7 +476,8 @@ async fn verify(call: Call, Params(q): Params<BackupNameQuery>) -> Response {
     call.answer(async {
         let name = BackupName::parse(&q.backup_name)?;
         // Dropped with the request, it stops.
-        let verification = call.rest.engine.verify_backup(&name).await?;
+        let caller = call.caller("")?;
+        let verification = call.rest.engine.verify_backup(&name, caller).await?;
         let p = verification.ended().await?.progress;
         Ok((
             serde_json::json!({"objects": p.objects_total, "bytes": p.bytes_total}),

@@ -18,7 +18,7 @@ use crate::jobs::{BackupSnapshot, DeleteSnapshot, JobHandle, JobSnapshot, JobSta
 use crate::meta::DeletePlan;
 use crate::meta::summary::snapshot_of;
 use crate::milvus::ImportPhase;
-use crate::model::BackupName;
+use crate::model::{BackupName, Caller};
 
 /// How often a delete asks again for a deleted home another job holds.
 const HOME_RETRY: Duration = Duration::from_millis(500);
@@ -31,6 +31,9 @@ pub struct DeleteRequest {
     resumes: Option<String>,
     /// Deletes only the complete backup with this id (retention's).
     only_id: Option<String>,
+    /// The caller's trace (W3C trace id), carried into the job's log lines
+    /// and record.
+    trace_id: Option<String>,
 }
 
 impl DeleteRequest {
@@ -40,6 +43,15 @@ impl DeleteRequest {
             name,
             resumes: None,
             only_id: None,
+            trace_id: None,
+        }
+    }
+
+    /// This delete, for `caller` (its trace).
+    pub fn for_caller(self, caller: &Caller) -> Self {
+        Self {
+            trace_id: caller.trace().map(|t| t.as_str().to_string()),
+            ..self
         }
     }
 
@@ -58,12 +70,14 @@ impl DeleteRequest {
         &self.name
     }
 
-    /// Delete job `id` of backup `name`, whose server died.
-    pub fn resume(name: BackupName, id: String) -> Self {
+    /// Delete job `id` of backup `name`, whose server died (asked with
+    /// trace `trace_id`).
+    pub fn resume(name: BackupName, id: String, trace_id: Option<String>) -> Self {
         Self {
             name,
             resumes: Some(id),
             only_id: None,
+            trace_id,
         }
     }
 }
@@ -185,6 +199,7 @@ impl JobKind for DeleteJob {
             name,
             resumes,
             only_id,
+            trace_id,
         } = req;
         let catalog = &ctx.catalog;
         if !catalog.is_taken(&name).await? {
@@ -272,6 +287,7 @@ impl JobKind for DeleteJob {
         };
         let mut snapshot = DeleteSnapshot::pending(id, name.to_string());
         snapshot.backup_id = backup_id;
+        snapshot.trace_id = trace_id;
         let job = Self {
             ctx: ctx.clone(),
             name,

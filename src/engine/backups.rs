@@ -11,7 +11,7 @@ use crate::jobs::{BackupSnapshot, DeleteSnapshot, JobState, until_terminal};
 use crate::meta::index::IndexEntry;
 use crate::meta::scan::READ_PARALLELISM;
 use crate::meta::summary::snapshot_of;
-use crate::model::{BackupLookup, BackupName, CollectionRef};
+use crate::model::{BackupLookup, BackupName, Caller, CollectionRef};
 
 /// Go-tool metas REST keeps, at most (a few KB each without partitions).
 const MAX_KEPT_METAS: usize = 50_000;
@@ -214,8 +214,10 @@ impl Engine {
     pub async fn delete_backup(
         &self,
         name: &BackupName,
+        caller: &Caller,
     ) -> Result<watch::Receiver<DeleteSnapshot>> {
-        self.start_delete(DeleteRequest::new(name.clone())).await
+        self.start_delete(DeleteRequest::new(name.clone()).for_caller(caller))
+            .await
     }
 
     /// Starts the delete `req` asks for (see [`Engine::delete_backup`]).
@@ -247,8 +249,12 @@ impl Engine {
     /// Deletes backup `name` and waits for the delete to end: its last
     /// snapshot, whether it succeeded or failed (see
     /// [`JobSnapshot::succeeded`]). An error only when it could not start.
-    pub async fn delete_backup_until_ended(&self, name: &BackupName) -> Result<DeleteSnapshot> {
-        let last = until_terminal(self.delete_backup(name).await?).await;
+    pub async fn delete_backup_until_ended(
+        &self,
+        name: &BackupName,
+        caller: &Caller,
+    ) -> Result<DeleteSnapshot> {
+        let last = until_terminal(self.delete_backup(name, caller).await?).await;
         if last.state == JobState::Succeeded {
             self.backups.registry().forget(name);
         }

@@ -200,7 +200,7 @@ impl Engine {
         for mut record in orphans {
             let id = record.id.clone();
             let req = BackupName::parse(&record.backup_name)
-                .map(|name| DeleteRequest::resume(name, id.clone()));
+                .map(|name| DeleteRequest::resume(name, id.clone(), record.trace_id.clone()));
             let outcome = match req {
                 Ok(req) => self.deletes.start(&self.ctx, req).await.map(|_| ()),
                 Err(e) => Err(e),

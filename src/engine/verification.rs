@@ -10,8 +10,8 @@ use tracing::info;
 use super::Engine;
 use crate::error::Result;
 use crate::jobs::{JobSnapshot, Runner, VerifySnapshot, until_terminal};
-use crate::model::BackupName;
-use crate::verify::VerifyJob;
+use crate::model::{BackupName, Caller};
+use crate::verify::{VerifyJob, VerifyRequest};
 
 /// A verification started for a caller. Dropped before its end, it stops
 /// (freeing its job slot and its hold on the backup), unless detached.
@@ -58,8 +58,9 @@ impl Engine {
     /// Starts a verification of backup `name`: it re-reads every object and
     /// checks it against its checksums. It takes a slot of the job limit and
     /// holds the backup as a reader (a delete waits for it).
-    pub async fn verify_backup(&self, name: &BackupName) -> Result<Verification> {
-        let snapshots = self.verifies.start(&self.ctx, name.clone()).await?;
+    pub async fn verify_backup(&self, name: &BackupName, caller: Caller) -> Result<Verification> {
+        let req = VerifyRequest::new(name.clone(), caller);
+        let snapshots = self.verifies.start(&self.ctx, req).await?;
         Ok(Verification {
             snapshots,
             runner: self.verifies.clone(),

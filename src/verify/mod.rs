@@ -14,7 +14,21 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::runner::Recovered;
 use crate::jobs::{INTERRUPTED, JobHandle, JobKind, JobSnapshot, JobState, Lease, VerifySnapshot};
-use crate::model::BackupName;
+use crate::model::{BackupName, Caller};
+
+/// A verification of one backup, for a caller (whose trace its log lines
+/// carry).
+#[derive(Debug, Clone)]
+pub struct VerifyRequest {
+    name: BackupName,
+    caller: Caller,
+}
+
+impl VerifyRequest {
+    pub fn new(name: BackupName, caller: Caller) -> Self {
+        Self { name, caller }
+    }
+}
 
 /// A running verification of one backup.
 pub struct VerifyJob {
@@ -26,20 +40,22 @@ pub struct VerifyJob {
 
 impl JobKind for VerifyJob {
     type Snapshot = VerifySnapshot;
-    type Request = BackupName;
+    type Request = VerifyRequest;
     type Env = Context;
     const NAME: &'static str = "verify";
     const RECORD_INTERVAL: Duration = Duration::from_secs(1);
     const KEEPS_RECORDS: bool = false;
 
-    fn request_id(_: &BackupName) -> &str {
+    fn request_id(_: &VerifyRequest) -> &str {
         ""
     }
 
-    async fn plan(ctx: &Context, name: BackupName) -> Result<(Self, VerifySnapshot)> {
+    async fn plan(ctx: &Context, req: VerifyRequest) -> Result<(Self, VerifySnapshot)> {
+        let VerifyRequest { name, caller } = req;
         let id = uuid::Uuid::new_v4().to_string();
         let hold = ctx.hold_backup_for_reading(&name, &id, "verify").await?;
-        let snapshot = VerifySnapshot::pending(id, name.to_string());
+        let mut snapshot = VerifySnapshot::pending(id, name.to_string());
+        snapshot.trace_id = caller.trace().map(|t| t.as_str().to_string());
         let job = Self {
             ctx: ctx.clone(),
             name,
