@@ -11,6 +11,7 @@ use common::flows::{self, backup_request, last_backup, last_restore};
 use common::process;
 use milvus_backup::api::proto as pb;
 use milvus_backup::milvus::MilvusApi;
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 /// A copy request the store received before a cancel, and completes after it,
@@ -107,15 +108,13 @@ async fn a_cancel_waits_for_the_copies_in_flight_and_leaves_nothing() {
 
 /// Waits until the proxy holds a copy now (one S3 has not completed).
 async fn held_copy(proxy: &common::faults::FaultProxy) {
-    use std::sync::atomic::Ordering::SeqCst;
     let counts = &proxy.counts;
-    for _ in 0..600 {
-        if counts.held_copies.load(SeqCst) > counts.late_copies.load(SeqCst) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no copy reached the proxy within 60 s");
+    flows::eventually(
+        "a copy held by the proxy",
+        Duration::from_secs(60),
+        || async { counts.held_copies.load(SeqCst) > counts.late_copies.load(SeqCst) },
+    )
+    .await;
 }
 
 /// A second after the cancel, lets the held copies reach S3.
@@ -127,21 +126,18 @@ async fn let_go_of_copies(proxy: &common::faults::FaultProxy) {
 /// Waits until S3 has answered every copy the proxy held, and checks that
 /// it made each one (so that an object left would show).
 async fn copies_completed(proxy: &common::faults::FaultProxy) {
-    use std::sync::atomic::Ordering::SeqCst;
     let counts = &proxy.counts;
-    for _ in 0..300 {
-        let held = counts.held_copies.load(SeqCst);
-        if counts.late_copies.load(SeqCst) == held {
-            assert_eq!(
-                counts.late_copies_made.load(SeqCst),
-                held,
-                "S3 made every held copy"
-            );
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the held copies did not complete within 30 s");
+    flows::eventually(
+        "every held copy answered",
+        Duration::from_secs(30),
+        || async { counts.late_copies.load(SeqCst) == counts.held_copies.load(SeqCst) },
+    )
+    .await;
+    assert_eq!(
+        counts.late_copies_made.load(SeqCst),
+        counts.held_copies.load(SeqCst),
+        "S3 made every held copy"
+    );
 }
 
 /// The wait above is for answers, not for bytes: a streaming copy in flight

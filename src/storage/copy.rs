@@ -183,8 +183,8 @@ impl Copier {
 
 /// Copies one object. A streaming copy is paced chunk by chunk by `limit`,
 /// so the cap holds within every second, whatever the object's size.
-/// A server-side copy runs to its answer; a streaming one's body ends in an
-/// error once `stop` is cancelled.
+/// Once `stop` is cancelled, a server-side copy sends no further request
+/// (one sent is answered first) and a streaming one's body ends in an error.
 async fn copy_one(
     src: Arc<dyn ObjectStore>,
     dst: Arc<dyn ObjectStore>,
@@ -194,9 +194,7 @@ async fn copy_one(
     stop: CancellationToken,
 ) -> Result<Copied> {
     if stop.is_cancelled() {
-        return Err(Error::Cancelled(
-            "the copy was stopped: its job ended".into(),
-        ));
+        return Err(stopped());
     }
     if server_side {
         let from = Source::new(src.bucket(), &task.src_key, task.size).until(&stop);
@@ -224,6 +222,11 @@ async fn copy_one(
     })
 }
 
+/// The error of a copy stopped because its job ended.
+fn stopped() -> Error {
+    Error::Cancelled("the copy was stopped: its job ended".into())
+}
+
 /// `body` until `stop` is cancelled, then an error: the upload it feeds fails
 /// instead of completing.
 fn stopped_by(
@@ -234,10 +237,7 @@ fn stopped_by(
         let (mut body, stop) = state?;
         tokio::select! {
             biased;
-            () = stop.cancelled() => Some((
-                Err(Error::Cancelled("the copy was stopped: its job ended".into())),
-                None,
-            )),
+            () = stop.cancelled() => Some((Err(stopped()), None)),
             next = body.next() => next.map(|item| (item, Some((body, stop)))),
         }
     })
