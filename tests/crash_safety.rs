@@ -27,12 +27,11 @@ mod common;
 mod figures;
 
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::data::{self, Spec};
 use common::flows::{self, eventually, get_restore};
-use common::process;
+use common::process::{self, ServerProcess};
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
 use milvus_backup::config::Config;
@@ -85,28 +84,12 @@ fn offsite(cfg: &Config) -> Config {
     c
 }
 
-/// A server process, SIGKILLed when dropped (also when the test fails).
-struct Proc(Option<Child>);
-
-impl Proc {
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            process::kill9(&mut child);
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
 /// Starts the binary on `config`, its log lines going to `log`; with its port.
-async fn start_on_port(config: &Path, log: &Path) -> (Proc, u16, BackupServiceClient<Channel>) {
-    let (child, port, client) =
-        process::start_server_with(config, process::log_file(log), &[]).await;
-    (Proc(Some(child)), port, client)
+async fn start_on_port(
+    config: &Path,
+    log: &Path,
+) -> (ServerProcess, u16, BackupServiceClient<Channel>) {
+    process::start_server_with(config, process::log_file(log), &[]).await
 }
 
 /// Starts the binary on `config`, its log lines going to `log`.
@@ -114,9 +97,10 @@ async fn start(
     config: &Path,
     log: &Path,
     envs: &[(&str, &str)],
-) -> (Proc, BackupServiceClient<Channel>) {
-    let (child, _, client) = process::start_server_with(config, process::log_file(log), envs).await;
-    (Proc(Some(child)), client)
+) -> (ServerProcess, BackupServiceClient<Channel>) {
+    let (server, _, client) =
+        process::start_server_with(config, process::log_file(log), envs).await;
+    (server, client)
 }
 
 /// The raw lease object `name` in `store` (under `backup/_leases/`): it was
@@ -233,7 +217,7 @@ async fn killed_backups_and_restores_are_resumed_by_the_restarted_server() {
                 break (b.id, p.files_done, p.files_total, p.bytes_total);
             }
         };
-        child.kill9();
+        child.kill();
         let killed = Instant::now();
         let held_at_kill = leases
             .holder(&format!("backup/{name}"))
@@ -305,7 +289,7 @@ async fn killed_backups_and_restores_are_resumed_by_the_restarted_server() {
                 resumed_after.as_secs_f64()
             );
         }
-        child.kill9();
+        child.kill();
         fast.delete_backup(pb::DeleteBackupRequest {
             name: name.clone(),
             ..Default::default()
@@ -406,7 +390,7 @@ async fn killed_backups_and_restores_are_resumed_by_the_restarted_server() {
                 "the binlogs are staged before the import"
             );
         }
-        child.kill9();
+        child.kill();
 
         let (mut child, mut client) = start(&config, &log, &[]).await;
         // The restarted server resumes the job under the same id once the
@@ -459,7 +443,7 @@ async fn killed_backups_and_restores_are_resumed_by_the_restarted_server() {
                 "the replaced collection is the restored copy"
             );
         }
-        child.kill9();
+        child.kill();
         restore_kills.push(format!(
             "{} (Milvus's imports at the kill: {}; after: {})",
             kind.label(),

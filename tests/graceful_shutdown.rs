@@ -13,10 +13,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{flows, hello, process};
+use common::process::{self, ServerProcess};
+use common::{flows, hello};
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::backup_service_client::BackupServiceClient;
 use milvus_backup::storage::{ObjectStore, S3Bucket};
@@ -37,7 +38,7 @@ fn write_config(cfg: &milvus_backup::config::Config, dir: &Path, rate: f64, grac
     path
 }
 
-async fn start(config: &Path) -> (Child, u16, BackupServiceClient<Channel>) {
+async fn start(config: &Path) -> (ServerProcess, u16, BackupServiceClient<Channel>) {
     process::start_server(config, Stdio::piped()).await
 }
 
@@ -56,14 +57,19 @@ async fn listed(client: &mut BackupServiceClient<Channel>) -> Vec<String> {
 async fn after_restart(
     config: &Path,
     name: &str,
-) -> (Child, BackupServiceClient<Channel>, pb::Backup, Vec<String>) {
+) -> (
+    ServerProcess,
+    BackupServiceClient<Channel>,
+    pb::Backup,
+    Vec<String>,
+) {
     let (child, _, mut client) = start(config).await;
     let got = flows::get_backup(&mut client, name).await;
     let list = listed(&mut client).await;
     (child, client, got, list)
 }
 
-fn sigterm(child: &Child) {
+fn sigterm(child: &ServerProcess) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -72,11 +78,10 @@ fn sigterm(child: &Child) {
 }
 
 /// Waits for the process to exit; returns whether it exited 0, and its log.
-async fn wait_exit(mut child: Child, within: Duration) -> (bool, String) {
+async fn wait_exit(mut child: ServerProcess, within: Duration) -> (bool, String) {
     let deadline = Instant::now() + within;
     loop {
-        if child.try_wait().unwrap().is_some() {
-            let out = child.wait_with_output().unwrap();
+        if let Some(out) = child.try_exited() {
             return (
                 out.status.success(),
                 String::from_utf8_lossy(&out.stderr).into_owned(),

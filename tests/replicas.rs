@@ -136,7 +136,7 @@ async fn a_traceparent_is_carried_into_the_jobs_log_lines_and_record() {
     hello::create(&m, &coll, 500, 1, 41).await;
     let (state, config) = common::process::config_for(&cfg, "traced");
     let log = state.with_extension("jsonlog");
-    let (mut child, _, mut client) = common::process::start_server_args(
+    let (mut server, _, mut client) = common::process::start_server_args(
         &config,
         common::process::log_file(&log),
         &[],
@@ -228,7 +228,7 @@ async fn a_traceparent_is_carried_into_the_jobs_log_lines_and_record() {
     let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
     assert_eq!(record["trace_id"], delete_trace, "{record}");
 
-    common::process::kill9(&mut child);
+    server.kill();
     let _ = std::fs::remove_dir_all(&state);
     hello::drop_if_exists(&m, "default", &coll).await;
 }

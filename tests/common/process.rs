@@ -65,54 +65,50 @@ pub fn write_config(cfg: &Config, path: &Path, backup: &str) {
 pub async fn start_server(
     config: &Path,
     stderr: Stdio,
-) -> (Child, u16, BackupServiceClient<Channel>) {
+) -> (ServerProcess, u16, BackupServiceClient<Channel>) {
     start_server_with(config, stderr, &[]).await
 }
 
 /// Starts the server with extra environment variables (such as
 /// `MILVUS_BACKUP_FAILPOINTS`), its log lines going to `stderr`.
-// The caller waits for the child.
-#[allow(clippy::zombie_processes)]
 pub async fn start_server_with(
     config: &Path,
     stderr: Stdio,
     envs: &[(&str, &str)],
-) -> (Child, u16, BackupServiceClient<Channel>) {
+) -> (ServerProcess, u16, BackupServiceClient<Channel>) {
     start_server_args(config, stderr, envs, &[]).await
 }
 
 /// `start_server_with`, with global flags (such as `--log-format json`).
-#[allow(clippy::zombie_processes)]
 pub async fn start_server_args(
     config: &Path,
     stderr: Stdio,
     envs: &[(&str, &str)],
     flags: &[&str],
-) -> (Child, u16, BackupServiceClient<Channel>) {
+) -> (ServerProcess, u16, BackupServiceClient<Channel>) {
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
-        .arg("--config")
-        .arg(config)
-        .args(flags)
-        .args(["server", "--address", "127.0.0.1", "-p", &port.to_string()])
-        .envs(envs.iter().copied())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
+    let mut server = ServerProcess(Some(
+        Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
+            .arg("--config")
+            .arg(config)
+            .args(flags)
+            .args(["server", "--address", "127.0.0.1", "-p", &port.to_string()])
+            .envs(envs.iter().copied())
+            .stderr(stderr)
+            .spawn()
+            .unwrap(),
+    ));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(c) = BackupServiceClient::connect(format!("http://127.0.0.1:{port}")).await {
             // Another server on the port answered, and ours exited.
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("the server on port {port} exited at start ({status})");
+            if let Some(out) = server.try_exited() {
+                panic!("the server on port {port} exited at start ({})", out.status);
             }
-            return (child, port, c);
+            return (server, port, c);
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("server did not start");
-        }
+        // The guard stops it.
+        assert!(Instant::now() <= deadline, "server did not start");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -170,6 +166,41 @@ pub async fn wait_for_log(path: &Path, needle: &str, timeout: Duration) {
             path.display()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A started server process, SIGKILLed when dropped while it runs: a test
+/// that panics leaves no server behind.
+pub struct ServerProcess(Option<Child>);
+
+impl ServerProcess {
+    /// Its process id (0 once ended).
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    /// Whether it was neither killed nor seen to exit.
+    pub fn is_running(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// SIGKILLs and reaps it (once).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            kill9(&mut child);
+        }
+    }
+
+    /// Its exit status and output once it exited by itself; `None` while it runs.
+    pub fn try_exited(&mut self) -> Option<std::process::Output> {
+        self.0.as_mut()?.try_wait().unwrap()?;
+        Some(self.0.take()?.wait_with_output().unwrap())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -246,8 +277,7 @@ pub fn rooted_bucket(cfg: &Config) -> std::sync::Arc<dyn milvus_backup::storage:
 
 /// A server process of its own (state directory, 3 s lease TTL), its log in a file.
 pub struct Proc {
-    /// `None` once killed.
-    child: Option<std::process::Child>,
+    process: ServerProcess,
     pub client: BackupServiceClient<Channel>,
     /// Its gRPC and REST port.
     pub port: u16,
@@ -299,7 +329,7 @@ impl Proc {
 
     /// Whether it is still running (not killed).
     pub fn is_running(&self) -> bool {
-        self.child.is_some()
+        self.process.is_running()
     }
 
     pub async fn on(state: PathBuf, config: PathBuf, failpoint: Option<&str>) -> Self {
@@ -308,9 +338,9 @@ impl Proc {
             .map(|f| ("MILVUS_BACKUP_FAILPOINTS", f))
             .into_iter()
             .collect();
-        let (child, port, client) = start_server_with(&config, log_file(&log), &envs).await;
+        let (process, port, client) = start_server_with(&config, log_file(&log), &envs).await;
         Self {
-            child: Some(child),
+            process,
             client,
             port,
             state,
@@ -322,22 +352,20 @@ impl Proc {
     /// Its process id (0 once killed).
     #[allow(dead_code)]
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, |c| c.id())
+        self.process.id()
     }
 
     /// SIGKILLs it (once).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill9(&mut child);
-        }
+        self.process.kill();
     }
 
     /// Sends it `signal` (`STOP`, `CONT`, ...).
     #[allow(dead_code)]
     pub fn signal(&self, signal: &str) {
-        let child = self.child.as_ref().expect("running");
+        assert!(self.process.is_running(), "kill -{signal}: not running");
         let status = Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
+            .args([&format!("-{signal}"), &self.process.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success(), "kill -{signal}");
@@ -355,16 +383,9 @@ impl Proc {
     }
 
     /// SIGKILLs it and removes its state directory (a test that fails before
-    /// this still stops it: see `Drop`).
+    /// this still stops it: see `ServerProcess`).
     pub fn finish(mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.state);
-    }
-}
-
-impl Drop for Proc {
-    /// A test that panics does not leave its server running.
-    fn drop(&mut self) {
-        self.kill();
     }
 }
