@@ -1,7 +1,8 @@
 //! Control of jobs: cancellation (nothing left behind), idempotent retries by
 //! request_id, a limit on concurrent jobs, no race on one backup name, and job
 //! records that answer after a restart; a backup whose commit point landed
-//! though every answer to its write was lost ends SUCCEEDED. Against the
+//! though every answer to its write was lost ends SUCCEEDED; a delete refused
+//! before it removed anything changes nothing. Against the
 //! real Milvus 2.3.5 and S3.
 
 mod common;
@@ -11,6 +12,7 @@ use common::flows::{self, backup_request, last_backup, last_restore};
 use common::process;
 use milvus_backup::api::proto as pb;
 use milvus_backup::milvus::MilvusApi;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tonic::Code;
 
@@ -432,4 +434,83 @@ async fn what_lands_after_a_cancelled_backups_cleanup_can_be_deleted() {
     store.delete(&[late(&name)]).await.unwrap();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     server.handle.stop().await.unwrap();
+}
+
+/// A delete refused before it removed anything changes nothing, the name's
+/// last writer included: the next DeleteBackup of a cancelled backup's late
+/// copy (as above) still finds the cancelled job as that writer and removes
+/// it. Here the first delete cannot read the job's record (a proxy answers
+/// its GetObject 403) and fails with the folder left as it was. On the code
+/// before, its release made it the name's last writer, and every later
+/// delete was refused: the folder is not ours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_delete_leaves_the_next_one_its_proof() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = data::three_segments(&m, "refused_src").await;
+    let s3: std::net::SocketAddr = format!("{}:{}", cfg.minio.address, cfg.minio.port)
+        .parse()
+        .unwrap();
+    let proxy = common::faults::start(s3, common::faults::Rates::default()).await;
+    let (state, config) = process::config_with(&cfg, "refused", "");
+    process::route_s3_through(&cfg, &config, proxy.addr.port());
+    let root = common::unique("refused_root");
+    process::root_backups_at(&config, &root);
+    let server = process::Proc::on(state, config, None).await;
+    let mut client = server.client.clone();
+    let bucket = process::rooted_bucket(&cfg);
+    let delete = |name: &str| {
+        let mut c = server.client.clone();
+        let name = name.to_string();
+        async move {
+            c.delete_backup(pb::DeleteBackupRequest {
+                name,
+                ..Default::default()
+            })
+            .await
+        }
+    };
+
+    let name = common::unique("refused");
+    let mut stream = client
+        .create_backup(backup_request(&name, &[&spec.name]))
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().unwrap();
+    client
+        .cancel_backup(pb::CancelBackupRequest { name: name.clone() })
+        .await
+        .unwrap();
+    let end = last_backup(stream).await;
+    assert_eq!(end.state, pb::JobState::Cancelled as i32, "{end:?}");
+    let folder = format!("{root}/{name}/");
+    let late = format!("{folder}binlogs/insert_log/1/2/3/4/5/6");
+    bucket
+        .write(&late, bytes::Bytes::from_static(b"a late copy"))
+        .await
+        .unwrap();
+
+    proxy.refuse_gets_for(Some(&format!("/_jobs/backups/{name}.json")));
+    let err = delete(&name)
+        .await
+        .expect_err("the job's record cannot be read");
+    let refused = proxy.counts.refused_gets.load(Ordering::Relaxed);
+    assert!(refused >= 1, "the record's GetObject refused ({refused})");
+    assert_ne!(err.code(), Code::Ok);
+    assert!(err.message().contains("AccessDenied"), "{err:?}");
+    assert_eq!(
+        bucket.list(&folder).await.unwrap().len(),
+        1,
+        "left as it was"
+    );
+
+    proxy.refuse_gets_for(None);
+    delete(&name)
+        .await
+        .expect("the cancelled job's leftover is deleted by the next delete");
+    assert!(bucket.list(&folder).await.unwrap().is_empty(), "removed");
+
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }

@@ -216,7 +216,7 @@ impl JobKind for DeleteJob {
             Err(e) => Some(e),
         };
         if let Some(e) = read {
-            lease.release().await;
+            lease.hand_back().await;
             return Err(e);
         }
         // Only a folder with backup meta is a backup: anything else under the
@@ -273,7 +273,7 @@ impl JobKind for DeleteJob {
         let backup_id = match ours {
             Ok(Some(backup_id)) => backup_id,
             Ok(None) => {
-                lease.release().await;
+                lease.hand_back().await;
                 return Err(Error::FailedPrecondition(format!(
                     "{:?} under the backup root has no complete backup meta (or holds a backup \
                      made again since this delete began); it was not deleted",
@@ -281,7 +281,7 @@ impl JobKind for DeleteJob {
                 )));
             }
             Err(e) => {
-                lease.release().await;
+                lease.hand_back().await;
                 return Err(e);
             }
         };

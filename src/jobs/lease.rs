@@ -517,10 +517,24 @@ impl Lease {
 
     /// Frees the lease at once (a conditional write marking it released).
     pub async fn release(self) {
+        self.free(None).await
+    }
+
+    /// Frees the lease as though this holder had never taken it: the holder
+    /// it took the place of is written back, released, so that the next one
+    /// to take it sees that holder before it (a lease that was free is
+    /// released). For a job that changed nothing under the lease.
+    pub async fn hand_back(mut self) {
+        let previous = self.previous.take();
+        self.free(previous).await
+    }
+
+    /// Marks the lease released, as `instead` when given (else as ours).
+    async fn free(self, instead: Option<LeaseRecord>) {
         self.renewer.abort();
         let guard = self.record.lock().await;
         let (record, etag) = &*guard;
-        let mut freed = record.clone();
+        let mut freed = instead.unwrap_or_else(|| record.clone());
         freed.released = true;
         let Ok(body) = serde_json::to_vec(&freed) else {
             return;

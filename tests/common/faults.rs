@@ -66,6 +66,10 @@ pub struct FaultCounts {
     refuse_deletes: AtomicBool,
     /// Deletes refused.
     pub refused_deletes: AtomicU64,
+    /// GetObjects of keys ending so are answered 403 AccessDenied.
+    refuse_gets_for: std::sync::Mutex<Option<String>>,
+    /// GetObjects refused.
+    pub refused_gets: AtomicU64,
     /// PutObjects to keys ending so are forwarded, then left unanswered.
     lose_put_answers_for: std::sync::Mutex<Option<String>>,
     /// Answers so lost.
@@ -156,6 +160,13 @@ impl FaultProxy {
         if !hold {
             self.counts.copies_let_go.notify_waiters();
         }
+    }
+
+    /// Answers every GetObject of a key ending in `suffix` 403 AccessDenied
+    /// from now on (`None`: forwards them again).
+    #[allow(dead_code)]
+    pub fn refuse_gets_for(&self, suffix: Option<&str>) {
+        *self.counts.refuse_gets_for.lock().unwrap() = suffix.map(str::to_string);
     }
 
     /// Answers every delete 403 AccessDenied from now on, as a store whose
@@ -279,6 +290,17 @@ async fn handle(
     }
     if counts.refuse_deletes.load(Ordering::SeqCst) && is_delete(&req) {
         counts.refused_deletes.fetch_add(1, Ordering::Relaxed);
+        return Ok(s3_error(403, "AccessDenied"));
+    }
+    let refused_get = is_get_object(&req)
+        && counts
+            .refuse_gets_for
+            .lock()
+            .unwrap()
+            .as_deref()
+            .is_some_and(|suffix| req.uri().path().ends_with(suffix));
+    if refused_get {
+        counts.refused_gets.fetch_add(1, Ordering::Relaxed);
         return Ok(s3_error(403, "AccessDenied"));
     }
     if is_put_body(&req)

@@ -54,6 +54,48 @@ async fn one_holder_at_a_time_on_a_local_directory() {
     std::fs::remove_dir_all(root).unwrap();
 }
 
+#[tokio::test]
+async fn a_handed_back_lease_shows_the_next_taker_the_holder_before_it() {
+    let root = std::env::temp_dir().join(format!("mb-lease-{}", uuid::Uuid::new_v4().simple()));
+    let l = leases(&root, 60_000);
+    let name = "names/b1";
+    l.acquire(name, "create-1", "create")
+        .await
+        .unwrap()
+        .release()
+        .await;
+    let refused = l.acquire(name, "delete-1", "delete").await.unwrap();
+    assert_eq!(refused.previous_holder().unwrap().job, "create-1");
+    refused.hand_back().await;
+    assert!(l.holder(name).await.unwrap().is_none(), "free");
+    let next = l.acquire(name, "delete-2", "delete").await.unwrap();
+    let before = next.previous_holder().unwrap();
+    assert_eq!(
+        (before.job.as_str(), before.purpose.as_str()),
+        ("create-1", "create")
+    );
+    // Released as usual, it is the one the taker after it sees.
+    next.release().await;
+    let last = l.acquire(name, "delete-3", "delete").await.unwrap();
+    assert_eq!(last.previous_holder().unwrap().job, "delete-2");
+    // A lease that was free is simply released.
+    last.release().await;
+    let fresh = l.acquire("names/b2", "delete-4", "delete").await.unwrap();
+    assert!(fresh.previous_holder().is_none());
+    fresh.hand_back().await;
+    assert!(l.holder("names/b2").await.unwrap().is_none(), "free");
+    assert_eq!(
+        l.acquire("names/b2", "create-2", "create")
+            .await
+            .unwrap()
+            .previous_holder()
+            .unwrap()
+            .job,
+        "delete-4"
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}
+
 #[test]
 fn a_process_is_named_by_host_pid_and_a_tag_of_its_own() {
     let me = host_pid();
