@@ -10,6 +10,7 @@ use common::data;
 use common::flows::{self, backup_request, last_backup, last_restore};
 use common::process;
 use milvus_backup::api::proto as pb;
+use milvus_backup::meta::leftover::DELETE_MARKER;
 use milvus_backup::milvus::MilvusApi;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
@@ -234,4 +235,111 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
             }
         })
         .collect()
+}
+
+/// The delete of what lands after a cancelled backup's cleanup (a copy that
+/// timed out on our side; written here by hand, as the store would) survives
+/// a SIGKILL of its server: before it marked the folder as being deleted
+/// (`delete.planned`), and after (`delete.meta_removed`). Another replica
+/// resumes the delete under its id and empties the folder. A resumed delete
+/// needs no proof that the folder is ours: its own record says it began on
+/// it. The backup is made and cancelled on the other replica (its cleanup
+/// passes the same pause points). This guards the resume of such a delete;
+/// it did not fail before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delete_of_a_late_copy_killed_mid_way_is_finished_by_another_replica() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = data::three_segments(&m, "latekill_src").await;
+    let bucket = process::rooted_bucket(&cfg);
+    let root = common::unique("latekill_root");
+    let taker = process::Proc::start_rooted(&cfg, "latetaker", &root, "").await;
+    for point in ["delete.planned", "delete.meta_removed"] {
+        let mut owner =
+            process::Proc::start_rooted_paused(&cfg, "lateowner", &root, "", Some(point)).await;
+        // The backup is cancelled on the other server: its cleanup passes
+        // the delete's pause points too.
+        let mut client = taker.client.clone();
+        let name = common::unique("latekill");
+        let mut stream = client
+            .create_backup(backup_request(&name, &[&spec.name]))
+            .await
+            .unwrap()
+            .into_inner();
+        stream.message().await.unwrap().unwrap();
+        client
+            .cancel_backup(pb::CancelBackupRequest { name: name.clone() })
+            .await
+            .unwrap();
+        let end = last_backup(stream).await;
+        assert_eq!(end.state, pb::JobState::Cancelled as i32, "{end:?}");
+        let folder = format!("{root}/{name}/");
+        bucket
+            .write(
+                &format!("{folder}binlogs/insert_log/1/2/3/4/5/6"),
+                bytes::Bytes::from_static(b"a late copy"),
+            )
+            .await
+            .unwrap();
+
+        let id = owner
+            .client
+            .delete_backup(pb::DeleteBackupRequest {
+                name: name.clone(),
+                detached: true,
+            })
+            .await
+            .expect("DeleteBackup accepted")
+            .into_inner()
+            .job
+            .expect("the delete job")
+            .id;
+        owner.wait_paused(Duration::from_secs(60)).await;
+        let at_kill = bucket.list(&folder).await.unwrap();
+        // Killed before the folder was marked as being deleted, or after.
+        let marked = at_kill
+            .iter()
+            .any(|o| o.key == format!("{folder}{DELETE_MARKER}"));
+        assert_eq!(
+            marked,
+            point == "delete.meta_removed",
+            "{point}: {at_kill:?}"
+        );
+        assert!(
+            at_kill.iter().any(|o| o.key.contains("/insert_log/")),
+            "{point}: the late copy is still there at the kill"
+        );
+        owner.kill();
+
+        let mut on_taker = taker.client.clone();
+        let watched = flows::drain(
+            on_taker
+                .watch_delete(pb::WatchDeleteRequest { id: id.clone() })
+                .await
+                .expect("WatchDelete on the other replica")
+                .into_inner(),
+        )
+        .await;
+        let end = watched
+            .into_iter()
+            .filter_map(|r| r.delete)
+            .next_back()
+            .expect("the delete's snapshots");
+        assert_eq!(
+            end.state,
+            pb::JobState::Succeeded as i32,
+            "{point}: {end:?}"
+        );
+        assert_eq!(end.id, id, "{point}: the same job, resumed");
+        let left = bucket.list(&folder).await.unwrap();
+        assert!(
+            left.is_empty(),
+            "{point}: {} objects left at the kill ({:?}), {left:?} after the resume",
+            at_kill.len(),
+            at_kill.iter().map(|o| &o.key).collect::<Vec<_>>()
+        );
+        owner.finish();
+    }
+    taker.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }

@@ -358,6 +358,12 @@ impl JobKind for DeleteJob {
         self.lease.release().await;
     }
 
+    /// A delete that never ran removed nothing: the name's last writer stays
+    /// the one before it (see `left_by_ended_backup`).
+    async fn release_unrun(self) {
+        self.lease.hand_back().await;
+    }
+
     fn describe(&self) -> String {
         format!("delete of backup {}", self.name)
     }

@@ -40,7 +40,10 @@ impl Engine {
             let settled = self
                 .settle_name(&name, record, last.map(|h| h.job), &hold.fence())
                 .await;
-            hold.release().await;
+            // Handed back, the name's last writer stays the one `last` read:
+            // released, this run's job would be it, and a later attempt would
+            // take another job's half-written backup for the run's own.
+            hold.hand_back().await;
             if settled? {
                 return Ok(());
             }

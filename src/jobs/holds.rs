@@ -64,7 +64,8 @@ impl Leases {
 
     /// [`Leases::hold_for_writing`], running `check` under the lease beside
     /// the look for readers (a future starts only when polled: after the
-    /// lease is held). Either failing releases the lease.
+    /// lease is held). Either failing hands the lease back (see
+    /// [`Lease::hand_back`]): a holder refused at once changed nothing.
     pub async fn hold_for_writing_then<T>(
         &self,
         name: &str,
@@ -78,7 +79,7 @@ impl Leases {
             (Err(e), _) | (_, Err(e)) => e,
             (Ok(()), Ok(t)) => return Ok((lease, t)),
         };
-        lease.release().await;
+        lease.hand_back().await;
         Err(refused)
     }
 

@@ -214,8 +214,10 @@ impl Leases {
                     Some((data, etag)) => {
                         let held: Option<LeaseRecord> = serde_json::from_slice(&data).ok();
                         match held {
-                            // Our own write, whose answer was lost and retried.
-                            Some(h) if h.nonce == mine.nonce => Some(etag),
+                            // Our own write, whose answer was lost and retried
+                            // (not once released: a hand-back may write back
+                            // a holder whose answer was lost).
+                            Some(h) if h.nonce == mine.nonce && !h.released => Some(etag),
                             // Held by another job, or by the same job in another
                             // process (a resumed job on two servers, a retried
                             // request id): only this process takes its own back.

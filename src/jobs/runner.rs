@@ -85,6 +85,12 @@ pub trait JobKind: Send + Sync + Sized + 'static {
     /// Lets go of the job's holds, at its end.
     fn release(self) -> impl Future<Output = ()> + Send;
 
+    /// Lets go of the holds of a job planned but never run (its start or
+    /// its request id refused); by default as at its end.
+    fn release_unrun(self) -> impl Future<Output = ()> + Send {
+        self.release()
+    }
+
     /// A few words that name the job in logs.
     fn describe(&self) -> String;
 
@@ -279,17 +285,17 @@ impl<K: JobKind> Runner<K> {
         let mut handle = match self.registry.start(snapshot, &request_id) {
             Ok(Started::New(handle)) => handle,
             Ok(Started::Existing(rx)) => {
-                job.release().await;
+                job.release_unrun().await;
                 return Ok(rx);
             }
             Err(e) => {
-                job.release().await;
+                job.release_unrun().await;
                 return Err(e);
             }
         };
         if let Err(first) = self.claim(&request_id, handle.snapshot().key()).await {
             self.registry.forget(handle.snapshot().key());
-            job.release().await;
+            job.release_unrun().await;
             return first;
         }
         let (records, shared) = match K::KEEPS_RECORDS {
