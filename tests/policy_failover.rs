@@ -2,7 +2,9 @@
 //! Milvus 2.3.5 and S3, with server processes on a backup root of their own
 //! (A reaches Milvus through a TCP proxy switched off): a due slot is left to
 //! a replica that reaches Milvus, and run where it can only fail only when
-//! no such replica takes it, recorded and retried until Milvus answers.
+//! no such replica takes it, recorded and retried until Milvus answers. A
+//! run retried after its first look at its name failed still leaves another
+//! tool's half-written backup there alone.
 
 mod common;
 
@@ -129,5 +131,106 @@ async fn a_slot_due_while_a_replica_cannot_reach_milvus_runs_on_one_that_can() {
     .await;
     assert_eq!(end.state, RunState::Succeeded, "{end:?}");
     a.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// A scheduled run whose name holds another tool's half-written backup
+/// (objects and no lease, as a Go-tool backup in progress) fails
+/// ALREADY_EXISTS and leaves it alone, also when its first look at the name
+/// fails (a proxy answers the GetObjects of commit points 403 until then)
+/// and a second attempt looks again. On the code before, the first
+/// attempt's hold of the name, released, made the run's own job the name's
+/// last writer: the second attempt took the folder for the run's own
+/// half-written backup, removed it and made the backup there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_run_leaves_another_tools_half_written_backup_alone() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("foreign_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..100, 13).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let s3: std::net::SocketAddr = format!("{}:{}", cfg.minio.address, cfg.minio.port)
+        .parse()
+        .unwrap();
+    let proxy = common::faults::start(s3, common::faults::Rates::default()).await;
+    let (state, config) = config_with(&cfg, "foreign", "");
+    common::process::route_s3_through(&cfg, &config, proxy.addr.port());
+    let root = common::unique("foreign_root");
+    root_backups_at(&config, &root);
+    let server = Proc::on(state, config, None).await;
+    let mut client = PolicyServiceClient::connect(format!("http://127.0.0.1:{}", server.port))
+        .await
+        .unwrap();
+    // The names of the next slots of an every-20-s schedule: each holds the
+    // other tool's folder before the policy exists.
+    let name = common::unique("foreign");
+    let now = chrono::Utc::now().timestamp();
+    let bucket = rooted_bucket(&cfg);
+    let mut foreign = Vec::new();
+    for slot in (1..=4).map(|i| (now / 20 + i) * 20) {
+        let at = chrono::DateTime::from_timestamp(slot, 0).unwrap();
+        let backup = format!("{name}_{}", at.format("%Y%m%d_%H%M%S"));
+        let key = format!("{root}/{backup}/binlogs/insert_log/1/2/3/4/5/6");
+        bucket
+            .write(&key, bytes::Bytes::from_static(b"another tool's binlog"))
+            .await
+            .unwrap();
+        foreign.push((backup, key));
+    }
+    proxy.refuse_gets_for(Some("/meta/full_meta.json"));
+    let mut policy = pb::Policy {
+        name: name.clone(),
+        schedule: "*/20 * * * * *".into(),
+        collection_names: vec![spec.name.clone()],
+        name_template: "{policy}_{yyyyMMdd_HHmmss}".into(),
+        ..Default::default()
+    };
+    client
+        .create_policy(pb::CreatePolicyRequest {
+            policy: Some(policy.clone()),
+        })
+        .await
+        .expect("CreatePolicy");
+    let store = PolicyStore::new(bucket.clone(), &root);
+    let first = run_of(&store, &name, "a failed first attempt", |r| {
+        r.error.is_some()
+    })
+    .await;
+    assert!(proxy.counts.refused_gets.load(Ordering::Relaxed) >= 1);
+    proxy.refuse_gets_for(None);
+    let run = run_of(&store, &name, "the run's end", |r| {
+        r.slot_ms == first.slot_ms && r.state != RunState::Running
+    })
+    .await;
+    policy.enabled = Some(false);
+    client
+        .update_policy(pb::UpdatePolicyRequest {
+            policy: Some(policy),
+        })
+        .await
+        .expect("UpdatePolicy");
+    assert_eq!(run.state, RunState::Failed, "{run:?}");
+    assert!(run.attempts >= 2, "looked at the name again: {run:?}");
+    assert!(
+        run.error
+            .as_deref()
+            .is_some_and(|e| e.contains("half-written by another job")),
+        "{run:?}"
+    );
+    let (_, key) = foreign
+        .iter()
+        .find(|(backup, _)| *backup == run.backup)
+        .unwrap_or_else(|| panic!("{} is one of {foreign:?}", run.backup));
+    let left = bucket
+        .list(&format!("{root}/{}/", run.backup))
+        .await
+        .unwrap();
+    assert_eq!(
+        left.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
+        [key.as_str()],
+        "the other tool's folder is left as it was"
+    );
+    server.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }

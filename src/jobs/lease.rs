@@ -50,6 +50,24 @@ pub struct LeaseRecord {
 }
 
 impl LeaseRecord {
+    /// What a lease that was free is handed back as: released, held by no
+    /// job (read back as no holder at all).
+    fn nobody() -> Self {
+        Self {
+            job: String::new(),
+            purpose: String::new(),
+            process: String::new(),
+            nonce: String::new(),
+            expires_at_ms: 0,
+            released: true,
+        }
+    }
+
+    /// `None` for [`LeaseRecord::nobody`].
+    fn of_a_job(self) -> Option<Self> {
+        (!self.job.is_empty()).then_some(self)
+    }
+
     fn is_live(&self, now_ms: u64) -> bool {
         !self.released && self.expires_at_ms > now_ms
     }
@@ -230,7 +248,7 @@ impl Leases {
                             // Expired, released or unreadable: take it over, if nobody else does first.
                             h => match self.store.put_if_match(&key, body.clone(), &etag).await? {
                                 CondPut::Written(etag) => {
-                                    previous = h;
+                                    previous = h.and_then(LeaseRecord::of_a_job);
                                     Some(etag)
                                 }
                                 CondPut::Conflict => None,
@@ -266,7 +284,8 @@ impl Leases {
             .store
             .read_versioned(&self.key(name))
             .await?
-            .and_then(|(data, _)| serde_json::from_slice::<LeaseRecord>(&data).ok()))
+            .and_then(|(data, _)| serde_json::from_slice::<LeaseRecord>(&data).ok())
+            .and_then(LeaseRecord::of_a_job))
     }
 
     /// Whether lease `name` is past its expiry by at least `settle` (released
@@ -525,10 +544,11 @@ impl Lease {
     /// Frees the lease as though this holder had never taken it: the holder
     /// it took the place of is written back, released, so that the next one
     /// to take it sees that holder before it (a lease that was free is
-    /// released). For a job that changed nothing under the lease.
+    /// written back held by no job). For a job that changed nothing under
+    /// the lease.
     pub async fn hand_back(mut self) {
-        let previous = self.previous.take();
-        self.free(previous).await
+        let previous = self.previous.take().unwrap_or_else(LeaseRecord::nobody);
+        self.free(Some(previous)).await
     }
 
     /// Marks the lease released, as `instead` when given (else as ours).
