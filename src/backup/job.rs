@@ -78,8 +78,10 @@ impl JobKind for BackupJob {
             .leases()
             .hold_for_writing_then(name, &id, "create", refused)
             .await?;
+        // Refused under the hold, it wrote nothing: handed back, it does not
+        // become the name's last writer (see `delete::left_by_ended_backup`).
         if let Some(why) = refused {
-            lease.release().await;
+            lease.hand_back().await;
             return Err(why);
         }
         let mut snapshot = BackupSnapshot::pending(id, name.to_string(), req.meta_only());
@@ -152,6 +154,11 @@ impl JobKind for BackupJob {
             self.ctx.leases().release_reads_of(&self.id).await;
         }
         self.lease.release().await;
+    }
+
+    /// Planned but never run, it wrote nothing and held no base.
+    async fn release_unrun(self) {
+        self.lease.hand_back().await;
     }
 
     fn resumable(&self) -> bool {
