@@ -29,20 +29,19 @@ impl Engine {
         record.jobs.push(job.clone());
         self.save_run(p.policy.name(), record, lease).await?;
         if catalog.is_taken(name.as_str()).await? {
-            let leases = self.ctx.leases();
-            let last = leases
-                .last_holder(&crate::jobs::holds::writer(&name))
-                .await?;
             // Fails (ABORTED, retried) while a live job writes or reads it.
-            let hold = leases
+            let hold = self
+                .ctx
+                .leases()
                 .hold_for_writing(name.as_str(), &job, "settle a policy run")
                 .await?;
-            let settled = self
-                .settle_name(&name, record, last.map(|h| h.job), &hold.fence())
-                .await;
-            // Handed back, the name's last writer stays the one `last` read:
-            // released, this run's job would be it, and a later attempt would
-            // take another job's half-written backup for the run's own.
+            // The name's last writer, read by the write that took the hold (a
+            // read before it could miss a job that held the name in between).
+            let last = hold.previous_holder().map(|h| h.job.clone());
+            let settled = self.settle_name(&name, record, last, &hold.fence()).await;
+            // Handed back, the name's last writer stays `last`: released, this
+            // run's job would be it, and a later attempt would take another
+            // job's half-written backup for the run's own.
             hold.hand_back().await;
             if settled? {
                 return Ok(());
