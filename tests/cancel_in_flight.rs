@@ -29,15 +29,7 @@ async fn a_cancel_waits_for_the_copies_in_flight_and_leaves_nothing() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let spec = data::three_segments(&m, "inflight_src").await;
-    let s3: std::net::SocketAddr = format!("{}:{}", cfg.minio.address, cfg.minio.port)
-        .parse()
-        .unwrap();
-    let proxy = common::faults::start(s3, common::faults::Rates::default()).await;
-    let (state, config) = process::config_with(&cfg, "inflight", "");
-    process::route_s3_through(&cfg, &config, proxy.addr.port());
-    let root = common::unique("inflight_root");
-    process::root_backups_at(&config, &root);
-    let server = process::Proc::on(state, config, None).await;
+    let (proxy, server, root) = process::behind_fault_proxy(&cfg, "inflight").await;
     let mut client = server.client.clone();
     let bucket = process::rooted_bucket(&cfg);
 
@@ -261,18 +253,7 @@ async fn a_delete_of_a_late_copy_killed_mid_way_is_finished_by_another_replica()
         // the delete's pause points too.
         let mut client = taker.client.clone();
         let name = common::unique("latekill");
-        let mut stream = client
-            .create_backup(backup_request(&name, &[&spec.name]))
-            .await
-            .unwrap()
-            .into_inner();
-        stream.message().await.unwrap().unwrap();
-        client
-            .cancel_backup(pb::CancelBackupRequest { name: name.clone() })
-            .await
-            .unwrap();
-        let end = last_backup(stream).await;
-        assert_eq!(end.state, pb::JobState::Cancelled as i32, "{end:?}");
+        flows::cancelled_backup(&mut client, &name, &spec.name).await;
         let folder = format!("{root}/{name}/");
         bucket
             .write(

@@ -387,18 +387,7 @@ async fn what_lands_after_a_cancelled_backups_cleanup_can_be_deleted() {
     let late = |name: &str| format!("backup/{name}/binlogs/insert_log/1/2/3/4/5/6");
 
     let name = common::unique("late");
-    let mut stream = client
-        .create_backup(backup_request(&name, &[&spec.name]))
-        .await
-        .unwrap()
-        .into_inner();
-    stream.message().await.unwrap().unwrap();
-    client
-        .cancel_backup(pb::CancelBackupRequest { name: name.clone() })
-        .await
-        .unwrap();
-    let end = last_backup(stream).await;
-    assert_eq!(end.state, pb::JobState::Cancelled as i32, "{end:?}");
+    flows::cancelled_backup(&mut client, &name, &spec.name).await;
     store
         .write(&late(&name), bytes::Bytes::from_static(b"a late copy"))
         .await
@@ -448,15 +437,7 @@ async fn a_refused_delete_leaves_the_next_one_its_proof() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let spec = data::three_segments(&m, "refused_src").await;
-    let s3: std::net::SocketAddr = format!("{}:{}", cfg.minio.address, cfg.minio.port)
-        .parse()
-        .unwrap();
-    let proxy = common::faults::start(s3, common::faults::Rates::default()).await;
-    let (state, config) = process::config_with(&cfg, "refused", "");
-    process::route_s3_through(&cfg, &config, proxy.addr.port());
-    let root = common::unique("refused_root");
-    process::root_backups_at(&config, &root);
-    let server = process::Proc::on(state, config, None).await;
+    let (proxy, server, root) = process::behind_fault_proxy(&cfg, "refused").await;
     let mut client = server.client.clone();
     let bucket = process::rooted_bucket(&cfg);
     let delete = |name: &str| {
@@ -472,18 +453,7 @@ async fn a_refused_delete_leaves_the_next_one_its_proof() {
     };
 
     let name = common::unique("refused");
-    let mut stream = client
-        .create_backup(backup_request(&name, &[&spec.name]))
-        .await
-        .unwrap()
-        .into_inner();
-    stream.message().await.unwrap().unwrap();
-    client
-        .cancel_backup(pb::CancelBackupRequest { name: name.clone() })
-        .await
-        .unwrap();
-    let end = last_backup(stream).await;
-    assert_eq!(end.state, pb::JobState::Cancelled as i32, "{end:?}");
+    flows::cancelled_backup(&mut client, &name, &spec.name).await;
     let folder = format!("{root}/{name}/");
     let late = format!("{folder}binlogs/insert_log/1/2/3/4/5/6");
     bucket

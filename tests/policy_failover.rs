@@ -150,15 +150,7 @@ async fn a_retried_run_leaves_another_tools_half_written_backup_alone() {
     data::create(&m, &spec).await;
     data::insert(&m, &spec, "", 0..100, 13).await;
     data::flush(&m, &spec.db, &spec.name).await;
-    let s3: std::net::SocketAddr = format!("{}:{}", cfg.minio.address, cfg.minio.port)
-        .parse()
-        .unwrap();
-    let proxy = common::faults::start(s3, common::faults::Rates::default()).await;
-    let (state, config) = config_with(&cfg, "foreign", "");
-    common::process::route_s3_through(&cfg, &config, proxy.addr.port());
-    let root = common::unique("foreign_root");
-    root_backups_at(&config, &root);
-    let server = Proc::on(state, config, None).await;
+    let (proxy, server, root) = common::process::behind_fault_proxy(&cfg, "foreign").await;
     let mut client = PolicyServiceClient::connect(format!("http://127.0.0.1:{}", server.port))
         .await
         .unwrap();

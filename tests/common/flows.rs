@@ -381,3 +381,25 @@ pub async fn released_to_success(
     assert_eq!(job.state, pb::JobState::Succeeded as i32, "{job:?}");
     let _ = std::fs::remove_file(go);
 }
+
+/// Starts backup `name` of `collection`, cancels it once it runs, and waits
+/// for it to end CANCELLED (its cleanup done).
+#[allow(dead_code)]
+pub async fn cancelled_backup(
+    client: &mut BackupServiceClient<Channel>,
+    name: &str,
+    collection: &str,
+) {
+    let mut stream = client
+        .create_backup(backup_request(name, &[collection]))
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().unwrap();
+    client
+        .cancel_backup(pb::CancelBackupRequest { name: name.into() })
+        .await
+        .unwrap();
+    let end = last_backup(stream).await;
+    assert_eq!(end.state, pb::JobState::Cancelled as i32, "{end:?}");
+}

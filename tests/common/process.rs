@@ -275,6 +275,25 @@ pub fn rooted_bucket(cfg: &Config) -> std::sync::Arc<dyn milvus_backup::storage:
     milvus_backup::storage::open(&c.minio.backup_bucket().unwrap()).unwrap()
 }
 
+/// A server process on a backup root of its own (its name returned),
+/// reaching S3 through a fault proxy (returned) that forwards everything
+/// until told otherwise.
+#[allow(dead_code)]
+pub async fn behind_fault_proxy(
+    cfg: &Config,
+    tag: &str,
+) -> (super::faults::FaultProxy, Proc, String) {
+    let s3: std::net::SocketAddr = format!("{}:{}", cfg.minio.address, cfg.minio.port)
+        .parse()
+        .unwrap();
+    let proxy = super::faults::start(s3, super::faults::Rates::default()).await;
+    let (state, config) = config_with(cfg, tag, "");
+    route_s3_through(cfg, &config, proxy.addr.port());
+    let root = super::unique(&format!("{tag}_root"));
+    root_backups_at(&config, &root);
+    (proxy, Proc::on(state, config, None).await, root)
+}
+
 /// A server process of its own (state directory, 3 s lease TTL), its log in a file.
 pub struct Proc {
     process: ServerProcess,
