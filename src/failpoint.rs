@@ -9,6 +9,7 @@
 //! collection, the job has not recorded it yet), `restore.swap.before_drop`,
 //! `restore.swap.dropped` (dropped, not yet recorded), `restore.swap.after_drop`,
 //! `restore.swap.renamed` (renamed, not yet recorded), `restore.swap.after_rename`,
+//! `backup.held` (a backup planned under its hold, not yet started),
 //! `backup.describing` (a full backup flushed, nothing described yet; the
 //! early copy runs on), `backup.described` (every collection described; the
 //! copies run on),

@@ -2,7 +2,8 @@
 //! request_id, a limit on concurrent jobs, no race on one backup name, and job
 //! records that answer after a restart; a backup whose commit point landed
 //! though every answer to its write was lost ends SUCCEEDED; a delete refused
-//! before it removed anything changes nothing. Against the
+//! before it removed anything changes nothing; the same request sent twice at
+//! once is one job. Against the
 //! real Milvus 2.3.5 and S3.
 
 mod common;
@@ -482,5 +483,66 @@ async fn a_refused_delete_leaves_the_next_one_its_proof() {
     assert!(bucket.list(&folder).await.unwrap().is_empty(), "removed");
 
     server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// The same CreateBackup sent twice at once (a client retrying before its
+/// first call was answered) is one job: the second waits for the first's plan
+/// and follows its job. On the code before, both were planned under the same
+/// job id; the second took the first's lease (this process's own job) and,
+/// found a retry after its plan, handed it back released: the first job lost
+/// its lease within a third of the TTL and stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_sent_while_the_first_is_planned_follows_its_job() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = data::three_segments(&m, "twice_src").await;
+    let planned = std::env::temp_dir().join(common::unique("twice_planned"));
+    let described = std::env::temp_dir().join(common::unique("twice_described"));
+    let failpoints = format!(
+        "backup.held@{},backup.describing@{}",
+        planned.display(),
+        described.display()
+    );
+    // A root of its own: a server on the shared one may take over another
+    // test's backup left running, which pauses at the same point.
+    let root = common::unique("twice_root");
+    let server =
+        process::Proc::start_rooted_paused(&cfg, "twice", &root, "", Some(&failpoints)).await;
+    let name = common::unique("twice");
+    let req = pb::CreateBackupRequest {
+        request_id: common::unique("twice_req"),
+        ..backup_request(&name, &[&spec.name])
+    };
+    let send = |req: pb::CreateBackupRequest| {
+        let mut client = server.client.clone();
+        tokio::spawn(async move { client.create_backup(req).await })
+    };
+    let first = send(req.clone());
+    server.wait_paused(Duration::from_secs(60)).await;
+    let retry = send(req);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    std::fs::write(&planned, b"").unwrap();
+    let first = first.await.unwrap().unwrap().into_inner();
+    let retry = retry.await.unwrap().unwrap().into_inner();
+    // Both answered; held past the 3 s lease TTL before it describes, a job
+    // whose lease was taken has stopped by now.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    std::fs::write(&described, b"").unwrap();
+    let (first, retry) = (last_backup(first).await, last_backup(retry).await);
+    assert_eq!(first.state, pb::JobState::Succeeded as i32, "{first:?}");
+    assert_eq!((&first.id, first.state), (&retry.id, retry.state));
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    let plans: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("failpoint reached") && l.contains("backup.held"))
+        .collect();
+    assert_eq!(plans.len(), 1, "the request was planned once: {log}");
+    let mut client = server.client.clone();
+    flows::assert_verifies(&mut client, &name, "the backup asked for twice at once").await;
+
+    server.finish();
+    let _ = std::fs::remove_file(&planned);
+    let _ = std::fs::remove_file(&described);
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }

@@ -84,6 +84,7 @@ impl JobKind for BackupJob {
             lease.hand_back().await;
             return Err(why);
         }
+        crate::failpoint::pause_at("backup.held").await;
         let mut snapshot = BackupSnapshot::pending(id, name.to_string(), req.meta_only());
         snapshot.trace_id = req.caller().trace().map(|t| t.as_str().to_string());
         snapshot.order = Some(order_of(&req));

@@ -232,6 +232,8 @@ pub struct Runner<K: JobKind> {
     registry: Registry<K::Snapshot>,
     /// Cancellation of the running jobs, by key.
     cancels: Mutex<HashMap<String, CancellationToken>>,
+    /// One start at a time per request id.
+    turns: requests::RequestTurns,
 }
 
 impl<K: JobKind> std::fmt::Debug for Runner<K> {
@@ -247,6 +249,7 @@ impl<K: JobKind> Runner<K> {
             pool,
             registry: Registry::default(),
             cancels: Mutex::new(HashMap::new()),
+            turns: requests::RequestTurns::default(),
         })
     }
 
@@ -256,13 +259,15 @@ impl<K: JobKind> Runner<K> {
     }
 
     /// Plans a job and starts it; returns its snapshots. A retry with a known
-    /// request id watches the job it started.
+    /// request id watches the job it started (sent while that job is still
+    /// being planned here, it waits for the plan).
     pub async fn start(
         self: &Arc<Self>,
         env: &K::Env,
         req: K::Request,
     ) -> Result<watch::Receiver<K::Snapshot>> {
         let request_id = K::request_id(&req).to_string();
+        let _turn = self.turns.take(&request_id).await;
         let retried = match self.registry.by_request(&request_id) {
             Some(existing) => Some(existing),
             None => self.claimed(&request_id).await?,

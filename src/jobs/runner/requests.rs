@@ -2,11 +2,67 @@
 //! retry of a request (on another replica, or on this server after a
 //! restart) gets the job the request started, never a second one.
 
-use tokio::sync::watch;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedMutexGuard, watch};
 
 use super::{JobKind, Runner};
 use crate::error::{Error, Result};
 use crate::jobs::JobSnapshot;
+
+type Waiting = Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
+
+/// The starts of one request id take turns in this process: a retry sent
+/// while the first start is still planning waits for it, then finds its job,
+/// instead of planning a second one (whose holds, taken under the same job
+/// id, would take the first job's from it).
+#[derive(Debug, Default)]
+pub(super) struct RequestTurns {
+    waiting: Waiting,
+}
+
+/// The turn of one request id, until dropped.
+pub(super) struct Turn {
+    request_id: String,
+    guard: Option<OwnedMutexGuard<()>>,
+    waiting: Waiting,
+}
+
+impl RequestTurns {
+    /// Waits for the turn of `request_id`; none is needed without one.
+    pub(super) async fn take(&self, request_id: &str) -> Option<Turn> {
+        if request_id.is_empty() {
+            return None;
+        }
+        let lock = self
+            .waiting
+            .lock()
+            .expect("request turns")
+            .entry(request_id.to_string())
+            .or_default()
+            .clone();
+        Some(Turn {
+            request_id: request_id.to_string(),
+            guard: Some(lock.lock_owned().await),
+            waiting: self.waiting.clone(),
+        })
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut waiting = self.waiting.lock().expect("request turns");
+        // Nobody waits (only the map holds it): forgotten.
+        if waiting
+            .get(&self.request_id)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            waiting.remove(&self.request_id);
+        }
+    }
+}
 
 impl<K: JobKind> Runner<K> {
     /// The job a server on the same storage (this one too, before a
