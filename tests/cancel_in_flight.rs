@@ -263,18 +263,7 @@ async fn a_delete_of_a_late_copy_killed_mid_way_is_finished_by_another_replica()
             .await
             .unwrap();
 
-        let id = owner
-            .client
-            .delete_backup(pb::DeleteBackupRequest {
-                name: name.clone(),
-                detached: true,
-            })
-            .await
-            .expect("DeleteBackup accepted")
-            .into_inner()
-            .job
-            .expect("the delete job")
-            .id;
+        let id = flows::detached_delete(&mut owner.client, &name).await.id;
         owner.wait_paused(Duration::from_secs(60)).await;
         let at_kill = bucket.list(&folder).await.unwrap();
         // Killed before the folder was marked as being deleted, or after.
@@ -293,19 +282,7 @@ async fn a_delete_of_a_late_copy_killed_mid_way_is_finished_by_another_replica()
         owner.kill();
 
         let mut on_taker = taker.client.clone();
-        let watched = flows::drain(
-            on_taker
-                .watch_delete(pb::WatchDeleteRequest { id: id.clone() })
-                .await
-                .expect("WatchDelete on the other replica")
-                .into_inner(),
-        )
-        .await;
-        let end = watched
-            .into_iter()
-            .filter_map(|r| r.delete)
-            .next_back()
-            .expect("the delete's snapshots");
+        let end = flows::watched_delete_end(&mut on_taker, &id).await;
         assert_eq!(
             end.state,
             pb::JobState::Succeeded as i32,

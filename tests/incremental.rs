@@ -141,27 +141,8 @@ async fn an_incremental_chain_restores_each_moment_and_survives_deletes() {
     flows::assert_verifies(&mut client, &inc2, "inc2").await;
     // Then the middle one, as a detached job followed to its end: the last
     // still verifies and restores.
-    let started = client
-        .delete_backup(pb::DeleteBackupRequest {
-            name: inc1.clone(),
-            detached: true,
-        })
-        .await
-        .expect("DeleteBackup detached")
-        .into_inner();
-    let job = started.job.expect("the delete job");
-    let watched = flows::drain(
-        client
-            .watch_delete(pb::WatchDeleteRequest { id: job.id.clone() })
-            .await
-            .expect("WatchDelete")
-            .into_inner(),
-    )
-    .await;
-    let end = watched
-        .last()
-        .and_then(|w| w.delete.clone())
-        .expect("a last snapshot");
+    let job = flows::detached_delete(&mut client, &inc1).await;
+    let end = flows::watched_delete_end(&mut client, &job.id).await;
     assert_eq!(end.state, pb::JobState::Succeeded as i32, "{end:?}");
     assert!(
         end.objects_total > 0 && end.objects_deleted == end.objects_total,

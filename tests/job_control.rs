@@ -98,12 +98,10 @@ async fn a_cancel_past_the_commit_point_leaves_a_succeeded_backup() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let spec = data::three_segments(&m, "late_cancel_src").await;
-    let release = std::env::temp_dir().join(common::unique("late_cancel_release"));
-    let failpoint = format!("backup.committed@{}", release.display());
     let root = common::unique("late_cancel_root");
-    let mut server =
-        process::Proc::start_rooted_paused(&cfg, "late-cancel-state", &root, "", Some(&failpoint))
-            .await;
+    let (mut server, go) =
+        flows::held_rooted_at(&cfg, "late-cancel", &root, &["backup.committed"]).await;
+    let release = &go[0];
     let name = common::unique("late_cancel");
     let stream = server
         .client
@@ -118,7 +116,7 @@ async fn a_cancel_past_the_commit_point_leaves_a_succeeded_backup() {
         .await
         .expect("cancel accepted while the job runs");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    std::fs::write(&release, b"").unwrap();
+    std::fs::write(release, b"").unwrap();
 
     let end = tokio::time::timeout(Duration::from_secs(120), last_backup(stream))
         .await
@@ -130,7 +128,7 @@ async fn a_cancel_past_the_commit_point_leaves_a_succeeded_backup() {
     assert_eq!(got.collections.len(), 1, "{got:?}");
     flows::assert_verifies(&mut server.client, &name, "late cancel").await;
 
-    let _ = std::fs::remove_file(&release);
+    let _ = std::fs::remove_file(release);
     server.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
@@ -145,11 +143,10 @@ async fn a_backup_read_as_complete_is_verified_and_restored_while_its_job_ends()
     let m = common::milvus(&cfg);
     let spec = data::three_segments(&m, "ending_src").await;
     data::index(&m, &spec.db, &spec.name).await;
-    let release = std::env::temp_dir().join(common::unique("ending_release"));
-    let failpoint = format!("backup.committed@{}", release.display());
     let root = common::unique("ending_root");
-    let mut owner =
-        process::Proc::start_rooted_paused(&cfg, "ending-owner", &root, "", Some(&failpoint)).await;
+    let (mut owner, go) =
+        flows::held_rooted_at(&cfg, "ending-owner", &root, &["backup.committed"]).await;
+    let release = &go[0];
     let mut reader = process::Proc::start_rooted(&cfg, "ending-reader", &root, "").await;
     let name = common::unique("ending");
     let stream = owner
@@ -174,7 +171,7 @@ async fn a_backup_read_as_complete_is_verified_and_restored_while_its_job_ends()
     });
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!verify.is_finished(), "the verification waits for the job");
-    std::fs::write(&release, b"").unwrap();
+    std::fs::write(release, b"").unwrap();
     let end = tokio::time::timeout(Duration::from_secs(120), last_backup(stream))
         .await
         .expect("the backup ends");
@@ -188,7 +185,7 @@ async fn a_backup_read_as_complete_is_verified_and_restored_while_its_job_ends()
         "{restored:?}"
     );
 
-    let _ = std::fs::remove_file(&release);
+    let _ = std::fs::remove_file(release);
     owner.finish();
     reader.finish();
     for name in [spec.name.clone(), format!("{}_e", spec.name)] {
@@ -497,18 +494,12 @@ async fn a_retry_sent_while_the_first_is_planned_follows_its_job() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let spec = data::three_segments(&m, "twice_src").await;
-    let planned = std::env::temp_dir().join(common::unique("twice_planned"));
-    let described = std::env::temp_dir().join(common::unique("twice_described"));
-    let failpoints = format!(
-        "backup.held@{},backup.describing@{}",
-        planned.display(),
-        described.display()
-    );
     // A root of its own: a server on the shared one may take over another
     // test's backup left running, which pauses at the same point.
     let root = common::unique("twice_root");
-    let server =
-        process::Proc::start_rooted_paused(&cfg, "twice", &root, "", Some(&failpoints)).await;
+    let (server, go) =
+        flows::held_rooted_at(&cfg, "twice", &root, &["backup.held", "backup.describing"]).await;
+    let (planned, described) = (&go[0], &go[1]);
     let name = common::unique("twice");
     let req = pb::CreateBackupRequest {
         request_id: common::unique("twice_req"),
@@ -522,13 +513,13 @@ async fn a_retry_sent_while_the_first_is_planned_follows_its_job() {
     server.wait_paused(Duration::from_secs(60)).await;
     let retry = send(req);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    std::fs::write(&planned, b"").unwrap();
+    std::fs::write(planned, b"").unwrap();
     let first = first.await.unwrap().unwrap().into_inner();
     let retry = retry.await.unwrap().unwrap().into_inner();
     // Both answered; held past the 3 s lease TTL before it describes, a job
     // whose lease was taken has stopped by now.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    std::fs::write(&described, b"").unwrap();
+    std::fs::write(described, b"").unwrap();
     let (first, retry) = (last_backup(first).await, last_backup(retry).await);
     assert_eq!(first.state, pb::JobState::Succeeded as i32, "{first:?}");
     assert_eq!((&first.id, first.state), (&retry.id, retry.state));
@@ -542,7 +533,7 @@ async fn a_retry_sent_while_the_first_is_planned_follows_its_job() {
     flows::assert_verifies(&mut client, &name, "the backup asked for twice at once").await;
 
     server.finish();
-    let _ = std::fs::remove_file(&planned);
-    let _ = std::fs::remove_file(&described);
+    let _ = std::fs::remove_file(planned);
+    let _ = std::fs::remove_file(described);
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }

@@ -459,18 +459,7 @@ async fn a_delete_whose_server_died_is_finished_by_another_replica() {
     let b = Proc::start_rooted(&cfg, "dtaker", &root, "").await;
     let name = common::unique("dtake_b");
     flows::backup_collections(&mut owner.client, &name, &[&coll]).await;
-    let id = owner
-        .client
-        .delete_backup(pb::DeleteBackupRequest {
-            name: name.clone(),
-            detached: true,
-        })
-        .await
-        .expect("DeleteBackup accepted")
-        .into_inner()
-        .job
-        .expect("the delete job")
-        .id;
+    let id = flows::detached_delete(&mut owner.client, &name).await.id;
     owner.wait_paused(Duration::from_secs(60)).await;
     let folder = format!("{root}/{name}/");
     let at_kill = store.list(&folder).await.unwrap().len();
@@ -478,18 +467,7 @@ async fn a_delete_whose_server_died_is_finished_by_another_replica() {
     owner.kill();
 
     let mut on_b = b.client.clone();
-    let watched = flows::drain(
-        on_b.watch_delete(pb::WatchDeleteRequest { id: id.clone() })
-            .await
-            .expect("WatchDelete on the other replica")
-            .into_inner(),
-    )
-    .await;
-    let end = watched
-        .into_iter()
-        .filter_map(|r| r.delete)
-        .next_back()
-        .expect("the delete's snapshots");
+    let end = flows::watched_delete_end(&mut on_b, &id).await;
     assert_eq!(end.state, pb::JobState::Succeeded as i32, "{end:?}");
     assert_eq!(end.id, id, "the same job, resumed");
     assert!(

@@ -324,6 +324,43 @@ pub async fn start_restore(
 
 /// Deletes backup `name`, retrying until no other job holds it (a killed
 /// job's hold expires).
+/// Starts DeleteBackup of `name` as a detached job; its job (id and first state).
+#[allow(dead_code)]
+pub async fn detached_delete(
+    client: &mut BackupServiceClient<Channel>,
+    name: &str,
+) -> pb::DeleteJob {
+    client
+        .delete_backup(pb::DeleteBackupRequest {
+            name: name.into(),
+            detached: true,
+        })
+        .await
+        .expect("DeleteBackup accepted")
+        .into_inner()
+        .job
+        .expect("the delete job")
+}
+
+/// The last snapshot of delete job `id`, watched to its end.
+#[allow(dead_code)]
+pub async fn watched_delete_end(
+    client: &mut BackupServiceClient<Channel>,
+    id: &str,
+) -> pb::DeleteJob {
+    let stream = client
+        .watch_delete(pb::WatchDeleteRequest { id: id.into() })
+        .await
+        .expect("WatchDelete")
+        .into_inner();
+    drain(stream)
+        .await
+        .into_iter()
+        .filter_map(|r| r.delete)
+        .next_back()
+        .expect("the delete's snapshots")
+}
+
 pub async fn delete_eventually(client: &BackupServiceClient<Channel>, name: &str, what: &str) {
     eventually(what, Duration::from_secs(30), || {
         let (mut c, name) = (client.clone(), name.to_string());
@@ -362,6 +399,30 @@ pub async fn held_at(
         super::process::Proc::start(cfg, tag, "", Some(&failpoint)).await,
         go,
     )
+}
+
+/// A server on backup root `root` pausing its jobs at each of `points` until
+/// the file returned for it (in the same order) is made.
+#[allow(dead_code)]
+pub async fn held_rooted_at(
+    cfg: &milvus_backup::config::Config,
+    tag: &str,
+    root: &str,
+    points: &[&str],
+) -> (super::process::Proc, Vec<std::path::PathBuf>) {
+    let go: Vec<_> = points
+        .iter()
+        .map(|p| std::env::temp_dir().join(super::unique(&format!("{tag}_{p}_go"))))
+        .collect();
+    let failpoints: Vec<String> = points
+        .iter()
+        .zip(&go)
+        .map(|(p, go)| format!("{p}@{}", go.display()))
+        .collect();
+    let server =
+        super::process::Proc::start_rooted_paused(cfg, tag, root, "", Some(&failpoints.join(",")))
+            .await;
+    (server, go)
 }
 
 /// Lets the restore `id` held at its failpoint go on (makes `go`); its end,
