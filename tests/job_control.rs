@@ -537,3 +537,53 @@ async fn a_retry_sent_while_the_first_is_planned_follows_its_job() {
     let _ = std::fs::remove_file(described);
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
+
+/// A CreateBackup whose caller gives up while its job is being planned (a
+/// 1 s deadline: the call is dropped on both sides) still starts the job: the
+/// start runs apart from the call, so no hold is left taken without a job and
+/// no job half registered. A retry of the request follows that job, planned
+/// once, which ends SUCCEEDED and verifies. On the code before, the dropped
+/// call dropped the plan with it, and the retry was refused ABORTED by the
+/// hold it left on the name until its TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_create_whose_caller_gave_up_mid_plan_still_runs_its_job() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = data::three_segments(&m, "gaveup_src").await;
+    let root = common::unique("gaveup_root");
+    let (server, go) = flows::held_rooted_at(&cfg, "gaveup", &root, &["backup.held"]).await;
+    let name = common::unique("gaveup");
+    let req = pb::CreateBackupRequest {
+        request_id: common::unique("gaveup_req"),
+        ..backup_request(&name, &[&spec.name])
+    };
+    let mut client = server.client.clone();
+    let mut call = tonic::Request::new(req.clone());
+    call.set_timeout(Duration::from_secs(1));
+    let err = client
+        .create_backup(call)
+        .await
+        .expect_err("the caller gave up");
+    assert!(
+        matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{err:?}"
+    );
+    server.wait_paused(Duration::from_secs(60)).await;
+    std::fs::write(&go[0], b"").unwrap();
+
+    // The retry waits for that start, then follows its job to the end.
+    let end = last_backup(client.create_backup(req).await.unwrap().into_inner()).await;
+    assert_eq!(end.state, pb::JobState::Succeeded as i32, "{end:?}");
+    assert_eq!(flows::get_backup(&mut client, &name).await.id, end.id);
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    let plans = log
+        .lines()
+        .filter(|l| l.contains("failpoint reached") && l.contains("backup.held"))
+        .count();
+    assert_eq!(plans, 1, "planned once, by the call that gave up: {log}");
+    flows::assert_verifies(&mut client, &name, "the backup whose caller gave up").await;
+
+    server.finish();
+    let _ = std::fs::remove_file(&go[0]);
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

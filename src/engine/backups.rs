@@ -30,7 +30,7 @@ impl Engine {
         if let Some(info) = self.ctx.catalog.read(name).await? {
             return Ok(watch::channel(snapshot_of(&info)).1);
         }
-        self.backups.registry().forget(name);
+        self.backups.registry().forget_finished(name);
         // A job of another server on the same backup storage that has not
         // succeeded (a succeeded one is in the catalog, unless it was deleted).
         match self.backups.find(name).await? {
@@ -240,7 +240,7 @@ impl Engine {
         let (end, backups, name) = (rx.clone(), self.backups.clone(), name.to_string());
         tokio::spawn(async move {
             if until_terminal(end).await.state == JobState::Succeeded {
-                backups.registry().forget(&name);
+                backups.registry().forget_finished(&name);
             }
         });
         Ok(rx)
@@ -256,7 +256,7 @@ impl Engine {
     ) -> Result<DeleteSnapshot> {
         let last = until_terminal(self.delete_backup(name, caller).await?).await;
         if last.state == JobState::Succeeded {
-            self.backups.registry().forget(name);
+            self.backups.registry().forget_finished(name);
         }
         Ok(last)
     }

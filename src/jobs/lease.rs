@@ -236,13 +236,13 @@ impl Leases {
                             // (not once released: a hand-back may write back
                             // a holder whose answer was lost).
                             Some(h) if h.nonce == mine.nonce && !h.released => Some(etag),
-                            // Held by another job, or by the same job in another
-                            // process (a resumed job on two servers, a retried
-                            // request id): only this process takes its own back.
-                            Some(h)
-                                if h.is_live(now_ms())
-                                    && (h.job != mine.job || h.process != mine.process) =>
-                            {
+                            // Held by any other live holder: another job, the
+                            // same job in another process (a resumed job on
+                            // two servers), or another start of the same job
+                            // here (a retried request planned again, a client's
+                            // retry beside the takeover's resume): taking it
+                            // would stop the job that holds it.
+                            Some(h) if h.is_live(now_ms()) => {
                                 return Err(Error::Aborted(h.describe(name)));
                             }
                             // Expired, released or unreadable: take it over, if nobody else does first.

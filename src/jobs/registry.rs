@@ -147,9 +147,23 @@ impl<T: JobSnapshot> Registry<T> {
             .collect()
     }
 
-    /// Forgets the job with `key` (a deleted backup's).
+    /// Forgets the job with `key`, running or not (the runner's own: one
+    /// refused after it was registered, or one another process took over).
     pub fn forget(&self, key: &str) {
         self.lock().forget(key);
+    }
+
+    /// Forgets the job with `key` if it has ended (a deleted backup's); a job
+    /// started under the key since, and still running, is kept.
+    pub fn forget_finished(&self, key: &str) {
+        let mut jobs = self.lock();
+        if jobs
+            .by_key
+            .get(key)
+            .is_some_and(|rx| rx.borrow().state().is_terminal())
+        {
+            jobs.forget(key);
+        }
     }
 }
 
@@ -173,7 +187,12 @@ mod tests {
             reg.start(snap.clone(), "req-1"),
             Ok(Started::Existing(_))
         ));
+        // A running job is not forgotten as a finished one; once ended, it is.
+        reg.forget_finished("b");
+        assert!(reg.by_request("req-1").is_some());
         handle.update(|s| s.state = JobState::Failed);
+        reg.forget_finished("b");
+        assert!(reg.get("b").is_none() && reg.by_request("req-1").is_none());
         assert!(matches!(reg.start(snap, ""), Ok(Started::New(_))));
     }
 }

@@ -35,7 +35,7 @@ pub trait JobKind: Send + Sync + Sized + 'static {
     /// What watchers see of it.
     type Snapshot: JobSnapshot + PartialEq;
     /// The validated request that starts one.
-    type Request: Send;
+    type Request: Send + 'static;
     /// What planning and recovery work with (the flows' context).
     type Env: Clone + Send + Sync + 'static;
     /// Its name in logs and metrics: `backup`, `restore`.
@@ -261,7 +261,29 @@ impl<K: JobKind> Runner<K> {
     /// Plans a job and starts it; returns its snapshots. A retry with a known
     /// request id watches the job it started (sent while that job is still
     /// being planned here, it waits for the plan).
+    ///
+    /// The start runs in a task of its own: a caller that goes away mid-way
+    /// (a disconnect, a deadline) never leaves a hold taken but not handed
+    /// back, or a job registered under its name but never run.
     pub async fn start(
+        self: &Arc<Self>,
+        env: &K::Env,
+        req: K::Request,
+    ) -> Result<watch::Receiver<K::Snapshot>> {
+        let (runner, env) = (self.clone(), env.clone());
+        self.pool
+            .tasks
+            .spawn(async move { runner.start_detached(&env, req).await })
+            .await
+            .unwrap_or_else(|e| {
+                Err(Error::Internal(format!(
+                    "the start of a {} job failed: {e}",
+                    K::NAME
+                )))
+            })
+    }
+
+    async fn start_detached(
         self: &Arc<Self>,
         env: &K::Env,
         req: K::Request,

@@ -32,6 +32,13 @@ async fn one_holder_at_a_time_on_a_local_directory() {
         l.holder("target/default.c").await.unwrap().unwrap().job,
         "job-1"
     );
+    // Not even the same job in this process takes a live hold from itself
+    // (a second start of one request would stop the first).
+    let err = l
+        .acquire("target/default.c", "job-1", "restore into")
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, Error::Aborted(_)), "{err}");
     held.release().await;
     assert!(l.holder("target/default.c").await.unwrap().is_none());
     let again = l
