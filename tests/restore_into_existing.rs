@@ -433,3 +433,77 @@ async fn a_delete_is_refused_while_milvus_imports_read_the_backups_folder() {
     }
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
+
+/// A replace of a loaded collection, its copy loaded once swapped in (the
+/// implied load), cancelled while Milvus loads it (`restore.loading`): the
+/// swap stands, with the backup's rows, and the cleanup releases the load it
+/// asked, as for any collection it leaves in place. The code before left it
+/// loaded (a completed swap skipped the release).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_load_asked_after_the_swap_is_released_when_the_restore_is_cancelled() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("swapload_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..100, 29).await;
+    let rows = flows::flushed_and_loaded(&m, &spec).await;
+    let root = common::unique("swapload_root");
+    let mut server = process::Proc::start_rooted_paused(
+        &cfg,
+        "swapload-state",
+        &root,
+        "",
+        Some("restore.loading"),
+    )
+    .await;
+    let backup = common::unique("swapload_b");
+    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
+    let original = m.collection_id(&spec.db, &spec.name).await.unwrap();
+    let id = flows::start_restore(
+        &mut server.client,
+        pb::RestoreRequest {
+            backup_name: backup.clone(),
+            drop_existing_collections: true,
+            restore_index: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    server.wait_paused(Duration::from_secs(300)).await;
+    flows::eventually(
+        "Milvus loads the copy swapped in",
+        Duration::from_secs(120),
+        || {
+            let (m, spec) = (m.clone(), spec.clone());
+            async move { m.loading_progress(&spec.db, &spec.name).await.unwrap() == 100 }
+        },
+    )
+    .await;
+    server
+        .client
+        .cancel_restore(pb::CancelRestoreRequest { id: id.clone() })
+        .await
+        .expect("cancel accepted");
+    let job = tokio::time::timeout(
+        Duration::from_secs(300),
+        flows::watch_restore_to_end(&mut server.client, &id),
+    )
+    .await
+    .expect("the restore ends");
+    assert_eq!(job.state, pb::JobState::Cancelled as i32, "{job:?}");
+    assert_ne!(
+        m.collection_id(&spec.db, &spec.name).await.unwrap(),
+        original,
+        "the copy was swapped in"
+    );
+    assert_eq!(
+        m.loading_progress(&spec.db, &spec.name).await.unwrap(),
+        0,
+        "released again"
+    );
+    data::load(&m, &spec.db, &spec.name).await;
+    assert_eq!(data::rows(&m, &spec, &spec.db, &spec.name, &[]).await, rows);
+
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

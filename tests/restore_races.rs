@@ -523,3 +523,60 @@ async fn a_replace_loads_its_copy_after_the_swap_unless_asked_to_load() {
     server.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
+
+/// A replace paused right before it drops the original
+/// (`restore.swap.before_drop`) while the user drops the restored copy (a
+/// leftover-looking `_restoring_` collection): the job ends FAILED naming the
+/// copy, and the original keeps its id and its rows. The code before dropped
+/// the original, then could not rename the missing copy: the user's
+/// collection was gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replace_whose_copy_was_dropped_meanwhile_keeps_the_original() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("copygone_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..100, 23).await;
+    let rows = flows::flushed_and_loaded(&m, &spec).await;
+    let (mut server, go) = flows::held_at(&cfg, "copy-gone", "restore.swap.before_drop").await;
+    let backup = common::unique("copygone_b");
+    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
+    let original = m.collection_id(&spec.db, &spec.name).await.unwrap();
+    let job_id = flows::start_restore(
+        &mut server.client,
+        pb::RestoreRequest {
+            backup_name: backup.clone(),
+            drop_existing_collections: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    server.wait_paused(Duration::from_secs(180)).await;
+    let copy = m
+        .list_collections(&spec.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.starts_with(&format!("{}_restoring_", spec.name)))
+        .expect("the restored copy");
+    m.drop_collection(&spec.db, &copy).await.unwrap();
+    std::fs::write(&go, b"").unwrap();
+
+    let job = tokio::time::timeout(
+        Duration::from_secs(300),
+        flows::watch_restore_to_end(&mut server.client, &job_id),
+    )
+    .await
+    .expect("the restore ends");
+    assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
+    assert!(job.error_message.contains(&copy), "{job:?}");
+    assert_eq!(
+        m.collection_id(&spec.db, &spec.name).await.unwrap(),
+        original,
+        "the original is kept"
+    );
+    assert_eq!(data::rows(&m, &spec, &spec.db, &spec.name, &[]).await, rows);
+    server.finish();
+    let _ = std::fs::remove_file(&go);
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

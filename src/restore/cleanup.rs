@@ -104,9 +104,10 @@ pub async fn clean_up(
                 warn!(restore = %snap.id, collection = %c.target, why = %why, "left alone")
             }
         }
-        // A load it asked on a collection it leaves in place (not dropped,
-        // nor swapped in) is released again.
-        if let (Some(id), Outcome::Nothing | Outcome::LeftAlone(_)) = (c.loaded_by_job, &outcome)
+        // A load it asked on a collection it leaves in place (not dropped:
+        // the user's, or its copy swapped in) is released again.
+        if let (Some(id), Outcome::Nothing | Outcome::LeftAlone(_) | Outcome::SwapCompleted) =
+            (c.loaded_by_job, &outcome)
             && !release_load(ctx, &snap.id, c, id, fences, reachable_by).await
         {
             complete = false;

@@ -122,6 +122,20 @@ pub(super) async fn swap_in(
                 t.target
             )));
         }
+        // The copy must still be the one this job made and checked: one
+        // dropped or replaced by hand meanwhile (a leftover `_restoring_`
+        // collection looks like the user's to remove) leaves the original as
+        // all there is of the data.
+        let made = milvus.collection_id(copy.db(), copy.name()).await?;
+        if made != Some(created) {
+            job.checkpoint(|s| status(s, t).swap = SwapStep::None)
+                .await?;
+            return Err(Error::FailedPrecondition(format!(
+                "the restored copy {copy} was dropped or replaced by someone else during the \
+                 restore (id {made:?}, was {created}); {} was left as it is",
+                t.target
+            )));
+        }
         job.fence()?;
         milvus.drop_collection(db, name).await?;
         crate::failpoint::pause_at("restore.swap.dropped").await;
@@ -129,6 +143,16 @@ pub(super) async fn swap_in(
     job.checkpoint(|s| status(s, t).swap = SwapStep::Renaming)
         .await?;
     crate::failpoint::pause_at("restore.swap.after_drop").await;
+    // Never renames another collection into the target: a copy dropped or
+    // replaced right after the check above is reported, not taken.
+    let made = milvus.collection_id(copy.db(), copy.name()).await?;
+    if made != Some(created) {
+        return Err(Error::FailedPrecondition(format!(
+            "the restored copy {copy} was dropped or replaced by someone else (id {made:?}, \
+             was {created}) after this restore dropped the original {}; nothing was renamed",
+            t.target
+        )));
+    }
     job.fence()?;
     milvus.rename_collection(db, copy.name(), name).await?;
     crate::failpoint::pause_at("restore.swap.renamed").await;
