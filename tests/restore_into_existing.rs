@@ -195,18 +195,7 @@ async fn a_cancelled_restore_holds_its_backup_until_imports_from_it_ended() {
     )
     .await;
     server.wait_paused(Duration::from_secs(120)).await;
-    server
-        .client
-        .cancel_restore(pb::CancelRestoreRequest { id: id.clone() })
-        .await
-        .expect("cancel accepted");
-    let job = tokio::time::timeout(
-        Duration::from_secs(400),
-        flows::watch_restore_to_end(&mut server.client, &id),
-    )
-    .await
-    .expect("the restore ends");
-    assert_eq!(job.state, pb::JobState::Cancelled as i32, "{job:?}");
+    let job = flows::cancelled_restore(&mut server.client, &id).await;
     // The rows its imports bring are said to stay (it did not create the collection).
     assert!(
         job.collections[0]
@@ -299,18 +288,7 @@ async fn a_load_asked_by_a_restore_that_did_not_succeed_is_released() {
         async move { m.loading_progress("default", &target).await.unwrap() == 100 }
     })
     .await;
-    server
-        .client
-        .cancel_restore(pb::CancelRestoreRequest { id: id.clone() })
-        .await
-        .expect("cancel accepted");
-    let job = tokio::time::timeout(
-        Duration::from_secs(300),
-        flows::watch_restore_to_end(&mut server.client, &id),
-    )
-    .await
-    .expect("the restore ends");
-    assert_eq!(job.state, pb::JobState::Cancelled as i32, "{job:?}");
+    flows::cancelled_restore(&mut server.client, &id).await;
     assert_eq!(
         m.loading_progress(&mine.db, &target).await.unwrap(),
         0,
@@ -479,18 +457,7 @@ async fn a_load_asked_after_the_swap_is_released_when_the_restore_is_cancelled()
         },
     )
     .await;
-    server
-        .client
-        .cancel_restore(pb::CancelRestoreRequest { id: id.clone() })
-        .await
-        .expect("cancel accepted");
-    let job = tokio::time::timeout(
-        Duration::from_secs(300),
-        flows::watch_restore_to_end(&mut server.client, &id),
-    )
-    .await
-    .expect("the restore ends");
-    assert_eq!(job.state, pb::JobState::Cancelled as i32, "{job:?}");
+    flows::cancelled_restore(&mut server.client, &id).await;
     assert_ne!(
         m.collection_id(&spec.db, &spec.name).await.unwrap(),
         original,

@@ -192,18 +192,7 @@ async fn a_cancelled_restore_keeps_its_staging_until_queued_imports_ended() {
     )
     .await;
     server.wait_paused(Duration::from_secs(120)).await;
-    server
-        .client
-        .cancel_restore(pb::CancelRestoreRequest { id: id.clone() })
-        .await
-        .expect("cancel accepted");
-    let job = tokio::time::timeout(
-        Duration::from_secs(400),
-        flows::watch_restore_to_end(&mut server.client, &id),
-    )
-    .await
-    .expect("the restore ends");
-    assert_eq!(job.state, pb::JobState::Cancelled as i32, "{job:?}");
+    let job = flows::cancelled_restore(&mut server.client, &id).await;
     assert!(job.staging_left.is_empty(), "{job:?}");
     let staged = common::process::rooted_bucket(&cfg)
         .list(&format!("restore-temp-{id}/"))
@@ -464,28 +453,40 @@ async fn a_cancelled_restore_drops_the_database_it_created_when_empty() {
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
-/// A replace with `restore_index` of a collection that was loaded at backup
-/// time, without `load`: its copy is not loaded beside the loaded original
-/// (both would hold query nodes' memory until the swap), and is loaded once
-/// swapped in. Seen paused right before the drop (`restore.swap.before_drop`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_replace_loads_its_copy_after_the_swap_unless_asked_to_load() {
-    let cfg = common::config();
-    let m = common::milvus(&cfg);
-    let spec = Spec::new(&common::unique("loadswap_src"));
-    data::create(&m, &spec).await;
-    data::insert(&m, &spec, "", 0..100, 21).await;
-    let rows = flows::flushed_and_loaded(&m, &spec).await;
-    let (mut server, go) = flows::held_at(&cfg, "load-swap", "restore.swap.before_drop").await;
-    let backup = common::unique("loadswap_b");
+/// A loaded collection of 100 rows, and a replace of it (with
+/// `restore_index` if asked) paused right before it drops the original
+/// (`restore.swap.before_drop`, until `go` is made).
+struct PausedReplace {
+    spec: Spec,
+    rows: Vec<milvus_backup::milvus::rows::Row>,
+    original: Option<i64>,
+    /// The restored copy, `{name}_restoring_{job}`.
+    copy: String,
+    server: process::Proc,
+    go: std::path::PathBuf,
+    id: String,
+}
+
+async fn replace_paused_before_drop(
+    cfg: &milvus_backup::config::Config,
+    m: &milvus_backup::milvus::MilvusClient,
+    tag: &str,
+    restore_index: bool,
+) -> PausedReplace {
+    let spec = Spec::new(&common::unique(&format!("{tag}_src")));
+    data::create(m, &spec).await;
+    data::insert(m, &spec, "", 0..100, 21).await;
+    let rows = flows::flushed_and_loaded(m, &spec).await;
+    let (mut server, go) = flows::held_at(cfg, tag, "restore.swap.before_drop").await;
+    let backup = common::unique(&format!("{tag}_b"));
     flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
     let original = m.collection_id(&spec.db, &spec.name).await.unwrap();
-    let job_id = flows::start_restore(
+    let id = flows::start_restore(
         &mut server.client,
         pb::RestoreRequest {
-            backup_name: backup.clone(),
+            backup_name: backup,
             drop_existing_collections: true,
-            restore_index: true,
+            restore_index,
             ..Default::default()
         },
     )
@@ -498,6 +499,34 @@ async fn a_replace_loads_its_copy_after_the_swap_unless_asked_to_load() {
         .into_iter()
         .find(|c| c.starts_with(&format!("{}_restoring_", spec.name)))
         .expect("the restored copy");
+    PausedReplace {
+        spec,
+        rows,
+        original,
+        copy,
+        server,
+        go,
+        id,
+    }
+}
+
+/// A replace with `restore_index` of a collection that was loaded at backup
+/// time, without `load`: its copy is not loaded beside the loaded original
+/// (both would hold query nodes' memory until the swap), and is loaded once
+/// swapped in. Seen paused right before the drop (`restore.swap.before_drop`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replace_loads_its_copy_after_the_swap_unless_asked_to_load() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let PausedReplace {
+        spec,
+        rows,
+        original,
+        copy,
+        mut server,
+        go,
+        id,
+    } = replace_paused_before_drop(&cfg, &m, "loadswap", true).await;
     assert_eq!(
         m.loading_progress(&spec.db, &copy).await.unwrap(),
         0,
@@ -508,7 +537,7 @@ async fn a_replace_loads_its_copy_after_the_swap_unless_asked_to_load() {
         100,
         "the original still serves"
     );
-    flows::released_to_success(&mut server, &go, &job_id).await;
+    flows::released_to_success(&mut server, &go, &id).await;
     assert_ne!(
         m.collection_id(&spec.db, &spec.name).await.unwrap(),
         original
@@ -534,37 +563,21 @@ async fn a_replace_loads_its_copy_after_the_swap_unless_asked_to_load() {
 async fn a_replace_whose_copy_was_dropped_meanwhile_keeps_the_original() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let spec = Spec::new(&common::unique("copygone_src"));
-    data::create(&m, &spec).await;
-    data::insert(&m, &spec, "", 0..100, 23).await;
-    let rows = flows::flushed_and_loaded(&m, &spec).await;
-    let (mut server, go) = flows::held_at(&cfg, "copy-gone", "restore.swap.before_drop").await;
-    let backup = common::unique("copygone_b");
-    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
-    let original = m.collection_id(&spec.db, &spec.name).await.unwrap();
-    let job_id = flows::start_restore(
-        &mut server.client,
-        pb::RestoreRequest {
-            backup_name: backup.clone(),
-            drop_existing_collections: true,
-            ..Default::default()
-        },
-    )
-    .await;
-    server.wait_paused(Duration::from_secs(180)).await;
-    let copy = m
-        .list_collections(&spec.db)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|c| c.starts_with(&format!("{}_restoring_", spec.name)))
-        .expect("the restored copy");
+    let PausedReplace {
+        spec,
+        rows,
+        original,
+        copy,
+        mut server,
+        go,
+        id,
+    } = replace_paused_before_drop(&cfg, &m, "copygone", false).await;
     m.drop_collection(&spec.db, &copy).await.unwrap();
     std::fs::write(&go, b"").unwrap();
 
     let job = tokio::time::timeout(
         Duration::from_secs(300),
-        flows::watch_restore_to_end(&mut server.client, &job_id),
+        flows::watch_restore_to_end(&mut server.client, &id),
     )
     .await
     .expect("the restore ends");

@@ -401,6 +401,24 @@ pub async fn held_at(
     )
 }
 
+/// Cancels restore `id` (paused or running) and waits for its end, which
+/// must be CANCELLED.
+#[allow(dead_code)]
+pub async fn cancelled_restore(
+    client: &mut BackupServiceClient<Channel>,
+    id: &str,
+) -> pb::RestoreJob {
+    client
+        .cancel_restore(pb::CancelRestoreRequest { id: id.into() })
+        .await
+        .expect("cancel accepted");
+    let job = tokio::time::timeout(Duration::from_secs(400), watch_restore_to_end(client, id))
+        .await
+        .expect("the restore ends");
+    assert_eq!(job.state, pb::JobState::Cancelled as i32, "{job:?}");
+    job
+}
+
 /// A server on backup root `root` pausing its jobs at each of `points` until
 /// the file returned for it (in the same order) is made.
 #[allow(dead_code)]
