@@ -518,15 +518,8 @@ async fn replace_paused_before_drop(
 async fn a_replace_loads_its_copy_after_the_swap_unless_asked_to_load() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let PausedReplace {
-        spec,
-        rows,
-        original,
-        copy,
-        mut server,
-        go,
-        id,
-    } = replace_paused_before_drop(&cfg, &m, "loadswap", true).await;
+    let r = replace_paused_before_drop(&cfg, &m, "loadswap", true).await;
+    let (spec, copy, mut server) = (r.spec, r.copy, r.server);
     assert_eq!(
         m.loading_progress(&spec.db, &copy).await.unwrap(),
         0,
@@ -537,10 +530,10 @@ async fn a_replace_loads_its_copy_after_the_swap_unless_asked_to_load() {
         100,
         "the original still serves"
     );
-    flows::released_to_success(&mut server, &go, &id).await;
+    flows::released_to_success(&mut server, &r.go, &r.id).await;
     assert_ne!(
         m.collection_id(&spec.db, &spec.name).await.unwrap(),
-        original
+        r.original
     );
     assert_eq!(
         m.loading_progress(&spec.db, &spec.name).await.unwrap(),
@@ -548,7 +541,7 @@ async fn a_replace_loads_its_copy_after_the_swap_unless_asked_to_load() {
         "loaded once swapped in"
     );
     let restored = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
-    assert_eq!(restored, rows);
+    assert_eq!(restored, r.rows);
     server.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
@@ -563,21 +556,14 @@ async fn a_replace_loads_its_copy_after_the_swap_unless_asked_to_load() {
 async fn a_replace_whose_copy_was_dropped_meanwhile_keeps_the_original() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let PausedReplace {
-        spec,
-        rows,
-        original,
-        copy,
-        mut server,
-        go,
-        id,
-    } = replace_paused_before_drop(&cfg, &m, "copygone", false).await;
+    let r = replace_paused_before_drop(&cfg, &m, "copygone", false).await;
+    let (spec, copy, mut server) = (r.spec, r.copy, r.server);
     m.drop_collection(&spec.db, &copy).await.unwrap();
-    std::fs::write(&go, b"").unwrap();
+    std::fs::write(&r.go, b"").unwrap();
 
     let job = tokio::time::timeout(
         Duration::from_secs(300),
-        flows::watch_restore_to_end(&mut server.client, &id),
+        flows::watch_restore_to_end(&mut server.client, &r.id),
     )
     .await
     .expect("the restore ends");
@@ -585,11 +571,14 @@ async fn a_replace_whose_copy_was_dropped_meanwhile_keeps_the_original() {
     assert!(job.error_message.contains(&copy), "{job:?}");
     assert_eq!(
         m.collection_id(&spec.db, &spec.name).await.unwrap(),
-        original,
+        r.original,
         "the original is kept"
     );
-    assert_eq!(data::rows(&m, &spec, &spec.db, &spec.name, &[]).await, rows);
+    assert_eq!(
+        data::rows(&m, &spec, &spec.db, &spec.name, &[]).await,
+        r.rows
+    );
     server.finish();
-    let _ = std::fs::remove_file(&go);
+    let _ = std::fs::remove_file(&r.go);
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
