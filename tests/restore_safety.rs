@@ -374,12 +374,13 @@ async fn verify_is_a_job_that_stops_when_nobody_watches() {
         } else {
             process::wait_for_log(&log, "its caller went away", Duration::from_secs(10)).await;
             // Its hold on the backup is released at once (its lease object
-            // removed), not left to expire: a delete is not refused for it.
+            // marked so, removed once settled), not left to expire: a
+            // delete is not refused for it.
             let reads = format!("backup/_leases/reads/{backup}/");
             eventually(
                 "the stopped verification releases its hold",
                 Duration::from_secs(5),
-                || async { store.list(&reads).await.unwrap().is_empty() },
+                || flows::readers_released(&store, &reads),
             )
             .await;
             // Its slot is free: another job runs to its end.

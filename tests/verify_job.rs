@@ -77,7 +77,7 @@ async fn a_verification_is_a_job_that_stops_when_it_loses_its_hold() {
     flows::assert_verifies(&mut client, &backup, "after the lost hold").await;
     assert_eq!(metric(port, &ended("succeeded")), 1);
     assert!(
-        store.list(&reads).await.unwrap().is_empty(),
+        flows::readers_released(&store, &reads).await,
         "its hold is let go"
     );
 

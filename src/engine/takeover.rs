@@ -79,14 +79,13 @@ impl Engine {
         lease_of: impl Fn(&T) -> Option<String>,
     ) -> Result<Vec<T>> {
         let leases = self.ctx.leases();
-        let settle = leases.ttl() / 2;
         let mut out = Vec::new();
         for record in shared.unfinished::<T>(finished).await? {
             let Some(lease) = lease_of(&record) else {
                 continue;
             };
             // Held, or expired too recently.
-            if leases.expired_for(&lease, settle).await? {
+            if leases.settled(&lease).await? {
                 out.push(record);
             }
         }
@@ -105,7 +104,7 @@ impl Engine {
         // TTL, even when released: the dead process's other leases (reads of
         // an incremental backup's bases) have expired by then, and an owner
         // that released the name as its job ended has written the end into
-        // the shared record (it does so right after the release).
+        // the shared record (it tries until then, see `Fence::end_deadline_ms`).
         let orphans = self
             .orphans(shared, finished, |b: &BackupSnapshot| {
                 (!self.backups.runs_here(&b.name)).then(|| holds::writer(&b.name))

@@ -28,6 +28,9 @@ use tracing::{debug, warn};
 use crate::error::{Error, Result};
 use crate::storage::{CondPut, ObjectStore, join_key};
 
+mod fence;
+pub use fence::Fence;
+
 /// The folder under the backup root that holds the leases (not a backup name).
 pub const LEASE_DIR: &str = "_leases";
 
@@ -103,64 +106,8 @@ pub struct Lease {
     /// The released or expired holder this lease took the place of (`None`
     /// when it was free, or not known).
     previous: Option<LeaseRecord>,
-}
-
-/// Checks, by this process's clock, that a held lease has not expired: a
-/// process that was paused past its lease's expiry stops before its next
-/// step, even before its renewal finds the lease taken.
-#[derive(Debug, Clone)]
-pub struct Fence {
-    name: String,
-    expires_at_ms: Arc<AtomicU64>,
-}
-
-impl Fence {
-    /// [`Error::Aborted`] once the lease has expired.
-    pub fn check(&self) -> Result<()> {
-        self.check_for(Duration::ZERO)
-    }
-
-    /// [`Fence::check_for`] over every fence of a job.
-    pub fn check_all(fences: &[Fence], margin: Duration) -> Result<()> {
-        fences.iter().try_for_each(|f| f.check_for(margin))
-    }
-
-    /// Waits until every fence of a job stays valid for `margin` more, as
-    /// [`Fence::hold_for`].
-    pub async fn hold_all(fences: &[Fence], margin: Duration) -> Result<()> {
-        for fence in fences {
-            fence.hold_for(margin).await?;
-        }
-        Ok(())
-    }
-
-    /// Waits until the lease stays valid for `margin` more: when the last
-    /// renewal is older than that (a slow store answers late), the renewals
-    /// that land before its current expiry are waited for.
-    /// [`Error::Aborted`] when none gave the margin by then.
-    pub async fn hold_for(&self, margin: Duration) -> Result<()> {
-        let deadline = self.expires_at_ms.load(Ordering::SeqCst);
-        loop {
-            let held = self.check_for(margin);
-            if held.is_ok() || now_ms() >= deadline {
-                return held;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// [`Error::Aborted`] unless the lease stays valid for `margin` more: for
-    /// a step that must finish while it is held.
-    pub fn check_for(&self, margin: Duration) -> Result<()> {
-        let until = now_ms() + margin.as_millis() as u64;
-        match until < self.expires_at_ms.load(Ordering::SeqCst) {
-            true => Ok(()),
-            false => Err(Error::Aborted(format!(
-                "{} expired before it was renewed: the job stops (another process may own it now)",
-                self.name
-            ))),
-        }
-    }
+    /// See [`Leases::settle`].
+    settle: Duration,
 }
 
 fn now_ms() -> u64 {
@@ -199,6 +146,15 @@ impl Leases {
     /// The TTL of the leases this process takes.
     pub fn ttl(&self) -> Duration {
         self.ttl
+    }
+
+    /// How long past a lease's expiry, released or not, a takeover waits
+    /// before it resumes the job that held it: half a TTL. A job that ended
+    /// writes its end into its shared record within that time (see
+    /// [`Fence::end_deadline_ms`]), and the other leases of a process that
+    /// died have expired by then.
+    pub fn settle(&self) -> Duration {
+        self.ttl / 2
     }
 
     fn key(&self, name: &str) -> String {
@@ -288,13 +244,18 @@ impl Leases {
             .and_then(LeaseRecord::of_a_job))
     }
 
-    /// Whether lease `name` is past its expiry by at least `settle` (released
-    /// or not), or was never taken.
-    pub async fn expired_for(&self, name: &str, settle: Duration) -> Result<bool> {
+    /// Whether lease `name` is past its expiry by at least the settle
+    /// (released or not), or was never taken: whether a takeover may resume
+    /// the job that held it.
+    pub async fn settled(&self, name: &str) -> Result<bool> {
         Ok(match self.last_holder(name).await? {
-            Some(h) => h.expires_at_ms + (settle.as_millis() as u64) < now_ms(),
+            Some(h) => self.is_settled(&h),
             None => true,
         })
+    }
+
+    fn is_settled(&self, h: &LeaseRecord) -> bool {
+        h.expires_at_ms + (self.settle().as_millis() as u64) < now_ms()
     }
 
     /// Removes the lease objects under `folder/` (of runs that ended).
@@ -325,15 +286,21 @@ impl Leases {
     /// [`Leases::holders_under`] for a folder of single-use leases (a
     /// reader's key names its job and is never taken again): those that no
     /// one holds any more, expired or released, are removed as they are
-    /// seen, so that the folder does not grow with the jobs that died.
+    /// seen once settled, so that the folder does not grow with the jobs
+    /// that died. (Before that, a takeover reads one to learn that the job
+    /// that held it may still be writing its end.)
     pub async fn sweep_under(&self, folder: &str) -> Result<Vec<(String, LeaseRecord)>> {
         let prefix = format!("{}/", self.key(folder));
         let (mut live, mut dead) = (Vec::new(), Vec::new());
         for o in self.store.list(&prefix).await? {
             let name = o.key[self.prefix.len() + 1..].to_string();
-            match self.holder(&name).await? {
-                Some(r) => live.push((name, r)),
-                None => dead.push(o.key),
+            let Some((data, _)) = self.store.read_versioned(&o.key).await? else {
+                continue;
+            };
+            match serde_json::from_slice::<LeaseRecord>(&data) {
+                Ok(r) if r.is_live(now_ms()) => live.push((name, r)),
+                Ok(r) if !self.is_settled(&r) => {}
+                _ => dead.push(o.key),
             }
         }
         if !dead.is_empty() {
@@ -424,6 +391,7 @@ impl Leases {
             renewer,
             expires_at_ms,
             previous,
+            settle: self.settle(),
         }
     }
 }
@@ -533,6 +501,7 @@ impl Lease {
         Fence {
             name: self.name.clone(),
             expires_at_ms: self.expires_at_ms.clone(),
+            settle: self.settle,
         }
     }
 
@@ -569,13 +538,20 @@ impl Lease {
                 .put_if_match(&self.key, body.clone(), &etag)
                 .await
             {
-                Ok(CondPut::Written(_)) => {
+                Ok(CondPut::Written(tag)) => {
                     debug!(lease = %self.name, "lease released");
                     // A reader's lease is the job's own key, never taken
                     // again: it goes, so that the readers a delete lists
-                    // stay few.
+                    // stay few. Not before it settles: until then it tells
+                    // a takeover that its job ended and is writing its end.
                     if self.name.starts_with("reads/") {
-                        let _ = self.store.delete(std::slice::from_ref(&self.key)).await;
+                        let until = freed.expires_at_ms + self.settle.as_millis() as u64;
+                        tokio::spawn(remove_when_settled(
+                            self.store.clone(),
+                            self.key.clone(),
+                            tag,
+                            until,
+                        ));
                     }
                     return;
                 }
@@ -601,6 +577,23 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.renewer.abort();
+    }
+}
+
+/// Removes the released lease object `key` at `until_ms`, unless it
+/// changed since its release (version `etag`): a job resumed under the same
+/// id took it again. (A process that stops before leaves it to a sweep.)
+async fn remove_when_settled(
+    store: Arc<dyn ObjectStore>,
+    key: String,
+    etag: String,
+    until_ms: u64,
+) {
+    tokio::time::sleep(Duration::from_millis(until_ms.saturating_sub(now_ms()))).await;
+    if let Ok(Some((_, now))) = store.read_versioned(&key).await
+        && now == etag
+    {
+        let _ = store.delete(std::slice::from_ref(&key)).await;
     }
 }
 

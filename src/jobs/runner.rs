@@ -447,7 +447,9 @@ impl<K: JobKind> Runner<K> {
                     }
                 }
                 runner.cancels.lock().expect("cancels").remove(&key);
-                // Everything is let go before watchers see the end.
+                // Everything is let go before watchers see the end; the end
+                // is written before a takeover may resume the job.
+                let end_by = super::Fence::end_deadline_ms(&job.fences());
                 job.release().await;
                 drop(slot);
                 if handed_over {
@@ -464,8 +466,10 @@ impl<K: JobKind> Runner<K> {
                 if let (Some((stop, task)), Some(shared)) = (mirror, &shared) {
                     stop.cancel();
                     let _ = task.await;
-                    if !superseded {
-                        shared.finish(&last).await;
+                    match end_by {
+                        _ if superseded => {}
+                        Some(deadline_ms) => shared.finish_by(&last, deadline_ms).await,
+                        None => shared.finish(&last).await,
                     }
                 }
                 match &records {

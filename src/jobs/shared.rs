@@ -372,25 +372,39 @@ impl SharedRecords {
         }
     }
 
-    /// Writes a job's last state, then removes its cancel marker. A record
-    /// left running would be resumed by a takeover once the job's leases
-    /// are half a TTL past their release (15 s by default): it is tried 5
-    /// times over about 7.5 s. When it cannot be written the marker stays,
-    /// so that a cancelled job is ended by the takeover, not resumed.
+    /// Writes a job's last state, then removes its cancel marker, trying
+    /// again for about 7.5 s. See [`SharedRecords::finish_by`].
     pub async fn finish<T: JobSnapshot>(&self, s: &T) {
-        const TRIES: u32 = 5;
-        for attempt in 1..=TRIES {
-            match self.save(s).await {
+        self.finish_by(s, now_ms() + 7_500).await
+    }
+
+    /// [`SharedRecords::finish`], tried again until `deadline_ms` (ms since
+    /// the epoch; at least once). A record left running is resumed by a
+    /// takeover once the job's leases are settled: the runner gives the
+    /// deadline before that ([`super::Fence::end_deadline_ms`]). When it
+    /// cannot be written the cancel marker stays, so that a cancelled job is
+    /// ended by the takeover, not resumed.
+    pub async fn finish_by<T: JobSnapshot>(&self, s: &T, deadline_ms: u64) {
+        let mut pause = Duration::from_millis(500);
+        loop {
+            let e = match self.save(s).await {
                 Ok(()) => {
                     let _ = self.store.delete(&[self.cancel_key::<T>(s.key())]).await;
                     return;
                 }
-                Err(e) if attempt < TRIES => {
-                    warn!(job = %s.key(), error = %e, "cannot write the shared job record; trying again");
-                    tokio::time::sleep(Duration::from_millis(500 << (attempt - 1))).await;
-                }
-                Err(e) => warn!(job = %s.key(), error = %e, "cannot write the shared job record"),
+                Err(e) => e,
+            };
+            let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
+            if left.is_zero() {
+                return warn!(
+                    job = %s.key(),
+                    error = %e,
+                    "cannot write the shared job record before a takeover may resume the job"
+                );
             }
+            warn!(job = %s.key(), error = %e, "cannot write the shared job record; trying again");
+            tokio::time::sleep(pause.min(left)).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
         }
     }
 

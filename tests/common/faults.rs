@@ -70,6 +70,10 @@ pub struct FaultCounts {
     refuse_gets_for: std::sync::Mutex<Option<String>>,
     /// GetObjects refused.
     pub refused_gets: AtomicU64,
+    /// PutObjects to keys ending so are answered 403 AccessDenied.
+    refuse_puts_for: std::sync::Mutex<Option<String>>,
+    /// PutObjects refused.
+    pub refused_puts: AtomicU64,
     /// PutObjects to keys ending so are forwarded, then left unanswered.
     lose_put_answers_for: std::sync::Mutex<Option<String>>,
     /// Answers so lost.
@@ -174,6 +178,13 @@ impl FaultProxy {
     #[allow(dead_code)]
     pub fn refuse_deletes(&self, refuse: bool) {
         self.counts.refuse_deletes.store(refuse, Ordering::SeqCst);
+    }
+
+    /// Answers every PutObject to a key ending in `suffix` 403 AccessDenied
+    /// from now on, without forwarding it (`None`: forwards them again).
+    #[allow(dead_code)]
+    pub fn refuse_puts_for(&self, suffix: Option<&str>) {
+        *self.counts.refuse_puts_for.lock().unwrap() = suffix.map(str::to_string);
     }
 }
 
@@ -301,6 +312,18 @@ async fn handle(
             .is_some_and(|suffix| req.uri().path().ends_with(suffix));
     if refused_get {
         counts.refused_gets.fetch_add(1, Ordering::Relaxed);
+        return Ok(s3_error(403, "AccessDenied"));
+    }
+    let refused_put = req.method() == Method::PUT
+        && !req.headers().contains_key("x-amz-copy-source")
+        && counts
+            .refuse_puts_for
+            .lock()
+            .unwrap()
+            .as_deref()
+            .is_some_and(|suffix| req.uri().path().ends_with(suffix));
+    if refused_put {
+        counts.refused_puts.fetch_add(1, Ordering::Relaxed);
         return Ok(s3_error(403, "AccessDenied"));
     }
     if is_put_body(&req)

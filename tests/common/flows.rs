@@ -482,3 +482,21 @@ pub async fn cancelled_backup(
     let end = last_backup(stream).await;
     assert_eq!(end.state, pb::JobState::Cancelled as i32, "{end:?}");
 }
+
+/// Whether every reader's lease object under `folder` (of the backup
+/// storage `store`) is released: a reader lets go as it ends, and its lease
+/// object goes once settled (half a TTL past its expiry).
+#[allow(dead_code)]
+pub async fn readers_released(
+    store: &dyn milvus_backup::storage::ObjectStore,
+    folder: &str,
+) -> bool {
+    for o in store.list(folder).await.unwrap() {
+        let record: serde_json::Value =
+            serde_json::from_slice(&store.read(&o.key).await.unwrap()).unwrap();
+        if record["released"] != serde_json::Value::Bool(true) {
+            return false;
+        }
+    }
+    true
+}

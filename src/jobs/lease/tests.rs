@@ -172,6 +172,7 @@ async fn a_margin_waits_for_a_late_renewal_and_fails_only_at_expiry() {
     let fence = |in_ms: u64| Fence {
         name: "backup/b".into(),
         expires_at_ms: Arc::new(AtomicU64::new(now_ms() + in_ms)),
+        settle: Duration::from_secs(1),
     };
     let late = fence(400);
     let renewal = late.expires_at_ms.clone();
@@ -196,7 +197,9 @@ async fn a_margin_waits_for_a_late_renewal_and_fails_only_at_expiry() {
 }
 
 /// A delete's look for readers removes the reader leases no one holds any
-/// more (a reader that died, one that let go) and keeps the live ones.
+/// more (a reader that died, one that let go) once they are settled, and
+/// keeps the live ones. One let go lately stays until it settles: until
+/// then it tells a takeover that its job is writing its end.
 #[tokio::test]
 async fn dead_reader_leases_are_removed_when_readers_are_looked_for() {
     let root = std::env::temp_dir().join(format!("mb-lease-{}", uuid::Uuid::new_v4().simple()));
@@ -212,17 +215,43 @@ async fn dead_reader_leases_are_removed_when_readers_are_looked_for() {
         .acquire("reads/b1/live", "live", "restore from")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // Past the dead one's expiry and the settle of a 1 s TTL.
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
     let stored = |name: &str| root.join("backup/_leases").join(name).exists();
     assert!(stored("reads/b1/dead"), "left by the reader that died");
-    let held = l.sweep_under("reads/b1").await.unwrap();
+    let held = leases(&root, 1_000).sweep_under("reads/b1").await.unwrap();
     assert_eq!(held.len(), 1);
     assert_eq!(held[0].1.job, "live");
     assert!(!stored("reads/b1/dead"), "removed");
+    assert!(stored("reads/b1/done"), "let go, not settled: kept");
     assert!(stored("reads/b1/live"), "kept");
     let err = l.ensure_unread("b1").await.unwrap_err();
     assert!(err.to_string().contains("live"), "{err}");
     live.release().await;
     l.ensure_unread("b1").await.unwrap();
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+/// A reader's lease let go stays until it settles (its expiry plus half a
+/// TTL), then goes by itself: until then it tells a takeover that its job
+/// is writing its end, which the job may do until half way through the settle.
+#[tokio::test]
+async fn a_released_reader_lease_goes_once_settled() {
+    let root = std::env::temp_dir().join(format!("mb-lease-{}", uuid::Uuid::new_v4().simple()));
+    let l = leases(&root, 1_000);
+    let lease = l.acquire("reads/b2/r", "r", "restore from").await.unwrap();
+    let fence = lease.fence();
+    let expiry = fence.expires_at_ms.load(Ordering::SeqCst);
+    assert_eq!(Fence::end_deadline_ms(&[fence]), Some(expiry + 250));
+    lease.release().await;
+    let stored = || root.join("backup/_leases/reads/b2/r").exists();
+    assert!(stored(), "kept while a takeover reads it");
+    assert!(!l.settled("reads/b2/r").await.unwrap(), "not settled yet");
+    tokio::time::sleep(Duration::from_millis(
+        (expiry + 800).saturating_sub(now_ms()),
+    ))
+    .await;
+    assert!(!stored(), "removed once settled");
+    assert!(l.settled("reads/b2/r").await.unwrap());
     std::fs::remove_dir_all(root).unwrap();
 }

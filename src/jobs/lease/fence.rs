@@ -1,0 +1,81 @@
+//! The check a job makes, by its own clock, that it still holds a lease.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::now_ms;
+use crate::error::{Error, Result};
+
+/// Checks, by this process's clock, that a held lease has not expired: a
+/// process that was paused past its lease's expiry stops before its next
+/// step, even before its renewal finds the lease taken.
+#[derive(Debug, Clone)]
+pub struct Fence {
+    pub(super) name: String,
+    pub(super) expires_at_ms: Arc<AtomicU64>,
+    /// How long past the lease's expiry a takeover waits before it resumes
+    /// the job that held it (see [`super::Leases::settle`]).
+    pub(super) settle: Duration,
+}
+
+impl Fence {
+    /// Until when (ms since the epoch, by this process's clock) a job that
+    /// held `fences` and released them at its end can still write that end
+    /// to its shared record before a takeover may resume it: their earliest
+    /// expiry plus half the settle. The other half is the margin for the
+    /// other servers' clocks and for the write itself. `None` without fences.
+    pub fn end_deadline_ms(fences: &[Fence]) -> Option<u64> {
+        fences
+            .iter()
+            .map(|f| f.expires_at_ms.load(Ordering::SeqCst) + f.settle.as_millis() as u64 / 2)
+            .min()
+    }
+
+    /// [`Error::Aborted`] once the lease has expired.
+    pub fn check(&self) -> Result<()> {
+        self.check_for(Duration::ZERO)
+    }
+
+    /// [`Fence::check_for`] over every fence of a job.
+    pub fn check_all(fences: &[Fence], margin: Duration) -> Result<()> {
+        fences.iter().try_for_each(|f| f.check_for(margin))
+    }
+
+    /// Waits until every fence of a job stays valid for `margin` more, as
+    /// [`Fence::hold_for`].
+    pub async fn hold_all(fences: &[Fence], margin: Duration) -> Result<()> {
+        for fence in fences {
+            fence.hold_for(margin).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the lease stays valid for `margin` more: when the last
+    /// renewal is older than that (a slow store answers late), the renewals
+    /// that land before its current expiry are waited for.
+    /// [`Error::Aborted`] when none gave the margin by then.
+    pub async fn hold_for(&self, margin: Duration) -> Result<()> {
+        let deadline = self.expires_at_ms.load(Ordering::SeqCst);
+        loop {
+            let held = self.check_for(margin);
+            if held.is_ok() || now_ms() >= deadline {
+                return held;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// [`Error::Aborted`] unless the lease stays valid for `margin` more: for
+    /// a step that must finish while it is held.
+    pub fn check_for(&self, margin: Duration) -> Result<()> {
+        let until = now_ms() + margin.as_millis() as u64;
+        match until < self.expires_at_ms.load(Ordering::SeqCst) {
+            true => Ok(()),
+            false => Err(Error::Aborted(format!(
+                "{} expired before it was renewed: the job stops (another process may own it now)",
+                self.name
+            ))),
+        }
+    }
+}
