@@ -8,9 +8,12 @@ mod common;
 use std::time::Duration;
 
 use common::data::{self, Spec};
-use common::{flows, process};
+use common::{flows, process, restores};
 use milvus_backup::api::proto as pb;
 use milvus_backup::milvus::MilvusApi;
+
+/// Where a replace waits right before it drops the original.
+const BEFORE_DROP: &str = "restore.swap.before_drop";
 
 /// A restore paused at `failpoint` until `release` exists.
 struct PausedRestore {
@@ -453,63 +456,6 @@ async fn a_cancelled_restore_drops_the_database_it_created_when_empty() {
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
-/// A loaded collection of 100 rows, and a replace of it (with
-/// `restore_index` if asked) paused right before it drops the original
-/// (`restore.swap.before_drop`, until `go` is made).
-struct PausedReplace {
-    spec: Spec,
-    rows: Vec<milvus_backup::milvus::rows::Row>,
-    original: Option<i64>,
-    /// The restored copy, `{name}_restoring_{job}`.
-    copy: String,
-    server: process::Proc,
-    go: std::path::PathBuf,
-    id: String,
-}
-
-async fn replace_paused_before_drop(
-    cfg: &milvus_backup::config::Config,
-    m: &milvus_backup::milvus::MilvusClient,
-    tag: &str,
-    restore_index: bool,
-) -> PausedReplace {
-    let spec = Spec::new(&common::unique(&format!("{tag}_src")));
-    data::create(m, &spec).await;
-    data::insert(m, &spec, "", 0..100, 21).await;
-    let rows = flows::flushed_and_loaded(m, &spec).await;
-    let (mut server, go) = flows::held_at(cfg, tag, "restore.swap.before_drop").await;
-    let backup = common::unique(&format!("{tag}_b"));
-    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
-    let original = m.collection_id(&spec.db, &spec.name).await.unwrap();
-    let id = flows::start_restore(
-        &mut server.client,
-        pb::RestoreRequest {
-            backup_name: backup,
-            drop_existing_collections: true,
-            restore_index,
-            ..Default::default()
-        },
-    )
-    .await;
-    server.wait_paused(Duration::from_secs(180)).await;
-    let copy = m
-        .list_collections(&spec.db)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|c| c.starts_with(&format!("{}_restoring_", spec.name)))
-        .expect("the restored copy");
-    PausedReplace {
-        spec,
-        rows,
-        original,
-        copy,
-        server,
-        go,
-        id,
-    }
-}
-
 /// A replace with `restore_index` of a collection that was loaded at backup
 /// time, without `load`: its copy is not loaded beside the loaded original
 /// (both would hold query nodes' memory until the swap), and is loaded once
@@ -518,7 +464,7 @@ async fn replace_paused_before_drop(
 async fn a_replace_loads_its_copy_after_the_swap_unless_asked_to_load() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let r = replace_paused_before_drop(&cfg, &m, "loadswap", true).await;
+    let r = restores::replace_paused_at(&cfg, &m, "loadswap", BEFORE_DROP, true).await;
     let (spec, copy, mut server) = (r.spec, r.copy, r.server);
     assert_eq!(
         m.loading_progress(&spec.db, &copy).await.unwrap(),
@@ -556,7 +502,7 @@ async fn a_replace_loads_its_copy_after_the_swap_unless_asked_to_load() {
 async fn a_replace_whose_copy_was_dropped_meanwhile_keeps_the_original() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let r = replace_paused_before_drop(&cfg, &m, "copygone", false).await;
+    let r = restores::replace_paused_at(&cfg, &m, "copygone", BEFORE_DROP, false).await;
     let (spec, copy, mut server) = (r.spec, r.copy, r.server);
     m.drop_collection(&spec.db, &copy).await.unwrap();
     std::fs::write(&r.go, b"").unwrap();
@@ -581,4 +527,52 @@ async fn a_replace_whose_copy_was_dropped_meanwhile_keeps_the_original() {
     server.finish();
     let _ = std::fs::remove_file(&r.go);
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// A replace paused right after it dropped the original
+/// (`restore.swap.after_drop`) while the user drops the restored copy and
+/// makes a collection of their own under its name: the job ends FAILED
+/// naming the copy, renames nothing into the target, and leaves the user's
+/// collection under the copy's name as it is (its id and its rows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replace_whose_copy_was_replaced_after_the_drop_renames_nothing() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let r =
+        restores::replace_paused_at(&cfg, &m, "copyswap", "restore.swap.after_drop", false).await;
+    let (spec, copy, mut server) = (r.spec, r.copy, r.server);
+    assert!(
+        !m.has_collection(&spec.db, &spec.name).await.unwrap(),
+        "dropped by the job"
+    );
+    m.drop_collection(&spec.db, &copy).await.unwrap();
+    let theirs = Spec::new(&copy);
+    data::create(&m, &theirs).await;
+    data::insert(&m, &theirs, "", 0..10, 5).await;
+    data::flush(&m, &theirs.db, &theirs.name).await;
+    let theirs_id = m.collection_id(&theirs.db, &copy).await.unwrap();
+    std::fs::write(&r.go, b"").unwrap();
+
+    let job = tokio::time::timeout(
+        Duration::from_secs(300),
+        flows::watch_restore_to_end(&mut server.client, &r.id),
+    )
+    .await
+    .expect("the restore ends");
+    assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
+    assert!(job.error_message.contains(&copy), "{job:?}");
+    assert!(job.error_message.contains("nothing was renamed"), "{job:?}");
+    assert!(
+        !m.has_collection(&spec.db, &spec.name).await.unwrap(),
+        "nothing is renamed into the target"
+    );
+    assert_eq!(
+        m.collection_id(&theirs.db, &copy).await.unwrap(),
+        theirs_id,
+        "the user's collection under the copy's name stays"
+    );
+    assert_eq!(restores::rows_of(&m, &theirs, &copy).await.len(), 10);
+    server.finish();
+    let _ = std::fs::remove_file(&r.go);
+    data::drop_if_exists(&m, &theirs.db, &copy).await;
 }

@@ -1,6 +1,8 @@
 //! Restores of collections made for the test: a loaded source, its backup,
 //! and the rows of a restored collection.
 
+use std::time::Duration;
+
 use milvus_backup::api::proto as pb;
 use milvus_backup::milvus::rows::Row;
 use milvus_backup::milvus::{MilvusApi, MilvusClient};
@@ -54,4 +56,66 @@ pub async fn backed_up(
     let server = super::TestServer::start(cfg).await;
     flows::backup_collections(&mut server.client.clone(), &backup, &[&spec.name]).await;
     (spec, all, backup)
+}
+
+/// A replace (`drop_existing_collections`) of a loaded collection of 100
+/// rows, paused at `failpoint` of its swap until `go` exists.
+#[allow(dead_code)]
+pub struct PausedReplace {
+    pub spec: Spec,
+    pub rows: Vec<Row>,
+    /// The original's id, before the restore.
+    pub original: Option<i64>,
+    /// The restored copy, `{name}_restoring_{job}`.
+    pub copy: String,
+    pub server: super::process::Proc,
+    pub go: std::path::PathBuf,
+    pub id: String,
+}
+
+/// Starts a server paused at `failpoint` (a `restore.swap.*` point), backs
+/// up a new collection there and starts its replace, with `restore_index`.
+#[allow(dead_code)]
+pub async fn replace_paused_at(
+    cfg: &milvus_backup::config::Config,
+    m: &MilvusClient,
+    tag: &str,
+    failpoint: &str,
+    restore_index: bool,
+) -> PausedReplace {
+    let spec = Spec::new(&super::unique(&format!("{tag}_src")));
+    data::create(m, &spec).await;
+    data::insert(m, &spec, "", 0..100, 21).await;
+    let rows = flows::flushed_and_loaded(m, &spec).await;
+    let (mut server, go) = flows::held_at(cfg, tag, failpoint).await;
+    let backup = super::unique(&format!("{tag}_b"));
+    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
+    let original = m.collection_id(&spec.db, &spec.name).await.unwrap();
+    let id = flows::start_restore(
+        &mut server.client,
+        pb::RestoreRequest {
+            backup_name: backup,
+            drop_existing_collections: true,
+            restore_index,
+            ..Default::default()
+        },
+    )
+    .await;
+    server.wait_paused(Duration::from_secs(180)).await;
+    let copy = m
+        .list_collections(&spec.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.starts_with(&format!("{}_restoring_", spec.name)))
+        .expect("the restored copy");
+    PausedReplace {
+        spec,
+        rows,
+        original,
+        copy,
+        server,
+        go,
+        id,
+    }
 }
