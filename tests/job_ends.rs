@@ -35,17 +35,10 @@ async fn a_failed_restore_whose_end_is_recorded_late_is_not_resumed_by_a_takeove
 
     // The owner reaches S3 through a fault proxy and pauses once its
     // imports are asked, until `go` exists; the replica reaches S3 directly.
-    let s3: std::net::SocketAddr = format!("{}:{}", cfg.minio.address, cfg.minio.port)
-        .parse()
-        .unwrap();
-    let proxy = common::faults::start(s3, common::faults::Rates::default()).await;
-    let root = common::unique("lateend_root");
-    let (state, config) = process::config_with(&cfg, "lateend_owner", "");
-    process::route_s3_through(&cfg, &config, proxy.addr.port());
-    process::root_backups_at(&config, &root);
     let go = std::env::temp_dir().join(common::unique("lateend_go"));
     let pause = format!("restore.importing@{}", go.display());
-    let mut owner = Proc::on(state, config, Some(&pause)).await;
+    let (proxy, mut owner, root) =
+        process::behind_fault_proxy_paused(&cfg, "lateend_owner", Some(&pause)).await;
     let replica = Proc::start_rooted(&cfg, "lateend_replica", &root, "").await;
 
     let name = common::unique("lateend_b");

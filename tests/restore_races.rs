@@ -502,29 +502,20 @@ async fn a_replace_loads_its_copy_after_the_swap_unless_asked_to_load() {
 async fn a_replace_whose_copy_was_dropped_meanwhile_keeps_the_original() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let r = restores::replace_paused_at(&cfg, &m, "copygone", BEFORE_DROP, false).await;
-    let (spec, copy, mut server) = (r.spec, r.copy, r.server);
-    m.drop_collection(&spec.db, &copy).await.unwrap();
-    std::fs::write(&r.go, b"").unwrap();
-
-    let job = tokio::time::timeout(
-        Duration::from_secs(300),
-        flows::watch_restore_to_end(&mut server.client, &r.id),
-    )
-    .await
-    .expect("the restore ends");
-    assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
-    assert!(job.error_message.contains(&copy), "{job:?}");
+    let mut r = restores::replace_paused_at(&cfg, &m, "copygone", BEFORE_DROP, false).await;
+    m.drop_collection(&r.spec.db, &r.copy).await.unwrap();
+    r.go_on_to_failure().await;
+    let spec = &r.spec;
     assert_eq!(
         m.collection_id(&spec.db, &spec.name).await.unwrap(),
         r.original,
         "the original is kept"
     );
     assert_eq!(
-        data::rows(&m, &spec, &spec.db, &spec.name, &[]).await,
+        data::rows(&m, spec, &spec.db, &spec.name, &[]).await,
         r.rows
     );
-    server.finish();
+    r.server.finish();
     let _ = std::fs::remove_file(&r.go);
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
@@ -538,9 +529,9 @@ async fn a_replace_whose_copy_was_dropped_meanwhile_keeps_the_original() {
 async fn a_replace_whose_copy_was_replaced_after_the_drop_renames_nothing() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let r =
+    let mut r =
         restores::replace_paused_at(&cfg, &m, "copyswap", "restore.swap.after_drop", false).await;
-    let (spec, copy, mut server) = (r.spec, r.copy, r.server);
+    let (spec, copy) = (r.spec.clone(), r.copy.clone());
     assert!(
         !m.has_collection(&spec.db, &spec.name).await.unwrap(),
         "dropped by the job"
@@ -551,16 +542,7 @@ async fn a_replace_whose_copy_was_replaced_after_the_drop_renames_nothing() {
     data::insert(&m, &theirs, "", 0..10, 5).await;
     data::flush(&m, &theirs.db, &theirs.name).await;
     let theirs_id = m.collection_id(&theirs.db, &copy).await.unwrap();
-    std::fs::write(&r.go, b"").unwrap();
-
-    let job = tokio::time::timeout(
-        Duration::from_secs(300),
-        flows::watch_restore_to_end(&mut server.client, &r.id),
-    )
-    .await
-    .expect("the restore ends");
-    assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
-    assert!(job.error_message.contains(&copy), "{job:?}");
+    let job = r.go_on_to_failure().await;
     assert!(job.error_message.contains("nothing was renamed"), "{job:?}");
     assert!(
         !m.has_collection(&spec.db, &spec.name).await.unwrap(),
@@ -572,7 +554,7 @@ async fn a_replace_whose_copy_was_replaced_after_the_drop_renames_nothing() {
         "the user's collection under the copy's name stays"
     );
     assert_eq!(restores::rows_of(&m, &theirs, &copy).await.len(), 10);
-    server.finish();
+    r.server.finish();
     let _ = std::fs::remove_file(&r.go);
     data::drop_if_exists(&m, &theirs.db, &copy).await;
 }

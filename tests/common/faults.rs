@@ -212,6 +212,14 @@ fn is_put_body<B>(req: &Request<B>) -> bool {
         && content_length(req) > 1
 }
 
+/// Whether `req`'s key ends in the suffix set in `suffix`, if one is.
+fn ends_in<B>(req: &Request<B>, suffix: &std::sync::Mutex<Option<String>>) -> bool {
+    let suffix = suffix.lock().unwrap();
+    suffix
+        .as_deref()
+        .is_some_and(|s| req.uri().path().ends_with(s))
+}
+
 fn content_length<B>(req: &Request<B>) -> u64 {
     req.headers()
         .get("content-length")
@@ -303,28 +311,21 @@ async fn handle(
         counts.refused_deletes.fetch_add(1, Ordering::Relaxed);
         return Ok(s3_error(403, "AccessDenied"));
     }
-    let refused_get = is_get_object(&req)
-        && counts
-            .refuse_gets_for
-            .lock()
-            .unwrap()
-            .as_deref()
-            .is_some_and(|suffix| req.uri().path().ends_with(suffix));
-    if refused_get {
-        counts.refused_gets.fetch_add(1, Ordering::Relaxed);
-        return Ok(s3_error(403, "AccessDenied"));
-    }
-    let refused_put = req.method() == Method::PUT
-        && !req.headers().contains_key("x-amz-copy-source")
-        && counts
-            .refuse_puts_for
-            .lock()
-            .unwrap()
-            .as_deref()
-            .is_some_and(|suffix| req.uri().path().ends_with(suffix));
-    if refused_put {
-        counts.refused_puts.fetch_add(1, Ordering::Relaxed);
-        return Ok(s3_error(403, "AccessDenied"));
+    let is_put_object =
+        req.method() == Method::PUT && !req.headers().contains_key("x-amz-copy-source");
+    let refusals = [
+        (
+            is_get_object(&req),
+            &counts.refuse_gets_for,
+            &counts.refused_gets,
+        ),
+        (is_put_object, &counts.refuse_puts_for, &counts.refused_puts),
+    ];
+    for (applies, suffix, refused) in refusals {
+        if applies && ends_in(&req, suffix) {
+            refused.fetch_add(1, Ordering::Relaxed);
+            return Ok(s3_error(403, "AccessDenied"));
+        }
     }
     if is_put_body(&req)
         && nth(

@@ -283,6 +283,16 @@ pub async fn behind_fault_proxy(
     cfg: &Config,
     tag: &str,
 ) -> (super::faults::FaultProxy, Proc, String) {
+    behind_fault_proxy_paused(cfg, tag, None).await
+}
+
+/// [`behind_fault_proxy`], paused at `failpoint` if given.
+#[allow(dead_code)]
+pub async fn behind_fault_proxy_paused(
+    cfg: &Config,
+    tag: &str,
+    failpoint: Option<&str>,
+) -> (super::faults::FaultProxy, Proc, String) {
     let s3: std::net::SocketAddr = format!("{}:{}", cfg.minio.address, cfg.minio.port)
         .parse()
         .unwrap();
@@ -291,7 +301,7 @@ pub async fn behind_fault_proxy(
     route_s3_through(cfg, &config, proxy.addr.port());
     let root = super::unique(&format!("{tag}_root"));
     root_backups_at(&config, &root);
-    (proxy, Proc::on(state, config, None).await, root)
+    (proxy, Proc::on(state, config, failpoint).await, root)
 }
 
 /// A server process of its own (state directory, 3 s lease TTL), its log in a file.

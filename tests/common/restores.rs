@@ -119,3 +119,21 @@ pub async fn replace_paused_at(
         id,
     }
 }
+
+impl PausedReplace {
+    /// Lets the paused replace go on and waits for its end (at most 300 s),
+    /// which must be FAILED naming the copy.
+    #[allow(dead_code)]
+    pub async fn go_on_to_failure(&mut self) -> pb::RestoreJob {
+        std::fs::write(&self.go, b"").unwrap();
+        let job = tokio::time::timeout(
+            Duration::from_secs(300),
+            flows::watch_restore_to_end(&mut self.server.client, &self.id),
+        )
+        .await
+        .expect("the restore ends");
+        assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
+        assert!(job.error_message.contains(&self.copy), "{job:?}");
+        job
+    }
+}
