@@ -174,7 +174,9 @@ impl Engine {
                         )),
                     };
                     match crate::restore::abandon(&self.ctx, record, reason).await {
-                        Ok(Some(last)) => shared.finish(&last).await,
+                        Ok(Some(last)) => {
+                            shared.finish(&last).await;
+                        }
                         // Ended by another server meanwhile.
                         Ok(None) => {}
                         Err(e) => {

@@ -29,7 +29,9 @@ use crate::error::{Error, Result};
 use crate::storage::{CondPut, ObjectStore, join_key};
 
 mod fence;
+mod released;
 pub use fence::Fence;
+pub use released::end_recorded;
 
 /// The folder under the backup root that holds the leases (not a backup name).
 pub const LEASE_DIR: &str = "_leases";
@@ -540,18 +542,17 @@ impl Lease {
             {
                 Ok(CondPut::Written(tag)) => {
                     debug!(lease = %self.name, "lease released");
-                    // A reader's lease is the job's own key, never taken
-                    // again: it goes, so that the readers a delete lists
-                    // stay few. Not before it settles: until then it tells
-                    // a takeover that its job ended and is writing its end.
+                    // A reader's lease is the job's own key: it goes once
+                    // the job's end is recorded (see `released.rs`).
                     if self.name.starts_with("reads/") {
-                        let until = freed.expires_at_ms + self.settle.as_millis() as u64;
-                        tokio::spawn(remove_when_settled(
+                        let settle = self.settle.as_millis() as u64;
+                        released::keep_until_end(
+                            &freed.job,
                             self.store.clone(),
                             self.key.clone(),
                             tag,
-                            until,
-                        ));
+                            freed.expires_at_ms + 3 * settle,
+                        );
                     }
                     return;
                 }
@@ -577,23 +578,6 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.renewer.abort();
-    }
-}
-
-/// Removes the released lease object `key` at `until_ms`, unless it
-/// changed since its release (version `etag`): a job resumed under the same
-/// id took it again. (A process that stops before leaves it to a sweep.)
-async fn remove_when_settled(
-    store: Arc<dyn ObjectStore>,
-    key: String,
-    etag: String,
-    until_ms: u64,
-) {
-    tokio::time::sleep(Duration::from_millis(until_ms.saturating_sub(now_ms()))).await;
-    if let Ok(Some((_, now))) = store.read_versioned(&key).await
-        && now == etag
-    {
-        let _ = store.delete(std::slice::from_ref(&key)).await;
     }
 }
 

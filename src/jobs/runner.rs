@@ -463,14 +463,22 @@ impl<K: JobKind> Runner<K> {
                 // The records say how it ended before any watcher sees the end.
                 let mut last = handle.snapshot();
                 last.finish(&result);
-                if let (Some((stop, task)), Some(shared)) = (mirror, &shared) {
-                    stop.cancel();
-                    let _ = task.await;
-                    match end_by {
-                        _ if superseded => {}
-                        Some(deadline_ms) => shared.finish_by(&last, deadline_ms).await,
-                        None => shared.finish(&last).await,
+                let recorded = match (mirror, &shared) {
+                    (Some((stop, task)), Some(shared)) => {
+                        stop.cancel();
+                        let _ = task.await;
+                        match end_by {
+                            _ if superseded => false,
+                            Some(deadline_ms) => shared.finish_by(&last, deadline_ms).await,
+                            None => shared.finish(&last).await,
+                        }
                     }
+                    // Without a shared record, no takeover resumes it.
+                    _ => !superseded,
+                };
+                // No takeover resumes it now: its readers' lease objects go.
+                if recorded {
+                    super::lease::end_recorded(last.id()).await;
                 }
                 match &records {
                     Some(records) => {

@@ -374,7 +374,7 @@ impl SharedRecords {
 
     /// Writes a job's last state, then removes its cancel marker, trying
     /// again for about 7.5 s. See [`SharedRecords::finish_by`].
-    pub async fn finish<T: JobSnapshot>(&self, s: &T) {
+    pub async fn finish<T: JobSnapshot>(&self, s: &T) -> bool {
         self.finish_by(s, now_ms() + 7_500).await
     }
 
@@ -383,24 +383,25 @@ impl SharedRecords {
     /// takeover once the job's leases are settled: the runner gives the
     /// deadline before that ([`super::Fence::end_deadline_ms`]). When it
     /// cannot be written the cancel marker stays, so that a cancelled job is
-    /// ended by the takeover, not resumed.
-    pub async fn finish_by<T: JobSnapshot>(&self, s: &T, deadline_ms: u64) {
+    /// ended by the takeover, not resumed. Whether it was written.
+    pub async fn finish_by<T: JobSnapshot>(&self, s: &T, deadline_ms: u64) -> bool {
         let mut pause = Duration::from_millis(500);
         loop {
             let e = match self.save(s).await {
                 Ok(()) => {
                     let _ = self.store.delete(&[self.cancel_key::<T>(s.key())]).await;
-                    return;
+                    return true;
                 }
                 Err(e) => e,
             };
             let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
             if left.is_zero() {
-                return warn!(
+                warn!(
                     job = %s.key(),
                     error = %e,
                     "cannot write the shared job record before a takeover may resume the job"
                 );
+                return false;
             }
             warn!(job = %s.key(), error = %e, "cannot write the shared job record; trying again");
             tokio::time::sleep(pause.min(left)).await;

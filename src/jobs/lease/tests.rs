@@ -232,26 +232,36 @@ async fn dead_reader_leases_are_removed_when_readers_are_looked_for() {
     std::fs::remove_dir_all(root).unwrap();
 }
 
-/// A reader's lease let go stays until it settles (its expiry plus half a
-/// TTL), then goes by itself: until then it tells a takeover that its job
-/// is writing its end, which the job may do until half way through the settle.
+/// A reader's lease let go stays, released, until its job's end is
+/// recorded, then goes: until then it tells a takeover that the job is
+/// writing its end, which the job may do until half way through the settle
+/// (its expiry plus half a TTL). One whose end is never recorded goes a TTL
+/// after it settled.
 #[tokio::test]
-async fn a_released_reader_lease_goes_once_settled() {
+async fn a_released_reader_lease_goes_once_its_end_is_recorded() {
     let root = std::env::temp_dir().join(format!("mb-lease-{}", uuid::Uuid::new_v4().simple()));
     let l = leases(&root, 1_000);
-    let lease = l.acquire("reads/b2/r", "r", "restore from").await.unwrap();
-    let fence = lease.fence();
+    let ended = l.acquire("reads/b2/e", "e", "restore from").await.unwrap();
+    let unended = l.acquire("reads/b2/u", "u", "restore from").await.unwrap();
+    let fence = unended.fence();
     let expiry = fence.expires_at_ms.load(Ordering::SeqCst);
     assert_eq!(Fence::end_deadline_ms(&[fence]), Some(expiry + 250));
-    lease.release().await;
-    let stored = || root.join("backup/_leases/reads/b2/r").exists();
-    assert!(stored(), "kept while a takeover reads it");
-    assert!(!l.settled("reads/b2/r").await.unwrap(), "not settled yet");
+    ended.release().await;
+    unended.release().await;
+    let stored = |job: &str| root.join("backup/_leases/reads/b2").join(job).exists();
+    assert!(
+        stored("e") && stored("u"),
+        "kept while a takeover reads them"
+    );
+    assert!(!l.settled("reads/b2/u").await.unwrap(), "not settled yet");
+    end_recorded("e").await;
+    assert!(!stored("e"), "removed once its job's end is recorded");
+    assert!(stored("u"), "another job's is kept");
     tokio::time::sleep(Duration::from_millis(
-        (expiry + 800).saturating_sub(now_ms()),
+        (expiry + 1_800).saturating_sub(now_ms()),
     ))
     .await;
-    assert!(!stored(), "removed once settled");
-    assert!(l.settled("reads/b2/r").await.unwrap());
+    assert!(!stored("u"), "removed a TTL after it settled");
+    assert!(l.settled("reads/b2/u").await.unwrap());
     std::fs::remove_dir_all(root).unwrap();
 }
