@@ -104,15 +104,15 @@ async fn start(
 }
 
 /// The raw lease object `name` in `store` (under `backup/_leases/`): it was
-/// taken, and then released on purpose (not merely expired); a reader's
-/// lease object is removed on release instead.
+/// taken, and then released on purpose (not merely expired). A reader's
+/// lease object (its key is the job's own) goes once its job's end is
+/// recorded, which may be between any two reads here.
 async fn lease_released(store: &S3Bucket, name: &str) -> bool {
     let key = format!("backup/_leases/{name}");
-    match store.head(&key).await.unwrap() {
-        // A reader's lease object goes once released (its key is the job's own).
-        None => name.starts_with("reads/"),
-        Some(_) => {
-            let body = store.read(&key).await.unwrap();
+    match store.read(&key).await {
+        Err(milvus_backup::error::Error::NotFound { .. }) => name.starts_with("reads/"),
+        Err(e) => panic!("reading {key}: {e}"),
+        Ok(body) => {
             let record: serde_json::Value = serde_json::from_slice(&body).unwrap();
             record["released"] == serde_json::Value::Bool(true)
         }

@@ -484,16 +484,21 @@ pub async fn cancelled_backup(
 }
 
 /// Whether every reader's lease object under `folder` (of the backup
-/// storage `store`) is released: a reader lets go as it ends, and its lease
-/// object goes once settled (half a TTL past its expiry).
+/// storage `store`) is released or gone: a reader lets go as it ends, and
+/// its lease object goes once its job's end is recorded, which may be
+/// between the listing and the read.
 #[allow(dead_code)]
 pub async fn readers_released(
     store: &dyn milvus_backup::storage::ObjectStore,
     folder: &str,
 ) -> bool {
     for o in store.list(folder).await.unwrap() {
-        let record: serde_json::Value =
-            serde_json::from_slice(&store.read(&o.key).await.unwrap()).unwrap();
+        let bytes = match store.read(&o.key).await {
+            Ok(bytes) => bytes,
+            Err(milvus_backup::error::Error::NotFound { .. }) => continue,
+            Err(e) => panic!("reading {}: {e}", o.key),
+        };
+        let record: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         if record["released"] != serde_json::Value::Bool(true) {
             return false;
         }
