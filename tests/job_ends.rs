@@ -1,12 +1,16 @@
 //! A job's end reaches the shared record before any server may resume the
 //! job, on the real Milvus 2.3.5 and S3, with server processes on a backup
-//! root of their own: a restore that failed while the store refused the
-//! writes of its record for a while (it cannot record its imports, so it
-//! stops and drops the collection it made) is not taken over by a replica,
-//! or by its own server, in the meantime. Its end is written once the store
-//! takes writes again. On the code before, the replica resumed it 0.15 s
-//! after it let go of its leases (a reader's lease object went at once) and
-//! ended it with an error of its own.
+//! root of their own:
+//! - a restore that failed while the store refused the writes of its record
+//!   for a while (it cannot record its imports, so it stops and drops the
+//!   collection it made) is not taken over by a replica, or by its own
+//!   server, in the meantime. Its end is written once the store takes
+//!   writes again. On the code before, the replica resumed it 0.15 s after
+//!   it let go of its leases (a reader's lease object went at once) and
+//!   ended it with an error of its own;
+//! - a takeover that ends a dead server's restore (cancelled meanwhile)
+//!   writes that end before it lets go of the restore's targets, so another
+//!   replica does not end it a second time while the write is refused.
 
 mod common;
 
@@ -23,6 +27,11 @@ use milvus_backup::milvus::MilvusApi;
 /// 3 s lease TTL), less than the time before a takeover may resume a job
 /// whose leases were released (their last expiry plus half a TTL).
 const REFUSED_FOR: Duration = Duration::from_millis(1800);
+
+/// How long the store refuses a takeover's end of a job it abandons: past
+/// the time a replica could have acted on the code before (its leases let
+/// go, then settled, then a sweep), within the 7.5 s the end is tried.
+const REFUSED_WHILE_HELD: Duration = Duration::from_secs(6);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_restore_whose_end_is_recorded_late_is_not_resumed_by_a_takeover() {
@@ -101,4 +110,101 @@ async fn a_failed_restore_whose_end_is_recorded_late_is_not_resumed_by_a_takeove
     let _ = std::fs::remove_file(&go);
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     data::drop_if_exists(&m, &spec.db, &target).await;
+}
+
+/// The owner of a restore is SIGKILLed while Milvus imports, and the restore
+/// is cancelled. Taker A (reaching S3 through a fault proxy) ends it: it
+/// drops the collection the restore made, and the store refuses A's writes
+/// of the restore's record for 6 s. Replica B, which could not reach
+/// Milvus until A began (so it could not end the restore first), looks
+/// every second meanwhile: the restore's leases are A's, and B leaves it.
+/// The end is A's, written once the store takes it. On the code before, A
+/// let go of the leases before it wrote the end, and B ended the restore
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_takeover_records_the_end_of_a_restore_it_abandons_before_letting_go() {
+    use std::sync::atomic::Ordering;
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("abend_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..300, 67).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+
+    let (proxy, taker, root) = process::behind_fault_proxy(&cfg, "abend_taker").await;
+    let (via_switch, milvus_up) = common::faults::milvus_through_switch(&cfg).await;
+    let replica = Proc::start_rooted(&via_switch, "abend_replica", &root, "").await;
+    let mut owner =
+        Proc::start_rooted_paused(&cfg, "abend_owner", &root, "", Some("restore.importing")).await;
+    let name = common::unique("abend_b");
+    flows::backup_collections(&mut owner.client, &name, &[&spec.name]).await;
+    let target = format!("{}_ab", spec.name);
+    let id = flows::start_restore(&mut owner.client, flows::restore_request(&name, "_ab")).await;
+    owner.wait_paused(Duration::from_secs(120)).await;
+    assert!(m.has_collection(&spec.db, &target).await.unwrap());
+
+    common::faults::switch_off(&milvus_up).await;
+    owner.kill();
+    proxy.refuse_puts_for(Some(&format!("/_jobs/restores/{id}.json")));
+    taker
+        .client
+        .clone()
+        .cancel_restore(pb::CancelRestoreRequest { id: id.clone() })
+        .await
+        .expect("CancelRestore on the taker");
+
+    let abandoned = "a restore whose server died is not resumed";
+    process::wait_for_log(&taker.log, abandoned, Duration::from_secs(60)).await;
+    milvus_up.store(true, Ordering::SeqCst);
+    process::wait_for_log(
+        &taker.log,
+        "cannot write the shared job record; trying again",
+        Duration::from_secs(120),
+    )
+    .await;
+    // B looks every second while A's end is refused. On the code before, A
+    // had let go, and B could act once A's leases settled: within 4.5 s of
+    // that, plus its sweep's second.
+    let of_job = |log: &std::path::Path, needle: &str| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains(needle) && l.contains(&id))
+    };
+    let refused_since = std::time::Instant::now();
+    while refused_since.elapsed() < REFUSED_WHILE_HELD && !of_job(&replica.log, abandoned) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.refuse_puts_for(None);
+    let refused = proxy
+        .counts
+        .refused_puts
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(refused >= 4, "A's end was refused for a while ({refused})");
+
+    let end = tokio::time::timeout(
+        Duration::from_secs(60),
+        flows::watch_restore_to_end(&mut replica.client.clone(), &id),
+    )
+    .await
+    .expect("the end is recorded once the store takes it");
+    assert_eq!(end.state, pb::JobState::Cancelled as i32, "{end:?}");
+    assert!(
+        end.error_message
+            .contains("cancelled while its server was down"),
+        "{end:?}"
+    );
+    assert!(
+        !of_job(&replica.log, abandoned) && !of_job(&replica.log, "took over a restore"),
+        "B ended or resumed the restore that A was ending"
+    );
+    assert!(
+        !m.has_collection(&spec.db, &target).await.unwrap(),
+        "the collection the restore made is dropped"
+    );
+
+    replica.finish();
+    taker.finish();
+    owner.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }

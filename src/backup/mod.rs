@@ -25,13 +25,10 @@ pub use job::BackupJob;
 /// Ends backup `record`, whose server died and which cannot be resumed (its
 /// collection was dropped, it was cancelled, its folder is not its own),
 /// with `reason`: what it copied is removed under the name's hold, only when
-/// the folder's plan is the job's own and it is not complete. Returns its
-/// last record, or `None` while another job holds the name (tried again).
-pub async fn abandon(
-    ctx: &Context,
-    mut record: BackupSnapshot,
-    reason: Error,
-) -> Option<BackupSnapshot> {
+/// the folder's plan is the job's own and it is not complete, and its end
+/// is recorded before the hold is let go (no other server resumes it
+/// meanwhile). Left while another job holds the name (tried again).
+pub async fn abandon(ctx: &Context, mut record: BackupSnapshot, reason: Error) {
     let name = record.name.clone();
     tracing::warn!(backup = %name, error = %reason, "a backup whose server died is not resumed");
     let job = uuid::Uuid::new_v4().to_string();
@@ -39,7 +36,7 @@ pub async fn abandon(
         Ok(hold) => hold,
         Err(e) => {
             tracing::warn!(backup = %name, error = %e, "the name is held; tried again later");
-            return None;
+            return;
         }
     };
     let catalog = &ctx.catalog;
@@ -55,9 +52,11 @@ pub async fn abandon(
     {
         tracing::warn!(backup = %name, error = %e, "cannot remove the backup's objects");
     }
-    hold.release().await;
     record.finish(&Err(reason));
-    Some(record)
+    ctx.shared_records()
+        .finish_held(&record, &[hold.fence()])
+        .await;
+    hold.release().await;
 }
 
 /// What a backup completed by a server that died before its last steps

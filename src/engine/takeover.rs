@@ -173,15 +173,8 @@ impl Engine {
                             "its server died and it could not be resumed: {e}"
                         )),
                     };
-                    match crate::restore::abandon(&self.ctx, record, reason).await {
-                        Ok(Some(last)) => {
-                            shared.finish(&last).await;
-                        }
-                        // Ended by another server meanwhile.
-                        Ok(None) => {}
-                        Err(e) => {
-                            warn!(restore = %id, error = %e, "cannot end the restore now; tried again later")
-                        }
+                    if let Err(e) = crate::restore::abandon(&self.ctx, record, reason).await {
+                        warn!(restore = %id, error = %e, "cannot end the restore now; tried again later")
                     }
                 }
             }
@@ -268,18 +261,14 @@ impl Engine {
         }
     }
 
-    /// Ends a backup that cannot be resumed (see [`crate::backup::abandon`])
-    /// and records its end.
+    /// Ends a backup that cannot be resumed and records its end (see
+    /// [`crate::backup::abandon`]).
     async fn end_unresumable(&self, record: BackupSnapshot, reason: Error) {
         let reason = match reason {
             Error::Cancelled(m) => Error::Cancelled(m),
             e => not_resumed(e),
         };
-        if let Some(last) = crate::backup::abandon(&self.ctx, record, reason).await
-            && let Some(shared) = self.pool.shared()
-        {
-            shared.finish(&last).await;
-        }
+        crate::backup::abandon(&self.ctx, record, reason).await
     }
 
     /// Marks `record` SUCCEEDED when its backup completed, else resumes it,
@@ -305,16 +294,19 @@ impl Engine {
             .leases()
             .acquire(&holds::writer(&name), &job, "mark completed")
             .await?;
+        // Its end is recorded before the lease is let go.
         let completed = self.ctx.catalog.read(&name).await;
         if let Ok(Some(info)) = &completed {
             info!(backup = %name, "a backup whose server died had completed: marked SUCCEEDED");
             crate::backup::completed_elsewhere(&self.ctx, info).await;
+            if let Some(shared) = self.pool.shared() {
+                shared
+                    .finish_held(&snapshot_of(info), &[hold.fence()])
+                    .await;
+            }
         }
         hold.release().await;
-        if let Some(info) = completed? {
-            if let Some(shared) = self.pool.shared() {
-                shared.finish(&snapshot_of(&info)).await;
-            }
+        if completed?.is_some() {
             return Ok(());
         }
         if cancelled {

@@ -43,6 +43,9 @@ struct RequestClaim {
     at_ms: u64,
 }
 
+/// How long [`SharedRecords::finish`] tries a job's end.
+const FINISH_TRIES: Duration = Duration::from_millis(7_500);
+
 /// A claim whose job has no record this long after it was made is stale
 /// (its record was pruned, or its server died before writing it).
 const STALE_CLAIM: Duration = Duration::from_secs(60);
@@ -375,7 +378,30 @@ impl SharedRecords {
     /// Writes a job's last state, then removes its cancel marker, trying
     /// again for about 7.5 s. See [`SharedRecords::finish_by`].
     pub async fn finish<T: JobSnapshot>(&self, s: &T) -> bool {
-        self.finish_by(s, now_ms() + 7_500).await
+        self.finish_by(s, now_ms() + FINISH_TRIES.as_millis() as u64)
+            .await
+    }
+
+    /// [`SharedRecords::finish`] by a process that still holds the leases
+    /// `fences`, which keep every other server from acting on the job (a
+    /// takeover ending a job it does not resume): each try is made only
+    /// while they stay valid for a quarter TTL more
+    /// ([`super::Fence::left_to_write`]; without leases, as
+    /// [`SharedRecords::finish`]). Whether it was written.
+    pub async fn finish_held<T: JobSnapshot>(&self, s: &T, fences: &[super::Fence]) -> bool {
+        if fences.is_empty() {
+            return self.finish(s).await;
+        }
+        let until = now_ms() + FINISH_TRIES.as_millis() as u64;
+        let left = || {
+            let tries = Duration::from_millis(until.saturating_sub(now_ms()));
+            tries.min(super::Fence::left_to_write(fences))
+        };
+        if left().is_zero() {
+            warn!(job = %s.key(), "the job's leases expired before its end was written");
+            return false;
+        }
+        self.finish_while(s, left).await
     }
 
     /// [`SharedRecords::finish`], tried again until `deadline_ms` (ms since
@@ -385,6 +411,15 @@ impl SharedRecords {
     /// cannot be written the cancel marker stays, so that a cancelled job is
     /// ended by the takeover, not resumed. Whether it was written.
     pub async fn finish_by<T: JobSnapshot>(&self, s: &T, deadline_ms: u64) -> bool {
+        self.finish_while(s, || {
+            Duration::from_millis(deadline_ms.saturating_sub(now_ms()))
+        })
+        .await
+    }
+
+    /// Tries the end of `s` at once, then again while `left` (how long it
+    /// may still try) is not zero.
+    async fn finish_while<T: JobSnapshot>(&self, s: &T, left: impl Fn() -> Duration) -> bool {
         let mut pause = Duration::from_millis(500);
         loop {
             let e = match self.save(s).await {
@@ -394,7 +429,7 @@ impl SharedRecords {
                 }
                 Err(e) => e,
             };
-            let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
+            let left = left();
             if left.is_zero() {
                 warn!(
                     job = %s.key(),

@@ -212,3 +212,31 @@ async fn a_recovered_jobs_cleanup_is_written_unless_another_process_ended_it() {
     assert_eq!(shared, Some(other), "another job's record left alone");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A takeover's end, written while it holds the job's leases: at once while
+/// they hold, never once one has expired (another server may own the job).
+#[tokio::test(flavor = "current_thread")]
+async fn an_end_under_leases_is_written_only_while_they_hold() {
+    let dir = std::env::temp_dir().join(format!("shared-{}", uuid::Uuid::new_v4().simple()));
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalDir::new(&dir));
+    let records = SharedRecords::new(store.clone(), "backup");
+    let leases = crate::jobs::Leases::new(store, "backup", Duration::from_millis(1_000));
+    let mut job = BackupSnapshot::pending("1".into(), "b".into(), false);
+    records.start(&job).await.unwrap();
+    job.state = JobState::Cancelled;
+
+    let held = leases.acquire("backup/b", "t1", "clean up").await.unwrap();
+    // This only thread blocked past the lease's expiry: no renewal ran.
+    std::thread::sleep(Duration::from_millis(1_100));
+    assert!(!records.finish_held(&job, &[held.fence()]).await);
+    let kept = records.load::<BackupSnapshot>("b").await.unwrap().unwrap();
+    assert_eq!(kept.state, JobState::Pending, "not written once expired");
+    held.release().await;
+
+    let held = leases.acquire("backup/b", "t2", "clean up").await.unwrap();
+    assert!(records.finish_held(&job, &[held.fence()]).await);
+    held.release().await;
+    let ended = records.load::<BackupSnapshot>("b").await.unwrap().unwrap();
+    assert_eq!(ended.state, JobState::Cancelled);
+    let _ = std::fs::remove_dir_all(&dir);
+}

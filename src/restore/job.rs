@@ -299,13 +299,11 @@ async fn hold_backup(ctx: &Context, r: &RestoreSnapshot) -> Option<Lease> {
 
 /// Ends restore `r`, whose server died and which cannot be resumed, with
 /// `reason`: its collections are cleaned up by identity under its targets'
-/// leases (refused with ABORTED while another process holds one), and what
-/// the dead process held is freed. Returns its last record.
-pub async fn abandon(
-    ctx: &Context,
-    r: RestoreSnapshot,
-    reason: Error,
-) -> Result<Option<RestoreSnapshot>> {
+/// leases (refused with ABORTED while another process holds one), its end
+/// is recorded while they are still held (so that no other server resumes
+/// or abandons it again meanwhile), and what the dead process held is
+/// freed. One another server ended meanwhile is left as it is.
+pub async fn abandon(ctx: &Context, r: RestoreSnapshot, reason: Error) -> Result<()> {
     let targets: Vec<CollectionRef> = r.collections.iter().map(|c| c.target.clone()).collect();
     let held = ctx.leases().hold_targets(&r.id, &targets).await?;
     // Read again under the holds: another server may have ended it since.
@@ -313,7 +311,7 @@ pub async fn abandon(
         Ok(Some(now)) if !now.state.is_terminal() => now,
         Ok(_) => {
             release_all(held).await;
-            return Ok(None);
+            return Ok(());
         }
         Err(e) => {
             release_all(held).await;
@@ -325,12 +323,13 @@ pub async fn abandon(
     let reading = hold_backup(ctx, &r).await;
     let done = clean_up(ctx, &r, &r.databases_created, &fences).await;
     apply_cleanup(&mut r, &done);
+    r.finish(&Err(reason));
+    ctx.shared_records().finish_held(&r, &fences).await;
     release_all(held.into_iter().chain(reading).collect()).await;
     ctx.leases()
         .release_restore(&r.id, &r.backup_name, &targets)
         .await;
-    r.finish(&Err(reason));
-    Ok(Some(r))
+    Ok(())
 }
 
 /// The record of restore `id`, whose server died, to continue from: the

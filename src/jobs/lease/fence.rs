@@ -32,6 +32,22 @@ impl Fence {
             .min()
     }
 
+    /// How long, by this process's clock, a write may still be started under
+    /// `fences` without a further renewal: until their earliest expiry less
+    /// a quarter TTL (half the settle), the time left for it to land. Zero
+    /// once that passed, or without fences.
+    pub fn left_to_write(fences: &[Fence]) -> Duration {
+        let until = fences
+            .iter()
+            .map(|f| {
+                let spare = f.settle.as_millis() as u64 / 2;
+                f.expires_at_ms.load(Ordering::SeqCst).saturating_sub(spare)
+            })
+            .min()
+            .unwrap_or(0);
+        Duration::from_millis(until.saturating_sub(now_ms()))
+    }
+
     /// [`Error::Aborted`] once the lease has expired.
     pub fn check(&self) -> Result<()> {
         self.check_for(Duration::ZERO)
