@@ -8,9 +8,11 @@
 //!   writes again. On the code before, the replica resumed it 0.15 s after
 //!   it let go of its leases (a reader's lease object went at once) and
 //!   ended it with an error of its own;
-//! - a takeover that ends a dead server's restore (cancelled meanwhile)
-//!   writes that end before it lets go of the restore's targets, so another
-//!   replica does not end it a second time while the write is refused.
+//! - a takeover that ends a dead server's restore (cancelled meanwhile) or
+//!   backup (its collection dropped) writes that end before it lets go of
+//!   the job's leases, so another replica does not end it a second time
+//!   while the write is refused (on the code before, it did, 2 runs of 2
+//!   for each).
 
 mod common;
 
@@ -112,6 +114,83 @@ async fn a_failed_restore_whose_end_is_recorded_late_is_not_resumed_by_a_takeove
     data::drop_if_exists(&m, &spec.db, &target).await;
 }
 
+/// A taker (A) reaching S3 through a fault proxy, and a replica (B)
+/// reaching Milvus through a switch, both on one backup root of their own.
+struct Abandoning {
+    proxy: common::faults::FaultProxy,
+    taker: Proc,
+    replica: Proc,
+    milvus_up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    root: String,
+}
+
+impl Abandoning {
+    async fn start(cfg: &milvus_backup::config::Config, tag: &str) -> Self {
+        let (proxy, taker, root) = process::behind_fault_proxy(cfg, &format!("{tag}_taker")).await;
+        let (via_switch, milvus_up) = common::faults::milvus_through_switch(cfg).await;
+        let replica = Proc::start_rooted(&via_switch, &format!("{tag}_replica"), &root, "").await;
+        Self {
+            proxy,
+            taker,
+            replica,
+            milvus_up,
+            root,
+        }
+    }
+
+    /// Whether `log` has a line naming `job` that holds `needle`.
+    fn logged(log: &std::path::Path, needle: &str, job: &str) -> bool {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains(needle) && l.contains(job))
+    }
+
+    /// Once A logs `abandoned` for `job`, B reaches Milvus again; A's end is
+    /// refused (the proxy already refuses the record's writes) until B
+    /// logs `abandoned` too, or for [`REFUSED_WHILE_HELD`]. On the code
+    /// before, A had let go by then, and B could act once A's leases
+    /// settled: within 4.5 s of that, plus its sweep's second.
+    async fn refuse_while_a_ends(&self, abandoned: &str, job: &str) {
+        process::wait_for_log(&self.taker.log, abandoned, Duration::from_secs(60)).await;
+        self.milvus_up
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        process::wait_for_log(
+            &self.taker.log,
+            "cannot write the shared job record; trying again",
+            Duration::from_secs(120),
+        )
+        .await;
+        let refused_since = std::time::Instant::now();
+        while refused_since.elapsed() < REFUSED_WHILE_HELD
+            && !Self::logged(&self.replica.log, abandoned, job)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.proxy.refuse_puts_for(None);
+        let refused = self
+            .proxy
+            .counts
+            .refused_puts
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(refused >= 4, "A's end was refused for a while ({refused})");
+    }
+
+    /// Asserts that B neither ended nor resumed `job`.
+    fn assert_left_by_b(&self, abandoned: &str, resumed: &str, job: &str) {
+        assert!(
+            !Self::logged(&self.replica.log, abandoned, job)
+                && !Self::logged(&self.replica.log, resumed, job),
+            "B ended or resumed the job that A was ending"
+        );
+    }
+
+    fn finish(self) {
+        self.replica.finish();
+        self.taker.finish();
+    }
+}
+
 /// The owner of a restore is SIGKILLed while Milvus imports, and the restore
 /// is cancelled. Taker A (reaching S3 through a fault proxy) ends it: it
 /// drops the collection the restore made, and the store refuses A's writes
@@ -123,7 +202,6 @@ async fn a_failed_restore_whose_end_is_recorded_late_is_not_resumed_by_a_takeove
 /// again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_takeover_records_the_end_of_a_restore_it_abandons_before_letting_go() {
-    use std::sync::atomic::Ordering;
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let spec = Spec::new(&common::unique("abend_src"));
@@ -131,11 +209,15 @@ async fn a_takeover_records_the_end_of_a_restore_it_abandons_before_letting_go()
     data::insert(&m, &spec, "", 0..300, 67).await;
     data::flush(&m, &spec.db, &spec.name).await;
 
-    let (proxy, taker, root) = process::behind_fault_proxy(&cfg, "abend_taker").await;
-    let (via_switch, milvus_up) = common::faults::milvus_through_switch(&cfg).await;
-    let replica = Proc::start_rooted(&via_switch, "abend_replica", &root, "").await;
-    let mut owner =
-        Proc::start_rooted_paused(&cfg, "abend_owner", &root, "", Some("restore.importing")).await;
+    let servers = Abandoning::start(&cfg, "abend").await;
+    let mut owner = Proc::start_rooted_paused(
+        &cfg,
+        "abend_owner",
+        &servers.root,
+        "",
+        Some("restore.importing"),
+    )
+    .await;
     let name = common::unique("abend_b");
     flows::backup_collections(&mut owner.client, &name, &[&spec.name]).await;
     let target = format!("{}_ab", spec.name);
@@ -143,48 +225,23 @@ async fn a_takeover_records_the_end_of_a_restore_it_abandons_before_letting_go()
     owner.wait_paused(Duration::from_secs(120)).await;
     assert!(m.has_collection(&spec.db, &target).await.unwrap());
 
-    common::faults::switch_off(&milvus_up).await;
+    common::faults::switch_off(&servers.milvus_up).await;
     owner.kill();
-    proxy.refuse_puts_for(Some(&format!("/_jobs/restores/{id}.json")));
-    taker
+    let record = format!("/_jobs/restores/{id}.json");
+    servers.proxy.refuse_puts_for(Some(&record));
+    servers
+        .taker
         .client
         .clone()
         .cancel_restore(pb::CancelRestoreRequest { id: id.clone() })
         .await
         .expect("CancelRestore on the taker");
-
     let abandoned = "a restore whose server died is not resumed";
-    process::wait_for_log(&taker.log, abandoned, Duration::from_secs(60)).await;
-    milvus_up.store(true, Ordering::SeqCst);
-    process::wait_for_log(
-        &taker.log,
-        "cannot write the shared job record; trying again",
-        Duration::from_secs(120),
-    )
-    .await;
-    // B looks every second while A's end is refused. On the code before, A
-    // had let go, and B could act once A's leases settled: within 4.5 s of
-    // that, plus its sweep's second.
-    let of_job = |log: &std::path::Path, needle: &str| {
-        std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l.contains(needle) && l.contains(&id))
-    };
-    let refused_since = std::time::Instant::now();
-    while refused_since.elapsed() < REFUSED_WHILE_HELD && !of_job(&replica.log, abandoned) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    proxy.refuse_puts_for(None);
-    let refused = proxy
-        .counts
-        .refused_puts
-        .load(std::sync::atomic::Ordering::Relaxed);
-    assert!(refused >= 4, "A's end was refused for a while ({refused})");
+    servers.refuse_while_a_ends(abandoned, &id).await;
 
     let end = tokio::time::timeout(
         Duration::from_secs(60),
-        flows::watch_restore_to_end(&mut replica.client.clone(), &id),
+        flows::watch_restore_to_end(&mut servers.replica.client.clone(), &id),
     )
     .await
     .expect("the end is recorded once the store takes it");
@@ -194,17 +251,83 @@ async fn a_takeover_records_the_end_of_a_restore_it_abandons_before_letting_go()
             .contains("cancelled while its server was down"),
         "{end:?}"
     );
-    assert!(
-        !of_job(&replica.log, abandoned) && !of_job(&replica.log, "took over a restore"),
-        "B ended or resumed the restore that A was ending"
-    );
+    servers.assert_left_by_b(abandoned, "took over a restore", &id);
     assert!(
         !m.has_collection(&spec.db, &target).await.unwrap(),
         "the collection the restore made is dropped"
     );
 
-    replica.finish();
-    taker.finish();
+    servers.finish();
     owner.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// The same for a backup: its owner is SIGKILLed once every collection is
+/// described, and its collection is dropped, so it cannot be resumed. A
+/// ends it FAILED and removes the objects it copied, while the store
+/// refuses A's writes of its record for 6 s; B, which looks meanwhile,
+/// leaves it. On the code before, B ended it a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_takeover_records_the_end_of_a_backup_it_abandons_before_letting_go() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("abbk_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..300, 71).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+
+    let servers = Abandoning::start(&cfg, "abbk").await;
+    let mut owner = Proc::start_rooted_paused(
+        &cfg,
+        "abbk_owner",
+        &servers.root,
+        "",
+        Some("backup.described"),
+    )
+    .await;
+    let name = common::unique("abbk_b");
+    let mut stream = owner
+        .client
+        .create_backup(flows::backup_request(&name, &[&spec.name]))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = stream.message().await.unwrap().unwrap().backup.unwrap().id;
+    owner.wait_paused(Duration::from_secs(120)).await;
+
+    common::faults::switch_off(&servers.milvus_up).await;
+    owner.kill();
+    drop(stream);
+    servers
+        .proxy
+        .refuse_puts_for(Some(&format!("/_jobs/backups/{name}.json")));
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    let abandoned = "a backup whose server died is not resumed";
+    servers.refuse_while_a_ends(abandoned, &name).await;
+
+    let end = flows::watch_backup_to_end(
+        &mut servers.replica.client.clone(),
+        &name,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        (end.state, end.id.clone()),
+        (pb::JobState::Failed as i32, id),
+        "{end:?}"
+    );
+    assert!(
+        end.error_message.contains("could not be resumed"),
+        "{end:?}"
+    );
+    servers.assert_left_by_b(abandoned, "took over a backup", &name);
+    let store = process::rooted_bucket(&cfg);
+    let folder = format!("{}/{name}/", servers.root);
+    assert!(
+        store.list(&folder).await.unwrap().is_empty(),
+        "what the backup copied is removed"
+    );
+
+    servers.finish();
+    owner.finish();
 }
