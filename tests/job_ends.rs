@@ -114,9 +114,12 @@ async fn a_failed_restore_whose_end_is_recorded_late_is_not_resumed_by_a_takeove
     data::drop_if_exists(&m, &spec.db, &target).await;
 }
 
-/// A taker (A) reaching S3 through a fault proxy, and a replica (B)
-/// reaching Milvus through a switch, both on one backup root of their own.
+/// A flushed source collection of 300 rows, an owner (paused at a
+/// failpoint), a taker (A) reaching S3 through a fault proxy, and a replica
+/// (B) reaching Milvus through a switch, all on one backup root of their own.
 struct Abandoning {
+    spec: Spec,
+    owner: Proc,
     proxy: common::faults::FaultProxy,
     taker: Proc,
     replica: Proc,
@@ -125,17 +128,40 @@ struct Abandoning {
 }
 
 impl Abandoning {
-    async fn start(cfg: &milvus_backup::config::Config, tag: &str) -> Self {
+    async fn start(
+        cfg: &milvus_backup::config::Config,
+        m: &milvus_backup::milvus::MilvusClient,
+        tag: &str,
+        failpoint: &str,
+    ) -> Self {
+        let spec = Spec::new(&common::unique(&format!("{tag}_src")));
+        data::create(m, &spec).await;
+        data::insert(m, &spec, "", 0..300, 67).await;
+        data::flush(m, &spec.db, &spec.name).await;
         let (proxy, taker, root) = process::behind_fault_proxy(cfg, &format!("{tag}_taker")).await;
         let (via_switch, milvus_up) = common::faults::milvus_through_switch(cfg).await;
         let replica = Proc::start_rooted(&via_switch, &format!("{tag}_replica"), &root, "").await;
+        let owner =
+            Proc::start_rooted_paused(cfg, &format!("{tag}_owner"), &root, "", Some(failpoint))
+                .await;
         Self {
+            spec,
+            owner,
             proxy,
             taker,
             replica,
             milvus_up,
             root,
         }
+    }
+
+    /// Cuts B off Milvus, SIGKILLs the owner (paused), and has the proxy
+    /// refuse A's writes of the shared record ending in `record`.
+    async fn kill_owner_refusing(&mut self, record: &str) {
+        self.owner.wait_paused(Duration::from_secs(120)).await;
+        common::faults::switch_off(&self.milvus_up).await;
+        self.owner.kill();
+        self.proxy.refuse_puts_for(Some(record));
     }
 
     /// Whether `log` has a line naming `job` that holds `needle`.
@@ -185,9 +211,11 @@ impl Abandoning {
         );
     }
 
-    fn finish(self) {
+    async fn finish(self, m: &milvus_backup::milvus::MilvusClient) {
         self.replica.finish();
         self.taker.finish();
+        self.owner.finish();
+        data::drop_if_exists(m, &self.spec.db, &self.spec.name).await;
     }
 }
 
@@ -204,31 +232,17 @@ impl Abandoning {
 async fn a_takeover_records_the_end_of_a_restore_it_abandons_before_letting_go() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let spec = Spec::new(&common::unique("abend_src"));
-    data::create(&m, &spec).await;
-    data::insert(&m, &spec, "", 0..300, 67).await;
-    data::flush(&m, &spec.db, &spec.name).await;
-
-    let servers = Abandoning::start(&cfg, "abend").await;
-    let mut owner = Proc::start_rooted_paused(
-        &cfg,
-        "abend_owner",
-        &servers.root,
-        "",
-        Some("restore.importing"),
-    )
-    .await;
+    let mut servers = Abandoning::start(&cfg, &m, "abend", "restore.importing").await;
+    let spec = servers.spec.clone();
     let name = common::unique("abend_b");
-    flows::backup_collections(&mut owner.client, &name, &[&spec.name]).await;
+    let owner = &mut servers.owner.client;
+    flows::backup_collections(owner, &name, &[&spec.name]).await;
     let target = format!("{}_ab", spec.name);
-    let id = flows::start_restore(&mut owner.client, flows::restore_request(&name, "_ab")).await;
-    owner.wait_paused(Duration::from_secs(120)).await;
+    let id = flows::start_restore(owner, flows::restore_request(&name, "_ab")).await;
+    servers
+        .kill_owner_refusing(&format!("/_jobs/restores/{id}.json"))
+        .await;
     assert!(m.has_collection(&spec.db, &target).await.unwrap());
-
-    common::faults::switch_off(&servers.milvus_up).await;
-    owner.kill();
-    let record = format!("/_jobs/restores/{id}.json");
-    servers.proxy.refuse_puts_for(Some(&record));
     servers
         .taker
         .client
@@ -256,10 +270,7 @@ async fn a_takeover_records_the_end_of_a_restore_it_abandons_before_letting_go()
         !m.has_collection(&spec.db, &target).await.unwrap(),
         "the collection the restore made is dropped"
     );
-
-    servers.finish();
-    owner.finish();
-    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    servers.finish(&m).await;
 }
 
 /// The same for a backup: its owner is SIGKILLed once every collection is
@@ -271,36 +282,21 @@ async fn a_takeover_records_the_end_of_a_restore_it_abandons_before_letting_go()
 async fn a_takeover_records_the_end_of_a_backup_it_abandons_before_letting_go() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let spec = Spec::new(&common::unique("abbk_src"));
-    data::create(&m, &spec).await;
-    data::insert(&m, &spec, "", 0..300, 71).await;
-    data::flush(&m, &spec.db, &spec.name).await;
-
-    let servers = Abandoning::start(&cfg, "abbk").await;
-    let mut owner = Proc::start_rooted_paused(
-        &cfg,
-        "abbk_owner",
-        &servers.root,
-        "",
-        Some("backup.described"),
-    )
-    .await;
+    let mut servers = Abandoning::start(&cfg, &m, "abbk", "backup.described").await;
+    let spec = servers.spec.clone();
     let name = common::unique("abbk_b");
-    let mut stream = owner
+    let mut stream = servers
+        .owner
         .client
         .create_backup(flows::backup_request(&name, &[&spec.name]))
         .await
         .unwrap()
         .into_inner();
     let id = stream.message().await.unwrap().unwrap().backup.unwrap().id;
-    owner.wait_paused(Duration::from_secs(120)).await;
-
-    common::faults::switch_off(&servers.milvus_up).await;
-    owner.kill();
-    drop(stream);
     servers
-        .proxy
-        .refuse_puts_for(Some(&format!("/_jobs/backups/{name}.json")));
+        .kill_owner_refusing(&format!("/_jobs/backups/{name}.json"))
+        .await;
+    drop(stream);
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     let abandoned = "a backup whose server died is not resumed";
     servers.refuse_while_a_ends(abandoned, &name).await;
@@ -328,6 +324,5 @@ async fn a_takeover_records_the_end_of_a_backup_it_abandons_before_letting_go() 
         "what the backup copied is removed"
     );
 
-    servers.finish();
-    owner.finish();
+    servers.finish(&m).await;
 }
