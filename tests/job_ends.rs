@@ -181,12 +181,15 @@ impl Abandoning {
         process::wait_for_log(&self.taker.log, abandoned, Duration::from_secs(60)).await;
         self.milvus_up
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        process::wait_for_log(
-            &self.taker.log,
-            "cannot write the shared job record; trying again",
-            Duration::from_secs(120),
-        )
-        .await;
+        let first_refusal = "cannot write the shared job record; trying again";
+        let waited = std::time::Instant::now();
+        while !Self::logged(&self.taker.log, first_refusal, job) {
+            assert!(
+                waited.elapsed() < Duration::from_secs(120),
+                "A's end was never refused"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let refused_since = std::time::Instant::now();
         while refused_since.elapsed() < REFUSED_WHILE_HELD
             && !Self::logged(&self.replica.log, abandoned, job)

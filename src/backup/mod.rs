@@ -26,11 +26,12 @@ pub use job::BackupJob;
 /// collection was dropped, it was cancelled, its folder is not its own),
 /// with `reason`: what it copied is removed under the name's hold, only when
 /// the folder's plan is the job's own and it is not complete, and its end
-/// is recorded before the hold is let go (no other server resumes it
-/// meanwhile). Left while another job holds the name (tried again).
+/// is recorded before the hold is let go (no other server resumes or ends
+/// it meanwhile). Left while another job holds the name (tried again), and
+/// when the record, read again under the hold, was ended by another server
+/// or is another job's.
 pub async fn abandon(ctx: &Context, mut record: BackupSnapshot, reason: Error) {
     let name = record.name.clone();
-    tracing::warn!(backup = %name, error = %reason, "a backup whose server died is not resumed");
     let job = uuid::Uuid::new_v4().to_string();
     let hold = match ctx.leases().hold_for_writing(&name, &job, "clean up").await {
         Ok(hold) => hold,
@@ -39,6 +40,15 @@ pub async fn abandon(ctx: &Context, mut record: BackupSnapshot, reason: Error) {
             return;
         }
     };
+    match ctx.shared_records().load::<BackupSnapshot>(&name).await {
+        Ok(Some(now)) if now.id == record.id && !now.state.is_terminal() => {}
+        Ok(_) => return hold.release().await,
+        Err(e) => {
+            tracing::warn!(backup = %name, error = %e, "cannot read the backup's record; tried again later");
+            return hold.release().await;
+        }
+    }
+    tracing::warn!(backup = %name, error = %reason, "a backup whose server died is not resumed");
     let catalog = &ctx.catalog;
     let ours = matches!(
         catalog

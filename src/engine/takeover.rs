@@ -294,16 +294,24 @@ impl Engine {
             .leases()
             .acquire(&holds::writer(&name), &job, "mark completed")
             .await?;
+        // Read again under the lease: another server may have ended it since
+        // it was listed.
+        let shared = self.ctx.shared_records();
+        match shared.load::<BackupSnapshot>(&name).await {
+            Ok(Some(now)) if now.id == record.id && !now.state.is_terminal() => {}
+            other => {
+                hold.release().await;
+                return other.map(|_| ());
+            }
+        }
         // Its end is recorded before the lease is let go.
         let completed = self.ctx.catalog.read(&name).await;
         if let Ok(Some(info)) = &completed {
             info!(backup = %name, "a backup whose server died had completed: marked SUCCEEDED");
             crate::backup::completed_elsewhere(&self.ctx, info).await;
-            if let Some(shared) = self.pool.shared() {
-                shared
-                    .finish_held(&snapshot_of(info), &[hold.fence()])
-                    .await;
-            }
+            shared
+                .finish_held(&snapshot_of(info), &[hold.fence()])
+                .await;
         }
         hold.release().await;
         if completed?.is_some() {

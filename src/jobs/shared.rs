@@ -43,8 +43,13 @@ struct RequestClaim {
     at_ms: u64,
 }
 
-/// How long [`SharedRecords::finish`] tries a job's end.
+/// How long [`SharedRecords::finish`] and [`SharedRecords::finish_held`]
+/// try a job's end.
 const FINISH_TRIES: Duration = Duration::from_millis(7_500);
+
+/// How long before the end of its time a last try is made: a sleep that
+/// ended right at it would find no time left.
+const LAST_TRY_SPARE: Duration = Duration::from_millis(50);
 
 /// A claim whose job has no record this long after it was made is stale
 /// (its record was pruned, or its server died before writing it).
@@ -418,7 +423,8 @@ impl SharedRecords {
     }
 
     /// Tries the end of `s` at once, then again while `left` (how long it
-    /// may still try) is not zero.
+    /// may still start a try) is not zero: checked before each try, so a
+    /// process paused meanwhile does not write past it.
     async fn finish_while<T: JobSnapshot>(&self, s: &T, left: impl Fn() -> Duration) -> bool {
         let mut pause = Duration::from_millis(500);
         loop {
@@ -429,8 +435,13 @@ impl SharedRecords {
                 }
                 Err(e) => e,
             };
-            let left = left();
-            if left.is_zero() {
+            let before = left().saturating_sub(LAST_TRY_SPARE);
+            if !before.is_zero() {
+                warn!(job = %s.key(), error = %e, "cannot write the shared job record; trying again");
+                tokio::time::sleep(pause.min(before)).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            if before.is_zero() || left().is_zero() {
                 warn!(
                     job = %s.key(),
                     error = %e,
@@ -438,9 +449,6 @@ impl SharedRecords {
                 );
                 return false;
             }
-            warn!(job = %s.key(), error = %e, "cannot write the shared job record; trying again");
-            tokio::time::sleep(pause.min(left)).await;
-            pause = (pause * 2).min(Duration::from_secs(2));
         }
     }
 

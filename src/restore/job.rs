@@ -325,10 +325,17 @@ pub async fn abandon(ctx: &Context, r: RestoreSnapshot, reason: Error) -> Result
     apply_cleanup(&mut r, &done);
     r.finish(&Err(reason));
     ctx.shared_records().finish_held(&r, &fences).await;
+    // The dead process's hold on the backup, unless taken over here: freed
+    // while the targets are still held here, so that it cannot be a resumed
+    // job's by then (both have the job's id). The targets are this
+    // process's own holds now.
+    if reading.is_none() {
+        let lease = crate::jobs::holds::reader(&r.backup_name, &r.id);
+        if let Err(e) = ctx.leases().release_for_job(&lease, &r.id).await {
+            warn!(restore = %r.id, lease = %lease, error = %e, "cannot release the lease");
+        }
+    }
     release_all(held.into_iter().chain(reading).collect()).await;
-    ctx.leases()
-        .release_restore(&r.id, &r.backup_name, &targets)
-        .await;
     Ok(())
 }
 
