@@ -40,9 +40,9 @@ pub async fn abandon(ctx: &Context, mut record: BackupSnapshot, reason: Error) {
             return;
         }
     };
-    match ctx.shared_records().load::<BackupSnapshot>(&name).await {
-        Ok(Some(now)) if now.id == record.id && !now.state.is_terminal() => {}
-        Ok(_) => return hold.release().await,
+    match ctx.shared_records().unended(&record).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return hold.release().await,
         Err(e) => {
             tracing::warn!(backup = %name, error = %e, "cannot read the backup's record; tried again later");
             return hold.release().await;

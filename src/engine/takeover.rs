@@ -297,8 +297,8 @@ impl Engine {
         // Read again under the lease: another server may have ended it since
         // it was listed.
         let shared = self.ctx.shared_records();
-        match shared.load::<BackupSnapshot>(&name).await {
-            Ok(Some(now)) if now.id == record.id && !now.state.is_terminal() => {}
+        match shared.unended(&record).await {
+            Ok(Some(_)) => {}
             other => {
                 hold.release().await;
                 return other.map(|_| ());

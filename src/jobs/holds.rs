@@ -184,11 +184,22 @@ impl Leases {
         }
     }
 
-    /// Frees what a restore of a stopped process held, once it is cleaned up
-    /// (rather than when the leases expire).
-    pub async fn release_restore(&self, job: &str, backup: &str, targets: &[CollectionRef]) {
+    /// Frees what the stopped process of restore `job` held on its backup and
+    /// its targets, once it is cleaned up (rather than when the leases
+    /// expire), but the leases `held` here, which the caller lets go of
+    /// after: called while those are still held, so that none of these can
+    /// be a resumed job's by then (a takeover resumes a restore under its
+    /// id, and takes its targets first).
+    pub async fn release_stopped_restore(
+        &self,
+        job: &str,
+        backup: &str,
+        targets: &[CollectionRef],
+        held: &[Lease],
+    ) {
         let names = std::iter::once(reader(backup, job)).chain(targets.iter().map(target));
-        for name in names {
+        let not_held = names.filter(|name| held.iter().all(|l| l.name() != name));
+        for name in not_held {
             if let Err(e) = self.release_for_job(&name, job).await {
                 tracing::warn!(restore = %job, lease = %name, error = %e, "cannot release the lease");
             }

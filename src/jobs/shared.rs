@@ -171,6 +171,17 @@ impl SharedRecords {
         }
     }
 
+    /// The record with the key of `s` while it is still that job's (its id)
+    /// and unended: what a server acting on a job it listed reads again
+    /// under the job's leases, as another may have ended it since, or
+    /// started another job under the same key. `None` otherwise.
+    pub async fn unended<T: JobSnapshot>(&self, s: &T) -> Result<Option<T>> {
+        Ok(self
+            .load::<T>(s.key())
+            .await?
+            .filter(|now| now.id() == s.id() && !now.state().is_terminal()))
+    }
+
     /// The record of the job with `key` and its version (ETag), if any.
     pub async fn load_versioned<T: JobSnapshot>(&self, key: &str) -> Result<Option<(T, String)>> {
         match self

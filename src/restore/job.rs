@@ -234,13 +234,14 @@ impl JobKind for RestoreJob {
                 false => &snapshot.databases_created,
             };
             let done = clean_up(&ctx, &snapshot, databases, &fences).await;
-            release_all(held.into_iter().chain(reading).collect()).await;
+            let held: Vec<Lease> = held.into_iter().chain(reading).collect();
+            let (job, backup) = (&snapshot.id, &snapshot.backup_name);
+            ctx.leases()
+                .release_stopped_restore(job, backup, &targets, &held)
+                .await;
+            release_all(held).await;
             let mut after = snapshot;
             apply_cleanup(&mut after, &done);
-            // Its holds are free once it is cleaned up, not only after they expire.
-            ctx.leases()
-                .release_restore(&after.id, &after.backup_name, &targets)
-                .await;
             after
         };
         Recovered {
@@ -307,9 +308,9 @@ pub async fn abandon(ctx: &Context, r: RestoreSnapshot, reason: Error) -> Result
     let targets: Vec<CollectionRef> = r.collections.iter().map(|c| c.target.clone()).collect();
     let held = ctx.leases().hold_targets(&r.id, &targets).await?;
     // Read again under the holds: another server may have ended it since.
-    let mut r = match ctx.shared_records().load::<RestoreSnapshot>(&r.id).await {
-        Ok(Some(now)) if !now.state.is_terminal() => now,
-        Ok(_) => {
+    let mut r = match ctx.shared_records().unended(&r).await {
+        Ok(Some(now)) => now,
+        Ok(None) => {
             release_all(held).await;
             return Ok(());
         }
@@ -325,17 +326,11 @@ pub async fn abandon(ctx: &Context, r: RestoreSnapshot, reason: Error) -> Result
     apply_cleanup(&mut r, &done);
     r.finish(&Err(reason));
     ctx.shared_records().finish_held(&r, &fences).await;
-    // The dead process's hold on the backup, unless taken over here: freed
-    // while the targets are still held here, so that it cannot be a resumed
-    // job's by then (both have the job's id). The targets are this
-    // process's own holds now.
-    if reading.is_none() {
-        let lease = crate::jobs::holds::reader(&r.backup_name, &r.id);
-        if let Err(e) = ctx.leases().release_for_job(&lease, &r.id).await {
-            warn!(restore = %r.id, lease = %lease, error = %e, "cannot release the lease");
-        }
-    }
-    release_all(held.into_iter().chain(reading).collect()).await;
+    let held: Vec<Lease> = held.into_iter().chain(reading).collect();
+    ctx.leases()
+        .release_stopped_restore(&r.id, &r.backup_name, &targets, &held)
+        .await;
+    release_all(held).await;
     Ok(())
 }
 
