@@ -419,7 +419,7 @@ async fn renew(
         let expiry = record.expires_at_ms;
         if now_ms() >= expiry {
             warn!(lease = %name, job = %record.job, "lease expired before it was renewed");
-            lost.cancel();
+            fence::revoke(&expires_at_ms, &lost);
             return;
         }
         let mut next = record.clone();
@@ -434,7 +434,7 @@ async fn renew(
         let written = tokio::time::timeout(left, leases.store.put_if_match(&key, body, etag)).await;
         let Ok(written) = written else {
             warn!(lease = %name, job = %record.job, "lease renewal not answered before the expiry");
-            lost.cancel();
+            fence::revoke(&expires_at_ms, &lost);
             return;
         };
         match written {
@@ -443,7 +443,7 @@ async fn renew(
                 *etag = new;
                 if now_ms() >= expiry {
                     warn!(lease = %name, job = %record.job, "lease renewed only after it expired");
-                    lost.cancel();
+                    fence::revoke(&expires_at_ms, &lost);
                     return;
                 }
                 expires_at_ms.store(record.expires_at_ms, Ordering::SeqCst);
@@ -466,14 +466,14 @@ async fn renew(
                     }
                     _ => {
                         warn!(lease = %name, job = %record.job, "lease taken by another holder, or renewed only after it expired");
-                        lost.cancel();
+                        fence::revoke(&expires_at_ms, &lost);
                         return;
                     }
                 }
             }
             Err(e) if now_ms() >= expiry => {
                 warn!(lease = %name, job = %record.job, error = %e, "lease expired before it could be renewed");
-                lost.cancel();
+                fence::revoke(&expires_at_ms, &lost);
                 return;
             }
             Err(e) => warn!(lease = %name, error = %e, "cannot renew the lease; retrying"),

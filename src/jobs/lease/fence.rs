@@ -7,6 +7,14 @@ use std::time::Duration;
 use super::now_ms;
 use crate::error::{Error, Result};
 
+/// Marks a lease lost: every fence of it fails from now on, whatever expiry
+/// its last renewal gave (a lease another holder took still looks valid by
+/// that expiry), and its holder is told through `lost`.
+pub(super) fn revoke(expires_at_ms: &AtomicU64, lost: &tokio_util::sync::CancellationToken) {
+    expires_at_ms.store(0, Ordering::SeqCst);
+    lost.cancel();
+}
+
 /// Checks, by this process's clock, that a held lease has not expired: a
 /// process that was paused past its lease's expiry stops before its next
 /// step, even before its renewal finds the lease taken.

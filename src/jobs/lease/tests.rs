@@ -163,6 +163,37 @@ async fn a_lease_paused_past_its_expiry_is_lost_not_renewed() {
     std::fs::remove_dir_all(root).unwrap();
 }
 
+/// A lease another holder took while it was still valid by this process's
+/// clock (its object rewritten: a takeover whose clock runs ahead) fails
+/// its fences once the renewal finds it taken, not only at the expiry the
+/// last renewal gave: a backup's commit, checked by its fences, must not
+/// land after a delete saw its hold on a base as gone.
+#[tokio::test]
+async fn a_lease_found_taken_fails_its_fences_at_once() {
+    let root = std::env::temp_dir().join(format!("mb-lease-{}", uuid::Uuid::new_v4().simple()));
+    let l = leases(&root, 3_000);
+    let held = l.acquire("reads/b1/x", "x", "read").await.unwrap();
+    let key = l.key("reads/b1/x");
+    let (data, _) = l.store.read_versioned(&key).await.unwrap().unwrap();
+    let mut taken: LeaseRecord = serde_json::from_slice(&data).unwrap();
+    taken.nonce = "another holder".into();
+    l.store
+        .write(&key, Bytes::from(serde_json::to_vec(&taken).unwrap()))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(3), held.lost().cancelled())
+        .await
+        .expect("the renewal finds the lease taken");
+    // Still before the expiry its last renewal gave (3 s after it was taken).
+    let err = held.fence().check().unwrap_err();
+    assert!(
+        matches!(&err, Error::Aborted(m) if m.contains("reads/b1/x")),
+        "{err}"
+    );
+    drop(held);
+    std::fs::remove_dir_all(root).unwrap();
+}
+
 /// A step that needs the lease for a margin longer than its last renewal
 /// leaves waits for the next renewal (a store answering late), and fails
 /// only once the lease expired unrenewed. Before, it failed at once: a
