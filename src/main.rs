@@ -300,6 +300,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     meta_only,
                     incremental,
                     caller: Caller::default(),
+                    generated_name: false,
                 })?;
                 Ok(cli::create(&engine, req).await?)
             }

@@ -3,7 +3,10 @@
 //! `db_collections` (`{"db1": []}`) restores that database only; the Go
 //! tool's options this server does not offer (`bucket_name`, `path`, `rbac`,
 //! ...) are refused by name with nothing started; a rename of a collection
-//! the restore leaves out is refused.
+//! the restore leaves out is refused. A create that names no backup (the
+//! server names it, as the Go tool does) is retried by its request id alone:
+//! the first job comes back, on the same server and on another one sharing
+//! the storage, never a second backup.
 
 mod common;
 
@@ -300,4 +303,56 @@ async fn a_restore_of_a_whole_database_restores_that_database_only() {
     common::flows::delete_eventually(&client, &plain, "the backup").await;
     common::flows::delete_eventually(&client, &generated, "the backup").await;
     let _ = &mut client;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_create_that_names_no_backup_is_retried_by_its_request_id_on_any_replica() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let (first, replica) = tokio::join!(
+        common::TestServer::start(&cfg),
+        common::TestServer::start(&cfg)
+    );
+    let spec = Spec::new(&common::unique("unnamed"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..50, 3).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let request_id = common::unique("unnamed_req");
+    let body = format!(
+        r#"{{"collection_names":["{}"],"requestId":"{request_id}"}}"#,
+        spec.name
+    );
+    let create = |server: &common::TestServer| {
+        let (status, made) = post(
+            &format!("http://{}/api/v1/create", server.handle.addr),
+            &body,
+        );
+        assert_eq!((status, made["code"].as_i64()), (200, Some(0)), "{made}");
+        let data = &made["data"];
+        (
+            data["id"].clone(),
+            data["name"].clone(),
+            data["state_code"].clone(),
+        )
+    };
+    let made = create(&first);
+    let name = made.1.as_str().unwrap().to_string();
+    assert!(name.starts_with("backup_"), "the Go tool's name: {name}");
+    // The retry here and on the replica: the same backup, not a new one.
+    assert_eq!(create(&first), made, "a retry on the same server");
+    assert_eq!(create(&replica), made, "a retry on another server");
+    let (status, listed) = tokio::task::block_in_place(|| {
+        curl(&[&format!(
+            "http://{}/api/v1/list?collection_name={}",
+            replica.handle.addr, spec.name
+        )])
+    });
+    assert_eq!(status, 200, "{listed}");
+    let names: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["name"].as_str())
+        .collect();
+    assert_eq!(names, [name.as_str()], "one backup of the collection");
 }

@@ -40,6 +40,7 @@ impl TryFrom<Request<pb::CreateBackupRequest>> for BackupRequest {
             meta_only: r.meta_only,
             incremental: r.incremental,
             caller: Caller::parse(r.request_id, traceparent(&metadata))?,
+            generated_name: false,
         })
     }
 }

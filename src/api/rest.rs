@@ -235,14 +235,16 @@ async fn create(call: Call, _: Params<NoQuery>, Body(b): Body<CreateBody>) -> Re
     let result = async {
         unsupported::refuse_set(&b.extra)?;
         let (colls, dbs) = b.db_collections.split()?;
+        // The Go tool names a backup whose request names none.
+        let generated_name = b.backup_name.is_empty();
         let req = BackupRequest::parse(BackupInput {
-            name: match b.backup_name.as_str() {
-                // The Go tool names a backup whose request names none.
-                "" => chrono::Utc::now()
+            name: match generated_name {
+                true => chrono::Utc::now()
                     .format("backup_%Y_%m_%d_%H_%M_%S_%9f")
                     .to_string(),
-                given => given.to_string(),
+                false => b.backup_name.clone(),
             },
+            generated_name,
             collections: b.collection_names.iter().cloned().chain(colls).collect(),
             databases: dbs,
             meta_only: b.meta_only,

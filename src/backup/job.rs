@@ -41,7 +41,14 @@ impl JobKind for BackupJob {
 
     fn same_request(req: &BackupRequest, s: &BackupSnapshot) -> bool {
         // Records of older servers keep no order: the name decides.
-        s.name == req.name().as_str() && s.order.as_ref().is_none_or(|o| *o == order_of(req))
+        (req.generated_name() || s.name == req.name().as_str())
+            && s.order.as_ref().is_none_or(|o| *o == order_of(req))
+    }
+
+    /// A name the server made differs at each retry: the request id is what
+    /// finds the first job on another replica.
+    fn claims_request_id(req: &BackupRequest) -> bool {
+        req.generated_name() && !req.resumes()
     }
 
     async fn plan(ctx: &Context, req: BackupRequest) -> Result<(Self, BackupSnapshot)> {

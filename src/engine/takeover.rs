@@ -329,6 +329,7 @@ impl Engine {
             meta_only: order.meta_only,
             incremental: order.incremental,
             caller: resumed_caller(&record.id, record.trace_id.as_deref()),
+            generated_name: false,
         })?;
         self.create_backup(req).await?;
         info!(backup = %name, id = %record.id, "took over a backup whose server died");

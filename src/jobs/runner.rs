@@ -42,10 +42,13 @@ pub trait JobKind: Send + Sync + Sized + 'static {
     const NAME: &'static str;
     /// How often a running job's record is rewritten (zero: at every change).
     const RECORD_INTERVAL: Duration;
-    /// Whether a request id is claimed across the servers on the storage, so
-    /// that a retry on another replica gets the same job. Kinds whose key is
-    /// the caller's (a backup's name) need not: a retry there finds the name.
-    const CLAIMS_REQUEST_IDS: bool = false;
+    /// Whether the request id of `req` is claimed across the servers on the
+    /// storage, so that a retry on another replica gets the same job. A job
+    /// whose key the caller chose (a backup's name) need not: a retry there
+    /// finds the key.
+    fn claims_request_id(_req: &Self::Request) -> bool {
+        false
+    }
     /// Whether its jobs keep records (here and in the backup storage), to be
     /// found, followed and resumed after their caller left or their server
     /// stopped. A kind whose jobs only answer their caller (a verification)
@@ -289,10 +292,12 @@ impl<K: JobKind> Runner<K> {
         req: K::Request,
     ) -> Result<watch::Receiver<K::Snapshot>> {
         let request_id = K::request_id(&req).to_string();
+        let claims = K::claims_request_id(&req);
         let _turn = self.turns.take(&request_id).await;
         let retried = match self.registry.by_request(&request_id) {
             Some(existing) => Some(existing),
-            None => self.claimed(&request_id).await?,
+            None if claims => self.claimed(&request_id).await?,
+            None => None,
         };
         if let Some(existing) = retried {
             let s = existing.borrow().clone();
@@ -320,7 +325,7 @@ impl<K: JobKind> Runner<K> {
                 return Err(e);
             }
         };
-        if let Err(first) = self.claim(&request_id, handle.snapshot().key()).await {
+        if claims && let Err(first) = self.claim(&request_id, handle.snapshot().key()).await {
             self.registry.forget(handle.snapshot().key());
             job.release_unrun().await;
             return first;

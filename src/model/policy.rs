@@ -289,6 +289,7 @@ impl Policy {
             meta_only: false,
             incremental: Some(self.input.incremental),
             caller,
+            generated_name: false,
         })
     }
 }

@@ -149,6 +149,10 @@ pub struct BackupInput {
     /// default (`backup.incremental`).
     pub incremental: Option<bool>,
     pub caller: Caller,
+    /// `name` was made by the server, as the Go tool names a REST create that
+    /// names none: a retry gets a name of its own, so its request id alone
+    /// finds the first job (on any replica).
+    pub generated_name: bool,
 }
 
 /// A valid request for a backup.
@@ -160,6 +164,7 @@ pub struct BackupRequest {
     meta_only: bool,
     incremental: Option<bool>,
     caller: Caller,
+    generated_name: bool,
     /// Continues the job of a server that died, in the folder it left.
     resume: bool,
 }
@@ -179,6 +184,7 @@ impl BackupRequest {
             meta_only: input.meta_only,
             incremental: input.incremental,
             caller: input.caller,
+            generated_name: input.generated_name,
             resume: false,
         })
     }
@@ -211,6 +217,11 @@ impl BackupRequest {
     /// The new backup's name.
     pub fn name(&self) -> &BackupName {
         &self.name
+    }
+
+    /// Whether the server chose the name (see [`BackupInput::generated_name`]).
+    pub fn generated_name(&self) -> bool {
+        self.generated_name
     }
 
     /// Collections to back up.

@@ -39,8 +39,11 @@ impl JobKind for RestoreJob {
     const NAME: &'static str = "restore";
     /// Every change: a collection's id must be on record before it is used.
     const RECORD_INTERVAL: Duration = Duration::ZERO;
+
     /// A retried restore (a replace, above all) must never run twice.
-    const CLAIMS_REQUEST_IDS: bool = true;
+    fn claims_request_id(_req: &RestoreRequest) -> bool {
+        true
+    }
 
     fn request_id(req: &RestoreRequest) -> &str {
         // A resumed job is not a caller's retry (its id is the request id).
