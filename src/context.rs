@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::jobs::{Lease, Leases, SharedRecords};
 use crate::meta::{BackupLayout, Catalog, MilvusLayout};
+use crate::milvus::identity::MilvusIdentity;
 use crate::milvus::{MilvusApi, MilvusClient};
 use crate::storage::{self, Copier, LocalDir, ObjectStore};
 
@@ -44,6 +45,8 @@ pub struct Context {
     /// Milvus's own bucket: binlogs are read from it and imported from it.
     pub milvus_store: Arc<dyn ObjectStore>,
     pub milvus_layout: MilvusLayout,
+    /// Which Milvus this is, as job records name it.
+    pub milvus_id: Arc<MilvusIdentity>,
     /// Where backups live.
     pub catalog: Catalog,
     pub copier: Copier,
@@ -90,6 +93,10 @@ impl Context {
             .with_rate_limit(cfg.backup.rate_limit_mi_bps);
         Ok(Self {
             milvus: Arc::new(MilvusClient::new(&cfg.milvus)?),
+            milvus_id: Arc::new(MilvusIdentity::new(
+                milvus_store.clone(),
+                &milvus_bucket.root_path,
+            )),
             milvus_store,
             milvus_layout: MilvusLayout::new(milvus_bucket.root_path),
             catalog: Catalog::new(backup_store, BackupLayout::new(backup_root))
@@ -138,6 +145,19 @@ impl Context {
                 leases.hold_for_reading(name, job, purpose).await
             }
             held => held,
+        }
+    }
+
+    /// This Milvus's id for the record of a new job, which only servers of
+    /// the same Milvus then take over; `None` (any server may, as before
+    /// records carried one) when its storage cannot keep one, as the log says.
+    pub async fn milvus_id_for_record(&self) -> Option<String> {
+        match self.milvus_id.get().await {
+            Ok(id) => Some(id.to_string()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read or write Milvus's id in its storage: the job's record names no Milvus, and a server of any Milvus on this backup storage may take it over");
+                None
+            }
         }
     }
 

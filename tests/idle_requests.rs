@@ -63,7 +63,7 @@ async fn an_idle_server_lists_the_storage_rarely() {
         ..Default::default()
     })
     .unwrap();
-    store.create(&yearly).await.unwrap();
+    store.create(&yearly, None).await.unwrap();
 
     let (state, config) = config_ttl(&cfg, "idle", &root, 30, Some(proxy.addr.port()));
     let server = Proc::on(state, config, None).await;
@@ -165,7 +165,7 @@ async fn a_policy_turned_off_elsewhere_does_not_run_from_an_old_listing() {
         ..stored.policy.input().clone()
     })
     .unwrap();
-    store.update(&off).await.unwrap();
+    store.update(&off, None).await.unwrap();
     let off_ms = Utc::now().timestamp_millis();
     // Three slots pass.
     tokio::time::sleep(Duration::from_secs(16)).await;

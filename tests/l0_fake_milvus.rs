@@ -174,6 +174,10 @@ fn context(version: &'static str, root: &std::path::Path) -> (Context, Arc<FakeM
     let ctx = Context {
         milvus: fake.clone(),
         milvus_store: Arc::new(LocalDir::new(root.join("milvus-bucket"))),
+        milvus_id: Arc::new(milvus_backup::milvus::identity::MilvusIdentity::new(
+            Arc::new(LocalDir::new(root.join("milvus-bucket"))),
+            "files",
+        )),
         milvus_layout: MilvusLayout::new("files"),
         catalog: Catalog::new(
             Arc::new(LocalDir::new(root.join("backups"))),

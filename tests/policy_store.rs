@@ -37,7 +37,7 @@ async fn run_records_unchanged_since_read_are_not_read_again() {
         ..Default::default()
     })
     .unwrap();
-    store.create(&policy).await.unwrap();
+    store.create(&policy, None).await.unwrap();
     let mut written: Vec<RunRecord> = (1..=60).map(|i| record(i * 1000)).collect();
     for r in &written {
         assert!(store.start_run(&name, r).await.unwrap());

@@ -95,6 +95,7 @@ impl JobKind for BackupJob {
         let mut snapshot = BackupSnapshot::pending(id, name.to_string(), req.meta_only());
         snapshot.trace_id = req.caller().trace().map(|t| t.as_str().to_string());
         snapshot.order = Some(order_of(&req));
+        snapshot.milvus_id = ctx.milvus_id_for_record().await;
         let job = Self {
             ctx: ctx.clone(),
             req,

@@ -93,6 +93,10 @@ async fn an_unreadable_shared_record_leaves_the_backup_to_the_takeover() {
         // Never called: recovery of a backup reads only the backup storage.
         milvus: Arc::new(MilvusClient::new(&MilvusConfig::default()).unwrap()),
         milvus_store: Arc::new(LocalDir::new(root.join("milvus"))),
+        milvus_id: Arc::new(crate::milvus::identity::MilvusIdentity::new(
+            Arc::new(LocalDir::new(root.join("milvus"))),
+            "files",
+        )),
         milvus_layout: MilvusLayout::new("files"),
         catalog: Catalog::new(store.clone(), BackupLayout::new("backup")),
         copier: Copier::new(2),

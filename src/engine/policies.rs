@@ -15,14 +15,16 @@ use crate::policy::{PolicyStatus, RunRecord, StoredPolicy, candidates, holdings,
 impl Engine {
     /// Stores a new policy; its first slot is the first one after now.
     pub async fn create_policy(&self, policy: Policy) -> Result<PolicyStatus> {
-        let stored = self.policies.create(&policy).await?;
+        let milvus = self.ctx.milvus_id_for_record().await;
+        let stored = self.policies.create(&policy, milvus).await?;
         tracing::info!(policy = %policy.name(), schedule = %policy.schedule().expression(), "policy created");
         self.policy_status(&stored).await
     }
 
     /// Replaces a policy's settings; its runs and backups stay.
     pub async fn update_policy(&self, policy: Policy) -> Result<PolicyStatus> {
-        let stored = self.policies.update(&policy).await?;
+        let milvus = self.ctx.milvus_id_for_record().await;
+        let stored = self.policies.update(&policy, milvus).await?;
         tracing::info!(policy = %policy.name(), "policy updated");
         self.policy_status(&stored).await
     }
@@ -60,7 +62,7 @@ impl Engine {
     /// Starts an extra run of policy `name` now; retention follows it. The
     /// run's backup must not exist yet.
     pub async fn run_policy_now(self: &Arc<Self>, name: &PolicyName) -> Result<RunRecord> {
-        let p = self.stored_policy(name).await?;
+        let p = self.runnable_policy(name).await?;
         let slot = Utc::now();
         let backup = p.policy.backup_name(slot)?;
         if self.ctx.catalog.is_taken(backup.as_str()).await? {
@@ -81,7 +83,7 @@ impl Engine {
         name: &PolicyName,
         started: impl FnOnce(BackupName),
     ) -> Result<RunRecord> {
-        let p = self.stored_policy(name).await?;
+        let p = self.runnable_policy(name).await?;
         let slot = Utc::now();
         let backup = p.policy.backup_name(slot)?;
         if self.ctx.catalog.is_taken(backup.as_str()).await? {
@@ -183,6 +185,54 @@ impl Engine {
             .get(name.as_str())
             .await?
             .ok_or_else(|| Error::not_found("policy", name.as_str()))
+    }
+
+    /// Policy `name`, to be run here: FAILED_PRECONDITION when it backs up
+    /// another Milvus than this server's.
+    async fn runnable_policy(&self, name: &PolicyName) -> Result<StoredPolicy> {
+        let p = self.stored_policy(name).await?;
+        if !self.policy_of_this_milvus(&p).await {
+            return Err(Error::FailedPrecondition(format!(
+                "policy {:?} backs up another Milvus (id {}) than this server's: run it on a \
+                 server of that Milvus",
+                name.as_str(),
+                p.milvus_id.as_deref().unwrap_or_default()
+            )));
+        }
+        Ok(p)
+    }
+
+    /// Whether policy `p` backs up this server's Milvus (one recorded
+    /// without an id: any server's). When this Milvus's id cannot be read,
+    /// only policies without one are.
+    pub(super) async fn policy_of_this_milvus(&self, p: &StoredPolicy) -> bool {
+        match self.ctx.milvus_id.get().await {
+            Ok(ours) => crate::milvus::identity::same_milvus(p.milvus_id.as_deref(), ours),
+            Err(_) => p.milvus_id.is_none(),
+        }
+    }
+
+    /// Whether the scheduler runs policy `p` here: one of another Milvus is
+    /// left to that Milvus's servers, as the log says once.
+    pub(super) async fn schedules_here(&self, p: &StoredPolicy) -> bool {
+        if self.policy_of_this_milvus(p).await {
+            return true;
+        }
+        let name = p.policy.name();
+        if self
+            .slots
+            .lock()
+            .expect("slots")
+            .foreign
+            .insert(name.to_string())
+        {
+            tracing::info!(
+                policy = name,
+                milvus = p.milvus_id.as_deref().unwrap_or_default(),
+                "the policy backs up another Milvus: its slots are left to that Milvus's servers"
+            );
+        }
+        false
     }
 
     async fn policy_status(&self, p: &StoredPolicy) -> Result<PolicyStatus> {

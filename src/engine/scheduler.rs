@@ -61,6 +61,8 @@ pub(super) struct SlotBook {
     waiting: HashMap<String, i64>,
     /// policy → the slot last said to be left to replicas that reach Milvus.
     left: HashMap<String, i64>,
+    /// Policies of another Milvus, said once (`Engine::schedules_here`).
+    pub(super) foreign: HashSet<String>,
 }
 
 /// The record a run starts with.
@@ -159,7 +161,7 @@ impl Engine {
             } else {
                 crate::metrics::global().policy_next_run(&name, next_run(p));
             }
-            if !p.policy.enabled() {
+            if !p.policy.enabled() || !self.schedules_here(p).await {
                 continue;
             }
             let Some(slot) = p.policy.schedule().latest_due(p.since, now) else {

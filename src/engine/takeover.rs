@@ -13,7 +13,8 @@
 //!
 //! A server that cannot reach Milvus resumes no backup or restore (it would
 //! only fail them): it leaves them to a replica that can, or to itself once
-//! Milvus answers again.
+//! Milvus answers again. Nor does a server of another Milvus sharing the
+//! backup storage (`milvus/identity.rs`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::jobs::{
     SharedRecords, holds,
 };
 use crate::meta::summary::snapshot_of;
+use crate::milvus::identity::same_milvus;
 use crate::model::{BackupInput, BackupName, BackupRequest, Caller, RestoreInput, RestoreRequest};
 
 /// How often a server looks for jobs to take over: a third of the lease
@@ -37,6 +39,10 @@ use crate::model::{BackupInput, BackupName, BackupRequest, Caller, RestoreInput,
 /// more anyway), within these bounds. Each look is three LISTs, paid by
 /// every server also while nothing is left to take over.
 const SWEEP_BOUNDS: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(10));
+
+/// The jobs of another Milvus this server was told of (logged once each).
+#[derive(Default)]
+struct Foreign(HashSet<String>);
 
 /// Whether Milvus answers this server, asked at most once per look and only
 /// when a job to resume needs it: `Some(why)` when it does not.
@@ -50,16 +56,23 @@ impl Engine {
         let every = (self.ctx.leases().ttl() / 3).clamp(SWEEP_BOUNDS.0, SWEEP_BOUNDS.1);
         tokio::spawn(async move {
             let mut finished = HashSet::new();
+            let mut foreign = Foreign::default();
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(every) => {}
                 }
                 let milvus = MilvusProbe::default();
-                if let Err(e) = engine.take_over_backups(&mut finished, &milvus).await {
+                if let Err(e) = engine
+                    .take_over_backups(&mut finished, &mut foreign, &milvus)
+                    .await
+                {
                     warn!(error = %e, "cannot look for backups to take over");
                 }
-                if let Err(e) = engine.take_over_restores(&mut finished, &milvus).await {
+                if let Err(e) = engine
+                    .take_over_restores(&mut finished, &mut foreign, &milvus)
+                    .await
+                {
                     warn!(error = %e, "cannot look for restores to take over");
                 }
                 if let Err(e) = engine.take_over_deletes(&mut finished).await {
@@ -95,6 +108,7 @@ impl Engine {
     async fn take_over_backups(
         &self,
         finished: &mut HashSet<String>,
+        foreign: &mut Foreign,
         milvus: &MilvusProbe,
     ) -> Result<()> {
         let Some(shared) = self.pool.shared() else {
@@ -112,6 +126,12 @@ impl Engine {
             .await?;
         for record in orphans {
             let name = record.name.clone();
+            if !self
+                .of_this_milvus(&record, record.milvus_id.as_deref(), foreign)
+                .await
+            {
+                continue;
+            }
             let Some(order) = record.order.clone() else {
                 continue;
             };
@@ -135,6 +155,7 @@ impl Engine {
     async fn take_over_restores(
         &self,
         finished: &mut HashSet<String>,
+        foreign: &mut Foreign,
         milvus: &MilvusProbe,
     ) -> Result<()> {
         let Some(shared) = self.pool.shared() else {
@@ -147,6 +168,12 @@ impl Engine {
             .await?;
         for record in orphans {
             let id = record.id.clone();
+            if !self
+                .of_this_milvus(&record, record.milvus_id.as_deref(), foreign)
+                .await
+            {
+                continue;
+            }
             let Some(order) = record.order.clone() else {
                 continue;
             };
@@ -236,6 +263,42 @@ impl Engine {
         self.restores.start(&self.ctx, req).await?;
         info!(restore = %record.id, "took over a restore whose server died");
         Ok(())
+    }
+
+    /// Whether `record`, a job of the Milvus `theirs` (`None`: recorded
+    /// before records named one), is for this server's Milvus. A job of
+    /// another Milvus sharing the backup storage is left to that Milvus's
+    /// servers: resumed here, a restore would write into a Milvus nobody
+    /// asked to change, a backup would hold another Milvus's collections,
+    /// and an end here would clean up by ids of the other Milvus. Said once
+    /// per job; when this Milvus's id cannot be read, no job is taken over.
+    async fn of_this_milvus<T: JobSnapshot>(
+        &self,
+        record: &T,
+        theirs: Option<&str>,
+        foreign: &mut Foreign,
+    ) -> bool {
+        let ours = match self.ctx.milvus_id.get().await {
+            Ok(ours) => ours,
+            Err(e) => {
+                warn!(job = %record.id(), error = %e, "cannot read Milvus's id: dead servers' jobs are left for now");
+                return false;
+            }
+        };
+        if same_milvus(theirs, ours) {
+            return true;
+        }
+        if foreign.0.insert(record.id().to_string()) {
+            info!(
+                job = %record.id(),
+                key = %record.key(),
+                milvus = theirs.unwrap_or_default(),
+                this_milvus = ours,
+                "a dead server's {} is of another Milvus: left to that Milvus's servers",
+                T::NOUN
+            );
+        }
+        false
     }
 
     /// [`Error::Unavailable`] (tried again at the next look) when this server

@@ -255,6 +255,9 @@ pub struct BackupSnapshot {
     /// it when this one dies (not set on backups read back from storage).
     #[serde(default)]
     pub order: Option<BackupOrder>,
+    /// The Milvus it backs up (`milvus::identity`): only its servers take it over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub milvus_id: Option<String>,
 }
 
 /// A backup job's request, as its record keeps it.
@@ -297,6 +300,7 @@ impl BackupSnapshot {
             request_id: None,
             phases: Vec::new(),
             order: None,
+            milvus_id: None,
         }
     }
 }
@@ -476,6 +480,10 @@ pub struct RestoreSnapshot {
     /// restart tries those again, and only those.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub databases_left: Vec<String>,
+    /// The Milvus it restores into (`milvus::identity`): only its servers
+    /// take it over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub milvus_id: Option<String>,
 }
 
 /// One damaged object.

@@ -79,6 +79,7 @@ pub fn snapshot_of(info: &BackupInfo) -> BackupSnapshot {
         request_id: None,
         phases: Vec::new(),
         order: None,
+        milvus_id: None,
         reuse: info.incremental.as_ref().map(|i| Reuse {
             based_on: i.based_on.clone(),
             files: i.reused_files,

@@ -4,6 +4,7 @@
 pub mod binlog;
 mod calls;
 mod client;
+pub mod identity;
 pub mod proto;
 pub mod rows;
 pub mod version;

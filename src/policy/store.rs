@@ -37,6 +37,10 @@ struct Stored {
     /// before it was kept: `updated_ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     since_ms: Option<i64>,
+    /// The Milvus it backs up (`milvus::identity`); `None` in records
+    /// written before it was kept (any server's then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    milvus_id: Option<String>,
 }
 
 /// A stored policy, parsed.
@@ -47,6 +51,8 @@ pub struct StoredPolicy {
     /// slots before this are never due (re-enabling a policy does not run a
     /// slot that passed while it was off).
     pub since: DateTime<Utc>,
+    /// The Milvus it backs up: only that Milvus's servers run it.
+    pub milvus_id: Option<String>,
 }
 
 /// Where a run is.
@@ -161,8 +167,9 @@ impl PolicyStore {
         join_key([&self.prefix, name, "runs", &format!("{slot_ms:020}.json")])
     }
 
-    /// Stores a new policy; ALREADY_EXISTS when the name is taken.
-    pub async fn create(&self, policy: &Policy) -> Result<StoredPolicy> {
+    /// Stores a new policy of the Milvus `milvus_id`; ALREADY_EXISTS when
+    /// the name is taken.
+    pub async fn create(&self, policy: &Policy, milvus_id: Option<String>) -> Result<StoredPolicy> {
         self.store.ensure_bucket(true).await?;
         let now = now_ms();
         let stored = Stored {
@@ -170,6 +177,7 @@ impl PolicyStore {
             created_ms: now,
             updated_ms: now,
             since_ms: Some(now),
+            milvus_id,
         };
         let body = Bytes::from(serde_json::to_vec_pretty(&stored)?);
         let key = self.def_key(policy.name());
@@ -184,8 +192,9 @@ impl PolicyStore {
         }
     }
 
-    /// Replaces policy `policy.name()`, keeping its creation time.
-    pub async fn update(&self, policy: &Policy) -> Result<StoredPolicy> {
+    /// Replaces policy `policy.name()`, keeping its creation time and its
+    /// Milvus (`milvus_id` for one recorded without).
+    pub async fn update(&self, policy: &Policy, milvus_id: Option<String>) -> Result<StoredPolicy> {
         let key = self.def_key(policy.name());
         let Some((body, etag)) = self.store.read_versioned(&key).await? else {
             return Err(Error::not_found("policy", policy.name()));
@@ -209,6 +218,7 @@ impl PolicyStore {
             created_ms: old.created_ms,
             updated_ms: now,
             since_ms: Some(since_ms),
+            milvus_id: old.milvus_id.or(milvus_id),
         };
         let body = Bytes::from(serde_json::to_vec_pretty(&stored)?);
         // A retried write whose first answer was lost finds its own bytes.
@@ -398,6 +408,7 @@ fn parsed(stored: Stored) -> Result<StoredPolicy> {
         policy,
         since: DateTime::from_timestamp_millis(stored.since_ms.unwrap_or(stored.updated_ms))
             .unwrap_or_default(),
+        milvus_id: stored.milvus_id,
     })
 }
 
@@ -422,11 +433,11 @@ mod tests {
         };
         let update = |input: &PolicyInput| {
             let (store, policy) = (store.clone(), Policy::parse(input.clone()).unwrap());
-            async move { store.update(&policy).await.unwrap().since }
+            async move { store.update(&policy, None).await.unwrap().since }
         };
         let pause = || tokio::time::sleep(std::time::Duration::from_millis(5));
         let created = store
-            .create(&Policy::parse(input.clone()).unwrap())
+            .create(&Policy::parse(input.clone()).unwrap(), None)
             .await
             .unwrap()
             .since;

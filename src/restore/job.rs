@@ -84,13 +84,18 @@ impl JobKind for RestoreJob {
                 .await
                 .map(|()| pending(id, &req, &backup.id, &targets)),
         };
-        let snapshot = match snapshot {
+        let mut snapshot = match snapshot {
             Ok(s) => s,
             Err(e) => {
                 release_all(leases).await;
                 return Err(e);
             }
         };
+        // A resumed job keeps the Milvus it was recorded with (the takeover
+        // checked it is this one).
+        if snapshot.milvus_id.is_none() {
+            snapshot.milvus_id = ctx.milvus_id_for_record().await;
+        }
         let lost = any_lost(&leases);
         let job = Self {
             ctx: ctx.clone(),
@@ -454,6 +459,7 @@ fn pending(
         databases_created: Vec::new(),
         cleaned_up: false,
         databases_left: Vec::new(),
+        milvus_id: None,
     }
 }
 
