@@ -125,6 +125,81 @@ backup:
     );
 }
 
+/// The backup side's connection keys are used only with `backupAddress` on
+/// an S3-protocol service (or on Azure or GCS named apart from Milvus's
+/// service): `backupStorageType: s3` beside `storageType: minio` without
+/// `backupAddress` still goes to Milvus's endpoint with Milvus's
+/// credentials, and local backups use no connection; each says so, naming
+/// the keys (before, both were silent).
+#[test]
+fn backup_connection_keys_that_are_not_used_are_warned_about() {
+    let keys = "  backupAccessKeyID: AK\n  backupSecretAccessKey: SK\n  backupRegion: eu-west-1\n";
+    for (yaml, named, why) in [
+        (
+            format!("minio:\n  storageType: minio\n  backupStorageType: s3\n{keys}"),
+            "minio.backupAccessKeyID/minio.backupSecretAccessKey/minio.backupRegion ",
+            "backupAddress is empty",
+        ),
+        (
+            format!(
+                "minio:\n  backupStorageType: local\n  backupRootPath: /tmp/b\n  \
+                 backupAddress: s3.example.com\n{keys}"
+            ),
+            "minio.backupAddress/minio.backupAccessKeyID/",
+            "backupStorageType is local",
+        ),
+    ] {
+        let cfg = load(&yaml).unwrap();
+        let hits: Vec<&String> = cfg
+            .warnings
+            .iter()
+            .filter(|w| w.starts_with(named))
+            .collect();
+        assert_eq!(hits.len(), 1, "{yaml}: {:?}", cfg.warnings);
+        assert!(
+            hits[0].contains(why) && hits[0].contains("no effect"),
+            "{}",
+            hits[0]
+        );
+    }
+    // Used: with backupAddress, and on Azure apart from Milvus's S3.
+    for yaml in [
+        format!("minio:\n  backupStorageType: s3\n  backupAddress: s3.example.com\n{keys}"),
+        "minio:\n  backupStorageType: azure\n  backupAccessKeyID: acct\n  \
+         backupSecretAccessKey: c2VjcmV0\n"
+            .to_string(),
+    ] {
+        let cfg = load(&yaml).unwrap();
+        assert!(cfg.warnings.is_empty(), "{yaml}: {:?}", cfg.warnings);
+    }
+}
+
+/// Counts past what a server can honour are refused naming the key, not
+/// left to overflow or to panic at start.
+#[test]
+fn counts_too_large_to_honour_are_refused_naming_the_key() {
+    for (yaml, key) in [
+        (
+            "minio:\n  multipartCopyThresholdMiB: 17592186044416\n",
+            "minio.multipartCopyThresholdMiB",
+        ),
+        (
+            "backup:\n  parallelism:\n    copydata: 2305843009213693952\n",
+            "backup.parallelism.copydata",
+        ),
+        (
+            "backup:\n  maxJobs: 2305843009213693952\n",
+            "backup.maxJobs",
+        ),
+    ] {
+        let err = load(yaml).unwrap_err();
+        assert!(
+            err.contains(key) && err.contains("between 1 and"),
+            "{yaml}: {err}"
+        );
+    }
+}
+
 #[test]
 fn values_that_cannot_be_honoured_are_refused_naming_key_and_line() {
     for (yaml, key, line) in [

@@ -202,16 +202,26 @@ impl MinioConfig {
         self.backup_use_ssl.unwrap_or(self.use_ssl)
     }
 
+    /// Whether the `backup*` connection settings (keys, region, port, SSL,
+    /// token) are used: with `backupAddress`, or on Azure or GCS named by
+    /// `backupStorageType` apart from Milvus's service. On an S3-protocol
+    /// service without `backupAddress`, backups use Milvus's endpoint and
+    /// credentials; local backups use no connection.
+    pub(super) fn backup_connection_applies(&self) -> bool {
+        let kind = self.service_type(Side::Backup);
+        match kind.as_str() {
+            "local" => false,
+            "azure" | "gcpnative" => {
+                !self.backup_address.is_empty() || kind != self.service_type(Side::Milvus)
+            }
+            _ => !self.backup_address.is_empty(),
+        }
+    }
+
     /// Whether backups go to the local directory `backupRootPath`
     /// (`backupStorageType: local`, in any case, spaces around it allowed).
     pub fn backups_are_local(&self) -> bool {
         self.service_type(Side::Backup) == "local"
-    }
-
-    /// Whether the backup side is another kind of service than Milvus's
-    /// (its `backup*` settings then apply even without `backupAddress`).
-    pub(super) fn backups_on_another_service(&self) -> bool {
-        self.service_type(Side::Backup) != self.service_type(Side::Milvus)
     }
 
     /// The service type of one side: `backupStorageType`, when set, else Milvus's.

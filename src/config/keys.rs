@@ -183,14 +183,25 @@ impl Config {
         .into_iter()
         .filter_map(|(set, key)| set.then_some(key))
         .collect();
-        unused(
-            m.backup_address.is_empty()
-                && !m.backups_on_another_service()
-                && !backup_connection.is_empty(),
-            &backup_connection.join("/"),
-            "minio.backupAddress is empty, so backups go to Milvus's endpoint with Milvus's \
-             credentials; set minio.backupAddress (Milvus's own address too) to use them",
-        );
+        if m.backups_are_local() {
+            let mut keys = backup_connection;
+            if !m.backup_address.is_empty() {
+                keys.insert(0, "minio.backupAddress");
+            }
+            unused(
+                !keys.is_empty(),
+                &keys.join("/"),
+                "minio.backupStorageType is local: backups are kept in the directory \
+                 minio.backupRootPath, through no connection",
+            );
+        } else {
+            unused(
+                !m.backup_connection_applies() && !backup_connection.is_empty(),
+                &backup_connection.join("/"),
+                "minio.backupAddress is empty, so backups go to Milvus's endpoint with Milvus's \
+                 credentials; set minio.backupAddress (Milvus's own address too) to use them",
+            );
+        }
         unused(
             !m.use_iam && !m.iam_endpoint.is_empty(),
             "minio.iamEndpoint",

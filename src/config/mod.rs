@@ -508,21 +508,29 @@ impl Config {
     fn validate(&self) -> Result<()> {
         self.http.validate()?;
         let b = &self.backup;
-        for (key, value) in [
-            ("backup.parallelism.copydata", b.parallelism.copydata as u64),
+        // Bounded above too: a count past these would only exhaust memory
+        // or overflow (a threshold over S3's largest object, 5 TiB).
+        for (key, value, most) in [
+            (
+                "backup.parallelism.copydata",
+                b.parallelism.copydata as u64,
+                4096,
+            ),
             (
                 "backup.parallelism.backupCollection",
                 b.parallelism.backup_collection as u64,
+                1024,
             ),
-            ("backup.maxJobs", b.max_jobs as u64),
+            ("backup.maxJobs", b.max_jobs as u64, 10_000),
             (
                 "minio.multipartCopyThresholdMiB",
                 self.minio.multipart_copy_threshold_mib,
+                5 * 1024 * 1024,
             ),
         ] {
-            if value == 0 {
+            if !(1..=most).contains(&value) {
                 return Err(Error::invalid(format!(
-                    "{key} must be at least 1 (it is 0)"
+                    "{key} must be between 1 and {most} (it is {value})"
                 )));
             }
         }

@@ -414,7 +414,31 @@ async fn create_once(
     let (ctx, t, fill, handle) = (ctx.clone(), t.clone(), fill.clone(), job.clone());
     job.uninterrupted(async move {
         let (db, name) = (fill.db(), fill.name());
-        ctx.milvus.create_collection(&request).await?;
+        if let Err(e) = ctx.milvus.create_collection(&request).await {
+            // An answer lost (a cut connection, a timeout) may hide a
+            // collection Milvus made: not provably this job's, it is left,
+            // and the error names it.
+            let Error::Unavailable {
+                service,
+                address,
+                detail,
+            } = e
+            else {
+                return Err(e);
+            };
+            let made = match ctx.milvus.collection_id(db, name).await {
+                Ok(Some(id)) => format!(
+                    "; {fill} exists now (id {id}), made by this request or by someone else: \
+                     it was left as it is"
+                ),
+                _ => String::new(),
+            };
+            return Err(Error::Unavailable {
+                service,
+                address,
+                detail: format!("{detail}{made}"),
+            });
+        }
         let id = ctx.milvus.collection_id(db, name).await?.ok_or_else(|| {
             Error::milvus(
                 format!("CreateCollection {fill}"),

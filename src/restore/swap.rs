@@ -137,7 +137,11 @@ pub(super) async fn swap_in(
             )));
         }
         job.fence()?;
-        milvus.drop_collection(db, name).await?;
+        // Not cut by a cancel: a drop cut in flight may still land after the
+        // cleanup found the original there and dropped the copy.
+        let (m, (d, n)) = (ctx.milvus.clone(), (db.to_string(), name.to_string()));
+        job.uninterrupted(async move { m.drop_collection(&d, &n).await })
+            .await?;
         crate::failpoint::pause_at("restore.swap.dropped").await;
     }
     job.checkpoint(|s| status(s, t).swap = SwapStep::Renaming)
@@ -154,7 +158,13 @@ pub(super) async fn swap_in(
         )));
     }
     job.fence()?;
-    milvus.rename_collection(db, copy.name(), name).await?;
+    // Nor is the rename, for the same reason.
+    let (m, (d, from, to)) = (
+        ctx.milvus.clone(),
+        (db.to_string(), copy.name().to_string(), name.to_string()),
+    );
+    job.uninterrupted(async move { m.rename_collection(&d, &from, &to).await })
+        .await?;
     crate::failpoint::pause_at("restore.swap.renamed").await;
     job.checkpoint(|s| status(s, t).swap = SwapStep::Done)
         .await?;
