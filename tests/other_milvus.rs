@@ -30,38 +30,10 @@ async fn a_server_of_another_milvus_never_takes_over_a_dead_servers_jobs() {
     let mut elsewhere = cfg.clone();
     elsewhere.minio.root_path = common::unique("om_files");
     let other = Proc::start_rooted(&elsewhere, "omother", &root, "").await;
-    let failpoints = "backup.described,restore.importing";
-    let mut owner = Proc::start_rooted_paused(&cfg, "omowner", &root, "", Some(failpoints)).await;
     let name = common::unique("om_b");
-    let backup_id = owner
-        .client
-        .create_backup(flows::backup_request(&name, &[&spec.name]))
-        .await
-        .unwrap()
-        .into_inner()
-        .message()
-        .await
-        .unwrap()
-        .unwrap()
-        .backup
-        .unwrap()
-        .id;
-    let restore_id = flows::start_restore(
-        &mut owner.client,
-        flows::restore_loaded_request(&base, "_om"),
-    )
-    .await;
-    let count = |p: &Proc, needle: &str| {
-        std::fs::read_to_string(&p.log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains(needle))
-            .count()
-    };
-    flows::eventually("both jobs paused", Duration::from_secs(120), || async {
-        count(&owner, "failpoint reached") == 2
-    })
-    .await;
+    let (mut owner, backup_id, restore_id) =
+        flows::owner_of_paused_jobs(&cfg, "omowner", &root, (&name, &spec.name), (&base, "_om"))
+            .await;
     owner.kill();
 
     // The 3 s leases expire, half a TTL passes, and the other server looks
@@ -69,20 +41,16 @@ async fn a_server_of_another_milvus_never_takes_over_a_dead_servers_jobs() {
     flows::eventually(
         "the other server looks",
         Duration::from_secs(60),
-        || async { count(&other, "is of another Milvus") + count(&other, "took over a") >= 2 },
+        || async { other.logged("is of another Milvus") + other.logged("took over a") >= 2 },
     )
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let mut on_other = other.client.clone();
     let backup = flows::get_backup(&mut on_other, &name).await;
     let restore = flows::get_restore(&mut on_other, &restore_id).await;
-    assert_eq!(count(&other, "took over a"), 0, "it took a job over");
-    assert_eq!(count(&other, "is not resumed"), 0, "it ended a job");
-    assert_eq!(
-        count(&other, "is of another Milvus"),
-        2,
-        "said once per job"
-    );
+    assert_eq!(other.logged("took over a"), 0, "it took a job over");
+    assert_eq!(other.logged("is not resumed"), 0, "it ended a job");
+    assert_eq!(other.logged("is of another Milvus"), 2, "said once per job");
     assert!(
         backup.state < pb::JobState::Succeeded as i32
             && restore.state < pb::JobState::Succeeded as i32,
@@ -109,7 +77,7 @@ async fn a_server_of_another_milvus_never_takes_over_a_dead_servers_jobs() {
     let restored = common::data::rows(&m, &spec, &spec.db, &target, &[]).await;
     common::data::assert_rows_equal("resumed by its own Milvus's replica", &rows, &restored);
     assert_eq!(
-        count(&other, "took over a"),
+        other.logged("took over a"),
         0,
         "the other server never took it"
     );
@@ -178,12 +146,7 @@ async fn a_policy_runs_only_on_servers_of_its_own_milvus() {
         first_runs,
         "no slot ran on the other Milvus's server"
     );
-    let said = std::fs::read_to_string(&other.log).unwrap();
-    let said = said
-        .lines()
-        .filter(|l| l.contains("backs up another Milvus") && l.contains(&name))
-        .count();
-    assert_eq!(said, 1, "said once");
+    assert_eq!(other.logged("backs up another Milvus"), 1, "said once");
 
     let same = Proc::start_rooted(&cfg, "ompsame", &root, "").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

@@ -552,39 +552,23 @@ async fn a_replica_that_cannot_reach_milvus_leaves_dead_servers_jobs_alone() {
     let mut b = Proc::start_rooted(&via_proxy, "nmtaker", &root, "").await;
     let base = common::unique("nomilvus_base");
     flows::backup_collections(&mut b.client, &base, &[&spec.name]).await;
-    let failpoints = "backup.described,restore.importing";
-    let mut owner = Proc::start_rooted_paused(&cfg, "nmowner", &root, "", Some(failpoints)).await;
     let name = common::unique("nomilvus_b");
-    let backup_id = started_backup(&owner, &name, &spec.name).await;
-    let restore_id = flows::start_restore(
-        &mut owner.client,
-        flows::restore_loaded_request(&base, "_nm"),
-    )
-    .await;
-    let count = |p: &Proc, needle: &str| {
-        std::fs::read_to_string(&p.log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains(needle))
-            .count()
-    };
-    flows::eventually("both jobs paused", Duration::from_secs(120), || async {
-        count(&owner, "failpoint reached") == 2
-    })
-    .await;
+    let (mut owner, backup_id, restore_id) =
+        flows::owner_of_paused_jobs(&cfg, "nmowner", &root, (&name, &spec.name), (&base, "_nm"))
+            .await;
     common::faults::switch_off(&up).await;
     owner.kill();
 
     // The 3 s leases expire, half a TTL passes, and B looks every second.
     flows::eventually("B looks", Duration::from_secs(60), || async {
-        count(&b, "cannot reach Milvus: dead servers") + count(&b, "took over a") > 0
+        b.logged("cannot reach Milvus: dead servers") + b.logged("took over a") > 0
     })
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let mut on_b = b.client.clone();
     let backup = flows::get_backup(&mut on_b, &name).await;
     let restore = flows::get_restore(&mut on_b, &restore_id).await;
-    assert_eq!(count(&b, "took over a"), 0, "B took a job over");
+    assert_eq!(b.logged("took over a"), 0, "B took a job over");
     assert!(
         backup.state < pb::JobState::Succeeded as i32
             && restore.state < pb::JobState::Succeeded as i32,

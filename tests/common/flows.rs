@@ -505,3 +505,34 @@ pub async fn readers_released(
     }
     true
 }
+
+/// The owner of a backup and a restore about to be killed: a server on
+/// backup root `root` that started backup `name` of `collection` and a
+/// restore of `base` into the names plus `suffix`, both paused (failpoints
+/// `backup.described`, `restore.importing`). The server, the backup's id
+/// and the restore's id.
+#[allow(dead_code)]
+pub async fn owner_of_paused_jobs(
+    cfg: &milvus_backup::config::Config,
+    tag: &str,
+    root: &str,
+    (name, collection): (&str, &str),
+    (base, suffix): (&str, &str),
+) -> (super::process::Proc, String, String) {
+    let failpoints = "backup.described,restore.importing";
+    let mut owner =
+        super::process::Proc::start_rooted_paused(cfg, tag, root, "", Some(failpoints)).await;
+    let mut backup = owner
+        .client
+        .create_backup(backup_request(name, &[collection]))
+        .await
+        .unwrap()
+        .into_inner();
+    let backup_id = backup.message().await.unwrap().unwrap().backup.unwrap().id;
+    let restore_id = start_restore(&mut owner.client, restore_loaded_request(base, suffix)).await;
+    eventually("both jobs paused", Duration::from_secs(120), || async {
+        owner.logged("failpoint reached") == 2
+    })
+    .await;
+    (owner, backup_id, restore_id)
+}

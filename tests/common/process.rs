@@ -384,6 +384,16 @@ impl Proc {
         self.process.id()
     }
 
+    /// How many lines of its log contain `needle`.
+    #[allow(dead_code)]
+    pub fn logged(&self, needle: &str) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
     /// SIGKILLs it (once).
     pub fn kill(&mut self) {
         self.process.kill();
