@@ -266,33 +266,34 @@ impl Engine {
     }
 
     /// Whether `record`, a job of the Milvus `theirs` (`None`: recorded
-    /// before records named one), is for this server's Milvus. A job of
-    /// another Milvus sharing the backup storage is left to that Milvus's
-    /// servers: resumed here, a restore would write into a Milvus nobody
-    /// asked to change, a backup would hold another Milvus's collections,
-    /// and an end here would clean up by ids of the other Milvus. Said once
-    /// per job; when this Milvus's id cannot be read, no job is taken over.
+    /// without one), is for this server's Milvus. A job of another Milvus
+    /// sharing the backup storage is left to that Milvus's servers: resumed
+    /// here, a restore would write into a Milvus nobody asked to change, a
+    /// backup would hold another Milvus's collections, and an end here would
+    /// clean up by ids of the other Milvus. Said once per job; when this
+    /// Milvus's id cannot be read, only jobs recorded without one are taken
+    /// over.
     async fn of_this_milvus<T: JobSnapshot>(
         &self,
         record: &T,
         theirs: Option<&str>,
         foreign: &mut Foreign,
     ) -> bool {
-        let ours = match self.ctx.milvus_id.get().await {
-            Ok(ours) => ours,
-            Err(e) => {
-                warn!(job = %record.id(), error = %e, "cannot read Milvus's id: dead servers' jobs are left for now");
-                return false;
-            }
-        };
-        if same_milvus(theirs, ours) {
+        // Recorded without an id: anyone's, also when this Milvus's id
+        // cannot be read (a storage this server may only read).
+        let Some(theirs) = theirs else {
             return true;
-        }
+        };
+        let ours = match self.ctx.milvus_id.get().await {
+            Ok(ours) if same_milvus(Some(theirs), ours) => return true,
+            Ok(ours) => ours.to_string(),
+            Err(e) => format!("unknown: {e}"),
+        };
         if foreign.0.insert(record.id().to_string()) {
             info!(
                 job = %record.id(),
                 key = %record.key(),
-                milvus = theirs.unwrap_or_default(),
+                milvus = theirs,
                 this_milvus = ours,
                 "a dead server's {} is of another Milvus: left to that Milvus's servers",
                 T::NOUN

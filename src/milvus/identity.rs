@@ -7,7 +7,8 @@
 //! carry it, so that a takeover never resumes or ends a job of another
 //! Milvus.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -24,12 +25,19 @@ struct Instance {
     id: String,
 }
 
+/// How long a failure to read or make the id is answered again without a
+/// request: a storage this server may only read (backups elsewhere) is not
+/// asked every second, by every policy's look.
+const RETRY_AFTER: Duration = Duration::from_secs(60);
+
 /// The id of the Milvus whose storage is `store` under `root_path`, read
 /// (or made) once per process.
 pub struct MilvusIdentity {
     store: Arc<dyn ObjectStore>,
     key: String,
     id: OnceCell<String>,
+    /// The last failure, and when: answered again until [`RETRY_AFTER`].
+    failed: Mutex<Option<(Instant, String)>>,
 }
 
 impl std::fmt::Debug for MilvusIdentity {
@@ -44,14 +52,32 @@ impl MilvusIdentity {
             store,
             key: join_key([root_path, KEY]),
             id: OnceCell::new(),
+            failed: Mutex::new(None),
         }
     }
 
     /// The id: the one on record, or a new one written if none is (the first
-    /// of several servers to write wins, and the others read it).
+    /// of several servers to write wins, and the others read it). A failure
+    /// is answered again for a minute without asking the store.
     pub async fn get(&self) -> Result<&str> {
-        let id = self.id.get_or_try_init(|| self.read_or_make()).await?;
-        Ok(id)
+        if let Some(id) = self.id.get() {
+            return Ok(id);
+        }
+        let recent = self.failed.lock().expect("failed").clone();
+        if let Some((at, why)) = recent.filter(|(at, _)| at.elapsed() < RETRY_AFTER) {
+            let left = RETRY_AFTER.saturating_sub(at.elapsed()).as_secs();
+            return Err(Error::FailedPrecondition(format!(
+                "{why} (asked again in {left} s)"
+            )));
+        }
+        match self.id.get_or_try_init(|| self.read_or_make()).await {
+            Ok(id) => Ok(id),
+            Err(e) => {
+                let why = format!("cannot read or make Milvus's id {}: {e}", self.key);
+                *self.failed.lock().expect("failed") = Some((Instant::now(), why));
+                Err(e)
+            }
+        }
     }
 
     async fn read_or_make(&self) -> Result<String> {
@@ -119,5 +145,23 @@ mod tests {
         assert!(same_milvus(Some(&ida), &idb) && !same_milvus(Some(ido), &ida));
         assert!(same_milvus(None, &ida));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A store that refuses (here: its root is a file): the failure is
+    /// answered again for a minute without a request, even once the store
+    /// would answer.
+    #[tokio::test]
+    async fn a_failure_is_answered_again_without_asking() {
+        let root = std::env::temp_dir().join(format!("mb-id-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&root, b"not a directory").unwrap();
+        let id = MilvusIdentity::new(Arc::new(LocalDir::new(&root)), "files");
+        assert!(id.get().await.is_err());
+        std::fs::remove_file(&root).unwrap();
+        let again = id.get().await.unwrap_err();
+        assert!(again.to_string().contains("asked again in"), "{again}");
+        assert!(
+            !root.exists(),
+            "nothing was written: the store was not asked"
+        );
     }
 }
