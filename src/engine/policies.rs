@@ -206,10 +206,7 @@ impl Engine {
     /// without an id: any server's). When this Milvus's id cannot be read,
     /// only policies without one are.
     pub(super) async fn policy_of_this_milvus(&self, p: &StoredPolicy) -> bool {
-        match self.ctx.milvus_id.get().await {
-            Ok(ours) => crate::milvus::identity::same_milvus(p.milvus_id.as_deref(), ours),
-            Err(_) => p.milvus_id.is_none(),
-        }
+        self.ctx.milvus_id.is_ours(p.milvus_id.as_deref()).await
     }
 
     /// Whether the scheduler runs policy `p` here: one of another Milvus is

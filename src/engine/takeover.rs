@@ -31,7 +31,6 @@ use crate::jobs::{
     SharedRecords, holds,
 };
 use crate::meta::summary::snapshot_of;
-use crate::milvus::identity::same_milvus;
 use crate::model::{BackupInput, BackupName, BackupRequest, Caller, RestoreInput, RestoreRequest};
 
 /// How often a server looks for jobs to take over: a third of the lease
@@ -279,21 +278,18 @@ impl Engine {
         theirs: Option<&str>,
         foreign: &mut Foreign,
     ) -> bool {
-        // Recorded without an id: anyone's, also when this Milvus's id
-        // cannot be read (a storage this server may only read).
-        let Some(theirs) = theirs else {
+        if self.ctx.milvus_id.is_ours(theirs).await {
             return true;
-        };
-        let ours = match self.ctx.milvus_id.get().await {
-            Ok(ours) if same_milvus(Some(theirs), ours) => return true,
-            Ok(ours) => ours.to_string(),
-            Err(e) => format!("unknown: {e}"),
-        };
+        }
         if foreign.0.insert(record.id().to_string()) {
+            let ours = match self.ctx.milvus_id.get().await {
+                Ok(ours) => ours.to_string(),
+                Err(e) => format!("unknown: {e}"),
+            };
             info!(
                 job = %record.id(),
                 key = %record.key(),
-                milvus = theirs,
+                milvus = theirs.unwrap_or_default(),
                 this_milvus = ours,
                 "a dead server's {} is of another Milvus: left to that Milvus's servers",
                 T::NOUN

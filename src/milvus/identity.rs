@@ -80,6 +80,16 @@ impl MilvusIdentity {
         }
     }
 
+    /// Whether a job or policy recorded with Milvus id `theirs` is this
+    /// Milvus's: one recorded without an id is anyone's; while this Milvus's
+    /// id cannot be read, no other is.
+    pub async fn is_ours(&self, theirs: Option<&str>) -> bool {
+        match theirs {
+            None => true,
+            Some(_) => self.get().await.is_ok_and(|ours| same_milvus(theirs, ours)),
+        }
+    }
+
     async fn read_or_make(&self) -> Result<String> {
         if let Some(id) = self.read().await? {
             return Ok(id);
