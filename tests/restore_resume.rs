@@ -3,7 +3,8 @@
 //! killed on its third collection keeps the first two, and a resumed job
 //! never imports into, drops or replaces a collection the user made under
 //! its target's name meanwhile; a swap, collection or database its cleanup
-//! could not finish (Milvus away) is finished at the next start.
+//! could not finish (Milvus away) is finished at the next start, or by a
+//! live server's next look once Milvus answers.
 
 mod common;
 #[path = "common/figures.rs"]
@@ -376,10 +377,7 @@ async fn a_cleanup_that_could_not_reach_milvus_drops_the_database_at_the_next_st
     use std::sync::atomic::Ordering;
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let spec = Spec::new(&common::unique("unreach_src"));
-    data::create(&m, &spec).await;
-    data::insert(&m, &spec, "", 0..50, 6).await;
-    data::flush(&m, &spec.db, &spec.name).await;
+    let spec = fifty_rows(&m, "unreach_src").await;
     let (via_proxy, up) = common::faults::milvus_through_switch(&cfg).await;
     let release = std::env::temp_dir().join(common::unique("unreach_release"));
     let failpoint = format!("restore.created@{}", release.display());
@@ -395,27 +393,14 @@ async fn a_cleanup_that_could_not_reach_milvus_drops_the_database_at_the_next_st
     let backup = common::unique("unreach_b");
     flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
     let db = common::unique("unreach_db");
-    let request = pb::RestoreRequest {
-        backup_name: backup.clone(),
-        collection_renames: [(
-            format!("default.{}", spec.name),
-            format!("{db}.{}", spec.name),
-        )]
-        .into(),
-        ..Default::default()
-    };
+    let request = into_new_database(&backup, &spec, &db);
     let id = flows::start_restore(&mut server.client, request).await;
     server.wait_paused(Duration::from_secs(180)).await;
     assert!(m.has_collection(&db, &spec.name).await.unwrap(), "made");
 
     common::faults::switch_off(&up).await;
     std::fs::write(&release, b"").unwrap();
-    let job = tokio::time::timeout(
-        Duration::from_secs(400),
-        flows::watch_restore_to_end(&mut server.client, &id),
-    )
-    .await
-    .expect("the restore ends");
+    let job = ended(&mut server.client, &id).await;
     assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
     let error = &job.collections[0].error_message;
     assert!(
@@ -440,4 +425,133 @@ async fn a_cleanup_that_could_not_reach_milvus_drops_the_database_at_the_next_st
     let _ = std::fs::remove_file(&release);
     server.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// A restore into a new database whose owner is SIGKILLed while it imports,
+/// then cancelled on the only other server B, which ends it while Milvus
+/// cannot be reached from B (a switchable proxy, off from the failpoint
+/// `restore.abandon.before_cleanup` on): B's cleanup can drop neither the
+/// collection nor the database, and records the job CANCELLED with its
+/// cleanup unfinished. Once Milvus answers B again, B (never restarted;
+/// the owner never comes back) runs that cleanup again: the collection and
+/// the database are dropped, and the job says so. The code before left
+/// both for good: only the owner's restart ran an ended cleanup again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_takeovers_cleanup_that_could_not_reach_milvus_is_run_again_by_a_live_server() {
+    use std::sync::atomic::Ordering;
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = fifty_rows(&m, "again_src").await;
+    let root = common::unique("again_root");
+    let (via_proxy, up) = common::faults::milvus_through_switch(&cfg).await;
+    let release = std::env::temp_dir().join(common::unique("again_release"));
+    let failpoint = format!("restore.abandon.before_cleanup@{}", release.display());
+    let mut b =
+        process::Proc::start_rooted_paused(&via_proxy, "again-b", &root, "", Some(&failpoint))
+            .await;
+    let backup = common::unique("again_b");
+    flows::backup_collections(&mut b.client, &backup, &[&spec.name]).await;
+
+    let mut owner = process::Proc::start_rooted_paused(
+        &cfg,
+        "again-owner",
+        &root,
+        "",
+        Some("restore.importing"),
+    )
+    .await;
+    let db = common::unique("again_db");
+    let request = into_new_database(&backup, &spec, &db);
+    let id = flows::start_restore(&mut owner.client, request).await;
+    owner.wait_paused(Duration::from_secs(180)).await;
+    assert!(m.has_collection(&db, &spec.name).await.unwrap(), "made");
+    owner.kill();
+    b.client
+        .cancel_restore(pb::CancelRestoreRequest { id: id.clone() })
+        .await
+        .expect("CancelRestore on B");
+
+    // B ends it once the owner's 3 s leases have expired; Milvus goes away
+    // from B right before its cleanup.
+    b.wait_paused(Duration::from_secs(120)).await;
+    common::faults::switch_off(&up).await;
+    std::fs::write(&release, b"").unwrap();
+    let job = ended(&mut b.client, &id).await;
+    assert_eq!(job.state, pb::JobState::Cancelled as i32, "{job:?}");
+    let error = &job.collections[0].error_message;
+    assert!(error.contains("left in Milvus"), "{job:?}");
+    assert!(m.has_collection(&db, &spec.name).await.unwrap(), "left");
+    assert!(m.list_databases().await.unwrap().contains(&db), "left");
+
+    up.store(true, Ordering::SeqCst);
+    flows::eventually(
+        "B drops the collection and the database",
+        Duration::from_secs(180),
+        || {
+            let (m, db) = (m.clone(), db.clone());
+            async move { !m.list_databases().await.unwrap().contains(&db) }
+        },
+    )
+    .await;
+    let job = flows::get_restore(&mut b.client, &id).await;
+    assert_eq!(job.state, pb::JobState::Cancelled as i32, "{job:?}");
+    assert!(
+        job.collections[0]
+            .error_message
+            .contains("its cleanup, tried again, ran to its end"),
+        "{job:?}"
+    );
+    assert_eq!(
+        b.logged("the cleanup of an ended restore ran to its end"),
+        1
+    );
+    figures::publish(
+        "a_takeovers_cleanup_that_could_not_reach_milvus_is_run_again_by_a_live_server",
+        &[format!(
+            "collection and database {db:?} left while Milvus was away from B; dropped by B's \
+             next look once it answered; job CANCELLED: {}",
+            job.collections[0].error_message
+        )],
+    );
+    let _ = std::fs::remove_file(&release);
+    b.finish();
+    owner.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// A collection of 50 flushed rows, named after `tag`.
+async fn fifty_rows(m: &milvus_backup::milvus::MilvusClient, tag: &str) -> Spec {
+    let spec = Spec::new(&common::unique(tag));
+    data::create(m, &spec).await;
+    data::insert(m, &spec, "", 0..50, 6).await;
+    data::flush(m, &spec.db, &spec.name).await;
+    spec
+}
+
+/// A restore of `spec` from `backup` into database `db`, which does not exist.
+fn into_new_database(backup: &str, spec: &Spec, db: &str) -> pb::RestoreRequest {
+    pb::RestoreRequest {
+        backup_name: backup.to_string(),
+        collection_renames: [(
+            format!("default.{}", spec.name),
+            format!("{db}.{}", spec.name),
+        )]
+        .into(),
+        ..Default::default()
+    }
+}
+
+/// The end of restore `id`, watched on `client` (at most 400 s).
+async fn ended(
+    client: &mut milvus_backup::api::proto::backup_service_client::BackupServiceClient<
+        tonic::transport::Channel,
+    >,
+    id: &str,
+) -> pb::RestoreJob {
+    tokio::time::timeout(
+        Duration::from_secs(400),
+        flows::watch_restore_to_end(client, id),
+    )
+    .await
+    .expect("the restore ends")
 }

@@ -16,9 +16,9 @@
 //! Milvus answers again. Nor does a server of another Milvus sharing the
 //! backup storage (`milvus/identity.rs`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
 use tracing::{info, warn};
@@ -39,6 +39,15 @@ use crate::model::{BackupInput, BackupName, BackupRequest, Caller, RestoreInput,
 /// every server also while nothing is left to take over.
 const SWEEP_BOUNDS: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(10));
 
+/// The first and the longest wait before the cleanup of an ended restore
+/// is tried here again, after a try that did not run to its end.
+const CLEANUP_RETRY: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(1800));
+
+/// When the cleanup of each ended restore may next be tried here, and the
+/// wait before that.
+#[derive(Default)]
+struct CleanupRetries(HashMap<String, (Instant, Duration)>);
+
 /// The jobs of another Milvus this server was told of (logged once each).
 #[derive(Default)]
 struct Foreign(HashSet<String>);
@@ -56,6 +65,7 @@ impl Engine {
         tokio::spawn(async move {
             let mut finished = HashSet::new();
             let mut foreign = Foreign::default();
+            let mut cleanups = CleanupRetries::default();
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -69,7 +79,7 @@ impl Engine {
                     warn!(error = %e, "cannot look for backups to take over");
                 }
                 if let Err(e) = engine
-                    .take_over_restores(&mut finished, &mut foreign, &milvus)
+                    .take_over_restores(&mut finished, &mut foreign, &milvus, &mut cleanups)
                     .await
                 {
                     warn!(error = %e, "cannot look for restores to take over");
@@ -90,9 +100,20 @@ impl Engine {
         finished: &mut HashSet<String>,
         lease_of: impl Fn(&T) -> Option<String>,
     ) -> Result<Vec<T>> {
+        self.orphans_or(shared, finished, lease_of, |_| false).await
+    }
+
+    /// [`Engine::orphans`], with the ended records for which `wanted` holds.
+    async fn orphans_or<T: JobSnapshot>(
+        &self,
+        shared: &SharedRecords,
+        finished: &mut HashSet<String>,
+        lease_of: impl Fn(&T) -> Option<String>,
+        wanted: impl Fn(&T) -> bool,
+    ) -> Result<Vec<T>> {
         let leases = self.ctx.leases();
         let mut out = Vec::new();
-        for record in shared.unfinished::<T>(finished).await? {
+        for record in shared.unfinished_or::<T>(finished, wanted).await? {
             let Some(lease) = lease_of(&record) else {
                 continue;
             };
@@ -156,14 +177,21 @@ impl Engine {
         finished: &mut HashSet<String>,
         foreign: &mut Foreign,
         milvus: &MilvusProbe,
+        cleanups: &mut CleanupRetries,
     ) -> Result<()> {
         let Some(shared) = self.pool.shared() else {
             return Ok(());
         };
+        // With the ended ones whose cleanup is unfinished: it is tried again.
         let orphans = self
-            .orphans(shared, finished, |r: &RestoreSnapshot| {
-                (!self.restores.runs_here(&r.id)).then(|| holds::reader(&r.backup_name, &r.id))
-            })
+            .orphans_or(
+                shared,
+                finished,
+                |r: &RestoreSnapshot| {
+                    (!self.restores.runs_here(&r.id)).then(|| holds::reader(&r.backup_name, &r.id))
+                },
+                crate::restore::cleanup_unfinished,
+            )
             .await?;
         for record in orphans {
             let id = record.id.clone();
@@ -182,6 +210,10 @@ impl Engine {
             // logged why).
             if self.milvus_answers(milvus).await.is_err() {
                 return Ok(());
+            }
+            if record.state.is_terminal() {
+                self.clean_up_again(&record, cleanups).await;
+                continue;
             }
             let outcome = match shared.cancel_requested::<RestoreSnapshot>(&id).await? {
                 true => Err(Error::Cancelled(format!(
@@ -243,6 +275,37 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Runs again the unfinished cleanup of ended restore `record`
+    /// ([`crate::restore::clean_up_again`]), unless one tried here failed
+    /// too recently ([`CleanupRetries`]).
+    async fn clean_up_again(&self, record: &RestoreSnapshot, retries: &mut CleanupRetries) {
+        let now = Instant::now();
+        if retries
+            .0
+            .get(&record.id)
+            .is_some_and(|(next, _)| now < *next)
+        {
+            return;
+        }
+        match crate::restore::clean_up_again(&self.ctx, record).await {
+            Ok(true) => {
+                retries.0.remove(&record.id);
+            }
+            // Not run (a target held, the record changed), or run and not
+            // to its end: after a wait that doubles each time.
+            outcome => {
+                if let Err(e) = outcome {
+                    warn!(restore = %record.id, error = %e, "cannot clean up the ended restore now; tried again later");
+                }
+                let wait = retries
+                    .0
+                    .get(&record.id)
+                    .map_or(CLEANUP_RETRY.0, |(_, w)| (*w * 2).min(CLEANUP_RETRY.1));
+                retries.0.insert(record.id.clone(), (now + wait, wait));
+            }
+        }
     }
 
     async fn resume_restore(&self, record: &RestoreSnapshot, order: RestoreOrder) -> Result<()> {

@@ -19,7 +19,7 @@ pub use shared::SharedRecords;
 pub use snapshot::{
     BackupOrder, BackupSnapshot, CollectionSummary, DeleteSnapshot, ImportRecord, JobSnapshot,
     JobState, ObjectProblem, PhaseTime, Progress, RestoreCollectionStatus, RestoreOrder,
-    RestorePhase, RestoreSnapshot, Reuse, SwapStep, VerifyProgress, VerifySnapshot,
+    RestoreSnapshot, Reuse, SwapStep, VerifyProgress, VerifySnapshot,
 };
 pub use store::{JobStore, MAX_RECORDS};
 

@@ -252,6 +252,16 @@ impl SharedRecords {
         &self,
         finished: &mut std::collections::HashSet<String>,
     ) -> Result<Vec<T>> {
+        self.unfinished_or(finished, |_: &T| false).await
+    }
+
+    /// [`SharedRecords::unfinished`], with the ended records for which
+    /// `wanted` holds (a restore whose cleanup is unfinished).
+    pub async fn unfinished_or<T: JobSnapshot>(
+        &self,
+        finished: &mut std::collections::HashSet<String>,
+        wanted: impl Fn(&T) -> bool,
+    ) -> Result<Vec<T>> {
         let prefix = format!("{}/", join_key([&self.prefix, T::KIND]));
         let mut out = Vec::new();
         for o in self.store.list(&prefix).await? {
@@ -265,6 +275,7 @@ impl SharedRecords {
                 Err(e) => return Err(e),
             };
             match serde_json::from_slice::<T>(&body) {
+                Ok(s) if s.state().is_terminal() && wanted(&s) => out.push(s),
                 Ok(s) if s.state().is_terminal() => {
                     // Without an ETag a record cannot be told from its next version.
                     if o.etag.is_some() {

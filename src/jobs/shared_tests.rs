@@ -240,3 +240,38 @@ async fn an_end_under_leases_is_written_only_while_they_hold() {
     assert_eq!(ended.state, JobState::Cancelled);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The ended records a caller still wants (a restore whose cleanup is due)
+/// are listed with the unended ones; the others are not.
+#[tokio::test]
+async fn ended_records_still_wanted_are_listed_with_the_unended() {
+    let dir = std::env::temp_dir().join(format!("shared-{}", uuid::Uuid::new_v4().simple()));
+    let records = SharedRecords::new(Arc::new(LocalDir::new(&dir)), "backup");
+    for (id, state) in [
+        ("run", JobState::Running),
+        ("due", JobState::Failed),
+        ("done", JobState::Failed),
+    ] {
+        let mut s = BackupSnapshot::pending(id.into(), format!("b_{id}"), false);
+        s.state = state;
+        records.save(&s).await.unwrap();
+    }
+    let listed = |wanted: fn(&BackupSnapshot) -> bool| {
+        let records = records.clone();
+        async move {
+            let mut seen = std::collections::HashSet::new();
+            let mut ids: Vec<String> = records
+                .unfinished_or(&mut seen, wanted)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| s.id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert_eq!(listed(|s| s.id == "due").await, ["due", "run"]);
+    assert_eq!(listed(|_| false).await, ["run"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

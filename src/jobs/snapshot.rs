@@ -401,29 +401,6 @@ pub enum SwapStep {
     Done,
 }
 
-/// The phases of a restore, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RestorePhase {
-    /// Every object that Milvus will read is checked against its checksum
-    /// (or decoded) before anything in Milvus changes.
-    Verify,
-    /// Collections are created and imported.
-    Import,
-    /// Replaced collections are swapped in.
-    Swap,
-}
-
-impl RestorePhase {
-    /// The phase's name in snapshots and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RestorePhase::Verify => "verify",
-            RestorePhase::Import => "import",
-            RestorePhase::Swap => "swap",
-        }
-    }
-}
-
 /// How long one phase of a job took.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhaseTime {
@@ -476,6 +453,11 @@ pub struct RestoreSnapshot {
     /// swap it left unfinished is the user's to settle, as its error says).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cleaned_up: bool,
+    /// Its end left cleanup to do (Milvus unreachable, a lease lost, a
+    /// target held): any server of its Milvus runs it again. Records made
+    /// before 2026-12-06 lack it; only their owner's restart does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cleanup_due: bool,
     /// Databases the job's cleanup could not drop (Milvus unreachable): a
     /// restart tries those again, and only those.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -8,10 +8,10 @@ use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::ended::{cleanup_failed, hold_backup, swap_pending, targets_of};
 use super::{Cleaned, Outcome, RestoreTarget, check_targets, clean_up, plan, run};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::jobs::JobSnapshot;
 use crate::jobs::lease::release_all;
 use crate::jobs::runner::{INTERRUPTED, JobKind, Recovered};
 use crate::jobs::{
@@ -162,22 +162,10 @@ impl JobKind for RestoreJob {
         // said in the job's error, and by a later start the user may have
         // reused the names (a copy renamed into a target the user freed, an
         // empty database of theirs dropped).
-        let swap_pending = !r.cleaned_up
-            && r.collections.iter().any(|c| {
-                c.state != JobState::Succeeded
-                    && c.temp.is_some()
-                    && matches!(c.swap, SwapStep::DroppingOriginal | SwapStep::Renaming)
-            });
+        let swap_pending = swap_pending(&r);
         // So is a cleanup that could not reach Milvus: what it could not
         // drop (by identity) or release, and the databases it could not drop.
-        let cleanup_failed = !r.cleaned_up
-            && r.state != JobState::Succeeded
-            && (!r.databases_left.is_empty()
-                || r.collections.iter().any(|c| {
-                    c.state != JobState::Succeeded
-                        && (c.created_id.is_some() || c.temp.is_some() || c.loaded_by_job.is_some())
-                }));
-        if r.state.is_terminal() && !swap_pending && !cleanup_failed {
+        if r.state.is_terminal() && !swap_pending && !cleanup_failed(&r) {
             return Recovered::at_once(r);
         }
         // The shared record is the truth once another server may have taken
@@ -212,19 +200,18 @@ impl JobKind for RestoreJob {
         let (ctx, snapshot) = (ctx.clone(), r.clone());
         let later = async move {
             // Under its targets' leases, once the dead process's have expired.
-            let targets: Vec<CollectionRef> = snapshot
-                .collections
-                .iter()
-                .map(|c| c.target.clone())
-                .collect();
+            let targets = targets_of(&snapshot);
             let held = hold_targets_when_free(&ctx, &snapshot.id, &targets).await;
             let held = match held {
                 Some(held) => held,
                 // Its record is saved ended before this runs, so an
-                // unfinished swap is tried again at the next start.
+                // unfinished swap is tried again: by any server's next
+                // look ([`super::clean_up_again`]), or at the next start.
                 None if recorded_ended || swap_pending => {
-                    warn!(restore = %snapshot.id, "its unfinished swap is left for the next start");
-                    return snapshot;
+                    warn!(restore = %snapshot.id, "its unfinished swap is left to be tried again");
+                    let mut after = snapshot;
+                    after.cleanup_due = true;
+                    return after;
                 }
                 // Only drops by identity are left: done without the leases,
                 // as nothing on record would bring them back.
@@ -233,6 +220,18 @@ impl JobKind for RestoreJob {
                     Vec::new()
                 }
             };
+            // Read again under them: a server of this Milvus may have run
+            // its cleanup again meanwhile (`ended::clean_up_again`).
+            let shared = ctx.shared_records();
+            if let Ok(Some(theirs)) = shared.load::<RestoreSnapshot>(&snapshot.id).await
+                && theirs.id == snapshot.id
+                && theirs.state.is_terminal()
+                && theirs != snapshot
+            {
+                info!(restore = %snapshot.id, "its cleanup ran on another server meanwhile");
+                release_all(held).await;
+                return theirs;
+            }
             let fences: Vec<_> = held.iter().map(Lease::fence).collect();
             let reading = hold_backup(&ctx, &snapshot).await;
             // An ended job's cleanup dropped its databases already, but
@@ -242,14 +241,17 @@ impl JobKind for RestoreJob {
                 false => &snapshot.databases_created,
             };
             let done = clean_up(&ctx, &snapshot, databases, &fences).await;
+            let mut after = snapshot.clone();
+            apply_cleanup(&mut after, &done);
+            // Recorded before the targets are let go, so that no server
+            // runs it again (the runner's own write then finds it there).
+            let after = shared.finish_cleaned(&snapshot, after).await;
             let held: Vec<Lease> = held.into_iter().chain(reading).collect();
-            let (job, backup) = (&snapshot.id, &snapshot.backup_name);
+            let (job, backup) = (&after.id, &after.backup_name);
             ctx.leases()
                 .release_stopped_restore(job, backup, &targets, &held)
                 .await;
             release_all(held).await;
-            let mut after = snapshot;
-            apply_cleanup(&mut after, &done);
             after
         };
         Recovered {
@@ -283,63 +285,6 @@ async fn hold_targets_when_free(
             }
         }
     }
-}
-
-/// The hold on its backup that restore `r`'s dead process had, taken again
-/// for its cleanup: imports it asked may read the backup's folder (in
-/// Milvus's bucket) until they end, and cleanup waits for them.
-async fn hold_backup(ctx: &Context, r: &RestoreSnapshot) -> Option<Lease> {
-    if !ctx.backups_in_milvus_bucket() {
-        return None;
-    }
-    let purpose = "cleanup of a restore";
-    match ctx
-        .leases()
-        .hold_for_reading(&r.backup_name, &r.id, purpose)
-        .await
-    {
-        Ok(lease) => Some(lease),
-        Err(e) => {
-            warn!(restore = %r.id, backup = %r.backup_name, error = %e, "cleanup runs without a hold on the backup");
-            None
-        }
-    }
-}
-
-/// Ends restore `r`, whose server died and which cannot be resumed, with
-/// `reason`: its collections are cleaned up by identity under its targets'
-/// leases (refused with ABORTED while another process holds one), its end
-/// is recorded while they are still held (so that no other server resumes
-/// or abandons it again meanwhile), and what the dead process held is
-/// freed. One another server ended meanwhile is left as it is.
-pub async fn abandon(ctx: &Context, r: RestoreSnapshot, reason: Error) -> Result<()> {
-    let targets: Vec<CollectionRef> = r.collections.iter().map(|c| c.target.clone()).collect();
-    let held = ctx.leases().hold_targets(&r.id, &targets).await?;
-    // Read again under the holds: another server may have ended it since.
-    let mut r = match ctx.shared_records().unended(&r).await {
-        Ok(Some(now)) => now,
-        Ok(None) => {
-            release_all(held).await;
-            return Ok(());
-        }
-        Err(e) => {
-            release_all(held).await;
-            return Err(e);
-        }
-    };
-    warn!(restore = %r.id, error = %reason, "a restore whose server died is not resumed");
-    let fences: Vec<_> = held.iter().map(Lease::fence).collect();
-    let reading = hold_backup(ctx, &r).await;
-    let done = clean_up(ctx, &r, &r.databases_created, &fences).await;
-    apply_cleanup(&mut r, &done);
-    r.finish(&Err(reason));
-    ctx.shared_records().finish_held(&r, &fences).await;
-    let held: Vec<Lease> = held.into_iter().chain(reading).collect();
-    ctx.leases()
-        .release_stopped_restore(&r.id, &r.backup_name, &targets, &held)
-        .await;
-    release_all(held).await;
-    Ok(())
 }
 
 /// The record of restore `id`, whose server died, to continue from: the
@@ -386,6 +331,7 @@ async fn resumed(
     record.error_kind = None;
     record.end_time = None;
     record.cleaned_up = false;
+    record.cleanup_due = false;
     record.databases_left.clear();
     record.phase.clear();
     record.verified_files = 0;
@@ -458,6 +404,7 @@ fn pending(
         staging_left: None,
         databases_created: Vec::new(),
         cleaned_up: false,
+        cleanup_due: false,
         databases_left: Vec::new(),
         milvus_id: None,
     }
@@ -465,8 +412,9 @@ fn pending(
 
 /// Marks the collections whose replace cleanup completed as restored, and
 /// the cleanup as done when it completed.
-fn apply_cleanup(s: &mut RestoreSnapshot, done: &Cleaned) {
+pub(super) fn apply_cleanup(s: &mut RestoreSnapshot, done: &Cleaned) {
     s.cleaned_up = done.complete;
+    s.cleanup_due = !done.complete;
     s.databases_left = done
         .databases_left
         .iter()
@@ -476,7 +424,7 @@ fn apply_cleanup(s: &mut RestoreSnapshot, done: &Cleaned) {
     for (db, why) in &done.databases_left {
         let left = format!(
             "database {db:?}, which this restore created, could not be dropped ({why}): \
-             it is tried again at the server's next start"
+             it is tried again later"
         );
         for c in s.collections.iter_mut() {
             if c.state != JobState::Succeeded && c.target.db() == db {
@@ -534,7 +482,7 @@ fn apply_cleanup(s: &mut RestoreSnapshot, done: &Cleaned) {
 }
 
 /// Adds `note` to `error` once.
-fn append_error(error: &mut Option<String>, note: &str) {
+pub(super) fn append_error(error: &mut Option<String>, note: &str) {
     *error = Some(match error.take() {
         Some(e) if !e.contains(note) => format!("{e}; {note}"),
         Some(e) => e,

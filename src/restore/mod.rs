@@ -2,6 +2,7 @@
 //! recreate each collection and import its binlogs.
 
 pub mod cleanup;
+mod ended;
 mod imports;
 mod job;
 pub mod prove;
@@ -20,7 +21,8 @@ use crate::milvus::MilvusVersion;
 use crate::model::{CollectionRef, RestoreRequest};
 
 pub use cleanup::{Cleaned, Outcome, clean_up};
-pub use job::{RestoreJob, abandon};
+pub use ended::{abandon, clean_up_again, cleanup_unfinished};
+pub use job::RestoreJob;
 use run::run;
 use run::staging_prefix;
 

@@ -6,8 +6,7 @@ use std::time::Instant;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::{
-    JobHandle, JobState, PhaseTime, RestoreCollectionStatus, RestorePhase, RestoreSnapshot,
-    SwapStep,
+    JobHandle, JobState, PhaseTime, RestoreCollectionStatus, RestoreSnapshot, SwapStep,
 };
 use crate::meta::model::{BackupInfo, CollectionBackupInfo};
 use crate::meta::schema;
@@ -503,4 +502,25 @@ async fn wait_loaded(ctx: &Context, target: &CollectionRef) -> Result<()> {
         tokio::time::sleep(ctx.timing.poll_interval).await;
     }
     Ok(())
+}
+
+/// The phases of a restore, in order (a replaced collection is swapped in
+/// within the import, as soon as its copy is ready).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestorePhase {
+    /// Every object that Milvus will read is checked against its checksum
+    /// (or decoded) before anything in Milvus changes.
+    Verify,
+    /// Collections are created and imported.
+    Import,
+}
+
+impl RestorePhase {
+    /// The phase's name in snapshots and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestorePhase::Verify => "verify",
+            RestorePhase::Import => "import",
+        }
+    }
 }
