@@ -160,7 +160,8 @@ async fn an_import_into_a_collection_with_another_index_is_refused_before_any_ro
 /// nothing under them. Every import completes and the user's collection ends
 /// with exactly the backup's rows, its deletes applied. Before, the hold went
 /// with the cancel, and the delete removed the folder (delete logs first)
-/// under the queued imports.
+/// under the queued imports. The job's error names the partition (`p1`) it
+/// added to the user's collection, which stays (before, it was not said).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cancelled_restore_holds_its_backup_until_imports_from_it_ended() {
     use milvus_backup::milvus::ImportPhase;
@@ -201,6 +202,14 @@ async fn a_cancelled_restore_holds_its_backup_until_imports_from_it_ended() {
         job.collections[0]
             .error_message
             .contains(&format!("stay in default.{target}")),
+        "{job:?}"
+    );
+    let partitions = m.list_partitions("default", &target).await.unwrap();
+    assert!(partitions.iter().any(|p| p.name == "p1"), "{partitions:?}");
+    assert!(
+        job.collections[0].error_message.contains(&format!(
+            r#"partitions ["p1"] it asked Milvus to add to default.{target} stay"#
+        )),
         "{job:?}"
     );
     let staged = process::rooted_bucket(&cfg)

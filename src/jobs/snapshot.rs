@@ -345,6 +345,13 @@ pub struct RestoreCollectionStatus {
     /// The imports started into it, each recorded before Milvus is asked.
     #[serde(default)]
     pub imports: Vec<ImportRecord>,
+    /// The partitions and indexes it asked Milvus to add to a collection it
+    /// did not create (`skip_create_collection`), each recorded before it
+    /// asks: never taken away by the job, said in its error when it fails.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions_added: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes_added: Vec<String>,
 }
 
 /// One import of a restore (a partition's data, or an L0 segment's deletes),

@@ -389,6 +389,8 @@ fn pending(
                 original_replicas: None,
                 original_resource_groups: Vec::new(),
                 imports: Vec::new(),
+                partitions_added: Vec::new(),
+                indexes_added: Vec::new(),
             })
             .collect(),
         start_time: SystemTime::now(),
@@ -461,6 +463,29 @@ pub(super) fn apply_cleanup(s: &mut RestoreSnapshot, done: &Cleaned) {
             if c.state != JobState::Succeeded && c.imports.iter().any(|r| !r.done) {
                 append_error(&mut c.error, &left);
             }
+        }
+    }
+    // Partitions and indexes added to a collection the job did not create
+    // (skip_create) stay: said with the collection, by name.
+    for c in s.collections.iter_mut() {
+        if c.state == JobState::Succeeded || c.created_id.is_some() {
+            continue;
+        }
+        let added = [
+            ("partitions", &c.partitions_added),
+            ("indexes", &c.indexes_added),
+        ]
+        .into_iter()
+        .filter(|(_, names)| !names.is_empty())
+        .map(|(what, names)| format!("{what} {names:?}"))
+        .collect::<Vec<_>>();
+        if !added.is_empty() {
+            let left = format!(
+                "{} it asked Milvus to add to {} stay: drop them if they are not wanted",
+                added.join(" and "),
+                c.target
+            );
+            append_error(&mut c.error, &left);
         }
     }
     // Imports into a collection the job did not create (skip_create) are

@@ -217,6 +217,11 @@ async fn restore_collection(
         let existing = milvus.list_partitions(db, name).await?;
         for p in &src.partition_backups {
             if !existing.iter().any(|e| e.name == p.partition_name) {
+                if req.skip_create() {
+                    let part = &p.partition_name;
+                    job.checkpoint(|s| add_once(&mut status(s, t).partitions_added, part))
+                        .await?;
+                }
                 milvus.create_partition(db, name, &p.partition_name).await?;
             }
         }
@@ -243,6 +248,11 @@ async fn restore_collection(
             if built.iter().any(|b| b.name == idx.index_name) {
                 continue;
             }
+            if req.skip_create() {
+                let index = &idx.index_name;
+                job.checkpoint(|s| add_once(&mut status(s, t).indexes_added, index))
+                    .await?;
+            }
             let index = IndexInfo {
                 name: idx.index_name.clone(),
                 id: 0,
@@ -267,6 +277,13 @@ async fn restore_collection(
         }
     }
     Ok(rows)
+}
+
+/// Adds `name` to `names` unless it is there (a resumed job asks again).
+fn add_once(names: &mut Vec<String>, name: &str) {
+    if !names.iter().any(|n| n == name) {
+        names.push(name.to_string());
+    }
 }
 
 /// How the target a restore replaces is loaded (its replicas and their
