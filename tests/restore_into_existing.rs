@@ -204,6 +204,11 @@ async fn a_cancelled_restore_holds_its_backup_until_imports_from_it_ended() {
             .contains(&format!("stay in default.{target}")),
         "{job:?}"
     );
+    assert_eq!(
+        job.collections[0].state,
+        pb::JobState::Cancelled as i32,
+        "the collection in flight ends as its job: {job:?}"
+    );
     let partitions = m.list_partitions("default", &target).await.unwrap();
     assert!(partitions.iter().any(|p| p.name == "p1"), "{partitions:?}");
     assert!(

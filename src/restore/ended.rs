@@ -46,6 +46,21 @@ pub fn cleanup_unfinished(r: &RestoreSnapshot) -> bool {
     r.state.is_terminal() && r.cleanup_due && (swap_pending(r) || cleanup_failed(r))
 }
 
+/// Gives the collection restore `r` was filling when it stopped (RUNNING)
+/// the job's end: CANCELLED for a cancel, FAILED otherwise. Those it had
+/// not started stay PENDING.
+pub(super) fn end_in_flight(r: &mut RestoreSnapshot, error: &Error) {
+    let state = match error {
+        Error::Cancelled(_) => JobState::Cancelled,
+        _ => JobState::Failed,
+    };
+    for c in r.collections.iter_mut() {
+        if c.state == JobState::Running {
+            c.state = state;
+        }
+    }
+}
+
 /// The targets of restore `r`, in its order.
 pub(super) fn targets_of(r: &RestoreSnapshot) -> Vec<CollectionRef> {
     r.collections.iter().map(|c| c.target.clone()).collect()
@@ -100,6 +115,7 @@ pub async fn abandon(ctx: &Context, r: RestoreSnapshot, reason: Error) -> Result
     crate::failpoint::pause_at("restore.abandon.before_cleanup").await;
     let done = clean_up(ctx, &r, &r.databases_created, &fences).await;
     apply_cleanup(&mut r, &done);
+    end_in_flight(&mut r, &reason);
     r.finish(&Err(reason));
     ctx.shared_records().finish_held(&r, &fences).await;
     let held: Vec<Lease> = held.into_iter().chain(reading).collect();

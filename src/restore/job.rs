@@ -8,7 +8,7 @@ use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::ended::{cleanup_failed, hold_backup, swap_pending, targets_of};
+use super::ended::{cleanup_failed, end_in_flight, hold_backup, swap_pending, targets_of};
 use super::{Cleaned, Outcome, RestoreTarget, check_targets, clean_up, plan, run};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -127,7 +127,10 @@ impl JobKind for RestoreJob {
             &self.fences(),
         )
         .await;
-        job.update(|s| apply_cleanup(s, &done));
+        job.update(|s| {
+            apply_cleanup(s, &done);
+            end_in_flight(s, error);
+        });
     }
 
     fn lost(&self) -> CancellationToken {
@@ -192,6 +195,7 @@ impl JobKind for RestoreJob {
             r.state = JobState::Failed;
             r.error = Some(INTERRUPTED.into());
             r.end_time = Some(SystemTime::now());
+            end_in_flight(&mut r, &Error::Internal(INTERRUPTED.into()));
         }
         // Cleanup by identity, in the background (it can wait minutes for
         // Milvus's imports to end, and the server must not wait to listen):
