@@ -1,6 +1,7 @@
 //! Control of jobs: cancellation (nothing left behind), idempotent retries by
 //! request_id, a limit on concurrent jobs, no race on one backup name, and job
-//! records that answer after a restart; a backup whose commit point landed
+//! records that answer after a restart (each request id its own, also ids
+//! that differ only in punctuation and one of 256 bytes); a backup whose commit point landed
 //! though every answer to its write was lost ends SUCCEEDED; a delete refused
 //! before it removed anything changes nothing; the same request sent twice at
 //! once is one job. Against the
@@ -293,6 +294,35 @@ async fn retries_limits_races_and_restarts() {
         last_backup(s).await;
     }
 
+    // Request ids that differ only in punctuation, and one of the longest
+    // allowed (256 bytes), each keep a job record of their own (the code
+    // before named the records of `a.x` and `a_x` both `a_x.json`, and could
+    // not write the 261-byte name of the long one).
+    let base = common::unique("punct");
+    let request_ids = [
+        format!("{base}.x"),
+        format!("{base}_x"),
+        format!("{base}{}", "L".repeat(256 - base.len())),
+    ];
+    let mut by_request_id = Vec::new();
+    for (i, request_id) in request_ids.into_iter().enumerate() {
+        let req = pb::CreateBackupRequest {
+            backup_name: format!("{base}_{i}"),
+            collection_names: vec![spec.name.clone()],
+            request_id,
+            ..Default::default()
+        };
+        let stream = client.create_backup(req.clone()).await.unwrap();
+        let done = last_backup(stream.into_inner()).await;
+        assert_eq!(
+            done.state,
+            pb::JobState::Succeeded as i32,
+            "{}: {done:?}",
+            req.request_id
+        );
+        by_request_id.push((req, done.id));
+    }
+
     // After a restart, old jobs still answer.
     server.handle.stop().await.unwrap();
     drop(server.engine);
@@ -307,6 +337,18 @@ async fn retries_limits_races_and_restarts() {
         .unwrap()
         .into_inner();
     assert_eq!(last_restore(watched).await.id, ra.id);
+    // A retry of each request id is its own job, read from its record.
+    for (req, id) in by_request_id {
+        let retried = client.create_backup(req.clone()).await;
+        let retried = retried.unwrap_or_else(|e| panic!("{}: {e:?}", req.request_id));
+        let last = last_backup(retried.into_inner()).await;
+        assert_eq!(
+            (last.id, last.name),
+            (id, req.backup_name),
+            "{}",
+            req.request_id
+        );
+    }
 
     for c in [spec.name.clone(), format!("{}_idem", spec.name)] {
         data::drop_if_exists(&m, &spec.db, &c).await;

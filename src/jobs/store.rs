@@ -69,26 +69,51 @@ impl JobStore {
                 )));
             }
         }
-        Ok(Self {
+        let store = Self {
             dir,
             _lock: Arc::new(lock),
             writing: Arc::default(),
-        })
+        };
+        store.migrate_names();
+        Ok(store)
     }
 
     fn path(&self, kind: &str, id: &str) -> PathBuf {
-        // Ids are uuids or request ids; keep only safe characters in file names.
-        let safe: String = id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
+        self.dir.join(kind).join(format!("{}.json", file_stem(id)))
+    }
+
+    /// Renames the records written under the file names of earlier versions
+    /// (which mapped every other character to `_`, so `a.b` and `a_b`
+    /// shared one) to [`file_stem`]'s, keeping their times. A record already
+    /// saved under its new name is the newer one: the old file is removed.
+    fn migrate_names(&self) {
+        for kind in KINDS {
+            let Ok(entries) = std::fs::read_dir(self.dir.join(kind)) else {
+                continue;
+            };
+            for path in entries.flatten().map(|e| e.path()) {
+                if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                    continue;
                 }
-            })
-            .collect();
-        self.dir.join(kind).join(format!("{safe}.json"))
+                let Ok(record) = read::<serde_json::Value>(&path) else {
+                    continue;
+                };
+                let Some(id) = record.get("id").and_then(|v| v.as_str()) else {
+                    continue;
+                };
+                let named = self.path(kind, id);
+                if named == path {
+                    continue;
+                }
+                let moved = match named.exists() {
+                    true => std::fs::remove_file(&path),
+                    false => std::fs::rename(&path, &named),
+                };
+                if let Err(e) = moved {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot rename job record");
+                }
+            }
+        }
     }
 
     /// Writes a record durably: a temporary file, synced, renamed into place,
@@ -212,13 +237,36 @@ impl JobStore {
     }
 }
 
+/// Longest file name stem kept whole; a longer one is cut and hashed.
+const MAX_STEM: usize = 200;
+
+/// A job id as a file name stem, one to one: ASCII letters, digits and `-`
+/// stay, every other byte is written `_XX` (hex). A stem over [`MAX_STEM`]
+/// bytes (a long request id) keeps its first 150 and the MD5 of the id
+/// after a `~`, which no written byte makes.
+fn file_stem(id: &str) -> String {
+    let mut stem = String::with_capacity(id.len());
+    for b in id.bytes() {
+        match b.is_ascii_alphanumeric() || b == b'-' {
+            true => stem.push(char::from(b)),
+            false => stem.push_str(&format!("_{b:02x}")),
+        }
+    }
+    if stem.len() > MAX_STEM {
+        use md5::Digest;
+        stem.truncate(150);
+        stem.push_str(&format!("~{:x}", md5::Md5::digest(id.as_bytes())));
+    }
+    stem
+}
+
 fn read<T: DeserializeOwned>(path: &Path) -> std::io::Result<T> {
     let body = std::fs::read(path)?;
     serde_json::from_slice(&body).map_err(std::io::Error::other)
 }
 
 #[cfg(test)]
-mod lock_tests {
+mod tests {
     use super::*;
 
     #[test]
@@ -232,6 +280,79 @@ mod lock_tests {
         );
         drop(first);
         JobStore::open(&dir).expect("free again once the first is gone");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn fresh_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("job-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn ids(store: &JobStore) -> Vec<String> {
+        let mut ids: Vec<String> = store
+            .records::<DeleteSnapshot>()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn every_id_keeps_its_own_record() {
+        let dir = fresh_dir("ids");
+        let store = JobStore::open(&dir).unwrap();
+        let long = "r".repeat(256);
+        let longer = format!("{long}x");
+        let given = [
+            "ops.nightly",
+            "ops_nightly",
+            "ops nightly",
+            "é",
+            &long,
+            &longer,
+        ];
+        for id in given {
+            store
+                .checkpoint(&DeleteSnapshot::pending(id.into(), "b".into()))
+                .unwrap_or_else(|e| panic!("{id}: {e}"));
+        }
+        let mut want: Vec<String> = given.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(ids(&store), want);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn records_under_the_old_names_are_renamed_at_open() {
+        let dir = fresh_dir("old-names");
+        let kind = dir.join(DeleteSnapshot::KIND);
+        std::fs::create_dir_all(&kind).unwrap();
+        // As the earlier versions named them: `.` and `_` both became `_`.
+        let old = DeleteSnapshot::pending("ops.nightly".into(), "b".into());
+        std::fs::write(
+            kind.join("ops_nightly.json"),
+            serde_json::to_vec(&old).unwrap(),
+        )
+        .unwrap();
+        let plain = DeleteSnapshot::pending("4b2e-uuid".into(), "b".into());
+        std::fs::write(
+            kind.join("4b2e-uuid.json"),
+            serde_json::to_vec(&plain).unwrap(),
+        )
+        .unwrap();
+        let store = JobStore::open(&dir).unwrap();
+        assert!(kind.join("ops_2enightly.json").exists());
+        assert!(!kind.join("ops_nightly.json").exists());
+        assert!(
+            kind.join("4b2e-uuid.json").exists(),
+            "a uuid's name is unchanged"
+        );
+        // The other id of the old shared name now has a record of its own.
+        let other = DeleteSnapshot::pending("ops_nightly".into(), "b".into());
+        store.checkpoint(&other).unwrap();
+        assert_eq!(ids(&store), ["4b2e-uuid", "ops.nightly", "ops_nightly"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
