@@ -2,7 +2,9 @@
 //! honour, against the real Milvus 2.3.5 and S3: a whole database named in
 //! `db_collections` (`{"db1": []}`) restores that database only; the Go
 //! tool's options this server does not offer (`bucket_name`, `path`, `rbac`,
-//! ...) are refused by name with nothing started; a rename of a collection
+//! ...) are refused by name when set, and a name the Go tool never had (a
+//! typo) at any value, naming the field meant; a body on a route that reads
+//! none is refused; nothing is started by any of them; a rename of a collection
 //! the restore leaves out is refused. A create that names no backup (the
 //! server names it, as the Go tool does) is retried by its request id alone:
 //! the first job comes back, on the same server and on another one sharing
@@ -17,6 +19,17 @@ use serde_json::Value;
 
 fn post(url: &str, body: &str) -> (u16, Value) {
     tokio::task::block_in_place(|| common::curl::post_json(url, body))
+}
+
+/// `method` on `url`, with `body` when it is not empty.
+fn call(method: &str, url: &str, body: &str) -> (u16, Value) {
+    tokio::task::block_in_place(|| {
+        let mut args = vec!["-X", method, url];
+        if !body.is_empty() {
+            args.extend(["-d", body]);
+        }
+        curl(&args)
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -180,13 +193,7 @@ async fn a_restore_of_a_whole_database_restores_that_database_only() {
             "all",
         ),
     ] {
-        let (status, answer) = tokio::task::block_in_place(|| {
-            let mut args = vec!["-X", method, url.as_str()];
-            if !body.is_empty() {
-                args.extend(["-d", body.as_str()]);
-            }
-            curl(&args)
-        });
+        let (status, answer) = call(method, &url, &body);
         assert_eq!(status, 400, "{method} {url}: {answer}");
         assert!(
             answer["msg"]
@@ -275,12 +282,83 @@ async fn a_restore_of_a_whole_database_restores_that_database_only() {
             "{url}: {answer}"
         );
     }
+    // A name the Go tool never had is a typo: refused at any value, naming
+    // the field meant (before, one at a default-looking value was dropped). A
+    // body on a route that reads none is refused (before, it was dropped: the
+    // delete below went through, the run ran).
+    let typo = common::unique("resttypo");
+    for (method, url, body, named) in [
+        (
+            "POST",
+            format!("{base}/create"),
+            format!(
+                r#"{{"backup_name":"{typo}","collection_names":["{}"],"incremantal":false}}"#,
+                a.name
+            ),
+            r#""incremantal" is not known to this server (nor to the Go tool); did you mean "incremental"?"#,
+        ),
+        (
+            "POST",
+            format!("{base}/restore"),
+            format!(r#"{{"backup_name":"{plain}","collection_suffix":"_t","restoreIndx":false}}"#),
+            r#"did you mean "restoreIndex"?"#,
+        ),
+        (
+            "GET",
+            format!("{base}/list?colection_name="),
+            String::new(),
+            r#"did you mean "collection_name"?"#,
+        ),
+        (
+            "DELETE",
+            format!("{base}/delete?backup_name={plain}"),
+            format!(r#"{{"backup_name":"{plain}"}}"#),
+            "DELETE /api/v1/delete takes no request body",
+        ),
+        (
+            "POST",
+            format!("{base}/policies/no_such_policy/run"),
+            r#"{"dry_run":true}"#.to_string(),
+            "POST /api/v1/policies/no_such_policy/run takes no request body",
+        ),
+    ] {
+        let (status, answer) = call(method, &url, &body);
+        assert_eq!(
+            (status, answer["code"].as_i64()),
+            (400, Some(400)),
+            "{method} {url} {body}: {answer}"
+        );
+        assert!(
+            answer["msg"].as_str().unwrap().contains(named),
+            "{method} {url}: {answer}"
+        );
+    }
+    let (status, answer) =
+        tokio::task::block_in_place(|| curl(&[&format!("{base}/get_backup?backup_name={typo}")]));
+    assert_eq!(status, 404, "the refused backup exists: {answer}");
+    assert!(
+        !m.has_collection("default", &format!("{}_t", a.name))
+            .await
+            .unwrap(),
+        "the refused restore created a collection"
+    );
+    // An empty body, `{}` or `null` asks for nothing and is taken.
+    let (status, answer) = tokio::task::block_in_place(|| {
+        curl(&[
+            "-X",
+            "GET",
+            &format!("{base}/get_backup?backup_name={plain}"),
+            "-d",
+            "{}",
+        ])
+    });
+    assert_eq!(status, 200, "{answer}");
     let (status, answer) = tokio::task::block_in_place(|| {
         curl(&[&format!(
             "{base}/get_backup?backup_name={plain}&_=1764900000000"
         )])
     });
-    assert_eq!(status, 200, "the refused delete left it: {answer}");
+    assert_eq!(status, 200, "the refused deletes left it: {answer}");
     // A create that names no backup gets a name, as the Go tool gives one.
     let (status, unnamed) = post(
         &format!("{base}/create"),

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use super::convert::collection_filter;
 use super::go_model::{go_backup_of_job, go_restore};
 use answer::{answer, answer_job, ended, follow, ok};
-use input::{Body, DbCollections, NoQuery, Params, QueryNames, limit_body, unique_keys};
+use input::{Body, DbCollections, KnownFields, NoBody, NoQuery, Params, limit_body, unique_keys};
 
 use super::status::{grpc_answer, is_grpc, refuse, rest_error};
 use crate::engine::{BackupInfo, Engine};
@@ -211,9 +211,21 @@ struct CreateBody {
     meta_only: bool,
     /// Ours: copy only what earlier backups do not hold (unset: `backup.incremental`).
     incremental: Option<bool>,
-    /// Anything else: refused when set (`unsupported`).
+    /// Anything else: refused (`unsupported`).
     #[serde(flatten)]
     extra: HashMap<String, serde_json::Value>,
+}
+
+impl KnownFields for CreateBody {
+    const NAMES: &'static [&'static str] = &[
+        "requestId",
+        "backup_name",
+        "collection_names",
+        "db_collections",
+        "async",
+        "meta_only",
+        "incremental",
+    ];
 }
 
 /// The Go tool's answers to a job started with `async`.
@@ -233,7 +245,7 @@ const RESTORE_STARTED: &str = "restore backup is executing asynchronously";
 async fn create(call: Call, _: Params<NoQuery>, Body(b): Body<CreateBody>) -> Response {
     let id = call.request_id(Some(&b.request_id));
     let result = async {
-        unsupported::refuse_set(&b.extra)?;
+        unsupported::refuse_unknown(&b.extra, CreateBody::NAMES)?;
         let (colls, dbs) = b.db_collections.split()?;
         // The Go tool names a backup whose request names none.
         let generated_name = b.backup_name.is_empty();
@@ -266,11 +278,11 @@ struct ListQuery {
     collection_name: String,
 }
 
-impl QueryNames for ListQuery {
+impl KnownFields for ListQuery {
     const NAMES: &'static [&'static str] = &["collection_name"];
 }
 
-async fn list(call: Call, Params(q): Params<ListQuery>) -> Response {
+async fn list(call: Call, Params(q): Params<ListQuery>, _: NoBody) -> Response {
     call.answer(async {
         let filter = collection_filter(&q.collection_name)?;
         let snaps = call.rest.engine.list_backups(filter.as_ref()).await?;
@@ -292,11 +304,11 @@ struct GetQuery {
     backup_id: String,
 }
 
-impl QueryNames for GetQuery {
+impl KnownFields for GetQuery {
     const NAMES: &'static [&'static str] = &["backup_name", "backup_id"];
 }
 
-async fn get_backup(call: Call, Params(q): Params<GetQuery>) -> Response {
+async fn get_backup(call: Call, Params(q): Params<GetQuery>, _: NoBody) -> Response {
     call.answer(async {
         let lookup = BackupLookup::parse(&q.backup_name, &q.backup_id)?;
         let snap = call.rest.engine.get_backup(&lookup).await?;
@@ -311,7 +323,7 @@ struct BackupNameQuery {
     backup_name: String,
 }
 
-impl QueryNames for BackupNameQuery {
+impl KnownFields for BackupNameQuery {
     const NAMES: &'static [&'static str] = &["backup_name"];
 }
 
@@ -324,11 +336,11 @@ struct DeleteQuery {
     is_async: bool,
 }
 
-impl QueryNames for DeleteQuery {
+impl KnownFields for DeleteQuery {
     const NAMES: &'static [&'static str] = &["backup_name", "async"];
 }
 
-async fn delete_backup(call: Call, Params(q): Params<DeleteQuery>) -> Response {
+async fn delete_backup(call: Call, Params(q): Params<DeleteQuery>, _: NoBody) -> Response {
     let result = async {
         let name = BackupName::parse(&q.backup_name)?;
         let caller = call.caller("")?;
@@ -365,7 +377,7 @@ fn delete_data(d: &crate::jobs::DeleteSnapshot) -> serde_json::Value {
 }
 
 /// Ours: a delete job, by the id `delete?async=true` answered with.
-async fn get_delete(call: Call, Params(q): Params<RestoreQuery>) -> Response {
+async fn get_delete(call: Call, Params(q): Params<RestoreQuery>, _: NoBody) -> Response {
     call.answer(async {
         let rx = call
             .rest
@@ -404,15 +416,34 @@ struct RestoreBody {
     skip_create_collection: bool,
     /// Ours: load the restored collections.
     load: bool,
-    /// Anything else: refused when set (`unsupported`).
+    /// Anything else: refused (`unsupported`).
     #[serde(flatten)]
     extra: HashMap<String, serde_json::Value>,
+}
+
+impl KnownFields for RestoreBody {
+    const NAMES: &'static [&'static str] = &[
+        "requestId",
+        "backup_name",
+        "collection_names",
+        "collection_suffix",
+        "collection_renames",
+        "db_collections",
+        "async",
+        "metaOnly",
+        "restoreIndex",
+        "useAutoIndex",
+        "dropExistCollection",
+        "dropExistIndex",
+        "skipCreateCollection",
+        "load",
+    ];
 }
 
 async fn restore(call: Call, _: Params<NoQuery>, Body(b): Body<RestoreBody>) -> Response {
     let id = call.request_id(Some(&b.request_id));
     let result = async {
-        unsupported::refuse_set(&b.extra)?;
+        unsupported::refuse_unknown(&b.extra, RestoreBody::NAMES)?;
         if b.use_auto_index {
             return Err(Error::invalid(
                 "useAutoIndex is not supported; restore the backed-up indexes with restoreIndex",
@@ -452,7 +483,7 @@ struct RestoreQuery {
     id: String,
 }
 
-impl QueryNames for RestoreQuery {
+impl KnownFields for RestoreQuery {
     const NAMES: &'static [&'static str] = &["id"];
 }
 
@@ -461,7 +492,7 @@ fn job_id(q: &RestoreQuery, kind: &str) -> Result<JobId> {
     JobId::parse(kind, &q.id)
 }
 
-async fn get_restore(call: Call, Params(q): Params<RestoreQuery>) -> Response {
+async fn get_restore(call: Call, Params(q): Params<RestoreQuery>, _: NoBody) -> Response {
     call.answer(async {
         let rx = call
             .rest
@@ -474,7 +505,7 @@ async fn get_restore(call: Call, Params(q): Params<RestoreQuery>) -> Response {
 }
 
 /// Ours: re-reads a backup and checks every object; damage is code 3 naming the objects.
-async fn verify(call: Call, Params(q): Params<BackupNameQuery>) -> Response {
+async fn verify(call: Call, Params(q): Params<BackupNameQuery>, _: NoBody) -> Response {
     call.answer(async {
         let name = BackupName::parse(&q.backup_name)?;
         // Dropped with the request, it stops.
@@ -489,7 +520,7 @@ async fn verify(call: Call, Params(q): Params<BackupNameQuery>) -> Response {
     .await
 }
 
-async fn check(call: Call, _: Params<NoQuery>) -> Response {
+async fn check(call: Call, _: Params<NoQuery>, _: NoBody) -> Response {
     let id = call.request_id(None);
     match call.rest.engine.check().await {
         Ok(r) => {
@@ -526,5 +557,27 @@ impl Rest {
             .listed_backup_meta(&s.name, &s.id, !self.simple)
             .await?
             .unwrap_or_else(|| go_backup_of_job(s)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each name a body says it knows is one of its fields, not an extra.
+    fn modelled<T: serde::de::DeserializeOwned + KnownFields>(extra: fn(&T) -> bool) {
+        for name in T::NAMES {
+            // A field of another type refuses null; an extra takes it.
+            let parsed = serde_json::from_str::<T>(&format!(r#"{{"{name}": null}}"#));
+            assert!(parsed.is_err() || !extra(&parsed.unwrap()), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_known_names_of_a_body_are_its_fields() {
+        modelled::<CreateBody>(|b| !b.extra.is_empty());
+        modelled::<RestoreBody>(|b| !b.extra.is_empty());
+        let b: CreateBody = serde_json::from_str(r#"{"incremantal": null}"#).unwrap();
+        assert!(b.extra.contains_key("incremantal"));
     }
 }

@@ -29,20 +29,27 @@ impl<T: DeserializeOwned> FromRequest<Rest> for Body<T> {
 
     async fn from_request(req: Request, rest: &Rest) -> std::result::Result<Self, Response> {
         let id = request_id(req.headers(), None);
-        let bytes = match axum::body::Bytes::from_request(req, rest).await {
-            Ok(bytes) => bytes,
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(too_large(id, rest.max_body));
-            }
-            Err(e) => {
-                return Err(rest_error(
-                    id,
-                    &Error::invalid(format!("invalid request body: {}", e.body_text())),
-                ));
-            }
-        };
+        let bytes = body_bytes(req, rest, &id).await?;
         parse_body(&bytes).map(Self).map_err(|e| rest_error(id, &e))
     }
+}
+
+/// The bytes of `req`'s body; one over the limit answers 413, one that
+/// cannot be read 400.
+async fn body_bytes(
+    req: Request,
+    rest: &Rest,
+    id: &str,
+) -> std::result::Result<axum::body::Bytes, Response> {
+    axum::body::Bytes::from_request(req, rest)
+        .await
+        .map_err(|e| match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => too_large(id.to_string(), rest.max_body),
+            _ => rest_error(
+                id.to_string(),
+                &Error::invalid(format!("invalid request body: {}", e.body_text())),
+            ),
+        })
 }
 
 /// `bytes` as one JSON value of type `T`; an error names the field it is in.
@@ -64,8 +71,8 @@ fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 /// route does not know (the Go tool's `bucket_name`, a typo): never dropped.
 pub(super) struct Params<T>(pub T);
 
-/// The query parameters a route knows.
-pub(super) trait QueryNames {
+/// The query parameters, or the body fields, a route knows.
+pub(super) trait KnownFields {
     const NAMES: &'static [&'static str];
 }
 
@@ -74,11 +81,11 @@ pub(super) trait QueryNames {
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct NoQuery {}
 
-impl QueryNames for NoQuery {
+impl KnownFields for NoQuery {
     const NAMES: &'static [&'static str] = &[];
 }
 
-impl<T: DeserializeOwned + QueryNames> FromRequestParts<Rest> for Params<T> {
+impl<T: DeserializeOwned + KnownFields> FromRequestParts<Rest> for Params<T> {
     type Rejection = Response;
 
     async fn from_request_parts(
@@ -103,10 +110,51 @@ impl<T: DeserializeOwned + QueryNames> FromRequestParts<Rest> for Params<T> {
             .filter(|(k, _)| !T::NAMES.contains(&k.as_str()) && !cache_buster(k))
             .map(|(k, v)| (k, serde_json::Value::String(v)))
             .collect();
-        unsupported::refuse_set(&unknown).map_err(refused)?;
+        unsupported::refuse_unknown(&unknown, T::NAMES).map_err(refused)?;
         let Query(q) = Query::<T>::try_from_uri(&parts.uri).map_err(invalid)?;
         Ok(Self(q))
     }
+}
+
+/// The body of a route whose input is its path and query string: empty
+/// (or `{}`, `null`), as clients send with a DELETE or a POST that carries
+/// nothing. Any other body is refused, naming the route, never dropped: the
+/// settings it holds would not be read.
+pub(super) struct NoBody;
+
+impl FromRequest<Rest> for NoBody {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, rest: &Rest) -> std::result::Result<Self, Response> {
+        let id = request_id(req.headers(), None);
+        let route = format!("{} {}", req.method(), req.uri().path());
+        let bytes = body_bytes(req, rest, &id).await?;
+        refuse_body(&route, &bytes).map_err(|e| rest_error(id, &e))?;
+        Ok(Self)
+    }
+}
+
+/// Refuses `bytes` unless it asks for nothing: blank, `{}` or `null`.
+fn refuse_body(route: &str, bytes: &[u8]) -> Result<()> {
+    let text = String::from_utf8_lossy(bytes);
+    let nothing = match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(serde_json::Value::Null) => true,
+        Ok(serde_json::Value::Object(o)) => o.is_empty(),
+        Ok(_) => false,
+        Err(_) => text.trim().is_empty(),
+    };
+    if nothing {
+        return Ok(());
+    }
+    let shown: String = text.trim().chars().take(80).collect();
+    Err(Error::invalid(format!(
+        "{route} takes no request body (its input is its path and query string); remove the body {shown:?}{}",
+        if shown.len() < text.trim().len() {
+            " (cut)"
+        } else {
+            ""
+        }
+    )))
 }
 
 /// Refuses a body that says it is over the limit before reading any of it
@@ -251,6 +299,24 @@ mod tests {
         parse_body::<Sample>(body.as_bytes())
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn a_route_without_a_body_takes_only_an_empty_one() {
+        for nothing in ["", " \n", "{}", " { } ", "null"] {
+            assert!(
+                refuse_body("DELETE /x", nothing.as_bytes()).is_ok(),
+                "{nothing:?}"
+            );
+        }
+        let err = refuse_body("POST /api/v1/policies/p/run", br#"{"name":"q"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("POST /api/v1/policies/p/run takes no request body"),
+            "{err}"
+        );
+        assert!(err.contains(r#"{\"name\":\"q\"}"#), "{err}");
     }
 
     #[test]

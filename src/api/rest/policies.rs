@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Body, Call, NoQuery, Params, Rest};
+use super::{Body, Call, NoBody, NoQuery, Params, Rest};
 use crate::error::{Error, Result};
 use crate::model::{Policy, PolicyInput, PolicyName};
 
@@ -45,12 +45,12 @@ async fn create(call: Call, _: Params<NoQuery>, Body(input): Body<PolicyInput>) 
     .await
 }
 
-async fn list(call: Call, _: Params<NoQuery>) -> Response {
+async fn list(call: Call, _: Params<NoQuery>, _: NoBody) -> Response {
     call.answer(async { Ok((call.rest.engine.list_policies().await?, "success")) })
         .await
 }
 
-async fn get_one(call: Call, _: Params<NoQuery>, Path(name): Path<String>) -> Response {
+async fn get_one(call: Call, _: Params<NoQuery>, Path(name): Path<String>, _: NoBody) -> Response {
     call.answer(async {
         let name = PolicyName::parse(&name)?;
         Ok((call.rest.engine.get_policy(&name).await?, "success"))
@@ -84,7 +84,7 @@ async fn update(
     .await
 }
 
-async fn remove(call: Call, _: Params<NoQuery>, Path(name): Path<String>) -> Response {
+async fn remove(call: Call, _: Params<NoQuery>, Path(name): Path<String>, _: NoBody) -> Response {
     call.answer(async {
         call.rest
             .engine
@@ -95,7 +95,7 @@ async fn remove(call: Call, _: Params<NoQuery>, Path(name): Path<String>) -> Res
     .await
 }
 
-async fn run_now(call: Call, _: Params<NoQuery>, Path(name): Path<String>) -> Response {
+async fn run_now(call: Call, _: Params<NoQuery>, Path(name): Path<String>, _: NoBody) -> Response {
     call.answer(async {
         let run = call
             .rest
@@ -107,7 +107,7 @@ async fn run_now(call: Call, _: Params<NoQuery>, Path(name): Path<String>) -> Re
     .await
 }
 
-async fn preview(call: Call, _: Params<NoQuery>, Path(name): Path<String>) -> Response {
+async fn preview(call: Call, _: Params<NoQuery>, Path(name): Path<String>, _: NoBody) -> Response {
     call.answer(async {
         let name = PolicyName::parse(&name)?;
         let decisions: Vec<DecisionView> = call
