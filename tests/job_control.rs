@@ -58,9 +58,12 @@ async fn cancelled_jobs_leave_nothing_behind() {
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 
-    // Cancel a restore right after it started: its collection is dropped.
+    // Cancel a restore of two collections right after it started: what it
+    // created is dropped, and no collection stays PENDING in the ended job
+    // (one it never started says so; on the code before, it stayed PENDING).
+    let second = data::three_segments(&m, "cancel_two").await;
     let done = common::unique("to_restore");
-    flows::backup_collections(&mut client, &done, &[&spec.name]).await;
+    flows::backup_collections(&mut client, &done, &[&spec.name, &second.name]).await;
     let mut stream = client
         .restore(pb::RestoreRequest {
             backup_name: done.clone(),
@@ -79,13 +82,25 @@ async fn cancelled_jobs_leave_nothing_behind() {
         .unwrap();
     let end = last_restore(stream).await;
     assert_eq!(end.state, pb::JobState::Cancelled as i32, "{end:?}");
+    assert_eq!(end.collections.len(), 2, "{end:?}");
+    for c in &end.collections {
+        assert_eq!(c.state, pb::JobState::Cancelled as i32, "{c:?}");
+    }
+    let last = end.collections.last().unwrap();
     assert!(
-        !m.has_collection(&spec.db, &format!("{}_c", spec.name))
-            .await
-            .unwrap(),
-        "created collection left behind"
+        last.error_message
+            .contains("not started: the job ended before it"),
+        "{last:?}"
     );
-    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    for s in [&spec, &second] {
+        assert!(
+            !m.has_collection(&s.db, &format!("{}_c", s.name))
+                .await
+                .unwrap(),
+            "created collection left behind"
+        );
+        data::drop_if_exists(&m, &s.db, &s.name).await;
+    }
     server.handle.stop().await.unwrap();
 }
 

@@ -46,17 +46,26 @@ pub fn cleanup_unfinished(r: &RestoreSnapshot) -> bool {
     r.state.is_terminal() && r.cleanup_due && (swap_pending(r) || cleanup_failed(r))
 }
 
-/// Gives the collection restore `r` was filling when it stopped (RUNNING)
-/// the job's end: CANCELLED for a cancel, FAILED otherwise. Those it had
-/// not started stay PENDING.
+/// What a collection the restore never started says when the job ended.
+const NOT_STARTED: &str = "not started: the job ended before it";
+
+/// Gives the collections of restore `r` that had not ended the job's end:
+/// the one it was filling (RUNNING) CANCELLED for a cancel, FAILED
+/// otherwise; those it never started (PENDING), which nothing was asked
+/// for, CANCELLED with [`NOT_STARTED`] (never PENDING in an ended job).
 pub(super) fn end_in_flight(r: &mut RestoreSnapshot, error: &Error) {
     let state = match error {
         Error::Cancelled(_) => JobState::Cancelled,
         _ => JobState::Failed,
     };
     for c in r.collections.iter_mut() {
-        if c.state == JobState::Running {
-            c.state = state;
+        match c.state {
+            JobState::Running => c.state = state,
+            JobState::Pending => {
+                c.state = JobState::Cancelled;
+                c.error.get_or_insert_with(|| NOT_STARTED.to_string());
+            }
+            _ => {}
         }
     }
 }
@@ -154,7 +163,9 @@ pub async fn clean_up_again(ctx: &Context, seen: &RestoreSnapshot) -> Result<boo
     if done.complete {
         info!(restore = %seen.id, "the cleanup of an ended restore ran to its end");
         for c in after.collections.iter_mut() {
-            if c.state != JobState::Succeeded && c.error.is_some() {
+            if c.state != JobState::Succeeded
+                && c.error.as_deref().is_some_and(|e| e != NOT_STARTED)
+            {
                 append_error(&mut c.error, "its cleanup, tried again, ran to its end");
             }
         }
