@@ -92,6 +92,14 @@ async fn cancelled_jobs_leave_nothing_behind() {
             .contains("not started: the job ended before it"),
         "{last:?}"
     );
+    // In the Go tool's REST shape, a task its job never reached is INITIAL (0).
+    let url = format!(
+        "http://{}/api/v1/get_restore?id={}",
+        server.handle.addr, end.id
+    );
+    let (_, got) = tokio::task::block_in_place(|| common::curl::json(&[&url]));
+    let tasks = got["data"]["collection_restore_tasks"].as_array().unwrap();
+    assert_eq!(tasks.last().unwrap()["state_code"], 0, "{got}");
     for s in [&spec, &second] {
         assert!(
             !m.has_collection(&s.db, &format!("{}_c", s.name))

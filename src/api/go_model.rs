@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::engine::{BackupInfo, CollectionBackupInfo, IncrementalInfo};
-use crate::jobs::{BackupSnapshot, JobState, RestoreSnapshot};
+use crate::jobs::{BackupSnapshot, JobState, RestoreCollectionStatus, RestoreSnapshot};
 
 /// The Go tool's `BackupTaskStateCode` / `RestoreTaskStateCode`.
 pub fn go_state(s: JobState) -> i32 {
@@ -15,6 +15,15 @@ pub fn go_state(s: JobState) -> i32 {
         JobState::Running => 1,
         JobState::Succeeded => 2,
         JobState::Failed | JobState::Cancelled => 3,
+    }
+}
+
+/// A restore's collection as the Go tool's task shows it: one its job
+/// never reached stays INITIAL (PENDING) there.
+fn go_task_state(c: &RestoreCollectionStatus) -> JobState {
+    match c.not_started {
+        true => JobState::Pending,
+        false => c.state,
     }
 }
 
@@ -132,10 +141,14 @@ pub fn go_restore(s: &RestoreSnapshot) -> GoRestore {
             .map(|c| GoRestoreCollection {
                 task: GoTask::new(
                     format!("{}-{}", s.id, c.target),
-                    c.state,
+                    go_task_state(c),
                     &c.error,
                     start,
-                    if c.state.is_terminal() { end } else { 0 },
+                    if go_task_state(c).is_terminal() {
+                        end
+                    } else {
+                        0
+                    },
                 ),
                 progress: if c.state == JobState::Succeeded {
                     100

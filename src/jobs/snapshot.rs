@@ -352,6 +352,9 @@ pub struct RestoreCollectionStatus {
     pub partitions_added: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub indexes_added: Vec<String>,
+    /// Never started: the job ended before it (CANCELLED, Milvus not asked).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_started: bool,
 }
 
 /// One import of a restore (a partition's data, or an L0 segment's deletes),

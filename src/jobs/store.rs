@@ -84,36 +84,53 @@ impl JobStore {
 
     /// Renames the records written under the file names of earlier versions
     /// (which mapped every other character to `_`, so `a.b` and `a_b`
-    /// shared one) to [`file_stem`]'s, keeping their times. A record already
-    /// saved under its new name is the newer one: the old file is removed.
+    /// shared one) to [`file_stem`]'s, keeping their times. A name can be
+    /// another record's old one, not renamed yet: passes go on while any
+    /// record moves (a new name is never an old one's own, so each chain
+    /// ends). Two files of one job (an older version ran again after an
+    /// upgrade) keep the newer.
     fn migrate_names(&self) {
         for kind in KINDS {
-            let Ok(entries) = std::fs::read_dir(self.dir.join(kind)) else {
+            while self.migrate_pass(kind) > 0 {}
+        }
+    }
+
+    /// One pass of [`JobStore::migrate_names`] over `kind`: the records moved.
+    fn migrate_pass(&self, kind: &str) -> usize {
+        let Ok(entries) = std::fs::read_dir(self.dir.join(kind)) else {
+            return 0;
+        };
+        let id_in = |path: &Path| -> Option<String> {
+            let record = read::<serde_json::Value>(path).ok()?;
+            Some(record.get("id")?.as_str()?.to_string())
+        };
+        let mut moved = 0;
+        for path in entries.flatten().map(|e| e.path()) {
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
+            }
+            let Some(id) = id_in(&path) else { continue };
+            let named = self.path(kind, &id);
+            if named == path {
+                continue;
+            }
+            let done = match id_in(&named) {
+                None if !named.exists() => std::fs::rename(&path, &named),
+                Some(theirs) if theirs == id => match modified(&path) > modified(&named) {
+                    true => std::fs::rename(&path, &named),
+                    false => std::fs::remove_file(&path),
+                },
+                // Another job's record, itself still to move (or unreadable): next pass.
+                _ => continue,
             };
-            for path in entries.flatten().map(|e| e.path()) {
-                if path.extension().and_then(|e| e.to_str()) != Some("json") {
-                    continue;
-                }
-                let Ok(record) = read::<serde_json::Value>(&path) else {
-                    continue;
-                };
-                let Some(id) = record.get("id").and_then(|v| v.as_str()) else {
-                    continue;
-                };
-                let named = self.path(kind, id);
-                if named == path {
-                    continue;
-                }
-                let moved = match named.exists() {
-                    true => std::fs::remove_file(&path),
-                    false => std::fs::rename(&path, &named),
-                };
-                if let Err(e) = moved {
+            match done {
+                Ok(()) => moved += 1,
+                Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "cannot rename job record");
                 }
             }
         }
+        moved
     }
 
     /// Writes a record durably: a temporary file, synced, renamed into place,
@@ -240,24 +257,32 @@ impl JobStore {
 /// Longest file name stem kept whole; a longer one is cut and hashed.
 const MAX_STEM: usize = 200;
 
-/// A job id as a file name stem, one to one: ASCII letters, digits and `-`
-/// stay, every other byte is written `_XX` (hex). A stem over [`MAX_STEM`]
-/// bytes (a long request id) keeps its first 150 and the MD5 of the id
-/// after a `~`, which no written byte makes.
+/// A job id as a file name stem, one to one also where file names ignore
+/// case: lower-case ASCII letters, digits and `-` stay, every other byte is
+/// written `_XX` (hex). A stem over [`MAX_STEM`] bytes (a long request id)
+/// keeps its first 150 and the SHA-256 of the id after a `~`, which no
+/// written byte makes.
 fn file_stem(id: &str) -> String {
     let mut stem = String::with_capacity(id.len());
     for b in id.bytes() {
-        match b.is_ascii_alphanumeric() || b == b'-' {
+        match b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' {
             true => stem.push(char::from(b)),
             false => stem.push_str(&format!("_{b:02x}")),
         }
     }
     if stem.len() > MAX_STEM {
-        use md5::Digest;
+        use sha2::Digest;
         stem.truncate(150);
-        stem.push_str(&format!("~{:x}", md5::Md5::digest(id.as_bytes())));
+        stem.push_str(&format!("~{:x}", sha2::Sha256::digest(id.as_bytes())));
     }
     stem
+}
+
+/// When the file at `path` was last written (the epoch when unknown).
+fn modified(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or(std::time::UNIX_EPOCH)
 }
 
 fn read<T: DeserializeOwned>(path: &Path) -> std::io::Result<T> {
@@ -353,6 +378,41 @@ mod tests {
         let other = DeleteSnapshot::pending("ops_nightly".into(), "b".into());
         store.checkpoint(&other).unwrap();
         assert_eq!(ids(&store), ["4b2e-uuid", "ops.nightly", "ops_nightly"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_new_name_held_by_another_jobs_old_file_waits_for_it_to_move() {
+        let dir = fresh_dir("chain");
+        let kind = dir.join(DeleteSnapshot::KIND);
+        std::fs::create_dir_all(&kind).unwrap();
+        let write = |file: &str, id: &str| {
+            let r = DeleteSnapshot::pending(id.into(), "b".into());
+            std::fs::write(kind.join(file), serde_json::to_vec(&r).unwrap()).unwrap();
+        };
+        // `r.1` was kept in `r_1.json`, its new name `r_2e1.json` is where
+        // job `r_2e1` was kept, whose new name is `r_5f2e1.json`.
+        write("r_1.json", "r.1");
+        write("r_2e1.json", "r_2e1");
+        // One job in two files: the newer is kept.
+        write("q_2eb.json", "q.b");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut newer = DeleteSnapshot::pending("q.b".into(), "b".into());
+        newer.objects_total = 7;
+        std::fs::write(kind.join("q_b.json"), serde_json::to_vec(&newer).unwrap()).unwrap();
+        let store = JobStore::open(&dir).unwrap();
+        assert_eq!(ids(&store), ["q.b", "r.1", "r_2e1"]);
+        let kept = store.records::<DeleteSnapshot>();
+        assert_eq!(
+            kept.iter().find(|r| r.id == "q.b").unwrap().objects_total,
+            7
+        );
+        let mut files: Vec<String> = std::fs::read_dir(&kind)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        files.sort();
+        assert_eq!(files, ["q_2eb.json", "r_2e1.json", "r_5f2e1.json"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -52,7 +52,8 @@ const NOT_STARTED: &str = "not started: the job ended before it";
 /// Gives the collections of restore `r` that had not ended the job's end:
 /// the one it was filling (RUNNING) CANCELLED for a cancel, FAILED
 /// otherwise; those it never started (PENDING), which nothing was asked
-/// for, CANCELLED with [`NOT_STARTED`] (never PENDING in an ended job).
+/// for, CANCELLED and `not_started`, with [`NOT_STARTED`] (never PENDING in
+/// an ended job; the Go tool's REST shape shows them INITIAL, as it does).
 pub(super) fn end_in_flight(r: &mut RestoreSnapshot, error: &Error) {
     let state = match error {
         Error::Cancelled(_) => JobState::Cancelled,
@@ -63,7 +64,8 @@ pub(super) fn end_in_flight(r: &mut RestoreSnapshot, error: &Error) {
             JobState::Running => c.state = state,
             JobState::Pending => {
                 c.state = JobState::Cancelled;
-                c.error.get_or_insert_with(|| NOT_STARTED.to_string());
+                c.not_started = true;
+                append_error(&mut c.error, NOT_STARTED);
             }
             _ => {}
         }
@@ -163,9 +165,7 @@ pub async fn clean_up_again(ctx: &Context, seen: &RestoreSnapshot) -> Result<boo
     if done.complete {
         info!(restore = %seen.id, "the cleanup of an ended restore ran to its end");
         for c in after.collections.iter_mut() {
-            if c.state != JobState::Succeeded
-                && c.error.as_deref().is_some_and(|e| e != NOT_STARTED)
-            {
+            if c.state != JobState::Succeeded && c.error.is_some() && !c.not_started {
                 append_error(&mut c.error, "its cleanup, tried again, ran to its end");
             }
         }

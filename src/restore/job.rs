@@ -395,6 +395,7 @@ fn pending(
                 imports: Vec::new(),
                 partitions_added: Vec::new(),
                 indexes_added: Vec::new(),
+                not_started: false,
             })
             .collect(),
         start_time: SystemTime::now(),

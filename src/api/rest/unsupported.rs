@@ -1,10 +1,10 @@
 //! Fields of a REST request that a route does not model. A name the Go tool
 //! never read (a typo, another tool's option) is refused whatever its value,
 //! naming the closest field the route knows. One of the Go tool's options
-//! this server does not offer (`bucket_name`, `path`, `force`, `rbac`, ...)
-//! is refused when set to anything but its default; left at its default it
-//! asks for nothing and is accepted, so a client sending all of the Go
-//! tool's fields keeps working.
+//! this server does not offer (`bucket_name`, `path`, `force`, `rbac`, ...),
+//! in any case as the Go tool matches them, is refused when set to anything
+//! but its default; left at its default it asks for nothing and is
+//! accepted, so a client sending all of the Go tool's fields keeps working.
 
 use std::collections::HashMap;
 
@@ -65,7 +65,9 @@ const GO_TOOL_FIELDS: &[&str] = &[
 pub(super) fn refuse_unknown(extra: &HashMap<String, Value>, known: &[&str]) -> Result<()> {
     let mut names: Vec<&String> = extra.keys().collect();
     names.sort();
-    if let Some(typo) = names.iter().find(|n| !GO_TOOL_FIELDS.contains(&n.as_str())) {
+    // The Go tool (Go's encoding/json) matches names whatever their case.
+    let go_tools = |n: &str| GO_TOOL_FIELDS.iter().any(|g| g.eq_ignore_ascii_case(n));
+    if let Some(typo) = names.iter().find(|n| !go_tools(n)) {
         let hint = match closest(typo, known) {
             Some(near) => format!("; did you mean {near:?}?"),
             None if known.is_empty() => "; this route takes none".to_string(),
@@ -78,12 +80,13 @@ pub(super) fn refuse_unknown(extra: &HashMap<String, Value>, known: &[&str]) -> 
     match names.into_iter().find(|n| !is_default(&extra[*n])) {
         None => Ok(()),
         Some(field) => Err(Error::invalid(format!(
-            "field {field:?} (set to {}) is not supported by this server; remove it{}",
+            "field {field:?} (set to {}) is not supported by this server; {}",
             extra[field],
-            match field.as_str() {
-                "bucket_name" | "path" =>
-                    ": the backup storage is the one configured (minio.backup*)",
-                _ => "",
+            match (field.as_str(), closest(field, known)) {
+                ("bucket_name" | "path", _) =>
+                    "remove it: the backup storage is the one configured (minio.backup*)".into(),
+                (_, Some(near)) => format!("did you mean {near:?}?"),
+                _ => "remove it".to_string(),
             }
         ))),
     }
@@ -148,6 +151,19 @@ mod tests {
         assert!(e.contains("\"rbac\" (set to true)"), "{e}");
         let e = refused(r#"{"bucket_name":"prod"}"#, &[]);
         assert!(e.contains("minio.backup"), "{e}");
+        // Whatever their case, as the Go tool reads them.
+        let known = ["metaOnly", "collection_names"];
+        let parse = |s: &str| serde_json::from_str::<HashMap<String, Value>>(s).unwrap();
+        assert!(refuse_unknown(&parse(r#"{"RequestID":"","METAONLY":false}"#), &known).is_ok());
+        let e = refused(r#"{"metaonly":true}"#, &known);
+        assert!(
+            e.contains(
+                r#"(set to true) is not supported by this server; did you mean "metaOnly"?"#
+            ),
+            "{e}"
+        );
+        let e = refused(r#"{"collection_name":"c"}"#, &known);
+        assert!(e.contains(r#"did you mean "collection_names"?"#), "{e}");
     }
 
     #[test]
