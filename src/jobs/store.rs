@@ -205,13 +205,7 @@ impl JobStore {
                 continue;
             }
             match read(&path) {
-                Ok(r) => out.push((
-                    entry
-                        .metadata()
-                        .and_then(|m| m.modified())
-                        .unwrap_or(std::time::UNIX_EPOCH),
-                    r,
-                )),
+                Ok(r) => out.push((modified(&path), r)),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "unreadable job record skipped")
                 }
@@ -234,14 +228,7 @@ impl JobStore {
             };
             let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
                 .flatten()
-                .map(|e| {
-                    (
-                        e.metadata()
-                            .and_then(|m| m.modified())
-                            .unwrap_or(std::time::UNIX_EPOCH),
-                        e.path(),
-                    )
-                })
+                .map(|e| (modified(&e.path()), e.path()))
                 .collect();
             if files.len() <= MAX_RECORDS {
                 continue;
@@ -314,6 +301,12 @@ mod tests {
         dir
     }
 
+    /// Writes a record of job `id` as `file` under `kind`, as an earlier version may have.
+    fn write_as(kind: &Path, file: &str, id: &str) {
+        let r = DeleteSnapshot::pending(id.into(), "b".into());
+        std::fs::write(kind.join(file), serde_json::to_vec(&r).unwrap()).unwrap();
+    }
+
     fn ids(store: &JobStore) -> Vec<String> {
         let mut ids: Vec<String> = store
             .records::<DeleteSnapshot>()
@@ -355,18 +348,8 @@ mod tests {
         let kind = dir.join(DeleteSnapshot::KIND);
         std::fs::create_dir_all(&kind).unwrap();
         // As the earlier versions named them: `.` and `_` both became `_`.
-        let old = DeleteSnapshot::pending("ops.nightly".into(), "b".into());
-        std::fs::write(
-            kind.join("ops_nightly.json"),
-            serde_json::to_vec(&old).unwrap(),
-        )
-        .unwrap();
-        let plain = DeleteSnapshot::pending("4b2e-uuid".into(), "b".into());
-        std::fs::write(
-            kind.join("4b2e-uuid.json"),
-            serde_json::to_vec(&plain).unwrap(),
-        )
-        .unwrap();
+        write_as(&kind, "ops_nightly.json", "ops.nightly");
+        write_as(&kind, "4b2e-uuid.json", "4b2e-uuid");
         let store = JobStore::open(&dir).unwrap();
         assert!(kind.join("ops_2enightly.json").exists());
         assert!(!kind.join("ops_nightly.json").exists());
@@ -386,16 +369,12 @@ mod tests {
         let dir = fresh_dir("chain");
         let kind = dir.join(DeleteSnapshot::KIND);
         std::fs::create_dir_all(&kind).unwrap();
-        let write = |file: &str, id: &str| {
-            let r = DeleteSnapshot::pending(id.into(), "b".into());
-            std::fs::write(kind.join(file), serde_json::to_vec(&r).unwrap()).unwrap();
-        };
         // `r.1` was kept in `r_1.json`, its new name `r_2e1.json` is where
         // job `r_2e1` was kept, whose new name is `r_5f2e1.json`.
-        write("r_1.json", "r.1");
-        write("r_2e1.json", "r_2e1");
+        write_as(&kind, "r_1.json", "r.1");
+        write_as(&kind, "r_2e1.json", "r_2e1");
         // One job in two files: the newer is kept.
-        write("q_2eb.json", "q.b");
+        write_as(&kind, "q_2eb.json", "q.b");
         std::thread::sleep(std::time::Duration::from_millis(20));
         let mut newer = DeleteSnapshot::pending("q.b".into(), "b".into());
         newer.objects_total = 7;
