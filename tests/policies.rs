@@ -15,7 +15,7 @@ use chrono::Utc;
 use common::curl;
 use common::flows;
 use common::hello;
-use common::policies::{policy, policy_client, set_enabled, settled_runs, store_of};
+use common::policies::{policy, policy_client, set_enabled, settled_runs, status_of, store_of};
 use common::process::{Proc, rooted_bucket, wait_for_log};
 use milvus_backup::api::proto as pb;
 use milvus_backup::policy::RunState;
@@ -174,14 +174,7 @@ async fn policies_run_each_slot_once_across_replicas_and_keep_what_retention_say
     // status once its folder is gone: the status may lag by that delete.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let status = pb_
-            .clone()
-            .get_policy(pb::GetPolicyRequest { name: name.clone() })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap();
+        let status = status_of(&mut pb_.clone(), &name).await;
         if status.backups == newest {
             break;
         }
@@ -207,13 +200,7 @@ async fn policies_run_each_slot_once_across_replicas_and_keep_what_retention_say
         .filter(|n| n.starts_with(&name))
         .collect();
     assert_eq!(listed.len(), 3, "only the kept backups exist: {listed:?}");
-    let status = pb_
-        .get_policy(pb::GetPolicyRequest { name: name.clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let status = status_of(&mut pb_, &name).await;
     assert_eq!(status.backups, newest, "{status:?}");
     let last = status.last_success.expect("a last success");
     assert_eq!(last.backup_name, newest[0]);

@@ -4,7 +4,8 @@
 //! a replica that reaches Milvus, and run where it can only fail only when
 //! no such replica takes it, recorded and retried until Milvus answers. A
 //! run retried after its first look at its name failed still leaves another
-//! tool's half-written backup there alone.
+//! tool's half-written backup there alone. A dead server's run is taken over
+//! only by a server of the policy's Milvus.
 
 mod common;
 
@@ -224,5 +225,87 @@ async fn a_retried_run_leaves_another_tools_half_written_backup_alone() {
         "the other tool's folder is left as it was"
     );
     server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// A run whose server died is taken over only by a server of the policy's
+/// Milvus. A (its Milvus switched off) runs the policy now: the run is
+/// RUNNING, retried; A is killed. O, a server of another Milvus on the same
+/// backup storage, leaves the run alone past A's lease and two of its
+/// sweeps; S, a server of the policy's Milvus, takes it over and it
+/// succeeds. On the code before, O's sweep took the run over and made its
+/// backup of the other Milvus as the policy's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_servers_run_is_taken_over_only_by_a_server_of_the_policys_milvus() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("ownm_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..30, 17).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let root = common::unique("ownm_root");
+    let (via_proxy, up) = common::faults::milvus_through_switch(&cfg).await;
+    common::faults::switch_off(&up).await;
+    let mut a = server(&via_proxy, "ownm_a", &root).await;
+    let name = common::unique("ownm");
+    let client = |p: &Proc| PolicyServiceClient::connect(format!("http://127.0.0.1:{}", p.port));
+    let mut on_a = client(&a).await.unwrap();
+    on_a.create_policy(pb::CreatePolicyRequest {
+        policy: Some(pb::Policy {
+            name: name.clone(),
+            // Not due while the test runs: only the run asked for now.
+            schedule: "0 0 1 1 *".into(),
+            collection_names: vec![spec.name.clone()],
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
+    on_a.run_policy_now(pb::RunPolicyNowRequest { name: name.clone() })
+        .await
+        .expect("a run now starts without Milvus");
+    let store = PolicyStore::new(rooted_bucket(&cfg), &root);
+    let failing = run_of(&store, &name, "A records a failed attempt", |r| {
+        r.error.is_some()
+    })
+    .await;
+    assert_eq!(failing.state, RunState::Running, "retried: {failing:?}");
+    let of = |p: &Proc| format!(":{}/", p.pid());
+    assert!(failing.owner.contains(&of(&a)), "{failing:?}");
+    a.kill();
+
+    let mut elsewhere = cfg.clone();
+    elsewhere.minio.root_path = common::unique("ownm_files");
+    let o = server(&elsewhere, "ownm_o", &root).await;
+    // A's 10 s lease expires; O sweeps every listing period (10 s).
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let left = store.run(&name, failing.slot_ms).await.unwrap().unwrap();
+    assert_eq!(
+        o.logged("taking over a policy run"),
+        0,
+        "another Milvus's server took the run over: {left:?}"
+    );
+    assert_eq!(left.state, RunState::Running, "{left:?}");
+    assert_eq!(left.owner, failing.owner, "still A's: {left:?}");
+    assert!(
+        o.logged("the policy backs up another Milvus") >= 1,
+        "O says why"
+    );
+
+    let s = server(&cfg, "ownm_s", &root).await;
+    let end = run_of(&store, &name, "S ends the run", |r| {
+        r.slot_ms == failing.slot_ms && r.state != RunState::Running
+    })
+    .await;
+    assert_eq!(end.state, RunState::Succeeded, "{end:?}");
+    assert!(end.owner.contains(&of(&s)), "run by S: {end:?}");
+    client(&s)
+        .await
+        .unwrap()
+        .delete_policy(pb::DeletePolicyRequest { name: name.clone() })
+        .await
+        .unwrap();
+    s.finish();
+    o.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }

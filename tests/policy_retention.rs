@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use common::curl;
 use common::flows;
 use common::hello;
-use common::policies::{policy, policy_client, set_enabled, settled_runs, store_of};
+use common::policies::{policy, policy_client, set_enabled, settled_runs, status_of, store_of};
 use common::process::{Proc, rooted_bucket};
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::policy_service_client::PolicyServiceClient;
@@ -115,8 +115,9 @@ async fn a_retention_delete_that_stopped_is_finished_by_a_later_run() {
 
 /// Retention deletes by id, not by name: a delete that names the id it saw
 /// is refused once another backup is under the name (deleted by hand and
-/// made again while retention ran), and leaves it whole; with the id of the
-/// backup there, it deletes it.
+/// made again while retention ran), and leaves it whole, as is one that
+/// finishes a stopped delete (it takes only what is left of a backup no
+/// longer complete); with the id of the backup there, it deletes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_delete_by_id_leaves_a_backup_made_again_under_the_name() {
     let mut cfg = common::config();
@@ -151,6 +152,19 @@ async fn a_delete_by_id_leaves_a_backup_made_again_under_the_name() {
             && refused.to_string().contains("made-again"),
         "{refused}"
     );
+    assert!(store.head(&meta_key).await.unwrap().is_some(), "left whole");
+    // Retention finishing a delete it started (the backup seen incomplete)
+    // is refused as well once a complete backup is under the name.
+    let refused = engine
+        .start_delete(DeleteRequest::of_incomplete(name.clone()))
+        .await
+        .expect_err("a complete backup is under the name");
+    assert_eq!(
+        refused.kind(),
+        milvus_backup::error::ErrorKind::FailedPrecondition,
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("made-again"), "{refused}");
     assert!(store.head(&meta_key).await.unwrap().is_some(), "left whole");
 
     let rx = engine
@@ -329,13 +343,7 @@ async fn a_failed_run_is_retried_in_its_slot_and_retention_previews_hand_made_da
         Some("not_found"),
         "{failing:?}"
     );
-    let status = c
-        .get_policy(pb::GetPolicyRequest { name: name.clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let status = status_of(&mut c, &name).await;
     let shown = status.last_failure.expect("the failing attempt is shown");
     assert!(shown.error_message.contains(&coll), "{shown:?}");
     assert_eq!(shown.error_kind, "not_found", "{shown:?}");
@@ -482,4 +490,122 @@ async fn a_failed_run_is_retried_in_its_slot_and_retention_previews_hand_made_da
         .unwrap();
     }
     server.finish();
+}
+
+/// The sweep prunes the records of ended runs beyond the newest 50, but
+/// never one that holds its backup: a failed run whose job completed after
+/// the run gave up keeps its record (its backup stays the policy's, shown
+/// by GetPolicy and under retention); a failed run whose name was another
+/// backup's goes. Hand-made records and commit points, pruned by a real
+/// server's sweep. On the code before, every failed run's record went, and
+/// the backup was the policy's no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sweep_keeps_the_record_of_a_failed_run_whose_backup_exists() {
+    let cfg = common::config();
+    let root = common::unique("prune_root");
+    let store = store_of(&cfg, &root);
+    let server = Proc::start_rooted(&cfg, "prune", &root, "").await;
+    let mut c = policy_client(&server).await;
+    let name = common::unique("prune");
+    c.create_policy(pb::CreatePolicyRequest {
+        policy: Some(pb::Policy {
+            name: name.clone(),
+            schedule: "0 0 1 1 *".into(),
+            all_collections: true,
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
+    let slot = |day: i64| {
+        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .timestamp_millis()
+            + day * 86_400_000
+    };
+    let gave_up = format!("{name}_gave_up");
+    let taken = format!("{name}_taken");
+    hand_made_run(
+        &cfg,
+        &root,
+        &store,
+        (&name, &gave_up, "2026-01-01T00:00:00Z"),
+        true,
+    )
+    .await;
+    let failed = |backup: &str, kind: &str| RunRecord {
+        state: RunState::Failed,
+        error: Some(format!("{kind} (hand-made)")),
+        error_kind: Some(kind.into()),
+        ..common::runs::succeeded(slot(0), backup)
+    };
+    store
+        .save_run(&name, &failed(&gave_up, "aborted"))
+        .await
+        .unwrap();
+    hand_made_run(
+        &cfg,
+        &root,
+        &store,
+        (&name, &taken, "2026-01-02T00:00:00Z"),
+        false,
+    )
+    .await;
+    store
+        .save_run(
+            &name,
+            &RunRecord {
+                slot_ms: slot(1),
+                ..failed(&taken, "already_exists")
+            },
+        )
+        .await
+        .unwrap();
+    // 50 newer ended runs, whose backups are gone.
+    for day in 2..52 {
+        let gone = common::runs::succeeded(slot(day), &format!("{name}_gone_{day}"));
+        assert!(store.start_run(&name, &gone).await.unwrap());
+    }
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let runs = loop {
+        let runs = store.runs(&name).await.unwrap();
+        if runs.len() < 52 {
+            break runs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never pruned: {} runs",
+            runs.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let slots: Vec<i64> = runs.iter().map(|r| r.slot_ms).collect();
+    assert_eq!(
+        runs.len(),
+        51,
+        "only the already_exists run's record goes: {slots:?}"
+    );
+    assert!(
+        slots.contains(&slot(0)),
+        "the failed run holding its backup is kept"
+    );
+    assert!(
+        !slots.contains(&slot(1)),
+        "the run whose name was another backup's goes"
+    );
+    let status = status_of(&mut c, &name).await;
+    assert_eq!(status.backups, vec![gave_up.clone()], "still the policy's");
+
+    c.delete_policy(pb::DeletePolicyRequest { name: name.clone() })
+        .await
+        .unwrap();
+    server.finish();
+    let bucket = rooted_bucket(&cfg);
+    for backup in [&gave_up, &taken] {
+        bucket
+            .delete(&[format!("{root}/{backup}/meta/full_meta.json")])
+            .await
+            .unwrap();
+    }
 }

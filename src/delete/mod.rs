@@ -29,8 +29,8 @@ const HOME_RETRY: Duration = Duration::from_millis(500);
 pub struct DeleteRequest {
     name: BackupName,
     resumes: Option<String>,
-    /// Deletes only the complete backup with this id (retention's).
-    only_id: Option<String>,
+    /// Which backup under the name it may remove.
+    only: Only,
     /// The caller's trace (W3C trace id), carried into the job's log lines
     /// and record.
     trace_id: Option<String>,
@@ -42,7 +42,7 @@ impl DeleteRequest {
         Self {
             name,
             resumes: None,
-            only_id: None,
+            only: Only::Any,
             trace_id: None,
         }
     }
@@ -60,7 +60,18 @@ impl DeleteRequest {
     /// again under the name since `id` was seen).
     pub fn of_id(name: BackupName, id: String) -> Self {
         Self {
-            only_id: Some(id),
+            only: Only::Id(id),
+            ..Self::new(name)
+        }
+    }
+
+    /// A new delete of what is left of backup `name`, no longer complete
+    /// (a delete that stopped after removing its commit point), refused
+    /// with FAILED_PRECONDITION while a complete backup is under the name
+    /// (one made again since), however briefly ago it was seen incomplete.
+    pub fn of_incomplete(name: BackupName) -> Self {
+        Self {
+            only: Only::Incomplete,
             ..Self::new(name)
         }
     }
@@ -76,10 +87,22 @@ impl DeleteRequest {
         Self {
             name,
             resumes: Some(id),
-            only_id: None,
+            only: Only::Any,
             trace_id,
         }
     }
+}
+
+/// Which backup under its name a delete may remove.
+#[derive(Debug, Clone)]
+enum Only {
+    /// Whatever is there (a user's delete, a resumed one).
+    Any,
+    /// The complete backup with this id (retention's).
+    Id(String),
+    /// Only what is left of one no longer complete (retention finishing a
+    /// delete of its that stopped).
+    Incomplete,
 }
 
 /// One delete job.
@@ -198,7 +221,7 @@ impl JobKind for DeleteJob {
         let DeleteRequest {
             name,
             resumes,
-            only_id,
+            only,
             trace_id,
         } = req;
         let catalog = &ctx.catalog;
@@ -230,14 +253,22 @@ impl JobKind for DeleteJob {
         let ours = async {
             let complete = catalog.read(&name).await?;
             let now = complete.as_ref().map(|info| &info.id);
-            if let Some(only) = &only_id
-                && now != Some(only)
-            {
-                return Err(Error::FailedPrecondition(format!(
-                    "backup {:?} is no longer the backup with id {only} (now {now:?}); \
-                     it was not deleted",
-                    name.as_str()
-                )));
+            match (&only, now) {
+                (Only::Id(only), now) if now != Some(only) => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "backup {:?} is no longer the backup with id {only} (now {now:?}); \
+                         it was not deleted",
+                        name.as_str()
+                    )));
+                }
+                (Only::Incomplete, Some(now)) => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "backup {:?} is complete (id {now}), made again since what was left \
+                         of an earlier one was seen; it was not deleted",
+                        name.as_str()
+                    )));
+                }
+                _ => {}
             }
             if resumed {
                 let started_on = ctx

@@ -70,8 +70,9 @@ impl Engine {
     /// was retired (a storage fault, a reader of what it reused): such a
     /// backup is no longer complete, so no decision names it again. Only a
     /// folder left that way is deleted: none while a complete backup is
-    /// under the name (the decisions handle one of this policy's), nor
-    /// while a backup job's plan is in it (made again, to be resumed).
+    /// under the name (the decisions handle one of this policy's; checked
+    /// again under the delete's hold, [`DeleteRequest::of_incomplete`]),
+    /// nor while a backup job's plan is in it (made again, to be resumed).
     async fn finish_retiring(&self, runs: &mut [RunRecord], policy: &str, lease: &Lease) {
         let catalog = &self.ctx.catalog;
         let mut names: Vec<String> = runs
@@ -93,7 +94,8 @@ impl Engine {
                 {
                     return Ok(false);
                 }
-                self.delete_through(DeleteRequest::new(name.clone()))
+                // Complete again by now (made again, just committed): refused.
+                self.delete_through(DeleteRequest::of_incomplete(name.clone()))
                     .await?;
                 Ok::<_, Error>(true)
             };

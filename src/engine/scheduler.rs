@@ -231,8 +231,9 @@ impl Engine {
         }
     }
 
-    /// Takes over the runs of dead servers, prunes old run records and
-    /// refreshes the gauges.
+    /// Takes over the runs of dead servers (only a server of the policy's
+    /// Milvus: another would back up its own Milvus as the policy's run),
+    /// prunes old run records and refreshes the gauges.
     async fn sweep(self: &Arc<Self>, p: &StoredPolicy) {
         let name = p.policy.name();
         let runs = match self.policies.runs(name).await {
@@ -247,6 +248,7 @@ impl Engine {
             // With the policy as stored now, not as listed up to a TTL ago;
             // the lease decides whether the run's server is still alive.
             match self.policies.get(name).await {
+                Ok(Some(now)) if !self.schedules_here(&now).await => {}
                 Ok(Some(now)) => {
                     for r in running {
                         self.spawn_slot(now.clone(), r.slot_ms, r.manual);

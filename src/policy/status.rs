@@ -28,19 +28,7 @@ pub struct PolicyStatus {
 /// Retention then takes only a complete backup whose id one of the run's
 /// jobs had.
 pub fn holdings<'a>(runs: &'a [RunRecord], exists: &impl Fn(&str) -> bool) -> Vec<&'a RunRecord> {
-    let mut held: Vec<&RunRecord> = runs
-        .iter()
-        .filter(|r| match r.state {
-            RunState::Succeeded => true,
-            // Only one that may have made its backup: not one whose name
-            // was taken by another backup (its job id is recorded first).
-            RunState::Failed => {
-                !r.jobs.is_empty() && r.error_kind.as_deref() != Some("already_exists")
-            }
-            RunState::Running => false,
-        })
-        .filter(|r| !r.deleted && exists(&r.backup))
-        .collect();
+    let mut held: Vec<&RunRecord> = runs.iter().filter(|r| r.holds_backup(exists)).collect();
     held.sort_by(|a, b| {
         b.slot_ms
             .cmp(&a.slot_ms)

@@ -104,6 +104,23 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// Whether this ended run holds its backup, which `exists`: one that
+    /// may have made it (a failed run that started a job too: a takeover's,
+    /// or one past its deadline, may have completed after the run gave up)
+    /// and has not deleted it.
+    pub fn holds_backup(&self, exists: &impl Fn(&str) -> bool) -> bool {
+        let may_have_made_it = match self.state {
+            RunState::Succeeded => true,
+            // Not one whose name was taken by another backup (its job id is
+            // recorded first).
+            RunState::Failed => {
+                !self.jobs.is_empty() && self.error_kind.as_deref() != Some("already_exists")
+            }
+            RunState::Running => false,
+        };
+        may_have_made_it && !self.deleted && exists(&self.backup)
+    }
+
     /// The slot as a time.
     pub fn slot(&self) -> DateTime<Utc> {
         DateTime::from_timestamp_millis(self.slot_ms).unwrap_or_default()
@@ -377,8 +394,9 @@ impl PolicyStore {
     }
 
     /// Removes the records of ended runs beyond the newest `keep`, except
-    /// those whose backup still exists (they say which backups are the
-    /// policy's).
+    /// those that hold their backup ([`RunRecord::holds_backup`]: they say
+    /// which backups are the policy's, a failed run's whose job completed
+    /// after it gave up too).
     pub async fn prune_runs(
         &self,
         name: &str,
@@ -389,7 +407,7 @@ impl PolicyStore {
         let ended = runs.iter().rev().filter(|r| r.state != RunState::Running);
         let old: Vec<String> = ended
             .skip(keep)
-            .filter(|r| r.state == RunState::Failed || !exists(&r.backup))
+            .filter(|r| !r.holds_backup(&exists))
             .map(|r| self.run_key(name, r.slot_ms))
             .collect();
         if !old.is_empty() {

@@ -1,5 +1,5 @@
-//! Policies made for the tests: their client, their store, a policy on one
-//! collection, and their runs once settled.
+//! Policies made for the tests: their client, their status, their store, a
+//! policy on one collection, and their runs once settled.
 
 use std::time::Duration;
 
@@ -15,6 +15,17 @@ use super::process::{Proc, rooted_bucket};
 pub async fn policy_client(p: &Proc) -> PolicyServiceClient<Channel> {
     PolicyServiceClient::connect(format!("http://127.0.0.1:{}", p.port))
         .await
+        .unwrap()
+}
+
+/// GetPolicy's status of policy `name`.
+#[allow(dead_code)]
+pub async fn status_of(c: &mut PolicyServiceClient<Channel>, name: &str) -> pb::PolicyStatus {
+    c.get_policy(pb::GetPolicyRequest { name: name.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
         .unwrap()
 }
 
