@@ -425,6 +425,32 @@ async fn policies_run_each_slot_once_across_replicas_and_keep_what_retention_say
     assert!(err.contains(&format!("{clash}_{year}")), "{err}");
     let (code, _, err) = cli(&["delete", "-n", &clash]);
     assert_eq!(code, Some(0), "{err}");
+    // A run now that would take the name of the policy's next slot (a
+    // yearly one, in the year's last second, named by the year) is refused
+    // with exit 5 (FailedPrecondition), naming the backup: run, it would
+    // make that slot's run fail ALREADY_EXISTS. Nothing is run.
+    let early = common::unique("early");
+    let (code, out, err) = cli(&[
+        "create",
+        "-n",
+        &early,
+        "--schedule",
+        "59 59 23 31 12 *",
+        "--name_template",
+        "{policy}_{yyyy}",
+        "-c",
+        &coll,
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, err) = cli(&["run", "-n", &early]);
+    assert_eq!(code, Some(5), "{out}{err}");
+    assert!(
+        err.contains(&format!("{early}_{year}")) && err.contains("next slot"),
+        "{err}"
+    );
+    assert!(store.runs(&early).await.unwrap().is_empty(), "nothing ran");
+    let (code, _, err) = cli(&["delete", "-n", &early]);
+    assert_eq!(code, Some(0), "{err}");
 
     // Deleting a policy keeps its backups.
     for p in [&name, &slow_name, &down_name, &cli_name] {

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::Engine;
 use crate::error::{Error, Result};
@@ -64,10 +64,7 @@ impl Engine {
     pub async fn run_policy_now(self: &Arc<Self>, name: &PolicyName) -> Result<RunRecord> {
         let p = self.runnable_policy(name).await?;
         let slot = Utc::now();
-        let backup = p.policy.backup_name(slot)?;
-        if self.ctx.catalog.is_taken(backup.as_str()).await? {
-            return Err(Error::already_exists("backup", backup.as_str()));
-        }
+        let backup = self.manual_backup_name(&p, slot).await?;
         let record =
             super::scheduler::first_record(slot.timestamp_millis(), backup.as_str(), true, &p);
         let engine = self.clone();
@@ -85,11 +82,7 @@ impl Engine {
     ) -> Result<RunRecord> {
         let p = self.runnable_policy(name).await?;
         let slot = Utc::now();
-        let backup = p.policy.backup_name(slot)?;
-        if self.ctx.catalog.is_taken(backup.as_str()).await? {
-            return Err(Error::already_exists("backup", backup.as_str()));
-        }
-        started(backup);
+        started(self.manual_backup_name(&p, slot).await?);
         let slot_ms = slot.timestamp_millis();
         self.run_slot(p, slot_ms, true).await;
         self.policies
@@ -200,6 +193,37 @@ impl Engine {
             )));
         }
         Ok(p)
+    }
+
+    /// The backup name of a run of `p` asked for at `slot`: refused while a
+    /// backup has it, or when the policy's next slot's name is the same
+    /// (a template coarser than the gap to that slot): that slot's run
+    /// would then fail ALREADY_EXISTS.
+    async fn manual_backup_name(
+        &self,
+        p: &StoredPolicy,
+        slot: DateTime<Utc>,
+    ) -> Result<BackupName> {
+        let backup = p.policy.backup_name(slot)?;
+        if self.ctx.catalog.is_taken(backup.as_str()).await? {
+            return Err(Error::already_exists("backup", backup.as_str()));
+        }
+        let next = match p.policy.enabled() {
+            true => p.policy.schedule().next_after(slot),
+            false => None,
+        };
+        if let Some(next) = next
+            && p.policy.backup_name(next)? == backup
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "a run of policy {:?} now would name its backup {:?}, as its next slot ({next}) \
+                 will, whose run would then fail; run it after that slot, or give the policy a \
+                 name_template that tells them apart",
+                p.policy.name(),
+                backup.as_str()
+            )));
+        }
+        Ok(backup)
     }
 
     /// Whether policy `p` backs up this server's Milvus (one recorded
