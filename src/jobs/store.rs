@@ -37,7 +37,13 @@ pub struct JobStore {
 impl JobStore {
     /// Records under `dir` (created when missing).
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
-        let dir = dir.into();
+        Self::open_migrating(dir.into(), usize::MAX).map(|(store, _)| store)
+    }
+
+    /// [`JobStore::open`], whose renaming of old records stops after `steps`
+    /// renames and removals (as a crash would, in the tests); with the steps
+    /// taken.
+    fn open_migrating(dir: PathBuf, steps: usize) -> Result<(Self, usize)> {
         for kind in KINDS {
             std::fs::create_dir_all(dir.join(kind)).map_err(|e| {
                 Error::invalid(format!(
@@ -74,8 +80,8 @@ impl JobStore {
             _lock: Arc::new(lock),
             writing: Arc::default(),
         };
-        store.migrate_names();
-        Ok(store)
+        let taken = store.migrate_names(steps);
+        Ok((store, taken))
     }
 
     fn path(&self, kind: &str, id: &str) -> PathBuf {
@@ -88,15 +94,21 @@ impl JobStore {
     /// another record's old one, not renamed yet: passes go on while any
     /// record moves (a new name is never an old one's own, so each chain
     /// ends). Two files of one job (an older version ran again after an
-    /// upgrade) keep the newer.
-    fn migrate_names(&self) {
+    /// upgrade) keep the newer. Each step (a rename or a removal) is
+    /// atomic, so a crash between two leaves every record under its old
+    /// name or its new one, and the next open goes on. At most `steps`
+    /// steps; the steps taken.
+    fn migrate_names(&self, steps: usize) -> usize {
+        let mut left = steps;
         for kind in KINDS {
-            while self.migrate_pass(kind) > 0 {}
+            while left > 0 && self.migrate_pass(kind, &mut left) > 0 {}
         }
+        steps - left
     }
 
-    /// One pass of [`JobStore::migrate_names`] over `kind`: the records moved.
-    fn migrate_pass(&self, kind: &str) -> usize {
+    /// One pass of [`JobStore::migrate_names`] over `kind`, of at most
+    /// `left` steps (counted down): the records moved.
+    fn migrate_pass(&self, kind: &str, left: &mut usize) -> usize {
         let Ok(entries) = std::fs::read_dir(self.dir.join(kind)) else {
             return 0;
         };
@@ -106,6 +118,9 @@ impl JobStore {
         };
         let mut moved = 0;
         for path in entries.flatten().map(|e| e.path()) {
+            if *left == 0 {
+                break;
+            }
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
@@ -124,7 +139,10 @@ impl JobStore {
                 _ => continue,
             };
             match done {
-                Ok(()) => moved += 1,
+                Ok(()) => {
+                    moved += 1;
+                    *left -= 1;
+                }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "cannot rename job record");
                 }
@@ -307,6 +325,16 @@ mod tests {
         std::fs::write(kind.join(file), serde_json::to_vec(&r).unwrap()).unwrap();
     }
 
+    /// The files under `kind`, sorted.
+    fn files(kind: &Path) -> Vec<String> {
+        let mut files: Vec<String> = std::fs::read_dir(kind)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        files.sort();
+        files
+    }
+
     fn ids(store: &JobStore) -> Vec<String> {
         let mut ids: Vec<String> = store
             .records::<DeleteSnapshot>()
@@ -368,30 +396,78 @@ mod tests {
     fn a_new_name_held_by_another_jobs_old_file_waits_for_it_to_move() {
         let dir = fresh_dir("chain");
         let kind = dir.join(DeleteSnapshot::KIND);
-        std::fs::create_dir_all(&kind).unwrap();
-        // `r.1` was kept in `r_1.json`, its new name `r_2e1.json` is where
-        // job `r_2e1` was kept, whose new name is `r_5f2e1.json`.
-        write_as(&kind, "r_1.json", "r.1");
-        write_as(&kind, "r_2e1.json", "r_2e1");
-        // One job in two files: the newer is kept.
-        write_as(&kind, "q_2eb.json", "q.b");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        let mut newer = DeleteSnapshot::pending("q.b".into(), "b".into());
-        newer.objects_total = 7;
-        std::fs::write(kind.join("q_b.json"), serde_json::to_vec(&newer).unwrap()).unwrap();
+        old_records(&kind);
         let store = JobStore::open(&dir).unwrap();
-        assert_eq!(ids(&store), ["q.b", "r.1", "r_2e1"]);
-        let kept = store.records::<DeleteSnapshot>();
-        assert_eq!(
-            kept.iter().find(|r| r.id == "q.b").unwrap().objects_total,
-            7
-        );
-        let mut files: Vec<String> = std::fs::read_dir(&kind)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        files.sort();
-        assert_eq!(files, ["q_2eb.json", "r_2e1.json", "r_5f2e1.json"]);
+        assert_migrated(&store, &kind, "whole");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `old_records` under their new names, one per job, each the newer copy.
+    fn assert_migrated(store: &JobStore, kind: &Path, how: &str) {
+        assert_eq!(
+            ids(store),
+            ["Up.Case", "q.b", "r.1", "r_2e1", "s.x"],
+            "{how}"
+        );
+        for r in store.records::<DeleteSnapshot>() {
+            let newer = r.id == "q.b" || r.id == "s.x";
+            assert_eq!(
+                r.objects_total == 7,
+                newer,
+                "{how}: the newer copy of {}",
+                r.id
+            );
+        }
+        let want = [
+            "_55p_2e_43ase.json",
+            "q_2eb.json",
+            "r_2e1.json",
+            "r_5f2e1.json",
+            "s_2ex.json",
+        ];
+        assert_eq!(files(kind), want, "{how}");
+    }
+
+    /// Records of earlier versions that need every kind of step: a chain of
+    /// renames (`r.1` moves where `r_2e1` was), a plain one (`Up.Case`), and
+    /// two jobs in two files each, the newer kept: under the old name
+    /// (`q_b.json`, renamed over the other) and under the new (`s_2ex.json`,
+    /// the other removed).
+    fn old_records(kind: &Path) {
+        std::fs::create_dir_all(kind).unwrap();
+        write_as(kind, "r_1.json", "r.1");
+        write_as(kind, "r_2e1.json", "r_2e1");
+        write_as(kind, "Up_Case.json", "Up.Case");
+        write_as(kind, "q_2eb.json", "q.b");
+        write_as(kind, "s_x.json", "s.x");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        for (file, id) in [("q_b.json", "q.b"), ("s_2ex.json", "s.x")] {
+            let mut newer = DeleteSnapshot::pending(id.into(), "b".into());
+            newer.objects_total = 7;
+            std::fs::write(kind.join(file), serde_json::to_vec(&newer).unwrap()).unwrap();
+        }
+    }
+
+    /// A migration cut short after any of its steps (a crash: each rename
+    /// or removal is atomic) loses no record and keeps the newer copy of a
+    /// job; the next open finishes it.
+    #[test]
+    fn a_migration_cut_short_at_any_step_is_finished_by_the_next_open() {
+        let dir = fresh_dir("steps");
+        old_records(&dir.join(DeleteSnapshot::KIND));
+        let (_, total) = JobStore::open_migrating(dir.clone(), usize::MAX).unwrap();
+        assert_eq!(total, 5, "4 renames and a removal");
+        let _ = std::fs::remove_dir_all(&dir);
+        for steps in 0..total {
+            let dir = fresh_dir(&format!("cut-{steps}"));
+            let kind = dir.join(DeleteSnapshot::KIND);
+            old_records(&kind);
+            let (cut, taken) = JobStore::open_migrating(dir.clone(), steps).unwrap();
+            assert_eq!(taken, steps);
+            drop(cut);
+            let store = JobStore::open(&dir).unwrap();
+            assert_migrated(&store, &kind, &format!("cut after {steps} steps"));
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 }
