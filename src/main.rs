@@ -210,6 +210,11 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    // Signals are caught from here on, before anything is read: a SIGTERM
+    // during start-up stops the server gracefully once it serves (before, one
+    // that came while the config was read ended the process at once); a CLI
+    // command's job is cancelled.
+    let signal = shutdown_signal();
     let cfg = Config::load(&cli.config)?;
     // The one-shot commands print their own progress: at the default
     // `info` their logs stay quiet; any other level is theirs too.
@@ -234,10 +239,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         ),
         _ => None,
     };
-    // Signals are caught from here on: a SIGTERM during start-up stops the
-    // server gracefully once it serves; a CLI command's job is cancelled.
     let is_server = matches!(cli.command, Command::Server { .. });
-    let signal = shutdown_signal();
     let (stop, interrupted) = match is_server {
         true => (Some(signal), None),
         false => (None, Some(signal)),

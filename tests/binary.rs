@@ -12,6 +12,21 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Whether a server answers HTTP on `port`. A bare connect is not proof: to
+/// a port in the ephemeral range nothing listens on, the kernel can connect
+/// a socket to itself, which echoes the request back.
+fn answers_http(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut head = [0u8; 5];
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").is_ok()
+        && s.read_exact(&mut head).is_ok()
+        && &head == b"HTTP/"
+}
+
 /// The shipped `configs/backup.yaml` with a state directory of its own: one
 /// server owns a state directory, and these tests run servers side by side.
 fn shipped_config() -> std::path::PathBuf {
@@ -48,7 +63,7 @@ fn server_stops_gracefully_on_sigterm() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !answers_http(port) {
         assert!(Instant::now() < deadline, "server did not listen on {port}");
         std::thread::sleep(Duration::from_millis(100));
     }

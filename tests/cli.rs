@@ -31,13 +31,13 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// A CLI config on a backup root of its own, with a yearly policy of
-/// `collection` made by `policy create` (`extra` flags added): the state
+/// A CLI config on a backup root of its own, with a policy of `collection`
+/// on `schedule` made by `policy create` (`extra` flags added): the state
 /// directory, the config, the root and the policy's name.
-fn yearly_policy(
+fn cli_policy(
     cfg: &milvus_backup::config::Config,
     tag: &str,
-    collection: &str,
+    (schedule, collection): (&str, &str),
     extra: &[&str],
 ) -> (PathBuf, PathBuf, String, String) {
     use common::process::{config_with, root_backups_at};
@@ -51,7 +51,7 @@ fn yearly_policy(
         "-n",
         &policy,
         "--schedule",
-        "0 0 1 1 *",
+        schedule,
         "-c",
         collection,
     ];
@@ -213,8 +213,12 @@ async fn ctrl_c_ends_a_cli_policy_run_cancelled_for_good() {
     let spec = Spec::new(&common::unique("cli_prun_src"));
     data::create(&m, &spec).await;
     data::insert(&m, &spec, "", 0..100, 5).await;
-    let (state, config, root, policy) =
-        yearly_policy(&cfg, "cli_prun", &spec.name, &["--keep_last", "1"]);
+    let (state, config, root, policy) = cli_policy(
+        &cfg,
+        "cli_prun",
+        ("0 0 1 1 *", &spec.name),
+        &["--keep_last", "1"],
+    );
 
     let (status, said) = interrupted_cli(
         &config,
@@ -269,7 +273,7 @@ async fn ctrl_c_during_a_policy_runs_retry_wait_ends_it_cancelled() {
 
     let cfg = common::config();
     let missing = common::unique("not_there_yet");
-    let (state, config, root, policy) = yearly_policy(&cfg, "cli_pwait", &missing, &[]);
+    let (state, config, root, policy) = cli_policy(&cfg, "cli_pwait", ("0 0 1 1 *", &missing), &[]);
     let (status, said) = interrupted_cli(
         &config,
         &["policy", "run", "-n", &policy],
@@ -286,5 +290,54 @@ async fn ctrl_c_during_a_policy_runs_retry_wait_ends_it_cancelled() {
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0].state, RunState::Failed, "{runs:?}");
     assert_eq!(runs[0].error_kind.as_deref(), Some("cancelled"), "{runs:?}");
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+/// `policy run` whose backup would take the name of a slot due and not
+/// started (no server runs the policy's slots here: every minute at second
+/// 0, named by the minute) exits 5 (FailedPrecondition) naming the backup
+/// and that slot; nothing runs. On the code before, it ran, and the slot's
+/// run, once a server took it, would have failed ALREADY_EXISTS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_policy_run_never_takes_the_name_of_a_slot_due_and_not_started() {
+    use chrono::{Timelike, Utc};
+    use common::process::rooted_bucket;
+    use milvus_backup::policy::PolicyStore;
+
+    let cfg = common::config();
+    let missing = common::unique("never_backed_up");
+    let (state, config, root, policy) = cli_policy(
+        &cfg,
+        "cli_due",
+        ("0 * * * * *", &missing),
+        &["--name_template", "{policy}_{yyyyMMdd_HHmm}"],
+    );
+    // A slot passes after the policy was made: the next minute, then a
+    // second more (and not in the minute's last seconds, whose next slot
+    // would come before the CLI asks).
+    let made = Utc::now();
+    loop {
+        let now = Utc::now();
+        let passed = now.with_second(0).unwrap().with_nanosecond(0).unwrap() > made;
+        if passed && (1..50).contains(&now.second()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let minute = Utc::now().format("%Y%m%d_%H%M").to_string();
+    let out = tokio::task::block_in_place(|| run(&config, &["policy", "run", "-n", &policy]));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains(&format!("{policy}_{minute}")) && err.contains("not started"),
+        "{err}"
+    );
+    let runs = PolicyStore::new(rooted_bucket(&cfg), &root)
+        .runs(&policy)
+        .await
+        .unwrap();
+    assert!(runs.is_empty(), "nothing ran: {runs:?}");
+    let out = run(&config, &["policy", "delete", "-n", &policy]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let _ = std::fs::remove_dir_all(&state);
 }

@@ -196,9 +196,11 @@ impl Engine {
     }
 
     /// The backup name of a run of `p` asked for at `slot`: refused while a
-    /// backup has it, or when the policy's next slot's name is the same
-    /// (a template coarser than the gap to that slot): that slot's run
-    /// would then fail ALREADY_EXISTS.
+    /// backup has it, or when a scheduled slot still to run will take it
+    /// too (a template coarser than the gap between them): the policy's
+    /// next slot, or the one due already that has not started (it waits for
+    /// a run, a replica that reaches Milvus, or the next tick). That slot's
+    /// run would then fail ALREADY_EXISTS.
     async fn manual_backup_name(
         &self,
         p: &StoredPolicy,
@@ -208,20 +210,34 @@ impl Engine {
         if self.ctx.catalog.is_taken(backup.as_str()).await? {
             return Err(Error::already_exists("backup", backup.as_str()));
         }
-        let next = match p.policy.enabled() {
-            true => p.policy.schedule().next_after(slot),
-            false => None,
+        if !p.policy.enabled() {
+            return Ok(backup);
+        }
+        let schedule = p.policy.schedule();
+        let next = schedule.next_after(slot).map(|t| (t, "its next slot"));
+        let due = match schedule.latest_due(p.since, slot) {
+            Some(t)
+                if self
+                    .policies
+                    .run(p.policy.name(), t.timestamp_millis())
+                    .await?
+                    .is_none() =>
+            {
+                Some((t, "its slot due and not started yet"))
+            }
+            _ => None,
         };
-        if let Some(next) = next
-            && p.policy.backup_name(next)? == backup
-        {
-            return Err(Error::FailedPrecondition(format!(
-                "a run of policy {:?} now would name its backup {:?}, as its next slot ({next}) \
-                 will, whose run would then fail; run it after that slot, or give the policy a \
-                 name_template that tells them apart",
-                p.policy.name(),
-                backup.as_str()
-            )));
+        for (at, which) in [due, next].into_iter().flatten() {
+            if p.policy.backup_name(at)? == backup {
+                return Err(Error::FailedPrecondition(format!(
+                    "a run of policy {:?} now would name its backup {:?}, as {which} ({at}) \
+                     will, whose run would then fail; run it after that slot, give the policy a \
+                     name_template that tells them apart, or turn it off while no server runs \
+                     its slots",
+                    p.policy.name(),
+                    backup.as_str()
+                )));
+            }
         }
         Ok(backup)
     }
