@@ -15,8 +15,9 @@
 //! copies run on),
 //! `backup.meta.before_backup_meta`, `backup.meta.before_full_meta`,
 //! `backup.committed` (its commit point written, its bases not yet let go),
-//! `backup.incremental.bases_held` (an incremental backup holds the backups it
-//! reuses), `delete.after_commit_point` (the backup is no longer complete, its
+//! `backup.incremental.bases_chosen` (an incremental backup chose what to
+//! reuse, its bases not held yet), `backup.incremental.bases_held` (an
+//! incremental backup holds the backups it reuses), `delete.after_commit_point` (the backup is no longer complete, its
 //! objects are still there, the readers not yet looked at again),
 //! `delete.planned` (what to keep is known),
 //! `delete.meta_removed` (its meta files are gone, its binlogs not yet),

@@ -3,7 +3,8 @@
 //! backup R reusing from H needs, against the real Milvus 2.3.5 and S3.
 //! Here H is retired (its index entry and commit point removed) while R is
 //! paused holding H: the state a delete of H leaves when it stops (ABORTED)
-//! on finding R after retiring H.
+//! on finding R after retiring H. The last test makes H again under its name
+//! before R holds it.
 
 mod common;
 
@@ -20,6 +21,29 @@ use std::sync::Arc;
 type Client = milvus_backup::api::proto::backup_service_client::BackupServiceClient<
     tonic::transport::Channel,
 >;
+
+/// A server started with `failpoint` making an incremental backup of `coll`
+/// named after `tag`, waited for until it pauses there: the server, the
+/// backup's name, and the backup's last report once it ends.
+async fn paused_incremental(
+    cfg: &milvus_backup::config::Config,
+    tag: &str,
+    failpoint: &str,
+    coll: &str,
+) -> (Proc, String, tokio::task::JoinHandle<pb::Backup>) {
+    let creator = Proc::start(cfg, tag, "", Some(failpoint)).await;
+    let mut c = creator.client.clone();
+    let name = common::unique(&format!("{tag}_inc"));
+    let req = pb::CreateBackupRequest {
+        incremental: Some(true),
+        ..flows::backup_request(&name, &[coll])
+    };
+    let created = tokio::spawn(async move {
+        flows::last_backup(c.create_backup(req).await.unwrap().into_inner()).await
+    });
+    creator.wait_paused(Duration::from_secs(60)).await;
+    (creator, name, created)
+}
 
 /// A base H, an incremental backup B of it, and a server making backup R
 /// paused while it holds H for reuse, with H half-deleted.
@@ -57,17 +81,8 @@ impl HalfDeletedHome {
 
         let release = std::env::temp_dir().join(common::unique(&format!("{tag}_release")));
         let failpoint = format!("backup.incremental.bases_held@{}", release.display());
-        let creator = Proc::start(cfg, tag, "", Some(&failpoint)).await;
-        let mut c = creator.client.clone();
-        let reuser = common::unique(&format!("{tag}_reuser"));
-        let req = pb::CreateBackupRequest {
-            incremental: Some(true),
-            ..flows::backup_request(&reuser, &[&coll])
-        };
-        let created = tokio::spawn(async move {
-            flows::last_backup(c.create_backup(req).await.unwrap().into_inner()).await
-        });
-        creator.wait_paused(Duration::from_secs(60)).await;
+        let (creator, reuser, created) =
+            paused_incremental(cfg, &format!("{tag}_reuser"), &failpoint, &coll).await;
         let base_binlogs = format!("backup/{base}/binlogs/");
         let before = catalog.store().list(&base_binlogs).await.unwrap().len();
         assert!(before > 0);
@@ -216,17 +231,8 @@ async fn a_cancelled_incremental_backup_lets_go_of_its_base_at_once() {
     let base = common::unique("letgo_full");
     backup(&mut client, &base, &coll, false).await;
 
-    let creator = Proc::start(&cfg, "letgo", "", Some("backup.incremental.bases_held")).await;
-    let mut c = creator.client.clone();
-    let inc = common::unique("letgo_inc");
-    let req = pb::CreateBackupRequest {
-        incremental: Some(true),
-        ..flows::backup_request(&inc, &[&coll])
-    };
-    let created = tokio::spawn(async move {
-        flows::last_backup(c.create_backup(req).await.unwrap().into_inner()).await
-    });
-    creator.wait_paused(Duration::from_secs(60)).await;
+    let (creator, inc, created) =
+        paused_incremental(&cfg, "letgo", "backup.incremental.bases_held", &coll).await;
     creator
         .client
         .clone()
@@ -244,4 +250,57 @@ async fn a_cancelled_incremental_backup_lets_go_of_its_base_at_once() {
 
     creator.finish();
     hello::drop_if_exists(&m, "default", &coll).await;
+}
+
+/// Base H is deleted and made again under its name, as a backup of another
+/// collection, between an incremental backup R choosing what to reuse from H
+/// (paused at `backup.incremental.bases_chosen`) and R holding H. R reads
+/// H's manifest again under its hold, finds none of the objects it chose,
+/// lets H go and copies them: R is based on nothing, verifies and restores
+/// equal. Before, R reused from the new H objects its folder never held
+/// (based on H), and its verify failed with DATA_LOSS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_base_made_again_before_it_is_held_is_not_reused() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client.clone();
+    let (coll, other) = (common::unique("again_coll"), common::unique("again_other"));
+    hello::create(&m, &coll, 300, 1, 25).await;
+    hello::create(&m, &other, 200, 1, 25).await;
+    let rows = hello::rows(&m, "default", &coll, "pk >= 0", FIELDS).await;
+    let base = common::unique("again_full");
+    backup(&mut client, &base, &coll, false).await;
+
+    let release = std::env::temp_dir().join(common::unique("again_release"));
+    let failpoint = format!("backup.incremental.bases_chosen@{}", release.display());
+    let (creator, reuser, created) = paused_incremental(&cfg, "again", &failpoint, &coll).await;
+    delete(&mut client, &base).await;
+    let again = backup(&mut client, &base, &other, false).await;
+    let names: Vec<&str> = again
+        .collections
+        .iter()
+        .map(|c| &*c.collection_name)
+        .collect();
+    assert_eq!(
+        names,
+        vec![other.as_str()],
+        "H is now a backup of the other collection"
+    );
+
+    std::fs::write(&release, b"").unwrap();
+    let r = created.await.unwrap();
+    assert_eq!(r.state, pb::JobState::Succeeded as i32, "{r:?}");
+    assert!(r.based_on.is_empty(), "the new H holds none of it: {r:?}");
+    flows::assert_verifies(&mut client, &reuser, &reuser).await;
+    assert_restores(&mut client, &m, &reuser, &coll, &rows).await;
+
+    for name in [&reuser, &base] {
+        delete(&mut client, name).await;
+    }
+    let _ = std::fs::remove_file(&release);
+    creator.finish();
+    for c in [&coll, &other] {
+        hello::drop_if_exists(&m, "default", c).await;
+    }
 }

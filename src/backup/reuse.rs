@@ -5,9 +5,11 @@
 //!
 //! The order makes it safe against a concurrent delete: the reader's hold is
 //! taken first, then the backup is checked to be free of writers and still
-//! complete. A delete takes its writer's hold first, then checks for readers.
-//! Whichever comes second sees the other: the delete is refused, or this
-//! backup copies those objects instead of reusing them.
+//! complete, and its manifest is read again under the hold (it may have been
+//! deleted and made again since it was first read). A delete takes its
+//! writer's hold first, then checks for readers. Whichever comes second sees
+//! the other: the delete is refused, or this backup copies those objects
+//! instead of reusing them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -65,33 +67,75 @@ pub async fn reusable(
     Ok(out)
 }
 
-/// Holds each backup in `homes` as a reader for job `job`. A backup that is
-/// being written or deleted, or is no longer complete, is left out: the
+/// Holds each backup in `homes` as a reader for job `job`, then reads its
+/// manifest again under the hold and keeps in `reusable` only what that
+/// manifest still says its own folder holds: a base deleted and made again
+/// under its name after `reusable` read it may hold other objects. A backup
+/// that is being written or deleted, is no longer complete, or no longer
+/// holds any of the objects chosen from it, is left out and let go: the
 /// caller copies its objects instead. Returns the holds by backup name.
 pub async fn hold_bases(
     ctx: &Context,
     job: &str,
     backup: &str,
     homes: impl IntoIterator<Item = String>,
+    reusable: &mut HashMap<String, ManifestEntry>,
 ) -> BTreeMap<String, Lease> {
     let leases = ctx.leases();
     let purpose = format!("reuse by incremental backup {backup}");
     let mut held = BTreeMap::new();
     for home in homes {
-        match leases.hold_for_reading(&home, job, &purpose).await {
-            Ok(lease) => match ctx.catalog.is_complete(&home).await {
-                Ok(true) => {
-                    held.insert(home, lease);
-                }
-                other => {
-                    info!(backup, base = %home, ?other, "base is no longer complete; its objects are copied");
-                    lease.release().await;
-                }
-            },
+        let lease = match leases.hold_for_reading(&home, job, &purpose).await {
+            Ok(lease) => lease,
             Err(e) => {
                 info!(backup, base = %home, error = %e, "base not reused; its objects are copied");
+                continue;
+            }
+        };
+        match still_holds(ctx, &home, reusable).await {
+            Ok(true) => {
+                held.insert(home, lease);
+            }
+            other => {
+                info!(backup, base = %home, ?other, "base no longer complete or no longer holds the objects chosen; they are copied");
+                lease.release().await;
             }
         }
     }
     held
+}
+
+/// Whether `home` is complete and its manifest, read now, still names in its
+/// own folder at least one of the objects `reusable` chose from it; those
+/// it no longer names (with the same size and checksums) are dropped from
+/// `reusable`.
+async fn still_holds(
+    ctx: &Context,
+    home: &str,
+    reusable: &mut HashMap<String, ManifestEntry>,
+) -> Result<bool> {
+    if !ctx.catalog.is_complete(home).await? {
+        return Ok(false);
+    }
+    let Some(manifest) = ctx.catalog.read_manifest(home).await? else {
+        return Ok(false);
+    };
+    let own: HashMap<String, ManifestEntry> = manifest
+        .objects
+        .into_iter()
+        .filter(|e| e.home.is_empty())
+        .map(|e| (e.key.clone(), e))
+        .collect();
+    let mut kept = 0;
+    reusable.retain(|key, e| {
+        if e.home != home {
+            return true;
+        }
+        let same = own
+            .get(key)
+            .is_some_and(|o| o.size == e.size && o.crc32c == e.crc32c && o.etag == e.etag);
+        kept += usize::from(same);
+        same
+    });
+    Ok(kept > 0)
 }

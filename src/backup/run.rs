@@ -327,7 +327,7 @@ async fn copy_planned(
     let incremental = matches!(reuses, Reuses::FromOthers(_));
     let (reusable, holds) = if let Reuses::FromOthers(listed) = reuses {
         let ids: HashSet<i64> = collected.iter().map(|c| c.info.collection_id).collect();
-        let reusable = super::reuse::reusable(&ctx.catalog, listed, req.name(), &ids).await?;
+        let mut reusable = super::reuse::reusable(&ctx.catalog, listed, req.name(), &ids).await?;
         let homes: BTreeSet<String> = collected
             .iter()
             .flat_map(|c| &c.objects)
@@ -339,7 +339,8 @@ async fn copy_planned(
             })
             .collect();
         let id = job.snapshot().id;
-        let holds = super::reuse::hold_bases(ctx, &id, req.name(), homes).await;
+        crate::failpoint::pause_at("backup.incremental.bases_chosen").await;
+        let holds = super::reuse::hold_bases(ctx, &id, req.name(), homes, &mut reusable).await;
         crate::failpoint::pause_at("backup.incremental.bases_held").await;
         (reusable, holds)
     } else {
