@@ -11,6 +11,7 @@
 //! the other: the delete is refused, or this backup copies those objects
 //! instead of reusing them.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tracing::{info, warn};
@@ -39,8 +40,9 @@ pub async fn reusable(
     // another backup's word for a home (a folder copied in by hand may name
     // objects its home never had) is not taken, and a home deleted since is
     // never reused from (a delete of it may be under way). Each manifest is
-    // dropped once read (they come in name order): memory follows what is
-    // reusable, not the number of backups.
+    // dropped once read: memory follows what is reusable, not the number of
+    // backups. An object several backups hold is reused from the first by
+    // name, whatever order they are read in.
     let mut out = HashMap::new();
     catalog
         .for_other_manifests(
@@ -51,10 +53,19 @@ pub async fn reusable(
                 match manifest {
                     Ok(Some(m)) => {
                         for e in m.objects.into_iter().filter(|e| e.home.is_empty()) {
-                            out.entry(e.key.clone()).or_insert(ManifestEntry {
+                            let held = ManifestEntry {
                                 home: name.clone(),
                                 ..e
-                            });
+                            };
+                            match out.entry(held.key.clone()) {
+                                Entry::Vacant(v) => {
+                                    v.insert(held);
+                                }
+                                Entry::Occupied(mut o) if o.get().home > name => {
+                                    o.insert(held);
+                                }
+                                Entry::Occupied(_) => {}
+                            }
                         }
                     }
                     Ok(None) => {}

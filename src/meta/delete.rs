@@ -51,6 +51,8 @@ impl Catalog {
             Ok(())
         })
         .await?;
+        // Read in no particular order: each object's backups by name.
+        out.values_mut().for_each(|by| by.sort());
         Ok(out)
     }
 

@@ -38,6 +38,8 @@ pub struct Catalog {
     packs: Arc<Mutex<packs::PackState>>,
     /// The bandwidth cap that whole-object reads share with the copies.
     read_limit: Option<Arc<crate::storage::RateLimit>>,
+    /// The bytes of manifests a scan of the other backups holds at once.
+    manifest_budget: u64,
 }
 
 impl Catalog {
@@ -49,7 +51,15 @@ impl Catalog {
             summaries: Arc::default(),
             packs: Arc::default(),
             read_limit: None,
+            manifest_budget: scan::MANIFEST_BYTES_AT_ONCE,
         }
+    }
+
+    /// This catalog, holding at most `bytes` of manifests at once when it
+    /// reads the other backups' (default [`scan::MANIFEST_BYTES_AT_ONCE`]).
+    pub fn with_manifest_budget(mut self, bytes: u64) -> Self {
+        self.manifest_budget = bytes;
+        self
     }
 
     /// This catalog, its whole-object reads ([`Catalog::read_stream`])

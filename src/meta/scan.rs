@@ -10,9 +10,13 @@ use tracing::{debug, warn};
 
 use super::Catalog;
 use super::index::IndexEntry;
-use super::manifest::Manifest;
-use crate::error::Result;
+use super::manifest::{MANIFEST_FILE, Manifest};
+use crate::error::{Error, Result};
 use crate::jobs::BackupSnapshot;
+
+mod budget;
+pub use budget::MANIFEST_BYTES_AT_ONCE;
+use budget::{Held, ManifestBudget};
 
 /// Summaries or manifests read at once.
 pub const READ_PARALLELISM: usize = 32;
@@ -80,23 +84,24 @@ impl Catalog {
 
     /// Gives `each` the manifest of every complete backup other than
     /// `except` that `among` asks for (in the catalog as `listed`, or as
-    /// listed now), in name order, read
-    /// [`READ_PARALLELISM`] at once and never all held at once: `Ok(None)`
-    /// for a backup that is not complete or has no checksums (a Go-tool
-    /// backup, which references only its own folder). Stops at the first
-    /// error `each` returns. A backup without an index entry is checked
-    /// complete first (its commit point), so one being written is left out;
-    /// an entry is published only after the commit point and withdrawn before
-    /// a delete removes it, so a backup with one is read at once (at worst, a
-    /// folder whose commit point went by hand counts as referencing its
-    /// objects, which keeps more).
+    /// listed now), in no particular order, read [`READ_PARALLELISM`] at
+    /// once and never more than the catalog's manifest budget held at once
+    /// ([`MANIFEST_BYTES_AT_ONCE`] by default): `Ok(None)` for a backup that
+    /// is not complete or has no checksums (a Go-tool backup, which
+    /// references only its own folder). Stops at the first error `each`
+    /// returns. A backup without an index entry is checked complete first
+    /// (its commit point), so one being written is left out; an entry is
+    /// published only after the commit point and withdrawn before a delete
+    /// removes it, so a backup with one is read at once (at worst, a folder
+    /// whose commit point went by hand counts as referencing its objects,
+    /// which keeps more). Returns the most manifest bytes held at once.
     pub async fn for_other_manifests(
         &self,
         listed: Option<Listed>,
         except: &str,
         among: Among<'_>,
         mut each: impl FnMut(String, Result<Option<Manifest>>) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let Listed { names, index } = match listed {
             Some(l) => l,
             None => self.listed().await?,
@@ -105,7 +110,10 @@ impl Catalog {
             Among::Every => names,
             Among::Holding(ids) => self.possibly_holding(names, &index, ids).await,
         };
-        let index = &index;
+        let (index, budget) = (&index, &ManifestBudget::new(self.manifest_budget));
+        // Unordered: a manifest read is given to `each`, and its part of the
+        // budget back, as soon as it is in (in order, the first one could
+        // wait for the budget that those after it hold).
         let reads = futures::stream::iter(names.into_iter().filter(|n| n != except))
             .map(|name| async move {
                 let complete = match index.contains_key(&name) {
@@ -113,18 +121,59 @@ impl Catalog {
                     false => self.is_complete(&name).await,
                 };
                 let manifest = match complete {
-                    Ok(true) => self.read_manifest(&name).await,
+                    Ok(true) => self.read_manifest_within(&name, budget).await,
                     Ok(false) => Ok(None),
                     Err(e) => Err(e),
                 };
                 (name, manifest)
             })
-            .buffered(READ_PARALLELISM);
+            .buffer_unordered(READ_PARALLELISM);
         let mut reads = std::pin::pin!(reads);
-        while let Some((name, manifest)) = reads.next().await {
-            each(name, manifest)?;
+        while let Some((name, read)) = reads.next().await {
+            match read {
+                Ok(Some((manifest, held))) => {
+                    each(name, Ok(Some(manifest)))?;
+                    drop(held);
+                }
+                Ok(None) => each(name, Ok(None))?,
+                Err(e) => each(name, Err(e))?,
+            }
         }
-        Ok(())
+        debug!(peak_bytes = budget.peak(), "manifests read");
+        Ok(budget.peak())
+    }
+
+    /// The manifest of backup `name`, read once its size fits in `budget`,
+    /// with the part of the budget it holds. `None` when it has none.
+    async fn read_manifest_within(
+        &self,
+        name: &str,
+        budget: &ManifestBudget,
+    ) -> Result<Option<(Manifest, Held)>> {
+        let key = self.layout.meta_key(name, MANIFEST_FILE);
+        // A read cut off mid-body is read again.
+        let read = crate::retry::retry(
+            crate::retry::Backoff::COPY,
+            crate::retry::storage_transient,
+            || async {
+                let (size, mut body) = self.store.get_stream(&key).await?;
+                let held = budget.hold(size).await;
+                let mut bytes = Vec::with_capacity(size.min(MANIFEST_BYTES_AT_ONCE) as usize);
+                while let Some(chunk) = body.next().await {
+                    bytes.extend_from_slice(&chunk?);
+                }
+                Ok((bytes, held))
+            },
+        );
+        let (bytes, held) = match read.await {
+            Ok(read) => read,
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let manifest = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::DataLoss(format!("backup {name:?}: {key} is not valid meta: {e}"))
+        })?;
+        Ok(Some((manifest, held)))
     }
 
     /// `names` without the backups whose index summary names none of the
@@ -163,3 +212,6 @@ impl Catalog {
         kept
     }
 }
+
+#[cfg(test)]
+mod tests;
