@@ -78,24 +78,26 @@ pub async fn reusable(
     Ok(out)
 }
 
-/// Holds each backup in `homes` as a reader for job `job`, then reads its
-/// manifest again under the hold and keeps in `reusable` only what that
-/// manifest still says its own folder holds: a base deleted and made again
-/// under its name after `reusable` read it may hold other objects. A backup
-/// that is being written or deleted, is no longer complete, or no longer
-/// holds any of the objects chosen from it, is left out and let go: the
-/// caller copies its objects instead. Returns the holds by backup name.
+/// Holds each backup in `picked` (the keys of the objects chosen from it,
+/// by backup name) as a reader for job `job`, then reads its manifest again
+/// under the hold: a base deleted and made again under its name after
+/// `reusable` read it may hold other objects. The chosen objects that
+/// manifest no longer names in its own folder (with the same size and
+/// checksums) are dropped from `reusable`. A backup that is being written
+/// or deleted, is no longer complete, or holds none of the objects chosen
+/// from it any more, is left out and let go: the caller copies its objects
+/// instead. Returns the holds by backup name.
 pub async fn hold_bases(
     ctx: &Context,
     job: &str,
     backup: &str,
-    homes: impl IntoIterator<Item = String>,
+    picked: BTreeMap<String, Vec<String>>,
     reusable: &mut HashMap<String, ManifestEntry>,
 ) -> BTreeMap<String, Lease> {
     let leases = ctx.leases();
     let purpose = format!("reuse by incremental backup {backup}");
     let mut held = BTreeMap::new();
-    for home in homes {
+    for (home, keys) in picked {
         let lease = match leases.hold_for_reading(&home, job, &purpose).await {
             Ok(lease) => lease,
             Err(e) => {
@@ -103,7 +105,7 @@ pub async fn hold_bases(
                 continue;
             }
         };
-        match still_holds(ctx, &home, reusable).await {
+        match still_holds(ctx, &home, &keys, reusable).await {
             Ok(true) => {
                 held.insert(home, lease);
             }
@@ -117,12 +119,12 @@ pub async fn hold_bases(
 }
 
 /// Whether `home` is complete and its manifest, read now, still names in its
-/// own folder at least one of the objects `reusable` chose from it; those
-/// it no longer names (with the same size and checksums) are dropped from
-/// `reusable`.
+/// own folder at least one of the objects `keys` chosen from it; those it no
+/// longer names as `reusable` has them are dropped from `reusable`.
 async fn still_holds(
     ctx: &Context,
     home: &str,
+    keys: &[String],
     reusable: &mut HashMap<String, ManifestEntry>,
 ) -> Result<bool> {
     if !ctx.catalog.is_complete(home).await? {
@@ -131,22 +133,20 @@ async fn still_holds(
     let Some(manifest) = ctx.catalog.read_manifest(home).await? else {
         return Ok(false);
     };
-    let own: HashMap<String, ManifestEntry> = manifest
+    let chosen: HashSet<&str> = keys.iter().map(String::as_str).collect();
+    let still: HashSet<String> = manifest
         .objects
         .into_iter()
-        .filter(|e| e.home.is_empty())
-        .map(|e| (e.key.clone(), e))
+        .filter(|o| o.home.is_empty() && chosen.contains(o.key.as_str()))
+        .filter(|o| {
+            reusable.get(&o.key).is_some_and(|e| {
+                e.home == home && e.size == o.size && e.crc32c == o.crc32c && e.etag == o.etag
+            })
+        })
+        .map(|o| o.key)
         .collect();
-    let mut kept = 0;
-    reusable.retain(|key, e| {
-        if e.home != home {
-            return true;
-        }
-        let same = own
-            .get(key)
-            .is_some_and(|o| o.size == e.size && o.crc32c == e.crc32c && o.etag == e.etag);
-        kept += usize::from(same);
-        same
-    });
-    Ok(kept > 0)
+    for key in keys.iter().filter(|k| !still.contains(*k)) {
+        reusable.remove(key);
+    }
+    Ok(!still.is_empty())
 }

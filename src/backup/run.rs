@@ -1,6 +1,6 @@
 //! One backup job, from the flush to the meta.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::StreamExt;
@@ -328,19 +328,25 @@ async fn copy_planned(
     let (reusable, holds) = if let Reuses::FromOthers(listed) = reuses {
         let ids: HashSet<i64> = collected.iter().map(|c| c.info.collection_id).collect();
         let mut reusable = super::reuse::reusable(&ctx.catalog, listed, req.name(), &ids).await?;
-        let homes: BTreeSet<String> = collected
-            .iter()
-            .flat_map(|c| &c.objects)
-            .filter_map(|(o, group)| {
-                let key = layout.backup_key(req.name(), &ctx.milvus_layout, &o.key, *group)?;
-                let e = reusable.get(&key[backup_prefix.len()..])?;
-                e.same_object(o.size, o.etag.as_deref())
-                    .then(|| e.home.clone())
-            })
-            .collect();
+        let mut picked: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (o, group) in collected.iter().flat_map(|c| &c.objects) {
+            let Some(key) = layout.backup_key(req.name(), &ctx.milvus_layout, &o.key, *group)
+            else {
+                continue;
+            };
+            let rel = &key[backup_prefix.len()..];
+            if let Some(e) = reusable.get(rel)
+                && e.same_object(o.size, o.etag.as_deref())
+            {
+                picked
+                    .entry(e.home.clone())
+                    .or_default()
+                    .push(rel.to_string());
+            }
+        }
         let id = job.snapshot().id;
         crate::failpoint::pause_at("backup.incremental.bases_chosen").await;
-        let holds = super::reuse::hold_bases(ctx, &id, req.name(), homes, &mut reusable).await;
+        let holds = super::reuse::hold_bases(ctx, &id, req.name(), picked, &mut reusable).await;
         crate::failpoint::pause_at("backup.incremental.bases_held").await;
         (reusable, holds)
     } else {

@@ -156,9 +156,22 @@ impl Catalog {
             crate::retry::Backoff::COPY,
             crate::retry::storage_transient,
             || async {
-                let (size, mut body) = self.store.get_stream(&key).await?;
-                let held = budget.hold(size).await;
-                let mut bytes = Vec::with_capacity(size.min(MANIFEST_BYTES_AT_ONCE) as usize);
+                let (mut size, mut body) = self.store.get_stream(&key).await?;
+                // An answer left unread while others are read could be cut
+                // off: it is dropped, and asked for again once it fits.
+                let held = loop {
+                    if let Some(held) = budget.try_hold(size) {
+                        break held;
+                    }
+                    drop(body);
+                    let held = budget.hold(size).await;
+                    (size, body) = self.store.get_stream(&key).await?;
+                    if size <= held.bytes {
+                        break held;
+                    }
+                };
+                let mut body = crate::storage::exactly(size, key.clone(), body);
+                let mut bytes = Vec::with_capacity(size.min(self.manifest_budget) as usize);
                 while let Some(chunk) = body.next().await {
                     bytes.extend_from_slice(&chunk?);
                 }

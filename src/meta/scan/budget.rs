@@ -28,8 +28,9 @@ pub(super) struct ManifestBudget {
 /// The part of the budget one manifest holds; given back when dropped.
 #[derive(Debug)]
 pub(super) struct Held {
+    /// The bytes it holds.
+    pub(super) bytes: u64,
     _permit: OwnedSemaphorePermit,
-    bytes: u64,
     held: Arc<AtomicU64>,
 }
 
@@ -54,11 +55,26 @@ impl ManifestBudget {
     /// Waits until `bytes` fit beside what is held. A manifest larger than
     /// the whole budget waits until nothing else is held, then is read alone.
     pub(super) async fn hold(&self, bytes: u64) -> Held {
-        let units = bytes.div_ceil(UNIT).clamp(1, u64::from(self.total_units)) as u32;
         let permit = Arc::clone(&self.units)
-            .acquire_many_owned(units)
+            .acquire_many_owned(self.units_of(bytes))
             .await
             .expect("the budget's semaphore is never closed");
+        self.held(permit, bytes)
+    }
+
+    /// [`ManifestBudget::hold`] if `bytes` fit now.
+    pub(super) fn try_hold(&self, bytes: u64) -> Option<Held> {
+        let permit = Arc::clone(&self.units)
+            .try_acquire_many_owned(self.units_of(bytes))
+            .ok()?;
+        Some(self.held(permit, bytes))
+    }
+
+    fn units_of(&self, bytes: u64) -> u32 {
+        bytes.div_ceil(UNIT).clamp(1, u64::from(self.total_units)) as u32
+    }
+
+    fn held(&self, permit: OwnedSemaphorePermit, bytes: u64) -> Held {
         let now = self.held.fetch_add(bytes, Ordering::Relaxed) + bytes;
         self.peak.fetch_max(now, Ordering::Relaxed);
         Held {

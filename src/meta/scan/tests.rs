@@ -74,8 +74,8 @@ async fn a_scan_holds_no_more_manifest_bytes_than_its_budget_and_reads_them_all(
         .collect();
     assert_eq!(read, want, "every manifest read whole");
     assert!(
-        peak <= budget.max(largest),
-        "peak {peak} of {sizes:?} within {budget}"
+        peak <= budget || peak == largest,
+        "peak {peak} of {sizes:?}: within {budget}, or the largest alone"
     );
     assert!(peak > 0);
     let _ = std::fs::remove_dir_all(root);
