@@ -366,8 +366,13 @@ impl ObjectStore for LocalDir {
             Box::pin(futures::stream::once(async { Ok(data) })),
         )
         .await?;
-        let linked = tokio::fs::hard_link(&tmp, &path).await;
+        // Under the key's lock: never between a compare-and-swap's read and
+        // its write (the swap would replace this object).
+        let linked = self
+            .with_lock(key, async { Ok(tokio::fs::hard_link(&tmp, &path).await) })
+            .await;
         let _ = tokio::fs::remove_file(&tmp).await;
+        let linked = linked?;
         match linked {
             Ok(()) => Ok(CondPut::Written(etag)),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(CondPut::Conflict),
@@ -446,11 +451,17 @@ impl ObjectStore for LocalDir {
     async fn delete(&self, keys: &[String]) -> Result<()> {
         for key in keys {
             let path = self.path(key)?;
-            match tokio::fs::remove_file(&path).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(self.io_error("delete", key, e)),
-            }
+            // Under the key's lock: never between a compare-and-swap's read
+            // and its write (the swap would make the object again).
+            self.with_lock(key, async {
+                match tokio::fs::remove_file(&path).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(self.io_error("delete", key, e)),
+                }
+            })
+            .await?;
+            // Once the lock file beside it is gone too.
             self.remove_empty_parents(&path).await;
         }
         Ok(())
@@ -458,133 +469,4 @@ impl ObjectStore for LocalDir {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Compare-and-swap increments from 8 writers, each with a store of its
-    /// own on one directory (as processes would be): every increment a writer
-    /// was told it made is in the counter, and no lock file is left.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn conditional_writes_from_several_stores_lose_no_update() {
-        let root = std::env::temp_dir().join(format!("mb-cas-{}", uuid::Uuid::new_v4().simple()));
-        LocalDir::new(&root).ensure_bucket(true).await.unwrap();
-        let key = "_leases/counter";
-        LocalDir::new(&root)
-            .write(key, Bytes::from_static(b"0"))
-            .await
-            .unwrap();
-        let writers = (0..8).map(|_| {
-            let store = LocalDir::new(&root);
-            tokio::spawn(async move {
-                let mut made = 0u32;
-                for _ in 0..25 {
-                    let (data, tag) = store.read_versioned(key).await.unwrap().unwrap();
-                    let n: u32 = std::str::from_utf8(&data).unwrap().parse().unwrap();
-                    let next = Bytes::from((n + 1).to_string());
-                    if let CondPut::Written(_) = store.put_if_match(key, next, &tag).await.unwrap()
-                    {
-                        made += 1;
-                    }
-                }
-                made
-            })
-        });
-        let made: u32 = futures::future::join_all(writers)
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .sum();
-        let last = LocalDir::new(&root).read(key).await.unwrap();
-        assert_eq!(std::str::from_utf8(&last).unwrap(), made.to_string());
-        assert!(made > 0);
-        let left: Vec<_> = std::fs::read_dir(root.join("_leases"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(
-            left,
-            vec![std::ffi::OsString::from("counter")],
-            "no lock file left"
-        );
-        std::fs::remove_dir_all(&root).unwrap();
-    }
-
-    #[tokio::test]
-    async fn behaves_like_a_bucket() {
-        let root = std::env::temp_dir().join(format!("mb-local-{}", uuid::Uuid::new_v4().simple()));
-        let s = LocalDir::new(&root);
-        s.ensure_bucket(true).await.unwrap();
-        s.write("b1/meta/x.json", Bytes::from_static(b"{}"))
-            .await
-            .unwrap();
-        s.write("b10/meta/x.json", Bytes::from_static(b"[]"))
-            .await
-            .unwrap();
-        let (n, body) = (Bytes::from_static(b"0123456789"), 10);
-        s.put_stream(
-            "b1/binlogs/a/1",
-            body,
-            Box::pin(futures::stream::iter([Ok(n)])),
-        )
-        .await
-        .unwrap();
-        assert_eq!(s.head("b1/binlogs/a/1").await.unwrap(), Some(10));
-        let keys: Vec<String> = s
-            .list("b1/")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
-        assert_eq!(keys, ["b1/binlogs/a/1", "b1/meta/x.json"]);
-        assert_eq!(s.list_dirs("").await.unwrap(), ["b1/", "b10/"]);
-        s.delete(&keys).await.unwrap();
-        assert_eq!(s.list_dirs("").await.unwrap(), ["b10/"]);
-        assert!(matches!(
-            s.read("b1/meta/x.json").await,
-            Err(Error::NotFound { .. })
-        ));
-        assert!(s.path("../etc/passwd").is_err());
-        std::fs::remove_dir_all(root).unwrap();
-    }
-
-    /// Every write, conditional ones included, works on a name of 255 bytes
-    /// (a disk's limit): before, the temporary and lock files beside it
-    /// added the name to theirs and were too long.
-    #[tokio::test]
-    async fn names_up_to_a_disks_limit_are_written() {
-        let root = std::env::temp_dir().join(format!("mb-local-{}", uuid::Uuid::new_v4().simple()));
-        let s = LocalDir::new(&root);
-        let key = format!("_leases/target/{}", "n".repeat(255));
-        let CondPut::Written(etag) = s
-            .put_if_absent(&key, Bytes::from_static(b"1"))
-            .await
-            .unwrap()
-        else {
-            panic!("created");
-        };
-        assert!(matches!(
-            s.put_if_absent(&key, Bytes::from_static(b"2"))
-                .await
-                .unwrap(),
-            CondPut::Conflict
-        ));
-        assert!(matches!(
-            s.put_if_match(&key, Bytes::from_static(b"3"), &etag)
-                .await
-                .unwrap(),
-            CondPut::Written(_)
-        ));
-        s.write(&key, Bytes::from_static(b"4")).await.unwrap();
-        assert_eq!(&s.read(&key).await.unwrap()[..], b"4");
-        let listed: Vec<String> = s
-            .list("_leases/")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
-        assert_eq!(listed, [key], "no temporary or lock file is listed");
-        std::fs::remove_dir_all(root).unwrap();
-    }
-}
+mod tests;
