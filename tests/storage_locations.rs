@@ -220,7 +220,8 @@ async fn delete_backup_removes_that_backup_only() {
 
 /// A missing object is NOT_FOUND on S3 (as on the other backends), never a
 /// storage fault to retry; an If-Match write on it is a conflict, not a
-/// fault, so a lease renewal on a removed lease object stops at once.
+/// fault, so a lease renewal on a removed lease object stops at once; so is
+/// one with an empty tag (not sent: moto would write unconditionally).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_s3_object_is_not_found_and_a_conditional_write_on_it_conflicts() {
     let cfg = common::config();
@@ -244,4 +245,18 @@ async fn a_missing_s3_object_is_not_found_and_a_conditional_write_on_it_conflict
         "{put:?}"
     );
     assert_eq!(store.head(&key).await.unwrap(), None, "nothing written");
+    // An empty If-Match (a store that gave no ETag) is no condition to moto:
+    // it is never sent.
+    let put = store
+        .put_if_match(&key, bytes::Bytes::from_static(b"{}"), "")
+        .await
+        .unwrap();
+    assert!(
+        matches!(put, milvus_backup::storage::CondPut::Conflict),
+        "{put:?}"
+    );
+    assert_eq!(store.head(&key).await.unwrap(), None, "nothing written");
+    // The start-up probe, with its If-Match on a removed object, passes here.
+    let ctx = milvus_backup::context::Context::from_config(&cfg).unwrap();
+    assert!(ctx.leases().probe_conditional_writes().await.unwrap());
 }

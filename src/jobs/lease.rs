@@ -342,8 +342,10 @@ impl Leases {
         Ok(())
     }
 
-    /// Whether the store refuses a second `If-None-Match: *` write and a stale
-    /// `If-Match`, which leases rely on. Leaves nothing behind.
+    /// Whether the store refuses a second `If-None-Match: *` write, a stale
+    /// `If-Match`, and an `If-Match` on an object that is gone (which some
+    /// stores, MinIO for a time, answered by making it), as leases rely on.
+    /// Leaves nothing behind.
     pub async fn probe_conditional_writes(&self) -> Result<bool> {
         let key = self.key(&format!("probe/{}", uuid::Uuid::new_v4().simple()));
         let version = |n: u8| Bytes::from(format!("{{\"version\":{n}}}"));
@@ -353,12 +355,19 @@ impl Leases {
             };
             let again = self.store.put_if_absent(&key, version(2)).await?;
             // The tag the store gave, made stale by a write that matched it.
-            let CondPut::Written(_) = self.store.put_if_match(&key, version(3), &first).await?
+            let CondPut::Written(third) = self.store.put_if_match(&key, version(3), &first).await?
             else {
                 return Ok(false);
             };
             let stale = self.store.put_if_match(&key, version(4), &first).await?;
-            Ok(again == CondPut::Conflict && stale == CondPut::Conflict)
+            // A removed lease stays removed: a late renewal never makes it again.
+            self.store.delete(std::slice::from_ref(&key)).await?;
+            let gone = self.store.put_if_match(&key, version(5), &third).await?;
+            let made = self.store.head(&key).await?.is_some();
+            Ok(again == CondPut::Conflict
+                && stale == CondPut::Conflict
+                && gone == CondPut::Conflict
+                && !made)
         };
         let honoured = probe.await;
         self.store.delete(std::slice::from_ref(&key)).await?;

@@ -253,6 +253,10 @@ impl Cloud {
 
     /// Replaces `key` if its ETag is still the one given.
     pub async fn put_if_match(&self, key: &str, data: Bytes, e_tag: &str) -> Result<CondPut> {
+        // A store that gave no ETag: an empty If-Match would be no condition.
+        if e_tag.is_empty() {
+            return Ok(CondPut::Conflict);
+        }
         let v = UpdateVersion {
             e_tag: Some(e_tag.to_string()),
             version: None,

@@ -412,6 +412,10 @@ impl ObjectStore for S3Bucket {
     }
 
     async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<CondPut> {
+        // An empty If-Match is no condition at all to some stores (moto).
+        if etag.is_empty() {
+            return Ok(CondPut::Conflict);
+        }
         let put = self.client.put_object().if_match(etag);
         self.put_conditional(put, "PutObject If-Match", key, data)
             .await
@@ -421,7 +425,11 @@ impl ObjectStore for S3Bucket {
         let out = match on_object!(self, get_object, key).send().await {
             Ok(o) => o,
             Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => return Ok(None),
-            Err(e) => return Err(self.error("GetObject", key, e)),
+            // A bare 404 (some gateways give no error code).
+            Err(e) => match self.error("GetObject", key, e) {
+                Error::NotFound { .. } => return Ok(None),
+                other => return Err(other),
+            },
         };
         let etag = out.e_tag.clone().unwrap_or_default();
         let data = out.body.collect().await.map_err(|e| Error::Storage {

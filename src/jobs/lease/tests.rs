@@ -296,3 +296,84 @@ async fn a_released_reader_lease_goes_once_its_end_is_recorded() {
     assert!(l.settled("reads/b2/u").await.unwrap());
     std::fs::remove_dir_all(root).unwrap();
 }
+
+/// A local directory that, like MinIO for a time, makes the object when an
+/// `If-Match` write finds none (a fake: no store this project starts behaves
+/// so; moto and the local directory answer a conflict).
+#[derive(Debug)]
+struct IfMatchMakes(LocalDir);
+
+#[async_trait::async_trait]
+impl ObjectStore for IfMatchMakes {
+    fn place(&self) -> &crate::storage::Place {
+        self.0.place()
+    }
+    async fn ensure_bucket(&self, create: bool) -> Result<()> {
+        self.0.ensure_bucket(create).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<crate::storage::ObjectInfo>> {
+        self.0.list(prefix).await
+    }
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
+        self.0.list_dirs(prefix).await
+    }
+    async fn head(&self, key: &str) -> Result<Option<u64>> {
+        self.0.head(key).await
+    }
+    async fn read(&self, key: &str) -> Result<Bytes> {
+        self.0.read(key).await
+    }
+    async fn write(&self, key: &str, data: Bytes) -> Result<()> {
+        self.0.write(key, data).await
+    }
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<CondPut> {
+        self.0.put_if_absent(key, data).await
+    }
+    async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<CondPut> {
+        match self.0.head(key).await? {
+            None => self.0.put_if_absent(key, data).await,
+            Some(_) => self.0.put_if_match(key, data, etag).await,
+        }
+    }
+    async fn read_versioned(&self, key: &str) -> Result<Option<(Bytes, String)>> {
+        self.0.read_versioned(key).await
+    }
+    async fn get_stream(&self, key: &str) -> Result<(u64, crate::storage::ByteStream)> {
+        self.0.get_stream(key).await
+    }
+    async fn put_stream(
+        &self,
+        key: &str,
+        size: u64,
+        body: crate::storage::ByteStream,
+    ) -> Result<Option<String>> {
+        self.0.put_stream(key, size, body).await
+    }
+    async fn copy_in(
+        &self,
+        from: crate::storage::Source<'_>,
+        dst_key: &str,
+    ) -> Result<Option<String>> {
+        self.0.copy_in(from, dst_key).await
+    }
+    async fn delete(&self, keys: &[String]) -> Result<()> {
+        self.0.delete(keys).await
+    }
+}
+
+/// The start-up probe finds a store that makes an object on an `If-Match`
+/// write when there is none: a removed lease would come back at its holder's
+/// next renewal. Before, the probe passed it (it tried If-Match only on an
+/// object there). It leaves nothing behind.
+#[tokio::test]
+async fn the_probe_refuses_a_store_whose_if_match_makes_a_missing_object() {
+    let root = std::env::temp_dir().join(format!("mb-lease-{}", uuid::Uuid::new_v4().simple()));
+    let store = Arc::new(IfMatchMakes(LocalDir::new(&root)));
+    let l = Leases::new(store.clone(), "backup", Duration::from_secs(60));
+    assert!(!l.probe_conditional_writes().await.unwrap());
+    assert!(
+        store.list("").await.unwrap().is_empty(),
+        "the probe leaves nothing"
+    );
+    let _ = std::fs::remove_dir_all(root);
+}
