@@ -72,7 +72,9 @@ async fn a_partition_key_routed_over_other_partitions_is_refused() {
 /// `skip_create_collection` with `restore_index` into a collection whose
 /// vector field already has another index: Milvus keeps one index per field,
 /// so this is refused before any row is imported (it failed after the
-/// import). With the backup's own index there, the restore goes through,
+/// import); so is an index of the backup's index name on another field
+/// (before, the restore took it for made, and the vector field stayed
+/// unindexed). With the backup's own index there, the restore goes through,
 /// leaves that index as it was, and leaves the collection released (the
 /// backup's source was loaded; `load` was not asked).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -128,6 +130,42 @@ async fn an_import_into_a_collection_with_another_index_is_refused_before_any_ro
         collection_name: target.clone(),
         field_name: "v_float".into(),
         index_name: "mine_idx".into(),
+        ..Default::default()
+    };
+    let status = m
+        .raw()
+        .drop_index(m.request(&mine.db, drop))
+        .await
+        .unwrap()
+        .into_inner();
+    milvus_backup::milvus::check_status("DropIndex", Some(&status)).unwrap();
+
+    // The backup's index name on another field: the restore would take it
+    // for made, and leave the vector field unindexed (a load then fails).
+    let clash = IndexInfo {
+        name: "v_float_idx".into(),
+        id: 0,
+        field_name: "f_i64".into(),
+        params: vec![("index_type".into(), "STL_SORT".into())],
+    };
+    m.create_index(&mine.db, &target, &clash).await.unwrap();
+    let err = client.restore(request.clone()).await.expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains("\"v_float_idx\" on field f_i64"),
+        "{err:?}"
+    );
+    assert!(
+        m.collection_imports(&mine.db, &target)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let drop = milvus_backup::milvus::proto::milvus::DropIndexRequest {
+        db_name: mine.db.clone(),
+        collection_name: target.clone(),
+        field_name: "f_i64".into(),
+        index_name: "v_float_idx".into(),
         ..Default::default()
     };
     let status = m

@@ -287,8 +287,9 @@ async fn check_loadable(
 
 /// With `skip_create_collection` and `restore_index`: Milvus keeps one index
 /// per field, so an existing index that is not the backup's (by name, type
-/// and metric) would fail the job after its rows were imported. Refused
-/// before anything changes.
+/// and metric) would fail the job after its rows were imported, and one
+/// with the backup's index name on another field would leave the backup's
+/// field unindexed (a load then fails). Refused before anything changes.
 async fn check_indexes(ctx: &Context, t: &RestoreTarget) -> Result<()> {
     let target = &t.target;
     let existing = ctx
@@ -296,6 +297,17 @@ async fn check_indexes(ctx: &Context, t: &RestoreTarget) -> Result<()> {
         .describe_indexes(target.db(), target.name())
         .await?;
     for want in &t.source.index_infos {
+        // The restore makes an index by name, and one of that name is taken
+        // as made: on another field it would leave this field unindexed.
+        if let Some(clash) = existing
+            .iter()
+            .find(|e| e.name == want.index_name && e.field_name != want.field_name)
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "skip_create_collection with restore_index: {target} already has an index                  named {:?} on field {}, the backup's of that name is on field {}; drop or                  rename that index, or restore without restore_index",
+                clash.name, clash.field_name, want.field_name
+            )));
+        }
         let Some(have) = existing.iter().find(|e| e.field_name == want.field_name) else {
             continue;
         };
