@@ -499,3 +499,49 @@ async fn a_binlog_changed_after_its_proof_is_never_imported() {
     server.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
+
+/// A backup whose meta names one partition twice (edited by hand: a second
+/// `_default` with another id) is refused DATA_LOSS naming the partition,
+/// before anything is made in Milvus. Imports are followed by partition name:
+/// the second would have followed the first's and been counted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_meta_naming_a_partition_twice_is_refused_before_milvus_is_touched() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let store = backup_store(&cfg);
+    let (spec, _) = source(&m, &common::unique("twice"), 100).await;
+    let backup = common::unique("twice_b");
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client.clone();
+    flows::backup_collections(&mut client, &backup, &[&spec.name]).await;
+    let key = format!("backup/{backup}/meta/full_meta.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&store.read(&key).await.unwrap()).unwrap();
+    let partitions = meta["collection_backups"][0]["partition_backups"]
+        .as_array_mut()
+        .unwrap();
+    let mut twin = partitions[0].clone();
+    twin["partition_id"] = serde_json::json!(twin["partition_id"].as_i64().unwrap() + 1);
+    partitions.push(twin);
+    store
+        .write(&key, Bytes::from(serde_json::to_vec(&meta).unwrap()))
+        .await
+        .unwrap();
+
+    let err = client
+        .restore(restore_req(&backup, "_t", false))
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::DataLoss, "{err:?}");
+    assert!(
+        err.message().contains("partition \"_default\"") && err.message().contains(&backup),
+        "{err:?}"
+    );
+    assert!(
+        !m.has_collection(&spec.db, &format!("{}_t", spec.name))
+            .await
+            .unwrap()
+    );
+    flows::delete_eventually(&client, &backup, "the backup").await;
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

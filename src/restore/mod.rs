@@ -119,6 +119,9 @@ pub async fn plan(ctx: &Context, req: &RestoreRequest) -> Result<(BackupInfo, Ve
 
     let mut targets = Vec::with_capacity(selected.len());
     let mut seen = HashSet::new();
+    for src in &selected {
+        partitions_once(name.as_str(), src)?;
+    }
     for src in selected {
         let source = CollectionRef::normalized(&src.db_name, &src.collection_name);
         let target = req.target_of(&source)?;
@@ -135,6 +138,25 @@ pub async fn plan(ctx: &Context, req: &RestoreRequest) -> Result<(BackupInfo, Ve
         });
     }
     Ok((backup, targets))
+}
+
+/// Each partition of `src` once, by name and by id: imports are followed by
+/// partition name, so a meta naming one twice (edited by hand, or damaged)
+/// would import one and count it twice.
+fn partitions_once(backup: &str, src: &CollectionBackupInfo) -> Result<()> {
+    let (mut names, mut ids) = (HashSet::new(), HashSet::new());
+    for p in &src.partition_backups {
+        let again = match (names.insert(&p.partition_name), ids.insert(p.partition_id)) {
+            (false, _) => format!("partition {:?}", p.partition_name),
+            (_, false) => format!("partition id {}", p.partition_id),
+            _ => continue,
+        };
+        return Err(Error::DataLoss(format!(
+            "backup {backup:?} is damaged: its meta names {again} of collection {}.{} twice",
+            src.db_name, src.collection_name
+        )));
+    }
+    Ok(())
 }
 
 /// Checks each target against Milvus: it must not exist unless it is to be
