@@ -480,6 +480,11 @@ async fn a_takeovers_cleanup_that_could_not_reach_milvus_is_run_again_by_a_live_
     assert_eq!(job.state, pb::JobState::Cancelled as i32, "{job:?}");
     let error = &job.collections[0].error_message;
     assert!(error.contains("left in Milvus"), "{job:?}");
+    // Said as it is: not left for good, but to be dropped.
+    assert!(
+        error.contains("tries it again") && error.contains("do not write into it"),
+        "{job:?}"
+    );
     assert!(m.has_collection(&db, &spec.name).await.unwrap(), "left");
     assert!(m.list_databases().await.unwrap().contains(&db), "left");
 

@@ -89,7 +89,12 @@ pub async fn clean_up(
             Err(e) => {
                 warn!(restore = %snap.id, collection = %c.target, error = %e, "cleanup failed");
                 complete = false;
-                Outcome::LeftAlone(format!("cleanup failed: {e}"))
+                // Said as it is: the cleanup is due, and a server of this
+                // Milvus runs it again (drops or releases what it made).
+                Outcome::LeftAlone(format!(
+                    "cleanup failed: {e}; a server of this Milvus tries it again, and then \
+                     drops or releases what this restore made: do not write into it"
+                ))
             }
         };
         match &outcome {
