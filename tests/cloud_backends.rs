@@ -503,3 +503,44 @@ async fn a_pending_azure_copy_stopped_while_followed_is_aborted_before_it_ends()
     );
     assert!(aborted(&seen), "aborted before it ended: {seen:?}");
 }
+
+/// A lease taken on Azure whose every answer is lost (the PUT and
+/// object_store's 5 retries forwarded to Azurite, each connection then
+/// dropped by a proxy) is held all the same: the blob holds its very bytes.
+/// Before, the take failed UNAVAILABLE, and the lease stayed held by a
+/// holder nobody was until it expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_whose_answer_azure_lost_is_held() {
+    let mut cfg = common::backups_on_azurite(common::config());
+    // http://127.0.0.1:10000/devstoreaccount1
+    let endpoint = cfg.minio.backup_address.clone();
+    let (upstream, account) = endpoint
+        .trim_start_matches("http://")
+        .split_once('/')
+        .unwrap();
+    let proxy = common::faults::start(upstream.parse().unwrap(), Default::default()).await;
+    cfg.minio.backup_address = format!("http://{}/{account}", proxy.addr);
+    let ctx = milvus_backup::context::Context::from_config(&cfg).unwrap();
+    ctx.catalog.store().ensure_bucket(true).await.unwrap();
+    let leases = ctx.leases();
+
+    proxy.lose_put_answers_for("/_leases/backup/lost");
+    let lease = leases
+        .acquire("backup/lost", "job-1", "create")
+        .await
+        .expect("held though its answer was lost");
+    assert!(
+        proxy
+            .counts
+            .lost_answers
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    proxy.lose_put_answers_for("/none");
+    assert_eq!(
+        leases.holder("backup/lost").await.unwrap().unwrap().job,
+        "job-1"
+    );
+    lease.release().await;
+    assert!(leases.holder("backup/lost").await.unwrap().is_none());
+}

@@ -233,7 +233,7 @@ impl Cloud {
         };
         match self
             .store
-            .put_opts(&self.path(key)?, PutPayload::from(data), opts)
+            .put_opts(&self.path(key)?, PutPayload::from(data.clone()), opts)
             .await
         {
             // The ETag, never the version id an Azure account with blob
@@ -243,7 +243,15 @@ impl Cloud {
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. },
             ) => Ok(CondPut::Conflict),
-            Err(e) => Err(self.error("ConditionalPut", key, e)),
+            // A write whose every answer was lost may have landed: the very
+            // bytes it wrote (a lease's carry its own nonce) say it did.
+            Err(e) => {
+                let err = self.error("ConditionalPut", key, e);
+                match self.read_versioned(key).await {
+                    Ok(Some((now, tag))) if now == data => Ok(CondPut::Written(tag)),
+                    _ => Err(err),
+                }
+            }
         }
     }
 
