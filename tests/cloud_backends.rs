@@ -504,22 +504,20 @@ async fn a_pending_azure_copy_stopped_while_followed_is_aborted_before_it_ends()
     assert!(aborted(&seen), "aborted before it ended: {seen:?}");
 }
 
-/// A lease taken on Azure whose every answer is lost (the PUT and
-/// object_store's 5 retries forwarded to Azurite, each connection then
-/// dropped by a proxy) is held all the same: the blob holds its very bytes.
-/// Before, the take failed UNAVAILABLE, and the lease stayed held by a
-/// holder nobody was until it expired.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lease_whose_answer_azure_lost_is_held() {
-    let mut cfg = common::backups_on_azurite(common::config());
-    // http://127.0.0.1:10000/devstoreaccount1
+/// A lease whose every answer is lost (the write and its client's retries
+/// forwarded to the emulator, each connection then dropped by a proxy) is
+/// held all the same: the object holds its very bytes. Before, the take
+/// failed UNAVAILABLE, and the lease stayed held by a holder nobody was
+/// until it expired. `cfg`'s backup storage is reached through the proxy.
+async fn assert_lease_held_when_its_answers_are_lost(mut cfg: Config) {
+    // http://127.0.0.1:10000/devstoreaccount1, http://127.0.0.1:9023
     let endpoint = cfg.minio.backup_address.clone();
-    let (upstream, account) = endpoint
-        .trim_start_matches("http://")
-        .split_once('/')
-        .unwrap();
+    let rest = endpoint.trim_start_matches("http://");
+    let (upstream, path) = rest.split_once('/').unwrap_or((rest, ""));
     let proxy = common::faults::start(upstream.parse().unwrap(), Default::default()).await;
-    cfg.minio.backup_address = format!("http://{}/{account}", proxy.addr);
+    cfg.minio.backup_address = format!("http://{}/{path}", proxy.addr)
+        .trim_end_matches('/')
+        .to_string();
     let ctx = milvus_backup::context::Context::from_config(&cfg).unwrap();
     ctx.catalog.store().ensure_bucket(true).await.unwrap();
     let leases = ctx.leases();
@@ -528,7 +526,7 @@ async fn a_lease_whose_answer_azure_lost_is_held() {
     let lease = leases
         .acquire("backup/lost", "job-1", "create")
         .await
-        .expect("held though its answer was lost");
+        .expect("held though its answers were lost");
     assert!(
         proxy
             .counts
@@ -543,4 +541,18 @@ async fn a_lease_whose_answer_azure_lost_is_held() {
     );
     lease.release().await;
     assert!(leases.holder("backup/lost").await.unwrap().is_none());
+}
+
+/// On Azurite (object_store retries the PUT 5 times, every answer lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_whose_answers_azure_lost_is_held() {
+    assert_lease_held_when_its_answers_are_lost(common::backups_on_azurite(common::config())).await;
+}
+
+/// On gcp-storage-emulator (our GCS client retries the upload).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_whose_answers_gcs_lost_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::backups_on_gcs_emulator(common::config(), &emulator_key(dir.path()));
+    assert_lease_held_when_its_answers_are_lost(cfg).await;
 }

@@ -327,7 +327,17 @@ impl GcsBucket {
     }
 
     async fn conditional(&self, key: &str, data: Bytes, generation: &str) -> Result<CondPut> {
-        let resp = self.upload(key, data, Some(generation)).await?;
+        let resp = match self.upload(key, data.clone(), Some(generation)).await {
+            Ok(resp) => resp,
+            // A write whose every answer was lost may have landed: the very
+            // bytes it wrote (a lease's carry its own nonce) say it did.
+            Err(e) => {
+                return match self.read_versioned(key).await {
+                    Ok(Some((now, tag))) if now == data => Ok(CondPut::Written(tag)),
+                    _ => Err(e),
+                };
+            }
+        };
         if resp.status() == StatusCode::PRECONDITION_FAILED {
             return Ok(CondPut::Conflict);
         }

@@ -147,8 +147,9 @@ impl FaultProxy {
         self.counts.cut_put_every.store(n, Ordering::Relaxed);
     }
 
-    /// Forwards every PutObject to a key ending in `suffix`, then hangs up
-    /// without its answer, as when the answer of a write that landed is lost.
+    /// Forwards every PutObject (or GCS upload) to a key ending in `suffix`,
+    /// then hangs up without its answer, as when the answer of a write that
+    /// landed is lost.
     #[allow(dead_code)]
     pub fn lose_put_answers_for(&self, suffix: &str) {
         *self.counts.lose_put_answers_for.lock().unwrap() = Some(suffix.to_string());
@@ -369,13 +370,25 @@ async fn handle(
             .unwrap_or("/")
     );
     *req.uri_mut() = uri.parse().unwrap();
-    let lose_answer = req.method() == Method::PUT
+    // The key: the path's end (S3, Azure), or GCS's `name` in the query of
+    // its uploads (POST).
+    let named = |suffix: &str| {
+        req.uri().path().ends_with(suffix)
+            || req.uri().query().unwrap_or_default().split('&').any(|kv| {
+                kv.strip_prefix("name=").is_some_and(|n| {
+                    percent_encoding::percent_decode_str(n)
+                        .decode_utf8_lossy()
+                        .ends_with(suffix)
+                })
+            })
+    };
+    let lose_answer = matches!(*req.method(), Method::PUT | Method::POST)
         && counts
             .lose_put_answers_for
             .lock()
             .unwrap()
             .as_deref()
-            .is_some_and(|suffix| req.uri().path().ends_with(suffix));
+            .is_some_and(named);
     if req.headers().contains_key("x-amz-copy-source") && counts.hold_copies.load(Ordering::SeqCst)
     {
         counts.held_copies.fetch_add(1, Ordering::SeqCst);
