@@ -510,14 +510,23 @@ async fn a_pending_azure_copy_stopped_while_followed_is_aborted_before_it_ends()
 /// failed UNAVAILABLE, and the lease stayed held by a holder nobody was
 /// until it expired. `cfg`'s backup storage is reached through the proxy.
 async fn assert_lease_held_when_its_answers_are_lost(mut cfg: Config) {
-    // http://127.0.0.1:10000/devstoreaccount1, http://127.0.0.1:9023
-    let endpoint = cfg.minio.backup_address.clone();
-    let rest = endpoint.trim_start_matches("http://");
-    let (upstream, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let proxy = common::faults::start(upstream.parse().unwrap(), Default::default()).await;
-    cfg.minio.backup_address = format!("http://{}/{path}", proxy.addr)
-        .trim_end_matches('/')
-        .to_string();
+    let proxy = if cfg.minio.backup_address.is_empty() {
+        // S3, on Milvus's endpoint.
+        let upstream = format!("{}:{}", cfg.minio.address, cfg.minio.port);
+        let proxy = common::faults::start(upstream.parse().unwrap(), Default::default()).await;
+        cfg.minio.port = proxy.addr.port();
+        proxy
+    } else {
+        // http://127.0.0.1:10000/devstoreaccount1, http://127.0.0.1:9023
+        let endpoint = cfg.minio.backup_address.clone();
+        let rest = endpoint.trim_start_matches("http://");
+        let (upstream, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let proxy = common::faults::start(upstream.parse().unwrap(), Default::default()).await;
+        cfg.minio.backup_address = format!("http://{}/{path}", proxy.addr)
+            .trim_end_matches('/')
+            .to_string();
+        proxy
+    };
     let ctx = milvus_backup::context::Context::from_config(&cfg).unwrap();
     ctx.catalog.store().ensure_bucket(true).await.unwrap();
     let leases = ctx.leases();
@@ -555,4 +564,10 @@ async fn a_lease_whose_answers_gcs_lost_is_held() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = common::backups_on_gcs_emulator(common::config(), &emulator_key(dir.path()));
     assert_lease_held_when_its_answers_are_lost(cfg).await;
+}
+
+/// On moto (the SDK retries the PUT, every answer lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_whose_answers_s3_lost_is_held() {
+    assert_lease_held_when_its_answers_are_lost(common::config()).await;
 }

@@ -308,7 +308,7 @@ impl S3Bucket {
         let sent = put
             .bucket(&self.place.bucket)
             .key(key)
-            .body(SdkByteStream::from(data))
+            .body(SdkByteStream::from(data.clone()))
             .send()
             .await;
         match sent {
@@ -322,7 +322,15 @@ impl S3Bucket {
             {
                 Ok(CondPut::Conflict)
             }
-            Err(e) => Err(self.error(operation, key, e)),
+            // A write whose every answer was lost may have landed: the very
+            // bytes it wrote (a lease's carry its own nonce) say it did.
+            Err(e) => {
+                let err = self.error(operation, key, e);
+                match self.read_versioned(key).await {
+                    Ok(Some((now, tag))) if now == data => Ok(CondPut::Written(tag)),
+                    _ => Err(err),
+                }
+            }
         }
     }
 }
