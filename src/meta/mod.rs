@@ -280,15 +280,9 @@ impl Catalog {
         let key = self.layout.meta_key(&info.name, file);
         let body = Bytes::from(body);
         // A retried write whose first answer was lost finds its own commit
-        // point: the very bytes this job wrote. So does a write whose every
-        // answer was lost (past the store's retries): it may have landed.
-        let written = match self.store.put_if_absent(&key, body.clone()).await {
-            Ok(written) => written,
-            Err(e) => match self.store.read_versioned(&key).await {
-                Ok(Some((now, tag))) if now == body => CondPut::Written(tag),
-                _ => return Err(e),
-            },
-        };
+        // point: the very bytes this job wrote. (A write whose every answer
+        // was lost is read back by the store itself.)
+        let written = self.store.put_if_absent(&key, body.clone()).await?;
         // A read that fails says nothing about whose commit point it is.
         match written.confirmed(self.store.as_ref(), &key, &body).await? {
             CondPut::Written(_) => Ok(()),

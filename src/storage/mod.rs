@@ -207,7 +207,9 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn read(&self, key: &str) -> Result<Bytes>;
     /// Writes a small object whole.
     async fn write(&self, key: &str, data: Bytes) -> Result<()>;
-    /// Creates `key` only if no object is there (`If-None-Match: *`).
+    /// Creates `key` only if no object is there (`If-None-Match: *`). Here
+    /// and in [`ObjectStore::put_if_match`], a write whose every answer was
+    /// lost is read back: `Written` when the object holds these very bytes.
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<CondPut>;
     /// Replaces `key` only if its version tag is still `etag` (`If-Match`).
     async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<CondPut>;
