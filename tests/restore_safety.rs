@@ -545,3 +545,82 @@ async fn a_meta_naming_a_partition_twice_is_refused_before_milvus_is_touched() {
     flows::delete_eventually(&client, &backup, "the backup").await;
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
+
+/// A backup whose schema has what Milvus 2.3.5 lacks (a field made nullable,
+/// or of type SparseFloatVector, as a backup of Milvus 2.5 could have; the
+/// schema edited by hand here) is refused FAILED_PRECONDITION naming the
+/// field, before anything is made: 2.3.5 makes such a collection all the
+/// same (ignoring the flag, keeping the type it cannot read), and its import
+/// could misread or fail on the data. A meta-only restore, so that the code
+/// before (which made the collection) imported nothing into it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_schema_with_what_milvus_lacks_is_refused_before_milvus_is_touched() {
+    use base64::Engine as _;
+    use milvus_backup::milvus::proto::schema::CollectionSchema;
+    use prost::Message as _;
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let store = backup_store(&cfg);
+    let (spec, _) = source(&m, &common::unique("newer"), 50).await;
+    let backup = common::unique("newer_b");
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client.clone();
+    flows::backup_collections(&mut client, &backup, &[&spec.name]).await;
+    let key = format!("backup/{backup}/meta/full_meta.json");
+    let original = store.read(&key).await.unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+
+    for (edit, named) in [
+        ("nullable", "field \"f_i64\", nullable"),
+        (
+            "sparse",
+            "field \"f_float\" of type SparseFloatVector (104)",
+        ),
+    ] {
+        let mut meta: serde_json::Value = serde_json::from_slice(&original).unwrap();
+        let coll = &mut meta["collection_backups"][0];
+        let bytes = b64
+            .decode(coll["schema_proto_base64"].as_str().unwrap())
+            .unwrap();
+        let mut schema = CollectionSchema::decode(bytes.as_slice()).unwrap();
+        for f in &mut schema.fields {
+            match (edit, f.name.as_str()) {
+                ("nullable", "f_i64") => f.nullable = true,
+                ("sparse", "f_float") => f.data_type = 104,
+                _ => {}
+            }
+        }
+        coll["schema_proto_base64"] = serde_json::json!(b64.encode(schema.encode_to_vec()));
+        store
+            .write(&key, Bytes::from(serde_json::to_vec(&meta).unwrap()))
+            .await
+            .unwrap();
+        let request = pb::RestoreRequest {
+            meta_only: true,
+            ..restore_req(&backup, "_n", false)
+        };
+        let target = format!("{}_n", spec.name);
+        let err = match client.restore(request).await {
+            Ok(_) => {
+                let made = m.has_collection(&spec.db, &target).await.unwrap();
+                data::drop_if_exists(&m, &spec.db, &target).await;
+                panic!("{edit}: accepted (collection made: {made})");
+            }
+            Err(e) => e,
+        };
+        assert_eq!(
+            err.code(),
+            tonic::Code::FailedPrecondition,
+            "{edit}: {err:?}"
+        );
+        assert!(err.message().contains(named), "{edit}: {err:?}");
+        assert!(
+            !m.has_collection(&spec.db, &target).await.unwrap(),
+            "{edit}"
+        );
+    }
+    assert_milvus_up(&m).await;
+    store.write(&key, original).await.unwrap();
+    flows::delete_eventually(&client, &backup, "the backup").await;
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

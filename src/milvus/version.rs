@@ -69,6 +69,43 @@ impl MilvusVersion {
     }
 }
 
+/// The data types of fields and array elements Milvus 2.3 has.
+const TYPES_OF_2_3: &[i32] = &[0, 1, 2, 3, 4, 5, 10, 11, 20, 21, 22, 23, 100, 101];
+
+impl MilvusVersion {
+    /// The first feature of `schema` this server does not have, said as a
+    /// user reads it; `None` when it has them all, as far as known (only
+    /// servers before 2.4 are checked: they accept a schema with a type or a
+    /// flag they do not know, and ignore it).
+    pub fn lacks(&self, schema: &crate::milvus::proto::schema::CollectionSchema) -> Option<String> {
+        if self.at_least(2, 4, 0) {
+            return None;
+        }
+        let type_name = |t: i32| {
+            crate::milvus::proto::schema::DataType::try_from(t)
+                .map(|d| d.as_str_name().to_string())
+                .unwrap_or_else(|_| "unknown".into())
+        };
+        if !schema.functions.is_empty() {
+            return Some("functions (2.5+)".into());
+        }
+        schema.fields.iter().find_map(|f| {
+            let field = &f.name;
+            let missing = [f.data_type, f.element_type]
+                .into_iter()
+                .find(|t| !TYPES_OF_2_3.contains(t));
+            if let Some(t) = missing {
+                return Some(format!("field {field:?} of type {} ({t})", type_name(t)));
+            }
+            if f.nullable {
+                return Some(format!("field {field:?}, nullable (2.4+)"));
+            }
+            f.is_function_output
+                .then(|| format!("field {field:?}, a function's output (2.5+)"))
+        })
+    }
+}
+
 impl fmt::Display for MilvusVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "v{}.{}.{}", self.major, self.minor, self.patch)
@@ -87,6 +124,50 @@ mod tests {
         assert!(MilvusVersion::parse("2.4.0-rc.1").has_l0_segments());
         assert!(MilvusVersion::parse("v2.6.1").has_storage_version());
         assert_eq!(MilvusVersion::parse("garbage"), MilvusVersion::default());
+    }
+
+    #[test]
+    fn a_schema_with_what_2_3_lacks_is_named() {
+        use crate::milvus::proto::schema::{CollectionSchema, FieldSchema};
+        let field = |name: &str, data_type: i32| FieldSchema {
+            name: name.into(),
+            data_type,
+            ..Default::default()
+        };
+        let with = |f: FieldSchema| CollectionSchema {
+            fields: vec![field("pk", 5), field("v", 101), f],
+            ..Default::default()
+        };
+        let (v23, v24) = (
+            MilvusVersion::parse("v2.3.5"),
+            MilvusVersion::parse("v2.4.0"),
+        );
+        assert_eq!(v23.lacks(&with(field("arr", 22))), None);
+        let sparse = with(field("s", 104));
+        assert_eq!(
+            v23.lacks(&sparse).as_deref(),
+            Some("field \"s\" of type SparseFloatVector (104)")
+        );
+        assert_eq!(v24.lacks(&sparse), None);
+        let bf16_elements = with(FieldSchema {
+            element_type: 103,
+            ..field("a", 22)
+        });
+        assert!(
+            v23.lacks(&bf16_elements)
+                .unwrap()
+                .contains("BFloat16Vector (103)")
+        );
+        let nullable = with(FieldSchema {
+            nullable: true,
+            ..field("n", 5)
+        });
+        assert!(v23.lacks(&nullable).unwrap().contains("nullable"));
+        assert!(
+            v23.lacks(&with(field("x", 999)))
+                .unwrap()
+                .contains("unknown (999)")
+        );
     }
 
     #[test]

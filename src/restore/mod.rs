@@ -159,6 +159,46 @@ fn partitions_once(backup: &str, src: &CollectionBackupInfo) -> Result<()> {
     Ok(())
 }
 
+/// The encoded schema a restore of `src` sends Milvus (under another name).
+pub(super) fn schema_sent(src: &CollectionBackupInfo) -> Result<bytes::Bytes> {
+    use base64::Engine as _;
+    if src.schema_proto_base64.is_empty() {
+        return crate::meta::schema::from_meta(&src.schema);
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(&src.schema_proto_base64)
+        .map(Into::into)
+        .map_err(|e| {
+            Error::DataLoss(format!(
+                "collection {}: bad schema bytes: {e}",
+                src.collection_name
+            ))
+        })
+}
+
+/// A collection whose schema has a type or a flag the target Milvus does not
+/// have: Milvus 2.3 makes it all the same (ignoring the flag, keeping a type
+/// it cannot read), and its import could then misread or fail on the data.
+fn check_schema_fits(src: &CollectionBackupInfo, version: &MilvusVersion) -> Result<()> {
+    use prost::Message as _;
+    let sent = schema_sent(src)?;
+    let schema =
+        crate::milvus::proto::schema::CollectionSchema::decode(sent.as_ref()).map_err(|e| {
+            Error::DataLoss(format!(
+                "collection {}: bad schema bytes: {e}",
+                src.collection_name
+            ))
+        })?;
+    match version.lacks(&schema) {
+        None => Ok(()),
+        Some(what) => Err(Error::FailedPrecondition(format!(
+            "collection {}.{} of the backup has {what}, which Milvus {version} does not \
+             have; restore it into a Milvus that does",
+            src.db_name, src.collection_name
+        ))),
+    }
+}
+
 /// Checks each target against Milvus: it must not exist unless it is to be
 /// replaced or imported into (then with a compatible schema); records the id
 /// of an existing one. Run while the job holds the targets' leases, so that
@@ -172,6 +212,9 @@ pub async fn check_targets(
     let version = ctx.milvus.version().await?;
     for t in targets {
         let target = &t.target;
+        if !req.skip_create() {
+            check_schema_fits(&t.source, &version)?;
+        }
         let has_l0 = !t.source.l0_segments.is_empty()
             || t.source
                 .partition_backups

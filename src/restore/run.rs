@@ -15,8 +15,6 @@ use crate::model::{CollectionRef, DEFAULT_DB};
 use crate::restore::imports::{Filling, import_partitions};
 use crate::restore::{Place, RestoreRequest, RestoreTarget, prove, status, swap};
 
-use base64::Engine as _;
-
 /// Proves the objects, then restores every target in order, publishing
 /// progress on `job`. Stops at the first failure; the targets restored
 /// before it stay.
@@ -471,19 +469,7 @@ async fn create_once(
 /// The CreateCollection request: the backed-up schema under the name `to`.
 fn new_collection(t: &RestoreTarget, to: &CollectionRef) -> Result<NewCollection> {
     let src = &t.source;
-    let encoded = if src.schema_proto_base64.is_empty() {
-        schema::from_meta(&src.schema)?
-    } else {
-        base64::engine::general_purpose::STANDARD
-            .decode(&src.schema_proto_base64)
-            .map_err(|e| {
-                Error::DataLoss(format!(
-                    "collection {}: bad schema bytes: {e}",
-                    src.collection_name
-                ))
-            })?
-            .into()
-    };
+    let encoded = super::schema_sent(src)?;
     let has_partition_key = src.schema.fields.iter().any(|f| f.is_partition_key);
     Ok(NewCollection {
         db: to.db().to_string(),
