@@ -482,7 +482,7 @@ async fn a_takeovers_cleanup_that_could_not_reach_milvus_is_run_again_by_a_live_
     assert!(error.contains("left in Milvus"), "{job:?}");
     // Said as it is: not left for good, but to be dropped.
     assert!(
-        error.contains("tries it again") && error.contains("do not write into it"),
+        error.contains("tries it again") && error.contains("do not write into a collection"),
         "{job:?}"
     );
     assert!(m.has_collection(&db, &spec.name).await.unwrap(), "left");

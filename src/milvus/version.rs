@@ -76,9 +76,10 @@ impl MilvusVersion {
     /// The first feature of `schema` this server does not have, said as a
     /// user reads it; `None` when it has them all, as far as known (only
     /// servers before 2.4 are checked: they accept a schema with a type or a
-    /// flag they do not know, and ignore it).
+    /// flag they do not know, and ignore it; nor is a server whose version
+    /// did not parse).
     pub fn lacks(&self, schema: &crate::milvus::proto::schema::CollectionSchema) -> Option<String> {
-        if self.at_least(2, 4, 0) {
+        if self.at_least(2, 4, 0) || *self == Self::default() {
             return None;
         }
         let type_name = |t: i32| {
@@ -168,6 +169,18 @@ mod tests {
                 .unwrap()
                 .contains("unknown (999)")
         );
+        let output = with(FieldSchema {
+            is_function_output: true,
+            ..field("o", 101)
+        });
+        assert!(v23.lacks(&output).unwrap().contains("a function's output"));
+        let functions = CollectionSchema {
+            functions: vec![Default::default()],
+            ..with(field("t", 21))
+        };
+        assert!(v23.lacks(&functions).unwrap().contains("functions"));
+        // A version that did not parse is not checked.
+        assert_eq!(MilvusVersion::parse("garbage").lacks(&sparse), None);
     }
 
     #[test]

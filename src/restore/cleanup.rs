@@ -92,8 +92,9 @@ pub async fn clean_up(
                 // Said as it is: the cleanup is due, and a server of this
                 // Milvus runs it again (drops or releases what it made).
                 Outcome::LeftAlone(format!(
-                    "cleanup failed: {e}; a server of this Milvus tries it again, and then \
-                     drops or releases what this restore made: do not write into it"
+                    "cleanup failed: {e}; a server of this Milvus tries it again (it drops \
+                     what this restore made, or releases the load it asked): do not write \
+                     into a collection this restore made"
                 ))
             }
         };

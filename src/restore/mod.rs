@@ -212,9 +212,9 @@ pub async fn check_targets(
     let version = ctx.milvus.version().await?;
     for t in targets {
         let target = &t.target;
-        if !req.skip_create() {
-            check_schema_fits(&t.source, &version)?;
-        }
+        // Also into an existing collection: one 2.3 made with such a schema
+        // (it accepts one) would take the data all the same.
+        check_schema_fits(&t.source, &version)?;
         let has_l0 = !t.source.l0_segments.is_empty()
             || t.source
                 .partition_backups
@@ -369,7 +369,9 @@ async fn check_indexes(ctx: &Context, t: &RestoreTarget) -> Result<()> {
             .find(|e| e.name == want.index_name && e.field_name != want.field_name)
         {
             return Err(Error::FailedPrecondition(format!(
-                "skip_create_collection with restore_index: {target} already has an index                  named {:?} on field {}, the backup's of that name is on field {}; drop or                  rename that index, or restore without restore_index",
+                "skip_create_collection with restore_index: {target} already has an index \
+                 named {:?} on field {}, the backup's of that name is on field {}; drop or \
+                 rename that index, or restore without restore_index",
                 clash.name, clash.field_name, want.field_name
             )));
         }
@@ -480,4 +482,36 @@ fn status<'a>(s: &'a mut RestoreSnapshot, t: &RestoreTarget) -> &'a mut RestoreC
         .iter_mut()
         .find(|c| c.target == t.target)
         .expect("every target has a status")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::model::PartitionBackupInfo;
+
+    #[test]
+    fn a_partition_named_twice_by_name_or_by_id_is_refused() {
+        let part = |id, name: &str| PartitionBackupInfo {
+            partition_id: id,
+            partition_name: name.into(),
+            ..Default::default()
+        };
+        let coll = |partition_backups| CollectionBackupInfo {
+            db_name: "default".into(),
+            collection_name: "c".into(),
+            partition_backups,
+            ..Default::default()
+        };
+        assert!(partitions_once("b", &coll(vec![part(1, "p0"), part(2, "p1")])).is_ok());
+        let err = partitions_once("b", &coll(vec![part(1, "p0"), part(1, "p1")])).unwrap_err();
+        assert!(
+            matches!(&err, Error::DataLoss(m) if m.contains("partition id 1")),
+            "{err}"
+        );
+        let err = partitions_once("b", &coll(vec![part(1, "p0"), part(2, "p0")])).unwrap_err();
+        assert!(
+            matches!(&err, Error::DataLoss(m) if m.contains("partition \"p0\"")),
+            "{err}"
+        );
+    }
 }

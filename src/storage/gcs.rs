@@ -327,22 +327,24 @@ impl GcsBucket {
     }
 
     async fn conditional(&self, key: &str, data: Bytes, generation: &str) -> Result<CondPut> {
-        let resp = match self.upload(key, data.clone(), Some(generation)).await {
-            Ok(resp) => resp,
-            // A write whose every answer was lost may have landed: the very
-            // bytes it wrote (a lease's carry its own nonce) say it did.
-            Err(e) => {
-                return match self.read_versioned(key).await {
-                    Ok(Some((now, tag))) if now == data => Ok(CondPut::Written(tag)),
-                    _ => Err(e),
-                };
+        let sent = async {
+            let resp = self.upload(key, data.clone(), Some(generation)).await?;
+            if resp.status() == StatusCode::PRECONDITION_FAILED {
+                return Ok(CondPut::Conflict);
             }
+            let o: Object = self.json("ConditionalPut", key, resp).await?;
+            Ok(CondPut::Written(o.generation))
         };
-        if resp.status() == StatusCode::PRECONDITION_FAILED {
-            return Ok(CondPut::Conflict);
+        match sent.await {
+            // A write whose every answer was lost (or cut, or a last error
+            // after it landed) may have landed: the very bytes it wrote (a
+            // lease's carry its own nonce) say it did.
+            Err(e) => match self.read_versioned(key).await {
+                Ok(Some((now, tag))) if now == data => Ok(CondPut::Written(tag)),
+                _ => Err(e),
+            },
+            done => done,
         }
-        let o: Object = self.json("ConditionalPut", key, resp).await?;
-        Ok(CondPut::Written(o.generation))
     }
 
     /// Rewrites (copies server-side) `from` to `dst_key`, call after call until done.

@@ -189,6 +189,14 @@ impl LocalDir {
             match attempt {
                 Ok(Some(file)) => break file,
                 Ok(None) => {}
+                // Its folder removed meanwhile (left empty by a delete): made again.
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    if let Some(parent) = lock.parent() {
+                        tokio::fs::create_dir_all(parent)
+                            .await
+                            .map_err(|e| self.io_error("lock", key, e))?;
+                    }
+                }
                 Err(e) if locks_unsupported(&e) => {
                     return Err(Error::FailedPrecondition(format!(
                         "the filesystem of {} does not support file locks ({e}): the conditional \
@@ -451,6 +459,10 @@ impl ObjectStore for LocalDir {
     async fn delete(&self, keys: &[String]) -> Result<()> {
         for key in keys {
             let path = self.path(key)?;
+            // A key already gone needs no lock (nor its folders made again).
+            if tokio::fs::symlink_metadata(&path).await.is_err() {
+                continue;
+            }
             // Under the key's lock: never between a compare-and-swap's read
             // and its write (the swap would make the object again).
             self.with_lock(key, async {
