@@ -69,6 +69,29 @@ async fn a_partition_key_routed_over_other_partitions_is_refused() {
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
+/// Drops index `name` of `field` of collection `db.coll`.
+async fn drop_index(
+    m: &milvus_backup::milvus::MilvusClient,
+    db: &str,
+    coll: &str,
+    (field, name): (&str, &str),
+) {
+    let drop = milvus_backup::milvus::proto::milvus::DropIndexRequest {
+        db_name: db.into(),
+        collection_name: coll.into(),
+        field_name: field.into(),
+        index_name: name.into(),
+        ..Default::default()
+    };
+    let status = m
+        .raw()
+        .drop_index(m.request(db, drop))
+        .await
+        .unwrap()
+        .into_inner();
+    milvus_backup::milvus::check_status("DropIndex", Some(&status)).unwrap();
+}
+
 /// `skip_create_collection` with `restore_index` into a collection whose
 /// vector field already has another index: Milvus keeps one index per field,
 /// so this is refused before any row is imported (it failed after the
@@ -125,20 +148,7 @@ async fn an_import_into_a_collection_with_another_index_is_refused_before_any_ro
     );
 
     // The backup's own index in place: imported, the index kept.
-    let drop = milvus_backup::milvus::proto::milvus::DropIndexRequest {
-        db_name: mine.db.clone(),
-        collection_name: target.clone(),
-        field_name: "v_float".into(),
-        index_name: "mine_idx".into(),
-        ..Default::default()
-    };
-    let status = m
-        .raw()
-        .drop_index(m.request(&mine.db, drop))
-        .await
-        .unwrap()
-        .into_inner();
-    milvus_backup::milvus::check_status("DropIndex", Some(&status)).unwrap();
+    drop_index(&m, &mine.db, &target, ("v_float", "mine_idx")).await;
 
     // The backup's index name on another field: the restore would take it
     // for made, and leave the vector field unindexed (a load then fails).
@@ -161,20 +171,7 @@ async fn an_import_into_a_collection_with_another_index_is_refused_before_any_ro
             .unwrap()
             .is_empty()
     );
-    let drop = milvus_backup::milvus::proto::milvus::DropIndexRequest {
-        db_name: mine.db.clone(),
-        collection_name: target.clone(),
-        field_name: "f_i64".into(),
-        index_name: "v_float_idx".into(),
-        ..Default::default()
-    };
-    let status = m
-        .raw()
-        .drop_index(m.request(&mine.db, drop))
-        .await
-        .unwrap()
-        .into_inner();
-    milvus_backup::milvus::check_status("DropIndex", Some(&status)).unwrap();
+    drop_index(&m, &mine.db, &target, ("f_i64", "v_float_idx")).await;
     data::index(&m, &mine.db, &target).await;
     let job = flows::restore_job(&mut client, request).await;
     assert_eq!(job.state, pb::JobState::Succeeded as i32, "{job:?}");
