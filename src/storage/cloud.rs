@@ -243,14 +243,9 @@ impl Cloud {
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. },
             ) => Ok(CondPut::Conflict),
-            // A write whose every answer was lost may have landed: the very
-            // bytes it wrote (a lease's carry its own nonce) say it did.
             Err(e) => {
                 let err = self.error("ConditionalPut", key, e);
-                match self.read_versioned(key).await {
-                    Ok(Some((now, tag))) if now == data => Ok(CondPut::Written(tag)),
-                    _ => Err(err),
-                }
+                CondPut::landed(err, self.read_versioned(key), &data).await
             }
         }
     }

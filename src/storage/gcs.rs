@@ -336,13 +336,7 @@ impl GcsBucket {
             Ok(CondPut::Written(o.generation))
         };
         match sent.await {
-            // A write whose every answer was lost (or cut, or a last error
-            // after it landed) may have landed: the very bytes it wrote (a
-            // lease's carry its own nonce) say it did.
-            Err(e) => match self.read_versioned(key).await {
-                Ok(Some((now, tag))) if now == data => Ok(CondPut::Written(tag)),
-                _ => Err(e),
-            },
+            Err(e) => CondPut::landed(e, self.read_versioned(key), &data).await,
             done => done,
         }
     }

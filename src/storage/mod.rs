@@ -18,7 +18,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 use crate::config::{Backend, BucketConfig};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub use azure::AzureContainer;
 pub use copy::{Copied, Copier, CopyTask};
@@ -139,6 +139,21 @@ impl CondPut {
             Some((now, tag)) if now.as_ref() == body => CondPut::Written(tag),
             _ => CondPut::Conflict,
         })
+    }
+
+    /// A conditional write of `body` that failed with `error` (its every
+    /// answer lost, or a last error after it landed), given the object as
+    /// `read` reads it back: written when it holds these very bytes (a
+    /// lease's carry its own nonce), else the error.
+    pub async fn landed(
+        error: Error,
+        read: impl std::future::Future<Output = Result<Option<(Bytes, String)>>>,
+        body: &[u8],
+    ) -> Result<Self> {
+        match read.await {
+            Ok(Some((now, tag))) if now.as_ref() == body => Ok(CondPut::Written(tag)),
+            _ => Err(error),
+        }
     }
 }
 
