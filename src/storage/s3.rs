@@ -296,35 +296,53 @@ impl ProvideCredentials for IamChain {
 
 impl S3Bucket {
     /// Sends a PutObject that carries its condition. 412 PreconditionFailed
-    /// (and 409 ConditionalRequestConflict, a concurrent conditional write)
-    /// is a conflict.
+    /// is a conflict, as is 404 NoSuchKey (an `If-Match` on an object gone
+    /// meanwhile). 409 ConditionalRequestConflict, a conditional write that
+    /// raced another one to the key, wrote nothing and says nothing of the
+    /// condition: it is sent again, as AWS advises, and is UNAVAILABLE once
+    /// the tries run out.
     async fn put_conditional(
         &self,
-        put: aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
+        put: impl Fn() -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
         operation: &'static str,
         key: &str,
         data: Bytes,
     ) -> Result<CondPut> {
-        let sent = put
-            .bucket(&self.place.bucket)
-            .key(key)
-            .body(SdkByteStream::from(data.clone()))
-            .send()
-            .await;
-        match sent {
-            Ok(out) => Ok(CondPut::Written(out.e_tag.unwrap_or_default())),
-            // An If-Match on an object gone meanwhile: AWS answers 404.
-            Err(e)
-                if matches!(
-                    e.code(),
-                    Some("PreconditionFailed" | "ConditionalRequestConflict" | "NoSuchKey")
-                ) =>
-            {
-                Ok(CondPut::Conflict)
-            }
-            Err(e) => {
-                let err = self.error(operation, key, e);
-                CondPut::landed(err, self.read_versioned(key), &data).await
+        let tries = crate::retry::Backoff::COPY;
+        let mut attempt = 1;
+        loop {
+            let sent = put()
+                .bucket(&self.place.bucket)
+                .key(key)
+                .body(SdkByteStream::from(data.clone()))
+                .send()
+                .await;
+            let e = match sent {
+                Ok(out) => return Ok(CondPut::Written(out.e_tag.unwrap_or_default())),
+                Err(e) => e,
+            };
+            match e.code() {
+                Some("PreconditionFailed" | "NoSuchKey") => return Ok(CondPut::Conflict),
+                Some("ConditionalRequestConflict") if attempt < tries.attempts => {
+                    attempt += 1;
+                    tokio::time::sleep(tries.delay(attempt)).await;
+                }
+                Some("ConditionalRequestConflict") => {
+                    let err = Error::Unavailable {
+                        service: "object store",
+                        address: self.place.endpoint.clone(),
+                        detail: format!(
+                            "{operation} {}/{key}: 409 ConditionalRequestConflict {attempt} \
+                             times in a row (other conditional writes to the key)",
+                            self.place.bucket
+                        ),
+                    };
+                    return CondPut::landed(err, self.read_versioned(key), &data).await;
+                }
+                _ => {
+                    let err = self.error(operation, key, e);
+                    return CondPut::landed(err, self.read_versioned(key), &data).await;
+                }
             }
         }
     }
@@ -409,7 +427,7 @@ impl ObjectStore for S3Bucket {
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<CondPut> {
-        let put = self.client.put_object().if_none_match("*");
+        let put = || self.client.put_object().if_none_match("*");
         self.put_conditional(put, "PutObject If-None-Match", key, data)
             .await
     }
@@ -419,7 +437,7 @@ impl ObjectStore for S3Bucket {
         if etag.is_empty() {
             return Ok(CondPut::Conflict);
         }
-        let put = self.client.put_object().if_match(etag);
+        let put = || self.client.put_object().if_match(etag);
         self.put_conditional(put, "PutObject If-Match", key, data)
             .await
     }

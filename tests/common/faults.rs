@@ -78,6 +78,11 @@ pub struct FaultCounts {
     lose_put_answers_for: std::sync::Mutex<Option<String>>,
     /// Answers so lost.
     pub lost_answers: AtomicU64,
+    /// Conditional PutObjects (`If-None-Match`, `If-Match`) to keys ending
+    /// so are answered 409 ConditionalRequestConflict, while any are left.
+    conflict_puts_for: std::sync::Mutex<Option<(String, u64)>>,
+    /// Conditional PutObjects so answered.
+    pub conflicts_409: AtomicU64,
     /// Every request seen, as `METHOD /path?query`.
     pub seen: std::sync::Mutex<Vec<String>>,
     /// Server-side copies are held, unanswered, while set.
@@ -153,6 +158,14 @@ impl FaultProxy {
     #[allow(dead_code)]
     pub fn lose_put_answers_for(&self, suffix: &str) {
         *self.counts.lose_put_answers_for.lock().unwrap() = Some(suffix.to_string());
+    }
+
+    /// Answers the next `n` conditional PutObjects to a key ending in
+    /// `suffix` 409 ConditionalRequestConflict without forwarding them, as
+    /// AWS S3 answers a conditional write that raced another one to the key.
+    #[allow(dead_code)]
+    pub fn conflict_conditional_puts_for(&self, suffix: &str, n: u64) {
+        *self.counts.conflict_puts_for.lock().unwrap() = Some((suffix.to_string(), n));
     }
 
     /// Holds every server-side copy (CopyObject, UploadPartCopy) from now on
@@ -326,6 +339,20 @@ async fn handle(
         if applies && ends_in(&req, suffix) {
             refused.fetch_add(1, Ordering::Relaxed);
             return Ok(s3_error(403, "AccessDenied"));
+        }
+    }
+    let conditional = ["if-none-match", "if-match"]
+        .iter()
+        .any(|h| req.headers().contains_key(*h));
+    if is_put_object && conditional {
+        let mut left = counts.conflict_puts_for.lock().unwrap();
+        if let Some((suffix, n)) = left.as_mut()
+            && *n > 0
+            && req.uri().path().ends_with(suffix.as_str())
+        {
+            *n -= 1;
+            counts.conflicts_409.fetch_add(1, Ordering::Relaxed);
+            return Ok(s3_error(409, "ConditionalRequestConflict"));
         }
     }
     if is_put_body(&req)
