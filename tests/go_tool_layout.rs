@@ -132,20 +132,28 @@ async fn restores_a_backup_in_the_go_tool_shape() {
         "id": "go-backup-1", "state_code": 2, "start_time": 1700000000000u64, "end_time": 1700000001000u64,
         "progress": 100, "name": fixture, "backup_timestamp": 1700000000000u64, "size": total, "milvus_version": "v2.3.5",
     });
-    for (file, body) in [
-        ("backup_meta.json", backup),
-        ("collection_meta.json", json!({"infos": [collection]})),
-        ("partition_meta.json", json!({"infos": partition_infos})),
-        ("segment_meta.json", json!({"infos": segment_infos})),
-    ] {
-        store
-            .write(
-                &format!("backup/{fixture}/meta/{file}"),
-                Bytes::from(serde_json::to_vec(&body).unwrap()),
-            )
-            .await
-            .unwrap();
-    }
+    let write_meta = |name: String, partitions: &[Value]| {
+        let mut backup = backup.clone();
+        backup["name"] = json!(name);
+        let files = [
+            ("backup_meta.json", backup),
+            (
+                "collection_meta.json",
+                json!({"infos": [collection.clone()]}),
+            ),
+            ("partition_meta.json", json!({"infos": partitions})),
+            ("segment_meta.json", json!({"infos": segment_infos.clone()})),
+        ];
+        let store = store.clone();
+        async move {
+            for (file, body) in files {
+                let key = format!("backup/{name}/meta/{file}");
+                let body = Bytes::from(serde_json::to_vec(&body).unwrap());
+                store.write(&key, body).await.unwrap();
+            }
+        }
+    };
+    write_meta(fixture.clone(), &partition_infos).await;
 
     // It is listed, described, and restores row for row.
     let got = flows::get_backup(&mut client, &fixture).await;
@@ -165,6 +173,29 @@ async fn restores_a_backup_in_the_go_tool_shape() {
     data::load(&m, &spec.db, &target).await;
     let restored = data::rows(&m, &spec, &spec.db, &target, &[]).await;
     data::assert_rows_equal("go-shaped backup", &source, &restored);
+
+    // The same meta without the partition `p1` in partition_meta.json: its
+    // segments have no partition. The backup is DATA_LOSS naming one of
+    // them, not a backup of one partition (as on the code before).
+    let orphaned = common::unique("go_orphans");
+    let p1 = partitions.iter().find(|p| p.name == "p1").unwrap().id;
+    let kept: Vec<Value> = partition_infos
+        .iter()
+        .filter(|p| p["partition_id"] != json!(p1))
+        .cloned()
+        .collect();
+    write_meta(orphaned.clone(), &kept).await;
+    let get = pb::GetBackupRequest {
+        name: orphaned.clone(),
+        ..Default::default()
+    };
+    let err = client.get_backup(get).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::DataLoss, "{err:?}");
+    let named = format!("of partition {p1} of collection {}", coll.collection_id);
+    assert!(
+        err.message().contains("segment_meta.json has segment") && err.message().contains(&named),
+        "{err:?}"
+    );
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     data::drop_if_exists(&m, &spec.db, &target).await;
 }

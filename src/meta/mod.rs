@@ -13,7 +13,7 @@ pub mod schema;
 pub mod summary;
 pub mod verify;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -154,7 +154,8 @@ impl Catalog {
             .await?
             .unwrap_or_default()
             .infos;
-        info.collection_backups = levels_to_tree(collections, partitions, segments);
+        info.collection_backups = levels_to_tree(collections, partitions, segments)
+            .map_err(|orphan| Error::DataLoss(format!("backup {name:?}: {orphan}")))?;
         Ok(Some(info))
     }
 
@@ -325,20 +326,22 @@ impl Catalog {
 }
 
 /// Rebuilds the tree from the level files, filling only what the collection
-/// file does not already nest.
+/// file does not already nest. A partition or segment whose collection or
+/// partition is in none of the files is an error naming it: left out, its
+/// rows would silently not be restored.
 fn levels_to_tree(
     mut collections: Vec<CollectionBackupInfo>,
     partitions: Vec<PartitionBackupInfo>,
     segments: Vec<SegmentBackupInfo>,
-) -> Vec<CollectionBackupInfo> {
-    let mut segs_by_part: HashMap<(i64, i64), Vec<SegmentBackupInfo>> = HashMap::new();
+) -> std::result::Result<Vec<CollectionBackupInfo>, String> {
+    let mut segs_by_part: BTreeMap<(i64, i64), Vec<SegmentBackupInfo>> = BTreeMap::new();
     for s in segments {
         segs_by_part
             .entry((s.collection_id, s.partition_id))
             .or_default()
             .push(s);
     }
-    let mut parts_by_coll: HashMap<i64, Vec<PartitionBackupInfo>> = HashMap::new();
+    let mut parts_by_coll: BTreeMap<i64, Vec<PartitionBackupInfo>> = BTreeMap::new();
     for p in partitions {
         parts_by_coll.entry(p.collection_id).or_default().push(p);
     }
@@ -354,7 +357,38 @@ fn levels_to_tree(
             }
         }
     }
-    collections
+    // What is left over is either nested in the collection file already, or an orphan.
+    let in_tree = |coll: i64, part: Option<i64>| {
+        collections.iter().any(|c| {
+            c.collection_id == coll
+                && part.is_none_or(|id| c.partition_backups.iter().any(|p| p.partition_id == id))
+        })
+    };
+    if let Some(p) = parts_by_coll
+        .values()
+        .flatten()
+        .find(|p| !in_tree(p.collection_id, None))
+    {
+        return Err(format!(
+            "partition_meta.json has partition {} ({:?}) of collection {}, which is not in \
+             collection_meta.json",
+            p.partition_id, p.partition_name, p.collection_id
+        ));
+    }
+    if let Some(s) = segs_by_part.values().flatten().find(|s| {
+        let l0 = |c: &CollectionBackupInfo| {
+            c.collection_id == s.collection_id
+                && c.l0_segments.iter().any(|l| l.segment_id == s.segment_id)
+        };
+        !in_tree(s.collection_id, Some(s.partition_id)) && !collections.iter().any(l0)
+    }) {
+        return Err(format!(
+            "segment_meta.json has segment {} of partition {} of collection {}, which is not \
+             in the backup's partitions",
+            s.segment_id, s.partition_id, s.collection_id
+        ));
+    }
+    Ok(collections)
 }
 
 #[cfg(test)]
@@ -443,5 +477,52 @@ mod tests {
         assert_eq!(catalog.read("b1").await.unwrap(), Some(first));
         assert_eq!(catalog.store.read(&backup_meta).await.unwrap(), before);
         std::fs::remove_dir_all(root).unwrap();
+    }
+
+    /// A level file's partition or segment whose collection or partition is
+    /// in no file is named; one the collection file nests already is not an
+    /// orphan, nor is a collection-level L0 segment.
+    #[test]
+    fn levels_with_an_orphan_partition_or_segment_are_refused() {
+        let coll = |id| CollectionBackupInfo {
+            collection_id: id,
+            ..Default::default()
+        };
+        let part = |c, p| PartitionBackupInfo {
+            collection_id: c,
+            partition_id: p,
+            partition_name: format!("p{p}"),
+            ..Default::default()
+        };
+        let seg = |c, p, s| SegmentBackupInfo {
+            collection_id: c,
+            partition_id: p,
+            segment_id: s,
+            ..Default::default()
+        };
+        let tree = levels_to_tree(vec![coll(1)], vec![part(1, 10)], vec![seg(1, 10, 100)]).unwrap();
+        assert_eq!(tree[0].partition_backups[0].segment_backups.len(), 1);
+
+        let err =
+            levels_to_tree(vec![coll(1)], vec![part(1, 10), part(2, 20)], vec![]).unwrap_err();
+        assert!(
+            err.contains("partition 20 (\"p20\") of collection 2"),
+            "{err}"
+        );
+        let err =
+            levels_to_tree(vec![coll(1)], vec![part(1, 10)], vec![seg(1, 11, 101)]).unwrap_err();
+        assert!(
+            err.contains("segment 101 of partition 11 of collection 1"),
+            "{err}"
+        );
+
+        // Nested already: the level files' copies are left over, not orphans.
+        let mut nested = coll(1);
+        nested.partition_backups = vec![part(1, 10)];
+        nested.partition_backups[0].segment_backups = vec![seg(1, 10, 100)];
+        nested.l0_segments = vec![seg(1, -1, 200)];
+        let levels = vec![seg(1, 10, 100), seg(1, -1, 200)];
+        let tree = levels_to_tree(vec![nested.clone()], vec![part(1, 10)], levels).unwrap();
+        assert_eq!(tree, vec![nested]);
     }
 }
