@@ -188,6 +188,68 @@ async fn an_import_into_a_collection_with_another_index_is_refused_before_any_ro
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
+/// An index of the backup's index name put on another field of the user's
+/// collection while a `skip_create_collection` restore with `restore_index`
+/// imports into it (after the restore's check): the job ends FAILED naming
+/// the index and both fields, and makes no index on the vector field. On the
+/// code before, it took that index for its own and ended SUCCEEDED, the
+/// vector field left unindexed (a load then fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_index_name_taken_on_another_field_during_the_import_fails_the_restore() {
+    use milvus_backup::milvus::IndexInfo;
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("idxrace_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..120, 9).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    data::index(&m, &spec.db, &spec.name).await;
+    let go = std::env::temp_dir().join(common::unique("idxrace_go"));
+    let pause = format!("restore.importing@{}", go.display());
+    let root = common::unique("idxrace_root");
+    let mut server =
+        process::Proc::start_rooted_paused(&cfg, "idxrace", &root, "", Some(&pause)).await;
+    let backup = common::unique("idxrace_b");
+    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
+
+    let target = format!("{}_into", spec.name);
+    let mine = Spec::new(&target);
+    data::create(&m, &mine).await;
+    let request = pb::RestoreRequest {
+        backup_name: backup.clone(),
+        collection_renames: [(spec.name.clone(), target.clone())].into(),
+        skip_create_collection: true,
+        restore_index: true,
+        ..Default::default()
+    };
+    let id = flows::start_restore(&mut server.client, request).await;
+    server.wait_paused(Duration::from_secs(120)).await;
+    let clash = IndexInfo {
+        name: "v_float_idx".into(),
+        id: 0,
+        field_name: "f_i64".into(),
+        params: vec![("index_type".into(), "STL_SORT".into())],
+    };
+    m.create_index(&mine.db, &target, &clash).await.unwrap();
+    std::fs::write(&go, b"").unwrap();
+    let job = flows::watch_restore_to_end(&mut server.client, &id).await;
+    assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
+    let said = "an index named \"v_float_idx\" on field f_i64";
+    let errors =
+        std::iter::once(&job.error_message).chain(job.collections.iter().map(|c| &c.error_message));
+    assert!(errors.clone().any(|e| e.contains(said)), "{job:?}");
+    let indexes = m.describe_indexes(&mine.db, &target).await.unwrap();
+    assert!(
+        indexes.iter().all(|i| i.field_name != "v_float"),
+        "no index made on the vector field: {indexes:?}"
+    );
+
+    server.finish();
+    let _ = std::fs::remove_file(&go);
+    data::drop_if_exists(&m, &mine.db, &target).await;
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
 /// A `skip_create_collection` restore of a full backup in Milvus's bucket
 /// (imported in place, from the backup's own folder) cancelled while Milvus
 /// still has its imports queued: the job holds the backup as a reader until

@@ -243,8 +243,20 @@ async fn restore_collection(
             false => Vec::new(),
         };
         for idx in &src.index_infos {
-            if built.iter().any(|b| b.name == idx.index_name) {
-                continue;
+            // One of the backup's name is made only when on the same field:
+            // one put on another field since the restore's check would leave
+            // this field unindexed.
+            match built.iter().find(|b| b.name == idx.index_name) {
+                Some(b) if b.field_name == idx.field_name => continue,
+                Some(b) => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "{fill} has had an index named {:?} on field {} since the restore began \
+                         (the backup's of that name is on field {}); its rows are imported, its \
+                         indexes not made: drop or rename that index, then index field {}",
+                        b.name, b.field_name, idx.field_name, idx.field_name
+                    )));
+                }
+                None => {}
             }
             if req.skip_create() {
                 let index = &idx.index_name;
