@@ -9,6 +9,7 @@ mod common;
 use bytes::Bytes;
 use common::data::{self, Spec};
 use common::flows;
+use milvus_backup::api::proto as pb;
 use milvus_backup::milvus::MilvusApi;
 use tonic::Code;
 
@@ -133,5 +134,71 @@ async fn flipped_truncated_and_deleted_objects_are_found() {
 
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     let _ = std::fs::remove_file(config);
+    server.handle.stop().await.unwrap();
+}
+
+/// A backup whose meta lists no delete logs for a segment whose folder holds
+/// some (the meta edited by hand: every segment's `deltalogs` emptied) is
+/// refused DATA_LOSS naming the delete log, and nothing is made in Milvus.
+/// A partition's delete-log folder is imported only when its meta lists
+/// delete logs: on the code before, the restore succeeded and the rows
+/// deleted before the backup came back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delete_logs_the_meta_does_not_list_are_refused_before_milvus_is_touched() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client().await;
+    let spec = Spec::new(&common::unique("unlisted"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..200, 83).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    data::delete(&m, &spec, "pk in [3, 4, 5]").await;
+    let name = common::unique("unlisted");
+    flows::backup_collections(&mut client, &name, &[&spec.name]).await;
+
+    let store = server.ctx.catalog.store().clone();
+    let prefix = format!("backup/{name}/");
+    let deltas = store
+        .list(&format!("{prefix}binlogs/delta_log/"))
+        .await
+        .unwrap();
+    assert!(!deltas.is_empty(), "the backup holds delete logs");
+    let key = format!("{prefix}meta/full_meta.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&store.read(&key).await.unwrap()).unwrap();
+    for part in meta["collection_backups"][0]["partition_backups"]
+        .as_array_mut()
+        .unwrap()
+    {
+        for seg in part["segment_backups"].as_array_mut().unwrap() {
+            seg["deltalogs"] = serde_json::json!([]);
+        }
+    }
+    let body = Bytes::from(serde_json::to_vec(&meta).unwrap());
+    store.write(&key, body).await.unwrap();
+
+    let restored = format!("{}_r", spec.name);
+    // Refused at the call, or the job fails, as a damaged object is.
+    let outcome = match client.restore(flows::restore_request(&name, "_r")).await {
+        Err(e) => (format!("{:?}", e.code()), e.message().to_string()),
+        Ok(stream) => {
+            let job = flows::last_restore(stream.into_inner()).await;
+            assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
+            (job.error_kind, job.error_message)
+        }
+    };
+    assert!(
+        outcome.0 == "DataLoss" || outcome.0 == "data_loss",
+        "{outcome:?}"
+    );
+    let delta = &deltas[0].key[prefix.len()..];
+    assert!(
+        outcome.1.contains(delta) && outcome.1.contains("a delete log of segment"),
+        "{outcome:?}"
+    );
+    assert!(!m.has_collection(&spec.db, &restored).await.unwrap());
+
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
     server.handle.stop().await.unwrap();
 }
