@@ -92,6 +92,30 @@ async fn drop_index(
     milvus_backup::milvus::check_status("DropIndex", Some(&status)).unwrap();
 }
 
+/// A `skip_create_collection` restore with `restore_index` of `source` in
+/// `backup` into `target`.
+fn into_with_indexes(backup: &str, source: &str, target: &str) -> pb::RestoreRequest {
+    pb::RestoreRequest {
+        backup_name: backup.into(),
+        collection_renames: [(source.into(), target.into())].into(),
+        skip_create_collection: true,
+        restore_index: true,
+        ..Default::default()
+    }
+}
+
+/// Puts an index of the backup's vector index name (`v_float_idx`) on field
+/// `f_i64` of `db.coll`.
+async fn put_clashing_index(m: &milvus_backup::milvus::MilvusClient, db: &str, coll: &str) {
+    let clash = milvus_backup::milvus::IndexInfo {
+        name: "v_float_idx".into(),
+        id: 0,
+        field_name: "f_i64".into(),
+        params: vec![("index_type".into(), "STL_SORT".into())],
+    };
+    m.create_index(db, coll, &clash).await.unwrap();
+}
+
 /// `skip_create_collection` with `restore_index` into a collection whose
 /// vector field already has another index: Milvus keeps one index per field,
 /// so this is refused before any row is imported (it failed after the
@@ -130,13 +154,7 @@ async fn an_import_into_a_collection_with_another_index_is_refused_before_any_ro
         ],
     };
     m.create_index(&mine.db, &target, &flat).await.unwrap();
-    let request = pb::RestoreRequest {
-        backup_name: backup.clone(),
-        collection_renames: [(spec.name.clone(), target.clone())].into(),
-        skip_create_collection: true,
-        restore_index: true,
-        ..Default::default()
-    };
+    let request = into_with_indexes(&backup, &spec.name, &target);
     let err = client.restore(request.clone()).await.expect_err("refused");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
     assert!(err.message().contains("\"mine_idx\""), "{err:?}");
@@ -152,13 +170,7 @@ async fn an_import_into_a_collection_with_another_index_is_refused_before_any_ro
 
     // The backup's index name on another field: the restore would take it
     // for made, and leave the vector field unindexed (a load then fails).
-    let clash = IndexInfo {
-        name: "v_float_idx".into(),
-        id: 0,
-        field_name: "f_i64".into(),
-        params: vec![("index_type".into(), "STL_SORT".into())],
-    };
-    m.create_index(&mine.db, &target, &clash).await.unwrap();
+    put_clashing_index(&m, &mine.db, &target).await;
     let err = client.restore(request.clone()).await.expect_err("refused");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
     assert!(
@@ -196,7 +208,6 @@ async fn an_import_into_a_collection_with_another_index_is_refused_before_any_ro
 /// vector field left unindexed (a load then fails).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_index_name_taken_on_another_field_during_the_import_fails_the_restore() {
-    use milvus_backup::milvus::IndexInfo;
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let spec = Spec::new(&common::unique("idxrace_src"));
@@ -215,22 +226,10 @@ async fn an_index_name_taken_on_another_field_during_the_import_fails_the_restor
     let target = format!("{}_into", spec.name);
     let mine = Spec::new(&target);
     data::create(&m, &mine).await;
-    let request = pb::RestoreRequest {
-        backup_name: backup.clone(),
-        collection_renames: [(spec.name.clone(), target.clone())].into(),
-        skip_create_collection: true,
-        restore_index: true,
-        ..Default::default()
-    };
+    let request = into_with_indexes(&backup, &spec.name, &target);
     let id = flows::start_restore(&mut server.client, request).await;
     server.wait_paused(Duration::from_secs(120)).await;
-    let clash = IndexInfo {
-        name: "v_float_idx".into(),
-        id: 0,
-        field_name: "f_i64".into(),
-        params: vec![("index_type".into(), "STL_SORT".into())],
-    };
-    m.create_index(&mine.db, &target, &clash).await.unwrap();
+    put_clashing_index(&m, &mine.db, &target).await;
     std::fs::write(&go, b"").unwrap();
     let job = flows::watch_restore_to_end(&mut server.client, &id).await;
     assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
