@@ -13,7 +13,7 @@ pub mod schema;
 pub mod summary;
 pub mod verify;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -325,70 +325,70 @@ impl Catalog {
     }
 }
 
-/// Rebuilds the tree from the level files, filling only what the collection
-/// file does not already nest. A partition or segment whose collection or
-/// partition is in none of the files is an error naming it: left out, its
-/// rows would silently not be restored.
+/// Rebuilds the tree from the level files: each partition and segment they
+/// hold is put under its collection and partition, unless the collection
+/// file nests it already (by id). One whose collection or partition is in
+/// none of the files is an error naming it: left out, its rows would
+/// silently not be restored.
 fn levels_to_tree(
     mut collections: Vec<CollectionBackupInfo>,
     partitions: Vec<PartitionBackupInfo>,
     segments: Vec<SegmentBackupInfo>,
 ) -> std::result::Result<Vec<CollectionBackupInfo>, String> {
-    let mut segs_by_part: BTreeMap<(i64, i64), Vec<SegmentBackupInfo>> = BTreeMap::new();
-    for s in segments {
-        segs_by_part
-            .entry((s.collection_id, s.partition_id))
-            .or_default()
-            .push(s);
-    }
-    let mut parts_by_coll: BTreeMap<i64, Vec<PartitionBackupInfo>> = BTreeMap::new();
     for p in partitions {
-        parts_by_coll.entry(p.collection_id).or_default().push(p);
-    }
-    for c in &mut collections {
-        if c.partition_backups.is_empty() {
-            c.partition_backups = parts_by_coll.remove(&c.collection_id).unwrap_or_default();
-        }
-        for p in &mut c.partition_backups {
-            if p.segment_backups.is_empty() {
-                p.segment_backups = segs_by_part
-                    .remove(&(c.collection_id, p.partition_id))
-                    .unwrap_or_default();
-            }
-        }
-    }
-    // What is left over is either nested in the collection file already, or an orphan.
-    let in_tree = |coll: i64, part: Option<i64>| {
-        collections.iter().any(|c| {
-            c.collection_id == coll
-                && part.is_none_or(|id| c.partition_backups.iter().any(|p| p.partition_id == id))
-        })
-    };
-    if let Some(p) = parts_by_coll
-        .values()
-        .flatten()
-        .find(|p| !in_tree(p.collection_id, None))
-    {
-        return Err(format!(
-            "partition_meta.json has partition {} ({:?}) of collection {}, which is not in \
-             collection_meta.json",
-            p.partition_id, p.partition_name, p.collection_id
-        ));
-    }
-    if let Some(s) = segs_by_part.values().flatten().find(|s| {
-        let l0 = |c: &CollectionBackupInfo| {
-            c.collection_id == s.collection_id
-                && c.l0_segments.iter().any(|l| l.segment_id == s.segment_id)
+        let Some(c) = collections
+            .iter_mut()
+            .find(|c| c.collection_id == p.collection_id)
+        else {
+            return Err(format!(
+                "partition_meta.json has partition {} ({:?}) of collection {}, which is not in \
+                 collection_meta.json",
+                p.partition_id, p.partition_name, p.collection_id
+            ));
         };
-        !in_tree(s.collection_id, Some(s.partition_id)) && !collections.iter().any(l0)
-    }) {
-        return Err(format!(
-            "segment_meta.json has segment {} of partition {} of collection {}, which is not \
-             in the backup's partitions",
-            s.segment_id, s.partition_id, s.collection_id
-        ));
+        if !c
+            .partition_backups
+            .iter()
+            .any(|n| n.partition_id == p.partition_id)
+        {
+            c.partition_backups.push(p);
+        }
+    }
+    for s in segments {
+        let Some(c) = collections
+            .iter_mut()
+            .find(|c| c.collection_id == s.collection_id)
+        else {
+            return Err(orphan_segment(&s, "collection_meta.json"));
+        };
+        // A collection-level L0 segment is nested in its collection.
+        if c.l0_segments.iter().any(|l| l.segment_id == s.segment_id) {
+            continue;
+        }
+        let Some(p) = c
+            .partition_backups
+            .iter_mut()
+            .find(|p| p.partition_id == s.partition_id)
+        else {
+            return Err(orphan_segment(&s, "the backup's partitions"));
+        };
+        if !p
+            .segment_backups
+            .iter()
+            .any(|n| n.segment_id == s.segment_id)
+        {
+            p.segment_backups.push(s);
+        }
     }
     Ok(collections)
+}
+
+fn orphan_segment(s: &SegmentBackupInfo, missing_from: &str) -> String {
+    format!(
+        "segment_meta.json has segment {} of partition {} of collection {}, which is not in \
+         {missing_from}",
+        s.segment_id, s.partition_id, s.collection_id
+    )
 }
 
 #[cfg(test)]
@@ -481,7 +481,8 @@ mod tests {
 
     /// A level file's partition or segment whose collection or partition is
     /// in no file is named; one the collection file nests already is not an
-    /// orphan, nor is a collection-level L0 segment.
+    /// orphan, nor is a collection-level L0 segment; what a collection file
+    /// nests only in part is completed from the level files.
     #[test]
     fn levels_with_an_orphan_partition_or_segment_are_refused() {
         let coll = |id| CollectionBackupInfo {
@@ -514,6 +515,30 @@ mod tests {
         assert!(
             err.contains("segment 101 of partition 11 of collection 1"),
             "{err}"
+        );
+        let err = levels_to_tree(vec![coll(1)], vec![], vec![seg(2, 20, 102)]).unwrap_err();
+        assert!(
+            err.contains("segment 102 of partition 20 of collection 2"),
+            "{err}"
+        );
+
+        // A collection file that nests only some: the others are added.
+        let mut some = coll(1);
+        some.partition_backups = vec![part(1, 10)];
+        some.partition_backups[0].segment_backups = vec![seg(1, 10, 100)];
+        let levels = vec![seg(1, 10, 100), seg(1, 10, 103), seg(1, 11, 104)];
+        let tree = levels_to_tree(vec![some], vec![part(1, 10), part(1, 11)], levels).unwrap();
+        let ids = |p: &PartitionBackupInfo| -> Vec<i64> {
+            p.segment_backups.iter().map(|s| s.segment_id).collect()
+        };
+        let parts = &tree[0].partition_backups;
+        assert_eq!(
+            parts.iter().map(|p| p.partition_id).collect::<Vec<_>>(),
+            [10, 11]
+        );
+        assert_eq!(
+            (ids(&parts[0]), ids(&parts[1])),
+            (vec![100, 103], vec![104])
         );
 
         // Nested already: the level files' copies are left over, not orphans.

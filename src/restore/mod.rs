@@ -361,7 +361,18 @@ async fn check_indexes(ctx: &Context, t: &RestoreTarget) -> Result<()> {
         .milvus
         .describe_indexes(target.db(), target.name())
         .await?;
-    for want in &t.source.index_infos {
+    indexes_fit(target, &existing, &t.source.index_infos)
+}
+
+/// Whether the indexes `existing` on collection `target` are the backup's
+/// `wanted` or leave room for them (see [`check_indexes`]); also checked
+/// again before the restore makes them, for one made meanwhile.
+pub(crate) fn indexes_fit(
+    target: &CollectionRef,
+    existing: &[crate::milvus::IndexInfo],
+    wanted: &[crate::meta::model::IndexInfo],
+) -> Result<()> {
+    for want in wanted {
         // The restore makes an index by name, and one of that name is taken
         // as made: on another field it would leave this field unindexed.
         if let Some(clash) = existing
@@ -369,9 +380,9 @@ async fn check_indexes(ctx: &Context, t: &RestoreTarget) -> Result<()> {
             .find(|e| e.name == want.index_name && e.field_name != want.field_name)
         {
             return Err(Error::FailedPrecondition(format!(
-                "skip_create_collection with restore_index: {target} already has an index \
-                 named {:?} on field {}, the backup's of that name is on field {}; drop or \
-                 rename that index, or restore without restore_index",
+                "restore_index: {target} has an index named {:?} on field {}, the backup's of \
+                 that name is on field {}; drop or rename that index, or restore without \
+                 restore_index",
                 clash.name, clash.field_name, want.field_name
             )));
         }
@@ -390,9 +401,9 @@ async fn check_indexes(ctx: &Context, t: &RestoreTarget) -> Result<()> {
                 .all(|k| param(k) == want.params.get(*k).map(String::as_str));
         if !same {
             return Err(Error::FailedPrecondition(format!(
-                "skip_create_collection with restore_index: field {} of {target} already has \
-                 index {:?} ({:?}), the backup's is {:?} ({:?}); Milvus keeps one index per \
-                 field: drop that index, or restore without restore_index",
+                "restore_index: field {} of {target} has index {:?} ({:?}), the backup's is \
+                 {:?} ({:?}); Milvus keeps one index per field: drop that index, or restore \
+                 without restore_index",
                 want.field_name,
                 have.name,
                 param("index_type").unwrap_or_default(),
