@@ -196,6 +196,15 @@ async fn restores_a_backup_in_the_go_tool_shape() {
         err.message().contains("segment_meta.json has segment") && err.message().contains(&named),
         "{err:?}"
     );
+    // Damaged, not someone else's: DeleteBackup removes it (refused
+    // DATA_LOSS on the code before, the folder left).
+    let delete = pb::DeleteBackupRequest {
+        name: orphaned.clone(),
+        ..Default::default()
+    };
+    client.delete_backup(delete).await.expect("deleted");
+    let left = store.list(&format!("backup/{orphaned}/")).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     data::drop_if_exists(&m, &spec.db, &target).await;
 }

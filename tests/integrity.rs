@@ -199,6 +199,26 @@ async fn delete_logs_the_meta_does_not_list_are_refused_before_milvus_is_touched
     );
     assert!(!m.has_collection(&spec.db, &restored).await.unwrap());
 
+    // Its commit point no longer JSON: GetBackup is DATA_LOSS, and
+    // DeleteBackup removes the damaged backup (refused DATA_LOSS on the code
+    // before, the folder left).
+    store
+        .write(&key, Bytes::from_static(b"{not json"))
+        .await
+        .unwrap();
+    let get = pb::GetBackupRequest {
+        name: name.clone(),
+        ..Default::default()
+    };
+    let err = client.get_backup(get).await.unwrap_err();
+    assert_eq!(err.code(), Code::DataLoss, "{err:?}");
+    let delete = pb::DeleteBackupRequest {
+        name: name.clone(),
+        ..Default::default()
+    };
+    client.delete_backup(delete).await.expect("deleted");
+    assert!(store.list(&prefix).await.unwrap().is_empty());
+
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     server.handle.stop().await.unwrap();
 }

@@ -251,7 +251,19 @@ impl JobKind for DeleteJob {
         // A resumed delete continues in the folder it was deleting, unless a
         // complete backup of another id is there now (made again meanwhile).
         let ours = async {
-            let complete = catalog.read(&name).await?;
+            let complete = match catalog.read(&name).await {
+                Ok(complete) => complete,
+                // A complete backup whose meta does not read (not JSON, or
+                // level files naming what no other holds) is damaged, not
+                // someone else's: deleted when asked by name, never by id.
+                Err(Error::DataLoss(why))
+                    if matches!(only, Only::Any) && catalog.is_complete(&name).await? =>
+                {
+                    warn!(backup = %name, %why, "the backup's meta does not read; it is deleted as a damaged backup");
+                    return Ok(Some(None));
+                }
+                Err(e) => return Err(e),
+            };
             let now = complete.as_ref().map(|info| &info.id);
             match (&only, now) {
                 (Only::Id(only), now) if now != Some(only) => {
