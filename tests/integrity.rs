@@ -178,6 +178,15 @@ async fn delete_logs_the_meta_does_not_list_are_refused_before_milvus_is_touched
     let body = Bytes::from(serde_json::to_vec(&meta).unwrap());
     store.write(&key, body).await.unwrap();
 
+    let delta = &deltas[0].key[prefix.len()..];
+    let named =
+        |message: &str| message.contains(delta) && message.contains("a delete log of segment");
+    // VerifyBackup says so too (it passed on the code before).
+    let stream = flows::verify_stream(&mut client, &name).await;
+    let err = flows::last_message(stream).await.expect_err("verified");
+    assert_eq!(err.code(), Code::DataLoss, "{err:?}");
+    assert!(named(err.message()), "{err:?}");
+
     let restored = format!("{}_r", spec.name);
     // Refused at the call, or the job fails, as a damaged object is.
     let outcome = match client.restore(flows::restore_request(&name, "_r")).await {
@@ -192,11 +201,7 @@ async fn delete_logs_the_meta_does_not_list_are_refused_before_milvus_is_touched
         outcome.0 == "DataLoss" || outcome.0 == "data_loss",
         "{outcome:?}"
     );
-    let delta = &deltas[0].key[prefix.len()..];
-    assert!(
-        outcome.1.contains(delta) && outcome.1.contains("a delete log of segment"),
-        "{outcome:?}"
-    );
+    assert!(named(&outcome.1), "{outcome:?}");
     assert!(!m.has_collection(&spec.db, &restored).await.unwrap());
 
     // Its commit point no longer JSON: GetBackup is DATA_LOSS, and

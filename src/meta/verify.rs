@@ -2,7 +2,7 @@
 //! compares sizes and checksums; `check_present` (before a restore) compares
 //! presence and sizes only.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use futures::{StreamExt, TryStreamExt};
 use md5::Digest;
@@ -10,23 +10,26 @@ use md5::Digest;
 use super::Catalog;
 use super::manifest::{Manifest, ManifestEntry};
 use super::model::{BackupInfo, CollectionBackupInfo};
+use super::{BackupLayout, LogKind};
 use crate::error::{Error, Result};
 use crate::jobs::{ObjectProblem, VerifyProgress};
 
 /// Objects read at once while verifying.
 const VERIFY_PARALLELISM: usize = 8;
 
-/// The manifest of backup `name`; `FailedPrecondition` for backups without one.
-async fn manifest(catalog: &Catalog, name: &str) -> Result<Manifest> {
-    if catalog.read(name).await?.is_none() {
+/// The meta and manifest of backup `name`; `FailedPrecondition` for
+/// backups without a manifest.
+async fn manifest(catalog: &Catalog, name: &str) -> Result<(BackupInfo, Manifest)> {
+    let Some(info) = catalog.read(name).await? else {
         return Err(Error::not_found("backup", name));
-    }
-    catalog.read_manifest(name).await?.ok_or_else(|| {
+    };
+    let manifest = catalog.read_manifest(name).await?.ok_or_else(|| {
         Error::FailedPrecondition(format!(
             "backup {name:?} has no checksums (written by the Go tool or before checksums existed); \
              only a restore's presence and size check applies to it"
         ))
-    })
+    })?;
+    Ok((info, manifest))
 }
 
 pub fn size_problem(entry: &ManifestEntry, stored: Option<u64>) -> Option<String> {
@@ -47,7 +50,14 @@ pub async fn verify(
     name: &str,
     on_progress: impl Fn(&VerifyProgress),
 ) -> Result<VerifyProgress> {
-    let manifest = manifest(catalog, name).await?;
+    let (info, manifest) = manifest(catalog, name).await?;
+    let keys: HashSet<&str> = manifest.objects.iter().map(|e| e.key.as_str()).collect();
+    let unlisted = unlisted_delete_logs(
+        catalog.layout(),
+        name,
+        info.collection_backups.iter(),
+        &keys,
+    );
     let stored = catalog
         .stored_sizes(name, &manifest, &[String::new()])
         .await?;
@@ -85,11 +95,57 @@ pub async fn verify(
         }
         on_progress(&progress);
     }
+    for (key, problem) in unlisted {
+        progress.problems.push(ObjectProblem { key, problem });
+    }
     progress.problems.sort_by(|a, b| a.key.cmp(&b.key));
     if !progress.problems.is_empty() {
         name_referencing_backups(catalog, name, &mut progress).await?;
     }
     Ok(progress)
+}
+
+/// The delete logs among `keys` (relative to backup `name`'s folder) stored
+/// in the folder of a data segment of `collections` whose meta lists none,
+/// each with its problem. A partition's delete-log folder is imported only
+/// when its meta lists delete logs, so restored without them, rows deleted
+/// before the backup would come back: the meta and the objects disagree.
+pub fn unlisted_delete_logs<'a>(
+    layout: &BackupLayout,
+    name: &str,
+    collections: impl Iterator<Item = &'a CollectionBackupInfo>,
+    keys: &HashSet<&str>,
+) -> Vec<(String, String)> {
+    let prefix_len = layout.backup_prefix(name).len();
+    let keys: BTreeSet<&str> = keys.iter().copied().collect();
+    let mut found = Vec::new();
+    for c in collections {
+        for part in &c.partition_backups {
+            let dir =
+                layout.partition_dir(name, LogKind::Delta, c.collection_id, part.partition_id);
+            let rel = &dir[prefix_len..];
+            let without = part
+                .segment_backups
+                .iter()
+                .filter(|s| !s.is_l0 && !s.deltalogs.iter().any(|f| !f.binlogs.is_empty()));
+            for s in without {
+                let seg_dir = match s.group_id {
+                    0 => format!("{rel}{}/", s.segment_id),
+                    g => format!("{rel}{g}/{}/", s.segment_id),
+                };
+                let first = keys.range(seg_dir.as_str()..).next();
+                if let Some(key) = first.filter(|k| k.starts_with(&seg_dir)) {
+                    let problem = format!(
+                        "a delete log of segment {} that the meta does not list: restored \
+                         without it, rows deleted before the backup would come back",
+                        s.segment_id
+                    );
+                    found.push((key.to_string(), problem));
+                }
+            }
+        }
+    }
+    found
 }
 
 /// Adds to each damaged object the other backups that reference it: an

@@ -20,7 +20,7 @@ use crate::jobs::{JobHandle, RestoreSnapshot};
 use crate::meta::LogKind;
 use crate::meta::manifest::ManifestEntry;
 use crate::meta::manifest::md5_of_etag;
-use crate::meta::verify::{content_problem, size_problem};
+use crate::meta::verify::{content_problem, size_problem, unlisted_delete_logs};
 use crate::restore::RestoreTarget;
 use crate::storage::{Copied, ObjectInfo};
 
@@ -78,49 +78,6 @@ pub fn l0_dir(ctx: &Context, backup_name: &str, coll: i64, part: i64, seg: i64) 
             .layout()
             .partition_dir(backup_name, LogKind::Delta, coll, part)
     )
-}
-
-/// Delete logs stored in the folder of a data segment whose meta lists
-/// none (`listed`: the keys under the import folders, relative to the
-/// backup's). A partition's delete-log folder is imported only when its meta
-/// lists delete logs, so restored without them, rows deleted before the
-/// backup would come back; the meta and the objects disagree.
-fn unlisted_delete_logs(
-    ctx: &Context,
-    backup_name: &str,
-    targets: &[RestoreTarget],
-    listed: &std::collections::HashSet<&str>,
-) -> Vec<String> {
-    let layout = ctx.catalog.layout();
-    let prefix_len = layout.backup_prefix(backup_name).len();
-    let listed: std::collections::BTreeSet<&str> = listed.iter().copied().collect();
-    let mut found = Vec::new();
-    for t in targets {
-        let coll = t.source.collection_id;
-        for part in &t.source.partition_backups {
-            let dir = layout.partition_dir(backup_name, LogKind::Delta, coll, part.partition_id);
-            let rel = &dir[prefix_len..];
-            let without = part
-                .segment_backups
-                .iter()
-                .filter(|s| !s.is_l0 && !s.deltalogs.iter().any(|f| !f.binlogs.is_empty()));
-            for s in without {
-                let seg_dir = match s.group_id {
-                    0 => format!("{rel}{}/", s.segment_id),
-                    g => format!("{rel}{g}/{}/", s.segment_id),
-                };
-                let first = listed.range(seg_dir.as_str()..).next();
-                if let Some(key) = first.filter(|k| k.starts_with(&seg_dir)) {
-                    found.push(format!(
-                        "{key} (a delete log of segment {} that the meta does not list: restored \
-                         without it, rows deleted before the backup would come back)",
-                        s.segment_id
-                    ));
-                }
-            }
-        }
-    }
-    found
 }
 
 /// What the proof read of one object: its size and the digests it was
@@ -222,7 +179,11 @@ pub async fn prove(
             }
         }
     }
-    problems.extend(unlisted_delete_logs(ctx, backup_name, targets, &listed));
+    let sources = targets.iter().map(|t| &t.source);
+    let layout = ctx.catalog.layout();
+    for (key, problem) in unlisted_delete_logs(layout, backup_name, sources, &listed) {
+        problems.push(format!("{key} ({problem})"));
+    }
     let listed_count = objects.len();
     drop(listed);
     let manifest = &manifest;
