@@ -55,6 +55,12 @@ async fn flipped_truncated_and_deleted_objects_are_found() {
         .await
         .unwrap();
     store.delete(std::slice::from_ref(&gone.key)).await.unwrap();
+    // And one added, as a restore's proof refuses (VerifyBackup passed it before).
+    let added = format!("{}.added", flip.key);
+    store
+        .write(&added, Bytes::from_static(b"added"))
+        .await
+        .unwrap();
     let rel = |k: &str| k[prefix.len()..].to_string();
 
     let stream = flows::verify_stream(&mut client, &name).await;
@@ -66,6 +72,7 @@ async fn flipped_truncated_and_deleted_objects_are_found() {
         (rel(&flip.key), "altered"),
         (rel(&cut.key), "truncated"),
         (rel(&gone.key), "missing"),
+        (rel(&added), "not in the backup's checksums"),
     ] {
         assert!(
             err.message().contains(&format!("{key} ({what}")),
@@ -211,6 +218,22 @@ async fn delete_logs_the_meta_does_not_list_are_refused_before_milvus_is_touched
         .write(&key, Bytes::from_static(b"{not json"))
         .await
         .unwrap();
+    // With its checksums not JSON either, what it reuses is unknown: the
+    // delete is refused before it changes anything.
+    let checksums = format!("{prefix}meta/checksums.json");
+    let sound = store.read(&checksums).await.unwrap();
+    store
+        .write(&checksums, Bytes::from_static(b"[not json"))
+        .await
+        .unwrap();
+    let delete = pb::DeleteBackupRequest {
+        name: name.clone(),
+        ..Default::default()
+    };
+    let err = client.delete_backup(delete).await.unwrap_err();
+    assert_eq!(err.code(), Code::DataLoss, "{err:?}");
+    assert!(store.head(&key).await.unwrap().is_some(), "nothing changed");
+    store.write(&checksums, sound).await.unwrap();
     let get = pb::GetBackupRequest {
         name: name.clone(),
         ..Default::default()

@@ -538,3 +538,63 @@ async fn a_taken_over_backup_leaves_a_folder_another_job_planned() {
     taker.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
+
+/// A backup whose job wrote its commit point (paused at `backup.committed`)
+/// and whose server then died, the commit point damaged since (not JSON): a
+/// delete by name removes the damaged backup and ends the job's record
+/// CANCELLED, so that no takeover resumes it into the removed folder. Before,
+/// such a delete was refused DATA_LOSS; ending the record came with allowing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_damaged_backup_whose_job_never_ended_is_deleted_and_its_job_ended() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("dmgend_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..100, 41).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let root = common::unique("dmgend_root");
+    let mut owner =
+        Proc::start_rooted_paused(&cfg, "dmgend", &root, "", Some("backup.committed")).await;
+    let name = common::unique("dmgend_b");
+    let mut client = owner.client.clone();
+    let request = flows::backup_request(&name, &[&spec.name]);
+    let _started = tokio::spawn(async move { client.create_backup(request).await });
+    owner.wait_paused(Duration::from_secs(120)).await;
+    owner.kill();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let store = common::process::rooted_bucket(&cfg);
+    let prefix = format!("{root}/{name}/");
+    let commit_point = format!("{prefix}meta/full_meta.json");
+    store
+        .write(&commit_point, bytes::Bytes::from_static(b"{not json"))
+        .await
+        .unwrap();
+
+    let (config, deleting) = (owner.config().to_path_buf(), name.clone());
+    let deleted = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
+            .arg("--config")
+            .arg(&config)
+            .args(["delete", "-n", &deleting])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&deleted.stderr).to_string();
+    assert!(deleted.status.success(), "{said}");
+    assert!(store.list(&prefix).await.unwrap().is_empty());
+    let records = milvus_backup::jobs::SharedRecords::new(store.clone(), &root);
+    let ended = records
+        .load::<milvus_backup::jobs::BackupSnapshot>(&name)
+        .await
+        .unwrap()
+        .expect("the job's shared record");
+    assert_eq!(
+        ended.state,
+        milvus_backup::jobs::JobState::Cancelled,
+        "{ended:?}"
+    );
+    owner.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

@@ -255,11 +255,16 @@ impl JobKind for DeleteJob {
                 Ok(complete) => complete,
                 // A complete backup whose meta does not read (not JSON, or
                 // level files naming what no other holds) is damaged, not
-                // someone else's: deleted when asked by name, never by id.
+                // someone else's: deleted when asked by name (not by
+                // retention's id). Its checksums must read, since they say
+                // which objects it reuses; its job's record is ended, so
+                // that no takeover resumes it into the folder removed.
                 Err(Error::DataLoss(why))
                     if matches!(only, Only::Any) && catalog.is_complete(&name).await? =>
                 {
+                    catalog.read_manifest(&name).await?;
                     warn!(backup = %name, %why, "the backup's meta does not read; it is deleted as a damaged backup");
+                    end_interrupted_job(ctx, &name, &id).await?;
                     return Ok(Some(None));
                 }
                 Err(e) => return Err(e),

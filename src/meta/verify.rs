@@ -51,16 +51,32 @@ pub async fn verify(
     on_progress: impl Fn(&VerifyProgress),
 ) -> Result<VerifyProgress> {
     let (info, manifest) = manifest(catalog, name).await?;
-    let keys: HashSet<&str> = manifest.objects.iter().map(|e| e.key.as_str()).collect();
-    let unlisted = unlisted_delete_logs(
+    let stored = catalog
+        .stored_sizes(name, &manifest, &[String::new()])
+        .await?;
+    // What a restore's proof would refuse besides damage: an object in this
+    // backup's binlog folders that its checksums do not name, and delete
+    // logs its meta does not list (stored or named).
+    let own = catalog.layout().backup_prefix(name);
+    let in_manifest: HashSet<&str> = manifest.objects.iter().map(|e| e.key.as_str()).collect();
+    let in_folder: Vec<&str> = stored
+        .keys()
+        .filter_map(|k| k.strip_prefix(own.as_str()))
+        .filter(|rel| rel.starts_with("binlogs/"))
+        .collect();
+    let keys: HashSet<&str> = in_manifest.iter().chain(&in_folder).copied().collect();
+    let mut found = unlisted_delete_logs(
         catalog.layout(),
         name,
         info.collection_backups.iter(),
         &keys,
     );
-    let stored = catalog
-        .stored_sizes(name, &manifest, &[String::new()])
-        .await?;
+    for rel in in_folder.iter().filter(|rel| !in_manifest.contains(*rel)) {
+        if !found.iter().any(|(key, _)| key == rel) {
+            let added = "not in the backup's checksums: an object added after the backup";
+            found.push((rel.to_string(), added.to_string()));
+        }
+    }
     let mut progress = VerifyProgress {
         objects_total: manifest.objects.len() as u64,
         bytes_total: manifest.objects.iter().map(|o| o.size).sum(),
@@ -95,7 +111,7 @@ pub async fn verify(
         }
         on_progress(&progress);
     }
-    for (key, problem) in unlisted {
+    for (key, problem) in found {
         progress.problems.push(ObjectProblem { key, problem });
     }
     progress.problems.sort_by(|a, b| a.key.cmp(&b.key));
