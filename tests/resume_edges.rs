@@ -365,25 +365,55 @@ async fn a_retried_request_id_gets_the_same_restore_on_any_server_and_after_a_re
     data::drop_if_exists(&m, &spec.db, &target).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_delete_ends_an_interrupted_backup_job_which_is_then_not_resumed() {
-    let cfg = common::config();
-    let m = common::milvus(&cfg);
-    let spec = Spec::new(&common::unique("rpend_src"));
-    data::create(&m, &spec).await;
-    data::insert(&m, &spec, "", 0..200, 79).await;
-    data::flush(&m, &spec.db, &spec.name).await;
-    let root = common::unique("rpend_root");
-    let mut owner =
-        Proc::start_rooted_paused(&cfg, "rpend", &root, "", Some("backup.described")).await;
-    let name = common::unique("rpend_b");
+/// A backup of a new collection of 200 rows, by a server on a new root
+/// paused at `point` and then killed, 4 s ago (past its 3 s lease): the
+/// collection, the killed server, the backup's name and the root.
+async fn killed_at(
+    cfg: &milvus_backup::config::Config,
+    m: &milvus_backup::milvus::MilvusClient,
+    tag: &str,
+    point: &str,
+) -> (Spec, Proc, String, String) {
+    let spec = Spec::new(&common::unique(&format!("{tag}_src")));
+    data::create(m, &spec).await;
+    data::insert(m, &spec, "", 0..200, 79).await;
+    data::flush(m, &spec.db, &spec.name).await;
+    let root = common::unique(&format!("{tag}_root"));
+    let mut owner = Proc::start_rooted_paused(cfg, tag, &root, "", Some(point)).await;
+    let name = common::unique(&format!("{tag}_b"));
     let mut client = owner.client.clone();
     let request = flows::backup_request(&name, &[&spec.name]);
     let _started = tokio::spawn(async move { client.create_backup(request).await });
     owner.wait_paused(Duration::from_secs(120)).await;
     owner.kill();
-    // Past its 3 s lease, a CLI (which takes no job over) deletes the name.
     tokio::time::sleep(Duration::from_secs(4)).await;
+    (spec, owner, name, root)
+}
+
+/// The CLI run with `args` on `config`.
+async fn cli(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let (config, args) = (
+        config.to_path_buf(),
+        args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+    );
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
+            .arg("--config")
+            .arg(&config)
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delete_ends_an_interrupted_backup_job_which_is_then_not_resumed() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let (spec, owner, name, root) = killed_at(&cfg, &m, "rpend", "backup.described").await;
+    // Past its 3 s lease, a CLI (which takes no job over) deletes the name.
     let store = common::process::rooted_bucket(&cfg);
     let prefix = format!("{root}/{name}/");
     assert!(
@@ -397,38 +427,14 @@ async fn a_delete_ends_an_interrupted_backup_job_which_is_then_not_resumed() {
     );
     // Made again by the CLI: refused, saying the folder is incomplete and
     // what frees it.
-    let (config, again, coll) = (
-        owner.config().to_path_buf(),
-        name.clone(),
-        spec.name.clone(),
-    );
-    let made = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
-            .arg("--config")
-            .arg(&config)
-            .args(["create", "-n", &again, "-c", &coll])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let made = cli(owner.config(), &["create", "-n", &name, "-c", &spec.name]).await;
     let said = String::from_utf8_lossy(&made.stderr).to_string();
     assert_eq!(made.status.code(), Some(4), "{said}");
     assert!(
         said.contains("incomplete") && said.contains("DeleteBackup"),
         "{said}"
     );
-    let (config, deleting) = (owner.config().to_path_buf(), name.clone());
-    let deleted = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
-            .arg("--config")
-            .arg(&config)
-            .args(["delete", "-n", &deleting])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let deleted = cli(owner.config(), &["delete", "-n", &name]).await;
     assert!(
         deleted.status.success(),
         "the CLI deletes the interrupted backup: {}",
@@ -548,20 +554,7 @@ async fn a_taken_over_backup_leaves_a_folder_another_job_planned() {
 async fn a_damaged_backup_whose_job_never_ended_is_deleted_and_its_job_ended() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let spec = Spec::new(&common::unique("dmgend_src"));
-    data::create(&m, &spec).await;
-    data::insert(&m, &spec, "", 0..100, 41).await;
-    data::flush(&m, &spec.db, &spec.name).await;
-    let root = common::unique("dmgend_root");
-    let mut owner =
-        Proc::start_rooted_paused(&cfg, "dmgend", &root, "", Some("backup.committed")).await;
-    let name = common::unique("dmgend_b");
-    let mut client = owner.client.clone();
-    let request = flows::backup_request(&name, &[&spec.name]);
-    let _started = tokio::spawn(async move { client.create_backup(request).await });
-    owner.wait_paused(Duration::from_secs(120)).await;
-    owner.kill();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (spec, owner, name, root) = killed_at(&cfg, &m, "dmgend", "backup.committed").await;
     let store = common::process::rooted_bucket(&cfg);
     let prefix = format!("{root}/{name}/");
     let commit_point = format!("{prefix}meta/full_meta.json");
@@ -570,17 +563,7 @@ async fn a_damaged_backup_whose_job_never_ended_is_deleted_and_its_job_ended() {
         .await
         .unwrap();
 
-    let (config, deleting) = (owner.config().to_path_buf(), name.clone());
-    let deleted = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
-            .arg("--config")
-            .arg(&config)
-            .args(["delete", "-n", &deleting])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let deleted = cli(owner.config(), &["delete", "-n", &name]).await;
     let said = String::from_utf8_lossy(&deleted.stderr).to_string();
     assert!(deleted.status.success(), "{said}");
     assert!(store.list(&prefix).await.unwrap().is_empty());
