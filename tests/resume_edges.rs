@@ -390,6 +390,34 @@ async fn killed_at(
     (spec, owner, name, root)
 }
 
+/// Deletes backup `name` under `root` with the CLI on `config`: it succeeds,
+/// leaves nothing in the folder, and ends the job's shared record CANCELLED;
+/// that record.
+async fn deleted_by_cli(
+    config: &std::path::Path,
+    store: &std::sync::Arc<dyn milvus_backup::storage::ObjectStore>,
+    root: &str,
+    name: &str,
+) -> milvus_backup::jobs::BackupSnapshot {
+    let deleted = cli(config, &["delete", "-n", name]).await;
+    let said = String::from_utf8_lossy(&deleted.stderr);
+    assert!(
+        deleted.status.success(),
+        "the CLI deletes the backup: {said}"
+    );
+    let left = store.list(&format!("{root}/{name}/")).await.unwrap();
+    assert!(left.is_empty(), "nothing left: {left:?}");
+    let records = milvus_backup::jobs::SharedRecords::new(store.clone(), root);
+    let ended = records
+        .load::<milvus_backup::jobs::BackupSnapshot>(name)
+        .await
+        .unwrap()
+        .expect("the job's shared record");
+    let cancelled = milvus_backup::jobs::JobState::Cancelled;
+    assert_eq!(ended.state, cancelled, "{ended:?}");
+    ended
+}
+
 /// The CLI run with `args` on `config`.
 async fn cli(config: &std::path::Path, args: &[&str]) -> std::process::Output {
     let (config, args) = (
@@ -434,27 +462,7 @@ async fn a_delete_ends_an_interrupted_backup_job_which_is_then_not_resumed() {
         said.contains("incomplete") && said.contains("DeleteBackup"),
         "{said}"
     );
-    let deleted = cli(owner.config(), &["delete", "-n", &name]).await;
-    assert!(
-        deleted.status.success(),
-        "the CLI deletes the interrupted backup: {}",
-        String::from_utf8_lossy(&deleted.stderr)
-    );
-    assert!(
-        store.list(&prefix).await.unwrap().is_empty(),
-        "nothing left"
-    );
-    let records = milvus_backup::jobs::SharedRecords::new(store.clone(), &root);
-    let ended = records
-        .load::<milvus_backup::jobs::BackupSnapshot>(&name)
-        .await
-        .unwrap()
-        .expect("the job's shared record");
-    assert_eq!(
-        ended.state,
-        milvus_backup::jobs::JobState::Cancelled,
-        "{ended:?}"
-    );
+    let ended = deleted_by_cli(owner.config(), &store, &root, &name).await;
     assert!(
         ended
             .error
@@ -563,21 +571,7 @@ async fn a_damaged_backup_whose_job_never_ended_is_deleted_and_its_job_ended() {
         .await
         .unwrap();
 
-    let deleted = cli(owner.config(), &["delete", "-n", &name]).await;
-    let said = String::from_utf8_lossy(&deleted.stderr).to_string();
-    assert!(deleted.status.success(), "{said}");
-    assert!(store.list(&prefix).await.unwrap().is_empty());
-    let records = milvus_backup::jobs::SharedRecords::new(store.clone(), &root);
-    let ended = records
-        .load::<milvus_backup::jobs::BackupSnapshot>(&name)
-        .await
-        .unwrap()
-        .expect("the job's shared record");
-    assert_eq!(
-        ended.state,
-        milvus_backup::jobs::JobState::Cancelled,
-        "{ended:?}"
-    );
+    deleted_by_cli(owner.config(), &store, &root, &name).await;
     owner.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
