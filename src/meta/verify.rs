@@ -17,6 +17,10 @@ use crate::jobs::{ObjectProblem, VerifyProgress};
 /// Objects read at once while verifying.
 const VERIFY_PARALLELISM: usize = 8;
 
+/// The problem of an object in a backup's folders that its checksums do not name.
+pub const NOT_IN_CHECKSUMS: &str =
+    "not in the backup's checksums: an object added after the backup";
+
 /// The meta and manifest of backup `name`; `FailedPrecondition` for
 /// backups without a manifest.
 async fn manifest(catalog: &Catalog, name: &str) -> Result<(BackupInfo, Manifest)> {
@@ -73,8 +77,7 @@ pub async fn verify(
     );
     for rel in in_folder.iter().filter(|rel| !in_manifest.contains(*rel)) {
         if !found.iter().any(|(key, _)| key == rel) {
-            let added = "not in the backup's checksums: an object added after the backup";
-            found.push((rel.to_string(), added.to_string()));
+            found.push((rel.to_string(), NOT_IN_CHECKSUMS.to_string()));
         }
     }
     let mut progress = VerifyProgress {

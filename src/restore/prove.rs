@@ -20,7 +20,7 @@ use crate::jobs::{JobHandle, RestoreSnapshot};
 use crate::meta::LogKind;
 use crate::meta::manifest::ManifestEntry;
 use crate::meta::manifest::md5_of_etag;
-use crate::meta::verify::{content_problem, size_problem, unlisted_delete_logs};
+use crate::meta::verify::{NOT_IN_CHECKSUMS, content_problem, size_problem, unlisted_delete_logs};
 use crate::restore::RestoreTarget;
 use crate::storage::{Copied, ObjectInfo};
 
@@ -242,8 +242,7 @@ async fn prove_by_checksum(
         md5: None,
     };
     let Some(entry) = manifest.get(rel) else {
-        let added = "not in the backup's checksums: an object added after the backup";
-        return Ok((Some(added.into()), unproven));
+        return Ok((Some(NOT_IN_CHECKSUMS.into()), unproven));
     };
     if let Some(p) = size_problem(entry, Some(o.size)) {
         return Ok((Some(p), unproven));
