@@ -114,13 +114,15 @@ pub async fn verify(
         }
         on_progress(&progress);
     }
+    // Damage to an object is damage for every backup that reuses it; what
+    // `found` names is this backup's meta disagreeing with its folder.
+    if !progress.problems.is_empty() {
+        name_referencing_backups(catalog, name, &mut progress).await?;
+    }
     for (key, problem) in found {
         progress.problems.push(ObjectProblem { key, problem });
     }
     progress.problems.sort_by(|a, b| a.key.cmp(&b.key));
-    if !progress.problems.is_empty() {
-        name_referencing_backups(catalog, name, &mut progress).await?;
-    }
     Ok(progress)
 }
 
