@@ -333,7 +333,8 @@ impl Default for MinioConfig {
             backup_secret_access_key: Secret::default(),
             backup_use_ssl: None,
             backup_region: String::new(),
-            backup_bucket_name: "a-bucket".into(),
+            // Unset: `bucketName`, as in the Go tool.
+            backup_bucket_name: String::new(),
             backup_root_path: "backup".into(),
             backup_use_iam: false,
             backup_iam_endpoint: String::new(),

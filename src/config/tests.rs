@@ -362,3 +362,16 @@ fn a_backup_gcp_key_file_is_used_without_a_backup_address() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Without `backupBucketName`, backups go to `bucketName`, as with the Go
+/// tool (they went to `a-bucket` before, made there by the first backup).
+#[test]
+fn backups_go_to_milvus_bucket_unless_another_is_named() {
+    let cfg = Config::parse("minio:\n  bucketName: milvus-bucket\n").unwrap();
+    assert_eq!(cfg.minio.backup_bucket().unwrap().bucket, "milvus-bucket");
+    let cfg = Config::parse("minio:\n  bucketName: milvus-bucket\n  backupBucketName: backups\n")
+        .unwrap();
+    assert_eq!(cfg.minio.backup_bucket().unwrap().bucket, "backups");
+    let cfg = Config::parse("minio:\n  rootPath: files\n").unwrap();
+    assert_eq!(cfg.minio.backup_bucket().unwrap().bucket, "a-bucket");
+}
