@@ -125,6 +125,54 @@ backup:
     );
 }
 
+/// The Go tool's variables for settings that do nothing here are warned
+/// about as their keys are, naming the variable (they were dropped without a
+/// word before); `"true"` as a string turns `gcPause` on, as in the Go tool.
+/// `GCP_KEY_JSON` sets `minio.gcpCredentialJSON`: a missing key file is
+/// refused naming it (the variable was dropped before, and the default
+/// credentials used instead).
+#[test]
+fn the_go_tools_variables_without_effect_are_warned_about_naming_them() {
+    let quiet = "milvus:\n  address: localhost\n";
+    let env = [
+        ("MILVUS_RPC_CHANNEL_NAME", "by-dev-replicate-msg"),
+        ("BACKUP_GC_PAUSE_ENABLE", "true"),
+    ];
+    let out = run(&file(quiet), &env, &["get", "-n", "no_such_backup"]);
+    let err = stderr(&out);
+    for (key, var) in [
+        ("milvus.rpcChannelName", "MILVUS_RPC_CHANNEL_NAME"),
+        ("backup.gcPause", "BACKUP_GC_PAUSE_ENABLE"),
+    ] {
+        let line = err
+            .lines()
+            .find(|l| l.contains(&format!("{key} has no effect")))
+            .unwrap_or_else(|| panic!("no warning for {key}: {err}"));
+        assert!(line.contains(var), "{line}");
+    }
+    let cfg = load("backup:\n  gcPause:\n    enable: \"true\"\n").unwrap();
+    assert!(
+        cfg.warnings
+            .iter()
+            .any(|w| w.starts_with("backup.gcPause ")),
+        "{:?}",
+        cfg.warnings
+    );
+
+    let gcs = "minio:\n  storageType: gcpnative\n  bucketName: b\n";
+    let out = run(
+        &file(gcs),
+        &[("GCP_KEY_JSON", "/no/such/key.json")],
+        &["get", "-n", "no_such_backup"],
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("/no/such/key.json") && err.contains("gcpCredentialJSON"),
+        "{err}"
+    );
+}
+
 /// The backup side's connection keys are used only with `backupAddress` on
 /// an S3-protocol service (or on Azure or GCS named apart from Milvus's
 /// service): `backupStorageType: s3` beside `storageType: minio` without
@@ -326,6 +374,7 @@ fn environment_variables_each_set_their_key_and_are_named_in_errors() {
             v if v.ends_with("_USE_SSL")
                 || v.ends_with("_USE_IAM")
                 || v.ends_with("_ENABLED")
+                || v.ends_with("_ENABLE")
                 || v.ends_with("_TEMP_FILES") =>
             {
                 "true"

@@ -96,6 +96,38 @@ impl Config {
         env!("MINIO_CA_CERT_PATH", "minio.caCertPath" => s.ca_cert_path, string);
         env!("AZURE_STORAGE_CONNECTION_STRING", "minio.azureConnectionString" => s.azure_connection_string, secret);
         env!("MINIO_BACKUP_AZURE_CONNECTION_STRING", "minio.backupAzureConnectionString" => s.backup_azure_connection_string, secret);
+        env!("GCP_KEY_JSON", "minio.gcpCredentialJSON" => s.gcp_credential_json, secret);
+        env!("BACKUP_GCP_KEY_JSON", "minio.backupGcpCredentialJSON" => s.backup_gcp_credential_json, secret);
+        // The Go tool's settings that do nothing here: set as their keys are,
+        // so that they are warned about in the same way.
+        env!("MILVUS_RPC_CHANNEL_NAME", "milvus.rpcChannelName" => m.rpc_channel_name, string);
+        for (name, key, field) in [
+            ("BACKUP_GC_PAUSE_ENABLE", "backup.gcPause", "enable"),
+            (
+                "BACKUP_GC_PAUSE_SECONDS",
+                "backup.gcPause.seconds",
+                "seconds",
+            ),
+            (
+                "BACKUP_GC_PAUSE_ADDRESS",
+                "backup.gcPause.address",
+                "address",
+            ),
+        ] {
+            if let Some(v) = var(name) {
+                let value = match field {
+                    "enable" => serde_yaml::Value::Bool(boolean(name, v)?),
+                    _ => serde_yaml::Value::String(v),
+                };
+                if !b.gc_pause.is_mapping() {
+                    b.gc_pause = serde_yaml::Value::Mapping(Default::default());
+                }
+                if let Some(map) = b.gc_pause.as_mapping_mut() {
+                    map.insert(field.into(), value);
+                }
+                set.push((key, name));
+            }
+        }
         env!("MILVUS_BACKUP_TOKEN", "security.token" => self.security.token, secret);
         let tls = &mut self.security.tls;
         env!("MILVUS_BACKUP_TLS_CERT_PATH", "security.tls.certPath" => tls.cert_path, string);
@@ -169,6 +201,12 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "MINIO_BACKUP_AZURE_CONNECTION_STRING",
         "minio.backupAzureConnectionString",
     ),
+    ("GCP_KEY_JSON", "minio.gcpCredentialJSON"),
+    ("BACKUP_GCP_KEY_JSON", "minio.backupGcpCredentialJSON"),
+    ("MILVUS_RPC_CHANNEL_NAME", "milvus.rpcChannelName"),
+    ("BACKUP_GC_PAUSE_ENABLE", "backup.gcPause"),
+    ("BACKUP_GC_PAUSE_SECONDS", "backup.gcPause.seconds"),
+    ("BACKUP_GC_PAUSE_ADDRESS", "backup.gcPause.address"),
     ("MILVUS_BACKUP_TOKEN", "security.token"),
     ("MILVUS_BACKUP_TLS_CERT_PATH", "security.tls.certPath"),
     ("MILVUS_BACKUP_TLS_KEY_PATH", "security.tls.keyPath"),

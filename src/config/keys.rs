@@ -243,7 +243,11 @@ impl Config {
         let gc_pause_on = b
             .gc_pause
             .get("enable")
-            .and_then(serde_yaml::Value::as_bool)
+            .and_then(|v| {
+                // The Go tool reads `"true"` as true too.
+                v.as_bool()
+                    .or_else(|| v.as_str().map(|s| s.trim().eq_ignore_ascii_case("true")))
+            })
             .unwrap_or(false);
         unused(
             gc_pause_on,
