@@ -109,11 +109,22 @@ async fn a_restore_of_a_whole_database_restores_that_database_only() {
         ),
         (
             format!(
-                r#"{{"backup_name":"{name}","collection_names":["{}"],"collection_renames":{{"{db}.{}":"elsewhere"}}}}"#,
+                r#"{{"backup_name":"{name}","collection_names":["{}"],"collection_renames":{{"{db}.{}":"{db}.elsewhere"}}}}"#,
                 a.name, b.name
             ),
             400,
             "collection_renames",
+        ),
+        // A target without a database, from another database than the
+        // default: the Go tool takes it for `default.elsewhere`, this server
+        // took it for `{db}.elsewhere`; refused, naming both.
+        (
+            format!(
+                r#"{{"backup_name":"{name}","collection_renames":{{"{db}.{}":"elsewhere"}}}}"#,
+                b.name
+            ),
+            400,
+            &format!(r#""{db}.elsewhere" or "default.elsewhere""#),
         ),
         // Named as the REST body names them (it said drop_existing_collections).
         (
@@ -141,6 +152,7 @@ async fn a_restore_of_a_whole_database_restores_that_database_only() {
             .unwrap()
     );
     assert!(!m.has_collection(&db, "elsewhere").await.unwrap());
+    assert!(!m.has_collection("default", "elsewhere").await.unwrap());
 
     let other = common::unique("restrbac");
     let (status, answer) = post(

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::names::{BackupName, CollectionRef, validate_milvus_name};
+use super::names::{BackupName, CollectionRef, DEFAULT_DB, validate_milvus_name};
 use crate::error::{Error, Result};
 
 /// Most names one request may carry.
@@ -450,16 +450,26 @@ impl RestoreRequest {
     }
 }
 
-/// One rename: `coll` or `db.coll` to `coll` (same database) or `db.coll`.
+/// One rename: `coll` or `db.coll` to `db.coll`, or to `coll` when the
+/// source is in the default database. A target without a database from
+/// another database is refused: the Go tool reads it as in the default
+/// database, and a restore into either could replace a collection the
+/// caller did not mean.
 fn parse_rename(from: &str, to: &str) -> Result<(CollectionRef, CollectionRef)> {
     let source = CollectionRef::parse(from)?;
-    let target = if to.contains('.') {
-        CollectionRef::parse(to)?
-    } else {
-        source
-            .renamed(to)
-            .map_err(|e| Error::invalid(format!("bad rename {from:?} → {to:?}: {e}")))?
-    };
+    if to.contains('.') {
+        return Ok((source, CollectionRef::parse(to)?));
+    }
+    let target = source
+        .renamed(to)
+        .map_err(|e| Error::invalid(format!("bad rename {from:?} → {to:?}: {e}")))?;
+    if source.db() != DEFAULT_DB {
+        return Err(Error::invalid(format!(
+            "collection_renames {from:?} → {to:?} names no database for the target: \
+             write \"{}.{to}\" or \"{DEFAULT_DB}.{to}\" (the Go tool reads {to:?} as the latter)",
+            source.db()
+        )));
+    }
     Ok((source, target))
 }
 
@@ -502,19 +512,28 @@ mod tests {
     }
 
     #[test]
-    fn renames_keep_the_source_database_unless_named() {
+    fn renames_name_the_target_database_unless_both_are_the_default() {
         let r = restore(|r| {
             r.renames = vec![
-                ("db1.c1".into(), "c2".into()),
+                ("db1.c1".into(), "db1.c2".into()),
                 ("c3".into(), "db2.c4".into()),
+                ("default.c5".into(), "c6".into()),
             ]
         })
         .unwrap();
         let c = |db, name| CollectionRef::normalized(db, name);
         assert_eq!(r.renames()[&c("db1", "c1")], c("db1", "c2"));
         assert_eq!(r.renames()[&c("default", "c3")], c("db2", "c4"));
+        assert_eq!(r.renames()[&c("default", "c5")], c("default", "c6"));
         assert_eq!(r.target_of(&c("db1", "c1")).unwrap(), c("db1", "c2"));
         assert_eq!(r.target_of(&c("db1", "x")).unwrap(), c("db1", "x"));
+        // Where the Go tool and the same database disagree: refused.
+        let err = restore(|r| r.renames = vec![("db1.c1".into(), "c2".into())]).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        assert!(
+            err.to_string().contains(r#""db1.c2" or "default.c2""#),
+            "{err}"
+        );
     }
 
     #[test]
