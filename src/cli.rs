@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::jobs::{JobSnapshot, JobState, Progress};
-use crate::model::{BackupName, BackupRequest, Caller, CollectionRef, RestoreRequest};
+use crate::model::{BackupName, BackupRequest, Caller, CollectionFilter, RestoreRequest};
 
 /// The exit code for a failure: one per kind, so scripts can tell them apart.
 pub fn exit_code(err: &Error) -> i32 {
@@ -248,7 +248,7 @@ pub async fn restore(engine: &Arc<Engine>, req: RestoreRequest) -> Result<()> {
 }
 
 /// `list`: one line per backup.
-pub async fn list(engine: &Arc<Engine>, filter: Option<CollectionRef>) -> Result<()> {
+pub async fn list(engine: &Arc<Engine>, filter: Option<CollectionFilter>) -> Result<()> {
     let backups = engine.list_backups(filter.as_ref()).await?;
     println!(">> Backups:");
     for b in backups {

@@ -13,7 +13,7 @@ use milvus_backup::context::Context;
 use milvus_backup::engine::Engine;
 use milvus_backup::jobs::JobStore;
 use milvus_backup::model::{
-    BackupInput, BackupName, BackupRequest, Caller, CollectionRef, RestoreInput, RestoreRequest,
+    BackupInput, BackupName, BackupRequest, Caller, CollectionFilter, RestoreInput, RestoreRequest,
 };
 use milvus_backup::{Error, Result};
 use tracing::warn;
@@ -82,7 +82,7 @@ enum Command {
     },
     /// List the backups.
     List {
-        /// Only backups holding this collection.
+        /// Only backups holding this collection (`coll`: in any database).
         #[arg(short, long)]
         collection: Option<String>,
     },
@@ -307,10 +307,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 Ok(cli::create(&engine, req).await?)
             }
             Command::List { collection } => {
-                let filter = collection
-                    .as_deref()
-                    .map(CollectionRef::parse)
-                    .transpose()?;
+                let filter = match collection.as_deref() {
+                    Some("") => {
+                        let why = "list --collection is empty: name coll or db.coll";
+                        return Err(Failure::Core(Error::invalid(why)));
+                    }
+                    Some(c) => CollectionFilter::parse(c)?,
+                    None => None,
+                };
                 Ok(cli::list(&engine, filter).await?)
             }
             Command::Get { name, detail } => {

@@ -5,7 +5,8 @@
 //! ...) are refused by name when set, and a name the Go tool never had (a
 //! typo) at any value, naming the field meant; a body on a route that reads
 //! none is refused; nothing is started by any of them; a rename of a collection
-//! the restore leaves out is refused. A create that names no backup (the
+//! the restore leaves out is refused; a listing filtered by a bare collection
+//! name finds it in any database. A create that names no backup (the
 //! server names it, as the Go tool does) is retried by its request id alone:
 //! the first job comes back, on the same server and on another one sharing
 //! the storage, never a second backup.
@@ -153,6 +154,22 @@ async fn a_restore_of_a_whole_database_restores_that_database_only() {
     );
     assert!(!m.has_collection(&db, "elsewhere").await.unwrap());
     assert!(!m.has_collection("default", "elsewhere").await.unwrap());
+
+    // `list?collection_name=` with a bare name matches it in any database,
+    // as the Go tool's does (it matched only the default database before);
+    // `db.coll` matches that database only.
+    let listed = |filter: &str| {
+        let (status, answer) = call("GET", &format!("{base}/list?collection_name={filter}"), "");
+        assert_eq!(status, 200, "{answer}");
+        answer["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["name"] == name.as_str())
+    };
+    assert!(listed(&b.name), "a bare name, in database {db}");
+    assert!(listed(&format!("{db}.{}", b.name)));
+    assert!(!listed(&format!("default.{}", b.name)));
 
     let other = common::unique("restrbac");
     let (status, answer) = post(

@@ -10,9 +10,7 @@ use super::proto as pb;
 use crate::engine::{CheckReport, VerifyProgress};
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, DeleteSnapshot, JobState, Progress, RestoreSnapshot};
-use crate::model::{
-    BackupInput, BackupRequest, Caller, CollectionRef, RestoreInput, RestoreRequest,
-};
+use crate::model::{BackupInput, BackupRequest, Caller, RestoreInput, RestoreRequest};
 
 /// The caller of a request that carries no idempotency key: its trace.
 pub(super) fn caller_of<T>(request: &tonic::Request<T>) -> crate::Result<Caller> {
@@ -65,14 +63,6 @@ impl TryFrom<Request<pb::RestoreRequest>> for RestoreRequest {
             caller: Caller::parse(r.request_id, traceparent(&metadata))?,
         })
     }
-}
-
-/// An optional `coll` / `db.coll` filter: empty means none.
-pub fn collection_filter(raw: &str) -> Result<Option<CollectionRef>> {
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    CollectionRef::parse(raw).map(Some)
 }
 
 fn timestamp(t: SystemTime) -> prost_types::Timestamp {
@@ -240,12 +230,13 @@ impl From<CheckReport> for pb::CheckResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::CollectionRef;
 
     #[test]
     fn renames_arrive_in_the_model() {
         let r = RestoreRequest::try_from(Request::new(pb::RestoreRequest {
             backup_name: "b".into(),
-            collection_renames: [("db1.c1".to_string(), "c2".to_string())].into(),
+            collection_renames: [("db1.c1".to_string(), "db1.c2".to_string())].into(),
             ..Default::default()
         }))
         .unwrap();

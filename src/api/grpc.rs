@@ -7,13 +7,14 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::convert::collection_filter;
 use super::proto as pb;
 use super::proto::backup_service_server::BackupService;
 use crate::engine::Engine;
 use crate::engine::VerifySnapshot;
 use crate::jobs::{BackupSnapshot, JobSnapshot, JobState, RestoreSnapshot};
-use crate::model::{BackupLookup, BackupName, BackupRequest, JobId, RestoreRequest};
+use crate::model::{
+    BackupLookup, BackupName, BackupRequest, CollectionFilter, JobId, RestoreRequest,
+};
 
 /// Smallest gap between two snapshots of one stream: a few per second at most.
 const MIN_SNAPSHOT_GAP: Duration = Duration::from_millis(250);
@@ -111,7 +112,7 @@ impl BackupService for GrpcService {
         &self,
         request: Request<pb::ListBackupsRequest>,
     ) -> Result<Response<Self::ListBackupsStream>, Status> {
-        let filter = collection_filter(&request.into_inner().collection_name)?;
+        let filter = CollectionFilter::parse(&request.into_inner().collection_name)?;
         let backups = self.engine.list_backups(filter.as_ref()).await?;
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {

@@ -27,7 +27,6 @@ use axum::routing::{delete, get, post};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::convert::collection_filter;
 use super::go_model::{go_backup_of_job, go_restore};
 use answer::{answer, answer_job, ended, follow, ok};
 use input::{Body, DbCollections, KnownFields, NoBody, NoQuery, Params, limit_body, unique_keys};
@@ -37,8 +36,8 @@ use crate::engine::{BackupInfo, Engine};
 use crate::error::{Error, Result};
 use crate::jobs::{BackupSnapshot, JobState};
 use crate::model::{
-    BackupInput, BackupLookup, BackupName, BackupRequest, Caller, JobId, RestoreInput,
-    RestoreRequest, in_words,
+    BackupInput, BackupLookup, BackupName, BackupRequest, Caller, CollectionFilter, JobId,
+    RestoreInput, RestoreRequest, in_words,
 };
 
 /// The Go tool's `ResponseCode`s used at the edges.
@@ -284,7 +283,7 @@ impl KnownFields for ListQuery {
 
 async fn list(call: Call, Params(q): Params<ListQuery>, _: NoBody) -> Response {
     call.answer(async {
-        let filter = collection_filter(&q.collection_name)?;
+        let filter = CollectionFilter::parse(&q.collection_name)?;
         let snaps = call.rest.engine.list_backups(filter.as_ref()).await?;
         // The Go tool's answer carries each backup's meta: read 32 at once, in order.
         let reads: Vec<_> = snaps.iter().map(|s| call.rest.backup_data(s)).collect();

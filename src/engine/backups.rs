@@ -11,7 +11,7 @@ use crate::jobs::{BackupSnapshot, DeleteSnapshot, JobState, until_terminal};
 use crate::meta::index::IndexEntry;
 use crate::meta::scan::READ_PARALLELISM;
 use crate::meta::summary::snapshot_of;
-use crate::model::{BackupLookup, BackupName, Caller, CollectionRef};
+use crate::model::{BackupLookup, BackupName, Caller, CollectionFilter};
 
 /// Go-tool metas REST keeps, at most (a few KB each without partitions).
 const MAX_KEPT_METAS: usize = 50_000;
@@ -80,7 +80,7 @@ impl Engine {
     /// not (yet) complete, optionally only those holding `collection`.
     pub async fn list_backups(
         &self,
-        collection: Option<&CollectionRef>,
+        collection: Option<&CollectionFilter>,
     ) -> Result<Vec<BackupSnapshot>> {
         // Three listings at once: the root's folders (what exists), the index
         // (what is complete, with its id) and the shared job records (what
@@ -138,11 +138,7 @@ impl Engine {
             }
         }
         if let Some(c) = collection {
-            out.retain(|b| {
-                b.collections
-                    .iter()
-                    .any(|s| s.db == c.db() && s.name == c.name())
-            });
+            out.retain(|b| b.collections.iter().any(|s| c.matches(&s.db, &s.name)));
         }
         Ok(out)
     }

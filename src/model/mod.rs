@@ -11,7 +11,8 @@ pub mod schedule;
 mod words;
 
 pub use names::{
-    BackupName, CollectionRef, DEFAULT_DB, MAX_MILVUS_NAME_LEN, MAX_NAME_LEN, RESERVED_BACKUP_NAMES,
+    BackupName, CollectionFilter, CollectionRef, DEFAULT_DB, MAX_MILVUS_NAME_LEN, MAX_NAME_LEN,
+    RESERVED_BACKUP_NAMES,
 };
 pub use policy::{
     DEFAULT_NAME_TEMPLATE, Policy, PolicyInput, PolicyName, RetentionInput, Selection,

@@ -105,6 +105,35 @@ fn shorten(s: &str) -> String {
     }
 }
 
+/// Which backups a listing keeps: those holding a collection of this name,
+/// in any database for `coll` (as the Go tool matches it), or in the one
+/// named by `db.coll`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionFilter {
+    db: Option<String>,
+    name: String,
+}
+
+impl CollectionFilter {
+    /// `coll` or `db.coll`, validated as a [`CollectionRef`]; empty: no filter.
+    pub fn parse(raw: &str) -> Result<Option<Self>> {
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        let c = CollectionRef::parse(raw)?;
+        Ok(Some(Self {
+            db: raw.contains('.').then(|| c.db.clone()),
+            name: c.name,
+        }))
+    }
+
+    /// Whether collection `name` of database `db` (empty: the default) matches.
+    pub fn matches(&self, db: &str, name: &str) -> bool {
+        let db = if db.is_empty() { DEFAULT_DB } else { db };
+        name == self.name && self.db.as_deref().is_none_or(|d| d == db)
+    }
+}
+
 /// A collection in a database. Built by parsing what a caller wrote, or from
 /// the names Milvus and a backup's meta hold ([`CollectionRef::normalized`]).
 #[derive(
@@ -164,6 +193,19 @@ impl fmt::Display for CollectionRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_collection_filter_matches_every_database() {
+        assert_eq!(CollectionFilter::parse("").unwrap(), None);
+        let any = CollectionFilter::parse("c1").unwrap().unwrap();
+        assert!(any.matches("db1", "c1") && any.matches("", "c1") && any.matches("default", "c1"));
+        assert!(!any.matches("db1", "c2"));
+        let one = CollectionFilter::parse("db1.c1").unwrap().unwrap();
+        assert!(one.matches("db1", "c1") && !one.matches("default", "c1"));
+        let default = CollectionFilter::parse("default.c1").unwrap().unwrap();
+        assert!(default.matches("", "c1") && !default.matches("db1", "c1"));
+        assert!(CollectionFilter::parse("a.b.c").is_err());
+    }
 
     #[test]
     fn accepts_go_tool_names() {

@@ -116,8 +116,10 @@ pub enum BackupLookup {
 }
 
 impl BackupLookup {
-    /// A name when one is given (the Go tool's own guide sends an id beside
-    /// it, which it ignores), else an id; one of the two is required. An id
+    /// A name when one is given, else an id; one of the two is required.
+    /// With both, the name decides: the Go tool's guides send beside it, as
+    /// `backup_id`, a placeholder or the create's request id, which is not
+    /// a backup's id here (the Go tool looks up the id then). An id
     /// is at most [`MAX_REQUEST_ID_LEN`] bytes without control characters
     /// (it may have been a request id).
     pub fn parse(name: &str, id: &str) -> Result<Self> {
@@ -588,7 +590,7 @@ mod tests {
         assert_eq!(
             BackupLookup::parse("a", "x").unwrap(),
             BackupLookup::Name(BackupName::parse("a").unwrap()),
-            "both: the name decides, as in the Go tool"
+            "both: the name decides (the Go tool's guides send a request id as the id)"
         );
         assert!(BackupLookup::parse("", "a\nb").is_err());
         assert!(BackupLookup::parse("", &"x".repeat(MAX_REQUEST_ID_LEN + 1)).is_err());
