@@ -127,6 +127,15 @@ async fn token_required_and_no_secret_in_the_logs() {
         ])
     });
     assert_eq!(code, "200");
+    // The scheme's name in any case (RFC 7235; 401 "missing bearer token" before).
+    let (code, body) = tokio::task::block_in_place(|| {
+        curl(&[
+            "-H",
+            &format!("authorization: bearer {TOKEN}"),
+            &format!("{url}/api/v1/list"),
+        ])
+    });
+    assert_eq!(code, "200", "{body}");
     let (code, _) =
         tokio::task::block_in_place(|| curl(&[&format!("{url}/api/v1/docs/index.html")]));
     assert_eq!(code, "200");

@@ -29,6 +29,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The token of an `authorization` value `Bearer <token>`; the scheme's
+/// name is matched whatever its case (RFC 7235).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 /// The middleware: lets a request through when its token matches.
 pub async fn require_token(State(token): State<Secret>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
@@ -39,7 +46,7 @@ pub async fn require_token(State(token): State<Secret>, req: Request, next: Next
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or("");
     if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
         return next.run(req).await;
@@ -57,7 +64,16 @@ pub async fn require_token(State(token): State<Secret>, req: Request, next: Next
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::{bearer_token, constant_time_eq};
+
+    #[test]
+    fn the_scheme_is_matched_whatever_its_case() {
+        for value in ["Bearer t0k", "bearer t0k", "BEARER t0k", "Bearer  t0k"] {
+            assert_eq!(bearer_token(value), Some("t0k"), "{value}");
+        }
+        assert_eq!(bearer_token("Basic t0k"), None);
+        assert_eq!(bearer_token("Bearert0k"), None);
+    }
 
     #[test]
     fn compares_exactly() {
