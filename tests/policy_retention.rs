@@ -28,7 +28,8 @@ use tonic::transport::Channel;
 /// delete fails while a complete backup whose checksums cannot be read is
 /// under the root: a delete reads every other backup's). The backup is then
 /// no longer complete, so no decision names it again: a later run finishes
-/// the delete (before, its folder stayed for good, its name taken).
+/// the delete (before, its folder stayed for good, its name taken), even
+/// after every rule was removed (it was left then, before).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_retention_delete_that_stopped_is_finished_by_a_later_run() {
     let mut cfg = common::config();
@@ -42,19 +43,21 @@ async fn a_retention_delete_that_stopped_is_finished_by_a_later_run() {
     let coll = common::unique("retire_src");
     hello::create(&m, &coll, 200, 1, 11).await;
     let name = common::unique("retire_p");
-    let policy = Policy::parse(PolicyInput {
-        name: name.clone(),
-        schedule: "0 0 1 1 *".into(),
-        collection_names: vec![coll.clone()],
-        name_template: "{policy}_{yyyyMMdd_HHmmss}".into(),
-        retention: RetentionInput {
-            keep_last: 1,
+    let policy = |keep_last| {
+        Policy::parse(PolicyInput {
+            name: name.clone(),
+            schedule: "0 0 1 1 *".into(),
+            collection_names: vec![coll.clone()],
+            name_template: "{policy}_{yyyyMMdd_HHmmss}".into(),
+            retention: RetentionInput {
+                keep_last,
+                ..Default::default()
+            },
             ..Default::default()
-        },
-        ..Default::default()
-    })
-    .unwrap();
-    engine.create_policy(policy).await.unwrap();
+        })
+        .unwrap()
+    };
+    engine.create_policy(policy(1)).await.unwrap();
     let pname = PolicyName::parse(&name).unwrap();
     let runs = PolicyStore::new(rooted_bucket(&cfg), &root);
     let run = || async {
@@ -93,23 +96,28 @@ async fn a_retention_delete_that_stopped_is_finished_by_a_later_run() {
     assert!(r.retiring && !r.deleted, "{r:?}");
 
     store.delete(&junk).await.unwrap();
+    // With no rule left, the stopped delete is finished all the same (it
+    // was left for good before), and nothing else is deleted.
+    engine.update_policy(policy(0)).await.unwrap();
     let third = run().await;
     assert!(
         !catalog.is_taken(&first).await.unwrap(),
         "the stopped delete was finished"
     );
-    assert!(!catalog.is_taken(&second).await.unwrap(), "keep_last 1");
+    assert!(catalog.is_complete(&second).await.unwrap(), "no rule left");
     assert!(catalog.is_complete(&third).await.unwrap());
     let record = runs.runs(&name).await.unwrap();
     let r = record.iter().find(|r| r.backup == first).unwrap();
     assert!(r.deleted, "{r:?}");
 
     engine.delete_policy(&pname).await.unwrap();
-    let third = BackupName::parse(&third).unwrap();
-    engine
-        .delete_backup_until_ended(&third, &milvus_backup::model::Caller::default())
-        .await
-        .unwrap();
+    for kept in [second, third] {
+        let kept = BackupName::parse(&kept).unwrap();
+        engine
+            .delete_backup_until_ended(&kept, &milvus_backup::model::Caller::default())
+            .await
+            .unwrap();
+    }
     hello::drop_if_exists(&m, "default", &coll).await;
 }
 

@@ -121,6 +121,15 @@ impl Engine {
     /// delete; a backup that cannot be deleted now is tried after the next run.
     pub(super) async fn apply_retention(&self, p: &StoredPolicy, lease: &Lease) {
         let name = p.policy.name();
+        let mut runs = match self.policies.runs(name).await {
+            Ok(r) => r,
+            Err(e) => {
+                return warn!(policy = %name, error = %e, "retention skipped: cannot read the policy's runs");
+            }
+        };
+        // A delete of an earlier rule that stopped half-way is finished even
+        // when no rule is left: it is no backup any more.
+        self.finish_retiring(&mut runs, name, lease).await;
         if p.policy.retention().is_empty() {
             return;
         }
@@ -130,13 +139,6 @@ impl Engine {
                 return warn!(policy = %name, error = %e, "retention skipped: cannot read the policy's backups");
             }
         };
-        let mut runs = match self.policies.runs(name).await {
-            Ok(r) => r,
-            Err(e) => {
-                return warn!(policy = %name, error = %e, "retention skipped: cannot read the policy's runs");
-            }
-        };
-        self.finish_retiring(&mut runs, name, lease).await;
         for d in decisions.iter().filter(|d| !d.keep) {
             match self.retire(d, &mut runs, name, lease).await {
                 Ok(()) => {
