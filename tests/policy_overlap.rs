@@ -263,3 +263,75 @@ async fn a_run_recorded_for_a_future_slot_holds_no_real_slot_back() {
         .await;
     staged.end().await;
 }
+
+/// A run whose server died before its backup started (a RUNNING record of
+/// an older slot, planted by hand, with no lease), found by a server
+/// started after the policy's next slot came due: the takeover makes no
+/// backup (FAILED, superseded), and the slot due runs as the one catch-up.
+/// On the code before, the takeover made a backup under the old slot's name
+/// at restart time, and then the catch-up a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_run_taken_over_after_a_newer_slot_came_due_makes_no_backup() {
+    let mut staged = Staged::new("superseded", "*/20 * * * * *", 19).await;
+    // Enabled just after a slot, then stopped: the next slot is 15 s away at least.
+    while !(1000..4000).contains(&(chrono::Utc::now().timestamp_millis() % 20_000)) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    staged.set_enabled(true).await;
+    staged.server.kill();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let due = (now_ms as u64).div_ceil(20_000) as i64 * 20_000;
+    let dead_slot = due - 40_000;
+    let dead_backup = format!("{}_dead", staged.name());
+    let dead: RunRecord = serde_json::from_value(serde_json::json!({
+        "slot_ms": dead_slot,
+        "backup": dead_backup,
+        "state": "running",
+        "attempts": 1,
+        "owner": "dead-host:1/gone",
+        "started_ms": dead_slot,
+    }))
+    .unwrap();
+    assert!(staged.store.start_run(staged.name(), &dead).await.unwrap());
+    while chrono::Utc::now().timestamp_millis() < due + 1000 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    staged.server = Proc::start_rooted(&staged.cfg, "superseded_b", &staged.root, "").await;
+    staged.client =
+        PolicyServiceClient::connect(format!("http://127.0.0.1:{}", staged.server.port))
+            .await
+            .unwrap();
+    let runs = staged
+        .runs_until("the dead run ended and the due slot succeeded", |runs| {
+            let ended = |slot| {
+                runs.iter()
+                    .any(|r| r.slot_ms == slot && r.state != RunState::Running)
+            };
+            ended(dead_slot) && ended(due)
+        })
+        .await;
+    let taken_over = runs.iter().find(|r| r.slot_ms == dead_slot).unwrap();
+    assert_eq!(taken_over.state, RunState::Failed, "{runs:?}");
+    assert!(
+        taken_over
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("superseded")),
+        "{taken_over:?}"
+    );
+    let caught_up = runs.iter().find(|r| r.slot_ms == due).unwrap();
+    assert_eq!(caught_up.state, RunState::Succeeded, "{runs:?}");
+    let store = rooted_bucket(&staged.cfg);
+    let taken = store
+        .list(&format!("{}/{dead_backup}/", staged.root))
+        .await
+        .unwrap();
+    assert!(taken.is_empty(), "no backup of the old slot: {taken:?}");
+    let runs = staged.end().await;
+    // Later slots may have run since: up to the one due, one backup.
+    let made = runs
+        .iter()
+        .filter(|r| r.slot_ms <= due && r.state == RunState::Succeeded)
+        .count();
+    assert_eq!(made, 1, "one backup: {runs:?}");
+}

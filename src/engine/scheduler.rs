@@ -497,8 +497,13 @@ impl Engine {
         if !manual {
             self.mark_handled(name, slot_ms);
         }
-        // A run taken over after a newer slot was recorded makes no new backup.
-        let superseded = resumed && !manual && newer_slot(&store.runs(name).await?);
+        // A run taken over after a newer slot was recorded, or came due (of
+        // a policy still on: that slot runs next, as the catch-up), makes
+        // no new backup.
+        let newer_due = p.policy.enabled()
+            && (p.policy.schedule().latest_due(p.since, Utc::now()))
+                .is_some_and(|t| t.timestamp_millis() > slot_ms);
+        let superseded = resumed && !manual && (newer_due || newer_slot(&store.runs(name).await?));
         let next_slot = p.policy.schedule().next_after(record.slot());
         let deadline = match (manual, next_slot) {
             (false, Some(next)) => next,
