@@ -5,6 +5,7 @@
 
 mod names;
 mod policy;
+mod repeats;
 mod requests;
 pub mod retention;
 pub mod schedule;

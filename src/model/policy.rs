@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::names::{validate_milvus_name, validate_name};
+use super::repeats;
 use super::requests::{BackupInput, BackupRequest, Caller, at_most};
 use super::retention::{Retention, format_max_age, parse_max_age};
 use super::schedule::{Schedule, check_template, render_name};
@@ -207,13 +208,35 @@ impl Policy {
                 )));
             }
         }
-        if seen.is_empty() {
+        let Some(first) = seen.values().min().copied() else {
             return Err(Error::invalid(format!(
                 "schedule {:?} has no future slot",
                 self.schedule.expression()
             )));
+        };
+        self.check_repeats(first)
+    }
+
+    /// Refuses a template that gives the name of slot `first` again while
+    /// retention may still keep its backup: that later run would fail.
+    fn check_repeats(&self, first: DateTime<Utc>) -> Result<()> {
+        let Some((period, said)) = repeats::repeat_period(&self.template)? else {
+            return Ok(());
+        };
+        let kept = repeats::kept_for(&self.retention, &self.schedule, first, period);
+        if kept.is_some_and(|k| k < period) {
+            return Ok(());
         }
-        Ok(())
+        let kept = match kept {
+            None => "for ever (no retention rule)".to_string(),
+            Some(k) => format!("for {} or more", repeats::in_words(k)),
+        };
+        Err(Error::invalid(format!(
+            "name_template {:?} has no year field: it gives a slot's name again after {said}, \
+             while retention keeps its backup {kept}, so the later run would find the name \
+             taken and fail; add {{yyyy}}",
+            self.input.name_template
+        )))
     }
 
     fn render(&self, slot: DateTime<Utc>) -> Result<BackupName> {
@@ -355,6 +378,52 @@ mod tests {
         refused(|i| i.name_template = long, "`_2`");
         let fits = format!("{{policy}}_{}_{{yyyyMMdd}}", "x".repeat(109));
         input(|i| i.name_template = fits).unwrap();
+    }
+
+    /// A template without the year names a slot again a year (a month, a
+    /// day...) later: refused when retention may keep that backup so long
+    /// (the later run would fail ALREADY_EXISTS, not retried), kept when
+    /// retention deletes it before.
+    #[test]
+    fn a_template_repeating_while_its_backups_are_kept_is_refused() {
+        let with = |template: &str, schedule: &str, keep: fn(&mut RetentionInput)| {
+            input(|i| {
+                i.name_template = template.into();
+                i.schedule = schedule.into();
+                keep(&mut i.retention);
+            })
+        };
+        let refused = |r: Result<Policy>, needle: &str| match r {
+            Err(Error::InvalidArgument(m)) => {
+                assert!(m.contains("name_template") && m.contains(needle), "{m}")
+            }
+            other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+        };
+        // Daily, a year apart: kept a year by keep_monthly 12, or for ever.
+        refused(
+            with("{policy}_{MMdd}", "0 3 * * *", |r| r.keep_monthly = 12),
+            "a year",
+        );
+        refused(with("{policy}_{MMdd}", "0 3 * * *", |_| {}), "for ever");
+        // Hourly, a month apart: keep_daily 40 keeps 40 days.
+        refused(
+            with("{policy}_{ddHH}", "0 * * * *", |r| r.keep_daily = 40),
+            "a month",
+        );
+        refused(
+            with("{policy}_{ddHH}", "0 * * * *", |r| r.max_age = "30d".into()),
+            "a month",
+        );
+        // Deleted in time: allowed.
+        with("{policy}_{MMdd}", "0 3 * * *", |r| r.keep_daily = 30).unwrap();
+        with("{policy}_{ddHH}", "0 * * * *", |r| r.keep_last = 48).unwrap();
+        with("{policy}_{yyMMdd}", "0 3 * * *", |_| {}).unwrap();
+        // keep_last counts slots: weekly, 60 of them are over a year.
+        refused(
+            with("{policy}_{MMdd}", "0 3 * * 1", |r| r.keep_last = 60),
+            "a year",
+        );
+        with("{policy}_{MMdd}", "0 3 * * 1", |r| r.keep_last = 40).unwrap();
     }
 
     #[test]
