@@ -335,3 +335,53 @@ async fn a_dead_run_taken_over_after_a_newer_slot_came_due_makes_no_backup() {
         .count();
     assert_eq!(made, 1, "one backup: {runs:?}");
 }
+
+/// A dead server's run of the slot now due, begun for another selection
+/// (a RUNNING record planted by hand, before the policy was narrowed), is
+/// taken over by a server started then: it backs up the policy as it is
+/// now, and its record names that selection, among whose backups retention
+/// decides. On the code before, the record kept the old selection, so that
+/// backup counted among the old selection's and could get its last backup
+/// deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_taken_over_run_records_the_selection_it_backed_up() {
+    let mut staged = Staged::new("reselected", "*/20 * * * * *", 23).await;
+    while !(1000..4000).contains(&(chrono::Utc::now().timestamp_millis() % 20_000)) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    staged.set_enabled(true).await;
+    staged.server.kill();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let due = (now_ms as u64).div_ceil(20_000) as i64 * 20_000;
+    while chrono::Utc::now().timestamp_millis() < due + 500 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let old_selection = "collections=default.dropped_since;databases=";
+    let dead: RunRecord = serde_json::from_value(serde_json::json!({
+        "slot_ms": due,
+        "backup": format!("{}_taken", staged.name()),
+        "state": "running",
+        "attempts": 1,
+        "owner": "dead-host:1/gone",
+        "started_ms": due,
+        "selection": old_selection,
+    }))
+    .unwrap();
+    assert!(staged.store.start_run(staged.name(), &dead).await.unwrap());
+    staged.server = Proc::start_rooted(&staged.cfg, "reselected_b", &staged.root, "").await;
+    staged.client =
+        PolicyServiceClient::connect(format!("http://127.0.0.1:{}", staged.server.port))
+            .await
+            .unwrap();
+    let runs = staged
+        .runs_until("the taken-over run ended", |runs| {
+            runs.iter()
+                .any(|r| r.slot_ms == due && r.state != RunState::Running)
+        })
+        .await;
+    let run = runs.iter().find(|r| r.slot_ms == due).unwrap();
+    assert_eq!(run.state, RunState::Succeeded, "{runs:?}");
+    let now = format!("collections=default.{};databases=", staged.spec.name);
+    assert_eq!(run.selection, now, "{run:?}");
+    staged.end().await;
+}

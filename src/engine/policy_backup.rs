@@ -53,6 +53,14 @@ impl Engine {
                 record.slot()
             )));
         }
+        // A new backup holds the policy's selection as it is now (a takeover's
+        // may have changed since the run began): the record says so, since
+        // retention decides among the backups of one selection.
+        let selection = p.policy.selection().key();
+        if record.selection != selection {
+            record.selection = selection;
+            self.save_run(p.policy.name(), record, lease).await?;
+        }
         let req = p.policy.backup_request(&name, Caller::new(job, ""))?;
         let last = until_terminal(self.create_backup(req).await?).await;
         match last.state {
