@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::Engine;
 use crate::error::{Error, Result};
+use crate::milvus::identity::Whose;
 use crate::model::retention::{Decision, decide};
 use crate::model::{BackupName, Policy, PolicyName};
 use crate::policy::{PolicyStatus, RunRecord, StoredPolicy, candidates, holdings, status};
@@ -252,22 +253,34 @@ impl Engine {
     /// Whether the scheduler runs policy `p` here: one of another Milvus is
     /// left to that Milvus's servers, as the log says once.
     pub(super) async fn schedules_here(&self, p: &StoredPolicy) -> bool {
-        if self.policy_of_this_milvus(p).await {
-            return true;
-        }
         let name = p.policy.name();
-        if self
-            .slots
-            .lock()
-            .expect("slots")
-            .foreign
-            .insert(name.to_string())
-        {
-            tracing::info!(
-                policy = name,
-                milvus = p.milvus_id.as_deref().unwrap_or_default(),
-                "the policy backs up another Milvus: its slots are left to that Milvus's servers"
-            );
+        let whose = self.ctx.milvus_id.whose(p.milvus_id.as_deref()).await;
+        let milvus = p.milvus_id.as_deref().unwrap_or_default();
+        let mut slots = self.slots.lock().expect("slots");
+        // Said once per state: `name` of another Milvus, `?name` not known.
+        let unknown = format!("?{name}");
+        match whose {
+            Whose::Ours => {
+                slots.foreign.remove(name);
+                slots.foreign.remove(&unknown);
+                return true;
+            }
+            Whose::Another => {
+                slots.foreign.remove(&unknown);
+                if slots.foreign.insert(name.to_string()) {
+                    tracing::info!(
+                        policy = name,
+                        milvus,
+                        "the policy backs up another Milvus: its slots are left to that Milvus's servers"
+                    );
+                }
+            }
+            Whose::Unknown(why) => {
+                if slots.foreign.insert(unknown) {
+                    tracing::warn!(policy = name, milvus, error = %why,
+                        "cannot tell whether the policy backs up this server's Milvus (its id does not read): its slots are left to servers that can tell, until it reads");
+                }
+            }
         }
         false
     }

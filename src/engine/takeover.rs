@@ -31,6 +31,7 @@ use crate::jobs::{
     SharedRecords, holds,
 };
 use crate::meta::summary::snapshot_of;
+use crate::milvus::identity::Whose;
 use crate::model::{BackupInput, BackupName, BackupRequest, Caller, RestoreInput, RestoreRequest};
 
 /// How often a server looks for jobs to take over: a third of the lease
@@ -341,22 +342,28 @@ impl Engine {
         theirs: Option<&str>,
         foreign: &mut Foreign,
     ) -> bool {
-        if self.ctx.milvus_id.is_ours(theirs).await {
+        let whose = self.ctx.milvus_id.whose(theirs).await;
+        if whose == Whose::Ours {
             return true;
         }
-        if foreign.0.insert(record.id().to_string()) {
-            let ours = match self.ctx.milvus_id.get().await {
-                Ok(ours) => ours.to_string(),
-                Err(e) => format!("unknown: {e}"),
-            };
-            info!(
-                job = %record.id(),
-                key = %record.key(),
-                milvus = theirs.unwrap_or_default(),
-                this_milvus = ours,
-                "a dead server's {} is of another Milvus: left to that Milvus's servers",
-                T::NOUN
-            );
+        // Said once per job and state (`?id`: not known).
+        let said = match whose {
+            Whose::Unknown(_) => format!("?{}", record.id()),
+            _ => record.id().to_string(),
+        };
+        if foreign.0.insert(said) {
+            let (job, key, milvus) = (record.id(), record.key(), theirs.unwrap_or_default());
+            match whose {
+                Whose::Unknown(why) => warn!(job, key, milvus, error = %why,
+                    "cannot tell whether a dead server's {} is of this server's Milvus (its id does not read): left to servers that can tell", T::NOUN),
+                _ => info!(
+                    job,
+                    key,
+                    milvus,
+                    "a dead server's {} is of another Milvus: left to that Milvus's servers",
+                    T::NOUN
+                ),
+            }
         }
         false
     }

@@ -30,6 +30,17 @@ struct Instance {
 /// asked every second, by every policy's look.
 const RETRY_AFTER: Duration = Duration::from_secs(60);
 
+/// Whose Milvus a recorded job or policy is ([`MilvusIdentity::whose`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Whose {
+    /// This server's (or recorded without an id: anyone's).
+    Ours,
+    /// Another Milvus sharing the backup storage.
+    Another,
+    /// Not known: this Milvus's id cannot be read now (why).
+    Unknown(String),
+}
+
 /// The id of the Milvus whose storage is `store` under `root_path`, read
 /// (or made) once per process.
 pub struct MilvusIdentity {
@@ -84,9 +95,18 @@ impl MilvusIdentity {
     /// Milvus's: one recorded without an id is anyone's; while this Milvus's
     /// id cannot be read, no other is.
     pub async fn is_ours(&self, theirs: Option<&str>) -> bool {
-        match theirs {
-            None => true,
-            Some(_) => self.get().await.is_ok_and(|ours| same_milvus(theirs, ours)),
+        matches!(self.whose(theirs).await, Whose::Ours)
+    }
+
+    /// Whose Milvus a job or policy recorded with Milvus id `theirs` is.
+    pub async fn whose(&self, theirs: Option<&str>) -> Whose {
+        if theirs.is_none() {
+            return Whose::Ours;
+        }
+        match self.get().await {
+            Ok(ours) if same_milvus(theirs, ours) => Whose::Ours,
+            Ok(_) => Whose::Another,
+            Err(e) => Whose::Unknown(e.to_string()),
         }
     }
 
@@ -154,6 +174,8 @@ mod tests {
         );
         assert!(same_milvus(Some(&ida), &idb) && !same_milvus(Some(ido), &ida));
         assert!(same_milvus(None, &ida));
+        assert_eq!(a.whose(Some(&idb)).await, Whose::Ours);
+        assert_eq!(a.whose(Some(ido)).await, Whose::Another);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -166,6 +188,10 @@ mod tests {
         std::fs::write(&root, b"not a directory").unwrap();
         let id = MilvusIdentity::new(Arc::new(LocalDir::new(&root)), "files");
         assert!(id.get().await.is_err());
+        // Whose a record of some Milvus is, is then not known (it read as
+        // another Milvus's before); one recorded without an id is anyone's.
+        assert!(matches!(id.whose(Some("x")).await, Whose::Unknown(_)));
+        assert_eq!(id.whose(None).await, Whose::Ours);
         std::fs::remove_file(&root).unwrap();
         let again = id.get().await.unwrap_err();
         assert!(again.to_string().contains("asked again in"), "{again}");
