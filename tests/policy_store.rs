@@ -68,3 +68,33 @@ async fn run_records_unchanged_since_read_are_not_read_again() {
 
     store.delete(&name).await.unwrap();
 }
+
+/// Run records left under a policy's name after the policy was deleted (a
+/// delete cut short after the definition went, as the code before could
+/// leave; a run saving its record late) are removed when a policy of the
+/// name is created: the new policy does not take their backups for its own
+/// (on the code before, it listed them as its runs, and its retention
+/// would decide over their backups).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_policy_does_not_take_a_deleted_ones_run_records() {
+    let cfg = common::config();
+    let root = common::unique("runs_left_root");
+    let store = PolicyStore::new(common::process::rooted_bucket(&cfg), &root);
+    let name = common::unique("runs_left");
+    let policy = Policy::parse(PolicyInput {
+        name: name.clone(),
+        schedule: "0 0 1 1 *".into(),
+        all_collections: true,
+        ..Default::default()
+    })
+    .unwrap();
+    store.create(&policy, None).await.unwrap();
+    assert!(store.start_run(&name, &record(1000)).await.unwrap());
+    store.delete(&name).await.unwrap();
+    assert!(store.runs(&name).await.unwrap().is_empty());
+    // A record written after the delete, as a late run's would be.
+    assert!(store.start_run(&name, &record(2000)).await.unwrap());
+    store.create(&policy, None).await.unwrap();
+    assert_eq!(store.runs(&name).await.unwrap(), Vec::<RunRecord>::new());
+    store.delete(&name).await.unwrap();
+}

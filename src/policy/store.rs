@@ -180,6 +180,10 @@ impl PolicyStore {
         join_key([&self.prefix, name, "policy.json"])
     }
 
+    fn runs_folder(&self, name: &str) -> String {
+        format!("{}/", join_key([&self.prefix, name, "runs"]))
+    }
+
     fn run_key(&self, name: &str, slot_ms: i64) -> String {
         join_key([&self.prefix, name, "runs", &format!("{slot_ms:020}.json")])
     }
@@ -188,6 +192,20 @@ impl PolicyStore {
     /// the name is taken.
     pub async fn create(&self, policy: &Policy, milvus_id: Option<String>) -> Result<StoredPolicy> {
         self.store.ensure_bucket(true).await?;
+        // Run records under a name no policy has are a deleted policy's (a
+        // delete cut short, a run that saved its record late): a new policy
+        // of the name must not take their backups for its own.
+        let name = policy.name();
+        if !self.exists(name).await? {
+            let left = self.store.delete_under(&self.runs_folder(name)).await?;
+            if left > 0 {
+                tracing::info!(
+                    policy = name,
+                    records = left,
+                    "removed the run records a deleted policy of the name left"
+                );
+            }
+        }
         let now = now_ms();
         let stored = Stored {
             input: policy.input().clone(),
@@ -250,11 +268,14 @@ impl PolicyStore {
         }
     }
 
-    /// Removes policy `name` and its run records (its backups stay).
+    /// Removes policy `name` and its run records (its backups stay): the
+    /// records first, so that a delete cut short leaves the policy, to be
+    /// deleted again.
     pub async fn delete(&self, name: &str) -> Result<()> {
         if self.store.head(&self.def_key(name)).await?.is_none() {
             return Err(Error::not_found("policy", name));
         }
+        self.store.delete_under(&self.runs_folder(name)).await?;
         let deleted = self.store.delete(&[self.def_key(name)]).await;
         self.wrote();
         deleted?;
@@ -327,7 +348,7 @@ impl PolicyStore {
     /// The run records of policy `name`, oldest first. A record whose ETag
     /// is the one it was read at before is taken from memory.
     pub async fn runs(&self, name: &str) -> Result<Vec<RunRecord>> {
-        let prefix = format!("{}runs/", self.folder(name));
+        let prefix = self.runs_folder(name);
         let mut listed = self.store.list(&prefix).await?;
         listed.sort_by(|a, b| a.key.cmp(&b.key));
         let known = |o: &ObjectInfo| {
