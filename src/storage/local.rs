@@ -103,6 +103,8 @@ impl LocalDir {
     async fn write_with(&self, key: &str, body: ByteStream) -> Result<()> {
         let path = self.path(key)?;
         let tmp = temp_beside(&path);
+        // A write dropped mid-way (its job cancelled) leaves no temporary file.
+        let mut guard = TempFile(Some((tmp.clone(), self.root.clone())));
         let result = async {
             let mut file = create_with_parents(&tmp).await?;
             let mut body = body;
@@ -114,6 +116,7 @@ impl LocalDir {
             tokio::fs::rename(&tmp, &path).await
         }
         .await;
+        guard.0 = None;
         if let Err(e) = result {
             let _ = tokio::fs::remove_file(&tmp).await;
             self.remove_empty_parents(&tmp).await;
@@ -130,6 +133,24 @@ impl LocalDir {
                 break;
             }
             dir = d.parent().map(Path::to_path_buf);
+        }
+    }
+}
+
+/// A temporary file (and the directories above it up to the root, when
+/// empty) removed when dropped while set: a write whose future is dropped
+/// before it ends (a job cancelled) leaves nothing behind.
+struct TempFile(Option<(PathBuf, PathBuf)>);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let Some((path, root)) = self.0.take() else {
+            return;
+        };
+        let _ = std::fs::remove_file(&path);
+        let mut dir = path.parent();
+        while let Some(d) = dir.filter(|d| *d != root && std::fs::remove_dir(d).is_ok()) {
+            dir = d.parent();
         }
     }
 }

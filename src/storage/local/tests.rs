@@ -173,3 +173,39 @@ async fn a_delete_or_a_create_waits_for_a_compare_and_swap_on_its_key() {
     assert_eq!(&s.read(key).await.unwrap()[..], b"B");
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// A streamed write dropped before its source ends (its job cancelled)
+/// leaves no temporary file and no directory it made (it left both before).
+#[tokio::test]
+async fn a_write_dropped_mid_way_leaves_nothing() {
+    let root = std::env::temp_dir().join(format!("mb-drop-{}", uuid::Uuid::new_v4().simple()));
+    let store = Arc::new(LocalDir::new(&root));
+    store.ensure_bucket(true).await.unwrap();
+    let body: crate::storage::ByteStream = Box::pin(
+        futures::stream::iter([Ok(Bytes::from_static(b"first chunk"))])
+            .chain(futures::stream::pending()),
+    );
+    let writing = {
+        let store = store.clone();
+        tokio::spawn(async move { store.put_stream("b/binlogs/1/2", 100, body).await })
+    };
+    let dir = root.join("b/binlogs/1");
+    for _ in 0..100 {
+        let written = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 0)))
+            .unwrap_or(false);
+        if written {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(dir.exists(), "the write began");
+    writing.abort();
+    let _ = writing.await;
+    assert!(
+        !root.join("b").exists(),
+        "left: {:?}",
+        std::fs::read_dir(&dir).ok()
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
