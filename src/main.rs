@@ -271,6 +271,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         _ => Engine::new(ctx),
     };
     let interrupt = engine.clone();
+    // A command that reads only has no job to end: a signal stops it at once.
+    let runs_a_job = matches!(
+        cli.command,
+        Command::Create { .. }
+            | Command::Restore { .. }
+            | Command::Delete { .. }
+            | Command::Verify { .. }
+            | Command::Policy { .. }
+    );
     let command = async move {
         match cli.command {
             Command::Server { .. } => {
@@ -374,13 +383,32 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     tokio::select! {
         done = &mut command => done,
         _ = interrupted => {
-            warn!("interrupted: cancelling the running job (it removes what it made)");
-            tokio::join!(interrupt.interrupt(), async {
-                let _ = tokio::time::timeout(COMMAND_END_WAIT, &mut command).await;
-            });
-            Err(Failure::Core(Error::Cancelled(
-                "interrupted by a signal; the job was cancelled".into(),
-            )))
+            if !runs_a_job {
+                return Err(Failure::Core(Error::Cancelled("interrupted by a signal".into())));
+            }
+            warn!("interrupted: cancelling the running job (a second signal stops without waiting for its end)");
+            // Listening again at once: a second signal is not swallowed.
+            let again = shutdown_signal();
+            let ended = async {
+                let (_, ended) = tokio::join!(
+                    interrupt.interrupt(),
+                    tokio::time::timeout(COMMAND_END_WAIT, &mut command)
+                );
+                ended.ok()
+            };
+            let ended = tokio::select! {
+                ended = ended => ended,
+                _ = again => None,
+            };
+            // How the command ended: cancelled, or done past the point
+            // where a cancel no longer stops it (a backup committed).
+            ended.unwrap_or_else(|| {
+                Err(Failure::Core(Error::Cancelled(
+                    "interrupted by a signal; the job was asked to stop, and its end was not \
+                     waited for: a later command or server finishes it"
+                        .into(),
+                )))
+            })
         }
     }
 }

@@ -232,6 +232,141 @@ async fn ctrl_c_cancels_a_cli_restore_and_removes_what_it_made() {
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
+/// A CLI backup of a new collection paused at failpoint `point`, sent
+/// Ctrl-C there and released after it: its exit status and log, the S3
+/// store, the backup's commit point and its shared record.
+async fn cli_backup_interrupted_at(
+    point: &str,
+) -> (
+    std::process::ExitStatus,
+    String,
+    bool,
+    milvus_backup::jobs::BackupSnapshot,
+) {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let (spec, _) = source(&m, "cli_int_b_src").await;
+    let root = common::unique("cli_int_b_root");
+    let server = Proc::start_rooted(&cfg, "cli-int-b", &root, "").await;
+    let config = server.config().to_path_buf();
+    server.finish();
+    let name = common::unique("cli_int_b");
+    let release = std::env::temp_dir().join(common::unique("cli_int_release"));
+    let point = format!("{point}@{}", release.display());
+    let (status, text) = common::process::interrupted_cli_then(
+        &config,
+        &["create", "-n", &name, "-c", &spec.name],
+        Some(&point),
+        "failpoint reached",
+        async {},
+        async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            std::fs::write(&release, b"go").unwrap();
+        },
+    )
+    .await;
+    let _ = std::fs::remove_file(&release);
+    let store = common::process::rooted_bucket(&cfg);
+    let committed = store
+        .head(&format!("{root}/{name}/meta/full_meta.json"))
+        .await
+        .unwrap()
+        .is_some();
+    let record = serde_json::from_slice(
+        &store
+            .read(&format!("{root}/_jobs/backups/{name}.json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    (status, text, committed, record)
+}
+
+/// A CLI backup interrupted with Ctrl-C while it is still being planned
+/// (paused under its name's hold, `backup.held`, released only after the
+/// signal) is cancelled as it starts: the command exits 9 (cancelled), no
+/// backup is made, and its shared record says CANCELLED. On the code
+/// before, a job planned after the signal was not reached by it: the backup
+/// was made, the CLI said it succeeded and then that it was cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ctrl_c_while_a_cli_backup_is_planned_cancels_it() {
+    let (status, text, committed, record) = cli_backup_interrupted_at("backup.held").await;
+    assert_eq!(status.code(), Some(9), "{text}");
+    assert!(!committed, "no backup was made: {text}");
+    assert_eq!(
+        record.state,
+        milvus_backup::jobs::JobState::Cancelled,
+        "{record:?}"
+    );
+}
+
+/// A CLI backup sent Ctrl-C right after its commit point was written
+/// (`backup.committed`) has completed, as a cancel no longer stops it
+/// there: the command says so and exits 0 (it exited 9, "the job was
+/// cancelled", on the code before, for a backup that was made).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ctrl_c_after_a_cli_backup_committed_reports_it_made() {
+    let (status, text, committed, record) = cli_backup_interrupted_at("backup.committed").await;
+    assert!(committed, "{text}");
+    assert_eq!(
+        record.state,
+        milvus_backup::jobs::JobState::Succeeded,
+        "{record:?}"
+    );
+    assert_eq!(status.code(), Some(0), "{text}");
+}
+
+/// A second Ctrl-C stops the CLI without waiting for its job's end (a
+/// backup paused for good while it is planned): exit 9 at once. On the
+/// code before, the second signal was swallowed and the CLI waited 330 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_ctrl_c_stops_the_cli_at_once() {
+    let cfg = common::config();
+    let root = common::unique("cli_twice_root");
+    let server = Proc::start_rooted(&cfg, "cli-twice", &root, "").await;
+    let config = server.config().to_path_buf();
+    server.finish();
+    let log = std::env::temp_dir().join(common::unique("cli-twice.log"));
+    let name = common::unique("cli_twice_b");
+    let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
+        .arg("--config")
+        .arg(&config)
+        .args(["create", "-n", &name])
+        .env("MILVUS_BACKUP_FAILPOINTS", "backup.held")
+        .stdout(std::process::Stdio::null())
+        .stderr(common::process::log_file(&log))
+        .spawn()
+        .unwrap();
+    common::process::wait_for_log(&log, "failpoint reached", Duration::from_secs(120)).await;
+    let int = || {
+        std::process::Command::new("kill")
+            .args(["-INT", &cli.id().to_string()])
+            .status()
+            .unwrap()
+    };
+    int();
+    common::process::wait_for_log(&log, "interrupted", Duration::from_secs(30)).await;
+    int();
+    // Waits at most 60 s (the job's end alone would take 330).
+    let mut status = None;
+    for _ in 0..600 {
+        if let Some(s) = cli.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let Some(status) = status else {
+        common::process::kill9(&mut cli);
+        panic!("still running 60 s after the second signal: {text}");
+    };
+    assert_eq!(status.code(), Some(9), "{text}");
+    assert!(text.contains("not waited for"), "{text}");
+    let _ = std::fs::remove_file(&log);
+}
+
 /// A full backup copies what Milvus has flushed already while the flush
 /// passes, in a folder it claimed first (a partial plan), and says that its
 /// totals may still grow. Its owner is SIGKILLed there, with binlogs copied

@@ -235,6 +235,9 @@ pub struct Runner<K: JobKind> {
     registry: Registry<K::Snapshot>,
     /// Cancellation of the running jobs, by key.
     cancels: Mutex<HashMap<String, CancellationToken>>,
+    /// The parent of every job's cancellation: [`Self::cancel_all`] also
+    /// reaches a job still planning then.
+    cancel_every: CancellationToken,
     /// One start at a time per request id.
     turns: requests::RequestTurns,
 }
@@ -252,6 +255,7 @@ impl<K: JobKind> Runner<K> {
             pool,
             registry: Registry::default(),
             cancels: Mutex::new(HashMap::new()),
+            cancel_every: CancellationToken::new(),
             turns: requests::RequestTurns::default(),
         })
     }
@@ -357,7 +361,7 @@ impl<K: JobKind> Runner<K> {
             );
         }
         let key = handle.snapshot().key().to_string();
-        let token = CancellationToken::new();
+        let token = self.cancel_every.child_token();
         self.cancels
             .lock()
             .expect("cancels")
@@ -544,11 +548,10 @@ impl<K: JobKind> Runner<K> {
         self.pool.shared.as_ref().filter(|_| K::KEEPS_RECORDS)
     }
 
-    /// Asks every job of this kind running here to stop.
+    /// Asks every job of this kind running here to stop, and every one
+    /// started from now on (one still planning now included) at its start.
     pub fn cancel_all(&self) {
-        for token in self.cancels.lock().expect("cancels").values() {
-            token.cancel();
-        }
+        self.cancel_every.cancel();
     }
 
     /// Cancels the job with `key` wherever it runs: here at once, on another

@@ -123,6 +123,19 @@ pub async fn interrupted_cli(
     reached: &str,
     then: impl std::future::Future<Output = ()>,
 ) -> (std::process::ExitStatus, String) {
+    interrupted_cli_then(config, args, failpoint, reached, then, async {}).await
+}
+
+/// [`interrupted_cli`], running `after` once Ctrl-C was sent (a failpoint
+/// `point@PATH` released only then).
+pub async fn interrupted_cli_then(
+    config: &Path,
+    args: &[&str],
+    failpoint: Option<&str>,
+    reached: &str,
+    then: impl std::future::Future<Output = ()>,
+    after: impl std::future::Future<Output = ()>,
+) -> (std::process::ExitStatus, String) {
     let log = std::env::temp_dir().join(super::unique("cli-interrupted.log"));
     let mut cli = Command::new(env!("CARGO_BIN_EXE_milvus-backup"));
     cli.arg("--config").arg(config).args(args);
@@ -140,6 +153,7 @@ pub async fn interrupted_cli(
         .args(["-INT", &cli.id().to_string()])
         .status()
         .unwrap();
+    after.await;
     let status = tokio::task::spawn_blocking(move || cli.wait().unwrap())
         .await
         .unwrap();
