@@ -329,3 +329,95 @@ async fn a_takeover_records_the_end_of_a_backup_it_abandons_before_letting_go() 
 
     servers.finish(&m).await;
 }
+
+/// A backup that ended CANCELLED on replica B does not hide a later job of
+/// its name on replica A: while A's runs, GetBackup and ListBackups on B say
+/// RUNNING and a CancelBackup on B reaches it; once another succeeded on A,
+/// GetBackup on B says SUCCEEDED. On the code before, B answered its own
+/// stale CANCELLED end throughout, and refused the cancel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_end_on_one_replica_does_not_hide_a_later_job_of_the_name_on_another() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("stale_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..100, 5).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let root = common::unique("stale_root");
+    let release = std::env::temp_dir().join(common::unique("stale_release"));
+    let a_point = format!("backup.describing@{}", release.display());
+    let a = Proc::start_rooted_paused(&cfg, "stale-a", &root, "", Some(&a_point)).await;
+    let b = Proc::start_rooted_paused(&cfg, "stale-b", &root, "", Some("backup.describing")).await;
+    let (mut on_a, mut on_b) = (a.client.clone(), b.client.clone());
+    let name = common::unique("stale_b");
+    let state = |backup: pb::Backup| backup.state;
+
+    // On B: started, paused, cancelled.
+    on_b.create_backup(flows::backup_request(&name, &[&spec.name]))
+        .await
+        .unwrap();
+    b.wait_paused(Duration::from_secs(60)).await;
+    on_b.cancel_backup(pb::CancelBackupRequest { name: name.clone() })
+        .await
+        .unwrap();
+    flows::eventually("B's backup cancelled", Duration::from_secs(60), || {
+        let mut on_b = on_b.clone();
+        let name = name.clone();
+        async move {
+            state(flows::get_backup(&mut on_b, &name).await) == pb::JobState::Cancelled as i32
+        }
+    })
+    .await;
+
+    // On A: the name again, paused while B is asked.
+    on_a.create_backup(flows::backup_request(&name, &[&spec.name]))
+        .await
+        .unwrap();
+    a.wait_paused(Duration::from_secs(60)).await;
+    flows::eventually("B sees A's job running", Duration::from_secs(30), || {
+        let mut on_b = on_b.clone();
+        let name = name.clone();
+        async move {
+            state(flows::get_backup(&mut on_b, &name).await) == pb::JobState::Running as i32
+        }
+    })
+    .await;
+    assert_eq!(
+        flows::listed_state(&mut on_b, &name).await,
+        Some(pb::JobState::Running as i32)
+    );
+    // A cancel asked of B reaches A's job (B refused it FAILED_PRECONDITION).
+    on_b.cancel_backup(pb::CancelBackupRequest { name: name.clone() })
+        .await
+        .expect("CancelBackup on B");
+    flows::eventually("A's backup cancelled", Duration::from_secs(60), || {
+        let mut on_a = on_a.clone();
+        let name = name.clone();
+        async move {
+            state(flows::get_backup(&mut on_a, &name).await) == pb::JobState::Cancelled as i32
+        }
+    })
+    .await;
+
+    // Once more on A, not paused: B says SUCCEEDED once it is.
+    std::fs::write(&release, b"go").unwrap();
+    on_a.create_backup(flows::backup_request(&name, &[&spec.name]))
+        .await
+        .unwrap();
+    flows::eventually("A's backup succeeded", Duration::from_secs(120), || {
+        let mut on_a = on_a.clone();
+        let name = name.clone();
+        async move {
+            state(flows::get_backup(&mut on_a, &name).await) == pb::JobState::Succeeded as i32
+        }
+    })
+    .await;
+    assert_eq!(
+        state(flows::get_backup(&mut on_b, &name).await),
+        pb::JobState::Succeeded as i32
+    );
+    let _ = std::fs::remove_file(&release);
+    a.finish();
+    b.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

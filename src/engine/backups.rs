@@ -20,22 +20,33 @@ impl Engine {
     /// The snapshots of backup `name`: a job of this server, or a complete
     /// backup in storage (one terminal snapshot).
     pub async fn watch_backup(&self, name: &BackupName) -> Result<watch::Receiver<BackupSnapshot>> {
-        // A succeeded job is answered from the catalog: another server may
-        // have deleted the backup since.
-        if let Some(rx) = self.backups.registry().get(name)
-            && rx.borrow().state != JobState::Succeeded
+        // A job running here is the newest of the name.
+        let here = self.backups.registry().get(name);
+        if let Some(rx) = &here
+            && !rx.borrow().state.is_terminal()
         {
-            return Ok(rx);
+            return Ok(rx.clone());
         }
+        // A complete backup in storage (another server may have deleted one
+        // that succeeded here, or made one again after one failed here).
         if let Some(info) = self.ctx.catalog.read(name).await? {
             return Ok(watch::channel(snapshot_of(&info)).1);
         }
-        self.backups.registry().forget_finished(name);
-        // A job of another server on the same backup storage that has not
-        // succeeded (a succeeded one is in the catalog, unless it was deleted).
-        match self.backups.find(name).await? {
+        // The newest job of the name that has not succeeded, wherever it
+        // runs or ran (a succeeded one is in the catalog unless deleted):
+        // its shared record, else this server's own end of it.
+        let newest = match (self.backups.find_shared(name).await?, here) {
+            // The same job: this server's end of it is the newest word.
+            (Some(shared), Some(here)) if shared.borrow().id == here.borrow().id => Some(here),
+            (Some(shared), _) => Some(shared),
+            (None, here) => here,
+        };
+        match newest {
             Some(rx) if rx.borrow().state != JobState::Succeeded => Ok(rx),
-            _ => Err(Error::not_found("backup", name.as_str())),
+            _ => {
+                self.backups.registry().forget_finished(name);
+                Err(Error::not_found("backup", name.as_str()))
+            }
         }
     }
 
@@ -130,8 +141,19 @@ impl Engine {
         self.ctx.catalog.pack_if_worth(&index).await;
         // Jobs of every server that are not complete (yet): this one's, then
         // the others' through their shared records.
-        let mut jobs = self.backups.registry().all();
-        jobs.extend(running);
+        // Those running here first (the freshest progress), then the shared
+        // records, then ends here: an older job of a name that ended here
+        // does not hide a newer one running elsewhere.
+        let (mut jobs, ended): (Vec<_>, Vec<_>) = (self.backups.registry().all())
+            .into_iter()
+            .partition(|s| !s.state.is_terminal());
+        // A record still running of a job that ended here is behind its end.
+        jobs.extend(
+            running
+                .into_iter()
+                .filter(|r| !ended.iter().any(|e| e.id == r.id)),
+        );
+        jobs.extend(ended);
         for job in jobs {
             if job.state != JobState::Succeeded && !out.iter().any(|b| b.name == job.name) {
                 out.push(job);

@@ -537,6 +537,12 @@ impl<K: JobKind> Runner<K> {
         if let Some(rx) = self.registry.get(key) {
             return Ok(Some(rx));
         }
+        self.find_shared(key).await
+    }
+
+    /// The newest job with `key` as its shared record shows it, wherever it
+    /// runs or ran (`None` for a kind without records).
+    pub async fn find_shared(&self, key: &str) -> Result<Option<watch::Receiver<K::Snapshot>>> {
         match self.shared_records() {
             Some(shared) => shared.follow::<K::Snapshot>(key).await,
             None => Ok(None),
@@ -557,7 +563,10 @@ impl<K: JobKind> Runner<K> {
     /// Cancels the job with `key` wherever it runs: here at once, on another
     /// server through its shared record (it stops within seconds).
     pub async fn cancel_anywhere(&self, key: &str) -> Result<()> {
-        if self.registry.get(key).is_some() {
+        // A job of the key that ended here may have a newer one elsewhere.
+        if self.runs_here(key)
+            || (self.registry.get(key).is_some() && self.shared_records().is_none())
+        {
             return self.cancel(key);
         }
         let noun = K::Snapshot::NOUN;
