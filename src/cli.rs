@@ -247,11 +247,20 @@ pub async fn restore(engine: &Arc<Engine>, req: RestoreRequest) -> Result<()> {
     Ok(())
 }
 
-/// `list`: one line per backup.
-pub async fn list(engine: &Arc<Engine>, filter: Option<CollectionFilter>) -> Result<()> {
+/// `list`: one backup name per line, as the Go tool prints them (scripts
+/// read them); `long`: with its state, size and collections.
+pub async fn list(
+    engine: &Arc<Engine>,
+    filter: Option<CollectionFilter>,
+    long: bool,
+) -> Result<()> {
     let backups = engine.list_backups(filter.as_ref()).await?;
     println!(">> Backups:");
     for b in backups {
+        if !long {
+            println!("{}", b.name);
+            continue;
+        }
         let colls: Vec<String> = b
             .collections
             .iter()

@@ -80,11 +80,14 @@ enum Command {
         #[arg(long, num_args = 0..=1, default_missing_value = "true")]
         incremental: Option<bool>,
     },
-    /// List the backups.
+    /// List the backups: one name per line, as the Go tool prints them.
     List {
         /// Only backups holding this collection (`coll`: in any database).
         #[arg(short, long)]
         collection: Option<String>,
+        /// Also each backup's state, size and collections (tab-separated).
+        #[arg(short, long)]
+        long: bool,
     },
     /// Show one backup's meta as JSON.
     Get {
@@ -315,7 +318,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 })?;
                 Ok(cli::create(&engine, req).await?)
             }
-            Command::List { collection } => {
+            Command::List { collection, long } => {
                 let filter = match collection.as_deref() {
                     Some("") => {
                         let why = "list --collection is empty: name coll or db.coll";
@@ -324,7 +327,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     Some(c) => CollectionFilter::parse(c)?,
                     None => None,
                 };
-                Ok(cli::list(&engine, filter).await?)
+                Ok(cli::list(&engine, filter, long).await?)
             }
             Command::Get { name, detail } => {
                 Ok(cli::get(&engine, &BackupName::parse(&name)?, detail).await?)

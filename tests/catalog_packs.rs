@@ -29,7 +29,7 @@ fn list(config: &Path, proxy: &FaultProxy) -> (Vec<String>, u64) {
     let out = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
         .arg("--config")
         .arg(config)
-        .arg("list")
+        .args(["list", "--long"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

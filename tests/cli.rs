@@ -93,9 +93,20 @@ async fn cli_commands_and_exit_codes() {
         text(&out.stderr)
     );
 
+    // The Go tool's output: a header, then one bare name per line (scripts
+    // read them; this printed state, size and collections after each name).
     let out = tokio::task::block_in_place(|| run(&config, &["list"]));
     assert!(out.status.success());
-    assert!(text(&out.stdout).contains(&name));
+    let listed = text(&out.stdout);
+    assert!(listed.starts_with(">> Backups:\n"), "{listed}");
+    assert!(listed.lines().any(|l| l == name), "{listed}");
+    let out = tokio::task::block_in_place(|| run(&config, &["list", "--long"]));
+    let long = text(&out.stdout);
+    assert!(
+        long.lines()
+            .any(|l| l.starts_with(&format!("{name}\tSucceeded\t"))),
+        "{long}"
+    );
 
     let out = tokio::task::block_in_place(|| run(&config, &["get", "-n", &name, "--detail"]));
     assert!(out.status.success());
