@@ -58,9 +58,9 @@ enum Command {
     },
     /// Back up collections and wait for the end.
     Create {
-        /// The backup's name.
+        /// The backup's name (none: `backup_<UTC time>`, as the Go tool names it).
         #[arg(short, long)]
-        name: String,
+        name: Option<String>,
         /// Collections, comma separated: `coll` or `db.coll`.
         #[arg(
             short = 'c',
@@ -307,14 +307,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 meta_only,
                 incremental,
             } => {
+                let generated_name = name.is_none();
                 let req = BackupRequest::parse(BackupInput {
-                    name,
+                    name: name.unwrap_or_else(|| BackupName::generated(chrono::Utc::now())),
                     collections: cli::split_list("--colls", &collections)?,
                     databases: cli::split_list("--databases", &databases)?,
                     meta_only,
                     incremental,
                     caller: Caller::default(),
-                    generated_name: false,
+                    generated_name,
                 })?;
                 Ok(cli::create(&engine, req).await?)
             }

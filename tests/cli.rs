@@ -203,6 +203,19 @@ async fn cli_commands_and_exit_codes() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = tokio::task::block_in_place(|| run(&config, &["get", "-n", &name]));
     assert_eq!(out.status.code(), Some(3));
+
+    // No name: the Go tool's `backup_<UTC time>`, said at the end (a clap
+    // error, exit 2, on the code before).
+    let out = tokio::task::block_in_place(|| run(&config, &["create", "-c", &spec.name]));
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}{}", text(&out.stderr));
+    let generated = said
+        .split_whitespace()
+        .find(|w| w.starts_with("backup_20"))
+        .unwrap_or_else(|| panic!("no generated name in {said}"))
+        .to_string();
+    let out = tokio::task::block_in_place(|| run(&config, &["delete", "-n", &generated]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     data::drop_if_exists(&m, &spec.db, &target).await;
 }

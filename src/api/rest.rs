@@ -250,9 +250,7 @@ async fn create(call: Call, _: Params<NoQuery>, Body(b): Body<CreateBody>) -> Re
         let generated_name = b.backup_name.is_empty();
         let req = BackupRequest::parse(BackupInput {
             name: match generated_name {
-                true => chrono::Utc::now()
-                    .format("backup_%Y_%m_%d_%H_%M_%S_%9f")
-                    .to_string(),
+                true => BackupName::generated(chrono::Utc::now()),
                 false => b.backup_name.clone(),
             },
             generated_name,

@@ -65,6 +65,12 @@ pub const RESERVED_BACKUP_NAMES: [&str; 4] = ["_leases", "_catalog", "_jobs", "_
 pub struct BackupName(String);
 
 impl BackupName {
+    /// The name the Go tool gives a backup asked for without one:
+    /// `backup_<UTC time to the nanosecond>`.
+    pub fn generated(now: chrono::DateTime<chrono::Utc>) -> String {
+        now.format("backup_%Y_%m_%d_%H_%M_%S_%9f").to_string()
+    }
+
     /// The one place a backup name is checked (see [`validate_name`]).
     pub fn parse(name: &str) -> Result<Self> {
         validate_name("backup name", name)?;
