@@ -137,6 +137,7 @@ fn the_go_tools_variables_without_effect_are_warned_about_naming_them() {
     let env = [
         ("MILVUS_RPC_CHANNEL_NAME", "by-dev-replicate-msg"),
         ("BACKUP_GC_PAUSE_ENABLE", "true"),
+        ("MILVUSCONF", "/etc/milvus-backup/"),
     ];
     let out = run(&file(quiet), &env, &["get", "-n", "no_such_backup"]);
     let err = stderr(&out);
@@ -150,6 +151,11 @@ fn the_go_tools_variables_without_effect_are_warned_about_naming_them() {
             .unwrap_or_else(|| panic!("no warning for {key}: {err}"));
         assert!(line.contains(var), "{line}");
     }
+    assert!(
+        err.lines()
+            .any(|l| l.contains("MILVUSCONF") && l.contains("no effect") && l.contains("--config")),
+        "{err}"
+    );
     let cfg = load("backup:\n  gcPause:\n    enable: \"true\"\n").unwrap();
     assert!(
         cfg.warnings

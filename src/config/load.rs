@@ -48,7 +48,14 @@ impl Config {
         let warnings = cfg
             .check_keys()
             .map_err(|e| Error::invalid(locate(e.to_string())))?;
-        let warnings = warnings.into_iter().map(locate).collect();
+        let mut warnings: Vec<String> = warnings.into_iter().map(locate).collect();
+        // The Go tool reads its file from the folder MILVUSCONF names.
+        if let Some(dir) = std::env::var("MILVUSCONF").ok().filter(|d| !d.is_empty()) {
+            warnings.push(format!(
+                "the environment variable MILVUSCONF={dir:?} has no effect here and is ignored: \
+                 the config file read is {shown} (name another with --config)"
+            ));
+        }
         cfg.warnings = warnings;
         cfg.origin = Some(Origin {
             file: shown.to_string(),
