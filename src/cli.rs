@@ -289,10 +289,19 @@ pub async fn get(engine: &Arc<Engine>, name: &BackupName, detail: bool) -> Resul
 
 /// `delete`.
 pub async fn delete(engine: &Arc<Engine>, name: &BackupName) -> Result<()> {
-    let d = engine
-        .delete_backup_until_ended(name, &Caller::default())
-        .await?
-        .succeeded()?;
+    // Its objects as it removes them (a delete reads every other backup's
+    // checksums first, then removes what none names).
+    let rx = engine.delete_backup(name, &Caller::default()).await?;
+    let d = follow(rx, "delete", |d| {
+        let progress = Progress {
+            files_done: d.objects_deleted,
+            files_total: d.objects_total,
+            ..Progress::default()
+        };
+        (d.state, progress)
+    })
+    .await
+    .succeeded()?;
     if d.objects_kept > 0 {
         println!(
             "deleted backup {name} ({} objects; {} kept: later incremental backups reference them)",

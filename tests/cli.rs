@@ -201,6 +201,12 @@ async fn cli_commands_and_exit_codes() {
 
     let out = tokio::task::block_in_place(|| run(&config, &["delete", "-n", &name]));
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // Its progress, as create's (nothing was shown before its end).
+    assert!(
+        text(&out.stderr).contains("delete Succeeded 100%"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = tokio::task::block_in_place(|| run(&config, &["get", "-n", &name]));
     assert_eq!(out.status.code(), Some(3));
 
