@@ -171,6 +171,17 @@ async fn a_paused_owner_that_wakes_after_the_takeover_leaves_the_job_alone() {
     );
     let now = data::rows(&m, &spec, &spec.db, &target, &[]).await;
     data::assert_rows_equal("restored", &rows, &now);
+    // Restarted on its state directory, the owner answers the job's end as
+    // the shared record has it (not its own "lost its hold"), and leaves
+    // the collection alone.
+    let mut owner = owner.kill_and_restart().await;
+    let after = flows::get_restore(&mut owner.client, &id).await;
+    assert_eq!(after.state, pb::JobState::Succeeded as i32, "{after:?}");
+    assert_eq!(
+        m.collection_id(&spec.db, &target).await.unwrap(),
+        restored_id,
+        "the restored collection stays"
+    );
     b.finish();
     owner.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
