@@ -330,6 +330,23 @@ async fn a_takeover_records_the_end_of_a_backup_it_abandons_before_letting_go() 
     servers.finish(&m).await;
 }
 
+/// Waits until GetBackup of `name` on `client` says `want` (`what`, within `secs`).
+async fn backup_state_becomes(
+    client: &milvus_backup::api::proto::backup_service_client::BackupServiceClient<
+        tonic::transport::Channel,
+    >,
+    name: &str,
+    want: pb::JobState,
+    what: &str,
+    secs: u64,
+) {
+    flows::eventually(what, Duration::from_secs(secs), || {
+        let mut client = client.clone();
+        async move { flows::get_backup(&mut client, name).await.state == want as i32 }
+    })
+    .await;
+}
+
 /// A backup that ended CANCELLED on replica B does not hide a later job of
 /// its name on replica A: while A's runs, GetBackup and ListBackups on B say
 /// RUNNING and a CancelBackup on B reaches it; once another succeeded on A,
@@ -350,7 +367,6 @@ async fn an_end_on_one_replica_does_not_hide_a_later_job_of_the_name_on_another(
     let b = Proc::start_rooted_paused(&cfg, "stale-b", &root, "", Some("backup.describing")).await;
     let (mut on_a, mut on_b) = (a.client.clone(), b.client.clone());
     let name = common::unique("stale_b");
-    let state = |backup: pb::Backup| backup.state;
 
     // On B: started, paused, cancelled.
     on_b.create_backup(flows::backup_request(&name, &[&spec.name]))
@@ -360,13 +376,13 @@ async fn an_end_on_one_replica_does_not_hide_a_later_job_of_the_name_on_another(
     on_b.cancel_backup(pb::CancelBackupRequest { name: name.clone() })
         .await
         .unwrap();
-    flows::eventually("B's backup cancelled", Duration::from_secs(60), || {
-        let mut on_b = on_b.clone();
-        let name = name.clone();
-        async move {
-            state(flows::get_backup(&mut on_b, &name).await) == pb::JobState::Cancelled as i32
-        }
-    })
+    backup_state_becomes(
+        &on_b,
+        &name,
+        pb::JobState::Cancelled,
+        "B's backup cancelled",
+        60,
+    )
     .await;
 
     // On A: the name again, paused while B is asked.
@@ -374,13 +390,13 @@ async fn an_end_on_one_replica_does_not_hide_a_later_job_of_the_name_on_another(
         .await
         .unwrap();
     a.wait_paused(Duration::from_secs(60)).await;
-    flows::eventually("B sees A's job running", Duration::from_secs(30), || {
-        let mut on_b = on_b.clone();
-        let name = name.clone();
-        async move {
-            state(flows::get_backup(&mut on_b, &name).await) == pb::JobState::Running as i32
-        }
-    })
+    backup_state_becomes(
+        &on_b,
+        &name,
+        pb::JobState::Running,
+        "B sees A's job running",
+        30,
+    )
     .await;
     assert_eq!(
         flows::listed_state(&mut on_b, &name).await,
@@ -390,13 +406,13 @@ async fn an_end_on_one_replica_does_not_hide_a_later_job_of_the_name_on_another(
     on_b.cancel_backup(pb::CancelBackupRequest { name: name.clone() })
         .await
         .expect("CancelBackup on B");
-    flows::eventually("A's backup cancelled", Duration::from_secs(60), || {
-        let mut on_a = on_a.clone();
-        let name = name.clone();
-        async move {
-            state(flows::get_backup(&mut on_a, &name).await) == pb::JobState::Cancelled as i32
-        }
-    })
+    backup_state_becomes(
+        &on_a,
+        &name,
+        pb::JobState::Cancelled,
+        "A's backup cancelled",
+        60,
+    )
     .await;
 
     // Once more on A, not paused: B says SUCCEEDED once it is.
@@ -404,16 +420,16 @@ async fn an_end_on_one_replica_does_not_hide_a_later_job_of_the_name_on_another(
     on_a.create_backup(flows::backup_request(&name, &[&spec.name]))
         .await
         .unwrap();
-    flows::eventually("A's backup succeeded", Duration::from_secs(120), || {
-        let mut on_a = on_a.clone();
-        let name = name.clone();
-        async move {
-            state(flows::get_backup(&mut on_a, &name).await) == pb::JobState::Succeeded as i32
-        }
-    })
+    backup_state_becomes(
+        &on_a,
+        &name,
+        pb::JobState::Succeeded,
+        "A's backup succeeded",
+        120,
+    )
     .await;
     assert_eq!(
-        state(flows::get_backup(&mut on_b, &name).await),
+        flows::get_backup(&mut on_b, &name).await.state,
         pb::JobState::Succeeded as i32
     );
     let _ = std::fs::remove_file(&release);

@@ -185,6 +185,49 @@ impl Staged {
         }
     }
 
+    /// Enables the policy (an every-20-s one) just after a slot, then kills
+    /// its server: the slot due next, at least 15 s away.
+    async fn enabled_then_killed(&mut self) -> i64 {
+        while !(1000..4000).contains(&(chrono::Utc::now().timestamp_millis() % 20_000)) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.set_enabled(true).await;
+        self.server.kill();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        (now_ms as u64).div_ceil(20_000) as i64 * 20_000
+    }
+
+    /// A RUNNING record of slot `slot_ms`, as a server that died left it
+    /// (no lease), with `extra` fields.
+    async fn plant_dead_run(&self, slot_ms: i64, backup: &str, extra: serde_json::Value) {
+        let mut record = serde_json::json!({
+            "slot_ms": slot_ms,
+            "backup": backup,
+            "state": "running",
+            "attempts": 1,
+            "owner": "dead-host:1/gone",
+            "started_ms": slot_ms,
+        });
+        record
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().cloned().unwrap_or_default());
+        let dead: RunRecord = serde_json::from_value(record).unwrap();
+        assert!(self.store.start_run(self.name(), &dead).await.unwrap());
+    }
+
+    /// Starts another server on the root (`tag`), once `at_ms` has passed.
+    async fn restart_after(&mut self, at_ms: i64, tag: &str) {
+        while chrono::Utc::now().timestamp_millis() < at_ms {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.server = Proc::start_rooted(&self.cfg, tag, &self.root, "").await;
+        self.client =
+            PolicyServiceClient::connect(format!("http://127.0.0.1:{}", self.server.port))
+                .await
+                .unwrap();
+    }
+
     /// Turns the policy off, waits for its runs to end and stops everything;
     /// the runs.
     async fn end(mut self) -> Vec<RunRecord> {
@@ -273,34 +316,13 @@ async fn a_run_recorded_for_a_future_slot_holds_no_real_slot_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_run_taken_over_after_a_newer_slot_came_due_makes_no_backup() {
     let mut staged = Staged::new("superseded", "*/20 * * * * *", 19).await;
-    // Enabled just after a slot, then stopped: the next slot is 15 s away at least.
-    while !(1000..4000).contains(&(chrono::Utc::now().timestamp_millis() % 20_000)) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    staged.set_enabled(true).await;
-    staged.server.kill();
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let due = (now_ms as u64).div_ceil(20_000) as i64 * 20_000;
+    let due = staged.enabled_then_killed().await;
     let dead_slot = due - 40_000;
     let dead_backup = format!("{}_dead", staged.name());
-    let dead: RunRecord = serde_json::from_value(serde_json::json!({
-        "slot_ms": dead_slot,
-        "backup": dead_backup,
-        "state": "running",
-        "attempts": 1,
-        "owner": "dead-host:1/gone",
-        "started_ms": dead_slot,
-    }))
-    .unwrap();
-    assert!(staged.store.start_run(staged.name(), &dead).await.unwrap());
-    while chrono::Utc::now().timestamp_millis() < due + 1000 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    staged.server = Proc::start_rooted(&staged.cfg, "superseded_b", &staged.root, "").await;
-    staged.client =
-        PolicyServiceClient::connect(format!("http://127.0.0.1:{}", staged.server.port))
-            .await
-            .unwrap();
+    staged
+        .plant_dead_run(dead_slot, &dead_backup, serde_json::json!({}))
+        .await;
+    staged.restart_after(due + 1000, "superseded_b").await;
     let runs = staged
         .runs_until("the dead run ended and the due slot succeeded", |runs| {
             let ended = |slot| {
@@ -346,33 +368,20 @@ async fn a_dead_run_taken_over_after_a_newer_slot_came_due_makes_no_backup() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_taken_over_run_records_the_selection_it_backed_up() {
     let mut staged = Staged::new("reselected", "*/20 * * * * *", 23).await;
-    while !(1000..4000).contains(&(chrono::Utc::now().timestamp_millis() % 20_000)) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    staged.set_enabled(true).await;
-    staged.server.kill();
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let due = (now_ms as u64).div_ceil(20_000) as i64 * 20_000;
+    let due = staged.enabled_then_killed().await;
     while chrono::Utc::now().timestamp_millis() < due + 500 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let old_selection = "collections=default.dropped_since;databases=";
-    let dead: RunRecord = serde_json::from_value(serde_json::json!({
-        "slot_ms": due,
-        "backup": format!("{}_taken", staged.name()),
-        "state": "running",
-        "attempts": 1,
-        "owner": "dead-host:1/gone",
-        "started_ms": due,
-        "selection": old_selection,
-    }))
-    .unwrap();
-    assert!(staged.store.start_run(staged.name(), &dead).await.unwrap());
-    staged.server = Proc::start_rooted(&staged.cfg, "reselected_b", &staged.root, "").await;
-    staged.client =
-        PolicyServiceClient::connect(format!("http://127.0.0.1:{}", staged.server.port))
-            .await
-            .unwrap();
+    let taken = format!("{}_taken", staged.name());
+    staged
+        .plant_dead_run(
+            due,
+            &taken,
+            serde_json::json!({ "selection": old_selection }),
+        )
+        .await;
+    staged.restart_after(due, "reselected_b").await;
     let runs = staged
         .runs_until("the taken-over run ended", |runs| {
             runs.iter()

@@ -11,6 +11,17 @@ use common::faults::Rates;
 use milvus_backup::model::{Policy, PolicyInput};
 use milvus_backup::policy::{PolicyStore, RunRecord};
 
+/// A policy of every collection, once a year.
+fn yearly(name: &str) -> Policy {
+    Policy::parse(PolicyInput {
+        name: name.to_string(),
+        schedule: "0 0 1 1 *".into(),
+        all_collections: true,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
 fn record(slot_ms: i64) -> RunRecord {
     common::runs::succeeded(slot_ms, &format!("b_{slot_ms}"))
 }
@@ -30,13 +41,7 @@ async fn run_records_unchanged_since_read_are_not_read_again() {
     let root = common::unique("runs_root");
     let store = PolicyStore::new(common::process::rooted_bucket(&cfg), &root);
     let name = common::unique("runs_p");
-    let policy = Policy::parse(PolicyInput {
-        name: name.clone(),
-        schedule: "0 0 1 1 *".into(),
-        all_collections: true,
-        ..Default::default()
-    })
-    .unwrap();
+    let policy = yearly(&name);
     store.create(&policy, None).await.unwrap();
     let mut written: Vec<RunRecord> = (1..=60).map(|i| record(i * 1000)).collect();
     for r in &written {
@@ -81,13 +86,7 @@ async fn a_new_policy_does_not_take_a_deleted_ones_run_records() {
     let root = common::unique("runs_left_root");
     let store = PolicyStore::new(common::process::rooted_bucket(&cfg), &root);
     let name = common::unique("runs_left");
-    let policy = Policy::parse(PolicyInput {
-        name: name.clone(),
-        schedule: "0 0 1 1 *".into(),
-        all_collections: true,
-        ..Default::default()
-    })
-    .unwrap();
+    let policy = yearly(&name);
     store.create(&policy, None).await.unwrap();
     assert!(store.start_run(&name, &record(1000)).await.unwrap());
     store.delete(&name).await.unwrap();
