@@ -785,7 +785,8 @@ type ListBackupsRequest struct {
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	// Only backups that contain this collection (`coll` or `db.coll`), when set.
+	// Only backups that contain this collection, when set: `coll` in any
+	// database (as the Go tool matches it), or `db.coll`.
 	CollectionName string `protobuf:"bytes,1,opt,name=collection_name,json=collectionName,proto3" json:"collection_name,omitempty"`
 }
 
