@@ -220,6 +220,11 @@ impl Policy {
     /// Refuses a template that gives the name of slot `first` again while
     /// retention may still keep its backup: that later run would fail.
     fn check_repeats(&self, first: DateTime<Utc>) -> Result<()> {
+        // A policy turned off makes no run (so one stored before this check
+        // can still be turned off); it is checked when turned on.
+        if !self.enabled() {
+            return Ok(());
+        }
         let Some((period, said)) = repeats::repeat_period(&self.template)? else {
             return Ok(());
         };
@@ -399,12 +404,24 @@ mod tests {
             }
             other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
         };
-        // Daily, a year apart: kept a year by keep_monthly 12, or for ever.
+        // Daily, a year apart: kept past a year by keep_monthly 13 (the last
+        // backup of a month until one of the 13th month after), or for ever.
         refused(
-            with("{policy}_{MMdd}", "0 3 * * *", |r| r.keep_monthly = 12),
+            with("{policy}_{MMdd}", "0 3 * * *", |r| r.keep_monthly = 13),
             "a year",
         );
         refused(with("{policy}_{MMdd}", "0 3 * * *", |_| {}), "for ever");
+        // keep_monthly 12 deletes it a month before its name comes again.
+        with("{policy}_{MMdd}", "0 3 * * *", |r| r.keep_monthly = 12).unwrap();
+        // Hourly, a month apart: keep_daily 28 or keep_weekly 4 delete in time.
+        with("{policy}_{ddHH}", "0 * * * *", |r| r.keep_daily = 28).unwrap();
+        with("{policy}_{ddHH}", "0 * * * *", |r| r.keep_weekly = 4).unwrap();
+        // Turned off, it makes no run: stored as it is (checked once turned on).
+        input(|i| {
+            i.name_template = "{policy}_{MMdd}".into();
+            i.enabled = Some(false);
+        })
+        .unwrap();
         // Hourly, a month apart: keep_daily 40 keeps 40 days.
         refused(
             with("{policy}_{ddHH}", "0 * * * *", |r| r.keep_daily = 40),

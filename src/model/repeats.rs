@@ -55,9 +55,11 @@ pub fn repeat_period(template: &str) -> Result<Option<(Duration, &'static str)>>
 
 /// How long `retention` may keep the backup of slot `from` of `schedule`,
 /// as far as `limit` (a longer time is given as `limit`); `None`: for ever
-/// (no rule). A rule of `n` hours, days, weeks or months keeps `n` backups
-/// of distinct periods: at least `n` periods, and `n` slots when the slots
-/// are further apart.
+/// (no rule). `keep_last n` keeps it until the run of the `n`-th next slot;
+/// a rule of `n` hours, days, weeks or months keeps the newest backup of
+/// each of the `n` latest periods with backups: the last one of a period
+/// until a backup of the period `n` later is made, at most `n - 1` periods
+/// and two slot gaps on, and `n` slots on when the slots are further apart.
 pub fn kept_for(
     retention: &Retention,
     schedule: &Schedule,
@@ -78,8 +80,11 @@ pub fn kept_for(
         .max_age()
         .and_then(|d| Duration::from_std(d).ok())
         .unwrap_or_default();
+    let gap = slots_ahead(schedule, from, 1, limit);
     for (n, period) in rules.into_iter().filter(|(n, _)| *n > 0) {
-        let periods = period.checked_mul(n as i32).unwrap_or(limit);
+        let periods = (period.checked_mul(n as i32 - 1))
+            .and_then(|p| p.checked_add(&(gap + gap)))
+            .unwrap_or(limit);
         longest = longest
             .max(periods)
             .max(slots_ahead(schedule, from, n, limit));
