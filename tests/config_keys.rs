@@ -136,7 +136,8 @@ fn the_go_tools_variables_without_effect_are_warned_about_naming_them() {
     let quiet = "milvus:\n  address: localhost\n";
     let env = [
         ("MILVUS_RPC_CHANNEL_NAME", "by-dev-replicate-msg"),
-        ("BACKUP_GC_PAUSE_ENABLE", "true"),
+        // The Go tool's reading of a boolean: `t` is true (never refused).
+        ("BACKUP_GC_PAUSE_ENABLE", "t"),
         ("MILVUSCONF", "/etc/milvus-backup/"),
     ];
     let out = run(&file(quiet), &env, &["get", "-n", "no_such_backup"]);

@@ -115,8 +115,13 @@ impl Config {
             ),
         ] {
             if let Some(v) = var(name) {
+                // Read as the Go tool reads it (`t`, `1`...), never refused:
+                // it only decides whether to warn.
                 let value = match field {
-                    "enable" => serde_yaml::Value::Bool(boolean(name, v)?),
+                    "enable" => serde_yaml::Value::Bool(matches!(
+                        v.trim().to_ascii_lowercase().as_str(),
+                        "1" | "t" | "true" | "yes" | "on"
+                    )),
                     _ => serde_yaml::Value::String(v),
                 };
                 if !b.gc_pause.is_mapping() {
