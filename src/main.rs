@@ -283,6 +283,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             | Command::Verify { .. }
             | Command::Policy { .. }
     );
+    // A second signal stops at once, but not a policy run: its run's end
+    // is written only after its backup job's cleanup, and a run left
+    // RUNNING would be taken over by a server, which would make the backup.
+    let second_stops = !matches!(cli.command, Command::Policy { .. });
     let command = async move {
         match cli.command {
             Command::Server { .. } => {
@@ -392,7 +396,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             warn!("interrupted: cancelling the running job (a second signal stops without waiting for its end)");
             // Listening again at once: a second signal is not swallowed.
-            let again = shutdown_signal();
+            let again = match second_stops {
+                true => futures::future::Either::Left(shutdown_signal()),
+                false => futures::future::Either::Right(std::future::pending::<()>()),
+            };
             let ended = async {
                 let (_, ended) = tokio::join!(
                     interrupt.interrupt(),

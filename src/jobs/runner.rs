@@ -563,22 +563,28 @@ impl<K: JobKind> Runner<K> {
     /// Cancels the job with `key` wherever it runs: here at once, on another
     /// server through its shared record (it stops within seconds).
     pub async fn cancel_anywhere(&self, key: &str) -> Result<()> {
+        let here = self.registry.get(key).map(|rx| rx.borrow().clone());
         // A job of the key that ended here may have a newer one elsewhere.
-        if self.runs_here(key)
-            || (self.registry.get(key).is_some() && self.shared_records().is_none())
-        {
+        if self.runs_here(key) || (here.is_some() && self.shared_records().is_none()) {
             return self.cancel(key);
         }
         let noun = K::Snapshot::NOUN;
         let Some(shared) = self.shared_records() else {
             return Err(Error::not_found(noun, key));
         };
+        let ended = |state: crate::jobs::JobState| {
+            Err(Error::FailedPrecondition(format!(
+                "{noun} {key:?} is not running: it ended {state:?}"
+            )))
+        };
         match shared.load::<K::Snapshot>(key).await? {
             None => Err(Error::not_found(noun, key)),
-            Some(s) if s.state().is_terminal() => Err(Error::FailedPrecondition(format!(
-                "{noun} {key:?} is not running: it ended {:?}",
-                s.state()
-            ))),
+            Some(s) if s.state().is_terminal() => ended(s.state()),
+            // The job that ended here, its end not (yet) in its record: a
+            // marker would have a takeover clean up what it finished.
+            Some(s) if here.as_ref().is_some_and(|h| h.id() == s.id()) => {
+                ended(here.map_or(s.state(), |h| h.state()))
+            }
             Some(s) => shared.request_cancel(&s).await,
         }
     }
