@@ -103,7 +103,8 @@ impl LocalDir {
     async fn write_with(&self, key: &str, body: ByteStream) -> Result<()> {
         let path = self.path(key)?;
         let tmp = temp_beside(&path);
-        // A write dropped mid-way (its job cancelled) leaves no temporary file.
+        // A write that fails, or is dropped mid-way (its job cancelled),
+        // leaves no temporary file.
         let mut guard = TempFile(Some((tmp.clone(), self.root.clone())));
         let result = async {
             let mut file = create_with_parents(&tmp).await?;
@@ -116,12 +117,12 @@ impl LocalDir {
             tokio::fs::rename(&tmp, &path).await
         }
         .await;
-        guard.0 = None;
         if let Err(e) = result {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            self.remove_empty_parents(&tmp).await;
+            // The guard removes the temporary file and the folders it left empty.
+            drop(guard);
             return Err(self.io_error("write", key, e));
         }
+        guard.0 = None;
         Ok(())
     }
 
