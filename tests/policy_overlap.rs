@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::data::{self, Spec};
+use common::flows;
 use common::process::{Proc, rooted_bucket, wait_for_log};
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::policy_service_client::PolicyServiceClient;
@@ -393,4 +394,78 @@ async fn a_taken_over_run_records_the_selection_it_backed_up() {
     let now = format!("collections=default.{};databases=", staged.spec.name);
     assert_eq!(run.selection, now, "{run:?}");
     staged.end().await;
+}
+
+/// A run held (`backup.described@PATH`) while its policy is deleted and
+/// created again under the same name: released, its backup completes, and
+/// its record is not written into the new policy, which would take the
+/// backup for its own (and its retention could delete it). The code before
+/// wrote it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_that_outlives_its_policy_writes_nothing_into_a_new_one_of_its_name() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("recreated_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..50, 13).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let root = common::unique("recreated_root");
+    let (server, go) = flows::held_rooted_at(&cfg, "recreated", &root, &["backup.described"]).await;
+    let mut client = PolicyServiceClient::connect(format!("http://127.0.0.1:{}", server.port))
+        .await
+        .unwrap();
+    let policy = pb::Policy {
+        name: common::unique("recreated"),
+        // Not due while the test runs: only the run asked for now.
+        schedule: "0 0 1 1 *".into(),
+        collection_names: vec![spec.name.clone()],
+        ..Default::default()
+    };
+    let name = policy.name.clone();
+    let create = pb::CreatePolicyRequest {
+        policy: Some(policy),
+    };
+    client.create_policy(create.clone()).await.unwrap();
+    client
+        .run_policy_now(pb::RunPolicyNowRequest { name: name.clone() })
+        .await
+        .expect("RunPolicyNow");
+    server.wait_paused(Duration::from_secs(60)).await;
+    let store = PolicyStore::new(rooted_bucket(&cfg), &root);
+    let held = store.runs(&name).await.unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    let backup = held[0].backup.clone();
+    client
+        .delete_policy(pb::DeletePolicyRequest { name: name.clone() })
+        .await
+        .expect("DeletePolicy");
+    client.create_policy(create).await.expect("created again");
+
+    std::fs::write(&go[0], b"").unwrap();
+    let backups = server.client.clone();
+    flows::eventually(
+        "the held run's backup completes",
+        Duration::from_secs(120),
+        || {
+            let (mut backups, backup) = (backups.clone(), backup.clone());
+            async move {
+                flows::listed_state(&mut backups, &backup).await
+                    == Some(pb::JobState::Succeeded as i32)
+            }
+        },
+    )
+    .await;
+    // The run's end follows its backup's within milliseconds.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let runs = store.runs(&name).await.unwrap();
+    assert!(runs.is_empty(), "the new policy has no run: {runs:?}");
+    wait_for_log(
+        &server.log,
+        "the policy was deleted and created again during this run",
+        Duration::from_secs(30),
+    )
+    .await;
+    let _ = std::fs::remove_file(&go[0]);
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }

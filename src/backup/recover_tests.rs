@@ -5,90 +5,45 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::job::BackupJob;
 use crate::config::MilvusConfig;
 use crate::context::{Context, Timing};
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::jobs::runner::JobKind;
 use crate::jobs::{BackupOrder, BackupSnapshot, JobState};
 use crate::meta::{BackupLayout, Catalog, MilvusLayout};
 use crate::milvus::MilvusClient;
-use crate::storage::{
-    ByteStream, CondPut, Copier, LocalDir, ObjectInfo, ObjectStore, Place, Source,
-};
+use crate::storage::intercepted::{Intercepted, Op};
+use crate::storage::{Copier, LocalDir, ObjectStore};
 
 /// A directory whose job records cannot be read.
-#[derive(Debug)]
-struct RecordsUnreadable(LocalDir);
-
-fn refused(key: &str) -> Result<()> {
-    match key.contains("/_jobs/") {
-        true => Err(Error::Storage {
-            operation: "GetObject",
-            key: key.to_string(),
-            reason: "503 Slow Down (injected)".into(),
+fn records_unreadable(dir: LocalDir) -> Intercepted {
+    Intercepted::new(
+        dir,
+        Arc::new(|op, key| {
+            let refused = op == Op::Read && key.contains("/_jobs/");
+            let key = key.to_string();
+            Box::pin(async move {
+                match refused {
+                    true => Err(Error::Storage {
+                        operation: "GetObject",
+                        key,
+                        reason: "503 Slow Down (injected)".into(),
+                    }),
+                    false => Ok(()),
+                }
+            })
         }),
-        false => Ok(()),
-    }
-}
-
-#[async_trait]
-impl ObjectStore for RecordsUnreadable {
-    fn place(&self) -> &Place {
-        self.0.place()
-    }
-    async fn ensure_bucket(&self, create: bool) -> Result<()> {
-        self.0.ensure_bucket(create).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        self.0.list(prefix).await
-    }
-    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
-        self.0.list_dirs(prefix).await
-    }
-    async fn head(&self, key: &str) -> Result<Option<u64>> {
-        self.0.head(key).await
-    }
-    async fn read(&self, key: &str) -> Result<Bytes> {
-        refused(key)?;
-        self.0.read(key).await
-    }
-    async fn write(&self, key: &str, data: Bytes) -> Result<()> {
-        self.0.write(key, data).await
-    }
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<CondPut> {
-        self.0.put_if_absent(key, data).await
-    }
-    async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<CondPut> {
-        self.0.put_if_match(key, data, etag).await
-    }
-    async fn read_versioned(&self, key: &str) -> Result<Option<(Bytes, String)>> {
-        refused(key)?;
-        self.0.read_versioned(key).await
-    }
-    async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream)> {
-        refused(key)?;
-        self.0.get_stream(key).await
-    }
-    async fn put_stream(&self, key: &str, size: u64, body: ByteStream) -> Result<Option<String>> {
-        self.0.put_stream(key, size, body).await
-    }
-    async fn copy_in(&self, from: Source<'_>, dst_key: &str) -> Result<Option<String>> {
-        self.0.copy_in(from, dst_key).await
-    }
-    async fn delete(&self, keys: &[String]) -> Result<()> {
-        self.0.delete(keys).await
-    }
+    )
 }
 
 #[tokio::test]
 async fn an_unreadable_shared_record_leaves_the_backup_to_the_takeover() {
     let root = std::env::temp_dir().join(format!("mb-recover-{}", uuid::Uuid::new_v4().simple()));
     let dir = LocalDir::new(root.join("backups"));
-    let store: Arc<dyn ObjectStore> = Arc::new(RecordsUnreadable(dir));
+    let store: Arc<dyn ObjectStore> = Arc::new(records_unreadable(dir));
     let ctx = Context {
         // Never called: recovery of a backup reads only the backup storage.
         milvus: Arc::new(MilvusClient::new(&MilvusConfig::default()).unwrap()),

@@ -87,6 +87,7 @@ pub(super) fn first_record(
         selection: p.policy.selection().key(),
         retiring: false,
         jobs: Vec::new(),
+        policy_created_ms: Some(p.created_ms),
     }
 }
 
@@ -430,8 +431,10 @@ impl Engine {
         }
     }
 
-    /// Writes the run's record while this server holds its lease and the
-    /// policy exists (a deleted policy's runs leave no records behind).
+    /// Writes the run's record while this server holds its lease and its
+    /// policy exists: a deleted policy's runs leave no records behind, also
+    /// when a policy of the same name was created since (it would take the
+    /// run's backup for its own, and its retention could delete it).
     pub(super) async fn save_run(
         &self,
         name: &str,
@@ -444,8 +447,14 @@ impl Engine {
                 record.slot()
             )));
         }
-        if !self.policies.exists(name).await? {
-            return Err(Error::not_found("policy", name));
+        let ran_for = record.policy_created_ms;
+        match self.policies.created_ms(name).await? {
+            None => return Err(Error::not_found("policy", name)),
+            Some(now) if ran_for.is_some_and(|ran_for| ran_for != now) => {
+                warn!(policy = %name, backup = %record.backup, "the policy was deleted and created again during this run: its record is not written into the new policy's");
+                return Err(Error::not_found("policy", name));
+            }
+            Some(_) => {}
         }
         self.policies.save_run(name, record).await
     }
@@ -487,8 +496,10 @@ impl Engine {
                 let slot = chrono::DateTime::from_timestamp_millis(slot_ms).unwrap_or_default();
                 let backup = p.policy.backup_name(slot)?;
                 let r = first_record(slot_ms, backup.as_str(), manual, p);
-                if !store.exists(name).await? || !store.start_run(name, &r).await? {
-                    // Deleted, or its record appeared since: read again next tick.
+                let created = store.created_ms(name).await?;
+                if created != Some(p.created_ms) || !store.start_run(name, &r).await? {
+                    // Deleted (or created again), or its record appeared
+                    // since: read again next tick.
                     return Ok(false);
                 }
                 (r, false)

@@ -394,10 +394,11 @@ impl SharedRecords {
         let resumed = matches!(self.load::<T>(s.key()).await, Ok(Some(r)) if r.id() == s.id());
         match resumed {
             true => self.save(s).await,
-            // Two keys: both at once.
+            // The marker goes before the record is seen: a cancel asked of
+            // this job once its record shows it running is kept.
             false => {
-                let marker = [self.cancel_key::<T>(s.key())];
-                tokio::try_join!(self.store.delete(&marker), self.save(s)).map(|_| ())
+                self.store.delete(&[self.cancel_key::<T>(s.key())]).await?;
+                self.save(s).await
             }
         }
     }

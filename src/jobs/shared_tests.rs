@@ -275,3 +275,52 @@ async fn ended_records_still_wanted_are_listed_with_the_unended() {
     assert_eq!(listed(|_| false).await, ["run"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A new job's record appears only after the marker an earlier job of the
+/// key left is gone: a cancel asked of the new job as soon as its record
+/// shows it is kept. Before, both were written at once, and a slow delete
+/// removed that cancel (the delete here takes 300 ms).
+#[tokio::test]
+async fn a_cancel_asked_as_soon_as_a_new_job_shows_is_kept() {
+    use crate::storage::intercepted::{Intercepted, Op};
+    let dir = std::env::temp_dir().join(format!("shared-{}", uuid::Uuid::new_v4().simple()));
+    let slow_delete = Intercepted::new(
+        LocalDir::new(&dir),
+        Arc::new(|op, _key| {
+            Box::pin(async move {
+                if op == Op::Delete {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Ok(())
+            })
+        }),
+    );
+    let records = SharedRecords::new(Arc::new(slow_delete), "backup");
+    let mut old = BackupSnapshot::pending("1".into(), "b".into(), false);
+    old.state = JobState::Running;
+    records.save(&old).await.unwrap();
+    records.request_cancel(&old).await.unwrap();
+    let new = BackupSnapshot::pending("2".into(), "b".into(), false);
+    let starting = tokio::spawn({
+        let (records, new) = (records.clone(), new.clone());
+        async move { records.start(&new).await }
+    });
+    // Another server sees the new job and asks it to cancel.
+    loop {
+        let shown = records.load::<BackupSnapshot>("b").await.unwrap();
+        if shown.is_some_and(|s| s.id == new.id) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    records.request_cancel(&new).await.unwrap();
+    starting.await.unwrap().unwrap();
+    assert!(
+        records
+            .cancel_requested::<BackupSnapshot>("b")
+            .await
+            .unwrap(),
+        "the cancel asked of the new job is kept"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -99,6 +99,7 @@ mod tests {
             selection: String::new(),
             retiring: false,
             jobs: jobs.iter().map(|j| j.to_string()).collect(),
+            policy_created_ms: None,
         }
     }
 

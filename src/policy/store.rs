@@ -53,6 +53,9 @@ pub struct StoredPolicy {
     pub since: DateTime<Utc>,
     /// The Milvus it backs up: only that Milvus's servers run it.
     pub milvus_id: Option<String>,
+    /// When it was created (ms since the epoch): a policy deleted and
+    /// created again under its name is another policy.
+    pub created_ms: i64,
 }
 
 /// Where a run is.
@@ -101,6 +104,11 @@ pub struct RunRecord {
     /// a backup of the run's name is the run's only when its id is one of them.
     #[serde(default)]
     pub jobs: Vec<String>,
+    /// When the policy it ran for was created ([`StoredPolicy::created_ms`];
+    /// `None` in records of earlier versions): a run that outlives its
+    /// policy never writes into a later policy of the same name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_created_ms: Option<i64>,
 }
 
 impl RunRecord {
@@ -283,6 +291,15 @@ impl PolicyStore {
         Ok(())
     }
 
+    /// When policy `name` was created, if it is stored.
+    pub async fn created_ms(&self, name: &str) -> Result<Option<i64>> {
+        match self.store.read(&self.def_key(name)).await {
+            Ok(body) => Ok(Some(serde_json::from_slice::<Stored>(&body)?.created_ms)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether policy `name` is stored.
     pub async fn exists(&self, name: &str) -> Result<bool> {
         Ok(self.store.head(&self.def_key(name)).await?.is_some())
@@ -448,6 +465,7 @@ fn parsed(stored: Stored) -> Result<StoredPolicy> {
         since: DateTime::from_timestamp_millis(stored.since_ms.unwrap_or(stored.updated_ms))
             .unwrap_or_default(),
         milvus_id: stored.milvus_id,
+        created_ms: stored.created_ms,
     })
 }
 

@@ -4,6 +4,8 @@ mod azure;
 mod cloud;
 mod copy;
 mod gcs;
+#[cfg(test)]
+pub(crate) mod intercepted;
 mod local;
 mod rate;
 mod s3;

@@ -20,5 +20,6 @@ pub fn succeeded(slot_ms: i64, backup: &str) -> RunRecord {
         selection: String::new(),
         retiring: false,
         jobs: vec![format!("job-{backup}")],
+        policy_created_ms: None,
     }
 }
