@@ -531,9 +531,11 @@ async fn assert_lease_held_when_its_answers_are_lost(mut cfg: Config) {
     ctx.catalog.store().ensure_bucket(true).await.unwrap();
     let leases = ctx.leases();
 
-    proxy.lose_put_answers_for("/_leases/backup/lost");
+    // A name of its own: a run before leaves its lease object, released.
+    let name = format!("backup/{}", common::unique("lost"));
+    proxy.lose_put_answers_for(&format!("/_leases/{name}"));
     let lease = leases
-        .acquire("backup/lost", "job-1", "create")
+        .acquire(&name, "job-1", "create")
         .await
         .expect("held though its answers were lost");
     assert!(
@@ -544,12 +546,9 @@ async fn assert_lease_held_when_its_answers_are_lost(mut cfg: Config) {
             >= 1
     );
     proxy.lose_put_answers_for("/none");
-    assert_eq!(
-        leases.holder("backup/lost").await.unwrap().unwrap().job,
-        "job-1"
-    );
+    assert_eq!(leases.holder(&name).await.unwrap().unwrap().job, "job-1");
     lease.release().await;
-    assert!(leases.holder("backup/lost").await.unwrap().is_none());
+    assert!(leases.holder(&name).await.unwrap().is_none());
 }
 
 /// On Azurite (object_store retries the PUT 5 times, every answer lost).
@@ -570,4 +569,40 @@ async fn a_lease_whose_answers_gcs_lost_is_held() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_whose_answers_s3_lost_is_held() {
     assert_lease_held_when_its_answers_are_lost(common::config()).await;
+}
+
+/// A streamed upload slower than a read timeout, its body never still (64
+/// KiB a second for 65 s), completes on S3 (moto) and GCS (an emulator of
+/// its own: the environment's would serve no other test meanwhile).
+/// Before, the clients' read timeouts limited the whole upload (30 s on S3,
+/// 60 s on GCS), so every capped or cross-region stream of a large binlog
+/// failed, again at each retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_streamed_upload_is_not_cut_short() {
+    use milvus_backup::storage;
+    const CHUNKS: u64 = 65;
+    const CHUNK: usize = 64 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let (_emulator, endpoint) = common::own_gcs_emulator().await;
+    let mut gcs = common::backups_on_gcs_emulator(common::config(), &emulator_key(dir.path()));
+    gcs.minio.backup_address = endpoint;
+    let backends = [("s3", common::config()), ("gcs", gcs)];
+    let uploads = backends.into_iter().map(|(label, cfg)| async move {
+        let store = storage::open(&cfg.minio.backup_bucket().unwrap()).unwrap();
+        store.ensure_bucket(true).await.unwrap();
+        let body = futures::stream::unfold(0u64, |i| async move {
+            (i < CHUNKS).then_some(())?;
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            Some((Ok(bytes::Bytes::from(vec![i as u8; CHUNK])), i + 1))
+        });
+        let key = common::unique("slow_upload");
+        let started = std::time::Instant::now();
+        let size = CHUNKS * CHUNK as u64;
+        if let Err(e) = store.put_stream(&key, size, Box::pin(body)).await {
+            panic!("{label}: failed after {:?}: {e}", started.elapsed());
+        }
+        assert_eq!(store.head(&key).await.unwrap(), Some(size), "{label}");
+        store.delete(&[key]).await.unwrap();
+    });
+    futures::future::join_all(uploads).await;
 }

@@ -526,7 +526,8 @@ impl Config {
             (
                 "minio.multipartCopyThresholdMiB",
                 self.minio.multipart_copy_threshold_mib,
-                5 * 1024 * 1024,
+                // S3's limit of one PutObject or CopyObject (5 GiB).
+                5 * 1024,
             ),
         ] {
             if !(1..=most).contains(&value) {

@@ -249,6 +249,11 @@ fn numbers_that_would_be_quietly_changed_are_refused_naming_the_key() {
             "minio:\n  multipartCopyThresholdMiB: 0\n",
             "minio.multipartCopyThresholdMiB",
         ),
+        // Above S3's 5 GiB for one request: objects between would fail.
+        (
+            "minio:\n  multipartCopyThresholdMiB: 6000\n",
+            "minio.multipartCopyThresholdMiB",
+        ),
         ("backup:\n  rateLimitMiBps: -5\n", "backup.rateLimitMiBps"),
         ("backup:\n  rateLimitMiBps: .nan\n", "backup.rateLimitMiBps"),
         (

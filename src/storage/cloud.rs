@@ -31,13 +31,18 @@ pub fn retry_config() -> RetryConfig {
     }
 }
 
-/// A server that stops answering is a failure, not a hang. (Also makes
-/// ring, as everywhere else here, the process's TLS crypto, which reqwest needs.)
+/// A server that stops answering is a failure, not a hang: no answer, or
+/// no byte of a body being read, for 2 minutes. No limit on a whole request:
+/// a read streamed at a capped copy's pace takes as long as it takes (a
+/// limit of 300 s failed every read of a large blob longer than that, again
+/// at each retry). (Also makes ring, as everywhere else here, the process's
+/// TLS crypto, which reqwest needs.)
 pub fn client_options() -> ClientOptions {
     let _ = rustls::crypto::ring::default_provider().install_default();
     ClientOptions::new()
         .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout(Duration::from_secs(300))
+        .with_timeout_disabled()
+        .with_read_timeout(Duration::from_secs(120))
 }
 
 impl Place {

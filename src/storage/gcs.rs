@@ -35,6 +35,8 @@ pub struct GcsBucket {
     project: Option<String>,
     credentials: GcpCredentialProvider,
     http: reqwest::Client,
+    /// For streamed uploads: without a read timeout.
+    uploads: reqwest::Client,
 }
 
 /// One object as the JSON API describes it.
@@ -127,6 +129,11 @@ impl GcsBucket {
                 .read_timeout(Duration::from_secs(60))
                 .build()
                 .map_err(|e| Error::Internal(format!("gcs http client: {e}")))?,
+            // A read timeout would limit a streamed upload's whole time.
+            uploads: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .map_err(|e| Error::Internal(format!("gcs http client: {e}")))?,
         })
     }
 
@@ -147,6 +154,19 @@ impl GcsBucket {
         method: Method,
         url: &str,
     ) -> Result<RequestBuilder> {
+        self.request_on(&self.http, operation, key, method, url)
+            .await
+    }
+
+    /// [`Self::request`] on client `http`.
+    async fn request_on(
+        &self,
+        http: &reqwest::Client,
+        operation: &'static str,
+        key: &str,
+        method: Method,
+        url: &str,
+    ) -> Result<RequestBuilder> {
         let token = self.credentials.get_credential().await.map_err(|e| {
             self.place.transport_error(
                 operation,
@@ -154,7 +174,7 @@ impl GcsBucket {
                 &format!("no token for the credentials: {e}"),
             )
         })?;
-        let req = self.http.request(method, url);
+        let req = http.request(method, url);
         Ok(if token.bearer.is_empty() {
             req
         } else {
@@ -518,18 +538,24 @@ impl ObjectStore for GcsBucket {
             "{}/upload/storage/v1/b/{}/o",
             self.access.endpoint, self.place.bucket
         );
+        // The body moves at its source's pace: a limit on standing still,
+        // not on the whole upload (see `stall`).
+        let progress = super::stall::Progress::new();
         let req = self
-            .request("Put", key, Method::POST, &url)
+            .request_on(&self.uploads, "Put", key, Method::POST, &url)
             .await?
             .query(&[("uploadType", "media"), ("name", key)])
             .header("content-type", "application/octet-stream")
             .header("content-length", size)
-            .body(reqwest::Body::wrap_stream(body));
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| self.place.transport_error("Put", key, &e))?;
-        let o: Object = self.json("Put", key, resp).await?;
+            .body(reqwest::Body::wrap_stream(progress.track(body)));
+        let upload = async {
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| self.place.transport_error("Put", key, &e))?;
+            self.json::<Object>("Put", key, resp).await
+        };
+        let o = progress.watch(upload, "Put", key).await?;
         let written = info(o);
         if written.size != size {
             return Err(Error::Storage {

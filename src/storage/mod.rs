@@ -11,6 +11,7 @@ mod rate;
 mod s3;
 mod s3_list;
 mod s3_parts;
+mod stall;
 
 use std::fmt;
 use std::pin::Pin;

@@ -25,6 +25,9 @@ use super::{ByteStream, CondPut, ObjectInfo, ObjectStore, Place, Source};
 use crate::config::BucketConfig;
 use crate::error::{Error, Result};
 
+/// How long a connection to the endpoint may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// `self.client.$op().bucket(&self.place.bucket).key($key)`: a request on one object.
 macro_rules! on_object {
     ($s:ident, $op:ident, $key:expr) => {
@@ -79,8 +82,9 @@ impl S3Bucket {
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .timeout_config(
                 TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    // A server that stops answering is a failure, not a hang.
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    // A server that stops answering is a failure, not a hang
+                    // (streamed uploads: see `put_stream`).
                     .read_timeout(Duration::from_secs(30))
                     .build(),
             )
@@ -487,14 +491,26 @@ impl ObjectStore for S3Bucket {
         if size > self.multipart_copy_threshold {
             return self.put_in_parts(key, size, body).await;
         }
-        let frames = body.map_ok(http_body::Frame::data);
+        // The body moves at its source's pace: no read timeout (it would
+        // limit the whole upload), a limit on standing still instead.
+        let progress = super::stall::Progress::new();
+        let frames = progress.track(body).map_ok(http_body::Frame::data);
         let sdk_body = SdkBody::from_body_1_x(http_body_util::StreamBody::new(frames));
-        let out = on_object!(self, put_object, key)
+        let upload = on_object!(self, put_object, key)
             .content_length(size as i64)
             .body(SdkByteStream::new(sdk_body))
-            .send()
-            .await
-            .map_err(|e| self.error("PutObject", key, e))?;
+            .customize()
+            .config_override(
+                aws_sdk_s3::config::Builder::default().timeout_config(
+                    TimeoutConfig::builder()
+                        .connect_timeout(CONNECT_TIMEOUT)
+                        .disable_read_timeout()
+                        .build(),
+                ),
+            )
+            .send();
+        let upload = async { upload.await.map_err(|e| self.error("PutObject", key, e)) };
+        let out = progress.watch(upload, "PutObject", key).await?;
         Ok(md5_etag(
             out.e_tag(),
             out.server_side_encryption(),

@@ -150,6 +150,62 @@ pub fn backups_on_gcs_emulator(mut cfg: Config, credential_json: &Path) -> Confi
     cfg
 }
 
+/// A gcp-storage-emulator of the caller's own on a free port (the test
+/// environment's serves one request at a time: a slow one would hold every
+/// other test's), killed by its PID when dropped, and its endpoint.
+#[allow(dead_code)]
+pub async fn own_gcs_emulator() -> (process::ServerProcess, String) {
+    let bin = PathBuf::from(env_value("IT_PREFIX")).join("gcs-venv/bin/gcp-storage-emulator");
+    let port = process::free_port();
+    let child = std::process::Command::new(bin)
+        .args([
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--in-memory",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start gcp-storage-emulator");
+    let guard = process::ServerProcess::new(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(std::time::Instant::now() < deadline, "the emulator listens");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    (guard, format!("http://127.0.0.1:{port}"))
+}
+
+/// Restarts the test environment's Milvus (on S3) when dropped, if it no
+/// longer takes connections: a test whose restore could crash it (2.3.5
+/// panics on a damaged binlog) leaves a running Milvus to the tests after
+/// it, whether it passed or not.
+#[allow(dead_code)]
+pub struct RestartsMilvusIfDown(SocketAddr);
+
+#[allow(dead_code)]
+impl RestartsMilvusIfDown {
+    pub fn new(cfg: &Config) -> Self {
+        let addr = format!("{}:{}", cfg.milvus.address, cfg.milvus.port);
+        Self(addr.parse().expect("Milvus's address"))
+    }
+}
+
+impl Drop for RestartsMilvusIfDown {
+    fn drop(&mut self) {
+        if std::net::TcpStream::connect_timeout(&self.0, Duration::from_secs(2)).is_err() {
+            eprintln!("Milvus is down after this test: restarting it for the tests after");
+            restart_milvus_on("s3");
+        }
+    }
+}
+
 /// A Milvus client for the test environment.
 pub fn milvus(cfg: &Config) -> MilvusClient {
     MilvusClient::new(&cfg.milvus).expect("milvus client")

@@ -188,6 +188,11 @@ pub async fn wait_for_log(path: &Path, needle: &str, timeout: Duration) {
 pub struct ServerProcess(Option<Child>);
 
 impl ServerProcess {
+    /// `child`, SIGKILLed when dropped.
+    pub fn new(child: Child) -> Self {
+        Self(Some(child))
+    }
+
     /// Its process id (0 once ended).
     pub fn id(&self) -> u32 {
         self.0.as_ref().map_or(0, Child::id)
