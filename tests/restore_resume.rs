@@ -560,3 +560,92 @@ async fn ended(
     .await
     .expect("the restore ends")
 }
+
+/// A server paused after the swap of a replace that reloads the target (the
+/// original was loaded; `restore.loading@PATH`, Milvus through a switchable
+/// proxy), its restore id and the collection's rows.
+async fn swapped_and_loading(
+    tag: &str,
+) -> (
+    process::Proc,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::path::PathBuf,
+    String,
+    Spec,
+    Vec<milvus_backup::milvus::rows::Row>,
+) {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let (spec, rows) = source(&m, &common::unique(tag), 300).await;
+    let (via_proxy, up) = common::faults::milvus_through_switch(&cfg).await;
+    let release = std::env::temp_dir().join(common::unique(&format!("{tag}_release")));
+    let failpoint = format!("restore.loading@{}", release.display());
+    let root = common::unique(&format!("{tag}_root"));
+    let state = format!("{tag}-state");
+    let mut server =
+        process::Proc::start_rooted_paused(&via_proxy, &state, &root, "", Some(&failpoint)).await;
+    let backup = common::unique(&format!("{tag}_b"));
+    flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
+    let req = pb::RestoreRequest {
+        restore_index: true,
+        ..restore_req(&backup, "", true)
+    };
+    let id = flows::start_restore(&mut server.client, req).await;
+    server.wait_paused(Duration::from_secs(180)).await;
+    (server, up, release, id, spec, rows)
+}
+
+/// A replace that waits for its load after the swap while Milvus is away
+/// for 2 s: the wait asks again and the job SUCCEEDS, the target the
+/// restored copy, loaded. Before, one lost GetLoadingProgress answer failed
+/// the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_load_wait_after_the_swap_asks_again_when_milvus_is_briefly_away() {
+    use std::sync::atomic::Ordering;
+    let m = common::milvus(&common::config());
+    let (mut server, up, release, id, spec, rows) = swapped_and_loading("loadwait").await;
+    common::faults::switch_off(&up).await;
+    std::fs::write(&release, b"").unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    up.store(true, Ordering::SeqCst);
+    let job = ended(&mut server.client, &id).await;
+    assert_eq!(job.state, pb::JobState::Succeeded as i32, "{job:?}");
+    assert_eq!(m.loading_progress(&spec.db, &spec.name).await.unwrap(), 100);
+    let now = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
+    data::assert_rows_equal("the restored target", &rows, &now);
+    let _ = std::fs::remove_file(&release);
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// A replace whose load wait after the swap fails (Milvus away past the
+/// retries): the job fails, and its cleanup, once Milvus is back, keeps the
+/// load of the restored copy, which now serves in place of the loaded
+/// original. Before, it released it: the production collection unloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_load_wait_after_the_swap_leaves_the_target_loaded() {
+    use std::sync::atomic::Ordering;
+    let m = common::milvus(&common::config());
+    let (mut server, up, release, id, spec, rows) = swapped_and_loading("loadfail").await;
+    common::faults::switch_off(&up).await;
+    std::fs::write(&release, b"").unwrap();
+    process::wait_for_log(&server.log, "did not succeed", Duration::from_secs(120)).await;
+    up.store(true, Ordering::SeqCst);
+    let job = ended(&mut server.client, &id).await;
+    assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
+    // Its cleanup has run: a release would have been asked by now.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while m.loading_progress(&spec.db, &spec.name).await.unwrap() < 100 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restored target stays loaded (its load goes on)"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let now = data::rows(&m, &spec, &spec.db, &spec.name, &[]).await;
+    data::assert_rows_equal("the restored target", &rows, &now);
+    let _ = std::fs::remove_file(&release);
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

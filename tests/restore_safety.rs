@@ -42,6 +42,7 @@ async fn assert_milvus_up(m: &MilvusClient) {
 async fn damaged_binlogs_never_reach_milvus() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
+    let _restarts = common::RestartsMilvusIfDown::new(&cfg);
     let store = backup_store(&cfg);
     let server = common::TestServer::start(&cfg).await;
     let mut client = server.client.clone();
@@ -120,6 +121,7 @@ async fn damaged_binlogs_never_reach_milvus() {
 async fn jobs_on_one_backup_or_target_exclude_each_other_across_processes() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
+    let _restarts = common::RestartsMilvusIfDown::new(&cfg);
     let (spec, original) = source(&m, &common::unique("excl"), 1000).await;
     let backup = common::unique("excl_b");
     let server = common::TestServer::start(&cfg).await;
@@ -189,6 +191,7 @@ async fn jobs_on_one_backup_or_target_exclude_each_other_across_processes() {
 async fn copied_folders_are_refused_and_foreign_folders_not_deleted() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
+    let _restarts = common::RestartsMilvusIfDown::new(&cfg);
     let store = backup_store(&cfg);
     let (spec, _) = source(&m, &common::unique("copy"), 200).await;
     let backup = common::unique("copy_b");
@@ -251,6 +254,7 @@ async fn copied_folders_are_refused_and_foreign_folders_not_deleted() {
 async fn a_kill_between_meta_writes_never_lists_an_incomplete_backup() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
+    let _restarts = common::RestartsMilvusIfDown::new(&cfg);
     let store = backup_store(&cfg);
     let (spec, _) = source(&m, &common::unique("meta"), 200).await;
     for step in [
@@ -326,6 +330,7 @@ async fn a_kill_between_meta_writes_never_lists_an_incomplete_backup() {
 async fn verify_is_a_job_that_stops_when_nobody_watches() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
+    let _restarts = common::RestartsMilvusIfDown::new(&cfg);
     let (spec, _, backup) = backed_up(&cfg, &m, "ver", 200).await;
     let store = backup_store(&cfg);
     let server =
@@ -400,6 +405,7 @@ async fn verify_is_a_job_that_stops_when_nobody_watches() {
 async fn a_local_temporary_file_failure_is_not_called_data_loss() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
+    let _restarts = common::RestartsMilvusIfDown::new(&cfg);
     let store = backup_store(&cfg);
     let (spec, _, backup) = backed_up(&cfg, &m, "tmpf", 300).await;
     // As for the Go tool's backups: every binlog is proven by decoding.
@@ -448,6 +454,7 @@ async fn a_local_temporary_file_failure_is_not_called_data_loss() {
 async fn a_binlog_changed_after_its_proof_is_never_imported() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
+    let _restarts = common::RestartsMilvusIfDown::new(&cfg);
     let store = backup_store(&cfg);
     let (spec, _) = source(&m, &common::unique("restaged"), 400).await;
     let release = tempfile::tempdir().unwrap();
@@ -500,6 +507,108 @@ async fn a_binlog_changed_after_its_proof_is_never_imported() {
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
+/// A backup of server-side copies (its checksums MD5 ETags, no CRC32C),
+/// copied by hand to the second S3 and restored from there: its binlogs
+/// stream into Milvus's bucket in parts (`multipartCopyThresholdMiB: 1`), so
+/// a staged copy's ETag is no MD5. A binlog changed between its proof and
+/// its staging fails the restore DATA_LOSS naming it, Milvus never called:
+/// the proof computes the CRC32C too, which the streamed copy is compared
+/// with. Before, only its size was compared: the changed bytes were imported
+/// and Milvus 2.3.5 panicked ("CRC check failed"), restarted for the tests
+/// after (`RestartsMilvusIfDown`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_binlog_proven_by_its_md5_and_changed_before_a_streamed_staging_is_never_imported() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let _restarts = common::RestartsMilvusIfDown::new(&cfg);
+    let here = backup_store(&cfg);
+    // Binlogs over 1 MiB: 40,000 rows a segment.
+    let spec = data::Spec::new(&common::unique("md5stage"));
+    data::create(&m, &spec).await;
+    for rows in [0..40_000, 40_000..80_000] {
+        data::insert(&m, &spec, "", rows, 7).await;
+        data::flush(&m, &spec.db, &spec.name).await;
+    }
+    let backup = common::unique("md5stage_b");
+    let server = common::TestServer::start(&cfg).await;
+    flows::backup_collections(&mut server.client.clone(), &backup, &[&spec.name]).await;
+    drop(server);
+    let checksums = here
+        .read(&format!("backup/{backup}/meta/checksums.json"))
+        .await
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&checksums).contains("crc32c"),
+        "server-side copies: MD5 ETags only"
+    );
+
+    let (host, port) = common::second_s3();
+    let root = common::unique("md5stage_root");
+    let mut offsite = cfg.clone();
+    offsite.minio.backup_address = host.clone();
+    offsite.minio.backup_port = port;
+    offsite.minio.backup_access_key_id = "offsite-key".into();
+    offsite.minio.backup_secret_access_key = milvus_backup::config::Secret::new("offsite-secret");
+    offsite.minio.backup_bucket_name = "offsite".into();
+    let there = S3Bucket::new(&offsite.minio.backup_bucket().unwrap()).unwrap();
+    there.ensure_bucket(true).await.unwrap();
+    for o in here.list(&format!("backup/{backup}/")).await.unwrap() {
+        let body = here.read(&o.key).await.unwrap();
+        let key = format!("{root}/{}", &o.key["backup/".len()..]);
+        there.write(&key, body).await.unwrap();
+    }
+
+    let go = std::env::temp_dir().join(common::unique("md5stage_go"));
+    let (state, config) = process::config_with(&cfg, "md5stage-state", "");
+    let yaml = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("  backupBucketName: {}\n", cfg.minio.bucket_name),
+        &format!(
+            "  backupBucketName: offsite\n  backupAddress: {host}\n  backupPort: {port}\n  \
+             backupAccessKeyID: offsite-key\n  backupSecretAccessKey: offsite-secret\n  \
+             multipartCopyThresholdMiB: 1\n"
+        ),
+    );
+    std::fs::write(&config, yaml).unwrap();
+    process::root_backups_at(&config, &root);
+    let failpoint = format!("restore.created@{}", go.display());
+    let mut server = process::Proc::on(state, config, Some(&failpoint)).await;
+    let target = format!("{}_t", spec.name);
+    let id = flows::start_restore(&mut server.client, restore_req(&backup, "_t", false)).await;
+    server.wait_paused(Duration::from_secs(120)).await;
+    let damaged =
+        data::flip_largest_object(&there, &format!("{root}/{backup}/"), "binlogs/insert_log/")
+            .await;
+    std::fs::write(&go, b"").unwrap();
+    let job = tokio::time::timeout(
+        Duration::from_secs(300),
+        flows::watch_restore_to_end(&mut server.client, &id),
+    )
+    .await
+    .expect("the restore ends");
+    assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
+    assert!(
+        job.error_message.contains(&damaged)
+            && job
+                .error_message
+                .contains("differs from what was proven before import"),
+        "{}",
+        job.error_message
+    );
+    assert_milvus_up(&m).await;
+    eventually(
+        "the collection the restore made is dropped",
+        Duration::from_secs(60),
+        || {
+            let (m, db, target) = (m.clone(), spec.db.clone(), target.clone());
+            async move { m.collection_id(&db, &target).await.unwrap().is_none() }
+        },
+    )
+    .await;
+    let _ = std::fs::remove_file(&go);
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
 /// A backup whose meta names one partition twice (edited by hand: a second
 /// `_default` with another id) is refused DATA_LOSS naming the partition,
 /// before anything is made in Milvus. Imports are followed by partition name:
@@ -508,6 +617,7 @@ async fn a_binlog_changed_after_its_proof_is_never_imported() {
 async fn a_meta_naming_a_partition_twice_is_refused_before_milvus_is_touched() {
     let cfg = common::config();
     let m = common::milvus(&cfg);
+    let _restarts = common::RestartsMilvusIfDown::new(&cfg);
     let store = backup_store(&cfg);
     let (spec, _) = source(&m, &common::unique("twice"), 100).await;
     let backup = common::unique("twice_b");
@@ -560,6 +670,7 @@ async fn a_schema_with_what_milvus_lacks_is_refused_before_milvus_is_touched() {
     use prost::Message as _;
     let cfg = common::config();
     let m = common::milvus(&cfg);
+    let _restarts = common::RestartsMilvusIfDown::new(&cfg);
     let store = backup_store(&cfg);
     let (spec, _) = source(&m, &common::unique("newer"), 50).await;
     let backup = common::unique("newer_b");

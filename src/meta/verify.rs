@@ -207,6 +207,17 @@ pub async fn content_problem(
     key: &str,
     entry: &ManifestEntry,
 ) -> Result<Option<String>> {
+    Ok(content_check(catalog, key, entry).await?.0)
+}
+
+/// [`content_problem`], with the CRC32C of the bytes read (`None` for an
+/// object decoded instead, or missing): what a copy of them is compared with
+/// where the manifest has only an MD5 ETag.
+pub async fn content_check(
+    catalog: &Catalog,
+    key: &str,
+    entry: &ManifestEntry,
+) -> Result<(Option<String>, Option<u32>)> {
     // A read cut off mid-body is read again from the start.
     let read = crate::retry::retry(
         crate::retry::Backoff::COPY,
@@ -219,9 +230,9 @@ pub async fn content_problem(
 
 /// An object listed but gone by the time it is read is missing: damage to
 /// name, not a failure of the check.
-fn gone_is_missing(read: Result<Option<String>>) -> Result<Option<String>> {
+fn gone_is_missing<T: Default>(read: Result<(Option<String>, T)>) -> Result<(Option<String>, T)> {
     match read {
-        Err(Error::NotFound { kind: "object", .. }) => Ok(Some("missing".into())),
+        Err(Error::NotFound { kind: "object", .. }) => Ok((Some("missing".into()), T::default())),
         read => read,
     }
 }
@@ -230,31 +241,35 @@ async fn read_and_compare(
     catalog: &Catalog,
     key: &str,
     entry: &ManifestEntry,
-) -> Result<Option<String>> {
-    // Only the digest the manifest holds is computed: CRC32C, else the MD5 ETag.
+) -> Result<(Option<String>, Option<u32>)> {
+    // The CRC32C always (cheap, and what a streamed copy computes); the MD5
+    // only to compare with an ETag the manifest holds instead.
     let want_md5 = entry.crc32c.is_none().then(|| entry.md5()).flatten();
     if entry.crc32c.is_none() && want_md5.is_none() {
         // No digest (a server-side copy in parts): decoded as Milvus would.
-        return decode_problem(catalog, key).await;
+        return Ok((decode_problem(catalog, key).await?, None));
     }
     let (_, mut body) = catalog.read_stream(key).await?;
     let mut crc = 0u32;
     let mut md5 = md5::Md5::new();
     while let Some(chunk) = body.try_next().await? {
+        crc = crc32c::crc32c_append(crc, &chunk);
         if want_md5.is_some() {
             md5.update(&chunk);
-        } else {
-            crc = crc32c::crc32c_append(crc, &chunk);
         }
     }
     if let Some(want) = entry.crc32c {
-        return Ok((crc != want).then(|| format!("altered: crc32c {crc:08x}, expected {want:08x}")));
+        let problem =
+            (crc != want).then(|| format!("altered: crc32c {crc:08x}, expected {want:08x}"));
+        return Ok((problem, Some(crc)));
     }
     if let Some(want) = want_md5 {
         let got: [u8; 16] = md5.finalize().into();
-        return Ok((got != want).then(|| "altered: MD5 differs from the recorded ETag".to_string()));
+        let problem =
+            (got != want).then(|| "altered: MD5 differs from the recorded ETag".to_string());
+        return Ok((problem, Some(crc)));
     }
-    Ok(None)
+    Ok((None, Some(crc)))
 }
 
 /// Reads object `key` and decodes it as Milvus's reader would (for objects
@@ -321,7 +336,7 @@ pub async fn decode_with_digest(catalog: &Catalog, key: &str) -> Result<Decoded>
             md5: Some(md5),
         }),
         Err(e) => Ok(Decoded {
-            problem: gone_is_missing(Err(e))?,
+            problem: gone_is_missing::<()>(Err(e))?.0,
             ..Decoded::default()
         }),
     }

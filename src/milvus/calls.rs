@@ -272,13 +272,24 @@ impl MilvusApi for MilvusClient {
     }
 
     async fn loading_progress(&self, db: &str, collection: &str) -> Result<i64> {
-        let msg = pb::GetLoadingProgressRequest::for_collection(db, collection);
-        let req = self.request(db, msg);
-        let resp = self
-            .send("GetLoadingProgress", req, via!(get_loading_progress))
-            .await?;
         let op = format!("GetLoadingProgress {db}.{collection}");
-        loading_progress_of(&op, resp.status(), resp.progress)
+        // Asked again when Milvus is briefly away, as every read is: a
+        // restore waiting for a load after its swap must not fail on one
+        // lost answer.
+        let once = || async {
+            let msg = pb::GetLoadingProgressRequest::for_collection(db, collection);
+            let req = self.request(db, msg);
+            let resp = self
+                .send("GetLoadingProgress", req, via!(get_loading_progress))
+                .await?;
+            loading_progress_of(&op, resp.status(), resp.progress)
+        };
+        crate::retry::retry(
+            crate::retry::Backoff::MILVUS,
+            crate::retry::milvus_transient,
+            once,
+        )
+        .await
     }
 
     async fn flush(&self, db: &str, collection: &str) -> Result<FlushResult> {

@@ -111,9 +111,16 @@ pub async fn clean_up(
             }
         }
         // A load it asked on a collection it leaves in place (not dropped:
-        // the user's, or its copy swapped in) is released again.
+        // the user's, or its copy swapped in) is released again, except on
+        // a copy that replaced a loaded original: it serves in its place.
+        let serves =
+            matches!(outcome, Outcome::SwapCompleted) && c.original_replicas.is_some_and(|r| r > 0);
+        if serves && c.loaded_by_job.is_some() {
+            info!(restore = %snap.id, collection = %c.target, "kept the load this restore asked for: the collection it replaced was loaded");
+        }
         if let (Some(id), Outcome::Nothing | Outcome::LeftAlone(_) | Outcome::SwapCompleted) =
             (c.loaded_by_job, &outcome)
+            && !serves
             && !release_load(ctx, &snap.id, c, id, fences, reachable_by).await
         {
             complete = false;

@@ -20,7 +20,7 @@ use crate::jobs::{JobHandle, RestoreSnapshot};
 use crate::meta::LogKind;
 use crate::meta::manifest::ManifestEntry;
 use crate::meta::manifest::md5_of_etag;
-use crate::meta::verify::{NOT_IN_CHECKSUMS, content_problem, size_problem, unlisted_delete_logs};
+use crate::meta::verify::{NOT_IN_CHECKSUMS, content_check, size_problem, unlisted_delete_logs};
 use crate::restore::RestoreTarget;
 use crate::storage::{Copied, ObjectInfo};
 
@@ -251,10 +251,13 @@ async fn prove_by_checksum(
         // No digest to compare with (a multipart copy's ETag): decode it instead.
         return decoded(ctx, o).await;
     }
-    let problem = content_problem(&ctx.catalog, &o.key, entry).await?;
+    let (problem, read_crc32c) = content_check(&ctx.catalog, &o.key, entry).await?;
     let proof = Proof {
         size: entry.size,
-        crc32c: entry.crc32c,
+        // Also for an object the manifest knows by its MD5 only: a staged
+        // copy streamed into a store whose ETag is no MD5 (parts,
+        // encryption, Azure, GCS) is compared by it.
+        crc32c: entry.crc32c.or(read_crc32c),
         md5: entry.md5(),
     };
     Ok((problem, proof))
