@@ -14,7 +14,8 @@ use common::data::{self, Spec};
 use common::flows;
 use common::process;
 use milvus_backup::api::proto as pb;
-use milvus_backup::milvus::MilvusApi;
+use milvus_backup::milvus::{ImportPhase, MilvusApi, MilvusClient};
+use milvus_backup::storage::ObjectStore;
 
 /// `skip_create_collection` into a collection that routes its partition key
 /// over another number of partitions than the backup's: Milvus would hash
@@ -411,6 +412,80 @@ async fn a_load_asked_by_a_restore_that_did_not_succeed_is_released() {
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
+/// The folders of the one partition of the backup in `folder` (`…/`), under
+/// insert_log/ and delta_log/: what an import of it reads.
+async fn partition_folders(bucket: &dyn ObjectStore, folder: &str) -> Vec<String> {
+    let insert_logs = format!("{folder}binlogs/insert_log/");
+    let keys = bucket.list(&insert_logs).await.unwrap();
+    let rel = &keys[0].key[insert_logs.len()..];
+    let part: Vec<&str> = rel.split('/').take(2).collect();
+    let files = vec![
+        format!("{insert_logs}{}/{}/", part[0], part[1]),
+        format!("{folder}binlogs/delta_log/{}/{}/", part[0], part[1]),
+    ];
+    assert!(
+        !bucket.list(&files[1]).await.unwrap().is_empty(),
+        "the backup has delete logs"
+    );
+    files
+}
+
+/// Imports of `files` queued straight through Milvus (as another tool's
+/// restore would) into 6 new collections of `spec`'s schema; their names.
+async fn queue_imports(m: &MilvusClient, spec: &Spec, files: &[String]) -> Vec<String> {
+    use milvus_backup::milvus::ImportRequest;
+    let targets: Vec<String> = (0..6).map(|i| format!("{}_r{i}", spec.name)).collect();
+    for t in &targets {
+        data::create(m, &Spec::new(t)).await;
+        m.import(&ImportRequest {
+            db: spec.db.clone(),
+            collection: t.clone(),
+            partition: "_default".into(),
+            files: files.to_vec(),
+            options: vec![("backup".into(), "true".into())],
+        })
+        .await
+        .unwrap();
+    }
+    targets
+}
+
+/// Waits until no Milvus import reads from `folder`.
+async fn imports_ended(m: &MilvusClient, folder: &str) {
+    flows::eventually(
+        "Milvus's imports from the folder end",
+        Duration::from_secs(300),
+        || {
+            let (m, folder) = (m.clone(), folder.to_string());
+            async move {
+                !m.all_imports().await.unwrap().into_iter().any(|t| {
+                    t.phase == ImportPhase::Running
+                        && t.files.iter().any(|f| f.starts_with(&folder))
+                })
+            }
+        },
+    )
+    .await;
+}
+
+/// Every import into `targets` completed, each with `source`'s rows.
+async fn imported_whole(
+    m: &MilvusClient,
+    spec: &Spec,
+    targets: &[String],
+    source: &[milvus_backup::milvus::rows::Row],
+) {
+    for t in targets {
+        let tasks = m.collection_imports(&spec.db, t).await.unwrap();
+        assert!(
+            !tasks.is_empty() && tasks.iter().all(|x| x.phase == ImportPhase::Completed),
+            "{t}: {tasks:?}"
+        );
+        let rows = flows::flushed_and_loaded(m, &Spec::new(t)).await;
+        data::assert_rows_equal(t, source, &rows);
+    }
+}
+
 /// Milvus import tasks that read a backup's own folder in place, asked
 /// straight through Milvus's Import (as another tool's restore would), so no
 /// job of ours holds the backup: a DeleteBackup meanwhile is refused with
@@ -420,7 +495,6 @@ async fn a_load_asked_by_a_restore_that_did_not_succeed_is_released() {
 /// the folder under the imports.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_delete_is_refused_while_milvus_imports_read_the_backups_folder() {
-    use milvus_backup::milvus::{ImportPhase, ImportRequest};
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let spec = Spec::new(&common::unique("readby_src"));
@@ -435,46 +509,10 @@ async fn a_delete_is_refused_while_milvus_imports_read_the_backups_folder() {
     let backup = common::unique("readby_b");
     flows::backup_collections(&mut server.client, &backup, &[&spec.name]).await;
 
-    // The backup's one partition folder, under insert_log/ and delta_log/.
     let bucket = process::rooted_bucket(&cfg);
     let folder = format!("{root}/{backup}/");
-    let insert_logs = format!("{folder}binlogs/insert_log/");
-    let keys = bucket.list(&insert_logs).await.unwrap();
-    let rel = &keys[0].key[insert_logs.len()..];
-    let part: Vec<&str> = rel.split('/').take(2).collect();
-    let files = vec![
-        format!("{insert_logs}{}/{}/", part[0], part[1]),
-        format!("{folder}binlogs/delta_log/{}/{}/", part[0], part[1]),
-    ];
-    assert!(
-        !bucket.list(&files[1]).await.unwrap().is_empty(),
-        "the backup has delete logs"
-    );
-
-    // Queued imports into 6 collections of the same schema.
-    let targets: Vec<String> = (0..6).map(|i| format!("{}_r{i}", spec.name)).collect();
-    for t in &targets {
-        data::create(&m, &Spec::new(t)).await;
-        m.import(&ImportRequest {
-            db: spec.db.clone(),
-            collection: t.clone(),
-            partition: "_default".into(),
-            files: files.clone(),
-            options: vec![("backup".into(), "true".into())],
-        })
-        .await
-        .unwrap();
-    }
-    let reading = |m: milvus_backup::milvus::MilvusClient, folder: String| async move {
-        m.all_imports()
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|t| {
-                t.phase == ImportPhase::Running && t.files.iter().any(|f| f.starts_with(&folder))
-            })
-            .count()
-    };
+    let files = partition_folders(bucket.as_ref(), &folder).await;
+    let targets = queue_imports(&m, &spec, &files).await;
     let err = server
         .client
         .delete_backup(pb::DeleteBackupRequest {
@@ -493,28 +531,92 @@ async fn a_delete_is_refused_while_milvus_imports_read_the_backups_folder() {
         "nothing removed"
     );
 
-    flows::eventually(
-        "Milvus's imports from the folder end",
-        Duration::from_secs(300),
-        || {
-            let running = reading(m.clone(), folder.clone());
-            async move { running.await == 0 }
+    imports_ended(&m, &folder).await;
+    flows::delete_eventually(&server.client, &backup, "the delete once the imports ended").await;
+    assert!(bucket.list(&folder).await.unwrap().is_empty(), "deleted");
+    imported_whole(&m, &spec, &targets, &source).await;
+
+    server.finish();
+    for t in &targets {
+        data::drop_if_exists(&m, &spec.db, t).await;
+    }
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// A full backup H and an incremental backup B reusing its binlogs. H's
+/// delete is held right after its commit point (`delete.after_commit_point`)
+/// while Milvus imports read H's folder in place (asked straight through
+/// Milvus, as the Go tool's restore of H would); released, it stops
+/// FAILED_PRECONDITION, H incomplete and its folder whole. B's delete, which
+/// would remove what H left, is refused FAILED_PRECONDITION naming the
+/// imports, and removes nothing of H's. Once they ended, it goes through:
+/// both folders empty, every import whole. Before, it removed H's binlogs
+/// under the running imports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delete_leaves_a_deleted_backups_objects_while_milvus_imports_read_them() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("homeread_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..300, 43).await;
+    data::delete(&m, &spec, "pk in [7, 200]").await;
+    let source = flows::flushed_and_loaded(&m, &spec).await;
+    let root = common::unique("homeread_root");
+    let (mut server, go) =
+        flows::held_rooted_at(&cfg, "homeread", &root, &["delete.after_commit_point"]).await;
+    let (home, inc) = (common::unique("homeread_h"), common::unique("homeread_i"));
+    flows::backup_collections(&mut server.client, &home, &[&spec.name]).await;
+    flows::backup(
+        &mut server.client,
+        pb::CreateBackupRequest {
+            incremental: Some(true),
+            ..flows::backup_request(&inc, &[&spec.name])
         },
     )
     .await;
-    flows::delete_eventually(&server.client, &backup, "the delete once the imports ended").await;
-    assert!(bucket.list(&folder).await.unwrap().is_empty(), "deleted");
-    for t in &targets {
-        let tasks = m.collection_imports(&spec.db, t).await.unwrap();
-        assert!(
-            !tasks.is_empty() && tasks.iter().all(|x| x.phase == ImportPhase::Completed),
-            "{t}: {tasks:?}"
-        );
-        let into = Spec::new(t);
-        let rows = flows::flushed_and_loaded(&m, &into).await;
-        data::assert_rows_equal(t, &source, &rows);
-    }
+    let bucket = process::rooted_bucket(&cfg);
+    let home_folder = format!("{root}/{home}/");
+    let files = partition_folders(bucket.as_ref(), &home_folder).await;
 
+    let home_delete = flows::detached_delete(&mut server.client, &home).await;
+    server.wait_paused(Duration::from_secs(60)).await;
+    let targets = queue_imports(&m, &spec, &files).await;
+    std::fs::write(&go[0], b"").unwrap();
+    let ended = flows::watched_delete_end(&mut server.client, &home_delete.id).await;
+    assert_eq!(ended.state, pb::JobState::Failed as i32, "{ended:?}");
+    let left = bucket.list(&home_folder).await.unwrap().len();
+    assert!(left > 0, "H's folder stays");
+
+    let err = server
+        .client
+        .delete_backup(pb::DeleteBackupRequest {
+            name: inc.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("refused while Milvus imports read H's folder");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains("still read backup") && err.message().contains(&home_folder),
+        "{err:?}"
+    );
+    assert_eq!(
+        bucket.list(&home_folder).await.unwrap().len(),
+        left,
+        "nothing of H's removed"
+    );
+
+    imports_ended(&m, &home_folder).await;
+    flows::delete_eventually(&server.client, &inc, "B's delete once the imports ended").await;
+    if !bucket.list(&home_folder).await.unwrap().is_empty() {
+        flows::delete_eventually(&server.client, &home, "H's delete run again").await;
+    }
+    for folder in [&home_folder, &format!("{root}/{inc}/")] {
+        assert!(bucket.list(folder).await.unwrap().is_empty(), "{folder}");
+    }
+    imported_whole(&m, &spec, &targets, &source).await;
+
+    let _ = std::fs::remove_file(&go[0]);
     server.finish();
     for t in &targets {
         data::drop_if_exists(&m, &spec.db, t).await;

@@ -167,7 +167,8 @@ impl DeleteJob {
     /// backup was retired, and removes what nothing references). Any other
     /// holder (a reader) is waited for, up to twice the lease TTL; then the
     /// delete stops ABORTED, with nothing else removed, to be run again: the
-    /// objects are never left behind unowned, keeping the name taken.
+    /// objects are never left behind unowned, keeping the name taken. So it
+    /// does (FAILED_PRECONDITION) while Milvus imports read `home`'s folder.
     async fn hold_home(&self, home: &str, job: &str) -> Result<Option<Lease>> {
         let (catalog, leases) = (&self.ctx.catalog, self.ctx.leases());
         let deadline = Instant::now() + 2 * leases.ttl();
@@ -178,7 +179,22 @@ impl DeleteJob {
                 })
                 .await;
             let left = match hold {
-                Ok((lease, false)) => return Ok(Some(lease)),
+                Ok((lease, false)) => {
+                    // Nor while Milvus imports read its folder in place (a
+                    // restore by another tool, one its own delete stopped for).
+                    let reading = imports_reading(&self.ctx, home).await;
+                    let Ok(None) = reading else {
+                        lease.release().await;
+                        let why = reading?.unwrap_or_default();
+                        return Err(Error::FailedPrecondition(format!(
+                            "{why}; backup {} reused objects from deleted backup {home:?}: {} is \
+                             no longer listed or restorable, and nothing else was removed: \
+                             delete it again once they ended",
+                            self.name, self.name
+                        )));
+                    };
+                    return Ok(Some(lease));
+                }
                 Ok((lease, true)) => {
                     lease.release().await;
                     "a backup of that name is complete again".to_string()
@@ -231,7 +247,7 @@ impl JobKind for DeleteJob {
         let resumed = resumes.is_some();
         let id = resumes.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let lease = ctx.leases().hold_for_writing(&name, &id, "delete").await?;
-        let read = match imports_reading(ctx, &name).await {
+        let read = match imports_reading(ctx, name.as_str()).await {
             Ok(None) => None,
             Ok(Some(tasks)) => Some(Error::FailedPrecondition(format!(
                 "{tasks}: it was not deleted"
@@ -369,7 +385,7 @@ impl JobKind for DeleteJob {
             })?;
         // Nor may a Milvus import still read its folder: one that began
         // before the backup was retired.
-        if let Some(tasks) = imports_reading(&self.ctx, &self.name).await? {
+        if let Some(tasks) = imports_reading(&self.ctx, self.name.as_str()).await? {
             return Err(Error::FailedPrecondition(format!(
                 "{tasks}; the backup is no longer listed or restorable, and nothing else was \
                  removed: delete it again once they ended"
@@ -460,11 +476,11 @@ impl JobKind for DeleteJob {
 /// restore that let go of the backup while Milvus still had its imports, or
 /// another tool's. Removing the folder under them would import rows without
 /// their deletes, or fail them half-way.
-async fn imports_reading(ctx: &Context, name: &BackupName) -> Result<Option<String>> {
+async fn imports_reading(ctx: &Context, name: &str) -> Result<Option<String>> {
     if !ctx.backups_in_milvus_bucket() {
         return Ok(None);
     }
-    let folder = ctx.catalog.layout().backup_prefix(name.as_str());
+    let folder = ctx.catalog.layout().backup_prefix(name);
     let reading: Vec<String> = ctx
         .milvus
         .all_imports()
@@ -479,7 +495,7 @@ async fn imports_reading(ctx: &Context, name: &BackupName) -> Result<Option<Stri
         format!(
             "Milvus import tasks {} still read backup {:?} from {folder:?}",
             reading.join(", "),
-            name.as_str()
+            name
         )
     }))
 }
