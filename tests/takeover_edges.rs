@@ -124,16 +124,28 @@ async fn a_cancel_sent_while_the_owner_is_dead_ends_the_restore_cancelled() {
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_paused_owner_that_wakes_after_the_takeover_leaves_the_job_alone() {
+/// An owner paused (SIGSTOP) past its leases while another replica finishes
+/// its restore; woken, it stops and leaves the job alone. Restarted on its
+/// state directory, it answers the end the shared record has and leaves the
+/// collection alone; with `pruned`, that record is gone first (pruned once
+/// 1,000 later restores ended, or the backup root changed), and the
+/// restart still leaves the collection alone (before, it cleaned up from
+/// its own record, ended when it lost its leases, and dropped it).
+async fn paused_owner_wakes_after_the_takeover(tag: &str, pruned: bool) {
     let cfg = common::config();
     let m = common::milvus(&cfg);
-    let (spec, rows) = source(&m, "paused_src").await;
-    let root = common::unique("paused_root");
-    let mut owner =
-        Proc::start_rooted_paused(&cfg, "powner", &root, "", Some("restore.importing")).await;
-    let b = Proc::start_rooted(&cfg, "ptaker", &root, "").await;
-    let name = common::unique("paused_b");
+    let (spec, rows) = source(&m, &format!("{tag}_src")).await;
+    let root = common::unique(&format!("{tag}_root"));
+    let mut owner = Proc::start_rooted_paused(
+        &cfg,
+        &format!("{tag}owner"),
+        &root,
+        "",
+        Some("restore.importing"),
+    )
+    .await;
+    let b = Proc::start_rooted(&cfg, &format!("{tag}taker"), &root, "").await;
+    let name = common::unique(&format!("{tag}_b"));
     flows::backup_collections(&mut owner.client, &name, &[&spec.name]).await;
     let target = format!("{}_pz", spec.name);
     let id = flows::start_restore(
@@ -171,21 +183,51 @@ async fn a_paused_owner_that_wakes_after_the_takeover_leaves_the_job_alone() {
     );
     let now = data::rows(&m, &spec, &spec.db, &target, &[]).await;
     data::assert_rows_equal("restored", &rows, &now);
-    // Restarted on its state directory, the owner answers the job's end as
-    // the shared record has it (not its own "lost its hold"), and leaves
-    // the collection alone.
+    b.finish();
+    if pruned {
+        common::process::rooted_bucket(&cfg)
+            .delete(&[format!("{root}/_jobs/restores/{id}.json")])
+            .await
+            .unwrap();
+    }
+    // Restarted on its state directory: its recovery's cleanup, if any, runs
+    // within seconds (3 s leases).
     let mut owner = owner.kill_and_restart().await;
-    let after = flows::get_restore(&mut owner.client, &id).await;
-    assert_eq!(after.state, pb::JobState::Succeeded as i32, "{after:?}");
+    tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(
         m.collection_id(&spec.db, &target).await.unwrap(),
         restored_id,
         "the restored collection stays"
     );
-    b.finish();
+    match pruned {
+        true => {
+            common::process::wait_for_log(
+                &owner.log,
+                "its shared record is gone",
+                Duration::from_secs(30),
+            )
+            .await
+        }
+        // It answers the job's end as the shared record has it (not its own
+        // "lost its hold").
+        false => {
+            let after = flows::get_restore(&mut owner.client, &id).await;
+            assert_eq!(after.state, pb::JobState::Succeeded as i32, "{after:?}");
+        }
+    }
     owner.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     data::drop_if_exists(&m, &spec.db, &target).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_owner_that_wakes_after_the_takeover_leaves_the_job_alone() {
+    paused_owner_wakes_after_the_takeover("paused", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_owner_restarted_after_the_shared_record_went_leaves_the_job_alone() {
+    paused_owner_wakes_after_the_takeover("pruned", true).await;
 }
 
 /// A CLI restore interrupted with Ctrl-C (SIGINT) while Milvus imports is

@@ -187,6 +187,15 @@ impl JobKind for RestoreJob {
                 warn!(restore = %r.id, error = %e, "cannot read the shared record; left to the takeover");
                 return Recovered::resume(r);
             }
+            // Ended here without a cleanup of its own due (it lost its
+            // leases: another server took it over), its shared record gone
+            // since (pruned once ended, or under another backup root): the
+            // server that finished it cleaned up, and what it made may be
+            // in use. Nothing is dropped on the word of this record.
+            Ok(None) if r.order.is_some() && r.state.is_terminal() && !r.cleanup_due => {
+                warn!(restore = %r.id, "its shared record is gone and it did not end here with a cleanup due: another server may have finished it; nothing is cleaned up");
+                return Recovered::at_once(r);
+            }
             _ => {}
         }
         let recorded_ended = r.state.is_terminal();
