@@ -305,16 +305,13 @@ async fn deletes_racing_incremental_backups_and_killed_deletes_leave_every_backu
 
 /// Two deletes at once, of a base and of the incremental backup that reuses
 /// all its objects. The base's delete has read its references (the
-/// incremental one complete: its objects are kept) and waits at
-/// `delete.planned` while the other delete runs to its end (it waits twice
-/// the TTL for the base's name, then leaves the shared objects to the
-/// base's delete). Each removes its commit point before reading references,
-/// so the one reading last sees both gone: no shared object is left behind,
-/// and both names are free.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_base_and_its_incremental_backup_deleted_at_once_leave_nothing_behind() {
+/// incremental one complete: its objects are kept) and is held at `point`
+/// while the other delete runs: that one waits for the base's delete,
+/// however long it runs (8 s here, past twice the 3 s TTL), then removes
+/// what it reused. Each removes its commit point before reading references,
+/// so no shared object is left behind, and both names are free.
+async fn a_base_and_its_incremental_backup_deleted_at_once(point: &str) {
     let mut cfg = common::config();
-    // The incremental one's delete waits twice the TTL for the base's.
     cfg.backup.lease_ttl_seconds = 3;
     let m = common::milvus(&cfg);
     let server = common::TestServer::start(&cfg).await;
@@ -328,7 +325,7 @@ async fn a_base_and_its_incremental_backup_deleted_at_once_leave_nothing_behind(
     assert_eq!(b.based_on, vec![base.clone()]);
 
     let release = std::env::temp_dir().join(common::unique("two_release"));
-    let failpoint = format!("delete.planned@{}", release.display());
+    let failpoint = format!("{point}@{}", release.display());
     let deleter = common::process::Proc::start(&cfg, "incr-two", "", Some(&failpoint)).await;
     let mut c = deleter.client.clone();
     let name = base.clone();
@@ -342,14 +339,25 @@ async fn a_base_and_its_incremental_backup_deleted_at_once_leave_nothing_behind(
     deleter
         .wait_paused(std::time::Duration::from_secs(60))
         .await;
-    client
-        .delete_backup(pb::DeleteBackupRequest {
-            name: inc.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("the incremental backup is deleted");
+    let name = inc.clone();
+    let inc_delete = tokio::spawn(async move {
+        client
+            .delete_backup(pb::DeleteBackupRequest {
+                name,
+                ..Default::default()
+            })
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    assert!(
+        !inc_delete.is_finished(),
+        "{point}: the incremental backup's delete waits for the base's"
+    );
     std::fs::write(&release, b"").unwrap();
+    inc_delete
+        .await
+        .unwrap()
+        .expect("the incremental backup is deleted");
     flows::eventually(
         "the base's delete ends with its folder empty",
         std::time::Duration::from_secs(60),
@@ -370,6 +378,22 @@ async fn a_base_and_its_incremental_backup_deleted_at_once_leave_nothing_behind(
     let _ = std::fs::remove_file(&release);
     deleter.finish();
     hello::drop_if_exists(&m, "default", &coll).await;
+}
+
+/// The base's delete held before it removes anything (`delete.planned`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_base_and_its_incremental_backup_deleted_at_once_leave_nothing_behind() {
+    a_base_and_its_incremental_backup_deleted_at_once("delete.planned").await;
+}
+
+/// The base's delete held after its last look at what backups deleted since
+/// its plan freed (`delete.freed_checked`). Before, the other delete left
+/// the shared objects to it after twice the TTL and succeeded, and they
+/// stayed in the base's folder with nothing to remove them: the base's name
+/// taken for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_base_deleted_past_its_last_look_leaves_nothing_behind() {
+    a_base_and_its_incremental_backup_deleted_at_once("delete.freed_checked").await;
 }
 
 /// Reuse follows a collection's id, not its name, and does not need the

@@ -160,18 +160,19 @@ impl DeleteJob {
     }
 
     /// Holds deleted backup `home` as its writer, with no reader, checked
-    /// incomplete; `None` when its objects are left to another job: the one
-    /// creating a backup under that name again (they are that backup's
-    /// now), or a delete of `home` still running after the wait below (it
-    /// reads the references again once its own are removed, after this
-    /// backup was retired, and removes what nothing references). Any other
-    /// holder (a reader) is waited for, up to twice the lease TTL; then the
+    /// incomplete; `None` when its objects are left to the job creating a
+    /// backup under that name again (they are that backup's now). A delete
+    /// of `home` is waited for however long it runs: it may have read the
+    /// references before this backup was retired, and then leaves what this
+    /// one reused. Any other holder (a reader) is waited for, up to twice
+    /// the lease TTL; then the
     /// delete stops ABORTED, with nothing else removed, to be run again: the
     /// objects are never left behind unowned, keeping the name taken. So it
     /// does (FAILED_PRECONDITION) while Milvus imports read `home`'s folder.
     async fn hold_home(&self, home: &str, job: &str) -> Result<Option<Lease>> {
         let (catalog, leases) = (&self.ctx.catalog, self.ctx.leases());
         let deadline = Instant::now() + 2 * leases.ttl();
+        let mut said = false;
         loop {
             let hold = leases
                 .hold_for_writing_then(home, job, "delete what a deleted backup left", async {
@@ -204,7 +205,13 @@ impl DeleteJob {
                     tokio::time::sleep(HOME_RETRY).await;
                     continue;
                 }
-                Err(Error::Aborted(why)) if leases.being_deleted(home).await? => why,
+                Err(Error::Aborted(why)) if leases.being_deleted(home).await? => {
+                    if !std::mem::replace(&mut said, true) {
+                        info!(backup = %self.name, %home, holder = %why, "waiting for the delete of the backup whose objects this one reused");
+                    }
+                    tokio::time::sleep(HOME_RETRY).await;
+                    continue;
+                }
                 Err(Error::Aborted(why)) => {
                     return Err(Error::Aborted(format!(
                         "{why}; backup {} reused objects from deleted backup {home:?} that may \

@@ -190,6 +190,7 @@ impl Catalog {
             progress(done, total);
         }
         self.delete_freed_since_planned(name, plan, &held).await?;
+        crate::failpoint::pause_at("delete.freed_checked").await;
         held()?;
         self.store.delete(&marks).await?;
         // An entry a writer published late (paused past its lease) goes too.
