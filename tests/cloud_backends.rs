@@ -606,3 +606,89 @@ async fn a_slow_streamed_upload_is_not_cut_short() {
     });
     futures::future::join_all(uploads).await;
 }
+
+/// HMAC-SHA256 of `msg` under `key` (RFC 2104), for signing a SAS here.
+fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut k = [0u8; 64];
+    match key.len() > 64 {
+        true => k[..32].copy_from_slice(&Sha256::digest(key)),
+        false => k[..key.len()].copy_from_slice(key),
+    }
+    let mut inner = Sha256::new();
+    inner.update(k.map(|b| b ^ 0x36));
+    inner.update(msg);
+    let mut outer = Sha256::new();
+    outer.update(k.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// A service SAS scoped to `container` of Azurite's account (version
+/// 2020-12-06: read, add, create, write, delete, list), signed with the
+/// account key as Azure signs one.
+fn container_sas(container: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (sp, se, sv) = ("racwdl", "2099-01-01T00:00:00Z", "2020-12-06");
+    let canonical = format!("/blob/{}/{container}", common::AZURITE_ACCOUNT);
+    let fields = [
+        sp, "", se, &canonical, "", "", "", sv, "c", "", "", "", "", "", "", "",
+    ];
+    let key = b64.decode(common::AZURITE_KEY).unwrap();
+    let sig = b64.encode(hmac_sha256(&key, fields.join("\n").as_bytes()));
+    let sig = percent_encoding::utf8_percent_encode(&sig, percent_encoding::NON_ALPHANUMERIC);
+    format!("sv={sv}&sr=c&sp={sp}&se={se}&sig={sig}")
+}
+
+/// Backups in an Azure container reached with a SAS scoped to it, which may
+/// not read the container's properties: the container is found by listing
+/// one blob, and objects and leases work. Before, every backup, `check` and
+/// the start-up probe failed PERMISSION_DENIED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sas_scoped_to_the_container_is_enough() {
+    use milvus_backup::storage;
+    let with_key = common::backups_on_azurite(common::config());
+    let container = with_key.minio.backup_bucket_name.clone();
+    storage::open(&with_key.minio.backup_bucket().unwrap())
+        .unwrap()
+        .ensure_bucket(true)
+        .await
+        .unwrap();
+    let mut cfg = with_key.clone();
+    cfg.minio.backup_secret_access_key = Secret::new(container_sas(&container));
+    let store = storage::open(&cfg.minio.backup_bucket().unwrap()).unwrap();
+    store
+        .ensure_bucket(false)
+        .await
+        .expect("the container is there");
+    store
+        .write("sas/object", bytes::Bytes::from_static(b"by sas"))
+        .await
+        .unwrap();
+    assert_eq!(&store.read("sas/object").await.unwrap()[..], b"by sas");
+    assert_eq!(store.list("sas/").await.unwrap().len(), 1);
+    let ctx = milvus_backup::context::Context::from_config(&cfg).unwrap();
+    let lease = ctx
+        .leases()
+        .acquire("backup/sas", "job-1", "create")
+        .await
+        .expect("a lease");
+    lease.release().await;
+    store.delete(&["sas/object".into()]).await.unwrap();
+
+    // A container that is not there is still NOT_FOUND, not refused.
+    let mut missing = cfg.clone();
+    missing.minio.backup_bucket_name = format!("gone-{}", uuid::Uuid::new_v4().simple());
+    missing.minio.backup_secret_access_key =
+        Secret::new(container_sas(&missing.minio.backup_bucket_name));
+    let err = storage::open(&missing.minio.backup_bucket().unwrap())
+        .unwrap()
+        .ensure_bucket(false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, milvus_backup::error::Error::NotFound { .. }),
+        "{err:?}"
+    );
+}

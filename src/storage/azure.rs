@@ -277,14 +277,26 @@ impl ObjectStore for AzureContainer {
     async fn ensure_bucket(&self, create: bool) -> Result<()> {
         let path = self.cloud.bucket.as_str().to_string();
         let query = [("restype", "container")];
-        let resp = self
+        let mut resp = self
             .send("GetContainerProperties", Method::HEAD, &path, &query, &[])
             .await?;
+        // A SAS scoped to the container may not read its properties: a
+        // listing of one blob, which it may, says whether it is there.
+        let mut operation = "GetContainerProperties";
+        if resp.status() == StatusCode::FORBIDDEN {
+            let list = [
+                ("restype", "container"),
+                ("comp", "list"),
+                ("maxresults", "1"),
+            ];
+            operation = "ListBlobs";
+            resp = self.send(operation, Method::GET, &path, &list, &[]).await?;
+        }
         if resp.status().is_success() {
             return Ok(());
         }
         if resp.status() != StatusCode::NOT_FOUND {
-            return Err(self.refused("GetContainerProperties", "", resp).await);
+            return Err(self.refused(operation, "", resp).await);
         }
         if !create {
             return Err(Error::NotFound {
