@@ -209,3 +209,74 @@ async fn a_cold_listing_reads_a_pack_instead_of_every_entry_and_stays_exact() {
     let _ = std::fs::remove_dir_all(&state);
     let _ = std::fs::remove_file(&config);
 }
+
+/// A backup's folder removed by hand leaves its catalog index entry; a
+/// backup made again under the name withdraws it as it publishes its own:
+/// ListBackups and GetBackup by id show the new backup, and one entry is
+/// left. Before, both entries stayed, and whichever sorted last answered
+/// for the name (the old summary listed, the new id not found by GetBackup).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_made_again_after_its_folder_was_removed_by_hand_replaces_its_entry() {
+    use common::flows;
+    use milvus_backup::api::proto as pb;
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("stale_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..50, 9).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client.clone();
+    let store = server.ctx.catalog.store().clone();
+    let name = common::unique("stale_b");
+    let entries = |store: std::sync::Arc<dyn ObjectStore>, name: String| async move {
+        store
+            .list(&format!("backup/_catalog/{name}/"))
+            .await
+            .unwrap()
+            .len()
+    };
+    // Several rounds: which of two entries sorts last is down to their ids.
+    let mut last = String::new();
+    for round in 0..3 {
+        let made = flows::backup_collections(&mut client, &name, &[&spec.name]).await;
+        assert_eq!(
+            entries(store.clone(), name.clone()).await,
+            1,
+            "round {round}"
+        );
+        let got = client
+            .get_backup(pb::GetBackupRequest {
+                id: made.id.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("GetBackup by the new id")
+            .into_inner()
+            .backup
+            .unwrap();
+        assert_eq!(
+            (got.name.as_str(), got.id.as_str()),
+            (name.as_str(), made.id.as_str())
+        );
+        let listed: Vec<_> = flows::listed(&mut client)
+            .await
+            .into_iter()
+            .filter(|b| b.name == name)
+            .map(|b| b.id)
+            .collect();
+        assert_eq!(listed, vec![made.id.clone()], "round {round}");
+        assert_ne!(made.id, last);
+        last = made.id;
+        // The folder removed by hand; its index entry stays.
+        let keys: Vec<String> = store
+            .list(&format!("backup/{name}/"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        store.delete(&keys).await.unwrap();
+    }
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

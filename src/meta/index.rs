@@ -74,7 +74,8 @@ impl Catalog {
     /// A delete that ran while the write was on its way (its writer paused
     /// past its lease) withdrew before the entry landed: the commit point is
     /// read again after, and an entry whose backup is gone, or is another
-    /// one now, is taken back.
+    /// one now, is taken back. Entries of the name with another id (an
+    /// earlier backup's folder removed by hand) are withdrawn.
     pub async fn publish(&self, s: &BackupSnapshot) -> Result<()> {
         let body = serde_json::to_vec(s)?;
         let key = self.index_key(&s.name, &s.id);
@@ -82,6 +83,18 @@ impl Catalog {
         let still = self.read(&s.name).await?.is_some_and(|b| b.id == s.id);
         if !still {
             self.store.delete(std::slice::from_ref(&key)).await?;
+            return Ok(());
+        }
+        let stale: Vec<String> = self
+            .store
+            .list(&format!("{}{}/", self.index_prefix(), s.name))
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .filter(|k| *k != key)
+            .collect();
+        if !stale.is_empty() {
+            self.store.delete(&stale).await?;
         }
         Ok(())
     }
@@ -98,6 +111,9 @@ impl Catalog {
         let prefix = self.index_prefix();
         let mut out = HashMap::new();
         let mut packs = Vec::new();
+        // A name with two entries (one stale, until its backup is published
+        // again) has none: its meta says which backup it is.
+        let mut twice = Vec::new();
         for o in self.store.list(&prefix).await? {
             if self.note_if_pack(&o.key, &mut packs) {
                 continue;
@@ -108,14 +124,18 @@ impl Catalog {
             let Some(id) = decode_id(id) else {
                 continue;
             };
-            out.insert(
-                name.to_string(),
-                IndexEntry {
-                    name: name.to_string(),
-                    id,
-                    key: o.key,
-                },
-            );
+            let name = name.to_string();
+            let entry = IndexEntry {
+                name: name.clone(),
+                id,
+                key: o.key,
+            };
+            if out.insert(name.clone(), entry).is_some() {
+                twice.push(name);
+            }
+        }
+        for name in twice {
+            out.remove(&name);
         }
         self.packs_listed(packs);
         Ok(out)
