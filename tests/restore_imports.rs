@@ -199,12 +199,7 @@ async fn a_binlog_without_checksum_replaced_after_its_proof_is_never_imported() 
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let (host, port) = common::second_s3();
-    let mut offsite = cfg.clone();
-    offsite.minio.backup_address = host.clone();
-    offsite.minio.backup_port = port;
-    offsite.minio.backup_access_key_id = "offsite-key".into();
-    offsite.minio.backup_secret_access_key = milvus_backup::config::Secret::new("offsite-secret");
-    offsite.minio.backup_bucket_name = "offsite".into();
+    let offsite = common::backups_on_second_s3(cfg.clone());
     let store = milvus_backup::storage::open(&offsite.minio.backup_bucket().unwrap()).unwrap();
 
     let (a, b) = (

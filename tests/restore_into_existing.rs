@@ -566,14 +566,7 @@ async fn a_delete_leaves_a_deleted_backups_objects_while_milvus_imports_read_the
         flows::held_rooted_at(&cfg, "homeread", &root, &["delete.after_commit_point"]).await;
     let (home, inc) = (common::unique("homeread_h"), common::unique("homeread_i"));
     flows::backup_collections(&mut server.client, &home, &[&spec.name]).await;
-    flows::backup(
-        &mut server.client,
-        pb::CreateBackupRequest {
-            incremental: Some(true),
-            ..flows::backup_request(&inc, &[&spec.name])
-        },
-    )
-    .await;
+    flows::incremental_backup(&mut server.client, &inc, &[&spec.name]).await;
     let bucket = process::rooted_bucket(&cfg);
     let home_folder = format!("{root}/{home}/");
     let files = partition_folders(bucket.as_ref(), &home_folder).await;

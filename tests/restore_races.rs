@@ -171,14 +171,7 @@ async fn a_cancelled_restore_keeps_its_staging_until_queued_imports_ended() {
     .await;
     let (full, inc) = (common::unique("stage_f"), common::unique("stage_i"));
     flows::backup_collections(&mut server.client, &full, &[&spec.name]).await;
-    flows::backup(
-        &mut server.client,
-        pb::CreateBackupRequest {
-            incremental: Some(true),
-            ..flows::backup_request(&inc, &[&spec.name])
-        },
-    )
-    .await;
+    flows::incremental_backup(&mut server.client, &inc, &[&spec.name]).await;
 
     // The user's own empty collection of the same schema, restored into.
     let target = format!("{}_into", spec.name);

@@ -444,6 +444,48 @@ async fn a_local_temporary_file_failure_is_not_called_data_loss() {
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
 
+/// Lets restore `id`, held before its staging, go on (makes `go`): it fails
+/// naming `damaged` as a staged copy unlike what was proven, Milvus still
+/// answers, and the collection it made (`db.target`) is dropped.
+async fn released_to_a_refused_staging(
+    client: &mut milvus_backup::api::proto::backup_service_client::BackupServiceClient<
+        tonic::transport::Channel,
+    >,
+    m: &MilvusClient,
+    go: &std::path::Path,
+    id: &str,
+    damaged: &str,
+    db: &str,
+    target: &str,
+) {
+    std::fs::write(go, b"").unwrap();
+    let job = tokio::time::timeout(
+        Duration::from_secs(300),
+        flows::watch_restore_to_end(client, id),
+    )
+    .await
+    .expect("the restore ends");
+    assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
+    assert!(
+        job.error_message.contains(damaged)
+            && job
+                .error_message
+                .contains("differs from what was proven before import"),
+        "{}",
+        job.error_message
+    );
+    assert_milvus_up(m).await;
+    eventually(
+        "the collection the restore made is dropped",
+        Duration::from_secs(60),
+        || {
+            let (m, db, target) = (m.clone(), db.to_string(), target.to_string());
+            async move { m.collection_id(&db, &target).await.unwrap().is_none() }
+        },
+    )
+    .await;
+}
+
 /// A binlog whose bytes change after the restore proved them (between its
 /// proof and its staging into Milvus's bucket) never reaches Milvus: the
 /// staged copy is checked against what the proof read, and the restore
@@ -464,45 +506,13 @@ async fn a_binlog_changed_after_its_proof_is_never_imported() {
     let mut client = server.client.clone();
     let (full, inc) = (common::unique("restaged_f"), common::unique("restaged_i"));
     flows::backup_collections(&mut client, &full, &[&spec.name]).await;
-    flows::backup(
-        &mut client,
-        pb::CreateBackupRequest {
-            incremental: Some(true),
-            ..flows::backup_request(&inc, &[&spec.name])
-        },
-    )
-    .await;
+    flows::incremental_backup(&mut client, &inc, &[&spec.name]).await;
     let target = format!("{}_t", spec.name);
     let id = flows::start_restore(&mut client, restore_req(&inc, "_t", false)).await;
     server.wait_paused(Duration::from_secs(120)).await;
     // The incremental backup's objects are the full one's.
     let damaged = damage_largest_binlog(&store, &full).await;
-    std::fs::write(&go, b"").unwrap();
-    let job = tokio::time::timeout(
-        Duration::from_secs(300),
-        flows::watch_restore_to_end(&mut client, &id),
-    )
-    .await
-    .expect("the restore ends");
-    assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
-    assert!(
-        job.error_message.contains(&damaged)
-            && job
-                .error_message
-                .contains("differs from what was proven before import"),
-        "{}",
-        job.error_message
-    );
-    assert_milvus_up(&m).await;
-    eventually(
-        "the collection the restore made is dropped",
-        Duration::from_secs(60),
-        || {
-            let (m, db, target) = (m.clone(), spec.db.clone(), target.clone());
-            async move { m.collection_id(&db, &target).await.unwrap().is_none() }
-        },
-    )
-    .await;
+    released_to_a_refused_staging(&mut client, &m, &go, &id, &damaged, &spec.db, &target).await;
     server.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
@@ -544,12 +554,7 @@ async fn a_binlog_proven_by_its_md5_and_changed_before_a_streamed_staging_is_nev
 
     let (host, port) = common::second_s3();
     let root = common::unique("md5stage_root");
-    let mut offsite = cfg.clone();
-    offsite.minio.backup_address = host.clone();
-    offsite.minio.backup_port = port;
-    offsite.minio.backup_access_key_id = "offsite-key".into();
-    offsite.minio.backup_secret_access_key = milvus_backup::config::Secret::new("offsite-secret");
-    offsite.minio.backup_bucket_name = "offsite".into();
+    let offsite = common::backups_on_second_s3(cfg.clone());
     let there = S3Bucket::new(&offsite.minio.backup_bucket().unwrap()).unwrap();
     there.ensure_bucket(true).await.unwrap();
     for o in here.list(&format!("backup/{backup}/")).await.unwrap() {
@@ -578,30 +583,14 @@ async fn a_binlog_proven_by_its_md5_and_changed_before_a_streamed_staging_is_nev
     let damaged =
         data::flip_largest_object(&there, &format!("{root}/{backup}/"), "binlogs/insert_log/")
             .await;
-    std::fs::write(&go, b"").unwrap();
-    let job = tokio::time::timeout(
-        Duration::from_secs(300),
-        flows::watch_restore_to_end(&mut server.client, &id),
-    )
-    .await
-    .expect("the restore ends");
-    assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
-    assert!(
-        job.error_message.contains(&damaged)
-            && job
-                .error_message
-                .contains("differs from what was proven before import"),
-        "{}",
-        job.error_message
-    );
-    assert_milvus_up(&m).await;
-    eventually(
-        "the collection the restore made is dropped",
-        Duration::from_secs(60),
-        || {
-            let (m, db, target) = (m.clone(), spec.db.clone(), target.clone());
-            async move { m.collection_id(&db, &target).await.unwrap().is_none() }
-        },
+    released_to_a_refused_staging(
+        &mut server.client,
+        &m,
+        &go,
+        &id,
+        &damaged,
+        &spec.db,
+        &target,
     )
     .await;
     let _ = std::fs::remove_file(&go);

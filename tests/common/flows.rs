@@ -222,6 +222,20 @@ pub async fn backup_collections(
     backup(client, backup_request(name, collections)).await
 }
 
+/// Backs up the named collections incrementally (`coll` or `db.coll`).
+#[allow(dead_code)]
+pub async fn incremental_backup(
+    client: &mut BackupServiceClient<Channel>,
+    name: &str,
+    collections: &[&str],
+) -> pb::Backup {
+    let req = pb::CreateBackupRequest {
+        incremental: Some(true),
+        ..backup_request(name, collections)
+    };
+    backup(client, req).await
+}
+
 /// Runs a restore to its end and returns the last snapshot (any state).
 pub async fn restore_job(
     client: &mut BackupServiceClient<Channel>,

@@ -78,6 +78,19 @@ pub fn config() -> Config {
     cfg
 }
 
+/// `cfg` with its backups in bucket `offsite` of the test environment's
+/// second S3 server, with that server's own keys.
+#[allow(dead_code)]
+pub fn backups_on_second_s3(mut cfg: Config) -> Config {
+    let (host, port) = second_s3();
+    cfg.minio.backup_address = host;
+    cfg.minio.backup_port = port;
+    cfg.minio.backup_access_key_id = "offsite-key".into();
+    cfg.minio.backup_secret_access_key = Secret::new("offsite-secret");
+    cfg.minio.backup_bucket_name = "offsite".into();
+    cfg
+}
+
 /// Host and port of the second S3 server of the test environment.
 pub fn second_s3() -> (String, u16) {
     let text = std::fs::read_to_string(env_file()).expect("test environment env file");
