@@ -19,7 +19,10 @@
 //! reuse, its bases not held yet), `backup.incremental.bases_held` (an
 //! incremental backup holds the backups it reuses), `delete.after_commit_point` (the backup is no longer complete, its
 //! objects are still there, the readers not yet looked at again),
-//! `delete.planned` (what to keep is known),
+//! `delete.planned` (what to keep is known), `delete.freed_checked` (its
+//! last look at what backups deleted since its plan freed),
+//! `delete.home_refused` (the hold on a deleted backup whose objects this
+//! one reused was refused, its holders not yet looked at),
 //! `delete.meta_removed` (its meta files are gone, its binlogs not yet),
 //! `verify.started`, `storage.copy_in_parts` (a copy in parts began its
 //! upload, no part copied yet).

@@ -396,6 +396,91 @@ async fn a_base_deleted_past_its_last_look_leaves_nothing_behind() {
     a_base_and_its_incremental_backup_deleted_at_once("delete.freed_checked").await;
 }
 
+/// The incremental backup's delete is refused its hold on the base while
+/// the base's delete runs, and looks at who holds the base only after the
+/// base's delete ended (held at `delete.home_refused` past twice the TTL):
+/// nothing holds it any more, so it takes the hold and ends SUCCEEDED.
+/// Before, it read "not being deleted" as another holder and stopped
+/// ABORTED, naming the delete that had just ended (seen once in CI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delete_refused_by_a_base_delete_that_ends_meanwhile_still_succeeds() {
+    let mut cfg = common::config();
+    cfg.backup.lease_ttl_seconds = 3;
+    let m = common::milvus(&cfg);
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client.clone();
+    let store = server.ctx.catalog.store().clone();
+    let coll = common::unique("incr_late");
+    hello::create(&m, &coll, 600, 2, 24).await;
+    let (base, inc) = (common::unique("late_full"), common::unique("late_inc"));
+    backup(&mut client, &base, &coll, false).await;
+    let b = backup_in(&mut client, &inc, &coll).await;
+    assert_eq!(b.based_on, vec![base.clone()]);
+
+    let (base_go, inc_go) = (
+        std::env::temp_dir().join(common::unique("late_base")),
+        std::env::temp_dir().join(common::unique("late_inc")),
+    );
+    let point = format!("delete.planned@{}", base_go.display());
+    let base_deleter = common::process::Proc::start(&cfg, "late-base", "", Some(&point)).await;
+    let mut c = base_deleter.client.clone();
+    let name = base.clone();
+    in_background(async move {
+        c.delete_backup(pb::DeleteBackupRequest {
+            name,
+            ..Default::default()
+        })
+        .await
+    });
+    base_deleter
+        .wait_paused(std::time::Duration::from_secs(60))
+        .await;
+    let point = format!("delete.home_refused@{}", inc_go.display());
+    let inc_deleter = common::process::Proc::start(&cfg, "late-inc", "", Some(&point)).await;
+    let mut c = inc_deleter.client.clone();
+    let name = inc.clone();
+    let inc_delete = tokio::spawn(async move {
+        c.delete_backup(pb::DeleteBackupRequest {
+            name,
+            ..Default::default()
+        })
+        .await
+    });
+    inc_deleter
+        .wait_paused(std::time::Duration::from_secs(60))
+        .await;
+    // Past twice the TTL, then the base's delete runs to its end.
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    std::fs::write(&base_go, b"").unwrap();
+    let leases = server.ctx.leases();
+    let writer = milvus_backup::jobs::holds::writer(&base);
+    flows::eventually(
+        "the base's delete ends and lets go of its name",
+        std::time::Duration::from_secs(60),
+        || {
+            let (leases, writer) = (leases.clone(), writer.clone());
+            async move { leases.holder(&writer).await.unwrap().is_none() }
+        },
+    )
+    .await;
+    assert!(!inc_delete.is_finished(), "held at delete.home_refused");
+    std::fs::write(&inc_go, b"").unwrap();
+    inc_delete
+        .await
+        .unwrap()
+        .expect("the incremental backup is deleted");
+    for name in [&base, &inc] {
+        let left = store.list(&format!("backup/{name}/")).await.unwrap();
+        assert!(left.is_empty(), "{name}: {left:?}");
+    }
+    for f in [&base_go, &inc_go] {
+        let _ = std::fs::remove_file(f);
+    }
+    base_deleter.finish();
+    inc_deleter.finish();
+    hello::drop_if_exists(&m, "default", &coll).await;
+}
+
 /// Reuse follows a collection's id, not its name, and does not need the
 /// catalog index: after a rename, an incremental backup of the new name
 /// reuses every object of a full backup taken under the old name, even with

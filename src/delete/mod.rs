@@ -200,26 +200,32 @@ impl DeleteJob {
                     lease.release().await;
                     "a backup of that name is complete again".to_string()
                 }
-                Err(Error::Aborted(why)) if leases.being_created(home).await? => why,
-                Err(Error::Aborted(_)) if Instant::now() < deadline => {
-                    tokio::time::sleep(HOME_RETRY).await;
-                    continue;
-                }
-                Err(Error::Aborted(why)) if leases.being_deleted(home).await? => {
-                    if !std::mem::replace(&mut said, true) {
-                        info!(backup = %self.name, %home, holder = %why, "waiting for the delete of the backup whose objects this one reused");
-                    }
-                    tokio::time::sleep(HOME_RETRY).await;
-                    continue;
-                }
                 Err(Error::Aborted(why)) => {
-                    return Err(Error::Aborted(format!(
-                        "{why}; backup {} reused objects from deleted backup {home:?} that may \
-                         only be removed under a hold on that name: {} is no longer listed or \
-                         restorable, and nothing else was removed: delete it again once that \
-                         job ends",
-                        self.name, self.name
-                    )));
+                    crate::failpoint::pause_at("delete.home_refused").await;
+                    // The holders are looked at after the refusal: one may
+                    // have let go since, and then the hold is tried again.
+                    if leases.being_created(home).await? {
+                        why
+                    } else if Instant::now() < deadline {
+                        tokio::time::sleep(HOME_RETRY).await;
+                        continue;
+                    } else if leases.being_deleted(home).await? {
+                        if !std::mem::replace(&mut said, true) {
+                            info!(backup = %self.name, %home, holder = %why, "waiting for the delete of the backup whose objects this one reused");
+                        }
+                        tokio::time::sleep(HOME_RETRY).await;
+                        continue;
+                    } else if !leases.is_held(home).await? {
+                        continue;
+                    } else {
+                        return Err(Error::Aborted(format!(
+                            "{why}; backup {} reused objects from deleted backup {home:?} that \
+                             may only be removed under a hold on that name: {} is no longer \
+                             listed or restorable, and nothing else was removed: delete it \
+                             again once that job ends",
+                            self.name, self.name
+                        )));
+                    }
                 }
                 Err(e) => return Err(e),
             };

@@ -118,6 +118,12 @@ impl Leases {
         self.written_for(name, "delete").await
     }
 
+    /// Whether any job holds backup `name`, to write or to read it.
+    pub async fn is_held(&self, name: &str) -> Result<bool> {
+        Ok(self.holder(&writer(name)).await?.is_some()
+            || !self.sweep_under(&format!("reads/{name}")).await?.is_empty())
+    }
+
     async fn written_for(&self, name: &str, purpose: &str) -> Result<bool> {
         let holder = self.holder(&writer(name)).await?;
         Ok(holder.is_some_and(|h| h.purpose == purpose))
