@@ -24,11 +24,16 @@ use common::process::{self, Proc};
 use milvus_backup::api::proto as pb;
 use milvus_backup::milvus::MilvusApi;
 
-/// How long the store refuses the record's writes once the job's end was
-/// first refused: more than the takeover's sweep period (1 s with the tests'
-/// 3 s lease TTL), less than the time before a takeover may resume a job
-/// whose leases were released (their last expiry plus half a TTL).
-const REFUSED_FOR: Duration = Duration::from_millis(1800);
+/// How many tries of the job's end the store refuses: the owner tries at
+/// once, then 0.5 s and 1.5 s later (each refused try but the last it may
+/// make logs [`TRYING_AGAIN`]), then once more before a takeover may resume
+/// the job (its leases' last expiry plus a quarter TTL). Refusing the first
+/// three keeps the end unwritten for 1.5 s, more than the takeover's sweep
+/// period (1 s with the tests' 3 s lease TTL), and lets the last try land.
+const REFUSED_TRIES: usize = 3;
+
+/// What the owner logs after each refused try of the end that it will try again.
+const TRYING_AGAIN: &str = "cannot write the shared job record; trying again";
 
 /// How long the store refuses a takeover's end of a job it abandons: past
 /// the time a replica could have acted on the code before (its leases let
@@ -61,21 +66,27 @@ async fn a_failed_restore_whose_end_is_recorded_late_is_not_resumed_by_a_takeove
     // From here the store refuses every write of the job's shared record.
     proxy.refuse_puts_for(Some(&format!("/_jobs/restores/{id}.json")));
     std::fs::write(&go, b"").unwrap();
-    process::wait_for_log(
-        &owner.log,
-        "cannot write the shared job record; trying again",
-        Duration::from_secs(300),
-    )
-    .await;
-    tokio::time::sleep(REFUSED_FOR).await;
+    process::wait_for_log(&owner.log, TRYING_AGAIN, Duration::from_secs(300)).await;
+    // The store takes writes again as soon as the third try was refused (its
+    // line logged), whatever the load: the next try comes up to 2 s later.
+    // No fixed sleep: the last try may come as early as 0.8 s after the third.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while owner.logged(TRYING_AGAIN) < REFUSED_TRIES {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the owner tried its end {REFUSED_TRIES} times within 60 s ({} refused tries logged)",
+            owner.logged(TRYING_AGAIN)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     proxy.refuse_puts_for(None);
     let refused = proxy
         .counts
         .refused_puts
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!(
-        refused >= 2,
-        "the end was refused more than once ({refused})"
+        refused >= REFUSED_TRIES as u64,
+        "the end was refused {REFUSED_TRIES} times ({refused})"
     );
 
     let end = tokio::time::timeout(
