@@ -151,13 +151,31 @@ async fn a_policy_turned_off_elsewhere_does_not_run_from_an_old_listing() {
 
     // A change made through this server: it lists the policies anew at its
     // next tick, so its listing is a few seconds old when the policy is...
+    // The change moves the slots to 2 s past every fifth second, so the
+    // next-run gauge, set from the listing at every tick, shows when the
+    // server has listed the changed policy.
+    let moved: Vec<String> = (0..12).map(|i| (5 * i + 2).to_string()).collect();
+    let moved = format!("{} * * * * *", moved.join(","));
     client
         .update_policy(pb::UpdatePolicyRequest {
-            policy: Some(policy(&name, "*/5 * * * * *", &coll, 3)),
+            policy: Some(policy(&name, &moved, &coll, 3)),
         })
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let next_run = &gauges[1];
+    common::flows::eventually(
+        "the server listed the changed policy",
+        Duration::from_secs(30),
+        || {
+            let metrics = common::curl::metrics(port);
+            let next: Option<i64> = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(next_run.as_str()))
+                .and_then(|v| v.trim().parse().ok());
+            async move { next.is_some_and(|s| s % 5 == 2) }
+        },
+    )
+    .await;
     // ... turned off as another server would: through the storage.
     let stored = store.get(&name).await.unwrap().unwrap();
     let off = Policy::parse(PolicyInput {
