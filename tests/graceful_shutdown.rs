@@ -4,7 +4,8 @@
 //! - health turns NOT_SERVING and new jobs get UNAVAILABLE at once;
 //! - a job that finishes within `backup.shutdownGraceSeconds` completes (its
 //!   watcher sees SUCCEEDED), then the server exits 0, and after a restart the
-//!   backup is listed and its record says SUCCEEDED;
+//!   backup is listed and its record says SUCCEEDED (held at
+//!   `backup.described@PATH` until the refusals above were seen);
 //! - a job still running when the grace period ends is left running for
 //!   another server (or this one, restarted) to resume: its watcher's stream
 //!   ends cleanly, its objects are kept, and the restarted server resumes it
@@ -166,11 +167,21 @@ async fn sigterm_lets_a_running_backup_finish_and_refuses_new_ones() {
     // About 200 KB of binlogs at 0.06 MiB/s: a few seconds of copying.
     let config = write_config(&cfg, &dir, 0.06, 120);
 
-    let (child, port, mut client) = start(&config).await;
+    // The backup is held once described (its copies run on) until `go`
+    // exists: it cannot end before the refusals are seen, however slow they are.
+    let go = dir.join("go");
+    let failpoint = format!("backup.described@{}", go.display());
+    let (child, port, mut client) = process::start_server_with(
+        &config,
+        Stdio::piped(),
+        &[("MILVUS_BACKUP_FAILPOINTS", failpoint.as_str())],
+    )
+    .await;
     let name = common::unique("sigterm_ok");
     let stream = running_backup(&mut client, &name, &coll).await;
     sigterm(&child);
     assert_refuses_new_work(port, &mut client, &coll).await;
+    std::fs::write(&go, b"").unwrap();
 
     let last = flows::last_backup(stream).await;
     assert_eq!(last.state, pb::JobState::Succeeded as i32, "{last:?}");
