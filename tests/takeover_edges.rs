@@ -40,23 +40,33 @@ async fn source(m: &MilvusClient, tag: &str) -> (Spec, Vec<Row>) {
 }
 
 /// Polls GetBackup of `name` (paused before its description) until its
-/// early copies are all made; its progress then.
+/// early copies are all made (panics after 2 minutes); the backup then.
 async fn early_copies_made(
     client: &mut milvus_backup::api::proto::backup_service_client::BackupServiceClient<
         tonic::transport::Channel,
     >,
     name: &str,
 ) -> pb::Backup {
-    let mut seen = flows::get_backup(client, name).await;
-    for _ in 0..100 {
-        let p = seen.progress.unwrap();
-        if p.files_done > 0 && p.files_done == p.files_total {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        seen = flows::get_backup(client, name).await;
-    }
-    seen
+    let last = std::sync::Arc::new(std::sync::Mutex::new(None::<pb::Backup>));
+    flows::eventually(
+        &format!("the early copies of {name} are all made (files done = files total > 0)"),
+        Duration::from_secs(120),
+        || {
+            let (mut c, name, last) = (client.clone(), name.to_string(), last.clone());
+            async move {
+                let seen = flows::get_backup(&mut c, &name).await;
+                let made = seen
+                    .progress
+                    .as_ref()
+                    .is_some_and(|p| p.files_done > 0 && p.files_done == p.files_total);
+                *last.lock().unwrap() = Some(seen);
+                made
+            }
+        },
+    )
+    .await;
+    let seen = last.lock().unwrap().take();
+    seen.expect("the backup as seen when its early copies were made")
 }
 
 /// Starts a backup of `collection` on `server`: its job id. The job runs
