@@ -377,14 +377,14 @@ async fn verify_is_a_job_that_stops_when_nobody_watches() {
                 .expect_err("a detached verification goes on after its caller left");
             assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
         } else {
-            process::wait_for_log(&log, "its caller went away", Duration::from_secs(10)).await;
+            process::wait_for_log(&log, "its caller went away", Duration::from_secs(30)).await;
             // Its hold on the backup is released at once (its lease object
             // marked so, removed once settled), not left to expire: a
             // delete is not refused for it.
             let reads = format!("backup/_leases/reads/{backup}/");
             eventually(
                 "the stopped verification releases its hold",
-                Duration::from_secs(5),
+                Duration::from_secs(30),
                 || flows::readers_released(&store, &reads),
             )
             .await;

@@ -65,7 +65,7 @@ async fn a_verification_is_a_job_that_stops_when_it_loses_its_hold() {
     assert!(err.message().contains("lost its hold"), "{err:?}");
     eventually(
         "the job is counted as ended",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         || async { metric(port, running) == 0 },
     )
     .await;
