@@ -167,6 +167,18 @@ async fn an_incremental_chain_restores_each_moment_and_survives_deletes() {
     hello::drop_if_exists(&m, "default", &coll).await;
 }
 
+/// The test environment's config with the backups under a root of their
+/// own (named from `tag`), in the bucket the server processes of
+/// `Proc::start_rooted` keep them in: no server of another test takes over
+/// a job these tests kill, or runs one into their failpoints.
+fn rooted_config(tag: &str) -> (milvus_backup::config::Config, String) {
+    let mut cfg = common::config();
+    let root = common::unique(tag);
+    cfg.minio.backup_bucket_name = cfg.minio.bucket_name.clone();
+    cfg.minio.backup_root_path = root.clone();
+    (cfg, root)
+}
+
 /// Starts a job through `start` in the background (its stream is never read).
 fn in_background<F>(start: F)
 where
@@ -179,7 +191,8 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deletes_racing_incremental_backups_and_killed_deletes_leave_every_backup_whole() {
-    let cfg = common::config();
+    // A root of its own: the jobs it kills are left to its own servers.
+    let (cfg, root) = rooted_config("incr_race_root");
     let m = common::milvus(&cfg);
     let server = common::TestServer::start(&cfg).await;
     let mut client = server.client.clone();
@@ -196,8 +209,14 @@ async fn deletes_racing_incremental_backups_and_killed_deletes_leave_every_backu
 
     // A delete of the full backup killed after its commit point went: the
     // full one is no longer listed, its objects are still there.
-    let mut deleter =
-        common::process::Proc::start(&cfg, "incr-del", "", Some("delete.after_commit_point")).await;
+    let mut deleter = common::process::Proc::start_rooted_paused(
+        &cfg,
+        "incr-del",
+        &root,
+        "",
+        Some("delete.after_commit_point"),
+    )
+    .await;
     let mut c = deleter.client.clone();
     let name = full.clone();
     in_background(async move {
@@ -233,9 +252,10 @@ async fn deletes_racing_incremental_backups_and_killed_deletes_leave_every_backu
 
     // An incremental backup that holds its base (paused while choosing what
     // to reuse) keeps a delete of that base away: ABORTED, naming it.
-    let mut creator = common::process::Proc::start(
+    let mut creator = common::process::Proc::start_rooted_paused(
         &cfg,
         "incr-create",
+        &root,
         "",
         Some("backup.incremental.bases_held"),
     )
@@ -295,7 +315,7 @@ async fn deletes_racing_incremental_backups_and_killed_deletes_leave_every_backu
     let (status, body) = common::curl::json(&[&format!("{base}/api/v1/get_delete?id=")]);
     assert_eq!((status, body["code"].as_i64()), (400, Some(400)), "{body}");
     for name in [&full, &inc0, &inc1] {
-        let left = store.list(&format!("backup/{name}/")).await.unwrap();
+        let left = store.list(&format!("{root}/{name}/")).await.unwrap();
         assert!(left.is_empty(), "{name}: {left:?}");
     }
     deleter.finish();
@@ -311,7 +331,8 @@ async fn deletes_racing_incremental_backups_and_killed_deletes_leave_every_backu
 /// what it reused. Each removes its commit point before reading references,
 /// so no shared object is left behind, and both names are free.
 async fn a_base_and_its_incremental_backup_deleted_at_once(point: &str) {
-    let mut cfg = common::config();
+    // A root of its own: no other server runs a job into its failpoint.
+    let (mut cfg, root) = rooted_config("incr_two_root");
     cfg.backup.lease_ttl_seconds = 3;
     let m = common::milvus(&cfg);
     let server = common::TestServer::start(&cfg).await;
@@ -326,7 +347,9 @@ async fn a_base_and_its_incremental_backup_deleted_at_once(point: &str) {
 
     let release = std::env::temp_dir().join(common::unique("two_release"));
     let failpoint = format!("{point}@{}", release.display());
-    let deleter = common::process::Proc::start(&cfg, "incr-two", "", Some(&failpoint)).await;
+    let deleter =
+        common::process::Proc::start_rooted_paused(&cfg, "incr-two", &root, "", Some(&failpoint))
+            .await;
     let mut c = deleter.client.clone();
     let name = base.clone();
     in_background(async move {
@@ -362,18 +385,12 @@ async fn a_base_and_its_incremental_backup_deleted_at_once(point: &str) {
         "the base's delete ends with its folder empty",
         std::time::Duration::from_secs(60),
         || {
-            let (store, base) = (store.clone(), base.clone());
-            async move {
-                store
-                    .list(&format!("backup/{base}/"))
-                    .await
-                    .unwrap()
-                    .is_empty()
-            }
+            let (store, folder) = (store.clone(), format!("{root}/{base}/"));
+            async move { store.list(&folder).await.unwrap().is_empty() }
         },
     )
     .await;
-    let left = store.list(&format!("backup/{inc}/")).await.unwrap();
+    let left = store.list(&format!("{root}/{inc}/")).await.unwrap();
     assert!(left.is_empty(), "{inc}: {left:?}");
     let _ = std::fs::remove_file(&release);
     deleter.finish();
@@ -404,7 +421,8 @@ async fn a_base_deleted_past_its_last_look_leaves_nothing_behind() {
 /// ABORTED, naming the delete that had just ended (seen once in CI).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_delete_refused_by_a_base_delete_that_ends_meanwhile_still_succeeds() {
-    let mut cfg = common::config();
+    // A root of its own: no other server runs a job into its failpoints.
+    let (mut cfg, root) = rooted_config("incr_late_root");
     cfg.backup.lease_ttl_seconds = 3;
     let m = common::milvus(&cfg);
     let server = common::TestServer::start(&cfg).await;
@@ -422,7 +440,9 @@ async fn a_delete_refused_by_a_base_delete_that_ends_meanwhile_still_succeeds() 
         std::env::temp_dir().join(common::unique("late_inc")),
     );
     let point = format!("delete.planned@{}", base_go.display());
-    let base_deleter = common::process::Proc::start(&cfg, "late-base", "", Some(&point)).await;
+    let base_deleter =
+        common::process::Proc::start_rooted_paused(&cfg, "late-base", &root, "", Some(&point))
+            .await;
     let mut c = base_deleter.client.clone();
     let name = base.clone();
     in_background(async move {
@@ -436,7 +456,8 @@ async fn a_delete_refused_by_a_base_delete_that_ends_meanwhile_still_succeeds() 
         .wait_paused(std::time::Duration::from_secs(60))
         .await;
     let point = format!("delete.home_refused@{}", inc_go.display());
-    let inc_deleter = common::process::Proc::start(&cfg, "late-inc", "", Some(&point)).await;
+    let inc_deleter =
+        common::process::Proc::start_rooted_paused(&cfg, "late-inc", &root, "", Some(&point)).await;
     let mut c = inc_deleter.client.clone();
     let name = inc.clone();
     let inc_delete = tokio::spawn(async move {
@@ -470,7 +491,7 @@ async fn a_delete_refused_by_a_base_delete_that_ends_meanwhile_still_succeeds() 
         .unwrap()
         .expect("the incremental backup is deleted");
     for name in [&base, &inc] {
-        let left = store.list(&format!("backup/{name}/")).await.unwrap();
+        let left = store.list(&format!("{root}/{name}/")).await.unwrap();
         assert!(left.is_empty(), "{name}: {left:?}");
     }
     for f in [&base_go, &inc_go] {
