@@ -122,11 +122,12 @@ impl Context {
     }
 
     /// Holds backup `name` for job `job` that reads it (see
-    /// [`Leases::hold_for_reading`]). A backup reads as complete from its
-    /// commit point, a moment before the job that creates it lets go of its
-    /// name: a complete backup still held by its create job is waited for
-    /// (up to [`CREATE_ENDING`]) instead of refused, and one whose holder
-    /// let go between the refusal and the look is held once more.
+    /// [`Leases::hold_for_reading`]). A refusal is final only while a delete
+    /// holds the name, or a create of a backup not yet complete. Any other
+    /// writer (a create letting go after its commit point, a takeover
+    /// marking a job, a cleanup, a delete refused and handing back) is waited
+    /// for, up to [`CREATE_ENDING`]; the holders are looked at after the
+    /// refusal, so one that let go in between is followed by another try.
     pub async fn hold_backup_for_reading(
         &self,
         name: &str,
@@ -134,17 +135,23 @@ impl Context {
         purpose: &str,
     ) -> Result<Lease> {
         let leases = self.leases();
-        match leases.hold_for_reading(name, job, purpose).await {
-            Err(Error::Aborted(why)) if self.catalog.is_complete(name).await? => {
-                // Waited for without a lease of its own, then held once more.
-                tracing::debug!(backup = name, why, "waiting for its create job to end");
-                let deadline = std::time::Instant::now() + CREATE_ENDING;
-                while std::time::Instant::now() < deadline && leases.being_created(name).await? {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                leases.hold_for_reading(name, job, purpose).await
+        let deadline = std::time::Instant::now() + CREATE_ENDING;
+        loop {
+            let why = match leases.hold_for_reading(name, job, purpose).await {
+                Err(Error::Aborted(why)) => why,
+                held => return held,
+            };
+            let waits = match leases.holder(&crate::jobs::holds::writer(name)).await? {
+                None => true,
+                Some(h) if h.purpose == "delete" => false,
+                Some(h) if h.purpose == "create" => self.catalog.is_complete(name).await?,
+                Some(_) => true,
+            };
+            if !waits || std::time::Instant::now() >= deadline {
+                return Err(Error::Aborted(why));
             }
-            held => held,
+            tracing::debug!(backup = name, why, "waiting for the job that holds it to end");
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 

@@ -24,7 +24,8 @@
 //! `delete.home_refused` (the hold on a deleted backup whose objects this
 //! one reused was refused, its holders not yet looked at),
 //! `delete.meta_removed` (its meta files are gone, its binlogs not yet),
-//! `verify.started`, `storage.copy_in_parts` (a copy in parts began its
+//! `lease.reading` (a reader's lease is written, the writer not yet looked
+//! at), `verify.started`, `storage.copy_in_parts` (a copy in parts began its
 //! upload, no part copied yet).
 
 /// Pauses at `name` when the environment asks for it: for good, or, for

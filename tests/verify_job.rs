@@ -1,7 +1,8 @@
 //! VerifyBackup is a job of the one runner, on the real Milvus 2.3.5 and S3:
 //! it is counted in the job metrics like every kind, and a verification that
 //! loses its hold on the backup (another process may then delete it) stops
-//! ABORTED instead of reading what a delete removes as damage.
+//! ABORTED instead of reading what a delete removes as damage. A reader and
+//! a writer that meet wait for the one that only lets go.
 
 mod common;
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 use common::flows::{self, eventually};
 use common::process;
 use common::restores::backed_up;
+use milvus_backup::api::proto as pb;
 use milvus_backup::storage::{ObjectStore, S3Bucket};
 
 /// The value of metric line `name` (with its labels) of the server on
@@ -83,5 +85,115 @@ async fn a_verification_is_a_job_that_stops_when_it_loses_its_hold() {
 
     let _ = std::fs::remove_file(&release);
     server.finish();
+    common::data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// A verification refused by a writer that only lets go (here a lease held
+/// by hand as a takeover marking a job holds it, for 1 s) waits for it and
+/// verifies. Before, only a create's holder was waited for: it stopped
+/// ABORTED naming a job that changed nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_verification_waits_for_a_short_lived_writer() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let (spec, _, backup) = backed_up(&cfg, &m, "vshort", 100).await;
+    let server = common::TestServer::start(&cfg).await;
+    let writer = milvus_backup::jobs::holds::writer(&backup);
+    let held = server
+        .ctx
+        .leases()
+        .acquire(&writer, "a-takeover", "mark completed")
+        .await
+        .unwrap();
+    let let_go = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        held.release().await;
+    });
+    flows::assert_verifies(&mut server.client.clone(), &backup, "after the writer let go").await;
+    let_go.await.unwrap();
+    common::data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// A delete (held just after its commit point, `delete.after_commit_point`)
+/// whose backup a verification began to read in that moment (its lease
+/// written, held at `lease.reading` before it looks at the writer): the
+/// verification is refused by the delete's hold and lets go, and the delete
+/// waits for that instead of stopping. Before, the delete stopped ABORTED
+/// naming the verification, the backup no longer listed and its folder
+/// left until a delete was run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delete_waits_for_a_reader_its_hold_refuses() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    // A root of its own: no other test's orphan job is taken over here (a
+    // restore's would reach `lease.reading` too).
+    let root = common::unique("vrefused_root");
+    let (spec, _) = common::restores::source(&m, &common::unique("vrefused"), 100).await;
+    let backup = common::unique("vrefused_b");
+    let creator = process::Proc::start_rooted(&cfg, "vrefused-create", &root, "").await;
+    flows::backup_collections(&mut creator.client.clone(), &backup, &[&spec.name]).await;
+    creator.finish();
+    let store = S3Bucket::new(&cfg.minio.backup_bucket().unwrap()).unwrap();
+    let (delete_go, read_go) = (
+        std::env::temp_dir().join(common::unique("vrefused_delete")),
+        std::env::temp_dir().join(common::unique("vrefused_read")),
+    );
+    // The deleter's lease TTL (its wait for readers) is 10 s, so that the
+    // reader is let go well within it.
+    let (state, config) = process::config_with(&cfg, "vrefused-delete", "");
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    assert!(yaml.contains("  leaseTtlSeconds: 3\n"), "{yaml}");
+    std::fs::write(
+        &config,
+        yaml.replace("  leaseTtlSeconds: 3\n", "  leaseTtlSeconds: 10\n"),
+    )
+    .unwrap();
+    process::root_backups_at(&config, &root);
+    let point = format!("delete.after_commit_point@{}", delete_go.display());
+    let deleter = process::Proc::on(state, config, Some(&point)).await;
+    let mut c = deleter.client.clone();
+    let name = backup.clone();
+    let delete = tokio::spawn(async move {
+        c.delete_backup(pb::DeleteBackupRequest {
+            name,
+            ..Default::default()
+        })
+        .await
+    });
+    deleter.wait_paused(Duration::from_secs(60)).await;
+
+    let point = format!("lease.reading@{}", read_go.display());
+    let reader =
+        process::Proc::start_rooted_paused(&cfg, "vrefused-read", &root, "", Some(&point)).await;
+    let mut c = reader.client.clone();
+    let name = backup.clone();
+    let verify = tokio::spawn(async move {
+        c.verify_backup(pb::VerifyBackupRequest {
+            name,
+            detached: false,
+        })
+        .await
+    });
+    reader.wait_paused(Duration::from_secs(60)).await;
+    std::fs::write(&delete_go, b"").unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !delete.is_finished(),
+        "the delete waits for the reader: {:?}",
+        delete.await
+    );
+    std::fs::write(&read_go, b"").unwrap();
+    let refused = verify.await.unwrap().expect_err("the verification is refused");
+    assert_eq!(refused.code(), tonic::Code::Aborted, "{refused:?}");
+    assert!(refused.message().contains("delete"), "{refused:?}");
+    delete.await.unwrap().expect("the backup is deleted");
+    let left = store.list(&format!("{root}/{backup}/")).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+
+    for f in [&delete_go, &read_go] {
+        let _ = std::fs::remove_file(f);
+    }
+    deleter.finish();
+    reader.finish();
     common::data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }

@@ -83,8 +83,9 @@ pub async fn reusable(
 /// under the hold: a base deleted and made again under its name after
 /// `reusable` read it may hold other objects. The chosen objects that
 /// manifest no longer names in its own folder (with the same size and
-/// checksums) are dropped from `reusable`. A backup that is being written
-/// or deleted, is no longer complete, or holds none of the objects chosen
+/// checksums) are dropped from `reusable`. A backup that is being deleted
+/// or written (a writer letting go is waited for, see
+/// [`Context::hold_backup_for_reading`]), is no longer complete, or holds none of the objects chosen
 /// from it any more, is left out and let go: the caller copies its objects
 /// instead. Returns the holds by backup name.
 pub async fn hold_bases(
@@ -94,11 +95,10 @@ pub async fn hold_bases(
     picked: BTreeMap<String, Vec<String>>,
     reusable: &mut HashMap<String, ManifestEntry>,
 ) -> BTreeMap<String, Lease> {
-    let leases = ctx.leases();
     let purpose = format!("reuse by incremental backup {backup}");
     let mut held = BTreeMap::new();
     for (home, keys) in picked {
-        let lease = match leases.hold_for_reading(&home, job, &purpose).await {
+        let lease = match ctx.hold_backup_for_reading(&home, job, &purpose).await {
             Ok(lease) => lease,
             Err(e) => {
                 info!(backup, base = %home, error = %e, "base not reused; its objects are copied");

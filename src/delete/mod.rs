@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -157,6 +157,25 @@ impl DeleteJob {
             keys.retain(|k| !referenced.contains_key(k));
         }
         Ok(held)
+    }
+
+    /// Fails, as [`Leases::ensure_unread`], while a job reads the retired
+    /// backup after up to a lease TTL. A reader that wrote its lease after
+    /// this delete's hold is refused by that hold and lets go in a moment:
+    /// it is waited for, not taken for one that reads. One whose lease
+    /// lapsed and came back (a reader paused past its TTL) keeps it.
+    async fn unread_once_refused_readers_let_go(&self) -> Result<()> {
+        let leases = self.ctx.leases();
+        let deadline = Instant::now() + leases.ttl();
+        loop {
+            match leases.ensure_unread(&self.name).await {
+                Err(Error::Aborted(why)) if Instant::now() < deadline => {
+                    debug!(backup = %self.name, %why, "waiting for a reader refused by this delete to let go");
+                    tokio::time::sleep(HOME_RETRY).await;
+                }
+                unread => return unread,
+            }
+        }
     }
 
     /// Holds deleted backup `home` as its writer, with no reader, checked
@@ -386,9 +405,7 @@ impl JobKind for DeleteJob {
         // without its commit point by whichever delete reads last.
         job.fence()?;
         catalog.retire(&self.name).await?;
-        self.ctx
-            .leases()
-            .ensure_unread(&self.name)
+        self.unread_once_refused_readers_let_go()
             .await
             .map_err(|e| {
                 Error::Aborted(format!(

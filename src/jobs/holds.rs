@@ -99,6 +99,7 @@ impl Leases {
     /// creates or deletes it.
     pub async fn hold_for_reading(&self, name: &str, job: &str, purpose: &str) -> Result<Lease> {
         let lease = self.acquire(&reader(name, job), job, purpose).await?;
+        crate::failpoint::pause_at("lease.reading").await;
         match self.ensure_free(&writer(name)).await {
             Ok(()) => Ok(lease),
             Err(e) => {
