@@ -150,7 +150,11 @@ impl Context {
             if !waits || std::time::Instant::now() >= deadline {
                 return Err(Error::Aborted(why));
             }
-            tracing::debug!(backup = name, why, "waiting for the job that holds it to end");
+            tracing::debug!(
+                backup = name,
+                why,
+                "waiting for the job that holds it to end"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
