@@ -189,6 +189,109 @@ where
     });
 }
 
+/// The answer of a DeleteBackup started in the background.
+type DeleteAnswer =
+    tokio::task::JoinHandle<Result<tonic::Response<pb::DeleteBackupResponse>, tonic::Status>>;
+
+/// Starts the delete of `name` through `client` in the background.
+fn deleting(
+    mut client: milvus_backup::api::proto::backup_service_client::BackupServiceClient<
+        tonic::transport::Channel,
+    >,
+    name: &str,
+) -> DeleteAnswer {
+    let name = name.to_string();
+    tokio::spawn(async move {
+        client
+            .delete_backup(pb::DeleteBackupRequest {
+                name,
+                ..Default::default()
+            })
+            .await
+    })
+}
+
+/// A base and an incremental backup reusing all its objects, made by an
+/// in-process server with a 3 s lease TTL on a backup root of its own (no
+/// other server runs a job into these tests' failpoints).
+struct BaseAndIncremental {
+    cfg: milvus_backup::config::Config,
+    root: String,
+    m: MilvusClient,
+    server: common::TestServer,
+    store: std::sync::Arc<dyn milvus_backup::storage::ObjectStore>,
+    coll: String,
+    base: String,
+    inc: String,
+}
+
+impl BaseAndIncremental {
+    async fn new(tag: &str, seed: u64) -> Self {
+        let (mut cfg, root) = rooted_config(&format!("{tag}_root"));
+        cfg.backup.lease_ttl_seconds = 3;
+        let m = common::milvus(&cfg);
+        let server = common::TestServer::start(&cfg).await;
+        let mut client = server.client.clone();
+        let store = server.ctx.catalog.store().clone();
+        let coll = common::unique(tag);
+        hello::create(&m, &coll, 600, 2, seed).await;
+        let (base, inc) = (
+            common::unique(&format!("{tag}_full")),
+            common::unique(&format!("{tag}_inc")),
+        );
+        backup(&mut client, &base, &coll, false).await;
+        let b = backup_in(&mut client, &inc, &coll).await;
+        assert_eq!(b.based_on, vec![base.clone()]);
+        Self {
+            cfg,
+            root,
+            m,
+            server,
+            store,
+            coll,
+            base,
+            inc,
+        }
+    }
+
+    /// A server process on the root, held at `point` until `go` exists,
+    /// once the delete of `name` it runs reached it; with that delete.
+    async fn delete_held(
+        &self,
+        tag: &str,
+        point: &str,
+        go: &std::path::Path,
+        name: &str,
+    ) -> (common::process::Proc, DeleteAnswer) {
+        let point = format!("{point}@{}", go.display());
+        let deleter = common::process::Proc::start_rooted_paused(
+            &self.cfg,
+            tag,
+            &self.root,
+            "",
+            Some(&point),
+        )
+        .await;
+        let answer = deleting(deleter.client.clone(), name);
+        deleter
+            .wait_paused(std::time::Duration::from_secs(60))
+            .await;
+        (deleter, answer)
+    }
+
+    /// Asserts that neither backup left an object in its folder.
+    async fn assert_both_gone(&self) {
+        for name in [&self.base, &self.inc] {
+            let left = self
+                .store
+                .list(&format!("{}/{name}/", self.root))
+                .await
+                .unwrap();
+            assert!(left.is_empty(), "{name}: {left:?}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deletes_racing_incremental_backups_and_killed_deletes_leave_every_backup_whole() {
     // A root of its own: the jobs it kills are left to its own servers.
@@ -331,46 +434,10 @@ async fn deletes_racing_incremental_backups_and_killed_deletes_leave_every_backu
 /// what it reused. Each removes its commit point before reading references,
 /// so no shared object is left behind, and both names are free.
 async fn a_base_and_its_incremental_backup_deleted_at_once(point: &str) {
-    // A root of its own: no other server runs a job into its failpoint.
-    let (mut cfg, root) = rooted_config("incr_two_root");
-    cfg.backup.lease_ttl_seconds = 3;
-    let m = common::milvus(&cfg);
-    let server = common::TestServer::start(&cfg).await;
-    let mut client = server.client.clone();
-    let store = server.ctx.catalog.store().clone();
-    let coll = common::unique("incr_two");
-    hello::create(&m, &coll, 600, 2, 23).await;
-    let (base, inc) = (common::unique("two_full"), common::unique("two_inc"));
-    backup(&mut client, &base, &coll, false).await;
-    let b = backup_in(&mut client, &inc, &coll).await;
-    assert_eq!(b.based_on, vec![base.clone()]);
-
+    let t = BaseAndIncremental::new("two", 23).await;
     let release = std::env::temp_dir().join(common::unique("two_release"));
-    let failpoint = format!("{point}@{}", release.display());
-    let deleter =
-        common::process::Proc::start_rooted_paused(&cfg, "incr-two", &root, "", Some(&failpoint))
-            .await;
-    let mut c = deleter.client.clone();
-    let name = base.clone();
-    in_background(async move {
-        c.delete_backup(pb::DeleteBackupRequest {
-            name,
-            ..Default::default()
-        })
-        .await
-    });
-    deleter
-        .wait_paused(std::time::Duration::from_secs(60))
-        .await;
-    let name = inc.clone();
-    let inc_delete = tokio::spawn(async move {
-        client
-            .delete_backup(pb::DeleteBackupRequest {
-                name,
-                ..Default::default()
-            })
-            .await
-    });
+    let (deleter, _) = t.delete_held("incr-two", point, &release, &t.base).await;
+    let inc_delete = deleting(t.server.client.clone(), &t.inc);
     tokio::time::sleep(std::time::Duration::from_secs(8)).await;
     assert!(
         !inc_delete.is_finished(),
@@ -385,16 +452,15 @@ async fn a_base_and_its_incremental_backup_deleted_at_once(point: &str) {
         "the base's delete ends with its folder empty",
         std::time::Duration::from_secs(60),
         || {
-            let (store, folder) = (store.clone(), format!("{root}/{base}/"));
+            let (store, folder) = (t.store.clone(), format!("{}/{}/", t.root, t.base));
             async move { store.list(&folder).await.unwrap().is_empty() }
         },
     )
     .await;
-    let left = store.list(&format!("{root}/{inc}/")).await.unwrap();
-    assert!(left.is_empty(), "{inc}: {left:?}");
+    t.assert_both_gone().await;
     let _ = std::fs::remove_file(&release);
     deleter.finish();
-    hello::drop_if_exists(&m, "default", &coll).await;
+    hello::drop_if_exists(&t.m, "default", &t.coll).await;
 }
 
 /// The base's delete held before it removes anything (`delete.planned`).
@@ -421,60 +487,22 @@ async fn a_base_deleted_past_its_last_look_leaves_nothing_behind() {
 /// ABORTED, naming the delete that had just ended (seen once in CI).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_delete_refused_by_a_base_delete_that_ends_meanwhile_still_succeeds() {
-    // A root of its own: no other server runs a job into its failpoints.
-    let (mut cfg, root) = rooted_config("incr_late_root");
-    cfg.backup.lease_ttl_seconds = 3;
-    let m = common::milvus(&cfg);
-    let server = common::TestServer::start(&cfg).await;
-    let mut client = server.client.clone();
-    let store = server.ctx.catalog.store().clone();
-    let coll = common::unique("incr_late");
-    hello::create(&m, &coll, 600, 2, 24).await;
-    let (base, inc) = (common::unique("late_full"), common::unique("late_inc"));
-    backup(&mut client, &base, &coll, false).await;
-    let b = backup_in(&mut client, &inc, &coll).await;
-    assert_eq!(b.based_on, vec![base.clone()]);
-
+    let t = BaseAndIncremental::new("late", 24).await;
     let (base_go, inc_go) = (
         std::env::temp_dir().join(common::unique("late_base")),
         std::env::temp_dir().join(common::unique("late_inc")),
     );
-    let point = format!("delete.planned@{}", base_go.display());
-    let base_deleter =
-        common::process::Proc::start_rooted_paused(&cfg, "late-base", &root, "", Some(&point))
-            .await;
-    let mut c = base_deleter.client.clone();
-    let name = base.clone();
-    in_background(async move {
-        c.delete_backup(pb::DeleteBackupRequest {
-            name,
-            ..Default::default()
-        })
-        .await
-    });
-    base_deleter
-        .wait_paused(std::time::Duration::from_secs(60))
+    let (base_deleter, _) = t
+        .delete_held("late-base", "delete.planned", &base_go, &t.base)
         .await;
-    let point = format!("delete.home_refused@{}", inc_go.display());
-    let inc_deleter =
-        common::process::Proc::start_rooted_paused(&cfg, "late-inc", &root, "", Some(&point)).await;
-    let mut c = inc_deleter.client.clone();
-    let name = inc.clone();
-    let inc_delete = tokio::spawn(async move {
-        c.delete_backup(pb::DeleteBackupRequest {
-            name,
-            ..Default::default()
-        })
-        .await
-    });
-    inc_deleter
-        .wait_paused(std::time::Duration::from_secs(60))
+    let (inc_deleter, inc_delete) = t
+        .delete_held("late-inc", "delete.home_refused", &inc_go, &t.inc)
         .await;
     // Past twice the TTL, then the base's delete runs to its end.
     tokio::time::sleep(std::time::Duration::from_secs(7)).await;
     std::fs::write(&base_go, b"").unwrap();
-    let leases = server.ctx.leases();
-    let writer = milvus_backup::jobs::holds::writer(&base);
+    let leases = t.server.ctx.leases();
+    let writer = milvus_backup::jobs::holds::writer(&t.base);
     flows::eventually(
         "the base's delete ends and lets go of its name",
         std::time::Duration::from_secs(60),
@@ -490,16 +518,13 @@ async fn a_delete_refused_by_a_base_delete_that_ends_meanwhile_still_succeeds() 
         .await
         .unwrap()
         .expect("the incremental backup is deleted");
-    for name in [&base, &inc] {
-        let left = store.list(&format!("{root}/{name}/")).await.unwrap();
-        assert!(left.is_empty(), "{name}: {left:?}");
-    }
+    t.assert_both_gone().await;
     for f in [&base_go, &inc_go] {
         let _ = std::fs::remove_file(f);
     }
     base_deleter.finish();
     inc_deleter.finish();
-    hello::drop_if_exists(&m, "default", &coll).await;
+    hello::drop_if_exists(&t.m, "default", &t.coll).await;
 }
 
 /// Reuse follows a collection's id, not its name, and does not need the
