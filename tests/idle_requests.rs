@@ -11,7 +11,7 @@ use chrono::Utc;
 use common::faults::Rates;
 use common::hello;
 use common::policies::{policy, policy_client, settled_runs, store_of};
-use common::process::{Proc, config_with, root_backups_at, route_s3_through};
+use common::process::{Proc, config_with, root_backups_at, route_s3_through, set_lease_ttl};
 use milvus_backup::api::proto as pb;
 use milvus_backup::config::Config;
 use milvus_backup::model::{Policy, PolicyInput};
@@ -27,13 +27,7 @@ fn config_ttl(
     proxy_port: Option<u16>,
 ) -> (PathBuf, PathBuf) {
     let (state, config) = config_with(cfg, tag, "");
-    let yaml = std::fs::read_to_string(&config).unwrap();
-    assert!(yaml.contains("  leaseTtlSeconds: 3\n"), "{yaml}");
-    let yaml = yaml.replace(
-        "  leaseTtlSeconds: 3\n",
-        &format!("  leaseTtlSeconds: {ttl_s}\n"),
-    );
-    std::fs::write(&config, yaml).unwrap();
+    set_lease_ttl(&config, ttl_s);
     root_backups_at(&config, root);
     if let Some(port) = proxy_port {
         route_s3_through(cfg, &config, port);

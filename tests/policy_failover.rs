@@ -13,7 +13,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::data::{self, Spec};
-use common::process::{Proc, config_with, root_backups_at, rooted_bucket, wait_for_log};
+use common::process::{
+    Proc, config_with, root_backups_at, rooted_bucket, set_lease_ttl, wait_for_log,
+};
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::policy_service_client::PolicyServiceClient;
 use milvus_backup::policy::{PolicyStore, RunRecord, RunState};
@@ -43,13 +45,7 @@ async fn run_of(
 async fn server(cfg: &milvus_backup::config::Config, tag: &str, root: &str) -> Proc {
     let (state, config) = config_with(cfg, tag, "");
     root_backups_at(&config, root);
-    let yaml = std::fs::read_to_string(&config).unwrap();
-    assert!(yaml.contains("leaseTtlSeconds: 3\n"), "{yaml}");
-    std::fs::write(
-        &config,
-        yaml.replace("leaseTtlSeconds: 3\n", "leaseTtlSeconds: 10\n"),
-    )
-    .unwrap();
+    set_lease_ttl(&config, 10);
     Proc::on(state, config, None).await
 }
 

@@ -388,10 +388,7 @@ async fn a_synchronous_delete_that_fails_is_answered_as_its_error_and_counted_on
     common::process::route_s3_through(&cfg, &config, proxy.port());
     // A lease of 10 s, not 3: the delete fails on the store before it loses
     // its lease, whose renewals the outage stops too.
-    let yaml = std::fs::read_to_string(&config).unwrap();
-    assert!(yaml.contains("leaseTtlSeconds: 3\n"), "{yaml}");
-    let yaml = yaml.replace("leaseTtlSeconds: 3\n", "leaseTtlSeconds: 10\n");
-    std::fs::write(&config, yaml).unwrap();
+    common::process::set_lease_ttl(&config, 10);
     let release = std::env::temp_dir().join(common::unique("release"));
     let failpoint = format!("delete.planned@{}", release.display());
     let server = Proc::on(state, config, Some(&failpoint)).await;

@@ -146,13 +146,7 @@ async fn a_delete_waits_for_a_reader_its_hold_refuses() {
     // The deleter's lease TTL (its wait for readers) is 10 s, so that the
     // reader is let go well within it.
     let (state, config) = process::config_with(&cfg, "vrefused-delete", "");
-    let yaml = std::fs::read_to_string(&config).unwrap();
-    assert!(yaml.contains("  leaseTtlSeconds: 3\n"), "{yaml}");
-    std::fs::write(
-        &config,
-        yaml.replace("  leaseTtlSeconds: 3\n", "  leaseTtlSeconds: 10\n"),
-    )
-    .unwrap();
+    process::set_lease_ttl(&config, 10);
     process::root_backups_at(&config, &root);
     let point = format!("delete.after_commit_point@{}", delete_go.display());
     let deleter = process::Proc::on(state, config, Some(&point)).await;

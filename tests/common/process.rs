@@ -257,6 +257,19 @@ pub fn config_with(
 
 /// Keeps the backups of the server config at `config` (written by
 /// [`config_with`]) under `root` instead of `backup`.
+/// Sets the lease TTL of config file `config` (written by [`config_with`],
+/// 3 s) to `ttl_s` seconds.
+#[allow(dead_code)]
+pub fn set_lease_ttl(config: &Path, ttl_s: u32) {
+    let yaml = std::fs::read_to_string(config).unwrap();
+    assert!(yaml.contains("  leaseTtlSeconds: 3\n"), "{yaml}");
+    let yaml = yaml.replace(
+        "  leaseTtlSeconds: 3\n",
+        &format!("  leaseTtlSeconds: {ttl_s}\n"),
+    );
+    std::fs::write(config, yaml).unwrap();
+}
+
 pub fn root_backups_at(config: &Path, root: &str) {
     let yaml = std::fs::read_to_string(config).unwrap();
     assert!(yaml.contains("backupRootPath: backup\n"), "{yaml}");
