@@ -487,8 +487,29 @@ async fn handle(
     Ok(resp.map(|b| b.map_err(std::io::Error::other).boxed()))
 }
 
+/// Copies `from` to `to` while `up` holds: a connection of a proxy switched
+/// off forwards no byte more, however late its watcher runs.
+async fn forward_while_up(
+    from: &mut (impl tokio::io::AsyncRead + Unpin),
+    to: &mut (impl tokio::io::AsyncWrite + Unpin),
+    up: &AtomicBool,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if !up.load(Ordering::SeqCst) || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Switches a [`switchable_proxy`] off, and waits until it has cut the
-/// connections open through it (it looks every 50 ms).
+/// connections open through it (it looks every 50 ms; none forwards a byte
+/// once off).
 #[allow(dead_code)]
 pub async fn switch_off(up: &AtomicBool) {
     up.store(false, Ordering::SeqCst);
@@ -538,8 +559,8 @@ pub async fn switchable_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<AtomicBo
                     }
                 };
                 tokio::select! {
-                    _ = tokio::io::copy(&mut ri, &mut wo) => {}
-                    _ = tokio::io::copy(&mut ro, &mut wi) => {}
+                    _ = forward_while_up(&mut ri, &mut wo, &flag) => {}
+                    _ = forward_while_up(&mut ro, &mut wi, &flag) => {}
                     _ = watch => {}
                 }
             });
