@@ -414,6 +414,18 @@ async fn a_restore_of_a_whole_database_restores_that_database_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_create_that_names_no_backup_is_retried_by_its_request_id_on_any_replica() {
+    retried_by_its_request_id_on_any_replica(false).await;
+}
+
+/// The same with a name: before, the retry on the replica was refused
+/// ALREADY_EXISTS (ABORTED while the first ran), though the request id
+/// promises the same job back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_create_that_names_its_backup_is_retried_by_its_request_id_on_any_replica() {
+    retried_by_its_request_id_on_any_replica(true).await;
+}
+
+async fn retried_by_its_request_id_on_any_replica(named: bool) {
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let (first, replica) = tokio::join!(
@@ -425,8 +437,13 @@ async fn a_create_that_names_no_backup_is_retried_by_its_request_id_on_any_repli
     data::insert(&m, &spec, "", 0..50, 3).await;
     data::flush(&m, &spec.db, &spec.name).await;
     let request_id = common::unique("unnamed_req");
+    let given = common::unique("named_by_caller");
+    let name_field = match named {
+        true => format!(r#""backup_name":"{given}","#),
+        false => String::new(),
+    };
     let body = format!(
-        r#"{{"collection_names":["{}"],"requestId":"{request_id}"}}"#,
+        r#"{{{name_field}"collection_names":["{}"],"requestId":"{request_id}"}}"#,
         spec.name
     );
     let create = |server: &common::TestServer| {
@@ -444,7 +461,10 @@ async fn a_create_that_names_no_backup_is_retried_by_its_request_id_on_any_repli
     };
     let made = create(&first);
     let name = made.1.as_str().unwrap().to_string();
-    assert!(name.starts_with("backup_"), "the Go tool's name: {name}");
+    match named {
+        true => assert_eq!(name, given),
+        false => assert!(name.starts_with("backup_"), "the Go tool's name: {name}"),
+    }
     // The retry here and on the replica: the same backup, not a new one.
     assert_eq!(create(&first), made, "a retry on the same server");
     assert_eq!(create(&replica), made, "a retry on another server");

@@ -45,10 +45,11 @@ impl JobKind for BackupJob {
             && s.order.as_ref().is_none_or(|o| *o == order_of(req))
     }
 
-    /// A name the server made differs at each retry: the request id is what
-    /// finds the first job on another replica.
+    /// The request id is what finds the first job on another replica: a
+    /// name the server made differs at each retry, and a name the caller
+    /// gave is taken there by the first job (a retry would be refused).
     fn claims_request_id(req: &BackupRequest) -> bool {
-        req.generated_name() && !req.resumes()
+        !req.caller().request_id().is_empty() && !req.resumes()
     }
 
     async fn plan(ctx: &Context, req: BackupRequest) -> Result<(Self, BackupSnapshot)> {

@@ -43,9 +43,7 @@ pub trait JobKind: Send + Sync + Sized + 'static {
     /// How often a running job's record is rewritten (zero: at every change).
     const RECORD_INTERVAL: Duration;
     /// Whether the request id of `req` is claimed across the servers on the
-    /// storage, so that a retry on another replica gets the same job. A job
-    /// whose key the caller chose (a backup's name) need not: a retry there
-    /// finds the key.
+    /// storage, so that a retry on another replica gets the same job.
     fn claims_request_id(_req: &Self::Request) -> bool {
         false
     }
