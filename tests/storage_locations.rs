@@ -151,6 +151,46 @@ async fn collection_names_up_to_milvuss_limit_on_a_local_directory() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// An incremental backup whose request id is no file name (`a/../x`, 256
+/// bytes) holds its base on a local directory and reuses its objects.
+/// Before, the reader's lease was named by the id: refused on the disk, so
+/// the base was "not reused" and every object copied, said only in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn request_ids_that_are_no_file_name_still_reuse_on_a_local_directory() {
+    let mut cfg = common::config();
+    let dir = std::env::temp_dir().join(common::unique("odd-ids"));
+    cfg.minio.backup_storage_type = "local".into();
+    cfg.minio.backup_root_path = dir.display().to_string();
+    let m = common::milvus(&cfg);
+    let (spec, _) = source(&m, "odd_ids").await;
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client().await;
+    let base = common::unique("odd_base");
+    flows::backup_collections(&mut client, &base, &[&spec.name]).await;
+    for (tag, request_id) in [
+        ("dots", format!("{}/../x", common::unique("a"))),
+        (
+            "long",
+            format!("{}{}", common::unique("r"), "r".repeat(240)),
+        ),
+    ] {
+        let name = common::unique(&format!("odd_{tag}"));
+        let made = flows::backup(
+            &mut client,
+            pb::CreateBackupRequest {
+                incremental: Some(true),
+                request_id,
+                ..flows::backup_request(&name, &[&spec.name])
+            },
+        )
+        .await;
+        assert_eq!(made.based_on, vec![base.clone()], "{tag}: {made:?}");
+    }
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    server.handle.stop().await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn delete_backup_removes_that_backup_only() {
     let cfg = common::config();

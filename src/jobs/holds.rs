@@ -17,9 +17,25 @@ pub fn writer(backup: &str) -> String {
     format!("backup/{backup}")
 }
 
-/// The lease of job `job` that reads backup `backup`.
+/// The lease of job `job` that reads backup `backup`. A job id is the
+/// caller's request id when one was given (up to 256 bytes of anything): one
+/// that is no plain file name (`/`, `.`, `..`, over 128 bytes, other
+/// characters) is named by its MD5 instead, so that its lease can be
+/// written on every store, a local directory too.
 pub fn reader(backup: &str, job: &str) -> String {
-    format!("reads/{backup}/{job}")
+    let plain = job.len() <= 128
+        && !matches!(job, "" | "." | "..")
+        && job
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if plain {
+        format!("reads/{backup}/{job}")
+    } else {
+        use md5::Digest as _;
+        let digest = md5::Md5::digest(job.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("reads/{backup}/md5-{hex}")
+    }
 }
 
 /// The folder of policy `policy`'s slot leases.
