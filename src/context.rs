@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::jobs::{Lease, Leases, SharedRecords};
+use crate::jobs::{Lease, Leases, SharedRecords, holds};
 use crate::meta::{BackupLayout, Catalog, MilvusLayout};
 use crate::milvus::identity::MilvusIdentity;
 use crate::milvus::{MilvusApi, MilvusClient};
@@ -141,11 +141,10 @@ impl Context {
                 Err(Error::Aborted(why)) => why,
                 held => return held,
             };
-            let waits = match leases.holder(&crate::jobs::holds::writer(name)).await? {
-                None => true,
-                Some(h) if h.purpose == "delete" => false,
-                Some(h) if h.purpose == "create" => self.catalog.is_complete(name).await?,
-                Some(_) => true,
+            let waits = match leases.writer_purpose(name).await?.as_deref() {
+                Some(holds::DELETE) => false,
+                Some(holds::CREATE) => self.catalog.is_complete(name).await?,
+                _ => true,
             };
             if !waits || std::time::Instant::now() >= deadline {
                 return Err(Error::Aborted(why));

@@ -9,7 +9,7 @@ use tracing::{error, info, warn};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::runner::{INTERRUPTED, JobKind, Recovered};
-use crate::jobs::{BackupOrder, BackupSnapshot, JobHandle, JobState, Lease};
+use crate::jobs::{BackupOrder, BackupSnapshot, JobHandle, JobState, Lease, holds};
 use crate::meta::leftover::Planless;
 use crate::meta::summary::snapshot_of;
 use crate::model::{BackupRequest, CollectionRef};
@@ -84,7 +84,7 @@ impl JobKind for BackupJob {
         };
         let (lease, refused) = ctx
             .leases()
-            .hold_for_writing_then(name, &id, "create", refused)
+            .hold_for_writing_then(name, &id, holds::CREATE, refused)
             .await?;
         // Refused under the hold, it wrote nothing: handed back, it does not
         // become the name's last writer (see `delete::left_by_ended_backup`).

@@ -14,7 +14,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::lease::release_all;
 use crate::jobs::runner::{INTERRUPTED, JobKind, Recovered};
-use crate::jobs::{BackupSnapshot, DeleteSnapshot, JobHandle, JobSnapshot, JobState, Lease};
+use crate::jobs::{BackupSnapshot, DeleteSnapshot, JobHandle, JobSnapshot, JobState, Lease, holds};
 use crate::meta::DeletePlan;
 use crate::meta::summary::snapshot_of;
 use crate::milvus::ImportPhase;
@@ -223,18 +223,19 @@ impl DeleteJob {
                     crate::failpoint::pause_at("delete.home_refused").await;
                     // The holders are looked at after the refusal: one may
                     // have let go since, and then the hold is tried again.
-                    if leases.being_created(home).await? {
+                    let writer = leases.writer_purpose(home).await?;
+                    if writer.as_deref() == Some(holds::CREATE) {
                         why
                     } else if Instant::now() < deadline {
                         tokio::time::sleep(HOME_RETRY).await;
                         continue;
-                    } else if leases.being_deleted(home).await? {
+                    } else if writer.as_deref() == Some(holds::DELETE) {
                         if !std::mem::replace(&mut said, true) {
                             info!(backup = %self.name, %home, holder = %why, "waiting for the delete of the backup whose objects this one reused");
                         }
                         tokio::time::sleep(HOME_RETRY).await;
                         continue;
-                    } else if !leases.is_held(home).await? {
+                    } else if writer.is_none() && !leases.is_read(home).await? {
                         continue;
                     } else {
                         return Err(Error::Aborted(format!(
@@ -278,7 +279,10 @@ impl JobKind for DeleteJob {
         }
         let resumed = resumes.is_some();
         let id = resumes.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let lease = ctx.leases().hold_for_writing(&name, &id, "delete").await?;
+        let lease = ctx
+            .leases()
+            .hold_for_writing(&name, &id, holds::DELETE)
+            .await?;
         let read = match imports_reading(ctx, name.as_str()).await {
             Ok(None) => None,
             Ok(Some(tasks)) => Some(Error::FailedPrecondition(format!(
@@ -539,7 +543,10 @@ async fn imports_reading(ctx: &Context, name: &str) -> Result<Option<String>> {
 /// Any other unmarked folder (one someone put under the root) is not ours
 /// to remove.
 async fn left_by_ended_backup(ctx: &Context, name: &BackupName, hold: &Lease) -> Result<bool> {
-    let Some(creator) = hold.previous_holder().filter(|h| h.purpose == "create") else {
+    let Some(creator) = hold
+        .previous_holder()
+        .filter(|h| h.purpose == holds::CREATE)
+    else {
         return Ok(false);
     };
     let creator = &creator.job;

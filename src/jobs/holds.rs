@@ -12,6 +12,12 @@ use super::lease::{Lease, Leases, release_all};
 use crate::error::{Error, Result};
 use crate::model::{CollectionRef, MAX_NAME_LEN};
 
+/// The purpose a job that creates a backup holds its name for.
+pub const CREATE: &str = "create";
+
+/// The purpose a job that deletes a backup holds its name for.
+pub const DELETE: &str = "delete";
+
 /// The lease of the job that writes (creates or deletes) backup `backup`.
 pub fn writer(backup: &str) -> String {
     format!("backup/{backup}")
@@ -31,10 +37,7 @@ pub fn reader(backup: &str, job: &str) -> String {
     if plain {
         format!("reads/{backup}/{job}")
     } else {
-        use md5::Digest as _;
-        let digest = md5::Md5::digest(job.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        format!("reads/{backup}/md5-{hex}")
+        format!("reads/{backup}/md5-{}", super::md5_hex(job))
     }
 }
 
@@ -125,25 +128,15 @@ impl Leases {
         }
     }
 
-    /// Whether backup `name` is held by the job that creates it.
-    pub async fn being_created(&self, name: &str) -> Result<bool> {
-        self.written_for(name, "create").await
+    /// What the job that writes backup `name` holds it for ([`CREATE`],
+    /// [`DELETE`], ...), if one holds it.
+    pub async fn writer_purpose(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.holder(&writer(name)).await?.map(|h| h.purpose))
     }
 
-    /// Whether backup `name` is held by a job that deletes it.
-    pub async fn being_deleted(&self, name: &str) -> Result<bool> {
-        self.written_for(name, "delete").await
-    }
-
-    /// Whether any job holds backup `name`, to write or to read it.
-    pub async fn is_held(&self, name: &str) -> Result<bool> {
-        Ok(self.holder(&writer(name)).await?.is_some()
-            || !self.sweep_under(&format!("reads/{name}")).await?.is_empty())
-    }
-
-    async fn written_for(&self, name: &str, purpose: &str) -> Result<bool> {
-        let holder = self.holder(&writer(name)).await?;
-        Ok(holder.is_some_and(|h| h.purpose == purpose))
+    /// Whether any job holds backup `name` for reading.
+    pub async fn is_read(&self, name: &str) -> Result<bool> {
+        Ok(!self.sweep_under(&format!("reads/{name}")).await?.is_empty())
     }
 
     /// Holds what a restore needs besides `reading`, its hold on the backup:

@@ -207,3 +207,13 @@ impl<T> JobHandle<T> {
         self.tx.subscribe()
     }
 }
+
+/// The MD5 of `s` in lowercase hex: a short, plain object-key segment for
+/// any string a caller gave.
+pub(crate) fn md5_hex(s: &str) -> String {
+    use md5::Digest as _;
+    md5::Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

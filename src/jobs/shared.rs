@@ -82,10 +82,12 @@ impl SharedRecords {
     /// Where the claim of `request_id` for a job of kind `T` is kept (the
     /// id hashed: any string makes a short, plain object key).
     fn claim_key<T: JobSnapshot>(&self, request_id: &str) -> String {
-        use md5::Digest as _;
-        let digest = md5::Md5::digest(request_id.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        join_key([&self.prefix, "requests", T::KIND, &hex])
+        join_key([
+            &self.prefix,
+            "requests",
+            T::KIND,
+            &super::md5_hex(request_id),
+        ])
     }
 
     /// The key of the job that claimed `request_id`, if one did.
