@@ -180,6 +180,11 @@ impl Leases {
         let key = self.key(name);
         let mine = self.record(job, purpose);
         let body = Bytes::from(serde_json::to_vec(&mine)?);
+        // The holder a takeover's write replaced, kept across tries: a write
+        // that landed with its answer lost is retried by the store and then
+        // refused (its `If-Match` is stale by then), and is found ours on the
+        // next try.
+        let mut taken_from: Option<LeaseRecord> = None;
         for _ in 0..5 {
             let mut previous = None;
             let etag = match self.store.put_if_absent(&key, body.clone()).await? {
@@ -193,7 +198,10 @@ impl Leases {
                             // Our own write, whose answer was lost and retried
                             // (not once released: a hand-back may write back
                             // a holder whose answer was lost).
-                            Some(h) if h.nonce == mine.nonce && !h.released => Some(etag),
+                            Some(h) if h.nonce == mine.nonce && !h.released => {
+                                previous = taken_from.take().and_then(LeaseRecord::of_a_job);
+                                Some(etag)
+                            }
                             // Held by any other live holder: another job, the
                             // same job in another process (a resumed job on
                             // two servers), or another start of the same job
@@ -209,7 +217,10 @@ impl Leases {
                                     previous = h.and_then(LeaseRecord::of_a_job);
                                     Some(etag)
                                 }
-                                CondPut::Conflict => None,
+                                CondPut::Conflict => {
+                                    taken_from = h;
+                                    None
+                                }
                             },
                         }
                     }

@@ -74,8 +74,10 @@ pub struct FaultCounts {
     refuse_puts_for: std::sync::Mutex<Option<String>>,
     /// PutObjects refused.
     pub refused_puts: AtomicU64,
-    /// PutObjects to keys ending so are forwarded, then left unanswered.
-    lose_put_answers_for: std::sync::Mutex<Option<String>>,
+    /// PutObjects to keys ending so (only those with an `If-Match` when
+    /// set) are forwarded, then left unanswered, while any of the count is
+    /// left.
+    lose_put_answers_for: std::sync::Mutex<Option<(String, u64, bool)>>,
     /// Answers so lost.
     pub lost_answers: AtomicU64,
     /// Conditional PutObjects (`If-None-Match`, `If-Match`) to keys ending
@@ -157,7 +159,16 @@ impl FaultProxy {
     /// landed is lost.
     #[allow(dead_code)]
     pub fn lose_put_answers_for(&self, suffix: &str) {
-        *self.counts.lose_put_answers_for.lock().unwrap() = Some(suffix.to_string());
+        *self.counts.lose_put_answers_for.lock().unwrap() =
+            Some((suffix.to_string(), u64::MAX, false));
+    }
+
+    /// [`Self::lose_put_answers_for`], for the next `n` writes with an
+    /// `If-Match` only (a lease's takeover): the client's retry of the
+    /// write then gets its answer.
+    #[allow(dead_code)]
+    pub fn lose_next_if_match_answers_for(&self, suffix: &str, n: u64) {
+        *self.counts.lose_put_answers_for.lock().unwrap() = Some((suffix.to_string(), n, true));
     }
 
     /// Answers the next `n` conditional PutObjects to a key ending in
@@ -410,12 +421,17 @@ async fn handle(
             })
     };
     let lose_answer = matches!(*req.method(), Method::PUT | Method::POST)
-        && counts
-            .lose_put_answers_for
-            .lock()
-            .unwrap()
-            .as_deref()
-            .is_some_and(named);
+        && match &mut *counts.lose_put_answers_for.lock().unwrap() {
+            Some((suffix, left, if_match))
+                if *left > 0
+                    && named(suffix)
+                    && (!*if_match || req.headers().contains_key("if-match")) =>
+            {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        };
     if req.headers().contains_key("x-amz-copy-source") && counts.hold_copies.load(Ordering::SeqCst)
     {
         counts.held_copies.fetch_add(1, Ordering::SeqCst);
