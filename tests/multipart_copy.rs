@@ -1,7 +1,8 @@
 //! Server-side copies of large objects in parts (UploadPartCopy), against the
 //! real S3 server of the test environment: the copy is byte-for-byte equal,
-//! was made in parts (its ETag says how many), and a small object still goes
-//! by one CopyObject.
+//! was made in parts (its ETag says how many), a small object still goes
+//! by one CopyObject, and a source of another size than planned is copied
+//! neither way.
 
 mod common;
 
@@ -160,4 +161,107 @@ async fn objects_copied_in_parts_are_verified_by_decoding() {
 
     store.delete_under(&folder).await.unwrap();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// A server-side copy whose source is not of the size planned (changed since
+/// it was listed or proven, or truncated) fails DATA_LOSS naming the source
+/// and both sizes, and leaves no object at the destination and the source
+/// as it was: by one CopyObject (which copies the whole source) and in parts
+/// (which copy the planned ranges only: planned one byte short, they made an
+/// object of the planned size), planned one byte short and one byte long.
+/// On the code before, each was reported copied. Planned at its size, the
+/// copy is made both ways, equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_not_of_its_planned_size_is_not_copied() {
+    use milvus_backup::storage::{Copier, CopyTask};
+    use std::sync::Arc;
+    use tokio_util::task::TaskTracker;
+
+    let mut cfg = common::config();
+    cfg.minio.backup_bucket_name = format!("copies-{}", uuid::Uuid::new_v4().simple());
+    let src: Arc<dyn ObjectStore> =
+        Arc::new(S3Bucket::new(&cfg.minio.milvus_bucket().unwrap()).unwrap());
+    let copies = S3Bucket::new(&cfg.minio.backup_bucket().unwrap()).unwrap();
+    copies.ensure_bucket(true).await.unwrap();
+    assert_eq!(
+        copies.endpoint_identity(),
+        src.endpoint_identity(),
+        "one endpoint: the copies are server-side"
+    );
+    let whole = copies.clone().with_multipart_copy(u64::MAX, 5 * MIB);
+    let in_parts = copies.clone().with_multipart_copy(0, 5 * MIB);
+
+    let prefix = common::unique("sized");
+    let data = Bytes::from(vec![5u8; 1000]);
+    let n = data.len() as u64;
+    let key = format!("{prefix}/binlog");
+    src.write(&key, data.clone()).await.unwrap();
+    let copier = Copier::new(4);
+    let mut made = Vec::new();
+    for (how, dst) in [("one CopyObject", whole), ("in parts", in_parts)] {
+        let dst: Arc<dyn ObjectStore> = Arc::new(dst);
+        let dst_key = |planned: u64| format!("{prefix}/{}-{planned}", how.replace(' ', "_"));
+        for planned in [n - 1, n + 1] {
+            let task = CopyTask {
+                src_key: key.clone(),
+                dst_key: dst_key(planned),
+                size: planned,
+                owner: 0,
+            };
+            let err = copier
+                .copy_all(&src, &dst, vec![task], &TaskTracker::new(), |_, _| {
+                    panic!("{how}: a copy of {planned} bytes planned was reported made")
+                })
+                .await
+                .expect_err("a source of another size than planned is not copied");
+            let msg = err.to_string();
+            assert!(
+                matches!(err, milvus_backup::Error::DataLoss(_)),
+                "{how}, {planned} planned: {err:?}"
+            );
+            assert!(
+                msg.contains(&key)
+                    && msg.contains(&format!("{n} bytes"))
+                    && msg.contains(&format!("the {planned} planned")),
+                "{how}: names the source and both sizes: {msg}"
+            );
+            assert_eq!(
+                dst.head(&dst_key(planned)).await.unwrap(),
+                None,
+                "{how}, {planned} planned: no object left"
+            );
+        }
+        let task = CopyTask {
+            src_key: key.clone(),
+            dst_key: dst_key(n),
+            size: n,
+            owner: 0,
+        };
+        let reported = std::sync::Mutex::new(Vec::new());
+        copier
+            .copy_all(&src, &dst, vec![task], &TaskTracker::new(), |t, _| {
+                reported.lock().unwrap().push(t.dst_key.clone())
+            })
+            .await
+            .unwrap();
+        assert_eq!(reported.into_inner().unwrap(), [dst_key(n)], "{how}");
+        assert_eq!(dst.read(&dst_key(n)).await.unwrap(), data, "{how}: equal");
+        made.push(dst_key(n));
+    }
+    assert_eq!(src.read(&key).await.unwrap(), data, "the source untouched");
+    assert!(
+        copies.incomplete_uploads(&prefix).await.unwrap().is_empty(),
+        "no upload left"
+    );
+    let left: Vec<String> = copies
+        .list(&prefix)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    made.sort();
+    assert_eq!(left, made, "only the copies of the planned size");
+    copies.delete(&made).await.unwrap();
+    src.delete(&[key]).await.unwrap();
 }

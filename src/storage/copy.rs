@@ -202,6 +202,7 @@ async fn copy_one(
             .copy_in(from, &task.dst_key)
             .await
             .map_err(|e| from.missing_named(e))?;
+        check_copied_size(dst.as_ref(), src.bucket(), &task).await?;
         return Ok(Copied { etag, crc32c: None });
     }
     let (size, body) = src.get_stream(&task.src_key).await?;
@@ -220,6 +221,45 @@ async fn copy_one(
         etag,
         crc32c: Some(crc.load(Ordering::Relaxed)),
     })
+}
+
+/// Checks that the server-side copy of `task` into `dst` holds the bytes
+/// planned: the store copies its source as it is now, and a source changed
+/// since it was listed or proven (grown, shrunk, truncated) is another
+/// object. A copy of another size is removed (it is this copy's own, just
+/// made; nothing of the source is touched) and the copy fails
+/// [`Error::DataLoss`] naming the source and both sizes.
+async fn check_copied_size(
+    dst: &dyn ObjectStore,
+    src_bucket: &str,
+    task: &CopyTask,
+) -> Result<()> {
+    let copied = match dst.head(&task.dst_key).await? {
+        Some(size) if size == task.size => return Ok(()),
+        Some(size) => size,
+        None => {
+            return Err(Error::Storage {
+                operation: "Copy",
+                key: format!("{}/{}", dst.bucket(), task.dst_key),
+                reason: "the copy was reported made, and no object is there".into(),
+            });
+        }
+    };
+    if let Err(e) = dst.delete(std::slice::from_ref(&task.dst_key)).await {
+        tracing::warn!(
+            key = %task.dst_key,
+            error = %e,
+            "cannot remove a server-side copy of another size than planned"
+        );
+    }
+    Err(Error::DataLoss(format!(
+        "{src_bucket}/{} was copied with {copied} bytes, not the {} planned: it changed since it \
+         was listed or proven; its copy {}/{} was removed",
+        task.src_key,
+        task.size,
+        dst.bucket(),
+        task.dst_key
+    )))
 }
 
 /// The error of a copy stopped because its job ended.

@@ -56,7 +56,11 @@ impl LocalDir {
         }
     }
 
-    /// Every file under `dir`, as keys.
+    /// Every file under `dir`, as keys. Files come and go while it reads
+    /// (others' writes rename their temporary files into place, conditional
+    /// writes remove their lock files, deletes remove objects): an entry gone
+    /// between the directory's read and its look is not listed, and a
+    /// temporary or lock file is skipped by its name before its size is asked.
     async fn walk(&self, dir: PathBuf, out: &mut Vec<ObjectInfo>) -> Result<()> {
         let mut stack = vec![dir];
         while let Some(dir) = stack.pop() {
@@ -70,23 +74,48 @@ impl LocalDir {
                 .await
                 .map_err(|e| self.io_error("list", &dir.display().to_string(), e))?
             {
-                let meta = entry
-                    .metadata()
-                    .await
-                    .map_err(|e| self.io_error("list", &entry.path().display().to_string(), e))?;
                 let path = entry.path();
-                if meta.is_dir() {
+                // Mostly known from the directory's read, with no look at the file.
+                let file_type = match entry.file_type().await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        self.gone_while_listed(&path, e)?;
+                        continue;
+                    }
+                };
+                if file_type.is_dir() {
                     stack.push(path);
-                } else if !is_temp(&path) {
-                    out.push(ObjectInfo {
-                        key: self.key_of(&path),
-                        size: meta.len(),
-                        etag: None,
-                    });
+                    continue;
                 }
+                // Temporary files (`.tmp-…`) and lock files (`.….tmp-lock`)
+                // are skipped by name: they are the ones that vanish.
+                if is_temp(&path) {
+                    continue;
+                }
+                let meta = match entry.metadata().await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        self.gone_while_listed(&path, e)?;
+                        continue;
+                    }
+                };
+                out.push(ObjectInfo {
+                    key: self.key_of(&path),
+                    size: meta.len(),
+                    etag: None,
+                });
             }
         }
         Ok(())
+    }
+
+    /// `Ok` when `e`, met looking at an entry a listing read, says the entry
+    /// is gone (it is then not listed); the listing's error otherwise.
+    fn gone_while_listed(&self, path: &Path, e: std::io::Error) -> Result<()> {
+        match e.kind() {
+            ErrorKind::NotFound => Ok(()),
+            _ => Err(self.io_error("list", &path.display().to_string(), e)),
+        }
     }
 
     fn key_of(&self, path: &Path) -> String {

@@ -6,6 +6,7 @@
 //! bucket lifecycle rule (AbortIncompleteMultipartUpload) removes those.
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
@@ -95,6 +96,9 @@ impl S3Bucket {
         dst_key: &str,
     ) -> Result<Option<String>> {
         let size = from.size;
+        // The parts copy the planned ranges only: a source of another size
+        // would be cut to them, or fail on a range past its end.
+        self.check_source_size(from).await?;
         let guard = self.begin_upload(dst_key).await?;
         let upload_id = guard.upload_id.clone();
         crate::failpoint::pause_at("storage.copy_in_parts").await;
@@ -139,6 +143,47 @@ impl S3Bucket {
             .await
             .and_then(|parts| from.check_stop().map(|()| parts));
         self.complete_upload(guard, parts).await
+    }
+
+    /// Fails [`Error::DataLoss`], naming the source and both sizes, unless
+    /// the object `from` names (a bucket of this endpoint) holds `from.size`
+    /// bytes: it changed since it was listed or proven. A missing source is
+    /// `NotFound`, naming it.
+    async fn check_source_size(&self, from: Source<'_>) -> Result<()> {
+        let name = format!("{}/{}", from.bucket, from.key);
+        let head = self
+            .client
+            .head_object()
+            .bucket(from.bucket)
+            .key(from.key)
+            .send()
+            .await;
+        let size = match head {
+            Ok(o) => o.content_length().unwrap_or(0).max(0) as u64,
+            Err(SdkError::ServiceError(e)) if e.err().is_not_found() => {
+                return Err(Error::not_found("object", name));
+            }
+            Err(e) => {
+                return Err(match self.error("HeadObject", from.key, e) {
+                    // Named by its own bucket, not this one.
+                    Error::Storage { operation, reason, .. } => Error::Storage {
+                        operation,
+                        key: name,
+                        reason,
+                    },
+                    Error::NotFound { kind, .. } => Error::not_found(kind, name),
+                    other => other,
+                });
+            }
+        };
+        if size == from.size {
+            return Ok(());
+        }
+        Err(Error::DataLoss(format!(
+            "{name} is {size} bytes, not the {} planned: it changed since it was listed or \
+             proven; nothing of it was copied",
+            from.size
+        )))
     }
 
     /// Writes a stream of `size` bytes in parts (UploadPart): two parts

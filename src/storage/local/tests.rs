@@ -209,3 +209,107 @@ async fn a_write_dropped_mid_way_leaves_nothing() {
     );
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// Listings of a folder while others write there (plain writes, creates,
+/// compare-and-swaps and deletes, whose temporary and lock files come and
+/// go) all succeed and name no temporary or lock file, as the listings of
+/// `_jobs/...` and `_leases/...` run while other jobs write there. Before,
+/// an entry gone between the directory's read and its look at the entry
+/// (a temporary file renamed into place, a lock file removed) failed the
+/// whole listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn listings_while_others_write_beside_never_fail() {
+    let root = std::env::temp_dir().join(format!("mb-walk-{}", uuid::Uuid::new_v4().simple()));
+    let s = Arc::new(LocalDir::new(&root));
+    s.ensure_bucket(true).await.unwrap();
+    let prefix = "_jobs/backup/";
+    let writers = 4;
+    // Kept throughout: the folder never empties (a delete would remove it).
+    for w in 0..writers {
+        s.write(&format!("{prefix}kept-{w}"), Bytes::from_static(b"k"))
+            .await
+            .unwrap();
+    }
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let writing: Vec<_> = (0..writers)
+        .map(|w| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut ops = 0u64;
+                while std::time::Instant::now() < until {
+                    // Five keys a writer, each met by all four kinds of write.
+                    let key = format!("{prefix}w{w}-{}", ops % 5);
+                    let data = Bytes::from(format!("{w}:{ops}"));
+                    match ops % 4 {
+                        0 => s.write(&key, data).await.unwrap(),
+                        1 => {
+                            s.put_if_absent(&key, data).await.unwrap();
+                        }
+                        2 => {
+                            if let Some((_, tag)) = s.read_versioned(&key).await.unwrap() {
+                                s.put_if_match(&key, data, &tag).await.unwrap();
+                            }
+                        }
+                        _ => s.delete(&[key]).await.unwrap(),
+                    }
+                    ops += 1;
+                }
+                ops
+            })
+        })
+        .collect();
+    let listing: Vec<_> = (0..2)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut listings = 0u64;
+                while std::time::Instant::now() < until {
+                    let listed = s.list(prefix).await.unwrap_or_else(|e| {
+                        panic!("listing {listings} failed while others wrote beside: {e}")
+                    });
+                    for o in &listed {
+                        assert!(!o.key.contains(".tmp-"), "listed: {}", o.key);
+                    }
+                    for w in 0..writers {
+                        let kept = format!("{prefix}kept-{w}");
+                        assert!(
+                            listed.iter().any(|o| o.key == kept),
+                            "{kept} not in {listed:?}"
+                        );
+                    }
+                    listings += 1;
+                }
+                listings
+            })
+        })
+        .collect();
+    let ops: u64 = futures::future::join_all(writing)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .sum();
+    let listings: u64 = futures::future::join_all(listing)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .sum();
+    assert!(
+        ops >= 100 && listings >= 10,
+        "too few to race: {ops} writes, {listings} listings"
+    );
+    // Once the writes ended: every object listed, no temporary or lock file left.
+    let mut on_disk: Vec<String> = std::fs::read_dir(root.join("_jobs/backup"))
+        .unwrap()
+        .map(|e| format!("{prefix}{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    on_disk.sort();
+    let listed: Vec<String> = s
+        .list(prefix)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(listed, on_disk);
+    std::fs::remove_dir_all(&root).unwrap();
+}
