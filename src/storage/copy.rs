@@ -229,11 +229,7 @@ async fn copy_one(
 /// object. A copy of another size is removed (it is this copy's own, just
 /// made; nothing of the source is touched) and the copy fails
 /// [`Error::DataLoss`] naming the source and both sizes.
-async fn check_copied_size(
-    dst: &dyn ObjectStore,
-    src_bucket: &str,
-    task: &CopyTask,
-) -> Result<()> {
+async fn check_copied_size(dst: &dyn ObjectStore, src_bucket: &str, task: &CopyTask) -> Result<()> {
     let copied = match dst.head(&task.dst_key).await? {
         Some(size) if size == task.size => return Ok(()),
         Some(size) => size,

@@ -166,7 +166,9 @@ impl S3Bucket {
             Err(e) => {
                 return Err(match self.error("HeadObject", from.key, e) {
                     // Named by its own bucket, not this one.
-                    Error::Storage { operation, reason, .. } => Error::Storage {
+                    Error::Storage {
+                        operation, reason, ..
+                    } => Error::Storage {
                         operation,
                         key: name,
                         reason,
