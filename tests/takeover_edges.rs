@@ -140,8 +140,12 @@ async fn a_cancel_sent_while_the_owner_is_dead_ends_the_restore_cancelled() {
 /// collection alone; with `pruned`, that record is gone first (pruned once
 /// 1,000 later restores ended, or the backup root changed), and the
 /// restart still leaves the collection alone (before, it cleaned up from
-/// its own record, ended when it lost its leases, and dropped it).
-async fn paused_owner_wakes_after_the_takeover(tag: &str, pruned: bool) {
+/// its own record, ended when it lost its leases, and dropped it). Unless
+/// `woken`, the owner is killed while paused instead, so its own record
+/// still says running: restarted after the shared record went, it leaves
+/// the collection alone too (before, it ended the job "interrupted" and
+/// dropped the collection another replica had finished).
+async fn paused_owner_wakes_after_the_takeover(tag: &str, pruned: bool, woken: bool) {
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let (spec, rows) = source(&m, &format!("{tag}_src")).await;
@@ -176,21 +180,23 @@ async fn paused_owner_wakes_after_the_takeover(tag: &str, pruned: bool) {
     let restored_id = m.collection_id(&spec.db, &target).await.unwrap();
 
     // Woken: it finds its leases taken and stops, leaving the job alone.
-    owner.signal("CONT");
-    common::process::wait_for_log(
-        &owner.log,
-        "another process took it over",
-        Duration::from_secs(30),
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = flows::get_restore(&mut b.client.clone(), &id).await;
-    assert_eq!(after.state, pb::JobState::Succeeded as i32, "{after:?}");
-    assert_eq!(
-        m.collection_id(&spec.db, &target).await.unwrap(),
-        restored_id,
-        "the restored collection stays"
-    );
+    if woken {
+        owner.signal("CONT");
+        common::process::wait_for_log(
+            &owner.log,
+            "another process took it over",
+            Duration::from_secs(30),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let after = flows::get_restore(&mut b.client.clone(), &id).await;
+        assert_eq!(after.state, pb::JobState::Succeeded as i32, "{after:?}");
+        assert_eq!(
+            m.collection_id(&spec.db, &target).await.unwrap(),
+            restored_id,
+            "the restored collection stays"
+        );
+    }
     let now = data::rows(&m, &spec, &spec.db, &target, &[]).await;
     data::assert_rows_equal("restored", &rows, &now);
     b.finish();
@@ -216,7 +222,19 @@ async fn paused_owner_wakes_after_the_takeover(tag: &str, pruned: bool) {
                 "its shared record is gone",
                 Duration::from_secs(30),
             )
-            .await
+            .await;
+            let after = flows::get_restore(&mut owner.client, &id).await;
+            if !woken {
+                // Its own record, ended now, says what to look at.
+                assert_eq!(after.state, pb::JobState::Failed as i32, "{after:?}");
+                assert!(
+                    after
+                        .error_message
+                        .contains("nothing was dropped or renamed")
+                        && after.error_message.contains(&target),
+                    "{after:?}"
+                );
+            }
         }
         // It answers the job's end as the shared record has it (not its own
         // "lost its hold").
@@ -232,12 +250,18 @@ async fn paused_owner_wakes_after_the_takeover(tag: &str, pruned: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paused_owner_that_wakes_after_the_takeover_leaves_the_job_alone() {
-    paused_owner_wakes_after_the_takeover("paused", false).await;
+    paused_owner_wakes_after_the_takeover("paused", false, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paused_owner_restarted_after_the_shared_record_went_leaves_the_job_alone() {
-    paused_owner_wakes_after_the_takeover("pruned", true).await;
+    paused_owner_wakes_after_the_takeover("pruned", true, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_owner_killed_while_paused_and_restarted_after_the_shared_record_went_leaves_the_job_alone()
+ {
+    paused_owner_wakes_after_the_takeover("killedp", true, false).await;
 }
 
 /// A CLI restore interrupted with Ctrl-C (SIGINT) while Milvus imports is

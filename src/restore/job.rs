@@ -187,13 +187,31 @@ impl JobKind for RestoreJob {
                 warn!(restore = %r.id, error = %e, "cannot read the shared record; left to the takeover");
                 return Recovered::resume(r);
             }
-            // Ended here without a cleanup of its own due (it lost its
-            // leases: another server took it over), its shared record gone
-            // since (pruned once ended, or under another backup root): the
-            // server that finished it cleaned up, and what it made may be
-            // in use. Nothing is dropped on the word of this record.
-            Ok(None) if r.order.is_some() && r.state.is_terminal() && !r.cleanup_due => {
-                warn!(restore = %r.id, "its shared record is gone and it did not end here with a cleanup due: another server may have finished it; nothing is cleaned up");
+            // Its shared record gone (pruned once ended, or under another
+            // backup root): another server may have taken the job over and
+            // finished it, or run its cleanup, and what it made may be in
+            // use. Whatever this record says (running when its process was
+            // killed, ended, a cleanup due), nothing is dropped or renamed
+            // on its word: the job ends saying what to look at.
+            Ok(None) if r.order.is_some() => {
+                warn!(restore = %r.id, "its shared record is gone: another server may have finished it; nothing is cleaned up");
+                let targets: Vec<String> = targets_of(&r).iter().map(ToString::to_string).collect();
+                let left = format!(
+                    "its shared record is gone (ended on another server and pruned since, or \
+                     the backup root changed), so another server may have finished it: nothing \
+                     was dropped or renamed; look at {}",
+                    targets.join(", ")
+                );
+                if !r.state.is_terminal() {
+                    r.state = JobState::Failed;
+                    r.error = Some(format!("{INTERRUPTED}; {left}"));
+                    r.end_time = Some(SystemTime::now());
+                    end_in_flight(&mut r, &Error::Internal(INTERRUPTED.into()));
+                } else if r.cleanup_due {
+                    let ended = r.error.take().unwrap_or_default();
+                    r.error = Some(format!("{ended}; its cleanup is unfinished and {left}"));
+                    r.cleanup_due = false;
+                }
                 return Recovered::at_once(r);
             }
             _ => {}
