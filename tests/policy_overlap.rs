@@ -1,7 +1,9 @@
 //! A policy whose run outlasts its schedule, on the real Milvus 2.3.5 and
 //! S3, with a server process on a backup root of its own: the slots that
 //! come due meanwhile wait for the run to end, so backups of one policy never
-//! pile up on Milvus; the newest of them runs once it has ended.
+//! pile up on Milvus; the newest of them runs once it has ended. Runs that
+//! overlap (asked for by hand) are kept or deleted by when their backups
+//! were taken.
 
 mod common;
 
@@ -464,5 +466,90 @@ async fn a_run_that_outlives_its_policy_writes_nothing_into_a_new_one_of_its_nam
     wait_for_log(&server.log, "policy run stopped", Duration::from_secs(30)).await;
     let _ = std::fs::remove_file(&go[0]);
     server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// Two runs of one policy (`keep_last 1`) overlap: the first, asked for on
+/// server A, is held (`backup.held@PATH`) before its backup begins; the
+/// second, asked for a second later on server B, runs to its end. Let go,
+/// the first takes its backup after the second's: its data is the newest,
+/// so its retention keeps it and deletes the second's. On the code before,
+/// a run's slot was its backup's time: the first counted as the older, and
+/// its retention deleted the backup it had just made, the newest data (a
+/// scheduled slot retried late beside a RunPolicyNow is the same case).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_goes_by_when_a_backup_was_taken_not_by_its_slot() {
+    use common::policies::{policy, policy_client, settled_runs, store_of};
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let spec = Spec::new(&common::unique("taken_src"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..100, 12).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let root = common::unique("taken_root");
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let held = format!("backup.held@{}", go.display());
+    let a = Proc::start_rooted_paused(&cfg, "takena", &root, "", Some(&held)).await;
+    let b = Proc::start_rooted(&cfg, "takenb", &root, "").await;
+    let name = common::unique("taken");
+    // Not due while the test runs: only the runs asked for now.
+    let p = policy(&name, "0 0 1 1 *", &spec.name, 1);
+    let (mut on_a, mut on_b) = (policy_client(&a).await, policy_client(&b).await);
+    on_a.create_policy(pb::CreatePolicyRequest { policy: Some(p) })
+        .await
+        .unwrap();
+    let run_now = |c: &mut PolicyServiceClient<_>| {
+        let mut c = c.clone();
+        let name = name.clone();
+        async move {
+            c.run_policy_now(pb::RunPolicyNowRequest { name })
+                .await
+                .expect("RunPolicyNow")
+                .into_inner()
+                .run
+                .unwrap()
+                .backup_name
+        }
+    };
+    let first = run_now(&mut on_a).await;
+    a.wait_paused(Duration::from_secs(60)).await;
+    // Backup names go by the second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = run_now(&mut on_b).await;
+    let store = store_of(&cfg, &root);
+    flows::eventually("the second run succeeds", Duration::from_secs(120), || {
+        let (store, name, second) = (store.clone(), name.clone(), second.clone());
+        async move {
+            let runs = store.runs(&name).await.unwrap();
+            runs.iter()
+                .any(|r| r.backup == second && r.state == RunState::Succeeded)
+        }
+    })
+    .await;
+
+    std::fs::write(&go, b"").unwrap();
+    let runs = settled_runs(&store, &name, Duration::from_secs(180)).await;
+    assert!(
+        runs.iter().all(|r| r.state == RunState::Succeeded),
+        "{runs:?}"
+    );
+    let mut client = b.client.clone();
+    assert_eq!(
+        flows::listed_state(&mut client, &first).await,
+        Some(pb::JobState::Succeeded as i32),
+        "the newest data ({first}, taken last) is kept"
+    );
+    assert_eq!(
+        flows::listed_state(&mut client, &second).await,
+        None,
+        "{second}, taken before it, is deleted by keep_last 1"
+    );
+    on_b.delete_policy(pb::DeletePolicyRequest { name })
+        .await
+        .unwrap();
+    flows::delete_eventually(&client, &first, "the kept backup is deleted").await;
+    a.finish();
+    b.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }

@@ -223,7 +223,10 @@ async fn paused_owner_wakes_after_the_takeover(tag: &str, pruned: bool, woken: b
                 Duration::from_secs(30),
             )
             .await;
-            let after = flows::get_restore(&mut owner.client, &id).await;
+            // A connection of its own: the first one may be idle long enough
+            // to be told to go away.
+            let mut fresh = common::connect(([127, 0, 0, 1], owner.port).into()).await;
+            let after = flows::get_restore(&mut fresh, &id).await;
             if !woken {
                 // Its own record, ended now, says what to look at.
                 assert_eq!(after.state, pb::JobState::Failed as i32, "{after:?}");

@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use super::Engine;
 use crate::error::{Error, Result};
 use crate::milvus::identity::Whose;
-use crate::model::retention::{Decision, decide};
+use crate::model::retention::{Candidate, Decision, decide};
 use crate::model::{BackupName, Policy, PolicyName};
-use crate::policy::{PolicyStatus, RunRecord, StoredPolicy, candidates, holdings, status};
+use crate::policy::{PolicyStatus, RunRecord, StoredPolicy, holdings, status};
 
 impl Engine {
     /// Stores a new policy; its first slot is the first one after now.
@@ -114,20 +114,23 @@ impl Engine {
         // last backups of what it no longer backs up. Records without a
         // selection (earlier versions) are a group of their own: what they
         // backed up is not known, so they never count against another.
-        let mut groups: BTreeMap<&str, Vec<&RunRecord>> = BTreeMap::new();
-        for r in held {
+        let mut groups: BTreeMap<&str, Vec<Candidate>> = BTreeMap::new();
+        for (r, time) in held {
             let key = match r.selection.as_str() {
                 "" => "unrecorded (runs of an earlier version)",
                 key => key,
             };
-            groups.entry(key).or_default().push(r);
+            groups.entry(key).or_default().push(Candidate {
+                name: r.backup.clone(),
+                time,
+            });
         }
         let several = groups.len() > 1;
         let mut out = Vec::new();
         for (key, runs) in groups {
             let mut decided = decide(
                 p.policy.retention(),
-                &candidates(&runs),
+                &runs,
                 Utc::now(),
                 p.policy.schedule().time_zone(),
             );
@@ -145,29 +148,53 @@ impl Engine {
     /// `held` without the runs whose backup under the name is not the one
     /// their jobs made: incomplete, or deleted by hand and made again (by
     /// another run of the policy, or by anyone). Retention deletes only a
-    /// complete backup whose id one of the run's jobs had.
+    /// complete backup whose id one of the run's jobs had. Each comes with
+    /// its backup's time, when it was taken: not its run's slot, as a slot
+    /// retried late (or caught up) holds newer data than a run asked for
+    /// after its slot. A backup that cannot be read is left out, and so
+    /// never deleted, with a warning: the others are still decided about.
     async fn made_by_their_runs<'a>(
         &self,
         p: &StoredPolicy,
         held: Vec<&'a RunRecord>,
-    ) -> Result<Vec<&'a RunRecord>> {
+    ) -> Result<Vec<(&'a RunRecord, DateTime<Utc>)>> {
         let catalog = &self.ctx.catalog;
         let index = catalog.index().await?;
+        catalog.load_packs_for(&index).await;
         let mut ours = Vec::new();
         for r in held {
             // A backup without an index entry (its publish failed) is read.
-            let id = match index.get(&r.backup) {
-                Some(e) => Some(e.id.clone()),
-                None => catalog.read(&r.backup).await?.map(|info| info.id),
+            let found = match index.get(&r.backup) {
+                Some(e) => catalog
+                    .summary(e)
+                    .await
+                    .map(|s| Some((s.id, s.backup_timestamp_ms))),
+                None => catalog
+                    .read(&r.backup)
+                    .await
+                    .map(|info| info.map(|i| (i.id, i.backup_timestamp))),
             };
-            match id {
-                Some(id) if r.jobs.contains(&id) => ours.push(r),
-                id => tracing::warn!(
+            match found {
+                Ok(Some((id, taken_ms))) if r.jobs.contains(&id) => {
+                    let time = match taken_ms {
+                        // Meta without the time (written by hand).
+                        0 => r.slot(),
+                        ms => DateTime::from_timestamp_millis(ms as i64).unwrap_or(r.slot()),
+                    };
+                    ours.push((r, time))
+                }
+                Ok(found) => tracing::warn!(
                     policy = %p.policy.name(),
                     backup = %r.backup,
-                    id = ?id,
+                    id = ?found.map(|(id, _)| id),
                     "retention leaves this backup alone: it is not the complete backup this \
                      policy's run made (made again under its name, or incomplete)"
+                ),
+                Err(e) => tracing::warn!(
+                    policy = %p.policy.name(),
+                    backup = %r.backup,
+                    error = %e,
+                    "retention leaves this backup alone: it cannot be read"
                 ),
             }
         }

@@ -2,6 +2,8 @@
 //! are deleted through the safe delete, by id, and a delete that stopped
 //! after its backup was retired is finished by a later run.
 
+use std::collections::HashSet;
+
 use tracing::{info, warn};
 
 use super::Engine;
@@ -133,13 +135,25 @@ impl Engine {
         if p.policy.retention().is_empty() {
             return;
         }
-        let decisions: Vec<Decision> = match self.retention_decisions(p).await {
-            Ok(d) => d,
-            Err(e) => {
-                return warn!(policy = %name, error = %e, "retention skipped: cannot read the policy's backups");
-            }
-        };
-        for d in decisions.iter().filter(|d| !d.keep) {
+        // Decided again before each delete (a delete can take minutes): a
+        // backup the rules kept may be gone meanwhile (deleted by hand), and
+        // an older one is then kept in its place, never deleted for it.
+        let mut tried = HashSet::new();
+        loop {
+            let decisions: Vec<Decision> = match self.retention_decisions(p).await {
+                Ok(d) => d,
+                Err(e) => {
+                    return warn!(policy = %name, error = %e, "retention stopped: cannot read the policy's backups");
+                }
+            };
+            let Some(d) = decisions
+                .into_iter()
+                .find(|d| !d.keep && !tried.contains(&d.name))
+            else {
+                return;
+            };
+            tried.insert(d.name.clone());
+            let d = &d;
             match self.retire(d, &mut runs, name, lease).await {
                 Ok(()) => {
                     info!(policy = %name, backup = %d.name, reason = %d.reason, "retention deleted a backup");

@@ -5,5 +5,5 @@
 mod status;
 mod store;
 
-pub use status::{PolicyStatus, candidates, holdings, status};
+pub use status::{PolicyStatus, holdings, status};
 pub use store::{POLICIES_DIR, PolicyStore, RunRecord, RunState, StoredPolicy};

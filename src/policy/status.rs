@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use super::store::{RunRecord, RunState, StoredPolicy};
 use crate::model::PolicyInput;
-use crate::model::retention::Candidate;
 
 /// A policy with its status.
 #[derive(Debug, Clone, Serialize)]
@@ -35,16 +34,6 @@ pub fn holdings<'a>(runs: &'a [RunRecord], exists: &impl Fn(&str) -> bool) -> Ve
             .then_with(|| b.backup.cmp(&a.backup))
     });
     held
-}
-
-/// The held backups as retention candidates (their slot is their time).
-pub fn candidates(held: &[&RunRecord]) -> Vec<Candidate> {
-    held.iter()
-        .map(|r| Candidate {
-            name: r.backup.clone(),
-            time: r.slot(),
-        })
-        .collect()
 }
 
 /// The status of `p` from its run records at `now`.
