@@ -7,7 +7,8 @@
 //! The points: `restore.importing` and `restore.importing:{db}.{coll}`
 //! (imports started, not awaited), `restore.created` (Milvus made the
 //! collection, the job has not recorded it yet), `restore.swap.before_drop`,
-//! `restore.swap.dropped` (dropped, not yet recorded), `restore.swap.after_drop`,
+//! `restore.swap.dropping` (its drop's deadline set, the drop not yet
+//! sent), `restore.swap.dropped` (dropped, not yet recorded), `restore.swap.after_drop`,
 //! `restore.swap.renamed` (renamed, not yet recorded), `restore.swap.after_rename`,
 //! `backup.held` (a backup planned under its hold, not yet started),
 //! `backup.describing` (a full backup flushed, nothing described yet; the

@@ -115,6 +115,15 @@ impl<T> JobHandle<T> {
         Fence::hold_all(&self.fences, margin).await
     }
 
+    /// [`Fence::calls_end_by`] over the job's leases: the instant by which
+    /// a call to Milvus that a takeover could repeat must have ended.
+    pub async fn calls_end_by(
+        &self,
+        margin: std::time::Duration,
+    ) -> crate::Result<Option<tokio::time::Instant>> {
+        Fence::calls_end_by(&self.fences, margin).await
+    }
+
     /// Records the snapshot with `save` whenever [`JobHandle::checkpoint`] is called.
     pub fn with_checkpoint(mut self, save: Checkpoint<T>) -> Self {
         self.checkpoint = Some(save);

@@ -22,6 +22,31 @@ const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// Deadline of one call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
+tokio::task_local! {
+    /// The instant by which the calls of a step must have ended ([`ended_by`]).
+    static STEP_DEADLINE: tokio::time::Instant;
+}
+
+/// Runs `step` with each call to Milvus in it bounded to end by `deadline`
+/// (when given): a call not sent by then is not sent ([`Error::Aborted`]),
+/// and one sent carries the time left as its gRPC deadline, which Milvus
+/// keeps too. For the calls by name of a job under leases: a process
+/// paused past its leases must not drop, rename or import after a takeover
+/// did (see [`crate::jobs::Fence::calls_end_by`]).
+pub async fn ended_by<F: Future>(deadline: Option<tokio::time::Instant>, step: F) -> F::Output {
+    match deadline {
+        Some(deadline) => STEP_DEADLINE.scope(deadline, step).await,
+        None => step.await,
+    }
+}
+
+/// The time left to the step's deadline, if it has one.
+fn time_left() -> Option<Duration> {
+    STEP_DEADLINE
+        .try_with(|d| d.saturating_duration_since(tokio::time::Instant::now()))
+        .ok()
+}
+
 /// A connection to the Milvus proxy. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct MilvusClient {
@@ -162,7 +187,7 @@ impl MilvusClient {
     /// Wraps a message with the `authorization` and `dbname` metadata and a deadline.
     pub fn request<T>(&self, db: &str, msg: T) -> Request<T> {
         let mut req = Request::new(msg);
-        req.set_timeout(CALL_TIMEOUT);
+        req.set_timeout(time_left().map_or(CALL_TIMEOUT, |left| left.min(CALL_TIMEOUT)));
         if let Some(auth) = &self.authorization {
             req.metadata_mut().insert("authorization", auth.clone());
         }
@@ -233,6 +258,16 @@ impl MilvusClient {
         Resp: HasStatus,
     {
         let once = || async {
+            if time_left() == Some(Duration::ZERO) {
+                tracing::warn!(
+                    operation,
+                    "a call to Milvus was not sent: its step's deadline (the job's leases) passed"
+                );
+                return Err(Error::Aborted(format!(
+                    "{operation} was not sent: the job's leases may have expired by now, and \
+                     another process may have taken the job over"
+                )));
+            }
             let request = self.request(db, msg.clone());
             let resp = self.send(operation, request, &send).await?;
             check_status(operation, resp.status())?;

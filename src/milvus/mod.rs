@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use crate::error::Result;
 
-pub use client::{MilvusClient, check_status};
+pub use client::{MilvusClient, check_status, ended_by};
 pub use version::MilvusVersion;
 
 /// A collection as DescribeCollection reports it.

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use crate::context::Context;
 use crate::error::{ErrorKind, Result};
 use crate::jobs::{Fence, JobState, RestoreCollectionStatus, RestoreSnapshot, SwapStep};
-use crate::milvus::ImportPhase;
+use crate::milvus::{ImportPhase, ended_by};
 use crate::model::CollectionRef;
 
 /// How long cleanup waits for a collection's imports to end before dropping it.
@@ -428,10 +428,10 @@ async fn drop_if_ours(
             if ctx.milvus.collection_id(target.db(), target.name()).await? != Some(id) {
                 return Ok(Outcome::Nothing);
             }
-            Fence::check_all(fences, Duration::ZERO)?;
-            ctx.milvus
-                .drop_collection(target.db(), target.name())
-                .await?;
+            // Bounded to end while the cleanup holds its leases: Milvus
+            // drops by name.
+            let by = Fence::calls_end_by(fences, ctx.leases().ttl() / 3).await?;
+            ended_by(by, ctx.milvus.drop_collection(target.db(), target.name())).await?;
             Ok(Outcome::Dropped(target.clone()))
         }
     }

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::jobs::{ImportRecord, JobHandle, RestoreSnapshot};
 use crate::meta::LogKind;
 use crate::meta::model::{CollectionBackupInfo, PartitionBackupInfo, SegmentBackupInfo};
-use crate::milvus::{ImportPhase, ImportRequest};
+use crate::milvus::{ImportPhase, ImportRequest, ended_by};
 use crate::model::CollectionRef;
 use crate::restore::RestoreTarget;
 
@@ -401,13 +401,16 @@ where
             into.id
         )));
     }
-    job.fence()?;
+    // Bounded to end while the job holds its leases: a takeover finding no
+    // task recorded asks for the import itself, and a late ask of ours
+    // would import the rows twice.
+    let by = job.calls_end_by(ctx.leases().ttl() / 3).await?;
     // Asked for and recorded as one step that a cancel does not cut:
     // cleanup, and a server resuming the job, follow the recorded tasks.
     let (ctx, t, key, handle) = (ctx.clone(), t.clone(), key.to_string(), job.clone());
     let tasks = job
         .uninterrupted(async move {
-            let tasks = ctx.milvus.import(&request).await?;
+            let tasks = ended_by(by, ctx.milvus.import(&request)).await?;
             crate::failpoint::pause_at("restore.import_asked").await;
             handle
                 .keep(|s| record(s, &t, &key).tasks = tasks.clone())

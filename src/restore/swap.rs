@@ -6,6 +6,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::{JobHandle, RestoreSnapshot, SwapStep};
 use crate::meta::schema;
+use crate::milvus::ended_by;
 use crate::model::{CollectionRef, MAX_MILVUS_NAME_LEN};
 use crate::restore::{RestoreTarget, check_compatible, status};
 
@@ -136,12 +137,18 @@ pub(super) async fn swap_in(
                 t.target
             )));
         }
-        job.fence()?;
+        // Bounded to end while the job holds its leases: Milvus drops by
+        // name, and a drop landing after a takeover swapped in the copy
+        // would drop the copy.
+        let by = job.calls_end_by(ctx.leases().ttl() / 3).await?;
         // Not cut by a cancel: a drop cut in flight may still land after the
         // cleanup found the original there and dropped the copy.
         let (m, (d, n)) = (ctx.milvus.clone(), (db.to_string(), name.to_string()));
-        job.uninterrupted(async move { m.drop_collection(&d, &n).await })
-            .await?;
+        job.uninterrupted(ended_by(by, async move {
+            crate::failpoint::pause_at("restore.swap.dropping").await;
+            m.drop_collection(&d, &n).await
+        }))
+        .await?;
         crate::failpoint::pause_at("restore.swap.dropped").await;
     }
     job.checkpoint(|s| status(s, t).swap = SwapStep::Renaming)
@@ -157,14 +164,18 @@ pub(super) async fn swap_in(
             t.target
         )));
     }
-    job.fence()?;
+    // Bounded as the drop: a late rename could move a collection a
+    // takeover made meanwhile.
+    let by = job.calls_end_by(ctx.leases().ttl() / 3).await?;
     // Nor is the rename, for the same reason.
     let (m, (d, from, to)) = (
         ctx.milvus.clone(),
         (db.to_string(), copy.name().to_string(), name.to_string()),
     );
-    job.uninterrupted(async move { m.rename_collection(&d, &from, &to).await })
-        .await?;
+    job.uninterrupted(ended_by(by, async move {
+        m.rename_collection(&d, &from, &to).await
+    }))
+    .await?;
     crate::failpoint::pause_at("restore.swap.renamed").await;
     job.checkpoint(|s| status(s, t).swap = SwapStep::Done)
         .await?;

@@ -56,6 +56,28 @@ impl Fence {
         Duration::from_millis(until.saturating_sub(now_ms()))
     }
 
+    /// The instant by which a call to Milvus made under `fences` that a
+    /// takeover could repeat (drops, renames and imports go by name) must
+    /// have ended: once each stays valid for `margin` more (a late renewal
+    /// waited for, as [`Fence::hold_all`]), their earliest expiry. A
+    /// takeover resumes the job a settle later, so a call bounded so (see
+    /// [`crate::milvus::ended_by`]) never lands after the takeover's own.
+    /// `None` without fences.
+    pub async fn calls_end_by(
+        fences: &[Fence],
+        margin: Duration,
+    ) -> Result<Option<tokio::time::Instant>> {
+        Self::hold_all(fences, margin).await?;
+        let now = now_ms();
+        Ok(fences
+            .iter()
+            .map(|f| f.expires_at_ms.load(Ordering::SeqCst))
+            .min()
+            .map(|until| {
+                tokio::time::Instant::now() + Duration::from_millis(until.saturating_sub(now))
+            }))
+    }
+
     /// [`Error::Aborted`] once the lease has expired.
     pub fn check(&self) -> Result<()> {
         self.check_for(Duration::ZERO)
