@@ -649,6 +649,37 @@ async fn a_slow_streamed_upload_is_not_cut_short() {
     futures::future::join_all(uploads).await;
 }
 
+/// A streamed upload whose source gives more bytes than its size fails on
+/// every backend, and stores nothing: moto, Azurite and the GCS emulator (a
+/// local directory checks it in its own unit tests). Before, on S3 and GCS
+/// the length sent cut the body short and the cut was stored as the whole
+/// object, reported written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_longer_than_its_size_is_never_stored() {
+    use milvus_backup::storage;
+    let dir = tempfile::tempdir().unwrap();
+    let backends = [
+        ("s3", common::config()),
+        ("azure", common::backups_on_azurite(common::config())),
+        (
+            "gcs",
+            common::backups_on_gcs_emulator(common::config(), &emulator_key(dir.path())),
+        ),
+    ];
+    for (label, cfg) in backends {
+        let store = storage::open(&cfg.minio.backup_bucket().unwrap()).unwrap();
+        store.ensure_bucket(true).await.unwrap();
+        let key = common::unique("too_long");
+        let body = futures::stream::iter([
+            Ok(bytes::Bytes::from_static(b"abcd")),
+            Ok(bytes::Bytes::from_static(b"efgh")),
+        ]);
+        let put = store.put_stream(&key, 4, Box::pin(body)).await;
+        assert!(put.is_err(), "{label}: {put:?}");
+        assert_eq!(store.head(&key).await.unwrap(), None, "{label}: stored");
+    }
+}
+
 /// HMAC-SHA256 of `msg` under `key` (RFC 2104), for signing a SAS here.
 fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
     use sha2::{Digest, Sha256};

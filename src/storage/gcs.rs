@@ -538,6 +538,9 @@ impl ObjectStore for GcsBucket {
             "{}/upload/storage/v1/b/{}/o",
             self.access.endpoint, self.place.bucket
         );
+        // A source of another size fails the upload: the length sent would
+        // cut a longer one short, and store the cut as the whole object.
+        let body = super::exactly(size, format!("{}/{key}", self.place.bucket), body);
         // The body moves at its source's pace: a limit on standing still,
         // not on the whole upload (see `stall`).
         let progress = super::stall::Progress::new();

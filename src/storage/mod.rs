@@ -165,7 +165,8 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send + Sync>>;
 
 /// `body`, failing at its end (or as soon as it gives too much) unless it
 /// gave exactly `size` bytes: a short or long source never makes a whole
-/// object. `place` names the object in the error.
+/// object. Its last byte goes on only once the source ended. `place` names
+/// the object in the error.
 pub fn exactly(size: u64, place: String, body: ByteStream) -> ByteStream {
     let counted = futures::stream::unfold((body, 0u64, false), move |(mut body, seen, done)| {
         let place = place.clone();
@@ -183,6 +184,20 @@ pub fn exactly(size: u64, place: String, body: ByteStream) -> ByteStream {
                     let seen = seen + chunk.len() as u64;
                     if seen > size {
                         return Some((Err(wrong(seen)), (body, seen, true)));
+                    }
+                    // The last byte: the source must end here, seen before
+                    // the chunk goes on (a writer that sent the length stops
+                    // reading there, and would store a longer source cut).
+                    while seen == size {
+                        match futures::StreamExt::next(&mut body).await {
+                            None => return Some((Ok(chunk), (body, seen, true))),
+                            Some(Ok(more)) if more.is_empty() => {}
+                            Some(Ok(more)) => {
+                                let seen = seen + more.len() as u64;
+                                return Some((Err(wrong(seen)), (body, seen, true)));
+                            }
+                            Some(Err(e)) => return Some((Err(e), (body, seen, true))),
+                        }
                     }
                     Some((Ok(chunk), (body, seen, false)))
                 }

@@ -491,6 +491,9 @@ impl ObjectStore for S3Bucket {
         if size > self.multipart_copy_threshold {
             return self.put_in_parts(key, size, body).await;
         }
+        // A source of another size fails the upload: the length sent would
+        // cut a longer one short, and store the cut as the whole object.
+        let body = super::exactly(size, format!("{}/{key}", self.place.bucket), body);
         // The body moves at its source's pace: no read timeout (it would
         // limit the whole upload), a limit on standing still instead.
         let progress = super::stall::Progress::new();
