@@ -188,15 +188,17 @@ pub fn exactly(size: u64, place: String, body: ByteStream) -> ByteStream {
                     // The last byte: the source must end here, seen before
                     // the chunk goes on (a writer that sent the length stops
                     // reading there, and would store a longer source cut).
-                    while seen == size {
-                        match futures::StreamExt::next(&mut body).await {
-                            None => return Some((Ok(chunk), (body, seen, true))),
-                            Some(Ok(more)) if more.is_empty() => {}
-                            Some(Ok(more)) => {
-                                let seen = seen + more.len() as u64;
-                                return Some((Err(wrong(seen)), (body, seen, true)));
+                    if seen == size {
+                        loop {
+                            match futures::StreamExt::next(&mut body).await {
+                                None => return Some((Ok(chunk), (body, seen, true))),
+                                Some(Ok(more)) if more.is_empty() => {}
+                                Some(Ok(more)) => {
+                                    let seen = seen + more.len() as u64;
+                                    return Some((Err(wrong(seen)), (body, seen, true)));
+                                }
+                                Some(Err(e)) => return Some((Err(e), (body, seen, true))),
                             }
-                            Some(Err(e)) => return Some((Err(e), (body, seen, true))),
                         }
                     }
                     Some((Ok(chunk), (body, seen, false)))
