@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::data::{self, Spec};
 use common::flows;
 use milvus_backup::api::proto as pb;
@@ -186,6 +188,41 @@ async fn request_ids_that_are_no_file_name_still_reuse_on_a_local_directory() {
         .await;
         assert_eq!(made.based_on, vec![base.clone()], "{tag}: {made:?}");
     }
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    server.handle.stop().await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A backup on a local directory whose folder holds a temporary file left
+/// by a write that died (a server killed mid-copy): DeleteBackup removes
+/// it with the rest, and the name can be used again. Before, the file kept
+/// its folders: the name stayed taken for good (listed as a backup, a
+/// CreateBackup of it ALREADY_EXISTS), and no delete could clear it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_writers_temporary_file_does_not_keep_a_deleted_name() {
+    let mut cfg = common::config();
+    let dir = std::env::temp_dir().join(common::unique("dead-writer"));
+    cfg.minio.backup_storage_type = "local".into();
+    cfg.minio.backup_root_path = dir.display().to_string();
+    let m = common::milvus(&cfg);
+    let (spec, _) = source(&m, "dead_writer").await;
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client().await;
+    let name = common::unique("dead_writer_b");
+    flows::backup_collections(&mut client, &name, &[&spec.name]).await;
+    let binlogs = dir.join(&name).join("binlogs/insert_log");
+    assert!(binlogs.is_dir());
+    std::fs::write(binlogs.join(".tmp-0123456789abcdef"), b"half a binlog").unwrap();
+    flows::delete_eventually(&client, &name, "the backup is deleted").await;
+    let folder = dir.join(&name);
+    flows::eventually("its folder is gone", Duration::from_secs(30), || {
+        let gone = !folder.exists();
+        async move { gone }
+    })
+    .await;
+    assert_eq!(flows::listed_state(&mut client, &name).await, None);
+    // The name can be used again.
+    flows::backup_collections(&mut client, &name, &[&spec.name]).await;
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     server.handle.stop().await.unwrap();
     std::fs::remove_dir_all(&dir).unwrap();

@@ -193,6 +193,12 @@ impl Catalog {
         crate::failpoint::pause_at("delete.freed_checked").await;
         held()?;
         self.store.delete(&marks).await?;
+        // What a writer that died left beside its objects (a local
+        // directory's temporary files) would keep the folder, and the name,
+        // taken for good. Nothing of the backup's is left to it.
+        if let Err(e) = self.store.remove_leftovers(&prefix).await {
+            tracing::warn!(backup = %name, error = %e, "cannot remove what dead writers left in the backup's folder");
+        }
         // An entry a writer published late (paused past its lease) goes too.
         self.withdraw(name).await?;
         progress(total, total);

@@ -507,6 +507,45 @@ impl ObjectStore for LocalDir {
         )))
     }
 
+    async fn remove_leftovers(&self, prefix: &str) -> Result<()> {
+        let dir = self.path(prefix)?;
+        let mut dirs = Vec::new();
+        let mut stack = vec![dir.clone()];
+        while let Some(d) = stack.pop() {
+            let mut entries = match tokio::fs::read_dir(&d).await {
+                Ok(e) => e,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.io_error("list", &d.display().to_string(), e)),
+            };
+            while let Some(entry) = entries
+                .next_entry()
+                .await
+                .map_err(|e| self.io_error("list", &d.display().to_string(), e))?
+            {
+                let path = entry.path();
+                match entry.file_type().await {
+                    Ok(t) if t.is_dir() => stack.push(path),
+                    Ok(_) if is_temp(&path) => match tokio::fs::remove_file(&path).await {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(self.io_error("delete", &path.display().to_string(), e));
+                        }
+                    },
+                    _ => {}
+                }
+            }
+            dirs.push(d);
+        }
+        // Deepest first; a folder that still holds an object stays.
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for d in &dirs {
+            let _ = tokio::fs::remove_dir(d).await;
+        }
+        self.remove_empty_parents(&dir).await;
+        Ok(())
+    }
+
     async fn delete(&self, keys: &[String]) -> Result<()> {
         for key in keys {
             let path = self.path(key)?;

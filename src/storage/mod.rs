@@ -261,6 +261,15 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Deletes objects; missing ones are ignored.
     async fn delete(&self, keys: &[String]) -> Result<()>;
 
+    /// Removes what writers that died left under `prefix` beside objects (a
+    /// local directory's temporary and lock files, and the folders they
+    /// kept): for a prefix no live writer writes under, such as a backup
+    /// folder under its delete's hold. A no-op where a store keeps no such
+    /// files.
+    async fn remove_leftovers(&self, _prefix: &str) -> Result<()> {
+        Ok(())
+    }
+
     /// Deletes every object under `prefix`; returns how many there were.
     async fn delete_under(&self, prefix: &str) -> Result<usize> {
         let keys: Vec<String> = self
