@@ -14,7 +14,7 @@ use common::policies::{policy, policy_client, settled_runs, store_of};
 use common::process::{Proc, config_with, root_backups_at, route_s3_through, set_lease_ttl};
 use milvus_backup::api::proto as pb;
 use milvus_backup::config::Config;
-use milvus_backup::model::{Policy, PolicyInput};
+use milvus_backup::model::{Policy, PolicyInput, PolicyUpdate};
 use milvus_backup::policy::RunState;
 
 /// A server config on backup root `root` with a lease TTL of `ttl_s`
@@ -176,7 +176,7 @@ async fn a_policy_turned_off_elsewhere_does_not_run_from_an_old_listing() {
     let changed = "the policy changed since it was listed";
     let said_before = server.logged(changed);
     let stored = store.get(&name).await.unwrap().unwrap();
-    let off = Policy::parse(PolicyInput {
+    let off = PolicyUpdate::parse(PolicyInput {
         enabled: Some(false),
         ..stored.policy.input().clone()
     })

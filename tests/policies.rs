@@ -1,7 +1,8 @@
 //! Backup policies on the real Milvus 2.3.5 and S3, run by server processes
 //! that share one backup root of their own (so no other test's server sees
 //! these policies): each slot once across replicas, retention, a replica
-//! killed mid-run, a catch-up after all replicas were down, and bad input.
+//! killed mid-run, a catch-up after all replicas were down, bad input, and
+//! updates leaving `enabled` unset checked with the stored policy's.
 //! A failed run retried in its slot is in `policy_retention.rs`.
 
 mod common;
@@ -18,7 +19,7 @@ use common::hello;
 use common::policies::{policy, policy_client, set_enabled, settled_runs, status_of, store_of};
 use common::process::{Proc, rooted_bucket, wait_for_log};
 use milvus_backup::api::proto as pb;
-use milvus_backup::policy::{RunRecord, RunState};
+use milvus_backup::policy::{POLICIES_DIR, RunRecord, RunState};
 
 const FIELDS: &[&str] = &["pk", "random", "var", "embeddings"];
 
@@ -556,4 +557,205 @@ async fn policies_run_each_slot_once_across_replicas_and_keep_what_retention_say
         )],
     );
     b3.finish();
+}
+
+/// `enabled` left unset by an update keeps what the policy had, and the
+/// update is checked with it. A policy turned off whose name template has
+/// no year and whose backups no rule deletes (accepted: it makes no run) is
+/// updated with another schedule and `enabled` unset over gRPC, REST and
+/// the CLI: each is accepted and the policy stays off (on the code before,
+/// each was refused INVALID_ARGUMENT "has no year field", checked as if it
+/// turned the policy on). Turned on by an update (on each of the three), or
+/// given that template by an update leaving `enabled` unset while it is on,
+/// it is refused naming `name_template`, and its stored definition is not
+/// rewritten. A create leaving `enabled` unset is on, and refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_update_leaving_enabled_unset_is_checked_as_the_policy_stays() {
+    let cfg = common::config();
+    let root = common::unique("off_root");
+    let store = store_of(&cfg, &root);
+    let bucket = rooted_bucket(&cfg);
+    let definition = |n: &str| format!("{root}/{POLICIES_DIR}/{n}/policy.json");
+    let server = Proc::start_rooted(&cfg, "policy-off", &root, "").await;
+    let mut c = policy_client(&server).await;
+    // Never run (off, or refused), so the collection need not exist.
+    let coll = common::unique("off_src");
+    let yearless = |name: &str, schedule: &str, enabled: Option<bool>| pb::Policy {
+        name_template: "{policy}_{MMdd}".into(),
+        retention: None,
+        enabled,
+        ..policy(name, schedule, &coll, 0)
+    };
+    let refused = |err: tonic::Status| {
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(
+            err.message().contains("name_template") && err.message().contains("has no year field"),
+            "{err:?}"
+        );
+    };
+
+    // A create leaving `enabled` unset is on: refused, nothing stored.
+    let on = common::unique("on");
+    let err = c
+        .create_policy(pb::CreatePolicyRequest {
+            policy: Some(yearless(&on, "0 3 * * *", None)),
+        })
+        .await
+        .unwrap_err();
+    refused(err);
+    assert!(store.get(&on).await.unwrap().is_none(), "nothing stored");
+
+    let name = common::unique("off");
+    c.create_policy(pb::CreatePolicyRequest {
+        policy: Some(yearless(&name, "0 3 * * *", Some(false))),
+    })
+    .await
+    .expect("CreatePolicy of a policy turned off");
+
+    // gRPC: accepted, still off.
+    let answer = c
+        .update_policy(pb::UpdatePolicyRequest {
+            policy: Some(yearless(&name, "0 4 * * *", None)),
+        })
+        .await
+        .expect("UpdatePolicy leaving enabled unset")
+        .into_inner()
+        .status
+        .unwrap()
+        .policy
+        .unwrap();
+    assert_eq!(answer.enabled, Some(false), "{answer:?}");
+    let shown = status_of(&mut c, &name).await;
+    let p = shown.policy.clone().unwrap();
+    assert_eq!(
+        (p.enabled, p.schedule.as_str()),
+        (Some(false), "0 4 * * *"),
+        "{shown:?}"
+    );
+    assert!(shown.next_run.is_none(), "off: no next run: {shown:?}");
+
+    // REST: accepted, still off.
+    let put = |body: serde_json::Value| {
+        curl::json(&[
+            "-X",
+            "PUT",
+            &format!("http://127.0.0.1:{}/api/v1/policies/{name}", server.port),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body.to_string(),
+        ])
+    };
+    let (code, answer) = put(serde_json::json!({
+        "schedule": "0 5 * * *", "collection_names": [coll], "name_template": "{policy}_{MMdd}"
+    }));
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["data"]["policy"]["enabled"], false, "{answer}");
+    assert_eq!(answer["data"]["policy"]["schedule"], "0 5 * * *", "{answer}");
+
+    // The CLI, without --enabled or --disabled: accepted, still off.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
+            .arg("--config")
+            .arg(server.config())
+            .arg("policy")
+            .args(args)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let update: [&str; 9] = [
+        "update",
+        "-n",
+        &name,
+        "--schedule",
+        "0 6 * * *",
+        "-c",
+        &coll,
+        "--name_template",
+        "{policy}_{MMdd}",
+    ];
+    let (code, out, err) = cli(&update);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["policy"]["enabled"], false, "{out}");
+    let p = status_of(&mut c, &name).await.policy.unwrap();
+    assert_eq!((p.enabled, p.schedule.as_str()), (Some(false), "0 6 * * *"));
+
+    // Turned on: refused on each, and the definition is not rewritten.
+    let before = bucket.read(&definition(&name)).await.unwrap();
+    let err = c
+        .update_policy(pb::UpdatePolicyRequest {
+            policy: Some(yearless(&name, "0 7 * * *", Some(true))),
+        })
+        .await
+        .unwrap_err();
+    refused(err);
+    let (code, answer) = put(serde_json::json!({
+        "schedule": "0 7 * * *", "collection_names": [coll], "name_template": "{policy}_{MMdd}",
+        "enabled": true
+    }));
+    assert_eq!(code, 400, "{answer}");
+    let msg = answer["msg"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("name_template") && msg.contains("has no year field"),
+        "{answer}"
+    );
+    let mut turn_on = update.to_vec();
+    turn_on.push("--enabled");
+    let (code, out, err) = cli(&turn_on);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.contains("name_template") && err.contains("has no year field"),
+        "{err}"
+    );
+    assert_eq!(
+        bucket.read(&definition(&name)).await.unwrap(),
+        before,
+        "nothing written"
+    );
+    let shown = status_of(&mut c, &name).await;
+    let p = shown.policy.clone().unwrap();
+    assert_eq!(
+        (p.enabled, p.schedule.as_str()),
+        (Some(false), "0 6 * * *"),
+        "still off, its schedule unchanged: {shown:?}"
+    );
+
+    // A policy on, given that template by an update leaving `enabled`
+    // unset: refused once the stored policy shows it on, nothing written.
+    // Not due while the test runs.
+    let mut yearly = policy(&on, "0 0 1 1 *", &coll, 0);
+    yearly.retention = None;
+    c.create_policy(pb::CreatePolicyRequest {
+        policy: Some(yearly),
+    })
+    .await
+    .expect("CreatePolicy with the default template's year");
+    let before = bucket.read(&definition(&on)).await.unwrap();
+    let err = c
+        .update_policy(pb::UpdatePolicyRequest {
+            policy: Some(yearless(&on, "0 3 * * *", None)),
+        })
+        .await
+        .unwrap_err();
+    refused(err);
+    assert_eq!(
+        bucket.read(&definition(&on)).await.unwrap(),
+        before,
+        "nothing written"
+    );
+    let p = status_of(&mut c, &on).await.policy.unwrap();
+    assert_eq!(
+        (p.enabled, p.schedule.as_str(), p.name_template.as_str()),
+        (Some(true), "0 0 1 1 *", "{policy}_{yyyyMMdd_HHmmss}")
+    );
+
+    for p in [&name, &on] {
+        c.delete_policy(pb::DeletePolicyRequest { name: p.clone() })
+            .await
+            .unwrap();
+    }
+    server.finish();
 }

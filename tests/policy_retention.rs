@@ -98,7 +98,7 @@ async fn a_retention_delete_that_stopped_is_finished_by_a_later_run() {
     store.delete(&junk).await.unwrap();
     // With no rule left, the stopped delete is finished all the same (it
     // was left for good before), and nothing else is deleted.
-    engine.update_policy(policy(0)).await.unwrap();
+    engine.update_policy(policy(0).into()).await.unwrap();
     let third = run().await;
     assert!(
         !catalog.is_taken(&first).await.unwrap(),
@@ -245,7 +245,7 @@ async fn retention_keeps_the_last_backups_of_a_selection_the_policy_dropped() {
     made(b(9), "2026-10-31T00:00:00Z", String::new()).await;
     made(b(1), "2026-11-01T00:00:00Z", everything.selection().key()).await;
     made(b(2), "2026-11-02T00:00:00Z", everything.selection().key()).await;
-    engine.update_policy(narrowed.clone()).await.unwrap();
+    engine.update_policy(narrowed.clone().into()).await.unwrap();
     made(b(3), "2026-11-03T00:00:00Z", narrowed.selection().key()).await;
     made(b(4), "2026-11-04T00:00:00Z", narrowed.selection().key()).await;
 

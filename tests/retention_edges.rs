@@ -211,7 +211,7 @@ async fn an_unreadable_backup_is_left_alone_and_retention_goes_on() {
     assert!(!entries.is_empty(), "the first backup had a catalog entry");
     store.delete(&entries).await.unwrap();
 
-    engine.update_policy(policy(1)).await.unwrap();
+    engine.update_policy(policy(1).into()).await.unwrap();
     let fourth = run().await;
     for gone in [&second, &third] {
         assert!(!catalog.is_taken(gone).await.unwrap(), "{gone} deleted");

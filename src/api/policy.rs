@@ -11,7 +11,7 @@ use super::proto::policy_service_server::PolicyService;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::model::retention::Decision;
-use crate::model::{Policy, PolicyInput, PolicyName, RetentionInput};
+use crate::model::{Policy, PolicyInput, PolicyName, PolicyUpdate, RetentionInput};
 use crate::policy::{PolicyStatus, RunRecord, RunState};
 
 /// The policy service over an [`Engine`].
@@ -37,7 +37,8 @@ fn ms(t: i64) -> Option<prost_types::Timestamp> {
     DateTime::from_timestamp_millis(t).map(timestamp)
 }
 
-/// A wire policy as the model's raw input (checked by `Policy::parse`).
+/// A wire policy as the model's raw input (checked by `Policy::parse` or
+/// `PolicyUpdate::parse`).
 impl From<pb::Policy> for PolicyInput {
     fn from(p: pb::Policy) -> Self {
         let r = p.retention.unwrap_or_default();
@@ -142,6 +143,10 @@ fn parse_policy(p: Option<pb::Policy>) -> Result<Policy> {
     Policy::parse(p.unwrap_or_default().into())
 }
 
+fn parse_update(p: Option<pb::Policy>) -> Result<PolicyUpdate> {
+    PolicyUpdate::parse(p.unwrap_or_default().into())
+}
+
 /// A policy call's answer: its status, in the call's own response message.
 fn status<M: From<pb::PolicyStatus>>(s: Result<PolicyStatus>) -> Result<Response<M>, Status> {
     Ok(Response::new(M::from((&s?).into())))
@@ -177,8 +182,8 @@ impl PolicyService for GrpcPolicies {
         &self,
         request: Request<pb::UpdatePolicyRequest>,
     ) -> Result<Response<pb::UpdatePolicyResponse>, Status> {
-        let policy = parse_policy(request.into_inner().policy)?;
-        status(self.engine.update_policy(policy).await)
+        let update = parse_update(request.into_inner().policy)?;
+        status(self.engine.update_policy(update).await)
     }
 
     async fn delete_policy(

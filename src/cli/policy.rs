@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::model::{Policy, PolicyInput, PolicyName, RetentionInput};
+use crate::model::{Policy, PolicyInput, PolicyName, PolicyUpdate, RetentionInput};
 use crate::policy::RunState;
 
 /// The policy fields and the flags that set them (errors name the flags).
@@ -132,8 +132,10 @@ pub struct PolicyArgs {
 }
 
 impl PolicyArgs {
-    fn parse(self) -> Result<Policy> {
-        Policy::parse(PolicyInput {
+    /// The flags as the model's raw input (checked by `Policy::parse` or
+    /// `PolicyUpdate::parse`).
+    fn input(self) -> Result<PolicyInput> {
+        Ok(PolicyInput {
             name: self.name,
             schedule: self.schedule,
             time_zone: self.time_zone,
@@ -167,8 +169,14 @@ fn print_json(value: &impl serde::Serialize) -> Result<()> {
 /// Runs one `policy` command.
 pub async fn run(engine: &Arc<Engine>, command: PolicyCommand) -> Result<()> {
     match command {
-        PolicyCommand::Create(args) => print_json(&engine.create_policy(args.parse()?).await?),
-        PolicyCommand::Update(args) => print_json(&engine.update_policy(args.parse()?).await?),
+        PolicyCommand::Create(args) => {
+            let policy = Policy::parse(args.input()?)?;
+            print_json(&engine.create_policy(policy).await?)
+        }
+        PolicyCommand::Update(args) => {
+            let update = PolicyUpdate::parse(args.input()?)?;
+            print_json(&engine.update_policy(update).await?)
+        }
         PolicyCommand::List => print_json(&engine.list_policies().await?),
         PolicyCommand::Get { name } => {
             print_json(&engine.get_policy(&PolicyName::parse(&name)?).await?)

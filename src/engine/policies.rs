@@ -10,7 +10,7 @@ use super::Engine;
 use crate::error::{Error, Result};
 use crate::milvus::identity::Whose;
 use crate::model::retention::{Candidate, Decision, decide};
-use crate::model::{BackupName, Policy, PolicyName};
+use crate::model::{BackupName, Policy, PolicyName, PolicyUpdate};
 use crate::policy::{PolicyStatus, RunRecord, StoredPolicy, holdings, status};
 
 impl Engine {
@@ -22,11 +22,13 @@ impl Engine {
         self.policy_status(&stored).await
     }
 
-    /// Replaces a policy's settings; its runs and backups stay.
-    pub async fn update_policy(&self, policy: Policy) -> Result<PolicyStatus> {
+    /// Replaces a policy's settings; its runs and backups stay. One that
+    /// leaves `enabled` unset keeps what the stored policy has, and is
+    /// checked with it.
+    pub async fn update_policy(&self, update: PolicyUpdate) -> Result<PolicyStatus> {
         let milvus = self.ctx.milvus_id_for_record().await;
-        let stored = self.policies.update(&policy, milvus).await?;
-        tracing::info!(policy = %policy.name(), "policy updated");
+        let stored = self.policies.update(&update, milvus).await?;
+        tracing::info!(policy = %update.name(), "policy updated");
         self.policy_status(&stored).await
     }
 

@@ -16,7 +16,7 @@ pub use names::{
     RESERVED_BACKUP_NAMES,
 };
 pub use policy::{
-    DEFAULT_NAME_TEMPLATE, Policy, PolicyInput, PolicyName, RetentionInput, Selection,
+    DEFAULT_NAME_TEMPLATE, Policy, PolicyInput, PolicyName, PolicyUpdate, RetentionInput, Selection,
 };
 pub use requests::{
     BackupInput, BackupLookup, BackupRequest, Caller, JobId, MAX_NAMES_PER_REQUEST,

@@ -1,5 +1,6 @@
 //! Backup policies as callers give them ([`PolicyInput`], also their stored
-//! form) and as the core accepts them ([`Policy`], built only by parsing).
+//! form) and as the core accepts them ([`Policy`], and [`PolicyUpdate`] for
+//! an update; built only by parsing).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -103,10 +104,12 @@ fn count(field: &str, n: i64) -> Result<u32> {
 }
 
 impl Policy {
-    /// Checks every field of `input`; the error names the field and its value.
+    /// Checks every field of `input`; the error names the field and its
+    /// value. `enabled` left unset means on.
     pub fn parse(input: PolicyInput) -> Result<Self> {
         let policy = Self::parse_fields(input)?;
-        policy.check_names()?;
+        let first = policy.check_names()?;
+        policy.check_repeats(first)?;
         Ok(policy)
     }
 
@@ -178,8 +181,8 @@ impl Policy {
     }
 
     /// Refuses a template that gives an invalid backup name, or the same
-    /// name to two of the next [`SLOTS_CHECKED`] slots.
-    fn check_names(&self) -> Result<()> {
+    /// name to two of the next [`SLOTS_CHECKED`] slots; the first of them.
+    fn check_names(&self) -> Result<DateTime<Utc>> {
         let shown = &self.input.name_template;
         let mut seen = std::collections::HashMap::new();
         let mut slot = Utc::now();
@@ -208,20 +211,21 @@ impl Policy {
                 )));
             }
         }
-        let Some(first) = seen.values().min().copied() else {
-            return Err(Error::invalid(format!(
+        seen.values().min().copied().ok_or_else(|| {
+            Error::invalid(format!(
                 "schedule {:?} has no future slot",
                 self.schedule.expression()
-            )));
-        };
-        self.check_repeats(first)
+            ))
+        })
     }
 
     /// Refuses a template that gives the name of slot `first` again while
     /// retention may still keep its backup: that later run would fail.
     fn check_repeats(&self, first: DateTime<Utc>) -> Result<()> {
         // A policy turned off makes no run (so one stored before this check
-        // can still be turned off); it is checked when turned on.
+        // can still be turned off); it is checked when turned on. An update
+        // that leaves `enabled` unset is checked with the stored policy's
+        // (`PolicyUpdate::keeping_enabled`).
         if !self.enabled() {
             return Ok(());
         }
@@ -287,14 +291,6 @@ impl Policy {
         self.render(slot)
     }
 
-    /// This policy with `enabled` taken from `earlier` when its input left it unset.
-    pub fn keeping_enabled_of(mut self, earlier: &Policy) -> Self {
-        if self.input.enabled.is_none() {
-            self.input.enabled = earlier.input.enabled;
-        }
-        self
-    }
-
     /// The backup request of the run for `slot`, named `name`.
     pub fn backup_request(&self, name: &BackupName, caller: Caller) -> Result<BackupRequest> {
         let (collections, databases) = match &self.selection {
@@ -319,6 +315,70 @@ impl Policy {
             caller,
             generated_name: false,
         })
+    }
+}
+
+/// A policy as an update gives it: checked as [`Policy::parse`] checks one,
+/// except when it leaves `enabled` unset, which keeps what the stored policy
+/// has: whether it is on is not known until that is read, so the one check
+/// that only a policy turned on needs (a name template that names a slot
+/// again while retention may keep its backup) waits for
+/// [`Self::keeping_enabled`].
+#[derive(Debug, Clone)]
+pub struct PolicyUpdate {
+    policy: Policy,
+    /// The first slot the name template's repeats are checked from, while
+    /// that check waits for the stored policy's `enabled`.
+    repeats_from: Option<DateTime<Utc>>,
+}
+
+impl PolicyUpdate {
+    /// Checks every field of `input`; the error names the field and its value.
+    pub fn parse(input: PolicyInput) -> Result<Self> {
+        let policy = Policy::parse_fields(input)?;
+        let first = policy.check_names()?;
+        let repeats_from = if policy.input.enabled.is_some() {
+            policy.check_repeats(first)?;
+            None
+        } else {
+            Some(first)
+        };
+        Ok(Self {
+            policy,
+            repeats_from,
+        })
+    }
+
+    /// The name of the policy it replaces.
+    pub fn name(&self) -> &str {
+        self.policy.name()
+    }
+
+    /// The policy to store in place of one whose `enabled` is `stored`:
+    /// with that `enabled` when the update left it unset. Then the check
+    /// that waited runs: refused, as [`Policy::parse`] refuses it, when the
+    /// policy is on and its name template names a slot again while
+    /// retention may keep its backup.
+    pub fn keeping_enabled(&self, stored: Option<bool>) -> Result<Policy> {
+        let mut policy = self.policy.clone();
+        if policy.input.enabled.is_none() {
+            policy.input.enabled = stored;
+        }
+        if let Some(first) = self.repeats_from {
+            policy.check_repeats(first)?;
+        }
+        Ok(policy)
+    }
+}
+
+/// A policy checked in full (one leaving `enabled` unset as on) is an
+/// update with nothing left to check.
+impl From<Policy> for PolicyUpdate {
+    fn from(policy: Policy) -> Self {
+        Self {
+            policy,
+            repeats_from: None,
+        }
     }
 }
 
@@ -441,6 +501,51 @@ mod tests {
             "a year",
         );
         with("{policy}_{MMdd}", "0 3 * * 1", |r| r.keep_last = 40).unwrap();
+    }
+
+    /// An update that leaves `enabled` unset keeps the stored policy's, and
+    /// is checked with it: a template naming a slot again while retention
+    /// keeps its backup is accepted while the stored policy is off (it
+    /// stays off), refused when it is on. A create leaving it unset is on.
+    #[test]
+    fn an_update_leaving_enabled_unset_is_checked_with_the_stored_one() {
+        fn is_refused<T: std::fmt::Debug>(r: Result<T>, needle: &str) {
+            match r {
+                Err(Error::InvalidArgument(m)) => {
+                    assert!(m.contains("name_template") && m.contains(needle), "{m}")
+                }
+                other => panic!("expected INVALID_ARGUMENT naming {needle:?}, got {other:?}"),
+            }
+        }
+        let yearless = |enabled: Option<bool>| PolicyInput {
+            name: "nightly".into(),
+            schedule: "0 3 * * *".into(),
+            all_collections: true,
+            name_template: "{policy}_{MMdd}".into(),
+            enabled,
+            ..Default::default()
+        };
+        is_refused(Policy::parse(yearless(None)), "for ever");
+        let update = PolicyUpdate::parse(yearless(None)).unwrap();
+        let off = update.keeping_enabled(Some(false)).unwrap();
+        assert!(!off.enabled());
+        assert_eq!(off.input().enabled, Some(false));
+        is_refused(update.keeping_enabled(Some(true)), "for ever");
+        is_refused(update.keeping_enabled(None), "for ever");
+        // Turned on or off by the update itself: checked at once, as a create.
+        is_refused(PolicyUpdate::parse(yearless(Some(true))), "for ever");
+        let turned_off = PolicyUpdate::parse(yearless(Some(false))).unwrap();
+        let kept = turned_off.keeping_enabled(Some(true)).unwrap();
+        assert_eq!(kept.input().enabled, Some(false));
+        // The other checks of the template do not wait.
+        let mut same = yearless(None);
+        same.schedule = "0 * * * *".into();
+        is_refused(PolicyUpdate::parse(same), "the same name");
+        // A policy checked in full leaves nothing to check, and keeps the
+        // stored `enabled` too.
+        let full = PolicyUpdate::from(input(|_| {}).unwrap());
+        let kept = full.keeping_enabled(Some(false)).unwrap();
+        assert_eq!(kept.input().enabled, Some(false));
     }
 
     #[test]

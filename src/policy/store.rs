@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::error::{Error, Result};
-use crate::model::{Policy, PolicyInput};
+use crate::model::{Policy, PolicyInput, PolicyUpdate};
 use crate::storage::{CondPut, ObjectInfo, ObjectStore, join_key};
 
 /// The folder of policies under the backup root (a reserved backup name).
@@ -235,19 +235,23 @@ impl PolicyStore {
         }
     }
 
-    /// Replaces policy `policy.name()`, keeping its creation time and its
-    /// Milvus (`milvus_id` for one recorded without).
-    pub async fn update(&self, policy: &Policy, milvus_id: Option<String>) -> Result<StoredPolicy> {
-        let key = self.def_key(policy.name());
+    /// Replaces policy `update.name()`, keeping its creation time and its
+    /// Milvus (`milvus_id` for one recorded without). An update that leaves
+    /// `enabled` unset keeps it as it was, and is refused, with nothing
+    /// written, when the policy is on and its check of that waited
+    /// ([`PolicyUpdate::keeping_enabled`]).
+    pub async fn update(
+        &self,
+        update: &PolicyUpdate,
+        milvus_id: Option<String>,
+    ) -> Result<StoredPolicy> {
+        let key = self.def_key(update.name());
         let Some((body, etag)) = self.store.read_versioned(&key).await? else {
-            return Err(Error::not_found("policy", policy.name()));
+            return Err(Error::not_found("policy", update.name()));
         };
         let old: Stored = serde_json::from_slice(&body)?;
-        // An update that leaves `enabled` unset keeps it as it was.
-        let mut input = policy.input().clone();
-        if input.enabled.is_none() {
-            input.enabled = old.input.enabled;
-        }
+        let policy = update.keeping_enabled(old.input.enabled)?;
+        let input = policy.input().clone();
         let now = now_ms();
         let turned_on = !old.input.enabled.unwrap_or(true) && input.enabled.unwrap_or(true);
         let rescheduled =
@@ -489,7 +493,7 @@ mod tests {
             ..Default::default()
         };
         let update = |input: &PolicyInput| {
-            let (store, policy) = (store.clone(), Policy::parse(input.clone()).unwrap());
+            let (store, policy) = (store.clone(), PolicyUpdate::parse(input.clone()).unwrap());
             async move { store.update(&policy, None).await.unwrap().since }
         };
         let pause = || tokio::time::sleep(std::time::Duration::from_millis(5));

@@ -2541,7 +2541,7 @@ type Policy struct {
 	// `{policy}_{yyyyMMdd_HHmmss}`. Two slots must not get the same name.
 	NameTemplate string     `protobuf:"bytes,8,opt,name=name_template,json=nameTemplate,proto3" json:"name_template,omitempty"`
 	Retention    *Retention `protobuf:"bytes,9,opt,name=retention,proto3" json:"retention,omitempty"`
-	// Unset means enabled.
+	// Unset: enabled in CreatePolicy, what the policy had in UpdatePolicy.
 	Enabled *bool `protobuf:"varint,10,opt,name=enabled,proto3,oneof" json:"enabled,omitempty"`
 }
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{Body, Call, NoBody, NoQuery, Params, Rest};
 use crate::error::{Error, Result};
-use crate::model::{Policy, PolicyInput, PolicyName};
+use crate::model::{Policy, PolicyInput, PolicyName, PolicyUpdate};
 
 /// The policy routes.
 pub(super) fn routes() -> Router<Rest> {
@@ -77,7 +77,7 @@ async fn update(
         let status = call
             .rest
             .engine
-            .update_policy(Policy::parse(input)?)
+            .update_policy(PolicyUpdate::parse(input)?)
             .await?;
         Ok((status, "success"))
     })
