@@ -651,7 +651,10 @@ async fn an_update_leaving_enabled_unset_is_checked_as_the_policy_stays() {
     }));
     assert_eq!(code, 200, "{answer}");
     assert_eq!(answer["data"]["policy"]["enabled"], false, "{answer}");
-    assert_eq!(answer["data"]["policy"]["schedule"], "0 5 * * *", "{answer}");
+    assert_eq!(
+        answer["data"]["policy"]["schedule"], "0 5 * * *",
+        "{answer}"
+    );
 
     // The CLI, without --enabled or --disabled: accepted, still off.
     let cli = |args: &[&str]| {
