@@ -232,11 +232,22 @@ impl Policy {
         let Some((period, said)) = repeats::repeat_period(&self.template)? else {
             return Ok(());
         };
-        let kept = repeats::kept_for(&self.retention, &self.schedule, first, period);
+        // An incremental policy's backups reuse what earlier ones stored,
+        // in those backups' folders: a backup retention deleted keeps its
+        // name taken for as long as a later one reuses its objects.
+        let kept = match self.input.incremental {
+            true => None,
+            false => repeats::kept_for(&self.retention, &self.schedule, first, period),
+        };
         if kept.is_some_and(|k| k < period) {
             return Ok(());
         }
         let kept = match kept {
+            None if self.input.incremental => {
+                "as long as later incremental backups reuse what it stored, which its delete \
+                 leaves in its folder"
+                    .to_string()
+            }
             None => "for ever (no retention rule)".to_string(),
             Some(k) => format!("for {} or more", repeats::in_words(k)),
         };
@@ -526,6 +537,31 @@ mod tests {
             ..Default::default()
         };
         is_refused(Policy::parse(yearless(None)), "for ever");
+        // An incremental one, whatever its retention: a deleted backup's
+        // name stays taken while later ones reuse its objects.
+        let incremental = PolicyInput {
+            incremental: true,
+            retention: crate::model::RetentionInput {
+                keep_daily: 7,
+                ..Default::default()
+            },
+            ..yearless(None)
+        };
+        is_refused(Policy::parse(incremental.clone()), "reuse what it stored");
+        assert!(
+            Policy::parse(PolicyInput {
+                incremental: false,
+                ..incremental.clone()
+            })
+            .is_ok()
+        );
+        assert!(
+            Policy::parse(PolicyInput {
+                name_template: "{policy}_{yyyyMMdd}".into(),
+                ..incremental
+            })
+            .is_ok()
+        );
         let update = PolicyUpdate::parse(yearless(None)).unwrap();
         let off = update.keeping_enabled(Some(false)).unwrap();
         assert!(!off.enabled());
