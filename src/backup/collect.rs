@@ -13,7 +13,9 @@ use crate::meta::model::{
     SegmentBackupInfo,
 };
 use crate::meta::{LogKind, schema};
-use crate::milvus::{FlushResult, MilvusVersion, SEGMENT_STATE_FLUSHED, SegmentInfo};
+use crate::milvus::{
+    FlushResult, MilvusVersion, SEGMENT_STATE_FLUSHED, SEGMENT_STATE_FLUSHING, SegmentInfo,
+};
 
 /// The partition id of L0 segments that apply to every partition (2.4+).
 pub const L0_ALL_PARTITIONS: i64 = -1;
@@ -133,7 +135,7 @@ pub async fn collect(
     // only once all its binlogs are written, so a listing made after finds
     // them whole. Listed at the same time, a segment that compaction
     // finished in between could be listed half-written.
-    let segments = milvus.persistent_segments(coll.db(), coll.name()).await?;
+    let segments = settled_segments(ctx, coll).await?;
     let mut by_dir = binlogs_by_segment(ctx, desc.id).await?;
     let flushed: Vec<_> = segments
         .iter()
@@ -317,6 +319,41 @@ async fn wait_flushed(
     }
     tracing::debug!(collection = %coll, polls, waited_ms = started.elapsed().as_millis() as u64, "flush point passed");
     Ok(flush)
+}
+
+/// `coll`'s persistent segments once none is still Flushing. GetFlushState
+/// counts a Flushing segment as flushed, and a compaction's result is
+/// Flushing, its inputs already dropped, until its data node has synced:
+/// a listing taken in between, which keeps Flushed segments only, would
+/// leave their rows out of the backup, unsaid. Listed again until each is
+/// Flushed or gone; past the flush timeout, an error naming them.
+async fn settled_segments(ctx: &Context, coll: &CollectionRef) -> Result<Vec<SegmentInfo>> {
+    let milvus = ctx.milvus.as_ref();
+    let deadline = Instant::now() + ctx.timing.flush_timeout;
+    let mut pause = Duration::from_millis(25);
+    loop {
+        let segments = milvus.persistent_segments(coll.db(), coll.name()).await?;
+        let flushing: Vec<i64> = segments
+            .iter()
+            .filter(|s| s.state == SEGMENT_STATE_FLUSHING)
+            .map(|s| s.id)
+            .collect();
+        if flushing.is_empty() {
+            return Ok(segments);
+        }
+        if Instant::now() > deadline {
+            return Err(Error::milvus(
+                format!("GetPersistentSegmentInfo {coll}"),
+                format!(
+                    "segments {flushing:?} still flushing after {}s",
+                    ctx.timing.flush_timeout.as_secs()
+                ),
+            ));
+        }
+        tracing::debug!(collection = %coll, ?flushing, "waiting for segments still flushing");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(ctx.timing.poll_interval.max(Duration::from_millis(25)));
+    }
 }
 
 /// A segment's insert and delta binlogs, taken from the collection's listing.

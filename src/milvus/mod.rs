@@ -66,6 +66,11 @@ pub struct SegmentInfo {
 /// `common.SegmentState::Flushed`.
 pub const SEGMENT_STATE_FLUSHED: i32 = 4;
 
+/// `common.SegmentState::Flushing`: written by the data node, not marked
+/// flushed yet (GetFlushState counts it flushed already; a compaction's
+/// result passes through it too, its inputs dropped).
+pub const SEGMENT_STATE_FLUSHING: i32 = 5;
+
 /// How a collection is loaded: its number of replicas and the resource
 /// groups they are in. The default asks Milvus's own (one replica, the
 /// default group).
