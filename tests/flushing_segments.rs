@@ -162,10 +162,9 @@ async fn segments_still_flushing_are_waited_for_never_left_out() {
     .unwrap();
     let done = until_terminal(engine.create_backup(req).await.unwrap()).await;
     assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
-    assert!(wrapped.said.load(Ordering::SeqCst), "the Flushing answer was given");
     assert!(
-        wrapped.lists.load(Ordering::SeqCst) >= 2,
-        "the segments were listed again"
+        wrapped.said.load(Ordering::SeqCst),
+        "the Flushing answer was given"
     );
     let info = ctx.catalog.read(&name).await.unwrap().unwrap();
     let backed_up: i64 = info.collection_backups[0]
@@ -180,6 +179,10 @@ async fn segments_still_flushing_are_waited_for_never_left_out() {
         backed_up >= rows.len() as i64,
         "{backed_up} rows backed up of {}",
         rows.len()
+    );
+    assert!(
+        wrapped.lists.load(Ordering::SeqCst) >= 2,
+        "the segments were listed again"
     );
 
     let restore = RestoreRequest::parse(RestoreInput {
