@@ -479,7 +479,7 @@ async fn a_run_that_outlives_its_policy_writes_nothing_into_a_new_one_of_its_nam
 /// scheduled slot retried late beside a RunPolicyNow is the same case).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retention_goes_by_when_a_backup_was_taken_not_by_its_slot() {
-    use common::policies::{policy, policy_client, settled_runs, store_of};
+    use common::policies::{policy, policy_client, run_now, settled_runs, store_of};
     let cfg = common::config();
     let m = common::milvus(&cfg);
     let spec = Spec::new(&common::unique("taken_src"));
@@ -499,24 +499,9 @@ async fn retention_goes_by_when_a_backup_was_taken_not_by_its_slot() {
     on_a.create_policy(pb::CreatePolicyRequest { policy: Some(p) })
         .await
         .unwrap();
-    let run_now = |c: &mut PolicyServiceClient<_>| {
-        let mut c = c.clone();
-        let name = name.clone();
-        async move {
-            c.run_policy_now(pb::RunPolicyNowRequest { name })
-                .await
-                .expect("RunPolicyNow")
-                .into_inner()
-                .run
-                .unwrap()
-                .backup_name
-        }
-    };
-    let first = run_now(&mut on_a).await;
+    let first = run_now(&on_a, &name).await;
     a.wait_paused(Duration::from_secs(60)).await;
-    // Backup names go by the second.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let second = run_now(&mut on_b).await;
+    let second = run_now(&on_b, &name).await;
     let store = store_of(&cfg, &root);
     flows::eventually("the second run succeeds", Duration::from_secs(120), || {
         let (store, name, second) = (store.clone(), name.clone(), second.clone());
@@ -535,6 +520,19 @@ async fn retention_goes_by_when_a_backup_was_taken_not_by_its_slot() {
         "{runs:?}"
     );
     let mut client = b.client.clone();
+    // The run's record ends before its retention does.
+    flows::eventually(
+        "retention deletes one of the two backups",
+        Duration::from_secs(120),
+        || {
+            let (mut c, first, second) = (client.clone(), first.clone(), second.clone());
+            async move {
+                flows::listed_state(&mut c, &first).await.is_none()
+                    || flows::listed_state(&mut c, &second).await.is_none()
+            }
+        },
+    )
+    .await;
     assert_eq!(
         flows::listed_state(&mut client, &first).await,
         Some(pb::JobState::Succeeded as i32),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::data::{self, Spec};
 use common::flows;
-use common::policies::{policy, policy_client, settled_runs, store_of};
+use common::policies::{policy, policy_client, run_now, settled_runs, store_of};
 use common::process::{Proc, rooted_bucket};
 use milvus_backup::api::proto as pb;
 use milvus_backup::api::proto::policy_service_client::PolicyServiceClient;
@@ -38,16 +38,7 @@ async fn run_to_end(
     store: &milvus_backup::policy::PolicyStore,
     name: &str,
 ) -> String {
-    // Backup names go by the second.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let backup = c
-        .run_policy_now(pb::RunPolicyNowRequest { name: name.into() })
-        .await
-        .expect("RunPolicyNow")
-        .into_inner()
-        .run
-        .unwrap()
-        .backup_name;
+    let backup = run_now(c, name).await;
     // Its record is written once the run begins.
     flows::eventually("the run's record", Duration::from_secs(60), || {
         let (store, name, backup) = (store.clone(), name.to_string(), backup.clone());
@@ -81,7 +72,7 @@ async fn a_kept_backup_deleted_by_hand_meanwhile_is_replaced_not_followed() {
     let held = format!("delete.planned@{}", go.display());
     let a = Proc::start_rooted_paused(&cfg, "kepta", &root, "", Some(&held)).await;
     let b = Proc::start_rooted(&cfg, "keptb", &root, "").await;
-    let (mut on_a, mut on_b) = (policy_client(&a).await, policy_client(&b).await);
+    let (on_a, mut on_b) = (policy_client(&a).await, policy_client(&b).await);
     let name = common::unique("kept");
     // Not due while the test runs; no rule at first.
     let mut p = policy(&name, "0 0 1 1 *", &spec.name, 0);
@@ -105,15 +96,7 @@ async fn a_kept_backup_deleted_by_hand_meanwhile_is_replaced_not_followed() {
         .unwrap();
 
     // The fourth run, on A: its first delete (of the third) is held.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let fourth = on_a
-        .run_policy_now(pb::RunPolicyNowRequest { name: name.clone() })
-        .await
-        .expect("RunPolicyNow")
-        .into_inner()
-        .run
-        .unwrap()
-        .backup_name;
+    let fourth = run_now(&on_a, &name).await;
     a.wait_paused(Duration::from_secs(120)).await;
     let mut client = b.client.clone();
     flows::delete_eventually(&client, &fourth, "the kept backup is deleted by hand").await;

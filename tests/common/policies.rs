@@ -72,3 +72,18 @@ pub async fn settled_runs(store: &PolicyStore, name: &str, timeout: Duration) ->
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// Asks `c` to run policy `name` now, a second after any run before (backup
+/// names go by the second); the name of the run's backup.
+#[allow(dead_code)]
+pub async fn run_now(c: &PolicyServiceClient<Channel>, name: &str) -> String {
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.clone()
+        .run_policy_now(pb::RunPolicyNowRequest { name: name.into() })
+        .await
+        .expect("RunPolicyNow")
+        .into_inner()
+        .run
+        .unwrap()
+        .backup_name
+}
