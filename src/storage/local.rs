@@ -64,26 +64,8 @@ impl LocalDir {
     async fn walk(&self, dir: PathBuf, out: &mut Vec<ObjectInfo>) -> Result<()> {
         let mut stack = vec![dir];
         while let Some(dir) = stack.pop() {
-            let mut entries = match tokio::fs::read_dir(&dir).await {
-                Ok(e) => e,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(self.io_error("list", &dir.display().to_string(), e)),
-            };
-            while let Some(entry) = entries
-                .next_entry()
-                .await
-                .map_err(|e| self.io_error("list", &dir.display().to_string(), e))?
-            {
-                let path = entry.path();
-                // Mostly known from the directory's read, with no look at the file.
-                let file_type = match entry.file_type().await {
-                    Ok(t) => t,
-                    Err(e) => {
-                        self.gone_while_listed(&path, e)?;
-                        continue;
-                    }
-                };
-                if file_type.is_dir() {
+            for (path, is_dir) in self.entries(&dir).await? {
+                if is_dir {
                     stack.push(path);
                     continue;
                 }
@@ -92,7 +74,7 @@ impl LocalDir {
                 if is_temp(&path) {
                     continue;
                 }
-                let meta = match entry.metadata().await {
+                let meta = match tokio::fs::symlink_metadata(&path).await {
                     Ok(m) => m,
                     Err(e) => {
                         self.gone_while_listed(&path, e)?;
@@ -107,6 +89,30 @@ impl LocalDir {
             }
         }
         Ok(())
+    }
+
+    /// The entries of directory `dir`, each with whether it is a directory
+    /// (known from the directory's read, mostly): none when `dir` is gone,
+    /// and without an entry gone between the read and its look.
+    async fn entries(&self, dir: &Path) -> Result<Vec<(PathBuf, bool)>> {
+        let mut entries = match tokio::fs::read_dir(dir).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.io_error("list", &dir.display().to_string(), e)),
+        };
+        let mut out = Vec::new();
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| self.io_error("list", &dir.display().to_string(), e))?
+        {
+            let path = entry.path();
+            match entry.file_type().await {
+                Ok(t) => out.push((path, t.is_dir())),
+                Err(e) => self.gone_while_listed(&path, e)?,
+            }
+        }
+        Ok(out)
     }
 
     /// `Ok` when `e`, met looking at an entry a listing read, says the entry
@@ -512,27 +518,17 @@ impl ObjectStore for LocalDir {
         let mut dirs = Vec::new();
         let mut stack = vec![dir.clone()];
         while let Some(d) = stack.pop() {
-            let mut entries = match tokio::fs::read_dir(&d).await {
-                Ok(e) => e,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(self.io_error("list", &d.display().to_string(), e)),
-            };
-            while let Some(entry) = entries
-                .next_entry()
-                .await
-                .map_err(|e| self.io_error("list", &d.display().to_string(), e))?
-            {
-                let path = entry.path();
-                match entry.file_type().await {
-                    Ok(t) if t.is_dir() => stack.push(path),
-                    Ok(_) if is_temp(&path) => match tokio::fs::remove_file(&path).await {
+            for (path, is_dir) in self.entries(&d).await? {
+                if is_dir {
+                    stack.push(path);
+                } else if is_temp(&path) {
+                    match tokio::fs::remove_file(&path).await {
                         Ok(()) => {}
                         Err(e) if e.kind() == ErrorKind::NotFound => {}
                         Err(e) => {
                             return Err(self.io_error("delete", &path.display().to_string(), e));
                         }
-                    },
-                    _ => {}
+                    }
                 }
             }
             dirs.push(d);
