@@ -561,3 +561,75 @@ async fn a_binlog_removed_before_its_copy_fails_the_backup_naming_it() {
     server.finish();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
+
+/// The same for a full backup, which copies while it describes: its binlogs
+/// stream one at a time into a directory under a 5 KiB/s cap, and Milvus's
+/// insert logs of the collection go once it is described (held at
+/// `backup.described`). The job ends FAILED_PRECONDITION naming a source
+/// and saying to back up again, and leaves no folder. (Before, a full
+/// backup said only "object … not found", a NOT_FOUND read as a missing
+/// backup or collection.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_binlog_removed_while_a_full_backup_copies_fails_it_naming_it() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let (spec, _) = collection(&m).await;
+    let release = tempfile::tempdir().unwrap();
+    let go = release.path().join("go");
+    let dir = release.path().join("backups");
+    let state = release.path().join("state");
+    let config = release.path().join("backup.yaml");
+    let yaml = common::process::config_yaml(&cfg, "  backupStorageType: local\n").replace(
+        "backupRootPath: backup\n",
+        &format!("backupRootPath: {}\n", dir.display()),
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "{yaml}backup:\n  stateDir: {}\n  rateLimitMiBps: 0.005\n  parallelism:\n    copydata: 1\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let failpoint = format!("backup.described@{}", go.display());
+    let server = Proc::on(state, config, Some(&failpoint)).await;
+    let mut client = server.client.clone();
+    let name = common::unique("gone_full");
+    let stream = client
+        .create_backup(flows::backup_request(&name, &[&spec.name]))
+        .await
+        .unwrap()
+        .into_inner();
+    server.wait_paused(Duration::from_secs(60)).await;
+    let milvus_bucket =
+        milvus_backup::storage::S3Bucket::new(&cfg.minio.milvus_bucket().unwrap()).unwrap();
+    let id = MilvusApi::collection_id(&m, &spec.db, &spec.name)
+        .await
+        .unwrap()
+        .expect("the collection exists");
+    let gone: Vec<String> = milvus_bucket
+        .list(&format!("files/insert_log/{id}/"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert!(gone.len() > 2, "the collection has insert logs: {gone:?}");
+    milvus_bucket.delete(&gone).await.unwrap();
+    std::fs::write(&go, b"").unwrap();
+    let last = flows::last_backup(stream).await;
+    assert_eq!(last.state, pb::JobState::Failed as i32, "{last:?}");
+    assert!(
+        last.error_message.contains("Milvus removed")
+            && gone.iter().any(|key| last.error_message.contains(key))
+            && last.error_message.contains("back up again"),
+        "{}",
+        last.error_message
+    );
+    assert!(
+        !dir.join(&name).exists(),
+        "its cleanup removed what it had copied"
+    );
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

@@ -101,6 +101,7 @@ pub async fn describe_and_copy(
         Ok::<_, Error>(())
     };
 
+    let resumed = present.is_some();
     let no_present = HashMap::new();
     let present = present.unwrap_or(&no_present);
     let describe: Vec<_> = collections
@@ -141,13 +142,18 @@ pub async fn describe_and_copy(
         Ok::<_, Error>(out)
     };
 
-    let copying = ctx.copier.copy_stream(
-        &ctx.milvus_store,
-        ctx.catalog.store(),
-        rx,
-        job.in_flight(),
-        |t, copied| track().copied(t, copied, job),
-    );
+    let copying = async {
+        ctx.copier
+            .copy_stream(
+                &ctx.milvus_store,
+                ctx.catalog.store(),
+                rx,
+                job.in_flight(),
+                |t, copied| track().copied(t, copied, job),
+            )
+            .await
+            .map_err(|e| super::run::removed_by_milvus(e, resumed))
+    };
     let ((), collected, ()) = tokio::try_join!(early, describing, copying).inspect_err(|_| {
         // A failed job finds nothing more.
         job.update(|s| s.progress.totals_growing = false);

@@ -444,23 +444,7 @@ async fn copy_planned(
             },
         )
         .await
-        .map_err(|e| match e {
-            Error::NotFound {
-                kind: "object",
-                name,
-            } if resumed => Error::FailedPrecondition(format!(
-                "the backup cannot be resumed: Milvus removed {name}, part of its flush point, \
-                 since it began (compaction and garbage collection)"
-            )),
-            Error::NotFound {
-                kind: "object",
-                name,
-            } => Error::FailedPrecondition(format!(
-                "Milvus removed {name}, part of the backup's flush point, while it was copied \
-                 (compaction and garbage collection): back up again"
-            )),
-            e => e,
-        })?;
+        .map_err(|e| removed_by_milvus(e, resumed))?;
     phase.end("copy");
     let extras = super::resume::remove_extras(ctx, present, &planned).await?;
     if extras > 0 {
@@ -474,4 +458,27 @@ async fn copy_planned(
         reuse,
         holds,
     })
+}
+
+/// A copy's source that is gone: Milvus removed a binlog of the flush point
+/// (compaction, then garbage collection). The backup cannot hold it, and the
+/// caller must back up again: FAILED_PRECONDITION, not a missing backup.
+pub(super) fn removed_by_milvus(e: Error, resumed: bool) -> Error {
+    match e {
+        Error::NotFound {
+            kind: "object",
+            name,
+        } if resumed => Error::FailedPrecondition(format!(
+            "the backup cannot be resumed: Milvus removed {name}, part of its flush point, \
+             since it began (compaction and garbage collection)"
+        )),
+        Error::NotFound {
+            kind: "object",
+            name,
+        } => Error::FailedPrecondition(format!(
+            "Milvus removed {name}, part of the backup's flush point, while it was copied \
+             (compaction and garbage collection): back up again"
+        )),
+        e => e,
+    }
 }
