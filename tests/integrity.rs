@@ -120,7 +120,11 @@ async fn flipped_truncated_and_deleted_objects_are_found() {
     });
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["code"], 3, "{json}");
-    assert!(json["msg"].as_str().unwrap().contains(&rel(&cut.key)));
+    assert!(
+        json["msg"].as_str().unwrap().contains(&rel(&cut.key)),
+        "{} not named in {json}",
+        rel(&cut.key)
+    );
 
     // A restore checks presence and sizes first, and creates nothing.
     let err = client
@@ -262,4 +266,90 @@ async fn delete_logs_the_meta_does_not_list_are_refused_before_milvus_is_touched
 
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     server.handle.stop().await.unwrap();
+}
+
+/// A verification that finds hundreds of objects gone (a base folder
+/// removed by hand) answers DATA_LOSS, its message cut to a size every gRPC
+/// client takes and saying so, while its last streamed report names every
+/// damaged object. (Before, the whole list went into the status trailer,
+/// over the client's 16 KiB of headers: the client saw a protocol error,
+/// never DATA_LOSS.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_verification_naming_hundreds_of_damaged_objects_answers_data_loss() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client().await;
+    // Sixteen partitions of every type: a segment of each, over 200 binlogs.
+    let mut spec = Spec::new(&common::unique("integrity_many"));
+    spec.partition_key = Some(16);
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..400, 83).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let name = common::unique("integrity_many");
+    flows::backup_collections(&mut client, &name, &[&spec.name]).await;
+
+    let store = server.ctx.catalog.store().clone();
+    let gone: Vec<String> = store
+        .list(&format!("backup/{name}/binlogs/"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    let listed: usize = gone.iter().map(|k| k.len() + " (missing); ".len()).sum();
+    assert!(
+        listed > 16 * 1024,
+        "{} objects make a list of {listed} bytes, not over a client's 16 KiB of headers",
+        gone.len()
+    );
+    store.delete(&gone).await.unwrap();
+
+    // The generated Python client (gRPC C-core, 8 KiB of metadata) gets DATA_LOSS.
+    let python =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".it-env/pyclient/bin/python");
+    assert!(
+        python.exists(),
+        "the Python client venv is missing: run scripts/test.sh (ensure_python_client)"
+    );
+    let script = "import sys, grpc\n\
+        from milvus_backup_client import connect, pb\n\
+        try:\n    \
+            for _ in connect(sys.argv[1]).VerifyBackup(pb.VerifyBackupRequest(name=sys.argv[2])): pass\n    \
+            print('OK')\n\
+        except grpc.RpcError as e:\n    \
+            print(e.code().name, e.details()[:300])\n";
+    let out = std::process::Command::new(python)
+        .args(["-c", script, &server.handle.addr.to_string(), &name])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.starts_with("DATA_LOSS") && said.contains("is damaged"),
+        "the Python client: {said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut stream = flows::verify_stream(&mut client, &name).await;
+    let mut last = None;
+    let err = loop {
+        match stream.message().await {
+            Ok(Some(report)) => last = Some(report),
+            Ok(None) => panic!("the damaged backup verified: {last:?}"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.code(), Code::DataLoss, "{err:?}");
+    assert!(
+        err.message().len() < 4096
+            && err
+                .message()
+                .contains(&format!("is damaged: {} of", gone.len()))
+            && err.message().contains("[cut at"),
+        "{}",
+        err.message()
+    );
+    let last = last.expect("a report before the end");
+    assert_eq!(last.damaged.len(), gone.len(), "every damaged object named");
+
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }

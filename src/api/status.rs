@@ -54,10 +54,35 @@ fn answered(err: &Error) -> String {
     err.to_string()
 }
 
+/// The longest gRPC status message sent, in bytes. It travels in a trailer
+/// (percent-encoded), and clients refuse large ones: hyper's headers end at
+/// 16 KiB, gRPC C-core's at 8 KiB. A longer message (a verification naming
+/// hundreds of damaged objects) would reach the client as a protocol error
+/// instead of its code.
+const STATUS_MESSAGE_MAX: usize = 2048;
+
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
-        Status::new(code_of(&err), answered(&err))
+        Status::new(code_of(&err), bounded(answered(&err)))
     }
+}
+
+/// `message`, cut to [`STATUS_MESSAGE_MAX`] bytes with a note saying where
+/// the whole of it is.
+fn bounded(message: String) -> String {
+    if message.len() <= STATUS_MESSAGE_MAX {
+        return message;
+    }
+    let mut end = STATUS_MESSAGE_MAX;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{} [cut at {end} of {} bytes: the job's record, its streamed progress and the \
+         server's log hold the whole message]",
+        &message[..end],
+        message.len()
+    )
 }
 
 /// Whether a request speaks gRPC (rather than REST).
@@ -120,4 +145,30 @@ fn http_and_code(err: &Error) -> (StatusCode, i32) {
     let (http, code) = rest_codes(err);
     let http = StatusCode::from_u16(http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (http, code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_message_is_cut_on_a_character_and_says_so() {
+        let short = "x".repeat(STATUS_MESSAGE_MAX);
+        assert_eq!(bounded(short.clone()), short);
+        // A two-byte character across the limit is left out whole.
+        let long = format!(
+            "{}é{}",
+            "x".repeat(STATUS_MESSAGE_MAX - 1),
+            "y".repeat(9000)
+        );
+        let cut = bounded(long.clone());
+        assert!(
+            cut.starts_with(&"x".repeat(STATUS_MESSAGE_MAX - 1)),
+            "{cut}"
+        );
+        let kept = &cut[..cut.find(" [cut at").unwrap()];
+        assert_eq!(kept.len(), STATUS_MESSAGE_MAX - 1, "{cut}");
+        let note = format!("[cut at {} of {} bytes", STATUS_MESSAGE_MAX - 1, long.len());
+        assert!(cut.contains(&note), "{cut}");
+    }
 }
