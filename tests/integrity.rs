@@ -353,3 +353,76 @@ async fn a_verification_naming_hundreds_of_damaged_objects_answers_data_loss() {
 
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
+
+/// Damage in backup A is named whatever another backup holds: with backup
+/// C's checksums unreadable (not JSON), A's verification still answers
+/// DATA_LOSS naming A's flipped object, and says C could not be read. (Before,
+/// the read of C, made only to name the backups that also reference A's
+/// damaged object, failed the whole verification, naming C and not A's
+/// damage.) On a backup root of its own: C is unreadable to every delete on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn damage_is_named_while_another_backups_checksums_cannot_be_read() {
+    let mut cfg = common::config();
+    cfg.minio.backup_root_path = common::unique("integrity_root");
+    let m = common::milvus(&cfg);
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client().await;
+    let spec = Spec::new(&common::unique("integrity_other"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..200, 84).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let a = common::unique("integrity_a");
+    let c = common::unique("integrity_c");
+    flows::backup_collections(&mut client, &a, &[&spec.name]).await;
+    flows::backup_collections(&mut client, &c, &[&spec.name]).await;
+
+    let store = server.ctx.catalog.store().clone();
+    let root = &cfg.minio.backup_root_path;
+    let prefix = format!("{root}/{a}/");
+    let objects = store.list(&format!("{prefix}binlogs/")).await.unwrap();
+    let flip = &objects[0];
+    let mut bytes = store.read(&flip.key).await.unwrap().to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    store.write(&flip.key, Bytes::from(bytes)).await.unwrap();
+    let checksums = format!("{root}/{c}/meta/checksums.json");
+    assert!(
+        store.head(&checksums).await.unwrap().is_some(),
+        "{checksums}"
+    );
+    store
+        .write(&checksums, Bytes::from_static(b"{"))
+        .await
+        .unwrap();
+    let flipped = &flip.key[prefix.len()..];
+
+    let stream = flows::verify_stream(&mut client, &a).await;
+    let err = flows::last_message(stream).await.expect_err("verified");
+    assert_eq!(err.code(), Code::DataLoss, "{err:?}");
+    assert!(
+        err.message().contains(&format!("{flipped} (altered"))
+            && err.message().contains(&format!("{c:?}"))
+            && err.message().contains("could not be read"),
+        "{}",
+        err.message()
+    );
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new("curl")
+            .args([
+                "-sS",
+                &format!(
+                    "http://{}/api/v1/verify?backup_name={a}",
+                    server.handle.addr
+                ),
+            ])
+            .output()
+            .unwrap()
+    });
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        json["msg"].as_str().unwrap().contains(flipped),
+        "{flipped} not named in {json}"
+    );
+    store.delete(&[checksums]).await.unwrap();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

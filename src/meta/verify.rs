@@ -2,7 +2,7 @@
 //! compares sizes and checksums; `check_present` (before a restore) compares
 //! presence and sizes only.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use futures::{StreamExt, TryStreamExt};
 use md5::Digest;
@@ -10,6 +10,7 @@ use md5::Digest;
 use super::Catalog;
 use super::manifest::{Manifest, ManifestEntry};
 use super::model::{BackupInfo, CollectionBackupInfo};
+use super::scan::Among;
 use super::{BackupLayout, LogKind};
 use crate::error::{Error, Result};
 use crate::jobs::{ObjectProblem, VerifyProgress};
@@ -117,7 +118,7 @@ pub async fn verify(
     // Damage to an object is damage for every backup that reuses it; what
     // `found` names is this backup's meta disagreeing with its folder.
     if !progress.problems.is_empty() {
-        name_referencing_backups(catalog, name, &mut progress).await?;
+        name_referencing_backups(catalog, name, &mut progress).await;
     }
     for (key, problem) in found {
         progress.problems.push(ObjectProblem { key, problem });
@@ -171,13 +172,13 @@ pub fn unlisted_delete_logs<'a>(
 
 /// Adds to each damaged object the other backups that reference it: an
 /// object of this backup's folder that later incremental backups reuse is
-/// damaged for them too.
-async fn name_referencing_backups(
-    catalog: &Catalog,
-    name: &str,
-    progress: &mut VerifyProgress,
-) -> Result<()> {
-    let manifest = catalog.read_manifest(name).await?.unwrap_or_default();
+/// damaged for them too. A backup whose checksums cannot be read (or a
+/// listing that fails) is named as unknown, never in the way of the report.
+async fn name_referencing_backups(catalog: &Catalog, name: &str, progress: &mut VerifyProgress) {
+    let manifest = match catalog.read_manifest(name).await {
+        Ok(m) => m.unwrap_or_default(),
+        Err(e) => return note_unknown(progress, &e.to_string()),
+    };
     let key_of = |damaged: &str| {
         manifest
             .objects
@@ -190,14 +191,57 @@ async fn name_referencing_backups(
         .iter()
         .filter_map(|p| key_of(&p.key))
         .collect();
-    let refs = catalog.references(name, |k| damaged.contains(k)).await?;
+    let mut refs: HashMap<String, Vec<String>> = HashMap::new();
+    let mut unreadable = Vec::new();
+    let read = catalog
+        .for_other_manifests(None, name, Among::Every, |other, read| {
+            match read {
+                // A Go-tool backup (no checksums) references only its own folder.
+                Ok(None) => {}
+                Ok(Some(m)) => {
+                    for e in &m.objects {
+                        let key = catalog.object_key(&other, e);
+                        if damaged.contains(&key) {
+                            refs.entry(key).or_default().push(other.clone());
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(backup = %other, error = %e, "verify: cannot read a backup that may reference damaged objects");
+                    unreadable.push(other);
+                }
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = read {
+        return note_unknown(progress, &e.to_string());
+    }
+    refs.values_mut().for_each(|by| by.sort());
+    unreadable.sort();
     for p in &mut progress.problems {
         let key = key_of(&p.key);
-        if let Some(others) = key.and_then(|k| refs.get(&k)) {
+        if let Some(others) = key.as_ref().and_then(|k| refs.get(k)) {
             p.problem = format!("{}; also referenced by backups {others:?}", p.problem);
         }
+        if key.is_some() && !unreadable.is_empty() {
+            p.problem = format!(
+                "{}; backups {unreadable:?} could not be read and may reference it too",
+                p.problem
+            );
+        }
     }
-    Ok(())
+}
+
+/// Says on each damaged object that the backups referencing it are unknown.
+fn note_unknown(progress: &mut VerifyProgress, why: &str) {
+    tracing::warn!(error = %why, "verify: cannot tell which other backups reference damaged objects");
+    for p in &mut progress.problems {
+        p.problem = format!(
+            "{}; which other backups reference it is unknown: {why}",
+            p.problem
+        );
+    }
 }
 
 /// Reads one object (`key` in the backup store) and compares its CRC32C (or
