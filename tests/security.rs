@@ -509,3 +509,51 @@ async fn failed_logins(cfg: &milvus_backup::config::Config, dir: &Path) -> Strin
         "failed Milvus and S3 logins: {answers} error answers and {log_lines} log lines free of secrets"
     )
 }
+
+/// A token that no `authorization` header can carry (a Secret made from a
+/// file ends with a newline) stops the server at start, naming the variable
+/// and never the token. (Before, the server started, and every call was
+/// refused "wrong bearer token": no client could ever log in.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_with_a_line_break_is_refused_at_start_naming_its_variable() {
+    let cfg = common::config();
+    let dir = std::env::temp_dir().join(common::unique("security_nl"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = write_config(
+        &dir,
+        "backup",
+        (&cfg.milvus.address, cfg.milvus.port),
+        (&cfg.minio.address, cfg.minio.port, "minioadmin"),
+        &cfg,
+    );
+    let port = common::process::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_milvus-backup"))
+        .arg("--config")
+        .arg(&config)
+        .args(["server", "--address", "127.0.0.1", "-p", &port.to_string()])
+        .env("MILVUS_BACKUP_TOKEN", format!("{TOKEN}\n"))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("the server started with a token no client can send");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("MILVUS_BACKUP_TOKEN") && !stderr.contains(TOKEN),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

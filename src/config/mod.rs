@@ -557,6 +557,20 @@ impl Config {
         if self.backup.lease_ttl_seconds == 0 {
             return Err(Error::invalid("backup.leaseTtlSeconds must be at least 1"));
         }
+        // Sent in a header, a token is visible ASCII: with a space or a line
+        // break (a Secret made from a file), no client could ever match it.
+        if let Some(c) = self
+            .security
+            .token
+            .expose()
+            .chars()
+            .find(|c| !c.is_ascii_graphic())
+        {
+            return Err(Error::invalid(format!(
+                "security.token holds {c:?}: a bearer token is visible ASCII only, with no \
+                 space or line break (a file's trailing newline?), or no client could send it"
+            )));
+        }
         let tls = &self.security.tls;
         if tls.enabled() && (tls.cert_path.is_empty() || tls.key_path.is_empty()) {
             return Err(Error::invalid(

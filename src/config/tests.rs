@@ -380,3 +380,17 @@ fn backups_go_to_milvus_bucket_unless_another_is_named() {
     let cfg = Config::parse("minio:\n  rootPath: files\n").unwrap();
     assert_eq!(cfg.minio.backup_bucket().unwrap().bucket, "a-bucket");
 }
+
+#[test]
+fn a_token_no_header_can_carry_is_refused_without_showing_it() {
+    for token in ["|\n    s3cr3t\n", "\"s3cr3t \"", "\"s3c r3t\""] {
+        let err = Config::parse(&format!("security:\n  token: {token}\n")).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("security.token") && !msg.contains("s3c"),
+            "{token:?}: {msg}"
+        );
+    }
+    let cfg = Config::parse("security:\n  token: s3cr3t-TOKEN_1.2~\n").unwrap();
+    assert_eq!(cfg.security.token.expose(), "s3cr3t-TOKEN_1.2~");
+}
