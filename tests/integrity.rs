@@ -426,3 +426,77 @@ async fn damage_is_named_while_another_backups_checksums_cannot_be_read() {
     store.delete(&[checksums]).await.unwrap();
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
+
+/// A meta that names another partition than its objects' (its
+/// `partition_id` edited by hand, one digit off) is damage: VerifyBackup
+/// answers DATA_LOSS naming the segment's empty insert-log folder, and a
+/// restore is refused before anything is created. (Before, both checked
+/// only the objects under the folders the meta names: none, so the backup
+/// verified, and Milvus would have been asked to import an empty folder
+/// for p1.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_meta_naming_another_partition_than_its_objects_is_damage() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client().await;
+    let spec = Spec::new(&common::unique("integrity_part"));
+    data::create(&m, &spec).await;
+    data::create_partition(&m, &spec, "p1").await;
+    data::insert(&m, &spec, "", 0..100, 85).await;
+    data::insert(&m, &spec, "p1", 100..200, 85).await;
+    data::flush(&m, &spec.db, &spec.name).await;
+    let name = common::unique("integrity_part");
+    flows::backup_collections(&mut client, &name, &[&spec.name]).await;
+
+    let store = server.ctx.catalog.store().clone();
+    let key = format!("backup/{name}/meta/full_meta.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&store.read(&key).await.unwrap()).unwrap();
+    let parts = meta["collection_backups"][0]["partition_backups"]
+        .as_array_mut()
+        .unwrap();
+    let p1 = parts
+        .iter_mut()
+        .find(|p| p["partition_name"] == "p1")
+        .expect("p1 backed up");
+    let other = p1["partition_id"].as_i64().unwrap() + 1;
+    p1["partition_id"] = other.into();
+    let segments = p1["segment_backups"].as_array_mut().unwrap();
+    assert!(!segments.is_empty(), "p1 has segments");
+    for s in segments {
+        s["partition_id"] = other.into();
+    }
+    store
+        .write(&key, Bytes::from(serde_json::to_vec(&meta).unwrap()))
+        .await
+        .unwrap();
+    // A server that never read the meta before.
+    let fresh = common::TestServer::start(&cfg).await;
+    let mut client = fresh.client().await;
+    let named = |message: &str| {
+        message.contains("no insert log of segment") && message.contains(&format!("/{other}/"))
+    };
+    let stream = flows::verify_stream(&mut client, &name).await;
+    let err = flows::last_message(stream).await.expect_err("verified");
+    assert_eq!(err.code(), Code::DataLoss, "{err:?}");
+    assert!(named(err.message()), "{err:?}");
+
+    let restored = format!("{}_r", spec.name);
+    let outcome = match client.restore(flows::restore_request(&name, "_r")).await {
+        Err(e) => (format!("{:?}", e.code()), e.message().to_string()),
+        Ok(stream) => {
+            let job = flows::last_restore(stream.into_inner()).await;
+            assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
+            (job.error_kind, job.error_message)
+        }
+    };
+    assert!(
+        outcome.0 == "DataLoss" || outcome.0 == "data_loss",
+        "{outcome:?}"
+    );
+    assert!(named(&outcome.1), "{outcome:?}");
+    assert!(!m.has_collection(&spec.db, &restored).await.unwrap());
+    common::incr::delete(&mut client, &name).await;
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

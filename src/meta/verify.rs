@@ -9,7 +9,7 @@ use md5::Digest;
 
 use super::Catalog;
 use super::manifest::{Manifest, ManifestEntry};
-use super::model::{BackupInfo, CollectionBackupInfo};
+use super::model::{BackupInfo, CollectionBackupInfo, PartitionBackupInfo, SegmentBackupInfo};
 use super::scan::Among;
 use super::{BackupLayout, LogKind};
 use crate::error::{Error, Result};
@@ -76,6 +76,12 @@ pub async fn verify(
         info.collection_backups.iter(),
         &keys,
     );
+    found.extend(segments_without_inserts(
+        catalog.layout(),
+        name,
+        info.collection_backups.iter(),
+        &keys,
+    ));
     for rel in in_folder.iter().filter(|rel| !in_manifest.contains(*rel)) {
         if !found.iter().any(|(key, _)| key == rel) {
             found.push((rel.to_string(), NOT_IN_CHECKSUMS.to_string()));
@@ -138,36 +144,98 @@ pub fn unlisted_delete_logs<'a>(
     collections: impl Iterator<Item = &'a CollectionBackupInfo>,
     keys: &HashSet<&str>,
 ) -> Vec<(String, String)> {
-    let prefix_len = layout.backup_prefix(name).len();
     let keys: BTreeSet<&str> = keys.iter().copied().collect();
     let mut found = Vec::new();
-    for c in collections {
-        for part in &c.partition_backups {
-            let dir =
-                layout.partition_dir(name, LogKind::Delta, c.collection_id, part.partition_id);
-            let rel = &dir[prefix_len..];
-            let without = part
-                .segment_backups
-                .iter()
-                .filter(|s| !s.is_l0 && !s.deltalogs.iter().any(|f| !f.binlogs.is_empty()));
-            for s in without {
-                let seg_dir = match s.group_id {
-                    0 => format!("{rel}{}/", s.segment_id),
-                    g => format!("{rel}{g}/{}/", s.segment_id),
-                };
-                let first = keys.range(seg_dir.as_str()..).next();
-                if let Some(key) = first.filter(|k| k.starts_with(&seg_dir)) {
-                    let problem = format!(
-                        "a delete log of segment {} that the meta does not list: restored \
-                         without it, rows deleted before the backup would come back",
-                        s.segment_id
-                    );
-                    found.push((key.to_string(), problem));
-                }
-            }
+    for (c, part, s) in data_segments(collections) {
+        if s.deltalogs.iter().any(|f| !f.binlogs.is_empty()) {
+            continue;
+        }
+        let seg_dir = segment_dir(layout, name, LogKind::Delta, c, part, s);
+        if let Some(key) = first_under(&keys, &seg_dir) {
+            let problem = format!(
+                "a delete log of segment {} that the meta does not list: restored \
+                 without it, rows deleted before the backup would come back",
+                s.segment_id
+            );
+            found.push((key.to_string(), problem));
         }
     }
     found
+}
+
+/// The insert-log folders (relative to backup `name`'s folder) of the data
+/// segments of `collections` whose meta counts rows but under which `keys`
+/// hold nothing, each with its problem. Restored, those rows would be
+/// missing without a word: a meta naming another collection or partition
+/// than its objects (edited by hand, damaged) reads so.
+pub fn segments_without_inserts<'a>(
+    layout: &BackupLayout,
+    name: &str,
+    collections: impl Iterator<Item = &'a CollectionBackupInfo>,
+    keys: &HashSet<&str>,
+) -> Vec<(String, String)> {
+    let keys: BTreeSet<&str> = keys.iter().copied().collect();
+    data_segments(collections)
+        .filter(|(_, _, s)| s.num_of_rows > 0)
+        .filter_map(|(c, part, s)| {
+            let seg_dir = segment_dir(layout, name, LogKind::Insert, c, part, s);
+            first_under(&keys, &seg_dir).is_none().then(|| {
+                let problem = format!(
+                    "no insert log of segment {}, which has {} rows in the meta: restored, \
+                     they would be missing",
+                    s.segment_id, s.num_of_rows
+                );
+                (seg_dir, problem)
+            })
+        })
+        .collect()
+}
+
+/// The data (not L0) segments of `collections`, with their collection and
+/// partition.
+fn data_segments<'a>(
+    collections: impl Iterator<Item = &'a CollectionBackupInfo>,
+) -> impl Iterator<
+    Item = (
+        &'a CollectionBackupInfo,
+        &'a PartitionBackupInfo,
+        &'a SegmentBackupInfo,
+    ),
+> {
+    collections.flat_map(|c| {
+        c.partition_backups.iter().flat_map(move |part| {
+            part.segment_backups
+                .iter()
+                .filter(|s| !s.is_l0)
+                .map(move |s| (c, part, s))
+        })
+    })
+}
+
+/// The folder of segment `s`'s logs of `kind`, relative to backup `name`'s
+/// folder, ending with `/`.
+fn segment_dir(
+    layout: &BackupLayout,
+    name: &str,
+    kind: LogKind,
+    c: &CollectionBackupInfo,
+    part: &PartitionBackupInfo,
+    s: &SegmentBackupInfo,
+) -> String {
+    let dir = layout.partition_dir(name, kind, c.collection_id, part.partition_id);
+    let rel = &dir[layout.backup_prefix(name).len()..];
+    match s.group_id {
+        0 => format!("{rel}{}/", s.segment_id),
+        g => format!("{rel}{g}/{}/", s.segment_id),
+    }
+}
+
+/// The first of `keys` under folder `dir`.
+fn first_under<'k>(keys: &BTreeSet<&'k str>, dir: &'k str) -> Option<&'k str> {
+    keys.range(dir..)
+        .next()
+        .copied()
+        .filter(|k| k.starts_with(dir))
 }
 
 /// Adds to each damaged object the other backups that reference it: an

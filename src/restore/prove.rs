@@ -20,7 +20,9 @@ use crate::jobs::{JobHandle, RestoreSnapshot};
 use crate::meta::LogKind;
 use crate::meta::manifest::ManifestEntry;
 use crate::meta::manifest::md5_of_etag;
-use crate::meta::verify::{NOT_IN_CHECKSUMS, content_check, size_problem, unlisted_delete_logs};
+use crate::meta::verify::{
+    NOT_IN_CHECKSUMS, content_check, segments_without_inserts, size_problem, unlisted_delete_logs,
+};
 use crate::restore::RestoreTarget;
 use crate::storage::{Copied, ObjectInfo};
 
@@ -179,9 +181,17 @@ pub async fn prove(
             }
         }
     }
-    let sources = targets.iter().map(|t| &t.source);
+    let sources = || targets.iter().map(|t| &t.source);
     let layout = ctx.catalog.layout();
-    for (key, problem) in unlisted_delete_logs(layout, backup_name, sources, &listed) {
+    let disagreeing = unlisted_delete_logs(layout, backup_name, sources(), &listed)
+        .into_iter()
+        .chain(segments_without_inserts(
+            layout,
+            backup_name,
+            sources(),
+            &listed,
+        ));
+    for (key, problem) in disagreeing {
         problems.push(format!("{key} ({problem})"));
     }
     let listed_count = objects.len();
