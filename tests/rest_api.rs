@@ -541,3 +541,56 @@ async fn a_synchronous_restore_of_a_damaged_backup_is_answered_as_data_loss() {
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
     server.finish();
 }
+
+/// A backup whose meta is no longer JSON is listed by REST `/list` as failed,
+/// saying its meta cannot be read, while the other backups are listed as
+/// they are. (Before, `/list` answered 500 naming it, and listed nothing;
+/// gRPC ListBackups listed both.) On a backup root of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_whose_meta_cannot_be_read_is_listed_as_failed_beside_the_others() {
+    let mut cfg = common::config();
+    cfg.minio.backup_root_path = common::unique("rest_list_root");
+    let m = common::milvus(&cfg);
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client().await;
+    let spec = Spec::new(&common::unique("rest_list"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..50, 86).await;
+    let sound = common::unique("rest_list_sound");
+    let damaged = common::unique("rest_list_damaged");
+    common::flows::backup_collections(&mut client, &sound, &[&spec.name]).await;
+    common::flows::backup_collections(&mut client, &damaged, &[&spec.name]).await;
+    let key = format!(
+        "{}/{damaged}/meta/full_meta.json",
+        cfg.minio.backup_root_path
+    );
+    let store = server.ctx.catalog.store().clone();
+    store
+        .write(&key, bytes::Bytes::from_static(b"{not json"))
+        .await
+        .unwrap();
+
+    // A server that never read the meta before.
+    let fresh = common::TestServer::start(&cfg).await;
+    let url = format!("http://{}/api/v1/list", fresh.handle.addr);
+    let (status, got) = tokio::task::block_in_place(|| curl(&[&url]));
+    assert_eq!((status, &got["code"]), (200, &Value::from(0)), "{got}");
+    let listed = got["data"].as_array().expect("a list");
+    let find = |name: &str| {
+        listed
+            .iter()
+            .find(|b| b["name"] == name)
+            .unwrap_or_else(|| panic!("{name} listed: {got}"))
+    };
+    assert_eq!(find(&sound)["state_code"], 2, "{got}");
+    let listed_damaged = find(&damaged);
+    assert_eq!(listed_damaged["state_code"], 3, "{got}");
+    assert!(
+        listed_damaged["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("meta cannot be read"),
+        "{got}"
+    );
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

@@ -27,13 +27,13 @@ use axum::routing::{delete, get, post};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::go_model::{go_backup_of_job, go_restore};
+use super::go_model::{go_backup_of_job, go_restore, go_state};
 use answer::{answer, answer_job, ended, follow, ok};
 use input::{Body, DbCollections, KnownFields, NoBody, NoQuery, Params, limit_body, unique_keys};
 
 use super::status::{grpc_answer, is_grpc, refuse, rest_error};
 use crate::engine::{BackupInfo, Engine};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::jobs::{BackupSnapshot, JobState};
 use crate::model::{
     BackupInput, BackupLookup, BackupName, BackupRequest, Caller, CollectionFilter, JobId,
@@ -284,7 +284,7 @@ async fn list(call: Call, Params(q): Params<ListQuery>, _: NoBody) -> Response {
         let filter = CollectionFilter::parse(&q.collection_name)?;
         let snaps = call.rest.engine.list_backups(filter.as_ref()).await?;
         // The Go tool's answer carries each backup's meta: read 32 at once, in order.
-        let reads: Vec<_> = snaps.iter().map(|s| call.rest.backup_data(s)).collect();
+        let reads: Vec<_> = snaps.iter().map(|s| call.rest.listed_data(s)).collect();
         let out: Vec<_> = futures::stream::iter(reads)
             .buffered(32)
             .try_collect()
@@ -554,6 +554,22 @@ impl Rest {
             .listed_backup_meta(&s.name, &s.id, !self.simple)
             .await?
             .unwrap_or_else(|| go_backup_of_job(s)))
+    }
+
+    /// [`Self::backup_data`] for a list: a backup whose meta cannot be read
+    /// (damaged, edited by hand) is listed as failed, saying why, never in
+    /// the way of the others (GetBackup answers it DATA_LOSS).
+    async fn listed_data(&self, s: &BackupSnapshot) -> Result<BackupInfo> {
+        match self.backup_data(s).await {
+            Err(e) if e.kind() == ErrorKind::DataLoss => {
+                tracing::warn!(backup = %s.name, error = %e, "list: the backup's meta cannot be read");
+                let mut listed = go_backup_of_job(s);
+                listed.state_code = go_state(JobState::Failed);
+                listed.error_message = format!("its meta cannot be read: {e}");
+                Ok(listed)
+            }
+            read => read,
+        }
     }
 }
 
