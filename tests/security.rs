@@ -141,6 +141,12 @@ async fn token_required_and_no_secret_in_the_logs() {
     assert_eq!(code, "200");
     let (code, _) = tokio::task::block_in_place(|| curl(&[&format!("{url}/metrics")]));
     assert_eq!(code, "200");
+    // The Go tool's liveness answer, open like health (404 before).
+    let (code, body) = tokio::task::block_in_place(|| curl(&[&format!("{url}/api/v1/hello")]));
+    assert_eq!(
+        (code.as_str(), body.as_str()),
+        ("200", "Hello, This is backup service")
+    );
 
     // Failed logins: every error response and log line is free of secrets.
     let failed = failed_logins(&cfg, &dir).await;

@@ -13,8 +13,9 @@ use crate::config::Secret;
 use crate::error::Error;
 
 /// Paths open without a token.
-const OPEN_PREFIXES: [&str; 5] = [
+const OPEN_PREFIXES: [&str; 6] = [
     "/grpc.health.v1.Health/",
+    "/api/v1/hello",
     "/grpc.reflection.v1.ServerReflection/",
     "/grpc.reflection.v1alpha.ServerReflection/",
     "/api/v1/docs",

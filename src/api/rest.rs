@@ -172,6 +172,11 @@ pub fn router(engine: Arc<Engine>, simple_response: bool, max_body: usize) -> Ro
         .route("/api/v1/get_restore", get(get_restore))
         .route("/api/v1/check", get(check))
         .route("/api/v1/verify", get(verify))
+        // The Go tool's liveness answer, plain text.
+        .route(
+            "/api/v1/hello",
+            get(|| async { "Hello, This is backup service" }),
+        )
         .merge(policies::routes())
         .route(
             "/metrics",
