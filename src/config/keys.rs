@@ -188,6 +188,23 @@ impl Config {
             if !m.backup_address.is_empty() {
                 keys.insert(0, "minio.backupAddress");
             }
+            keys.extend(
+                [
+                    (!m.backup_bucket_name.is_empty(), "minio.backupBucketName"),
+                    (m.backup_use_iam, "minio.backupUseIAM"),
+                    (!m.backup_iam_endpoint.is_empty(), "minio.backupIamEndpoint"),
+                    (
+                        !m.backup_gcp_credential_json.expose().is_empty(),
+                        "minio.backupGcpCredentialJSON",
+                    ),
+                    (
+                        !m.backup_azure_connection_string.expose().is_empty(),
+                        "minio.backupAzureConnectionString",
+                    ),
+                ]
+                .into_iter()
+                .filter_map(|(set, key)| set.then_some(key)),
+            );
             unused(
                 !keys.is_empty(),
                 &keys.join("/"),
@@ -208,7 +225,7 @@ impl Config {
             "it is used only with minio.useIAM: true",
         );
         unused(
-            !m.backup_use_iam && !m.backup_iam_endpoint.is_empty() && !m.backup_address.is_empty(),
+            !m.backups_are_local() && !m.backup_use_iam && !m.backup_iam_endpoint.is_empty(),
             "minio.backupIamEndpoint",
             "it is used only with minio.backupUseIAM: true",
         );

@@ -394,3 +394,35 @@ fn a_token_no_header_can_carry_is_refused_without_showing_it() {
     let cfg = Config::parse("security:\n  token: s3cr3t-TOKEN_1.2~\n").unwrap();
     assert_eq!(cfg.security.token.expose(), "s3cr3t-TOKEN_1.2~");
 }
+
+/// The backup side's bucket, IAM and cloud keys that nothing reads are
+/// warned about, naming them: with local backups all of them, and
+/// `backupIamEndpoint` without `backupUseIAM` whatever `backupAddress` says.
+#[test]
+fn backup_keys_nothing_reads_are_warned_about() {
+    let local = Config::parse(
+        "minio:\n  backupStorageType: local\n  backupBucketName: prod\n  backupUseIAM: true\n  \
+         backupIamEndpoint: http://169.254.169.254\n  backupAzureConnectionString: x\n",
+    )
+    .unwrap();
+    let warned = local.warnings.join("\n");
+    for key in [
+        "minio.backupBucketName",
+        "minio.backupUseIAM",
+        "minio.backupIamEndpoint",
+        "minio.backupAzureConnectionString",
+    ] {
+        assert!(warned.contains(key), "{key}: {warned}");
+    }
+    let no_iam = Config::parse("minio:\n  backupIamEndpoint: http://169.254.169.254\n").unwrap();
+    let warned = no_iam.warnings.join("\n");
+    assert!(
+        warned.contains("minio.backupIamEndpoint") && warned.contains("minio.backupUseIAM"),
+        "{warned}"
+    );
+    let used = Config::parse(
+        "minio:\n  backupUseIAM: true\n  backupIamEndpoint: http://169.254.169.254\n",
+    )
+    .unwrap();
+    assert!(used.warnings.is_empty(), "{:?}", used.warnings);
+}
