@@ -154,6 +154,19 @@ async fn cli_commands_and_exit_codes() {
             3,
             "no_such_backup_cli",
         ),
+        // A collection named like a flag's field is named as it is
+        // (it read "default.--meta_only" before).
+        (
+            vec![
+                "create".into(),
+                "-n".into(),
+                common::unique("cli_flagword"),
+                "-c".into(),
+                "meta_only".into(),
+            ],
+            3,
+            "default.meta_only",
+        ),
         (
             vec![
                 "create".into(),
