@@ -139,6 +139,19 @@ async fn an_incremental_chain_restores_each_moment_and_survives_deletes() {
     );
     flows::assert_verifies(&mut client, &inc1, "inc1").await;
     flows::assert_verifies(&mut client, &inc2, "inc2").await;
+    // Asked again (a retry), the delete says the backup is gone, naming the
+    // delete and what it kept (FAILED_PRECONDITION "it was not deleted" before).
+    let again = common::incr::try_delete(&mut client, &full)
+        .await
+        .expect_err("nothing to delete");
+    assert_eq!(again.code(), tonic::Code::NotFound, "{again:?}");
+    assert!(
+        again.message().contains(&d.job.as_ref().unwrap().id)
+            && again
+                .message()
+                .contains(&format!("keeps {} objects", d.objects_kept)),
+        "{again:?}"
+    );
     // Then the middle one, as a detached job followed to its end: the last
     // still verifies and restores.
     let job = flows::detached_delete(&mut client, &inc1).await;

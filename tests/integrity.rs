@@ -500,3 +500,59 @@ async fn a_meta_naming_another_partition_than_its_objects_is_damage() {
     common::incr::delete(&mut client, &name).await;
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
+
+/// A delete reads every checksums file it decides by before it changes
+/// anything: with backup C's checksums not JSON, DeleteBackup of an
+/// unrelated backup A is refused DATA_LOSS naming C, and A stays complete
+/// and restorable; a delete of C itself is refused the same way, C left as
+/// it was. (Before, each delete removed its backup's commit point first,
+/// then failed: A was left unlisted and half-deleted, and so was C, for
+/// good.) On a backup root of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delete_changes_nothing_while_another_backups_checksums_cannot_be_read() {
+    let mut cfg = common::config();
+    cfg.minio.backup_root_path = common::unique("integrity_delroot");
+    let m = common::milvus(&cfg);
+    let server = common::TestServer::start(&cfg).await;
+    let mut client = server.client().await;
+    let spec = Spec::new(&common::unique("integrity_del"));
+    data::create(&m, &spec).await;
+    data::insert(&m, &spec, "", 0..120, 87).await;
+    let a = common::unique("integrity_del_a");
+    let c = common::unique("integrity_del_c");
+    flows::backup_collections(&mut client, &a, &[&spec.name]).await;
+    flows::backup_collections(&mut client, &c, &[&spec.name]).await;
+    let store = server.ctx.catalog.store().clone();
+    let root = &cfg.minio.backup_root_path;
+    let checksums = format!("{root}/{c}/meta/checksums.json");
+    let sound = store.read(&checksums).await.unwrap();
+    store
+        .write(&checksums, Bytes::from_static(b"{"))
+        .await
+        .unwrap();
+
+    for (name, damaged) in [(&a, &c), (&c, &c)] {
+        let err = common::incr::try_delete(&mut client, name)
+            .await
+            .expect_err("the delete is refused");
+        assert_eq!(err.code(), Code::DataLoss, "{name}: {err:?}");
+        assert!(err.message().contains(damaged.as_str()), "{name}: {err:?}");
+        let commit = format!("{root}/{name}/meta/full_meta.json");
+        assert!(
+            store.head(&commit).await.unwrap().is_some(),
+            "{name}: its commit point stays"
+        );
+        assert!(
+            server.ctx.catalog.is_complete(name).await.unwrap(),
+            "{name}: still complete"
+        );
+    }
+    // Once repaired, both delete.
+    store.write(&checksums, sound).await.unwrap();
+    for name in [&a, &c] {
+        common::incr::delete(&mut client, name).await;
+        let left = store.list(&format!("{root}/{name}/")).await.unwrap();
+        assert!(left.is_empty(), "{name}: {left:?}");
+    }
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
