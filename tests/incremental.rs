@@ -449,7 +449,9 @@ async fn deletes_racing_incremental_backups_and_killed_deletes_leave_every_backu
 async fn a_base_and_its_incremental_backup_deleted_at_once(point: &str) {
     let t = BaseAndIncremental::new("two", 23).await;
     let release = std::env::temp_dir().join(common::unique("two_release"));
-    let (deleter, _) = t.delete_held("incr-two", point, &release, &t.base).await;
+    let folder = format!("{}/{}/", t.root, t.base);
+    let in_base = t.store.list(&folder).await.unwrap().len() as u64;
+    let (deleter, base_delete) = t.delete_held("incr-two", point, &release, &t.base).await;
     let inc_delete = deleting(t.server.client.clone(), &t.inc);
     tokio::time::sleep(std::time::Duration::from_secs(8)).await;
     assert!(
@@ -471,6 +473,17 @@ async fn a_base_and_its_incremental_backup_deleted_at_once(point: &str) {
     )
     .await;
     t.assert_both_gone().await;
+    // Held before its last look, the base's delete removed what it had kept
+    // for the backup deleted meanwhile, and says so (before: "N kept", its
+    // folder empty).
+    let d = base_delete.await.unwrap().expect("the base is deleted");
+    let d = d.into_inner();
+    if point == "delete.planned" {
+        assert!(
+            d.objects_kept == 0 && d.objects_deleted + 1 >= in_base,
+            "{in_base} objects in its folder: {d:?}"
+        );
+    }
     let _ = std::fs::remove_file(&release);
     deleter.finish();
     hello::drop_if_exists(&t.m, "default", &t.coll).await;

@@ -464,7 +464,8 @@ impl JobKind for DeleteJob {
             .await;
         release_all(homes).await;
         let deleted = deleted?;
-        info!(backup = %self.name, objects = deleted, kept = plan.keep.len(), "backup deleted");
+        job.update(|s| s.objects_kept = deleted.kept);
+        info!(backup = %self.name, objects = deleted.removed, kept = deleted.kept, "backup deleted");
         Ok(())
     }
 

@@ -26,6 +26,14 @@ pub struct DeletePlan {
     pub orphans: BTreeMap<String, Vec<String>>,
 }
 
+/// What a delete did: the objects it removed, and those of its folder it
+/// kept because other backups still reference them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    pub removed: u64,
+    pub kept: u64,
+}
+
 impl Catalog {
     /// The objects among `wanted` (by store key) that the complete backups
     /// other than `except` reference, with the backups that reference each.
@@ -117,11 +125,16 @@ impl Catalog {
         // reused from a backup deleted since was that delete's to remove or
         // keep, and that name may hold a new backup by now.
         plan.orphans.clear();
-        self.delete_as_planned(name, &plan, fences, |_, _| {}).await
+        let deleted = self
+            .delete_as_planned(name, &plan, fences, |_, _| {})
+            .await?;
+        Ok(deleted.removed)
     }
 
     /// Deletes the objects of backup `name` as `plan` says (see
-    /// [`Catalog::delete_plan`]); returns how many went. `progress` sees
+    /// [`Catalog::delete_plan`]); returns how many went and how many of its
+    /// folder stay for other backups (fewer than planned when the backups
+    /// they were kept for were deleted meanwhile). `progress` sees
     /// how many are gone of how many will go. For a backup of ours that was
     /// complete, after [`Catalog::retire`]: its index entry and commit point
     /// are gone already.
@@ -131,7 +144,7 @@ impl Catalog {
         plan: &DeletePlan,
         fences: &[Fence],
         progress: impl Fn(u64, u64),
-    ) -> Result<u64> {
+    ) -> Result<Deleted> {
         // Checked before every request that removes: a process paused past
         // its lease stops before it removes what the next holder relies on.
         let held = || Fence::check_all(fences, std::time::Duration::ZERO);
@@ -189,7 +202,7 @@ impl Catalog {
             done += batch.len() as u64;
             progress(done, total);
         }
-        self.delete_freed_since_planned(name, plan, &held).await?;
+        let freed = self.delete_freed_since_planned(name, plan, &held).await?;
         crate::failpoint::pause_at("delete.freed_checked").await;
         held()?;
         self.store.delete(&marks).await?;
@@ -201,8 +214,12 @@ impl Catalog {
         }
         // An entry a writer published late (paused past its lease) goes too.
         self.withdraw(name).await?;
-        progress(total, total);
-        Ok(total)
+        let removed = total + freed;
+        progress(removed, removed);
+        Ok(Deleted {
+            removed,
+            kept: plan.keep.len() as u64 - freed,
+        })
     }
 
     /// Removes what `plan` kept in the folder of backup `name` for backups
@@ -216,13 +233,13 @@ impl Catalog {
         name: &str,
         plan: &DeletePlan,
         held: &impl Fn() -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let mut gone = false;
         for other in &plan.kept_for {
             gone |= !self.is_complete(other).await?;
         }
         if !gone {
-            return Ok(());
+            return Ok(0);
         }
         let prefix = self.layout.backup_prefix(name);
         let kept: HashSet<String> = plan.keep.iter().map(|k| format!("{prefix}{k}")).collect();
@@ -235,6 +252,6 @@ impl Catalog {
             held()?;
             self.store.delete(batch).await?;
         }
-        Ok(())
+        Ok(freed.len() as u64)
     }
 }
