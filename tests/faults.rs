@@ -525,34 +525,7 @@ async fn a_binlog_removed_before_its_copy_fails_the_backup_naming_it() {
     };
     let stream = client.create_backup(req).await.unwrap().into_inner();
     server.wait_paused(Duration::from_secs(60)).await;
-    let milvus_bucket =
-        milvus_backup::storage::S3Bucket::new(&cfg.minio.milvus_bucket().unwrap()).unwrap();
-    let id = milvus_backup::milvus::MilvusApi::collection_id(&m, &spec.db, &spec.name)
-        .await
-        .unwrap()
-        .expect("the collection exists");
-    // Every insert log goes: the listing also holds segments that Milvus
-    // compacted away and has not collected yet, which the plan does not
-    // copy, so removing one chosen key could miss the plan.
-    let gone: Vec<String> = milvus_bucket
-        .list(&format!("files/insert_log/{id}/"))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
-    assert!(!gone.is_empty(), "the collection has insert logs");
-    milvus_bucket.delete(&gone).await.unwrap();
-    std::fs::write(&go, b"").unwrap();
-    let last = flows::last_backup(stream).await;
-    assert_eq!(last.state, pb::JobState::Failed as i32, "{last:?}");
-    assert!(
-        last.error_message.contains("Milvus removed")
-            && gone.iter().any(|key| last.error_message.contains(key))
-            && last.error_message.contains("back up again"),
-        "{}",
-        last.error_message
-    );
+    fails_naming_a_removed_insert_log(&cfg, &m, &spec, &go, stream).await;
     // Its cleanup removed what it had copied: no backup folder is left.
     let backups =
         milvus_backup::storage::S3Bucket::new(&cfg.minio.backup_bucket().unwrap()).unwrap();
@@ -601,9 +574,30 @@ async fn a_binlog_removed_while_a_full_backup_copies_fails_it_naming_it() {
         .unwrap()
         .into_inner();
     server.wait_paused(Duration::from_secs(60)).await;
+    fails_naming_a_removed_insert_log(&cfg, &m, &spec, &go, stream).await;
+    assert!(
+        !dir.join(&name).exists(),
+        "its cleanup removed what it had copied"
+    );
+    server.finish();
+    data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// Removes every insert log of `spec` from Milvus's bucket (the listing also
+/// holds segments that Milvus compacted away and has not collected yet,
+/// which the plan does not copy, so removing one chosen key could miss the
+/// plan), lets the held backup go (`go`), and asserts that it ends FAILED
+/// naming one of them and saying to back up again.
+async fn fails_naming_a_removed_insert_log(
+    cfg: &milvus_backup::config::Config,
+    m: &milvus_backup::milvus::MilvusClient,
+    spec: &Spec,
+    go: &std::path::Path,
+    stream: tonic::Streaming<pb::CreateBackupResponse>,
+) {
     let milvus_bucket =
         milvus_backup::storage::S3Bucket::new(&cfg.minio.milvus_bucket().unwrap()).unwrap();
-    let id = MilvusApi::collection_id(&m, &spec.db, &spec.name)
+    let id = MilvusApi::collection_id(m, &spec.db, &spec.name)
         .await
         .unwrap()
         .expect("the collection exists");
@@ -616,7 +610,7 @@ async fn a_binlog_removed_while_a_full_backup_copies_fails_it_naming_it() {
         .collect();
     assert!(gone.len() > 2, "the collection has insert logs: {gone:?}");
     milvus_bucket.delete(&gone).await.unwrap();
-    std::fs::write(&go, b"").unwrap();
+    std::fs::write(go, b"").unwrap();
     let last = flows::last_backup(stream).await;
     assert_eq!(last.state, pb::JobState::Failed as i32, "{last:?}");
     assert!(
@@ -626,10 +620,4 @@ async fn a_binlog_removed_while_a_full_backup_copies_fails_it_naming_it() {
         "{}",
         last.error_message
     );
-    assert!(
-        !dir.join(&name).exists(),
-        "its cleanup removed what it had copied"
-    );
-    server.finish();
-    data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }

@@ -205,27 +205,7 @@ async fn delete_logs_the_meta_does_not_list_are_refused_before_milvus_is_touched
             && !message.contains("also referenced by")
     };
     // VerifyBackup says so too (it passed on the code before).
-    let stream = flows::verify_stream(&mut client, &name).await;
-    let err = flows::last_message(stream).await.expect_err("verified");
-    assert_eq!(err.code(), Code::DataLoss, "{err:?}");
-    assert!(named(err.message()), "{err:?}");
-
-    let restored = format!("{}_r", spec.name);
-    // Refused at the call, or the job fails, as a damaged object is.
-    let outcome = match client.restore(flows::restore_request(&name, "_r")).await {
-        Err(e) => (format!("{:?}", e.code()), e.message().to_string()),
-        Ok(stream) => {
-            let job = flows::last_restore(stream.into_inner()).await;
-            assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
-            (job.error_kind, job.error_message)
-        }
-    };
-    assert!(
-        outcome.0 == "DataLoss" || outcome.0 == "data_loss",
-        "{outcome:?}"
-    );
-    assert!(named(&outcome.1), "{outcome:?}");
-    assert!(!m.has_collection(&spec.db, &restored).await.unwrap());
+    refused_by_verify_and_restore(&mut client, &m, &spec, &name, named).await;
 
     // Its commit point no longer JSON: GetBackup is DATA_LOSS, and
     // DeleteBackup removes the damaged backup (refused DATA_LOSS on the code
@@ -477,26 +457,7 @@ async fn a_meta_naming_another_partition_than_its_objects_is_damage() {
     let named = |message: &str| {
         message.contains("no insert log of segment") && message.contains(&format!("/{other}/"))
     };
-    let stream = flows::verify_stream(&mut client, &name).await;
-    let err = flows::last_message(stream).await.expect_err("verified");
-    assert_eq!(err.code(), Code::DataLoss, "{err:?}");
-    assert!(named(err.message()), "{err:?}");
-
-    let restored = format!("{}_r", spec.name);
-    let outcome = match client.restore(flows::restore_request(&name, "_r")).await {
-        Err(e) => (format!("{:?}", e.code()), e.message().to_string()),
-        Ok(stream) => {
-            let job = flows::last_restore(stream.into_inner()).await;
-            assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
-            (job.error_kind, job.error_message)
-        }
-    };
-    assert!(
-        outcome.0 == "DataLoss" || outcome.0 == "data_loss",
-        "{outcome:?}"
-    );
-    assert!(named(&outcome.1), "{outcome:?}");
-    assert!(!m.has_collection(&spec.db, &restored).await.unwrap());
+    refused_by_verify_and_restore(&mut client, &m, &spec, &name, named).await;
     common::incr::delete(&mut client, &name).await;
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
@@ -555,4 +516,37 @@ async fn a_delete_changes_nothing_while_another_backups_checksums_cannot_be_read
         assert!(left.is_empty(), "{name}: {left:?}");
     }
     data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// VerifyBackup of backup `name` answers DATA_LOSS, and a restore of it is
+/// refused at the call or its job fails DATA_LOSS, as a damaged object is,
+/// with nothing created; each message satisfies `named`.
+async fn refused_by_verify_and_restore(
+    client: &mut milvus_backup::api::proto::backup_service_client::BackupServiceClient<
+        tonic::transport::Channel,
+    >,
+    m: &milvus_backup::milvus::MilvusClient,
+    spec: &Spec,
+    name: &str,
+    named: impl Fn(&str) -> bool,
+) {
+    let stream = flows::verify_stream(client, name).await;
+    let err = flows::last_message(stream).await.expect_err("verified");
+    assert_eq!(err.code(), Code::DataLoss, "{err:?}");
+    assert!(named(err.message()), "{err:?}");
+    let outcome = match client.restore(flows::restore_request(name, "_r")).await {
+        Err(e) => (format!("{:?}", e.code()), e.message().to_string()),
+        Ok(stream) => {
+            let job = flows::last_restore(stream.into_inner()).await;
+            assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
+            (job.error_kind, job.error_message)
+        }
+    };
+    assert!(
+        outcome.0 == "DataLoss" || outcome.0 == "data_loss",
+        "{outcome:?}"
+    );
+    assert!(named(&outcome.1), "{outcome:?}");
+    let restored = format!("{}_r", spec.name);
+    assert!(!m.has_collection(&spec.db, &restored).await.unwrap());
 }
