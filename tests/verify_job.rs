@@ -202,3 +202,53 @@ async fn a_delete_waits_for_a_reader_its_hold_refuses() {
     reader.finish();
     common::data::drop_if_exists(&m, &spec.db, &spec.name).await;
 }
+
+/// A REST verification whose caller went away while its start waited for a
+/// writer's hold (held by hand for 4 s; curl gives up after 1 s) is stopped
+/// once it starts, freeing its job slot and its hold. (Before, it ran on,
+/// here held at `verify.started` for good, with no one to stop it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rest_verification_whose_caller_left_while_it_started_is_stopped() {
+    let cfg = common::config();
+    let m = common::milvus(&cfg);
+    let (spec, _, backup) = backed_up(&cfg, &m, "vleft", 100).await;
+    let release = std::env::temp_dir().join(common::unique("vleft_release"));
+    let point = format!("verify.started@{}", release.display());
+    let server = process::Proc::start(&cfg, "vleft-state", "", Some(&point)).await;
+    let holder = common::TestServer::start(&cfg).await;
+    let writer = milvus_backup::jobs::holds::writer(&backup);
+    let held = holder
+        .ctx
+        .leases()
+        .acquire(&writer, "a-takeover", "mark completed")
+        .await
+        .unwrap();
+    let let_go = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        held.release().await;
+    });
+    let url = format!(
+        "http://127.0.0.1:{}/api/v1/verify?backup_name={backup}",
+        server.port
+    );
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "1", &url])
+            .output()
+            .unwrap()
+    });
+    assert_eq!(out.status.code(), Some(28), "curl gave up (timed out)");
+    let_go.await.unwrap();
+    let running = "milvus_backup_jobs_running{kind=\"verify\"}";
+    let ended = "milvus_backup_jobs_total{kind=\"verify\",state=\"cancelled\"}";
+    eventually(
+        "the verification started, then stopped",
+        Duration::from_secs(30),
+        || async { metric(server.port, ended) == 1 && metric(server.port, running) == 0 },
+    )
+    .await;
+    std::fs::write(&release, b"").unwrap();
+    let _ = std::fs::remove_file(&release);
+    server.finish();
+    common::data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use super::Engine;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::jobs::{JobSnapshot, Runner, VerifySnapshot, until_terminal};
 use crate::model::{BackupName, Caller};
 use crate::verify::{VerifyJob, VerifyRequest};
@@ -60,11 +60,21 @@ impl Engine {
     /// holds the backup as a reader (a delete waits for it).
     pub async fn verify_backup(&self, name: &BackupName, caller: Caller) -> Result<Verification> {
         let req = VerifyRequest::new(name.clone(), caller);
-        let snapshots = self.verifies.start(&self.ctx, req).await?;
-        Ok(Verification {
-            snapshots,
-            runner: self.verifies.clone(),
-            detached: false,
-        })
+        let (runner, ctx) = (self.verifies.clone(), self.ctx.clone());
+        // Started apart from the caller, which may go away while the start
+        // waits for a writer's hold: the verification is then dropped where
+        // it was to be handed over, and so stopped.
+        let (handed, taken) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let started = runner.start(&ctx, req).await.map(|snapshots| Verification {
+                snapshots,
+                runner: runner.clone(),
+                detached: false,
+            });
+            let _ = handed.send(started);
+        });
+        taken
+            .await
+            .unwrap_or_else(|_| Err(Error::Internal("the start of a verification was lost".into())))
     }
 }
