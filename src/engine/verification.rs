@@ -73,8 +73,10 @@ impl Engine {
             });
             let _ = handed.send(started);
         });
-        taken
-            .await
-            .unwrap_or_else(|_| Err(Error::Internal("the start of a verification was lost".into())))
+        taken.await.unwrap_or_else(|_| {
+            Err(Error::Internal(
+                "the start of a verification was lost".into(),
+            ))
+        })
     }
 }
