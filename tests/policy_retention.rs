@@ -1,7 +1,7 @@
 //! Retention of backup policies against the real Milvus 2.3.5 and S3, on a
 //! backup root of their own: it deletes only the backup its run made (by
-//! id), and a delete of its that stopped after the backup was retired is
-//! finished by a later run; a failed run is retried in its slot, and
+//! id; a delete of its that stopped after the backup was retired is
+//! finished by a later run: `retention_stopped.rs`); a failed run is retried in its slot, and
 //! retention previews runs with hand-made dates.
 
 mod common;
@@ -23,103 +23,6 @@ use milvus_backup::engine::Engine;
 use milvus_backup::model::{BackupName, Policy, PolicyInput, PolicyName, RetentionInput};
 use milvus_backup::policy::{PolicyStore, RunRecord, RunState};
 use tonic::transport::Channel;
-
-/// A retention delete stopped after its backup was retired (here every
-/// delete fails while a complete backup whose checksums cannot be read is
-/// under the root: a delete reads every other backup's). The backup is then
-/// no longer complete, so no decision names it again: a later run finishes
-/// the delete (before, its folder stayed for good, its name taken), even
-/// after every rule was removed (it was left then, before).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_retention_delete_that_stopped_is_finished_by_a_later_run() {
-    let mut cfg = common::config();
-    let root = common::unique("retire_root");
-    cfg.minio.backup_bucket_name = cfg.minio.bucket_name.clone();
-    cfg.minio.backup_root_path = root.clone();
-    let ctx = Context::from_config(&cfg).unwrap();
-    let catalog = ctx.catalog.clone();
-    let engine = Engine::new(ctx);
-    let m = common::milvus(&cfg);
-    let coll = common::unique("retire_src");
-    hello::create(&m, &coll, 200, 1, 11).await;
-    let name = common::unique("retire_p");
-    let policy = |keep_last| {
-        Policy::parse(PolicyInput {
-            name: name.clone(),
-            schedule: "0 0 1 1 *".into(),
-            collection_names: vec![coll.clone()],
-            name_template: "{policy}_{yyyyMMdd_HHmmss}".into(),
-            retention: RetentionInput {
-                keep_last,
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .unwrap()
-    };
-    engine.create_policy(policy(1)).await.unwrap();
-    let pname = PolicyName::parse(&name).unwrap();
-    let runs = PolicyStore::new(rooted_bucket(&cfg), &root);
-    let run = || async {
-        // Backup names go by the second.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-        let r = engine.run_policy_and_wait(&pname, |_| {}).await.unwrap();
-        assert_eq!(r.state, RunState::Succeeded, "{r:?}");
-        r.backup
-    };
-
-    let first = run().await;
-    let store = rooted_bucket(&cfg);
-    let junk = [
-        format!("{root}/junk_meta/meta/full_meta.json"),
-        format!("{root}/junk_meta/meta/checksums.json"),
-    ];
-    store
-        .write(
-            &junk[0],
-            bytes::Bytes::from(r#"{"id":"junk","name":"junk_meta"}"#),
-        )
-        .await
-        .unwrap();
-    store
-        .write(&junk[1], bytes::Bytes::from("not json"))
-        .await
-        .unwrap();
-    let second = run().await;
-    assert!(
-        catalog.is_taken(&first).await.unwrap(),
-        "its delete stopped"
-    );
-    assert!(!catalog.is_complete(&first).await.unwrap(), "retired");
-    let record = runs.runs(&name).await.unwrap();
-    let r = record.iter().find(|r| r.backup == first).unwrap();
-    assert!(r.retiring && !r.deleted, "{r:?}");
-
-    store.delete(&junk).await.unwrap();
-    // With no rule left, the stopped delete is finished all the same (it
-    // was left for good before), and nothing else is deleted.
-    engine.update_policy(policy(0).into()).await.unwrap();
-    let third = run().await;
-    assert!(
-        !catalog.is_taken(&first).await.unwrap(),
-        "the stopped delete was finished"
-    );
-    assert!(catalog.is_complete(&second).await.unwrap(), "no rule left");
-    assert!(catalog.is_complete(&third).await.unwrap());
-    let record = runs.runs(&name).await.unwrap();
-    let r = record.iter().find(|r| r.backup == first).unwrap();
-    assert!(r.deleted, "{r:?}");
-
-    engine.delete_policy(&pname).await.unwrap();
-    for kept in [second, third] {
-        let kept = BackupName::parse(&kept).unwrap();
-        engine
-            .delete_backup_until_ended(&kept, &milvus_backup::model::Caller::default())
-            .await
-            .unwrap();
-    }
-    hello::drop_if_exists(&m, "default", &coll).await;
-}
 
 /// Retention deletes by id, not by name: a delete that names the id it saw
 /// is refused once another backup is under the name (deleted by hand and
