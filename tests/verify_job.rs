@@ -98,17 +98,7 @@ async fn a_verification_waits_for_a_short_lived_writer() {
     let m = common::milvus(&cfg);
     let (spec, _, backup) = backed_up(&cfg, &m, "vshort", 100).await;
     let server = common::TestServer::start(&cfg).await;
-    let writer = milvus_backup::jobs::holds::writer(&backup);
-    let held = server
-        .ctx
-        .leases()
-        .acquire(&writer, "a-takeover", "mark completed")
-        .await
-        .unwrap();
-    let let_go = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        held.release().await;
-    });
+    let let_go = writer_held_for(&server.ctx, &backup, Duration::from_secs(1)).await;
     flows::assert_verifies(
         &mut server.client.clone(),
         &backup,
@@ -216,17 +206,7 @@ async fn a_rest_verification_whose_caller_left_while_it_started_is_stopped() {
     let point = format!("verify.started@{}", release.display());
     let server = process::Proc::start(&cfg, "vleft-state", "", Some(&point)).await;
     let holder = common::TestServer::start(&cfg).await;
-    let writer = milvus_backup::jobs::holds::writer(&backup);
-    let held = holder
-        .ctx
-        .leases()
-        .acquire(&writer, "a-takeover", "mark completed")
-        .await
-        .unwrap();
-    let let_go = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        held.release().await;
-    });
+    let let_go = writer_held_for(&holder.ctx, &backup, Duration::from_secs(4)).await;
     let url = format!(
         "http://127.0.0.1:{}/api/v1/verify?backup_name={backup}",
         server.port
@@ -251,4 +231,23 @@ async fn a_rest_verification_whose_caller_left_while_it_started_is_stopped() {
     let _ = std::fs::remove_file(&release);
     server.finish();
     common::data::drop_if_exists(&m, &spec.db, &spec.name).await;
+}
+
+/// Holds `backup`'s writer lease by hand (as a takeover marking a job holds
+/// it) and lets it go after `time`; the task that lets it go.
+async fn writer_held_for(
+    ctx: &milvus_backup::context::Context,
+    backup: &str,
+    time: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let writer = milvus_backup::jobs::holds::writer(backup);
+    let held = ctx
+        .leases()
+        .acquire(&writer, "a-takeover", "mark completed")
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        tokio::time::sleep(time).await;
+        held.release().await;
+    })
 }

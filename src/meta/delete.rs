@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::Catalog;
 use super::scan;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::jobs::Fence;
 
 /// Objects a delete removes per request (and per progress step).
@@ -45,16 +45,31 @@ impl Catalog {
         except: &str,
         wanted: impl Fn(&str) -> bool,
     ) -> Result<HashMap<String, Vec<String>>> {
+        self.references_reading(except, wanted, |_, e| Err(e)).await
+    }
+
+    /// [`Catalog::references`], each backup whose checksums cannot be read
+    /// given to `unreadable` with why (its error stops the reading).
+    pub async fn references_reading(
+        &self,
+        except: &str,
+        wanted: impl Fn(&str) -> bool,
+        mut unreadable: impl FnMut(String, Error) -> Result<()>,
+    ) -> Result<HashMap<String, Vec<String>>> {
         let mut out: HashMap<String, Vec<String>> = HashMap::new();
         self.for_other_manifests(None, except, scan::Among::Every, |other, manifest| {
-            // A Go-tool backup (no checksums) references only its own folder.
-            if let Some(m) = manifest? {
-                for e in &m.objects {
-                    let key = self.object_key(&other, e);
-                    if wanted(&key) {
-                        out.entry(key).or_default().push(other.clone());
+            match manifest {
+                // A Go-tool backup (no checksums) references only its own folder.
+                Ok(None) => {}
+                Ok(Some(m)) => {
+                    for e in &m.objects {
+                        let key = self.object_key(&other, e);
+                        if wanted(&key) {
+                            out.entry(key).or_default().push(other.clone());
+                        }
                     }
                 }
+                Err(e) => unreadable(other, e)?,
             }
             Ok(())
         })

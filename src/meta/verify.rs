@@ -2,7 +2,7 @@
 //! compares sizes and checksums; `check_present` (before a restore) compares
 //! presence and sizes only.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use futures::{StreamExt, TryStreamExt};
 use md5::Digest;
@@ -10,7 +10,6 @@ use md5::Digest;
 use super::Catalog;
 use super::manifest::{Manifest, ManifestEntry};
 use super::model::{BackupInfo, CollectionBackupInfo, PartitionBackupInfo, SegmentBackupInfo};
-use super::scan::Among;
 use super::{BackupLayout, LogKind};
 use crate::error::{Error, Result};
 use crate::jobs::{ObjectProblem, VerifyProgress};
@@ -259,33 +258,18 @@ async fn name_referencing_backups(catalog: &Catalog, name: &str, progress: &mut 
         .iter()
         .filter_map(|p| key_of(&p.key))
         .collect();
-    let mut refs: HashMap<String, Vec<String>> = HashMap::new();
     let mut unreadable = Vec::new();
     let read = catalog
-        .for_other_manifests(None, name, Among::Every, |other, read| {
-            match read {
-                // A Go-tool backup (no checksums) references only its own folder.
-                Ok(None) => {}
-                Ok(Some(m)) => {
-                    for e in &m.objects {
-                        let key = catalog.object_key(&other, e);
-                        if damaged.contains(&key) {
-                            refs.entry(key).or_default().push(other.clone());
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(backup = %other, error = %e, "verify: cannot read a backup that may reference damaged objects");
-                    unreadable.push(other);
-                }
-            }
+        .references_reading(name, |k| damaged.contains(k), |other, e| {
+            tracing::warn!(backup = %other, error = %e, "verify: cannot read a backup that may reference damaged objects");
+            unreadable.push(other);
             Ok(())
         })
         .await;
-    if let Err(e) = read {
-        return note_unknown(progress, &e.to_string());
-    }
-    refs.values_mut().for_each(|by| by.sort());
+    let refs = match read {
+        Ok(refs) => refs,
+        Err(e) => return note_unknown(progress, &e.to_string()),
+    };
     unreadable.sort();
     for p in &mut progress.problems {
         let key = key_of(&p.key);
