@@ -345,6 +345,7 @@ impl<K: JobKind> Runner<K> {
             shared.clone(),
             turn.clone(),
             latest,
+            job.fences(),
         ));
         let rx = handle.subscribe();
         if let Some(records) = records.clone() {

@@ -156,12 +156,45 @@ impl SharedRecords {
         turn: &tokio::sync::Mutex<()>,
         latest: impl FnOnce() -> T,
     ) -> Result<()> {
+        self.save_latest_held(turn, latest, &[]).await
+    }
+
+    /// [`SharedRecords::save_latest`] by a job that holds the leases
+    /// `fences`: started only while they leave time for it to land
+    /// ([`super::Fence::left_to_write`]), and given up, retries and all,
+    /// once that time is out. A write the store is slow to take so never
+    /// lands over the record of a process that took the job over.
+    /// [`Error::Aborted`] when it was not made. Without fences, as
+    /// [`SharedRecords::save_latest`].
+    pub async fn save_latest_held<T: JobSnapshot>(
+        &self,
+        turn: &tokio::sync::Mutex<()>,
+        latest: impl FnOnce() -> T,
+        fences: &[super::Fence],
+    ) -> Result<()> {
         let _turn = turn.lock().await;
         let s = latest();
         if s.state().is_terminal() {
             return Ok(());
         }
-        self.save(&s).await
+        if fences.is_empty() {
+            return self.save(&s).await;
+        }
+        let late = || {
+            Error::Aborted(format!(
+                "the record of {} {} could not be written before its leases expired: \
+                 another process may own the job now",
+                T::NOUN,
+                s.id()
+            ))
+        };
+        let left = super::Fence::left_to_write(fences);
+        if left.is_zero() {
+            return Err(late());
+        }
+        tokio::time::timeout(left, self.save(&s))
+            .await
+            .unwrap_or_else(|_| Err(late()))
     }
 
     /// The record of the job with `key`, if any server keeps one.
@@ -344,7 +377,10 @@ impl SharedRecords {
                 return;
             }
             if written.as_ref() != Some(&snap) && !snap.state().is_terminal() {
-                match self.save_latest(&turn, || rx.borrow().clone()).await {
+                match self
+                    .save_latest_held(&turn, || rx.borrow().clone(), &fences)
+                    .await
+                {
                     Ok(()) => written = Some(snap),
                     Err(e) => warn!(job = %key, error = %e, "cannot write the shared job record"),
                 }

@@ -324,3 +324,68 @@ async fn a_cancel_asked_as_soon_as_a_new_job_shows_is_kept() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A mirror write the store is slow to take is given up once the job's
+/// lease leaves no time for it to land: it never lands over the record of
+/// the process that took the job over. Here the lease cannot be renewed
+/// (its renewals hang) and expires after 1 s, and each write of the record
+/// takes 3 s; another process writes its record at 2 s. On the code
+/// before, the owner's write landed over it at 3 s.
+#[tokio::test]
+async fn a_slow_mirror_write_never_lands_after_the_lease_expired() {
+    use crate::jobs::Leases;
+    use crate::storage::intercepted::{Intercepted, Op};
+    let dir = std::env::temp_dir().join(format!("shared-{}", uuid::Uuid::new_v4().simple()));
+    let hanging_renewals = Intercepted::new(
+        LocalDir::new(&dir),
+        Arc::new(|op, _key| {
+            Box::pin(async move {
+                if op == Op::PutIfMatch {
+                    std::future::pending::<()>().await;
+                }
+                Ok(())
+            })
+        }),
+    );
+    let leases = Leases::new(Arc::new(hanging_renewals), "backup", Duration::from_secs(1));
+    let lease = leases.acquire("backup/b", "1", "back up").await.unwrap();
+    let slow_writes = Intercepted::new(
+        LocalDir::new(&dir),
+        Arc::new(|op, _key| {
+            Box::pin(async move {
+                if op == Op::Write {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
+                Ok(())
+            })
+        }),
+    );
+    let owner = SharedRecords::new(Arc::new(slow_writes), "backup");
+    let taker = SharedRecords::new(Arc::new(LocalDir::new(&dir)), "backup");
+
+    let mut job = BackupSnapshot::pending("1".into(), "b".into(), false);
+    job.state = JobState::Running;
+    let (_tx, rx) = watch::channel(job.clone());
+    let (token, stop) = (CancellationToken::new(), CancellationToken::new());
+    let mirror = tokio::spawn(owner.clone().mirror(
+        rx,
+        vec![lease.fence()],
+        Arc::default(),
+        token,
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(lease.fence().check().is_err(), "the lease expired");
+    let mut taken = job.clone();
+    taken.size_bytes = 42;
+    taker.save(&taken).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let shown = taker.load::<BackupSnapshot>("b").await.unwrap().unwrap();
+    assert_eq!(
+        shown.size_bytes, 42,
+        "the record is the taker's, not the owner's late write"
+    );
+    stop.cancel();
+    mirror.await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

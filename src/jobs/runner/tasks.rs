@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use super::JobKind;
 use crate::error::{Error, Result};
-use crate::jobs::{JobSnapshot, JobStore, SharedRecords};
+use crate::jobs::{Fence, JobSnapshot, JobStore, SharedRecords};
 
 /// Runs a job's work: a panic becomes an internal error, a cancellation (on
 /// request, or at the end of a shutdown's grace period) stops it at its next
@@ -42,21 +42,26 @@ pub(super) async fn supervise(
 
 /// The checkpoint of a job: its local record, then its shared one (the one
 /// another server resumes it from), both written before the step is taken.
+/// The shared one is written only while the job's leases `fences` leave
+/// time for it to land (see [`SharedRecords::save_latest_held`]).
 pub(super) fn checkpoint<K: JobKind>(
     records: Option<JobStore>,
     shared: Option<SharedRecords>,
     turn: Arc<tokio::sync::Mutex<()>>,
     latest: watch::Receiver<K::Snapshot>,
+    fences: Vec<Fence>,
 ) -> crate::jobs::Checkpoint<K::Snapshot> {
+    let fences: Arc<[Fence]> = fences.into();
     Arc::new(move |s| {
         let local = records.as_ref().map_or(Ok(()), |r| r.checkpoint(s));
         let (shared, turn, latest) = (shared.clone(), turn.clone(), latest.clone());
+        let fences = fences.clone();
         let id = s.id().to_string();
         async move {
             local?;
             let Some(shared) = shared else { return Ok(()) };
             shared
-                .save_latest(&turn, || latest.borrow().clone())
+                .save_latest_held(&turn, || latest.borrow().clone(), &fences)
                 .await
                 .map_err(|e| {
                     Error::Internal(format!(
