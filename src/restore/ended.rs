@@ -7,12 +7,14 @@
 
 use tracing::{info, warn};
 
+use super::RestoreTarget;
 use super::clean_up;
 use super::job::{append_error, apply_cleanup};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::jobs::lease::release_all;
 use crate::jobs::{JobSnapshot, JobState, Lease, RestoreSnapshot, SwapStep};
+use crate::milvus::identity::Whose;
 use crate::model::CollectionRef;
 
 /// Whether a replace of `r` was left half-way (its original dropped or
@@ -44,6 +46,49 @@ pub(super) fn cleanup_failed(r: &RestoreSnapshot) -> bool {
 /// held): any server of its Milvus runs it again.
 pub fn cleanup_unfinished(r: &RestoreSnapshot) -> bool {
     r.state.is_terminal() && r.cleanup_due && (swap_pending(r) || cleanup_failed(r))
+}
+
+/// Refuses a restore into a target that the unfinished cleanup of an ended
+/// restore ([`cleanup_unfinished`]) would still act on once Milvus answers:
+/// it drops the collection it made, or releases the one it loaded, by id,
+/// and finishes or undoes a swap left half-way. Without this, a later
+/// restore into that very collection (`skip_create_collection`, or `load`)
+/// succeeded, and the cleanup tried again afterwards dropped or released
+/// what it had filled. Run under the targets' leases, after
+/// [`super::check_targets`] recorded the id of each existing target.
+pub(super) async fn check_no_cleanup_due(ctx: &Context, targets: &[RestoreTarget]) -> Result<()> {
+    let restores = ctx.shared_records().all::<RestoreSnapshot>().await?;
+    for r in restores.iter().filter(|r| cleanup_unfinished(r)) {
+        // Another Milvus's cleanup acts on that Milvus only.
+        if ctx.milvus_id.whose(r.milvus_id.as_deref()).await == Whose::Another {
+            continue;
+        }
+        let half_swapped = swap_pending(r);
+        for c in r
+            .collections
+            .iter()
+            .filter(|c| c.state != JobState::Succeeded)
+        {
+            for t in targets.iter().filter(|t| t.target == c.target) {
+                let act = match t.original_id {
+                    Some(id) if c.created_id == Some(id) => "drop",
+                    Some(id) if c.loaded_by_job == Some(id) => "release",
+                    _ if half_swapped && c.temp.is_some() => "finish the replace of",
+                    _ => continue,
+                };
+                return Err(Error::FailedPrecondition(format!(
+                    "target {} is still to be cleaned up by restore {}, which ended {} with \
+                     its cleanup unfinished: that cleanup would {act} it once Milvus answers \
+                     (the servers try it again every 30 s, then less often, up to 30 min). \
+                     Restore into it after that cleanup ran, or into another target",
+                    t.target,
+                    r.id,
+                    format!("{:?}", r.state).to_uppercase(),
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a collection the restore never started says when the job ended.

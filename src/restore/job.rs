@@ -8,7 +8,9 @@ use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::ended::{cleanup_failed, end_in_flight, hold_backup, swap_pending, targets_of};
+use super::ended::{
+    check_no_cleanup_due, cleanup_failed, end_in_flight, hold_backup, swap_pending, targets_of,
+};
 use super::{Cleaned, Outcome, RestoreTarget, check_targets, clean_up, plan, run};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -80,9 +82,12 @@ impl JobKind for RestoreJob {
         let snapshot = match still_the_planned(ctx, &req, &backup.id).await {
             Err(e) => Err(e),
             Ok(()) if req.resumes() => resumed(ctx, &id, &backup.id, &mut targets).await,
-            Ok(()) => check_targets(ctx, &req, &mut targets)
-                .await
-                .map(|()| pending(id, &req, &backup.id, &targets)),
+            Ok(()) => match check_targets(ctx, &req, &mut targets).await {
+                Ok(()) => check_no_cleanup_due(ctx, &targets)
+                    .await
+                    .map(|()| pending(id, &req, &backup.id, &targets)),
+                Err(e) => Err(e),
+            },
         };
         let mut snapshot = match snapshot {
             Ok(s) => s,
