@@ -424,15 +424,23 @@ async fn drop_if_ours(
                      import queue, so it stays: drop it once its imports ended"
                 )));
             }
-            // Checked again: the wait can be long.
-            if ctx.milvus.collection_id(target.db(), target.name()).await? != Some(id) {
-                return Ok(Outcome::Nothing);
-            }
             // Bounded to end while the cleanup holds its leases: Milvus
-            // drops by name.
+            // drops by name. The id is checked again right before the drop
+            // (the waits can be long).
             let by = Fence::calls_end_by(fences, ctx.leases().ttl() / 3).await?;
-            ended_by(by, ctx.milvus.drop_collection(target.db(), target.name())).await?;
-            Ok(Outcome::Dropped(target.clone()))
+            let milvus = ctx.milvus.as_ref();
+            let dropped = ended_by(by, async {
+                if milvus.collection_id(target.db(), target.name()).await? != Some(id) {
+                    return Ok::<_, crate::Error>(false);
+                }
+                milvus.drop_collection(target.db(), target.name()).await?;
+                Ok(true)
+            })
+            .await?;
+            Ok(match dropped {
+                true => Outcome::Dropped(target.clone()),
+                false => Outcome::Nothing,
+            })
         }
     }
 }

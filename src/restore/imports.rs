@@ -387,11 +387,16 @@ where
         }
     }
     let request = request().await?;
+    // Bounded to end while the job holds its leases: a takeover finding no
+    // task recorded asks for the import itself, and a late ask of ours
+    // would import the rows twice.
+    let by = job.calls_end_by(ctx.leases().ttl() / 3).await?;
     // Milvus imports by name: the collection under it must still be the one
     // this job created or checked (a resumed job's record names it; the user
-    // may have made another one under the name meanwhile).
+    // may have made another one under the name meanwhile). Read last, right
+    // before the import is asked.
     let (db, name) = (into.name.db(), into.name.name());
-    let now = ctx.milvus.collection_id(db, name).await?;
+    let now = ended_by(by, ctx.milvus.collection_id(db, name)).await?;
     if now != Some(into.id) {
         return Err(Error::FailedPrecondition(format!(
             "{} is no longer the collection this restore {} (id {now:?}, was {}); \
@@ -401,10 +406,6 @@ where
             into.id
         )));
     }
-    // Bounded to end while the job holds its leases: a takeover finding no
-    // task recorded asks for the import itself, and a late ask of ours
-    // would import the rows twice.
-    let by = job.calls_end_by(ctx.leases().ttl() / 3).await?;
     // Asked for and recorded as one step that a cancel does not cut:
     // cleanup, and a server resuming the job, follow the recorded tasks.
     let (ctx, t, key, handle) = (ctx.clone(), t.clone(), key.to_string(), job.clone());

@@ -137,6 +137,7 @@ pub(super) async fn swap_in(
                 t.target
             )));
         }
+        crate::failpoint::pause_at("restore.swap.checked").await;
         // Bounded to end while the job holds its leases: Milvus drops by
         // name, and a drop landing after a takeover swapped in the copy
         // would drop the copy.
@@ -144,11 +145,29 @@ pub(super) async fn swap_in(
         // Not cut by a cancel: a drop cut in flight may still land after the
         // cleanup found the original there and dropped the copy.
         let (m, (d, n)) = (ctx.milvus.clone(), (db.to_string(), name.to_string()));
-        job.uninterrupted(ended_by(by, async move {
-            crate::failpoint::pause_at("restore.swap.dropping").await;
-            m.drop_collection(&d, &n).await
-        }))
-        .await?;
+        let original = t.original_id;
+        let dropped = job
+            .uninterrupted(ended_by(by, async move {
+                crate::failpoint::pause_at("restore.swap.dropping").await;
+                // Milvus drops by name: the id is read again right before,
+                // so that a target dropped and made again since the checks
+                // above (a late lease renewal waited for) is never dropped.
+                if m.collection_id(&d, &n).await? != original {
+                    return Ok(false);
+                }
+                m.drop_collection(&d, &n).await.map(|()| true)
+            }))
+            .await?;
+        if !dropped {
+            job.checkpoint(|s| status(s, t).swap = SwapStep::None)
+                .await?;
+            return Err(Error::FailedPrecondition(format!(
+                "{} was dropped and made again by someone else right before this restore \
+                 dropped the original (id {:?}); it was left as it is and the restored copy \
+                 was dropped",
+                t.target, t.original_id
+            )));
+        }
         crate::failpoint::pause_at("restore.swap.dropped").await;
     }
     job.checkpoint(|s| status(s, t).swap = SwapStep::Renaming)
