@@ -1,8 +1,9 @@
 //! Retention when the backups change under it, against the real Milvus 2.3.5
 //! and S3, on backup roots of their own: a backup the rules kept that is
 //! deleted by hand while retention deletes is replaced by the next older
-//! one, never deleted for it; a backup that cannot be read is left alone
-//! while the others are still decided about.
+//! one, never deleted for it, and the runs it marks are marked as their
+//! records are then; a backup that cannot be read is left alone while the
+//! others are still decided about.
 
 mod common;
 
@@ -62,6 +63,10 @@ async fn run_to_end(
 /// second backup is now the newest left, and kept; only the first goes.
 /// On the code before, it went on with its first decisions and deleted the
 /// second and the first too, leaving the policy no backup at all.
+/// The first run's record, changed while the delete is held, is marked
+/// deleted as it is then: on the code before, retention wrote back the
+/// copy it read when it began over it (a run that ended meanwhile was so
+/// shown running again, and taken over).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_kept_backup_deleted_by_hand_meanwhile_is_replaced_not_followed() {
     let cfg = common::config();
@@ -98,6 +103,18 @@ async fn a_kept_backup_deleted_by_hand_meanwhile_is_replaced_not_followed() {
     // The fourth run, on A: its first delete (of the third) is held.
     let fourth = run_now(&on_a, &name).await;
     a.wait_paused(Duration::from_secs(120)).await;
+    // Meanwhile the first run's record changes, as a run's owner rewrites
+    // it (at its end, say): retention marks it as it is now.
+    let first_run = |store: &milvus_backup::policy::PolicyStore| {
+        let (store, name, first) = (store.clone(), name.clone(), made[0].clone());
+        async move {
+            let runs = store.runs(&name).await.unwrap();
+            runs.into_iter().find(|r| r.backup == first).unwrap()
+        }
+    };
+    let mut changed = first_run(&store).await;
+    changed.attempts = 41;
+    store.save_run(&name, &changed).await.unwrap();
     let mut client = b.client.clone();
     flows::delete_eventually(&client, &fourth, "the kept backup is deleted by hand").await;
     flows::eventually("the kept backup is gone", Duration::from_secs(60), || {
@@ -126,6 +143,20 @@ async fn a_kept_backup_deleted_by_hand_meanwhile_is_replaced_not_followed() {
         flows::listed_state(&mut client, second).await,
         Some(pb::JobState::Succeeded as i32),
         "{second}, the newest left once {fourth} was deleted by hand, is kept"
+    );
+    flows::eventually(
+        "the first run is marked deleted",
+        Duration::from_secs(60),
+        || {
+            let run = first_run(&store);
+            async move { run.await.deleted }
+        },
+    )
+    .await;
+    let marked = first_run(&store).await;
+    assert_eq!(
+        marked.attempts, 41,
+        "the first run's record as it was written meanwhile, not as retention read it: {marked:?}"
     );
     on_b.delete_policy(pb::DeletePolicyRequest { name })
         .await

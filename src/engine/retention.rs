@@ -48,15 +48,31 @@ impl Engine {
                 d.name, info.id
             )));
         }
-        for r in runs
-            .iter_mut()
-            .filter(|r| r.backup == d.name && !r.retiring)
-        {
-            r.retiring = true;
-            self.save_run(policy, r, lease).await?;
-        }
+        self.mark_runs(runs, &d.name, policy, lease, |r| r.retiring = true)
+            .await?;
         self.delete_through(DeleteRequest::of_id(name, info.id))
             .await
+    }
+
+    /// Marks with `change` the runs of `policy` that made `backup`: in
+    /// `runs` (read when retention began) and in each run's record as it
+    /// is now ([`crate::policy::PolicyStore::change_run`]), never by
+    /// writing back what was read then. Before, a run that ended while
+    /// retention went on was written back as running, and taken over.
+    async fn mark_runs(
+        &self,
+        runs: &mut [RunRecord],
+        backup: &str,
+        policy: &str,
+        lease: &Lease,
+        change: impl Fn(&mut RunRecord) + Copy,
+    ) -> Result<()> {
+        for r in runs.iter_mut().filter(|r| r.backup == backup) {
+            change(r);
+            self.may_write_run(policy, r, lease).await?;
+            self.policies.change_run(policy, r.slot_ms, change).await?;
+        }
+        Ok(())
     }
 
     /// Runs `req` to its end; a backup gone already counts as deleted.
@@ -104,11 +120,9 @@ impl Engine {
             match left.await {
                 Ok(true) => {
                     info!(policy, %backup, "retention finished deleting a backup");
-                    for r in runs.iter_mut().filter(|r| r.backup == backup) {
-                        r.deleted = true;
-                        if let Err(e) = self.save_run(policy, r, lease).await {
-                            warn!(policy, error = %e, "cannot record the deletion");
-                        }
+                    let marked = self.mark_runs(runs, &backup, policy, lease, |r| r.deleted = true);
+                    if let Err(e) = marked.await {
+                        warn!(policy, error = %e, "cannot record the deletion");
                     }
                 }
                 Ok(false) => {}
@@ -157,11 +171,10 @@ impl Engine {
             match self.retire(d, &mut runs, name, lease).await {
                 Ok(()) => {
                     info!(policy = %name, backup = %d.name, reason = %d.reason, "retention deleted a backup");
-                    for r in runs.iter_mut().filter(|r| r.backup == d.name) {
-                        r.deleted = true;
-                        if let Err(e) = self.save_run(name, r, lease).await {
-                            warn!(policy = %name, error = %e, "cannot record the deletion");
-                        }
+                    let marked =
+                        self.mark_runs(&mut runs, &d.name, name, lease, |r| r.deleted = true);
+                    if let Err(e) = marked.await {
+                        warn!(policy = %name, error = %e, "cannot record the deletion");
                     }
                 }
                 Err(e) => {

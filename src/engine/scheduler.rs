@@ -441,6 +441,18 @@ impl Engine {
         record: &RunRecord,
         lease: &Lease,
     ) -> Result<()> {
+        self.may_write_run(name, record, lease).await?;
+        self.policies.save_run(name, record).await
+    }
+
+    /// Whether this server may write `record` of policy `name` now (see
+    /// [`Engine::save_run`]).
+    pub(super) async fn may_write_run(
+        &self,
+        name: &str,
+        record: &RunRecord,
+        lease: &Lease,
+    ) -> Result<()> {
         if lease.lost().is_cancelled() {
             return Err(Error::Aborted(format!(
                 "policy {name:?}: this server lost the lease of the run for {}",
@@ -456,7 +468,7 @@ impl Engine {
             }
             Some(_) => {}
         }
-        self.policies.save_run(name, record).await
+        Ok(())
     }
 
     /// Runs the slot under its lease; `true` when the run has ended.

@@ -435,6 +435,39 @@ impl PolicyStore {
             .await
     }
 
+    /// Changes the record of run `slot_ms` of policy `name` as it is now in
+    /// the store with `change`: written only while no other write came
+    /// since it was read (its owner rewrites it as it goes), else read and
+    /// changed again, up to 5 times. A record read earlier is never written
+    /// back over a newer one (a run that ended meanwhile shown running
+    /// again, and taken over). `false` when it has no record.
+    pub async fn change_run(
+        &self,
+        name: &str,
+        slot_ms: i64,
+        change: impl Fn(&mut RunRecord),
+    ) -> Result<bool> {
+        let key = self.run_key(name, slot_ms);
+        for _ in 0..5 {
+            let Some((body, etag)) = self.store.read_versioned(&key).await? else {
+                return Ok(false);
+            };
+            let mut record: RunRecord = serde_json::from_slice(&body)?;
+            change(&mut record);
+            let body = Bytes::from(serde_json::to_vec_pretty(&record)?);
+            // A retried write whose first answer was lost finds its own bytes.
+            let written = self.store.put_if_match(&key, body.clone(), &etag).await?;
+            if let CondPut::Written(_) = written.confirmed(self.store.as_ref(), &key, &body).await?
+            {
+                return Ok(true);
+            }
+        }
+        Err(Error::Aborted(format!(
+            "the record of policy {name:?}'s run {slot_ms} kept changing while it was written; \
+             tried again later"
+        )))
+    }
+
     /// Removes the records of ended runs beyond the newest `keep`, except
     /// those that hold their backup ([`RunRecord::holds_backup`]: they say
     /// which backups are the policy's, a failed run's whose job completed
