@@ -520,3 +520,109 @@ async fn the_sweep_keeps_the_record_of_a_failed_run_whose_backup_exists() {
             .unwrap();
     }
 }
+
+/// A policy on a database with `keep_last 1`: its first run backs up the
+/// database's one collection. Once that collection is dropped, each
+/// attempt of the next run fails FAILED_PRECONDITION saying the database
+/// has no collection, and makes no backup; the first backup, the only one
+/// holding data, stays (retention runs after a success only). On the code
+/// before, the run succeeded with a backup of nothing, and its retention
+/// deleted the first backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_that_would_back_up_no_collection_fails_and_retention_keeps_the_last_backup() {
+    use milvus_backup::milvus::MilvusApi;
+    let mut cfg = common::config();
+    let m = common::milvus(&cfg);
+    let db = common::unique("emptied_db");
+    common::data::ensure_db(&m, &db).await;
+    let mut spec = common::data::Spec::new(&common::unique("emptied_src"));
+    spec.db = db.clone();
+    common::data::create(&m, &spec).await;
+    common::data::insert(&m, &spec, "", 0..50, 31).await;
+    common::data::flush(&m, &spec.db, &spec.name).await;
+    let root = common::unique("emptied_root");
+    cfg.minio.backup_bucket_name = cfg.minio.bucket_name.clone();
+    cfg.minio.backup_root_path = root.clone();
+    let ctx = Context::from_config(&cfg).unwrap();
+    let catalog = ctx.catalog.clone();
+    let engine = Engine::new(ctx);
+    let name = common::unique("emptied");
+    let policy = Policy::parse(PolicyInput {
+        name: name.clone(),
+        schedule: "0 0 1 1 *".into(),
+        database_names: vec![db.clone()],
+        name_template: "{policy}_{yyyyMMdd_HHmmss}".into(),
+        retention: RetentionInput {
+            keep_last: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    engine.create_policy(policy).await.unwrap();
+    let pname = PolicyName::parse(&name).unwrap();
+    let first = engine.run_policy_and_wait(&pname, |_| {}).await.unwrap();
+    assert_eq!(first.state, RunState::Succeeded, "{first:?}");
+
+    common::data::drop_if_exists(&m, &spec.db, &spec.name).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The run tries again with backoff within its slot (the database may
+    // get collections again): its first failed attempt is watched for.
+    let second = tokio::spawn({
+        let (engine, pname) = (engine.clone(), pname.clone());
+        async move { engine.run_policy_and_wait(&pname, |_| {}).await }
+    });
+    let store = PolicyStore::new(rooted_bucket(&cfg), &root);
+    let failed = |store: PolicyStore, name: String, first: String| async move {
+        let runs = store.runs(&name).await.unwrap();
+        runs.into_iter()
+            .find(|r| r.backup != first && r.error.is_some())
+    };
+    flows::eventually(
+        "the second run's first attempt fails",
+        Duration::from_secs(60),
+        || {
+            let attempt = failed(store.clone(), name.clone(), first.backup.clone());
+            async move { attempt.await.is_some() }
+        },
+    )
+    .await;
+    let attempt = failed(store.clone(), name.clone(), first.backup.clone())
+        .await
+        .unwrap();
+    let error = attempt.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("selects no collection") && error.contains(&db),
+        "the run's error names the empty database: {attempt:?}"
+    );
+    assert_eq!(
+        attempt.error_kind.as_deref(),
+        Some("failed_precondition"),
+        "{attempt:?}"
+    );
+    assert!(
+        !catalog.is_taken(&attempt.backup).await.unwrap(),
+        "no backup {} was made",
+        attempt.backup
+    );
+    assert!(
+        catalog.read(&first.backup).await.unwrap().is_some(),
+        "the first backup, the only one holding data, is kept"
+    );
+
+    // A deleted policy's run ends at its next attempt.
+    engine.delete_policy(&pname).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(120), second)
+        .await
+        .expect("the run ends once its policy is deleted")
+        .unwrap();
+    assert!(
+        !matches!(&ended, Ok(r) if r.state == RunState::Succeeded),
+        "{ended:?}"
+    );
+    assert!(
+        catalog.read(&first.backup).await.unwrap().is_some(),
+        "the first backup is still there"
+    );
+    let _ = m.drop_database(&db).await;
+}

@@ -62,6 +62,26 @@ impl Engine {
             self.save_run(p.policy.name(), record, lease).await?;
         }
         let req = p.policy.backup_request(&name, Caller::new(job, ""))?;
+        // A run that would back up no collection fails: its empty backup
+        // would count among those retention keeps, and push out the last
+        // that hold data (a database emptied, every collection dropped).
+        let selected = crate::backup::resolve_collections(
+            self.ctx.milvus.as_ref(),
+            req.collections(),
+            req.databases(),
+        )
+        .await?;
+        if selected.is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "policy {:?} selects no collection now ({}): no backup was made, and \
+                 retention did not run",
+                p.policy.name(),
+                match req.databases() {
+                    [] => "Milvus has none".to_string(),
+                    dbs => format!("databases {dbs:?} have none"),
+                }
+            )));
+        }
         let last = until_terminal(self.create_backup(req).await?).await;
         match last.state {
             JobState::Succeeded => Ok(()),
