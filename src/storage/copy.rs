@@ -206,6 +206,17 @@ async fn copy_one(
         return Ok(Copied { etag, crc32c: None });
     }
     let (size, body) = src.get_stream(&task.src_key).await?;
+    // As a server-side copy is checked after it: a source of another size
+    // than planned changed since it was listed or proven. Nothing is written.
+    if size != task.size {
+        return Err(Error::DataLoss(format!(
+            "{}/{} holds {size} bytes, not the {} planned: it changed since it was listed or \
+             proven; it was not copied",
+            src.bucket(),
+            task.src_key,
+            task.size
+        )));
+    }
     // The chunks pass in order through one consumer: a running CRC is enough.
     let crc = Arc::new(AtomicU32::new(0));
     let running = crc.clone();
@@ -317,5 +328,38 @@ mod tests {
             "paced over {took:?}"
         );
         assert_eq!(dst.head("big").await.unwrap(), Some(size as u64));
+    }
+
+    /// A source whose size differs from the planned one (it changed since
+    /// it was listed) fails the streaming copy DATA_LOSS naming it and both
+    /// sizes, and nothing is written. Before, the copy succeeded with the
+    /// new bytes under the planned size, and only a later verify told.
+    #[tokio::test]
+    async fn a_streamed_source_of_another_size_than_planned_is_not_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dst): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>) = (
+            Arc::new(LocalDir::new(dir.path().join("a"))),
+            Arc::new(LocalDir::new(dir.path().join("b"))),
+        );
+        src.ensure_bucket(true).await.unwrap();
+        dst.ensure_bucket(true).await.unwrap();
+        src.write("log", bytes::Bytes::from(vec![7u8; 10]))
+            .await
+            .unwrap();
+        let task = CopyTask {
+            src_key: "log".into(),
+            dst_key: "copy".into(),
+            size: 12,
+            owner: 0,
+        };
+        let err = Copier::new(1)
+            .copy_all(&src, &dst, vec![task], &TaskTracker::new(), |_, _| {})
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::DataLoss(m) if m.contains("log") && m.contains("10 bytes") && m.contains("12 planned")),
+            "{err}"
+        );
+        assert_eq!(dst.head("copy").await.unwrap(), None, "nothing written");
     }
 }
