@@ -471,7 +471,9 @@ impl PolicyStore {
     /// Removes the records of ended runs beyond the newest `keep`, except
     /// those that hold their backup ([`RunRecord::holds_backup`]: they say
     /// which backups are the policy's, a failed run's whose job completed
-    /// after it gave up too).
+    /// after it gave up too), and the newest scheduled run's: it says its
+    /// slot ran, so a restart (or another replica) does not run it again,
+    /// however many runs asked now came after it.
     pub async fn prune_runs(
         &self,
         name: &str,
@@ -479,10 +481,12 @@ impl PolicyStore {
         keep: usize,
         exists: impl Fn(&str) -> bool,
     ) -> Result<()> {
+        let newest_slot = runs.iter().filter(|r| !r.manual).map(|r| r.slot_ms).max();
         let ended = runs.iter().rev().filter(|r| r.state != RunState::Running);
         let old: Vec<String> = ended
             .skip(keep)
             .filter(|r| !r.holds_backup(&exists))
+            .filter(|r| r.manual || Some(r.slot_ms) != newest_slot)
             .map(|r| self.run_key(name, r.slot_ms))
             .collect();
         if !old.is_empty() {
@@ -547,6 +551,54 @@ mod tests {
         pause().await;
         input.schedule = "0 4 * * *".into();
         assert!(update(&input).await > on, "another schedule");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// More than `keep` runs asked now after the newest scheduled one, which
+    /// failed (its backup holds nothing to keep it by): its record stays,
+    /// so that its slot is not run again. Before, it went with the others.
+    #[tokio::test]
+    async fn the_newest_scheduled_runs_record_outlives_later_manual_ones() {
+        let dir = std::env::temp_dir().join(format!("policies-{}", uuid::Uuid::new_v4().simple()));
+        let store = PolicyStore::new(Arc::new(LocalDir::new(&dir)), "backup");
+        let run = |slot_ms: i64, manual: bool| RunRecord {
+            slot_ms,
+            backup: format!("b{slot_ms}"),
+            state: RunState::Failed,
+            attempts: 1,
+            error: Some("failed".into()),
+            error_kind: Some("unavailable".into()),
+            owner: "test".into(),
+            started_ms: slot_ms,
+            ended_ms: Some(slot_ms + 1),
+            manual,
+            deleted: false,
+            selection: String::new(),
+            retiring: false,
+            jobs: Vec::new(),
+            policy_created_ms: None,
+        };
+        let mut runs = vec![run(1_000, false), run(2_000, false)];
+        runs.extend((0..5).map(|i| run(3_000 + i, true)));
+        for r in &runs {
+            store.save_run("nightly", r).await.unwrap();
+        }
+        store
+            .prune_runs("nightly", &runs, 3, |_| false)
+            .await
+            .unwrap();
+        let left: Vec<i64> = store
+            .runs("nightly")
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.slot_ms)
+            .collect();
+        assert_eq!(
+            left,
+            [2_000, 3_002, 3_003, 3_004],
+            "the newest scheduled run stays"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
