@@ -331,7 +331,13 @@ impl SharedRecords {
         let prefix = format!("{}/", join_key([&self.prefix, T::KIND]));
         let mut out = Vec::new();
         for o in self.store.list(&prefix).await? {
-            match self.store.read(&o.key).await {
+            // A read cut off mid-body is read again.
+            let read = crate::retry::retry(
+                crate::retry::Backoff::COPY,
+                crate::retry::storage_transient,
+                || self.store.read(&o.key),
+            );
+            match read.await {
                 Ok(body) => match serde_json::from_slice(&body) {
                     Ok(s) => out.push((o.key, s)),
                     Err(e) => {
