@@ -174,6 +174,28 @@ async fn backups_on_gcs_round_trip() {
     );
 }
 
+/// A GCS account allowed the bucket's objects only (`roles/storage.
+/// objectAdmin`, the least privilege a backup needs) may not read the
+/// bucket itself: GCS answers its GetBucket 403. A fault proxy in front of
+/// the emulator (which checks no permission) answers that request so and
+/// passes every other: backups round-trip all the same, the bucket told
+/// present by a listing of one object. Before, every backup failed
+/// PERMISSION_DENIED at its GetBucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gcs_access_to_the_objects_only_backs_up_and_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::backups_on_gcs_emulator(common::config(), &emulator_key(dir.path()));
+    let proxy = proxy_backups(&mut cfg).await;
+    let bucket = format!("/storage/v1/b/{}", cfg.minio.backup_bucket_name);
+    proxy.refuse_gets_for(Some(&bucket));
+    round_trip(&cfg, "gcs").await;
+    let refused = proxy
+        .counts
+        .refused_gets
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(refused > 0, "GetBucket was answered 403 ({refused} times)");
+}
+
 /// A server whose backup storage ignores conditional writes (the GCS
 /// emulator ignores `ifGenerationMatch`) says so in its log at start-up,
 /// naming the storage, not only when `check` runs.

@@ -418,9 +418,20 @@ impl ObjectStore for GcsBucket {
             "{}/storage/v1/b/{}",
             self.access.endpoint, self.place.bucket
         );
-        let resp = self.send("GetBucket", "", |r| r, Method::GET, &url).await?;
+        let mut resp = self.send("GetBucket", "", |r| r, Method::GET, &url).await?;
+        // An account allowed the bucket's objects only (objectAdmin, the
+        // least privilege a backup needs) may not read the bucket itself: a
+        // listing of one object, which it may, says whether it is there.
+        let mut operation = "GetBucket";
+        if resp.status() == StatusCode::FORBIDDEN {
+            operation = "List";
+            let one = |r: RequestBuilder| r.query(&[("maxResults", "1")]);
+            resp = self
+                .send(operation, "", one, Method::GET, &format!("{url}/o"))
+                .await?;
+        }
         if resp.status() != StatusCode::NOT_FOUND {
-            self.ok("GetBucket", "", resp).await?;
+            self.ok(operation, "", resp).await?;
             return Ok(());
         }
         if !create {
