@@ -26,13 +26,17 @@ pub enum Error {
     /// Stored data is missing or damaged.
     #[error("{0}")]
     DataLoss(String),
-    /// Milvus answered, but with an error. `code` is Milvus's own (the
-    /// status's `code`, else its legacy `error_code`; 0 when none was given).
+    /// Milvus answered, but with an error. `code` is the status's `code`
+    /// (2.3's numbering), `legacy_code` its `error_code` (the older one,
+    /// which numbers other things alike: 4 is a missing collection there,
+    /// a request limit in 2.3's); 0 when not given.
     #[error("milvus {operation} failed: {reason}")]
     Milvus {
         operation: String,
         reason: String,
         code: i32,
+        #[doc(hidden)]
+        legacy_code: i32,
     },
     /// An object store answered, but with an error.
     #[error("storage {operation} failed on {key}: {reason}")]
@@ -220,34 +224,52 @@ impl Error {
 
     /// Shorthand for [`Error::Milvus`] without a code of Milvus's.
     pub fn milvus(operation: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::milvus_code(operation, reason, 0)
+        Self::milvus_codes(operation, reason, 0, 0)
     }
 
-    /// Shorthand for [`Error::Milvus`] with Milvus's own code.
-    pub fn milvus_code(operation: impl Into<String>, reason: impl Into<String>, code: i32) -> Self {
+    /// Shorthand for [`Error::Milvus`] with a status's `code` and its
+    /// legacy `error_code`.
+    pub fn milvus_codes(
+        operation: impl Into<String>,
+        reason: impl Into<String>,
+        code: i32,
+        legacy_code: i32,
+    ) -> Self {
         Error::Milvus {
             operation: operation.into(),
             reason: reason.into(),
             code,
+            legacy_code,
         }
     }
 
     /// Milvus said that what was named does not exist: its codes for a
-    /// missing collection, partition, index or database (the legacy
-    /// `CollectionNotExists`, `IndexNotExist`, `CollectionNameNotFound`, and
-    /// 2.3's 100, 200, 700, 800), or a reason saying that one of those was
-    /// not found (or does not exist). Another thing not found ("node not
-    /// found" while a node restarts) is not the named thing missing.
+    /// missing collection, partition, index or database (2.3's 100, 200,
+    /// 202, 700, 800, or, from a Milvus that gives no such code, the legacy
+    /// `CollectionNotExists`, `IndexNotExist`, `CollectionNameNotFound`), or
+    /// a reason saying that one of those was not found (or does not exist).
+    /// Another thing not found ("node not found" while a node restarts) is
+    /// not the named thing missing.
     pub fn is_milvus_not_found(&self) -> bool {
-        const NOT_FOUND: [i32; 7] = [4, 25, 28, 100, 200, 700, 800];
+        const NOT_FOUND: [i32; 5] = [100, 200, 202, 700, 800];
+        const LEGACY_NOT_FOUND: [i32; 3] = [4, 25, 28];
         const NAMED: [&str; 4] = ["collection", "partition", "index", "database"];
         match self {
-            Error::Milvus { code, reason, .. } => {
+            Error::Milvus {
+                code,
+                legacy_code,
+                reason,
+                ..
+            } => {
                 let reason = reason.to_ascii_lowercase();
                 let missing = ["not found", "not exist", "can't find", "cannot find"]
                     .iter()
                     .any(|m| reason.contains(m));
-                NOT_FOUND.contains(code) || (missing && NAMED.iter().any(|n| reason.contains(n)))
+                let coded = match *code {
+                    0 => LEGACY_NOT_FOUND.contains(legacy_code),
+                    code => NOT_FOUND.contains(&code),
+                };
+                coded || (missing && NAMED.iter().any(|n| reason.contains(n)))
             }
             _ => false,
         }
@@ -267,8 +289,13 @@ mod tests {
     #[test]
     fn only_a_missing_collection_partition_index_or_database_is_not_found() {
         let said =
-            |reason: &str, code| Error::milvus_code("Op", reason, code).is_milvus_not_found();
+            |reason: &str, code| Error::milvus_codes("Op", reason, code, 0).is_milvus_not_found();
         assert!(said("anything", 100));
+        // The legacy CollectionNotExists, from a Milvus without 2.3's codes.
+        assert!(Error::milvus_codes("Op", "anything", 0, 4).is_milvus_not_found());
+        // 2.3's 4 is a request limit, whatever the legacy code says.
+        assert!(!Error::milvus_codes("Op", "limit", 4, 1).is_milvus_not_found());
+        assert!(!Error::milvus_codes("Op", "limit", 4, 0).is_milvus_not_found());
         assert!(said("collection not found[collection=c]", 65535));
         assert!(said("can't find collection: c", 1));
         assert!(said("database not exist: d", 0));
@@ -294,11 +321,13 @@ mod tests {
                 operation: "DescribeCollection".into(),
                 reason: "collection not found".into(),
                 code: 100,
+                legacy_code: 1,
             },
             Error::Milvus {
                 operation: "Flush".into(),
                 reason: "boom".into(),
                 code: 1,
+                legacy_code: 1,
             },
             Error::ShuttingDown,
             Error::DataLoss("binlog x is damaged".into()),

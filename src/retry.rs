@@ -70,8 +70,18 @@ where
 pub fn milvus_transient(e: &Error) -> bool {
     match e {
         Error::Unavailable { .. } => true,
-        // Milvus's RateLimit (legacy 49) and ServiceRateLimit (2.3's 8).
-        Error::Milvus { code: 8 | 49, .. } => true,
+        // 2.3's ServiceNotReady, ServiceUnavailable, ServiceRequestLimitExceeded
+        // and ServiceRateLimit, or the legacy RateLimit from a Milvus
+        // without 2.3's codes (the two number other things alike).
+        Error::Milvus {
+            code: 1 | 2 | 4 | 8,
+            ..
+        } => true,
+        Error::Milvus {
+            code: 0,
+            legacy_code: 49,
+            ..
+        } => true,
         Error::Milvus { reason, .. } => {
             let r = reason.to_ascii_lowercase();
             r.contains("rate limit") || r.contains("ratelimit") || r.contains("resourceexhausted")
@@ -128,5 +138,22 @@ mod tests {
         let b = Backoff::MILVUS;
         assert!(b.delay(2) <= Duration::from_millis(300));
         assert!(b.delay(12) <= Duration::from_millis(4500));
+    }
+
+    /// 2.3's codes and the legacy ones number different things: 2.3's 4 is
+    /// a request limit (retried), the legacy 4 a missing collection, the
+    /// legacy 8 an illegal collection name (not retried).
+    #[test]
+    fn milvus_codes_are_read_in_their_own_numbering() {
+        let transient =
+            |code, legacy| milvus_transient(&Error::milvus_codes("Op", "x", code, legacy));
+        assert!(transient(1, 1), "service not ready");
+        assert!(transient(2, 1), "service unavailable");
+        assert!(transient(4, 1), "request limit exceeded");
+        assert!(transient(8, 0), "rate limit");
+        assert!(transient(0, 49), "the legacy RateLimit");
+        assert!(!transient(0, 8), "the legacy IllegalCollectionName");
+        assert!(!transient(0, 4), "the legacy CollectionNotExists");
+        assert!(!transient(100, 4), "collection not found");
     }
 }

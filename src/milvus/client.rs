@@ -103,8 +103,7 @@ pub fn check_status(operation: &str, status: Option<&common::Status>) -> Result<
             } else {
                 s.reason.clone()
             };
-            let code = if s.code != 0 { s.code } else { s.error_code };
-            Err(Error::milvus_code(operation, reason, code))
+            Err(Error::milvus_codes(operation, reason, s.code, s.error_code))
         }
         _ => Ok(()),
     }
