@@ -222,6 +222,59 @@ impl Error {
         }
     }
 
+    /// The same error, its message led by `what` (the step it stopped):
+    /// its kind, and so its code and how it is counted, stay.
+    pub fn context(self, what: &str) -> Self {
+        let led = |m: String| format!("{what}: {m}");
+        match self {
+            Error::InvalidArgument(m) => Error::InvalidArgument(led(m)),
+            Error::FailedPrecondition(m) => Error::FailedPrecondition(led(m)),
+            Error::DataLoss(m) => Error::DataLoss(led(m)),
+            Error::PermissionDenied(m) => Error::PermissionDenied(led(m)),
+            Error::Unauthenticated(m) => Error::Unauthenticated(led(m)),
+            Error::Aborted(m) => Error::Aborted(led(m)),
+            Error::ResourceExhausted(m) => Error::ResourceExhausted(led(m)),
+            Error::Cancelled(m) => Error::Cancelled(led(m)),
+            Error::Internal(m) => Error::Internal(led(m)),
+            Error::Unavailable {
+                service,
+                address,
+                detail,
+            } => Error::Unavailable {
+                service,
+                address,
+                detail: led(detail),
+            },
+            Error::Milvus {
+                operation,
+                reason,
+                code,
+                legacy_code,
+            } => Error::Milvus {
+                operation,
+                reason: led(reason),
+                code,
+                legacy_code,
+            },
+            Error::Storage {
+                operation,
+                key,
+                reason,
+            } => Error::Storage {
+                operation,
+                key,
+                reason: led(reason),
+            },
+            e @ (Error::NotFound { .. }
+            | Error::AlreadyExists { .. }
+            | Error::ShuttingDown
+            | Error::Recorded { .. }) => Error::Recorded {
+                kind: e.kind(),
+                message: led(e.to_string()),
+            },
+        }
+    }
+
     /// Shorthand for [`Error::Milvus`] without a code of Milvus's.
     pub fn milvus(operation: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::milvus_codes(operation, reason, 0, 0)
@@ -302,6 +355,29 @@ mod tests {
         assert!(!said("node not found", 65535));
         assert!(!said("channel not found: by-dev-rootcoord-dml_0", 1));
         assert!(!Error::Internal("collection not found".into()).is_milvus_not_found());
+    }
+
+    /// An error led by the step it stopped keeps its kind (and so its
+    /// code and its count); before, a checkpoint's storage error became
+    /// INTERNAL, uncounted.
+    #[test]
+    fn an_error_in_context_keeps_its_kind() {
+        let storage = Error::Storage {
+            operation: "PutObject",
+            key: "k".into(),
+            reason: "503".into(),
+        }
+        .context("cannot record restore job r");
+        assert_eq!(storage.kind(), ErrorKind::Storage);
+        assert_eq!(
+            storage.to_string(),
+            "storage PutObject failed on k: cannot record restore job r: 503"
+        );
+        let missing = Error::not_found("backup", "b").context("step");
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
+        assert_eq!(missing.to_string(), "step: backup not found: b");
+        let late = Error::Aborted("leases expired".into()).context("step");
+        assert_eq!(late.kind(), ErrorKind::Aborted);
     }
 
     #[test]

@@ -96,9 +96,11 @@ async fn a_failed_restore_whose_end_is_recorded_late_is_not_resumed_by_a_takeove
     .await
     .expect("the end is recorded once the store takes it");
     // The owner's end: it could not record its imports.
+    // The store's refusal keeps its kind (it was INTERNAL before).
     let failed = |r: &pb::RestoreJob| {
         r.state == pb::JobState::Failed as i32
             && r.error_message.contains("cannot record restore job")
+            && r.error_kind == "permission_denied"
     };
     assert!(failed(&end), "{end:?}");
     // Past the time a takeover would have needed to act on it.

@@ -64,8 +64,8 @@ pub(super) fn checkpoint<K: JobKind>(
                 .save_latest_held(&turn, || latest.borrow().clone(), &fences)
                 .await
                 .map_err(|e| {
-                    Error::Internal(format!(
-                        "cannot record {} {id} in the backup storage before its next step: {e}",
+                    e.context(&format!(
+                        "cannot record {} {id} in the backup storage before its next step",
                         K::Snapshot::NOUN
                     ))
                 })
