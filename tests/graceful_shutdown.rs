@@ -206,7 +206,9 @@ async fn sigterm_lets_a_running_backup_finish_and_refuses_new_ones() {
 }
 
 /// A backup still running when the grace period ends is not cancelled: it is
-/// left running in the shared records with its objects kept, and the
+/// left running in the shared records with its objects kept (a synchronous
+/// REST create's caller is answered 503 saying it is resumed, not 500 as
+/// before), and the
 /// restarted server resumes it under the same id to SUCCEEDED (another
 /// replica would, as `replicas.rs` shows for a killed owner). On a backup
 /// root of its own, so that no other test's server takes it over.
@@ -240,8 +242,37 @@ async fn a_job_outliving_the_grace_period_is_left_to_be_resumed() {
     let (child, port, mut client) = start(&config).await;
     let name = common::unique("sigterm_cut");
     let stream = running_backup(&mut client, &name, &coll).await;
+    // A synchronous REST create of a second backup, running at the stop.
+    let second = common::unique("sigterm_rest");
+    let url = format!("http://127.0.0.1:{port}/api/v1/create");
+    let body = format!(r#"{{"backup_name": "{second}", "collection_names": ["{coll}"]}}"#);
+    let rest = std::thread::spawn(move || common::curl::post_json(&url, &body));
+    flows::eventually("the REST backup runs", Duration::from_secs(60), || {
+        let (mut c, second) = (client.clone(), second.clone());
+        async move {
+            let got = c
+                .get_backup(pb::GetBackupRequest {
+                    name: second,
+                    ..Default::default()
+                })
+                .await;
+            got.is_ok_and(|b| {
+                b.into_inner()
+                    .backup
+                    .is_some_and(|b| b.state == pb::JobState::Running as i32)
+            })
+        }
+    })
+    .await;
     sigterm(&child);
     assert_refuses_new_work(port, &mut client, &coll).await;
+    // Its caller is told to follow it elsewhere: 503, not 500.
+    let (status, answer) = tokio::task::block_in_place(|| rest.join().unwrap());
+    assert_eq!(status, 503, "{answer}");
+    assert!(
+        answer.to_string().contains("still running") && answer.to_string().contains("resumes it"),
+        "{answer}"
+    );
     // The watcher's stream ends cleanly, the job still running.
     let last = flows::last_snapshot(stream)
         .await
@@ -271,13 +302,21 @@ async fn a_job_outliving_the_grace_period_is_left_to_be_resumed() {
         "{name} not listed"
     );
     flows::assert_verifies(&mut client, &name, "resumed after a graceful stop").await;
-    client
-        .delete_backup(pb::DeleteBackupRequest {
-            name,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let rest_end = flows::watch_backup_to_end(&mut client, &second, Duration::from_secs(120)).await;
+    assert_eq!(
+        rest_end.state,
+        pb::JobState::Succeeded as i32,
+        "{rest_end:?}"
+    );
+    for name in [name, second] {
+        client
+            .delete_backup(pb::DeleteBackupRequest {
+                name,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
     sigterm(&child);
     assert!(wait_exit(child, Duration::from_secs(30)).await.0);
     hello::drop_if_exists(&m, "default", &coll).await;

@@ -105,12 +105,22 @@ macro_rules! job_snapshot {
                 self.error_kind = result.as_ref().err().map(|e| e.kind().as_str().to_string());
             }
             fn failure(&self) -> Error {
-                Error::recorded(
-                    self.error_kind.as_deref().unwrap_or_default(),
-                    self.failure_message(),
-                )
+                // Not ended: its server shut down and left it to be resumed.
+                let kind = match self.state.is_terminal() {
+                    true => self.error_kind.as_deref().unwrap_or_default(),
+                    false => crate::error::ErrorKind::Unavailable.as_str(),
+                };
+                Error::recorded(kind, self.failure_message())
             }
             fn failure_message(&self) -> String {
+                if !self.state.is_terminal() {
+                    return format!(
+                        "{} {} is still running: this server shut down before it ended, and \
+                         another server on the backup storage (or this one, restarted) resumes \
+                         it; follow it there by its id {}",
+                        $noun, self.$key, self.id
+                    );
+                }
                 self.error
                     .clone()
                     .unwrap_or_else(|| format!("{} {} ended {:?}", $noun, self.$key, self.state))
