@@ -278,6 +278,28 @@ async fn retries_limits_races_and_restarts() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    // A later job of the name (the backup deleted, then made again by
+    // another request): a retry of the first request is refused naming both
+    // jobs, never answered with the later one (it was, before).
+    client
+        .delete_backup(pb::DeleteBackupRequest {
+            name: name.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let later = pb::CreateBackupRequest {
+        request_id: common::unique("req_later"),
+        ..req.clone()
+    };
+    let c = last_backup(client.create_backup(later).await.unwrap().into_inner()).await;
+    assert_eq!(c.state, pb::JobState::Succeeded as i32, "{c:?}");
+    let err = client.create_backup(req.clone()).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains(&a.id) && err.message().contains(&c.id),
+        "{err:?}"
+    );
 
     // Two jobs on one name: one runs, the other is refused.
     let racy = common::unique("racy");

@@ -23,8 +23,9 @@ struct Jobs<T> {
     by_key: HashMap<String, watch::Receiver<T>>,
     /// Keys in insertion order, to forget the oldest finished jobs.
     order: Vec<String>,
-    /// `request_id` → job key, for idempotent retries.
-    by_request: HashMap<String, String>,
+    /// `request_id` → the key and id of the job it started, for idempotent
+    /// retries (a later job of the key is another request's).
+    by_request: HashMap<String, (String, String)>,
 }
 
 /// What [`Registry::start`] found.
@@ -51,7 +52,9 @@ impl<T> Default for Registry<T> {
 impl<T: JobSnapshot> Jobs<T> {
     fn insert(&mut self, key: String, rx: watch::Receiver<T>, request_id: &str) {
         if !request_id.is_empty() {
-            self.by_request.insert(request_id.to_string(), key.clone());
+            let id = rx.borrow().id().to_string();
+            self.by_request
+                .insert(request_id.to_string(), (key.clone(), id));
         }
         self.order.retain(|k| k != &key);
         self.order.push(key.clone());
@@ -82,7 +85,7 @@ impl<T: JobSnapshot> Jobs<T> {
     fn forget(&mut self, key: &str) {
         if self.by_key.remove(key).is_some() {
             self.order.retain(|k| k != key);
-            self.by_request.retain(|_, k| k != key);
+            self.by_request.retain(|_, (k, _)| k != key);
         }
     }
 
@@ -90,8 +93,11 @@ impl<T: JobSnapshot> Jobs<T> {
         if request_id.is_empty() {
             return None;
         }
-        let key = self.by_request.get(request_id)?;
-        self.by_key.get(key).cloned()
+        let (key, id) = self.by_request.get(request_id)?;
+        self.by_key
+            .get(key)
+            .filter(|rx| rx.borrow().id() == id)
+            .cloned()
     }
 }
 

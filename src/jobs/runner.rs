@@ -327,7 +327,11 @@ impl<K: JobKind> Runner<K> {
                 return Err(e);
             }
         };
-        if claims && let Err(first) = self.claim(&request_id, handle.snapshot().key()).await {
+        let (key, id) = {
+            let s = handle.snapshot();
+            (s.key().to_string(), s.id().to_string())
+        };
+        if claims && let Err(first) = self.claim(&request_id, &key, &id).await {
             self.registry.forget(handle.snapshot().key());
             job.release_unrun().await;
             return first;
@@ -359,7 +363,6 @@ impl<K: JobKind> Runner<K> {
                 move |_| records.save_latest(|| latest.borrow().clone()),
             );
         }
-        let key = handle.snapshot().key().to_string();
         let token = self.cancel_every.child_token();
         self.cancels
             .lock()

@@ -41,6 +41,10 @@ struct RequestClaim {
     /// When it was claimed (ms since the Unix epoch).
     #[serde(default)]
     at_ms: u64,
+    /// The id of the job (empty in claims of earlier versions): a later
+    /// job of the same key is another request's.
+    #[serde(default)]
+    job: String,
 }
 
 /// How long [`SharedRecords::finish`] and [`SharedRecords::finish_held`]
@@ -90,9 +94,16 @@ impl SharedRecords {
         ])
     }
 
-    /// The key of the job that claimed `request_id`, if one did.
-    pub async fn claimed<T: JobSnapshot>(&self, request_id: &str) -> Result<Option<String>> {
-        Ok(self.claim_of::<T>(request_id).await?.map(|c| c.key))
+    /// The key and the id (empty in claims of earlier versions) of the
+    /// job that claimed `request_id`, if one did.
+    pub async fn claimed<T: JobSnapshot>(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<(String, String)>> {
+        Ok(self
+            .claim_of::<T>(request_id)
+            .await?
+            .map(|c| (c.key, c.job)))
     }
 
     async fn claim_of<T: JobSnapshot>(&self, request_id: &str) -> Result<Option<RequestClaim>> {
@@ -112,11 +123,13 @@ impl SharedRecords {
         &self,
         request_id: &str,
         key: &str,
+        job: &str,
     ) -> Result<Option<String>> {
         let claim = RequestClaim {
             request_id: request_id.to_string(),
             key: key.to_string(),
             at_ms: now_ms(),
+            job: job.to_string(),
         };
         let body = Bytes::from(serde_json::to_vec(&claim)?);
         let at = self.claim_key::<T>(request_id);

@@ -153,7 +153,7 @@ async fn a_request_id_is_claimed_once_and_pruned_with_its_record() {
     let records = SharedRecords::new(Arc::new(LocalDir::new(&dir)), "backup");
     let mut first = BackupSnapshot::pending("1".into(), "b1".into(), false);
     first.set_request_id("r/1");
-    let claim = |key: &'static str| records.claim_request::<BackupSnapshot>("r/1", key);
+    let claim = |key: &'static str| records.claim_request::<BackupSnapshot>("r/1", key, "job");
     assert_eq!(claim("b1").await.unwrap(), None);
     // Also before its job's record is written.
     assert_eq!(claim("b2").await.unwrap().as_deref(), Some("b1"));
@@ -161,7 +161,7 @@ async fn a_request_id_is_claimed_once_and_pruned_with_its_record() {
     assert_eq!(claim("b2").await.unwrap().as_deref(), Some("b1"));
     assert_eq!(claim("b1").await.unwrap(), None, "its own claim");
     let claimed = records.claimed::<BackupSnapshot>("r/1").await.unwrap();
-    assert_eq!(claimed.as_deref(), Some("b1"));
+    assert_eq!(claimed, Some(("b1".to_string(), "job".to_string())));
     first.state = JobState::Succeeded;
     first.end_time = Some(std::time::SystemTime::now());
     records.save(&first).await.unwrap();

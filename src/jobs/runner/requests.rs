@@ -74,10 +74,24 @@ impl<K: JobKind> Runner<K> {
         let Some(shared) = self.shared_claims(request_id) else {
             return Ok(None);
         };
-        match shared.claimed::<K::Snapshot>(request_id).await? {
-            Some(key) => self.find(&key).await,
-            None => Ok(None),
+        let Some((key, job)) = shared.claimed::<K::Snapshot>(request_id).await? else {
+            return Ok(None);
+        };
+        let Some(rx) = self.find(&key).await? else {
+            return Ok(None);
+        };
+        let now = rx.borrow().id().to_string();
+        // The key's job now is a later one, another request's: the job this
+        // request started is no longer on record. Never answered with it.
+        if !job.is_empty() && now != job {
+            return Err(Error::FailedPrecondition(format!(
+                "request id {request_id:?} started {} {key:?} as job {job}, which a later job of \
+                 the name ({now}) has replaced since; its outcome is no longer kept. Another \
+                 request needs another id",
+                K::Snapshot::NOUN
+            )));
         }
+        Ok(Some(rx))
     }
 
     /// Claims `request_id` for the job with `key` across the servers on the
@@ -87,11 +101,15 @@ impl<K: JobKind> Runner<K> {
         &self,
         request_id: &str,
         key: &str,
+        job: &str,
     ) -> std::result::Result<(), Result<watch::Receiver<K::Snapshot>>> {
         let Some(shared) = self.shared_claims(request_id) else {
             return Ok(());
         };
-        let first = match shared.claim_request::<K::Snapshot>(request_id, key).await {
+        let first = match shared
+            .claim_request::<K::Snapshot>(request_id, key, job)
+            .await
+        {
             Ok(None) => return Ok(()),
             Ok(Some(first)) => first,
             Err(e) => return Err(Err(e)),
