@@ -412,15 +412,7 @@ async fn a_cleanup_that_could_not_reach_milvus_drops_the_database_at_the_next_st
 
     up.store(true, Ordering::SeqCst);
     let server = server.kill_and_restart().await;
-    flows::eventually(
-        "the restarted server drops the database",
-        Duration::from_secs(180),
-        || {
-            let (m, db) = (m.clone(), db.clone());
-            async move { !m.list_databases().await.unwrap().contains(&db) }
-        },
-    )
-    .await;
+    flows::database_dropped(&m, &db, "the restarted server drops the database").await;
 
     let _ = std::fs::remove_file(&release);
     server.finish();
@@ -489,15 +481,7 @@ async fn a_takeovers_cleanup_that_could_not_reach_milvus_is_run_again_by_a_live_
     assert!(m.list_databases().await.unwrap().contains(&db), "left");
 
     up.store(true, Ordering::SeqCst);
-    flows::eventually(
-        "B drops the collection and the database",
-        Duration::from_secs(180),
-        || {
-            let (m, db) = (m.clone(), db.clone());
-            async move { !m.list_databases().await.unwrap().contains(&db) }
-        },
-    )
-    .await;
+    flows::database_dropped(&m, &db, "B drops the collection and the database").await;
     let job = flows::get_restore(&mut b.client, &id).await;
     assert_eq!(job.state, pb::JobState::Cancelled as i32, "{job:?}");
     assert!(

@@ -295,17 +295,23 @@ mod tests {
     use super::*;
     use crate::storage::LocalDir;
 
+    /// A source and a destination directory under `dir`, made.
+    async fn two_dirs(dir: &std::path::Path) -> (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>) {
+        let (src, dst): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>) = (
+            Arc::new(LocalDir::new(dir.join("a"))),
+            Arc::new(LocalDir::new(dir.join("b"))),
+        );
+        src.ensure_bucket(true).await.unwrap();
+        dst.ensure_bucket(true).await.unwrap();
+        (src, dst)
+    }
+
     /// One object three times the cap's budget of a second streams over about
     /// three seconds (virtual time), not at full speed after one reservation.
     #[tokio::test(start_paused = true)]
     async fn a_streaming_copy_is_paced_chunk_by_chunk() {
         let dir = tempfile::tempdir().unwrap();
-        let (src, dst): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>) = (
-            Arc::new(LocalDir::new(dir.path().join("a"))),
-            Arc::new(LocalDir::new(dir.path().join("b"))),
-        );
-        src.ensure_bucket(true).await.unwrap();
-        dst.ensure_bucket(true).await.unwrap();
+        let (src, dst) = two_dirs(dir.path()).await;
         let size = 3 * 1024 * 1024;
         src.write("big", bytes::Bytes::from(vec![7u8; size]))
             .await
@@ -337,12 +343,7 @@ mod tests {
     #[tokio::test]
     async fn a_streamed_source_of_another_size_than_planned_is_not_copied() {
         let dir = tempfile::tempdir().unwrap();
-        let (src, dst): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>) = (
-            Arc::new(LocalDir::new(dir.path().join("a"))),
-            Arc::new(LocalDir::new(dir.path().join("b"))),
-        );
-        src.ensure_bucket(true).await.unwrap();
-        dst.ensure_bucket(true).await.unwrap();
+        let (src, dst) = two_dirs(dir.path()).await;
         src.write("log", bytes::Bytes::from(vec![7u8; 10]))
             .await
             .unwrap();

@@ -290,6 +290,17 @@ where
     }
 }
 
+/// Waits (at most 180 s) until Milvus has no database `db`; panics with
+/// `what` after that.
+#[allow(dead_code)]
+pub async fn database_dropped(m: &MilvusClient, db: &str, what: &str) {
+    use milvus_backup::milvus::MilvusApi;
+    eventually(what, Duration::from_secs(180), || async {
+        !m.list_databases().await.unwrap().iter().any(|d| d == db)
+    })
+    .await;
+}
+
 /// Every backup ListBackups streams.
 pub async fn listed(client: &mut BackupServiceClient<Channel>) -> Vec<pb::Backup> {
     let s = client
