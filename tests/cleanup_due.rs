@@ -115,7 +115,12 @@ async fn a_restore_into_a_collection_an_unfinished_cleanup_would_drop_is_refused
         "the refusal names the restore whose cleanup is due: {refused:?}"
     );
 
-    flows::database_dropped(&m, &db, "the cleanup tried again drops the collection and the database").await;
+    flows::database_dropped(
+        &m,
+        &db,
+        "the cleanup tried again drops the collection and the database",
+    )
+    .await;
 
     let _ = std::fs::remove_file(&release);
     server.finish();
