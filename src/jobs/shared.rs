@@ -175,7 +175,7 @@ impl SharedRecords {
     /// [`SharedRecords::save_latest`] by a job that holds the leases
     /// `fences`: started only while they leave time for it to land
     /// ([`super::Fence::left_to_write`]), and given up, retries and all,
-    /// once that time is out. A write the store is slow to take so never
+    /// once that time is out with no renewal that moved it on. A write the store is slow to take so never
     /// lands over the record of a process that took the job over.
     /// [`Error::Aborted`] when it was not made. Without fences, as
     /// [`SharedRecords::save_latest`].
@@ -201,13 +201,19 @@ impl SharedRecords {
                 s.id()
             ))
         };
-        let left = super::Fence::left_to_write(fences);
-        if left.is_zero() {
-            return Err(late());
+        // The window moves on with each renewal of the leases: the write is
+        // given up only once it closed without a renewal.
+        let save = self.save(&s);
+        tokio::pin!(save);
+        loop {
+            let left = super::Fence::left_to_write(fences);
+            if left.is_zero() {
+                return Err(late());
+            }
+            if let Ok(saved) = tokio::time::timeout(left, &mut save).await {
+                return saved;
+            }
         }
-        tokio::time::timeout(left, self.save(&s))
-            .await
-            .unwrap_or_else(|_| Err(late()))
     }
 
     /// The record of the job with `key`, if any server keeps one.
